@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Installs what dpunet needs on a Debian/Ubuntu machine: system libraries from the
+# distribution and LibTorch from a pinned torch wheel in a project-local virtualenv.
+# Safe to re-run: a second run finds everything present and returns in seconds.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+torch_version=${DPUNET_TORCH_VERSION:-2.11.0}
+venv=${DPUNET_VENV:-$root/.venv}
+
+apt_packages=(
+  build-essential cmake ninja-build ccache pkg-config python3-venv
+  openmpi-bin libopenmpi-dev libyaml-cpp-dev libhdf5-dev catch2
+  libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libpng-dev libtiff-dev
+)
+
+log() { printf '[setup] %s\n' "$*"; }
+
+install_system_packages() {
+  local missing=()
+  for p in "${apt_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    log "system packages: all present"
+    return
+  fi
+  command -v apt-get >/dev/null || { echo "setup: apt-get not found; install by hand: ${missing[*]}" >&2; exit 1; }
+  local sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  log "system packages: installing ${missing[*]}"
+  local apt_log
+  apt_log=$(mktemp)
+  # dpkg is chatty; its output is shown only when something fails.
+  if ! { "${sudo[@]}" apt-get update -qq &&
+         DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >"$apt_log" 2>&1; then
+    cat "$apt_log" >&2
+    echo "setup: apt-get failed installing: ${missing[*]}" >&2
+    exit 1
+  fi
+  rm -f "$apt_log"
+}
+
+# A LibTorch the user already points CMake at wins over the wheel.
+user_libtorch() {
+  local d
+  local prefixes=${CMAKE_PREFIX_PATH:-}
+  for d in ${Torch_DIR:-} ${prefixes//:/ }; do
+    [ -f "$d/TorchConfig.cmake" ] || [ -f "$d/share/cmake/Torch/TorchConfig.cmake" ] && return 0
+  done
+  return 1
+}
+
+install_torch() {
+  if user_libtorch; then
+    log "LibTorch: using the one given by Torch_DIR/CMAKE_PREFIX_PATH"
+    return
+  fi
+  if [ -x "$venv/bin/python" ] &&
+     [ "$("$venv/bin/python" -c 'import torch; print(torch.__version__.split("+")[0])' 2>/dev/null)" = "$torch_version" ]; then
+    log "LibTorch: torch $torch_version present in $venv"
+    return
+  fi
+  log "LibTorch: installing torch==$torch_version into $venv"
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --upgrade pip
+  # numpy only silences torch's import warning; safetensors serves the interop tests.
+  "$venv/bin/python" -m pip install -q "torch==$torch_version" numpy safetensors
+}
+
+install_system_packages
+install_torch
+log "done"

@@ -1,0 +1,208 @@
+// `dpunet bench model`: forward and forward+backward time and peak memory of the U-Net,
+// with and without activation checkpointing. Each variant runs in its own process so one
+// variant's heap never colours the other's peak; the parent prints the combined JSON.
+#include <malloc.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <limits.h>
+
+#include <nlohmann/json.hpp>
+#include <torch/cuda.h>
+#include <torch/nn/functional/loss.h>
+#include <torch/utils.h>
+
+#include "app/commands.h"
+#include "app/memory_probe.h"
+#include "common/build_info.h"
+#include "common/error.h"
+#include "model/unet.h"
+
+namespace dpunet::app {
+namespace {
+
+struct BenchModelArgs {
+  int64_t size = 256;
+  int64_t batch = 2;
+  std::string device = "cpu";
+  int threads = 1;
+  int64_t n_channels = 1;
+  int64_t n_classes = 2;
+  int64_t base_channels = 64;
+  int64_t depth = 4;
+  bool bilinear = false;
+  int warmup = 1;
+  int repeats = 3;
+  std::string variant = "both";  // both | plain | checkpointed
+};
+
+double median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  return values[values.size() / 2];
+}
+
+void synchronize(const torch::Device& device) {
+  if (device.is_cuda()) torch::cuda::synchronize(device.index());
+}
+
+// Runs one variant in this process and returns its figures.
+nlohmann::json run_variant(const BenchModelArgs& args, bool checkpointed) {
+  const torch::Device device(args.device);
+  if (device.is_cpu()) {
+    // A fixed threshold keeps large tensors on mmap, so RSS follows live tensors exactly.
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
+  }
+  torch::set_num_threads(args.threads);
+  torch::manual_seed(0);
+
+  model::UnetOptions options;
+  options.n_channels = args.n_channels;
+  options.n_classes = args.n_classes;
+  options.base_channels = args.base_channels;
+  options.depth = args.depth;
+  options.bilinear = args.bilinear;
+  model::Unet net(options);
+  net->to(device);
+  net->train();
+  net->use_checkpointing(checkpointed);
+
+  const auto x = torch::randn({args.batch, args.n_channels, args.size, args.size}, device);
+  const auto target = torch::randint(args.n_classes, {args.batch, args.size, args.size},
+                                     torch::TensorOptions(device).dtype(torch::kLong));
+  auto step = [&] {
+    torch::nn::functional::cross_entropy(net->forward(x), target).backward();
+  };
+  for (int i = 0; i < args.warmup; ++i) step();
+  // Gradients stay allocated between steps (as in dpunet's reducer), so the baseline holds
+  // weights and gradients and the peak above it is the step's activations and workspace.
+  auto zero_grads = [&] {
+    for (auto& p : net->parameters()) {
+      if (p.grad().defined()) p.grad().zero_();
+    }
+  };
+  zero_grads();
+
+  MemoryProbe probe(args.device);
+  probe.start();
+  step();
+  const int64_t peak = probe.peak_above_baseline();
+
+  std::vector<double> forward_ms, step_ms;
+  using Clock = std::chrono::steady_clock;
+  auto ms_since = [](Clock::time_point t0) {
+    return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  };
+  for (int i = 0; i < args.repeats; ++i) {
+    synchronize(device);
+    auto t0 = Clock::now();
+    { auto y = net->forward(x); synchronize(device); }
+    forward_ms.push_back(ms_since(t0));
+
+    zero_grads();
+    synchronize(device);
+    t0 = Clock::now();
+    step();
+    synchronize(device);
+    step_ms.push_back(ms_since(t0));
+  }
+  return {{"checkpointing", checkpointed},
+          {"forward_ms", median(forward_ms)},
+          {"forward_backward_ms", median(step_ms)},
+          {"peak_bytes_above_baseline", peak}};
+}
+
+std::string self_path() {
+  std::array<char, PATH_MAX> buf{};
+  const ssize_t n = readlink("/proc/self/exe", buf.data(), buf.size() - 1);
+  DPUNET_CHECK(n > 0, "cannot resolve /proc/self/exe");
+  return std::string(buf.data(), static_cast<size_t>(n));
+}
+
+// Runs `dpunet bench model ... --variant <variant>` as a child and parses its JSON.
+nlohmann::json run_variant_in_child(const BenchModelArgs& a, const std::string& variant) {
+  const std::string command =
+      "'" + self_path() + "' bench model --size " + std::to_string(a.size) + " --batch " +
+      std::to_string(a.batch) + " --device " + a.device + " --threads " + std::to_string(a.threads) +
+      " --n-channels " + std::to_string(a.n_channels) + " --n-classes " + std::to_string(a.n_classes) +
+      " --base-channels " + std::to_string(a.base_channels) + " --depth " + std::to_string(a.depth) +
+      (a.bilinear ? " --bilinear" : "") + " --warmup " + std::to_string(a.warmup) + " --repeats " +
+      std::to_string(a.repeats) + " --variant " + variant;
+  FILE* pipe = popen(command.c_str(), "r");
+  DPUNET_CHECK(pipe != nullptr, "cannot start benchmark child: ", command);
+  std::string output;
+  std::array<char, 4096> chunk{};
+  while (size_t n = fread(chunk.data(), 1, chunk.size(), pipe)) output.append(chunk.data(), n);
+  const int status = pclose(pipe);
+  DPUNET_CHECK(status == 0, "benchmark child for variant '", variant, "' failed (status ", status, ")");
+  return nlohmann::json::parse(output);
+}
+
+void run_bench_model(const BenchModelArgs& args) {
+  // Validate in the parent so a bad size fails once, with the model's own message.
+  model::UnetOptions options;
+  options.n_channels = args.n_channels;
+  options.base_channels = args.base_channels;
+  options.depth = args.depth;
+  model::validate(options);
+  DPUNET_CHECK(model::output_size(options, args.size), "bench model: size ", args.size,
+               " is too small for depth ", args.depth);
+  DPUNET_CHECK(args.batch > 0 && args.repeats > 0 && args.threads > 0,
+               "bench model: --batch, --repeats and --threads must be > 0");
+  DPUNET_CHECK(args.variant == "both" || args.variant == "plain" || args.variant == "checkpointed",
+               "bench model: --variant must be both, plain or checkpointed, got '", args.variant, "'");
+
+  if (args.variant != "both") {
+    std::cout << run_variant(args, args.variant == "checkpointed").dump() << std::endl;
+    return;
+  }
+  const nlohmann::json plain = run_variant_in_child(args, "plain");
+  const nlohmann::json ckpt = run_variant_in_child(args, "checkpointed");
+  const BuildInfo info = build_info();
+  nlohmann::json out = {
+      {"benchmark", "model"},
+      {"device", args.device},
+      {"threads", args.threads},
+      {"size", args.size},
+      {"batch", args.batch},
+      {"model", {{"n_channels", args.n_channels}, {"n_classes", args.n_classes},
+                 {"base_channels", args.base_channels}, {"depth", args.depth}, {"bilinear", args.bilinear}}},
+      {"torch_version", info.torch_version},
+      {"plain", plain},
+      {"checkpointed", ckpt},
+      {"memory_ratio", ckpt["peak_bytes_above_baseline"].get<double>() /
+                           std::max(1.0, plain["peak_bytes_above_baseline"].get<double>())},
+      {"time_ratio", ckpt["forward_backward_ms"].get<double>() / plain["forward_backward_ms"].get<double>()},
+  };
+  std::cout << out.dump(2) << std::endl;
+}
+
+}  // namespace
+
+void add_bench_commands(CLI::App& app) {
+  CLI::App* bench = app.add_subcommand("bench", "Benchmarks; each prints JSON");
+  bench->require_subcommand(1);
+
+  auto args = std::make_shared<BenchModelArgs>();
+  CLI::App* model = bench->add_subcommand(
+      "model", "U-Net forward and forward+backward time and peak memory, checkpointing off and on");
+  model->add_option("--size", args->size, "Input height and width in pixels")->capture_default_str();
+  model->add_option("--batch", args->batch, "Batch size")->capture_default_str();
+  model->add_option("--device", args->device, "cpu or cuda[:N]")->capture_default_str();
+  model->add_option("--threads", args->threads, "Intra-op CPU threads")->capture_default_str();
+  model->add_option("--n-channels", args->n_channels, "Input channels")->capture_default_str();
+  model->add_option("--n-classes", args->n_classes, "Output classes")->capture_default_str();
+  model->add_option("--base-channels", args->base_channels, "Width of the first level")->capture_default_str();
+  model->add_option("--depth", args->depth, "Number of down/up blocks")->capture_default_str();
+  model->add_flag("--bilinear", args->bilinear, "Bilinear upsampling instead of transposed convs");
+  model->add_option("--warmup", args->warmup, "Untimed steps first")->capture_default_str();
+  model->add_option("--repeats", args->repeats, "Timed steps (the median is reported)")->capture_default_str();
+  model->add_option("--variant", args->variant, "both, or one of plain / checkpointed in this process")
+      ->capture_default_str();
+  model->callback([args] { run_bench_model(*args); });
+}
+
+}  // namespace dpunet::app

@@ -1,0 +1,13 @@
+// Each `dpunet` subcommand registers itself on the CLI here; main.cpp only dispatches.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace dpunet::app {
+
+// `dpunet bench ...`: benchmarks that print JSON.
+void add_bench_commands(CLI::App& app);
+// `dpunet version`: versions and GPU capabilities of this build.
+void add_version_command(CLI::App& app);
+
+}  // namespace dpunet::app

@@ -1,0 +1,88 @@
+// MemoryProbe: /proc-based on CPU, caching-allocator statistics on CUDA.
+#include "app/memory_probe.h"
+
+#include <malloc.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "common/error.h"
+
+#ifdef DPUNET_WITH_NCCL
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAFunctions.h>
+#endif
+
+namespace dpunet::app {
+namespace {
+
+// A "VmRSS:" / "VmHWM:" line of /proc/self/status, in bytes.
+int64_t proc_status_bytes(const std::string& key) {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind(key, 0) == 0) {
+      std::istringstream fields(line.substr(key.size()));
+      int64_t kib = 0;
+      fields >> kib;
+      return kib * 1024;
+    }
+  }
+  DPUNET_FAIL("cannot read ", key, " from /proc/self/status");
+}
+
+bool is_cuda(const std::string& device) { return device.rfind("cuda", 0) == 0; }
+
+#ifdef DPUNET_WITH_NCCL
+// StatType::AGGREGATE (all pools) is index 0; the enum's namespace moved between torch releases.
+constexpr size_t kAggregate = 0;
+
+c10::DeviceIndex cuda_index(const std::string& device) {
+  const auto colon = device.find(':');
+  return colon == std::string::npos ? c10::cuda::current_device()
+                                    : static_cast<c10::DeviceIndex>(std::stoi(device.substr(colon + 1)));
+}
+#endif
+
+}  // namespace
+
+MemoryProbe::MemoryProbe(std::string device) : device_(std::move(device)) {
+#ifndef DPUNET_WITH_NCCL
+  DPUNET_CHECK(!is_cuda(device_), "memory probe for ", device_, ": this build has no CUDA path");
+#endif
+}
+
+void MemoryProbe::start() {
+  if (is_cuda(device_)) {
+#ifdef DPUNET_WITH_NCCL
+    namespace alloc = c10::cuda::CUDACachingAllocator;
+    c10::cuda::device_synchronize();
+    alloc::resetPeakStats(cuda_index(device_));
+    const auto stats = alloc::getDeviceStats(cuda_index(device_));
+    baseline_ = stats.allocated_bytes[kAggregate].current;
+#endif
+    return;
+  }
+  // Hand freed heap pages back, or they stay resident and hide the step's real growth.
+  malloc_trim(0);
+  std::ofstream clear_refs("/proc/self/clear_refs");
+  clear_refs << "5";  // resets VmHWM to the current RSS
+  clear_refs.close();
+  DPUNET_CHECK(!clear_refs.fail(), "cannot reset the peak RSS through /proc/self/clear_refs");
+  baseline_ = proc_status_bytes("VmRSS:");
+}
+
+int64_t MemoryProbe::peak_above_baseline() const {
+  if (is_cuda(device_)) {
+#ifdef DPUNET_WITH_NCCL
+    namespace alloc = c10::cuda::CUDACachingAllocator;
+    c10::cuda::device_synchronize();
+    const auto stats = alloc::getDeviceStats(cuda_index(device_));
+    return stats.allocated_bytes[kAggregate].peak -
+           baseline_;
+#endif
+  }
+  return proc_status_bytes("VmHWM:") - baseline_;
+}
+
+}  // namespace dpunet::app

@@ -1,0 +1,24 @@
+// Peak memory of a stretch of code on one device. CPU: the process's resident high-water
+// mark (VmHWM) after trimming the heap and resetting the mark; CUDA: the caching
+// allocator's peak allocated bytes.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace dpunet::app {
+
+class MemoryProbe {
+ public:
+  explicit MemoryProbe(std::string device);  // "cpu" or "cuda[:N]"
+  // Frees what can be freed, then starts measuring from the current use.
+  void start();
+  // Peak bytes in use since start(), minus the use at start().
+  int64_t peak_above_baseline() const;
+
+ private:
+  std::string device_;
+  int64_t baseline_ = 0;
+};
+
+}  // namespace dpunet::app

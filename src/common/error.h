@@ -1,0 +1,53 @@
+// dpunet's one exception type and the check macros built on it. Every failed check says
+// what was called or expected and where (file:line); code that knows its rank (the
+// communicators, main's handler) adds the rank and host.
+#pragma once
+
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+namespace dpunet {
+
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+namespace detail {
+// Builds a message from any streamable parts; empty when there are none.
+template <typename... Parts>
+std::string concat(const Parts&... parts) {
+  std::ostringstream out;
+  (out << ... << parts);
+  return out.str();
+}
+
+[[noreturn]] void throw_error(const char* file, int line, const std::string& what);
+}  // namespace detail
+
+}  // namespace dpunet
+
+// Throws dpunet::Error("<message> (file:line)") unless `cond` holds.
+#define DPUNET_CHECK(cond, ...)                                                              \
+  do {                                                                                     \
+    if (!(cond)) {                                                                         \
+      ::dpunet::detail::throw_error(__FILE__, __LINE__, ::dpunet::detail::concat(__VA_ARGS__)); \
+    }                                                                                      \
+  } while (0)
+
+// Throws dpunet::Error unconditionally.
+#define DPUNET_FAIL(...) \
+  ::dpunet::detail::throw_error(__FILE__, __LINE__, ::dpunet::detail::concat(__VA_ARGS__))
+
+// Generic library-call check: `call` returns a status; `ok(status)` tells success and
+// `describe(status)` explains a failure. The MPI/NCCL/CUDA/H5 macros are built on it.
+#define DPUNET_CHECK_CALL(call, ok, describe)                                              \
+  do {                                                                                     \
+    auto dpunet_status_ = (call);                                                          \
+    if (!(ok(dpunet_status_))) {                                                           \
+      ::dpunet::detail::throw_error(__FILE__, __LINE__,                                    \
+                                    ::dpunet::detail::concat(#call, " failed: ",           \
+                                                             describe(dpunet_status_)));   \
+    }                                                                                      \
+  } while (0)

@@ -1,0 +1,133 @@
+// Unet assembly and forward pass, with per-block activation checkpointing.
+#include "model/unet.h"
+
+#include <algorithm>
+#include <sstream>
+
+#include "common/error.h"
+#include "model/activation_checkpoint.h"
+
+namespace dpunet::model {
+namespace {
+
+std::string shape_string(const torch::Tensor& x) {
+  std::ostringstream out;
+  out << x.sizes();
+  return out.str();
+}
+
+std::string join(const std::vector<int64_t>& values) {
+  std::ostringstream out;
+  for (size_t i = 0; i < values.size(); ++i) out << (i ? " or " : "") << values[i];
+  return out.str();
+}
+
+}  // namespace
+
+UnetImpl::UnetImpl(int64_t n_channels, int64_t n_classes, bool bilinear)
+    : UnetImpl([&] {
+        UnetOptions o;
+        o.n_channels = n_channels;
+        o.n_classes = n_classes;
+        o.bilinear = bilinear;
+        return o;
+      }()) {}
+
+UnetImpl::UnetImpl(const UnetOptions& options) : options_(options) {
+  validate(options_);
+  const ConvStyle style{options_.norm, options_.padding};
+  const int64_t depth = options_.depth;
+  const int64_t factor = options_.bilinear ? 2 : 1;  // bilinear decoders halve the bottom width
+  auto width = [&](int64_t level) { return options_.base_channels << level; };
+
+  inc_ = register_module("inc", DoubleConv(options_.n_channels, width(0), width(0), style));
+  for (int64_t i = 1; i <= depth; ++i) {
+    const int64_t out = i == depth ? width(i) / factor : width(i);
+    downs_.push_back(register_module("down" + std::to_string(i), Down(width(i - 1), out, style)));
+  }
+  for (int64_t j = 1; j <= depth; ++j) {
+    const int64_t level = depth - j;  // the level this Up produces
+    const int64_t out = j == depth ? width(level) : width(level) / factor;
+    ups_.push_back(register_module("up" + std::to_string(j),
+                                   Up(width(level + 1), out, options_.bilinear, style)));
+  }
+  outc_ = register_module("outc", OutConv(width(0), options_.n_classes));
+  checkpointed_.assign(block_names().size(), false);
+}
+
+std::vector<std::string> UnetImpl::block_names() const {
+  std::vector<std::string> names{"inc"};
+  for (int64_t i = 1; i <= options_.depth; ++i) names.push_back("down" + std::to_string(i));
+  for (int64_t i = 1; i <= options_.depth; ++i) names.push_back("up" + std::to_string(i));
+  names.push_back("outc");
+  return names;
+}
+
+size_t UnetImpl::block_index(const std::string& block) const {
+  const auto names = block_names();
+  const auto it = std::find(names.begin(), names.end(), block);
+  if (it == names.end()) {
+    std::ostringstream valid;
+    for (const auto& n : names) valid << " " << n;
+    DPUNET_FAIL("Unet has no block '", block, "'; blocks are:", valid.str());
+  }
+  return static_cast<size_t>(it - names.begin());
+}
+
+void UnetImpl::use_checkpointing(bool enabled) { checkpointed_.assign(checkpointed_.size(), enabled); }
+
+void UnetImpl::set_checkpointing(const std::string& block, bool enabled) {
+  checkpointed_[block_index(block)] = enabled;
+}
+
+bool UnetImpl::is_checkpointed(const std::string& block) const {
+  return checkpointed_[block_index(block)];
+}
+
+void UnetImpl::check_input(const torch::Tensor& x) const {
+  DPUNET_CHECK(x.defined() && x.dim() == 4, "Unet expects input [N, C=", options_.n_channels,
+               ", H, W], got ", x.defined() ? shape_string(x) : "an undefined tensor");
+  DPUNET_CHECK(x.size(1) == options_.n_channels, "Unet expects ", options_.n_channels,
+               " input channel(s) (n_channels), got input ", shape_string(x));
+  for (int dim : {2, 3}) {
+    const int64_t size = x.size(dim);
+    if (output_size(options_, size)) continue;
+    if (options_.padding == Padding::kValid) {
+      DPUNET_FAIL("Unet(padding=valid, depth=", options_.depth, ") cannot tile input size ", size,
+                  " (input ", shape_string(x), "); nearest valid sizes: ",
+                  join(nearest_valid_sizes(options_, size)));
+    }
+    DPUNET_FAIL("Unet(depth=", options_.depth, ") needs H and W >= ", int64_t{1} << options_.depth,
+                ", got input ", shape_string(x));
+  }
+}
+
+torch::Tensor UnetImpl::forward(const torch::Tensor& x) {
+  check_input(x);
+  size_t block = 0;  // index into checkpointed_, in block_names() order
+  auto run = [&](auto& module, const torch::Tensor& in) {
+    return checkpointed_[block++] ? checkpoint(module, in) : module->forward(in);
+  };
+
+  std::vector<torch::Tensor> skips{run(inc_, x)};  // [N, base * 2^i, H / 2^i, W / 2^i]
+  for (auto& down : downs_) skips.push_back(run(down, skips.back()));
+
+  // Each skip is dropped once used so inference frees maps as early as it can.
+  torch::Tensor y = std::move(skips.back());
+  skips.pop_back();
+  for (Up& up : ups_) {
+    const torch::Tensor skip = std::move(skips.back());
+    skips.pop_back();
+    if (checkpointed_[block++]) {
+      auto fn = [&up](const std::vector<torch::Tensor>& in) {
+        return std::vector<torch::Tensor>{up->forward(in[0], in[1])};
+      };
+      y = checkpoint(*up, fn, {y, skip}).front();
+    } else {
+      y = up->forward(y, skip);
+    }
+  }
+  return run(outc_, y);
+}
+
+}  // namespace dpunet::model

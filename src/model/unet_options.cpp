@@ -1,0 +1,90 @@
+// Parsing, validation and size arithmetic for UnetOptions.
+#include "model/unet_options.h"
+
+#include "common/error.h"
+
+#include <algorithm>
+
+namespace dpunet::model {
+
+Norm parse_norm(const std::string& name) {
+  if (name == "batch") return Norm::kBatch;
+  if (name == "instance") return Norm::kInstance;
+  if (name == "group") return Norm::kGroup;
+  if (name == "none") return Norm::kNone;
+  DPUNET_FAIL("unknown norm '", name, "': expected batch, instance, group or none");
+}
+
+Padding parse_padding(const std::string& name) {
+  if (name == "same") return Padding::kSame;
+  if (name == "valid") return Padding::kValid;
+  DPUNET_FAIL("unknown padding '", name, "': expected same or valid");
+}
+
+std::string to_string(Norm norm) {
+  switch (norm) {
+    case Norm::kBatch: return "batch";
+    case Norm::kInstance: return "instance";
+    case Norm::kGroup: return "group";
+    case Norm::kNone: return "none";
+  }
+  return "?";
+}
+
+std::string to_string(Padding padding) { return padding == Padding::kSame ? "same" : "valid"; }
+
+void validate(const UnetOptions& o) {
+  DPUNET_CHECK(o.n_channels > 0, "Unet: n_channels must be > 0, got ", o.n_channels);
+  DPUNET_CHECK(o.n_classes > 0, "Unet: n_classes must be > 0, got ", o.n_classes);
+  DPUNET_CHECK(o.depth >= 1 && o.depth <= 8, "Unet: depth must be in [1, 8], got ", o.depth);
+  // The bilinear decoder halves the bottom width (the reference's `factor`), so it must be even.
+  DPUNET_CHECK(o.base_channels >= 2 && o.base_channels % 2 == 0,
+               "Unet: base_channels must be even and >= 2, got ", o.base_channels);
+}
+
+std::optional<int64_t> output_size(const UnetOptions& o, int64_t size) {
+  if (size <= 0) return std::nullopt;
+  if (o.padding == Padding::kSame) {
+    // Pooling floors odd sizes; the decoder pads back up. Only an empty map is fatal.
+    int64_t bottom = size;
+    for (int64_t level = 0; level < o.depth; ++level) {
+      bottom /= 2;
+      if (bottom == 0) return std::nullopt;
+    }
+    return size;
+  }
+  constexpr int64_t kShrink = 4;  // two unpadded 3x3 convolutions per DoubleConv
+  for (int64_t level = 0; level < o.depth; ++level) {
+    size -= kShrink;
+    if (size <= 0 || size % 2 != 0) return std::nullopt;
+    size /= 2;
+  }
+  size -= kShrink;
+  for (int64_t level = 0; level < o.depth; ++level) {
+    if (size <= 0) return std::nullopt;
+    size = size * 2 - kShrink;
+  }
+  if (size <= 0) return std::nullopt;
+  return size;
+}
+
+std::vector<int64_t> nearest_valid_sizes(const UnetOptions& o, int64_t size) {
+  std::vector<int64_t> found;
+  // Valid sizes repeat with period 2^depth above the smallest one, which is below 2^(depth+4).
+  const int64_t span = int64_t{1} << (o.depth + 4);
+  for (int64_t s = size - 1; s > 0 && s >= size - span; --s) {
+    if (output_size(o, s)) {
+      found.push_back(s);
+      break;
+    }
+  }
+  for (int64_t s = std::max<int64_t>(size + 1, 1); s <= std::max<int64_t>(size, 0) + span; ++s) {
+    if (output_size(o, s)) {
+      found.push_back(s);
+      break;
+    }
+  }
+  return found;
+}
+
+}  // namespace dpunet::model

@@ -1,0 +1,40 @@
+// Plain description of a U-Net: the reference's arguments plus dpunet's extensions, each
+// defaulting to the reference behaviour. Torch-free so config and app code can include it.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace dpunet::model {
+
+enum class Norm { kBatch, kInstance, kGroup, kNone };
+enum class Padding { kSame, kValid };
+
+struct UnetOptions {
+  int64_t n_channels = 1;
+  int64_t n_classes = 2;
+  bool bilinear = false;
+  int64_t base_channels = 64;  // width of the first level; level i has base * 2^i
+  int64_t depth = 4;           // number of Down (and Up) blocks
+  Norm norm = Norm::kBatch;
+  Padding padding = Padding::kSame;  // kValid: the 2015 paper's unpadded convolutions
+};
+
+Norm parse_norm(const std::string& name);        // "batch" | "instance" | "group" | "none"
+Padding parse_padding(const std::string& name);  // "same" | "valid"
+std::string to_string(Norm norm);
+std::string to_string(Padding padding);
+
+// Throws dpunet::Error naming the first bad field.
+void validate(const UnetOptions& options);
+
+// Output side length for an input side length, or nullopt when the size cannot be tiled
+// (padding valid: every map before a 2x2 pool must be even and every map non-empty).
+std::optional<int64_t> output_size(const UnetOptions& options, int64_t input_size);
+
+// The valid input sizes closest to `input_size` (one below, one above, when they exist).
+std::vector<int64_t> nearest_valid_sizes(const UnetOptions& options, int64_t input_size);
+
+}  // namespace dpunet::model

@@ -1,0 +1,112 @@
+// Unet building blocks. Child names are the reference's state_dict keys.
+#include "model/unet_parts.h"
+
+#include <numeric>
+
+#include <torch/nn/functional/padding.h>
+#include <torch/nn/modules/activation.h>
+#include <torch/nn/modules/batchnorm.h>
+#include <torch/nn/modules/instancenorm.h>
+#include <torch/nn/modules/normalization.h>
+#include <torch/nn/modules/pooling.h>
+
+namespace dpunet::model {
+namespace {
+
+torch::nn::Conv2d conv3x3(int64_t in, int64_t out, ConvStyle style) {
+  const int64_t padding = style.padding == Padding::kSame ? 1 : 0;
+  return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, /*kernel_size=*/3)
+                               .padding(padding)
+                               .bias(style.norm == Norm::kNone));
+}
+
+// GroupNorm's usual 32 groups, fewer when the width is not a multiple of 32.
+int64_t group_count(int64_t channels) { return std::gcd<int64_t>(channels, 32); }
+
+void append_norm(torch::nn::Sequential& seq, int64_t channels, Norm norm) {
+  switch (norm) {
+    case Norm::kBatch: seq->push_back(torch::nn::BatchNorm2d(channels)); break;
+    case Norm::kInstance:
+      seq->push_back(torch::nn::InstanceNorm2d(torch::nn::InstanceNorm2dOptions(channels).affine(true)));
+      break;
+    case Norm::kGroup:
+      seq->push_back(torch::nn::GroupNorm(torch::nn::GroupNormOptions(group_count(channels), channels)));
+      break;
+    case Norm::kNone: break;
+  }
+}
+
+// Crops an NCHW map to `height` x `width` around its centre.
+torch::Tensor center_crop(const torch::Tensor& x, int64_t height, int64_t width) {
+  const int64_t top = (x.size(2) - height) / 2;
+  const int64_t left = (x.size(3) - width) / 2;
+  return x.narrow(2, top, height).narrow(3, left, width);
+}
+
+}  // namespace
+
+DoubleConvImpl::DoubleConvImpl(int64_t in_channels, int64_t out_channels, int64_t mid_channels,
+                               ConvStyle style) {
+  torch::nn::Sequential seq;
+  seq->push_back(conv3x3(in_channels, mid_channels, style));
+  append_norm(seq, mid_channels, style.norm);
+  seq->push_back(torch::nn::ReLU(torch::nn::ReLUOptions().inplace(true)));
+  seq->push_back(conv3x3(mid_channels, out_channels, style));
+  append_norm(seq, out_channels, style.norm);
+  seq->push_back(torch::nn::ReLU(torch::nn::ReLUOptions().inplace(true)));
+  double_conv_ = register_module("double_conv", seq);
+}
+
+torch::Tensor DoubleConvImpl::forward(const torch::Tensor& x) { return double_conv_->forward(x); }
+
+DownImpl::DownImpl(int64_t in_channels, int64_t out_channels, ConvStyle style)
+    : maxpool_conv_(torch::nn::MaxPool2d(torch::nn::MaxPool2dOptions(2)),
+                    DoubleConv(in_channels, out_channels, out_channels, style)) {
+  register_module("maxpool_conv", maxpool_conv_);
+}
+
+torch::Tensor DownImpl::forward(const torch::Tensor& x) { return maxpool_conv_->forward(x); }
+
+UpImpl::UpImpl(int64_t in_channels, int64_t out_channels, bool bilinear, ConvStyle style)
+    : padding_(style.padding) {
+  if (bilinear) {
+    up_bilinear_ = register_module(
+        "up", torch::nn::Upsample(torch::nn::UpsampleOptions()
+                                      .scale_factor(std::vector<double>{2.0, 2.0})
+                                      .mode(torch::kBilinear)
+                                      .align_corners(true)));
+    conv_ = register_module("conv", DoubleConv(in_channels, out_channels, in_channels / 2, style));
+  } else {
+    up_transposed_ = register_module(
+        "up", torch::nn::ConvTranspose2d(
+                  torch::nn::ConvTranspose2dOptions(in_channels, in_channels / 2, /*kernel_size=*/2)
+                      .stride(2)));
+    conv_ = register_module("conv", DoubleConv(in_channels, out_channels, out_channels, style));
+  }
+}
+
+torch::Tensor UpImpl::forward(const torch::Tensor& below, const torch::Tensor& skip) {
+  torch::Tensor up = up_bilinear_ ? up_bilinear_->forward(below) : up_transposed_->forward(below);
+  torch::Tensor fitted_skip = skip;
+  if (padding_ == Padding::kValid) {
+    fitted_skip = center_crop(skip, up.size(2), up.size(3));
+  } else {
+    // Pooling floored odd sizes: pad back, the odd extra row/column on the bottom/right.
+    const int64_t dy = skip.size(2) - up.size(2);
+    const int64_t dx = skip.size(3) - up.size(3);
+    if (dy != 0 || dx != 0) {
+      namespace F = torch::nn::functional;
+      up = F::pad(up, F::PadFuncOptions({dx / 2, dx - dx / 2, dy / 2, dy - dy / 2}));
+    }
+  }
+  return conv_->forward(torch::cat({fitted_skip, up}, /*dim=*/1));
+}
+
+OutConvImpl::OutConvImpl(int64_t in_channels, int64_t out_channels)
+    : conv_(torch::nn::Conv2dOptions(in_channels, out_channels, /*kernel_size=*/1)) {
+  register_module("conv", conv_);
+}
+
+torch::Tensor OutConvImpl::forward(const torch::Tensor& x) { return conv_->forward(x); }
+
+}  // namespace dpunet::model

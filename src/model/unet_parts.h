@@ -1,0 +1,69 @@
+// The U-Net's building blocks, laid out like the PyTorch reference so state_dict names
+// match (`double_conv.0.weight`, `maxpool_conv.1...`, `up.weight`, `conv.bias`).
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/sequential.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/upsampling.h>
+
+#include "model/unet_options.h"
+
+namespace dpunet::model {
+
+// How the convolutions of a block are built: normalisation and padding.
+struct ConvStyle {
+  Norm norm = Norm::kBatch;
+  Padding padding = Padding::kSame;
+};
+
+// (conv3x3 => norm => ReLU) * 2. Convolutions carry a bias only when there is no norm
+// to absorb it (the reference always has BatchNorm and no bias).
+class DoubleConvImpl : public torch::nn::Module {
+ public:
+  DoubleConvImpl(int64_t in_channels, int64_t out_channels, int64_t mid_channels, ConvStyle style);
+  torch::Tensor forward(const torch::Tensor& x);
+
+ private:
+  torch::nn::Sequential double_conv_;
+};
+TORCH_MODULE(DoubleConv);
+
+// 2x2 max pool, then DoubleConv.
+class DownImpl : public torch::nn::Module {
+ public:
+  DownImpl(int64_t in_channels, int64_t out_channels, ConvStyle style);
+  torch::Tensor forward(const torch::Tensor& x);
+
+ private:
+  torch::nn::Sequential maxpool_conv_;
+};
+TORCH_MODULE(Down);
+
+// Upsample `below` x2 (transposed conv, or bilinear with align_corners), fit it to `skip`
+// (zero-pad when same, centre-crop the skip when valid), concatenate [skip, up], DoubleConv.
+class UpImpl : public torch::nn::Module {
+ public:
+  UpImpl(int64_t in_channels, int64_t out_channels, bool bilinear, ConvStyle style);
+  torch::Tensor forward(const torch::Tensor& below, const torch::Tensor& skip);
+
+ private:
+  Padding padding_;
+  torch::nn::ConvTranspose2d up_transposed_{nullptr};
+  torch::nn::Upsample up_bilinear_{nullptr};
+  DoubleConv conv_{nullptr};
+};
+TORCH_MODULE(Up);
+
+// 1x1 convolution to class logits.
+class OutConvImpl : public torch::nn::Module {
+ public:
+  OutConvImpl(int64_t in_channels, int64_t out_channels);
+  torch::Tensor forward(const torch::Tensor& x);
+
+ private:
+  torch::nn::Conv2d conv_;
+};
+TORCH_MODULE(OutConv);
+
+}  // namespace dpunet::model

@@ -1,0 +1,117 @@
+// Unet::use_checkpointing and per-block checkpointing: same gradients and BatchNorm
+// statistics as the plain model, for every layout.
+#include <catch2/catch.hpp>
+
+#include <torch/torch.h>
+
+#include "common/error.h"
+#include "model/unet.h"
+
+using dpunet::model::Padding;
+using dpunet::model::Unet;
+using dpunet::model::UnetOptions;
+
+namespace {
+
+struct StepResult {
+  torch::Tensor loss;
+  std::vector<torch::Tensor> grads;    // per parameter
+  std::vector<torch::Tensor> buffers;  // after the step
+};
+
+// One training step of a freshly seeded Unet; `configure` sets checkpointing.
+template <typename Configure>
+StepResult train_step(const UnetOptions& options, int64_t size, Configure configure) {
+  torch::manual_seed(42);
+  Unet net(options);
+  net->train();
+  configure(net);
+  const auto x = torch::randn({2, options.n_channels, size, size});
+  auto y = net->forward(x);
+  const auto target = torch::randint(options.n_classes, {2, y.size(2), y.size(3)}, torch::kLong);
+  auto loss = torch::nn::functional::cross_entropy(y, target);
+  loss.backward();
+  StepResult r{loss.detach(), {}, {}};
+  for (const auto& p : net->parameters()) r.grads.push_back(p.grad().clone());
+  for (const auto& b : net->buffers()) r.buffers.push_back(b.clone());
+  return r;
+}
+
+void require_same(const StepResult& a, const StepResult& b) {
+  CHECK(torch::allclose(a.loss, b.loss, 1e-6, 0));
+  REQUIRE(a.grads.size() == b.grads.size());
+  for (size_t i = 0; i < a.grads.size(); ++i) {
+    INFO("parameter " << i);
+    // relative 1e-5, plus an absolute floor for gradients that are ~0
+    CHECK(torch::allclose(a.grads[i], b.grads[i], /*rtol=*/1e-5, /*atol=*/1e-7));
+  }
+  REQUIRE(a.buffers.size() == b.buffers.size());
+  for (size_t i = 0; i < a.buffers.size(); ++i) {
+    INFO("buffer " << i);
+    CHECK(torch::allclose(a.buffers[i], b.buffers[i], 1e-6, 1e-8));
+  }
+}
+
+UnetOptions small_options() {
+  UnetOptions o;
+  o.n_channels = 3;
+  o.n_classes = 3;
+  o.base_channels = 8;
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("Unet with every block checkpointed matches the plain model", "[model][checkpoint]") {
+  for (bool bilinear : {false, true}) {
+    INFO("bilinear=" << bilinear);
+    auto o = small_options();
+    o.bilinear = bilinear;
+    const auto plain = train_step(o, 68, [](Unet&) {});
+    const auto ckpt = train_step(o, 68, [](Unet& n) { n->use_checkpointing(); });
+    require_same(plain, ckpt);
+  }
+}
+
+TEST_CASE("Unet checkpointing matches with valid padding and group norm", "[model][checkpoint]") {
+  auto o = small_options();
+  o.padding = Padding::kValid;
+  o.norm = dpunet::model::Norm::kGroup;
+  const auto plain = train_step(o, 188, [](Unet&) {});
+  const auto ckpt = train_step(o, 188, [](Unet& n) { n->use_checkpointing(); });
+  require_same(plain, ckpt);
+}
+
+TEST_CASE("Unet BatchNorm statistics are updated once per checkpointed forward", "[model][checkpoint]") {
+  const auto ckpt = train_step(small_options(), 64, [](Unet& n) { n->use_checkpointing(); });
+  torch::manual_seed(0);
+  Unet probe(small_options());
+  const auto names = probe->named_buffers();
+  size_t counters = 0;
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (names[i].key().find("num_batches_tracked") != std::string::npos) {
+      INFO(names[i].key());
+      CHECK(ckpt.buffers[i].item<int64_t>() == 1);
+      ++counters;
+    }
+  }
+  CHECK(counters == 18);  // two BatchNorms in each of the 9 DoubleConvs
+}
+
+TEST_CASE("Unet checkpoints single blocks by name", "[model][checkpoint]") {
+  const auto o = small_options();
+  const auto plain = train_step(o, 64, [](Unet&) {});
+  const auto some = train_step(o, 64, [](Unet& n) {
+    n->set_checkpointing("down2", true);
+    n->set_checkpointing("up4", true);
+    n->set_checkpointing("outc", true);
+    CHECK(n->is_checkpointed("down2"));
+    CHECK_FALSE(n->is_checkpointed("down1"));
+  });
+  require_same(plain, some);
+
+  Unet net(o);
+  CHECK(net->block_names().size() == 10);
+  CHECK_THROWS_WITH(net->set_checkpointing("down9", true),
+                    Catch::Contains("no block 'down9'") && Catch::Contains("inc down1"));
+}

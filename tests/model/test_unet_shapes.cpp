@@ -1,0 +1,74 @@
+// Unet output shapes for any input size, valid padding arithmetic, and input errors.
+#include <catch2/catch.hpp>
+
+#include <torch/torch.h>
+
+#include "common/error.h"
+#include "model/unet.h"
+
+using dpunet::model::Padding;
+using dpunet::model::Unet;
+using dpunet::model::UnetOptions;
+
+namespace {
+UnetOptions small(int64_t n_channels, int64_t n_classes) {
+  UnetOptions o;
+  o.n_channels = n_channels;
+  o.n_classes = n_classes;
+  o.base_channels = 8;
+  return o;
+}
+}  // namespace
+
+TEST_CASE("Unet maps a [1,1,572,572] input to [1,2,572,572] (the reference example)", "[model]") {
+  torch::manual_seed(0);
+  Unet net(/*n_channels=*/1, /*n_classes=*/2);
+  net->eval();
+  torch::NoGradGuard no_grad;
+  const auto y = net->forward(torch::randn({1, 1, 572, 572}));
+  CHECK(y.sizes() == torch::IntArrayRef({1, 2, 572, 572}));
+  CHECK(torch::isfinite(y).all().item<bool>());
+}
+
+TEST_CASE("Unet keeps odd and non-square sizes, transposed and bilinear", "[model]") {
+  for (bool bilinear : {false, true}) {
+    auto o = small(3, 5);
+    o.bilinear = bilinear;
+    Unet net(o);
+    for (auto [h, w] : {std::pair<int64_t, int64_t>{37, 45}, {16, 16}, {65, 100}}) {
+      INFO("bilinear=" << bilinear << " " << h << "x" << w);
+      CHECK(net->forward(torch::randn({2, 3, h, w})).sizes() == torch::IntArrayRef({2, 5, h, w}));
+    }
+  }
+}
+
+TEST_CASE("Unet with valid padding maps 572 to 388 as in the 2015 paper", "[model]") {
+  auto o = small(1, 2);
+  o.padding = Padding::kValid;
+  CHECK(dpunet::model::output_size(o, 572) == 388);
+  CHECK(dpunet::model::output_size(o, 188) == 4);
+  CHECK_FALSE(dpunet::model::output_size(o, 570));
+  Unet net(o);
+  torch::NoGradGuard no_grad;
+  CHECK(net->forward(torch::randn({1, 1, 572, 572})).sizes() == torch::IntArrayRef({1, 2, 388, 388}));
+}
+
+TEST_CASE("Unet with valid padding names the nearest valid sizes for an untileable input", "[model]") {
+  auto o = small(1, 2);
+  o.padding = Padding::kValid;
+  CHECK(dpunet::model::nearest_valid_sizes(o, 570) == std::vector<int64_t>{556, 572});
+  CHECK(dpunet::model::nearest_valid_sizes(o, 20) == std::vector<int64_t>{188});
+  Unet net(o);
+  CHECK_THROWS_WITH(net->forward(torch::randn({1, 1, 570, 572})),
+                    Catch::Contains("cannot tile input size 570") && Catch::Contains("556 or 572"));
+}
+
+TEST_CASE("Unet rejects inputs of the wrong rank, channel count or size", "[model]") {
+  Unet net(small(3, 2));
+  CHECK_THROWS_WITH(net->forward(torch::randn({3, 64, 64})),
+                    Catch::Contains("expects input [N, C=3, H, W], got [3, 64, 64]"));
+  CHECK_THROWS_WITH(net->forward(torch::randn({1, 1, 64, 64})),
+                    Catch::Contains("expects 3 input channel(s)") && Catch::Contains("[1, 1, 64, 64]"));
+  CHECK_THROWS_WITH(net->forward(torch::randn({1, 3, 8, 64})), Catch::Contains("H and W >= 16"));
+  CHECK_THROWS_AS(net->forward(torch::Tensor()), dpunet::Error);
+}

@@ -1,0 +1,115 @@
+// Unet structure against the PyTorch reference: parameter counts, state_dict names and
+// shapes, and the errors for bad constructor arguments.
+#include <catch2/catch.hpp>
+
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "common/error.h"
+#include "model/unet.h"
+
+using dpunet::model::Norm;
+using dpunet::model::Unet;
+using dpunet::model::UnetOptions;
+
+namespace {
+
+int64_t parameter_count(Unet& net) {
+  int64_t count = 0;
+  for (const auto& p : net->parameters()) count += p.numel();
+  return count;
+}
+
+std::string shape_of(const torch::Tensor& t) {
+  if (t.dim() == 0) return "scalar";
+  std::ostringstream out;
+  for (int64_t i = 0; i < t.dim(); ++i) out << (i ? "x" : "") << t.size(i);
+  return out.str();
+}
+
+// name -> shape, parameters and buffers together, like a PyTorch state_dict.
+std::map<std::string, std::string> state_dict_shapes(Unet& net) {
+  std::map<std::string, std::string> shapes;
+  for (const auto& item : net->named_parameters()) shapes[item.key()] = shape_of(item.value());
+  for (const auto& item : net->named_buffers()) shapes[item.key()] = shape_of(item.value());
+  return shapes;
+}
+
+}  // namespace
+
+TEST_CASE("Unet parameter counts equal the PyTorch reference", "[model]") {
+  struct Case {
+    int64_t n_channels;
+    bool bilinear;
+    int64_t expected;
+  };
+  for (const Case& c : {Case{3, false, 31037698}, Case{3, true, 17263042}, Case{1, false, 31036546},
+                        Case{1, true, 17261890}}) {
+    Unet net(c.n_channels, /*n_classes=*/2, c.bilinear);
+    INFO("n_channels=" << c.n_channels << " bilinear=" << c.bilinear);
+    CHECK(parameter_count(net) == c.expected);
+  }
+}
+
+TEST_CASE("Unet state_dict names and shapes equal the PyTorch reference", "[model]") {
+  std::ifstream file(DPUNET_TEST_DATA_DIR "/unet_reference_state_dict.txt");
+  REQUIRE(file.good());
+  std::map<std::string, std::string> reference;
+  std::string line;
+  while (std::getline(file, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    std::istringstream fields(line);
+    std::string name, shape;
+    fields >> name >> shape;
+    reference[name] = shape;
+  }
+  REQUIRE(reference.size() == 118);
+
+  Unet net(/*n_channels=*/1, /*n_classes=*/2, /*bilinear=*/false);
+  const auto ours = state_dict_shapes(net);
+  for (const auto& [name, shape] : reference) {
+    INFO(name);
+    REQUIRE(ours.count(name) == 1);
+    CHECK(ours.at(name) == shape);
+  }
+  CHECK(ours.size() == reference.size());
+}
+
+TEST_CASE("Unet options change widths, depth and norm layers", "[model]") {
+  UnetOptions o;
+  o.n_channels = 3;
+  o.n_classes = 4;
+  o.base_channels = 8;
+  o.depth = 3;
+  o.norm = Norm::kNone;
+  Unet net(o);
+  const auto shapes = state_dict_shapes(net);
+  CHECK(shapes.at("inc.double_conv.0.weight") == "8x3x3x3");
+  CHECK(shapes.at("inc.double_conv.0.bias") == "8");  // no norm: the conv keeps its bias
+  CHECK(shapes.at("down3.maxpool_conv.1.double_conv.2.weight") == "64x64x3x3");
+  CHECK(shapes.count("down4.maxpool_conv.1.double_conv.0.weight") == 0);
+  CHECK(shapes.at("up3.up.weight") == "16x8x2x2");
+  CHECK(shapes.at("outc.conv.weight") == "4x8x1x1");
+  CHECK(net->named_buffers().size() == 0);
+
+  o.norm = Norm::kGroup;
+  Unet grouped(o);
+  CHECK(state_dict_shapes(grouped).at("inc.double_conv.1.weight") == "8");
+  o.norm = Norm::kInstance;
+  Unet instance(o);
+  CHECK(state_dict_shapes(instance).at("up1.conv.double_conv.4.bias") == "32");
+}
+
+TEST_CASE("Unet rejects bad constructor arguments with a message", "[model]") {
+  CHECK_THROWS_WITH(Unet(0, 2), Catch::Contains("n_channels must be > 0, got 0"));
+  CHECK_THROWS_WITH(Unet(1, -1), Catch::Contains("n_classes must be > 0, got -1"));
+  UnetOptions o;
+  o.base_channels = 7;
+  CHECK_THROWS_WITH(Unet(o), Catch::Contains("base_channels must be even"));
+  o.base_channels = 8;
+  o.depth = 0;
+  CHECK_THROWS_WITH(Unet(o), Catch::Contains("depth must be in [1, 8]"));
+  CHECK_THROWS_WITH(dpunet::model::parse_norm("layer"), Catch::Contains("unknown norm 'layer'"));
+  CHECK_THROWS_WITH(dpunet::model::parse_padding("full"), Catch::Contains("unknown padding 'full'"));
+}
