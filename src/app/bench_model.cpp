@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <iostream>
 #include <limits.h>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 #include <torch/cuda.h>
@@ -38,7 +39,15 @@ struct BenchModelArgs {
   int warmup = 1;
   int repeats = 3;
   std::string variant = "both";  // both | plain | checkpointed
+  std::string policy = "balanced";  // use_checkpointing() policy: balanced | all
+  std::string blocks;  // blocks to checkpoint, comma-separated; overrides the policy
 };
+
+model::CheckpointPolicy parse_policy(const std::string& name) {
+  if (name == "balanced") return model::CheckpointPolicy::kBalanced;
+  if (name == "all") return model::CheckpointPolicy::kAll;
+  DPUNET_FAIL("bench model: --policy must be balanced or all, got '", name, "'");
+}
 
 double median(std::vector<double> values) {
   std::sort(values.begin(), values.end());
@@ -68,7 +77,12 @@ nlohmann::json run_variant(const BenchModelArgs& args, bool checkpointed) {
   model::Unet net(options);
   net->to(device);
   net->train();
-  net->use_checkpointing(checkpointed);
+  if (checkpointed && !args.blocks.empty()) {
+    std::stringstream names(args.blocks);
+    for (std::string name; std::getline(names, name, ',');) net->set_checkpointing(name, true);
+  } else {
+    net->use_checkpointing(checkpointed, parse_policy(args.policy));
+  }
 
   const auto x = torch::randn({args.batch, args.n_channels, args.size, args.size}, device);
   const auto target = torch::randint(args.n_classes, {args.batch, args.size, args.size},
@@ -130,7 +144,7 @@ nlohmann::json run_variant_in_child(const BenchModelArgs& a, const std::string& 
       " --n-channels " + std::to_string(a.n_channels) + " --n-classes " + std::to_string(a.n_classes) +
       " --base-channels " + std::to_string(a.base_channels) + " --depth " + std::to_string(a.depth) +
       (a.bilinear ? " --bilinear" : "") + " --warmup " + std::to_string(a.warmup) + " --repeats " +
-      std::to_string(a.repeats) + " --variant " + variant;
+      std::to_string(a.repeats) + " --variant " + variant + " --policy " + a.policy + (a.blocks.empty() ? "" : " --blocks " + a.blocks);
   FILE* pipe = popen(command.c_str(), "r");
   DPUNET_CHECK(pipe != nullptr, "cannot start benchmark child: ", command);
   std::string output;
@@ -152,6 +166,7 @@ void run_bench_model(const BenchModelArgs& args) {
                " is too small for depth ", args.depth);
   DPUNET_CHECK(args.batch > 0 && args.repeats > 0 && args.threads > 0,
                "bench model: --batch, --repeats and --threads must be > 0");
+  parse_policy(args.policy);
   DPUNET_CHECK(args.variant == "both" || args.variant == "plain" || args.variant == "checkpointed",
                "bench model: --variant must be both, plain or checkpointed, got '", args.variant, "'");
 
@@ -168,6 +183,7 @@ void run_bench_model(const BenchModelArgs& args) {
       {"threads", args.threads},
       {"size", args.size},
       {"batch", args.batch},
+      {"checkpointed_blocks", args.blocks.empty() ? "policy " + args.policy : args.blocks},
       {"model", {{"n_channels", args.n_channels}, {"n_classes", args.n_classes},
                  {"base_channels", args.base_channels}, {"depth", args.depth}, {"bilinear", args.bilinear}}},
       {"torch_version", info.torch_version},
@@ -202,6 +218,9 @@ void add_bench_commands(CLI::App& app) {
   model->add_option("--repeats", args->repeats, "Timed steps (the median is reported)")->capture_default_str();
   model->add_option("--variant", args->variant, "both, or one of plain / checkpointed in this process")
       ->capture_default_str();
+  model->add_option("--policy", args->policy, "Checkpointing policy: balanced or all")->capture_default_str();
+  model->add_option("--blocks", args->blocks,
+                    "Blocks to checkpoint, comma-separated (inc,down1,...,up4,outc); overrides --policy");
   model->callback([args] { run_bench_model(*args); });
 }
 

@@ -74,7 +74,21 @@ size_t UnetImpl::block_index(const std::string& block) const {
   return static_cast<size_t>(it - names.begin());
 }
 
-void UnetImpl::use_checkpointing(bool enabled) { checkpointed_.assign(checkpointed_.size(), enabled); }
+int64_t UnetImpl::block_level(size_t index) const {
+  const auto depth = static_cast<size_t>(options_.depth);
+  if (index <= depth) return static_cast<int64_t>(index);                   // inc, down1..downD
+  if (index <= 2 * depth) return static_cast<int64_t>(2 * depth - index);  // up1..upD
+  return 0;                                                                 // outc
+}
+
+void UnetImpl::use_checkpointing(bool enabled, CheckpointPolicy policy) {
+  const size_t last_decoder = 2 * static_cast<size_t>(options_.depth);
+  const int64_t deepest_kept = std::max<int64_t>(options_.depth - 2, 0);
+  for (size_t i = 0; i < checkpointed_.size(); ++i) {
+    const bool balanced = block_level(i) <= deepest_kept && i < last_decoder;
+    checkpointed_[i] = enabled && (policy == CheckpointPolicy::kAll || balanced);
+  }
+}
 
 void UnetImpl::set_checkpointing(const std::string& block, bool enabled) {
   checkpointed_[block_index(block)] = enabled;

@@ -7,6 +7,7 @@
 #include "common/error.h"
 #include "model/unet.h"
 
+using dpunet::model::CheckpointPolicy;
 using dpunet::model::Padding;
 using dpunet::model::Unet;
 using dpunet::model::UnetOptions;
@@ -68,9 +69,29 @@ TEST_CASE("Unet with every block checkpointed matches the plain model", "[model]
     auto o = small_options();
     o.bilinear = bilinear;
     const auto plain = train_step(o, 68, [](Unet&) {});
-    const auto ckpt = train_step(o, 68, [](Unet& n) { n->use_checkpointing(); });
-    require_same(plain, ckpt);
+    const auto all = train_step(o, 68, [](Unet& n) { n->use_checkpointing(true, CheckpointPolicy::kAll); });
+    require_same(plain, all);
+    const auto balanced = train_step(o, 68, [](Unet& n) { n->use_checkpointing(); });
+    require_same(plain, balanced);
   }
+}
+
+TEST_CASE("Unet checkpoint policies select the expected blocks", "[model][checkpoint]") {
+  Unet net(small_options());
+  auto selected = [&net] {
+    std::string names;
+    for (const auto& b : net->block_names()) {
+      if (net->is_checkpointed(b)) names += b + " ";
+    }
+    return names;
+  };
+  CHECK(selected().empty());
+  net->use_checkpointing();
+  CHECK(selected() == "inc down1 down2 up2 up3 ");
+  net->use_checkpointing(true, CheckpointPolicy::kAll);
+  CHECK(selected() == "inc down1 down2 down3 down4 up1 up2 up3 up4 outc ");
+  net->use_checkpointing(false);
+  CHECK(selected().empty());
 }
 
 TEST_CASE("Unet checkpointing matches with valid padding and group norm", "[model][checkpoint]") {
@@ -78,12 +99,13 @@ TEST_CASE("Unet checkpointing matches with valid padding and group norm", "[mode
   o.padding = Padding::kValid;
   o.norm = dpunet::model::Norm::kGroup;
   const auto plain = train_step(o, 188, [](Unet&) {});
-  const auto ckpt = train_step(o, 188, [](Unet& n) { n->use_checkpointing(); });
+  const auto ckpt = train_step(o, 188, [](Unet& n) { n->use_checkpointing(true, CheckpointPolicy::kAll); });
   require_same(plain, ckpt);
 }
 
 TEST_CASE("Unet BatchNorm statistics are updated once per checkpointed forward", "[model][checkpoint]") {
-  const auto ckpt = train_step(small_options(), 64, [](Unet& n) { n->use_checkpointing(); });
+  const auto ckpt =
+      train_step(small_options(), 64, [](Unet& n) { n->use_checkpointing(true, CheckpointPolicy::kAll); });
   torch::manual_seed(0);
   Unet probe(small_options());
   const auto names = probe->named_buffers();
