@@ -4,18 +4,18 @@
 #include <malloc.h>
 #include <unistd.h>
 
+#include <limits.h>
 #include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
-#include <limits.h>
 #include <sstream>
 
-#include <nlohmann/json.hpp>
 #include <torch/cuda.h>
 #include <torch/nn/functional/loss.h>
 #include <torch/utils.h>
+#include <nlohmann/json.hpp>
 
 #include "app/commands.h"
 #include "app/memory_probe.h"
@@ -38,9 +38,9 @@ struct BenchModelArgs {
   bool bilinear = false;
   int warmup = 1;
   int repeats = 3;
-  std::string variant = "both";  // both | plain | checkpointed
+  std::string variant = "both";     // both | plain | checkpointed
   std::string policy = "balanced";  // use_checkpointing() policy: balanced | all
-  std::string blocks;  // blocks to checkpoint, comma-separated; overrides the policy
+  std::string blocks;               // blocks to checkpoint, comma-separated; overrides the policy
 };
 
 model::CheckpointPolicy parse_policy(const std::string& name) {
@@ -87,9 +87,7 @@ nlohmann::json run_variant(const BenchModelArgs& args, bool checkpointed) {
   const auto x = torch::randn({args.batch, args.n_channels, args.size, args.size}, device);
   const auto target = torch::randint(args.n_classes, {args.batch, args.size, args.size},
                                      torch::TensorOptions(device).dtype(torch::kLong));
-  auto step = [&] {
-    torch::nn::functional::cross_entropy(net->forward(x), target).backward();
-  };
+  auto step = [&] { torch::nn::functional::cross_entropy(net->forward(x), target).backward(); };
   for (int i = 0; i < args.warmup; ++i) step();
   // Gradients stay allocated between steps (as in dpunet's reducer), so the baseline holds
   // weights and gradients and the peak above it is the step's activations and workspace.
@@ -113,7 +111,10 @@ nlohmann::json run_variant(const BenchModelArgs& args, bool checkpointed) {
   for (int i = 0; i < args.repeats; ++i) {
     synchronize(device);
     auto t0 = Clock::now();
-    { auto y = net->forward(x); synchronize(device); }
+    {
+      auto y = net->forward(x);
+      synchronize(device);
+    }
     forward_ms.push_back(ms_since(t0));
 
     zero_grads();
@@ -144,7 +145,8 @@ nlohmann::json run_variant_in_child(const BenchModelArgs& a, const std::string& 
       " --n-channels " + std::to_string(a.n_channels) + " --n-classes " + std::to_string(a.n_classes) +
       " --base-channels " + std::to_string(a.base_channels) + " --depth " + std::to_string(a.depth) +
       (a.bilinear ? " --bilinear" : "") + " --warmup " + std::to_string(a.warmup) + " --repeats " +
-      std::to_string(a.repeats) + " --variant " + variant + " --policy " + a.policy + (a.blocks.empty() ? "" : " --blocks " + a.blocks);
+      std::to_string(a.repeats) + " --variant " + variant + " --policy " + a.policy +
+      (a.blocks.empty() ? "" : " --blocks " + a.blocks);
   FILE* pipe = popen(command.c_str(), "r");
   DPUNET_CHECK(pipe != nullptr, "cannot start benchmark child: ", command);
   std::string output;
@@ -184,8 +186,12 @@ void run_bench_model(const BenchModelArgs& args) {
       {"size", args.size},
       {"batch", args.batch},
       {"checkpointed_blocks", args.blocks.empty() ? "policy " + args.policy : args.blocks},
-      {"model", {{"n_channels", args.n_channels}, {"n_classes", args.n_classes},
-                 {"base_channels", args.base_channels}, {"depth", args.depth}, {"bilinear", args.bilinear}}},
+      {"model",
+       {{"n_channels", args.n_channels},
+        {"n_classes", args.n_classes},
+        {"base_channels", args.base_channels},
+        {"depth", args.depth},
+        {"bilinear", args.bilinear}}},
       {"torch_version", info.torch_version},
       {"plain", plain},
       {"checkpointed", ckpt},
@@ -211,11 +217,13 @@ void add_bench_commands(CLI::App& app) {
   model->add_option("--threads", args->threads, "Intra-op CPU threads")->capture_default_str();
   model->add_option("--n-channels", args->n_channels, "Input channels")->capture_default_str();
   model->add_option("--n-classes", args->n_classes, "Output classes")->capture_default_str();
-  model->add_option("--base-channels", args->base_channels, "Width of the first level")->capture_default_str();
+  model->add_option("--base-channels", args->base_channels, "Width of the first level")
+      ->capture_default_str();
   model->add_option("--depth", args->depth, "Number of down/up blocks")->capture_default_str();
   model->add_flag("--bilinear", args->bilinear, "Bilinear upsampling instead of transposed convs");
   model->add_option("--warmup", args->warmup, "Untimed steps first")->capture_default_str();
-  model->add_option("--repeats", args->repeats, "Timed steps (the median is reported)")->capture_default_str();
+  model->add_option("--repeats", args->repeats, "Timed steps (the median is reported)")
+      ->capture_default_str();
   model->add_option("--variant", args->variant, "both, or one of plain / checkpointed in this process")
       ->capture_default_str();
   model->add_option("--policy", args->policy, "Checkpointing policy: balanced or all")->capture_default_str();

@@ -78,8 +78,7 @@ int64_t MemoryProbe::peak_above_baseline() const {
     namespace alloc = c10::cuda::CUDACachingAllocator;
     c10::cuda::device_synchronize();
     const auto stats = alloc::getDeviceStats(cuda_index(device_));
-    return stats.allocated_bytes[kAggregate].peak -
-           baseline_;
+    return stats.allocated_bytes[kAggregate].peak - baseline_;
 #endif
   }
   return proc_status_bytes("VmHWM:") - baseline_;

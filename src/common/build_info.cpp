@@ -26,8 +26,8 @@ BuildInfo build_info() {
   int version = 0;
   if (ncclGetVersion(&version) == ncclSuccess) {
     // NCCL >= 2.9 encodes major*10000 + minor*100 + patch.
-    info.nccl_version = std::to_string(version / 10000) + "." + std::to_string(version % 10000 / 100) +
-                        "." + std::to_string(version % 100);
+    info.nccl_version = std::to_string(version / 10000) + "." + std::to_string(version % 10000 / 100) + "." +
+                        std::to_string(version % 100);
   }
 #endif
   return info;

@@ -29,11 +29,11 @@ std::string concat(const Parts&... parts) {
 }  // namespace dpunet
 
 // Throws dpunet::Error("<message> (file:line)") unless `cond` holds.
-#define DPUNET_CHECK(cond, ...)                                                              \
-  do {                                                                                     \
-    if (!(cond)) {                                                                         \
+#define DPUNET_CHECK(cond, ...)                                                                 \
+  do {                                                                                          \
+    if (!(cond)) {                                                                              \
       ::dpunet::detail::throw_error(__FILE__, __LINE__, ::dpunet::detail::concat(__VA_ARGS__)); \
-    }                                                                                      \
+    }                                                                                           \
   } while (0)
 
 // Throws dpunet::Error unconditionally.
@@ -42,12 +42,11 @@ std::string concat(const Parts&... parts) {
 
 // Generic library-call check: `call` returns a status; `ok(status)` tells success and
 // `describe(status)` explains a failure. The MPI/NCCL/CUDA/H5 macros are built on it.
-#define DPUNET_CHECK_CALL(call, ok, describe)                                              \
-  do {                                                                                     \
-    auto dpunet_status_ = (call);                                                          \
-    if (!(ok(dpunet_status_))) {                                                           \
-      ::dpunet::detail::throw_error(__FILE__, __LINE__,                                    \
-                                    ::dpunet::detail::concat(#call, " failed: ",           \
-                                                             describe(dpunet_status_)));   \
-    }                                                                                      \
+#define DPUNET_CHECK_CALL(call, ok, describe)                                                                \
+  do {                                                                                                       \
+    auto dpunet_status_ = (call);                                                                            \
+    if (!(ok(dpunet_status_))) {                                                                             \
+      ::dpunet::detail::throw_error(__FILE__, __LINE__,                                                      \
+                                    ::dpunet::detail::concat(#call, " failed: ", describe(dpunet_status_))); \
+    }                                                                                                        \
   } while (0)

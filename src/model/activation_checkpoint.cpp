@@ -3,12 +3,13 @@
 // with their hooks; the inputs' gradients are handed back to the outer graph.
 #include "model/activation_checkpoint.h"
 
+#include <ATen/Context.h>
 #include <ATen/autocast_mode.h>
 #include <ATen/core/Generator.h>
-#include <ATen/Context.h>
+#include <torch/autograd.h>
+#include <torch/csrc/autograd/engine.h>
 #include <algorithm>
 #include <mutex>
-#include <torch/autograd.h>
 
 #include "common/error.h"
 
@@ -30,8 +31,8 @@ struct AutocastState {
   static AutocastState capture() {
     AutocastState state;
     for (at::DeviceType device : {at::kCPU, at::kCUDA}) {
-      state.entries.push_back({device, at::autocast::is_autocast_enabled(device),
-                               at::autocast::get_autocast_dtype(device)});
+      state.entries.push_back(
+          {device, at::autocast::is_autocast_enabled(device), at::autocast::get_autocast_dtype(device)});
     }
     return state;
   }
@@ -101,8 +102,47 @@ class CheckpointFunction : public torch::autograd::Function<CheckpointFunction> 
     return outputs;
   }
 
-  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs);
+  // Takes the gradients by reference (CppNode passes its own list) so that it can let go
+  // of them: see run_nested_backward.
+  static variable_list backward(AutogradContext* ctx, variable_list& grad_outputs);
 };
+
+// The root of a nested backward: hands its gradients over on first use and keeps no
+// reference, so the engine frees each one as soon as the node consuming it is done.
+class HandOver : public torch::autograd::Node {
+ public:
+  // The engine feeds a root one input; `trigger` is a scalar standing in for it.
+  HandOver(variable_list grads, const torch::Tensor& trigger) : grads_(std::move(grads)) {
+    add_input_metadata(trigger);
+  }
+  variable_list apply(variable_list&& /*unused*/) override { return std::move(grads_); }
+
+ private:
+  variable_list grads_;
+};
+
+// Backpropagates `grads` through the recomputed `outputs`, accumulating into leaves. Both
+// lists are consumed: holding either while the engine runs would keep a full activation
+// map (the block's output, or the gradient arriving at it) alive for the whole backward.
+void run_nested_backward(variable_list&& outputs, variable_list&& grads) {
+  torch::autograd::edge_list roots;
+  variable_list root_grads;
+  for (size_t i = 0; i < outputs.size() && i < grads.size(); ++i) {
+    if (outputs[i].requires_grad() && grads[i].defined()) {
+      roots.push_back(torch::autograd::impl::gradient_edge(outputs[i]));
+      root_grads.push_back(std::move(grads[i]));
+    }
+  }
+  outputs.clear();
+  grads.clear();
+  if (roots.empty()) return;
+  const torch::Tensor trigger = torch::zeros({});
+  auto seed = std::make_shared<HandOver>(std::move(root_grads), trigger);
+  seed->set_next_edges(std::move(roots));
+  torch::autograd::Engine::get_default_engine().execute({torch::autograd::Edge(seed, 0)}, {trigger},
+                                                        /*keep_graph=*/false,
+                                                        /*create_graph=*/false, /*accumulate_grad=*/true);
+}
 
 // Copies of a module's buffers, put back after recomputation.
 std::vector<std::pair<torch::Tensor, torch::Tensor>> snapshot_buffers(torch::nn::Module& block) {
@@ -113,7 +153,7 @@ std::vector<std::pair<torch::Tensor, torch::Tensor>> snapshot_buffers(torch::nn:
   return saved;
 }
 
-variable_list CheckpointFunction::backward(AutogradContext* ctx, variable_list grad_outputs) {
+variable_list CheckpointFunction::backward(AutogradContext* ctx, variable_list& grad_outputs) {
   auto recompute = c10::static_intrusive_pointer_cast<Recompute>(ctx->saved_data["recompute"].toCapsule());
   const variable_list saved = ctx->get_saved_variables();
 
@@ -140,17 +180,7 @@ variable_list CheckpointFunction::backward(AutogradContext* ctx, variable_list g
     rng_before.swap_in();
   }
 
-  // Differentiate only the outputs that take part in the graph and got a gradient.
-  variable_list roots, root_grads;
-  for (size_t i = 0; i < outputs.size() && i < grad_outputs.size(); ++i) {
-    if (outputs[i].requires_grad() && grad_outputs[i].defined()) {
-      roots.push_back(outputs[i]);
-      root_grads.push_back(grad_outputs[i]);
-    }
-  }
-  if (!roots.empty()) {
-    torch::autograd::backward(roots, root_grads, /*retain_graph=*/false, /*create_graph=*/false);
-  }
+  run_nested_backward(std::move(outputs), std::move(grad_outputs));
 
   // One slot for the Recompute argument, then the inputs, then the anchor.
   variable_list result(1 + inputs.size() + 1);

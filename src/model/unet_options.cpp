@@ -23,10 +23,14 @@ Padding parse_padding(const std::string& name) {
 
 std::string to_string(Norm norm) {
   switch (norm) {
-    case Norm::kBatch: return "batch";
-    case Norm::kInstance: return "instance";
-    case Norm::kGroup: return "group";
-    case Norm::kNone: return "none";
+    case Norm::kBatch:
+      return "batch";
+    case Norm::kInstance:
+      return "instance";
+    case Norm::kGroup:
+      return "group";
+    case Norm::kNone:
+      return "none";
   }
   return "?";
 }

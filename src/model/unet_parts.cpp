@@ -15,9 +15,8 @@ namespace {
 
 torch::nn::Conv2d conv3x3(int64_t in, int64_t out, ConvStyle style) {
   const int64_t padding = style.padding == Padding::kSame ? 1 : 0;
-  return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, /*kernel_size=*/3)
-                               .padding(padding)
-                               .bias(style.norm == Norm::kNone));
+  return torch::nn::Conv2d(
+      torch::nn::Conv2dOptions(in, out, /*kernel_size=*/3).padding(padding).bias(style.norm == Norm::kNone));
 }
 
 // GroupNorm's usual 32 groups, fewer when the width is not a multiple of 32.
@@ -25,14 +24,17 @@ int64_t group_count(int64_t channels) { return std::gcd<int64_t>(channels, 32); 
 
 void append_norm(torch::nn::Sequential& seq, int64_t channels, Norm norm) {
   switch (norm) {
-    case Norm::kBatch: seq->push_back(torch::nn::BatchNorm2d(channels)); break;
+    case Norm::kBatch:
+      seq->push_back(torch::nn::BatchNorm2d(channels));
+      break;
     case Norm::kInstance:
       seq->push_back(torch::nn::InstanceNorm2d(torch::nn::InstanceNorm2dOptions(channels).affine(true)));
       break;
     case Norm::kGroup:
       seq->push_back(torch::nn::GroupNorm(torch::nn::GroupNormOptions(group_count(channels), channels)));
       break;
-    case Norm::kNone: break;
+    case Norm::kNone:
+      break;
   }
 }
 
@@ -70,17 +72,16 @@ torch::Tensor DownImpl::forward(const torch::Tensor& x) { return maxpool_conv_->
 UpImpl::UpImpl(int64_t in_channels, int64_t out_channels, bool bilinear, ConvStyle style)
     : padding_(style.padding) {
   if (bilinear) {
-    up_bilinear_ = register_module(
-        "up", torch::nn::Upsample(torch::nn::UpsampleOptions()
-                                      .scale_factor(std::vector<double>{2.0, 2.0})
-                                      .mode(torch::kBilinear)
-                                      .align_corners(true)));
+    up_bilinear_ = register_module("up", torch::nn::Upsample(torch::nn::UpsampleOptions()
+                                                                 .scale_factor(std::vector<double>{2.0, 2.0})
+                                                                 .mode(torch::kBilinear)
+                                                                 .align_corners(true)));
     conv_ = register_module("conv", DoubleConv(in_channels, out_channels, in_channels / 2, style));
   } else {
     up_transposed_ = register_module(
-        "up", torch::nn::ConvTranspose2d(
-                  torch::nn::ConvTranspose2dOptions(in_channels, in_channels / 2, /*kernel_size=*/2)
-                      .stride(2)));
+        "up",
+        torch::nn::ConvTranspose2d(
+            torch::nn::ConvTranspose2dOptions(in_channels, in_channels / 2, /*kernel_size=*/2).stride(2)));
     conv_ = register_module("conv", DoubleConv(in_channels, out_channels, out_channels, style));
   }
 }
