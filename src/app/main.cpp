@@ -8,6 +8,7 @@
 
 #include "app/commands.h"
 #include "common/error.h"
+#include "dist/context.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"dpunet: data-parallel U-Net training on LibTorch, MPI and NCCL"};
@@ -20,14 +21,11 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   } catch (const dpunet::Error& e) {
-    std::fprintf(stderr, "dpunet: error: %s\n", e.what());
-    return 1;
+    return dpunet::dist::report_fatal_error(e.what());
   } catch (const c10::Error& e) {
-    std::fprintf(stderr, "dpunet: error: %s\n", e.what_without_backtrace());
-    return 1;
+    return dpunet::dist::report_fatal_error(e.what_without_backtrace());
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "dpunet: error: %s\n", e.what());
-    return 1;
+    return dpunet::dist::report_fatal_error(e.what());
   }
   return 0;
 }

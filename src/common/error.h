@@ -1,6 +1,6 @@
 // dpunet's one exception type and the check macros built on it. Every failed check says
-// what was called or expected and where (file:line); code that knows its rank (the
-// communicators, main's handler) adds the rank and host.
+// what was called or expected and where (file:line); failed library calls also name the
+// rank and host.
 #pragma once
 
 #include <sstream>
@@ -24,6 +24,8 @@ std::string concat(const Parts&... parts) {
 }
 
 [[noreturn]] void throw_error(const char* file, int line, const std::string& what);
+// As throw_error, naming the rank and host too: for failed library calls.
+[[noreturn]] void throw_call_error(const char* file, int line, const std::string& what);
 }  // namespace detail
 
 }  // namespace dpunet
@@ -42,11 +44,11 @@ std::string concat(const Parts&... parts) {
 
 // Generic library-call check: `call` returns a status; `ok(status)` tells success and
 // `describe(status)` explains a failure. The MPI/NCCL/CUDA/H5 macros are built on it.
-#define DPUNET_CHECK_CALL(call, ok, describe)                                                                \
-  do {                                                                                                       \
-    auto dpunet_status_ = (call);                                                                            \
-    if (!(ok(dpunet_status_))) {                                                                             \
-      ::dpunet::detail::throw_error(__FILE__, __LINE__,                                                      \
-                                    ::dpunet::detail::concat(#call, " failed: ", describe(dpunet_status_))); \
-    }                                                                                                        \
+#define DPUNET_CHECK_CALL(call, ok, describe)                                                          \
+  do {                                                                                                 \
+    auto dpunet_status_ = (call);                                                                      \
+    if (!(ok(dpunet_status_))) {                                                                       \
+      ::dpunet::detail::throw_call_error(                                                              \
+          __FILE__, __LINE__, ::dpunet::detail::concat(#call, " failed: ", describe(dpunet_status_))); \
+    }                                                                                                  \
   } while (0)

@@ -12,7 +12,8 @@ Norm parse_norm(const std::string& name) {
   if (name == "instance") return Norm::kInstance;
   if (name == "group") return Norm::kGroup;
   if (name == "none") return Norm::kNone;
-  DPUNET_FAIL("unknown norm '", name, "': expected batch, instance, group or none");
+  if (name == "sync_batch") return Norm::kSyncBatch;
+  DPUNET_FAIL("unknown norm '", name, "': expected batch, instance, group, none or sync_batch");
 }
 
 Padding parse_padding(const std::string& name) {
@@ -31,6 +32,8 @@ std::string to_string(Norm norm) {
       return "group";
     case Norm::kNone:
       return "none";
+    case Norm::kSyncBatch:
+      return "sync_batch";
   }
   return "?";
 }
@@ -40,6 +43,8 @@ std::string to_string(Padding padding) { return padding == Padding::kSame ? "sam
 void validate(const UnetOptions& o) {
   DPUNET_CHECK(o.n_channels > 0, "Unet: n_channels must be > 0, got ", o.n_channels);
   DPUNET_CHECK(o.n_classes > 0, "Unet: n_classes must be > 0, got ", o.n_classes);
+  DPUNET_CHECK(o.norm != Norm::kSyncBatch || o.communicator != nullptr,
+               "Unet: norm sync_batch needs a communicator (it is for distributed runs)");
   DPUNET_CHECK(o.depth >= 1 && o.depth <= 8, "Unet: depth must be in [1, 8], got ", o.depth);
   // The bilinear decoder halves the bottom width (the reference's `factor`), so it must be even.
   DPUNET_CHECK(o.base_channels >= 2 && o.base_channels % 2 == 0,

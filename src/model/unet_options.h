@@ -3,13 +3,19 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+namespace dpunet::dist {
+class Communicator;
+}
+
 namespace dpunet::model {
 
-enum class Norm { kBatch, kInstance, kGroup, kNone };
+// kSyncBatch: batch statistics over all ranks' batches (needs UnetOptions::communicator).
+enum class Norm { kBatch, kInstance, kGroup, kNone, kSyncBatch };
 enum class Padding { kSame, kValid };
 
 struct UnetOptions {
@@ -20,9 +26,11 @@ struct UnetOptions {
   int64_t depth = 4;           // number of Down (and Up) blocks
   Norm norm = Norm::kBatch;
   Padding padding = Padding::kSame;  // kValid: the 2015 paper's unpadded convolutions
+  // The ranks a kSyncBatch norm reduces over; unused by the other norms.
+  std::shared_ptr<dist::Communicator> communicator;
 };
 
-Norm parse_norm(const std::string& name);        // "batch" | "instance" | "group" | "none"
+Norm parse_norm(const std::string& name);        // "batch" | "instance" | "group" | "none" | "sync_batch"
 Padding parse_padding(const std::string& name);  // "same" | "valid"
 std::string to_string(Norm norm);
 std::string to_string(Padding padding);

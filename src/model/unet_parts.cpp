@@ -10,6 +10,8 @@
 #include <torch/nn/modules/normalization.h>
 #include <torch/nn/modules/pooling.h>
 
+#include "dist/sync_batch_norm.h"
+
 namespace dpunet::model {
 namespace {
 
@@ -22,8 +24,8 @@ torch::nn::Conv2d conv3x3(int64_t in, int64_t out, ConvStyle style) {
 // GroupNorm's usual 32 groups, fewer when the width is not a multiple of 32.
 int64_t group_count(int64_t channels) { return std::gcd<int64_t>(channels, 32); }
 
-void append_norm(torch::nn::Sequential& seq, int64_t channels, Norm norm) {
-  switch (norm) {
+void append_norm(torch::nn::Sequential& seq, int64_t channels, const ConvStyle& style) {
+  switch (style.norm) {
     case Norm::kBatch:
       seq->push_back(torch::nn::BatchNorm2d(channels));
       break;
@@ -32,6 +34,9 @@ void append_norm(torch::nn::Sequential& seq, int64_t channels, Norm norm) {
       break;
     case Norm::kGroup:
       seq->push_back(torch::nn::GroupNorm(torch::nn::GroupNormOptions(group_count(channels), channels)));
+      break;
+    case Norm::kSyncBatch:
+      seq->push_back(dist::SyncBatchNorm(dist::SyncBatchNormOptions{channels}, style.communicator));
       break;
     case Norm::kNone:
       break;
@@ -51,10 +56,10 @@ DoubleConvImpl::DoubleConvImpl(int64_t in_channels, int64_t out_channels, int64_
                                ConvStyle style) {
   torch::nn::Sequential seq;
   seq->push_back(conv3x3(in_channels, mid_channels, style));
-  append_norm(seq, mid_channels, style.norm);
+  append_norm(seq, mid_channels, style);
   seq->push_back(torch::nn::ReLU(torch::nn::ReLUOptions().inplace(true)));
   seq->push_back(conv3x3(mid_channels, out_channels, style));
-  append_norm(seq, out_channels, style.norm);
+  append_norm(seq, out_channels, style);
   seq->push_back(torch::nn::ReLU(torch::nn::ReLUOptions().inplace(true)));
   double_conv_ = register_module("double_conv", seq);
 }

@@ -15,6 +15,7 @@ namespace dpunet::model {
 struct ConvStyle {
   Norm norm = Norm::kBatch;
   Padding padding = Padding::kSame;
+  std::shared_ptr<dist::Communicator> communicator;  // for Norm::kSyncBatch
 };
 
 // (conv3x3 => norm => ReLU) * 2. Convolutions carry a bias only when there is no norm

@@ -1,0 +1,39 @@
+// Greedy bucket packing in gradient-ready order.
+#include "dist/bucket_plan.h"
+
+#include "common/error.h"
+
+namespace dpunet::dist {
+
+std::vector<std::vector<size_t>> plan_buckets(const std::vector<ParamSlot>& slots,
+                                              const std::vector<size_t>& order, const BucketCaps& caps) {
+  DPUNET_CHECK(caps.first_bytes > 0 && caps.bytes > 0, "bucket caps must be positive, got first ",
+               caps.first_bytes, " and ", caps.bytes, " bytes");
+  DPUNET_CHECK(order.size() == slots.size(), "bucket order names ", order.size(),
+               " parameters, the model has ", slots.size());
+  std::vector<std::vector<size_t>> buckets;
+  std::vector<size_t> current;
+  int64_t current_bytes = 0;
+  std::string current_group;
+  auto close = [&] {
+    if (current.empty()) return;
+    buckets.push_back(std::move(current));
+    current.clear();
+    current_bytes = 0;
+  };
+  for (size_t index : order) {
+    DPUNET_CHECK(index < slots.size(), "bucket order names parameter ", index, " of ", slots.size());
+    const ParamSlot& slot = slots[index];
+    const int64_t cap = buckets.empty() ? caps.first_bytes : caps.bytes;
+    const bool fits = current_bytes + slot.bytes <= cap;
+    if (!current.empty() && (slot.group != current_group || !fits)) close();
+    current_group = slot.group;
+    current.push_back(index);
+    current_bytes += slot.bytes;
+    if (current_bytes >= (buckets.empty() ? caps.first_bytes : caps.bytes)) close();
+  }
+  close();
+  return buckets;
+}
+
+}  // namespace dpunet::dist

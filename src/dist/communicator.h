@@ -1,0 +1,62 @@
+// The collective operations data-parallel training needs, independent of the transport:
+// NcclCommunicator for CUDA tensors, MpiCommunicator for CPU tensors. Every rank must
+// issue the same operations in the same order.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <c10/core/Device.h>
+
+namespace at {
+class Tensor;
+}
+
+namespace dpunet::dist {
+
+enum class ReduceOp { kSum, kAvg };
+
+// A collective in flight. wait() returns once the result is in the tensor and visible to
+// the caller's following work; it throws dpunet::Error on failure or timeout.
+class Work {
+ public:
+  virtual ~Work() = default;
+  virtual void wait() = 0;
+};
+
+struct CommunicatorOptions {
+  // A collective that has not finished after this long is reported as a stall (naming
+  // rank, host and operation) instead of hanging the job.
+  std::chrono::milliseconds timeout{std::chrono::minutes(10)};
+};
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+
+  virtual int rank() const = 0;
+  virtual int world_size() const = 0;
+  virtual std::string backend() const = 0;  // "mpi" or "nccl"
+  // Where tensors passed to this communicator must live.
+  virtual c10::Device device() const = 0;
+
+  // In place, contiguous tensors. The tensor must not be touched until wait() returns.
+  virtual std::unique_ptr<Work> all_reduce_async(const at::Tensor& tensor, ReduceOp op) = 0;
+  virtual std::unique_ptr<Work> broadcast_async(const at::Tensor& tensor, int root) = 0;
+  // output [world_size * input.numel()] holds rank r's input at offset r * input.numel().
+  virtual std::unique_ptr<Work> all_gather_async(const at::Tensor& input, const at::Tensor& output) = 0;
+  virtual void barrier() = 0;
+
+  void all_reduce(const at::Tensor& tensor, ReduceOp op);
+  void broadcast(const at::Tensor& tensor, int root);
+  void all_gather(const at::Tensor& input, const at::Tensor& output);
+  // Small values, for agreement checks: element r is rank r's value.
+  std::vector<int64_t> all_gather_values(int64_t value);
+  // Every rank gets root's string.
+  std::string broadcast_string(const std::string& text, int root);
+};
+
+}  // namespace dpunet::dist

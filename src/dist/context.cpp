@@ -1,0 +1,79 @@
+// MPI start-up and shut-down, local rank and device choice.
+#include "dist/context.h"
+
+#include <cstdio>
+#include <exception>
+
+#include <torch/cuda.h>
+
+#include "common/process_label.h"
+#include "dist/cuda_device.h"
+#include "dist/mpi_check.h"
+
+namespace dpunet::dist {
+
+Context::Context(int* argc, char*** argv, DevicePreference device) { init(argc, argv, device); }
+
+Context::Context(DevicePreference device) { init(nullptr, nullptr, device); }
+
+void Context::init(int* argc, char*** argv, DevicePreference device) {
+  int initialized = 0;
+  MPI_CHECK(MPI_Initialized(&initialized));
+  if (initialized) {
+    MPI_CHECK(MPI_Query_thread(&thread_level_));
+  } else {
+    MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &thread_level_));
+    owns_mpi_ = true;
+  }
+  // Errors come back as codes that MPI_CHECK turns into exceptions, not as aborts.
+  MPI_CHECK(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
+  DPUNET_CHECK(thread_level_ >= MPI_THREAD_FUNNELED, "MPI provides thread level ", thread_level_,
+               ", dpunet needs MPI_THREAD_FUNNELED or better [", process_label(), "]");
+  MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank_));
+  MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &world_size_));
+
+  MPI_Comm node = MPI_COMM_NULL;
+  MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node));
+  MPI_CHECK(MPI_Comm_rank(node, &local_rank_));
+  MPI_CHECK(MPI_Comm_size(node, &local_size_));
+  MPI_CHECK(MPI_Comm_free(&node));
+  host_ = host_name();
+
+  const int gpus = device == DevicePreference::kCpu ? 0 : static_cast<int>(torch::cuda::device_count());
+  DPUNET_CHECK(device != DevicePreference::kCuda || gpus > 0,
+               "device cuda was asked for but no GPU is visible [", process_label(), "]");
+  if (gpus > 0) {
+    const int index = local_rank_ % gpus;
+    // Before anything else touches CUDA, or every rank opens a context on GPU 0.
+    set_current_cuda_device(index);
+    device_ = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
+  }
+}
+
+Context::~Context() {
+  if (!owns_mpi_) return;
+  // Unwinding from an error: finalising now would wait for ranks that are waiting for
+  // us. main's handler prints the error and aborts every rank instead.
+  if (std::uncaught_exceptions() > 0) return;
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized) MPI_Finalize();  // a destructor must not throw: nothing to check against
+}
+
+void abort_all_ranks(int exit_code) {
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  int size = 1;
+  if (initialized && !finalized) MPI_Comm_size(MPI_COMM_WORLD, &size);
+  if (initialized && !finalized && size > 1) MPI_Abort(MPI_COMM_WORLD, exit_code);
+}
+
+int report_fatal_error(const char* message) {
+  std::fprintf(stderr, "dpunet: error (%s): %s\n", process_label().c_str(), message);
+  std::fflush(stderr);
+  abort_all_ranks(/*exit_code=*/1);
+  return 1;
+}
+
+}  // namespace dpunet::dist

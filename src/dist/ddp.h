@@ -1,0 +1,112 @@
+// DistributedDataParallel for any torch::nn::Module: the same weights on every rank at
+// the start, and after each backward the gradients averaged over ranks, all-reduced in
+// buckets that start while backward is still running.
+//
+//   DistributedDataParallel ddp(model, comm);
+//   loss.backward();
+//   ddp.synchronize();   // waits for the buckets; gradients are now averaged
+//   optimizer.step();
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <torch/nn/module.h>
+
+#include "dist/bucket_plan.h"
+#include "dist/communicator.h"
+
+namespace dpunet::dist {
+
+enum class WireDtype { kNone, kBFloat16, kFloat16 };
+
+struct DdpOptions {
+  BucketCaps bucket_caps;
+  // Send floating gradients as bf16/fp16 (averaged before the cast, so fp16 does not
+  // overflow); they are widened back on arrival. Halves the bytes on the wire. bf16
+  // keeps float32's range; fp16 loses gradients smaller than ~1e-7 to underflow.
+  WireDtype wire_dtype = WireDtype::kNone;
+  // Copy rank 0's buffers (BatchNorm running statistics) to every rank after each step.
+  bool broadcast_buffers = true;
+  // A parameter that got no gradient in a synchronised step is an error naming it,
+  // unless this is set; then its gradient counts as zero.
+  bool allow_unused_parameters = false;
+};
+
+class DistributedDataParallel {
+ public:
+  // Checks that every rank holds the same parameter and buffer names and shapes (an
+  // error on every rank naming the first difference), then copies rank 0's values.
+  DistributedDataParallel(std::shared_ptr<torch::nn::Module> module, Communicator& comm,
+                          DdpOptions options = {});
+  ~DistributedDataParallel();
+  DistributedDataParallel(const DistributedDataParallel&) = delete;
+  DistributedDataParallel& operator=(const DistributedDataParallel&) = delete;
+
+  torch::nn::Module& module() { return *module_; }
+  Communicator& communicator() { return comm_; }
+
+  // After backward, before the optimizer step: starts the buckets still waiting, waits
+  // for all, and (when asked) broadcasts buffers. Gradients are then equal on all ranks.
+  void synchronize();
+  // Zeroes the gradients in place, keeping them views of the buckets (cheaper than
+  // set-to-none, which makes the next backward copy each gradient into its bucket).
+  void zero_grad();
+
+  // While alive, backward accumulates gradients locally without communicating; the next
+  // synchronised backward reduces the sum. For gradient accumulation over micro-batches.
+  class NoSync {
+   public:
+    explicit NoSync(DistributedDataParallel& ddp);
+    ~NoSync();
+    NoSync(const NoSync&) = delete;
+    NoSync& operator=(const NoSync&) = delete;
+
+   private:
+    DistributedDataParallel& ddp_;
+  };
+  NoSync no_sync() { return NoSync(*this); }
+
+  // Parameter names per bucket, in launch order (for logs and tests).
+  std::vector<std::vector<std::string>> bucket_parameter_names() const;
+
+  // Called by the gradient hooks; public for them only.
+  void on_gradient_ready(size_t param);
+
+ private:
+  struct Bucket;
+  void build_buckets(const std::vector<size_t>& order);
+  void launch_ready_buckets();
+  void launch(Bucket& bucket);
+  void bind_gradient(size_t param);
+  void finish_unused_parameters();
+  void register_hooks();
+
+  std::shared_ptr<torch::nn::Module> module_;
+  Communicator& comm_;
+  DdpOptions options_;
+  std::vector<std::string> names_;
+  std::vector<torch::Tensor> params_;
+  std::vector<std::unique_ptr<Bucket>> buckets_;
+  std::vector<size_t> bucket_of_;     // param -> bucket
+  std::vector<torch::Tensor> views_;  // param -> its slice of the bucket, shaped like it
+  std::vector<bool> ready_;
+  size_t next_launch_ = 0;
+  bool step_started_ = false;
+  int no_sync_depth_ = 0;
+  std::mutex mutex_;
+  std::vector<std::pair<std::shared_ptr<torch::autograd::Node>, uintptr_t>> hooks_;
+};
+
+// Rank 0's values into `tensors` on every rank, in one broadcast per dtype.
+void broadcast_coalesced(Communicator& comm, const std::vector<torch::Tensor>& tensors, int root);
+
+// Throws on every rank, naming the first difference, unless all ranks describe the same
+// list (names, shapes, dtypes). `what` names the list in the message.
+void check_same_on_all_ranks(Communicator& comm, const std::vector<std::string>& lines,
+                             const std::string& what);
+
+}  // namespace dpunet::dist

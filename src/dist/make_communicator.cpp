@@ -1,0 +1,38 @@
+// Backend choice for a context.
+#include "dist/make_communicator.h"
+
+#include "common/error.h"
+#include "dist/context.h"
+#include "dist/mpi_communicator.h"
+#ifdef DPUNET_WITH_NCCL
+#include "dist/nccl_communicator.h"
+#endif
+
+namespace dpunet::dist {
+
+bool nccl_available() {
+#ifdef DPUNET_WITH_NCCL
+  return true;
+#else
+  return false;
+#endif
+}
+
+std::shared_ptr<Communicator> make_communicator(const Context& context, const std::string& backend,
+                                                CommunicatorOptions options) {
+  DPUNET_CHECK(backend == "auto" || backend == "mpi" || backend == "nccl", "unknown communication backend '",
+               backend, "': expected auto, mpi or nccl");
+  const bool want_nccl = backend == "nccl" || (backend == "auto" && context.device().is_cuda());
+  if (want_nccl) {
+#ifdef DPUNET_WITH_NCCL
+    return std::make_shared<NcclCommunicator>(context, options);
+#else
+    DPUNET_FAIL("backend nccl: this dpunet was built without NCCL (configure with -DDPUNET_WITH_NCCL=ON)");
+#endif
+  }
+  MpiCommunicatorOptions mpi_options;
+  mpi_options.timeout = options.timeout;
+  return std::make_shared<MpiCommunicator>(context, mpi_options);
+}
+
+}  // namespace dpunet::dist

@@ -1,0 +1,232 @@
+// MpiCommunicator: blocking MPI collectives (MPI's tuned algorithms) run in issue order
+// on one worker thread; Work::wait() waits with the stall timeout on the caller's side.
+#include "dist/mpi_communicator.h"
+
+#include <climits>
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <mutex>
+
+#include <torch/torch.h>
+
+#include "common/process_label.h"
+#include "dist/context.h"
+#include "dist/mpi_check.h"
+#include "dist/mpi_datatypes.h"
+
+namespace dpunet::dist {
+
+// One collective: `run` makes the blocking MPI call, on the worker or inline.
+struct MpiTask {
+  std::string name;
+  std::function<void()> run;
+  std::mutex mutex;
+  std::condition_variable finished;
+  bool done = false;
+  std::exception_ptr error;
+
+  void execute() {
+    std::exception_ptr failure;
+    try {
+      run();
+    } catch (...) {
+      failure = std::current_exception();
+    }
+    run = nullptr;  // drops the tensors it held
+    std::lock_guard<std::mutex> lock(mutex);
+    error = failure;
+    done = true;
+    finished.notify_all();
+  }
+};
+
+// Shared with the worker thread, which may outlive the communicator when it has to be
+// abandoned inside a collective that will never complete (the job is then aborting).
+struct MpiQueue {
+  std::mutex mutex;
+  std::condition_variable changed;
+  std::deque<std::shared_ptr<MpiTask>> tasks;
+  bool stopping = false;
+  bool stalled = false;  // a wait timed out: the worker may be stuck in MPI for good
+
+  void serve() {
+    for (;;) {
+      std::shared_ptr<MpiTask> task;
+      {
+        std::unique_lock<std::mutex> lock(mutex);
+        changed.wait(lock, [&] { return stopping || !tasks.empty(); });
+        if (tasks.empty()) return;
+        task = std::move(tasks.front());
+        tasks.pop_front();
+      }
+      task->execute();
+    }
+  }
+};
+
+namespace {
+
+class MpiWork : public Work {
+ public:
+  MpiWork(std::shared_ptr<MpiTask> task, std::shared_ptr<MpiQueue> queue, std::chrono::milliseconds timeout,
+          std::function<void()> finish)
+      : task_(std::move(task)), queue_(std::move(queue)), timeout_(timeout), finish_(std::move(finish)) {}
+
+  void wait() override {
+    {
+      std::unique_lock<std::mutex> lock(task_->mutex);
+      if (!task_->finished.wait_for(lock, timeout_, [&] { return task_->done; })) {
+        if (queue_) {
+          std::lock_guard<std::mutex> queue_lock(queue_->mutex);
+          queue_->stalled = true;
+        }
+        DPUNET_FAIL(task_->name, " has not completed after ", timeout_.count() / 1000.0, " s [",
+                    process_label(), "]: another rank stopped or is issuing different collectives");
+      }
+      if (task_->error) std::rethrow_exception(task_->error);
+    }
+    if (finish_) {
+      auto finish = std::move(finish_);
+      finish_ = nullptr;
+      finish();
+    }
+  }
+
+ private:
+  std::shared_ptr<MpiTask> task_;
+  std::shared_ptr<MpiQueue> queue_;
+  std::chrono::milliseconds timeout_;
+  std::function<void()> finish_;
+};
+
+int checked_count(int64_t count, const std::string& what) {
+  DPUNET_CHECK(count <= INT_MAX, "MPI communicator: ", what, " of ", count,
+               " elements exceeds MPI's int count; split it");
+  return static_cast<int>(count);
+}
+
+void check_cpu_contiguous(const at::Tensor& tensor, const char* op) {
+  DPUNET_CHECK(tensor.device().is_cpu(), "MPI communicator: ", op, " needs a CPU tensor, got one on ",
+               tensor.device().str());
+  DPUNET_CHECK(tensor.is_contiguous(), "MPI communicator: ", op, " needs a contiguous tensor");
+}
+
+std::string describe(const char* op, const at::Tensor& tensor) {
+  return ::dpunet::detail::concat(op, " (", c10::toString(tensor.scalar_type()), ", ", tensor.numel(),
+                                  " elements)");
+}
+
+}  // namespace
+
+MpiCommunicator::MpiCommunicator(const Context& context, MpiCommunicatorOptions options)
+    : options_(options), queue_(std::make_shared<MpiQueue>()) {
+  MPI_CHECK(MPI_Comm_dup(context.world(), &comm_));
+  MPI_CHECK(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
+  MPI_CHECK(MPI_Comm_rank(comm_, &rank_));
+  MPI_CHECK(MPI_Comm_size(comm_, &world_size_));
+  half_ops_ = std::make_unique<HalfSumOps>();
+  if (options_.background_thread && context.thread_level() >= MPI_THREAD_MULTIPLE) {
+    worker_ = std::thread([queue = queue_] { queue->serve(); });
+  }
+}
+
+MpiCommunicator::~MpiCommunicator() {
+  bool abandon = std::uncaught_exceptions() > 0;
+  {
+    std::lock_guard<std::mutex> lock(queue_->mutex);
+    abandon = abandon || queue_->stalled;
+    // Unwinding: queued collectives may never be matched by the other ranks.
+    if (abandon) queue_->tasks.clear();
+    queue_->stopping = true;
+  }
+  queue_->changed.notify_all();
+  if (worker_.joinable()) {
+    if (abandon) {
+      worker_.detach();  // it may sit in MPI until the job is aborted
+      return;
+    }
+    worker_.join();
+  }
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+}
+
+namespace {
+
+std::unique_ptr<Work> submit(const std::shared_ptr<MpiQueue>& queue, bool threaded,
+                             std::chrono::milliseconds timeout, std::string name, std::function<void()> run,
+                             std::function<void()> finish = nullptr) {
+  auto task = std::make_shared<MpiTask>();
+  task->name = std::move(name);
+  task->run = std::move(run);
+  if (threaded) {
+    {
+      std::lock_guard<std::mutex> lock(queue->mutex);
+      queue->tasks.push_back(task);
+    }
+    queue->changed.notify_one();
+  } else {
+    task->execute();
+  }
+  return std::make_unique<MpiWork>(std::move(task), threaded ? queue : nullptr, timeout, std::move(finish));
+}
+
+}  // namespace
+
+std::unique_ptr<Work> MpiCommunicator::all_reduce_async(const at::Tensor& tensor, ReduceOp op) {
+  check_cpu_contiguous(tensor, "all_reduce");
+  const bool floating = tensor.is_floating_point();
+  DPUNET_CHECK(op != ReduceOp::kAvg || floating,
+               "MPI communicator: all_reduce average needs a floating tensor, got ",
+               c10::toString(tensor.scalar_type()));
+  const int count = checked_count(tensor.numel(), "all_reduce");
+  const MPI_Datatype type = mpi_datatype(tensor.scalar_type());
+  const MPI_Op sum = half_ops_->sum_for(tensor.scalar_type());
+  MPI_Comm comm = comm_;
+  auto run = [tensor, count, type, sum, comm] {
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, tensor.data_ptr(), count, type, sum, comm));
+  };
+  std::function<void()> finish;
+  // Sum, then divide: exact for sums that are exact, unlike scaling every input first.
+  if (op == ReduceOp::kAvg && world_size_ > 1) finish = [tensor, n = world_size_] { tensor.div_(n); };
+  return submit(queue_, worker_.joinable(), options_.timeout, describe("all_reduce", tensor), std::move(run),
+                std::move(finish));
+}
+
+std::unique_ptr<Work> MpiCommunicator::broadcast_async(const at::Tensor& tensor, int root) {
+  check_cpu_contiguous(tensor, "broadcast");
+  DPUNET_CHECK(root >= 0 && root < world_size_, "MPI communicator: broadcast root ", root,
+               " is not a rank of ", world_size_);
+  const int bytes = checked_count(tensor.nbytes(), "broadcast");
+  MPI_Comm comm = comm_;
+  auto run = [tensor, bytes, root, comm] {
+    MPI_CHECK(MPI_Bcast(tensor.data_ptr(), bytes, MPI_BYTE, root, comm));
+  };
+  return submit(queue_, worker_.joinable(), options_.timeout, describe("broadcast", tensor), std::move(run));
+}
+
+std::unique_ptr<Work> MpiCommunicator::all_gather_async(const at::Tensor& input, const at::Tensor& output) {
+  check_cpu_contiguous(input, "all_gather");
+  check_cpu_contiguous(output, "all_gather");
+  DPUNET_CHECK(output.numel() == input.numel() * world_size_ && output.scalar_type() == input.scalar_type(),
+               "MPI communicator: all_gather output must hold world_size (", world_size_, ") x ",
+               input.numel(), " elements of the input's type, got ", output.numel());
+  const int bytes = checked_count(input.nbytes(), "all_gather");
+  MPI_Comm comm = comm_;
+  auto run = [input, output, bytes, comm] {
+    MPI_CHECK(MPI_Allgather(input.data_ptr(), bytes, MPI_BYTE, output.data_ptr(), bytes, MPI_BYTE, comm));
+  };
+  return submit(queue_, worker_.joinable(), options_.timeout, describe("all_gather", input), std::move(run));
+}
+
+void MpiCommunicator::barrier() {
+  MPI_Comm comm = comm_;
+  submit(queue_, worker_.joinable(), options_.timeout, "barrier", [comm] {
+    MPI_CHECK(MPI_Barrier(comm));
+  })->wait();
+}
+
+}  // namespace dpunet::dist

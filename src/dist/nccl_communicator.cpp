@@ -1,0 +1,220 @@
+// NcclCommunicator: bootstrap over MPI, collectives on a side stream, and waits that
+// watch for asynchronous errors and stalls instead of blocking forever.
+#include "dist/nccl_communicator.h"
+
+#include <chrono>
+#include <thread>
+
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/torch.h>
+
+#include "common/process_label.h"
+#include "dist/context.h"
+#include "dist/cuda_check.h"
+#include "dist/mpi_check.h"
+
+namespace dpunet::dist {
+
+struct NcclState {
+  ncclComm_t comm = nullptr;
+  bool aborted = false;
+  int rank = 0;
+  int world_size = 1;
+  c10::Device device{c10::kCUDA, 0};
+  std::optional<c10::cuda::CUDAStream> stream;
+  std::chrono::milliseconds timeout{};
+
+  // Aborting is the only way out of a collective that will not complete.
+  void abort() {
+    if (comm != nullptr && !aborted) ncclCommAbort(comm);
+    aborted = true;
+  }
+  ~NcclState() {
+    if (comm == nullptr || aborted) return;
+    ncclResult_t async = ncclSuccess;
+    ncclCommGetAsyncError(comm, &async);
+    if (async != ncclSuccess && async != ncclInProgress) {
+      ncclCommAbort(comm);
+    } else {
+      ncclCommDestroy(comm);
+    }
+  }
+};
+
+namespace {
+
+struct Event {
+  cudaEvent_t event = nullptr;
+  Event() { CUDA_CHECK(cudaEventCreateWithFlags(&event, cudaEventDisableTiming)); }
+  ~Event() {
+    if (event != nullptr) cudaEventDestroy(event);
+  }
+  Event(const Event&) = delete;
+  Event& operator=(const Event&) = delete;
+};
+
+ncclDataType_t nccl_type(c10::ScalarType type) {
+  switch (type) {
+    case c10::kFloat:
+      return ncclFloat32;
+    case c10::kDouble:
+      return ncclFloat64;
+    case c10::kHalf:
+      return ncclFloat16;
+    case c10::kBFloat16:
+      return ncclBfloat16;
+    case c10::kInt:
+      return ncclInt32;
+    case c10::kLong:
+      return ncclInt64;
+    case c10::kByte:
+      return ncclUint8;
+    case c10::kChar:
+      return ncclInt8;
+    case c10::kBool:
+      return ncclUint8;
+    default:
+      DPUNET_FAIL("NCCL communicator: tensors of type ", c10::toString(type), " are not supported");
+  }
+}
+
+class NcclWork : public Work {
+ public:
+  NcclWork(std::shared_ptr<NcclState> state, std::unique_ptr<Event> done, std::vector<at::Tensor> keep,
+           std::string name)
+      : state_(std::move(state)), done_(std::move(done)), keep_(std::move(keep)), name_(std::move(name)) {}
+
+  void wait() override {
+    if (!done_) return;
+    const auto start = std::chrono::steady_clock::now();
+    for (;;) {
+      const cudaError_t query = cudaEventQuery(done_->event);
+      if (query == cudaSuccess) break;
+      if (query != cudaErrorNotReady) CUDA_CHECK(query);
+      ncclResult_t async = ncclSuccess;
+      NCCL_CHECK(ncclCommGetAsyncError(state_->comm, &async));
+      if (async != ncclSuccess && async != ncclInProgress) {
+        state_->abort();
+        DPUNET_FAIL("NCCL ", name_, " failed on ", process_label(), ": ", ncclGetErrorString(async),
+                    "; the communicator was aborted");
+      }
+      if (std::chrono::steady_clock::now() - start > state_->timeout) {
+        state_->abort();
+        DPUNET_FAIL("NCCL ", name_, " has not completed after ", state_->timeout.count() / 1000.0, " s on ",
+                    process_label(),
+                    ": another rank stopped or is issuing different collectives; "
+                    "the communicator was aborted");
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(20));
+    }
+    // Work the caller queues next runs after the result is in place.
+    const c10::cuda::CUDAStream current = c10::cuda::getCurrentCUDAStream(state_->device.index());
+    CUDA_CHECK(cudaStreamWaitEvent(current.stream(), done_->event, 0));
+    done_.reset();
+    keep_.clear();
+  }
+
+ private:
+  std::shared_ptr<NcclState> state_;
+  std::unique_ptr<Event> done_;
+  std::vector<at::Tensor> keep_;
+  std::string name_;
+};
+
+void check_device_tensor(const NcclState& state, const at::Tensor& t, const char* op) {
+  DPUNET_CHECK(t.device() == state.device, "NCCL communicator: ", op, " needs a tensor on ",
+               state.device.str(), ", got one on ", t.device().str());
+  DPUNET_CHECK(t.is_contiguous(), "NCCL communicator: ", op, " needs a contiguous tensor");
+}
+
+// Orders `launch` after the caller's stream, records completion, and keeps the tensors'
+// memory from being reused by the caching allocator until the side stream is done.
+template <typename Launch>
+std::unique_ptr<Work> enqueue(const std::shared_ptr<NcclState>& state, std::string name,
+                              std::vector<at::Tensor> tensors, Launch launch) {
+  DPUNET_CHECK(!state->aborted, "NCCL communicator on ", process_label(),
+               " was aborted by an earlier failure");
+  c10::cuda::CUDAGuard guard(state->device);
+  const c10::cuda::CUDAStream compute = c10::cuda::getCurrentCUDAStream(state->device.index());
+  Event ready;
+  CUDA_CHECK(cudaEventRecord(ready.event, compute.stream()));
+  CUDA_CHECK(cudaStreamWaitEvent(state->stream->stream(), ready.event, 0));
+  NCCL_CHECK(launch(state->comm, state->stream->stream()));
+  auto done = std::make_unique<Event>();
+  CUDA_CHECK(cudaEventRecord(done->event, state->stream->stream()));
+  for (const auto& t : tensors)
+    c10::cuda::CUDACachingAllocator::recordStream(t.storage().data_ptr(), *state->stream);
+  return std::make_unique<NcclWork>(state, std::move(done), std::move(tensors), std::move(name));
+}
+
+std::string describe(const char* op, const at::Tensor& t) {
+  return ::dpunet::detail::concat(op, " (", c10::toString(t.scalar_type()), ", ", t.numel(), " elements)");
+}
+
+}  // namespace
+
+NcclCommunicator::NcclCommunicator(const Context& context, CommunicatorOptions options)
+    : state_(std::make_shared<NcclState>()) {
+  DPUNET_CHECK(context.device().is_cuda(), "NCCL communicator needs a GPU, but ", process_label(),
+               " runs on ", context.device().str());
+  state_->rank = context.rank();
+  state_->world_size = context.world_size();
+  state_->device = context.device();
+  state_->timeout = options.timeout;
+  c10::cuda::CUDAGuard guard(state_->device);
+  state_->stream = c10::cuda::getStreamFromPool(/*isHighPriority=*/true, state_->device.index());
+  ncclUniqueId id;
+  if (context.rank() == 0) NCCL_CHECK(ncclGetUniqueId(&id));
+  MPI_CHECK(MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, context.world()));
+  NCCL_CHECK(ncclCommInitRank(&state_->comm, state_->world_size, id, state_->rank));
+}
+
+NcclCommunicator::~NcclCommunicator() = default;
+
+int NcclCommunicator::rank() const { return state_->rank; }
+int NcclCommunicator::world_size() const { return state_->world_size; }
+c10::Device NcclCommunicator::device() const { return state_->device; }
+
+std::unique_ptr<Work> NcclCommunicator::all_reduce_async(const at::Tensor& tensor, ReduceOp op) {
+  check_device_tensor(*state_, tensor, "all_reduce");
+  DPUNET_CHECK(op != ReduceOp::kAvg || tensor.is_floating_point(),
+               "NCCL communicator: all_reduce average needs a floating tensor");
+  const ncclRedOp_t nccl_op = op == ReduceOp::kAvg ? ncclAvg : ncclSum;
+  const ncclDataType_t type = nccl_type(tensor.scalar_type());
+  return enqueue(state_, describe("all_reduce", tensor), {tensor}, [&](ncclComm_t comm, cudaStream_t stream) {
+    return ncclAllReduce(tensor.data_ptr(), tensor.data_ptr(), tensor.numel(), type, nccl_op, comm, stream);
+  });
+}
+
+std::unique_ptr<Work> NcclCommunicator::broadcast_async(const at::Tensor& tensor, int root) {
+  check_device_tensor(*state_, tensor, "broadcast");
+  DPUNET_CHECK(root >= 0 && root < state_->world_size, "NCCL communicator: broadcast root ", root,
+               " is not a rank of ", state_->world_size);
+  return enqueue(state_, describe("broadcast", tensor), {tensor}, [&](ncclComm_t comm, cudaStream_t stream) {
+    return ncclBroadcast(tensor.data_ptr(), tensor.data_ptr(), tensor.nbytes(), ncclUint8, root, comm,
+                         stream);
+  });
+}
+
+std::unique_ptr<Work> NcclCommunicator::all_gather_async(const at::Tensor& input, const at::Tensor& output) {
+  check_device_tensor(*state_, input, "all_gather");
+  check_device_tensor(*state_, output, "all_gather");
+  DPUNET_CHECK(
+      output.numel() == input.numel() * state_->world_size && output.scalar_type() == input.scalar_type(),
+      "NCCL communicator: all_gather output must hold world_size (", state_->world_size, ") x ",
+      input.numel(), " elements of the input's type, got ", output.numel());
+  return enqueue(
+      state_, describe("all_gather", input), {input, output}, [&](ncclComm_t comm, cudaStream_t stream) {
+        return ncclAllGather(input.data_ptr(), output.data_ptr(), input.nbytes(), ncclUint8, comm, stream);
+      });
+}
+
+void NcclCommunicator::barrier() {
+  const at::Tensor token = torch::zeros({1}, torch::TensorOptions().device(state_->device));
+  all_reduce_async(token, ReduceOp::kSum)->wait();
+  CUDA_CHECK(cudaStreamSynchronize(c10::cuda::getCurrentCUDAStream(state_->device.index()).stream()));
+}
+
+}  // namespace dpunet::dist

@@ -1,0 +1,35 @@
+// Collectives on CUDA tensors over NCCL: one communicator per rank on the context's GPU,
+// its own stream ordered after the caller's stream with events, and a watch on every
+// wait: an asynchronous NCCL error or a collective stalled past the timeout aborts the
+// communicator and raises an error naming rank, host and operation.
+#pragma once
+
+#include <memory>
+
+#include "dist/communicator.h"
+
+namespace dpunet::dist {
+
+class Context;
+struct NcclState;
+
+class NcclCommunicator : public Communicator {
+ public:
+  NcclCommunicator(const Context& context, CommunicatorOptions options = {});
+  ~NcclCommunicator() override;
+
+  int rank() const override;
+  int world_size() const override;
+  std::string backend() const override { return "nccl"; }
+  c10::Device device() const override;
+
+  std::unique_ptr<Work> all_reduce_async(const at::Tensor& tensor, ReduceOp op) override;
+  std::unique_ptr<Work> broadcast_async(const at::Tensor& tensor, int root) override;
+  std::unique_ptr<Work> all_gather_async(const at::Tensor& input, const at::Tensor& output) override;
+  void barrier() override;
+
+ private:
+  std::shared_ptr<NcclState> state_;
+};
+
+}  // namespace dpunet::dist

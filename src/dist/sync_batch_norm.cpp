@@ -1,0 +1,144 @@
+// SyncBatchNorm's autograd function. Forward: each rank's per-channel mean and sum of
+// squared deviations (two-pass, accurate), all-gathered with counts and combined with
+// Chan's parallel formula. Backward: sum(dy) and sum(dy * xhat) all-reduced; weight and
+// bias gradients stay local (DistributedDataParallel averages them like any other).
+#include "dist/sync_batch_norm.h"
+
+#include <torch/torch.h>
+
+#include "common/error.h"
+
+namespace dpunet::dist {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+struct CommHolder : torch::CustomClassHolder {
+  explicit CommHolder(Communicator* c) : comm(c) {}
+  Communicator* comm;
+};
+
+std::vector<int64_t> reduce_dims(const torch::Tensor& x) {
+  std::vector<int64_t> dims{0};
+  for (int64_t d = 2; d < x.dim(); ++d) dims.push_back(d);
+  return dims;
+}
+
+// [C] -> [1, C, 1, ...] to broadcast against x.
+torch::Tensor per_channel(const torch::Tensor& v, const torch::Tensor& x) {
+  std::vector<int64_t> shape(x.dim(), 1);
+  shape[1] = v.size(0);
+  return v.view(shape);
+}
+
+class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunction> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& weight,
+                               const torch::Tensor& bias, torch::Tensor running_mean,
+                               torch::Tensor running_var, double eps, double momentum,
+                               c10::intrusive_ptr<CommHolder> holder) {
+    Communicator& comm = *holder->comm;
+    const auto dims = reduce_dims(x);
+    const int64_t channels = x.size(1);
+    const auto stats_options = x.options().dtype(torch::kFloat64);
+    const torch::Tensor local_mean = x.mean(dims).to(torch::kFloat64);
+    const torch::Tensor local_m2 =
+        (x - per_channel(local_mean.to(x.scalar_type()), x)).square().sum(dims).to(torch::kFloat64);
+    const double local_count = static_cast<double>(x.numel() / channels);
+    // [mean (C), m2 (C), count (1)] per rank.
+    const torch::Tensor packed =
+        torch::cat({local_mean, local_m2, torch::full({1}, local_count, stats_options)});
+    torch::Tensor gathered = torch::empty({comm.world_size() * packed.numel()}, stats_options);
+    comm.all_gather(packed, gathered);
+    gathered = gathered.view({comm.world_size(), packed.numel()});
+    const torch::Tensor means = gathered.narrow(1, 0, channels);
+    const torch::Tensor m2s = gathered.narrow(1, channels, channels);
+    const torch::Tensor counts = gathered.narrow(1, 2 * channels, 1);  // [W, 1]
+    const double total = counts.sum().item<double>();
+    TORCH_CHECK(total > 1, "SyncBatchNorm: needs more than one value per channel across all ranks, got ",
+                total);
+    const torch::Tensor mean = (means * counts).sum(0) / total;
+    const torch::Tensor m2 = (m2s + counts * (means - mean).square()).sum(0);
+    const torch::Tensor invstd = (m2 / total + eps).rsqrt();
+
+    running_mean.mul_(1 - momentum).add_(mean.to(running_mean.scalar_type()), momentum);
+    running_var.mul_(1 - momentum).add_((m2 / (total - 1)).to(running_var.scalar_type()), momentum);
+
+    const torch::Tensor mean_x = mean.to(x.scalar_type());
+    const torch::Tensor invstd_x = invstd.to(x.scalar_type());
+    const torch::Tensor xhat = (x - per_channel(mean_x, x)) * per_channel(invstd_x, x);
+    ctx->save_for_backward({x, weight, mean_x, invstd_x});
+    ctx->saved_data["comm"] = c10::IValue::make_capsule(holder);
+    ctx->saved_data["total"] = total;
+    return xhat * per_channel(weight, x) + per_channel(bias, x);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    const auto saved = ctx->get_saved_variables();
+    const torch::Tensor &x = saved[0], &weight = saved[1], &mean = saved[2], &invstd = saved[3];
+    Communicator& comm =
+        *c10::static_intrusive_pointer_cast<CommHolder>(ctx->saved_data["comm"].toCapsule())->comm;
+    const double total = ctx->saved_data["total"].toDouble();
+    const torch::Tensor dy = grad_outputs[0].contiguous();
+    const auto dims = reduce_dims(x);
+    const torch::Tensor xhat = (x - per_channel(mean, x)) * per_channel(invstd, x);
+    const torch::Tensor sum_dy = dy.sum(dims);
+    const torch::Tensor sum_dy_xhat = (dy * xhat).sum(dims);
+    // Global sums over every rank's share of the batch.
+    torch::Tensor global = torch::cat({sum_dy, sum_dy_xhat});
+    comm.all_reduce(global, ReduceOp::kSum);
+    const int64_t channels = x.size(1);
+    const torch::Tensor mean_dy = global.narrow(0, 0, channels) / total;
+    const torch::Tensor mean_dy_xhat = global.narrow(0, channels, channels) / total;
+    const torch::Tensor dx = (dy - per_channel(mean_dy, x) - xhat * per_channel(mean_dy_xhat, x)) *
+                             per_channel(invstd * weight, x);
+    return {dx,
+            sum_dy_xhat,
+            sum_dy,
+            torch::Tensor(),
+            torch::Tensor(),
+            torch::Tensor(),
+            torch::Tensor(),
+            torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+SyncBatchNormImpl::SyncBatchNormImpl(SyncBatchNormOptions options, std::shared_ptr<Communicator> comm)
+    : options_(options), comm_(std::move(comm)) {
+  DPUNET_CHECK(options_.num_features > 0, "SyncBatchNorm: num_features must be > 0, got ",
+               options_.num_features);
+  DPUNET_CHECK(comm_ != nullptr,
+               "SyncBatchNorm: needs a communicator (norm sync_batch is for distributed runs)");
+  reset();
+}
+
+void SyncBatchNormImpl::reset() {
+  weight = register_parameter("weight", torch::ones({options_.num_features}));
+  bias = register_parameter("bias", torch::zeros({options_.num_features}));
+  running_mean = register_buffer("running_mean", torch::zeros({options_.num_features}));
+  running_var = register_buffer("running_var", torch::ones({options_.num_features}));
+  num_batches_tracked = register_buffer("num_batches_tracked", torch::zeros({}, torch::kLong));
+}
+
+torch::Tensor SyncBatchNormImpl::forward(const torch::Tensor& input) {
+  DPUNET_CHECK(input.dim() >= 2 && input.size(1) == options_.num_features,
+               "SyncBatchNorm: expected input [N, ", options_.num_features, ", ...], got ", input.sizes());
+  if (!is_training()) {
+    return torch::batch_norm(input, weight, bias, running_mean, running_var, /*training=*/false,
+                             options_.momentum, options_.eps, /*cudnn_enabled=*/true);
+  }
+  DPUNET_CHECK(input.device() == comm_->device(), "SyncBatchNorm: input is on ", input.device().str(),
+               " but the ", comm_->backend(), " communicator works on ", comm_->device().str());
+  {
+    torch::NoGradGuard no_grad;
+    num_batches_tracked.add_(1);
+  }
+  return SyncBatchNormFunction::apply(input.contiguous(), weight, bias, running_mean, running_var,
+                                      options_.eps, options_.momentum,
+                                      c10::make_intrusive<CommHolder>(comm_.get()));
+}
+
+}  // namespace dpunet::dist

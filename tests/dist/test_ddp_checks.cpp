@@ -1,0 +1,115 @@
+// What DistributedDataParallel refuses or repairs: models that differ across ranks,
+// parameters that got no gradient, buffers drifting apart, weights that start apart.
+#include <torch/torch.h>
+#include <catch2/catch.hpp>
+
+#include "dist/ddp.h"
+#include "dist/mpi_communicator.h"
+#include "support/ddp_fixture.h"
+#include "support/mpi_test_context.h"
+
+using namespace dpunet;
+
+namespace {
+
+// A linear layer plus one that forward may skip.
+struct TwoHeadsImpl : torch::nn::Module {
+  TwoHeadsImpl() {
+    used = register_module("used", torch::nn::Linear(4, 2));
+    skipped = register_module("skipped", torch::nn::Linear(4, 2));
+  }
+  torch::Tensor forward(const torch::Tensor& x) { return used(x); }
+  torch::nn::Linear used{nullptr}, skipped{nullptr};
+};
+TORCH_MODULE(TwoHeads);
+
+}  // namespace
+
+TEST_CASE("DDP rejects models that differ across ranks on every rank, naming the difference", "[mpi]") {
+  dist::MpiCommunicator comm(test::mpi_context());
+  if (comm.world_size() < 2) return;
+  torch::manual_seed(0);
+  // The last rank's second layer is wider.
+  auto net = std::make_shared<torch::nn::Sequential>(
+      torch::nn::Linear(4, 8), torch::nn::Linear(8, comm.rank() == comm.world_size() - 1 ? 3 : 2));
+  auto module = net->ptr();
+  if (comm.rank() == comm.world_size() - 1) {
+    REQUIRE_THROWS_WITH(dist::DistributedDataParallel(module, comm),
+                        Catch::Contains("differs between rank") && Catch::Contains("'1.weight' [3, 8]") &&
+                            Catch::Contains("'1.weight' [2, 8]"));
+  } else {
+    REQUIRE_THROWS_WITH(dist::DistributedDataParallel(module, comm), Catch::Contains("differ from rank 0"));
+  }
+  comm.barrier();  // every rank got here: nobody hung in the check
+}
+
+TEST_CASE("DDP starts every rank from rank 0's weights and buffers", "[mpi]") {
+  dist::MpiCommunicator comm(test::mpi_context());
+  torch::manual_seed(100 + comm.rank());  // different weights on every rank
+  model::UnetOptions options;
+  options.base_channels = 8;
+  options.depth = 1;
+  model::Unet net(options);
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& b : net->buffers()) b.fill_(comm.rank());
+  }
+  dist::DistributedDataParallel ddp(net.ptr(), comm);
+  torch::manual_seed(100);
+  model::Unet rank0(options);
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& b : rank0->buffers()) b.fill_(0);
+  }
+  REQUIRE(test::max_relative_error(test::state(*net), test::state(*rank0)) == 0);
+}
+
+TEST_CASE("DDP names parameters that got no gradient, unless told to allow them", "[mpi]") {
+  dist::MpiCommunicator comm(test::mpi_context());
+  const torch::Tensor x = torch::ones({3, 4});
+  {
+    TwoHeads net;
+    dist::DistributedDataParallel ddp(net.ptr(), comm);
+    net->forward(x).sum().backward();
+    REQUIRE_THROWS_WITH(ddp.synchronize(), Catch::Contains("skipped.weight") &&
+                                               Catch::Contains("skipped.bias") &&
+                                               !Catch::Contains("used.weight"));
+  }
+  {
+    TwoHeads net;
+    dist::DdpOptions options;
+    options.allow_unused_parameters = true;
+    dist::DistributedDataParallel ddp(net.ptr(), comm, options);
+    net->forward(x).sum().backward();
+    ddp.synchronize();
+    REQUIRE(torch::equal(net->skipped->weight.grad(), torch::zeros({2, 4})));
+    REQUIRE(torch::equal(net->used->bias.grad(), torch::full({2}, 3.0f)));
+  }
+}
+
+TEST_CASE("DDP copies rank 0's BatchNorm statistics to every rank after each step", "[mpi]") {
+  dist::MpiCommunicator comm(test::mpi_context());
+  model::Unet net = test::make_small_unet(model::Norm::kBatch);
+  dist::DistributedDataParallel ddp(net.ptr(), comm);
+  const auto batch = test::make_global_batch(2, comm.world_size());
+  test::batch_loss(net, test::rank_share(batch, comm.rank(), comm.world_size())).backward();
+  ddp.synchronize();
+  // Rank 0's statistics come from rank 0's share of the batch.
+  model::Unet rank0 = test::make_small_unet(model::Norm::kBatch);
+  test::batch_loss(rank0, test::rank_share(batch, 0, comm.world_size())).backward();
+  std::map<std::string, torch::Tensor> mine, expected;
+  for (const auto& b : net->named_buffers()) mine[b.key()] = b.value();
+  for (const auto& b : rank0->named_buffers()) expected[b.key()] = b.value();
+  REQUIRE(test::max_relative_error(mine, expected) <= 1e-6);
+}
+
+TEST_CASE("DDP refuses a second backward before synchronize", "[mpi]") {
+  dist::MpiCommunicator comm(test::mpi_context());
+  TwoHeads net;
+  dist::DdpOptions options;
+  options.allow_unused_parameters = true;
+  dist::DistributedDataParallel ddp(net.ptr(), comm, options);
+  net->forward(torch::ones({1, 4})).sum().backward();
+  REQUIRE_THROWS_WITH(net->forward(torch::ones({1, 4})).sum().backward(), Catch::Contains("synchronize()"));
+  ddp.synchronize();
+}

@@ -1,0 +1,200 @@
+// N ranks with b samples each must take exactly the step one process takes with N*b:
+// same averaged gradients, same updated weights (1e-5 relative), however the gradients
+// are bucketed, with checkpointing, with SyncBatchNorm, and with no_sync accumulation.
+#include <torch/torch.h>
+#include <catch2/catch.hpp>
+
+#include "dist/ddp.h"
+#include "dist/mpi_communicator.h"
+#include "support/ddp_fixture.h"
+#include "support/mpi_test_context.h"
+#include "support/tensor_compare.h"
+
+using namespace dpunet;
+using dpunet::test::GlobalBatch;
+
+namespace {
+
+constexpr int64_t kPerRank = 2;
+constexpr double kTolerance = 1e-5;
+
+struct StepResult {
+  std::map<std::string, torch::Tensor> grads;
+  std::map<std::string, torch::Tensor> after;  // parameters and buffers after one SGD step
+};
+
+// Tiny buckets: many of them, and parameters larger than a bucket.
+dist::DdpOptions small_buckets() {
+  dist::DdpOptions options;
+  options.bucket_caps.first_bytes = 1024;
+  options.bucket_caps.bytes = 8 * 1024;
+  return options;
+}
+
+StepResult single_process_step(model::Unet net, const GlobalBatch& batch) {
+  torch::optim::SGD sgd(net->parameters(), torch::optim::SGDOptions(0.1));
+  sgd.zero_grad();
+  test::batch_loss(net, batch).backward();
+  StepResult result{test::gradients(*net), {}};
+  sgd.step();
+  result.after = test::state(*net);
+  return result;
+}
+
+StepResult ddp_step(model::Unet net, dist::Communicator& comm, const GlobalBatch& share,
+                    dist::DdpOptions options = small_buckets()) {
+  dist::DistributedDataParallel ddp(net.ptr(), comm, options);
+  torch::optim::SGD sgd(net->parameters(), torch::optim::SGDOptions(0.1));
+  test::batch_loss(net, share).backward();
+  ddp.synchronize();
+  StepResult result{test::gradients(*net), {}};
+  sgd.step();
+  result.after = test::state(*net);
+  return result;
+}
+
+void require_same(const StepResult& actual, const StepResult& expected, double tolerance = kTolerance) {
+  std::string worst;
+  const double grad_error = test::max_relative_error(actual.grads, expected.grads, &worst);
+  INFO("largest gradient error " << grad_error << " in " << worst);
+  REQUIRE(grad_error <= tolerance);
+  const double state_error = test::max_relative_error(actual.after, expected.after, &worst);
+  INFO("largest error after the step " << state_error << " in " << worst);
+  REQUIRE(state_error <= tolerance);
+}
+
+}  // namespace
+
+TEST_CASE("DDP step on N ranks equals one process with N times the batch", "[mpi]") {
+  dist::MpiCommunicator comm(test::mpi_context());
+  const auto norm = GENERATE(model::Norm::kNone, model::Norm::kInstance);
+  const bool checkpointing = GENERATE(false, true);
+  INFO("norm " << model::to_string(norm) << ", checkpointing " << checkpointing);
+  const GlobalBatch batch = test::make_global_batch(kPerRank, comm.world_size());
+
+  model::Unet reference = test::make_small_unet(norm);
+  if (checkpointing) reference->use_checkpointing(true, model::CheckpointPolicy::kAll);
+  const StepResult expected = single_process_step(reference, batch);
+
+  model::Unet net = test::make_small_unet(norm);
+  if (checkpointing) net->use_checkpointing(true, model::CheckpointPolicy::kAll);
+  require_same(ddp_step(net, comm, test::rank_share(batch, comm.rank(), comm.world_size())), expected);
+}
+
+TEST_CASE("DDP buckets: small first bucket, reverse registration order, oversize parameters alone", "[mpi]") {
+  dist::MpiCommunicator comm(test::mpi_context());
+  model::Unet net = test::make_small_unet(model::Norm::kNone);
+  dist::DistributedDataParallel ddp(net.ptr(), comm, small_buckets());
+  const auto buckets = ddp.bucket_parameter_names();
+  REQUIRE(buckets.size() > 3);
+  REQUIRE(buckets.front().front() == "outc.conv.bias");  // the last registered parameter
+  size_t total = 0;
+  for (const auto& b : buckets) total += b.size();
+  REQUIRE(total == net->parameters().size());
+
+  int64_t bytes = 0;
+  for (const auto& p : net->parameters()) bytes += p.numel() * p.element_size();
+  REQUIRE(bytes < (1 << 20));
+  dist::DistributedDataParallel defaults(net.ptr(), comm);
+  REQUIRE(defaults.bucket_parameter_names().size() == 1);  // all of it fits DDP's 1 MiB first bucket
+}
+
+TEST_CASE("DDP with SyncBatchNorm equals BatchNorm on the whole batch", "[mpi]") {
+  auto comm = std::make_shared<dist::MpiCommunicator>(test::mpi_context());
+  const GlobalBatch batch = test::make_global_batch(kPerRank, comm->world_size());
+  const StepResult expected = single_process_step(test::make_small_unet(model::Norm::kBatch), batch);
+  model::Unet net = test::make_small_unet(model::Norm::kSyncBatch, comm);
+  // Running statistics come out of the reduction too, so compare them as well.
+  require_same(ddp_step(net, *comm, test::rank_share(batch, comm->rank(), comm->world_size())), expected);
+}
+
+TEST_CASE("DDP no_sync accumulation over micro-batches equals one big batch", "[mpi]") {
+  dist::MpiCommunicator comm(test::mpi_context());
+  constexpr int kMicroBatches = 3;
+  const GlobalBatch batch = test::make_global_batch(kPerRank * kMicroBatches, comm.world_size());
+  const StepResult expected = single_process_step(test::make_small_unet(model::Norm::kNone), batch);
+
+  model::Unet net = test::make_small_unet(model::Norm::kNone);
+  dist::DistributedDataParallel ddp(net.ptr(), comm, small_buckets());
+  torch::optim::SGD sgd(net->parameters(), torch::optim::SGDOptions(0.1));
+  const GlobalBatch share = test::rank_share(batch, comm.rank(), comm.world_size());
+  for (int k = 0; k < kMicroBatches; ++k) {
+    const GlobalBatch micro = test::rank_share(share, k, kMicroBatches);
+    if (k + 1 < kMicroBatches) {
+      auto guard = ddp.no_sync();
+      (test::batch_loss(net, micro) / kMicroBatches).backward();
+    } else {
+      (test::batch_loss(net, micro) / kMicroBatches).backward();
+    }
+  }
+  ddp.synchronize();
+  StepResult actual{test::gradients(*net), {}};
+  sgd.step();
+  actual.after = test::state(*net);
+  require_same(actual, expected);
+}
+
+TEST_CASE("DDP keeps stepping correctly when the optimizer sets gradients to none", "[mpi]") {
+  dist::MpiCommunicator comm(test::mpi_context());
+  const GlobalBatch batch = test::make_global_batch(kPerRank, comm.world_size());
+  model::Unet reference = test::make_small_unet(model::Norm::kNone);
+  model::Unet net = test::make_small_unet(model::Norm::kNone);
+  dist::DistributedDataParallel ddp(net.ptr(), comm, small_buckets());
+  torch::optim::SGD ref_sgd(reference->parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
+  torch::optim::SGD sgd(net->parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
+  const GlobalBatch share = test::rank_share(batch, comm.rank(), comm.world_size());
+  for (int step = 0; step < 3; ++step) {
+    ref_sgd.zero_grad();
+    test::batch_loss(reference, batch).backward();
+    ref_sgd.step();
+    if (step == 1) {
+      ddp.zero_grad();
+    } else {
+      sgd.zero_grad();  // set_to_none: the next backward must find its way back into the buckets
+    }
+    test::batch_loss(net, share).backward();
+    ddp.synchronize();
+    sgd.step();
+  }
+  std::string worst;
+  const double error = test::max_relative_error(test::state(*net), test::state(*reference), &worst);
+  INFO("largest error " << error << " in " << worst);
+  REQUIRE(error <= kTolerance);
+}
+
+TEST_CASE("DDP bf16 and fp16 wire compression stay close to the exact average", "[mpi]") {
+  dist::MpiCommunicator comm(test::mpi_context());
+  const auto wire = GENERATE(dist::WireDtype::kBFloat16, dist::WireDtype::kFloat16);
+  const GlobalBatch batch = test::make_global_batch(kPerRank, comm.world_size());
+  model::Unet reference = test::make_small_unet(model::Norm::kNone);
+  test::batch_loss(reference, batch).backward();
+  const auto expected = test::gradients(*reference);
+
+  model::Unet net = test::make_small_unet(model::Norm::kNone);
+  dist::DdpOptions options = small_buckets();
+  options.wire_dtype = wire;
+  dist::DistributedDataParallel ddp(net.ptr(), comm, options);
+  test::batch_loss(net, test::rank_share(batch, comm.rank(), comm.world_size())).backward();
+  ddp.synchronize();
+  const auto actual = test::gradients(*net);
+  double error = 0;
+  if (wire == dist::WireDtype::kBFloat16) {
+    // bf16 keeps float32's range: every tensor is close on its own.
+    std::string worst;
+    error = test::max_relative_error(actual, expected, &worst);
+    INFO("largest relative gradient error " << error << " in " << worst);
+    REQUIRE(error < 1e-2);
+  } else {
+    // fp16 flushes gradients below ~6e-8 to zero (this model has tensors of 3e-7), as
+    // fp16 compression does in any framework: judge the gradient as a whole.
+    std::vector<torch::Tensor> mine, exact;
+    for (const auto& [name, g] : expected) {
+      exact.push_back(g.flatten());
+      mine.push_back(actual.at(name).flatten());
+    }
+    error = test::relative_error(torch::cat(mine), torch::cat(exact));
+    INFO("relative error of the whole gradient " << error);
+    REQUIRE(error < 2e-3);
+  }
+  REQUIRE(error > 0);  // the wire really was narrower than float32
+}

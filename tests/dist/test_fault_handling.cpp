@@ -1,0 +1,75 @@
+// A rank that fails, leaves, stalls or holds a different model must take the whole job
+// down with a message, never leave it hanging. Each case starts a fresh job with mpirun.
+#include <sys/wait.h>
+
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <string>
+
+#include <catch2/catch.hpp>
+
+namespace {
+
+struct JobResult {
+  int exit_code = -1;
+  double seconds = 0;
+  std::string output;
+};
+
+// `timeout` is the hang detector: exit code 124 means the job never ended by itself.
+JobResult run_job(const std::string& mode, int ranks, int bad_rank) {
+  const std::string command = "timeout 90 " DPUNET_MPI_LAUNCHER " " + std::to_string(ranks) +
+                              " " DPUNET_FAULT_PROBE " " + mode + " " + std::to_string(bad_rank) + " 2>&1";
+  const auto start = std::chrono::steady_clock::now();
+  JobResult result;
+  FILE* pipe = popen(command.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  std::array<char, 4096> chunk{};
+  while (fgets(chunk.data(), chunk.size(), pipe) != nullptr) result.output += chunk.data();
+  const int status = pclose(pipe);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return result;
+}
+
+}  // namespace
+
+TEST_CASE("Fault probe: a healthy job ends cleanly", "[dist][fault]") {
+  const JobResult job = run_job("ok", 2, 1);
+  INFO(job.output);
+  REQUIRE(job.exit_code == 0);
+}
+
+TEST_CASE("A rank that throws mid-step ends every rank with its message", "[dist][fault]") {
+  const JobResult job = run_job("throw", 3, 1);
+  INFO(job.output);
+  REQUIRE(job.exit_code != 0);
+  REQUIRE(job.exit_code != 124);
+  REQUIRE(job.output.find("dpunet: error (rank 1 on") != std::string::npos);
+  REQUIRE(job.output.find("injected failure in step 1") != std::string::npos);
+}
+
+TEST_CASE("A rank that exits mid-step ends the job instead of hanging it", "[dist][fault]") {
+  const JobResult job = run_job("exit", 2, 1);
+  INFO(job.output);
+  REQUIRE(job.exit_code != 0);
+  REQUIRE(job.exit_code != 124);
+}
+
+TEST_CASE("A rank that stops communicating makes the others time out with a message", "[dist][fault]") {
+  const JobResult job = run_job("stall", 2, 1);
+  INFO(job.output);
+  REQUIRE(job.exit_code != 0);
+  REQUIRE(job.exit_code != 124);
+  REQUIRE(job.output.find("has not completed after 3 s [rank 0 on") != std::string::npos);
+  REQUIRE(job.seconds < 60);  // well before the stalled rank would have woken up
+}
+
+TEST_CASE("Models that differ across ranks stop the job with the difference named", "[dist][fault]") {
+  const JobResult job = run_job("mismatch", 2, 1);
+  INFO(job.output);
+  REQUIRE(job.exit_code != 0);
+  REQUIRE(job.exit_code != 124);
+  REQUIRE(job.output.find("differs between rank 1 and rank 0") != std::string::npos);
+}

@@ -1,0 +1,111 @@
+// MpiCommunicator against exact known answers, on the background thread and inline.
+#include <torch/torch.h>
+#include <catch2/catch.hpp>
+
+#include "common/error.h"
+#include "dist/mpi_communicator.h"
+#include "support/mpi_test_context.h"
+
+using dpunet::dist::MpiCommunicator;
+using dpunet::dist::MpiCommunicatorOptions;
+using dpunet::dist::ReduceOp;
+
+namespace {
+
+MpiCommunicatorOptions with_thread(bool threaded) {
+  MpiCommunicatorOptions options;
+  options.background_thread = threaded;
+  return options;
+}
+
+// Rank r holds r + 1 + (i mod 5) at index i: small integers, so every sum is exact in
+// every dtype, bf16 included.
+torch::Tensor rank_pattern(int64_t n, int rank, torch::ScalarType type) {
+  return (torch::arange(n, torch::kLong).remainder(5) + rank + 1).to(type);
+}
+
+torch::Tensor expected_sum(int64_t n, int world, torch::ScalarType type) {
+  // sum over r of (r + 1 + (i mod 5)) = world*(world+1)/2 + world*(i mod 5)
+  return (torch::arange(n, torch::kLong).remainder(5) * world + world * (world + 1) / 2).to(type);
+}
+
+}  // namespace
+
+TEST_CASE("MPI all_reduce sums exactly for several sizes and dtypes", "[mpi]") {
+  auto& context = dpunet::test::mpi_context();
+  const bool threaded = GENERATE(true, false);
+  MpiCommunicator comm(context, with_thread(threaded));
+  const int world = comm.world_size();
+  for (auto type :
+       {torch::kFloat, torch::kDouble, torch::kLong, torch::kInt, torch::kBFloat16, torch::kHalf}) {
+    for (int64_t n : {int64_t{1}, int64_t{7}, int64_t{1000}, (int64_t{1} << 20) + 3}) {
+      torch::Tensor t = rank_pattern(n, comm.rank(), type);
+      comm.all_reduce(t, ReduceOp::kSum);
+      INFO("dtype " << c10::toString(type) << ", " << n << " elements, threaded " << threaded);
+      REQUIRE(torch::equal(t, expected_sum(n, world, type)));
+    }
+  }
+}
+
+TEST_CASE("MPI all_reduce average divides the exact sum by the world size", "[mpi]") {
+  MpiCommunicator comm(dpunet::test::mpi_context());
+  const int world = comm.world_size();
+  torch::Tensor t = rank_pattern(1001, comm.rank(), torch::kDouble);
+  comm.all_reduce(t, ReduceOp::kAvg);
+  REQUIRE(torch::allclose(t, expected_sum(1001, world, torch::kDouble) / world, /*rtol=*/0, /*atol=*/1e-12));
+}
+
+TEST_CASE("MPI asynchronous all_reduces complete in issue order", "[mpi]") {
+  MpiCommunicator comm(dpunet::test::mpi_context());
+  REQUIRE(comm.uses_background_thread());
+  std::vector<torch::Tensor> tensors;
+  std::vector<std::unique_ptr<dpunet::dist::Work>> works;
+  for (int i = 0; i < 8; ++i) {
+    tensors.push_back(torch::full({4096 * (i + 1)}, static_cast<float>(comm.rank() + i)));
+    works.push_back(comm.all_reduce_async(tensors.back(), ReduceOp::kSum));
+  }
+  const int world = comm.world_size();
+  for (int i = 0; i < 8; ++i) {
+    works[i]->wait();
+    const float expected = static_cast<float>(world * (world - 1) / 2 + world * i);
+    REQUIRE(torch::equal(tensors[i], torch::full({4096 * (i + 1)}, expected)));
+  }
+}
+
+TEST_CASE("MPI broadcast copies the root's tensor to every rank", "[mpi]") {
+  MpiCommunicator comm(dpunet::test::mpi_context());
+  const int root = comm.world_size() - 1;
+  for (auto type : {torch::kFloat, torch::kLong, torch::kBFloat16, torch::kByte}) {
+    for (int64_t n : {int64_t{1}, int64_t{333}, (int64_t{1} << 20) + 1}) {
+      torch::Tensor t = comm.rank() == root ? rank_pattern(n, 7, type) : torch::zeros({n}, type);
+      comm.broadcast(t, root);
+      REQUIRE(torch::equal(t, rank_pattern(n, 7, type)));
+    }
+  }
+  REQUIRE(comm.broadcast_string(comm.rank() == 0 ? "from rank 0" : "", 0) == "from rank 0");
+}
+
+TEST_CASE("MPI all_gather puts rank r's values at slot r", "[mpi]") {
+  MpiCommunicator comm(dpunet::test::mpi_context());
+  const std::vector<int64_t> values = comm.all_gather_values(100 + comm.rank());
+  REQUIRE(static_cast<int>(values.size()) == comm.world_size());
+  for (int r = 0; r < comm.world_size(); ++r) REQUIRE(values[r] == 100 + r);
+
+  const torch::Tensor input = torch::full({3}, static_cast<float>(comm.rank()));
+  torch::Tensor output = torch::empty({3 * comm.world_size()});
+  comm.all_gather(input, output);
+  for (int r = 0; r < comm.world_size(); ++r)
+    REQUIRE(torch::equal(output.narrow(0, 3 * r, 3), torch::full({3}, float(r))));
+  comm.barrier();
+}
+
+TEST_CASE("MPI communicator rejects tensors it cannot send, with the reason", "[mpi]") {
+  MpiCommunicator comm(dpunet::test::mpi_context());
+  const torch::Tensor strided = torch::zeros({4, 4}).t();
+  REQUIRE_THROWS_WITH(comm.all_reduce(strided, ReduceOp::kSum), Catch::Contains("contiguous"));
+  REQUIRE_THROWS_WITH(comm.all_reduce(torch::zeros({4}, torch::kLong), ReduceOp::kAvg),
+                      Catch::Contains("floating"));
+  REQUIRE_THROWS_WITH(comm.broadcast(torch::zeros({2}), comm.world_size()), Catch::Contains("root"));
+  REQUIRE_THROWS_WITH(comm.all_gather(torch::zeros({2}), torch::zeros({1})),
+                      Catch::Contains("all_gather output"));
+}
