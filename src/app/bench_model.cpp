@@ -17,7 +17,7 @@
 #include <torch/utils.h>
 #include <nlohmann/json.hpp>
 
-#include "app/commands.h"
+#include "app/bench_commands.h"
 #include "app/memory_probe.h"
 #include "common/build_info.h"
 #include "common/error.h"
@@ -204,12 +204,9 @@ void run_bench_model(const BenchModelArgs& args) {
 
 }  // namespace
 
-void add_bench_commands(CLI::App& app) {
-  CLI::App* bench = app.add_subcommand("bench", "Benchmarks; each prints JSON");
-  bench->require_subcommand(1);
-
+void add_bench_model_command(CLI::App& bench) {
   auto args = std::make_shared<BenchModelArgs>();
-  CLI::App* model = bench->add_subcommand(
+  CLI::App* model = bench.add_subcommand(
       "model", "U-Net forward and forward+backward time and peak memory, checkpointing off and on");
   model->add_option("--size", args->size, "Input height and width in pixels")->capture_default_str();
   model->add_option("--batch", args->batch, "Batch size")->capture_default_str();

@@ -11,6 +11,20 @@ std::vector<std::vector<size_t>> plan_buckets(const std::vector<ParamSlot>& slot
                caps.first_bytes, " and ", caps.bytes, " bytes");
   DPUNET_CHECK(order.size() == slots.size(), "bucket order names ", order.size(),
                " parameters, the model has ", slots.size());
+  // The tail bucket first: walk back from the end while it fits and stays in one group.
+  size_t tail_start = order.size();
+  int64_t tail_bytes = 0;
+  while (tail_start > 0) {
+    DPUNET_CHECK(order[tail_start - 1] < slots.size(), "bucket order names parameter ", order[tail_start - 1],
+                 " of ", slots.size());
+    const ParamSlot& slot = slots[order[tail_start - 1]];
+    const bool first = tail_start == order.size();
+    if (!first && (tail_bytes + slot.bytes > caps.last_bytes || slot.group != slots[order.back()].group))
+      break;
+    tail_bytes += slot.bytes;
+    --tail_start;
+  }
+
   std::vector<std::vector<size_t>> buckets;
   std::vector<size_t> current;
   int64_t current_bytes = 0;
@@ -21,8 +35,8 @@ std::vector<std::vector<size_t>> plan_buckets(const std::vector<ParamSlot>& slot
     current.clear();
     current_bytes = 0;
   };
-  for (size_t index : order) {
-    DPUNET_CHECK(index < slots.size(), "bucket order names parameter ", index, " of ", slots.size());
+  for (size_t position = 0; position < tail_start; ++position) {
+    const size_t index = order[position];
     const ParamSlot& slot = slots[index];
     const int64_t cap = buckets.empty() ? caps.first_bytes : caps.bytes;
     const bool fits = current_bytes + slot.bytes <= cap;
@@ -33,6 +47,7 @@ std::vector<std::vector<size_t>> plan_buckets(const std::vector<ParamSlot>& slot
     if (current_bytes >= (buckets.empty() ? caps.first_bytes : caps.bytes)) close();
   }
   close();
+  if (tail_start < order.size()) buckets.emplace_back(order.begin() + tail_start, order.end());
   return buckets;
 }
 

@@ -259,4 +259,10 @@ std::vector<std::vector<std::string>> DistributedDataParallel::bucket_parameter_
   return names;
 }
 
+std::vector<int64_t> DistributedDataParallel::bucket_numels() const {
+  std::vector<int64_t> numels;
+  for (const auto& bucket : buckets_) numels.push_back(bucket->buffer.numel());
+  return numels;
+}
+
 }  // namespace dpunet::dist

@@ -72,6 +72,8 @@ class DistributedDataParallel {
 
   // Parameter names per bucket, in launch order (for logs and tests).
   std::vector<std::vector<std::string>> bucket_parameter_names() const;
+  // Elements per bucket, in launch order.
+  std::vector<int64_t> bucket_numels() const;
 
   // Called by the gradient hooks; public for them only.
   void on_gradient_ready(size_t param);

@@ -1,0 +1,16 @@
+// `dpunet bench`: the benchmark family. Multi-rank ones run under mpirun.
+#include "app/bench_commands.h"
+
+#include "app/commands.h"
+
+namespace dpunet::app {
+
+void add_bench_commands(CLI::App& app) {
+  CLI::App* bench = app.add_subcommand("bench", "Benchmarks; each prints JSON");
+  bench->require_subcommand(1);
+  add_bench_model_command(*bench);
+  add_bench_allreduce_command(*bench);
+  add_bench_ddp_command(*bench);
+}
+
+}  // namespace dpunet::app
