@@ -43,18 +43,24 @@ struct Bench {
   }
   torch::Tensor loss() { return torch::nn::functional::cross_entropy(net->forward(images), labels); }
 
-  // Median over `repeats` of the slowest rank's time for `timed`, after `prepare`.
+  // The slowest rank's time for `timed`, after an untimed `prepare`.
+  template <typename Prepare, typename Timed>
+  double measure_once(Prepare prepare, Timed timed) {
+    auto state = prepare();
+    sync();
+    comm.barrier();
+    const double start = now_ms();
+    timed(state);
+    sync();
+    return slowest_rank(now_ms() - start);
+  }
+
+  // Median over `repeats` of measure_once, after `warmup` untimed rounds.
   template <typename Prepare, typename Timed>
   double measure(const BenchDdpArgs& args, Prepare prepare, Timed timed) {
     std::vector<double> times;
     for (int i = 0; i < args.warmup + args.repeats; ++i) {
-      auto state = prepare();
-      sync();
-      comm.barrier();
-      const double start = now_ms();
-      timed(state);
-      sync();
-      const double ms = slowest_rank(now_ms() - start);
+      const double ms = measure_once(prepare, timed);
       if (i >= args.warmup) times.push_back(ms);
     }
     return median_of(times);
@@ -84,15 +90,23 @@ void run_bench_ddp(const BenchDdpArgs& args) {
   int64_t numel = 0;
   for (const auto& p : params) numel += p.numel();
 
+  dist::DdpOptions ddp_options;
+  ddp_options.bucket_caps.bytes = static_cast<int64_t>(args.bucket_mb * (1 << 20));
+  ddp_options.bucket_caps.first_bytes = static_cast<int64_t>(args.first_bucket_mb * (1 << 20));
+  ddp_options.bucket_caps.last_bytes = static_cast<int64_t>(args.last_bucket_mb * (1 << 20));
+  dist::DistributedDataParallel ddp(b.net.ptr(), *comm, ddp_options);
+
   auto forward = [&] {
     zero_grads(*b.net);
     return b.loss();
   };
-  const double backward_ms = b.measure(args, forward, [](torch::Tensor& loss) { loss.backward(); });
-
-  std::vector<double> flat_allreduce_times;
-  const double flat_step_ms = b.measure(args, forward, [&](torch::Tensor& loss) {
+  auto backward_alone = [&](torch::Tensor& loss) {
+    auto local_only = ddp.no_sync();
     loss.backward();
+  };
+  double flat_ms = 0;
+  auto backward_then_flat = [&](torch::Tensor& loss) {
+    backward_alone(loss);
     std::vector<torch::Tensor> grads;
     for (const auto& p : params) grads.push_back(p.grad().reshape({-1}));
     torch::Tensor flat = torch::cat(grads);
@@ -100,26 +114,38 @@ void run_bench_ddp(const BenchDdpArgs& args) {
     const double start = now_ms();
     comm->all_reduce(flat, dist::ReduceOp::kAvg);
     b.sync();
-    flat_allreduce_times.push_back(slowest_rank(now_ms() - start));
+    flat_ms = now_ms() - start;
     torch::NoGradGuard no_grad;
     int64_t offset = 0;
     for (auto& p : params) {
       p.mutable_grad().copy_(flat.narrow(0, offset, p.numel()).view(p.sizes()));
       offset += p.numel();
     }
-  });
-  // Warm-up steps included: the all-reduce itself was warm after the earlier variant.
-  const double flat_allreduce_ms = median_of(flat_allreduce_times);
-
-  dist::DdpOptions ddp_options;
-  ddp_options.bucket_caps.bytes = static_cast<int64_t>(args.bucket_mb * (1 << 20));
-  ddp_options.bucket_caps.first_bytes = static_cast<int64_t>(args.first_bucket_mb * (1 << 20));
-  ddp_options.bucket_caps.last_bytes = static_cast<int64_t>(args.last_bucket_mb * (1 << 20));
-  dist::DistributedDataParallel ddp(b.net.ptr(), *comm, ddp_options);
-  const double reducer_step_ms = b.measure(args, forward, [&](torch::Tensor& loss) {
+  };
+  auto backward_with_reducer = [&](torch::Tensor& loss) {
     loss.backward();
     ddp.synchronize();
-  });
+  };
+  // The three variants take turns within each repeat, so drift in a shared machine's
+  // speed falls on all of them alike; the exposed time is taken per repeat.
+  std::vector<double> backward_times, flat_step_times, flat_times, reducer_times, exposed_times;
+  for (int i = 0; i < args.warmup + args.repeats; ++i) {
+    const double alone = b.measure_once(forward, backward_alone);
+    const double flat_step = b.measure_once(forward, backward_then_flat);
+    const double flat = slowest_rank(flat_ms);
+    const double reducer = b.measure_once(forward, backward_with_reducer);
+    if (i < args.warmup) continue;
+    backward_times.push_back(alone);
+    flat_step_times.push_back(flat_step);
+    flat_times.push_back(flat);
+    reducer_times.push_back(reducer);
+    exposed_times.push_back(reducer - alone);
+  }
+  const double backward_ms = median_of(backward_times);
+  const double flat_step_ms = median_of(flat_step_times);
+  const double flat_allreduce_ms = median_of(flat_times);
+  const double reducer_step_ms = median_of(reducer_times);
+  const double exposed_ms = median_of(exposed_times);
 
   // The reducer's collectives alone: the same buckets, all launched, then all waited.
   std::vector<torch::Tensor> buckets;

@@ -2,6 +2,7 @@
 #include "dist/context.h"
 
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 
 #include <torch/cuda.h>
@@ -22,6 +23,9 @@ void Context::init(int* argc, char*** argv, DevicePreference device) {
   if (initialized) {
     MPI_CHECK(MPI_Query_thread(&thread_level_));
   } else {
+    // The communicator's thread shares cores with compute: while it waits for a peer it
+    // should yield the core rather than spin (Open MPI; a user's own setting wins).
+    setenv("OMPI_MCA_mpi_yield_when_idle", "1", /*overwrite=*/0);
     MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &thread_level_));
     owns_mpi_ = true;
   }
