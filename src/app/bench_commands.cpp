@@ -11,6 +11,7 @@ void add_bench_commands(CLI::App& app) {
   add_bench_model_command(*bench);
   add_bench_allreduce_command(*bench);
   add_bench_ddp_command(*bench);
+  add_bench_data_command(*bench);
 }
 
 }  // namespace dpunet::app

@@ -8,5 +8,6 @@ namespace dpunet::app {
 void add_bench_model_command(CLI::App& bench);
 void add_bench_allreduce_command(CLI::App& bench);
 void add_bench_ddp_command(CLI::App& bench);
+void add_bench_data_command(CLI::App& bench);
 
 }  // namespace dpunet::app

@@ -7,6 +7,8 @@ namespace dpunet::app {
 
 // `dpunet bench ...`: benchmarks that print JSON.
 void add_bench_commands(CLI::App& app);
+// `dpunet data synth|import|inspect`: HDF5 shard datasets.
+void add_data_commands(CLI::App& app);
 // `dpunet version`: versions and GPU capabilities of this build.
 void add_version_command(CLI::App& app);
 

@@ -13,6 +13,7 @@
 int main(int argc, char** argv) {
   CLI::App app{"dpunet: data-parallel U-Net training on LibTorch, MPI and NCCL"};
   app.require_subcommand(1);
+  dpunet::app::add_data_commands(app);
   dpunet::app::add_bench_commands(app);
   dpunet::app::add_version_command(app);
 

@@ -1,0 +1,117 @@
+// `dpunet data synth|import|inspect`: make and examine HDF5 shard datasets
+// (docs/data-format.md).
+#include <iostream>
+
+#include "app/commands.h"
+#include "common/error.h"
+#include "data/import.h"
+#include "data/inspect.h"
+#include "data/synth.h"
+
+namespace dpunet::app {
+namespace {
+
+void add_synth(CLI::App& data) {
+  struct Args {
+    data::SynthOptions synth;
+    std::string out, pixel_type = "uint8", size = "128";
+    int64_t val_samples = 0;
+  };
+  auto args = std::make_shared<Args>();
+  CLI::App* cmd = data.add_subcommand("synth", "Write a synthetic cell-segmentation dataset (deterministic per seed)");
+  cmd->add_option("--out", args->out, "Output directory")->required();
+  cmd->add_option("--samples", args->synth.samples, "Training samples")->capture_default_str();
+  cmd->add_option("--shards", args->synth.shards, "Training shards")->capture_default_str();
+  cmd->add_option("--val-samples", args->val_samples, "Validation samples, written as val-00000.h5")
+      ->capture_default_str();
+  cmd->add_option("--size", args->size, "Image size: S or HxW")->capture_default_str();
+  cmd->add_option("--channels", args->synth.channels, "Image channels")->capture_default_str();
+  cmd->add_option("--dtype", args->pixel_type, "uint8, uint16 or float32")->capture_default_str();
+  cmd->add_option("--classes", args->synth.n_classes, "2 (background, cell) or 3 (+ border)")->capture_default_str();
+  cmd->add_option("--gzip", args->synth.gzip_level, "Deflate level 1-9; 0 stores raw")->capture_default_str();
+  cmd->add_option("--seed", args->synth.seed, "Random seed")->capture_default_str();
+  cmd->callback([args] {
+    data::SynthOptions o = args->synth;
+    const auto x = args->size.find('x');
+    try {
+      o.height = std::stoll(args->size.substr(0, x));
+      o.width = x == std::string::npos ? o.height : std::stoll(args->size.substr(x + 1));
+    } catch (const std::logic_error&) {
+      DPUNET_FAIL("data synth: --size must be S or HxW, got '", args->size, "'");
+    }
+    o.pixel_type = data::parse_pixel_type(args->pixel_type);
+    for (const std::string& path : data::write_synthetic_dataset(args->out, o)) std::cout << path << "\n";
+    if (args->val_samples > 0) {
+      o.samples = args->val_samples;
+      o.shards = 1;
+      o.prefix = "val";
+      o.first_index = args->synth.samples;  // different images from the training set
+      for (const std::string& path : data::write_synthetic_dataset(args->out, o)) std::cout << path << "\n";
+    }
+  });
+}
+
+void add_import(CLI::App& data) {
+  struct Args {
+    data::ImportOptions import;
+    std::string mask_map, class_names;
+  };
+  auto args = std::make_shared<Args>();
+  CLI::App* cmd = data.add_subcommand("import", "Build shards from folders of PNG/TIFF images and masks");
+  cmd->add_option("--images", args->import.images_dir, "Folder of images")->required();
+  cmd->add_option("--masks", args->import.masks_dir, "Folder of masks, matched to images by file name")->required();
+  cmd->add_option("--out", args->import.out_dir, "Output directory")->required();
+  cmd->add_option("--mask-suffix", args->import.mask_suffix, "Mask of a.png is a<SUFFIX>.png (e.g. _mask)");
+  cmd->add_option("--mask-map", args->mask_map,
+                  "Mask value or colour to class id, e.g. 0=0,255=1 or #000000=0,#ff0000=1 (default: sorted "
+                  "distinct values)");
+  cmd->add_option("--class-names", args->class_names, "Comma-separated class names");
+  cmd->add_option("--val-fraction", args->import.val_fraction, "Share of pairs for val-*.h5")->capture_default_str();
+  cmd->add_option("--samples-per-shard", args->import.samples_per_shard)->capture_default_str();
+  cmd->add_option("--gzip", args->import.gzip_level, "Deflate level 1-9; 0 stores raw")->capture_default_str();
+  cmd->add_option("--seed", args->import.seed, "Seed of the validation split")->capture_default_str();
+  cmd->callback([args] {
+    data::ImportOptions o = args->import;
+    if (!args->mask_map.empty()) o.class_of_value = data::parse_mask_mapping(args->mask_map);
+    for (size_t start = 0; !args->class_names.empty() && start <= args->class_names.size();) {
+      const size_t end = std::min(args->class_names.find(',', start), args->class_names.size());
+      o.class_names.push_back(args->class_names.substr(start, end - start));
+      start = end + 1;
+    }
+    const data::ImportResult result = data::import_image_folders(o);
+    std::cout << "imported " << result.train_samples << " training and " << result.val_samples
+              << " validation samples\nclasses:";
+    for (const auto& [key, id] : result.class_of_value) std::cout << " " << key << "->" << id;
+    std::cout << "\n";
+    for (const auto& path : result.train_shards) std::cout << path << "\n";
+    for (const auto& path : result.val_shards) std::cout << path << "\n";
+  });
+}
+
+void add_inspect(CLI::App& data) {
+  struct Args {
+    std::string spec;
+    data::InspectOptions inspect;
+  };
+  auto args = std::make_shared<Args>();
+  CLI::App* cmd = data.add_subcommand("inspect", "Describe a dataset; --verify reads every sample");
+  cmd->add_option("dataset", args->spec, "Directory, glob, index file or shard")->required();
+  cmd->add_option("--max-samples", args->inspect.max_samples, "Samples read for statistics")->capture_default_str();
+  cmd->add_flag("--verify", args->inspect.verify, "Read every sample and list the bad ones");
+  cmd->callback([args] {
+    const int64_t bad = data::inspect_dataset(args->spec, args->inspect, std::cout);
+    DPUNET_CHECK(bad == 0, args->spec, ": ", bad, " bad samples (listed above)");
+  });
+}
+
+}  // namespace
+
+void add_data_commands(CLI::App& app) {
+  CLI::App* data = app.add_subcommand("data", "Make and inspect HDF5 shard datasets");
+  data->require_subcommand(1);
+  add_synth(*data);
+  add_import(*data);
+  add_inspect(*data);
+}
+
+}  // namespace dpunet::app

@@ -1,0 +1,54 @@
+// Training-time augmentation, applied identically to image and mask (nearest neighbour
+// for the mask). Each transform has a probability; all randomness comes from an Rng
+// seeded by (seed, epoch, sample), so a sample's augmentation does not depend on the
+// number of loader threads or ranks.
+#pragma once
+
+#include <cstdint>
+
+#include "data/random.h"
+#include "data/sample.h"
+
+namespace dpunet::data {
+
+struct AugmentOptions {
+  // Output size; 0 keeps the sample's size. Larger samples are cropped at a random
+  // place, smaller ones mirror-padded.
+  int64_t patch_height = 0, patch_width = 0;
+  double flip_probability = 0.5;  // per axis
+  double rotate90_probability = 0.5;  // a random multiple of 90 degrees (180 only for non-square patches)
+  // Small rotations and scaling, one resampling pass together with elastic deformation.
+  double affine_probability = 0.0;
+  double max_rotation_degrees = 15.0;
+  double scale_min = 0.85, scale_max = 1.25;
+  // The U-Net paper's elastic deformation: Gaussian displacements on a coarse grid,
+  // interpolated bicubically to every pixel.
+  double elastic_probability = 0.0;
+  int elastic_grid = 3;
+  double elastic_sigma = 10.0;  // pixels
+  // Intensity transforms on the normalised image.
+  double brightness_probability = 0.0;
+  double brightness_range = 0.25;  // multiply by U(1 - r, 1 + r)
+  double contrast_probability = 0.0;
+  double contrast_range = 0.25;  // scale around each channel's mean by U(1 - r, 1 + r)
+  double gamma_probability = 0.0;
+  double gamma_min = 0.7, gamma_max = 1.5;
+  double noise_probability = 0.0;
+  double noise_std = 0.1;  // the noise's standard deviation is drawn from U(0, noise_std)
+
+  // Throws naming the first out-of-range field.
+  void validate() const;
+};
+
+// Returns the augmented sample at the patch size.
+Sample augment(const Sample& sample, const AugmentOptions& options, Rng& rng);
+
+// The two halves of augment(), separately usable (and benchmarked).
+Sample spatial_augment(const Sample& sample, const AugmentOptions& options, Rng& rng);
+void intensity_augment(Sample& sample, const AugmentOptions& options, Rng& rng);
+
+// The centred [height, width] patch (mirror-padded where the sample is smaller): what
+// evaluation and augmentation-free training see.
+Sample centre_crop(const Sample& sample, int64_t height, int64_t width);
+
+}  // namespace dpunet::data

@@ -1,0 +1,122 @@
+// Dataset: shard discovery, layout agreement and the global index.
+#include "data/dataset.h"
+
+#include <glob.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "common/error.h"
+
+namespace dpunet::data {
+namespace fs = std::filesystem;
+namespace {
+
+std::vector<std::string> shards_in_directory(const fs::path& directory) {
+  std::vector<std::string> paths;
+  for (const auto& entry : fs::directory_iterator(directory)) {
+    if (entry.is_regular_file() && entry.path().extension() == ".h5") paths.push_back(entry.path().string());
+  }
+  std::sort(paths.begin(), paths.end());
+  return paths;
+}
+
+std::vector<std::string> shards_in_index(const fs::path& index_file) {
+  std::ifstream in(index_file);
+  DPUNET_CHECK(in, index_file.string(), ": cannot read the shard index");
+  std::vector<std::string> paths;
+  std::string line;
+  while (std::getline(in, line)) {
+    line = line.substr(0, line.find('#'));
+    const auto first = line.find_first_not_of(" \t\r");
+    if (first == std::string::npos) continue;
+    line = line.substr(first, line.find_last_not_of(" \t\r") - first + 1);
+    fs::path path(line);
+    paths.push_back(path.is_absolute() ? path.string() : (index_file.parent_path() / path).string());
+  }
+  return paths;
+}
+
+std::vector<std::string> shards_in_glob(const std::string& pattern) {
+  glob_t matches{};
+  const int status = glob(pattern.c_str(), 0, nullptr, &matches);
+  std::vector<std::string> paths;
+  if (status == 0) {
+    for (size_t i = 0; i < matches.gl_pathc; ++i) paths.emplace_back(matches.gl_pathv[i]);
+  }
+  globfree(&matches);
+  std::sort(paths.begin(), paths.end());
+  return paths;
+}
+
+}  // namespace
+
+std::vector<std::string> resolve_shards(const std::string& spec) {
+  DPUNET_CHECK(!spec.empty(), "empty dataset path");
+  std::vector<std::string> paths;
+  std::error_code ec;
+  if (spec.find_first_of("*?[") != std::string::npos) {
+    paths = shards_in_glob(spec);
+  } else if (fs::is_directory(spec, ec)) {
+    paths = shards_in_directory(spec);
+  } else {
+    DPUNET_CHECK(fs::exists(spec, ec), spec, ": no such file or directory");
+    paths = fs::path(spec).extension() == ".txt" ? shards_in_index(spec) : std::vector<std::string>{spec};
+  }
+  DPUNET_CHECK(!paths.empty(), spec, ": the dataset is empty (no .h5 shards found)");
+  return paths;
+}
+
+Dataset::Dataset(const std::string& spec) { open(resolve_shards(spec), spec); }
+
+Dataset::Dataset(const std::vector<std::string>& shard_paths) { open(shard_paths, "dataset"); }
+
+void Dataset::open(const std::vector<std::string>& shard_paths, const std::string& spec) {
+  DPUNET_CHECK(!shard_paths.empty(), spec, ": the dataset is empty (no shards)");
+  double weighted_mean_sum = 0;
+  std::vector<double> mean_sum, square_sum;  // per channel, weighted by pixel count
+  for (const std::string& path : shard_paths) {
+    auto shard = std::make_unique<ShardReader>(path);
+    const ShardHeader& h = shard->header();
+    if (shards_.empty()) {
+      header_ = h;
+      header_.samples = 0;
+      mean_sum.assign(h.channels, 0.0);
+      square_sum.assign(h.channels, 0.0);
+    } else {
+      DPUNET_CHECK(same_layout(h, shards_.front()->header()), "shards disagree: ", shards_.front()->path(), " has ",
+                   describe_layout(shards_.front()->header()), " but ", path, " has ", describe_layout(h));
+    }
+    first_index_.push_back(header_.samples);
+    header_.samples += h.samples;
+    for (int64_t c = 0; c < h.channels; ++c) {
+      const double n = static_cast<double>(h.samples);
+      mean_sum[c] += n * h.channel_mean[c];
+      square_sum[c] += n * (h.channel_std[c] * h.channel_std[c] + h.channel_mean[c] * h.channel_mean[c]);
+    }
+    weighted_mean_sum += static_cast<double>(h.samples);
+    shards_.push_back(std::move(shard));
+  }
+  for (int64_t c = 0; c < header_.channels; ++c) {
+    const double mean = mean_sum[c] / weighted_mean_sum;
+    header_.channel_mean[c] = mean;
+    header_.channel_std[c] = std::sqrt(std::max(0.0, square_sum[c] / weighted_mean_sum - mean * mean));
+  }
+}
+
+std::pair<const ShardReader*, int64_t> Dataset::locate(int64_t index) const {
+  DPUNET_CHECK(index >= 0 && index < header_.samples, "sample ", index, " outside the dataset's [0, ",
+               header_.samples, ")");
+  const auto next = std::upper_bound(first_index_.begin(), first_index_.end(), index);
+  const size_t shard = static_cast<size_t>(next - first_index_.begin()) - 1;
+  return {shards_[shard].get(), index - first_index_[shard]};
+}
+
+void Dataset::read(int64_t index, void* image, uint8_t* mask) const {
+  const auto [shard, local] = locate(index);
+  shard->read(local, image, mask);
+}
+
+}  // namespace dpunet::data

@@ -1,0 +1,205 @@
+// libpng and libtiff readers, libpng writer. libpng reports errors by longjmp, so each
+// function that calls setjmp holds only trivially destructible locals.
+#include "data/image_io.h"
+
+#include <png.h>
+#include <tiffio.h>
+
+#include <algorithm>
+#include <csetjmp>
+#include <cstdarg>
+#include <cstdio>
+#include <memory>
+
+#include "common/error.h"
+
+namespace dpunet::data {
+namespace {
+
+std::string lower_extension(const std::string& path) {
+  const auto dot = path.find_last_of('.');
+  std::string ext = dot == std::string::npos ? "" : path.substr(dot);
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  return ext;
+}
+
+struct FileCloser {
+  void operator()(FILE* f) const { std::fclose(f); }
+};
+using File = std::unique_ptr<FILE, FileCloser>;
+
+struct PngError {
+  char message[256] = "";
+};
+
+void png_error_to_jump(png_structp png, png_const_charp message) {
+  auto* error = static_cast<PngError*>(png_get_error_ptr(png));
+  std::snprintf(error->message, sizeof(error->message), "%s", message);
+  png_longjmp(png, 1);
+}
+void png_ignore_warning(png_structp, png_const_charp) {}
+
+struct PngInfo {
+  png_uint_32 width = 0, height = 0;
+  int channels = 0, bits = 0;
+};
+
+// Reads the header and sets up conversions: palette to RGB, grey below 8 bits to 8,
+// alpha dropped, 16-bit values in host order.
+bool png_read_header(png_structp png, png_infop info, FILE* file, PngInfo* out) {
+  if (setjmp(png_jmpbuf(png))) return false;
+  png_init_io(png, file);
+  png_read_info(png, info);
+  const int color = png_get_color_type(png, info);
+  if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
+  if (color == PNG_COLOR_TYPE_GRAY && png_get_bit_depth(png, info) < 8) png_set_expand_gray_1_2_4_to_8(png);
+  if (color & PNG_COLOR_MASK_ALPHA) png_set_strip_alpha(png);
+  if (png_get_bit_depth(png, info) == 16) png_set_swap(png);
+  png_read_update_info(png, info);
+  out->width = png_get_image_width(png, info);
+  out->height = png_get_image_height(png, info);
+  out->channels = png_get_channels(png, info);
+  out->bits = png_get_bit_depth(png, info);
+  return true;
+}
+
+bool png_read_rows(png_structp png, png_bytepp rows) {
+  if (setjmp(png_jmpbuf(png))) return false;
+  png_read_image(png, rows);
+  png_read_end(png, nullptr);
+  return true;
+}
+
+Image read_png(const std::string& path) {
+  File file(std::fopen(path.c_str(), "rb"));
+  DPUNET_CHECK(file, path, ": cannot open");
+  PngError error;
+  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &error, png_error_to_jump, png_ignore_warning);
+  DPUNET_CHECK(png, path, ": libpng could not start");
+  png_infop info = png_create_info_struct(png);
+  struct ReadStructs {
+    png_structp png;
+    png_infop info;
+    ~ReadStructs() { png_destroy_read_struct(&png, &info, nullptr); }
+  } structs{png, info};
+  DPUNET_CHECK(info, path, ": libpng could not start");
+  PngInfo header;
+  DPUNET_CHECK(png_read_header(png, info, file.get(), &header), path, ": not a readable PNG (", error.message, ")");
+  Image image;
+  image.height = header.height;
+  image.width = header.width;
+  image.channels = header.channels;
+  image.bits = header.bits;
+  const size_t row_values = static_cast<size_t>(image.width * image.channels);
+  std::vector<unsigned char> bytes(row_values * image.height * (image.bits / 8));
+  std::vector<png_bytep> rows(image.height);
+  for (int64_t y = 0; y < image.height; ++y) rows[y] = bytes.data() + y * row_values * (image.bits / 8);
+  DPUNET_CHECK(png_read_rows(png, rows.data()), path, ": damaged PNG (", error.message, ")");
+  image.values.resize(row_values * image.height);
+  if (image.bits == 16) {
+    std::copy_n(reinterpret_cast<const uint16_t*>(bytes.data()), image.values.size(), image.values.begin());
+  } else {
+    std::copy(bytes.begin(), bytes.end(), image.values.begin());
+  }
+  return image;
+}
+
+thread_local std::string tiff_message;
+void tiff_capture(const char* module, const char* format, va_list args) {
+  char text[256];
+  std::vsnprintf(text, sizeof(text), format, args);
+  tiff_message = std::string(module ? module : "libtiff") + ": " + text;
+}
+void tiff_ignore(const char*, const char*, va_list) {}
+
+Image read_tiff(const std::string& path) {
+  static const bool handlers_set = [] {
+    TIFFSetErrorHandler(tiff_capture);
+    TIFFSetWarningHandler(tiff_ignore);
+    return true;
+  }();
+  (void)handlers_set;
+  tiff_message.clear();
+  std::unique_ptr<TIFF, void (*)(TIFF*)> tiff(TIFFOpen(path.c_str(), "r"), TIFFClose);
+  DPUNET_CHECK(tiff, path, ": not a readable TIFF (", tiff_message, ")");
+  uint32_t width = 0, height = 0;
+  uint16_t bits = 8, channels = 1, planar = PLANARCONFIG_CONTIG, format = SAMPLEFORMAT_UINT;
+  TIFFGetField(tiff.get(), TIFFTAG_IMAGEWIDTH, &width);
+  TIFFGetField(tiff.get(), TIFFTAG_IMAGELENGTH, &height);
+  TIFFGetFieldDefaulted(tiff.get(), TIFFTAG_BITSPERSAMPLE, &bits);
+  TIFFGetFieldDefaulted(tiff.get(), TIFFTAG_SAMPLESPERPIXEL, &channels);
+  TIFFGetFieldDefaulted(tiff.get(), TIFFTAG_PLANARCONFIG, &planar);
+  TIFFGetFieldDefaulted(tiff.get(), TIFFTAG_SAMPLEFORMAT, &format);
+  DPUNET_CHECK((bits == 8 || bits == 16) && format == SAMPLEFORMAT_UINT, path, ": ", bits,
+               "-bit TIFF samples of format ", format, " are not supported (8 or 16-bit unsigned)");
+  DPUNET_CHECK(planar == PLANARCONFIG_CONTIG && channels >= 1 && channels <= 4, path,
+               ": only interleaved grey, RGB or RGBA TIFFs are supported");
+  Image image;
+  image.height = height;
+  image.width = width;
+  image.bits = bits;
+  image.channels = channels == 2 || channels == 4 ? channels - 1 : channels;  // drop alpha
+  image.values.resize(static_cast<size_t>(image.height * image.width * image.channels));
+  std::vector<unsigned char> row(TIFFScanlineSize(tiff.get()));
+  for (uint32_t y = 0; y < height; ++y) {
+    DPUNET_CHECK(TIFFReadScanline(tiff.get(), row.data(), y) >= 0, path, ": damaged TIFF at row ", y, " (",
+                 tiff_message, ")");
+    for (uint32_t x = 0; x < width; ++x) {
+      for (int64_t c = 0; c < image.channels; ++c) {
+        const size_t at = static_cast<size_t>(x) * channels + c;
+        image.values[(y * image.width + x) * image.channels + c] =
+            bits == 16 ? reinterpret_cast<const uint16_t*>(row.data())[at] : row[at];
+      }
+    }
+  }
+  return image;
+}
+
+bool png_write_all(png_structp png, png_infop info, FILE* file, const Image* image, png_bytepp rows) {
+  if (setjmp(png_jmpbuf(png))) return false;
+  png_init_io(png, file);
+  png_set_IHDR(png, info, static_cast<png_uint_32>(image->width), static_cast<png_uint_32>(image->height), 8,
+               image->channels == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE,
+               PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  png_write_info(png, info);
+  png_write_image(png, rows);
+  png_write_end(png, nullptr);
+  return true;
+}
+
+}  // namespace
+
+bool is_image_file(const std::string& path) {
+  const std::string ext = lower_extension(path);
+  return ext == ".png" || ext == ".tif" || ext == ".tiff";
+}
+
+Image read_image(const std::string& path) {
+  const std::string ext = lower_extension(path);
+  if (ext == ".png") return read_png(path);
+  if (ext == ".tif" || ext == ".tiff") return read_tiff(path);
+  DPUNET_FAIL(path, ": unsupported image type '", ext, "' (expected .png, .tif or .tiff)");
+}
+
+void write_png(const std::string& path, const Image& image) {
+  DPUNET_CHECK(image.channels == 1 || image.channels == 3, path, ": PNG output needs 1 or 3 channels");
+  std::vector<unsigned char> bytes(image.values.size());
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    DPUNET_CHECK(image.values[i] < 256, path, ": value ", image.values[i], " does not fit an 8-bit PNG");
+    bytes[i] = static_cast<unsigned char>(image.values[i]);
+  }
+  std::vector<png_bytep> rows(image.height);
+  for (int64_t y = 0; y < image.height; ++y) rows[y] = bytes.data() + y * image.width * image.channels;
+  File file(std::fopen(path.c_str(), "wb"));
+  DPUNET_CHECK(file, path, ": cannot create");
+  PngError error;
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &error, png_error_to_jump, png_ignore_warning);
+  DPUNET_CHECK(png, path, ": libpng could not start");
+  png_infop info = png_create_info_struct(png);
+  const bool ok = png_write_all(png, info, file.get(), &image, rows.data());
+  png_destroy_write_struct(&png, &info);
+  DPUNET_CHECK(ok, path, ": writing the PNG failed (", error.message, ")");
+  DPUNET_CHECK(std::fflush(file.get()) == 0, path, ": writing the PNG failed (disk full?)");
+}
+
+}  // namespace dpunet::data

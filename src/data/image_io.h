@@ -1,0 +1,22 @@
+// PNG and TIFF files in and out, 8 or 16 bits per value, grey or RGB(A). Errors name
+// the file; the libraries' own messages are captured, not printed.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace dpunet::data {
+
+struct Image {
+  int64_t height = 0, width = 0, channels = 0;  // channels: 1 grey, 3 RGB (alpha dropped)
+  int bits = 8;  // 8 or 16
+  std::vector<uint16_t> values;  // [H, W, C], interleaved as in the file
+};
+
+bool is_image_file(const std::string& path);  // .png, .tif, .tiff (any case)
+Image read_image(const std::string& path);
+// Writes an 8-bit PNG (1 or 3 channels; values must be < 256).
+void write_png(const std::string& path, const Image& image);
+
+}  // namespace dpunet::data

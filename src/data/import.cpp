@@ -1,0 +1,186 @@
+// Folder import: pair discovery, mask mapping, consistency checks, shard writing.
+#include "data/import.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <numeric>
+#include <set>
+
+#include "common/error.h"
+#include "data/image_io.h"
+#include "data/random.h"
+#include "data/shard_writer.h"
+
+namespace dpunet::data {
+namespace fs = std::filesystem;
+namespace {
+
+struct Pair {
+  std::string image, mask;
+};
+
+std::vector<Pair> find_pairs(const ImportOptions& o) {
+  for (const std::string& dir : {o.images_dir, o.masks_dir}) {
+    DPUNET_CHECK(fs::is_directory(dir), dir, ": no such directory");
+  }
+  std::vector<Pair> pairs;
+  for (const auto& entry : fs::directory_iterator(o.images_dir)) {
+    if (!entry.is_regular_file() || !is_image_file(entry.path().string())) continue;
+    const std::string stem = entry.path().stem().string() + o.mask_suffix;
+    std::string mask;
+    for (const char* ext : {".png", ".tif", ".tiff", ".PNG", ".TIF", ".TIFF"}) {
+      const fs::path candidate = fs::path(o.masks_dir) / (stem + ext);
+      if (fs::is_regular_file(candidate)) {
+        mask = candidate.string();
+        break;
+      }
+    }
+    DPUNET_CHECK(!mask.empty(), entry.path().string(), ": no mask named ", stem, ".png/.tif/.tiff in ", o.masks_dir);
+    pairs.push_back({entry.path().string(), mask});
+  }
+  DPUNET_CHECK(!pairs.empty(), o.images_dir, ": no .png/.tif/.tiff images found");
+  std::sort(pairs.begin(), pairs.end(), [](const Pair& a, const Pair& b) { return a.image < b.image; });
+  return pairs;
+}
+
+// Grey masks use their value; colour masks 0xRRGGBB (16-bit colours keep the high byte).
+uint32_t mask_key(const Image& mask, int64_t pixel) {
+  if (mask.channels == 1) return mask.values[pixel];
+  const int shift = mask.bits == 16 ? 8 : 0;
+  const uint16_t* v = mask.values.data() + pixel * mask.channels;
+  return (uint32_t(v[0] >> shift) << 16) | (uint32_t(v[1] >> shift) << 8) | uint32_t(v[2] >> shift);
+}
+
+std::string key_text(uint32_t key, bool colour) {
+  char text[16];
+  std::snprintf(text, sizeof(text), colour ? "#%06x" : "%u", key);
+  return text;
+}
+
+std::map<uint32_t, int> discover_classes(const std::vector<Pair>& pairs) {
+  std::set<uint32_t> keys;
+  for (const Pair& pair : pairs) {
+    const Image mask = read_image(pair.mask);
+    for (int64_t p = 0; p < mask.height * mask.width; ++p) keys.insert(mask_key(mask, p));
+    DPUNET_CHECK(keys.size() <= 256, pair.mask, ": masks hold more than 256 distinct values; give --mask-map");
+  }
+  std::map<uint32_t, int> classes;
+  for (uint32_t key : keys) classes.emplace(key, static_cast<int>(classes.size()));
+  return classes;
+}
+
+void write_set(const ImportOptions& o, const std::vector<Pair>& pairs, const std::string& prefix, int n_classes,
+               const std::map<uint32_t, int>& class_of, std::vector<std::string>& written) {
+  if (pairs.empty()) return;
+  const Image first = read_image(pairs.front().image);
+  const int64_t shards = (static_cast<int64_t>(pairs.size()) + o.samples_per_shard - 1) / o.samples_per_shard;
+  std::vector<uint16_t> planar16(static_cast<size_t>(first.channels * first.height * first.width));
+  std::vector<uint8_t> planar8(planar16.size()), classes(static_cast<size_t>(first.height * first.width));
+  for (int64_t s = 0; s < shards; ++s) {
+    const int64_t begin = static_cast<int64_t>(pairs.size()) * s / shards;
+    const int64_t end = static_cast<int64_t>(pairs.size()) * (s + 1) / shards;
+    char name[64];
+    std::snprintf(name, sizeof(name), "%s-%05lld.h5", prefix.c_str(), static_cast<long long>(s));
+    const std::string path = (fs::path(o.out_dir) / name).string();
+    ShardHeader header;
+    header.samples = end - begin;
+    header.channels = first.channels;
+    header.height = first.height;
+    header.width = first.width;
+    header.pixel_type = first.bits == 16 ? PixelType::kUInt16 : PixelType::kUInt8;
+    header.n_classes = n_classes;
+    header.class_names = o.class_names;
+    ShardWriter writer(path, header, ShardWriteOptions{o.gzip_level});
+    for (int64_t i = begin; i < end; ++i) {
+      const Image image = read_image(pairs[i].image);
+      DPUNET_CHECK(image.height == first.height && image.width == first.width && image.channels == first.channels &&
+                       image.bits == first.bits,
+                   "images differ: ", pairs.front().image, " is ", first.width, "x", first.height, "x",
+                   first.channels, " ", first.bits, "-bit but ", pairs[i].image, " is ", image.width, "x",
+                   image.height, "x", image.channels, " ", image.bits, "-bit (crop or resize them to one size)");
+      const Image mask = read_image(pairs[i].mask);
+      DPUNET_CHECK(mask.height == image.height && mask.width == image.width, pairs[i].mask, ": mask is ", mask.width,
+                   "x", mask.height, " but its image ", pairs[i].image, " is ", image.width, "x", image.height);
+      const int64_t pixels = image.height * image.width;
+      for (int64_t p = 0; p < pixels; ++p) {
+        for (int64_t c = 0; c < image.channels; ++c) {
+          planar16[c * pixels + p] = image.values[p * image.channels + c];
+          planar8[c * pixels + p] = static_cast<uint8_t>(image.values[p * image.channels + c]);
+        }
+        const auto found = class_of.find(mask_key(mask, p));
+        DPUNET_CHECK(found != class_of.end(), pairs[i].mask, ": mask value ", key_text(mask_key(mask, p), mask.channels > 1),
+                     " at pixel (", p / image.width, ", ", p % image.width, ") has no class in the mask mapping");
+        classes[p] = static_cast<uint8_t>(found->second);
+      }
+      const void* pixels_out = image.bits == 16 ? static_cast<const void*>(planar16.data()) : planar8.data();
+      writer.write(i - begin, pixels_out, classes.data());
+    }
+    writer.finish();
+    written.push_back(path);
+  }
+}
+
+}  // namespace
+
+std::map<uint32_t, int> parse_mask_mapping(const std::string& text) {
+  std::map<uint32_t, int> mapping;
+  size_t start = 0;
+  while (start < text.size()) {
+    const size_t end = std::min(text.find(',', start), text.size());
+    const std::string item = text.substr(start, end - start);
+    const size_t eq = item.find('=');
+    DPUNET_CHECK(eq != std::string::npos && eq > 0 && eq + 1 < item.size(), "mask mapping: '", item,
+                 "' is not VALUE=CLASS (e.g. 255=1 or #ff0000=1)");
+    try {
+      const std::string value = item.substr(0, eq);
+      const uint32_t key = value[0] == '#' ? static_cast<uint32_t>(std::stoul(value.substr(1), nullptr, 16))
+                                           : static_cast<uint32_t>(std::stoul(value));
+      const int id = std::stoi(item.substr(eq + 1));
+      DPUNET_CHECK(id >= 0 && id < 256, "mask mapping: class ", id, " in '", item, "' is outside [0, 256)");
+      mapping[key] = id;
+    } catch (const std::logic_error&) {
+      DPUNET_FAIL("mask mapping: '", item, "' is not VALUE=CLASS (e.g. 255=1 or #ff0000=1)");
+    }
+    start = end + 1;
+  }
+  DPUNET_CHECK(!mapping.empty(), "mask mapping: empty");
+  return mapping;
+}
+
+ImportResult import_image_folders(const ImportOptions& o) {
+  DPUNET_CHECK(o.val_fraction >= 0 && o.val_fraction < 1, "import: val fraction must be in [0, 1), got ",
+               o.val_fraction);
+  DPUNET_CHECK(o.samples_per_shard >= 1, "import: samples per shard must be at least 1");
+  std::vector<Pair> pairs = find_pairs(o);
+  ImportResult result;
+  result.class_of_value = o.class_of_value.empty() ? discover_classes(pairs) : o.class_of_value;
+  int n_classes = 0;
+  for (const auto& [key, id] : result.class_of_value) n_classes = std::max(n_classes, id + 1);
+  n_classes = std::max(n_classes, 2);
+  DPUNET_CHECK(o.class_names.empty() || static_cast<int>(o.class_names.size()) == n_classes, "import: ",
+               o.class_names.size(), " class names for ", n_classes, " classes");
+
+  // A seeded shuffle picks the validation pairs; both sets keep file-name order.
+  std::vector<size_t> order(pairs.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  Rng rng(derive_seed({o.seed, 0x1A9017ull}));
+  for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng.below(i)]);
+  const auto val_count = static_cast<size_t>(o.val_fraction * static_cast<double>(pairs.size()) + 0.5);
+  DPUNET_CHECK(val_count < pairs.size(), "import: the validation share leaves no training images");
+  std::vector<bool> is_val(pairs.size(), false);
+  for (size_t i = 0; i < val_count; ++i) is_val[order[i]] = true;
+  std::vector<Pair> train, val;
+  for (size_t i = 0; i < pairs.size(); ++i) (is_val[i] ? val : train).push_back(pairs[i]);
+
+  std::error_code ec;
+  fs::create_directories(o.out_dir, ec);
+  DPUNET_CHECK(!ec, o.out_dir, ": cannot create the directory: ", ec.message());
+  write_set(o, train, o.prefix, n_classes, result.class_of_value, result.train_shards);
+  write_set(o, val, o.val_prefix, n_classes, result.class_of_value, result.val_shards);
+  result.train_samples = static_cast<int64_t>(train.size());
+  result.val_samples = static_cast<int64_t>(val.size());
+  return result;
+}
+
+}  // namespace dpunet::data

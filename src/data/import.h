@@ -1,0 +1,39 @@
+// `dpunet data import`: shards from folders of images and masks. Masks are matched by
+// file name, their values or colours mapped to class ids, and a seeded share of the
+// pairs can go to a validation set.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace dpunet::data {
+
+struct ImportOptions {
+  std::string images_dir, masks_dir, out_dir;
+  std::string prefix = "train";      // training shards: <prefix>-00000.h5, ...
+  std::string val_prefix = "val";    // validation shards
+  std::string mask_suffix;           // mask of "a.png" is "a<suffix>.png|.tif|.tiff"
+  double val_fraction = 0.0;
+  int64_t samples_per_shard = 256;
+  int gzip_level = 0;
+  uint64_t seed = 0;
+  // Mask value (grey) or 0xRRGGBB colour -> class id; empty: the sorted distinct values
+  // found in the masks become classes 0, 1, 2, ...
+  std::map<uint32_t, int> class_of_value;
+  std::vector<std::string> class_names;  // optional, one per class
+};
+
+// Parses "0=0,128=1,255=2" or "#000000=0,#ff0000=1" into class_of_value.
+std::map<uint32_t, int> parse_mask_mapping(const std::string& text);
+
+struct ImportResult {
+  std::vector<std::string> train_shards, val_shards;
+  int64_t train_samples = 0, val_samples = 0;
+  std::map<uint32_t, int> class_of_value;  // as applied
+};
+
+ImportResult import_image_folders(const ImportOptions& options);
+
+}  // namespace dpunet::data

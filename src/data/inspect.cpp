@@ -1,0 +1,67 @@
+// Dataset inspection and verification.
+#include "data/inspect.h"
+
+#include <algorithm>
+#include <iomanip>
+#include <limits>
+#include <vector>
+
+#include "common/error.h"
+#include "data/dataset.h"
+#include "data/h5_attributes.h"
+
+namespace dpunet::data {
+
+int64_t inspect_dataset(const std::string& spec, const InspectOptions& options, std::ostream& out) {
+  const Dataset dataset(spec);
+  const ShardHeader& h = dataset.header();
+  out << "dataset " << spec << ": " << h.samples << " samples in " << dataset.shards().size() << " shards\n";
+  out << "images [N, C, H, W] = [" << h.samples << ", " << h.channels << ", " << h.height << ", " << h.width << "] "
+      << pixel_type_name(h.pixel_type) << "; masks [N, H, W] uint8\n";
+  out << "classes " << h.n_classes << ":";
+  for (const std::string& name : h.class_names) out << " " << name;
+  out << "\n";
+  for (int64_t c = 0; c < h.channels; ++c) {
+    out << "channel " << c << ": mean " << h.channel_mean[c] << ", std " << h.channel_std[c] << " (attributes)\n";
+  }
+  for (const auto& shard : dataset.shards()) {
+    out << "  " << shard->path() << ": " << shard->header().samples << " samples, " << shard->storage() << "\n";
+  }
+
+  const int64_t stride = options.verify ? 1 : std::max<int64_t>(1, h.samples / std::max<int64_t>(1, options.max_samples));
+  std::vector<unsigned char> image(static_cast<size_t>(h.image_values()) * pixel_type_bytes(h.pixel_type));
+  std::vector<uint8_t> mask(static_cast<size_t>(h.pixels()));
+  std::vector<int64_t> class_pixels(h.n_classes, 0);
+  double low = std::numeric_limits<double>::max(), high = std::numeric_limits<double>::lowest();
+  int64_t read = 0, bad = 0;
+  for (int64_t i = 0; i < h.samples; i += stride) {
+    try {
+      dataset.read(i, image.data(), mask.data());
+    } catch (const Error& e) {
+      ++bad;
+      out << "BAD " << e.what() << "\n";
+      continue;
+    }
+    ++read;
+    for (uint8_t label : mask) ++class_pixels[label];
+    for (int64_t v = 0; v < h.image_values(); ++v) {
+      const double value = pixel_value(image.data(), h.pixel_type, v);
+      low = std::min(low, value);
+      high = std::max(high, value);
+    }
+  }
+  int64_t total = 0;
+  for (int64_t n : class_pixels) total += n;
+  out << "statistics over " << read << " samples:\n";
+  if (read > 0) out << "  pixel values in [" << low << ", " << high << "]\n";
+  for (int c = 0; c < h.n_classes; ++c) {
+    const double share = total > 0 ? 100.0 * static_cast<double>(class_pixels[c]) / static_cast<double>(total) : 0.0;
+    out << "  class " << c << " (" << h.class_names[c] << "): " << std::fixed << std::setprecision(2) << share
+        << "% of pixels\n"
+        << std::defaultfloat;
+  }
+  if (options.verify) out << "verify: " << read << " samples good, " << bad << " bad\n";
+  return bad;
+}
+
+}  // namespace dpunet::data

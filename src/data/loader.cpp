@@ -1,0 +1,141 @@
+// Loader: a job counter hands batch numbers to worker threads; finished batches wait
+// in a map keyed by number until the consumer reaches them.
+#include "data/loader.h"
+
+#include <chrono>
+#include <cstring>
+
+#include <ATen/ATen.h>
+
+#include "common/error.h"
+
+namespace dpunet::data {
+
+Loader::Loader(std::shared_ptr<const Dataset> dataset, DistributedSampler sampler, LoaderOptions options,
+               SamplerState start)
+    : dataset_(std::move(dataset)), sampler_(std::move(sampler)), options_(options), state_(start) {
+  DPUNET_CHECK(options_.batch_size >= 1, "loader: batch_size must be at least 1, got ", options_.batch_size);
+  DPUNET_CHECK(options_.workers >= 1, "loader: workers must be at least 1, got ", options_.workers);
+  DPUNET_CHECK(options_.prefetch_batches >= 1, "loader: prefetch_batches must be at least 1");
+  DPUNET_CHECK(!options_.drop_last_batch || sampler_.samples_per_rank() >= options_.batch_size, "loader: each rank's ",
+               sampler_.samples_per_rank(), " samples per epoch do not make one batch of ", options_.batch_size,
+               " (use a smaller batch or fewer ranks)");
+  options_.augmentation.validate();
+  job_epoch_ = start.epoch;
+  job_offset_ = sampler_.rank_offset(start);
+  epoch_indices_ = sampler_.rank_indices(job_epoch_);
+  for (int w = 0; w < options_.workers; ++w) workers_.emplace_back([this] { work(); });
+}
+
+Loader::~Loader() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  consumed_.notify_all();
+  produced_.notify_all();
+  for (std::thread& worker : workers_) worker.join();
+}
+
+int64_t Loader::batches_per_epoch() const {
+  const int64_t share = sampler_.samples_per_rank();
+  return options_.drop_last_batch ? share / options_.batch_size
+                                  : (share + options_.batch_size - 1) / options_.batch_size;
+}
+
+Loader::Job Loader::take_job() {
+  const int64_t share = sampler_.samples_per_rank();
+  if (job_offset_ >= share || (options_.drop_last_batch && share - job_offset_ < options_.batch_size)) {
+    ++job_epoch_;
+    job_offset_ = 0;
+    epoch_indices_ = sampler_.rank_indices(job_epoch_);
+  }
+  Job job;
+  job.sequence = next_sequence_++;
+  job.epoch = job_epoch_;
+  const int64_t count = std::min(options_.batch_size, share - job_offset_);
+  job.indices.assign(epoch_indices_.begin() + job_offset_, epoch_indices_.begin() + job_offset_ + count);
+  job_offset_ += count;
+  const bool epoch_done =
+      job_offset_ >= share || (options_.drop_last_batch && share - job_offset_ < options_.batch_size);
+  job.state_after = epoch_done ? SamplerState{job_epoch_ + 1, 0}
+                               : SamplerState{job_epoch_, job_offset_ * sampler_.world_size()};
+  return job;
+}
+
+Batch Loader::build(const Job& job) const {
+  const ShardHeader& h = dataset_->header();
+  const AugmentOptions& a = options_.augmentation;
+  const int64_t ph = a.patch_height > 0 ? a.patch_height : h.height;
+  const int64_t pw = a.patch_width > 0 ? a.patch_width : h.width;
+  const auto batch = static_cast<int64_t>(job.indices.size());
+  Batch out;
+  out.epoch = job.epoch;
+  out.indices = job.indices;
+  out.state_after = job.state_after;
+  const auto pinned = at::TensorOptions().pinned_memory(options_.pin_memory);
+  out.images = at::empty({batch, h.channels, ph, pw}, pinned.dtype(at::kFloat));
+  out.masks = at::empty({batch, ph, pw}, pinned.dtype(at::kByte));
+  std::vector<unsigned char> scratch;
+  for (int64_t i = 0; i < batch; ++i) {
+    const int64_t index = job.indices[i];
+    const Sample raw = load_sample(*dataset_, index, options_.normalization, scratch);
+    Rng rng(derive_seed({options_.seed, static_cast<uint64_t>(job.epoch), static_cast<uint64_t>(index)}));
+    // Without augmentation the patch is the same every epoch: the centre of the sample.
+    const Sample ready = options_.augment ? augment(raw, a, rng) : centre_crop(raw, ph, pw);
+    std::memcpy(out.images[i].data_ptr<float>(), ready.image.data(), ready.image.size() * sizeof(float));
+    std::memcpy(out.masks[i].data_ptr<uint8_t>(), ready.mask.data(), ready.mask.size());
+  }
+  return out;
+}
+
+void Loader::work() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  while (true) {
+    consumed_.wait(lock, [this] {
+      return stopping_ || next_sequence_ < consumed_sequence_ + options_.prefetch_batches;
+    });
+    if (stopping_) return;
+    const Job job = take_job();
+    lock.unlock();
+    Ready ready;
+    try {
+      ready.batch = build(job);
+    } catch (...) {
+      ready.error = std::current_exception();
+    }
+    lock.lock();
+    ready_.emplace(job.sequence, std::move(ready));
+    produced_.notify_all();
+  }
+}
+
+Batch Loader::next() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  const auto start = std::chrono::steady_clock::now();
+  produced_.wait(lock, [this] { return stopping_ || ready_.count(consumed_sequence_) > 0; });
+  wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  DPUNET_CHECK(!stopping_, "loader: next() after the loader stopped");
+  auto node = ready_.extract(consumed_sequence_);
+  if (node.mapped().error) {
+    stopping_ = true;  // a failed read ends the run; the other workers stop too
+    consumed_.notify_all();
+    std::rethrow_exception(node.mapped().error);
+  }
+  ++consumed_sequence_;
+  state_ = node.mapped().batch.state_after;
+  consumed_.notify_all();
+  return std::move(node.mapped().batch);
+}
+
+SamplerState Loader::state() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return state_;
+}
+
+double Loader::wait_seconds() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return wait_seconds_;
+}
+
+}  // namespace dpunet::data

@@ -1,0 +1,85 @@
+// load_sample: read, convert to float, normalise.
+#include "data/normalize.h"
+
+#include <cmath>
+
+#include "common/error.h"
+
+namespace dpunet::data {
+namespace {
+
+template <typename T>
+void convert(const T* raw, float* out, int64_t count, float scale, float shift) {
+  for (int64_t i = 0; i < count; ++i) out[i] = static_cast<float>(raw[i]) * scale + shift;
+}
+
+void convert_channel(const unsigned char* raw, PixelType type, float* out, int64_t count, float scale, float shift) {
+  switch (type) {
+    case PixelType::kUInt8: convert(raw, out, count, scale, shift); break;
+    case PixelType::kUInt16: convert(reinterpret_cast<const uint16_t*>(raw), out, count, scale, shift); break;
+    case PixelType::kFloat32: convert(reinterpret_cast<const float*>(raw), out, count, scale, shift); break;
+  }
+}
+
+void standardise(float* values, int64_t count) {
+  double sum = 0, squares = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    sum += values[i];
+    squares += static_cast<double>(values[i]) * values[i];
+  }
+  const double mean = sum / static_cast<double>(count);
+  const double std = std::sqrt(std::max(0.0, squares / static_cast<double>(count) - mean * mean));
+  const float scale = static_cast<float>(1.0 / std::max(std, 1e-8));
+  for (int64_t i = 0; i < count; ++i) values[i] = (values[i] - static_cast<float>(mean)) * scale;
+}
+
+}  // namespace
+
+Normalization parse_normalization(const std::string& name) {
+  if (name == "dataset") return Normalization::kDataset;
+  if (name == "per_image") return Normalization::kPerImage;
+  if (name == "none") return Normalization::kNone;
+  DPUNET_FAIL("unknown normalisation '", name, "' (expected dataset, per_image or none)");
+}
+
+const char* normalization_name(Normalization normalization) {
+  switch (normalization) {
+    case Normalization::kDataset: return "dataset";
+    case Normalization::kPerImage: return "per_image";
+    case Normalization::kNone: return "none";
+  }
+  return "?";
+}
+
+Sample load_sample(const Dataset& dataset, int64_t index, Normalization normalization,
+                   std::vector<unsigned char>& scratch) {
+  const ShardHeader& h = dataset.header();
+  Sample sample;
+  sample.index = index;
+  sample.channels = h.channels;
+  sample.height = h.height;
+  sample.width = h.width;
+  const int bytes = pixel_type_bytes(h.pixel_type);
+  scratch.resize(static_cast<size_t>(h.image_values()) * bytes);
+  sample.image.resize(static_cast<size_t>(h.image_values()));
+  sample.mask.resize(static_cast<size_t>(h.pixels()));
+  dataset.read(index, scratch.data(), sample.mask.data());
+
+  const int64_t pixels = h.pixels();
+  for (int64_t c = 0; c < h.channels; ++c) {
+    float scale = 1.0f, shift = 0.0f;
+    if (normalization == Normalization::kDataset) {
+      scale = static_cast<float>(1.0 / std::max(h.channel_std[c], 1e-8));
+      shift = static_cast<float>(-h.channel_mean[c]) * scale;
+    } else if (normalization == Normalization::kNone) {
+      if (h.pixel_type == PixelType::kUInt8) scale = 1.0f / 255.0f;
+      if (h.pixel_type == PixelType::kUInt16) scale = 1.0f / 65535.0f;
+    }
+    float* out = sample.image.data() + c * pixels;
+    convert_channel(scratch.data() + c * pixels * bytes, h.pixel_type, out, pixels, scale, shift);
+    if (normalization == Normalization::kPerImage) standardise(out, pixels);
+  }
+  return sample;
+}
+
+}  // namespace dpunet::data

@@ -1,0 +1,26 @@
+// Turning stored pixels into the float values the network sees.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "data/dataset.h"
+#include "data/sample.h"
+
+namespace dpunet::data {
+
+enum class Normalization {
+  kDataset,   // (v - mean_c) / std_c with the shards' channel statistics
+  kPerImage,  // each image's channels to zero mean, unit variance
+  kNone,      // integers scaled to [0, 1] (uint8 / 255, uint16 / 65535), float as stored
+};
+
+Normalization parse_normalization(const std::string& name);
+const char* normalization_name(Normalization normalization);
+
+// Reads global sample `index` and converts it; `scratch` holds the raw pixels between
+// calls so a worker allocates once.
+Sample load_sample(const Dataset& dataset, int64_t index, Normalization normalization,
+                   std::vector<unsigned char>& scratch);
+
+}  // namespace dpunet::data

@@ -1,0 +1,43 @@
+// Pixel types and layout descriptions of the shard format.
+#include "data/shard_format.h"
+
+#include "common/error.h"
+
+namespace dpunet::data {
+
+const char* pixel_type_name(PixelType type) {
+  switch (type) {
+    case PixelType::kUInt8: return "uint8";
+    case PixelType::kUInt16: return "uint16";
+    case PixelType::kFloat32: return "float32";
+  }
+  return "?";
+}
+
+PixelType parse_pixel_type(const std::string& name) {
+  if (name == "uint8") return PixelType::kUInt8;
+  if (name == "uint16") return PixelType::kUInt16;
+  if (name == "float32") return PixelType::kFloat32;
+  DPUNET_FAIL("unknown pixel type '", name, "' (expected uint8, uint16 or float32)");
+}
+
+int pixel_type_bytes(PixelType type) {
+  switch (type) {
+    case PixelType::kUInt8: return 1;
+    case PixelType::kUInt16: return 2;
+    case PixelType::kFloat32: return 4;
+  }
+  return 0;
+}
+
+std::string describe_layout(const ShardHeader& h) {
+  return ::dpunet::detail::concat("C=", h.channels, " H=", h.height, " W=", h.width, " ", pixel_type_name(h.pixel_type),
+                        " n_classes=", h.n_classes);
+}
+
+bool same_layout(const ShardHeader& a, const ShardHeader& b) {
+  return a.channels == b.channels && a.height == b.height && a.width == b.width && a.pixel_type == b.pixel_type &&
+         a.n_classes == b.n_classes;
+}
+
+}  // namespace dpunet::data

@@ -1,0 +1,191 @@
+// ShardReader. Chunks stored raw or with deflate are fetched with H5Dread_chunk under
+// HDF5's lock and inflated outside it, so several loader threads decompress in
+// parallel; any other layout falls back to H5Dread.
+#include "data/shard_reader.h"
+
+#include <zlib.h>
+
+#include <filesystem>
+#include <vector>
+
+#include "data/h5_attributes.h"
+
+namespace dpunet::data {
+namespace {
+
+std::vector<hsize_t> dataset_dims(hid_t dataset, const std::string& context) {
+  H5Handle space(H5Dget_space(dataset));
+  H5_CHECK(space.get(), context);
+  const int rank = H5Sget_simple_extent_ndims(space.get());
+  H5_CHECK(rank, context);
+  std::vector<hsize_t> dims(rank);
+  H5_CHECK(H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr), context);
+  return dims;
+}
+
+std::string shape_text(const std::vector<hsize_t>& dims) {
+  std::string text = "[";
+  for (size_t i = 0; i < dims.size(); ++i) text += (i ? ", " : "") + std::to_string(dims[i]);
+  return text + "]";
+}
+
+PixelType pixel_type_of(hid_t type, const std::string& path) {
+  const H5T_class_t type_class = H5Tget_class(type);
+  const size_t size = H5Tget_size(type);
+  if (type_class == H5T_INTEGER && H5Tget_sign(type) == H5T_SGN_NONE) {
+    if (size == 1) return PixelType::kUInt8;
+    if (size == 2) return PixelType::kUInt16;
+  }
+  if (type_class == H5T_FLOAT && size == 4) return PixelType::kFloat32;
+  DPUNET_FAIL(path, ": dataset '", kImagesDataset, "' has an unsupported dtype (", size,
+              "-byte ", type_class == H5T_FLOAT ? "float" : "integer", "); expected uint8, uint16 or float32");
+}
+
+H5Handle open_file(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  DPUNET_CHECK(fs::exists(path, ec), path, ": no such file");
+  DPUNET_CHECK(fs::is_regular_file(path, ec), path, ": not a regular file");
+  H5Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  if (!file.valid()) {
+    DPUNET_FAIL(detail::H5Describe{path}(-1), " (not an HDF5 file, or a truncated or damaged one)");
+  }
+  return file;
+}
+
+}  // namespace
+
+ShardReader::ShardReader(std::string path) : path_(std::move(path)) {
+  silence_hdf5_errors();
+  auto guard = hdf5_guard();
+  file_ = open_file(path_);
+  images_ = open_dataset(kImagesDataset, 4, "[N, C, H, W]");
+  masks_ = open_dataset(kMasksDataset, 3, "[N, H, W]");
+  const auto image_dims = dataset_dims(images_.id.get(), path_);
+  const auto mask_dims = dataset_dims(masks_.id.get(), path_);
+  DPUNET_CHECK(image_dims[0] == mask_dims[0] && image_dims[2] == mask_dims[1] && image_dims[3] == mask_dims[2], path_,
+               ": 'images' ", shape_text(image_dims), " and 'masks' ", shape_text(mask_dims),
+               " disagree (expected [N, C, H, W] and [N, H, W])");
+  DPUNET_CHECK(image_dims[0] > 0, path_, ": the shard holds no samples");
+  header_.samples = static_cast<int64_t>(image_dims[0]);
+  header_.channels = static_cast<int64_t>(image_dims[1]);
+  header_.height = static_cast<int64_t>(image_dims[2]);
+  header_.width = static_cast<int64_t>(image_dims[3]);
+
+  H5Handle image_type(H5Dget_type(images_.id.get()));
+  H5_CHECK(image_type.get(), path_);
+  header_.pixel_type = pixel_type_of(image_type.get(), path_);
+  H5Handle mask_type(H5Dget_type(masks_.id.get()));
+  H5_CHECK(mask_type.get(), path_);
+  DPUNET_CHECK(H5Tget_class(mask_type.get()) == H5T_INTEGER && H5Tget_size(mask_type.get()) == 1 &&
+                   H5Tget_sign(mask_type.get()) == H5T_SGN_NONE,
+               path_, ": dataset '", kMasksDataset, "' must hold uint8 class ids");
+  read_header_attributes(file_.get(), header_, path_);
+}
+
+ShardReader::Dataset ShardReader::open_dataset(const char* name, int rank, const std::string& what) {
+  const htri_t exists = H5Lexists(file_.get(), name, H5P_DEFAULT);
+  H5_CHECK(exists, path_);
+  DPUNET_CHECK(exists > 0, path_, ": dataset '", name, "' is missing");
+  Dataset dataset;
+  dataset.id = H5Handle(H5Dopen2(file_.get(), name, H5P_DEFAULT));
+  H5_CHECK(dataset.id.get(), path_);
+  const auto dims = dataset_dims(dataset.id.get(), path_);
+  DPUNET_CHECK(static_cast<int>(dims.size()) == rank, path_, ": dataset '", name, "' has shape ", shape_text(dims),
+               "; expected ", rank, " dimensions ", what);
+
+  H5Handle properties(H5Dget_create_plist(dataset.id.get()));
+  H5_CHECK(properties.get(), path_);
+  H5Handle type(H5Dget_type(dataset.id.get()));
+  H5_CHECK(type.get(), path_);
+  if (H5Pget_layout(properties.get()) != H5D_CHUNKED) {
+    dataset.storage = "contiguous";
+    return dataset;
+  }
+  std::vector<hsize_t> chunk(rank);
+  H5_CHECK(H5Pget_chunk(properties.get(), rank, chunk.data()), path_);
+  bool one_sample_per_chunk = chunk[0] == 1;
+  for (int d = 1; d < rank; ++d) one_sample_per_chunk = one_sample_per_chunk && chunk[d] == dims[d];
+  const int filters = H5Pget_nfilters(properties.get());
+  H5_CHECK(filters, path_);
+  bool deflate_only = filters == 0;
+  if (filters == 1) {
+    unsigned flags = 0;
+    size_t values = 0;
+    unsigned filter_config = 0;
+    const H5Z_filter_t filter =
+        H5Pget_filter2(properties.get(), 0, &flags, &values, nullptr, 0, nullptr, &filter_config);
+    deflate_only = filter == H5Z_FILTER_DEFLATE;
+  }
+  dataset.storage = "chunks " + shape_text(chunk) + (filters == 0 ? ", uncompressed" : deflate_only ? ", gzip" : ", filtered");
+  dataset.raw_chunks = one_sample_per_chunk && deflate_only && H5Tget_order(type.get()) != H5T_ORDER_BE;
+  dataset.deflated = filters == 1;
+  return dataset;
+}
+
+void ShardReader::read(int64_t index, void* image, uint8_t* mask) const {
+  DPUNET_CHECK(index >= 0 && index < header_.samples, path_, ": sample ", index, " outside [0, ", header_.samples,
+               ")");
+  silence_hdf5_errors();
+  const size_t image_bytes = static_cast<size_t>(header_.image_values()) * pixel_type_bytes(header_.pixel_type);
+  read_into(images_, index, 4, native_type_of(header_.pixel_type), image, image_bytes, kImagesDataset);
+  read_into(masks_, index, 3, H5T_NATIVE_UINT8, mask, static_cast<size_t>(header_.pixels()), kMasksDataset);
+  check_labels(index, mask);
+}
+
+void ShardReader::read_into(const Dataset& dataset, int64_t index, int rank, hid_t memory_type, void* out,
+                            size_t bytes, const char* name) const {
+  const std::string context = ::dpunet::detail::concat(path_, ": sample ", index, " of '", name, "'");
+  std::vector<hsize_t> start(rank, 0);
+  start[0] = static_cast<hsize_t>(index);
+  if (dataset.raw_chunks) {
+    std::vector<unsigned char> stored;
+    uint32_t skipped_filters = 0;
+    {
+      auto guard = hdf5_guard();
+      hsize_t stored_bytes = 0;
+      H5_CHECK(H5Dget_chunk_storage_size(dataset.id.get(), start.data(), &stored_bytes), context);
+      DPUNET_CHECK(stored_bytes > 0, context, ": the chunk was never written");
+      stored.resize(stored_bytes);
+      void* target = dataset.deflated ? stored.data() : out;
+      DPUNET_CHECK(dataset.deflated || stored_bytes == bytes, context, ": stored chunk holds ", stored_bytes,
+                   " bytes, expected ", bytes);
+      H5_CHECK(H5Dread_chunk(dataset.id.get(), H5P_DEFAULT, start.data(), &skipped_filters, target), context);
+    }
+    if (!dataset.deflated) return;
+    if ((skipped_filters & 1u) != 0) {  // the writer stored this chunk uncompressed
+      DPUNET_CHECK(stored.size() == bytes, context, ": stored chunk holds ", stored.size(), " bytes, expected ", bytes);
+      std::copy(stored.begin(), stored.end(), static_cast<unsigned char*>(out));
+      return;
+    }
+    uLongf produced = static_cast<uLongf>(bytes);
+    const int status = uncompress(static_cast<Bytef*>(out), &produced, stored.data(), static_cast<uLong>(stored.size()));
+    DPUNET_CHECK(status == Z_OK && produced == bytes, context, ": corrupt compressed chunk (zlib status ", status,
+                 ", ", produced, " of ", bytes, " bytes)");
+    return;
+  }
+  std::vector<hsize_t> count;
+  {
+    auto guard = hdf5_guard();
+    H5Handle file_space(H5Dget_space(dataset.id.get()));
+    H5_CHECK(file_space.get(), context);
+    std::vector<hsize_t> dims(rank);
+    H5_CHECK(H5Sget_simple_extent_dims(file_space.get(), dims.data(), nullptr), context);
+    count = dims;
+    count[0] = 1;
+    H5_CHECK(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr),
+             context);
+    H5Handle memory_space(H5Screate_simple(rank, count.data(), nullptr));
+    H5_CHECK(memory_space.get(), context);
+    H5_CHECK(H5Dread(dataset.id.get(), memory_type, memory_space.get(), file_space.get(), H5P_DEFAULT, out), context);
+  }
+}
+
+void ShardReader::check_labels(int64_t index, const uint8_t* mask) const {
+  uint8_t largest = 0;
+  for (int64_t p = 0; p < header_.pixels(); ++p) largest = std::max(largest, mask[p]);
+  DPUNET_CHECK(largest < header_.n_classes, path_, ": sample ", index, ": mask label ", int(largest),
+               " >= n_classes ", header_.n_classes);
+}
+
+}  // namespace dpunet::data

@@ -1,0 +1,45 @@
+// Writes one shard (shard_format.h). The file is written under a temporary name and
+// renamed into place by finish(), so an interrupted writer never leaves a shard that
+// looks complete.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "data/h5_handle.h"
+#include "data/shard_format.h"
+
+namespace dpunet::data {
+
+struct ShardWriteOptions {
+  int gzip_level = 0;  // 0: no compression; 1-9: deflate level
+};
+
+class ShardWriter {
+ public:
+  // `header.samples` fixes N; channel_mean/std are computed from the samples written
+  // unless the header already holds them.
+  ShardWriter(std::string path, ShardHeader header, ShardWriteOptions options = {});
+  ~ShardWriter();
+  ShardWriter(const ShardWriter&) = delete;
+  ShardWriter& operator=(const ShardWriter&) = delete;
+
+  // image: [C, H, W] values of the header's pixel type; mask: [H, W] class ids.
+  void write(int64_t index, const void* image, const uint8_t* mask);
+  // Writes the attributes, closes the file and renames it into place.
+  void finish();
+
+ private:
+  void accumulate_statistics(const void* image);
+
+  std::string path_;
+  std::string temporary_path_;
+  ShardHeader header_;
+  bool statistics_given_;
+  std::vector<double> sum_, sum_squares_;  // per channel
+  int64_t written_ = 0;
+  H5Handle file_, images_, masks_;
+};
+
+}  // namespace dpunet::data

@@ -1,0 +1,226 @@
+// Spatial augmentation in one resampling pass per sample. A random crop (or mirror pad)
+// plus a flip/rotate-by-90 element is a pure index map, computed from two lookup
+// tables. Small rotations, scaling and elastic deformation add a bilinear warp (nearest
+// for the mask) with mirrored borders, the U-Net paper's overlap-tile convention.
+#include <cmath>
+#include <vector>
+
+#include "common/error.h"
+#include "data/augment.h"
+
+namespace dpunet::data {
+namespace {
+
+// Mirror index into [0, n) without repeating the edge pixel (numpy's "reflect").
+inline int64_t reflect(int64_t i, int64_t n) {
+  if (n == 1) return 0;
+  const int64_t period = 2 * (n - 1);
+  i %= period;
+  if (i < 0) i += period;
+  return i < n ? i : period - i;
+}
+
+// A flip/rotate-by-90 element: output (y, x) reads patch position (a, b) where
+// a = reverse_a(transpose ? x : y) and b = reverse_b(transpose ? y : x).
+struct Dihedral {
+  bool transpose = false, reverse_a = false, reverse_b = false;
+};
+
+Dihedral draw_dihedral(const AugmentOptions& o, bool square, Rng& rng) {
+  Dihedral d;
+  if (rng.chance(o.rotate90_probability)) {
+    const uint64_t quarter_turns = square ? 1 + rng.below(3) : 2;
+    // One quarter turn maps (y, x) to (x, P-1-y); two to (P-1-y, P-1-x); three to (P-1-x, y).
+    d.transpose = quarter_turns % 2 == 1;
+    d.reverse_a = quarter_turns >= 2;
+    d.reverse_b = quarter_turns <= 2;
+  }
+  if (rng.chance(o.flip_probability)) d.reverse_a = !d.reverse_a;
+  if (rng.chance(o.flip_probability)) d.reverse_b = !d.reverse_b;
+  return d;
+}
+
+// Top-left corner of the patch in the source: anywhere the patch fits, or, when the
+// source is smaller, anywhere the source fits inside the patch.
+int64_t draw_offset(int64_t source, int64_t patch, Rng& rng) {
+  const int64_t low = std::min<int64_t>(0, source - patch), high = std::max<int64_t>(0, source - patch);
+  return low + static_cast<int64_t>(rng.below(static_cast<uint64_t>(high - low + 1)));
+}
+
+Sample make_output(const Sample& in, int64_t height, int64_t width) {
+  Sample out;
+  out.index = in.index;
+  out.channels = in.channels;
+  out.height = height;
+  out.width = width;
+  out.image.resize(static_cast<size_t>(in.channels * height * width));
+  out.mask.resize(static_cast<size_t>(height * width));
+  return out;
+}
+
+Sample crop_and_reorient(const Sample& in, int64_t ph, int64_t pw, int64_t oy, int64_t ox, Dihedral d) {
+  std::vector<int64_t> rows(ph), cols(pw);
+  for (int64_t i = 0; i < ph; ++i) rows[i] = reflect(oy + (d.reverse_a ? ph - 1 - i : i), in.height) * in.width;
+  for (int64_t j = 0; j < pw; ++j) cols[j] = reflect(ox + (d.reverse_b ? pw - 1 - j : j), in.width);
+  Sample out = make_output(in, ph, pw);  // transposition only happens for square patches
+  const int64_t source_plane = in.height * in.width, plane = ph * pw;
+  for (int64_t y = 0; y < ph; ++y) {
+    for (int64_t x = 0; x < pw; ++x) {
+      const int64_t source = d.transpose ? rows[x] + cols[y] : rows[y] + cols[x];
+      out.mask[y * pw + x] = in.mask[source];
+      for (int64_t c = 0; c < in.channels; ++c) out.image[c * plane + y * pw + x] = in.image[c * source_plane + source];
+    }
+  }
+  return out;
+}
+
+// Catmull-Rom weights for fraction t between the second and third of four nodes.
+inline void cubic_weights(double t, double w[4]) {
+  const double t2 = t * t, t3 = t2 * t;
+  w[0] = 0.5 * (-t3 + 2 * t2 - t);
+  w[1] = 0.5 * (3 * t3 - 5 * t2 + 2);
+  w[2] = 0.5 * (-3 * t3 + 4 * t2 + t);
+  w[3] = 0.5 * (t3 - t2);
+}
+
+// Interpolates a grid x grid array of node values over [height, width] bicubically.
+std::vector<float> upsample_bicubic(const std::vector<double>& nodes, int grid, int64_t height, int64_t width) {
+  auto node_positions = [grid](int64_t n, int64_t i, int idx[4], double w[4]) {
+    const double u = n > 1 ? static_cast<double>(i) * (grid - 1) / static_cast<double>(n - 1) : 0.0;
+    const int base = std::min(static_cast<int>(u), grid - 2);
+    cubic_weights(u - base, w);
+    for (int k = 0; k < 4; ++k) idx[k] = std::clamp(base - 1 + k, 0, grid - 1);
+  };
+  std::vector<double> rows(static_cast<size_t>(grid * width));  // [grid, width]
+  for (int64_t x = 0; x < width; ++x) {
+    int idx[4];
+    double w[4];
+    node_positions(width, x, idx, w);
+    for (int g = 0; g < grid; ++g) {
+      double v = 0;
+      for (int k = 0; k < 4; ++k) v += w[k] * nodes[g * grid + idx[k]];
+      rows[g * width + x] = v;
+    }
+  }
+  std::vector<float> field(static_cast<size_t>(height * width));
+  for (int64_t y = 0; y < height; ++y) {
+    int idx[4];
+    double w[4];
+    node_positions(height, y, idx, w);
+    for (int64_t x = 0; x < width; ++x) {
+      double v = 0;
+      for (int k = 0; k < 4; ++k) v += w[k] * rows[idx[k] * width + x];
+      field[y * width + x] = static_cast<float>(v);
+    }
+  }
+  return field;
+}
+
+struct Warp {
+  double cos_angle = 1, sin_angle = 0, inverse_scale = 1;
+  std::vector<float> dy, dx;  // [ph, pw] elastic displacement in pixels; empty when off
+};
+
+Warp draw_warp(const AugmentOptions& o, bool affine, bool elastic, int64_t ph, int64_t pw, Rng& rng) {
+  Warp warp;
+  if (affine) {
+    const double angle = rng.uniform(-o.max_rotation_degrees, o.max_rotation_degrees) * M_PI / 180.0;
+    warp.cos_angle = std::cos(angle);
+    warp.sin_angle = std::sin(angle);
+    warp.inverse_scale = 1.0 / rng.uniform(o.scale_min, o.scale_max);
+  }
+  if (elastic) {
+    const int g = o.elastic_grid;
+    std::vector<double> ny(g * g), nx(g * g);
+    for (int i = 0; i < g * g; ++i) ny[i] = o.elastic_sigma * rng.normal();
+    for (int i = 0; i < g * g; ++i) nx[i] = o.elastic_sigma * rng.normal();
+    warp.dy = upsample_bicubic(ny, g, ph, pw);
+    warp.dx = upsample_bicubic(nx, g, ph, pw);
+  }
+  return warp;
+}
+
+Sample warp_sample(const Sample& in, int64_t ph, int64_t pw, int64_t oy, int64_t ox, Dihedral d, const Warp& warp) {
+  Sample out = make_output(in, ph, pw);
+  const int64_t source_plane = in.height * in.width, plane = ph * pw;
+  const double half_h = (ph - 1) / 2.0, half_w = (pw - 1) / 2.0;
+  const double centre_y = oy + half_h, centre_x = ox + half_w;
+  for (int64_t y = 0; y < ph; ++y) {
+    for (int64_t x = 0; x < pw; ++x) {
+      int64_t a = d.transpose ? x : y, b = d.transpose ? y : x;
+      if (d.reverse_a) a = ph - 1 - a;
+      if (d.reverse_b) b = pw - 1 - b;
+      const double ry = (a - half_h) * warp.inverse_scale, rx = (b - half_w) * warp.inverse_scale;
+      double sy = centre_y + warp.cos_angle * ry - warp.sin_angle * rx;
+      double sx = centre_x + warp.sin_angle * ry + warp.cos_angle * rx;
+      if (!warp.dy.empty()) {
+        sy += warp.dy[a * pw + b];
+        sx += warp.dx[a * pw + b];
+      }
+      const double fy = std::floor(sy), fx = std::floor(sx);
+      const float wy = static_cast<float>(sy - fy), wx = static_cast<float>(sx - fx);
+      const int64_t y0 = reflect(static_cast<int64_t>(fy), in.height) * in.width;
+      const int64_t y1 = reflect(static_cast<int64_t>(fy) + 1, in.height) * in.width;
+      const int64_t x0 = reflect(static_cast<int64_t>(fx), in.width);
+      const int64_t x1 = reflect(static_cast<int64_t>(fx) + 1, in.width);
+      const int64_t target = y * pw + x;
+      out.mask[target] = in.mask[(wy < 0.5f ? y0 : y1) + (wx < 0.5f ? x0 : x1)];
+      for (int64_t c = 0; c < in.channels; ++c) {
+        const float* p = in.image.data() + c * source_plane;
+        const float top = p[y0 + x0] + wx * (p[y0 + x1] - p[y0 + x0]);
+        const float bottom = p[y1 + x0] + wx * (p[y1 + x1] - p[y1 + x0]);
+        out.image[c * plane + target] = top + wy * (bottom - top);
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+Sample spatial_augment(const Sample& in, const AugmentOptions& o, Rng& rng) {
+  const int64_t ph = o.patch_height > 0 ? o.patch_height : in.height;
+  const int64_t pw = o.patch_width > 0 ? o.patch_width : in.width;
+  // The draws happen in a fixed order whatever is enabled, so turning one transform on
+  // does not change the others' random values.
+  const Dihedral d = draw_dihedral(o, ph == pw, rng);
+  const int64_t oy = draw_offset(in.height, ph, rng), ox = draw_offset(in.width, pw, rng);
+  const bool affine = rng.chance(o.affine_probability);
+  const bool elastic = rng.chance(o.elastic_probability);
+  if (!affine && !elastic) return crop_and_reorient(in, ph, pw, oy, ox, d);
+  return warp_sample(in, ph, pw, oy, ox, d, draw_warp(o, affine, elastic, ph, pw, rng));
+}
+
+Sample centre_crop(const Sample& sample, int64_t height, int64_t width) {
+  // Rounding toward zero splits odd differences the same way for crops and pads.
+  return crop_and_reorient(sample, height, width, (sample.height - height) / 2, (sample.width - width) / 2, Dihedral{});
+}
+
+Sample augment(const Sample& sample, const AugmentOptions& options, Rng& rng) {
+  Sample out = spatial_augment(sample, options, rng);
+  intensity_augment(out, options, rng);
+  return out;
+}
+
+void AugmentOptions::validate() const {
+  const std::pair<const char*, double> probabilities[] = {
+      {"flip", flip_probability},         {"rotate90", rotate90_probability},
+      {"affine", affine_probability},     {"elastic", elastic_probability},
+      {"brightness", brightness_probability}, {"contrast", contrast_probability},
+      {"gamma", gamma_probability},       {"noise", noise_probability}};
+  for (const auto& [name, p] : probabilities) {
+    DPUNET_CHECK(p >= 0.0 && p <= 1.0, "augmentation: ", name, " probability must be in [0, 1], got ", p);
+  }
+  DPUNET_CHECK(patch_height >= 0 && patch_width >= 0, "augmentation: patch size must not be negative");
+  DPUNET_CHECK(scale_min > 0 && scale_min <= scale_max, "augmentation: need 0 < scale_min <= scale_max, got ",
+               scale_min, " and ", scale_max);
+  DPUNET_CHECK(max_rotation_degrees >= 0 && max_rotation_degrees <= 180, "augmentation: max_rotation_degrees must be in [0, 180]");
+  DPUNET_CHECK(elastic_grid >= 2, "augmentation: elastic_grid must be at least 2, got ", elastic_grid);
+  DPUNET_CHECK(elastic_sigma >= 0, "augmentation: elastic_sigma must not be negative");
+  DPUNET_CHECK(brightness_range >= 0 && brightness_range < 1 && contrast_range >= 0 && contrast_range < 1,
+               "augmentation: brightness_range and contrast_range must be in [0, 1)");
+  DPUNET_CHECK(gamma_min > 0 && gamma_min <= gamma_max, "augmentation: need 0 < gamma_min <= gamma_max");
+  DPUNET_CHECK(noise_std >= 0, "augmentation: noise_std must not be negative");
+}
+
+}  // namespace dpunet::data
