@@ -14,6 +14,7 @@
 
 #include "app/bench_commands.h"
 #include "common/build_info.h"
+#include "common/remove_tree.h"
 #include "data/loader.h"
 #include "data/synth.h"
 
@@ -60,7 +61,8 @@ double samples_per_second(const std::string& spec, const BenchDataArgs& args, co
   options.augment = variant.augment;
   options.augmentation = variant.augmentation;
   data::Loader loader(dataset, data::DistributedSampler(dataset->size(), 0, 1), options);
-  for (int i = 0; i < 3; ++i) loader.next();  // warm the page cache and the threads
+  // One epoch untimed: the shards are in the page cache and the threads are running.
+  for (int64_t i = 0; i < loader.batches_per_epoch(); ++i) loader.next();
   const auto start = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < args.batches; ++i) loader.next();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -88,24 +90,19 @@ void run(const BenchDataArgs& args) {
                       {"samples_per_s", samples_per_second(spec, args, variant)}});
     }
   }
-  if (args.dir.empty()) {
-    // Not fs::remove_all: the copy libtorch exports of it crashes when it wins symbol
-    // resolution. The directory holds only the shards written above.
-    for (const auto& entry : fs::directory_iterator(dir)) ::unlink(entry.path().c_str());
-    ::rmdir(dir.c_str());
-  }
+  if (args.dir.empty()) remove_tree(dir.string());
   unsigned major = 0, minor = 0, release = 0;
   H5get_libversion(&major, &minor, &release);
-  nlohmann::json out = {{"benchmark", "data"},
-                        {"size", args.size},
-                        {"dtype", "uint8"},
-                        {"batch", args.batch},
-                        {"workers", args.workers},
-                        {"batches_timed", args.batches},
-                        {"hdf5_version", std::to_string(major) + "." + std::to_string(minor) + "." +
-                                             std::to_string(release)},
-                        {"dpunet_version", build_info().dpunet_version},
-                        {"results", rows}};
+  nlohmann::json out = {
+      {"benchmark", "data"},
+      {"size", args.size},
+      {"dtype", "uint8"},
+      {"batch", args.batch},
+      {"workers", args.workers},
+      {"batches_timed", args.batches},
+      {"hdf5_version", std::to_string(major) + "." + std::to_string(minor) + "." + std::to_string(release)},
+      {"dpunet_version", build_info().dpunet_version},
+      {"results", rows}};
   std::cout << out.dump(2) << std::endl;
 }
 

@@ -15,7 +15,7 @@ struct AugmentOptions {
   // Output size; 0 keeps the sample's size. Larger samples are cropped at a random
   // place, smaller ones mirror-padded.
   int64_t patch_height = 0, patch_width = 0;
-  double flip_probability = 0.5;  // per axis
+  double flip_probability = 0.5;      // per axis
   double rotate90_probability = 0.5;  // a random multiple of 90 degrees (180 only for non-square patches)
   // Small rotations and scaling, one resampling pass together with elastic deformation.
   double affine_probability = 0.0;

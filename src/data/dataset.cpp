@@ -69,9 +69,13 @@ std::vector<std::string> resolve_shards(const std::string& spec) {
   return paths;
 }
 
-Dataset::Dataset(const std::string& spec) { open(resolve_shards(spec), spec); }
+Dataset::Dataset(const std::string& spec) {
+  open(resolve_shards(spec), spec);
+}
 
-Dataset::Dataset(const std::vector<std::string>& shard_paths) { open(shard_paths, "dataset"); }
+Dataset::Dataset(const std::vector<std::string>& shard_paths) {
+  open(shard_paths, "dataset");
+}
 
 void Dataset::open(const std::vector<std::string>& shard_paths, const std::string& spec) {
   DPUNET_CHECK(!shard_paths.empty(), spec, ": the dataset is empty (no shards)");
@@ -107,8 +111,8 @@ void Dataset::open(const std::vector<std::string>& shard_paths, const std::strin
 }
 
 std::pair<const ShardReader*, int64_t> Dataset::locate(int64_t index) const {
-  DPUNET_CHECK(index >= 0 && index < header_.samples, "sample ", index, " outside the dataset's [0, ",
-               header_.samples, ")");
+  DPUNET_CHECK(index >= 0 && index < header_.samples, "sample ", index, " outside the dataset's [0, ", header_.samples,
+               ")");
   const auto next = std::upper_bound(first_index_.begin(), first_index_.end(), index);
   const size_t shard = static_cast<size_t>(next - first_index_.begin()) - 1;
   return {shards_[shard].get(), index - first_index_[shard]};

@@ -9,8 +9,8 @@
 namespace dpunet::data {
 namespace {
 
-void write_attribute(hid_t file, const char* name, hid_t file_type, hid_t memory_type, hsize_t count,
-                     const void* data, const std::string& path) {
+void write_attribute(hid_t file, const char* name, hid_t file_type, hid_t memory_type, hsize_t count, const void* data,
+                     const std::string& path) {
   H5Handle space(H5Screate_simple(1, &count, nullptr));
   H5_CHECK(space.get(), path);
   H5Handle attribute(H5Acreate2(file, name, file_type, space.get(), H5P_DEFAULT, H5P_DEFAULT));
@@ -121,12 +121,12 @@ void read_header_attributes(hid_t file, ShardHeader& header, const std::string& 
   DPUNET_CHECK(version >= 1 && version <= kShardFormatVersion, path, ": shard format version ", version,
                " is not supported (this build reads versions 1 to ", kShardFormatVersion, ")");
   const int64_t classes = read_integer(file, kClassesAttribute, path);
-  DPUNET_CHECK(classes >= 2 && classes <= 256, path, ": attribute '", kClassesAttribute,
-               "' must be in [2, 256], got ", classes);
+  DPUNET_CHECK(classes >= 2 && classes <= 256, path, ": attribute '", kClassesAttribute, "' must be in [2, 256], got ",
+               classes);
   header.n_classes = static_cast<int>(classes);
   header.class_names = read_strings(file, kClassNamesAttribute, path);
-  DPUNET_CHECK(static_cast<int64_t>(header.class_names.size()) == classes, path, ": attribute '",
-               kClassNamesAttribute, "' has ", header.class_names.size(), " names for ", classes, " classes");
+  DPUNET_CHECK(static_cast<int64_t>(header.class_names.size()) == classes, path, ": attribute '", kClassNamesAttribute,
+               "' has ", header.class_names.size(), " names for ", classes, " classes");
   header.channel_mean = read_doubles(file, kMeanAttribute, path);
   header.channel_std = read_doubles(file, kStdAttribute, path);
   DPUNET_CHECK(static_cast<int64_t>(header.channel_mean.size()) == header.channels &&

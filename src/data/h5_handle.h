@@ -42,7 +42,9 @@ void silence_hdf5_errors();
 std::unique_lock<std::mutex> hdf5_guard();
 
 namespace detail {
-inline bool h5_ok(long long status) { return status >= 0; }
+inline bool h5_ok(long long status) {
+  return status >= 0;
+}
 
 // Describes the failure on the calling thread's HDF5 error stack, prefixed by what was
 // being accessed ("shard.h5: truncated file ..."), then clears the stack.

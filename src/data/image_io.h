@@ -10,8 +10,8 @@ namespace dpunet::data {
 
 struct Image {
   int64_t height = 0, width = 0, channels = 0;  // channels: 1 grey, 3 RGB (alpha dropped)
-  int bits = 8;  // 8 or 16
-  std::vector<uint16_t> values;  // [H, W, C], interleaved as in the file
+  int bits = 8;                                 // 8 or 16
+  std::vector<uint16_t> values;                 // [H, W, C], interleaved as in the file
 };
 
 bool is_image_file(const std::string& path);  // .png, .tif, .tiff (any case)

@@ -96,9 +96,9 @@ void write_set(const ImportOptions& o, const std::vector<Pair>& pairs, const std
       const Image image = read_image(pairs[i].image);
       DPUNET_CHECK(image.height == first.height && image.width == first.width && image.channels == first.channels &&
                        image.bits == first.bits,
-                   "images differ: ", pairs.front().image, " is ", first.width, "x", first.height, "x",
-                   first.channels, " ", first.bits, "-bit but ", pairs[i].image, " is ", image.width, "x",
-                   image.height, "x", image.channels, " ", image.bits, "-bit (crop or resize them to one size)");
+                   "images differ: ", pairs.front().image, " is ", first.width, "x", first.height, "x", first.channels,
+                   " ", first.bits, "-bit but ", pairs[i].image, " is ", image.width, "x", image.height, "x",
+                   image.channels, " ", image.bits, "-bit (crop or resize them to one size)");
       const Image mask = read_image(pairs[i].mask);
       DPUNET_CHECK(mask.height == image.height && mask.width == image.width, pairs[i].mask, ": mask is ", mask.width,
                    "x", mask.height, " but its image ", pairs[i].image, " is ", image.width, "x", image.height);
@@ -109,8 +109,9 @@ void write_set(const ImportOptions& o, const std::vector<Pair>& pairs, const std
           planar8[c * pixels + p] = static_cast<uint8_t>(image.values[p * image.channels + c]);
         }
         const auto found = class_of.find(mask_key(mask, p));
-        DPUNET_CHECK(found != class_of.end(), pairs[i].mask, ": mask value ", key_text(mask_key(mask, p), mask.channels > 1),
-                     " at pixel (", p / image.width, ", ", p % image.width, ") has no class in the mask mapping");
+        DPUNET_CHECK(found != class_of.end(), pairs[i].mask, ": mask value ",
+                     key_text(mask_key(mask, p), mask.channels > 1), " at pixel (", p / image.width, ", ",
+                     p % image.width, ") has no class in the mask mapping");
         classes[p] = static_cast<uint8_t>(found->second);
       }
       const void* pixels_out = image.bits == 16 ? static_cast<const void*>(planar16.data()) : planar8.data();
@@ -158,8 +159,8 @@ ImportResult import_image_folders(const ImportOptions& o) {
   int n_classes = 0;
   for (const auto& [key, id] : result.class_of_value) n_classes = std::max(n_classes, id + 1);
   n_classes = std::max(n_classes, 2);
-  DPUNET_CHECK(o.class_names.empty() || static_cast<int>(o.class_names.size()) == n_classes, "import: ",
-               o.class_names.size(), " class names for ", n_classes, " classes");
+  DPUNET_CHECK(o.class_names.empty() || static_cast<int>(o.class_names.size()) == n_classes,
+               "import: ", o.class_names.size(), " class names for ", n_classes, " classes");
 
   // A seeded shuffle picks the validation pairs; both sets keep file-name order.
   std::vector<size_t> order(pairs.size());

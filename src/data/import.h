@@ -12,9 +12,9 @@ namespace dpunet::data {
 
 struct ImportOptions {
   std::string images_dir, masks_dir, out_dir;
-  std::string prefix = "train";      // training shards: <prefix>-00000.h5, ...
-  std::string val_prefix = "val";    // validation shards
-  std::string mask_suffix;           // mask of "a.png" is "a<suffix>.png|.tif|.tiff"
+  std::string prefix = "train";    // training shards: <prefix>-00000.h5, ...
+  std::string val_prefix = "val";  // validation shards
+  std::string mask_suffix;         // mask of "a.png" is "a<suffix>.png|.tif|.tiff"
   double val_fraction = 0.0;
   int64_t samples_per_shard = 256;
   int gzip_level = 0;

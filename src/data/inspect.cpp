@@ -28,7 +28,8 @@ int64_t inspect_dataset(const std::string& spec, const InspectOptions& options, 
     out << "  " << shard->path() << ": " << shard->header().samples << " samples, " << shard->storage() << "\n";
   }
 
-  const int64_t stride = options.verify ? 1 : std::max<int64_t>(1, h.samples / std::max<int64_t>(1, options.max_samples));
+  const int64_t stride =
+      options.verify ? 1 : std::max<int64_t>(1, h.samples / std::max<int64_t>(1, options.max_samples));
   std::vector<unsigned char> image(static_cast<size_t>(h.image_values()) * pixel_type_bytes(h.pixel_type));
   std::vector<uint8_t> mask(static_cast<size_t>(h.pixels()));
   std::vector<int64_t> class_pixels(h.n_classes, 0);

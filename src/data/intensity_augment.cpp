@@ -40,12 +40,18 @@ void intensity_augment(Sample& sample, const AugmentOptions& o, Rng& rng) {
     // Half the time below 1, half above, as nnU-Net does, so brightening and darkening
     // are equally likely whatever the range's asymmetry.
     const double gamma = rng.chance(0.5) && o.gamma_min < 1.0 ? rng.uniform(o.gamma_min, 1.0)
-                                                               : rng.uniform(std::max(1.0, o.gamma_min), o.gamma_max);
+                                                              : rng.uniform(std::max(1.0, o.gamma_min), o.gamma_max);
     for (int64_t c = 0; c < sample.channels; ++c) adjust_gamma(image + c * pixels, pixels, gamma);
   }
   if (rng.chance(o.noise_probability)) {
-    const double std = rng.uniform(0.0, o.noise_std);
-    for (float& v : sample.image) v += static_cast<float>(std * rng.normal());
+    const auto std = static_cast<float>(rng.uniform(0.0, o.noise_std));
+    const size_t count = sample.image.size();
+    float a = 0, b = 0;
+    for (size_t i = 0; i < count; i += 2) {
+      rng.normal_pair(a, b);
+      image[i] += std * a;
+      if (i + 1 < count) image[i + 1] += std * b;
+    }
   }
 }
 

@@ -58,8 +58,8 @@ Loader::Job Loader::take_job() {
   job_offset_ += count;
   const bool epoch_done =
       job_offset_ >= share || (options_.drop_last_batch && share - job_offset_ < options_.batch_size);
-  job.state_after = epoch_done ? SamplerState{job_epoch_ + 1, 0}
-                               : SamplerState{job_epoch_, job_offset_ * sampler_.world_size()};
+  job.state_after =
+      epoch_done ? SamplerState{job_epoch_ + 1, 0} : SamplerState{job_epoch_, job_offset_ * sampler_.world_size()};
   return job;
 }
 
@@ -92,9 +92,8 @@ Batch Loader::build(const Job& job) const {
 void Loader::work() {
   std::unique_lock<std::mutex> lock(mutex_);
   while (true) {
-    consumed_.wait(lock, [this] {
-      return stopping_ || next_sequence_ < consumed_sequence_ + options_.prefetch_batches;
-    });
+    consumed_.wait(lock,
+                   [this] { return stopping_ || next_sequence_ < consumed_sequence_ + options_.prefetch_batches; });
     if (stopping_) return;
     const Job job = take_job();
     lock.unlock();

@@ -26,18 +26,18 @@ namespace dpunet::data {
 struct LoaderOptions {
   int64_t batch_size = 1;
   int workers = 2;
-  int prefetch_batches = 4;  // batches ready or in flight ahead of the consumer
-  bool pin_memory = false;   // page-locked batches for asynchronous copies to a GPU
+  int prefetch_batches = 4;     // batches ready or in flight ahead of the consumer
+  bool pin_memory = false;      // page-locked batches for asynchronous copies to a GPU
   bool drop_last_batch = true;  // skip an epoch's final partial batch
   Normalization normalization = Normalization::kDataset;
   bool augment = true;
   AugmentOptions augmentation;  // its patch size also applies when augment is off
-  uint64_t seed = 0;  // augmentation seed; each sample's stream is (seed, epoch, index)
+  uint64_t seed = 0;            // augmentation seed; each sample's stream is (seed, epoch, index)
 };
 
 struct Batch {
-  torch::Tensor images;  // [B, C, P, P] float32
-  torch::Tensor masks;   // [B, P, P] uint8 class ids
+  torch::Tensor images;          // [B, C, P, P] float32
+  torch::Tensor masks;           // [B, P, P] uint8 class ids
   std::vector<int64_t> indices;  // global sample indices
   int64_t epoch = 0;
   SamplerState state_after;  // the sampler state once this batch is consumed

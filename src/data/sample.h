@@ -10,7 +10,7 @@ namespace dpunet::data {
 struct Sample {
   int64_t index = -1;  // global index in the dataset
   int64_t channels = 0, height = 0, width = 0;
-  std::vector<float> image;  // [C, H, W]
+  std::vector<float> image;   // [C, H, W]
   std::vector<uint8_t> mask;  // [H, W]
 };
 

@@ -15,8 +15,8 @@ DistributedSampler::DistributedSampler(int64_t dataset_size, int rank, int world
   DPUNET_CHECK(dataset_size > 0, "sampler: the dataset is empty");
   DPUNET_CHECK(dataset_size >= world_size, "sampler: the dataset has ", dataset_size, " samples, fewer than the ",
                world_size, " ranks; every rank needs at least one");
-  samples_per_rank_ = options.remainder == Remainder::kDrop ? dataset_size / world_size
-                                                            : (dataset_size + world_size - 1) / world_size;
+  samples_per_rank_ =
+      options.remainder == Remainder::kDrop ? dataset_size / world_size : (dataset_size + world_size - 1) / world_size;
 }
 
 std::vector<int64_t> DistributedSampler::epoch_order(int64_t epoch) const {

@@ -32,7 +32,7 @@ int pixel_type_bytes(PixelType type) {
 
 std::string describe_layout(const ShardHeader& h) {
   return ::dpunet::detail::concat("C=", h.channels, " H=", h.height, " W=", h.width, " ", pixel_type_name(h.pixel_type),
-                        " n_classes=", h.n_classes);
+                                  " n_classes=", h.n_classes);
 }
 
 bool same_layout(const ShardHeader& a, const ShardHeader& b) {

@@ -26,10 +26,10 @@ PixelType parse_pixel_type(const std::string& name);
 int pixel_type_bytes(PixelType type);
 
 struct ShardHeader {
-  int64_t samples = 0;  // N
+  int64_t samples = 0;   // N
   int64_t channels = 0;  // C
-  int64_t height = 0;  // H
-  int64_t width = 0;  // W
+  int64_t height = 0;    // H
+  int64_t width = 0;     // W
   PixelType pixel_type = PixelType::kUInt8;
   int n_classes = 2;
   std::vector<std::string> class_names;  // n_classes entries

@@ -37,8 +37,8 @@ PixelType pixel_type_of(hid_t type, const std::string& path) {
     if (size == 2) return PixelType::kUInt16;
   }
   if (type_class == H5T_FLOAT && size == 4) return PixelType::kFloat32;
-  DPUNET_FAIL(path, ": dataset '", kImagesDataset, "' has an unsupported dtype (", size,
-              "-byte ", type_class == H5T_FLOAT ? "float" : "integer", "); expected uint8, uint16 or float32");
+  DPUNET_FAIL(path, ": dataset '", kImagesDataset, "' has an unsupported dtype (", size, "-byte ",
+              type_class == H5T_FLOAT ? "float" : "integer", "); expected uint8, uint16 or float32");
 }
 
 H5Handle open_file(const std::string& path) {
@@ -117,15 +117,17 @@ ShardReader::Dataset ShardReader::open_dataset(const char* name, int rank, const
         H5Pget_filter2(properties.get(), 0, &flags, &values, nullptr, 0, nullptr, &filter_config);
     deflate_only = filter == H5Z_FILTER_DEFLATE;
   }
-  dataset.storage = "chunks " + shape_text(chunk) + (filters == 0 ? ", uncompressed" : deflate_only ? ", gzip" : ", filtered");
+  dataset.storage = "chunks " + shape_text(chunk) +
+                    (filters == 0   ? ", uncompressed"
+                     : deflate_only ? ", gzip"
+                                    : ", filtered");
   dataset.raw_chunks = one_sample_per_chunk && deflate_only && H5Tget_order(type.get()) != H5T_ORDER_BE;
   dataset.deflated = filters == 1;
   return dataset;
 }
 
 void ShardReader::read(int64_t index, void* image, uint8_t* mask) const {
-  DPUNET_CHECK(index >= 0 && index < header_.samples, path_, ": sample ", index, " outside [0, ", header_.samples,
-               ")");
+  DPUNET_CHECK(index >= 0 && index < header_.samples, path_, ": sample ", index, " outside [0, ", header_.samples, ")");
   silence_hdf5_errors();
   const size_t image_bytes = static_cast<size_t>(header_.image_values()) * pixel_type_bytes(header_.pixel_type);
   read_into(images_, index, 4, native_type_of(header_.pixel_type), image, image_bytes, kImagesDataset);
@@ -133,8 +135,8 @@ void ShardReader::read(int64_t index, void* image, uint8_t* mask) const {
   check_labels(index, mask);
 }
 
-void ShardReader::read_into(const Dataset& dataset, int64_t index, int rank, hid_t memory_type, void* out,
-                            size_t bytes, const char* name) const {
+void ShardReader::read_into(const Dataset& dataset, int64_t index, int rank, hid_t memory_type, void* out, size_t bytes,
+                            const char* name) const {
   const std::string context = ::dpunet::detail::concat(path_, ": sample ", index, " of '", name, "'");
   std::vector<hsize_t> start(rank, 0);
   start[0] = static_cast<hsize_t>(index);
@@ -159,9 +161,10 @@ void ShardReader::read_into(const Dataset& dataset, int64_t index, int rank, hid
       return;
     }
     uLongf produced = static_cast<uLongf>(bytes);
-    const int status = uncompress(static_cast<Bytef*>(out), &produced, stored.data(), static_cast<uLong>(stored.size()));
-    DPUNET_CHECK(status == Z_OK && produced == bytes, context, ": corrupt compressed chunk (zlib status ", status,
-                 ", ", produced, " of ", bytes, " bytes)");
+    const int status =
+        uncompress(static_cast<Bytef*>(out), &produced, stored.data(), static_cast<uLong>(stored.size()));
+    DPUNET_CHECK(status == Z_OK && produced == bytes, context, ": corrupt compressed chunk (zlib status ", status, ", ",
+                 produced, " of ", bytes, " bytes)");
     return;
   }
   std::vector<hsize_t> count;
@@ -184,8 +187,8 @@ void ShardReader::read_into(const Dataset& dataset, int64_t index, int rank, hid
 void ShardReader::check_labels(int64_t index, const uint8_t* mask) const {
   uint8_t largest = 0;
   for (int64_t p = 0; p < header_.pixels(); ++p) largest = std::max(largest, mask[p]);
-  DPUNET_CHECK(largest < header_.n_classes, path_, ": sample ", index, ": mask label ", int(largest),
-               " >= n_classes ", header_.n_classes);
+  DPUNET_CHECK(largest < header_.n_classes, path_, ": sample ", index, ": mask label ", int(largest), " >= n_classes ",
+               header_.n_classes);
 }
 
 }  // namespace dpunet::data

@@ -91,14 +91,14 @@ ShardWriter::~ShardWriter() {
 
 void ShardWriter::write(int64_t index, const void* image, const uint8_t* mask) {
   DPUNET_CHECK(file_.valid(), path_, ": write after finish");
-  DPUNET_CHECK(index >= 0 && index < header_.samples, path_, ": sample index ", index, " outside [0, ",
-               header_.samples, ")");
+  DPUNET_CHECK(index >= 0 && index < header_.samples, path_, ": sample index ", index, " outside [0, ", header_.samples,
+               ")");
   for (int64_t p = 0; p < header_.pixels(); ++p) {
     DPUNET_CHECK(mask[p] < header_.n_classes, path_, ": sample ", index, ": mask label ", int(mask[p]),
                  " >= n_classes ", header_.n_classes);
   }
-  const std::vector<hsize_t> image_dims = {static_cast<hsize_t>(header_.channels),
-                                           static_cast<hsize_t>(header_.height), static_cast<hsize_t>(header_.width)};
+  const std::vector<hsize_t> image_dims = {static_cast<hsize_t>(header_.channels), static_cast<hsize_t>(header_.height),
+                                           static_cast<hsize_t>(header_.width)};
   const std::vector<hsize_t> mask_dims = {static_cast<hsize_t>(header_.height), static_cast<hsize_t>(header_.width)};
   auto guard = hdf5_guard();
   silence_hdf5_errors();

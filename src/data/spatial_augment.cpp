@@ -2,6 +2,7 @@
 // plus a flip/rotate-by-90 element is a pure index map, computed from two lookup
 // tables. Small rotations, scaling and elastic deformation add a bilinear warp (nearest
 // for the mask) with mirrored borders, the U-Net paper's overlap-tile convention.
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -18,6 +19,12 @@ inline int64_t reflect(int64_t i, int64_t n) {
   i %= period;
   if (i < 0) i += period;
   return i < n ? i : period - i;
+}
+
+// std::floor is a library call on baseline x86-64 (no SSE4.1 round); this is not.
+inline int64_t floor_to_int(double v) {
+  const auto i = static_cast<int64_t>(v);
+  return v < static_cast<double>(i) ? i - 1 : i;
 }
 
 // A flip/rotate-by-90 element: output (y, x) reads patch position (a, b) where
@@ -64,12 +71,22 @@ Sample crop_and_reorient(const Sample& in, int64_t ph, int64_t pw, int64_t oy, i
   for (int64_t j = 0; j < pw; ++j) cols[j] = reflect(ox + (d.reverse_b ? pw - 1 - j : j), in.width);
   Sample out = make_output(in, ph, pw);  // transposition only happens for square patches
   const int64_t source_plane = in.height * in.width, plane = ph * pw;
-  for (int64_t y = 0; y < ph; ++y) {
-    for (int64_t x = 0; x < pw; ++x) {
-      const int64_t source = d.transpose ? rows[x] + cols[y] : rows[y] + cols[x];
-      out.mask[y * pw + x] = in.mask[source];
-      for (int64_t c = 0; c < in.channels; ++c) out.image[c * plane + y * pw + x] = in.image[c * source_plane + source];
+  const int64_t* const row = rows.data();
+  const int64_t* const col = cols.data();
+  for (int64_t c = 0; c < in.channels; ++c) {  // channel-major: the output is written in order
+    const float* const source = in.image.data() + c * source_plane;
+    float* const target = out.image.data() + c * plane;
+    for (int64_t y = 0; y < ph; ++y) {
+      for (int64_t x = 0; x < pw; ++x) {
+        target[y * pw + x] = source[d.transpose ? row[x] + col[y] : row[y] + col[x]];
+      }
     }
+  }
+  const uint8_t* const source_mask = in.mask.data();
+  uint8_t* const target_mask = out.mask.data();
+  for (int64_t y = 0; y < ph; ++y) {
+    for (int64_t x = 0; x < pw; ++x)
+      target_mask[y * pw + x] = source_mask[d.transpose ? row[x] + col[y] : row[y] + col[x]];
   }
   return out;
 }
@@ -140,36 +157,79 @@ Warp draw_warp(const AugmentOptions& o, bool affine, bool elastic, int64_t ph, i
   return warp;
 }
 
+// Resamples one output pixel. Plain members: a store through the uint8_t mask pointer
+// may alias anything, so reading sizes and buffers through the Sample objects would
+// reload them for every pixel.
+struct WarpKernel {
+  int64_t height, width, channels, ph, pw;
+  const float* source;
+  const uint8_t* source_mask;
+  float* target_image;
+  uint8_t* target_mask;
+  const float* field_y;  // null without elastic deformation
+  const float* field_x;
+  Dihedral d;
+  double half_h, half_w, centre_y, centre_x, cos_s, sin_s;
+
+  void operator()(int64_t y, int64_t x) const {
+    int64_t a = d.transpose ? x : y, b = d.transpose ? y : x;
+    if (d.reverse_a) a = ph - 1 - a;
+    if (d.reverse_b) b = pw - 1 - b;
+    const double ry = a - half_h, rx = b - half_w;
+    double sy = centre_y + cos_s * ry - sin_s * rx;
+    double sx = centre_x + sin_s * ry + cos_s * rx;
+    if (field_y != nullptr) {
+      sy += field_y[a * pw + b];
+      sx += field_x[a * pw + b];
+    }
+    const int64_t iy = floor_to_int(sy), ix = floor_to_int(sx);
+    const float wy = static_cast<float>(sy - static_cast<double>(iy));
+    const float wx = static_cast<float>(sx - static_cast<double>(ix));
+    int64_t y0, y1, x0, x1;
+    if (iy >= 0 && iy + 1 < height && ix >= 0 && ix + 1 < width) {  // most pixels: no mirroring
+      y0 = iy * width, y1 = y0 + width, x0 = ix, x1 = ix + 1;
+    } else {
+      y0 = reflect(iy, height) * width, y1 = reflect(iy + 1, height) * width;
+      x0 = reflect(ix, width), x1 = reflect(ix + 1, width);
+    }
+    const int64_t target = y * pw + x;
+    for (int64_t c = 0; c < channels; ++c) {
+      const float* p = source + c * height * width;
+      const float top = p[y0 + x0] + wx * (p[y0 + x1] - p[y0 + x0]);
+      const float bottom = p[y1 + x0] + wx * (p[y1 + x1] - p[y1 + x0]);
+      target_image[c * ph * pw + target] = top + wy * (bottom - top);
+    }
+    target_mask[target] = source_mask[(wy < 0.5f ? y0 : y1) + (wx < 0.5f ? x0 : x1)];
+  }
+};
+
 Sample warp_sample(const Sample& in, int64_t ph, int64_t pw, int64_t oy, int64_t ox, Dihedral d, const Warp& warp) {
   Sample out = make_output(in, ph, pw);
-  const int64_t source_plane = in.height * in.width, plane = ph * pw;
   const double half_h = (ph - 1) / 2.0, half_w = (pw - 1) / 2.0;
-  const double centre_y = oy + half_h, centre_x = ox + half_w;
-  for (int64_t y = 0; y < ph; ++y) {
-    for (int64_t x = 0; x < pw; ++x) {
-      int64_t a = d.transpose ? x : y, b = d.transpose ? y : x;
-      if (d.reverse_a) a = ph - 1 - a;
-      if (d.reverse_b) b = pw - 1 - b;
-      const double ry = (a - half_h) * warp.inverse_scale, rx = (b - half_w) * warp.inverse_scale;
-      double sy = centre_y + warp.cos_angle * ry - warp.sin_angle * rx;
-      double sx = centre_x + warp.sin_angle * ry + warp.cos_angle * rx;
-      if (!warp.dy.empty()) {
-        sy += warp.dy[a * pw + b];
-        sx += warp.dx[a * pw + b];
-      }
-      const double fy = std::floor(sy), fx = std::floor(sx);
-      const float wy = static_cast<float>(sy - fy), wx = static_cast<float>(sx - fx);
-      const int64_t y0 = reflect(static_cast<int64_t>(fy), in.height) * in.width;
-      const int64_t y1 = reflect(static_cast<int64_t>(fy) + 1, in.height) * in.width;
-      const int64_t x0 = reflect(static_cast<int64_t>(fx), in.width);
-      const int64_t x1 = reflect(static_cast<int64_t>(fx) + 1, in.width);
-      const int64_t target = y * pw + x;
-      out.mask[target] = in.mask[(wy < 0.5f ? y0 : y1) + (wx < 0.5f ? x0 : x1)];
-      for (int64_t c = 0; c < in.channels; ++c) {
-        const float* p = in.image.data() + c * source_plane;
-        const float top = p[y0 + x0] + wx * (p[y0 + x1] - p[y0 + x0]);
-        const float bottom = p[y1 + x0] + wx * (p[y1 + x1] - p[y1 + x0]);
-        out.image[c * plane + target] = top + wy * (bottom - top);
+  const WarpKernel kernel{in.height,
+                          in.width,
+                          in.channels,
+                          ph,
+                          pw,
+                          in.image.data(),
+                          in.mask.data(),
+                          out.image.data(),
+                          out.mask.data(),
+                          warp.dy.empty() ? nullptr : warp.dy.data(),
+                          warp.dx.empty() ? nullptr : warp.dx.data(),
+                          d,
+                          half_h,
+                          half_w,
+                          oy + half_h,
+                          ox + half_w,
+                          warp.cos_angle * warp.inverse_scale,
+                          warp.sin_angle * warp.inverse_scale};
+  // Output tiles keep the rotated source reads inside a few cache lines.
+  constexpr int64_t kTile = 16;
+  for (int64_t tile_y = 0; tile_y < ph; tile_y += kTile) {
+    for (int64_t tile_x = 0; tile_x < pw; tile_x += kTile) {
+      for (int64_t y = tile_y; y < std::min(ph, tile_y + kTile); ++y) {
+        for (int64_t x = tile_x; x < std::min(pw, tile_x + kTile); ++x) kernel(y, x);
       }
     }
   }
@@ -203,18 +263,22 @@ Sample augment(const Sample& sample, const AugmentOptions& options, Rng& rng) {
 }
 
 void AugmentOptions::validate() const {
-  const std::pair<const char*, double> probabilities[] = {
-      {"flip", flip_probability},         {"rotate90", rotate90_probability},
-      {"affine", affine_probability},     {"elastic", elastic_probability},
-      {"brightness", brightness_probability}, {"contrast", contrast_probability},
-      {"gamma", gamma_probability},       {"noise", noise_probability}};
+  const std::pair<const char*, double> probabilities[] = {{"flip", flip_probability},
+                                                          {"rotate90", rotate90_probability},
+                                                          {"affine", affine_probability},
+                                                          {"elastic", elastic_probability},
+                                                          {"brightness", brightness_probability},
+                                                          {"contrast", contrast_probability},
+                                                          {"gamma", gamma_probability},
+                                                          {"noise", noise_probability}};
   for (const auto& [name, p] : probabilities) {
     DPUNET_CHECK(p >= 0.0 && p <= 1.0, "augmentation: ", name, " probability must be in [0, 1], got ", p);
   }
   DPUNET_CHECK(patch_height >= 0 && patch_width >= 0, "augmentation: patch size must not be negative");
   DPUNET_CHECK(scale_min > 0 && scale_min <= scale_max, "augmentation: need 0 < scale_min <= scale_max, got ",
                scale_min, " and ", scale_max);
-  DPUNET_CHECK(max_rotation_degrees >= 0 && max_rotation_degrees <= 180, "augmentation: max_rotation_degrees must be in [0, 180]");
+  DPUNET_CHECK(max_rotation_degrees >= 0 && max_rotation_degrees <= 180,
+               "augmentation: max_rotation_degrees must be in [0, 180]");
   DPUNET_CHECK(elastic_grid >= 2, "augmentation: elastic_grid must be at least 2, got ", elastic_grid);
   DPUNET_CHECK(elastic_sigma >= 0, "augmentation: elastic_sigma must not be negative");
   DPUNET_CHECK(brightness_range >= 0 && brightness_range < 1 && contrast_range >= 0 && contrast_range < 1,

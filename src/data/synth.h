@@ -22,7 +22,7 @@ struct SynthOptions {
   int gzip_level = 0;
   uint64_t seed = 0;
   std::string prefix = "train";  // files are <prefix>-00000.h5, <prefix>-00001.h5, ...
-  int64_t first_index = 0;  // sample i of the set is generated as index first_index + i
+  int64_t first_index = 0;       // sample i of the set is generated as index first_index + i
 };
 
 // Renders one sample: image [C, H, W] in [0, 1], mask [H, W] class ids.

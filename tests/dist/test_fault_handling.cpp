@@ -1,36 +1,19 @@
 // A rank that fails, leaves, stalls or holds a different model must take the whole job
 // down with a message, never leave it hanging. Each case starts a fresh job with mpirun.
-#include <sys/wait.h>
-
-#include <array>
-#include <chrono>
-#include <cstdio>
 #include <string>
 
 #include <catch2/catch.hpp>
 
+#include "support/run_command.h"
+
 namespace {
 
-struct JobResult {
-  int exit_code = -1;
-  double seconds = 0;
-  std::string output;
-};
+using JobResult = dpunet::test::CommandResult;
 
 // `timeout` is the hang detector: exit code 124 means the job never ended by itself.
 JobResult run_job(const std::string& mode, int ranks, int bad_rank) {
-  const std::string command = "timeout 90 " DPUNET_MPI_LAUNCHER " " + std::to_string(ranks) +
-                              " " DPUNET_FAULT_PROBE " " + mode + " " + std::to_string(bad_rank) + " 2>&1";
-  const auto start = std::chrono::steady_clock::now();
-  JobResult result;
-  FILE* pipe = popen(command.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  std::array<char, 4096> chunk{};
-  while (fgets(chunk.data(), chunk.size(), pipe) != nullptr) result.output += chunk.data();
-  const int status = pclose(pipe);
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  return result;
+  return dpunet::test::run_command("timeout 90 " DPUNET_MPI_LAUNCHER " " + std::to_string(ranks) +
+                                   " " DPUNET_FAULT_PROBE " " + mode + " " + std::to_string(bad_rank) + " 2>&1");
 }
 
 }  // namespace

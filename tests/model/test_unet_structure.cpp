@@ -53,7 +53,7 @@ TEST_CASE("Unet parameter counts equal the PyTorch reference", "[model]") {
 }
 
 TEST_CASE("Unet state_dict names and shapes equal the PyTorch reference", "[model]") {
-  std::ifstream file(DPUNET_TEST_DATA_DIR "/unet_reference_state_dict.txt");
+  std::ifstream file(DPUNET_TEST_FIXTURES_DIR "/unet_reference_state_dict.txt");
   REQUIRE(file.good());
   std::map<std::string, std::string> reference;
   std::string line;

@@ -1,0 +1,222 @@
+// Augmentation: exact geometry for crops, pads, flips and rotations; the warp reduces to
+// the crop when it has nothing to do; image and mask move together; results depend on
+// the seed only.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <set>
+
+#include "data/augment.h"
+
+using dpunet::data::AugmentOptions;
+using dpunet::data::Rng;
+using dpunet::data::Sample;
+
+namespace {
+
+// Image pixel (y, x) of channel c holds 10000c + 100y + x; the mask is (y + x) % 3.
+Sample coordinates(int64_t h, int64_t w, int64_t channels = 2) {
+  Sample s;
+  s.index = 5;
+  s.channels = channels;
+  s.height = h;
+  s.width = w;
+  for (int64_t c = 0; c < channels; ++c) {
+    for (int64_t y = 0; y < h; ++y) {
+      for (int64_t x = 0; x < w; ++x) s.image.push_back(static_cast<float>(10000 * c + 100 * y + x));
+    }
+  }
+  for (int64_t y = 0; y < h; ++y) {
+    for (int64_t x = 0; x < w; ++x) s.mask.push_back(static_cast<uint8_t>((y + x) % 3));
+  }
+  return s;
+}
+
+AugmentOptions nothing() {
+  AugmentOptions o;
+  o.flip_probability = o.rotate90_probability = 0;
+  return o;
+}
+
+// The (y, x) source coordinate a coordinates() pixel value encodes.
+std::pair<int64_t, int64_t> source_of(float value) {
+  const auto v = static_cast<int64_t>(std::lround(value)) % 10000;
+  return {v / 100, v % 100};
+}
+
+}  // namespace
+
+TEST_CASE("without transforms augmentation returns the sample", "[data]") {
+  const Sample in = coordinates(6, 7);
+  Rng rng(1);
+  const Sample out = dpunet::data::augment(in, nothing(), rng);
+  CHECK(out.image == in.image);
+  CHECK(out.mask == in.mask);
+}
+
+TEST_CASE("a crop is a window of the sample, and image and mask move together", "[data]") {
+  const Sample in = coordinates(20, 30);
+  AugmentOptions o;  // flips and quarter turns on
+  o.patch_height = o.patch_width = 8;
+  o.flip_probability = 0.5;
+  o.rotate90_probability = 0.5;
+  std::set<std::pair<int64_t, int64_t>> corners;
+  for (uint64_t seed = 0; seed < 40; ++seed) {
+    Rng rng(seed);
+    const Sample out = dpunet::data::augment(in, o, rng);
+    REQUIRE(out.height == 8);
+    REQUIRE(out.width == 8);
+    int64_t min_y = 99, min_x = 99, max_y = -1, max_x = -1;
+    for (int64_t p = 0; p < 64; ++p) {
+      const auto [y, x] = source_of(out.image[p]);
+      REQUIRE(out.image[64 + p] == out.image[p] + 10000);  // channels move together
+      REQUIRE(out.mask[p] == (y + x) % 3);                 // the mask follows the image exactly
+      min_y = std::min(min_y, y), min_x = std::min(min_x, x), max_y = std::max(max_y, y), max_x = std::max(max_x, x);
+    }
+    REQUIRE(max_y - min_y == 7);  // an 8x8 window, whatever the orientation
+    REQUIRE(max_x - min_x == 7);
+    corners.insert({min_y, min_x});
+  }
+  CHECK(corners.size() > 10);  // the window moves
+}
+
+TEST_CASE("flips and quarter turns are the eight symmetries of the square", "[data]") {
+  const Sample in = coordinates(4, 4, 1);
+  AugmentOptions o = nothing();
+  o.flip_probability = 0.5;
+  o.rotate90_probability = 0.5;
+  std::set<std::vector<float>> seen;
+  for (uint64_t seed = 0; seed < 200; ++seed) {
+    Rng rng(seed);
+    const Sample out = dpunet::data::augment(in, o, rng);
+    // A symmetry keeps neighbours adjacent: corners stay corners.
+    const auto [y0, x0] = source_of(out.image[0]);
+    REQUIRE(((y0 == 0 || y0 == 3) && (x0 == 0 || x0 == 3)));
+    seen.insert(out.image);
+  }
+  CHECK(seen.size() == 8);
+}
+
+TEST_CASE("a sample smaller than the patch is mirror-padded", "[data]") {
+  const Sample in = coordinates(4, 4, 1);
+  const Sample out = dpunet::data::centre_crop(in, 8, 8);
+  // Offset -2: row -2 mirrors row 2, row -1 mirrors row 1 (the edge row is not repeated).
+  CHECK(out.image[0] == 100 * 2 + 2);
+  CHECK(out.image[1 * 8 + 1] == 100 * 1 + 1);
+  CHECK(out.image[2 * 8 + 2] == 0);
+  CHECK(out.image[7 * 8 + 7] == 100 * 1 + 1);  // source 5 mirrors to 1
+}
+
+TEST_CASE("a warp that does nothing reproduces the crop exactly", "[data]") {
+  const Sample in = coordinates(16, 16);
+  AugmentOptions plain = nothing();
+  plain.patch_height = plain.patch_width = 10;
+  AugmentOptions warped = plain;
+  warped.affine_probability = 1;
+  warped.max_rotation_degrees = 0;
+  warped.scale_min = warped.scale_max = 1;
+  warped.elastic_probability = 1;
+  warped.elastic_sigma = 0;
+  Rng a(9), b(9);
+  const Sample crop = dpunet::data::spatial_augment(in, plain, a);
+  const Sample warp = dpunet::data::spatial_augment(in, warped, b);
+  CHECK(warp.image == crop.image);
+  CHECK(warp.mask == crop.mask);
+}
+
+TEST_CASE("rotation, scaling and elastic deformation move image and mask together", "[data]") {
+  // A disc: inside label 1 and value 1, outside 0. After warping, the bilinear image and
+  // the nearest-neighbour mask agree everywhere except along the rim.
+  Sample in;
+  in.channels = 1;
+  in.height = in.width = 64;
+  for (int64_t y = 0; y < 64; ++y) {
+    for (int64_t x = 0; x < 64; ++x) {
+      const bool inside = (y - 30) * (y - 30) + (x - 34) * (x - 34) < 15 * 15;
+      in.image.push_back(inside ? 1.0f : 0.0f);
+      in.mask.push_back(inside ? 1 : 0);
+    }
+  }
+  AugmentOptions o;
+  o.affine_probability = 1;
+  o.max_rotation_degrees = 30;
+  o.elastic_probability = 1;
+  o.elastic_sigma = 4;
+  for (uint64_t seed = 0; seed < 10; ++seed) {
+    Rng rng(seed);
+    const Sample out = dpunet::data::spatial_augment(in, o, rng);
+    int64_t disagree = 0, changed = 0;
+    for (size_t p = 0; p < out.mask.size(); ++p) {
+      disagree += (out.image[p] >= 0.5f) != (out.mask[p] == 1);
+      changed += out.mask[p] != in.mask[p];
+    }
+    CHECK(disagree <= 40);  // a few rim pixels out of 4096
+    CHECK(changed > 0);
+  }
+}
+
+TEST_CASE("augmentation depends on the seed alone", "[data]") {
+  const Sample in = coordinates(32, 32);
+  AugmentOptions o;
+  o.patch_height = o.patch_width = 24;
+  o.affine_probability = o.elastic_probability = 0.5;
+  o.brightness_probability = o.contrast_probability = o.gamma_probability = o.noise_probability = 0.5;
+  Rng a(42), b(42), c(43);
+  const Sample x = dpunet::data::augment(in, o, a);
+  const Sample y = dpunet::data::augment(in, o, b);
+  const Sample z = dpunet::data::augment(in, o, c);
+  CHECK(x.image == y.image);
+  CHECK(x.mask == y.mask);
+  CHECK(x.image != z.image);
+}
+
+TEST_CASE("intensity transforms keep what they promise", "[data]") {
+  Sample s = coordinates(8, 8, 1);
+  for (float& v : s.image) v = v / 800.0f;  // into about [0, 1]
+  const Sample before = s;
+  AugmentOptions o = nothing();
+  SECTION("brightness scales within its range") {
+    o.brightness_probability = 1;
+    Rng rng(3);
+    dpunet::data::intensity_augment(s, o, rng);
+    const float factor = s.image[10] / before.image[10];
+    CHECK(factor >= 1 - o.brightness_range);
+    CHECK(factor <= 1 + o.brightness_range);
+    for (size_t p = 1; p < s.image.size(); ++p) REQUIRE(s.image[p] == Approx(before.image[p] * factor));
+  }
+  SECTION("contrast keeps the mean") {
+    o.contrast_probability = 1;
+    Rng rng(4);
+    dpunet::data::intensity_augment(s, o, rng);
+    double a = 0, b = 0;
+    for (size_t p = 0; p < s.image.size(); ++p) a += s.image[p], b += before.image[p];
+    CHECK(a == Approx(b).epsilon(1e-5));
+    CHECK(s.image != before.image);
+  }
+  SECTION("gamma keeps the range") {
+    o.gamma_probability = 1;
+    Rng rng(5);
+    dpunet::data::intensity_augment(s, o, rng);
+    CHECK(*std::min_element(s.image.begin(), s.image.end()) ==
+          Approx(*std::min_element(before.image.begin(), before.image.end())));
+    CHECK(*std::max_element(s.image.begin(), s.image.end()) ==
+          Approx(*std::max_element(before.image.begin(), before.image.end())));
+  }
+  SECTION("noise changes pixels, not the mask") {
+    o.noise_probability = 1;
+    Rng rng(6);
+    dpunet::data::intensity_augment(s, o, rng);
+    CHECK(s.image != before.image);
+    CHECK(s.mask == before.mask);
+  }
+}
+
+TEST_CASE("out-of-range augmentation options are rejected by name", "[data]") {
+  AugmentOptions o;
+  o.elastic_probability = 1.5;
+  CHECK_THROWS_WITH(o.validate(), Catch::Matchers::Contains("elastic probability"));
+  o = AugmentOptions{};
+  o.scale_min = 2;
+  o.scale_max = 1;
+  CHECK_THROWS_WITH(o.validate(), Catch::Matchers::Contains("scale_min"));
+}

@@ -1,0 +1,174 @@
+// Folder import: PNG and TIFF, 8 and 16 bit, grey and RGB; masks matched by name and
+// mapped to classes; a seeded validation split; clear errors for what does not fit.
+#include <tiffio.h>
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include "data/dataset.h"
+#include "data/image_io.h"
+#include "data/import.h"
+#include "support/temp_dir.h"
+
+using Catch::Matchers::Contains;
+using dpunet::data::Image;
+using dpunet::data::ImportOptions;
+
+namespace {
+
+Image make_image(int64_t size, int64_t channels, int seed, int bits = 8) {
+  Image image;
+  image.height = image.width = size;
+  image.channels = channels;
+  image.bits = bits;
+  for (int64_t i = 0; i < size * size * channels; ++i) {
+    image.values.push_back(static_cast<uint16_t>((i * 13 + seed * 31) % (bits == 16 ? 60000 : 250)));
+  }
+  return image;
+}
+
+// Grey mask with values 0 and 255 (left half 0, right half 255).
+Image make_mask(int64_t size) {
+  Image mask;
+  mask.height = mask.width = size;
+  mask.channels = 1;
+  for (int64_t y = 0; y < size; ++y) {
+    for (int64_t x = 0; x < size; ++x) mask.values.push_back(x < size / 2 ? 0 : 255);
+  }
+  return mask;
+}
+
+void write_tiff16(const std::string& path, const Image& image) {
+  TIFF* tiff = TIFFOpen(path.c_str(), "w");
+  REQUIRE(tiff != nullptr);
+  TIFFSetField(tiff, TIFFTAG_IMAGEWIDTH, static_cast<uint32_t>(image.width));
+  TIFFSetField(tiff, TIFFTAG_IMAGELENGTH, static_cast<uint32_t>(image.height));
+  TIFFSetField(tiff, TIFFTAG_BITSPERSAMPLE, 16);
+  TIFFSetField(tiff, TIFFTAG_SAMPLESPERPIXEL, static_cast<uint16_t>(image.channels));
+  TIFFSetField(tiff, TIFFTAG_PLANARCONFIG, PLANARCONFIG_CONTIG);
+  TIFFSetField(tiff, TIFFTAG_PHOTOMETRIC, image.channels == 3 ? PHOTOMETRIC_RGB : PHOTOMETRIC_MINISBLACK);
+  std::vector<uint16_t> row(image.width * image.channels);
+  for (int64_t y = 0; y < image.height; ++y) {
+    std::copy_n(image.values.begin() + y * row.size(), row.size(), row.begin());
+    TIFFWriteScanline(tiff, row.data(), static_cast<uint32_t>(y), 0);
+  }
+  TIFFClose(tiff);
+}
+
+struct Folders {
+  dpunet::test::TempDir dir;
+  ImportOptions options;
+  Folders() {
+    std::filesystem::create_directories(dir / "images");
+    std::filesystem::create_directories(dir / "masks");
+    options.images_dir = dir / "images";
+    options.masks_dir = dir / "masks";
+    options.out_dir = dir / "shards";
+  }
+};
+
+}  // namespace
+
+TEST_CASE("image files round-trip through PNG and 16-bit TIFF", "[data]") {
+  dpunet::test::TempDir dir;
+  const Image rgb = make_image(9, 3, 1);
+  dpunet::data::write_png(dir / "a.png", rgb);
+  const Image back = dpunet::data::read_image(dir / "a.png");
+  CHECK(back.channels == 3);
+  CHECK(back.bits == 8);
+  CHECK(back.values == rgb.values);
+  const Image deep = make_image(7, 1, 2, 16);
+  write_tiff16(dir / "b.tif", deep);
+  const Image deep_back = dpunet::data::read_image(dir / "b.tif");
+  CHECK(deep_back.bits == 16);
+  CHECK(deep_back.values == deep.values);
+  std::ofstream(dir / "c.png") << "not a png";
+  CHECK_THROWS_WITH(dpunet::data::read_image(dir / "c.png"), Contains(dir / "c.png") && Contains("PNG"));
+}
+
+TEST_CASE("import pairs images with masks, maps mask values to classes and splits off validation", "[data]") {
+  Folders f;
+  for (int i = 0; i < 10; ++i) {
+    const std::string name = "img" + std::to_string(i);
+    dpunet::data::write_png(f.dir / ("images/" + name + ".png"), make_image(16, 1, i));
+    dpunet::data::write_png(f.dir / ("masks/" + name + "_mask.png"), make_mask(16));
+  }
+  f.options.mask_suffix = "_mask";
+  f.options.val_fraction = 0.2;
+  f.options.samples_per_shard = 3;
+  f.options.seed = 5;
+  const auto result = dpunet::data::import_image_folders(f.options);
+  CHECK(result.train_samples == 8);
+  CHECK(result.val_samples == 2);
+  CHECK(result.train_shards.size() == 3);
+  CHECK(result.class_of_value == std::map<uint32_t, int>{{0, 0}, {255, 1}});
+  const dpunet::data::Dataset train(f.dir / "shards/train-*.h5");
+  const dpunet::data::Dataset val(f.dir / "shards/val-*.h5");
+  CHECK(train.size() == 8);
+  CHECK(val.size() == 2);
+  CHECK(train.header().n_classes == 2);
+  std::vector<uint8_t> image(256), mask(256);
+  train.read(0, image.data(), mask.data());
+  CHECK(mask[0] == 0);
+  CHECK(mask[15] == 1);
+  // The same seed picks the same validation images.
+  f.options.out_dir = f.dir / "again";
+  dpunet::data::import_image_folders(f.options);
+  std::vector<uint8_t> image2(256), mask2(256);
+  dpunet::data::Dataset(f.dir / "again/val-*.h5").read(1, image2.data(), mask2.data());
+  val.read(1, image.data(), mask.data());
+  CHECK(image == image2);
+}
+
+TEST_CASE("import reads 16-bit RGB TIFFs and colour masks", "[data]") {
+  Folders f;
+  Image colour_mask = make_mask(8);
+  colour_mask.channels = 3;
+  colour_mask.values.clear();
+  for (int64_t p = 0; p < 64; ++p) {
+    const bool red = p % 8 >= 4;
+    colour_mask.values.insert(colour_mask.values.end(), {uint16_t(red ? 255 : 0), 0, 0});
+  }
+  for (int i = 0; i < 2; ++i) {
+    write_tiff16(f.dir / ("images/t" + std::to_string(i) + ".tif"), make_image(8, 3, i, 16));
+    dpunet::data::write_png(f.dir / ("masks/t" + std::to_string(i) + ".png"), colour_mask);
+  }
+  f.options.class_of_value = dpunet::data::parse_mask_mapping("#000000=0,#ff0000=2");
+  f.options.class_names = {"bg", "unused", "red"};
+  dpunet::data::import_image_folders(f.options);
+  const dpunet::data::Dataset dataset(f.options.out_dir);
+  CHECK(dataset.header().pixel_type == dpunet::data::PixelType::kUInt16);
+  CHECK(dataset.header().channels == 3);
+  CHECK(dataset.header().n_classes == 3);
+  std::vector<uint16_t> image(3 * 64);
+  std::vector<uint8_t> mask(64);
+  dataset.read(1, image.data(), mask.data());
+  const Image expected = make_image(8, 3, 1, 16);
+  CHECK(image[64 + 5] == expected.values[5 * 3 + 1]);  // channel 1 of pixel 5, now planar
+  CHECK(mask[3] == 0);
+  CHECK(mask[4] == 2);
+}
+
+TEST_CASE("import errors name the file at fault", "[data]") {
+  Folders f;
+  dpunet::data::write_png(f.dir / "images/a.png", make_image(8, 1, 0));
+  dpunet::data::write_png(f.dir / "masks/a.png", make_mask(8));
+  SECTION("a missing mask") {
+    dpunet::data::write_png(f.dir / "images/b.png", make_image(8, 1, 1));
+    CHECK_THROWS_WITH(dpunet::data::import_image_folders(f.options), Contains("b.png") && Contains("no mask"));
+  }
+  SECTION("images of different sizes") {
+    dpunet::data::write_png(f.dir / "images/b.png", make_image(10, 1, 1));
+    dpunet::data::write_png(f.dir / "masks/b.png", make_mask(10));
+    CHECK_THROWS_WITH(dpunet::data::import_image_folders(f.options), Contains("a.png") && Contains("b.png"));
+  }
+  SECTION("a mask value without a class") {
+    f.options.class_of_value = dpunet::data::parse_mask_mapping("0=0");
+    CHECK_THROWS_WITH(dpunet::data::import_image_folders(f.options),
+                      Contains("masks/a.png") && Contains("mask value 255"));
+  }
+  SECTION("a malformed mapping") {
+    CHECK_THROWS_WITH(dpunet::data::parse_mask_mapping("0=0,red"), Contains("'red'"));
+  }
+}

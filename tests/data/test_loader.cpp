@@ -1,0 +1,123 @@
+// Loader: batches in sampler order whatever the thread count, epochs that roll over,
+// exact continuation from a saved state, and worker errors that reach the train loop.
+#include <torch/torch.h>
+#include <catch2/catch.hpp>
+
+#include "data/loader.h"
+#include "support/shard_fixture.h"
+#include "support/temp_dir.h"
+
+using Catch::Matchers::Contains;
+using dpunet::data::Dataset;
+using dpunet::data::DistributedSampler;
+using dpunet::data::Loader;
+using dpunet::data::LoaderOptions;
+
+namespace {
+
+std::shared_ptr<const Dataset> small_dataset(const dpunet::test::TempDir& dir, int64_t samples = 10) {
+  dpunet::test::write_known_shard(dir / "a.h5", samples / 2, 0, 1, 16);
+  dpunet::test::write_known_shard(dir / "b.h5", samples - samples / 2, samples / 2, 1, 16);
+  return std::make_shared<const Dataset>(dir.path());
+}
+
+LoaderOptions augmenting(int workers) {
+  LoaderOptions o;
+  o.batch_size = 3;
+  o.workers = workers;
+  o.seed = 11;
+  o.augmentation.patch_height = o.augmentation.patch_width = 12;
+  o.augmentation.affine_probability = 0.5;
+  o.augmentation.noise_probability = 0.5;
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("batches do not depend on the number of loader threads", "[data]") {
+  dpunet::test::TempDir dir;
+  const auto dataset = small_dataset(dir);
+  Loader one(dataset, DistributedSampler(dataset->size(), 0, 1), augmenting(1));
+  Loader four(dataset, DistributedSampler(dataset->size(), 0, 1), augmenting(4));
+  for (int i = 0; i < 7; ++i) {
+    const auto a = one.next(), b = four.next();
+    REQUIRE(a.indices == b.indices);
+    REQUIRE(a.images.sizes() == std::vector<int64_t>{3, 1, 12, 12});
+    REQUIRE(a.masks.sizes() == std::vector<int64_t>{3, 12, 12});
+    REQUIRE(torch::equal(a.images, b.images));
+    REQUIRE(torch::equal(a.masks, b.masks));
+  }
+}
+
+TEST_CASE("epochs roll over, and the state after a batch says where the run is", "[data]") {
+  dpunet::test::TempDir dir;
+  const auto dataset = small_dataset(dir);  // 10 samples
+  LoaderOptions o;
+  o.batch_size = 2;
+  o.augment = false;
+  Loader loader(dataset, DistributedSampler(dataset->size(), 1, 2), o);  // 5 samples per rank: 2 batches
+  CHECK(loader.batches_per_epoch() == 2);
+  const auto first = loader.next();
+  CHECK(first.epoch == 0);
+  CHECK(loader.state().epoch == 0);
+  CHECK(loader.state().position == 4);  // two ranks consumed two samples each
+  loader.next();
+  CHECK(loader.state().epoch == 1);  // the fifth sample of the share is dropped
+  CHECK(loader.state().position == 0);
+  CHECK(loader.next().epoch == 1);
+}
+
+TEST_CASE("a loader started from a saved state continues exactly", "[data]") {
+  dpunet::test::TempDir dir;
+  const auto dataset = small_dataset(dir, 12);
+  const DistributedSampler sampler(dataset->size(), 0, 1);
+  Loader straight(dataset, sampler, augmenting(2));
+  for (int i = 0; i < 5; ++i) straight.next();  // into the second epoch
+  const auto saved = straight.state();
+  Loader resumed(dataset, sampler, augmenting(3), saved);
+  for (int i = 0; i < 6; ++i) {
+    const auto a = straight.next(), b = resumed.next();
+    REQUIRE(a.indices == b.indices);
+    REQUIRE(a.epoch == b.epoch);
+    REQUIRE(torch::equal(a.images, b.images));
+  }
+}
+
+TEST_CASE("without augmentation the same sample gives the same patch every epoch", "[data]") {
+  dpunet::test::TempDir dir;
+  const auto dataset = small_dataset(dir, 4);
+  LoaderOptions o;
+  o.batch_size = 4;
+  o.augment = false;
+  o.normalization = dpunet::data::Normalization::kNone;
+  o.augmentation.patch_height = o.augmentation.patch_width = 8;
+  dpunet::data::SamplerOptions ordered;
+  ordered.shuffle = false;
+  Loader loader(dataset, DistributedSampler(4, 0, 1, ordered), o);
+  const auto a = loader.next(), b = loader.next();
+  CHECK(torch::equal(a.images, b.images));
+  // Centre crop of a 16x16 sample: pixel (4, 4) of sample 0, scaled to [0, 1].
+  CHECK(a.images[0][0][0][0].item<float>() == Approx(dpunet::test::known_pixel(0, 0, 4 * 16 + 4) / 255.0));
+}
+
+TEST_CASE("a read error in a worker reaches the train loop with the file and sample", "[data]") {
+  dpunet::test::TempDir dir;
+  dpunet::test::RawShard spec;
+  spec.image_dims = {4, 1, 8, 8};
+  spec.mask_dims = {4, 8, 8};
+  spec.mask_value = 9;  // every label is out of range
+  dpunet::test::write_raw_shard(dir / "bad.h5", spec);
+  const auto dataset = std::make_shared<const Dataset>(dir / "bad.h5");
+  LoaderOptions o;
+  o.batch_size = 2;
+  Loader loader(dataset, DistributedSampler(4, 0, 1), o);
+  CHECK_THROWS_WITH(loader.next(), Contains(dir / "bad.h5") && Contains("mask label 9"));
+}
+
+TEST_CASE("a batch larger than a rank's share is refused", "[data]") {
+  dpunet::test::TempDir dir;
+  const auto dataset = small_dataset(dir, 6);
+  LoaderOptions o;
+  o.batch_size = 4;
+  CHECK_THROWS_WITH(Loader(dataset, DistributedSampler(6, 0, 2), o), Contains("3 samples per epoch"));
+}

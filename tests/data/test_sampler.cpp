@@ -1,0 +1,90 @@
+// Distributed sampler: disjoint equal shares that cover the epoch, seeded shuffles, and
+// positions that resume exactly, also on a different number of ranks.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <set>
+
+#include "data/sampler.h"
+
+using Catch::Matchers::Contains;
+using dpunet::data::DistributedSampler;
+using dpunet::data::Remainder;
+using dpunet::data::SamplerOptions;
+
+TEST_CASE("ranks get disjoint, equal shares that cover the epoch", "[data]") {
+  const int64_t size = GENERATE(12, 13, 17);
+  const int world = GENERATE(1, 2, 3, 5);
+  const Remainder remainder = GENERATE(Remainder::kDrop, Remainder::kPad);
+  SamplerOptions options;
+  options.seed = 7;
+  options.remainder = remainder;
+  std::multiset<int64_t> seen;
+  int64_t share = -1;
+  for (int rank = 0; rank < world; ++rank) {
+    const DistributedSampler sampler(size, rank, world, options);
+    const auto indices = sampler.rank_indices(/*epoch=*/3);
+    if (share < 0) share = static_cast<int64_t>(indices.size());
+    REQUIRE(static_cast<int64_t>(indices.size()) == share);  // equal: no rank waits on another
+    seen.insert(indices.begin(), indices.end());
+  }
+  const std::set<int64_t> distinct(seen.begin(), seen.end());
+  if (remainder == Remainder::kDrop) {
+    CHECK(share == size / world);
+    CHECK(distinct.size() == seen.size());  // no sample twice
+    CHECK(static_cast<int64_t>(distinct.size()) == size - size % world);
+  } else {
+    CHECK(share == (size + world - 1) / world);
+    CHECK(static_cast<int64_t>(distinct.size()) == size);  // every sample at least once
+  }
+  for (int64_t i : distinct) CHECK((i >= 0 && i < size));
+}
+
+TEST_CASE("the shuffle depends on seed and epoch only", "[data]") {
+  SamplerOptions a;
+  a.seed = 1;
+  SamplerOptions b = a;
+  b.seed = 2;
+  const DistributedSampler s1(100, 0, 1, a), s1_again(100, 0, 1, a), s2(100, 0, 1, b);
+  CHECK(s1.rank_indices(0) == s1_again.rank_indices(0));
+  CHECK(s1.rank_indices(0) != s1.rank_indices(1));
+  CHECK(s1.rank_indices(0) != s2.rank_indices(0));
+  auto sorted = s1.rank_indices(4);
+  std::sort(sorted.begin(), sorted.end());
+  for (int64_t i = 0; i < 100; ++i) REQUIRE(sorted[i] == i);
+  SamplerOptions ordered;
+  ordered.shuffle = false;
+  CHECK(DistributedSampler(6, 1, 2, ordered).rank_indices(9) == std::vector<int64_t>{1, 3, 5});
+}
+
+TEST_CASE("a saved position resumes where the run stopped, also on another world size", "[data]") {
+  const int64_t size = 60;
+  SamplerOptions options;
+  options.seed = 3;
+  options.remainder = Remainder::kDrop;
+  // Two ranks consumed 8 samples each: 16 of the epoch's order.
+  const dpunet::data::SamplerState state{/*epoch=*/2, /*position=*/16};
+  const auto order = DistributedSampler(size, 0, 2, options).epoch_order(2);
+  SECTION("same world size: each rank continues its own share") {
+    for (int rank = 0; rank < 2; ++rank) {
+      const DistributedSampler sampler(size, rank, 2, options);
+      CHECK(sampler.rank_offset(state) == 8);
+      CHECK(sampler.rank_indices(2)[8] == order[16 + rank]);
+    }
+  }
+  SECTION("four ranks split what is left of the epoch") {
+    std::set<int64_t> rest;
+    for (int rank = 0; rank < 4; ++rank) {
+      const DistributedSampler sampler(size, rank, 4, options);
+      const auto indices = sampler.rank_indices(2);
+      rest.insert(indices.begin() + sampler.rank_offset(state), indices.end());
+    }
+    const std::set<int64_t> expected(order.begin() + 16, order.end());
+    CHECK(rest == expected);
+  }
+}
+
+TEST_CASE("fewer samples than ranks is an error", "[data]") {
+  CHECK_THROWS_WITH(DistributedSampler(2, 0, 3), Contains("2 samples") && Contains("3 ranks"));
+  CHECK_THROWS_WITH(DistributedSampler(0, 0, 1), Contains("empty"));
+}

@@ -1,0 +1,225 @@
+// Shard format: round trips for every pixel type and compression, the dataset's global
+// index over shards, and one clear error naming the file for each kind of bad input.
+#include <hdf5.h>
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include "data/dataset.h"
+#include "data/shard_reader.h"
+#include "data/shard_writer.h"
+#include "support/shard_fixture.h"
+#include "support/temp_dir.h"
+
+using Catch::Matchers::Contains;
+using dpunet::data::Dataset;
+using dpunet::data::PixelType;
+using dpunet::data::ShardReader;
+using dpunet::test::TempDir;
+
+namespace {
+
+std::vector<double> read_pixels(const ShardReader& reader, int64_t index, std::vector<uint8_t>& mask) {
+  const auto& h = reader.header();
+  std::vector<unsigned char> raw(h.image_values() * dpunet::data::pixel_type_bytes(h.pixel_type));
+  mask.resize(h.pixels());
+  reader.read(index, raw.data(), mask.data());
+  std::vector<double> values;
+  for (int64_t v = 0; v < h.image_values(); ++v) {
+    switch (h.pixel_type) {
+      case PixelType::kUInt8: values.push_back(raw[v]); break;
+      case PixelType::kUInt16: values.push_back(reinterpret_cast<uint16_t*>(raw.data())[v]); break;
+      case PixelType::kFloat32: values.push_back(reinterpret_cast<float*>(raw.data())[v]); break;
+    }
+  }
+  return values;
+}
+
+// Overwrites the stored bytes of `sample`'s image chunk with garbage.
+void corrupt_chunk(const std::string& path, hsize_t sample) {
+  haddr_t address = 0;
+  hsize_t size = 0;
+  {
+    hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t images = H5Dopen2(file, "images", H5P_DEFAULT);
+    const hsize_t offset[4] = {sample, 0, 0, 0};
+    unsigned mask = 0;
+    REQUIRE(H5Dget_chunk_info_by_coord(images, offset, &mask, &address, &size) >= 0);
+    H5Dclose(images);
+    H5Fclose(file);
+  }
+  std::fstream out(path, std::ios::in | std::ios::out | std::ios::binary);
+  out.seekp(static_cast<std::streamoff>(address));
+  const std::string garbage(static_cast<size_t>(size), '\x5a');
+  out.write(garbage.data(), static_cast<std::streamsize>(garbage.size()));
+}
+
+}  // namespace
+
+TEST_CASE("a shard round-trips every pixel type, raw and compressed", "[data]") {
+  const PixelType type = GENERATE(PixelType::kUInt8, PixelType::kUInt16, PixelType::kFloat32);
+  const int gzip = GENERATE(0, 4);
+  TempDir dir;
+  const std::string path = dir / "s.h5";
+  dpunet::test::write_known_shard(path, /*samples=*/3, /*first=*/0, /*channels=*/2, /*size=*/8, type, 4, gzip);
+  const ShardReader reader(path);
+  const auto& h = reader.header();
+  CHECK(h.samples == 3);
+  CHECK(h.channels == 2);
+  CHECK(h.height == 8);
+  CHECK(h.width == 8);
+  CHECK(h.pixel_type == type);
+  CHECK(h.n_classes == 4);
+  CHECK(h.class_names == std::vector<std::string>{"class0", "class1", "class2", "class3"});
+  CHECK_THAT(reader.storage(), Contains("chunks [1, 2, 8, 8]") && Contains(gzip ? "gzip" : "uncompressed"));
+  double sum = 0;
+  for (int64_t i = 0; i < 3; ++i) {
+    std::vector<uint8_t> mask;
+    const auto values = read_pixels(reader, i, mask);
+    for (int64_t c = 0; c < 2; ++c) {
+      for (int64_t p = 0; p < 64; ++p) REQUIRE(values[c * 64 + p] == dpunet::test::known_pixel(i, c, p));
+    }
+    for (int64_t p = 0; p < 64; ++p) REQUIRE(mask[p] == dpunet::test::known_label(i, p, 4));
+    for (int64_t p = 0; p < 64; ++p) sum += values[p];
+  }
+  CHECK(h.channel_mean[0] == Approx(sum / (3 * 64)));
+  CHECK(h.channel_std[0] > 0);
+}
+
+TEST_CASE("an unfinished shard leaves no file behind", "[data]") {
+  TempDir dir;
+  const std::string path = dir / "s.h5";
+  {
+    dpunet::data::ShardHeader header;
+    header.samples = 2;
+    header.channels = 1;
+    header.height = header.width = 4;
+    header.n_classes = 2;
+    dpunet::data::ShardWriter writer(path, header);
+    const std::vector<uint8_t> image(16, 1), mask(16, 0);
+    writer.write(0, image.data(), mask.data());
+    CHECK_THROWS_WITH(writer.finish(), Contains("1 of 2 samples"));
+  }
+  CHECK_FALSE(std::filesystem::exists(path));
+  CHECK_FALSE(std::filesystem::exists(path + ".partial"));
+}
+
+TEST_CASE("the shard writer refuses labels outside the classes", "[data]") {
+  TempDir dir;
+  dpunet::data::ShardHeader header;
+  header.samples = 1;
+  header.channels = 1;
+  header.height = header.width = 4;
+  header.n_classes = 2;
+  dpunet::data::ShardWriter writer(dir / "s.h5", header);
+  std::vector<uint8_t> image(16, 1), mask(16, 0);
+  mask[5] = 2;
+  CHECK_THROWS_WITH(writer.write(0, image.data(), mask.data()), Contains("mask label 2 >= n_classes 2"));
+}
+
+TEST_CASE("a dataset indexes its shards in order, from a directory, a glob or an index file", "[data]") {
+  TempDir dir;
+  dpunet::test::write_known_shard(dir / "a.h5", 3, /*first=*/0);
+  dpunet::test::write_known_shard(dir / "b.h5", 5, /*first=*/3);
+  std::ofstream(dir / "list.txt") << "# two shards\na.h5\n  b.h5  \n";
+  for (const std::string& spec : {dir.path(), dir / "*.h5", dir / "list.txt"}) {
+    const Dataset dataset(spec);
+    REQUIRE(dataset.size() == 8);
+    std::vector<unsigned char> image(64);
+    std::vector<uint8_t> mask(64);
+    for (int64_t i = 0; i < 8; ++i) {
+      dataset.read(i, image.data(), mask.data());
+      REQUIRE(image[5] == dpunet::test::known_pixel(i, 0, 5));
+    }
+    CHECK(dataset.locate(4).second == 1);
+  }
+}
+
+TEST_CASE("shards that disagree are an error naming both files", "[data]") {
+  TempDir dir;
+  dpunet::test::write_known_shard(dir / "a.h5", 2, 0, 1, /*size=*/8);
+  dpunet::test::write_known_shard(dir / "b.h5", 2, 0, 1, /*size=*/16);
+  CHECK_THROWS_WITH(Dataset(dir.path()),
+                    Contains(dir / "a.h5") && Contains(dir / "b.h5") && Contains("H=8") && Contains("H=16"));
+}
+
+TEST_CASE("bad shard files give one error that names the file", "[data]") {
+  TempDir dir;
+  const std::string path = dir / "bad.h5";
+  dpunet::test::RawShard spec;
+  std::string expected;
+  SECTION("missing file") {
+    expected = "no such file";
+  }
+  SECTION("not an HDF5 file") {
+    std::ofstream(path) << "just text";
+    expected = "not an HDF5 file";
+  }
+  SECTION("truncated file") {
+    dpunet::test::write_known_shard(path, 4, 0, 1, 32);
+    std::filesystem::resize_file(path, std::filesystem::file_size(path) / 2);
+    expected = "truncated";
+  }
+  SECTION("missing dataset") {
+    spec.write_masks = false;
+    dpunet::test::write_raw_shard(path, spec);
+    expected = "dataset 'masks' is missing";
+  }
+  SECTION("wrong rank") {
+    spec.image_dims = {2, 8, 8};
+    dpunet::test::write_raw_shard(path, spec);
+    expected = "dataset 'images' has shape [2, 8, 8]; expected 4 dimensions";
+  }
+  SECTION("wrong dtype") {
+    spec.int32_images = true;
+    dpunet::test::write_raw_shard(path, spec);
+    expected = "unsupported dtype";
+  }
+  SECTION("no samples") {
+    spec.image_dims = {0, 1, 8, 8};
+    spec.mask_dims = {0, 8, 8};
+    dpunet::test::write_raw_shard(path, spec);
+    expected = "holds no samples";
+  }
+  SECTION("images and masks disagree") {
+    spec.mask_dims = {3, 8, 8};
+    dpunet::test::write_raw_shard(path, spec);
+    expected = "disagree";
+  }
+  SECTION("no shard attributes") {
+    spec.attributes = false;
+    dpunet::test::write_raw_shard(path, spec);
+    expected = "not a dpunet shard";
+  }
+  CHECK_THROWS_WITH(ShardReader(path), Contains(path) && Contains(expected));
+}
+
+TEST_CASE("bad samples name the file and the sample index", "[data]") {
+  TempDir dir;
+  const std::string path = dir / "bad.h5";
+  std::vector<unsigned char> image(64 * 64);
+  std::vector<uint8_t> mask(64 * 64);
+  SECTION("labels beyond n_classes") {
+    dpunet::test::RawShard spec;
+    spec.mask_value = 5;
+    dpunet::test::write_raw_shard(path, spec);
+    CHECK_THROWS_WITH(ShardReader(path).read(1, image.data(), mask.data()),
+                      Contains(path) && Contains("sample 1: mask label 5 >= n_classes 3"));
+  }
+  SECTION("corrupt compressed chunk") {
+    dpunet::test::write_known_shard(path, 3, 0, 1, 64, PixelType::kUInt8, 3, /*gzip_level=*/6);
+    corrupt_chunk(path, 1);
+    const ShardReader reader(path);
+    CHECK_NOTHROW(reader.read(0, image.data(), mask.data()));
+    CHECK_THROWS_WITH(reader.read(1, image.data(), mask.data()),
+                      Contains(path) && Contains("sample 1") && Contains("corrupt"));
+  }
+}
+
+TEST_CASE("an empty dataset is an error naming it", "[data]") {
+  TempDir dir;
+  CHECK_THROWS_WITH(Dataset(dir.path()), Contains(dir.path()) && Contains("empty"));
+  CHECK_THROWS_WITH(Dataset(dir / "*.h5"), Contains("empty"));
+  CHECK_THROWS_WITH(Dataset(dir / "nothere"), Contains("no such file"));
+}

@@ -1,0 +1,76 @@
+// Known-content and deliberately broken shards.
+#include "support/shard_fixture.h"
+
+#include <hdf5.h>
+
+#include "data/h5_attributes.h"
+#include "data/h5_handle.h"
+#include "data/shard_writer.h"
+
+namespace dpunet::test {
+
+uint8_t known_pixel(int64_t sample, int64_t channel, int64_t pixel) {
+  return static_cast<uint8_t>((sample * 7 + channel * 3 + pixel) % 251);
+}
+
+uint8_t known_label(int64_t sample, int64_t pixel, int n_classes) {
+  return static_cast<uint8_t>((sample + pixel) % n_classes);
+}
+
+void write_known_shard(const std::string& path, int64_t samples, int64_t first, int64_t channels, int64_t size,
+                       data::PixelType type, int n_classes, int gzip_level) {
+  data::ShardHeader header;
+  header.samples = samples;
+  header.channels = channels;
+  header.height = header.width = size;
+  header.pixel_type = type;
+  header.n_classes = n_classes;
+  data::ShardWriter writer(path, header, data::ShardWriteOptions{gzip_level});
+  const int64_t pixels = size * size;
+  std::vector<float> f(channels * pixels);
+  std::vector<uint16_t> u16(f.size());
+  std::vector<uint8_t> u8(f.size()), mask(pixels);
+  for (int64_t i = 0; i < samples; ++i) {
+    for (int64_t c = 0; c < channels; ++c) {
+      for (int64_t p = 0; p < pixels; ++p) {
+        const uint8_t v = known_pixel(first + i, c, p);
+        f[c * pixels + p] = v;
+        u16[c * pixels + p] = v;
+        u8[c * pixels + p] = v;
+      }
+    }
+    for (int64_t p = 0; p < pixels; ++p) mask[p] = known_label(first + i, p, n_classes);
+    const void* image = type == data::PixelType::kFloat32  ? static_cast<const void*>(f.data())
+                        : type == data::PixelType::kUInt16 ? static_cast<const void*>(u16.data())
+                                                           : u8.data();
+    writer.write(i, image, mask.data());
+  }
+  writer.finish();
+}
+
+void write_raw_shard(const std::string& path, const RawShard& spec) {
+  data::silence_hdf5_errors();
+  data::H5Handle file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
+  auto add = [&](const char* name, const std::vector<unsigned long long>& dims, hid_t type, uint8_t fill) {
+    std::vector<hsize_t> h5dims(dims.begin(), dims.end());
+    data::H5Handle space(H5Screate_simple(static_cast<int>(h5dims.size()), h5dims.data(), nullptr));
+    data::H5Handle set(H5Dcreate2(file.get(), name, type, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+    size_t count = 1;
+    for (auto d : dims) count *= d;
+    std::vector<int32_t> values(count, fill);
+    H5Dwrite(set.get(), H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data());
+  };
+  if (spec.write_images) add("images", spec.image_dims, spec.int32_images ? H5T_STD_I32LE : H5T_STD_U8LE, 10);
+  if (spec.write_masks) add("masks", spec.mask_dims, H5T_STD_U8LE, spec.mask_value);
+  if (spec.attributes) {
+    data::ShardHeader header;
+    header.channels = spec.image_dims.size() > 1 ? static_cast<int64_t>(spec.image_dims[1]) : 1;
+    header.n_classes = spec.n_classes;
+    for (int c = 0; c < spec.n_classes; ++c) header.class_names.push_back("c" + std::to_string(c));
+    header.channel_mean.assign(header.channels, 10.0);
+    header.channel_std.assign(header.channels, 1.0);
+    data::write_header_attributes(file.get(), header, path);
+  }
+}
+
+}  // namespace dpunet::test

@@ -1,0 +1,36 @@
+// Shards with known contents for the data tests, and raw HDF5 files that break the
+// format in one way each.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "data/shard_format.h"
+
+namespace dpunet::test {
+
+// Pixel p of channel c of sample i holds (i * 7 + c * 3 + p) % 251 (any pixel type);
+// the mask holds (i + p) % n_classes.
+uint8_t known_pixel(int64_t sample, int64_t channel, int64_t pixel);
+uint8_t known_label(int64_t sample, int64_t pixel, int n_classes);
+
+// Writes a shard whose global sample indices start at `first`.
+void write_known_shard(const std::string& path, int64_t samples, int64_t first = 0, int64_t channels = 1,
+                       int64_t size = 8, data::PixelType type = data::PixelType::kUInt8, int n_classes = 3,
+                       int gzip_level = 0);
+
+// Writes an HDF5 file with the given datasets (uint8 unless `image_type` says
+// otherwise) and, when `attributes` is set, the shard attributes. The caller breaks one
+// thing at a time.
+struct RawShard {
+  std::vector<unsigned long long> image_dims = {2, 1, 8, 8};
+  std::vector<unsigned long long> mask_dims = {2, 8, 8};
+  bool write_images = true, write_masks = true, attributes = true;
+  bool int32_images = false;
+  uint8_t mask_value = 0;
+  int n_classes = 3;
+};
+void write_raw_shard(const std::string& path, const RawShard& spec);
+
+}  // namespace dpunet::test
