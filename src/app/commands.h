@@ -9,6 +9,8 @@ namespace dpunet::app {
 void add_bench_commands(CLI::App& app);
 // `dpunet data synth|import|inspect`: HDF5 shard datasets.
 void add_data_commands(CLI::App& app);
+// `dpunet train`: the training run; its exit code goes to *exit_code.
+void add_train_command(CLI::App& app, int* exit_code);
 // `dpunet version`: versions and GPU capabilities of this build.
 void add_version_command(CLI::App& app);
 

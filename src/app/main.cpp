@@ -13,6 +13,8 @@
 int main(int argc, char** argv) {
   CLI::App app{"dpunet: data-parallel U-Net training on LibTorch, MPI and NCCL"};
   app.require_subcommand(1);
+  int exit_code = 0;
+  dpunet::app::add_train_command(app, &exit_code);
   dpunet::app::add_data_commands(app);
   dpunet::app::add_bench_commands(app);
   dpunet::app::add_version_command(app);
@@ -28,5 +30,5 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     return dpunet::dist::report_fatal_error(e.what());
   }
-  return 0;
+  return exit_code;
 }

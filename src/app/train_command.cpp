@@ -1,0 +1,77 @@
+// `dpunet train [CONFIG.yaml] [--set key=value ...] [--resume auto|PATH] [--print-config]`.
+// Without CONFIG the built-in quickstart config is used. The config is parsed by every
+// rank before any collective, so a bad config ends every rank the same way, and only
+// rank 0 prints it.
+#include <cstdio>
+#include <iostream>
+
+#include "app/commands.h"
+#include "app/embedded_configs.h"
+#include "common/error.h"
+#include "config/config.h"
+#include "dist/context.h"
+#include "train/trainer.h"
+
+namespace dpunet::app {
+namespace {
+
+struct TrainArgs {
+  std::string config_path;
+  std::vector<std::string> overrides;
+  std::string resume = "none";
+  int64_t stop_at_step = 0;
+  bool print_config = false;
+};
+
+dist::DevicePreference device_preference(const std::string& device) {
+  if (device == "cpu") return dist::DevicePreference::kCpu;
+  if (device == "cuda") return dist::DevicePreference::kCuda;
+  return dist::DevicePreference::kAuto;
+}
+
+config::Config read_config(const TrainArgs& args) {
+  if (args.config_path.empty()) return config::parse_config(quickstart_config(), "built-in quickstart config", args.overrides);
+  return config::load_config(args.config_path, args.overrides);
+}
+
+int run(const TrainArgs& args) {
+  if (args.print_config) {
+    std::cout << config::to_yaml(read_config(args));
+    return 0;
+  }
+  // Parse first: the device preference comes from the config. Every rank reads the same
+  // file, so every rank fails alike; the error is printed once, by rank 0.
+  config::Config config;
+  std::string config_error;
+  try {
+    config = read_config(args);
+  } catch (const Error& e) {
+    config_error = e.what();
+  }
+  dist::Context context(config_error.empty() ? device_preference(config.run.device) : dist::DevicePreference::kCpu);
+  if (!config_error.empty()) {
+    if (context.is_root()) std::fprintf(stderr, "dpunet: error: %s\n", config_error.c_str());
+    return 2;
+  }
+  train::TrainOptions options;
+  options.resume = args.resume;
+  options.stop_at_step = args.stop_at_step;
+  return train::run_training(config, context, options);
+}
+
+}  // namespace
+
+void add_train_command(CLI::App& app, int* exit_code) {
+  auto args = std::make_shared<TrainArgs>();
+  CLI::App* cmd = app.add_subcommand("train", "Train a U-Net (run under mpirun for several ranks)");
+  cmd->add_option("config", args->config_path, "YAML config (default: the built-in quickstart)");
+  cmd->add_option("--set", args->overrides, "Override a key, e.g. --set optimizer.lr=3e-4 (repeatable)")
+      ->allow_extra_args(false);
+  cmd->add_option("--resume", args->resume, "none, auto (newest valid checkpoint of run.dir, else fresh) or a path")
+      ->capture_default_str();
+  cmd->add_option("--stop-at-step", args->stop_at_step, "Checkpoint and stop after this step (continue with --resume)");
+  cmd->add_flag("--print-config", args->print_config, "Print the resolved config and exit");
+  cmd->callback([args, exit_code] { *exit_code = run(*args); });
+}
+
+}  // namespace dpunet::app

@@ -1,0 +1,151 @@
+// Checkpoint serialisation, framing and verification.
+#include "checkpoint/checkpoint.h"
+
+#include <torch/serialize.h>
+#include <torch/torch.h>
+#include <zlib.h>
+
+#include <cstring>
+#include <sstream>
+
+#include "common/atomic_file.h"
+#include "common/error.h"
+
+namespace dpunet::checkpoint {
+namespace {
+
+constexpr char kMagic[8] = {'D', 'P', 'U', 'N', 'E', 'T', 'C', 'K'};
+constexpr size_t kHeaderBytes = 8 + 4 + 8 + 4;
+
+template <typename T>
+void put(std::string& out, T value) {
+  out.append(reinterpret_cast<const char*>(&value), sizeof(value));
+}
+template <typename T>
+T get(const std::string& in, size_t offset) {
+  T value;
+  std::memcpy(&value, in.data() + offset, sizeof(value));
+  return value;
+}
+
+uint32_t crc_of(const char* data, size_t size) {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  while (size > 0) {  // zlib takes uInt lengths
+    const uInt chunk = static_cast<uInt>(std::min<size_t>(size, 1u << 30));
+    crc = crc32(crc, reinterpret_cast<const Bytef*>(data), chunk);
+    data += chunk;
+    size -= chunk;
+  }
+  return static_cast<uint32_t>(crc);
+}
+
+// Checks the frame; returns the payload's offset or throws naming what is wrong.
+void verify_frame(const std::string& path, const std::string& bytes) {
+  DPUNET_CHECK(bytes.size() >= kHeaderBytes && std::memcmp(bytes.data(), kMagic, 8) == 0, path,
+               ": not a dpunet checkpoint (no DPUNETCK header)");
+  const auto version = get<uint32_t>(bytes, 8);
+  DPUNET_CHECK(version >= 1 && version <= kFormatVersion, path, ": checkpoint format version ", version,
+               " is not supported (this build reads 1 to ", kFormatVersion, ")");
+  const auto payload = get<uint64_t>(bytes, 12);
+  DPUNET_CHECK(bytes.size() - kHeaderBytes == payload, path, ": truncated or padded checkpoint (",
+               bytes.size() - kHeaderBytes, " payload bytes, header says ", payload, ")");
+  DPUNET_CHECK(crc_of(bytes.data() + kHeaderBytes, payload) == get<uint32_t>(bytes, 20), path,
+               ": checkpoint checksum mismatch (the file is damaged)");
+}
+
+void write_meta(torch::serialize::OutputArchive& archive, const TrainingState& s) {
+  archive.write("meta.step", c10::IValue(s.step));
+  archive.write("meta.sampler_epoch", c10::IValue(s.sampler.epoch));
+  archive.write("meta.sampler_position", c10::IValue(s.sampler.position));
+  archive.write("meta.world_size", c10::IValue(static_cast<int64_t>(s.world_size)));
+  archive.write("meta.config", c10::IValue(s.config_yaml));
+  archive.write("meta.loss_scale", c10::IValue(s.loss_scale));
+  archive.write("meta.loss_scale_clean_steps", c10::IValue(s.loss_scale_clean_steps));
+  archive.write("meta.best_score", c10::IValue(s.best_score));
+  archive.write("meta.format_version", c10::IValue(static_cast<int64_t>(kFormatVersion)));
+  archive.write("rng.cpu", s.rng_cpu.defined() ? s.rng_cpu : torch::empty({0}, torch::kByte));
+  archive.write("rng.cuda", s.rng_cuda.defined() ? s.rng_cuda : torch::empty({0}, torch::kByte));
+}
+
+TrainingState read_meta(torch::serialize::InputArchive& archive) {
+  TrainingState s;
+  c10::IValue v;
+  archive.read("meta.step", v), s.step = v.toInt();
+  archive.read("meta.sampler_epoch", v), s.sampler.epoch = v.toInt();
+  archive.read("meta.sampler_position", v), s.sampler.position = v.toInt();
+  archive.read("meta.world_size", v), s.world_size = static_cast<int>(v.toInt());
+  archive.read("meta.config", v), s.config_yaml = v.toStringRef();
+  archive.read("meta.loss_scale", v), s.loss_scale = v.toDouble();
+  archive.read("meta.loss_scale_clean_steps", v), s.loss_scale_clean_steps = v.toInt();
+  archive.read("meta.best_score", v), s.best_score = v.toDouble();
+  archive.read("rng.cpu", s.rng_cpu);
+  archive.read("rng.cuda", s.rng_cuda);
+  if (s.rng_cpu.numel() == 0) s.rng_cpu = torch::Tensor();
+  if (s.rng_cuda.numel() == 0) s.rng_cuda = torch::Tensor();
+  return s;
+}
+
+}  // namespace
+
+void save_checkpoint(const std::string& path, torch::nn::Module& model, torch::optim::Optimizer& optimizer,
+                     const TrainingState& state) {
+  torch::serialize::OutputArchive archive, model_archive, optimizer_archive;
+  model.save(model_archive);
+  optimizer.save(optimizer_archive);
+  archive.write("model", model_archive);
+  archive.write("optimizer", optimizer_archive);
+  write_meta(archive, state);
+  std::ostringstream payload;
+  archive.save_to(payload);
+  const std::string body = payload.str();
+  std::string bytes(kMagic, 8);
+  put<uint32_t>(bytes, kFormatVersion);
+  put<uint64_t>(bytes, body.size());
+  put<uint32_t>(bytes, crc_of(body.data(), body.size()));
+  bytes += body;
+  write_file_atomically(path, bytes);
+}
+
+LoadedCheckpoint::LoadedCheckpoint(const std::string& path) : path_(path) {
+  const std::string bytes = read_file(path);
+  verify_frame(path, bytes);
+  try {
+    std::istringstream payload(bytes.substr(kHeaderBytes));
+    archive_.load_from(payload);
+    state_ = read_meta(archive_);
+  } catch (const c10::Error& e) {
+    DPUNET_FAIL(path, ": unreadable checkpoint contents: ", e.what_without_backtrace());
+  }
+}
+
+void LoadedCheckpoint::restore_model(torch::nn::Module& model) const {
+  torch::serialize::InputArchive model_archive;
+  archive_.read("model", model_archive);
+  try {
+    model.load(model_archive);
+  } catch (const c10::Error& e) {
+    DPUNET_FAIL(path_, ": the checkpoint does not fit this model: ", e.what_without_backtrace());
+  }
+}
+
+void LoadedCheckpoint::restore_optimizer(torch::optim::Optimizer& optimizer) const {
+  torch::serialize::InputArchive optimizer_archive;
+  archive_.read("optimizer", optimizer_archive);
+  try {
+    optimizer.load(optimizer_archive);
+  } catch (const c10::Error& e) {
+    DPUNET_FAIL(path_, ": the optimizer state does not fit: ", e.what_without_backtrace());
+  }
+}
+
+bool is_valid_checkpoint(const std::string& path, std::string* why) {
+  try {
+    verify_frame(path, read_file(path));
+    return true;
+  } catch (const Error& e) {
+    if (why != nullptr) *why = e.what();
+    return false;
+  }
+}
+
+}  // namespace dpunet::checkpoint

@@ -1,0 +1,58 @@
+// One training checkpoint file: model parameters and buffers, optimizer state and the
+// TrainingState that makes a resumed run continue exactly. Format (version 1):
+//   "DPUNETCK" | u32 version | u64 payload bytes | u32 CRC-32 of the payload | payload
+// where the payload is a torch archive. Any damage (truncation, flipped bytes, another
+// file) is detected before anything is loaded.
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/optim/optimizer.h>
+#include <torch/serialize/input-archive.h>
+
+#include <cstdint>
+#include <string>
+
+#include "data/sampler.h"
+
+namespace dpunet::checkpoint {
+
+inline constexpr uint32_t kFormatVersion = 1;
+
+struct TrainingState {
+  int64_t step = 0;  // optimizer steps completed
+  data::SamplerState sampler;  // where the loader continues
+  int world_size = 1;  // of the run that wrote it
+  std::string config_yaml;  // the resolved config
+  double loss_scale = 65536.0;  // fp16 loss scaler
+  int64_t loss_scale_clean_steps = 0;
+  double best_score = -1;  // best validation Dice so far (-1: none yet)
+  torch::Tensor rng_cpu;  // torch's default CPU generator state
+  torch::Tensor rng_cuda;  // this rank's CUDA generator state; undefined on CPU
+};
+
+// Serialises and writes atomically (common/atomic_file.h).
+void save_checkpoint(const std::string& path, torch::nn::Module& model, torch::optim::Optimizer& optimizer,
+                     const TrainingState& state);
+
+// A verified checkpoint, read into memory; restore() puts it into a model and optimizer
+// built the same way as the ones that were saved.
+class LoadedCheckpoint {
+ public:
+  explicit LoadedCheckpoint(const std::string& path);
+
+  const std::string& path() const { return path_; }
+  const TrainingState& state() const { return state_; }
+  // Loads parameters and buffers; throws listing missing or mismatched names.
+  void restore_model(torch::nn::Module& model) const;
+  void restore_optimizer(torch::optim::Optimizer& optimizer) const;
+
+ private:
+  std::string path_;
+  mutable torch::serialize::InputArchive archive_;
+  TrainingState state_;
+};
+
+// True when `path` holds a complete, undamaged checkpoint (reads the whole file).
+bool is_valid_checkpoint(const std::string& path, std::string* why = nullptr);
+
+}  // namespace dpunet::checkpoint

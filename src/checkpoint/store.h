@@ -1,0 +1,39 @@
+// The checkpoints of one run directory: RUN/checkpoints/step-00000120.ckpt, a `latest`
+// pointer file naming the newest, a `best` pointer naming the best by validation score,
+// and retention of the last K (the best is always kept).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace dpunet::checkpoint {
+
+class CheckpointStore {
+ public:
+  explicit CheckpointStore(std::string run_dir);
+
+  const std::string& directory() const { return directory_; }
+  std::string path_for_step(int64_t step) const;
+
+  // Writes a checkpoint with `write(path)`, then points `latest` at it, optionally marks
+  // it best, and prunes all but the last `keep_last` (and the best).
+  void commit(int64_t step, const std::function<void(const std::string&)>& write, bool best, int64_t keep_last);
+
+  // The newest checkpoint that verifies, preferring the one `latest` names. Damaged
+  // ones are skipped; each skip is reported through `warn`.
+  std::optional<std::string> latest_valid(const std::function<void(const std::string&)>& warn) const;
+  std::optional<std::string> best() const;
+  // step-*.ckpt files, oldest first.
+  std::vector<std::string> list() const;
+
+ private:
+  std::optional<std::string> read_pointer(const std::string& name) const;
+  void write_pointer(const std::string& name, const std::string& target) const;
+
+  std::string directory_;
+};
+
+}  // namespace dpunet::checkpoint

@@ -1,0 +1,16 @@
+// Crash-safe file replacement: the bytes go to a temporary file in the same directory,
+// which is flushed to disk and renamed over the target, and the directory entry is
+// synced. A crash or a full disk at any point leaves the old file intact.
+#pragma once
+
+#include <string>
+
+namespace dpunet {
+
+// Throws dpunet::Error naming `path` and the system's reason (e.g. no space left).
+void write_file_atomically(const std::string& path, const std::string& bytes);
+
+// Reads a whole file; throws naming `path` when it cannot.
+std::string read_file(const std::string& path);
+
+}  // namespace dpunet

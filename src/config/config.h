@@ -1,0 +1,144 @@
+// A training run's whole configuration as plain structs with defaults. Parsed in one
+// place (load_config), validated there, printed back as YAML (the resolved config that
+// is saved into the run directory and into every checkpoint). No torch, no MPI.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace dpunet::config {
+
+struct RunConfig {
+  std::string dir = "runs/quickstart";  // checkpoints, metrics.jsonl, config.yaml
+  uint64_t seed = 0;
+  std::string device = "auto";  // auto | cpu | cuda
+};
+
+struct ModelConfig {
+  int64_t n_channels = 1;
+  int64_t n_classes = 3;
+  bool bilinear = false;
+  int64_t base_channels = 64;
+  int64_t depth = 4;
+  std::string norm = "batch";  // batch | instance | group | none | sync_batch
+  std::string padding = "same";  // same | valid
+  std::string checkpointing = "none";  // none | balanced | all
+};
+
+struct DataConfig {
+  std::string train = "data/synth/train-*.h5";
+  std::string val;  // empty: no validation
+  std::string normalization = "dataset";  // dataset | per_image | none
+  int64_t workers = 2;
+  int64_t prefetch = 4;
+  std::string remainder = "pad";  // pad | drop
+};
+
+struct AugmentConfig {
+  bool enabled = true;
+  int64_t patch_size = 128;  // square patches; 0 takes the whole image
+  double flip = 0.5;
+  double rotate90 = 0.5;
+  double affine = 0.2;
+  double max_rotation_degrees = 15;
+  double scale_min = 0.85, scale_max = 1.25;
+  double elastic = 0.0;
+  int64_t elastic_grid = 3;
+  double elastic_sigma = 10;
+  double brightness = 0.15, brightness_range = 0.25;
+  double contrast = 0.15, contrast_range = 0.25;
+  double gamma = 0.15, gamma_min = 0.7, gamma_max = 1.5;
+  double noise = 0.1, noise_std = 0.1;
+};
+
+struct TrainConfig {
+  int64_t batch_size = 4;  // per rank, per micro-batch
+  int64_t accumulation = 1;  // micro-batches per optimizer step
+  int64_t steps = 1000;  // optimizer steps in the whole run
+};
+
+struct OptimizerConfig {
+  std::string name = "adamw";  // adamw | sgd
+  double lr = 1e-3;
+  double weight_decay = 1e-4;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;  // adamw
+  double momentum = 0.99;  // sgd, with Nesterov
+  double grad_clip = 12.0;  // global gradient norm after the all-reduce; 0: off
+};
+
+struct ScheduleConfig {
+  std::string name = "cosine";  // cosine | poly | constant
+  int64_t warmup_steps = 50;
+  double lr_min = 0.0;  // cosine's floor
+  double poly_exponent = 0.9;
+};
+
+struct LossConfig {
+  double ce_weight = 1.0;
+  double dice_weight = 1.0;
+  std::vector<double> class_weights;  // cross-entropy weights, one per class; empty: equal
+  bool dice_include_background = false;
+};
+
+struct PrecisionConfig {
+  std::string dtype = "fp32";  // fp32 | bf16 | fp16 (bf16/fp16: autocast on CUDA)
+  bool channels_last = false;
+  bool cudnn_benchmark = true;
+};
+
+struct ValidationConfig {
+  int64_t every_steps = 100;  // 0: at the end of each epoch
+  int64_t batch_size = 4;
+};
+
+struct CheckpointConfig {
+  int64_t every_steps = 100;
+  bool every_epoch = true;
+  int64_t keep_last = 3;
+  bool keep_best = true;
+};
+
+struct LoggingConfig {
+  int64_t every_steps = 10;
+  std::string progress = "auto";  // auto | bar | lines
+};
+
+struct DistributedConfig {
+  std::string backend = "auto";  // auto | mpi | nccl
+  double first_bucket_mb = 1, bucket_mb = 25;
+  std::string wire_dtype = "none";  // none | bf16 | fp16
+  double timeout_s = 600;
+};
+
+struct Config {
+  RunConfig run;
+  ModelConfig model;
+  DataConfig data;
+  AugmentConfig augment;
+  TrainConfig train;
+  OptimizerConfig optimizer;
+  ScheduleConfig schedule;
+  LossConfig loss;
+  PrecisionConfig precision;
+  ValidationConfig validation;
+  CheckpointConfig checkpoint;
+  LoggingConfig logging;
+  DistributedConfig distributed;
+};
+
+// Reads `path` (or `yaml_text` named `source` in messages), applies `overrides`
+// ("train.lr=3e-4", in order) and validates. Every error names the file, line and
+// column, and the key path; unknown keys come with the nearest valid key.
+Config load_config(const std::string& path, const std::vector<std::string>& overrides = {});
+Config parse_config(const std::string& yaml_text, const std::string& source,
+                    const std::vector<std::string>& overrides = {});
+
+// The resolved config as YAML, every key present; parse_config(to_yaml(c)) == c.
+std::string to_yaml(const Config& config);
+
+// The keys a model needs to be the same to load a checkpoint into it; the differing
+// ones between two configs ("model.depth: 4 vs 3").
+std::vector<std::string> model_differences(const Config& a, const Config& b);
+
+}  // namespace dpunet::config

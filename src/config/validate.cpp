@@ -1,0 +1,51 @@
+// Cross-key validation: contradictions a single key cannot show.
+#include "config/validate.h"
+
+#include "common/error.h"
+#include "model/unet_options.h"
+
+namespace dpunet::config {
+
+void validate(const Config& c, const std::string& source) {
+  auto fail = [&](const std::string& keys, const std::string& message) {
+    throw Error(source + ": " + keys + ": " + message);
+  };
+  if (c.augment.scale_min > c.augment.scale_max) {
+    fail("augment.scale_min, augment.scale_max", "scale_min must not exceed scale_max");
+  }
+  if (c.augment.gamma_min > c.augment.gamma_max) {
+    fail("augment.gamma_min, augment.gamma_max", "gamma_min must not exceed gamma_max");
+  }
+  if (!c.loss.class_weights.empty() && static_cast<int64_t>(c.loss.class_weights.size()) != c.model.n_classes) {
+    fail("loss.class_weights, model.n_classes", detail::concat(c.loss.class_weights.size(), " weights for ",
+                                                               c.model.n_classes, " classes"));
+  }
+  if (c.loss.ce_weight == 0 && c.loss.dice_weight == 0) fail("loss.ce_weight, loss.dice_weight", "both are 0");
+  if (c.schedule.warmup_steps >= c.train.steps && c.schedule.warmup_steps > 0) {
+    fail("schedule.warmup_steps, train.steps",
+         detail::concat("warmup (", c.schedule.warmup_steps, ") must be shorter than the run (", c.train.steps, ")"));
+  }
+  if (c.precision.dtype != "fp32" && c.run.device == "cpu") {
+    fail("precision.dtype, run.device", "bf16/fp16 autocast needs CUDA; use fp32 on CPU");
+  }
+  if (c.data.train.empty()) fail("data.train", "no training data given");
+
+  model::UnetOptions unet;
+  unet.depth = c.model.depth;
+  unet.padding = model::parse_padding(c.model.padding);
+  unet.base_channels = c.model.base_channels;
+  if (c.augment.patch_size > 0 && !model::output_size(unet, c.augment.patch_size)) {
+    std::string sizes;
+    for (int64_t s : model::nearest_valid_sizes(unet, c.augment.patch_size)) {
+      sizes += (sizes.empty() ? "" : " or ") + std::to_string(s);
+    }
+    fail("augment.patch_size, model.padding, model.depth",
+         detail::concat("a ", c.augment.patch_size, " px patch cannot be tiled by a depth-", c.model.depth, " ",
+                        c.model.padding, "-padded U-Net; nearest valid sizes: ", sizes));
+  }
+  if (c.augment.patch_size == 0 && c.model.padding == "valid") {
+    fail("augment.patch_size, model.padding", "valid padding needs an explicit patch size");
+  }
+}
+
+}  // namespace dpunet::config

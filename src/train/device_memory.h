@@ -1,0 +1,11 @@
+// Peak GPU memory for the log line; CPU runs report none.
+#pragma once
+
+#include <c10/core/Device.h>
+
+namespace dpunet::train {
+
+// Peak bytes the caching allocator has held for tensors on `device`, in GiB; -1 on CPU.
+double peak_gpu_memory_gib(const c10::Device& device);
+
+}  // namespace dpunet::train

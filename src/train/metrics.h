@@ -1,0 +1,41 @@
+// Segmentation metrics summed the right way across batches and ranks: per-class true
+// positives, false positives and false negatives are added up first, and Dice and IoU
+// come from the totals (not averages of per-batch or per-rank scores).
+#pragma once
+
+#include <torch/types.h>
+
+#include <vector>
+
+namespace dpunet::dist {
+class Communicator;
+}
+
+namespace dpunet::train {
+
+class ConfusionCounts {
+ public:
+  explicit ConfusionCounts(int64_t classes);
+
+  // logits [N, K, H, W], target [N, H, W] class ids.
+  void add(const torch::Tensor& logits, const torch::Tensor& target);
+  // Adds every rank's counts (and the loss sums) into every rank's; `device` is where
+  // the communicator takes tensors (CUDA for NCCL).
+  void all_reduce(dist::Communicator& comm, const c10::Device& device);
+
+  void add_loss(double loss_sum, int64_t samples);
+  double mean_loss() const;
+  std::vector<double> dice() const;  // per class; 1 where a class is absent and never predicted
+  std::vector<double> iou() const;
+  // Mean Dice over classes 1..K-1 (background excluded).
+  double mean_foreground_dice() const;
+  // Dice of "any foreground class" against background.
+  double foreground_dice() const;
+
+ private:
+  torch::Tensor counts_;  // [K + 1, 3] float64: tp, fp, fn per class; last row: any-foreground
+  double loss_sum_ = 0;
+  int64_t samples_ = 0;
+};
+
+}  // namespace dpunet::train

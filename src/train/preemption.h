@@ -1,0 +1,18 @@
+// Preemption: SIGTERM or SIGUSR1 set a flag (the handler does nothing else); the train
+// loop reduces the flag over all ranks at each step boundary, so every rank stops at the
+// same step, rank 0 checkpoints, and the process exits with kPreemptedExitCode.
+#pragma once
+
+namespace dpunet::train {
+
+// EX_TEMPFAIL: "try again later". slurm/train.sbatch requeues the job on it.
+inline constexpr int kPreemptedExitCode = 75;
+
+// Installs the handlers (once per process) and clears the flag.
+void install_preemption_handlers();
+// True once SIGTERM or SIGUSR1 arrived in this process.
+bool preemption_requested();
+// The signal that arrived (0 when none), for the log.
+int preemption_signal();
+
+}  // namespace dpunet::train

@@ -1,0 +1,110 @@
+// RunLogger: console lines or bar, and metrics.jsonl.
+#include "train/run_logger.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "common/error.h"
+#include "common/process_label.h"
+
+namespace dpunet::train {
+namespace {
+
+std::string duration_text(double seconds) {
+  const auto s = static_cast<int64_t>(seconds);
+  char text[32];
+  if (s >= 3600) {
+    std::snprintf(text, sizeof(text), "%lldh%02lldm", static_cast<long long>(s / 3600),
+                  static_cast<long long>(s / 60 % 60));
+  } else {
+    std::snprintf(text, sizeof(text), "%lldm%02llds", static_cast<long long>(s / 60), static_cast<long long>(s % 60));
+  }
+  return text;
+}
+
+}  // namespace
+
+RunLogger::RunLogger(const std::string& run_dir, int rank, const std::string& progress, bool resumed) : rank_(rank) {
+  bar_ = progress == "bar" || (progress == "auto" && isatty(STDOUT_FILENO));
+  if (rank_ == 0) {
+    const std::string path = run_dir + "/metrics.jsonl";
+    metrics_.open(path, resumed ? std::ios::app : std::ios::trunc);
+    DPUNET_CHECK(metrics_, "cannot write ", path);
+  }
+}
+
+void RunLogger::end_bar() {
+  if (bar_open_) std::printf("\n");
+  bar_open_ = false;
+}
+
+void RunLogger::train(const TrainRecord& r) {
+  if (rank_ != 0) return;
+  nlohmann::json row = {{"kind", "train"}, {"step", r.step},          {"epoch", r.epoch},
+                        {"loss", r.loss},  {"lr", r.lr},              {"samples_per_s", r.samples_per_s},
+                        {"data_wait", r.data_wait_share}, {"step_ms", r.step_ms}, {"time_s", r.elapsed_s}};
+  if (r.gpu_memory_gb >= 0) row["gpu_memory_gb"] = r.gpu_memory_gb;
+  metrics_ << row.dump() << "\n" << std::flush;
+
+  char memory[32] = "";
+  if (r.gpu_memory_gb >= 0) std::snprintf(memory, sizeof(memory), " mem %.1fG", r.gpu_memory_gb);
+  const double remaining_s = r.samples_per_s > 0 ? (r.total_steps - r.step) * r.step_ms / 1000.0 : 0.0;
+  if (bar_) {
+    constexpr int kWidth = 30;
+    const int filled = static_cast<int>(kWidth * r.step / std::max<int64_t>(1, r.total_steps));
+    std::printf("\r[%s%s] %lld/%lld ETA %s loss %.4f lr %.2e %.1f samples/s data %.0f%%%s   ",
+                std::string(filled, '=').c_str(), std::string(kWidth - filled, ' ').c_str(),
+                static_cast<long long>(r.step), static_cast<long long>(r.total_steps), duration_text(remaining_s).c_str(),
+                r.loss, r.lr, r.samples_per_s, 100 * r.data_wait_share, memory);
+    bar_open_ = true;
+  } else {
+    std::printf("epoch %lld step %lld/%lld loss %.4f lr %.2e samples/s %.1f data %.0f%% step %.0fms%s eta %s\n",
+                static_cast<long long>(r.epoch), static_cast<long long>(r.step), static_cast<long long>(r.total_steps),
+                r.loss, r.lr, r.samples_per_s, 100 * r.data_wait_share, r.step_ms, memory,
+                duration_text(remaining_s).c_str());
+  }
+  std::fflush(stdout);
+}
+
+void RunLogger::validation(const ValRecord& r) {
+  if (rank_ != 0) return;
+  metrics_ << nlohmann::json{{"kind", "val"},
+                             {"step", r.step},
+                             {"epoch", r.epoch},
+                             {"loss", r.loss},
+                             {"dice", r.dice},
+                             {"iou", r.iou},
+                             {"mean_dice", r.mean_dice},
+                             {"foreground_dice", r.foreground_dice},
+                             {"best", r.best}}
+                  .dump()
+           << "\n"
+           << std::flush;
+  end_bar();
+  std::string per_class;
+  for (size_t k = 0; k < r.dice.size(); ++k) {
+    char item[48];
+    std::snprintf(item, sizeof(item), " %zu:%.3f", k, r.dice[k]);
+    per_class += item;
+  }
+  std::printf("validation step %lld: loss %.4f dice%s mean %.4f foreground %.4f%s\n", static_cast<long long>(r.step),
+              r.loss, per_class.c_str(), r.mean_dice, r.foreground_dice, r.best ? " (best)" : "");
+  std::fflush(stdout);
+}
+
+void RunLogger::info(const std::string& message) {
+  if (rank_ != 0) return;
+  end_bar();
+  std::printf("%s\n", message.c_str());
+  std::fflush(stdout);
+}
+
+void RunLogger::warn(const std::string& message) {
+  end_bar();
+  std::fprintf(stderr, "dpunet: warning (%s): %s\n", process_label().c_str(), message.c_str());
+  std::fflush(stderr);
+}
+
+}  // namespace dpunet::train

@@ -1,0 +1,55 @@
+// What a run tells its user. Rank 0 prints a line every N steps (or a progress bar with
+// ETA on a terminal) and appends one JSON object per log step and per validation to
+// RUN/metrics.jsonl. Other ranks print only warnings and errors, tagged with their rank.
+#pragma once
+
+#include <cstdint>
+#include <fstream>
+#include <string>
+#include <vector>
+
+namespace dpunet::train {
+
+struct TrainRecord {
+  int64_t step = 0;  // optimizer steps completed
+  int64_t total_steps = 0;
+  int64_t epoch = 0;
+  double loss = 0;  // mean over the steps since the last record, all ranks
+  double lr = 0;
+  double samples_per_s = 0;  // global
+  double data_wait_share = 0;  // of wall time spent waiting for batches
+  double step_ms = 0;
+  double gpu_memory_gb = -1;  // peak allocated; < 0 on CPU
+  double elapsed_s = 0;
+};
+
+struct ValRecord {
+  int64_t step = 0;
+  int64_t epoch = 0;
+  double loss = 0;
+  std::vector<double> dice, iou;  // per class
+  double mean_dice = 0;  // over foreground classes
+  double foreground_dice = 0;  // any foreground vs background
+  bool best = false;
+};
+
+class RunLogger {
+ public:
+  // `progress`: auto (bar on a terminal), bar or lines.
+  RunLogger(const std::string& run_dir, int rank, const std::string& progress, bool resumed);
+
+  void train(const TrainRecord& record);
+  void validation(const ValRecord& record);
+  void info(const std::string& message);  // rank 0 only
+  void warn(const std::string& message);  // any rank, with its rank
+
+ private:
+  void end_bar();
+
+  int rank_;
+  bool bar_;
+  bool bar_open_ = false;
+  std::ofstream metrics_;
+};
+
+}  // namespace dpunet::train

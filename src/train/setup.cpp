@@ -1,0 +1,115 @@
+// Config -> model, optimizer, loss, DDP and loader options.
+#include "train/setup.h"
+
+#include <torch/optim/adamw.h>
+#include <torch/optim/sgd.h>
+
+#include "common/error.h"
+
+namespace dpunet::train {
+
+model::UnetOptions unet_options(const config::Config& c, std::shared_ptr<dist::Communicator> comm) {
+  model::UnetOptions o;
+  o.n_channels = c.model.n_channels;
+  o.n_classes = c.model.n_classes;
+  o.bilinear = c.model.bilinear;
+  o.base_channels = c.model.base_channels;
+  o.depth = c.model.depth;
+  o.norm = model::parse_norm(c.model.norm);
+  o.padding = model::parse_padding(c.model.padding);
+  if (o.norm == model::Norm::kSyncBatch) o.communicator = std::move(comm);
+  return o;
+}
+
+model::Unet build_model(const config::Config& c, std::shared_ptr<dist::Communicator> comm) {
+  model::Unet net(unet_options(c, std::move(comm)));
+  if (c.model.checkpointing != "none") {
+    net->use_checkpointing(true, c.model.checkpointing == "all" ? model::CheckpointPolicy::kAll
+                                                                : model::CheckpointPolicy::kBalanced);
+  }
+  return net;
+}
+
+std::unique_ptr<torch::optim::Optimizer> build_optimizer(const config::Config& c,
+                                                         const std::vector<torch::Tensor>& parameters) {
+  const auto& o = c.optimizer;
+  if (o.name == "sgd") {
+    return std::make_unique<torch::optim::SGD>(
+        parameters, torch::optim::SGDOptions(o.lr).momentum(o.momentum).nesterov(true).weight_decay(o.weight_decay));
+  }
+  return std::make_unique<torch::optim::AdamW>(
+      parameters,
+      torch::optim::AdamWOptions(o.lr).betas({o.beta1, o.beta2}).eps(o.eps).weight_decay(o.weight_decay));
+}
+
+void set_learning_rate(torch::optim::Optimizer& optimizer, double lr) {
+  for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
+}
+
+LossOptions loss_options(const config::Config& c) {
+  LossOptions o;
+  o.ce_weight = c.loss.ce_weight;
+  o.dice_weight = c.loss.dice_weight;
+  o.class_weights = c.loss.class_weights;
+  o.dice_include_background = c.loss.dice_include_background;
+  return o;
+}
+
+dist::DdpOptions ddp_options(const config::Config& c) {
+  dist::DdpOptions o;
+  constexpr double kMiB = 1024.0 * 1024.0;
+  o.bucket_caps.first_bytes = static_cast<int64_t>(c.distributed.first_bucket_mb * kMiB);
+  o.bucket_caps.bytes = static_cast<int64_t>(c.distributed.bucket_mb * kMiB);
+  if (c.distributed.wire_dtype == "bf16") o.wire_dtype = dist::WireDtype::kBFloat16;
+  if (c.distributed.wire_dtype == "fp16") o.wire_dtype = dist::WireDtype::kFloat16;
+  return o;
+}
+
+data::SamplerOptions sampler_options(const config::Config& c) {
+  data::SamplerOptions o;
+  o.seed = c.run.seed;
+  o.remainder = c.data.remainder == "drop" ? data::Remainder::kDrop : data::Remainder::kPad;
+  return o;
+}
+
+data::LoaderOptions loader_options(const config::Config& c, bool pin_memory) {
+  data::LoaderOptions o;
+  o.batch_size = c.train.batch_size;
+  o.workers = static_cast<int>(c.data.workers);
+  o.prefetch_batches = static_cast<int>(c.data.prefetch);
+  o.pin_memory = pin_memory;
+  o.normalization = data::parse_normalization(c.data.normalization);
+  o.seed = c.run.seed;
+  o.augment = c.augment.enabled;
+  auto& a = o.augmentation;
+  const auto& g = c.augment;
+  a.patch_height = a.patch_width = g.patch_size;
+  a.flip_probability = g.flip;
+  a.rotate90_probability = g.rotate90;
+  a.affine_probability = g.affine;
+  a.max_rotation_degrees = g.max_rotation_degrees;
+  a.scale_min = g.scale_min;
+  a.scale_max = g.scale_max;
+  a.elastic_probability = g.elastic;
+  a.elastic_grid = static_cast<int>(g.elastic_grid);
+  a.elastic_sigma = g.elastic_sigma;
+  a.brightness_probability = g.brightness;
+  a.brightness_range = g.brightness_range;
+  a.contrast_probability = g.contrast;
+  a.contrast_range = g.contrast_range;
+  a.gamma_probability = g.gamma;
+  a.gamma_min = g.gamma_min;
+  a.gamma_max = g.gamma_max;
+  a.noise_probability = g.noise;
+  a.noise_std = g.noise_std;
+  return o;
+}
+
+void check_data_fits_model(const config::Config& c, const data::ShardHeader& h, const std::string& which) {
+  DPUNET_CHECK(h.channels == c.model.n_channels, which, ": images have ", h.channels,
+               " channels but model.n_channels is ", c.model.n_channels);
+  DPUNET_CHECK(h.n_classes == c.model.n_classes, which, ": masks have ", h.n_classes,
+               " classes but model.n_classes is ", c.model.n_classes);
+}
+
+}  // namespace dpunet::train

@@ -1,0 +1,29 @@
+// Turning a Config into the objects a run needs: the model, the optimizer, the loss
+// options, the loader options. Each names the config keys in its errors.
+#pragma once
+
+#include <torch/optim/optimizer.h>
+
+#include <memory>
+
+#include "config/config.h"
+#include "data/loader.h"
+#include "dist/ddp.h"
+#include "model/unet.h"
+#include "train/loss.h"
+
+namespace dpunet::train {
+
+model::UnetOptions unet_options(const config::Config& config, std::shared_ptr<dist::Communicator> comm);
+model::Unet build_model(const config::Config& config, std::shared_ptr<dist::Communicator> comm);
+std::unique_ptr<torch::optim::Optimizer> build_optimizer(const config::Config& config,
+                                                         const std::vector<torch::Tensor>& parameters);
+void set_learning_rate(torch::optim::Optimizer& optimizer, double lr);
+LossOptions loss_options(const config::Config& config);
+dist::DdpOptions ddp_options(const config::Config& config);
+data::LoaderOptions loader_options(const config::Config& config, bool pin_memory);
+data::SamplerOptions sampler_options(const config::Config& config);
+// Checks that the data fit the model: channels and classes.
+void check_data_fits_model(const config::Config& config, const data::ShardHeader& header, const std::string& which);
+
+}  // namespace dpunet::train

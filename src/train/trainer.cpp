@@ -1,0 +1,357 @@
+// The train loop. Order of events at each step boundary, the same on every rank:
+// preemption check (one tiny all-reduce), validation when due, checkpoint when due,
+// log line when due. Collectives are therefore issued in the same order everywhere.
+#include "train/trainer.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/autocast_mode.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <filesystem>
+#include <optional>
+#include <thread>
+
+#include "checkpoint/checkpoint.h"
+#include "checkpoint/store.h"
+#include "common/atomic_file.h"
+#include "common/error.h"
+#include "dist/context.h"
+#include "dist/make_communicator.h"
+#include "train/device_memory.h"
+#include "train/loss_scaler.h"
+#include "train/preemption.h"
+#include "train/run_logger.h"
+#include "train/schedule.h"
+#include "train/setup.h"
+#include "train/validation.h"
+
+namespace dpunet::train {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// bf16/fp16 autocast on CUDA for the forward pass, as torch.autocast does.
+class AutocastScope {
+ public:
+  AutocastScope(bool enabled, at::ScalarType dtype) : enabled_(enabled) {
+    if (!enabled_) return;
+    previous_ = at::autocast::is_autocast_enabled(at::kCUDA);
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+    at::autocast::set_autocast_dtype(at::kCUDA, dtype);
+    at::autocast::increment_nesting();
+  }
+  ~AutocastScope() {
+    if (!enabled_) return;
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    at::autocast::set_autocast_enabled(at::kCUDA, previous_);
+  }
+  AutocastScope(const AutocastScope&) = delete;
+  AutocastScope& operator=(const AutocastScope&) = delete;
+
+ private:
+  bool enabled_;
+  bool previous_ = false;
+};
+
+class Trainer {
+ public:
+  Trainer(const config::Config& config, dist::Context& context, const TrainOptions& options);
+  int run();
+
+ private:
+  void resume(const checkpoint::LoadedCheckpoint& loaded);
+  torch::Tensor forward(const torch::Tensor& images);
+  torch::Tensor train_step(int64_t* epoch_after);
+  bool agree_to_stop();
+  void maybe_validate(bool epoch_ended, bool last, bool* improved);
+  void save(bool best);
+  void log_progress(const torch::Tensor& loss_sum, int64_t steps);
+
+  const config::Config& config_;
+  dist::Context& context_;
+  TrainOptions options_;
+  c10::Device device_;
+  std::shared_ptr<dist::Communicator> comm_;
+  RunLogger logger_;
+  checkpoint::CheckpointStore store_;
+  model::Unet model_{nullptr};
+  std::unique_ptr<dist::DistributedDataParallel> ddp_;
+  std::unique_ptr<torch::optim::Optimizer> optimizer_;
+  std::shared_ptr<const data::Dataset> train_data_, val_data_;
+  std::unique_ptr<data::Loader> loader_;
+  LossOptions loss_options_;
+  LossScaler scaler_;
+  bool autocast_;
+  at::ScalarType autocast_dtype_ = at::kBFloat16;
+  int64_t step_ = 0;
+  int64_t epoch_ = 0;
+  double best_score_ = -1;
+  // Throughput bookkeeping between log lines.
+  Clock::time_point run_start_, window_start_;
+  double window_wait_start_ = 0;
+  int64_t window_steps_ = 0;
+};
+
+std::optional<checkpoint::LoadedCheckpoint> find_resume_point(const TrainOptions& options,
+                                                              const checkpoint::CheckpointStore& store,
+                                                              RunLogger& logger) {
+  if (options.resume == "none") return std::nullopt;
+  if (options.resume != "auto") return checkpoint::LoadedCheckpoint(options.resume);
+  const auto path = store.latest_valid([&](const std::string& m) { logger.warn(m); });
+  if (!path) {
+    logger.info("resume auto: no checkpoint in " + store.directory() + ", starting fresh");
+    return std::nullopt;
+  }
+  return checkpoint::LoadedCheckpoint(*path);
+}
+
+Trainer::Trainer(const config::Config& config, dist::Context& context, const TrainOptions& options)
+    : config_(config),
+      context_(context),
+      options_(options),
+      device_(context.device()),
+      comm_(dist::make_communicator(
+          context, config.distributed.backend,
+          dist::CommunicatorOptions{std::chrono::milliseconds(static_cast<int64_t>(config.distributed.timeout_s * 1000))})),
+      logger_(config.run.dir, context.rank(), config.logging.progress, options.resume != "none"),
+      store_(config.run.dir),
+      scaler_(config.precision.dtype == "fp16" && context.device().is_cuda()),
+      autocast_(config.precision.dtype != "fp32" && context.device().is_cuda()) {
+  if (config.precision.dtype == "fp16") autocast_dtype_ = at::kHalf;
+  if (device_.is_cuda()) at::globalContext().setBenchmarkCuDNN(config.precision.cudnn_benchmark);
+  DPUNET_CHECK(config.precision.dtype == "fp32" || device_.is_cuda(), "precision.dtype ", config.precision.dtype,
+               " needs a GPU; this rank runs on ", device_.str());
+
+  train_data_ = std::make_shared<const data::Dataset>(config.data.train);
+  check_data_fits_model(config, train_data_->header(), config.data.train);
+  if (!config.data.val.empty()) {
+    val_data_ = std::make_shared<const data::Dataset>(config.data.val);
+    check_data_fits_model(config, val_data_->header(), config.data.val);
+  }
+
+  torch::manual_seed(config.run.seed);
+  model_ = build_model(config, comm_);
+  std::optional<checkpoint::LoadedCheckpoint> loaded = find_resume_point(options, store_, logger_);
+  if (loaded) {
+    const config::Config saved = config::parse_config(loaded->state().config_yaml, loaded->path() + " (saved config)");
+    const auto differences = config::model_differences(saved, config);
+    if (!differences.empty()) {
+      std::string list;
+      for (const auto& d : differences) list += "\n  " + d;
+      DPUNET_FAIL(loaded->path(), ": the checkpoint's model differs from the config's:", list);
+    }
+    loaded->restore_model(*model_);
+  }
+  model_->to(device_);
+  ddp_ = std::make_unique<dist::DistributedDataParallel>(model_.ptr(), *comm_, ddp_options(config));
+  optimizer_ = build_optimizer(config, model_->parameters());
+  data::SamplerState start;
+  if (loaded) {
+    resume(*loaded);
+    start = loaded->state().sampler;
+  }
+  loader_ = std::make_unique<data::Loader>(
+      train_data_,
+      data::DistributedSampler(train_data_->size(), context.rank(), context.world_size(), sampler_options(config)),
+      loader_options(config, device_.is_cuda()), start);
+  epoch_ = start.epoch;
+  loss_options_ = loss_options(config);
+}
+
+void Trainer::resume(const checkpoint::LoadedCheckpoint& loaded) {
+  loaded.restore_optimizer(*optimizer_);
+  const auto& s = loaded.state();
+  step_ = s.step;
+  best_score_ = s.best_score;
+  scaler_.load(LossScalerState{s.loss_scale, s.loss_scale_clean_steps});
+  if (s.rng_cpu.defined()) {  // see save()
+    at::Generator generator = at::detail::getDefaultCPUGenerator();
+    generator.set_state(s.rng_cpu);
+  }
+  logger_.info("resumed from " + loaded.path() + " at step " + std::to_string(step_));
+  if (s.world_size != context_.world_size()) {
+    logger_.info("the checkpoint was written by " + std::to_string(s.world_size) + " ranks, this run has " +
+                 std::to_string(context_.world_size()) + ": the sampler re-splits the rest of the epoch");
+  }
+}
+
+torch::Tensor Trainer::forward(const torch::Tensor& images) {
+  AutocastScope autocast(autocast_, autocast_dtype_);
+  return model_->forward(images);
+}
+
+torch::Tensor Trainer::train_step(int64_t* epoch_after) {
+  ddp_->zero_grad();
+  const int64_t micro_batches = config_.train.accumulation;
+  torch::Tensor loss_sum = torch::zeros({}, torch::TensorOptions().device(device_));
+  for (int64_t micro = 0; micro < micro_batches; ++micro) {
+    data::Batch batch = loader_->next();
+    *epoch_after = batch.state_after.epoch;
+    torch::Tensor images = batch.images.to(device_, /*non_blocking=*/true);
+    if (config_.precision.channels_last) images = images.contiguous(at::MemoryFormat::ChannelsLast);
+    torch::Tensor target = batch.masks.to(device_, /*non_blocking=*/true).to(torch::kLong);
+    // Micro-batches before the last accumulate locally; the last one's backward reduces.
+    std::optional<dist::DistributedDataParallel::NoSync> local;
+    if (micro + 1 < micro_batches) local.emplace(*ddp_);
+    const torch::Tensor logits = forward(images);
+    if (config_.model.padding == "valid") target = centre_crop_masks(target, logits.size(2));
+    const torch::Tensor loss = segmentation_loss(logits, target, loss_options_) / static_cast<double>(micro_batches);
+    scaler_.scale(loss).backward();
+    loss_sum += loss.detach();
+  }
+  ddp_->synchronize();
+  std::vector<torch::Tensor> gradients;
+  for (const auto& p : model_->parameters()) gradients.push_back(p.grad());
+  const bool finite = scaler_.unscale(gradients);  // every rank has the same gradients
+  if (finite && config_.optimizer.grad_clip > 0) {
+    torch::nn::utils::clip_grad_norm_(model_->parameters(), config_.optimizer.grad_clip);
+  }
+  set_learning_rate(*optimizer_, learning_rate(config_.schedule, config_.optimizer.lr, step_, config_.train.steps));
+  if (finite) optimizer_->step();
+  scaler_.update(finite);
+  ++step_;
+  return loss_sum;
+}
+
+bool Trainer::agree_to_stop() {
+  // Any rank's signal stops all of them at the same step.
+  torch::Tensor flag = torch::full({1}, preemption_requested() ? 1.0f : 0.0f, torch::TensorOptions().device(device_));
+  comm_->all_reduce(flag, dist::ReduceOp::kSum);
+  return flag.item<float>() > 0;
+}
+
+void Trainer::maybe_validate(bool epoch_ended, bool last, bool* improved) {
+  *improved = false;
+  if (!val_data_) return;
+  const int64_t every = config_.validation.every_steps;
+  const bool due = last || (every > 0 ? step_ % every == 0 : epoch_ended);
+  if (!due) return;
+  ValidationOptions o;
+  o.batch_size = config_.validation.batch_size;
+  o.patch_size = config_.augment.patch_size;
+  o.normalization = data::parse_normalization(config_.data.normalization);
+  o.n_classes = config_.model.n_classes;
+  o.valid_padding = config_.model.padding == "valid";
+  model_->eval();
+  const ConfusionCounts counts = validate([this](const torch::Tensor& x) { return forward(x); }, *val_data_, o,
+                                          loss_options_, device_, context_.rank(), context_.world_size(), *comm_);
+  model_->train();
+  ValRecord record;
+  record.step = step_;
+  record.epoch = epoch_;
+  record.loss = counts.mean_loss();
+  record.dice = counts.dice();
+  record.iou = counts.iou();
+  record.mean_dice = counts.mean_foreground_dice();
+  record.foreground_dice = counts.foreground_dice();
+  *improved = record.mean_dice > best_score_;
+  if (*improved) best_score_ = record.mean_dice;
+  record.best = *improved;
+  logger_.validation(record);
+}
+
+void Trainer::save(bool best) {
+  if (!context_.is_root()) return;
+  checkpoint::TrainingState state;
+  state.step = step_;
+  state.sampler = loader_->state();
+  state.world_size = context_.world_size();
+  state.config_yaml = config::to_yaml(config_);
+  state.loss_scale = scaler_.state().scale;
+  state.loss_scale_clean_steps = scaler_.state().clean_steps;
+  state.best_score = best_score_;
+  // Nothing in the step draws from torch's generator today; its state is kept so that a
+  // future random op (dropout, stochastic depth) resumes exactly too.
+  state.rng_cpu = at::detail::getDefaultCPUGenerator().get_state();
+  store_.commit(
+      step_, [&](const std::string& path) { checkpoint::save_checkpoint(path, *model_, *optimizer_, state); }, best,
+      config_.checkpoint.keep_last);
+}
+
+void Trainer::log_progress(const torch::Tensor& loss_sum, int64_t steps) {
+  // One all-reduce every log interval: the loss shown is the mean over all ranks.
+  torch::Tensor loss = loss_sum.detach().to(torch::kFloat).reshape({1}).clone();
+  comm_->all_reduce(loss, dist::ReduceOp::kAvg);
+  const double seconds = seconds_since(window_start_);
+  const double waited = loader_->wait_seconds() - window_wait_start_;
+  TrainRecord r;
+  r.step = step_;
+  r.total_steps = config_.train.steps;
+  r.epoch = epoch_;
+  r.loss = loss.item<double>() / static_cast<double>(std::max<int64_t>(1, steps));
+  r.lr = learning_rate(config_.schedule, config_.optimizer.lr, step_ - 1, config_.train.steps);
+  r.samples_per_s = static_cast<double>(steps * config_.train.accumulation * config_.train.batch_size *
+                                        context_.world_size()) / seconds;
+  r.data_wait_share = seconds > 0 ? waited / seconds : 0;
+  r.step_ms = 1000.0 * seconds / static_cast<double>(std::max<int64_t>(1, steps));
+  r.gpu_memory_gb = peak_gpu_memory_gib(device_);
+  r.elapsed_s = seconds_since(run_start_);
+  logger_.train(r);
+  window_start_ = Clock::now();
+  window_wait_start_ = loader_->wait_seconds();
+}
+
+int Trainer::run() {
+  install_preemption_handlers();
+  model_->train();
+  logger_.info("training " + std::to_string(config_.train.steps) + " steps on " + std::to_string(context_.world_size()) +
+               " rank(s), " + device_.str() + ", " + std::to_string(train_data_->size()) + " samples, " +
+               std::to_string(loader_->batches_per_epoch() / config_.train.accumulation) + " steps per epoch; run dir " +
+               config_.run.dir);
+  run_start_ = window_start_ = Clock::now();
+  window_wait_start_ = loader_->wait_seconds();
+  torch::Tensor loss_window = torch::zeros({}, torch::TensorOptions().device(device_));
+  while (step_ < config_.train.steps) {
+    int64_t epoch_after = epoch_;
+    loss_window += train_step(&epoch_after);
+    ++window_steps_;
+    const bool epoch_ended = epoch_after > epoch_;
+    epoch_ = epoch_after;
+    const bool last = step_ == config_.train.steps;
+    const bool stop_requested = options_.stop_at_step > 0 && step_ >= options_.stop_at_step;
+    const bool preempted = agree_to_stop();
+    bool improved = false;
+    maybe_validate(epoch_ended, last, &improved);
+    const bool checkpoint_due = last || preempted || stop_requested || improved ||
+                                (config_.checkpoint.every_steps > 0 && step_ % config_.checkpoint.every_steps == 0) ||
+                                (config_.checkpoint.every_epoch && epoch_ended);
+    if (checkpoint_due) save(improved && config_.checkpoint.keep_best);
+    if (step_ % config_.logging.every_steps == 0 || last || preempted || stop_requested) {
+      log_progress(loss_window, window_steps_);
+      loss_window.zero_();
+      window_steps_ = 0;
+    }
+    if (preempted) {
+      logger_.info("stopped by a signal at step " + std::to_string(step_) + "; checkpoint written, exit code " +
+                   std::to_string(kPreemptedExitCode) + " (resume with --resume auto)");
+      return kPreemptedExitCode;
+    }
+    if (stop_requested && !last) {
+      logger_.info("stopped at step " + std::to_string(step_) + " as asked; resume with --resume auto");
+      return 0;
+    }
+  }
+  logger_.info("done: " + std::to_string(step_) + " steps; checkpoints in " + store_.directory());
+  return 0;
+}
+
+}  // namespace
+
+int run_training(const config::Config& config, dist::Context& context, const TrainOptions& options) {
+  if (context.is_root()) {
+    std::error_code ec;
+    std::filesystem::create_directories(config.run.dir, ec);
+    DPUNET_CHECK(!ec, "run.dir ", config.run.dir, ": cannot create the run directory: ", ec.message());
+    write_file_atomically(config.run.dir + "/config.yaml", config::to_yaml(config));
+  }
+  // Other ranks never write into the run directory, so they need not wait for it.
+  Trainer trainer(config, context, options);
+  return trainer.run();
+}
+
+}  // namespace dpunet::train

@@ -1,0 +1,44 @@
+// validate().
+#include "train/validation.h"
+
+#include <torch/torch.h>
+
+#include <cstring>
+
+#include "data/augment.h"
+
+namespace dpunet::train {
+
+ConfusionCounts validate(const std::function<torch::Tensor(const torch::Tensor&)>& forward,
+                         const data::Dataset& dataset, const ValidationOptions& o, const LossOptions& loss_options,
+                         const c10::Device& device, int rank, int world_size, dist::Communicator& comm) {
+  torch::NoGradGuard no_grad;
+  ConfusionCounts counts(o.n_classes);
+  const auto& h = dataset.header();
+  const int64_t patch_h = o.patch_size > 0 ? o.patch_size : h.height;
+  const int64_t patch_w = o.patch_size > 0 ? o.patch_size : h.width;
+  std::vector<int64_t> mine;
+  for (int64_t i = rank; i < dataset.size(); i += world_size) mine.push_back(i);
+  std::vector<unsigned char> scratch;
+  for (size_t start = 0; start < mine.size(); start += static_cast<size_t>(o.batch_size)) {
+    const int64_t count = std::min<int64_t>(o.batch_size, static_cast<int64_t>(mine.size() - start));
+    torch::Tensor images = torch::empty({count, h.channels, patch_h, patch_w}, torch::kFloat);
+    torch::Tensor masks = torch::empty({count, patch_h, patch_w}, torch::kByte);
+    for (int64_t b = 0; b < count; ++b) {
+      const data::Sample crop = data::centre_crop(data::load_sample(dataset, mine[start + b], o.normalization, scratch),
+                                                  patch_h, patch_w);
+      std::memcpy(images[b].data_ptr<float>(), crop.image.data(), crop.image.size() * sizeof(float));
+      std::memcpy(masks[b].data_ptr<uint8_t>(), crop.mask.data(), crop.mask.size());
+    }
+    const torch::Tensor logits = forward(images.to(device));
+    torch::Tensor target = masks.to(device).to(torch::kLong);
+    if (o.valid_padding) target = centre_crop_masks(target, logits.size(2));
+    const double batch_loss = segmentation_loss(logits, target, loss_options).item<double>();
+    counts.add_loss(batch_loss * static_cast<double>(count), count);
+    counts.add(logits, target);
+  }
+  counts.all_reduce(comm, device);
+  return counts;
+}
+
+}  // namespace dpunet::train

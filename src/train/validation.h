@@ -1,0 +1,29 @@
+// Validation over a held-out dataset: each rank evaluates every W-th sample (centre
+// crops at the patch size, no augmentation), then the confusion counts and loss sums
+// are added over ranks once, so every rank gets the same, exact totals.
+#pragma once
+
+#include <torch/nn/module.h>
+
+#include "data/dataset.h"
+#include "data/normalize.h"
+#include "dist/communicator.h"
+#include "train/loss.h"
+#include "train/metrics.h"
+
+namespace dpunet::train {
+
+struct ValidationOptions {
+  int64_t batch_size = 4;
+  int64_t patch_size = 0;  // 0: whole images
+  data::Normalization normalization = data::Normalization::kDataset;
+  int64_t n_classes = 2;
+  bool valid_padding = false;  // masks are cropped to the output size
+};
+
+// `forward` maps images [B, C, P, P] on the model's device to logits.
+ConfusionCounts validate(const std::function<torch::Tensor(const torch::Tensor&)>& forward,
+                         const data::Dataset& dataset, const ValidationOptions& options, const LossOptions& loss,
+                         const c10::Device& device, int rank, int world_size, dist::Communicator& comm);
+
+}  // namespace dpunet::train
