@@ -30,7 +30,8 @@ dist::DevicePreference device_preference(const std::string& device) {
 }
 
 config::Config read_config(const TrainArgs& args) {
-  if (args.config_path.empty()) return config::parse_config(quickstart_config(), "built-in quickstart config", args.overrides);
+  if (args.config_path.empty())
+    return config::parse_config(quickstart_config(), "built-in quickstart config", args.overrides);
   return config::load_config(args.config_path, args.overrides);
 }
 

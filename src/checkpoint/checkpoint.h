@@ -19,14 +19,14 @@ namespace dpunet::checkpoint {
 inline constexpr uint32_t kFormatVersion = 1;
 
 struct TrainingState {
-  int64_t step = 0;  // optimizer steps completed
-  data::SamplerState sampler;  // where the loader continues
-  int world_size = 1;  // of the run that wrote it
-  std::string config_yaml;  // the resolved config
+  int64_t step = 0;             // optimizer steps completed
+  data::SamplerState sampler;   // where the loader continues
+  int world_size = 1;           // of the run that wrote it
+  std::string config_yaml;      // the resolved config
   double loss_scale = 65536.0;  // fp16 loss scaler
   int64_t loss_scale_clean_steps = 0;
   double best_score = -1;  // best validation Dice so far (-1: none yet)
-  torch::Tensor rng_cpu;  // torch's default CPU generator state
+  torch::Tensor rng_cpu;   // torch's default CPU generator state
   torch::Tensor rng_cuda;  // this rank's CUDA generator state; undefined on CPU
 };
 

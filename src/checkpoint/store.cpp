@@ -46,7 +46,9 @@ void CheckpointStore::write_pointer(const std::string& name, const std::string& 
   write_file_atomically(directory_ + "/" + name, fs::path(target).filename().string() + "\n");
 }
 
-std::optional<std::string> CheckpointStore::best() const { return read_pointer("best"); }
+std::optional<std::string> CheckpointStore::best() const {
+  return read_pointer("best");
+}
 
 void CheckpointStore::commit(int64_t step, const std::function<void(const std::string&)>& write, bool best,
                              int64_t keep_last) {

@@ -116,7 +116,8 @@ void apply_override(const std::string& text, Config& config) {
 
 }  // namespace
 
-Config parse_config(const std::string& yaml_text, const std::string& source, const std::vector<std::string>& overrides) {
+Config parse_config(const std::string& yaml_text, const std::string& source,
+                    const std::vector<std::string>& overrides) {
   Config config;
   YAML::Node root;
   try {

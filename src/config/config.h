@@ -21,14 +21,14 @@ struct ModelConfig {
   bool bilinear = false;
   int64_t base_channels = 64;
   int64_t depth = 4;
-  std::string norm = "batch";  // batch | instance | group | none | sync_batch
-  std::string padding = "same";  // same | valid
+  std::string norm = "batch";          // batch | instance | group | none | sync_batch
+  std::string padding = "same";        // same | valid
   std::string checkpointing = "none";  // none | balanced | all
 };
 
 struct DataConfig {
   std::string train = "data/synth/train-*.h5";
-  std::string val;  // empty: no validation
+  std::string val;                        // empty: no validation
   std::string normalization = "dataset";  // dataset | per_image | none
   int64_t workers = 2;
   int64_t prefetch = 4;
@@ -53,9 +53,9 @@ struct AugmentConfig {
 };
 
 struct TrainConfig {
-  int64_t batch_size = 4;  // per rank, per micro-batch
+  int64_t batch_size = 4;    // per rank, per micro-batch
   int64_t accumulation = 1;  // micro-batches per optimizer step
-  int64_t steps = 1000;  // optimizer steps in the whole run
+  int64_t steps = 1000;      // optimizer steps in the whole run
 };
 
 struct OptimizerConfig {
@@ -63,8 +63,8 @@ struct OptimizerConfig {
   double lr = 1e-3;
   double weight_decay = 1e-4;
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;  // adamw
-  double momentum = 0.99;  // sgd, with Nesterov
-  double grad_clip = 12.0;  // global gradient norm after the all-reduce; 0: off
+  double momentum = 0.99;                         // sgd, with Nesterov
+  double grad_clip = 12.0;                        // global gradient norm after the all-reduce; 0: off
 };
 
 struct ScheduleConfig {

@@ -105,7 +105,10 @@ Field reals(const std::string& path, Get get, double low, double high) {
           }};
 }
 
-#define AT(member) [](Config& c) -> auto& { return c.member; }
+#define AT(member)          \
+  [](Config & c) -> auto& { \
+    return c.member;        \
+  }
 
 std::vector<Field> build() {
   return {

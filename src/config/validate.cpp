@@ -17,8 +17,8 @@ void validate(const Config& c, const std::string& source) {
     fail("augment.gamma_min, augment.gamma_max", "gamma_min must not exceed gamma_max");
   }
   if (!c.loss.class_weights.empty() && static_cast<int64_t>(c.loss.class_weights.size()) != c.model.n_classes) {
-    fail("loss.class_weights, model.n_classes", detail::concat(c.loss.class_weights.size(), " weights for ",
-                                                               c.model.n_classes, " classes"));
+    fail("loss.class_weights, model.n_classes",
+         detail::concat(c.loss.class_weights.size(), " weights for ", c.model.n_classes, " classes"));
   }
   if (c.loss.ce_weight == 0 && c.loss.dice_weight == 0) fail("loss.ce_weight, loss.dice_weight", "both are 0");
   if (c.schedule.warmup_steps >= c.train.steps && c.schedule.warmup_steps > 0) {

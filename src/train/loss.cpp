@@ -20,8 +20,7 @@ torch::Tensor segmentation_loss(const torch::Tensor& logits, const torch::Tensor
   }
   if (o.dice_weight > 0) {
     const torch::Tensor probabilities = torch::softmax(scores, 1);  // [N, K, H, W]
-    const torch::Tensor one_hot =
-        torch::one_hot(target, classes).permute({0, 3, 1, 2}).to(probabilities.scalar_type());
+    const torch::Tensor one_hot = torch::one_hot(target, classes).permute({0, 3, 1, 2}).to(probabilities.scalar_type());
     const std::vector<int64_t> dims = {0, 2, 3};
     const torch::Tensor intersection = (probabilities * one_hot).sum(dims);  // [K]
     const torch::Tensor total = probabilities.sum(dims) + one_hot.sum(dims);

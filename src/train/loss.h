@@ -10,7 +10,7 @@ namespace dpunet::train {
 struct LossOptions {
   double ce_weight = 1.0;
   double dice_weight = 1.0;
-  std::vector<double> class_weights;  // cross-entropy only; empty: equal
+  std::vector<double> class_weights;     // cross-entropy only; empty: equal
   bool dice_include_background = false;  // class 0
 };
 

@@ -18,7 +18,8 @@ struct LossScalerState {
 
 class LossScaler {
  public:
-  explicit LossScaler(bool enabled, int64_t growth_interval = 2000) : enabled_(enabled), growth_interval_(growth_interval) {}
+  explicit LossScaler(bool enabled, int64_t growth_interval = 2000)
+      : enabled_(enabled), growth_interval_(growth_interval) {}
 
   bool enabled() const { return enabled_; }
   torch::Tensor scale(const torch::Tensor& loss) const { return enabled_ ? loss * state_.scale : loss; }

@@ -8,8 +8,12 @@
 namespace dpunet::train {
 namespace {
 
-double dice_of(double tp, double fp, double fn) { return tp + fp + fn == 0 ? 1.0 : 2 * tp / (2 * tp + fp + fn); }
-double iou_of(double tp, double fp, double fn) { return tp + fp + fn == 0 ? 1.0 : tp / (tp + fp + fn); }
+double dice_of(double tp, double fp, double fn) {
+  return tp + fp + fn == 0 ? 1.0 : 2 * tp / (2 * tp + fp + fn);
+}
+double iou_of(double tp, double fp, double fn) {
+  return tp + fp + fn == 0 ? 1.0 : tp / (tp + fp + fn);
+}
 
 }  // namespace
 
@@ -48,7 +52,9 @@ void ConfusionCounts::all_reduce(dist::Communicator& comm, const c10::Device& de
   samples_ = static_cast<int64_t>(packed[-1].item<double>());
 }
 
-double ConfusionCounts::mean_loss() const { return samples_ > 0 ? loss_sum_ / samples_ : 0.0; }
+double ConfusionCounts::mean_loss() const {
+  return samples_ > 0 ? loss_sum_ / samples_ : 0.0;
+}
 
 std::vector<double> ConfusionCounts::dice() const {
   std::vector<double> out;

@@ -8,7 +8,9 @@ namespace {
 
 volatile std::sig_atomic_t received_signal = 0;
 
-void on_signal(int signal) { received_signal = signal; }
+void on_signal(int signal) {
+  received_signal = signal;
+}
 
 }  // namespace
 
@@ -22,8 +24,12 @@ void install_preemption_handlers() {
   sigaction(SIGUSR1, &action, nullptr);
 }
 
-bool preemption_requested() { return received_signal != 0; }
+bool preemption_requested() {
+  return received_signal != 0;
+}
 
-int preemption_signal() { return received_signal; }
+int preemption_signal() {
+  return received_signal;
+}
 
 }  // namespace dpunet::train

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
@@ -24,10 +25,17 @@ std::string duration_text(double seconds) {
   return text;
 }
 
+// mpirun hands ranks a pseudo-terminal even when its own output goes to a file, so a
+// launcher that knows better says so in DPUNET_STDOUT_IS_TTY (1 or 0).
+bool stdout_is_terminal() {
+  if (const char* told = std::getenv("DPUNET_STDOUT_IS_TTY")) return std::string(told) == "1";
+  return isatty(STDOUT_FILENO) != 0;
+}
+
 }  // namespace
 
 RunLogger::RunLogger(const std::string& run_dir, int rank, const std::string& progress, bool resumed) : rank_(rank) {
-  bar_ = progress == "bar" || (progress == "auto" && isatty(STDOUT_FILENO));
+  bar_ = progress == "bar" || (progress == "auto" && stdout_is_terminal());
   if (rank_ == 0) {
     const std::string path = run_dir + "/metrics.jsonl";
     metrics_.open(path, resumed ? std::ios::app : std::ios::trunc);
@@ -42,9 +50,15 @@ void RunLogger::end_bar() {
 
 void RunLogger::train(const TrainRecord& r) {
   if (rank_ != 0) return;
-  nlohmann::json row = {{"kind", "train"}, {"step", r.step},          {"epoch", r.epoch},
-                        {"loss", r.loss},  {"lr", r.lr},              {"samples_per_s", r.samples_per_s},
-                        {"data_wait", r.data_wait_share}, {"step_ms", r.step_ms}, {"time_s", r.elapsed_s}};
+  nlohmann::json row = {{"kind", "train"},
+                        {"step", r.step},
+                        {"epoch", r.epoch},
+                        {"loss", r.loss},
+                        {"lr", r.lr},
+                        {"samples_per_s", r.samples_per_s},
+                        {"data_wait", r.data_wait_share},
+                        {"step_ms", r.step_ms},
+                        {"time_s", r.elapsed_s}};
   if (r.gpu_memory_gb >= 0) row["gpu_memory_gb"] = r.gpu_memory_gb;
   metrics_ << row.dump() << "\n" << std::flush;
 
@@ -56,8 +70,8 @@ void RunLogger::train(const TrainRecord& r) {
     const int filled = static_cast<int>(kWidth * r.step / std::max<int64_t>(1, r.total_steps));
     std::printf("\r[%s%s] %lld/%lld ETA %s loss %.4f lr %.2e %.1f samples/s data %.0f%%%s   ",
                 std::string(filled, '=').c_str(), std::string(kWidth - filled, ' ').c_str(),
-                static_cast<long long>(r.step), static_cast<long long>(r.total_steps), duration_text(remaining_s).c_str(),
-                r.loss, r.lr, r.samples_per_s, 100 * r.data_wait_share, memory);
+                static_cast<long long>(r.step), static_cast<long long>(r.total_steps),
+                duration_text(remaining_s).c_str(), r.loss, r.lr, r.samples_per_s, 100 * r.data_wait_share, memory);
     bar_open_ = true;
   } else {
     std::printf("epoch %lld step %lld/%lld loss %.4f lr %.2e samples/s %.1f data %.0f%% step %.0fms%s eta %s\n",

@@ -16,7 +16,7 @@ struct TrainRecord {
   int64_t epoch = 0;
   double loss = 0;  // mean over the steps since the last record, all ranks
   double lr = 0;
-  double samples_per_s = 0;  // global
+  double samples_per_s = 0;    // global
   double data_wait_share = 0;  // of wall time spent waiting for batches
   double step_ms = 0;
   double gpu_memory_gb = -1;  // peak allocated; < 0 on CPU
@@ -28,8 +28,8 @@ struct ValRecord {
   int64_t epoch = 0;
   double loss = 0;
   std::vector<double> dice, iou;  // per class
-  double mean_dice = 0;  // over foreground classes
-  double foreground_dice = 0;  // any foreground vs background
+  double mean_dice = 0;           // over foreground classes
+  double foreground_dice = 0;     // any foreground vs background
   bool best = false;
 };
 

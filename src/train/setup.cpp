@@ -24,8 +24,8 @@ model::UnetOptions unet_options(const config::Config& c, std::shared_ptr<dist::C
 model::Unet build_model(const config::Config& c, std::shared_ptr<dist::Communicator> comm) {
   model::Unet net(unet_options(c, std::move(comm)));
   if (c.model.checkpointing != "none") {
-    net->use_checkpointing(true, c.model.checkpointing == "all" ? model::CheckpointPolicy::kAll
-                                                                : model::CheckpointPolicy::kBalanced);
+    net->use_checkpointing(
+        true, c.model.checkpointing == "all" ? model::CheckpointPolicy::kAll : model::CheckpointPolicy::kBalanced);
   }
   return net;
 }
@@ -38,8 +38,7 @@ std::unique_ptr<torch::optim::Optimizer> build_optimizer(const config::Config& c
         parameters, torch::optim::SGDOptions(o.lr).momentum(o.momentum).nesterov(true).weight_decay(o.weight_decay));
   }
   return std::make_unique<torch::optim::AdamW>(
-      parameters,
-      torch::optim::AdamWOptions(o.lr).betas({o.beta1, o.beta2}).eps(o.eps).weight_decay(o.weight_decay));
+      parameters, torch::optim::AdamWOptions(o.lr).betas({o.beta1, o.beta2}).eps(o.eps).weight_decay(o.weight_decay));
 }
 
 void set_learning_rate(torch::optim::Optimizer& optimizer, double lr) {

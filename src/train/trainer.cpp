@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <optional>
 #include <thread>
@@ -115,14 +116,19 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
       context_(context),
       options_(options),
       device_(context.device()),
-      comm_(dist::make_communicator(
-          context, config.distributed.backend,
-          dist::CommunicatorOptions{std::chrono::milliseconds(static_cast<int64_t>(config.distributed.timeout_s * 1000))})),
+      comm_(dist::make_communicator(context, config.distributed.backend,
+                                    dist::CommunicatorOptions{std::chrono::milliseconds(
+                                        static_cast<int64_t>(config.distributed.timeout_s * 1000))})),
       logger_(config.run.dir, context.rank(), config.logging.progress, options.resume != "none"),
       store_(config.run.dir),
       scaler_(config.precision.dtype == "fp16" && context.device().is_cuda()),
       autocast_(config.precision.dtype != "fp32" && context.device().is_cuda()) {
   if (config.precision.dtype == "fp16") autocast_dtype_ = at::kHalf;
+  // Ranks on one machine share its cores unless the launcher already said how many.
+  if (std::getenv("OMP_NUM_THREADS") == nullptr) {
+    const int cores = static_cast<int>(std::thread::hardware_concurrency());
+    torch::set_num_threads(std::max(1, cores / std::max(1, context.local_size())));
+  }
   if (device_.is_cuda()) at::globalContext().setBenchmarkCuDNN(config.precision.cudnn_benchmark);
   DPUNET_CHECK(config.precision.dtype == "fp32" || device_.is_cuda(), "precision.dtype ", config.precision.dtype,
                " needs a GPU; this rank runs on ", device_.str());
@@ -285,8 +291,9 @@ void Trainer::log_progress(const torch::Tensor& loss_sum, int64_t steps) {
   r.epoch = epoch_;
   r.loss = loss.item<double>() / static_cast<double>(std::max<int64_t>(1, steps));
   r.lr = learning_rate(config_.schedule, config_.optimizer.lr, step_ - 1, config_.train.steps);
-  r.samples_per_s = static_cast<double>(steps * config_.train.accumulation * config_.train.batch_size *
-                                        context_.world_size()) / seconds;
+  r.samples_per_s =
+      static_cast<double>(steps * config_.train.accumulation * config_.train.batch_size * context_.world_size()) /
+      seconds;
   r.data_wait_share = seconds > 0 ? waited / seconds : 0;
   r.step_ms = 1000.0 * seconds / static_cast<double>(std::max<int64_t>(1, steps));
   r.gpu_memory_gb = peak_gpu_memory_gib(device_);
@@ -299,10 +306,11 @@ void Trainer::log_progress(const torch::Tensor& loss_sum, int64_t steps) {
 int Trainer::run() {
   install_preemption_handlers();
   model_->train();
-  logger_.info("training " + std::to_string(config_.train.steps) + " steps on " + std::to_string(context_.world_size()) +
-               " rank(s), " + device_.str() + ", " + std::to_string(train_data_->size()) + " samples, " +
-               std::to_string(loader_->batches_per_epoch() / config_.train.accumulation) + " steps per epoch; run dir " +
-               config_.run.dir);
+  logger_.info("training " + std::to_string(config_.train.steps) + " steps on " +
+               std::to_string(context_.world_size()) + " rank(s), " + device_.str() + ", " +
+               std::to_string(train_data_->size()) + " samples, " +
+               std::to_string(loader_->batches_per_epoch() / config_.train.accumulation) +
+               " steps per epoch; run dir " + config_.run.dir);
   run_start_ = window_start_ = Clock::now();
   window_wait_start_ = loader_->wait_seconds();
   torch::Tensor loss_window = torch::zeros({}, torch::TensorOptions().device(device_));

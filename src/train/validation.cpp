@@ -25,8 +25,8 @@ ConfusionCounts validate(const std::function<torch::Tensor(const torch::Tensor&)
     torch::Tensor images = torch::empty({count, h.channels, patch_h, patch_w}, torch::kFloat);
     torch::Tensor masks = torch::empty({count, patch_h, patch_w}, torch::kByte);
     for (int64_t b = 0; b < count; ++b) {
-      const data::Sample crop = data::centre_crop(data::load_sample(dataset, mine[start + b], o.normalization, scratch),
-                                                  patch_h, patch_w);
+      const data::Sample crop =
+          data::centre_crop(data::load_sample(dataset, mine[start + b], o.normalization, scratch), patch_h, patch_w);
       std::memcpy(images[b].data_ptr<float>(), crop.image.data(), crop.image.size() * sizeof(float));
       std::memcpy(masks[b].data_ptr<uint8_t>(), crop.mask.data(), crop.mask.size());
     }

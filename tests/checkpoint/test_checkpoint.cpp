@@ -1,0 +1,129 @@
+// Checkpoints: exact round trip of model, optimizer and state; damage detected before
+// loading; the store's latest/best/keep-K rules and its fallback past a damaged file.
+#include <torch/torch.h>
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "checkpoint/checkpoint.h"
+#include "checkpoint/store.h"
+#include "common/atomic_file.h"
+#include "support/temp_dir.h"
+
+using Catch::Matchers::Contains;
+using dpunet::checkpoint::LoadedCheckpoint;
+
+namespace {
+
+struct Trained {
+  torch::nn::Linear model{nullptr};
+  std::unique_ptr<torch::optim::AdamW> optimizer;
+  explicit Trained(int seed) {
+    torch::manual_seed(seed);
+    model = torch::nn::Linear(4, 3);
+    optimizer = std::make_unique<torch::optim::AdamW>(model->parameters(), torch::optim::AdamWOptions(0.1));
+  }
+  void step() {
+    optimizer->zero_grad();
+    model->forward(torch::ones({2, 4})).pow(2).sum().backward();
+    optimizer->step();
+  }
+};
+
+void save(const std::string& path, Trained& t, int64_t step) {
+  dpunet::checkpoint::TrainingState state;
+  state.step = step;
+  state.sampler = {3, 40};
+  state.world_size = 2;
+  state.config_yaml = "model:\n  depth: 2\n";
+  state.best_score = 0.5;
+  state.rng_cpu = at::detail::getDefaultCPUGenerator().get_state();
+  dpunet::checkpoint::save_checkpoint(path, *t.model, *t.optimizer, state);
+}
+
+}  // namespace
+
+TEST_CASE("a checkpoint restores model, optimizer and state exactly", "[checkpoint]") {
+  dpunet::test::TempDir dir;
+  Trained a(1);
+  a.step();
+  a.step();
+  save(dir / "a.ckpt", a, 2);
+  Trained b(2);  // different weights, fresh optimizer
+  const LoadedCheckpoint loaded(dir / "a.ckpt");
+  loaded.restore_model(*b.model);
+  loaded.restore_optimizer(*b.optimizer);
+  CHECK(loaded.state().step == 2);
+  CHECK(loaded.state().sampler.epoch == 3);
+  CHECK(loaded.state().sampler.position == 40);
+  CHECK(loaded.state().world_size == 2);
+  CHECK(loaded.state().config_yaml == "model:\n  depth: 2\n");
+  CHECK(loaded.state().best_score == 0.5);
+  CHECK(loaded.state().rng_cpu.defined());
+  // The next step is identical: weights and Adam moments came back bit for bit.
+  a.step();
+  b.step();
+  CHECK(torch::equal(a.model->weight, b.model->weight));
+  CHECK(torch::equal(a.model->bias, b.model->bias));
+}
+
+TEST_CASE("damaged checkpoints are detected before loading", "[checkpoint]") {
+  dpunet::test::TempDir dir;
+  Trained a(1);
+  save(dir / "a.ckpt", a, 1);
+  std::string bytes = dpunet::read_file(dir / "a.ckpt");
+  SECTION("truncated") {
+    dpunet::write_file_atomically(dir / "a.ckpt", bytes.substr(0, bytes.size() / 2));
+    CHECK_THROWS_WITH(LoadedCheckpoint(dir / "a.ckpt"), Contains(dir / "a.ckpt") && Contains("truncated"));
+  }
+  SECTION("a flipped byte") {
+    bytes[bytes.size() - 100] ^= 0x40;
+    dpunet::write_file_atomically(dir / "a.ckpt", bytes);
+    CHECK_THROWS_WITH(LoadedCheckpoint(dir / "a.ckpt"), Contains("checksum mismatch"));
+  }
+  SECTION("another kind of file") {
+    dpunet::write_file_atomically(dir / "a.ckpt", "hello");
+    CHECK_THROWS_WITH(LoadedCheckpoint(dir / "a.ckpt"), Contains("not a dpunet checkpoint"));
+  }
+  std::string why;
+  CHECK_FALSE(dpunet::checkpoint::is_valid_checkpoint(dir / "a.ckpt", &why));
+  CHECK_THAT(why, Contains(dir / "a.ckpt"));
+}
+
+TEST_CASE("the store keeps the last K and the best, and resumes past damage", "[checkpoint]") {
+  dpunet::test::TempDir dir;
+  dpunet::checkpoint::CheckpointStore store(dir.path());
+  Trained t(1);
+  auto writer = [&](int64_t step) { return [&, step](const std::string& path) { save(path, t, step); }; };
+  store.commit(10, writer(10), /*best=*/true, /*keep_last=*/2);
+  store.commit(20, writer(20), false, 2);
+  store.commit(30, writer(30), false, 2);
+  store.commit(40, writer(40), false, 2);
+  const auto kept = store.list();
+  REQUIRE(kept.size() == 3);  // 30, 40 and the best, 10
+  CHECK(kept[0] == store.path_for_step(10));
+  CHECK(*store.best() == store.path_for_step(10));
+  std::vector<std::string> warnings;
+  auto warn = [&](const std::string& m) { warnings.push_back(m); };
+  CHECK(*store.latest_valid(warn) == store.path_for_step(40));
+  // Damage the newest: resume falls back to the one before and says why.
+  std::filesystem::resize_file(store.path_for_step(40), 100);
+  CHECK(*store.latest_valid(warn) == store.path_for_step(30));
+  REQUIRE(warnings.size() == 1);
+  CHECK_THAT(warnings[0], Contains("step-00000040.ckpt") && Contains("truncated"));
+  CHECK_FALSE(dpunet::checkpoint::CheckpointStore(dir / "elsewhere").latest_valid(warn));
+}
+
+TEST_CASE("a failed atomic write leaves the previous file intact", "[checkpoint]") {
+  dpunet::test::TempDir dir;
+  dpunet::write_file_atomically(dir / "f", "old");
+  CHECK_THROWS_WITH(dpunet::write_file_atomically(dir / "missing/f", "new"), Contains(dir / "missing/f"));
+  // The temporary file cannot be created (a directory holds its name): the write fails
+  // and the file it would have replaced is untouched.
+  std::filesystem::create_directories(dir / ("f.tmp." + std::to_string(getpid())));
+  CHECK_THROWS_WITH(dpunet::write_file_atomically(dir / "f", "new"), Contains("cannot write"));
+  CHECK(dpunet::read_file(dir / "f") == "old");
+}

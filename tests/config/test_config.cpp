@@ -1,0 +1,80 @@
+// Config: defaults, overrides, printing, and an error naming file, line, column and key
+// for each kind of mistake.
+#include <catch2/catch.hpp>
+
+#include "config/config.h"
+
+using Catch::Matchers::Contains;
+using dpunet::config::parse_config;
+
+TEST_CASE("an empty config gives the defaults, and printing round-trips", "[config]") {
+  const auto config = parse_config("", "empty.yaml");
+  CHECK(config.optimizer.name == "adamw");
+  CHECK(config.model.base_channels == 64);
+  const auto again = parse_config(dpunet::config::to_yaml(config), "printed.yaml");
+  CHECK(dpunet::config::to_yaml(again) == dpunet::config::to_yaml(config));
+}
+
+TEST_CASE("keys are read into the structs, and --set overrides win", "[config]") {
+  const auto config = parse_config("optimizer:\n  lr: 0.01\n  name: sgd\nloss:\n  class_weights: [1, 2, 3]\n", "a.yaml",
+                                   {"optimizer.lr=3e-4", "model.depth=3"});
+  CHECK(config.optimizer.lr == 3e-4);
+  CHECK(config.optimizer.name == "sgd");
+  CHECK(config.model.depth == 3);
+  CHECK(config.loss.class_weights == std::vector<double>{1, 2, 3});
+  const auto printed = parse_config(dpunet::config::to_yaml(config), "printed.yaml");
+  CHECK(printed.optimizer.lr == 3e-4);
+  CHECK(printed.loss.class_weights == config.loss.class_weights);
+}
+
+TEST_CASE("config mistakes name the file, line, column and key", "[config]") {
+  SECTION("unknown key, with the nearest valid one") {
+    CHECK_THROWS_WITH(parse_config("optimizer:\n  lrr: 0.1\n", "a.yaml"),
+                      Contains("a.yaml:2:3") && Contains("optimizer.lrr") && Contains("did you mean 'optimizer.lr'"));
+  }
+  SECTION("a key in the wrong section") {
+    CHECK_THROWS_WITH(parse_config("train:\n  lr: 0.1\n", "a.yaml"), Contains("did you mean 'optimizer.lr'"));
+  }
+  SECTION("unknown section") {
+    CHECK_THROWS_WITH(parse_config("optimiser:\n  lr: 0.1\n", "a.yaml"),
+                      Contains("a.yaml:1:1") && Contains("did you mean 'optimizer'"));
+  }
+  SECTION("wrong type") {
+    CHECK_THROWS_WITH(
+        parse_config("train:\n  steps: many\n", "a.yaml"),
+        Contains("a.yaml:2:10") && Contains("train.steps") && Contains("expected an integer, got 'many'"));
+  }
+  SECTION("out of range") {
+    CHECK_THROWS_WITH(parse_config("augment:\n  flip: 1.5\n", "a.yaml"),
+                      Contains("a.yaml:2:9") && Contains("augment.flip") && Contains("must be in [0, 1]"));
+  }
+  SECTION("not one of the choices") {
+    CHECK_THROWS_WITH(parse_config("model:\n  norm: layer\n", "a.yaml"),
+                      Contains("model.norm") && Contains("batch, instance, group, none, sync_batch"));
+  }
+  SECTION("a patch that valid padding cannot tile") {
+    CHECK_THROWS_WITH(parse_config("model:\n  padding: valid\naugment:\n  patch_size: 570\n", "a.yaml"),
+                      Contains("a.yaml") && Contains("augment.patch_size") && Contains("572"));
+  }
+  SECTION("class weights that do not match the classes") {
+    CHECK_THROWS_WITH(parse_config("loss:\n  class_weights: [1, 2]\n", "a.yaml"),
+                      Contains("loss.class_weights") && Contains("2 weights for 3 classes"));
+  }
+  SECTION("broken YAML") {
+    CHECK_THROWS_WITH(parse_config("model: [1, 2\n", "a.yaml"), Contains("a.yaml:") && Contains("not valid YAML"));
+  }
+  SECTION("a bad override") {
+    CHECK_THROWS_WITH(parse_config("", "a.yaml", {"optimizer.lr=fast"}),
+                      Contains("--set optimizer.lr=fast") && Contains("expected a number"));
+    CHECK_THROWS_WITH(parse_config("", "a.yaml", {"optimiser.lr=1"}), Contains("did you mean 'optimizer.lr'"));
+    CHECK_THROWS_WITH(parse_config("", "a.yaml", {"optimizer.lr"}), Contains("KEY=VALUE"));
+  }
+}
+
+TEST_CASE("model differences list the keys that change the weights", "[config]") {
+  const auto a = parse_config("model:\n  depth: 4\n  checkpointing: all\n", "a.yaml");
+  const auto b = parse_config("model:\n  depth: 3\n", "b.yaml");
+  const auto differences = dpunet::config::model_differences(a, b);
+  REQUIRE(differences.size() == 1);  // checkpointing does not change the weights
+  CHECK_THAT(differences[0], Contains("model.depth: 4 vs 3"));
+}

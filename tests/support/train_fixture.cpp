@@ -1,0 +1,59 @@
+// TrainFixture.
+#include "support/train_fixture.h"
+
+#include <torch/torch.h>
+
+#include <fstream>
+
+#include "checkpoint/checkpoint.h"
+#include "common/error.h"
+#include "config/config.h"
+#include "train/setup.h"
+
+namespace dpunet::test {
+
+TrainFixture::TrainFixture() {
+  const auto made = run_command(DPUNET_BINARY " data synth --out " + dir_ / "data" +
+                                " --samples 24 --shards 2 --val-samples 6 --size 48 --seed 1 2>&1");
+  DPUNET_CHECK(made.exit_code == 0, "data synth failed: ", made.output);
+}
+
+std::string TrainFixture::write_config(const std::string& extra) const {
+  const std::string path = dir_ / "cfg.yaml";
+  std::ofstream(path) << "run: {dir: " << run_dir() << ", seed: 3, device: cpu}\n"
+                      << "model: {n_classes: 3, base_channels: 8, depth: 2, norm: batch}\n"
+                      << "data: {train: '" << dir_ / "data/train-*.h5"
+                      << "', val: '" << dir_ / "data/val-*.h5"
+                      << "', workers: 2}\n"
+                      << "augment: {patch_size: 32, affine: 0.5, noise: 0.5}\n"
+                      << "train: {batch_size: 2, steps: 8}\n"
+                      << "schedule: {warmup_steps: 2}\n"
+                      << "validation: {every_steps: 4, batch_size: 4}\n"
+                      << "checkpoint: {every_steps: 2, keep_last: 20}\n"
+                      << "logging: {every_steps: 1, progress: lines}\n"
+                      << extra;
+  return path;
+}
+
+std::string TrainFixture::train_command(int ranks, const std::string& arguments) const {
+  // One intra-op thread per rank: the same arithmetic in every run, so runs compare bit for bit.
+  const std::string launch = ranks == 1 ? "" : DPUNET_MPI_LAUNCHER " " + std::to_string(ranks) + " ";
+  return "OMP_NUM_THREADS=1 timeout 300 " + launch + DPUNET_BINARY " train " + arguments + " 2>&1";
+}
+
+CommandResult TrainFixture::train(int ranks, const std::string& arguments) const {
+  return run_command(train_command(ranks, arguments));
+}
+
+std::vector<std::pair<std::string, at::Tensor>> checkpoint_weights(const std::string& path) {
+  const checkpoint::LoadedCheckpoint loaded(path);
+  const config::Config config = config::parse_config(loaded.state().config_yaml, path);
+  model::Unet net = train::build_model(config, nullptr);
+  loaded.restore_model(*net);
+  std::vector<std::pair<std::string, at::Tensor>> weights;
+  for (const auto& item : net->named_parameters()) weights.emplace_back(item.key(), item.value().detach().clone());
+  for (const auto& item : net->named_buffers()) weights.emplace_back(item.key(), item.value().detach().clone());
+  return weights;
+}
+
+}  // namespace dpunet::test

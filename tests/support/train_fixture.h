@@ -1,0 +1,31 @@
+// End-to-end training runs for tests: a small synthetic dataset, a tiny config, and
+// the `dpunet train` command line for 1 rank (no mpirun) or N ranks (mpirun).
+#pragma once
+
+#include <string>
+
+#include "support/run_command.h"
+#include "support/temp_dir.h"
+
+namespace dpunet::test {
+
+class TrainFixture {
+ public:
+  TrainFixture();
+
+  const TempDir& dir() const { return dir_; }
+  std::string run_dir() const { return dir_ / "run"; }
+  // Writes cfg.yaml (the tiny config plus `extra` YAML appended) and returns its path.
+  std::string write_config(const std::string& extra = "") const;
+  // The shell command that trains with `ranks` ranks; output goes to stdout.
+  std::string train_command(int ranks, const std::string& arguments) const;
+  CommandResult train(int ranks, const std::string& arguments) const;
+
+ private:
+  TempDir dir_;
+};
+
+// The model weights stored in a checkpoint, flattened in parameter order.
+std::vector<std::pair<std::string, at::Tensor>> checkpoint_weights(const std::string& path);
+
+}  // namespace dpunet::test

@@ -1,0 +1,89 @@
+// Loss, metrics, learning-rate schedules and the fp16 loss scaler against known answers.
+#include <torch/torch.h>
+#include <catch2/catch.hpp>
+
+#include <limits>
+
+#include "config/config.h"
+#include "train/loss.h"
+#include "train/loss_scaler.h"
+#include "train/metrics.h"
+#include "train/schedule.h"
+
+using dpunet::train::LossOptions;
+
+namespace {
+// Logits that predict `labels` [N, H, W] with confidence `margin`.
+torch::Tensor confident_logits(const torch::Tensor& labels, int64_t classes, double margin) {
+  return torch::one_hot(labels, classes).permute({0, 3, 1, 2}).to(torch::kFloat) * margin;
+}
+}  // namespace
+
+TEST_CASE("cross-entropy part equals torch's, Dice part is 0 for a perfect prediction", "[train]") {
+  torch::manual_seed(0);
+  const torch::Tensor logits = torch::randn({2, 3, 5, 5});
+  const torch::Tensor target = torch::randint(0, 3, {2, 5, 5});
+  LossOptions ce_only;
+  ce_only.dice_weight = 0;
+  CHECK(dpunet::train::segmentation_loss(logits, target, ce_only).item<double>() ==
+        Approx(torch::nn::functional::cross_entropy(logits, target).item<double>()));
+  LossOptions dice_only;
+  dice_only.ce_weight = 0;
+  CHECK(dpunet::train::segmentation_loss(confident_logits(target, 3, 50), target, dice_only).item<double>() ==
+        Approx(0).margin(1e-5));
+  // Wrong everywhere: Dice of the foreground classes is near 0, so the loss is near 1.
+  CHECK(dpunet::train::segmentation_loss(confident_logits((target + 1) % 3, 3, 50), target, dice_only).item<double>() ==
+        Approx(1).margin(1e-3));
+}
+
+TEST_CASE("Dice and IoU come from summed counts, not averaged scores", "[train]") {
+  dpunet::train::ConfusionCounts counts(2);
+  // Batch 1: 4 pixels, truth 1 1 0 0, predicted 1 0 0 0 -> class 1: tp 1, fn 1.
+  const auto truth1 = torch::tensor({1, 1, 0, 0}).view({1, 2, 2});
+  const auto predicted1 = torch::tensor({1, 0, 0, 0}).view({1, 2, 2});
+  counts.add(confident_logits(predicted1, 2, 5), truth1);
+  // Batch 2: truth 1 0 0 0, predicted 1 1 0 0 -> class 1: tp 1, fp 1.
+  const auto truth2 = torch::tensor({1, 0, 0, 0}).view({1, 2, 2});
+  const auto predicted2 = torch::tensor({1, 1, 0, 0}).view({1, 2, 2});
+  counts.add(confident_logits(predicted2, 2, 5), truth2);
+  // Class 1 totals: tp 2, fp 1, fn 1 -> Dice 4/6, IoU 2/4.
+  CHECK(counts.dice()[1] == Approx(4.0 / 6.0));
+  CHECK(counts.iou()[1] == Approx(0.5));
+  // Class 0 totals: tp 4, fp 1, fn 1 -> Dice 8/10.
+  CHECK(counts.dice()[0] == Approx(0.8));
+  CHECK(counts.mean_foreground_dice() == Approx(4.0 / 6.0));
+  CHECK(counts.foreground_dice() == Approx(4.0 / 6.0));
+}
+
+TEST_CASE("learning-rate schedules", "[train]") {
+  dpunet::config::ScheduleConfig s;
+  s.warmup_steps = 10;
+  s.name = "cosine";
+  CHECK(dpunet::train::learning_rate(s, 1.0, 0, 110) == Approx(0.1));
+  CHECK(dpunet::train::learning_rate(s, 1.0, 9, 110) == Approx(1.0));
+  CHECK(dpunet::train::learning_rate(s, 1.0, 10, 110) == Approx(1.0));
+  CHECK(dpunet::train::learning_rate(s, 1.0, 60, 110) == Approx(0.5));
+  CHECK(dpunet::train::learning_rate(s, 1.0, 110, 110) == Approx(0.0).margin(1e-12));
+  s.name = "poly";
+  CHECK(dpunet::train::learning_rate(s, 1.0, 60, 110) == Approx(std::pow(0.5, 0.9)));
+  s.name = "constant";
+  CHECK(dpunet::train::learning_rate(s, 2.0, 100, 110) == Approx(2.0));
+}
+
+TEST_CASE("the loss scaler skips non-finite steps and grows after clean ones", "[train]") {
+  dpunet::train::LossScaler scaler(true, /*growth_interval=*/2);
+  const double start = scaler.state().scale;
+  torch::Tensor g = torch::full({3}, start * 2);
+  CHECK(scaler.unscale({g}));
+  CHECK(torch::allclose(g, torch::full({3}, 2.0)));
+  scaler.update(true);
+  scaler.update(true);
+  CHECK(scaler.state().scale == start * 2);
+  torch::Tensor bad = torch::tensor({1.0, std::numeric_limits<double>::infinity()});
+  CHECK_FALSE(scaler.unscale({bad}));
+  scaler.update(false);
+  CHECK(scaler.state().scale == start);
+  dpunet::train::LossScaler off(false);
+  torch::Tensor loss = torch::tensor(3.0);
+  CHECK(off.scale(loss).item<double>() == 3.0);
+}

@@ -1,0 +1,34 @@
+// Acceptance: configs/quickstart.yaml on 2 CPU ranks learns the synthetic task, as the
+// README promises: validation foreground Dice >= 0.85 and a falling loss.
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+
+#include "support/run_command.h"
+#include "support/temp_dir.h"
+
+TEST_CASE("the quickstart reaches a foreground Dice of 0.85 on 2 CPU ranks", "[train][e2e][quickstart]") {
+  dpunet::test::TempDir dir;
+  const auto synth = dpunet::test::run_command(DPUNET_BINARY " data synth --out " + dir / "synth" +
+                                               " --samples 256 --shards 4 --val-samples 32 --size 128 2>&1");
+  REQUIRE(synth.exit_code == 0);
+  const auto run =
+      dpunet::test::run_command(std::string("timeout 900 " DPUNET_MPI_LAUNCHER " 2 " DPUNET_BINARY
+                                            " train " DPUNET_SOURCE_DIR "/configs/quickstart.yaml") +
+                                " --set run.dir=" + dir / "run" + " --set 'data.train=" + dir / "synth/train-*.h5" +
+                                "' --set 'data.val=" + dir / "synth/val-*.h5" + "' --set logging.progress=lines 2>&1");
+  INFO(run.output);
+  REQUIRE(run.exit_code == 0);
+  std::ifstream metrics(dir / "run/metrics.jsonl");
+  std::vector<double> losses;
+  double last_dice = -1;
+  for (std::string line; std::getline(metrics, line);) {
+    const auto row = nlohmann::json::parse(line);
+    if (row["kind"] == "train") losses.push_back(row["loss"].get<double>());
+    if (row["kind"] == "val") last_dice = row["foreground_dice"].get<double>();
+  }
+  REQUIRE(losses.size() >= 3);
+  CHECK(losses.back() < 0.5 * losses.front());
+  CHECK(last_dice >= 0.85);
+}

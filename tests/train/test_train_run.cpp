@@ -1,0 +1,139 @@
+// `dpunet train` end to end on CPU: exact resume on 1 and 2 ranks, resuming on another
+// number of ranks, preemption by a real signal under mpirun, and bad input.
+#include <torch/torch.h>
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include "checkpoint/store.h"
+#include "common/atomic_file.h"
+#include "support/train_fixture.h"
+
+using Catch::Matchers::Contains;
+using dpunet::test::TrainFixture;
+
+namespace {
+
+std::string checkpoint_at(const TrainFixture& f, int64_t step) {
+  return dpunet::checkpoint::CheckpointStore(f.run_dir()).path_for_step(step);
+}
+
+void require_identical(const std::string& a, const std::string& b) {
+  const auto left = dpunet::test::checkpoint_weights(a);
+  const auto right = dpunet::test::checkpoint_weights(b);
+  REQUIRE(left.size() == right.size());
+  for (size_t i = 0; i < left.size(); ++i) {
+    INFO(left[i].first);
+    REQUIRE(torch::equal(left[i].second, right[i].second));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("training N+M steps equals training N, resuming and training M, bit for bit", "[train][e2e]") {
+  const int ranks = GENERATE(1, 2);
+  TrainFixture f;
+  const std::string config = f.write_config();
+  const auto straight = f.train(ranks, config);
+  INFO(straight.output);
+  REQUIRE(straight.exit_code == 0);
+  std::filesystem::rename(checkpoint_at(f, 8), f.dir() / "straight.ckpt");
+  dpunet::remove_tree(f.run_dir());
+
+  const auto first = f.train(ranks, config + " --stop-at-step 3");
+  INFO(first.output);
+  REQUIRE(first.exit_code == 0);
+  CHECK_THAT(first.output, Contains("stopped at step 3"));
+  const auto second = f.train(ranks, config + " --resume auto");
+  INFO(second.output);
+  REQUIRE(second.exit_code == 0);
+  CHECK_THAT(second.output, Contains("resumed from") && Contains("step-00000003.ckpt"));
+  require_identical(f.dir() / "straight.ckpt", checkpoint_at(f, 8));
+}
+
+TEST_CASE("a run resumes on a different number of ranks", "[train][e2e]") {
+  TrainFixture f;
+  const std::string config = f.write_config();
+  REQUIRE(f.train(2, config + " --stop-at-step 4").exit_code == 0);
+  const auto resumed = f.train(1, config + " --resume auto");
+  INFO(resumed.output);
+  REQUIRE(resumed.exit_code == 0);
+  CHECK_THAT(resumed.output, Contains("written by 2 ranks, this run has 1") && Contains("done: 8 steps"));
+}
+
+TEST_CASE("a signal under mpirun checkpoints every rank's work and exits for requeue", "[train][e2e]") {
+  TrainFixture f;
+  const std::string config = f.write_config("train: {batch_size: 2, steps: 100000}\n");
+  const std::string log = f.dir() / "log";
+  // The signal goes to mpirun (which forwards it to every rank) or straight to one rank.
+  const std::string target = GENERATE(std::string("mpirun"), std::string("one rank"));
+  std::string command = f.train_command(2, config);
+  command = command.substr(0, command.rfind(" 2>&1"));
+  const std::string kill = target == "mpirun"
+                               ? "kill -USR1 $(pgrep -P $job)"  // timeout's child is mpirun
+                               : "kill -TERM $(pgrep -f '^" DPUNET_BINARY " train " + config + "' | head -1)";
+  const std::string script = f.dir() / "signal.sh";
+  std::ofstream(script) << command << " > " << log << " 2>&1 &\njob=$!\n"
+                        << "for i in $(seq 1 600); do grep -q 'step 3/' " << log << " && break; sleep 0.1; done\n"
+                        << kill << "\nwait $job\necho exit=$?\n";
+  const auto result = dpunet::test::run_command("bash " + script);
+  const std::string output = dpunet::read_file(log);
+  INFO(output);
+  CHECK_THAT(result.output, Contains("exit=75"));
+  CHECK_THAT(output, Contains("stopped by a signal at step"));
+  const auto latest = dpunet::checkpoint::CheckpointStore(f.run_dir()).latest_valid([](const std::string&) {});
+  REQUIRE(latest);
+  // The resumed run continues from there (stopping soon after, to keep the test short).
+  const auto resumed = f.train(2, config + " --resume auto --stop-at-step 100");
+  INFO(resumed.output);
+  CHECK(resumed.exit_code == 0);
+  CHECK_THAT(resumed.output, Contains("resumed from " + *latest));
+}
+
+TEST_CASE("bad training input gives one clear error", "[train][e2e]") {
+  TrainFixture f;
+  SECTION("a config error is printed once, with file, line and key") {
+    const std::string config = f.write_config("optimizer: {lrr: 0.1}\n");
+    const auto result = f.train(2, config);
+    CHECK(result.exit_code != 0);
+    CHECK_THAT(result.output, Contains(config + ":10:") && Contains("did you mean 'optimizer.lr'"));
+    const auto first = result.output.find("dpunet: error");
+    REQUIRE(first != std::string::npos);
+    CHECK(result.output.find("dpunet: error", first + 1) == std::string::npos);
+  }
+  SECTION("missing training data") {
+    const auto result = f.train(1, f.write_config() + " --set data.train=" + f.dir() / "nothing/*.h5");
+    CHECK(result.exit_code != 0);
+    CHECK_THAT(result.output, Contains(f.dir() / "nothing/*.h5") && Contains("empty"));
+  }
+  SECTION("an unwritable run directory") {
+    dpunet::write_file_atomically(f.dir() / "file", "x");
+    const auto result = f.train(1, f.write_config() + " --set run.dir=" + f.dir() / "file/run");
+    CHECK(result.exit_code != 0);
+    CHECK_THAT(result.output, Contains("run.dir") && Contains(f.dir() / "file/run"));
+  }
+  SECTION("a corrupt checkpoint named on the command line") {
+    dpunet::write_file_atomically(f.dir() / "bad.ckpt", std::string(100, 'x'));
+    const auto result = f.train(1, f.write_config() + " --resume " + f.dir() / "bad.ckpt");
+    CHECK(result.exit_code != 0);
+    CHECK_THAT(result.output, Contains(f.dir() / "bad.ckpt") && Contains("not a dpunet checkpoint"));
+  }
+  SECTION("a checkpoint of another model") {
+    const std::string config = f.write_config();
+    REQUIRE(f.train(1, config + " --stop-at-step 2").exit_code == 0);
+    const auto result = f.train(1, config + " --resume auto --set model.depth=3");
+    CHECK(result.exit_code != 0);
+    CHECK_THAT(result.output, Contains("model differs") && Contains("model.depth: 2 vs 3"));
+  }
+  SECTION("resume auto skips a damaged newest checkpoint") {
+    const std::string config = f.write_config();
+    REQUIRE(f.train(1, config + " --stop-at-step 4").exit_code == 0);
+    std::filesystem::resize_file(checkpoint_at(f, 4), 50);
+    const auto result = f.train(1, config + " --resume auto --stop-at-step 5");
+    INFO(result.output);
+    CHECK(result.exit_code == 0);
+    CHECK_THAT(result.output,
+               Contains("skipping damaged checkpoint") && Contains("resumed from") && Contains("step-00000002.ckpt"));
+  }
+}
