@@ -11,6 +11,8 @@ void add_bench_commands(CLI::App& app);
 void add_data_commands(CLI::App& app);
 // `dpunet train`: the training run; its exit code goes to *exit_code.
 void add_train_command(CLI::App& app, int* exit_code);
+// `dpunet plot RUN_DIR`: training curves to PNG.
+void add_plot_command(CLI::App& app);
 // `dpunet version`: versions and GPU capabilities of this build.
 void add_version_command(CLI::App& app);
 

@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   dpunet::app::add_train_command(app, &exit_code);
   dpunet::app::add_data_commands(app);
+  dpunet::app::add_plot_command(app);
   dpunet::app::add_bench_commands(app);
   dpunet::app::add_version_command(app);
 

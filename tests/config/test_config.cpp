@@ -2,7 +2,10 @@
 // for each kind of mistake.
 #include <catch2/catch.hpp>
 
+#include <fstream>
+
 #include "config/config.h"
+#include "config/fields.h"
 
 using Catch::Matchers::Contains;
 using dpunet::config::parse_config;
@@ -77,4 +80,19 @@ TEST_CASE("model differences list the keys that change the weights", "[config]")
   const auto differences = dpunet::config::model_differences(a, b);
   REQUIRE(differences.size() == 1);  // checkpointing does not change the weights
   CHECK_THAT(differences[0], Contains("model.depth: 4 vs 3"));
+}
+
+TEST_CASE("docs/config.md describes every key", "[config]") {
+  std::ifstream in(DPUNET_SOURCE_DIR "/docs/config.md");
+  REQUIRE(in);
+  const std::string doc((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (const auto& field : dpunet::config::fields()) {
+    const std::string section = field.path.substr(0, field.path.find('.'));
+    const std::string key = field.path.substr(field.path.find('.') + 1);
+    const auto heading = doc.find("\n## " + section + "\n");
+    INFO(field.path);
+    REQUIRE(heading != std::string::npos);
+    const auto next = doc.find("\n## ", heading + 1);
+    CHECK(doc.substr(heading, next - heading).find("| `" + key + "` |") != std::string::npos);
+  }
 }

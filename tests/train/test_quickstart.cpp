@@ -5,6 +5,7 @@
 
 #include <fstream>
 
+#include "data/image_io.h"
 #include "support/run_command.h"
 #include "support/temp_dir.h"
 
@@ -31,4 +32,11 @@ TEST_CASE("the quickstart reaches a foreground Dice of 0.85 on 2 CPU ranks", "[t
   REQUIRE(losses.size() >= 3);
   CHECK(losses.back() < 0.5 * losses.front());
   CHECK(last_dice >= 0.85);
+
+  const auto plot = dpunet::test::run_command(DPUNET_BINARY " plot " + dir / "run" + " 2>&1");
+  INFO(plot.output);
+  REQUIRE(plot.exit_code == 0);
+  const dpunet::data::Image curves = dpunet::data::read_image(dir / "run/curves.png");
+  CHECK(curves.width == 1000);
+  CHECK(curves.height == 900);
 }

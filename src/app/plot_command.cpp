@@ -1,0 +1,142 @@
+// `dpunet plot RUN_DIR`: training curves from RUN_DIR/metrics.jsonl to a PNG: the
+// training loss, validation Dice per class, and throughput, each against the step.
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <limits>
+#include <nlohmann/json.hpp>
+
+#include "app/commands.h"
+#include "app/plot_canvas.h"
+#include "common/error.h"
+
+namespace dpunet::app {
+namespace {
+
+struct Series {
+  std::string name;
+  Colour colour;
+  std::vector<std::pair<double, double>> points;  // (step, value)
+};
+
+struct Panel {
+  std::string title;
+  std::vector<Series> series;
+  bool unit_range = false;  // Dice: always [0, 1]
+};
+
+constexpr Colour kInk{40, 40, 40}, kGrid{220, 220, 220};
+const Colour kPalette[] = {{31, 119, 180},  {214, 39, 40},  {44, 160, 44},
+                           {148, 103, 189}, {255, 127, 14}, {23, 190, 207}};
+
+std::string number(double v) {
+  char text[32];
+  std::snprintf(text, sizeof(text), std::abs(v) >= 1e4 || (std::abs(v) < 1e-2 && v != 0) ? "%.2e" : "%.3g", v);
+  return text;
+}
+
+void draw_panel(Canvas& canvas, int top, int height, const Panel& panel) {
+  const int left = 110, right = canvas.width() - 30, plot_top = top + 40, bottom = top + height - 40;
+  double x_min = std::numeric_limits<double>::max(), x_max = std::numeric_limits<double>::lowest();
+  double y_min = x_min, y_max = x_max;
+  for (const auto& s : panel.series) {
+    for (const auto& [x, y] : s.points) {
+      x_min = std::min(x_min, x), x_max = std::max(x_max, x), y_min = std::min(y_min, y), y_max = std::max(y_max, y);
+    }
+  }
+  canvas.text(left, top + 10, panel.title, kInk);
+  canvas.rect(left, plot_top, right, bottom, kInk);
+  if (x_min > x_max) {
+    canvas.text(left + 20, plot_top + 20, "no data", kInk);
+    return;
+  }
+  if (panel.unit_range) y_min = 0, y_max = 1;
+  if (y_max - y_min < 1e-12) y_min -= 0.5, y_max += 0.5;
+  if (x_max - x_min < 1e-12) x_max = x_min + 1;
+  auto px = [&](double x) { return left + (x - x_min) / (x_max - x_min) * (right - left); };
+  auto py = [&](double y) { return bottom - (y - y_min) / (y_max - y_min) * (bottom - plot_top); };
+  for (int i = 1; i < 4; ++i) {
+    const double y = y_min + (y_max - y_min) * i / 4.0;
+    canvas.line(left + 1, py(y), right - 1, py(y), kGrid);
+  }
+  for (int i = 0; i <= 4; ++i) {
+    const double y = y_min + (y_max - y_min) * i / 4.0;
+    canvas.text(left - Canvas::text_width(number(y)) - 8, static_cast<int>(py(y)) - 7, number(y), kInk);
+  }
+  canvas.text(left, bottom + 10, number(x_min), kInk);
+  const std::string last = number(x_max) + " step";
+  canvas.text(right - Canvas::text_width(last), bottom + 10, last, kInk);
+  int legend_x = left + Canvas::text_width(panel.title) + 30;
+  for (const auto& s : panel.series) {
+    for (size_t i = 1; i < s.points.size(); ++i) {
+      canvas.line(px(s.points[i - 1].first), py(s.points[i - 1].second), px(s.points[i].first), py(s.points[i].second),
+                  s.colour, 2);
+    }
+    if (s.points.size() == 1)
+      canvas.line(px(s.points[0].first), py(s.points[0].second), px(s.points[0].first) + 3, py(s.points[0].second),
+                  s.colour, 3);
+    canvas.line(legend_x, top + 17, legend_x + 20, top + 17, s.colour, 3);
+    canvas.text(legend_x + 26, top + 10, s.name, s.colour);
+    legend_x += 26 + Canvas::text_width(s.name) + 24;
+  }
+}
+
+std::vector<Panel> read_panels(const std::string& path) {
+  std::ifstream in(path);
+  DPUNET_CHECK(in, path, ": cannot read (is this a run directory?)");
+  Panel loss{"train loss", {{"loss", kPalette[0], {}}}};
+  Panel dice{"validation dice", {}, true};
+  Panel speed{"samples/s", {{"global", kPalette[2], {}}}};
+  int line_number = 0;
+  for (std::string line; std::getline(in, line);) {
+    ++line_number;
+    if (line.empty()) continue;
+    nlohmann::json row;
+    try {
+      row = nlohmann::json::parse(line);
+      const double step = row.at("step").get<double>();
+      if (row.at("kind") == "train") {
+        loss.series[0].points.emplace_back(step, row.at("loss").get<double>());
+        speed.series[0].points.emplace_back(step, row.at("samples_per_s").get<double>());
+      } else if (row.at("kind") == "val") {
+        const auto& per_class = row.at("dice");
+        if (dice.series.empty()) {
+          for (size_t k = 1; k < per_class.size(); ++k) {
+            dice.series.push_back({"class " + std::to_string(k), kPalette[(k + 2) % 6], {}});
+          }
+          dice.series.push_back({"foreground", kInk, {}});
+        }
+        for (size_t k = 1; k < per_class.size() && k <= dice.series.size() - 1; ++k) {
+          dice.series[k - 1].points.emplace_back(step, per_class[k].get<double>());
+        }
+        dice.series.back().points.emplace_back(step, row.at("foreground_dice").get<double>());
+      }
+    } catch (const nlohmann::json::exception& e) {
+      DPUNET_FAIL(path, ":", line_number, ": not a metrics record (", e.what(), ")");
+    }
+  }
+  return {loss, dice, speed};
+}
+
+}  // namespace
+
+void add_plot_command(CLI::App& app) {
+  auto run_dir = std::make_shared<std::string>();
+  auto out = std::make_shared<std::string>();
+  CLI::App* cmd = app.add_subcommand("plot", "Draw a run's loss, Dice and throughput curves to PNG");
+  cmd->add_option("run_dir", *run_dir, "Run directory (holds metrics.jsonl)")->required();
+  cmd->add_option("--out", *out, "PNG to write (default: RUN_DIR/curves.png)");
+  cmd->callback([run_dir, out] {
+    const std::vector<Panel> panels = read_panels(*run_dir + "/metrics.jsonl");
+    constexpr int kWidth = 1000, kPanelHeight = 300;
+    Canvas canvas(kWidth, kPanelHeight * static_cast<int>(panels.size()), Colour{255, 255, 255});
+    for (size_t i = 0; i < panels.size(); ++i)
+      draw_panel(canvas, static_cast<int>(i) * kPanelHeight, kPanelHeight, panels[i]);
+    const std::string path = out->empty() ? *run_dir + "/curves.png" : *out;
+    canvas.save_png(path);
+    std::cout << path << "\n";
+  });
+}
+
+}  // namespace dpunet::app
