@@ -96,8 +96,7 @@ void run_bench_allreduce(const BenchAllreduceArgs& args) {
 void add_bench_allreduce_command(CLI::App& bench) {
   auto args = std::make_shared<BenchAllreduceArgs>();
   CLI::App* cmd = bench.add_subcommand(
-      "allreduce",
-      "All-reduce time and bus bandwidth, the communicator next to raw MPI_Allreduce (run under mpirun)");
+      "allreduce", "All-reduce time and bus bandwidth, the communicator next to raw MPI_Allreduce (run under mpirun)");
   cmd->add_option("--backend", args->backend, "auto, mpi or nccl")->capture_default_str();
   cmd->add_option("--device", args->device, "auto, cpu or cuda")->capture_default_str();
   cmd->add_option("--min-bytes", args->min_bytes, "Smallest message")->capture_default_str();

@@ -75,8 +75,7 @@ void zero_grads(torch::nn::Module& net) {
 }
 
 void run_bench_ddp(const BenchDdpArgs& args) {
-  const auto preference =
-      args.device == "cuda" ? dist::DevicePreference::kCuda : dist::DevicePreference::kCpu;
+  const auto preference = args.device == "cuda" ? dist::DevicePreference::kCuda : dist::DevicePreference::kCpu;
   dist::Context context(preference);
   auto comm = dist::make_communicator(context, args.backend);
   torch::set_num_threads(args.threads);
@@ -161,8 +160,8 @@ void run_bench_ddp(const BenchDdpArgs& args) {
   const double raw_mpi_ms = b.measure(
       args, [] { return 0; },
       [&](int) {
-        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, host.data(), static_cast<int>(numel), MPI_FLOAT, MPI_SUM,
-                                MPI_COMM_WORLD));
+        MPI_CHECK(
+            MPI_Allreduce(MPI_IN_PLACE, host.data(), static_cast<int>(numel), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
       });
 
   if (!context.is_root()) return;
@@ -205,11 +204,9 @@ void add_bench_ddp_command(CLI::App& bench) {
   cmd->add_option("--batch", args->batch, "Per-rank batch")->capture_default_str();
   cmd->add_option("--threads", args->threads, "Intra-op CPU threads per rank")->capture_default_str();
   cmd->add_option("--warmup", args->warmup, "Untimed steps per variant")->capture_default_str();
-  cmd->add_option("--repeats", args->repeats, "Timed steps per variant (median reported)")
-      ->capture_default_str();
+  cmd->add_option("--repeats", args->repeats, "Timed steps per variant (median reported)")->capture_default_str();
   cmd->add_option("--bucket-mb", args->bucket_mb, "Bucket size in MiB")->capture_default_str();
-  cmd->add_option("--first-bucket-mb", args->first_bucket_mb, "First bucket size in MiB")
-      ->capture_default_str();
+  cmd->add_option("--first-bucket-mb", args->first_bucket_mb, "First bucket size in MiB")->capture_default_str();
   cmd->add_option("--last-bucket-mb", args->last_bucket_mb, "Last bucket size in MiB")->capture_default_str();
   cmd->callback([args] { run_bench_ddp(*args); });
 }

@@ -140,13 +140,12 @@ std::string self_path() {
 // Runs `dpunet bench model ... --variant <variant>` as a child and parses its JSON.
 nlohmann::json run_variant_in_child(const BenchModelArgs& a, const std::string& variant) {
   const std::string command =
-      "'" + self_path() + "' bench model --size " + std::to_string(a.size) + " --batch " +
-      std::to_string(a.batch) + " --device " + a.device + " --threads " + std::to_string(a.threads) +
-      " --n-channels " + std::to_string(a.n_channels) + " --n-classes " + std::to_string(a.n_classes) +
-      " --base-channels " + std::to_string(a.base_channels) + " --depth " + std::to_string(a.depth) +
-      (a.bilinear ? " --bilinear" : "") + " --warmup " + std::to_string(a.warmup) + " --repeats " +
-      std::to_string(a.repeats) + " --variant " + variant + " --policy " + a.policy +
-      (a.blocks.empty() ? "" : " --blocks " + a.blocks);
+      "'" + self_path() + "' bench model --size " + std::to_string(a.size) + " --batch " + std::to_string(a.batch) +
+      " --device " + a.device + " --threads " + std::to_string(a.threads) + " --n-channels " +
+      std::to_string(a.n_channels) + " --n-classes " + std::to_string(a.n_classes) + " --base-channels " +
+      std::to_string(a.base_channels) + " --depth " + std::to_string(a.depth) + (a.bilinear ? " --bilinear" : "") +
+      " --warmup " + std::to_string(a.warmup) + " --repeats " + std::to_string(a.repeats) + " --variant " + variant +
+      " --policy " + a.policy + (a.blocks.empty() ? "" : " --blocks " + a.blocks);
   FILE* pipe = popen(command.c_str(), "r");
   DPUNET_CHECK(pipe != nullptr, "cannot start benchmark child: ", command);
   std::string output;
@@ -164,8 +163,8 @@ void run_bench_model(const BenchModelArgs& args) {
   options.base_channels = args.base_channels;
   options.depth = args.depth;
   model::validate(options);
-  DPUNET_CHECK(model::output_size(options, args.size), "bench model: size ", args.size,
-               " is too small for depth ", args.depth);
+  DPUNET_CHECK(model::output_size(options, args.size), "bench model: size ", args.size, " is too small for depth ",
+               args.depth);
   DPUNET_CHECK(args.batch > 0 && args.repeats > 0 && args.threads > 0,
                "bench model: --batch, --repeats and --threads must be > 0");
   parse_policy(args.policy);
@@ -214,13 +213,11 @@ void add_bench_model_command(CLI::App& bench) {
   model->add_option("--threads", args->threads, "Intra-op CPU threads")->capture_default_str();
   model->add_option("--n-channels", args->n_channels, "Input channels")->capture_default_str();
   model->add_option("--n-classes", args->n_classes, "Output classes")->capture_default_str();
-  model->add_option("--base-channels", args->base_channels, "Width of the first level")
-      ->capture_default_str();
+  model->add_option("--base-channels", args->base_channels, "Width of the first level")->capture_default_str();
   model->add_option("--depth", args->depth, "Number of down/up blocks")->capture_default_str();
   model->add_flag("--bilinear", args->bilinear, "Bilinear upsampling instead of transposed convs");
   model->add_option("--warmup", args->warmup, "Untimed steps first")->capture_default_str();
-  model->add_option("--repeats", args->repeats, "Timed steps (the median is reported)")
-      ->capture_default_str();
+  model->add_option("--repeats", args->repeats, "Timed steps (the median is reported)")->capture_default_str();
   model->add_option("--variant", args->variant, "both, or one of plain / checkpointed in this process")
       ->capture_default_str();
   model->add_option("--policy", args->policy, "Checkpointing policy: balanced or all")->capture_default_str();

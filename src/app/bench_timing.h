@@ -13,8 +13,7 @@
 namespace dpunet::app {
 
 inline double now_ms() {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 inline double slowest_rank(double ms) {

@@ -31,7 +31,9 @@ int64_t proc_status_bytes(const std::string& key) {
   DPUNET_FAIL("cannot read ", key, " from /proc/self/status");
 }
 
-bool is_cuda(const std::string& device) { return device.rfind("cuda", 0) == 0; }
+bool is_cuda(const std::string& device) {
+  return device.rfind("cuda", 0) == 0;
+}
 
 #ifdef DPUNET_WITH_NCCL
 // StatType::AGGREGATE (all pools) is index 0; the enum's namespace moved between torch releases.

@@ -39,16 +39,15 @@ std::string concat(const Parts&... parts) {
   } while (0)
 
 // Throws dpunet::Error unconditionally.
-#define DPUNET_FAIL(...) \
-  ::dpunet::detail::throw_error(__FILE__, __LINE__, ::dpunet::detail::concat(__VA_ARGS__))
+#define DPUNET_FAIL(...) ::dpunet::detail::throw_error(__FILE__, __LINE__, ::dpunet::detail::concat(__VA_ARGS__))
 
 // Generic library-call check: `call` returns a status; `ok(status)` tells success and
 // `describe(status)` explains a failure. The MPI/NCCL/CUDA/H5 macros are built on it.
-#define DPUNET_CHECK_CALL(call, ok, describe)                                                          \
-  do {                                                                                                 \
-    auto dpunet_status_ = (call);                                                                      \
-    if (!(ok(dpunet_status_))) {                                                                       \
-      ::dpunet::detail::throw_call_error(                                                              \
-          __FILE__, __LINE__, ::dpunet::detail::concat(#call, " failed: ", describe(dpunet_status_))); \
-    }                                                                                                  \
+#define DPUNET_CHECK_CALL(call, ok, describe)                                                                     \
+  do {                                                                                                            \
+    auto dpunet_status_ = (call);                                                                                 \
+    if (!(ok(dpunet_status_))) {                                                                                  \
+      ::dpunet::detail::throw_call_error(__FILE__, __LINE__,                                                      \
+                                         ::dpunet::detail::concat(#call, " failed: ", describe(dpunet_status_))); \
+    }                                                                                                             \
   } while (0)

@@ -5,22 +5,21 @@
 
 namespace dpunet::dist {
 
-std::vector<std::vector<size_t>> plan_buckets(const std::vector<ParamSlot>& slots,
-                                              const std::vector<size_t>& order, const BucketCaps& caps) {
-  DPUNET_CHECK(caps.first_bytes > 0 && caps.bytes > 0, "bucket caps must be positive, got first ",
-               caps.first_bytes, " and ", caps.bytes, " bytes");
-  DPUNET_CHECK(order.size() == slots.size(), "bucket order names ", order.size(),
-               " parameters, the model has ", slots.size());
+std::vector<std::vector<size_t>> plan_buckets(const std::vector<ParamSlot>& slots, const std::vector<size_t>& order,
+                                              const BucketCaps& caps) {
+  DPUNET_CHECK(caps.first_bytes > 0 && caps.bytes > 0, "bucket caps must be positive, got first ", caps.first_bytes,
+               " and ", caps.bytes, " bytes");
+  DPUNET_CHECK(order.size() == slots.size(), "bucket order names ", order.size(), " parameters, the model has ",
+               slots.size());
   // The tail bucket first: walk back from the end while it fits and stays in one group.
   size_t tail_start = order.size();
   int64_t tail_bytes = 0;
   while (tail_start > 0) {
-    DPUNET_CHECK(order[tail_start - 1] < slots.size(), "bucket order names parameter ", order[tail_start - 1],
-                 " of ", slots.size());
+    DPUNET_CHECK(order[tail_start - 1] < slots.size(), "bucket order names parameter ", order[tail_start - 1], " of ",
+                 slots.size());
     const ParamSlot& slot = slots[order[tail_start - 1]];
     const bool first = tail_start == order.size();
-    if (!first && (tail_bytes + slot.bytes > caps.last_bytes || slot.group != slots[order.back()].group))
-      break;
+    if (!first && (tail_bytes + slot.bytes > caps.last_bytes || slot.group != slots[order.back()].group)) break;
     tail_bytes += slot.bytes;
     --tail_start;
   }

@@ -26,7 +26,7 @@ struct ParamSlot {
 // Buckets as lists of indices into `slots`, visiting slots in `order`. A parameter larger
 // than the cap gets a bucket of its own; a group change closes the current bucket. The
 // last parameters in `order` (up to last_bytes, at least one) form the last bucket.
-std::vector<std::vector<size_t>> plan_buckets(const std::vector<ParamSlot>& slots,
-                                              const std::vector<size_t>& order, const BucketCaps& caps);
+std::vector<std::vector<size_t>> plan_buckets(const std::vector<ParamSlot>& slots, const std::vector<size_t>& order,
+                                              const BucketCaps& caps);
 
 }  // namespace dpunet::dist

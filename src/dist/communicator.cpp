@@ -5,9 +5,13 @@
 
 namespace dpunet::dist {
 
-void Communicator::all_reduce(const at::Tensor& tensor, ReduceOp op) { all_reduce_async(tensor, op)->wait(); }
+void Communicator::all_reduce(const at::Tensor& tensor, ReduceOp op) {
+  all_reduce_async(tensor, op)->wait();
+}
 
-void Communicator::broadcast(const at::Tensor& tensor, int root) { broadcast_async(tensor, root)->wait(); }
+void Communicator::broadcast(const at::Tensor& tensor, int root) {
+  broadcast_async(tensor, root)->wait();
+}
 
 void Communicator::all_gather(const at::Tensor& input, const at::Tensor& output) {
   all_gather_async(input, output)->wait();

@@ -13,9 +13,13 @@
 
 namespace dpunet::dist {
 
-Context::Context(int* argc, char*** argv, DevicePreference device) { init(argc, argv, device); }
+Context::Context(int* argc, char*** argv, DevicePreference device) {
+  init(argc, argv, device);
+}
 
-Context::Context(DevicePreference device) { init(nullptr, nullptr, device); }
+Context::Context(DevicePreference device) {
+  init(nullptr, nullptr, device);
+}
 
 void Context::init(int* argc, char*** argv, DevicePreference device) {
   int initialized = 0;
@@ -44,8 +48,8 @@ void Context::init(int* argc, char*** argv, DevicePreference device) {
   host_ = host_name();
 
   const int gpus = device == DevicePreference::kCpu ? 0 : static_cast<int>(torch::cuda::device_count());
-  DPUNET_CHECK(device != DevicePreference::kCuda || gpus > 0,
-               "device cuda was asked for but no GPU is visible [", process_label(), "]");
+  DPUNET_CHECK(device != DevicePreference::kCuda || gpus > 0, "device cuda was asked for but no GPU is visible [",
+               process_label(), "]");
   if (gpus > 0) {
     const int index = local_rank_ % gpus;
     // Before anything else touches CUDA, or every rank opens a context on GPU 0.

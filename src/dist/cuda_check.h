@@ -9,15 +9,21 @@
 
 namespace dpunet::dist::detail {
 
-inline bool cuda_ok(cudaError_t status) { return status == cudaSuccess; }
-inline const char* cuda_describe(cudaError_t status) { return cudaGetErrorString(status); }
+inline bool cuda_ok(cudaError_t status) {
+  return status == cudaSuccess;
+}
+inline const char* cuda_describe(cudaError_t status) {
+  return cudaGetErrorString(status);
+}
 // ncclInProgress is success for non-blocking communicators.
-inline bool nccl_ok(ncclResult_t status) { return status == ncclSuccess || status == ncclInProgress; }
-inline const char* nccl_describe(ncclResult_t status) { return ncclGetErrorString(status); }
+inline bool nccl_ok(ncclResult_t status) {
+  return status == ncclSuccess || status == ncclInProgress;
+}
+inline const char* nccl_describe(ncclResult_t status) {
+  return ncclGetErrorString(status);
+}
 
 }  // namespace dpunet::dist::detail
 
-#define CUDA_CHECK(call) \
-  DPUNET_CHECK_CALL(call, ::dpunet::dist::detail::cuda_ok, ::dpunet::dist::detail::cuda_describe)
-#define NCCL_CHECK(call) \
-  DPUNET_CHECK_CALL(call, ::dpunet::dist::detail::nccl_ok, ::dpunet::dist::detail::nccl_describe)
+#define CUDA_CHECK(call) DPUNET_CHECK_CALL(call, ::dpunet::dist::detail::cuda_ok, ::dpunet::dist::detail::cuda_describe)
+#define NCCL_CHECK(call) DPUNET_CHECK_CALL(call, ::dpunet::dist::detail::nccl_ok, ::dpunet::dist::detail::nccl_describe)

@@ -50,8 +50,7 @@ std::string describe_tensor(const std::string& kind, const std::string& name, co
 // every gradient) still works on it.
 torch::Tensor alias_of(const torch::Tensor& buffer, int64_t offset, const torch::Tensor& param) {
   return torch::empty({0}, buffer.options())
-      .set_(buffer.storage(), buffer.storage_offset() + offset, param.sizes(),
-            c10::contiguous_strides(param.sizes()));
+      .set_(buffer.storage(), buffer.storage_offset() + offset, param.sizes(), c10::contiguous_strides(param.sizes()));
 }
 
 torch::ScalarType wire_type(WireDtype wire) {
@@ -60,8 +59,8 @@ torch::ScalarType wire_type(WireDtype wire) {
 
 }  // namespace
 
-DistributedDataParallel::DistributedDataParallel(std::shared_ptr<torch::nn::Module> module,
-                                                 Communicator& comm, DdpOptions options)
+DistributedDataParallel::DistributedDataParallel(std::shared_ptr<torch::nn::Module> module, Communicator& comm,
+                                                 DdpOptions options)
     : module_(std::move(module)), comm_(comm), options_(options) {
   DPUNET_CHECK(module_ != nullptr, "DistributedDataParallel: no module given");
   std::vector<std::string> description;
@@ -71,8 +70,8 @@ DistributedDataParallel::DistributedDataParallel(std::shared_ptr<torch::nn::Modu
     state.push_back(item.value());
     if (!item.value().requires_grad()) continue;
     DPUNET_CHECK(item.value().device() == comm_.device(), "DistributedDataParallel: parameter '", item.key(),
-                 "' is on ", item.value().device().str(), " but the ", comm_.backend(),
-                 " communicator works on ", comm_.device().str());
+                 "' is on ", item.value().device().str(), " but the ", comm_.backend(), " communicator works on ",
+                 comm_.device().str());
     names_.push_back(item.key());
     params_.push_back(item.value());
   }
@@ -168,8 +167,7 @@ void DistributedDataParallel::on_gradient_ready(size_t param) {
 void DistributedDataParallel::launch_ready_buckets() {
   // Always in bucket order: every rank must issue the same collectives in the same order,
   // even when a later bucket fills first.
-  while (next_launch_ < buckets_.size() && buckets_[next_launch_]->pending == 0)
-    launch(*buckets_[next_launch_++]);
+  while (next_launch_ < buckets_.size() && buckets_[next_launch_]->pending == 0) launch(*buckets_[next_launch_++]);
 }
 
 void DistributedDataParallel::launch(Bucket& bucket) {

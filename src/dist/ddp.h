@@ -40,8 +40,7 @@ class DistributedDataParallel {
  public:
   // Checks that every rank holds the same parameter and buffer names and shapes (an
   // error on every rank naming the first difference), then copies rank 0's values.
-  DistributedDataParallel(std::shared_ptr<torch::nn::Module> module, Communicator& comm,
-                          DdpOptions options = {});
+  DistributedDataParallel(std::shared_ptr<torch::nn::Module> module, Communicator& comm, DdpOptions options = {});
   ~DistributedDataParallel();
   DistributedDataParallel(const DistributedDataParallel&) = delete;
   DistributedDataParallel& operator=(const DistributedDataParallel&) = delete;
@@ -108,7 +107,6 @@ void broadcast_coalesced(Communicator& comm, const std::vector<torch::Tensor>& t
 
 // Throws on every rank, naming the first difference, unless all ranks describe the same
 // list (names, shapes, dtypes). `what` names the list in the message.
-void check_same_on_all_ranks(Communicator& comm, const std::vector<std::string>& lines,
-                             const std::string& what);
+void check_same_on_all_ranks(Communicator& comm, const std::vector<std::string>& lines, const std::string& what);
 
 }  // namespace dpunet::dist

@@ -20,8 +20,8 @@ bool nccl_available() {
 
 std::shared_ptr<Communicator> make_communicator(const Context& context, const std::string& backend,
                                                 CommunicatorOptions options) {
-  DPUNET_CHECK(backend == "auto" || backend == "mpi" || backend == "nccl", "unknown communication backend '",
-               backend, "': expected auto, mpi or nccl");
+  DPUNET_CHECK(backend == "auto" || backend == "mpi" || backend == "nccl", "unknown communication backend '", backend,
+               "': expected auto, mpi or nccl");
   const bool want_nccl = backend == "nccl" || (backend == "auto" && context.device().is_cuda());
   if (want_nccl) {
 #ifdef DPUNET_WITH_NCCL

@@ -30,16 +30,14 @@ std::string first_difference(const std::vector<std::string>& root, const std::ve
   for (size_t i = 0; i < root.size() || i < mine.size(); ++i) {
     const std::string theirs = i < root.size() ? root[i] : "nothing";
     const std::string ours = i < mine.size() ? mine[i] : "nothing";
-    if (theirs != ours)
-      return "entry " + std::to_string(i) + " is " + theirs + " on rank 0 but " + ours + " here";
+    if (theirs != ours) return "entry " + std::to_string(i) + " is " + theirs + " on rank 0 but " + ours + " here";
   }
   return "none";
 }
 
 }  // namespace
 
-void check_same_on_all_ranks(Communicator& comm, const std::vector<std::string>& lines,
-                             const std::string& what) {
+void check_same_on_all_ranks(Communicator& comm, const std::vector<std::string>& lines, const std::string& what) {
   const std::string text = join_lines(lines);
   const auto fingerprint = static_cast<int64_t>(std::hash<std::string>{}(text));
   const std::vector<int64_t> fingerprints = comm.all_gather_values(fingerprint);

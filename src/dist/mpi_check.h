@@ -10,7 +10,9 @@
 
 namespace dpunet::dist::detail {
 
-inline bool mpi_ok(int status) { return status == MPI_SUCCESS; }
+inline bool mpi_ok(int status) {
+  return status == MPI_SUCCESS;
+}
 
 inline std::string mpi_describe(int status) {
   char text[MPI_MAX_ERROR_STRING] = {};
@@ -21,5 +23,4 @@ inline std::string mpi_describe(int status) {
 
 }  // namespace dpunet::dist::detail
 
-#define MPI_CHECK(call) \
-  DPUNET_CHECK_CALL(call, ::dpunet::dist::detail::mpi_ok, ::dpunet::dist::detail::mpi_describe)
+#define MPI_CHECK(call) DPUNET_CHECK_CALL(call, ::dpunet::dist::detail::mpi_ok, ::dpunet::dist::detail::mpi_describe)

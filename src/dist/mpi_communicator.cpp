@@ -82,8 +82,8 @@ class MpiWork : public Work {
           std::lock_guard<std::mutex> queue_lock(queue_->mutex);
           queue_->stalled = true;
         }
-        DPUNET_FAIL(task_->name, " has not completed after ", timeout_.count() / 1000.0, " s [",
-                    process_label(), "]: another rank stopped or is issuing different collectives");
+        DPUNET_FAIL(task_->name, " has not completed after ", timeout_.count() / 1000.0, " s [", process_label(),
+                    "]: another rank stopped or is issuing different collectives");
       }
       if (task_->error) std::rethrow_exception(task_->error);
     }
@@ -114,8 +114,7 @@ void check_cpu_contiguous(const at::Tensor& tensor, const char* op) {
 }
 
 std::string describe(const char* op, const at::Tensor& tensor) {
-  return ::dpunet::detail::concat(op, " (", c10::toString(tensor.scalar_type()), ", ", tensor.numel(),
-                                  " elements)");
+  return ::dpunet::detail::concat(op, " (", c10::toString(tensor.scalar_type()), ", ", tensor.numel(), " elements)");
 }
 
 }  // namespace
@@ -156,9 +155,8 @@ MpiCommunicator::~MpiCommunicator() {
 
 namespace {
 
-std::unique_ptr<Work> submit(const std::shared_ptr<MpiQueue>& queue, bool threaded,
-                             std::chrono::milliseconds timeout, std::string name, std::function<void()> run,
-                             std::function<void()> finish = nullptr) {
+std::unique_ptr<Work> submit(const std::shared_ptr<MpiQueue>& queue, bool threaded, std::chrono::milliseconds timeout,
+                             std::string name, std::function<void()> run, std::function<void()> finish = nullptr) {
   auto task = std::make_shared<MpiTask>();
   task->name = std::move(name);
   task->run = std::move(run);
@@ -179,8 +177,7 @@ std::unique_ptr<Work> submit(const std::shared_ptr<MpiQueue>& queue, bool thread
 std::unique_ptr<Work> MpiCommunicator::all_reduce_async(const at::Tensor& tensor, ReduceOp op) {
   check_cpu_contiguous(tensor, "all_reduce");
   const bool floating = tensor.is_floating_point();
-  DPUNET_CHECK(op != ReduceOp::kAvg || floating,
-               "MPI communicator: all_reduce average needs a floating tensor, got ",
+  DPUNET_CHECK(op != ReduceOp::kAvg || floating, "MPI communicator: all_reduce average needs a floating tensor, got ",
                c10::toString(tensor.scalar_type()));
   const int count = checked_count(tensor.numel(), "all_reduce");
   const MPI_Datatype type = mpi_datatype(tensor.scalar_type());
@@ -198,13 +195,11 @@ std::unique_ptr<Work> MpiCommunicator::all_reduce_async(const at::Tensor& tensor
 
 std::unique_ptr<Work> MpiCommunicator::broadcast_async(const at::Tensor& tensor, int root) {
   check_cpu_contiguous(tensor, "broadcast");
-  DPUNET_CHECK(root >= 0 && root < world_size_, "MPI communicator: broadcast root ", root,
-               " is not a rank of ", world_size_);
+  DPUNET_CHECK(root >= 0 && root < world_size_, "MPI communicator: broadcast root ", root, " is not a rank of ",
+               world_size_);
   const int bytes = checked_count(tensor.nbytes(), "broadcast");
   MPI_Comm comm = comm_;
-  auto run = [tensor, bytes, root, comm] {
-    MPI_CHECK(MPI_Bcast(tensor.data_ptr(), bytes, MPI_BYTE, root, comm));
-  };
+  auto run = [tensor, bytes, root, comm] { MPI_CHECK(MPI_Bcast(tensor.data_ptr(), bytes, MPI_BYTE, root, comm)); };
   return submit(queue_, worker_.joinable(), options_.timeout, describe("broadcast", tensor), std::move(run));
 }
 
@@ -212,8 +207,8 @@ std::unique_ptr<Work> MpiCommunicator::all_gather_async(const at::Tensor& input,
   check_cpu_contiguous(input, "all_gather");
   check_cpu_contiguous(output, "all_gather");
   DPUNET_CHECK(output.numel() == input.numel() * world_size_ && output.scalar_type() == input.scalar_type(),
-               "MPI communicator: all_gather output must hold world_size (", world_size_, ") x ",
-               input.numel(), " elements of the input's type, got ", output.numel());
+               "MPI communicator: all_gather output must hold world_size (", world_size_, ") x ", input.numel(),
+               " elements of the input's type, got ", output.numel());
   const int bytes = checked_count(input.nbytes(), "all_gather");
   MPI_Comm comm = comm_;
   auto run = [input, output, bytes, comm] {
@@ -224,9 +219,7 @@ std::unique_ptr<Work> MpiCommunicator::all_gather_async(const at::Tensor& input,
 
 void MpiCommunicator::barrier() {
   MPI_Comm comm = comm_;
-  submit(queue_, worker_.joinable(), options_.timeout, "barrier", [comm] {
-    MPI_CHECK(MPI_Barrier(comm));
-  })->wait();
+  submit(queue_, worker_.joinable(), options_.timeout, "barrier", [comm] { MPI_CHECK(MPI_Barrier(comm)); })->wait();
 }
 
 }  // namespace dpunet::dist

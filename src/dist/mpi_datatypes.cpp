@@ -40,26 +40,17 @@ MPI_Op HalfSumOps::sum_for(c10::ScalarType type) const {
 
 MPI_Datatype mpi_datatype(c10::ScalarType type) {
   switch (type) {
-    case c10::kFloat:
-      return MPI_FLOAT;
-    case c10::kDouble:
-      return MPI_DOUBLE;
-    case c10::kInt:
-      return MPI_INT32_T;
-    case c10::kLong:
-      return MPI_INT64_T;
-    case c10::kByte:
-      return MPI_UINT8_T;
-    case c10::kChar:
-      return MPI_INT8_T;
-    case c10::kBool:
-      return MPI_C_BOOL;
+    case c10::kFloat: return MPI_FLOAT;
+    case c10::kDouble: return MPI_DOUBLE;
+    case c10::kInt: return MPI_INT32_T;
+    case c10::kLong: return MPI_INT64_T;
+    case c10::kByte: return MPI_UINT8_T;
+    case c10::kChar: return MPI_INT8_T;
+    case c10::kBool: return MPI_C_BOOL;
     // Carried as 16-bit words; only HalfSumOps know how to add them.
     case c10::kBFloat16:
-    case c10::kHalf:
-      return MPI_UINT16_T;
-    default:
-      DPUNET_FAIL("MPI communicator: tensors of type ", c10::toString(type), " are not supported");
+    case c10::kHalf: return MPI_UINT16_T;
+    default: DPUNET_FAIL("MPI communicator: tensors of type ", c10::toString(type), " are not supported");
   }
 }
 

@@ -57,26 +57,16 @@ struct Event {
 
 ncclDataType_t nccl_type(c10::ScalarType type) {
   switch (type) {
-    case c10::kFloat:
-      return ncclFloat32;
-    case c10::kDouble:
-      return ncclFloat64;
-    case c10::kHalf:
-      return ncclFloat16;
-    case c10::kBFloat16:
-      return ncclBfloat16;
-    case c10::kInt:
-      return ncclInt32;
-    case c10::kLong:
-      return ncclInt64;
-    case c10::kByte:
-      return ncclUint8;
-    case c10::kChar:
-      return ncclInt8;
-    case c10::kBool:
-      return ncclUint8;
-    default:
-      DPUNET_FAIL("NCCL communicator: tensors of type ", c10::toString(type), " are not supported");
+    case c10::kFloat: return ncclFloat32;
+    case c10::kDouble: return ncclFloat64;
+    case c10::kHalf: return ncclFloat16;
+    case c10::kBFloat16: return ncclBfloat16;
+    case c10::kInt: return ncclInt32;
+    case c10::kLong: return ncclInt64;
+    case c10::kByte: return ncclUint8;
+    case c10::kChar: return ncclInt8;
+    case c10::kBool: return ncclUint8;
+    default: DPUNET_FAIL("NCCL communicator: tensors of type ", c10::toString(type), " are not supported");
   }
 }
 
@@ -124,8 +114,8 @@ class NcclWork : public Work {
 };
 
 void check_device_tensor(const NcclState& state, const at::Tensor& t, const char* op) {
-  DPUNET_CHECK(t.device() == state.device, "NCCL communicator: ", op, " needs a tensor on ",
-               state.device.str(), ", got one on ", t.device().str());
+  DPUNET_CHECK(t.device() == state.device, "NCCL communicator: ", op, " needs a tensor on ", state.device.str(),
+               ", got one on ", t.device().str());
   DPUNET_CHECK(t.is_contiguous(), "NCCL communicator: ", op, " needs a contiguous tensor");
 }
 
@@ -134,8 +124,7 @@ void check_device_tensor(const NcclState& state, const at::Tensor& t, const char
 template <typename Launch>
 std::unique_ptr<Work> enqueue(const std::shared_ptr<NcclState>& state, std::string name,
                               std::vector<at::Tensor> tensors, Launch launch) {
-  DPUNET_CHECK(!state->aborted, "NCCL communicator on ", process_label(),
-               " was aborted by an earlier failure");
+  DPUNET_CHECK(!state->aborted, "NCCL communicator on ", process_label(), " was aborted by an earlier failure");
   c10::cuda::CUDAGuard guard(state->device);
   const c10::cuda::CUDAStream compute = c10::cuda::getCurrentCUDAStream(state->device.index());
   Event ready;
@@ -144,8 +133,7 @@ std::unique_ptr<Work> enqueue(const std::shared_ptr<NcclState>& state, std::stri
   NCCL_CHECK(launch(state->comm, state->stream->stream()));
   auto done = std::make_unique<Event>();
   CUDA_CHECK(cudaEventRecord(done->event, state->stream->stream()));
-  for (const auto& t : tensors)
-    c10::cuda::CUDACachingAllocator::recordStream(t.storage().data_ptr(), *state->stream);
+  for (const auto& t : tensors) c10::cuda::CUDACachingAllocator::recordStream(t.storage().data_ptr(), *state->stream);
   return std::make_unique<NcclWork>(state, std::move(done), std::move(tensors), std::move(name));
 }
 
@@ -157,8 +145,8 @@ std::string describe(const char* op, const at::Tensor& t) {
 
 NcclCommunicator::NcclCommunicator(const Context& context, CommunicatorOptions options)
     : state_(std::make_shared<NcclState>()) {
-  DPUNET_CHECK(context.device().is_cuda(), "NCCL communicator needs a GPU, but ", process_label(),
-               " runs on ", context.device().str());
+  DPUNET_CHECK(context.device().is_cuda(), "NCCL communicator needs a GPU, but ", process_label(), " runs on ",
+               context.device().str());
   state_->rank = context.rank();
   state_->world_size = context.world_size();
   state_->device = context.device();
@@ -173,9 +161,15 @@ NcclCommunicator::NcclCommunicator(const Context& context, CommunicatorOptions o
 
 NcclCommunicator::~NcclCommunicator() = default;
 
-int NcclCommunicator::rank() const { return state_->rank; }
-int NcclCommunicator::world_size() const { return state_->world_size; }
-c10::Device NcclCommunicator::device() const { return state_->device; }
+int NcclCommunicator::rank() const {
+  return state_->rank;
+}
+int NcclCommunicator::world_size() const {
+  return state_->world_size;
+}
+c10::Device NcclCommunicator::device() const {
+  return state_->device;
+}
 
 std::unique_ptr<Work> NcclCommunicator::all_reduce_async(const at::Tensor& tensor, ReduceOp op) {
   check_device_tensor(*state_, tensor, "all_reduce");
@@ -190,25 +184,22 @@ std::unique_ptr<Work> NcclCommunicator::all_reduce_async(const at::Tensor& tenso
 
 std::unique_ptr<Work> NcclCommunicator::broadcast_async(const at::Tensor& tensor, int root) {
   check_device_tensor(*state_, tensor, "broadcast");
-  DPUNET_CHECK(root >= 0 && root < state_->world_size, "NCCL communicator: broadcast root ", root,
-               " is not a rank of ", state_->world_size);
+  DPUNET_CHECK(root >= 0 && root < state_->world_size, "NCCL communicator: broadcast root ", root, " is not a rank of ",
+               state_->world_size);
   return enqueue(state_, describe("broadcast", tensor), {tensor}, [&](ncclComm_t comm, cudaStream_t stream) {
-    return ncclBroadcast(tensor.data_ptr(), tensor.data_ptr(), tensor.nbytes(), ncclUint8, root, comm,
-                         stream);
+    return ncclBroadcast(tensor.data_ptr(), tensor.data_ptr(), tensor.nbytes(), ncclUint8, root, comm, stream);
   });
 }
 
 std::unique_ptr<Work> NcclCommunicator::all_gather_async(const at::Tensor& input, const at::Tensor& output) {
   check_device_tensor(*state_, input, "all_gather");
   check_device_tensor(*state_, output, "all_gather");
-  DPUNET_CHECK(
-      output.numel() == input.numel() * state_->world_size && output.scalar_type() == input.scalar_type(),
-      "NCCL communicator: all_gather output must hold world_size (", state_->world_size, ") x ",
-      input.numel(), " elements of the input's type, got ", output.numel());
-  return enqueue(
-      state_, describe("all_gather", input), {input, output}, [&](ncclComm_t comm, cudaStream_t stream) {
-        return ncclAllGather(input.data_ptr(), output.data_ptr(), input.nbytes(), ncclUint8, comm, stream);
-      });
+  DPUNET_CHECK(output.numel() == input.numel() * state_->world_size && output.scalar_type() == input.scalar_type(),
+               "NCCL communicator: all_gather output must hold world_size (", state_->world_size, ") x ", input.numel(),
+               " elements of the input's type, got ", output.numel());
+  return enqueue(state_, describe("all_gather", input), {input, output}, [&](ncclComm_t comm, cudaStream_t stream) {
+    return ncclAllGather(input.data_ptr(), output.data_ptr(), input.nbytes(), ncclUint8, comm, stream);
+  });
 }
 
 void NcclCommunicator::barrier() {

@@ -35,9 +35,8 @@ torch::Tensor per_channel(const torch::Tensor& v, const torch::Tensor& x) {
 class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunction> {
  public:
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& weight,
-                               const torch::Tensor& bias, torch::Tensor running_mean,
-                               torch::Tensor running_var, double eps, double momentum,
-                               c10::intrusive_ptr<CommHolder> holder) {
+                               const torch::Tensor& bias, torch::Tensor running_mean, torch::Tensor running_var,
+                               double eps, double momentum, c10::intrusive_ptr<CommHolder> holder) {
     Communicator& comm = *holder->comm;
     const auto dims = reduce_dims(x);
     const int64_t channels = x.size(1);
@@ -47,8 +46,7 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
         (x - per_channel(local_mean.to(x.scalar_type()), x)).square().sum(dims).to(torch::kFloat64);
     const double local_count = static_cast<double>(x.numel() / channels);
     // [mean (C), m2 (C), count (1)] per rank.
-    const torch::Tensor packed =
-        torch::cat({local_mean, local_m2, torch::full({1}, local_count, stats_options)});
+    const torch::Tensor packed = torch::cat({local_mean, local_m2, torch::full({1}, local_count, stats_options)});
     torch::Tensor gathered = torch::empty({comm.world_size() * packed.numel()}, stats_options);
     comm.all_gather(packed, gathered);
     gathered = gathered.view({comm.world_size(), packed.numel()});
@@ -56,8 +54,7 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
     const torch::Tensor m2s = gathered.narrow(1, channels, channels);
     const torch::Tensor counts = gathered.narrow(1, 2 * channels, 1);  // [W, 1]
     const double total = counts.sum().item<double>();
-    TORCH_CHECK(total > 1, "SyncBatchNorm: needs more than one value per channel across all ranks, got ",
-                total);
+    TORCH_CHECK(total > 1, "SyncBatchNorm: needs more than one value per channel across all ranks, got ", total);
     const torch::Tensor mean = (means * counts).sum(0) / total;
     const torch::Tensor m2 = (m2s + counts * (means - mean).square()).sum(0);
     const torch::Tensor invstd = (m2 / total + eps).rsqrt();
@@ -77,8 +74,7 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
     const auto saved = ctx->get_saved_variables();
     const torch::Tensor &x = saved[0], &weight = saved[1], &mean = saved[2], &invstd = saved[3];
-    Communicator& comm =
-        *c10::static_intrusive_pointer_cast<CommHolder>(ctx->saved_data["comm"].toCapsule())->comm;
+    Communicator& comm = *c10::static_intrusive_pointer_cast<CommHolder>(ctx->saved_data["comm"].toCapsule())->comm;
     const double total = ctx->saved_data["total"].toDouble();
     const torch::Tensor dy = grad_outputs[0].contiguous();
     const auto dims = reduce_dims(x);
@@ -91,16 +87,10 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
     const int64_t channels = x.size(1);
     const torch::Tensor mean_dy = global.narrow(0, 0, channels) / total;
     const torch::Tensor mean_dy_xhat = global.narrow(0, channels, channels) / total;
-    const torch::Tensor dx = (dy - per_channel(mean_dy, x) - xhat * per_channel(mean_dy_xhat, x)) *
-                             per_channel(invstd * weight, x);
-    return {dx,
-            sum_dy_xhat,
-            sum_dy,
-            torch::Tensor(),
-            torch::Tensor(),
-            torch::Tensor(),
-            torch::Tensor(),
-            torch::Tensor()};
+    const torch::Tensor dx =
+        (dy - per_channel(mean_dy, x) - xhat * per_channel(mean_dy_xhat, x)) * per_channel(invstd * weight, x);
+    return {
+        dx, sum_dy_xhat, sum_dy, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -108,10 +98,8 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
 
 SyncBatchNormImpl::SyncBatchNormImpl(SyncBatchNormOptions options, std::shared_ptr<Communicator> comm)
     : options_(options), comm_(std::move(comm)) {
-  DPUNET_CHECK(options_.num_features > 0, "SyncBatchNorm: num_features must be > 0, got ",
-               options_.num_features);
-  DPUNET_CHECK(comm_ != nullptr,
-               "SyncBatchNorm: needs a communicator (norm sync_batch is for distributed runs)");
+  DPUNET_CHECK(options_.num_features > 0, "SyncBatchNorm: num_features must be > 0, got ", options_.num_features);
+  DPUNET_CHECK(comm_ != nullptr, "SyncBatchNorm: needs a communicator (norm sync_batch is for distributed runs)");
   reset();
 }
 
@@ -124,21 +112,20 @@ void SyncBatchNormImpl::reset() {
 }
 
 torch::Tensor SyncBatchNormImpl::forward(const torch::Tensor& input) {
-  DPUNET_CHECK(input.dim() >= 2 && input.size(1) == options_.num_features,
-               "SyncBatchNorm: expected input [N, ", options_.num_features, ", ...], got ", input.sizes());
+  DPUNET_CHECK(input.dim() >= 2 && input.size(1) == options_.num_features, "SyncBatchNorm: expected input [N, ",
+               options_.num_features, ", ...], got ", input.sizes());
   if (!is_training()) {
-    return torch::batch_norm(input, weight, bias, running_mean, running_var, /*training=*/false,
-                             options_.momentum, options_.eps, /*cudnn_enabled=*/true);
+    return torch::batch_norm(input, weight, bias, running_mean, running_var, /*training=*/false, options_.momentum,
+                             options_.eps, /*cudnn_enabled=*/true);
   }
-  DPUNET_CHECK(input.device() == comm_->device(), "SyncBatchNorm: input is on ", input.device().str(),
-               " but the ", comm_->backend(), " communicator works on ", comm_->device().str());
+  DPUNET_CHECK(input.device() == comm_->device(), "SyncBatchNorm: input is on ", input.device().str(), " but the ",
+               comm_->backend(), " communicator works on ", comm_->device().str());
   {
     torch::NoGradGuard no_grad;
     num_batches_tracked.add_(1);
   }
-  return SyncBatchNormFunction::apply(input.contiguous(), weight, bias, running_mean, running_var,
-                                      options_.eps, options_.momentum,
-                                      c10::make_intrusive<CommHolder>(comm_.get()));
+  return SyncBatchNormFunction::apply(input.contiguous(), weight, bias, running_mean, running_var, options_.eps,
+                                      options_.momentum, c10::make_intrusive<CommHolder>(comm_.get()));
 }
 
 }  // namespace dpunet::dist

@@ -53,8 +53,7 @@ struct RngState {
     RngState rng;
     std::vector<at::Device> devices{at::Device(at::kCPU)};
     for (const auto& t : inputs) {
-      if (t.defined() && t.is_cuda() &&
-          std::find(devices.begin(), devices.end(), t.device()) == devices.end()) {
+      if (t.defined() && t.is_cuda() && std::find(devices.begin(), devices.end(), t.device()) == devices.end()) {
         devices.push_back(t.device());
       }
     }
@@ -90,8 +89,8 @@ class CheckpointFunction : public torch::autograd::Function<CheckpointFunction> 
  public:
   // `anchor` is an empty leaf that requires grad: it makes the outputs require grad (and
   // backward run) even when no input does, e.g. for the first block of a network.
-  static variable_list forward(AutogradContext* ctx, c10::intrusive_ptr<Recompute> recompute,
-                               at::TensorList inputs, const torch::Tensor& anchor) {
+  static variable_list forward(AutogradContext* ctx, c10::intrusive_ptr<Recompute> recompute, at::TensorList inputs,
+                               const torch::Tensor& anchor) {
     std::vector<torch::Tensor> in(inputs.begin(), inputs.end());
     recompute->rng = RngState::capture(in);
     recompute->autocast = AutocastState::capture();
@@ -201,8 +200,7 @@ bool any_requires_grad(const std::vector<torch::Tensor>& tensors) {
 
 std::vector<torch::Tensor> checkpoint(torch::nn::Module& block, const BlockFunction& run,
                                       const std::vector<torch::Tensor>& inputs) {
-  if (!torch::GradMode::is_enabled() ||
-      (!any_requires_grad(inputs) && !any_requires_grad(block.parameters()))) {
+  if (!torch::GradMode::is_enabled() || (!any_requires_grad(inputs) && !any_requires_grad(block.parameters()))) {
     return run(inputs);
   }
   auto recompute = c10::make_intrusive<Recompute>();

@@ -48,8 +48,7 @@ UnetImpl::UnetImpl(const UnetOptions& options) : options_(options) {
   for (int64_t j = 1; j <= depth; ++j) {
     const int64_t level = depth - j;  // the level this Up produces
     const int64_t out = j == depth ? width(level) : width(level) / factor;
-    ups_.push_back(
-        register_module("up" + std::to_string(j), Up(width(level + 1), out, options_.bilinear, style)));
+    ups_.push_back(register_module("up" + std::to_string(j), Up(width(level + 1), out, options_.bilinear, style)));
   }
   outc_ = register_module("outc", OutConv(width(0), options_.n_classes));
   checkpointed_.assign(block_names().size(), false);
@@ -94,7 +93,9 @@ void UnetImpl::set_checkpointing(const std::string& block, bool enabled) {
   checkpointed_[block_index(block)] = enabled;
 }
 
-bool UnetImpl::is_checkpointed(const std::string& block) const { return checkpointed_[block_index(block)]; }
+bool UnetImpl::is_checkpointed(const std::string& block) const {
+  return checkpointed_[block_index(block)];
+}
 
 void UnetImpl::check_input(const torch::Tensor& x) const {
   DPUNET_CHECK(x.defined() && x.dim() == 4, "Unet expects input [N, C=", options_.n_channels, ", H, W], got ",
@@ -108,8 +109,8 @@ void UnetImpl::check_input(const torch::Tensor& x) const {
       DPUNET_FAIL("Unet(padding=valid, depth=", options_.depth, ") cannot tile input size ", size, " (input ",
                   shape_string(x), "); nearest valid sizes: ", join(nearest_valid_sizes(options_, size)));
     }
-    DPUNET_FAIL("Unet(depth=", options_.depth, ") needs H and W >= ", int64_t{1} << options_.depth,
-                ", got input ", shape_string(x));
+    DPUNET_FAIL("Unet(depth=", options_.depth, ") needs H and W >= ", int64_t{1} << options_.depth, ", got input ",
+                shape_string(x));
   }
 }
 

@@ -24,21 +24,18 @@ Padding parse_padding(const std::string& name) {
 
 std::string to_string(Norm norm) {
   switch (norm) {
-    case Norm::kBatch:
-      return "batch";
-    case Norm::kInstance:
-      return "instance";
-    case Norm::kGroup:
-      return "group";
-    case Norm::kNone:
-      return "none";
-    case Norm::kSyncBatch:
-      return "sync_batch";
+    case Norm::kBatch: return "batch";
+    case Norm::kInstance: return "instance";
+    case Norm::kGroup: return "group";
+    case Norm::kNone: return "none";
+    case Norm::kSyncBatch: return "sync_batch";
   }
   return "?";
 }
 
-std::string to_string(Padding padding) { return padding == Padding::kSame ? "same" : "valid"; }
+std::string to_string(Padding padding) {
+  return padding == Padding::kSame ? "same" : "valid";
+}
 
 void validate(const UnetOptions& o) {
   DPUNET_CHECK(o.n_channels > 0, "Unet: n_channels must be > 0, got ", o.n_channels);
@@ -47,8 +44,8 @@ void validate(const UnetOptions& o) {
                "Unet: norm sync_batch needs a communicator (it is for distributed runs)");
   DPUNET_CHECK(o.depth >= 1 && o.depth <= 8, "Unet: depth must be in [1, 8], got ", o.depth);
   // The bilinear decoder halves the bottom width (the reference's `factor`), so it must be even.
-  DPUNET_CHECK(o.base_channels >= 2 && o.base_channels % 2 == 0,
-               "Unet: base_channels must be even and >= 2, got ", o.base_channels);
+  DPUNET_CHECK(o.base_channels >= 2 && o.base_channels % 2 == 0, "Unet: base_channels must be even and >= 2, got ",
+               o.base_channels);
 }
 
 std::optional<int64_t> output_size(const UnetOptions& o, int64_t size) {

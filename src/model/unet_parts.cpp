@@ -22,13 +22,13 @@ torch::nn::Conv2d conv3x3(int64_t in, int64_t out, ConvStyle style) {
 }
 
 // GroupNorm's usual 32 groups, fewer when the width is not a multiple of 32.
-int64_t group_count(int64_t channels) { return std::gcd<int64_t>(channels, 32); }
+int64_t group_count(int64_t channels) {
+  return std::gcd<int64_t>(channels, 32);
+}
 
 void append_norm(torch::nn::Sequential& seq, int64_t channels, const ConvStyle& style) {
   switch (style.norm) {
-    case Norm::kBatch:
-      seq->push_back(torch::nn::BatchNorm2d(channels));
-      break;
+    case Norm::kBatch: seq->push_back(torch::nn::BatchNorm2d(channels)); break;
     case Norm::kInstance:
       seq->push_back(torch::nn::InstanceNorm2d(torch::nn::InstanceNorm2dOptions(channels).affine(true)));
       break;
@@ -38,8 +38,7 @@ void append_norm(torch::nn::Sequential& seq, int64_t channels, const ConvStyle& 
     case Norm::kSyncBatch:
       seq->push_back(dist::SyncBatchNorm(dist::SyncBatchNormOptions{channels}, style.communicator));
       break;
-    case Norm::kNone:
-      break;
+    case Norm::kNone: break;
   }
 }
 
@@ -52,8 +51,7 @@ torch::Tensor center_crop(const torch::Tensor& x, int64_t height, int64_t width)
 
 }  // namespace
 
-DoubleConvImpl::DoubleConvImpl(int64_t in_channels, int64_t out_channels, int64_t mid_channels,
-                               ConvStyle style) {
+DoubleConvImpl::DoubleConvImpl(int64_t in_channels, int64_t out_channels, int64_t mid_channels, ConvStyle style) {
   torch::nn::Sequential seq;
   seq->push_back(conv3x3(in_channels, mid_channels, style));
   append_norm(seq, mid_channels, style);
@@ -64,7 +62,9 @@ DoubleConvImpl::DoubleConvImpl(int64_t in_channels, int64_t out_channels, int64_
   double_conv_ = register_module("double_conv", seq);
 }
 
-torch::Tensor DoubleConvImpl::forward(const torch::Tensor& x) { return double_conv_->forward(x); }
+torch::Tensor DoubleConvImpl::forward(const torch::Tensor& x) {
+  return double_conv_->forward(x);
+}
 
 DownImpl::DownImpl(int64_t in_channels, int64_t out_channels, ConvStyle style)
     : maxpool_conv_(torch::nn::MaxPool2d(torch::nn::MaxPool2dOptions(2)),
@@ -72,10 +72,11 @@ DownImpl::DownImpl(int64_t in_channels, int64_t out_channels, ConvStyle style)
   register_module("maxpool_conv", maxpool_conv_);
 }
 
-torch::Tensor DownImpl::forward(const torch::Tensor& x) { return maxpool_conv_->forward(x); }
+torch::Tensor DownImpl::forward(const torch::Tensor& x) {
+  return maxpool_conv_->forward(x);
+}
 
-UpImpl::UpImpl(int64_t in_channels, int64_t out_channels, bool bilinear, ConvStyle style)
-    : padding_(style.padding) {
+UpImpl::UpImpl(int64_t in_channels, int64_t out_channels, bool bilinear, ConvStyle style) : padding_(style.padding) {
   if (bilinear) {
     up_bilinear_ = register_module("up", torch::nn::Upsample(torch::nn::UpsampleOptions()
                                                                  .scale_factor(std::vector<double>{2.0, 2.0})
@@ -84,9 +85,8 @@ UpImpl::UpImpl(int64_t in_channels, int64_t out_channels, bool bilinear, ConvSty
     conv_ = register_module("conv", DoubleConv(in_channels, out_channels, in_channels / 2, style));
   } else {
     up_transposed_ = register_module(
-        "up",
-        torch::nn::ConvTranspose2d(
-            torch::nn::ConvTranspose2dOptions(in_channels, in_channels / 2, /*kernel_size=*/2).stride(2)));
+        "up", torch::nn::ConvTranspose2d(
+                  torch::nn::ConvTranspose2dOptions(in_channels, in_channels / 2, /*kernel_size=*/2).stride(2)));
     conv_ = register_module("conv", DoubleConv(in_channels, out_channels, out_channels, style));
   }
 }
@@ -113,6 +113,8 @@ OutConvImpl::OutConvImpl(int64_t in_channels, int64_t out_channels)
   register_module("conv", conv_);
 }
 
-torch::Tensor OutConvImpl::forward(const torch::Tensor& x) { return conv_->forward(x); }
+torch::Tensor OutConvImpl::forward(const torch::Tensor& x) {
+  return conv_->forward(x);
+}
 
 }  // namespace dpunet::model

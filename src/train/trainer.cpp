@@ -351,6 +351,8 @@ int Trainer::run() {
       return 0;
     }
   }
+  // The marker job scripts look for: this run has done all its steps.
+  if (context_.is_root()) write_file_atomically(config_.run.dir + "/DONE", std::to_string(step_) + "\n");
   logger_.info("done: " + std::to_string(step_) + " steps; checkpoints in " + store_.directory());
   return 0;
 }
@@ -363,6 +365,7 @@ int run_training(const config::Config& config, dist::Context& context, const Tra
     std::filesystem::create_directories(config.run.dir, ec);
     DPUNET_CHECK(!ec, "run.dir ", config.run.dir, ": cannot create the run directory: ", ec.message());
     write_file_atomically(config.run.dir + "/config.yaml", config::to_yaml(config));
+    std::filesystem::remove(config.run.dir + "/DONE", ec);  // this run has steps to do
   }
   // Other ranks never write into the run directory, so they need not wait for it.
   Trainer trainer(config, context, options);

@@ -34,9 +34,9 @@ TEST_CASE("DDP rejects models that differ across ranks on every rank, naming the
       torch::nn::Linear(4, 8), torch::nn::Linear(8, comm.rank() == comm.world_size() - 1 ? 3 : 2));
   auto module = net->ptr();
   if (comm.rank() == comm.world_size() - 1) {
-    REQUIRE_THROWS_WITH(dist::DistributedDataParallel(module, comm),
-                        Catch::Contains("differs between rank") && Catch::Contains("'1.weight' [3, 8]") &&
-                            Catch::Contains("'1.weight' [2, 8]"));
+    REQUIRE_THROWS_WITH(dist::DistributedDataParallel(module, comm), Catch::Contains("differs between rank") &&
+                                                                         Catch::Contains("'1.weight' [3, 8]") &&
+                                                                         Catch::Contains("'1.weight' [2, 8]"));
   } else {
     REQUIRE_THROWS_WITH(dist::DistributedDataParallel(module, comm), Catch::Contains("differ from rank 0"));
   }
@@ -71,8 +71,7 @@ TEST_CASE("DDP names parameters that got no gradient, unless told to allow them"
     TwoHeads net;
     dist::DistributedDataParallel ddp(net.ptr(), comm);
     net->forward(x).sum().backward();
-    REQUIRE_THROWS_WITH(ddp.synchronize(), Catch::Contains("skipped.weight") &&
-                                               Catch::Contains("skipped.bias") &&
+    REQUIRE_THROWS_WITH(ddp.synchronize(), Catch::Contains("skipped.weight") && Catch::Contains("skipped.bias") &&
                                                !Catch::Contains("used.weight"));
   }
   {

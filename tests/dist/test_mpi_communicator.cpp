@@ -36,8 +36,7 @@ TEST_CASE("MPI all_reduce sums exactly for several sizes and dtypes", "[mpi]") {
   const bool threaded = GENERATE(true, false);
   MpiCommunicator comm(context, with_thread(threaded));
   const int world = comm.world_size();
-  for (auto type :
-       {torch::kFloat, torch::kDouble, torch::kLong, torch::kInt, torch::kBFloat16, torch::kHalf}) {
+  for (auto type : {torch::kFloat, torch::kDouble, torch::kLong, torch::kInt, torch::kBFloat16, torch::kHalf}) {
     for (int64_t n : {int64_t{1}, int64_t{7}, int64_t{1000}, (int64_t{1} << 20) + 3}) {
       torch::Tensor t = rank_pattern(n, comm.rank(), type);
       comm.all_reduce(t, ReduceOp::kSum);
@@ -103,9 +102,7 @@ TEST_CASE("MPI communicator rejects tensors it cannot send, with the reason", "[
   MpiCommunicator comm(dpunet::test::mpi_context());
   const torch::Tensor strided = torch::zeros({4, 4}).t();
   REQUIRE_THROWS_WITH(comm.all_reduce(strided, ReduceOp::kSum), Catch::Contains("contiguous"));
-  REQUIRE_THROWS_WITH(comm.all_reduce(torch::zeros({4}, torch::kLong), ReduceOp::kAvg),
-                      Catch::Contains("floating"));
+  REQUIRE_THROWS_WITH(comm.all_reduce(torch::zeros({4}, torch::kLong), ReduceOp::kAvg), Catch::Contains("floating"));
   REQUIRE_THROWS_WITH(comm.broadcast(torch::zeros({2}), comm.world_size()), Catch::Contains("root"));
-  REQUIRE_THROWS_WITH(comm.all_gather(torch::zeros({2}), torch::zeros({1})),
-                      Catch::Contains("all_gather output"));
+  REQUIRE_THROWS_WITH(comm.all_gather(torch::zeros({2}), torch::zeros({1})), Catch::Contains("all_gather output"));
 }

@@ -37,8 +37,7 @@ Result run(torch::nn::Sequential& block, const torch::Tensor& input, bool checkp
 
 }  // namespace
 
-TEST_CASE("checkpoint gives the same outputs and gradients as the plain block, with dropout",
-          "[model][checkpoint]") {
+TEST_CASE("checkpoint gives the same outputs and gradients as the plain block, with dropout", "[model][checkpoint]") {
   torch::manual_seed(0);
   auto block = make_block();
   const auto input = torch::randn({6, 8});

@@ -44,8 +44,8 @@ TEST_CASE("Unet parameter counts equal the PyTorch reference", "[model]") {
     bool bilinear;
     int64_t expected;
   };
-  for (const Case& c : {Case{3, false, 31037698}, Case{3, true, 17263042}, Case{1, false, 31036546},
-                        Case{1, true, 17261890}}) {
+  for (const Case& c :
+       {Case{3, false, 31037698}, Case{3, true, 17263042}, Case{1, false, 31036546}, Case{1, true, 17261890}}) {
     Unet net(c.n_channels, /*n_classes=*/2, c.bilinear);
     INFO("n_channels=" << c.n_channels << " bilinear=" << c.bilinear);
     CHECK(parameter_count(net) == c.expected);

@@ -15,8 +15,7 @@ GlobalBatch make_global_batch(int64_t per_rank, int world, int64_t size) {
 
 GlobalBatch rank_share(const GlobalBatch& batch, int rank, int world) {
   const int64_t per_rank = batch.images.size(0) / world;
-  return {batch.images.narrow(0, rank * per_rank, per_rank),
-          batch.labels.narrow(0, rank * per_rank, per_rank)};
+  return {batch.images.narrow(0, rank * per_rank, per_rank), batch.labels.narrow(0, rank * per_rank, per_rank)};
 }
 
 model::Unet make_small_unet(model::Norm norm, std::shared_ptr<dist::Communicator> comm) {

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The quickstart: installs what is missing, builds, writes the synthetic shards (once),
+# trains configs/quickstart.yaml on 2 CPU ranks and plots the curves.
+# Extra arguments go to `dpunet train`, e.g. --resume auto or --set train.steps=100.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build=${DPUNET_BUILD_DIR:-$root/build}
+cd "$root"
+
+"$root/scripts/setup.sh"
+"$root/scripts/build.sh"
+dpunet=$build/src/dpunet
+if [ ! -f data/synth/val-00000.h5 ]; then
+  "$dpunet" data synth --out data/synth --samples 256 --shards 4 --val-samples 32 --size 128 >/dev/null
+  echo "[quickstart] synthetic shards written to data/synth/"
+fi
+DPUNET_BIN=$dpunet "$root/launcher/dpunet-launch" -n 2 -- train configs/quickstart.yaml "$@"
+"$dpunet" plot runs/quickstart >/dev/null
+echo "[quickstart] checkpoints: runs/quickstart/checkpoints/ (latest: $(cat runs/quickstart/checkpoints/latest))"
+echo "[quickstart] metrics: runs/quickstart/metrics.jsonl, curves: runs/quickstart/curves.png"

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Fails listing the C++ files that clang-format would change. Exit 77: no clang-format.
+set -uo pipefail
+root=$1
+command -v clang-format >/dev/null || { echo "skipped: clang-format not installed"; exit 77; }
+cd "$root" || exit 1
+mapfile -t files < <(git ls-files '*.cpp' '*.h' '*.cpp.in' 2>/dev/null || find src tests -name '*.cpp' -o -name '*.h')
+bad=()
+for f in "${files[@]}"; do
+  clang-format --dry-run --Werror "$f" >/dev/null 2>&1 || bad+=("$f")
+done
+if [ ${#bad[@]} -gt 0 ]; then
+  echo "not formatted (run: clang-format -i FILE):"
+  printf '  %s\n' "${bad[@]}"
+  exit 1
+fi
+echo "${#files[@]} files formatted"

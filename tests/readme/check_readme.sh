@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Keeps README.md honest: every command in its bash blocks is checked against the
+# repository and the built binary. scripts/test.sh and scripts/quickstart.sh are run in
+# full by CI (.ci/run); launcher lines run with --dry-run; dpunet lines must name an
+# existing subcommand and only options its --help lists (--print-config lines run for
+# real); sbatch lines must name a script that parses.
+#   check_readme.sh REPO_ROOT DPUNET_BINARY
+set -uo pipefail
+root=$1 binary=$2
+cd "$root" || exit 1
+failures=0
+fail() { echo "README: $*"; failures=$((failures + 1)); }
+
+check_dpunet() {  # words after the binary
+  local words=() option
+  for w in "$@"; do
+    case $w in -*|*/*|*.yaml|*.h5|*\'*) break ;; esac
+    words+=("$w")
+  done
+  local help
+  help=$("$binary" "${words[@]}" --help 2>&1) || { fail "'dpunet ${words[*]}' is not a command"; return; }
+  for option in "$@"; do
+    case $option in
+      --*) option=${option%%=*}
+           grep -q -- "$option" <<<"$help" || fail "'dpunet ${words[*]}' has no option $option" ;;
+    esac
+  done
+}
+
+# Bash blocks, with backslash continuations joined and trailing comments dropped.
+mapfile -t commands < <(awk '/^```bash/{on=1; next} /^```/{on=0} on' README.md |
+                        sed -e ':a' -e '/\\$/N; s/\\\n//; ta' | sed -e 's/[[:space:]]\+#.*$//' -e 's/[[:space:]]\+/ /g')
+for line in "${commands[@]}"; do
+  [ -n "$line" ] || continue
+  eval "set -- $line"
+  [ "${1:-}" = mpirun ] && shift 3  # mpirun -np N
+  case $1 in
+    scripts/*.sh) [ -x "$1" ] || fail "$1 is missing or not executable" ;;
+    sbatch)
+      script=$(printf '%s\n' "$@" | grep -m1 '\.sbatch$')
+      { [ -f "$script" ] && bash -n "$script"; } || fail "$script is missing or does not parse" ;;
+    launcher/dpunet-launch)
+      shift
+      DPUNET_BIN=$binary launcher/dpunet-launch --dry-run "$@" >/dev/null 2>&1 ||
+        fail "launcher line fails with --dry-run: $line" ;;
+    build/src/dpunet)
+      shift
+      if [[ " $* " == *" --print-config "* ]]; then
+        "$binary" "$@" >/dev/null 2>&1 || fail "fails: $line"
+      else
+        check_dpunet "$@"
+      fi ;;
+    *) fail "no check for this command: $line" ;;
+  esac
+done
+echo "checked ${#commands[@]} README commands, $failures problems"
+[ "$failures" -eq 0 ]

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# slurm/train.sbatch against a real one-node SLURM: submit 2 CPU ranks, send the
+# preemption signal, and check that the job checkpointed, was requeued, resumed from the
+# checkpoint and finished. Needs root and apt (or SLURM already installed); exits 77
+# (skipped) without them.
+#   test_sbatch.sh REPO_ROOT DPUNET_BINARY
+set -uo pipefail
+repo=$1 binary=$2
+if [ "$(id -u)" -ne 0 ] || { ! command -v slurmctld >/dev/null && ! command -v apt-get >/dev/null; }; then
+  echo "skipped: the SLURM test needs root and apt-get (or SLURM installed)"
+  exit 77
+fi
+work=$(mktemp -d /tmp/dpunet-slurm-test-XXXXXX)
+cleanup() {
+  scancel --quiet --user=root 2>/dev/null || true
+  "$repo/tests/slurm/local_slurm.sh" stop "$work/slurm"
+  rm -rf "$work"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*"; echo "--- job output:"; cat "$work"/*.out 2>/dev/null; exit 1; }
+
+"$repo/tests/slurm/local_slurm.sh" start "$work/slurm" || fail "could not start SLURM"
+"$binary" data synth --out "$work/data" --samples 24 --shards 2 --size 48 --seed 1 >/dev/null || fail "synth"
+cat >"$work/config.yaml" <<CONF
+run: {seed: 1, device: cpu}
+model: {n_classes: 3, base_channels: 8, depth: 2, norm: batch}
+data: {train: '$work/data/train-*.h5', workers: 1}
+augment: {patch_size: 32}
+train: {batch_size: 2, steps: 40}
+schedule: {warmup_steps: 2}
+checkpoint: {every_steps: 10}
+logging: {every_steps: 1, progress: lines}
+CONF
+# This machine has no GPUs: the only change to the template is dropping its GPU request.
+grep -v -- '--gpus-per-node' "$repo/slurm/train.sbatch" >"$work/train.sbatch"
+
+cd "$repo" || exit 1
+job=$(DPUNET_BIN=$binary DPUNET_RUN_DIR=$work/run sbatch --parsable --nodes=1 --ntasks-per-node=2 \
+      --cpus-per-task=1 --time=10 --job-name=dpunet-test --output="$work/%x-%j.out" \
+      "$work/train.sbatch" "$work/config.yaml") || fail "sbatch refused the script"
+out=$work/dpunet-test-$job.out
+echo "submitted job $job"
+
+for _ in $(seq 1 600); do grep -q 'step 3/' "$out" 2>/dev/null && break; sleep 0.2; done
+grep -q 'step 3/' "$out" || fail "the job did not start training"
+scancel --signal=USR1 --batch "$job" || fail "scancel --signal=USR1 failed"
+
+# SLURM holds a requeued job for a while before it is eligible again; the test does not
+# need to wait for that.
+for _ in $(seq 1 300); do
+  state=$(squeue -h -j "$job" -o %T 2>/dev/null)
+  if [ "$state" = PENDING ]; then
+    echo "requeued: $(squeue -h -j "$job" -o '%T %r')"
+    # Once the node is idle again (the first start fully cleaned up), start it now.
+    for _ in $(seq 1 300); do sinfo -h -o %t | grep -q '^idle' && break; sleep 0.2; done
+    sleep 2
+    scontrol update JobId="$job" StartTime=now 2>/dev/null || true
+    break
+  fi
+  sleep 0.2
+done
+for _ in $(seq 1 900); do [ -f "$work/run/DONE" ] && break; sleep 0.2; done
+sleep 1
+[ -f "$work/run/DONE" ] || fail "the run never finished"
+show=$(scontrol show job "$job" 2>/dev/null)
+for expected in "start 0:" "stopped by a signal at step" "checkpointed; requeueing" "start 1:" \
+                "resumed from $work/run/checkpoints/step-" "done: 40 steps" "[dpunet] finished"; do
+  grep -qF -- "$expected" "$out" || fail "the job output lacks '$expected'"
+done
+grep -q "Restarts=1" <<<"$show" || fail "SLURM does not count one restart: $(grep -o 'Restarts=[0-9]*' <<<"$show")"
+echo "PASS: checkpointed on USR1, requeued (Restarts=1), resumed and finished"

@@ -1,0 +1,92 @@
+// Reliability through the launcher, 2 CPU ranks: a rank killed with SIGKILL ends the job
+// promptly without damaging the last checkpoint, and SIGTERM to the launcher makes the
+// ranks checkpoint and exit for requeue. Both runs then resume.
+#include <catch2/catch.hpp>
+
+#include <fstream>
+
+#include "checkpoint/store.h"
+#include "common/atomic_file.h"
+#include "support/train_fixture.h"
+
+using Catch::Matchers::Contains;
+using dpunet::test::TrainFixture;
+
+namespace {
+
+// Starts training through launcher/dpunet-launch in the background, waits for step 5,
+// runs `action` (a shell line; $job is the launcher's pid), then waits for the job.
+// Prints "exit=<code> seconds=<time from the action to the end>".
+dpunet::test::CommandResult interrupt(const TrainFixture& f, const std::string& config, const std::string& action) {
+  const std::string log = f.dir() / "log";
+  const std::string script = f.dir() / "interrupt.sh";
+  std::ofstream(script) << "export DPUNET_BIN=" DPUNET_BINARY " OMP_NUM_THREADS=1\n"
+                        << DPUNET_SOURCE_DIR "/launcher/dpunet-launch -n 2 -- train " << config << " > " << log
+                        << " 2>&1 &\njob=$!\n"
+                        << "for i in $(seq 1 600); do grep -q 'step 5/' " << log << " && break; sleep 0.1; done\n"
+                        << "start=$(date +%s)\n"
+                        << action << "\nwait $job\nstatus=$?\n"
+                        << "echo exit=$status seconds=$(( $(date +%s) - start ))\n";
+  return dpunet::test::run_command("bash " + script + " 2>&1");
+}
+
+int seconds_of(const std::string& output) {
+  const auto at = output.find("seconds=");
+  return at == std::string::npos ? -1 : std::stoi(output.substr(at + 8));
+}
+
+}  // namespace
+
+TEST_CASE("SIGKILL on one rank ends the job promptly and leaves a checkpoint to resume from", "[train][e2e]") {
+  TrainFixture f;
+  const std::string config = f.write_config("train: {batch_size: 2, steps: 100000}\ndistributed: {timeout_s: 30}\n");
+  const auto result = interrupt(f, config, "kill -9 $(pgrep -f '^" DPUNET_BINARY " train " + config + "' | tail -1)");
+  INFO(result.output << dpunet::read_file(f.dir() / "log"));
+  CHECK_THAT(result.output, Contains("exit="));
+  CHECK_THAT(result.output, !Contains("exit=0 "));
+  CHECK(seconds_of(result.output) >= 0);
+  CHECK(seconds_of(result.output) <= 30);  // within distributed.timeout_s
+  const dpunet::checkpoint::CheckpointStore store(f.run_dir());
+  std::vector<std::string> damaged;
+  const auto latest = store.latest_valid([&](const std::string& m) { damaged.push_back(m); });
+  REQUIRE(latest);
+  CHECK(damaged.empty());  // the newest checkpoint is intact
+  const auto resumed = f.train(2, config + " --resume auto --stop-at-step 100");
+  INFO(resumed.output);
+  CHECK(resumed.exit_code == 0);
+  CHECK_THAT(resumed.output, Contains("resumed from " + *latest));
+}
+
+TEST_CASE("SIGTERM to the launcher checkpoints and exits for requeue", "[train][e2e]") {
+  TrainFixture f;
+  const std::string config = f.write_config("train: {batch_size: 2, steps: 100000}\n");
+  const auto result = interrupt(f, config, "kill -TERM $job");
+  const std::string log = dpunet::read_file(f.dir() / "log");
+  INFO(result.output << log);
+  CHECK_THAT(result.output, Contains("exit=75 "));
+  CHECK_THAT(log, Contains("stopped by a signal at step"));
+  const auto latest = dpunet::checkpoint::CheckpointStore(f.run_dir()).latest_valid([](const std::string&) {});
+  REQUIRE(latest);
+  const auto resumed = f.train(2, config + " --resume auto --stop-at-step 100");
+  INFO(resumed.output);
+  CHECK(resumed.exit_code == 0);
+  CHECK_THAT(resumed.output, Contains("resumed from " + *latest));
+}
+
+TEST_CASE("the launcher's dry run and errors", "[train][e2e]") {
+  const std::string launch = "DPUNET_BIN=" DPUNET_BINARY " " DPUNET_SOURCE_DIR "/launcher/dpunet-launch ";
+  const auto dry = dpunet::test::run_command(launch + "-n 3 --dry-run -- train c.yaml 2>&1");
+  CHECK(dry.exit_code == 0);
+  CHECK_THAT(dry.output,
+             Contains("mpirun -np 3") && Contains(DPUNET_BINARY " train c.yaml") && Contains("OMP_NUM_THREADS="));
+  const auto gpus = dpunet::test::run_command(launch + "--gpus 0 -n 2 --dry-run -- train c.yaml 2>&1");
+  CHECK(gpus.exit_code == 2);
+  CHECK_THAT(gpus.output, Contains("2 ranks but 1 GPU"));
+  const auto missing = dpunet::test::run_command("DPUNET_BIN=/nonexistent " DPUNET_SOURCE_DIR
+                                                 "/launcher/dpunet-launch -- train c.yaml 2>&1");
+  CHECK(missing.exit_code == 2);
+  CHECK_THAT(missing.output, Contains("no dpunet binary at /nonexistent"));
+  const auto no_mpirun = dpunet::test::run_command("MPIRUN=/nonexistent/mpirun " + launch + "-- train c.yaml 2>&1");
+  CHECK(no_mpirun.exit_code == 2);
+  CHECK_THAT(no_mpirun.output, Contains("mpirun not found"));
+}
