@@ -13,6 +13,10 @@ void add_data_commands(CLI::App& app);
 void add_train_command(CLI::App& app, int* exit_code);
 // `dpunet plot RUN_DIR`: training curves to PNG.
 void add_plot_command(CLI::App& app);
+// `dpunet predict`: overlap-tile inference.
+void add_predict_command(CLI::App& app);
+// `dpunet export`: weights for PyTorch.
+void add_export_command(CLI::App& app);
 // `dpunet version`: versions and GPU capabilities of this build.
 void add_version_command(CLI::App& app);
 

@@ -17,6 +17,8 @@ int main(int argc, char** argv) {
   dpunet::app::add_train_command(app, &exit_code);
   dpunet::app::add_data_commands(app);
   dpunet::app::add_plot_command(app);
+  dpunet::app::add_predict_command(app);
+  dpunet::app::add_export_command(app);
   dpunet::app::add_bench_commands(app);
   dpunet::app::add_version_command(app);
 

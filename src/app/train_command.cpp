@@ -20,6 +20,7 @@ struct TrainArgs {
   std::vector<std::string> overrides;
   std::string resume = "none";
   int64_t stop_at_step = 0;
+  std::string init_weights;
   bool print_config = false;
 };
 
@@ -57,6 +58,7 @@ int run(const TrainArgs& args) {
   train::TrainOptions options;
   options.resume = args.resume;
   options.stop_at_step = args.stop_at_step;
+  options.init_weights = args.init_weights;
   return train::run_training(config, context, options);
 }
 
@@ -71,6 +73,7 @@ void add_train_command(CLI::App& app, int* exit_code) {
   cmd->add_option("--resume", args->resume, "none, auto (newest valid checkpoint of run.dir, else fresh) or a path")
       ->capture_default_str();
   cmd->add_option("--stop-at-step", args->stop_at_step, "Checkpoint and stop after this step (continue with --resume)");
+  cmd->add_option("--init-weights", args->init_weights, "Start from a safetensors file (dpunet export or PyTorch)");
   cmd->add_flag("--print-config", args->print_config, "Print the resolved config and exit");
   cmd->callback([args, exit_code] { *exit_code = run(*args); });
 }

@@ -14,7 +14,9 @@
 #include <thread>
 
 #include "checkpoint/checkpoint.h"
+#include "checkpoint/safetensors.h"
 #include "checkpoint/store.h"
+#include "checkpoint/weights.h"
 #include "common/atomic_file.h"
 #include "common/error.h"
 #include "dist/context.h"
@@ -152,6 +154,9 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
       DPUNET_FAIL(loaded->path(), ": the checkpoint's model differs from the config's:", list);
     }
     loaded->restore_model(*model_);
+  } else if (!options.init_weights.empty()) {
+    checkpoint::load_state(*model_, checkpoint::read_safetensors(options.init_weights), options.init_weights);
+    logger_.info("initial weights from " + options.init_weights);
   }
   model_->to(device_);
   if (config.precision.channels_last && device_.is_cuda()) {

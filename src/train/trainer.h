@@ -18,6 +18,8 @@ struct TrainOptions {
   // > 0: checkpoint and stop once this many steps are done, e.g. to split a run over
   // several allocations; --resume continues it exactly.
   int64_t stop_at_step = 0;
+  // A safetensors file (dpunet export or PyTorch) to start from; ignored when resuming.
+  std::string init_weights;
 };
 
 // Trains as `config` says; returns the process exit code: 0 when the run (or the

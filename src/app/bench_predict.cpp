@@ -1,0 +1,80 @@
+// `dpunet bench predict`: overlap-tile inference speed on one synthetic image (tiles/s
+// and images/s), with freshly initialised weights of the chosen width.
+#include <torch/torch.h>
+
+#include <chrono>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "app/bench_commands.h"
+#include "common/build_info.h"
+#include "infer/sliding_window.h"
+#include "model/unet.h"
+
+namespace dpunet::app {
+namespace {
+
+struct BenchPredictArgs {
+  int64_t size = 1024, tile = 256, batch = 4, base_channels = 64, threads = 0;
+  double overlap = 0.5;
+  bool tta = false;
+  std::string device = "cpu";
+};
+
+void run(const BenchPredictArgs& args) {
+  if (args.threads > 0) torch::set_num_threads(static_cast<int>(args.threads));
+  const torch::Device device(args.device);
+  model::UnetOptions options;
+  options.base_channels = args.base_channels;
+  options.n_classes = 3;
+  model::Unet net(options);
+  net->to(device);
+  net->eval();
+  const infer::Forward forward = [&](const torch::Tensor& x) { return net->forward(x); };
+  infer::TileOptions tiles;
+  tiles.input_tile = tiles.output_tile = args.tile;
+  tiles.overlap = args.overlap;
+  tiles.batch = args.batch;
+  tiles.flip_tta = args.tta;
+  const torch::Tensor image = torch::randn({1, args.size, args.size}).to(device);
+  const auto per_axis = infer::tile_origins(args.size, args.tile, args.overlap).size();
+  const int64_t tile_count = static_cast<int64_t>(per_axis * per_axis) * (args.tta ? 4 : 1);
+  infer::predict_probabilities(forward, image.slice(1, 0, args.tile).slice(2, 0, args.tile), tiles);  // warm-up
+  const auto start = std::chrono::steady_clock::now();
+  const torch::Tensor p = infer::predict_probabilities(forward, image, tiles);
+  (void)p.sum().item<float>();  // waits for the device
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const nlohmann::json out = {{"benchmark", "predict"},
+                              {"device", args.device},
+                              {"threads", torch::get_num_threads()},
+                              {"image", args.size},
+                              {"tile", args.tile},
+                              {"overlap", args.overlap},
+                              {"batch", args.batch},
+                              {"tta", args.tta},
+                              {"base_channels", args.base_channels},
+                              {"tiles", tile_count},
+                              {"seconds", seconds},
+                              {"tiles_per_s", tile_count / seconds},
+                              {"images_per_s", 1.0 / seconds},
+                              {"torch_version", build_info().torch_version}};
+  std::cout << out.dump(2) << std::endl;
+}
+
+}  // namespace
+
+void add_bench_predict_command(CLI::App& bench) {
+  auto args = std::make_shared<BenchPredictArgs>();
+  CLI::App* cmd = bench.add_subcommand("predict", "Overlap-tile inference: tiles/s and images/s");
+  cmd->add_option("--size", args->size, "Image side")->capture_default_str();
+  cmd->add_option("--tile", args->tile, "Tile side")->capture_default_str();
+  cmd->add_option("--overlap", args->overlap, "Tile overlap")->capture_default_str();
+  cmd->add_option("--batch", args->batch, "Tiles per forward pass")->capture_default_str();
+  cmd->add_option("--base-channels", args->base_channels, "Model width")->capture_default_str();
+  cmd->add_option("--threads", args->threads, "Intra-op threads (0: torch's default)");
+  cmd->add_option("--device", args->device, "cpu or cuda")->capture_default_str();
+  cmd->add_flag("--tta", args->tta, "Flip test-time augmentation");
+  cmd->callback([args] { run(*args); });
+}
+
+}  // namespace dpunet::app

@@ -1,0 +1,36 @@
+// `dpunet export CHECKPOINT --format safetensors OUT`: the model's parameters and
+// buffers with the PyTorch reference's state_dict names, so that
+// UNet(...).load_state_dict(safetensors.torch.load_file(OUT)) works unchanged. The
+// resolved config rides along in the file's metadata for dpunet's own use.
+#include <iostream>
+
+#include "app/commands.h"
+#include "app/model_source.h"
+#include "checkpoint/safetensors.h"
+#include "checkpoint/weights.h"
+#include "common/error.h"
+
+namespace dpunet::app {
+
+void add_export_command(CLI::App& app) {
+  struct Args {
+    std::string checkpoint, format = "safetensors", out;
+  };
+  auto args = std::make_shared<Args>();
+  CLI::App* cmd = app.add_subcommand("export", "Write a checkpoint's weights for PyTorch (safetensors)");
+  cmd->add_option("checkpoint", args->checkpoint, "Training checkpoint (.ckpt)")->required();
+  cmd->add_option("out", args->out, "Output file")->required();
+  cmd->add_option("--format", args->format, "Output format (safetensors)")->capture_default_str();
+  cmd->callback([args] {
+    DPUNET_CHECK(args->format == "safetensors", "export: unknown format '", args->format, "' (safetensors)");
+    ModelSource source;
+    source.checkpoint = args->checkpoint;
+    const config::Config config = source.resolve();
+    const model::Unet net = source.load(config);
+    checkpoint::write_safetensors(args->out, checkpoint::module_state(*net),
+                                  {{"format", "pt"}, {kConfigMetadataKey, config::to_yaml(config)}});
+    std::cout << args->out << "\n";
+  });
+}
+
+}  // namespace dpunet::app

@@ -1,0 +1,34 @@
+// Where `dpunet predict` and `dpunet export` get a model: a training checkpoint (its
+// saved config builds the model) or a safetensors file (the model config comes from
+// --config, or from the file's metadata when dpunet wrote it, or the reference
+// defaults), with --n-channels/--n-classes/--bilinear to describe a PyTorch model.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <optional>
+#include <string>
+
+#include "config/config.h"
+#include "model/unet.h"
+
+namespace dpunet::app {
+
+struct ModelSource {
+  std::string checkpoint;  // .ckpt
+  std::string weights;     // .safetensors
+  std::string config;      // YAML for the model section
+  std::optional<int64_t> n_channels, n_classes;
+  bool bilinear = false;
+
+  void add_options(CLI::App& command);
+  // The config the model is built from (model section resolved as described above).
+  config::Config resolve() const;
+  // Builds the model and loads the weights; errors list mismatched names and shapes.
+  model::Unet load(const config::Config& config) const;
+};
+
+// The metadata key under which dpunet stores the resolved config in safetensors files.
+inline constexpr const char* kConfigMetadataKey = "dpunet_config";
+
+}  // namespace dpunet::app

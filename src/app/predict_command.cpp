@@ -1,0 +1,140 @@
+// `dpunet predict INPUT --out DIR (--checkpoint C | --weights W)`: overlap-tile
+// segmentation of shards or image files, on CPU or GPU, by one process or by every rank
+// of an mpirun job (each takes every W-th image). --eval reports Dice and IoU per class
+// when masks are known, summed over all ranks.
+#include <torch/torch.h>
+
+#include <ATen/autocast_mode.h>
+
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "app/commands.h"
+#include "app/model_source.h"
+#include "common/error.h"
+#include "dist/context.h"
+#include "dist/make_communicator.h"
+#include "infer/inputs.h"
+#include "infer/outputs.h"
+#include "infer/sliding_window.h"
+#include "model/unet_options.h"
+#include "train/metrics.h"
+
+namespace dpunet::app {
+namespace {
+
+struct PredictArgs {
+  std::string input, masks, out, normalization, device = "auto";
+  ModelSource source;
+  int64_t tile = 0;
+  double overlap = 0.5;
+  int64_t batch = 4;
+  bool tta = false, probabilities = false, no_png = false, eval = false, fp32 = false;
+};
+
+dist::DevicePreference preference(const std::string& device) {
+  if (device == "cpu") return dist::DevicePreference::kCpu;
+  if (device == "cuda") return dist::DevicePreference::kCuda;
+  DPUNET_CHECK(device == "auto", "--device must be auto, cpu or cuda, got '", device, "'");
+  return dist::DevicePreference::kAuto;
+}
+
+infer::TileOptions tile_options(const PredictArgs& args, const config::Config& config) {
+  model::UnetOptions unet;
+  unet.depth = config.model.depth;
+  unet.padding = model::parse_padding(config.model.padding);
+  infer::TileOptions o;
+  o.input_tile = args.tile > 0 ? args.tile : (config.augment.patch_size > 0 ? config.augment.patch_size : 256);
+  const auto output = model::output_size(unet, o.input_tile);
+  if (!output) {
+    std::string sizes;
+    for (int64_t s : model::nearest_valid_sizes(unet, o.input_tile))
+      sizes += (sizes.empty() ? "" : " or ") + std::to_string(s);
+    DPUNET_FAIL("--tile ", o.input_tile, " does not suit this model (", config.model.padding, " padding, depth ",
+                config.model.depth, "); nearest valid tiles: ", sizes);
+  }
+  o.output_tile = *output;
+  o.overlap = args.overlap;
+  o.batch = args.batch;
+  o.flip_tta = args.tta;
+  return o;
+}
+
+void report(const train::ConfusionCounts& counts, const std::string& path) {
+  const nlohmann::json result = {{"dice", counts.dice()},
+                                 {"iou", counts.iou()},
+                                 {"mean_dice", counts.mean_foreground_dice()},
+                                 {"foreground_dice", counts.foreground_dice()}};
+  std::ofstream(path) << result.dump(2) << "\n";
+  std::printf("eval: %s\n", result.dump().c_str());
+}
+
+void run(const PredictArgs& args) {
+  dist::Context context(preference(args.device));
+  const config::Config config = args.source.resolve();
+  model::Unet net = args.source.load(config);
+  net->to(context.device());
+  net->eval();
+  const infer::TileOptions tiles = tile_options(args, config);
+  const auto normalization =
+      data::parse_normalization(args.normalization.empty() ? config.data.normalization : args.normalization);
+  const infer::InputSet inputs(args.input, args.masks, normalization);
+  DPUNET_CHECK(inputs.channels() == config.model.n_channels, args.input, ": images have ", inputs.channels(),
+               " channels, the model takes ", config.model.n_channels);
+  const bool autocast = context.device().is_cuda() && !args.fp32;
+  const infer::Forward forward = [&](const torch::Tensor& x) {
+    if (!autocast) return net->forward(x);
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+    at::autocast::increment_nesting();
+    torch::Tensor y = net->forward(x);
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    at::autocast::set_autocast_enabled(at::kCUDA, false);
+    return y;
+  };
+  infer::PredictionWriter writer({args.out, args.probabilities, !args.no_png}, context.rank(), context.world_size(),
+                                 config.model.n_classes);
+  train::ConfusionCounts counts(config.model.n_classes);
+  int64_t done = 0;
+  for (int64_t i = context.rank(); i < inputs.size(); i += context.world_size()) {
+    const infer::InputItem item = inputs.load(i);
+    const torch::Tensor probabilities = infer::predict_probabilities(forward, item.image.to(context.device()), tiles);
+    writer.write(item.name, probabilities, item.raw);
+    if (args.eval && item.mask.defined()) {
+      counts.add(probabilities.unsqueeze(0), item.mask.to(context.device()).to(torch::kLong).unsqueeze(0));
+    }
+    ++done;
+  }
+  writer.finish();
+  std::printf("rank %d: %lld images -> %s\n", context.rank(), static_cast<long long>(done), writer.path().c_str());
+  if (args.eval) {
+    auto comm = dist::make_communicator(context, config.distributed.backend);
+    counts.all_reduce(*comm, context.device());
+    if (context.is_root()) report(counts, args.out + "/eval.json");
+  }
+}
+
+}  // namespace
+
+void add_predict_command(CLI::App& app) {
+  auto args = std::make_shared<PredictArgs>();
+  CLI::App* cmd = app.add_subcommand("predict", "Segment shards or PNG/TIFF images with overlap-tile inference");
+  cmd->add_option("input", args->input, "Shards (directory, glob, index, .h5) or an image file or folder")->required();
+  cmd->add_option("--out", args->out, "Output directory")->required();
+  args->source.add_options(*cmd);
+  cmd->add_option("--masks", args->masks, "Folder of masks for image inputs (same file names), for --eval");
+  cmd->add_option("--tile", args->tile, "Input tile side (default: the training patch size)");
+  cmd->add_option("--overlap", args->overlap, "Overlap of neighbouring tiles, share of a tile")->capture_default_str();
+  cmd->add_option("--batch", args->batch, "Tiles per forward pass")->capture_default_str();
+  cmd->add_flag("--tta", args->tta, "Average over flips (4x the work)");
+  cmd->add_option("--normalization", args->normalization, "dataset, per_image or none (default: the config's)");
+  cmd->add_option("--device", args->device, "auto, cpu or cuda")->capture_default_str();
+  cmd->add_flag("--probabilities", args->probabilities, "Also store per-class probabilities in the HDF5 output");
+  cmd->add_flag("--no-png", args->no_png, "Skip the PNG masks and overlays");
+  cmd->add_flag("--eval", args->eval, "Report Dice and IoU per class where masks are known");
+  cmd->add_flag("--fp32", args->fp32, "No bf16 autocast on GPU");
+  cmd->callback([args] { run(*args); });
+}
+
+}  // namespace dpunet::app

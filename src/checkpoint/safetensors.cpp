@@ -1,0 +1,150 @@
+// safetensors reader and writer.
+#include "checkpoint/safetensors.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "common/atomic_file.h"
+#include "common/error.h"
+
+namespace dpunet::checkpoint {
+namespace {
+
+// The format's largest header (100 MB); larger claims are damage, not headers.
+constexpr uint64_t kMaxHeaderBytes = 100'000'000;
+
+const std::vector<std::pair<std::string, torch::ScalarType>>& dtype_names() {
+  static const std::vector<std::pair<std::string, torch::ScalarType>> names = {
+      {"F64", torch::kDouble}, {"F32", torch::kFloat}, {"F16", torch::kHalf},  {"BF16", torch::kBFloat16},
+      {"I64", torch::kLong},   {"I32", torch::kInt},   {"I16", torch::kShort}, {"I8", torch::kChar},
+      {"U8", torch::kByte},    {"BOOL", torch::kBool}};
+  return names;
+}
+
+std::string name_of(torch::ScalarType type) {
+  for (const auto& [name, t] : dtype_names()) {
+    if (t == type) return name;
+  }
+  DPUNET_FAIL("safetensors: no dtype for ", c10::toString(type));
+}
+
+struct Entry {
+  std::string name;
+  torch::ScalarType type;
+  std::vector<int64_t> shape;
+  uint64_t begin, end;
+};
+
+Entry parse_entry(const std::string& source, const std::string& name, const nlohmann::json& value) {
+  auto bad = [&](const std::string& what) { DPUNET_FAIL(source, ": tensor '", name, "': ", what); };
+  if (!value.is_object() || !value.contains("dtype") || !value.contains("shape") || !value.contains("data_offsets")) {
+    bad("needs dtype, shape and data_offsets");
+  }
+  Entry e{name, torch::kFloat, {}, 0, 0};
+  const std::string dtype = value["dtype"].is_string() ? value["dtype"].get<std::string>() : "";
+  const auto found =
+      std::find_if(dtype_names().begin(), dtype_names().end(), [&](const auto& item) { return item.first == dtype; });
+  if (found == dtype_names().end()) bad("unknown dtype '" + value["dtype"].dump() + "'");
+  e.type = found->second;
+  if (!value["shape"].is_array()) bad("shape must be a list");
+  for (const auto& d : value["shape"]) {
+    if (!d.is_number_unsigned()) bad("shape entries must be non-negative integers");
+    e.shape.push_back(d.get<int64_t>());
+  }
+  const auto& offsets = value["data_offsets"];
+  if (!offsets.is_array() || offsets.size() != 2 || !offsets[0].is_number_unsigned() ||
+      !offsets[1].is_number_unsigned()) {
+    bad("data_offsets must be [begin, end]");
+  }
+  e.begin = offsets[0].get<uint64_t>();
+  e.end = offsets[1].get<uint64_t>();
+  if (e.end < e.begin) bad("data_offsets end before they begin");
+  uint64_t elements = 1;
+  for (int64_t d : e.shape) elements *= static_cast<uint64_t>(d);
+  const uint64_t expected = elements * c10::elementSize(e.type);
+  if (e.end - e.begin != expected) {
+    bad("data_offsets span " + std::to_string(e.end - e.begin) + " bytes but " + dtype + " " + value["shape"].dump() +
+        " needs " + std::to_string(expected));
+  }
+  return e;
+}
+
+}  // namespace
+
+NamedTensors parse_safetensors(const std::string& bytes, const std::string& source) {
+  DPUNET_CHECK(bytes.size() >= 8, source, ": too short for a safetensors file (", bytes.size(), " bytes)");
+  uint64_t header_bytes = 0;
+  for (int i = 7; i >= 0; --i) header_bytes = (header_bytes << 8) | static_cast<unsigned char>(bytes[i]);
+  DPUNET_CHECK(header_bytes <= kMaxHeaderBytes && header_bytes <= bytes.size() - 8, source, ": bad header length ",
+               header_bytes, " (the file has ", bytes.size(), " bytes)");
+  nlohmann::json header;
+  try {
+    header = nlohmann::json::parse(bytes.begin() + 8, bytes.begin() + 8 + static_cast<std::ptrdiff_t>(header_bytes));
+  } catch (const nlohmann::json::exception& e) {
+    DPUNET_FAIL(source, ": the header is not valid JSON (", e.what(), ")");
+  }
+  DPUNET_CHECK(header.is_object(), source, ": the header must be a JSON object");
+  std::vector<Entry> entries;
+  for (const auto& [name, value] : header.items()) {
+    if (name == "__metadata__") continue;
+    entries.push_back(parse_entry(source, name, value));
+  }
+  const uint64_t data_bytes = bytes.size() - 8 - header_bytes;
+  std::vector<const Entry*> by_offset;
+  for (const Entry& e : entries) by_offset.push_back(&e);
+  std::sort(by_offset.begin(), by_offset.end(), [](const Entry* a, const Entry* b) { return a->begin < b->begin; });
+  uint64_t cursor = 0;
+  for (const Entry* e : by_offset) {
+    DPUNET_CHECK(e->end <= data_bytes, source, ": tensor '", e->name, "' ends at byte ", e->end, ", beyond the data (",
+                 data_bytes, " bytes)");
+    DPUNET_CHECK(e->begin >= cursor, source, ": tensor '", e->name, "' overlaps the tensor before it");
+    DPUNET_CHECK(e->begin == cursor, source, ": a gap of ", e->begin - cursor, " bytes before tensor '", e->name, "'");
+    cursor = e->end;
+  }
+  DPUNET_CHECK(cursor == data_bytes, source, ": ", data_bytes - cursor, " bytes after the last tensor");
+
+  const char* data = bytes.data() + 8 + header_bytes;
+  NamedTensors tensors;
+  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) { return a.begin < b.begin; });
+  for (const Entry& e : entries) {
+    torch::Tensor t = torch::empty(e.shape, torch::TensorOptions().dtype(e.type));
+    if (e.end > e.begin) std::memcpy(t.data_ptr(), data + e.begin, e.end - e.begin);  // little-endian host
+    tensors.emplace_back(e.name, t);
+  }
+  return tensors;
+}
+
+NamedTensors read_safetensors(const std::string& path) {
+  return parse_safetensors(read_file(path), path);
+}
+
+void write_safetensors(const std::string& path, const NamedTensors& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  nlohmann::json header = nlohmann::json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  std::vector<torch::Tensor> cpu;
+  uint64_t offset = 0;
+  for (const auto& [name, tensor] : tensors) {
+    DPUNET_CHECK(name != "__metadata__" && !header.contains(name), path, ": duplicate or reserved tensor name '", name,
+                 "'");
+    cpu.push_back(tensor.detach().to(torch::kCPU).contiguous());
+    const uint64_t size = static_cast<uint64_t>(cpu.back().numel()) * cpu.back().element_size();
+    header[name] = {{"dtype", name_of(tensor.scalar_type())},
+                    {"shape", tensor.sizes().vec()},
+                    {"data_offsets", {offset, offset + size}}};
+    offset += size;
+  }
+  std::string text = header.dump();
+  text.append((8 - text.size() % 8) % 8, ' ');  // the data starts 8-byte aligned
+  std::string bytes(8, '\0');
+  for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>((static_cast<uint64_t>(text.size()) >> (8 * i)) & 0xFF);
+  bytes += text;
+  bytes.reserve(bytes.size() + offset);
+  for (const torch::Tensor& t : cpu) bytes.append(static_cast<const char*>(t.data_ptr()), t.numel() * t.element_size());
+  write_file_atomically(path, bytes);
+}
+
+}  // namespace dpunet::checkpoint

@@ -1,0 +1,56 @@
+// module_state / load_state.
+#include "checkpoint/weights.h"
+
+#include <torch/torch.h>
+
+#include <map>
+#include <sstream>
+
+#include "common/error.h"
+
+namespace dpunet::checkpoint {
+namespace {
+
+std::string shape_text(const torch::Tensor& t) {
+  std::ostringstream out;
+  out << t.sizes();
+  return out.str();
+}
+
+}  // namespace
+
+NamedTensors module_state(const torch::nn::Module& module) {
+  NamedTensors state;
+  for (const auto& item : module.named_parameters()) state.emplace_back(item.key(), item.value());
+  for (const auto& item : module.named_buffers()) state.emplace_back(item.key(), item.value());
+  return state;
+}
+
+void load_state(torch::nn::Module& module, const NamedTensors& state, const std::string& source) {
+  std::map<std::string, torch::Tensor> given(state.begin(), state.end());
+  std::vector<std::string> problems;
+  const NamedTensors targets = module_state(module);
+  for (const auto& [name, target] : targets) {
+    const auto found = given.find(name);
+    if (found == given.end()) {
+      problems.push_back("missing " + name + " " + shape_text(target));
+    } else if (found->second.sizes() != target.sizes()) {
+      problems.push_back(name + ": file " + shape_text(found->second) + ", model " + shape_text(target));
+    }
+  }
+  for (const auto& [name, tensor] : state) {
+    const bool known = std::any_of(targets.begin(), targets.end(), [&](const auto& t) { return t.first == name; });
+    if (!known) problems.push_back("unexpected " + name + " " + shape_text(tensor));
+  }
+  if (!problems.empty()) {
+    std::string list;
+    const size_t shown = std::min<size_t>(problems.size(), 12);
+    for (size_t i = 0; i < shown; ++i) list += "\n  " + problems[i];
+    if (problems.size() > shown) list += "\n  ... and " + std::to_string(problems.size() - shown) + " more";
+    DPUNET_FAIL(source, ": the weights do not fit the model (", problems.size(), " differences):", list);
+  }
+  torch::NoGradGuard no_grad;
+  for (const auto& [name, target] : targets) target.copy_(given.at(name));
+}
+
+}  // namespace dpunet::checkpoint

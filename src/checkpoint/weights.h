@@ -1,0 +1,20 @@
+// Model weights by name, as a PyTorch state_dict: from a training checkpoint or a
+// safetensors file, into any module; every missing, unexpected or mis-shaped name is
+// listed in one error.
+#pragma once
+
+#include <torch/nn/module.h>
+
+#include <string>
+
+#include "checkpoint/safetensors.h"
+
+namespace dpunet::checkpoint {
+
+// Parameters then buffers, with their state_dict names.
+NamedTensors module_state(const torch::nn::Module& module);
+// Copies `state` into `module` (dtype converted); throws naming `source` and listing the
+// differences when names or shapes do not match exactly.
+void load_state(torch::nn::Module& module, const NamedTensors& state, const std::string& source);
+
+}  // namespace dpunet::checkpoint

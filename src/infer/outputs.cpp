@@ -1,0 +1,105 @@
+// PredictionWriter.
+#include "infer/outputs.h"
+
+#include <torch/torch.h>
+
+#include <cstdio>
+#include <filesystem>
+
+#include "common/error.h"
+#include "data/image_io.h"
+
+namespace dpunet::infer {
+namespace {
+
+void write_dataset(hid_t group, const char* name, const torch::Tensor& t, hid_t file_type, hid_t memory_type,
+                   const std::string& context) {
+  std::vector<hsize_t> dims(t.sizes().begin(), t.sizes().end());
+  data::H5Handle space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr));
+  H5_CHECK(space.get(), context);
+  data::H5Handle set(H5Dcreate2(group, name, file_type, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+  H5_CHECK(set.get(), context);
+  H5_CHECK(H5Dwrite(set.get(), memory_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()), context);
+}
+
+// Distinct colours for the classes; class 0 (background) stays transparent.
+const uint8_t kColours[][3] = {{0, 0, 0},     {230, 25, 75},  {60, 180, 75},  {255, 225, 25},
+                               {0, 130, 200}, {245, 130, 48}, {145, 30, 180}, {70, 240, 240}};
+
+}  // namespace
+
+PredictionWriter::PredictionWriter(const OutputOptions& options, int rank, int world_size, int64_t n_classes)
+    : options_(options), n_classes_(n_classes) {
+  std::error_code ec;
+  std::filesystem::create_directories(options.directory, ec);
+  DPUNET_CHECK(!ec, options.directory, ": cannot create the output directory: ", ec.message());
+  char name[64];
+  if (world_size == 1) {
+    std::snprintf(name, sizeof(name), "predictions.h5");
+  } else {
+    std::snprintf(name, sizeof(name), "predictions-rank%03d.h5", rank);
+  }
+  path_ = options.directory + "/" + name;
+  temporary_ = path_ + ".partial";
+  data::silence_hdf5_errors();
+  auto guard = data::hdf5_guard();
+  file_ = data::H5Handle(H5Fcreate(temporary_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
+  H5_CHECK(file_.get(), temporary_);
+}
+
+PredictionWriter::~PredictionWriter() {
+  if (file_.valid()) {
+    file_.reset();
+    std::remove(temporary_.c_str());
+  }
+}
+
+void PredictionWriter::write(const std::string& name, const torch::Tensor& probabilities, const torch::Tensor& raw) {
+  const torch::Tensor p = probabilities.to(torch::kCPU).to(torch::kFloat).contiguous();
+  const torch::Tensor mask = p.argmax(0).to(torch::kByte).contiguous();  // [H, W]
+  {
+    auto guard = data::hdf5_guard();
+    data::silence_hdf5_errors();
+    data::H5Handle group(H5Gcreate2(file_.get(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+    H5_CHECK(group.get(), temporary_ + ": " + name);
+    write_dataset(group.get(), "mask", mask, H5T_STD_U8LE, H5T_NATIVE_UINT8, temporary_);
+    if (options_.probabilities)
+      write_dataset(group.get(), "probabilities", p, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, temporary_);
+  }
+  if (!options_.png) return;
+  data::Image mask_png;
+  mask_png.height = mask.size(0);
+  mask_png.width = mask.size(1);
+  mask_png.channels = 1;
+  mask_png.values.assign(mask.data_ptr<uint8_t>(), mask.data_ptr<uint8_t>() + mask.numel());
+  data::write_png(options_.directory + "/" + name + "_mask.png", mask_png);
+
+  // Overlay: the first channel in grey, classes blended in colour at 45%.
+  const torch::Tensor grey = raw[0].to(torch::kCPU).contiguous();
+  data::Image overlay;
+  overlay.height = mask_png.height;
+  overlay.width = mask_png.width;
+  overlay.channels = 3;
+  overlay.values.resize(static_cast<size_t>(overlay.height * overlay.width * 3));
+  const uint8_t* g = grey.data_ptr<uint8_t>();
+  const uint8_t* m = mask.data_ptr<uint8_t>();
+  for (int64_t i = 0; i < overlay.height * overlay.width; ++i) {
+    for (int c = 0; c < 3; ++c) {
+      const double base = g[i];
+      const double colour = kColours[m[i] % 8][c];
+      overlay.values[i * 3 + c] = static_cast<uint16_t>(m[i] == 0 ? base : 0.55 * base + 0.45 * colour);
+    }
+  }
+  data::write_png(options_.directory + "/" + name + "_overlay.png", overlay);
+}
+
+void PredictionWriter::finish() {
+  {
+    auto guard = data::hdf5_guard();
+    H5_CHECK(H5Fflush(file_.get(), H5F_SCOPE_GLOBAL), temporary_);
+    file_.reset();
+  }
+  DPUNET_CHECK(std::rename(temporary_.c_str(), path_.c_str()) == 0, "cannot rename ", temporary_, " to ", path_);
+}
+
+}  // namespace dpunet::infer

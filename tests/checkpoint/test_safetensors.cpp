@@ -1,0 +1,105 @@
+// safetensors: round trips of every dtype, and a clear error for each way a hand-made
+// file can be malformed; weights that do not fit a model are listed by name.
+#include <torch/torch.h>
+#include <catch2/catch.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include "checkpoint/safetensors.h"
+#include "checkpoint/weights.h"
+#include "common/atomic_file.h"
+#include "support/temp_dir.h"
+
+using Catch::Matchers::Contains;
+using dpunet::checkpoint::parse_safetensors;
+
+namespace {
+
+// A file from a header and a data buffer; `length` overrides the header length field.
+std::string make_file(const std::string& header, const std::string& data, int64_t length = -1) {
+  const uint64_t n = length >= 0 ? static_cast<uint64_t>(length) : header.size();
+  std::string bytes(8, '\0');
+  for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>((n >> (8 * i)) & 0xFF);
+  return bytes + header + data;
+}
+
+}  // namespace
+
+TEST_CASE("safetensors round-trips every dtype, shape and the metadata", "[checkpoint]") {
+  dpunet::test::TempDir dir;
+  torch::manual_seed(0);
+  const dpunet::checkpoint::NamedTensors tensors = {
+      {"f32", torch::randn({2, 3})},
+      {"f16", torch::randn({4}).to(torch::kHalf)},
+      {"bf16", torch::randn({1, 2, 2}).to(torch::kBFloat16)},
+      {"f64", torch::randn({3}).to(torch::kDouble)},
+      {"i64", torch::tensor({int64_t{1} << 40, int64_t{-3}})},
+      {"u8", torch::tensor({1, 200}).to(torch::kByte)},
+      {"flag", torch::tensor({true, false})},
+      {"scalar", torch::tensor(2.5)},
+      {"empty", torch::empty({0, 4})},
+  };
+  dpunet::checkpoint::write_safetensors(dir / "t.safetensors", tensors, {{"format", "pt"}});
+  const auto back = dpunet::checkpoint::read_safetensors(dir / "t.safetensors");
+  REQUIRE(back.size() == tensors.size());
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    INFO(tensors[i].first);
+    CHECK(back[i].first == tensors[i].first);
+    CHECK(back[i].second.scalar_type() == tensors[i].second.scalar_type());
+    CHECK(back[i].second.sizes() == tensors[i].second.sizes());
+    CHECK(torch::equal(back[i].second, tensors[i].second));
+  }
+  const std::string bytes = dpunet::read_file(dir / "t.safetensors");
+  uint64_t length = 0;
+  for (int i = 7; i >= 0; --i) length = (length << 8) | static_cast<unsigned char>(bytes[i]);
+  CHECK((8 + length) % 8 == 0);  // data aligned
+  CHECK(nlohmann::json::parse(bytes.substr(8, length))["__metadata__"]["format"] == "pt");
+}
+
+TEST_CASE("malformed safetensors files are rejected with the reason", "[checkpoint]") {
+  const std::string eight(8, 'x');
+  const std::string ok = R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}})";
+  CHECK_NOTHROW(parse_safetensors(make_file(ok, eight), "f"));
+  CHECK_THROWS_WITH(parse_safetensors("abc", "f"), Contains("f: too short"));
+  CHECK_THROWS_WITH(parse_safetensors(make_file(ok, eight, 1 << 20), "f"), Contains("bad header length"));
+  CHECK_THROWS_WITH(parse_safetensors(make_file("{not json", eight), "f"), Contains("not valid JSON"));
+  CHECK_THROWS_WITH(parse_safetensors(make_file("[1, 2]", ""), "f"), Contains("must be a JSON object"));
+  CHECK_THROWS_WITH(
+      parse_safetensors(make_file(R"({"a": {"dtype": "F12", "shape": [2], "data_offsets": [0, 8]}})", eight), "f"),
+      Contains("tensor 'a'") && Contains("unknown dtype"));
+  CHECK_THROWS_WITH(
+      parse_safetensors(make_file(R"({"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}})", eight), "f"),
+      Contains("needs 12"));
+  CHECK_THROWS_WITH(
+      parse_safetensors(make_file(R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [8, 16]}})", eight), "f"),
+      Contains("beyond the data"));
+  CHECK_THROWS_WITH(parse_safetensors(make_file(R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                                                    "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}})",
+                                                std::string(12, 'x')),
+                                      "f"),
+                    Contains("overlaps"));
+  CHECK_THROWS_WITH(
+      parse_safetensors(make_file(R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}})", eight), "f"),
+      Contains("gap of 4 bytes"));
+  CHECK_THROWS_WITH(parse_safetensors(make_file(ok, eight + "tail"), "f"), Contains("4 bytes after the last tensor"));
+  CHECK_THROWS_WITH(parse_safetensors(make_file(R"({"a": {"dtype": "F32", "shape": [2]}})", eight), "f"),
+                    Contains("needs dtype, shape and data_offsets"));
+  CHECK_THROWS_WITH(
+      parse_safetensors(make_file(R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [8, 0]}})", eight), "f"),
+      Contains("end before they begin"));
+}
+
+TEST_CASE("weights that do not fit a model are listed by name and shape", "[checkpoint]") {
+  torch::nn::Linear model(3, 2);
+  dpunet::checkpoint::NamedTensors state = dpunet::checkpoint::module_state(*model);
+  state[0].second = torch::zeros({2, 4});  // weight: wrong shape
+  state.pop_back();                        // bias: missing
+  state.emplace_back("extra", torch::zeros({1}));
+  CHECK_THROWS_WITH(dpunet::checkpoint::load_state(*model, state, "w.safetensors"),
+                    Contains("w.safetensors") && Contains("3 differences") &&
+                        Contains("weight: file [2, 4], model [2, 3]") && Contains("missing bias") &&
+                        Contains("unexpected extra"));
+  const auto good = dpunet::checkpoint::module_state(*torch::nn::Linear(3, 2));
+  dpunet::checkpoint::load_state(*model, good, "w");
+  CHECK(torch::equal(model->weight, good[0].second));
+}

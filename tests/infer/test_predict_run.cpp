@@ -1,0 +1,127 @@
+// `dpunet predict` and `dpunet export` end to end: shards and PNG folders, checkpoints
+// and exported weights giving the same masks, --eval, 2 ranks, and weights that do
+// not fit the model.
+#include <hdf5.h>
+#include <torch/torch.h>
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "checkpoint/store.h"
+#include "common/atomic_file.h"
+#include "data/image_io.h"
+#include "support/train_fixture.h"
+
+using Catch::Matchers::Contains;
+using dpunet::test::run_command;
+using dpunet::test::TrainFixture;
+
+namespace {
+
+torch::Tensor read_mask(const std::string& file, const std::string& name) {
+  hid_t f = H5Fopen(file.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  REQUIRE(f >= 0);
+  hid_t d = H5Dopen2(f, (name + "/mask").c_str(), H5P_DEFAULT);
+  REQUIRE(d >= 0);
+  hid_t space = H5Dget_space(d);
+  hsize_t dims[2];
+  H5Sget_simple_extent_dims(space, dims, nullptr);
+  torch::Tensor mask = torch::empty({static_cast<int64_t>(dims[0]), static_cast<int64_t>(dims[1])}, torch::kByte);
+  H5Dread(d, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, mask.data_ptr());
+  H5Sclose(space);
+  H5Dclose(d);
+  H5Fclose(f);
+  return mask;
+}
+
+// A fixture with a briefly trained model.
+struct Trained {
+  TrainFixture f;
+  std::string checkpoint;
+  Trained() {
+    const auto run = f.train(1, f.write_config());
+    REQUIRE(run.exit_code == 0);
+    checkpoint = dpunet::checkpoint::CheckpointStore(f.run_dir()).path_for_step(8);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("predict from a checkpoint and from exported weights gives the same masks", "[infer][e2e]") {
+  Trained t;
+  const std::string val = t.f.dir() / "data/val-*.h5";
+  const auto exported = run_command(DPUNET_BINARY " export " + t.checkpoint + " " + t.f.dir() / "w.safetensors 2>&1");
+  INFO(exported.output);
+  REQUIRE(exported.exit_code == 0);
+  const auto a = run_command(DPUNET_BINARY " predict '" + val + "' --checkpoint " + t.checkpoint + " --out " +
+                             t.f.dir() / "a --tile 32 --eval --tta 2>&1");
+  INFO(a.output);
+  REQUIRE(a.exit_code == 0);
+  const auto b = run_command(DPUNET_BINARY " predict '" + val + "' --weights " + t.f.dir() / "w.safetensors" +
+                             " --out " + t.f.dir() / "b --tile 32 --tta --no-png 2>&1");
+  INFO(b.output);
+  REQUIRE(b.exit_code == 0);
+  for (int i = 0; i < 6; ++i) {
+    char name[32];
+    std::snprintf(name, sizeof(name), "sample-%06d", i);
+    const torch::Tensor ma = read_mask(t.f.dir() / "a/predictions.h5", name);
+    CHECK(ma.sizes() == std::vector<int64_t>{48, 48});
+    CHECK(torch::equal(ma, read_mask(t.f.dir() / "b/predictions.h5", name)));
+  }
+  CHECK(std::filesystem::exists(t.f.dir() / "a/sample-000000_mask.png"));
+  CHECK(dpunet::data::read_image(t.f.dir() / "a/sample-000000_overlay.png").channels == 3);
+  CHECK_FALSE(std::filesystem::exists(t.f.dir() / "b/sample-000000_mask.png"));
+  const auto eval = nlohmann::json::parse(dpunet::read_file(t.f.dir() / "a/eval.json"));
+  CHECK(eval["dice"].size() == 3);
+  CHECK(eval["foreground_dice"].get<double>() > 0.0);
+}
+
+TEST_CASE("predict reads PNG folders with masks, and shares images over ranks", "[infer][e2e]") {
+  Trained t;
+  std::filesystem::create_directories(t.f.dir() / "png/images");
+  std::filesystem::create_directories(t.f.dir() / "png/masks");
+  for (int i = 0; i < 3; ++i) {
+    dpunet::data::Image image, mask;
+    image.height = mask.height = 40 + i;
+    image.width = mask.width = 37;
+    image.channels = mask.channels = 1;
+    for (int64_t p = 0; p < image.height * image.width; ++p) {
+      image.values.push_back(static_cast<uint16_t>((p * 7) % 200));
+      mask.values.push_back(static_cast<uint16_t>(p % 3));
+    }
+    dpunet::data::write_png(t.f.dir() / ("png/images/im" + std::to_string(i) + ".png"), image);
+    dpunet::data::write_png(t.f.dir() / ("png/masks/im" + std::to_string(i) + ".png"), mask);
+  }
+  const std::string command = " " DPUNET_BINARY " predict " + t.f.dir() / "png/images" + " --masks " +
+                              t.f.dir() / "png/masks" + " --checkpoint " + t.checkpoint + " --out " +
+                              t.f.dir() / "out --eval 2>&1";
+  const auto run = run_command("OMP_NUM_THREADS=1 " DPUNET_MPI_LAUNCHER " 2" + command);
+  INFO(run.output);
+  REQUIRE(run.exit_code == 0);
+  CHECK(std::filesystem::exists(t.f.dir() / "out/predictions-rank000.h5"));
+  CHECK(std::filesystem::exists(t.f.dir() / "out/predictions-rank001.h5"));
+  CHECK(read_mask(t.f.dir() / "out/predictions-rank001.h5", "im1").size(0) == 41);
+  CHECK(dpunet::data::read_image(t.f.dir() / "out/im2_mask.png").height == 42);
+  CHECK(std::filesystem::exists(t.f.dir() / "out/eval.json"));
+}
+
+TEST_CASE("weights that do not fit, and tiles that do not suit the model, are errors", "[infer][e2e]") {
+  Trained t;
+  REQUIRE(run_command(DPUNET_BINARY " export " + t.checkpoint + " " + t.f.dir() / "w.safetensors").exit_code == 0);
+  const std::string val = t.f.dir() / "data/val-*.h5";
+  const auto wrong = run_command(DPUNET_BINARY " predict '" + val + "' --weights " + t.f.dir() / "w.safetensors" +
+                                 " --n-classes 2 --out " + t.f.dir() / "x 2>&1");
+  CHECK(wrong.exit_code != 0);
+  CHECK_THAT(wrong.output, Contains("do not fit the model") && Contains("outc.conv.weight"));
+  const auto tile = run_command(DPUNET_BINARY " predict '" + val + "' --checkpoint " + t.checkpoint + " --out " +
+                                t.f.dir() / "y --tile 3 2>&1");
+  CHECK(tile.exit_code != 0);
+  CHECK_THAT(tile.output, Contains("--tile 3 ") && Contains("nearest valid tiles"));
+  const auto init = t.f.train(1, t.f.write_config() + " --init-weights " + t.f.dir() / "w.safetensors" +
+                                     " --set run.dir=" + t.f.dir() / "run2 --stop-at-step 1");
+  INFO(init.output);
+  CHECK(init.exit_code == 0);
+  CHECK_THAT(init.output, Contains("initial weights from"));
+}
