@@ -11,14 +11,16 @@ cd "$root" || exit 1
 failures=0
 fail() { echo "README: $*"; failures=$((failures + 1)); }
 
-check_dpunet() {  # words after the binary
-  local words=() option
+check_dpunet() {  # the words after the binary
+  # Subcommands are the leading words that the parent's --help lists as subcommands.
+  local words=() help option
+  help=$("$binary" --help 2>&1)
   for w in "$@"; do
-    case $w in -*|*/*|*.yaml|*.h5|*\'*) break ;; esac
+    grep -qE "^  $w( |$)" <<<"$(sed -n '/^Subcommands:/,$p' <<<"$help")" || break
     words+=("$w")
+    help=$("$binary" "${words[@]}" --help 2>&1)
   done
-  local help
-  help=$("$binary" "${words[@]}" --help 2>&1) || { fail "'dpunet ${words[*]}' is not a command"; return; }
+  [ ${#words[@]} -gt 0 ] || { fail "'dpunet $1' is not a command"; return; }
   for option in "$@"; do
     case $option in
       --*) option=${option%%=*}
