@@ -1,35 +1,13 @@
 // ModelSource.
 #include "app/model_source.h"
 
-#include <nlohmann/json.hpp>
-
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/safetensors.h"
 #include "checkpoint/weights.h"
-#include "common/atomic_file.h"
 #include "common/error.h"
 #include "train/setup.h"
 
 namespace dpunet::app {
-namespace {
-
-// The __metadata__ map of a safetensors file, without reading its tensors.
-std::map<std::string, std::string> safetensors_metadata(const std::string& path) {
-  const std::string bytes = read_file(path);
-  if (bytes.size() < 8) return {};
-  uint64_t length = 0;
-  for (int i = 7; i >= 0; --i) length = (length << 8) | static_cast<unsigned char>(bytes[i]);
-  if (length > bytes.size() - 8) return {};
-  try {
-    const auto header = nlohmann::json::parse(bytes.substr(8, length));
-    if (header.contains("__metadata__")) return header["__metadata__"].get<std::map<std::string, std::string>>();
-  } catch (const nlohmann::json::exception&) {
-  }
-  return {};  // read_safetensors reports what is wrong with the file
-}
-
-}  // namespace
-
 void ModelSource::add_options(CLI::App& command) {
   command.add_option("--checkpoint", checkpoint, "A training checkpoint (.ckpt)");
   command.add_option("--weights", weights, "A safetensors file (from dpunet export or PyTorch)");
@@ -48,7 +26,7 @@ config::Config ModelSource::resolve() const {
   } else if (!config.empty()) {
     c = config::load_config(config);
   } else {
-    const auto metadata = safetensors_metadata(weights);
+    const auto metadata = checkpoint::read_safetensors_metadata(weights);
     const auto saved = metadata.find(kConfigMetadataKey);
     if (saved != metadata.end()) c = config::parse_config(saved->second, weights + " (saved config)");
   }

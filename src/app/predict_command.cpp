@@ -4,14 +4,13 @@
 // when masks are known, summed over all ranks.
 #include <torch/torch.h>
 
-#include <ATen/autocast_mode.h>
-
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "app/commands.h"
 #include "app/model_source.h"
+#include "common/autocast_scope.h"
 #include "common/error.h"
 #include "dist/context.h"
 #include "dist/make_communicator.h"
@@ -84,14 +83,8 @@ void run(const PredictArgs& args) {
                " channels, the model takes ", config.model.n_channels);
   const bool autocast = context.device().is_cuda() && !args.fp32;
   const infer::Forward forward = [&](const torch::Tensor& x) {
-    if (!autocast) return net->forward(x);
-    at::autocast::set_autocast_enabled(at::kCUDA, true);
-    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
-    at::autocast::increment_nesting();
-    torch::Tensor y = net->forward(x);
-    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-    at::autocast::set_autocast_enabled(at::kCUDA, false);
-    return y;
+    AutocastScope scope(autocast, at::kBFloat16);
+    return net->forward(x);
   };
   infer::PredictionWriter writer({args.out, args.probabilities, !args.no_png}, context.rank(), context.world_size(),
                                  config.model.n_classes);

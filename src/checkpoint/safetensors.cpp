@@ -72,21 +72,38 @@ Entry parse_entry(const std::string& source, const std::string& name, const nloh
   return e;
 }
 
-}  // namespace
-
-NamedTensors parse_safetensors(const std::string& bytes, const std::string& source) {
+// Reads the length field and parses the JSON header; returns the header length.
+uint64_t parse_header(const std::string& bytes, const std::string& source, nlohmann::json* header) {
   DPUNET_CHECK(bytes.size() >= 8, source, ": too short for a safetensors file (", bytes.size(), " bytes)");
   uint64_t header_bytes = 0;
   for (int i = 7; i >= 0; --i) header_bytes = (header_bytes << 8) | static_cast<unsigned char>(bytes[i]);
   DPUNET_CHECK(header_bytes <= kMaxHeaderBytes && header_bytes <= bytes.size() - 8, source, ": bad header length ",
                header_bytes, " (the file has ", bytes.size(), " bytes)");
-  nlohmann::json header;
   try {
-    header = nlohmann::json::parse(bytes.begin() + 8, bytes.begin() + 8 + static_cast<std::ptrdiff_t>(header_bytes));
+    *header = nlohmann::json::parse(bytes.begin() + 8, bytes.begin() + 8 + static_cast<std::ptrdiff_t>(header_bytes));
   } catch (const nlohmann::json::exception& e) {
     DPUNET_FAIL(source, ": the header is not valid JSON (", e.what(), ")");
   }
-  DPUNET_CHECK(header.is_object(), source, ": the header must be a JSON object");
+  DPUNET_CHECK(header->is_object(), source, ": the header must be a JSON object");
+  return header_bytes;
+}
+
+}  // namespace
+
+std::map<std::string, std::string> read_safetensors_metadata(const std::string& path) {
+  nlohmann::json header;
+  parse_header(read_file(path), path, &header);
+  if (!header.contains("__metadata__")) return {};
+  try {
+    return header["__metadata__"].get<std::map<std::string, std::string>>();
+  } catch (const nlohmann::json::exception&) {
+    DPUNET_FAIL(path, ": __metadata__ must map strings to strings");
+  }
+}
+
+NamedTensors parse_safetensors(const std::string& bytes, const std::string& source) {
+  nlohmann::json header;
+  const uint64_t header_bytes = parse_header(bytes, source, &header);
   std::vector<Entry> entries;
   for (const auto& [name, value] : header.items()) {
     if (name == "__metadata__") continue;

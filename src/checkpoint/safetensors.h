@@ -21,6 +21,9 @@ void write_safetensors(const std::string& path, const NamedTensors& tensors,
                        const std::map<std::string, std::string>& metadata = {});
 // Reads every tensor onto the CPU, in file order; throws naming `path` and the problem.
 NamedTensors read_safetensors(const std::string& path);
+// Only the header's __metadata__ map (empty when there is none); throws like
+// read_safetensors when the header is malformed.
+std::map<std::string, std::string> read_safetensors_metadata(const std::string& path);
 // The same from bytes already in memory; `source` names them in errors.
 NamedTensors parse_safetensors(const std::string& bytes, const std::string& source);
 
