@@ -13,6 +13,7 @@ void add_bench_commands(CLI::App& app) {
   add_bench_ddp_command(*bench);
   add_bench_data_command(*bench);
   add_bench_predict_command(*bench);
+  add_bench_train_command(*bench);
 }
 
 }  // namespace dpunet::app

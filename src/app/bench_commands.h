@@ -10,5 +10,6 @@ void add_bench_allreduce_command(CLI::App& bench);
 void add_bench_ddp_command(CLI::App& bench);
 void add_bench_data_command(CLI::App& bench);
 void add_bench_predict_command(CLI::App& bench);
+void add_bench_train_command(CLI::App& bench);
 
 }  // namespace dpunet::app

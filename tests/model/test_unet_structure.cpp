@@ -8,6 +8,7 @@
 
 #include "common/error.h"
 #include "model/unet.h"
+#include "model/unet_flops.h"
 
 using dpunet::model::Norm;
 using dpunet::model::Unet;
@@ -112,4 +113,20 @@ TEST_CASE("Unet rejects bad constructor arguments with a message", "[model]") {
   CHECK_THROWS_WITH(Unet(o), Catch::Contains("depth must be in [1, 8]"));
   CHECK_THROWS_WITH(dpunet::model::parse_norm("layer"), Catch::Contains("unknown norm 'layer'"));
   CHECK_THROWS_WITH(dpunet::model::parse_padding("full"), Catch::Contains("unknown padding 'full'"));
+}
+
+TEST_CASE("forward FLOPs follow the layer shapes", "[model]") {
+  dpunet::model::UnetOptions o;
+  o.n_channels = 1;
+  o.n_classes = 2;
+  o.base_channels = 2;
+  o.depth = 1;
+  // inc 576 + 1152, down1 576 + 1152, up: transposed 256 + 2304 + 1152, outc 128 (by hand).
+  CHECK(dpunet::model::unet_forward_flops(o, 4) == 7296.0);
+  // Valid padding, input 20: maps 18, 16 | 6, 4 | up to 8, then 6, 4 (by hand).
+  o.padding = dpunet::model::Padding::kValid;
+  CHECK(dpunet::model::unet_forward_flops(o, 20) == 11664.0 + 18432 + 5184 + 4608 + 1024 + 5184 + 1152 + 128);
+  CHECK_THROWS_WITH(dpunet::model::unet_forward_flops(o, 21), Catch::Matchers::Contains("does not suit"));
+  o.bilinear = true;
+  CHECK_THROWS_WITH(dpunet::model::unet_forward_flops(o, 572), Catch::Matchers::Contains("bilinear"));
 }

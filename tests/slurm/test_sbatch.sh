@@ -14,7 +14,7 @@ work=$(mktemp -d /tmp/dpunet-slurm-test-XXXXXX)
 cleanup() {
   scancel --quiet --user=root 2>/dev/null || true
   "$repo/tests/slurm/local_slurm.sh" stop "$work/slurm"
-  rm -rf "$work"
+  [ -n "${DPUNET_KEEP_TEST_DIR:-}" ] && echo "kept $work" || rm -rf "$work"
 }
 trap cleanup EXIT
 fail() { echo "FAIL: $*"; echo "--- job output:"; cat "$work"/*.out 2>/dev/null; exit 1; }
@@ -51,9 +51,14 @@ for _ in $(seq 1 300); do
   state=$(squeue -h -j "$job" -o %T 2>/dev/null)
   if [ "$state" = PENDING ]; then
     echo "requeued: $(squeue -h -j "$job" -o '%T %r')"
-    # Once the node is idle again (the first start fully cleaned up), start it now.
-    for _ in $(seq 1 300); do sinfo -h -o %t | grep -q '^idle' && break; sleep 0.2; done
-    sleep 2
+    # Start it now, but only once the first start's step daemons have exited: they
+    # remove the step's PMIx socket a few seconds after the node already shows idle,
+    # and a restart before that fails to launch its tasks.
+    for _ in $(seq 1 300); do
+      sinfo -h -o %t | grep -q '^idle' && ! pgrep -f "slurmstepd: \[$job\." >/dev/null && break
+      sleep 0.2
+    done
+    sleep 1
     scontrol update JobId="$job" StartTime=now 2>/dev/null || true
     break
   fi

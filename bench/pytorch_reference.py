@@ -1,0 +1,93 @@
+"""The training step of `dpunet bench train`, in PyTorch eager (and torch.compile), for
+side-by-side throughput: the reference U-Net (bench/reference_unet.py), cross-entropy +
+soft Dice (background excluded), AdamW, synthetic batches on the device, the same timing
+(warm-up steps, then the mean of timed steps). Prints JSON.
+
+  python bench/pytorch_reference.py --size 572 --batch 8 --precision bf16 --device cuda [--compile]
+"""
+import argparse
+import json
+import time
+
+import torch
+import torch.nn.functional as F
+
+from reference_unet import UNet
+
+
+def loss_fn(logits, target, classes):
+    logits = logits.float()
+    ce = F.cross_entropy(logits, target)
+    probabilities = torch.softmax(logits, 1)
+    one_hot = F.one_hot(target, classes).permute(0, 3, 1, 2).float()
+    intersection = (probabilities * one_hot).sum((0, 2, 3))
+    total = probabilities.sum((0, 2, 3)) + one_hot.sum((0, 2, 3))
+    dice = (2 * intersection + 1e-5) / (total + 1e-5)
+    return ce + (1 - dice[1:].mean())
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--classes", type=int, default=3)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--checkpointing", action="store_true")
+    args = p.parse_args()
+
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    torch.backends.cudnn.benchmark = True
+    model = UNet(1, args.classes).to(device)
+    if args.checkpointing:
+        model.use_checkpointing()
+    step_model = torch.compile(model) if args.compile else model
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
+    images = torch.randn(args.batch, 1, args.size, args.size, device=device)
+    target = torch.randint(0, args.classes, (args.batch, args.size, args.size), device=device)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16"):
+            logits = step_model(images)
+        loss_fn(logits, target, args.classes).backward()
+        optimizer.step()
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    for _ in range(args.warmup):
+        step()
+    sync()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    sync()
+    step_ms = (time.perf_counter() - start) * 1000 / args.steps
+    result = {
+        "benchmark": "pytorch_reference_train",
+        "mode": "compile" if args.compile else "eager",
+        "device": str(device),
+        "size": args.size,
+        "batch": args.batch,
+        "precision": args.precision,
+        "checkpointing": args.checkpointing,
+        "threads": torch.get_num_threads(),
+        "step_ms": step_ms,
+        "samples_per_s": args.batch * 1000 / step_ms,
+        "torch_version": torch.__version__,
+    }
+    if device.type == "cuda":
+        result["peak_memory_mb"] = torch.cuda.max_memory_allocated() / 1e6
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,206 @@
+// `dpunet bench train`: the training step on synthetic batches. Throughput (steps/s,
+// samples/s over all ranks), a step-time breakdown (forward, backward, exposed
+// all-reduce, optimizer; measured in a second pass with a device sync between phases),
+// peak memory, model FLOP utilisation against a given peak, with activation
+// checkpointing off and on; on GPUs also the largest batch that fits. Runs under mpirun
+// for several ranks.
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "app/bench_commands.h"
+#include "app/bench_timing.h"
+#include "app/memory_probe.h"
+#include "common/autocast_scope.h"
+#include "common/build_info.h"
+#include "common/error.h"
+#include "dist/context.h"
+#include "dist/ddp.h"
+#include "dist/make_communicator.h"
+#include "model/unet.h"
+#include "model/unet_flops.h"
+#include "train/loss.h"
+
+namespace dpunet::app {
+namespace {
+
+struct BenchTrainArgs {
+  int64_t size = 128, batch = 4, steps = 10, warmup = 3, base_channels = 64, depth = 4, n_classes = 3;
+  std::string precision = "fp32", device = "auto", padding = "same", checkpointing = "both";
+  double peak_tflops = 0;  // the device's dense peak for `precision`; 0: MFU not reported
+  bool max_batch = false;
+};
+
+struct Step {
+  model::Unet net{nullptr};
+  std::unique_ptr<dist::DistributedDataParallel> ddp;
+  std::unique_ptr<torch::optim::AdamW> optimizer;
+  torch::Tensor images, target;
+  c10::Device device = c10::kCPU;
+  bool autocast = false;
+
+  void sync() const {
+    if (device.is_cuda()) torch::cuda::synchronize(device.index());
+  }
+  // One training step; `phases` (forward, backward, exposed all-reduce, optimizer, in ms)
+  // when given, with a device sync after each phase.
+  void run(std::vector<double>* phases = nullptr) {
+    auto mark = [&](double start) {
+      if (phases == nullptr) return 0.0;
+      sync();
+      phases->push_back(now_ms() - start);
+      return now_ms();
+    };
+    double t = now_ms();
+    ddp->zero_grad();
+    torch::Tensor loss;
+    {
+      AutocastScope scope(autocast, at::kBFloat16);
+      const torch::Tensor logits = net->forward(images);
+      loss = train::segmentation_loss(logits, train::centre_crop_masks(target, logits.size(2)), {});
+    }
+    t = mark(t);
+    loss.backward();
+    t = mark(t);
+    ddp->synchronize();
+    t = mark(t);
+    optimizer->step();
+    mark(t);
+  }
+};
+
+Step make_step(const BenchTrainArgs& a, dist::Context& context, dist::Communicator& comm, bool checkpointed,
+               int64_t batch) {
+  Step s;
+  s.device = context.device();
+  s.autocast = a.precision == "bf16" && s.device.is_cuda();
+  model::UnetOptions o;
+  o.base_channels = a.base_channels;
+  o.depth = a.depth;
+  o.n_classes = a.n_classes;
+  o.padding = model::parse_padding(a.padding);
+  torch::manual_seed(0);
+  s.net = model::Unet(o);
+  if (checkpointed) s.net->use_checkpointing(true);
+  s.net->to(s.device);
+  s.ddp = std::make_unique<dist::DistributedDataParallel>(s.net.ptr(), comm);
+  s.optimizer = std::make_unique<torch::optim::AdamW>(s.net->parameters(), torch::optim::AdamWOptions(1e-4));
+  s.images = torch::randn({batch, 1, a.size, a.size}, torch::TensorOptions().device(s.device));
+  s.target = torch::randint(0, a.n_classes, {batch, a.size, a.size},
+                            torch::TensorOptions().dtype(torch::kLong).device(s.device));
+  return s;
+}
+
+// Doubles the batch until a step runs out of memory, then bisects; GPU only.
+int64_t largest_batch(const BenchTrainArgs& a, dist::Context& context, dist::Communicator& comm, bool checkpointed) {
+  auto fits = [&](int64_t batch) {
+    try {
+      Step s = make_step(a, context, comm, checkpointed, batch);
+      s.run();
+      s.sync();
+      return true;
+    } catch (const c10::OutOfMemoryError&) {
+      return false;
+    }
+  };
+  int64_t good = 0, bad = 1;
+  while (fits(bad) && bad < 4096) good = bad, bad *= 2;
+  while (bad - good > 1) {
+    const int64_t mid = (good + bad) / 2;
+    (fits(mid) ? good : bad) = mid;
+  }
+  return good;
+}
+
+nlohmann::json run_variant(const BenchTrainArgs& a, dist::Context& context, dist::Communicator& comm,
+                           bool checkpointed) {
+  MemoryProbe memory(context.device().str());
+  memory.start();
+  Step s = make_step(a, context, comm, checkpointed, a.batch);
+  for (int64_t i = 0; i < a.warmup; ++i) s.run();
+  s.sync();
+  const double start = now_ms();
+  for (int64_t i = 0; i < a.steps; ++i) s.run();
+  s.sync();
+  const double step_ms = slowest_rank((now_ms() - start) / static_cast<double>(a.steps));
+  std::vector<std::vector<double>> phases(4);
+  for (int64_t i = 0; i < a.steps; ++i) {
+    std::vector<double> p;
+    s.run(&p);
+    for (size_t k = 0; k < 4; ++k) phases[k].push_back(p[k]);
+  }
+  const double samples_per_s = static_cast<double>(a.batch * context.world_size()) * 1000.0 / step_ms;
+  model::UnetOptions o;
+  o.base_channels = a.base_channels;
+  o.depth = a.depth;
+  o.n_classes = a.n_classes;
+  o.padding = model::parse_padding(a.padding);
+  const double train_flops = 3.0 * model::unet_forward_flops(o, a.size);  // per sample
+  nlohmann::json row = {{"checkpointing", checkpointed ? "balanced" : "none"},
+                        {"step_ms", step_ms},
+                        {"steps_per_s", 1000.0 / step_ms},
+                        {"samples_per_s", samples_per_s},
+                        {"forward_ms", median_of(phases[0])},
+                        {"backward_ms", median_of(phases[1])},
+                        {"allreduce_exposed_ms", median_of(phases[2])},
+                        {"optimizer_ms", median_of(phases[3])},
+                        {"data_wait_ms", 0.0},
+                        {"peak_memory_mb", static_cast<double>(memory.peak_above_baseline()) / 1e6},
+                        {"train_gflop_per_sample", train_flops / 1e9}};
+  const double achieved_tflops = train_flops * samples_per_s / context.world_size() / 1e12;  // per rank
+  row["achieved_tflops_per_rank"] = achieved_tflops;
+  if (a.peak_tflops > 0) row["mfu"] = achieved_tflops / a.peak_tflops;
+  if (a.max_batch && context.device().is_cuda()) row["largest_batch"] = largest_batch(a, context, comm, checkpointed);
+  return row;
+}
+
+void run(const BenchTrainArgs& a) {
+  dist::Context context(a.device == "cpu"    ? dist::DevicePreference::kCpu
+                        : a.device == "cuda" ? dist::DevicePreference::kCuda
+                                             : dist::DevicePreference::kAuto);
+  if (context.device().is_cuda()) at::globalContext().setBenchmarkCuDNN(true);
+  auto comm = dist::make_communicator(context);
+  nlohmann::json rows = nlohmann::json::array();
+  if (a.checkpointing != "on") rows.push_back(run_variant(a, context, *comm, false));
+  if (a.checkpointing != "off") rows.push_back(run_variant(a, context, *comm, true));
+  if (!context.is_root()) return;
+  const nlohmann::json out = {{"benchmark", "train"},
+                              {"device", context.device().str()},
+                              {"ranks", context.world_size()},
+                              {"threads", torch::get_num_threads()},
+                              {"size", a.size},
+                              {"batch_per_rank", a.batch},
+                              {"precision", a.precision},
+                              {"base_channels", a.base_channels},
+                              {"depth", a.depth},
+                              {"padding", a.padding},
+                              {"data", "synthetic, on the device"},
+                              {"torch_version", build_info().torch_version},
+                              {"results", rows}};
+  std::cout << out.dump(2) << std::endl;
+}
+
+}  // namespace
+
+void add_bench_train_command(CLI::App& bench) {
+  auto a = std::make_shared<BenchTrainArgs>();
+  CLI::App* cmd = bench.add_subcommand("train", "Training step: throughput, breakdown, memory, MFU");
+  cmd->add_option("--size", a->size, "Tile side")->capture_default_str();
+  cmd->add_option("--batch", a->batch, "Batch per rank")->capture_default_str();
+  cmd->add_option("--steps", a->steps, "Timed steps")->capture_default_str();
+  cmd->add_option("--warmup", a->warmup, "Untimed steps first")->capture_default_str();
+  cmd->add_option("--base-channels", a->base_channels, "Model width")->capture_default_str();
+  cmd->add_option("--depth", a->depth, "Model depth")->capture_default_str();
+  cmd->add_option("--padding", a->padding, "same or valid")->capture_default_str();
+  cmd->add_option("--precision", a->precision, "fp32 or bf16 (autocast, CUDA)")->capture_default_str();
+  cmd->add_option("--checkpointing", a->checkpointing, "off, on or both")->capture_default_str();
+  cmd->add_option("--device", a->device, "auto, cpu or cuda")->capture_default_str();
+  cmd->add_option("--peak-tflops", a->peak_tflops, "Device dense peak for MFU (H100 SXM bf16: 989)");
+  cmd->add_flag("--max-batch", a->max_batch, "Also find the largest batch that fits (GPU)");
+  cmd->callback([a] { run(*a); });
+}
+
+}  // namespace dpunet::app
