@@ -72,18 +72,22 @@ struct Step {
   }
 };
 
-Step make_step(const BenchTrainArgs& a, dist::Context& context, dist::Communicator& comm, bool checkpointed,
-               int64_t batch) {
-  Step s;
-  s.device = context.device();
-  s.autocast = a.precision == "bf16" && s.device.is_cuda();
+model::UnetOptions unet_options(const BenchTrainArgs& a) {
   model::UnetOptions o;
   o.base_channels = a.base_channels;
   o.depth = a.depth;
   o.n_classes = a.n_classes;
   o.padding = model::parse_padding(a.padding);
+  return o;
+}
+
+Step make_step(const BenchTrainArgs& a, dist::Context& context, dist::Communicator& comm, bool checkpointed,
+               int64_t batch) {
+  Step s;
+  s.device = context.device();
+  s.autocast = a.precision == "bf16" && s.device.is_cuda();
   torch::manual_seed(0);
-  s.net = model::Unet(o);
+  s.net = model::Unet(unet_options(a));
   if (checkpointed) s.net->use_checkpointing(true);
   s.net->to(s.device);
   s.ddp = std::make_unique<dist::DistributedDataParallel>(s.net.ptr(), comm);
@@ -133,12 +137,7 @@ nlohmann::json run_variant(const BenchTrainArgs& a, dist::Context& context, dist
     for (size_t k = 0; k < 4; ++k) phases[k].push_back(p[k]);
   }
   const double samples_per_s = static_cast<double>(a.batch * context.world_size()) * 1000.0 / step_ms;
-  model::UnetOptions o;
-  o.base_channels = a.base_channels;
-  o.depth = a.depth;
-  o.n_classes = a.n_classes;
-  o.padding = model::parse_padding(a.padding);
-  const double train_flops = 3.0 * model::unet_forward_flops(o, a.size);  // per sample
+  const double train_flops = 3.0 * model::unet_forward_flops(unet_options(a), a.size);  // per sample
   nlohmann::json row = {{"checkpointing", checkpointed ? "balanced" : "none"},
                         {"step_ms", step_ms},
                         {"steps_per_s", 1000.0 / step_ms},

@@ -19,6 +19,7 @@
 #include "infer/sliding_window.h"
 #include "model/unet_options.h"
 #include "train/metrics.h"
+#include "train/setup.h"
 
 namespace dpunet::app {
 namespace {
@@ -40,9 +41,7 @@ dist::DevicePreference preference(const std::string& device) {
 }
 
 infer::TileOptions tile_options(const PredictArgs& args, const config::Config& config) {
-  model::UnetOptions unet;
-  unet.depth = config.model.depth;
-  unet.padding = model::parse_padding(config.model.padding);
+  const model::UnetOptions unet = train::unet_options(config, nullptr);
   infer::TileOptions o;
   o.input_tile = args.tile > 0 ? args.tile : (config.augment.patch_size > 0 ? config.augment.patch_size : 256);
   const auto output = model::output_size(unet, o.input_tile);

@@ -8,18 +8,10 @@
 
 #include "common/error.h"
 #include "data/augment.h"
+#include "data/reflect.h"
 
 namespace dpunet::data {
 namespace {
-
-// Mirror index into [0, n) without repeating the edge pixel (numpy's "reflect").
-inline int64_t reflect(int64_t i, int64_t n) {
-  if (n == 1) return 0;
-  const int64_t period = 2 * (n - 1);
-  i %= period;
-  if (i < 0) i += period;
-  return i < n ? i : period - i;
-}
 
 // std::floor is a library call on baseline x86-64 (no SSE4.1 round); this is not.
 inline int64_t floor_to_int(double v) {
@@ -67,8 +59,8 @@ Sample make_output(const Sample& in, int64_t height, int64_t width) {
 
 Sample crop_and_reorient(const Sample& in, int64_t ph, int64_t pw, int64_t oy, int64_t ox, Dihedral d) {
   std::vector<int64_t> rows(ph), cols(pw);
-  for (int64_t i = 0; i < ph; ++i) rows[i] = reflect(oy + (d.reverse_a ? ph - 1 - i : i), in.height) * in.width;
-  for (int64_t j = 0; j < pw; ++j) cols[j] = reflect(ox + (d.reverse_b ? pw - 1 - j : j), in.width);
+  for (int64_t i = 0; i < ph; ++i) rows[i] = reflect_index(oy + (d.reverse_a ? ph - 1 - i : i), in.height) * in.width;
+  for (int64_t j = 0; j < pw; ++j) cols[j] = reflect_index(ox + (d.reverse_b ? pw - 1 - j : j), in.width);
   Sample out = make_output(in, ph, pw);  // transposition only happens for square patches
   const int64_t source_plane = in.height * in.width, plane = ph * pw;
   const int64_t* const row = rows.data();
@@ -189,8 +181,8 @@ struct WarpKernel {
     if (iy >= 0 && iy + 1 < height && ix >= 0 && ix + 1 < width) {  // most pixels: no mirroring
       y0 = iy * width, y1 = y0 + width, x0 = ix, x1 = ix + 1;
     } else {
-      y0 = reflect(iy, height) * width, y1 = reflect(iy + 1, height) * width;
-      x0 = reflect(ix, width), x1 = reflect(ix + 1, width);
+      y0 = reflect_index(iy, height) * width, y1 = reflect_index(iy + 1, height) * width;
+      x0 = reflect_index(ix, width), x1 = reflect_index(ix + 1, width);
     }
     const int64_t target = y * pw + x;
     for (int64_t c = 0; c < channels; ++c) {

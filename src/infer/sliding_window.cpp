@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "common/error.h"
+#include "data/reflect.h"
 
 namespace dpunet::infer {
 namespace {
@@ -13,12 +14,7 @@ namespace {
 torch::Tensor reflect_indices(int64_t before, int64_t size, int64_t after, const torch::Device& device) {
   std::vector<int64_t> index;
   index.reserve(static_cast<size_t>(before + size + after));
-  const int64_t period = size > 1 ? 2 * (size - 1) : 1;
-  for (int64_t i = -before; i < size + after; ++i) {
-    int64_t j = size > 1 ? ((i % period) + period) % period : 0;
-    if (j >= size) j = period - j;
-    index.push_back(j);
-  }
+  for (int64_t i = -before; i < size + after; ++i) index.push_back(data::reflect_index(i, size));
   return torch::tensor(index, torch::TensorOptions().dtype(torch::kLong).device(device));
 }
 

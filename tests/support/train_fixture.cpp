@@ -45,6 +45,18 @@ CommandResult TrainFixture::train(int ranks, const std::string& arguments) const
   return run_command(train_command(ranks, arguments));
 }
 
+CommandResult TrainFixture::interrupt(const std::string& command, const std::string& wait_for,
+                                      const std::string& action) const {
+  const std::string script = dir_ / "interrupt.sh";
+  std::ofstream(script) << command << " > " << log_path() << " 2>&1 &\njob=$!\n"
+                        << "for i in $(seq 1 600); do grep -q '" << wait_for << "' " << log_path()
+                        << " && break; sleep 0.1; done\n"
+                        << "start=$(date +%s)\n"
+                        << action << "\nwait $job\nstatus=$?\n"
+                        << "echo exit=$status seconds=$(( $(date +%s) - start ))\n";
+  return run_command("bash " + script + " 2>&1");
+}
+
 std::vector<std::pair<std::string, at::Tensor>> checkpoint_weights(const std::string& path) {
   const checkpoint::LoadedCheckpoint loaded(path);
   const config::Config config = config::parse_config(loaded.state().config_yaml, path);

@@ -20,6 +20,11 @@ class TrainFixture {
   // The shell command that trains with `ranks` ranks; output goes to stdout.
   std::string train_command(int ranks, const std::string& arguments) const;
   CommandResult train(int ranks, const std::string& arguments) const;
+  // Runs `command` in the background with its output in log_path(), waits until the
+  // log shows `wait_for`, runs the shell line `action` ($job is the command's pid) and
+  // waits for the command. The output is "exit=<code> seconds=<from action to end>".
+  CommandResult interrupt(const std::string& command, const std::string& wait_for, const std::string& action) const;
+  std::string log_path() const { return dir_ / "log"; }
 
  private:
   TempDir dir_;

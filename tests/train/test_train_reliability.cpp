@@ -3,8 +3,6 @@
 // ranks checkpoint and exit for requeue. Both runs then resume.
 #include <catch2/catch.hpp>
 
-#include <fstream>
-
 #include "checkpoint/store.h"
 #include "common/atomic_file.h"
 #include "support/train_fixture.h"
@@ -14,20 +12,12 @@ using dpunet::test::TrainFixture;
 
 namespace {
 
-// Starts training through launcher/dpunet-launch in the background, waits for step 5,
-// runs `action` (a shell line; $job is the launcher's pid), then waits for the job.
-// Prints "exit=<code> seconds=<time from the action to the end>".
+// Training through launcher/dpunet-launch, interrupted by `action` at step 5.
 dpunet::test::CommandResult interrupt(const TrainFixture& f, const std::string& config, const std::string& action) {
-  const std::string log = f.dir() / "log";
-  const std::string script = f.dir() / "interrupt.sh";
-  std::ofstream(script) << "export DPUNET_BIN=" DPUNET_BINARY " OMP_NUM_THREADS=1\n"
-                        << DPUNET_SOURCE_DIR "/launcher/dpunet-launch -n 2 -- train " << config << " > " << log
-                        << " 2>&1 &\njob=$!\n"
-                        << "for i in $(seq 1 600); do grep -q 'step 5/' " << log << " && break; sleep 0.1; done\n"
-                        << "start=$(date +%s)\n"
-                        << action << "\nwait $job\nstatus=$?\n"
-                        << "echo exit=$status seconds=$(( $(date +%s) - start ))\n";
-  return dpunet::test::run_command("bash " + script + " 2>&1");
+  return f.interrupt("DPUNET_BIN=" DPUNET_BINARY " OMP_NUM_THREADS=1 " DPUNET_SOURCE_DIR
+                     "/launcher/dpunet-launch -n 2 -- train " +
+                         config,
+                     "step 5/", action);
 }
 
 int seconds_of(const std::string& output) {
@@ -41,7 +31,7 @@ TEST_CASE("SIGKILL on one rank ends the job promptly and leaves a checkpoint to 
   TrainFixture f;
   const std::string config = f.write_config("train: {batch_size: 2, steps: 100000}\ndistributed: {timeout_s: 30}\n");
   const auto result = interrupt(f, config, "kill -9 $(pgrep -f '^" DPUNET_BINARY " train " + config + "' | tail -1)");
-  INFO(result.output << dpunet::read_file(f.dir() / "log"));
+  INFO(result.output << dpunet::read_file(f.log_path()));
   CHECK_THAT(result.output, Contains("exit="));
   CHECK_THAT(result.output, !Contains("exit=0 "));
   CHECK(seconds_of(result.output) >= 0);
@@ -61,7 +51,7 @@ TEST_CASE("SIGTERM to the launcher checkpoints and exits for requeue", "[train][
   TrainFixture f;
   const std::string config = f.write_config("train: {batch_size: 2, steps: 100000}\n");
   const auto result = interrupt(f, config, "kill -TERM $job");
-  const std::string log = dpunet::read_file(f.dir() / "log");
+  const std::string log = dpunet::read_file(f.log_path());
   INFO(result.output << log);
   CHECK_THAT(result.output, Contains("exit=75 "));
   CHECK_THAT(log, Contains("stopped by a signal at step"));

@@ -4,7 +4,6 @@
 #include <catch2/catch.hpp>
 
 #include <filesystem>
-#include <fstream>
 
 #include "checkpoint/store.h"
 #include "common/atomic_file.h"
@@ -65,7 +64,6 @@ TEST_CASE("a run resumes on a different number of ranks", "[train][e2e]") {
 TEST_CASE("a signal under mpirun checkpoints every rank's work and exits for requeue", "[train][e2e]") {
   TrainFixture f;
   const std::string config = f.write_config("train: {batch_size: 2, steps: 100000}\n");
-  const std::string log = f.dir() / "log";
   // The signal goes to mpirun (which forwards it to every rank) or straight to one rank.
   const std::string target = GENERATE(std::string("mpirun"), std::string("one rank"));
   std::string command = f.train_command(2, config);
@@ -73,12 +71,8 @@ TEST_CASE("a signal under mpirun checkpoints every rank's work and exits for req
   const std::string kill = target == "mpirun"
                                ? "kill -USR1 $(pgrep -P $job)"  // timeout's child is mpirun
                                : "kill -TERM $(pgrep -f '^" DPUNET_BINARY " train " + config + "' | head -1)";
-  const std::string script = f.dir() / "signal.sh";
-  std::ofstream(script) << command << " > " << log << " 2>&1 &\njob=$!\n"
-                        << "for i in $(seq 1 600); do grep -q 'step 3/' " << log << " && break; sleep 0.1; done\n"
-                        << kill << "\nwait $job\necho exit=$?\n";
-  const auto result = dpunet::test::run_command("bash " + script);
-  const std::string output = dpunet::read_file(log);
+  const auto result = f.interrupt(command, "step 3/", kill);
+  const std::string output = dpunet::read_file(f.log_path());
   INFO(output);
   CHECK_THAT(result.output, Contains("exit=75"));
   CHECK_THAT(output, Contains("stopped by a signal at step"));
