@@ -60,6 +60,7 @@ struct TrainConfig {
 
 struct OptimizerConfig {
   std::string name = "adamw";  // adamw | sgd
+  std::string implementation = "fused";  // fused | foreach | per_parameter
   double lr = 1e-3;
   double weight_decay = 1e-4;
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;  // adamw

@@ -158,6 +158,7 @@ std::vector<Field> build() {
       integer("train.steps", AT(train.steps), 1),
 
       text("optimizer.name", AT(optimizer.name), {"adamw", "sgd"}),
+      text("optimizer.implementation", AT(optimizer.implementation), {"fused", "foreach", "per_parameter"}),
       real("optimizer.lr", AT(optimizer.lr), 0, 10),
       real("optimizer.weight_decay", AT(optimizer.weight_decay), 0, 10),
       real("optimizer.beta1", AT(optimizer.beta1), 0, 0.999999),

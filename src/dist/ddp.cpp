@@ -47,10 +47,17 @@ std::string describe_tensor(const std::string& kind, const std::string& name, co
 
 // A tensor shaped like `param` over buffer[offset, offset + numel). Shares the storage but
 // is not an autograd view, so LibTorch's Optimizer::zero_grad (which calls detach_() on
-// every gradient) still works on it.
+// every gradient) still works on it. It takes the parameter's strides when the parameter
+// is dense (channels_last weights get channels_last gradients), because the fused and
+// multi-tensor optimizer kernels need a parameter and its gradient laid out alike.
 torch::Tensor alias_of(const torch::Tensor& buffer, int64_t offset, const torch::Tensor& param) {
+  std::vector<int64_t> strides = param.strides().vec();
+  if (!param.is_non_overlapping_and_dense()) {
+    const auto contiguous = c10::contiguous_strides(param.sizes());
+    strides.assign(contiguous.begin(), contiguous.end());
+  }
   return torch::empty({0}, buffer.options())
-      .set_(buffer.storage(), buffer.storage_offset() + offset, param.sizes(), c10::contiguous_strides(param.sizes()));
+      .set_(buffer.storage(), buffer.storage_offset() + offset, param.sizes(), strides);
 }
 
 torch::ScalarType wire_type(WireDtype wire) {

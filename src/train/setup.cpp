@@ -1,9 +1,6 @@
 // Config -> model, optimizer, loss, DDP and loader options.
 #include "train/setup.h"
 
-#include <torch/optim/adamw.h>
-#include <torch/optim/sgd.h>
-
 #include "common/error.h"
 
 namespace dpunet::train {
@@ -33,16 +30,16 @@ model::Unet build_model(const config::Config& c, std::shared_ptr<dist::Communica
 std::unique_ptr<torch::optim::Optimizer> build_optimizer(const config::Config& c,
                                                          const std::vector<torch::Tensor>& parameters) {
   const auto& o = c.optimizer;
-  if (o.name == "sgd") {
-    return std::make_unique<torch::optim::SGD>(
-        parameters, torch::optim::SGDOptions(o.lr).momentum(o.momentum).nesterov(true).weight_decay(o.weight_decay));
-  }
-  return std::make_unique<torch::optim::AdamW>(
-      parameters, torch::optim::AdamWOptions(o.lr).betas({o.beta1, o.beta2}).eps(o.eps).weight_decay(o.weight_decay));
-}
-
-void set_learning_rate(torch::optim::Optimizer& optimizer, double lr) {
-  for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
+  OptimizerSettings s;
+  s.name = o.name;
+  s.implementation = parse_optimizer_implementation(o.implementation);
+  s.lr = o.lr;
+  s.weight_decay = o.weight_decay;
+  s.beta1 = o.beta1;
+  s.beta2 = o.beta2;
+  s.eps = o.eps;
+  s.momentum = o.momentum;
+  return make_optimizer(s, parameters);
 }
 
 LossOptions loss_options(const config::Config& c) {

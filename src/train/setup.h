@@ -11,6 +11,7 @@
 #include "dist/ddp.h"
 #include "model/unet.h"
 #include "train/loss.h"
+#include "train/optimizer.h"
 
 namespace dpunet::train {
 
@@ -18,7 +19,6 @@ model::UnetOptions unet_options(const config::Config& config, std::shared_ptr<di
 model::Unet build_model(const config::Config& config, std::shared_ptr<dist::Communicator> comm);
 std::unique_ptr<torch::optim::Optimizer> build_optimizer(const config::Config& config,
                                                          const std::vector<torch::Tensor>& parameters);
-void set_learning_rate(torch::optim::Optimizer& optimizer, double lr);
 LossOptions loss_options(const config::Config& config);
 dist::DdpOptions ddp_options(const config::Config& config);
 data::LoaderOptions loader_options(const config::Config& config, bool pin_memory);

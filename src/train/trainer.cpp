@@ -1,5 +1,5 @@
 // The train loop. Order of events at each step boundary, the same on every rank:
-// preemption check (one tiny all-reduce), validation when due, checkpoint when due,
+// preemption check (a one-integer vote on the host), validation when due, checkpoint when due,
 // log line when due. Collectives are therefore issued in the same order everywhere.
 #include "train/trainer.h"
 
@@ -20,6 +20,7 @@
 #include "common/autocast_scope.h"
 #include "common/error.h"
 #include "dist/context.h"
+#include "dist/host_vote.h"
 #include "dist/make_communicator.h"
 #include "train/device_memory.h"
 #include "train/loss_scaler.h"
@@ -57,6 +58,7 @@ class Trainer {
   TrainOptions options_;
   c10::Device device_;
   std::shared_ptr<dist::Communicator> comm_;
+  dist::HostVote stop_vote_;
   RunLogger logger_;
   checkpoint::CheckpointStore store_;
   model::Unet model_{nullptr};
@@ -98,6 +100,7 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
       comm_(dist::make_communicator(context, config.distributed.backend,
                                     dist::CommunicatorOptions{std::chrono::milliseconds(
                                         static_cast<int64_t>(config.distributed.timeout_s * 1000))})),
+      stop_vote_(context, std::chrono::milliseconds(static_cast<int64_t>(config.distributed.timeout_s * 1000))),
       logger_(config.run.dir, context.rank(), config.logging.progress, options.resume != "none"),
       store_(config.run.dir),
       scaler_(config.precision.dtype == "fp16" && context.device().is_cuda()),
@@ -204,7 +207,7 @@ torch::Tensor Trainer::train_step(int64_t* epoch_after) {
   for (const auto& p : model_->parameters()) gradients.push_back(p.grad());
   const bool finite = scaler_.unscale(gradients);  // every rank has the same gradients
   if (finite && config_.optimizer.grad_clip > 0) {
-    torch::nn::utils::clip_grad_norm_(model_->parameters(), config_.optimizer.grad_clip);
+    clip_gradient_norm(model_->parameters(), config_.optimizer.grad_clip);
   }
   set_learning_rate(*optimizer_, learning_rate(config_.schedule, config_.optimizer.lr, step_, config_.train.steps));
   if (finite) optimizer_->step();
@@ -214,10 +217,9 @@ torch::Tensor Trainer::train_step(int64_t* epoch_after) {
 }
 
 bool Trainer::agree_to_stop() {
-  // Any rank's signal stops all of them at the same step.
-  torch::Tensor flag = torch::full({1}, preemption_requested() ? 1.0f : 0.0f, torch::TensorOptions().device(device_));
-  comm_->all_reduce(flag, dist::ReduceOp::kSum);
-  return flag.item<float>() > 0;
+  // Any rank's signal stops all of them at the same step. Voted on the host: a device
+  // all-reduce read back here would make every GPU step wait for the CPU.
+  return stop_vote_.any(preemption_requested());
 }
 
 void Trainer::maybe_validate(bool epoch_ended, bool last, bool* improved) {

@@ -112,3 +112,28 @@ TEST_CASE("DDP refuses a second backward before synchronize", "[mpi]") {
   REQUIRE_THROWS_WITH(net->forward(torch::ones({1, 4})).sum().backward(), Catch::Contains("synchronize()"));
   ddp.synchronize();
 }
+
+TEST_CASE("DDP gives channels_last weights gradients laid out like them", "[mpi]") {
+  dist::MpiCommunicator comm(test::mpi_context());
+  torch::manual_seed(0);
+  torch::nn::Conv2d conv(torch::nn::Conv2dOptions(3, 4, 3));
+  torch::nn::Conv2d reference(torch::nn::Conv2dOptions(3, 4, 3));
+  {
+    torch::NoGradGuard no_grad;
+    reference->weight.copy_(conv->weight);
+    reference->bias.copy_(conv->bias);
+    conv->weight.set_data(conv->weight.data().contiguous(at::MemoryFormat::ChannelsLast));
+  }
+  dist::DistributedDataParallel ddp(conv.ptr(), comm);
+  // The fused optimizer kernels need a parameter and its gradient to share strides.
+  CHECK(conv->weight.grad().strides() == conv->weight.strides());
+  CHECK(conv->weight.grad().is_contiguous(at::MemoryFormat::ChannelsLast));
+
+  torch::manual_seed(1);  // the same input on every rank: the average is this gradient
+  const torch::Tensor x = torch::randn({2, 3, 8, 8});
+  conv(x).square().sum().backward();
+  ddp.synchronize();
+  reference(x).square().sum().backward();
+  CHECK(torch::allclose(conv->weight.grad(), reference->weight.grad(), 1e-5, 1e-6));
+  CHECK(torch::allclose(conv->bias.grad(), reference->bias.grad(), 1e-5, 1e-6));
+}

@@ -1,0 +1,54 @@
+// HostVote: MPI_Iallreduce on its own communicator, polled with a growing back-off, so
+// a rank that arrives early neither spins on a core the others compute on nor waits
+// forever.
+#include "dist/host_vote.h"
+
+#include <algorithm>
+#include <thread>
+
+#include "common/process_label.h"
+#include "dist/mpi_check.h"
+
+namespace dpunet::dist {
+
+struct HostVote::Ballot {
+  int mine = 0;
+  int any = 0;
+  MPI_Request request = MPI_REQUEST_NULL;
+};
+
+HostVote::HostVote(const Context& context, std::chrono::milliseconds timeout)
+    : timeout_(timeout), ballot_(new Ballot) {
+  MPI_CHECK(MPI_Comm_dup(context.world(), &comm_));
+  MPI_CHECK(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
+}
+
+HostVote::~HostVote() {
+  if (ballot_ == nullptr) return;  // a vote stalled: the communicator is unusable
+  delete ballot_;
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+}
+
+bool HostVote::any(bool mine) {
+  DPUNET_CHECK(ballot_ != nullptr, "HostVote: an earlier vote never completed");
+  ballot_->mine = mine ? 1 : 0;
+  MPI_CHECK(MPI_Iallreduce(&ballot_->mine, &ballot_->any, 1, MPI_INT, MPI_MAX, comm_, &ballot_->request));
+  const auto deadline = std::chrono::steady_clock::now() + timeout_;
+  auto pause = std::chrono::microseconds(1);
+  for (;;) {
+    int done = 0;
+    MPI_CHECK(MPI_Test(&ballot_->request, &done, MPI_STATUS_IGNORE));
+    if (done) return ballot_->any != 0;
+    if (std::chrono::steady_clock::now() > deadline) {
+      ballot_ = nullptr;  // MPI may still complete the request into it: leak it
+      DPUNET_FAIL("the per-step stop vote has not completed after ", timeout_.count() / 1000.0, " s [",
+                  process_label(), "]: another rank stopped or is stuck");
+    }
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::microseconds(1000));
+  }
+}
+
+}  // namespace dpunet::dist

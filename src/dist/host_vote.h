@@ -1,0 +1,35 @@
+// A yes/no agreement over all ranks, made on the host with MPI: it launches no device
+// work, so a GPU step never waits for it (the train loop asks it every step whether any
+// rank was signalled to stop). Waits with a deadline: a rank that never votes is an error
+// naming this rank, not a hang.
+#pragma once
+
+#include <mpi.h>
+
+#include <chrono>
+#include <memory>
+
+#include "dist/context.h"
+
+namespace dpunet::dist {
+
+class HostVote {
+ public:
+  // Collective: every rank constructs it at the same point.
+  HostVote(const Context& context, std::chrono::milliseconds timeout);
+  ~HostVote();
+  HostVote(const HostVote&) = delete;
+  HostVote& operator=(const HostVote&) = delete;
+
+  // True on every rank when any rank passes true.
+  bool any(bool mine);
+
+ private:
+  struct Ballot;
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  std::chrono::milliseconds timeout_;
+  // Owned until a vote stalls; then left to MPI, which may still write into it.
+  Ballot* ballot_;
+};
+
+}  // namespace dpunet::dist
