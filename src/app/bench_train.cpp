@@ -23,6 +23,7 @@
 #include "model/unet.h"
 #include "model/unet_flops.h"
 #include "train/loss.h"
+#include "train/optimizer.h"
 
 namespace dpunet::app {
 namespace {
@@ -30,6 +31,8 @@ namespace {
 struct BenchTrainArgs {
   int64_t size = 128, batch = 4, steps = 10, warmup = 3, base_channels = 64, depth = 4, n_classes = 3;
   std::string precision = "fp32", device = "auto", padding = "same", checkpointing = "both";
+  std::string optimizer = "fused";  // optimizer.implementation
+  bool channels_last = true;        // NHWC weights and activations on CUDA, as training does
   double peak_tflops = 0;  // the device's dense peak for `precision`; 0: MFU not reported
   bool max_batch = false;
 };
@@ -37,7 +40,7 @@ struct BenchTrainArgs {
 struct Step {
   model::Unet net{nullptr};
   std::unique_ptr<dist::DistributedDataParallel> ddp;
-  std::unique_ptr<torch::optim::AdamW> optimizer;
+  std::unique_ptr<torch::optim::Optimizer> optimizer;
   torch::Tensor images, target;
   c10::Device device = c10::kCPU;
   bool autocast = false;
@@ -67,6 +70,7 @@ struct Step {
     t = mark(t);
     ddp->synchronize();
     t = mark(t);
+    train::clip_gradient_norm(net->parameters(), 12.0);  // the training default
     optimizer->step();
     mark(t);
   }
@@ -90,9 +94,21 @@ Step make_step(const BenchTrainArgs& a, dist::Context& context, dist::Communicat
   s.net = model::Unet(unet_options(a));
   if (checkpointed) s.net->use_checkpointing(true);
   s.net->to(s.device);
+  const bool nhwc = a.channels_last && s.device.is_cuda();
+  if (nhwc) {
+    torch::NoGradGuard no_grad;
+    for (auto& p : s.net->parameters()) {
+      if (p.dim() == 4) p.set_data(p.data().contiguous(at::MemoryFormat::ChannelsLast));
+    }
+  }
   s.ddp = std::make_unique<dist::DistributedDataParallel>(s.net.ptr(), comm);
-  s.optimizer = std::make_unique<torch::optim::AdamW>(s.net->parameters(), torch::optim::AdamWOptions(1e-4));
+  train::OptimizerSettings settings;
+  settings.implementation = train::parse_optimizer_implementation(a.optimizer);
+  settings.lr = 1e-4;
+  settings.weight_decay = 1e-4;
+  s.optimizer = train::make_optimizer(settings, s.net->parameters());
   s.images = torch::randn({batch, 1, a.size, a.size}, torch::TensorOptions().device(s.device));
+  if (nhwc) s.images = s.images.contiguous(at::MemoryFormat::ChannelsLast);
   s.target = torch::randint(0, a.n_classes, {batch, a.size, a.size},
                             torch::TensorOptions().dtype(torch::kLong).device(s.device));
   return s;
@@ -173,6 +189,8 @@ void run(const BenchTrainArgs& a) {
                               {"size", a.size},
                               {"batch_per_rank", a.batch},
                               {"precision", a.precision},
+                              {"optimizer", a.optimizer},
+                              {"channels_last", a.channels_last && context.device().is_cuda()},
                               {"base_channels", a.base_channels},
                               {"depth", a.depth},
                               {"padding", a.padding},
@@ -196,6 +214,9 @@ void add_bench_train_command(CLI::App& bench) {
   cmd->add_option("--padding", a->padding, "same or valid")->capture_default_str();
   cmd->add_option("--precision", a->precision, "fp32 or bf16 (autocast, CUDA)")->capture_default_str();
   cmd->add_option("--checkpointing", a->checkpointing, "off, on or both")->capture_default_str();
+  cmd->add_option("--optimizer", a->optimizer, "AdamW implementation: fused, foreach or per_parameter")
+      ->capture_default_str();
+  cmd->add_option("--channels-last", a->channels_last, "NHWC weights and activations (CUDA)")->capture_default_str();
   cmd->add_option("--device", a->device, "auto, cpu or cuda")->capture_default_str();
   cmd->add_option("--peak-tflops", a->peak_tflops, "Device dense peak for MFU (H100 SXM bf16: 989)");
   cmd->add_flag("--max-batch", a->max_batch, "Also find the largest batch that fits (GPU)");

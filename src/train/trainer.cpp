@@ -22,6 +22,7 @@
 #include "dist/context.h"
 #include "dist/host_vote.h"
 #include "dist/make_communicator.h"
+#include "train/device_batches.h"
 #include "train/device_memory.h"
 #include "train/loss_scaler.h"
 #include "train/preemption.h"
@@ -66,6 +67,7 @@ class Trainer {
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   std::shared_ptr<const data::Dataset> train_data_, val_data_;
   std::unique_ptr<data::Loader> loader_;
+  std::unique_ptr<DeviceBatches> batches_;
   LossOptions loss_options_;
   LossScaler scaler_;
   bool autocast_;
@@ -157,6 +159,8 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
       train_data_,
       data::DistributedSampler(train_data_->size(), context.rank(), context.world_size(), sampler_options(config)),
       loader_options(config, device_.is_cuda()), start);
+  batches_ = std::make_unique<DeviceBatches>(*loader_, device_,
+                                             DeviceBatchOptions{config.precision.channels_last});
   epoch_ = start.epoch;
   loss_options_ = loss_options(config);
 }
@@ -188,11 +192,10 @@ torch::Tensor Trainer::train_step(int64_t* epoch_after) {
   const int64_t micro_batches = config_.train.accumulation;
   torch::Tensor loss_sum = torch::zeros({}, torch::TensorOptions().device(device_));
   for (int64_t micro = 0; micro < micro_batches; ++micro) {
-    data::Batch batch = loader_->next();
+    data::Batch batch = batches_->next();
     *epoch_after = batch.state_after.epoch;
-    torch::Tensor images = batch.images.to(device_, /*non_blocking=*/true);
-    if (config_.precision.channels_last) images = images.contiguous(at::MemoryFormat::ChannelsLast);
-    torch::Tensor target = batch.masks.to(device_, /*non_blocking=*/true).to(torch::kLong);
+    const torch::Tensor& images = batch.images;
+    torch::Tensor target = batch.masks;
     // Micro-batches before the last accumulate locally; the last one's backward reduces.
     std::optional<dist::DistributedDataParallel::NoSync> local;
     if (micro + 1 < micro_batches) local.emplace(*ddp_);
@@ -256,7 +259,7 @@ void Trainer::save(bool best) {
   if (!context_.is_root()) return;
   checkpoint::TrainingState state;
   state.step = step_;
-  state.sampler = loader_->state();
+  state.sampler = batches_->state();
   state.world_size = context_.world_size();
   state.config_yaml = config::to_yaml(config_);
   state.loss_scale = scaler_.state().scale;

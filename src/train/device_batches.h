@@ -1,0 +1,44 @@
+// Training batches on the training device, one batch ahead. On a GPU, batch N+1 is
+// copied from pinned host memory on a stream of its own while the compute stream works
+// on batch N, and the compute stream waits only on that copy's event, never the host.
+// On CPU, batches pass straight through.
+#pragma once
+
+#include <c10/core/Device.h>
+
+#include <memory>
+
+#include "data/loader.h"
+
+namespace dpunet::train {
+
+struct DeviceBatchOptions {
+  bool channels_last = false;  // images in NHWC, as channels_last training wants them
+};
+
+class DeviceBatches {
+ public:
+  DeviceBatches(data::Loader& loader, c10::Device device, DeviceBatchOptions options);
+  ~DeviceBatches();
+  DeviceBatches(const DeviceBatches&) = delete;
+  DeviceBatches& operator=(const DeviceBatches&) = delete;
+
+  // The next batch: images float32 [B, C, P, P] and masks int64 [B, P, P] on the device,
+  // ready for use on the current stream.
+  data::Batch next();
+  // The sampler state after the last batch handed out (the loader itself is one ahead),
+  // which is what a checkpoint must store.
+  data::SamplerState state() const { return state_; }
+
+ private:
+  struct Copy;
+  std::unique_ptr<Copy> start_copy();
+
+  data::Loader& loader_;
+  c10::Device device_;
+  DeviceBatchOptions options_;
+  data::SamplerState state_;
+  std::unique_ptr<Copy> ahead_;  // the batch in flight to the device (GPU only)
+};
+
+}  // namespace dpunet::train
