@@ -179,18 +179,30 @@ std::unique_ptr<Work> MpiCommunicator::all_reduce_async(const at::Tensor& tensor
   const bool floating = tensor.is_floating_point();
   DPUNET_CHECK(op != ReduceOp::kAvg || floating, "MPI communicator: all_reduce average needs a floating tensor, got ",
                c10::toString(tensor.scalar_type()));
-  const int count = checked_count(tensor.numel(), "all_reduce");
+  checked_count(tensor.numel(), "all_reduce");
   const MPI_Datatype type = mpi_datatype(tensor.scalar_type());
   const MPI_Op sum = half_ops_->sum_for(tensor.scalar_type());
   MPI_Comm comm = comm_;
-  auto run = [tensor, count, type, sum, comm] {
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, tensor.data_ptr(), count, type, sum, comm));
+  // Large tensors go in pieces, each summed and (for an average) divided while it is
+  // still in cache; every rank splits the same count the same way. Dividing here, on the
+  // worker, also keeps the division off the thread that waits.
+  const int64_t piece = options_.max_message_bytes > 0
+                            ? std::max<int64_t>(1, options_.max_message_bytes / tensor.element_size())
+                            : tensor.numel();
+  const int divisor = op == ReduceOp::kAvg ? world_size_ : 1;
+  auto run = [tensor, piece, divisor, type, sum, comm] {
+    const torch::Tensor flat = tensor.view({-1});
+    int64_t start = 0;
+    do {
+      const int64_t count = std::min(piece, flat.numel() - start);
+      torch::Tensor part = flat.narrow(0, start, count);
+      MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, part.data_ptr(), static_cast<int>(count), type, sum, comm));
+      // Sum, then divide: exact for sums that are exact, unlike scaling every input first.
+      if (divisor > 1) part.div_(divisor);
+      start += count;
+    } while (start < flat.numel());
   };
-  std::function<void()> finish;
-  // Sum, then divide: exact for sums that are exact, unlike scaling every input first.
-  if (op == ReduceOp::kAvg && world_size_ > 1) finish = [tensor, n = world_size_] { tensor.div_(n); };
-  return submit(queue_, worker_.joinable(), options_.timeout, describe("all_reduce", tensor), std::move(run),
-                std::move(finish));
+  return submit(queue_, worker_.joinable(), options_.timeout, describe("all_reduce", tensor), std::move(run));
 }
 
 std::unique_ptr<Work> MpiCommunicator::broadcast_async(const at::Tensor& tensor, int root) {

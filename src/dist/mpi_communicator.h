@@ -20,6 +20,10 @@ struct MpiQueue;
 struct MpiCommunicatorOptions : CommunicatorOptions {
   // Run operations on a background thread (needs MPI_THREAD_MULTIPLE; ignored without).
   bool background_thread = true;
+  // All-reduces larger than this go as several MPI_Allreduce calls of at most this many
+  // bytes: on shared memory, messages that stay in cache reduce several times faster
+  // than one large one (docs/benchmarks.md). 0: never split.
+  int64_t max_message_bytes = int64_t{4} << 20;
 };
 
 class MpiCommunicator : public Communicator {

@@ -54,6 +54,26 @@ TEST_CASE("MPI all_reduce average divides the exact sum by the world size", "[mp
   REQUIRE(torch::allclose(t, expected_sum(1001, world, torch::kDouble) / world, /*rtol=*/0, /*atol=*/1e-12));
 }
 
+TEST_CASE("MPI all_reduce in pieces gives the same sums and averages, whatever the shape", "[mpi]") {
+  MpiCommunicatorOptions options = with_thread(GENERATE(true, false));
+  options.max_message_bytes = 40;  // 10 floats, 5 doubles: most tensors below take several pieces
+  MpiCommunicator comm(dpunet::test::mpi_context(), options);
+  const int world = comm.world_size();
+  for (int64_t n : {int64_t{0}, int64_t{1}, int64_t{10}, int64_t{11}, int64_t{1003}}) {
+    INFO(n << " elements");
+    torch::Tensor sum = rank_pattern(n, comm.rank(), torch::kFloat);
+    comm.all_reduce(sum, ReduceOp::kSum);
+    REQUIRE(torch::equal(sum, expected_sum(n, world, torch::kFloat)));
+    torch::Tensor avg = rank_pattern(n, comm.rank(), torch::kDouble);
+    comm.all_reduce(avg, ReduceOp::kAvg);
+    REQUIRE(torch::allclose(avg, expected_sum(n, world, torch::kDouble) / world, /*rtol=*/0, /*atol=*/1e-12));
+  }
+  // A 4-D tensor (a convolution's gradient) is split along its memory, not its first dim.
+  torch::Tensor weight = rank_pattern(2 * 3 * 3 * 3, comm.rank(), torch::kFloat).view({2, 3, 3, 3});
+  comm.all_reduce(weight, ReduceOp::kSum);
+  REQUIRE(torch::equal(weight, expected_sum(54, world, torch::kFloat).view({2, 3, 3, 3})));
+}
+
 TEST_CASE("MPI asynchronous all_reduces complete in issue order", "[mpi]") {
   MpiCommunicator comm(dpunet::test::mpi_context());
   REQUIRE(comm.uses_background_thread());
