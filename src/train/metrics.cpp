@@ -1,4 +1,5 @@
-// ConfusionCounts: counts on the model's device, read back once per validation.
+// ConfusionCounts: counts on the model's device, read back once per validation (or
+// when a score is asked for before the all-reduce).
 #include "train/metrics.h"
 
 #include <torch/torch.h>
@@ -7,6 +8,10 @@
 
 namespace dpunet::train {
 namespace {
+
+torch::TensorOptions device_options(const c10::Device& device) {
+  return torch::TensorOptions().dtype(torch::kDouble).device(device);
+}
 
 double dice_of(double tp, double fp, double fn) {
   return tp + fp + fn == 0 ? 1.0 : 2 * tp / (2 * tp + fp + fn);
@@ -17,57 +22,66 @@ double iou_of(double tp, double fp, double fn) {
 
 }  // namespace
 
-ConfusionCounts::ConfusionCounts(int64_t classes) : counts_(torch::zeros({classes + 1, 3}, torch::kDouble)) {}
+ConfusionCounts::ConfusionCounts(int64_t classes)
+    : counts_(torch::zeros({classes + 1, 3}, torch::kDouble)), loss_sum_(torch::zeros({}, torch::kDouble)) {}
 
 void ConfusionCounts::add(const torch::Tensor& logits, const torch::Tensor& target) {
   const int64_t classes = counts_.size(0) - 1;
+  if (counts_.device() != logits.device()) counts_ = counts_.to(logits.device());
   const torch::Tensor predicted = logits.argmax(1);
   const torch::Tensor truth = target.to(predicted.scalar_type());
   // Joint histogram of (truth, predicted): tp on the diagonal, fp and fn off it.
   const torch::Tensor joint =
-      torch::bincount((truth * classes + predicted).flatten(), {}, classes * classes).to(torch::kDouble).cpu();
+      torch::bincount((truth * classes + predicted).flatten(), {}, classes * classes).to(torch::kDouble);
   const torch::Tensor matrix = joint.view({classes, classes});  // [truth, predicted]
   const torch::Tensor tp = matrix.diagonal();
   const torch::Tensor fp = matrix.sum(0) - tp;
   const torch::Tensor fn = matrix.sum(1) - tp;
   counts_.slice(0, 0, classes) += torch::stack({tp, fp, fn}, 1);
   // Any foreground: background's fn are foreground's fp and vice versa.
-  const double background_tp = tp[0].item<double>(), all = matrix.sum().item<double>();
-  const double fg_fp = fn[0].item<double>(), fg_fn = fp[0].item<double>();
-  counts_[classes] += torch::tensor({all - background_tp - fg_fp - fg_fn, fg_fp, fg_fn}, torch::kDouble);
+  const torch::Tensor fg_fp = fn[0], fg_fn = fp[0];
+  counts_[classes] += torch::stack({matrix.sum() - tp[0] - fg_fp - fg_fn, fg_fp, fg_fn});
 }
 
-void ConfusionCounts::add_loss(double loss_sum, int64_t samples) {
-  loss_sum_ += loss_sum;
+void ConfusionCounts::add_loss(const torch::Tensor& mean_loss, int64_t samples) {
+  const torch::Tensor sum = mean_loss.detach().to(torch::kDouble) * static_cast<double>(samples);
+  if (loss_sum_.device() != sum.device()) loss_sum_ = loss_sum_.to(sum.device());
+  loss_sum_ += sum;
   samples_ += samples;
 }
 
 void ConfusionCounts::all_reduce(dist::Communicator& comm, const c10::Device& device) {
-  torch::Tensor packed =
-      torch::cat({counts_.flatten(), torch::tensor({loss_sum_, double(samples_)}, torch::kDouble)}).to(device);
+  torch::Tensor packed = torch::cat({counts_.to(device).flatten(), loss_sum_.to(device).reshape({1}),
+                                     torch::full({1}, static_cast<double>(samples_), device_options(device))});
   comm.all_reduce(packed, dist::ReduceOp::kSum);
-  packed = packed.cpu();
+  packed = packed.cpu();  // the one read-back of a validation
   counts_ = packed.slice(0, 0, counts_.numel()).view(counts_.sizes()).clone();
-  loss_sum_ = packed[-2].item<double>();
+  loss_sum_ = packed[-2].clone();
   samples_ = static_cast<int64_t>(packed[-1].item<double>());
 }
 
+torch::Tensor ConfusionCounts::host_counts() const {
+  return counts_.cpu();
+}
+
 double ConfusionCounts::mean_loss() const {
-  return samples_ > 0 ? loss_sum_ / samples_ : 0.0;
+  return samples_ > 0 ? loss_sum_.item<double>() / static_cast<double>(samples_) : 0.0;
 }
 
 std::vector<double> ConfusionCounts::dice() const {
+  const torch::Tensor counts = host_counts();
   std::vector<double> out;
-  for (int64_t k = 0; k + 1 < counts_.size(0); ++k) {
-    out.push_back(dice_of(counts_[k][0].item<double>(), counts_[k][1].item<double>(), counts_[k][2].item<double>()));
+  for (int64_t k = 0; k + 1 < counts.size(0); ++k) {
+    out.push_back(dice_of(counts[k][0].item<double>(), counts[k][1].item<double>(), counts[k][2].item<double>()));
   }
   return out;
 }
 
 std::vector<double> ConfusionCounts::iou() const {
+  const torch::Tensor counts = host_counts();
   std::vector<double> out;
-  for (int64_t k = 0; k + 1 < counts_.size(0); ++k) {
-    out.push_back(iou_of(counts_[k][0].item<double>(), counts_[k][1].item<double>(), counts_[k][2].item<double>()));
+  for (int64_t k = 0; k + 1 < counts.size(0); ++k) {
+    out.push_back(iou_of(counts[k][0].item<double>(), counts[k][1].item<double>(), counts[k][2].item<double>()));
   }
   return out;
 }
@@ -80,7 +94,8 @@ double ConfusionCounts::mean_foreground_dice() const {
 }
 
 double ConfusionCounts::foreground_dice() const {
-  const auto row = counts_[counts_.size(0) - 1];
+  const torch::Tensor counts = host_counts();
+  const auto row = counts[counts.size(0) - 1];
   return dice_of(row[0].item<double>(), row[1].item<double>(), row[2].item<double>());
 }
 

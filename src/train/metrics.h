@@ -17,13 +17,15 @@ class ConfusionCounts {
  public:
   explicit ConfusionCounts(int64_t classes);
 
-  // logits [N, K, H, W], target [N, H, W] class ids.
+  // logits [N, K, H, W], target [N, H, W] class ids. Counts stay on the logits' device:
+  // nothing is read back until a score is asked for.
   void add(const torch::Tensor& logits, const torch::Tensor& target);
   // Adds every rank's counts (and the loss sums) into every rank's; `device` is where
   // the communicator takes tensors (CUDA for NCCL).
   void all_reduce(dist::Communicator& comm, const c10::Device& device);
 
-  void add_loss(double loss_sum, int64_t samples);
+  // `mean_loss` a 0-dim tensor: the batch's mean loss over its `samples`.
+  void add_loss(const torch::Tensor& mean_loss, int64_t samples);
   double mean_loss() const;
   std::vector<double> dice() const;  // per class; 1 where a class is absent and never predicted
   std::vector<double> iou() const;
@@ -33,8 +35,10 @@ class ConfusionCounts {
   double foreground_dice() const;
 
  private:
-  torch::Tensor counts_;  // [K + 1, 3] float64: tp, fp, fn per class; last row: any-foreground
-  double loss_sum_ = 0;
+  torch::Tensor host_counts() const;
+
+  torch::Tensor counts_;    // [K + 1, 3] float64: tp, fp, fn per class; last row: any-foreground
+  torch::Tensor loss_sum_;  // 0-dim float64, on the device of the losses added
   int64_t samples_ = 0;
 };
 

@@ -33,8 +33,7 @@ ConfusionCounts validate(const std::function<torch::Tensor(const torch::Tensor&)
     const torch::Tensor logits = forward(images.to(device));
     torch::Tensor target = masks.to(device).to(torch::kLong);
     if (o.valid_padding) target = centre_crop_masks(target, logits.size(2));
-    const double batch_loss = segmentation_loss(logits, target, loss_options).item<double>();
-    counts.add_loss(batch_loss * static_cast<double>(count), count);
+    counts.add_loss(segmentation_loss(logits, target, loss_options), count);
     counts.add(logits, target);
   }
   counts.all_reduce(comm, device);
