@@ -33,7 +33,7 @@ struct BenchTrainArgs {
   std::string precision = "fp32", device = "auto", padding = "same", checkpointing = "both";
   std::string optimizer = "fused";  // optimizer.implementation
   bool channels_last = true;        // NHWC weights and activations on CUDA, as training does
-  double peak_tflops = 0;  // the device's dense peak for `precision`; 0: MFU not reported
+  double peak_tflops = 0;           // the device's dense peak for `precision`; 0: MFU not reported
   bool max_batch = false;
 };
 

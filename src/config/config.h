@@ -59,7 +59,7 @@ struct TrainConfig {
 };
 
 struct OptimizerConfig {
-  std::string name = "adamw";  // adamw | sgd
+  std::string name = "adamw";            // adamw | sgd
   std::string implementation = "fused";  // fused | foreach | per_parameter
   double lr = 1e-3;
   double weight_decay = 1e-4;

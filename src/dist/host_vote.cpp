@@ -17,8 +17,7 @@ struct HostVote::Ballot {
   MPI_Request request = MPI_REQUEST_NULL;
 };
 
-HostVote::HostVote(const Context& context, std::chrono::milliseconds timeout)
-    : timeout_(timeout), ballot_(new Ballot) {
+HostVote::HostVote(const Context& context, std::chrono::milliseconds timeout) : timeout_(timeout), ballot_(new Ballot) {
   MPI_CHECK(MPI_Comm_dup(context.world(), &comm_));
   MPI_CHECK(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
 }
@@ -43,8 +42,8 @@ bool HostVote::any(bool mine) {
     if (done) return ballot_->any != 0;
     if (std::chrono::steady_clock::now() > deadline) {
       ballot_ = nullptr;  // MPI may still complete the request into it: leak it
-      DPUNET_FAIL("the per-step stop vote has not completed after ", timeout_.count() / 1000.0, " s [",
-                  process_label(), "]: another rank stopped or is stuck");
+      DPUNET_FAIL("the per-step stop vote has not completed after ", timeout_.count() / 1000.0, " s [", process_label(),
+                  "]: another rank stopped or is stuck");
     }
     std::this_thread::sleep_for(pause);
     pause = std::min(pause * 2, std::chrono::microseconds(1000));

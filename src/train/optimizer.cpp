@@ -188,8 +188,7 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const OptimizerSettings&
     return std::make_unique<MultiTensorSGD>(parameters, options, fused);
   }
   DPUNET_CHECK(s.name == "adamw", "optimizer.name: unknown optimizer '", s.name, "' (adamw or sgd)");
-  auto options =
-      torch::optim::AdamWOptions(s.lr).betas({s.beta1, s.beta2}).eps(s.eps).weight_decay(s.weight_decay);
+  auto options = torch::optim::AdamWOptions(s.lr).betas({s.beta1, s.beta2}).eps(s.eps).weight_decay(s.weight_decay);
   if (loop) return std::make_unique<torch::optim::AdamW>(parameters, options);
   return std::make_unique<MultiTensorAdamW>(parameters, options, fused);
 }

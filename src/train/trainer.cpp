@@ -159,8 +159,7 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
       train_data_,
       data::DistributedSampler(train_data_->size(), context.rank(), context.world_size(), sampler_options(config)),
       loader_options(config, device_.is_cuda()), start);
-  batches_ = std::make_unique<DeviceBatches>(*loader_, device_,
-                                             DeviceBatchOptions{config.precision.channels_last});
+  batches_ = std::make_unique<DeviceBatches>(*loader_, device_, DeviceBatchOptions{config.precision.channels_last});
   epoch_ = start.epoch;
   loss_options_ = loss_options(config);
 }

@@ -131,7 +131,8 @@ TEST_CASE("optimizer state saved by one implementation resumes in another", "[tr
     std::istringstream stream(saved.str());
     torch::serialize::InputArchive archive;
     archive.load_from(stream);
-    foreach->load(archive);
+    foreach
+      ->load(archive);
     run(*foreach, resumed, 4, 3);
     CHECK(max_relative_difference(resumed, straight) < 1e-5);
 
