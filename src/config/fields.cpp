@@ -2,6 +2,8 @@
 #include "config/fields.h"
 
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <limits>
 #include <sstream>
 #include <stdexcept>
@@ -40,10 +42,21 @@ double read_number(const YAML::Node& node, double low, double high, bool integer
   return value;
 }
 
+// The shortest decimal that reads back as exactly `value`: 0.9, not 0.90000000000000002.
+YAML::Node shortest_decimal(double value) {
+  if (!std::isfinite(value)) return YAML::Node(value);
+  char text[32];
+  for (int digits = 1; digits <= 17; ++digits) {
+    std::snprintf(text, sizeof(text), "%.*g", digits, value);
+    if (std::strtod(text, nullptr) == value) break;
+  }
+  return YAML::Node(std::string(text));
+}
+
 template <typename Get>
 Field real(const std::string& path, Get get, double low = -kInf, double high = kInf) {
   return {path, [=](Config& c, const YAML::Node& n) { get(c) = read_number(n, low, high, false); },
-          [=](const Config& c) { return YAML::Node(get(const_cast<Config&>(c))); }};
+          [=](const Config& c) { return shortest_decimal(get(const_cast<Config&>(c))); }};
 }
 
 template <typename Get>
@@ -99,7 +112,7 @@ Field reals(const std::string& path, Get get, double low, double high) {
           },
           [=](const Config& c) {
             YAML::Node list(YAML::NodeType::Sequence);
-            for (double v : get(const_cast<Config&>(c))) list.push_back(v);
+            for (double v : get(const_cast<Config&>(c))) list.push_back(shortest_decimal(v));
             list.SetStyle(YAML::EmitterStyle::Flow);
             return list;
           }};

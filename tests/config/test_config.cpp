@@ -18,6 +18,19 @@ TEST_CASE("an empty config gives the defaults, and printing round-trips", "[conf
   CHECK(dpunet::config::to_yaml(again) == dpunet::config::to_yaml(config));
 }
 
+TEST_CASE("numbers print as their shortest exact decimal", "[config]") {
+  auto config = parse_config("", "empty.yaml");
+  CHECK_THAT(dpunet::config::to_yaml(config), Contains("beta1: 0.9\n") && Contains("momentum: 0.99\n"));
+  // Values that need every digit still read back exactly.
+  config.optimizer.lr = 0.1 + 0.2;
+  config.optimizer.eps = 1.0 / 3.0;
+  config.loss.class_weights = {1.0 / 7.0, 2.5, 0.1};
+  const auto printed = parse_config(dpunet::config::to_yaml(config), "printed.yaml");
+  CHECK(printed.optimizer.lr == config.optimizer.lr);
+  CHECK(printed.optimizer.eps == config.optimizer.eps);
+  CHECK(printed.loss.class_weights == config.loss.class_weights);
+}
+
 TEST_CASE("keys are read into the structs, and --set overrides win", "[config]") {
   const auto config = parse_config("optimizer:\n  lr: 0.01\n  name: sgd\nloss:\n  class_weights: [1, 2, 3]\n", "a.yaml",
                                    {"optimizer.lr=3e-4", "model.depth=3"});
