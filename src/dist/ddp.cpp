@@ -103,6 +103,7 @@ DistributedDataParallel::~DistributedDataParallel() {
 }
 
 void DistributedDataParallel::build_buckets(const std::vector<size_t>& order) {
+  plan_order_ = order;
   std::vector<ParamSlot> slots;
   for (const auto& p : params_) {
     slots.push_back({static_cast<int64_t>(p.numel() * p.element_size()),
@@ -167,6 +168,7 @@ void DistributedDataParallel::on_gradient_ready(size_t param) {
                "and do not use a parameter in two checkpointed blocks");
   step_started_ = true;
   ready_[param] = true;
+  if (!rebuilt_) ready_order_.push_back(param);
   Bucket& bucket = *buckets_[bucket_of_[param]];
   if (--bucket.pending == 0) launch_ready_buckets();
 }
@@ -228,11 +230,35 @@ void DistributedDataParallel::synchronize() {
   std::fill(ready_.begin(), ready_.end(), false);
   next_launch_ = 0;
   step_started_ = false;
+  if (!rebuilt_) rebuild_in_ready_order();
   if (options_.broadcast_buffers) {
     std::vector<torch::Tensor> buffers;
     for (const auto& b : module_->buffers(/*recurse=*/true)) buffers.push_back(b);
     if (!buffers.empty()) broadcast_coalesced(comm_, buffers, /*root=*/0);
   }
+}
+
+void DistributedDataParallel::rebuild_in_ready_order() {
+  rebuilt_ = true;
+  std::vector<size_t> order = std::move(ready_order_);
+  ready_order_.clear();
+  if (!options_.rebuild_buckets) return;
+  // Parameters that got no gradient (allowed unused ones) go last, in planned order.
+  std::vector<bool> seen(params_.size(), false);
+  for (size_t p : order) seen[p] = true;
+  for (size_t p : plan_order_) {
+    if (!seen[p]) order.push_back(p);
+  }
+  // Autograd's order can differ between ranks (threads, timing); all must use one.
+  torch::Tensor shared = torch::tensor(std::vector<int64_t>(order.begin(), order.end()),
+                                       torch::TensorOptions().dtype(torch::kLong).device(comm_.device()));
+  comm_.broadcast(shared, /*root=*/0);
+  shared = shared.cpu();
+  const int64_t* agreed = shared.data_ptr<int64_t>();
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<size_t>(agreed[i]);
+  if (order == plan_order_) return;
+  // The gradients of this step are in the old buckets: build_buckets moves them over.
+  build_buckets(order);
 }
 
 void DistributedDataParallel::zero_grad() {

@@ -34,6 +34,10 @@ struct DdpOptions {
   // A parameter that got no gradient in a synchronised step is an error naming it,
   // unless this is set; then its gradient counts as zero.
   bool allow_unused_parameters = false;
+  // After the first synchronised step, lay the buckets out again in the order gradients
+  // really became ready (rank 0's order, so every rank agrees), as PyTorch's DDP does:
+  // the registration order only guesses it.
+  bool rebuild_buckets = true;
 };
 
 class DistributedDataParallel {
@@ -69,7 +73,8 @@ class DistributedDataParallel {
   };
   NoSync no_sync() { return NoSync(*this); }
 
-  // Parameter names per bucket, in launch order (for logs and tests).
+  // Parameter names per bucket, in launch order (for logs and tests). The layout can
+  // change once, at the end of the first synchronize() (see DdpOptions::rebuild_buckets).
   std::vector<std::vector<std::string>> bucket_parameter_names() const;
   // Elements per bucket, in launch order.
   std::vector<int64_t> bucket_numels() const;
@@ -85,6 +90,7 @@ class DistributedDataParallel {
   void bind_gradient(size_t param);
   void finish_unused_parameters();
   void register_hooks();
+  void rebuild_in_ready_order();
 
   std::shared_ptr<torch::nn::Module> module_;
   Communicator& comm_;
@@ -95,6 +101,9 @@ class DistributedDataParallel {
   std::vector<size_t> bucket_of_;     // param -> bucket
   std::vector<torch::Tensor> views_;  // param -> its slice of the bucket, shaped like it
   std::vector<bool> ready_;
+  std::vector<size_t> plan_order_;   // the order the current buckets were planned in
+  std::vector<size_t> ready_order_;  // this step's gradients, in the order they arrived
+  bool rebuilt_ = false;
   size_t next_launch_ = 0;
   bool step_started_ = false;
   int no_sync_depth_ = 0;

@@ -100,6 +100,56 @@ TEST_CASE("DDP buckets: small first bucket, reverse registration order, oversize
   REQUIRE(defaults.bucket_parameter_names().size() == 1);  // all of it fits the 1 MiB tail bucket
 }
 
+namespace {
+
+// Registers `head` before `body` but runs body first: backward readies head's gradients
+// first, the opposite of reverse registration order.
+struct OutOfOrderImpl : torch::nn::Module {
+  OutOfOrderImpl() {
+    head = register_module("head", torch::nn::Linear(16, 4));
+    body = register_module("body", torch::nn::Linear(8, 16));
+  }
+  torch::Tensor forward(const torch::Tensor& x) { return head(torch::relu(body(x))); }
+  torch::nn::Linear head{nullptr}, body{nullptr};
+};
+TORCH_MODULE(OutOfOrder);
+
+}  // namespace
+
+TEST_CASE("DDP rebuilds its buckets once, in the order gradients became ready", "[mpi]") {
+  dist::MpiCommunicator comm(test::mpi_context());
+  torch::manual_seed(0);
+  OutOfOrder net, reference;
+  {
+    torch::NoGradGuard no_grad;
+    for (size_t i = 0; i < net->parameters().size(); ++i) reference->parameters()[i].copy_(net->parameters()[i]);
+  }
+  dist::DdpOptions options;
+  options.bucket_caps = {/*first_bytes=*/64, /*bytes=*/64, /*last_bytes=*/64};  // a bucket per parameter
+  dist::DistributedDataParallel ddp(net.ptr(), comm, options);
+  REQUIRE(ddp.bucket_parameter_names().front().front() == "body.bias");  // reverse registration
+
+  torch::manual_seed(1);  // every rank the same batch: the average is this gradient
+  const torch::Tensor x = torch::randn({3, 8});
+  for (int step = 0; step < 3; ++step) {
+    ddp.zero_grad();
+    reference->zero_grad();
+    net(x).square().sum().backward();
+    ddp.synchronize();
+    reference(x).square().sum().backward();
+    // The step's gradients survive the move into the new buckets, and later steps reduce
+    // into the new layout.
+    INFO("step " << step);
+    for (size_t i = 0; i < net->parameters().size(); ++i) {
+      REQUIRE(torch::allclose(net->parameters()[i].grad(), reference->parameters()[i].grad(), 1e-5, 1e-6));
+    }
+    const auto buckets = ddp.bucket_parameter_names();
+    REQUIRE(buckets.size() == 4);
+    REQUIRE(buckets.front().front().rfind("head.", 0) == 0);  // head's gradients come first
+    REQUIRE(buckets.back().front().rfind("body.", 0) == 0);
+  }
+}
+
 TEST_CASE("DDP with SyncBatchNorm equals BatchNorm on the whole batch", "[mpi]") {
   auto comm = std::make_shared<dist::MpiCommunicator>(test::mpi_context());
   const GlobalBatch batch = test::make_global_batch(kPerRank, comm->world_size());
