@@ -17,14 +17,14 @@ struct HostVote::Ballot {
   MPI_Request request = MPI_REQUEST_NULL;
 };
 
-HostVote::HostVote(const Context& context, std::chrono::milliseconds timeout) : timeout_(timeout), ballot_(new Ballot) {
+HostVote::HostVote(const Context& context, std::chrono::milliseconds timeout)
+    : timeout_(timeout), ballot_(std::make_unique<Ballot>()) {
   MPI_CHECK(MPI_Comm_dup(context.world(), &comm_));
   MPI_CHECK(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
 }
 
 HostVote::~HostVote() {
-  if (ballot_ == nullptr) return;  // a vote stalled: the communicator is unusable
-  delete ballot_;
+  if (!ballot_) return;  // a vote stalled: the communicator is unusable
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (!finalized && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
@@ -41,7 +41,7 @@ bool HostVote::any(bool mine) {
     MPI_CHECK(MPI_Test(&ballot_->request, &done, MPI_STATUS_IGNORE));
     if (done) return ballot_->any != 0;
     if (std::chrono::steady_clock::now() > deadline) {
-      ballot_ = nullptr;  // MPI may still complete the request into it: leak it
+      ballot_.release();  // MPI may still complete the request into it
       DPUNET_FAIL("the per-step stop vote has not completed after ", timeout_.count() / 1000.0, " s [", process_label(),
                   "]: another rank stopped or is stuck");
     }

@@ -28,8 +28,8 @@ class HostVote {
   struct Ballot;
   MPI_Comm comm_ = MPI_COMM_NULL;
   std::chrono::milliseconds timeout_;
-  // Owned until a vote stalls; then left to MPI, which may still write into it.
-  Ballot* ballot_;
+  // Owned until a vote stalls; then released to MPI, which may still write into it.
+  std::unique_ptr<Ballot> ballot_;
 };
 
 }  // namespace dpunet::dist

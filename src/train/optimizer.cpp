@@ -17,6 +17,8 @@
 
 #include <cmath>
 #include <map>
+#include <string>
+#include <utility>
 
 #include "common/error.h"
 
@@ -34,6 +36,11 @@ std::vector<Tensor> with_gradients(const std::vector<Tensor>& params) {
     out.push_back(p);
   }
   return out;
+}
+
+// The fused and multi-tensor kernels take lists of one device and dtype.
+std::string device_and_dtype(const Tensor& t) {
+  return t.device().str() + "/" + std::string(c10::toString(t.scalar_type()));
 }
 
 std::vector<Tensor> gradients_of(const std::vector<Tensor>& params) {
@@ -56,11 +63,13 @@ class MultiTensorAdamW : public torch::optim::AdamW {
       DPUNET_CHECK(!o.amsgrad(), "optimizer: amsgrad is not supported");
       // Parameters normally share one step count; one that missed steps (no gradient)
       // has its own, and its own bias correction.
-      std::map<int64_t, std::vector<Tensor>> by_step;
-      for (const auto& p : with_gradients(group.params())) by_step[state_for(p).step() + 1].push_back(p);
-      for (auto& [step, params] : by_step) {
-        for (const auto& p : params) state_for(p).step(step);
-        update(params, step, o);
+      std::map<std::pair<int64_t, std::string>, std::vector<Tensor>> lists;
+      for (const auto& p : with_gradients(group.params())) {
+        lists[{state_for(p).step() + 1, device_and_dtype(p)}].push_back(p);
+      }
+      for (auto& [key, params] : lists) {
+        for (const auto& p : params) state_for(p).step(key.first);
+        update(params, key.first, o);
       }
     }
     return {};
@@ -125,10 +134,9 @@ class MultiTensorSGD : public torch::optim::SGD {
                    "optimizer: only SGD with Nesterov momentum is supported");
       // Buffers start as the first step's gradient: parameters stepping for the first
       // time go in a list of their own.
-      std::vector<Tensor> first, later;
-      for (const auto& p : with_gradients(group.params())) (has_buffer(p) ? later : first).push_back(p);
-      if (!first.empty()) update(first, /*first_step=*/true, o);
-      if (!later.empty()) update(later, /*first_step=*/false, o);
+      std::map<std::pair<bool, std::string>, std::vector<Tensor>> lists;
+      for (const auto& p : with_gradients(group.params())) lists[{!has_buffer(p), device_and_dtype(p)}].push_back(p);
+      for (auto& [key, params] : lists) update(params, /*first_step=*/key.first, o);
     }
     return {};
   }
