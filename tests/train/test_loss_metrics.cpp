@@ -80,7 +80,11 @@ TEST_CASE("the loss scaler skips non-finite steps and grows after clean ones", "
   scaler.update(true);
   CHECK(scaler.state().scale == start * 2);
   torch::Tensor bad = torch::tensor({1.0, std::numeric_limits<double>::infinity()});
-  CHECK_FALSE(scaler.unscale({bad}));
+  torch::Tensor fine = torch::full({2}, start * 4);
+  CHECK_FALSE(scaler.unscale({fine, bad, torch::Tensor()}));
+  CHECK(torch::allclose(fine, torch::full({2}, 2.0)));  // every gradient is unscaled all the same
+  torch::Tensor nan = torch::full({4}, std::numeric_limits<double>::quiet_NaN());
+  CHECK_FALSE(scaler.unscale({nan}));
   scaler.update(false);
   CHECK(scaler.state().scale == start);
   dpunet::train::LossScaler off(false);
