@@ -7,6 +7,7 @@
 
 #include <cstring>
 #include <sstream>
+#include <unordered_map>
 
 #include "common/atomic_file.h"
 #include "common/error.h"
@@ -111,7 +112,9 @@ LoadedCheckpoint::LoadedCheckpoint(const std::string& path) : path_(path) {
   verify_frame(path, bytes);
   try {
     std::istringstream payload(bytes.substr(kHeaderBytes));
-    archive_.load_from(payload);
+    // Onto the CPU whatever device wrote it: rank 0 saves from its GPU, and every rank
+    // reads; restore_* then places each tensor next to what it belongs to.
+    archive_.load_from(payload, torch::Device(torch::kCPU));
     state_ = read_meta(archive_);
   } catch (const c10::Error& e) {
     DPUNET_FAIL(path, ": unreadable checkpoint contents: ", e.what_without_backtrace());
@@ -128,6 +131,34 @@ void LoadedCheckpoint::restore_model(torch::nn::Module& model) const {
   }
 }
 
+namespace {
+
+// Each state tensor on its parameter's device and in its layout: LibTorch's load leaves
+// them where the archive put them, and the fused kernels need a parameter, its gradient
+// and its state laid out alike.
+void place_state_like_parameters(torch::optim::Optimizer& optimizer) {
+  std::unordered_map<void*, torch::Tensor> parameters;
+  for (auto& group : optimizer.param_groups()) {
+    for (auto& p : group.params()) parameters[p.unsafeGetTensorImpl()] = p;
+  }
+  torch::NoGradGuard no_grad;
+  for (auto& [key, state] : optimizer.state()) {
+    const auto found = parameters.find(key);
+    if (found == parameters.end()) continue;
+    const torch::Tensor& p = found->second;
+    auto like_parameter = [&](const torch::Tensor& t) { return t.defined() ? torch::empty_like(p).copy_(t) : t; };
+    if (auto* adamw = dynamic_cast<torch::optim::AdamWParamState*>(state.get())) {
+      adamw->exp_avg(like_parameter(adamw->exp_avg()));
+      adamw->exp_avg_sq(like_parameter(adamw->exp_avg_sq()));
+      adamw->max_exp_avg_sq(like_parameter(adamw->max_exp_avg_sq()));
+    } else if (auto* sgd = dynamic_cast<torch::optim::SGDParamState*>(state.get())) {
+      sgd->momentum_buffer(like_parameter(sgd->momentum_buffer()));
+    }
+  }
+}
+
+}  // namespace
+
 void LoadedCheckpoint::restore_optimizer(torch::optim::Optimizer& optimizer) const {
   torch::serialize::InputArchive optimizer_archive;
   archive_.read("optimizer", optimizer_archive);
@@ -136,6 +167,7 @@ void LoadedCheckpoint::restore_optimizer(torch::optim::Optimizer& optimizer) con
   } catch (const c10::Error& e) {
     DPUNET_FAIL(path_, ": the optimizer state does not fit: ", e.what_without_backtrace());
   }
+  place_state_like_parameters(optimizer);
 }
 
 bool is_valid_checkpoint(const std::string& path, std::string* why) {

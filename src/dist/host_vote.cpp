@@ -38,15 +38,22 @@ bool HostVote::any(bool mine) {
   auto pause = std::chrono::microseconds(1);
   for (;;) {
     int done = 0;
-    MPI_CHECK(MPI_Test(&ballot_->request, &done, MPI_STATUS_IGNORE));
-    if (done) return ballot_->any != 0;
+    const int status = MPI_Test(&ballot_->request, &done, MPI_STATUS_IGNORE);
+    if (status == MPI_SUCCESS && done) return ballot_->any != 0;
+    // From here on the request may still be live in MPI, which can write into the ballot.
+    if (status != MPI_SUCCESS) {
+      ballot_.release();
+      DPUNET_FAIL("the per-step stop vote failed [", process_label(), "]: ", detail::mpi_describe(status));
+    }
     if (std::chrono::steady_clock::now() > deadline) {
-      ballot_.release();  // MPI may still complete the request into it
+      ballot_.release();
       DPUNET_FAIL("the per-step stop vote has not completed after ", timeout_.count() / 1000.0, " s [", process_label(),
                   "]: another rank stopped or is stuck");
     }
+    // Short sleeps: ranks normally arrive within microseconds of each other, and a
+    // sleeping rank must not add much to the step.
     std::this_thread::sleep_for(pause);
-    pause = std::min(pause * 2, std::chrono::microseconds(1000));
+    pause = std::min(pause * 2, std::chrono::microseconds(100));
   }
 }
 

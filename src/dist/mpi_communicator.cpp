@@ -9,6 +9,7 @@
 #include <functional>
 #include <mutex>
 
+#include <ATen/Dispatch.h>
 #include <torch/torch.h>
 
 #include "common/process_label.h"
@@ -100,6 +101,16 @@ class MpiWork : public Work {
   std::chrono::milliseconds timeout_;
   std::function<void()> finish_;
 };
+
+// A plain loop on this thread: ATen's div_ could start an intra-op thread team from the
+// communicator's thread, which would compete with backward's threads for the cores.
+void divide_serially(const at::Tensor& contiguous, int divisor) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, contiguous.scalar_type(), "divide_serially", [&] {
+    scalar_t* data = contiguous.data_ptr<scalar_t>();
+    const auto n = static_cast<scalar_t>(divisor);
+    for (int64_t i = 0; i < contiguous.numel(); ++i) data[i] = data[i] / n;
+  });
+}
 
 int checked_count(int64_t count, const std::string& what) {
   DPUNET_CHECK(count <= INT_MAX, "MPI communicator: ", what, " of ", count,
@@ -198,7 +209,7 @@ std::unique_ptr<Work> MpiCommunicator::all_reduce_async(const at::Tensor& tensor
       torch::Tensor part = flat.narrow(0, start, count);
       MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, part.data_ptr(), static_cast<int>(count), type, sum, comm));
       // Sum, then divide: exact for sums that are exact, unlike scaling every input first.
-      if (divisor > 1) part.div_(divisor);
+      if (divisor > 1) divide_serially(part, divisor);
       start += count;
     } while (start < flat.numel());
   };

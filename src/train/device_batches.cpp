@@ -20,6 +20,12 @@ struct DeviceBatches::Copy {
 #endif
 };
 
+struct DeviceBatches::CopyStream {
+#ifdef DPUNET_TORCH_CUDA
+  c10::cuda::CUDAStream stream;
+#endif
+};
+
 namespace {
 
 data::Batch to_device(data::Batch batch, c10::Device device, const DeviceBatchOptions& options) {
@@ -32,18 +38,24 @@ data::Batch to_device(data::Batch batch, c10::Device device, const DeviceBatchOp
 }  // namespace
 
 DeviceBatches::DeviceBatches(data::Loader& loader, c10::Device device, DeviceBatchOptions options)
-    : loader_(loader), device_(device), options_(options), state_(loader.state()) {}
+    : loader_(loader), device_(device), options_(options), state_(loader.state()) {
+#ifdef DPUNET_TORCH_CUDA
+  if (device_.is_cuda()) {
+    stream_ = std::make_unique<CopyStream>(
+        CopyStream{c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device_.index())});
+  }
+#endif
+}
 
 DeviceBatches::~DeviceBatches() = default;
 
 std::unique_ptr<DeviceBatches::Copy> DeviceBatches::start_copy() {
   auto copy = std::make_unique<Copy>();
 #ifdef DPUNET_TORCH_CUDA
-  const c10::cuda::CUDAStream stream = c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device_.index());
   {
-    c10::cuda::CUDAStreamGuard on_copy_stream(stream);
+    c10::cuda::CUDAStreamGuard on_copy_stream(stream_->stream);
     copy->batch = to_device(loader_.next(), device_, options_);
-    copy->done.record(stream);
+    copy->done.record(stream_->stream);
   }
 #endif
   return copy;

@@ -32,13 +32,17 @@ class DeviceBatches {
 
  private:
   struct Copy;
+  struct CopyStream;
   std::unique_ptr<Copy> start_copy();
 
   data::Loader& loader_;
   c10::Device device_;
   DeviceBatchOptions options_;
   data::SamplerState state_;
-  std::unique_ptr<Copy> ahead_;  // the batch in flight to the device (GPU only)
+  // One stream for every copy: the caching allocator reuses a freed block only for
+  // allocations on the stream that made it.
+  std::unique_ptr<CopyStream> stream_;  // GPU only
+  std::unique_ptr<Copy> ahead_;         // the batch in flight to the device (GPU only)
 };
 
 }  // namespace dpunet::train

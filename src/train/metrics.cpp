@@ -31,8 +31,11 @@ void ConfusionCounts::add(const torch::Tensor& logits, const torch::Tensor& targ
   const torch::Tensor predicted = logits.argmax(1);
   const torch::Tensor truth = target.to(predicted.scalar_type());
   // Joint histogram of (truth, predicted): tp on the diagonal, fp and fn off it.
+  // index_add_ rather than bincount, whose CUDA kernel reads the maximum back to the host.
+  const torch::Tensor cells = (truth * classes + predicted).flatten();
   const torch::Tensor joint =
-      torch::bincount((truth * classes + predicted).flatten(), {}, classes * classes).to(torch::kDouble);
+      torch::zeros({classes * classes}, logits.options().dtype(torch::kDouble))
+          .index_add_(0, cells, torch::ones(cells.sizes(), logits.options().dtype(torch::kDouble)));
   const torch::Tensor matrix = joint.view({classes, classes});  // [truth, predicted]
   const torch::Tensor tp = matrix.diagonal();
   const torch::Tensor fp = matrix.sum(0) - tp;

@@ -83,15 +83,21 @@ class Trainer {
 
 std::optional<checkpoint::LoadedCheckpoint> find_resume_point(const TrainOptions& options,
                                                               const checkpoint::CheckpointStore& store,
-                                                              RunLogger& logger) {
+                                                              const dist::Context& context, RunLogger& logger) {
   if (options.resume == "none") return std::nullopt;
   if (options.resume != "auto") return checkpoint::LoadedCheckpoint(options.resume);
-  const auto path = store.latest_valid([&](const std::string& m) { logger.warn(m); });
-  if (!path) {
+  // Rank 0 picks and the others follow: ranks that looked for themselves could see the
+  // run directory differently (a network filesystem's cache) and resume at different steps.
+  std::string path;
+  if (context.is_root()) {
+    path = store.latest_valid([&](const std::string& m) { logger.warn(m); }).value_or("");
+  }
+  path = dist::broadcast_text_from_root(context, path);
+  if (path.empty()) {
     logger.info("resume auto: no checkpoint in " + store.directory() + ", starting fresh");
     return std::nullopt;
   }
-  return checkpoint::LoadedCheckpoint(*path);
+  return checkpoint::LoadedCheckpoint(path);
 }
 
 Trainer::Trainer(const config::Config& config, dist::Context& context, const TrainOptions& options)
@@ -126,7 +132,7 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
 
   torch::manual_seed(config.run.seed);
   model_ = build_model(config, comm_);
-  std::optional<checkpoint::LoadedCheckpoint> loaded = find_resume_point(options, store_, logger_);
+  std::optional<checkpoint::LoadedCheckpoint> loaded = find_resume_point(options, store_, context, logger_);
   if (loaded) {
     const config::Config saved = config::parse_config(loaded->state().config_yaml, loaded->path() + " (saved config)");
     const auto differences = config::model_differences(saved, config);

@@ -12,6 +12,7 @@
 #include "checkpoint/store.h"
 #include "common/atomic_file.h"
 #include "support/temp_dir.h"
+#include "train/optimizer.h"
 
 using Catch::Matchers::Contains;
 using dpunet::checkpoint::LoadedCheckpoint;
@@ -45,6 +46,37 @@ void save(const std::string& path, Trained& t, int64_t step) {
 }
 
 }  // namespace
+
+TEST_CASE("restored optimizer state takes its parameter's layout", "[checkpoint]") {
+  // Saved from contiguous weights, resumed into channels_last ones (as a GPU run has).
+  dpunet::test::TempDir dir;
+  for (const std::string name : {"adamw", "sgd"}) {
+    INFO(name);
+    torch::manual_seed(0);
+    torch::nn::Conv2d saved_model(torch::nn::Conv2dOptions(2, 3, 3));
+    dpunet::train::OptimizerSettings settings;
+    settings.name = name;
+    auto saved_optimizer = dpunet::train::make_optimizer(settings, saved_model->parameters());
+    saved_model->forward(torch::ones({1, 2, 5, 5})).square().sum().backward();
+    saved_optimizer->step();
+    dpunet::checkpoint::save_checkpoint(dir / "c.ckpt", *saved_model, *saved_optimizer, {});
+
+    torch::nn::Conv2d model(torch::nn::Conv2dOptions(2, 3, 3));
+    model->weight.set_data(model->weight.data().contiguous(at::MemoryFormat::ChannelsLast));
+    auto optimizer = dpunet::train::make_optimizer(settings, model->parameters());
+    LoadedCheckpoint(dir / "c.ckpt").restore_optimizer(*optimizer);
+    const auto& state = *optimizer->state().at(model->weight.unsafeGetTensorImpl());
+    const torch::Tensor& moment = name == "adamw"
+                                      ? static_cast<const torch::optim::AdamWParamState&>(state).exp_avg()
+                                      : static_cast<const torch::optim::SGDParamState&>(state).momentum_buffer();
+    const auto& saved_state = *saved_optimizer->state().at(saved_model->weight.unsafeGetTensorImpl());
+    const torch::Tensor& saved_moment =
+        name == "adamw" ? static_cast<const torch::optim::AdamWParamState&>(saved_state).exp_avg()
+                        : static_cast<const torch::optim::SGDParamState&>(saved_state).momentum_buffer();
+    CHECK(moment.strides() == model->weight.strides());
+    CHECK(torch::equal(moment, saved_moment));
+  }
+}
 
 TEST_CASE("a checkpoint restores model, optimizer and state exactly", "[checkpoint]") {
   dpunet::test::TempDir dir;
