@@ -1,8 +1,6 @@
 // MPI start-up and shut-down, local rank and device choice.
 #include "dist/context.h"
 
-#include <climits>
-#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -68,15 +66,6 @@ Context::~Context() {
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (!finalized) MPI_Finalize();  // a destructor must not throw: nothing to check against
-}
-
-std::string broadcast_text_from_root(const Context& context, const std::string& text) {
-  uint64_t length = context.is_root() ? text.size() : 0;
-  MPI_CHECK(MPI_Bcast(&length, 1, MPI_UINT64_T, /*root=*/0, context.world()));
-  std::string shared = context.is_root() ? text : std::string(length, '\0');
-  DPUNET_CHECK(length <= static_cast<uint64_t>(INT_MAX), "broadcast text of ", length, " bytes is too long");
-  if (length > 0) MPI_CHECK(MPI_Bcast(shared.data(), static_cast<int>(length), MPI_CHAR, /*root=*/0, context.world()));
-  return shared;
 }
 
 void abort_all_ranks(int exit_code) {

@@ -49,10 +49,6 @@ class Context {
   c10::Device device_{c10::kCPU};
 };
 
-// Rank 0's `text` on every rank, over MPI on the host (collective). For decisions one
-// rank makes for all, such as which checkpoint to resume from.
-std::string broadcast_text_from_root(const Context& context, const std::string& text);
-
 // Ends every rank: for fatal errors once the message has been printed, so that one
 // failing rank never leaves the others waiting in a collective. Returns when MPI is
 // not running (then the caller just exits).

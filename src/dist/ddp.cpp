@@ -180,6 +180,7 @@ void DistributedDataParallel::launch_ready_buckets() {
 }
 
 void DistributedDataParallel::launch(Bucket& bucket) {
+  if (!communicates()) return;
   torch::NoGradGuard no_grad;
   if (options_.wire_dtype != WireDtype::kNone && bucket.buffer.is_floating_point()) {
     // Average before narrowing: fp16 would overflow on a large sum.
@@ -219,7 +220,7 @@ void DistributedDataParallel::synchronize() {
                " buckets were never started");
   torch::NoGradGuard no_grad;
   for (auto& bucket : buckets_) {
-    bucket->work->wait();
+    if (bucket->work) bucket->work->wait();
     bucket->work.reset();
     if (bucket->wire.defined()) {
       bucket->buffer.copy_(bucket->wire);
@@ -231,7 +232,7 @@ void DistributedDataParallel::synchronize() {
   next_launch_ = 0;
   step_started_ = false;
   if (!rebuilt_) rebuild_in_ready_order();
-  if (options_.broadcast_buffers) {
+  if (options_.broadcast_buffers && communicates()) {
     std::vector<torch::Tensor> buffers;
     for (const auto& b : module_->buffers(/*recurse=*/true)) buffers.push_back(b);
     if (!buffers.empty()) broadcast_coalesced(comm_, buffers, /*root=*/0);
@@ -250,6 +251,10 @@ void DistributedDataParallel::rebuild_in_ready_order() {
     if (!seen[p]) order.push_back(p);
   }
   // Autograd's order can differ between ranks (threads, timing); all must use one.
+  if (!communicates()) {
+    if (order != plan_order_) build_buckets(order);
+    return;
+  }
   torch::Tensor shared = torch::tensor(std::vector<int64_t>(order.begin(), order.end()),
                                        torch::TensorOptions().dtype(torch::kLong).device(comm_.device()));
   comm_.broadcast(shared, /*root=*/0);

@@ -38,6 +38,10 @@ struct DdpOptions {
   // really became ready (rank 0's order, so every rank agrees), as PyTorch's DDP does:
   // the registration order only guesses it.
   bool rebuild_buckets = true;
+  // At world size 1 a rank's gradients already are the average: no collective is
+  // launched and none is waited for, so a single-GPU step never blocks the host. Set
+  // this to run the collectives anyway (tests and benchmarks of the reducer itself).
+  bool communicate_when_alone = false;
 };
 
 class DistributedDataParallel {
@@ -91,6 +95,7 @@ class DistributedDataParallel {
   void finish_unused_parameters();
   void register_hooks();
   void rebuild_in_ready_order();
+  bool communicates() const { return comm_.world_size() > 1 || options_.communicate_when_alone; }
 
   std::shared_ptr<torch::nn::Module> module_;
   Communicator& comm_;

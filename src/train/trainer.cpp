@@ -83,7 +83,8 @@ class Trainer {
 
 std::optional<checkpoint::LoadedCheckpoint> find_resume_point(const TrainOptions& options,
                                                               const checkpoint::CheckpointStore& store,
-                                                              const dist::Context& context, RunLogger& logger) {
+                                                              const dist::Context& context, dist::Communicator& comm,
+                                                              RunLogger& logger) {
   if (options.resume == "none") return std::nullopt;
   if (options.resume != "auto") return checkpoint::LoadedCheckpoint(options.resume);
   // Rank 0 picks and the others follow: ranks that looked for themselves could see the
@@ -92,7 +93,7 @@ std::optional<checkpoint::LoadedCheckpoint> find_resume_point(const TrainOptions
   if (context.is_root()) {
     path = store.latest_valid([&](const std::string& m) { logger.warn(m); }).value_or("");
   }
-  path = dist::broadcast_text_from_root(context, path);
+  path = comm.broadcast_string(path, /*root=*/0);
   if (path.empty()) {
     logger.info("resume auto: no checkpoint in " + store.directory() + ", starting fresh");
     return std::nullopt;
@@ -132,7 +133,7 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
 
   torch::manual_seed(config.run.seed);
   model_ = build_model(config, comm_);
-  std::optional<checkpoint::LoadedCheckpoint> loaded = find_resume_point(options, store_, context, logger_);
+  std::optional<checkpoint::LoadedCheckpoint> loaded = find_resume_point(options, store_, context, *comm_, logger_);
   if (loaded) {
     const config::Config saved = config::parse_config(loaded->state().config_yaml, loaded->path() + " (saved config)");
     const auto differences = config::model_differences(saved, config);

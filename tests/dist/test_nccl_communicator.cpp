@@ -59,7 +59,9 @@ TEST_CASE("NCCL DDP step and SyncBatchNorm step equal the plain ones on one GPU"
     test::batch_loss(reference, on_gpu).backward();
     model::Unet net = test::make_small_unet(norm, comm);
     net->to(comm->device());
-    dist::DistributedDataParallel ddp(net.ptr(), *comm);
+    dist::DdpOptions options;
+    options.communicate_when_alone = true;  // the NCCL reducer itself, even at world size 1
+    dist::DistributedDataParallel ddp(net.ptr(), *comm, options);
     test::batch_loss(net, on_gpu).backward();
     ddp.synchronize();
     INFO("norm " << model::to_string(norm));

@@ -1,0 +1,72 @@
+// DistributedDataParallel at world size 1: no collective is launched or waited for (so a
+// single-GPU step never blocks the host), and the gradients are exactly plain backward's.
+#include <torch/torch.h>
+#include <catch2/catch.hpp>
+
+#include "dist/communicator.h"
+#include "dist/ddp.h"
+
+using namespace dpunet;
+
+namespace {
+
+// A world of one that counts the all-reduces it is asked for.
+class LoneCommunicator : public dist::Communicator {
+ public:
+  int all_reduces = 0;
+
+  int rank() const override { return 0; }
+  int world_size() const override { return 1; }
+  std::string backend() const override { return "lone"; }
+  c10::Device device() const override { return c10::Device(c10::kCPU); }
+  std::unique_ptr<dist::Work> all_reduce_async(const at::Tensor& /*tensor*/, dist::ReduceOp /*op*/) override {
+    ++all_reduces;
+    return done();
+  }
+  std::unique_ptr<dist::Work> broadcast_async(const at::Tensor& /*tensor*/, int /*root*/) override { return done(); }
+  std::unique_ptr<dist::Work> all_gather_async(const at::Tensor& input, const at::Tensor& output) override {
+    output.copy_(input.reshape(output.sizes()));
+    return done();
+  }
+  void barrier() override {}
+
+ private:
+  struct Done : dist::Work {
+    void wait() override {}
+  };
+  static std::unique_ptr<dist::Work> done() { return std::make_unique<Done>(); }
+};
+
+torch::nn::Sequential make_model() {
+  torch::manual_seed(0);
+  return torch::nn::Sequential(torch::nn::Linear(8, 16), torch::nn::ReLU(), torch::nn::Linear(16, 4));
+}
+
+}  // namespace
+
+TEST_CASE("DDP on one rank launches no collective unless asked, and changes no gradient", "[dist]") {
+  const bool communicate = GENERATE(false, true);
+  INFO("communicate_when_alone " << communicate);
+  auto net = make_model();
+  auto reference = make_model();
+  LoneCommunicator comm;
+  dist::DdpOptions options;
+  options.wire_dtype = dist::WireDtype::kBFloat16;  // would round the gradients if it ran
+  options.communicate_when_alone = communicate;
+  dist::DistributedDataParallel ddp(net.ptr(), comm, options);
+  torch::manual_seed(1);
+  const torch::Tensor x = torch::randn({5, 8});
+  for (int step = 0; step < 2; ++step) {
+    ddp.zero_grad();
+    reference->zero_grad();
+    net->forward(x).square().sum().backward();
+    ddp.synchronize();
+    reference->forward(x).square().sum().backward();
+  }
+  CHECK(comm.all_reduces == (communicate ? 2 * static_cast<int>(ddp.bucket_numels().size()) : 0));
+  if (!communicate) {
+    for (size_t i = 0; i < net->parameters().size(); ++i) {
+      CHECK(torch::equal(net->parameters()[i].grad(), reference->parameters()[i].grad()));
+    }
+  }
+}
