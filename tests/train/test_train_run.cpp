@@ -31,7 +31,7 @@ void require_identical(const std::string& a, const std::string& b) {
 }  // namespace
 
 TEST_CASE("training N+M steps equals training N, resuming and training M, bit for bit", "[train][e2e]") {
-  const int ranks = GENERATE(1, 2);
+  const int ranks = GENERATE(1, 2, 3);
   TrainFixture f;
   const std::string config = f.write_config();
   const auto straight = f.train(ranks, config);
