@@ -24,6 +24,7 @@
 #include "model/unet_flops.h"
 #include "train/loss.h"
 #include "train/optimizer.h"
+#include "train/setup.h"
 
 namespace dpunet::app {
 namespace {
@@ -95,12 +96,7 @@ Step make_step(const BenchTrainArgs& a, dist::Context& context, dist::Communicat
   if (checkpointed) s.net->use_checkpointing(true);
   s.net->to(s.device);
   const bool nhwc = a.channels_last && s.device.is_cuda();
-  if (nhwc) {
-    torch::NoGradGuard no_grad;
-    for (auto& p : s.net->parameters()) {
-      if (p.dim() == 4) p.set_data(p.data().contiguous(at::MemoryFormat::ChannelsLast));
-    }
-  }
+  if (nhwc) train::use_channels_last_weights(*s.net);
   s.ddp = std::make_unique<dist::DistributedDataParallel>(s.net.ptr(), comm);
   train::OptimizerSettings settings;
   settings.implementation = train::parse_optimizer_implementation(a.optimizer);

@@ -1,6 +1,8 @@
 // Config -> model, optimizer, loss, DDP and loader options.
 #include "train/setup.h"
 
+#include <torch/torch.h>
+
 #include "common/error.h"
 
 namespace dpunet::train {
@@ -25,6 +27,13 @@ model::Unet build_model(const config::Config& c, std::shared_ptr<dist::Communica
         true, c.model.checkpointing == "all" ? model::CheckpointPolicy::kAll : model::CheckpointPolicy::kBalanced);
   }
   return net;
+}
+
+void use_channels_last_weights(torch::nn::Module& model) {
+  torch::NoGradGuard no_grad;
+  for (auto& p : model.parameters()) {
+    if (p.dim() == 4) p.set_data(p.data().contiguous(at::MemoryFormat::ChannelsLast));
+  }
 }
 
 std::unique_ptr<torch::optim::Optimizer> build_optimizer(const config::Config& c,

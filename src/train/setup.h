@@ -17,6 +17,9 @@ namespace dpunet::train {
 
 model::UnetOptions unet_options(const config::Config& config, std::shared_ptr<dist::Communicator> comm);
 model::Unet build_model(const config::Config& config, std::shared_ptr<dist::Communicator> comm);
+// Convolution weights in NHWC, to match NHWC activations so cuDNN picks its channels-last
+// kernels. Before DDP and the optimizer see the parameters: they take their layout.
+void use_channels_last_weights(torch::nn::Module& model);
 std::unique_ptr<torch::optim::Optimizer> build_optimizer(const config::Config& config,
                                                          const std::vector<torch::Tensor>& parameters);
 LossOptions loss_options(const config::Config& config);

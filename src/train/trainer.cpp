@@ -148,13 +148,7 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
     logger_.info("initial weights from " + options.init_weights);
   }
   model_->to(device_);
-  if (config.precision.channels_last && device_.is_cuda()) {
-    // NHWC weights to match NHWC activations, so cuDNN picks its channels-last kernels.
-    torch::NoGradGuard no_grad;
-    for (auto& p : model_->parameters()) {
-      if (p.dim() == 4) p.set_data(p.data().contiguous(at::MemoryFormat::ChannelsLast));
-    }
-  }
+  if (config.precision.channels_last && device_.is_cuda()) use_channels_last_weights(*model_);
   ddp_ = std::make_unique<dist::DistributedDataParallel>(model_.ptr(), *comm_, ddp_options(config));
   optimizer_ = build_optimizer(config, model_->parameters());
   data::SamplerState start;

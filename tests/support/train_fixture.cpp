@@ -2,15 +2,26 @@
 #include "support/train_fixture.h"
 
 #include <torch/torch.h>
+#include <catch2/catch.hpp>
 
 #include <fstream>
 
 #include "checkpoint/checkpoint.h"
+#include "checkpoint/store.h"
 #include "common/error.h"
 #include "config/config.h"
 #include "train/setup.h"
 
 namespace dpunet::test {
+
+void TrainFixture::check_resumes_from_latest(const std::string& config) const {
+  const auto latest = checkpoint::CheckpointStore(run_dir()).latest_valid([](const std::string&) {});
+  REQUIRE(latest);
+  const auto resumed = train(2, config + " --resume auto --stop-at-step 100");
+  INFO(resumed.output);
+  CHECK(resumed.exit_code == 0);
+  CHECK_THAT(resumed.output, Catch::Contains("resumed from " + *latest));
+}
 
 TrainFixture::TrainFixture() {
   const auto made = run_command(DPUNET_BINARY " data synth --out " + dir_ / "data" +

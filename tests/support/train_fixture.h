@@ -25,6 +25,9 @@ class TrainFixture {
   // waits for the command. The output is "exit=<code> seconds=<from action to end>".
   CommandResult interrupt(const std::string& command, const std::string& wait_for, const std::string& action) const;
   std::string log_path() const { return dir_ / "log"; }
+  // After an interrupted run: the run dir holds a valid checkpoint, and a 2-rank
+  // `--resume auto` run (stopped early to keep tests short) resumes from exactly it.
+  void check_resumes_from_latest(const std::string& config) const;
 
  private:
   TempDir dir_;

@@ -55,12 +55,7 @@ TEST_CASE("SIGTERM to the launcher checkpoints and exits for requeue", "[train][
   INFO(result.output << log);
   CHECK_THAT(result.output, Contains("exit=75 "));
   CHECK_THAT(log, Contains("stopped by a signal at step"));
-  const auto latest = dpunet::checkpoint::CheckpointStore(f.run_dir()).latest_valid([](const std::string&) {});
-  REQUIRE(latest);
-  const auto resumed = f.train(2, config + " --resume auto --stop-at-step 100");
-  INFO(resumed.output);
-  CHECK(resumed.exit_code == 0);
-  CHECK_THAT(resumed.output, Contains("resumed from " + *latest));
+  f.check_resumes_from_latest(config);
 }
 
 TEST_CASE("the launcher's dry run and errors", "[train][e2e]") {

@@ -76,13 +76,7 @@ TEST_CASE("a signal under mpirun checkpoints every rank's work and exits for req
   INFO(output);
   CHECK_THAT(result.output, Contains("exit=75"));
   CHECK_THAT(output, Contains("stopped by a signal at step"));
-  const auto latest = dpunet::checkpoint::CheckpointStore(f.run_dir()).latest_valid([](const std::string&) {});
-  REQUIRE(latest);
-  // The resumed run continues from there (stopping soon after, to keep the test short).
-  const auto resumed = f.train(2, config + " --resume auto --stop-at-step 100");
-  INFO(resumed.output);
-  CHECK(resumed.exit_code == 0);
-  CHECK_THAT(resumed.output, Contains("resumed from " + *latest));
+  f.check_resumes_from_latest(config);
 }
 
 TEST_CASE("bad training input gives one clear error", "[train][e2e]") {
