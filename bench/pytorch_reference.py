@@ -38,6 +38,7 @@ def main():
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--checkpointing", action="store_true")
     p.add_argument("--channels-last", type=int, default=1, help="NHWC model and input on CUDA (1) or not (0)")
+    p.add_argument("--profile", help="also write a profiler trace of 3 steps to this JSON file")
     args = p.parse_args()
 
     device = torch.device(args.device)
@@ -96,6 +97,16 @@ def main():
     }
     if device.type == "cuda":
         result["peak_memory_mb"] = torch.cuda.max_memory_allocated() / 1e6
+    if args.profile:
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if device.type == "cuda":
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+        with torch.profiler.profile(activities=activities) as prof:
+            for _ in range(3):
+                step()
+            sync()
+        prof.export_chrome_trace(args.profile)
+        result["profile"] = args.profile
     print(json.dumps(result, indent=2))
 
 

@@ -1,21 +1,30 @@
 #!/usr/bin/env bash
 # Every GPU check and figure docs/benchmarks.md waits for, for a GPU host that has CUDA,
-# NCCL and Python torch but no package access. Three steps:
+# NCCL and Python torch but no package access.
 #
 #   scripts/gpu_measure.sh fetch          on a Debian 12 machine with apt: the system
-#                                         libraries into .deps/gpu (ignored; carry it)
+#                                         libraries into .deps/gpu (ignored; carry it); when
+#                                         build/ holds a CUDA build, also the shared libraries
+#                                         its binaries load, so they can run there unbuilt
 #   scripts/gpu_measure.sh build          on the GPU host: unpack them, build into build-gpu/
-#   scripts/gpu_measure.sh measure OUT    on the GPU host: GPU tests, a bf16 572x572 training
-#                                         smoke run and predict, bench train next to PyTorch
-#                                         eager and torch.compile; results in OUT
+#                                         (optional: without it, measure runs build/'s
+#                                         binaries, carried along)
+#   scripts/gpu_measure.sh measure OUT [STEP...]
+#                                         on the GPU host: the steps named (default: all),
+#                                         results in OUT. Steps: tests (the [gpu] tests),
+#                                         smoke (bf16 572x572 training, resume, predict),
+#                                         pair (bench train next to PyTorch eager and
+#                                         torch.compile), capacity (largest batches, larger
+#                                         batches), profile (kernel time per step next to
+#                                         PyTorch's), ddp (bench ddp on CUDA)
 #
-# build and measure each fit one 10-minute command. OUT receives two files:
-# gpu_results.jsonl (one JSON object per line: each benchmark's output, tagged) and
-# gpu_log.txt (versions, test and smoke-run logs).
+# OUT receives two files: gpu_results.jsonl (one JSON object per line: each benchmark's
+# output, tagged) and gpu_log.txt (versions, test and smoke-run logs).
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 deps=$root/.deps/gpu
 build=$root/build-gpu
+[ -x "$build/src/dpunet" ] || build=$root/build  # the carried binaries of a local CUDA build
 cd "$root" || exit 1
 
 # Headers and libraries the build needs beyond offline-deps.sh's MPI, HDF5, yaml-cpp and
@@ -28,15 +37,57 @@ fetch() {
   mkdir -p "$deps/debs" && cp "$tool" "$deps/offline-deps.sh" || return 1
   bash "$tool" fetch "$deps/debs" || return 1
   (cd "$deps/debs" && apt-get download "${EXTRA_PACKAGES[@]}") || return 1
+  bundle_runtime_libraries || return 1
   du -sh "$deps"
+}
+
+# The system libraries build/'s CUDA binaries load (glibc and the C++ runtime aside, which
+# the GPU host has newer), packed so the host can supply the ones it lacks.
+bundle_runtime_libraries() {
+  local binaries=("$root/build/src/dpunet" "$root/build/tests/dpunet_tests" "$root/build/tests/dpunet_fault_probe")
+  if ! "${binaries[0]}" version 2>/dev/null | grep -q "CUDA build: yes"; then
+    echo "build/ holds no CUDA build: the GPU host will have to run 'gpu_measure.sh build'"
+    return 0
+  fi
+  local staging
+  staging=$(mktemp -d) || return 1
+  ldd "${binaries[@]}" | awk '$3 ~ /^\/(usr\/)?lib\/x86_64-linux-gnu\// {print $3}' | sort -u |
+    grep -v -E '/(libc|libm|libstdc\+\+|libgcc_s|libpthread|librt|libdl|libutil|ld-linux-x86-64)\.so' |
+    xargs -r cp -L -t "$staging" || return 1
+  tar -C "$staging" -czf "$deps/runtime-libs.tar.gz" . && rm -rf "$staging" || return 1
+  echo "$root" >"$deps/built-in.txt"
+  echo "carry also: build/src/dpunet build/tests/dpunet_tests build/tests/dpunet_fault_probe"
 }
 
 use_deps() {
   [ -f "$deps/offline-deps.sh" ] || { echo "no $deps: run 'scripts/gpu_measure.sh fetch' first and carry .deps/gpu" >&2; return 1; }
   # shellcheck source=/dev/null
   source "$deps/offline-deps.sh" env "$deps/debs" || return 1
+  # The carried PMIx looks for its plugins where Debian installs them; on a host with its
+  # own PMIx there, they are another version's.
+  export PMIX_MCA_mca_base_component_path=$OPAL_PREFIX/lib/x86_64-linux-gnu/pmix2/lib/pmix
   export CPATH=$OPAL_PREFIX/include:$OPAL_PREFIX/include/hdf5/serial:${CPATH:-}
   python=$(command -v python3)
+}
+
+# Lets build/'s carried binaries run here: LibTorch, NCCL and the CUDA runtime from the
+# host's Python packages and toolkit, and each bundled library the host lacks. The
+# binaries' compiled-in paths (the tests find dpunet and their fixtures through them)
+# point into the source tree they were built in, so that path leads here too.
+use_carried_binaries() {
+  local built_in
+  built_in=$(cat "$deps/built-in.txt") || return 1
+  if [ "$built_in" != "$root" ] && [ ! -e "$built_in" ]; then
+    mkdir -p "$(dirname "$built_in")" && ln -s "$root" "$built_in" || return 1
+  fi
+  local site missing=$deps/missing-libs
+  site=$("$python" -c 'import os, torch; print(os.path.dirname(os.path.dirname(torch.__file__)))') || return 1
+  mkdir -p "$deps/runtime-libs" "$missing" && tar -C "$deps/runtime-libs" -xzf "$deps/runtime-libs.tar.gz" || return 1
+  local lib
+  for lib in "$deps"/runtime-libs/*.so*; do
+    ldconfig -p | grep -q "/$(basename "$lib")\$" || ln -sf "$lib" "$missing/"
+  done
+  export LD_LIBRARY_PATH=$site/torch/lib:$site/nvidia/nccl/lib:$site/nvidia/cu13/lib:/usr/local/cuda/lib64:$LD_LIBRARY_PATH:$missing
 }
 
 build_gpu() {
@@ -52,70 +103,118 @@ build_gpu() {
 record() {
   local tag=$1
   shift
-  echo "== $tag: $*" >>"$log"
+  say "== $tag: $*"
   local json
   if json=$(timeout "${STEP_TIMEOUT:-240}" "$@" 2>>"$log"); then
     "$python" -c 'import json,sys; d=json.loads(sys.stdin.read()); d["tag"]=sys.argv[1]; print(json.dumps(d))' \
-      "$tag" <<<"$json" >>"$results" || echo "$tag: output was not JSON" >>"$log"
+      "$tag" <<<"$json" >>"$results" || say "$tag: output was not JSON"
   else
-    echo "$tag: failed or timed out (exit $?)" >>"$log"
+    say "$tag: failed or timed out (exit $?)"
   fi
 }
 
-measure() {
-  [ -n "${1:-}" ] || { echo "usage: gpu_measure.sh measure OUT" >&2; return 2; }
-  use_deps || return 1
-  local out
-  out=$(mkdir -p "$1" && cd "$1" && pwd) || return 1  # absolute: some steps run in bench/
-  results=$out/gpu_results.jsonl log=$out/gpu_log.txt
-  : >"$results"
-  local dpunet=$build/src/dpunet
-  {
-    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
-    "$python" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'
-    "$dpunet" version
-  } >"$log" 2>&1
+# Appends a line to the log, and a copy to stdout so the caller sees progress.
+say() { echo "$*" | tee -a "$log"; }
 
-  echo "== ctest -R gpu" >>"$log"
-  (cd "$build" && timeout 240 ctest -R gpu --output-on-failure) >>"$log" 2>&1
+step_tests() {
+  say "== [gpu] tests"
+  (cd "$build/tests" && timeout 240 ./dpunet_tests "[gpu]" --durations yes) >>"$log" 2>&1
+  say "[gpu] tests: exit $?"
+}
 
-  # The trainer itself on the GPU: bf16, channels_last, valid padding, checkpointing,
-  # DeviceBatches; then predict from its checkpoint.
+# The trainer itself on the GPU: bf16, channels_last, valid padding, checkpointing,
+# DeviceBatches; stopped at step 20 and resumed to 40; then predict from its checkpoint.
+step_smoke() {
   local smoke=$root/runs/gpu_smoke
   rm -rf "$smoke" && mkdir -p "$smoke"
+  local train=("$dpunet" train configs/unet572.yaml --set run.dir="$smoke/run"
+    --set data.train="$smoke/data/train-*.h5" --set data.val="$smoke/data/val-*.h5"
+    --set train.steps=40 --set schedule.warmup_steps=5 --set validation.every_steps=20 --set checkpoint.every_steps=20
+    --set logging.every_steps=5)
+  say "== train smoke"
   {
-    echo "== train smoke"
     "$dpunet" data synth --out "$smoke/data" --samples 64 --shards 2 --val-samples 8 --size 640 &&
-      timeout 240 "$dpunet" train configs/unet572.yaml --set run.dir="$smoke/run" \
-        --set data.train="$smoke/data/train-*.h5" --set data.val="$smoke/data/val-*.h5" \
-        --set train.steps=40 --set validation.every_steps=40 --set checkpoint.every_steps=40 \
-        --set logging.every_steps=10 &&
+      timeout 200 "${train[@]}" --stop-at-step 20 &&
+      echo "== resume smoke" &&
+      timeout 200 "${train[@]}" --resume auto &&
       echo "== predict smoke" &&
       timeout 120 "$dpunet" predict "$smoke/data/val-00000.h5" --checkpoint "$smoke/run/checkpoints/step-00000040.ckpt" \
         --out "$smoke/predictions" --eval --no-png
   } >>"$log" 2>&1
+  say "train, resume and predict smoke: exit $?"
   [ -f "$smoke/predictions/eval.json" ] && cat "$smoke/predictions/eval.json" >>"$log"
+}
 
-  # Side by side on the same GPU: same padding (the PyTorch reference U-Net pads), bf16,
-  # channels_last, fused AdamW, clip 12. H100 SXM dense bf16 peak: 989 TFLOP/s.
-  local common=(--size 572 --padding same --precision bf16 --peak-tflops "${PEAK_TFLOPS:-989}")
-  record dpunet_b8 "$dpunet" bench train "${common[@]}" --batch 8 --max-batch
-  record dpunet_b16 "$dpunet" bench train "${common[@]}" --batch 16 --checkpointing off
-  record dpunet_valid_b8 "$dpunet" bench train --size 572 --padding valid --precision bf16 --batch 8 \
-    --peak-tflops "${PEAK_TFLOPS:-989}"
+# Side by side on the same GPU: same padding (the PyTorch reference U-Net pads), bf16,
+# channels_last, fused AdamW, clip 12, batch 8, checkpointing off and on.
+# H100 SXM dense bf16 peak: 989 TFLOP/s.
+common=(--size 572 --padding same --precision bf16 --peak-tflops "${PEAK_TFLOPS:-989}")
+step_pair() {
+  record dpunet_b8 "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing both
   (cd bench && record torch_eager_b8 "$python" pytorch_reference.py --size 572 --batch 8 --precision bf16)
   (cd bench && record torch_eager_b8_ckpt "$python" pytorch_reference.py --size 572 --batch 8 --precision bf16 \
     --checkpointing)
   (cd bench && STEP_TIMEOUT=300 record torch_compile_b8 "$python" pytorch_reference.py --size 572 --batch 8 \
     --precision bf16 --compile)
-  record ddp_cuda "$dpunet" bench ddp --device cuda --size 572 --batch 2
-  echo "results: $results ($(wc -l <"$results") lines), log: $log"
+}
+
+# The largest batch that fits with and without checkpointing, and larger batches' MFU.
+step_capacity() {
+  record dpunet_b8_largest "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing both --max-batch
+  record dpunet_b16 "$dpunet" bench train "${common[@]}" --batch 16 --checkpointing off
+  record dpunet_b24 "$dpunet" bench train "${common[@]}" --batch 24 --checkpointing off
+  record dpunet_valid_b8 "$dpunet" bench train --size 572 --padding valid --precision bf16 --batch 8 \
+    --peak-tflops "${PEAK_TFLOPS:-989}" --checkpointing both
+}
+
+# Kernel time per step, dpunet next to PyTorch eager and torch.compile (batch 8, no
+# checkpointing): OUT/kernels.txt, and the traces themselves, gzipped.
+step_profile() {
+  record dpunet_b8_profiled "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing off \
+    --profile "$out/trace_dpunet"
+  (cd bench && record torch_eager_b8_profiled "$python" pytorch_reference.py --size 572 --batch 8 \
+    --precision bf16 --profile "$out/trace_eager.json")
+  (cd bench && STEP_TIMEOUT=300 record torch_compile_b8_profiled "$python" pytorch_reference.py --size 572 \
+    --batch 8 --precision bf16 --compile --profile "$out/trace_compile.json")
+  "$python" bench/trace_kernels.py dpunet="$out/trace_dpunet.json" eager="$out/trace_eager.json" \
+    compile="$out/trace_compile.json" >"$out/kernels.txt" 2>>"$log"
+  gzip -f "$out"/trace_*.json
+}
+
+step_ddp() { record ddp_cuda "$dpunet" bench ddp --device cuda --size 572 --batch 2; }
+
+measure() {
+  [ -n "${1:-}" ] || { echo "usage: gpu_measure.sh measure OUT [STEP...]" >&2; return 2; }
+  use_deps || return 1
+  local out
+  out=$(mkdir -p "$1" && cd "$1" && pwd) || return 1  # absolute: some steps run in bench/
+  shift
+  local steps=("$@")
+  [ ${#steps[@]} -gt 0 ] || steps=(tests smoke pair capacity ddp)
+  results=$out/gpu_results.jsonl log=$out/gpu_log.txt
+  : >>"$results"
+  if [ "$build" = "$root/build" ]; then use_carried_binaries || return 1; fi
+  dpunet=$build/src/dpunet
+  {
+    nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
+    "$python" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version())'
+    "$dpunet" version
+  } >>"$log" 2>&1
+  local step
+  for step in "${steps[@]}"; do
+    declare -F "step_$step" >/dev/null || { say "unknown step $step"; continue; }
+    "step_$step"
+  done
+  say "results: $results ($(wc -l <"$results") lines), log: $log"
 }
 
 case "${1:-}" in
   fetch) fetch ;;
   build) build_gpu ;;
-  measure) measure "${2:-}" ;;
+  measure)
+    shift
+    measure "$@"
+    ;;
   *)
     echo "usage: scripts/gpu_measure.sh fetch | build | measure OUT" >&2
     exit 2

@@ -14,6 +14,7 @@
 #include "app/bench_commands.h"
 #include "app/bench_timing.h"
 #include "app/memory_probe.h"
+#include "app/profiler_trace.h"
 #include "common/autocast_scope.h"
 #include "common/build_info.h"
 #include "common/error.h"
@@ -36,6 +37,7 @@ struct BenchTrainArgs {
   bool channels_last = true;        // NHWC weights and activations on CUDA, as training does
   double peak_tflops = 0;           // the device's dense peak for `precision`; 0: MFU not reported
   bool max_batch = false;
+  std::string profile;  // a Chrome trace of a few steps per variant, written here when set
 };
 
 struct Step {
@@ -164,6 +166,14 @@ nlohmann::json run_variant(const BenchTrainArgs& a, dist::Context& context, dist
   const double achieved_tflops = train_flops * samples_per_s / context.world_size() / 1e12;  // per rank
   row["achieved_tflops_per_rank"] = achieved_tflops;
   if (a.peak_tflops > 0) row["mfu"] = achieved_tflops / a.peak_tflops;
+  if (!a.profile.empty()) {
+    const std::string path = a.profile + (checkpointed ? ".checkpointed.json" : ".json");
+    record_profiler_trace(path, [&] {
+      for (int i = 0; i < 3; ++i) s.run();
+      s.sync();
+    });
+    row["profile"] = path;
+  }
   if (a.max_batch && context.device().is_cuda()) row["largest_batch"] = largest_batch(a, context, comm, checkpointed);
   return row;
 }
@@ -216,6 +226,8 @@ void add_bench_train_command(CLI::App& bench) {
   cmd->add_option("--device", a->device, "auto, cpu or cuda")->capture_default_str();
   cmd->add_option("--peak-tflops", a->peak_tflops, "Device dense peak for MFU (H100 SXM bf16: 989)");
   cmd->add_flag("--max-batch", a->max_batch, "Also find the largest batch that fits (GPU)");
+  cmd->add_option("--profile", a->profile,
+                  "Also write a profiler trace of 3 steps to PREFIX.json (PREFIX.checkpointed.json with checkpointing)");
   cmd->callback([a] { run(*a); });
 }
 

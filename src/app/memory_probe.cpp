@@ -9,6 +9,7 @@
 #include "common/error.h"
 
 #ifdef DPUNET_WITH_NCCL
+#include <ATen/ATen.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
 #endif
@@ -58,6 +59,9 @@ void MemoryProbe::start() {
   if (is_cuda(device_)) {
 #ifdef DPUNET_WITH_NCCL
     namespace alloc = c10::cuda::CUDACachingAllocator;
+    // The caching allocator sets up a device's statistics on its first allocation there,
+    // and rejects statistics calls for that device until then.
+    (void)at::empty({1}, at::TensorOptions().device(c10::Device(c10::kCUDA, cuda_index(device_))));
     c10::cuda::device_synchronize();
     alloc::resetPeakStats(cuda_index(device_));
     const auto stats = alloc::getDeviceStats(cuda_index(device_));

@@ -32,7 +32,13 @@ model::Unet build_model(const config::Config& c, std::shared_ptr<dist::Communica
 void use_channels_last_weights(torch::nn::Module& model) {
   torch::NoGradGuard no_grad;
   for (auto& p : model.parameters()) {
-    if (p.dim() == 4) p.set_data(p.data().contiguous(at::MemoryFormat::ChannelsLast));
+    if (p.dim() != 4) continue;
+    // Always a fresh NHWC copy, as Module.to(memory_format=...) makes: contiguous() keeps a
+    // one-input-channel weight's NCHW strides (both layouts describe it), and cuDNN then
+    // gives the first convolution an NCHW output, which every later layer pays for.
+    torch::Tensor nhwc = torch::empty_like(p.data(), at::MemoryFormat::ChannelsLast);
+    nhwc.copy_(p.data());
+    p.set_data(nhwc);
   }
 }
 

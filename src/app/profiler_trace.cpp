@@ -1,0 +1,29 @@
+// record_profiler_trace through LibTorch's Kineto profiler.
+#include "app/profiler_trace.h"
+
+#include <torch/csrc/autograd/profiler_kineto.h>
+
+#include <set>
+
+#include "common/error.h"
+
+namespace dpunet::app {
+
+void record_profiler_trace(const std::string& path, const std::function<void()>& work) {
+  namespace impl = torch::profiler::impl;
+  const impl::ProfilerConfig config(impl::ProfilerState::KINETO);
+  const std::set<impl::ActivityType> activities = {impl::ActivityType::CPU, impl::ActivityType::CUDA};
+  torch::autograd::profiler::prepareProfiler(config, activities);
+  torch::autograd::profiler::enableProfiler(config, activities);
+  try {
+    work();
+  } catch (...) {
+    torch::autograd::profiler::disableProfiler();
+    throw;
+  }
+  const auto result = torch::autograd::profiler::disableProfiler();
+  DPUNET_CHECK(result != nullptr, "the profiler returned no result for ", path);
+  result->save(path);
+}
+
+}  // namespace dpunet::app

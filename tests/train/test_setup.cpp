@@ -1,0 +1,36 @@
+// Training setup helpers: NHWC weights.
+#include <torch/torch.h>
+#include <catch2/catch.hpp>
+
+#include "model/unet.h"
+#include "train/setup.h"
+
+TEST_CASE("use_channels_last_weights gives every 4-D weight NHWC strides, one-input-channel ones too", "[train]") {
+  torch::manual_seed(0);
+  dpunet::model::UnetOptions o;
+  o.n_channels = 1;
+  o.n_classes = 3;
+  o.base_channels = 8;
+  o.depth = 2;
+  dpunet::model::Unet net(o);
+  std::vector<torch::Tensor> before;
+  for (const auto& p : net->parameters()) before.push_back(p.detach().clone());
+
+  dpunet::train::use_channels_last_weights(*net);
+
+  const auto params = net->parameters();
+  for (size_t i = 0; i < params.size(); ++i) {
+    const torch::Tensor& p = params[i];
+    CHECK(torch::equal(p, before[i]));
+    if (p.dim() != 4) continue;
+    INFO("weight " << p.sizes());
+    CHECK(p.stride(1) == 1);  // channels innermost, even when there is one channel
+    CHECK(p.stride(3) == p.size(1));
+  }
+  // The first convolution (one input channel) hands an NHWC map to the layers after it.
+  torch::NoGradGuard no_grad;
+  const torch::Tensor image = torch::randn({2, 1, 16, 16});
+  const torch::Tensor first = torch::conv2d(image, params[0], {}, 1, 1);
+  CHECK(first.is_contiguous(at::MemoryFormat::ChannelsLast));
+  CHECK_FALSE(first.is_contiguous());
+}
