@@ -151,6 +151,8 @@ step_smoke() {
 common=(--size 572 --padding same --precision bf16 --peak-tflops "${PEAK_TFLOPS:-989}")
 step_pair() {
   record dpunet_b8 "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing both
+  record dpunet_b8_unfused "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing off --fuse-norm-relu 0
+  record dpunet_b8_all "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing on --policy all
   (cd bench && record torch_eager_b8 "$python" pytorch_reference.py --size 572 --batch 8 --precision bf16)
   (cd bench && record torch_eager_b8_ckpt "$python" pytorch_reference.py --size 572 --batch 8 --precision bf16 \
     --checkpointing)
@@ -158,9 +160,11 @@ step_pair() {
     --precision bf16 --compile)
 }
 
-# The largest batch that fits with and without checkpointing, and larger batches' MFU.
+# The largest batch that fits with and without checkpointing (every block recomputed),
+# and larger batches' MFU.
 step_capacity() {
-  record dpunet_b8_largest "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing both --max-batch
+  record dpunet_b8_largest "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing both --policy all \
+    --max-batch
   record dpunet_b16 "$dpunet" bench train "${common[@]}" --batch 16 --checkpointing off
   record dpunet_b24 "$dpunet" bench train "${common[@]}" --batch 24 --checkpointing off
   record dpunet_valid_b8 "$dpunet" bench train --size 572 --padding valid --precision bf16 --batch 8 \
@@ -168,16 +172,20 @@ step_capacity() {
 }
 
 # Kernel time per step, dpunet next to PyTorch eager and torch.compile (batch 8, no
-# checkpointing): OUT/kernels.txt, and the traces themselves, gzipped.
+# checkpointing; SKIP_COMPILE_PROFILE=1 leaves torch.compile out): OUT/kernels.txt, and
+# the traces themselves, gzipped.
 step_profile() {
   record dpunet_b8_profiled "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing off \
     --profile "$out/trace_dpunet"
   (cd bench && record torch_eager_b8_profiled "$python" pytorch_reference.py --size 572 --batch 8 \
     --precision bf16 --profile "$out/trace_eager.json")
-  (cd bench && STEP_TIMEOUT=300 record torch_compile_b8_profiled "$python" pytorch_reference.py --size 572 \
-    --batch 8 --precision bf16 --compile --profile "$out/trace_compile.json")
-  "$python" bench/trace_kernels.py dpunet="$out/trace_dpunet.json" eager="$out/trace_eager.json" \
-    compile="$out/trace_compile.json" >"$out/kernels.txt" 2>>"$log"
+  local traces=(dpunet="$out/trace_dpunet.json" eager="$out/trace_eager.json")
+  if [ -z "${SKIP_COMPILE_PROFILE:-}" ]; then
+    (cd bench && STEP_TIMEOUT=300 record torch_compile_b8_profiled "$python" pytorch_reference.py --size 572 \
+      --batch 8 --precision bf16 --compile --profile "$out/trace_compile.json")
+    traces+=(compile="$out/trace_compile.json")
+  fi
+  "$python" bench/trace_kernels.py "${traces[@]}" >"$out/kernels.txt" 2>>"$log"
   gzip -f "$out"/trace_*.json
 }
 

@@ -43,12 +43,6 @@ struct BenchModelArgs {
   std::string blocks;               // blocks to checkpoint, comma-separated; overrides the policy
 };
 
-model::CheckpointPolicy parse_policy(const std::string& name) {
-  if (name == "balanced") return model::CheckpointPolicy::kBalanced;
-  if (name == "all") return model::CheckpointPolicy::kAll;
-  DPUNET_FAIL("bench model: --policy must be balanced or all, got '", name, "'");
-}
-
 double median(std::vector<double> values) {
   std::sort(values.begin(), values.end());
   return values[values.size() / 2];
@@ -81,7 +75,7 @@ nlohmann::json run_variant(const BenchModelArgs& args, bool checkpointed) {
     std::stringstream names(args.blocks);
     for (std::string name; std::getline(names, name, ',');) net->set_checkpointing(name, true);
   } else {
-    net->use_checkpointing(checkpointed, parse_policy(args.policy));
+    net->use_checkpointing(checkpointed, model::parse_checkpoint_policy(args.policy));
   }
 
   const auto x = torch::randn({args.batch, args.n_channels, args.size, args.size}, device);
@@ -167,7 +161,7 @@ void run_bench_model(const BenchModelArgs& args) {
                args.depth);
   DPUNET_CHECK(args.batch > 0 && args.repeats > 0 && args.threads > 0,
                "bench model: --batch, --repeats and --threads must be > 0");
-  parse_policy(args.policy);
+  model::parse_checkpoint_policy(args.policy);
   DPUNET_CHECK(args.variant == "both" || args.variant == "plain" || args.variant == "checkpointed",
                "bench model: --variant must be both, plain or checkpointed, got '", args.variant, "'");
 

@@ -35,6 +35,8 @@ struct BenchTrainArgs {
   std::string precision = "fp32", device = "auto", padding = "same", checkpointing = "both";
   std::string optimizer = "fused";  // optimizer.implementation
   bool channels_last = true;        // NHWC weights and activations on CUDA, as training does
+  bool fuse_norm_relu = true;       // fused BatchNorm+ReLU kernels where they apply
+  std::string policy = "balanced";  // which blocks checkpointing recomputes: balanced | all
   double peak_tflops = 0;           // the device's dense peak for `precision`; 0: MFU not reported
   bool max_batch = false;
   std::string profile;  // a Chrome trace of a few steps per variant, written here when set
@@ -85,6 +87,7 @@ model::UnetOptions unet_options(const BenchTrainArgs& a) {
   o.depth = a.depth;
   o.n_classes = a.n_classes;
   o.padding = model::parse_padding(a.padding);
+  o.fuse_norm_relu = a.fuse_norm_relu;
   return o;
 }
 
@@ -95,7 +98,7 @@ Step make_step(const BenchTrainArgs& a, dist::Context& context, dist::Communicat
   s.autocast = a.precision == "bf16" && s.device.is_cuda();
   torch::manual_seed(0);
   s.net = model::Unet(unet_options(a));
-  if (checkpointed) s.net->use_checkpointing(true);
+  if (checkpointed) s.net->use_checkpointing(true, model::parse_checkpoint_policy(a.policy));
   s.net->to(s.device);
   const bool nhwc = a.channels_last && s.device.is_cuda();
   if (nhwc) train::use_channels_last_weights(*s.net);
@@ -197,6 +200,8 @@ void run(const BenchTrainArgs& a) {
                               {"precision", a.precision},
                               {"optimizer", a.optimizer},
                               {"channels_last", a.channels_last && context.device().is_cuda()},
+                              {"fuse_norm_relu", a.fuse_norm_relu},
+                              {"checkpoint_policy", a.policy},
                               {"base_channels", a.base_channels},
                               {"depth", a.depth},
                               {"padding", a.padding},
@@ -224,6 +229,8 @@ void add_bench_train_command(CLI::App& bench) {
       ->capture_default_str();
   cmd->add_option("--channels-last", a->channels_last, "NHWC weights and activations (CUDA)")->capture_default_str();
   cmd->add_option("--device", a->device, "auto, cpu or cuda")->capture_default_str();
+  cmd->add_option("--fuse-norm-relu", a->fuse_norm_relu, "Fused BatchNorm+ReLU kernels (CUDA)")->capture_default_str();
+  cmd->add_option("--policy", a->policy, "Checkpointed blocks: balanced or all")->capture_default_str();
   cmd->add_option("--peak-tflops", a->peak_tflops, "Device dense peak for MFU (H100 SXM bf16: 989)");
   cmd->add_flag("--max-batch", a->max_batch, "Also find the largest batch that fits (GPU)");
   cmd->add_option("--profile", a->profile,

@@ -35,7 +35,7 @@ UnetImpl::UnetImpl(int64_t n_channels, int64_t n_classes, bool bilinear)
 
 UnetImpl::UnetImpl(const UnetOptions& options) : options_(options) {
   validate(options_);
-  const ConvStyle style{options_.norm, options_.padding, options_.communicator};
+  const ConvStyle style{options_.norm, options_.padding, options_.communicator, options_.fuse_norm_relu};
   const int64_t depth = options_.depth;
   const int64_t factor = options_.bilinear ? 2 : 1;  // bilinear decoders halve the bottom width
   auto width = [&](int64_t level) { return options_.base_channels << level; };
@@ -78,6 +78,12 @@ int64_t UnetImpl::block_level(size_t index) const {
   if (index <= depth) return static_cast<int64_t>(index);                  // inc, down1..downD
   if (index <= 2 * depth) return static_cast<int64_t>(2 * depth - index);  // up1..upD
   return 0;                                                                // outc
+}
+
+CheckpointPolicy parse_checkpoint_policy(const std::string& name) {
+  if (name == "balanced") return CheckpointPolicy::kBalanced;
+  if (name == "all") return CheckpointPolicy::kAll;
+  DPUNET_FAIL("checkpointing policy must be balanced or all, got '", name, "'");
 }
 
 void UnetImpl::use_checkpointing(bool enabled, CheckpointPolicy policy) {

@@ -25,6 +25,9 @@ enum class CheckpointPolicy {
   kAll,  // every block, as the reference's use_checkpointing() intends
 };
 
+// "balanced" | "all"; throws dpunet::Error naming the value otherwise.
+CheckpointPolicy parse_checkpoint_policy(const std::string& name);
+
 class UnetImpl : public torch::nn::Module {
  public:
   explicit UnetImpl(const UnetOptions& options);

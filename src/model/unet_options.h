@@ -26,6 +26,9 @@ struct UnetOptions {
   int64_t depth = 4;           // number of Down (and Up) blocks
   Norm norm = Norm::kBatch;
   Padding padding = Padding::kSame;  // kValid: the 2015 paper's unpadded convolutions
+  // BatchNorm and the ReLU after it as one fused step where it can (CUDA, training, NHWC);
+  // the same arithmetic to rounding, fewer passes over memory.
+  bool fuse_norm_relu = true;
   // The ranks a kSyncBatch norm reduces over; unused by the other norms.
   std::shared_ptr<dist::Communicator> communicator;
 };

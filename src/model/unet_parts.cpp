@@ -11,6 +11,7 @@
 #include <torch/nn/modules/pooling.h>
 
 #include "dist/sync_batch_norm.h"
+#include "model/batch_norm_relu.h"
 
 namespace dpunet::model {
 namespace {
@@ -60,10 +61,19 @@ DoubleConvImpl::DoubleConvImpl(int64_t in_channels, int64_t out_channels, int64_
   append_norm(seq, out_channels, style);
   seq->push_back(torch::nn::ReLU(torch::nn::ReLUOptions().inplace(true)));
   double_conv_ = register_module("double_conv", seq);
+  if (style.norm == Norm::kBatch) {
+    conv1_ = std::dynamic_pointer_cast<torch::nn::Conv2dImpl>(double_conv_->ptr(0));
+    norm1_ = std::dynamic_pointer_cast<torch::nn::BatchNorm2dImpl>(double_conv_->ptr(1));
+    conv2_ = std::dynamic_pointer_cast<torch::nn::Conv2dImpl>(double_conv_->ptr(3));
+    norm2_ = std::dynamic_pointer_cast<torch::nn::BatchNorm2dImpl>(double_conv_->ptr(4));
+  }
+  fuse_norm_relu_ = style.fuse_norm_relu;
 }
 
 torch::Tensor DoubleConvImpl::forward(const torch::Tensor& x) {
-  return double_conv_->forward(x);
+  if (!norm1_) return double_conv_->forward(x);
+  const torch::Tensor h = batch_norm_relu(conv1_->forward(x), *norm1_, fuse_norm_relu_);
+  return batch_norm_relu(conv2_->forward(h), *norm2_, fuse_norm_relu_);
 }
 
 DownImpl::DownImpl(int64_t in_channels, int64_t out_channels, ConvStyle style)

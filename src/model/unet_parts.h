@@ -3,6 +3,7 @@
 #pragma once
 
 #include <torch/nn/module.h>
+#include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/upsampling.h>
@@ -16,6 +17,7 @@ struct ConvStyle {
   Norm norm = Norm::kBatch;
   Padding padding = Padding::kSame;
   std::shared_ptr<dist::Communicator> communicator;  // for Norm::kSyncBatch
+  bool fuse_norm_relu = true;                        // Norm::kBatch: see model/batch_norm_relu.h
 };
 
 // (conv3x3 => norm => ReLU) * 2. Convolutions carry a bias only when there is no norm
@@ -27,6 +29,11 @@ class DoubleConvImpl : public torch::nn::Module {
 
  private:
   torch::nn::Sequential double_conv_;
+  // With BatchNorm, its layers by index, so forward can run each norm and the ReLU after
+  // it as one fused step; null otherwise.
+  std::shared_ptr<torch::nn::Conv2dImpl> conv1_, conv2_;
+  std::shared_ptr<torch::nn::BatchNorm2dImpl> norm1_, norm2_;
+  bool fuse_norm_relu_ = true;
 };
 TORCH_MODULE(DoubleConv);
 

@@ -23,8 +23,7 @@ model::UnetOptions unet_options(const config::Config& c, std::shared_ptr<dist::C
 model::Unet build_model(const config::Config& c, std::shared_ptr<dist::Communicator> comm) {
   model::Unet net(unet_options(c, std::move(comm)));
   if (c.model.checkpointing != "none") {
-    net->use_checkpointing(
-        true, c.model.checkpointing == "all" ? model::CheckpointPolicy::kAll : model::CheckpointPolicy::kBalanced);
+    net->use_checkpointing(true, model::parse_checkpoint_policy(c.model.checkpointing));
   }
   return net;
 }

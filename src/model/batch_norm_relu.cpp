@@ -1,0 +1,139 @@
+// batch_norm_relu: the fused path as an autograd function over the CUDA kernels, and
+// the plain path.
+#include "model/batch_norm_relu.h"
+
+#include <torch/torch.h>
+
+#ifdef DPUNET_WITH_CUDA_KERNELS
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+
+#include "common/error.h"
+#include "model/batch_norm_relu_kernels.h"
+#endif
+
+namespace dpunet::model {
+namespace {
+
+#ifdef DPUNET_WITH_CUDA_KERNELS
+bool aligned(const torch::Tensor& t) {
+  return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0;
+}
+
+bool is_float_vector(const torch::Tensor& t, const torch::Tensor& x) {
+  return t.defined() && t.scalar_type() == torch::kFloat && t.is_contiguous() && t.device() == x.device() &&
+         t.dim() == 1 && t.size(0) == x.size(1);
+}
+
+cuda::MapType map_type(torch::ScalarType type) {
+  switch (type) {
+    case torch::kBFloat16: return cuda::MapType::kBFloat16;
+    case torch::kHalf: return cuda::MapType::kHalf;
+    default: return cuda::MapType::kFloat;
+  }
+}
+
+void check_kernel(const char* error, const char* what, const torch::Tensor& x) {
+  DPUNET_CHECK(error == nullptr, "fused BatchNorm+ReLU ", what, " failed on ", x.device().str(), " for a map of ",
+               x.sizes(), ": ", error);
+}
+
+int multiprocessors() {
+  return at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+}
+
+torch::Tensor workspace(const torch::Tensor& x) {
+  const int64_t channels = x.size(1);
+  return torch::empty({cuda::batch_norm_relu_workspace_bytes(x.numel() / channels, channels, multiprocessors())},
+                      x.options().dtype(torch::kByte));
+}
+
+// The ReLU'd output's NHWC layout, and 16-byte alignment for the kernels' vector loads.
+torch::Tensor nhwc_aligned(const torch::Tensor& t) {
+  torch::Tensor out = t.contiguous(at::MemoryFormat::ChannelsLast);
+  return aligned(out) ? out : out.clone(at::MemoryFormat::ChannelsLast);
+}
+
+class BatchNormReluFunction : public torch::autograd::Function<BatchNormReluFunction> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
+                               const torch::Tensor& weight, const torch::Tensor& bias, torch::Tensor running_mean,
+                               torch::Tensor running_var, double momentum, double eps) {
+    const c10::cuda::CUDAGuard guard(x.device());
+    const int64_t channels = x.size(1);
+    const torch::Tensor y = torch::empty_like(x, at::MemoryFormat::ChannelsLast);
+    const auto stats = x.options().dtype(torch::kFloat);
+    const torch::Tensor save_mean = torch::empty({channels}, stats);
+    const torch::Tensor save_invstd = torch::empty({channels}, stats);
+    const torch::Tensor scratch = workspace(x);
+    check_kernel(cuda::batch_norm_relu_forward(
+                     map_type(x.scalar_type()), x.data_ptr(), y.data_ptr(), x.numel() / channels, channels,
+                     weight.data_ptr<float>(), bias.data_ptr<float>(), running_mean.data_ptr<float>(),
+                     running_var.data_ptr<float>(), momentum, eps, save_mean.data_ptr<float>(),
+                     save_invstd.data_ptr<float>(), scratch.data_ptr(), multiprocessors(),
+                     at::cuda::getCurrentCUDAStream().stream()),
+                 "forward", x);
+    ctx->save_for_backward({x, weight, bias, save_mean, save_invstd});
+    return y;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_outputs) {
+    const auto saved = ctx->get_saved_variables();
+    const torch::Tensor &x = saved[0], &weight = saved[1], &bias = saved[2];
+    const c10::cuda::CUDAGuard guard(x.device());
+    const torch::Tensor dy = nhwc_aligned(grad_outputs[0].to(x.scalar_type()));
+    const int64_t channels = x.size(1);
+    const torch::Tensor dx = torch::empty_like(x, at::MemoryFormat::ChannelsLast);
+    const torch::Tensor dweight = torch::empty({channels}, weight.options());
+    const torch::Tensor dbias = torch::empty({channels}, bias.options());
+    const torch::Tensor scratch = workspace(x);
+    check_kernel(cuda::batch_norm_relu_backward(
+                     map_type(x.scalar_type()), x.data_ptr(), dy.data_ptr(), dx.data_ptr(), x.numel() / channels,
+                     channels, weight.data_ptr<float>(), bias.data_ptr<float>(), saved[3].data_ptr<float>(),
+                     saved[4].data_ptr<float>(), dweight.data_ptr<float>(), dbias.data_ptr<float>(),
+                     scratch.data_ptr(), multiprocessors(), at::cuda::getCurrentCUDAStream().stream()),
+                 "backward", x);
+    return {dx, dweight, dbias, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+#endif
+
+}  // namespace
+
+bool fused_batch_norm_relu_applies(const torch::Tensor& x, const torch::nn::BatchNorm2dImpl& bn) {
+#ifdef DPUNET_WITH_CUDA_KERNELS
+  const auto& o = bn.options;
+  if (!x.is_cuda() || !bn.is_training() || x.dim() != 4 || !o.affine() || !o.track_running_stats() ||
+      !o.momentum().has_value()) {
+    return false;
+  }
+  const auto type = x.scalar_type();
+  const int64_t channels = x.size(1);
+  return (type == torch::kFloat || type == torch::kBFloat16 || type == torch::kHalf) && channels % 8 == 0 &&
+         channels <= cuda::kMaxChannels && x.numel() / channels > 1 && x.is_contiguous(at::MemoryFormat::ChannelsLast) &&
+         aligned(x) && is_float_vector(bn.weight, x) && is_float_vector(bn.bias, x) &&
+         is_float_vector(bn.running_mean, x) && is_float_vector(bn.running_var, x);
+#else
+  (void)x, (void)bn;
+  return false;
+#endif
+}
+
+torch::Tensor batch_norm_relu(const torch::Tensor& x, torch::nn::BatchNorm2dImpl& bn, bool allow_fused) {
+#ifdef DPUNET_WITH_CUDA_KERNELS
+  if (allow_fused && fused_batch_norm_relu_applies(x, bn)) {
+    {
+      torch::NoGradGuard no_grad;
+      bn.num_batches_tracked += 1;  // as BatchNorm2d's own forward does in training
+    }
+    return BatchNormReluFunction::apply(x, bn.weight, bn.bias, bn.running_mean, bn.running_var,
+                                        *bn.options.momentum(), bn.options.eps());
+  }
+#endif
+  (void)allow_fused;
+  torch::Tensor y = bn.forward(x);
+  return y.relu_();
+}
+
+}  // namespace dpunet::model

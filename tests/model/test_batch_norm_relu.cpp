@@ -1,0 +1,136 @@
+// Fused BatchNorm+ReLU against BatchNorm then ReLU: output, running statistics and
+// gradients, alone and inside a U-Net with and without checkpointing. The fused kernels
+// need a GPU ([gpu], skipped without one); the plain path is checked on the CPU.
+#include <torch/torch.h>
+#include <catch2/catch.hpp>
+
+#include "model/batch_norm_relu.h"
+#include "model/unet.h"
+
+using dpunet::model::batch_norm_relu;
+using dpunet::model::fused_batch_norm_relu_applies;
+
+namespace {
+
+torch::nn::BatchNorm2d make_norm(int64_t channels, const torch::Device& device) {
+  torch::manual_seed(1);
+  torch::nn::BatchNorm2d norm(channels);
+  torch::NoGradGuard no_grad;
+  norm->weight.uniform_(0.5, 1.5);
+  norm->bias.uniform_(-0.5, 0.5);
+  norm->running_mean.uniform_(-1, 1);
+  norm->running_var.uniform_(0.5, 2);
+  norm->to(device);
+  return norm;
+}
+
+struct Outcome {
+  torch::Tensor y, dx, dweight, dbias, running_mean, running_var, batches;
+};
+
+Outcome run(const torch::Tensor& input, const torch::Tensor& grad, bool fused) {
+  auto norm = make_norm(input.size(1), input.device());
+  const torch::Tensor x = input.detach().clone(at::MemoryFormat::ChannelsLast).requires_grad_(true);
+  REQUIRE(fused_batch_norm_relu_applies(x, *norm) == x.is_cuda());
+  const torch::Tensor y = batch_norm_relu(x, *norm, fused);
+  y.backward(grad);
+  return {y.detach().to(torch::kFloat).cpu(),   x.grad().to(torch::kFloat).cpu(),
+          norm->weight.grad().cpu(),            norm->bias.grad().cpu(),
+          norm->running_mean.cpu(),             norm->running_var.cpu(),
+          norm->num_batches_tracked.cpu()};
+}
+
+// `actual` is within `tolerance` of `expected` relative to expected's largest magnitude,
+// except at no more than one element in a thousand: where a normalised value lies within
+// rounding of zero, the two paths may disagree on the ReLU.
+void check_close(const torch::Tensor& actual, const torch::Tensor& expected, double tolerance, const char* what) {
+  INFO(what << " of shape " << expected.sizes());
+  const double scale = std::max(expected.abs().max().item<double>(), 1e-12);
+  const torch::Tensor off = (actual - expected).abs() > tolerance * scale;
+  const double off_fraction = off.to(torch::kFloat).mean().item<double>();
+  CHECK(off_fraction <= 1e-3);
+  const double relative = ((actual - expected).norm() / std::max(expected.norm().item<double>(), 1e-12)).item<double>();
+  CHECK(relative < tolerance);
+}
+
+}  // namespace
+
+TEST_CASE("fused BatchNorm+ReLU matches BatchNorm then ReLU on a GPU", "[gpu]") {
+  if (!torch::cuda::is_available()) {
+    WARN("skipped: needs a GPU");
+    return;
+  }
+  const torch::Device device(torch::kCUDA);
+  const std::vector<std::vector<int64_t>> shapes = {{4, 64, 33, 17}, {2, 128, 8, 8}, {3, 1024, 5, 7}, {1, 8, 1, 3}};
+  for (auto type : {torch::kFloat, torch::kBFloat16, torch::kHalf}) {
+    const double tolerance = type == torch::kFloat ? 1e-4 : 2e-2;
+    for (const auto& shape : shapes) {
+      for (double offset : {0.0, 50.0}) {  // a mean far from zero must not cancel the variance
+        torch::manual_seed(7);
+        const torch::Tensor input = (torch::randn(shape) * 2 + offset).to(device, type);
+        const torch::Tensor grad = torch::randn(shape).to(device, type).contiguous(at::MemoryFormat::ChannelsLast);
+        INFO("type " << type << " shape " << torch::IntArrayRef(shape) << " offset " << offset);
+        const Outcome fused = run(input, grad, true);
+        const Outcome plain = run(input, grad, false);
+        check_close(fused.y, plain.y, tolerance, "output");
+        check_close(fused.dx, plain.dx, tolerance, "input gradient");
+        check_close(fused.dweight, plain.dweight, tolerance, "weight gradient");
+        check_close(fused.dbias, plain.dbias, tolerance, "bias gradient");
+        check_close(fused.running_mean, plain.running_mean, 1e-4, "running mean");
+        check_close(fused.running_var, plain.running_var, 1e-3, "running variance");
+        CHECK(torch::equal(fused.batches, plain.batches));
+      }
+    }
+  }
+}
+
+TEST_CASE("a U-Net step with fused BatchNorm+ReLU matches the plain one on a GPU, checkpointed too", "[gpu]") {
+  if (!torch::cuda::is_available()) {
+    WARN("skipped: needs a GPU");
+    return;
+  }
+  at::globalContext().setAllowTF32CuDNN(false);
+  at::globalContext().setDeterministicCuDNN(true);
+  for (bool checkpointed : {false, true}) {
+    std::vector<std::vector<torch::Tensor>> grads;
+    std::vector<torch::Tensor> buffers;
+    for (bool fused : {true, false}) {
+      dpunet::model::UnetOptions o;
+      o.n_classes = 3;
+      o.base_channels = 16;
+      o.depth = 2;
+      o.fuse_norm_relu = fused;
+      torch::manual_seed(0);
+      dpunet::model::Unet net(o);
+      if (checkpointed) net->use_checkpointing(true, dpunet::model::CheckpointPolicy::kAll);
+      net->to(torch::kCUDA);
+      const torch::Tensor x =
+          torch::randn({2, 1, 64, 64}).to(torch::kCUDA).contiguous(at::MemoryFormat::ChannelsLast);
+      net->forward(x).square().mean().backward();
+      std::vector<torch::Tensor> g;
+      for (const auto& p : net->parameters()) g.push_back(p.grad().cpu());
+      grads.push_back(g);
+      buffers.push_back(torch::cat({net->buffers()[0].cpu(), net->buffers()[1].cpu()}));
+    }
+    INFO("checkpointed " << checkpointed);
+    for (size_t i = 0; i < grads[0].size(); ++i) check_close(grads[0][i], grads[1][i], 1e-3, "parameter gradient");
+    check_close(buffers[0], buffers[1], 1e-4, "first running statistics");
+  }
+}
+
+TEST_CASE("batch_norm_relu off the GPU is BatchNorm then ReLU", "[model]") {
+  torch::manual_seed(5);
+  const torch::Tensor input = torch::randn({2, 16, 5, 6});
+  const torch::Tensor grad = torch::randn({2, 16, 5, 6});
+  const Outcome fused = run(input, grad, true);  // falls back: no GPU here, or a CPU tensor
+  auto norm = make_norm(16, torch::kCPU);
+  const torch::Tensor x = input.clone(at::MemoryFormat::ChannelsLast).requires_grad_(true);
+  torch::Tensor y = norm->forward(x);
+  y = torch::relu(y);
+  y.backward(grad);
+  CHECK(torch::equal(fused.y, y.detach()));
+  CHECK(torch::equal(fused.dx, x.grad()));
+  CHECK(torch::equal(fused.running_var, norm->running_var));
+  norm->eval();
+  CHECK_FALSE(fused_batch_norm_relu_applies(x, *norm));
+}
