@@ -4,7 +4,7 @@ set -uo pipefail
 root=$1
 command -v clang-format >/dev/null || { echo "skipped: clang-format not installed"; exit 77; }
 cd "$root" || exit 1
-mapfile -t files < <(git ls-files '*.cpp' '*.h' '*.cpp.in' 2>/dev/null || find src tests -name '*.cpp' -o -name '*.h')
+mapfile -t files < <(git ls-files '*.cpp' '*.h' '*.cu' '*.cpp.in' 2>/dev/null || find src tests -name '*.cpp' -o -name '*.h' -o -name '*.cu')
 bad=()
 for f in "${files[@]}"; do
   clang-format --dry-run --Werror "$f" >/dev/null 2>&1 || bad+=("$f")

@@ -233,8 +233,9 @@ void add_bench_train_command(CLI::App& bench) {
   cmd->add_option("--policy", a->policy, "Checkpointed blocks: balanced or all")->capture_default_str();
   cmd->add_option("--peak-tflops", a->peak_tflops, "Device dense peak for MFU (H100 SXM bf16: 989)");
   cmd->add_flag("--max-batch", a->max_batch, "Also find the largest batch that fits (GPU)");
-  cmd->add_option("--profile", a->profile,
-                  "Also write a profiler trace of 3 steps to PREFIX.json (PREFIX.checkpointed.json with checkpointing)");
+  cmd->add_option(
+      "--profile", a->profile,
+      "Also write a profiler trace of 3 steps to PREFIX.json (PREFIX.checkpointed.json with checkpointing)");
   cmd->callback([a] { run(*a); });
 }
 

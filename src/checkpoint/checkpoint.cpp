@@ -88,8 +88,8 @@ TrainingState read_meta(torch::serialize::InputArchive& archive) {
 
 }  // namespace
 
-void save_checkpoint(const std::string& path, torch::nn::Module& model, torch::optim::Optimizer& optimizer,
-                     const TrainingState& state) {
+std::string encode_checkpoint(torch::nn::Module& model, torch::optim::Optimizer& optimizer,
+                              const TrainingState& state) {
   torch::serialize::OutputArchive archive, model_archive, optimizer_archive;
   model.save(model_archive);
   optimizer.save(optimizer_archive);
@@ -98,13 +98,20 @@ void save_checkpoint(const std::string& path, torch::nn::Module& model, torch::o
   write_meta(archive, state);
   std::ostringstream payload;
   archive.save_to(payload);
-  const std::string body = payload.str();
-  std::string bytes(kMagic, 8);
-  put<uint32_t>(bytes, kFormatVersion);
-  put<uint64_t>(bytes, body.size());
-  put<uint32_t>(bytes, crc_of(body.data(), body.size()));
-  bytes += body;
-  write_file_atomically(path, bytes);
+  return payload.str();
+}
+
+void write_checkpoint(const std::string& path, const std::string& payload) {
+  std::string header(kMagic, 8);
+  put<uint32_t>(header, kFormatVersion);
+  put<uint64_t>(header, payload.size());
+  put<uint32_t>(header, crc_of(payload.data(), payload.size()));
+  write_file_atomically(path, {header, payload});
+}
+
+void save_checkpoint(const std::string& path, torch::nn::Module& model, torch::optim::Optimizer& optimizer,
+                     const TrainingState& state) {
+  write_checkpoint(path, encode_checkpoint(model, optimizer, state));
 }
 
 LoadedCheckpoint::LoadedCheckpoint(const std::string& path) : path_(path) {

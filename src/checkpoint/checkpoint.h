@@ -30,9 +30,16 @@ struct TrainingState {
   torch::Tensor rng_cuda;  // this rank's CUDA generator state; undefined on CPU
 };
 
-// Serialises and writes atomically (common/atomic_file.h).
+// Serialises and writes atomically (common/atomic_file.h): encode_checkpoint, then
+// write_checkpoint.
 void save_checkpoint(const std::string& path, torch::nn::Module& model, torch::optim::Optimizer& optimizer,
                      const TrainingState& state);
+// The two halves of a save. encode_checkpoint takes the snapshot (tensors are copied off
+// the device) and must run while nothing changes the model or optimizer; write_checkpoint
+// adds the frame and checksum and writes the file, and may run on another thread while
+// training goes on.
+std::string encode_checkpoint(torch::nn::Module& model, torch::optim::Optimizer& optimizer, const TrainingState& state);
+void write_checkpoint(const std::string& path, const std::string& payload);
 
 // A verified checkpoint, read into memory; restore() puts it into a model and optimizer
 // built the same way as the ones that were saved.

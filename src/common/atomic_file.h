@@ -4,11 +4,15 @@
 #pragma once
 
 #include <string>
+#include <string_view>
+#include <vector>
 
 namespace dpunet {
 
 // Throws dpunet::Error naming `path` and the system's reason (e.g. no space left).
 void write_file_atomically(const std::string& path, const std::string& bytes);
+// The same for a file made of `pieces` one after the other, without joining them first.
+void write_file_atomically(const std::string& path, const std::vector<std::string_view>& pieces);
 
 // Reads a whole file; throws naming `path` when it cannot.
 std::string read_file(const std::string& path);

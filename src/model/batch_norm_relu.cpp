@@ -66,13 +66,13 @@ class BatchNormReluFunction : public torch::autograd::Function<BatchNormReluFunc
     const torch::Tensor save_mean = torch::empty({channels}, stats);
     const torch::Tensor save_invstd = torch::empty({channels}, stats);
     const torch::Tensor scratch = workspace(x);
-    check_kernel(cuda::batch_norm_relu_forward(
-                     map_type(x.scalar_type()), x.data_ptr(), y.data_ptr(), x.numel() / channels, channels,
-                     weight.data_ptr<float>(), bias.data_ptr<float>(), running_mean.data_ptr<float>(),
-                     running_var.data_ptr<float>(), momentum, eps, save_mean.data_ptr<float>(),
-                     save_invstd.data_ptr<float>(), scratch.data_ptr(), multiprocessors(),
-                     at::cuda::getCurrentCUDAStream().stream()),
-                 "forward", x);
+    check_kernel(
+        cuda::batch_norm_relu_forward(map_type(x.scalar_type()), x.data_ptr(), y.data_ptr(), x.numel() / channels,
+                                      channels, weight.data_ptr<float>(), bias.data_ptr<float>(),
+                                      running_mean.data_ptr<float>(), running_var.data_ptr<float>(), momentum, eps,
+                                      save_mean.data_ptr<float>(), save_invstd.data_ptr<float>(), scratch.data_ptr(),
+                                      multiprocessors(), at::cuda::getCurrentCUDAStream().stream()),
+        "forward", x);
     ctx->save_for_backward({x, weight, bias, save_mean, save_invstd});
     return y;
   }
@@ -91,8 +91,8 @@ class BatchNormReluFunction : public torch::autograd::Function<BatchNormReluFunc
     check_kernel(cuda::batch_norm_relu_backward(
                      map_type(x.scalar_type()), x.data_ptr(), dy.data_ptr(), dx.data_ptr(), x.numel() / channels,
                      channels, weight.data_ptr<float>(), bias.data_ptr<float>(), saved[3].data_ptr<float>(),
-                     saved[4].data_ptr<float>(), dweight.data_ptr<float>(), dbias.data_ptr<float>(),
-                     scratch.data_ptr(), multiprocessors(), at::cuda::getCurrentCUDAStream().stream()),
+                     saved[4].data_ptr<float>(), dweight.data_ptr<float>(), dbias.data_ptr<float>(), scratch.data_ptr(),
+                     multiprocessors(), at::cuda::getCurrentCUDAStream().stream()),
                  "backward", x);
     return {dx, dweight, dbias, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
@@ -111,9 +111,9 @@ bool fused_batch_norm_relu_applies(const torch::Tensor& x, const torch::nn::Batc
   const auto type = x.scalar_type();
   const int64_t channels = x.size(1);
   return (type == torch::kFloat || type == torch::kBFloat16 || type == torch::kHalf) && channels % 8 == 0 &&
-         channels <= cuda::kMaxChannels && x.numel() / channels > 1 && x.is_contiguous(at::MemoryFormat::ChannelsLast) &&
-         aligned(x) && is_float_vector(bn.weight, x) && is_float_vector(bn.bias, x) &&
-         is_float_vector(bn.running_mean, x) && is_float_vector(bn.running_var, x);
+         channels <= cuda::kMaxChannels && x.numel() / channels > 1 &&
+         x.is_contiguous(at::MemoryFormat::ChannelsLast) && aligned(x) && is_float_vector(bn.weight, x) &&
+         is_float_vector(bn.bias, x) && is_float_vector(bn.running_mean, x) && is_float_vector(bn.running_var, x);
 #else
   (void)x, (void)bn;
   return false;
@@ -127,8 +127,8 @@ torch::Tensor batch_norm_relu(const torch::Tensor& x, torch::nn::BatchNorm2dImpl
       torch::NoGradGuard no_grad;
       bn.num_batches_tracked += 1;  // as BatchNorm2d's own forward does in training
     }
-    return BatchNormReluFunction::apply(x, bn.weight, bn.bias, bn.running_mean, bn.running_var,
-                                        *bn.options.momentum(), bn.options.eps());
+    return BatchNormReluFunction::apply(x, bn.weight, bn.bias, bn.running_mean, bn.running_var, *bn.options.momentum(),
+                                        bn.options.eps());
   }
 #endif
   (void)allow_fused;

@@ -19,8 +19,8 @@ namespace dpunet::model::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kVector = 8;          // channels per thread
-constexpr int kBlocksPerSm = 8;     // blocks of the reductions
+constexpr int kVector = 8;       // channels per thread
+constexpr int kBlocksPerSm = 8;  // blocks of the reductions
 constexpr int kApplyBlocksPerSm = 16;
 
 __device__ inline void load8(const float* p, float (&v)[kVector]) {
@@ -85,7 +85,7 @@ struct Split {
   int groups;         // threads per row
   int rows_per_pass;  // rows a block covers per pass
   int blocks;
-  int64_t chunk;      // rows per block
+  int64_t chunk;  // rows per block
 };
 Split split(int64_t rows, int64_t channels, int multiprocessors) {
   Split s;
@@ -130,9 +130,8 @@ __device__ void write_block_partial(const float (&first)[kVector], const float (
 // Shifted sums of x and x^2 per channel over this block's rows; block 0 also records the
 // shift (the first row) after the partials.
 template <typename T>
-__global__ void __launch_bounds__(kThreads)
-    statistics_partial(const T* x, int64_t rows, int channels, int groups, int rows_per_pass, int64_t chunk,
-                       float* partial) {
+__global__ void __launch_bounds__(kThreads) statistics_partial(const T* x, int64_t rows, int channels, int groups,
+                                                               int rows_per_pass, int64_t chunk, float* partial) {
   const int g = threadIdx.x % groups, r = threadIdx.x / groups;
   float shift[kVector], sum[kVector] = {}, squares[kVector] = {};
   load8(x + g * kVector, shift);
@@ -323,10 +322,10 @@ const char* forward_typed(const T* x, T* y, int64_t rows, int64_t channels, cons
                           float* save_invstd, float* workspace, int multiprocessors, cudaStream_t stream) {
   const Split s = split(rows, channels, multiprocessors);
   const int c = static_cast<int>(channels);
-  statistics_partial<T><<<s.blocks, kThreads, partial_shared_bytes(s), stream>>>(x, rows, c, s.groups,
-                                                                                 s.rows_per_pass, s.chunk, workspace);
+  statistics_partial<T><<<s.blocks, kThreads, partial_shared_bytes(s), stream>>>(x, rows, c, s.groups, s.rows_per_pass,
+                                                                                 s.chunk, workspace);
   statistics_finalize<<<c, kThreads, 0, stream>>>(workspace, s.blocks, rows, c, momentum, eps, running_mean,
-                                                   running_var, save_mean, save_invstd);
+                                                  running_var, save_mean, save_invstd);
   const int64_t vectors = rows * channels / kVector;
   forward_apply<T><<<apply_blocks(vectors, channels, multiprocessors), kThreads, 0, stream>>>(
       x, y, vectors, c, weight, bias, save_mean, save_invstd);
@@ -357,8 +356,8 @@ int64_t batch_norm_relu_workspace_bytes(int64_t rows, int64_t channels, int mult
 
 const char* batch_norm_relu_forward(MapType type, const void* x, void* y, int64_t rows, int64_t channels,
                                     const float* weight, const float* bias, float* running_mean, float* running_var,
-                                    double momentum, double eps, float* save_mean, float* save_invstd,
-                                    void* workspace, int multiprocessors, void* stream) {
+                                    double momentum, double eps, float* save_mean, float* save_invstd, void* workspace,
+                                    int multiprocessors, void* stream) {
   if (channels % kVector != 0 || channels > kMaxChannels || rows < 1) return "unsupported shape";
   auto* ws = static_cast<float*>(workspace);
   auto st = static_cast<cudaStream_t>(stream);
@@ -367,9 +366,9 @@ const char* batch_norm_relu_forward(MapType type, const void* x, void* y, int64_
       return forward_typed(static_cast<const float*>(x), static_cast<float*>(y), rows, channels, weight, bias,
                            running_mean, running_var, momentum, eps, save_mean, save_invstd, ws, multiprocessors, st);
     case MapType::kBFloat16:
-      return forward_typed(static_cast<const __nv_bfloat16*>(x), static_cast<__nv_bfloat16*>(y), rows, channels,
-                           weight, bias, running_mean, running_var, momentum, eps, save_mean, save_invstd, ws,
-                           multiprocessors, st);
+      return forward_typed(static_cast<const __nv_bfloat16*>(x), static_cast<__nv_bfloat16*>(y), rows, channels, weight,
+                           bias, running_mean, running_var, momentum, eps, save_mean, save_invstd, ws, multiprocessors,
+                           st);
     case MapType::kHalf:
       return forward_typed(static_cast<const __half*>(x), static_cast<__half*>(y), rows, channels, weight, bias,
                            running_mean, running_var, momentum, eps, save_mean, save_invstd, ws, multiprocessors, st);

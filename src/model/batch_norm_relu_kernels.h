@@ -24,8 +24,8 @@ int64_t batch_norm_relu_workspace_bytes(int64_t rows, int64_t channels, int mult
 // with `momentum` (unbiased variance, as BatchNorm does).
 const char* batch_norm_relu_forward(MapType type, const void* x, void* y, int64_t rows, int64_t channels,
                                     const float* weight, const float* bias, float* running_mean, float* running_var,
-                                    double momentum, double eps, float* save_mean, float* save_invstd,
-                                    void* workspace, int multiprocessors, void* stream);
+                                    double momentum, double eps, float* save_mean, float* save_invstd, void* workspace,
+                                    int multiprocessors, void* stream);
 
 // Gradients of the above from its input x and the output gradient dy: dx (may alias dy),
 // dweight and dbias. The ReLU mask is recomputed from x, so y need not be kept.

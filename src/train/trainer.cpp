@@ -12,6 +12,7 @@
 #include <optional>
 #include <thread>
 
+#include "checkpoint/background_writer.h"
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/safetensors.h"
 #include "checkpoint/store.h"
@@ -75,6 +76,9 @@ class Trainer {
   int64_t step_ = 0;
   int64_t epoch_ = 0;
   double best_score_ = -1;
+  // Writes checkpoints while training goes on; declared last, so it finishes its write
+  // before the store and everything else it might touch are gone.
+  checkpoint::BackgroundWriter writer_;
   // Throughput bookkeeping between log lines.
   Clock::time_point run_start_, window_start_;
   double window_wait_start_ = 0;
@@ -268,9 +272,13 @@ void Trainer::save(bool best) {
   // Nothing in the step draws from torch's generator today; its state is kept so that a
   // future random op (dropout, stochastic depth) resumes exactly too.
   state.rng_cpu = at::detail::getDefaultCPUGenerator().get_state();
-  store_.commit(
-      step_, [&](const std::string& path) { checkpoint::save_checkpoint(path, *model_, *optimizer_, state); }, best,
-      config_.checkpoint.keep_last);
+  // The snapshot is taken here; writing it (checksum, file, fsync, pruning old ones) runs
+  // on the writer's thread, overlapping the next steps.
+  auto payload = std::make_shared<const std::string>(checkpoint::encode_checkpoint(*model_, *optimizer_, state));
+  writer_.submit([this, payload, step = step_, best, keep = config_.checkpoint.keep_last] {
+    store_.commit(
+        step, [&](const std::string& path) { checkpoint::write_checkpoint(path, *payload); }, best, keep);
+  });
 }
 
 void Trainer::log_progress(const torch::Tensor& loss_sum, int64_t steps) {
@@ -328,6 +336,7 @@ int Trainer::run() {
       loss_window.zero_();
       window_steps_ = 0;
     }
+    if (preempted || stop_requested) writer_.wait();  // the checkpoint is on disk before we say so
     if (preempted) {
       logger_.info("stopped by a signal at step " + std::to_string(step_) + "; checkpoint written, exit code " +
                    std::to_string(kPreemptedExitCode) + " (resume with --resume auto)");
@@ -338,6 +347,7 @@ int Trainer::run() {
       return 0;
     }
   }
+  writer_.wait();
   // The marker job scripts look for: this run has done all its steps.
   if (context_.is_root()) write_file_atomically(config_.run.dir + "/DONE", std::to_string(step_) + "\n");
   logger_.info("done: " + std::to_string(step_) + " steps; checkpoints in " + store_.directory());

@@ -34,9 +34,9 @@ Outcome run(const torch::Tensor& input, const torch::Tensor& grad, bool fused) {
   REQUIRE(fused_batch_norm_relu_applies(x, *norm) == x.is_cuda());
   const torch::Tensor y = batch_norm_relu(x, *norm, fused);
   y.backward(grad);
-  return {y.detach().to(torch::kFloat).cpu(),   x.grad().to(torch::kFloat).cpu(),
-          norm->weight.grad().cpu(),            norm->bias.grad().cpu(),
-          norm->running_mean.cpu(),             norm->running_var.cpu(),
+  return {y.detach().to(torch::kFloat).cpu(), x.grad().to(torch::kFloat).cpu(),
+          norm->weight.grad().cpu(),          norm->bias.grad().cpu(),
+          norm->running_mean.cpu(),           norm->running_var.cpu(),
           norm->num_batches_tracked.cpu()};
 }
 
@@ -104,8 +104,7 @@ TEST_CASE("a U-Net step with fused BatchNorm+ReLU matches the plain one on a GPU
       dpunet::model::Unet net(o);
       if (checkpointed) net->use_checkpointing(true, dpunet::model::CheckpointPolicy::kAll);
       net->to(torch::kCUDA);
-      const torch::Tensor x =
-          torch::randn({2, 1, 64, 64}).to(torch::kCUDA).contiguous(at::MemoryFormat::ChannelsLast);
+      const torch::Tensor x = torch::randn({2, 1, 64, 64}).to(torch::kCUDA).contiguous(at::MemoryFormat::ChannelsLast);
       net->forward(x).square().mean().backward();
       std::vector<torch::Tensor> g;
       for (const auto& p : net->parameters()) g.push_back(p.grad().cpu());

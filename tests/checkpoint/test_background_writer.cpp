@@ -1,0 +1,44 @@
+// BackgroundWriter: jobs run one at a time, in order, off the caller's thread, and a
+// failure comes back to the caller at the next submit() or wait().
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "checkpoint/background_writer.h"
+
+using dpunet::checkpoint::BackgroundWriter;
+
+TEST_CASE("BackgroundWriter runs jobs in order, one at a time, off the caller's thread", "[checkpoint]") {
+  BackgroundWriter writer;
+  std::vector<int> order;
+  std::atomic<int> running{0};
+  std::atomic<bool> overlapped{false}, on_caller_thread{false};
+  const auto caller = std::this_thread::get_id();
+  for (int i = 0; i < 5; ++i) {
+    writer.submit([&, i] {
+      if (running.fetch_add(1) != 0) overlapped = true;
+      if (std::this_thread::get_id() == caller) on_caller_thread = true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      order.push_back(i);
+      running.fetch_sub(1);
+    });
+  }
+  writer.wait();
+  CHECK(order == std::vector<int>{0, 1, 2, 3, 4});
+  CHECK_FALSE(overlapped);
+  CHECK_FALSE(on_caller_thread);
+}
+
+TEST_CASE("BackgroundWriter hands a failed job's error to the next submit or wait", "[checkpoint]") {
+  BackgroundWriter writer;
+  writer.submit([] { throw std::runtime_error("disk full"); });
+  CHECK_THROWS_WITH(writer.submit([] {}), "disk full");
+  writer.wait();  // the job after the failure ran and succeeded
+  writer.submit([] { throw std::runtime_error("disk full again"); });
+  CHECK_THROWS_WITH(writer.wait(), "disk full again");
+  CHECK_NOTHROW(writer.wait());  // reported once
+}
