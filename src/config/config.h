@@ -24,6 +24,7 @@ struct ModelConfig {
   std::string norm = "batch";          // batch | instance | group | none | sync_batch
   std::string padding = "same";        // same | valid
   std::string checkpointing = "none";  // none | balanced | all
+  bool fuse_norm_relu = true;          // fused BatchNorm+ReLU kernels where they apply (GPU)
 };
 
 struct DataConfig {

@@ -137,6 +137,7 @@ std::vector<Field> build() {
       text("model.norm", AT(model.norm), {"batch", "instance", "group", "none", "sync_batch"}),
       text("model.padding", AT(model.padding), {"same", "valid"}),
       text("model.checkpointing", AT(model.checkpointing), {"none", "balanced", "all"}),
+      boolean("model.fuse_norm_relu", AT(model.fuse_norm_relu)),
 
       text("data.train", AT(data.train)),
       text("data.val", AT(data.val)),

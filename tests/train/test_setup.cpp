@@ -1,9 +1,21 @@
-// Training setup helpers: NHWC weights.
+// Training setup helpers: NHWC weights; the model the config describes.
 #include <torch/torch.h>
 #include <catch2/catch.hpp>
 
+#include "config/config.h"
 #include "model/unet.h"
 #include "train/setup.h"
+
+TEST_CASE("the config's model keys reach the U-Net's options", "[train]") {
+  const auto config = dpunet::config::parse_config(
+      "model:\n  base_channels: 8\n  depth: 2\n  padding: valid\n  fuse_norm_relu: false\n", "m.yaml");
+  const dpunet::model::UnetOptions o = dpunet::train::unet_options(config, nullptr);
+  CHECK(o.base_channels == 8);
+  CHECK(o.depth == 2);
+  CHECK(o.padding == dpunet::model::Padding::kValid);
+  CHECK_FALSE(o.fuse_norm_relu);
+  CHECK(dpunet::train::unet_options(dpunet::config::parse_config("", "d.yaml"), nullptr).fuse_norm_relu);
+}
 
 TEST_CASE("use_channels_last_weights gives every 4-D weight NHWC strides, one-input-channel ones too", "[train]") {
   torch::manual_seed(0);
