@@ -1,7 +1,7 @@
 // BackgroundWriter over std::async: one future, waited on before the next job starts.
 #include "checkpoint/background_writer.h"
 
-#include <exception>
+#include <chrono>
 #include <iostream>
 
 namespace dpunet::checkpoint {
@@ -14,15 +14,29 @@ BackgroundWriter::~BackgroundWriter() {
   }
 }
 
+std::exception_ptr BackgroundWriter::finish() {
+  if (!in_flight_.valid()) return nullptr;
+  std::future<void> done = std::move(in_flight_);
+  try {
+    done.get();
+  } catch (...) {
+    return std::current_exception();
+  }
+  return nullptr;
+}
+
 void BackgroundWriter::submit(std::function<void()> job) {
-  wait();
+  const std::exception_ptr previous = finish();
   in_flight_ = std::async(std::launch::async, std::move(job));
+  if (previous) std::rethrow_exception(previous);
 }
 
 void BackgroundWriter::wait() {
-  if (!in_flight_.valid()) return;
-  std::future<void> done = std::move(in_flight_);
-  done.get();
+  if (const std::exception_ptr failure = finish()) std::rethrow_exception(failure);
+}
+
+void BackgroundWriter::poll() {
+  if (in_flight_.valid() && in_flight_.wait_for(std::chrono::seconds(0)) == std::future_status::ready) wait();
 }
 
 }  // namespace dpunet::checkpoint

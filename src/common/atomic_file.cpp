@@ -37,7 +37,7 @@ void write_file_atomically(const std::string& path, const std::vector<std::strin
       const ssize_t n = ::write(fd, piece.data() + written, piece.size() - written);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {
-        error = errno != 0 ? errno : EIO;
+        error = n < 0 ? errno : EIO;  // a write of 0 bytes sets no errno
         break;
       }
       written += static_cast<size_t>(n);

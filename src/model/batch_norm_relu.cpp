@@ -101,6 +101,14 @@ class BatchNormReluFunction : public torch::autograd::Function<BatchNormReluFunc
 
 }  // namespace
 
+bool fused_batch_norm_relu_built() {
+#ifdef DPUNET_WITH_CUDA_KERNELS
+  return true;
+#else
+  return false;
+#endif
+}
+
 bool fused_batch_norm_relu_applies(const torch::Tensor& x, const torch::nn::BatchNorm2dImpl& bn) {
 #ifdef DPUNET_WITH_CUDA_KERNELS
   const auto& o = bn.options;
@@ -108,6 +116,8 @@ bool fused_batch_norm_relu_applies(const torch::Tensor& x, const torch::nn::Batc
       !o.momentum().has_value()) {
     return false;
   }
+  // The kernels are built for sm_80 and newer (DPUNET_CUDA_ARCHITECTURES).
+  if (at::cuda::getDeviceProperties(x.device().index())->major < 8) return false;
   const auto type = x.scalar_type();
   const int64_t channels = x.size(1);
   return (type == torch::kFloat || type == torch::kBFloat16 || type == torch::kHalf) && channels % 8 == 0 &&

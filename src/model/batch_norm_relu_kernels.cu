@@ -79,6 +79,10 @@ __device__ inline Affine affine(float mean, float invstd, float weight, float bi
 __device__ inline float pre_relu(float x, Affine a) {
   return __fmaf_rn(x, a.scale, a.offset);
 }
+// ReLU's pass test, as ATen's: NaN passes (and so propagates) like a positive value.
+__device__ inline bool relu_passes(float z) {
+  return !(z <= 0.f);
+}
 
 // How the reductions split rows: blocks of kThreads threads, channels / 8 threads per row.
 struct Split {
@@ -192,7 +196,8 @@ __global__ void __launch_bounds__(kThreads)
   const double n = static_cast<double>(rows);
   const double shift = partial[static_cast<int64_t>(blocks) * 2 * channels + c];
   const double shifted_mean = sum / n;
-  const double var = fmax(squares / n - shifted_mean * shifted_mean, 0.0);
+  const double raw_var = squares / n - shifted_mean * shifted_mean;
+  const double var = raw_var < 0 ? 0.0 : raw_var;  // rounding may dip below 0; NaN stays NaN
   const double mean = shift + shifted_mean;
   save_mean[c] = static_cast<float>(mean);
   save_invstd[c] = static_cast<float>(1.0 / sqrt(var + eps));
@@ -216,7 +221,10 @@ __global__ void __launch_bounds__(kThreads)
     float values[kVector];
     load8(x + v * kVector, values);
 #pragma unroll
-    for (int k = 0; k < kVector; ++k) values[k] = fmaxf(pre_relu(values[k], a[k]), 0.f);
+    for (int k = 0; k < kVector; ++k) {
+      const float z = pre_relu(values[k], a[k]);
+      values[k] = relu_passes(z) ? z : 0.f;
+    }
     store8(y + v * kVector, values);
   }
 }
@@ -248,7 +256,7 @@ __global__ void __launch_bounds__(kThreads)
       load8(dy + row * channels + g * kVector, gv);
 #pragma unroll
       for (int k = 0; k < kVector; ++k) {
-        const float grad = pre_relu(xv[k], a[k]) > 0.f ? gv[k] : 0.f;
+        const float grad = relu_passes(pre_relu(xv[k], a[k])) ? gv[k] : 0.f;
         sum[k] += grad;
         dot[k] = fmaf(grad, (xv[k] - m[k]) * s[k], dot[k]);
       }
@@ -294,7 +302,7 @@ __global__ void __launch_bounds__(kThreads)
     load8(dy + v * kVector, gv);
 #pragma unroll
     for (int k = 0; k < kVector; ++k) {
-      const float grad = pre_relu(xv[k], a[k]) > 0.f ? gv[k] : 0.f;
+      const float grad = relu_passes(pre_relu(xv[k], a[k])) ? gv[k] : 0.f;
       const float xhat = (xv[k] - m[k]) * s[k];
       gv[k] = gain[k] * grad - gain_mean_grad[k] - xhat * gain_mean_dot[k];
     }

@@ -317,6 +317,7 @@ int Trainer::run() {
   window_wait_start_ = loader_->wait_seconds();
   torch::Tensor loss_window = torch::zeros({}, torch::TensorOptions().device(device_));
   while (step_ < config_.train.steps) {
+    writer_.poll();  // a failed checkpoint write stops the run now, not at the next save
     int64_t epoch_after = epoch_;
     loss_window += train_step(&epoch_after);
     ++window_steps_;

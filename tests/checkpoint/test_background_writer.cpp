@@ -4,7 +4,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <future>
 #include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -33,12 +35,41 @@ TEST_CASE("BackgroundWriter runs jobs in order, one at a time, off the caller's 
   CHECK_FALSE(on_caller_thread);
 }
 
-TEST_CASE("BackgroundWriter hands a failed job's error to the next submit or wait", "[checkpoint]") {
+TEST_CASE("BackgroundWriter hands a failed job's error to poll, submit or wait, once", "[checkpoint]") {
   BackgroundWriter writer;
   writer.submit([] { throw std::runtime_error("disk full"); });
-  CHECK_THROWS_WITH(writer.submit([] {}), "disk full");
-  writer.wait();  // the job after the failure ran and succeeded
+  std::atomic<bool> newer_ran{false};
+  // The newer job still runs: its snapshot is written while the caller handles the error.
+  CHECK_THROWS_WITH(writer.submit([&] { newer_ran = true; }), "disk full");
+  writer.wait();
+  CHECK(newer_ran);
+
   writer.submit([] { throw std::runtime_error("disk full again"); });
   CHECK_THROWS_WITH(writer.wait(), "disk full again");
   CHECK_NOTHROW(writer.wait());  // reported once
+
+  writer.submit([] { throw std::runtime_error("no space"); });
+  bool reported = false;
+  for (int i = 0; i < 2000 && !reported; ++i) {  // poll never blocks; the job ends within ms
+    try {
+      writer.poll();
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    } catch (const std::runtime_error& e) {
+      reported = std::string(e.what()) == "no space";
+    }
+  }
+  CHECK(reported);
+  CHECK_NOTHROW(writer.poll());
+}
+
+TEST_CASE("BackgroundWriter::poll does not wait for a job in flight", "[checkpoint]") {
+  BackgroundWriter writer;
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  writer.submit([released] { released.wait(); });
+  const auto start = std::chrono::steady_clock::now();
+  writer.poll();
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(1));
+  release.set_value();
+  writer.wait();
 }
