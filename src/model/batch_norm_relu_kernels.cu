@@ -28,21 +28,29 @@ __device__ inline void load8(const float* p, float (&v)[kVector]) {
   const float4 b = reinterpret_cast<const float4*>(p)[1];
   v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
 }
-__device__ inline void load8(const __nv_bfloat16* p, float (&v)[kVector]) {
+// The 16-bit map types, 8 values per 16-byte load: how a pair converts to and from float.
+template <typename T>
+struct Pair16;
+template <>
+struct Pair16<__nv_bfloat16> {
+  using type = __nv_bfloat162;
+  __device__ static float2 to_float2(type v) { return __bfloat1622float2(v); }
+  __device__ static type from_floats(float a, float b) { return __floats2bfloat162_rn(a, b); }
+};
+template <>
+struct Pair16<__half> {
+  using type = __half2;
+  __device__ static float2 to_float2(type v) { return __half22float2(v); }
+  __device__ static type from_floats(float a, float b) { return __floats2half2_rn(a, b); }
+};
+
+template <typename T>
+__device__ inline void load8(const T* p, float (&v)[kVector]) {
   const uint4 raw = *reinterpret_cast<const uint4*>(p);
-  const auto* pairs = reinterpret_cast<const __nv_bfloat162*>(&raw);
+  const auto* pairs = reinterpret_cast<const typename Pair16<T>::type*>(&raw);
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
-    const float2 f = __bfloat1622float2(pairs[i]);
-    v[2 * i] = f.x, v[2 * i + 1] = f.y;
-  }
-}
-__device__ inline void load8(const __half* p, float (&v)[kVector]) {
-  const uint4 raw = *reinterpret_cast<const uint4*>(p);
-  const auto* pairs = reinterpret_cast<const __half2*>(&raw);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 f = __half22float2(pairs[i]);
+    const float2 f = Pair16<T>::to_float2(pairs[i]);
     v[2 * i] = f.x, v[2 * i + 1] = f.y;
   }
 }
@@ -51,18 +59,12 @@ __device__ inline void store8(float* p, const float (&v)[kVector]) {
   reinterpret_cast<float4*>(p)[0] = make_float4(v[0], v[1], v[2], v[3]);
   reinterpret_cast<float4*>(p)[1] = make_float4(v[4], v[5], v[6], v[7]);
 }
-__device__ inline void store8(__nv_bfloat16* p, const float (&v)[kVector]) {
+template <typename T>
+__device__ inline void store8(T* p, const float (&v)[kVector]) {
   uint4 raw;
-  auto* pairs = reinterpret_cast<__nv_bfloat162*>(&raw);
+  auto* pairs = reinterpret_cast<typename Pair16<T>::type*>(&raw);
 #pragma unroll
-  for (int i = 0; i < 4; ++i) pairs[i] = __floats2bfloat162_rn(v[2 * i], v[2 * i + 1]);
-  *reinterpret_cast<uint4*>(p) = raw;
-}
-__device__ inline void store8(__half* p, const float (&v)[kVector]) {
-  uint4 raw;
-  auto* pairs = reinterpret_cast<__half2*>(&raw);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) pairs[i] = __floats2half2_rn(v[2 * i], v[2 * i + 1]);
+  for (int i = 0; i < 4; ++i) pairs[i] = Pair16<T>::from_floats(v[2 * i], v[2 * i + 1]);
   *reinterpret_cast<uint4*>(p) = raw;
 }
 
