@@ -136,6 +136,23 @@ int64_t largest_batch(const BenchTrainArgs& a, dist::Context& context, dist::Com
   return good;
 }
 
+// Step time at `batch` (the largest that fits), for comparing time per sample at each
+// variant's own largest batch; null when the timed steps no longer fit (fragmentation).
+nlohmann::json step_ms_at(const BenchTrainArgs& a, dist::Context& context, dist::Communicator& comm, bool checkpointed,
+                          int64_t batch) {
+  try {
+    Step s = make_step(a, context, comm, checkpointed, batch);
+    for (int64_t i = 0; i < std::max<int64_t>(a.warmup, 1); ++i) s.run();
+    s.sync();
+    const double start = now_ms();
+    for (int64_t i = 0; i < a.steps; ++i) s.run();
+    s.sync();
+    return slowest_rank((now_ms() - start) / static_cast<double>(a.steps));
+  } catch (const c10::OutOfMemoryError&) {
+    return nullptr;
+  }
+}
+
 nlohmann::json run_variant(const BenchTrainArgs& a, dist::Context& context, dist::Communicator& comm,
                            bool checkpointed) {
   MemoryProbe memory(context.device().str());
@@ -155,7 +172,7 @@ nlohmann::json run_variant(const BenchTrainArgs& a, dist::Context& context, dist
   }
   const double samples_per_s = static_cast<double>(a.batch * context.world_size()) * 1000.0 / step_ms;
   const double train_flops = 3.0 * model::unet_forward_flops(unet_options(a), a.size);  // per sample
-  nlohmann::json row = {{"checkpointing", checkpointed ? "balanced" : "none"},
+  nlohmann::json row = {{"checkpointing", checkpointed ? a.policy : "none"},
                         {"step_ms", step_ms},
                         {"steps_per_s", 1000.0 / step_ms},
                         {"samples_per_s", samples_per_s},
@@ -177,7 +194,13 @@ nlohmann::json run_variant(const BenchTrainArgs& a, dist::Context& context, dist
     });
     row["profile"] = path;
   }
-  if (a.max_batch && context.device().is_cuda()) row["largest_batch"] = largest_batch(a, context, comm, checkpointed);
+  if (a.max_batch && context.device().is_cuda()) {
+    const int64_t largest = largest_batch(a, context, comm, checkpointed);
+    row["largest_batch"] = largest;
+    const nlohmann::json ms = step_ms_at(a, context, comm, checkpointed, largest);
+    row["largest_batch_step_ms"] = ms;
+    if (!ms.is_null()) row["largest_batch_ms_per_sample"] = ms.get<double>() / static_cast<double>(largest);
+  }
   return row;
 }
 

@@ -20,17 +20,27 @@ namespace dpunet::dist {
 enum class ReduceOp { kSum, kAvg };
 
 // A collective in flight. wait() returns once the result is in the tensor and visible to
-// the caller's following work; it throws dpunet::Error on failure or timeout.
+// the caller's following work, host code included; it throws dpunet::Error on failure or
+// timeout.
 class Work {
  public:
   virtual ~Work() = default;
   virtual void wait() = 0;
+  // Orders the caller's following device work (the current CUDA stream) after the
+  // collective without blocking the host; the backend watches it and raises a failure or
+  // stall at a later call. Host code must not read the result before it syncs the
+  // stream. On CPU backends it is wait().
+  virtual void wait_on_stream() { wait(); }
 };
 
 struct CommunicatorOptions {
   // A collective that has not finished after this long is reported as a stall (naming
   // rank, host and operation) instead of hanging the job.
   std::chrono::milliseconds timeout{std::chrono::minutes(10)};
+  // Backends that watch collectives from a thread of their own (NCCL): how long the
+  // caller's thread has to raise such a failure before the watchdog ends the process
+  // itself, because the caller is blocked on the stalled work.
+  std::chrono::milliseconds abort_grace{std::chrono::seconds(30)};
 };
 
 class Communicator {
@@ -49,6 +59,11 @@ class Communicator {
   // output [world_size * input.numel()] holds rank r's input at offset r * input.numel().
   virtual std::unique_ptr<Work> all_gather_async(const at::Tensor& input, const at::Tensor& output) = 0;
   virtual void barrier() = 0;
+  // Throws the failure or stall of a collective waited on with wait_on_stream(), once the
+  // backend has seen it. A host read that syncs the device returns only after such a
+  // collective completed or was seen failing, so calling this after the read tells whether
+  // the values can be trusted (a checkpoint's weights). No-op where wait() always blocks.
+  virtual void raise_pending_failure() {}
 
   void all_reduce(const at::Tensor& tensor, ReduceOp op);
   void broadcast(const at::Tensor& tensor, int root);

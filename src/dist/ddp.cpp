@@ -220,7 +220,9 @@ void DistributedDataParallel::synchronize() {
                " buckets were never started");
   torch::NoGradGuard no_grad;
   for (auto& bucket : buckets_) {
-    if (bucket->work) bucket->work->wait();
+    // On a GPU the host does not wait: the optimizer's kernels queue behind the
+    // all-reduces, and the host runs ahead into the next step.
+    if (bucket->work) bucket->work->wait_on_stream();
     bucket->work.reset();
     if (bucket->wire.defined()) {
       bucket->buffer.copy_(bucket->wire);

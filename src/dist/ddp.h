@@ -57,7 +57,9 @@ class DistributedDataParallel {
   Communicator& communicator() { return comm_; }
 
   // After backward, before the optimizer step: starts the buckets still waiting, waits
-  // for all, and (when asked) broadcasts buffers. Gradients are then equal on all ranks.
+  // for all, and (when asked) broadcasts buffers. Gradients are then equal on all ranks
+  // for the work queued next; on a GPU the host does not block (Work::wait_on_stream), so
+  // sync the stream before reading them on the host.
   void synchronize();
   // Zeroes the gradients in place, keeping them views of the buckets (cheaper than
   // set-to-none, which makes the next backward copy each gradient into its bucket).

@@ -31,7 +31,7 @@ std::shared_ptr<Communicator> make_communicator(const Context& context, const st
 #endif
   }
   MpiCommunicatorOptions mpi_options;
-  mpi_options.timeout = options.timeout;
+  static_cast<CommunicatorOptions&>(mpi_options) = options;
   return std::make_shared<MpiCommunicator>(context, mpi_options);
 }
 

@@ -1,8 +1,11 @@
-// NcclCommunicator: bootstrap over MPI, collectives on a side stream, and waits that
-// watch for asynchronous errors and stalls instead of blocking forever.
+// NcclCommunicator: bootstrap over MPI, collectives on a side stream, and a watchdog that
+// sees every collective through to completion, so that waiting never has to block the
+// host to notice an asynchronous error or a stall.
 #include "dist/nccl_communicator.h"
 
 #include <chrono>
+#include <cstdlib>
+#include <mutex>
 #include <thread>
 
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -14,24 +17,33 @@
 #include "dist/context.h"
 #include "dist/cuda_check.h"
 #include "dist/mpi_check.h"
+#include "dist/stall_watchdog.h"
 
 namespace dpunet::dist {
 
 struct NcclState {
   ncclComm_t comm = nullptr;
+  // Held while the communicator is used or aborted: the watchdog aborts from its own
+  // threads, and an aborted communicator is freed.
+  std::timed_mutex mutex;
   bool aborted = false;
   int rank = 0;
   int world_size = 1;
   c10::Device device{c10::kCUDA, 0};
   std::optional<c10::cuda::CUDAStream> stream;
-  std::chrono::milliseconds timeout{};
+  std::unique_ptr<StallWatchdog> watchdog;
 
-  // Aborting is the only way out of a collective that will not complete.
+  // Aborting is the only way out of a collective that will not complete. Runs on a
+  // thread of the watchdog's, which has no current device yet.
   void abort() {
+    std::lock_guard<std::timed_mutex> lock(mutex);
+    cudaSetDevice(device.index());
     if (comm != nullptr && !aborted) ncclCommAbort(comm);
     aborted = true;
   }
   ~NcclState() {
+    watchdog.reset();  // its thread polls the communicator
+    std::lock_guard<std::timed_mutex> lock(mutex);
     if (comm == nullptr || aborted) return;
     ncclResult_t async = ncclSuccess;
     ncclCommGetAsyncError(comm, &async);
@@ -70,36 +82,62 @@ ncclDataType_t nccl_type(c10::ScalarType type) {
   }
 }
 
+// The watchdog's view of one collective: done when its event is, failed on a CUDA error
+// or an asynchronous NCCL error.
+StallWatchdog::Poll poll_collective(NcclState* state, std::shared_ptr<Event> done) {
+  return [state, done = std::move(done)](std::string* error) {
+    // The watchdog's thread has no current device: without this its first CUDA call
+    // would open a context on GPU 0, taking memory on another rank's GPU.
+    const cudaError_t set = cudaSetDevice(state->device.index());
+    if (set != cudaSuccess) {
+      *error = cudaGetErrorString(set);
+      return StallWatchdog::State::kFailed;
+    }
+    const cudaError_t query = cudaEventQuery(done->event);
+    if (query == cudaSuccess) return StallWatchdog::State::kDone;
+    if (query != cudaErrorNotReady) {
+      *error = cudaGetErrorString(query);
+      return StallWatchdog::State::kFailed;
+    }
+    // The caller's thread is enqueuing or aborting: look again at the next poll.
+    std::unique_lock<std::timed_mutex> lock(state->mutex, std::try_to_lock);
+    if (!lock.owns_lock()) return StallWatchdog::State::kPending;
+    if (state->aborted) {
+      *error = "the communicator was aborted by an earlier failure";
+      return StallWatchdog::State::kFailed;
+    }
+    ncclResult_t async = ncclSuccess;
+    const ncclResult_t status = ncclCommGetAsyncError(state->comm, &async);
+    if (status != ncclSuccess) async = status;
+    if (async == ncclSuccess || async == ncclInProgress) return StallWatchdog::State::kPending;
+    *error = ncclGetErrorString(async);
+    return StallWatchdog::State::kFailed;
+  };
+}
+
 class NcclWork : public Work {
  public:
-  NcclWork(std::shared_ptr<NcclState> state, std::unique_ptr<Event> done, std::vector<at::Tensor> keep,
-           std::string name)
-      : state_(std::move(state)), done_(std::move(done)), keep_(std::move(keep)), name_(std::move(name)) {}
+  NcclWork(std::shared_ptr<NcclState> state, std::shared_ptr<Event> done, std::vector<at::Tensor> keep)
+      : state_(std::move(state)), done_(std::move(done)), keep_(std::move(keep)) {}
 
+  // Blocks the host until the event fires; the watchdog raises stalls and errors.
   void wait() override {
     if (!done_) return;
-    const auto start = std::chrono::steady_clock::now();
     for (;;) {
+      state_->watchdog->raise_if_failed();
       const cudaError_t query = cudaEventQuery(done_->event);
       if (query == cudaSuccess) break;
       if (query != cudaErrorNotReady) CUDA_CHECK(query);
-      ncclResult_t async = ncclSuccess;
-      NCCL_CHECK(ncclCommGetAsyncError(state_->comm, &async));
-      if (async != ncclSuccess && async != ncclInProgress) {
-        state_->abort();
-        DPUNET_FAIL("NCCL ", name_, " failed on ", process_label(), ": ", ncclGetErrorString(async),
-                    "; the communicator was aborted");
-      }
-      if (std::chrono::steady_clock::now() - start > state_->timeout) {
-        state_->abort();
-        DPUNET_FAIL("NCCL ", name_, " has not completed after ", state_->timeout.count() / 1000.0, " s on ",
-                    process_label(),
-                    ": another rank stopped or is issuing different collectives; "
-                    "the communicator was aborted");
-      }
       std::this_thread::sleep_for(std::chrono::microseconds(20));
     }
-    // Work the caller queues next runs after the result is in place.
+    wait_on_stream();
+  }
+
+  void wait_on_stream() override {
+    if (!done_) return;
+    state_->watchdog->raise_if_failed();
+    // Work the caller queues next runs after the result is in place; the watchdog holds
+    // the event until it fires.
     const c10::cuda::CUDAStream current = c10::cuda::getCurrentCUDAStream(state_->device.index());
     CUDA_CHECK(cudaStreamWaitEvent(current.stream(), done_->event, 0));
     done_.reset();
@@ -108,9 +146,8 @@ class NcclWork : public Work {
 
  private:
   std::shared_ptr<NcclState> state_;
-  std::unique_ptr<Event> done_;
+  std::shared_ptr<Event> done_;
   std::vector<at::Tensor> keep_;
-  std::string name_;
 };
 
 void check_device_tensor(const NcclState& state, const at::Tensor& t, const char* op) {
@@ -119,11 +156,14 @@ void check_device_tensor(const NcclState& state, const at::Tensor& t, const char
   DPUNET_CHECK(t.is_contiguous(), "NCCL communicator: ", op, " needs a contiguous tensor");
 }
 
-// Orders `launch` after the caller's stream, records completion, and keeps the tensors'
-// memory from being reused by the caching allocator until the side stream is done.
+// Orders `launch` after the caller's stream, records completion, hands the collective to
+// the watchdog, and keeps the tensors' memory from being reused by the caching allocator
+// until the side stream is done.
 template <typename Launch>
-std::unique_ptr<Work> enqueue(const std::shared_ptr<NcclState>& state, std::string name,
+std::unique_ptr<Work> enqueue(const std::shared_ptr<NcclState>& state, const std::string& name,
                               std::vector<at::Tensor> tensors, Launch launch) {
+  std::unique_lock<std::timed_mutex> lock(state->mutex);
+  state->watchdog->raise_if_failed();
   DPUNET_CHECK(!state->aborted, "NCCL communicator on ", process_label(), " was aborted by an earlier failure");
   c10::cuda::CUDAGuard guard(state->device);
   const c10::cuda::CUDAStream compute = c10::cuda::getCurrentCUDAStream(state->device.index());
@@ -131,10 +171,11 @@ std::unique_ptr<Work> enqueue(const std::shared_ptr<NcclState>& state, std::stri
   CUDA_CHECK(cudaEventRecord(ready.event, compute.stream()));
   CUDA_CHECK(cudaStreamWaitEvent(state->stream->stream(), ready.event, 0));
   NCCL_CHECK(launch(state->comm, state->stream->stream()));
-  auto done = std::make_unique<Event>();
+  auto done = std::make_shared<Event>();
   CUDA_CHECK(cudaEventRecord(done->event, state->stream->stream()));
   for (const auto& t : tensors) c10::cuda::CUDACachingAllocator::recordStream(t.storage().data_ptr(), *state->stream);
-  return std::make_unique<NcclWork>(state, std::move(done), std::move(tensors), std::move(name));
+  state->watchdog->watch("NCCL " + name, poll_collective(state.get(), done));
+  return std::make_unique<NcclWork>(state, std::move(done), std::move(tensors));
 }
 
 std::string describe(const char* op, const at::Tensor& t) {
@@ -150,13 +191,27 @@ NcclCommunicator::NcclCommunicator(const Context& context, CommunicatorOptions o
   state_->rank = context.rank();
   state_->world_size = context.world_size();
   state_->device = context.device();
-  state_->timeout = options.timeout;
   c10::cuda::CUDAGuard guard(state_->device);
   state_->stream = c10::cuda::getStreamFromPool(/*isHighPriority=*/true, state_->device.index());
   ncclUniqueId id;
   if (context.rank() == 0) NCCL_CHECK(ncclGetUniqueId(&id));
   MPI_CHECK(MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, context.world()));
   NCCL_CHECK(ncclCommInitRank(&state_->comm, state_->world_size, id, state_->rank));
+
+  StallWatchdog::Options watch;
+  watch.timeout = options.timeout;
+  watch.grace = options.abort_grace;
+  watch.label = process_label();
+  // Weak: the state owns the watchdog. An abort that outlives the communicator keeps
+  // the state alive until it returns.
+  watch.abort_transport = [weak = std::weak_ptr<NcclState>(state_)] {
+    if (auto state = weak.lock()) state->abort();
+  };
+  watch.last_resort = [](const std::string& message) {
+    report_fatal_error(message.c_str());
+    std::_Exit(1);  // a single rank, or MPI_Abort did not end this one
+  };
+  state_->watchdog = std::make_unique<StallWatchdog>(std::move(watch));
 }
 
 NcclCommunicator::~NcclCommunicator() = default;
@@ -206,6 +261,11 @@ void NcclCommunicator::barrier() {
   const at::Tensor token = torch::zeros({1}, torch::TensorOptions().device(state_->device));
   all_reduce_async(token, ReduceOp::kSum)->wait();
   CUDA_CHECK(cudaStreamSynchronize(c10::cuda::getCurrentCUDAStream(state_->device.index()).stream()));
+  state_->watchdog->raise_if_failed();
+}
+
+void NcclCommunicator::raise_pending_failure() {
+  state_->watchdog->raise_if_failed();
 }
 
 }  // namespace dpunet::dist

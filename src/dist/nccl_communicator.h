@@ -1,7 +1,9 @@
 // Collectives on CUDA tensors over NCCL: one communicator per rank on the context's GPU,
-// its own stream ordered after the caller's stream with events, and a watch on every
-// wait: an asynchronous NCCL error or a collective stalled past the timeout aborts the
-// communicator and raises an error naming rank, host and operation.
+// its own stream ordered after the caller's stream with events, and a watchdog thread
+// that follows every collective to completion: an asynchronous NCCL error or a collective
+// stalled past the timeout aborts the communicator, and the error, naming rank, host and
+// operation, is raised at the caller's next call (or ends the process when the caller
+// never comes back). Work::wait_on_stream() never blocks the host.
 #pragma once
 
 #include <memory>
@@ -27,6 +29,7 @@ class NcclCommunicator : public Communicator {
   std::unique_ptr<Work> broadcast_async(const at::Tensor& tensor, int root) override;
   std::unique_ptr<Work> all_gather_async(const at::Tensor& input, const at::Tensor& output) override;
   void barrier() override;
+  void raise_pending_failure() override;
 
  private:
   std::shared_ptr<NcclState> state_;

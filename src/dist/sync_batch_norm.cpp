@@ -83,7 +83,7 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
     const torch::Tensor sum_dy_xhat = (dy * xhat).sum(dims);
     // Global sums over every rank's share of the batch.
     torch::Tensor global = torch::cat({sum_dy, sum_dy_xhat});
-    comm.all_reduce(global, ReduceOp::kSum);
+    comm.all_reduce_async(global, ReduceOp::kSum)->wait_on_stream();  // only device work reads it
     const int64_t channels = x.size(1);
     const torch::Tensor mean_dy = global.narrow(0, 0, channels) / total;
     const torch::Tensor mean_dy_xhat = global.narrow(0, channels, channels) / total;

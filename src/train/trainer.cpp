@@ -275,6 +275,9 @@ void Trainer::save(bool best) {
   // The snapshot is taken here; writing it (checksum, file, fsync, pruning old ones) runs
   // on the writer's thread, overlapping the next steps.
   auto payload = std::make_shared<const std::string>(checkpoint::encode_checkpoint(*model_, *optimizer_, state));
+  // The copy synced the device: weights updated from a gradient all-reduce that failed or
+  // stalled are never written over a good checkpoint.
+  comm_->raise_pending_failure();
   writer_.submit([this, payload, step = step_, best, keep = config_.checkpoint.keep_last] {
     store_.commit(
         step, [&](const std::string& path) { checkpoint::write_checkpoint(path, *payload); }, best, keep);

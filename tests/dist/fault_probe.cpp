@@ -5,7 +5,10 @@
 //   exit      the bad rank exits (without MPI_Finalize) in its second step
 //   stall     the bad rank stops communicating in its second step (the others time out)
 //   mismatch  the bad rank builds a different model
+//   nccl-stall  (one rank, one GPU) an NCCL all-reduce queued behind a stream that never
+//               runs on: the host must not block on it, and the watchdog must end the run
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <thread>
@@ -15,14 +18,53 @@
 #include "common/error.h"
 #include "dist/context.h"
 #include "dist/ddp.h"
+#include "dist/make_communicator.h"
 #include "dist/mpi_communicator.h"
+
+#ifdef DPUNET_WITH_NCCL
+#include <cuda_runtime.h>
+
+#include <c10/cuda/CUDAStream.h>
+#endif
 
 namespace {
 
+#ifdef DPUNET_WITH_NCCL
+// Holds the stream it is queued on for good: nothing after it on that stream ever runs.
+void CUDART_CB block_forever(void*) {
+  for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+}
+
+void stall_nccl(int argc, char** argv) {
+  dpunet::dist::Context context(&argc, &argv, dpunet::dist::DevicePreference::kCuda);
+  dpunet::dist::CommunicatorOptions options;
+  options.timeout = std::chrono::seconds(1);
+  options.abort_grace = std::chrono::seconds(2);
+  auto comm = dpunet::dist::make_communicator(context, "nccl", options);
+  const torch::Tensor t = torch::ones({1024}, torch::TensorOptions().device(comm->device()));
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(comm->device().index()).stream();
+  DPUNET_CHECK(cudaLaunchHostFunc(stream, block_forever, nullptr) == cudaSuccess, "cudaLaunchHostFunc failed");
+  comm->all_reduce_async(t, dpunet::dist::ReduceOp::kSum)->wait_on_stream();
+  std::printf("queued without blocking\n");
+  std::fflush(stdout);
+  // Blocks for good; the watchdog reports the stall and ends the process.
+  DPUNET_CHECK(cudaStreamSynchronize(stream) == cudaSuccess, "cudaStreamSynchronize failed");
+  comm->raise_pending_failure();
+  DPUNET_FAIL("the stalled all-reduce was not reported");
+}
+#endif
+
 void run(int argc, char** argv) {
-  DPUNET_CHECK(argc == 3, "usage: fault_probe ok|throw|exit|stall|mismatch <rank>");
+  DPUNET_CHECK(argc == 3, "usage: fault_probe ok|throw|exit|stall|mismatch|nccl-stall <rank>");
   const std::string mode = argv[1];
   const int bad_rank = std::atoi(argv[2]);
+  if (mode == "nccl-stall") {
+#ifdef DPUNET_WITH_NCCL
+    return stall_nccl(argc, argv);
+#else
+    DPUNET_FAIL("nccl-stall needs a build with NCCL");
+#endif
+  }
   dpunet::dist::Context context(&argc, &argv, dpunet::dist::DevicePreference::kCpu);
   dpunet::dist::MpiCommunicatorOptions options;
   options.timeout = std::chrono::seconds(3);

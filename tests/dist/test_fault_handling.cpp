@@ -2,8 +2,10 @@
 // down with a message, never leave it hanging. Each case starts a fresh job with mpirun.
 #include <string>
 
+#include <torch/cuda.h>
 #include <catch2/catch.hpp>
 
+#include "dist/make_communicator.h"
 #include "support/run_command.h"
 
 namespace {
@@ -55,4 +57,19 @@ TEST_CASE("Models that differ across ranks stop the job with the difference name
   REQUIRE(job.exit_code != 0);
   REQUIRE(job.exit_code != 124);
   REQUIRE(job.output.find("differs between rank 1 and rank 0") != std::string::npos);
+}
+
+TEST_CASE("A stalled NCCL collective neither blocks the host nor hangs the job", "[gpu][fault]") {
+  if (!dpunet::dist::nccl_available() || !torch::cuda::is_available()) {
+    WARN("skipped: needs a GPU and a build with NCCL");
+    return;
+  }
+  const JobResult job = run_job("nccl-stall", 1, 0);
+  INFO(job.output);
+  REQUIRE(job.exit_code != 0);
+  REQUIRE(job.exit_code != 124);
+  // wait_on_stream() returned while the all-reduce could not even start.
+  REQUIRE(job.output.find("queued without blocking") != std::string::npos);
+  REQUIRE(job.output.find("NCCL all_reduce (Float, 1024 elements) has not completed after 1 s on rank 0 on") !=
+          std::string::npos);
 }

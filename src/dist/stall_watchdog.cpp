@@ -1,0 +1,100 @@
+// StallWatchdog: one polling thread per communicator; see the header for the contract.
+#include "dist/stall_watchdog.h"
+
+#include <exception>
+
+#include "common/error.h"
+
+namespace dpunet::dist {
+
+StallWatchdog::StallWatchdog(Options options) : options_(std::move(options)) {
+  thread_ = std::thread([this] { run(); });
+}
+
+StallWatchdog::~StallWatchdog() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  thread_.join();
+}
+
+void StallWatchdog::watch(std::string name, Poll poll) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (failure_) return;  // the transport is gone; the caller raises the failure next
+  entries_.push_back({std::move(name), std::move(poll), std::chrono::steady_clock::now()});
+}
+
+void StallWatchdog::raise_if_failed() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!failure_) return;
+  raised_ = true;
+  throw Error(*failure_);
+}
+
+std::optional<std::string> StallWatchdog::failure() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return failure_;
+}
+
+size_t StallWatchdog::pending() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return entries_.size();
+}
+
+std::optional<std::string> StallWatchdog::poll_entries(std::chrono::steady_clock::time_point now) {
+  for (auto it = entries_.begin(); it != entries_.end();) {
+    std::string error;
+    State state = State::kFailed;
+    try {
+      state = it->poll(&error);
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    if (state == State::kDone) {
+      it = entries_.erase(it);
+      continue;
+    }
+    if (state == State::kFailed) {
+      return detail::concat(it->name, " failed on ", options_.label, ": ", error, "; the communicator was aborted");
+    }
+    if (now - it->start > options_.timeout) {
+      return detail::concat(it->name, " has not completed after ", options_.timeout.count() / 1000.0, " s on ",
+                            options_.label,
+                            ": another rank stopped or is issuing different collectives; the communicator was aborted");
+    }
+    ++it;
+  }
+  return std::nullopt;
+}
+
+void StallWatchdog::fail(const std::string& message) {
+  failure_ = message;
+  failed_at_ = std::chrono::steady_clock::now();
+  entries_.clear();
+  // Detached: an abort that hangs must not keep this thread from the last resort.
+  if (options_.abort_transport) std::thread(options_.abort_transport).detach();
+}
+
+void StallWatchdog::run() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  for (;;) {
+    wake_.wait_for(lock, options_.poll_interval, [&] { return stopping_; });
+    if (stopping_) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (!failure_) {
+      if (auto message = poll_entries(now)) fail(*message);
+      continue;
+    }
+    if (raised_ || escalated_ || now - failed_at_ < options_.grace) continue;
+    // The caller's thread never came back to raise it: it is blocked for good.
+    escalated_ = true;
+    const std::string message = *failure_;
+    lock.unlock();
+    if (options_.last_resort) options_.last_resort(message);
+    lock.lock();
+  }
+}
+
+}  // namespace dpunet::dist

@@ -1,0 +1,78 @@
+// A thread that watches collectives completing asynchronously (NCCL's, on a GPU stream)
+// so that the host never has to block on them to notice a failure. Each watched
+// collective is polled until it reports done. The first one that reports an error, or is
+// still pending after the timeout, is a failure: the transport is aborted (on a thread of
+// its own, since an abort can itself hang), and the message is kept for the caller's
+// thread, which raises it at its next call into the communicator. If that thread has not
+// raised it within the grace period (it may be blocked on the stalled work forever), the
+// watchdog hands the message to the last resort, which ends the process.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+namespace dpunet::dist {
+
+class StallWatchdog {
+ public:
+  enum class State { kPending, kDone, kFailed };
+  // Reports the collective's state; on kFailed, writes why into *error.
+  using Poll = std::function<State(std::string* error)>;
+
+  struct Options {
+    std::chrono::milliseconds timeout{std::chrono::minutes(10)};
+    std::chrono::milliseconds poll_interval{10};
+    // How long the caller's thread has to raise a failure before the last resort.
+    std::chrono::milliseconds grace{std::chrono::seconds(30)};
+    // Stops the transport (ncclCommAbort); called once, on a thread of its own.
+    std::function<void()> abort_transport;
+    // Ends the process with the message (stderr, then every rank's exit).
+    std::function<void(const std::string& message)> last_resort;
+    // Prefix of every failure message: who and where ("rank 1 on node3").
+    std::string label;
+  };
+
+  explicit StallWatchdog(Options options);
+  ~StallWatchdog();
+  StallWatchdog(const StallWatchdog&) = delete;
+  StallWatchdog& operator=(const StallWatchdog&) = delete;
+
+  // Starts watching `name` (e.g. "all_reduce (Float, 1000 elements)") from now.
+  void watch(std::string name, Poll poll);
+  // Throws dpunet::Error with the failure message if a failure has been seen.
+  void raise_if_failed();
+  std::optional<std::string> failure() const;
+  // Collectives still being watched.
+  size_t pending() const;
+
+ private:
+  struct Entry {
+    std::string name;
+    Poll poll;
+    std::chrono::steady_clock::time_point start;
+  };
+  void run();
+  // Polls every entry once; returns the failure message if one failed or stalled.
+  std::optional<std::string> poll_entries(std::chrono::steady_clock::time_point now);
+  void fail(const std::string& message);
+
+  Options options_;
+  mutable std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<Entry> entries_;
+  std::optional<std::string> failure_;
+  bool raised_ = false;
+  bool stopping_ = false;
+  bool escalated_ = false;
+  std::chrono::steady_clock::time_point failed_at_;
+  std::thread thread_;
+};
+
+}  // namespace dpunet::dist
