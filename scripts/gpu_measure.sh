@@ -16,7 +16,8 @@
 #                                         pair (bench train next to PyTorch eager and
 #                                         torch.compile), capacity (largest batches, larger
 #                                         batches), profile (kernel time per step next to
-#                                         PyTorch's), ddp (bench ddp on CUDA)
+#                                         PyTorch's), ddp (bench ddp on CUDA), saves
+#                                         (step time with a checkpoint every 5 steps)
 #
 # OUT receives two files: gpu_results.jsonl (one JSON object per line: each benchmark's
 # output, tagged) and gpu_log.txt (versions, test and smoke-run logs).
@@ -143,6 +144,30 @@ step_smoke() {
   } >>"$log" 2>&1
   say "train, resume and predict smoke: exit $?"
   [ -f "$smoke/predictions/eval.json" ] && cat "$smoke/predictions/eval.json" >>"$log"
+}
+
+# What a checkpoint every 5 steps costs the step (the write runs on a background thread;
+# the loop only copies the state to the host): the same 40 steps with and without.
+step_saves() {
+  local dir=$root/runs/gpu_saves
+  rm -rf "$dir" && mkdir -p "$dir"
+  "$dpunet" data synth --out "$dir/data" --samples 64 --shards 2 --val-samples 8 --size 640 >>"$log" 2>&1 ||
+    { say "saves: synth failed"; return; }
+  local every
+  for every in 0 5; do
+    timeout 300 "$dpunet" train configs/unet572.yaml --set run.dir="$dir/every$every" \
+      --set data.train="$dir/data/train-*.h5" --set data.val="$dir/data/val-*.h5" --set train.steps=40 \
+      --set validation.every_steps=1000 --set checkpoint.every_steps=$every --set checkpoint.every_epoch=false \
+      --set logging.every_steps=5 >>"$log" 2>&1 || say "saves: training with every_steps=$every failed"
+    # Step time per log window after the first (cuDNN autotuning), from the run's metrics.
+    "$python" - "$dir/every$every/metrics.jsonl" "$every" >>"$results" <<'PY' || say "saves: no metrics"
+import json, statistics, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+ms = [r["step_ms"] for r in rows if r.get("kind") == "train"][1:]
+print(json.dumps({"tag": "saves_every_" + sys.argv[2], "checkpoint_every_steps": int(sys.argv[2]),
+                  "median_window_step_ms": statistics.median(ms), "window_step_ms": ms}))
+PY
+  done
 }
 
 # Side by side on the same GPU: same padding (the PyTorch reference U-Net pads), bf16,
