@@ -16,7 +16,8 @@
 #                                         pair (bench train next to PyTorch eager and
 #                                         torch.compile), capacity (largest batches, larger
 #                                         batches), profile (kernel time per step next to
-#                                         PyTorch's), ddp (bench ddp on CUDA), saves
+#                                         PyTorch's), ddp (bench ddp on CUDA), cpu_ddp
+#                                         (bench ddp on CPU ranks with spare cores), saves
 #                                         (step time with a checkpoint every 5 steps)
 #
 # OUT receives two files: gpu_results.jsonl (one JSON object per line: each benchmark's
@@ -215,6 +216,18 @@ step_profile() {
 }
 
 step_ddp() { record ddp_cuda "$dpunet" bench ddp --device cuda --size 572 --batch 2; }
+
+# The CPU reducer's overlap where a core per rank is left for communication (the 2-core
+# VM has none): 2 ranks of 4 and of 7 intra-op threads on the host's cores.
+step_cpu_ddp() {
+  local mpi=(mpirun --allow-run-as-root -np 2 --bind-to none -x LD_LIBRARY_PATH -x PMIX_MCA_mca_base_component_path)
+  local threads
+  for threads in 4 7; do
+    record "ddp_cpu_2x$threads" "${mpi[@]}" -x OMP_NUM_THREADS="$threads" "$dpunet" bench ddp --device cpu \
+      --threads "$threads" --repeats 7
+  done
+  record allreduce_cpu_2 "${mpi[@]}" "$dpunet" bench allreduce --device cpu --min-bytes 1048576
+}
 
 measure() {
   [ -n "${1:-}" ] || { echo "usage: gpu_measure.sh measure OUT [STEP...]" >&2; return 2; }

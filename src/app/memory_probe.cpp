@@ -1,4 +1,5 @@
-// MemoryProbe: /proc-based on CPU, caching-allocator statistics on CUDA.
+// MemoryProbe: /proc-based on CPU, caching-allocator statistics on CUDA (any CUDA
+// LibTorch, with or without the NCCL path).
 #include "app/memory_probe.h"
 
 #include <malloc.h>
@@ -8,7 +9,7 @@
 
 #include "common/error.h"
 
-#ifdef DPUNET_WITH_NCCL
+#ifdef DPUNET_TORCH_CUDA
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
@@ -36,7 +37,7 @@ bool is_cuda(const std::string& device) {
   return device.rfind("cuda", 0) == 0;
 }
 
-#ifdef DPUNET_WITH_NCCL
+#ifdef DPUNET_TORCH_CUDA
 // StatType::AGGREGATE (all pools) is index 0; the enum's namespace moved between torch releases.
 constexpr size_t kAggregate = 0;
 
@@ -50,14 +51,14 @@ c10::DeviceIndex cuda_index(const std::string& device) {
 }  // namespace
 
 MemoryProbe::MemoryProbe(std::string device) : device_(std::move(device)) {
-#ifndef DPUNET_WITH_NCCL
+#ifndef DPUNET_TORCH_CUDA
   DPUNET_CHECK(!is_cuda(device_), "memory probe for ", device_, ": this build has no CUDA path");
 #endif
 }
 
 void MemoryProbe::start() {
   if (is_cuda(device_)) {
-#ifdef DPUNET_WITH_NCCL
+#ifdef DPUNET_TORCH_CUDA
     namespace alloc = c10::cuda::CUDACachingAllocator;
     // The caching allocator sets up a device's statistics on its first allocation there,
     // and rejects statistics calls for that device until then.
@@ -80,7 +81,7 @@ void MemoryProbe::start() {
 
 int64_t MemoryProbe::peak_above_baseline() const {
   if (is_cuda(device_)) {
-#ifdef DPUNET_WITH_NCCL
+#ifdef DPUNET_TORCH_CUDA
     namespace alloc = c10::cuda::CUDACachingAllocator;
     c10::cuda::device_synchronize();
     const auto stats = alloc::getDeviceStats(cuda_index(device_));

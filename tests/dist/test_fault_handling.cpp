@@ -64,7 +64,8 @@ TEST_CASE("A stalled NCCL collective neither blocks the host nor hangs the job",
     WARN("skipped: needs a GPU and a build with NCCL");
     return;
   }
-  const JobResult job = run_job("nccl-stall", 1, 0);
+  // One rank, started without mpirun (MPI's singleton start), as the other [gpu] tests.
+  const JobResult job = dpunet::test::run_command("timeout 90 " DPUNET_FAULT_PROBE " nccl-stall 0 2>&1");
   INFO(job.output);
   REQUIRE(job.exit_code != 0);
   REQUIRE(job.exit_code != 124);
