@@ -197,7 +197,7 @@ nlohmann::json run_variant(const BenchTrainArgs& a, dist::Context& context, dist
   if (a.max_batch && context.device().is_cuda()) {
     const int64_t largest = largest_batch(a, context, comm, checkpointed);
     row["largest_batch"] = largest;
-    const nlohmann::json ms = step_ms_at(a, context, comm, checkpointed, largest);
+    const nlohmann::json ms = largest > 0 ? step_ms_at(a, context, comm, checkpointed, largest) : nullptr;
     row["largest_batch_step_ms"] = ms;
     if (!ms.is_null()) row["largest_batch_ms_per_sample"] = ms.get<double>() / static_cast<double>(largest);
   }

@@ -4,7 +4,9 @@
 #include "dist/nccl_communicator.h"
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <mutex>
 #include <thread>
 
@@ -42,12 +44,21 @@ struct NcclState {
     aborted = true;
   }
   ~NcclState() {
-    watchdog.reset();  // its thread polls the communicator
+    // ncclCommDestroy waits for unfinished collectives: a stalled one would hang it, so
+    // a communicator that failed, or still has collectives in flight, is aborted. In
+    // normal use they are let finish first; while unwinding from an error they may
+    // never finish (another rank stopped), so they are not waited for.
+    bool unfinished = false;
+    if (watchdog) {
+      if (std::uncaught_exceptions() == 0) watchdog->wait_until_idle();
+      unfinished = watchdog->failure().has_value() || watchdog->pending() > 0;
+      watchdog.reset();  // its thread polls the communicator
+    }
     std::lock_guard<std::timed_mutex> lock(mutex);
     if (comm == nullptr || aborted) return;
     ncclResult_t async = ncclSuccess;
     ncclCommGetAsyncError(comm, &async);
-    if (async != ncclSuccess && async != ncclInProgress) {
+    if (unfinished || (async != ncclSuccess && async != ncclInProgress)) {
       ncclCommAbort(comm);
     } else {
       ncclCommDestroy(comm);
@@ -99,13 +110,9 @@ StallWatchdog::Poll poll_collective(NcclState* state, std::shared_ptr<Event> don
       *error = cudaGetErrorString(query);
       return StallWatchdog::State::kFailed;
     }
-    // The caller's thread is enqueuing or aborting: look again at the next poll.
-    std::unique_lock<std::timed_mutex> lock(state->mutex, std::try_to_lock);
-    if (!lock.owns_lock()) return StallWatchdog::State::kPending;
-    if (state->aborted) {
-      *error = "the communicator was aborted by an earlier failure";
-      return StallWatchdog::State::kFailed;
-    }
+    // No lock: it reads an atomic, and the communicator outlives every poll (polls stop
+    // at the first failure, before the abort; the state's destructor stops the watchdog
+    // before it frees the communicator). A caller blocked in a launch is no obstacle.
     ncclResult_t async = ncclSuccess;
     const ncclResult_t status = ncclCommGetAsyncError(state->comm, &async);
     if (status != ncclSuccess) async = status;
@@ -207,9 +214,12 @@ NcclCommunicator::NcclCommunicator(const Context& context, CommunicatorOptions o
   watch.abort_transport = [weak = std::weak_ptr<NcclState>(state_)] {
     if (auto state = weak.lock()) state->abort();
   };
-  watch.last_resort = [](const std::string& message) {
-    report_fatal_error(message.c_str());
-    std::_Exit(1);  // a single rank, or MPI_Abort did not end this one
+  // No MPI on the watchdog's thread (the context may be FUNNELED): the launcher (mpirun,
+  // srun) ends the other ranks when this one exits non-zero.
+  watch.last_resort = [label = watch.label](const std::string& message) {
+    std::fprintf(stderr, "dpunet: error (%s): %s\n", label.c_str(), message.c_str());
+    std::fflush(stderr);
+    std::_Exit(1);
   };
   state_->watchdog = std::make_unique<StallWatchdog>(std::move(watch));
 }

@@ -2,6 +2,7 @@
 #include "dist/stall_watchdog.h"
 
 #include <exception>
+#include <system_error>
 
 #include "common/error.h"
 
@@ -17,6 +18,7 @@ StallWatchdog::~StallWatchdog() {
     stopping_ = true;
   }
   wake_.notify_all();
+  idle_.notify_all();
   thread_.join();
 }
 
@@ -41,6 +43,11 @@ std::optional<std::string> StallWatchdog::failure() const {
 size_t StallWatchdog::pending() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return entries_.size();
+}
+
+void StallWatchdog::wait_until_idle() const {
+  std::unique_lock<std::mutex> lock(mutex_);
+  idle_.wait(lock, [&] { return entries_.empty() || failure_.has_value() || stopping_; });
 }
 
 std::optional<std::string> StallWatchdog::poll_entries(std::chrono::steady_clock::time_point now) {
@@ -73,8 +80,19 @@ void StallWatchdog::fail(const std::string& message) {
   failure_ = message;
   failed_at_ = std::chrono::steady_clock::now();
   entries_.clear();
+  if (!options_.abort_transport) {
+    *abort_returned_ = true;
+    return;
+  }
   // Detached: an abort that hangs must not keep this thread from the last resort.
-  if (options_.abort_transport) std::thread(options_.abort_transport).detach();
+  try {
+    std::thread([abort = options_.abort_transport, returned = abort_returned_] {
+      abort();
+      *returned = true;
+    }).detach();
+  } catch (const std::system_error&) {
+    // No thread to abort on: the last resort ends the process after the grace period.
+  }
 }
 
 void StallWatchdog::run() {
@@ -85,10 +103,14 @@ void StallWatchdog::run() {
     const auto now = std::chrono::steady_clock::now();
     if (!failure_) {
       if (auto message = poll_entries(now)) fail(*message);
+      if (entries_.empty() || failure_) idle_.notify_all();
       continue;
     }
-    if (raised_ || escalated_ || now - failed_at_ < options_.grace) continue;
-    // The caller's thread never came back to raise it: it is blocked for good.
+    if (escalated_ || now - failed_at_ < options_.grace) continue;
+    // Raised, and the transport is down: the caller's error handling ends the job.
+    if (raised_ && abort_returned_->load()) continue;
+    // The caller's thread never came back to raise it (it is blocked for good), or the
+    // abort hangs, which would hang the process's exit too.
     escalated_ = true;
     const std::string message = *failure_;
     lock.unlock();

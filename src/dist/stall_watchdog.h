@@ -4,10 +4,12 @@
 // still pending after the timeout, is a failure: the transport is aborted (on a thread of
 // its own, since an abort can itself hang), and the message is kept for the caller's
 // thread, which raises it at its next call into the communicator. If that thread has not
-// raised it within the grace period (it may be blocked on the stalled work forever), the
-// watchdog hands the message to the last resort, which ends the process.
+// raised it within the grace period (it may be blocked on the stalled work forever), or
+// the abort has not returned by then, the watchdog hands the message to the last resort,
+// which ends the process.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -29,11 +31,13 @@ class StallWatchdog {
   struct Options {
     std::chrono::milliseconds timeout{std::chrono::minutes(10)};
     std::chrono::milliseconds poll_interval{10};
-    // How long the caller's thread has to raise a failure before the last resort.
+    // How long the caller's thread has to raise a failure, and the abort to return,
+    // before the last resort.
     std::chrono::milliseconds grace{std::chrono::seconds(30)};
-    // Stops the transport (ncclCommAbort); called once, on a thread of its own.
+    // Stops the transport (ncclCommAbort); called once, on a detached thread of its own,
+    // so it must not refer to anything that can die before it returns.
     std::function<void()> abort_transport;
-    // Ends the process with the message (stderr, then every rank's exit).
+    // Ends the process with the message; called at most once, from the watchdog's thread.
     std::function<void(const std::string& message)> last_resort;
     // Prefix of every failure message: who and where ("rank 1 on node3").
     std::string label;
@@ -51,6 +55,9 @@ class StallWatchdog {
   std::optional<std::string> failure() const;
   // Collectives still being watched.
   size_t pending() const;
+  // Blocks until no collective is pending or a failure has been seen (a stall is seen
+  // at the timeout at the latest).
+  void wait_until_idle() const;
 
  private:
   struct Entry {
@@ -66,11 +73,14 @@ class StallWatchdog {
   Options options_;
   mutable std::mutex mutex_;
   std::condition_variable wake_;
+  mutable std::condition_variable idle_;  // notified when the last entry goes or a failure comes
   std::deque<Entry> entries_;
   std::optional<std::string> failure_;
   bool raised_ = false;
   bool stopping_ = false;
   bool escalated_ = false;
+  // Set by the abort's thread, which may outlive this object.
+  std::shared_ptr<std::atomic<bool>> abort_returned_ = std::make_shared<std::atomic<bool>>(false);
   std::chrono::steady_clock::time_point failed_at_;
   std::thread thread_;
 };

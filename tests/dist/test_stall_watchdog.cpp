@@ -3,6 +3,8 @@
 // raises reaches the last resort.
 #include <atomic>
 #include <chrono>
+#include <memory>
+#include <mutex>
 #include <thread>
 
 #include <catch2/catch.hpp>
@@ -23,18 +25,22 @@ struct Observed {
   std::string last_resort_message;
 };
 
-StallWatchdog::Options options_for(Observed& seen, std::chrono::milliseconds timeout,
+// Held by the callbacks too: the abort runs on a detached thread that may outlive the
+// test case's frame.
+using Seen = std::shared_ptr<Observed>;
+
+StallWatchdog::Options options_for(const Seen& seen, std::chrono::milliseconds timeout,
                                    std::chrono::milliseconds grace = 10s) {
   StallWatchdog::Options options;
   options.timeout = timeout;
   options.poll_interval = 1ms;
   options.grace = grace;
   options.label = "rank 1 on node7";
-  options.abort_transport = [&seen] { ++seen.aborts; };
-  options.last_resort = [&seen](const std::string& message) {
-    std::lock_guard<std::mutex> lock(seen.mutex);
-    seen.last_resort_message = message;
-    ++seen.last_resorts;
+  options.abort_transport = [seen] { ++seen->aborts; };
+  options.last_resort = [seen](const std::string& message) {
+    std::lock_guard<std::mutex> lock(seen->mutex);
+    seen->last_resort_message = message;
+    ++seen->last_resorts;
   };
   return options;
 }
@@ -62,7 +68,7 @@ std::string raised_message(StallWatchdog& watchdog) {
 }  // namespace
 
 TEST_CASE("Watchdog drops collectives that complete and reports nothing", "[dist][watchdog]") {
-  Observed seen;
+  const Seen seen = std::make_shared<Observed>();
   std::atomic<bool> done{false};  // declared first: it outlives the watchdog's thread
   StallWatchdog watchdog(options_for(seen, 10min));
   watchdog.watch("all_reduce (Float, 8 elements)",
@@ -72,11 +78,11 @@ TEST_CASE("Watchdog drops collectives that complete and reports nothing", "[dist
   REQUIRE(eventually([&] { return watchdog.pending() == 0; }));
   REQUIRE_NOTHROW(watchdog.raise_if_failed());
   REQUIRE_FALSE(watchdog.failure().has_value());
-  REQUIRE(seen.aborts == 0);
+  REQUIRE(seen->aborts == 0);
 }
 
 TEST_CASE("Watchdog aborts a stalled collective and names it, the rank and the timeout", "[dist][watchdog]") {
-  Observed seen;
+  const Seen seen = std::make_shared<Observed>();
   StallWatchdog watchdog(options_for(seen, 50ms));
   watchdog.watch("all_reduce (Float, 31037698 elements)", [](std::string*) { return StallWatchdog::State::kPending; });
   REQUIRE(eventually([&] { return watchdog.failure().has_value(); }));
@@ -85,19 +91,19 @@ TEST_CASE("Watchdog aborts a stalled collective and names it, the rank and the t
   CHECK_THAT(message, Catch::Contains("has not completed after 0.05 s"));
   CHECK_THAT(message, Catch::Contains("rank 1 on node7"));
   CHECK_THAT(message, Catch::Contains("aborted"));
-  REQUIRE(eventually([&] { return seen.aborts == 1; }));
+  REQUIRE(eventually([&] { return seen->aborts == 1; }));
   REQUIRE(watchdog.pending() == 0);
   // Once failed, it stays failed: later collectives are not watched, the error repeats.
   watchdog.watch("broadcast (Long, 1 elements)", [](std::string*) { return StallWatchdog::State::kPending; });
   REQUIRE(watchdog.pending() == 0);
   REQUIRE(raised_message(watchdog) == message);
   std::this_thread::sleep_for(20ms);
-  REQUIRE(seen.aborts == 1);
-  REQUIRE(seen.last_resorts == 0);
+  REQUIRE(seen->aborts == 1);
+  REQUIRE(seen->last_resorts == 0);
 }
 
 TEST_CASE("Watchdog reports a collective's own error at once", "[dist][watchdog]") {
-  Observed seen;
+  const Seen seen = std::make_shared<Observed>();
   std::atomic<bool> broken{false};
   StallWatchdog watchdog(options_for(seen, 10min));
   watchdog.watch("all_gather (Double, 5 elements)", [&](std::string* error) {
@@ -112,11 +118,11 @@ TEST_CASE("Watchdog reports a collective's own error at once", "[dist][watchdog]
   const std::string message = raised_message(watchdog);
   CHECK_THAT(message, Catch::Contains("all_gather (Double, 5 elements) failed on rank 1 on node7"));
   CHECK_THAT(message, Catch::Contains("remote process exited"));
-  REQUIRE(eventually([&] { return seen.aborts == 1; }));
+  REQUIRE(eventually([&] { return seen->aborts == 1; }));
 }
 
 TEST_CASE("Watchdog watches later collectives while earlier ones are pending", "[dist][watchdog]") {
-  Observed seen;
+  const Seen seen = std::make_shared<Observed>();
   std::atomic<int> completed{0};
   StallWatchdog watchdog(options_for(seen, 10min));
   for (int i = 0; i < 3; ++i) {
@@ -132,33 +138,71 @@ TEST_CASE("Watchdog watches later collectives while earlier ones are pending", "
 }
 
 TEST_CASE("A failure nobody raises within the grace period reaches the last resort", "[dist][watchdog]") {
-  Observed seen;
+  const Seen seen = std::make_shared<Observed>();
   {
     StallWatchdog watchdog(options_for(seen, 20ms, /*grace=*/50ms));
     watchdog.watch("all_reduce (BFloat16, 3 elements)", [](std::string*) { return StallWatchdog::State::kPending; });
-    REQUIRE(eventually([&] { return seen.last_resorts == 1; }));
-    std::lock_guard<std::mutex> lock(seen.mutex);
-    CHECK_THAT(seen.last_resort_message, Catch::Contains("all_reduce (BFloat16, 3 elements) has not completed"));
+    REQUIRE(eventually([&] { return seen->last_resorts == 1; }));
+    std::lock_guard<std::mutex> lock(seen->mutex);
+    CHECK_THAT(seen->last_resort_message, Catch::Contains("all_reduce (BFloat16, 3 elements) has not completed"));
   }
-  REQUIRE(seen.last_resorts == 1);  // once only
+  REQUIRE(seen->last_resorts == 1);  // once only
 }
 
 TEST_CASE("A failure raised in time does not reach the last resort", "[dist][watchdog]") {
-  Observed seen;
+  const Seen seen = std::make_shared<Observed>();
   StallWatchdog watchdog(options_for(seen, 20ms, /*grace=*/1s));
   watchdog.watch("barrier", [](std::string*) { return StallWatchdog::State::kPending; });
   REQUIRE(eventually([&] { return watchdog.failure().has_value(); }));
   REQUIRE_THROWS_AS(watchdog.raise_if_failed(), dpunet::Error);
   std::this_thread::sleep_for(1200ms);
-  REQUIRE(seen.last_resorts == 0);
+  REQUIRE(seen->last_resorts == 0);
 }
 
 TEST_CASE("A poll that throws counts as a failed collective", "[dist][watchdog]") {
-  Observed seen;
+  const Seen seen = std::make_shared<Observed>();
   StallWatchdog watchdog(options_for(seen, 10min));
   watchdog.watch("broadcast (Byte, 4 elements)", [](std::string*) -> StallWatchdog::State {
     throw std::runtime_error("cudaEventQuery: an illegal memory access was encountered");
   });
   REQUIRE(eventually([&] { return watchdog.failure().has_value(); }));
   CHECK_THAT(*watchdog.failure(), Catch::Contains("illegal memory access"));
+}
+
+TEST_CASE("An abort that hangs reaches the last resort even after the failure was raised", "[dist][watchdog]") {
+  const Seen seen = std::make_shared<Observed>();
+  auto release = std::make_shared<std::atomic<bool>>(false);
+  StallWatchdog::Options options = options_for(seen, 20ms, /*grace=*/200ms);
+  options.abort_transport = [release] {
+    while (!*release) std::this_thread::sleep_for(1ms);
+  };
+  {
+    StallWatchdog watchdog(options);
+    watchdog.watch("all_reduce (Float, 2 elements)", [](std::string*) { return StallWatchdog::State::kPending; });
+    REQUIRE(eventually([&] { return watchdog.failure().has_value(); }));
+    REQUIRE_THROWS_AS(watchdog.raise_if_failed(), dpunet::Error);
+    REQUIRE(eventually([&] { return seen->last_resorts == 1; }));
+  }
+  *release = true;  // lets the detached abort thread finish
+}
+
+TEST_CASE("wait_until_idle returns once the collectives are done or one fails", "[dist][watchdog]") {
+  const Seen seen = std::make_shared<Observed>();
+  auto done = std::make_shared<std::atomic<bool>>(false);
+  StallWatchdog watchdog(options_for(seen, 10min));
+  watchdog.wait_until_idle();  // nothing watched
+  watchdog.watch("broadcast (Long, 1 elements)",
+                 [done](std::string*) { return *done ? StallWatchdog::State::kDone : StallWatchdog::State::kPending; });
+  std::thread finisher([done] {
+    std::this_thread::sleep_for(20ms);
+    *done = true;
+  });
+  watchdog.wait_until_idle();
+  REQUIRE(watchdog.pending() == 0);
+  finisher.join();
+
+  StallWatchdog stalling(options_for(seen, 20ms));
+  stalling.watch("barrier", [](std::string*) { return StallWatchdog::State::kPending; });
+  stalling.wait_until_idle();
+  REQUIRE(stalling.failure().has_value());
 }
