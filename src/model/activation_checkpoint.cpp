@@ -12,6 +12,7 @@
 #include <mutex>
 
 #include "common/error.h"
+#include "model/recompute_tape.h"
 
 namespace dpunet::model {
 namespace {
@@ -83,6 +84,7 @@ struct Recompute : torch::CustomClassHolder {
   BlockFunction run;
   RngState rng;
   AutocastState autocast;
+  RecomputeTape tape;  // what the first forward leaves for the recomputation
 };
 
 class CheckpointFunction : public torch::autograd::Function<CheckpointFunction> {
@@ -94,7 +96,11 @@ class CheckpointFunction : public torch::autograd::Function<CheckpointFunction> 
     std::vector<torch::Tensor> in(inputs.begin(), inputs.end());
     recompute->rng = RngState::capture(in);
     recompute->autocast = AutocastState::capture();
-    variable_list outputs = recompute->run(in);
+    variable_list outputs;
+    {
+      RecomputeTape::Scope recording(recompute->tape, /*replay=*/false);
+      outputs = recompute->run(in);
+    }
     ctx->save_for_backward(in);
     ctx->saved_data["recompute"] = c10::IValue::make_capsule(recompute);
     (void)anchor;
@@ -173,6 +179,7 @@ variable_list CheckpointFunction::backward(AutogradContext* ctx, variable_list& 
     recompute->autocast.apply();
     {
       torch::AutoGradMode grad_on(true);
+      RecomputeTape::Scope replaying(recompute->tape, /*replay=*/true);
       outputs = recompute->run(inputs);
     }
     autocast_before.apply();

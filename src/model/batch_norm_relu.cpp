@@ -4,6 +4,8 @@
 
 #include <torch/torch.h>
 
+#include "model/recompute_tape.h"
+
 #ifdef DPUNET_WITH_CUDA_KERNELS
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -56,23 +58,41 @@ torch::Tensor nhwc_aligned(const torch::Tensor& t) {
 
 class BatchNormReluFunction : public torch::autograd::Function<BatchNormReluFunction> {
  public:
+  // `reuse`: {mean, invstd} this x's statistics computed before (a checkpointed block's
+  // first forward), or empty to compute them (and update the running statistics).
+  // `computed` receives the statistics used.
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
                                const torch::Tensor& weight, const torch::Tensor& bias, torch::Tensor running_mean,
-                               torch::Tensor running_var, double momentum, double eps) {
+                               torch::Tensor running_var, double momentum, double eps,
+                               const std::vector<torch::Tensor>* reuse, std::vector<torch::Tensor>* computed) {
     const c10::cuda::CUDAGuard guard(x.device());
     const int64_t channels = x.size(1);
+    const int64_t rows = x.numel() / channels;
     const torch::Tensor y = torch::empty_like(x, at::MemoryFormat::ChannelsLast);
-    const auto stats = x.options().dtype(torch::kFloat);
-    const torch::Tensor save_mean = torch::empty({channels}, stats);
-    const torch::Tensor save_invstd = torch::empty({channels}, stats);
-    const torch::Tensor scratch = workspace(x);
-    check_kernel(
-        cuda::batch_norm_relu_forward(map_type(x.scalar_type()), x.data_ptr(), y.data_ptr(), x.numel() / channels,
-                                      channels, weight.data_ptr<float>(), bias.data_ptr<float>(),
-                                      running_mean.data_ptr<float>(), running_var.data_ptr<float>(), momentum, eps,
-                                      save_mean.data_ptr<float>(), save_invstd.data_ptr<float>(), scratch.data_ptr(),
-                                      multiprocessors(), at::cuda::getCurrentCUDAStream().stream()),
-        "forward", x);
+    const auto type = map_type(x.scalar_type());
+    const auto stream = at::cuda::getCurrentCUDAStream().stream();
+    torch::Tensor save_mean, save_invstd;
+    if (!reuse->empty()) {
+      save_mean = (*reuse)[0];
+      save_invstd = (*reuse)[1];
+      check_kernel(
+          cuda::batch_norm_relu_apply(type, x.data_ptr(), y.data_ptr(), rows, channels, weight.data_ptr<float>(),
+                                      bias.data_ptr<float>(), save_mean.data_ptr<float>(),
+                                      save_invstd.data_ptr<float>(), multiprocessors(), stream),
+          "forward", x);
+    } else {
+      const auto stats = x.options().dtype(torch::kFloat);
+      save_mean = torch::empty({channels}, stats);
+      save_invstd = torch::empty({channels}, stats);
+      const torch::Tensor scratch = workspace(x);
+      check_kernel(
+          cuda::batch_norm_relu_forward(type, x.data_ptr(), y.data_ptr(), rows, channels, weight.data_ptr<float>(),
+                                        bias.data_ptr<float>(), running_mean.data_ptr<float>(),
+                                        running_var.data_ptr<float>(), momentum, eps, save_mean.data_ptr<float>(),
+                                        save_invstd.data_ptr<float>(), scratch.data_ptr(), multiprocessors(), stream),
+          "forward", x);
+    }
+    *computed = {save_mean, save_invstd};
     ctx->save_for_backward({x, weight, bias, save_mean, save_invstd});
     return y;
   }
@@ -94,7 +114,15 @@ class BatchNormReluFunction : public torch::autograd::Function<BatchNormReluFunc
                      saved[4].data_ptr<float>(), dweight.data_ptr<float>(), dbias.data_ptr<float>(), scratch.data_ptr(),
                      multiprocessors(), at::cuda::getCurrentCUDAStream().stream()),
                  "backward", x);
-    return {dx, dweight, dbias, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    return {dx,
+            dweight,
+            dbias,
+            torch::Tensor(),
+            torch::Tensor(),
+            torch::Tensor(),
+            torch::Tensor(),
+            torch::Tensor(),
+            torch::Tensor()};
   }
 };
 #endif
@@ -131,19 +159,28 @@ bool fused_batch_norm_relu_applies(const torch::Tensor& x, const torch::nn::Batc
 }
 
 torch::Tensor batch_norm_relu(const torch::Tensor& x, torch::nn::BatchNorm2dImpl& bn, bool allow_fused) {
+  // Inside a checkpointed block: the statistics of the first forward, when recomputing.
+  RecomputeTape* tape = RecomputeTape::active();
+  const std::vector<torch::Tensor> reuse =
+      tape != nullptr && tape->replaying() ? tape->replay_next() : std::vector<torch::Tensor>{};
+  std::vector<torch::Tensor> computed;  // stays empty on ATen's path: nothing to reuse
+  torch::Tensor y;
 #ifdef DPUNET_WITH_CUDA_KERNELS
   if (allow_fused && fused_batch_norm_relu_applies(x, bn)) {
     {
       torch::NoGradGuard no_grad;
       bn.num_batches_tracked += 1;  // as BatchNorm2d's own forward does in training
     }
-    return BatchNormReluFunction::apply(x, bn.weight, bn.bias, bn.running_mean, bn.running_var, *bn.options.momentum(),
-                                        bn.options.eps());
+    const bool reusable = reuse.size() == 2 && reuse[0].numel() == x.size(1) && reuse[0].device() == x.device();
+    const std::vector<torch::Tensor> none;
+    y = BatchNormReluFunction::apply(x, bn.weight, bn.bias, bn.running_mean, bn.running_var, *bn.options.momentum(),
+                                     bn.options.eps(), reusable ? &reuse : &none, &computed);
   }
 #endif
   (void)allow_fused;
-  torch::Tensor y = bn.forward(x);
-  return y.relu_();
+  if (!y.defined()) y = bn.forward(x).relu_();
+  if (tape != nullptr && !tape->replaying()) tape->record(std::move(computed));
+  return y;
 }
 
 }  // namespace dpunet::model

@@ -3,7 +3,9 @@
 // one for normalise + ReLU, and two in backward, instead of ATen's separate BatchNorm and
 // ReLU passes. Everything else (CPU, eval mode, NCHW, unusual widths) runs BatchNorm and
 // then an in-place ReLU. Either way the BatchNorm module's parameters and running
-// statistics are the ones used and updated.
+// statistics are the ones used and updated. Inside a checkpointed block the fused path
+// records its batch statistics, and the recomputation in backward reuses them: the
+// normalise pass alone, bit-identical to the first forward (model/recompute_tape.h).
 #pragma once
 
 #include <torch/nn/modules/batchnorm.h>

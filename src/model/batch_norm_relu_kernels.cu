@@ -327,6 +327,15 @@ const char* last_error() {
 }
 
 template <typename T>
+const char* apply_typed(const T* x, T* y, int64_t rows, int64_t channels, const float* weight, const float* bias,
+                        const float* save_mean, const float* save_invstd, int multiprocessors, cudaStream_t stream) {
+  const int64_t vectors = rows * channels / kVector;
+  forward_apply<T><<<apply_blocks(vectors, channels, multiprocessors), kThreads, 0, stream>>>(
+      x, y, vectors, static_cast<int>(channels), weight, bias, save_mean, save_invstd);
+  return last_error();
+}
+
+template <typename T>
 const char* forward_typed(const T* x, T* y, int64_t rows, int64_t channels, const float* weight, const float* bias,
                           float* running_mean, float* running_var, double momentum, double eps, float* save_mean,
                           float* save_invstd, float* workspace, int multiprocessors, cudaStream_t stream) {
@@ -336,10 +345,7 @@ const char* forward_typed(const T* x, T* y, int64_t rows, int64_t channels, cons
                                                                                  s.chunk, workspace);
   statistics_finalize<<<c, kThreads, 0, stream>>>(workspace, s.blocks, rows, c, momentum, eps, running_mean,
                                                   running_var, save_mean, save_invstd);
-  const int64_t vectors = rows * channels / kVector;
-  forward_apply<T><<<apply_blocks(vectors, channels, multiprocessors), kThreads, 0, stream>>>(
-      x, y, vectors, c, weight, bias, save_mean, save_invstd);
-  return last_error();
+  return apply_typed(x, y, rows, channels, weight, bias, save_mean, save_invstd, multiprocessors, stream);
 }
 
 template <typename T>
@@ -382,6 +388,25 @@ const char* batch_norm_relu_forward(MapType type, const void* x, void* y, int64_
     case MapType::kHalf:
       return forward_typed(static_cast<const __half*>(x), static_cast<__half*>(y), rows, channels, weight, bias,
                            running_mean, running_var, momentum, eps, save_mean, save_invstd, ws, multiprocessors, st);
+  }
+  return "unknown map type";
+}
+
+const char* batch_norm_relu_apply(MapType type, const void* x, void* y, int64_t rows, int64_t channels,
+                                  const float* weight, const float* bias, const float* save_mean,
+                                  const float* save_invstd, int multiprocessors, void* stream) {
+  if (channels % kVector != 0 || channels > kMaxChannels || rows < 1) return "unsupported shape";
+  auto st = static_cast<cudaStream_t>(stream);
+  switch (type) {
+    case MapType::kFloat:
+      return apply_typed(static_cast<const float*>(x), static_cast<float*>(y), rows, channels, weight, bias, save_mean,
+                         save_invstd, multiprocessors, st);
+    case MapType::kBFloat16:
+      return apply_typed(static_cast<const __nv_bfloat16*>(x), static_cast<__nv_bfloat16*>(y), rows, channels, weight,
+                         bias, save_mean, save_invstd, multiprocessors, st);
+    case MapType::kHalf:
+      return apply_typed(static_cast<const __half*>(x), static_cast<__half*>(y), rows, channels, weight, bias,
+                         save_mean, save_invstd, multiprocessors, st);
   }
   return "unknown map type";
 }

@@ -27,6 +27,12 @@ const char* batch_norm_relu_forward(MapType type, const void* x, void* y, int64_
                                     double momentum, double eps, float* save_mean, float* save_invstd, void* workspace,
                                     int multiprocessors, void* stream);
 
+// The normalise + ReLU pass alone, with statistics computed earlier on the same x (a
+// checkpointed block's recomputation): running statistics are left as they are.
+const char* batch_norm_relu_apply(MapType type, const void* x, void* y, int64_t rows, int64_t channels,
+                                  const float* weight, const float* bias, const float* save_mean,
+                                  const float* save_invstd, int multiprocessors, void* stream);
+
 // Gradients of the above from its input x and the output gradient dy: dx (may alias dy),
 // dweight and dbias. The ReLU mask is recomputed from x, so y need not be kept.
 const char* batch_norm_relu_backward(MapType type, const void* x, const void* dy, void* dx, int64_t rows,

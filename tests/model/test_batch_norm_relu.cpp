@@ -5,11 +5,13 @@
 #include <catch2/catch.hpp>
 
 #include "model/batch_norm_relu.h"
+#include "model/recompute_tape.h"
 #include "model/unet.h"
 
 using dpunet::model::batch_norm_relu;
 using dpunet::model::fused_batch_norm_relu_applies;
 using dpunet::model::fused_batch_norm_relu_built;
+using dpunet::model::RecomputeTape;
 
 namespace {
 
@@ -94,6 +96,37 @@ TEST_CASE("fused BatchNorm+ReLU matches BatchNorm then ReLU on a GPU", "[gpu]") 
   }
 }
 
+TEST_CASE("fused BatchNorm+ReLU recomputed in a checkpointed block reuses the first pass's statistics", "[gpu]") {
+  if (!fused_kernels_runnable()) return;
+  const torch::Device device(torch::kCUDA);
+  torch::manual_seed(5);
+  for (auto type : {torch::kFloat, torch::kBFloat16}) {
+    const torch::Tensor x =
+        (torch::randn({4, 64, 19, 23}) * 3 + 2).to(device, type).contiguous(at::MemoryFormat::ChannelsLast);
+    auto norm = make_norm(64, device);
+    RecomputeTape tape;
+    torch::Tensor first;
+    {
+      RecomputeTape::Scope recording(tape, /*replay=*/false);
+      torch::NoGradGuard no_grad;  // as the checkpoint's first forward runs
+      first = batch_norm_relu(x, *norm);
+    }
+    REQUIRE(tape.size() == 1);
+    const torch::Tensor running_mean = norm->running_mean.clone(), running_var = norm->running_var.clone();
+    torch::Tensor again;
+    {
+      RecomputeTape::Scope replaying(tape, /*replay=*/true);
+      again = batch_norm_relu(x, *norm);
+    }
+    INFO("type " << type);
+    // The normalise pass alone, with the recorded statistics: the same bits, and the
+    // running statistics are not updated a second time.
+    CHECK(torch::equal(again, first));
+    CHECK(torch::equal(norm->running_mean, running_mean));
+    CHECK(torch::equal(norm->running_var, running_var));
+  }
+}
+
 TEST_CASE("a U-Net step with fused BatchNorm+ReLU matches the plain one on a GPU, checkpointed too", "[gpu]") {
   if (!fused_kernels_runnable()) return;
   at::globalContext().setAllowTF32CuDNN(false);
@@ -154,4 +187,20 @@ TEST_CASE("batch_norm_relu off the GPU is BatchNorm then ReLU", "[model]") {
   CHECK(torch::equal(fused.running_var, norm->running_var));
   norm->eval();
   CHECK_FALSE(fused_batch_norm_relu_applies(x, *norm));
+}
+
+TEST_CASE("batch_norm_relu on ATen's path keeps a checkpointed block's tape in step", "[model]") {
+  const torch::Tensor x = torch::randn({2, 8, 4, 4});
+  auto norm = make_norm(8, torch::kCPU);
+  RecomputeTape tape;
+  {
+    RecomputeTape::Scope recording(tape, /*replay=*/false);
+    batch_norm_relu(x, *norm);
+    batch_norm_relu(x, *norm);
+  }
+  // One entry per call, empty: ATen computes its statistics itself.
+  REQUIRE(tape.size() == 2);
+  RecomputeTape::Scope replaying(tape, /*replay=*/true);
+  REQUIRE(tape.replay_next().empty());
+  REQUIRE(tape.replay_next().empty());
 }
