@@ -42,16 +42,17 @@ std::optional<std::string> StallWatchdog::failure() const {
 
 size_t StallWatchdog::pending() const {
   std::lock_guard<std::mutex> lock(mutex_);
-  return entries_.size();
+  return entries_.size() + in_poll_;
 }
 
 void StallWatchdog::wait_until_idle() const {
   std::unique_lock<std::mutex> lock(mutex_);
-  idle_.wait(lock, [&] { return entries_.empty() || failure_.has_value() || stopping_; });
+  idle_.wait(lock, [&] { return (entries_.empty() && in_poll_ == 0) || failure_.has_value() || stopping_; });
 }
 
-std::optional<std::string> StallWatchdog::poll_entries(std::chrono::steady_clock::time_point now) {
-  for (auto it = entries_.begin(); it != entries_.end();) {
+std::optional<std::string> StallWatchdog::poll_entries(std::deque<Entry>& entries,
+                                                       std::chrono::steady_clock::time_point now) const {
+  for (auto it = entries.begin(); it != entries.end();) {
     std::string error;
     State state = State::kFailed;
     try {
@@ -60,7 +61,7 @@ std::optional<std::string> StallWatchdog::poll_entries(std::chrono::steady_clock
       error = e.what();
     }
     if (state == State::kDone) {
-      it = entries_.erase(it);
+      it = entries.erase(it);
       continue;
     }
     if (state == State::kFailed) {
@@ -102,7 +103,18 @@ void StallWatchdog::run() {
     if (stopping_) return;
     const auto now = std::chrono::steady_clock::now();
     if (!failure_) {
-      if (auto message = poll_entries(now)) fail(*message);
+      // Polled without the lock: a poll is several CUDA calls, and watch() is called from
+      // backward's hooks, which should not wait for them.
+      std::deque<Entry> polling;
+      polling.swap(entries_);
+      in_poll_ = polling.size();
+      lock.unlock();
+      const std::optional<std::string> message = poll_entries(polling, now);
+      lock.lock();
+      in_poll_ = 0;
+      for (auto& entry : entries_) polling.push_back(std::move(entry));  // watched meanwhile: after
+      entries_ = std::move(polling);
+      if (message) fail(*message);
       if (entries_.empty() || failure_) idle_.notify_all();
       continue;
     }

@@ -66,8 +66,9 @@ class StallWatchdog {
     std::chrono::steady_clock::time_point start;
   };
   void run();
-  // Polls every entry once; returns the failure message if one failed or stalled.
-  std::optional<std::string> poll_entries(std::chrono::steady_clock::time_point now);
+  // Polls every entry once, dropping those done; returns the failure message if one
+  // failed or stalled.
+  std::optional<std::string> poll_entries(std::deque<Entry>& entries, std::chrono::steady_clock::time_point now) const;
   void fail(const std::string& message);
 
   Options options_;
@@ -75,6 +76,7 @@ class StallWatchdog {
   std::condition_variable wake_;
   mutable std::condition_variable idle_;  // notified when the last entry goes or a failure comes
   std::deque<Entry> entries_;
+  size_t in_poll_ = 0;  // entries taken out for the poll in progress
   std::optional<std::string> failure_;
   bool raised_ = false;
   bool stopping_ = false;
