@@ -158,8 +158,9 @@ step_saves() {
   for every in 0 5; do
     timeout 300 "$dpunet" train configs/unet572.yaml --set run.dir="$dir/every$every" \
       --set data.train="$dir/data/train-*.h5" --set data.val="$dir/data/val-*.h5" --set train.steps=40 \
-      --set validation.every_steps=1000 --set checkpoint.every_steps=$every --set checkpoint.every_epoch=false \
-      --set logging.every_steps=5 >>"$log" 2>&1 || say "saves: training with every_steps=$every failed"
+      --set schedule.warmup_steps=5 --set validation.every_steps=1000 --set checkpoint.every_steps=$every \
+      --set checkpoint.every_epoch=false --set logging.every_steps=5 >>"$log" 2>&1 ||
+      say "saves: training with every_steps=$every failed"
     # Step time per log window after the first (cuDNN autotuning), from the run's metrics.
     "$python" - "$dir/every$every/metrics.jsonl" "$every" >>"$results" <<'PY' || say "saves: no metrics"
 import json, statistics, sys

@@ -27,7 +27,7 @@ struct NcclState {
   ncclComm_t comm = nullptr;
   // Held while the communicator is used or aborted: the watchdog aborts from its own
   // threads, and an aborted communicator is freed.
-  std::timed_mutex mutex;
+  std::mutex mutex;
   bool aborted = false;
   int rank = 0;
   int world_size = 1;
@@ -38,7 +38,7 @@ struct NcclState {
   // Aborting is the only way out of a collective that will not complete. Runs on a
   // thread of the watchdog's, which has no current device yet.
   void abort() {
-    std::lock_guard<std::timed_mutex> lock(mutex);
+    std::lock_guard<std::mutex> lock(mutex);
     cudaSetDevice(device.index());
     if (comm != nullptr && !aborted) ncclCommAbort(comm);
     aborted = true;
@@ -54,7 +54,7 @@ struct NcclState {
       unfinished = watchdog->failure().has_value() || watchdog->pending() > 0;
       watchdog.reset();  // its thread polls the communicator
     }
-    std::lock_guard<std::timed_mutex> lock(mutex);
+    std::lock_guard<std::mutex> lock(mutex);
     if (comm == nullptr || aborted) return;
     ncclResult_t async = ncclSuccess;
     ncclCommGetAsyncError(comm, &async);
@@ -169,7 +169,7 @@ void check_device_tensor(const NcclState& state, const at::Tensor& t, const char
 template <typename Launch>
 std::unique_ptr<Work> enqueue(const std::shared_ptr<NcclState>& state, const std::string& name,
                               std::vector<at::Tensor> tensors, Launch launch) {
-  std::unique_lock<std::timed_mutex> lock(state->mutex);
+  std::unique_lock<std::mutex> lock(state->mutex);
   state->watchdog->raise_if_failed();
   DPUNET_CHECK(!state->aborted, "NCCL communicator on ", process_label(), " was aborted by an earlier failure");
   c10::cuda::CUDAGuard guard(state->device);
