@@ -1,43 +1,65 @@
-// LossScaler.
+// LossScaler: ATen's AMP ops, as GradScaler uses them, on the scaler's device tensors.
 #include "train/loss_scaler.h"
 
 #include <ATen/ops/_amp_foreach_non_finite_check_and_unscale.h>
+#include <ATen/ops/_amp_update_scale.h>
 #include <torch/torch.h>
 
-#include <map>
-#include <string>
+#include "common/error.h"
 
 namespace dpunet::train {
 
-bool LossScaler::unscale(const std::vector<torch::Tensor>& gradients) {
-  if (!enabled_) return true;
-  torch::NoGradGuard no_grad;
-  // One multi-tensor pass per device that unscales and flags inf/NaN, and one read-back
-  // per step (as GradScaler), instead of a check and a read-back per gradient.
-  std::map<std::string, std::vector<torch::Tensor>> by_device;
-  for (const torch::Tensor& g : gradients) {
-    if (g.defined()) by_device[g.device().str()].push_back(g);
-  }
-  double found_inf = 0;
-  for (auto& [device, grads] : by_device) {
-    const auto options = torch::TensorOptions().dtype(torch::kFloat).device(grads.front().device());
-    torch::Tensor found = torch::zeros({1}, options);
-    // Scales are powers of two, so the float32 reciprocal is exact.
-    at::_amp_foreach_non_finite_check_and_unscale_(grads, found, torch::full({1}, 1.0 / state_.scale, options));
-    found_inf += found.item<float>();
-  }
-  return found_inf == 0;
+LossScaler::LossScaler(bool enabled, int64_t growth_interval) : enabled_(enabled), growth_interval_(growth_interval) {
+  load(LossScalerState{});
 }
 
-void LossScaler::update(bool step_taken) {
-  if (!enabled_) return;
-  if (!step_taken) {
-    state_.scale = std::max(1.0, state_.scale * 0.5);
-    state_.clean_steps = 0;
-  } else if (++state_.clean_steps >= growth_interval_) {
-    state_.scale *= 2.0;
-    state_.clean_steps = 0;
+void LossScaler::place_on(const torch::Device& device) {
+  if (scale_.device() == device) return;
+  scale_ = scale_.to(device);
+  growth_tracker_ = growth_tracker_.to(device);
+  found_inf_ = found_inf_.to(device);
+}
+
+torch::Tensor LossScaler::scale(const torch::Tensor& loss) {
+  if (!enabled_) return loss;
+  place_on(loss.device());
+  return loss * scale_.reshape({}).to(loss.scalar_type());
+}
+
+torch::Tensor LossScaler::unscale(const std::vector<torch::Tensor>& gradients) {
+  DPUNET_CHECK(enabled_, "loss scaler: unscale() on a disabled scaler");
+  torch::NoGradGuard no_grad;
+  found_inf_.zero_();
+  std::vector<torch::Tensor> grads;
+  for (const torch::Tensor& g : gradients) {
+    if (!g.defined()) continue;
+    DPUNET_CHECK(g.device() == scale_.device(), "loss scaler: a gradient on ", g.device().str(),
+                 ", but the scaled loss was on ", scale_.device().str());
+    grads.push_back(g);
   }
+  // One multi-tensor pass that unscales and flags inf/NaN. Scales are powers of two, so
+  // the float32 reciprocal is exact.
+  if (!grads.empty()) at::_amp_foreach_non_finite_check_and_unscale_(grads, found_inf_, scale_.reciprocal());
+  return found_inf_;
+}
+
+void LossScaler::update(const torch::Tensor& found_inf) {
+  if (!enabled_) return;
+  torch::NoGradGuard no_grad;
+  at::_amp_update_scale_(scale_, growth_tracker_, found_inf, /*scale_growth_factor=*/2.0,
+                         /*scale_backoff_factor=*/0.5, growth_interval_);
+}
+
+LossScalerState LossScaler::state() const {
+  return {scale_.item<double>(), growth_tracker_.item<int64_t>()};
+}
+
+void LossScaler::load(const LossScalerState& state) {
+  const torch::Device device = scale_.defined() ? scale_.device() : torch::Device(torch::kCPU);
+  const auto on = torch::TensorOptions().device(device);
+  scale_ = torch::full({1}, state.scale, on.dtype(torch::kFloat));
+  growth_tracker_ = torch::full({1}, state.clean_steps, on.dtype(torch::kInt));
+  found_inf_ = torch::zeros({1}, on.dtype(torch::kFloat));
 }
 
 }  // namespace dpunet::train

@@ -1,7 +1,9 @@
-// Dynamic loss scaling for fp16 training (as torch.cuda.amp.GradScaler): the loss is
-// multiplied by a scale before backward; gradients are unscaled before clipping and
-// the step; a step whose gradients hold inf/NaN is skipped and the scale halved; after
-// `growth_interval` clean steps the scale doubles. Its state is checkpointed.
+// Dynamic loss scaling for fp16 training (as torch.amp.GradScaler): the loss is
+// multiplied by a scale before backward; gradients are unscaled before clipping and the
+// step; a step whose gradients hold inf/NaN is skipped and the scale halved; after
+// `growth_interval` clean steps the scale doubles. The scale, the count of clean steps
+// and the inf/NaN flag live on the loss's device and change there, so a step reads
+// nothing back; the state is read back only for a checkpoint.
 #pragma once
 
 #include <torch/types.h>
@@ -18,23 +20,30 @@ struct LossScalerState {
 
 class LossScaler {
  public:
-  explicit LossScaler(bool enabled, int64_t growth_interval = 2000)
-      : enabled_(enabled), growth_interval_(growth_interval) {}
+  explicit LossScaler(bool enabled, int64_t growth_interval = 2000);
 
   bool enabled() const { return enabled_; }
-  torch::Tensor scale(const torch::Tensor& loss) const { return enabled_ ? loss * state_.scale : loss; }
-  // Divides the gradients by the scale; returns false (skip the step) when any is not finite.
-  bool unscale(const std::vector<torch::Tensor>& gradients);
-  // Adjusts the scale after a step attempt.
-  void update(bool step_taken);
+  // loss * scale, on the loss's device (the scaler's state moves there on first use).
+  torch::Tensor scale(const torch::Tensor& loss);
+  // Divides the gradients by the scale and returns a 1-element float tensor on their
+  // device: nonzero when any gradient holds inf/NaN (skip the step:
+  // step_unless_found_inf).
+  torch::Tensor unscale(const std::vector<torch::Tensor>& gradients);
+  // Adjusts the scale after a step attempt, from unscale()'s flag.
+  void update(const torch::Tensor& found_inf);
 
-  const LossScalerState& state() const { return state_; }
-  void load(const LossScalerState& state) { state_ = state; }
+  // Reads the state back from the device.
+  LossScalerState state() const;
+  void load(const LossScalerState& state);
 
  private:
+  void place_on(const torch::Device& device);
+
   bool enabled_;
   int64_t growth_interval_;
-  LossScalerState state_;
+  torch::Tensor scale_;           // [1] float
+  torch::Tensor growth_tracker_;  // [1] int32: clean steps since the last change
+  torch::Tensor found_inf_;       // [1] float
 };
 
 }  // namespace dpunet::train

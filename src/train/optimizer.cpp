@@ -17,6 +17,7 @@
 
 #include <cmath>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -50,10 +51,43 @@ std::vector<Tensor> gradients_of(const std::vector<Tensor>& params) {
   return grads;
 }
 
-class MultiTensorAdamW : public torch::optim::AdamW {
+// The fused implementations can take the loss scaler's inf/NaN flag and skip a step on
+// the device (step_unless_found_inf).
+class SkipsOnDevice {
+ public:
+  virtual ~SkipsOnDevice() = default;
+  virtual bool skips_on_device() const = 0;
+  // One step, skipped where found_inf (1 element, on the parameters' device) is nonzero.
+  virtual void step_unless(const Tensor& found_inf) = 0;
+};
+
+class MultiTensorAdamW : public torch::optim::AdamW, public SkipsOnDevice {
  public:
   MultiTensorAdamW(std::vector<Tensor> params, torch::optim::AdamWOptions options, bool fused)
       : torch::optim::AdamW(std::move(params), options), fused_(fused) {}
+
+  bool skips_on_device() const override { return fused_; }
+  void step_unless(const Tensor& found_inf) override {
+    found_inf_ = found_inf;
+    try {
+      step();
+    } catch (...) {
+      found_inf_ = Tensor();
+      throw;
+    }
+    found_inf_ = Tensor();
+  }
+
+  // The host counts every step it issues; steps the device skipped are subtracted here,
+  // so a checkpoint holds the steps really taken (as with a step not issued at all).
+  void save(torch::serialize::OutputArchive& archive) const override {
+    const_cast<MultiTensorAdamW*>(this)->settle_skipped_steps();
+    torch::optim::AdamW::save(archive);
+  }
+  void load(torch::serialize::InputArchive& archive) override {
+    torch::optim::AdamW::load(archive);
+    skipped_.clear();
+  }
 
   Tensor step(LossClosure closure = nullptr) override {
     DPUNET_CHECK(closure == nullptr, "optimizer: step closures are not supported");
@@ -96,11 +130,19 @@ class MultiTensorAdamW : public torch::optim::AdamW {
     }
     const double beta1 = std::get<0>(o.betas()), beta2 = std::get<1>(o.betas());
     if (fused_) {
-      // The kernel reads the step from the device: one scalar, shared by the list.
+      // The kernel reads the step from the device: one scalar, shared by the list, less
+      // each parameter's steps skipped on the device when a skip flag is in play.
       const Tensor step_tensor = torch::full({}, static_cast<double>(step), params.front().options().dtype(at::kFloat));
-      const std::vector<Tensor> steps(params.size(), step_tensor);
+      std::vector<Tensor> steps(params.size(), step_tensor);
+      std::vector<Tensor> skipped;
+      if (found_inf_.defined()) {
+        for (const auto& p : params) skipped.push_back(skipped_for(p));
+        steps = at::_foreach_sub(steps, skipped);
+      }
       at::_fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, /*max_exp_avg_sqs=*/{}, steps, o.lr(), beta1, beta2,
-                        o.weight_decay(), o.eps(), /*amsgrad=*/false, /*maximize=*/false);
+                        o.weight_decay(), o.eps(), /*amsgrad=*/false, /*maximize=*/false, /*grad_scale=*/{},
+                        found_inf_.defined() ? std::optional<Tensor>(found_inf_) : std::nullopt);
+      if (found_inf_.defined()) at::_foreach_add_(skipped, found_inf_.reshape({}));
       return;
     }
     // LibTorch's AdamW::step, op for op, over the whole list at once.
@@ -117,13 +159,47 @@ class MultiTensorAdamW : public torch::optim::AdamW {
     at::_foreach_addcdiv_(params, exp_avgs, denom, -o.lr() / bias_correction1);
   }
 
+  // Steps the device skipped for this parameter, not yet taken off its host count.
+  Tensor& skipped_for(const Tensor& p) {
+    Tensor& count = skipped_[p.unsafeGetTensorImpl()];
+    if (!count.defined()) count = torch::zeros({}, p.options().dtype(at::kFloat));
+    return count;
+  }
+
+  void settle_skipped_steps() {
+    for (auto& [key, count] : skipped_) {
+      const auto skipped = static_cast<int64_t>(count.item<float>());
+      auto it = state_.find(key);
+      if (skipped == 0 || it == state_.end()) continue;
+      auto& state = static_cast<torch::optim::AdamWParamState&>(*it->second);
+      state.step(state.step() - skipped);
+      count.zero_();
+    }
+  }
+
   bool fused_;
+  Tensor found_inf_;  // set for the duration of step_unless()
+  std::map<void*, Tensor> skipped_;
 };
 
-class MultiTensorSGD : public torch::optim::SGD {
+class MultiTensorSGD : public torch::optim::SGD, public SkipsOnDevice {
  public:
   MultiTensorSGD(std::vector<Tensor> params, torch::optim::SGDOptions options, bool fused)
       : torch::optim::SGD(std::move(params), options), fused_(fused) {}
+
+  bool skips_on_device() const override { return fused_; }
+  // A skipped first step leaves the new buffers at zero, and the next step then starts
+  // them as a first step would (momentum * 0 + gradient, without dampening).
+  void step_unless(const Tensor& found_inf) override {
+    found_inf_ = found_inf;
+    try {
+      step();
+    } catch (...) {
+      found_inf_ = Tensor();
+      throw;
+    }
+    found_inf_ = Tensor();
+  }
 
   Tensor step(LossClosure closure = nullptr) override {
     DPUNET_CHECK(closure == nullptr, "optimizer: step closures are not supported");
@@ -159,7 +235,8 @@ class MultiTensorSGD : public torch::optim::SGD {
     for (const auto& p : params) buffers.push_back(buffer_for(p));
     if (fused_) {
       at::_fused_sgd_(params, grads, buffers, o.weight_decay(), o.momentum(), o.lr(), o.dampening(), o.nesterov(),
-                      /*maximize=*/false, first_step);
+                      /*maximize=*/false, first_step, /*grad_scale=*/{},
+                      found_inf_.defined() ? std::optional<Tensor>(found_inf_) : std::nullopt);
       return;
     }
     // LibTorch's SGD::step with Nesterov momentum, op for op, over the whole list.
@@ -175,6 +252,7 @@ class MultiTensorSGD : public torch::optim::SGD {
   }
 
   bool fused_;
+  Tensor found_inf_;  // set for the duration of step_unless()
 };
 
 }  // namespace
@@ -199,6 +277,14 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const OptimizerSettings&
   auto options = torch::optim::AdamWOptions(s.lr).betas({s.beta1, s.beta2}).eps(s.eps).weight_decay(s.weight_decay);
   if (loop) return std::make_unique<torch::optim::AdamW>(parameters, options);
   return std::make_unique<MultiTensorAdamW>(parameters, options, fused);
+}
+
+void step_unless_found_inf(torch::optim::Optimizer& optimizer, const torch::Tensor& found_inf) {
+  if (auto* device_skip = dynamic_cast<SkipsOnDevice*>(&optimizer); device_skip && device_skip->skips_on_device()) {
+    device_skip->step_unless(found_inf);
+    return;
+  }
+  if (found_inf.item<float>() == 0) optimizer.step();
 }
 
 void set_learning_rate(torch::optim::Optimizer& optimizer, double lr) {

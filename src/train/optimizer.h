@@ -36,6 +36,12 @@ struct OptimizerSettings {
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const OptimizerSettings& settings,
                                                         const std::vector<torch::Tensor>& parameters);
 
+// One step, skipped when found_inf (a 1-element float tensor on the parameters' device,
+// from LossScaler::unscale) is nonzero. The fused implementation skips on the device,
+// without reading the flag back (a skipped AdamW step does not count in the step numbers,
+// checkpointed ones included); the others read it back, one host sync.
+void step_unless_found_inf(torch::optim::Optimizer& optimizer, const torch::Tensor& found_inf);
+
 void set_learning_rate(torch::optim::Optimizer& optimizer, double lr);
 
 // Scales the gradients so their global L2 norm is at most max_norm (the same rule as

@@ -210,15 +210,20 @@ torch::Tensor Trainer::train_step(int64_t* epoch_after) {
     loss_sum += loss.detach();
   }
   ddp_->synchronize();
-  std::vector<torch::Tensor> gradients;
-  for (const auto& p : model_->parameters()) gradients.push_back(p.grad());
-  const bool finite = scaler_.unscale(gradients);  // every rank has the same gradients
-  if (finite && config_.optimizer.grad_clip > 0) {
-    clip_gradient_norm(model_->parameters(), config_.optimizer.grad_clip);
-  }
   set_learning_rate(*optimizer_, learning_rate(config_.schedule, config_.optimizer.lr, step_, config_.train.steps));
-  if (finite) optimizer_->step();
-  scaler_.update(finite);
+  if (!scaler_.enabled()) {
+    if (config_.optimizer.grad_clip > 0) clip_gradient_norm(model_->parameters(), config_.optimizer.grad_clip);
+    optimizer_->step();
+  } else {
+    std::vector<torch::Tensor> gradients;
+    for (const auto& p : model_->parameters()) gradients.push_back(p.grad());
+    // Every rank has the same gradients, so every rank skips the same steps. A skipped
+    // step's gradients may be clipped to NaN: they are not used.
+    const torch::Tensor found_inf = scaler_.unscale(gradients);
+    if (config_.optimizer.grad_clip > 0) clip_gradient_norm(model_->parameters(), config_.optimizer.grad_clip);
+    step_unless_found_inf(*optimizer_, found_inf);
+    scaler_.update(found_inf);
+  }
   ++step_;
   return loss_sum;
 }
@@ -266,8 +271,9 @@ void Trainer::save(bool best) {
   state.sampler = batches_->state();
   state.world_size = context_.world_size();
   state.config_yaml = config::to_yaml(config_);
-  state.loss_scale = scaler_.state().scale;
-  state.loss_scale_clean_steps = scaler_.state().clean_steps;
+  const LossScalerState scaler = scaler_.state();  // read back from the device
+  state.loss_scale = scaler.scale;
+  state.loss_scale_clean_steps = scaler.clean_steps;
   state.best_score = best_score_;
   // Nothing in the step draws from torch's generator today; its state is kept so that a
   // future random op (dropout, stochastic depth) resumes exactly too.

@@ -73,20 +73,34 @@ TEST_CASE("learning-rate schedules", "[train]") {
 TEST_CASE("the loss scaler skips non-finite steps and grows after clean ones", "[train]") {
   dpunet::train::LossScaler scaler(true, /*growth_interval=*/2);
   const double start = scaler.state().scale;
+  CHECK(scaler.scale(torch::tensor(3.0f)).item<double>() == 3.0 * start);
   torch::Tensor g = torch::full({3}, start * 2);
-  CHECK(scaler.unscale({g}));
+  torch::Tensor found_inf = scaler.unscale({g});
+  CHECK(found_inf.item<float>() == 0);
   CHECK(torch::allclose(g, torch::full({3}, 2.0)));
-  scaler.update(true);
-  scaler.update(true);
+  scaler.update(found_inf);
+  CHECK(scaler.state().clean_steps == 1);
+  scaler.update(scaler.unscale({torch::ones({2})}));
   CHECK(scaler.state().scale == start * 2);
+  CHECK(scaler.state().clean_steps == 0);
   torch::Tensor bad = torch::tensor({1.0, std::numeric_limits<double>::infinity()});
   torch::Tensor fine = torch::full({2}, start * 4);
-  CHECK_FALSE(scaler.unscale({fine, bad, torch::Tensor()}));
+  found_inf = scaler.unscale({fine, bad, torch::Tensor()});
+  CHECK(found_inf.item<float>() != 0);
   CHECK(torch::allclose(fine, torch::full({2}, 2.0)));  // every gradient is unscaled all the same
   torch::Tensor nan = torch::full({4}, std::numeric_limits<double>::quiet_NaN());
-  CHECK_FALSE(scaler.unscale({nan}));
-  scaler.update(false);
+  CHECK(scaler.unscale({nan}).item<float>() != 0);
+  scaler.update(found_inf);
   CHECK(scaler.state().scale == start);
+  CHECK(scaler.state().clean_steps == 0);
+
+  // A checkpoint's state comes back as it was.
+  dpunet::train::LossScaler resumed(true, /*growth_interval=*/2);
+  resumed.load({1024.0, 1});
+  CHECK(resumed.state().scale == 1024.0);
+  resumed.update(resumed.unscale({torch::ones({1})}));
+  CHECK(resumed.state().scale == 2048.0);
+
   dpunet::train::LossScaler off(false);
   torch::Tensor loss = torch::tensor(3.0);
   CHECK(off.scale(loss).item<double>() == 3.0);

@@ -144,6 +144,53 @@ TEST_CASE("optimizer state saved by one implementation resumes in another", "[tr
   }
 }
 
+TEST_CASE("a step flagged inf/NaN is skipped as if never issued, on the device or by a read-back", "[train]") {
+  // Steps 0..5 with step 2 flagged: against the same run with step 2 left out.
+  const std::vector<bool> flagged = {false, false, true, false, false, false};
+  for (const std::string name : {"adamw", "sgd"}) {
+    for (auto implementation : {OptimizerImplementation::kFused, OptimizerImplementation::kForeach}) {
+      INFO(name << " implementation " << static_cast<int>(implementation));
+      auto reference = make_parameters();
+      auto skipping = clones(reference);
+      auto plain = dpunet::train::make_optimizer(settings(name, implementation), reference);
+      auto flagging = dpunet::train::make_optimizer(settings(name, implementation), skipping);
+      for (int step = 0; step < static_cast<int>(flagged.size()); ++step) {
+        set_gradients(skipping, step);
+        dpunet::train::set_learning_rate(*flagging, 1e-2 / (1 + step));
+        const torch::Tensor found_inf = torch::full({1}, flagged[step] ? 1.0f : 0.0f);
+        const auto before = clones(skipping);
+        dpunet::train::step_unless_found_inf(*flagging, found_inf);
+        CHECK(bit_identical(skipping, before) == flagged[step]);
+        if (flagged[step]) continue;
+        set_gradients(reference, step);
+        dpunet::train::set_learning_rate(*plain, 1e-2 / (1 + step));
+        plain->step();
+      }
+      // AdamW's bias correction counts only the steps taken.
+      CHECK(bit_identical(skipping, reference));
+
+      // Saved, the state holds the steps taken; resumed, both go on alike.
+      std::ostringstream saved;
+      {
+        torch::serialize::OutputArchive archive;
+        flagging->save(archive);
+        archive.save_to(saved);
+      }
+      auto resumed = clones(skipping);
+      auto loaded = dpunet::train::make_optimizer(settings(name, implementation), resumed);
+      std::istringstream stream(saved.str());
+      torch::serialize::InputArchive archive;
+      archive.load_from(stream);
+      loaded->load(archive);
+      run(*loaded, resumed, 6, 2);
+      run(*plain, reference, 6, 2);
+      CHECK(bit_identical(resumed, reference));
+      run(*flagging, skipping, 6, 2);  // and the original, past its save, as well
+      CHECK(bit_identical(skipping, reference));
+    }
+  }
+}
+
 TEST_CASE("gradient clipping scales to the norm limit like torch's, and leaves small gradients alone", "[train]") {
   auto params = make_parameters();
   set_gradients(params, 0);
