@@ -18,7 +18,8 @@
 #                                         batches), profile (kernel time per step next to
 #                                         PyTorch's), ddp (bench ddp on CUDA), cpu_ddp
 #                                         (bench ddp on CPU ranks with spare cores), saves
-#                                         (step time with a checkpoint every 5 steps)
+#                                         (step time with a checkpoint every 5 steps), fp16
+#                                         (40 training steps in fp16 and in bf16)
 #
 # OUT receives two files: gpu_results.jsonl (one JSON object per line: each benchmark's
 # output, tagged) and gpu_log.txt (versions, test and smoke-run logs).
@@ -168,6 +169,30 @@ rows = [json.loads(line) for line in open(sys.argv[1])]
 ms = [r["step_ms"] for r in rows if r.get("kind") == "train"][1:]
 print(json.dumps({"tag": "saves_every_" + sys.argv[2], "checkpoint_every_steps": int(sys.argv[2]),
                   "median_window_step_ms": statistics.median(ms), "window_step_ms": ms}))
+PY
+  done
+}
+
+# fp16 training (dynamic loss scaling, decided on the device): 40 steps on the saves
+# step's data, its losses and step times next to bf16's.
+step_fp16() {
+  local dir=$root/runs/gpu_fp16
+  rm -rf "$dir" && mkdir -p "$dir"
+  "$dpunet" data synth --out "$dir/data" --samples 64 --shards 2 --val-samples 8 --size 640 >>"$log" 2>&1 ||
+    { say "fp16: synth failed"; return; }
+  local dtype
+  for dtype in fp16 bf16; do
+    timeout 300 "$dpunet" train configs/unet572.yaml --set run.dir="$dir/$dtype" \
+      --set data.train="$dir/data/train-*.h5" --set data.val="$dir/data/val-*.h5" --set train.steps=40 \
+      --set schedule.warmup_steps=5 --set precision.dtype=$dtype --set checkpoint.every_epoch=false \
+      --set logging.every_steps=5 >>"$log" 2>&1 || say "fp16: training with $dtype failed"
+    "$python" - "$dir/$dtype/metrics.jsonl" "$dtype" >>"$results" <<'PY' || say "fp16: no metrics for $dtype"
+import json, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+train = [r for r in rows if r.get("kind") == "train"]
+print(json.dumps({"tag": "train_" + sys.argv[2], "losses": [r["loss"] for r in train],
+                  "step_ms": [r["step_ms"] for r in train],
+                  "val": [r for r in rows if r.get("kind") == "val"]}))
 PY
   done
 }
