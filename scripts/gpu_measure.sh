@@ -208,6 +208,8 @@ step_pair() {
   (cd bench && record torch_eager_b8 "$python" pytorch_reference.py --size 572 --batch 8 --precision bf16)
   (cd bench && record torch_eager_b8_ckpt "$python" pytorch_reference.py --size 572 --batch 8 --precision bf16 \
     --checkpointing)
+  # SKIP_COMPILE=1 leaves torch.compile out (minutes of compiling) when its figure is known.
+  [ -n "${SKIP_COMPILE:-}" ] && return
   (cd bench && STEP_TIMEOUT=300 record torch_compile_b8 "$python" pytorch_reference.py --size 572 --batch 8 \
     --precision bf16 --compile)
 }
@@ -232,7 +234,7 @@ step_profile() {
   (cd bench && record torch_eager_b8_profiled "$python" pytorch_reference.py --size 572 --batch 8 \
     --precision bf16 --profile "$out/trace_eager.json")
   local traces=(dpunet="$out/trace_dpunet.json" eager="$out/trace_eager.json")
-  if [ -z "${SKIP_COMPILE_PROFILE:-}" ]; then
+  if [ -z "${SKIP_COMPILE_PROFILE:-}${SKIP_COMPILE:-}" ]; then
     (cd bench && STEP_TIMEOUT=300 record torch_compile_b8_profiled "$python" pytorch_reference.py --size 572 \
       --batch 8 --precision bf16 --compile --profile "$out/trace_compile.json")
     traces+=(compile="$out/trace_compile.json")
