@@ -208,6 +208,7 @@ bool any_requires_grad(const std::vector<torch::Tensor>& tensors) {
 std::vector<torch::Tensor> checkpoint(torch::nn::Module& block, const BlockFunction& run,
                                       const std::vector<torch::Tensor>& inputs) {
   if (!torch::GradMode::is_enabled() || (!any_requires_grad(inputs) && !any_requires_grad(block.parameters()))) {
+    RecomputeTape::Suspend not_recorded;
     return run(inputs);
   }
   auto recompute = c10::make_intrusive<Recompute>();

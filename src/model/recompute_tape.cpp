@@ -30,4 +30,12 @@ RecomputeTape::Scope::~Scope() {
   active_tape = previous_;
 }
 
+RecomputeTape::Suspend::Suspend() : previous_(active_tape) {
+  active_tape = nullptr;
+}
+
+RecomputeTape::Suspend::~Suspend() {
+  active_tape = previous_;
+}
+
 }  // namespace dpunet::model

@@ -39,6 +39,21 @@ class RecomputeTape {
     RecomputeTape* previous_;
   };
 
+  // No tape active on this thread while alive: for a checkpointed block that runs
+  // plainly inside another's first forward (grad mode is off there), whose layers must
+  // not record into the outer block's tape, since in the outer recomputation the inner
+  // block records into a tape of its own.
+  class Suspend {
+   public:
+    Suspend();
+    ~Suspend();
+    Suspend(const Suspend&) = delete;
+    Suspend& operator=(const Suspend&) = delete;
+
+   private:
+    RecomputeTape* previous_;
+  };
+
  private:
   std::vector<std::vector<at::Tensor>> entries_;
   size_t next_ = 0;

@@ -23,7 +23,7 @@ void LossScaler::place_on(const torch::Device& device) {
 torch::Tensor LossScaler::scale(const torch::Tensor& loss) {
   if (!enabled_) return loss;
   place_on(loss.device());
-  return loss * scale_.reshape({}).to(loss.scalar_type());
+  return loss.to(torch::kFloat) * scale_.reshape({});  // 65536 is inf in fp16
 }
 
 torch::Tensor LossScaler::unscale(const std::vector<torch::Tensor>& gradients) {
@@ -48,6 +48,9 @@ void LossScaler::update(const torch::Tensor& found_inf) {
   torch::NoGradGuard no_grad;
   at::_amp_update_scale_(scale_, growth_tracker_, found_inf, /*scale_growth_factor=*/2.0,
                          /*scale_backoff_factor=*/0.5, growth_interval_);
+  // Steps that keep failing (a diverged run) would halve the scale to 0, and 1/0 would
+  // make every later gradient inf: it stops at 1.
+  scale_.clamp_min_(1.0);
 }
 
 LossScalerState LossScaler::state() const {

@@ -1,6 +1,6 @@
 // Dynamic loss scaling for fp16 training (as torch.amp.GradScaler): the loss is
 // multiplied by a scale before backward; gradients are unscaled before clipping and the
-// step; a step whose gradients hold inf/NaN is skipped and the scale halved; after
+// step; a step whose gradients hold inf/NaN is skipped and the scale halved (not below 1); after
 // `growth_interval` clean steps the scale doubles. The scale, the count of clean steps
 // and the inf/NaN flag live on the loss's device and change there, so a step reads
 // nothing back; the state is read back only for a checkpoint.

@@ -135,7 +135,7 @@ class MultiTensorAdamW : public torch::optim::AdamW, public SkipsOnDevice {
       const Tensor step_tensor = torch::full({}, static_cast<double>(step), params.front().options().dtype(at::kFloat));
       std::vector<Tensor> steps(params.size(), step_tensor);
       std::vector<Tensor> skipped;
-      if (found_inf_.defined()) {
+      if (found_inf_.defined() || !skipped_.empty()) {  // a plain step() after skips too
         for (const auto& p : params) skipped.push_back(skipped_for(p));
         steps = at::_foreach_sub(steps, skipped);
       }

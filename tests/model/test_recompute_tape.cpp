@@ -57,6 +57,41 @@ TEST_CASE("A checkpointed block's recomputation replays what its first forward r
   REQUIRE(RecomputeTape::active() == nullptr);
 }
 
+namespace {
+
+// A checkpointed block holding another checkpointed block and a layer after it: the
+// inner block runs plainly in the outer one's first forward and checkpointed in its
+// recomputation, so its layers must not use the outer block's tape.
+struct NestedImpl : torch::nn::Module {
+  CenterScale inner, after;
+  NestedImpl() {
+    register_module("inner", inner);
+    register_module("after", after);
+  }
+  torch::Tensor forward(const torch::Tensor& x) { return after->forward(dpunet::model::checkpoint(inner, x) * 3 + 1); }
+};
+TORCH_MODULE(Nested);
+
+}  // namespace
+
+TEST_CASE("A checkpointed block inside another keeps to its own tape", "[model][checkpoint]") {
+  torch::manual_seed(4);
+  const torch::Tensor input = torch::randn({5, 3});
+  Nested plain, checkpointed;
+  const torch::Tensor x_plain = input.clone().requires_grad_(true);
+  // Cubed: the gradient arriving at `after` must not be centred, or a wrong mean there
+  // would cancel out of its weight's gradient.
+  plain->after->forward(plain->inner->forward(x_plain) * 3 + 1).pow(3).sum().backward();
+
+  const torch::Tensor x = input.clone().requires_grad_(true);
+  dpunet::model::checkpoint(checkpointed, x).pow(3).sum().backward();
+  REQUIRE(torch::allclose(x.grad(), x_plain.grad()));
+  REQUIRE(torch::allclose(checkpointed->after->w.grad(), plain->after->w.grad()));
+  REQUIRE(torch::allclose(checkpointed->inner->w.grad(), plain->inner->w.grad()));
+  // The layer after the inner block took its own recorded mean: computed once.
+  REQUIRE(checkpointed->after->computed == 1);
+}
+
 TEST_CASE("RecomputeTape scopes record from empty, replay from the start and nest", "[model][checkpoint]") {
   RecomputeTape outer, inner;
   REQUIRE(RecomputeTape::active() == nullptr);
