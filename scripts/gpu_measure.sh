@@ -136,7 +136,7 @@ step_smoke() {
     --set logging.every_steps=5)
   say "== train smoke"
   {
-    "$dpunet" data synth --out "$smoke/data" --samples 64 --shards 2 --val-samples 8 --size 640 &&
+    synth_data "$smoke" &&
       timeout 200 "${train[@]}" --stop-at-step 20 &&
       echo "== resume smoke" &&
       timeout 200 "${train[@]}" --resume auto &&
@@ -148,19 +148,27 @@ step_smoke() {
   [ -f "$smoke/predictions/eval.json" ] && cat "$smoke/predictions/eval.json" >>"$log"
 }
 
+# The smoke data: 64 synthetic 640x640 samples in 2 shards and 8 for validation, in DIR/data.
+synth_data() { "$dpunet" data synth --out "$1/data" --samples 64 --shards 2 --val-samples 8 --size 640 >>"$log" 2>&1; }
+
+# 40 steps of configs/unet572.yaml on DIR/data into DIR/RUN; more --set overrides after.
+train_40() {
+  local dir=$1 run=$2
+  shift 2
+  timeout 300 "$dpunet" train configs/unet572.yaml --set run.dir="$dir/$run" --set data.train="$dir/data/train-*.h5" \
+    --set data.val="$dir/data/val-*.h5" --set train.steps=40 --set schedule.warmup_steps=5 \
+    --set checkpoint.every_epoch=false --set logging.every_steps=5 "$@" >>"$log" 2>&1
+}
+
 # What a checkpoint every 5 steps costs the step (the write runs on a background thread;
 # the loop only copies the state to the host): the same 40 steps with and without.
 step_saves() {
   local dir=$root/runs/gpu_saves
   rm -rf "$dir" && mkdir -p "$dir"
-  "$dpunet" data synth --out "$dir/data" --samples 64 --shards 2 --val-samples 8 --size 640 >>"$log" 2>&1 ||
-    { say "saves: synth failed"; return; }
+  synth_data "$dir" || { say "saves: synth failed"; return; }
   local every
   for every in 0 5; do
-    timeout 300 "$dpunet" train configs/unet572.yaml --set run.dir="$dir/every$every" \
-      --set data.train="$dir/data/train-*.h5" --set data.val="$dir/data/val-*.h5" --set train.steps=40 \
-      --set schedule.warmup_steps=5 --set validation.every_steps=1000 --set checkpoint.every_steps=$every \
-      --set checkpoint.every_epoch=false --set logging.every_steps=5 >>"$log" 2>&1 ||
+    train_40 "$dir" "every$every" --set validation.every_steps=1000 --set checkpoint.every_steps=$every ||
       say "saves: training with every_steps=$every failed"
     # Step time per log window after the first (cuDNN autotuning), from the run's metrics.
     "$python" - "$dir/every$every/metrics.jsonl" "$every" >>"$results" <<'PY' || say "saves: no metrics"
@@ -173,19 +181,15 @@ PY
   done
 }
 
-# fp16 training (dynamic loss scaling, decided on the device): 40 steps on the saves
-# step's data, its losses and step times next to bf16's.
+# fp16 training (dynamic loss scaling, decided on the device): 40 steps, its losses and
+# step times next to bf16's.
 step_fp16() {
   local dir=$root/runs/gpu_fp16
   rm -rf "$dir" && mkdir -p "$dir"
-  "$dpunet" data synth --out "$dir/data" --samples 64 --shards 2 --val-samples 8 --size 640 >>"$log" 2>&1 ||
-    { say "fp16: synth failed"; return; }
+  synth_data "$dir" || { say "fp16: synth failed"; return; }
   local dtype
   for dtype in fp16 bf16; do
-    timeout 300 "$dpunet" train configs/unet572.yaml --set run.dir="$dir/$dtype" \
-      --set data.train="$dir/data/train-*.h5" --set data.val="$dir/data/val-*.h5" --set train.steps=40 \
-      --set schedule.warmup_steps=5 --set precision.dtype=$dtype --set checkpoint.every_epoch=false \
-      --set logging.every_steps=5 >>"$log" 2>&1 || say "fp16: training with $dtype failed"
+    train_40 "$dir" "$dtype" --set precision.dtype=$dtype || say "fp16: training with $dtype failed"
     "$python" - "$dir/$dtype/metrics.jsonl" "$dtype" >>"$results" <<'PY' || say "fp16: no metrics for $dtype"
 import json, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]

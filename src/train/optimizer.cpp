@@ -58,7 +58,24 @@ class SkipsOnDevice {
   virtual ~SkipsOnDevice() = default;
   virtual bool skips_on_device() const = 0;
   // One step, skipped where found_inf (1 element, on the parameters' device) is nonzero.
-  virtual void step_unless(const Tensor& found_inf) = 0;
+  void step_unless(const Tensor& flag) {
+    found_inf_ = flag;
+    try {
+      take_step();
+    } catch (...) {
+      found_inf_ = Tensor();
+      throw;
+    }
+    found_inf_ = Tensor();
+  }
+
+ protected:
+  virtual void take_step() = 0;
+  // The flag of the step_unless() in progress; undefined in a plain step().
+  const Tensor& found_inf() const { return found_inf_; }
+
+ private:
+  Tensor found_inf_;
 };
 
 class MultiTensorAdamW : public torch::optim::AdamW, public SkipsOnDevice {
@@ -67,16 +84,6 @@ class MultiTensorAdamW : public torch::optim::AdamW, public SkipsOnDevice {
       : torch::optim::AdamW(std::move(params), options), fused_(fused) {}
 
   bool skips_on_device() const override { return fused_; }
-  void step_unless(const Tensor& found_inf) override {
-    found_inf_ = found_inf;
-    try {
-      step();
-    } catch (...) {
-      found_inf_ = Tensor();
-      throw;
-    }
-    found_inf_ = Tensor();
-  }
 
   // The host counts every step it issues; steps the device skipped are subtracted here,
   // so a checkpoint holds the steps really taken (as with a step not issued at all).
@@ -135,14 +142,14 @@ class MultiTensorAdamW : public torch::optim::AdamW, public SkipsOnDevice {
       const Tensor step_tensor = torch::full({}, static_cast<double>(step), params.front().options().dtype(at::kFloat));
       std::vector<Tensor> steps(params.size(), step_tensor);
       std::vector<Tensor> skipped;
-      if (found_inf_.defined() || !skipped_.empty()) {  // a plain step() after skips too
+      if (found_inf().defined() || !skipped_.empty()) {  // a plain step() after skips too
         for (const auto& p : params) skipped.push_back(skipped_for(p));
         steps = at::_foreach_sub(steps, skipped);
       }
       at::_fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, /*max_exp_avg_sqs=*/{}, steps, o.lr(), beta1, beta2,
                         o.weight_decay(), o.eps(), /*amsgrad=*/false, /*maximize=*/false, /*grad_scale=*/{},
-                        found_inf_.defined() ? std::optional<Tensor>(found_inf_) : std::nullopt);
-      if (found_inf_.defined()) at::_foreach_add_(skipped, found_inf_.reshape({}));
+                        found_inf().defined() ? std::optional<Tensor>(found_inf()) : std::nullopt);
+      if (found_inf().defined()) at::_foreach_add_(skipped, found_inf().reshape({}));
       return;
     }
     // LibTorch's AdamW::step, op for op, over the whole list at once.
@@ -177,8 +184,9 @@ class MultiTensorAdamW : public torch::optim::AdamW, public SkipsOnDevice {
     }
   }
 
+  void take_step() override { step(); }
+
   bool fused_;
-  Tensor found_inf_;  // set for the duration of step_unless()
   std::map<void*, Tensor> skipped_;
 };
 
@@ -187,19 +195,9 @@ class MultiTensorSGD : public torch::optim::SGD, public SkipsOnDevice {
   MultiTensorSGD(std::vector<Tensor> params, torch::optim::SGDOptions options, bool fused)
       : torch::optim::SGD(std::move(params), options), fused_(fused) {}
 
-  bool skips_on_device() const override { return fused_; }
   // A skipped first step leaves the new buffers at zero, and the next step then starts
   // them as a first step would (momentum * 0 + gradient, without dampening).
-  void step_unless(const Tensor& found_inf) override {
-    found_inf_ = found_inf;
-    try {
-      step();
-    } catch (...) {
-      found_inf_ = Tensor();
-      throw;
-    }
-    found_inf_ = Tensor();
-  }
+  bool skips_on_device() const override { return fused_; }
 
   Tensor step(LossClosure closure = nullptr) override {
     DPUNET_CHECK(closure == nullptr, "optimizer: step closures are not supported");
@@ -236,7 +234,7 @@ class MultiTensorSGD : public torch::optim::SGD, public SkipsOnDevice {
     if (fused_) {
       at::_fused_sgd_(params, grads, buffers, o.weight_decay(), o.momentum(), o.lr(), o.dampening(), o.nesterov(),
                       /*maximize=*/false, first_step, /*grad_scale=*/{},
-                      found_inf_.defined() ? std::optional<Tensor>(found_inf_) : std::nullopt);
+                      found_inf().defined() ? std::optional<Tensor>(found_inf()) : std::nullopt);
       return;
     }
     // LibTorch's SGD::step with Nesterov momentum, op for op, over the whole list.
@@ -251,8 +249,9 @@ class MultiTensorSGD : public torch::optim::SGD, public SkipsOnDevice {
     at::_foreach_add_(params, d_p, -o.lr());
   }
 
+  void take_step() override { step(); }
+
   bool fused_;
-  Tensor found_inf_;  // set for the duration of step_unless()
 };
 
 }  // namespace
