@@ -136,18 +136,23 @@ int64_t largest_batch(const BenchTrainArgs& a, dist::Context& context, dist::Com
   return good;
 }
 
+// The slowest rank's mean step time over a.steps steps, after `warmup` untimed ones.
+double timed_step_ms(Step& s, const BenchTrainArgs& a, int64_t warmup) {
+  for (int64_t i = 0; i < warmup; ++i) s.run();
+  s.sync();
+  const double start = now_ms();
+  for (int64_t i = 0; i < a.steps; ++i) s.run();
+  s.sync();
+  return slowest_rank((now_ms() - start) / static_cast<double>(a.steps));
+}
+
 // Step time at `batch` (the largest that fits), for comparing time per sample at each
 // variant's own largest batch; null when the timed steps no longer fit (fragmentation).
 nlohmann::json step_ms_at(const BenchTrainArgs& a, dist::Context& context, dist::Communicator& comm, bool checkpointed,
                           int64_t batch) {
   try {
     Step s = make_step(a, context, comm, checkpointed, batch);
-    for (int64_t i = 0; i < std::max<int64_t>(a.warmup, 1); ++i) s.run();
-    s.sync();
-    const double start = now_ms();
-    for (int64_t i = 0; i < a.steps; ++i) s.run();
-    s.sync();
-    return slowest_rank((now_ms() - start) / static_cast<double>(a.steps));
+    return timed_step_ms(s, a, std::max<int64_t>(a.warmup, 1));
   } catch (const c10::OutOfMemoryError&) {
     return nullptr;
   }
@@ -158,12 +163,7 @@ nlohmann::json run_variant(const BenchTrainArgs& a, dist::Context& context, dist
   MemoryProbe memory(context.device().str());
   memory.start();
   Step s = make_step(a, context, comm, checkpointed, a.batch);
-  for (int64_t i = 0; i < a.warmup; ++i) s.run();
-  s.sync();
-  const double start = now_ms();
-  for (int64_t i = 0; i < a.steps; ++i) s.run();
-  s.sync();
-  const double step_ms = slowest_rank((now_ms() - start) / static_cast<double>(a.steps));
+  const double step_ms = timed_step_ms(s, a, a.warmup);
   std::vector<std::vector<double>> phases(4);
   for (int64_t i = 0; i < a.steps; ++i) {
     std::vector<double> p;

@@ -77,9 +77,13 @@ void abort_all_ranks(int exit_code) {
   if (initialized && !finalized && size > 1) MPI_Abort(MPI_COMM_WORLD, exit_code);
 }
 
-int report_fatal_error(const char* message) {
-  std::fprintf(stderr, "dpunet: error (%s): %s\n", process_label().c_str(), message);
+void print_fatal_error(const std::string& label, const std::string& message) {
+  std::fprintf(stderr, "dpunet: error (%s): %s\n", label.c_str(), message.c_str());
   std::fflush(stderr);
+}
+
+int report_fatal_error(const char* message) {
+  print_fatal_error(process_label(), message);
   abort_all_ranks(/*exit_code=*/1);
   return 1;
 }

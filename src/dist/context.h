@@ -57,5 +57,8 @@ void abort_all_ranks(int exit_code);
 // What main does with an error that reached it: one line naming rank and host on stderr,
 // then abort_all_ranks(1). Returns 1 for main to return when MPI is not running.
 int report_fatal_error(const char* message);
+// The line report_fatal_error prints, "dpunet: error (LABEL): MESSAGE", to stderr, with
+// no MPI call: for threads that may not call MPI.
+void print_fatal_error(const std::string& label, const std::string& message);
 
 }  // namespace dpunet::dist

@@ -4,7 +4,6 @@
 #include "dist/nccl_communicator.h"
 
 #include <chrono>
-#include <cstdio>
 #include <cstdlib>
 #include <exception>
 #include <mutex>
@@ -170,8 +169,7 @@ template <typename Launch>
 std::unique_ptr<Work> enqueue(const std::shared_ptr<NcclState>& state, const std::string& name,
                               std::vector<at::Tensor> tensors, Launch launch) {
   std::unique_lock<std::mutex> lock(state->mutex);
-  state->watchdog->raise_if_failed();
-  DPUNET_CHECK(!state->aborted, "NCCL communicator on ", process_label(), " was aborted by an earlier failure");
+  state->watchdog->raise_if_failed();  // the communicator is aborted only after a failure
   c10::cuda::CUDAGuard guard(state->device);
   const c10::cuda::CUDAStream compute = c10::cuda::getCurrentCUDAStream(state->device.index());
   Event ready;
@@ -217,8 +215,7 @@ NcclCommunicator::NcclCommunicator(const Context& context, CommunicatorOptions o
   // No MPI on the watchdog's thread (the context may be FUNNELED): the launcher (mpirun,
   // srun) ends the other ranks when this one exits non-zero.
   watch.last_resort = [label = watch.label](const std::string& message) {
-    std::fprintf(stderr, "dpunet: error (%s): %s\n", label.c_str(), message.c_str());
-    std::fflush(stderr);
+    print_fatal_error(label, message);
     std::_Exit(1);
   };
   state_->watchdog = std::make_unique<StallWatchdog>(std::move(watch));

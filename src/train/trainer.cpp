@@ -211,18 +211,20 @@ torch::Tensor Trainer::train_step(int64_t* epoch_after) {
   }
   ddp_->synchronize();
   set_learning_rate(*optimizer_, learning_rate(config_.schedule, config_.optimizer.lr, step_, config_.train.steps));
-  if (!scaler_.enabled()) {
-    if (config_.optimizer.grad_clip > 0) clip_gradient_norm(model_->parameters(), config_.optimizer.grad_clip);
-    optimizer_->step();
-  } else {
+  torch::Tensor found_inf;  // fp16: set when a gradient holds inf/NaN, on the device
+  if (scaler_.enabled()) {
     std::vector<torch::Tensor> gradients;
     for (const auto& p : model_->parameters()) gradients.push_back(p.grad());
-    // Every rank has the same gradients, so every rank skips the same steps. A skipped
-    // step's gradients may be clipped to NaN: they are not used.
-    const torch::Tensor found_inf = scaler_.unscale(gradients);
-    if (config_.optimizer.grad_clip > 0) clip_gradient_norm(model_->parameters(), config_.optimizer.grad_clip);
+    // Every rank has the same gradients, so every rank skips the same steps.
+    found_inf = scaler_.unscale(gradients);
+  }
+  // A skipped step's gradients may be clipped to NaN: they are not used.
+  if (config_.optimizer.grad_clip > 0) clip_gradient_norm(model_->parameters(), config_.optimizer.grad_clip);
+  if (found_inf.defined()) {
     step_unless_found_inf(*optimizer_, found_inf);
     scaler_.update(found_inf);
+  } else {
+    optimizer_->step();
   }
   ++step_;
   return loss_sum;
