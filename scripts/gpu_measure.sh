@@ -208,6 +208,8 @@ common=(--size 572 --padding same --precision bf16 --peak-tflops "${PEAK_TFLOPS:
 step_pair() {
   record dpunet_b8 "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing both
   record dpunet_b8_unfused "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing off --fuse-norm-relu 0
+  record dpunet_b8_aten_pool_concat "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing off \
+    --pool-concat-kernels 0
   record dpunet_b8_all "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing on --policy all
   (cd bench && record torch_eager_b8 "$python" pytorch_reference.py --size 572 --batch 8 --precision bf16)
   (cd bench && record torch_eager_b8_ckpt "$python" pytorch_reference.py --size 572 --batch 8 --precision bf16 \

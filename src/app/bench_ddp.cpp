@@ -111,6 +111,9 @@ void run_bench_ddp(const BenchDdpArgs& args) {
     for (const auto& p : params) grads.push_back(p.grad().reshape({-1}));
     torch::Tensor flat = torch::cat(grads);
     b.sync();
+    // The all-reduce's own time: without the barrier, a rank that finished backward first
+    // would count its wait for the slower one as communication.
+    comm->barrier();
     const double start = now_ms();
     comm->all_reduce(flat, dist::ReduceOp::kAvg);
     b.sync();

@@ -36,6 +36,7 @@ struct BenchTrainArgs {
   std::string optimizer = "fused";  // optimizer.implementation
   bool channels_last = true;        // NHWC weights and activations on CUDA, as training does
   bool fuse_norm_relu = true;       // fused BatchNorm+ReLU kernels where they apply
+  bool pool_concat_kernels = true;  // max pooling and concatenation kernels where they apply
   std::string policy = "balanced";  // which blocks checkpointing recomputes: balanced | all
   double peak_tflops = 0;           // the device's dense peak for `precision`; 0: MFU not reported
   bool max_batch = false;
@@ -88,6 +89,7 @@ model::UnetOptions unet_options(const BenchTrainArgs& a) {
   o.n_classes = a.n_classes;
   o.padding = model::parse_padding(a.padding);
   o.fuse_norm_relu = a.fuse_norm_relu;
+  o.pool_concat_kernels = a.pool_concat_kernels;
   return o;
 }
 
@@ -224,6 +226,7 @@ void run(const BenchTrainArgs& a) {
                               {"optimizer", a.optimizer},
                               {"channels_last", a.channels_last && context.device().is_cuda()},
                               {"fuse_norm_relu", a.fuse_norm_relu},
+                              {"pool_concat_kernels", a.pool_concat_kernels},
                               {"checkpoint_policy", a.policy},
                               {"base_channels", a.base_channels},
                               {"depth", a.depth},
@@ -253,6 +256,9 @@ void add_bench_train_command(CLI::App& bench) {
   cmd->add_option("--channels-last", a->channels_last, "NHWC weights and activations (CUDA)")->capture_default_str();
   cmd->add_option("--device", a->device, "auto, cpu or cuda")->capture_default_str();
   cmd->add_option("--fuse-norm-relu", a->fuse_norm_relu, "Fused BatchNorm+ReLU kernels (CUDA)")->capture_default_str();
+  cmd->add_option("--pool-concat-kernels", a->pool_concat_kernels,
+                  "dpunet's max pooling and concatenation-backward kernels (CUDA)")
+      ->capture_default_str();
   cmd->add_option("--policy", a->policy, "Checkpointed blocks: balanced or all")->capture_default_str();
   cmd->add_option("--peak-tflops", a->peak_tflops, "Device dense peak for MFU (H100 SXM bf16: 989)");
   cmd->add_flag("--max-batch", a->max_batch, "Also find the largest batch that fits (GPU)");

@@ -25,6 +25,7 @@ struct ModelConfig {
   std::string padding = "same";        // same | valid
   std::string checkpointing = "none";  // none | balanced | all
   bool fuse_norm_relu = true;          // fused BatchNorm+ReLU kernels where they apply (GPU)
+  bool pool_concat_kernels = true;     // max pooling and concatenation kernels where they apply (GPU)
 };
 
 struct DataConfig {

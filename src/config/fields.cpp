@@ -138,6 +138,7 @@ std::vector<Field> build() {
       text("model.padding", AT(model.padding), {"same", "valid"}),
       text("model.checkpointing", AT(model.checkpointing), {"none", "balanced", "all"}),
       boolean("model.fuse_norm_relu", AT(model.fuse_norm_relu)),
+      boolean("model.pool_concat_kernels", AT(model.pool_concat_kernels)),
 
       text("data.train", AT(data.train)),
       text("data.val", AT(data.val)),

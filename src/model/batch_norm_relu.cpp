@@ -4,6 +4,7 @@
 
 #include <torch/torch.h>
 
+#include "model/kernel_support.h"
 #include "model/recompute_tape.h"
 
 #ifdef DPUNET_WITH_CUDA_KERNELS
@@ -18,10 +19,6 @@ namespace dpunet::model {
 namespace {
 
 #ifdef DPUNET_WITH_CUDA_KERNELS
-bool aligned(const torch::Tensor& t) {
-  return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0;
-}
-
 bool is_float_vector(const torch::Tensor& t, const torch::Tensor& x) {
   return t.defined() && t.scalar_type() == torch::kFloat && t.is_contiguous() && t.device() == x.device() &&
          t.dim() == 1 && t.size(0) == x.size(1);
@@ -40,20 +37,10 @@ void check_kernel(const char* error, const char* what, const torch::Tensor& x) {
                x.sizes(), ": ", error);
 }
 
-int multiprocessors() {
-  return at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
-}
-
 torch::Tensor workspace(const torch::Tensor& x) {
   const int64_t channels = x.size(1);
   return torch::empty({cuda::batch_norm_relu_workspace_bytes(x.numel() / channels, channels, multiprocessors())},
                       x.options().dtype(torch::kByte));
-}
-
-// The ReLU'd output's NHWC layout, and 16-byte alignment for the kernels' vector loads.
-torch::Tensor nhwc_aligned(const torch::Tensor& t) {
-  torch::Tensor out = t.contiguous(at::MemoryFormat::ChannelsLast);
-  return aligned(out) ? out : out.clone(at::MemoryFormat::ChannelsLast);
 }
 
 class BatchNormReluFunction : public torch::autograd::Function<BatchNormReluFunction> {
@@ -141,16 +128,14 @@ bool fused_batch_norm_relu_applies(const torch::Tensor& x, const torch::nn::Batc
 #ifdef DPUNET_WITH_CUDA_KERNELS
   const auto& o = bn.options;
   if (!x.is_cuda() || !bn.is_training() || x.dim() != 4 || !o.affine() || !o.track_running_stats() ||
-      !o.momentum().has_value()) {
+      !o.momentum().has_value() || !kernels_run_on(x.device())) {
     return false;
   }
-  // The kernels are built for sm_80 and newer (DPUNET_CUDA_ARCHITECTURES).
-  if (at::cuda::getDeviceProperties(x.device().index())->major < 8) return false;
   const auto type = x.scalar_type();
   const int64_t channels = x.size(1);
   return (type == torch::kFloat || type == torch::kBFloat16 || type == torch::kHalf) && channels % 8 == 0 &&
          channels <= cuda::kMaxChannels && x.numel() / channels > 1 &&
-         x.is_contiguous(at::MemoryFormat::ChannelsLast) && aligned(x) && is_float_vector(bn.weight, x) &&
+         x.is_contiguous(at::MemoryFormat::ChannelsLast) && aligned16(x) && is_float_vector(bn.weight, x) &&
          is_float_vector(bn.bias, x) && is_float_vector(bn.running_mean, x) && is_float_vector(bn.running_var, x);
 #else
   (void)x, (void)bn;

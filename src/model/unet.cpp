@@ -35,7 +35,8 @@ UnetImpl::UnetImpl(int64_t n_channels, int64_t n_classes, bool bilinear)
 
 UnetImpl::UnetImpl(const UnetOptions& options) : options_(options) {
   validate(options_);
-  const ConvStyle style{options_.norm, options_.padding, options_.communicator, options_.fuse_norm_relu};
+  const ConvStyle style{options_.norm, options_.padding, options_.communicator, options_.fuse_norm_relu,
+                        options_.pool_concat_kernels};
   const int64_t depth = options_.depth;
   const int64_t factor = options_.bilinear ? 2 : 1;  // bilinear decoders halve the bottom width
   auto width = [&](int64_t level) { return options_.base_channels << level; };

@@ -12,6 +12,8 @@
 
 #include "dist/sync_batch_norm.h"
 #include "model/batch_norm_relu.h"
+#include "model/max_pool.h"
+#include "model/skip_concat.h"
 
 namespace dpunet::model {
 namespace {
@@ -43,13 +45,6 @@ void append_norm(torch::nn::Sequential& seq, int64_t channels, const ConvStyle& 
   }
 }
 
-// Crops an NCHW map to `height` x `width` around its centre.
-torch::Tensor center_crop(const torch::Tensor& x, int64_t height, int64_t width) {
-  const int64_t top = (x.size(2) - height) / 2;
-  const int64_t left = (x.size(3) - width) / 2;
-  return x.narrow(2, top, height).narrow(3, left, width);
-}
-
 }  // namespace
 
 DoubleConvImpl::DoubleConvImpl(int64_t in_channels, int64_t out_channels, int64_t mid_channels, ConvStyle style) {
@@ -78,15 +73,18 @@ torch::Tensor DoubleConvImpl::forward(const torch::Tensor& x) {
 
 DownImpl::DownImpl(int64_t in_channels, int64_t out_channels, ConvStyle style)
     : maxpool_conv_(torch::nn::MaxPool2d(torch::nn::MaxPool2dOptions(2)),
-                    DoubleConv(in_channels, out_channels, out_channels, style)) {
+                    DoubleConv(in_channels, out_channels, out_channels, style)),
+      conv_(maxpool_conv_->ptr<DoubleConvImpl>(1)),
+      pool_concat_kernels_(style.pool_concat_kernels) {
   register_module("maxpool_conv", maxpool_conv_);
 }
 
 torch::Tensor DownImpl::forward(const torch::Tensor& x) {
-  return maxpool_conv_->forward(x);
+  return conv_->forward(max_pool_2x2(x, pool_concat_kernels_));
 }
 
-UpImpl::UpImpl(int64_t in_channels, int64_t out_channels, bool bilinear, ConvStyle style) : padding_(style.padding) {
+UpImpl::UpImpl(int64_t in_channels, int64_t out_channels, bool bilinear, ConvStyle style)
+    : padding_(style.padding), pool_concat_kernels_(style.pool_concat_kernels) {
   if (bilinear) {
     up_bilinear_ = register_module("up", torch::nn::Upsample(torch::nn::UpsampleOptions()
                                                                  .scale_factor(std::vector<double>{2.0, 2.0})
@@ -103,9 +101,10 @@ UpImpl::UpImpl(int64_t in_channels, int64_t out_channels, bool bilinear, ConvSty
 
 torch::Tensor UpImpl::forward(const torch::Tensor& below, const torch::Tensor& skip) {
   torch::Tensor up = up_bilinear_ ? up_bilinear_->forward(below) : up_transposed_->forward(below);
-  torch::Tensor fitted_skip = skip;
+  int64_t top = 0, left = 0;  // of the skip's window matching up
   if (padding_ == Padding::kValid) {
-    fitted_skip = center_crop(skip, up.size(2), up.size(3));
+    top = (skip.size(2) - up.size(2)) / 2;  // the centre crop
+    left = (skip.size(3) - up.size(3)) / 2;
   } else {
     // Pooling floored odd sizes: pad back, the odd extra row/column on the bottom/right.
     const int64_t dy = skip.size(2) - up.size(2);
@@ -115,7 +114,7 @@ torch::Tensor UpImpl::forward(const torch::Tensor& below, const torch::Tensor& s
       up = F::pad(up, F::PadFuncOptions({dx / 2, dx - dx / 2, dy / 2, dy - dy / 2}));
     }
   }
-  return conv_->forward(torch::cat({fitted_skip, up}, /*dim=*/1));
+  return conv_->forward(concat_skip(skip, up, top, left, pool_concat_kernels_));
 }
 
 OutConvImpl::OutConvImpl(int64_t in_channels, int64_t out_channels)

@@ -18,6 +18,7 @@ struct ConvStyle {
   Padding padding = Padding::kSame;
   std::shared_ptr<dist::Communicator> communicator;  // for Norm::kSyncBatch
   bool fuse_norm_relu = true;                        // Norm::kBatch: see model/batch_norm_relu.h
+  bool pool_concat_kernels = true;                   // Down and Up: see model/max_pool.h, model/skip_concat.h
 };
 
 // (conv3x3 => norm => ReLU) * 2. Convolutions carry a bias only when there is no norm
@@ -37,19 +38,22 @@ class DoubleConvImpl : public torch::nn::Module {
 };
 TORCH_MODULE(DoubleConv);
 
-// 2x2 max pool, then DoubleConv.
+// 2x2 max pool (model/max_pool.h), then DoubleConv.
 class DownImpl : public torch::nn::Module {
  public:
   DownImpl(int64_t in_channels, int64_t out_channels, ConvStyle style);
   torch::Tensor forward(const torch::Tensor& x);
 
  private:
-  torch::nn::Sequential maxpool_conv_;
+  torch::nn::Sequential maxpool_conv_;  // the reference's layout: [MaxPool2d, DoubleConv]
+  DoubleConv conv_{nullptr};            // its second layer
+  bool pool_concat_kernels_;
 };
 TORCH_MODULE(Down);
 
 // Upsample `below` x2 (transposed conv, or bilinear with align_corners), fit it to `skip`
-// (zero-pad when same, centre-crop the skip when valid), concatenate [skip, up], DoubleConv.
+// (zero-pad when same, centre-crop the skip when valid), concatenate [skip, up]
+// (model/skip_concat.h), DoubleConv.
 class UpImpl : public torch::nn::Module {
  public:
   UpImpl(int64_t in_channels, int64_t out_channels, bool bilinear, ConvStyle style);
@@ -57,6 +61,7 @@ class UpImpl : public torch::nn::Module {
 
  private:
   Padding padding_;
+  bool pool_concat_kernels_;
   torch::nn::ConvTranspose2d up_transposed_{nullptr};
   torch::nn::Upsample up_bilinear_{nullptr};
   DoubleConv conv_{nullptr};

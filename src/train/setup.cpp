@@ -17,6 +17,7 @@ model::UnetOptions unet_options(const config::Config& c, std::shared_ptr<dist::C
   o.norm = model::parse_norm(c.model.norm);
   o.padding = model::parse_padding(c.model.padding);
   o.fuse_norm_relu = c.model.fuse_norm_relu;
+  o.pool_concat_kernels = c.model.pool_concat_kernels;
   if (o.norm == model::Norm::kSyncBatch) o.communicator = std::move(comm);
   return o;
 }

@@ -88,10 +88,11 @@ TEST_CASE("config mistakes name the file, line, column and key", "[config]") {
 }
 
 TEST_CASE("model differences list the keys that change the weights", "[config]") {
-  const auto a = parse_config("model:\n  depth: 4\n  checkpointing: all\n  fuse_norm_relu: false\n", "a.yaml");
+  const auto a = parse_config(
+      "model:\n  depth: 4\n  checkpointing: all\n  fuse_norm_relu: false\n  pool_concat_kernels: false\n", "a.yaml");
   const auto b = parse_config("model:\n  depth: 3\n", "b.yaml");
   const auto differences = dpunet::config::model_differences(a, b);
-  REQUIRE(differences.size() == 1);  // checkpointing and fusion do not change the weights
+  REQUIRE(differences.size() == 1);  // checkpointing and the kernels used do not change the weights
   CHECK_THAT(differences[0], Contains("model.depth: 4 vs 3"));
 }
 

@@ -1,5 +1,8 @@
-// Relative distance between tensors, the measure behind "equal within 1e-5 relative".
+// Comparing tensors: relative distance (the measure behind "equal within 1e-5
+// relative"), and identity bit for bit.
 #pragma once
+
+#include <cstring>
 
 #include <torch/torch.h>
 
@@ -10,6 +13,23 @@ inline double relative_error(const torch::Tensor& a, const torch::Tensor& b) {
   const double diff = (a.to(torch::kDouble) - b.to(torch::kDouble)).norm().item<double>();
   const double scale = b.to(torch::kDouble).norm().item<double>();
   return diff / std::max(scale, 1e-30);
+}
+
+// Same sizes, type and bits, whatever the layouts (torch::equal calls -0 and +0 equal).
+inline bool same_bits(const torch::Tensor& a, const torch::Tensor& b) {
+  const torch::Tensor x = a.detach().cpu().contiguous(), y = b.detach().cpu().contiguous();
+  return x.sizes() == y.sizes() && x.scalar_type() == y.scalar_type() &&
+         std::memcmp(x.data_ptr(), y.data_ptr(), x.nbytes()) == 0;
+}
+
+// same_bits, except that a NaN matches any NaN, whatever its payload.
+inline bool same_bits_or_both_nan(const torch::Tensor& a, const torch::Tensor& b) {
+  const torch::Tensor x = a.detach().cpu().contiguous(), y = b.detach().cpu().contiguous();
+  if (x.sizes() != y.sizes() || x.scalar_type() != y.scalar_type()) return false;
+  const auto bits = x.element_size() == 2 ? torch::kShort : x.element_size() == 4 ? torch::kInt : torch::kLong;
+  torch::Tensor same = x.view(bits) == y.view(bits);
+  if (x.is_floating_point()) same = same | (x.isnan() & y.isnan());
+  return same.all().item<bool>();
 }
 
 }  // namespace dpunet::test

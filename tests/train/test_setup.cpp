@@ -8,13 +8,19 @@
 
 TEST_CASE("the config's model keys reach the U-Net's options", "[train]") {
   const auto config = dpunet::config::parse_config(
-      "model:\n  base_channels: 8\n  depth: 2\n  padding: valid\n  fuse_norm_relu: false\n", "m.yaml");
+      "model:\n  base_channels: 8\n  depth: 2\n  padding: valid\n  fuse_norm_relu: false\n  pool_concat_kernels: "
+      "false\n",
+      "m.yaml");
   const dpunet::model::UnetOptions o = dpunet::train::unet_options(config, nullptr);
   CHECK(o.base_channels == 8);
   CHECK(o.depth == 2);
   CHECK(o.padding == dpunet::model::Padding::kValid);
   CHECK_FALSE(o.fuse_norm_relu);
-  CHECK(dpunet::train::unet_options(dpunet::config::parse_config("", "d.yaml"), nullptr).fuse_norm_relu);
+  CHECK_FALSE(o.pool_concat_kernels);
+  const dpunet::model::UnetOptions defaults =
+      dpunet::train::unet_options(dpunet::config::parse_config("", "d.yaml"), nullptr);
+  CHECK(defaults.fuse_norm_relu);
+  CHECK(defaults.pool_concat_kernels);
 }
 
 TEST_CASE("use_channels_last_weights gives every 4-D weight NHWC strides, one-input-channel ones too", "[train]") {

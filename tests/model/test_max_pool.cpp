@@ -1,0 +1,98 @@
+// max_pool_2x2 without indices against ATen's max_pool2d, bit for bit: values, where the
+// gradient lands among tied maxima and NaNs, and a -0 gradient. The pooling arithmetic
+// runs on the host here; the kernels themselves need a GPU ([gpu], skipped without one).
+#include <limits>
+
+#include <torch/torch.h>
+#include <catch2/catch.hpp>
+
+#include "model/batch_norm_relu.h"
+#include "model/max_pool.h"
+#include "support/tensor_compare.h"
+
+using dpunet::model::max_pool_2x2;
+using dpunet::model::max_pool_2x2_without_indices;
+using dpunet::model::max_pool_kernels_apply;
+using dpunet::test::same_bits;
+using dpunet::test::same_bits_or_both_nan;
+
+namespace {
+
+struct Outcome {
+  torch::Tensor y, dx;
+};
+
+// Values from a small set, so windows hold ties; a NaN in one window and two in another;
+// and an output gradient with -0 in it.
+Outcome run(const std::vector<int64_t>& shape, torch::ScalarType type, const torch::Device& device,
+            bool without_indices) {
+  torch::manual_seed(7);
+  torch::Tensor x = torch::randint(-3, 4, shape).to(torch::kFloat);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  x.index_put_({0, 0, 0, 1}, nan);
+  if (shape[2] >= 4 && shape[3] >= 4) {  // two NaNs in one window: ATen takes the last
+    x.index_put_({0, 0, 2, 2}, nan);
+    x.index_put_({0, 0, 3, 3}, nan);
+  }
+  x = x.to(type).to(device).contiguous(at::MemoryFormat::ChannelsLast).requires_grad_(true);
+  const torch::Tensor y = without_indices ? max_pool_2x2_without_indices(x) : torch::max_pool2d(x, {2, 2});
+  torch::Tensor grad = torch::randn(y.sizes()).to(type);
+  grad.index_put_({0, 0, 0, 0}, -0.0);
+  y.backward(grad.to(device));
+  return {y.detach().cpu(), x.grad().cpu()};
+}
+
+// `nan_bits`: a NaN output must have the bits of ATen's too (on the GPU; on the CPU ATen's
+// own vectorised and scalar paths give bfloat16 NaNs different bits).
+void check_matches_aten(torch::ScalarType type, const torch::Device& device, bool nan_bits) {
+  const int64_t unit = 16 / torch::elementSize(type);  // channels per 16-byte vector
+  // Even and odd sizes (an odd last row or column is not pooled), several vectors of
+  // channels, one window.
+  const std::vector<std::vector<int64_t>> shapes = {
+      {2, unit, 8, 6}, {1, 3 * unit, 9, 7}, {3, 2 * unit, 5, 10}, {1, unit, 2, 2}, {2, 4 * unit, 4, 5}};
+  for (const auto& shape : shapes) {
+    INFO("shape " << at::IntArrayRef(shape) << ", type " << type);
+    const Outcome ours = run(shape, type, device, true);
+    const Outcome aten = run(shape, type, device, false);
+    CHECK((nan_bits ? same_bits(ours.y, aten.y) : same_bits_or_both_nan(ours.y, aten.y)));
+    CHECK(same_bits(ours.dx, aten.dx));
+  }
+}
+
+bool kernels_runnable() {
+  if (!torch::cuda::is_available() || !dpunet::model::fused_batch_norm_relu_built()) {
+    WARN("skipped: needs a GPU and a build with dpunet's kernels");
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("max pooling without indices matches ATen's, ties and NaNs included (host reference)", "[model]") {
+  for (auto type : {torch::kFloat, torch::kBFloat16, torch::kHalf}) check_matches_aten(type, torch::kCPU, false);
+}
+
+TEST_CASE("max_pool_2x2 takes ATen's pooling off the GPU and names a map it cannot take", "[model]") {
+  const torch::Tensor x = torch::randn({1, 8, 5, 5}).contiguous(at::MemoryFormat::ChannelsLast);
+  CHECK_FALSE(max_pool_kernels_apply(x));
+  CHECK(torch::equal(max_pool_2x2(x), torch::max_pool2d(x, {2, 2})));
+  CHECK_THROWS_WITH(max_pool_2x2_without_indices(torch::randn({1, 6, 4, 4})),
+                    Catch::Contains("[1, 6, 4, 4]") && Catch::Contains("NHWC"));
+}
+
+TEST_CASE("max pooling kernels without indices match ATen's on a GPU", "[gpu]") {
+  if (!kernels_runnable()) return;
+  const torch::Device device(torch::kCUDA);
+  for (auto type : {torch::kFloat, torch::kBFloat16, torch::kHalf}) {
+    const torch::Tensor map = torch::randn({1, 16, 4, 4}, torch::TensorOptions().dtype(type).device(device))
+                                  .contiguous(at::MemoryFormat::ChannelsLast);
+    REQUIRE(max_pool_kernels_apply(map));
+    check_matches_aten(type, device, true);
+  }
+  // Large enough that every thread of the grid-stride loops takes several vectors.
+  const Outcome ours = run({8, 64, 143, 143}, torch::kBFloat16, device, true);
+  const Outcome aten = run({8, 64, 143, 143}, torch::kBFloat16, device, false);
+  CHECK(same_bits(ours.y, aten.y));
+  CHECK(same_bits(ours.dx, aten.dx));
+}
