@@ -85,10 +85,10 @@ class MaxPoolFunction : public torch::autograd::Function<MaxPoolFunction> {
     const at::Tensor dy = nhwc_aligned(grad_outputs[0]);
     const cuda::PoolGeometry g = geometry(x);
     const auto options = x.options().memory_format(at::MemoryFormat::ChannelsLast);
+    const at::Tensor dx = at::empty(x.sizes(), options);
     // An odd last row or column is in no window: its gradient is zero.
-    const bool covered = g.height % 2 == 0 && g.width % 2 == 0;
-    // (at::zeros would drop the NHWC layout the options ask for.)
-    const at::Tensor dx = covered ? at::empty(x.sizes(), options) : at::empty(x.sizes(), options).zero_();
+    if (g.height % 2 != 0) dx.narrow(2, g.height - 1, 1).zero_();
+    if (g.width % 2 != 0) dx.narrow(3, g.width - 1, 1).zero_();
     if (x.is_cuda()) {
 #ifdef DPUNET_WITH_CUDA_KERNELS
       const c10::cuda::CUDAGuard guard(x.device());

@@ -1,7 +1,8 @@
 // 2x2 max pooling with stride 2 (floor) for the U-Net's Down blocks. Where dpunet's
 // kernels apply (model/max_pool_kernels.h), an autograd function that keeps only the
-// input for backward, not ATen's int64 indices; elsewhere ATen's max_pool2d. The same
-// values and gradients either way, bit for bit.
+// input for backward, not ATen's int64 indices; elsewhere ATen's max_pool2d. On the GPU
+// the values and gradients are ATen's bit for bit (but for windows of nothing but -inf;
+// see the kernels' header).
 #pragma once
 
 #include <ATen/core/Tensor.h>

@@ -1,7 +1,8 @@
 // 2x2 max pooling without indices on the GPU (see max_pool_kernels.h). Each thread takes
 // one 16-byte vector of channels of one output pixel at a time: forward loads the
 // window's four vectors and stores one; backward loads them and the output gradient's
-// vector and stores four, the gradient where the maximum was and zero elsewhere.
+// vector and stores four, the gradient where the maximum was and zero elsewhere. Values
+// are compared in float and moved as they are.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -15,7 +16,7 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kBlocksPerSm = 8;
-constexpr int kVectorBytes = 16;
+constexpr int kVectorBytes = static_cast<int>(kPoolVectorBytes);
 
 __device__ inline float to_float(float v) {
   return v;
@@ -26,42 +27,11 @@ __device__ inline float to_float(__nv_bfloat16 v) {
 __device__ inline float to_float(__half v) {
   return __half2float(v);
 }
-template <typename T>
-__device__ inline T from_float(float v);
-template <>
-__device__ inline float from_float<float>(float v) {
-  return v;
-}
-template <>
-__device__ inline __nv_bfloat16 from_float<__nv_bfloat16>(float v) {
-  return __float2bfloat16_rn(v);
-}
-template <>
-__device__ inline __half from_float<__half>(float v) {
-  return __float2half_rn(v);
-}
-
-// Output pixel (n, oh, ow) and channel vector of flat vector index v.
-struct Position {
-  int64_t n, oh, ow, vector;
-};
-template <typename Index>
-__device__ inline Position position(const PoolGeometry& g, Index v, Index vectors) {
-  const Index pixel = v / vectors;
-  const Index out_width = static_cast<Index>(g.out_width()), out_height = static_cast<Index>(g.out_height());
-  const Index row = pixel / out_width;  // n * out_height + oh
-  return {static_cast<int64_t>(row / out_height), static_cast<int64_t>(row % out_height),
-          static_cast<int64_t>(pixel - row * out_width), static_cast<int64_t>(v - pixel * vectors)};
-}
-
 // The window's four vectors at position p.
 template <typename T>
-__device__ inline void load_window(const uint4* x, const PoolGeometry& g, const Position& p, uint4 (&w)[4]) {
-  constexpr int kPerVector = kVectorBytes / sizeof(T);
+__device__ inline void load_window(const uint4* x, const PoolGeometry& g, const PoolPosition& p, uint4 (&w)[4]) {
 #pragma unroll
-  for (int corner = 0; corner < 4; ++corner) {
-    w[corner] = x[window_offset(g, p.n, p.oh, p.ow, corner) / kPerVector + p.vector];
-  }
+  for (int corner = 0; corner < 4; ++corner) w[corner] = x[window_vector(g, p, corner, kVectorBytes / sizeof(T))];
 }
 
 template <typename T, typename Index>
@@ -71,7 +41,7 @@ __global__ void forward_kernel(const uint4* __restrict__ x, uint4* __restrict__ 
   const Index stride = static_cast<Index>(gridDim.x) * blockDim.x;
   for (Index v = static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x; v < total; v += stride) {
     uint4 w[4];
-    load_window<T>(x, g, position(g, v, vectors), w);
+    load_window<T>(x, g, pool_position(g, v, vectors), w);
     const T* a = reinterpret_cast<const T*>(&w[0]);
     const T* b = reinterpret_cast<const T*>(&w[1]);
     const T* c = reinterpret_cast<const T*>(&w[2]);
@@ -82,8 +52,7 @@ __global__ void forward_kernel(const uint4* __restrict__ x, uint4* __restrict__ 
     for (int i = 0; i < kPerVector; ++i) {
       const int best = window_argmax(to_float(a[i]), to_float(b[i]), to_float(c[i]), to_float(d[i]));
       // A select, not w[best]: a register array indexed at run time would live in memory.
-      // Through float, as ATen's kernel stores it: a NaN comes out in the canonical form.
-      o[i] = from_float<T>(to_float(best == 0 ? a[i] : best == 1 ? b[i] : best == 2 ? c[i] : d[i]));
+      o[i] = best == 0 ? a[i] : best == 1 ? b[i] : best == 2 ? c[i] : d[i];
     }
     y[v] = out;
   }
@@ -95,28 +64,25 @@ __global__ void backward_kernel(const uint4* __restrict__ x, const uint4* __rest
   constexpr int kPerVector = kVectorBytes / sizeof(T);
   const Index stride = static_cast<Index>(gridDim.x) * blockDim.x;
   for (Index v = static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x; v < total; v += stride) {
-    const Position p = position(g, v, vectors);
+    const PoolPosition p = pool_position(g, v, vectors);
     uint4 w[4];
     load_window<T>(x, g, p, w);
     const uint4 grad_vector = dy[v];
     const T* grad = reinterpret_cast<const T*>(&grad_vector);
-    const T zero = from_float<T>(0.0f);
-    uint4 out[4];
+    uint4 out[4] = {};  // zero bits: +0 in every type
 #pragma unroll
     for (int i = 0; i < kPerVector; ++i) {
       const int best =
           window_argmax(to_float(reinterpret_cast<const T*>(&w[0])[i]), to_float(reinterpret_cast<const T*>(&w[1])[i]),
                         to_float(reinterpret_cast<const T*>(&w[2])[i]), to_float(reinterpret_cast<const T*>(&w[3])[i]));
-      // 0 + g, as ATen accumulates it: a gradient of -0 lands as +0.
-      const T value = from_float<T>(0.0f + to_float(grad[i]));
 #pragma unroll
       for (int corner = 0; corner < 4; ++corner) {  // unrolled, so out stays in registers
-        reinterpret_cast<T*>(&out[corner])[i] = best == corner ? value : zero;
+        if (best == corner) reinterpret_cast<T*>(&out[corner])[i] = grad[i];
       }
     }
 #pragma unroll
     for (int corner = 0; corner < 4; ++corner) {
-      dx[window_offset(g, p.n, p.oh, p.ow, corner) / kPerVector + p.vector] = out[corner];
+      dx[window_vector(g, p, corner, kPerVector)] = out[corner];
     }
   }
 }

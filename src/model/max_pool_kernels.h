@@ -1,11 +1,13 @@
 // 2x2 max pooling with stride 2 on NHWC maps, without indices. ATen's pooling writes an
 // int64 index per output value (as many bytes as a 16-bit input map) and keeps it for
 // backward; here forward writes only the pooled map, and backward finds each window's
-// maximum again in the input, which backward keeps anyway. The window's maximum is chosen
-// as ATen chooses it (the first largest in row-major order, the last NaN over any
-// number), so gradients land where ATen's would, and stored through float as ATen stores
-// it, so even a NaN's bits match. Plain pointers and a stream keep this header and its
-// .cu file free of torch.
+// maximum again in the input, which backward keeps anyway. The maximum is chosen as
+// ATen's CUDA kernels choose it (the first largest in row-major order, the last NaN over
+// any number) and values and gradients are stored as they are, as those kernels store
+// them, so both match ATen's on the GPU bit for bit. One exception: a window of nothing
+// but -inf, whose gradient ATen's NHWC kernel sends to the map's first pixel (its index
+// starts at 0) and this one to the window's first. Plain pointers and a stream keep this
+// header and its .cu file free of torch.
 //
 // Layout: maps NHWC and dense; channel bytes a multiple of 16; pointers 16-byte aligned.
 // An odd last row or column of the input is not pooled (floor), and backward leaves its
@@ -20,6 +22,7 @@
 namespace dpunet::model::cuda {
 
 enum class PoolType { kFloat, kBFloat16, kHalf };
+constexpr int64_t kPoolVectorBytes = 16;
 
 struct PoolGeometry {
   int64_t batch = 0, height = 0, width = 0, channels = 0;  // the input's
@@ -44,52 +47,64 @@ DPUNET_HOST_DEVICE inline int window_argmax(F a, F b, F c, F d) {
   return best;
 }
 
-// Element offset (in NHWC order) of window position `corner` of output pixel
-// (n, oh, ow), channel 0.
-DPUNET_HOST_DEVICE inline int64_t window_offset(const PoolGeometry& g, int64_t n, int64_t oh, int64_t ow, int corner) {
-  const int64_t h = 2 * oh + corner / 2;
-  const int64_t w = 2 * ow + corner % 2;
-  return ((n * g.height + h) * g.width + w) * g.channels;
+// Output pixel (n, oh, ow) and 16-byte channel vector of the flat vector index v (in
+// NHWC order) of the pooled map. `Index` is the type the divisions run in (32-bit where
+// the map allows: a 64-bit division costs the GPU several times more).
+struct PoolPosition {
+  int64_t n, oh, ow, vector;
+};
+template <typename Index>
+DPUNET_HOST_DEVICE inline PoolPosition pool_position(const PoolGeometry& g, Index v, Index vectors_per_pixel) {
+  const Index pixel = v / vectors_per_pixel;
+  const auto out_width = static_cast<Index>(g.out_width()), out_height = static_cast<Index>(g.out_height());
+  const Index row = pixel / out_width;  // n * out_height + oh
+  return {static_cast<int64_t>(row / out_height), static_cast<int64_t>(row % out_height),
+          static_cast<int64_t>(pixel - row * out_width), static_cast<int64_t>(v - pixel * vectors_per_pixel)};
 }
 
-// Both passes on the host, for the float types the tests use: the reference the kernels
-// are tested against, and the path of CPU maps.
+// Index of the input's 16-byte vector at window position `corner` of p, for maps of
+// `per_vector` values per vector.
+DPUNET_HOST_DEVICE inline int64_t window_vector(const PoolGeometry& g, const PoolPosition& p, int corner,
+                                                int64_t per_vector) {
+  const int64_t h = 2 * p.oh + corner / 2;
+  const int64_t w = 2 * p.ow + corner % 2;
+  return ((p.n * g.height + h) * g.width + w) * (g.channels / per_vector) + p.vector;
+}
+
+// Both passes on the host, through the same positions and vectors the kernels use: the
+// reference the kernels are tested against, and the path of CPU maps. T: float,
+// c10::BFloat16 or c10::Half.
 template <typename T>
 void max_pool_forward_host(const T* x, T* y, const PoolGeometry& g) {
-  for (int64_t n = 0; n < g.batch; ++n) {
-    for (int64_t oh = 0; oh < g.out_height(); ++oh) {
-      for (int64_t ow = 0; ow < g.out_width(); ++ow) {
-        for (int64_t c = 0; c < g.channels; ++c) {
-          const float v[4] = {static_cast<float>(x[window_offset(g, n, oh, ow, 0) + c]),
-                              static_cast<float>(x[window_offset(g, n, oh, ow, 1) + c]),
-                              static_cast<float>(x[window_offset(g, n, oh, ow, 2) + c]),
-                              static_cast<float>(x[window_offset(g, n, oh, ow, 3) + c])};
-          const int best = window_argmax(v[0], v[1], v[2], v[3]);
-          // Through float, as ATen stores it: a NaN comes out in the canonical form.
-          y[((n * g.out_height() + oh) * g.out_width() + ow) * g.channels + c] = T(v[best]);
-        }
-      }
+  constexpr int64_t per_vector = kPoolVectorBytes / sizeof(T);
+  const int64_t vectors = g.channels / per_vector;
+  for (int64_t v = 0; v < g.batch * g.out_height() * g.out_width() * vectors; ++v) {
+    const PoolPosition p = pool_position<int64_t>(g, v, vectors);
+    for (int64_t e = 0; e < per_vector; ++e) {
+      T values[4];
+      for (int corner = 0; corner < 4; ++corner)
+        values[corner] = x[window_vector(g, p, corner, per_vector) * per_vector + e];
+      const int best = window_argmax(static_cast<float>(values[0]), static_cast<float>(values[1]),
+                                     static_cast<float>(values[2]), static_cast<float>(values[3]));
+      y[v * per_vector + e] = values[best];  // as it is, as ATen's CUDA kernel stores it
     }
   }
 }
 
 template <typename T>
 void max_pool_backward_host(const T* x, const T* dy, T* dx, const PoolGeometry& g) {
-  for (int64_t n = 0; n < g.batch; ++n) {
-    for (int64_t oh = 0; oh < g.out_height(); ++oh) {
-      for (int64_t ow = 0; ow < g.out_width(); ++ow) {
-        for (int64_t c = 0; c < g.channels; ++c) {
-          const float v[4] = {static_cast<float>(x[window_offset(g, n, oh, ow, 0) + c]),
-                              static_cast<float>(x[window_offset(g, n, oh, ow, 1) + c]),
-                              static_cast<float>(x[window_offset(g, n, oh, ow, 2) + c]),
-                              static_cast<float>(x[window_offset(g, n, oh, ow, 3) + c])};
-          const int best = window_argmax(v[0], v[1], v[2], v[3]);
-          const T grad = dy[((n * g.out_height() + oh) * g.out_width() + ow) * g.channels + c];
-          for (int corner = 0; corner < 4; ++corner) {
-            // 0 + g, as ATen accumulates it: a gradient of -0 lands as +0.
-            dx[window_offset(g, n, oh, ow, corner) + c] = corner == best ? T(0.0f + static_cast<float>(grad)) : T(0);
-          }
-        }
+  constexpr int64_t per_vector = kPoolVectorBytes / sizeof(T);
+  const int64_t vectors = g.channels / per_vector;
+  for (int64_t v = 0; v < g.batch * g.out_height() * g.out_width() * vectors; ++v) {
+    const PoolPosition p = pool_position<int64_t>(g, v, vectors);
+    for (int64_t e = 0; e < per_vector; ++e) {
+      float values[4];
+      for (int corner = 0; corner < 4; ++corner) {
+        values[corner] = static_cast<float>(x[window_vector(g, p, corner, per_vector) * per_vector + e]);
+      }
+      const int best = window_argmax(values[0], values[1], values[2], values[3]);
+      for (int corner = 0; corner < 4; ++corner) {
+        dx[window_vector(g, p, corner, per_vector) * per_vector + e] = corner == best ? dy[v * per_vector + e] : T(0);
       }
     }
   }

@@ -24,10 +24,23 @@ bool vectorisable(const at::Tensor& t) {
          t.size(1) * static_cast<int64_t>(t.element_size()) % cuda::kSplitVectorBytes == 0;
 }
 
-// Maps the split handles, on any device.
+// Maps the split handles, on any device: NHWC ones, so that the concatenation is NHWC
+// whichever path makes it (a checkpointed block's first forward takes ATen's).
 bool splittable(const at::Tensor& skip, const at::Tensor& up) {
   return vectorisable(skip) && vectorisable(up) && skip.scalar_type() == up.scalar_type() &&
-         skip.device() == up.device() && skip.size(0) == up.size(0);
+         skip.device() == up.device() && skip.size(0) == up.size(0) &&
+         skip.suggest_memory_format() == at::MemoryFormat::ChannelsLast &&
+         up.suggest_memory_format() == at::MemoryFormat::ChannelsLast;
+}
+
+// Zeroes the rows and columns of an NHWC gradient outside the window the split writes.
+void zero_outside(const at::Tensor& grad, int64_t top, int64_t left, int64_t height, int64_t width) {
+  const int64_t bottom = grad.size(2) - top - height, right = grad.size(3) - left - width;
+  if (top > 0) grad.narrow(2, 0, top).zero_();
+  if (bottom > 0) grad.narrow(2, top + height, bottom).zero_();
+  const at::Tensor band = grad.narrow(2, top, height);
+  if (left > 0) band.narrow(3, 0, left).zero_();
+  if (right > 0) band.narrow(3, left + width, right).zero_();
 }
 
 class ConcatSplitFunction : public torch::autograd::Function<ConcatSplitFunction> {
@@ -37,10 +50,7 @@ class ConcatSplitFunction : public torch::autograd::Function<ConcatSplitFunction
     ctx->saved_data["skip_sizes"] = skip.sizes().vec();
     ctx->saved_data["top"] = top;
     ctx->saved_data["left"] = left;
-    at::Tensor out = at::empty({up.size(0), skip.size(1) + up.size(1), up.size(2), up.size(3)},
-                               up.options().memory_format(at::MemoryFormat::ChannelsLast));
-    const std::vector<at::Tensor> parts{skip_window(skip, up, top, left), up};
-    return at::cat_out(out, at::TensorList(parts), /*dim=*/1);
+    return at::cat({skip_window(skip, up, top, left), up}, /*dim=*/1);
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
@@ -62,10 +72,8 @@ class ConcatSplitFunction : public torch::autograd::Function<ConcatSplitFunction
     g.up_vectors = up_channels * element / cuda::kSplitVectorBytes;
 
     const auto options = grad.options().memory_format(at::MemoryFormat::ChannelsLast);
-    const bool whole = g.skip_height == g.height && g.skip_width == g.width;
-    // Outside a cropped window the skip's gradient is zero; the split writes the inside.
-    // (at::zeros would drop the NHWC layout the options ask for.)
-    const at::Tensor skip_grad = whole ? at::empty(skip_sizes, options) : at::empty(skip_sizes, options).zero_();
+    const at::Tensor skip_grad = at::empty(skip_sizes, options);
+    zero_outside(skip_grad, g.top, g.left, g.height, g.width);  // the split writes the inside
     const at::Tensor up_grad = at::empty({g.batch, up_channels, g.height, g.width}, options);
     if (grad.is_cuda()) {
 #ifdef DPUNET_WITH_CUDA_KERNELS

@@ -15,8 +15,8 @@ at::Tensor concat_skip(const at::Tensor& skip, const at::Tensor& up, int64_t top
                        bool allow_split_kernel = true);
 
 // Whether concat_skip takes the split kernel for these maps: a build with dpunet's CUDA
-// kernels, both maps on the same sm_80+ GPU, 4-D, of one floating type, and each one's
-// channel bytes a multiple of 16.
+// kernels, both maps NHWC on the same sm_80+ GPU, 4-D, of one floating type, and each
+// one's channel bytes a multiple of 16.
 bool concat_split_kernel_applies(const at::Tensor& skip, const at::Tensor& up);
 
 // Always the split backward, on the GPU or, for CPU maps, its host reference: for tests.

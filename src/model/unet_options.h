@@ -30,8 +30,8 @@ struct UnetOptions {
   // the same arithmetic to rounding, fewer passes over memory.
   bool fuse_norm_relu = true;
   // dpunet's kernels for the skip connections' max pooling (no indices kept) and the
-  // decoder's concatenation (its gradient split in one pass) where they apply (CUDA);
-  // the same values as ATen's, bit for bit.
+  // decoder's concatenation (its gradient split in one pass) where they apply (CUDA,
+  // NHWC); the same values and gradients as ATen's kernels.
   bool pool_concat_kernels = true;
   // The ranks a kSyncBatch norm reduces over; unused by the other norms.
   std::shared_ptr<dist::Communicator> communicator;

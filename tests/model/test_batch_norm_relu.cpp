@@ -7,6 +7,7 @@
 #include "model/batch_norm_relu.h"
 #include "model/recompute_tape.h"
 #include "model/unet.h"
+#include "train/setup.h"
 
 using dpunet::model::batch_norm_relu;
 using dpunet::model::fused_batch_norm_relu_applies;
@@ -144,14 +145,18 @@ TEST_CASE("a U-Net step with fused BatchNorm+ReLU matches the plain one on a GPU
       dpunet::model::Unet net(o);
       if (checkpointed) net->use_checkpointing(true, dpunet::model::CheckpointPolicy::kAll);
       net->to(torch::kCUDA);
+      // NHWC weights, as training uses: a one-channel input's NHWC and NCHW strides are
+      // the same, so without them every map would stay NCHW and nothing would be fused.
+      dpunet::train::use_channels_last_weights(*net);
+      const torch::Tensor x = torch::randn({2, 1, 64, 64}).to(torch::kCUDA).contiguous(at::MemoryFormat::ChannelsLast);
       if (fused) {  // the model's norms do take the fused path for its maps
         auto first = std::dynamic_pointer_cast<torch::nn::BatchNorm2dImpl>(net->named_modules()["inc.double_conv.1"]);
+        auto conv = std::dynamic_pointer_cast<torch::nn::Conv2dImpl>(net->named_modules()["inc.double_conv.0"]);
         REQUIRE(first);
-        const torch::Tensor map =
-            torch::randn({2, 16, 64, 64}, torch::kCUDA).contiguous(at::MemoryFormat::ChannelsLast);
-        REQUIRE(fused_batch_norm_relu_applies(map, *first));
+        REQUIRE(conv);
+        torch::NoGradGuard no_grad;
+        REQUIRE(fused_batch_norm_relu_applies(conv->forward(x), *first));
       }
-      const torch::Tensor x = torch::randn({2, 1, 64, 64}).to(torch::kCUDA).contiguous(at::MemoryFormat::ChannelsLast);
       net->forward(x).square().mean().backward();
       std::vector<torch::Tensor> g;
       for (const auto& p : net->parameters()) g.push_back(p.grad().cpu());

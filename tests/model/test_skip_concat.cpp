@@ -6,9 +6,11 @@
 
 #include "model/batch_norm_relu.h"
 #include "model/concat_split_kernels.h"
+#include "model/max_pool.h"
 #include "model/skip_concat.h"
 #include "model/unet.h"
 #include "support/tensor_compare.h"
+#include "train/setup.h"
 
 using dpunet::model::concat_skip;
 using dpunet::model::concat_skip_split_backward;
@@ -23,13 +25,13 @@ struct Case {
 };
 
 // Same padding (the whole skip), valid padding's centre crops, an off-centre window,
-// unequal widths, and one pixel.
+// unequal widths, and one row. (A 1x1 map's layout is ambiguous: ATen calls it NCHW.)
 std::vector<Case> cases_for(int64_t unit) {
   return {{{2, 2 * unit, 6, 5}, {2, 2 * unit, 6, 5}, 0, 0},
           {{2, unit, 9, 8}, {2, 3 * unit, 5, 4}, 2, 2},
           {{3, 4 * unit, 7, 7}, {3, unit, 3, 5}, 1, 0},
           {{1, unit, 12, 10}, {1, unit, 4, 4}, 8, 3},
-          {{1, unit, 1, 1}, {1, 2 * unit, 1, 1}, 0, 0}};
+          {{1, unit, 1, 3}, {1, 2 * unit, 1, 3}, 0, 0}};
 }
 
 struct Outcome {
@@ -133,8 +135,10 @@ TEST_CASE("the concatenation's split kernel matches ATen's cat backward on a GPU
 TEST_CASE("a U-Net step with dpunet's pooling and concatenation kernels gives ATen's gradients bit for bit on a GPU",
           "[gpu]") {
   if (!split_kernel_runnable()) return;
-  at::globalContext().setAllowTF32CuDNN(false);
-  at::globalContext().setDeterministicCuDNN(true);
+  auto& context = at::globalContext();
+  const bool tf32 = context.allowTF32CuDNN(), deterministic = context.deterministicCuDNN();
+  context.setAllowTF32CuDNN(false);
+  context.setDeterministicCuDNN(true);
   for (auto padding : {dpunet::model::Padding::kSame, dpunet::model::Padding::kValid}) {
     std::vector<std::vector<torch::Tensor>> grads;
     for (bool kernels : {true, false}) {
@@ -147,7 +151,20 @@ TEST_CASE("a U-Net step with dpunet's pooling and concatenation kernels gives AT
       torch::manual_seed(0);
       dpunet::model::Unet net(o);
       net->to(torch::kCUDA);
-      const torch::Tensor x = torch::randn({2, 1, 68, 68}).to(torch::kCUDA).contiguous(at::MemoryFormat::ChannelsLast);
+      dpunet::train::use_channels_last_weights(*net);  // NHWC maps throughout, as in training
+      // Same padding at 70 pools an odd 35 (and pads the upsampled 34 back to 35); 68 is
+      // a size valid padding can tile.
+      const int64_t size = padding == dpunet::model::Padding::kSame ? 70 : 68;
+      const torch::Tensor x =
+          torch::randn({2, 1, size, size}).to(torch::kCUDA).contiguous(at::MemoryFormat::ChannelsLast);
+      if (kernels) {  // the model's maps do take the kernels
+        torch::NoGradGuard no_grad;
+        auto inc = std::dynamic_pointer_cast<dpunet::model::DoubleConvImpl>(net->named_modules()["inc"]);
+        REQUIRE(inc);
+        const torch::Tensor skip = inc->forward(x);
+        REQUIRE(dpunet::model::max_pool_kernels_apply(skip));
+        REQUIRE(concat_split_kernel_applies(skip, skip));
+      }
       net->forward(x).square().mean().backward();
       std::vector<torch::Tensor> g;
       for (const auto& p : net->parameters()) g.push_back(p.grad().cpu());
@@ -156,4 +173,6 @@ TEST_CASE("a U-Net step with dpunet's pooling and concatenation kernels gives AT
     INFO("padding " << dpunet::model::to_string(padding));
     for (size_t i = 0; i < grads[0].size(); ++i) CHECK(same_bits(grads[0][i], grads[1][i]));
   }
+  context.setAllowTF32CuDNN(tf32);
+  context.setDeterministicCuDNN(deterministic);
 }
