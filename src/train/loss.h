@@ -14,7 +14,8 @@ struct LossOptions {
   bool dice_include_background = false;  // class 0
 };
 
-// logits [N, K, H, W] (any float dtype), target [N, H, W] int64 class ids -> scalar.
+// logits [N, K, H, W] (any float dtype, NCHW or NHWC), target [N, H, W] int64 class ids
+// -> scalar.
 // Soft Dice uses softmax probabilities and is computed per class over the whole batch,
 // then averaged over the classes included; computed in float32.
 torch::Tensor segmentation_loss(const torch::Tensor& logits, const torch::Tensor& target, const LossOptions& options);

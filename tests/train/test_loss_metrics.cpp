@@ -105,3 +105,36 @@ TEST_CASE("the loss scaler skips non-finite steps and grows after clean ones", "
   torch::Tensor loss = torch::tensor(3.0);
   CHECK(off.scale(loss).item<double>() == 3.0);
 }
+
+TEST_CASE("the loss and its gradient are the same for NCHW and NHWC logits, and match the NCHW formula", "[train]") {
+  torch::manual_seed(4);
+  const torch::Tensor logits = torch::randn({2, 3, 6, 5});
+  const torch::Tensor target = torch::randint(0, 3, {2, 6, 5});
+  LossOptions o;
+  o.class_weights = {0.5, 1.0, 2.0};
+  auto loss_and_grad = [&](const torch::Tensor& input) {
+    const torch::Tensor x = input.detach().requires_grad_(true);
+    const torch::Tensor loss = dpunet::train::segmentation_loss(x, target, o);
+    loss.backward();
+    return std::make_pair(loss.detach(), x.grad().contiguous());
+  };
+  const auto nchw = loss_and_grad(logits);
+  const auto nhwc = loss_and_grad(logits.contiguous(at::MemoryFormat::ChannelsLast));
+  CHECK(nchw.first.item<double>() == Approx(nhwc.first.item<double>()).epsilon(1e-6));
+  CHECK(torch::allclose(nchw.second, nhwc.second, 1e-5, 1e-7));
+  // The same weighted cross-entropy and foreground soft Dice, written over [N, K, H, W].
+  const torch::Tensor x = logits.detach().requires_grad_(true);
+  const torch::Tensor weights = torch::tensor(o.class_weights);
+  const torch::Tensor ce =
+      torch::nn::functional::cross_entropy(x, target, torch::nn::functional::CrossEntropyFuncOptions().weight(weights));
+  const torch::Tensor p = torch::softmax(x, 1);
+  const torch::Tensor one_hot = torch::one_hot(target, 3).permute({0, 3, 1, 2}).to(torch::kFloat);
+  const torch::Tensor dice =
+      (2 * (p * one_hot).sum({0, 2, 3}) + 1e-5) / (p.sum({0, 2, 3}) + one_hot.sum({0, 2, 3}) + 1e-5);
+  const torch::Tensor reference = ce + (1 - dice.slice(0, 1).mean());
+  reference.backward();
+  CHECK(nchw.first.item<double>() == Approx(reference.item<double>()).epsilon(1e-6));
+  CHECK(torch::allclose(nchw.second, x.grad(), 1e-5, 1e-7));
+  CHECK_THROWS_WITH(dpunet::train::segmentation_loss(logits, target.narrow(1, 0, 4), o),
+                    Catch::Contains("masks [N, H, W]") && Catch::Contains("[2, 4, 5]"));
+}
