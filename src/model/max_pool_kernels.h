@@ -71,43 +71,39 @@ DPUNET_HOST_DEVICE inline int64_t window_vector(const PoolGeometry& g, const Poo
   return ((p.n * g.height + h) * g.width + w) * (g.channels / per_vector) + p.vector;
 }
 
-// Both passes on the host, through the same positions and vectors the kernels use: the
-// reference the kernels are tested against, and the path of CPU maps. T: float,
-// c10::BFloat16 or c10::Half.
-template <typename T>
-void max_pool_forward_host(const T* x, T* y, const PoolGeometry& g) {
+// Calls visit(window, out, best) for every value of the pooled map, in the kernels' order
+// and through their positions and vectors: `window` holds the element offsets of its four
+// input values, `out` its own offset, `best` which of the four is the maximum.
+template <typename T, typename Visit>
+void for_each_pooled_value(const T* x, const PoolGeometry& g, Visit&& visit) {
   constexpr int64_t per_vector = kPoolVectorBytes / sizeof(T);
   const int64_t vectors = g.channels / per_vector;
   for (int64_t v = 0; v < g.batch * g.out_height() * g.out_width() * vectors; ++v) {
     const PoolPosition p = pool_position<int64_t>(g, v, vectors);
     for (int64_t e = 0; e < per_vector; ++e) {
-      T values[4];
+      int64_t window[4];
       for (int corner = 0; corner < 4; ++corner)
-        values[corner] = x[window_vector(g, p, corner, per_vector) * per_vector + e];
-      const int best = window_argmax(static_cast<float>(values[0]), static_cast<float>(values[1]),
-                                     static_cast<float>(values[2]), static_cast<float>(values[3]));
-      y[v * per_vector + e] = values[best];  // as it is, as ATen's CUDA kernel stores it
+        window[corner] = window_vector(g, p, corner, per_vector) * per_vector + e;
+      const int best = window_argmax(static_cast<float>(x[window[0]]), static_cast<float>(x[window[1]]),
+                                     static_cast<float>(x[window[2]]), static_cast<float>(x[window[3]]));
+      visit(window, v * per_vector + e, best);
     }
   }
 }
 
+// Both passes on the host: the reference the kernels are tested against, and the path of
+// CPU maps. T: float, c10::BFloat16 or c10::Half. Values and gradients move as they are,
+// as ATen's CUDA kernels move them.
+template <typename T>
+void max_pool_forward_host(const T* x, T* y, const PoolGeometry& g) {
+  for_each_pooled_value(x, g, [&](const int64_t(&window)[4], int64_t out, int best) { y[out] = x[window[best]]; });
+}
+
 template <typename T>
 void max_pool_backward_host(const T* x, const T* dy, T* dx, const PoolGeometry& g) {
-  constexpr int64_t per_vector = kPoolVectorBytes / sizeof(T);
-  const int64_t vectors = g.channels / per_vector;
-  for (int64_t v = 0; v < g.batch * g.out_height() * g.out_width() * vectors; ++v) {
-    const PoolPosition p = pool_position<int64_t>(g, v, vectors);
-    for (int64_t e = 0; e < per_vector; ++e) {
-      float values[4];
-      for (int corner = 0; corner < 4; ++corner) {
-        values[corner] = static_cast<float>(x[window_vector(g, p, corner, per_vector) * per_vector + e]);
-      }
-      const int best = window_argmax(values[0], values[1], values[2], values[3]);
-      for (int corner = 0; corner < 4; ++corner) {
-        dx[window_vector(g, p, corner, per_vector) * per_vector + e] = corner == best ? dy[v * per_vector + e] : T(0);
-      }
-    }
-  }
+  for_each_pooled_value(x, g, [&](const int64_t(&window)[4], int64_t out, int best) {
+    for (int corner = 0; corner < 4; ++corner) dx[window[corner]] = corner == best ? dy[out] : T(0);
+  });
 }
 
 // The passes on the GPU. Each returns a CUDA error string, or nullptr on success.

@@ -7,12 +7,14 @@
 #include "model/batch_norm_relu.h"
 #include "model/recompute_tape.h"
 #include "model/unet.h"
+#include "support/own_kernels.h"
 #include "train/setup.h"
 
 using dpunet::model::batch_norm_relu;
 using dpunet::model::fused_batch_norm_relu_applies;
 using dpunet::model::fused_batch_norm_relu_built;
 using dpunet::model::RecomputeTape;
+using dpunet::test::own_kernels_runnable;
 
 namespace {
 
@@ -59,17 +61,8 @@ void check_close(const torch::Tensor& actual, const torch::Tensor& expected, dou
 
 }  // namespace
 
-// The fused kernels' tests need a GPU they were built for; false (with a warning) otherwise.
-bool fused_kernels_runnable() {
-  if (!torch::cuda::is_available() || !fused_batch_norm_relu_built()) {
-    WARN("skipped: needs a GPU and a build with the fused kernels");
-    return false;
-  }
-  return true;
-}
-
 TEST_CASE("fused BatchNorm+ReLU matches BatchNorm then ReLU on a GPU", "[gpu]") {
-  if (!fused_kernels_runnable()) return;
+  if (!own_kernels_runnable()) return;
   const torch::Device device(torch::kCUDA);
   // Small maps, widths that leave threads idle (24, 40), and maps large enough that every
   // thread of the reductions and the apply passes takes several rows.
@@ -98,7 +91,7 @@ TEST_CASE("fused BatchNorm+ReLU matches BatchNorm then ReLU on a GPU", "[gpu]") 
 }
 
 TEST_CASE("fused BatchNorm+ReLU recomputed in a checkpointed block reuses the first pass's statistics", "[gpu]") {
-  if (!fused_kernels_runnable()) return;
+  if (!own_kernels_runnable()) return;
   const torch::Device device(torch::kCUDA);
   torch::manual_seed(5);
   for (auto type : {torch::kFloat, torch::kBFloat16}) {
@@ -129,7 +122,7 @@ TEST_CASE("fused BatchNorm+ReLU recomputed in a checkpointed block reuses the fi
 }
 
 TEST_CASE("a U-Net step with fused BatchNorm+ReLU matches the plain one on a GPU, checkpointed too", "[gpu]") {
-  if (!fused_kernels_runnable()) return;
+  if (!own_kernels_runnable()) return;
   at::globalContext().setAllowTF32CuDNN(false);
   at::globalContext().setDeterministicCuDNN(true);
   for (bool checkpointed : {false, true}) {

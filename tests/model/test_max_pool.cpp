@@ -7,14 +7,15 @@
 #include <torch/torch.h>
 #include <catch2/catch.hpp>
 
-#include "model/batch_norm_relu.h"
 #include "model/max_pool.h"
 #include "model/max_pool_kernels.h"
+#include "support/own_kernels.h"
 #include "support/tensor_compare.h"
 
 using dpunet::model::max_pool_2x2;
 using dpunet::model::max_pool_2x2_without_indices;
 using dpunet::model::max_pool_kernels_apply;
+using dpunet::test::own_kernels_runnable;
 using dpunet::test::same_bits;
 using dpunet::test::same_bits_or_both_nan;
 
@@ -62,14 +63,6 @@ void check_matches_aten(torch::ScalarType type, const torch::Device& device, boo
   }
 }
 
-bool kernels_runnable() {
-  if (!torch::cuda::is_available() || !dpunet::model::fused_batch_norm_relu_built()) {
-    WARN("skipped: needs a GPU and a build with dpunet's kernels");
-    return false;
-  }
-  return true;
-}
-
 }  // namespace
 
 TEST_CASE("max pooling without indices matches ATen's, ties and NaNs included (host reference)", "[model]") {
@@ -105,7 +98,7 @@ TEST_CASE("max_pool_2x2 takes ATen's pooling off the GPU and names a map it cann
 }
 
 TEST_CASE("max pooling kernels without indices match ATen's on a GPU", "[gpu]") {
-  if (!kernels_runnable()) return;
+  if (!own_kernels_runnable()) return;
   const torch::Device device(torch::kCUDA);
   for (auto type : {torch::kFloat, torch::kBFloat16, torch::kHalf}) {
     const torch::Tensor map = torch::randn({1, 16, 4, 4}, torch::TensorOptions().dtype(type).device(device))

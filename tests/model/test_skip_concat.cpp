@@ -4,17 +4,18 @@
 #include <torch/torch.h>
 #include <catch2/catch.hpp>
 
-#include "model/batch_norm_relu.h"
 #include "model/concat_split_kernels.h"
 #include "model/max_pool.h"
 #include "model/skip_concat.h"
 #include "model/unet.h"
+#include "support/own_kernels.h"
 #include "support/tensor_compare.h"
 #include "train/setup.h"
 
 using dpunet::model::concat_skip;
 using dpunet::model::concat_skip_split_backward;
 using dpunet::model::concat_split_kernel_applies;
+using dpunet::test::own_kernels_runnable;
 using dpunet::test::same_bits;
 
 namespace {
@@ -67,14 +68,6 @@ void check_split_matches_aten(torch::ScalarType type, const torch::Device& devic
   }
 }
 
-bool split_kernel_runnable() {
-  if (!torch::cuda::is_available() || !dpunet::model::fused_batch_norm_relu_built()) {
-    WARN("skipped: needs a GPU and a build with dpunet's kernels");
-    return false;
-  }
-  return true;
-}
-
 }  // namespace
 
 TEST_CASE("the concatenation's split backward matches ATen's cat backward (host reference)", "[model]") {
@@ -116,7 +109,7 @@ TEST_CASE("concat_skip takes ATen's cat off the GPU and refuses a window outside
 }
 
 TEST_CASE("the concatenation's split kernel matches ATen's cat backward on a GPU", "[gpu]") {
-  if (!split_kernel_runnable()) return;
+  if (!own_kernels_runnable()) return;
   const torch::Device device(torch::kCUDA);
   for (auto type : {torch::kFloat, torch::kBFloat16, torch::kHalf}) {
     const int64_t unit = 16 / torch::elementSize(type);
@@ -134,7 +127,7 @@ TEST_CASE("the concatenation's split kernel matches ATen's cat backward on a GPU
 
 TEST_CASE("a U-Net step with dpunet's pooling and concatenation kernels gives ATen's gradients bit for bit on a GPU",
           "[gpu]") {
-  if (!split_kernel_runnable()) return;
+  if (!own_kernels_runnable()) return;
   auto& context = at::globalContext();
   const bool tf32 = context.allowTF32CuDNN(), deterministic = context.deterministicCuDNN();
   context.setAllowTF32CuDNN(false);
