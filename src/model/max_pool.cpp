@@ -15,14 +15,6 @@
 namespace dpunet::model {
 namespace {
 
-cuda::PoolType pool_type(const at::Tensor& x) {
-  switch (x.scalar_type()) {
-    case at::kBFloat16: return cuda::PoolType::kBFloat16;
-    case at::kHalf: return cuda::PoolType::kHalf;
-    default: return cuda::PoolType::kFloat;
-  }
-}
-
 cuda::PoolGeometry geometry(const at::Tensor& x) {
   cuda::PoolGeometry g;
   g.batch = x.size(0);
@@ -41,10 +33,20 @@ bool poolable(const at::Tensor& x) {
          x.is_contiguous(at::MemoryFormat::ChannelsLast) && aligned16(x);
 }
 
+#ifdef DPUNET_WITH_CUDA_KERNELS
+cuda::PoolType pool_type(const at::Tensor& x) {
+  switch (x.scalar_type()) {
+    case at::kBFloat16: return cuda::PoolType::kBFloat16;
+    case at::kHalf: return cuda::PoolType::kHalf;
+    default: return cuda::PoolType::kFloat;
+  }
+}
+
 void check_kernel(const char* error, const char* what, const at::Tensor& x) {
   DPUNET_CHECK(error == nullptr, "max pooling ", what, " failed on ", x.device().str(), " for a map of ", x.sizes(),
                ": ", error);
 }
+#endif
 
 template <typename T>
 void forward_host(const at::Tensor& x, const at::Tensor& y) {
