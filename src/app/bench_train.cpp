@@ -21,6 +21,9 @@
 #include "dist/context.h"
 #include "dist/ddp.h"
 #include "dist/make_communicator.h"
+#include "model/batch_norm_relu.h"
+#include "model/max_pool.h"
+#include "model/skip_concat.h"
 #include "model/unet.h"
 #include "model/unet_flops.h"
 #include "train/loss.h"
@@ -115,6 +118,24 @@ Step make_step(const BenchTrainArgs& a, dist::Context& context, dist::Communicat
   s.target = torch::randint(0, a.n_classes, {batch, a.size, a.size},
                             torch::TensorOptions().dtype(torch::kLong).device(s.device));
   return s;
+}
+
+// Which of dpunet's own kernels the model's maps take, probed on the first block of a
+// separate one-sample model under the step's autocast: figures mean little if a map
+// silently fell back to ATen's kernels.
+nlohmann::json kernels_applied(const BenchTrainArgs& a, dist::Context& context, dist::Communicator& comm) {
+  Step s = make_step(a, context, comm, /*checkpointed=*/false, /*batch=*/1);
+  torch::NoGradGuard no_grad;
+  AutocastScope scope(s.autocast, at::kBFloat16);
+  auto modules = s.net->named_modules();
+  auto conv = std::dynamic_pointer_cast<torch::nn::Conv2dImpl>(modules["inc.double_conv.0"]);
+  auto norm = std::dynamic_pointer_cast<torch::nn::BatchNorm2dImpl>(modules["inc.double_conv.1"]);
+  auto inc = std::dynamic_pointer_cast<model::DoubleConvImpl>(modules["inc"]);
+  DPUNET_CHECK(conv && norm && inc, "bench train: the U-Net's first block is not conv, BatchNorm, ReLU x 2");
+  const torch::Tensor skip = inc->forward(s.images);  // the first skip connection's map
+  return {{"fused_norm_relu", a.fuse_norm_relu && model::fused_batch_norm_relu_applies(conv->forward(s.images), *norm)},
+          {"max_pool", a.pool_concat_kernels && model::max_pool_kernels_apply(skip)},
+          {"concat_backward", a.pool_concat_kernels && model::concat_split_kernel_applies(skip, skip)}};
 }
 
 // Doubles the batch until a step runs out of memory, then bisects; GPU only.
@@ -215,6 +236,7 @@ void run(const BenchTrainArgs& a) {
   nlohmann::json rows = nlohmann::json::array();
   if (a.checkpointing != "on") rows.push_back(run_variant(a, context, *comm, false));
   if (a.checkpointing != "off") rows.push_back(run_variant(a, context, *comm, true));
+  const nlohmann::json applied = kernels_applied(a, context, *comm);  // on every rank: DDP checks the model
   if (!context.is_root()) return;
   const nlohmann::json out = {{"benchmark", "train"},
                               {"device", context.device().str()},
@@ -227,6 +249,7 @@ void run(const BenchTrainArgs& a) {
                               {"channels_last", a.channels_last && context.device().is_cuda()},
                               {"fuse_norm_relu", a.fuse_norm_relu},
                               {"pool_concat_kernels", a.pool_concat_kernels},
+                              {"kernels_applied", applied},
                               {"checkpoint_policy", a.policy},
                               {"base_channels", a.base_channels},
                               {"depth", a.depth},
