@@ -21,9 +21,7 @@
 #include "dist/context.h"
 #include "dist/ddp.h"
 #include "dist/make_communicator.h"
-#include "model/batch_norm_relu.h"
-#include "model/max_pool.h"
-#include "model/skip_concat.h"
+#include "model/kernel_usage.h"
 #include "model/unet.h"
 #include "model/unet_flops.h"
 #include "train/loss.h"
@@ -120,22 +118,27 @@ Step make_step(const BenchTrainArgs& a, dist::Context& context, dist::Communicat
   return s;
 }
 
-// Which of dpunet's own kernels the model's maps take, probed on the first block of a
-// separate one-sample model under the step's autocast: figures mean little if a map
-// silently fell back to ATen's kernels.
-nlohmann::json kernels_applied(const BenchTrainArgs& a, dist::Context& context, dist::Communicator& comm) {
-  Step s = make_step(a, context, comm, /*checkpointed=*/false, /*batch=*/1);
-  torch::NoGradGuard no_grad;
-  AutocastScope scope(s.autocast, at::kBFloat16);
-  auto modules = s.net->named_modules();
-  auto conv = std::dynamic_pointer_cast<torch::nn::Conv2dImpl>(modules["inc.double_conv.0"]);
-  auto norm = std::dynamic_pointer_cast<torch::nn::BatchNorm2dImpl>(modules["inc.double_conv.1"]);
-  auto inc = std::dynamic_pointer_cast<model::DoubleConvImpl>(modules["inc"]);
-  DPUNET_CHECK(conv && norm && inc, "bench train: the U-Net's first block is not conv, BatchNorm, ReLU x 2");
-  const torch::Tensor skip = inc->forward(s.images);  // the first skip connection's map
-  return {{"fused_norm_relu", a.fuse_norm_relu && model::fused_batch_norm_relu_applies(conv->forward(s.images), *norm)},
-          {"max_pool", a.pool_concat_kernels && model::max_pool_kernels_apply(skip)},
-          {"concat_backward", a.pool_concat_kernels && model::concat_split_kernel_applies(skip, skip)}};
+// How often the model's layers took dpunet's own kernels and how often ATen's, over one
+// training-mode forward of a separate one-sample model under the step's autocast (no
+// checkpointing): a figure whose maps silently fell back to ATen's kernels shows it.
+nlohmann::json kernels_applied(const BenchTrainArgs& a, const torch::Device& device) {
+  torch::manual_seed(0);
+  model::Unet net(unet_options(a));
+  net->to(device);
+  const bool nhwc = a.channels_last && device.is_cuda();
+  if (nhwc) train::use_channels_last_weights(*net);
+  torch::Tensor images = torch::randn({1, 1, a.size, a.size}, torch::TensorOptions().device(device));
+  if (nhwc) images = images.contiguous(at::MemoryFormat::ChannelsLast);
+  model::KernelUsage usage;
+  {
+    const model::KernelUsage::Scope recording(usage);
+    AutocastScope scope(a.precision == "bf16" && device.is_cuda(), at::kBFloat16);
+    net->forward(images);  // the kernels are chosen in forward
+  }
+  auto count = [](const model::KernelUsage::Count& c) { return nlohmann::json{{"dpunet", c.ours}, {"aten", c.aten}}; };
+  return {{"fused_norm_relu", count(usage.norm_relu)},
+          {"max_pool", count(usage.max_pool)},
+          {"concat_backward", count(usage.concat)}};
 }
 
 // Doubles the batch until a step runs out of memory, then bisects; GPU only.
@@ -236,7 +239,6 @@ void run(const BenchTrainArgs& a) {
   nlohmann::json rows = nlohmann::json::array();
   if (a.checkpointing != "on") rows.push_back(run_variant(a, context, *comm, false));
   if (a.checkpointing != "off") rows.push_back(run_variant(a, context, *comm, true));
-  const nlohmann::json applied = kernels_applied(a, context, *comm);  // on every rank: DDP checks the model
   if (!context.is_root()) return;
   const nlohmann::json out = {{"benchmark", "train"},
                               {"device", context.device().str()},
@@ -249,7 +251,7 @@ void run(const BenchTrainArgs& a) {
                               {"channels_last", a.channels_last && context.device().is_cuda()},
                               {"fuse_norm_relu", a.fuse_norm_relu},
                               {"pool_concat_kernels", a.pool_concat_kernels},
-                              {"kernels_applied", applied},
+                              {"kernels_applied", kernels_applied(a, context.device())},
                               {"checkpoint_policy", a.policy},
                               {"base_channels", a.base_channels},
                               {"depth", a.depth},

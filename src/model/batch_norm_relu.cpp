@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include "model/kernel_support.h"
+#include "model/kernel_usage.h"
 #include "model/recompute_tape.h"
 
 #ifdef DPUNET_WITH_CUDA_KERNELS
@@ -163,6 +164,7 @@ torch::Tensor batch_norm_relu(const torch::Tensor& x, torch::nn::BatchNorm2dImpl
   }
 #endif
   (void)allow_fused;
+  KernelUsage::note(&KernelUsage::norm_relu, y.defined());
   if (!y.defined()) y = bn.forward(x).relu_();
   if (tape != nullptr && !tape->replaying()) tape->record(std::move(computed));
   return y;

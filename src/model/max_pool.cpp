@@ -5,6 +5,7 @@
 
 #include "common/error.h"
 #include "model/kernel_support.h"
+#include "model/kernel_usage.h"
 #include "model/max_pool_kernels.h"
 
 #ifdef DPUNET_WITH_CUDA_KERNELS
@@ -120,7 +121,9 @@ bool max_pool_kernels_apply(const at::Tensor& x) {
 }
 
 at::Tensor max_pool_2x2(const at::Tensor& x, bool allow_kernels) {
-  if (allow_kernels && max_pool_kernels_apply(x)) return MaxPoolFunction::apply(x);
+  const bool ours = allow_kernels && max_pool_kernels_apply(x);
+  KernelUsage::note(&KernelUsage::max_pool, ours);
+  if (ours) return MaxPoolFunction::apply(x);
   return at::max_pool2d(x, /*kernel_size=*/{2, 2});
 }
 

@@ -6,6 +6,7 @@
 #include "common/error.h"
 #include "model/concat_split_kernels.h"
 #include "model/kernel_support.h"
+#include "model/kernel_usage.h"
 
 #ifdef DPUNET_WITH_CUDA_KERNELS
 #include <ATen/cuda/CUDAContext.h>
@@ -114,8 +115,10 @@ at::Tensor concat_skip(const at::Tensor& skip, const at::Tensor& up, int64_t top
                        bool allow_split_kernel) {
   check_window(skip, up, top, left);
   const bool needs_backward = at::GradMode::is_enabled() && (skip.requires_grad() || up.requires_grad());
-  if (allow_split_kernel && needs_backward && concat_split_kernel_applies(skip, up)) {
-    return ConcatSplitFunction::apply(skip, up, top, left);
+  if (needs_backward) {  // without one, ATen's cat is the whole story
+    const bool ours = allow_split_kernel && concat_split_kernel_applies(skip, up);
+    KernelUsage::note(&KernelUsage::concat, ours);
+    if (ours) return ConcatSplitFunction::apply(skip, up, top, left);
   }
   return at::cat({skip_window(skip, up, top, left), up}, /*dim=*/1);
 }
