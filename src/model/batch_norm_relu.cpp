@@ -117,14 +117,6 @@ class BatchNormReluFunction : public torch::autograd::Function<BatchNormReluFunc
 
 }  // namespace
 
-bool fused_batch_norm_relu_built() {
-#ifdef DPUNET_WITH_CUDA_KERNELS
-  return true;
-#else
-  return false;
-#endif
-}
-
 bool fused_batch_norm_relu_applies(const torch::Tensor& x, const torch::nn::BatchNorm2dImpl& bn) {
 #ifdef DPUNET_WITH_CUDA_KERNELS
   const auto& o = bn.options;

@@ -14,8 +14,6 @@ namespace dpunet::model {
 
 torch::Tensor batch_norm_relu(const torch::Tensor& x, torch::nn::BatchNorm2dImpl& bn, bool allow_fused = true);
 
-// Whether this build has the fused kernels (a CUDA build with DPUNET_WITH_NCCL).
-bool fused_batch_norm_relu_built();
 // Whether `x` through `bn` would take the fused kernels (which need an sm_80+ GPU).
 bool fused_batch_norm_relu_applies(const torch::Tensor& x, const torch::nn::BatchNorm2dImpl& bn);
 

@@ -26,7 +26,7 @@ run: {seed: 1, device: cpu}
 model: {n_classes: 3, base_channels: 8, depth: 2, norm: batch}
 data: {train: '$work/data/train-*.h5', workers: 1}
 augment: {patch_size: 32}
-train: {batch_size: 2, steps: 40}
+train: {batch_size: 2, steps: 400}
 schedule: {warmup_steps: 2}
 checkpoint: {every_steps: 10}
 logging: {every_steps: 1, progress: lines}
@@ -41,6 +41,8 @@ job=$(DPUNET_BIN=$binary DPUNET_RUN_DIR=$work/run sbatch --parsable --nodes=1 --
 out=$work/dpunet-test-$job.out
 echo "submitted job $job"
 
+# Steps of this tiny model take milliseconds: 400 of them leave the signal seconds to
+# arrive (with 40, a run could finish before scancel's signal reached it).
 for _ in $(seq 1 600); do grep -q 'step 3/' "$out" 2>/dev/null && break; sleep 0.2; done
 grep -q 'step 3/' "$out" || fail "the job did not start training"
 scancel --signal=USR1 --batch "$job" || fail "scancel --signal=USR1 failed"
@@ -69,7 +71,7 @@ sleep 1
 [ -f "$work/run/DONE" ] || fail "the run never finished"
 show=$(scontrol show job "$job" 2>/dev/null)
 for expected in "start 0:" "stopped by a signal at step" "checkpointed; requeueing" "start 1:" \
-                "resumed from $work/run/checkpoints/step-" "done: 40 steps" "[dpunet] finished"; do
+                "resumed from $work/run/checkpoints/step-" "done: 400 steps" "[dpunet] finished"; do
   grep -qF -- "$expected" "$out" || fail "the job output lacks '$expected'"
 done
 grep -q "Restarts=1" <<<"$show" || fail "SLURM does not count one restart: $(grep -o 'Restarts=[0-9]*' <<<"$show")"

@@ -4,15 +4,15 @@
 #include <torch/cuda.h>
 #include <catch2/catch.hpp>
 
-#include "model/batch_norm_relu.h"
+#include "model/own_kernels.h"
 
 namespace dpunet::test {
 
-// A GPU and a build with the kernels; false, with a warning (the test then skips),
-// otherwise.
+// An sm_80+ GPU and a build with the kernels; false, with a warning (the test then
+// skips), otherwise.
 inline bool own_kernels_runnable() {
-  if (!torch::cuda::is_available() || !model::fused_batch_norm_relu_built()) {
-    WARN("skipped: needs a GPU and a build with dpunet's kernels");
+  if (!torch::cuda::is_available() || !model::own_kernels_run_on(c10::Device(c10::kCUDA, 0))) {
+    WARN("skipped: needs an sm_80 or newer GPU and a build with dpunet's kernels");
     return false;
   }
   return true;
