@@ -6,6 +6,7 @@
 
 #include "model/kernel_support.h"
 #include "model/kernel_usage.h"
+#include "model/own_kernels.h"
 #include "model/recompute_tape.h"
 
 #ifdef DPUNET_WITH_CUDA_KERNELS
@@ -121,7 +122,7 @@ bool fused_batch_norm_relu_applies(const torch::Tensor& x, const torch::nn::Batc
 #ifdef DPUNET_WITH_CUDA_KERNELS
   const auto& o = bn.options;
   if (!x.is_cuda() || !bn.is_training() || x.dim() != 4 || !o.affine() || !o.track_running_stats() ||
-      !o.momentum().has_value() || !kernels_run_on(x.device())) {
+      !o.momentum().has_value() || !own_kernels_run_on(x.device())) {
     return false;
   }
   const auto type = x.scalar_type();

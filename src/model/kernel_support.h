@@ -27,11 +27,6 @@ inline at::Tensor nhwc_aligned(const at::Tensor& t) {
 inline int multiprocessors() {
   return at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
 }
-
-// The kernels are built for sm_80 and newer (DPUNET_CUDA_ARCHITECTURES).
-inline bool kernels_run_on(const at::Device& device) {
-  return device.is_cuda() && at::cuda::getDeviceProperties(device.index())->major >= 8;
-}
 #endif
 
 }  // namespace dpunet::model

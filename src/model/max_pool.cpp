@@ -7,6 +7,7 @@
 #include "model/kernel_support.h"
 #include "model/kernel_usage.h"
 #include "model/max_pool_kernels.h"
+#include "model/own_kernels.h"
 
 #ifdef DPUNET_WITH_CUDA_KERNELS
 #include <ATen/cuda/CUDAContext.h>
@@ -112,12 +113,7 @@ class MaxPoolFunction : public torch::autograd::Function<MaxPoolFunction> {
 }  // namespace
 
 bool max_pool_kernels_apply(const at::Tensor& x) {
-#ifdef DPUNET_WITH_CUDA_KERNELS
-  return poolable(x) && kernels_run_on(x.device());
-#else
-  (void)x;
-  return false;
-#endif
+  return poolable(x) && own_kernels_run_on(x.device());
 }
 
 at::Tensor max_pool_2x2(const at::Tensor& x, bool allow_kernels) {

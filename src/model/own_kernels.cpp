@@ -2,7 +2,9 @@
 // build that has the kernels.
 #include "model/own_kernels.h"
 
-#include "model/kernel_support.h"
+#ifdef DPUNET_WITH_CUDA_KERNELS
+#include <ATen/cuda/CUDAContext.h>
+#endif
 
 namespace dpunet::model {
 
@@ -16,7 +18,7 @@ bool own_kernels_built() {
 
 bool own_kernels_run_on(const c10::Device& device) {
 #ifdef DPUNET_WITH_CUDA_KERNELS
-  return kernels_run_on(device);
+  return device.is_cuda() && at::cuda::getDeviceProperties(device.index())->major >= 8;
 #else
   (void)device;
   return false;

@@ -7,6 +7,7 @@
 #include "model/concat_split_kernels.h"
 #include "model/kernel_support.h"
 #include "model/kernel_usage.h"
+#include "model/own_kernels.h"
 
 #ifdef DPUNET_WITH_CUDA_KERNELS
 #include <ATen/cuda/CUDAContext.h>
@@ -103,12 +104,7 @@ void check_window(const at::Tensor& skip, const at::Tensor& up, int64_t top, int
 }  // namespace
 
 bool concat_split_kernel_applies(const at::Tensor& skip, const at::Tensor& up) {
-#ifdef DPUNET_WITH_CUDA_KERNELS
-  return splittable(skip, up) && kernels_run_on(up.device());
-#else
-  (void)skip, (void)up;
-  return false;
-#endif
+  return splittable(skip, up) && own_kernels_run_on(up.device());
 }
 
 at::Tensor concat_skip(const at::Tensor& skip, const at::Tensor& up, int64_t top, int64_t left,

@@ -9,7 +9,7 @@
 #include "model/recompute_tape.h"
 #include "model/unet.h"
 #include "support/own_kernels.h"
-#include "train/setup.h"
+#include "support/unet_gpu_step.h"
 
 using dpunet::model::batch_norm_relu;
 using dpunet::model::fused_batch_norm_relu_applies;
@@ -123,48 +123,28 @@ TEST_CASE("fused BatchNorm+ReLU recomputed in a checkpointed block reuses the fi
 
 TEST_CASE("a U-Net step with fused BatchNorm+ReLU matches the plain one on a GPU, checkpointed too", "[gpu]") {
   if (!own_kernels_runnable()) return;
-  at::globalContext().setAllowTF32CuDNN(false);
-  at::globalContext().setDeterministicCuDNN(true);
   for (bool checkpointed : {false, true}) {
-    std::vector<std::vector<torch::Tensor>> grads;
-    std::vector<std::vector<torch::Tensor>> buffers;
+    std::vector<dpunet::test::UnetGpuStep> steps;
     for (bool fused : {true, false}) {
       dpunet::model::UnetOptions o;
       o.n_classes = 3;
       o.base_channels = 16;
       o.depth = 2;
       o.fuse_norm_relu = fused;
-      torch::manual_seed(0);
-      dpunet::model::Unet net(o);
-      if (checkpointed) net->use_checkpointing(true, dpunet::model::CheckpointPolicy::kAll);
-      net->to(torch::kCUDA);
-      // NHWC weights, as training uses: a one-channel input's NHWC and NCHW strides are
-      // the same, so without them every map would stay NCHW and nothing would be fused.
-      dpunet::train::use_channels_last_weights(*net);
-      const torch::Tensor x = torch::randn({2, 1, 64, 64}).to(torch::kCUDA).contiguous(at::MemoryFormat::ChannelsLast);
-      if (fused) {  // the model's norms do take the fused path for its maps
-        auto first = std::dynamic_pointer_cast<torch::nn::BatchNorm2dImpl>(net->named_modules()["inc.double_conv.1"]);
-        auto conv = std::dynamic_pointer_cast<torch::nn::Conv2dImpl>(net->named_modules()["inc.double_conv.0"]);
-        REQUIRE(first);
-        REQUIRE(conv);
-        torch::NoGradGuard no_grad;
-        REQUIRE(fused_batch_norm_relu_applies(conv->forward(x), *first));
-      }
-      net->forward(x).square().mean().backward();
-      std::vector<torch::Tensor> g;
-      for (const auto& p : net->parameters()) g.push_back(p.grad().cpu());
-      grads.push_back(g);
-      std::vector<torch::Tensor> b;
-      for (const auto& buffer : net->buffers()) b.push_back(buffer.cpu());
-      buffers.push_back(b);
+      steps.push_back(dpunet::test::unet_gpu_step(o, 64, checkpointed));
     }
     INFO("checkpointed " << checkpointed);
-    for (size_t i = 0; i < grads[0].size(); ++i) check_close(grads[0][i], grads[1][i], 1e-3, "parameter gradient");
-    for (size_t i = 0; i < buffers[0].size(); ++i) {
-      if (buffers[0][i].scalar_type() == torch::kLong) {
-        CHECK(torch::equal(buffers[0][i], buffers[1][i]));  // num_batches_tracked
+    // Every BatchNorm of the model took the fused kernels.
+    CHECK(steps[0].usage.norm_relu.ours > 0);
+    CHECK(steps[0].usage.norm_relu.aten == 0);
+    const auto &fused = steps[0], &plain = steps[1];
+    for (size_t i = 0; i < fused.grads.size(); ++i)
+      check_close(fused.grads[i], plain.grads[i], 1e-3, "parameter gradient");
+    for (size_t i = 0; i < fused.buffers.size(); ++i) {
+      if (fused.buffers[i].scalar_type() == torch::kLong) {
+        CHECK(torch::equal(fused.buffers[i], plain.buffers[i]));  // num_batches_tracked
       } else {
-        check_close(buffers[0][i], buffers[1][i], 1e-4, "running statistics");
+        check_close(fused.buffers[i], plain.buffers[i], 1e-4, "running statistics");
       }
     }
   }

@@ -5,12 +5,11 @@
 #include <catch2/catch.hpp>
 
 #include "model/concat_split_kernels.h"
-#include "model/max_pool.h"
 #include "model/skip_concat.h"
 #include "model/unet.h"
 #include "support/own_kernels.h"
 #include "support/tensor_compare.h"
-#include "train/setup.h"
+#include "support/unet_gpu_step.h"
 
 using dpunet::model::concat_skip;
 using dpunet::model::concat_skip_split_backward;
@@ -128,12 +127,8 @@ TEST_CASE("the concatenation's split kernel matches ATen's cat backward on a GPU
 TEST_CASE("a U-Net step with dpunet's pooling and concatenation kernels gives ATen's gradients bit for bit on a GPU",
           "[gpu]") {
   if (!own_kernels_runnable()) return;
-  auto& context = at::globalContext();
-  const bool tf32 = context.allowTF32CuDNN(), deterministic = context.deterministicCuDNN();
-  context.setAllowTF32CuDNN(false);
-  context.setDeterministicCuDNN(true);
   for (auto padding : {dpunet::model::Padding::kSame, dpunet::model::Padding::kValid}) {
-    std::vector<std::vector<torch::Tensor>> grads;
+    std::vector<dpunet::test::UnetGpuStep> steps;
     for (bool kernels : {true, false}) {
       dpunet::model::UnetOptions o;
       o.n_classes = 3;
@@ -141,31 +136,17 @@ TEST_CASE("a U-Net step with dpunet's pooling and concatenation kernels gives AT
       o.depth = 2;
       o.padding = padding;
       o.pool_concat_kernels = kernels;
-      torch::manual_seed(0);
-      dpunet::model::Unet net(o);
-      net->to(torch::kCUDA);
-      dpunet::train::use_channels_last_weights(*net);  // NHWC maps throughout, as in training
       // Same padding at 70 pools an odd 35 (and pads the upsampled 34 back to 35); 68 is
       // a size valid padding can tile.
-      const int64_t size = padding == dpunet::model::Padding::kSame ? 70 : 68;
-      const torch::Tensor x =
-          torch::randn({2, 1, size, size}).to(torch::kCUDA).contiguous(at::MemoryFormat::ChannelsLast);
-      if (kernels) {  // the model's maps do take the kernels
-        torch::NoGradGuard no_grad;
-        auto inc = std::dynamic_pointer_cast<dpunet::model::DoubleConvImpl>(net->named_modules()["inc"]);
-        REQUIRE(inc);
-        const torch::Tensor skip = inc->forward(x);
-        REQUIRE(dpunet::model::max_pool_kernels_apply(skip));
-        REQUIRE(concat_split_kernel_applies(skip, skip));
-      }
-      net->forward(x).square().mean().backward();
-      std::vector<torch::Tensor> g;
-      for (const auto& p : net->parameters()) g.push_back(p.grad().cpu());
-      grads.push_back(g);
+      steps.push_back(dpunet::test::unet_gpu_step(o, padding == dpunet::model::Padding::kSame ? 70 : 68));
     }
     INFO("padding " << dpunet::model::to_string(padding));
-    for (size_t i = 0; i < grads[0].size(); ++i) CHECK(same_bits(grads[0][i], grads[1][i]));
+    // Every pooling and concatenation of the model took dpunet's kernels.
+    const auto& usage = steps[0].usage;
+    CHECK(usage.max_pool.ours == 2);
+    CHECK(usage.max_pool.aten == 0);
+    CHECK(usage.concat.ours == 2);
+    CHECK(usage.concat.aten == 0);
+    for (size_t i = 0; i < steps[0].grads.size(); ++i) CHECK(same_bits(steps[0].grads[i], steps[1].grads[i]));
   }
-  context.setAllowTF32CuDNN(tf32);
-  context.setDeterministicCuDNN(deterministic);
 }

@@ -1,0 +1,45 @@
+// One forward and backward of a small U-Net on the GPU as training runs it (NHWC weights
+// and input), with cuDNN deterministic and TF32 off (restored afterwards), so that two
+// variants of the model can be compared; also which kernels its layers took.
+#pragma once
+
+#include <torch/torch.h>
+
+#include "model/kernel_usage.h"
+#include "model/unet.h"
+#include "train/setup.h"
+
+namespace dpunet::test {
+
+struct UnetGpuStep {
+  std::vector<torch::Tensor> grads, buffers;  // on the CPU, in parameters()/buffers() order
+  model::KernelUsage usage;
+};
+
+inline UnetGpuStep unet_gpu_step(const model::UnetOptions& options, int64_t size, bool checkpointed = false) {
+  auto& context = at::globalContext();
+  const bool tf32 = context.allowTF32CuDNN(), deterministic = context.deterministicCuDNN();
+  context.setAllowTF32CuDNN(false);
+  context.setDeterministicCuDNN(true);
+  torch::manual_seed(0);
+  model::Unet net(options);
+  if (checkpointed) net->use_checkpointing(true, model::CheckpointPolicy::kAll);
+  net->to(torch::kCUDA);
+  // A one-channel input's NHWC and NCHW strides are the same: without NHWC weights every
+  // map would stay NCHW and none of dpunet's kernels would apply.
+  train::use_channels_last_weights(*net);
+  const torch::Tensor x =
+      torch::randn({2, options.n_channels, size, size}).to(torch::kCUDA).contiguous(at::MemoryFormat::ChannelsLast);
+  UnetGpuStep step;
+  {
+    const model::KernelUsage::Scope recording(step.usage);
+    net->forward(x).square().mean().backward();
+  }
+  for (const auto& p : net->parameters()) step.grads.push_back(p.grad().cpu());
+  for (const auto& b : net->buffers()) step.buffers.push_back(b.cpu());
+  context.setAllowTF32CuDNN(tf32);
+  context.setDeterministicCuDNN(deterministic);
+  return step;
+}
+
+}  // namespace dpunet::test
