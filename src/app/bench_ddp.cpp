@@ -150,14 +150,15 @@ void run_bench_ddp(const BenchDdpArgs& args) {
   const double reducer_step_ms = median_of(reducer_times);
   const double exposed_ms = median_of(exposed_times);
 
-  // The reducer's collectives alone: the same buckets, all launched, then all waited.
+  // The reducer's collectives alone: the same buckets, all launched, then all waited,
+  // averaging as the reducer does (raw MPI_Allreduce below only sums).
   std::vector<torch::Tensor> buckets;
   for (int64_t n : ddp.bucket_numels()) buckets.push_back(torch::ones({n}, options));
   const double buckets_ms = b.measure(
       args, [] { return 0; },
       [&](int) {
         std::vector<std::unique_ptr<dist::Work>> works;
-        for (auto& t : buckets) works.push_back(comm->all_reduce_async(t, dist::ReduceOp::kSum));
+        for (auto& t : buckets) works.push_back(comm->all_reduce_async(t, dist::ReduceOp::kAvg));
         for (auto& w : works) w->wait();
       });
   std::vector<float> host(numel, 1.0f);

@@ -105,10 +105,21 @@ class MpiWork : public Work {
 // A plain loop on this thread: ATen's div_ could start an intra-op thread team from the
 // communicator's thread, which would compete with backward's threads for the cores.
 void divide_serially(const at::Tensor& contiguous, int divisor) {
+  // By a power of two, multiplying by the reciprocal gives the quotient bit for bit (both
+  // round the same exact value) at a quarter of a division's cost; other divisors divide.
+  const bool power_of_two = (divisor & (divisor - 1)) == 0;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, contiguous.scalar_type(), "divide_serially", [&] {
+    // The count is read once: in the loop's condition it is reloaded after every store
+    // (the stores might alias it), which keeps the loop scalar, as slow as MPI's sum.
     scalar_t* data = contiguous.data_ptr<scalar_t>();
-    const auto n = static_cast<scalar_t>(divisor);
-    for (int64_t i = 0; i < contiguous.numel(); ++i) data[i] = data[i] / n;
+    const int64_t count = contiguous.numel();
+    if (power_of_two) {
+      const auto reciprocal = static_cast<scalar_t>(1.0 / divisor);
+      for (int64_t i = 0; i < count; ++i) data[i] = data[i] * reciprocal;
+    } else {
+      const auto n = static_cast<scalar_t>(divisor);
+      for (int64_t i = 0; i < count; ++i) data[i] = data[i] / n;
+    }
   });
 }
 

@@ -14,7 +14,8 @@ template <typename Half>
 void half_sum(void* in, void* inout, int* count, MPI_Datatype* /*type*/) {
   const auto* a = static_cast<const Half*>(in);
   auto* b = static_cast<Half*>(inout);
-  for (int i = 0; i < *count; ++i) b[i] = Half(static_cast<float>(a[i]) + static_cast<float>(b[i]));
+  const int n = *count;  // read once: the stores below could alias it as far as the compiler knows
+  for (int i = 0; i < n; ++i) b[i] = Half(static_cast<float>(a[i]) + static_cast<float>(b[i]));
 }
 
 }  // namespace

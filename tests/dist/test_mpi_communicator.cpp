@@ -54,6 +54,21 @@ TEST_CASE("MPI all_reduce average divides the exact sum by the world size", "[mp
   REQUIRE(torch::allclose(t, expected_sum(1001, world, torch::kDouble) / world, /*rtol=*/0, /*atol=*/1e-12));
 }
 
+TEST_CASE("MPI all_reduce average is the correctly rounded quotient of the sum in every floating dtype", "[mpi]") {
+  MpiCommunicator comm(dpunet::test::mpi_context());
+  const int world = comm.world_size();
+  for (auto type : {torch::kFloat, torch::kDouble, torch::kHalf, torch::kBFloat16}) {
+    INFO("dtype " << c10::toString(type) << ", world size " << world);
+    // Full mantissas on rank 0, zeros elsewhere: the sum is exact in any order, and its
+    // quotient by 3 rounds differently from a product with a rounded 1/3 in many places.
+    torch::manual_seed(11);
+    const torch::Tensor values = (torch::randn({4099}, torch::kDouble) * 1000).to(type);
+    torch::Tensor t = comm.rank() == 0 ? values.clone() : torch::zeros_like(values);
+    comm.all_reduce(t, ReduceOp::kAvg);
+    REQUIRE(torch::equal(t, values / world));
+  }
+}
+
 TEST_CASE("MPI all_reduce in pieces gives the same sums and averages, whatever the shape", "[mpi]") {
   MpiCommunicatorOptions options = with_thread(GENERATE(true, false));
   options.max_message_bytes = 40;  // 10 floats, 5 doubles: most tensors below take several pieces
