@@ -225,6 +225,9 @@ step_pair() {
 step_capacity() {
   record dpunet_b8_largest "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing both --policy all \
     --max-batch
+  # Every block but the two deepest (about a quarter of the recomputed FLOPs, little memory).
+  record dpunet_b8_largest_no_deepest "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing on \
+    --blocks inc,down1,down2,down3,up2,up3,up4,outc --max-batch
   record dpunet_b16 "$dpunet" bench train "${common[@]}" --batch 16 --checkpointing off
   record dpunet_b24 "$dpunet" bench train "${common[@]}" --batch 24 --checkpointing off
   record dpunet_valid_b8 "$dpunet" bench train --size 572 --padding valid --precision bf16 --batch 8 \

@@ -10,7 +10,6 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
-#include <sstream>
 
 #include <torch/cuda.h>
 #include <torch/nn/functional/loss.h>
@@ -18,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "app/bench_commands.h"
+#include "app/checkpoint_selection.h"
 #include "app/memory_probe.h"
 #include "common/build_info.h"
 #include "common/error.h"
@@ -71,12 +71,7 @@ nlohmann::json run_variant(const BenchModelArgs& args, bool checkpointed) {
   model::Unet net(options);
   net->to(device);
   net->train();
-  if (checkpointed && !args.blocks.empty()) {
-    std::stringstream names(args.blocks);
-    for (std::string name; std::getline(names, name, ',');) net->set_checkpointing(name, true);
-  } else {
-    net->use_checkpointing(checkpointed, model::parse_checkpoint_policy(args.policy));
-  }
+  if (checkpointed) select_checkpointed_blocks(*net, args.policy, args.blocks);
 
   const auto x = torch::randn({args.batch, args.n_channels, args.size, args.size}, device);
   const auto target = torch::randint(args.n_classes, {args.batch, args.size, args.size},
@@ -178,7 +173,7 @@ void run_bench_model(const BenchModelArgs& args) {
       {"threads", args.threads},
       {"size", args.size},
       {"batch", args.batch},
-      {"checkpointed_blocks", args.blocks.empty() ? "policy " + args.policy : args.blocks},
+      {"checkpointed_blocks", checkpoint_selection_label(args.policy, args.blocks)},
       {"model",
        {{"n_channels", args.n_channels},
         {"n_classes", args.n_classes},

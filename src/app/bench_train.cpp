@@ -13,6 +13,7 @@
 
 #include "app/bench_commands.h"
 #include "app/bench_timing.h"
+#include "app/checkpoint_selection.h"
 #include "app/memory_probe.h"
 #include "app/profiler_trace.h"
 #include "common/autocast_scope.h"
@@ -39,6 +40,7 @@ struct BenchTrainArgs {
   bool fuse_norm_relu = true;       // fused BatchNorm+ReLU kernels where they apply
   bool pool_concat_kernels = true;  // max pooling and concatenation kernels where they apply
   std::string policy = "balanced";  // which blocks checkpointing recomputes: balanced | all
+  std::string blocks;               // or these, comma-separated (inc,down1,...,up4,outc)
   double peak_tflops = 0;           // the device's dense peak for `precision`; 0: MFU not reported
   bool max_batch = false;
   std::string profile;  // a Chrome trace of a few steps per variant, written here when set
@@ -101,7 +103,7 @@ Step make_step(const BenchTrainArgs& a, dist::Context& context, dist::Communicat
   s.autocast = a.precision == "bf16" && s.device.is_cuda();
   torch::manual_seed(0);
   s.net = model::Unet(unet_options(a));
-  if (checkpointed) s.net->use_checkpointing(true, model::parse_checkpoint_policy(a.policy));
+  if (checkpointed) select_checkpointed_blocks(*s.net, a.policy, a.blocks);
   s.net->to(s.device);
   const bool nhwc = a.channels_last && s.device.is_cuda();
   if (nhwc) train::use_channels_last_weights(*s.net);
@@ -198,7 +200,12 @@ nlohmann::json run_variant(const BenchTrainArgs& a, dist::Context& context, dist
   }
   const double samples_per_s = static_cast<double>(a.batch * context.world_size()) * 1000.0 / step_ms;
   const double train_flops = 3.0 * model::unet_forward_flops(unet_options(a), a.size);  // per sample
-  nlohmann::json row = {{"checkpointing", checkpointed ? a.policy : "none"},
+  std::vector<std::string> recomputed;  // as the model has it, not as asked
+  for (const auto& block : s.net->block_names()) {
+    if (s.net->is_checkpointed(block)) recomputed.push_back(block);
+  }
+  nlohmann::json row = {{"checkpointing", checkpointed ? checkpoint_selection_label(a.policy, a.blocks) : "none"},
+                        {"checkpointed_blocks", recomputed},
                         {"step_ms", step_ms},
                         {"steps_per_s", 1000.0 / step_ms},
                         {"samples_per_s", samples_per_s},
@@ -252,7 +259,7 @@ void run(const BenchTrainArgs& a) {
                               {"fuse_norm_relu", a.fuse_norm_relu},
                               {"pool_concat_kernels", a.pool_concat_kernels},
                               {"kernels_applied", kernels_applied(a, context.device())},
-                              {"checkpoint_policy", a.policy},
+                              {"checkpoint_policy", checkpoint_selection_label(a.policy, a.blocks)},
                               {"base_channels", a.base_channels},
                               {"depth", a.depth},
                               {"padding", a.padding},
@@ -285,6 +292,8 @@ void add_bench_train_command(CLI::App& bench) {
                   "dpunet's max pooling and concatenation-backward kernels (CUDA)")
       ->capture_default_str();
   cmd->add_option("--policy", a->policy, "Checkpointed blocks: balanced or all")->capture_default_str();
+  cmd->add_option("--blocks", a->blocks,
+                  "Blocks to checkpoint, comma-separated (inc,down1,...,up4,outc); overrides --policy");
   cmd->add_option("--peak-tflops", a->peak_tflops, "Device dense peak for MFU (H100 SXM bf16: 989)");
   cmd->add_flag("--max-batch", a->max_batch, "Also find the largest batch that fits (GPU)");
   cmd->add_option(

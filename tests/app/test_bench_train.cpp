@@ -22,7 +22,7 @@ nlohmann::json bench_train(const std::string& options) {
   const std::string errors = dir / "stderr.txt";
   const auto result = run_command(DPUNET_BINARY
                                   " bench train --size 64 --batch 2 --steps 1 --warmup 0 "
-                                  "--base-channels 8 --depth 2 --checkpointing off " +
+                                  "--base-channels 8 --depth 2 " +
                                   options + " 2>" + errors);
   std::ifstream in(errors);
   std::stringstream stderr_text;
@@ -35,7 +35,7 @@ nlohmann::json bench_train(const std::string& options) {
 }  // namespace
 
 TEST_CASE("bench train reports its step, and that on the CPU every layer takes ATen's kernels", "[app]") {
-  const nlohmann::json out = bench_train("--device cpu");
+  const nlohmann::json out = bench_train("--device cpu --checkpointing off");
   CHECK(out["benchmark"] == "train");
   REQUIRE(out["results"].size() == 1);
   CHECK(out["results"][0]["step_ms"].get<double>() > 0);
@@ -46,16 +46,35 @@ TEST_CASE("bench train reports its step, and that on the CPU every layer takes A
   }
 }
 
+TEST_CASE("bench train checkpoints the blocks a policy or a list names, and refuses an unknown block", "[app]") {
+  nlohmann::json out = bench_train("--device cpu --checkpointing both --blocks down1,up2");
+  REQUIRE(out["results"].size() == 2);
+  CHECK(out["results"][0]["checkpointed_blocks"] == nlohmann::json::array());
+  CHECK(out["results"][1]["checkpointing"] == "blocks down1,up2");
+  CHECK(out["results"][1]["checkpointed_blocks"] == nlohmann::json({"down1", "up2"}));
+  // Depth 2: balanced keeps the deepest two levels and the last decoder block.
+  out = bench_train("--device cpu --checkpointing on --policy balanced");
+  CHECK(out["results"][0]["checkpointed_blocks"] == nlohmann::json({"inc"}));
+  out = bench_train("--device cpu --checkpointing on --policy all");
+  CHECK(out["results"][0]["checkpointed_blocks"] == nlohmann::json({"inc", "down1", "down2", "up1", "up2", "outc"}));
+
+  const auto refused = run_command(DPUNET_BINARY
+                                   " bench train --size 64 --batch 2 --steps 1 --warmup 0 --base-channels 8 --depth 2 "
+                                   "--device cpu --checkpointing on --blocks inc,up3 2>&1");
+  CHECK(refused.exit_code != 0);
+  CHECK_THAT(refused.output, Catch::Contains("no block 'up3'") && Catch::Contains("inc down1 down2 up1 up2 outc"));
+}
+
 TEST_CASE("bench train's model takes dpunet's kernels in every layer on a GPU in bf16 NHWC", "[gpu]") {
   if (!dpunet::test::own_kernels_runnable()) return;
-  nlohmann::json out = bench_train("--device cuda --precision bf16");
+  nlohmann::json out = bench_train("--device cuda --precision bf16 --checkpointing off");
   for (const char* kernel : kKernels) {
     INFO(kernel << ": " << out["kernels_applied"][kernel].dump());
     CHECK(out["kernels_applied"][kernel]["dpunet"].get<int>() > 0);
     CHECK(out["kernels_applied"][kernel]["aten"] == 0);
   }
   // And in none when they are switched off.
-  out = bench_train("--device cuda --precision bf16 --fuse-norm-relu 0 --pool-concat-kernels 0");
+  out = bench_train("--device cuda --precision bf16 --checkpointing off --fuse-norm-relu 0 --pool-concat-kernels 0");
   for (const char* kernel : kKernels) {
     INFO(kernel << ": " << out["kernels_applied"][kernel].dump());
     CHECK(out["kernels_applied"][kernel]["dpunet"] == 0);

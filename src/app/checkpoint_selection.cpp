@@ -1,0 +1,21 @@
+#include "app/checkpoint_selection.h"
+
+#include <sstream>
+
+namespace dpunet::app {
+
+void select_checkpointed_blocks(model::UnetImpl& net, const std::string& policy, const std::string& blocks) {
+  if (blocks.empty()) {
+    net.use_checkpointing(true, model::parse_checkpoint_policy(policy));
+    return;
+  }
+  net.use_checkpointing(false);
+  std::stringstream names(blocks);
+  for (std::string name; std::getline(names, name, ',');) net.set_checkpointing(name, true);
+}
+
+std::string checkpoint_selection_label(const std::string& policy, const std::string& blocks) {
+  return blocks.empty() ? policy : "blocks " + blocks;
+}
+
+}  // namespace dpunet::app

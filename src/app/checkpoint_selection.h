@@ -1,0 +1,17 @@
+// Which blocks the benchmarks checkpoint: a named policy, or an explicit block list.
+#pragma once
+
+#include <string>
+
+#include "model/unet.h"
+
+namespace dpunet::app {
+
+// Checkpoints the comma-separated `blocks` (inc,down1,...,up4,outc) when given, else the
+// blocks `policy` (balanced | all) selects. An unknown name or policy throws, naming it.
+void select_checkpointed_blocks(model::UnetImpl& net, const std::string& policy, const std::string& blocks);
+
+// How a result row names the selection: the block list when given, else the policy.
+std::string checkpoint_selection_label(const std::string& policy, const std::string& blocks);
+
+}  // namespace dpunet::app
