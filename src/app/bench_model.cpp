@@ -39,8 +39,9 @@ struct BenchModelArgs {
   int warmup = 1;
   int repeats = 3;
   std::string variant = "both";     // both | plain | checkpointed
-  std::string policy = "balanced";  // use_checkpointing() policy: balanced | all
+  std::string policy = "balanced";  // use_checkpointing() policy: norm_relu | balanced | all
   std::string blocks;               // blocks to checkpoint, comma-separated; overrides the policy
+  bool recompute_norm = true;       // checkpointing also recomputes BatchNorm+ReLU outputs
 };
 
 double median(std::vector<double> values) {
@@ -71,7 +72,7 @@ nlohmann::json run_variant(const BenchModelArgs& args, bool checkpointed) {
   model::Unet net(options);
   net->to(device);
   net->train();
-  if (checkpointed) select_checkpointed_blocks(*net, args.policy, args.blocks);
+  if (checkpointed) select_checkpointed_blocks(*net, args.policy, args.blocks, args.recompute_norm);
 
   const auto x = torch::randn({args.batch, args.n_channels, args.size, args.size}, device);
   const auto target = torch::randint(args.n_classes, {args.batch, args.size, args.size},
@@ -134,7 +135,8 @@ nlohmann::json run_variant_in_child(const BenchModelArgs& a, const std::string& 
       std::to_string(a.n_channels) + " --n-classes " + std::to_string(a.n_classes) + " --base-channels " +
       std::to_string(a.base_channels) + " --depth " + std::to_string(a.depth) + (a.bilinear ? " --bilinear" : "") +
       " --warmup " + std::to_string(a.warmup) + " --repeats " + std::to_string(a.repeats) + " --variant " + variant +
-      " --policy " + a.policy + (a.blocks.empty() ? "" : " --blocks " + a.blocks);
+      " --policy " + a.policy + (a.blocks.empty() ? "" : " --blocks " + a.blocks) + " --recompute-norm " +
+      (a.recompute_norm ? "1" : "0");
   FILE* pipe = popen(command.c_str(), "r");
   DPUNET_CHECK(pipe != nullptr, "cannot start benchmark child: ", command);
   std::string output;
@@ -174,6 +176,7 @@ void run_bench_model(const BenchModelArgs& args) {
       {"size", args.size},
       {"batch", args.batch},
       {"checkpointed_blocks", checkpoint_selection_label(args.policy, args.blocks)},
+      {"recompute_norm", args.recompute_norm},
       {"model",
        {{"n_channels", args.n_channels},
         {"n_classes", args.n_classes},
@@ -209,9 +212,14 @@ void add_bench_model_command(CLI::App& bench) {
   model->add_option("--repeats", args->repeats, "Timed steps (the median is reported)")->capture_default_str();
   model->add_option("--variant", args->variant, "both, or one of plain / checkpointed in this process")
       ->capture_default_str();
-  model->add_option("--policy", args->policy, "Checkpointing policy: balanced or all")->capture_default_str();
+  model->add_option("--policy", args->policy, "Checkpointing policy: norm_relu, balanced or all")
+      ->capture_default_str();
   model->add_option("--blocks", args->blocks,
                     "Blocks to checkpoint, comma-separated (inc,down1,...,up4,outc); overrides --policy");
+  model
+      ->add_option("--recompute-norm", args->recompute_norm,
+                   "With checkpointing, also recompute each block's first BatchNorm+ReLU output")
+      ->capture_default_str();
   model->callback([args] { run_bench_model(*args); });
 }
 

@@ -39,8 +39,9 @@ struct BenchTrainArgs {
   bool channels_last = true;        // NHWC weights and activations on CUDA, as training does
   bool fuse_norm_relu = true;       // fused BatchNorm+ReLU kernels where they apply
   bool pool_concat_kernels = true;  // max pooling and concatenation kernels where they apply
-  std::string policy = "balanced";  // which blocks checkpointing recomputes: balanced | all
+  std::string policy = "balanced";  // checkpointing policy: norm_relu | balanced | all
   std::string blocks;               // or these, comma-separated (inc,down1,...,up4,outc)
+  bool recompute_norm = true;       // checkpointing also recomputes BatchNorm+ReLU outputs
   double peak_tflops = 0;           // the device's dense peak for `precision`; 0: MFU not reported
   bool max_batch = false;
   std::string profile;  // a Chrome trace of a few steps per variant, written here when set
@@ -103,7 +104,7 @@ Step make_step(const BenchTrainArgs& a, dist::Context& context, dist::Communicat
   s.autocast = a.precision == "bf16" && s.device.is_cuda();
   torch::manual_seed(0);
   s.net = model::Unet(unet_options(a));
-  if (checkpointed) select_checkpointed_blocks(*s.net, a.policy, a.blocks);
+  if (checkpointed) select_checkpointed_blocks(*s.net, a.policy, a.blocks, a.recompute_norm);
   s.net->to(s.device);
   const bool nhwc = a.channels_last && s.device.is_cuda();
   if (nhwc) train::use_channels_last_weights(*s.net);
@@ -206,6 +207,7 @@ nlohmann::json run_variant(const BenchTrainArgs& a, dist::Context& context, dist
   }
   nlohmann::json row = {{"checkpointing", checkpointed ? checkpoint_selection_label(a.policy, a.blocks) : "none"},
                         {"checkpointed_blocks", recomputed},
+                        {"recompute_norm", s.net->recomputes_norm_outputs()},
                         {"step_ms", step_ms},
                         {"steps_per_s", 1000.0 / step_ms},
                         {"samples_per_s", samples_per_s},
@@ -291,9 +293,12 @@ void add_bench_train_command(CLI::App& bench) {
   cmd->add_option("--pool-concat-kernels", a->pool_concat_kernels,
                   "dpunet's max pooling and concatenation-backward kernels (CUDA)")
       ->capture_default_str();
-  cmd->add_option("--policy", a->policy, "Checkpointed blocks: balanced or all")->capture_default_str();
+  cmd->add_option("--policy", a->policy, "Checkpointing policy: norm_relu, balanced or all")->capture_default_str();
   cmd->add_option("--blocks", a->blocks,
                   "Blocks to checkpoint, comma-separated (inc,down1,...,up4,outc); overrides --policy");
+  cmd->add_option("--recompute-norm", a->recompute_norm,
+                  "With checkpointing, also recompute each block's first BatchNorm+ReLU output")
+      ->capture_default_str();
   cmd->add_option("--peak-tflops", a->peak_tflops, "Device dense peak for MFU (H100 SXM bf16: 989)");
   cmd->add_flag("--max-batch", a->max_batch, "Also find the largest batch that fits (GPU)");
   cmd->add_option(

@@ -4,7 +4,6 @@
 #include "model/activation_checkpoint.h"
 
 #include <ATen/Context.h>
-#include <ATen/autocast_mode.h>
 #include <ATen/core/Generator.h>
 #include <torch/autograd.h>
 #include <torch/csrc/autograd/engine.h>
@@ -12,6 +11,7 @@
 #include <mutex>
 
 #include "common/error.h"
+#include "model/autocast_state.h"
 #include "model/recompute_tape.h"
 
 namespace dpunet::model {
@@ -19,31 +19,6 @@ namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
-
-// Autocast settings of the devices a checkpointed block may run on.
-struct AutocastState {
-  struct Entry {
-    at::DeviceType device;
-    bool enabled;
-    at::ScalarType dtype;
-  };
-  std::vector<Entry> entries;
-
-  static AutocastState capture() {
-    AutocastState state;
-    for (at::DeviceType device : {at::kCPU, at::kCUDA}) {
-      state.entries.push_back(
-          {device, at::autocast::is_autocast_enabled(device), at::autocast::get_autocast_dtype(device)});
-    }
-    return state;
-  }
-  void apply() const {
-    for (const Entry& e : entries) {
-      at::autocast::set_autocast_enabled(e.device, e.enabled);
-      at::autocast::set_autocast_dtype(e.device, e.dtype);
-    }
-  }
-};
 
 // RNG state of the CPU generator and of the CUDA generator of every device in use, so
 // dropout-like blocks draw the same numbers when recomputed.
@@ -174,15 +149,13 @@ variable_list CheckpointFunction::backward(AutogradContext* ctx, variable_list& 
   const auto buffers = snapshot_buffers(*recompute->block);
   variable_list outputs;
   {
-    const AutocastState autocast_before = AutocastState::capture();
     const RngState rng_before = recompute->rng.swap_in();
-    recompute->autocast.apply();
     {
+      const AutocastState::Scope as_first(recompute->autocast);
       torch::AutoGradMode grad_on(true);
       RecomputeTape::Scope replaying(recompute->tape, /*replay=*/true);
       outputs = recompute->run(inputs);
     }
-    autocast_before.apply();
     rng_before.swap_in();
   }
 

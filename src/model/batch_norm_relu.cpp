@@ -137,7 +137,8 @@ bool fused_batch_norm_relu_applies(const torch::Tensor& x, const torch::nn::Batc
 #endif
 }
 
-torch::Tensor batch_norm_relu(const torch::Tensor& x, torch::nn::BatchNorm2dImpl& bn, bool allow_fused) {
+torch::Tensor batch_norm_relu(const torch::Tensor& x, torch::nn::BatchNorm2dImpl& bn, bool allow_fused,
+                              std::vector<torch::Tensor>* statistics) {
   // Inside a checkpointed block: the statistics of the first forward, when recomputing.
   RecomputeTape* tape = RecomputeTape::active();
   const std::vector<torch::Tensor> reuse =
@@ -159,8 +160,27 @@ torch::Tensor batch_norm_relu(const torch::Tensor& x, torch::nn::BatchNorm2dImpl
   (void)allow_fused;
   KernelUsage::note(&KernelUsage::norm_relu, y.defined());
   if (!y.defined()) y = bn.forward(x).relu_();
+  if (statistics != nullptr) *statistics = computed;
   if (tape != nullptr && !tape->replaying()) tape->record(std::move(computed));
   return y;
+}
+
+torch::Tensor batch_norm_relu_replay(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
+                                     double eps, const std::vector<torch::Tensor>& statistics) {
+#ifdef DPUNET_WITH_CUDA_KERNELS
+  if (statistics.size() == 2) {
+    // The running statistics are not read when statistics are reused; an autograd
+    // function's tensor arguments must be defined, so the statistics stand in for them.
+    std::vector<torch::Tensor> computed;
+    return BatchNormReluFunction::apply(x, weight, bias, statistics[0], statistics[1], /*momentum=*/0.0, eps,
+                                        &statistics, &computed);
+  }
+#endif
+  // BatchNorm2d's own call, without running statistics to update: the same kernels, so
+  // the same statistics and output.
+  return torch::batch_norm(x, weight, bias, /*running_mean=*/{}, /*running_var=*/{}, /*training=*/true,
+                           /*momentum=*/0.0, eps, at::globalContext().userEnabledCuDNN())
+      .relu_();
 }
 
 }  // namespace dpunet::model

@@ -8,11 +8,24 @@
 // normalise pass alone, bit-identical to the first forward (model/recompute_tape.h).
 #pragma once
 
+#include <vector>
+
 #include <torch/nn/modules/batchnorm.h>
 
 namespace dpunet::model {
 
-torch::Tensor batch_norm_relu(const torch::Tensor& x, torch::nn::BatchNorm2dImpl& bn, bool allow_fused = true);
+// `statistics`, when given, receives the batch statistics {mean, invstd} the fused path
+// used (left empty on ATen's path), for batch_norm_relu_replay.
+torch::Tensor batch_norm_relu(const torch::Tensor& x, torch::nn::BatchNorm2dImpl& bn, bool allow_fused = true,
+                              std::vector<torch::Tensor>* statistics = nullptr);
+
+// relu(batch_norm(x)) in training mode again, as a forward of batch_norm_relu computed it
+// (bit for bit) and differentiable, but leaving the running statistics, the counter of
+// batches and any checkpoint's tape alone: for recomputing the output in backward.
+// `statistics` is what that forward returned: the fused kernels normalise with them;
+// empty, ATen's BatchNorm computes them again from x.
+torch::Tensor batch_norm_relu_replay(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
+                                     double eps, const std::vector<torch::Tensor>& statistics);
 
 // Whether `x` through `bn` would take the fused kernels (which need an sm_80+ GPU).
 bool fused_batch_norm_relu_applies(const torch::Tensor& x, const torch::nn::BatchNorm2dImpl& bn);

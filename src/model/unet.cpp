@@ -84,7 +84,8 @@ int64_t UnetImpl::block_level(size_t index) const {
 CheckpointPolicy parse_checkpoint_policy(const std::string& name) {
   if (name == "balanced") return CheckpointPolicy::kBalanced;
   if (name == "all") return CheckpointPolicy::kAll;
-  DPUNET_FAIL("checkpointing policy must be balanced or all, got '", name, "'");
+  if (name == "norm_relu") return CheckpointPolicy::kNormRelu;
+  DPUNET_FAIL("checkpointing policy must be balanced, all or norm_relu, got '", name, "'");
 }
 
 void UnetImpl::use_checkpointing(bool enabled, CheckpointPolicy policy) {
@@ -92,8 +93,17 @@ void UnetImpl::use_checkpointing(bool enabled, CheckpointPolicy policy) {
   const int64_t deepest_kept = std::max<int64_t>(options_.depth - 2, 0);
   for (size_t i = 0; i < checkpointed_.size(); ++i) {
     const bool balanced = block_level(i) <= deepest_kept && i < last_decoder;
-    checkpointed_[i] = enabled && (policy == CheckpointPolicy::kAll || balanced);
+    const bool selected = policy == CheckpointPolicy::kAll || (policy == CheckpointPolicy::kBalanced && balanced);
+    checkpointed_[i] = enabled && selected;
   }
+  recompute_norm_outputs(enabled);
+}
+
+void UnetImpl::recompute_norm_outputs(bool enabled) {
+  recompute_norm_outputs_ = enabled;
+  inc_->recompute_norm_output(enabled);
+  for (auto& down : downs_) down->double_conv().recompute_norm_output(enabled);
+  for (auto& up : ups_) up->double_conv().recompute_norm_output(enabled);
 }
 
 void UnetImpl::set_checkpointing(const std::string& block, bool enabled) {

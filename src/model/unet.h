@@ -23,9 +23,13 @@ enum class CheckpointPolicy {
   // keeps 0.55x of the plain peak at 1.2x the step time (docs/benchmarks.md).
   kBalanced,
   kAll,  // every block, as the reference's use_checkpointing() intends
+  // No whole block: only each DoubleConv's first BatchNorm+ReLU output (recompute_norm_
+  // outputs). One normalise pass per block; on CPU at 256x256 it keeps 0.87x of the plain
+  // peak at no measurable time (docs/benchmarks.md).
+  kNormRelu,
 };
 
-// "balanced" | "all"; throws dpunet::Error naming the value otherwise.
+// "balanced" | "all" | "norm_relu"; throws dpunet::Error naming the value otherwise.
 CheckpointPolicy parse_checkpoint_policy(const std::string& name);
 
 class UnetImpl : public torch::nn::Module {
@@ -37,7 +41,14 @@ class UnetImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x);
 
   // Turns activation checkpointing on (for the blocks `policy` selects) or off (all).
+  // Every policy also recomputes each DoubleConv's first BatchNorm+ReLU output in
+  // backward (recompute_norm_outputs).
   void use_checkpointing(bool enabled = true, CheckpointPolicy policy = CheckpointPolicy::kBalanced);
+  // In every DoubleConv with BatchNorm, the second convolution's input is recomputed in
+  // backward from the BatchNorm input (model/norm_relu_conv.h) rather than kept: one
+  // normalise pass per block for one map of the block's width less.
+  void recompute_norm_outputs(bool enabled);
+  bool recomputes_norm_outputs() const { return recompute_norm_outputs_; }
   // Checkpoints one block by name: inc, down1..downD, up1..upD, outc.
   void set_checkpointing(const std::string& block, bool enabled);
   bool is_checkpointed(const std::string& block) const;
@@ -56,6 +67,7 @@ class UnetImpl : public torch::nn::Module {
   std::vector<Up> ups_;
   OutConv outc_{nullptr};
   std::vector<bool> checkpointed_;  // per block, in block_names() order
+  bool recompute_norm_outputs_ = false;
 };
 TORCH_MODULE(Unet);
 

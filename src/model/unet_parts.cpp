@@ -13,6 +13,7 @@
 #include "dist/sync_batch_norm.h"
 #include "model/batch_norm_relu.h"
 #include "model/max_pool.h"
+#include "model/norm_relu_conv.h"
 #include "model/skip_concat.h"
 
 namespace dpunet::model {
@@ -67,8 +68,10 @@ DoubleConvImpl::DoubleConvImpl(int64_t in_channels, int64_t out_channels, int64_
 
 torch::Tensor DoubleConvImpl::forward(const torch::Tensor& x) {
   if (!norm1_) return double_conv_->forward(x);
-  const torch::Tensor h = batch_norm_relu(conv1_->forward(x), *norm1_, fuse_norm_relu_);
-  return batch_norm_relu(conv2_->forward(h), *norm2_, fuse_norm_relu_);
+  const torch::Tensor h = conv1_->forward(x);
+  const torch::Tensor z = recompute_norm_output_ ? norm_relu_conv(h, *norm1_, *conv2_, fuse_norm_relu_)
+                                                 : conv2_->forward(batch_norm_relu(h, *norm1_, fuse_norm_relu_));
+  return batch_norm_relu(z, *norm2_, fuse_norm_relu_);
 }
 
 DownImpl::DownImpl(int64_t in_channels, int64_t out_channels, ConvStyle style)

@@ -28,6 +28,11 @@ class DoubleConvImpl : public torch::nn::Module {
   DoubleConvImpl(int64_t in_channels, int64_t out_channels, int64_t mid_channels, ConvStyle style);
   torch::Tensor forward(const torch::Tensor& x);
 
+  // With BatchNorm: the second convolution's input, the first BatchNorm+ReLU output, is
+  // recomputed in backward instead of kept (model/norm_relu_conv.h).
+  void recompute_norm_output(bool enabled) { recompute_norm_output_ = enabled; }
+  bool recomputes_norm_output() const { return recompute_norm_output_; }
+
  private:
   torch::nn::Sequential double_conv_;
   // With BatchNorm, its layers by index, so forward can run each norm and the ReLU after
@@ -35,6 +40,7 @@ class DoubleConvImpl : public torch::nn::Module {
   std::shared_ptr<torch::nn::Conv2dImpl> conv1_, conv2_;
   std::shared_ptr<torch::nn::BatchNorm2dImpl> norm1_, norm2_;
   bool fuse_norm_relu_ = true;
+  bool recompute_norm_output_ = false;
 };
 TORCH_MODULE(DoubleConv);
 
@@ -43,6 +49,7 @@ class DownImpl : public torch::nn::Module {
  public:
   DownImpl(int64_t in_channels, int64_t out_channels, ConvStyle style);
   torch::Tensor forward(const torch::Tensor& x);
+  DoubleConvImpl& double_conv() { return *conv_; }
 
  private:
   torch::nn::Sequential maxpool_conv_;  // the reference's layout: [MaxPool2d, DoubleConv]
@@ -58,6 +65,7 @@ class UpImpl : public torch::nn::Module {
  public:
   UpImpl(int64_t in_channels, int64_t out_channels, bool bilinear, ConvStyle style);
   torch::Tensor forward(const torch::Tensor& below, const torch::Tensor& skip);
+  DoubleConvImpl& double_conv() { return *conv_; }
 
  private:
   Padding padding_;

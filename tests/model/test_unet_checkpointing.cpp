@@ -53,6 +53,20 @@ void require_same(const StepResult& a, const StepResult& b) {
   }
 }
 
+void require_identical(const StepResult& a, const StepResult& b) {
+  CHECK(torch::equal(a.loss, b.loss));
+  REQUIRE(a.grads.size() == b.grads.size());
+  for (size_t i = 0; i < a.grads.size(); ++i) {
+    INFO("parameter " << i);
+    CHECK(torch::equal(a.grads[i], b.grads[i]));
+  }
+  REQUIRE(a.buffers.size() == b.buffers.size());
+  for (size_t i = 0; i < a.buffers.size(); ++i) {
+    INFO("buffer " << i);
+    CHECK(torch::equal(a.buffers[i], b.buffers[i]));
+  }
+}
+
 UnetOptions small_options() {
   UnetOptions o;
   o.n_channels = 3;
@@ -90,8 +104,36 @@ TEST_CASE("Unet checkpoint policies select the expected blocks", "[model][checkp
   CHECK(selected() == "inc down1 down2 up2 up3 ");
   net->use_checkpointing(true, CheckpointPolicy::kAll);
   CHECK(selected() == "inc down1 down2 down3 down4 up1 up2 up3 up4 outc ");
+  CHECK(net->recomputes_norm_outputs());
+  net->use_checkpointing(true, CheckpointPolicy::kNormRelu);
+  CHECK(selected().empty());
+  CHECK(net->recomputes_norm_outputs());
   net->use_checkpointing(false);
   CHECK(selected().empty());
+  CHECK_FALSE(net->recomputes_norm_outputs());
+  CHECK(dpunet::model::parse_checkpoint_policy("norm_relu") == CheckpointPolicy::kNormRelu);
+  CHECK_THROWS_WITH(dpunet::model::parse_checkpoint_policy("some"),
+                    Catch::Contains("balanced, all or norm_relu") && Catch::Contains("'some'"));
+}
+
+TEST_CASE("Unet recomputing BatchNorm+ReLU outputs in backward changes no bit", "[model][checkpoint]") {
+  for (bool valid : {false, true}) {
+    INFO("valid padding " << valid);
+    auto o = small_options();
+    if (valid) o.padding = Padding::kValid;
+    const int64_t size = valid ? 188 : 68;
+    const auto kept = train_step(o, size, [](Unet&) {});
+    const auto recomputed =
+        train_step(o, size, [](Unet& n) { n->use_checkpointing(true, CheckpointPolicy::kNormRelu); });
+    require_identical(recomputed, kept);
+    const auto blocks_only = train_step(o, size, [](Unet& n) {
+      n->use_checkpointing(true, CheckpointPolicy::kAll);
+      n->recompute_norm_outputs(false);
+    });
+    const auto blocks_and_norm =
+        train_step(o, size, [](Unet& n) { n->use_checkpointing(true, CheckpointPolicy::kAll); });
+    require_identical(blocks_and_norm, blocks_only);
+  }
 }
 
 TEST_CASE("Unet checkpointing matches with valid padding and group norm", "[model][checkpoint]") {

@@ -16,7 +16,10 @@ struct UnetGpuStep {
   model::KernelUsage usage;
 };
 
-inline UnetGpuStep unet_gpu_step(const model::UnetOptions& options, int64_t size, bool checkpointed = false) {
+// `checkpointed`: every block; `recompute_norm`: BatchNorm+ReLU outputs recomputed in
+// backward (Unet::recompute_norm_outputs), which checkpointing otherwise implies.
+inline UnetGpuStep unet_gpu_step(const model::UnetOptions& options, int64_t size, bool checkpointed = false,
+                                 bool recompute_norm = false) {
   auto& context = at::globalContext();
   const bool tf32 = context.allowTF32CuDNN(), deterministic = context.deterministicCuDNN();
   context.setAllowTF32CuDNN(false);
@@ -24,6 +27,7 @@ inline UnetGpuStep unet_gpu_step(const model::UnetOptions& options, int64_t size
   torch::manual_seed(0);
   model::Unet net(options);
   if (checkpointed) net->use_checkpointing(true, model::CheckpointPolicy::kAll);
+  net->recompute_norm_outputs(recompute_norm);
   net->to(torch::kCUDA);
   // A one-channel input's NHWC and NCHW strides are the same: without NHWC weights every
   // map would stay NCHW and none of dpunet's kernels would apply.
