@@ -35,15 +35,27 @@ struct AutocastState {
   class Scope;
 };
 
+// Autocast's cache of cast weights is off inside: it is one map for the process, cleared
+// only when the outermost autocast region of a forward ends, so bf16 copies cached by a
+// recomputation in backward would outlive the optimizer's update and be handed, stale, to
+// the next step's forward.
 class AutocastState::Scope {
  public:
-  explicit Scope(const AutocastState& state) : previous_(capture()) { state.apply(); }
-  ~Scope() { previous_.apply(); }
+  explicit Scope(const AutocastState& state)
+      : previous_(capture()), cache_was_enabled_(at::autocast::is_autocast_cache_enabled()) {
+    at::autocast::set_autocast_cache_enabled(false);
+    state.apply();
+  }
+  ~Scope() {
+    previous_.apply();
+    at::autocast::set_autocast_cache_enabled(cache_was_enabled_);
+  }
   Scope(const Scope&) = delete;
   Scope& operator=(const Scope&) = delete;
 
  private:
   AutocastState previous_;
+  bool cache_was_enabled_;
 };
 
 }  // namespace dpunet::model

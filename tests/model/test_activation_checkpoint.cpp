@@ -2,6 +2,7 @@
 // replayed for dropout, buffers are updated once, hooks fire, and no-grad is a plain call.
 #include <catch2/catch.hpp>
 
+#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
 #include "model/activation_checkpoint.h"
@@ -135,4 +136,45 @@ TEST_CASE("checkpoint passes several inputs and gradients to each", "[model][che
   torch::NoGradGuard no_grad;
   CHECK(torch::allclose(b.grad(), lin->forward(a) + 3));
   CHECK(a.grad().defined());
+}
+
+namespace {
+
+// CPU autocast to bf16 for a stretch of code, entered and left as torch.autocast does.
+class CpuAutocast {
+ public:
+  CpuAutocast() {
+    at::autocast::set_autocast_enabled(at::kCPU, true);
+    at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
+    at::autocast::increment_nesting();
+  }
+  ~CpuAutocast() {
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    at::autocast::set_autocast_enabled(at::kCPU, false);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("checkpoint's recomputation under autocast leaves no cast weights for the next step", "[model][checkpoint]") {
+  // Autocast caches the bf16 copy of each weight until the outermost autocast region
+  // ends. A recomputation in backward that cached copies would hand the next step's
+  // forward the weights from before the optimizer's update.
+  torch::manual_seed(2);
+  torch::nn::Conv2d conv(torch::nn::Conv2dOptions(3, 4, 3).padding(1));
+  const torch::Tensor x = torch::randn({1, 3, 8, 8});
+  torch::Tensor loss;
+  {
+    const CpuAutocast autocast;
+    loss = checkpoint(conv, x.requires_grad_(true)).to(torch::kFloat).sum();
+  }
+  loss.backward();  // outside autocast, as training runs it; recomputes the convolution
+  {
+    torch::NoGradGuard no_grad;
+    conv->weight.add_(1.0);  // the optimizer's step
+  }
+  const CpuAutocast autocast;
+  const torch::Tensor expected =
+      at::conv2d(x.to(torch::kBFloat16), conv->weight.to(torch::kBFloat16), conv->bias.to(torch::kBFloat16), 1, 1);
+  CHECK(torch::equal(conv->forward(x), expected));
 }
