@@ -10,6 +10,7 @@
 #include <mutex>
 
 #include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
 #include <torch/torch.h>
 
 #include "common/process_label.h"
@@ -111,14 +112,17 @@ void divide_serially(const at::Tensor& contiguous, int divisor) {
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, contiguous.scalar_type(), "divide_serially", [&] {
     // The count is read once: in the loop's condition it is reloaded after every store
     // (the stores might alias it), which keeps the loop scalar, as slow as MPI's sum.
+    // In float for bf16/fp16, as ATen divides them: the divisor itself would round in 16
+    // bits above 256 (bf16) or 2048 (fp16).
+    using math_t = at::opmath_type<scalar_t>;
     scalar_t* data = contiguous.data_ptr<scalar_t>();
     const int64_t count = contiguous.numel();
     if (power_of_two) {
-      const auto reciprocal = static_cast<scalar_t>(1.0 / divisor);
-      for (int64_t i = 0; i < count; ++i) data[i] = data[i] * reciprocal;
+      const auto reciprocal = static_cast<math_t>(1.0 / divisor);
+      for (int64_t i = 0; i < count; ++i) data[i] = static_cast<scalar_t>(static_cast<math_t>(data[i]) * reciprocal);
     } else {
-      const auto n = static_cast<scalar_t>(divisor);
-      for (int64_t i = 0; i < count; ++i) data[i] = data[i] / n;
+      const auto n = static_cast<math_t>(divisor);
+      for (int64_t i = 0; i < count; ++i) data[i] = static_cast<scalar_t>(static_cast<math_t>(data[i]) / n);
     }
   });
 }

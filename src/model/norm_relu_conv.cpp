@@ -6,6 +6,7 @@
 
 #include <torch/torch.h>
 
+#include "common/error.h"
 #include "model/autocast_state.h"
 #include "model/batch_norm_relu.h"
 
@@ -52,20 +53,25 @@ class NormReluConvFunction : public torch::autograd::Function<NormReluConvFuncti
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    // The gradients below come from detached tensors: a graph of them would be wrong.
+    DPUNET_CHECK(!torch::GradMode::is_enabled(),
+                 "norm_relu_conv (checkpointing's BatchNorm+ReLU recomputation) has no double backward; "
+                 "turn checkpointing off to differentiate twice");
     const auto replay = c10::static_intrusive_pointer_cast<Replay>(ctx->saved_data["replay"].toCapsule());
     const auto conv_type = static_cast<torch::ScalarType>(ctx->saved_data["conv_type"].toInt());
     const variable_list saved = ctx->get_saved_variables();
     const torch::Tensor& conv_weight = saved[3];
     const torch::Tensor& conv_bias = saved[4];
     const std::vector<torch::Tensor> statistics(saved.begin() + 5, saved.end());
+    const bool norm_needed = ctx->needs_input_grad(0) || ctx->needs_input_grad(1) || ctx->needs_input_grad(2);
 
     // The map again, as a small graph of its own to backpropagate the map's gradient into.
     variable_list norm_inputs;
-    for (size_t i = 0; i < 3; ++i) norm_inputs.push_back(saved[i].detach().requires_grad_(true));
+    for (size_t i = 0; i < 3; ++i) norm_inputs.push_back(saved[i].detach().requires_grad_(norm_needed));
     torch::Tensor y;
     {
       const AutocastState::Scope as_forward(replay->autocast);
-      torch::AutoGradMode grad_on(true);
+      torch::AutoGradMode grad_on(norm_needed);
       y = batch_norm_relu_replay(norm_inputs[0], norm_inputs[1], norm_inputs[2], replay->eps, statistics);
     }
 
@@ -79,11 +85,13 @@ class NormReluConvFunction : public torch::autograd::Function<NormReluConvFuncti
       const auto bias_sizes = has_bias ? c10::optional<at::IntArrayRef>(conv_bias.sizes()) : c10::nullopt;
       std::tie(dy, dweight, dbias) = at::convolution_backward(
           grad_outputs[0].to(conv_type), y_in, weight_in, bias_sizes, replay->stride, replay->padding, replay->dilation,
-          /*transposed=*/false, /*output_padding=*/{0, 0}, replay->groups, {true, true, has_bias});
-      dweight = dweight.to(conv_weight.scalar_type());
-      if (has_bias) dbias = dbias.to(conv_bias.scalar_type());
+          /*transposed=*/false, /*output_padding=*/{0, 0}, replay->groups,
+          {norm_needed, ctx->needs_input_grad(3), has_bias && ctx->needs_input_grad(4)});
+      if (dweight.defined()) dweight = dweight.to(conv_weight.scalar_type());
+      if (dbias.defined()) dbias = dbias.to(conv_bias.scalar_type());
     }
-    const variable_list norm_grads = torch::autograd::grad({y}, norm_inputs, {dy.to(y.scalar_type())});
+    variable_list norm_grads(3);
+    if (norm_needed) norm_grads = torch::autograd::grad({y}, norm_inputs, {dy.to(y.scalar_type())});
     return {norm_grads[0], norm_grads[1],   norm_grads[2],   dweight,
             dbias,         torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }

@@ -100,10 +100,10 @@ void UnetImpl::use_checkpointing(bool enabled, CheckpointPolicy policy) {
 }
 
 void UnetImpl::recompute_norm_outputs(bool enabled) {
-  recompute_norm_outputs_ = enabled;
   inc_->recompute_norm_output(enabled);
   for (auto& down : downs_) down->double_conv().recompute_norm_output(enabled);
   for (auto& up : ups_) up->double_conv().recompute_norm_output(enabled);
+  recompute_norm_outputs_ = inc_->recomputes_norm_output();  // false without BatchNorm
 }
 
 void UnetImpl::set_checkpointing(const std::string& block, bool enabled) {

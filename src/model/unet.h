@@ -46,7 +46,8 @@ class UnetImpl : public torch::nn::Module {
   void use_checkpointing(bool enabled = true, CheckpointPolicy policy = CheckpointPolicy::kBalanced);
   // In every DoubleConv with BatchNorm, the second convolution's input is recomputed in
   // backward from the BatchNorm input (model/norm_relu_conv.h) rather than kept: one
-  // normalise pass per block for one map of the block's width less.
+  // normalise pass per block for one map of the block's width less. Other norms keep it,
+  // and recomputes_norm_outputs() stays false.
   void recompute_norm_outputs(bool enabled);
   bool recomputes_norm_outputs() const { return recompute_norm_outputs_; }
   // Checkpoints one block by name: inc, down1..downD, up1..upD, outc.

@@ -29,8 +29,8 @@ class DoubleConvImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x);
 
   // With BatchNorm: the second convolution's input, the first BatchNorm+ReLU output, is
-  // recomputed in backward instead of kept (model/norm_relu_conv.h).
-  void recompute_norm_output(bool enabled) { recompute_norm_output_ = enabled; }
+  // recomputed in backward instead of kept (model/norm_relu_conv.h). Other norms keep it.
+  void recompute_norm_output(bool enabled) { recompute_norm_output_ = enabled && norm1_ != nullptr; }
   bool recomputes_norm_output() const { return recompute_norm_output_; }
 
  private:

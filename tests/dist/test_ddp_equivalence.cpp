@@ -82,6 +82,20 @@ TEST_CASE("DDP step on N ranks equals one process with N times the batch", "[mpi
   require_same(ddp_step(net, comm, test::rank_share(batch, comm.rank(), comm.world_size())), expected);
 }
 
+TEST_CASE("DDP reduces the gradients of recomputed BatchNorm+ReLU outputs like the plain model's", "[mpi]") {
+  // BatchNorm's statistics are per rank, so every rank takes the same batch: the average
+  // of equal gradients is the one process's gradient. The gradients of the first norm and
+  // the second convolution of every block come out of norm_relu_conv's node; each must
+  // reach the reducer once.
+  dist::MpiCommunicator comm(test::mpi_context());
+  const GlobalBatch batch = test::make_global_batch(kPerRank, /*world=*/1);
+  const StepResult expected = single_process_step(test::make_small_unet(model::Norm::kBatch), batch);
+  model::Unet net = test::make_small_unet(model::Norm::kBatch);
+  net->use_checkpointing(true, model::CheckpointPolicy::kNormRelu);
+  REQUIRE(net->recomputes_norm_outputs());
+  require_same(ddp_step(net, comm, batch), expected);
+}
+
 TEST_CASE("DDP buckets: small first bucket, reverse registration order, oversize parameters alone", "[mpi]") {
   dist::MpiCommunicator comm(test::mpi_context());
   model::Unet net = test::make_small_unet(model::Norm::kNone);

@@ -131,7 +131,8 @@ TEST_CASE("a U-Net step with fused BatchNorm+ReLU matches the plain one on a GPU
       o.base_channels = 16;
       o.depth = 2;
       o.fuse_norm_relu = fused;
-      steps.push_back(dpunet::test::unet_gpu_step(o, 64, checkpointed));
+      // Checkpointed as training checkpoints: BatchNorm+ReLU outputs recomputed too.
+      steps.push_back(dpunet::test::unet_gpu_step(o, 64, checkpointed, /*recompute_norm=*/checkpointed));
     }
     INFO("checkpointed " << checkpointed);
     // Every BatchNorm of the model took the fused kernels.

@@ -2,7 +2,11 @@
 // and running statistics bit for bit, with the convolution's input recomputed in backward
 // instead of kept. ATen's path on the CPU; the fused kernels under bf16 autocast on a GPU
 // ([gpu], skipped without one).
+#include <torch/cuda.h>
 #include <torch/torch.h>
+#ifdef DPUNET_TORCH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
 #include <catch2/catch.hpp>
 
 #include "common/autocast_scope.h"
@@ -50,6 +54,8 @@ Outcome step(const torch::Tensor& input, const torch::Tensor& grad, bool recompu
     const dpunet::AutocastScope scope(autocast, torch::kBFloat16);
     z = recompute ? norm_relu_conv(x, *l.norm, *l.conv) : l.conv->forward(batch_norm_relu(x, *l.norm));
   }
+  // The recomputing path really ran (and not the plain composition it falls back to).
+  CHECK((z.grad_fn()->name().find("NormReluConvFunction") != std::string::npos) == recompute);
   z.backward(grad.to(z.scalar_type()));
   Outcome o;
   o.values = {z.detach(), x.grad(), l.norm->weight.grad(), l.norm->bias.grad(), l.conv->weight.grad()};
@@ -131,3 +137,30 @@ TEST_CASE("a U-Net step recomputing BatchNorm+ReLU outputs gives the same bits o
     for (size_t i = 0; i < kept.buffers.size(); ++i) CHECK(torch::equal(recomputed.buffers[i], kept.buffers[i]));
   }
 }
+
+#ifdef DPUNET_TORCH_CUDA
+TEST_CASE("norm_relu_conv keeps one map less than the plain composition until backward on a GPU", "[gpu]") {
+  if (!dpunet::test::own_kernels_runnable()) return;
+  const torch::Tensor x =
+      torch::randn({4, 32, 64, 64}).to(torch::kCUDA, torch::kBFloat16).contiguous(at::MemoryFormat::ChannelsLast);
+  auto kept_after_forward = [&](bool recompute) {
+    Layers l = make_layers(32, 32, false, x);
+    const torch::Tensor in = x.detach().clone().requires_grad_(true);
+    torch::cuda::synchronize();
+    const auto before = c10::cuda::CUDACachingAllocator::getDeviceStats(0).allocated_bytes[0].current;
+    torch::Tensor z;
+    {
+      const dpunet::AutocastScope scope(true, torch::kBFloat16);
+      z = recompute ? norm_relu_conv(in, *l.norm, *l.conv) : l.conv->forward(batch_norm_relu(in, *l.norm));
+    }
+    torch::cuda::synchronize();
+    const auto after = c10::cuda::CUDACachingAllocator::getDeviceStats(0).allocated_bytes[0].current;
+    z.sum().backward();
+    return after - before;
+  };
+  const int64_t map_bytes = x.numel() * x.element_size();
+  const int64_t plain = kept_after_forward(false), recomputed = kept_after_forward(true);
+  INFO("held after forward: plain " << plain << " bytes, recomputing " << recomputed << ", one map " << map_bytes);
+  CHECK(plain - recomputed >= map_bytes);
+}
+#endif

@@ -17,7 +17,8 @@ struct UnetGpuStep {
 };
 
 // `checkpointed`: every block; `recompute_norm`: BatchNorm+ReLU outputs recomputed in
-// backward (Unet::recompute_norm_outputs), which checkpointing otherwise implies.
+// backward (Unet::recompute_norm_outputs). Training's checkpointing does both; they are
+// separate here so that each can be compared with the model without it.
 inline UnetGpuStep unet_gpu_step(const model::UnetOptions& options, int64_t size, bool checkpointed = false,
                                  bool recompute_norm = false) {
   auto& context = at::globalContext();
