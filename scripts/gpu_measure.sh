@@ -225,6 +225,9 @@ step_pair() {
 step_capacity() {
   record dpunet_b8_largest "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing both --policy all \
     --max-batch
+  # Only the BatchNorm+ReLU outputs recomputed: the plain step's memory less one map per block.
+  record dpunet_b8_largest_norm_relu "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing on \
+    --policy norm_relu --max-batch
   # Every block but the two deepest (about a quarter of the recomputed FLOPs, little memory).
   record dpunet_b8_largest_no_deepest "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing on \
     --blocks inc,down1,down2,down3,up2,up3,up4,outc --max-batch
