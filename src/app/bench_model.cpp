@@ -39,7 +39,7 @@ struct BenchModelArgs {
   int warmup = 1;
   int repeats = 3;
   std::string variant = "both";     // both | plain | checkpointed
-  std::string policy = "balanced";  // use_checkpointing() policy: norm_relu | balanced | all
+  std::string policy = "balanced";  // use_checkpointing() policy: norm_relu | balanced | min_memory | all
   std::string blocks;               // blocks to checkpoint, comma-separated; overrides the policy
   bool recompute_norm = true;       // checkpointing also recomputes BatchNorm+ReLU outputs
 };
@@ -212,7 +212,7 @@ void add_bench_model_command(CLI::App& bench) {
   model->add_option("--repeats", args->repeats, "Timed steps (the median is reported)")->capture_default_str();
   model->add_option("--variant", args->variant, "both, or one of plain / checkpointed in this process")
       ->capture_default_str();
-  model->add_option("--policy", args->policy, "Checkpointing policy: norm_relu, balanced or all")
+  model->add_option("--policy", args->policy, "Checkpointing policy: norm_relu, balanced, min_memory or all")
       ->capture_default_str();
   model->add_option("--blocks", args->blocks,
                     "Blocks to checkpoint, comma-separated (inc,down1,...,up4,outc); overrides --policy");

@@ -39,7 +39,7 @@ struct BenchTrainArgs {
   bool channels_last = true;        // NHWC weights and activations on CUDA, as training does
   bool fuse_norm_relu = true;       // fused BatchNorm+ReLU kernels where they apply
   bool pool_concat_kernels = true;  // max pooling and concatenation kernels where they apply
-  std::string policy = "balanced";  // checkpointing policy: norm_relu | balanced | all
+  std::string policy = "balanced";  // checkpointing policy: norm_relu | balanced | min_memory | all
   std::string blocks;               // or these, comma-separated (inc,down1,...,up4,outc)
   bool recompute_norm = true;       // checkpointing also recomputes BatchNorm+ReLU outputs
   double peak_tflops = 0;           // the device's dense peak for `precision`; 0: MFU not reported
@@ -293,7 +293,8 @@ void add_bench_train_command(CLI::App& bench) {
   cmd->add_option("--pool-concat-kernels", a->pool_concat_kernels,
                   "dpunet's max pooling and concatenation-backward kernels (CUDA)")
       ->capture_default_str();
-  cmd->add_option("--policy", a->policy, "Checkpointing policy: norm_relu, balanced or all")->capture_default_str();
+  cmd->add_option("--policy", a->policy, "Checkpointing policy: norm_relu, balanced, min_memory or all")
+      ->capture_default_str();
   cmd->add_option("--blocks", a->blocks,
                   "Blocks to checkpoint, comma-separated (inc,down1,...,up4,outc); overrides --policy");
   cmd->add_option("--recompute-norm", a->recompute_norm,

@@ -23,7 +23,7 @@ struct ModelConfig {
   int64_t depth = 4;
   std::string norm = "batch";          // batch | instance | group | none | sync_batch
   std::string padding = "same";        // same | valid
-  std::string checkpointing = "none";  // none | norm_relu | balanced | all
+  std::string checkpointing = "none";  // none | norm_relu | balanced | min_memory | all
   bool fuse_norm_relu = true;          // fused BatchNorm+ReLU kernels where they apply (GPU)
   bool pool_concat_kernels = true;     // max pooling and concatenation kernels where they apply (GPU)
 };

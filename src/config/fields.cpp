@@ -136,7 +136,7 @@ std::vector<Field> build() {
       integer("model.depth", AT(model.depth), 1, 8),
       text("model.norm", AT(model.norm), {"batch", "instance", "group", "none", "sync_batch"}),
       text("model.padding", AT(model.padding), {"same", "valid"}),
-      text("model.checkpointing", AT(model.checkpointing), {"none", "norm_relu", "balanced", "all"}),
+      text("model.checkpointing", AT(model.checkpointing), {"none", "norm_relu", "balanced", "min_memory", "all"}),
       boolean("model.fuse_norm_relu", AT(model.fuse_norm_relu)),
       boolean("model.pool_concat_kernels", AT(model.pool_concat_kernels)),
 

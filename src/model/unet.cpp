@@ -84,16 +84,20 @@ int64_t UnetImpl::block_level(size_t index) const {
 CheckpointPolicy parse_checkpoint_policy(const std::string& name) {
   if (name == "balanced") return CheckpointPolicy::kBalanced;
   if (name == "all") return CheckpointPolicy::kAll;
+  if (name == "min_memory") return CheckpointPolicy::kMinMemory;
   if (name == "norm_relu") return CheckpointPolicy::kNormRelu;
-  DPUNET_FAIL("checkpointing policy must be balanced, all or norm_relu, got '", name, "'");
+  DPUNET_FAIL("checkpointing policy must be balanced, all, min_memory or norm_relu, got '", name, "'");
 }
 
 void UnetImpl::use_checkpointing(bool enabled, CheckpointPolicy policy) {
   const size_t last_decoder = 2 * static_cast<size_t>(options_.depth);
   const int64_t deepest_kept = std::max<int64_t>(options_.depth - 2, 0);
   for (size_t i = 0; i < checkpointed_.size(); ++i) {
-    const bool balanced = block_level(i) <= deepest_kept && i < last_decoder;
-    const bool selected = policy == CheckpointPolicy::kAll || (policy == CheckpointPolicy::kBalanced && balanced);
+    const bool before_last_decoder = i < last_decoder;
+    const bool balanced = block_level(i) <= deepest_kept && before_last_decoder;
+    const bool selected = policy == CheckpointPolicy::kAll ||
+                          (policy == CheckpointPolicy::kMinMemory && before_last_decoder) ||
+                          (policy == CheckpointPolicy::kBalanced && balanced);
     checkpointed_[i] = enabled && selected;
   }
   recompute_norm_outputs(enabled);

@@ -87,6 +87,9 @@ TEST_CASE("Unet with every block checkpointed matches the plain model", "[model]
     require_same(plain, all);
     const auto balanced = train_step(o, 68, [](Unet& n) { n->use_checkpointing(); });
     require_same(plain, balanced);
+    const auto min_memory =
+        train_step(o, 68, [](Unet& n) { n->use_checkpointing(true, CheckpointPolicy::kMinMemory); });
+    require_same(plain, min_memory);
   }
 }
 
@@ -105,6 +108,9 @@ TEST_CASE("Unet checkpoint policies select the expected blocks", "[model][checkp
   net->use_checkpointing(true, CheckpointPolicy::kAll);
   CHECK(selected() == "inc down1 down2 down3 down4 up1 up2 up3 up4 outc ");
   CHECK(net->recomputes_norm_outputs());
+  net->use_checkpointing(true, CheckpointPolicy::kMinMemory);
+  CHECK(selected() == "inc down1 down2 down3 down4 up1 up2 up3 ");
+  CHECK(net->recomputes_norm_outputs());
   net->use_checkpointing(true, CheckpointPolicy::kNormRelu);
   CHECK(selected().empty());
   CHECK(net->recomputes_norm_outputs());
@@ -112,8 +118,9 @@ TEST_CASE("Unet checkpoint policies select the expected blocks", "[model][checkp
   CHECK(selected().empty());
   CHECK_FALSE(net->recomputes_norm_outputs());
   CHECK(dpunet::model::parse_checkpoint_policy("norm_relu") == CheckpointPolicy::kNormRelu);
+  CHECK(dpunet::model::parse_checkpoint_policy("min_memory") == CheckpointPolicy::kMinMemory);
   CHECK_THROWS_WITH(dpunet::model::parse_checkpoint_policy("some"),
-                    Catch::Contains("balanced, all or norm_relu") && Catch::Contains("'some'"));
+                    Catch::Contains("balanced, all, min_memory or norm_relu") && Catch::Contains("'some'"));
 }
 
 TEST_CASE("Unet recomputing BatchNorm+ReLU outputs in backward changes no bit", "[model][checkpoint]") {
