@@ -107,7 +107,6 @@ void UnetImpl::recompute_norm_outputs(bool enabled) {
   inc_->recompute_norm_output(enabled);
   for (auto& down : downs_) down->double_conv().recompute_norm_output(enabled);
   for (auto& up : ups_) up->double_conv().recompute_norm_output(enabled);
-  recompute_norm_outputs_ = inc_->recomputes_norm_output();  // false without BatchNorm
 }
 
 void UnetImpl::set_checkpointing(const std::string& block, bool enabled) {

@@ -54,7 +54,7 @@ class UnetImpl : public torch::nn::Module {
   // normalise pass per block for one map of the block's width less. Other norms keep it,
   // and recomputes_norm_outputs() stays false.
   void recompute_norm_outputs(bool enabled);
-  bool recomputes_norm_outputs() const { return recompute_norm_outputs_; }
+  bool recomputes_norm_outputs() const { return inc_->recomputes_norm_output(); }
   // Checkpoints one block by name: inc, down1..downD, up1..upD, outc.
   void set_checkpointing(const std::string& block, bool enabled);
   bool is_checkpointed(const std::string& block) const;
@@ -73,7 +73,6 @@ class UnetImpl : public torch::nn::Module {
   std::vector<Up> ups_;
   OutConv outc_{nullptr};
   std::vector<bool> checkpointed_;  // per block, in block_names() order
-  bool recompute_norm_outputs_ = false;
 };
 TORCH_MODULE(Unet);
 
