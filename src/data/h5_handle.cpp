@@ -17,6 +17,7 @@ H5Handle& H5Handle::operator=(H5Handle&& other) noexcept {
 void H5Handle::reset() {
   if (id_ >= 0) {
     silence_hdf5_errors();
+    auto guard = hdf5_guard();
     H5Idec_ref(id_);  // a failure here cannot be acted on; the stack is cleared later
     id_ = H5I_INVALID_HID;
   }
@@ -25,19 +26,20 @@ void H5Handle::reset() {
 void silence_hdf5_errors() {
   thread_local bool silenced = false;
   if (!silenced) {
+    auto guard = hdf5_guard();
     H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
     silenced = true;
   }
 }
 
-std::unique_lock<std::mutex> hdf5_guard() {
+std::unique_lock<std::recursive_mutex> hdf5_guard() {
   static const bool thread_safe = [] {
     hbool_t safe = false;
     return H5is_library_threadsafe(&safe) >= 0 && safe;
   }();
-  static std::mutex mutex;
-  if (thread_safe) return std::unique_lock<std::mutex>(mutex, std::defer_lock);
-  return std::unique_lock<std::mutex>(mutex);
+  static std::recursive_mutex mutex;
+  if (thread_safe) return std::unique_lock<std::recursive_mutex>(mutex, std::defer_lock);
+  return std::unique_lock<std::recursive_mutex>(mutex);
 }
 
 namespace detail {

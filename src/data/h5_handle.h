@@ -38,8 +38,9 @@ class H5Handle {
 void silence_hdf5_errors();
 
 // Held around HDF5 calls: a real lock when the library is not thread-safe, a no-op lock
-// otherwise (a thread-safe HDF5 takes its own global lock).
-std::unique_lock<std::mutex> hdf5_guard();
+// otherwise (a thread-safe HDF5 takes its own global lock). Recursive, because handles
+// are released (H5Handle::reset takes it too) inside guarded scopes.
+std::unique_lock<std::recursive_mutex> hdf5_guard();
 
 namespace detail {
 inline bool h5_ok(long long status) {

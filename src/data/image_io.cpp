@@ -53,7 +53,8 @@ bool png_read_header(png_structp png, png_infop info, FILE* file, PngInfo* out) 
   const int color = png_get_color_type(png, info);
   if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
   if (color == PNG_COLOR_TYPE_GRAY && png_get_bit_depth(png, info) < 8) png_set_expand_gray_1_2_4_to_8(png);
-  if (color & PNG_COLOR_MASK_ALPHA) png_set_strip_alpha(png);
+  // A palette's transparency chunk becomes an alpha channel on expansion: strip that too.
+  if ((color & PNG_COLOR_MASK_ALPHA) != 0 || png_get_valid(png, info, PNG_INFO_tRNS) != 0) png_set_strip_alpha(png);
   if (png_get_bit_depth(png, info) == 16) png_set_swap(png);
   png_read_update_info(png, info);
   out->width = png_get_image_width(png, info);

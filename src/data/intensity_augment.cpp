@@ -37,10 +37,15 @@ void intensity_augment(Sample& sample, const AugmentOptions& o, Rng& rng) {
     }
   }
   if (rng.chance(o.gamma_probability)) {
-    // Half the time below 1, half above, as nnU-Net does, so brightening and darkening
-    // are equally likely whatever the range's asymmetry.
-    const double gamma = rng.chance(0.5) && o.gamma_min < 1.0 ? rng.uniform(o.gamma_min, 1.0)
-                                                              : rng.uniform(std::max(1.0, o.gamma_min), o.gamma_max);
+    // A range around 1 is drawn half the time below 1, half above, as nnU-Net does, so
+    // brightening and darkening are equally likely whatever the range's asymmetry; a
+    // range on one side of 1 is drawn from as it is.
+    double gamma = 1.0;
+    if (o.gamma_min < 1.0 && o.gamma_max > 1.0) {
+      gamma = rng.chance(0.5) ? rng.uniform(o.gamma_min, 1.0) : rng.uniform(1.0, o.gamma_max);
+    } else {
+      gamma = rng.uniform(o.gamma_min, o.gamma_max);
+    }
     for (int64_t c = 0; c < sample.channels; ++c) adjust_gamma(image + c * pixels, pixels, gamma);
   }
   if (rng.chance(o.noise_probability)) {

@@ -5,6 +5,7 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <vector>
 
@@ -148,6 +149,10 @@ void ShardReader::read_into(const Dataset& dataset, int64_t index, int rank, hid
       hsize_t stored_bytes = 0;
       H5_CHECK(H5Dget_chunk_storage_size(dataset.id.get(), start.data(), &stored_bytes), context);
       DPUNET_CHECK(stored_bytes > 0, context, ": the chunk was never written");
+      // A damaged chunk index must not make us allocate whatever it says.
+      const hsize_t largest = std::max<hsize_t>(bytes, compressBound(static_cast<uLong>(bytes)));
+      DPUNET_CHECK(stored_bytes <= largest, context, ": the file says the stored chunk holds ", stored_bytes,
+                   " bytes, more than ", largest, " a sample can take (a damaged file)");
       stored.resize(stored_bytes);
       void* target = dataset.deflated ? stored.data() : out;
       DPUNET_CHECK(dataset.deflated || stored_bytes == bytes, context, ": stored chunk holds ", stored_bytes,

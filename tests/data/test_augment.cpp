@@ -202,6 +202,22 @@ TEST_CASE("intensity transforms keep what they promise", "[data]") {
     CHECK(*std::max_element(s.image.begin(), s.image.end()) ==
           Approx(*std::max_element(before.image.begin(), before.image.end())));
   }
+  SECTION("gamma stays inside a range on one side of 1") {
+    o.gamma_probability = 1;
+    o.gamma_min = 0.5;
+    o.gamma_max = 0.8;
+    for (uint64_t seed = 0; seed < 40; ++seed) {
+      Sample t = s;
+      t.image = {0.0f, 0.5f, 1.0f, 1.0f};  // the middle value becomes 0.5^gamma
+      t.height = 2, t.width = 2;
+      t.mask.assign(4, 0);
+      Rng rng(seed);
+      dpunet::data::intensity_augment(t, o, rng);
+      const double gamma = std::log(t.image[1]) / std::log(0.5);
+      REQUIRE(gamma >= 0.5 - 1e-5);
+      REQUIRE(gamma <= 0.8 + 1e-5);
+    }
+  }
   SECTION("noise changes pixels, not the mask") {
     o.noise_probability = 1;
     Rng rng(6);

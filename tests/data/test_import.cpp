@@ -1,10 +1,13 @@
 // Folder import: PNG and TIFF, 8 and 16 bit, grey and RGB; masks matched by name and
 // mapped to classes; a seeded validation split; clear errors for what does not fit.
+#include <png.h>
 #include <tiffio.h>
 #include <catch2/catch.hpp>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <vector>
 
 #include "data/dataset.h"
 #include "data/image_io.h"
@@ -56,6 +59,31 @@ void write_tiff16(const std::string& path, const Image& image) {
   TIFFClose(tiff);
 }
 
+// An 8-bit palette PNG with a transparency chunk: red, half-transparent green, blue.
+void write_palette_png(const std::string& path, int64_t size) {
+  FILE* file = std::fopen(path.c_str(), "wb");
+  REQUIRE(file != nullptr);
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
+  png_infop info = png_create_info_struct(png);
+  png_init_io(png, file);
+  const auto side = static_cast<png_uint_32>(size);
+  png_set_IHDR(png, info, side, side, 8, PNG_COLOR_TYPE_PALETTE, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
+               PNG_FILTER_TYPE_DEFAULT);
+  png_color palette[3] = {{255, 0, 0}, {0, 255, 0}, {0, 0, 255}};
+  png_set_PLTE(png, info, palette, 3);
+  png_byte alpha[3] = {255, 128, 255};
+  png_set_tRNS(png, info, alpha, 3, nullptr);
+  png_write_info(png, info);
+  std::vector<png_byte> row(static_cast<size_t>(size));
+  for (int64_t y = 0; y < size; ++y) {
+    for (int64_t x = 0; x < size; ++x) row[x] = static_cast<png_byte>((x + y) % 3);
+    png_write_row(png, row.data());
+  }
+  png_write_end(png, nullptr);
+  png_destroy_write_struct(&png, &info);
+  std::fclose(file);
+}
+
 struct Folders {
   dpunet::test::TempDir dir;
   ImportOptions options;
@@ -85,6 +113,18 @@ TEST_CASE("image files round-trip through PNG and 16-bit TIFF", "[data]") {
   CHECK(deep_back.values == deep.values);
   std::ofstream(dir / "c.png") << "not a png";
   CHECK_THROWS_WITH(dpunet::data::read_image(dir / "c.png"), Contains(dir / "c.png") && Contains("PNG"));
+}
+
+TEST_CASE("a palette PNG with transparency reads as RGB, its alpha dropped", "[data]") {
+  dpunet::test::TempDir dir;
+  write_palette_png(dir / "p.png", 4);
+  const Image image = dpunet::data::read_image(dir / "p.png");
+  REQUIRE(image.channels == 3);
+  CHECK(image.bits == 8);
+  // Pixel (0, 1) is palette entry 1: green.
+  CHECK(image.values[3] == 0);
+  CHECK(image.values[4] == 255);
+  CHECK(image.values[5] == 0);
 }
 
 TEST_CASE("import pairs images with masks, maps mask values to classes and splits off validation", "[data]") {
