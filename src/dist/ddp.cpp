@@ -41,8 +41,11 @@ std::string shape_text(const torch::Tensor& t) {
   return text + "]";
 }
 
+// Ranks must agree on this whole line: a parameter frozen on some ranks only would give
+// them different buckets, and all-reduces of different sizes.
 std::string describe_tensor(const std::string& kind, const std::string& name, const torch::Tensor& t) {
-  return kind + " '" + name + "' " + shape_text(t) + " " + c10::toString(t.scalar_type());
+  return kind + " '" + name + "' " + shape_text(t) + " " + c10::toString(t.scalar_type()) +
+         (kind == "parameter" && !t.requires_grad() ? " (frozen)" : "");
 }
 
 // A tensor shaped like `param` over buffer[offset, offset + numel). Shares the storage but

@@ -67,7 +67,9 @@ void broadcast_coalesced(Communicator& comm, const std::vector<torch::Tensor>& t
     std::vector<torch::Tensor> flat;
     for (const auto& t : group) flat.push_back(t.reshape({-1}));
     torch::Tensor packed = torch::cat(flat).to(comm.device());
-    comm.broadcast(packed, root);
+    // Ordered on the device: the copies below queue behind the broadcast without the
+    // host waiting for it (on a GPU it sits behind the step's gradient all-reduces).
+    comm.broadcast_async(packed, root)->wait_on_stream();
     int64_t offset = 0;
     for (auto& t : group) {
       t.copy_(packed.narrow(0, offset, t.numel()).view(t.sizes()));

@@ -173,11 +173,15 @@ std::unique_ptr<Work> enqueue(const std::shared_ptr<NcclState>& state, const std
   c10::cuda::CUDAGuard guard(state->device);
   const c10::cuda::CUDAStream compute = c10::cuda::getCurrentCUDAStream(state->device.index());
   Event ready;
-  CUDA_CHECK(cudaEventRecord(ready.event, compute.stream()));
-  CUDA_CHECK(cudaStreamWaitEvent(state->stream->stream(), ready.event, 0));
-  NCCL_CHECK(launch(state->comm, state->stream->stream()));
   auto done = std::make_shared<Event>();
-  CUDA_CHECK(cudaEventRecord(done->event, state->stream->stream()));
+  try {
+    CUDA_CHECK(cudaEventRecord(ready.event, compute.stream()));
+    CUDA_CHECK(cudaStreamWaitEvent(state->stream->stream(), ready.event, 0));
+    NCCL_CHECK(launch(state->comm, state->stream->stream()));
+    CUDA_CHECK(cudaEventRecord(done->event, state->stream->stream()));
+  } catch (const Error& e) {
+    DPUNET_FAIL("NCCL ", name, ": ", e.what());  // which collective, not only which call
+  }
   for (const auto& t : tensors) c10::cuda::CUDACachingAllocator::recordStream(t.storage().data_ptr(), *state->stream);
   state->watchdog->watch("NCCL " + name, poll_collective(state.get(), done));
   return std::make_unique<NcclWork>(state, std::move(done), std::move(tensors));

@@ -43,6 +43,21 @@ TEST_CASE("DDP rejects models that differ across ranks on every rank, naming the
   comm.barrier();  // every rank got here: nobody hung in the check
 }
 
+TEST_CASE("DDP rejects a parameter frozen on some ranks only", "[mpi]") {
+  dist::MpiCommunicator comm(test::mpi_context());
+  if (comm.world_size() < 2) return;
+  torch::manual_seed(0);
+  auto net = std::make_shared<torch::nn::Sequential>(torch::nn::Linear(4, 8), torch::nn::Linear(8, 2));
+  if (comm.rank() == comm.world_size() - 1) net->ptr()->named_parameters()["1.bias"].set_requires_grad(false);
+  auto module = net->ptr();
+  if (comm.rank() == comm.world_size() - 1) {
+    REQUIRE_THROWS_WITH(dist::DistributedDataParallel(module, comm), Catch::Contains("'1.bias' [2] Float (frozen)"));
+  } else {
+    REQUIRE_THROWS_WITH(dist::DistributedDataParallel(module, comm), Catch::Contains("differ from rank 0"));
+  }
+  comm.barrier();
+}
+
 TEST_CASE("DDP starts every rank from rank 0's weights and buffers", "[mpi]") {
   dist::MpiCommunicator comm(test::mpi_context());
   torch::manual_seed(100 + comm.rank());  // different weights on every rank
