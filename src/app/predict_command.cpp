@@ -75,9 +75,14 @@ void run(const PredictArgs& args) {
   net->to(context.device());
   net->eval();
   const infer::TileOptions tiles = tile_options(args, config);
-  const auto normalization =
-      data::parse_normalization(args.normalization.empty() ? config.data.normalization : args.normalization);
-  const infer::InputSet inputs(args.input, args.masks, normalization);
+  data::Normalizer normalizer = train::normalizer(config);  // with the training set's statistics, when saved
+  if (!args.normalization.empty()) normalizer.mode = data::parse_normalization(args.normalization);
+  if (normalizer.mode == data::Normalization::kDataset && normalizer.channel_mean.empty() && context.is_root()) {
+    std::printf(
+        "predict: the model's config holds no data.channel_mean/std; shards are normalised with their own "
+        "statistics and image files one by one (give them with --config or --normalization)\n");
+  }
+  const infer::InputSet inputs(args.input, args.masks, normalizer);
   DPUNET_CHECK(inputs.channels() == config.model.n_channels, args.input, ": images have ", inputs.channels(),
                " channels, the model takes ", config.model.n_channels);
   const bool autocast = context.device().is_cuda() && !args.fp32;

@@ -63,6 +63,7 @@ void write_meta(torch::serialize::OutputArchive& archive, const TrainingState& s
   archive.write("meta.loss_scale", c10::IValue(s.loss_scale));
   archive.write("meta.loss_scale_clean_steps", c10::IValue(s.loss_scale_clean_steps));
   archive.write("meta.best_score", c10::IValue(s.best_score));
+  archive.write("meta.dataset_size", c10::IValue(s.dataset_size));
   archive.write("meta.format_version", c10::IValue(static_cast<int64_t>(kFormatVersion)));
   archive.write("rng.cpu", s.rng_cpu.defined() ? s.rng_cpu : torch::empty({0}, torch::kByte));
   archive.write("rng.cuda", s.rng_cuda.defined() ? s.rng_cuda : torch::empty({0}, torch::kByte));
@@ -79,6 +80,7 @@ TrainingState read_meta(torch::serialize::InputArchive& archive) {
   archive.read("meta.loss_scale", v), s.loss_scale = v.toDouble();
   archive.read("meta.loss_scale_clean_steps", v), s.loss_scale_clean_steps = v.toInt();
   archive.read("meta.best_score", v), s.best_score = v.toDouble();
+  if (archive.try_read("meta.dataset_size", v)) s.dataset_size = v.toInt();
   archive.read("rng.cpu", s.rng_cpu);
   archive.read("rng.cuda", s.rng_cuda);
   if (s.rng_cpu.numel() == 0) s.rng_cpu = torch::Tensor();
@@ -169,11 +171,18 @@ void place_state_like_parameters(torch::optim::Optimizer& optimizer) {
 void LoadedCheckpoint::restore_optimizer(torch::optim::Optimizer& optimizer) const {
   torch::serialize::InputArchive optimizer_archive;
   archive_.read("optimizer", optimizer_archive);
+  // LibTorch's load also replaces each group's hyper-parameters with the saved ones; the
+  // run's config (weight decay, betas, momentum changed for the resumed run) wins instead.
+  std::vector<std::unique_ptr<torch::optim::OptimizerOptions>> configured;
+  for (auto& group : optimizer.param_groups()) configured.push_back(group.options().clone());
   try {
     optimizer.load(optimizer_archive);
   } catch (const c10::Error& e) {
     DPUNET_FAIL(path_, ": the optimizer state does not fit: ", e.what_without_backtrace());
   }
+  DPUNET_CHECK(optimizer.param_groups().size() == configured.size(), path_, ": the checkpoint's optimizer has ",
+               optimizer.param_groups().size(), " parameter groups, this run's has ", configured.size());
+  for (size_t i = 0; i < configured.size(); ++i) optimizer.param_groups()[i].set_options(std::move(configured[i]));
   place_state_like_parameters(optimizer);
 }
 

@@ -21,6 +21,7 @@ inline constexpr uint32_t kFormatVersion = 1;
 struct TrainingState {
   int64_t step = 0;             // optimizer steps completed
   data::SamplerState sampler;   // where the loader continues
+  int64_t dataset_size = 0;     // training samples the sampler's order covered (0: unknown)
   int world_size = 1;           // of the run that wrote it
   std::string config_yaml;      // the resolved config
   double loss_scale = 65536.0;  // fp16 loss scaler
@@ -51,6 +52,8 @@ class LoadedCheckpoint {
   const TrainingState& state() const { return state_; }
   // Loads parameters and buffers; throws listing missing or mismatched names.
   void restore_model(torch::nn::Module& model) const;
+  // Loads the optimizer's state (moments, step counts); its hyper-parameters stay those
+  // it was built with.
   void restore_optimizer(torch::optim::Optimizer& optimizer) const;
 
  private:

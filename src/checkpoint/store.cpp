@@ -60,12 +60,69 @@ void CheckpointStore::commit(int64_t step, const std::function<void(const std::s
   write_pointer("latest", path);
   if (best) write_pointer("best", path);
   const std::optional<std::string> kept_best = read_pointer("best");
-  std::vector<std::string> all = list();
-  const auto excess = static_cast<int64_t>(all.size()) - keep_last;
-  for (int64_t i = 0; i < excess; ++i) {
-    if (kept_best && fs::equivalent(all[i], *kept_best, ec)) continue;
-    fs::remove(all[i], ec);
+  // By step, not by position in the listing: a file of a later step (a run that went
+  // further before this one resumed from an earlier checkpoint) must not push out the
+  // one just written.
+  std::vector<std::string> up_to_step;
+  for (const std::string& p : list()) {
+    if (step_of(p).value_or(step + 1) <= step) up_to_step.push_back(p);
   }
+  const auto excess = static_cast<int64_t>(up_to_step.size()) - std::max<int64_t>(keep_last, 1);
+  for (int64_t i = 0; i < excess; ++i) {
+    if (kept_best && fs::equivalent(up_to_step[i], *kept_best, ec)) continue;
+    fs::remove(up_to_step[i], ec);
+  }
+}
+
+std::optional<int64_t> CheckpointStore::step_of(const std::string& path) {
+  const std::string name = fs::path(path).filename().string();
+  const std::string prefix = "step-", suffix = ".ckpt";
+  if (name.size() <= prefix.size() + suffix.size() || name.rfind(prefix, 0) != 0 ||
+      name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) {
+    return std::nullopt;
+  }
+  const std::string digits = name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
+  if (digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 18) return std::nullopt;
+  return std::stoll(digits);
+}
+
+std::vector<std::string> CheckpointStore::set_aside(std::optional<int64_t> after_step,
+                                                    const std::string& destination) const {
+  std::vector<std::string> moving;
+  for (const std::string& p : list()) {
+    const auto step = step_of(p);
+    if (step && (!after_step || *step > *after_step)) moving.push_back(p);
+  }
+  for (const char* pointer : {"latest", "best"}) {
+    const auto target = read_pointer(pointer);
+    if (!target) continue;
+    const bool names_moved = std::find(moving.begin(), moving.end(), *target) != moving.end();
+    if (!after_step || names_moved) moving.push_back(directory_ + "/" + pointer);
+  }
+  std::vector<std::string> moved;
+  if (moving.empty()) return moved;
+  std::error_code ec;
+  fs::create_directories(destination, ec);
+  DPUNET_CHECK(!ec, "cannot create ", destination, ": ", ec.message());
+  for (const std::string& p : moving) {
+    const std::string name = fs::path(p).filename().string();
+    fs::rename(p, destination + "/" + name, ec);
+    DPUNET_CHECK(!ec, "cannot move ", p, " to ", destination, ": ", ec.message());
+    moved.push_back(name);
+  }
+  return moved;
+}
+
+int64_t CheckpointStore::remove_partial_writes() const {
+  int64_t removed = 0;
+  std::error_code ec;
+  if (!fs::is_directory(directory_, ec)) return 0;
+  for (const auto& entry : fs::directory_iterator(directory_, ec)) {
+    // write_file_atomically's temporaries: NAME.tmp.PID
+    if (entry.path().filename().string().find(".tmp.") == std::string::npos) continue;
+    if (fs::remove(entry.path(), ec)) ++removed;
+  }
+  return removed;
 }
 
 std::optional<std::string> CheckpointStore::latest_valid(const std::function<void(const std::string&)>& warn) const {

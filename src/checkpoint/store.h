@@ -19,8 +19,18 @@ class CheckpointStore {
   std::string path_for_step(int64_t step) const;
 
   // Writes a checkpoint with `write(path)`, then points `latest` at it, optionally marks
-  // it best, and prunes all but the last `keep_last` (and the best).
+  // it best, and prunes older ones: of those up to `step`, all but the last `keep_last`
+  // (and the best) go. Files of later steps are never touched here.
   void commit(int64_t step, const std::function<void(const std::string&)>& write, bool best, int64_t keep_last);
+  // Moves the checkpoints of steps after `after_step` (all of them when none is given),
+  // and the pointers that name one of them, into `destination`. Returns the file names
+  // moved, checkpoints first.
+  std::vector<std::string> set_aside(std::optional<int64_t> after_step, const std::string& destination) const;
+  // Removes the temporary files of writes that never finished (a writer killed mid-way);
+  // returns how many.
+  int64_t remove_partial_writes() const;
+  // The step in a step-*.ckpt file name; none for other names.
+  static std::optional<int64_t> step_of(const std::string& path);
 
   // The newest checkpoint that verifies, preferring the one `latest` names. Damaged
   // ones are skipped; each skip is reported through `warn`.

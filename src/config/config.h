@@ -32,6 +32,11 @@ struct DataConfig {
   std::string train = "data/synth/train-*.h5";
   std::string val;                        // empty: no validation
   std::string normalization = "dataset";  // dataset | per_image | none
+  // `dataset` normalisation's statistics, per channel in stored pixel units. Empty: the
+  // training shards' own, filled in when a run starts, so that the saved config (in the
+  // checkpoints, exports and RUN/config.yaml) tells prediction how the model's inputs
+  // were scaled.
+  std::vector<double> channel_mean, channel_std;
   int64_t workers = 2;
   int64_t prefetch = 4;
   std::string remainder = "pad";  // pad | drop

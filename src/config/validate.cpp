@@ -29,6 +29,16 @@ void validate(const Config& c, const std::string& source) {
     fail("precision.dtype, run.device", "bf16/fp16 autocast needs CUDA; use fp32 on CPU");
   }
   if (c.data.train.empty()) fail("data.train", "no training data given");
+  if (c.data.channel_mean.size() != c.data.channel_std.size()) {
+    fail("data.channel_mean, data.channel_std", "give both or neither, one value per channel");
+  }
+  if (!c.data.channel_mean.empty() && static_cast<int64_t>(c.data.channel_mean.size()) != c.model.n_channels) {
+    fail("data.channel_mean, model.n_channels",
+         detail::concat(c.data.channel_mean.size(), " values for ", c.model.n_channels, " channels"));
+  }
+  for (double deviation : c.data.channel_std) {
+    if (!(deviation > 0)) fail("data.channel_std", "every value must be positive");
+  }
 
   model::UnetOptions unet;
   unet.depth = c.model.depth;

@@ -22,8 +22,8 @@ Loader::Loader(std::shared_ptr<const Dataset> dataset, DistributedSampler sample
                " (use a smaller batch or fewer ranks)");
   options_.augmentation.validate();
   job_epoch_ = start.epoch;
-  job_offset_ = sampler_.rank_offset(start);
-  epoch_indices_ = sampler_.rank_indices(job_epoch_);
+  epoch_start_ = start.position;
+  epoch_indices_ = sampler_.rank_indices(job_epoch_, epoch_start_);
   for (int w = 0; w < options_.workers; ++w) workers_.emplace_back([this] { work(); });
 }
 
@@ -44,22 +44,25 @@ int64_t Loader::batches_per_epoch() const {
 }
 
 Loader::Job Loader::take_job() {
-  const int64_t share = sampler_.samples_per_rank();
-  if (job_offset_ >= share || (options_.drop_last_batch && share - job_offset_ < options_.batch_size)) {
+  auto epoch_done = [this] {
+    const auto share = static_cast<int64_t>(epoch_indices_.size());
+    return job_offset_ >= share || (options_.drop_last_batch && share - job_offset_ < options_.batch_size);
+  };
+  if (epoch_done()) {
     ++job_epoch_;
     job_offset_ = 0;
+    epoch_start_ = 0;
     epoch_indices_ = sampler_.rank_indices(job_epoch_);
   }
+  const auto share = static_cast<int64_t>(epoch_indices_.size());
   Job job;
   job.sequence = next_sequence_++;
   job.epoch = job_epoch_;
   const int64_t count = std::min(options_.batch_size, share - job_offset_);
   job.indices.assign(epoch_indices_.begin() + job_offset_, epoch_indices_.begin() + job_offset_ + count);
   job_offset_ += count;
-  const bool epoch_done =
-      job_offset_ >= share || (options_.drop_last_batch && share - job_offset_ < options_.batch_size);
-  job.state_after =
-      epoch_done ? SamplerState{job_epoch_ + 1, 0} : SamplerState{job_epoch_, job_offset_ * sampler_.world_size()};
+  job.state_after = epoch_done() ? SamplerState{job_epoch_ + 1, 0}
+                                 : SamplerState{job_epoch_, epoch_start_ + job_offset_ * sampler_.world_size()};
   return job;
 }
 

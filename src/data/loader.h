@@ -29,7 +29,7 @@ struct LoaderOptions {
   int prefetch_batches = 4;     // batches ready or in flight ahead of the consumer
   bool pin_memory = false;      // page-locked batches for asynchronous copies to a GPU
   bool drop_last_batch = true;  // skip an epoch's final partial batch
-  Normalization normalization = Normalization::kDataset;
+  Normalizer normalization;     // with the training set's statistics
   bool augment = true;
   AugmentOptions augmentation;  // its patch size also applies when augment is off
   uint64_t seed = 0;            // augmentation seed; each sample's stream is (seed, epoch, index)
@@ -83,8 +83,9 @@ class Loader {
   bool stopping_ = false;
   // Job generation: where the next batch starts in this rank's share of an epoch.
   int64_t job_epoch_;
-  int64_t job_offset_;
-  std::vector<int64_t> epoch_indices_;  // this rank's share of job_epoch_
+  int64_t job_offset_ = 0;
+  int64_t epoch_start_ = 0;             // global position job_epoch_ resumed at (0: its start)
+  std::vector<int64_t> epoch_indices_;  // this rank's share of job_epoch_ from epoch_start_ on
   int64_t next_sequence_ = 0;
   int64_t consumed_sequence_ = 0;
   std::map<int64_t, Ready> ready_;

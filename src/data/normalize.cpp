@@ -51,9 +51,16 @@ const char* normalization_name(Normalization normalization) {
   return "?";
 }
 
-Sample load_sample(const Dataset& dataset, int64_t index, Normalization normalization,
+Sample load_sample(const Dataset& dataset, int64_t index, const Normalizer& normalizer,
                    std::vector<unsigned char>& scratch) {
   const ShardHeader& h = dataset.header();
+  const Normalization normalization = normalizer.mode;
+  const bool given = !normalizer.channel_mean.empty();
+  const std::vector<double>& means = given ? normalizer.channel_mean : h.channel_mean;
+  const std::vector<double>& deviations = given ? normalizer.channel_std : h.channel_std;
+  DPUNET_CHECK(normalization != Normalization::kDataset || (static_cast<int64_t>(means.size()) == h.channels &&
+                                                            static_cast<int64_t>(deviations.size()) == h.channels),
+               "normalisation statistics for ", means.size(), " channels, but the images have ", h.channels);
   Sample sample;
   sample.index = index;
   sample.channels = h.channels;
@@ -69,8 +76,8 @@ Sample load_sample(const Dataset& dataset, int64_t index, Normalization normaliz
   for (int64_t c = 0; c < h.channels; ++c) {
     float scale = 1.0f, shift = 0.0f;
     if (normalization == Normalization::kDataset) {
-      scale = static_cast<float>(1.0 / std::max(h.channel_std[c], 1e-8));
-      shift = static_cast<float>(-h.channel_mean[c]) * scale;
+      scale = static_cast<float>(1.0 / std::max(deviations[c], 1e-8));
+      shift = static_cast<float>(-means[c]) * scale;
     } else if (normalization == Normalization::kNone) {
       if (h.pixel_type == PixelType::kUInt8) scale = 1.0f / 255.0f;
       if (h.pixel_type == PixelType::kUInt16) scale = 1.0f / 65535.0f;

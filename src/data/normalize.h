@@ -18,9 +18,18 @@ enum class Normalization {
 Normalization parse_normalization(const std::string& name);
 const char* normalization_name(Normalization normalization);
 
+// A normalisation and, for kDataset, the statistics it uses. Validation and prediction
+// must see inputs scaled like the training data, so they are given the training set's
+// statistics; empty ones mean the statistics of the shards being read.
+struct Normalizer {
+  Normalizer(Normalization mode = Normalization::kDataset) : mode(mode) {}  // NOLINT: a mode alone is a Normalizer
+  Normalization mode;
+  std::vector<double> channel_mean, channel_std;  // in stored pixel units
+};
+
 // Reads global sample `index` and converts it; `scratch` holds the raw pixels between
 // calls so a worker allocates once.
-Sample load_sample(const Dataset& dataset, int64_t index, Normalization normalization,
+Sample load_sample(const Dataset& dataset, int64_t index, const Normalizer& normalizer,
                    std::vector<unsigned char>& scratch);
 
 }  // namespace dpunet::data

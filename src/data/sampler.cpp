@@ -1,6 +1,7 @@
 // DistributedSampler: seeded Fisher-Yates per epoch, strided split over ranks.
 #include "data/sampler.h"
 
+#include <algorithm>
 #include <numeric>
 
 #include "common/error.h"
@@ -31,20 +32,19 @@ std::vector<int64_t> DistributedSampler::epoch_order(int64_t epoch) const {
   return order;
 }
 
-std::vector<int64_t> DistributedSampler::rank_indices(int64_t epoch) const {
+std::vector<int64_t> DistributedSampler::rank_indices(int64_t epoch, int64_t start) const {
+  DPUNET_CHECK(start >= 0, "sampler: negative position ", start);
+  const int64_t left = std::max<int64_t>(0, dataset_size_ - start);
+  const int64_t count =
+      options_.remainder == Remainder::kDrop ? left / world_size_ : (left + world_size_ - 1) / world_size_;
   const std::vector<int64_t> order = epoch_order(epoch);
   std::vector<int64_t> mine;
-  mine.reserve(samples_per_rank_);
-  for (int64_t k = 0; k < samples_per_rank_; ++k) {
+  mine.reserve(count);
+  for (int64_t k = 0; k < count; ++k) {
     // Positions past the end wrap around: the padding repeats the epoch's first samples.
-    mine.push_back(order[(rank_ + k * world_size_) % dataset_size_]);
+    mine.push_back(order[(start + rank_ + k * world_size_) % dataset_size_]);
   }
   return mine;
-}
-
-int64_t DistributedSampler::rank_offset(const SamplerState& state) const {
-  DPUNET_CHECK(state.position >= 0, "sampler: negative position ", state.position);
-  return std::min(samples_per_rank_, state.position / world_size_);
 }
 
 }  // namespace dpunet::data

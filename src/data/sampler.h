@@ -33,12 +33,13 @@ class DistributedSampler {
   int64_t samples_per_rank() const { return samples_per_rank_; }
   int rank() const { return rank_; }
   int world_size() const { return world_size_; }
-  // This rank's sample indices for `epoch`, in the order they are consumed.
-  std::vector<int64_t> rank_indices(int64_t epoch) const;
+  // This rank's sample indices for `epoch`, in the order they are consumed, from global
+  // position `start` on (a resumed epoch): rank r takes positions start + r + kW. Every
+  // rank gets the same count, so a run resumed on another world size neither repeats
+  // nor skips a sample of the epoch (beyond the padding or dropping of its remainder).
+  std::vector<int64_t> rank_indices(int64_t epoch, int64_t start = 0) const;
   // The global order of `epoch` (before the split), for tests and tools.
   std::vector<int64_t> epoch_order(int64_t epoch) const;
-  // Where this rank continues in its share after `state.position` global samples.
-  int64_t rank_offset(const SamplerState& state) const;
 
  private:
   int64_t dataset_size_;

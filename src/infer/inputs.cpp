@@ -21,18 +21,29 @@ torch::Tensor display_copy(const torch::Tensor& values) {
   return ((v - low) * (255.0 / std::max(high - low, 1e-12))).round().clamp(0, 255).to(torch::kByte);
 }
 
-torch::Tensor normalise(torch::Tensor image, data::Normalization normalization, int bits) {
+// [C, H, W] stored values to network inputs, as load_sample does for shards.
+torch::Tensor normalise(torch::Tensor image, const data::Normalizer& normalizer, int bits) {
   image = image.to(torch::kFloat);
-  if (normalization == data::Normalization::kNone) return image / (bits == 16 ? 65535.0 : 255.0);
-  // Files carry no dataset statistics: per-image standardisation.
+  if (normalizer.mode == data::Normalization::kNone) return image / (bits == 16 ? 65535.0 : 255.0);
+  if (normalizer.mode == data::Normalization::kDataset && !normalizer.channel_mean.empty()) {
+    DPUNET_CHECK(static_cast<int64_t>(normalizer.channel_mean.size()) == image.size(0),
+                 "the model's statistics are for ", normalizer.channel_mean.size(), " channels, the image has ",
+                 image.size(0));
+    const auto channels = static_cast<int64_t>(normalizer.channel_mean.size());
+    const torch::Tensor mean = torch::tensor(normalizer.channel_mean, torch::kDouble).reshape({channels, 1, 1});
+    const torch::Tensor std = torch::tensor(normalizer.channel_std, torch::kDouble).reshape({channels, 1, 1});
+    const torch::Tensor scale = (1.0 / std.clamp_min(1e-8)).to(torch::kFloat);
+    return image * scale + (-mean).to(torch::kFloat) * scale;
+  }
+  // per_image, or dataset normalisation without known statistics.
   const torch::Tensor mean = image.mean({1, 2}, true), std = image.std({1, 2}, false, true).clamp_min(1e-8);
   return (image - mean) / std;
 }
 
 }  // namespace
 
-InputSet::InputSet(const std::string& input, const std::string& masks_dir, data::Normalization normalization)
-    : masks_dir_(masks_dir), normalization_(normalization) {
+InputSet::InputSet(const std::string& input, const std::string& masks_dir, data::Normalizer normalizer)
+    : masks_dir_(masks_dir), normalizer_(std::move(normalizer)) {
   std::error_code ec;
   const bool image_file = fs::is_regular_file(input, ec) && data::is_image_file(input);
   bool image_folder = false;
@@ -64,7 +75,7 @@ InputItem InputSet::load(int64_t index) const {
   InputItem item;
   if (dataset_) {
     std::vector<unsigned char> scratch;
-    const data::Sample s = data::load_sample(*dataset_, index, normalization_, scratch);
+    const data::Sample s = data::load_sample(*dataset_, index, normalizer_, scratch);
     item.image = torch::from_blob(const_cast<float*>(s.image.data()), {s.channels, s.height, s.width}).clone();
     item.mask = torch::from_blob(const_cast<uint8_t*>(s.mask.data()), {s.height, s.width}, torch::kByte).clone();
     item.raw = display_copy(item.image);
@@ -79,7 +90,7 @@ InputItem InputSet::load(int64_t index) const {
   std::copy(image.values.begin(), image.values.end(), values.data_ptr<int32_t>());
   values = values.permute({2, 0, 1}).contiguous();  // [C, H, W]
   item.raw = display_copy(values);
-  item.image = normalise(values, normalization_, image.bits);
+  item.image = normalise(values, normalizer_, image.bits);
   item.name = fs::path(path).stem().string();
   if (!masks_dir_.empty()) {
     for (const char* ext : {".png", ".tif", ".tiff"}) {

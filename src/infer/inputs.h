@@ -26,7 +26,9 @@ class InputSet {
  public:
   // `input`: a shard dataset spec (directory of .h5, glob, .txt index, .h5) or an image
   // file or a folder of images; `masks_dir` pairs image files with masks.
-  InputSet(const std::string& input, const std::string& masks_dir, data::Normalization normalization);
+  // `normalizer`: the model's; without statistics, `dataset` normalisation uses the
+  // shards' own, and image files (which carry none) are standardised one by one.
+  InputSet(const std::string& input, const std::string& masks_dir, data::Normalizer normalizer);
 
   int64_t size() const;
   InputItem load(int64_t index) const;
@@ -36,7 +38,7 @@ class InputSet {
   std::shared_ptr<const data::Dataset> dataset_;
   std::vector<std::string> images_;
   std::string masks_dir_;
-  data::Normalization normalization_;
+  data::Normalizer normalizer_;
 };
 
 }  // namespace dpunet::infer

@@ -34,13 +34,16 @@ bool stdout_is_terminal() {
 
 }  // namespace
 
-RunLogger::RunLogger(const std::string& run_dir, int rank, const std::string& progress, bool resumed) : rank_(rank) {
+RunLogger::RunLogger(std::string run_dir, int rank, const std::string& progress)
+    : run_dir_(std::move(run_dir)), rank_(rank) {
   bar_ = progress == "bar" || (progress == "auto" && stdout_is_terminal());
-  if (rank_ == 0) {
-    const std::string path = run_dir + "/metrics.jsonl";
-    metrics_.open(path, resumed ? std::ios::app : std::ios::trunc);
-    DPUNET_CHECK(metrics_, "cannot write ", path);
-  }
+}
+
+void RunLogger::open_metrics() {
+  if (rank_ != 0) return;
+  const std::string path = run_dir_ + "/metrics.jsonl";
+  metrics_.open(path, std::ios::app);
+  DPUNET_CHECK(metrics_, "cannot write ", path);
 }
 
 void RunLogger::end_bar() {

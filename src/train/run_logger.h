@@ -36,7 +36,11 @@ struct ValRecord {
 class RunLogger {
  public:
   // `progress`: auto (bar on a terminal), bar or lines.
-  RunLogger(const std::string& run_dir, int rank, const std::string& progress, bool resumed);
+  RunLogger(std::string run_dir, int rank, const std::string& progress);
+
+  // Opens RUN/metrics.jsonl for appending (rank 0), once the run directory's history
+  // agrees with where the run starts (run_history.h).
+  void open_metrics();
 
   void train(const TrainRecord& record);
   void validation(const ValRecord& record);
@@ -46,6 +50,7 @@ class RunLogger {
  private:
   void end_bar();
 
+  std::string run_dir_;
   int rank_;
   bool bar_;
   bool bar_open_ = false;

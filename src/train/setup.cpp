@@ -84,13 +84,20 @@ data::SamplerOptions sampler_options(const config::Config& c) {
   return o;
 }
 
+data::Normalizer normalizer(const config::Config& c) {
+  data::Normalizer n(data::parse_normalization(c.data.normalization));
+  n.channel_mean = c.data.channel_mean;
+  n.channel_std = c.data.channel_std;
+  return n;
+}
+
 data::LoaderOptions loader_options(const config::Config& c, bool pin_memory) {
   data::LoaderOptions o;
   o.batch_size = c.train.batch_size;
   o.workers = static_cast<int>(c.data.workers);
   o.prefetch_batches = static_cast<int>(c.data.prefetch);
   o.pin_memory = pin_memory;
-  o.normalization = data::parse_normalization(c.data.normalization);
+  o.normalization = normalizer(c);
   o.seed = c.run.seed;
   o.augment = c.augment.enabled;
   auto& a = o.augmentation;

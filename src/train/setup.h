@@ -24,6 +24,8 @@ std::unique_ptr<torch::optim::Optimizer> build_optimizer(const config::Config& c
                                                          const std::vector<torch::Tensor>& parameters);
 LossOptions loss_options(const config::Config& config);
 dist::DdpOptions ddp_options(const config::Config& config);
+// data.normalization with data.channel_mean/std (empty: the statistics of the shards read).
+data::Normalizer normalizer(const config::Config& config);
 data::LoaderOptions loader_options(const config::Config& config, bool pin_memory);
 data::SamplerOptions sampler_options(const config::Config& config);
 // Checks that the data fit the model: channels and classes.

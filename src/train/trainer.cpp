@@ -27,6 +27,7 @@
 #include "train/device_memory.h"
 #include "train/loss_scaler.h"
 #include "train/preemption.h"
+#include "train/run_history.h"
 #include "train/run_logger.h"
 #include "train/schedule.h"
 #include "train/setup.h"
@@ -48,6 +49,10 @@ class Trainer {
 
  private:
   void resume(const checkpoint::LoadedCheckpoint& loaded);
+  void check_same_resume_step(const std::optional<checkpoint::LoadedCheckpoint>& loaded);
+  void resolve_normalization(const std::optional<config::Config>& saved);
+  data::SamplerState resume_position(const checkpoint::LoadedCheckpoint& loaded, const config::Config& saved);
+  void prepare_run_directory(const std::optional<checkpoint::LoadedCheckpoint>& loaded);
   torch::Tensor forward(const torch::Tensor& images);
   torch::Tensor train_step(int64_t* epoch_after);
   bool agree_to_stop();
@@ -55,7 +60,7 @@ class Trainer {
   void save(bool best);
   void log_progress(const torch::Tensor& loss_sum, int64_t steps);
 
-  const config::Config& config_;
+  config::Config config_;  // with the data's normalisation statistics filled in
   dist::Context& context_;
   TrainOptions options_;
   c10::Device device_;
@@ -114,7 +119,7 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
                                     dist::CommunicatorOptions{std::chrono::milliseconds(
                                         static_cast<int64_t>(config.distributed.timeout_s * 1000))})),
       stop_vote_(context, std::chrono::milliseconds(static_cast<int64_t>(config.distributed.timeout_s * 1000))),
-      logger_(config.run.dir, context.rank(), config.logging.progress, options.resume != "none"),
+      logger_(config.run.dir, context.rank(), config.logging.progress),
       store_(config.run.dir),
       scaler_(config.precision.dtype == "fp16" && context.device().is_cuda()),
       autocast_(config.precision.dtype != "fp32" && context.device().is_cuda()) {
@@ -138,9 +143,11 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
   torch::manual_seed(config.run.seed);
   model_ = build_model(config, comm_);
   std::optional<checkpoint::LoadedCheckpoint> loaded = find_resume_point(options, store_, context, *comm_, logger_);
+  check_same_resume_step(loaded);
+  std::optional<config::Config> saved;  // the config the checkpoint was written under
   if (loaded) {
-    const config::Config saved = config::parse_config(loaded->state().config_yaml, loaded->path() + " (saved config)");
-    const auto differences = config::model_differences(saved, config);
+    saved = config::parse_config(loaded->state().config_yaml, loaded->path() + " (saved config)");
+    const auto differences = config::model_differences(*saved, config);
     if (!differences.empty()) {
       std::string list;
       for (const auto& d : differences) list += "\n  " + d;
@@ -158,12 +165,14 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
   data::SamplerState start;
   if (loaded) {
     resume(*loaded);
-    start = loaded->state().sampler;
+    start = resume_position(*loaded, *saved);
   }
+  resolve_normalization(saved);
+  prepare_run_directory(loaded);
   loader_ = std::make_unique<data::Loader>(
       train_data_,
-      data::DistributedSampler(train_data_->size(), context.rank(), context.world_size(), sampler_options(config)),
-      loader_options(config, device_.is_cuda()), start);
+      data::DistributedSampler(train_data_->size(), context.rank(), context.world_size(), sampler_options(config_)),
+      loader_options(config_, device_.is_cuda()), start);
   batches_ = std::make_unique<DeviceBatches>(*loader_, device_, DeviceBatchOptions{config.precision.channels_last});
   epoch_ = start.epoch;
   loss_options_ = loss_options(config);
@@ -184,6 +193,72 @@ void Trainer::resume(const checkpoint::LoadedCheckpoint& loaded) {
     logger_.info("the checkpoint was written by " + std::to_string(s.world_size) + " ranks, this run has " +
                  std::to_string(context_.world_size()) + ": the sampler re-splits the rest of the epoch");
   }
+}
+
+// Ranks read the checkpoint each for itself: one that saw an older file of the same name
+// (a node-local run directory) would otherwise run out of step with the others.
+void Trainer::check_same_resume_step(const std::optional<checkpoint::LoadedCheckpoint>& loaded) {
+  const std::vector<int64_t> steps = comm_->all_gather_values(loaded ? loaded->state().step : -1);
+  for (size_t r = 1; r < steps.size(); ++r) {
+    DPUNET_CHECK(steps[r] == steps[0], "resume: rank ", r, " loaded step ", steps[r], " but rank 0 step ", steps[0],
+                 (loaded ? " from " + loaded->path() : std::string()),
+                 "; every rank must see the same checkpoint files (a shared run.dir)");
+  }
+}
+
+// `dataset` normalisation uses the training set's statistics everywhere: in training, in
+// validation (whose shards have their own) and, through the saved config, in prediction.
+// A resumed run keeps the statistics it started with.
+void Trainer::resolve_normalization(const std::optional<config::Config>& saved) {
+  auto& d = config_.data;
+  if (!d.channel_mean.empty()) {
+    DPUNET_CHECK(static_cast<int64_t>(d.channel_mean.size()) == train_data_->header().channels,
+                 "data.channel_mean: ", d.channel_mean.size(), " values, but ", config_.data.train, " has ",
+                 train_data_->header().channels, " channels");
+    return;
+  }
+  if (saved) {
+    d.channel_mean = saved->data.channel_mean;
+    d.channel_std = saved->data.channel_std;
+  }
+  if (d.channel_mean.empty()) {
+    d.channel_mean = train_data_->header().channel_mean;
+    d.channel_std = train_data_->header().channel_std;
+  }
+}
+
+// Where the loader continues. The saved position counts samples of one epoch's order,
+// which depends on the number of training samples, run.seed and data.remainder; if any
+// changed, that order is gone and the run starts the next epoch instead.
+data::SamplerState Trainer::resume_position(const checkpoint::LoadedCheckpoint& loaded, const config::Config& saved) {
+  const auto& s = loaded.state();
+  if (s.sampler.position == 0) return s.sampler;
+  std::string changed;
+  if (s.dataset_size > 0 && s.dataset_size != train_data_->size()) {
+    changed = "the training data (" + std::to_string(s.dataset_size) + " samples then, " +
+              std::to_string(train_data_->size()) + " now)";
+  } else if (saved.run.seed != config_.run.seed) {
+    changed = "run.seed";
+  } else if (saved.data.remainder != config_.data.remainder) {
+    changed = "data.remainder";
+  }
+  if (changed.empty()) return s.sampler;
+  if (context_.is_root()) {
+    logger_.warn(changed + " changed since " + loaded.path() + ": the rest of epoch " +
+                 std::to_string(s.sampler.epoch) + " cannot be continued in its order; starting epoch " +
+                 std::to_string(s.sampler.epoch + 1));
+  }
+  return data::SamplerState{s.sampler.epoch + 1, 0};
+}
+
+void Trainer::prepare_run_directory(const std::optional<checkpoint::LoadedCheckpoint>& loaded) {
+  if (context_.is_root()) {
+    const std::string moved = describe(set_aside_superseded_history(
+        config_.run.dir, loaded ? std::optional<int64_t>(loaded->state().step) : std::nullopt));
+    if (!moved.empty()) logger_.warn(moved);
+    write_file_atomically(config_.run.dir + "/config.yaml", config::to_yaml(config_));
+  }
+  logger_.open_metrics();
 }
 
 torch::Tensor Trainer::forward(const torch::Tensor& images) {
@@ -245,7 +320,7 @@ void Trainer::maybe_validate(bool epoch_ended, bool last, bool* improved) {
   ValidationOptions o;
   o.batch_size = config_.validation.batch_size;
   o.patch_size = config_.augment.patch_size;
-  o.normalization = data::parse_normalization(config_.data.normalization);
+  o.normalization = normalizer(config_);
   o.n_classes = config_.model.n_classes;
   o.valid_padding = config_.model.padding == "valid";
   model_->eval();
@@ -271,6 +346,7 @@ void Trainer::save(bool best) {
   checkpoint::TrainingState state;
   state.step = step_;
   state.sampler = batches_->state();
+  state.dataset_size = train_data_->size();
   state.world_size = context_.world_size();
   state.config_yaml = config::to_yaml(config_);
   const LossScalerState scaler = scaler_.state();  // read back from the device
@@ -317,7 +393,6 @@ void Trainer::log_progress(const torch::Tensor& loss_sum, int64_t steps) {
 }
 
 int Trainer::run() {
-  install_preemption_handlers();
   model_->train();
   logger_.info("training " + std::to_string(config_.train.steps) + " steps on " +
                std::to_string(context_.world_size()) + " rank(s), " + device_.str() + ", " +
@@ -369,11 +444,13 @@ int Trainer::run() {
 }  // namespace
 
 int run_training(const config::Config& config, dist::Context& context, const TrainOptions& options) {
+  // First: a signal while the run starts up (reading checkpoints can take minutes) must
+  // stop it at its first step with a checkpoint, not kill it.
+  install_preemption_handlers();
   if (context.is_root()) {
     std::error_code ec;
     std::filesystem::create_directories(config.run.dir, ec);
     DPUNET_CHECK(!ec, "run.dir ", config.run.dir, ": cannot create the run directory: ", ec.message());
-    write_file_atomically(config.run.dir + "/config.yaml", config::to_yaml(config));
     std::filesystem::remove(config.run.dir + "/DONE", ec);  // this run has steps to do
   }
   // Other ranks never write into the run directory, so they need not wait for it.

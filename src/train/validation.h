@@ -15,8 +15,8 @@ namespace dpunet::train {
 
 struct ValidationOptions {
   int64_t batch_size = 4;
-  int64_t patch_size = 0;  // 0: whole images
-  data::Normalization normalization = data::Normalization::kDataset;
+  int64_t patch_size = 0;          // 0: whole images
+  data::Normalizer normalization;  // the training set's, so inputs are scaled as in training
   int64_t n_classes = 2;
   bool valid_padding = false;  // masks are cropped to the output size
 };

@@ -41,6 +41,7 @@ void save(const std::string& path, Trained& t, int64_t step) {
   state.world_size = 2;
   state.config_yaml = "model:\n  depth: 2\n";
   state.best_score = 0.5;
+  state.dataset_size = 123;
   state.rng_cpu = at::detail::getDefaultCPUGenerator().get_state();
   dpunet::checkpoint::save_checkpoint(path, *t.model, *t.optimizer, state);
 }
@@ -94,6 +95,7 @@ TEST_CASE("a checkpoint restores model, optimizer and state exactly", "[checkpoi
   CHECK(loaded.state().world_size == 2);
   CHECK(loaded.state().config_yaml == "model:\n  depth: 2\n");
   CHECK(loaded.state().best_score == 0.5);
+  CHECK(loaded.state().dataset_size == 123);
   CHECK(loaded.state().rng_cpu.defined());
   // The next step is identical: weights and Adam moments came back bit for bit.
   a.step();
@@ -147,6 +149,73 @@ TEST_CASE("the store keeps the last K and the best, and resumes past damage", "[
   REQUIRE(warnings.size() == 1);
   CHECK_THAT(warnings[0], Contains("step-00000040.ckpt") && Contains("truncated"));
   CHECK_FALSE(dpunet::checkpoint::CheckpointStore(dir / "elsewhere").latest_valid(warn));
+}
+
+TEST_CASE("pruning never removes the checkpoint just written, nor ones of later steps", "[checkpoint]") {
+  dpunet::test::TempDir dir;
+  dpunet::checkpoint::CheckpointStore store(dir.path());
+  Trained t(1);
+  auto writer = [&](int64_t step) { return [&, step](const std::string& path) { save(path, t, step); }; };
+  // A run that went to step 50, resumed from step 20's checkpoint.
+  for (int64_t step : {10, 20, 30, 40, 50}) store.commit(step, writer(step), false, 10);
+  store.commit(25, writer(25), false, 2);
+  const std::vector<std::string> expected = {store.path_for_step(20), store.path_for_step(25), store.path_for_step(30),
+                                             store.path_for_step(40), store.path_for_step(50)};
+  CHECK(store.list() == expected);
+  std::vector<std::string> warnings;
+  CHECK(*store.latest_valid([&](const std::string& m) { warnings.push_back(m); }) == store.path_for_step(25));
+}
+
+TEST_CASE("the store sets aside later checkpoints and removes unfinished writes", "[checkpoint]") {
+  dpunet::test::TempDir dir;
+  dpunet::checkpoint::CheckpointStore store(dir.path());
+  Trained t(1);
+  auto writer = [&](int64_t step) { return [&, step](const std::string& path) { save(path, t, step); }; };
+  store.commit(10, writer(10), /*best=*/false, 10);
+  store.commit(20, writer(20), /*best=*/true, 10);
+  store.commit(30, writer(30), false, 10);
+  dpunet::write_file_atomically(store.path_for_step(40) + ".tmp.12345", "half a checkpoint");
+  CHECK(store.remove_partial_writes() == 1);
+  SECTION("after a step: later checkpoints and the pointers naming them") {
+    const auto moved = store.set_aside(10, dir / "aside");
+    CHECK(moved == std::vector<std::string>{"step-00000020.ckpt", "step-00000030.ckpt", "latest", "best"});
+    CHECK(store.list() == std::vector<std::string>{store.path_for_step(10)});
+    CHECK_FALSE(store.best());
+    CHECK(std::filesystem::exists(dir / "aside/step-00000030.ckpt"));
+    CHECK(dpunet::read_file(dir / "aside/latest") == "step-00000030.ckpt\n");
+  }
+  SECTION("all of them, with the pointers, for a fresh start") {
+    CHECK(store.set_aside(std::nullopt, dir / "aside").size() == 5);
+    CHECK(store.list().empty());
+    CHECK_FALSE(store.latest_valid([](const std::string&) {}));
+  }
+  SECTION("nothing later: nothing moves, no folder") {
+    CHECK(store.set_aside(30, dir / "aside").empty());
+    CHECK_FALSE(std::filesystem::exists(dir / "aside"));
+  }
+  CHECK(dpunet::checkpoint::CheckpointStore::step_of("x/step-00000120.ckpt") == 120);
+  CHECK_FALSE(dpunet::checkpoint::CheckpointStore::step_of("step-00000120.ckpt.tmp.7"));
+}
+
+TEST_CASE("a restored optimizer keeps the hyper-parameters it was built with", "[checkpoint]") {
+  dpunet::test::TempDir dir;
+  Trained a(1);
+  a.step();
+  save(dir / "a.ckpt", a, 1);
+  Trained b(1);
+  auto& options = static_cast<torch::optim::AdamWOptions&>(b.optimizer->param_groups()[0].options());
+  options.weight_decay(0.0).betas({0.5, 0.6});
+  const LoadedCheckpoint loaded(dir / "a.ckpt");
+  loaded.restore_optimizer(*b.optimizer);
+  const auto& after = static_cast<torch::optim::AdamWOptions&>(b.optimizer->param_groups()[0].options());
+  CHECK(after.weight_decay() == 0.0);
+  CHECK(std::get<0>(after.betas()) == 0.5);
+  // The moments did come from the checkpoint.
+  const auto& state = b.optimizer->state();
+  REQUIRE(state.size() == 2);
+  for (const auto& [key, value] : state) {
+    CHECK(static_cast<torch::optim::AdamWParamState&>(*value).step() == 1);
+  }
 }
 
 TEST_CASE("a failed atomic write leaves the previous file intact", "[checkpoint]") {

@@ -3,6 +3,8 @@
 #include <torch/torch.h>
 #include <catch2/catch.hpp>
 
+#include <set>
+
 #include "data/loader.h"
 #include "support/shard_fixture.h"
 #include "support/temp_dir.h"
@@ -120,4 +122,49 @@ TEST_CASE("a batch larger than a rank's share is refused", "[data]") {
   LoaderOptions o;
   o.batch_size = 4;
   CHECK_THROWS_WITH(Loader(dataset, DistributedSampler(6, 0, 2), o), Contains("3 samples per epoch"));
+}
+
+TEST_CASE("dataset normalisation uses the statistics it is given, else the shards' own", "[data]") {
+  dpunet::test::TempDir dir;
+  const auto dataset = small_dataset(dir, 4);
+  std::vector<unsigned char> scratch;
+  const dpunet::data::Normalizer own(dpunet::data::Normalization::kDataset);
+  dpunet::data::Normalizer given = own;
+  given.channel_mean = {10.0};
+  given.channel_std = {4.0};
+  const auto& h = dataset->header();
+  const float raw = dpunet::test::known_pixel(1, 0, 5);
+  CHECK(dpunet::data::load_sample(*dataset, 1, given, scratch).image[5] == Approx((raw - 10.0) / 4.0));
+  CHECK(dpunet::data::load_sample(*dataset, 1, own, scratch).image[5] ==
+        Approx((raw - h.channel_mean[0]) / h.channel_std[0]));
+  given.channel_mean = {1.0, 2.0};
+  given.channel_std = {1.0, 1.0};
+  CHECK_THROWS_WITH(dpunet::data::load_sample(*dataset, 1, given, scratch), Contains("2 channels"));
+}
+
+TEST_CASE("a loader resumed on another world size goes on with the samples not yet seen", "[data]") {
+  dpunet::test::TempDir dir;
+  const auto dataset = small_dataset(dir, 12);
+  LoaderOptions o;
+  o.batch_size = 1;
+  o.augment = false;
+  // Three ranks took one batch each: 3 of the epoch's 12 samples. Two ranks go on.
+  const dpunet::data::SamplerState state{0, 3};
+  const auto order = DistributedSampler(12, 0, 3).epoch_order(0);
+  std::multiset<int64_t> seen(order.begin(), order.begin() + 3);
+  std::vector<dpunet::data::SamplerState> after;
+  for (int rank = 0; rank < 2; ++rank) {
+    Loader loader(dataset, DistributedSampler(12, rank, 2), o, state);
+    for (int b = 0; b < 5; ++b) {  // 9 samples are left: 5 each, the last one padding
+      const auto batch = loader.next();
+      seen.insert(batch.indices.begin(), batch.indices.end());
+      if (b == 0) after.push_back(batch.state_after);
+    }
+    CHECK(loader.state().epoch == 1);  // the resumed epoch is done
+  }
+  // Every sample once, and the first of the order again as padding.
+  std::multiset<int64_t> expected(order.begin(), order.end());
+  expected.insert(order[0]);
+  CHECK(seen == expected);
+  CHECK(after[0].position == 5);  // 3 before, then one batch on each of two ranks
 }

@@ -68,18 +68,46 @@ TEST_CASE("a saved position resumes where the run stopped, also on another world
   SECTION("same world size: each rank continues its own share") {
     for (int rank = 0; rank < 2; ++rank) {
       const DistributedSampler sampler(size, rank, 2, options);
-      CHECK(sampler.rank_offset(state) == 8);
-      CHECK(sampler.rank_indices(2)[8] == order[16 + rank]);
+      const auto full = sampler.rank_indices(2);
+      const auto rest = sampler.rank_indices(2, state.position);
+      REQUIRE(rest.size() == full.size() - 8);
+      CHECK(std::equal(rest.begin(), rest.end(), full.begin() + 8));
+      CHECK(rest.front() == order[16 + rank]);
     }
   }
   SECTION("four ranks split what is left of the epoch") {
     std::set<int64_t> rest;
     for (int rank = 0; rank < 4; ++rank) {
       const DistributedSampler sampler(size, rank, 4, options);
-      const auto indices = sampler.rank_indices(2);
-      rest.insert(indices.begin() + sampler.rank_offset(state), indices.end());
+      const auto indices = sampler.rank_indices(2, state.position);
+      CHECK(indices.size() == 11);
+      rest.insert(indices.begin(), indices.end());
     }
     const std::set<int64_t> expected(order.begin() + 16, order.end());
+    CHECK(rest == expected);
+  }
+}
+
+TEST_CASE("resuming on a world size that does not divide the position repeats and skips nothing", "[data]") {
+  const int64_t size = 60;
+  SamplerOptions options;
+  options.seed = 5;
+  // Three ranks consumed 5 samples each: 15 of the epoch's order; two ranks go on.
+  const int64_t position = 15;
+  const auto order = DistributedSampler(size, 0, 3, options).epoch_order(1);
+  for (const Remainder remainder : {Remainder::kDrop, Remainder::kPad}) {
+    options.remainder = remainder;
+    std::multiset<int64_t> rest;
+    std::vector<size_t> counts;
+    for (int rank = 0; rank < 2; ++rank) {
+      const auto indices = DistributedSampler(size, rank, 2, options).rank_indices(1, position);
+      counts.push_back(indices.size());
+      rest.insert(indices.begin(), indices.end());
+    }
+    CHECK(counts[0] == counts[1]);
+    // 45 samples are left: drop skips the last one, pad repeats the epoch's first.
+    std::multiset<int64_t> expected(order.begin() + position, order.end() - (remainder == Remainder::kDrop ? 1 : 0));
+    if (remainder == Remainder::kPad) expected.insert(order[0]);
     CHECK(rest == expected);
   }
 }

@@ -4,6 +4,9 @@
 #include <catch2/catch.hpp>
 
 #include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "checkpoint/store.h"
 #include "common/atomic_file.h"
@@ -28,7 +31,66 @@ void require_identical(const std::string& a, const std::string& b) {
   }
 }
 
+// The run directory's superseded-* folders.
+std::vector<std::string> superseded_folders(const TrainFixture& f) {
+  std::vector<std::string> folders;
+  for (const auto& entry : std::filesystem::directory_iterator(f.run_dir())) {
+    if (entry.path().filename().string().rfind("superseded-", 0) == 0) folders.push_back(entry.path().string());
+  }
+  return folders;
+}
+
+// How many metrics rows of kind "train" each step has.
+std::map<int64_t, int> train_rows_per_step(const std::string& metrics) {
+  std::map<int64_t, int> rows;
+  std::istringstream in(dpunet::read_file(metrics));
+  for (std::string line; std::getline(in, line);) {
+    const auto row = nlohmann::json::parse(line);
+    if (row["kind"] == "train") ++rows[row["step"].get<int64_t>()];
+  }
+  return rows;
+}
+
+std::map<int64_t, int> once_each(int64_t first, int64_t last) {
+  std::map<int64_t, int> rows;
+  for (int64_t step = first; step <= last; ++step) rows[step] = 1;
+  return rows;
+}
+
 }  // namespace
+
+TEST_CASE("resuming from an older checkpoint sets the later history aside and redoes it exactly", "[train][e2e]") {
+  TrainFixture f;
+  const std::string config = f.write_config();
+  REQUIRE(f.train(1, config).exit_code == 0);  // 8 steps, a checkpoint every 2
+  const auto resumed = f.train(1, config + " --resume " + checkpoint_at(f, 4));
+  INFO(resumed.output);
+  REQUIRE(resumed.exit_code == 0);
+  CHECK_THAT(resumed.output, Contains("moved 2 checkpoint(s) and 5 metrics row(s)"));
+  const auto folders = superseded_folders(f);
+  REQUIRE(folders.size() == 1);
+  require_identical(folders[0] + "/checkpoints/step-00000008.ckpt", checkpoint_at(f, 8));
+  CHECK(train_rows_per_step(f.run_dir() + "/metrics.jsonl") == once_each(1, 8));
+  CHECK(train_rows_per_step(folders[0] + "/metrics.jsonl") == once_each(5, 8));
+}
+
+TEST_CASE("a fresh start in a used run directory sets the earlier run aside", "[train][e2e]") {
+  TrainFixture f;
+  const std::string config = f.write_config();
+  REQUIRE(f.train(1, config + " --stop-at-step 4").exit_code == 0);
+  const auto fresh = f.train(1, config + " --stop-at-step 2");
+  INFO(fresh.output);
+  REQUIRE(fresh.exit_code == 0);
+  CHECK_THAT(fresh.output, Contains("moved 2 checkpoint(s) and 5 metrics row(s)"));
+  CHECK(train_rows_per_step(f.run_dir() + "/metrics.jsonl") == once_each(1, 2));
+  // resume auto continues this run, not the earlier one that went further.
+  const auto resumed = f.train(1, config + " --resume auto --stop-at-step 3");
+  INFO(resumed.output);
+  CHECK_THAT(resumed.output, Contains("resumed from " + checkpoint_at(f, 2)));
+  // The training set's statistics are in the saved config, for validation and prediction.
+  CHECK_THAT(dpunet::read_file(f.run_dir() + "/config.yaml"),
+             Contains("channel_mean: [") && Contains("channel_std: ["));
+}
 
 TEST_CASE("training N+M steps equals training N, resuming and training M, bit for bit", "[train][e2e]") {
   const int ranks = GENERATE(1, 2, 3);

@@ -1,0 +1,97 @@
+// set_aside_superseded_history.
+#include "train/run_history.h"
+
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "checkpoint/store.h"
+#include "common/atomic_file.h"
+#include "common/error.h"
+
+namespace dpunet::train {
+namespace fs = std::filesystem;
+namespace {
+
+// RUN/superseded-20261202-134501, with a counter if that exists already.
+std::string new_folder_name(const std::string& run_dir) {
+  const std::time_t now = std::time(nullptr);
+  std::tm utc{};
+  gmtime_r(&now, &utc);
+  char stamp[32];
+  std::strftime(stamp, sizeof(stamp), "%Y%m%d-%H%M%S", &utc);
+  std::string folder = run_dir + "/superseded-" + stamp;
+  std::error_code ec;
+  for (int n = 2; fs::exists(folder, ec); ++n) folder = run_dir + "/superseded-" + stamp + "-" + std::to_string(n);
+  return folder;
+}
+
+// Whether a metrics row belongs to the steps up to `resume_step`. Rows that do not parse
+// (a line cut short when the process was killed) are set aside too.
+bool keep_row(const std::string& line, std::optional<int64_t> resume_step) {
+  if (!resume_step) return false;
+  const nlohmann::json row = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (!row.is_object() || !row.contains("step") || !row["step"].is_number_integer()) return false;
+  return row["step"].get<int64_t>() <= *resume_step;
+}
+
+// Splits metrics.jsonl: rows after the resume point go to `folder`. Returns how many.
+int64_t set_aside_metric_rows(const std::string& run_dir, std::optional<int64_t> resume_step,
+                              const std::string& folder) {
+  const std::string path = run_dir + "/metrics.jsonl";
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return 0;
+  std::string kept, moved;
+  int64_t moved_rows = 0;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty()) continue;
+    if (keep_row(line, resume_step)) {
+      kept += line + "\n";
+    } else {
+      moved += line + "\n";
+      ++moved_rows;
+    }
+  }
+  DPUNET_CHECK(!in.bad(), "cannot read ", path);
+  if (moved_rows == 0) return 0;
+  fs::create_directories(folder, ec);
+  DPUNET_CHECK(!ec, "cannot create ", folder, ": ", ec.message());
+  // The copy is on disk before the rows leave the original.
+  write_file_atomically(folder + "/metrics.jsonl", moved);
+  write_file_atomically(path, kept);
+  return moved_rows;
+}
+
+}  // namespace
+
+SupersededHistory set_aside_superseded_history(const std::string& run_dir, std::optional<int64_t> resume_step) {
+  SupersededHistory history;
+  const checkpoint::CheckpointStore store(run_dir);
+  history.partial_writes = store.remove_partial_writes();
+  const std::string folder = new_folder_name(run_dir);
+  history.checkpoints = store.set_aside(resume_step, folder + "/checkpoints");
+  history.metric_rows = set_aside_metric_rows(run_dir, resume_step, folder);
+  std::error_code ec;
+  if (fs::exists(folder, ec)) history.folder = folder;
+  return history;
+}
+
+std::string describe(const SupersededHistory& history) {
+  std::string text;
+  if (!history.folder.empty()) {
+    int64_t checkpoints = 0;
+    for (const std::string& name : history.checkpoints)
+      checkpoints += checkpoint::CheckpointStore::step_of(name) ? 1 : 0;
+    text = "moved " + std::to_string(checkpoints) + " checkpoint(s) and " + std::to_string(history.metric_rows) +
+           " metrics row(s) of steps this run redoes to " + history.folder;
+  }
+  if (history.partial_writes > 0) {
+    text += std::string(text.empty() ? "" : "; ") + "removed " + std::to_string(history.partial_writes) +
+            " unfinished checkpoint write(s)";
+  }
+  return text;
+}
+
+}  // namespace dpunet::train

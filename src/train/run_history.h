@@ -1,0 +1,29 @@
+// A run directory's history, made to agree with where a run starts. A fresh start in a
+// used directory, or a resume from a checkpoint older than the newest, leaves behind
+// checkpoints and metrics rows of steps this run will redo: left in place, `--resume
+// auto` would pick the other timeline's newest checkpoint and the curves would mix two
+// runs. They are moved, never deleted, to RUN/superseded-<time>/; temporary files of
+// checkpoint writes that never finished are removed. Rank 0 only.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace dpunet::train {
+
+struct SupersededHistory {
+  std::string folder;                    // empty when nothing was moved
+  std::vector<std::string> checkpoints;  // file names moved from RUN/checkpoints
+  int64_t metric_rows = 0;               // metrics.jsonl rows moved
+  int64_t partial_writes = 0;            // unfinished temporaries removed
+};
+
+// `resume_step`: the step of the checkpoint this run continues from; none for a fresh start.
+SupersededHistory set_aside_superseded_history(const std::string& run_dir, std::optional<int64_t> resume_step);
+
+// One line for the log, empty when there is nothing to say.
+std::string describe(const SupersededHistory& history);
+
+}  // namespace dpunet::train
