@@ -92,6 +92,19 @@ TEST_CASE("a fresh start in a used run directory sets the earlier run aside", "[
              Contains("channel_mean: [") && Contains("channel_std: ["));
 }
 
+TEST_CASE("a resume whose epoch order changed starts the next epoch and says why", "[train][e2e]") {
+  TrainFixture f;
+  const std::string config = f.write_config();
+  REQUIRE(f.train(1, config + " --stop-at-step 3").exit_code == 0);  // 6 of epoch 0's 24 samples
+  const auto resumed = f.train(1, config + " --resume auto --stop-at-step 4 --set run.seed=4");
+  INFO(resumed.output);
+  REQUIRE(resumed.exit_code == 0);
+  CHECK_THAT(resumed.output, Contains("run.seed changed") && Contains("starting epoch 1"));
+  const auto again = f.train(1, config + " --resume auto --stop-at-step 5 --set run.seed=4");
+  INFO(again.output);
+  CHECK_THAT(again.output, !Contains("changed since"));
+}
+
 TEST_CASE("training N+M steps equals training N, resuming and training M, bit for bit", "[train][e2e]") {
   const int ranks = GENERATE(1, 2, 3);
   TrainFixture f;
