@@ -1,5 +1,7 @@
 // Entry point of the `dpunet` CLI: train, predict, data, export, bench and plot live in
 // their own files under src/app/ and register themselves through commands.h.
+#include <sys/resource.h>
+
 #include <cstdio>
 #include <exception>
 
@@ -10,7 +12,21 @@
 #include "common/error.h"
 #include "dist/context.h"
 
+namespace {
+
+// Every rank keeps every training shard open; a dataset of more shards than the usual
+// soft limit of 1024 descriptors must not fail in H5Fopen. The hard limit is the real one.
+void raise_open_file_limit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
+  limit.rlim_cur = limit.rlim_max;
+  setrlimit(RLIMIT_NOFILE, &limit);  // best effort: the old limit stays if this fails
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  raise_open_file_limit();
   CLI::App app{"dpunet: data-parallel U-Net training on LibTorch, MPI and NCCL"};
   app.require_subcommand(1);
   int exit_code = 0;

@@ -21,14 +21,14 @@ config::Config ModelSource::resolve() const {
   DPUNET_CHECK(checkpoint.empty() != weights.empty(), "give exactly one of --checkpoint and --weights");
   config::Config c;
   if (!checkpoint.empty()) {
-    c = config::parse_config(checkpoint::LoadedCheckpoint(checkpoint).state().config_yaml,
-                             checkpoint + " (saved config)");
+    c = config::parse_saved_config(checkpoint::LoadedCheckpoint(checkpoint).state().config_yaml,
+                                   checkpoint + " (saved config)");
   } else if (!config.empty()) {
     c = config::load_config(config);
   } else {
     const auto metadata = checkpoint::read_safetensors_metadata(weights);
     const auto saved = metadata.find(kConfigMetadataKey);
-    if (saved != metadata.end()) c = config::parse_config(saved->second, weights + " (saved config)");
+    if (saved != metadata.end()) c = config::parse_saved_config(saved->second, weights + " (saved config)");
   }
   if (n_channels) c.model.n_channels = *n_channels;
   if (n_classes) c.model.n_classes = *n_classes;

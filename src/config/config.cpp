@@ -80,7 +80,9 @@ void read_field(const Field& field, Config& config, const YAML::Node& node, cons
   }
 }
 
-void read_mapping(const YAML::Node& node, const std::string& prefix, Config& config, const std::string& source) {
+// `unknown`: where keys this build does not know go; null: they are errors.
+void read_mapping(const YAML::Node& node, const std::string& prefix, Config& config, const std::string& source,
+                  std::vector<std::string>* unknown) {
   if (!node.IsMap()) {
     fail_at(where(source, node.Mark()), prefix.empty() ? "the document" : prefix,
             "expected a mapping of keys (key: value)");
@@ -92,7 +94,9 @@ void read_mapping(const YAML::Node& node, const std::string& prefix, Config& con
     if (const Field* field = find_field(path)) {
       read_field(*field, config, item.second, where(source, item.second.Mark()));
     } else if (prefix.empty() && is_section(key)) {
-      read_mapping(item.second, path, config, source);
+      read_mapping(item.second, path, config, source, unknown);
+    } else if (unknown != nullptr) {
+      unknown->push_back(path);
     } else {
       fail_at(location, path, "unknown key; did you mean '" + nearest_key(path) + "'?");
     }
@@ -116,8 +120,10 @@ void apply_override(const std::string& text, Config& config) {
 
 }  // namespace
 
-Config parse_config(const std::string& yaml_text, const std::string& source,
-                    const std::vector<std::string>& overrides) {
+namespace {
+
+Config parse(const std::string& yaml_text, const std::string& source, const std::vector<std::string>& overrides,
+             std::vector<std::string>* unknown) {
   Config config;
   YAML::Node root;
   try {
@@ -125,9 +131,23 @@ Config parse_config(const std::string& yaml_text, const std::string& source,
   } catch (const YAML::ParserException& e) {
     throw Error(where(source, e.mark) + ": not valid YAML: " + e.msg);
   }
-  if (!root.IsNull()) read_mapping(root, "", config, source);
+  if (!root.IsNull()) read_mapping(root, "", config, source, unknown);
   for (const std::string& text : overrides) apply_override(text, config);
   validate(config, source);
+  return config;
+}
+
+}  // namespace
+
+Config parse_config(const std::string& yaml_text, const std::string& source,
+                    const std::vector<std::string>& overrides) {
+  return parse(yaml_text, source, overrides, nullptr);
+}
+
+Config parse_saved_config(const std::string& yaml_text, const std::string& source, std::vector<std::string>* skipped) {
+  std::vector<std::string> unknown;
+  Config config = parse(yaml_text, source, {}, &unknown);
+  if (skipped != nullptr) *skipped = std::move(unknown);
   return config;
 }
 

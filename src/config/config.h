@@ -141,6 +141,11 @@ struct Config {
 Config load_config(const std::string& path, const std::vector<std::string>& overrides = {});
 Config parse_config(const std::string& yaml_text, const std::string& source,
                     const std::vector<std::string>& overrides = {});
+// A config dpunet wrote (inside a checkpoint or an export), perhaps by another version:
+// keys this build does not know are skipped and listed in `skipped`, not refused, so
+// older checkpoints stay usable when a key is renamed or retired.
+Config parse_saved_config(const std::string& yaml_text, const std::string& source,
+                          std::vector<std::string>* skipped = nullptr);
 
 // The resolved config as YAML, every key present; parse_config(to_yaml(c)) == c.
 std::string to_yaml(const Config& config);

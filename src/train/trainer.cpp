@@ -146,7 +146,10 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
   check_same_resume_step(loaded);
   std::optional<config::Config> saved;  // the config the checkpoint was written under
   if (loaded) {
-    saved = config::parse_config(loaded->state().config_yaml, loaded->path() + " (saved config)");
+    std::vector<std::string> skipped;
+    saved = config::parse_saved_config(loaded->state().config_yaml, loaded->path() + " (saved config)", &skipped);
+    for (const std::string& key : skipped)
+      logger_.info(loaded->path() + ": skipping saved key " + key + " (unknown here)");
     const auto differences = config::model_differences(*saved, config);
     if (!differences.empty()) {
       std::string list;

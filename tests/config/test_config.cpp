@@ -110,3 +110,15 @@ TEST_CASE("docs/config.md describes every key", "[config]") {
     CHECK(doc.substr(heading, next - heading).find("| `" + key + "` |") != std::string::npos);
   }
 }
+
+TEST_CASE("a saved config skips keys this build does not know, a user's config refuses them", "[config]") {
+  const std::string text = "model: {depth: 3}\nretired: {x: 1}\ntrain: {old_key: 2, steps: 700}\n";
+  std::vector<std::string> skipped;
+  const auto saved = dpunet::config::parse_saved_config(text, "a.ckpt (saved config)", &skipped);
+  CHECK(saved.model.depth == 3);
+  CHECK(saved.train.steps == 700);
+  CHECK(skipped == std::vector<std::string>{"retired", "train.old_key"});
+  CHECK_THROWS_WITH(parse_config(text, "cfg.yaml"), Contains("retired") && Contains("unknown key"));
+  // A known key with a bad value is still an error.
+  CHECK_THROWS_WITH(dpunet::config::parse_saved_config("model: {depth: 0}\n", "a.ckpt"), Contains("model.depth"));
+}

@@ -26,6 +26,19 @@ TEST_CASE("dpunet data synth and inspect --verify", "[data][cli]") {
                                  Contains("gzip") && Contains("class 2 (border)") && Contains("6 samples good, 0 bad"));
 }
 
+TEST_CASE("a dataset of more shards than the soft open-file limit opens", "[data][cli]") {
+  dpunet::test::TempDir dir;
+  const auto synth = run_command(DPUNET_BINARY " data synth --out " + dir.path() +
+                                 " --samples 80 --shards 80 --val-samples 2 --size 8 2>&1");
+  REQUIRE(synth.exit_code == 0);
+  // The soft limit lowered below the shard count; the hard limit stays where it was.
+  const auto inspect =
+      run_command("bash -c \"ulimit -Sn 48 && " DPUNET_BINARY " data inspect '" + dir / "train-*.h5" + "'\" 2>&1");
+  INFO(inspect.output);
+  CHECK(inspect.exit_code == 0);
+  CHECK_THAT(inspect.output, Contains("80 samples in 80 shards"));
+}
+
 TEST_CASE("bad shards are one error line naming the file, not an HDF5 dump", "[data][cli]") {
   dpunet::test::TempDir dir;
   dpunet::test::write_known_shard(dir / "good.h5", 3, 0, 1, 32);
