@@ -27,6 +27,7 @@ struct TrainingState {
   double loss_scale = 65536.0;  // fp16 loss scaler
   int64_t loss_scale_clean_steps = 0;
   double best_score = -1;  // best validation Dice so far (-1: none yet)
+  int64_t best_step = -1;  // the step of the checkpoint marked best (-1: none)
   torch::Tensor rng_cpu;   // torch's default CPU generator state
   torch::Tensor rng_cuda;  // this rank's CUDA generator state; undefined on CPU
 };

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <utility>
 
 #include "checkpoint/checkpoint.h"
 #include "common/atomic_file.h"
@@ -28,7 +29,10 @@ std::vector<std::string> CheckpointStore::list() const {
     const std::string name = entry.path().filename().string();
     if (name.rfind("step-", 0) == 0 && entry.path().extension() == ".ckpt") paths.push_back(entry.path().string());
   }
-  std::sort(paths.begin(), paths.end());  // zero-padded step numbers sort by step
+  // By step: the zero padding of the names runs out at 10^8 steps.
+  std::sort(paths.begin(), paths.end(), [](const std::string& a, const std::string& b) {
+    return std::make_pair(step_of(a).value_or(-1), a) < std::make_pair(step_of(b).value_or(-1), b);
+  });
   return paths;
 }
 
@@ -111,6 +115,12 @@ std::vector<std::string> CheckpointStore::set_aside(std::optional<int64_t> after
     moved.push_back(name);
   }
   return moved;
+}
+
+void CheckpointStore::restore_best(int64_t step) const {
+  std::error_code ec;
+  if (read_pointer("best") || !fs::exists(path_for_step(step), ec)) return;
+  write_pointer("best", path_for_step(step));
 }
 
 int64_t CheckpointStore::remove_partial_writes() const {

@@ -26,6 +26,10 @@ class CheckpointStore {
   // and the pointers that name one of them, into `destination`. Returns the file names
   // moved, checkpoints first.
   std::vector<std::string> set_aside(std::optional<int64_t> after_step, const std::string& destination) const;
+  // Points `best` at step `step`'s checkpoint if no pointer exists and that file does:
+  // a resume from an older checkpoint sets the pointer aside with the later checkpoints,
+  // and the best one up to the resume point must not be pruned as an ordinary one.
+  void restore_best(int64_t step) const;
   // Removes the temporary files of writes that never finished (a writer killed mid-way);
   // returns how many.
   int64_t remove_partial_writes() const;

@@ -37,6 +37,7 @@ struct DataConfig {
   // checkpoints, exports and RUN/config.yaml) tells prediction how the model's inputs
   // were scaled.
   std::vector<double> channel_mean, channel_std;
+  std::string stats_pixel_type;  // the pixel type they were measured on; empty: not known
   int64_t workers = 2;
   int64_t prefetch = 4;
   std::string remainder = "pad";  // pad | drop

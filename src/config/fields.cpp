@@ -145,6 +145,7 @@ std::vector<Field> build() {
       text("data.normalization", AT(data.normalization), {"dataset", "per_image", "none"}),
       reals("data.channel_mean", AT(data.channel_mean), -1e30, 1e30),
       reals("data.channel_std", AT(data.channel_std), 0, 1e30),
+      text("data.stats_pixel_type", AT(data.stats_pixel_type)),
       integer("data.workers", AT(data.workers), 1, 64),
       integer("data.prefetch", AT(data.prefetch), 1, 256),
       text("data.remainder", AT(data.remainder), {"pad", "drop"}),

@@ -36,8 +36,9 @@ void validate(const Config& c, const std::string& source) {
     fail("data.channel_mean, model.n_channels",
          detail::concat(c.data.channel_mean.size(), " values for ", c.model.n_channels, " channels"));
   }
-  for (double deviation : c.data.channel_std) {
-    if (!(deviation > 0)) fail("data.channel_std", "every value must be positive");
+  const std::string& units = c.data.stats_pixel_type;
+  if (!units.empty() && units != "uint8" && units != "uint16" && units != "float32") {
+    fail("data.stats_pixel_type", "must be uint8, uint16, float32 or empty; got '" + units + "'");
   }
 
   model::UnetOptions unet;

@@ -51,6 +51,11 @@ const char* normalization_name(Normalization normalization) {
   return "?";
 }
 
+bool statistics_apply(const Normalizer& normalizer, PixelType type) {
+  return normalizer.channel_mean.empty() || normalizer.pixel_type.empty() ||
+         normalizer.pixel_type == pixel_type_name(type);
+}
+
 Sample load_sample(const Dataset& dataset, int64_t index, const Normalizer& normalizer,
                    std::vector<unsigned char>& scratch) {
   const ShardHeader& h = dataset.header();
@@ -61,6 +66,9 @@ Sample load_sample(const Dataset& dataset, int64_t index, const Normalizer& norm
   DPUNET_CHECK(normalization != Normalization::kDataset || (static_cast<int64_t>(means.size()) == h.channels &&
                                                             static_cast<int64_t>(deviations.size()) == h.channels),
                "normalisation statistics for ", means.size(), " channels, but the images have ", h.channels);
+  DPUNET_CHECK(normalization != Normalization::kDataset || statistics_apply(normalizer, h.pixel_type),
+               "normalisation statistics measured on ", normalizer.pixel_type, " pixels, but the images are ",
+               pixel_type_name(h.pixel_type), " (data.stats_pixel_type)");
   Sample sample;
   sample.index = index;
   sample.channels = h.channels;

@@ -25,7 +25,12 @@ struct Normalizer {
   Normalizer(Normalization mode = Normalization::kDataset) : mode(mode) {}  // NOLINT: a mode alone is a Normalizer
   Normalization mode;
   std::vector<double> channel_mean, channel_std;  // in stored pixel units
+  std::string pixel_type;                         // the units' pixel type; empty: not known
 };
+
+// Whether `normalizer`'s statistics are in the units of pixels stored as `type`; true
+// when it has none or their pixel type is not known.
+bool statistics_apply(const Normalizer& normalizer, PixelType type);
 
 // Reads global sample `index` and converts it; `scratch` holds the raw pixels between
 // calls so a worker allocates once.

@@ -43,7 +43,7 @@ torch::Tensor normalise(torch::Tensor image, const data::Normalizer& normalizer,
 }  // namespace
 
 InputSet::InputSet(const std::string& input, const std::string& masks_dir, data::Normalizer normalizer)
-    : masks_dir_(masks_dir), normalizer_(std::move(normalizer)) {
+    : input_(input), masks_dir_(masks_dir), normalizer_(std::move(normalizer)) {
   std::error_code ec;
   const bool image_file = fs::is_regular_file(input, ec) && data::is_image_file(input);
   bool image_folder = false;
@@ -60,6 +60,19 @@ InputSet::InputSet(const std::string& input, const std::string& masks_dir, data:
     return;
   }
   dataset_ = std::make_shared<const data::Dataset>(input);
+  if (!data::statistics_apply(normalizer_, dataset_->header().pixel_type)) {
+    warn_other_units(data::pixel_type_name(dataset_->header().pixel_type), "the shards' own statistics");
+    normalizer_.channel_mean.clear();
+    normalizer_.channel_std.clear();
+  }
+}
+
+void InputSet::warn_other_units(const std::string& pixel_type, const std::string& instead) const {
+  if (warned_) return;
+  warned_ = true;
+  std::fprintf(stderr,
+               "predict: the model's normalisation statistics were measured on %s pixels, %s holds %s; using %s\n",
+               normalizer_.pixel_type.c_str(), input_.c_str(), pixel_type.c_str(), instead.c_str());
 }
 
 int64_t InputSet::size() const {
@@ -90,7 +103,14 @@ InputItem InputSet::load(int64_t index) const {
   std::copy(image.values.begin(), image.values.end(), values.data_ptr<int32_t>());
   values = values.permute({2, 0, 1}).contiguous();  // [C, H, W]
   item.raw = display_copy(values);
-  item.image = normalise(values, normalizer_, image.bits);
+  data::Normalizer normalizer = normalizer_;
+  const data::PixelType type = image.bits == 16 ? data::PixelType::kUInt16 : data::PixelType::kUInt8;
+  if (!data::statistics_apply(normalizer, type)) {
+    warn_other_units(data::pixel_type_name(type), "per-image standardisation");
+    normalizer.channel_mean.clear();
+    normalizer.channel_std.clear();
+  }
+  item.image = normalise(values, normalizer, image.bits);
   item.name = fs::path(path).stem().string();
   if (!masks_dir_.empty()) {
     for (const char* ext : {".png", ".tif", ".tiff"}) {

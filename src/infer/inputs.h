@@ -35,10 +35,15 @@ class InputSet {
   int64_t channels() const;
 
  private:
+  // Says once that the model's statistics are in other units than the inputs'.
+  void warn_other_units(const std::string& pixel_type, const std::string& instead) const;
+
+  std::string input_;
   std::shared_ptr<const data::Dataset> dataset_;
   std::vector<std::string> images_;
   std::string masks_dir_;
   data::Normalizer normalizer_;
+  mutable bool warned_ = false;
 };
 
 }  // namespace dpunet::infer

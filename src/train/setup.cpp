@@ -88,6 +88,7 @@ data::Normalizer normalizer(const config::Config& c) {
   data::Normalizer n(data::parse_normalization(c.data.normalization));
   n.channel_mean = c.data.channel_mean;
   n.channel_std = c.data.channel_std;
+  n.pixel_type = c.data.stats_pixel_type;
   return n;
 }
 

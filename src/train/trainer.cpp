@@ -6,7 +6,10 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <optional>
@@ -40,6 +43,24 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+bool close_to(const std::vector<double>& a, const std::vector<double>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (std::abs(a[i] - b[i]) > 1e-6 * std::max({1.0, std::abs(a[i]), std::abs(b[i])})) return false;
+  }
+  return true;
+}
+
+std::string list_text(const std::vector<double>& values) {
+  std::string text;
+  char number[32];
+  for (double v : values) {
+    std::snprintf(number, sizeof(number), "%.6g", v);
+    text += (text.empty() ? "" : ", ") + std::string(number);
+  }
+  return "[" + text + "]";
 }
 
 class Trainer {
@@ -81,6 +102,7 @@ class Trainer {
   int64_t step_ = 0;
   int64_t epoch_ = 0;
   double best_score_ = -1;
+  int64_t best_step_ = -1;  // of the checkpoint marked best
   // Writes checkpoints while training goes on; declared last, so it finishes its write
   // before the store and everything else it might touch are gone.
   checkpoint::BackgroundWriter writer_;
@@ -186,6 +208,7 @@ void Trainer::resume(const checkpoint::LoadedCheckpoint& loaded) {
   const auto& s = loaded.state();
   step_ = s.step;
   best_score_ = s.best_score;
+  best_step_ = s.best_step;
   scaler_.load(LossScalerState{s.loss_scale, s.loss_scale_clean_steps});
   if (s.rng_cpu.defined()) {  // see save()
     at::Generator generator = at::detail::getDefaultCPUGenerator();
@@ -214,25 +237,35 @@ void Trainer::check_same_resume_step(const std::optional<checkpoint::LoadedCheck
 // A resumed run keeps the statistics it started with.
 void Trainer::resolve_normalization(const std::optional<config::Config>& saved) {
   auto& d = config_.data;
+  if (d.normalization != "dataset") return;
+  const data::ShardHeader& h = train_data_->header();
   if (!d.channel_mean.empty()) {
-    DPUNET_CHECK(static_cast<int64_t>(d.channel_mean.size()) == train_data_->header().channels,
-                 "data.channel_mean: ", d.channel_mean.size(), " values, but ", config_.data.train, " has ",
-                 train_data_->header().channels, " channels");
+    DPUNET_CHECK(static_cast<int64_t>(d.channel_mean.size()) == h.channels,
+                 "data.channel_mean: ", d.channel_mean.size(), " values, but ", d.train, " has ", h.channels,
+                 " channels");
+    // Given on purpose (fixed intensity windows) or carried over from another run's
+    // config.yaml: either way the user should see it when the data say otherwise.
+    if (context_.is_root() && (!close_to(d.channel_mean, h.channel_mean) || !close_to(d.channel_std, h.channel_std))) {
+      logger_.info("normalising with data.channel_mean " + list_text(d.channel_mean) + " and channel_std " +
+                   list_text(d.channel_std) + " from the config; the training shards' own are " +
+                   list_text(h.channel_mean) + " and " + list_text(h.channel_std));
+    }
     return;
   }
-  if (saved) {
+  if (saved && !saved->data.channel_mean.empty()) {
     d.channel_mean = saved->data.channel_mean;
     d.channel_std = saved->data.channel_std;
+    d.stats_pixel_type = saved->data.stats_pixel_type;
+    return;
   }
-  if (d.channel_mean.empty()) {
-    d.channel_mean = train_data_->header().channel_mean;
-    d.channel_std = train_data_->header().channel_std;
-  }
+  d.channel_mean = h.channel_mean;
+  d.channel_std = h.channel_std;
+  d.stats_pixel_type = data::pixel_type_name(h.pixel_type);
 }
 
 // Where the loader continues. The saved position counts samples of one epoch's order,
-// which depends on the number of training samples, run.seed and data.remainder; if any
-// changed, that order is gone and the run starts the next epoch instead.
+// which depends on the number of training samples and run.seed; if either changed, that
+// order is gone and the run starts the next epoch instead.
 data::SamplerState Trainer::resume_position(const checkpoint::LoadedCheckpoint& loaded, const config::Config& saved) {
   const auto& s = loaded.state();
   if (s.sampler.position == 0) return s.sampler;
@@ -242,8 +275,6 @@ data::SamplerState Trainer::resume_position(const checkpoint::LoadedCheckpoint& 
               std::to_string(train_data_->size()) + " now)";
   } else if (saved.run.seed != config_.run.seed) {
     changed = "run.seed";
-  } else if (saved.data.remainder != config_.data.remainder) {
-    changed = "data.remainder";
   }
   if (changed.empty()) return s.sampler;
   if (context_.is_root()) {
@@ -259,6 +290,7 @@ void Trainer::prepare_run_directory(const std::optional<checkpoint::LoadedCheckp
     const std::string moved = describe(set_aside_superseded_history(
         config_.run.dir, loaded ? std::optional<int64_t>(loaded->state().step) : std::nullopt));
     if (!moved.empty()) logger_.warn(moved);
+    if (loaded && loaded->state().best_step >= 0) store_.restore_best(loaded->state().best_step);
     write_file_atomically(config_.run.dir + "/config.yaml", config::to_yaml(config_));
   }
   logger_.open_metrics();
@@ -355,7 +387,9 @@ void Trainer::save(bool best) {
   const LossScalerState scaler = scaler_.state();  // read back from the device
   state.loss_scale = scaler.scale;
   state.loss_scale_clean_steps = scaler.clean_steps;
+  if (best) best_step_ = step_;
   state.best_score = best_score_;
+  state.best_step = best_step_;
   // Nothing in the step draws from torch's generator today; its state is kept so that a
   // future random op (dropout, stochastic depth) resumes exactly too.
   state.rng_cpu = at::detail::getDefaultCPUGenerator().get_state();

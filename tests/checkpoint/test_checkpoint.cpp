@@ -42,6 +42,7 @@ void save(const std::string& path, Trained& t, int64_t step) {
   state.config_yaml = "model:\n  depth: 2\n";
   state.best_score = 0.5;
   state.dataset_size = 123;
+  state.best_step = 7;
   state.rng_cpu = at::detail::getDefaultCPUGenerator().get_state();
   dpunet::checkpoint::save_checkpoint(path, *t.model, *t.optimizer, state);
 }
@@ -96,6 +97,7 @@ TEST_CASE("a checkpoint restores model, optimizer and state exactly", "[checkpoi
   CHECK(loaded.state().config_yaml == "model:\n  depth: 2\n");
   CHECK(loaded.state().best_score == 0.5);
   CHECK(loaded.state().dataset_size == 123);
+  CHECK(loaded.state().best_step == 7);
   CHECK(loaded.state().rng_cpu.defined());
   // The next step is identical: weights and Adam moments came back bit for bit.
   a.step();
@@ -181,6 +183,12 @@ TEST_CASE("the store sets aside later checkpoints and removes unfinished writes"
     CHECK(moved == std::vector<std::string>{"step-00000020.ckpt", "step-00000030.ckpt", "latest", "best"});
     CHECK(store.list() == std::vector<std::string>{store.path_for_step(10)});
     CHECK_FALSE(store.best());
+    store.restore_best(99);  // no such checkpoint: still none
+    CHECK_FALSE(store.best());
+    store.restore_best(10);
+    CHECK(*store.best() == store.path_for_step(10));
+    store.restore_best(20);  // a pointer exists: left alone
+    CHECK(*store.best() == store.path_for_step(10));
     CHECK(std::filesystem::exists(dir / "aside/step-00000030.ckpt"));
     CHECK(dpunet::read_file(dir / "aside/latest") == "step-00000030.ckpt\n");
   }

@@ -122,3 +122,12 @@ TEST_CASE("a saved config skips keys this build does not know, a user's config r
   // A known key with a bad value is still an error.
   CHECK_THROWS_WITH(dpunet::config::parse_saved_config("model: {depth: 0}\n", "a.ckpt"), Contains("model.depth"));
 }
+
+TEST_CASE("normalisation statistics: pairs, one per channel, constant channels allowed", "[config]") {
+  const auto c = parse_config("data: {channel_mean: [3.5], channel_std: [0], stats_pixel_type: uint8}\n", "c.yaml");
+  CHECK(c.data.channel_std == std::vector<double>{0.0});
+  CHECK_THROWS_WITH(parse_config("data: {channel_mean: [1]}\n", "c.yaml"), Contains("give both or neither"));
+  CHECK_THROWS_WITH(parse_config("data: {channel_mean: [1, 2], channel_std: [1, 1]}\n", "c.yaml"),
+                    Contains("2 values for 1 channels"));
+  CHECK_THROWS_WITH(parse_config("data: {stats_pixel_type: int8}\n", "c.yaml"), Contains("data.stats_pixel_type"));
+}

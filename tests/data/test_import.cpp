@@ -1,7 +1,6 @@
 // Folder import: PNG and TIFF, 8 and 16 bit, grey and RGB; masks matched by name and
 // mapped to classes; a seeded validation split; clear errors for what does not fit.
 #include <png.h>
-#include <tiffio.h>
 #include <catch2/catch.hpp>
 
 #include <cstdio>
@@ -12,11 +11,13 @@
 #include "data/dataset.h"
 #include "data/image_io.h"
 #include "data/import.h"
+#include "support/image_files.h"
 #include "support/temp_dir.h"
 
 using Catch::Matchers::Contains;
 using dpunet::data::Image;
 using dpunet::data::ImportOptions;
+using dpunet::test::write_tiff16;
 
 namespace {
 
@@ -40,23 +41,6 @@ Image make_mask(int64_t size) {
     for (int64_t x = 0; x < size; ++x) mask.values.push_back(x < size / 2 ? 0 : 255);
   }
   return mask;
-}
-
-void write_tiff16(const std::string& path, const Image& image) {
-  TIFF* tiff = TIFFOpen(path.c_str(), "w");
-  REQUIRE(tiff != nullptr);
-  TIFFSetField(tiff, TIFFTAG_IMAGEWIDTH, static_cast<uint32_t>(image.width));
-  TIFFSetField(tiff, TIFFTAG_IMAGELENGTH, static_cast<uint32_t>(image.height));
-  TIFFSetField(tiff, TIFFTAG_BITSPERSAMPLE, 16);
-  TIFFSetField(tiff, TIFFTAG_SAMPLESPERPIXEL, static_cast<uint16_t>(image.channels));
-  TIFFSetField(tiff, TIFFTAG_PLANARCONFIG, PLANARCONFIG_CONTIG);
-  TIFFSetField(tiff, TIFFTAG_PHOTOMETRIC, image.channels == 3 ? PHOTOMETRIC_RGB : PHOTOMETRIC_MINISBLACK);
-  std::vector<uint16_t> row(image.width * image.channels);
-  for (int64_t y = 0; y < image.height; ++y) {
-    std::copy_n(image.values.begin() + y * row.size(), row.size(), row.begin());
-    TIFFWriteScanline(tiff, row.data(), static_cast<uint32_t>(y), 0);
-  }
-  TIFFClose(tiff);
 }
 
 // An 8-bit palette PNG with a transparency chunk: red, half-transparent green, blue.

@@ -137,6 +137,12 @@ TEST_CASE("dataset normalisation uses the statistics it is given, else the shard
   CHECK(dpunet::data::load_sample(*dataset, 1, given, scratch).image[5] == Approx((raw - 10.0) / 4.0));
   CHECK(dpunet::data::load_sample(*dataset, 1, own, scratch).image[5] ==
         Approx((raw - h.channel_mean[0]) / h.channel_std[0]));
+  given.pixel_type = "uint8";
+  CHECK(dpunet::data::statistics_apply(given, dpunet::data::PixelType::kUInt8));
+  CHECK_FALSE(dpunet::data::statistics_apply(given, dpunet::data::PixelType::kUInt16));
+  given.pixel_type = "uint16";
+  CHECK_THROWS_WITH(dpunet::data::load_sample(*dataset, 1, given, scratch), Contains("uint16") && Contains("uint8"));
+  given.pixel_type.clear();
   given.channel_mean = {1.0, 2.0};
   given.channel_std = {1.0, 1.0};
   CHECK_THROWS_WITH(dpunet::data::load_sample(*dataset, 1, given, scratch), Contains("2 channels"));

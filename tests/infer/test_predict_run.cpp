@@ -5,13 +5,19 @@
 #include <torch/torch.h>
 #include <catch2/catch.hpp>
 
+#include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <vector>
 
 #include "checkpoint/store.h"
 #include "common/atomic_file.h"
+#include "data/dataset.h"
 #include "data/image_io.h"
+#include "data/normalize.h"
+#include "support/image_files.h"
 #include "support/train_fixture.h"
 
 using Catch::Matchers::Contains;
@@ -20,20 +26,26 @@ using dpunet::test::TrainFixture;
 
 namespace {
 
-torch::Tensor read_mask(const std::string& file, const std::string& name) {
+// One dataset of a prediction file: "NAME/mask" (uint8) or "NAME/probabilities" (float).
+torch::Tensor read_prediction(const std::string& file, const std::string& path, torch::ScalarType type) {
   hid_t f = H5Fopen(file.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   REQUIRE(f >= 0);
-  hid_t d = H5Dopen2(f, (name + "/mask").c_str(), H5P_DEFAULT);
+  hid_t d = H5Dopen2(f, path.c_str(), H5P_DEFAULT);
   REQUIRE(d >= 0);
   hid_t space = H5Dget_space(d);
-  hsize_t dims[2];
-  H5Sget_simple_extent_dims(space, dims, nullptr);
-  torch::Tensor mask = torch::empty({static_cast<int64_t>(dims[0]), static_cast<int64_t>(dims[1])}, torch::kByte);
-  H5Dread(d, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, mask.data_ptr());
+  std::vector<hsize_t> dims(H5Sget_simple_extent_ndims(space));
+  H5Sget_simple_extent_dims(space, dims.data(), nullptr);
+  torch::Tensor values = torch::empty(std::vector<int64_t>(dims.begin(), dims.end()), type);
+  H5Dread(d, type == torch::kByte ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+          values.data_ptr());
   H5Sclose(space);
   H5Dclose(d);
   H5Fclose(f);
-  return mask;
+  return values;
+}
+
+torch::Tensor read_mask(const std::string& file, const std::string& name) {
+  return read_prediction(file, name + "/mask", torch::kByte);
 }
 
 // A fixture with a briefly trained model.
@@ -105,6 +117,52 @@ TEST_CASE("predict reads PNG folders with masks, and shares images over ranks", 
   CHECK(read_mask(t.f.dir() / "out/predictions-rank001.h5", "im1").size(0) == 41);
   CHECK(dpunet::data::read_image(t.f.dir() / "out/im2_mask.png").height == 42);
   CHECK(std::filesystem::exists(t.f.dir() / "out/eval.json"));
+}
+
+TEST_CASE("predict scales shards and image files alike, with the training set's statistics", "[infer][e2e]") {
+  Trained t;
+  // The validation shards' samples, written out as 8-bit PNGs.
+  const std::string val = t.f.dir() / "data/val-*.h5";
+  const dpunet::data::Dataset shards(val);
+  std::filesystem::create_directories(t.f.dir() / "png");
+  std::vector<unsigned char> scratch;
+  for (int64_t i = 0; i < shards.size(); ++i) {
+    const auto sample = dpunet::data::load_sample(shards, i, dpunet::data::Normalization::kNone, scratch);
+    dpunet::data::Image image;
+    image.height = sample.height;
+    image.width = sample.width;
+    image.channels = 1;
+    for (float v : sample.image) image.values.push_back(static_cast<uint16_t>(std::lround(v * 255.0f)));
+    char name[32];
+    std::snprintf(name, sizeof(name), "sample-%06lld.png", static_cast<long long>(i));
+    dpunet::data::write_png(t.f.dir() / ("png/" + std::string(name)), image);
+  }
+  const std::string model = " --checkpoint " + t.checkpoint + " --tile 32 --no-png --probabilities";
+  const auto from_shards =
+      run_command(DPUNET_BINARY " predict '" + val + "'" + model + " --out " + t.f.dir() / "a 2>&1");
+  INFO(from_shards.output);
+  REQUIRE(from_shards.exit_code == 0);
+  const auto from_files =
+      run_command(DPUNET_BINARY " predict " + t.f.dir() / "png" + model + " --out " + t.f.dir() / "b 2>&1");
+  INFO(from_files.output);
+  REQUIRE(from_files.exit_code == 0);
+  CHECK_THAT(from_files.output, !Contains("measured on"));
+  for (int64_t i = 0; i < shards.size(); ++i) {
+    char name[32];
+    std::snprintf(name, sizeof(name), "sample-%06lld", static_cast<long long>(i));
+    CHECK(
+        torch::equal(read_mask(t.f.dir() / "a/predictions.h5", name), read_mask(t.f.dir() / "b/predictions.h5", name)));
+  }
+  // A 16-bit image is in other units than the model's uint8 statistics: said, and standardised.
+  dpunet::data::Image wide = dpunet::data::read_image(t.f.dir() / "png/sample-000000.png");
+  for (auto& v : wide.values) v = static_cast<uint16_t>(v * 257);
+  std::filesystem::create_directories(t.f.dir() / "png16");
+  dpunet::test::write_tiff16(t.f.dir() / "png16/wide.tif", wide);
+  const auto other_units =
+      run_command(DPUNET_BINARY " predict " + t.f.dir() / "png16" + model + " --out " + t.f.dir() / "c 2>&1");
+  INFO(other_units.output);
+  CHECK(other_units.exit_code == 0);
+  CHECK_THAT(other_units.output, Contains("measured on uint8 pixels") && Contains("holds uint16"));
 }
 
 TEST_CASE("weights that do not fit, and tiles that do not suit the model, are errors", "[infer][e2e]") {
