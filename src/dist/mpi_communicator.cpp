@@ -4,6 +4,7 @@
 
 #include <climits>
 #include <condition_variable>
+#include <cstdlib>
 #include <deque>
 #include <exception>
 #include <functional>
@@ -154,7 +155,21 @@ MpiCommunicator::MpiCommunicator(const Context& context, MpiCommunicatorOptions 
   half_ops_ = std::make_unique<HalfSumOps>();
   if (options_.background_thread && context.thread_level() >= MPI_THREAD_MULTIPLE) {
     worker_ = std::thread([queue = queue_] { queue->serve(); });
+    return;
   }
+  StallWatchdog::Options watch;
+  watch.timeout = options_.timeout;
+  watch.poll_interval = std::chrono::milliseconds(100);
+  watch.grace = std::chrono::milliseconds(0);  // nothing to abort, nobody else to raise it
+  watch.label = process_label();
+  watch.consequence = "this rank ends now";
+  // No MPI from the watchdog's thread (the context may be FUNNELED): the launcher ends
+  // the other ranks when this one exits non-zero.
+  watch.last_resort = [label = watch.label](const std::string& message) {
+    print_fatal_error(label, message);
+    std::_Exit(1);
+  };
+  inline_watchdog_ = std::make_unique<StallWatchdog>(std::move(watch));
 }
 
 MpiCommunicator::~MpiCommunicator() {
@@ -181,11 +196,14 @@ MpiCommunicator::~MpiCommunicator() {
 
 namespace {
 
-std::unique_ptr<Work> submit(const std::shared_ptr<MpiQueue>& queue, bool threaded, std::chrono::milliseconds timeout,
-                             std::string name, std::function<void()> run, std::function<void()> finish = nullptr) {
+// `inline_watchdog`: set when there is no worker, to watch the call made here.
+std::unique_ptr<Work> submit(const std::shared_ptr<MpiQueue>& queue, StallWatchdog* inline_watchdog,
+                             std::chrono::milliseconds timeout, std::string name, std::function<void()> run,
+                             std::function<void()> finish = nullptr) {
   auto task = std::make_shared<MpiTask>();
   task->name = std::move(name);
   task->run = std::move(run);
+  const bool threaded = inline_watchdog == nullptr;
   if (threaded) {
     {
       std::lock_guard<std::mutex> lock(queue->mutex);
@@ -193,6 +211,11 @@ std::unique_ptr<Work> submit(const std::shared_ptr<MpiQueue>& queue, bool thread
     }
     queue->changed.notify_one();
   } else {
+    inline_watchdog->raise_if_failed();
+    inline_watchdog->watch(task->name, [task](std::string*) {
+      std::lock_guard<std::mutex> lock(task->mutex);
+      return task->done ? StallWatchdog::State::kDone : StallWatchdog::State::kPending;
+    });
     task->execute();
   }
   return std::make_unique<MpiWork>(std::move(task), threaded ? queue : nullptr, timeout, std::move(finish));
@@ -228,7 +251,7 @@ std::unique_ptr<Work> MpiCommunicator::all_reduce_async(const at::Tensor& tensor
       start += count;
     } while (start < flat.numel());
   };
-  return submit(queue_, worker_.joinable(), options_.timeout, describe("all_reduce", tensor), std::move(run));
+  return submit(queue_, inline_watchdog_.get(), options_.timeout, describe("all_reduce", tensor), std::move(run));
 }
 
 std::unique_ptr<Work> MpiCommunicator::broadcast_async(const at::Tensor& tensor, int root) {
@@ -238,7 +261,7 @@ std::unique_ptr<Work> MpiCommunicator::broadcast_async(const at::Tensor& tensor,
   const int bytes = checked_count(tensor.nbytes(), "broadcast");
   MPI_Comm comm = comm_;
   auto run = [tensor, bytes, root, comm] { MPI_CHECK(MPI_Bcast(tensor.data_ptr(), bytes, MPI_BYTE, root, comm)); };
-  return submit(queue_, worker_.joinable(), options_.timeout, describe("broadcast", tensor), std::move(run));
+  return submit(queue_, inline_watchdog_.get(), options_.timeout, describe("broadcast", tensor), std::move(run));
 }
 
 std::unique_ptr<Work> MpiCommunicator::all_gather_async(const at::Tensor& input, const at::Tensor& output) {
@@ -252,12 +275,12 @@ std::unique_ptr<Work> MpiCommunicator::all_gather_async(const at::Tensor& input,
   auto run = [input, output, bytes, comm] {
     MPI_CHECK(MPI_Allgather(input.data_ptr(), bytes, MPI_BYTE, output.data_ptr(), bytes, MPI_BYTE, comm));
   };
-  return submit(queue_, worker_.joinable(), options_.timeout, describe("all_gather", input), std::move(run));
+  return submit(queue_, inline_watchdog_.get(), options_.timeout, describe("all_gather", input), std::move(run));
 }
 
 void MpiCommunicator::barrier() {
   MPI_Comm comm = comm_;
-  submit(queue_, worker_.joinable(), options_.timeout, "barrier", [comm] { MPI_CHECK(MPI_Barrier(comm)); })->wait();
+  submit(queue_, inline_watchdog_.get(), options_.timeout, "barrier", [comm] { MPI_CHECK(MPI_Barrier(comm)); })->wait();
 }
 
 }  // namespace dpunet::dist

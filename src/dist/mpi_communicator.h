@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "dist/communicator.h"
+#include "dist/stall_watchdog.h"
 
 namespace dpunet::dist {
 
@@ -50,6 +51,9 @@ class MpiCommunicator : public Communicator {
   std::unique_ptr<HalfSumOps> half_ops_;
   std::shared_ptr<MpiQueue> queue_;
   std::thread worker_;
+  // Without the worker thread (no MPI_THREAD_MULTIPLE), collectives block the caller
+  // inside MPI, where no timeout of ours can reach: this watchdog ends the process instead.
+  std::unique_ptr<StallWatchdog> inline_watchdog_;
 };
 
 }  // namespace dpunet::dist

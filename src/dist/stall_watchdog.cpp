@@ -65,12 +65,12 @@ std::optional<std::string> StallWatchdog::poll_entries(std::deque<Entry>& entrie
       continue;
     }
     if (state == State::kFailed) {
-      return detail::concat(it->name, " failed on ", options_.label, ": ", error, "; the communicator was aborted");
+      return detail::concat(it->name, " failed on ", options_.label, ": ", error, "; ", options_.consequence);
     }
     if (now - it->start > options_.timeout) {
       return detail::concat(it->name, " has not completed after ", options_.timeout.count() / 1000.0, " s on ",
-                            options_.label,
-                            ": another rank stopped or is issuing different collectives; the communicator was aborted");
+                            options_.label, ": another rank stopped or is issuing different collectives; ",
+                            options_.consequence);
     }
     ++it;
   }

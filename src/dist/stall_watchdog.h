@@ -41,6 +41,8 @@ class StallWatchdog {
     std::function<void(const std::string& message)> last_resort;
     // Prefix of every failure message: who and where ("rank 1 on node3").
     std::string label;
+    // The end of every failure message: what happens next.
+    std::string consequence = "the communicator was aborted";
   };
 
   explicit StallWatchdog(Options options);

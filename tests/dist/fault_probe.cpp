@@ -4,6 +4,8 @@
 //   throw     the bad rank throws an error in its second step
 //   exit      the bad rank exits (without MPI_Finalize) in its second step
 //   stall     the bad rank stops communicating in its second step (the others time out)
+//   stall-inline  the same, with collectives made on the caller's thread (as without
+//                 MPI_THREAD_MULTIPLE), where the others block inside MPI
 //   mismatch  the bad rank builds a different model
 //   nccl-stall  (one rank, one GPU) an NCCL all-reduce queued behind a stream that never
 //               runs on: the host must not block on it, and the watchdog must end the run
@@ -55,8 +57,8 @@ void stall_nccl(int argc, char** argv) {
 #endif
 
 void run(int argc, char** argv) {
-  DPUNET_CHECK(argc == 3, "usage: fault_probe ok|throw|exit|stall|mismatch|nccl-stall <rank>");
-  const std::string mode = argv[1];
+  DPUNET_CHECK(argc == 3, "usage: fault_probe ok|throw|exit|stall|stall-inline|mismatch|nccl-stall <rank>");
+  std::string mode = argv[1];
   const int bad_rank = std::atoi(argv[2]);
   if (mode == "nccl-stall") {
 #ifdef DPUNET_WITH_NCCL
@@ -68,6 +70,10 @@ void run(int argc, char** argv) {
   dpunet::dist::Context context(&argc, &argv, dpunet::dist::DevicePreference::kCpu);
   dpunet::dist::MpiCommunicatorOptions options;
   options.timeout = std::chrono::seconds(3);
+  if (mode == "stall-inline") {
+    options.background_thread = false;
+    mode = "stall";
+  }
   dpunet::dist::MpiCommunicator comm(context, options);
   const bool bad = context.rank() == bad_rank;
 

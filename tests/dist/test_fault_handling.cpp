@@ -51,6 +51,16 @@ TEST_CASE("A rank that stops communicating makes the others time out with a mess
   REQUIRE(job.seconds < 60);  // well before the stalled rank would have woken up
 }
 
+TEST_CASE("A stalled rank ends the job also when collectives block inside MPI", "[dist][fault]") {
+  const JobResult job = run_job("stall-inline", 2, 1);
+  INFO(job.output);
+  REQUIRE(job.exit_code != 0);
+  REQUIRE(job.exit_code != 124);
+  REQUIRE(job.output.find("has not completed after 3 s on rank 0 on") != std::string::npos);
+  REQUIRE(job.output.find("this rank ends now") != std::string::npos);
+  REQUIRE(job.seconds < 60);
+}
+
 TEST_CASE("Models that differ across ranks stop the job with the difference named", "[dist][fault]") {
   const JobResult job = run_job("mismatch", 2, 1);
   INFO(job.output);
