@@ -14,7 +14,7 @@ if [ ! -f data/synth/val-00000.h5 ]; then
   "$dpunet" data synth --out data/synth --samples 256 --shards 4 --val-samples 32 --size 128 >/dev/null
   echo "[quickstart] synthetic shards written to data/synth/"
 fi
-DPUNET_BIN=$dpunet "$root/launcher/dpunet-launch" -n 2 -- train configs/quickstart.yaml "$@"
+DPUNET_BIN=$dpunet "$root/launcher/dpunet-launch" --cpu -n 2 -- train configs/quickstart.yaml "$@"
 "$dpunet" plot runs/quickstart >/dev/null
 echo "[quickstart] checkpoints: runs/quickstart/checkpoints/ (latest: $(cat runs/quickstart/checkpoints/latest))"
 echo "[quickstart] metrics: runs/quickstart/metrics.jsonl, curves: runs/quickstart/curves.png"

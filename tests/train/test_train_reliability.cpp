@@ -67,6 +67,16 @@ TEST_CASE("the launcher's dry run and errors", "[train][e2e]") {
   const auto gpus = dpunet::test::run_command(launch + "--gpus 0 -n 2 --dry-run -- train c.yaml 2>&1");
   CHECK(gpus.exit_code == 2);
   CHECK_THAT(gpus.output, Contains("2 ranks but 1 GPU"));
+  const auto cpu = dpunet::test::run_command(launch + "--cpu --dry-run -- train c.yaml 2>&1");
+  CHECK(cpu.exit_code == 0);
+  CHECK_THAT(cpu.output, Contains("CUDA_VISIBLE_DEVICES= ") && Contains("mpirun -np 2"));
+  CHECK_THAT(dpunet::test::run_command(launch + "--cpu --gpus 0 -- train c.yaml 2>&1").output, Contains("contradict"));
+  const auto hosts = dpunet::test::run_command(launch + "--hosts a:3,b:2 --dry-run -- train c.yaml 2>&1");
+  CHECK(hosts.exit_code == 0);
+  CHECK_THAT(hosts.output, Contains("mpirun -np 5") && Contains("--host a:3"));
+  const auto bad_hosts = dpunet::test::run_command(launch + "--hosts a,b -- train c.yaml 2>&1");
+  CHECK(bad_hosts.exit_code == 2);
+  CHECK_THAT(bad_hosts.output, Contains("HOST:SLOTS"));
   const auto missing = dpunet::test::run_command("DPUNET_BIN=/nonexistent " DPUNET_SOURCE_DIR
                                                  "/launcher/dpunet-launch -- train c.yaml 2>&1");
   CHECK(missing.exit_code == 2);
