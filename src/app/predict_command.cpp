@@ -5,13 +5,14 @@
 #include <torch/torch.h>
 
 #include <cstdio>
-#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "app/commands.h"
 #include "app/model_source.h"
+#include "common/atomic_file.h"
 #include "common/autocast_scope.h"
 #include "common/error.h"
+#include "data/import.h"
 #include "dist/context.h"
 #include "dist/make_communicator.h"
 #include "infer/inputs.h"
@@ -25,7 +26,7 @@ namespace dpunet::app {
 namespace {
 
 struct PredictArgs {
-  std::string input, masks, out, normalization, device = "auto";
+  std::string input, masks, mask_suffix, mask_map, out, normalization, device = "auto";
   ModelSource source;
   int64_t tile = 0;
   double overlap = 0.5;
@@ -53,18 +54,21 @@ infer::TileOptions tile_options(const PredictArgs& args, const config::Config& c
                 config.model.depth, "); nearest valid tiles: ", sizes);
   }
   o.output_tile = *output;
+  DPUNET_CHECK(args.overlap >= 0 && args.overlap < 1, "--overlap must be in [0, 1), got ", args.overlap);
+  DPUNET_CHECK(args.batch >= 1, "--batch must be at least 1, got ", args.batch);
   o.overlap = args.overlap;
   o.batch = args.batch;
   o.flip_tta = args.tta;
   return o;
 }
 
-void report(const train::ConfusionCounts& counts, const std::string& path) {
-  const nlohmann::json result = {{"dice", counts.dice()},
+void report(const train::ConfusionCounts& counts, int64_t images, const std::string& path) {
+  const nlohmann::json result = {{"images", images},
+                                 {"dice", counts.dice()},
                                  {"iou", counts.iou()},
                                  {"mean_dice", counts.mean_foreground_dice()},
                                  {"foreground_dice", counts.foreground_dice()}};
-  std::ofstream(path) << result.dump(2) << "\n";
+  write_file_atomically(path, result.dump(2) + "\n");
   std::printf("eval: %s\n", result.dump().c_str());
 }
 
@@ -82,7 +86,13 @@ void run(const PredictArgs& args) {
         "predict: the model's config holds no data.channel_mean/std; shards are normalised with their own "
         "statistics and image files one by one (give them with --config or --normalization)\n");
   }
-  const infer::InputSet inputs(args.input, args.masks, normalizer);
+  infer::InputOptions input_options;
+  input_options.normalizer = normalizer;
+  input_options.masks_dir = args.masks;
+  input_options.mask_suffix = args.mask_suffix;
+  if (!args.mask_map.empty()) input_options.class_of_value = data::parse_mask_mapping(args.mask_map);
+  input_options.n_classes = config.model.n_classes;
+  const infer::InputSet inputs(args.input, input_options);
   DPUNET_CHECK(inputs.channels() == config.model.n_channels, args.input, ": images have ", inputs.channels(),
                " channels, the model takes ", config.model.n_channels);
   const bool autocast = context.device().is_cuda() && !args.fp32;
@@ -93,22 +103,32 @@ void run(const PredictArgs& args) {
   infer::PredictionWriter writer({args.out, args.probabilities, !args.no_png}, context.rank(), context.world_size(),
                                  config.model.n_classes);
   train::ConfusionCounts counts(config.model.n_classes);
-  int64_t done = 0;
+  int64_t done = 0, evaluated = 0;
   for (int64_t i = context.rank(); i < inputs.size(); i += context.world_size()) {
     const infer::InputItem item = inputs.load(i);
     const torch::Tensor probabilities = infer::predict_probabilities(forward, item.image.to(context.device()), tiles);
     writer.write(item.name, probabilities, item.raw);
     if (args.eval && item.mask.defined()) {
       counts.add(probabilities.unsqueeze(0), item.mask.to(context.device()).to(torch::kLong).unsqueeze(0));
+      ++evaluated;
     }
     ++done;
   }
   writer.finish();
   std::printf("rank %d: %lld images -> %s\n", context.rank(), static_cast<long long>(done), writer.path().c_str());
   if (args.eval) {
-    auto comm = dist::make_communicator(context, config.distributed.backend);
+    // NCCL only where this process has a GPU; the config may come from a GPU run.
+    auto comm = dist::make_communicator(context, context.device().is_cuda() ? config.distributed.backend : "mpi");
     counts.all_reduce(*comm, context.device());
-    if (context.is_root()) report(counts, args.out + "/eval.json");
+    const std::vector<int64_t> per_rank = comm->all_gather_values(evaluated);
+    int64_t images = 0;
+    for (int64_t n : per_rank) images += n;
+    // Every rank knows the total, so every rank stops together: no score from no masks.
+    DPUNET_CHECK(images > 0, "--eval: no image of ", args.input, " has a mask",
+                 args.masks.empty() ? std::string(" (give --masks DIR for image files)")
+                                    : " in " + args.masks + " (named <image stem>" + args.mask_suffix +
+                                          ".png/.tif/.tiff; see --mask-suffix)");
+    if (context.is_root()) report(counts, images, args.out + "/eval.json");
   }
 }
 
@@ -121,6 +141,9 @@ void add_predict_command(CLI::App& app) {
   cmd->add_option("--out", args->out, "Output directory")->required();
   args->source.add_options(*cmd);
   cmd->add_option("--masks", args->masks, "Folder of masks for image inputs (same file names), for --eval");
+  cmd->add_option("--mask-suffix", args->mask_suffix, "Mask of a.png is a<SUFFIX>.png (e.g. _mask)");
+  cmd->add_option("--mask-map", args->mask_map,
+                  "Mask values or #rrggbb colours to classes, e.g. 0=0,255=1 (default: values are classes)");
   cmd->add_option("--tile", args->tile, "Input tile side (default: the training patch size)");
   cmd->add_option("--overlap", args->overlap, "Overlap of neighbouring tiles, share of a tile")->capture_default_str();
   cmd->add_option("--batch", args->batch, "Tiles per forward pass")->capture_default_str();

@@ -27,29 +27,14 @@ std::vector<Pair> find_pairs(const ImportOptions& o) {
   std::vector<Pair> pairs;
   for (const auto& entry : fs::directory_iterator(o.images_dir)) {
     if (!entry.is_regular_file() || !is_image_file(entry.path().string())) continue;
-    const std::string stem = entry.path().stem().string() + o.mask_suffix;
-    std::string mask;
-    for (const char* ext : {".png", ".tif", ".tiff", ".PNG", ".TIF", ".TIFF"}) {
-      const fs::path candidate = fs::path(o.masks_dir) / (stem + ext);
-      if (fs::is_regular_file(candidate)) {
-        mask = candidate.string();
-        break;
-      }
-    }
-    DPUNET_CHECK(!mask.empty(), entry.path().string(), ": no mask named ", stem, ".png/.tif/.tiff in ", o.masks_dir);
+    const std::string mask = find_mask(o.masks_dir, entry.path().string(), o.mask_suffix);
+    DPUNET_CHECK(!mask.empty(), entry.path().string(), ": no mask named ", entry.path().stem().string() + o.mask_suffix,
+                 ".png/.tif/.tiff in ", o.masks_dir);
     pairs.push_back({entry.path().string(), mask});
   }
   DPUNET_CHECK(!pairs.empty(), o.images_dir, ": no .png/.tif/.tiff images found");
   std::sort(pairs.begin(), pairs.end(), [](const Pair& a, const Pair& b) { return a.image < b.image; });
   return pairs;
-}
-
-// Grey masks use their value; colour masks 0xRRGGBB (16-bit colours keep the high byte).
-uint32_t mask_key(const Image& mask, int64_t pixel) {
-  if (mask.channels == 1) return mask.values[pixel];
-  const int shift = mask.bits == 16 ? 8 : 0;
-  const uint16_t* v = mask.values.data() + pixel * mask.channels;
-  return (uint32_t(v[0] >> shift) << 16) | (uint32_t(v[1] >> shift) << 8) | uint32_t(v[2] >> shift);
 }
 
 std::string key_text(uint32_t key, bool colour) {
@@ -123,6 +108,23 @@ void write_set(const ImportOptions& o, const std::vector<Pair>& pairs, const std
 }
 
 }  // namespace
+
+uint32_t mask_key(const Image& mask, int64_t pixel) {
+  if (mask.channels == 1) return mask.values[pixel];
+  const int shift = mask.bits == 16 ? 8 : 0;
+  const uint16_t* v = mask.values.data() + pixel * mask.channels;
+  return (uint32_t(v[0] >> shift) << 16) | (uint32_t(v[1] >> shift) << 8) | uint32_t(v[2] >> shift);
+}
+
+std::string find_mask(const std::string& masks_dir, const std::string& image_path, const std::string& suffix) {
+  const std::string stem = fs::path(image_path).stem().string() + suffix;
+  for (const char* ext : {".png", ".tif", ".tiff", ".PNG", ".TIF", ".TIFF"}) {
+    const fs::path candidate = fs::path(masks_dir) / (stem + ext);
+    std::error_code ec;
+    if (fs::is_regular_file(candidate, ec)) return candidate.string();
+  }
+  return "";
+}
 
 std::map<uint32_t, int> parse_mask_mapping(const std::string& text) {
   std::map<uint32_t, int> mapping;

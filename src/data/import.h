@@ -28,6 +28,15 @@ struct ImportOptions {
 // Parses "0=0,128=1,255=2" or "#000000=0,#ff0000=1" into class_of_value.
 std::map<uint32_t, int> parse_mask_mapping(const std::string& text);
 
+// The mask of an image in `masks_dir`: "<stem><suffix>" with a .png/.tif/.tiff extension
+// in either case; empty when there is none.
+std::string find_mask(const std::string& masks_dir, const std::string& image_path, const std::string& suffix);
+
+struct Image;
+// A mask pixel's key for class_of_value: grey masks their value, colour masks 0xRRGGBB
+// (16-bit colours keep the high byte).
+uint32_t mask_key(const Image& mask, int64_t pixel);
+
 struct ImportResult {
   std::vector<std::string> train_shards, val_shards;
   int64_t train_samples = 0, val_samples = 0;

@@ -6,9 +6,11 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 
 #include "common/error.h"
 #include "data/image_io.h"
+#include "data/import.h"
 
 namespace dpunet::infer {
 namespace fs = std::filesystem;
@@ -42,28 +44,40 @@ torch::Tensor normalise(torch::Tensor image, const data::Normalizer& normalizer,
 
 }  // namespace
 
-InputSet::InputSet(const std::string& input, const std::string& masks_dir, data::Normalizer normalizer)
-    : input_(input), masks_dir_(masks_dir), normalizer_(std::move(normalizer)) {
+InputSet::InputSet(const std::string& input, InputOptions options) : input_(input), options_(std::move(options)) {
   std::error_code ec;
   const bool image_file = fs::is_regular_file(input, ec) && data::is_image_file(input);
-  bool image_folder = false;
+  bool shards_in_folder = false;
   if (fs::is_directory(input, ec)) {
     for (const auto& entry : fs::directory_iterator(input)) {
-      if (entry.is_regular_file() && data::is_image_file(entry.path().string()))
-        images_.push_back(entry.path().string());
+      if (!entry.is_regular_file()) continue;
+      if (entry.path().extension() == ".h5") shards_in_folder = true;
+      if (data::is_image_file(entry.path().string())) images_.push_back(entry.path().string());
     }
-    image_folder = !images_.empty();
   }
   if (image_file) images_ = {input};
-  if (image_file || image_folder) {
+  if (!images_.empty() && !shards_in_folder) {
     std::sort(images_.begin(), images_.end());
+    // Output files are named by stem: a.png and a.tif would overwrite each other's.
+    std::map<std::string, std::string> by_stem;
+    for (const std::string& path : images_) {
+      const auto [it, fresh] = by_stem.emplace(fs::path(path).stem().string(), path);
+      DPUNET_CHECK(fresh, input, ": ", it->second, " and ", path, " have the same name; their outputs would collide");
+    }
+    image_channels_ = data::read_image(images_.front()).channels;
     return;
   }
+  images_.clear();
+  DPUNET_CHECK(options_.masks_dir.empty(), "--masks is for image inputs; the shards of ", input,
+               " carry their own masks");
   dataset_ = std::make_shared<const data::Dataset>(input);
-  if (!data::statistics_apply(normalizer_, dataset_->header().pixel_type)) {
-    warn_other_units(data::pixel_type_name(dataset_->header().pixel_type), "the shards' own statistics");
-    normalizer_.channel_mean.clear();
-    normalizer_.channel_std.clear();
+  const data::ShardHeader& h = dataset_->header();
+  DPUNET_CHECK(options_.n_classes == 0 || h.n_classes <= options_.n_classes, input, ": the shards have ", h.n_classes,
+               " classes, the model ", options_.n_classes);
+  if (!data::statistics_apply(options_.normalizer, h.pixel_type)) {
+    warn_other_units(data::pixel_type_name(h.pixel_type), "the shards' own statistics");
+    options_.normalizer.channel_mean.clear();
+    options_.normalizer.channel_std.clear();
   }
 }
 
@@ -72,7 +86,7 @@ void InputSet::warn_other_units(const std::string& pixel_type, const std::string
   warned_ = true;
   std::fprintf(stderr,
                "predict: the model's normalisation statistics were measured on %s pixels, %s holds %s; using %s\n",
-               normalizer_.pixel_type.c_str(), input_.c_str(), pixel_type.c_str(), instead.c_str());
+               options_.normalizer.pixel_type.c_str(), input_.c_str(), pixel_type.c_str(), instead.c_str());
 }
 
 int64_t InputSet::size() const {
@@ -80,15 +94,42 @@ int64_t InputSet::size() const {
 }
 
 int64_t InputSet::channels() const {
-  if (dataset_) return dataset_->header().channels;
-  return data::read_image(images_.front()).channels;
+  return dataset_ ? dataset_->header().channels : image_channels_;
+}
+
+torch::Tensor InputSet::load_mask(const std::string& path, const data::Image& image) const {
+  if (options_.masks_dir.empty()) return {};
+  const std::string found = data::find_mask(options_.masks_dir, path, options_.mask_suffix);
+  if (found.empty()) return {};
+  const data::Image mask = data::read_image(found);
+  DPUNET_CHECK(mask.height == image.height && mask.width == image.width, found, ": the mask is ", mask.width, "x",
+               mask.height, ", the image ", path, " is ", image.width, "x", image.height);
+  DPUNET_CHECK(mask.channels == 1 || mask.channels == 3, found, ": a mask must be grey or RGB, it has ", mask.channels,
+               " channels");
+  torch::Tensor classes = torch::empty({mask.height, mask.width}, torch::kByte);
+  uint8_t* out = classes.data_ptr<uint8_t>();
+  for (int64_t p = 0; p < mask.height * mask.width; ++p) {
+    const uint32_t key = data::mask_key(mask, p);
+    int64_t id = key;
+    if (!options_.class_of_value.empty()) {
+      const auto it = options_.class_of_value.find(key);
+      DPUNET_CHECK(it != options_.class_of_value.end(), found, ": mask value ", key, " at pixel (", p / mask.width,
+                   ", ", p % mask.width, ") is not in --mask-map");
+      id = it->second;
+    }
+    DPUNET_CHECK(options_.n_classes == 0 || id < options_.n_classes, found, ": mask value ", key, " at pixel (",
+                 p / mask.width, ", ", p % mask.width, ") is not a class of this ", options_.n_classes,
+                 "-class model (masks hold class ids; map other values with --mask-map, e.g. 0=0,255=1)");
+    out[p] = static_cast<uint8_t>(id);
+  }
+  return classes;
 }
 
 InputItem InputSet::load(int64_t index) const {
   InputItem item;
   if (dataset_) {
     std::vector<unsigned char> scratch;
-    const data::Sample s = data::load_sample(*dataset_, index, normalizer_, scratch);
+    const data::Sample s = data::load_sample(*dataset_, index, options_.normalizer, scratch);
     item.image = torch::from_blob(const_cast<float*>(s.image.data()), {s.channels, s.height, s.width}).clone();
     item.mask = torch::from_blob(const_cast<uint8_t*>(s.mask.data()), {s.height, s.width}, torch::kByte).clone();
     item.raw = display_copy(item.image);
@@ -99,11 +140,13 @@ InputItem InputSet::load(int64_t index) const {
   }
   const std::string& path = images_[static_cast<size_t>(index)];
   const data::Image image = data::read_image(path);
+  DPUNET_CHECK(image.channels == image_channels_, path, ": ", image.channels, " channels, but ", images_.front(),
+               " has ", image_channels_, "; the images of one run must agree");
   torch::Tensor values = torch::empty({image.height, image.width, image.channels}, torch::kInt);
   std::copy(image.values.begin(), image.values.end(), values.data_ptr<int32_t>());
   values = values.permute({2, 0, 1}).contiguous();  // [C, H, W]
   item.raw = display_copy(values);
-  data::Normalizer normalizer = normalizer_;
+  data::Normalizer normalizer = options_.normalizer;
   const data::PixelType type = image.bits == 16 ? data::PixelType::kUInt16 : data::PixelType::kUInt8;
   if (!data::statistics_apply(normalizer, type)) {
     warn_other_units(data::pixel_type_name(type), "per-image standardisation");
@@ -112,19 +155,7 @@ InputItem InputSet::load(int64_t index) const {
   }
   item.image = normalise(values, normalizer, image.bits);
   item.name = fs::path(path).stem().string();
-  if (!masks_dir_.empty()) {
-    for (const char* ext : {".png", ".tif", ".tiff"}) {
-      const fs::path candidate = fs::path(masks_dir_) / (item.name + ext);
-      if (!fs::exists(candidate)) continue;
-      const data::Image mask = data::read_image(candidate.string());
-      DPUNET_CHECK(mask.channels == 1 && mask.height == image.height && mask.width == image.width, candidate.string(),
-                   ": the mask must be a grey image of the same size as ", path);
-      torch::Tensor m = torch::empty({mask.height, mask.width}, torch::kInt);
-      std::copy(mask.values.begin(), mask.values.end(), m.data_ptr<int32_t>());
-      item.mask = m.to(torch::kByte);
-      break;
-    }
-  }
+  item.mask = load_mask(path, image);
   return item;
 }
 

@@ -5,12 +5,14 @@
 
 #include <torch/types.h>
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "data/dataset.h"
+#include "data/image_io.h"
 #include "data/normalize.h"
 
 namespace dpunet::infer {
@@ -22,13 +24,21 @@ struct InputItem {
   torch::Tensor raw;    // [C, H, W] uint8 display copy for overlays
 };
 
+struct InputOptions {
+  // The model's normalisation; without statistics, `dataset` normalisation uses the
+  // shards' own, and image files (which carry none) are standardised one by one.
+  data::Normalizer normalizer;
+  std::string masks_dir;                   // image inputs: their masks, found by name
+  std::string mask_suffix;                 // the mask of a.png is a<suffix>.png|.tif|.tiff
+  std::map<uint32_t, int> class_of_value;  // mask value or 0xRRGGBB -> class; empty: values are classes
+  int64_t n_classes = 0;                   // masks must hold classes below this (0: unchecked)
+};
+
 class InputSet {
  public:
   // `input`: a shard dataset spec (directory of .h5, glob, .txt index, .h5) or an image
-  // file or a folder of images; `masks_dir` pairs image files with masks.
-  // `normalizer`: the model's; without statistics, `dataset` normalisation uses the
-  // shards' own, and image files (which carry none) are standardised one by one.
-  InputSet(const std::string& input, const std::string& masks_dir, data::Normalizer normalizer);
+  // file or a folder of images (a folder holding .h5 files is shards).
+  InputSet(const std::string& input, InputOptions options);
 
   int64_t size() const;
   InputItem load(int64_t index) const;
@@ -37,12 +47,14 @@ class InputSet {
  private:
   // Says once that the model's statistics are in other units than the inputs'.
   void warn_other_units(const std::string& pixel_type, const std::string& instead) const;
+  // The mask of image file `path` as class ids, or an undefined tensor when it has none.
+  torch::Tensor load_mask(const std::string& path, const data::Image& image) const;
 
   std::string input_;
+  InputOptions options_;
   std::shared_ptr<const data::Dataset> dataset_;
   std::vector<std::string> images_;
-  std::string masks_dir_;
-  data::Normalizer normalizer_;
+  int64_t image_channels_ = 0;  // of the first image file; every other must match
   mutable bool warned_ = false;
 };
 

@@ -165,6 +165,39 @@ TEST_CASE("predict scales shards and image files alike, with the training set's 
   CHECK_THAT(other_units.output, Contains("measured on uint8 pixels") && Contains("holds uint16"));
 }
 
+TEST_CASE("predict --eval: masks found by suffix, values mapped to classes, none found is an error", "[infer][e2e]") {
+  Trained t;
+  std::filesystem::create_directories(t.f.dir() / "in/images");
+  std::filesystem::create_directories(t.f.dir() / "in/masks");
+  dpunet::data::Image image, mask;
+  image.height = mask.height = image.width = mask.width = 40;
+  image.channels = mask.channels = 1;
+  for (int64_t p = 0; p < 40 * 40; ++p) {
+    image.values.push_back(static_cast<uint16_t>((p * 7) % 200));
+    mask.values.push_back(static_cast<uint16_t>(p % 40 < 20 ? 0 : 255));
+  }
+  dpunet::data::write_png(t.f.dir() / "in/images/a.png", image);
+  dpunet::data::write_png(t.f.dir() / "in/masks/a_mask.PNG", mask);
+  const std::string predict = DPUNET_BINARY " predict " + t.f.dir() / "in/images" + " --checkpoint " + t.checkpoint +
+                              " --no-png --eval --out " + t.f.dir() / "out";
+  const auto unmapped = run_command(predict + " --masks " + t.f.dir() / "in/masks" + " --mask-suffix _mask 2>&1");
+  CHECK(unmapped.exit_code != 0);
+  CHECK_THAT(unmapped.output, Contains("a_mask.PNG") && Contains("mask value 255") && Contains("--mask-map"));
+  const auto mapped =
+      run_command(predict + " --masks " + t.f.dir() / "in/masks" + " --mask-suffix _mask --mask-map 0=0,255=1 2>&1");
+  INFO(mapped.output);
+  CHECK(mapped.exit_code == 0);
+  CHECK(nlohmann::json::parse(dpunet::read_file(t.f.dir() / "out/eval.json"))["images"] == 1);
+  const auto unmatched = run_command(predict + " --masks " + t.f.dir() / "in/masks 2>&1");  // no suffix given
+  CHECK(unmatched.exit_code != 0);
+  CHECK_THAT(unmatched.output, Contains("no image of") && Contains("has a mask") && Contains("--mask-suffix"));
+  // Two images whose outputs would share a name.
+  dpunet::data::write_png(t.f.dir() / "in/images/a.PNG", image);
+  const auto twins = run_command(predict + " 2>&1");
+  CHECK(twins.exit_code != 0);
+  CHECK_THAT(twins.output, Contains("have the same name"));
+}
+
 TEST_CASE("weights that do not fit, and tiles that do not suit the model, are errors", "[infer][e2e]") {
   Trained t;
   REQUIRE(run_command(DPUNET_BINARY " export " + t.checkpoint + " " + t.f.dir() / "w.safetensors").exit_code == 0);
