@@ -1,6 +1,12 @@
 # Finds LibTorch: the one the user points at (Torch_DIR / CMAKE_PREFIX_PATH) or else the
 # torch wheel in the project's virtualenv that scripts/setup.sh installs.
-set(DPUNET_PYTHON "${PROJECT_SOURCE_DIR}/.venv/bin/python" CACHE FILEPATH
+# DPUNET_VENV: the same variable scripts/setup.sh installs into.
+if(DEFINED ENV{DPUNET_VENV})
+  set(_dpunet_venv "$ENV{DPUNET_VENV}")
+else()
+  set(_dpunet_venv "${PROJECT_SOURCE_DIR}/.venv")
+endif()
+set(DPUNET_PYTHON "${_dpunet_venv}/bin/python" CACHE FILEPATH
     "Python whose torch package provides LibTorch when Torch_DIR is not set")
 
 find_package(Torch QUIET CONFIG)

@@ -6,6 +6,7 @@
 #include <iostream>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "app/commands.h"
 #include "app/plot_canvas.h"
@@ -82,23 +83,34 @@ void draw_panel(Canvas& canvas, int top, int height, const Panel& panel) {
   }
 }
 
+// A value of a metrics row; none for null, which is how a NaN or infinite loss (a run
+// that diverged) is written: such points are left out of the curve.
+std::optional<double> value_of(const nlohmann::json& row, const char* key) {
+  const nlohmann::json& v = row.at(key);
+  if (v.is_null()) return std::nullopt;
+  return v.get<double>();
+}
+
+void add_point(Series& series, double step, std::optional<double> value) {
+  if (value) series.points.emplace_back(step, *value);
+}
+
 std::vector<Panel> read_panels(const std::string& path) {
   std::ifstream in(path);
   DPUNET_CHECK(in, path, ": cannot read (is this a run directory?)");
   Panel loss{"train loss", {{"loss", kPalette[0], {}}}};
   Panel dice{"validation dice", {}, true};
   Panel speed{"samples/s", {{"global", kPalette[2], {}}}};
-  int line_number = 0;
+  int line_number = 0, skipped = 0, first_skipped = 0;
   for (std::string line; std::getline(in, line);) {
     ++line_number;
     if (line.empty()) continue;
-    nlohmann::json row;
     try {
-      row = nlohmann::json::parse(line);
+      const nlohmann::json row = nlohmann::json::parse(line);
       const double step = row.at("step").get<double>();
       if (row.at("kind") == "train") {
-        loss.series[0].points.emplace_back(step, row.at("loss").get<double>());
-        speed.series[0].points.emplace_back(step, row.at("samples_per_s").get<double>());
+        add_point(loss.series[0], step, value_of(row, "loss"));
+        add_point(speed.series[0], step, value_of(row, "samples_per_s"));
       } else if (row.at("kind") == "val") {
         const auto& per_class = row.at("dice");
         if (dice.series.empty()) {
@@ -108,13 +120,18 @@ std::vector<Panel> read_panels(const std::string& path) {
           dice.series.push_back({"foreground", kInk, {}});
         }
         for (size_t k = 1; k < per_class.size() && k <= dice.series.size() - 1; ++k) {
-          dice.series[k - 1].points.emplace_back(step, per_class[k].get<double>());
+          if (!per_class[k].is_null()) dice.series[k - 1].points.emplace_back(step, per_class[k].get<double>());
         }
-        dice.series.back().points.emplace_back(step, row.at("foreground_dice").get<double>());
+        add_point(dice.series.back(), step, value_of(row, "foreground_dice"));
       }
-    } catch (const nlohmann::json::exception& e) {
-      DPUNET_FAIL(path, ":", line_number, ": not a metrics record (", e.what(), ")");
+    } catch (const nlohmann::json::exception&) {
+      // A line cut short by a killed run, say: the rest of the curves still count.
+      if (skipped++ == 0) first_skipped = line_number;
     }
+  }
+  if (skipped > 0) {
+    std::cerr << "plot: skipped " << skipped << " line(s) of " << path << " that are not metrics records (first: line "
+              << first_skipped << ")\n";
   }
   return {loss, dice, speed};
 }
