@@ -30,6 +30,15 @@ void add_export_command(CLI::App& app) {
     checkpoint::write_safetensors(args->out, checkpoint::module_state(*net),
                                   {{"format", "pt"}, {kConfigMetadataKey, config::to_yaml(config)}});
     std::cout << args->out << "\n";
+    // The reference UNet(n_channels, n_classes, bilinear) has these; anything else loads
+    // into dpunet (the config travels in the metadata) but not into that class.
+    const auto& m = config.model;
+    if (m.base_channels != 64 || m.depth != 4 || (m.norm != "batch" && m.norm != "sync_batch") || m.padding != "same") {
+      std::cerr << "export: note: not the PyTorch reference U-Net (base_channels " << m.base_channels << ", depth "
+                << m.depth << ", norm " << m.norm << ", padding " << m.padding
+                << "; the reference has 64, 4, batch, same): the file loads into dpunet, and into a PyTorch model "
+                   "only if it is built alike\n";
+    }
   });
 }
 
