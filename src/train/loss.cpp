@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include "common/error.h"
+#include "dist/communicator.h"
 
 namespace dpunet::train {
 namespace {
@@ -16,6 +17,25 @@ torch::Tensor class_weight_tensor(const std::vector<double>& values, const torch
   if (!device.is_cuda()) return weights.to(device);
   return weights.pin_memory().to(device, /*non_blocking=*/true);
 }
+
+// Sums a tensor over all ranks in forward. Every rank then computes the same loss from
+// the same global sums, so the gradient reaching each rank's own share of the sums is the
+// global one; it is scaled by the world size because DDP averages the ranks' gradients,
+// while the true gradient is their sum (the all-reduce's exact backward, without a
+// collective in backward).
+struct SumOverRanks : torch::autograd::Function<SumOverRanks> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& local,
+                               dist::Communicator* ranks) {
+    ctx->saved_data["world"] = static_cast<int64_t>(ranks->world_size());
+    torch::Tensor global = local.contiguous().clone();
+    ranks->all_reduce_async(global, dist::ReduceOp::kSum)->wait_on_stream();
+    return global;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    return {grads[0] * static_cast<double>(ctx->saved_data["world"].toInt()), torch::Tensor()};
+  }
+};
 
 }  // namespace
 
@@ -48,9 +68,13 @@ torch::Tensor segmentation_loss(const torch::Tensor& logits, const torch::Tensor
   if (o.dice_weight > 0) {
     const torch::Tensor probabilities = torch::softmax(scores, 1);  // [N*H*W, K]
     const torch::Tensor one_hot = torch::one_hot(labels, classes).to(probabilities.scalar_type());
-    const torch::Tensor intersection = (probabilities * one_hot).sum(0);  // [K]
-    const torch::Tensor total = probabilities.sum(0) + one_hot.sum(0);
-    constexpr double kSmooth = 1e-5;  // an absent class with no prediction scores 1
+    torch::Tensor sums = torch::stack({(probabilities * one_hot).sum(0), probabilities.sum(0) + one_hot.sum(0)});
+    if (o.dice_ranks != nullptr && o.dice_ranks->world_size() > 1) sums = SumOverRanks::apply(sums, o.dice_ranks);
+    const torch::Tensor intersection = sums[0], total = sums[1];  // [K] each
+    // Keeps the ratio finite; it does not make an absent class score 1 (the softmax puts
+    // some probability on every class), so a class missing from the batch adds about
+    // 1/classes to the loss, as in nnU-Net.
+    constexpr double kSmooth = 1e-5;
     torch::Tensor dice = (2 * intersection + kSmooth) / (total + kSmooth);
     if (!o.dice_include_background && classes > 1) dice = dice.slice(0, 1);
     loss = loss + o.dice_weight * (1 - dice.mean());

@@ -109,6 +109,7 @@ class Trainer {
   // Throughput bookkeeping between log lines.
   Clock::time_point run_start_, window_start_;
   double window_wait_start_ = 0;
+  double window_paused_ = 0;  // validation and checkpoint snapshots: not training time
   int64_t window_steps_ = 0;
 };
 
@@ -201,6 +202,7 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
   batches_ = std::make_unique<DeviceBatches>(*loader_, device_, DeviceBatchOptions{config.precision.channels_last});
   epoch_ = start.epoch;
   loss_options_ = loss_options(config);
+  if (config.loss.dice_over_ranks) loss_options_.dice_ranks = comm_.get();
 }
 
 void Trainer::resume(const checkpoint::LoadedCheckpoint& loaded) {
@@ -409,7 +411,7 @@ void Trainer::log_progress(const torch::Tensor& loss_sum, int64_t steps) {
   // One all-reduce every log interval: the loss shown is the mean over all ranks.
   torch::Tensor loss = loss_sum.detach().to(torch::kFloat).reshape({1}).clone();
   comm_->all_reduce(loss, dist::ReduceOp::kAvg);
-  const double seconds = seconds_since(window_start_);
+  const double seconds = std::max(1e-9, seconds_since(window_start_) - window_paused_);
   const double waited = loader_->wait_seconds() - window_wait_start_;
   TrainRecord r;
   r.step = step_;
@@ -427,6 +429,7 @@ void Trainer::log_progress(const torch::Tensor& loss_sum, int64_t steps) {
   logger_.train(r);
   window_start_ = Clock::now();
   window_wait_start_ = loader_->wait_seconds();
+  window_paused_ = 0;
 }
 
 int Trainer::run() {
@@ -450,11 +453,15 @@ int Trainer::run() {
     const bool stop_requested = options_.stop_at_step > 0 && step_ >= options_.stop_at_step;
     const bool preempted = agree_to_stop();
     bool improved = false;
-    maybe_validate(epoch_ended, last, &improved);
+    const auto pause_start = Clock::now();
+    // A stop request skips validation: after SIGTERM only the scheduler's grace time is
+    // left, and it belongs to the checkpoint.
+    if (!preempted) maybe_validate(epoch_ended, last, &improved);
     const bool checkpoint_due = last || preempted || stop_requested || improved ||
                                 (config_.checkpoint.every_steps > 0 && step_ % config_.checkpoint.every_steps == 0) ||
                                 (config_.checkpoint.every_epoch && epoch_ended);
     if (checkpoint_due) save(improved && config_.checkpoint.keep_best);
+    window_paused_ += seconds_since(pause_start);
     if (step_ % config_.logging.every_steps == 0 || last || preempted || stop_requested) {
       log_progress(loss_window, window_steps_);
       loss_window.zero_();

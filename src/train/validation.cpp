@@ -13,6 +13,9 @@ ConfusionCounts validate(const std::function<torch::Tensor(const torch::Tensor&)
                          const data::Dataset& dataset, const ValidationOptions& o, const LossOptions& loss_options,
                          const c10::Device& device, int rank, int world_size, dist::Communicator& comm) {
   torch::NoGradGuard no_grad;
+  // Ranks evaluate different numbers of batches: no collective inside the loop.
+  LossOptions local_loss = loss_options;
+  local_loss.dice_ranks = nullptr;
   ConfusionCounts counts(o.n_classes);
   const auto& h = dataset.header();
   const int64_t patch_h = o.patch_size > 0 ? o.patch_size : h.height;
@@ -33,7 +36,7 @@ ConfusionCounts validate(const std::function<torch::Tensor(const torch::Tensor&)
     const torch::Tensor logits = forward(images.to(device));
     torch::Tensor target = masks.to(device).to(torch::kLong);
     if (o.valid_padding) target = centre_crop_masks(target, logits.size(2));
-    counts.add_loss(segmentation_loss(logits, target, loss_options), count);
+    counts.add_loss(segmentation_loss(logits, target, local_loss), count);
     counts.add(logits, target);
   }
   counts.all_reduce(comm, device);
