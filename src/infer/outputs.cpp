@@ -3,6 +3,8 @@
 
 #include <torch/torch.h>
 
+#include <array>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 
@@ -25,6 +27,19 @@ void write_dataset(hid_t group, const char* name, const torch::Tensor& t, hid_t 
 // Distinct colours for the classes; class 0 (background) stays transparent.
 const uint8_t kColours[][3] = {{0, 0, 0},     {230, 25, 75},  {60, 180, 75},  {255, 225, 25},
                                {0, 130, 200}, {245, 130, 48}, {145, 30, 180}, {70, 240, 240}};
+constexpr int kNamedColours = 8;
+
+// Channel c of class k's colour: the table, then hues a golden angle apart (saturated,
+// bright), so classes past the table neither repeat it nor come out black.
+double class_colour(int k, int c) {
+  if (k < kNamedColours) return kColours[k][c];
+  const double hue = std::fmod(k * 0.6180339887, 1.0) * 6.0;  // sextant of the colour wheel
+  const double f = hue - std::floor(hue);
+  const double v = 230.0, low = v * 0.25, fall = v * (1 - 0.75 * f), rise = v * (1 - 0.75 * (1 - f));
+  const double rgb[6][3] = {{v, rise, low}, {fall, v, low}, {low, v, rise},
+                            {low, fall, v}, {rise, low, v}, {v, low, fall}};
+  return rgb[static_cast<int>(hue) % 6][c];
+}
 
 }  // namespace
 
@@ -81,12 +96,18 @@ void PredictionWriter::write(const std::string& name, const torch::Tensor& proba
   overlay.width = mask_png.width;
   overlay.channels = 3;
   overlay.values.resize(static_cast<size_t>(overlay.height * overlay.width * 3));
+  static const auto palette = [] {
+    std::array<std::array<double, 3>, 256> colours{};
+    for (int k = 0; k < 256; ++k)
+      for (int c = 0; c < 3; ++c) colours[k][c] = class_colour(k, c);
+    return colours;
+  }();
   const uint8_t* g = grey.data_ptr<uint8_t>();
   const uint8_t* m = mask.data_ptr<uint8_t>();
   for (int64_t i = 0; i < overlay.height * overlay.width; ++i) {
     for (int c = 0; c < 3; ++c) {
       const double base = g[i];
-      const double colour = kColours[m[i] % 8][c];
+      const double colour = palette[m[i]][c];
       overlay.values[i * 3 + c] = static_cast<uint16_t>(m[i] == 0 ? base : 0.55 * base + 0.45 * colour);
     }
   }
