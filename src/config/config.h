@@ -88,7 +88,7 @@ struct LossConfig {
   double dice_weight = 1.0;
   std::vector<double> class_weights;  // cross-entropy weights, one per class; empty: equal
   bool dice_include_background = false;
-  bool dice_over_ranks = true;  // Dice of the global batch, not of each rank's share
+  bool global_batch = true;  // the loss of all ranks' batches together, not each rank's
 };
 
 struct PrecisionConfig {

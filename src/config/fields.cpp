@@ -194,7 +194,7 @@ std::vector<Field> build() {
       real("loss.dice_weight", AT(loss.dice_weight), 0),
       reals("loss.class_weights", AT(loss.class_weights), 0, 1e6),
       boolean("loss.dice_include_background", AT(loss.dice_include_background)),
-      boolean("loss.dice_over_ranks", AT(loss.dice_over_ranks)),
+      boolean("loss.global_batch", AT(loss.global_batch)),
 
       text("precision.dtype", AT(precision.dtype), {"fp32", "bf16", "fp16"}),
       boolean("precision.channels_last", AT(precision.channels_last)),

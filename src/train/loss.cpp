@@ -4,6 +4,8 @@
 #include <torch/nn/functional/loss.h>
 #include <torch/torch.h>
 
+#include <vector>
+
 #include "common/error.h"
 #include "dist/communicator.h"
 
@@ -50,27 +52,43 @@ torch::Tensor segmentation_loss(const torch::Tensor& logits, const torch::Tensor
   // instead of going through NCHW copies; NCHW logits are copied once here.
   const torch::Tensor scores = logits.to(torch::kFloat).permute({0, 2, 3, 1}).reshape({-1, classes});
   const torch::Tensor labels = target.reshape({-1});
-  torch::Tensor loss = torch::zeros({}, scores.options());
+  // Everything the loss adds up over the batch, in one row, so that ranks sharing a
+  // global batch add their rows with one all-reduce: [cross-entropy sum, its weight,
+  // Dice intersections (K), Dice totals (K)], each part only when its term is on.
+  std::vector<torch::Tensor> parts;
   if (o.ce_weight > 0) {
     namespace F = torch::nn::functional;
-    // Per-row losses, then their mean: ATen reduces a 2-D nll_loss in one 32-thread block,
-    // far slower on millions of rows than its unreduced kernel. With class weights the
-    // mean is weighted, as reduction='mean' weights it.
+    // Per-row losses, then their (weighted) mean as reduction='mean' takes it: ATen
+    // reduces a 2-D nll_loss in one 32-thread block, far slower on millions of rows than
+    // its unreduced kernel.
     auto ce_options = F::CrossEntropyFuncOptions().reduction(torch::kNone);
     if (o.class_weights.empty()) {
-      loss = loss + o.ce_weight * F::cross_entropy(scores, labels, ce_options).mean();
+      parts.push_back(F::cross_entropy(scores, labels, ce_options).sum().reshape({1}));
+      parts.push_back(torch::full({1}, static_cast<double>(labels.numel()), scores.options()));
     } else {
       const torch::Tensor weights = class_weight_tensor(o.class_weights, scores.device());
-      const torch::Tensor weighted = F::cross_entropy(scores, labels, ce_options.weight(weights));
-      loss = loss + o.ce_weight * weighted.sum() / weights.index_select(0, labels).sum();
+      parts.push_back(F::cross_entropy(scores, labels, ce_options.weight(weights)).sum().reshape({1}));
+      parts.push_back(weights.index_select(0, labels).sum().reshape({1}));
     }
   }
   if (o.dice_weight > 0) {
     const torch::Tensor probabilities = torch::softmax(scores, 1);  // [N*H*W, K]
     const torch::Tensor one_hot = torch::one_hot(labels, classes).to(probabilities.scalar_type());
-    torch::Tensor sums = torch::stack({(probabilities * one_hot).sum(0), probabilities.sum(0) + one_hot.sum(0)});
-    if (o.dice_ranks != nullptr && o.dice_ranks->world_size() > 1) sums = SumOverRanks::apply(sums, o.dice_ranks);
-    const torch::Tensor intersection = sums[0], total = sums[1];  // [K] each
+    parts.push_back((probabilities * one_hot).sum(0));
+    parts.push_back(probabilities.sum(0) + one_hot.sum(0));
+  }
+  torch::Tensor loss = torch::zeros({}, scores.options());
+  if (parts.empty()) return loss;
+  torch::Tensor sums = torch::cat(parts);
+  if (o.global_batch != nullptr && o.global_batch->world_size() > 1) sums = SumOverRanks::apply(sums, o.global_batch);
+  int64_t at = 0;
+  if (o.ce_weight > 0) {
+    loss = loss + o.ce_weight * sums[0] / sums[1];
+    at = 2;
+  }
+  if (o.dice_weight > 0) {
+    const torch::Tensor intersection = sums.slice(0, at, at + classes);
+    const torch::Tensor total = sums.slice(0, at + classes, at + 2 * classes);
     // Keeps the ratio finite; it does not make an absent class score 1 (the softmax puts
     // some probability on every class), so a class missing from the batch adds about
     // 1/classes to the loss, as in nnU-Net.

@@ -16,17 +16,18 @@ struct LossOptions {
   double dice_weight = 1.0;
   std::vector<double> class_weights;     // cross-entropy only; empty: equal
   bool dice_include_background = false;  // class 0
-  // Training under DDP: Dice's per-class sums are added over these ranks (one small
-  // all-reduce per call, which every rank must make), so N ranks train the Dice of the
-  // global batch, as one process does with N times the batch. Null: this rank's batch.
-  dist::Communicator* dice_ranks = nullptr;
+  // Training under DDP: the ranks whose batches make one global batch. The loss's sums
+  // (Dice's per class, cross-entropy's and its class weights') are added over them, one
+  // small all-reduce per call that every rank must make, so N ranks train the loss one
+  // process trains with N times the batch. Null: the loss of this rank's batch.
+  dist::Communicator* global_batch = nullptr;
 };
 
 // logits [N, K, H, W] (any float dtype, NCHW or NHWC), target [N, H, W] int64 class ids
 // -> scalar.
-// Soft Dice uses softmax probabilities and is computed per class over the whole batch
-// (over all ranks' batches with dice_ranks), then averaged over the classes included;
-// computed in float32.
+// Cross-entropy is the (class-weighted) mean over the batch's pixels; soft Dice uses
+// softmax probabilities and is computed per class over the whole batch, then averaged
+// over the classes included. "The batch" is every rank's with global_batch. In float32.
 torch::Tensor segmentation_loss(const torch::Tensor& logits, const torch::Tensor& target, const LossOptions& options);
 
 // Centre-crops masks [N, H, W] to [N, size, size]: the output of a valid-padded U-Net.

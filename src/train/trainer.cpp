@@ -202,7 +202,7 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
   batches_ = std::make_unique<DeviceBatches>(*loader_, device_, DeviceBatchOptions{config.precision.channels_last});
   epoch_ = start.epoch;
   loss_options_ = loss_options(config);
-  if (config.loss.dice_over_ranks) loss_options_.dice_ranks = comm_.get();
+  if (config.loss.global_batch) loss_options_.global_batch = comm_.get();
 }
 
 void Trainer::resume(const checkpoint::LoadedCheckpoint& loaded) {

@@ -15,7 +15,7 @@ ConfusionCounts validate(const std::function<torch::Tensor(const torch::Tensor&)
   torch::NoGradGuard no_grad;
   // Ranks evaluate different numbers of batches: no collective inside the loop.
   LossOptions local_loss = loss_options;
-  local_loss.dice_ranks = nullptr;
+  local_loss.global_batch = nullptr;
   ConfusionCounts counts(o.n_classes);
   const auto& h = dataset.header();
   const int64_t patch_h = o.patch_size > 0 ? o.patch_size : h.height;

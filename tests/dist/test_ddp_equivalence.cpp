@@ -83,11 +83,14 @@ TEST_CASE("DDP step on N ranks equals one process with N times the batch", "[mpi
   require_same(ddp_step(net, comm, test::rank_share(batch, comm.rank(), comm.world_size())), expected);
 }
 
-TEST_CASE("DDP with Dice over ranks equals one process with N times the batch; per-rank Dice does not", "[mpi]") {
+TEST_CASE("DDP with the global batch's loss equals one process with N times the batch; per-rank losses do not",
+          "[mpi]") {
   dist::MpiCommunicator comm(test::mpi_context());
   if (comm.world_size() < 2) return;
   const GlobalBatch batch = test::make_global_batch(kPerRank, comm.world_size());
   train::LossOptions loss;  // cross-entropy + Dice, as training uses them
+  loss.class_weights = GENERATE(std::vector<double>{}, std::vector<double>{0.3, 2.0});
+  INFO(loss.class_weights.size() << " class weights");
   model::Unet reference = test::make_small_unet(model::Norm::kNone);
   torch::optim::SGD reference_sgd(reference->parameters(), torch::optim::SGDOptions(0.1));
   train::segmentation_loss(reference->forward(batch.images), batch.labels, loss).backward();
@@ -96,12 +99,12 @@ TEST_CASE("DDP with Dice over ranks equals one process with N times the batch; p
   expected.after = test::state(*reference);
 
   const GlobalBatch share = test::rank_share(batch, comm.rank(), comm.world_size());
-  auto ddp_loss_step = [&](dist::Communicator* dice_ranks) {
+  auto ddp_loss_step = [&](dist::Communicator* ranks) {
     model::Unet net = test::make_small_unet(model::Norm::kNone);
     dist::DistributedDataParallel ddp(net.ptr(), comm, small_buckets());
     torch::optim::SGD sgd(net->parameters(), torch::optim::SGDOptions(0.1));
     train::LossOptions options = loss;
-    options.dice_ranks = dice_ranks;
+    options.global_batch = ranks;
     train::segmentation_loss(net->forward(share.images), share.labels, options).backward();
     ddp.synchronize();
     StepResult result{test::gradients(*net), {}};
@@ -110,11 +113,11 @@ TEST_CASE("DDP with Dice over ranks equals one process with N times the batch; p
     return result;
   };
   // The output convolution's bias gradient sums the loss gradient over every pixel, and
-  // its classes' entries cancel (softmax): float sums in another order (the Dice sums
+  // its classes' entries cancel (softmax): float sums in another order (the loss's sums
   // here, over ranks) move it by up to about 2e-5 of its norm.
   constexpr double kDiceTolerance = 1e-4;
   require_same(ddp_loss_step(&comm), expected, kDiceTolerance);
-  // Each rank's own Dice, averaged, is another objective: its gradients differ by far more.
+  // Each rank's own loss, averaged, is another objective: its gradients differ by far more.
   CHECK(test::max_relative_error(ddp_loss_step(nullptr).grads, expected.grads) > 10 * kDiceTolerance);
 }
 
