@@ -154,6 +154,24 @@ TEST_CASE("a signal under mpirun checkpoints every rank's work and exits for req
   f.check_resumes_from_latest(config);
 }
 
+TEST_CASE("a stop request skips the validation due at that step: the grace time is the checkpoint's", "[train][e2e]") {
+  TrainFixture f;
+  // Validation at every step: whichever step the signal lands on has one due.
+  const std::string config =
+      f.write_config("train: {batch_size: 2, steps: 100000}\nvalidation: {every_steps: 1, batch_size: 4}\n");
+  std::string command = f.train_command(1, config);
+  command = command.substr(0, command.rfind(" 2>&1"));
+  const auto result = f.interrupt(command, "step 3/", "kill -USR1 $(pgrep -P $job)");  // timeout's child: dpunet
+  const std::string output = dpunet::read_file(f.log_path());
+  INFO(output);
+  CHECK_THAT(result.output, Contains("exit=75"));
+  const auto at = output.find("stopped by a signal at step ");
+  REQUIRE(at != std::string::npos);
+  const int64_t step = std::stoll(output.substr(at + std::string("stopped by a signal at step ").size()));
+  CHECK_THAT(output, Contains("validation step " + std::to_string(step - 1) + ":"));
+  CHECK_THAT(output, !Contains("validation step " + std::to_string(step) + ":"));
+}
+
 TEST_CASE("bad training input gives one clear error", "[train][e2e]") {
   TrainFixture f;
   SECTION("a config error is printed once, with file, line and key") {
