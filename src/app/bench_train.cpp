@@ -52,6 +52,7 @@ struct Step {
   std::unique_ptr<dist::DistributedDataParallel> ddp;
   std::unique_ptr<torch::optim::Optimizer> optimizer;
   torch::Tensor images, target;
+  train::LossOptions loss_options;  // the training default: the loss of all ranks' batches
   c10::Device device = c10::kCPU;
   bool autocast = false;
 
@@ -73,7 +74,7 @@ struct Step {
     {
       AutocastScope scope(autocast, at::kBFloat16);
       const torch::Tensor logits = net->forward(images);
-      loss = train::segmentation_loss(logits, train::centre_crop_masks(target, logits.size(2)), {});
+      loss = train::segmentation_loss(logits, train::centre_crop_masks(target, logits.size(2)), loss_options);
     }
     t = mark(t);
     loss.backward();
@@ -109,6 +110,7 @@ Step make_step(const BenchTrainArgs& a, dist::Context& context, dist::Communicat
   const bool nhwc = a.channels_last && s.device.is_cuda();
   if (nhwc) train::use_channels_last_weights(*s.net);
   s.ddp = std::make_unique<dist::DistributedDataParallel>(s.net.ptr(), comm);
+  s.loss_options.global_batch = &comm;
   train::OptimizerSettings settings;
   settings.implementation = train::parse_optimizer_implementation(a.optimizer);
   settings.lr = 1e-4;
