@@ -88,10 +88,13 @@ void run(const PredictArgs& args) {
   }
   infer::InputOptions input_options;
   input_options.normalizer = normalizer;
-  input_options.masks_dir = args.masks;
-  input_options.mask_suffix = args.mask_suffix;
-  if (!args.mask_map.empty()) input_options.class_of_value = data::parse_mask_mapping(args.mask_map);
-  input_options.n_classes = config.model.n_classes;
+  // Masks are read, and checked against the model's classes, only to be evaluated.
+  if (args.eval) {
+    input_options.masks_dir = args.masks;
+    input_options.mask_suffix = args.mask_suffix;
+    if (!args.mask_map.empty()) input_options.class_of_value = data::parse_mask_mapping(args.mask_map);
+    input_options.n_classes = config.model.n_classes;
+  }
   const infer::InputSet inputs(args.input, input_options);
   DPUNET_CHECK(inputs.channels() == config.model.n_channels, args.input, ": images have ", inputs.channels(),
                " channels, the model takes ", config.model.n_channels);

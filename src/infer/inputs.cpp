@@ -51,12 +51,17 @@ InputSet::InputSet(const std::string& input, InputOptions options) : input_(inpu
   if (fs::is_directory(input, ec)) {
     for (const auto& entry : fs::directory_iterator(input)) {
       if (!entry.is_regular_file()) continue;
-      if (entry.path().extension() == ".h5") shards_in_folder = true;
+      std::string extension = entry.path().extension().string();
+      std::transform(extension.begin(), extension.end(), extension.begin(), ::tolower);
+      if (extension == ".h5") shards_in_folder = true;
       if (data::is_image_file(entry.path().string())) images_.push_back(entry.path().string());
     }
+    DPUNET_CHECK(images_.empty() || !shards_in_folder, input,
+                 " holds both images and .h5 files: name the shards with a glob ('", input,
+                 "/*.h5') or keep the images in a folder of their own");
   }
   if (image_file) images_ = {input};
-  if (!images_.empty() && !shards_in_folder) {
+  if (!images_.empty()) {
     std::sort(images_.begin(), images_.end());
     // Output files are named by stem: a.png and a.tif would overwrite each other's.
     std::map<std::string, std::string> by_stem;
@@ -67,7 +72,6 @@ InputSet::InputSet(const std::string& input, InputOptions options) : input_(inpu
     image_channels_ = data::read_image(images_.front()).channels;
     return;
   }
-  images_.clear();
   DPUNET_CHECK(options_.masks_dir.empty(), "--masks is for image inputs; the shards of ", input,
                " carry their own masks");
   dataset_ = std::make_shared<const data::Dataset>(input);

@@ -79,6 +79,8 @@ class Trainer {
   bool agree_to_stop();
   void maybe_validate(bool epoch_ended, bool last, bool* improved);
   void save(bool best);
+  // Starts a stretch that logged throughput leaves out (validation, checkpoint snapshot).
+  Clock::time_point pause_window();
   void log_progress(const torch::Tensor& loss_sum, int64_t steps);
 
   config::Config config_;  // with the data's normalisation statistics filled in
@@ -173,6 +175,12 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
     saved = config::parse_saved_config(loaded->state().config_yaml, loaded->path() + " (saved config)", &skipped);
     for (const std::string& key : skipped)
       logger_.info(loaded->path() + ": skipping saved key " + key + " (unknown here)");
+    if (config.loss.global_batch && context.world_size() > 1 &&
+        loaded->state().config_yaml.find("global_batch") == std::string::npos) {
+      logger_.info(loaded->path() +
+                   " was written before loss.global_batch: from here on the loss is the global batch's, not each "
+                   "rank's (--set loss.global_batch=false keeps the old objective)");
+    }
     const auto differences = config::model_differences(*saved, config);
     if (!differences.empty()) {
       std::string list;
@@ -354,6 +362,7 @@ void Trainer::maybe_validate(bool epoch_ended, bool last, bool* improved) {
   const int64_t every = config_.validation.every_steps;
   const bool due = last || (every > 0 ? step_ % every == 0 : epoch_ended);
   if (!due) return;
+  const Clock::time_point paused = pause_window();
   ValidationOptions o;
   o.batch_size = config_.validation.batch_size;
   o.patch_size = config_.augment.patch_size;
@@ -376,10 +385,18 @@ void Trainer::maybe_validate(bool epoch_ended, bool last, bool* improved) {
   if (*improved) best_score_ = record.mean_dice;
   record.best = *improved;
   logger_.validation(record);
+  window_paused_ += seconds_since(paused);
+}
+
+Clock::time_point Trainer::pause_window() {
+  // The steps queued on the GPU before the pause are training time: let them finish first.
+  if (device_.is_cuda()) torch::cuda::synchronize(device_.index());
+  return Clock::now();
 }
 
 void Trainer::save(bool best) {
   if (!context_.is_root()) return;
+  const Clock::time_point paused = pause_window();
   checkpoint::TrainingState state;
   state.step = step_;
   state.sampler = batches_->state();
@@ -405,6 +422,7 @@ void Trainer::save(bool best) {
     store_.commit(
         step, [&](const std::string& path) { checkpoint::write_checkpoint(path, *payload); }, best, keep);
   });
+  window_paused_ += seconds_since(paused);
 }
 
 void Trainer::log_progress(const torch::Tensor& loss_sum, int64_t steps) {
@@ -453,15 +471,14 @@ int Trainer::run() {
     const bool stop_requested = options_.stop_at_step > 0 && step_ >= options_.stop_at_step;
     const bool preempted = agree_to_stop();
     bool improved = false;
-    const auto pause_start = Clock::now();
     // A stop request skips validation: after SIGTERM only the scheduler's grace time is
-    // left, and it belongs to the checkpoint.
-    if (!preempted) maybe_validate(epoch_ended, last, &improved);
+    // left, and it belongs to the checkpoint. Not the last step's: a resumed run would
+    // have no step left to validate at.
+    if (!preempted || last) maybe_validate(epoch_ended, last, &improved);
     const bool checkpoint_due = last || preempted || stop_requested || improved ||
                                 (config_.checkpoint.every_steps > 0 && step_ % config_.checkpoint.every_steps == 0) ||
                                 (config_.checkpoint.every_epoch && epoch_ended);
     if (checkpoint_due) save(improved && config_.checkpoint.keep_best);
-    window_paused_ += seconds_since(pause_start);
     if (step_ % config_.logging.every_steps == 0 || last || preempted || stop_requested) {
       log_progress(loss_window, window_steps_);
       loss_window.zero_();

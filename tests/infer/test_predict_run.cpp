@@ -188,6 +188,10 @@ TEST_CASE("predict --eval: masks found by suffix, values mapped to classes, none
   INFO(mapped.output);
   CHECK(mapped.exit_code == 0);
   CHECK(nlohmann::json::parse(dpunet::read_file(t.f.dir() / "out/eval.json"))["images"] == 1);
+  // Without --eval the masks are not read: their values do not matter.
+  const std::string plain = DPUNET_BINARY " predict " + t.f.dir() / "in/images" + " --checkpoint " + t.checkpoint +
+                            " --no-png --out " + t.f.dir() / "plain --masks " + t.f.dir() / "in/masks 2>&1";
+  CHECK(run_command(plain).exit_code == 0);
   const auto unmatched = run_command(predict + " --masks " + t.f.dir() / "in/masks 2>&1");  // no suffix given
   CHECK(unmatched.exit_code != 0);
   CHECK_THAT(unmatched.output, Contains("no image of") && Contains("has a mask") && Contains("--mask-suffix"));
@@ -196,6 +200,12 @@ TEST_CASE("predict --eval: masks found by suffix, values mapped to classes, none
   const auto twins = run_command(predict + " 2>&1");
   CHECK(twins.exit_code != 0);
   CHECK_THAT(twins.output, Contains("have the same name"));
+  // Images and shards in one folder: which was meant is not guessed.
+  std::filesystem::remove(t.f.dir() / "in/images/a.PNG");
+  dpunet::write_file_atomically(t.f.dir() / "in/images/predictions.H5", "x");
+  const auto mixed = run_command(predict + " 2>&1");
+  CHECK(mixed.exit_code != 0);
+  CHECK_THAT(mixed.output, Contains("holds both images and .h5 files"));
 }
 
 TEST_CASE("weights that do not fit, and tiles that do not suit the model, are errors", "[infer][e2e]") {
