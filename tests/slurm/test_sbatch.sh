@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # slurm/train.sbatch against a real one-node SLURM: submit 2 CPU ranks, send the
 # preemption signal, and check that the job checkpointed, was requeued, resumed from the
-# checkpoint and finished. Needs root and apt (or SLURM already installed); exits 77
+# checkpoint and finished; then that SIGTERM to the batch shell checkpoints and requeues too. Needs root and apt (or SLURM already installed); exits 77
 # (skipped) without them.
 #   test_sbatch.sh REPO_ROOT DPUNET_BINARY
 set -uo pipefail
@@ -76,3 +76,18 @@ for expected in "start 0:" "stopped by a signal at step" "checkpointed; requeuei
 done
 grep -q "Restarts=1" <<<"$show" || fail "SLURM does not count one restart: $(grep -o 'Restarts=[0-9]*' <<<"$show")"
 echo "PASS: checkpointed on USR1, requeued (Restarts=1), resumed and finished"
+
+# SIGTERM to the batch shell alone, as when the time limit comes without USR1 or a
+# preemption leaves a grace time: the shell must live on to checkpoint and requeue.
+job=$(DPUNET_BIN=$binary DPUNET_RUN_DIR=$work/run-term sbatch --parsable --nodes=1 --ntasks-per-node=2 \
+      --cpus-per-task=1 --time=10 --job-name=dpunet-test --output="$work/%x-%j.out" \
+      "$work/train.sbatch" "$work/config.yaml") || fail "sbatch refused the script (second job)"
+out=$work/dpunet-test-$job.out
+for _ in $(seq 1 900); do grep -q 'step 3/' "$out" 2>/dev/null && break; sleep 0.2; done
+grep -q 'step 3/' "$out" || fail "the second job did not start training"
+scancel --signal=TERM --batch "$job" || fail "scancel --signal=TERM failed"
+for _ in $(seq 1 300); do grep -q 'checkpointed; requeueing' "$out" && break; sleep 0.2; done
+for expected in "TERM: asking the ranks to checkpoint" "stopped by a signal at step" "checkpointed; requeueing"; do
+  grep -qF -- "$expected" "$out" || fail "the TERM job's output lacks '$expected'"
+done
+echo "PASS: checkpointed on TERM to the batch shell and requeued"
