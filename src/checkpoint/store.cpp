@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
-#include <utility>
 
 #include "checkpoint/checkpoint.h"
 #include "common/atomic_file.h"
@@ -26,13 +25,11 @@ std::vector<std::string> CheckpointStore::list() const {
   std::error_code ec;
   if (!fs::is_directory(directory_, ec)) return paths;
   for (const auto& entry : fs::directory_iterator(directory_, ec)) {
-    const std::string name = entry.path().filename().string();
-    if (name.rfind("step-", 0) == 0 && entry.path().extension() == ".ckpt") paths.push_back(entry.path().string());
+    if (step_of(entry.path().string())) paths.push_back(entry.path().string());
   }
   // By step: the zero padding of the names runs out at 10^8 steps.
-  std::sort(paths.begin(), paths.end(), [](const std::string& a, const std::string& b) {
-    return std::make_pair(step_of(a).value_or(-1), a) < std::make_pair(step_of(b).value_or(-1), b);
-  });
+  std::sort(paths.begin(), paths.end(),
+            [](const std::string& a, const std::string& b) { return *step_of(a) < *step_of(b); });
   return paths;
 }
 
@@ -69,7 +66,7 @@ void CheckpointStore::commit(int64_t step, const std::function<void(const std::s
   // one just written.
   std::vector<std::string> up_to_step;
   for (const std::string& p : list()) {
-    if (step_of(p).value_or(step + 1) <= step) up_to_step.push_back(p);
+    if (*step_of(p) <= step) up_to_step.push_back(p);
   }
   const auto excess = static_cast<int64_t>(up_to_step.size()) - std::max<int64_t>(keep_last, 1);
   for (int64_t i = 0; i < excess; ++i) {
@@ -94,8 +91,7 @@ std::vector<std::string> CheckpointStore::set_aside(std::optional<int64_t> after
                                                     const std::string& destination) const {
   std::vector<std::string> moving;
   for (const std::string& p : list()) {
-    const auto step = step_of(p);
-    if (step && (!after_step || *step > *after_step)) moving.push_back(p);
+    if (!after_step || *step_of(p) > *after_step) moving.push_back(p);
   }
   for (const char* pointer : {"latest", "best"}) {
     const auto target = read_pointer(pointer);

@@ -51,9 +51,7 @@ InputSet::InputSet(const std::string& input, InputOptions options) : input_(inpu
   if (fs::is_directory(input, ec)) {
     for (const auto& entry : fs::directory_iterator(input)) {
       if (!entry.is_regular_file()) continue;
-      std::string extension = entry.path().extension().string();
-      std::transform(extension.begin(), extension.end(), extension.begin(), ::tolower);
-      if (extension == ".h5") shards_in_folder = true;
+      if (entry.path().extension() == ".h5") shards_in_folder = true;  // what data::Dataset reads
       if (data::is_image_file(entry.path().string())) images_.push_back(entry.path().string());
     }
     DPUNET_CHECK(images_.empty() || !shards_in_folder, input,

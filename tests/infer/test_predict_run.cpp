@@ -202,7 +202,7 @@ TEST_CASE("predict --eval: masks found by suffix, values mapped to classes, none
   CHECK_THAT(twins.output, Contains("have the same name"));
   // Images and shards in one folder: which was meant is not guessed.
   std::filesystem::remove(t.f.dir() / "in/images/a.PNG");
-  dpunet::write_file_atomically(t.f.dir() / "in/images/predictions.H5", "x");
+  dpunet::write_file_atomically(t.f.dir() / "in/images/predictions.h5", "x");
   const auto mixed = run_command(predict + " 2>&1");
   CHECK(mixed.exit_code != 0);
   CHECK_THAT(mixed.output, Contains("holds both images and .h5 files"));
