@@ -12,10 +12,16 @@ import json
 import re
 
 KINDS = [  # first match wins; matched against the lower-cased kernel name
-    ("convolution", r"conv|cudnn|xmma|implicit_gemm|dgrad|wgrad|fprop|sm90_|cutlass|gemm|nchwtonhwc|nhwctonchw"),
+    # dpunet's own kernels (src/model/*_kernels.cu) have generic names in one namespace.
+    ("normalisation", r"dpunet::model::cuda::.*(statistics_|forward_apply|backward_partial|backward_finalize|"
+                      r"backward_apply)"),
+    ("pool/upsample/cat", r"dpunet::model::cuda::.*(forward_kernel|backward_kernel|split_kernel)"),
+    # The optimizer before normalisation (gradient-norm kernels), normalisation before
+    # convolution (cuDNN's own batch-norm kernels are named cudnn::bn_...).
+    ("optimizer", r"adam|foreach|multi_tensor|fused_|lpnorm|clip_grad"),
     ("normalisation", r"batch_norm|batchnorm|bn_|welford|norm"),
-    ("optimizer", r"adam|foreach|multi_tensor|fused_"),
-    ("pool/upsample/cat", r"pool|cat|upsample|pad"),
+    ("convolution", r"conv|cudnn|xmma|implicit_gemm|dgrad|wgrad|fprop|sm90_|cutlass|gemm|nchwtonhwc|nhwctonchw"),
+    ("pool/upsample/cat", r"pool|(?<!s)cat|upsample|pad"),  # not "scatter" (one_hot)
     ("reduction", r"reduce"),
     ("copy/fill", r"copy|fill|memset|memcpy"),
     ("elementwise", r"elementwise|vectorized|unrolled|threshold|relu"),

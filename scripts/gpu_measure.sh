@@ -23,6 +23,12 @@
 #
 # OUT receives two files: gpu_results.jsonl (one JSON object per line: each benchmark's
 # output, tagged) and gpu_log.txt (versions, test and smoke-run logs).
+#
+# A device call is at most 10 minutes: every benchmark's timeout is cut to what is left
+# of DEADLINE_S (default 560) seconds from the start, and a benchmark that would start
+# past it is skipped, so the script ends on its own with its results written. All steps
+# take longer than one call: e.g. call 1 `SKIP_COMPILE=1 ... measure OUT tests pair
+# profile ddp`, call 2 `... measure OUT capacity`, call 3 `... measure OUT saves fp16`.
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 deps=$root/.deps/gpu
@@ -80,8 +86,10 @@ use_deps() {
 use_carried_binaries() {
   local built_in
   built_in=$(cat "$deps/built-in.txt") || return 1
+  # Only the tests need it (their fixtures' paths): a failure costs them, not the figures.
   if [ "$built_in" != "$root" ] && [ ! -e "$built_in" ]; then
-    mkdir -p "$(dirname "$built_in")" && ln -s "$root" "$built_in" || return 1
+    mkdir -p "$(dirname "$built_in")" && ln -s "$root" "$built_in" ||
+      echo "warning: cannot link $built_in to $root; the tests will not find their fixtures" >&2
   fi
   local site missing=$deps/missing-libs
   site=$("$python" -c 'import os, torch; print(os.path.dirname(os.path.dirname(torch.__file__)))') || return 1
@@ -102,13 +110,25 @@ build_gpu() {
   cmake --build "$build" -j "$(nproc)"
 }
 
+# Seconds left before DEADLINE_S; at most `limit`.
+time_left() {
+  local left=$(( ${DEADLINE_S:-560} - SECONDS ))
+  echo $(( left < $1 ? left : $1 ))
+}
+
 # Runs one benchmark command and appends its JSON, tagged, to the results file.
 record() {
   local tag=$1
   shift
-  say "== $tag: $*"
+  local limit
+  limit=$(time_left "${STEP_TIMEOUT:-240}")
+  if [ "$limit" -lt 20 ]; then
+    say "== $tag: skipped, ${limit}s left before DEADLINE_S"
+    return
+  fi
+  say "== $tag (${limit}s at most): $*"
   local json
-  if json=$(timeout "${STEP_TIMEOUT:-240}" "$@" 2>>"$log"); then
+  if json=$(timeout "$limit" "$@" 2>>"$log"); then
     "$python" -c 'import json,sys; d=json.loads(sys.stdin.read()); d["tag"]=sys.argv[1]; print(json.dumps(d))' \
       "$tag" <<<"$json" >>"$results" || say "$tag: output was not JSON"
   else
@@ -170,13 +190,16 @@ step_saves() {
   for every in 0 5; do
     train_40 "$dir" "every$every" --set validation.every_steps=1000 --set checkpoint.every_steps=$every ||
       say "saves: training with every_steps=$every failed"
-    # Step time per log window after the first (cuDNN autotuning), from the run's metrics.
+    # Wall time per step from the first log window's end (cuDNN autotuning done) to the
+    # last: the logged step_ms leaves out snapshot pauses, which are what is measured here.
     "$python" - "$dir/every$every/metrics.jsonl" "$every" >>"$results" <<'PY' || say "saves: no metrics"
 import json, statistics, sys
-rows = [json.loads(line) for line in open(sys.argv[1])]
-ms = [r["step_ms"] for r in rows if r.get("kind") == "train"][1:]
+train = [r for r in (json.loads(line) for line in open(sys.argv[1])) if r.get("kind") == "train"]
+first, last = train[0], train[-1]
 print(json.dumps({"tag": "saves_every_" + sys.argv[2], "checkpoint_every_steps": int(sys.argv[2]),
-                  "median_window_step_ms": statistics.median(ms), "window_step_ms": ms}))
+                  "wall_ms_per_step": 1000 * (last["time_s"] - first["time_s"]) / (last["step"] - first["step"]),
+                  "median_window_step_ms": statistics.median(r["step_ms"] for r in train[1:]),
+                  "data_wait": [r["data_wait"] for r in train]}))
 PY
   done
 }
@@ -203,7 +226,7 @@ PY
 
 # Side by side on the same GPU: same padding (the PyTorch reference U-Net pads), bf16,
 # channels_last, fused AdamW, clip 12, batch 8, checkpointing off and on.
-# H100 SXM dense bf16 peak: 989 TFLOP/s.
+# H100 SXM and H200 dense bf16 peak: 989 TFLOP/s.
 common=(--size 572 --padding same --precision bf16 --peak-tflops "${PEAK_TFLOPS:-989}")
 step_pair() {
   record dpunet_b8 "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing both
@@ -222,8 +245,11 @@ step_pair() {
 
 # The largest batch that fits with and without checkpointing (every block recomputed),
 # and larger batches' MFU.
+# Each search is its own command (a timeout loses one figure, not both), with more time.
 step_capacity() {
-  record dpunet_b8_largest "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing both --policy all \
+  local STEP_TIMEOUT=${STEP_TIMEOUT:-300}
+  record dpunet_b8_largest_plain "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing off --max-batch
+  record dpunet_b8_largest "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing on --policy all \
     --max-batch
   # Only the BatchNorm+ReLU outputs recomputed: the plain step's memory less one map per block.
   record dpunet_b8_largest_norm_relu "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing on \
@@ -245,12 +271,16 @@ step_profile() {
     --profile "$out/trace_dpunet"
   (cd bench && record torch_eager_b8_profiled "$python" pytorch_reference.py --size 572 --batch 8 \
     --precision bf16 --profile "$out/trace_eager.json")
-  local traces=(dpunet="$out/trace_dpunet.json" eager="$out/trace_eager.json")
   if [ -z "${SKIP_COMPILE_PROFILE:-}${SKIP_COMPILE:-}" ]; then
     (cd bench && STEP_TIMEOUT=300 record torch_compile_b8_profiled "$python" pytorch_reference.py --size 572 \
       --batch 8 --precision bf16 --compile --profile "$out/trace_compile.json")
-    traces+=(compile="$out/trace_compile.json")
   fi
+  # Only the traces that were written: one failed benchmark leaves the others' table.
+  local traces=() name
+  for name in dpunet eager compile; do
+    [ -f "$out/trace_$name.json" ] && traces+=("$name=$out/trace_$name.json")
+  done
+  [ ${#traces[@]} -gt 0 ] || { say "profile: no traces written"; return; }
   "$python" bench/trace_kernels.py "${traces[@]}" >"$out/kernels.txt" 2>>"$log"
   gzip -f "$out"/trace_*.json
 }
@@ -286,6 +316,15 @@ measure() {
     "$python" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version())'
     "$dpunet" version
   } >>"$log" 2>&1
+  # Binaries built against another LibTorch than the host's fail at load or mid-run:
+  # stop before spending device time on them.
+  local host_torch built_torch
+  host_torch=$("$python" -c 'import torch; print(torch.__version__.split("+")[0])' 2>/dev/null)
+  built_torch=$("$dpunet" version 2>/dev/null | grep -o -i -m1 'libtorch [0-9][0-9.]*' | awk '{print $2}')
+  if [ -n "$built_torch" ] && [ "$host_torch" != "$built_torch" ]; then
+    say "dpunet was built against LibTorch $built_torch, the host has torch $host_torch: rebuild (gpu_measure.sh build)"
+    return 1
+  fi
   local step
   for step in "${steps[@]}"; do
     declare -F "step_$step" >/dev/null || { say "unknown step $step"; continue; }

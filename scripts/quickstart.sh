@@ -11,7 +11,7 @@ cd "$root"
 "$root/scripts/build.sh"
 dpunet=$build/src/dpunet
 if [ ! -f data/synth/val-00000.h5 ]; then
-  "$dpunet" data synth --out data/synth --samples 256 --shards 4 --val-samples 32 --size 128 >/dev/null
+  "$dpunet" data synth --out data/synth --samples 256 --shards 4 --val-samples 32 --size 128 --overwrite >/dev/null
   echo "[quickstart] synthetic shards written to data/synth/"
 fi
 DPUNET_BIN=$dpunet "$root/launcher/dpunet-launch" --cpu -n 2 -- train configs/quickstart.yaml "$@"

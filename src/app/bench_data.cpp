@@ -112,10 +112,14 @@ void add_bench_data_command(CLI::App& bench) {
   auto args = std::make_shared<BenchDataArgs>();
   CLI::App* cmd = bench.add_subcommand("data", "Loader samples/s per rank by compression and augmentation");
   cmd->add_option("--size", args->size, "Image and patch size (square)")->capture_default_str();
-  cmd->add_option("--samples", args->samples, "Samples in each synthetic dataset")->capture_default_str();
-  cmd->add_option("--batch", args->batch, "Batch size")->capture_default_str();
+  cmd->add_option("--samples", args->samples, "Samples in each synthetic dataset")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--batch", args->batch, "Batch size")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--workers", args->workers, "Loader threads (1 = one core)")->capture_default_str();
-  cmd->add_option("--batches", args->batches, "Batches timed per variant")->capture_default_str();
+  cmd->add_option("--batches", args->batches, "Batches timed per variant")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--gzip", args->gzip_level, "Deflate level of the compressed variant")->capture_default_str();
   cmd->add_option("--dir", args->dir, "Directory for the shards (kept); default: a temporary one, removed");
   cmd->callback([args] { run(*args); });

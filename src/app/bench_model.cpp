@@ -199,8 +199,10 @@ void add_bench_model_command(CLI::App& bench) {
   auto args = std::make_shared<BenchModelArgs>();
   CLI::App* model = bench.add_subcommand(
       "model", "U-Net forward and forward+backward time and peak memory, checkpointing off and on");
-  model->add_option("--size", args->size, "Input height and width in pixels")->capture_default_str();
-  model->add_option("--batch", args->batch, "Batch size")->capture_default_str();
+  model->add_option("--size", args->size, "Input height and width in pixels")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  model->add_option("--batch", args->batch, "Batch size")->capture_default_str()->check(CLI::PositiveNumber);
   model->add_option("--device", args->device, "cpu or cuda[:N]")->capture_default_str();
   model->add_option("--threads", args->threads, "Intra-op CPU threads")->capture_default_str();
   model->add_option("--n-channels", args->n_channels, "Input channels")->capture_default_str();
@@ -209,7 +211,9 @@ void add_bench_model_command(CLI::App& bench) {
   model->add_option("--depth", args->depth, "Number of down/up blocks")->capture_default_str();
   model->add_flag("--bilinear", args->bilinear, "Bilinear upsampling instead of transposed convs");
   model->add_option("--warmup", args->warmup, "Untimed steps first")->capture_default_str();
-  model->add_option("--repeats", args->repeats, "Timed steps (the median is reported)")->capture_default_str();
+  model->add_option("--repeats", args->repeats, "Timed steps (the median is reported)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   model->add_option("--variant", args->variant, "both, or one of plain / checkpointed in this process")
       ->capture_default_str();
   model->add_option("--policy", args->policy, "Checkpointing policy: norm_relu, balanced, min_memory or all")

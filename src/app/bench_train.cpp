@@ -146,17 +146,32 @@ nlohmann::json kernels_applied(const BenchTrainArgs& a, const torch::Device& dev
           {"concat_backward", count(usage.concat)}};
 }
 
-// Doubles the batch until a step runs out of memory, then bisects; GPU only.
-int64_t largest_batch(const BenchTrainArgs& a, dist::Context& context, dist::Communicator& comm, bool checkpointed) {
+// Running out of device memory: the caching allocator's error, or a cuDNN/cuBLAS
+// allocation failing near the limit (a plain c10::Error).
+bool is_out_of_memory(const c10::Error& e) {
+  if (dynamic_cast<const c10::OutOfMemoryError*>(&e) != nullptr) return true;
+  const std::string message = e.what();
+  return message.find("out of memory") != std::string::npos || message.find("ALLOC_FAILED") != std::string::npos;
+}
+
+// Doubles the batch until a step runs out of memory, then bisects; GPU only. Each try
+// runs two steps: the optimizer's state appears in the first step's update and is held
+// through the second's forward and backward, as in every step after.
+int64_t largest_batch(const BenchTrainArgs& a, dist::Context& context, dist::Communicator& comm, bool checkpointed,
+                      const MemoryProbe& memory) {
   auto fits = [&](int64_t batch) {
+    bool fitted = true;
     try {
       Step s = make_step(a, context, comm, checkpointed, batch);
       s.run();
+      s.run();
       s.sync();
-      return true;
-    } catch (const c10::OutOfMemoryError&) {
-      return false;
+    } catch (const c10::Error& e) {
+      if (!is_out_of_memory(e)) throw;
+      fitted = false;
     }
+    memory.release_cached();
+    return fitted;
   };
   int64_t good = 0, bad = 1;
   while (fits(bad) && bad < 4096) good = bad, bad *= 2;
@@ -167,10 +182,12 @@ int64_t largest_batch(const BenchTrainArgs& a, dist::Context& context, dist::Com
   return good;
 }
 
-// The slowest rank's mean step time over a.steps steps, after `warmup` untimed ones.
-double timed_step_ms(Step& s, const BenchTrainArgs& a, int64_t warmup) {
+// The slowest rank's mean step time over a.steps steps, after `warmup` untimed ones
+// (the memory peak, if measured, is restarted after them).
+double timed_step_ms(Step& s, const BenchTrainArgs& a, int64_t warmup, MemoryProbe* memory = nullptr) {
   for (int64_t i = 0; i < warmup; ++i) s.run();
   s.sync();
+  if (memory != nullptr) memory->restart_peak();
   const double start = now_ms();
   for (int64_t i = 0; i < a.steps; ++i) s.run();
   s.sync();
@@ -184,17 +201,17 @@ nlohmann::json step_ms_at(const BenchTrainArgs& a, dist::Context& context, dist:
   try {
     Step s = make_step(a, context, comm, checkpointed, batch);
     return timed_step_ms(s, a, std::max<int64_t>(a.warmup, 1));
-  } catch (const c10::OutOfMemoryError&) {
+  } catch (const c10::Error& e) {
+    if (!is_out_of_memory(e)) throw;
     return nullptr;
   }
 }
 
-nlohmann::json run_variant(const BenchTrainArgs& a, dist::Context& context, dist::Communicator& comm,
-                           bool checkpointed) {
-  MemoryProbe memory(context.device().str());
-  memory.start();
+// The timed step at a.batch: time, breakdown, memory, FLOP utilisation, and a profile.
+nlohmann::json measure_step(const BenchTrainArgs& a, dist::Context& context, dist::Communicator& comm,
+                            bool checkpointed, MemoryProbe& memory) {
   Step s = make_step(a, context, comm, checkpointed, a.batch);
-  const double step_ms = timed_step_ms(s, a, a.warmup);
+  const double step_ms = timed_step_ms(s, a, a.warmup, &memory);
   std::vector<std::vector<double>> phases(4);
   for (int64_t i = 0; i < a.steps; ++i) {
     std::vector<double> p;
@@ -231,8 +248,18 @@ nlohmann::json run_variant(const BenchTrainArgs& a, dist::Context& context, dist
     });
     row["profile"] = path;
   }
+  return row;
+}
+
+nlohmann::json run_variant(const BenchTrainArgs& a, dist::Context& context, dist::Communicator& comm,
+                           bool checkpointed) {
+  MemoryProbe memory(context.device().str());
+  memory.start();
+  // The timed step's model, optimizer and batch are gone before the search starts.
+  nlohmann::json row = measure_step(a, context, comm, checkpointed, memory);
   if (a.max_batch && context.device().is_cuda()) {
-    const int64_t largest = largest_batch(a, context, comm, checkpointed);
+    memory.release_cached();
+    const int64_t largest = largest_batch(a, context, comm, checkpointed, memory);
     row["largest_batch"] = largest;
     const nlohmann::json ms = largest > 0 ? step_ms_at(a, context, comm, checkpointed, largest) : nullptr;
     row["largest_batch_step_ms"] = ms;
@@ -246,6 +273,9 @@ void run(const BenchTrainArgs& a) {
                         : a.device == "cuda" ? dist::DevicePreference::kCuda
                                              : dist::DevicePreference::kAuto);
   if (context.device().is_cuda()) at::globalContext().setBenchmarkCuDNN(true);
+  // Autocast is CUDA-only here: a bf16 figure measured in fp32 would be mislabelled.
+  DPUNET_CHECK(a.precision == "fp32" || context.device().is_cuda(), "bench train: --precision ", a.precision,
+               " needs a GPU (autocast); this rank runs on ", context.device().str());
   auto comm = dist::make_communicator(context);
   nlohmann::json rows = nlohmann::json::array();
   if (a.checkpointing != "on") rows.push_back(run_variant(a, context, *comm, false));
@@ -278,19 +308,27 @@ void run(const BenchTrainArgs& a) {
 void add_bench_train_command(CLI::App& bench) {
   auto a = std::make_shared<BenchTrainArgs>();
   CLI::App* cmd = bench.add_subcommand("train", "Training step: throughput, breakdown, memory, MFU");
-  cmd->add_option("--size", a->size, "Tile side")->capture_default_str();
-  cmd->add_option("--batch", a->batch, "Batch per rank")->capture_default_str();
-  cmd->add_option("--steps", a->steps, "Timed steps")->capture_default_str();
-  cmd->add_option("--warmup", a->warmup, "Untimed steps first")->capture_default_str();
+  cmd->add_option("--size", a->size, "Tile side")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--batch", a->batch, "Batch per rank")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--steps", a->steps, "Timed steps")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--warmup", a->warmup, "Untimed steps first")->capture_default_str()->check(CLI::NonNegativeNumber);
   cmd->add_option("--base-channels", a->base_channels, "Model width")->capture_default_str();
   cmd->add_option("--depth", a->depth, "Model depth")->capture_default_str();
-  cmd->add_option("--padding", a->padding, "same or valid")->capture_default_str();
-  cmd->add_option("--precision", a->precision, "fp32 or bf16 (autocast, CUDA)")->capture_default_str();
-  cmd->add_option("--checkpointing", a->checkpointing, "off, on or both")->capture_default_str();
+  cmd->add_option("--padding", a->padding, "same or valid")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"same", "valid"}));
+  cmd->add_option("--precision", a->precision, "fp32 or bf16 (autocast, CUDA)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"fp32", "bf16"}));
+  cmd->add_option("--checkpointing", a->checkpointing, "off, on or both")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"off", "on", "both"}));
   cmd->add_option("--optimizer", a->optimizer, "AdamW implementation: fused, foreach or per_parameter")
       ->capture_default_str();
   cmd->add_option("--channels-last", a->channels_last, "NHWC weights and activations (CUDA)")->capture_default_str();
-  cmd->add_option("--device", a->device, "auto, cpu or cuda")->capture_default_str();
+  cmd->add_option("--device", a->device, "auto, cpu or cuda")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   cmd->add_option("--fuse-norm-relu", a->fuse_norm_relu, "Fused BatchNorm+ReLU kernels (CUDA)")->capture_default_str();
   cmd->add_option("--pool-concat-kernels", a->pool_concat_kernels,
                   "dpunet's max pooling and concatenation-backward kernels (CUDA)")
@@ -302,7 +340,7 @@ void add_bench_train_command(CLI::App& bench) {
   cmd->add_option("--recompute-norm", a->recompute_norm,
                   "With checkpointing, also recompute each block's first BatchNorm+ReLU output")
       ->capture_default_str();
-  cmd->add_option("--peak-tflops", a->peak_tflops, "Device dense peak for MFU (H100 SXM bf16: 989)");
+  cmd->add_option("--peak-tflops", a->peak_tflops, "Device dense peak for MFU (H100 SXM and H200 bf16: 989)");
   cmd->add_flag("--max-batch", a->max_batch, "Also find the largest batch that fits (GPU)");
   cmd->add_option(
       "--profile", a->profile,

@@ -6,16 +6,32 @@
 #include "common/error.h"
 #include "data/import.h"
 #include "data/inspect.h"
+#include "data/output_folder.h"
 #include "data/synth.h"
 
 namespace dpunet::app {
 namespace {
+
+// A positive size in pixels written whole ("128"; not "128px" or "1e3").
+int64_t parse_pixels(const std::string& text, const std::string& whole) {
+  size_t used = 0;
+  long long value = 0;
+  try {
+    value = std::stoll(text, &used);
+  } catch (const std::logic_error&) {
+    used = 0;
+  }
+  DPUNET_CHECK(used == text.size() && !text.empty() && value > 0 && value <= 65536,
+               "data synth: --size must be S or HxW with sizes from 1 to 65536, got '", whole, "'");
+  return value;
+}
 
 void add_synth(CLI::App& data) {
   struct Args {
     data::SynthOptions synth;
     std::string out, pixel_type = "uint8", size = "128";
     int64_t val_samples = 0;
+    bool overwrite = false;
   };
   auto args = std::make_shared<Args>();
   CLI::App* cmd = data.add_subcommand("synth", "Write a synthetic cell-segmentation dataset (deterministic per seed)");
@@ -30,16 +46,14 @@ void add_synth(CLI::App& data) {
   cmd->add_option("--classes", args->synth.n_classes, "2 (background, cell) or 3 (+ border)")->capture_default_str();
   cmd->add_option("--gzip", args->synth.gzip_level, "Deflate level 1-9; 0 stores raw")->capture_default_str();
   cmd->add_option("--seed", args->synth.seed, "Random seed")->capture_default_str();
+  cmd->add_flag("--overwrite", args->overwrite, "Remove train-*.h5/val-*.h5 shards already in --out first");
   cmd->callback([args] {
     data::SynthOptions o = args->synth;
     const auto x = args->size.find('x');
-    try {
-      o.height = std::stoll(args->size.substr(0, x));
-      o.width = x == std::string::npos ? o.height : std::stoll(args->size.substr(x + 1));
-    } catch (const std::logic_error&) {
-      DPUNET_FAIL("data synth: --size must be S or HxW, got '", args->size, "'");
-    }
+    o.height = parse_pixels(args->size.substr(0, x), args->size);
+    o.width = x == std::string::npos ? o.height : parse_pixels(args->size.substr(x + 1), args->size);
     o.pixel_type = data::parse_pixel_type(args->pixel_type);
+    data::clear_output_folder(args->out, {o.prefix, "val"}, args->overwrite);
     for (const std::string& path : data::write_synthetic_dataset(args->out, o)) std::cout << path << "\n";
     if (args->val_samples > 0) {
       o.samples = args->val_samples;
@@ -70,6 +84,8 @@ void add_import(CLI::App& data) {
   cmd->add_option("--samples-per-shard", args->import.samples_per_shard)->capture_default_str();
   cmd->add_option("--gzip", args->import.gzip_level, "Deflate level 1-9; 0 stores raw")->capture_default_str();
   cmd->add_option("--seed", args->import.seed, "Seed of the validation split")->capture_default_str();
+  cmd->add_flag("--overwrite", args->import.overwrite,
+                "Remove train-*.h5/val-*.h5 shards already in --out (once the inputs are read)");
   cmd->callback([args] {
     data::ImportOptions o = args->import;
     if (!args->mask_map.empty()) o.class_of_value = data::parse_mask_mapping(args->mask_map);

@@ -2,6 +2,7 @@
 // buffers with the PyTorch reference's state_dict names, so that
 // UNet(...).load_state_dict(safetensors.torch.load_file(OUT)) works unchanged. The
 // resolved config rides along in the file's metadata for dpunet's own use.
+#include <filesystem>
 #include <iostream>
 
 #include "app/commands.h"
@@ -23,6 +24,9 @@ void add_export_command(CLI::App& app) {
   cmd->add_option("--format", args->format, "Output format (safetensors)")->capture_default_str();
   cmd->callback([args] {
     DPUNET_CHECK(args->format == "safetensors", "export: unknown format '", args->format, "' (safetensors)");
+    std::error_code ec;
+    DPUNET_CHECK(!std::filesystem::equivalent(args->checkpoint, args->out, ec), "export: ", args->out,
+                 " is the checkpoint itself; writing there would replace it");
     ModelSource source;
     source.checkpoint = args->checkpoint;
     const config::Config config = source.resolve();

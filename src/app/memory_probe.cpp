@@ -79,6 +79,29 @@ void MemoryProbe::start() {
   baseline_ = proc_status_bytes("VmRSS:");
 }
 
+void MemoryProbe::restart_peak() {
+  if (is_cuda(device_)) {
+#ifdef DPUNET_TORCH_CUDA
+    c10::cuda::device_synchronize();
+    c10::cuda::CUDACachingAllocator::resetPeakStats(cuda_index(device_));
+#endif
+    return;
+  }
+  std::ofstream clear_refs("/proc/self/clear_refs");
+  clear_refs << "5";
+  clear_refs.close();
+  DPUNET_CHECK(!clear_refs.fail(), "cannot reset the peak RSS through /proc/self/clear_refs");
+}
+
+void MemoryProbe::release_cached() const {
+#ifdef DPUNET_TORCH_CUDA
+  if (is_cuda(device_)) {
+    c10::cuda::device_synchronize();
+    c10::cuda::CUDACachingAllocator::emptyCache();
+  }
+#endif
+}
+
 int64_t MemoryProbe::peak_above_baseline() const {
   if (is_cuda(device_)) {
 #ifdef DPUNET_TORCH_CUDA

@@ -13,8 +13,14 @@ class MemoryProbe {
   explicit MemoryProbe(std::string device);  // "cpu" or "cuda[:N]"
   // Frees what can be freed, then starts measuring from the current use.
   void start();
-  // Peak bytes in use since start(), minus the use at start().
+  // Peak bytes in use since start() (or restart_peak()), minus the use at start().
   int64_t peak_above_baseline() const;
+  // Measures the peak anew from now, against start()'s baseline: after warm-up steps, so
+  // that one-off work (cuDNN autotuning's workspaces) is left out, as PyTorch's figures do.
+  void restart_peak();
+  // CUDA: hands the caching allocator's free blocks back to the driver, so that one
+  // attempt's cached blocks do not decide whether the next, larger one fits.
+  void release_cached() const;
 
  private:
   std::string device_;

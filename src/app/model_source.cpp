@@ -37,7 +37,12 @@ config::Config ModelSource::resolve() const {
 }
 
 model::Unet ModelSource::load(const config::Config& c) const {
-  model::Unet net = train::build_model(c, nullptr);
+  // SyncBatchNorm differs from BatchNorm only in training (statistics over every rank's
+  // batch); for inference both normalise with the running statistics, stored under the
+  // same names, and BatchNorm needs no communicator.
+  config::Config inference = c;
+  if (inference.model.norm == "sync_batch") inference.model.norm = "batch";
+  model::Unet net = train::build_model(inference, nullptr);
   if (!checkpoint.empty()) {
     checkpoint::LoadedCheckpoint(checkpoint).restore_model(*net);
   } else {

@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "app/commands.h"
@@ -72,7 +73,29 @@ void report(const train::ConfusionCounts& counts, int64_t images, const std::str
   std::printf("eval: %s\n", result.dump().c_str());
 }
 
+// The folder `input` (a folder, a file or a glob) names its files in.
+std::filesystem::path input_folder(const std::string& input) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(input, ec)) return input;
+  const std::filesystem::path parent = std::filesystem::path(input).parent_path();
+  return parent.empty() ? "." : parent;
+}
+
+// Predictions (NAME_mask.png, NAME_overlay.png, predictions.h5) written among the inputs
+// could replace a ground-truth mask named the same way, and become inputs of the next run.
+void check_out_folder(const PredictArgs& args) {
+  std::error_code ec;
+  for (const std::filesystem::path& folder : {input_folder(args.input), std::filesystem::path(args.masks)}) {
+    if (folder.empty()) continue;
+    DPUNET_CHECK(!std::filesystem::equivalent(args.out, folder, ec), "predict: --out ", args.out,
+                 " is the folder of the inputs or masks (", folder.string(),
+                 "); predictions written there could replace masks and be read as inputs next time: choose another "
+                 "folder");
+  }
+}
+
 void run(const PredictArgs& args) {
+  check_out_folder(args);
   dist::Context context(preference(args.device));
   const config::Config config = args.source.resolve();
   model::Unet net = args.source.load(config);

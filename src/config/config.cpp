@@ -4,6 +4,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -30,21 +31,37 @@ size_t edit_distance(const std::string& a, const std::string& b) {
   return row[b.size()];
 }
 
-// The known key path closest to `path`, comparing like with like (sections with
-// sections, keys with keys).
+// How far the name `wanted` is from `known`: the edit distance, but a name that begins
+// the other ("keep" for "keep_last", "every" for "every_steps") is a near miss.
+size_t name_distance(const std::string& wanted, const std::string& known) {
+  const bool prefix = known.rfind(wanted, 0) == 0 || wanted.rfind(known, 0) == 0;
+  return std::min(edit_distance(wanted, known), prefix && !wanted.empty() && !known.empty() ? size_t{1} : SIZE_MAX);
+}
+
+// The known key path (or, for a name without a dot, section) closest to `path`. A key is
+// matched by its name within its section first; a key in another section ("train.lr"
+// for "optimizer.lr", a misspelt "optimiser.lr", or a bare "lr" at the top) costs more
+// the further that section's name is from the one given.
 std::string nearest_key(const std::string& path) {
-  std::vector<std::string> candidates = path.find('.') == std::string::npos ? sections() : std::vector<std::string>{};
-  if (candidates.empty()) {
-    for (const Field& f : fields()) candidates.push_back(f.path);
-  }
+  const size_t dot = path.find('.');
+  const std::string wanted_section = dot == std::string::npos ? "" : path.substr(0, dot);
+  const std::string wanted_leaf = path.substr(dot == std::string::npos ? 0 : dot + 1);
   std::string best;
   size_t best_distance = SIZE_MAX;
-  for (const std::string& candidate : candidates) {
-    // A key in the wrong section ("train.lr" for "optimizer.lr") is a near miss too.
-    const std::string leaf = candidate.substr(candidate.find('.') + 1);
-    const std::string wanted_leaf = path.substr(path.find('.') + 1);
-    const size_t distance = std::min(edit_distance(path, candidate), edit_distance(wanted_leaf, leaf) + 2);
+  auto consider = [&](const std::string& candidate, size_t distance) {
     if (distance < best_distance) best_distance = distance, best = candidate;
+  };
+  if (dot == std::string::npos) {
+    for (const std::string& section : sections()) consider(section, edit_distance(path, section));
+  }
+  for (const Field& f : fields()) {
+    const size_t field_dot = f.path.find('.');
+    const std::string section = f.path.substr(0, field_dot);
+    // A bare name at the top could belong to any section: no section's name to compare.
+    const size_t elsewhere = section == wanted_section ? 0
+                             : wanted_section.empty()  ? 1
+                                                      : 1 + std::min<size_t>(edit_distance(wanted_section, section), 2);
+    consider(f.path, name_distance(wanted_leaf, f.path.substr(field_dot + 1)) + elsewhere);
   }
   return best;
 }
@@ -83,14 +100,26 @@ void read_field(const Field& field, Config& config, const YAML::Node& node, cons
 // `unknown`: where keys this build does not know go; null: they are errors.
 void read_mapping(const YAML::Node& node, const std::string& prefix, Config& config, const std::string& source,
                   std::vector<std::string>* unknown) {
+  // A section whose keys are all commented out is empty, not an error.
+  if (node.IsNull() && !prefix.empty()) return;
   if (!node.IsMap()) {
     fail_at(where(source, node.Mark()), prefix.empty() ? "the document" : prefix,
             "expected a mapping of keys (key: value)");
   }
+  // yaml-cpp keeps every entry of a key given twice; the later one would win unseen.
+  std::map<std::string, YAML::Mark> seen;
   for (const auto& item : node) {
-    const std::string key = item.first.as<std::string>();
-    const std::string path = prefix.empty() ? key : prefix + "." + key;
     const std::string location = where(source, item.first.Mark());
+    if (!item.first.IsScalar()) {
+      fail_at(location, prefix.empty() ? "the document" : prefix,
+              "a key must be a plain name, not a list or a mapping");
+    }
+    const std::string key = item.first.Scalar();
+    const std::string path = prefix.empty() ? key : prefix + "." + key;
+    const auto [first, inserted] = seen.emplace(key, item.first.Mark());
+    if (!inserted) {
+      fail_at(location, path, "given twice (first at " + where(source, first->second) + "); keep one");
+    }
     if (const Field* field = find_field(path)) {
       read_field(*field, config, item.second, where(source, item.second.Mark()));
     } else if (prefix.empty() && is_section(key)) {
@@ -108,12 +137,22 @@ void apply_override(const std::string& text, Config& config) {
   DPUNET_CHECK(eq != std::string::npos && eq > 0, "--set ", text, ": expected KEY=VALUE, e.g. optimizer.lr=3e-4");
   const std::string path = text.substr(0, eq);
   const Field* field = find_field(path);
+  if (field == nullptr && is_section(path)) {
+    fail_at("--set " + text, path, "is a section, not a key; set one of its keys (SECTION.KEY=VALUE)");
+  }
   if (field == nullptr) fail_at("--set " + text, path, "unknown key; did you mean '" + nearest_key(path) + "'?");
+  // A value is taken as written (a run directory named "exp #2" or "*latest" stays
+  // whole); only a list in brackets, and an empty value or null, are read as YAML.
+  const std::string raw = text.substr(eq + 1);
   YAML::Node value;
-  try {
-    value = YAML::Load(text.substr(eq + 1));
-  } catch (const YAML::Exception& e) {
-    fail_at("--set " + text, path, std::string("not a YAML value: ") + e.msg);
+  if (raw.empty() || raw == "null" || raw == "~" || raw.front() == '[' || raw.front() == '{') {
+    try {
+      value = YAML::Load(raw);
+    } catch (const YAML::Exception& e) {
+      fail_at("--set " + text, path, std::string("not a YAML value: ") + e.msg);
+    }
+  } else {
+    value = YAML::Node(raw);
   }
   read_field(*field, config, value, "--set " + text);
 }
@@ -125,12 +164,18 @@ namespace {
 Config parse(const std::string& yaml_text, const std::string& source, const std::vector<std::string>& overrides,
              std::vector<std::string>* unknown) {
   Config config;
-  YAML::Node root;
+  std::vector<YAML::Node> documents;
   try {
-    root = YAML::Load(yaml_text);
+    documents = YAML::LoadAll(yaml_text);
   } catch (const YAML::ParserException& e) {
     throw Error(where(source, e.mark) + ": not valid YAML: " + e.msg);
   }
+  // Only one document would be read; keys after a '---' would be lost unseen.
+  if (documents.size() > 1) {
+    throw Error(where(source, documents[1].Mark()) +
+                ": a second YAML document ('---'); a config is one document, put every key in it");
+  }
+  const YAML::Node root = documents.empty() ? YAML::Node() : documents.front();
   if (!root.IsNull()) read_mapping(root, "", config, source, unknown);
   for (const std::string& text : overrides) apply_override(text, config);
   validate(config, source);
@@ -152,10 +197,14 @@ Config parse_saved_config(const std::string& yaml_text, const std::string& sourc
 }
 
 Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  std::error_code ec;
+  // A directory opens as an empty stream, which would read as the defaults.
+  DPUNET_CHECK(!std::filesystem::is_directory(path, ec), path, ": is a folder; give the config file (a .yaml)");
   std::ifstream in(path);
   DPUNET_CHECK(in, path, ": cannot read the config file");
   std::stringstream text;
   text << in.rdbuf();
+  DPUNET_CHECK(!in.bad(), path, ": reading the config file failed");
   return parse_config(text.str(), path, overrides);
 }
 
@@ -171,22 +220,33 @@ std::string to_yaml(const Config& config) {
   return std::string(out.c_str()) + "\n";
 }
 
-std::vector<std::string> model_differences(const Config& a, const Config& b) {
-  std::vector<std::string> differences;
+namespace {
+
+std::vector<std::string> differing_keys(const Config& a, const Config& b, bool (*compared)(const std::string& path)) {
+  std::vector<std::string> found;
   for (const Field& f : fields()) {
-    // Checkpointing and kernel fusion change how forward and backward run, not the weights.
-    if (f.path.rfind("model.", 0) != 0 || f.path == "model.checkpointing" || f.path == "model.fuse_norm_relu" ||
-        f.path == "model.pool_concat_kernels") {
-      continue;
-    }
+    if (!compared(f.path)) continue;
     YAML::Emitter left, right;
     left << f.write(a);
     right << f.write(b);
-    if (std::string(left.c_str()) != right.c_str()) {
-      differences.push_back(f.path + ": " + left.c_str() + " vs " + right.c_str());
-    }
+    if (std::string(left.c_str()) != right.c_str())
+      found.push_back(f.path + ": " + left.c_str() + " vs " + right.c_str());
   }
-  return differences;
+  return found;
+}
+
+}  // namespace
+
+std::vector<std::string> model_differences(const Config& a, const Config& b) {
+  return differing_keys(a, b, [](const std::string& path) {
+    // Checkpointing and kernel fusion change how forward and backward run, not the weights.
+    return path.rfind("model.", 0) == 0 && path != "model.checkpointing" && path != "model.fuse_norm_relu" &&
+           path != "model.pool_concat_kernels";
+  });
+}
+
+std::vector<std::string> differences(const Config& a, const Config& b) {
+  return differing_keys(a, b, [](const std::string&) { return true; });
 }
 
 }  // namespace dpunet::config

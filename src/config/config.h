@@ -155,5 +155,7 @@ std::string to_yaml(const Config& config);
 // The keys a model needs to be the same to load a checkpoint into it; the differing
 // ones between two configs ("model.depth: 4 vs 3").
 std::vector<std::string> model_differences(const Config& a, const Config& b);
+// Every key that differs between two configs, in the same form and schema order.
+std::vector<std::string> differences(const Config& a, const Config& b);
 
 }  // namespace dpunet::config

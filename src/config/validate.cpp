@@ -1,6 +1,8 @@
 // Cross-key validation: contradictions a single key cannot show.
 #include "config/validate.h"
 
+#include <algorithm>
+
 #include "common/error.h"
 #include "model/unet_options.h"
 
@@ -21,6 +23,27 @@ void validate(const Config& c, const std::string& source) {
          detail::concat(c.loss.class_weights.size(), " weights for ", c.model.n_classes, " classes"));
   }
   if (c.loss.ce_weight == 0 && c.loss.dice_weight == 0) fail("loss.ce_weight, loss.dice_weight", "both are 0");
+  const bool any_class_weight =
+      std::any_of(c.loss.class_weights.begin(), c.loss.class_weights.end(), [](double w) { return w > 0; });
+  if (!c.loss.class_weights.empty() && !any_class_weight && c.loss.ce_weight > 0) {
+    fail("loss.class_weights", "every weight is 0, so the cross-entropy would divide by 0; give one above 0");
+  }
+  // The bilinear decoder halves the bottom width (the reference's `factor`).
+  if (c.model.base_channels % 2 != 0) {
+    fail("model.base_channels", detail::concat("must be even, got ", c.model.base_channels));
+  }
+  // Adam divides by sqrt(v) + eps, and v is 0 for a parameter that never had a gradient.
+  if (c.optimizer.name == "adamw" && c.optimizer.eps <= 0) fail("optimizer.eps", "must be above 0 for adamw");
+  if (c.schedule.name == "cosine" && c.schedule.lr_min > c.optimizer.lr) {
+    fail("schedule.lr_min, optimizer.lr",
+         detail::concat("the cosine floor (", c.schedule.lr_min, ") is above the peak (", c.optimizer.lr, ")"));
+  }
+  if (c.distributed.backend == "nccl" && c.run.device == "cpu") {
+    fail("distributed.backend, run.device", "nccl needs CUDA; use mpi or auto on CPU");
+  }
+  if (c.distributed.backend == "mpi" && c.run.device == "cuda") {
+    fail("distributed.backend, run.device", "the mpi backend reduces CPU tensors; use nccl or auto with CUDA");
+  }
   if (c.schedule.warmup_steps >= c.train.steps && c.schedule.warmup_steps > 0) {
     fail("schedule.warmup_steps, train.steps",
          detail::concat("warmup (", c.schedule.warmup_steps, ") must be shorter than the run (", c.train.steps, ")"));

@@ -9,6 +9,7 @@
 
 #include "common/error.h"
 #include "data/image_io.h"
+#include "data/output_folder.h"
 #include "data/random.h"
 #include "data/shard_writer.h"
 
@@ -176,6 +177,7 @@ ImportResult import_image_folders(const ImportOptions& o) {
   std::vector<Pair> train, val;
   for (size_t i = 0; i < pairs.size(); ++i) (is_val[i] ? val : train).push_back(pairs[i]);
 
+  clear_output_folder(o.out_dir, {o.prefix, o.val_prefix}, o.overwrite);
   std::error_code ec;
   fs::create_directories(o.out_dir, ec);
   DPUNET_CHECK(!ec, o.out_dir, ": cannot create the directory: ", ec.message());

@@ -2,6 +2,10 @@
 // squared deviations (two-pass, accurate), all-gathered with counts and combined with
 // Chan's parallel formula. Backward: sum(dy) and sum(dy * xhat) all-reduced; weight and
 // bias gradients stay local (DistributedDataParallel averages them like any other).
+// Statistics, normalisation and gradients are computed in float32 (float64 for double
+// input) whatever the input's type, as ATen's batch norm does under autocast: a bf16
+// mean would be rounded to 8 bits before the ranks' means are combined, shifting every
+// normalised value of a channel with a large mean. The output has the input's type.
 #include "dist/sync_batch_norm.h"
 
 #include <torch/torch.h>
@@ -25,6 +29,10 @@ std::vector<int64_t> reduce_dims(const torch::Tensor& x) {
   return dims;
 }
 
+torch::ScalarType compute_type(const torch::Tensor& x) {
+  return x.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
+}
+
 // [C] -> [1, C, 1, ...] to broadcast against x.
 torch::Tensor per_channel(const torch::Tensor& v, const torch::Tensor& x) {
   std::vector<int64_t> shape(x.dim(), 1);
@@ -41,10 +49,14 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
     const auto dims = reduce_dims(x);
     const int64_t channels = x.size(1);
     const auto stats_options = x.options().dtype(torch::kFloat64);
-    const torch::Tensor local_mean = x.mean(dims).to(torch::kFloat64);
-    const torch::Tensor local_m2 =
-        (x - per_channel(local_mean.to(x.scalar_type()), x)).square().sum(dims).to(torch::kFloat64);
+    const torch::Tensor xc = x.to(compute_type(x));
     const double local_count = static_cast<double>(x.numel() / channels);
+    // A rank with no values adds nothing (the mean of nothing would be NaN, and NaN * 0
+    // is still NaN in the combination below).
+    const torch::Tensor local_mean =
+        local_count > 0 ? xc.mean(dims).to(torch::kFloat64) : torch::zeros({channels}, stats_options);
+    const torch::Tensor local_m2 =
+        (xc - per_channel(local_mean.to(xc.scalar_type()), xc)).square().sum(dims).to(torch::kFloat64);
     // [mean (C), m2 (C), count (1)] per rank.
     const torch::Tensor packed = torch::cat({local_mean, local_m2, torch::full({1}, local_count, stats_options)});
     torch::Tensor gathered = torch::empty({comm.world_size() * packed.numel()}, stats_options);
@@ -62,13 +74,14 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
     running_mean.mul_(1 - momentum).add_(mean.to(running_mean.scalar_type()), momentum);
     running_var.mul_(1 - momentum).add_((m2 / (total - 1)).to(running_var.scalar_type()), momentum);
 
-    const torch::Tensor mean_x = mean.to(x.scalar_type());
-    const torch::Tensor invstd_x = invstd.to(x.scalar_type());
-    const torch::Tensor xhat = (x - per_channel(mean_x, x)) * per_channel(invstd_x, x);
-    ctx->save_for_backward({x, weight, mean_x, invstd_x});
+    const torch::Tensor mean_c = mean.to(xc.scalar_type());
+    const torch::Tensor invstd_c = invstd.to(xc.scalar_type());
+    const torch::Tensor xhat = (xc - per_channel(mean_c, xc)) * per_channel(invstd_c, xc);
+    ctx->save_for_backward({x, weight, mean_c, invstd_c});
     ctx->saved_data["comm"] = c10::IValue::make_capsule(holder);
     ctx->saved_data["total"] = total;
-    return xhat * per_channel(weight, x) + per_channel(bias, x);
+    return (xhat * per_channel(weight.to(xc.scalar_type()), xc) + per_channel(bias.to(xc.scalar_type()), xc))
+        .to(x.scalar_type());
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
@@ -76,9 +89,10 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
     const torch::Tensor &x = saved[0], &weight = saved[1], &mean = saved[2], &invstd = saved[3];
     Communicator& comm = *c10::static_intrusive_pointer_cast<CommHolder>(ctx->saved_data["comm"].toCapsule())->comm;
     const double total = ctx->saved_data["total"].toDouble();
-    const torch::Tensor dy = grad_outputs[0].contiguous();
+    const torch::Tensor xc = x.to(compute_type(x));
+    const torch::Tensor dy = grad_outputs[0].to(xc.scalar_type());
     const auto dims = reduce_dims(x);
-    const torch::Tensor xhat = (x - per_channel(mean, x)) * per_channel(invstd, x);
+    const torch::Tensor xhat = (xc - per_channel(mean, xc)) * per_channel(invstd, xc);
     const torch::Tensor sum_dy = dy.sum(dims);
     const torch::Tensor sum_dy_xhat = (dy * xhat).sum(dims);
     // Global sums over every rank's share of the batch.
@@ -87,10 +101,16 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
     const int64_t channels = x.size(1);
     const torch::Tensor mean_dy = global.narrow(0, 0, channels) / total;
     const torch::Tensor mean_dy_xhat = global.narrow(0, channels, channels) / total;
-    const torch::Tensor dx =
-        (dy - per_channel(mean_dy, x) - xhat * per_channel(mean_dy_xhat, x)) * per_channel(invstd * weight, x);
-    return {
-        dx, sum_dy_xhat, sum_dy, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    const torch::Tensor dx = (dy - per_channel(mean_dy, xc) - xhat * per_channel(mean_dy_xhat, xc)) *
+                             per_channel(invstd * weight.to(xc.scalar_type()), xc);
+    return {dx.to(x.scalar_type()),
+            sum_dy_xhat.to(weight.scalar_type()),
+            sum_dy.to(weight.scalar_type()),
+            torch::Tensor(),
+            torch::Tensor(),
+            torch::Tensor(),
+            torch::Tensor(),
+            torch::Tensor()};
   }
 };
 
@@ -124,8 +144,10 @@ torch::Tensor SyncBatchNormImpl::forward(const torch::Tensor& input) {
     torch::NoGradGuard no_grad;
     num_batches_tracked.add_(1);
   }
-  return SyncBatchNormFunction::apply(input.contiguous(), weight, bias, running_mean, running_var, options_.eps,
-                                      options_.momentum, c10::make_intrusive<CommHolder>(comm_.get()));
+  // In its own memory format: an NHWC map stays NHWC for the layers after this one.
+  return SyncBatchNormFunction::apply(input.contiguous(input.suggest_memory_format()), weight, bias, running_mean,
+                                      running_var, options_.eps, options_.momentum,
+                                      c10::make_intrusive<CommHolder>(comm_.get()));
 }
 
 }  // namespace dpunet::dist

@@ -134,6 +134,11 @@ std::vector<std::pair<torch::Tensor, torch::Tensor>> snapshot_buffers(torch::nn:
 }
 
 variable_list CheckpointFunction::backward(AutogradContext* ctx, variable_list& grad_outputs) {
+  // The recomputed graph is run by a nested backward without create_graph, and the
+  // inputs' gradients come from detached copies: a second derivative would be wrong.
+  DPUNET_CHECK(!torch::GradMode::is_enabled(),
+               "checkpointed blocks have no double backward (create_graph); set model.checkpointing none to "
+               "differentiate twice");
   auto recompute = c10::static_intrusive_pointer_cast<Recompute>(ctx->saved_data["recompute"].toCapsule());
   const variable_list saved = ctx->get_saved_variables();
 

@@ -88,6 +88,10 @@ class BatchNormReluFunction : public torch::autograd::Function<BatchNormReluFunc
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grad_outputs) {
+    // Raw kernels: a graph of their gradients (create_graph) would silently drop terms.
+    DPUNET_CHECK(!torch::GradMode::is_enabled(),
+                 "the fused BatchNorm+ReLU kernels have no double backward; set model.fuse_norm_relu false to "
+                 "differentiate twice");
     const auto saved = ctx->get_saved_variables();
     const torch::Tensor &x = saved[0], &weight = saved[1], &bias = saved[2];
     const c10::cuda::CUDAGuard guard(x.device());

@@ -85,6 +85,10 @@ class MaxPoolFunction : public torch::autograd::Function<MaxPoolFunction> {
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grad_outputs) {
+    // A raw kernel: a graph of its gradient (create_graph) would silently drop terms.
+    DPUNET_CHECK(!torch::GradMode::is_enabled(),
+                 "dpunet's max pooling kernel has no double backward; set model.pool_concat_kernels false to "
+                 "differentiate twice");
     const at::Tensor x = ctx->get_saved_variables()[0];
     const at::Tensor dy = nhwc_aligned(grad_outputs[0]);
     const cuda::PoolGeometry g = geometry(x);

@@ -57,6 +57,10 @@ class ConcatSplitFunction : public torch::autograd::Function<ConcatSplitFunction
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grad_outputs) {
+    // A raw kernel: a graph of its gradient (create_graph) would silently drop terms.
+    DPUNET_CHECK(!torch::GradMode::is_enabled(),
+                 "dpunet's concatenation kernel has no double backward; set model.pool_concat_kernels false to "
+                 "differentiate twice");
     const at::Tensor grad = nhwc_aligned(grad_outputs[0]);
     const std::vector<int64_t> skip_sizes = ctx->saved_data["skip_sizes"].toIntVector();
     const int64_t skip_channels = skip_sizes[1];

@@ -202,6 +202,14 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
     start = resume_position(*loaded, *saved);
   }
   resolve_normalization(saved);
+  if (saved) {
+    // A resumed run takes the new config (its normalisation statistics resolved as the
+    // checkpoint's); which keys changed belongs in the run's log: a longer run, another
+    // learning rate, or another run's config given by mistake.
+    std::string changed;
+    for (const auto& d : config::differences(*saved, config_)) changed += "\n  " + d;
+    if (!changed.empty()) logger_.info("keys changed from the checkpoint's config:" + changed);
+  }
   prepare_run_directory(loaded);
   loader_ = std::make_unique<data::Loader>(
       train_data_,

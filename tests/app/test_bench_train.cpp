@@ -2,9 +2,10 @@
 // layers took dpunet's own kernels (never on the CPU; always on a GPU in bf16 NHWC).
 #include <fstream>
 #include <sstream>
+#include <vector>
 
-#include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
+#include "support/catch.h"
 
 #include "support/own_kernels.h"
 #include "support/run_command.h"
@@ -62,7 +63,7 @@ TEST_CASE("bench train checkpoints the blocks a policy or a list names, and refu
                                    " bench train --size 64 --batch 2 --steps 1 --warmup 0 --base-channels 8 --depth 2 "
                                    "--device cpu --checkpointing on --blocks inc,up3 2>&1");
   CHECK(refused.exit_code != 0);
-  CHECK_THAT(refused.output, Catch::Contains("no block 'up3'") && Catch::Contains("inc down1 down2 up1 up2 outc"));
+  CHECK_THAT(refused.output, HasSubstr("no block 'up3'") && HasSubstr("inc down1 down2 up1 up2 outc"));
 }
 
 TEST_CASE("bench train's model takes dpunet's kernels in every layer on a GPU in bf16 NHWC", "[gpu]") {
@@ -78,5 +79,23 @@ TEST_CASE("bench train's model takes dpunet's kernels in every layer on a GPU in
   for (const char* kernel : kKernels) {
     INFO(kernel << ": " << out["kernels_applied"][kernel].dump());
     CHECK(out["kernels_applied"][kernel]["dpunet"] == 0);
+  }
+}
+
+TEST_CASE("bench commands refuse counts and choices they cannot measure", "[app]") {
+  struct Case {
+    std::string arguments, named;
+  };
+  for (const Case& c : std::vector<Case>{{"train --steps 0", "--steps"},
+                                         {"train --precision fp16", "--precision"},
+                                         {"train --checkpointing yes", "--checkpointing"},
+                                         {"train --device cpu --precision bf16", "needs a GPU"},
+                                         {"ddp --repeats 0", "--repeats"},
+                                         {"predict --batch 0", "--batch"},
+                                         {"model --batch 0", "--batch"}}) {
+    const auto result = run_command(DPUNET_BINARY " bench " + c.arguments + " 2>&1");
+    INFO(c.arguments << "\n" << result.output);
+    CHECK(result.exit_code != 0);
+    CHECK_THAT(result.output, HasSubstr(c.named));
   }
 }

@@ -1,6 +1,6 @@
 // `dpunet plot` on metrics that a real run can leave behind: a diverged loss (written as
 // null) and a last line cut short by a killed process.
-#include <catch2/catch.hpp>
+#include "support/catch.h"
 
 #include <filesystem>
 
@@ -8,8 +8,6 @@
 #include "data/image_io.h"
 #include "support/run_command.h"
 #include "support/temp_dir.h"
-
-using Catch::Matchers::Contains;
 
 TEST_CASE("plot draws what it can and says which lines it skipped", "[app]") {
   dpunet::test::TempDir dir;
@@ -21,9 +19,9 @@ TEST_CASE("plot draws what it can and says which lines it skipped", "[app]") {
   const auto plot = dpunet::test::run_command(DPUNET_BINARY " plot " + dir.path() + " 2>&1");
   INFO(plot.output);
   REQUIRE(plot.exit_code == 0);
-  CHECK_THAT(plot.output, Contains("skipped 1 line(s)") && Contains("line 4"));
+  CHECK_THAT(plot.output, HasSubstr("skipped 1 line(s)") && HasSubstr("line 4"));
   CHECK(dpunet::data::read_image(dir / "curves.png").width == 1000);
   const auto missing = dpunet::test::run_command(DPUNET_BINARY " plot " + dir / "nothing" + " 2>&1");
   CHECK(missing.exit_code != 0);
-  CHECK_THAT(missing.output, Contains("cannot read"));
+  CHECK_THAT(missing.output, HasSubstr("cannot read"));
 }

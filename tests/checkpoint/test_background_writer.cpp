@@ -1,6 +1,6 @@
 // BackgroundWriter: jobs run one at a time, in order, off the caller's thread, and a
 // failure comes back to the caller at the next submit() or wait().
-#include <catch2/catch.hpp>
+#include "support/catch.h"
 
 #include <atomic>
 #include <chrono>

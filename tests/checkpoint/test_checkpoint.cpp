@@ -1,7 +1,7 @@
 // Checkpoints: exact round trip of model, optimizer and state; damage detected before
 // loading; the store's latest/best/keep-K rules and its fallback past a damaged file.
 #include <torch/torch.h>
-#include <catch2/catch.hpp>
+#include "support/catch.h"
 
 #include <unistd.h>
 
@@ -14,7 +14,6 @@
 #include "support/temp_dir.h"
 #include "train/optimizer.h"
 
-using Catch::Matchers::Contains;
 using dpunet::checkpoint::LoadedCheckpoint;
 
 namespace {
@@ -113,20 +112,20 @@ TEST_CASE("damaged checkpoints are detected before loading", "[checkpoint]") {
   std::string bytes = dpunet::read_file(dir / "a.ckpt");
   SECTION("truncated") {
     dpunet::write_file_atomically(dir / "a.ckpt", bytes.substr(0, bytes.size() / 2));
-    CHECK_THROWS_WITH(LoadedCheckpoint(dir / "a.ckpt"), Contains(dir / "a.ckpt") && Contains("truncated"));
+    CHECK_THROWS_WITH(LoadedCheckpoint(dir / "a.ckpt"), HasSubstr(dir / "a.ckpt") && HasSubstr("truncated"));
   }
   SECTION("a flipped byte") {
     bytes[bytes.size() - 100] ^= 0x40;
     dpunet::write_file_atomically(dir / "a.ckpt", bytes);
-    CHECK_THROWS_WITH(LoadedCheckpoint(dir / "a.ckpt"), Contains("checksum mismatch"));
+    CHECK_THROWS_WITH(LoadedCheckpoint(dir / "a.ckpt"), HasSubstr("checksum mismatch"));
   }
   SECTION("another kind of file") {
     dpunet::write_file_atomically(dir / "a.ckpt", "hello");
-    CHECK_THROWS_WITH(LoadedCheckpoint(dir / "a.ckpt"), Contains("not a dpunet checkpoint"));
+    CHECK_THROWS_WITH(LoadedCheckpoint(dir / "a.ckpt"), HasSubstr("not a dpunet checkpoint"));
   }
   std::string why;
   CHECK_FALSE(dpunet::checkpoint::is_valid_checkpoint(dir / "a.ckpt", &why));
-  CHECK_THAT(why, Contains(dir / "a.ckpt"));
+  CHECK_THAT(why, HasSubstr(dir / "a.ckpt"));
 }
 
 TEST_CASE("the store keeps the last K and the best, and resumes past damage", "[checkpoint]") {
@@ -149,7 +148,7 @@ TEST_CASE("the store keeps the last K and the best, and resumes past damage", "[
   std::filesystem::resize_file(store.path_for_step(40), 100);
   CHECK(*store.latest_valid(warn) == store.path_for_step(30));
   REQUIRE(warnings.size() == 1);
-  CHECK_THAT(warnings[0], Contains("step-00000040.ckpt") && Contains("truncated"));
+  CHECK_THAT(warnings[0], HasSubstr("step-00000040.ckpt") && HasSubstr("truncated"));
   CHECK_FALSE(dpunet::checkpoint::CheckpointStore(dir / "elsewhere").latest_valid(warn));
 }
 
@@ -229,10 +228,10 @@ TEST_CASE("a restored optimizer keeps the hyper-parameters it was built with", "
 TEST_CASE("a failed atomic write leaves the previous file intact", "[checkpoint]") {
   dpunet::test::TempDir dir;
   dpunet::write_file_atomically(dir / "f", "old");
-  CHECK_THROWS_WITH(dpunet::write_file_atomically(dir / "missing/f", "new"), Contains(dir / "missing/f"));
+  CHECK_THROWS_WITH(dpunet::write_file_atomically(dir / "missing/f", "new"), HasSubstr(dir / "missing/f"));
   // The temporary file cannot be created (a directory holds its name): the write fails
   // and the file it would have replaced is untouched.
   std::filesystem::create_directories(dir / ("f.tmp." + std::to_string(getpid())));
-  CHECK_THROWS_WITH(dpunet::write_file_atomically(dir / "f", "new"), Contains("cannot write"));
+  CHECK_THROWS_WITH(dpunet::write_file_atomically(dir / "f", "new"), HasSubstr("cannot write"));
   CHECK(dpunet::read_file(dir / "f") == "old");
 }

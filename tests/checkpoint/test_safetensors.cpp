@@ -1,7 +1,7 @@
 // safetensors: round trips of every dtype, and a clear error for each way a hand-made
 // file can be malformed; weights that do not fit a model are listed by name.
 #include <torch/torch.h>
-#include <catch2/catch.hpp>
+#include "support/catch.h"
 
 #include <nlohmann/json.hpp>
 
@@ -10,7 +10,6 @@
 #include "common/atomic_file.h"
 #include "support/temp_dir.h"
 
-using Catch::Matchers::Contains;
 using dpunet::checkpoint::parse_safetensors;
 
 namespace {
@@ -60,33 +59,33 @@ TEST_CASE("malformed safetensors files are rejected with the reason", "[checkpoi
   const std::string eight(8, 'x');
   const std::string ok = R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}})";
   CHECK_NOTHROW(parse_safetensors(make_file(ok, eight), "f"));
-  CHECK_THROWS_WITH(parse_safetensors("abc", "f"), Contains("f: too short"));
-  CHECK_THROWS_WITH(parse_safetensors(make_file(ok, eight, 1 << 20), "f"), Contains("bad header length"));
-  CHECK_THROWS_WITH(parse_safetensors(make_file("{not json", eight), "f"), Contains("not valid JSON"));
-  CHECK_THROWS_WITH(parse_safetensors(make_file("[1, 2]", ""), "f"), Contains("must be a JSON object"));
+  CHECK_THROWS_WITH(parse_safetensors("abc", "f"), HasSubstr("f: too short"));
+  CHECK_THROWS_WITH(parse_safetensors(make_file(ok, eight, 1 << 20), "f"), HasSubstr("bad header length"));
+  CHECK_THROWS_WITH(parse_safetensors(make_file("{not json", eight), "f"), HasSubstr("not valid JSON"));
+  CHECK_THROWS_WITH(parse_safetensors(make_file("[1, 2]", ""), "f"), HasSubstr("must be a JSON object"));
   CHECK_THROWS_WITH(
       parse_safetensors(make_file(R"({"a": {"dtype": "F12", "shape": [2], "data_offsets": [0, 8]}})", eight), "f"),
-      Contains("tensor 'a'") && Contains("unknown dtype"));
+      HasSubstr("tensor 'a'") && HasSubstr("unknown dtype"));
   CHECK_THROWS_WITH(
       parse_safetensors(make_file(R"({"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}})", eight), "f"),
-      Contains("needs 12"));
+      HasSubstr("needs 12"));
   CHECK_THROWS_WITH(
       parse_safetensors(make_file(R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [8, 16]}})", eight), "f"),
-      Contains("beyond the data"));
+      HasSubstr("beyond the data"));
   CHECK_THROWS_WITH(parse_safetensors(make_file(R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
                                                     "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}})",
                                                 std::string(12, 'x')),
                                       "f"),
-                    Contains("overlaps"));
+                    HasSubstr("overlaps"));
   CHECK_THROWS_WITH(
       parse_safetensors(make_file(R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}})", eight), "f"),
-      Contains("gap of 4 bytes"));
-  CHECK_THROWS_WITH(parse_safetensors(make_file(ok, eight + "tail"), "f"), Contains("4 bytes after the last tensor"));
+      HasSubstr("gap of 4 bytes"));
+  CHECK_THROWS_WITH(parse_safetensors(make_file(ok, eight + "tail"), "f"), HasSubstr("4 bytes after the last tensor"));
   CHECK_THROWS_WITH(parse_safetensors(make_file(R"({"a": {"dtype": "F32", "shape": [2]}})", eight), "f"),
-                    Contains("needs dtype, shape and data_offsets"));
+                    HasSubstr("needs dtype, shape and data_offsets"));
   CHECK_THROWS_WITH(
       parse_safetensors(make_file(R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [8, 0]}})", eight), "f"),
-      Contains("end before they begin"));
+      HasSubstr("end before they begin"));
 }
 
 TEST_CASE("weights that do not fit a model are listed by name and shape", "[checkpoint]") {
@@ -96,9 +95,9 @@ TEST_CASE("weights that do not fit a model are listed by name and shape", "[chec
   state.pop_back();                        // bias: missing
   state.emplace_back("extra", torch::zeros({1}));
   CHECK_THROWS_WITH(dpunet::checkpoint::load_state(*model, state, "w.safetensors"),
-                    Contains("w.safetensors") && Contains("3 differences") &&
-                        Contains("weight: file [2, 4], model [2, 3]") && Contains("missing bias") &&
-                        Contains("unexpected extra"));
+                    HasSubstr("w.safetensors") && HasSubstr("3 differences") &&
+                        HasSubstr("weight: file [2, 4], model [2, 3]") && HasSubstr("missing bias") &&
+                        HasSubstr("unexpected extra"));
   const auto good = dpunet::checkpoint::module_state(*torch::nn::Linear(3, 2));
   dpunet::checkpoint::load_state(*model, good, "w");
   CHECK(torch::equal(model->weight, good[0].second));

@@ -1,13 +1,12 @@
 // Config: defaults, overrides, printing, and an error naming file, line, column and key
 // for each kind of mistake.
-#include <catch2/catch.hpp>
+#include "support/catch.h"
 
 #include <fstream>
 
 #include "config/config.h"
 #include "config/fields.h"
 
-using Catch::Matchers::Contains;
 using dpunet::config::parse_config;
 
 TEST_CASE("an empty config gives the defaults, and printing round-trips", "[config]") {
@@ -20,7 +19,7 @@ TEST_CASE("an empty config gives the defaults, and printing round-trips", "[conf
 
 TEST_CASE("numbers print as their shortest exact decimal", "[config]") {
   auto config = parse_config("", "empty.yaml");
-  CHECK_THAT(dpunet::config::to_yaml(config), Contains("beta1: 0.9\n") && Contains("momentum: 0.99\n"));
+  CHECK_THAT(dpunet::config::to_yaml(config), HasSubstr("beta1: 0.9\n") && HasSubstr("momentum: 0.99\n"));
   // Values that need every digit still read back exactly.
   config.optimizer.lr = 0.1 + 0.2;
   config.optimizer.eps = 1.0 / 3.0;
@@ -45,45 +44,46 @@ TEST_CASE("keys are read into the structs, and --set overrides win", "[config]")
 
 TEST_CASE("config mistakes name the file, line, column and key", "[config]") {
   SECTION("unknown key, with the nearest valid one") {
-    CHECK_THROWS_WITH(parse_config("optimizer:\n  lrr: 0.1\n", "a.yaml"),
-                      Contains("a.yaml:2:3") && Contains("optimizer.lrr") && Contains("did you mean 'optimizer.lr'"));
+    CHECK_THROWS_WITH(parse_config("optimizer:\n  lrr: 0.1\n", "a.yaml"), HasSubstr("a.yaml:2:3") &&
+                                                                              HasSubstr("optimizer.lrr") &&
+                                                                              HasSubstr("did you mean 'optimizer.lr'"));
   }
   SECTION("a key in the wrong section") {
-    CHECK_THROWS_WITH(parse_config("train:\n  lr: 0.1\n", "a.yaml"), Contains("did you mean 'optimizer.lr'"));
+    CHECK_THROWS_WITH(parse_config("train:\n  lr: 0.1\n", "a.yaml"), HasSubstr("did you mean 'optimizer.lr'"));
   }
   SECTION("unknown section") {
     CHECK_THROWS_WITH(parse_config("optimiser:\n  lr: 0.1\n", "a.yaml"),
-                      Contains("a.yaml:1:1") && Contains("did you mean 'optimizer'"));
+                      HasSubstr("a.yaml:1:1") && HasSubstr("did you mean 'optimizer'"));
   }
   SECTION("wrong type") {
     CHECK_THROWS_WITH(
         parse_config("train:\n  steps: many\n", "a.yaml"),
-        Contains("a.yaml:2:10") && Contains("train.steps") && Contains("expected an integer, got 'many'"));
+        HasSubstr("a.yaml:2:10") && HasSubstr("train.steps") && HasSubstr("expected an integer, got 'many'"));
   }
   SECTION("out of range") {
     CHECK_THROWS_WITH(parse_config("augment:\n  flip: 1.5\n", "a.yaml"),
-                      Contains("a.yaml:2:9") && Contains("augment.flip") && Contains("must be in [0, 1]"));
+                      HasSubstr("a.yaml:2:9") && HasSubstr("augment.flip") && HasSubstr("must be in [0, 1]"));
   }
   SECTION("not one of the choices") {
     CHECK_THROWS_WITH(parse_config("model:\n  norm: layer\n", "a.yaml"),
-                      Contains("model.norm") && Contains("batch, instance, group, none, sync_batch"));
+                      HasSubstr("model.norm") && HasSubstr("batch, instance, group, none, sync_batch"));
   }
   SECTION("a patch that valid padding cannot tile") {
     CHECK_THROWS_WITH(parse_config("model:\n  padding: valid\naugment:\n  patch_size: 570\n", "a.yaml"),
-                      Contains("a.yaml") && Contains("augment.patch_size") && Contains("572"));
+                      HasSubstr("a.yaml") && HasSubstr("augment.patch_size") && HasSubstr("572"));
   }
   SECTION("class weights that do not match the classes") {
     CHECK_THROWS_WITH(parse_config("loss:\n  class_weights: [1, 2]\n", "a.yaml"),
-                      Contains("loss.class_weights") && Contains("2 weights for 3 classes"));
+                      HasSubstr("loss.class_weights") && HasSubstr("2 weights for 3 classes"));
   }
   SECTION("broken YAML") {
-    CHECK_THROWS_WITH(parse_config("model: [1, 2\n", "a.yaml"), Contains("a.yaml:") && Contains("not valid YAML"));
+    CHECK_THROWS_WITH(parse_config("model: [1, 2\n", "a.yaml"), HasSubstr("a.yaml:") && HasSubstr("not valid YAML"));
   }
   SECTION("a bad override") {
     CHECK_THROWS_WITH(parse_config("", "a.yaml", {"optimizer.lr=fast"}),
-                      Contains("--set optimizer.lr=fast") && Contains("expected a number"));
-    CHECK_THROWS_WITH(parse_config("", "a.yaml", {"optimiser.lr=1"}), Contains("did you mean 'optimizer.lr'"));
-    CHECK_THROWS_WITH(parse_config("", "a.yaml", {"optimizer.lr"}), Contains("KEY=VALUE"));
+                      HasSubstr("--set optimizer.lr=fast") && HasSubstr("expected a number"));
+    CHECK_THROWS_WITH(parse_config("", "a.yaml", {"optimiser.lr=1"}), HasSubstr("did you mean 'optimizer.lr'"));
+    CHECK_THROWS_WITH(parse_config("", "a.yaml", {"optimizer.lr"}), HasSubstr("KEY=VALUE"));
   }
 }
 
@@ -93,7 +93,7 @@ TEST_CASE("model differences list the keys that change the weights", "[config]")
   const auto b = parse_config("model:\n  depth: 3\n", "b.yaml");
   const auto differences = dpunet::config::model_differences(a, b);
   REQUIRE(differences.size() == 1);  // checkpointing and the kernels used do not change the weights
-  CHECK_THAT(differences[0], Contains("model.depth: 4 vs 3"));
+  CHECK_THAT(differences[0], HasSubstr("model.depth: 4 vs 3"));
 }
 
 TEST_CASE("docs/config.md describes every key", "[config]") {
@@ -118,16 +118,92 @@ TEST_CASE("a saved config skips keys this build does not know, a user's config r
   CHECK(saved.model.depth == 3);
   CHECK(saved.train.steps == 700);
   CHECK(skipped == std::vector<std::string>{"retired", "train.old_key"});
-  CHECK_THROWS_WITH(parse_config(text, "cfg.yaml"), Contains("retired") && Contains("unknown key"));
+  CHECK_THROWS_WITH(parse_config(text, "cfg.yaml"), HasSubstr("retired") && HasSubstr("unknown key"));
   // A known key with a bad value is still an error.
-  CHECK_THROWS_WITH(dpunet::config::parse_saved_config("model: {depth: 0}\n", "a.ckpt"), Contains("model.depth"));
+  CHECK_THROWS_WITH(dpunet::config::parse_saved_config("model: {depth: 0}\n", "a.ckpt"), HasSubstr("model.depth"));
 }
 
 TEST_CASE("normalisation statistics: pairs, one per channel, constant channels allowed", "[config]") {
   const auto c = parse_config("data: {channel_mean: [3.5], channel_std: [0], stats_pixel_type: uint8}\n", "c.yaml");
   CHECK(c.data.channel_std == std::vector<double>{0.0});
-  CHECK_THROWS_WITH(parse_config("data: {channel_mean: [1]}\n", "c.yaml"), Contains("give both or neither"));
+  CHECK_THROWS_WITH(parse_config("data: {channel_mean: [1]}\n", "c.yaml"), HasSubstr("give both or neither"));
   CHECK_THROWS_WITH(parse_config("data: {channel_mean: [1, 2], channel_std: [1, 1]}\n", "c.yaml"),
-                    Contains("2 values for 1 channels"));
-  CHECK_THROWS_WITH(parse_config("data: {stats_pixel_type: int8}\n", "c.yaml"), Contains("data.stats_pixel_type"));
+                    HasSubstr("2 values for 1 channels"));
+  CHECK_THROWS_WITH(parse_config("data: {stats_pixel_type: int8}\n", "c.yaml"), HasSubstr("data.stats_pixel_type"));
+}
+
+TEST_CASE("config files that would be misread are refused, naming the place", "[config]") {
+  SECTION("a key given twice, which yaml-cpp would let the later one win") {
+    CHECK_THROWS_WITH(parse_config("train:\n  steps: 5\ntrain:\n  steps: 500\n", "a.yaml"),
+                      HasSubstr("a.yaml:3:1") && HasSubstr("train") && HasSubstr("given twice (first at a.yaml:1:1)"));
+    CHECK_THROWS_WITH(parse_config("train:\n  steps: 5\n  steps: 7\n", "a.yaml"),
+                      HasSubstr("a.yaml:3:3") && HasSubstr("train.steps") && HasSubstr("given twice"));
+  }
+  SECTION("a second document, which would not be read") {
+    CHECK_THROWS_WITH(parse_config("train:\n  steps: 5\n---\ntrain:\n  steps: 7\n", "a.yaml"),
+                      HasSubstr("a.yaml:4") && HasSubstr("second YAML document"));
+  }
+  SECTION("a key that is not a name") {
+    CHECK_THROWS_WITH(parse_config("[a, b]: 1\n", "a.yaml"),
+                      HasSubstr("a.yaml:1:1") && HasSubstr("a key must be a plain name"));
+  }
+  SECTION("a folder given as the config") {
+    CHECK_THROWS_WITH(dpunet::config::load_config(DPUNET_SOURCE_DIR "/configs"), HasSubstr("/configs: is a folder"));
+  }
+  SECTION("values that are not finite") {
+    CHECK_THROWS_WITH(parse_config("loss:\n  ce_weight: .inf\n", "a.yaml"),
+                      HasSubstr("loss.ce_weight") && HasSubstr("expected a finite number"));
+    CHECK_THROWS_WITH(parse_config("", "a.yaml", {"optimizer.grad_clip=.nan"}), HasSubstr("optimizer.grad_clip"));
+  }
+}
+
+TEST_CASE("a section whose keys are all commented out is empty", "[config]") {
+  const auto config = parse_config("augment:\n  # flip: 0\ntrain:\n  steps: 700\n", "a.yaml");
+  CHECK(config.augment.flip == dpunet::config::Config{}.augment.flip);
+  CHECK(config.train.steps == 700);
+}
+
+TEST_CASE("unknown keys suggest the nearest key in the same section first", "[config]") {
+  auto suggestion = [](const std::string& yaml) {
+    try {
+      parse_config(yaml, "a.yaml");
+    } catch (const std::exception& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  CHECK_THAT(suggestion("checkpoint:\n  keep: 3\n"), HasSubstr("did you mean 'checkpoint.keep_last'"));
+  CHECK_THAT(suggestion("validation:\n  every: 3\n"), HasSubstr("did you mean 'validation.every_steps'"));
+  CHECK_THAT(suggestion("lr: 0.01\n"), HasSubstr("did you mean 'optimizer.lr'"));
+  CHECK_THAT(suggestion("schedul:\n  name: poly\n"), HasSubstr("did you mean 'schedule'"));
+  CHECK_THROWS_WITH(parse_config("", "a.yaml", {"schedul.name=poly"}), HasSubstr("did you mean 'schedule.name'"));
+  CHECK_THROWS_WITH(parse_config("", "a.yaml", {"optimizer=1"}),
+                    HasSubstr("--set optimizer=1") && HasSubstr("is a section, not a key"));
+}
+
+TEST_CASE("--set takes a text value as written", "[config]") {
+  const auto config = parse_config("", "a.yaml", {"run.dir=runs/exp #2", "data.val=*latest.h5", "data.val=&x"});
+  CHECK(config.run.dir == "runs/exp #2");
+  CHECK(config.data.val == "&x");
+  CHECK(parse_config("", "a.yaml", {"loss.class_weights=[1, 2, 3]"}).loss.class_weights.size() == 3);
+  CHECK(parse_config("loss:\n  class_weights: [1, 2, 3]\n", "a.yaml", {"loss.class_weights="})
+            .loss.class_weights.empty());
+  CHECK(parse_config("", "a.yaml", {"optimizer.lr=3e-4"}).optimizer.lr == 3e-4);
+  CHECK(parse_config("", "a.yaml", {"model.bilinear=true"}).model.bilinear);
+}
+
+TEST_CASE("contradicting or unusable values are refused before a run starts", "[config]") {
+  CHECK_THROWS_WITH(parse_config("", "a.yaml", {"model.base_channels=3"}),
+                    HasSubstr("model.base_channels") && HasSubstr("must be even"));
+  CHECK_THROWS_WITH(parse_config("", "a.yaml", {"optimizer.eps=0"}), HasSubstr("optimizer.eps"));
+  CHECK_NOTHROW(parse_config("", "a.yaml", {"optimizer.name=sgd", "optimizer.eps=0"}));
+  CHECK_THROWS_WITH(parse_config("", "a.yaml", {"schedule.lr_min=0.1"}),
+                    HasSubstr("schedule.lr_min, optimizer.lr") && HasSubstr("above the peak"));
+  CHECK_THROWS_WITH(parse_config("", "a.yaml", {"loss.class_weights=[0, 0, 0]"}),
+                    HasSubstr("loss.class_weights") && HasSubstr("every weight is 0"));
+  CHECK_NOTHROW(parse_config("", "a.yaml", {"loss.class_weights=[0, 0, 0]", "loss.ce_weight=0"}));
+  CHECK_THROWS_WITH(parse_config("", "a.yaml", {"run.device=cpu", "distributed.backend=nccl"}),
+                    HasSubstr("distributed.backend, run.device") && HasSubstr("nccl needs CUDA"));
+  CHECK_THROWS_WITH(parse_config("", "a.yaml", {"run.device=cuda", "distributed.backend=mpi"}),
+                    HasSubstr("distributed.backend, run.device"));
 }

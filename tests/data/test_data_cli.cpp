@@ -1,6 +1,6 @@
 // `dpunet data ...` end to end: synth, inspect --verify, and bad input reported as one
 // clear line that names the file, never as an HDF5 error stack.
-#include <catch2/catch.hpp>
+#include "support/catch.h"
 
 #include <filesystem>
 
@@ -8,7 +8,6 @@
 #include "support/shard_fixture.h"
 #include "support/temp_dir.h"
 
-using Catch::Matchers::Contains;
 using dpunet::test::run_command;
 
 TEST_CASE("dpunet data synth and inspect --verify", "[data][cli]") {
@@ -22,8 +21,37 @@ TEST_CASE("dpunet data synth and inspect --verify", "[data][cli]") {
   const auto inspect = run_command(DPUNET_BINARY " data inspect '" + dir / "train-*.h5" + "' --verify 2>&1");
   INFO(inspect.output);
   CHECK(inspect.exit_code == 0);
-  CHECK_THAT(inspect.output, Contains("6 samples in 2 shards") && Contains("[6, 1, 48, 48] uint8") &&
-                                 Contains("gzip") && Contains("class 2 (border)") && Contains("6 samples good, 0 bad"));
+  CHECK_THAT(inspect.output, HasSubstr("6 samples in 2 shards") && HasSubstr("[6, 1, 48, 48] uint8") &&
+                                 HasSubstr("gzip") && HasSubstr("class 2 (border)") &&
+                                 HasSubstr("6 samples good, 0 bad"));
+}
+
+TEST_CASE("data synth into a folder holding shards refuses, or replaces them all with --overwrite", "[data][cli]") {
+  dpunet::test::TempDir dir;
+  const std::string synth = DPUNET_BINARY " data synth --out " + dir.path() + " --size 16 --val-samples 2 ";
+  REQUIRE(run_command(synth + "--samples 8 --shards 4 2>&1").exit_code == 0);
+  const auto again = run_command(synth + "--samples 4 --shards 2 2>&1");
+  CHECK(again.exit_code != 0);
+  CHECK_THAT(again.output,
+             HasSubstr(dir / "train-00000.h5") && HasSubstr("already holds 5 shard(s)") && HasSubstr("--overwrite"));
+  CHECK(std::filesystem::exists(dir / "train-00003.h5"));  // nothing touched
+  const auto replaced = run_command(synth + "--samples 4 --shards 2 --overwrite 2>&1");
+  INFO(replaced.output);
+  REQUIRE(replaced.exit_code == 0);
+  // The old dataset's higher-numbered shards would otherwise join the new one's glob.
+  CHECK_FALSE(std::filesystem::exists(dir / "train-00002.h5"));
+  const auto inspect = run_command(DPUNET_BINARY " data inspect '" + dir / "train-*.h5" + "' 2>&1");
+  CHECK_THAT(inspect.output, HasSubstr("4 samples in 2 shards"));
+}
+
+TEST_CASE("data synth --size takes whole positive numbers only", "[data][cli]") {
+  dpunet::test::TempDir dir;
+  for (const std::string size : {"128x128x3", "1e3", "0", "64x", "x64"}) {
+    const auto synth = run_command(DPUNET_BINARY " data synth --out " + dir.path() + " --size " + size + " 2>&1");
+    INFO(size);
+    CHECK(synth.exit_code != 0);
+    CHECK_THAT(synth.output, HasSubstr("--size must be S or HxW") && HasSubstr("'" + size + "'"));
+  }
 }
 
 TEST_CASE("a dataset of more shards than the soft open-file limit opens", "[data][cli]") {
@@ -36,7 +64,7 @@ TEST_CASE("a dataset of more shards than the soft open-file limit opens", "[data
       run_command("bash -c \"ulimit -Sn 48 && " DPUNET_BINARY " data inspect '" + dir / "train-*.h5" + "'\" 2>&1");
   INFO(inspect.output);
   CHECK(inspect.exit_code == 0);
-  CHECK_THAT(inspect.output, Contains("80 samples in 80 shards"));
+  CHECK_THAT(inspect.output, HasSubstr("80 samples in 80 shards"));
 }
 
 TEST_CASE("bad shards are one error line naming the file, not an HDF5 dump", "[data][cli]") {
@@ -47,8 +75,8 @@ TEST_CASE("bad shards are one error line naming the file, not an HDF5 dump", "[d
   const auto result = run_command(DPUNET_BINARY " data inspect " + dir / "cut.h5" + " 2>&1");
   INFO(result.output);
   CHECK(result.exit_code != 0);
-  CHECK_THAT(result.output, Contains("dpunet: error") && Contains(dir / "cut.h5"));
-  CHECK_THAT(result.output, !Contains("HDF5-DIAG") && !Contains("#000"));
+  CHECK_THAT(result.output, HasSubstr("dpunet: error") && HasSubstr(dir / "cut.h5"));
+  CHECK_THAT(result.output, !HasSubstr("HDF5-DIAG") && !HasSubstr("#000"));
   CHECK(std::count(result.output.begin(), result.output.end(), '\n') == 1);
 }
 
@@ -61,5 +89,5 @@ TEST_CASE("inspect --verify lists every bad sample and fails", "[data][cli]") {
   INFO(result.output);
   CHECK(result.exit_code != 0);
   CHECK_THAT(result.output,
-             Contains("sample 0: mask label 7") && Contains("sample 1: mask label 7") && Contains("2 bad samples"));
+             HasSubstr("sample 0: mask label 7") && HasSubstr("sample 1: mask label 7") && HasSubstr("2 bad samples"));
 }

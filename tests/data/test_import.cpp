@@ -1,7 +1,7 @@
 // Folder import: PNG and TIFF, 8 and 16 bit, grey and RGB; masks matched by name and
 // mapped to classes; a seeded validation split; clear errors for what does not fit.
 #include <png.h>
-#include <catch2/catch.hpp>
+#include "support/catch.h"
 
 #include <cstdio>
 #include <filesystem>
@@ -14,7 +14,6 @@
 #include "support/image_files.h"
 #include "support/temp_dir.h"
 
-using Catch::Matchers::Contains;
 using dpunet::data::Image;
 using dpunet::data::ImportOptions;
 using dpunet::test::write_tiff16;
@@ -96,7 +95,7 @@ TEST_CASE("image files round-trip through PNG and 16-bit TIFF", "[data]") {
   CHECK(deep_back.bits == 16);
   CHECK(deep_back.values == deep.values);
   std::ofstream(dir / "c.png") << "not a png";
-  CHECK_THROWS_WITH(dpunet::data::read_image(dir / "c.png"), Contains(dir / "c.png") && Contains("PNG"));
+  CHECK_THROWS_WITH(dpunet::data::read_image(dir / "c.png"), HasSubstr(dir / "c.png") && HasSubstr("PNG"));
 }
 
 TEST_CASE("a palette PNG with transparency reads as RGB, its alpha dropped", "[data]") {
@@ -143,6 +142,17 @@ TEST_CASE("import pairs images with masks, maps mask values to classes and split
   dpunet::data::Dataset(f.dir / "again/val-*.h5").read(1, image2.data(), mask2.data());
   val.read(1, image.data(), mask.data());
   CHECK(image == image2);
+  // Importing into a folder with shards again is refused until asked to overwrite; then
+  // only the new shards remain (the old third training shard is gone).
+  f.options.out_dir = f.dir / "shards";
+  f.options.samples_per_shard = 8;
+  CHECK_THROWS_WITH(dpunet::data::import_image_folders(f.options),
+                    HasSubstr("already holds 4 shard(s)") && HasSubstr("--overwrite"));
+  CHECK(std::filesystem::exists(f.dir / "shards/train-00002.h5"));
+  f.options.overwrite = true;
+  CHECK(dpunet::data::import_image_folders(f.options).train_shards.size() == 1);
+  CHECK_FALSE(std::filesystem::exists(f.dir / "shards/train-00002.h5"));
+  CHECK(dpunet::data::Dataset(f.dir / "shards/train-*.h5").size() == 8);
 }
 
 TEST_CASE("import reads 16-bit RGB TIFFs and colour masks", "[data]") {
@@ -180,19 +190,19 @@ TEST_CASE("import errors name the file at fault", "[data]") {
   dpunet::data::write_png(f.dir / "masks/a.png", make_mask(8));
   SECTION("a missing mask") {
     dpunet::data::write_png(f.dir / "images/b.png", make_image(8, 1, 1));
-    CHECK_THROWS_WITH(dpunet::data::import_image_folders(f.options), Contains("b.png") && Contains("no mask"));
+    CHECK_THROWS_WITH(dpunet::data::import_image_folders(f.options), HasSubstr("b.png") && HasSubstr("no mask"));
   }
   SECTION("images of different sizes") {
     dpunet::data::write_png(f.dir / "images/b.png", make_image(10, 1, 1));
     dpunet::data::write_png(f.dir / "masks/b.png", make_mask(10));
-    CHECK_THROWS_WITH(dpunet::data::import_image_folders(f.options), Contains("a.png") && Contains("b.png"));
+    CHECK_THROWS_WITH(dpunet::data::import_image_folders(f.options), HasSubstr("a.png") && HasSubstr("b.png"));
   }
   SECTION("a mask value without a class") {
     f.options.class_of_value = dpunet::data::parse_mask_mapping("0=0");
     CHECK_THROWS_WITH(dpunet::data::import_image_folders(f.options),
-                      Contains("masks/a.png") && Contains("mask value 255"));
+                      HasSubstr("masks/a.png") && HasSubstr("mask value 255"));
   }
   SECTION("a malformed mapping") {
-    CHECK_THROWS_WITH(dpunet::data::parse_mask_mapping("0=0,red"), Contains("'red'"));
+    CHECK_THROWS_WITH(dpunet::data::parse_mask_mapping("0=0,red"), HasSubstr("'red'"));
   }
 }

@@ -1,7 +1,7 @@
 // Loader: batches in sampler order whatever the thread count, epochs that roll over,
 // exact continuation from a saved state, and worker errors that reach the train loop.
 #include <torch/torch.h>
-#include <catch2/catch.hpp>
+#include "support/catch.h"
 
 #include <set>
 
@@ -9,7 +9,6 @@
 #include "support/shard_fixture.h"
 #include "support/temp_dir.h"
 
-using Catch::Matchers::Contains;
 using dpunet::data::Dataset;
 using dpunet::data::DistributedSampler;
 using dpunet::data::Loader;
@@ -113,7 +112,7 @@ TEST_CASE("a read error in a worker reaches the train loop with the file and sam
   LoaderOptions o;
   o.batch_size = 2;
   Loader loader(dataset, DistributedSampler(4, 0, 1), o);
-  CHECK_THROWS_WITH(loader.next(), Contains(dir / "bad.h5") && Contains("mask label 9"));
+  CHECK_THROWS_WITH(loader.next(), HasSubstr(dir / "bad.h5") && HasSubstr("mask label 9"));
 }
 
 TEST_CASE("a batch larger than a rank's share is refused", "[data]") {
@@ -121,7 +120,7 @@ TEST_CASE("a batch larger than a rank's share is refused", "[data]") {
   const auto dataset = small_dataset(dir, 6);
   LoaderOptions o;
   o.batch_size = 4;
-  CHECK_THROWS_WITH(Loader(dataset, DistributedSampler(6, 0, 2), o), Contains("3 samples per epoch"));
+  CHECK_THROWS_WITH(Loader(dataset, DistributedSampler(6, 0, 2), o), HasSubstr("3 samples per epoch"));
 }
 
 TEST_CASE("dataset normalisation uses the statistics it is given, else the shards' own", "[data]") {
@@ -141,11 +140,11 @@ TEST_CASE("dataset normalisation uses the statistics it is given, else the shard
   CHECK(dpunet::data::statistics_apply(given, dpunet::data::PixelType::kUInt8));
   CHECK_FALSE(dpunet::data::statistics_apply(given, dpunet::data::PixelType::kUInt16));
   given.pixel_type = "uint16";
-  CHECK_THROWS_WITH(dpunet::data::load_sample(*dataset, 1, given, scratch), Contains("uint16") && Contains("uint8"));
+  CHECK_THROWS_WITH(dpunet::data::load_sample(*dataset, 1, given, scratch), HasSubstr("uint16") && HasSubstr("uint8"));
   given.pixel_type.clear();
   given.channel_mean = {1.0, 2.0};
   given.channel_std = {1.0, 1.0};
-  CHECK_THROWS_WITH(dpunet::data::load_sample(*dataset, 1, given, scratch), Contains("2 channels"));
+  CHECK_THROWS_WITH(dpunet::data::load_sample(*dataset, 1, given, scratch), HasSubstr("2 channels"));
 }
 
 TEST_CASE("a loader resumed on another world size goes on with the samples not yet seen", "[data]") {

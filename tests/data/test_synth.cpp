@@ -1,5 +1,5 @@
 // Synthetic data: deterministic per seed, with every class present.
-#include <catch2/catch.hpp>
+#include "support/catch.h"
 
 #include "data/dataset.h"
 #include "data/synth.h"

@@ -1,7 +1,7 @@
 // What DistributedDataParallel refuses or repairs: models that differ across ranks,
 // parameters that got no gradient, buffers drifting apart, weights that start apart.
 #include <torch/torch.h>
-#include <catch2/catch.hpp>
+#include "support/catch.h"
 
 #include "dist/ddp.h"
 #include "dist/mpi_communicator.h"
@@ -34,11 +34,11 @@ TEST_CASE("DDP rejects models that differ across ranks on every rank, naming the
       torch::nn::Linear(4, 8), torch::nn::Linear(8, comm.rank() == comm.world_size() - 1 ? 3 : 2));
   auto module = net->ptr();
   if (comm.rank() == comm.world_size() - 1) {
-    REQUIRE_THROWS_WITH(dist::DistributedDataParallel(module, comm), Catch::Contains("differs between rank") &&
-                                                                         Catch::Contains("'1.weight' [3, 8]") &&
-                                                                         Catch::Contains("'1.weight' [2, 8]"));
+    REQUIRE_THROWS_WITH(dist::DistributedDataParallel(module, comm), HasSubstr("differs between rank") &&
+                                                                         HasSubstr("'1.weight' [3, 8]") &&
+                                                                         HasSubstr("'1.weight' [2, 8]"));
   } else {
-    REQUIRE_THROWS_WITH(dist::DistributedDataParallel(module, comm), Catch::Contains("differ from rank 0"));
+    REQUIRE_THROWS_WITH(dist::DistributedDataParallel(module, comm), HasSubstr("differ from rank 0"));
   }
   comm.barrier();  // every rank got here: nobody hung in the check
 }
@@ -51,9 +51,9 @@ TEST_CASE("DDP rejects a parameter frozen on some ranks only", "[mpi]") {
   if (comm.rank() == comm.world_size() - 1) net->ptr()->named_parameters()["1.bias"].set_requires_grad(false);
   auto module = net->ptr();
   if (comm.rank() == comm.world_size() - 1) {
-    REQUIRE_THROWS_WITH(dist::DistributedDataParallel(module, comm), Catch::Contains("'1.bias' [2] Float (frozen)"));
+    REQUIRE_THROWS_WITH(dist::DistributedDataParallel(module, comm), HasSubstr("'1.bias' [2] Float (frozen)"));
   } else {
-    REQUIRE_THROWS_WITH(dist::DistributedDataParallel(module, comm), Catch::Contains("differ from rank 0"));
+    REQUIRE_THROWS_WITH(dist::DistributedDataParallel(module, comm), HasSubstr("differ from rank 0"));
   }
   comm.barrier();
 }
@@ -86,8 +86,8 @@ TEST_CASE("DDP names parameters that got no gradient, unless told to allow them"
     TwoHeads net;
     dist::DistributedDataParallel ddp(net.ptr(), comm);
     net->forward(x).sum().backward();
-    REQUIRE_THROWS_WITH(ddp.synchronize(), Catch::Contains("skipped.weight") && Catch::Contains("skipped.bias") &&
-                                               !Catch::Contains("used.weight"));
+    REQUIRE_THROWS_WITH(ddp.synchronize(),
+                        HasSubstr("skipped.weight") && HasSubstr("skipped.bias") && !HasSubstr("used.weight"));
   }
   {
     TwoHeads net;
@@ -124,7 +124,7 @@ TEST_CASE("DDP refuses a second backward before synchronize", "[mpi]") {
   options.allow_unused_parameters = true;
   dist::DistributedDataParallel ddp(net.ptr(), comm, options);
   net->forward(torch::ones({1, 4})).sum().backward();
-  REQUIRE_THROWS_WITH(net->forward(torch::ones({1, 4})).sum().backward(), Catch::Contains("synchronize()"));
+  REQUIRE_THROWS_WITH(net->forward(torch::ones({1, 4})).sum().backward(), HasSubstr("synchronize()"));
   ddp.synchronize();
 }
 

@@ -2,7 +2,7 @@
 // same averaged gradients, same updated weights (1e-5 relative), however the gradients
 // are bucketed, with checkpointing, with SyncBatchNorm, and with no_sync accumulation.
 #include <torch/torch.h>
-#include <catch2/catch.hpp>
+#include "support/catch.h"
 
 #include "dist/ddp.h"
 #include "dist/mpi_communicator.h"

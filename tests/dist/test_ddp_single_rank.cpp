@@ -1,7 +1,7 @@
 // DistributedDataParallel at world size 1: no collective is launched or waited for (so a
 // single-GPU step never blocks the host), and the gradients are exactly plain backward's.
 #include <torch/torch.h>
-#include <catch2/catch.hpp>
+#include "support/catch.h"
 
 #include "dist/communicator.h"
 #include "dist/ddp.h"

@@ -3,7 +3,7 @@
 #include <string>
 
 #include <torch/cuda.h>
-#include <catch2/catch.hpp>
+#include "support/catch.h"
 
 #include "dist/make_communicator.h"
 #include "support/run_command.h"

@@ -1,6 +1,6 @@
 // HostVote: any rank's yes reaches every rank, and a rank that never votes is a clear
 // error on the others, not a hang.
-#include <catch2/catch.hpp>
+#include "support/catch.h"
 
 #include <chrono>
 #include <thread>
@@ -28,10 +28,10 @@ TEST_CASE("A stop vote that another rank never joins times out naming this rank"
     std::this_thread::sleep_for(1500ms);  // the others give up first
     CHECK(vote.any(false));               // their abandoned yes still arrives
   } else {
-    CHECK_THROWS_WITH(vote.any(true), Catch::Contains("stop vote has not completed") &&
-                                          Catch::Contains("rank " + std::to_string(context.rank())));
+    CHECK_THROWS_WITH(vote.any(true),
+                      HasSubstr("stop vote has not completed") && HasSubstr("rank " + std::to_string(context.rank())));
     // A later call refuses instead of reusing the stuck vote.
-    CHECK_THROWS_WITH(vote.any(true), Catch::Contains("never completed"));
+    CHECK_THROWS_WITH(vote.any(true), HasSubstr("never completed"));
   }
   // Every rank meets here, which also lets MPI finish the abandoned votes.
   MPI_Barrier(context.world());

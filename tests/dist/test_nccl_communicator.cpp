@@ -1,7 +1,7 @@
 // The NCCL backend at world size 1 on a GPU: exact collectives, and a DDP step and a
 // SyncBatchNorm step equal to the plain ones. Skipped with a message without a GPU.
 #include <torch/torch.h>
-#include <catch2/catch.hpp>
+#include "support/catch.h"
 
 #include "dist/ddp.h"
 #include "dist/make_communicator.h"

@@ -7,7 +7,7 @@
 #include <mutex>
 #include <thread>
 
-#include <catch2/catch.hpp>
+#include "support/catch.h"
 
 #include "common/error.h"
 #include "dist/stall_watchdog.h"
@@ -87,10 +87,10 @@ TEST_CASE("Watchdog aborts a stalled collective and names it, the rank and the t
   watchdog.watch("all_reduce (Float, 31037698 elements)", [](std::string*) { return StallWatchdog::State::kPending; });
   REQUIRE(eventually([&] { return watchdog.failure().has_value(); }));
   const std::string message = raised_message(watchdog);
-  CHECK_THAT(message, Catch::Contains("all_reduce (Float, 31037698 elements)"));
-  CHECK_THAT(message, Catch::Contains("has not completed after 0.05 s"));
-  CHECK_THAT(message, Catch::Contains("rank 1 on node7"));
-  CHECK_THAT(message, Catch::Contains("aborted"));
+  CHECK_THAT(message, HasSubstr("all_reduce (Float, 31037698 elements)"));
+  CHECK_THAT(message, HasSubstr("has not completed after 0.05 s"));
+  CHECK_THAT(message, HasSubstr("rank 1 on node7"));
+  CHECK_THAT(message, HasSubstr("aborted"));
   REQUIRE(eventually([&] { return seen->aborts == 1; }));
   REQUIRE(watchdog.pending() == 0);
   // Once failed, it stays failed: later collectives are not watched, the error repeats.
@@ -116,8 +116,8 @@ TEST_CASE("Watchdog reports a collective's own error at once", "[dist][watchdog]
   broken = true;
   REQUIRE(eventually([&] { return watchdog.failure().has_value(); }));
   const std::string message = raised_message(watchdog);
-  CHECK_THAT(message, Catch::Contains("all_gather (Double, 5 elements) failed on rank 1 on node7"));
-  CHECK_THAT(message, Catch::Contains("remote process exited"));
+  CHECK_THAT(message, HasSubstr("all_gather (Double, 5 elements) failed on rank 1 on node7"));
+  CHECK_THAT(message, HasSubstr("remote process exited"));
   REQUIRE(eventually([&] { return seen->aborts == 1; }));
 }
 
@@ -144,7 +144,7 @@ TEST_CASE("A failure nobody raises within the grace period reaches the last reso
     watchdog.watch("all_reduce (BFloat16, 3 elements)", [](std::string*) { return StallWatchdog::State::kPending; });
     REQUIRE(eventually([&] { return seen->last_resorts == 1; }));
     std::lock_guard<std::mutex> lock(seen->mutex);
-    CHECK_THAT(seen->last_resort_message, Catch::Contains("all_reduce (BFloat16, 3 elements) has not completed"));
+    CHECK_THAT(seen->last_resort_message, HasSubstr("all_reduce (BFloat16, 3 elements) has not completed"));
   }
   REQUIRE(seen->last_resorts == 1);  // once only
 }
@@ -166,7 +166,7 @@ TEST_CASE("A poll that throws counts as a failed collective", "[dist][watchdog]"
     throw std::runtime_error("cudaEventQuery: an illegal memory access was encountered");
   });
   REQUIRE(eventually([&] { return watchdog.failure().has_value(); }));
-  CHECK_THAT(*watchdog.failure(), Catch::Contains("illegal memory access"));
+  CHECK_THAT(*watchdog.failure(), HasSubstr("illegal memory access"));
 }
 
 TEST_CASE("An abort that hangs reaches the last resort even after the failure was raised", "[dist][watchdog]") {

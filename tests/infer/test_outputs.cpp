@@ -1,7 +1,7 @@
 // PredictionWriter's overlays: every class gets a visible colour of its own, also past
 // the named ones.
 #include <torch/torch.h>
-#include <catch2/catch.hpp>
+#include "support/catch.h"
 
 #include <set>
 #include <tuple>

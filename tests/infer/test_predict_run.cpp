@@ -3,7 +3,7 @@
 // not fit the model.
 #include <hdf5.h>
 #include <torch/torch.h>
-#include <catch2/catch.hpp>
+#include "support/catch.h"
 
 #include <cmath>
 #include <cstdio>
@@ -20,7 +20,6 @@
 #include "support/image_files.h"
 #include "support/train_fixture.h"
 
-using Catch::Matchers::Contains;
 using dpunet::test::run_command;
 using dpunet::test::TrainFixture;
 
@@ -90,6 +89,43 @@ TEST_CASE("predict from a checkpoint and from exported weights gives the same ma
   CHECK(eval["foreground_dice"].get<double>() > 0.0);
 }
 
+TEST_CASE("predict and export refuse to write over their own inputs", "[infer][e2e]") {
+  Trained t;
+  const std::string data = t.f.dir() / "data";
+  const auto into_inputs = run_command(DPUNET_BINARY " predict '" + data + "/val-*.h5' --checkpoint " + t.checkpoint +
+                                       " --out " + data + " --tile 32 2>&1");
+  CHECK(into_inputs.exit_code != 0);
+  CHECK_THAT(into_inputs.output, HasSubstr("--out " + data + " is the folder of the inputs"));
+  CHECK_FALSE(std::filesystem::exists(data + "/predictions.h5"));
+  const auto size_before = std::filesystem::file_size(t.checkpoint);
+  const auto over_checkpoint = run_command(DPUNET_BINARY " export " + t.checkpoint + " " + t.checkpoint + " 2>&1");
+  CHECK(over_checkpoint.exit_code != 0);
+  CHECK_THAT(over_checkpoint.output, HasSubstr("is the checkpoint itself"));
+  CHECK(std::filesystem::file_size(t.checkpoint) == size_before);
+}
+
+TEST_CASE("a model trained with SyncBatchNorm predicts and exports like a BatchNorm one", "[infer][e2e]") {
+  TrainFixture f;
+  const auto run = f.train(1, f.write_config("model:\n  norm: sync_batch\n"));
+  INFO(run.output);
+  REQUIRE(run.exit_code == 0);
+  const std::string checkpoint = dpunet::checkpoint::CheckpointStore(f.run_dir()).path_for_step(8);
+  const std::string val = f.dir() / "data/val-*.h5";
+  const auto exported = run_command(DPUNET_BINARY " export " + checkpoint + " " + f.dir() / "w.safetensors 2>&1");
+  INFO(exported.output);
+  REQUIRE(exported.exit_code == 0);
+  const auto a = run_command(DPUNET_BINARY " predict '" + val + "' --checkpoint " + checkpoint + " --out " +
+                             f.dir() / "a --tile 32 --no-png --probabilities 2>&1");
+  INFO(a.output);
+  REQUIRE(a.exit_code == 0);
+  const auto b = run_command(DPUNET_BINARY " predict '" + val + "' --weights " + f.dir() / "w.safetensors" + " --out " +
+                             f.dir() / "b --tile 32 --no-png --probabilities 2>&1");
+  INFO(b.output);
+  REQUIRE(b.exit_code == 0);
+  CHECK(torch::equal(read_prediction(f.dir() / "a/predictions.h5", "sample-000000/probabilities", torch::kFloat),
+                     read_prediction(f.dir() / "b/predictions.h5", "sample-000000/probabilities", torch::kFloat)));
+}
+
 TEST_CASE("predict reads PNG folders with masks, and shares images over ranks", "[infer][e2e]") {
   Trained t;
   std::filesystem::create_directories(t.f.dir() / "png/images");
@@ -146,7 +182,7 @@ TEST_CASE("predict scales shards and image files alike, with the training set's 
       run_command(DPUNET_BINARY " predict " + t.f.dir() / "png" + model + " --out " + t.f.dir() / "b 2>&1");
   INFO(from_files.output);
   REQUIRE(from_files.exit_code == 0);
-  CHECK_THAT(from_files.output, !Contains("measured on"));
+  CHECK_THAT(from_files.output, !HasSubstr("measured on"));
   for (int64_t i = 0; i < shards.size(); ++i) {
     char name[32];
     std::snprintf(name, sizeof(name), "sample-%06lld", static_cast<long long>(i));
@@ -162,7 +198,7 @@ TEST_CASE("predict scales shards and image files alike, with the training set's 
       run_command(DPUNET_BINARY " predict " + t.f.dir() / "png16" + model + " --out " + t.f.dir() / "c 2>&1");
   INFO(other_units.output);
   CHECK(other_units.exit_code == 0);
-  CHECK_THAT(other_units.output, Contains("measured on uint8 pixels") && Contains("holds uint16"));
+  CHECK_THAT(other_units.output, HasSubstr("measured on uint8 pixels") && HasSubstr("holds uint16"));
 }
 
 TEST_CASE("predict --eval: masks found by suffix, values mapped to classes, none found is an error", "[infer][e2e]") {
@@ -182,7 +218,7 @@ TEST_CASE("predict --eval: masks found by suffix, values mapped to classes, none
                               " --no-png --eval --out " + t.f.dir() / "out";
   const auto unmapped = run_command(predict + " --masks " + t.f.dir() / "in/masks" + " --mask-suffix _mask 2>&1");
   CHECK(unmapped.exit_code != 0);
-  CHECK_THAT(unmapped.output, Contains("a_mask.PNG") && Contains("mask value 255") && Contains("--mask-map"));
+  CHECK_THAT(unmapped.output, HasSubstr("a_mask.PNG") && HasSubstr("mask value 255") && HasSubstr("--mask-map"));
   const auto mapped =
       run_command(predict + " --masks " + t.f.dir() / "in/masks" + " --mask-suffix _mask --mask-map 0=0,255=1 2>&1");
   INFO(mapped.output);
@@ -194,18 +230,18 @@ TEST_CASE("predict --eval: masks found by suffix, values mapped to classes, none
   CHECK(run_command(plain).exit_code == 0);
   const auto unmatched = run_command(predict + " --masks " + t.f.dir() / "in/masks 2>&1");  // no suffix given
   CHECK(unmatched.exit_code != 0);
-  CHECK_THAT(unmatched.output, Contains("no image of") && Contains("has a mask") && Contains("--mask-suffix"));
+  CHECK_THAT(unmatched.output, HasSubstr("no image of") && HasSubstr("has a mask") && HasSubstr("--mask-suffix"));
   // Two images whose outputs would share a name.
   dpunet::data::write_png(t.f.dir() / "in/images/a.PNG", image);
   const auto twins = run_command(predict + " 2>&1");
   CHECK(twins.exit_code != 0);
-  CHECK_THAT(twins.output, Contains("have the same name"));
+  CHECK_THAT(twins.output, HasSubstr("have the same name"));
   // Images and shards in one folder: which was meant is not guessed.
   std::filesystem::remove(t.f.dir() / "in/images/a.PNG");
   dpunet::write_file_atomically(t.f.dir() / "in/images/predictions.h5", "x");
   const auto mixed = run_command(predict + " 2>&1");
   CHECK(mixed.exit_code != 0);
-  CHECK_THAT(mixed.output, Contains("holds both images and .h5 files"));
+  CHECK_THAT(mixed.output, HasSubstr("holds both images and .h5 files"));
 }
 
 TEST_CASE("weights that do not fit, and tiles that do not suit the model, are errors", "[infer][e2e]") {
@@ -215,14 +251,14 @@ TEST_CASE("weights that do not fit, and tiles that do not suit the model, are er
   const auto wrong = run_command(DPUNET_BINARY " predict '" + val + "' --weights " + t.f.dir() / "w.safetensors" +
                                  " --n-classes 2 --out " + t.f.dir() / "x 2>&1");
   CHECK(wrong.exit_code != 0);
-  CHECK_THAT(wrong.output, Contains("do not fit the model") && Contains("outc.conv.weight"));
+  CHECK_THAT(wrong.output, HasSubstr("do not fit the model") && HasSubstr("outc.conv.weight"));
   const auto tile = run_command(DPUNET_BINARY " predict '" + val + "' --checkpoint " + t.checkpoint + " --out " +
                                 t.f.dir() / "y --tile 3 2>&1");
   CHECK(tile.exit_code != 0);
-  CHECK_THAT(tile.output, Contains("--tile 3 ") && Contains("nearest valid tiles"));
+  CHECK_THAT(tile.output, HasSubstr("--tile 3 ") && HasSubstr("nearest valid tiles"));
   const auto init = t.f.train(1, t.f.write_config() + " --init-weights " + t.f.dir() / "w.safetensors" +
                                      " --set run.dir=" + t.f.dir() / "run2 --stop-at-step 1");
   INFO(init.output);
   CHECK(init.exit_code == 0);
-  CHECK_THAT(init.output, Contains("initial weights from"));
+  CHECK_THAT(init.output, HasSubstr("initial weights from"));
 }

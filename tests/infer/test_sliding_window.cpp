@@ -1,7 +1,7 @@
 // Overlap-tile inference: tile placement, mirror padding, and blending that reproduces a
 // whole-image prediction exactly for a pixel-wise model, with same and valid padding.
 #include <torch/torch.h>
-#include <catch2/catch.hpp>
+#include "support/catch.h"
 
 #include "infer/sliding_window.h"
 
@@ -62,5 +62,5 @@ TEST_CASE("a model whose output does not match the tile is reported", "[infer]")
   TileOptions o;
   o.input_tile = o.output_tile = 16;
   CHECK_THROWS_WITH(dpunet::infer::predict_probabilities(pixelwise(2), torch::zeros({1, 20, 20}), o),
-                    Catch::Matchers::Contains("returned 12x12 for 16x16 tiles"));
+                    HasSubstr("returned 12x12 for 16x16 tiles"));
 }

@@ -1,14 +1,20 @@
 // Weights move between dpunet and PyTorch: a reference U-Net built and run in Python
 // gives the same probabilities through `dpunet predict --weights` (max abs diff <= 1e-4
-// in fp32), and weights exported by dpunet load into the reference with strict=True.
+// in fp32), weights exported by dpunet load into the reference with strict=True, and a
+// training-mode step at an odd size (both decoders) gives the reference's output,
+// gradients and BatchNorm statistics.
 // Skipped with a message where Python torch and safetensors are not available.
 #include <hdf5.h>
 #include <torch/torch.h>
-#include <catch2/catch.hpp>
+#include "support/catch.h"
+
+#include <map>
 
 #include "checkpoint/safetensors.h"
 #include "checkpoint/store.h"
+#include "checkpoint/weights.h"
 #include "data/shard_writer.h"
+#include "model/unet.h"
 #include "support/run_command.h"
 #include "support/temp_dir.h"
 #include "support/train_fixture.h"
@@ -88,5 +94,50 @@ TEST_CASE("weights exported by dpunet load into the PyTorch reference with stric
                   f.dir() / "w.safetensors" + " 1 3 2>&1");
   INFO(loaded.output);
   CHECK(loaded.exit_code == 0);
-  CHECK_THAT(loaded.output, Catch::Matchers::Contains("loaded"));
+  CHECK_THAT(loaded.output, HasSubstr("loaded"));
+}
+
+TEST_CASE("a training step at an odd size equals the PyTorch reference's, for both decoders", "[interop][e2e]") {
+  if (!python_ready()) {
+    WARN("skipped: " DPUNET_PYTHON " cannot import torch and safetensors");
+    return;
+  }
+  const bool bilinear = GENERATE(false, true);
+  INFO("bilinear " << bilinear);
+  dpunet::test::TempDir dir;
+  // 37x45: pooling floors 37 -> 18 -> 9 -> 4 -> 2 and the decoder pads unevenly on the way up.
+  const auto made = run_command("'" DPUNET_PYTHON "' " DPUNET_SOURCE_DIR "/tests/interop/reference_model.py --train " +
+                                dir.path() + (bilinear ? " 1" : " 0") + " 37 45 2>&1");
+  INFO(made.output);
+  REQUIRE(made.exit_code == 0);
+  std::map<std::string, torch::Tensor> step;
+  for (auto& [name, tensor] : dpunet::checkpoint::read_safetensors(dir / "step.safetensors")) step[name] = tensor;
+
+  dpunet::model::UnetOptions options;
+  options.n_channels = 1;
+  options.n_classes = 2;
+  options.bilinear = bilinear;
+  dpunet::model::Unet net(options);
+  dpunet::checkpoint::load_state(*net, dpunet::checkpoint::read_safetensors(dir / "weights.safetensors"),
+                                 dir / "weights.safetensors");
+  net->train();
+  const torch::Tensor output = net->forward(step.at("input"));
+  (output * step.at("output_weights")).sum().backward();
+
+  // Within float32 rounding of sums taken in another order, relative to each tensor's scale.
+  auto close = [](const torch::Tensor& ours, const torch::Tensor& theirs) {
+    const double scale = theirs.abs().max().item<double>();
+    return (ours - theirs).abs().max().item<double>() <= 1e-4 * scale + 1e-7;
+  };
+  CHECK(close(output.detach(), step.at("output")));
+  for (const auto& item : net->named_parameters()) {
+    INFO("gradient of " << item.key());
+    REQUIRE(step.count("grad." + item.key()) == 1);
+    CHECK(close(item.value().grad(), step.at("grad." + item.key())));
+  }
+  for (const auto& item : net->named_buffers()) {
+    INFO("buffer " << item.key());
+    REQUIRE(step.count("buffer." + item.key()) == 1);
+    CHECK(close(item.value().to(torch::kDouble), step.at("buffer." + item.key()).to(torch::kDouble)));
+  }
 }

@@ -1,6 +1,6 @@
 // dpunet::model::checkpoint on arbitrary modules: gradients equal the plain run, RNG is
 // replayed for dropout, buffers are updated once, hooks fire, and no-grad is a plain call.
-#include <catch2/catch.hpp>
+#include "support/catch.h"
 
 #include <ATen/autocast_mode.h>
 #include <torch/torch.h>
@@ -112,6 +112,15 @@ TEST_CASE("checkpoint accumulates into existing gradients across micro-batches",
   const auto once = lin->weight.grad().clone();
   checkpoint(lin, x).pow(2).sum().backward();
   CHECK(torch::allclose(lin->weight.grad(), 2 * once, 1e-5, 1e-6));
+}
+
+TEST_CASE("checkpoint refuses a double backward instead of returning a wrong one", "[model][checkpoint]") {
+  torch::manual_seed(3);
+  auto lin = torch::nn::Linear(5, 3);
+  auto x = torch::randn({4, 5}).requires_grad_(true);
+  const torch::Tensor y = checkpoint(lin, x).pow(2).sum();
+  CHECK_THROWS_WITH(torch::autograd::grad({y}, {x}, {}, /*retain_graph=*/true, /*create_graph=*/true),
+                    HasSubstr("no double backward") && HasSubstr("model.checkpointing"));
 }
 
 TEST_CASE("checkpoint is a plain call without grad mode", "[model][checkpoint]") {

@@ -2,7 +2,7 @@
 // gradients, alone and inside a U-Net with and without checkpointing. The fused kernels
 // need a GPU ([gpu], skipped without one); the plain path is checked on the CPU.
 #include <torch/torch.h>
-#include <catch2/catch.hpp>
+#include "support/catch.h"
 
 #include "model/batch_norm_relu.h"
 #include "model/own_kernels.h"

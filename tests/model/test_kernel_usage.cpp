@@ -1,7 +1,7 @@
 // KernelUsage: while a recorder is active on the thread, every BatchNorm+ReLU, pooling and
 // concatenation of a U-Net counts once, as dpunet's kernel or ATen's; nothing otherwise.
 #include <torch/torch.h>
-#include <catch2/catch.hpp>
+#include "support/catch.h"
 
 #include "model/kernel_usage.h"
 #include "model/unet.h"

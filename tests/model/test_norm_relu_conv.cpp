@@ -7,7 +7,7 @@
 #ifdef DPUNET_TORCH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
-#include <catch2/catch.hpp>
+#include "support/catch.h"
 
 #include "common/autocast_scope.h"
 #include "model/batch_norm_relu.h"

@@ -2,7 +2,7 @@
 // replays, in order, on the thread running the block; gradients are those of the plain
 // block.
 #include <torch/torch.h>
-#include <catch2/catch.hpp>
+#include "support/catch.h"
 
 #include "model/activation_checkpoint.h"
 #include "model/recompute_tape.h"

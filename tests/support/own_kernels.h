@@ -2,7 +2,7 @@
 #pragma once
 
 #include <torch/cuda.h>
-#include <catch2/catch.hpp>
+#include "support/catch.h"
 
 #include "model/own_kernels.h"
 

@@ -2,9 +2,12 @@
 #include "support/train_fixture.h"
 
 #include <torch/torch.h>
-#include <catch2/catch.hpp>
+#include "support/catch.h"
+
+#include <yaml-cpp/yaml.h>
 
 #include <fstream>
+#include <sstream>
 
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/store.h"
@@ -20,7 +23,7 @@ void TrainFixture::check_resumes_from_latest(const std::string& config) const {
   const auto resumed = train(2, config + " --resume auto --stop-at-step 100");
   INFO(resumed.output);
   CHECK(resumed.exit_code == 0);
-  CHECK_THAT(resumed.output, Catch::Contains("resumed from " + *latest));
+  CHECK_THAT(resumed.output, HasSubstr("resumed from " + *latest));
 }
 
 TrainFixture::TrainFixture() {
@@ -30,19 +33,31 @@ TrainFixture::TrainFixture() {
 }
 
 std::string TrainFixture::write_config(const std::string& extra) const {
+  std::ostringstream base;
+  base << "run: {dir: " << run_dir() << ", seed: 3, device: cpu}\n"
+       << "model: {n_classes: 3, base_channels: 8, depth: 2, norm: batch}\n"
+       << "data: {train: '" << dir_ / "data/train-*.h5"
+       << "', val: '" << dir_ / "data/val-*.h5"
+       << "', workers: 2}\n"
+       << "augment: {patch_size: 32, affine: 0.5, noise: 0.5}\n"
+       << "train: {batch_size: 2, steps: 8}\n"
+       << "schedule: {warmup_steps: 2}\n"
+       << "validation: {every_steps: 4, batch_size: 4}\n"
+       << "checkpoint: {every_steps: 2, keep_last: 20}\n"
+       << "logging: {every_steps: 1, progress: lines}\n";
+  // `extra`'s keys replace the tiny config's, section by section (a config may name a
+  // section once).
+  YAML::Node config = YAML::Load(base.str());
+  const YAML::Node overrides = YAML::Load(extra);
+  if (overrides.IsMap()) {
+    for (const auto& section : overrides) {
+      for (const auto& key : section.second) config[section.first.Scalar()][key.first.Scalar()] = key.second;
+    }
+  }
   const std::string path = dir_ / "cfg.yaml";
-  std::ofstream(path) << "run: {dir: " << run_dir() << ", seed: 3, device: cpu}\n"
-                      << "model: {n_classes: 3, base_channels: 8, depth: 2, norm: batch}\n"
-                      << "data: {train: '" << dir_ / "data/train-*.h5"
-                      << "', val: '" << dir_ / "data/val-*.h5"
-                      << "', workers: 2}\n"
-                      << "augment: {patch_size: 32, affine: 0.5, noise: 0.5}\n"
-                      << "train: {batch_size: 2, steps: 8}\n"
-                      << "schedule: {warmup_steps: 2}\n"
-                      << "validation: {every_steps: 4, batch_size: 4}\n"
-                      << "checkpoint: {every_steps: 2, keep_last: 20}\n"
-                      << "logging: {every_steps: 1, progress: lines}\n"
-                      << extra;
+  YAML::Emitter out;
+  out << config;
+  std::ofstream(path) << out.c_str() << "\n";
   return path;
 }
 

@@ -1,7 +1,7 @@
 // Acceptance: configs/quickstart.yaml on 2 CPU ranks learns the synthetic task, as the
 // README promises: validation foreground Dice >= 0.85 and a falling loss.
-#include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
+#include "support/catch.h"
 
 #include <fstream>
 

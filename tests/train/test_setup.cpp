@@ -1,6 +1,6 @@
 // Training setup helpers: NHWC weights; the model the config describes.
 #include <torch/torch.h>
-#include <catch2/catch.hpp>
+#include "support/catch.h"
 
 #include "config/config.h"
 #include "model/unet.h"

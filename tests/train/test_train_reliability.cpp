@@ -1,13 +1,12 @@
 // Reliability through the launcher, 2 CPU ranks: a rank killed with SIGKILL ends the job
 // promptly without damaging the last checkpoint, and SIGTERM to the launcher makes the
 // ranks checkpoint and exit for requeue. Both runs then resume.
-#include <catch2/catch.hpp>
+#include "support/catch.h"
 
 #include "checkpoint/store.h"
 #include "common/atomic_file.h"
 #include "support/train_fixture.h"
 
-using Catch::Matchers::Contains;
 using dpunet::test::TrainFixture;
 
 namespace {
@@ -32,8 +31,8 @@ TEST_CASE("SIGKILL on one rank ends the job promptly and leaves a checkpoint to 
   const std::string config = f.write_config("train: {batch_size: 2, steps: 100000}\ndistributed: {timeout_s: 30}\n");
   const auto result = interrupt(f, config, "kill -9 $(pgrep -f '^" DPUNET_BINARY " train " + config + "' | tail -1)");
   INFO(result.output << dpunet::read_file(f.log_path()));
-  CHECK_THAT(result.output, Contains("exit="));
-  CHECK_THAT(result.output, !Contains("exit=0 "));
+  CHECK_THAT(result.output, HasSubstr("exit="));
+  CHECK_THAT(result.output, !HasSubstr("exit=0 "));
   CHECK(seconds_of(result.output) >= 0);
   CHECK(seconds_of(result.output) <= 30);  // within distributed.timeout_s
   const dpunet::checkpoint::CheckpointStore store(f.run_dir());
@@ -44,7 +43,7 @@ TEST_CASE("SIGKILL on one rank ends the job promptly and leaves a checkpoint to 
   const auto resumed = f.train(2, config + " --resume auto --stop-at-step 100");
   INFO(resumed.output);
   CHECK(resumed.exit_code == 0);
-  CHECK_THAT(resumed.output, Contains("resumed from " + *latest));
+  CHECK_THAT(resumed.output, HasSubstr("resumed from " + *latest));
 }
 
 TEST_CASE("SIGTERM to the launcher checkpoints and exits for requeue", "[train][e2e]") {
@@ -53,8 +52,8 @@ TEST_CASE("SIGTERM to the launcher checkpoints and exits for requeue", "[train][
   const auto result = interrupt(f, config, "kill -TERM $job");
   const std::string log = dpunet::read_file(f.log_path());
   INFO(result.output << log);
-  CHECK_THAT(result.output, Contains("exit=75 "));
-  CHECK_THAT(log, Contains("stopped by a signal at step"));
+  CHECK_THAT(result.output, HasSubstr("exit=75 "));
+  CHECK_THAT(log, HasSubstr("stopped by a signal at step"));
   f.check_resumes_from_latest(config);
 }
 
@@ -63,25 +62,44 @@ TEST_CASE("the launcher's dry run and errors", "[train][e2e]") {
   const auto dry = dpunet::test::run_command(launch + "-n 3 --dry-run -- train c.yaml 2>&1");
   CHECK(dry.exit_code == 0);
   CHECK_THAT(dry.output,
-             Contains("mpirun -np 3") && Contains(DPUNET_BINARY " train c.yaml") && Contains("OMP_NUM_THREADS="));
+             HasSubstr("mpirun -np 3") && HasSubstr(DPUNET_BINARY " train c.yaml") && HasSubstr("OMP_NUM_THREADS="));
   const auto gpus = dpunet::test::run_command(launch + "--gpus 0 -n 2 --dry-run -- train c.yaml 2>&1");
   CHECK(gpus.exit_code == 2);
-  CHECK_THAT(gpus.output, Contains("2 ranks but 1 GPU"));
+  CHECK_THAT(gpus.output, HasSubstr("2 ranks but 1 GPU"));
   const auto cpu = dpunet::test::run_command(launch + "--cpu --dry-run -- train c.yaml 2>&1");
   CHECK(cpu.exit_code == 0);
-  CHECK_THAT(cpu.output, Contains("CUDA_VISIBLE_DEVICES= ") && Contains("mpirun -np 2"));
-  CHECK_THAT(dpunet::test::run_command(launch + "--cpu --gpus 0 -- train c.yaml 2>&1").output, Contains("contradict"));
+  CHECK_THAT(cpu.output, HasSubstr("CUDA_VISIBLE_DEVICES= ") && HasSubstr("mpirun -np 2"));
+  CHECK_THAT(dpunet::test::run_command(launch + "--cpu --gpus 0 -- train c.yaml 2>&1").output, HasSubstr("contradict"));
   const auto hosts = dpunet::test::run_command(launch + "--hosts a:3,b:2 --dry-run -- train c.yaml 2>&1");
   CHECK(hosts.exit_code == 0);
-  CHECK_THAT(hosts.output, Contains("mpirun -np 5") && Contains("--host a:3"));
+  CHECK_THAT(hosts.output, HasSubstr("mpirun -np 5") && HasSubstr("--host a:3"));
   const auto bad_hosts = dpunet::test::run_command(launch + "--hosts a,b -- train c.yaml 2>&1");
   CHECK(bad_hosts.exit_code == 2);
-  CHECK_THAT(bad_hosts.output, Contains("HOST:SLOTS"));
+  CHECK_THAT(bad_hosts.output, HasSubstr("HOST:SLOTS"));
   const auto missing = dpunet::test::run_command("DPUNET_BIN=/nonexistent " DPUNET_SOURCE_DIR
                                                  "/launcher/dpunet-launch -- train c.yaml 2>&1");
   CHECK(missing.exit_code == 2);
-  CHECK_THAT(missing.output, Contains("no dpunet binary at /nonexistent"));
+  CHECK_THAT(missing.output, HasSubstr("no dpunet binary at /nonexistent"));
+  // More GPUs than cores (512 here): mpirun cannot bind that many ranks, so none are bound.
+  const auto many_gpus =
+      dpunet::test::run_command("CUDA_VISIBLE_DEVICES=$(seq -s, 0 511) " + launch + "--dry-run -- train c.yaml 2>&1");
+  CHECK(many_gpus.exit_code == 0);
+  CHECK_THAT(many_gpus.output, HasSubstr("mpirun -np 512") && HasSubstr("--oversubscribe --bind-to none"));
+  const auto help = dpunet::test::run_command(launch + "--help 2>&1");
+  CHECK(help.exit_code == 0);
+  CHECK_THAT(help.output, HasSubstr("Environment: DPUNET_BIN") && !HasSubstr("pipefail"));
+  // The batch script checks its arguments before it starts anything.
+  const std::string sbatch = "cd " DPUNET_SOURCE_DIR " && SLURM_JOB_NAME=t SLURM_JOB_ID=1 bash slurm/train.sbatch ";
+  const auto set_first = dpunet::test::run_command(sbatch + "--set train.steps=5 2>&1");
+  CHECK(set_first.exit_code == 2);
+  CHECK_THAT(set_first.output, HasSubstr("the first argument is the config file, got '--set'"));
+  const auto no_config = dpunet::test::run_command(sbatch + "nonexistent.yaml 2>&1");
+  CHECK(no_config.exit_code == 2);
+  CHECK_THAT(no_config.output, HasSubstr("config file 'nonexistent.yaml' not found"));
+  const auto run_dir = dpunet::test::run_command(sbatch + "configs/quickstart.yaml --set run.dir=/tmp/x 2>&1");
+  CHECK(run_dir.exit_code == 2);
+  CHECK_THAT(run_dir.output, HasSubstr("DPUNET_RUN_DIR"));
   const auto no_mpirun = dpunet::test::run_command("MPIRUN=/nonexistent/mpirun " + launch + "-- train c.yaml 2>&1");
   CHECK(no_mpirun.exit_code == 2);
-  CHECK_THAT(no_mpirun.output, Contains("mpirun not found"));
+  CHECK_THAT(no_mpirun.output, HasSubstr("mpirun not found"));
 }

@@ -1,0 +1,67 @@
+// SyncBatchNorm's numerics: bf16 input (autocast's convolution outputs) is normalised
+// with float32 statistics, and a rank with an empty share adds nothing.
+#include <torch/torch.h>
+#include "support/catch.h"
+
+#include "dist/mpi_communicator.h"
+#include "dist/sync_batch_norm.h"
+#include "support/mpi_test_context.h"
+
+using namespace dpunet;
+
+namespace {
+
+// Channels with a large mean and a small spread: a bf16 mean (spacing 0.5 at 100) would
+// shift every normalised value by up to a quarter of a standard deviation.
+torch::Tensor whole_batch(int64_t samples) {
+  torch::manual_seed(7);
+  return torch::randn({samples, 3, 6, 6}) + torch::tensor({100.0, -50.0, 0.5}).view({1, 3, 1, 1});
+}
+
+// BatchNorm in float32 over `whole`, and the gradient of sum(y * weights) w.r.t. its input.
+std::pair<torch::Tensor, torch::Tensor> reference(const torch::Tensor& whole, const torch::Tensor& weights) {
+  const torch::Tensor x = whole.to(torch::kFloat).detach().clone().requires_grad_(true);
+  const torch::Tensor y = torch::batch_norm(x, {}, {}, {}, {}, true, 0.1, 1e-5, false);
+  (y * weights).sum().backward();
+  return {y.detach(), x.grad()};
+}
+
+}  // namespace
+
+TEST_CASE("SyncBatchNorm on bf16 input matches float32 BatchNorm over the whole batch", "[mpi]") {
+  auto comm = std::make_shared<dist::MpiCommunicator>(test::mpi_context());
+  const int64_t ranks = comm->world_size(), rank = comm->rank();
+  const torch::Tensor whole = whole_batch(2 * ranks).to(torch::kBFloat16);
+  const torch::Tensor weights = torch::randn({2 * ranks, 3, 6, 6});
+  const auto [expected_y, expected_dx] = reference(whole, weights);
+
+  dist::SyncBatchNorm norm(dist::SyncBatchNormOptions{3}, comm);
+  const torch::Tensor x = whole.narrow(0, 2 * rank, 2).clone().requires_grad_(true);
+  const torch::Tensor y = norm->forward(x);
+  (y.to(torch::kFloat) * weights.narrow(0, 2 * rank, 2)).sum().backward();
+  CHECK(y.scalar_type() == torch::kBFloat16);
+  CHECK(x.grad().scalar_type() == torch::kBFloat16);
+  // bf16 keeps 8 bits: the results may differ from float32's by that rounding, no more.
+  CHECK(torch::allclose(y.to(torch::kFloat), expected_y.narrow(0, 2 * rank, 2), 1e-2, 1e-2));
+  CHECK(torch::allclose(x.grad().to(torch::kFloat), expected_dx.narrow(0, 2 * rank, 2), 2e-2, 2e-2));
+  CHECK(torch::allclose(norm->running_mean, 0.1 * whole.to(torch::kFloat).mean({0, 2, 3}), 1e-4, 1e-4));
+}
+
+TEST_CASE("SyncBatchNorm with an empty share on one rank normalises the others' values", "[mpi]") {
+  auto comm = std::make_shared<dist::MpiCommunicator>(test::mpi_context());
+  const int64_t ranks = comm->world_size(), rank = comm->rank();
+  if (ranks < 2) return;  // an [mpi] test: run under mpirun -np 2 or more
+  // Rank 0 holds nothing; every other rank holds 2 samples.
+  const torch::Tensor whole = whole_batch(2 * (ranks - 1));
+  const torch::Tensor weights = torch::randn({2 * (ranks - 1), 3, 6, 6});
+  const auto [expected_y, expected_dx] = reference(whole, weights);
+  const int64_t first = rank == 0 ? 0 : 2 * (rank - 1), count = rank == 0 ? 0 : 2;
+
+  dist::SyncBatchNorm norm(dist::SyncBatchNormOptions{3}, comm);
+  const torch::Tensor x = whole.narrow(0, first, count).clone().requires_grad_(true);
+  const torch::Tensor y = norm->forward(x);
+  (y * weights.narrow(0, first, count)).sum().backward();
+  CHECK(torch::isfinite(norm->running_mean).all().item<bool>());
+  CHECK(torch::allclose(y, expected_y.narrow(0, first, count), 1e-4, 1e-4));
+  CHECK(torch::allclose(x.grad(), expected_dx.narrow(0, first, count), 1e-4, 1e-4));
+}

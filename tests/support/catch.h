@@ -1,0 +1,21 @@
+// The test suite's one way into Catch2, v2 (catch2/catch.hpp: Debian 12, Ubuntu 22.04)
+// or v3 (Debian 13, Ubuntu 24.04; CMake sets DPUNET_CATCH2_V3), with the names that
+// differ between the two under one spelling: Approx, and HasSubstr for "the string
+// contains this text" (v2's Contains, v3's ContainsSubstring; v3's Contains matches
+// range elements instead).
+#pragma once
+
+#include <string>
+
+#if DPUNET_CATCH2_V3
+#include <catch2/catch_all.hpp>
+using Catch::Approx;
+inline auto HasSubstr(const std::string& text) {
+  return Catch::Matchers::ContainsSubstring(text);
+}
+#else
+#include <catch2/catch.hpp>
+inline auto HasSubstr(const std::string& text) {
+  return Catch::Matchers::Contains(text);
+}
+#endif
