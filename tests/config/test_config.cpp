@@ -181,7 +181,7 @@ TEST_CASE("unknown keys suggest the nearest key in the same section first", "[co
                     HasSubstr("--set optimizer=1") && HasSubstr("is a section, not a key"));
 }
 
-TEST_CASE("--set takes a text value as written", "[config]") {
+TEST_CASE("text values given with --set are taken as written", "[config]") {
   const auto config = parse_config("", "a.yaml", {"run.dir=runs/exp #2", "data.val=*latest.h5", "data.val=&x"});
   CHECK(config.run.dir == "runs/exp #2");
   CHECK(config.data.val == "&x");
