@@ -33,6 +33,14 @@ int64_t proc_status_bytes(const std::string& key) {
   DPUNET_FAIL("cannot read ", key, " from /proc/self/status");
 }
 
+// Sets the process's resident high-water mark (VmHWM) to its current RSS.
+void reset_peak_rss() {
+  std::ofstream clear_refs("/proc/self/clear_refs");
+  clear_refs << "5";
+  clear_refs.close();
+  DPUNET_CHECK(!clear_refs.fail(), "cannot reset the peak RSS through /proc/self/clear_refs");
+}
+
 bool is_cuda(const std::string& device) {
   return device.rfind("cuda", 0) == 0;
 }
@@ -72,10 +80,7 @@ void MemoryProbe::start() {
   }
   // Hand freed heap pages back, or they stay resident and hide the step's real growth.
   malloc_trim(0);
-  std::ofstream clear_refs("/proc/self/clear_refs");
-  clear_refs << "5";  // resets VmHWM to the current RSS
-  clear_refs.close();
-  DPUNET_CHECK(!clear_refs.fail(), "cannot reset the peak RSS through /proc/self/clear_refs");
+  reset_peak_rss();
   baseline_ = proc_status_bytes("VmRSS:");
 }
 
@@ -87,10 +92,7 @@ void MemoryProbe::restart_peak() {
 #endif
     return;
   }
-  std::ofstream clear_refs("/proc/self/clear_refs");
-  clear_refs << "5";
-  clear_refs.close();
-  DPUNET_CHECK(!clear_refs.fail(), "cannot reset the peak RSS through /proc/self/clear_refs");
+  reset_peak_rss();
 }
 
 void MemoryProbe::release_cached() const {

@@ -15,10 +15,10 @@ std::vector<std::string> existing_shards(const std::string& directory, const std
   std::vector<std::string> found;
   std::error_code ec;
   if (!fs::is_directory(directory, ec)) return found;
+  static const std::regex number(R"(-[0-9]+\.h5)");
   for (const auto& entry : fs::directory_iterator(directory, ec)) {
     const std::string name = entry.path().filename().string();
     for (const std::string& prefix : prefixes) {
-      static const std::regex number(R"(-[0-9]+\.h5)");
       if (name.rfind(prefix, 0) == 0 && std::regex_match(name.substr(prefix.size()), number)) {
         found.push_back(entry.path().string());
         break;
