@@ -9,12 +9,17 @@
 
 namespace dpunet::app {
 void ModelSource::add_options(CLI::App& command) {
-  command.add_option("--checkpoint", checkpoint, "A training checkpoint (.ckpt)");
+  CLI::Option* from_checkpoint = command.add_option("--checkpoint", checkpoint, "A training checkpoint (.ckpt)");
   command.add_option("--weights", weights, "A safetensors file (from dpunet export or PyTorch)");
-  command.add_option("--config", config, "YAML whose model section describes the weights");
-  command.add_option("--n-channels", n_channels, "Model input channels (for weights without a config)");
-  command.add_option("--n-classes", n_classes, "Model classes (for weights without a config)");
-  command.add_flag("--bilinear", bilinear, "The model up-samples bilinearly");
+  // A checkpoint carries the config it was trained under; a second description of the
+  // model beside it would be ignored or contradict it, so it is refused.
+  for (CLI::Option* describes_weights :
+       {command.add_option("--config", config, "YAML whose model section describes the weights"),
+        command.add_option("--n-channels", n_channels, "Model input channels (for weights without a config)"),
+        command.add_option("--n-classes", n_classes, "Model classes (for weights without a config)"),
+        command.add_flag("--bilinear", bilinear, "The model up-samples bilinearly")}) {
+    describes_weights->excludes(from_checkpoint);
+  }
 }
 
 config::Config ModelSource::resolve() const {

@@ -166,10 +166,14 @@ void add_predict_command(CLI::App& app) {
   cmd->add_option("input", args->input, "Shards (directory, glob, index, .h5) or an image file or folder")->required();
   cmd->add_option("--out", args->out, "Output directory")->required();
   args->source.add_options(*cmd);
-  cmd->add_option("--masks", args->masks, "Folder of masks for image inputs (same file names), for --eval");
-  cmd->add_option("--mask-suffix", args->mask_suffix, "Mask of a.png is a<SUFFIX>.png (e.g. _mask)");
+  // Masks are read only to be evaluated: without --eval these would be silently ignored.
+  CLI::Option* eval = cmd->add_flag("--eval", args->eval, "Report Dice and IoU per class where masks are known");
+  cmd->add_option("--masks", args->masks, "Folder of masks for image inputs (same file names), for --eval")
+      ->needs(eval);
+  cmd->add_option("--mask-suffix", args->mask_suffix, "Mask of a.png is a<SUFFIX>.png (e.g. _mask)")->needs(eval);
   cmd->add_option("--mask-map", args->mask_map,
-                  "Mask values or #rrggbb colours to classes, e.g. 0=0,255=1 (default: values are classes)");
+                  "Mask values or #rrggbb colours to classes, e.g. 0=0,255=1 (default: values are classes)")
+      ->needs(eval);
   cmd->add_option("--tile", args->tile, "Input tile side (default: the training patch size)");
   cmd->add_option("--overlap", args->overlap, "Overlap of neighbouring tiles, share of a tile")->capture_default_str();
   cmd->add_option("--batch", args->batch, "Tiles per forward pass")->capture_default_str();
@@ -178,7 +182,6 @@ void add_predict_command(CLI::App& app) {
   cmd->add_option("--device", args->device, "auto, cpu or cuda")->capture_default_str();
   cmd->add_flag("--probabilities", args->probabilities, "Also store per-class probabilities in the HDF5 output");
   cmd->add_flag("--no-png", args->no_png, "Skip the PNG masks and overlays");
-  cmd->add_flag("--eval", args->eval, "Report Dice and IoU per class where masks are known");
   cmd->add_flag("--fp32", args->fp32, "No bf16 autocast on GPU");
   cmd->callback([args] { run(*args); });
 }

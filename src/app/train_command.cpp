@@ -42,10 +42,13 @@ int run(const TrainArgs& args) {
     return 0;
   }
   // Parse first: the device preference comes from the config. Every rank reads the same
-  // file, so every rank fails alike; the error is printed once, by rank 0.
+  // file and arguments, so every rank fails alike; the error is printed once, by rank 0.
   config::Config config;
   std::string config_error;
   try {
+    // A checkpoint named outright and a set of starting weights contradict each other.
+    DPUNET_CHECK(args.init_weights.empty() || args.resume == "none" || args.resume == "auto",
+                 "give --init-weights or --resume ", args.resume, ", not both (a checkpoint holds its own weights)");
     config = read_config(args);
   } catch (const Error& e) {
     config_error = e.what();
@@ -72,7 +75,8 @@ void add_train_command(CLI::App& app, int* exit_code) {
       ->allow_extra_args(false);
   cmd->add_option("--resume", args->resume, "none, auto (newest valid checkpoint of run.dir, else fresh) or a path")
       ->capture_default_str();
-  cmd->add_option("--stop-at-step", args->stop_at_step, "Checkpoint and stop after this step (continue with --resume)");
+  cmd->add_option("--stop-at-step", args->stop_at_step, "Checkpoint and stop after this step (continue with --resume)")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--init-weights", args->init_weights, "Start from a safetensors file (dpunet export or PyTorch)");
   cmd->add_flag("--print-config", args->print_config, "Print the resolved config and exit");
   cmd->callback([args, exit_code] { *exit_code = run(*args); });

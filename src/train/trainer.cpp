@@ -188,6 +188,10 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
       DPUNET_FAIL(loaded->path(), ": the checkpoint's model differs from the config's:", list);
     }
     loaded->restore_model(*model_);
+    // A job script passes the same arguments to every requeued run: the run's own
+    // checkpoint comes first, and the log says the starting weights were not reread.
+    if (!options.init_weights.empty())
+      logger_.info("--init-weights " + options.init_weights + " not used: resuming from " + loaded->path());
   } else if (!options.init_weights.empty()) {
     checkpoint::load_state(*model_, checkpoint::read_safetensors(options.init_weights), options.init_weights);
     logger_.info("initial weights from " + options.init_weights);
@@ -465,6 +469,12 @@ int Trainer::run() {
                std::to_string(train_data_->size()) + " samples, " +
                std::to_string(loader_->batches_per_epoch() / config_.train.accumulation) +
                " steps per epoch; run dir " + config_.run.dir);
+  if (options_.stop_at_step > 0 && step_ >= options_.stop_at_step && step_ < config_.train.steps) {
+    // Run again with the same --stop-at-step: it was reached, a further step would pass it.
+    logger_.info("already at step " + std::to_string(step_) + ", not before --stop-at-step " +
+                 std::to_string(options_.stop_at_step) + ": nothing to do (a later --stop-at-step continues)");
+    return 0;
+  }
   run_start_ = window_start_ = Clock::now();
   window_wait_start_ = loader_->wait_seconds();
   torch::Tensor loss_window = torch::zeros({}, torch::TensorOptions().device(device_));

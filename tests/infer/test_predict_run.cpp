@@ -224,10 +224,12 @@ TEST_CASE("predict --eval: masks found by suffix, values mapped to classes, none
   INFO(mapped.output);
   CHECK(mapped.exit_code == 0);
   CHECK(nlohmann::json::parse(dpunet::read_file(t.f.dir() / "out/eval.json"))["images"] == 1);
-  // Without --eval the masks are not read: their values do not matter.
+  // Masks are read only to be evaluated: given without --eval they would be ignored.
   const std::string plain = DPUNET_BINARY " predict " + t.f.dir() / "in/images" + " --checkpoint " + t.checkpoint +
                             " --no-png --out " + t.f.dir() / "plain --masks " + t.f.dir() / "in/masks 2>&1";
-  CHECK(run_command(plain).exit_code == 0);
+  const auto without_eval = run_command(plain);
+  CHECK(without_eval.exit_code != 0);
+  CHECK_THAT(without_eval.output, HasSubstr("--masks requires --eval"));
   const auto unmatched = run_command(predict + " --masks " + t.f.dir() / "in/masks 2>&1");  // no suffix given
   CHECK(unmatched.exit_code != 0);
   CHECK_THAT(unmatched.output, HasSubstr("no image of") && HasSubstr("has a mask") && HasSubstr("--mask-suffix"));
@@ -261,4 +263,19 @@ TEST_CASE("weights that do not fit, and tiles that do not suit the model, are er
   INFO(init.output);
   CHECK(init.exit_code == 0);
   CHECK_THAT(init.output, HasSubstr("initial weights from"));
+  // A requeued job passes the same arguments again: its own checkpoint comes first.
+  const auto requeued = t.f.train(1, t.f.write_config() + " --init-weights " + t.f.dir() / "w.safetensors" +
+                                         " --set run.dir=" + t.f.dir() / "run2 --resume auto --stop-at-step 2");
+  INFO(requeued.output);
+  CHECK(requeued.exit_code == 0);
+  CHECK_THAT(requeued.output, HasSubstr("not used: resuming from") && !HasSubstr("initial weights from"));
+  const auto both = t.f.train(1, t.f.write_config() + " --init-weights " + t.f.dir() / "w.safetensors" + " --resume " +
+                                     t.checkpoint + " --set run.dir=" + t.f.dir() / "run3");
+  CHECK(both.exit_code != 0);
+  CHECK_THAT(both.output, HasSubstr("give --init-weights or --resume"));
+  // A checkpoint describes its own model.
+  const auto described = run_command(DPUNET_BINARY " predict '" + val + "' --checkpoint " + t.checkpoint +
+                                     " --n-classes 2 --out " + t.f.dir() / "z 2>&1");
+  CHECK(described.exit_code != 0);
+  CHECK_THAT(described.output, HasSubstr("--checkpoint excludes --n-classes"));
 }

@@ -86,6 +86,12 @@ TEST_CASE("a fresh start in a used run directory sets the earlier run aside", "[
   const auto resumed = f.train(1, config + " --resume auto --stop-at-step 3");
   INFO(resumed.output);
   CHECK_THAT(resumed.output, HasSubstr("resumed from " + checkpoint_at(f, 2)));
+  // The same command again: step 3 was reached, so no step 4 is trained.
+  const auto again = f.train(1, config + " --resume auto --stop-at-step 3");
+  INFO(again.output);
+  CHECK(again.exit_code == 0);
+  CHECK_THAT(again.output, HasSubstr("already at step 3"));
+  CHECK_FALSE(std::filesystem::exists(checkpoint_at(f, 4)));
   // The training set's statistics are in the saved config, for validation and prediction.
   CHECK_THAT(dpunet::read_file(f.run_dir() + "/config.yaml"),
              HasSubstr("channel_mean: [") && HasSubstr("channel_std: ["));
