@@ -2,6 +2,7 @@
 // squared deviations (two-pass, accurate), all-gathered with counts and combined with
 // Chan's parallel formula. Backward: sum(dy) and sum(dy * xhat) all-reduced; weight and
 // bias gradients stay local (DistributedDataParallel averages them like any other).
+// A checkpointed block's recomputation reuses its first forward's statistics (RecomputeTape).
 // Statistics, normalisation and gradients are computed in float32 (float64 for double
 // input) whatever the input's type, as ATen's batch norm does under autocast: a bf16
 // mean would be rounded to 8 bits before the ranks' means are combined, shifting every
@@ -11,6 +12,7 @@
 #include <torch/torch.h>
 
 #include "common/error.h"
+#include "common/recompute_tape.h"
 
 namespace dpunet::dist {
 namespace {
@@ -40,40 +42,66 @@ torch::Tensor per_channel(const torch::Tensor& v, const torch::Tensor& x) {
   return v.view(shape);
 }
 
+// The whole batch's per-channel statistics, combined across ranks.
+struct GlobalStatistics {
+  torch::Tensor mean;  // [C] float64
+  torch::Tensor m2;    // [C] float64, sum of squared deviations from mean
+  double total = 0;    // values per channel over every rank
+};
+
+GlobalStatistics global_statistics(const torch::Tensor& xc, Communicator& comm) {
+  const auto dims = reduce_dims(xc);
+  const int64_t channels = xc.size(1);
+  const auto stats_options = xc.options().dtype(torch::kFloat64);
+  const double local_count = static_cast<double>(xc.numel() / channels);
+  // A rank with no values adds nothing (the mean of nothing would be NaN, and NaN * 0
+  // is still NaN in the combination below).
+  const torch::Tensor local_mean =
+      local_count > 0 ? xc.mean(dims).to(torch::kFloat64) : torch::zeros({channels}, stats_options);
+  const torch::Tensor local_m2 =
+      (xc - per_channel(local_mean.to(xc.scalar_type()), xc)).square().sum(dims).to(torch::kFloat64);
+  // [mean (C), m2 (C), count (1)] per rank.
+  const torch::Tensor packed = torch::cat({local_mean, local_m2, torch::full({1}, local_count, stats_options)});
+  torch::Tensor gathered = torch::empty({comm.world_size() * packed.numel()}, stats_options);
+  comm.all_gather(packed, gathered);
+  gathered = gathered.view({comm.world_size(), packed.numel()});
+  const torch::Tensor means = gathered.narrow(1, 0, channels);
+  const torch::Tensor m2s = gathered.narrow(1, channels, channels);
+  const torch::Tensor counts = gathered.narrow(1, 2 * channels, 1);  // [W, 1]
+  GlobalStatistics s;
+  s.total = counts.sum().item<double>();
+  TORCH_CHECK(s.total > 1, "SyncBatchNorm: needs more than one value per channel across all ranks, got ", s.total);
+  s.mean = (means * counts).sum(0) / s.total;
+  s.m2 = (m2s + counts * (means - s.mean).square()).sum(0);
+  return s;
+}
+
 class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunction> {
  public:
+  // `reuse`: what `computed` held after the first forward of a checkpointed block, when
+  // this call is its recomputation in backward (else empty): the same statistics, with no
+  // collective inside backward, where it would queue among the gradient buckets'
+  // all-reduces, and no running-statistics update (the first forward made it).
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& weight,
                                const torch::Tensor& bias, torch::Tensor running_mean, torch::Tensor running_var,
-                               double eps, double momentum, c10::intrusive_ptr<CommHolder> holder) {
-    Communicator& comm = *holder->comm;
-    const auto dims = reduce_dims(x);
-    const int64_t channels = x.size(1);
-    const auto stats_options = x.options().dtype(torch::kFloat64);
+                               double eps, double momentum, c10::intrusive_ptr<CommHolder> holder,
+                               const std::vector<torch::Tensor>* reuse, std::vector<torch::Tensor>* computed) {
     const torch::Tensor xc = x.to(compute_type(x));
-    const double local_count = static_cast<double>(x.numel() / channels);
-    // A rank with no values adds nothing (the mean of nothing would be NaN, and NaN * 0
-    // is still NaN in the combination below).
-    const torch::Tensor local_mean =
-        local_count > 0 ? xc.mean(dims).to(torch::kFloat64) : torch::zeros({channels}, stats_options);
-    const torch::Tensor local_m2 =
-        (xc - per_channel(local_mean.to(xc.scalar_type()), xc)).square().sum(dims).to(torch::kFloat64);
-    // [mean (C), m2 (C), count (1)] per rank.
-    const torch::Tensor packed = torch::cat({local_mean, local_m2, torch::full({1}, local_count, stats_options)});
-    torch::Tensor gathered = torch::empty({comm.world_size() * packed.numel()}, stats_options);
-    comm.all_gather(packed, gathered);
-    gathered = gathered.view({comm.world_size(), packed.numel()});
-    const torch::Tensor means = gathered.narrow(1, 0, channels);
-    const torch::Tensor m2s = gathered.narrow(1, channels, channels);
-    const torch::Tensor counts = gathered.narrow(1, 2 * channels, 1);  // [W, 1]
-    const double total = counts.sum().item<double>();
-    TORCH_CHECK(total > 1, "SyncBatchNorm: needs more than one value per channel across all ranks, got ", total);
-    const torch::Tensor mean = (means * counts).sum(0) / total;
-    const torch::Tensor m2 = (m2s + counts * (means - mean).square()).sum(0);
-    const torch::Tensor invstd = (m2 / total + eps).rsqrt();
-
-    running_mean.mul_(1 - momentum).add_(mean.to(running_mean.scalar_type()), momentum);
-    running_var.mul_(1 - momentum).add_((m2 / (total - 1)).to(running_var.scalar_type()), momentum);
-
+    torch::Tensor mean, invstd;
+    double total = 0;
+    if (reuse->size() == 3 && (*reuse)[0].numel() == x.size(1) && (*reuse)[0].device() == x.device()) {
+      mean = (*reuse)[0];
+      invstd = (*reuse)[1];
+      total = (*reuse)[2].item<double>();  // a CPU scalar: no device sync
+    } else {
+      const GlobalStatistics s = global_statistics(xc, *holder->comm);
+      mean = s.mean;
+      invstd = (s.m2 / s.total + eps).rsqrt();
+      total = s.total;
+      running_mean.mul_(1 - momentum).add_(mean.to(running_mean.scalar_type()), momentum);
+      running_var.mul_(1 - momentum).add_((s.m2 / (total - 1)).to(running_var.scalar_type()), momentum);
+      *computed = {mean, invstd, torch::full({}, total, torch::kFloat64)};
+    }
     const torch::Tensor mean_c = mean.to(xc.scalar_type());
     const torch::Tensor invstd_c = invstd.to(xc.scalar_type());
     const torch::Tensor xhat = (xc - per_channel(mean_c, xc)) * per_channel(invstd_c, xc);
@@ -106,6 +134,8 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
     return {dx.to(x.scalar_type()),
             sum_dy_xhat.to(weight.scalar_type()),
             sum_dy.to(weight.scalar_type()),
+            torch::Tensor(),
+            torch::Tensor(),
             torch::Tensor(),
             torch::Tensor(),
             torch::Tensor(),
@@ -144,10 +174,17 @@ torch::Tensor SyncBatchNormImpl::forward(const torch::Tensor& input) {
     torch::NoGradGuard no_grad;
     num_batches_tracked.add_(1);
   }
+  // Inside a checkpointed block: the first forward's statistics, when recomputing.
+  RecomputeTape* tape = RecomputeTape::active();
+  const std::vector<torch::Tensor> reuse =
+      tape != nullptr && tape->replaying() ? tape->replay_next() : std::vector<torch::Tensor>{};
+  std::vector<torch::Tensor> computed;
   // In its own memory format: an NHWC map stays NHWC for the layers after this one.
-  return SyncBatchNormFunction::apply(input.contiguous(input.suggest_memory_format()), weight, bias, running_mean,
-                                      running_var, options_.eps, options_.momentum,
-                                      c10::make_intrusive<CommHolder>(comm_.get()));
+  torch::Tensor y = SyncBatchNormFunction::apply(input.contiguous(input.suggest_memory_format()), weight, bias,
+                                                 running_mean, running_var, options_.eps, options_.momentum,
+                                                 c10::make_intrusive<CommHolder>(comm_.get()), &reuse, &computed);
+  if (tape != nullptr && !tape->replaying()) tape->record(std::move(computed));
+  return y;
 }
 
 }  // namespace dpunet::dist

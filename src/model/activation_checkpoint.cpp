@@ -11,8 +11,8 @@
 #include <mutex>
 
 #include "common/error.h"
+#include "common/recompute_tape.h"
 #include "model/autocast_state.h"
-#include "model/recompute_tape.h"
 
 namespace dpunet::model {
 namespace {

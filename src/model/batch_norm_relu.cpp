@@ -4,10 +4,10 @@
 
 #include <torch/torch.h>
 
+#include "common/recompute_tape.h"
 #include "model/kernel_support.h"
 #include "model/kernel_usage.h"
 #include "model/own_kernels.h"
-#include "model/recompute_tape.h"
 
 #ifdef DPUNET_WITH_CUDA_KERNELS
 #include <ATen/cuda/CUDAContext.h>

@@ -5,7 +5,7 @@
 // then an in-place ReLU. Either way the BatchNorm module's parameters and running
 // statistics are the ones used and updated. Inside a checkpointed block the fused path
 // records its batch statistics, and the recomputation in backward reuses them: the
-// normalise pass alone, bit-identical to the first forward (model/recompute_tape.h).
+// normalise pass alone, bit-identical to the first forward (common/recompute_tape.h).
 #pragma once
 
 #include <vector>

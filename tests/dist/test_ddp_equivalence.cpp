@@ -6,6 +6,7 @@
 
 #include "dist/ddp.h"
 #include "dist/mpi_communicator.h"
+#include "dist/sync_batch_norm.h"
 #include "support/ddp_fixture.h"
 #include "support/mpi_test_context.h"
 #include "support/tensor_compare.h"
@@ -203,13 +204,58 @@ TEST_CASE("DDP rebuilds its buckets once, in the order gradients became ready", 
   }
 }
 
+namespace {
+
+// MpiCommunicator that counts its all-gathers (SyncBatchNorm's statistics travel in them).
+class CountingCommunicator : public dist::Communicator {
+ public:
+  explicit CountingCommunicator(std::shared_ptr<dist::Communicator> inner) : inner_(std::move(inner)) {}
+  int rank() const override { return inner_->rank(); }
+  int world_size() const override { return inner_->world_size(); }
+  std::string backend() const override { return inner_->backend(); }
+  c10::Device device() const override { return inner_->device(); }
+  std::unique_ptr<dist::Work> all_reduce_async(const at::Tensor& t, dist::ReduceOp op) override {
+    return inner_->all_reduce_async(t, op);
+  }
+  std::unique_ptr<dist::Work> broadcast_async(const at::Tensor& t, int root) override {
+    return inner_->broadcast_async(t, root);
+  }
+  std::unique_ptr<dist::Work> all_gather_async(const at::Tensor& input, const at::Tensor& output) override {
+    ++all_gathers;
+    return inner_->all_gather_async(input, output);
+  }
+  void barrier() override { inner_->barrier(); }
+  int64_t all_gathers = 0;
+
+ private:
+  std::shared_ptr<dist::Communicator> inner_;
+};
+
+}  // namespace
+
 TEST_CASE("DDP with SyncBatchNorm equals BatchNorm on the whole batch", "[mpi]") {
-  auto comm = std::make_shared<dist::MpiCommunicator>(test::mpi_context());
+  const bool checkpointing = GENERATE(false, true);
+  INFO("checkpointing " << checkpointing);
+  auto comm = std::make_shared<CountingCommunicator>(std::make_shared<dist::MpiCommunicator>(test::mpi_context()));
   const GlobalBatch batch = test::make_global_batch(kPerRank, comm->world_size());
+  const GlobalBatch share = test::rank_share(batch, comm->rank(), comm->world_size());
   const StepResult expected = single_process_step(test::make_small_unet(model::Norm::kBatch), batch);
   model::Unet net = test::make_small_unet(model::Norm::kSyncBatch, comm);
-  // Running statistics come out of the reduction too, so compare them as well.
-  require_same(ddp_step(net, *comm, test::rank_share(batch, comm->rank(), comm->world_size())), expected);
+  if (checkpointing) net->use_checkpointing(true, model::CheckpointPolicy::kAll);
+  // Running statistics come out of the reduction too, so compare them as well: a
+  // recomputation that updated them again would show here.
+  require_same(ddp_step(net, *comm, share), expected);
+
+  // One all-gather per SyncBatchNorm layer and step: a checkpointed block's
+  // recomputation in backward reuses its forward's statistics instead of gathering again.
+  int64_t layers = 0;
+  for (const auto& module : net->modules()) layers += module->as<dist::SyncBatchNorm>() != nullptr ? 1 : 0;
+  REQUIRE(layers > 0);
+  model::Unet fresh = test::make_small_unet(model::Norm::kSyncBatch, comm);
+  if (checkpointing) fresh->use_checkpointing(true, model::CheckpointPolicy::kAll);
+  comm->all_gathers = 0;
+  test::batch_loss(fresh, share).backward();
+  CHECK(comm->all_gathers == layers);
 }
 
 TEST_CASE("DDP no_sync accumulation over micro-batches equals one big batch", "[mpi]") {

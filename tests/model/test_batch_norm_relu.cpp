@@ -4,16 +4,16 @@
 #include <torch/torch.h>
 #include "support/catch.h"
 
+#include "common/recompute_tape.h"
 #include "model/batch_norm_relu.h"
 #include "model/own_kernels.h"
-#include "model/recompute_tape.h"
 #include "model/unet.h"
 #include "support/own_kernels.h"
 #include "support/unet_gpu_step.h"
 
+using dpunet::RecomputeTape;
 using dpunet::model::batch_norm_relu;
 using dpunet::model::fused_batch_norm_relu_applies;
-using dpunet::model::RecomputeTape;
 using dpunet::test::own_kernels_runnable;
 
 namespace {

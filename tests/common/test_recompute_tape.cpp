@@ -4,10 +4,10 @@
 #include <torch/torch.h>
 #include "support/catch.h"
 
+#include "common/recompute_tape.h"
 #include "model/activation_checkpoint.h"
-#include "model/recompute_tape.h"
 
-using dpunet::model::RecomputeTape;
+using dpunet::RecomputeTape;
 
 namespace {
 

@@ -1,6 +1,7 @@
 // Values a checkpointed block computes in its first forward that the recomputation in
 // backward can take instead of computing them again: BatchNorm's batch statistics, whose
-// pass over the map is a third of the fused forward's memory traffic. The checkpoint
+// pass over the map is a third of the fused forward's memory traffic, and SyncBatchNorm's
+// global statistics, which would otherwise cost a collective inside backward. The checkpoint
 // function makes a tape active on the thread running the block, recording on the first
 // forward and replaying on the recomputation; a layer appends one entry per call (empty
 // when it has nothing to reuse), so the entries stay in step even when a call takes a
@@ -12,7 +13,7 @@
 
 #include <ATen/core/Tensor.h>
 
-namespace dpunet::model {
+namespace dpunet {
 
 class RecomputeTape {
  public:
@@ -60,4 +61,4 @@ class RecomputeTape {
   bool replaying_ = false;
 };
 
-}  // namespace dpunet::model
+}  // namespace dpunet

@@ -1,7 +1,7 @@
 // RecomputeTape: one active tape per thread, swapped by scopes.
-#include "model/recompute_tape.h"
+#include "common/recompute_tape.h"
 
-namespace dpunet::model {
+namespace dpunet {
 namespace {
 thread_local RecomputeTape* active_tape = nullptr;
 }  // namespace
@@ -38,4 +38,4 @@ RecomputeTape::Suspend::~Suspend() {
   active_tape = previous_;
 }
 
-}  // namespace dpunet::model
+}  // namespace dpunet
