@@ -6,6 +6,7 @@
 #include <zlib.h>
 
 #include <cstring>
+#include <map>
 #include <sstream>
 #include <unordered_map>
 
@@ -121,25 +122,48 @@ void save_checkpoint(const std::string& path, torch::nn::Module& model, torch::o
 LoadedCheckpoint::LoadedCheckpoint(const std::string& path) : path_(path) {
   const std::string bytes = read_file(path);
   verify_frame(path, bytes);
+  crc_ = get<uint32_t>(bytes, 20);
   try {
-    std::istringstream payload(bytes.substr(kHeaderBytes));
     // Onto the CPU whatever device wrote it: rank 0 saves from its GPU, and every rank
-    // reads; restore_* then places each tensor next to what it belongs to.
-    archive_.load_from(payload, torch::Device(torch::kCPU));
+    // reads; restore_* then places each tensor next to what it belongs to. Read in place:
+    // every rank of a node holds the file at once.
+    archive_.load_from(bytes.data() + kHeaderBytes, bytes.size() - kHeaderBytes, torch::Device(torch::kCPU));
     state_ = read_meta(archive_);
   } catch (const c10::Error& e) {
     DPUNET_FAIL(path, ": unreadable checkpoint contents: ", e.what_without_backtrace());
   }
 }
 
+namespace {
+
+// Name -> "[sizes] dtype" of every parameter and buffer.
+std::map<std::string, std::string> tensor_layouts(torch::nn::Module& model) {
+  std::map<std::string, std::string> layouts;
+  const auto describe = [](const torch::Tensor& t) { return c10::str(t.sizes(), " ", t.scalar_type()); };
+  for (const auto& p : model.named_parameters()) layouts[p.key()] = describe(p.value());
+  for (const auto& b : model.named_buffers()) layouts[b.key()] = describe(b.value());
+  return layouts;
+}
+
+}  // namespace
+
 void LoadedCheckpoint::restore_model(torch::nn::Module& model) const {
   torch::serialize::InputArchive model_archive;
   archive_.read("model", model_archive);
+  // LibTorch's load replaces each tensor with the archive's whatever its shape; a
+  // checkpoint whose tensors disagree with its own config must not pass for this model.
+  const auto expected = tensor_layouts(model);
   try {
     model.load(model_archive);
   } catch (const c10::Error& e) {
     DPUNET_FAIL(path_, ": the checkpoint does not fit this model: ", e.what_without_backtrace());
   }
+  std::string mismatches;
+  for (const auto& [name, layout] : tensor_layouts(model)) {
+    const std::string& want = expected.at(name);
+    if (layout != want) mismatches += "\n  " + name + ": " + layout + " in the checkpoint, the model has " + want;
+  }
+  DPUNET_CHECK(mismatches.empty(), path_, ": the checkpoint does not fit this model:", mismatches);
 }
 
 namespace {

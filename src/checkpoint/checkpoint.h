@@ -51,7 +51,10 @@ class LoadedCheckpoint {
 
   const std::string& path() const { return path_; }
   const TrainingState& state() const { return state_; }
-  // Loads parameters and buffers; throws listing missing or mismatched names.
+  // The payload's CRC-32 from the frame: two ranks that read the same file agree on it.
+  uint32_t crc() const { return crc_; }
+  // Loads parameters and buffers; throws naming a missing tensor, or listing tensors
+  // whose shape or type differ from the model's.
   void restore_model(torch::nn::Module& model) const;
   // Loads the optimizer's state (moments, step counts); its hyper-parameters stay those
   // it was built with.
@@ -61,6 +64,7 @@ class LoadedCheckpoint {
   std::string path_;
   mutable torch::serialize::InputArchive archive_;
   TrainingState state_;
+  uint32_t crc_ = 0;
 };
 
 // True when `path` holds a complete, undamaged checkpoint (reads the whole file).

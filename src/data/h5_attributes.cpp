@@ -57,21 +57,42 @@ std::vector<double> read_doubles(hid_t file, const char* name, const std::string
   return values;
 }
 
+// Variable- or fixed-length strings in ASCII or UTF-8: dpunet writes variable-length
+// ASCII, h5py writes UTF-8 for str and fixed-length for numpy bytes, and HDF5 converts
+// neither between character sets nor from fixed to variable length.
 std::vector<std::string> read_strings(hid_t file, const char* name, const std::string& path) {
   hsize_t count = 0;
   H5Handle attribute = open_attribute(file, name, path, &count);
   H5Handle file_type(H5Aget_type(attribute.get()));
   H5_CHECK(file_type.get(), path);
   DPUNET_CHECK(H5Tget_class(file_type.get()) == H5T_STRING, path, ": attribute '", name, "' must hold strings");
+  const H5T_cset_t cset = H5Tget_cset(file_type.get());
+  H5_CHECK(cset, path);
+  const htri_t variable = H5Tis_variable_str(file_type.get());
+  H5_CHECK(variable, path);
   H5Handle memory_type(H5Tcopy(H5T_C_S1));
   H5_CHECK(memory_type.get(), path);
-  H5_CHECK(H5Tset_size(memory_type.get(), H5T_VARIABLE), path);
-  std::vector<char*> raw(count, nullptr);
-  if (count > 0) H5_CHECK(H5Aread(attribute.get(), memory_type.get(), raw.data()), path);
+  H5_CHECK(H5Tset_cset(memory_type.get(), cset), path);
   std::vector<std::string> values;
-  for (char* s : raw) {
-    values.emplace_back(s != nullptr ? s : "");
-    H5free_memory(s);
+  if (variable > 0) {
+    H5_CHECK(H5Tset_size(memory_type.get(), H5T_VARIABLE), path);
+    std::vector<char*> raw(count, nullptr);
+    if (count > 0) H5_CHECK(H5Aread(attribute.get(), memory_type.get(), raw.data()), path);
+    for (char* text : raw) {
+      values.emplace_back(text != nullptr ? text : "");
+      H5free_memory(text);
+    }
+    return values;
+  }
+  const size_t width = H5Tget_size(file_type.get());
+  DPUNET_CHECK(width > 0, path, ": attribute '", name, "' holds strings of no length");
+  H5_CHECK(H5Tset_size(memory_type.get(), width), path);
+  H5_CHECK(H5Tset_strpad(memory_type.get(), H5T_STR_NULLPAD), path);
+  std::vector<char> raw(count * width, '\0');
+  if (count > 0) H5_CHECK(H5Aread(attribute.get(), memory_type.get(), raw.data()), path);
+  for (hsize_t i = 0; i < count; ++i) {
+    const char* text = raw.data() + i * width;
+    values.emplace_back(text, strnlen(text, width));
   }
   return values;
 }

@@ -56,6 +56,13 @@ bool statistics_apply(const Normalizer& normalizer, PixelType type) {
          normalizer.pixel_type == pixel_type_name(type);
 }
 
+ChannelAffine dataset_affine(double mean, double std) {
+  ChannelAffine a;
+  a.scale = std >= kConstantChannelStd ? 1.0 / std : 1.0;
+  a.shift = -mean * a.scale;
+  return a;
+}
+
 Sample load_sample(const Dataset& dataset, int64_t index, const Normalizer& normalizer,
                    std::vector<unsigned char>& scratch) {
   const ShardHeader& h = dataset.header();
@@ -84,8 +91,9 @@ Sample load_sample(const Dataset& dataset, int64_t index, const Normalizer& norm
   for (int64_t c = 0; c < h.channels; ++c) {
     float scale = 1.0f, shift = 0.0f;
     if (normalization == Normalization::kDataset) {
-      scale = static_cast<float>(1.0 / std::max(deviations[c], 1e-8));
-      shift = static_cast<float>(-means[c]) * scale;
+      const ChannelAffine a = dataset_affine(means[c], deviations[c]);
+      scale = static_cast<float>(a.scale);
+      shift = static_cast<float>(a.shift);
     } else if (normalization == Normalization::kNone) {
       if (h.pixel_type == PixelType::kUInt8) scale = 1.0f / 255.0f;
       if (h.pixel_type == PixelType::kUInt16) scale = 1.0f / 65535.0f;

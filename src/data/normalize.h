@@ -32,6 +32,15 @@ struct Normalizer {
 // when it has none or their pixel type is not known.
 bool statistics_apply(const Normalizer& normalizer, PixelType type);
 
+// Dataset normalisation of one channel as value * scale + shift. A constant channel
+// (std below 1e-6 pixel units) is only centred: scaling by its zero spread would turn any
+// other value, in validation or prediction, into about 1e8.
+struct ChannelAffine {
+  double scale = 1, shift = 0;
+};
+ChannelAffine dataset_affine(double mean, double std);
+inline constexpr double kConstantChannelStd = 1e-6;
+
 // Reads global sample `index` and converts it; `scratch` holds the raw pixels between
 // calls so a worker allocates once.
 Sample load_sample(const Dataset& dataset, int64_t index, const Normalizer& normalizer,

@@ -2,12 +2,14 @@
 // of the U-Net paper's overlap-tile strategy, shared by augmentation and inference.
 #pragma once
 
+#include <cassert>
 #include <cstdint>
 
 namespace dpunet::data {
 
-// Index `i` of any sign mirrored into [0, n).
+// Index `i` of any sign mirrored into [0, n); n > 0 (readers refuse empty images).
 inline int64_t reflect_index(int64_t i, int64_t n) {
+  assert(n > 0);
   if (n == 1) return 0;
   const int64_t period = 2 * (n - 1);
   i %= period;

@@ -47,7 +47,14 @@ H5Handle open_file(const std::string& path) {
   std::error_code ec;
   DPUNET_CHECK(fs::exists(path, ec), path, ": no such file");
   DPUNET_CHECK(fs::is_regular_file(path, ec), path, ": not a regular file");
-  H5Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  H5Handle access(H5Pcreate(H5P_FILE_ACCESS));
+  H5_CHECK(access.get(), path);
+#if H5_VERSION_GE(1, 12, 1) || (H5_VERS_MAJOR == 1 && H5_VERS_MINOR == 10 && H5_VERS_RELEASE >= 7)
+  // Shards are only read: HDF5's lock would refuse a shard another process holds open,
+  // and fails on network filesystems without lock support (NFS, some Lustre mounts).
+  H5_CHECK(H5Pset_file_locking(access.get(), /*use_file_locking=*/false, /*ignore_when_disabled=*/true), path);
+#endif
+  H5Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, access.get()));
   if (!file.valid()) {
     DPUNET_FAIL(detail::H5Describe{path}(-1), " (not an HDF5 file, or a truncated or damaged one)");
   }
@@ -68,6 +75,8 @@ ShardReader::ShardReader(std::string path) : path_(std::move(path)) {
                ": 'images' ", shape_text(image_dims), " and 'masks' ", shape_text(mask_dims),
                " disagree (expected [N, C, H, W] and [N, H, W])");
   DPUNET_CHECK(image_dims[0] > 0, path_, ": the shard holds no samples");
+  DPUNET_CHECK(image_dims[1] > 0 && image_dims[2] > 0 && image_dims[3] > 0, path_, ": 'images' ",
+               shape_text(image_dims), " has an empty channel or spatial dimension");
   header_.samples = static_cast<int64_t>(image_dims[0]);
   header_.channels = static_cast<int64_t>(image_dims[1]);
   header_.height = static_cast<int64_t>(image_dims[2]);

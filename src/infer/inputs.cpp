@@ -32,10 +32,13 @@ torch::Tensor normalise(torch::Tensor image, const data::Normalizer& normalizer,
                  "the model's statistics are for ", normalizer.channel_mean.size(), " channels, the image has ",
                  image.size(0));
     const auto channels = static_cast<int64_t>(normalizer.channel_mean.size());
-    const torch::Tensor mean = torch::tensor(normalizer.channel_mean, torch::kDouble).reshape({channels, 1, 1});
-    const torch::Tensor std = torch::tensor(normalizer.channel_std, torch::kDouble).reshape({channels, 1, 1});
-    const torch::Tensor scale = (1.0 / std.clamp_min(1e-8)).to(torch::kFloat);
-    return image * scale + (-mean).to(torch::kFloat) * scale;
+    torch::Tensor scale = torch::empty({channels, 1, 1}), shift = torch::empty({channels, 1, 1});
+    for (int64_t c = 0; c < channels; ++c) {
+      const data::ChannelAffine a = data::dataset_affine(normalizer.channel_mean[c], normalizer.channel_std[c]);
+      scale[c] = static_cast<float>(a.scale);  // float32 like load_sample's, so both give the same inputs
+      shift[c] = static_cast<float>(a.shift);
+    }
+    return image * scale + shift;
   }
   // per_image, or dataset normalisation without known statistics.
   const torch::Tensor mean = image.mean({1, 2}, true), std = image.std({1, 2}, false, true).clamp_min(1e-8);

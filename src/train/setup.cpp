@@ -132,4 +132,23 @@ void check_data_fits_model(const config::Config& c, const data::ShardHeader& h, 
                " classes but model.n_classes is ", c.model.n_classes);
 }
 
+void check_statistics_fit(const config::Config& config, const data::ShardHeader& header, const std::string& which) {
+  if (config.data.normalization != "dataset") return;
+  DPUNET_CHECK(data::statistics_apply(normalizer(config), header.pixel_type), which, ": images are stored as ",
+               data::pixel_type_name(header.pixel_type), ", but the normalisation statistics were measured on ",
+               config.data.stats_pixel_type, " pixels (data.train's, or data.stats_pixel_type): store both sets alike");
+}
+
+std::vector<std::string> constant_channel_notes(const config::Config& config) {
+  std::vector<std::string> notes;
+  if (config.data.normalization != "dataset") return notes;
+  for (size_t c = 0; c < config.data.channel_std.size(); ++c) {
+    if (config.data.channel_std[c] >= data::kConstantChannelStd) continue;
+    notes.push_back("channel " + std::to_string(c) + " has std " + std::to_string(config.data.channel_std[c]) +
+                    " (constant in " + config.data.train +
+                    "?): it is centred but not scaled, so it carries no information to the model");
+  }
+  return notes;
+}
+
 }  // namespace dpunet::train

@@ -30,5 +30,11 @@ data::LoaderOptions loader_options(const config::Config& config, bool pin_memory
 data::SamplerOptions sampler_options(const config::Config& config);
 // Checks that the data fit the model: channels and classes.
 void check_data_fits_model(const config::Config& config, const data::ShardHeader& header, const std::string& which);
+// Once the normalisation statistics are resolved: checks that `which` (the validation
+// set) is stored in their units, before the first validation instead of at it.
+void check_statistics_fit(const config::Config& config, const data::ShardHeader& header, const std::string& which);
+// A line for each channel the resolved statistics say is constant (it is centred, not
+// scaled: data::dataset_affine), so a dead channel in the training data gets noticed.
+std::vector<std::string> constant_channel_notes(const config::Config& config);
 
 }  // namespace dpunet::train

@@ -30,6 +30,7 @@
 #include "train/device_memory.h"
 #include "train/loss_scaler.h"
 #include "train/preemption.h"
+#include "train/rank_agreement.h"
 #include "train/run_history.h"
 #include "train/run_logger.h"
 #include "train/schedule.h"
@@ -70,7 +71,6 @@ class Trainer {
 
  private:
   void resume(const checkpoint::LoadedCheckpoint& loaded);
-  void check_same_resume_step(const std::optional<checkpoint::LoadedCheckpoint>& loaded);
   void resolve_normalization(const std::optional<config::Config>& saved);
   data::SamplerState resume_position(const checkpoint::LoadedCheckpoint& loaded, const config::Config& saved);
   void prepare_run_directory(const std::optional<checkpoint::LoadedCheckpoint>& loaded);
@@ -160,15 +160,17 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
 
   train_data_ = std::make_shared<const data::Dataset>(config.data.train);
   check_data_fits_model(config, train_data_->header(), config.data.train);
+  check_same_dataset(*comm_, *train_data_, "data.train", config.data.train);
   if (!config.data.val.empty()) {
     val_data_ = std::make_shared<const data::Dataset>(config.data.val);
     check_data_fits_model(config, val_data_->header(), config.data.val);
+    check_same_dataset(*comm_, *val_data_, "data.val", config.data.val);
   }
 
   torch::manual_seed(config.run.seed);
   model_ = build_model(config, comm_);
   std::optional<checkpoint::LoadedCheckpoint> loaded = find_resume_point(options, store_, context, *comm_, logger_);
-  check_same_resume_step(loaded);
+  check_same_checkpoint(*comm_, loaded);
   std::optional<config::Config> saved;  // the config the checkpoint was written under
   if (loaded) {
     std::vector<std::string> skipped;
@@ -187,6 +189,10 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
       for (const auto& d : differences) list += "\n  " + d;
       DPUNET_FAIL(loaded->path(), ": the checkpoint's model differs from the config's:", list);
     }
+    // Another optimizer's state (AdamW's moments for SGD) cannot be carried over.
+    DPUNET_CHECK(saved->optimizer.name == config.optimizer.name, loaded->path(), ": written with optimizer.name ",
+                 saved->optimizer.name, ", the config has ", config.optimizer.name,
+                 "; to change the optimizer, start a new run from its weights (dpunet export, then --init-weights)");
     loaded->restore_model(*model_);
     // A job script passes the same arguments to every requeued run: the run's own
     // checkpoint comes first, and the log says the starting weights were not reread.
@@ -206,6 +212,10 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
     start = resume_position(*loaded, *saved);
   }
   resolve_normalization(saved);
+  if (val_data_) check_statistics_fit(config_, val_data_->header(), "data.val " + config_.data.val);
+  if (context.is_root()) {
+    for (const std::string& note : constant_channel_notes(config_)) logger_.warn(note);
+  }
   if (saved) {
     // A resumed run takes the new config (its normalisation statistics resolved as the
     // checkpoint's); which keys changed belongs in the run's log: a longer run, another
@@ -240,17 +250,6 @@ void Trainer::resume(const checkpoint::LoadedCheckpoint& loaded) {
   if (s.world_size != context_.world_size()) {
     logger_.info("the checkpoint was written by " + std::to_string(s.world_size) + " ranks, this run has " +
                  std::to_string(context_.world_size()) + ": the sampler re-splits the rest of the epoch");
-  }
-}
-
-// Ranks read the checkpoint each for itself: one that saw an older file of the same name
-// (a node-local run directory) would otherwise run out of step with the others.
-void Trainer::check_same_resume_step(const std::optional<checkpoint::LoadedCheckpoint>& loaded) {
-  const std::vector<int64_t> steps = comm_->all_gather_values(loaded ? loaded->state().step : -1);
-  for (size_t r = 1; r < steps.size(); ++r) {
-    DPUNET_CHECK(steps[r] == steps[0], "resume: rank ", r, " loaded step ", steps[r], " but rank 0 step ", steps[0],
-                 (loaded ? " from " + loaded->path() : std::string()),
-                 "; every rank must see the same checkpoint files (a shared run.dir)");
   }
 }
 

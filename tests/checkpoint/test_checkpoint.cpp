@@ -105,6 +105,16 @@ TEST_CASE("a checkpoint restores model, optimizer and state exactly", "[checkpoi
   CHECK(torch::equal(a.model->bias, b.model->bias));
 }
 
+TEST_CASE("a checkpoint whose tensors differ in shape from the model's is refused, naming them", "[checkpoint]") {
+  dpunet::test::TempDir dir;
+  Trained saved(0);
+  save(dir / "c.ckpt", saved, 1);
+  torch::nn::Linear narrower(4, 2);  // same names, other shapes: LibTorch's load alone would take them
+  CHECK_THROWS_WITH(LoadedCheckpoint(dir / "c.ckpt").restore_model(*narrower),
+                    HasSubstr(dir / "c.ckpt") && HasSubstr("does not fit this model") &&
+                        HasSubstr("weight: [3, 4] Float in the checkpoint, the model has [2, 4] Float"));
+}
+
 TEST_CASE("damaged checkpoints are detected before loading", "[checkpoint]") {
   dpunet::test::TempDir dir;
   Trained a(1);

@@ -145,6 +145,10 @@ TEST_CASE("dataset normalisation uses the statistics it is given, else the shard
   given.channel_mean = {1.0, 2.0};
   given.channel_std = {1.0, 1.0};
   CHECK_THROWS_WITH(dpunet::data::load_sample(*dataset, 1, given, scratch), HasSubstr("2 channels"));
+  // A constant channel (std 0) is centred only: 1e8 x (raw - mean) would reach the model.
+  given.channel_mean = {10.0};
+  given.channel_std = {0.0};
+  CHECK(dpunet::data::load_sample(*dataset, 1, given, scratch).image[5] == Approx(raw - 10.0));
 }
 
 TEST_CASE("a loader resumed on another world size goes on with the samples not yet seen", "[data]") {

@@ -3,6 +3,10 @@
 #include <hdf5.h>
 #include "support/catch.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 
@@ -181,6 +185,18 @@ TEST_CASE("bad shard files give one error that names the file", "[data]") {
     dpunet::test::write_raw_shard(path, spec);
     expected = "holds no samples";
   }
+  SECTION("an empty spatial dimension") {
+    spec.image_dims = {2, 1, 0, 8};
+    spec.mask_dims = {2, 0, 8};
+    dpunet::test::write_raw_shard(path, spec);
+    expected = "has an empty channel or spatial dimension";
+  }
+  SECTION("no channels") {
+    spec.image_dims = {2, 0, 8, 8};
+    spec.attributes = false;  // statistics for no channels cannot be written
+    dpunet::test::write_raw_shard(path, spec);
+    expected = "has an empty channel or spatial dimension";
+  }
   SECTION("images and masks disagree") {
     spec.mask_dims = {3, 8, 8};
     dpunet::test::write_raw_shard(path, spec);
@@ -192,6 +208,26 @@ TEST_CASE("bad shard files give one error that names the file", "[data]") {
     expected = "not a dpunet shard";
   }
   CHECK_THROWS_WITH(ShardReader(path), HasSubstr(path) && HasSubstr(expected));
+}
+
+TEST_CASE("class names stored by h5py (UTF-8, fixed length) are read", "[data]") {
+  TempDir dir;
+  const std::string path = dir / "names.h5";
+  dpunet::test::RawShard spec;
+  spec.names = GENERATE(dpunet::test::RawShard::Names::kUtf8Variable, dpunet::test::RawShard::Names::kFixedLength);
+  dpunet::test::write_raw_shard(path, spec);
+  CHECK(ShardReader(path).header().class_names == std::vector<std::string>{"c0", "c1", "c2"});
+}
+
+TEST_CASE("a shard another process holds locked is still read", "[data]") {
+  TempDir dir;
+  const std::string path = dir / "locked.h5";
+  dpunet::test::write_known_shard(path, 2);
+  const int fd = ::open(path.c_str(), O_RDWR);
+  REQUIRE(fd >= 0);
+  REQUIRE(::flock(fd, LOCK_EX | LOCK_NB) == 0);  // as a writer, or HDF5 in another process, holds it
+  CHECK(ShardReader(path).header().samples == 2);
+  ::close(fd);
 }
 
 TEST_CASE("bad samples name the file and the sample index", "[data]") {

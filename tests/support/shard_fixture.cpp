@@ -48,6 +48,32 @@ void write_known_shard(const std::string& path, int64_t samples, int64_t first, 
   writer.finish();
 }
 
+// class_names again, stored another way (h5py's: UTF-8 variable length, or fixed length).
+void rewrite_class_names(hid_t file, const data::ShardHeader& header, RawShard::Names form) {
+  H5Adelete(file, data::kClassNamesAttribute);
+  const hsize_t count = header.class_names.size();
+  data::H5Handle space(H5Screate_simple(1, &count, nullptr));
+  data::H5Handle type(H5Tcopy(H5T_C_S1));
+  if (form == RawShard::Names::kUtf8Variable) {
+    H5Tset_size(type.get(), H5T_VARIABLE);
+    H5Tset_cset(type.get(), H5T_CSET_UTF8);
+    std::vector<const char*> names;
+    for (const auto& name : header.class_names) names.push_back(name.c_str());
+    data::H5Handle attribute(
+        H5Acreate2(file, data::kClassNamesAttribute, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT));
+    H5Awrite(attribute.get(), type.get(), names.data());
+    return;
+  }
+  constexpr size_t kWidth = 6;
+  H5Tset_size(type.get(), kWidth);
+  H5Tset_strpad(type.get(), H5T_STR_NULLPAD);
+  std::vector<char> packed(count * kWidth, '\0');
+  for (size_t i = 0; i < count; ++i) header.class_names[i].copy(packed.data() + i * kWidth, kWidth);
+  data::H5Handle attribute(
+      H5Acreate2(file, data::kClassNamesAttribute, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT));
+  H5Awrite(attribute.get(), type.get(), packed.data());
+}
+
 void write_raw_shard(const std::string& path, const RawShard& spec) {
   data::silence_hdf5_errors();
   data::H5Handle file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
@@ -70,6 +96,7 @@ void write_raw_shard(const std::string& path, const RawShard& spec) {
     header.channel_mean.assign(header.channels, 10.0);
     header.channel_std.assign(header.channels, 1.0);
     data::write_header_attributes(file.get(), header, path);
+    if (spec.names != RawShard::Names::kAsciiVariable) rewrite_class_names(file.get(), header, spec.names);
   }
 }
 

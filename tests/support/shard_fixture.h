@@ -30,6 +30,8 @@ struct RawShard {
   bool int32_images = false;
   uint8_t mask_value = 0;
   int n_classes = 3;
+  // How class_names is stored: as dpunet writes it, or as h5py does for str / numpy bytes.
+  enum class Names { kAsciiVariable, kUtf8Variable, kFixedLength } names = Names::kAsciiVariable;
 };
 void write_raw_shard(const std::string& path, const RawShard& spec);
 

@@ -214,6 +214,23 @@ TEST_CASE("bad training input gives one clear error", "[train][e2e]") {
     CHECK(result.exit_code != 0);
     CHECK_THAT(result.output, HasSubstr("model differs") && HasSubstr("model.depth: 2 vs 3"));
   }
+  SECTION("a checkpoint of another optimizer") {
+    const std::string config = f.write_config();
+    REQUIRE(f.train(1, config + " --stop-at-step 2").exit_code == 0);
+    const auto result = f.train(1, config + " --resume auto --set optimizer.name=sgd");
+    CHECK(result.exit_code != 0);
+    CHECK_THAT(result.output, HasSubstr("step-00000002.ckpt: written with optimizer.name adamw, the config has sgd"));
+  }
+  SECTION("validation shards stored in other units than the training set's statistics") {
+    REQUIRE(dpunet::test::run_command(DPUNET_BINARY " data synth --out " + f.dir() / "val16" +
+                                      " --samples 2 --shards 1 --size 48 --dtype uint16 2>&1")
+                .exit_code == 0);
+    const auto result = f.train(1, f.write_config() + " --set data.val=" + f.dir() / "val16/train-00000.h5");
+    CHECK(result.exit_code != 0);
+    CHECK_THAT(result.output,
+               HasSubstr("data.val " + f.dir() / "val16/train-00000.h5" + ": images are stored as uint16") &&
+                   !HasSubstr("step 1/"));
+  }
   SECTION("resume auto skips a damaged newest checkpoint") {
     const std::string config = f.write_config();
     REQUIRE(f.train(1, config + " --stop-at-step 4").exit_code == 0);

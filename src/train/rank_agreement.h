@@ -1,0 +1,29 @@
+// Checks that every rank starts from the same inputs, before any collective depends on
+// them. Each rank opens the datasets and reads the checkpoint for itself, so a
+// node-local copy or a filesystem cache can show one rank something else: a different
+// training set ends its epochs at other steps (validation's collectives then meet the
+// gradients'), a different checkpoint gives it other optimizer moments. Either is an
+// error on every rank, naming what rank 0 and the differing ranks see.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "checkpoint/checkpoint.h"
+#include "data/dataset.h"
+#include "dist/communicator.h"
+
+namespace dpunet::train {
+
+// "N samples in S shards (<layout>), shard list <hash>": the names (not folders), sample
+// counts and statistics of the shards, so equal copies in different places agree.
+std::string describe_dataset(const data::Dataset& dataset);
+
+// `what` names the input in the error ("data.train /path/spec", "resume checkpoint").
+void check_same_on_every_rank(dist::Communicator& comm, const std::string& description, const std::string& what);
+
+void check_same_dataset(dist::Communicator& comm, const data::Dataset& dataset, const std::string& key,
+                        const std::string& spec);
+void check_same_checkpoint(dist::Communicator& comm, const std::optional<checkpoint::LoadedCheckpoint>& loaded);
+
+}  // namespace dpunet::train
