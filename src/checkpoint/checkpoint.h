@@ -28,8 +28,12 @@ struct TrainingState {
   int64_t loss_scale_clean_steps = 0;
   double best_score = -1;  // best validation Dice so far (-1: none yet)
   int64_t best_step = -1;  // the step of the checkpoint marked best (-1: none)
-  torch::Tensor rng_cpu;   // torch's default CPU generator state
-  torch::Tensor rng_cuda;  // this rank's CUDA generator state; undefined on CPU
+  // torch's default CPU generator, as rank 0 had it; every rank seeds it with run.seed
+  // and draws alike (model initialisation), so every rank restores it. Nothing in a step
+  // draws from it yet; it is kept for a future random layer.
+  torch::Tensor rng_cpu;
+  // Reserved for the CUDA generator's state: written empty, as no step draws from it.
+  torch::Tensor rng_cuda;
 };
 
 // Serialises and writes atomically (common/atomic_file.h): encode_checkpoint, then

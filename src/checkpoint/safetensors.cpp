@@ -4,8 +4,11 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <climits>
+#include <cstdint>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <utility>
 
 #include "common/atomic_file.h"
 #include "common/error.h"
@@ -51,7 +54,9 @@ Entry parse_entry(const std::string& source, const std::string& name, const nloh
   e.type = found->second;
   if (!value["shape"].is_array()) bad("shape must be a list");
   for (const auto& d : value["shape"]) {
-    if (!d.is_number_unsigned()) bad("shape entries must be non-negative integers");
+    if (!d.is_number_unsigned() || d.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) {
+      bad("shape entries must be integers from 0 to 2^63-1, got " + d.dump());
+    }
     e.shape.push_back(d.get<int64_t>());
   }
   const auto& offsets = value["data_offsets"];
@@ -62,9 +67,13 @@ Entry parse_entry(const std::string& source, const std::string& name, const nloh
   e.begin = offsets[0].get<uint64_t>();
   e.end = offsets[1].get<uint64_t>();
   if (e.end < e.begin) bad("data_offsets end before they begin");
-  uint64_t elements = 1;
-  for (int64_t d : e.shape) elements *= static_cast<uint64_t>(d);
-  const uint64_t expected = elements * c10::elementSize(e.type);
+  // Checked products: a damaged shape must not wrap around to the span it claims.
+  uint64_t expected = c10::elementSize(e.type);
+  for (int64_t d : e.shape) {
+    if (__builtin_mul_overflow(expected, static_cast<uint64_t>(d), &expected)) {
+      bad("shape " + value["shape"].dump() + " holds more bytes than a file can");
+    }
+  }
   if (e.end - e.begin != expected) {
     bad("data_offsets span " + std::to_string(e.end - e.begin) + " bytes but " + dtype + " " + value["shape"].dump() +
         " needs " + std::to_string(expected));
@@ -112,7 +121,10 @@ NamedTensors parse_safetensors(const std::string& bytes, const std::string& sour
   const uint64_t data_bytes = bytes.size() - 8 - header_bytes;
   std::vector<const Entry*> by_offset;
   for (const Entry& e : entries) by_offset.push_back(&e);
-  std::sort(by_offset.begin(), by_offset.end(), [](const Entry* a, const Entry* b) { return a->begin < b->begin; });
+  // Empty tensors first among those at one offset: they may share it with the next one.
+  std::sort(by_offset.begin(), by_offset.end(), [](const Entry* a, const Entry* b) {
+    return std::make_pair(a->begin, a->end) < std::make_pair(b->begin, b->end);
+  });
   uint64_t cursor = 0;
   for (const Entry* e : by_offset) {
     DPUNET_CHECK(e->end <= data_bytes, source, ": tensor '", e->name, "' ends at byte ", e->end, ", beyond the data (",

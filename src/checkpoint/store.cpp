@@ -115,8 +115,11 @@ std::vector<std::string> CheckpointStore::set_aside(std::optional<int64_t> after
 
 void CheckpointStore::restore_best(int64_t step) const {
   std::error_code ec;
-  if (read_pointer("best") || !fs::exists(path_for_step(step), ec)) return;
-  write_pointer("best", path_for_step(step));
+  const std::string path = path_for_step(step);
+  if (!fs::exists(path, ec)) return;
+  const auto pointer = read_pointer("best");
+  if (pointer && fs::equivalent(*pointer, path, ec)) return;
+  write_pointer("best", path);
 }
 
 int64_t CheckpointStore::remove_partial_writes() const {
@@ -132,12 +135,12 @@ int64_t CheckpointStore::remove_partial_writes() const {
 }
 
 std::optional<std::string> CheckpointStore::latest_valid(const std::function<void(const std::string&)>& warn) const {
+  // By step, not by the `latest` pointer: a stop between writing a checkpoint and its
+  // pointer leaves `latest` naming the one before, and resuming there would set the
+  // newer one aside. Checkpoints of an abandoned later history are set aside when a run
+  // resumes before them, so the highest step is this run's newest.
   std::vector<std::string> candidates = list();
   std::reverse(candidates.begin(), candidates.end());  // newest first
-  if (const auto latest = read_pointer("latest")) {
-    candidates.erase(std::remove(candidates.begin(), candidates.end(), *latest), candidates.end());
-    candidates.insert(candidates.begin(), *latest);
-  }
   for (const std::string& path : candidates) {
     std::string why;
     if (is_valid_checkpoint(path, &why)) return path;

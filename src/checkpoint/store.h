@@ -26,9 +26,11 @@ class CheckpointStore {
   // and the pointers that name one of them, into `destination`. Returns the file names
   // moved, checkpoints first.
   std::vector<std::string> set_aside(std::optional<int64_t> after_step, const std::string& destination) const;
-  // Points `best` at step `step`'s checkpoint if no pointer exists and that file does:
-  // a resume from an older checkpoint sets the pointer aside with the later checkpoints,
-  // and the best one up to the resume point must not be pruned as an ordinary one.
+  // Points `best` at step `step`'s checkpoint (the resumed checkpoint's best) when that
+  // file exists and the pointer names another or none: a resume from an older
+  // checkpoint sets the pointer aside with the later checkpoints, and a stop between
+  // writing `latest` and `best` leaves it naming the previous best; either way the best
+  // one must not be pruned as an ordinary one.
   void restore_best(int64_t step) const;
   // Removes the temporary files of writes that never finished (a writer killed mid-way);
   // returns how many.
@@ -36,8 +38,8 @@ class CheckpointStore {
   // The step in a step-*.ckpt file name; none for other names.
   static std::optional<int64_t> step_of(const std::string& path);
 
-  // The newest checkpoint that verifies, preferring the one `latest` names. Damaged
-  // ones are skipped; each skip is reported through `warn`.
+  // The checkpoint of the highest step that verifies. Damaged ones are skipped; each
+  // skip is reported through `warn`.
   std::optional<std::string> latest_valid(const std::function<void(const std::string&)>& warn) const;
   std::optional<std::string> best() const;
   // step-*.ckpt files, oldest first.

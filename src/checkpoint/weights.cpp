@@ -36,6 +36,11 @@ void load_state(torch::nn::Module& module, const NamedTensors& state, const std:
       problems.push_back("missing " + name + " " + shape_text(target));
     } else if (found->second.sizes() != target.sizes()) {
       problems.push_back(name + ": file " + shape_text(found->second) + ", model " + shape_text(target));
+    } else if (c10::isFloatingType(found->second.scalar_type()) != c10::isFloatingType(target.scalar_type())) {
+      // Precisions convert (bf16 or float64 weights into float32); integers and floats
+      // do not: their bytes would be read as something else.
+      problems.push_back(name + ": file " + c10::toString(found->second.scalar_type()) + ", model " +
+                         c10::toString(target.scalar_type()));
     }
   }
   for (const auto& [name, tensor] : state) {

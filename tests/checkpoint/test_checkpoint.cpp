@@ -173,8 +173,22 @@ TEST_CASE("pruning never removes the checkpoint just written, nor ones of later 
   const std::vector<std::string> expected = {store.path_for_step(20), store.path_for_step(25), store.path_for_step(30),
                                              store.path_for_step(40), store.path_for_step(50)};
   CHECK(store.list() == expected);
-  std::vector<std::string> warnings;
-  CHECK(*store.latest_valid([&](const std::string& m) { warnings.push_back(m); }) == store.path_for_step(25));
+}
+
+TEST_CASE("resume takes the highest valid step, and the checkpoint's own best, over stale pointers", "[checkpoint]") {
+  dpunet::test::TempDir dir;
+  dpunet::checkpoint::CheckpointStore store(dir.path());
+  Trained t(1);
+  auto writer = [&](int64_t step) { return [&, step](const std::string& path) { save(path, t, step); }; };
+  store.commit(10, writer(10), /*best=*/true, 10);
+  store.commit(20, writer(20), /*best=*/true, 10);
+  // A stop after step 30's file was written, before the pointers were.
+  store.commit(30, writer(30), /*best=*/true, 10);
+  dpunet::write_file_atomically(dir / "checkpoints/latest", "step-00000020.ckpt\n");
+  dpunet::write_file_atomically(dir / "checkpoints/best", "step-00000020.ckpt\n");
+  CHECK(*store.latest_valid([](const std::string&) {}) == store.path_for_step(30));
+  store.restore_best(30);  // step 30's state says it is the best
+  CHECK(*store.best() == store.path_for_step(30));
 }
 
 TEST_CASE("the store sets aside later checkpoints and removes unfinished writes", "[checkpoint]") {

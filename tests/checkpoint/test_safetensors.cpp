@@ -86,6 +86,23 @@ TEST_CASE("malformed safetensors files are rejected with the reason", "[checkpoi
   CHECK_THROWS_WITH(
       parse_safetensors(make_file(R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [8, 0]}})", eight), "f"),
       HasSubstr("end before they begin"));
+  // Shapes whose byte count wraps around 2^64 to the span claimed, or beyond int64.
+  CHECK_THROWS_WITH(parse_safetensors(make_file(R"({"a": {"dtype": "U8", "shape": [4294967296, 4294967296],
+                                                         "data_offsets": [0, 0]}})",
+                                                ""),
+                                      "f"),
+                    HasSubstr("f: tensor 'a'") && HasSubstr("more bytes than a file can"));
+  CHECK_THROWS_WITH(parse_safetensors(make_file(R"({"a": {"dtype": "U8", "shape": [9223372036854775808, 2],
+                                                         "data_offsets": [0, 0]}})",
+                                                ""),
+                                      "f"),
+                    HasSubstr("f: tensor 'a'") && HasSubstr("from 0 to 2^63-1"));
+  // An empty tensor may share its offset with the next one.
+  const auto shared = parse_safetensors(make_file(R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                                                      "b": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}})",
+                                                  eight),
+                                        "f");
+  CHECK(shared.size() == 2);
 }
 
 TEST_CASE("weights that do not fit a model are listed by name and shape", "[checkpoint]") {
@@ -98,6 +115,12 @@ TEST_CASE("weights that do not fit a model are listed by name and shape", "[chec
                     HasSubstr("w.safetensors") && HasSubstr("3 differences") &&
                         HasSubstr("weight: file [2, 4], model [2, 3]") && HasSubstr("missing bias") &&
                         HasSubstr("unexpected extra"));
+  // Another precision converts; integers for floats do not.
+  dpunet::checkpoint::NamedTensors typed = dpunet::checkpoint::module_state(*torch::nn::Linear(3, 2));
+  typed[0].second = typed[0].second.to(torch::kBFloat16);
+  CHECK_NOTHROW(dpunet::checkpoint::load_state(*model, typed, "w"));
+  typed[1].second = torch::zeros({2}, torch::kInt);
+  CHECK_THROWS_WITH(dpunet::checkpoint::load_state(*model, typed, "w"), HasSubstr("bias: file Int, model Float"));
   const auto good = dpunet::checkpoint::module_state(*torch::nn::Linear(3, 2));
   dpunet::checkpoint::load_state(*model, good, "w");
   CHECK(torch::equal(model->weight, good[0].second));
