@@ -64,7 +64,10 @@ infer::TileOptions tile_options(const PredictArgs& args, const config::Config& c
 }
 
 void report(const train::ConfusionCounts& counts, int64_t images, const std::string& path) {
+  // Pooled like validation: every image's pixels counted together, then scored; a class
+  // neither in the masks nor predicted scores null and stays out of mean_dice.
   const nlohmann::json result = {{"images", images},
+                                 {"aggregation", "pooled"},
                                  {"dice", counts.dice()},
                                  {"iou", counts.iou()},
                                  {"mean_dice", counts.mean_foreground_dice()},
@@ -132,11 +135,18 @@ void run(const PredictArgs& args) {
   int64_t done = 0, evaluated = 0;
   for (int64_t i = context.rank(); i < inputs.size(); i += context.world_size()) {
     const infer::InputItem item = inputs.load(i);
-    const torch::Tensor probabilities = infer::predict_probabilities(forward, item.image.to(context.device()), tiles);
-    writer.write(item.name, probabilities, item.raw);
-    if (args.eval && item.mask.defined()) {
-      counts.add(probabilities.unsqueeze(0), item.mask.to(context.device()).to(torch::kLong).unsqueeze(0));
-      ++evaluated;
+    try {
+      const torch::Tensor probabilities = infer::predict_probabilities(forward, item.image.to(context.device()), tiles);
+      writer.write(item.name, probabilities, item.raw);
+      if (args.eval && item.mask.defined()) {
+        counts.add(probabilities.unsqueeze(0), item.mask.to(context.device()).to(torch::kLong).unsqueeze(0));
+        ++evaluated;
+      }
+    } catch (const std::exception& e) {
+      // Out of memory on one large image, or a model that returns another size: which
+      // image is the first thing to know.
+      const auto* c10_error = dynamic_cast<const c10::Error*>(&e);
+      DPUNET_FAIL(item.source, ": ", c10_error != nullptr ? c10_error->what_without_backtrace() : e.what());
     }
     ++done;
   }

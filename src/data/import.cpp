@@ -38,12 +38,6 @@ std::vector<Pair> find_pairs(const ImportOptions& o) {
   return pairs;
 }
 
-std::string key_text(uint32_t key, bool colour) {
-  char text[16];
-  std::snprintf(text, sizeof(text), colour ? "#%06x" : "%u", key);
-  return text;
-}
-
 std::map<uint32_t, int> discover_classes(const std::vector<Pair>& pairs) {
   std::set<uint32_t> keys;
   for (const Pair& pair : pairs) {
@@ -96,7 +90,7 @@ void write_set(const ImportOptions& o, const std::vector<Pair>& pairs, const std
         }
         const auto found = class_of.find(mask_key(mask, p));
         DPUNET_CHECK(found != class_of.end(), pairs[i].mask, ": mask value ",
-                     key_text(mask_key(mask, p), mask.channels > 1), " at pixel (", p / image.width, ", ",
+                     mask_key_text(mask_key(mask, p), mask.channels > 1), " at pixel (", p / image.width, ", ",
                      p % image.width, ") has no class in the mask mapping");
         classes[p] = static_cast<uint8_t>(found->second);
       }
@@ -109,6 +103,12 @@ void write_set(const ImportOptions& o, const std::vector<Pair>& pairs, const std
 }
 
 }  // namespace
+
+std::string mask_key_text(uint32_t key, bool colour) {
+  char text[16];
+  std::snprintf(text, sizeof(text), colour ? "#%06x" : "%u", key);
+  return text;
+}
 
 uint32_t mask_key(const Image& mask, int64_t pixel) {
   if (mask.channels == 1) return mask.values[pixel];

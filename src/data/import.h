@@ -39,6 +39,8 @@ struct Image;
 // A mask pixel's key for class_of_value: grey masks their value, colour masks 0xRRGGBB
 // (16-bit colours keep the high byte).
 uint32_t mask_key(const Image& mask, int64_t pixel);
+// A key as --mask-map writes it: "255" for grey, "#ff0000" for colour masks.
+std::string mask_key_text(uint32_t key, bool colour);
 
 struct ImportResult {
   std::vector<std::string> train_shards, val_shards;

@@ -3,6 +3,8 @@
 
 #include <torch/torch.h>
 
+#include <glob.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -45,6 +47,25 @@ torch::Tensor normalise(torch::Tensor image, const data::Normalizer& normalizer,
   return (image - mean) / std;
 }
 
+// The files a glob matches when every one is an image; none when it matches no image
+// (a glob of shards, read by data::Dataset). A mix is an error: which was meant is not
+// guessed.
+std::vector<std::string> image_glob(const std::string& pattern) {
+  glob_t matches{};
+  const int status = ::glob(pattern.c_str(), 0, nullptr, &matches);
+  std::vector<std::string> images, others;
+  if (status == 0) {
+    for (size_t i = 0; i < matches.gl_pathc; ++i) {
+      const std::string path = matches.gl_pathv[i];
+      (data::is_image_file(path) ? images : others).push_back(path);
+    }
+  }
+  globfree(&matches);
+  DPUNET_CHECK(images.empty() || others.empty(), pattern, " matches both images (", images.front(),
+               ") and other files (", others.empty() ? "" : others.front(), "): name one kind");
+  return images;
+}
+
 }  // namespace
 
 InputSet::InputSet(const std::string& input, InputOptions options) : input_(input), options_(std::move(options)) {
@@ -60,6 +81,9 @@ InputSet::InputSet(const std::string& input, InputOptions options) : input_(inpu
     DPUNET_CHECK(images_.empty() || !shards_in_folder, input,
                  " holds both images and .h5 files: name the shards with a glob ('", input,
                  "/*.h5') or keep the images in a folder of their own");
+    DPUNET_CHECK(!images_.empty() || shards_in_folder, input, " holds no .png/.tif/.tiff images and no .h5 shards");
+  } else if (!image_file && !fs::exists(input, ec)) {
+    images_ = image_glob(input);
   }
   if (image_file) images_ = {input};
   if (!images_.empty()) {
@@ -70,7 +94,9 @@ InputSet::InputSet(const std::string& input, InputOptions options) : input_(inpu
       const auto [it, fresh] = by_stem.emplace(fs::path(path).stem().string(), path);
       DPUNET_CHECK(fresh, input, ": ", it->second, " and ", path, " have the same name; their outputs would collide");
     }
-    image_channels_ = data::read_image(images_.front()).channels;
+    const data::Image first = data::read_image(images_.front());
+    image_channels_ = first.channels;
+    image_bits_ = first.bits;
     return;
   }
   DPUNET_CHECK(options_.masks_dir.empty(), "--masks is for image inputs; the shards of ", input,
@@ -118,13 +144,19 @@ torch::Tensor InputSet::load_mask(const std::string& path, const data::Image& im
     int64_t id = key;
     if (!options_.class_of_value.empty()) {
       const auto it = options_.class_of_value.find(key);
-      DPUNET_CHECK(it != options_.class_of_value.end(), found, ": mask value ", key, " at pixel (", p / mask.width,
-                   ", ", p % mask.width, ") is not in --mask-map");
+      DPUNET_CHECK(it != options_.class_of_value.end(), found, ": mask value ",
+                   data::mask_key_text(key, mask.channels > 1), " at pixel (", p / mask.width, ", ", p % mask.width,
+                   ") is not in --mask-map");
       id = it->second;
     }
-    DPUNET_CHECK(options_.n_classes == 0 || id < options_.n_classes, found, ": mask value ", key, " at pixel (",
-                 p / mask.width, ", ", p % mask.width, ") is not a class of this ", options_.n_classes,
-                 "-class model (masks hold class ids; map other values with --mask-map, e.g. 0=0,255=1)");
+    DPUNET_CHECK(
+        options_.n_classes == 0 ||
+                id<options_.n_classes, found, ": mask value ", data::mask_key_text(key, mask.channels > 1),
+                   " at pixel (", p / mask.width, ", ", p % mask.width, ") is not a class of this ", options_.n_classes,
+                   "-class model (masks hold class ids; map other values with --mask-map, e.g. ", mask.channels> 1
+            ? "#000000=0,#ff0000=1"
+            : "0=0,255=1",
+        ")");
     out[p] = static_cast<uint8_t>(id);
   }
   return classes;
@@ -141,12 +173,16 @@ InputItem InputSet::load(int64_t index) const {
     char name[32];
     std::snprintf(name, sizeof(name), "sample-%06lld", static_cast<long long>(index));
     item.name = name;
+    const auto [shard, local] = dataset_->locate(index);
+    item.source = shard->path() + " sample " + std::to_string(local);
     return item;
   }
   const std::string& path = images_[static_cast<size_t>(index)];
   const data::Image image = data::read_image(path);
   DPUNET_CHECK(image.channels == image_channels_, path, ": ", image.channels, " channels, but ", images_.front(),
                " has ", image_channels_, "; the images of one run must agree");
+  DPUNET_CHECK(image.bits == image_bits_, path, ": ", image.bits, "-bit pixels, but ", images_.front(), " has ",
+               image_bits_, "-bit; the images of one run must agree (they would be normalised differently)");
   torch::Tensor values = torch::empty({image.height, image.width, image.channels}, torch::kInt);
   std::copy(image.values.begin(), image.values.end(), values.data_ptr<int32_t>());
   values = values.permute({2, 0, 1}).contiguous();  // [C, H, W]
@@ -160,6 +196,7 @@ InputItem InputSet::load(int64_t index) const {
   }
   item.image = normalise(values, normalizer, image.bits);
   item.name = fs::path(path).stem().string();
+  item.source = path;
   item.mask = load_mask(path, image);
   return item;
 }

@@ -19,6 +19,7 @@ namespace dpunet::infer {
 
 struct InputItem {
   std::string name;     // for output files: the image's stem, or "sample-000012"
+  std::string source;   // for messages: the image file, or "SHARD sample I"
   torch::Tensor image;  // [C, H, W] float, normalised
   torch::Tensor mask;   // [H, W] uint8 class ids; undefined when none is known
   torch::Tensor raw;    // [C, H, W] uint8 display copy for overlays
@@ -36,8 +37,9 @@ struct InputOptions {
 
 class InputSet {
  public:
-  // `input`: a shard dataset spec (directory of .h5, glob, .txt index, .h5) or an image
-  // file or a folder of images (a folder holding .h5 files is shards).
+  // `input`: a shard dataset spec (directory of .h5, glob, .txt index, .h5), an image
+  // file, a folder of images (a folder holding .h5 files is shards) or a glob that
+  // matches only images.
   InputSet(const std::string& input, InputOptions options);
 
   int64_t size() const;
@@ -55,6 +57,7 @@ class InputSet {
   std::shared_ptr<const data::Dataset> dataset_;
   std::vector<std::string> images_;
   int64_t image_channels_ = 0;  // of the first image file; every other must match
+  int image_bits_ = 0;          // likewise: 8- and 16-bit files would be normalised differently
   mutable bool warned_ = false;
 };
 

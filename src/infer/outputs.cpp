@@ -70,16 +70,18 @@ PredictionWriter::~PredictionWriter() {
 }
 
 void PredictionWriter::write(const std::string& name, const torch::Tensor& probabilities, const torch::Tensor& raw) {
-  const torch::Tensor p = probabilities.to(torch::kCPU).to(torch::kFloat).contiguous();
-  const torch::Tensor mask = p.argmax(0).to(torch::kByte).contiguous();  // [H, W]
+  // The argmax where the probabilities are: one byte per pixel crosses to the host, not K floats.
+  const torch::Tensor mask = probabilities.argmax(0).to(torch::kByte).to(torch::kCPU).contiguous();  // [H, W]
   {
     auto guard = data::hdf5_guard();
     data::silence_hdf5_errors();
     data::H5Handle group(H5Gcreate2(file_.get(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
     H5_CHECK(group.get(), temporary_ + ": " + name);
     write_dataset(group.get(), "mask", mask, H5T_STD_U8LE, H5T_NATIVE_UINT8, temporary_);
-    if (options_.probabilities)
+    if (options_.probabilities) {
+      const torch::Tensor p = probabilities.to(torch::kCPU).to(torch::kFloat).contiguous();
       write_dataset(group.get(), "probabilities", p, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, temporary_);
+    }
   }
   if (!options_.png) return;
   data::Image mask_png;

@@ -56,9 +56,12 @@ torch::Tensor predict_probabilities(const Forward& forward, const torch::Tensor&
   torch::NoGradGuard no_grad;
   const int64_t h = image.size(1), w = image.size(2);
   const int64_t margin = (o.input_tile - o.output_tile) / 2;
-  // The output area covers the image, at least one tile in each direction.
+  // The output area covers the image, at least one tile in each direction; an image
+  // smaller than a tile sits in its centre, so every edge sees mirrored context alike.
   const int64_t out_h = std::max(h, o.output_tile), out_w = std::max(w, o.output_tile);
-  const torch::Tensor padded = mirror_pad(image, margin, margin + out_h - h, margin, margin + out_w - w);
+  const int64_t top = (out_h - h) / 2, left = (out_w - w) / 2;
+  const torch::Tensor padded =
+      mirror_pad(image, margin + top, margin + out_h - h - top, margin + left, margin + out_w - w - left);
   const auto ys = tile_origins(out_h, o.output_tile, o.overlap);
   const auto xs = tile_origins(out_w, o.output_tile, o.overlap);
   std::vector<std::pair<int64_t, int64_t>> origins;
@@ -92,7 +95,7 @@ torch::Tensor predict_probabilities(const Forward& forward, const torch::Tensor&
       weight_sum.slice(0, y, y + o.output_tile).slice(1, x, x + o.output_tile) += weight;
     }
   }
-  return (sum / weight_sum).slice(1, 0, h).slice(2, 0, w);
+  return sum.div_(weight_sum).slice(1, top, top + h).slice(2, left, left + w);  // in place: one [K, H, W] map
 }
 
 }  // namespace dpunet::infer

@@ -4,6 +4,8 @@
 
 #include <torch/torch.h>
 
+#include <cmath>
+
 #include "dist/communicator.h"
 
 namespace dpunet::train {
@@ -13,11 +15,14 @@ torch::TensorOptions device_options(const c10::Device& device) {
   return torch::TensorOptions().dtype(torch::kDouble).device(device);
 }
 
+// NaN for a class neither present nor predicted: a score of 1 there would claim a
+// success nothing was tested for, and lift every mean it enters (nnU-Net also leaves
+// such classes out).
 double dice_of(double tp, double fp, double fn) {
-  return tp + fp + fn == 0 ? 1.0 : 2 * tp / (2 * tp + fp + fn);
+  return tp + fp + fn == 0 ? std::nan("") : 2 * tp / (2 * tp + fp + fn);
 }
 double iou_of(double tp, double fp, double fn) {
-  return tp + fp + fn == 0 ? 1.0 : tp / (tp + fp + fn);
+  return tp + fp + fn == 0 ? std::nan("") : tp / (tp + fp + fn);
 }
 
 }  // namespace
@@ -35,7 +40,7 @@ void ConfusionCounts::add(const torch::Tensor& logits, const torch::Tensor& targ
   const torch::Tensor cells = (truth * classes + predicted).flatten();
   const torch::Tensor joint =
       torch::zeros({classes * classes}, logits.options().dtype(torch::kDouble))
-          .index_add_(0, cells, torch::ones(cells.sizes(), logits.options().dtype(torch::kDouble)));
+          .index_add_(0, cells, torch::ones({1}, logits.options().dtype(torch::kDouble)).expand(cells.sizes()));
   const torch::Tensor matrix = joint.view({classes, classes});  // [truth, predicted]
   const torch::Tensor tp = matrix.diagonal();
   const torch::Tensor fp = matrix.sum(0) - tp;
@@ -92,8 +97,13 @@ std::vector<double> ConfusionCounts::iou() const {
 double ConfusionCounts::mean_foreground_dice() const {
   const std::vector<double> all = dice();
   double sum = 0;
-  for (size_t k = 1; k < all.size(); ++k) sum += all[k];
-  return all.size() > 1 ? sum / static_cast<double>(all.size() - 1) : 0.0;
+  int64_t scored = 0;
+  for (size_t k = 1; k < all.size(); ++k) {
+    if (std::isnan(all[k])) continue;
+    sum += all[k];
+    ++scored;
+  }
+  return scored > 0 ? sum / static_cast<double>(scored) : std::nan("");
 }
 
 double ConfusionCounts::foreground_dice() const {

@@ -27,11 +27,14 @@ class ConfusionCounts {
   // `mean_loss` a 0-dim tensor: the batch's mean loss over its `samples`.
   void add_loss(const torch::Tensor& mean_loss, int64_t samples);
   double mean_loss() const;
-  std::vector<double> dice() const;  // per class; 1 where a class is absent and never predicted
+  // Per class; NaN where a class is neither in the masks nor predicted (written as null
+  // in JSON).
+  std::vector<double> dice() const;
   std::vector<double> iou() const;
-  // Mean Dice over classes 1..K-1 (background excluded).
+  // Mean Dice over the scored classes of 1..K-1 (background and NaN left out); NaN when
+  // none is scored.
   double mean_foreground_dice() const;
-  // Dice of "any foreground class" against background.
+  // Dice of "any foreground class" against background; NaN without any foreground.
   double foreground_dice() const;
 
  private:

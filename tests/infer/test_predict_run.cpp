@@ -199,6 +199,26 @@ TEST_CASE("predict scales shards and image files alike, with the training set's 
   INFO(other_units.output);
   CHECK(other_units.exit_code == 0);
   CHECK_THAT(other_units.output, HasSubstr("measured on uint8 pixels") && HasSubstr("holds uint16"));
+  // 8- and 16-bit files in one run would be scaled differently: refused, naming both.
+  std::filesystem::copy_file(t.f.dir() / "png/sample-000000.png", t.f.dir() / "png16/zeta.png");
+  const auto mixed =
+      run_command(DPUNET_BINARY " predict " + t.f.dir() / "png16" + model + " --out " + t.f.dir() / "d 2>&1");
+  CHECK(mixed.exit_code != 0);
+  CHECK_THAT(mixed.output, HasSubstr("zeta.png: 8-bit pixels, but ") && HasSubstr("wide.tif has 16-bit"));
+  // A glob of images reads them as images (the same predictions as their folder).
+  const auto globbed =
+      run_command(DPUNET_BINARY " predict '" + t.f.dir() / "png/*.png'" + model + " --out " + t.f.dir() / "e 2>&1");
+  INFO(globbed.output);
+  REQUIRE(globbed.exit_code == 0);
+  CHECK(torch::equal(read_mask(t.f.dir() / "e/predictions.h5", "sample-000001"),
+                     read_mask(t.f.dir() / "b/predictions.h5", "sample-000001")));
+  // A folder with neither images nor shards says so.
+  std::filesystem::create_directories(t.f.dir() / "jpegs");
+  dpunet::write_file_atomically(t.f.dir() / "jpegs/photo.jpg", "x");
+  const auto nothing =
+      run_command(DPUNET_BINARY " predict " + t.f.dir() / "jpegs" + model + " --out " + t.f.dir() / "f 2>&1");
+  CHECK(nothing.exit_code != 0);
+  CHECK_THAT(nothing.output, HasSubstr("jpegs holds no .png/.tif/.tiff images and no .h5 shards"));
 }
 
 TEST_CASE("predict --eval: masks found by suffix, values mapped to classes, none found is an error", "[infer][e2e]") {
@@ -223,7 +243,9 @@ TEST_CASE("predict --eval: masks found by suffix, values mapped to classes, none
       run_command(predict + " --masks " + t.f.dir() / "in/masks" + " --mask-suffix _mask --mask-map 0=0,255=1 2>&1");
   INFO(mapped.output);
   CHECK(mapped.exit_code == 0);
-  CHECK(nlohmann::json::parse(dpunet::read_file(t.f.dir() / "out/eval.json"))["images"] == 1);
+  const auto eval = nlohmann::json::parse(dpunet::read_file(t.f.dir() / "out/eval.json"));
+  CHECK(eval["images"] == 1);
+  CHECK(eval["aggregation"] == "pooled");
   // Masks are read only to be evaluated: given without --eval they would be ignored.
   const std::string plain = DPUNET_BINARY " predict " + t.f.dir() / "in/images" + " --checkpoint " + t.checkpoint +
                             " --no-png --out " + t.f.dir() / "plain --masks " + t.f.dir() / "in/masks 2>&1";

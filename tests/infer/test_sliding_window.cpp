@@ -3,6 +3,9 @@
 #include <torch/torch.h>
 #include "support/catch.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include "infer/sliding_window.h"
 
 using dpunet::infer::TileOptions;
@@ -56,6 +59,57 @@ TEST_CASE("tiled prediction equals whole-image prediction for a pixel-wise model
   const torch::Tensor small = image.slice(1, 0, 10).slice(2, 0, 7);
   const torch::Tensor q = dpunet::infer::predict_probabilities(pixelwise(margin), small, o);
   CHECK(torch::allclose(q, expected.slice(1, 0, 10).slice(2, 0, 7), 1e-5, 1e-6));
+}
+
+namespace {
+
+// A "model" that ignores the image: class 1's logit is 0.2 x the row inside the tile,
+// so each tile's prediction varies with position and blending weights show in the result.
+torch::Tensor row_logits(const torch::Tensor& x) {
+  const torch::Tensor rows = torch::arange(x.size(2), torch::kFloat).view({1, 1, -1, 1}) * 0.2;
+  const torch::Tensor one = rows.expand({x.size(0), 1, x.size(2), x.size(3)});
+  return torch::cat({torch::zeros_like(one), one}, 1);
+}
+
+// The importance of pixel (i, j) of a tile: a 2-D Gaussian with sigma tile / 8 around
+// the centre, scaled to a peak of 1 over the tile's pixels, floored at 1e-3.
+double tile_weight(int64_t i, int64_t j, int64_t tile) {
+  const double sigma = tile / 8.0;
+  const auto g = [&](double x) {
+    const double d = x - (tile - 1) / 2.0;
+    return std::exp(-d * d / (2 * sigma * sigma));
+  };
+  const double peak = g(tile / 2);  // the pixel nearest the centre
+  return std::max(g(static_cast<double>(i)) * g(static_cast<double>(j)) / (peak * peak), 1e-3);
+}
+
+double row_probability(int64_t i) {
+  return 1.0 / (1.0 + std::exp(-0.2 * static_cast<double>(i)));
+}
+
+}  // namespace
+
+TEST_CASE("overlapping tiles are blended with Gaussian weights; a small image sits in the tile's centre", "[infer]") {
+  TileOptions o;
+  o.input_tile = o.output_tile = 24;
+  o.overlap = 0.5;
+  o.batch = 2;
+  // 40 rows: tiles at rows 0, 8 and 16, one column of tiles.
+  const torch::Tensor p = dpunet::infer::predict_probabilities(row_logits, torch::zeros({1, 40, 24}), o);
+  REQUIRE(dpunet::infer::tile_origins(40, 24, 0.5) == std::vector<int64_t>{0, 8, 16});
+  for (int64_t r = 0; r < 40; ++r) {
+    double weighted = 0, weights = 0;
+    for (int64_t y : {0, 8, 16}) {
+      if (r < y || r >= y + 24) continue;
+      weighted += tile_weight(r - y, 5, 24) * row_probability(r - y);
+      weights += tile_weight(r - y, 5, 24);
+    }
+    INFO("row " << r);
+    CHECK(p[1][r][5].item<double>() == Approx(weighted / weights).epsilon(1e-5));
+  }
+  // 10 rows in a 24-row tile: rows 7..16 of the tile, centred ((24 - 10) / 2 = 7).
+  const torch::Tensor small = dpunet::infer::predict_probabilities(row_logits, torch::zeros({1, 10, 24}), o);
+  for (int64_t r = 0; r < 10; ++r) CHECK(small[1][r][3].item<double>() == Approx(row_probability(7 + r)));
 }
 
 TEST_CASE("a model whose output does not match the tile is reported", "[infer]") {

@@ -2,6 +2,8 @@
 #include <torch/torch.h>
 #include "support/catch.h"
 
+#include <cmath>
+
 #include <limits>
 
 #include "config/config.h"
@@ -53,6 +55,22 @@ TEST_CASE("Dice and IoU come from summed counts, not averaged scores", "[train]"
   CHECK(counts.dice()[0] == Approx(0.8));
   CHECK(counts.mean_foreground_dice() == Approx(4.0 / 6.0));
   CHECK(counts.foreground_dice() == Approx(4.0 / 6.0));
+}
+
+TEST_CASE("a class neither present nor predicted has no score and stays out of the mean", "[train]") {
+  dpunet::train::ConfusionCounts counts(3);
+  // Classes 0 and 2 only; class 2: tp 1, fn 1 -> Dice 2/3. Class 1 appears nowhere.
+  const auto truth = torch::tensor({2, 2, 0, 0}).view({1, 2, 2});
+  const auto predicted = torch::tensor({2, 0, 0, 0}).view({1, 2, 2});
+  counts.add(confident_logits(predicted, 3, 5), truth);
+  CHECK(std::isnan(counts.dice()[1]));
+  CHECK(std::isnan(counts.iou()[1]));
+  CHECK(counts.dice()[2] == Approx(2.0 / 3.0));
+  CHECK(counts.mean_foreground_dice() == Approx(2.0 / 3.0));  // not (NaN or 1 + 2/3) / 2
+  dpunet::train::ConfusionCounts background_only(2);
+  background_only.add(confident_logits(torch::zeros({1, 2, 2}, torch::kLong), 2, 5), torch::zeros({1, 2, 2}));
+  CHECK(std::isnan(background_only.mean_foreground_dice()));
+  CHECK(std::isnan(background_only.foreground_dice()));
 }
 
 TEST_CASE("learning-rate schedules", "[train]") {
