@@ -26,8 +26,7 @@ config::Config ModelSource::resolve() const {
   DPUNET_CHECK(checkpoint.empty() != weights.empty(), "give exactly one of --checkpoint and --weights");
   config::Config c;
   if (!checkpoint.empty()) {
-    c = config::parse_saved_config(checkpoint::LoadedCheckpoint(checkpoint).state().config_yaml,
-                                   checkpoint + " (saved config)");
+    c = config::parse_saved_config(loaded_checkpoint().state().config_yaml, checkpoint + " (saved config)");
   } else if (!config.empty()) {
     c = config::load_config(config);
   } else {
@@ -41,6 +40,11 @@ config::Config ModelSource::resolve() const {
   return c;
 }
 
+const checkpoint::LoadedCheckpoint& ModelSource::loaded_checkpoint() const {
+  if (!loaded_) loaded_ = std::make_shared<const checkpoint::LoadedCheckpoint>(checkpoint);
+  return *loaded_;
+}
+
 model::Unet ModelSource::load(const config::Config& c) const {
   // SyncBatchNorm differs from BatchNorm only in training (statistics over every rank's
   // batch); for inference both normalise with the running statistics, stored under the
@@ -49,7 +53,7 @@ model::Unet ModelSource::load(const config::Config& c) const {
   if (inference.model.norm == "sync_batch") inference.model.norm = "batch";
   model::Unet net = train::build_model(inference, nullptr);
   if (!checkpoint.empty()) {
-    checkpoint::LoadedCheckpoint(checkpoint).restore_model(*net);
+    loaded_checkpoint().restore_model(*net);
   } else {
     checkpoint::load_state(*net, checkpoint::read_safetensors(weights), weights);
   }

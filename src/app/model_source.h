@@ -6,9 +6,11 @@
 
 #include <CLI/CLI.hpp>
 
+#include <memory>
 #include <optional>
 #include <string>
 
+#include "checkpoint/checkpoint.h"
 #include "config/config.h"
 #include "model/unet.h"
 
@@ -26,6 +28,11 @@ struct ModelSource {
   config::Config resolve() const;
   // Builds the model and loads the weights; errors list mismatched names and shapes.
   model::Unet load(const config::Config& config) const;
+
+ private:
+  // The checkpoint, read (and verified) once for resolve() and load().
+  const checkpoint::LoadedCheckpoint& loaded_checkpoint() const;
+  mutable std::shared_ptr<const checkpoint::LoadedCheckpoint> loaded_;
 };
 
 // The metadata key under which dpunet stores the resolved config in safetensors files.

@@ -10,6 +10,7 @@
 #include "common/error.h"
 #include "config/config.h"
 #include "dist/context.h"
+#include "train/preemption.h"
 #include "train/trainer.h"
 
 namespace dpunet::app {
@@ -37,6 +38,9 @@ config::Config read_config(const TrainArgs& args) {
 }
 
 int run(const TrainArgs& args) {
+  // Before MPI starts (which can take a while on a busy cluster): a SIGTERM or SIGUSR1 from
+  // the launcher or scheduler then stops the run at its first step, instead of killing it.
+  train::install_preemption_handlers();
   if (args.print_config) {
     std::cout << config::to_yaml(read_config(args));
     return 0;

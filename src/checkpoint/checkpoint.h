@@ -28,6 +28,9 @@ struct TrainingState {
   int64_t loss_scale_clean_steps = 0;
   double best_score = -1;  // best validation Dice so far (-1: none yet)
   int64_t best_step = -1;  // the step of the checkpoint marked best (-1: none)
+  // A stop skipped the validation due at `step` (its grace time went to the checkpoint):
+  // the resumed run validates first, so its history equals an uninterrupted run's.
+  bool validation_pending = false;
   // torch's default CPU generator, as rank 0 had it; every rank seeds it with run.seed
   // and draws alike (model initialisation), so every rank restores it. Nothing in a step
   // draws from it yet; it is kept for a future random layer.

@@ -233,8 +233,9 @@ Sample warp_sample(const Sample& in, int64_t ph, int64_t pw, int64_t oy, int64_t
 Sample spatial_augment(const Sample& in, const AugmentOptions& o, Rng& rng) {
   const int64_t ph = o.patch_height > 0 ? o.patch_height : in.height;
   const int64_t pw = o.patch_width > 0 ? o.patch_width : in.width;
-  // The draws happen in a fixed order whatever is enabled, so turning one transform on
-  // does not change the others' random values.
+  // The draws happen in a fixed order, and the same ones for the same options: a sample's
+  // augmentation depends only on (seed, epoch, index) and the options. A transform with
+  // probability 0 draws nothing, so turning one on shifts the values the later ones get.
   const Dihedral d = draw_dihedral(o, ph == pw, rng);
   const int64_t oy = draw_offset(in.height, ph, rng), ox = draw_offset(in.width, pw, rng);
   const bool affine = rng.chance(o.affine_probability);

@@ -15,7 +15,6 @@ void on_signal(int signal) {
 }  // namespace
 
 void install_preemption_handlers() {
-  received_signal = 0;
   struct sigaction action {};
   action.sa_handler = on_signal;
   sigemptyset(&action.sa_mask);

@@ -8,7 +8,8 @@ namespace dpunet::train {
 // EX_TEMPFAIL: "try again later". slurm/train.sbatch requeues the job on it.
 inline constexpr int kPreemptedExitCode = 75;
 
-// Installs the handlers (once per process) and clears the flag.
+// Installs the handlers; calling it again is harmless, and a signal already seen stays
+// seen. `dpunet train` installs them first thing, before MPI starts up.
 void install_preemption_handlers();
 // True once SIGTERM or SIGUSR1 arrived in this process.
 bool preemption_requested();

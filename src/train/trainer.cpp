@@ -31,6 +31,7 @@
 #include "train/loss_scaler.h"
 #include "train/preemption.h"
 #include "train/rank_agreement.h"
+#include "train/run_directory_lock.h"
 #include "train/run_history.h"
 #include "train/run_logger.h"
 #include "train/schedule.h"
@@ -77,7 +78,8 @@ class Trainer {
   torch::Tensor forward(const torch::Tensor& images);
   torch::Tensor train_step(int64_t* epoch_after);
   bool agree_to_stop();
-  void maybe_validate(bool epoch_ended, bool last, bool* improved);
+  bool validation_due(bool epoch_ended, bool last) const;
+  void validate_now(bool* improved);
   void save(bool best);
   // Starts a stretch that logged throughput leaves out (validation, checkpoint snapshot).
   Clock::time_point pause_window();
@@ -104,7 +106,8 @@ class Trainer {
   int64_t step_ = 0;
   int64_t epoch_ = 0;
   double best_score_ = -1;
-  int64_t best_step_ = -1;  // of the checkpoint marked best
+  int64_t best_step_ = -1;           // of the checkpoint marked best
+  bool validation_pending_ = false;  // see checkpoint::TrainingState
   // Writes checkpoints while training goes on; declared last, so it finishes its write
   // before the store and everything else it might touch are gone.
   checkpoint::BackgroundWriter writer_;
@@ -241,6 +244,7 @@ void Trainer::resume(const checkpoint::LoadedCheckpoint& loaded) {
   step_ = s.step;
   best_score_ = s.best_score;
   best_step_ = s.best_step;
+  validation_pending_ = s.validation_pending;
   scaler_.load(LossScalerState{s.loss_scale, s.loss_scale_clean_steps});
   if (s.rng_cpu.defined()) {  // see save()
     at::Generator generator = at::detail::getDefaultCPUGenerator();
@@ -367,12 +371,13 @@ bool Trainer::agree_to_stop() {
   return stop_vote_.any(preemption_requested());
 }
 
-void Trainer::maybe_validate(bool epoch_ended, bool last, bool* improved) {
-  *improved = false;
-  if (!val_data_) return;
+bool Trainer::validation_due(bool epoch_ended, bool last) const {
+  if (!val_data_) return false;
   const int64_t every = config_.validation.every_steps;
-  const bool due = last || (every > 0 ? step_ % every == 0 : epoch_ended);
-  if (!due) return;
+  return last || (every > 0 ? step_ % every == 0 : epoch_ended);
+}
+
+void Trainer::validate_now(bool* improved) {
   const Clock::time_point paused = pause_window();
   ValidationOptions o;
   o.batch_size = config_.validation.batch_size;
@@ -420,6 +425,7 @@ void Trainer::save(bool best) {
   if (best) best_step_ = step_;
   state.best_score = best_score_;
   state.best_step = best_step_;
+  state.validation_pending = validation_pending_;
   // Nothing in the step draws from torch's generator today; its state is kept so that a
   // future random op (dropout, stochastic depth) resumes exactly too.
   state.rng_cpu = at::detail::getDefaultCPUGenerator().get_state();
@@ -476,6 +482,14 @@ int Trainer::run() {
   }
   run_start_ = window_start_ = Clock::now();
   window_wait_start_ = loader_->wait_seconds();
+  if (validation_pending_ && val_data_) {
+    logger_.info("validating step " + std::to_string(step_) + " first: the stop that wrote " +
+                 "its checkpoint skipped the validation");
+    bool improved = false;
+    validate_now(&improved);
+    validation_pending_ = false;
+    save(improved && config_.checkpoint.keep_best);  // step's checkpoint again, with the validation's outcome
+  }
   torch::Tensor loss_window = torch::zeros({}, torch::TensorOptions().device(device_));
   while (step_ < config_.train.steps) {
     writer_.poll();  // a failed checkpoint write stops the run now, not at the next save
@@ -489,9 +503,11 @@ int Trainer::run() {
     const bool preempted = agree_to_stop();
     bool improved = false;
     // A stop request skips validation: after SIGTERM only the scheduler's grace time is
-    // left, and it belongs to the checkpoint. Not the last step's: a resumed run would
-    // have no step left to validate at.
-    if (!preempted || last) maybe_validate(epoch_ended, last, &improved);
+    // left, and it belongs to the checkpoint, which records the validation as pending for
+    // the resumed run to do first. The last step's is not skipped: the run ends there.
+    const bool due = validation_due(epoch_ended, last);
+    if (due && (!preempted || last)) validate_now(&improved);
+    validation_pending_ = due && preempted && !last;
     const bool checkpoint_due = last || preempted || stop_requested || improved ||
                                 (config_.checkpoint.every_steps > 0 && step_ % config_.checkpoint.every_steps == 0) ||
                                 (config_.checkpoint.every_epoch && epoch_ended);
@@ -525,10 +541,12 @@ int run_training(const config::Config& config, dist::Context& context, const Tra
   // First: a signal while the run starts up (reading checkpoints can take minutes) must
   // stop it at its first step with a checkpoint, not kill it.
   install_preemption_handlers();
+  std::optional<RunDirectoryLock> lock;
   if (context.is_root()) {
     std::error_code ec;
     std::filesystem::create_directories(config.run.dir, ec);
     DPUNET_CHECK(!ec, "run.dir ", config.run.dir, ": cannot create the run directory: ", ec.message());
+    lock.emplace(config.run.dir);                           // before anything in it changes
     std::filesystem::remove(config.run.dir + "/DONE", ec);  // this run has steps to do
   }
   // Other ranks never write into the run directory, so they need not wait for it.

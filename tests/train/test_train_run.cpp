@@ -176,6 +176,29 @@ TEST_CASE("a stop request skips the validation due at that step: the grace time 
   const int64_t step = std::stoll(output.substr(at + std::string("stopped by a signal at step ").size()));
   CHECK_THAT(output, HasSubstr("validation step " + std::to_string(step - 1) + ":"));
   CHECK_THAT(output, !HasSubstr("validation step " + std::to_string(step) + ":"));
+  // The resumed run does the skipped validation before its first step, so its metrics
+  // hold every validation an uninterrupted run's would.
+  const auto resumed = f.train(1, config + " --resume auto --stop-at-step " + std::to_string(step + 1));
+  INFO(resumed.output);
+  REQUIRE(resumed.exit_code == 0);
+  const auto skipped = resumed.output.find("validation step " + std::to_string(step) + ":");
+  REQUIRE(skipped != std::string::npos);
+  CHECK(skipped < resumed.output.find("step " + std::to_string(step + 1) + "/"));
+  CHECK_THAT(resumed.output, HasSubstr("validation step " + std::to_string(step + 1) + ":"));
+}
+
+TEST_CASE("a second run in a run directory in use is refused, naming the first", "[train][e2e]") {
+  TrainFixture f;
+  const std::string config = f.write_config("train: {batch_size: 2, steps: 100000}\n");
+  std::string command = f.train_command(1, config);
+  command = command.substr(0, command.rfind(" 2>&1"));
+  const std::string second = command + " > " + f.dir() / "second.log 2>&1";
+  const auto result = f.interrupt(command, "step 2/", second + "; kill -TERM $(pgrep -P $job)");
+  CHECK_THAT(result.output, HasSubstr("exit=75"));  // the first run went on, then stopped as asked
+  const std::string output = dpunet::read_file(f.dir() / "second.log");
+  INFO(output);
+  CHECK_THAT(output, HasSubstr("run.dir " + f.run_dir() + " is in use by another training run (pid "));
+  CHECK_THAT(output, !HasSubstr("moved"));  // nothing of the first run was set aside
 }
 
 TEST_CASE("bad training input gives one clear error", "[train][e2e]") {
