@@ -95,10 +95,13 @@ void add_import(CLI::App& data) {
       start = end + 1;
     }
     const data::ImportResult result = data::import_image_folders(o);
+    // The mapping as --mask-map takes it: predict --eval on images with such masks needs it too.
+    std::string mapping;
+    for (const auto& [key, id] : result.class_of_value)
+      mapping +=
+          (mapping.empty() ? "" : ",") + data::mask_key_text(key, result.colour_masks) + "=" + std::to_string(id);
     std::cout << "imported " << result.train_samples << " training and " << result.val_samples
-              << " validation samples\nclasses:";
-    for (const auto& [key, id] : result.class_of_value) std::cout << " " << key << "->" << id;
-    std::cout << "\n";
+              << " validation samples\nclasses (mask value=class): --mask-map " << mapping << "\n";
     for (const auto& path : result.train_shards) std::cout << path << "\n";
     for (const auto& path : result.val_shards) std::cout << path << "\n";
   });

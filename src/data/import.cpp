@@ -159,6 +159,7 @@ ImportResult import_image_folders(const ImportOptions& o) {
   std::vector<Pair> pairs = find_pairs(o);
   ImportResult result;
   result.class_of_value = o.class_of_value.empty() ? discover_classes(pairs) : o.class_of_value;
+  result.colour_masks = read_image(pairs.front().mask).channels > 1;
   int n_classes = 0;
   for (const auto& [key, id] : result.class_of_value) n_classes = std::max(n_classes, id + 1);
   n_classes = std::max(n_classes, 2);

@@ -46,6 +46,7 @@ struct ImportResult {
   std::vector<std::string> train_shards, val_shards;
   int64_t train_samples = 0, val_samples = 0;
   std::map<uint32_t, int> class_of_value;  // as applied
+  bool colour_masks = false;               // keys are 0xRRGGBB colours
 };
 
 ImportResult import_image_folders(const ImportOptions& options);

@@ -126,6 +126,8 @@ TEST_CASE("import pairs images with masks, maps mask values to classes and split
   CHECK(result.val_samples == 2);
   CHECK(result.train_shards.size() == 3);
   CHECK(result.class_of_value == std::map<uint32_t, int>{{0, 0}, {255, 1}});
+  CHECK_FALSE(result.colour_masks);
+  CHECK(dpunet::data::mask_key_text(255, result.colour_masks) == "255");
   const dpunet::data::Dataset train(f.dir / "shards/train-*.h5");
   const dpunet::data::Dataset val(f.dir / "shards/val-*.h5");
   CHECK(train.size() == 8);
@@ -170,7 +172,9 @@ TEST_CASE("import reads 16-bit RGB TIFFs and colour masks", "[data]") {
   }
   f.options.class_of_value = dpunet::data::parse_mask_mapping("#000000=0,#ff0000=2");
   f.options.class_names = {"bg", "unused", "red"};
-  dpunet::data::import_image_folders(f.options);
+  const auto result = dpunet::data::import_image_folders(f.options);
+  CHECK(result.colour_masks);  // the mapping is printed as --mask-map takes it
+  CHECK(dpunet::data::mask_key_text(0xff0000, result.colour_masks) == "#ff0000");
   const dpunet::data::Dataset dataset(f.options.out_dir);
   CHECK(dataset.header().pixel_type == dpunet::data::PixelType::kUInt16);
   CHECK(dataset.header().channels == 3);
