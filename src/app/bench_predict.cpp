@@ -10,7 +10,6 @@
 #include "app/bench_commands.h"
 #include "common/autocast_scope.h"
 #include "common/build_info.h"
-#include "common/error.h"
 #include "infer/sliding_window.h"
 #include "model/unet.h"
 #include "model/unet_options.h"
@@ -25,14 +24,6 @@ struct BenchPredictArgs {
   std::string device = "cpu";
 };
 
-void check_tile(const model::UnetOptions& options, int64_t tile) {
-  if (model::output_size(options, tile)) return;
-  std::string sizes;
-  for (int64_t s : model::nearest_valid_sizes(options, tile))
-    sizes += (sizes.empty() ? "" : " or ") + std::to_string(s);
-  DPUNET_FAIL("--tile ", tile, " does not suit the model (depth ", options.depth, "); nearest valid tiles: ", sizes);
-}
-
 void wait_for(const torch::Device& device) {
   if (device.is_cuda()) torch::cuda::synchronize();
 }
@@ -43,7 +34,7 @@ void run(const BenchPredictArgs& args) {
   model::UnetOptions options;
   options.base_channels = args.base_channels;
   options.n_classes = 3;
-  check_tile(options, args.tile);
+  model::output_size_or_fail(options, args.tile, "--tile " + std::to_string(args.tile));
   model::Unet net(options);
   net->to(device);
   net->eval();
@@ -96,7 +87,7 @@ void add_bench_predict_command(CLI::App& bench) {
   CLI::App* cmd = bench.add_subcommand("predict", "Overlap-tile inference: tiles/s and images/s");
   cmd->add_option("--size", args->size, "Image side")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--tile", args->tile, "Tile side")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--overlap", args->overlap, "Tile overlap")->capture_default_str()->check(CLI::Range(0.0, 0.99));
+  cmd->add_option("--overlap", args->overlap, "Tile overlap")->capture_default_str();
   cmd->add_option("--batch", args->batch, "Tiles per forward pass")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--base-channels", args->base_channels, "Model width")->capture_default_str();
   cmd->add_option("--threads", args->threads, "Intra-op threads (0: torch's default)");

@@ -54,6 +54,7 @@ model::Unet ModelSource::load(const config::Config& c) const {
   model::Unet net = train::build_model(inference, nullptr);
   if (!checkpoint.empty()) {
     loaded_checkpoint().restore_model(*net);
+    loaded_.reset();  // the archive holds the optimizer's moments too: not for the rest of the run
   } else {
     checkpoint::load_state(*net, checkpoint::read_safetensors(weights), weights);
   }

@@ -46,15 +46,7 @@ infer::TileOptions tile_options(const PredictArgs& args, const config::Config& c
   const model::UnetOptions unet = train::unet_options(config, nullptr);
   infer::TileOptions o;
   o.input_tile = args.tile > 0 ? args.tile : (config.augment.patch_size > 0 ? config.augment.patch_size : 256);
-  const auto output = model::output_size(unet, o.input_tile);
-  if (!output) {
-    std::string sizes;
-    for (int64_t s : model::nearest_valid_sizes(unet, o.input_tile))
-      sizes += (sizes.empty() ? "" : " or ") + std::to_string(s);
-    DPUNET_FAIL("--tile ", o.input_tile, " does not suit this model (", config.model.padding, " padding, depth ",
-                config.model.depth, "); nearest valid tiles: ", sizes);
-  }
-  o.output_tile = *output;
+  o.output_tile = model::output_size_or_fail(unet, o.input_tile, "--tile " + std::to_string(o.input_tile));
   DPUNET_CHECK(args.overlap >= 0 && args.overlap < 1, "--overlap must be in [0, 1), got ", args.overlap);
   DPUNET_CHECK(args.batch >= 1, "--batch must be at least 1, got ", args.batch);
   o.overlap = args.overlap;
@@ -144,9 +136,9 @@ void run(const PredictArgs& args) {
       }
     } catch (const std::exception& e) {
       // Out of memory on one large image, or a model that returns another size: which
-      // image is the first thing to know.
+      // image is the first thing to know (the message keeps its own file:line).
       const auto* c10_error = dynamic_cast<const c10::Error*>(&e);
-      DPUNET_FAIL(item.source, ": ", c10_error != nullptr ? c10_error->what_without_backtrace() : e.what());
+      throw Error(item.source + ": " + (c10_error != nullptr ? c10_error->what_without_backtrace() : e.what()));
     }
     ++done;
   }

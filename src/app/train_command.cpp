@@ -3,11 +3,13 @@
 // rank before any collective, so a bad config ends every rank the same way, and only
 // rank 0 prints it.
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 
 #include "app/commands.h"
 #include "app/embedded_configs.h"
 #include "common/error.h"
+#include "common/process_label.h"
 #include "config/config.h"
 #include "dist/context.h"
 #include "train/preemption.h"
@@ -58,8 +60,13 @@ int run(const TrainArgs& args) {
     config_error = e.what();
   }
   dist::Context context(config_error.empty() ? device_preference(config.run.device) : dist::DevicePreference::kCpu);
-  if (!config_error.empty()) {
-    if (context.is_root()) std::fprintf(stderr, "dpunet: error: %s\n", config_error.c_str());
+  // Usually every rank fails alike, and rank 0 says so once; a config path that exists
+  // only on some nodes fails there alone, and those ranks speak for themselves. Either
+  // way every rank stops here, before the first collective of training.
+  if (context.any_rank(!config_error.empty())) {
+    const bool root_failed = context.any_rank(context.is_root() && !config_error.empty());
+    if (context.is_root() && root_failed) std::fprintf(stderr, "dpunet: error: %s\n", config_error.c_str());
+    if (!root_failed && !config_error.empty()) dist::print_fatal_error(process_label(), config_error);
     return 2;
   }
   train::TrainOptions options;
@@ -80,7 +87,13 @@ void add_train_command(CLI::App& app, int* exit_code) {
   cmd->add_option("--resume", args->resume, "none, auto (newest valid checkpoint of run.dir, else fresh) or a path")
       ->capture_default_str();
   cmd->add_option("--stop-at-step", args->stop_at_step, "Checkpoint and stop after this step (continue with --resume)")
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Validator(
+          [](const std::string& text) {
+            char* end = nullptr;
+            const long long step = std::strtoll(text.c_str(), &end, 10);
+            return *end == '\0' && step >= 1 ? std::string() : "--stop-at-step takes a step >= 1, got " + text;
+          },
+          "STEP>=1"));
   cmd->add_option("--init-weights", args->init_weights, "Start from a safetensors file (dpunet export or PyTorch)");
   cmd->add_flag("--print-config", args->print_config, "Print the resolved config and exit");
   cmd->callback([args, exit_code] { *exit_code = run(*args); });

@@ -67,6 +67,7 @@ void write_meta(torch::serialize::OutputArchive& archive, const TrainingState& s
   archive.write("meta.dataset_size", c10::IValue(s.dataset_size));
   archive.write("meta.best_step", c10::IValue(s.best_step));
   archive.write("meta.validation_pending", c10::IValue(s.validation_pending));
+  archive.write("meta.score_version", c10::IValue(static_cast<int64_t>(s.score_version)));
   archive.write("meta.format_version", c10::IValue(static_cast<int64_t>(kFormatVersion)));
   archive.write("rng.cpu", s.rng_cpu.defined() ? s.rng_cpu : torch::empty({0}, torch::kByte));
   archive.write("rng.cuda", s.rng_cuda.defined() ? s.rng_cuda : torch::empty({0}, torch::kByte));
@@ -86,6 +87,7 @@ TrainingState read_meta(torch::serialize::InputArchive& archive) {
   if (archive.try_read("meta.dataset_size", v)) s.dataset_size = v.toInt();
   if (archive.try_read("meta.best_step", v)) s.best_step = v.toInt();
   if (archive.try_read("meta.validation_pending", v)) s.validation_pending = v.toBool();
+  s.score_version = archive.try_read("meta.score_version", v) ? static_cast<int>(v.toInt()) : 1;
   archive.read("rng.cpu", s.rng_cpu);
   archive.read("rng.cuda", s.rng_cuda);
   if (s.rng_cpu.numel() == 0) s.rng_cpu = torch::Tensor();

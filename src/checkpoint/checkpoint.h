@@ -17,6 +17,7 @@
 namespace dpunet::checkpoint {
 
 inline constexpr uint32_t kFormatVersion = 1;
+inline constexpr int kScoreVersion = 2;
 
 struct TrainingState {
   int64_t step = 0;             // optimizer steps completed
@@ -31,6 +32,9 @@ struct TrainingState {
   // A stop skipped the validation due at `step` (its grace time went to the checkpoint):
   // the resumed run validates first, so its history equals an uninterrupted run's.
   bool validation_pending = false;
+  // How best_score was scored: 1 counted a class absent from masks and predictions as
+  // Dice 1, 2 (this version) leaves it out of the mean. Files without it are 1.
+  int score_version = kScoreVersion;
   // torch's default CPU generator, as rank 0 had it; every rank seeds it with run.seed
   // and draws alike (model initialisation), so every rank restores it. Nothing in a step
   // draws from it yet; it is kept for a future random layer.

@@ -68,8 +68,9 @@ Entry parse_entry(const std::string& source, const std::string& name, const nloh
   e.end = offsets[1].get<uint64_t>();
   if (e.end < e.begin) bad("data_offsets end before they begin");
   // Checked products: a damaged shape must not wrap around to the span it claims.
-  uint64_t expected = c10::elementSize(e.type);
-  for (int64_t d : e.shape) {
+  const bool empty = std::find(e.shape.begin(), e.shape.end(), 0) != e.shape.end();
+  uint64_t expected = empty ? 0 : c10::elementSize(e.type);
+  for (int64_t d : empty ? std::vector<int64_t>{} : e.shape) {
     if (__builtin_mul_overflow(expected, static_cast<uint64_t>(d), &expected)) {
       bad("shape " + value["shape"].dump() + " holds more bytes than a file can");
     }

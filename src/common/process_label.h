@@ -9,6 +9,9 @@ namespace dpunet {
 std::string host_name();
 // World rank when MPI is initialised and not yet finalised, else -1.
 int world_rank_or_unknown();
+// Called by dist::Context once it knows the world rank, so that world_rank_or_unknown
+// makes no MPI call from threads that may not make one.
+void remember_world_rank(int rank);
 // "rank R on HOST", or "HOST" when the rank is not known.
 std::string process_label();
 

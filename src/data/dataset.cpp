@@ -39,7 +39,9 @@ std::vector<std::string> shards_in_index(const fs::path& index_file) {
   return paths;
 }
 
-std::vector<std::string> shards_in_glob(const std::string& pattern) {
+}  // namespace
+
+std::vector<std::string> glob_paths(const std::string& pattern) {
   glob_t matches{};
   const int status = glob(pattern.c_str(), 0, nullptr, &matches);
   std::vector<std::string> paths;
@@ -51,14 +53,12 @@ std::vector<std::string> shards_in_glob(const std::string& pattern) {
   return paths;
 }
 
-}  // namespace
-
 std::vector<std::string> resolve_shards(const std::string& spec) {
   DPUNET_CHECK(!spec.empty(), "empty dataset path");
   std::vector<std::string> paths;
   std::error_code ec;
   if (spec.find_first_of("*?[") != std::string::npos) {
-    paths = shards_in_glob(spec);
+    paths = glob_paths(spec);
   } else if (fs::is_directory(spec, ec)) {
     paths = shards_in_directory(spec);
   } else {

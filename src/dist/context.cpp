@@ -38,6 +38,7 @@ void Context::init(int* argc, char*** argv, DevicePreference device) {
   DPUNET_CHECK(thread_level_ >= MPI_THREAD_FUNNELED, "MPI provides thread level ", thread_level_,
                ", dpunet needs MPI_THREAD_FUNNELED or better [", process_label(), "]");
   MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank_));
+  remember_world_rank(rank_);
   MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &world_size_));
 
   MPI_Comm node = MPI_COMM_NULL;
@@ -50,12 +51,27 @@ void Context::init(int* argc, char*** argv, DevicePreference device) {
   const int gpus = device == DevicePreference::kCpu ? 0 : static_cast<int>(torch::cuda::device_count());
   DPUNET_CHECK(device != DevicePreference::kCuda || gpus > 0, "device cuda was asked for but no GPU is visible [",
                process_label(), "]");
+  // With device auto, every rank must land on the same kind of device: a node that sees
+  // no GPU would pick the MPI backend while the others start NCCL, and their first
+  // collectives would never meet.
+  const int has_gpu = gpus > 0 ? 1 : 0;
+  int any_gpu = 0;
+  MPI_CHECK(MPI_Allreduce(&has_gpu, &any_gpu, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
+  DPUNET_CHECK(has_gpu == any_gpu, "this rank sees no GPU, but other ranks do [", process_label(),
+               "]: check CUDA_VISIBLE_DEVICES and the GPUs of ", host_, ", or run every rank on CPU (run.device cpu)");
   if (gpus > 0) {
     const int index = local_rank_ % gpus;
     // Before anything else touches CUDA, or every rank opens a context on GPU 0.
     set_current_cuda_device(index);
     device_ = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
   }
+}
+
+bool Context::any_rank(bool flag) const {
+  const int mine = flag ? 1 : 0;
+  int any = 0;
+  MPI_CHECK(MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
+  return any != 0;
 }
 
 Context::~Context() {

@@ -35,6 +35,9 @@ class Context {
   // The MPI thread level granted; MPI_THREAD_MULTIPLE lets communicators use a thread.
   int thread_level() const { return thread_level_; }
   MPI_Comm world() const { return MPI_COMM_WORLD; }
+  // True on every rank when `flag` is true on any: for agreeing to stop before any
+  // communicator exists (a config that failed to parse on some nodes only).
+  bool any_rank(bool flag) const;
 
  private:
   void init(int* argc, char*** argv, DevicePreference device);

@@ -79,17 +79,22 @@ GlobalStatistics global_statistics(const torch::Tensor& xc, Communicator& comm) 
 class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunction> {
  public:
   // `reuse`: what `computed` held after the first forward of a checkpointed block, when
-  // this call is its recomputation in backward (else empty): the same statistics, with no
+  // this call is its recomputation in backward (`replaying`): the same statistics, with no
   // collective inside backward, where it would queue among the gradient buckets'
   // all-reduces, and no running-statistics update (the first forward made it).
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& weight,
                                const torch::Tensor& bias, torch::Tensor running_mean, torch::Tensor running_var,
-                               double eps, double momentum, c10::intrusive_ptr<CommHolder> holder,
+                               double eps, double momentum, c10::intrusive_ptr<CommHolder> holder, bool replaying,
                                const std::vector<torch::Tensor>* reuse, std::vector<torch::Tensor>* computed) {
     const torch::Tensor xc = x.to(compute_type(x));
     torch::Tensor mean, invstd;
     double total = 0;
-    if (reuse->size() == 3 && (*reuse)[0].numel() == x.size(1) && (*reuse)[0].device() == x.device()) {
+    if (replaying) {
+      // A recomputation must find its forward's statistics: gathering again here would
+      // put a collective back inside backward, out of step with the gradient buckets.
+      DPUNET_CHECK(reuse->size() == 3 && (*reuse)[0].numel() == x.size(1) && (*reuse)[0].device() == x.device(),
+                   "SyncBatchNorm: the recomputation of a checkpointed block found no statistics of its forward "
+                   "(the blocks ran in another order than they were recorded)");
       mean = (*reuse)[0];
       invstd = (*reuse)[1];
       total = (*reuse)[2].item<double>();  // a CPU scalar: no device sync
@@ -140,6 +145,7 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
             torch::Tensor(),
             torch::Tensor(),
             torch::Tensor(),
+            torch::Tensor(),
             torch::Tensor()};
   }
 };
@@ -182,7 +188,8 @@ torch::Tensor SyncBatchNormImpl::forward(const torch::Tensor& input) {
   // In its own memory format: an NHWC map stays NHWC for the layers after this one.
   torch::Tensor y = SyncBatchNormFunction::apply(input.contiguous(input.suggest_memory_format()), weight, bias,
                                                  running_mean, running_var, options_.eps, options_.momentum,
-                                                 c10::make_intrusive<CommHolder>(comm_.get()), &reuse, &computed);
+                                                 c10::make_intrusive<CommHolder>(comm_.get()),
+                                                 tape != nullptr && tape->replaying(), &reuse, &computed);
   if (tape != nullptr && !tape->replaying()) tape->record(std::move(computed));
   return y;
 }

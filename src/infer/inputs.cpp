@@ -3,8 +3,6 @@
 
 #include <torch/torch.h>
 
-#include <glob.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -49,18 +47,14 @@ torch::Tensor normalise(torch::Tensor image, const data::Normalizer& normalizer,
 
 // The files a glob matches when every one is an image; none when it matches no image
 // (a glob of shards, read by data::Dataset). A mix is an error: which was meant is not
-// guessed.
+// guessed. Folders the glob matches are not files and do not count.
 std::vector<std::string> image_glob(const std::string& pattern) {
-  glob_t matches{};
-  const int status = ::glob(pattern.c_str(), 0, nullptr, &matches);
   std::vector<std::string> images, others;
-  if (status == 0) {
-    for (size_t i = 0; i < matches.gl_pathc; ++i) {
-      const std::string path = matches.gl_pathv[i];
-      (data::is_image_file(path) ? images : others).push_back(path);
-    }
+  std::error_code ec;
+  for (const std::string& path : data::glob_paths(pattern)) {
+    if (!fs::is_regular_file(path, ec)) continue;
+    (data::is_image_file(path) ? images : others).push_back(path);
   }
-  globfree(&matches);
   DPUNET_CHECK(images.empty() || others.empty(), pattern, " matches both images (", images.front(),
                ") and other files (", others.empty() ? "" : others.front(), "): name one kind");
   return images;
@@ -82,7 +76,8 @@ InputSet::InputSet(const std::string& input, InputOptions options) : input_(inpu
                  " holds both images and .h5 files: name the shards with a glob ('", input,
                  "/*.h5') or keep the images in a folder of their own");
     DPUNET_CHECK(!images_.empty() || shards_in_folder, input, " holds no .png/.tif/.tiff images and no .h5 shards");
-  } else if (!image_file && !fs::exists(input, ec)) {
+  } else if (!image_file && !fs::exists(input, ec) && input.find_first_of("*?[") != std::string::npos) {
+    DPUNET_CHECK(!data::glob_paths(input).empty(), input, ": matches no file");
     images_ = image_glob(input);
   }
   if (image_file) images_ = {input};
@@ -149,14 +144,11 @@ torch::Tensor InputSet::load_mask(const std::string& path, const data::Image& im
                    ") is not in --mask-map");
       id = it->second;
     }
-    DPUNET_CHECK(
-        options_.n_classes == 0 ||
-                id<options_.n_classes, found, ": mask value ", data::mask_key_text(key, mask.channels > 1),
-                   " at pixel (", p / mask.width, ", ", p % mask.width, ") is not a class of this ", options_.n_classes,
-                   "-class model (masks hold class ids; map other values with --mask-map, e.g. ", mask.channels> 1
-            ? "#000000=0,#ff0000=1"
-            : "0=0,255=1",
-        ")");
+    const bool is_class = options_.n_classes == 0 || id < options_.n_classes;
+    const char* example = mask.channels > 1 ? "#000000=0,#ff0000=1" : "0=0,255=1";
+    DPUNET_CHECK(is_class, found, ": mask value ", data::mask_key_text(key, mask.channels > 1), " at pixel (",
+                 p / mask.width, ", ", p % mask.width, ") is not a class of this ", options_.n_classes,
+                 "-class model (masks hold class ids; map other values with --mask-map, e.g. ", example, ")");
     out[p] = static_cast<uint8_t>(id);
   }
   return classes;
@@ -181,8 +173,14 @@ InputItem InputSet::load(int64_t index) const {
   const data::Image image = data::read_image(path);
   DPUNET_CHECK(image.channels == image_channels_, path, ": ", image.channels, " channels, but ", images_.front(),
                " has ", image_channels_, "; the images of one run must agree");
-  DPUNET_CHECK(image.bits == image_bits_, path, ": ", image.bits, "-bit pixels, but ", images_.front(), " has ",
-               image_bits_, "-bit; the images of one run must agree (they would be normalised differently)");
+  // With the model's statistics, pixels are read in their stored units; an 8-bit and a
+  // 16-bit file would be normalised differently (the other modes are scale-free or
+  // scale by the bit depth).
+  const bool stored_units =
+      options_.normalizer.mode == data::Normalization::kDataset && !options_.normalizer.channel_mean.empty();
+  DPUNET_CHECK(!stored_units || image.bits == image_bits_, path, ": ", image.bits, "-bit pixels, but ", images_.front(),
+               " has ", image_bits_,
+               "-bit; with the model's normalisation statistics the images of one run must agree");
   torch::Tensor values = torch::empty({image.height, image.width, image.channels}, torch::kInt);
   std::copy(image.values.begin(), image.values.end(), values.data_ptr<int32_t>());
   values = values.permute({2, 0, 1}).contiguous();  // [C, H, W]

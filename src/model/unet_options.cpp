@@ -93,4 +93,13 @@ std::vector<int64_t> nearest_valid_sizes(const UnetOptions& o, int64_t size) {
   return found;
 }
 
+int64_t output_size_or_fail(const UnetOptions& options, int64_t input_size, const std::string& option) {
+  const auto output = output_size(options, input_size);
+  if (output) return *output;
+  std::string sizes;
+  for (int64_t s : nearest_valid_sizes(options, input_size)) sizes += (sizes.empty() ? "" : " or ") + std::to_string(s);
+  DPUNET_FAIL(option, " does not suit this model (", to_string(options.padding), " padding, depth ", options.depth,
+              "); nearest valid sizes: ", sizes);
+}
+
 }  // namespace dpunet::model

@@ -52,4 +52,7 @@ std::optional<int64_t> output_size(const UnetOptions& options, int64_t input_siz
 // The valid input sizes closest to `input_size` (one below, one above, when they exist).
 std::vector<int64_t> nearest_valid_sizes(const UnetOptions& options, int64_t input_size);
 
+// output_size, or an error naming `option` ("--tile 100") with the nearest valid sizes.
+int64_t output_size_or_fail(const UnetOptions& options, int64_t input_size, const std::string& option);
+
 }  // namespace dpunet::model

@@ -19,7 +19,7 @@ namespace dpunet::train {
 // counts and statistics of the shards, so equal copies in different places agree.
 std::string describe_dataset(const data::Dataset& dataset);
 
-// `what` names the input in the error ("data.train /path/spec", "resume checkpoint").
+// `what` names the input in the error ("data.train /path/spec", "the checkpoint to resume from").
 void check_same_on_every_rank(dist::Communicator& comm, const std::string& description, const std::string& what);
 
 void check_same_dataset(dist::Communicator& comm, const data::Dataset& dataset, const std::string& key,

@@ -6,7 +6,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <cstdio>
 #include <cstring>
+#include <thread>
 
 #include "common/error.h"
 #include "common/process_label.h"
@@ -28,14 +31,27 @@ RunDirectoryLock::RunDirectoryLock(const std::string& run_dir) {
   const std::string path = run_dir + "/.lock";
   fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   DPUNET_CHECK(fd_ >= 0, path, ": cannot open the run directory's lock: ", std::strerror(errno));
-  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
-    const int error = errno;
-    if (error != EWOULDBLOCK) return;  // no locks on this filesystem: nothing to guard with
+  const auto deadline = std::chrono::steady_clock::now() + kStaleLockWait;
+  bool said = false;
+  while (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    if (errno != EWOULDBLOCK) return;  // no locks on this filesystem: nothing to guard with
     const std::string holder = holder_of(fd_);
-    ::close(fd_);
-    fd_ = -1;
-    DPUNET_FAIL("run.dir ", run_dir, " is in use by another training run (", holder,
-                "); wait for it to end, or give this run another run.dir");
+    // A holder on this machine is alive (the kernel releases a dead process's lock). One
+    // on another machine may be a crashed node whose lock the file server keeps until
+    // its lease ends: a requeued job waits that out rather than fail.
+    const bool elsewhere = holder.find(" on " + host_name()) == std::string::npos;
+    if (!elsewhere || std::chrono::steady_clock::now() >= deadline) {
+      ::close(fd_);
+      fd_ = -1;
+      DPUNET_FAIL("run.dir ", run_dir, " is in use by another training run (", holder,
+                  "); wait for it to end, or give this run another run.dir");
+    }
+    if (!said) {
+      std::fprintf(stderr, "dpunet: run.dir %s is locked by %s; waiting up to %lld s for it\n", run_dir.c_str(),
+                   holder.c_str(), static_cast<long long>(kStaleLockWait.count()));
+      said = true;
+    }
+    std::this_thread::sleep_for(std::chrono::seconds(2));
   }
   const std::string me = "pid " + std::to_string(::getpid()) + " on " + host_name() + "\n";
   if (::ftruncate(fd_, 0) == 0) (void)!::pwrite(fd_, me.data(), me.size(), 0);

@@ -3,6 +3,8 @@
 
 #include <torch/torch.h>
 
+#include <cstdio>
+
 #include "common/error.h"
 
 namespace dpunet::train {
@@ -144,8 +146,9 @@ std::vector<std::string> constant_channel_notes(const config::Config& config) {
   if (config.data.normalization != "dataset") return notes;
   for (size_t c = 0; c < config.data.channel_std.size(); ++c) {
     if (config.data.channel_std[c] >= data::kConstantChannelStd) continue;
-    notes.push_back("channel " + std::to_string(c) + " has std " + std::to_string(config.data.channel_std[c]) +
-                    " (constant in " + config.data.train +
+    char std_text[32];
+    std::snprintf(std_text, sizeof(std_text), "%g", config.data.channel_std[c]);
+    notes.push_back("channel " + std::to_string(c) + " has std " + std_text + " (constant in " + config.data.train +
                     "?): it is centred but not scaled, so it carries no information to the model");
   }
   return notes;

@@ -245,6 +245,12 @@ void Trainer::resume(const checkpoint::LoadedCheckpoint& loaded) {
   best_score_ = s.best_score;
   best_step_ = s.best_step;
   validation_pending_ = s.validation_pending;
+  if (s.score_version < checkpoint::kScoreVersion && best_score_ >= 0) {
+    // Scores of then and now differ where a class is absent: compare only new ones.
+    logger_.info(loaded.path() + " scored absent classes as Dice 1: its best score " + std::to_string(best_score_) +
+                 " is not compared with the scores from here on");
+    best_score_ = -1;
+  }
   scaler_.load(LossScalerState{s.loss_scale, s.loss_scale_clean_steps});
   if (s.rng_cpu.defined()) {  // see save()
     at::Generator generator = at::detail::getDefaultCPUGenerator();
@@ -483,6 +489,13 @@ int Trainer::run() {
   run_start_ = window_start_ = Clock::now();
   window_wait_start_ = loader_->wait_seconds();
   if (validation_pending_ && val_data_) {
+    // A stop asked for during start-up goes first: the validation would use the grace
+    // time, and it stays pending in the checkpoint for the next run.
+    if (agree_to_stop()) {
+      logger_.info("stopped by a signal before the first step; the checkpoint at step " + std::to_string(step_) +
+                   " stands (resume with --resume auto)");
+      return kPreemptedExitCode;
+    }
     logger_.info("validating step " + std::to_string(step_) + " first: the stop that wrote " +
                  "its checkpoint skipped the validation");
     bool improved = false;

@@ -242,8 +242,9 @@ TEST_CASE("DDP with SyncBatchNorm equals BatchNorm on the whole batch", "[mpi]")
   const StepResult expected = single_process_step(test::make_small_unet(model::Norm::kBatch), batch);
   model::Unet net = test::make_small_unet(model::Norm::kSyncBatch, comm);
   if (checkpointing) net->use_checkpointing(true, model::CheckpointPolicy::kAll);
-  // Running statistics come out of the reduction too, so compare them as well: a
-  // recomputation that updated them again would show here.
+  // Running statistics come out of the reduction too, so compare them as well (the
+  // checkpoint restores buffers after each recomputation; the count below is what shows
+  // the recomputation took its statistics from the forward).
   require_same(ddp_step(net, *comm, share), expected);
 
   // One all-gather per SyncBatchNorm layer and step: a checkpointed block's

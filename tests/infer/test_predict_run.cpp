@@ -279,7 +279,7 @@ TEST_CASE("weights that do not fit, and tiles that do not suit the model, are er
   const auto tile = run_command(DPUNET_BINARY " predict '" + val + "' --checkpoint " + t.checkpoint + " --out " +
                                 t.f.dir() / "y --tile 3 2>&1");
   CHECK(tile.exit_code != 0);
-  CHECK_THAT(tile.output, HasSubstr("--tile 3 ") && HasSubstr("nearest valid tiles"));
+  CHECK_THAT(tile.output, HasSubstr("--tile 3 does not suit this model") && HasSubstr("nearest valid sizes"));
   const auto init = t.f.train(1, t.f.write_config() + " --init-weights " + t.f.dir() / "w.safetensors" +
                                      " --set run.dir=" + t.f.dir() / "run2 --stop-at-step 1");
   INFO(init.output);

@@ -213,6 +213,17 @@ TEST_CASE("bad training input gives one clear error", "[train][e2e]") {
     REQUIRE(first != std::string::npos);
     CHECK(result.output.find("dpunet: error", first + 1) == std::string::npos);
   }
+  SECTION("a config file that only some ranks can read") {
+    // Rank 1 is given a path that does not exist there (a node-local path on one node).
+    const std::string config = f.write_config();
+    const std::string per_rank = "sh -c 'if [ \"$OMPI_COMM_WORLD_RANK\" = 1 ]; then c=" + f.dir() / "elsewhere.yaml" +
+                                 "; else c=" + config + "; fi; exec " DPUNET_BINARY " train $c'";
+    const auto result =
+        dpunet::test::run_command("OMP_NUM_THREADS=1 timeout 120 " DPUNET_MPI_LAUNCHER " 2 " + per_rank + " 2>&1");
+    INFO(result.output);
+    CHECK(result.exit_code == 2);  // every rank stopped together, not 124 (a hang)
+    CHECK_THAT(result.output, HasSubstr("rank 1 on ") && HasSubstr(f.dir() / "elsewhere.yaml"));
+  }
   SECTION("missing training data") {
     const auto result = f.train(1, f.write_config() + " --set data.train=" + f.dir() / "nothing/*.h5");
     CHECK(result.exit_code != 0);
