@@ -116,6 +116,7 @@ void DistributedDataParallel::build_buckets(const std::vector<size_t>& order) {
   bucket_of_.assign(params_.size(), 0);
   views_.assign(params_.size(), torch::Tensor());
   ready_.assign(params_.size(), false);
+  accumulated_.assign(params_.size(), false);
   torch::NoGradGuard no_grad;
   for (auto& members : plan_buckets(slots, order, options_.bucket_caps)) {
     auto bucket = std::make_unique<Bucket>();
@@ -165,7 +166,10 @@ void DistributedDataParallel::bind_gradient(size_t param) {
 void DistributedDataParallel::on_gradient_ready(size_t param) {
   std::lock_guard<std::mutex> lock(mutex_);
   bind_gradient(param);
-  if (no_sync_depth_ > 0) return;
+  if (no_sync_depth_ > 0) {
+    accumulated_[param] = true;
+    return;
+  }
   DPUNET_CHECK(!ready_[param], "DistributedDataParallel: parameter '", names_[param],
                "' received a second gradient before synchronize(): call synchronize() after every backward, "
                "and do not use a parameter in two checkpointed blocks");
@@ -198,8 +202,9 @@ void DistributedDataParallel::finish_unused_parameters() {
   std::vector<std::string> unused;
   for (size_t p = 0; p < params_.size(); ++p) {
     if (ready_[p]) continue;
-    unused.push_back(names_[p]);
-    if (!options_.allow_unused_parameters) continue;
+    // A gradient from an earlier micro-batch of this step (under no_sync) is a use.
+    if (!accumulated_[p]) unused.push_back(names_[p]);
+    if (!options_.allow_unused_parameters && !accumulated_[p]) continue;
     bind_gradient(p);  // keeps whatever was accumulated earlier (zero when nothing)
     ready_[p] = true;
     --buckets_[bucket_of_[p]]->pending;
@@ -234,6 +239,7 @@ void DistributedDataParallel::synchronize() {
     bucket->pending = bucket->params.size();
   }
   std::fill(ready_.begin(), ready_.end(), false);
+  std::fill(accumulated_.begin(), accumulated_.end(), false);
   next_launch_ = 0;
   step_started_ = false;
   if (!rebuilt_) rebuild_in_ready_order();

@@ -108,6 +108,7 @@ class DistributedDataParallel {
   std::vector<size_t> bucket_of_;     // param -> bucket
   std::vector<torch::Tensor> views_;  // param -> its slice of the bucket, shaped like it
   std::vector<bool> ready_;
+  std::vector<bool> accumulated_;    // got a gradient under no_sync since the last synchronize()
   std::vector<size_t> plan_order_;   // the order the current buckets were planned in
   std::vector<size_t> ready_order_;  // this step's gradients, in the order they arrived
   bool rebuilt_ = false;

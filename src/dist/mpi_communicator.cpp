@@ -34,6 +34,9 @@ struct MpiTask {
     std::exception_ptr failure;
     try {
       run();
+    } catch (const Error& e) {
+      // The MPI call's own message names the call and rank; the collective is the task.
+      failure = std::make_exception_ptr(Error(name + ": " + e.what()));
     } catch (...) {
       failure = std::current_exception();
     }
@@ -53,6 +56,7 @@ struct MpiQueue {
   std::deque<std::shared_ptr<MpiTask>> tasks;
   bool stopping = false;
   bool stalled = false;  // a wait timed out: the worker may be stuck in MPI for good
+  bool exited = false;   // serve() has returned
 
   void serve() {
     for (;;) {
@@ -60,7 +64,11 @@ struct MpiQueue {
       {
         std::unique_lock<std::mutex> lock(mutex);
         changed.wait(lock, [&] { return stopping || !tasks.empty(); });
-        if (tasks.empty()) return;
+        if (tasks.empty()) {
+          exited = true;
+          changed.notify_all();
+          return;
+        }
         task = std::move(tasks.front());
         tasks.pop_front();
       }
@@ -183,6 +191,12 @@ MpiCommunicator::~MpiCommunicator() {
   }
   queue_->changed.notify_all();
   if (worker_.joinable()) {
+    if (!abandon) {
+      // Collectives still queued (a Work dropped unwaited) finish only if the other ranks
+      // issue theirs: wait as long as any collective may take, then give up on them.
+      std::unique_lock<std::mutex> lock(queue_->mutex);
+      abandon = !queue_->changed.wait_for(lock, options_.timeout, [&] { return queue_->exited; });
+    }
     if (abandon) {
       worker_.detach();  // it may sit in MPI until the job is aborted
       return;
@@ -225,6 +239,10 @@ std::unique_ptr<Work> submit(const std::shared_ptr<MpiQueue>& queue, StallWatchd
 
 std::unique_ptr<Work> MpiCommunicator::all_reduce_async(const at::Tensor& tensor, ReduceOp op) {
   check_cpu_contiguous(tensor, "all_reduce");
+  // MPI defines no sum of C booleans (and NCCL would add them as bytes, past 1).
+  DPUNET_CHECK(tensor.scalar_type() != c10::kBool,
+               "MPI communicator: all_reduce of bool tensors is not defined; "
+               "reduce them as integers");
   const bool floating = tensor.is_floating_point();
   DPUNET_CHECK(op != ReduceOp::kAvg || floating, "MPI communicator: all_reduce average needs a floating tensor, got ",
                c10::toString(tensor.scalar_type()));

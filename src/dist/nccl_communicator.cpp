@@ -123,8 +123,9 @@ StallWatchdog::Poll poll_collective(NcclState* state, std::shared_ptr<Event> don
 
 class NcclWork : public Work {
  public:
-  NcclWork(std::shared_ptr<NcclState> state, std::shared_ptr<Event> done, std::vector<at::Tensor> keep)
-      : state_(std::move(state)), done_(std::move(done)), keep_(std::move(keep)) {}
+  NcclWork(std::shared_ptr<NcclState> state, std::string name, std::shared_ptr<Event> done,
+           std::vector<at::Tensor> keep)
+      : state_(std::move(state)), name_(std::move(name)), done_(std::move(done)), keep_(std::move(keep)) {}
 
   // Blocks the host until the event fires; the watchdog raises stalls and errors.
   void wait() override {
@@ -133,7 +134,8 @@ class NcclWork : public Work {
       state_->watchdog->raise_if_failed();
       const cudaError_t query = cudaEventQuery(done_->event);
       if (query == cudaSuccess) break;
-      if (query != cudaErrorNotReady) CUDA_CHECK(query);
+      DPUNET_CHECK(query == cudaErrorNotReady, name_, ": waiting for it failed: ", cudaGetErrorString(query), " [",
+                   process_label(), "]");
       std::this_thread::sleep_for(std::chrono::microseconds(20));
     }
     wait_on_stream();
@@ -152,6 +154,7 @@ class NcclWork : public Work {
 
  private:
   std::shared_ptr<NcclState> state_;
+  std::string name_;  // the collective, for messages
   std::shared_ptr<Event> done_;
   std::vector<at::Tensor> keep_;
 };
@@ -184,7 +187,7 @@ std::unique_ptr<Work> enqueue(const std::shared_ptr<NcclState>& state, const std
   }
   for (const auto& t : tensors) c10::cuda::CUDACachingAllocator::recordStream(t.storage().data_ptr(), *state->stream);
   state->watchdog->watch("NCCL " + name, poll_collective(state.get(), done));
-  return std::make_unique<NcclWork>(state, std::move(done), std::move(tensors));
+  return std::make_unique<NcclWork>(state, name, std::move(done), std::move(tensors));
 }
 
 std::string describe(const char* op, const at::Tensor& t) {
@@ -239,6 +242,8 @@ c10::Device NcclCommunicator::device() const {
 
 std::unique_ptr<Work> NcclCommunicator::all_reduce_async(const at::Tensor& tensor, ReduceOp op) {
   check_device_tensor(*state_, tensor, "all_reduce");
+  DPUNET_CHECK(tensor.scalar_type() != c10::kBool,
+               "NCCL communicator: all_reduce of bool tensors is not defined; reduce them as integers");
   DPUNET_CHECK(op != ReduceOp::kAvg || tensor.is_floating_point(),
                "NCCL communicator: all_reduce average needs a floating tensor");
   const ncclRedOp_t nccl_op = op == ReduceOp::kAvg ? ncclAvg : ncclSum;

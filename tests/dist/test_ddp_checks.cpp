@@ -101,6 +101,22 @@ TEST_CASE("DDP names parameters that got no gradient, unless told to allow them"
   }
 }
 
+TEST_CASE("DDP counts a gradient from an earlier micro-batch of the step as a use", "[mpi]") {
+  dist::MpiCommunicator comm(test::mpi_context());
+  TwoHeads net;
+  dist::DistributedDataParallel ddp(net.ptr(), comm);
+  const torch::Tensor x = torch::ones({3, 4});
+  {
+    auto guard = ddp.no_sync();  // the first micro-batch reaches both heads
+    (net->used(x).sum() + net->skipped(x).sum()).backward();
+  }
+  net->forward(x).sum().backward();  // the last one only `used`
+  REQUIRE_NOTHROW(ddp.synchronize());
+  // Every rank did the same: the averages are this rank's sums.
+  REQUIRE(torch::equal(net->skipped->bias.grad(), torch::full({2}, 3.0f)));
+  REQUIRE(torch::equal(net->used->bias.grad(), torch::full({2}, 6.0f)));
+}
+
 TEST_CASE("DDP copies rank 0's BatchNorm statistics to every rank after each step", "[mpi]") {
   dist::MpiCommunicator comm(test::mpi_context());
   model::Unet net = test::make_small_unet(model::Norm::kBatch);

@@ -153,6 +153,7 @@ TEST_CASE("MPI communicator rejects tensors it cannot send, with the reason", "[
   const torch::Tensor strided = torch::zeros({4, 4}).t();
   REQUIRE_THROWS_WITH(comm.all_reduce(strided, ReduceOp::kSum), HasSubstr("contiguous"));
   REQUIRE_THROWS_WITH(comm.all_reduce(torch::zeros({4}, torch::kLong), ReduceOp::kAvg), HasSubstr("floating"));
+  REQUIRE_THROWS_WITH(comm.all_reduce(torch::zeros({4}, torch::kBool), ReduceOp::kSum), HasSubstr("bool"));
   REQUIRE_THROWS_WITH(comm.broadcast(torch::zeros({2}), comm.world_size()), HasSubstr("root"));
   REQUIRE_THROWS_WITH(comm.all_gather(torch::zeros({2}), torch::zeros({1})), HasSubstr("all_gather output"));
 }
