@@ -36,107 +36,19 @@
 #include "train/run_logger.h"
 #include "train/schedule.h"
 #include "train/setup.h"
+#include "train/trainer_internal.h"
 #include "train/validation.h"
 
 namespace dpunet::train {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
+double seconds_since(detail::Clock::time_point start) {
+  return std::chrono::duration<double>(detail::Clock::now() - start).count();
 }
 
-bool close_to(const std::vector<double>& a, const std::vector<double>& b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (std::abs(a[i] - b[i]) > 1e-6 * std::max({1.0, std::abs(a[i]), std::abs(b[i])})) return false;
-  }
-  return true;
-}
+}  // namespace
 
-std::string list_text(const std::vector<double>& values) {
-  std::string text;
-  char number[32];
-  for (double v : values) {
-    std::snprintf(number, sizeof(number), "%.6g", v);
-    text += (text.empty() ? "" : ", ") + std::string(number);
-  }
-  return "[" + text + "]";
-}
-
-class Trainer {
- public:
-  Trainer(const config::Config& config, dist::Context& context, const TrainOptions& options);
-  int run();
-
- private:
-  void resume(const checkpoint::LoadedCheckpoint& loaded);
-  void resolve_normalization(const std::optional<config::Config>& saved);
-  data::SamplerState resume_position(const checkpoint::LoadedCheckpoint& loaded, const config::Config& saved);
-  void prepare_run_directory(const std::optional<checkpoint::LoadedCheckpoint>& loaded);
-  torch::Tensor forward(const torch::Tensor& images);
-  torch::Tensor train_step(int64_t* epoch_after);
-  bool agree_to_stop();
-  bool validation_due(bool epoch_ended, bool last) const;
-  void validate_now(bool* improved);
-  void save(bool best);
-  // Starts a stretch that logged throughput leaves out (validation, checkpoint snapshot).
-  Clock::time_point pause_window();
-  void log_progress(const torch::Tensor& loss_sum, int64_t steps);
-
-  config::Config config_;  // with the data's normalisation statistics filled in
-  dist::Context& context_;
-  TrainOptions options_;
-  c10::Device device_;
-  std::shared_ptr<dist::Communicator> comm_;
-  dist::HostVote stop_vote_;
-  RunLogger logger_;
-  checkpoint::CheckpointStore store_;
-  model::Unet model_{nullptr};
-  std::unique_ptr<dist::DistributedDataParallel> ddp_;
-  std::unique_ptr<torch::optim::Optimizer> optimizer_;
-  std::shared_ptr<const data::Dataset> train_data_, val_data_;
-  std::unique_ptr<data::Loader> loader_;
-  std::unique_ptr<DeviceBatches> batches_;
-  LossOptions loss_options_;
-  LossScaler scaler_;
-  bool autocast_;
-  at::ScalarType autocast_dtype_ = at::kBFloat16;
-  int64_t step_ = 0;
-  int64_t epoch_ = 0;
-  double best_score_ = -1;
-  int64_t best_step_ = -1;           // of the checkpoint marked best
-  bool validation_pending_ = false;  // see checkpoint::TrainingState
-  // Writes checkpoints while training goes on; declared last, so it finishes its write
-  // before the store and everything else it might touch are gone.
-  checkpoint::BackgroundWriter writer_;
-  // Throughput bookkeeping between log lines.
-  Clock::time_point run_start_, window_start_;
-  double window_wait_start_ = 0;
-  double window_paused_ = 0;  // validation and checkpoint snapshots: not training time
-  int64_t window_steps_ = 0;
-};
-
-std::optional<checkpoint::LoadedCheckpoint> find_resume_point(const TrainOptions& options,
-                                                              const checkpoint::CheckpointStore& store,
-                                                              const dist::Context& context, dist::Communicator& comm,
-                                                              RunLogger& logger) {
-  if (options.resume == "none") return std::nullopt;
-  if (options.resume != "auto") return checkpoint::LoadedCheckpoint(options.resume);
-  // Rank 0 picks and the others follow: ranks that looked for themselves could see the
-  // run directory differently (a network filesystem's cache) and resume at different steps.
-  std::string path;
-  if (context.is_root()) {
-    path = store.latest_valid([&](const std::string& m) { logger.warn(m); }).value_or("");
-  }
-  path = comm.broadcast_string(path, /*root=*/0);
-  if (path.empty()) {
-    logger.info("resume auto: no checkpoint in " + store.directory() + ", starting fresh");
-    return std::nullopt;
-  }
-  return checkpoint::LoadedCheckpoint(path);
-}
+namespace detail {
 
 Trainer::Trainer(const config::Config& config, dist::Context& context, const TrainOptions& options)
     : config_(config),
@@ -236,95 +148,6 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
   epoch_ = start.epoch;
   loss_options_ = loss_options(config);
   if (config.loss.global_batch) loss_options_.global_batch = comm_.get();
-}
-
-void Trainer::resume(const checkpoint::LoadedCheckpoint& loaded) {
-  loaded.restore_optimizer(*optimizer_);
-  const auto& s = loaded.state();
-  step_ = s.step;
-  best_score_ = s.best_score;
-  best_step_ = s.best_step;
-  validation_pending_ = s.validation_pending;
-  if (s.score_version < checkpoint::kScoreVersion && best_score_ >= 0) {
-    // Scores of then and now differ where a class is absent: compare only new ones.
-    logger_.info(loaded.path() + " scored absent classes as Dice 1: its best score " + std::to_string(best_score_) +
-                 " is not compared with the scores from here on");
-    best_score_ = -1;
-  }
-  scaler_.load(LossScalerState{s.loss_scale, s.loss_scale_clean_steps});
-  if (s.rng_cpu.defined()) {  // see save()
-    at::Generator generator = at::detail::getDefaultCPUGenerator();
-    generator.set_state(s.rng_cpu);
-  }
-  logger_.info("resumed from " + loaded.path() + " at step " + std::to_string(step_));
-  if (s.world_size != context_.world_size()) {
-    logger_.info("the checkpoint was written by " + std::to_string(s.world_size) + " ranks, this run has " +
-                 std::to_string(context_.world_size()) + ": the sampler re-splits the rest of the epoch");
-  }
-}
-
-// `dataset` normalisation uses the training set's statistics everywhere: in training, in
-// validation (whose shards have their own) and, through the saved config, in prediction.
-// A resumed run keeps the statistics it started with.
-void Trainer::resolve_normalization(const std::optional<config::Config>& saved) {
-  auto& d = config_.data;
-  if (d.normalization != "dataset") return;
-  const data::ShardHeader& h = train_data_->header();
-  if (!d.channel_mean.empty()) {
-    DPUNET_CHECK(static_cast<int64_t>(d.channel_mean.size()) == h.channels,
-                 "data.channel_mean: ", d.channel_mean.size(), " values, but ", d.train, " has ", h.channels,
-                 " channels");
-    // Given on purpose (fixed intensity windows) or carried over from another run's
-    // config.yaml: either way the user should see it when the data say otherwise.
-    if (context_.is_root() && (!close_to(d.channel_mean, h.channel_mean) || !close_to(d.channel_std, h.channel_std))) {
-      logger_.info("normalising with data.channel_mean " + list_text(d.channel_mean) + " and channel_std " +
-                   list_text(d.channel_std) + " from the config; the training shards' own are " +
-                   list_text(h.channel_mean) + " and " + list_text(h.channel_std));
-    }
-    return;
-  }
-  if (saved && !saved->data.channel_mean.empty()) {
-    d.channel_mean = saved->data.channel_mean;
-    d.channel_std = saved->data.channel_std;
-    d.stats_pixel_type = saved->data.stats_pixel_type;
-    return;
-  }
-  d.channel_mean = h.channel_mean;
-  d.channel_std = h.channel_std;
-  d.stats_pixel_type = data::pixel_type_name(h.pixel_type);
-}
-
-// Where the loader continues. The saved position counts samples of one epoch's order,
-// which depends on the number of training samples and run.seed; if either changed, that
-// order is gone and the run starts the next epoch instead.
-data::SamplerState Trainer::resume_position(const checkpoint::LoadedCheckpoint& loaded, const config::Config& saved) {
-  const auto& s = loaded.state();
-  if (s.sampler.position == 0) return s.sampler;
-  std::string changed;
-  if (s.dataset_size > 0 && s.dataset_size != train_data_->size()) {
-    changed = "the training data (" + std::to_string(s.dataset_size) + " samples then, " +
-              std::to_string(train_data_->size()) + " now)";
-  } else if (saved.run.seed != config_.run.seed) {
-    changed = "run.seed";
-  }
-  if (changed.empty()) return s.sampler;
-  if (context_.is_root()) {
-    logger_.warn(changed + " changed since " + loaded.path() + ": the rest of epoch " +
-                 std::to_string(s.sampler.epoch) + " cannot be continued in its order; starting epoch " +
-                 std::to_string(s.sampler.epoch + 1));
-  }
-  return data::SamplerState{s.sampler.epoch + 1, 0};
-}
-
-void Trainer::prepare_run_directory(const std::optional<checkpoint::LoadedCheckpoint>& loaded) {
-  if (context_.is_root()) {
-    const std::string moved = describe(set_aside_superseded_history(
-        config_.run.dir, loaded ? std::optional<int64_t>(loaded->state().step) : std::nullopt));
-    if (!moved.empty()) logger_.warn(moved);
-    if (loaded && loaded->state().best_step >= 0) store_.restore_best(loaded->state().best_step);
-    write_file_atomically(config_.run.dir + "/config.yaml", config::to_yaml(config_));
-  }
-  logger_.open_metrics();
 }
 
 torch::Tensor Trainer::forward(const torch::Tensor& images) {
@@ -548,7 +371,7 @@ int Trainer::run() {
   return 0;
 }
 
-}  // namespace
+}  // namespace detail
 
 int run_training(const config::Config& config, dist::Context& context, const TrainOptions& options) {
   // First: a signal while the run starts up (reading checkpoints can take minutes) must
@@ -563,7 +386,7 @@ int run_training(const config::Config& config, dist::Context& context, const Tra
     std::filesystem::remove(config.run.dir + "/DONE", ec);  // this run has steps to do
   }
   // Other ranks never write into the run directory, so they need not wait for it.
-  Trainer trainer(config, context, options);
+  detail::Trainer trainer(config, context, options);
   return trainer.run();
 }
 

@@ -1,0 +1,93 @@
+// The Trainer behind run_training, shared by trainer.cpp (start-up and the loop) and
+// trainer_resume.cpp (continuing from a checkpoint). Private to src/train.
+#pragma once
+
+#include <torch/optim/optimizer.h>
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "checkpoint/background_writer.h"
+#include "checkpoint/checkpoint.h"
+#include "checkpoint/store.h"
+#include "config/config.h"
+#include "data/dataset.h"
+#include "data/loader.h"
+#include "dist/communicator.h"
+#include "dist/context.h"
+#include "dist/ddp.h"
+#include "dist/host_vote.h"
+#include "model/unet.h"
+#include "train/device_batches.h"
+#include "train/loss.h"
+#include "train/loss_scaler.h"
+#include "train/run_logger.h"
+#include "train/trainer.h"
+
+namespace dpunet::train::detail {
+
+using Clock = std::chrono::steady_clock;
+
+// The checkpoint `options.resume` names: none, a path, or (auto) the newest valid one of
+// the run directory, chosen by rank 0 for every rank.
+std::optional<checkpoint::LoadedCheckpoint> find_resume_point(const TrainOptions& options,
+                                                              const checkpoint::CheckpointStore& store,
+                                                              const dist::Context& context, dist::Communicator& comm,
+                                                              RunLogger& logger);
+
+class Trainer {
+ public:
+  Trainer(const config::Config& config, dist::Context& context, const TrainOptions& options);
+  int run();
+
+ private:
+  void resume(const checkpoint::LoadedCheckpoint& loaded);
+  void resolve_normalization(const std::optional<config::Config>& saved);
+  data::SamplerState resume_position(const checkpoint::LoadedCheckpoint& loaded, const config::Config& saved);
+  void prepare_run_directory(const std::optional<checkpoint::LoadedCheckpoint>& loaded);
+  torch::Tensor forward(const torch::Tensor& images);
+  torch::Tensor train_step(int64_t* epoch_after);
+  bool agree_to_stop();
+  bool validation_due(bool epoch_ended, bool last) const;
+  void validate_now(bool* improved);
+  void save(bool best);
+  // Starts a stretch that logged throughput leaves out (validation, checkpoint snapshot).
+  Clock::time_point pause_window();
+  void log_progress(const torch::Tensor& loss_sum, int64_t steps);
+
+  config::Config config_;  // with the data's normalisation statistics filled in
+  dist::Context& context_;
+  TrainOptions options_;
+  c10::Device device_;
+  std::shared_ptr<dist::Communicator> comm_;
+  dist::HostVote stop_vote_;
+  RunLogger logger_;
+  checkpoint::CheckpointStore store_;
+  model::Unet model_{nullptr};
+  std::unique_ptr<dist::DistributedDataParallel> ddp_;
+  std::unique_ptr<torch::optim::Optimizer> optimizer_;
+  std::shared_ptr<const data::Dataset> train_data_, val_data_;
+  std::unique_ptr<data::Loader> loader_;
+  std::unique_ptr<DeviceBatches> batches_;
+  LossOptions loss_options_;
+  LossScaler scaler_;
+  bool autocast_;
+  at::ScalarType autocast_dtype_ = at::kBFloat16;
+  int64_t step_ = 0;
+  int64_t epoch_ = 0;
+  double best_score_ = -1;
+  int64_t best_step_ = -1;           // of the checkpoint marked best
+  bool validation_pending_ = false;  // see checkpoint::TrainingState
+  // Writes checkpoints while training goes on; declared last, so it finishes its write
+  // before the store and everything else it might touch are gone.
+  checkpoint::BackgroundWriter writer_;
+  // Throughput bookkeeping between log lines.
+  Clock::time_point run_start_, window_start_;
+  double window_wait_start_ = 0;
+  double window_paused_ = 0;  // validation and checkpoint snapshots: not training time
+  int64_t window_steps_ = 0;
+};
+
+}  // namespace dpunet::train::detail

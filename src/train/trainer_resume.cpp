@@ -1,0 +1,146 @@
+// Trainer: continuing from a checkpoint (which one, its state, the data position, the
+// normalisation statistics, the run directory's history).
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+#include "common/atomic_file.h"
+#include "common/error.h"
+#include "train/run_history.h"
+#include "train/trainer_internal.h"
+
+namespace dpunet::train::detail {
+namespace {
+
+bool close_to(const std::vector<double>& a, const std::vector<double>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (std::abs(a[i] - b[i]) > 1e-6 * std::max({1.0, std::abs(a[i]), std::abs(b[i])})) return false;
+  }
+  return true;
+}
+
+std::string list_text(const std::vector<double>& values) {
+  std::string text;
+  char number[32];
+  for (double v : values) {
+    std::snprintf(number, sizeof(number), "%.6g", v);
+    text += (text.empty() ? "" : ", ") + std::string(number);
+  }
+  return "[" + text + "]";
+}
+}  // namespace
+
+std::optional<checkpoint::LoadedCheckpoint> find_resume_point(const TrainOptions& options,
+                                                              const checkpoint::CheckpointStore& store,
+                                                              const dist::Context& context, dist::Communicator& comm,
+                                                              RunLogger& logger) {
+  if (options.resume == "none") return std::nullopt;
+  if (options.resume != "auto") return checkpoint::LoadedCheckpoint(options.resume);
+  // Rank 0 picks and the others follow: ranks that looked for themselves could see the
+  // run directory differently (a network filesystem's cache) and resume at different steps.
+  std::string path;
+  if (context.is_root()) {
+    path = store.latest_valid([&](const std::string& m) { logger.warn(m); }).value_or("");
+  }
+  path = comm.broadcast_string(path, /*root=*/0);
+  if (path.empty()) {
+    logger.info("resume auto: no checkpoint in " + store.directory() + ", starting fresh");
+    return std::nullopt;
+  }
+  return checkpoint::LoadedCheckpoint(path);
+}
+
+void Trainer::resume(const checkpoint::LoadedCheckpoint& loaded) {
+  loaded.restore_optimizer(*optimizer_);
+  const auto& s = loaded.state();
+  step_ = s.step;
+  best_score_ = s.best_score;
+  best_step_ = s.best_step;
+  validation_pending_ = s.validation_pending;
+  if (s.score_version < checkpoint::kScoreVersion && best_score_ >= 0) {
+    // Scores of then and now differ where a class is absent: compare only new ones.
+    logger_.info(loaded.path() + " scored absent classes as Dice 1: its best score " + std::to_string(best_score_) +
+                 " is not compared with the scores from here on");
+    best_score_ = -1;
+  }
+  scaler_.load(LossScalerState{s.loss_scale, s.loss_scale_clean_steps});
+  if (s.rng_cpu.defined()) {  // see save()
+    at::Generator generator = at::detail::getDefaultCPUGenerator();
+    generator.set_state(s.rng_cpu);
+  }
+  logger_.info("resumed from " + loaded.path() + " at step " + std::to_string(step_));
+  if (s.world_size != context_.world_size()) {
+    logger_.info("the checkpoint was written by " + std::to_string(s.world_size) + " ranks, this run has " +
+                 std::to_string(context_.world_size()) + ": the sampler re-splits the rest of the epoch");
+  }
+}
+
+// `dataset` normalisation uses the training set's statistics everywhere: in training, in
+// validation (whose shards have their own) and, through the saved config, in prediction.
+// A resumed run keeps the statistics it started with.
+void Trainer::resolve_normalization(const std::optional<config::Config>& saved) {
+  auto& d = config_.data;
+  if (d.normalization != "dataset") return;
+  const data::ShardHeader& h = train_data_->header();
+  if (!d.channel_mean.empty()) {
+    DPUNET_CHECK(static_cast<int64_t>(d.channel_mean.size()) == h.channels,
+                 "data.channel_mean: ", d.channel_mean.size(), " values, but ", d.train, " has ", h.channels,
+                 " channels");
+    // Given on purpose (fixed intensity windows) or carried over from another run's
+    // config.yaml: either way the user should see it when the data say otherwise.
+    if (context_.is_root() && (!close_to(d.channel_mean, h.channel_mean) || !close_to(d.channel_std, h.channel_std))) {
+      logger_.info("normalising with data.channel_mean " + list_text(d.channel_mean) + " and channel_std " +
+                   list_text(d.channel_std) + " from the config; the training shards' own are " +
+                   list_text(h.channel_mean) + " and " + list_text(h.channel_std));
+    }
+    return;
+  }
+  if (saved && !saved->data.channel_mean.empty()) {
+    d.channel_mean = saved->data.channel_mean;
+    d.channel_std = saved->data.channel_std;
+    d.stats_pixel_type = saved->data.stats_pixel_type;
+    return;
+  }
+  d.channel_mean = h.channel_mean;
+  d.channel_std = h.channel_std;
+  d.stats_pixel_type = data::pixel_type_name(h.pixel_type);
+}
+
+// Where the loader continues. The saved position counts samples of one epoch's order,
+// which depends on the number of training samples and run.seed; if either changed, that
+// order is gone and the run starts the next epoch instead.
+data::SamplerState Trainer::resume_position(const checkpoint::LoadedCheckpoint& loaded, const config::Config& saved) {
+  const auto& s = loaded.state();
+  if (s.sampler.position == 0) return s.sampler;
+  std::string changed;
+  if (s.dataset_size > 0 && s.dataset_size != train_data_->size()) {
+    changed = "the training data (" + std::to_string(s.dataset_size) + " samples then, " +
+              std::to_string(train_data_->size()) + " now)";
+  } else if (saved.run.seed != config_.run.seed) {
+    changed = "run.seed";
+  }
+  if (changed.empty()) return s.sampler;
+  if (context_.is_root()) {
+    logger_.warn(changed + " changed since " + loaded.path() + ": the rest of epoch " +
+                 std::to_string(s.sampler.epoch) + " cannot be continued in its order; starting epoch " +
+                 std::to_string(s.sampler.epoch + 1));
+  }
+  return data::SamplerState{s.sampler.epoch + 1, 0};
+}
+
+void Trainer::prepare_run_directory(const std::optional<checkpoint::LoadedCheckpoint>& loaded) {
+  if (context_.is_root()) {
+    const std::string moved = describe(set_aside_superseded_history(
+        config_.run.dir, loaded ? std::optional<int64_t>(loaded->state().step) : std::nullopt));
+    if (!moved.empty()) logger_.warn(moved);
+    if (loaded && loaded->state().best_step >= 0) store_.restore_best(loaded->state().best_step);
+    write_file_atomically(config_.run.dir + "/config.yaml", config::to_yaml(config_));
+  }
+  logger_.open_metrics();
+}
+
+}  // namespace dpunet::train::detail
