@@ -25,7 +25,19 @@ model::UnetOptions unet_options(const config::Config& c, std::shared_ptr<dist::C
 }
 
 model::Unet build_model(const config::Config& c, std::shared_ptr<dist::Communicator> comm) {
-  model::Unet net(unet_options(c, std::move(comm)));
+  model::Unet net{nullptr};
+  try {
+    net = model::Unet(unet_options(c, std::move(comm)));
+  } catch (const std::bad_alloc&) {
+    // The widths double at every level: a large base and depth ask for terabytes.
+    DPUNET_FAIL("model.base_channels ", c.model.base_channels, " with model.depth ", c.model.depth,
+                ": the model's weights do not fit in memory (the deepest level has ",
+                c.model.base_channels << c.model.depth, " channels)");
+  } catch (const c10::Error& e) {
+    if (std::string(e.what()).find("allocate") == std::string::npos) throw;
+    DPUNET_FAIL("model.base_channels ", c.model.base_channels, " with model.depth ", c.model.depth,
+                ": the model's weights do not fit in memory (", e.what_without_backtrace(), ")");
+  }
   if (c.model.checkpointing != "none") {
     net->use_checkpointing(true, model::parse_checkpoint_policy(c.model.checkpointing));
   }

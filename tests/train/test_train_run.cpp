@@ -224,6 +224,14 @@ TEST_CASE("bad training input gives one clear error", "[train][e2e]") {
     CHECK(result.exit_code == 2);  // every rank stopped together, not 124 (a hang)
     CHECK_THAT(result.output, HasSubstr("rank 1 on ") && HasSubstr(f.dir() / "elsewhere.yaml"));
   }
+  SECTION("a model too large for memory names the keys that made it") {
+    // A 3 GB address-space limit makes the allocation fail early instead of swapping.
+    const auto result = dpunet::test::run_command(
+        "ulimit -v 3000000; " +
+        f.train_command(1, f.write_config() + " --set model.base_channels=4096 --set model.depth=4"));
+    CHECK(result.exit_code != 0);
+    CHECK_THAT(result.output, HasSubstr("model.base_channels 4096 with model.depth 4: the model's weights do not fit"));
+  }
   SECTION("missing training data") {
     const auto result = f.train(1, f.write_config() + " --set data.train=" + f.dir() / "nothing/*.h5");
     CHECK(result.exit_code != 0);
