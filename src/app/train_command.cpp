@@ -1,7 +1,7 @@
 // `dpunet train [CONFIG.yaml] [--set key=value ...] [--resume auto|PATH] [--print-config]`.
-// Without CONFIG the built-in quickstart config is used. The config is parsed by every
-// rank before any collective, so a bad config ends every rank the same way, and only
-// rank 0 prints it.
+// Without CONFIG the built-in quickstart config is used. Every rank parses the config
+// before MPI starts; the ranks then agree whether any failed, so a bad config ends every
+// rank together: printed once by rank 0 when it failed too, else by each rank that did.
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -47,8 +47,8 @@ int run(const TrainArgs& args) {
     std::cout << config::to_yaml(read_config(args));
     return 0;
   }
-  // Parse first: the device preference comes from the config. Every rank reads the same
-  // file and arguments, so every rank fails alike; the error is printed once, by rank 0.
+  // Parse first: the device preference comes from the config. A rank whose config failed
+  // starts on CPU (and is left out of the ranks' GPU agreement) only to stop with the others.
   config::Config config;
   std::string config_error;
   try {

@@ -57,8 +57,10 @@ void Context::init(int* argc, char*** argv, DevicePreference device) {
   const int has_gpu = gpus > 0 ? 1 : 0;
   int any_gpu = 0;
   MPI_CHECK(MPI_Allreduce(&has_gpu, &any_gpu, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
-  DPUNET_CHECK(has_gpu == any_gpu, "this rank sees no GPU, but other ranks do [", process_label(),
-               "]: check CUDA_VISIBLE_DEVICES and the GPUs of ", host_, ", or run every rank on CPU (run.device cpu)");
+  // A rank told to use the CPU (one whose config failed, about to stop) is not asked.
+  DPUNET_CHECK(device == DevicePreference::kCpu || has_gpu == any_gpu, "this rank sees no GPU, but other ranks do [",
+               process_label(), "]: check CUDA_VISIBLE_DEVICES and the GPUs of ", host_,
+               ", or run every rank on CPU (run.device cpu)");
   if (gpus > 0) {
     const int index = local_rank_ % gpus;
     // Before anything else touches CUDA, or every rank opens a context on GPU 0.

@@ -17,6 +17,8 @@ class Context {
  public:
   // Initialises MPI with MPI_THREAD_MULTIPLE requested and FUNNELED required. When MPI
   // is already initialised (an embedding program), it is used and left running.
+  // Collective: every rank builds its Context at the same point (the ranks agree on
+  // GPU or CPU). A rank that sees no GPU while others do (device auto) throws.
   Context(int* argc, char*** argv, DevicePreference device = DevicePreference::kAuto);
   explicit Context(DevicePreference device = DevicePreference::kAuto);
   ~Context();

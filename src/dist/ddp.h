@@ -31,8 +31,9 @@ struct DdpOptions {
   WireDtype wire_dtype = WireDtype::kNone;
   // Copy rank 0's buffers (BatchNorm running statistics) to every rank after each step.
   bool broadcast_buffers = true;
-  // A parameter that got no gradient in a synchronised step is an error naming it,
-  // unless this is set; then its gradient counts as zero.
+  // A parameter that got no gradient in a synchronised step (neither in its last
+  // micro-batch nor in an earlier one under no_sync) is an error naming it, unless this
+  // is set; then its gradient counts as zero.
   bool allow_unused_parameters = false;
   // After the first synchronised step, lay the buckets out again in the order gradients
   // really became ready (rank 0's order, so every rank agrees), as PyTorch's DDP does:

@@ -193,9 +193,19 @@ MpiCommunicator::~MpiCommunicator() {
   if (worker_.joinable()) {
     if (!abandon) {
       // Collectives still queued (a Work dropped unwaited) finish only if the other ranks
-      // issue theirs: wait as long as any collective may take, then give up on them.
+      // issue theirs: wait as long as any collective may take. Past that, the worker may
+      // sit in MPI for good, and finalising MPI around it is undefined: the job ends.
       std::unique_lock<std::mutex> lock(queue_->mutex);
-      abandon = !queue_->changed.wait_for(lock, options_.timeout, [&] { return queue_->exited; });
+      if (!queue_->changed.wait_for(lock, options_.timeout, [&] { return queue_->exited; })) {
+        queue_->tasks.clear();
+        queue_->stalled = true;
+        abandon = true;
+        lock.unlock();
+        print_fatal_error(process_label(),
+                          "MPI communicator: collectives still running at shutdown did not "
+                          "complete within the timeout; ending the job");
+        abort_all_ranks(/*exit_code=*/1);
+      }
     }
     if (abandon) {
       worker_.detach();  // it may sit in MPI until the job is aborted

@@ -39,7 +39,9 @@ RunDirectoryLock::RunDirectoryLock(const std::string& run_dir) {
     // A holder on this machine is alive (the kernel releases a dead process's lock). One
     // on another machine may be a crashed node whose lock the file server keeps until
     // its lease ends: a requeued job waits that out rather than fail.
-    const bool elsewhere = holder.find(" on " + host_name()) == std::string::npos;
+    const std::string here = " on " + host_name();
+    const bool elsewhere =
+        holder.size() < here.size() || holder.compare(holder.size() - here.size(), here.size(), here) != 0;
     if (!elsewhere || std::chrono::steady_clock::now() >= deadline) {
       ::close(fd_);
       fd_ = -1;

@@ -19,8 +19,10 @@ inline constexpr std::chrono::seconds kStaleLockWait{120};
 class RunDirectoryLock {
  public:
   // Throws when another process holds the lock: at once when it runs on this machine,
-  // after kStaleLockWait when it ran on another (perhaps one that crashed). Where the
-  // filesystem has no locks, the run goes on unlocked.
+  // after kStaleLockWait when it ran on another (perhaps one that crashed; the other
+  // ranks wait meanwhile in their first collective, so distributed.timeout_s should
+  // exceed it, as the default 10 minutes does). Where the filesystem has no locks, the
+  // run goes on unlocked.
   explicit RunDirectoryLock(const std::string& run_dir);
   ~RunDirectoryLock();
   RunDirectoryLock(const RunDirectoryLock&) = delete;
