@@ -78,6 +78,7 @@ GlobalStatistics global_statistics(const torch::Tensor& xc, Communicator& comm) 
 
 class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunction> {
  public:
+  static constexpr size_t kForwardArguments = 11;  // x, weight, bias, ..., computed
   // `reuse`: what `computed` held after the first forward of a checkpointed block, when
   // this call is its recomputation in backward (`replaying`): the same statistics, with no
   // collective inside backward, where it would queue among the gradient buckets'
@@ -136,17 +137,12 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
     const torch::Tensor mean_dy_xhat = global.narrow(0, channels, channels) / total;
     const torch::Tensor dx = (dy - per_channel(mean_dy, xc) - xhat * per_channel(mean_dy_xhat, xc)) *
                              per_channel(invstd * weight.to(xc.scalar_type()), xc);
-    return {dx.to(x.scalar_type()),
-            sum_dy_xhat.to(weight.scalar_type()),
-            sum_dy.to(weight.scalar_type()),
-            torch::Tensor(),
-            torch::Tensor(),
-            torch::Tensor(),
-            torch::Tensor(),
-            torch::Tensor(),
-            torch::Tensor(),
-            torch::Tensor(),
-            torch::Tensor()};
+    // One slot per argument of forward; only x, weight and bias have gradients.
+    variable_list grads(kForwardArguments);
+    grads[0] = dx.to(x.scalar_type());
+    grads[1] = sum_dy_xhat.to(weight.scalar_type());
+    grads[2] = sum_dy.to(weight.scalar_type());
+    return grads;
   }
 };
 
