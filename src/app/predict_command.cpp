@@ -1,7 +1,7 @@
 // `dpunet predict INPUT --out DIR (--checkpoint C | --weights W)`: overlap-tile
 // segmentation of shards or image files, on CPU or GPU, by one process or by every rank
 // of an mpirun job (each takes every W-th image). --eval reports Dice and IoU per class
-// when masks are known, summed over all ranks.
+// where masks are known, pooled over all images of all ranks and per image.
 #include <torch/torch.h>
 
 #include <cstdio>
@@ -16,11 +16,11 @@
 #include "data/import.h"
 #include "dist/context.h"
 #include "dist/make_communicator.h"
+#include "infer/evaluation.h"
 #include "infer/inputs.h"
 #include "infer/outputs.h"
 #include "infer/sliding_window.h"
 #include "model/unet_options.h"
-#include "train/metrics.h"
 #include "train/setup.h"
 
 namespace dpunet::app {
@@ -55,16 +55,13 @@ infer::TileOptions tile_options(const PredictArgs& args, const config::Config& c
   return o;
 }
 
-void report(const train::ConfusionCounts& counts, int64_t images, const std::string& path) {
-  // Pooled like validation: every image's pixels counted together, then scored; a class
-  // neither in the masks nor predicted scores null and stays out of mean_dice.
-  const nlohmann::json result = {{"images", images},
-                                 {"aggregation", "pooled"},
-                                 {"dice", counts.dice()},
-                                 {"iou", counts.iou()},
-                                 {"mean_dice", counts.mean_foreground_dice()},
-                                 {"foreground_dice", counts.foreground_dice()}};
+// eval.json holds every image's scores; the console gets the summaries.
+void report(const infer::EvaluationTable& table, const infer::InputSet& inputs, const std::string& path) {
+  std::vector<std::string> names;
+  for (int64_t i = 0; i < inputs.size(); ++i) names.push_back(inputs.name(i));
+  nlohmann::json result = table.report(names);
   write_file_atomically(path, result.dump(2) + "\n");
+  result.erase("per_image");
   std::printf("eval: %s\n", result.dump().c_str());
 }
 
@@ -123,17 +120,14 @@ void run(const PredictArgs& args) {
   };
   infer::PredictionWriter writer({args.out, args.probabilities, !args.no_png}, context.rank(), context.world_size(),
                                  config.model.n_classes);
-  train::ConfusionCounts counts(config.model.n_classes);
-  int64_t done = 0, evaluated = 0;
+  infer::EvaluationTable table(args.eval ? inputs.size() : 0, config.model.n_classes);
+  int64_t done = 0;
   for (int64_t i = context.rank(); i < inputs.size(); i += context.world_size()) {
     const infer::InputItem item = inputs.load(i);
     try {
       const torch::Tensor probabilities = infer::predict_probabilities(forward, item.image.to(context.device()), tiles);
       writer.write(item.name, probabilities, item.raw);
-      if (args.eval && item.mask.defined()) {
-        counts.add(probabilities.unsqueeze(0), item.mask.to(context.device()).to(torch::kLong).unsqueeze(0));
-        ++evaluated;
-      }
+      if (args.eval && item.mask.defined()) table.add(i, probabilities, item.mask);
     } catch (const std::exception& e) {
       // Out of memory on one large image, or a model that returns another size: which
       // image is the first thing to know (the message keeps its own file:line).
@@ -147,16 +141,13 @@ void run(const PredictArgs& args) {
   if (args.eval) {
     // NCCL only where this process has a GPU; the config may come from a GPU run.
     auto comm = dist::make_communicator(context, context.device().is_cuda() ? config.distributed.backend : "mpi");
-    counts.all_reduce(*comm, context.device());
-    const std::vector<int64_t> per_rank = comm->all_gather_values(evaluated);
-    int64_t images = 0;
-    for (int64_t n : per_rank) images += n;
+    table.all_reduce(*comm, context.device());
     // Every rank knows the total, so every rank stops together: no score from no masks.
-    DPUNET_CHECK(images > 0, "--eval: no image of ", args.input, " has a mask",
+    DPUNET_CHECK(table.evaluated() > 0, "--eval: no image of ", args.input, " has a mask",
                  args.masks.empty() ? std::string(" (give --masks DIR for image files)")
                                     : " in " + args.masks + " (named <image stem>" + args.mask_suffix +
                                           ".png/.tif/.tiff; see --mask-suffix)");
-    if (context.is_root()) report(counts, images, args.out + "/eval.json");
+    if (context.is_root()) report(table, inputs, args.out + "/eval.json");
   }
 }
 

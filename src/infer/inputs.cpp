@@ -154,6 +154,15 @@ torch::Tensor InputSet::load_mask(const std::string& path, const data::Image& im
   return classes;
 }
 
+std::string InputSet::name(int64_t index) const {
+  if (dataset_) {
+    char text[32];
+    std::snprintf(text, sizeof(text), "sample-%06lld", static_cast<long long>(index));
+    return text;
+  }
+  return fs::path(images_.at(static_cast<size_t>(index))).stem().string();
+}
+
 InputItem InputSet::load(int64_t index) const {
   InputItem item;
   if (dataset_) {
@@ -162,9 +171,7 @@ InputItem InputSet::load(int64_t index) const {
     item.image = torch::from_blob(const_cast<float*>(s.image.data()), {s.channels, s.height, s.width}).clone();
     item.mask = torch::from_blob(const_cast<uint8_t*>(s.mask.data()), {s.height, s.width}, torch::kByte).clone();
     item.raw = display_copy(item.image);
-    char name[32];
-    std::snprintf(name, sizeof(name), "sample-%06lld", static_cast<long long>(index));
-    item.name = name;
+    item.name = name(index);
     const auto [shard, local] = dataset_->locate(index);
     item.source = shard->path() + " sample " + std::to_string(local);
     return item;
@@ -193,7 +200,7 @@ InputItem InputSet::load(int64_t index) const {
     normalizer.channel_std.clear();
   }
   item.image = normalise(values, normalizer, image.bits);
-  item.name = fs::path(path).stem().string();
+  item.name = name(index);
   item.source = path;
   item.mask = load_mask(path, image);
   return item;

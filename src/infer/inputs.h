@@ -44,6 +44,8 @@ class InputSet {
 
   int64_t size() const;
   InputItem load(int64_t index) const;
+  // InputItem::name of item `index`, without loading it.
+  std::string name(int64_t index) const;
   int64_t channels() const;
 
  private:

@@ -6,6 +6,7 @@
 
 #include <cmath>
 
+#include "common/error.h"
 #include "dist/communicator.h"
 
 namespace dpunet::train {
@@ -29,6 +30,12 @@ double iou_of(double tp, double fp, double fn) {
 
 ConfusionCounts::ConfusionCounts(int64_t classes)
     : counts_(torch::zeros({classes + 1, 3}, torch::kDouble)), loss_sum_(torch::zeros({}, torch::kDouble)) {}
+
+ConfusionCounts::ConfusionCounts(const torch::Tensor& counts)
+    : counts_(counts.to(torch::kDouble).clone()), loss_sum_(torch::zeros({}, torch::kDouble)) {
+  DPUNET_CHECK(counts.dim() == 2 && counts.size(0) >= 2 && counts.size(1) == 3,
+               "confusion counts must be [classes + 1, 3], got ", counts.sizes());
+}
 
 void ConfusionCounts::add(const torch::Tensor& logits, const torch::Tensor& target) {
   const int64_t classes = counts_.size(0) - 1;
@@ -68,7 +75,7 @@ void ConfusionCounts::all_reduce(dist::Communicator& comm, const c10::Device& de
   samples_ = static_cast<int64_t>(packed[-1].item<double>());
 }
 
-torch::Tensor ConfusionCounts::host_counts() const {
+torch::Tensor ConfusionCounts::counts() const {
   return counts_.cpu();
 }
 
@@ -77,19 +84,19 @@ double ConfusionCounts::mean_loss() const {
 }
 
 std::vector<double> ConfusionCounts::dice() const {
-  const torch::Tensor counts = host_counts();
+  const torch::Tensor host = counts();
   std::vector<double> out;
-  for (int64_t k = 0; k + 1 < counts.size(0); ++k) {
-    out.push_back(dice_of(counts[k][0].item<double>(), counts[k][1].item<double>(), counts[k][2].item<double>()));
+  for (int64_t k = 0; k + 1 < host.size(0); ++k) {
+    out.push_back(dice_of(host[k][0].item<double>(), host[k][1].item<double>(), host[k][2].item<double>()));
   }
   return out;
 }
 
 std::vector<double> ConfusionCounts::iou() const {
-  const torch::Tensor counts = host_counts();
+  const torch::Tensor host = counts();
   std::vector<double> out;
-  for (int64_t k = 0; k + 1 < counts.size(0); ++k) {
-    out.push_back(iou_of(counts[k][0].item<double>(), counts[k][1].item<double>(), counts[k][2].item<double>()));
+  for (int64_t k = 0; k + 1 < host.size(0); ++k) {
+    out.push_back(iou_of(host[k][0].item<double>(), host[k][1].item<double>(), host[k][2].item<double>()));
   }
   return out;
 }
@@ -107,8 +114,8 @@ double ConfusionCounts::mean_foreground_dice() const {
 }
 
 double ConfusionCounts::foreground_dice() const {
-  const torch::Tensor counts = host_counts();
-  const auto row = counts[counts.size(0) - 1];
+  const torch::Tensor host = counts();
+  const auto row = host[host.size(0) - 1];
   return dice_of(row[0].item<double>(), row[1].item<double>(), row[2].item<double>());
 }
 

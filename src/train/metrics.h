@@ -16,6 +16,8 @@ namespace dpunet::train {
 class ConfusionCounts {
  public:
   explicit ConfusionCounts(int64_t classes);
+  // From counts() of another: [K + 1, 3] float64.
+  explicit ConfusionCounts(const torch::Tensor& counts);
 
   // logits [N, K, H, W], target [N, H, W] class ids. Counts stay on the logits' device:
   // nothing is read back until a score is asked for.
@@ -36,10 +38,10 @@ class ConfusionCounts {
   double mean_foreground_dice() const;
   // Dice of "any foreground class" against background; NaN without any foreground.
   double foreground_dice() const;
+  // [K + 1, 3] float64 on the host: tp, fp, fn per class, then of any foreground class.
+  torch::Tensor counts() const;
 
  private:
-  torch::Tensor host_counts() const;
-
   torch::Tensor counts_;    // [K + 1, 3] float64: tp, fp, fn per class; last row: any-foreground
   torch::Tensor loss_sum_;  // 0-dim float64, on the device of the losses added
   int64_t samples_ = 0;

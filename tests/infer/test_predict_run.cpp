@@ -152,7 +152,12 @@ TEST_CASE("predict reads PNG folders with masks, and shares images over ranks", 
   CHECK(std::filesystem::exists(t.f.dir() / "out/predictions-rank001.h5"));
   CHECK(read_mask(t.f.dir() / "out/predictions-rank001.h5", "im1").size(0) == 41);
   CHECK(dpunet::data::read_image(t.f.dir() / "out/im2_mask.png").height == 42);
-  CHECK(std::filesystem::exists(t.f.dir() / "out/eval.json"));
+  // Every image scored once, on whichever rank predicted it, listed in input order.
+  const auto eval = nlohmann::json::parse(dpunet::read_file(t.f.dir() / "out/eval.json"));
+  CHECK(eval["images"] == 3);
+  REQUIRE(eval["per_image"].size() == 3);
+  for (int i = 0; i < 3; ++i) CHECK(eval["per_image"][i]["name"] == "im" + std::to_string(i));
+  CHECK(eval["image_mean"]["dice"].size() == 3);
 }
 
 TEST_CASE("predict scales shards and image files alike, with the training set's statistics", "[infer][e2e]") {
