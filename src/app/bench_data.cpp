@@ -60,7 +60,9 @@ double samples_per_second(const std::string& spec, const BenchDataArgs& args, co
   options.workers = args.workers;
   options.augment = variant.augment;
   options.augmentation = variant.augmentation;
-  data::Loader loader(dataset, data::DistributedSampler(dataset->size(), 0, 1), options);
+  data::SamplerOptions sampling;
+  sampling.batch = args.batch;
+  data::Loader loader(dataset, data::DistributedSampler(dataset->size(), 0, 1, sampling), options);
   // One epoch untimed: the shards are in the page cache and the threads are running.
   for (int64_t i = 0; i < loader.batches_per_epoch(); ++i) loader.next();
   const auto start = std::chrono::steady_clock::now();

@@ -65,6 +65,7 @@ void write_meta(torch::serialize::OutputArchive& archive, const TrainingState& s
   archive.write("meta.loss_scale_clean_steps", c10::IValue(s.loss_scale_clean_steps));
   archive.write("meta.best_score", c10::IValue(s.best_score));
   archive.write("meta.dataset_size", c10::IValue(s.dataset_size));
+  archive.write("meta.dataset_description", c10::IValue(s.dataset_description));
   archive.write("meta.best_step", c10::IValue(s.best_step));
   archive.write("meta.validation_pending", c10::IValue(s.validation_pending));
   archive.write("meta.score_version", c10::IValue(static_cast<int64_t>(s.score_version)));
@@ -85,6 +86,7 @@ TrainingState read_meta(torch::serialize::InputArchive& archive) {
   archive.read("meta.loss_scale_clean_steps", v), s.loss_scale_clean_steps = v.toInt();
   archive.read("meta.best_score", v), s.best_score = v.toDouble();
   if (archive.try_read("meta.dataset_size", v)) s.dataset_size = v.toInt();
+  if (archive.try_read("meta.dataset_description", v)) s.dataset_description = v.toStringRef();
   if (archive.try_read("meta.best_step", v)) s.best_step = v.toInt();
   if (archive.try_read("meta.validation_pending", v)) s.validation_pending = v.toBool();
   s.score_version = archive.try_read("meta.score_version", v) ? static_cast<int>(v.toInt()) : 1;

@@ -20,9 +20,11 @@ inline constexpr uint32_t kFormatVersion = 1;
 inline constexpr int kScoreVersion = 2;
 
 struct TrainingState {
-  int64_t step = 0;             // optimizer steps completed
-  data::SamplerState sampler;   // where the loader continues
-  int64_t dataset_size = 0;     // training samples the sampler's order covered (0: unknown)
+  int64_t step = 0;            // optimizer steps completed
+  data::SamplerState sampler;  // where the loader continues
+  int64_t dataset_size = 0;    // training samples the sampler's order covered (0: unknown)
+  // train::describe_dataset of that training set: its shards, in order (empty: unknown).
+  std::string dataset_description;
   int world_size = 1;           // of the run that wrote it
   std::string config_yaml;      // the resolved config
   double loss_scale = 65536.0;  // fp16 loss scaler

@@ -42,8 +42,21 @@ std::vector<std::string> shards_in_index(const fs::path& index_file) {
 }  // namespace
 
 std::vector<std::string> glob_paths(const std::string& pattern) {
+  // A folder that exists as written is not a pattern: runs/exp[1]/*.h5 means the files
+  // of runs/exp[1], so its wildcard characters are escaped.
+  std::string escaped = pattern;
+  std::error_code ec;
+  const fs::path parent = fs::path(pattern).parent_path();
+  if (!parent.empty() && fs::is_directory(parent, ec)) {
+    std::string folder;
+    for (const char c : parent.string()) {
+      if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\') folder += '\\';
+      folder += c;
+    }
+    escaped = folder + pattern.substr(parent.string().size());
+  }
   glob_t matches{};
-  const int status = glob(pattern.c_str(), 0, nullptr, &matches);
+  const int status = glob(escaped.c_str(), 0, nullptr, &matches);
   std::vector<std::string> paths;
   if (status == 0) {
     for (size_t i = 0; i < matches.gl_pathc; ++i) paths.emplace_back(matches.gl_pathv[i]);
@@ -57,7 +70,8 @@ std::vector<std::string> resolve_shards(const std::string& spec) {
   DPUNET_CHECK(!spec.empty(), "empty dataset path");
   std::vector<std::string> paths;
   std::error_code ec;
-  if (spec.find_first_of("*?[") != std::string::npos) {
+  // A path that exists as written is taken as written, whatever characters it holds.
+  if (!fs::exists(spec, ec) && spec.find_first_of("*?[") != std::string::npos) {
     paths = glob_paths(spec);
   } else if (fs::is_directory(spec, ec)) {
     paths = shards_in_directory(spec);

@@ -4,6 +4,8 @@
 
 #include <chrono>
 #include <cstring>
+#include <string>
+#include <system_error>
 
 #include <ATen/ATen.h>
 
@@ -17,37 +19,46 @@ Loader::Loader(std::shared_ptr<const Dataset> dataset, DistributedSampler sample
   DPUNET_CHECK(options_.batch_size >= 1, "loader: batch_size must be at least 1, got ", options_.batch_size);
   DPUNET_CHECK(options_.workers >= 1, "loader: workers must be at least 1, got ", options_.workers);
   DPUNET_CHECK(options_.prefetch_batches >= 1, "loader: prefetch_batches must be at least 1");
-  DPUNET_CHECK(!options_.drop_last_batch || sampler_.samples_per_rank() >= options_.batch_size, "loader: each rank's ",
-               sampler_.samples_per_rank(), " samples per epoch do not make one batch of ", options_.batch_size,
-               " (use a smaller batch or fewer ranks)");
+  // The sampler hands out whole batches, so no epoch ends with a partial one.
+  DPUNET_CHECK(sampler_.batch() == options_.batch_size, "loader: the sampler makes batches of ", sampler_.batch(),
+               ", the loader of ", options_.batch_size);
   options_.augmentation.validate();
   job_epoch_ = start.epoch;
   epoch_start_ = start.position;
   epoch_indices_ = sampler_.rank_indices(job_epoch_, epoch_start_);
-  for (int w = 0; w < options_.workers; ++w) workers_.emplace_back([this] { work(); });
+  try {
+    for (int w = 0; w < options_.workers; ++w) workers_.emplace_back([this] { work(); });
+  } catch (const std::system_error& e) {
+    // Threads already started must be joined, or their destructors end the process.
+    stop();
+    throw Error("loader: could not start worker thread " + std::to_string(workers_.size() + 1) + " of " +
+                std::to_string(options_.workers) + " (" + e.what() + "); lower data.workers");
+  }
 }
 
 Loader::~Loader() {
+  stop();
+}
+
+void Loader::stop() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     stopping_ = true;
   }
   consumed_.notify_all();
   produced_.notify_all();
-  for (std::thread& worker : workers_) worker.join();
+  for (std::thread& worker : workers_) {
+    if (worker.joinable()) worker.join();
+  }
 }
 
 int64_t Loader::batches_per_epoch() const {
   const int64_t share = sampler_.samples_per_rank();
-  return options_.drop_last_batch ? share / options_.batch_size
-                                  : (share + options_.batch_size - 1) / options_.batch_size;
+  return share / options_.batch_size;
 }
 
 Loader::Job Loader::take_job() {
-  auto epoch_done = [this] {
-    const auto share = static_cast<int64_t>(epoch_indices_.size());
-    return job_offset_ >= share || (options_.drop_last_batch && share - job_offset_ < options_.batch_size);
-  };
+  auto epoch_done = [this] { return job_offset_ >= static_cast<int64_t>(epoch_indices_.size()); };
   if (epoch_done()) {
     ++job_epoch_;
     job_offset_ = 0;
@@ -60,6 +71,8 @@ Loader::Job Loader::take_job() {
   job.epoch = job_epoch_;
   const int64_t count = std::min(options_.batch_size, share - job_offset_);
   job.indices.assign(epoch_indices_.begin() + job_offset_, epoch_indices_.begin() + job_offset_ + count);
+  for (int64_t k = job_offset_; k < job_offset_ + count; ++k)
+    job.repeats.push_back(sampler_.repeat_of(epoch_start_, k));
   job_offset_ += count;
   job.state_after = epoch_done() ? SamplerState{job_epoch_ + 1, 0}
                                  : SamplerState{job_epoch_, epoch_start_ + job_offset_ * sampler_.world_size()};
@@ -83,7 +96,11 @@ Batch Loader::build(const Job& job) const {
   for (int64_t i = 0; i < batch; ++i) {
     const int64_t index = job.indices[i];
     const Sample raw = load_sample(*dataset_, index, options_.normalization, scratch);
-    Rng rng(derive_seed({options_.seed, static_cast<uint64_t>(job.epoch), static_cast<uint64_t>(index)}));
+    // A padding copy of a sample gets draws of its own, not a second identical patch.
+    const auto epoch = static_cast<uint64_t>(job.epoch), sample = static_cast<uint64_t>(index);
+    const auto repeat = static_cast<uint64_t>(job.repeats[i]);
+    Rng rng(repeat == 0 ? derive_seed({options_.seed, epoch, sample})
+                        : derive_seed({options_.seed, epoch, sample, repeat}));
     // Without augmentation the patch is the same every epoch: the centre of the sample.
     const Sample ready = options_.augment ? augment(raw, a, rng) : centre_crop(raw, ph, pw);
     std::memcpy(out.images[i].data_ptr<float>(), ready.image.data(), ready.image.size() * sizeof(float));

@@ -26,13 +26,12 @@ namespace dpunet::data {
 struct LoaderOptions {
   int64_t batch_size = 1;
   int workers = 2;
-  int prefetch_batches = 4;     // batches ready or in flight ahead of the consumer
-  bool pin_memory = false;      // page-locked batches for asynchronous copies to a GPU
-  bool drop_last_batch = true;  // skip an epoch's final partial batch
-  Normalizer normalization;     // with the training set's statistics
+  int prefetch_batches = 4;  // batches ready or in flight ahead of the consumer
+  bool pin_memory = false;   // page-locked batches for asynchronous copies to a GPU
+  Normalizer normalization;  // with the training set's statistics
   bool augment = true;
   AugmentOptions augmentation;  // its patch size also applies when augment is off
-  uint64_t seed = 0;            // augmentation seed; each sample's stream is (seed, epoch, index)
+  uint64_t seed = 0;            // augmentation seed; each sample's stream is (seed, epoch, index[, repeat])
 };
 
 struct Batch {
@@ -63,6 +62,7 @@ class Loader {
     int64_t sequence = 0;
     int64_t epoch = 0;
     std::vector<int64_t> indices;
+    std::vector<int64_t> repeats;  // SamplerState::repeat_of each index: padding copies draw anew
     SamplerState state_after;
   };
   struct Ready {
@@ -70,6 +70,7 @@ class Loader {
     std::exception_ptr error;
   };
 
+  void stop();     // ends and joins the workers
   Job take_job();  // called with mutex_ held
   Batch build(const Job& job) const;
   void work();

@@ -16,8 +16,22 @@ DistributedSampler::DistributedSampler(int64_t dataset_size, int rank, int world
   DPUNET_CHECK(dataset_size > 0, "sampler: the dataset is empty");
   DPUNET_CHECK(dataset_size >= world_size, "sampler: the dataset has ", dataset_size, " samples, fewer than the ",
                world_size, " ranks; every rank needs at least one");
-  samples_per_rank_ =
-      options.remainder == Remainder::kDrop ? dataset_size / world_size : (dataset_size + world_size - 1) / world_size;
+  DPUNET_CHECK(options.batch >= 1, "sampler: batch must be at least 1, got ", options.batch);
+  samples_per_rank_ = share_of(dataset_size);
+  DPUNET_CHECK(samples_per_rank_ > 0, "sampler: ", dataset_size, " samples do not make one batch of ", options.batch,
+               " on each of ", world_size,
+               " ranks (use a smaller train.batch_size, fewer ranks, or data.remainder: pad)");
+}
+
+int64_t DistributedSampler::share_of(int64_t left) const {
+  const int64_t global_batch = options_.batch * world_size_;
+  const int64_t batches =
+      options_.remainder == Remainder::kDrop ? left / global_batch : (left + global_batch - 1) / global_batch;
+  return batches * options_.batch;
+}
+
+int64_t DistributedSampler::repeat_of(int64_t start, int64_t k) const {
+  return (start + rank_ + k * world_size_) / dataset_size_;
 }
 
 std::vector<int64_t> DistributedSampler::epoch_order(int64_t epoch) const {
@@ -34,9 +48,7 @@ std::vector<int64_t> DistributedSampler::epoch_order(int64_t epoch) const {
 
 std::vector<int64_t> DistributedSampler::rank_indices(int64_t epoch, int64_t start) const {
   DPUNET_CHECK(start >= 0, "sampler: negative position ", start);
-  const int64_t left = std::max<int64_t>(0, dataset_size_ - start);
-  const int64_t count =
-      options_.remainder == Remainder::kDrop ? left / world_size_ : (left + world_size_ - 1) / world_size_;
+  const int64_t count = share_of(std::max<int64_t>(0, dataset_size_ - start));
   const std::vector<int64_t> order = epoch_order(epoch);
   std::vector<int64_t> mine;
   mine.reserve(count);

@@ -95,6 +95,7 @@ data::SamplerOptions sampler_options(const config::Config& c) {
   data::SamplerOptions o;
   o.seed = c.run.seed;
   o.remainder = c.data.remainder == "drop" ? data::Remainder::kDrop : data::Remainder::kPad;
+  o.batch = c.train.batch_size;
   return o;
 }
 

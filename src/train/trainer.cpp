@@ -246,6 +246,7 @@ void Trainer::save(bool best) {
   state.step = step_;
   state.sampler = batches_->state();
   state.dataset_size = train_data_->size();
+  state.dataset_description = describe_dataset(*train_data_);
   state.world_size = context_.world_size();
   state.config_yaml = config::to_yaml(config_);
   const LossScalerState scaler = scaler_.state();  // read back from the device

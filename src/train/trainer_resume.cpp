@@ -9,6 +9,7 @@
 
 #include "common/atomic_file.h"
 #include "common/error.h"
+#include "train/rank_agreement.h"
 #include "train/run_history.h"
 #include "train/trainer_internal.h"
 
@@ -111,8 +112,8 @@ void Trainer::resolve_normalization(const std::optional<config::Config>& saved) 
 }
 
 // Where the loader continues. The saved position counts samples of one epoch's order,
-// which depends on the number of training samples and run.seed; if either changed, that
-// order is gone and the run starts the next epoch instead.
+// which depends on the training shards (their order and sizes) and run.seed; if either
+// changed, that order is gone and the run starts the next epoch instead.
 data::SamplerState Trainer::resume_position(const checkpoint::LoadedCheckpoint& loaded, const config::Config& saved) {
   const auto& s = loaded.state();
   if (s.sampler.position == 0) return s.sampler;
@@ -120,6 +121,8 @@ data::SamplerState Trainer::resume_position(const checkpoint::LoadedCheckpoint& 
   if (s.dataset_size > 0 && s.dataset_size != train_data_->size()) {
     changed = "the training data (" + std::to_string(s.dataset_size) + " samples then, " +
               std::to_string(train_data_->size()) + " now)";
+  } else if (!s.dataset_description.empty() && s.dataset_description != describe_dataset(*train_data_)) {
+    changed = "the training data (" + s.dataset_description + " then, " + describe_dataset(*train_data_) + " now)";
   } else if (saved.run.seed != config_.run.seed) {
     changed = "run.seed";
   }

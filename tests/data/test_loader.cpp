@@ -22,6 +22,13 @@ std::shared_ptr<const Dataset> small_dataset(const dpunet::test::TempDir& dir, i
   return std::make_shared<const Dataset>(dir.path());
 }
 
+// A sampler handing out whole batches of `batch`, as the trainer builds it.
+DistributedSampler sampler_for(int64_t size, int rank, int world, int64_t batch,
+                               dpunet::data::SamplerOptions options = {}) {
+  options.batch = batch;
+  return DistributedSampler(size, rank, world, options);
+}
+
 LoaderOptions augmenting(int workers) {
   LoaderOptions o;
   o.batch_size = 3;
@@ -38,8 +45,8 @@ LoaderOptions augmenting(int workers) {
 TEST_CASE("batches do not depend on the number of loader threads", "[data]") {
   dpunet::test::TempDir dir;
   const auto dataset = small_dataset(dir);
-  Loader one(dataset, DistributedSampler(dataset->size(), 0, 1), augmenting(1));
-  Loader four(dataset, DistributedSampler(dataset->size(), 0, 1), augmenting(4));
+  Loader one(dataset, sampler_for(dataset->size(), 0, 1, 3), augmenting(1));
+  Loader four(dataset, sampler_for(dataset->size(), 0, 1, 3), augmenting(4));
   for (int i = 0; i < 7; ++i) {
     const auto a = one.next(), b = four.next();
     REQUIRE(a.indices == b.indices);
@@ -56,22 +63,70 @@ TEST_CASE("epochs roll over, and the state after a batch says where the run is",
   LoaderOptions o;
   o.batch_size = 2;
   o.augment = false;
-  Loader loader(dataset, DistributedSampler(dataset->size(), 1, 2), o);  // 5 samples per rank: 2 batches
+  dpunet::data::SamplerOptions drop;
+  drop.remainder = dpunet::data::Remainder::kDrop;
+  // 10 samples, global batch 4: two whole batches per rank, the last 2 samples dropped.
+  Loader loader(dataset, sampler_for(dataset->size(), 1, 2, 2, drop), o);
   CHECK(loader.batches_per_epoch() == 2);
   const auto first = loader.next();
   CHECK(first.epoch == 0);
   CHECK(loader.state().epoch == 0);
   CHECK(loader.state().position == 4);  // two ranks consumed two samples each
   loader.next();
-  CHECK(loader.state().epoch == 1);  // the fifth sample of the share is dropped
+  CHECK(loader.state().epoch == 1);
   CHECK(loader.state().position == 0);
   CHECK(loader.next().epoch == 1);
+}
+
+TEST_CASE("with padding every sample is seen each epoch, in whole batches", "[data]") {
+  dpunet::test::TempDir dir;
+  const auto dataset = small_dataset(dir);  // 10 samples
+  LoaderOptions o;
+  o.batch_size = 2;
+  o.augment = false;
+  // Global batch 4 over 10 samples: three batches per rank, the last 2 positions padding.
+  std::multiset<int64_t> seen;
+  for (int rank = 0; rank < 2; ++rank) {
+    Loader loader(dataset, sampler_for(dataset->size(), rank, 2, 2), o);
+    CHECK(loader.batches_per_epoch() == 3);
+    for (int b = 0; b < 3; ++b) {
+      const auto batch = loader.next();
+      REQUIRE(batch.indices.size() == 2);  // no partial batch
+      CHECK(batch.epoch == 0);
+      seen.insert(batch.indices.begin(), batch.indices.end());
+    }
+    CHECK(loader.state().epoch == 1);
+  }
+  const std::set<int64_t> distinct(seen.begin(), seen.end());
+  CHECK(seen.size() == 12);
+  CHECK(distinct.size() == 10);
+}
+
+TEST_CASE("a padding copy of a sample is augmented anew, not a second identical patch", "[data]") {
+  dpunet::test::TempDir dir;
+  const auto dataset = small_dataset(dir, 4);
+  LoaderOptions o = augmenting(1);
+  o.batch_size = 3;
+  o.augmentation.affine_probability = 1.0;
+  // 4 samples, batch 3 on one rank: the second batch repeats two samples of the first.
+  Loader loader(dataset, sampler_for(4, 0, 1, 3), o);
+  const auto a = loader.next(), b = loader.next();
+  CHECK(b.epoch == 0);
+  int repeats = 0;
+  for (size_t j = 1; j < 3; ++j) {
+    for (size_t i = 0; i < 3; ++i) {
+      if (b.indices[j] != a.indices[i]) continue;
+      ++repeats;
+      CHECK_FALSE(torch::equal(b.images[static_cast<int64_t>(j)], a.images[static_cast<int64_t>(i)]));
+    }
+  }
+  CHECK(repeats == 2);
 }
 
 TEST_CASE("a loader started from a saved state continues exactly", "[data]") {
   dpunet::test::TempDir dir;
   const auto dataset = small_dataset(dir, 12);
-  const DistributedSampler sampler(dataset->size(), 0, 1);
+  const DistributedSampler sampler = sampler_for(dataset->size(), 0, 1, 3);
   Loader straight(dataset, sampler, augmenting(2));
   for (int i = 0; i < 5; ++i) straight.next();  // into the second epoch
   const auto saved = straight.state();
@@ -94,7 +149,7 @@ TEST_CASE("without augmentation the same sample gives the same patch every epoch
   o.augmentation.patch_height = o.augmentation.patch_width = 8;
   dpunet::data::SamplerOptions ordered;
   ordered.shuffle = false;
-  Loader loader(dataset, DistributedSampler(4, 0, 1, ordered), o);
+  Loader loader(dataset, sampler_for(4, 0, 1, 4, ordered), o);
   const auto a = loader.next(), b = loader.next();
   CHECK(torch::equal(a.images, b.images));
   // Centre crop of a 16x16 sample: pixel (4, 4) of sample 0, scaled to [0, 1].
@@ -111,16 +166,21 @@ TEST_CASE("a read error in a worker reaches the train loop with the file and sam
   const auto dataset = std::make_shared<const Dataset>(dir / "bad.h5");
   LoaderOptions o;
   o.batch_size = 2;
-  Loader loader(dataset, DistributedSampler(4, 0, 1), o);
+  Loader loader(dataset, sampler_for(4, 0, 1, 2), o);
   CHECK_THROWS_WITH(loader.next(), HasSubstr(dir / "bad.h5") && HasSubstr("mask label 9"));
 }
 
-TEST_CASE("a batch larger than a rank's share is refused", "[data]") {
+TEST_CASE("dropping a remainder larger than the epoch is refused, and the batches must agree", "[data]") {
   dpunet::test::TempDir dir;
   const auto dataset = small_dataset(dir, 6);
+  dpunet::data::SamplerOptions drop;
+  drop.remainder = dpunet::data::Remainder::kDrop;
+  CHECK_THROWS_WITH(sampler_for(6, 0, 2, 4, drop),
+                    HasSubstr("6 samples do not make one batch of 4 on each of 2 ranks"));
+  CHECK(sampler_for(6, 0, 2, 4).samples_per_rank() == 4);  // padded up to one batch
   LoaderOptions o;
   o.batch_size = 4;
-  CHECK_THROWS_WITH(Loader(dataset, DistributedSampler(6, 0, 2), o), HasSubstr("3 samples per epoch"));
+  CHECK_THROWS_WITH(Loader(dataset, sampler_for(6, 0, 2, 2), o), HasSubstr("sampler makes batches of 2"));
 }
 
 TEST_CASE("dataset normalisation uses the statistics it is given, else the shards' own", "[data]") {
@@ -163,7 +223,7 @@ TEST_CASE("a loader resumed on another world size goes on with the samples not y
   std::multiset<int64_t> seen(order.begin(), order.begin() + 3);
   std::vector<dpunet::data::SamplerState> after;
   for (int rank = 0; rank < 2; ++rank) {
-    Loader loader(dataset, DistributedSampler(12, rank, 2), o, state);
+    Loader loader(dataset, sampler_for(12, rank, 2, 1), o, state);
     for (int b = 0; b < 5; ++b) {  // 9 samples are left: 5 each, the last one padding
       const auto batch = loader.next();
       seen.insert(batch.indices.begin(), batch.indices.end());

@@ -39,6 +39,38 @@ TEST_CASE("ranks get disjoint, equal shares that cover the epoch", "[data]") {
   for (int64_t i : distinct) CHECK((i >= 0 && i < size));
 }
 
+TEST_CASE("shares are whole batches: padding covers every sample, dropping skips less than a global batch", "[data]") {
+  const int64_t size = GENERATE(12, 13, 17);
+  const int world = GENERATE(1, 2, 3);
+  const int64_t batch = GENERATE(2, 3);
+  const Remainder remainder = GENERATE(Remainder::kDrop, Remainder::kPad);
+  SamplerOptions options;
+  options.seed = 7;
+  options.remainder = remainder;
+  options.batch = batch;
+  std::multiset<int64_t> seen;
+  for (int rank = 0; rank < world; ++rank) {
+    const DistributedSampler sampler(size, rank, world, options);
+    const auto indices = sampler.rank_indices(/*epoch=*/1);
+    REQUIRE(static_cast<int64_t>(indices.size()) == sampler.samples_per_rank());
+    CHECK(indices.size() % batch == 0);
+    // Padding copies are the epoch's repeats: the order wrapped once before them.
+    for (size_t k = 0; k < indices.size(); ++k) {
+      CHECK(sampler.repeat_of(0, static_cast<int64_t>(k)) == (rank + static_cast<int64_t>(k) * world >= size ? 1 : 0));
+    }
+    seen.insert(indices.begin(), indices.end());
+  }
+  const std::set<int64_t> distinct(seen.begin(), seen.end());
+  const int64_t global = world * batch;
+  if (remainder == Remainder::kDrop) {
+    CHECK(distinct.size() == seen.size());
+    CHECK(static_cast<int64_t>(seen.size()) == size / global * global);
+  } else {
+    CHECK(static_cast<int64_t>(distinct.size()) == size);
+    CHECK(static_cast<int64_t>(seen.size()) == (size + global - 1) / global * global);
+  }
+}
+
 TEST_CASE("the shuffle depends on seed and epoch only", "[data]") {
   SamplerOptions a;
   a.seed = 1;

@@ -139,6 +139,18 @@ TEST_CASE("a dataset indexes its shards in order, from a directory, a glob or an
   }
 }
 
+TEST_CASE("a folder named with glob characters is read as written", "[data]") {
+  TempDir dir;
+  const std::string folder = dir / "exp[1]*";  // as SLURM job or array names make them
+  std::filesystem::create_directories(folder);
+  dpunet::test::write_known_shard(folder + "/train-0.h5", 3, /*first=*/0);
+  dpunet::test::write_known_shard(folder + "/train-1.h5", 2, /*first=*/3);
+  for (const std::string& spec : {folder, folder + "/train-0.h5", folder + "/train-*.h5"}) {
+    INFO(spec);
+    CHECK(Dataset(spec).size() == (spec.find("-0.h5") != std::string::npos ? 3 : 5));
+  }
+}
+
 TEST_CASE("shards that disagree are an error naming both files", "[data]") {
   TempDir dir;
   dpunet::test::write_known_shard(dir / "a.h5", 2, 0, 1, /*size=*/8);

@@ -109,6 +109,15 @@ TEST_CASE("a resume whose epoch order changed starts the next epoch and says why
   const auto again = f.train(1, config + " --resume auto --stop-at-step 5 --set run.seed=4");
   INFO(again.output);
   CHECK_THAT(again.output, !HasSubstr("changed since") && !HasSubstr("keys changed"));
+  // The same number of samples in another shard order is another epoch order too.
+  const std::string data = f.dir() / "data";
+  std::filesystem::rename(data + "/train-00000.h5", data + "/swap.h5");
+  std::filesystem::rename(data + "/train-00001.h5", data + "/train-00000.h5");
+  std::filesystem::rename(data + "/swap.h5", data + "/train-00001.h5");
+  const auto swapped = f.train(1, config + " --resume auto --stop-at-step 6 --set run.seed=4");
+  INFO(swapped.output);
+  REQUIRE(swapped.exit_code == 0);
+  CHECK_THAT(swapped.output, HasSubstr("the training data (24 samples in 2 shards") && HasSubstr("starting epoch 2"));
 }
 
 TEST_CASE("training N+M steps equals training N, resuming and training M, bit for bit", "[train][e2e]") {
