@@ -42,6 +42,8 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  } catch (const dpunet::AgreedError& e) {
+    return dpunet::dist::report_agreed_error(e);
   } catch (const dpunet::Error& e) {
     return dpunet::dist::report_fatal_error(e.what());
   } catch (const c10::Error& e) {

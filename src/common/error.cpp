@@ -9,6 +9,10 @@ void throw_error(const char* file, int line, const std::string& what) {
   throw Error(concat(what, " (", file, ":", line, ")"));
 }
 
+void throw_agreed_error(const char* file, int line, const std::string& what, bool rank_specific) {
+  throw AgreedError(concat(what, " (", file, ":", line, ")"), rank_specific);
+}
+
 void throw_call_error(const char* file, int line, const std::string& what) {
   throw Error(concat(what, " [", process_label(), "] (", file, ":", line, ")"));
 }

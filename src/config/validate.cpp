@@ -26,7 +26,7 @@ void validate(const Config& c, const std::string& source) {
   const bool any_class_weight =
       std::any_of(c.loss.class_weights.begin(), c.loss.class_weights.end(), [](double w) { return w > 0; });
   if (!c.loss.class_weights.empty() && !any_class_weight && c.loss.ce_weight > 0) {
-    fail("loss.class_weights", "every weight is 0, so the cross-entropy would divide by 0; give one above 0");
+    fail("loss.class_weights", "every weight is 0, so the cross-entropy would learn nothing; give one above 0");
   }
   // The bilinear decoder halves the bottom width (the reference's `factor`).
   if (c.model.base_channels % 2 != 0) {
@@ -34,6 +34,9 @@ void validate(const Config& c, const std::string& source) {
   }
   // Adam divides by sqrt(v) + eps, and v is 0 for a parameter that never had a gradient.
   if (c.optimizer.name == "adamw" && c.optimizer.eps <= 0) fail("optimizer.eps", "must be above 0 for adamw");
+  if (c.optimizer.name == "sgd" && c.optimizer.momentum <= 0) {
+    fail("optimizer.momentum, optimizer.name", "sgd uses Nesterov momentum, which must be above 0 (nnU-Net: 0.99)");
+  }
   if (c.schedule.name == "cosine" && c.schedule.lr_min > c.optimizer.lr) {
     fail("schedule.lr_min, optimizer.lr",
          detail::concat("the cosine floor (", c.schedule.lr_min, ") is above the peak (", c.optimizer.lr, ")"));

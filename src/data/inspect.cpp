@@ -43,6 +43,13 @@ int64_t inspect_dataset(const std::string& spec, const InspectOptions& options, 
       out << "BAD " << e.what() << "\n";
       continue;
     }
+    const std::string non_finite = find_non_finite(h, image.data());
+    if (!non_finite.empty()) {
+      const auto [shard, local] = dataset.locate(i);
+      ++bad;
+      out << "BAD " << shard->path() << ": sample " << local << " of 'images': " << non_finite << "\n";
+      continue;
+    }
     ++read;
     for (uint8_t label : mask) ++class_pixels[label];
     for (int64_t v = 0; v < h.image_values(); ++v) {

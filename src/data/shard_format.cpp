@@ -1,6 +1,8 @@
 // Pixel types and layout descriptions of the shard format.
 #include "data/shard_format.h"
 
+#include <cmath>
+
 #include "common/error.h"
 
 namespace dpunet::data {
@@ -38,6 +40,18 @@ std::string describe_layout(const ShardHeader& h) {
 bool same_layout(const ShardHeader& a, const ShardHeader& b) {
   return a.channels == b.channels && a.height == b.height && a.width == b.width && a.pixel_type == b.pixel_type &&
          a.n_classes == b.n_classes;
+}
+
+std::string find_non_finite(const ShardHeader& h, const void* image) {
+  if (h.pixel_type != PixelType::kFloat32) return "";
+  const auto* values = static_cast<const float*>(image);
+  for (int64_t i = 0; i < h.image_values(); ++i) {
+    if (std::isfinite(values[i])) continue;
+    const int64_t pixel = i % h.pixels();
+    return "channel " + std::to_string(i / h.pixels()) + ", pixel (" + std::to_string(pixel / h.width) + ", " +
+           std::to_string(pixel % h.width) + ") is " + (std::isnan(values[i]) ? "nan" : "inf");
+  }
+  return "";
 }
 
 }  // namespace dpunet::data

@@ -45,5 +45,9 @@ struct ShardHeader {
 // Describes the parts two shards of one dataset must agree on ("C=1 H=64 W=64 uint8 n_classes=3").
 std::string describe_layout(const ShardHeader& header);
 bool same_layout(const ShardHeader& a, const ShardHeader& b);
+// "" when every value of one sample's image [C, H, W] (of the header's pixel type) is
+// finite, else where the first NaN or infinity is: "channel C, pixel (Y, X) is nan".
+// Only float32 images can hold one.
+std::string find_non_finite(const ShardHeader& header, const void* image);
 
 }  // namespace dpunet::data

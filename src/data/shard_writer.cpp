@@ -97,6 +97,9 @@ void ShardWriter::write(int64_t index, const void* image, const uint8_t* mask) {
     DPUNET_CHECK(mask[p] < header_.n_classes, path_, ": sample ", index, ": mask label ", int(mask[p]),
                  " >= n_classes ", header_.n_classes);
   }
+  const std::string non_finite = find_non_finite(header_, image);
+  DPUNET_CHECK(non_finite.empty(), path_, ": sample ", index, ": image ", non_finite,
+               "; shards hold finite values (NaN would reach every weight the first time it is trained on)");
   const std::vector<hsize_t> image_dims = {static_cast<hsize_t>(header_.channels), static_cast<hsize_t>(header_.height),
                                            static_cast<hsize_t>(header_.width)};
   const std::vector<hsize_t> mask_dims = {static_cast<hsize_t>(header_.height), static_cast<hsize_t>(header_.width)};

@@ -106,4 +106,14 @@ int report_fatal_error(const char* message) {
   return 1;
 }
 
+int report_agreed_error(const AgreedError& error) {
+  if (error.rank_specific() || world_rank_or_unknown() <= 0) print_fatal_error(process_label(), error.what());
+  // Every rank is here: they finish MPI together, as at a normal end.
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (initialized && !finalized) MPI_Finalize();
+  return 1;
+}
+
 }  // namespace dpunet::dist

@@ -9,6 +9,8 @@
 
 #include <c10/core/Device.h>
 
+#include "common/error.h"
+
 namespace dpunet::dist {
 
 enum class DevicePreference { kAuto, kCpu, kCuda };
@@ -62,6 +64,9 @@ void abort_all_ranks(int exit_code);
 // What main does with an error that reached it: one line naming rank and host on stderr,
 // then abort_all_ranks(1). Returns 1 for main to return when MPI is not running.
 int report_fatal_error(const char* message);
+// What main does with an AgreedError: rank 0 (and a rank with something of its own to
+// say) prints it, then every rank finalises MPI. Returns 1.
+int report_agreed_error(const AgreedError& error);
 // The line report_fatal_error prints, "dpunet: error (LABEL): MESSAGE", to stderr, with
 // no MPI call: for threads that may not call MPI.
 void print_fatal_error(const std::string& label, const std::string& message);

@@ -49,12 +49,12 @@ void check_same_on_all_ranks(Communicator& comm, const std::vector<std::string>&
   // Every rank takes part in this broadcast, then every rank throws: nobody waits alone.
   const std::string root_text = comm.broadcast_string(text, /*root=*/0);
   if (fingerprints[comm.rank()] != fingerprints[0]) {
-    DPUNET_FAIL("the ", what, " differs between rank ", comm.rank(),
-                " and rank 0: ", first_difference(split_lines(root_text), lines),
-                " (ranks differing from rank 0: ", differing, ")");
+    DPUNET_FAIL_ON_EVERY_RANK(true, "the ", what, " differs between rank ", comm.rank(),
+                              " and rank 0: ", first_difference(split_lines(root_text), lines),
+                              " (ranks differing from rank 0: ", differing, ")");
   }
-  DPUNET_FAIL("the ", what, " differs across ranks: rank(s) ", differing,
-              " differ from rank 0 (their messages name the first difference)");
+  DPUNET_FAIL_ON_EVERY_RANK(false, "the ", what, " differs across ranks: rank(s) ", differing,
+                            " differ from rank 0 (their messages name the first difference)");
 }
 
 void broadcast_coalesced(Communicator& comm, const std::vector<torch::Tensor>& tensors, int root) {

@@ -41,7 +41,7 @@ struct SumOverRanks : torch::autograd::Function<SumOverRanks> {
 
 }  // namespace
 
-torch::Tensor segmentation_loss(const torch::Tensor& logits, const torch::Tensor& target, const LossOptions& o) {
+torch::Tensor loss_sums(const torch::Tensor& logits, const torch::Tensor& target, const LossOptions& o) {
   DPUNET_CHECK(logits.dim() == 4 && target.dim() == 3 && target.size(0) == logits.size(0) &&
                    target.size(1) == logits.size(2) && target.size(2) == logits.size(3),
                "the loss needs logits [N, K, H, W] and masks [N, H, W], got logits ", logits.sizes(), " and masks ",
@@ -52,15 +52,12 @@ torch::Tensor segmentation_loss(const torch::Tensor& logits, const torch::Tensor
   // instead of going through NCHW copies; NCHW logits are copied once here.
   const torch::Tensor scores = logits.to(torch::kFloat).permute({0, 2, 3, 1}).reshape({-1, classes});
   const torch::Tensor labels = target.reshape({-1});
-  // Everything the loss adds up over the batch, in one row, so that ranks sharing a
-  // global batch add their rows with one all-reduce: [cross-entropy sum, its weight,
-  // Dice intersections (K), Dice totals (K)], each part only when its term is on.
   std::vector<torch::Tensor> parts;
   if (o.ce_weight > 0) {
     namespace F = torch::nn::functional;
-    // Per-row losses, then their (weighted) mean as reduction='mean' takes it: ATen
-    // reduces a 2-D nll_loss in one 32-thread block, far slower on millions of rows than
-    // its unreduced kernel.
+    // Per-row losses, then their (weighted) sum: ATen reduces a 2-D nll_loss with
+    // reduction='mean' in one 32-thread block, far slower on millions of rows than its
+    // unreduced kernel.
     auto ce_options = F::CrossEntropyFuncOptions().reduction(torch::kNone);
     if (o.class_weights.empty()) {
       parts.push_back(F::cross_entropy(scores, labels, ce_options).sum().reshape({1}));
@@ -77,13 +74,23 @@ torch::Tensor segmentation_loss(const torch::Tensor& logits, const torch::Tensor
     parts.push_back((probabilities * one_hot).sum(0));
     parts.push_back(probabilities.sum(0) + one_hot.sum(0));
   }
-  torch::Tensor loss = torch::zeros({}, scores.options());
-  if (parts.empty()) return loss;
-  torch::Tensor sums = torch::cat(parts);
-  if (o.global_batch != nullptr && o.global_batch->world_size() > 1) sums = SumOverRanks::apply(sums, o.global_batch);
+  return parts.empty() ? torch::zeros({0}, scores.options()) : torch::cat(parts);
+}
+
+int64_t loss_sums_size(const LossOptions& o, int64_t classes) {
+  return (o.ce_weight > 0 ? 2 : 0) + (o.dice_weight > 0 ? 2 * classes : 0);
+}
+
+torch::Tensor loss_from_sums(const torch::Tensor& sums, const LossOptions& o, int64_t classes) {
+  DPUNET_CHECK(sums.dim() == 1 && sums.size(0) == loss_sums_size(o, classes), "loss sums of shape ", sums.sizes(),
+               " for ", classes, " classes");
+  torch::Tensor loss = torch::zeros({}, sums.options());
   int64_t at = 0;
   if (o.ce_weight > 0) {
-    loss = loss + o.ce_weight * sums[0] / sums[1];
+    // A batch without a pixel of a class weighted above 0 has a weight sum of 0, and a
+    // cross-entropy sum of exactly 0 with it: that term is 0, not 0/0. The floor keeps
+    // the gradient into those zero-weighted pixels finite (it is multiplied by 0).
+    loss = loss + o.ce_weight * sums[0] / sums[1].clamp_min(1e-6);
     at = 2;
   }
   if (o.dice_weight > 0) {
@@ -98,6 +105,14 @@ torch::Tensor segmentation_loss(const torch::Tensor& logits, const torch::Tensor
     loss = loss + o.dice_weight * (1 - dice.mean());
   }
   return loss;
+}
+
+torch::Tensor segmentation_loss(const torch::Tensor& logits, const torch::Tensor& target, const LossOptions& o) {
+  torch::Tensor sums = loss_sums(logits, target, o);
+  if (o.global_batch != nullptr && o.global_batch->world_size() > 1 && sums.numel() > 0) {
+    sums = SumOverRanks::apply(sums, o.global_batch);
+  }
+  return loss_from_sums(sums, o, logits.size(1));
 }
 
 torch::Tensor centre_crop_masks(const torch::Tensor& masks, int64_t size) {

@@ -30,6 +30,14 @@ struct LossOptions {
 // over the classes included. "The batch" is every rank's with global_batch. In float32.
 torch::Tensor segmentation_loss(const torch::Tensor& logits, const torch::Tensor& target, const LossOptions& options);
 
+// The two halves of segmentation_loss, for losses over more than one batch (validation
+// adds every batch's sums, then scores once): everything the loss adds up over a batch
+// in one float32 row, [cross-entropy sum, its weight, Dice intersections (K), Dice
+// totals (K)], each part only when its term is on; and the loss from such a row.
+torch::Tensor loss_sums(const torch::Tensor& logits, const torch::Tensor& target, const LossOptions& options);
+torch::Tensor loss_from_sums(const torch::Tensor& sums, const LossOptions& options, int64_t classes);
+int64_t loss_sums_size(const LossOptions& options, int64_t classes);
+
 // Centre-crops masks [N, H, W] to [N, size, size]: the output of a valid-padded U-Net.
 torch::Tensor centre_crop_masks(const torch::Tensor& masks, int64_t size);
 

@@ -12,10 +12,6 @@
 namespace dpunet::train {
 namespace {
 
-torch::TensorOptions device_options(const c10::Device& device) {
-  return torch::TensorOptions().dtype(torch::kDouble).device(device);
-}
-
 // NaN for a class neither present nor predicted: a score of 1 there would claim a
 // success nothing was tested for, and lift every mean it enters (nnU-Net also leaves
 // such classes out).
@@ -28,11 +24,9 @@ double iou_of(double tp, double fp, double fn) {
 
 }  // namespace
 
-ConfusionCounts::ConfusionCounts(int64_t classes)
-    : counts_(torch::zeros({classes + 1, 3}, torch::kDouble)), loss_sum_(torch::zeros({}, torch::kDouble)) {}
+ConfusionCounts::ConfusionCounts(int64_t classes) : counts_(torch::zeros({classes + 1, 3}, torch::kDouble)) {}
 
-ConfusionCounts::ConfusionCounts(const torch::Tensor& counts)
-    : counts_(counts.to(torch::kDouble).clone()), loss_sum_(torch::zeros({}, torch::kDouble)) {
+ConfusionCounts::ConfusionCounts(const torch::Tensor& counts) : counts_(counts.to(torch::kDouble).clone()) {
   DPUNET_CHECK(counts.dim() == 2 && counts.size(0) >= 2 && counts.size(1) == 3,
                "confusion counts must be [classes + 1, 3], got ", counts.sizes());
 }
@@ -58,29 +52,14 @@ void ConfusionCounts::add(const torch::Tensor& logits, const torch::Tensor& targ
   counts_[classes] += torch::stack({matrix.sum() - tp[0] - fg_fp - fg_fn, fg_fp, fg_fn});
 }
 
-void ConfusionCounts::add_loss(const torch::Tensor& mean_loss, int64_t samples) {
-  const torch::Tensor sum = mean_loss.detach().to(torch::kDouble) * static_cast<double>(samples);
-  if (loss_sum_.device() != sum.device()) loss_sum_ = loss_sum_.to(sum.device());
-  loss_sum_ += sum;
-  samples_ += samples;
-}
-
 void ConfusionCounts::all_reduce(dist::Communicator& comm, const c10::Device& device) {
-  torch::Tensor packed = torch::cat({counts_.to(device).flatten(), loss_sum_.to(device).reshape({1}),
-                                     torch::full({1}, static_cast<double>(samples_), device_options(device))});
-  comm.all_reduce(packed, dist::ReduceOp::kSum);
-  packed = packed.cpu();  // the one read-back of a validation
-  counts_ = packed.slice(0, 0, counts_.numel()).view(counts_.sizes()).clone();
-  loss_sum_ = packed[-2].clone();
-  samples_ = static_cast<int64_t>(packed[-1].item<double>());
+  torch::Tensor on_device = counts_.to(device).contiguous();
+  comm.all_reduce(on_device, dist::ReduceOp::kSum);
+  counts_ = on_device.cpu();  // the one read-back of a validation
 }
 
 torch::Tensor ConfusionCounts::counts() const {
   return counts_.cpu();
-}
-
-double ConfusionCounts::mean_loss() const {
-  return samples_ > 0 ? loss_sum_.item<double>() / static_cast<double>(samples_) : 0.0;
 }
 
 std::vector<double> ConfusionCounts::dice() const {

@@ -22,13 +22,10 @@ class ConfusionCounts {
   // logits [N, K, H, W], target [N, H, W] class ids. Counts stay on the logits' device:
   // nothing is read back until a score is asked for.
   void add(const torch::Tensor& logits, const torch::Tensor& target);
-  // Adds every rank's counts (and the loss sums) into every rank's; `device` is where
-  // the communicator takes tensors (CUDA for NCCL).
+  // Adds every rank's counts into every rank's; `device` is where the communicator
+  // takes tensors (CUDA for NCCL).
   void all_reduce(dist::Communicator& comm, const c10::Device& device);
 
-  // `mean_loss` a 0-dim tensor: the batch's mean loss over its `samples`.
-  void add_loss(const torch::Tensor& mean_loss, int64_t samples);
-  double mean_loss() const;
   // Per class; NaN where a class is neither in the masks nor predicted (written as null
   // in JSON).
   std::vector<double> dice() const;
@@ -42,9 +39,7 @@ class ConfusionCounts {
   torch::Tensor counts() const;
 
  private:
-  torch::Tensor counts_;    // [K + 1, 3] float64: tp, fp, fn per class; last row: any-foreground
-  torch::Tensor loss_sum_;  // 0-dim float64, on the device of the losses added
-  int64_t samples_ = 0;
+  torch::Tensor counts_;  // [K + 1, 3] float64: tp, fp, fn per class; last row: any-foreground
 };
 
 }  // namespace dpunet::train

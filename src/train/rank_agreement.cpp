@@ -52,9 +52,12 @@ void check_same_on_every_rank(dist::Communicator& comm, const std::string& descr
     if (differs[r] != 0) ranks += (ranks.empty() ? "" : ", ") + std::to_string(r);
   }
   if (ranks.empty()) return;
-  DPUNET_FAIL(what, " differs between ranks: rank 0 sees ", root, "; rank(s) ", ranks, " see something else",
-              description == root ? std::string() : " (rank " + std::to_string(comm.rank()) + ": " + description + ")",
-              ". Every rank must read the same files (a shared filesystem, or identical copies)");
+  // Every rank got the same answers from the two collectives above.
+  DPUNET_FAIL_ON_EVERY_RANK(
+      description != root, what, " differs between ranks: rank 0 sees ", root, "; rank(s) ", ranks,
+      " see something else",
+      description == root ? std::string() : " (rank " + std::to_string(comm.rank()) + ": " + description + ")",
+      ". Every rank must read the same files (a shared filesystem, or identical copies)");
 }
 
 void check_same_dataset(dist::Communicator& comm, const data::Dataset& dataset, const std::string& key,

@@ -46,6 +46,11 @@ double seconds_since(detail::Clock::time_point start) {
   return std::chrono::duration<double>(detail::Clock::now() - start).count();
 }
 
+// "step 4" or "steps 3-7", for messages.
+std::string step_range(int64_t first, int64_t last) {
+  return first == last ? "step " + std::to_string(last) : "steps " + std::to_string(first) + "-" + std::to_string(last);
+}
+
 }  // namespace
 
 namespace detail {
@@ -155,12 +160,13 @@ torch::Tensor Trainer::forward(const torch::Tensor& images) {
   return model_->forward(images);
 }
 
-torch::Tensor Trainer::train_step(int64_t* epoch_after) {
+torch::Tensor Trainer::train_step(int64_t* epoch, int64_t* epoch_after) {
   ddp_->zero_grad();
   const int64_t micro_batches = config_.train.accumulation;
   torch::Tensor loss_sum = torch::zeros({}, torch::TensorOptions().device(device_));
   for (int64_t micro = 0; micro < micro_batches; ++micro) {
     data::Batch batch = batches_->next();
+    *epoch = batch.epoch;
     *epoch_after = batch.state_after.epoch;
     const torch::Tensor& images = batch.images;
     torch::Tensor target = batch.masks;
@@ -191,7 +197,30 @@ torch::Tensor Trainer::train_step(int64_t* epoch_after) {
     optimizer_->step();
   }
   ++step_;
+  const torch::Tensor nonfinite = torch::isfinite(loss_sum).logical_not().to(torch::kFloat).reshape({1});
+  nonfinite_steps_ = nonfinite_steps_.defined() ? nonfinite_steps_ + nonfinite : nonfinite;
   return loss_sum;
+}
+
+void Trainer::check_loss_finite() {
+  if (!nonfinite_steps_.defined()) return;  // no step since the start
+  torch::Tensor count = nonfinite_steps_.clone();
+  comm_->all_reduce(count, dist::ReduceOp::kSum);
+  const auto bad = static_cast<int64_t>(count.item<float>());
+  nonfinite_steps_.zero_();
+  if (bad > 0)
+    fail_non_finite_loss(std::to_string(bad) + " rank-step(s) of steps " + std::to_string(checked_step_ + 1) + "-" +
+                         std::to_string(step_));
+  checked_step_ = step_;
+}
+
+void Trainer::fail_non_finite_loss(const std::string& how_many) const {
+  // Every rank knows it from the same all-reduced value.
+  DPUNET_FAIL_ON_EVERY_RANK(
+      false, "the training loss was not finite (NaN or inf) in ", how_many,
+      "; the weights it updated are not usable, so the run stops without validating or saving them. "
+      "Checkpoints written before are unaffected: resume from one (--resume PATH) with a lower "
+      "optimizer.lr, an optimizer.grad_clip, or after checking the data (dpunet data inspect --verify)");
 }
 
 bool Trainer::agree_to_stop() {
@@ -215,13 +244,14 @@ void Trainer::validate_now(bool* improved) {
   o.n_classes = config_.model.n_classes;
   o.valid_padding = config_.model.padding == "valid";
   model_->eval();
-  const ConfusionCounts counts = validate([this](const torch::Tensor& x) { return forward(x); }, *val_data_, o,
-                                          loss_options_, device_, context_.rank(), context_.world_size(), *comm_);
+  const ValidationResult result = validate([this](const torch::Tensor& x) { return forward(x); }, *val_data_, o,
+                                           loss_options_, device_, context_.rank(), context_.world_size(), *comm_);
+  const ConfusionCounts& counts = result.counts;
   model_->train();
   ValRecord record;
   record.step = step_;
   record.epoch = epoch_;
-  record.loss = counts.mean_loss();
+  record.loss = result.loss;
   record.dice = counts.dice();
   record.iou = counts.iou();
   record.mean_dice = counts.mean_foreground_dice();
@@ -283,6 +313,8 @@ void Trainer::log_progress(const torch::Tensor& loss_sum, int64_t steps) {
   r.total_steps = config_.train.steps;
   r.epoch = epoch_;
   r.loss = loss.item<double>() / static_cast<double>(std::max<int64_t>(1, steps));
+  if (!std::isfinite(r.loss))
+    fail_non_finite_loss("steps " + std::to_string(step_ - steps + 1) + "-" + std::to_string(step_));
   r.lr = learning_rate(config_.schedule, config_.optimizer.lr, step_ - 1, config_.train.steps);
   r.samples_per_s =
       static_cast<double>(steps * config_.train.accumulation * config_.train.batch_size * context_.world_size()) /
@@ -330,11 +362,11 @@ int Trainer::run() {
   torch::Tensor loss_window = torch::zeros({}, torch::TensorOptions().device(device_));
   while (step_ < config_.train.steps) {
     writer_.poll();  // a failed checkpoint write stops the run now, not at the next save
-    int64_t epoch_after = epoch_;
-    loss_window += train_step(&epoch_after);
+    int64_t epoch = epoch_, epoch_after = epoch_;
+    loss_window += train_step(&epoch, &epoch_after);
     ++window_steps_;
-    const bool epoch_ended = epoch_after > epoch_;
-    epoch_ = epoch_after;
+    const bool epoch_ended = epoch_after > epoch;
+    epoch_ = epoch;  // the epoch this step trained on, which its log and validation name
     const bool last = step_ == config_.train.steps;
     const bool stop_requested = options_.stop_at_step > 0 && step_ >= options_.stop_at_step;
     const bool preempted = agree_to_stop();
@@ -343,12 +375,15 @@ int Trainer::run() {
     // left, and it belongs to the checkpoint, which records the validation as pending for
     // the resumed run to do first. The last step's is not skipped: the run ends there.
     const bool due = validation_due(epoch_ended, last);
+    const bool periodic_checkpoint =
+        last || preempted || stop_requested ||
+        (config_.checkpoint.every_steps > 0 && step_ % config_.checkpoint.every_steps == 0) ||
+        (config_.checkpoint.every_epoch && epoch_ended);
+    if (due || periodic_checkpoint) check_loss_finite();
     if (due && (!preempted || last)) validate_now(&improved);
     validation_pending_ = due && preempted && !last;
-    const bool checkpoint_due = last || preempted || stop_requested || improved ||
-                                (config_.checkpoint.every_steps > 0 && step_ % config_.checkpoint.every_steps == 0) ||
-                                (config_.checkpoint.every_epoch && epoch_ended);
-    if (checkpoint_due) save(improved && config_.checkpoint.keep_best);
+    const bool new_best = improved && config_.checkpoint.keep_best;
+    if (periodic_checkpoint || new_best) save(new_best);
     if (step_ % config_.logging.every_steps == 0 || last || preempted || stop_requested) {
       log_progress(loss_window, window_steps_);
       loss_window.zero_();

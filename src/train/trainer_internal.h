@@ -48,8 +48,14 @@ class Trainer {
   data::SamplerState resume_position(const checkpoint::LoadedCheckpoint& loaded, const config::Config& saved);
   void prepare_run_directory(const std::optional<checkpoint::LoadedCheckpoint>& loaded);
   torch::Tensor forward(const torch::Tensor& images);
-  torch::Tensor train_step(int64_t* epoch_after);
+  // One optimizer step; `epoch`: the epoch its batches came from, `epoch_after`: the
+  // loader's epoch after them (one more when the step ended an epoch).
+  torch::Tensor train_step(int64_t* epoch, int64_t* epoch_after);
   bool agree_to_stop();
+  // Every rank fails together, before a validation or checkpoint of weights that a NaN
+  // or infinite loss has reached (one small all-reduce, only at those steps).
+  void check_loss_finite();
+  [[noreturn]] void fail_non_finite_loss(const std::string& how_many) const;
   bool validation_due(bool epoch_ended, bool last) const;
   void validate_now(bool* improved);
   void save(bool best);
@@ -77,6 +83,8 @@ class Trainer {
   at::ScalarType autocast_dtype_ = at::kBFloat16;
   int64_t step_ = 0;
   int64_t epoch_ = 0;
+  torch::Tensor nonfinite_steps_;  // on the device: steps since checked_step_ whose loss was NaN/inf
+  int64_t checked_step_ = 0;
   double best_score_ = -1;
   int64_t best_step_ = -1;           // of the checkpoint marked best
   bool validation_pending_ = false;  // see checkpoint::TrainingState

@@ -9,14 +9,16 @@
 
 namespace dpunet::train {
 
-ConfusionCounts validate(const std::function<torch::Tensor(const torch::Tensor&)>& forward,
-                         const data::Dataset& dataset, const ValidationOptions& o, const LossOptions& loss_options,
-                         const c10::Device& device, int rank, int world_size, dist::Communicator& comm) {
+ValidationResult validate(const std::function<torch::Tensor(const torch::Tensor&)>& forward,
+                          const data::Dataset& dataset, const ValidationOptions& o, const LossOptions& loss_options,
+                          const c10::Device& device, int rank, int world_size, dist::Communicator& comm) {
   torch::NoGradGuard no_grad;
   // Ranks evaluate different numbers of batches: no collective inside the loop.
   LossOptions local_loss = loss_options;
   local_loss.global_batch = nullptr;
   ConfusionCounts counts(o.n_classes);
+  // loss_sums added over batches, in float64; zeros on a rank with no sample.
+  torch::Tensor sums = torch::zeros({loss_sums_size(local_loss, o.n_classes)}, torch::kDouble).to(device);
   const auto& h = dataset.header();
   const int64_t patch_h = o.patch_size > 0 ? o.patch_size : h.height;
   const int64_t patch_w = o.patch_size > 0 ? o.patch_size : h.width;
@@ -36,11 +38,12 @@ ConfusionCounts validate(const std::function<torch::Tensor(const torch::Tensor&)
     const torch::Tensor logits = forward(images.to(device));
     torch::Tensor target = masks.to(device).to(torch::kLong);
     if (o.valid_padding) target = centre_crop_masks(target, logits.size(2));
-    counts.add_loss(segmentation_loss(logits, target, local_loss), count);
+    sums += loss_sums(logits, target, local_loss).to(torch::kDouble);
     counts.add(logits, target);
   }
   counts.all_reduce(comm, device);
-  return counts;
+  comm.all_reduce(sums, dist::ReduceOp::kSum);
+  return {counts, loss_from_sums(sums, local_loss, o.n_classes).item<double>()};
 }
 
 }  // namespace dpunet::train

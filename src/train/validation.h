@@ -1,6 +1,7 @@
 // Validation over a held-out dataset: each rank evaluates every W-th sample (centre
 // crops at the patch size, no augmentation), then the confusion counts and loss sums
-// are added over ranks once, so every rank gets the same, exact totals.
+// are added over ranks once, so every rank gets the same, exact totals: the scores and
+// the loss of the whole set, whatever the number of ranks and the batch size.
 #pragma once
 
 #include <torch/nn/module.h>
@@ -21,9 +22,16 @@ struct ValidationOptions {
   bool valid_padding = false;  // masks are cropped to the output size
 };
 
+struct ValidationResult {
+  ConfusionCounts counts;
+  // The loss of the whole set taken as one batch: cross-entropy over all its pixels,
+  // Dice from all its intersections and totals.
+  double loss = 0;
+};
+
 // `forward` maps images [B, C, P, P] on the model's device to logits.
-ConfusionCounts validate(const std::function<torch::Tensor(const torch::Tensor&)>& forward,
-                         const data::Dataset& dataset, const ValidationOptions& options, const LossOptions& loss,
-                         const c10::Device& device, int rank, int world_size, dist::Communicator& comm);
+ValidationResult validate(const std::function<torch::Tensor(const torch::Tensor&)>& forward,
+                          const data::Dataset& dataset, const ValidationOptions& options, const LossOptions& loss,
+                          const c10::Device& device, int rank, int world_size, dist::Communicator& comm);
 
 }  // namespace dpunet::train

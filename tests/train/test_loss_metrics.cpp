@@ -156,3 +156,31 @@ TEST_CASE("the loss and its gradient are the same for NCHW and NHWC logits, and 
   CHECK_THROWS_WITH(dpunet::train::segmentation_loss(logits, target.narrow(1, 0, 4), o),
                     HasSubstr("masks [N, H, W]") && HasSubstr("[2, 4, 5]"));
 }
+
+TEST_CASE("a batch with no pixel of a weighted class adds no cross-entropy, and stays finite", "[train]") {
+  torch::manual_seed(5);
+  const torch::Tensor x = torch::randn({1, 3, 4, 4}).requires_grad_(true);
+  const torch::Tensor target = torch::zeros({1, 4, 4}, torch::kLong);  // only class 0, weighted 0
+  LossOptions o;
+  o.class_weights = {0.0, 1.0, 1.0};
+  o.dice_weight = 0;
+  const torch::Tensor loss = dpunet::train::segmentation_loss(x, target, o);
+  loss.backward();
+  CHECK(loss.item<double>() == 0.0);
+  CHECK(torch::isfinite(x.grad()).all().item<bool>());
+  CHECK(x.grad().abs().max().item<double>() == 0.0);
+}
+
+TEST_CASE("the loss from summed batch sums is the loss of the batches taken together", "[train]") {
+  torch::manual_seed(6);
+  const torch::Tensor logits = torch::randn({4, 3, 5, 5});
+  const torch::Tensor target = torch::randint(0, 3, {4, 5, 5});
+  LossOptions o;
+  o.class_weights = {0.5, 1.0, 2.0};
+  using dpunet::train::loss_sums;
+  const torch::Tensor halves = loss_sums(logits.slice(0, 0, 1), target.slice(0, 0, 1), o) +
+                               loss_sums(logits.slice(0, 1, 4), target.slice(0, 1, 4), o);
+  CHECK(halves.size(0) == dpunet::train::loss_sums_size(o, 3));
+  CHECK(dpunet::train::loss_from_sums(halves, o, 3).item<double>() ==
+        Approx(dpunet::train::segmentation_loss(logits, target, o).item<double>()).epsilon(1e-6));
+}
