@@ -331,11 +331,16 @@ void Trainer::log_progress(const torch::Tensor& loss_sum, int64_t steps) {
 
 int Trainer::run() {
   model_->train();
+  // With accumulation an epoch need not end on a step boundary: say so rather than round.
+  const int64_t batches = loader_->batches_per_epoch(), accumulation = config_.train.accumulation;
+  const std::string per_epoch =
+      accumulation == 1
+          ? std::to_string(batches) + " steps per epoch"
+          : std::to_string(batches) + " batches per epoch (" + std::to_string(batches / accumulation) +
+                (batches % accumulation == 0 ? "" : "+") + " steps of " + std::to_string(accumulation) + ")";
   logger_.info("training " + std::to_string(config_.train.steps) + " steps on " +
                std::to_string(context_.world_size()) + " rank(s), " + device_.str() + ", " +
-               std::to_string(train_data_->size()) + " samples, " +
-               std::to_string(loader_->batches_per_epoch() / config_.train.accumulation) +
-               " steps per epoch; run dir " + config_.run.dir);
+               std::to_string(train_data_->size()) + " samples, " + per_epoch + "; run dir " + config_.run.dir);
   if (options_.stop_at_step > 0 && step_ >= options_.stop_at_step && step_ < config_.train.steps) {
     // Run again with the same --stop-at-step: it was reached, a further step would pass it.
     logger_.info("already at step " + std::to_string(step_) + ", not before --stop-at-step " +
