@@ -132,6 +132,11 @@ std::pair<const ShardReader*, int64_t> Dataset::locate(int64_t index) const {
   return {shards_[shard].get(), index - first_index_[shard]};
 }
 
+std::string Dataset::describe_image(int64_t index) const {
+  const auto [shard, local] = locate(index);
+  return shard->path() + ": sample " + std::to_string(local) + " of 'images'";
+}
+
 void Dataset::read(int64_t index, void* image, uint8_t* mask) const {
   const auto [shard, local] = locate(index);
   shard->read(local, image, mask);

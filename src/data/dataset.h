@@ -34,6 +34,8 @@ class Dataset {
   void read(int64_t index, void* image, uint8_t* mask) const;
   // Which shard holds global sample `index`, and where in it.
   std::pair<const ShardReader*, int64_t> locate(int64_t index) const;
+  // "SHARD: sample I of 'images'", for messages about global sample `index`'s image.
+  std::string describe_image(int64_t index) const;
 
  private:
   void open(const std::vector<std::string>& shard_paths, const std::string& spec);

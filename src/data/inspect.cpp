@@ -45,9 +45,8 @@ int64_t inspect_dataset(const std::string& spec, const InspectOptions& options, 
     }
     const std::string non_finite = find_non_finite(h, image.data());
     if (!non_finite.empty()) {
-      const auto [shard, local] = dataset.locate(i);
       ++bad;
-      out << "BAD " << shard->path() << ": sample " << local << " of 'images': " << non_finite << "\n";
+      out << "BAD " << dataset.describe_image(i) << ": " << non_finite << "\n";
       continue;
     }
     ++read;

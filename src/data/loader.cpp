@@ -26,6 +26,7 @@ Loader::Loader(std::shared_ptr<const Dataset> dataset, DistributedSampler sample
   job_epoch_ = start.epoch;
   epoch_start_ = start.position;
   epoch_indices_ = sampler_.rank_indices(job_epoch_, epoch_start_);
+  workers_.reserve(static_cast<size_t>(options_.workers));
   try {
     for (int w = 0; w < options_.workers; ++w) workers_.emplace_back([this] { work(); });
   } catch (const std::system_error& e) {
@@ -33,6 +34,9 @@ Loader::Loader(std::shared_ptr<const Dataset> dataset, DistributedSampler sample
     stop();
     throw Error("loader: could not start worker thread " + std::to_string(workers_.size() + 1) + " of " +
                 std::to_string(options_.workers) + " (" + e.what() + "); lower data.workers");
+  } catch (...) {
+    stop();
+    throw;
   }
 }
 

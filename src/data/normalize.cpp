@@ -89,11 +89,8 @@ Sample load_sample(const Dataset& dataset, int64_t index, const Normalizer& norm
   // Float shards written by other tools may hold NaN or inf: one such value makes the
   // loss, and after one step every weight, NaN.
   const std::string non_finite = find_non_finite(h, scratch.data());
-  if (!non_finite.empty()) {
-    const auto [shard, local] = dataset.locate(index);
-    DPUNET_FAIL(shard->path(), ": sample ", local, " of 'images': ", non_finite,
-                "; training and prediction need finite pixel values");
-  }
+  DPUNET_CHECK(non_finite.empty(), dataset.describe_image(index), ": ", non_finite,
+               "; training and prediction need finite pixel values");
 
   const int64_t pixels = h.pixels();
   for (int64_t c = 0; c < h.channels; ++c) {

@@ -14,18 +14,6 @@
 namespace dpunet::infer {
 namespace {
 
-// Mean of the values that are not NaN; NaN when there are none.
-double nan_mean(const std::vector<double>& values) {
-  double sum = 0;
-  int64_t count = 0;
-  for (double v : values) {
-    if (std::isnan(v)) continue;
-    sum += v;
-    ++count;
-  }
-  return count > 0 ? sum / static_cast<double>(count) : std::nan("");
-}
-
 nlohmann::json scores(const train::ConfusionCounts& counts) {
   return {{"dice", counts.dice()},
           {"iou", counts.iou()},
@@ -62,35 +50,45 @@ int64_t EvaluationTable::evaluated() const {
 nlohmann::json EvaluationTable::report(const std::vector<std::string>& names) const {
   DPUNET_CHECK(static_cast<int64_t>(names.size()) == rows_.size(0), "evaluation: ", names.size(), " names for ",
                rows_.size(0), " images");
-  const torch::Tensor counts = rows_.slice(1, 0, rows_.size(1) - 1);
+  const torch::Tensor table = rows_.contiguous();
+  const auto rows = table.accessor<double, 2>();
+  const int64_t scored_column = table.size(1) - 1;
   nlohmann::json per_image = nlohmann::json::array();
   std::vector<std::vector<double>> dice_by_class(static_cast<size_t>(classes_)), iou_by_class(dice_by_class);
   std::vector<double> foreground;
-  for (int64_t i = 0; i < rows_.size(0); ++i) {
-    if (rows_[i][-1].item<double>() == 0) continue;  // no mask known for this image
-    const train::ConfusionCounts image(counts[i].view({classes_ + 1, 3}));
-    nlohmann::json entry = scores(image);
-    entry["name"] = names[static_cast<size_t>(i)];
-    per_image.push_back(entry);
-    const std::vector<double> dice = image.dice(), iou = image.iou();
-    for (size_t k = 0; k < dice.size(); ++k) {
-      dice_by_class[k].push_back(dice[k]);
-      iou_by_class[k].push_back(iou[k]);
+  for (int64_t i = 0; i < table.size(0); ++i) {
+    if (rows[i][scored_column] == 0) continue;  // no mask known for this image
+    // Row i holds tp, fp, fn of class 0, 1, ..., then of any foreground class.
+    auto score = [&](int64_t k, double (*formula)(double, double, double)) {
+      return formula(rows[i][3 * k], rows[i][3 * k + 1], rows[i][3 * k + 2]);
+    };
+    std::vector<double> dice, iou;
+    for (int64_t k = 0; k < classes_; ++k) {
+      dice.push_back(score(k, train::dice_score));
+      iou.push_back(score(k, train::iou_score));
+      dice_by_class[static_cast<size_t>(k)].push_back(dice.back());
+      iou_by_class[static_cast<size_t>(k)].push_back(iou.back());
     }
-    foreground.push_back(image.foreground_dice());
+    foreground.push_back(score(classes_, train::dice_score));
+    per_image.push_back({{"name", names[static_cast<size_t>(i)]},
+                         {"dice", dice},
+                         {"iou", iou},
+                         {"mean_dice", train::nan_mean(std::vector<double>(dice.begin() + 1, dice.end()))},
+                         {"foreground_dice", foreground.back()}});
   }
   std::vector<double> mean_dice, mean_iou;
   for (size_t k = 0; k < dice_by_class.size(); ++k) {
-    mean_dice.push_back(nan_mean(dice_by_class[k]));
-    mean_iou.push_back(nan_mean(iou_by_class[k]));
+    mean_dice.push_back(train::nan_mean(dice_by_class[k]));
+    mean_iou.push_back(train::nan_mean(iou_by_class[k]));
   }
   // As nnU-Net's summary: each class averaged over the images that score it, then the
   // foreground classes averaged.
   const nlohmann::json image_mean = {
       {"dice", mean_dice},
       {"iou", mean_iou},
-      {"mean_dice", nan_mean(std::vector<double>(mean_dice.begin() + 1, mean_dice.end()))},
-      {"foreground_dice", nan_mean(foreground)}};
+      {"mean_dice", train::nan_mean(std::vector<double>(mean_dice.begin() + 1, mean_dice.end()))},
+      {"foreground_dice", train::nan_mean(foreground)}};
+  const torch::Tensor counts = table.slice(1, 0, scored_column);
   nlohmann::json result = scores(train::ConfusionCounts(counts.sum(0).view({classes_ + 1, 3})));
   result["images"] = per_image.size();
   result["aggregation"] = "pooled";

@@ -10,19 +10,28 @@
 #include "dist/communicator.h"
 
 namespace dpunet::train {
-namespace {
 
 // NaN for a class neither present nor predicted: a score of 1 there would claim a
 // success nothing was tested for, and lift every mean it enters (nnU-Net also leaves
 // such classes out).
-double dice_of(double tp, double fp, double fn) {
+double dice_score(double tp, double fp, double fn) {
   return tp + fp + fn == 0 ? std::nan("") : 2 * tp / (2 * tp + fp + fn);
 }
-double iou_of(double tp, double fp, double fn) {
+
+double iou_score(double tp, double fp, double fn) {
   return tp + fp + fn == 0 ? std::nan("") : tp / (tp + fp + fn);
 }
 
-}  // namespace
+double nan_mean(const std::vector<double>& values) {
+  double sum = 0;
+  int64_t count = 0;
+  for (double v : values) {
+    if (std::isnan(v)) continue;
+    sum += v;
+    ++count;
+  }
+  return count > 0 ? sum / static_cast<double>(count) : std::nan("");
+}
 
 ConfusionCounts::ConfusionCounts(int64_t classes) : counts_(torch::zeros({classes + 1, 3}, torch::kDouble)) {}
 
@@ -64,38 +73,30 @@ torch::Tensor ConfusionCounts::counts() const {
 
 std::vector<double> ConfusionCounts::dice() const {
   const torch::Tensor host = counts();
+  const auto c = host.accessor<double, 2>();
   std::vector<double> out;
-  for (int64_t k = 0; k + 1 < host.size(0); ++k) {
-    out.push_back(dice_of(host[k][0].item<double>(), host[k][1].item<double>(), host[k][2].item<double>()));
-  }
+  for (int64_t k = 0; k + 1 < host.size(0); ++k) out.push_back(dice_score(c[k][0], c[k][1], c[k][2]));
   return out;
 }
 
 std::vector<double> ConfusionCounts::iou() const {
   const torch::Tensor host = counts();
+  const auto c = host.accessor<double, 2>();
   std::vector<double> out;
-  for (int64_t k = 0; k + 1 < host.size(0); ++k) {
-    out.push_back(iou_of(host[k][0].item<double>(), host[k][1].item<double>(), host[k][2].item<double>()));
-  }
+  for (int64_t k = 0; k + 1 < host.size(0); ++k) out.push_back(iou_score(c[k][0], c[k][1], c[k][2]));
   return out;
 }
 
 double ConfusionCounts::mean_foreground_dice() const {
   const std::vector<double> all = dice();
-  double sum = 0;
-  int64_t scored = 0;
-  for (size_t k = 1; k < all.size(); ++k) {
-    if (std::isnan(all[k])) continue;
-    sum += all[k];
-    ++scored;
-  }
-  return scored > 0 ? sum / static_cast<double>(scored) : std::nan("");
+  return all.size() > 1 ? nan_mean(std::vector<double>(all.begin() + 1, all.end())) : std::nan("");
 }
 
 double ConfusionCounts::foreground_dice() const {
   const torch::Tensor host = counts();
-  const auto row = host[host.size(0) - 1];
-  return dice_of(row[0].item<double>(), row[1].item<double>(), row[2].item<double>());
+  const auto c = host.accessor<double, 2>();
+  const int64_t any = host.size(0) - 1;
+  return dice_score(c[any][0], c[any][1], c[any][2]);
 }
 
 }  // namespace dpunet::train

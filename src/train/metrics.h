@@ -13,6 +13,13 @@ class Communicator;
 
 namespace dpunet::train {
 
+// Scores of one class's counts: NaN where the class is neither in the masks nor
+// predicted (tp + fp + fn = 0), which every mean leaves out.
+double dice_score(double tp, double fp, double fn);
+double iou_score(double tp, double fp, double fn);
+// Mean of the values that are not NaN; NaN when there are none.
+double nan_mean(const std::vector<double>& values);
+
 class ConfusionCounts {
  public:
   explicit ConfusionCounts(int64_t classes);

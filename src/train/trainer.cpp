@@ -160,14 +160,15 @@ torch::Tensor Trainer::forward(const torch::Tensor& images) {
   return model_->forward(images);
 }
 
-torch::Tensor Trainer::train_step(int64_t* epoch, int64_t* epoch_after) {
+torch::Tensor Trainer::train_step(int64_t* epoch, bool* epoch_ended) {
   ddp_->zero_grad();
   const int64_t micro_batches = config_.train.accumulation;
   torch::Tensor loss_sum = torch::zeros({}, torch::TensorOptions().device(device_));
   for (int64_t micro = 0; micro < micro_batches; ++micro) {
     data::Batch batch = batches_->next();
-    *epoch = batch.epoch;
-    *epoch_after = batch.state_after.epoch;
+    if (micro == 0) *epoch = batch.epoch;
+    // Any micro-batch may end an epoch, not only the last of the step.
+    if (batch.state_after.epoch > batch.epoch) *epoch_ended = true;
     const torch::Tensor& images = batch.images;
     torch::Tensor target = batch.masks;
     // Micro-batches before the last accumulate locally; the last one's backward reduces.
@@ -208,19 +209,22 @@ void Trainer::check_loss_finite() {
   comm_->all_reduce(count, dist::ReduceOp::kSum);
   const auto bad = static_cast<int64_t>(count.item<float>());
   nonfinite_steps_.zero_();
-  if (bad > 0)
-    fail_non_finite_loss(std::to_string(bad) + " rank-step(s) of steps " + std::to_string(checked_step_ + 1) + "-" +
-                         std::to_string(step_));
+  if (bad > 0) fail_non_finite_loss(std::to_string(bad) + " rank-step(s) of " + step_range(checked_step_ + 1, step_));
   checked_step_ = step_;
 }
 
 void Trainer::fail_non_finite_loss(const std::string& how_many) const {
   // Every rank knows it from the same all-reduced value.
-  DPUNET_FAIL_ON_EVERY_RANK(
-      false, "the training loss was not finite (NaN or inf) in ", how_many,
-      "; the weights it updated are not usable, so the run stops without validating or saving them. "
-      "Checkpoints written before are unaffected: resume from one (--resume PATH) with a lower "
-      "optimizer.lr, an optimizer.grad_clip, or after checking the data (dpunet data inspect --verify)");
+  // fp16's scaler skips such steps, but only gradients that overflow recover with a
+  // smaller scale; a loss that overflows in the forward pass does not.
+  const std::string consequence =
+      scaler_.enabled() ? "; fp16 skipped those steps, but a loss that overflows in the forward pass does not recover "
+                          "by loss scaling (bf16 has fp32's range), so the run stops"
+                        : "; the weights it updated are not usable, so the run stops without validating or saving them";
+  DPUNET_FAIL_ON_EVERY_RANK(false, "the training loss was not finite (NaN or inf) in ", how_many, consequence,
+                            ". Checkpoints written before are unaffected: resume from one (--resume PATH) with a "
+                            "lower optimizer.lr, an optimizer.grad_clip, or after checking the data (dpunet data "
+                            "inspect --verify)");
 }
 
 bool Trainer::agree_to_stop() {
@@ -313,8 +317,7 @@ void Trainer::log_progress(const torch::Tensor& loss_sum, int64_t steps) {
   r.total_steps = config_.train.steps;
   r.epoch = epoch_;
   r.loss = loss.item<double>() / static_cast<double>(std::max<int64_t>(1, steps));
-  if (!std::isfinite(r.loss))
-    fail_non_finite_loss("steps " + std::to_string(step_ - steps + 1) + "-" + std::to_string(step_));
+  if (!std::isfinite(r.loss)) fail_non_finite_loss(step_range(step_ - steps + 1, step_));
   r.lr = learning_rate(config_.schedule, config_.optimizer.lr, step_ - 1, config_.train.steps);
   r.samples_per_s =
       static_cast<double>(steps * config_.train.accumulation * config_.train.batch_size * context_.world_size()) /
@@ -367,11 +370,11 @@ int Trainer::run() {
   torch::Tensor loss_window = torch::zeros({}, torch::TensorOptions().device(device_));
   while (step_ < config_.train.steps) {
     writer_.poll();  // a failed checkpoint write stops the run now, not at the next save
-    int64_t epoch = epoch_, epoch_after = epoch_;
-    loss_window += train_step(&epoch, &epoch_after);
+    int64_t epoch = epoch_;
+    bool epoch_ended = false;
+    loss_window += train_step(&epoch, &epoch_ended);
     ++window_steps_;
-    const bool epoch_ended = epoch_after > epoch;
-    epoch_ = epoch;  // the epoch this step trained on, which its log and validation name
+    epoch_ = epoch;  // the epoch this step began in, which its log and validation name
     const bool last = step_ == config_.train.steps;
     const bool stop_requested = options_.stop_at_step > 0 && step_ >= options_.stop_at_step;
     const bool preempted = agree_to_stop();

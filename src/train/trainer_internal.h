@@ -48,9 +48,9 @@ class Trainer {
   data::SamplerState resume_position(const checkpoint::LoadedCheckpoint& loaded, const config::Config& saved);
   void prepare_run_directory(const std::optional<checkpoint::LoadedCheckpoint>& loaded);
   torch::Tensor forward(const torch::Tensor& images);
-  // One optimizer step; `epoch`: the epoch its batches came from, `epoch_after`: the
-  // loader's epoch after them (one more when the step ended an epoch).
-  torch::Tensor train_step(int64_t* epoch, int64_t* epoch_after);
+  // One optimizer step; `epoch`: the epoch its first batch came from; `epoch_ended` set
+  // when one of its batches ended an epoch.
+  torch::Tensor train_step(int64_t* epoch, bool* epoch_ended);
   bool agree_to_stop();
   // Every rank fails together, before a validation or checkpoint of weights that a NaN
   // or infinite loss has reached (one small all-reduce, only at those steps).

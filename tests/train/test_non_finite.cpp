@@ -95,6 +95,12 @@ TEST_CASE("a loss that is no longer finite stops every rank before anything is s
   // Every rank knew, so the job ends without an abort: one message, no MPI report.
   CHECK_THAT(run.output, !HasSubstr("timed out") && !HasSubstr("done:") && !HasSubstr("MPI_ABORT") &&
                              !HasSubstr("ORTE_ERROR_LOG") && !HasSubstr("(rank 1 on"));
-  CHECK_FALSE(std::filesystem::exists(f.run_dir() + "/checkpoints/step-00000002.ckpt"));
   CHECK_FALSE(std::filesystem::exists(f.run_dir() + "/DONE"));
+  // Without a log line at every step, the check before the first checkpoint finds it.
+  const auto quiet = f.train(2, config + " --set logging.every_steps=100 --set run.dir=" + f.dir() / "quiet");
+  INFO(quiet.output);
+  CHECK(quiet.exit_code != 0);
+  CHECK_THAT(quiet.output, HasSubstr("not finite (NaN or inf) in 4 rank-step(s) of steps 1-2"));
+  CHECK_FALSE(std::filesystem::exists(f.dir() / "quiet/checkpoints/step-00000002.ckpt"));
+  CHECK_FALSE(std::filesystem::exists(f.dir() / "quiet/DONE"));
 }

@@ -120,6 +120,20 @@ TEST_CASE("a resume whose epoch order changed starts the next epoch and says why
   CHECK_THAT(swapped.output, HasSubstr("the training data (24 samples in 2 shards") && HasSubstr("starting epoch 2"));
 }
 
+TEST_CASE("an epoch that ends inside an accumulated step still validates and checkpoints", "[train][e2e]") {
+  TrainFixture f;
+  // 12 batches per epoch, 5 per step: epoch 0 ends at the second batch of step 3.
+  const std::string config = f.write_config(
+      "train: {batch_size: 2, steps: 4, accumulation: 5}\nvalidation: {every_steps: 0}\ncheckpoint: {every_steps: "
+      "100}\n");
+  const auto run = f.train(1, config);
+  INFO(run.output);
+  REQUIRE(run.exit_code == 0);
+  CHECK_THAT(run.output, HasSubstr("12 batches per epoch (2+ steps of 5)") && HasSubstr("validation step 3:"));
+  CHECK(std::filesystem::exists(checkpoint_at(f, 3)));
+  CHECK_FALSE(std::filesystem::exists(checkpoint_at(f, 2)));
+}
+
 TEST_CASE("training N+M steps equals training N, resuming and training M, bit for bit", "[train][e2e]") {
   const int ranks = GENERATE(1, 2, 3);
   TrainFixture f;
