@@ -19,17 +19,20 @@ void add_export_command(CLI::App& app) {
   };
   auto args = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("export", "Write a checkpoint's weights for PyTorch (safetensors)");
-  cmd->add_option("checkpoint", args->checkpoint, "Training checkpoint (.ckpt)")->required();
+  cmd->add_option("checkpoint", args->checkpoint,
+                  "Training checkpoint (.ckpt), or a run directory (its best, else newest)")
+      ->required();
   cmd->add_option("out", args->out, "Output file")->required();
   cmd->add_option("--format", args->format, "Output format (safetensors)")->capture_default_str();
   cmd->callback([args] {
     DPUNET_CHECK(args->format == "safetensors", "export: unknown format '", args->format, "' (safetensors)");
-    std::error_code ec;
-    DPUNET_CHECK(!std::filesystem::equivalent(args->checkpoint, args->out, ec), "export: ", args->out,
-                 " is the checkpoint itself; writing there would replace it");
     ModelSource source;
     source.checkpoint = args->checkpoint;
     const config::Config config = source.resolve();
+    if (!source.chosen().empty()) std::cerr << "export: " << source.chosen() << "\n";
+    std::error_code ec;
+    DPUNET_CHECK(!std::filesystem::equivalent(source.checkpoint_file(), args->out, ec), "export: ", args->out,
+                 " is the checkpoint itself; writing there would replace it");
     const model::Unet net = source.load(config);
     checkpoint::write_safetensors(args->out, checkpoint::module_state(*net),
                                   {{"format", "pt"}, {kConfigMetadataKey, config::to_yaml(config)}});

@@ -1,15 +1,30 @@
 // ModelSource.
 #include "app/model_source.h"
 
+#include <cstring>
+#include <fstream>
+
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/safetensors.h"
+#include "checkpoint/store.h"
 #include "checkpoint/weights.h"
 #include "common/error.h"
 #include "train/setup.h"
 
 namespace dpunet::app {
+namespace {
+
+bool starts_with_checkpoint_magic(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char magic[8] = {};
+  return in.read(magic, sizeof(magic)) && std::memcmp(magic, "DPUNETCK", sizeof(magic)) == 0;
+}
+
+}  // namespace
+
 void ModelSource::add_options(CLI::App& command) {
-  CLI::Option* from_checkpoint = command.add_option("--checkpoint", checkpoint, "A training checkpoint (.ckpt)");
+  CLI::Option* from_checkpoint = command.add_option(
+      "--checkpoint", checkpoint, "A training checkpoint (.ckpt), or a run directory (its best, else newest)");
   command.add_option("--weights", weights, "A safetensors file (from dpunet export or PyTorch)");
   // A checkpoint carries the config it was trained under; a second description of the
   // model beside it would be ignored or contradict it, so it is refused.
@@ -26,7 +41,9 @@ config::Config ModelSource::resolve() const {
   DPUNET_CHECK(checkpoint.empty() != weights.empty(), "give exactly one of --checkpoint and --weights");
   config::Config c;
   if (!checkpoint.empty()) {
-    c = config::parse_saved_config(loaded_checkpoint().state().config_yaml, checkpoint + " (saved config)");
+    c = config::parse_saved_config(loaded_checkpoint().state().config_yaml, checkpoint_file_ + " (saved config)");
+  } else if (starts_with_checkpoint_magic(weights)) {
+    DPUNET_FAIL(weights, " is a dpunet training checkpoint, not safetensors weights: give it with --checkpoint");
   } else if (!config.empty()) {
     c = config::load_config(config);
   } else {
@@ -41,7 +58,14 @@ config::Config ModelSource::resolve() const {
 }
 
 const checkpoint::LoadedCheckpoint& ModelSource::loaded_checkpoint() const {
-  if (!loaded_) loaded_ = std::make_shared<const checkpoint::LoadedCheckpoint>(checkpoint);
+  if (!loaded_) {
+    if (checkpoint_file_.empty()) {
+      std::string chosen;
+      checkpoint_file_ = checkpoint::resolve_checkpoint_argument(checkpoint, &chosen);
+      chosen_ = checkpoint_file_ == checkpoint ? "" : chosen;
+    }
+    loaded_ = std::make_shared<const checkpoint::LoadedCheckpoint>(checkpoint_file_);
+  }
   return *loaded_;
 }
 

@@ -17,15 +17,21 @@
 namespace dpunet::app {
 
 struct ModelSource {
-  std::string checkpoint;  // .ckpt
-  std::string weights;     // .safetensors
-  std::string config;      // YAML for the model section
+  // A .ckpt, a best/latest pointer or a run directory (checkpoint::resolve_checkpoint_argument).
+  std::string checkpoint;
+  std::string weights;  // .safetensors
+  std::string config;   // YAML for the model section
   std::optional<int64_t> n_channels, n_classes;
   bool bilinear = false;
 
   void add_options(CLI::App& command);
   // The config the model is built from (model section resolved as described above).
   config::Config resolve() const;
+  // After resolve(): which checkpoint file a folder or pointer named, for the console;
+  // empty when a file was given.
+  const std::string& chosen() const { return chosen_; }
+  // After resolve(): the checkpoint file read.
+  const std::string& checkpoint_file() const { return checkpoint_file_; }
   // Builds the model and loads the weights; errors list mismatched names and shapes.
   model::Unet load(const config::Config& config) const;
 
@@ -33,6 +39,7 @@ struct ModelSource {
   // The checkpoint, read (and verified) once for resolve() and load().
   const checkpoint::LoadedCheckpoint& loaded_checkpoint() const;
   mutable std::shared_ptr<const checkpoint::LoadedCheckpoint> loaded_;
+  mutable std::string checkpoint_file_, chosen_;
 };
 
 // The metadata key under which dpunet stores the resolved config in safetensors files.

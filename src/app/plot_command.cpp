@@ -1,7 +1,10 @@
 // `dpunet plot RUN_DIR`: training curves from RUN_DIR/metrics.jsonl to a PNG: the
 // training loss, validation Dice per class, and throughput, each against the step.
+#include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <limits>
@@ -101,18 +104,24 @@ std::vector<Panel> read_panels(const std::string& path) {
   Panel loss{"train loss", {{"loss", kPalette[0], {}}}};
   Panel dice{"validation dice", {}, true};
   Panel speed{"samples/s", {{"global", kPalette[2], {}}}};
-  int line_number = 0, skipped = 0, first_skipped = 0;
+  int line_number = 0, skipped = 0, first_skipped = 0, records = 0;
   for (std::string line; std::getline(in, line);) {
     ++line_number;
     if (line.empty()) continue;
     try {
+      // Every field is read before any point is added: a row that fails halfway adds none.
       const nlohmann::json row = nlohmann::json::parse(line);
       const double step = row.at("step").get<double>();
       if (row.at("kind") == "train") {
-        add_point(loss.series[0], step, value_of(row, "loss"));
-        add_point(speed.series[0], step, value_of(row, "samples_per_s"));
+        const auto loss_value = value_of(row, "loss"), speed_value = value_of(row, "samples_per_s");
+        add_point(loss.series[0], step, loss_value);
+        add_point(speed.series[0], step, speed_value);
       } else if (row.at("kind") == "val") {
-        const auto& per_class = row.at("dice");
+        std::vector<std::optional<double>> per_class;
+        for (const nlohmann::json& v : row.at("dice")) {
+          per_class.push_back(v.is_null() ? std::nullopt : std::optional<double>(v.get<double>()));
+        }
+        const auto foreground = value_of(row, "foreground_dice");
         if (dice.series.empty()) {
           for (size_t k = 1; k < per_class.size(); ++k) {
             dice.series.push_back({"class " + std::to_string(k), kPalette[(k + 2) % 6], {}});
@@ -120,15 +129,18 @@ std::vector<Panel> read_panels(const std::string& path) {
           dice.series.push_back({"foreground", kInk, {}});
         }
         for (size_t k = 1; k < per_class.size() && k <= dice.series.size() - 1; ++k) {
-          if (!per_class[k].is_null()) dice.series[k - 1].points.emplace_back(step, per_class[k].get<double>());
+          add_point(dice.series[k - 1], step, per_class[k]);
         }
-        add_point(dice.series.back(), step, value_of(row, "foreground_dice"));
+        add_point(dice.series.back(), step, foreground);
       }
+      ++records;
     } catch (const nlohmann::json::exception&) {
       // A line cut short by a killed run, say: the rest of the curves still count.
       if (skipped++ == 0) first_skipped = line_number;
     }
   }
+  DPUNET_CHECK(records > 0, path, ": no metrics records", line_number > 0 ? " (no line parses)" : " (empty)",
+               "; nothing to plot");
   if (skipped > 0) {
     std::cerr << "plot: skipped " << skipped << " line(s) of " << path << " that are not metrics records (first: line "
               << first_skipped << ")\n";
@@ -145,6 +157,12 @@ void add_plot_command(CLI::App& app) {
   cmd->add_option("run_dir", *run_dir, "Run directory (holds metrics.jsonl)")->required();
   cmd->add_option("--out", *out, "PNG to write (default: RUN_DIR/curves.png)");
   cmd->callback([run_dir, out] {
+    // The picture goes to a .png: a slip of the keyboard must not replace metrics.jsonl
+    // or a checkpoint with it.
+    std::string extension = std::filesystem::path(*out).extension().string();
+    std::transform(extension.begin(), extension.end(), extension.begin(),
+                   [](unsigned char c) { return std::tolower(c); });
+    DPUNET_CHECK(out->empty() || extension == ".png", "plot: --out ", *out, " does not end in .png");
     const std::vector<Panel> panels = read_panels(*run_dir + "/metrics.jsonl");
     constexpr int kWidth = 1000, kPanelHeight = 300;
     Canvas canvas(kWidth, kPanelHeight * static_cast<int>(panels.size()), Colour{255, 255, 255});

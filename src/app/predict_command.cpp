@@ -90,6 +90,7 @@ void run(const PredictArgs& args) {
   check_out_folder(args);
   dist::Context context(preference(args.device));
   const config::Config config = args.source.resolve();
+  if (context.is_root() && !args.source.chosen().empty()) std::printf("predict: %s\n", args.source.chosen().c_str());
   model::Unet net = args.source.load(config);
   net->to(context.device());
   net->eval();

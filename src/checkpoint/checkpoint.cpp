@@ -43,8 +43,12 @@ uint32_t crc_of(const char* data, size_t size) {
 
 // Checks the frame; returns the payload's offset or throws naming what is wrong.
 void verify_frame(const std::string& path, const std::string& bytes) {
-  DPUNET_CHECK(bytes.size() >= kHeaderBytes && std::memcmp(bytes.data(), kMagic, 8) == 0, path,
-               ": not a dpunet checkpoint (no DPUNETCK header)");
+  if (bytes.size() < kHeaderBytes || std::memcmp(bytes.data(), kMagic, 8) != 0) {
+    // A safetensors file starts with its header's length, then the JSON header itself.
+    const bool safetensors = bytes.size() > 8 && bytes[8] == '{';
+    DPUNET_FAIL(path, ": not a dpunet checkpoint (no DPUNETCK header)",
+                safetensors ? "; it looks like safetensors weights: give those with --weights" : "");
+  }
   const auto version = get<uint32_t>(bytes, 8);
   DPUNET_CHECK(version >= 1 && version <= kFormatVersion, path, ": checkpoint format version ", version,
                " is not supported (this build reads 1 to ", kFormatVersion, ")");

@@ -51,6 +51,10 @@ std::optional<std::string> CheckpointStore::best() const {
   return read_pointer("best");
 }
 
+std::optional<std::string> CheckpointStore::latest() const {
+  return read_pointer("latest");
+}
+
 void CheckpointStore::commit(int64_t step, const std::function<void(const std::string&)>& write, bool best,
                              int64_t keep_last) {
   std::error_code ec;
@@ -147,6 +151,39 @@ std::optional<std::string> CheckpointStore::latest_valid(const std::function<voi
     warn("skipping damaged checkpoint: " + why);
   }
   return std::nullopt;
+}
+
+std::string resolve_checkpoint_argument(const std::string& path, std::string* chosen) {
+  std::error_code ec;
+  fs::path given = fs::path(path).lexically_normal();
+  if (given.has_parent_path() && given.filename().empty()) given = given.parent_path();  // "run/checkpoints/"
+  const std::string name = given.filename().string();
+  if (fs::is_regular_file(given, ec) && (name == "best" || name == "latest")) {
+    const CheckpointStore store(given.parent_path().parent_path().string());
+    const std::optional<std::string> target = name == "best" ? store.best() : store.latest();
+    DPUNET_CHECK(target && fs::exists(*target, ec), path, ": the '", name, "' pointer names ",
+                 target ? *target : std::string("nothing"), ", which does not exist");
+    if (chosen != nullptr) *chosen = "checkpoint: " + *target + " (" + name + ")";
+    return *target;
+  }
+  if (!fs::is_directory(given, ec)) return path;  // a file, or an error naming it when it is read
+  const bool run_dir = fs::is_directory(given / "checkpoints", ec);
+  DPUNET_CHECK(run_dir || name == "checkpoints", path,
+               " is a folder but neither a run directory (with checkpoints/) nor a checkpoints/ folder");
+  const std::string run = run_dir ? given.string() : given.parent_path().string();
+  const CheckpointStore store(run);
+  if (const std::optional<std::string> best_one = store.best(); best_one && fs::exists(*best_one, ec)) {
+    if (chosen != nullptr) *chosen = "checkpoint: " + *best_one + " (the best of " + run + ")";
+    return *best_one;
+  }
+  std::string skipped;
+  const std::optional<std::string> newest = store.latest_valid([&](const std::string& m) { skipped += "; " + m; });
+  DPUNET_CHECK(newest.has_value(), path, ": no valid checkpoint in ", store.directory(), skipped);
+  if (chosen != nullptr) {
+    *chosen = "checkpoint: " + *newest + " (the newest of " + run + "; it has no best, which needs validation" +
+              skipped + ")";
+  }
+  return *newest;
 }
 
 }  // namespace dpunet::checkpoint

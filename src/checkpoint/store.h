@@ -42,6 +42,7 @@ class CheckpointStore {
   // skip is reported through `warn`.
   std::optional<std::string> latest_valid(const std::function<void(const std::string&)>& warn) const;
   std::optional<std::string> best() const;
+  std::optional<std::string> latest() const;  // the pointer, unverified
   // step-*.ckpt files, oldest first.
   std::vector<std::string> list() const;
 
@@ -51,5 +52,11 @@ class CheckpointStore {
 
   std::string directory_;
 };
+
+// What a checkpoint argument (`predict --checkpoint`, `export`) names: a checkpoint file
+// as given; a `best` or `latest` pointer, the checkpoint it names; a run directory or its
+// checkpoints/ folder, its best checkpoint, else its newest valid one. `chosen` (when not
+// null) gets a line saying which file that was and why, for the console.
+std::string resolve_checkpoint_argument(const std::string& path, std::string* chosen);
 
 }  // namespace dpunet::checkpoint

@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -59,10 +60,14 @@ void write_file_atomically(const std::string& path, const std::vector<std::strin
 }
 
 std::string read_file(const std::string& path) {
+  std::error_code ec;
+  // A folder opens as a stream and reads as nothing: say what it is instead.
+  DPUNET_CHECK(!std::filesystem::is_directory(path, ec), "cannot read ", path, ": it is a folder");
   std::ifstream in(path, std::ios::binary);
   DPUNET_CHECK(in, "cannot read ", path, ": ", std::strerror(errno));
   std::ostringstream bytes;
   bytes << in.rdbuf();
+  DPUNET_CHECK(!in.bad(), "cannot read ", path, ": read error");
   return bytes.str();
 }
 

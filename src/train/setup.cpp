@@ -4,6 +4,8 @@
 #include <torch/torch.h>
 
 #include <cstdio>
+#include <filesystem>
+#include <set>
 
 #include "common/error.h"
 
@@ -145,6 +147,18 @@ void check_data_fits_model(const config::Config& c, const data::ShardHeader& h, 
                " channels but model.n_channels is ", c.model.n_channels);
   DPUNET_CHECK(h.n_classes == c.model.n_classes, which, ": masks have ", h.n_classes,
                " classes but model.n_classes is ", c.model.n_classes);
+}
+
+void check_no_shared_shards(const data::Dataset& train, const data::Dataset& val, const config::Config& config) {
+  std::set<std::filesystem::path> training;
+  std::error_code ec;
+  for (const auto& shard : train.shards()) training.insert(std::filesystem::weakly_canonical(shard->path(), ec));
+  for (const auto& shard : val.shards()) {
+    if (training.count(std::filesystem::weakly_canonical(shard->path(), ec)) == 0) continue;
+    DPUNET_FAIL("data.train (", config.data.train, ") and data.val (", config.data.val, ") both read ", shard->path(),
+                ": validation would score samples the model trained on. Name the training shards alone, e.g. ",
+                (std::filesystem::path(shard->path()).parent_path() / "train-*.h5").string());
+  }
 }
 
 void check_statistics_fit(const config::Config& config, const data::ShardHeader& header, const std::string& which) {

@@ -30,6 +30,10 @@ data::LoaderOptions loader_options(const config::Config& config, bool pin_memory
 data::SamplerOptions sampler_options(const config::Config& config);
 // Checks that the data fit the model: channels and classes.
 void check_data_fits_model(const config::Config& config, const data::ShardHeader& header, const std::string& which);
+// Training on a validation shard would score the model on what it learned from: a
+// shard file read by both sets (a folder holding train-*.h5 and val-*.h5 given as
+// data.train) is an error naming it.
+void check_no_shared_shards(const data::Dataset& train, const data::Dataset& val, const config::Config& config);
 // Once the normalisation statistics are resolved: checks that `which` (the validation
 // set) is stored in their units, before the first validation instead of at it.
 void check_statistics_fit(const config::Config& config, const data::ShardHeader& header, const std::string& which);

@@ -85,6 +85,7 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
     val_data_ = std::make_shared<const data::Dataset>(config.data.val);
     check_data_fits_model(config, val_data_->header(), config.data.val);
     check_same_dataset(*comm_, *val_data_, "data.val", config.data.val);
+    check_no_shared_shards(*train_data_, *val_data_, config);
   }
 
   torch::manual_seed(config.run.seed);

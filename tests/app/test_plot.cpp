@@ -25,3 +25,25 @@ TEST_CASE("plot draws what it can and says which lines it skipped", "[app]") {
   CHECK(missing.exit_code != 0);
   CHECK_THAT(missing.output, HasSubstr("cannot read"));
 }
+
+TEST_CASE("plot writes only .png files and says when there is nothing to plot", "[app]") {
+  dpunet::test::TempDir dir;
+  const std::string metrics = "{\"kind\":\"train\",\"step\":1,\"loss\":1.5,\"samples_per_s\":10}\n";
+  dpunet::write_file_atomically(dir / "metrics.jsonl", metrics);
+  // --out naming the metrics file (or a checkpoint) would replace it with a picture.
+  const auto over_metrics =
+      dpunet::test::run_command(DPUNET_BINARY " plot " + dir.path() + " --out " + dir / "metrics.jsonl" + " 2>&1");
+  CHECK(over_metrics.exit_code != 0);
+  CHECK_THAT(over_metrics.output, HasSubstr("does not end in .png"));
+  CHECK(dpunet::read_file(dir / "metrics.jsonl") == metrics);
+  const auto upper = dpunet::test::run_command(DPUNET_BINARY " plot " + dir.path() + " --out " + dir / "C.PNG 2>&1");
+  CHECK(upper.exit_code == 0);
+  dpunet::write_file_atomically(dir / "metrics.jsonl", "");
+  const auto empty = dpunet::test::run_command(DPUNET_BINARY " plot " + dir.path() + " 2>&1");
+  CHECK(empty.exit_code != 0);
+  CHECK_THAT(empty.output, HasSubstr("no metrics records (empty)"));
+  dpunet::write_file_atomically(dir / "metrics.jsonl", "{\"kind\":\"train\",\"step\":1,\"lo\n");
+  const auto cut = dpunet::test::run_command(DPUNET_BINARY " plot " + dir.path() + " 2>&1");
+  CHECK(cut.exit_code != 0);
+  CHECK_THAT(cut.output, HasSubstr("no metrics records (no line parses)"));
+}

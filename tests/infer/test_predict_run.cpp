@@ -104,6 +104,34 @@ TEST_CASE("predict and export refuse to write over their own inputs", "[infer][e
   CHECK(std::filesystem::file_size(t.checkpoint) == size_before);
 }
 
+TEST_CASE("a run directory names its best checkpoint; weights and checkpoints given the wrong way are named",
+          "[infer][e2e]") {
+  Trained t;
+  const std::string run = t.f.run_dir();
+  const auto best = dpunet::checkpoint::CheckpointStore(run).best();
+  REQUIRE(best);
+  const auto by_folder = run_command(DPUNET_BINARY " export " + run + " " + t.f.dir() / "a.safetensors 2>&1");
+  INFO(by_folder.output);
+  REQUIRE(by_folder.exit_code == 0);
+  CHECK_THAT(by_folder.output, HasSubstr("checkpoint: " + *best + " (the best of " + run + ")"));
+  const auto by_file = run_command(DPUNET_BINARY " export " + *best + " " + t.f.dir() / "b.safetensors 2>&1");
+  REQUIRE(by_file.exit_code == 0);
+  CHECK(dpunet::read_file(t.f.dir() / "a.safetensors") == dpunet::read_file(t.f.dir() / "b.safetensors"));
+  const auto by_pointer =
+      run_command(DPUNET_BINARY " export " + run + "/checkpoints/latest " + t.f.dir() / "c.safetensors 2>&1");
+  CHECK_THAT(by_pointer.output, HasSubstr("checkpoint: " + t.checkpoint + " (latest)"));
+  const auto not_a_run = run_command(DPUNET_BINARY " export " + t.f.dir() / "data " + t.f.dir() / "d.safetensors 2>&1");
+  CHECK(not_a_run.exit_code != 0);
+  CHECK_THAT(not_a_run.output, HasSubstr("neither a run directory"));
+  const auto swapped = run_command(DPUNET_BINARY " predict '" + t.f.dir() / "data/val-*.h5" + "' --weights " +
+                                   t.checkpoint + " --out " + t.f.dir() / "p 2>&1");
+  CHECK(swapped.exit_code != 0);
+  CHECK_THAT(swapped.output, HasSubstr("is a dpunet training checkpoint") && HasSubstr("--checkpoint"));
+  const auto reversed = run_command(DPUNET_BINARY " export " + t.f.dir() / "a.safetensors " + t.f.dir() / "e 2>&1");
+  CHECK(reversed.exit_code != 0);
+  CHECK_THAT(reversed.output, HasSubstr("looks like safetensors weights: give those with --weights"));
+}
+
 TEST_CASE("a model trained with SyncBatchNorm predicts and exports like a BatchNorm one", "[infer][e2e]") {
   TrainFixture f;
   const auto run = f.train(1, f.write_config("model:\n  norm: sync_batch\n"));

@@ -120,6 +120,17 @@ TEST_CASE("a resume whose epoch order changed starts the next epoch and says why
   CHECK_THAT(swapped.output, HasSubstr("the training data (24 samples in 2 shards") && HasSubstr("starting epoch 2"));
 }
 
+TEST_CASE("training shards that are also validation shards are refused", "[train][e2e]") {
+  TrainFixture f;
+  // The folder data synth wrote holds train-*.h5 and val-*.h5 alike.
+  const auto run = f.train(1, f.write_config() + " --set data.train=" + f.dir() / "data");
+  INFO(run.output);
+  CHECK(run.exit_code != 0);
+  CHECK_THAT(run.output, HasSubstr("both read " + f.dir() / "data/val-00000.h5") &&
+                             HasSubstr("e.g. " + f.dir() / "data/train-*.h5"));
+  CHECK_FALSE(std::filesystem::exists(f.run_dir() + "/checkpoints"));
+}
+
 TEST_CASE("an epoch that ends inside an accumulated step still validates and checkpoints", "[train][e2e]") {
   TrainFixture f;
   // 12 batches per epoch, 5 per step: epoch 0 ends at the second batch of step 3.
