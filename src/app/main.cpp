@@ -9,6 +9,7 @@
 #include <CLI/CLI.hpp>
 
 #include "app/commands.h"
+#include "common/build_info.h"
 #include "common/error.h"
 #include "dist/context.h"
 
@@ -29,6 +30,7 @@ int main(int argc, char** argv) {
   raise_open_file_limit();
   CLI::App app{"dpunet: data-parallel U-Net training on LibTorch, MPI and NCCL"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", "dpunet " + dpunet::dpunet_version() + " (dpunet version: libraries and GPUs)");
   int exit_code = 0;
   dpunet::app::add_train_command(app, &exit_code);
   dpunet::app::add_data_commands(app);

@@ -64,6 +64,7 @@ void write_meta(torch::serialize::OutputArchive& archive, const TrainingState& s
   archive.write("meta.sampler_epoch", c10::IValue(s.sampler.epoch));
   archive.write("meta.sampler_position", c10::IValue(s.sampler.position));
   archive.write("meta.world_size", c10::IValue(static_cast<int64_t>(s.world_size)));
+  archive.write("meta.elapsed_s", c10::IValue(s.elapsed_s));
   archive.write("meta.config", c10::IValue(s.config_yaml));
   archive.write("meta.loss_scale", c10::IValue(s.loss_scale));
   archive.write("meta.loss_scale_clean_steps", c10::IValue(s.loss_scale_clean_steps));
@@ -90,6 +91,7 @@ TrainingState read_meta(torch::serialize::InputArchive& archive) {
   archive.read("meta.loss_scale_clean_steps", v), s.loss_scale_clean_steps = v.toInt();
   archive.read("meta.best_score", v), s.best_score = v.toDouble();
   if (archive.try_read("meta.dataset_size", v)) s.dataset_size = v.toInt();
+  if (archive.try_read("meta.elapsed_s", v)) s.elapsed_s = v.toDouble();
   if (archive.try_read("meta.dataset_description", v)) s.dataset_description = v.toStringRef();
   if (archive.try_read("meta.best_step", v)) s.best_step = v.toInt();
   if (archive.try_read("meta.validation_pending", v)) s.validation_pending = v.toBool();

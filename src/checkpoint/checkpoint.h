@@ -26,6 +26,7 @@ struct TrainingState {
   // train::describe_dataset of that training set: its shards, in order (empty: unknown).
   std::string dataset_description;
   int world_size = 1;           // of the run that wrote it
+  double elapsed_s = 0;         // wall time the run had spent up to this step, over every resume
   std::string config_yaml;      // the resolved config
   double loss_scale = 65536.0;  // fp16 loss scaler
   int64_t loss_scale_clean_steps = 0;

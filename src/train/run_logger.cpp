@@ -95,7 +95,8 @@ void RunLogger::validation(const ValRecord& r) {
                              {"iou", r.iou},
                              {"mean_dice", r.mean_dice},
                              {"foreground_dice", r.foreground_dice},
-                             {"best", r.best}}
+                             {"best", r.best},
+                             {"time_s", r.elapsed_s}}
                   .dump()
            << "\n"
            << std::flush;

@@ -20,7 +20,7 @@ struct TrainRecord {
   double data_wait_share = 0;  // of wall time spent waiting for batches
   double step_ms = 0;
   double gpu_memory_gb = -1;  // peak allocated; < 0 on CPU
-  double elapsed_s = 0;
+  double elapsed_s = 0;       // training time of the run so far, over every resume
 };
 
 struct ValRecord {
@@ -31,6 +31,7 @@ struct ValRecord {
   double mean_dice = 0;           // over foreground classes
   double foreground_dice = 0;     // any foreground vs background
   bool best = false;
+  double elapsed_s = 0;  // as TrainRecord's
 };
 
 class RunLogger {

@@ -257,6 +257,7 @@ void Trainer::validate_now(bool* improved) {
   record.step = step_;
   record.epoch = epoch_;
   record.loss = result.loss;
+  record.elapsed_s = elapsed_s();
   record.dice = counts.dice();
   record.iou = counts.iou();
   record.mean_dice = counts.mean_foreground_dice();
@@ -274,6 +275,10 @@ Clock::time_point Trainer::pause_window() {
   return Clock::now();
 }
 
+double Trainer::elapsed_s() const {
+  return elapsed_before_ + seconds_since(run_start_);
+}
+
 void Trainer::save(bool best) {
   if (!context_.is_root()) return;
   const Clock::time_point paused = pause_window();
@@ -283,6 +288,7 @@ void Trainer::save(bool best) {
   state.dataset_size = train_data_->size();
   state.dataset_description = describe_dataset(*train_data_);
   state.world_size = context_.world_size();
+  state.elapsed_s = elapsed_s();
   state.config_yaml = config::to_yaml(config_);
   const LossScalerState scaler = scaler_.state();  // read back from the device
   state.loss_scale = scaler.scale;
@@ -326,7 +332,7 @@ void Trainer::log_progress(const torch::Tensor& loss_sum, int64_t steps) {
   r.data_wait_share = seconds > 0 ? waited / seconds : 0;
   r.step_ms = 1000.0 * seconds / static_cast<double>(std::max<int64_t>(1, steps));
   r.gpu_memory_gb = peak_gpu_memory_gib(device_);
-  r.elapsed_s = seconds_since(run_start_);
+  r.elapsed_s = elapsed_s();
   logger_.train(r);
   window_start_ = Clock::now();
   window_wait_start_ = loader_->wait_seconds();

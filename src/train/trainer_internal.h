@@ -59,6 +59,7 @@ class Trainer {
   bool validation_due(bool epoch_ended, bool last) const;
   void validate_now(bool* improved);
   void save(bool best);
+  double elapsed_s() const;  // wall time of the run so far, over every resume
   // Starts a stretch that logged throughput leaves out (validation, checkpoint snapshot).
   Clock::time_point pause_window();
   void log_progress(const torch::Tensor& loss_sum, int64_t steps);
@@ -92,7 +93,8 @@ class Trainer {
   // before the store and everything else it might touch are gone.
   checkpoint::BackgroundWriter writer_;
   // Throughput bookkeeping between log lines.
-  Clock::time_point run_start_, window_start_;
+  Clock::time_point run_start_ = Clock::now(), window_start_;
+  double elapsed_before_ = 0;  // the resumed checkpoint's elapsed_s: time_s continues from it
   double window_wait_start_ = 0;
   double window_paused_ = 0;  // validation and checkpoint snapshots: not training time
   int64_t window_steps_ = 0;

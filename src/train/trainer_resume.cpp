@@ -59,6 +59,7 @@ void Trainer::resume(const checkpoint::LoadedCheckpoint& loaded) {
   loaded.restore_optimizer(*optimizer_);
   const auto& s = loaded.state();
   step_ = s.step;
+  elapsed_before_ = s.elapsed_s;
   best_score_ = s.best_score;
   best_step_ = s.best_step;
   validation_pending_ = s.validation_pending;

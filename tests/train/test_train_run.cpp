@@ -164,6 +164,16 @@ TEST_CASE("training N+M steps equals training N, resuming and training M, bit fo
   REQUIRE(second.exit_code == 0);
   CHECK_THAT(second.output, HasSubstr("resumed from") && HasSubstr("step-00000003.ckpt"));
   require_identical(f.dir() / "straight.ckpt", checkpoint_at(f, 8));
+  // The run's clock goes on where it stopped: time_s never runs backwards in the file.
+  std::istringstream metrics(dpunet::read_file(f.run_dir() + "/metrics.jsonl"));
+  double previous = 0;
+  for (std::string line; std::getline(metrics, line);) {
+    const auto row = nlohmann::json::parse(line);
+    INFO(line);
+    REQUIRE(row.contains("time_s"));
+    CHECK(row["time_s"].get<double>() >= previous);
+    previous = row["time_s"].get<double>();
+  }
 }
 
 TEST_CASE("a run resumes on a different number of ranks", "[train][e2e]") {
