@@ -158,7 +158,7 @@ void run_bench_model(const BenchModelArgs& args) {
                args.depth);
   DPUNET_CHECK(args.batch > 0 && args.repeats > 0 && args.threads > 0,
                "bench model: --batch, --repeats and --threads must be > 0");
-  model::parse_checkpoint_policy(args.policy);
+  check_checkpoint_selection(args.policy, args.blocks, args.recompute_norm);
   DPUNET_CHECK(args.variant == "both" || args.variant == "plain" || args.variant == "checkpointed",
                "bench model: --variant must be both, plain or checkpointed, got '", args.variant, "'");
 

@@ -21,8 +21,8 @@ int64_t parse_pixels(const std::string& text, const std::string& whole) {
   } catch (const std::logic_error&) {
     used = 0;
   }
-  DPUNET_CHECK(used == text.size() && !text.empty() && value > 0 && value <= 65536,
-               "data synth: --size must be S or HxW with sizes from 1 to 65536, got '", whole, "'");
+  DPUNET_CHECK(used == text.size() && !text.empty() && value >= 8 && value <= 65536,
+               "data synth: --size must be S or HxW with sizes from 8 to 65536, got '", whole, "'");
   return value;
 }
 
@@ -36,15 +36,26 @@ void add_synth(CLI::App& data) {
   auto args = std::make_shared<Args>();
   CLI::App* cmd = data.add_subcommand("synth", "Write a synthetic cell-segmentation dataset (deterministic per seed)");
   cmd->add_option("--out", args->out, "Output directory")->required();
-  cmd->add_option("--samples", args->synth.samples, "Training samples")->capture_default_str();
-  cmd->add_option("--shards", args->synth.shards, "Training shards")->capture_default_str();
+  cmd->add_option("--samples", args->synth.samples, "Training samples")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--shards", args->synth.shards, "Training shards (at most --samples)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   cmd->add_option("--val-samples", args->val_samples, "Validation samples, written as val-00000.h5")
+      ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   cmd->add_option("--size", args->size, "Image size: S or HxW")->capture_default_str();
-  cmd->add_option("--channels", args->synth.channels, "Image channels")->capture_default_str();
+  cmd->add_option("--channels", args->synth.channels, "Image channels")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   cmd->add_option("--dtype", args->pixel_type, "uint8, uint16 or float32")->capture_default_str();
-  cmd->add_option("--classes", args->synth.n_classes, "2 (background, cell) or 3 (+ border)")->capture_default_str();
-  cmd->add_option("--gzip", args->synth.gzip_level, "Deflate level 1-9; 0 stores raw")->capture_default_str();
+  cmd->add_option("--classes", args->synth.n_classes, "2 (background, cell) or 3 (+ border)")
+      ->check(CLI::Range(2, 3))
+      ->capture_default_str();
+  cmd->add_option("--gzip", args->synth.gzip_level, "Deflate level 1-9; 0 stores raw")
+      ->check(CLI::Range(0, 9))
+      ->capture_default_str();
   cmd->add_option("--seed", args->synth.seed, "Random seed")->capture_default_str();
   cmd->add_flag("--overwrite", args->overwrite, "Remove train-*.h5/val-*.h5 shards already in --out first");
   cmd->callback([args] {
@@ -80,9 +91,15 @@ void add_import(CLI::App& data) {
                   "Mask value or colour to class id, e.g. 0=0,255=1 or #000000=0,#ff0000=1 (default: sorted "
                   "distinct values)");
   cmd->add_option("--class-names", args->class_names, "Comma-separated class names");
-  cmd->add_option("--val-fraction", args->import.val_fraction, "Share of pairs for val-*.h5")->capture_default_str();
-  cmd->add_option("--samples-per-shard", args->import.samples_per_shard)->capture_default_str();
-  cmd->add_option("--gzip", args->import.gzip_level, "Deflate level 1-9; 0 stores raw")->capture_default_str();
+  cmd->add_option("--val-fraction", args->import.val_fraction, "Share of pairs for val-*.h5, in [0, 1)")
+      ->check(CLI::Range(0.0, 0.999999))
+      ->capture_default_str();
+  cmd->add_option("--samples-per-shard", args->import.samples_per_shard, "Samples in each shard file")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--gzip", args->import.gzip_level, "Deflate level 1-9; 0 stores raw")
+      ->check(CLI::Range(0, 9))
+      ->capture_default_str();
   cmd->add_option("--seed", args->import.seed, "Seed of the validation split")->capture_default_str();
   cmd->add_flag("--overwrite", args->import.overwrite,
                 "Remove train-*.h5/val-*.h5 shards already in --out (once the inputs are read)");
@@ -115,7 +132,9 @@ void add_inspect(CLI::App& data) {
   auto args = std::make_shared<Args>();
   CLI::App* cmd = data.add_subcommand("inspect", "Describe a dataset; --verify reads every sample");
   cmd->add_option("dataset", args->spec, "Directory, glob, index file or shard")->required();
-  cmd->add_option("--max-samples", args->inspect.max_samples, "Samples read for statistics")->capture_default_str();
+  cmd->add_option("--max-samples", args->inspect.max_samples, "Samples read for statistics")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   cmd->add_flag("--verify", args->inspect.verify, "Read every sample and list the bad ones");
   cmd->callback([args] {
     const int64_t bad = data::inspect_dataset(args->spec, args->inspect, std::cout);

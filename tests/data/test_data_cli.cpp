@@ -54,6 +54,17 @@ TEST_CASE("data synth --size takes whole positive numbers only", "[data][cli]") 
   }
 }
 
+TEST_CASE("data command numbers are checked by the option that takes them", "[data][cli]") {
+  dpunet::test::TempDir dir;
+  for (const std::string option : {"--val-samples -1", "--samples 0", "--gzip 10", "--classes 4", "--size 4"}) {
+    const auto synth = run_command(DPUNET_BINARY " data synth --out " + dir.path() + " " + option + " 2>&1");
+    INFO(option);
+    CHECK(synth.exit_code != 0);
+    CHECK_THAT(synth.output, HasSubstr(option.substr(0, option.find(' '))));
+  }
+  CHECK_FALSE(std::filesystem::exists(dir / "train-00000.h5"));
+}
+
 TEST_CASE("a dataset of more shards than the soft open-file limit opens", "[data][cli]") {
   dpunet::test::TempDir dir;
   const auto synth = run_command(DPUNET_BINARY " data synth --out " + dir.path() +

@@ -196,6 +196,12 @@ TEST_CASE("import errors name the file at fault", "[data]") {
     dpunet::data::write_png(f.dir / "images/b.png", make_image(8, 1, 1));
     CHECK_THROWS_WITH(dpunet::data::import_image_folders(f.options), HasSubstr("b.png") && HasSubstr("no mask"));
   }
+  SECTION("a mask named with a suffix not given") {
+    dpunet::data::write_png(f.dir / "images/b.png", make_image(8, 1, 1));
+    dpunet::data::write_png(f.dir / "masks/b_mask.png", make_mask(8));
+    CHECK_THROWS_WITH(dpunet::data::import_image_folders(f.options),
+                      HasSubstr("no mask named b.png") && HasSubstr("there is b_mask.png: --mask-suffix _mask?"));
+  }
   SECTION("images of different sizes") {
     dpunet::data::write_png(f.dir / "images/b.png", make_image(10, 1, 1));
     dpunet::data::write_png(f.dir / "masks/b.png", make_mask(10));
