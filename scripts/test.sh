@@ -6,4 +6,5 @@ build=${DPUNET_BUILD_DIR:-$root/build}
 
 "$root/scripts/setup.sh"
 "$root/scripts/build.sh"
-ctest --test-dir "$build" --output-on-failure "$@"
+# No tests found (a build configured without them) is a failure, not a pass.
+ctest --test-dir "$build" --output-on-failure --no-tests=error "$@"

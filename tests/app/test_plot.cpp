@@ -38,6 +38,7 @@ TEST_CASE("plot writes only .png files and says when there is nothing to plot", 
   CHECK(dpunet::read_file(dir / "metrics.jsonl") == metrics);
   const auto upper = dpunet::test::run_command(DPUNET_BINARY " plot " + dir.path() + " --out " + dir / "C.PNG 2>&1");
   CHECK(upper.exit_code == 0);
+  CHECK(std::filesystem::exists(dir / "C.PNG"));
   dpunet::write_file_atomically(dir / "metrics.jsonl", "");
   const auto empty = dpunet::test::run_command(DPUNET_BINARY " plot " + dir.path() + " 2>&1");
   CHECK(empty.exit_code != 0);

@@ -10,9 +10,10 @@ host=$(hostname -s)
 
 start() {
   if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
-    apt-get update -qq >/dev/null
+    # Exit 77 (skipped) when the packages cannot be had, e.g. without a network.
+    apt-get update -qq >/dev/null || exit 77
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      slurmctld slurmd slurm-client munge >/dev/null
+      slurmctld slurmd slurm-client munge >/dev/null || exit 77
   fi
   mkdir -p "$dir"/{state,spool,log} /run/munge /etc/munge /etc/slurm
   [ -f /etc/munge/munge.key ] || dd if=/dev/urandom bs=1 count=1024 of=/etc/munge/munge.key 2>/dev/null

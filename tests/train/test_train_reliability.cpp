@@ -28,13 +28,13 @@ int seconds_of(const std::string& output) {
 
 TEST_CASE("SIGKILL on one rank ends the job promptly and leaves a checkpoint to resume from", "[train][e2e]") {
   TrainFixture f;
-  const std::string config = f.write_config("train: {batch_size: 2, steps: 100000}\ndistributed: {timeout_s: 30}\n");
+  const std::string config = f.write_config("train: {batch_size: 2, steps: 100000}\ndistributed: {timeout_s: 10}\n");
   const auto result = interrupt(f, config, "kill -9 $(pgrep -f '^" DPUNET_BINARY " train " + config + "' | tail -1)");
   INFO(result.output << dpunet::read_file(f.log_path()));
   CHECK_THAT(result.output, HasSubstr("exit="));
   CHECK_THAT(result.output, !HasSubstr("exit=0 "));
   CHECK(seconds_of(result.output) >= 0);
-  CHECK(seconds_of(result.output) <= 30);  // within distributed.timeout_s
+  CHECK(seconds_of(result.output) <= 40);  // distributed.timeout_s, and time to end the job, on a busy machine
   const dpunet::checkpoint::CheckpointStore store(f.run_dir());
   std::vector<std::string> damaged;
   const auto latest = store.latest_valid([&](const std::string& m) { damaged.push_back(m); });
@@ -69,7 +69,9 @@ TEST_CASE("the launcher's dry run and errors", "[train][e2e]") {
   const auto cpu = dpunet::test::run_command(launch + "--cpu --dry-run -- train c.yaml 2>&1");
   CHECK(cpu.exit_code == 0);
   CHECK_THAT(cpu.output, HasSubstr("CUDA_VISIBLE_DEVICES= ") && HasSubstr("mpirun -np 2"));
-  CHECK_THAT(dpunet::test::run_command(launch + "--cpu --gpus 0 -- train c.yaml 2>&1").output, HasSubstr("contradict"));
+  const auto contradiction = dpunet::test::run_command(launch + "--cpu --gpus 0 -- train c.yaml 2>&1");
+  CHECK(contradiction.exit_code != 0);
+  CHECK_THAT(contradiction.output, HasSubstr("contradict"));
   const auto hosts = dpunet::test::run_command(launch + "--hosts a:3,b:2 --dry-run -- train c.yaml 2>&1");
   CHECK(hosts.exit_code == 0);
   CHECK_THAT(hosts.output, HasSubstr("mpirun -np 5") && HasSubstr("--host a:3"));

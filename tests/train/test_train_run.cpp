@@ -85,6 +85,7 @@ TEST_CASE("a fresh start in a used run directory sets the earlier run aside", "[
   // resume auto continues this run, not the earlier one that went further.
   const auto resumed = f.train(1, config + " --resume auto --stop-at-step 3");
   INFO(resumed.output);
+  REQUIRE(resumed.exit_code == 0);
   CHECK_THAT(resumed.output, HasSubstr("resumed from " + checkpoint_at(f, 2)));
   // The same command again: step 3 was reached, so no step 4 is trained.
   const auto again = f.train(1, config + " --resume auto --stop-at-step 3");
@@ -108,6 +109,7 @@ TEST_CASE("a resume whose epoch order changed starts the next epoch and says why
                                  HasSubstr("keys changed from the checkpoint's config:\n  run.seed: 3 vs 4"));
   const auto again = f.train(1, config + " --resume auto --stop-at-step 5 --set run.seed=4");
   INFO(again.output);
+  REQUIRE(again.exit_code == 0);
   CHECK_THAT(again.output, !HasSubstr("changed since") && !HasSubstr("keys changed"));
   // The same number of samples in another shard order is another epoch order too.
   const std::string data = f.dir() / "data";
@@ -167,13 +169,15 @@ TEST_CASE("training N+M steps equals training N, resuming and training M, bit fo
   // The run's clock goes on where it stopped: time_s never runs backwards in the file.
   std::istringstream metrics(dpunet::read_file(f.run_dir() + "/metrics.jsonl"));
   double previous = 0;
-  for (std::string line; std::getline(metrics, line);) {
+  int rows = 0;
+  for (std::string line; std::getline(metrics, line); ++rows) {
     const auto row = nlohmann::json::parse(line);
     INFO(line);
     REQUIRE(row.contains("time_s"));
     CHECK(row["time_s"].get<double>() >= previous);
     previous = row["time_s"].get<double>();
   }
+  CHECK(rows >= 8);  // a train row per step, and the validations
 }
 
 TEST_CASE("a run resumes on a different number of ranks", "[train][e2e]") {
