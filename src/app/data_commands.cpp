@@ -64,15 +64,16 @@ void add_synth(CLI::App& data) {
     o.height = parse_pixels(args->size.substr(0, x), args->size);
     o.width = x == std::string::npos ? o.height : parse_pixels(args->size.substr(x + 1), args->size);
     o.pixel_type = data::parse_pixel_type(args->pixel_type);
-    data::clear_output_folder(args->out, {o.prefix, "val"}, args->overwrite);
-    for (const std::string& path : data::write_synthetic_dataset(args->out, o)) std::cout << path << "\n";
+    data::StagedOutput output(args->out, {o.prefix, "val"}, args->overwrite);
+    std::vector<std::string> staged = data::write_synthetic_dataset(output.staging(), o);
     if (args->val_samples > 0) {
       o.samples = args->val_samples;
       o.shards = 1;
       o.prefix = "val";
       o.first_index = args->synth.samples;  // different images from the training set
-      for (const std::string& path : data::write_synthetic_dataset(args->out, o)) std::cout << path << "\n";
+      for (std::string& path : data::write_synthetic_dataset(output.staging(), o)) staged.push_back(std::move(path));
     }
+    for (const std::string& path : output.commit(staged)) std::cout << path << "\n";
   });
 }
 

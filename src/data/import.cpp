@@ -63,8 +63,9 @@ std::map<uint32_t, int> discover_classes(const std::vector<Pair>& pairs) {
   return classes;
 }
 
-void write_set(const ImportOptions& o, const std::vector<Pair>& pairs, const std::string& prefix, int n_classes,
-               const std::map<uint32_t, int>& class_of, std::vector<std::string>& written) {
+void write_set(const ImportOptions& o, const std::string& directory, const std::vector<Pair>& pairs,
+               const std::string& prefix, int n_classes, const std::map<uint32_t, int>& class_of,
+               std::vector<std::string>& written) {
   if (pairs.empty()) return;
   const Image first = read_image(pairs.front().image);
   const int64_t shards = (static_cast<int64_t>(pairs.size()) + o.samples_per_shard - 1) / o.samples_per_shard;
@@ -75,7 +76,7 @@ void write_set(const ImportOptions& o, const std::vector<Pair>& pairs, const std
     const int64_t end = static_cast<int64_t>(pairs.size()) * (s + 1) / shards;
     char name[64];
     std::snprintf(name, sizeof(name), "%s-%05lld.h5", prefix.c_str(), static_cast<long long>(s));
-    const std::string path = (fs::path(o.out_dir) / name).string();
+    const std::string path = (fs::path(directory) / name).string();
     ShardHeader header;
     header.samples = end - begin;
     header.channels = first.channels;
@@ -191,12 +192,15 @@ ImportResult import_image_folders(const ImportOptions& o) {
   std::vector<Pair> train, val;
   for (size_t i = 0; i < pairs.size(); ++i) (is_val[i] ? val : train).push_back(pairs[i]);
 
-  clear_output_folder(o.out_dir, {o.prefix, o.val_prefix}, o.overwrite);
-  std::error_code ec;
-  fs::create_directories(o.out_dir, ec);
-  DPUNET_CHECK(!ec, o.out_dir, ": cannot create the directory: ", ec.message());
-  write_set(o, train, o.prefix, n_classes, result.class_of_value, result.train_shards);
-  write_set(o, val, o.val_prefix, n_classes, result.class_of_value, result.val_shards);
+  StagedOutput output(o.out_dir, {o.prefix, o.val_prefix}, o.overwrite);
+  std::vector<std::string> train_staged, val_staged;
+  write_set(o, output.staging(), train, o.prefix, n_classes, result.class_of_value, train_staged);
+  write_set(o, output.staging(), val, o.val_prefix, n_classes, result.class_of_value, val_staged);
+  std::vector<std::string> staged = train_staged;
+  staged.insert(staged.end(), val_staged.begin(), val_staged.end());
+  const std::vector<std::string> moved = output.commit(staged);
+  result.train_shards.assign(moved.begin(), moved.begin() + static_cast<std::ptrdiff_t>(train_staged.size()));
+  result.val_shards.assign(moved.begin() + static_cast<std::ptrdiff_t>(train_staged.size()), moved.end());
   result.train_samples = static_cast<int64_t>(train.size());
   result.val_samples = static_cast<int64_t>(val.size());
   return result;

@@ -23,8 +23,8 @@ struct ImportOptions {
   // found in the masks become classes 0, 1, 2, ...
   std::map<uint32_t, int> class_of_value;
   std::vector<std::string> class_names;  // optional, one per class
-  // Shards already in out_dir under the prefixes: refused, or with this removed once the
-  // inputs have been read and checked (data/output_folder.h).
+  // Shards already in out_dir under the prefixes: refused, or with this replaced once
+  // every new shard was written (data/output_folder.h).
   bool overwrite = false;
 };
 

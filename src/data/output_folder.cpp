@@ -5,7 +5,10 @@
 #include <filesystem>
 #include <regex>
 
+#include <unistd.h>
+
 #include "common/error.h"
+#include "common/remove_tree.h"
 
 namespace dpunet::data {
 
@@ -42,6 +45,43 @@ void clear_output_folder(const std::string& directory, const std::vector<std::st
     fs::remove(shard, ec);
     DPUNET_CHECK(!ec, shard, ": cannot remove it: ", ec.message());
   }
+}
+
+StagedOutput::StagedOutput(std::string directory, std::vector<std::string> prefixes, bool overwrite)
+    : directory_(std::move(directory)), prefixes_(std::move(prefixes)), overwrite_(overwrite) {
+  if (!overwrite_) clear_output_folder(directory_, prefixes_, false);
+  std::error_code ec;
+  made_directory_ = !fs::exists(directory_, ec);
+  fs::create_directories(directory_, ec);
+  DPUNET_CHECK(!ec, directory_, ": cannot create the directory: ", ec.message());
+  // Inside the directory, so the moves are renames on one file system; hidden and not a
+  // shard name, so no dataset glob reads it.
+  staging_ = (fs::path(directory_) / (".dpunet-staging-" + std::to_string(::getpid()))).string();
+  remove_tree(staging_);
+  fs::create_directory(staging_, ec);
+  DPUNET_CHECK(!ec, staging_, ": cannot create the directory: ", ec.message());
+}
+
+StagedOutput::~StagedOutput() {
+  remove_tree(staging_);
+  if (!committed_ && made_directory_) {
+    std::error_code ec;
+    fs::remove(directory_, ec);  // only when empty
+  }
+}
+
+std::vector<std::string> StagedOutput::commit(const std::vector<std::string>& staged) {
+  clear_output_folder(directory_, prefixes_, overwrite_);
+  std::vector<std::string> moved;
+  for (const std::string& file : staged) {
+    const std::string target = (fs::path(directory_) / fs::path(file).filename()).string();
+    std::error_code ec;
+    fs::rename(file, target, ec);
+    DPUNET_CHECK(!ec, file, ": cannot move it to ", target, ": ", ec.message());
+    moved.push_back(target);
+  }
+  committed_ = true;
+  return moved;
 }
 
 }  // namespace dpunet::data

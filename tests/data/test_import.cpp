@@ -3,6 +3,7 @@
 #include <png.h>
 #include "support/catch.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -214,5 +215,46 @@ TEST_CASE("import errors name the file at fault", "[data]") {
   }
   SECTION("a malformed mapping") {
     CHECK_THROWS_WITH(dpunet::data::parse_mask_mapping("0=0,red"), HasSubstr("'red'"));
+  }
+}
+
+TEST_CASE("an import that fails halfway leaves the output folder as it was", "[data]") {
+  Folders f;
+  for (const char* name : {"a", "b"}) {
+    dpunet::data::write_png(f.dir / (std::string("images/") + name + ".png"), make_image(8, 1, 0));
+    dpunet::data::write_png(f.dir / (std::string("masks/") + name + ".png"), make_mask(8));
+  }
+  f.options.samples_per_shard = 1;
+  f.options.class_of_value = dpunet::data::parse_mask_mapping("0=0,255=1");
+  // c sorts last, so its shard is written after a's and b's: the failure comes halfway.
+  Image bad = make_mask(8);
+  bad.values[0] = 7;
+  const auto add_bad_pair = [&] {
+    dpunet::data::write_png(f.dir / "images/c.png", make_image(8, 1, 2));
+    dpunet::data::write_png(f.dir / "masks/c.png", bad);
+  };
+  const auto entries = [&] {
+    std::vector<std::string> names;
+    for (const auto& entry : std::filesystem::directory_iterator(f.options.out_dir)) {
+      names.push_back(entry.path().filename().string());
+    }
+    std::sort(names.begin(), names.end());
+    return names;
+  };
+  SECTION("a new folder is not left behind") {
+    add_bad_pair();
+    CHECK_THROWS_WITH(dpunet::data::import_image_folders(f.options), HasSubstr("masks/c.png"));
+    CHECK_FALSE(std::filesystem::exists(f.options.out_dir));
+  }
+  SECTION("the dataset --overwrite would replace stays whole") {
+    f.options.samples_per_shard = 2;
+    const auto first = dpunet::data::import_image_folders(f.options);
+    REQUIRE(first.train_shards == std::vector<std::string>{f.options.out_dir + "/train-00000.h5"});
+    add_bad_pair();
+    f.options.overwrite = true;
+    f.options.samples_per_shard = 1;  // a's and b's shards replace the old one before c fails
+    CHECK_THROWS_WITH(dpunet::data::import_image_folders(f.options), HasSubstr("mask value 7"));
+    CHECK(entries() == std::vector<std::string>{"train-00000.h5"});
+    CHECK(dpunet::data::Dataset(f.options.out_dir + "/train-*.h5").size() == 2);
   }
 }
