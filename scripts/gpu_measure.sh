@@ -32,7 +32,8 @@
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 deps=$root/.deps/gpu
-build=$root/build-gpu
+gpu_build=$root/build-gpu  # what `build` makes on the GPU host
+build=$gpu_build
 [ -x "$build/src/dpunet" ] || build=$root/build  # the carried binaries of a local CUDA build
 cd "$root" || exit 1
 
@@ -94,9 +95,12 @@ use_carried_binaries() {
   local site missing=$deps/missing-libs
   site=$("$python" -c 'import os, torch; print(os.path.dirname(os.path.dirname(torch.__file__)))') || return 1
   mkdir -p "$deps/runtime-libs" "$missing" && tar -C "$deps/runtime-libs" -xzf "$deps/runtime-libs.tar.gz" || return 1
-  local lib
+  # The cache listing is saved first: `ldconfig -p | grep -q` under pipefail fails with
+  # SIGPIPE when grep stops early, and would take a library the host has for missing.
+  local lib cache=$deps/ldconfig.txt
+  ldconfig -p >"$cache" || return 1
   for lib in "$deps"/runtime-libs/*.so*; do
-    ldconfig -p | grep -q "/$(basename "$lib")\$" || ln -sf "$lib" "$missing/"
+    grep -q "/$(basename "$lib")\$" "$cache" || ln -sf "$lib" "$missing/"
   done
   export LD_LIBRARY_PATH=$site/torch/lib:$site/nvidia/nccl/lib:$site/nvidia/cu13/lib:/usr/local/cuda/lib64:$LD_LIBRARY_PATH:$missing
 }
@@ -105,9 +109,10 @@ build_gpu() {
   use_deps || return 1
   local generator=(-G Ninja)
   command -v ninja >/dev/null || generator=(-G "Unix Makefiles")
-  cmake -S "$root" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DDPUNET_PYTHON="$python" \
+  # Always build-gpu/: a carried build/ holds the VM's cache and paths.
+  cmake -S "$root" -B "$gpu_build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DDPUNET_PYTHON="$python" \
     -DDPUNET_WITH_NCCL=ON || return 1
-  cmake --build "$build" -j "$(nproc)"
+  cmake --build "$gpu_build" -j "$(nproc)"
 }
 
 # Seconds left before DEADLINE_S; at most `limit`.
@@ -116,19 +121,28 @@ time_left() {
   echo $(( left < $1 ? left : $1 ))
 }
 
+# `limited MAX COMMAND...`: runs COMMAND for at most MAX seconds and never past
+# DEADLINE_S; SIGKILL 15 s after the SIGTERM, since dpunet train takes SIGTERM as a stop
+# request that waits for the step to end (and a stalled step never ends). Exit 124 when
+# it timed out or was skipped.
+limited() {
+  local limit
+  limit=$(time_left "$1")
+  shift
+  if [ "$limit" -lt 20 ]; then
+    say "skipped, ${limit}s left before DEADLINE_S: $*"
+    return 124
+  fi
+  timeout -k 15 "$limit" "$@"
+}
+
 # Runs one benchmark command and appends its JSON, tagged, to the results file.
 record() {
   local tag=$1
   shift
-  local limit
-  limit=$(time_left "${STEP_TIMEOUT:-240}")
-  if [ "$limit" -lt 20 ]; then
-    say "== $tag: skipped, ${limit}s left before DEADLINE_S"
-    return
-  fi
-  say "== $tag (${limit}s at most): $*"
+  say "== $tag ($(time_left "${STEP_TIMEOUT:-240}")s at most): $*"
   local json
-  if json=$(timeout "$limit" "$@" 2>>"$log"); then
+  if json=$(limited "${STEP_TIMEOUT:-240}" "$@" 2>>"$log"); then
     "$python" -c 'import json,sys; d=json.loads(sys.stdin.read()); d["tag"]=sys.argv[1]; print(json.dumps(d))' \
       "$tag" <<<"$json" >>"$results" || say "$tag: output was not JSON"
   else
@@ -141,7 +155,7 @@ say() { echo "$*" | tee -a "$log"; }
 
 step_tests() {
   say "== [gpu] tests"
-  (cd "$build/tests" && timeout 240 ./dpunet_tests "[gpu]" --durations yes) >>"$log" 2>&1
+  (cd "$build/tests" && limited 240 ./dpunet_tests "[gpu]" --durations yes) >>"$log" 2>&1
   say "[gpu] tests: exit $?"
 }
 
@@ -153,15 +167,15 @@ step_smoke() {
   local train=("$dpunet" train configs/unet572.yaml --set run.dir="$smoke/run"
     --set data.train="$smoke/data/train-*.h5" --set data.val="$smoke/data/val-*.h5"
     --set train.steps=40 --set schedule.warmup_steps=5 --set validation.every_steps=20 --set checkpoint.every_steps=20
-    --set logging.every_steps=5)
+    --set logging.every_steps=5 --set distributed.timeout_s=120)
   say "== train smoke"
   {
     synth_data "$smoke" &&
-      timeout 200 "${train[@]}" --stop-at-step 20 &&
+      limited 200 "${train[@]}" --stop-at-step 20 &&
       echo "== resume smoke" &&
-      timeout 200 "${train[@]}" --resume auto &&
+      limited 200 "${train[@]}" --resume auto &&
       echo "== predict smoke" &&
-      timeout 120 "$dpunet" predict "$smoke/data/val-00000.h5" --checkpoint "$smoke/run/checkpoints/step-00000040.ckpt" \
+      limited 120 "$dpunet" predict "$smoke/data/val-00000.h5" --checkpoint "$smoke/run/checkpoints/step-00000040.ckpt" \
         --out "$smoke/predictions" --eval --no-png
   } >>"$log" 2>&1
   say "train, resume and predict smoke: exit $?"
@@ -175,9 +189,9 @@ synth_data() { "$dpunet" data synth --out "$1/data" --samples 64 --shards 2 --va
 train_40() {
   local dir=$1 run=$2
   shift 2
-  timeout 300 "$dpunet" train configs/unet572.yaml --set run.dir="$dir/$run" --set data.train="$dir/data/train-*.h5" \
+  limited 300 "$dpunet" train configs/unet572.yaml --set run.dir="$dir/$run" --set data.train="$dir/data/train-*.h5" \
     --set data.val="$dir/data/val-*.h5" --set train.steps=40 --set schedule.warmup_steps=5 \
-    --set checkpoint.every_epoch=false --set logging.every_steps=5 "$@" >>"$log" 2>&1
+    --set checkpoint.every_epoch=false --set logging.every_steps=5 --set distributed.timeout_s=120 "$@" >>"$log" 2>&1
 }
 
 # What a checkpoint every 5 steps costs the step (the write runs on a background thread;
@@ -311,16 +325,25 @@ measure() {
   : >>"$results"
   if [ "$build" = "$root/build" ]; then use_carried_binaries || return 1; fi
   dpunet=$build/src/dpunet
+  say "binaries: $build"
+  # NCCL's INFO lines go to stdout, where each benchmark's JSON is read.
+  unset NCCL_DEBUG
   {
     nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
     "$python" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version())'
-    "$dpunet" version
   } >>"$log" 2>&1
+  # A binary that does not load here (a missing library) would fail every step in turn.
+  local version
+  if ! version=$("$dpunet" version 2>&1); then
+    say "dpunet does not run here: $version"
+    return 1
+  fi
+  echo "$version" >>"$log"
   # Binaries built against another LibTorch than the host's fail at load or mid-run:
   # stop before spending device time on them.
   local host_torch built_torch
   host_torch=$("$python" -c 'import torch; print(torch.__version__.split("+")[0])' 2>/dev/null)
-  built_torch=$("$dpunet" version 2>/dev/null | grep -o -i -m1 'libtorch [0-9][0-9.]*' | awk '{print $2}')
+  built_torch=$(grep -o -i -m1 'libtorch [0-9][0-9.]*' <<<"$version" | awk '{print $2}')
   if [ -n "$built_torch" ] && [ "$host_torch" != "$built_torch" ]; then
     say "dpunet was built against LibTorch $built_torch, the host has torch $host_torch: rebuild (gpu_measure.sh build)"
     return 1
