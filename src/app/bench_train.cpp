@@ -276,6 +276,11 @@ void run(const BenchTrainArgs& a) {
   // Autocast is CUDA-only here: a bf16 figure measured in fp32 would be mislabelled.
   DPUNET_CHECK(a.precision == "fp32" || context.device().is_cuda(), "bench train: --precision ", a.precision,
                " needs a GPU (autocast); this rank runs on ", context.device().str());
+  // Each rank would meet its own out-of-memory errors at its own batch and point of the
+  // step, and the ranks' collectives would fall out of step: one GPU's capacity is a
+  // one-process question.
+  DPUNET_CHECK(!a.max_batch || context.world_size() == 1, "bench train: --max-batch runs as one process (",
+               context.world_size(), " ranks started); run it without mpirun");
   auto comm = dist::make_communicator(context);
   nlohmann::json rows = nlohmann::json::array();
   if (a.checkpointing != "on") rows.push_back(run_variant(a, context, *comm, false));

@@ -122,6 +122,11 @@ void run(const PredictArgs& args) {
   infer::PredictionWriter writer({args.out, args.probabilities, !args.no_png}, context.rank(), context.world_size(),
                                  config.model.n_classes);
   infer::EvaluationTable table(args.eval ? inputs.size() : 0, config.model.n_classes);
+  // Made before the images are predicted, so that a failure costs none of them. The
+  // backend follows this process's device, not the training config's: a model trained on
+  // CPU ranks may predict on GPUs.
+  std::shared_ptr<dist::Communicator> comm;
+  if (args.eval) comm = dist::make_communicator(context, "auto");
   int64_t done = 0;
   for (int64_t i = context.rank(); i < inputs.size(); i += context.world_size()) {
     const infer::InputItem item = inputs.load(i);
@@ -140,8 +145,6 @@ void run(const PredictArgs& args) {
   writer.finish();
   std::printf("rank %d: %lld images -> %s\n", context.rank(), static_cast<long long>(done), writer.path().c_str());
   if (args.eval) {
-    // NCCL only where this process has a GPU; the config may come from a GPU run.
-    auto comm = dist::make_communicator(context, context.device().is_cuda() ? config.distributed.backend : "mpi");
     table.all_reduce(*comm, context.device());
     // Every rank knows the total, so every rank stops together: no score from no masks.
     DPUNET_CHECK(table.evaluated() > 0, "--eval: no image of ", args.input, " has a mask",

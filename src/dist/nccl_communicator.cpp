@@ -3,11 +3,15 @@
 // host to notice an asynchronous error or a stall.
 #include "dist/nccl_communicator.h"
 
+#include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -25,7 +29,8 @@ namespace dpunet::dist {
 struct NcclState {
   ncclComm_t comm = nullptr;
   // Held while the communicator is used or aborted: the watchdog aborts from its own
-  // threads, and an aborted communicator is freed.
+  // threads, and an aborted communicator is freed. A launch blocked on its peers holds
+  // it past a stall's abort; the watchdog's last resort then ends the process.
   std::mutex mutex;
   bool aborted = false;
   int rank = 0;
@@ -43,16 +48,21 @@ struct NcclState {
     aborted = true;
   }
   ~NcclState() {
+    // While unwinding from an error, on the way to main's report and exit: the
+    // collectives may never finish (another rank stopped), and an abort or destroy that
+    // blocks on them would hold the report back until the other ranks' timeouts. The
+    // process's exit frees the communicator instead.
+    const bool unwinding = std::uncaught_exceptions() > 0;
     // ncclCommDestroy waits for unfinished collectives: a stalled one would hang it, so
     // a communicator that failed, or still has collectives in flight, is aborted. In
-    // normal use they are let finish first; while unwinding from an error they may
-    // never finish (another rank stopped), so they are not waited for.
+    // normal use they are let finish first.
     bool unfinished = false;
     if (watchdog) {
-      if (std::uncaught_exceptions() == 0) watchdog->wait_until_idle();
+      if (!unwinding) watchdog->wait_until_idle();
       unfinished = watchdog->failure().has_value() || watchdog->pending() > 0;
       watchdog.reset();  // its thread polls the communicator
     }
+    if (unwinding) return;
     std::lock_guard<std::mutex> lock(mutex);
     if (comm == nullptr || aborted) return;
     ncclResult_t async = ncclSuccess;
@@ -92,10 +102,20 @@ ncclDataType_t nccl_type(c10::ScalarType type) {
   }
 }
 
-// The watchdog's view of one collective: done when its event is, failed on a CUDA error
-// or an asynchronous NCCL error.
-StallWatchdog::Poll poll_collective(NcclState* state, std::shared_ptr<Event> done) {
-  return [state, done = std::move(done)](std::string* error) {
+// Where a collective's launch stands. It is watched from before the launch: a blocking
+// NCCL call can wait on the host for its peers (connections are set up lazily inside
+// the first collective that needs them), and a peer that never arrives must show as a
+// stall there too.
+enum class LaunchStage { kLaunching, kLaunched, kAbandoned };
+
+// The watchdog's view of one collective: pending while it launches, done when its event
+// is (or when its launch failed, which the caller was told), failed on a CUDA error or
+// an asynchronous NCCL error.
+StallWatchdog::Poll poll_collective(NcclState* state, std::shared_ptr<Event> done,
+                                    std::shared_ptr<std::atomic<LaunchStage>> launch) {
+  return [state, done = std::move(done), launch = std::move(launch)](std::string* error) {
+    const LaunchStage stage = launch->load();
+    if (stage == LaunchStage::kAbandoned) return StallWatchdog::State::kDone;
     // The watchdog's thread has no current device: without this its first CUDA call
     // would open a context on GPU 0, taking memory on another rank's GPU.
     const cudaError_t set = cudaSetDevice(state->device.index());
@@ -103,7 +123,7 @@ StallWatchdog::Poll poll_collective(NcclState* state, std::shared_ptr<Event> don
       *error = cudaGetErrorString(set);
       return StallWatchdog::State::kFailed;
     }
-    const cudaError_t query = cudaEventQuery(done->event);
+    const cudaError_t query = stage == LaunchStage::kLaunched ? cudaEventQuery(done->event) : cudaErrorNotReady;
     if (query == cudaSuccess) return StallWatchdog::State::kDone;
     if (query != cudaErrorNotReady) {
       *error = cudaGetErrorString(query);
@@ -177,17 +197,51 @@ std::unique_ptr<Work> enqueue(const std::shared_ptr<NcclState>& state, const std
   const c10::cuda::CUDAStream compute = c10::cuda::getCurrentCUDAStream(state->device.index());
   Event ready;
   auto done = std::make_shared<Event>();
+  auto stage = std::make_shared<std::atomic<LaunchStage>>(LaunchStage::kLaunching);
+  state->watchdog->watch("NCCL " + name, poll_collective(state.get(), done, stage));
   try {
     CUDA_CHECK(cudaEventRecord(ready.event, compute.stream()));
     CUDA_CHECK(cudaStreamWaitEvent(state->stream->stream(), ready.event, 0));
     NCCL_CHECK(launch(state->comm, state->stream->stream()));
     CUDA_CHECK(cudaEventRecord(done->event, state->stream->stream()));
   } catch (const Error& e) {
+    stage->store(LaunchStage::kAbandoned);
     DPUNET_FAIL("NCCL ", name, ": ", e.what());  // which collective, not only which call
   }
+  stage->store(LaunchStage::kLaunched);
   for (const auto& t : tensors) c10::cuda::CUDACachingAllocator::recordStream(t.storage().data_ptr(), *state->stream);
-  state->watchdog->watch("NCCL " + name, poll_collective(state.get(), done));
   return std::make_unique<NcclWork>(state, name, std::move(done), std::move(tensors));
+}
+
+// NCCL takes one GPU per rank and fails at start-up ("Duplicate GPU detected") when two
+// ranks share one: more ranks on a node than it has GPUs, or CUDA_VISIBLE_DEVICES giving
+// several ranks the same one. Compared by UUID, so ranks that each see their own GPU as
+// device 0 (srun --gpus-per-task) are fine. Every rank sees the same table and stops
+// with the same message.
+void check_one_gpu_per_rank(const Context& context) {
+  struct Identity {
+    char host[64];
+    unsigned char uuid[16];
+  };
+  Identity mine{};
+  std::snprintf(mine.host, sizeof(mine.host), "%s", context.host().c_str());
+  cudaDeviceProp properties{};
+  CUDA_CHECK(cudaGetDeviceProperties(&properties, context.device().index()));
+  std::memcpy(mine.uuid, properties.uuid.bytes, sizeof(mine.uuid));
+  std::vector<Identity> all(static_cast<size_t>(context.world_size()));
+  MPI_CHECK(MPI_Allgather(&mine, sizeof(Identity), MPI_BYTE, all.data(), sizeof(Identity), MPI_BYTE, context.world()));
+  for (size_t a = 0; a < all.size(); ++a) {
+    for (size_t b = a + 1; b < all.size(); ++b) {
+      if (std::strncmp(all[a].host, all[b].host, sizeof(all[a].host)) != 0 ||
+          std::memcmp(all[a].uuid, all[b].uuid, sizeof(all[a].uuid)) != 0) {
+        continue;
+      }
+      DPUNET_FAIL_ON_EVERY_RANK(
+          false, "ranks ", a, " and ", b, " on ", std::string(all[a].host, strnlen(all[a].host, 64)),
+          " share one GPU, and NCCL needs a GPU per rank: start at most as many ranks per node "
+          "as it has GPUs (the launcher does), or give each rank its own in CUDA_VISIBLE_DEVICES");
+    }
+  }
 }
 
 std::string describe(const char* op, const at::Tensor& t) {
@@ -204,6 +258,7 @@ NcclCommunicator::NcclCommunicator(const Context& context, CommunicatorOptions o
   state_->world_size = context.world_size();
   state_->device = context.device();
   c10::cuda::CUDAGuard guard(state_->device);
+  check_one_gpu_per_rank(context);
   state_->stream = c10::cuda::getStreamFromPool(/*isHighPriority=*/true, state_->device.index());
   ncclUniqueId id;
   if (context.rank() == 0) NCCL_CHECK(ncclGetUniqueId(&id));

@@ -7,6 +7,8 @@
 // input) whatever the input's type, as ATen's batch norm does under autocast: a bf16
 // mean would be rounded to 8 bits before the ranks' means are combined, shifting every
 // normalised value of a channel with a large mean. The output has the input's type.
+// Nothing here reads a value back to the host: the gathered statistics and their total
+// stay on the device, so a GPU forward never waits for the GPU at a norm layer.
 #include "dist/sync_batch_norm.h"
 
 #include <torch/torch.h>
@@ -44,9 +46,9 @@ torch::Tensor per_channel(const torch::Tensor& v, const torch::Tensor& x) {
 
 // The whole batch's per-channel statistics, combined across ranks.
 struct GlobalStatistics {
-  torch::Tensor mean;  // [C] float64
-  torch::Tensor m2;    // [C] float64, sum of squared deviations from mean
-  double total = 0;    // values per channel over every rank
+  torch::Tensor mean;   // [C] float64
+  torch::Tensor m2;     // [C] float64, sum of squared deviations from mean
+  torch::Tensor total;  // [] float64: values per channel over every rank
 };
 
 GlobalStatistics global_statistics(const torch::Tensor& xc, Communicator& comm) {
@@ -54,6 +56,12 @@ GlobalStatistics global_statistics(const torch::Tensor& xc, Communicator& comm) 
   const int64_t channels = xc.size(1);
   const auto stats_options = xc.options().dtype(torch::kFloat64);
   const double local_count = static_cast<double>(xc.numel() / channels);
+  // The variance needs two values per channel. Ranks usually hold equal shares, so a
+  // share of one value cannot make two anywhere; a rank with another share is not
+  // known here without a host read, and its running variance divides by at least 1.
+  DPUNET_CHECK(local_count * comm.world_size() > 1 || local_count == 0,
+               "SyncBatchNorm: needs more than one value per channel across all ranks, got ", local_count,
+               " on each of ", comm.world_size(), " rank(s) (input ", xc.sizes(), ")");
   // A rank with no values adds nothing (the mean of nothing would be NaN, and NaN * 0
   // is still NaN in the combination below).
   const torch::Tensor local_mean =
@@ -63,14 +71,13 @@ GlobalStatistics global_statistics(const torch::Tensor& xc, Communicator& comm) 
   // [mean (C), m2 (C), count (1)] per rank.
   const torch::Tensor packed = torch::cat({local_mean, local_m2, torch::full({1}, local_count, stats_options)});
   torch::Tensor gathered = torch::empty({comm.world_size() * packed.numel()}, stats_options);
-  comm.all_gather(packed, gathered);
+  comm.all_gather_async(packed, gathered)->wait_on_stream();  // only device work reads it
   gathered = gathered.view({comm.world_size(), packed.numel()});
   const torch::Tensor means = gathered.narrow(1, 0, channels);
   const torch::Tensor m2s = gathered.narrow(1, channels, channels);
   const torch::Tensor counts = gathered.narrow(1, 2 * channels, 1);  // [W, 1]
   GlobalStatistics s;
-  s.total = counts.sum().item<double>();
-  TORCH_CHECK(s.total > 1, "SyncBatchNorm: needs more than one value per channel across all ranks, got ", s.total);
+  s.total = counts.sum();
   s.mean = (means * counts).sum(0) / s.total;
   s.m2 = (m2s + counts * (means - s.mean).square()).sum(0);
   return s;
@@ -88,41 +95,41 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
                                double eps, double momentum, c10::intrusive_ptr<CommHolder> holder, bool replaying,
                                const std::vector<torch::Tensor>* reuse, std::vector<torch::Tensor>* computed) {
     const torch::Tensor xc = x.to(compute_type(x));
-    torch::Tensor mean, invstd;
-    double total = 0;
+    torch::Tensor mean, invstd, total;
     if (replaying) {
       // A recomputation must find its forward's statistics: gathering again here would
       // put a collective back inside backward, out of step with the gradient buckets.
-      DPUNET_CHECK(reuse->size() == 3 && (*reuse)[0].numel() == x.size(1) && (*reuse)[0].device() == x.device(),
+      DPUNET_CHECK(reuse->size() == 3 && (*reuse)[0].numel() == x.size(1) && (*reuse)[0].device() == x.device() &&
+                       (*reuse)[2].device() == x.device(),
                    "SyncBatchNorm: the recomputation of a checkpointed block found no statistics of its forward "
                    "(the blocks ran in another order than they were recorded)");
       mean = (*reuse)[0];
       invstd = (*reuse)[1];
-      total = (*reuse)[2].item<double>();  // a CPU scalar: no device sync
+      total = (*reuse)[2];
     } else {
       const GlobalStatistics s = global_statistics(xc, *holder->comm);
       mean = s.mean;
       invstd = (s.m2 / s.total + eps).rsqrt();
       total = s.total;
       running_mean.mul_(1 - momentum).add_(mean.to(running_mean.scalar_type()), momentum);
-      running_var.mul_(1 - momentum).add_((s.m2 / (total - 1)).to(running_var.scalar_type()), momentum);
-      *computed = {mean, invstd, torch::full({}, total, torch::kFloat64)};
+      // Unbiased, as BatchNorm's running variance.
+      const torch::Tensor unbiased = s.m2 / (total - 1).clamp_min(1);
+      running_var.mul_(1 - momentum).add_(unbiased.to(running_var.scalar_type()), momentum);
+      *computed = {mean, invstd, total};
     }
     const torch::Tensor mean_c = mean.to(xc.scalar_type());
     const torch::Tensor invstd_c = invstd.to(xc.scalar_type());
     const torch::Tensor xhat = (xc - per_channel(mean_c, xc)) * per_channel(invstd_c, xc);
-    ctx->save_for_backward({x, weight, mean_c, invstd_c});
+    ctx->save_for_backward({x, weight, mean_c, invstd_c, total.to(xc.scalar_type())});
     ctx->saved_data["comm"] = c10::IValue::make_capsule(holder);
-    ctx->saved_data["total"] = total;
     return (xhat * per_channel(weight.to(xc.scalar_type()), xc) + per_channel(bias.to(xc.scalar_type()), xc))
         .to(x.scalar_type());
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
     const auto saved = ctx->get_saved_variables();
-    const torch::Tensor &x = saved[0], &weight = saved[1], &mean = saved[2], &invstd = saved[3];
+    const torch::Tensor &x = saved[0], &weight = saved[1], &mean = saved[2], &invstd = saved[3], &total = saved[4];
     Communicator& comm = *c10::static_intrusive_pointer_cast<CommHolder>(ctx->saved_data["comm"].toCapsule())->comm;
-    const double total = ctx->saved_data["total"].toDouble();
     const torch::Tensor xc = x.to(compute_type(x));
     const torch::Tensor dy = grad_outputs[0].to(xc.scalar_type());
     const auto dims = reduce_dims(x);

@@ -65,3 +65,15 @@ TEST_CASE("SyncBatchNorm with an empty share on one rank normalises the others' 
   CHECK(torch::allclose(y, expected_y.narrow(0, first, count), 1e-4, 1e-4));
   CHECK(torch::allclose(x.grad(), expected_dx.narrow(0, first, count), 1e-4, 1e-4));
 }
+
+TEST_CASE("SyncBatchNorm on one rank refuses one value per channel, which has no variance", "[dist]") {
+  auto comm = std::make_shared<dist::MpiCommunicator>(test::mpi_context());
+  if (comm->world_size() != 1) return;  // run as one process
+  dist::SyncBatchNorm norm(dist::SyncBatchNormOptions{3}, comm);
+  CHECK_THROWS_WITH(norm->forward(torch::randn({1, 3, 1, 1})),
+                    HasSubstr("needs more than one value per channel") && HasSubstr("1 rank(s)"));
+  // Two values are enough: the running variance is their unbiased variance.
+  const torch::Tensor x = torch::tensor({1.0f, 3.0f}).view({2, 1, 1, 1}).expand({2, 3, 1, 1}).contiguous();
+  norm->forward(x);
+  CHECK(torch::allclose(norm->running_var, torch::full({3}, 0.9 + 0.1 * 2.0)));
+}
