@@ -107,6 +107,7 @@ void run(const PredictArgs& args) {
   // Masks are read, and checked against the model's classes, only to be evaluated.
   if (args.eval) {
     input_options.masks_dir = args.masks;
+    input_options.require_masks = true;
     input_options.mask_suffix = args.mask_suffix;
     if (!args.mask_map.empty()) input_options.class_of_value = data::parse_mask_mapping(args.mask_map);
     input_options.n_classes = config.model.n_classes;
@@ -164,7 +165,9 @@ void add_predict_command(CLI::App& app) {
   cmd->add_option("--out", args->out, "Output directory")->required();
   args->source.add_options(*cmd);
   // Masks are read only to be evaluated: without --eval these would be silently ignored.
-  CLI::Option* eval = cmd->add_flag("--eval", args->eval, "Report Dice and IoU per class where masks are known");
+  CLI::Option* eval = cmd->add_flag(
+      "--eval", args->eval,
+      "Report Dice and IoU per class against the masks (the shards' own; image files' from --masks, one for each)");
   cmd->add_option("--masks", args->masks, "Folder of masks for image inputs (same file names), for --eval")
       ->needs(eval);
   cmd->add_option("--mask-suffix", args->mask_suffix, "Mask of a.png is a<SUFFIX>.png (e.g. _mask)")->needs(eval);

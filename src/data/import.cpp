@@ -21,9 +21,9 @@ struct Pair {
   std::string image, mask;
 };
 
-// When the masks folder holds STEM<something>.png for an image STEM, the masks are
-// probably named with a suffix: suggest it.
-std::string suffix_hint(const std::string& masks_dir, const std::string& stem) {
+}  // namespace
+
+std::string mask_suffix_hint(const std::string& masks_dir, const std::string& stem) {
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(masks_dir, ec)) {
     const std::string name = entry.path().stem().string();
@@ -34,6 +34,8 @@ std::string suffix_hint(const std::string& masks_dir, const std::string& stem) {
   return "";
 }
 
+namespace {
+
 std::vector<Pair> find_pairs(const ImportOptions& o) {
   for (const std::string& dir : {o.images_dir, o.masks_dir}) {
     DPUNET_CHECK(fs::is_directory(dir), dir, ": no such directory");
@@ -43,7 +45,7 @@ std::vector<Pair> find_pairs(const ImportOptions& o) {
     if (!entry.is_regular_file() || !is_image_file(entry.path().string())) continue;
     const std::string mask = find_mask(o.masks_dir, entry.path().string(), o.mask_suffix);
     DPUNET_CHECK(!mask.empty(), entry.path().string(), ": no mask named ", entry.path().stem().string() + o.mask_suffix,
-                 ".png/.tif/.tiff in ", o.masks_dir, suffix_hint(o.masks_dir, entry.path().stem().string()));
+                 ".png/.tif/.tiff in ", o.masks_dir, mask_suffix_hint(o.masks_dir, entry.path().stem().string()));
     pairs.push_back({entry.path().string(), mask});
   }
   DPUNET_CHECK(!pairs.empty(), o.images_dir, ": no .png/.tif/.tiff images found");

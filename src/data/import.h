@@ -34,6 +34,9 @@ std::map<uint32_t, int> parse_mask_mapping(const std::string& text);
 // The mask of an image in `masks_dir`: "<stem><suffix>" with a .png/.tif/.tiff extension
 // in either case; empty when there is none.
 std::string find_mask(const std::string& masks_dir, const std::string& image_path, const std::string& suffix);
+// When `masks_dir` holds STEM<something>.png for an image STEM, the masks are probably
+// named with a suffix: " (there is STEM_mask.png: --mask-suffix _mask?)", else "".
+std::string mask_suffix_hint(const std::string& masks_dir, const std::string& stem);
 
 struct Image;
 // A mask pixel's key for class_of_value: grey masks their value, colour masks 0xRRGGBB

@@ -89,6 +89,7 @@ InputSet::InputSet(const std::string& input, InputOptions options) : input_(inpu
       const auto [it, fresh] = by_stem.emplace(fs::path(path).stem().string(), path);
       DPUNET_CHECK(fresh, input, ": ", it->second, " and ", path, " have the same name; their outputs would collide");
     }
+    if (options_.require_masks) check_masks();
     const data::Image first = data::read_image(images_.front());
     image_channels_ = first.channels;
     image_bits_ = first.bits;
@@ -104,6 +105,20 @@ InputSet::InputSet(const std::string& input, InputOptions options) : input_(inpu
     warn_other_units(data::pixel_type_name(h.pixel_type), "the shards' own statistics");
     options_.normalizer.channel_mean.clear();
     options_.normalizer.channel_std.clear();
+  }
+}
+
+// Before any image is predicted: a missing mask found at the end would cost them all, and
+// a score over the images that happen to have masks would pass for the whole set's.
+void InputSet::check_masks() const {
+  DPUNET_CHECK(!options_.masks_dir.empty(), "--eval on image files scores them against their masks: give --masks DIR");
+  std::error_code ec;
+  DPUNET_CHECK(fs::is_directory(options_.masks_dir, ec), options_.masks_dir, ": no such folder (--masks)");
+  for (const std::string& path : images_) {
+    const std::string stem = fs::path(path).stem().string();
+    DPUNET_CHECK(!data::find_mask(options_.masks_dir, path, options_.mask_suffix).empty(), path, ": no mask named ",
+                 stem + options_.mask_suffix, ".png/.tif/.tiff in ", options_.masks_dir,
+                 data::mask_suffix_hint(options_.masks_dir, stem), "; --eval scores every image");
   }
 }
 

@@ -30,6 +30,7 @@ struct InputOptions {
   // shards' own, and image files (which carry none) are standardised one by one.
   data::Normalizer normalizer;
   std::string masks_dir;                   // image inputs: their masks, found by name
+  bool require_masks = false;              // image inputs: every one must have its mask (--eval)
   std::string mask_suffix;                 // the mask of a.png is a<suffix>.png|.tif|.tiff
   std::map<uint32_t, int> class_of_value;  // mask value or 0xRRGGBB -> class; empty: values are classes
   int64_t n_classes = 0;                   // masks must hold classes below this (0: unchecked)
@@ -51,6 +52,8 @@ class InputSet {
  private:
   // Says once that the model's statistics are in other units than the inputs'.
   void warn_other_units(const std::string& pixel_type, const std::string& instead) const;
+  // Every image file has its mask in options_.masks_dir.
+  void check_masks() const;
   // The mask of image file `path` as class ids, or an undefined tensor when it has none.
   torch::Tensor load_mask(const std::string& path, const data::Image& image) const;
 

@@ -14,6 +14,7 @@
 
 #include "checkpoint/store.h"
 #include "common/atomic_file.h"
+#include "common/remove_tree.h"
 #include "data/dataset.h"
 #include "data/image_io.h"
 #include "data/normalize.h"
@@ -287,7 +288,21 @@ TEST_CASE("predict --eval: masks found by suffix, values mapped to classes, none
   CHECK_THAT(without_eval.output, HasSubstr("--masks requires --eval"));
   const auto unmatched = run_command(predict + " --masks " + t.f.dir() / "in/masks 2>&1");  // no suffix given
   CHECK(unmatched.exit_code != 0);
-  CHECK_THAT(unmatched.output, HasSubstr("no image of") && HasSubstr("has a mask") && HasSubstr("--mask-suffix"));
+  CHECK_THAT(unmatched.output, HasSubstr("a.png: no mask named a.png/.tif/.tiff") &&
+                                   HasSubstr("there is a_mask.PNG: --mask-suffix _mask?"));
+  const auto no_masks = run_command(predict + " 2>&1");
+  CHECK(no_masks.exit_code != 0);
+  CHECK_THAT(no_masks.output, HasSubstr("give --masks DIR"));
+  // One image without its mask: named before anything is predicted, not left out of the score.
+  dpunet::data::write_png(t.f.dir() / "in/images/b.png", image);
+  REQUIRE(dpunet::remove_tree(t.f.dir() / "out"));
+  const auto one_missing =
+      run_command(predict + " --masks " + t.f.dir() / "in/masks" + " --mask-suffix _mask --mask-map 0=0,255=1 2>&1");
+  CHECK(one_missing.exit_code != 0);
+  CHECK_THAT(one_missing.output,
+             HasSubstr("in/images/b.png: no mask named b_mask") && HasSubstr("--eval scores every image"));
+  CHECK_FALSE(std::filesystem::exists(t.f.dir() / "out/predictions.h5"));
+  std::filesystem::remove(t.f.dir() / "in/images/b.png");
   // Two images whose outputs would share a name.
   dpunet::data::write_png(t.f.dir() / "in/images/a.PNG", image);
   const auto twins = run_command(predict + " 2>&1");
