@@ -73,4 +73,25 @@ void check_same_checkpoint(dist::Communicator& comm, const std::optional<checkpo
   check_same_on_every_rank(comm, description, "the checkpoint to resume from");
 }
 
+void fail_together(dist::Communicator& comm, const std::function<void()>& step) {
+  std::string error;
+  try {
+    step();
+  } catch (const AgreedError&) {
+    throw;
+  } catch (const Error& e) {
+    error = e.what();
+  }
+  const std::vector<int64_t> failed = comm.all_gather_values(error.empty() ? 0 : 1);
+  std::string failed_ranks;
+  for (size_t r = 0; r < failed.size(); ++r) {
+    if (failed[r] != 0) failed_ranks += (failed_ranks.empty() ? "" : ", ") + std::to_string(r);
+  }
+  if (failed_ranks.empty()) return;
+  const bool root_failed = failed[0] != 0;
+  if (!error.empty()) throw AgreedError(error, /*rank_specific=*/!root_failed);
+  DPUNET_FAIL_ON_EVERY_RANK(false, "rank(s) ", failed_ranks,
+                            " could not start (their errors are above); every rank stops");
+}
+
 }  // namespace dpunet::train

@@ -6,6 +6,7 @@
 // error on every rank, naming what rank 0 and the differing ranks see.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -25,5 +26,13 @@ void check_same_on_every_rank(dist::Communicator& comm, const std::string& descr
 void check_same_dataset(dist::Communicator& comm, const data::Dataset& dataset, const std::string& key,
                         const std::string& spec);
 void check_same_checkpoint(dist::Communicator& comm, const std::optional<checkpoint::LoadedCheckpoint>& loaded);
+
+// Runs `step`, which must hold no collective, on every rank and then agrees on how it
+// went: when it threw on any rank, every rank throws an AgreedError, and the job ends
+// with one message and MPI finalised instead of ranks aborting over each other. Rank 0
+// reports its own error; when it did not fail, the ranks that did report theirs. For
+// checks that usually fail alike everywhere (a missing dataset, a model that does not
+// fit the data or the checkpoint).
+void fail_together(dist::Communicator& comm, const std::function<void()>& step);
 
 }  // namespace dpunet::train

@@ -142,6 +142,18 @@ data::LoaderOptions loader_options(const config::Config& c, bool pin_memory) {
   return o;
 }
 
+std::shared_ptr<const data::Dataset> open_dataset(const config::Config& config, const std::string& key,
+                                                  const std::string& spec) {
+  std::shared_ptr<const data::Dataset> dataset;
+  try {
+    dataset = std::make_shared<const data::Dataset>(spec);
+  } catch (const Error& e) {
+    throw Error(key + ": " + e.what());
+  }
+  check_data_fits_model(config, dataset->header(), key + " " + spec);
+  return dataset;
+}
+
 void check_data_fits_model(const config::Config& c, const data::ShardHeader& h, const std::string& which) {
   DPUNET_CHECK(h.channels == c.model.n_channels, which, ": images have ", h.channels,
                " channels but model.n_channels is ", c.model.n_channels);

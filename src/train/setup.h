@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "config/config.h"
+#include "data/dataset.h"
 #include "data/loader.h"
 #include "dist/ddp.h"
 #include "model/unet.h"
@@ -30,6 +31,11 @@ data::LoaderOptions loader_options(const config::Config& config, bool pin_memory
 data::SamplerOptions sampler_options(const config::Config& config);
 // Checks that the data fit the model: channels and classes.
 void check_data_fits_model(const config::Config& config, const data::ShardHeader& header, const std::string& which);
+
+// The dataset config key `key` ("data.train") names, checked against the model; its
+// errors name the key.
+std::shared_ptr<const data::Dataset> open_dataset(const config::Config& config, const std::string& key,
+                                                  const std::string& spec);
 // Training on a validation shard would score the model on what it learned from: a
 // shard file read by both sets (a folder holding train-*.h5 and val-*.h5 given as
 // data.train) is an error naming it.

@@ -78,12 +78,12 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
   DPUNET_CHECK(config.precision.dtype == "fp32" || device_.is_cuda(), "precision.dtype ", config.precision.dtype,
                " needs a GPU; this rank runs on ", device_.str());
 
-  train_data_ = std::make_shared<const data::Dataset>(config.data.train);
-  check_data_fits_model(config, train_data_->header(), config.data.train);
+  fail_together(*comm_, [&] {
+    train_data_ = open_dataset(config, "data.train", config.data.train);
+    if (!config.data.val.empty()) val_data_ = open_dataset(config, "data.val", config.data.val);
+  });
   check_same_dataset(*comm_, *train_data_, "data.train", config.data.train);
-  if (!config.data.val.empty()) {
-    val_data_ = std::make_shared<const data::Dataset>(config.data.val);
-    check_data_fits_model(config, val_data_->header(), config.data.val);
+  if (val_data_) {
     check_same_dataset(*comm_, *val_data_, "data.val", config.data.val);
     check_no_shared_shards(*train_data_, *val_data_, config);
   }
@@ -104,16 +104,19 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
                    " was written before loss.global_batch: from here on the loss is the global batch's, not each "
                    "rank's (--set loss.global_batch=false keeps the old objective)");
     }
-    const auto differences = config::model_differences(*saved, config);
-    if (!differences.empty()) {
-      std::string list;
-      for (const auto& d : differences) list += "\n  " + d;
-      DPUNET_FAIL(loaded->path(), ": the checkpoint's model differs from the config's:", list);
-    }
-    // Another optimizer's state (AdamW's moments for SGD) cannot be carried over.
-    DPUNET_CHECK(saved->optimizer.name == config.optimizer.name, loaded->path(), ": written with optimizer.name ",
-                 saved->optimizer.name, ", the config has ", config.optimizer.name,
-                 "; to change the optimizer, start a new run from its weights (dpunet export, then --init-weights)");
+    // Every rank holds the same checkpoint (checked above), so these fail alike.
+    fail_together(*comm_, [&] {
+      const auto differences = config::model_differences(*saved, config);
+      if (!differences.empty()) {
+        std::string list;
+        for (const auto& d : differences) list += "\n  " + d;
+        DPUNET_FAIL(loaded->path(), ": the checkpoint's model differs from the config's:", list);
+      }
+      // Another optimizer's state (AdamW's moments for SGD) cannot be carried over.
+      DPUNET_CHECK(saved->optimizer.name == config.optimizer.name, loaded->path(), ": written with optimizer.name ",
+                   saved->optimizer.name, ", the config has ", config.optimizer.name,
+                   "; to change the optimizer, start a new run from its weights (dpunet export, then --init-weights)");
+    });
     loaded->restore_model(*model_);
     // A job script passes the same arguments to every requeued run: the run's own
     // checkpoint comes first, and the log says the starting weights were not reread.

@@ -105,3 +105,30 @@ TEST_CASE("the launcher's dry run and errors", "[train][e2e]") {
   CHECK(no_mpirun.exit_code == 2);
   CHECK_THAT(no_mpirun.output, HasSubstr("mpirun not found"));
 }
+
+TEST_CASE("errors every rank meets while starting end the job with one message, without an MPI abort", "[train][e2e]") {
+  TrainFixture f;
+  const std::string config = f.write_config();
+  const auto quiet = [](const std::string& output) {
+    return !HasSubstr("MPI_ABORT").match(output) && !HasSubstr("ORTE_ERROR_LOG").match(output) &&
+           !HasSubstr("(rank 1 on").match(output);
+  };
+  const auto missing = f.train(2, config + " --set data.train=" + f.dir() / "missing/train-*.h5");
+  INFO(missing.output);
+  CHECK(missing.exit_code != 0);
+  CHECK_THAT(missing.output, HasSubstr("data.train: " + f.dir() / "missing/train-*.h5"));
+  CHECK(quiet(missing.output));
+  // The fixture's shards hold 3 classes.
+  const auto classes = f.train(2, config + " --set model.n_classes=2");
+  INFO(classes.output);
+  CHECK(classes.exit_code != 0);
+  CHECK_THAT(classes.output, HasSubstr("data.train") && HasSubstr("but model.n_classes is 2"));
+  CHECK(quiet(classes.output));
+  // A resume whose model differs from the checkpoint's.
+  REQUIRE(f.train(2, config + " --set train.steps=4").exit_code == 0);
+  const auto changed = f.train(2, config + " --resume auto --set model.base_channels=4");
+  INFO(changed.output);
+  CHECK(changed.exit_code != 0);
+  CHECK_THAT(changed.output, HasSubstr("the checkpoint's model differs from the config's"));
+  CHECK(quiet(changed.output));
+}
