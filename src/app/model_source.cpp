@@ -12,15 +12,7 @@
 #include "train/setup.h"
 
 namespace dpunet::app {
-namespace {
-
-bool starts_with_checkpoint_magic(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  char magic[8] = {};
-  return in.read(magic, sizeof(magic)) && std::memcmp(magic, "DPUNETCK", sizeof(magic)) == 0;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 void ModelSource::add_options(CLI::App& command) {
   CLI::Option* from_checkpoint = command.add_option(
@@ -42,7 +34,7 @@ config::Config ModelSource::resolve() const {
   config::Config c;
   if (!checkpoint.empty()) {
     c = config::parse_saved_config(loaded_checkpoint().state().config_yaml, checkpoint_file_ + " (saved config)");
-  } else if (starts_with_checkpoint_magic(weights)) {
+  } else if (checkpoint::has_checkpoint_magic(weights)) {
     DPUNET_FAIL(weights, " is a dpunet training checkpoint, not safetensors weights: give it with --checkpoint");
   } else if (!config.empty()) {
     c = config::load_config(config);

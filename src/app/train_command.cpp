@@ -94,7 +94,9 @@ void add_train_command(CLI::App& app, int* exit_code) {
             return *end == '\0' && step >= 1 ? std::string() : "--stop-at-step takes a step >= 1, got " + text;
           },
           "STEP>=1"));
-  cmd->add_option("--init-weights", args->init_weights, "Start from a safetensors file (dpunet export or PyTorch)");
+  cmd->add_option("--init-weights", args->init_weights,
+                  "Start from these weights: a safetensors file (dpunet export or PyTorch) or another run's checkpoint "
+                  "(its model only)");
   cmd->add_flag("--print-config", args->print_config, "Print the resolved config and exit");
   cmd->callback([args, exit_code] { *exit_code = run(*args); });
 }

@@ -6,6 +6,7 @@
 #include <zlib.h>
 
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <sstream>
 #include <unordered_map>
@@ -232,6 +233,12 @@ bool is_valid_checkpoint(const std::string& path, std::string* why) {
     if (why != nullptr) *why = e.what();
     return false;
   }
+}
+
+bool has_checkpoint_magic(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char magic[8] = {};
+  return in.read(magic, sizeof(magic)) && std::memcmp(magic, kMagic, sizeof(magic)) == 0;
 }
 
 }  // namespace dpunet::checkpoint

@@ -81,6 +81,10 @@ class LoadedCheckpoint {
   uint32_t crc_ = 0;
 };
 
+// True when `path` starts like a dpunet checkpoint (reads 8 bytes): to tell one from a
+// safetensors file given in its place.
+bool has_checkpoint_magic(const std::string& path);
+
 // True when `path` holds a complete, undamaged checkpoint (reads the whole file).
 bool is_valid_checkpoint(const std::string& path, std::string* why = nullptr);
 

@@ -122,6 +122,11 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
     // checkpoint comes first, and the log says the starting weights were not reread.
     if (!options.init_weights.empty())
       logger_.info("--init-weights " + options.init_weights + " not used: resuming from " + loaded->path());
+  } else if (!options.init_weights.empty() && checkpoint::has_checkpoint_magic(options.init_weights)) {
+    // Another run's checkpoint: its model only, as a new run's start (fine-tuning).
+    checkpoint::LoadedCheckpoint(options.init_weights).restore_model(*model_);
+    logger_.info("initial weights from " + options.init_weights +
+                 " (a training checkpoint: its model; its optimizer state and step are not used)");
   } else if (!options.init_weights.empty()) {
     checkpoint::load_state(*model_, checkpoint::read_safetensors(options.init_weights), options.init_weights);
     logger_.info("initial weights from " + options.init_weights);

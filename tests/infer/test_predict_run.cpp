@@ -339,6 +339,16 @@ TEST_CASE("weights that do not fit, and tiles that do not suit the model, are er
   INFO(requeued.output);
   CHECK(requeued.exit_code == 0);
   CHECK_THAT(requeued.output, HasSubstr("not used: resuming from") && !HasSubstr("initial weights from"));
+  // Another run's checkpoint: its model starts the new run.
+  const auto from_checkpoint = t.f.train(1, t.f.write_config() + " --init-weights " + t.checkpoint +
+                                                " --set run.dir=" + t.f.dir() / "run4 --stop-at-step 1");
+  INFO(from_checkpoint.output);
+  CHECK(from_checkpoint.exit_code == 0);
+  CHECK_THAT(from_checkpoint.output, HasSubstr("a training checkpoint: its model"));
+  const auto other_model = t.f.train(1, t.f.write_config() + " --init-weights " + t.checkpoint +
+                                            " --set model.base_channels=4 --set run.dir=" + t.f.dir() / "run5");
+  CHECK(other_model.exit_code != 0);
+  CHECK_THAT(other_model.output, HasSubstr(t.checkpoint) && HasSubstr("inc."));
   const auto both = t.f.train(1, t.f.write_config() + " --init-weights " + t.f.dir() / "w.safetensors" + " --resume " +
                                      t.checkpoint + " --set run.dir=" + t.f.dir() / "run3");
   CHECK(both.exit_code != 0);
