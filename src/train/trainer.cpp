@@ -441,11 +441,16 @@ int run_training(const config::Config& config, dist::Context& context, const Tra
     std::error_code ec;
     std::filesystem::create_directories(config.run.dir, ec);
     DPUNET_CHECK(!ec, "run.dir ", config.run.dir, ": cannot create the run directory: ", ec.message());
-    lock.emplace(config.run.dir);                           // before anything in it changes
-    std::filesystem::remove(config.run.dir + "/DONE", ec);  // this run has steps to do
+    lock.emplace(config.run.dir);  // before anything in it changes
   }
   // Other ranks never write into the run directory, so they need not wait for it.
   detail::Trainer trainer(config, context, options);
+  // Only now that it has started: a start that fails (a mistyped data path) leaves a
+  // finished run finished, for the job scripts that look for DONE.
+  if (context.is_root()) {
+    std::error_code ec;
+    std::filesystem::remove(config.run.dir + "/DONE", ec);  // this run has steps to do
+  }
   return trainer.run();
 }
 

@@ -3,6 +3,8 @@
 // ranks checkpoint and exit for requeue. Both runs then resume.
 #include "support/catch.h"
 
+#include <filesystem>
+
 #include "checkpoint/store.h"
 #include "common/atomic_file.h"
 #include "support/train_fixture.h"
@@ -131,4 +133,6 @@ TEST_CASE("errors every rank meets while starting end the job with one message, 
   CHECK(changed.exit_code != 0);
   CHECK_THAT(changed.output, HasSubstr("the checkpoint's model differs from the config's"));
   CHECK(quiet(changed.output));
+  // A start that failed leaves the finished run finished.
+  CHECK(std::filesystem::exists(f.run_dir() + "/DONE"));
 }
