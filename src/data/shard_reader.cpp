@@ -118,6 +118,24 @@ ShardReader::Dataset ShardReader::open_dataset(const char* name, int rank, const
   for (int d = 1; d < rank; ++d) one_sample_per_chunk = one_sample_per_chunk && chunk[d] == dims[d];
   const int filters = H5Pget_nfilters(properties.get());
   H5_CHECK(filters, path_);
+  // A filter this HDF5 lacks (LZF, Blosc, ...: plugins that h5py or hdf5plugin bring
+  // along) fails every read deep inside HDF5; say so once, here, and what to do.
+  for (int f = 0; f < filters; ++f) {
+    unsigned flags = 0;
+    size_t values = 0;
+    char filter_name[64] = {};
+    unsigned filter_config = 0;
+    const H5Z_filter_t filter = H5Pget_filter2(properties.get(), static_cast<unsigned>(f), &flags, &values, nullptr,
+                                               sizeof(filter_name), filter_name, &filter_config);
+    H5_CHECK(filter, path_);
+    // Optional filters too (h5py marks LZF so): only the writer may skip one.
+    if (H5Zfilter_avail(filter) > 0) continue;
+    const std::string which = filter_name[0] != '\0' ? std::string(filter_name) + " (id " + std::to_string(filter) + ")"
+                                                     : "with id " + std::to_string(filter);
+    DPUNET_FAIL(path_, ": dataset '", name, "' is compressed with the HDF5 filter ", which,
+                ", which this HDF5 cannot decode: rewrite the shard uncompressed or with gzip (h5py: "
+                "compression='gzip'), or point HDF5_PLUGIN_PATH at a plugin for it");
+  }
   bool deflate_only = filters == 0;
   if (filters == 1) {
     unsigned flags = 0;

@@ -214,6 +214,11 @@ TEST_CASE("bad shard files give one error that names the file", "[data]") {
     dpunet::test::write_raw_shard(path, spec);
     expected = "disagree";
   }
+  SECTION("a compression filter this HDF5 lacks") {
+    spec.image_filter = 32000;  // LZF, which h5py brings along and HDF5 does not
+    dpunet::test::write_raw_shard(path, spec);
+    expected = "compressed with the HDF5 filter with id 32000, which this HDF5 cannot decode";
+  }
   SECTION("no shard attributes") {
     spec.attributes = false;
     dpunet::test::write_raw_shard(path, spec);

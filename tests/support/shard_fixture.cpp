@@ -77,16 +77,27 @@ void rewrite_class_names(hid_t file, const data::ShardHeader& header, RawShard::
 void write_raw_shard(const std::string& path, const RawShard& spec) {
   data::silence_hdf5_errors();
   data::H5Handle file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
-  auto add = [&](const char* name, const std::vector<unsigned long long>& dims, hid_t type, uint8_t fill) {
+  auto add = [&](const char* name, const std::vector<unsigned long long>& dims, hid_t type, uint8_t fill,
+                 int filter = 0) {
     std::vector<hsize_t> h5dims(dims.begin(), dims.end());
     data::H5Handle space(H5Screate_simple(static_cast<int>(h5dims.size()), h5dims.data(), nullptr));
-    data::H5Handle set(H5Dcreate2(file.get(), name, type, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+    data::H5Handle properties(H5Pcreate(H5P_DATASET_CREATE));
+    if (filter != 0) {
+      std::vector<hsize_t> chunk = h5dims;
+      chunk[0] = 1;
+      H5Pset_chunk(properties.get(), static_cast<int>(chunk.size()), chunk.data());
+      // Optional, as h5py sets LZF: HDF5 accepts a filter it cannot run and stores the chunks raw.
+      H5Pset_filter(properties.get(), static_cast<H5Z_filter_t>(filter), H5Z_FLAG_OPTIONAL, 0, nullptr);
+    }
+    data::H5Handle set(H5Dcreate2(file.get(), name, type, space.get(), H5P_DEFAULT, properties.get(), H5P_DEFAULT));
     size_t count = 1;
     for (auto d : dims) count *= d;
     std::vector<int32_t> values(count, fill);
     H5Dwrite(set.get(), H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data());
   };
-  if (spec.write_images) add("images", spec.image_dims, spec.int32_images ? H5T_STD_I32LE : H5T_STD_U8LE, 10);
+  if (spec.write_images) {
+    add("images", spec.image_dims, spec.int32_images ? H5T_STD_I32LE : H5T_STD_U8LE, 10, spec.image_filter);
+  }
   if (spec.write_masks) add("masks", spec.mask_dims, H5T_STD_U8LE, spec.mask_value);
   if (spec.attributes) {
     data::ShardHeader header;

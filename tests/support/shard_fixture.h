@@ -28,6 +28,7 @@ struct RawShard {
   std::vector<unsigned long long> mask_dims = {2, 8, 8};
   bool write_images = true, write_masks = true, attributes = true;
   bool int32_images = false;
+  int image_filter = 0;  // an HDF5 filter id on one-sample chunks of images, as optional (h5py's LZF: 32000)
   uint8_t mask_value = 0;
   int n_classes = 3;
   // How class_names is stored: as dpunet writes it, or as h5py does for str / numpy bytes.
