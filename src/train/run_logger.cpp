@@ -25,10 +25,13 @@ std::string duration_text(double seconds) {
   return text;
 }
 
-// mpirun hands ranks a pseudo-terminal even when its own output goes to a file, so a
-// launcher that knows better says so in DPUNET_STDOUT_IS_TTY (1 or 0).
+// Open MPI's mpirun hands ranks a pseudo-terminal even when its own output goes to a
+// file, so a launcher that knows better says so in DPUNET_STDOUT_IS_TTY (1 or 0). Ranks
+// of a plain mpirun cannot tell, and print lines: a bar's carriage returns would fill a
+// log file, while lines read fine on a terminal.
 bool stdout_is_terminal() {
   if (const char* told = std::getenv("DPUNET_STDOUT_IS_TTY")) return std::string(told) == "1";
+  if (std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr) return false;
   return isatty(STDOUT_FILENO) != 0;
 }
 
