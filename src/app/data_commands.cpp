@@ -122,6 +122,10 @@ void add_import(CLI::App& data) {
               << " validation samples\nclasses (mask value=class): --mask-map " << mapping << "\n";
     for (const auto& path : result.train_shards) std::cout << path << "\n";
     for (const auto& path : result.val_shards) std::cout << path << "\n";
+    if (o.val_fraction > 0 && result.val_samples == 0) {
+      std::cout << "note: --val-fraction " << o.val_fraction << " of " << result.train_samples
+                << " images rounds to no validation image; no val-*.h5 was written\n";
+    }
   });
 }
 

@@ -65,7 +65,10 @@ int run(const TrainArgs& args) {
   // way every rank stops here, before the first collective of training.
   if (context.any_rank(!config_error.empty())) {
     const bool root_failed = context.any_rank(context.is_root() && !config_error.empty());
-    if (context.is_root() && root_failed) std::fprintf(stderr, "dpunet: error: %s\n", config_error.c_str());
+    if (context.is_root() && root_failed) {
+      std::fflush(stdout);
+      std::fprintf(stderr, "dpunet: error: %s\n", config_error.c_str());
+    }
     if (!root_failed && !config_error.empty()) dist::print_fatal_error(process_label(), config_error);
     return 2;
   }

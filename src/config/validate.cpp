@@ -12,6 +12,7 @@ void validate(const Config& c, const std::string& source) {
   auto fail = [&](const std::string& keys, const std::string& message) {
     throw Error(source + ": " + keys + ": " + message);
   };
+  if (c.run.dir.empty()) fail("run.dir", "is empty; name the folder the run writes into");
   if (c.augment.scale_min > c.augment.scale_max) {
     fail("augment.scale_min, augment.scale_max", "scale_min must not exceed scale_max");
   }

@@ -94,7 +94,11 @@ void write_set(const ImportOptions& o, const std::string& directory, const std::
                        image.bits == first.bits,
                    "images differ: ", pairs.front().image, " is ", first.width, "x", first.height, "x", first.channels,
                    " ", first.bits, "-bit but ", pairs[i].image, " is ", image.width, "x", image.height, "x",
-                   image.channels, " ", image.bits, "-bit (crop or resize them to one size)");
+                   image.channels, " ", image.bits, "-bit (",
+                   image.height != first.height || image.width != first.width
+                       ? "crop or resize them to one size"
+                       : "convert them to one channel count and bit depth",
+                   ")");
       const Image mask = read_image(pairs[i].mask);
       DPUNET_CHECK(mask.height == image.height && mask.width == image.width, pairs[i].mask, ": mask is ", mask.width,
                    "x", mask.height, " but its image ", pairs[i].image, " is ", image.width, "x", image.height);

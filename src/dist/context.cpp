@@ -96,6 +96,8 @@ void abort_all_ranks(int exit_code) {
 }
 
 void print_fatal_error(const std::string& label, const std::string& message) {
+  // What was printed before the failure comes first where both streams share a file.
+  std::fflush(stdout);
   std::fprintf(stderr, "dpunet: error (%s): %s\n", label.c_str(), message.c_str());
   std::fflush(stderr);
 }

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 
 #include "common/atomic_file.h"
 #include "common/error.h"
@@ -40,7 +41,18 @@ std::optional<checkpoint::LoadedCheckpoint> find_resume_point(const TrainOptions
                                                               const dist::Context& context, dist::Communicator& comm,
                                                               RunLogger& logger) {
   if (options.resume == "none") return std::nullopt;
-  if (options.resume != "auto") return checkpoint::LoadedCheckpoint(options.resume);
+  if (options.resume != "auto") {
+    // A path every rank reads for itself, and usually fails alike on.
+    std::optional<checkpoint::LoadedCheckpoint> loaded;
+    fail_together(comm, [&] {
+      std::error_code ec;
+      DPUNET_CHECK(!std::filesystem::is_directory(options.resume, ec), "--resume ", options.resume,
+                   " is a folder: name a checkpoint file (its checkpoints/step-*.ckpt), or give --resume auto to "
+                   "continue from run.dir's newest valid checkpoint");
+      loaded.emplace(options.resume);
+    });
+    return loaded;
+  }
   // Rank 0 picks and the others follow: ranks that looked for themselves could see the
   // run directory differently (a network filesystem's cache) and resume at different steps.
   std::string path;

@@ -19,7 +19,8 @@ TEST_CASE("an empty config gives the defaults, and printing round-trips", "[conf
 
 TEST_CASE("numbers print as their shortest exact decimal", "[config]") {
   auto config = parse_config("", "empty.yaml");
-  CHECK_THAT(dpunet::config::to_yaml(config), HasSubstr("beta1: 0.9\n") && HasSubstr("momentum: 0.99\n"));
+  CHECK_THAT(dpunet::config::to_yaml(config), HasSubstr("beta1: 0.9\n") && HasSubstr("momentum: 0.99\n") &&
+                                                  HasSubstr("timeout_s: 600\n") && HasSubstr("elastic_sigma: 10\n"));
   // Values that need every digit still read back exactly.
   config.optimizer.lr = 0.1 + 0.2;
   config.optimizer.eps = 1.0 / 3.0;
@@ -196,6 +197,7 @@ TEST_CASE("contradicting or unusable values are refused before a run starts", "[
   CHECK_THROWS_WITH(parse_config("", "a.yaml", {"model.base_channels=3"}),
                     HasSubstr("model.base_channels") && HasSubstr("must be even"));
   CHECK_THROWS_WITH(parse_config("", "a.yaml", {"optimizer.eps=0"}), HasSubstr("optimizer.eps"));
+  CHECK_THROWS_WITH(parse_config("", "a.yaml", {"run.dir="}), HasSubstr("run.dir: is empty"));
   CHECK_NOTHROW(parse_config("", "a.yaml", {"optimizer.name=sgd", "optimizer.eps=0"}));
   CHECK_THROWS_WITH(parse_config("", "a.yaml", {"schedule.lr_min=0.1"}),
                     HasSubstr("schedule.lr_min, optimizer.lr") && HasSubstr("above the peak"));

@@ -206,7 +206,14 @@ TEST_CASE("import errors name the file at fault", "[data]") {
   SECTION("images of different sizes") {
     dpunet::data::write_png(f.dir / "images/b.png", make_image(10, 1, 1));
     dpunet::data::write_png(f.dir / "masks/b.png", make_mask(10));
-    CHECK_THROWS_WITH(dpunet::data::import_image_folders(f.options), HasSubstr("a.png") && HasSubstr("b.png"));
+    CHECK_THROWS_WITH(dpunet::data::import_image_folders(f.options),
+                      HasSubstr("a.png") && HasSubstr("b.png") && HasSubstr("crop or resize"));
+  }
+  SECTION("grey and colour images of one size") {
+    dpunet::data::write_png(f.dir / "images/b.png", make_image(8, 3, 1));
+    dpunet::data::write_png(f.dir / "masks/b.png", make_mask(8));
+    CHECK_THROWS_WITH(dpunet::data::import_image_folders(f.options),
+                      HasSubstr("8x8x3") && HasSubstr("convert them to one channel count"));
   }
   SECTION("a mask value without a class") {
     f.options.class_of_value = dpunet::data::parse_mask_mapping("0=0");

@@ -138,6 +138,11 @@ TEST_CASE("errors every rank meets while starting end the job with one message, 
   CHECK(changed.exit_code != 0);
   CHECK_THAT(changed.output, HasSubstr("the checkpoint's model differs from the config's"));
   CHECK(quiet(changed.output));
+  const auto folder = f.train(2, config + " --resume " + f.run_dir() + " --set run.dir=" + f.dir() / "other");
+  INFO(folder.output);
+  CHECK(folder.exit_code != 0);
+  CHECK_THAT(folder.output, HasSubstr("is a folder") && HasSubstr("--resume auto"));
+  CHECK(quiet(folder.output));
   // A start that failed leaves the finished run finished.
   CHECK(std::filesystem::exists(f.run_dir() + "/DONE"));
 }
