@@ -22,7 +22,7 @@ void add_export_command(CLI::App& app) {
   cmd->add_option("checkpoint", args->checkpoint,
                   "Training checkpoint (.ckpt), or a run directory (its best, else newest)")
       ->required();
-  cmd->add_option("out", args->out, "Output file")->required();
+  cmd->add_option("out", args->out, "Output file (*.safetensors)")->required();
   cmd->add_option("--format", args->format, "Output format (safetensors)")->capture_default_str();
   cmd->callback([args] {
     DPUNET_CHECK(args->format == "safetensors", "export: unknown format '", args->format, "' (safetensors)");
@@ -33,6 +33,12 @@ void add_export_command(CLI::App& app) {
     std::error_code ec;
     DPUNET_CHECK(!std::filesystem::equivalent(source.checkpoint_file(), args->out, ec), "export: ", args->out,
                  " is the checkpoint itself; writing there would replace it");
+    // The name says what the file holds, and keeps export from replacing a run's
+    // config.yaml, a checkpoint pointer or a PyTorch .pt by a slip of the argument.
+    const std::string suffix = ".safetensors";
+    DPUNET_CHECK(args->out.size() > suffix.size() &&
+                     args->out.compare(args->out.size() - suffix.size(), suffix.size(), suffix) == 0,
+                 "export: ", args->out, ": name the output file *.safetensors");
     const model::Unet net = source.load(config);
     checkpoint::write_safetensors(args->out, checkpoint::module_state(*net),
                                   {{"format", "pt"}, {kConfigMetadataKey, config::to_yaml(config)}});

@@ -103,6 +103,12 @@ TEST_CASE("predict and export refuse to write over their own inputs", "[infer][e
   CHECK(over_checkpoint.exit_code != 0);
   CHECK_THAT(over_checkpoint.output, HasSubstr("is the checkpoint itself"));
   CHECK(std::filesystem::file_size(t.checkpoint) == size_before);
+  const std::string run_config = std::filesystem::path(t.checkpoint).parent_path().parent_path() / "config.yaml";
+  const auto config_before = std::filesystem::file_size(run_config);
+  const auto over_config = run_command(DPUNET_BINARY " export " + t.checkpoint + " " + run_config + " 2>&1");
+  CHECK(over_config.exit_code != 0);
+  CHECK_THAT(over_config.output, HasSubstr("name the output file *.safetensors"));
+  CHECK(std::filesystem::file_size(run_config) == config_before);
 }
 
 TEST_CASE("a run directory names its best checkpoint; weights and checkpoints given the wrong way are named",

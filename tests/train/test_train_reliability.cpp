@@ -77,6 +77,9 @@ TEST_CASE("the launcher's dry run and errors", "[train][e2e]") {
   const auto hosts = dpunet::test::run_command(launch + "--hosts a:3,b:2 --dry-run -- train c.yaml 2>&1");
   CHECK(hosts.exit_code == 0);
   CHECK_THAT(hosts.output, HasSubstr("mpirun -np 5") && HasSubstr("--host a:3"));
+  const auto too_many = dpunet::test::run_command(launch + "-n 6 --hosts a:3,b:2 --dry-run -- train c.yaml 2>&1");
+  CHECK(too_many.exit_code == 2);
+  CHECK_THAT(too_many.output, HasSubstr("-n 6 but --hosts a:3,b:2 has 5 slot(s)"));
   const auto bad_hosts = dpunet::test::run_command(launch + "--hosts a,b -- train c.yaml 2>&1");
   CHECK(bad_hosts.exit_code == 2);
   CHECK_THAT(bad_hosts.output, HasSubstr("HOST:SLOTS"));
