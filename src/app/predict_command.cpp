@@ -4,9 +4,11 @@
 // where masks are known, pooled over all images of all ranks and per image.
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <vector>
 
 #include "app/commands.h"
 #include "app/model_source.h"
@@ -16,6 +18,7 @@
 #include "data/import.h"
 #include "dist/context.h"
 #include "dist/make_communicator.h"
+#include "dist/mpi_check.h"
 #include "infer/evaluation.h"
 #include "infer/inputs.h"
 #include "infer/outputs.h"
@@ -32,7 +35,7 @@ struct PredictArgs {
   int64_t tile = 0;
   double overlap = 0.5;
   int64_t batch = 4;
-  bool tta = false, probabilities = false, no_png = false, eval = false, fp32 = false;
+  bool tta = false, probabilities = false, no_png = false, eval = false, fp32 = false, overwrite = false;
 };
 
 dist::DevicePreference preference(const std::string& device) {
@@ -86,9 +89,46 @@ void check_out_folder(const PredictArgs& args) {
   }
 }
 
+// What an earlier predict left in `out`: its files would mix with this run's (stale
+// masks of other images, an eval.json of another set, one predictions.h5 beside
+// per-rank ones), so they are refused, or removed with --overwrite.
+std::vector<std::string> earlier_predictions(const std::string& out) {
+  std::vector<std::string> found;
+  std::error_code ec;
+  if (!std::filesystem::is_directory(out, ec)) return found;
+  const auto ends_with = [](const std::string& name, const std::string& tail) {
+    return name.size() >= tail.size() && name.compare(name.size() - tail.size(), tail.size(), tail) == 0;
+  };
+  for (const auto& entry : std::filesystem::directory_iterator(out, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name == "predictions.h5" || name == "eval.json" ||
+        (name.rfind("predictions-rank", 0) == 0 && ends_with(name, ".h5")) || ends_with(name, "_mask.png") ||
+        ends_with(name, "_overlay.png")) {
+      found.push_back(entry.path().string());
+    }
+  }
+  std::sort(found.begin(), found.end());
+  return found;
+}
+
 void run(const PredictArgs& args) {
   check_out_folder(args);
+  const std::vector<std::string> earlier = earlier_predictions(args.out);
+  DPUNET_CHECK(earlier.empty() || args.overwrite, "predict: --out ", args.out, " already holds ", earlier.size(),
+               " file(s) of an earlier prediction (", earlier.front(), earlier.size() > 1 ? ", ..." : "",
+               "); they would mix with this run's. Choose another --out, or pass --overwrite to remove them first");
   dist::Context context(preference(args.device));
+  if (!earlier.empty()) {
+    // By one rank, and before any rank writes: a late rank must not remove a new file.
+    if (context.is_root()) {
+      for (const std::string& file : earlier) {
+        std::error_code ec;
+        std::filesystem::remove(file, ec);
+        DPUNET_CHECK(!ec, file, ": cannot remove it: ", ec.message());
+      }
+    }
+    MPI_CHECK(MPI_Barrier(context.world()));
+  }
   const config::Config config = args.source.resolve();
   if (context.is_root() && !args.source.chosen().empty()) std::printf("predict: %s\n", args.source.chosen().c_str());
   model::Unet net = args.source.load(config);
@@ -182,6 +222,7 @@ void add_predict_command(CLI::App& app) {
   cmd->add_option("--device", args->device, "auto, cpu or cuda")->capture_default_str();
   cmd->add_flag("--probabilities", args->probabilities, "Also store per-class probabilities in the HDF5 output");
   cmd->add_flag("--no-png", args->no_png, "Skip the PNG masks and overlays");
+  cmd->add_flag("--overwrite", args->overwrite, "Remove an earlier prediction's files from --out first");
   cmd->add_flag("--fp32", args->fp32, "No bf16 autocast on GPU");
   cmd->callback([args] { run(*args); });
 }

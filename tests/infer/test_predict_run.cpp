@@ -98,6 +98,19 @@ TEST_CASE("predict and export refuse to write over their own inputs", "[infer][e
   CHECK(into_inputs.exit_code != 0);
   CHECK_THAT(into_inputs.output, HasSubstr("--out " + data + " is the folder of the inputs"));
   CHECK_FALSE(std::filesystem::exists(data + "/predictions.h5"));
+  // An earlier prediction's files in --out would mix with this one's.
+  const std::string out = t.f.dir() / "out";
+  std::filesystem::create_directories(out);
+  dpunet::write_file_atomically(out + "/old_mask.png", "x");
+  const std::string again =
+      DPUNET_BINARY " predict '" + data + "/val-*.h5' --checkpoint " + t.checkpoint + " --no-png --out " + out;
+  const auto mixed = run_command(again + " 2>&1");
+  CHECK(mixed.exit_code != 0);
+  CHECK_THAT(mixed.output, HasSubstr("already holds 1 file(s) of an earlier prediction") && HasSubstr("--overwrite"));
+  const auto replaced = run_command(again + " --overwrite 2>&1");
+  CHECK(replaced.exit_code == 0);
+  CHECK_FALSE(std::filesystem::exists(out + "/old_mask.png"));
+  CHECK(std::filesystem::exists(out + "/predictions.h5"));
   const auto size_before = std::filesystem::file_size(t.checkpoint);
   const auto over_checkpoint = run_command(DPUNET_BINARY " export " + t.checkpoint + " " + t.checkpoint + " 2>&1");
   CHECK(over_checkpoint.exit_code != 0);
@@ -275,7 +288,7 @@ TEST_CASE("predict --eval: masks found by suffix, values mapped to classes, none
   dpunet::data::write_png(t.f.dir() / "in/images/a.png", image);
   dpunet::data::write_png(t.f.dir() / "in/masks/a_mask.PNG", mask);
   const std::string predict = DPUNET_BINARY " predict " + t.f.dir() / "in/images" + " --checkpoint " + t.checkpoint +
-                              " --no-png --eval --out " + t.f.dir() / "out";
+                              " --no-png --eval --overwrite --out " + t.f.dir() / "out";
   const auto unmapped = run_command(predict + " --masks " + t.f.dir() / "in/masks" + " --mask-suffix _mask 2>&1");
   CHECK(unmapped.exit_code != 0);
   CHECK_THAT(unmapped.output, HasSubstr("a_mask.PNG") && HasSubstr("mask value 255") && HasSubstr("--mask-map"));
