@@ -59,6 +59,22 @@ TEST_CASE("SIGTERM to the launcher checkpoints and exits for requeue", "[train][
   f.check_resumes_from_latest(config);
 }
 
+TEST_CASE("Ctrl-C at the launcher's terminal checkpoints and exits for requeue", "[train][e2e]") {
+  TrainFixture f;
+  const std::string config = f.write_config("train: {batch_size: 2, steps: 100000}\n");
+  // Ctrl-C signals the terminal's foreground process group: here the launcher's own, made
+  // with setsid, with SIGINT's default action restored (a background job ignores it).
+  const auto result = f.interrupt("setsid env --default-signal=INT DPUNET_BIN=" DPUNET_BINARY
+                                  " OMP_NUM_THREADS=1 " DPUNET_SOURCE_DIR "/launcher/dpunet-launch -n 2 -- train " +
+                                      config,
+                                  "step 5/", "kill -INT -- -$job");
+  const std::string log = dpunet::read_file(f.log_path());
+  INFO(result.output << log);
+  CHECK_THAT(result.output, HasSubstr("exit=75 "));
+  CHECK_THAT(log, HasSubstr("interrupted: the ranks stop after this step") && HasSubstr("stopped by a signal at step"));
+  f.check_resumes_from_latest(config);
+}
+
 TEST_CASE("the launcher's dry run and errors", "[train][e2e]") {
   const std::string launch = "DPUNET_BIN=" DPUNET_BINARY " " DPUNET_SOURCE_DIR "/launcher/dpunet-launch ";
   const auto dry = dpunet::test::run_command(launch + "-n 3 --dry-run -- train c.yaml 2>&1");
