@@ -35,6 +35,11 @@ struct TrainingState {
   // A stop skipped the validation due at `step` (its grace time went to the checkpoint):
   // the resumed run validates first, so its history equals an uninterrupted run's.
   bool validation_pending = false;
+  // The training loss not yet logged at `step` (the mean over ranks of the sum since the
+  // last log line, and its steps): the resumed run's first line then covers the same
+  // steps, with the same value, as an uninterrupted run's.
+  double loss_window_sum = 0;
+  int64_t loss_window_steps = 0;
   // How best_score was scored: 1 counted a class absent from masks and predictions as
   // Dice 1, 2 (this version) leaves it out of the mean. Files without it are 1.
   int score_version = kScoreVersion;

@@ -305,6 +305,8 @@ void Trainer::save(bool best) {
   state.best_score = best_score_;
   state.best_step = best_step_;
   state.validation_pending = validation_pending_;
+  state.loss_window_sum = saved_window_sum_;
+  state.loss_window_steps = saved_window_steps_;
   // Nothing in the step draws from torch's generator today; its state is kept so that a
   // future random op (dropout, stochastic depth) resumes exactly too.
   state.rng_cpu = at::detail::getDefaultCPUGenerator().get_state();
@@ -321,9 +323,20 @@ void Trainer::save(bool best) {
   window_paused_ += seconds_since(paused);
 }
 
-void Trainer::log_progress(const torch::Tensor& loss_sum, int64_t steps) {
+void Trainer::prepare_loss_window_for_save(bool logged_now) {
+  saved_window_sum_ = 0;
+  saved_window_steps_ = logged_now ? 0 : window_steps_;
+  // window_steps_ is the same on every rank, so they all take the collective or none.
+  if (saved_window_steps_ == 0) return;
+  torch::Tensor loss = loss_window_.detach().to(torch::kDouble).reshape({1}).clone();
+  comm_->all_reduce(loss, dist::ReduceOp::kAvg);
+  saved_window_sum_ = loss.item<double>();
+}
+
+void Trainer::log_progress() {
+  const int64_t steps = window_steps_;
   // One all-reduce every log interval: the loss shown is the mean over all ranks.
-  torch::Tensor loss = loss_sum.detach().to(torch::kFloat).reshape({1}).clone();
+  torch::Tensor loss = loss_window_.detach().to(torch::kFloat).reshape({1}).clone();
   comm_->all_reduce(loss, dist::ReduceOp::kAvg);
   const double seconds = std::max(1e-9, seconds_since(window_start_) - window_paused_);
   const double waited = loader_->wait_seconds() - window_wait_start_;
@@ -334,14 +347,18 @@ void Trainer::log_progress(const torch::Tensor& loss_sum, int64_t steps) {
   r.loss = loss.item<double>() / static_cast<double>(std::max<int64_t>(1, steps));
   if (!std::isfinite(r.loss)) fail_non_finite_loss(step_range(step_ - steps + 1, step_));
   r.lr = learning_rate(config_.schedule, config_.optimizer.lr, step_ - 1, config_.train.steps);
+  const int64_t timed = std::max<int64_t>(1, window_steps_timed_);
   r.samples_per_s =
-      static_cast<double>(steps * config_.train.accumulation * config_.train.batch_size * context_.world_size()) /
+      static_cast<double>(timed * config_.train.accumulation * config_.train.batch_size * context_.world_size()) /
       seconds;
   r.data_wait_share = seconds > 0 ? waited / seconds : 0;
-  r.step_ms = 1000.0 * seconds / static_cast<double>(std::max<int64_t>(1, steps));
+  r.step_ms = 1000.0 * seconds / static_cast<double>(timed);
   r.gpu_memory_gb = peak_gpu_memory_gib(device_);
   r.elapsed_s = elapsed_s();
   logger_.train(r);
+  loss_window_.zero_();
+  window_steps_ = 0;
+  window_steps_timed_ = 0;
   window_start_ = Clock::now();
   window_wait_start_ = loader_->wait_seconds();
   window_paused_ = 0;
@@ -367,6 +384,7 @@ int Trainer::run() {
   }
   run_start_ = window_start_ = Clock::now();
   window_wait_start_ = loader_->wait_seconds();
+  loss_window_ = torch::full({}, restored_window_sum_, torch::TensorOptions().device(device_));
   if (validation_pending_ && val_data_) {
     // A stop asked for during start-up goes first: the validation would use the grace
     // time, and it stays pending in the checkpoint for the next run.
@@ -380,15 +398,16 @@ int Trainer::run() {
     bool improved = false;
     validate_now(&improved);
     validation_pending_ = false;
-    save(improved && config_.checkpoint.keep_best);  // step's checkpoint again, with the validation's outcome
+    prepare_loss_window_for_save(/*logged_now=*/false);  // the restored window, kept
+    save(improved && config_.checkpoint.keep_best);      // step's checkpoint again, with the validation's outcome
   }
-  torch::Tensor loss_window = torch::zeros({}, torch::TensorOptions().device(device_));
   while (step_ < config_.train.steps) {
     writer_.poll();  // a failed checkpoint write stops the run now, not at the next save
     int64_t epoch = epoch_;
     bool epoch_ended = false;
-    loss_window += train_step(&epoch, &epoch_ended);
+    loss_window_ += train_step(&epoch, &epoch_ended);
     ++window_steps_;
+    ++window_steps_timed_;
     epoch_ = epoch;  // the epoch this step began in, which its log and validation name
     const bool last = step_ == config_.train.steps;
     const bool stop_requested = options_.stop_at_step > 0 && step_ >= options_.stop_at_step;
@@ -406,12 +425,14 @@ int Trainer::run() {
     if (due && (!preempted || last)) validate_now(&improved);
     validation_pending_ = due && preempted && !last;
     const bool new_best = improved && config_.checkpoint.keep_best;
-    if (periodic_checkpoint || new_best) save(new_best);
-    if (step_ % config_.logging.every_steps == 0 || last || preempted || stop_requested) {
-      log_progress(loss_window, window_steps_);
-      loss_window.zero_();
-      window_steps_ = 0;
+    // On the logging cadence only, a stop included: the loss not yet logged goes into the
+    // checkpoint, and the resumed run logs the same lines as one that never stopped.
+    const bool log_now = step_ % config_.logging.every_steps == 0 || last;
+    if (periodic_checkpoint || new_best) {
+      prepare_loss_window_for_save(log_now);
+      save(new_best);
     }
+    if (log_now) log_progress();
     if (preempted || stop_requested) writer_.wait();  // the checkpoint is on disk before we say so
     if (preempted) {
       logger_.info("stopped by a signal at step " + std::to_string(step_) + "; checkpoint written, exit code " +

@@ -62,7 +62,12 @@ class Trainer {
   double elapsed_s() const;  // wall time of the run so far, over every resume
   // Starts a stretch that logged throughput leaves out (validation, checkpoint snapshot).
   Clock::time_point pause_window();
-  void log_progress(const torch::Tensor& loss_sum, int64_t steps);
+  // Logs the loss window (the mean over ranks of loss_window_ / window_steps_) and the
+  // throughput since the last line, then starts a new window.
+  void log_progress();
+  // What save() records of the loss window: nothing when this step logs it, else its
+  // mean over ranks (a collective: every rank calls it before a save).
+  void prepare_loss_window_for_save(bool logged_now);
 
   config::Config config_;  // with the data's normalisation statistics filled in
   dist::Context& context_;
@@ -97,7 +102,14 @@ class Trainer {
   double elapsed_before_ = 0;  // the resumed checkpoint's elapsed_s: time_s continues from it
   double window_wait_start_ = 0;
   double window_paused_ = 0;  // validation and checkpoint snapshots: not training time
-  int64_t window_steps_ = 0;
+  // The loss since the last log line, on the device: this rank's sum, plus (after a
+  // resume) the checkpoint's mean over ranks for steps the stopped run had not logged.
+  torch::Tensor loss_window_;
+  double restored_window_sum_ = 0;
+  int64_t window_steps_ = 0;        // steps in loss_window_, restored ones included
+  int64_t window_steps_timed_ = 0;  // steps since window_start_ in this process: throughput
+  double saved_window_sum_ = 0;     // prepare_loss_window_for_save's outcome
+  int64_t saved_window_steps_ = 0;
 };
 
 }  // namespace dpunet::train::detail

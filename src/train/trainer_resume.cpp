@@ -72,6 +72,8 @@ void Trainer::resume(const checkpoint::LoadedCheckpoint& loaded) {
   const auto& s = loaded.state();
   step_ = s.step;
   elapsed_before_ = s.elapsed_s;
+  restored_window_sum_ = s.loss_window_sum;
+  window_steps_ = s.loss_window_steps;
   best_score_ = s.best_score;
   best_step_ = s.best_step;
   validation_pending_ = s.validation_pending;
