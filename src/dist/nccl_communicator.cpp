@@ -260,10 +260,6 @@ NcclCommunicator::NcclCommunicator(const Context& context, CommunicatorOptions o
   c10::cuda::CUDAGuard guard(state_->device);
   check_one_gpu_per_rank(context);
   state_->stream = c10::cuda::getStreamFromPool(/*isHighPriority=*/true, state_->device.index());
-  ncclUniqueId id;
-  if (context.rank() == 0) NCCL_CHECK(ncclGetUniqueId(&id));
-  MPI_CHECK(MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, context.world()));
-  NCCL_CHECK(ncclCommInitRank(&state_->comm, state_->world_size, id, state_->rank));
 
   StallWatchdog::Options watch;
   watch.timeout = options.timeout;
@@ -281,6 +277,20 @@ NcclCommunicator::NcclCommunicator(const Context& context, CommunicatorOptions o
     std::_Exit(1);
   };
   state_->watchdog = std::make_unique<StallWatchdog>(std::move(watch));
+
+  // Start-up waits for every rank: one that never arrives (stuck before it, on another
+  // node) would hold this one in ncclCommInitRank for good. Watched like a collective, it
+  // ends the job with a message after the timeout (and the grace, as nothing can be
+  // aborted yet).
+  auto started = std::make_shared<std::atomic<bool>>(false);
+  state_->watchdog->watch("NCCL start-up (the unique id's broadcast and ncclCommInitRank)", [started](std::string*) {
+    return started->load() ? StallWatchdog::State::kDone : StallWatchdog::State::kPending;
+  });
+  ncclUniqueId id;
+  if (context.rank() == 0) NCCL_CHECK(ncclGetUniqueId(&id));
+  MPI_CHECK(MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, context.world()));
+  NCCL_CHECK(ncclCommInitRank(&state_->comm, state_->world_size, id, state_->rank));
+  started->store(true);
 }
 
 NcclCommunicator::~NcclCommunicator() = default;
