@@ -3,7 +3,14 @@
 
 #include <CLI/CLI.hpp>
 
+#include <string>
+
 namespace dpunet::app {
+
+// For the single-process benchmarks (model, data, predict): an error naming `command`
+// when a launcher started several copies (mpirun, srun), which would share one GPU and
+// print one JSON each.
+void require_single_process(const std::string& command);
 
 void add_bench_model_command(CLI::App& bench);
 void add_bench_allreduce_command(CLI::App& bench);

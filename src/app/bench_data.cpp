@@ -74,6 +74,7 @@ double samples_per_second(const std::string& spec, const BenchDataArgs& args, co
 }
 
 void run(const BenchDataArgs& args) {
+  require_single_process("bench data");
   namespace fs = std::filesystem;
   const fs::path dir = args.dir.empty() ? fs::temp_directory_path() / ("dpunet-bench-data-" + std::to_string(getpid()))
                                         : fs::path(args.dir);

@@ -148,6 +148,7 @@ nlohmann::json run_variant_in_child(const BenchModelArgs& a, const std::string& 
 }
 
 void run_bench_model(const BenchModelArgs& args) {
+  require_single_process("bench model");
   // Validate in the parent so a bad size fails once, with the model's own message.
   model::UnetOptions options;
   options.n_channels = args.n_channels;

@@ -29,6 +29,7 @@ void wait_for(const torch::Device& device) {
 }
 
 void run(const BenchPredictArgs& args) {
+  require_single_process("bench predict");
   if (args.threads > 0) torch::set_num_threads(static_cast<int>(args.threads));
   const torch::Device device(args.device);
   model::UnetOptions options;

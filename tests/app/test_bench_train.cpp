@@ -99,3 +99,12 @@ TEST_CASE("bench commands refuse counts and choices they cannot measure", "[app]
     CHECK_THAT(result.output, HasSubstr(c.named));
   }
 }
+
+TEST_CASE("single-process benchmarks refuse the copies a launcher starts", "[app]") {
+  for (const std::string& bench : {"data --size 32 --samples 8", "predict --size 64 --tile 32", "model --size 32"}) {
+    INFO(bench);
+    const auto run = run_command("OMPI_COMM_WORLD_SIZE=2 " DPUNET_BINARY " bench " + bench + " 2>&1");
+    CHECK(run.exit_code != 0);
+    CHECK_THAT(run.output, HasSubstr("runs as one process") && HasSubstr("OMPI_COMM_WORLD_SIZE=2"));
+  }
+}
