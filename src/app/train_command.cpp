@@ -44,7 +44,12 @@ int run(const TrainArgs& args) {
   // the launcher or scheduler then stops the run at its first step, instead of killing it.
   train::install_preemption_handlers();
   if (args.print_config) {
-    std::cout << config::to_yaml(read_config(args));
+    try {
+      std::cout << config::to_yaml(read_config(args));
+    } catch (const Error& e) {  // as a training start reports a config error
+      std::fprintf(stderr, "dpunet: error: %s\n", e.what());
+      return 2;
+    }
     return 0;
   }
   // Parse first: the device preference comes from the config. A rank whose config failed

@@ -6,6 +6,7 @@
 
 #include "config/config.h"
 #include "config/fields.h"
+#include "support/run_command.h"
 
 using dpunet::config::parse_config;
 
@@ -208,4 +209,14 @@ TEST_CASE("contradicting or unusable values are refused before a run starts", "[
                     HasSubstr("distributed.backend, run.device") && HasSubstr("nccl needs CUDA"));
   CHECK_THROWS_WITH(parse_config("", "a.yaml", {"run.device=cuda", "distributed.backend=mpi"}),
                     HasSubstr("distributed.backend, run.device"));
+}
+
+TEST_CASE("a config error is reported alike with and without --print-config", "[config]") {
+  for (const std::string& extra : {"", " --print-config"}) {
+    INFO(extra);
+    const auto run = dpunet::test::run_command(DPUNET_BINARY " train --set model.base_channels=3 --set run.device=cpu" +
+                                               extra + " 2>&1");
+    CHECK(run.exit_code == 2);
+    CHECK_THAT(run.output, HasSubstr("dpunet: error: built-in quickstart config: model.base_channels: must be even"));
+  }
 }
