@@ -97,8 +97,10 @@ use_carried_binaries() {
   mkdir -p "$deps/runtime-libs" "$missing" && tar -C "$deps/runtime-libs" -xzf "$deps/runtime-libs.tar.gz" || return 1
   # The cache listing is saved first: `ldconfig -p | grep -q` under pipefail fails with
   # SIGPIPE when grep stops early, and would take a library the host has for missing.
-  local lib cache=$deps/ldconfig.txt
-  ldconfig -p >"$cache" || return 1
+  local lib cache=$deps/ldconfig.txt ldconfig
+  ldconfig=$(command -v ldconfig || echo /sbin/ldconfig)
+  # Without the listing every bundled library is linked in: the old behaviour, not a stop.
+  "$ldconfig" -p >"$cache" 2>/dev/null || { echo "warning: no ldconfig -p; using every bundled library" >&2; : >"$cache"; }
   for lib in "$deps"/runtime-libs/*.so*; do
     grep -q "/$(basename "$lib")\$" "$cache" || ln -sf "$lib" "$missing/"
   done
@@ -140,7 +142,13 @@ limited() {
 record() {
   local tag=$1
   shift
-  say "== $tag ($(time_left "${STEP_TIMEOUT:-240}")s at most): $*"
+  local limit
+  limit=$(time_left "${STEP_TIMEOUT:-240}")
+  if [ "$limit" -lt 20 ]; then  # said here: limited's own note would be read as the JSON
+    say "== $tag: skipped, ${limit}s left before DEADLINE_S"
+    return
+  fi
+  say "== $tag (${limit}s at most): $*"
   local json
   if json=$(limited "${STEP_TIMEOUT:-240}" "$@" 2>>"$log"); then
     "$python" -c 'import json,sys; d=json.loads(sys.stdin.read()); d["tag"]=sys.argv[1]; print(json.dumps(d))' \

@@ -118,17 +118,6 @@ void run(const PredictArgs& args) {
                " file(s) of an earlier prediction (", earlier.front(), earlier.size() > 1 ? ", ..." : "",
                "); they would mix with this run's. Choose another --out, or pass --overwrite to remove them first");
   dist::Context context(preference(args.device));
-  if (!earlier.empty()) {
-    // By one rank, and before any rank writes: a late rank must not remove a new file.
-    if (context.is_root()) {
-      for (const std::string& file : earlier) {
-        std::error_code ec;
-        std::filesystem::remove(file, ec);
-        DPUNET_CHECK(!ec, file, ": cannot remove it: ", ec.message());
-      }
-    }
-    MPI_CHECK(MPI_Barrier(context.world()));
-  }
   const config::Config config = args.source.resolve();
   if (context.is_root() && !args.source.chosen().empty()) std::printf("predict: %s\n", args.source.chosen().c_str());
   model::Unet net = args.source.load(config);
@@ -160,6 +149,18 @@ void run(const PredictArgs& args) {
     AutocastScope scope(autocast, at::kBFloat16);
     return net->forward(x);
   };
+  // Only now that the model and the inputs were read and checked: a mistake there leaves
+  // the earlier prediction in place. Every rank takes the barrier (one that sees the files
+  // is enough: --out may be a node's own scratch), removes what it sees, and waits for
+  // the others before any rank writes, so that no late removal hits a new file.
+  if (context.any_rank(!earlier.empty())) {
+    for (const std::string& file : earlier_predictions(args.out)) {
+      std::error_code ec;
+      std::filesystem::remove(file, ec);
+      DPUNET_CHECK(!ec || !std::filesystem::exists(file), file, ": cannot remove it: ", ec.message());
+    }
+    MPI_CHECK(MPI_Barrier(context.world()));
+  }
   infer::PredictionWriter writer({args.out, args.probabilities, !args.no_png}, context.rank(), context.world_size(),
                                  config.model.n_classes);
   infer::EvaluationTable table(args.eval ? inputs.size() : 0, config.model.n_classes);
@@ -186,6 +187,9 @@ void run(const PredictArgs& args) {
   writer.finish();
   std::printf("rank %d: %lld images -> %s\n", context.rank(), static_cast<long long>(done), writer.path().c_str());
   if (args.eval) {
+    // Ranks finish their images at their own pace: meet first, so that the all-reduce's
+    // stall timeout does not count a slower rank's predicting.
+    MPI_CHECK(MPI_Barrier(context.world()));
     table.all_reduce(*comm, context.device());
     // Every rank knows the total, so every rank stops together: no score from no masks.
     DPUNET_CHECK(table.evaluated() > 0, "--eval: no image of ", args.input, " has a mask",

@@ -5,7 +5,11 @@
 #include <filesystem>
 #include <regex>
 
+#include <signal.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
 
 #include "common/error.h"
 #include "common/remove_tree.h"
@@ -47,6 +51,24 @@ void clear_output_folder(const std::string& directory, const std::vector<std::st
   }
 }
 
+namespace {
+
+const std::string kStagingPrefix = ".dpunet-staging-";
+
+// Staging folders of writers that were killed (Ctrl-C, SIGKILL) on this machine: their
+// process is gone, so nothing will move or remove their shards.
+void remove_abandoned_staging(const std::string& directory) {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(directory, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind(kStagingPrefix, 0) != 0) continue;
+    const long pid = std::strtol(name.c_str() + kStagingPrefix.size(), nullptr, 10);
+    if (pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) remove_tree(entry.path().string());
+  }
+}
+
+}  // namespace
+
 StagedOutput::StagedOutput(std::string directory, std::vector<std::string> prefixes, bool overwrite)
     : directory_(std::move(directory)), prefixes_(std::move(prefixes)), overwrite_(overwrite) {
   if (!overwrite_) clear_output_folder(directory_, prefixes_, false);
@@ -56,7 +78,8 @@ StagedOutput::StagedOutput(std::string directory, std::vector<std::string> prefi
   DPUNET_CHECK(!ec, directory_, ": cannot create the directory: ", ec.message());
   // Inside the directory, so the moves are renames on one file system; hidden and not a
   // shard name, so no dataset glob reads it.
-  staging_ = (fs::path(directory_) / (".dpunet-staging-" + std::to_string(::getpid()))).string();
+  remove_abandoned_staging(directory_);
+  staging_ = (fs::path(directory_) / (kStagingPrefix + std::to_string(::getpid()))).string();
   remove_tree(staging_);
   fs::create_directory(staging_, ec);
   DPUNET_CHECK(!ec, staging_, ": cannot create the directory: ", ec.message());

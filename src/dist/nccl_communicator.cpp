@@ -3,6 +3,7 @@
 // host to notice an asynchronous error or a stall.
 #include "dist/nccl_communicator.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -48,10 +49,10 @@ struct NcclState {
     aborted = true;
   }
   ~NcclState() {
-    // While unwinding from an error, on the way to main's report and exit: the
-    // collectives may never finish (another rank stopped), and an abort or destroy that
-    // blocks on them would hold the report back until the other ranks' timeouts. The
-    // process's exit frees the communicator instead.
+    // While unwinding from an error, on the way to main's report and exit, collectives
+    // still in flight may never finish (another rank stopped), and an abort or destroy
+    // that blocks on them would hold the report back until the other ranks' timeouts:
+    // the process's exit frees such a communicator instead.
     const bool unwinding = std::uncaught_exceptions() > 0;
     // ncclCommDestroy waits for unfinished collectives: a stalled one would hang it, so
     // a communicator that failed, or still has collectives in flight, is aborted. In
@@ -62,7 +63,7 @@ struct NcclState {
       unfinished = watchdog->failure().has_value() || watchdog->pending() > 0;
       watchdog.reset();  // its thread polls the communicator
     }
-    if (unwinding) return;
+    if (unwinding && unfinished) return;
     std::lock_guard<std::mutex> lock(mutex);
     if (comm == nullptr || aborted) return;
     ncclResult_t async = ncclSuccess;
@@ -258,7 +259,6 @@ NcclCommunicator::NcclCommunicator(const Context& context, CommunicatorOptions o
   state_->world_size = context.world_size();
   state_->device = context.device();
   c10::cuda::CUDAGuard guard(state_->device);
-  check_one_gpu_per_rank(context);
   state_->stream = c10::cuda::getStreamFromPool(/*isHighPriority=*/true, state_->device.index());
 
   StallWatchdog::Options watch;
@@ -281,11 +281,16 @@ NcclCommunicator::NcclCommunicator(const Context& context, CommunicatorOptions o
   // Start-up waits for every rank: one that never arrives (stuck before it, on another
   // node) would hold this one in ncclCommInitRank for good. Watched like a collective, it
   // ends the job with a message after the timeout (and the grace, as nothing can be
-  // aborted yet).
+  // aborted yet); at least 5 minutes, as ranks arrive as unevenly as they load their
+  // data and checkpoints.
   auto started = std::make_shared<std::atomic<bool>>(false);
-  state_->watchdog->watch("NCCL start-up (the unique id's broadcast and ncclCommInitRank)", [started](std::string*) {
-    return started->load() ? StallWatchdog::State::kDone : StallWatchdog::State::kPending;
-  });
+  state_->watchdog->watch(
+      "NCCL start-up (the GPU check, the unique id's broadcast and ncclCommInitRank)",
+      [started](std::string*) {
+        return started->load() ? StallWatchdog::State::kDone : StallWatchdog::State::kPending;
+      },
+      std::max<std::chrono::milliseconds>(options.timeout, std::chrono::minutes(5)));
+  check_one_gpu_per_rank(context);
   ncclUniqueId id;
   if (context.rank() == 0) NCCL_CHECK(ncclGetUniqueId(&id));
   MPI_CHECK(MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, context.world()));

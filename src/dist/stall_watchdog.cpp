@@ -22,10 +22,11 @@ StallWatchdog::~StallWatchdog() {
   thread_.join();
 }
 
-void StallWatchdog::watch(std::string name, Poll poll) {
+void StallWatchdog::watch(std::string name, Poll poll, std::optional<std::chrono::milliseconds> timeout) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (failure_) return;  // the transport is gone; the caller raises the failure next
-  entries_.push_back({std::move(name), std::move(poll), std::chrono::steady_clock::now()});
+  entries_.push_back(
+      {std::move(name), std::move(poll), std::chrono::steady_clock::now(), timeout.value_or(options_.timeout)});
 }
 
 void StallWatchdog::raise_if_failed() {
@@ -67,8 +68,8 @@ std::optional<std::string> StallWatchdog::poll_entries(std::deque<Entry>& entrie
     if (state == State::kFailed) {
       return detail::concat(it->name, " failed on ", options_.label, ": ", error, "; ", options_.consequence);
     }
-    if (now - it->start > options_.timeout) {
-      return detail::concat(it->name, " has not completed after ", options_.timeout.count() / 1000.0, " s on ",
+    if (now - it->start > it->timeout) {
+      return detail::concat(it->name, " has not completed after ", it->timeout.count() / 1000.0, " s on ",
                             options_.label, ": another rank stopped or is issuing different collectives; ",
                             options_.consequence);
     }

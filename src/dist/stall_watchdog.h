@@ -50,8 +50,10 @@ class StallWatchdog {
   StallWatchdog(const StallWatchdog&) = delete;
   StallWatchdog& operator=(const StallWatchdog&) = delete;
 
-  // Starts watching `name` (e.g. "all_reduce (Float, 1000 elements)") from now.
-  void watch(std::string name, Poll poll);
+  // Starts watching `name` (e.g. "all_reduce (Float, 1000 elements)") from now, for the
+  // options' timeout or, when given, `timeout` (start-up, which waits for the slowest rank
+  // to arrive, may take longer than any collective).
+  void watch(std::string name, Poll poll, std::optional<std::chrono::milliseconds> timeout = std::nullopt);
   // Throws dpunet::Error with the failure message if a failure has been seen.
   void raise_if_failed();
   std::optional<std::string> failure() const;
@@ -66,6 +68,7 @@ class StallWatchdog {
     std::string name;
     Poll poll;
     std::chrono::steady_clock::time_point start;
+    std::chrono::milliseconds timeout;
   };
   void run();
   // Polls every entry once, dropping those done; returns the failure message if one

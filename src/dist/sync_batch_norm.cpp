@@ -59,7 +59,7 @@ GlobalStatistics global_statistics(const torch::Tensor& xc, Communicator& comm) 
   // The variance needs two values per channel. Ranks usually hold equal shares, so a
   // share of one value cannot make two anywhere; a rank with another share is not
   // known here without a host read, and its running variance divides by at least 1.
-  DPUNET_CHECK(local_count * comm.world_size() > 1 || local_count == 0,
+  DPUNET_CHECK(local_count * comm.world_size() > 1 || (local_count == 0 && comm.world_size() > 1),
                "SyncBatchNorm: needs more than one value per channel across all ranks, got ", local_count,
                " on each of ", comm.world_size(), " rank(s) (input ", xc.sizes(), ")");
   // A rank with no values adds nothing (the mean of nothing would be NaN, and NaN * 0

@@ -9,6 +9,7 @@ namespace dpunet::train {
 namespace {
 
 volatile std::sig_atomic_t received_signal = 0;
+volatile std::sig_atomic_t interrupted = 0;  // a Ctrl-C arrived: its handler is spent
 
 void on_signal(int signal) {
   received_signal = signal;
@@ -18,6 +19,7 @@ void on_signal(int signal) {
 // handler then resets itself (SA_RESETHAND), so a second one ends the process at once.
 void on_interrupt(int signal) {
   received_signal = signal;
+  interrupted = 1;
   static const char kMessage[] =
       "\ndpunet: interrupted: stopping after this step with a checkpoint (Ctrl-C again to quit without one)\n";
   (void)!::write(STDERR_FILENO, kMessage, sizeof(kMessage) - 1);
@@ -32,8 +34,12 @@ void install_preemption_handlers() {
   action.sa_flags = SA_RESTART;
   sigaction(SIGTERM, &action, nullptr);
   sigaction(SIGUSR1, &action, nullptr);
-  // Not re-armed once it has fired: the second Ctrl-C must still end the process.
-  if (received_signal != SIGINT) {
+  // Not re-armed once it has fired: the second Ctrl-C must still end the process. Nor
+  // installed where SIGINT is ignored: a job a script started in the background is not
+  // the terminal's to stop.
+  struct sigaction previous {};
+  sigaction(SIGINT, nullptr, &previous);
+  if (interrupted == 0 && previous.sa_handler != SIG_IGN) {
     struct sigaction interrupt {};
     interrupt.sa_handler = on_interrupt;
     sigemptyset(&interrupt.sa_mask);

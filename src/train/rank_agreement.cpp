@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <vector>
 
+#include <c10/util/Exception.h>
+
 #include "common/error.h"
 
 namespace dpunet::train {
@@ -77,10 +79,10 @@ void fail_together(dist::Communicator& comm, const std::function<void()>& step) 
   std::string error;
   try {
     step();
-  } catch (const AgreedError&) {
-    throw;
-  } catch (const Error& e) {
-    error = e.what();
+  } catch (const std::exception& e) {  // any failure, so that this rank still takes the all-gather
+    const auto* c10_error = dynamic_cast<const c10::Error*>(&e);
+    error = c10_error != nullptr ? c10_error->what_without_backtrace() : e.what();
+    if (error.empty()) error = "an unexplained error";
   }
   const std::vector<int64_t> failed = comm.all_gather_values(error.empty() ? 0 : 1);
   std::string failed_ranks;

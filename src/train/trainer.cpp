@@ -122,14 +122,20 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
     // checkpoint comes first, and the log says the starting weights were not reread.
     if (!options.init_weights.empty())
       logger_.info("--init-weights " + options.init_weights + " not used: resuming from " + loaded->path());
-  } else if (!options.init_weights.empty() && checkpoint::has_checkpoint_magic(options.init_weights)) {
-    // Another run's checkpoint: its model only, as a new run's start (fine-tuning).
-    checkpoint::LoadedCheckpoint(options.init_weights).restore_model(*model_);
-    logger_.info("initial weights from " + options.init_weights +
-                 " (a training checkpoint: its model; its optimizer state and step are not used)");
   } else if (!options.init_weights.empty()) {
-    checkpoint::load_state(*model_, checkpoint::read_safetensors(options.init_weights), options.init_weights);
-    logger_.info("initial weights from " + options.init_weights);
+    // Every rank reads the file for itself, and usually fails alike on it.
+    const bool from_checkpoint = checkpoint::has_checkpoint_magic(options.init_weights);
+    fail_together(*comm_, [&] {
+      if (from_checkpoint) {
+        // Another run's checkpoint: its model only, as a new run's start (fine-tuning).
+        checkpoint::LoadedCheckpoint(options.init_weights).restore_model(*model_);
+      } else {
+        checkpoint::load_state(*model_, checkpoint::read_safetensors(options.init_weights), options.init_weights);
+      }
+    });
+    logger_.info(
+        "initial weights from " + options.init_weights +
+        (from_checkpoint ? " (a training checkpoint: its model; its optimizer state and step are not used)" : ""));
   }
   model_->to(device_);
   if (config.precision.channels_last && device_.is_cuda()) use_channels_last_weights(*model_);

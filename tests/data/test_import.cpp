@@ -9,9 +9,11 @@
 #include <fstream>
 #include <vector>
 
+#include "common/atomic_file.h"
 #include "data/dataset.h"
 #include "data/image_io.h"
 #include "data/import.h"
+#include "data/output_folder.h"
 #include "support/image_files.h"
 #include "support/temp_dir.h"
 
@@ -264,4 +266,21 @@ TEST_CASE("an import that fails halfway leaves the output folder as it was", "[d
     CHECK(entries() == std::vector<std::string>{"train-00000.h5"});
     CHECK(dpunet::data::Dataset(f.options.out_dir + "/train-*.h5").size() == 2);
   }
+}
+
+TEST_CASE("a writer's staging folder left by a killed run is removed by the next one", "[data]") {
+  dpunet::test::TempDir dir;
+  // A process number above the system's largest is one no process has.
+  long pid_max = 0;
+  std::ifstream("/proc/sys/kernel/pid_max") >> pid_max;
+  REQUIRE(pid_max > 0);
+  const std::string abandoned = dir / (".dpunet-staging-" + std::to_string(pid_max + 1));
+  std::filesystem::create_directories(abandoned);
+  dpunet::write_file_atomically(abandoned + "/train-00000.h5", "x");
+  {
+    dpunet::data::StagedOutput output(dir.path(), {"train"}, false);
+    CHECK_FALSE(std::filesystem::exists(abandoned));
+    CHECK(std::filesystem::is_directory(output.staging()));
+  }
+  CHECK(std::filesystem::is_empty(dir.path()));  // nothing committed: the own staging folder went too
 }
