@@ -35,10 +35,8 @@ void add_export_command(CLI::App& app) {
                  " is the checkpoint itself; writing there would replace it");
     // The name says what the file holds, and keeps export from replacing a run's
     // config.yaml, a checkpoint pointer or a PyTorch .pt by a slip of the argument.
-    const std::string suffix = ".safetensors";
-    DPUNET_CHECK(args->out.size() > suffix.size() &&
-                     args->out.compare(args->out.size() - suffix.size(), suffix.size(), suffix) == 0,
-                 "export: ", args->out, ": name the output file *.safetensors");
+    DPUNET_CHECK(std::filesystem::path(args->out).extension() == ".safetensors", "export: ", args->out,
+                 ": name the output file *.safetensors");
     const model::Unet net = source.load(config);
     checkpoint::write_safetensors(args->out, checkpoint::module_state(*net),
                                   {{"format", "pt"}, {kConfigMetadataKey, config::to_yaml(config)}});

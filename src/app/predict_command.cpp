@@ -15,6 +15,7 @@
 #include "common/atomic_file.h"
 #include "common/autocast_scope.h"
 #include "common/error.h"
+#include "common/text.h"
 #include "data/import.h"
 #include "dist/context.h"
 #include "dist/make_communicator.h"
@@ -96,9 +97,6 @@ std::vector<std::string> earlier_predictions(const std::string& out) {
   std::vector<std::string> found;
   std::error_code ec;
   if (!std::filesystem::is_directory(out, ec)) return found;
-  const auto ends_with = [](const std::string& name, const std::string& tail) {
-    return name.size() >= tail.size() && name.compare(name.size() - tail.size(), tail.size(), tail) == 0;
-  };
   for (const auto& entry : std::filesystem::directory_iterator(out, ec)) {
     const std::string name = entry.path().filename().string();
     if (name == "predictions.h5" || name == "eval.json" ||

@@ -8,6 +8,7 @@
 #include "checkpoint/checkpoint.h"
 #include "common/atomic_file.h"
 #include "common/error.h"
+#include "common/text.h"
 
 namespace dpunet::checkpoint {
 namespace fs = std::filesystem;
@@ -82,8 +83,7 @@ void CheckpointStore::commit(int64_t step, const std::function<void(const std::s
 std::optional<int64_t> CheckpointStore::step_of(const std::string& path) {
   const std::string name = fs::path(path).filename().string();
   const std::string prefix = "step-", suffix = ".ckpt";
-  if (name.size() <= prefix.size() + suffix.size() || name.rfind(prefix, 0) != 0 ||
-      name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) {
+  if (name.size() <= prefix.size() + suffix.size() || name.rfind(prefix, 0) != 0 || !ends_with(name, suffix)) {
     return std::nullopt;
   }
   const std::string digits = name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());

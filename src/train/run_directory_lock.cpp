@@ -13,6 +13,7 @@
 
 #include "common/error.h"
 #include "common/process_label.h"
+#include "common/text.h"
 
 namespace dpunet::train {
 namespace {
@@ -40,8 +41,7 @@ RunDirectoryLock::RunDirectoryLock(const std::string& run_dir) {
     // on another machine may be a crashed node whose lock the file server keeps until
     // its lease ends: a requeued job waits that out rather than fail.
     const std::string here = " on " + host_name();
-    const bool elsewhere =
-        holder.size() < here.size() || holder.compare(holder.size() - here.size(), here.size(), here) != 0;
+    const bool elsewhere = !ends_with(holder, here);
     if (!elsewhere || std::chrono::steady_clock::now() >= deadline) {
       ::close(fd_);
       fd_ = -1;
