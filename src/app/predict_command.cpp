@@ -15,6 +15,7 @@
 #include "common/atomic_file.h"
 #include "common/autocast_scope.h"
 #include "common/error.h"
+#include "common/exception_message.h"
 #include "common/text.h"
 #include "data/import.h"
 #include "dist/context.h"
@@ -177,8 +178,7 @@ void run(const PredictArgs& args) {
     } catch (const std::exception& e) {
       // Out of memory on one large image, or a model that returns another size: which
       // image is the first thing to know (the message keeps its own file:line).
-      const auto* c10_error = dynamic_cast<const c10::Error*>(&e);
-      throw Error(item.source + ": " + (c10_error != nullptr ? c10_error->what_without_backtrace() : e.what()));
+      throw Error(item.source + ": " + exception_message(e));
     }
     ++done;
   }

@@ -7,9 +7,8 @@
 #include <filesystem>
 #include <vector>
 
-#include <c10/util/Exception.h>
-
 #include "common/error.h"
+#include "common/exception_message.h"
 
 namespace dpunet::train {
 namespace {
@@ -80,8 +79,7 @@ void fail_together(dist::Communicator& comm, const std::function<void()>& step) 
   try {
     step();
   } catch (const std::exception& e) {  // any failure, so that this rank still takes the all-gather
-    const auto* c10_error = dynamic_cast<const c10::Error*>(&e);
-    error = c10_error != nullptr ? c10_error->what_without_backtrace() : e.what();
+    error = exception_message(e);
     if (error.empty()) error = "an unexplained error";
   }
   const std::vector<int64_t> failed = comm.all_gather_values(error.empty() ? 0 : 1);

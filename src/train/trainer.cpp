@@ -293,7 +293,8 @@ double Trainer::elapsed_s() const {
   return elapsed_before_ + seconds_since(run_start_);
 }
 
-void Trainer::save(bool best) {
+void Trainer::save(bool best, bool logged_now) {
+  const auto [window_sum, window_steps] = loss_window_for_save(logged_now);
   if (!context_.is_root()) return;
   const Clock::time_point paused = pause_window();
   checkpoint::TrainingState state;
@@ -311,8 +312,8 @@ void Trainer::save(bool best) {
   state.best_score = best_score_;
   state.best_step = best_step_;
   state.validation_pending = validation_pending_;
-  state.loss_window_sum = saved_window_sum_;
-  state.loss_window_steps = saved_window_steps_;
+  state.loss_window_sum = window_sum;
+  state.loss_window_steps = window_steps;
   // Nothing in the step draws from torch's generator today; its state is kept so that a
   // future random op (dropout, stochastic depth) resumes exactly too.
   state.rng_cpu = at::detail::getDefaultCPUGenerator().get_state();
@@ -329,14 +330,12 @@ void Trainer::save(bool best) {
   window_paused_ += seconds_since(paused);
 }
 
-void Trainer::prepare_loss_window_for_save(bool logged_now) {
-  saved_window_sum_ = 0;
-  saved_window_steps_ = logged_now ? 0 : window_steps_;
+std::pair<double, int64_t> Trainer::loss_window_for_save(bool logged_now) {
   // window_steps_ is the same on every rank, so they all take the collective or none.
-  if (saved_window_steps_ == 0) return;
+  if (logged_now || window_steps_ == 0) return {0.0, 0};
   torch::Tensor loss = loss_window_.detach().to(torch::kDouble).reshape({1}).clone();
   comm_->all_reduce(loss, dist::ReduceOp::kAvg);
-  saved_window_sum_ = loss.item<double>();
+  return {loss.item<double>(), window_steps_};
 }
 
 void Trainer::log_progress() {
@@ -404,8 +403,8 @@ int Trainer::run() {
     bool improved = false;
     validate_now(&improved);
     validation_pending_ = false;
-    prepare_loss_window_for_save(/*logged_now=*/false);  // the restored window, kept
-    save(improved && config_.checkpoint.keep_best);      // step's checkpoint again, with the validation's outcome
+    // The step's checkpoint again, with the validation's outcome and the restored window.
+    save(improved && config_.checkpoint.keep_best, /*logged_now=*/false);
   }
   while (step_ < config_.train.steps) {
     writer_.poll();  // a failed checkpoint write stops the run now, not at the next save
@@ -434,10 +433,7 @@ int Trainer::run() {
     // On the logging cadence only, a stop included: the loss not yet logged goes into the
     // checkpoint, and the resumed run logs the same lines as one that never stopped.
     const bool log_now = step_ % config_.logging.every_steps == 0 || last;
-    if (periodic_checkpoint || new_best) {
-      prepare_loss_window_for_save(log_now);
-      save(new_best);
-    }
+    if (periodic_checkpoint || new_best) save(new_best, log_now);
     if (log_now) log_progress();
     if (preempted || stop_requested) writer_.wait();  // the checkpoint is on disk before we say so
     if (preempted) {

@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "checkpoint/background_writer.h"
 #include "checkpoint/checkpoint.h"
@@ -58,16 +59,18 @@ class Trainer {
   [[noreturn]] void fail_non_finite_loss(const std::string& how_many) const;
   bool validation_due(bool epoch_ended, bool last) const;
   void validate_now(bool* improved);
-  void save(bool best);
+  // Every rank calls it (the loss window's mean is a collective); rank 0 writes.
+  // `logged_now`: this step's log line takes the loss window, so the checkpoint has none.
+  void save(bool best, bool logged_now);
   double elapsed_s() const;  // wall time of the run so far, over every resume
   // Starts a stretch that logged throughput leaves out (validation, checkpoint snapshot).
   Clock::time_point pause_window();
   // Logs the loss window (the mean over ranks of loss_window_ / window_steps_) and the
   // throughput since the last line, then starts a new window.
   void log_progress();
-  // What save() records of the loss window: nothing when this step logs it, else its
-  // mean over ranks (a collective: every rank calls it before a save).
-  void prepare_loss_window_for_save(bool logged_now);
+  // What a checkpoint records of the loss window, {sum, steps}: nothing when this step
+  // logs it, else its mean over ranks (a collective, taken by all ranks or none).
+  std::pair<double, int64_t> loss_window_for_save(bool logged_now);
 
   config::Config config_;  // with the data's normalisation statistics filled in
   dist::Context& context_;
@@ -108,8 +111,6 @@ class Trainer {
   double restored_window_sum_ = 0;
   int64_t window_steps_ = 0;        // steps in loss_window_, restored ones included
   int64_t window_steps_timed_ = 0;  // steps since window_start_ in this process: throughput
-  double saved_window_sum_ = 0;     // prepare_loss_window_for_save's outcome
-  int64_t saved_window_steps_ = 0;
 };
 
 }  // namespace dpunet::train::detail
