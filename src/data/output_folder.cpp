@@ -12,6 +12,7 @@
 #include <cstdlib>
 
 #include "common/error.h"
+#include "common/process_label.h"
 #include "common/remove_tree.h"
 
 namespace dpunet::data {
@@ -53,16 +54,22 @@ void clear_output_folder(const std::string& directory, const std::vector<std::st
 
 namespace {
 
-const std::string kStagingPrefix = ".dpunet-staging-";
+// ".dpunet-staging-HOST-": hidden and not a shard name, so no dataset glob reads it; the
+// host, so that a folder on a shared file system is judged only where its PID means
+// something.
+std::string staging_prefix() {
+  return ".dpunet-staging-" + host_name() + "-";
+}
 
 // Staging folders of writers that were killed (Ctrl-C, SIGKILL) on this machine: their
 // process is gone, so nothing will move or remove their shards.
 void remove_abandoned_staging(const std::string& directory) {
+  const std::string prefix = staging_prefix();
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(directory, ec)) {
     const std::string name = entry.path().filename().string();
-    if (name.rfind(kStagingPrefix, 0) != 0) continue;
-    const long pid = std::strtol(name.c_str() + kStagingPrefix.size(), nullptr, 10);
+    if (name.rfind(prefix, 0) != 0) continue;
+    const long pid = std::strtol(name.c_str() + prefix.size(), nullptr, 10);
     if (pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) remove_tree(entry.path().string());
   }
 }
@@ -76,10 +83,9 @@ StagedOutput::StagedOutput(std::string directory, std::vector<std::string> prefi
   made_directory_ = !fs::exists(directory_, ec);
   fs::create_directories(directory_, ec);
   DPUNET_CHECK(!ec, directory_, ": cannot create the directory: ", ec.message());
-  // Inside the directory, so the moves are renames on one file system; hidden and not a
-  // shard name, so no dataset glob reads it.
   remove_abandoned_staging(directory_);
-  staging_ = (fs::path(directory_) / (kStagingPrefix + std::to_string(::getpid()))).string();
+  // Inside the directory, so that the moves are renames on one file system.
+  staging_ = (fs::path(directory_) / (staging_prefix() + std::to_string(::getpid()))).string();
   remove_tree(staging_);
   fs::create_directory(staging_, ec);
   DPUNET_CHECK(!ec, staging_, ": cannot create the directory: ", ec.message());

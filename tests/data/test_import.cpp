@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/atomic_file.h"
+#include "common/process_label.h"
 #include "data/dataset.h"
 #include "data/image_io.h"
 #include "data/import.h"
@@ -274,13 +275,19 @@ TEST_CASE("a writer's staging folder left by a killed run is removed by the next
   long pid_max = 0;
   std::ifstream("/proc/sys/kernel/pid_max") >> pid_max;
   REQUIRE(pid_max > 0);
-  const std::string abandoned = dir / (".dpunet-staging-" + std::to_string(pid_max + 1));
+  const std::string abandoned = dir / (".dpunet-staging-" + dpunet::host_name() + "-" + std::to_string(pid_max + 1));
+  // Another machine's, on a shared file system: its PID means nothing here.
+  const std::string elsewhere = dir / (".dpunet-staging-otherhost-" + std::to_string(pid_max + 1));
+  std::filesystem::create_directories(elsewhere);
   std::filesystem::create_directories(abandoned);
   dpunet::write_file_atomically(abandoned + "/train-00000.h5", "x");
   {
     dpunet::data::StagedOutput output(dir.path(), {"train"}, false);
     CHECK_FALSE(std::filesystem::exists(abandoned));
+    CHECK(std::filesystem::is_directory(elsewhere));
     CHECK(std::filesystem::is_directory(output.staging()));
   }
-  CHECK(std::filesystem::is_empty(dir.path()));  // nothing committed: the own staging folder went too
+  // Nothing committed: the own staging folder went too; the other machine's stays.
+  CHECK(std::filesystem::remove(elsewhere));
+  CHECK(std::filesystem::is_empty(dir.path()));
 }
