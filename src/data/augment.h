@@ -15,6 +15,10 @@ struct AugmentOptions {
   // Output size; 0 keeps the sample's size. Larger samples are cropped at a random
   // place, smaller ones mirror-padded.
   int64_t patch_height = 0, patch_width = 0;
+  // Context the model consumes at each border (valid padding; see model::context_margin):
+  // the patch is placed so that its centre, the part that is trained, reaches every
+  // source pixel, with mirrored context beyond the source's edges, as predict tiles do.
+  int64_t context_margin = 0;
   double flip_probability = 0.5;      // per axis
   double rotate90_probability = 0.5;  // a random multiple of 90 degrees (180 only for non-square patches)
   // Small rotations and scaling, one resampling pass together with elastic deformation.

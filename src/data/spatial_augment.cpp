@@ -39,11 +39,15 @@ Dihedral draw_dihedral(const AugmentOptions& o, bool square, Rng& rng) {
   return d;
 }
 
-// Top-left corner of the patch in the source: anywhere the patch fits, or, when the
-// source is smaller, anywhere the source fits inside the patch.
-int64_t draw_offset(int64_t source, int64_t patch, Rng& rng) {
-  const int64_t low = std::min<int64_t>(0, source - patch), high = std::max<int64_t>(0, source - patch);
-  return low + static_cast<int64_t>(rng.below(static_cast<uint64_t>(high - low + 1)));
+// Top-left corner of the patch in the source. The trained window (the patch less `margin`
+// on each side) lies anywhere it fits in the source, or, when the source is smaller,
+// anywhere the source fits inside it; the patch's border around it is context, mirrored
+// where it falls outside the source.
+int64_t draw_offset(int64_t source, int64_t patch, int64_t margin, Rng& rng) {
+  const int64_t window = patch - 2 * margin;
+  DPUNET_CHECK(window > 0, "augmentation: a patch of ", patch, " leaves nothing inside a context margin of ", margin);
+  const int64_t low = std::min<int64_t>(0, source - window), high = std::max<int64_t>(0, source - window);
+  return low + static_cast<int64_t>(rng.below(static_cast<uint64_t>(high - low + 1))) - margin;
 }
 
 Sample make_output(const Sample& in, int64_t height, int64_t width) {
@@ -237,7 +241,8 @@ Sample spatial_augment(const Sample& in, const AugmentOptions& o, Rng& rng) {
   // augmentation depends only on (seed, epoch, index) and the options. A transform with
   // probability 0 draws nothing, so turning one on shifts the values the later ones get.
   const Dihedral d = draw_dihedral(o, ph == pw, rng);
-  const int64_t oy = draw_offset(in.height, ph, rng), ox = draw_offset(in.width, pw, rng);
+  const int64_t oy = draw_offset(in.height, ph, o.context_margin, rng);
+  const int64_t ox = draw_offset(in.width, pw, o.context_margin, rng);
   const bool affine = rng.chance(o.affine_probability);
   const bool elastic = rng.chance(o.elastic_probability);
   if (!affine && !elastic) return crop_and_reorient(in, ph, pw, oy, ox, d);
@@ -268,6 +273,7 @@ void AugmentOptions::validate() const {
     DPUNET_CHECK(p >= 0.0 && p <= 1.0, "augmentation: ", name, " probability must be in [0, 1], got ", p);
   }
   DPUNET_CHECK(patch_height >= 0 && patch_width >= 0, "augmentation: patch size must not be negative");
+  DPUNET_CHECK(context_margin >= 0, "augmentation: context_margin must not be negative");
   DPUNET_CHECK(scale_min > 0 && scale_min <= scale_max, "augmentation: need 0 < scale_min <= scale_max, got ",
                scale_min, " and ", scale_max);
   DPUNET_CHECK(max_rotation_degrees >= 0 && max_rotation_degrees <= 180,

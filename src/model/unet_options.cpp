@@ -74,6 +74,15 @@ std::optional<int64_t> output_size(const UnetOptions& o, int64_t size) {
   return size;
 }
 
+int64_t context_margin(const UnetOptions& o) {
+  if (o.padding == Padding::kSame) return 0;
+  // Two unpadded 3x3 convolutions lose 2 pixels per side at every level, and a level
+  // 2^l coarser loses 2^l times as many input pixels: 2 * 2^l per side for each of the
+  // depth encoder levels, the bottom and the depth decoder levels.
+  const int64_t bottom = int64_t{1} << o.depth;
+  return 2 * ((bottom - 1) + bottom + (bottom - 1));
+}
+
 std::vector<int64_t> nearest_valid_sizes(const UnetOptions& o, int64_t size) {
   std::vector<int64_t> found;
   // Valid sizes repeat with period 2^depth above the smallest one, which is below 2^(depth+4).

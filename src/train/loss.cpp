@@ -98,7 +98,7 @@ torch::Tensor loss_from_sums(const torch::Tensor& sums, const LossOptions& o, in
     const torch::Tensor total = sums.slice(0, at + classes, at + 2 * classes);
     // Keeps the ratio finite; it does not make an absent class score 1 (the softmax puts
     // some probability on every class), so a class missing from the batch adds about
-    // 1/classes to the loss, as in nnU-Net.
+    // 1/(classes in the mean) to the loss, as in nnU-Net.
     constexpr double kSmooth = 1e-5;
     torch::Tensor dice = (2 * intersection + kSmooth) / (total + kSmooth);
     if (!o.dice_include_background && classes > 1) dice = dice.slice(0, 1);

@@ -97,6 +97,38 @@ TEST_CASE("flips and quarter turns are the eight symmetries of the square", "[da
   CHECK(seen.size() == 8);
 }
 
+// With valid padding only a patch's centre is trained: the crop must let that centre,
+// not the whole patch, reach the sample's edges (the context beyond them is mirrored).
+TEST_CASE("with a context margin the trained centre of the patch reaches every source pixel", "[data]") {
+  const int64_t size = 30, patch = 16, margin = 4;
+  const Sample in = coordinates(size, size, 1);
+  AugmentOptions o = nothing();
+  o.patch_height = o.patch_width = patch;
+  o.context_margin = margin;
+  std::set<int64_t> rows, cols;
+  for (uint64_t seed = 0; seed < 400; ++seed) {
+    Rng rng(seed);
+    const Sample out = dpunet::data::augment(in, o, rng);
+    REQUIRE(out.height == patch);
+    // The trained centre lies inside the sample; only the context around it is mirrored.
+    const auto [first_y, first_x] = source_of(out.image[margin * patch + margin]);
+    const auto [last_y, last_x] = source_of(out.image[(patch - margin) * patch - margin - 1]);
+    CHECK(last_y - first_y == patch - 2 * margin - 1);
+    CHECK(last_x - first_x == patch - 2 * margin - 1);
+    for (int64_t y = margin; y < patch - margin; ++y) {
+      for (int64_t x = margin; x < patch - margin; ++x) {
+        const auto [sy, sx] = source_of(out.image[y * patch + x]);
+        rows.insert(sy);
+        cols.insert(sx);
+      }
+    }
+  }
+  CHECK(rows.size() == static_cast<size_t>(size));
+  CHECK(cols.size() == static_cast<size_t>(size));
+  CHECK(*rows.begin() == 0);
+  CHECK(*rows.rbegin() == size - 1);
+}
+
 TEST_CASE("a sample smaller than the patch is mirror-padded", "[data]") {
   const Sample in = coordinates(4, 4, 1);
   const Sample out = dpunet::data::centre_crop(in, 8, 8);

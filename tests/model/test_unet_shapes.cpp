@@ -53,6 +53,26 @@ TEST_CASE("Unet with valid padding maps 572 to 388 as in the 2015 paper", "[mode
   CHECK(net->forward(torch::randn({1, 1, 572, 572})).sizes() == torch::IntArrayRef({1, 2, 388, 388}));
 }
 
+TEST_CASE("the context margin is half of what valid padding takes off, at every depth and size", "[model]") {
+  dpunet::model::UnetOptions o;
+  o.padding = dpunet::model::Padding::kValid;
+  CHECK(dpunet::model::context_margin(o) == 92);  // 572 -> 388
+  for (int64_t depth = 1; depth <= 6; ++depth) {
+    o.depth = depth;
+    int found = 0;
+    for (int64_t size = 1; size < 1200 && found < 4; ++size) {
+      const auto output = dpunet::model::output_size(o, size);
+      if (!output) continue;
+      ++found;
+      INFO("depth " << depth << ", input " << size);
+      CHECK(size - *output == 2 * dpunet::model::context_margin(o));
+    }
+    CHECK(found == 4);
+  }
+  o.padding = dpunet::model::Padding::kSame;
+  CHECK(dpunet::model::context_margin(o) == 0);
+}
+
 TEST_CASE("Unet with valid padding names the nearest valid sizes for an untileable input", "[model]") {
   auto o = small(1, 2);
   o.padding = Padding::kValid;
