@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # slurm/train.sbatch against a real one-node SLURM: submit 2 CPU ranks, send the
 # preemption signal, and check that the job checkpointed, was requeued, resumed from the
-# checkpoint and finished; then that SIGTERM to the batch shell checkpoints and requeues too. Needs root and apt (or SLURM already installed); exits 77
-# (skipped) without them.
+# checkpoint and finished; then that SIGTERM to the batch shell checkpoints and requeues
+# too, that a plain scancel checkpoints and leaves the job cancelled, and that a run whose
+# rank is killed after new checkpoints is requeued and finishes. Needs root and
+# apt (or SLURM already installed); exits 77 (skipped) without them.
 #   test_sbatch.sh REPO_ROOT DPUNET_BINARY
 set -uo pipefail
 repo=$1 binary=$2
@@ -96,3 +98,49 @@ for expected in "TERM: asking the ranks to checkpoint" "stopped by a signal at s
   grep -qF -- "$expected" "$out" || fail "the TERM job's output lacks '$expected'"
 done
 echo "PASS: checkpointed on TERM to the batch shell and requeued"
+
+# A user's plain scancel: every process gets SIGTERM and the job is cancelled. The ranks
+# checkpoint, and the job must stay cancelled, not come back.
+job=$(DPUNET_BIN=$binary DPUNET_RUN_DIR=$work/run-cancel sbatch --parsable --nodes=1 --ntasks-per-node=2 \
+      --cpus-per-task=1 --time=10 --job-name=dpunet-test --output="$work/%x-%j.out" \
+      "$work/train.sbatch" "$work/config.yaml") || fail "sbatch refused the script (third job)"
+out=$work/dpunet-test-$job.out
+for _ in $(seq 1 900); do grep -q 'step 3/' "$out" 2>/dev/null && break; sleep 0.2; done
+grep -q 'step 3/' "$out" || fail "the third job did not start training"
+scancel "$job" || fail "scancel failed"
+for _ in $(seq 1 300); do [ -z "$(squeue -h -j "$job" -o %T 2>/dev/null)" ] && break; sleep 0.2; done
+sleep 2
+state=$(squeue -h -j "$job" -o %T 2>/dev/null)
+[ -z "$state" ] || fail "the cancelled job is back: $state"
+for expected in "stopped by a signal at step" "so this script does not requeue it"; do
+  grep -qF -- "$expected" "$out" || fail "the cancelled job's output lacks '$expected'"
+done
+ls "$work"/run-cancel/checkpoints/step-*.ckpt >/dev/null 2>&1 || fail "the cancelled job left no checkpoint"
+echo "PASS: a plain scancel checkpointed and the job stayed cancelled"
+
+# A rank killed outright after new checkpoints (as by a GPU fault or the OOM killer): the
+# job is requeued and resumes from the newest checkpoint.
+job=$(DPUNET_BIN=$binary DPUNET_RUN_DIR=$work/run-fail sbatch --parsable --nodes=1 --ntasks-per-node=2 \
+      --cpus-per-task=1 --time=10 --job-name=dpunet-test --output="$work/%x-%j.out" \
+      "$work/train.sbatch" "$work/config.yaml") || fail "sbatch refused the script (fourth job)"
+out=$work/dpunet-test-$job.out
+for _ in $(seq 1 900); do grep -q 'step 25/' "$out" 2>/dev/null && break; sleep 0.2; done
+grep -q 'step 25/' "$out" || fail "the fourth job did not train to step 25"
+rank=$(pgrep -f -- "^$binary train $work/config.yaml .*run.dir=$work/run-fail" | head -n 1)
+[ -n "$rank" ] || fail "no rank of the fourth job to kill"
+kill -KILL "$rank"
+for _ in $(seq 1 300); do [ "$(squeue -h -j "$job" -o %T 2>/dev/null)" = PENDING ] && break; sleep 0.2; done
+for _ in $(seq 1 300); do
+  sinfo -h -o %t | grep -q '^idle' && ! pgrep -f "slurmstepd: \[$job\." >/dev/null && break
+  sleep 0.2
+done
+sleep 1
+scontrol update JobId="$job" StartTime=now 2>/dev/null || true
+for _ in $(seq 1 900); do [ -f "$work/run-fail/DONE" ] && break; sleep 0.2; done
+sleep 1
+[ -f "$work/run-fail/DONE" ] || fail "the run whose rank was killed never finished"
+for expected in "was saved during this start; requeueing" "resumed from $work/run-fail/checkpoints/step-" \
+                "[dpunet] finished"; do
+  grep -qF -- "$expected" "$out" || fail "the fourth job's output lacks '$expected'"
+done
+echo "PASS: a run whose rank was killed after new checkpoints was requeued and finished"
