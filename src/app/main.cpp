@@ -3,6 +3,7 @@
 #include <sys/resource.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 
 #include <c10/util/Exception.h>
@@ -24,9 +25,18 @@ void raise_open_file_limit() {
   setrlimit(RLIMIT_NOFILE, &limit);  // best effort: the old limit stays if this fails
 }
 
+// The launcher runs mpirun with --quiet, which also hides why a launch failed; a rank
+// that started leaves this file behind, so that the launcher can tell the two apart.
+void mark_started() {
+  const char* path = std::getenv("DPUNET_LAUNCH_MARKER");
+  if (path == nullptr || *path == '\0') return;
+  if (std::FILE* f = std::fopen(path, "a")) std::fclose(f);  // best effort: a remote rank has no such folder
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  mark_started();
   raise_open_file_limit();
   CLI::App app{"dpunet: data-parallel U-Net training on LibTorch, MPI and NCCL"};
   app.require_subcommand(1);

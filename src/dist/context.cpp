@@ -7,6 +7,7 @@
 
 #include <torch/cuda.h>
 
+#include "common/launched_copies.h"
 #include "common/process_label.h"
 #include "dist/cuda_device.h"
 #include "dist/mpi_check.h"
@@ -40,11 +41,22 @@ void Context::init(int* argc, char*** argv, DevicePreference device) {
   MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank_));
   remember_world_rank(rank_);
   MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &world_size_));
+  // A launcher whose process manager this MPI does not speak starts every copy as rank 0
+  // of 1: each would train alone, on the same GPU, into the same run directory.
+  const LaunchedCopies copies = launched_copies();
+  DPUNET_CHECK(world_size_ > 1 || copies.count <= 1, "MPI started this process as rank 0 of 1, but ", copies.variable,
+               "=", copies.count,
+               " says the launcher started several: the launcher and the MPI library dpunet was built with do not "
+               "connect (under srun, give the --mpi plugin this MPI needs, e.g. srun --mpi=pmix for Open MPI; or "
+               "start the ranks with this MPI's own mpirun) [",
+               host_name(), "]");
 
   MPI_Comm node = MPI_COMM_NULL;
   MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node));
   MPI_CHECK(MPI_Comm_rank(node, &local_rank_));
   MPI_CHECK(MPI_Comm_size(node, &local_size_));
+  node_leader_ = rank_;
+  MPI_CHECK(MPI_Bcast(&node_leader_, 1, MPI_INT, 0, node));
   MPI_CHECK(MPI_Comm_free(&node));
   host_ = host_name();
 

@@ -32,6 +32,9 @@ class Context {
   // Rank and number of ranks on this node (MPI_Comm_split_type SHARED).
   int local_rank() const { return local_rank_; }
   int local_size() const { return local_size_; }
+  // The world rank of the first rank on this node: equal exactly for ranks that share a
+  // node (MPI's shared-memory split), whatever their host names say.
+  int node_leader() const { return node_leader_; }
   bool is_root() const { return rank_ == 0; }
   const std::string& host() const { return host_; }
   // cuda:(local rank mod visible GPUs) when GPUs are visible and allowed, else cpu.
@@ -52,6 +55,7 @@ class Context {
   int world_size_ = 1;
   int local_rank_ = 0;
   int local_size_ = 1;
+  int node_leader_ = 0;
   std::string host_;
   c10::Device device_{c10::kCPU};
 };

@@ -101,9 +101,9 @@ TEST_CASE("bench commands refuse counts and choices they cannot measure", "[app]
 }
 
 TEST_CASE("single-process benchmarks refuse the copies a launcher starts", "[app]") {
-  for (const std::string& bench : {"data --size 32 --samples 8", "predict --size 64 --tile 32", "model --size 32"}) {
+  for (const char* bench : {"data --size 32 --samples 8", "predict --size 64 --tile 32", "model --size 32"}) {
     INFO(bench);
-    const auto run = run_command("OMPI_COMM_WORLD_SIZE=2 " DPUNET_BINARY " bench " + bench + " 2>&1");
+    const auto run = run_command(std::string("OMPI_COMM_WORLD_SIZE=2 " DPUNET_BINARY " bench ") + bench + " 2>&1");
     CHECK(run.exit_code != 0);
     CHECK_THAT(run.output, HasSubstr("runs as one process") && HasSubstr("OMPI_COMM_WORLD_SIZE=2"));
   }

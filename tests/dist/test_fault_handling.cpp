@@ -69,6 +69,19 @@ TEST_CASE("Models that differ across ranks stop the job with the difference name
   REQUIRE(job.output.find("differs between rank 1 and rank 0") != std::string::npos);
 }
 
+// srun with a --mpi plugin this MPI does not speak starts every task as rank 0 of 1;
+// each would train alone. The launcher's own count gives it away.
+TEST_CASE("Copies that MPI starts as singletons while the launcher says several stop with a message", "[dist][fault]") {
+  for (const std::string variable : {"SLURM_STEP_NUM_TASKS", "PMI_SIZE"}) {
+    const JobResult job = dpunet::test::run_command("env -u OMPI_COMM_WORLD_SIZE " + variable +
+                                                    "=4 timeout 90 " DPUNET_FAULT_PROBE " ok 0 2>&1");
+    INFO(job.output);
+    CHECK(job.exit_code != 0);
+    CHECK(job.exit_code != 124);
+    CHECK(job.output.find("MPI started this process as rank 0 of 1, but " + variable + "=4") != std::string::npos);
+  }
+}
+
 TEST_CASE("A stalled NCCL collective neither blocks the host nor hangs the job", "[gpu][fault]") {
   if (!dpunet::dist::nccl_available() || !torch::cuda::is_available()) {
     WARN("skipped: needs a GPU and a build with NCCL");

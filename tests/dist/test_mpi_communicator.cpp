@@ -31,6 +31,14 @@ torch::Tensor expected_sum(int64_t n, int world, torch::ScalarType type) {
 
 }  // namespace
 
+// The tests' ranks all run on this machine: one node, led by rank 0.
+TEST_CASE("Context puts the ranks of one machine on one node", "[mpi]") {
+  auto& context = dpunet::test::mpi_context();
+  CHECK(context.local_size() == context.world_size());
+  CHECK(context.local_rank() == context.rank());
+  CHECK(context.node_leader() == 0);
+}
+
 TEST_CASE("MPI all_reduce sums exactly for several sizes and dtypes", "[mpi]") {
   auto& context = dpunet::test::mpi_context();
   const bool threaded = GENERATE(true, false);
