@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <thread>
 
+#include "common/awake_time.h"
 #include "common/process_label.h"
 #include "dist/mpi_check.h"
 
@@ -34,7 +35,7 @@ bool HostVote::any(bool mine) {
   DPUNET_CHECK(ballot_ != nullptr, "HostVote: an earlier vote never completed");
   ballot_->mine = mine ? 1 : 0;
   MPI_CHECK(MPI_Iallreduce(&ballot_->mine, &ballot_->any, 1, MPI_INT, MPI_MAX, comm_, &ballot_->request));
-  const auto deadline = std::chrono::steady_clock::now() + timeout_;
+  AwakeTime waited;  // a suspended job's ranks resume together: that pause is no stall
   auto pause = std::chrono::microseconds(1);
   for (;;) {
     int done = 0;
@@ -45,7 +46,7 @@ bool HostVote::any(bool mine) {
       ballot_.release();
       DPUNET_FAIL("the per-step stop vote failed [", process_label(), "]: ", detail::mpi_describe(status));
     }
-    if (std::chrono::steady_clock::now() > deadline) {
+    if (waited.now() > timeout_) {
       ballot_.release();
       DPUNET_FAIL("the per-step stop vote has not completed after ", timeout_.count() / 1000.0, " s [", process_label(),
                   "]: another rank stopped or is stuck");

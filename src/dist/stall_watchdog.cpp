@@ -1,6 +1,7 @@
 // StallWatchdog: one polling thread per communicator; see the header for the contract.
 #include "dist/stall_watchdog.h"
 
+#include <algorithm>
 #include <exception>
 #include <system_error>
 
@@ -8,7 +9,9 @@
 
 namespace dpunet::dist {
 
-StallWatchdog::StallWatchdog(Options options) : options_(std::move(options)) {
+StallWatchdog::StallWatchdog(Options options)
+    : options_(std::move(options)),
+      awake_(std::max<AwakeTime::Duration>(std::chrono::seconds(1), 2 * options_.poll_interval)) {
   thread_ = std::thread([this] { run(); });
 }
 
@@ -25,8 +28,7 @@ StallWatchdog::~StallWatchdog() {
 void StallWatchdog::watch(std::string name, Poll poll, std::optional<std::chrono::milliseconds> timeout) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (failure_) return;  // the transport is gone; the caller raises the failure next
-  entries_.push_back(
-      {std::move(name), std::move(poll), std::chrono::steady_clock::now(), timeout.value_or(options_.timeout)});
+  entries_.push_back({std::move(name), std::move(poll), awake_.last(), timeout.value_or(options_.timeout)});
 }
 
 void StallWatchdog::raise_if_failed() {
@@ -51,8 +53,7 @@ void StallWatchdog::wait_until_idle() const {
   idle_.wait(lock, [&] { return (entries_.empty() && in_poll_ == 0) || failure_.has_value() || stopping_; });
 }
 
-std::optional<std::string> StallWatchdog::poll_entries(std::deque<Entry>& entries,
-                                                       std::chrono::steady_clock::time_point now) const {
+std::optional<std::string> StallWatchdog::poll_entries(std::deque<Entry>& entries, AwakeTime::Duration now) const {
   for (auto it = entries.begin(); it != entries.end();) {
     std::string error;
     State state = State::kFailed;
@@ -80,7 +81,7 @@ std::optional<std::string> StallWatchdog::poll_entries(std::deque<Entry>& entrie
 
 void StallWatchdog::fail(const std::string& message) {
   failure_ = message;
-  failed_at_ = std::chrono::steady_clock::now();
+  failed_at_ = awake_.last();
   entries_.clear();
   if (!options_.abort_transport) {
     *abort_returned_ = true;
@@ -102,7 +103,7 @@ void StallWatchdog::run() {
   for (;;) {
     wake_.wait_for(lock, options_.poll_interval, [&] { return stopping_; });
     if (stopping_) return;
-    const auto now = std::chrono::steady_clock::now();
+    const AwakeTime::Duration now = awake_.now();
     if (!failure_) {
       // Polled without the lock: a poll is several CUDA calls, and watch() is called from
       // backward's hooks, which should not wait for them.

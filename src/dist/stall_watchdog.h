@@ -20,6 +20,8 @@
 #include <string>
 #include <thread>
 
+#include "common/awake_time.h"
+
 namespace dpunet::dist {
 
 class StallWatchdog {
@@ -67,13 +69,13 @@ class StallWatchdog {
   struct Entry {
     std::string name;
     Poll poll;
-    std::chrono::steady_clock::time_point start;
+    AwakeTime::Duration start;  // awake_'s time when watched
     std::chrono::milliseconds timeout;
   };
   void run();
   // Polls every entry once, dropping those done; returns the failure message if one
   // failed or stalled.
-  std::optional<std::string> poll_entries(std::deque<Entry>& entries, std::chrono::steady_clock::time_point now) const;
+  std::optional<std::string> poll_entries(std::deque<Entry>& entries, AwakeTime::Duration now) const;
   void fail(const std::string& message);
 
   Options options_;
@@ -88,7 +90,10 @@ class StallWatchdog {
   bool escalated_ = false;
   // Set by the abort's thread, which may outlive this object.
   std::shared_ptr<std::atomic<bool>> abort_returned_ = std::make_shared<std::atomic<bool>>(false);
-  std::chrono::steady_clock::time_point failed_at_;
+  // Timeouts and the grace count only time the process ran: a job suspended for longer
+  // than the timeout is not taken for a stalled one when it resumes. Read by run().
+  AwakeTime awake_;
+  AwakeTime::Duration failed_at_{0};
   std::thread thread_;
 };
 
