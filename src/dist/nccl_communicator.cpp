@@ -216,31 +216,41 @@ std::unique_ptr<Work> enqueue(const std::shared_ptr<NcclState>& state, const std
 
 // NCCL takes one GPU per rank and fails at start-up ("Duplicate GPU detected") when two
 // ranks share one: more ranks on a node than it has GPUs, or CUDA_VISIBLE_DEVICES giving
-// several ranks the same one. Compared by UUID, so ranks that each see their own GPU as
-// device 0 (srun --gpus-per-task) are fine. Every rank sees the same table and stops
-// with the same message.
+// several ranks the same one. Compared by node and PCI location, as NCCL itself does, so
+// ranks that each see their own GPU as device 0 (srun --gpus-per-task) are fine, and
+// MIG slices of one GPU (distinct UUIDs, which some virtualised drivers also report as
+// all zeros) count as the GPU they are. Every rank sees the same table and stops with
+// the same message.
 void check_one_gpu_per_rank(const Context& context) {
   struct Identity {
-    char host[64];
-    unsigned char uuid[16];
+    int node;       // compared rather than host names, which may repeat across nodes (containers)
+    int pci[3];     // domain, bus, device
+    char host[64];  // for the message
   };
   Identity mine{};
+  mine.node = context.node_leader();
   std::snprintf(mine.host, sizeof(mine.host), "%s", context.host().c_str());
   cudaDeviceProp properties{};
   CUDA_CHECK(cudaGetDeviceProperties(&properties, context.device().index()));
-  std::memcpy(mine.uuid, properties.uuid.bytes, sizeof(mine.uuid));
+  mine.pci[0] = properties.pciDomainID;
+  mine.pci[1] = properties.pciBusID;
+  mine.pci[2] = properties.pciDeviceID;
   std::vector<Identity> all(static_cast<size_t>(context.world_size()));
   MPI_CHECK(MPI_Allgather(&mine, sizeof(Identity), MPI_BYTE, all.data(), sizeof(Identity), MPI_BYTE, context.world()));
   for (size_t a = 0; a < all.size(); ++a) {
     for (size_t b = a + 1; b < all.size(); ++b) {
-      if (std::strncmp(all[a].host, all[b].host, sizeof(all[a].host)) != 0 ||
-          std::memcmp(all[a].uuid, all[b].uuid, sizeof(all[a].uuid)) != 0) {
+      if (all[a].node != all[b].node || std::memcmp(all[a].pci, all[b].pci, sizeof(all[a].pci)) != 0) {
         continue;
       }
+      char bus_id[32];
+      std::snprintf(bus_id, sizeof(bus_id), "%04x:%02x:%02x.0", static_cast<unsigned>(all[a].pci[0]),
+                    static_cast<unsigned>(all[a].pci[1]), static_cast<unsigned>(all[a].pci[2]));
       DPUNET_FAIL_ON_EVERY_RANK(
           false, "ranks ", a, " and ", b, " on ", std::string(all[a].host, strnlen(all[a].host, 64)),
-          " share one GPU, and NCCL needs a GPU per rank: start at most as many ranks per node "
-          "as it has GPUs (the launcher does), or give each rank its own in CUDA_VISIBLE_DEVICES");
+          " share one GPU (PCI ", bus_id,
+          "; MIG slices of one GPU count as one), and NCCL needs a GPU per "
+          "rank: start at most as many ranks per node as it has GPUs (the launcher does), or give each rank "
+          "its own in CUDA_VISIBLE_DEVICES");
     }
   }
 }
