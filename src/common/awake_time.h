@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 
 namespace dpunet {
 
@@ -33,5 +35,20 @@ class AwakeTime {
   Duration total_{0};
   Duration max_step_;
 };
+
+// condition_variable::wait_for with a timeout in AwakeTime: waits in short slices, so a
+// stop in between counts as one slice. Returns the predicate's last value.
+template <typename Predicate>
+bool wait_for_awake(std::condition_variable& condition, std::unique_lock<std::mutex>& lock, AwakeTime::Duration timeout,
+                    Predicate ready) {
+  constexpr auto kSlice = std::chrono::milliseconds(250);
+  AwakeTime waited(2 * kSlice);
+  while (!ready()) {
+    const AwakeTime::Duration left = timeout - waited.now();
+    if (left <= AwakeTime::Duration::zero()) return false;
+    condition.wait_for(lock, std::min<AwakeTime::Duration>(left, kSlice));
+  }
+  return true;
+}
 
 }  // namespace dpunet

@@ -14,6 +14,7 @@
 #include <ATen/OpMathType.h>
 #include <torch/torch.h>
 
+#include "common/awake_time.h"
 #include "common/process_label.h"
 #include "dist/context.h"
 #include "dist/mpi_check.h"
@@ -88,7 +89,7 @@ class MpiWork : public Work {
   void wait() override {
     {
       std::unique_lock<std::mutex> lock(task_->mutex);
-      if (!task_->finished.wait_for(lock, timeout_, [&] { return task_->done; })) {
+      if (!wait_for_awake(task_->finished, lock, timeout_, [&] { return task_->done; })) {
         if (queue_) {
           std::lock_guard<std::mutex> queue_lock(queue_->mutex);
           queue_->stalled = true;
@@ -196,7 +197,7 @@ MpiCommunicator::~MpiCommunicator() {
       // issue theirs: wait as long as any collective may take. Past that, the worker may
       // sit in MPI for good, and finalising MPI around it is undefined: the job ends.
       std::unique_lock<std::mutex> lock(queue_->mutex);
-      if (!queue_->changed.wait_for(lock, options_.timeout, [&] { return queue_->exited; })) {
+      if (!wait_for_awake(queue_->changed, lock, options_.timeout, [&] { return queue_->exited; })) {
         queue_->tasks.clear();
         queue_->stalled = true;
         abandon = true;

@@ -7,6 +7,8 @@
 //   stall-inline  the same, with collectives made on the caller's thread (as without
 //                 MPI_THREAD_MULTIPLE), where the others block inside MPI
 //   mismatch  the bad rank builds a different model
+//   suspend   the bad rank holds back 2 s in its second step, saying so, while the others
+//             wait in an all-reduce (the test suspends the whole job meanwhile)
 //   nccl-stall  (one rank, one GPU) an NCCL all-reduce queued behind a stream that never
 //               runs on: the host must not block on it, and the watchdog must end the run
 #include <chrono>
@@ -57,7 +59,7 @@ void stall_nccl(int argc, char** argv) {
 #endif
 
 void run(int argc, char** argv) {
-  DPUNET_CHECK(argc == 3, "usage: fault_probe ok|throw|exit|stall|stall-inline|mismatch|nccl-stall <rank>");
+  DPUNET_CHECK(argc == 3, "usage: fault_probe ok|throw|exit|stall|stall-inline|mismatch|suspend|nccl-stall <rank>");
   std::string mode = argv[1];
   const int bad_rank = std::atoi(argv[2]);
   if (mode == "nccl-stall") {
@@ -88,6 +90,11 @@ void run(int argc, char** argv) {
       if (mode == "throw") DPUNET_FAIL("injected failure in step ", step);
       if (mode == "exit") std::exit(3);
       if (mode == "stall") std::this_thread::sleep_for(std::chrono::seconds(60));
+      if (mode == "suspend") {
+        std::fprintf(stderr, "holding back\n");
+        std::fflush(stderr);
+        std::this_thread::sleep_for(std::chrono::seconds(2));
+      }
     }
     net->forward(torch::randn({8, 16})).square().mean().backward();
     ddp.synchronize();

@@ -69,6 +69,23 @@ TEST_CASE("Models that differ across ranks stop the job with the difference name
   REQUIRE(job.output.find("differs between rank 1 and rank 0") != std::string::npos);
 }
 
+// A suspended job (SIGSTOP to every process, as `scontrol suspend` does) resumes with
+// collectives that were in flight for longer than the timeout (3 s) in wall time.
+TEST_CASE("A job suspended past the stall timeout carries on when resumed", "[dist][fault]") {
+  // The probe's path and mode meet only in the job's command lines, not in this shell's
+  // ($probe), and the pattern ([d]) does not match itself.
+  const std::string job = "'[d]punet_fault_probe suspend'";
+  const JobResult result = dpunet::test::run_command(
+      "probe=" DPUNET_FAULT_PROBE "; log=$(mktemp); (timeout 90 " DPUNET_MPI_LAUNCHER
+      " 2 $probe suspend 1 >$log 2>&1; echo exit=$? >>$log) & "
+      "for i in $(seq 1 300); do grep -q 'holding back' $log && break; sleep 0.1; done; sleep 0.3; "
+      "pkill -STOP -f " +
+      job + "; sleep 5; pkill -CONT -f " + job + "; wait; cat $log; rm -f $log");
+  INFO(result.output);
+  CHECK(result.output.find("holding back") != std::string::npos);
+  CHECK(result.output.find("exit=0") != std::string::npos);
+}
+
 // srun with a --mpi plugin this MPI does not speak starts every task as rank 0 of 1;
 // each would train alone. The launcher's own count gives it away.
 TEST_CASE("Copies that MPI starts as singletons while the launcher says several stop with a message", "[dist][fault]") {
