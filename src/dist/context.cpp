@@ -48,8 +48,9 @@ void Context::init(int* argc, char*** argv, DevicePreference device) {
                "=", copies.count,
                " says the launcher started several: the launcher and the MPI library dpunet was built with do not "
                "connect (under srun, give the --mpi plugin this MPI needs, e.g. srun --mpi=pmix for Open MPI; or "
-               "start the ranks with this MPI's own mpirun) [",
-               host_name(), "]");
+               "start the ranks with this MPI's own mpirun). One process started by hand inside a multi-task srun "
+               "step inherits that count: start it with srun -n 1, or unset ",
+               copies.variable, " [", host_name(), "]");
 
   MPI_Comm node = MPI_COMM_NULL;
   MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node));

@@ -12,8 +12,8 @@
 using namespace std::chrono_literals;
 
 TEST_CASE("AwakeTime counts the time between frequent reads in full", "[common]") {
-  dpunet::AwakeTime awake(1s);
   const auto start = std::chrono::steady_clock::now();
+  dpunet::AwakeTime awake(1s);
   for (int i = 0; i < 20; ++i) {
     std::this_thread::sleep_for(5ms);
     awake.now();

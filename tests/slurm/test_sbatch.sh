@@ -3,7 +3,8 @@
 # preemption signal, and check that the job checkpointed, was requeued, resumed from the
 # checkpoint and finished; then that SIGTERM to the batch shell checkpoints and requeues
 # too, that a plain scancel checkpoints and leaves the job cancelled, and that a run whose
-# rank is killed after new checkpoints is requeued and finishes. Needs root and
+# rank is killed after new checkpoints is requeued and finishes, as is one that reaches
+# its time limit without the USR1 warning. Needs root and
 # apt (or SLURM already installed); exits 77 (skipped) without them.
 #   test_sbatch.sh REPO_ROOT DPUNET_BINARY
 set -uo pipefail
@@ -84,8 +85,9 @@ done
 grep -q "Restarts=1" <<<"$show" || fail "SLURM does not count one restart: $(grep -o 'Restarts=[0-9]*' <<<"$show")"
 echo "PASS: checkpointed on USR1, requeued (Restarts=1), resumed and finished"
 
-# SIGTERM to the batch shell alone, as when the time limit comes without USR1 or a
-# preemption leaves a grace time: the shell must live on to checkpoint and requeue.
+# SIGTERM to the batch shell alone, the job still RUNNING (as when a site's preemption
+# signals the batch shell with a grace time): the shell must live on to checkpoint and
+# requeue.
 job=$(DPUNET_BIN=$binary DPUNET_RUN_DIR=$work/run-term sbatch --parsable --nodes=1 --ntasks-per-node=2 \
       --cpus-per-task=1 --time=10 --job-name=dpunet-test --output="$work/%x-%j.out" \
       "$work/train.sbatch" "$work/config.yaml") || fail "sbatch refused the script (second job)"
@@ -144,3 +146,18 @@ for expected in "was saved during this start; requeueing" "resumed from $work/ru
   grep -qF -- "$expected" "$out" || fail "the fourth job's output lacks '$expected'"
 done
 echo "PASS: a run whose rank was killed after new checkpoints was requeued and finished"
+
+# The time limit reached without the USR1 warning (SLURM's SIGTERM, the job TIMEOUT, shown
+# as COMPLETING): the ranks checkpoint and the script still requeues the job.
+grep -v -- '--signal=' "$work/train.sbatch" >"$work/train-nowarning.sbatch"
+job=$(DPUNET_BIN=$binary DPUNET_RUN_DIR=$work/run-limit sbatch --parsable --nodes=1 --ntasks-per-node=2 \
+      --cpus-per-task=1 --time=1 --job-name=dpunet-test --output="$work/%x-%j.out" \
+      "$work/train-nowarning.sbatch" "$work/config.yaml" --set train.steps=1000000) ||
+  fail "sbatch refused the script (fifth job)"
+out=$work/dpunet-test-$job.out
+for _ in $(seq 1 900); do grep -q 'checkpointed; requeueing' "$out" 2>/dev/null && break; sleep 0.2; done
+for expected in "stopped by a signal at step" "checkpointed; requeueing job $job"; do
+  grep -qF -- "$expected" "$out" || fail "the job at its time limit lacks '$expected'"
+done
+scancel "$job"
+echo "PASS: a job at its time limit without the warning checkpointed and was requeued"

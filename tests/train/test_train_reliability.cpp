@@ -125,6 +125,47 @@ TEST_CASE("the launcher's dry run and errors", "[train][e2e]") {
   const auto no_mpirun = dpunet::test::run_command("MPIRUN=/nonexistent/mpirun " + launch + "-- train c.yaml 2>&1");
   CHECK(no_mpirun.exit_code == 2);
   CHECK_THAT(no_mpirun.output, HasSubstr("mpirun not found"));
+  // Open MPI 4 under another name says "(OpenRTE)"; full host names are kept.
+  const auto mpiexec =
+      dpunet::test::run_command("MPIRUN=mpiexec " + launch + "--hosts a.example:2 --dry-run -- train c.yaml 2>&1");
+  CHECK(mpiexec.exit_code == 0);
+  CHECK_THAT(mpiexec.output, HasSubstr("mpiexec -np 2") && HasSubstr("keep_fqdn_hostnames 1"));
+  // Another program is not taken for mpirun (its flags would be Open MPI's).
+  const auto other = dpunet::test::run_command("MPIRUN=/bin/echo " + launch + "-- train c.yaml 2>&1");
+  CHECK(other.exit_code == 2);
+  CHECK_THAT(other.output, HasSubstr("is not Open MPI's mpirun") && HasSubstr("mpiexec -n N"));
+}
+
+// A launch that fails before any rank starts would be silent under --quiet (Open MPI 4).
+TEST_CASE("the launcher explains a launch that started no rank", "[train][e2e]") {
+  const std::string launch = "DPUNET_BIN=" DPUNET_BINARY " " DPUNET_SOURCE_DIR "/launcher/dpunet-launch ";
+  const auto version = dpunet::test::run_command("mpirun --version 2>&1");
+  if (version.output.find("Open MPI) 4.") == std::string::npos) {
+    WARN("skipped: needs Open MPI 4's mpirun (--quiet)");
+    return;
+  }
+  const auto broken = dpunet::test::run_command("OMPI_MCA_plm=nonexistent " + launch + "--cpu -n 2 -- version 2>&1");
+  INFO(broken.output);
+  CHECK(broken.exit_code != 0);
+  CHECK_THAT(broken.output, HasSubstr("before any rank started on this machine") && HasSubstr("to see it, run: "));
+  // A rank's own error is not taken for a failed launch.
+  const auto rank_error = dpunet::test::run_command(launch + "--cpu -n 2 -- train /nonexistent.yaml 2>&1");
+  CHECK(rank_error.exit_code == 2);
+  CHECK_THAT(rank_error.output, !HasSubstr("before any rank started"));
+}
+
+// The give-up counter of train.sbatch: starts that saved no new checkpoint, in a row.
+TEST_CASE("train.sbatch stops after too many starts without progress", "[train][e2e]") {
+  TrainFixture f;
+  const std::string run_dir = f.dir() / "sbatch-run";
+  const std::string sbatch = "cd " DPUNET_SOURCE_DIR " && mkdir -p " + run_dir + " && echo 3 >" + run_dir +
+                             "/slurm-starts-without-progress && SLURM_JOB_NAME=t SLURM_JOB_ID=1 SLURM_NTASKS=2 "
+                             "DPUNET_MAX_RESTARTS=2 DPUNET_RUN_DIR=" +
+                             run_dir + " bash slurm/train.sbatch configs/quickstart.yaml 2>&1";
+  const auto result = dpunet::test::run_command(sbatch);
+  INFO(result.output);
+  CHECK(result.exit_code == 1);
+  CHECK_THAT(result.output, HasSubstr("3 starts in a row saved no new checkpoint (DPUNET_MAX_RESTARTS=2)"));
 }
 
 TEST_CASE("errors every rank meets while starting end the job with one message, without an MPI abort", "[train][e2e]") {
