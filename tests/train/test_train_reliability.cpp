@@ -126,10 +126,11 @@ TEST_CASE("the launcher's dry run and errors", "[train][e2e]") {
   CHECK(no_mpirun.exit_code == 2);
   CHECK_THAT(no_mpirun.output, HasSubstr("mpirun not found"));
   // Open MPI 4 under another name says "(OpenRTE)"; full host names are kept.
-  const auto mpiexec =
-      dpunet::test::run_command("MPIRUN=mpiexec " + launch + "--hosts a.example:2 --dry-run -- train c.yaml 2>&1");
+  const auto mpiexec = dpunet::test::run_command("MPIRUN=mpiexec HDF5_USE_FILE_LOCKING=FALSE " + launch +
+                                                 "--hosts a.example:2 --dry-run -- train c.yaml 2>&1");
   CHECK(mpiexec.exit_code == 0);
-  CHECK_THAT(mpiexec.output, HasSubstr("mpiexec -np 2") && HasSubstr("keep_fqdn_hostnames 1"));
+  CHECK_THAT(mpiexec.output,
+             HasSubstr("mpiexec -np 2") && HasSubstr("keep_fqdn_hostnames 1") && HasSubstr("-x HDF5_USE_FILE_LOCKING"));
   // Another program is not taken for mpirun (its flags would be Open MPI's).
   const auto other = dpunet::test::run_command("MPIRUN=/bin/echo " + launch + "-- train c.yaml 2>&1");
   CHECK(other.exit_code == 2);
