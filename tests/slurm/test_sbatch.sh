@@ -43,121 +43,109 @@ CONF
 grep -v -- '--gpus-per-node' "$repo/slurm/train.sbatch" >"$work/train.sbatch"
 
 cd "$repo" || exit 1
-job=$(DPUNET_BIN=$binary DPUNET_RUN_DIR=$work/run sbatch --parsable --nodes=1 --ntasks-per-node=2 \
-      --cpus-per-task=1 --time=10 --job-name=dpunet-test --output="$work/%x-%j.out" \
-      "$work/train.sbatch" "$work/config.yaml") || fail "sbatch refused the script"
+
+# submit RUN SCRIPT MINUTES [train arguments]: a 2-rank job training into $work/RUN;
+# prints its id.
+submit() {
+  local run=$1 script=$2 minutes=$3
+  shift 3
+  DPUNET_BIN=$binary DPUNET_RUN_DIR=$work/$run sbatch --parsable --nodes=1 --ntasks-per-node=2 \
+    --cpus-per-task=1 --time="$minutes" --job-name=dpunet-test --output="$work/%x-%j.out" \
+    "$script" "$work/config.yaml" "$@"
+}
+# wait_for_line TEXT FILE: up to 3 minutes.
+wait_for_line() {
+  for _ in $(seq 1 900); do grep -qF -- "$1" "$2" 2>/dev/null && return 0; sleep 0.2; done
+  return 1
+}
+# expect_lines FILE WHOSE LINE...: fails unless FILE holds every LINE.
+expect_lines() {
+  local file=$1 whose=$2 expected
+  shift 2
+  for expected in "$@"; do grep -qF -- "$expected" "$file" || fail "$whose output lacks '$expected'"; done
+}
+# start_requeued JOB: once the requeued JOB is pending, start it now (SLURM holds a
+# requeued job for a while before it is eligible again), but only once the previous
+# start's step daemons have exited: they remove the step's PMIx socket a few seconds
+# after the node already shows idle, and a restart before that fails to launch its tasks.
+start_requeued() {
+  local job=$1
+  for _ in $(seq 1 300); do [ "$(squeue -h -j "$job" -o %T 2>/dev/null)" = PENDING ] && break; sleep 0.2; done
+  echo "requeued: $(squeue -h -j "$job" -o '%T %r')"
+  for _ in $(seq 1 300); do
+    sinfo -h -o %t | grep -q '^idle' && ! pgrep -f "slurmstepd: \[$job\." >/dev/null && break
+    sleep 0.2
+  done
+  sleep 1
+  scontrol update JobId="$job" StartTime=now 2>/dev/null || true
+}
+
+job=$(submit run "$work/train.sbatch" 10) || fail "sbatch refused the script"
 out=$work/dpunet-test-$job.out
 echo "submitted job $job"
-
 # Steps of this tiny model take milliseconds: 400 of them leave the signal seconds to
 # arrive (with 40, a run could finish before scancel's signal reached it).
-for _ in $(seq 1 600); do grep -q 'step 3/' "$out" 2>/dev/null && break; sleep 0.2; done
-grep -q 'step 3/' "$out" || fail "the job did not start training"
+wait_for_line 'step 3/' "$out" || fail "the job did not start training"
 scancel --signal=USR1 --batch "$job" || fail "scancel --signal=USR1 failed"
-
-# SLURM holds a requeued job for a while before it is eligible again; the test does not
-# need to wait for that.
-for _ in $(seq 1 300); do
-  state=$(squeue -h -j "$job" -o %T 2>/dev/null)
-  if [ "$state" = PENDING ]; then
-    echo "requeued: $(squeue -h -j "$job" -o '%T %r')"
-    # Start it now, but only once the first start's step daemons have exited: they
-    # remove the step's PMIx socket a few seconds after the node already shows idle,
-    # and a restart before that fails to launch its tasks.
-    for _ in $(seq 1 300); do
-      sinfo -h -o %t | grep -q '^idle' && ! pgrep -f "slurmstepd: \[$job\." >/dev/null && break
-      sleep 0.2
-    done
-    sleep 1
-    scontrol update JobId="$job" StartTime=now 2>/dev/null || true
-    break
-  fi
-  sleep 0.2
-done
+start_requeued "$job"
 for _ in $(seq 1 900); do [ -f "$work/run/DONE" ] && break; sleep 0.2; done
 sleep 1
 [ -f "$work/run/DONE" ] || fail "the run never finished"
+expect_lines "$out" "the job's" "start 0:" "stopped by a signal at step" "checkpointed; requeueing" "start 1:" \
+  "resumed from $work/run/checkpoints/step-" "done: 400 steps" "[dpunet] finished"
 show=$(scontrol show job "$job" 2>/dev/null)
-for expected in "start 0:" "stopped by a signal at step" "checkpointed; requeueing" "start 1:" \
-                "resumed from $work/run/checkpoints/step-" "done: 400 steps" "[dpunet] finished"; do
-  grep -qF -- "$expected" "$out" || fail "the job output lacks '$expected'"
-done
 grep -q "Restarts=1" <<<"$show" || fail "SLURM does not count one restart: $(grep -o 'Restarts=[0-9]*' <<<"$show")"
 echo "PASS: checkpointed on USR1, requeued (Restarts=1), resumed and finished"
 
 # SIGTERM to the batch shell alone, the job still RUNNING (as when a site's preemption
 # signals the batch shell with a grace time): the shell must live on to checkpoint and
 # requeue.
-job=$(DPUNET_BIN=$binary DPUNET_RUN_DIR=$work/run-term sbatch --parsable --nodes=1 --ntasks-per-node=2 \
-      --cpus-per-task=1 --time=10 --job-name=dpunet-test --output="$work/%x-%j.out" \
-      "$work/train.sbatch" "$work/config.yaml") || fail "sbatch refused the script (second job)"
+job=$(submit run-term "$work/train.sbatch" 10) || fail "sbatch refused the script (second job)"
 out=$work/dpunet-test-$job.out
-for _ in $(seq 1 900); do grep -q 'step 3/' "$out" 2>/dev/null && break; sleep 0.2; done
-grep -q 'step 3/' "$out" || fail "the second job did not start training"
+wait_for_line 'step 3/' "$out" || fail "the second job did not start training"
 scancel --signal=TERM --batch "$job" || fail "scancel --signal=TERM failed"
-for _ in $(seq 1 300); do grep -q 'checkpointed; requeueing' "$out" && break; sleep 0.2; done
-for expected in "TERM: asking the ranks to checkpoint" "stopped by a signal at step" "checkpointed; requeueing"; do
-  grep -qF -- "$expected" "$out" || fail "the TERM job's output lacks '$expected'"
-done
+wait_for_line 'checkpointed; requeueing' "$out"
+expect_lines "$out" "the TERM job's" "TERM: asking the ranks to checkpoint" "stopped by a signal at step" \
+  "checkpointed; requeueing"
 echo "PASS: checkpointed on TERM to the batch shell and requeued"
 
 # A user's plain scancel: every process gets SIGTERM and the job is cancelled. The ranks
 # checkpoint, and the job must stay cancelled, not come back.
-job=$(DPUNET_BIN=$binary DPUNET_RUN_DIR=$work/run-cancel sbatch --parsable --nodes=1 --ntasks-per-node=2 \
-      --cpus-per-task=1 --time=10 --job-name=dpunet-test --output="$work/%x-%j.out" \
-      "$work/train.sbatch" "$work/config.yaml") || fail "sbatch refused the script (third job)"
+job=$(submit run-cancel "$work/train.sbatch" 10) || fail "sbatch refused the script (third job)"
 out=$work/dpunet-test-$job.out
-for _ in $(seq 1 900); do grep -q 'step 3/' "$out" 2>/dev/null && break; sleep 0.2; done
-grep -q 'step 3/' "$out" || fail "the third job did not start training"
+wait_for_line 'step 3/' "$out" || fail "the third job did not start training"
 scancel "$job" || fail "scancel failed"
 for _ in $(seq 1 300); do [ -z "$(squeue -h -j "$job" -o %T 2>/dev/null)" ] && break; sleep 0.2; done
 sleep 2
 state=$(squeue -h -j "$job" -o %T 2>/dev/null)
 [ -z "$state" ] || fail "the cancelled job is back: $state"
-for expected in "stopped by a signal at step" "so this script does not requeue it"; do
-  grep -qF -- "$expected" "$out" || fail "the cancelled job's output lacks '$expected'"
-done
+expect_lines "$out" "the cancelled job's" "stopped by a signal at step" "so this script does not requeue it"
 ls "$work"/run-cancel/checkpoints/step-*.ckpt >/dev/null 2>&1 || fail "the cancelled job left no checkpoint"
 echo "PASS: a plain scancel checkpointed and the job stayed cancelled"
 
 # A rank killed outright after new checkpoints (as by a GPU fault or the OOM killer): the
 # job is requeued and resumes from the newest checkpoint.
-job=$(DPUNET_BIN=$binary DPUNET_RUN_DIR=$work/run-fail sbatch --parsable --nodes=1 --ntasks-per-node=2 \
-      --cpus-per-task=1 --time=10 --job-name=dpunet-test --output="$work/%x-%j.out" \
-      "$work/train.sbatch" "$work/config.yaml") || fail "sbatch refused the script (fourth job)"
+job=$(submit run-fail "$work/train.sbatch" 10) || fail "sbatch refused the script (fourth job)"
 out=$work/dpunet-test-$job.out
-for _ in $(seq 1 900); do grep -q 'step 25/' "$out" 2>/dev/null && break; sleep 0.2; done
-grep -q 'step 25/' "$out" || fail "the fourth job did not train to step 25"
+wait_for_line 'step 25/' "$out" || fail "the fourth job did not train to step 25"
 rank=$(pgrep -f -- "^$binary train $work/config.yaml .*run.dir=$work/run-fail" | head -n 1)
 [ -n "$rank" ] || fail "no rank of the fourth job to kill"
 kill -KILL "$rank"
-for _ in $(seq 1 300); do [ "$(squeue -h -j "$job" -o %T 2>/dev/null)" = PENDING ] && break; sleep 0.2; done
-for _ in $(seq 1 300); do
-  sinfo -h -o %t | grep -q '^idle' && ! pgrep -f "slurmstepd: \[$job\." >/dev/null && break
-  sleep 0.2
-done
-sleep 1
-scontrol update JobId="$job" StartTime=now 2>/dev/null || true
+start_requeued "$job"
 for _ in $(seq 1 900); do [ -f "$work/run-fail/DONE" ] && break; sleep 0.2; done
 sleep 1
 [ -f "$work/run-fail/DONE" ] || fail "the run whose rank was killed never finished"
-for expected in "was saved during this start; requeueing" "resumed from $work/run-fail/checkpoints/step-" \
-                "[dpunet] finished"; do
-  grep -qF -- "$expected" "$out" || fail "the fourth job's output lacks '$expected'"
-done
+expect_lines "$out" "the fourth job's" "was saved during this start; requeueing" \
+  "resumed from $work/run-fail/checkpoints/step-" "[dpunet] finished"
 echo "PASS: a run whose rank was killed after new checkpoints was requeued and finished"
 
 # The time limit reached without the USR1 warning (SLURM's SIGTERM, the job TIMEOUT, shown
 # as COMPLETING): the ranks checkpoint and the script still requeues the job.
 grep -v -- '--signal=' "$work/train.sbatch" >"$work/train-nowarning.sbatch"
-job=$(DPUNET_BIN=$binary DPUNET_RUN_DIR=$work/run-limit sbatch --parsable --nodes=1 --ntasks-per-node=2 \
-      --cpus-per-task=1 --time=1 --job-name=dpunet-test --output="$work/%x-%j.out" \
-      "$work/train-nowarning.sbatch" "$work/config.yaml" --set train.steps=1000000) ||
+job=$(submit run-limit "$work/train-nowarning.sbatch" 1 --set train.steps=1000000) ||
   fail "sbatch refused the script (fifth job)"
 out=$work/dpunet-test-$job.out
-for _ in $(seq 1 900); do grep -q 'checkpointed; requeueing' "$out" 2>/dev/null && break; sleep 0.2; done
-for expected in "stopped by a signal at step" "checkpointed; requeueing job $job"; do
-  grep -qF -- "$expected" "$out" || fail "the job at its time limit lacks '$expected'"
-done
+wait_for_line 'checkpointed; requeueing' "$out"
+expect_lines "$out" "the time-limited job's" "stopped by a signal at step" "checkpointed; requeueing job $job"
 scancel "$job"
 echo "PASS: a job at its time limit without the warning checkpointed and was requeued"
