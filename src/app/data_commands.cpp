@@ -89,8 +89,8 @@ void add_import(CLI::App& data) {
   cmd->add_option("--out", args->import.out_dir, "Output directory")->required();
   cmd->add_option("--mask-suffix", args->import.mask_suffix, "Mask of a.png is a<SUFFIX>.png (e.g. _mask)");
   cmd->add_option("--mask-map", args->mask_map,
-                  "Mask value or colour to class id, e.g. 0=0,255=1 or #000000=0,#ff0000=1 (default: sorted "
-                  "distinct values)");
+                  "Mask value or colour to class id, e.g. 0=0,255=1 or #000000=0,#ff0000=1; VALUE=ignore marks "
+                  "unlabelled pixels (default: sorted distinct values)");
   cmd->add_option("--class-names", args->class_names, "Comma-separated class names");
   cmd->add_option("--val-fraction", args->import.val_fraction, "Share of pairs for val-*.h5, in [0, 1)")
       ->check(CLI::Range(0.0, 0.999999))
@@ -114,12 +114,9 @@ void add_import(CLI::App& data) {
     }
     const data::ImportResult result = data::import_image_folders(o);
     // The mapping as --mask-map takes it: predict --eval on images with such masks needs it too.
-    std::string mapping;
-    for (const auto& [key, id] : result.class_of_value)
-      mapping +=
-          (mapping.empty() ? "" : ",") + data::mask_key_text(key, result.colour_masks) + "=" + std::to_string(id);
     std::cout << "imported " << result.train_samples << " training and " << result.val_samples
-              << " validation samples\nclasses (mask value=class): --mask-map " << mapping << "\n";
+              << " validation samples\nclasses (mask value=class): --mask-map "
+              << data::mask_mapping_text(result.class_of_value, result.colour_masks) << "\n";
     for (const auto& path : result.train_shards) std::cout << path << "\n";
     for (const auto& path : result.val_shards) std::cout << path << "\n";
     if (o.val_fraction > 0 && result.val_samples == 0) {

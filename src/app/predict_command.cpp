@@ -162,7 +162,7 @@ void run(const PredictArgs& args) {
   }
   infer::PredictionWriter writer({args.out, args.probabilities, !args.no_png}, context.rank(), context.world_size(),
                                  config.model.n_classes);
-  infer::EvaluationTable table(args.eval ? inputs.size() : 0, config.model.n_classes);
+  infer::EvaluationTable table(args.eval ? inputs.size() : 0, config.model.n_classes, inputs.ignore_label());
   // Made before the images are predicted, so that a failure costs none of them. The
   // backend follows this process's device, not the training config's: a model trained on
   // CPU ranks may predict on GPUs.
@@ -214,7 +214,8 @@ void add_predict_command(CLI::App& app) {
       ->needs(eval);
   cmd->add_option("--mask-suffix", args->mask_suffix, "Mask of a.png is a<SUFFIX>.png (e.g. _mask)")->needs(eval);
   cmd->add_option("--mask-map", args->mask_map,
-                  "Mask values or #rrggbb colours to classes, e.g. 0=0,255=1 (default: values are classes)")
+                  "Mask values or #rrggbb colours to classes, e.g. 0=0,255=1; VALUE=ignore leaves unlabelled "
+                  "pixels unscored (default: values are classes)")
       ->needs(eval);
   cmd->add_option("--tile", args->tile, "Input tile side (default: the training patch size)");
   cmd->add_option("--overlap", args->overlap, "Overlap of neighbouring tiles, share of a tile")->capture_default_str();

@@ -121,6 +121,11 @@ void write_header_attributes(hid_t file, const ShardHeader& header, const std::s
   const int64_t version = kShardFormatVersion, classes = header.n_classes;
   write_attribute(file, kVersionAttribute, H5T_STD_I64LE, H5T_NATIVE_INT64, 1, &version, path);
   write_attribute(file, kClassesAttribute, H5T_STD_I64LE, H5T_NATIVE_INT64, 1, &classes, path);
+  if (header.ignore_label >= 0) {
+    // Absent when every pixel is labelled: such shards stay readable by older builds.
+    const int64_t ignore = header.ignore_label;
+    write_attribute(file, kIgnoreLabelAttribute, H5T_STD_I64LE, H5T_NATIVE_INT64, 1, &ignore, path);
+  }
   write_attribute(file, kMeanAttribute, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, header.channel_mean.size(),
                   header.channel_mean.data(), path);
   write_attribute(file, kStdAttribute, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, header.channel_std.size(),
@@ -148,6 +153,14 @@ void read_header_attributes(hid_t file, ShardHeader& header, const std::string& 
   header.class_names = read_strings(file, kClassNamesAttribute, path);
   DPUNET_CHECK(static_cast<int64_t>(header.class_names.size()) == classes, path, ": attribute '", kClassNamesAttribute,
                "' has ", header.class_names.size(), " names for ", classes, " classes");
+  const htri_t has_ignore_label = H5Aexists(file, kIgnoreLabelAttribute);
+  H5_CHECK(has_ignore_label, path);
+  if (has_ignore_label > 0) {
+    const int64_t ignore = read_integer(file, kIgnoreLabelAttribute, path);
+    DPUNET_CHECK(ignore >= classes && ignore <= 255, path, ": attribute '", kIgnoreLabelAttribute,
+                 "' must be a mask value that is not a class, in [", classes, ", 255], got ", ignore);
+    header.ignore_label = static_cast<int>(ignore);
+  }
   header.channel_mean = read_doubles(file, kMeanAttribute, path);
   header.channel_std = read_doubles(file, kStdAttribute, path);
   DPUNET_CHECK(static_cast<int64_t>(header.channel_mean.size()) == header.channels &&

@@ -87,6 +87,7 @@ void write_set(const ImportOptions& o, const std::string& directory, const std::
     header.pixel_type = first.bits == 16 ? PixelType::kUInt16 : PixelType::kUInt8;
     header.n_classes = n_classes;
     header.class_names = o.class_names;
+    if (maps_ignore(class_of)) header.ignore_label = kDefaultIgnoreLabel;
     ShardWriter writer(path, header, ShardWriteOptions{o.gzip_level});
     for (int64_t i = begin; i < end; ++i) {
       const Image image = read_image(pairs[i].image);
@@ -112,7 +113,7 @@ void write_set(const ImportOptions& o, const std::string& directory, const std::
         DPUNET_CHECK(found != class_of.end(), pairs[i].mask, ": mask value ",
                      mask_key_text(mask_key(mask, p), mask.channels > 1), " at pixel (", p / image.width, ", ",
                      p % image.width, ") has no class in the mask mapping");
-        classes[p] = static_cast<uint8_t>(found->second);
+        classes[p] = static_cast<uint8_t>(found->second == kIgnoreClass ? kDefaultIgnoreLabel : found->second);
       }
       const void* pixels_out = image.bits == 16 ? static_cast<const void*>(planar16.data()) : planar8.data();
       writer.write(i - begin, pixels_out, classes.data());
@@ -155,21 +156,47 @@ std::map<uint32_t, int> parse_mask_mapping(const std::string& text) {
     const std::string item = text.substr(start, end - start);
     const size_t eq = item.find('=');
     DPUNET_CHECK(eq != std::string::npos && eq > 0 && eq + 1 < item.size(), "mask mapping: '", item,
-                 "' is not VALUE=CLASS (e.g. 255=1 or #ff0000=1)");
+                 "' is not VALUE=CLASS (e.g. 255=1, 255=ignore or #ff0000=1)");
     try {
       const std::string value = item.substr(0, eq);
       const uint32_t key = value[0] == '#' ? static_cast<uint32_t>(std::stoul(value.substr(1), nullptr, 16))
                                            : static_cast<uint32_t>(std::stoul(value));
-      const int id = std::stoi(item.substr(eq + 1));
-      DPUNET_CHECK(id >= 0 && id < 256, "mask mapping: class ", id, " in '", item, "' is outside [0, 256)");
+      const std::string target = item.substr(eq + 1);
+      const int id = target == "ignore" ? kIgnoreClass : std::stoi(target);
+      DPUNET_CHECK(id == kIgnoreClass || (id >= 0 && id < 256), "mask mapping: class ", id, " in '", item,
+                   "' is outside [0, 256)");
       mapping[key] = id;
     } catch (const std::logic_error&) {
-      DPUNET_FAIL("mask mapping: '", item, "' is not VALUE=CLASS (e.g. 255=1 or #ff0000=1)");
+      DPUNET_FAIL("mask mapping: '", item, "' is not VALUE=CLASS (e.g. 255=1, 255=ignore or #ff0000=1)");
     }
     start = end + 1;
   }
   DPUNET_CHECK(!mapping.empty(), "mask mapping: empty");
+  DPUNET_CHECK(!maps_ignore(mapping) || mapped_classes(mapping) <= kDefaultIgnoreLabel, "mask mapping '", text,
+               "': with an ignore value, class ids must be below ", kDefaultIgnoreLabel, " (the ignore label)");
   return mapping;
+}
+
+std::string mask_mapping_text(const std::map<uint32_t, int>& class_of_value, bool colour) {
+  std::string text;
+  for (const auto& [key, id] : class_of_value) {
+    text += (text.empty() ? "" : ",") + mask_key_text(key, colour) + "=" +
+            (id == kIgnoreClass ? std::string("ignore") : std::to_string(id));
+  }
+  return text;
+}
+
+int mapped_classes(const std::map<uint32_t, int>& class_of_value) {
+  int classes = 2;
+  for (const auto& [key, id] : class_of_value) classes = std::max(classes, id + 1);
+  return classes;
+}
+
+bool maps_ignore(const std::map<uint32_t, int>& class_of_value) {
+  for (const auto& [key, id] : class_of_value) {
+    if (id == kIgnoreClass) return true;
+  }
+  return false;
 }
 
 ImportResult import_image_folders(const ImportOptions& o) {
@@ -180,9 +207,7 @@ ImportResult import_image_folders(const ImportOptions& o) {
   ImportResult result;
   result.class_of_value = o.class_of_value.empty() ? discover_classes(pairs) : o.class_of_value;
   result.colour_masks = read_image(pairs.front().mask).channels > 1;
-  int n_classes = 0;
-  for (const auto& [key, id] : result.class_of_value) n_classes = std::max(n_classes, id + 1);
-  n_classes = std::max(n_classes, 2);
+  const int n_classes = mapped_classes(result.class_of_value);
   DPUNET_CHECK(o.class_names.empty() || static_cast<int>(o.class_names.size()) == n_classes,
                "import: ", o.class_names.size(), " class names for ", n_classes, " classes");
 

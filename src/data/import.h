@@ -10,6 +10,9 @@
 
 namespace dpunet::data {
 
+// class_of_value's id of a mask value that marks unlabelled pixels ("VALUE=ignore").
+inline constexpr int kIgnoreClass = -1;
+
 struct ImportOptions {
   std::string images_dir, masks_dir, out_dir;
   std::string prefix = "train";    // training shards: <prefix>-00000.h5, ...
@@ -19,7 +22,8 @@ struct ImportOptions {
   int64_t samples_per_shard = 256;
   int gzip_level = 0;
   uint64_t seed = 0;
-  // Mask value (grey) or 0xRRGGBB colour -> class id; empty: the sorted distinct values
+  // Mask value (grey) or 0xRRGGBB colour -> class id, or kIgnoreClass for pixels nobody
+  // labelled (stored as the shards' ignore label); empty: the sorted distinct values
   // found in the masks become classes 0, 1, 2, ...
   std::map<uint32_t, int> class_of_value;
   std::vector<std::string> class_names;  // optional, one per class
@@ -28,8 +32,14 @@ struct ImportOptions {
   bool overwrite = false;
 };
 
-// Parses "0=0,128=1,255=2" or "#000000=0,#ff0000=1" into class_of_value.
+// Parses "0=0,128=1,255=2", "0=0,1=1,255=ignore" or "#000000=0,#ff0000=1" into
+// class_of_value.
 std::map<uint32_t, int> parse_mask_mapping(const std::string& text);
+// The mapping as parse_mask_mapping reads it.
+std::string mask_mapping_text(const std::map<uint32_t, int>& class_of_value, bool colour);
+// The classes a mapping makes: one above its largest class id, at least 2.
+int mapped_classes(const std::map<uint32_t, int>& class_of_value);
+bool maps_ignore(const std::map<uint32_t, int>& class_of_value);
 
 // The mask of an image in `masks_dir`: "<stem><suffix>" with a .png/.tif/.tiff extension
 // in either case; empty when there is none.

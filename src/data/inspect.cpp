@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <iomanip>
 #include <limits>
+#include <sstream>
 #include <vector>
 
 #include "common/error.h"
@@ -20,6 +21,7 @@ int64_t inspect_dataset(const std::string& spec, const InspectOptions& options, 
       << pixel_type_name(h.pixel_type) << "; masks [N, H, W] uint8\n";
   out << "classes " << h.n_classes << ":";
   for (const std::string& name : h.class_names) out << " " << name;
+  if (h.ignore_label >= 0) out << "; unlabelled pixels: mask value " << h.ignore_label << " (ignore label)";
   out << "\n";
   for (int64_t c = 0; c < h.channels; ++c) {
     out << "channel " << c << ": mean " << h.channel_mean[c] << ", std " << h.channel_std[c] << " (attributes)\n";
@@ -32,7 +34,7 @@ int64_t inspect_dataset(const std::string& spec, const InspectOptions& options, 
       options.verify ? 1 : std::max<int64_t>(1, h.samples / std::max<int64_t>(1, options.max_samples));
   std::vector<unsigned char> image(static_cast<size_t>(h.image_values()) * pixel_type_bytes(h.pixel_type));
   std::vector<uint8_t> mask(static_cast<size_t>(h.pixels()));
-  std::vector<int64_t> class_pixels(h.n_classes, 0);
+  std::vector<int64_t> class_pixels(256, 0);  // by mask value: the classes and the ignore label
   double low = std::numeric_limits<double>::max(), high = std::numeric_limits<double>::lowest();
   int64_t read = 0, bad = 0;
   for (int64_t i = 0; i < h.samples; i += stride) {
@@ -59,14 +61,19 @@ int64_t inspect_dataset(const std::string& spec, const InspectOptions& options, 
   }
   int64_t total = 0;
   for (int64_t n : class_pixels) total += n;
+  const auto share_text = [&](int64_t pixels) {
+    std::ostringstream text;
+    text << std::fixed << std::setprecision(2)
+         << (total > 0 ? 100.0 * static_cast<double>(pixels) / static_cast<double>(total) : 0.0) << "% of pixels";
+    return text.str();
+  };
   out << "statistics over " << read << " samples:\n";
   if (read > 0) out << "  pixel values in [" << low << ", " << high << "]\n";
   for (int c = 0; c < h.n_classes; ++c) {
-    const double share = total > 0 ? 100.0 * static_cast<double>(class_pixels[c]) / static_cast<double>(total) : 0.0;
-    out << "  class " << c << " (" << h.class_names[c] << "): " << std::fixed << std::setprecision(2) << share
-        << "% of pixels\n"
-        << std::defaultfloat;
+    out << "  class " << c << " (" << h.class_names[c] << "): " << share_text(class_pixels[c]) << "\n";
   }
+  if (h.ignore_label >= 0)
+    out << "  unlabelled (" << h.ignore_label << "): " << share_text(class_pixels[h.ignore_label]) << "\n";
   if (options.verify) out << "verify: " << read << " samples good, " << bad << " bad\n";
   return bad;
 }

@@ -2,6 +2,7 @@
 #include "data/shard_format.h"
 
 #include <cmath>
+#include <string>
 
 #include "common/error.h"
 
@@ -34,12 +35,20 @@ int pixel_type_bytes(PixelType type) {
 
 std::string describe_layout(const ShardHeader& h) {
   return ::dpunet::detail::concat("C=", h.channels, " H=", h.height, " W=", h.width, " ", pixel_type_name(h.pixel_type),
-                                  " n_classes=", h.n_classes);
+                                  " n_classes=", h.n_classes,
+                                  h.ignore_label >= 0 ? " ignore_label=" + std::to_string(h.ignore_label) : "");
 }
 
 bool same_layout(const ShardHeader& a, const ShardHeader& b) {
   return a.channels == b.channels && a.height == b.height && a.width == b.width && a.pixel_type == b.pixel_type &&
-         a.n_classes == b.n_classes;
+         a.n_classes == b.n_classes && a.ignore_label == b.ignore_label;
+}
+
+std::string invalid_mask_value(const ShardHeader& h, uint8_t value) {
+  if (h.valid_mask_value(value)) return "";
+  return ::dpunet::detail::concat(
+      "mask label ", int(value), " >= n_classes ", h.n_classes,
+      h.ignore_label >= 0 ? " and not the ignore label " + std::to_string(h.ignore_label) : std::string());
 }
 
 std::string find_non_finite(const ShardHeader& h, const void* image) {

@@ -17,6 +17,11 @@ inline constexpr const char* kClassesAttribute = "n_classes";
 inline constexpr const char* kClassNamesAttribute = "class_names";
 inline constexpr const char* kMeanAttribute = "channel_mean";
 inline constexpr const char* kStdAttribute = "channel_std";
+// Optional: the mask value of pixels nobody labelled (sparse annotation), which add
+// nothing to the loss or the scores.
+inline constexpr const char* kIgnoreLabelAttribute = "ignore_label";
+// The ignore label `dpunet data import` writes (`--mask-map VALUE=ignore`).
+inline constexpr int kDefaultIgnoreLabel = 255;
 
 enum class PixelType { kUInt8, kUInt16, kFloat32 };
 
@@ -33,6 +38,7 @@ struct ShardHeader {
   PixelType pixel_type = PixelType::kUInt8;
   int n_classes = 2;
   std::vector<std::string> class_names;  // n_classes entries
+  int ignore_label = -1;                 // in [n_classes, 255]; -1: every pixel is labelled
   // Per-channel statistics of the raw pixel values, for normalisation; empty when the
   // writer did not compute them.
   std::vector<double> channel_mean;
@@ -40,11 +46,17 @@ struct ShardHeader {
 
   int64_t pixels() const { return height * width; }
   int64_t image_values() const { return channels * height * width; }
+  // A class id below n_classes, or the ignore label.
+  bool valid_mask_value(uint8_t value) const { return value < n_classes || value == ignore_label; }
 };
 
-// Describes the parts two shards of one dataset must agree on ("C=1 H=64 W=64 uint8 n_classes=3").
+// Describes the parts two shards of one dataset must agree on ("C=1 H=64 W=64 uint8
+// n_classes=3", and " ignore_label=255" when there is one).
 std::string describe_layout(const ShardHeader& header);
 bool same_layout(const ShardHeader& a, const ShardHeader& b);
+// "" when `value` is valid for the header, else why not: "mask label 7 >= n_classes 3"
+// (naming the ignore label when there is one).
+std::string invalid_mask_value(const ShardHeader& header, uint8_t value);
 // "" when every value of one sample's image [C, H, W] (of the header's pixel type) is
 // finite, else where the first NaN or infinity is: "channel C, pixel (Y, X) is nan".
 // Only float32 images can hold one.

@@ -217,10 +217,11 @@ void ShardReader::read_into(const Dataset& dataset, int64_t index, int rank, hid
 }
 
 void ShardReader::check_labels(int64_t index, const uint8_t* mask) const {
-  uint8_t largest = 0;
-  for (int64_t p = 0; p < header_.pixels(); ++p) largest = std::max(largest, mask[p]);
-  DPUNET_CHECK(largest < header_.n_classes, path_, ": sample ", index, ": mask label ", int(largest), " >= n_classes ",
-               header_.n_classes);
+  for (int64_t p = 0; p < header_.pixels(); ++p) {
+    if (header_.valid_mask_value(mask[p])) continue;
+    DPUNET_FAIL(path_, ": sample ", index, ": pixel (", p / header_.width, ", ", p % header_.width,
+                "): ", invalid_mask_value(header_, mask[p]));
+  }
 }
 
 }  // namespace dpunet::data

@@ -58,6 +58,9 @@ ShardWriter::ShardWriter(std::string path, ShardHeader header, ShardWriteOptions
                ": a shard needs at least one sample and positive C, H, W");
   DPUNET_CHECK(header_.n_classes >= 2 && header_.n_classes <= 256, path_, ": n_classes must be in [2, 256], got ",
                header_.n_classes);
+  DPUNET_CHECK(header_.ignore_label == -1 || (header_.ignore_label >= header_.n_classes && header_.ignore_label <= 255),
+               path_, ": the ignore label must be a mask value that is not a class, in [", header_.n_classes,
+               ", 255], got ", header_.ignore_label);
   DPUNET_CHECK(options.gzip_level >= 0 && options.gzip_level <= 9, path_, ": gzip level must be 0-9, got ",
                options.gzip_level);
   if (header_.class_names.empty()) {
@@ -94,8 +97,9 @@ void ShardWriter::write(int64_t index, const void* image, const uint8_t* mask) {
   DPUNET_CHECK(index >= 0 && index < header_.samples, path_, ": sample index ", index, " outside [0, ", header_.samples,
                ")");
   for (int64_t p = 0; p < header_.pixels(); ++p) {
-    DPUNET_CHECK(mask[p] < header_.n_classes, path_, ": sample ", index, ": mask label ", int(mask[p]),
-                 " >= n_classes ", header_.n_classes);
+    if (header_.valid_mask_value(mask[p])) continue;
+    DPUNET_FAIL(path_, ": sample ", index, ": pixel (", p / header_.width, ", ", p % header_.width,
+                "): ", invalid_mask_value(header_, mask[p]));
   }
   const std::string non_finite = find_non_finite(header_, image);
   DPUNET_CHECK(non_finite.empty(), path_, ": sample ", index, ": image ", non_finite,

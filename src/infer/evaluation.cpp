@@ -23,14 +23,16 @@ nlohmann::json scores(const train::ConfusionCounts& counts) {
 
 }  // namespace
 
-EvaluationTable::EvaluationTable(int64_t images, int64_t classes)
-    : classes_(classes), rows_(torch::zeros({images, (classes + 1) * 3 + 1}, torch::kDouble)) {
+EvaluationTable::EvaluationTable(int64_t images, int64_t classes, int64_t ignore_label)
+    : classes_(classes),
+      ignore_label_(ignore_label),
+      rows_(torch::zeros({images, (classes + 1) * 3 + 1}, torch::kDouble)) {
   DPUNET_CHECK(classes >= 1 && images >= 0, "evaluation: ", images, " images of ", classes, " classes");
 }
 
 void EvaluationTable::add(int64_t index, const torch::Tensor& probabilities, const torch::Tensor& mask) {
   DPUNET_CHECK(index >= 0 && index < rows_.size(0), "evaluation: image ", index, " of ", rows_.size(0));
-  train::ConfusionCounts counts(classes_);
+  train::ConfusionCounts counts(classes_, ignore_label_);
   counts.add(probabilities.unsqueeze(0), mask.to(probabilities.device()).to(torch::kLong).unsqueeze(0));
   torch::Tensor row = rows_[index];
   row.slice(0, 0, row.size(0) - 1).copy_(counts.counts().flatten());

@@ -18,7 +18,8 @@ namespace dpunet::infer {
 class EvaluationTable {
  public:
   // `images`: every image of the run, over all ranks; rows are indexed like the inputs.
-  EvaluationTable(int64_t images, int64_t classes);
+  // Mask pixels of value `ignore_label` (-1: none) are left out of every score.
+  EvaluationTable(int64_t images, int64_t classes, int64_t ignore_label = -1);
 
   // probabilities [K, H, W] (any device), mask [H, W] class ids of image `index`.
   void add(int64_t index, const torch::Tensor& probabilities, const torch::Tensor& mask);
@@ -33,6 +34,7 @@ class EvaluationTable {
 
  private:
   int64_t classes_;
+  int64_t ignore_label_;
   torch::Tensor rows_;  // [images, (K + 1) * 3 + 1] float64: ConfusionCounts, then 1 when scored
 };
 

@@ -101,6 +101,9 @@ InputSet::InputSet(const std::string& input, InputOptions options) : input_(inpu
   const data::ShardHeader& h = dataset_->header();
   DPUNET_CHECK(options_.n_classes == 0 || h.n_classes <= options_.n_classes, input, ": the shards have ", h.n_classes,
                " classes, the model ", options_.n_classes);
+  DPUNET_CHECK(h.ignore_label < 0 || options_.n_classes == 0 || h.ignore_label >= options_.n_classes, input,
+               ": the shards' ignore label ", h.ignore_label, " is a class of the ", options_.n_classes,
+               "-class model, so their unlabelled pixels could not be told from it");
   if (!data::statistics_apply(options_.normalizer, h.pixel_type)) {
     warn_other_units(data::pixel_type_name(h.pixel_type), "the shards' own statistics");
     options_.normalizer.channel_mean.clear();
@@ -134,6 +137,11 @@ int64_t InputSet::size() const {
   return dataset_ ? dataset_->size() : static_cast<int64_t>(images_.size());
 }
 
+int InputSet::ignore_label() const {
+  if (dataset_) return dataset_->header().ignore_label;
+  return data::maps_ignore(options_.class_of_value) ? data::kDefaultIgnoreLabel : -1;
+}
+
 int64_t InputSet::channels() const {
   return dataset_ ? dataset_->header().channels : image_channels_;
 }
@@ -149,6 +157,7 @@ torch::Tensor InputSet::load_mask(const std::string& path, const data::Image& im
                " channels");
   torch::Tensor classes = torch::empty({mask.height, mask.width}, torch::kByte);
   uint8_t* out = classes.data_ptr<uint8_t>();
+  const int ignore = ignore_label();
   for (int64_t p = 0; p < mask.height * mask.width; ++p) {
     const uint32_t key = data::mask_key(mask, p);
     int64_t id = key;
@@ -157,13 +166,14 @@ torch::Tensor InputSet::load_mask(const std::string& path, const data::Image& im
       DPUNET_CHECK(it != options_.class_of_value.end(), found, ": mask value ",
                    data::mask_key_text(key, mask.channels > 1), " at pixel (", p / mask.width, ", ", p % mask.width,
                    ") is not in --mask-map");
-      id = it->second;
+      id = it->second == data::kIgnoreClass ? data::kDefaultIgnoreLabel : it->second;
     }
-    const bool is_class = options_.n_classes == 0 || id < options_.n_classes;
+    const bool is_class = options_.n_classes == 0 || id < options_.n_classes || id == ignore;
     const char* example = mask.channels > 1 ? "#000000=0,#ff0000=1" : "0=0,255=1";
     DPUNET_CHECK(is_class, found, ": mask value ", data::mask_key_text(key, mask.channels > 1), " at pixel (",
                  p / mask.width, ", ", p % mask.width, ") is not a class of this ", options_.n_classes,
-                 "-class model (masks hold class ids; map other values with --mask-map, e.g. ", example, ")");
+                 "-class model (masks hold class ids; map other values with --mask-map, e.g. ", example,
+                 ", and unlabelled pixels' value to ignore)");
     out[p] = static_cast<uint8_t>(id);
   }
   return classes;

@@ -29,11 +29,12 @@ struct InputOptions {
   // The model's normalisation; without statistics, `dataset` normalisation uses the
   // shards' own, and image files (which carry none) are standardised one by one.
   data::Normalizer normalizer;
-  std::string masks_dir;                   // image inputs: their masks, found by name
-  bool require_masks = false;              // image inputs: every one must have its mask (--eval)
-  std::string mask_suffix;                 // the mask of a.png is a<suffix>.png|.tif|.tiff
-  std::map<uint32_t, int> class_of_value;  // mask value or 0xRRGGBB -> class; empty: values are classes
-  int64_t n_classes = 0;                   // masks must hold classes below this (0: unchecked)
+  std::string masks_dir;       // image inputs: their masks, found by name
+  bool require_masks = false;  // image inputs: every one must have its mask (--eval)
+  std::string mask_suffix;     // the mask of a.png is a<suffix>.png|.tif|.tiff
+  // Mask value or 0xRRGGBB -> class or data::kIgnoreClass; empty: values are classes.
+  std::map<uint32_t, int> class_of_value;
+  int64_t n_classes = 0;  // masks must hold classes below this (0: unchecked)
 };
 
 class InputSet {
@@ -48,6 +49,9 @@ class InputSet {
   // InputItem::name of item `index`, without loading it.
   std::string name(int64_t index) const;
   int64_t channels() const;
+  // The mask value of unlabelled pixels in InputItem::mask (-1: none): the shards', or
+  // data::kDefaultIgnoreLabel where --mask-map maps a value to ignore.
+  int ignore_label() const;
 
  private:
   // Says once that the model's statistics are in other units than the inputs'.

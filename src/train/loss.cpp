@@ -51,7 +51,19 @@ torch::Tensor loss_sums(const torch::Tensor& logits, const torch::Tensor& target
   // on a GPU), so both softmaxes and the gradient they hand back stay in that layout
   // instead of going through NCHW copies; NCHW logits are copied once here.
   const torch::Tensor scores = logits.to(torch::kFloat).permute({0, 2, 3, 1}).reshape({-1, classes});
-  const torch::Tensor labels = target.reshape({-1});
+  torch::Tensor labels = target.reshape({-1});
+  // 1 for a labelled pixel, 0 for an unlabelled one (whose label becomes class 0 so that
+  // the per-pixel terms stay defined before they are multiplied by 0); undefined when
+  // every pixel is labelled, which keeps that path as it was.
+  torch::Tensor labelled;
+  if (o.ignore_label >= 0) {
+    const torch::Tensor ignored = labels.eq(o.ignore_label);
+    labelled = ignored.logical_not().to(scores.scalar_type());
+    labels = labels.masked_fill(ignored, 0);
+  }
+  const auto only_labelled = [&](const torch::Tensor& per_pixel) {
+    return labelled.defined() ? per_pixel * (per_pixel.dim() == 1 ? labelled : labelled.unsqueeze(1)) : per_pixel;
+  };
   std::vector<torch::Tensor> parts;
   if (o.ce_weight > 0) {
     namespace F = torch::nn::functional;
@@ -60,17 +72,18 @@ torch::Tensor loss_sums(const torch::Tensor& logits, const torch::Tensor& target
     // unreduced kernel.
     auto ce_options = F::CrossEntropyFuncOptions().reduction(torch::kNone);
     if (o.class_weights.empty()) {
-      parts.push_back(F::cross_entropy(scores, labels, ce_options).sum().reshape({1}));
-      parts.push_back(torch::full({1}, static_cast<double>(labels.numel()), scores.options()));
+      parts.push_back(only_labelled(F::cross_entropy(scores, labels, ce_options)).sum().reshape({1}));
+      parts.push_back(labelled.defined() ? labelled.sum().reshape({1})
+                                         : torch::full({1}, static_cast<double>(labels.numel()), scores.options()));
     } else {
       const torch::Tensor weights = class_weight_tensor(o.class_weights, scores.device());
-      parts.push_back(F::cross_entropy(scores, labels, ce_options.weight(weights)).sum().reshape({1}));
-      parts.push_back(weights.index_select(0, labels).sum().reshape({1}));
+      parts.push_back(only_labelled(F::cross_entropy(scores, labels, ce_options.weight(weights))).sum().reshape({1}));
+      parts.push_back(only_labelled(weights.index_select(0, labels)).sum().reshape({1}));
     }
   }
   if (o.dice_weight > 0) {
-    const torch::Tensor probabilities = torch::softmax(scores, 1);  // [N*H*W, K]
-    const torch::Tensor one_hot = torch::one_hot(labels, classes).to(probabilities.scalar_type());
+    const torch::Tensor probabilities = only_labelled(torch::softmax(scores, 1));  // [N*H*W, K]
+    const torch::Tensor one_hot = only_labelled(torch::one_hot(labels, classes).to(probabilities.scalar_type()));
     parts.push_back((probabilities * one_hot).sum(0));
     parts.push_back(probabilities.sum(0) + one_hot.sum(0));
   }

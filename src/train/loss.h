@@ -16,6 +16,9 @@ struct LossOptions {
   double dice_weight = 1.0;
   std::vector<double> class_weights;     // cross-entropy only; empty: equal
   bool dice_include_background = false;  // class 0
+  // The mask value of unlabelled pixels (sparse annotation; >= the class count), which
+  // add nothing to either term; -1: every pixel is labelled.
+  int64_t ignore_label = -1;
   // Training under DDP: the ranks whose batches make one global batch. The loss's sums
   // (Dice's per class, cross-entropy's and its class weights') are added over them, one
   // small all-reduce per call that every rank must make, so N ranks train the loss one
@@ -27,7 +30,8 @@ struct LossOptions {
 // -> scalar.
 // Cross-entropy is the (class-weighted) mean over the batch's pixels; soft Dice uses
 // softmax probabilities and is computed per class over the whole batch, then averaged
-// over the classes included. "The batch" is every rank's with global_batch. In float32.
+// over the classes included. "The batch" is every rank's with global_batch, its pixels
+// the labelled ones. In float32.
 torch::Tensor segmentation_loss(const torch::Tensor& logits, const torch::Tensor& target, const LossOptions& options);
 
 // The two halves of segmentation_loss, for losses over more than one batch (validation

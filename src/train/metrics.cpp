@@ -33,7 +33,11 @@ double nan_mean(const std::vector<double>& values) {
   return count > 0 ? sum / static_cast<double>(count) : std::nan("");
 }
 
-ConfusionCounts::ConfusionCounts(int64_t classes) : counts_(torch::zeros({classes + 1, 3}, torch::kDouble)) {}
+ConfusionCounts::ConfusionCounts(int64_t classes, int64_t ignore_label)
+    : counts_(torch::zeros({classes + 1, 3}, torch::kDouble)), ignore_label_(ignore_label) {
+  DPUNET_CHECK(ignore_label == -1 || ignore_label >= classes, "ignore label ", ignore_label, " is one of the ", classes,
+               " classes");
+}
 
 ConfusionCounts::ConfusionCounts(const torch::Tensor& counts) : counts_(counts.to(torch::kDouble).clone()) {
   DPUNET_CHECK(counts.dim() == 2 && counts.size(0) >= 2 && counts.size(1) == 3,
@@ -43,14 +47,21 @@ ConfusionCounts::ConfusionCounts(const torch::Tensor& counts) : counts_(counts.t
 void ConfusionCounts::add(const torch::Tensor& logits, const torch::Tensor& target) {
   const int64_t classes = counts_.size(0) - 1;
   if (counts_.device() != logits.device()) counts_ = counts_.to(logits.device());
+  const auto count_options = logits.options().dtype(torch::kDouble);
   const torch::Tensor predicted = logits.argmax(1);
-  const torch::Tensor truth = target.to(predicted.scalar_type());
+  torch::Tensor truth = target.to(predicted.scalar_type());
+  // Each pixel adds 1 to its cell, an unlabelled one 0 (to any cell: it is counted as
+  // class 0), so the counts stay on the device without a data-dependent size.
+  torch::Tensor weight = torch::ones({1}, count_options).expand({truth.numel()});
+  if (ignore_label_ >= 0) {
+    const torch::Tensor ignored = truth.eq(ignore_label_);
+    truth = truth.masked_fill(ignored, 0);
+    weight = ignored.logical_not().flatten().to(torch::kDouble);
+  }
   // Joint histogram of (truth, predicted): tp on the diagonal, fp and fn off it.
   // index_add_ rather than bincount, whose CUDA kernel reads the maximum back to the host.
   const torch::Tensor cells = (truth * classes + predicted).flatten();
-  const torch::Tensor joint =
-      torch::zeros({classes * classes}, logits.options().dtype(torch::kDouble))
-          .index_add_(0, cells, torch::ones({1}, logits.options().dtype(torch::kDouble)).expand(cells.sizes()));
+  const torch::Tensor joint = torch::zeros({classes * classes}, count_options).index_add_(0, cells, weight);
   const torch::Tensor matrix = joint.view({classes, classes});  // [truth, predicted]
   const torch::Tensor tp = matrix.diagonal();
   const torch::Tensor fp = matrix.sum(0) - tp;

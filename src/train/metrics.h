@@ -22,7 +22,8 @@ double nan_mean(const std::vector<double>& values);
 
 class ConfusionCounts {
  public:
-  explicit ConfusionCounts(int64_t classes);
+  // Pixels whose mask value is `ignore_label` (>= classes; -1: none) are not counted.
+  explicit ConfusionCounts(int64_t classes, int64_t ignore_label = -1);
   // From counts() of another: [K + 1, 3] float64.
   explicit ConfusionCounts(const torch::Tensor& counts);
 
@@ -47,6 +48,7 @@ class ConfusionCounts {
 
  private:
   torch::Tensor counts_;  // [K + 1, 3] float64: tp, fp, fn per class; last row: any-foreground
+  int64_t ignore_label_ = -1;
 };
 
 }  // namespace dpunet::train

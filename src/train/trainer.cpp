@@ -167,6 +167,7 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
   batches_ = std::make_unique<DeviceBatches>(*loader_, device_, DeviceBatchOptions{config.precision.channels_last});
   epoch_ = start.epoch;
   loss_options_ = loss_options(config);
+  loss_options_.ignore_label = train_data_->header().ignore_label;
   if (config.loss.global_batch) loss_options_.global_batch = comm_.get();
 }
 

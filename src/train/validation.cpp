@@ -14,12 +14,13 @@ ValidationResult validate(const std::function<torch::Tensor(const torch::Tensor&
                           const c10::Device& device, int rank, int world_size, dist::Communicator& comm) {
   torch::NoGradGuard no_grad;
   // Ranks evaluate different numbers of batches: no collective inside the loop.
+  const auto& h = dataset.header();
   LossOptions local_loss = loss_options;
   local_loss.global_batch = nullptr;
-  ConfusionCounts counts(o.n_classes);
+  local_loss.ignore_label = h.ignore_label;  // the validation shards' own
+  ConfusionCounts counts(o.n_classes, h.ignore_label);
   // loss_sums added over batches, in float64; zeros on a rank with no sample.
   torch::Tensor sums = torch::zeros({loss_sums_size(local_loss, o.n_classes)}, torch::kDouble).to(device);
-  const auto& h = dataset.header();
   const int64_t patch_h = o.patch_size > 0 ? o.patch_size : h.height;
   const int64_t patch_w = o.patch_size > 0 ? o.patch_size : h.width;
   std::vector<int64_t> mine;

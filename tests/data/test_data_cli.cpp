@@ -99,6 +99,6 @@ TEST_CASE("inspect --verify lists every bad sample and fails", "[data][cli]") {
   const auto result = run_command(DPUNET_BINARY " data inspect " + dir / "labels.h5" + " --verify 2>&1");
   INFO(result.output);
   CHECK(result.exit_code != 0);
-  CHECK_THAT(result.output,
-             HasSubstr("sample 0: mask label 7") && HasSubstr("sample 1: mask label 7") && HasSubstr("2 bad samples"));
+  CHECK_THAT(result.output, HasSubstr("sample 0: pixel (0, 0): mask label 7") &&
+                                HasSubstr("sample 1: pixel (0, 0): mask label 7") && HasSubstr("2 bad samples"));
 }

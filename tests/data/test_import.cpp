@@ -192,6 +192,34 @@ TEST_CASE("import reads 16-bit RGB TIFFs and colour masks", "[data]") {
   CHECK(mask[4] == 2);
 }
 
+TEST_CASE("a mask value mapped to ignore becomes the shards' ignore label", "[data]") {
+  Folders f;
+  Image mask = make_mask(8);                                 // left 0, right 255
+  for (int64_t y = 0; y < 8; ++y) mask.values[y * 8] = 128;  // first column: unlabelled
+  dpunet::data::write_png(f.dir / "images/a.png", make_image(8, 1, 0));
+  dpunet::data::write_png(f.dir / "masks/a.png", mask);
+  f.options.class_of_value = dpunet::data::parse_mask_mapping("0=0,255=1,128=ignore");
+  CHECK(f.options.class_of_value.at(128) == dpunet::data::kIgnoreClass);
+  CHECK(dpunet::data::mask_mapping_text(f.options.class_of_value, false) == "0=0,128=ignore,255=1");
+  dpunet::data::import_image_folders(f.options);
+  const dpunet::data::Dataset dataset(f.options.out_dir);
+  CHECK(dataset.header().n_classes == 2);
+  CHECK(dataset.header().ignore_label == dpunet::data::kDefaultIgnoreLabel);
+  std::vector<uint8_t> image(64), classes(64);
+  dataset.read(0, image.data(), classes.data());
+  CHECK(classes[0] == dpunet::data::kDefaultIgnoreLabel);
+  CHECK(classes[1] == 0);
+  CHECK(classes[7] == 1);
+  // Without an ignore value the shards have no ignore label.
+  f.options.class_of_value = dpunet::data::parse_mask_mapping("0=0,255=1,128=0");
+  f.options.overwrite = true;
+  dpunet::data::import_image_folders(f.options);
+  CHECK(dpunet::data::Dataset(f.options.out_dir).header().ignore_label == -1);
+  // Class ids must leave the ignore label free.
+  CHECK_THROWS_WITH(dpunet::data::parse_mask_mapping("0=0,1=255,2=ignore"),
+                    HasSubstr("below 255") && HasSubstr("0=0,1=255,2=ignore"));
+}
+
 TEST_CASE("import errors name the file at fault", "[data]") {
   Folders f;
   dpunet::data::write_png(f.dir / "images/a.png", make_image(8, 1, 0));

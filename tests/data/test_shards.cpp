@@ -121,6 +121,46 @@ TEST_CASE("the shard writer refuses labels outside the classes", "[data]") {
   CHECK_THROWS_WITH(writer.write(0, image.data(), mask.data()), HasSubstr("mask label 2 >= n_classes 2"));
 }
 
+TEST_CASE("an ignore label round-trips, its value is a valid label, and shards must agree on it", "[data]") {
+  TempDir dir;
+  dpunet::data::ShardHeader header;
+  header.samples = 2;
+  header.channels = 1;
+  header.height = header.width = 4;
+  header.n_classes = 2;
+  header.ignore_label = 255;
+  std::vector<uint8_t> image(16, 1), mask(16, 1);
+  mask[3] = 255;
+  {
+    dpunet::data::ShardWriter writer(dir / "a.h5", header);
+    writer.write(0, image.data(), mask.data());
+    mask[4] = 254;
+    CHECK_THROWS_WITH(writer.write(1, image.data(), mask.data()),
+                      HasSubstr("pixel (1, 0): mask label 254 >= n_classes 2 and not the ignore label 255"));
+    mask[4] = 0;
+    writer.write(1, image.data(), mask.data());
+    writer.finish();
+  }
+  const ShardReader reader(dir / "a.h5");
+  CHECK(reader.header().ignore_label == 255);
+  std::vector<uint8_t> image_back(16), mask_back(16);
+  reader.read(1, image_back.data(), mask_back.data());
+  CHECK(mask_back == mask);
+  CHECK_THAT(dpunet::data::describe_layout(reader.header()), HasSubstr("n_classes=2 ignore_label=255"));
+  // Same layout otherwise, but every pixel labelled: one dataset cannot hold both.
+  header.ignore_label = -1;
+  {
+    dpunet::data::ShardWriter writer(dir / "b.h5", header);
+    for (int64_t i = 0; i < 2; ++i) writer.write(i, image.data(), std::vector<uint8_t>(16, 0).data());
+    writer.finish();
+  }
+  CHECK(ShardReader(dir / "b.h5").header().ignore_label == -1);
+  CHECK_THROWS_WITH(Dataset(dir.path()), HasSubstr("ignore_label=255") && HasSubstr(dir / "b.h5"));
+  header.ignore_label = 1;
+  CHECK_THROWS_WITH(dpunet::data::ShardWriter(dir / "c.h5", header),
+                    HasSubstr("the ignore label must be a mask value that is not a class, in [2, 255], got 1"));
+}
+
 TEST_CASE("a dataset indexes its shards in order, from a directory, a glob or an index file", "[data]") {
   TempDir dir;
   dpunet::test::write_known_shard(dir / "a.h5", 3, /*first=*/0);
@@ -219,6 +259,11 @@ TEST_CASE("bad shard files give one error that names the file", "[data]") {
     dpunet::test::write_raw_shard(path, spec);
     expected = "compressed with the HDF5 filter with id 32000, which this HDF5 cannot decode";
   }
+  SECTION("an ignore label that is a class") {
+    spec.ignore_label = 2;
+    dpunet::test::write_raw_shard(path, spec);
+    expected = "attribute 'ignore_label' must be a mask value that is not a class, in [3, 255], got 2";
+  }
   SECTION("no shard attributes") {
     spec.attributes = false;
     dpunet::test::write_raw_shard(path, spec);
@@ -257,7 +302,15 @@ TEST_CASE("bad samples name the file and the sample index", "[data]") {
     spec.mask_value = 5;
     dpunet::test::write_raw_shard(path, spec);
     CHECK_THROWS_WITH(ShardReader(path).read(1, image.data(), mask.data()),
-                      HasSubstr(path) && HasSubstr("sample 1: mask label 5 >= n_classes 3"));
+                      HasSubstr(path) && HasSubstr("sample 1: pixel (0, 0): mask label 5 >= n_classes 3"));
+  }
+  SECTION("labels beyond n_classes that are not the ignore label") {
+    dpunet::test::RawShard spec;
+    spec.mask_value = 5;
+    spec.ignore_label = 255;
+    dpunet::test::write_raw_shard(path, spec);
+    CHECK_THROWS_WITH(ShardReader(path).read(1, image.data(), mask.data()),
+                      HasSubstr(path) && HasSubstr("mask label 5 >= n_classes 3 and not the ignore label 255"));
   }
   SECTION("corrupt compressed chunk") {
     dpunet::test::write_known_shard(path, 3, 0, 1, 64, PixelType::kUInt8, 3, /*gzip_level=*/6);

@@ -65,3 +65,21 @@ TEST_CASE("evaluation names the image count when names do not match", "[infer]")
   EvaluationTable table(2, 2);
   CHECK_THROWS_WITH(table.report({"only one"}), HasSubstr("1 names for 2 images"));
 }
+
+TEST_CASE("evaluation leaves unlabelled mask pixels out of every score", "[infer]") {
+  // Truth 1 1 | unlabelled unlabelled; predicted 1 0 | 1 1: class 1 tp 1, fn 1 and no fp.
+  const torch::Tensor mask = torch::tensor({1, 1, 255, 255}, torch::kByte).view({2, 2});
+  const torch::Tensor predicted = torch::tensor({1, 0, 1, 1}, torch::kLong).view({2, 2});
+  EvaluationTable table(1, 2, 255);
+  table.add(0, predicting(predicted, 2), mask);
+  const nlohmann::json r = nlohmann::json::parse(table.report({"a"}).dump());
+  CHECK(r["dice"][1].get<double>() == Approx(2.0 / 3.0));
+  CHECK(r["dice"][0].get<double>() == Approx(0.0));  // predicted once where truth is 1: fp 1, tp 0
+  CHECK(r["per_image"][0]["dice"][1].get<double>() == Approx(2.0 / 3.0));
+  // Every pixel unlabelled: nothing is scored.
+  EvaluationTable empty(1, 2, 255);
+  empty.add(0, predicting(predicted, 2), torch::full({2, 2}, 255, torch::kByte));
+  const nlohmann::json none = nlohmann::json::parse(empty.report({"a"}).dump());
+  CHECK(none["dice"][0].is_null());
+  CHECK(none["dice"][1].is_null());
+}

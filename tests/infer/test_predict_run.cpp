@@ -18,8 +18,10 @@
 #include "data/dataset.h"
 #include "data/image_io.h"
 #include "data/normalize.h"
+#include "data/shard_writer.h"
 #include "support/image_files.h"
 #include "support/train_fixture.h"
+#include "train/metrics.h"
 
 using dpunet::test::run_command;
 using dpunet::test::TrainFixture;
@@ -333,6 +335,77 @@ TEST_CASE("predict --eval: masks found by suffix, values mapped to classes, none
   const auto mixed = run_command(predict + " 2>&1");
   CHECK(mixed.exit_code != 0);
   CHECK_THAT(mixed.output, HasSubstr("holds both images and .h5 files"));
+}
+
+namespace {
+// Copies the shards matching `from` (a glob in a test folder) to folder `to`, each sample's
+// mask left unlabelled (255) where a seeded coin says so: sparse annotation.
+void write_sparse_copy(const std::string& from, const std::string& to, double unlabelled_share) {
+  std::filesystem::create_directories(to);
+  const dpunet::data::Dataset dataset(from);
+  for (const auto& shard : dataset.shards()) {
+    dpunet::data::ShardHeader header = shard->header();
+    header.ignore_label = 255;
+    dpunet::data::ShardWriter writer(to + "/" + std::filesystem::path(shard->path()).filename().string(), header);
+    std::vector<unsigned char> image(header.image_values() * dpunet::data::pixel_type_bytes(header.pixel_type));
+    std::vector<uint8_t> mask(header.pixels());
+    for (int64_t i = 0; i < header.samples; ++i) {
+      shard->read(i, image.data(), mask.data());
+      const torch::Tensor coin = torch::rand({header.pixels()}, torch::Generator(at::detail::createCPUGenerator(i)));
+      for (int64_t p = 0; p < header.pixels(); ++p) {
+        if (coin[p].item<double>() < unlabelled_share) mask[p] = 255;
+      }
+      writer.write(i, image.data(), mask.data());
+    }
+    writer.finish();
+  }
+}
+}  // namespace
+
+TEST_CASE("a model trains on sparsely labelled shards, and predict --eval scores their labelled pixels only",
+          "[infer][e2e]") {
+  TrainFixture f;
+  const std::string sparse = f.dir() / "sparse";
+  write_sparse_copy(f.dir() / "data/train-*.h5", sparse, 0.6);
+  write_sparse_copy(f.dir() / "data/val-*.h5", sparse, 0.6);
+  const auto inspected = run_command(DPUNET_BINARY " data inspect " + sparse + "/val-00000.h5 2>&1");
+  INFO(inspected.output);
+  CHECK_THAT(inspected.output, HasSubstr("unlabelled pixels: mask value 255 (ignore label)") &&
+                                   HasSubstr("unlabelled (255): 6"));  // 60% of the pixels, give or take
+  const auto run =
+      f.train(1, f.write_config("data: {train: '" + sparse + "/train-*.h5', val: '" + sparse + "/val-*.h5'}"));
+  INFO(run.output);
+  REQUIRE(run.exit_code == 0);
+  CHECK_THAT(run.output, HasSubstr("validation step 8: loss ") && !HasSubstr("loss nan") && !HasSubstr("loss -nan"));
+  const std::string checkpoint = dpunet::checkpoint::CheckpointStore(f.run_dir()).path_for_step(8);
+  const auto predicted = run_command(DPUNET_BINARY " predict '" + sparse + "/val-*.h5' --checkpoint " + checkpoint +
+                                     " --out " + f.dir() / "out --tile 32 --eval --no-png 2>&1");
+  INFO(predicted.output);
+  REQUIRE(predicted.exit_code == 0);
+  // The pooled scores are those of the predicted masks against the labelled pixels.
+  const dpunet::data::Dataset val(sparse + "/val-*.h5");
+  dpunet::train::ConfusionCounts expected(3, 255);
+  std::vector<unsigned char> image(val.header().image_values() *
+                                   dpunet::data::pixel_type_bytes(val.header().pixel_type));
+  torch::Tensor truth = torch::empty({1, val.header().height, val.header().width}, torch::kByte);
+  for (int64_t i = 0; i < val.size(); ++i) {
+    val.read(i, image.data(), truth.data_ptr<uint8_t>());
+    char name[32];
+    std::snprintf(name, sizeof(name), "sample-%06lld", static_cast<long long>(i));
+    const torch::Tensor mask = read_mask(f.dir() / "out/predictions.h5", name).to(torch::kLong);
+    expected.add(torch::one_hot(mask, 3).permute({2, 0, 1}).unsqueeze(0).to(torch::kFloat), truth.to(torch::kLong));
+  }
+  const auto eval = nlohmann::json::parse(dpunet::read_file(f.dir() / "out/eval.json"));
+  const std::vector<double> dice = expected.dice();
+  for (size_t k = 0; k < dice.size(); ++k) {
+    INFO("class " << k);
+    if (std::isnan(dice[k])) {
+      CHECK(eval["dice"][k].is_null());
+    } else {
+      CHECK(eval["dice"][k].get<double>() == Approx(dice[k]));
+    }
+  }
+  CHECK(eval["foreground_dice"].get<double>() == Approx(expected.foreground_dice()));
 }
 
 TEST_CASE("weights that do not fit, and tiles that do not suit the model, are errors", "[infer][e2e]") {

@@ -103,6 +103,7 @@ void write_raw_shard(const std::string& path, const RawShard& spec) {
     data::ShardHeader header;
     header.channels = spec.image_dims.size() > 1 ? static_cast<int64_t>(spec.image_dims[1]) : 1;
     header.n_classes = spec.n_classes;
+    header.ignore_label = spec.ignore_label;
     for (int c = 0; c < spec.n_classes; ++c) header.class_names.push_back("c" + std::to_string(c));
     header.channel_mean.assign(header.channels, 10.0);
     header.channel_std.assign(header.channels, 1.0);

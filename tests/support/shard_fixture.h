@@ -31,6 +31,7 @@ struct RawShard {
   int image_filter = 0;  // an HDF5 filter id on one-sample chunks of images, as optional (h5py's LZF: 32000)
   uint8_t mask_value = 0;
   int n_classes = 3;
+  int ignore_label = -1;
   // How class_names is stored: as dpunet writes it, or as h5py does for str / numpy bytes.
   enum class Names { kAsciiVariable, kUtf8Variable, kFixedLength } names = Names::kAsciiVariable;
 };

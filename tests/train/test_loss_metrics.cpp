@@ -184,3 +184,73 @@ TEST_CASE("the loss from summed batch sums is the loss of the batches taken toge
   CHECK(dpunet::train::loss_from_sums(halves, o, 3).item<double>() ==
         Approx(dpunet::train::segmentation_loss(logits, target, o).item<double>()).epsilon(1e-6));
 }
+
+namespace {
+// The labelled pixels of logits [N, K, H, W] and their labels, as one [1, K, P, 1] image.
+std::pair<torch::Tensor, torch::Tensor> labelled_only(const torch::Tensor& logits, const torch::Tensor& target,
+                                                      int64_t ignore_label) {
+  const torch::Tensor keep = target.flatten().ne(ignore_label).nonzero().flatten();
+  const torch::Tensor scores = logits.permute({0, 2, 3, 1}).reshape({-1, logits.size(1)}).index_select(0, keep);
+  return {scores.t().reshape({1, logits.size(1), -1, 1}), target.flatten().index_select(0, keep).view({1, -1, 1})};
+}
+}  // namespace
+
+TEST_CASE("unlabelled pixels add nothing: the loss is that of the labelled pixels alone", "[train]") {
+  torch::manual_seed(7);
+  constexpr int64_t kIgnore = 255;
+  torch::Tensor target = torch::randint(0, 3, {2, 6, 6});
+  target.masked_fill_(torch::rand({2, 6, 6}) < 0.4, kIgnore);
+  LossOptions o;
+  o.ignore_label = kIgnore;
+  SECTION("equal classes") {}
+  SECTION("class weights") {
+    o.class_weights = {0.5, 1.0, 2.0};
+  }
+  SECTION("Dice with background") {
+    o.dice_include_background = true;
+  }
+  const torch::Tensor x = torch::randn({2, 3, 6, 6}).requires_grad_(true);
+  const torch::Tensor loss = dpunet::train::segmentation_loss(x, target, o);
+  loss.backward();
+
+  const auto [reference_logits, reference_target] = labelled_only(x.detach(), target, kIgnore);
+  const torch::Tensor y = reference_logits.clone().requires_grad_(true);
+  LossOptions all_labelled = o;
+  all_labelled.ignore_label = -1;
+  const torch::Tensor reference = dpunet::train::segmentation_loss(y, reference_target, all_labelled);
+  reference.backward();
+  CHECK(loss.item<double>() == Approx(reference.item<double>()).epsilon(1e-6));
+  // The gradient reaches the labelled pixels as in the reference and no unlabelled one.
+  const auto [grad_labelled, unused] = labelled_only(x.grad(), target, kIgnore);
+  CHECK(torch::allclose(grad_labelled, y.grad(), 1e-5, 1e-7));
+  const torch::Tensor ignored = target.eq(kIgnore).unsqueeze(1).expand_as(x);
+  CHECK(x.grad().masked_select(ignored).abs().max().item<double>() == 0.0);
+}
+
+TEST_CASE("a batch with every pixel unlabelled has loss 0 and no gradient", "[train]") {
+  const torch::Tensor x = torch::randn({1, 2, 4, 4}).requires_grad_(true);
+  LossOptions o;
+  o.ignore_label = 2;
+  const torch::Tensor loss = dpunet::train::segmentation_loss(x, torch::full({1, 4, 4}, 2, torch::kLong), o);
+  loss.backward();
+  CHECK(loss.item<double>() == Approx(0).margin(1e-6));
+  CHECK(torch::isfinite(x.grad()).all().item<bool>());
+  CHECK(x.grad().abs().max().item<double>() == 0.0);
+}
+
+TEST_CASE("confusion counts leave unlabelled pixels out", "[train]") {
+  torch::manual_seed(8);
+  torch::Tensor truth = torch::randint(0, 3, {2, 5, 5});
+  truth.masked_fill_(torch::rand({2, 5, 5}) < 0.3, 255);
+  const torch::Tensor logits = torch::randn({2, 3, 5, 5});
+  dpunet::train::ConfusionCounts with_ignore(3, 255);
+  with_ignore.add(logits, truth);
+  const auto [labelled_logits, labelled_truth] = labelled_only(logits, truth, 255);
+  dpunet::train::ConfusionCounts labelled(3);
+  labelled.add(labelled_logits, labelled_truth);
+  CHECK(torch::equal(with_ignore.counts(), labelled.counts()));
+  // Every labelled pixel is counted once: tp + fn over the classes.
+  const torch::Tensor per_class = with_ignore.counts().slice(0, 0, 3);
+  CHECK((per_class.select(1, 0) + per_class.select(1, 2)).sum().item<double>() == truth.ne(255).sum().item<double>());
+  CHECK_THROWS_WITH(dpunet::train::ConfusionCounts(3, 2), HasSubstr("ignore label 2"));
+}
