@@ -176,6 +176,7 @@ std::vector<Field> build() {
       real("augment.gamma_max", AT(augment.gamma_max), 0.01, 10),
       real("augment.noise", AT(augment.noise), 0, 1),
       real("augment.noise_std", AT(augment.noise_std), 0, 100),
+      real("augment.foreground", AT(augment.foreground), 0, 1),
 
       integer("train.batch_size", AT(train.batch_size), 1, 1 << 20),
       integer("train.accumulation", AT(train.accumulation), 1, 1 << 20),

@@ -19,6 +19,13 @@ struct AugmentOptions {
   // the patch is placed so that its centre, the part that is trained, reaches every
   // source pixel, with mirrored context beyond the source's edges, as predict tiles do.
   int64_t context_margin = 0;
+  // nnU-Net's foreground oversampling: with this probability the trained window is placed
+  // around a foreground pixel (mask value in [1, classes)): a class drawn uniformly among
+  // those in the sample, then one of its pixels, which lands in the window's central half
+  // so that rotation and scaling keep it inside. Samples without foreground, and the
+  // other draws, are placed anywhere.
+  double foreground_probability = 0.0;
+  int64_t classes = 0;                // needed when foreground_probability > 0
   double flip_probability = 0.5;      // per axis
   double rotate90_probability = 0.5;  // a random multiple of 90 degrees (180 only for non-square patches)
   // Small rotations and scaling, one resampling pass together with elastic deformation.

@@ -3,7 +3,9 @@
 // tables. Small rotations, scaling and elastic deformation add a bilinear warp (nearest
 // for the mask) with mirrored borders, the U-Net paper's overlap-tile convention.
 #include <algorithm>
+#include <array>
 #include <cmath>
+#include <optional>
 #include <vector>
 
 #include "common/error.h"
@@ -48,6 +50,45 @@ int64_t draw_offset(int64_t source, int64_t patch, int64_t margin, Rng& rng) {
   DPUNET_CHECK(window > 0, "augmentation: a patch of ", patch, " leaves nothing inside a context margin of ", margin);
   const int64_t low = std::min<int64_t>(0, source - window), high = std::max<int64_t>(0, source - window);
   return low + static_cast<int64_t>(rng.below(static_cast<uint64_t>(high - low + 1))) - margin;
+}
+
+// Like draw_offset, but the trained window holds source position `anchor`, in its central
+// half where the source allows (near an edge the window stops at the edge, so the anchor
+// may lie closer to the window's border).
+int64_t draw_offset_around(int64_t source, int64_t patch, int64_t margin, int64_t anchor, Rng& rng) {
+  const int64_t window = patch - 2 * margin;
+  const int64_t low = std::min<int64_t>(0, source - window), high = std::max<int64_t>(0, source - window);
+  int64_t first = std::max(low, anchor - (window - window / 4) + 1), last = std::min(high, anchor - window / 4);
+  if (first > last) {
+    first = std::max(low, anchor - window + 1);
+    last = std::min(high, anchor);
+  }
+  return first + static_cast<int64_t>(rng.below(static_cast<uint64_t>(last - first + 1))) - margin;
+}
+
+struct Pixel {
+  int64_t y, x;
+};
+
+// A pixel of a foreground class (mask value in [1, classes)): the class drawn uniformly
+// among those present, so a rare class is found as often as a common one; nullopt when
+// the mask has no foreground.
+std::optional<Pixel> draw_foreground_pixel(const Sample& in, int64_t classes, Rng& rng) {
+  std::array<int64_t, 256> count{};
+  for (uint8_t value : in.mask) ++count[value];
+  std::vector<int> present;
+  for (int64_t c = 1; c < std::min<int64_t>(classes, 256); ++c) {
+    if (count[c] > 0) present.push_back(static_cast<int>(c));
+  }
+  if (present.empty()) return std::nullopt;
+  const int chosen = present[rng.below(present.size())];
+  int64_t skip = static_cast<int64_t>(rng.below(static_cast<uint64_t>(count[chosen])));
+  for (size_t p = 0; p < in.mask.size(); ++p) {
+    if (in.mask[p] == chosen && skip-- == 0) {
+      return Pixel{static_cast<int64_t>(p) / in.width, static_cast<int64_t>(p) % in.width};
+    }
+  }
+  return std::nullopt;  // not reached: the count says the pixel is there
 }
 
 Sample make_output(const Sample& in, int64_t height, int64_t width) {
@@ -241,8 +282,12 @@ Sample spatial_augment(const Sample& in, const AugmentOptions& o, Rng& rng) {
   // augmentation depends only on (seed, epoch, index) and the options. A transform with
   // probability 0 draws nothing, so turning one on shifts the values the later ones get.
   const Dihedral d = draw_dihedral(o, ph == pw, rng);
-  const int64_t oy = draw_offset(in.height, ph, o.context_margin, rng);
-  const int64_t ox = draw_offset(in.width, pw, o.context_margin, rng);
+  std::optional<Pixel> anchor;
+  if (rng.chance(o.foreground_probability)) anchor = draw_foreground_pixel(in, o.classes, rng);
+  const int64_t oy = anchor ? draw_offset_around(in.height, ph, o.context_margin, anchor->y, rng)
+                            : draw_offset(in.height, ph, o.context_margin, rng);
+  const int64_t ox = anchor ? draw_offset_around(in.width, pw, o.context_margin, anchor->x, rng)
+                            : draw_offset(in.width, pw, o.context_margin, rng);
   const bool affine = rng.chance(o.affine_probability);
   const bool elastic = rng.chance(o.elastic_probability);
   if (!affine && !elastic) return crop_and_reorient(in, ph, pw, oy, ox, d);
@@ -261,19 +306,17 @@ Sample augment(const Sample& sample, const AugmentOptions& options, Rng& rng) {
 }
 
 void AugmentOptions::validate() const {
-  const std::pair<const char*, double> probabilities[] = {{"flip", flip_probability},
-                                                          {"rotate90", rotate90_probability},
-                                                          {"affine", affine_probability},
-                                                          {"elastic", elastic_probability},
-                                                          {"brightness", brightness_probability},
-                                                          {"contrast", contrast_probability},
-                                                          {"gamma", gamma_probability},
-                                                          {"noise", noise_probability}};
+  const std::pair<const char*, double> probabilities[] = {
+      {"flip", flip_probability},       {"rotate90", rotate90_probability},     {"affine", affine_probability},
+      {"elastic", elastic_probability}, {"brightness", brightness_probability}, {"contrast", contrast_probability},
+      {"gamma", gamma_probability},     {"noise", noise_probability},           {"foreground", foreground_probability}};
   for (const auto& [name, p] : probabilities) {
     DPUNET_CHECK(p >= 0.0 && p <= 1.0, "augmentation: ", name, " probability must be in [0, 1], got ", p);
   }
   DPUNET_CHECK(patch_height >= 0 && patch_width >= 0, "augmentation: patch size must not be negative");
   DPUNET_CHECK(context_margin >= 0, "augmentation: context_margin must not be negative");
+  DPUNET_CHECK(foreground_probability == 0 || classes >= 2,
+               "augmentation: foreground oversampling needs the class count, got ", classes);
   DPUNET_CHECK(scale_min > 0 && scale_min <= scale_max, "augmentation: need 0 < scale_min <= scale_max, got ",
                scale_min, " and ", scale_max);
   DPUNET_CHECK(max_rotation_degrees >= 0 && max_rotation_degrees <= 180,

@@ -122,6 +122,8 @@ data::LoaderOptions loader_options(const config::Config& c, bool pin_memory) {
   const auto& g = c.augment;
   a.patch_height = a.patch_width = g.patch_size;
   a.context_margin = model::context_margin(unet_options(c, nullptr));
+  a.foreground_probability = g.foreground;
+  a.classes = c.model.n_classes;
   a.flip_probability = g.flip;
   a.rotate90_probability = g.rotate90;
   a.affine_probability = g.affine;

@@ -3,6 +3,7 @@
 // the seed only.
 #include "support/catch.h"
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 
@@ -127,6 +128,87 @@ TEST_CASE("with a context margin the trained centre of the patch reaches every s
   CHECK(cols.size() == static_cast<size_t>(size));
   CHECK(*rows.begin() == 0);
   CHECK(*rows.rbegin() == size - 1);
+}
+
+namespace {
+// A background sample with a 6x6 block of class 1 at (5, 5) and a 2x2 block of class 2
+// at (60, 70) (one pixel could fall between the samples of a shrinking warp); mask value
+// 255 (unlabelled) in rows 80-99.
+Sample sparse_foreground() {
+  Sample s = coordinates(100, 100, 1);
+  std::fill(s.mask.begin(), s.mask.end(), 0);
+  for (int64_t y = 5; y < 11; ++y) {
+    for (int64_t x = 5; x < 11; ++x) s.mask[y * 100 + x] = 1;
+  }
+  for (int64_t y = 60; y < 62; ++y) {
+    for (int64_t x = 70; x < 72; ++x) s.mask[y * 100 + x] = 2;
+  }
+  std::fill(s.mask.begin() + 80 * 100, s.mask.end(), 255);
+  return s;
+}
+
+// Which mask values the trained window (the patch less `margin` per side) holds.
+std::set<int> window_values(const Sample& out, int64_t margin) {
+  std::set<int> values;
+  for (int64_t y = margin; y < out.height - margin; ++y) {
+    for (int64_t x = margin; x < out.width - margin; ++x) values.insert(out.mask[y * out.width + x]);
+  }
+  return values;
+}
+}  // namespace
+
+TEST_CASE("foreground oversampling puts a foreground class, each as often, in the trained window", "[data]") {
+  const Sample in = sparse_foreground();
+  AugmentOptions o;  // flips and quarter turns on
+  o.patch_height = o.patch_width = 40;
+  o.context_margin = 8;
+  o.classes = 3;
+  SECTION("crops") {}
+  SECTION("with rotation and scaling") {
+    o.affine_probability = 1;
+    o.max_rotation_degrees = 15;
+    o.scale_min = 0.85;
+    o.scale_max = 1.25;
+  }
+  const auto count_windows = [&](double probability) {
+    o.foreground_probability = probability;
+    int with_foreground = 0, with_class2 = 0;
+    for (uint64_t seed = 0; seed < 300; ++seed) {
+      Rng rng(seed);
+      const std::set<int> values = window_values(dpunet::data::augment(in, o, rng), o.context_margin);
+      with_foreground += values.count(1) > 0 || values.count(2) > 0 ? 1 : 0;
+      with_class2 += values.count(2);
+    }
+    return std::pair<int, int>{with_foreground, with_class2};
+  };
+  const auto [always, class2] = count_windows(1.0);
+  CHECK(always == 300);
+  // The 4 pixels of class 2 are drawn as often as the 36 of class 1.
+  CHECK(class2 > 100);
+  CHECK(class2 < 200);
+  const auto [sometimes, unused] = count_windows(0.33);
+  const auto [never, unused_too] = count_windows(0.0);
+  CHECK(sometimes > never + 60);  // about a third of 300 more
+  CHECK(never < 150);
+}
+
+TEST_CASE("foreground oversampling of a sample without foreground places the patch anywhere", "[data]") {
+  Sample in = sparse_foreground();
+  std::replace(in.mask.begin(), in.mask.end(), uint8_t{1}, uint8_t{0});
+  std::replace(in.mask.begin(), in.mask.end(), uint8_t{2}, uint8_t{0});
+  AugmentOptions o = nothing();
+  o.patch_height = o.patch_width = 40;
+  o.foreground_probability = 1;
+  o.classes = 2;  // the unlabelled value 255 is no class
+  int with_unlabelled = 0;
+  for (uint64_t seed = 0; seed < 100; ++seed) {
+    Rng rng(seed);
+    with_unlabelled += window_values(dpunet::data::augment(in, o, rng), 0).count(255);
+  }
+  CHECK(with_unlabelled > 0);
+  CHECK(with_unlabelled < 100);
+  o.classes = 0;
+  CHECK_THROWS_WITH(o.validate(), HasSubstr("foreground oversampling needs the class count"));
 }
 
 TEST_CASE("a sample smaller than the patch is mirror-padded", "[data]") {
