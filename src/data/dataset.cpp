@@ -104,8 +104,11 @@ void Dataset::open(const std::vector<std::string>& shard_paths, const std::strin
       mean_sum.assign(h.channels, 0.0);
       square_sum.assign(h.channels, 0.0);
     } else {
-      DPUNET_CHECK(same_layout(h, shards_.front()->header()), "shards disagree: ", shards_.front()->path(), " has ",
-                   describe_layout(shards_.front()->header()), " but ", path, " has ", describe_layout(h));
+      DPUNET_CHECK(same_layout(h, header_), "shards disagree: ", shards_.front()->path(),
+                   shards_.size() > 1 ? " and the shards after it have " : " has ", describe_layout(header_), " but ",
+                   path, " has ", describe_layout(h));
+      // A fully labelled shard joins a sparsely labelled one: the dataset has its label.
+      if (h.ignore_label >= 0) header_.ignore_label = h.ignore_label;
     }
     first_index_.push_back(header_.samples);
     header_.samples += h.samples;

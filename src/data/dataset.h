@@ -1,5 +1,6 @@
-// A dataset is a set of shards that agree on C, H, W, pixel type and n_classes, seen
-// through one global sample index (shard after shard, in the order they are listed).
+// A dataset is a set of shards that agree on C, H, W, pixel type, n_classes and ignore
+// label (where they have one), seen through one global sample index (shard after shard,
+// in the order they are listed).
 #pragma once
 
 #include <cstdint>

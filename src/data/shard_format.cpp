@@ -41,7 +41,7 @@ std::string describe_layout(const ShardHeader& h) {
 
 bool same_layout(const ShardHeader& a, const ShardHeader& b) {
   return a.channels == b.channels && a.height == b.height && a.width == b.width && a.pixel_type == b.pixel_type &&
-         a.n_classes == b.n_classes && a.ignore_label == b.ignore_label;
+         a.n_classes == b.n_classes && (a.ignore_label == b.ignore_label || a.ignore_label < 0 || b.ignore_label < 0);
 }
 
 std::string invalid_mask_value(const ShardHeader& h, uint8_t value) {

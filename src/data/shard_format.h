@@ -53,6 +53,7 @@ struct ShardHeader {
 // Describes the parts two shards of one dataset must agree on ("C=1 H=64 W=64 uint8
 // n_classes=3", and " ignore_label=255" when there is one).
 std::string describe_layout(const ShardHeader& header);
+// A shard without an ignore label (every pixel labelled) agrees with any.
 bool same_layout(const ShardHeader& a, const ShardHeader& b);
 // "" when `value` is valid for the header, else why not: "mask label 7 >= n_classes 3"
 // (naming the ignore label when there is one).

@@ -52,18 +52,18 @@ int64_t draw_offset(int64_t source, int64_t patch, int64_t margin, Rng& rng) {
   return low + static_cast<int64_t>(rng.below(static_cast<uint64_t>(high - low + 1))) - margin;
 }
 
-// Like draw_offset, but the trained window holds source position `anchor`, in its central
-// half where the source allows (near an edge the window stops at the edge, so the anchor
-// may lie closer to the window's border).
+// Like draw_offset, but the trained window holds source position `anchor` in its central
+// half. Near an edge, where the window cannot move far enough, it stops at the edge: the
+// anchor is then as near the centre as the source allows, still inside the window.
 int64_t draw_offset_around(int64_t source, int64_t patch, int64_t margin, int64_t anchor, Rng& rng) {
   const int64_t window = patch - 2 * margin;
+  DPUNET_CHECK(window > 0, "augmentation: a patch of ", patch, " leaves nothing inside a context margin of ", margin);
   const int64_t low = std::min<int64_t>(0, source - window), high = std::max<int64_t>(0, source - window);
-  int64_t first = std::max(low, anchor - (window - window / 4) + 1), last = std::min(high, anchor - window / 4);
-  if (first > last) {
-    first = std::max(low, anchor - window + 1);
-    last = std::min(high, anchor);
-  }
-  return first + static_cast<int64_t>(rng.below(static_cast<uint64_t>(last - first + 1))) - margin;
+  const int64_t first = anchor - (window - window / 4) + 1, last = anchor - window / 4;
+  if (last < low) return low - margin;
+  if (first > high) return high - margin;
+  const int64_t from = std::max(low, first), to = std::min(high, last);
+  return from + static_cast<int64_t>(rng.below(static_cast<uint64_t>(to - from + 1))) - margin;
 }
 
 struct Pixel {

@@ -89,6 +89,10 @@ InputSet::InputSet(const std::string& input, InputOptions options) : input_(inpu
       const auto [it, fresh] = by_stem.emplace(fs::path(path).stem().string(), path);
       DPUNET_CHECK(fresh, input, ": ", it->second, " and ", path, " have the same name; their outputs would collide");
     }
+    DPUNET_CHECK(ignore_label() < 0 || options_.n_classes == 0 || ignore_label() >= options_.n_classes,
+                 "--mask-map VALUE=ignore marks unlabelled pixels with ", ignore_label(), ", a class of this ",
+                 options_.n_classes, "-class model; unlabelled pixels need a model of at most ", ignore_label(),
+                 " classes");
     if (options_.require_masks) check_masks();
     const data::Image first = data::read_image(images_.front());
     image_channels_ = first.channels;

@@ -192,6 +192,44 @@ TEST_CASE("foreground oversampling puts a foreground class, each as often, in th
   CHECK(never < 150);
 }
 
+TEST_CASE("an oversampled crop holds its foreground pixel in the trained window's central half", "[data]") {
+  // One foreground pixel, in the middle and near a corner; crops only, so the image's
+  // coordinate values say where each output pixel came from.
+  const int64_t patch = 40, margin = 8, window = patch - 2 * margin;
+  for (const auto& [fy, fx] : {std::pair<int64_t, int64_t>{60, 70}, {2, 97}}) {
+    Sample in = coordinates(100, 100, 1);
+    std::fill(in.mask.begin(), in.mask.end(), 0);
+    in.mask[fy * 100 + fx] = 1;
+    AugmentOptions o;  // flips and quarter turns on
+    o.patch_height = o.patch_width = patch;
+    o.context_margin = margin;
+    o.classes = 2;
+    o.foreground_probability = 1;
+    for (uint64_t seed = 0; seed < 100; ++seed) {
+      Rng rng(seed);
+      const Sample out = dpunet::data::augment(in, o, rng);
+      // Where it is in the trained window (the mirrored context may repeat it outside).
+      int64_t at = -1;
+      for (int64_t y = margin; y < patch - margin; ++y) {
+        for (int64_t x = margin; x < patch - margin; ++x) {
+          if (source_of(out.image[y * patch + x]) == std::pair<int64_t, int64_t>{fy, fx}) at = y * patch + x;
+        }
+      }
+      INFO("anchor (" << fy << ", " << fx << "), seed " << seed << ", output pixel " << at);
+      REQUIRE(at >= 0);
+      CHECK(out.mask[at] == 1);
+      // Its place in the trained window, per axis; the window may not pass the image's
+      // edge, so near one the pixel sits as central as that allows.
+      for (const auto& [place, source] : {std::pair<int64_t, int64_t>{at / patch - margin, fy},
+                                          std::pair<int64_t, int64_t>{at % patch - margin, fx}}) {
+        const int64_t low = std::min(source, std::min(99 - source, window / 4));
+        CHECK(place >= low);
+        CHECK(place < window - low);
+      }
+    }
+  }
+}
+
 TEST_CASE("foreground oversampling of a sample without foreground places the patch anywhere", "[data]") {
   Sample in = sparse_foreground();
   std::replace(in.mask.begin(), in.mask.end(), uint8_t{1}, uint8_t{0});

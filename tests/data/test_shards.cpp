@@ -121,7 +121,7 @@ TEST_CASE("the shard writer refuses labels outside the classes", "[data]") {
   CHECK_THROWS_WITH(writer.write(0, image.data(), mask.data()), HasSubstr("mask label 2 >= n_classes 2"));
 }
 
-TEST_CASE("an ignore label round-trips, its value is a valid label, and shards must agree on it", "[data]") {
+TEST_CASE("an ignore label round-trips, its value is a valid label, and shards must not contradict it", "[data]") {
   TempDir dir;
   dpunet::data::ShardHeader header;
   header.samples = 2;
@@ -147,15 +147,21 @@ TEST_CASE("an ignore label round-trips, its value is a valid label, and shards m
   reader.read(1, image_back.data(), mask_back.data());
   CHECK(mask_back == mask);
   CHECK_THAT(dpunet::data::describe_layout(reader.header()), HasSubstr("n_classes=2 ignore_label=255"));
-  // Same layout otherwise, but every pixel labelled: one dataset cannot hold both.
-  header.ignore_label = -1;
-  {
-    dpunet::data::ShardWriter writer(dir / "b.h5", header);
+  // A fully labelled shard joins it, before or after: the dataset has the ignore label.
+  const auto write_labelled = [&](const std::string& path, int ignore_label) {
+    header.ignore_label = ignore_label;
+    dpunet::data::ShardWriter writer(path, header);
     for (int64_t i = 0; i < 2; ++i) writer.write(i, image.data(), std::vector<uint8_t>(16, 0).data());
     writer.finish();
-  }
-  CHECK(ShardReader(dir / "b.h5").header().ignore_label == -1);
-  CHECK_THROWS_WITH(Dataset(dir.path()), HasSubstr("ignore_label=255") && HasSubstr(dir / "b.h5"));
+  };
+  write_labelled(dir / "0.h5", -1);
+  CHECK(ShardReader(dir / "0.h5").header().ignore_label == -1);
+  CHECK(Dataset(dir.path()).header().ignore_label == 255);
+  CHECK(Dataset(dir / "0.h5").header().ignore_label == -1);
+  // Another ignore label cannot.
+  write_labelled(dir / "b.h5", 254);
+  CHECK_THROWS_WITH(Dataset(dir.path()),
+                    HasSubstr("ignore_label=255") && HasSubstr(dir / "b.h5") && HasSubstr("ignore_label=254"));
   header.ignore_label = 1;
   CHECK_THROWS_WITH(dpunet::data::ShardWriter(dir / "c.h5", header),
                     HasSubstr("the ignore label must be a mask value that is not a class, in [2, 255], got 1"));

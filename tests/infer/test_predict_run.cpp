@@ -17,8 +17,10 @@
 #include "common/remove_tree.h"
 #include "data/dataset.h"
 #include "data/image_io.h"
+#include "data/import.h"
 #include "data/normalize.h"
 #include "data/shard_writer.h"
+#include "infer/inputs.h"
 #include "support/image_files.h"
 #include "support/train_fixture.h"
 #include "train/metrics.h"
@@ -406,6 +408,38 @@ TEST_CASE("a model trains on sparsely labelled shards, and predict --eval scores
     }
   }
   CHECK(eval["foreground_dice"].get<double>() == Approx(expected.foreground_dice()));
+}
+
+TEST_CASE("validation uses its own shards' ignore label, whichever set has one", "[infer][e2e]") {
+  TrainFixture f;
+  write_sparse_copy(f.dir() / "data/train-*.h5", f.dir() / "sparse", 0.5);
+  write_sparse_copy(f.dir() / "data/val-*.h5", f.dir() / "sparse", 0.5);
+  const std::string sparse = f.dir() / "sparse", full = f.dir() / "data";
+  for (const auto& [train, val] : {std::pair<std::string, std::string>{full, sparse}, {sparse, full}}) {
+    INFO("train " << train << ", val " << val);
+    const auto run =
+        f.train(1, f.write_config("data: {train: '" + train + "/train-*.h5', val: '" + val + "/val-*.h5'}"));
+    INFO(run.output);
+    CHECK(run.exit_code == 0);
+    CHECK_THAT(run.output, HasSubstr("validation step 4: loss ") && !HasSubstr("loss nan"));
+  }
+}
+
+TEST_CASE("unlabelled pixels of image masks need a value that is no class of the model", "[infer]") {
+  dpunet::test::TempDir dir;
+  std::filesystem::create_directories(dir / "images");
+  dpunet::data::Image image;
+  image.height = image.width = 4;
+  image.channels = 1;
+  image.values.assign(16, 7);
+  dpunet::data::write_png(dir / "images/a.png", image);
+  dpunet::infer::InputOptions options;
+  options.class_of_value = dpunet::data::parse_mask_mapping("0=0,255=ignore");
+  options.n_classes = 256;
+  CHECK_THROWS_WITH(dpunet::infer::InputSet(dir / "images", options),
+                    HasSubstr("--mask-map VALUE=ignore") && HasSubstr("at most 255 classes"));
+  options.n_classes = 255;
+  CHECK(dpunet::infer::InputSet(dir / "images", options).ignore_label() == 255);
 }
 
 TEST_CASE("weights that do not fit, and tiles that do not suit the model, are errors", "[infer][e2e]") {

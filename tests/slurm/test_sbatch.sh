@@ -4,8 +4,9 @@
 # checkpoint and finished; then that SIGTERM to the batch shell checkpoints and requeues
 # too, that a plain scancel checkpoints and leaves the job cancelled, and that a run whose
 # rank is killed after new checkpoints is requeued and finishes, as is one that reaches
-# its time limit without the USR1 warning. Needs root and
-# apt (or SLURM already installed); exits 77 (skipped) without them.
+# its time limit without the USR1 warning; then the launcher inside interactive job
+# steps and task-less allocations. Needs root and apt (or SLURM already installed);
+# exits 77 (skipped) without them.
 #   test_sbatch.sh REPO_ROOT DPUNET_BINARY
 set -uo pipefail
 repo=$1 binary=$2
@@ -149,3 +150,19 @@ wait_for_line 'checkpointed; requeueing' "$out"
 expect_lines "$out" "the time-limited job's" "stopped by a signal at step" "checkpointed; requeueing job $job"
 scancel "$job"
 echo "PASS: a job at its time limit without the warning checkpointed and was requeued"
+
+# The launcher in an interactive shell, which is itself a job step holding the
+# allocation's CPUs (srun --pty bash): the ranks' step must overlap it, not wait for it
+# forever. Launched twice (srun -n 2), only the first task starts ranks.
+launch="DPUNET_BIN=$binary $repo/launcher/dpunet-launch --cpu"
+interactive=$(timeout 120 srun --job-name=dpunet-test -n 1 bash -c "$launch -- version" 2>&1) ||
+  fail "the launcher inside a job step did not finish: $interactive"
+[ "$(grep -c '^libtorch' <<<"$interactive")" -eq 1 ] || fail "one rank expected inside a 1-task step: $interactive"
+twice=$(timeout 120 srun --job-name=dpunet-test -n 2 bash -c "$launch -- version" 2>&1)
+grep -q 'started as task 1 of SLURM step' <<<"$twice" || fail "the second launcher task was not refused: $twice"
+[ "$(grep -c '^libtorch' <<<"$twice")" -eq 2 ] || fail "the first task should start the step's 2 ranks: $twice"
+# An allocation that names no task count (salloc -N 1): the ranks are asked for, not
+# counted on this (login) node.
+no_tasks=$(timeout 120 salloc --job-name=dpunet-test -N 1 bash -c "$launch -- version" 2>&1)
+grep -q 'names no task count: give -n N' <<<"$no_tasks" || fail "salloc without tasks: $no_tasks"
+echo "PASS: the launcher overlaps an interactive step, runs once per step, and asks for -n without a task count"

@@ -135,6 +135,29 @@ TEST_CASE("the launcher's dry run and errors", "[train][e2e]") {
   const auto other = dpunet::test::run_command("MPIRUN=/bin/echo " + launch + "-- train c.yaml 2>&1");
   CHECK(other.exit_code == 2);
   CHECK_THAT(other.output, HasSubstr("is not Open MPI's mpirun") && HasSubstr("mpiexec -n N"));
+  // Inside SLURM (srun or mpirun, whichever this machine has): an interactive shell is a
+  // job step whose CPUs the ranks' step must overlap; a second task of a step is refused;
+  // an allocation without a task count needs -n.
+  const std::string slurm = "SLURM_JOB_ID=7 SLURM_NNODES=2 ";
+  const auto step = dpunet::test::run_command(slurm + "SLURM_NTASKS=2 SLURM_STEP_ID=0 SLURM_PROCID=0 " + launch +
+                                              "--dry-run -- train c.yaml 2>&1");
+  CHECK(step.exit_code == 0);
+  CHECK_THAT(step.output, HasSubstr("SLURM_OVERLAP=1"));
+  const auto batch = dpunet::test::run_command(slurm + "SLURM_NTASKS=2 " + launch + "--dry-run -- train c.yaml 2>&1");
+  CHECK(batch.exit_code == 0);
+  CHECK_THAT(batch.output, !HasSubstr("SLURM_OVERLAP"));
+  const auto second = dpunet::test::run_command(slurm + "SLURM_NTASKS=2 SLURM_STEP_ID=0 SLURM_PROCID=1 " + launch +
+                                                "--dry-run -- train c.yaml 2>&1");
+  CHECK(second.exit_code == 2);
+  CHECK_THAT(second.output, HasSubstr("started as task 1 of SLURM step 7.0") && HasSubstr("once per job"));
+  const auto no_tasks = dpunet::test::run_command(slurm + launch + "--dry-run -- train c.yaml 2>&1");
+  CHECK(no_tasks.exit_code == 2);
+  CHECK_THAT(no_tasks.output,
+             HasSubstr("SLURM allocation 7 names no task count: give -n N (ranks over its 2 node(s))"));
+  const auto counted = dpunet::test::run_command(slurm + launch + "-n 3 --dry-run -- train c.yaml 2>&1");
+  CHECK(counted.exit_code == 0);
+  CHECK_THAT(counted.output,
+             (HasSubstr("srun --mpi=pmix -n 3") || HasSubstr("mpirun -np 3")) && HasSubstr("dpunet train c.yaml"));
 }
 
 // A launch that fails before any rank starts would be silent under --quiet (Open MPI 4).
