@@ -161,8 +161,12 @@ interactive=$(timeout 120 srun --job-name=dpunet-test -n 1 bash -c "$launch -- v
 twice=$(timeout 120 srun --job-name=dpunet-test -n 2 bash -c "$launch -- version" 2>&1)
 grep -q 'started as task 1 of SLURM step' <<<"$twice" || fail "the second launcher task was not refused: $twice"
 [ "$(grep -c '^libtorch' <<<"$twice")" -eq 2 ] || fail "the first task should start the step's 2 ranks: $twice"
+# A shell that is a smaller step of its job sees the step's task count: refused rather
+# than launching the step's one rank.
+small=$(timeout 120 salloc --job-name=dpunet-test -n 2 srun -n 1 bash -c "$launch -- version" 2>&1)
+grep -q 'with 1 task(s) of the job.s 2' <<<"$small" || fail "a 1-task step of a 2-task job: $small"
 # An allocation that names no task count (salloc -N 1): the ranks are asked for, not
 # counted on this (login) node.
 no_tasks=$(timeout 120 salloc --job-name=dpunet-test -N 1 bash -c "$launch -- version" 2>&1)
 grep -q 'names no task count: give -n N' <<<"$no_tasks" || fail "salloc without tasks: $no_tasks"
-echo "PASS: the launcher overlaps an interactive step, runs once per step, and asks for -n without a task count"
+echo "PASS: the launcher overlaps an interactive step, runs once per step, refuses a step smaller than its job, and asks for -n without a task count"

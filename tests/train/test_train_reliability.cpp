@@ -136,13 +136,25 @@ TEST_CASE("the launcher's dry run and errors", "[train][e2e]") {
   CHECK(other.exit_code == 2);
   CHECK_THAT(other.output, HasSubstr("is not Open MPI's mpirun") && HasSubstr("mpiexec -n N"));
   // Inside SLURM (srun or mpirun, whichever this machine has): an interactive shell is a
-  // job step whose CPUs the ranks' step must overlap; a second task of a step is refused;
-  // an allocation without a task count needs -n.
+  // job step whose CPUs the ranks' step must overlap, unless it is smaller than its job
+  // (scontrol here says the job's task count); a second task of a step is refused; an
+  // allocation without a task count needs -n where the shell may not be on its one node.
+  dpunet::test::TempDir bin;
+  const auto job_of = [&](int tasks) {
+    dpunet::write_file_atomically(bin / "scontrol", "#!/bin/sh\necho 'JobId=7 NumNodes=2 NumCPUs=8 NumTasks=" +
+                                                        std::to_string(tasks) + " CPUs/Task=1'\n");
+    std::filesystem::permissions(bin / "scontrol", std::filesystem::perms::owner_all);
+    return "PATH=" + bin.path() + ":$PATH ";
+  };
   const std::string slurm = "SLURM_JOB_ID=7 SLURM_NNODES=2 ";
-  const auto step = dpunet::test::run_command(slurm + "SLURM_NTASKS=2 SLURM_STEP_ID=0 SLURM_PROCID=0 " + launch +
-                                              "--dry-run -- train c.yaml 2>&1");
+  const auto step = dpunet::test::run_command(job_of(2) + slurm + "SLURM_NTASKS=2 SLURM_STEP_ID=0 SLURM_PROCID=0 " +
+                                              launch + "--dry-run -- train c.yaml 2>&1");
   CHECK(step.exit_code == 0);
   CHECK_THAT(step.output, HasSubstr("SLURM_OVERLAP=1"));
+  const auto small_step = dpunet::test::run_command(job_of(8) + slurm + "SLURM_NTASKS=1 SLURM_STEP_ID=0 " + launch +
+                                                    "--dry-run -- train c.yaml 2>&1");
+  CHECK(small_step.exit_code == 2);
+  CHECK_THAT(small_step.output, HasSubstr("SLURM step 7.0 with 1 task(s) of the job's 8"));
   const auto batch = dpunet::test::run_command(slurm + "SLURM_NTASKS=2 " + launch + "--dry-run -- train c.yaml 2>&1");
   CHECK(batch.exit_code == 0);
   CHECK_THAT(batch.output, !HasSubstr("SLURM_OVERLAP"));
@@ -158,6 +170,15 @@ TEST_CASE("the launcher's dry run and errors", "[train][e2e]") {
   CHECK(counted.exit_code == 0);
   CHECK_THAT(counted.output,
              (HasSubstr("srun --mpi=pmix -n 3") || HasSubstr("mpirun -np 3")) && HasSubstr("dpunet train c.yaml"));
+  const auto login_node =
+      dpunet::test::run_command("SLURM_JOB_ID=7 SLURM_NNODES=1 " + launch + "--dry-run -- train c.yaml 2>&1");
+  CHECK(login_node.exit_code == 2);
+  CHECK_THAT(login_node.output, HasSubstr("names no task count"));
+  // One node's batch script without a task count runs there: launched like any machine.
+  const auto one_node = dpunet::test::run_command("SLURM_JOB_ID=7 SLURM_JOB_NUM_NODES=1 ENVIRONMENT=BATCH " + launch +
+                                                  "--dry-run -- train c.yaml 2>&1");
+  CHECK(one_node.exit_code == 0);
+  CHECK_THAT(one_node.output, HasSubstr("mpirun -np 2") && !HasSubstr("srun"));
 }
 
 // A launch that fails before any rank starts would be silent under --quiet (Open MPI 4).
