@@ -1,5 +1,6 @@
 // `dpunet data synth|import|inspect`: make and examine HDF5 shard datasets
 // (docs/data-format.md).
+#include <filesystem>
 #include <iostream>
 
 #include "app/commands.h"
@@ -77,6 +78,22 @@ void add_synth(CLI::App& data) {
   });
 }
 
+// Each fold's shards, and the data keys that train it.
+void print_folds(const data::ImportResult& result, const std::string& out_dir) {
+  int64_t total = 0;
+  for (int64_t n : result.fold_samples) total += n;
+  std::cout << "imported " << total << " samples in " << result.fold_samples.size()
+            << " folds\nclasses (mask value=class): --mask-map "
+            << data::mask_mapping_text(result.class_of_value, result.colour_masks) << "\n";
+  const std::string folder = std::filesystem::path(out_dir).string();
+  for (size_t k = 0; k < result.fold_shards.size(); ++k) {
+    const std::string prefix = data::fold_prefix(static_cast<int>(k));
+    std::cout << prefix << ": " << result.fold_samples[k] << " samples in " << result.fold_shards[k].size()
+              << " shard(s); train it with --set 'data.train=" << folder << "/fold[!" << k
+              << "]-*.h5' --set 'data.val=" << folder << "/" << prefix << "-*.h5'\n";
+  }
+}
+
 void add_import(CLI::App& data) {
   struct Args {
     data::ImportOptions import;
@@ -95,15 +112,20 @@ void add_import(CLI::App& data) {
   cmd->add_option("--val-fraction", args->import.val_fraction, "Share of pairs for val-*.h5, in [0, 1)")
       ->check(CLI::Range(0.0, 0.999999))
       ->capture_default_str();
+  cmd->add_option("--folds", args->import.folds,
+                  "Cross-validation: K seeded folds fold0-*.h5 ... (2-10), instead of train/val")
+      ->check(CLI::Range(2, data::kMaxFolds))
+      ->excludes("--val-fraction");
   cmd->add_option("--samples-per-shard", args->import.samples_per_shard, "Samples in each shard file")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   cmd->add_option("--gzip", args->import.gzip_level, "Deflate level 1-9; 0 stores raw")
       ->check(CLI::Range(0, 9))
       ->capture_default_str();
-  cmd->add_option("--seed", args->import.seed, "Seed of the validation split")->capture_default_str();
+  cmd->add_option("--seed", args->import.seed, "Seed of the validation split or folds")->capture_default_str();
   cmd->add_flag("--overwrite", args->import.overwrite,
-                "Remove train-*.h5/val-*.h5 shards already in --out (once the inputs are read)");
+                "Remove train-*.h5/val-*.h5 (with --folds: fold*-*.h5) shards already in --out (once the inputs "
+                "are read)");
   cmd->callback([args] {
     data::ImportOptions o = args->import;
     if (!args->mask_map.empty()) o.class_of_value = data::parse_mask_mapping(args->mask_map);
@@ -113,6 +135,10 @@ void add_import(CLI::App& data) {
       start = end + 1;
     }
     const data::ImportResult result = data::import_image_folders(o);
+    if (o.folds > 0) {
+      print_folds(result, o.out_dir);
+      return;
+    }
     // The mapping as --mask-map takes it: predict --eval on images with such masks needs it too.
     std::cout << "imported " << result.train_samples << " training and " << result.val_samples
               << " validation samples\nclasses (mask value=class): --mask-map "

@@ -199,11 +199,21 @@ bool maps_ignore(const std::map<uint32_t, int>& class_of_value) {
   return false;
 }
 
+std::string fold_prefix(int fold) {
+  return "fold" + std::to_string(fold);
+}
+
 ImportResult import_image_folders(const ImportOptions& o) {
   DPUNET_CHECK(o.val_fraction >= 0 && o.val_fraction < 1, "import: val fraction must be in [0, 1), got ",
                o.val_fraction);
   DPUNET_CHECK(o.samples_per_shard >= 1, "import: samples per shard must be at least 1");
+  DPUNET_CHECK(o.folds == 0 || (o.folds >= 2 && o.folds <= kMaxFolds), "import: folds must be in [2, ", kMaxFolds,
+               "], got ", o.folds);
+  DPUNET_CHECK(o.folds == 0 || o.val_fraction == 0,
+               "import: folds and a validation fraction exclude each other (each fold validates in turn)");
   std::vector<Pair> pairs = find_pairs(o);
+  DPUNET_CHECK(static_cast<int64_t>(pairs.size()) >= o.folds, "import: ", pairs.size(), " image(s) cannot make ",
+               o.folds, " folds");
   ImportResult result;
   result.class_of_value = o.class_of_value.empty() ? discover_classes(pairs) : o.class_of_value;
   result.colour_masks = read_image(pairs.front().mask).channels > 1;
@@ -211,29 +221,53 @@ ImportResult import_image_folders(const ImportOptions& o) {
   DPUNET_CHECK(o.class_names.empty() || static_cast<int>(o.class_names.size()) == n_classes,
                "import: ", o.class_names.size(), " class names for ", n_classes, " classes");
 
-  // A seeded shuffle picks the validation pairs; both sets keep file-name order.
+  // A seeded shuffle deals the pairs out: the first share to validation, or round the
+  // folds; every set keeps file-name order.
   std::vector<size_t> order(pairs.size());
   std::iota(order.begin(), order.end(), size_t{0});
   Rng rng(derive_seed({o.seed, 0x1A9017ull}));
   for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng.below(i)]);
-  const auto val_count = static_cast<size_t>(o.val_fraction * static_cast<double>(pairs.size()) + 0.5);
-  DPUNET_CHECK(val_count < pairs.size(), "import: the validation share leaves no training images");
-  std::vector<bool> is_val(pairs.size(), false);
-  for (size_t i = 0; i < val_count; ++i) is_val[order[i]] = true;
-  std::vector<Pair> train, val;
-  for (size_t i = 0; i < pairs.size(); ++i) (is_val[i] ? val : train).push_back(pairs[i]);
+  std::vector<std::string> prefixes;  // of the sets, in order
+  std::vector<size_t> set_of(pairs.size(), 0);
+  if (o.folds > 0) {
+    for (int k = 0; k < o.folds; ++k) prefixes.push_back(fold_prefix(k));
+    for (size_t i = 0; i < order.size(); ++i) set_of[order[i]] = i % static_cast<size_t>(o.folds);
+  } else {
+    prefixes = {o.prefix, o.val_prefix};
+    const auto val_count = static_cast<size_t>(o.val_fraction * static_cast<double>(pairs.size()) + 0.5);
+    DPUNET_CHECK(val_count < pairs.size(), "import: the validation share leaves no training images");
+    for (size_t i = 0; i < val_count; ++i) set_of[order[i]] = 1;
+  }
+  std::vector<std::vector<Pair>> sets(prefixes.size());
+  for (size_t i = 0; i < pairs.size(); ++i) sets[set_of[i]].push_back(pairs[i]);
 
-  StagedOutput output(o.out_dir, {o.prefix, o.val_prefix}, o.overwrite);
-  std::vector<std::string> train_staged, val_staged;
-  write_set(o, output.staging(), train, o.prefix, n_classes, result.class_of_value, train_staged);
-  write_set(o, output.staging(), val, o.val_prefix, n_classes, result.class_of_value, val_staged);
-  std::vector<std::string> staged = train_staged;
-  staged.insert(staged.end(), val_staged.begin(), val_staged.end());
-  const std::vector<std::string> moved = output.commit(staged);
-  result.train_shards.assign(moved.begin(), moved.begin() + static_cast<std::ptrdiff_t>(train_staged.size()));
-  result.val_shards.assign(moved.begin() + static_cast<std::ptrdiff_t>(train_staged.size()), moved.end());
-  result.train_samples = static_cast<int64_t>(train.size());
-  result.val_samples = static_cast<int64_t>(val.size());
+  // Fold shards of an earlier import with more folds would join the new folds' globs:
+  // every fold prefix is cleared (or refused) alike.
+  std::vector<std::string> cleared = prefixes;
+  for (int k = o.folds; o.folds > 0 && k < kMaxFolds; ++k) cleared.push_back(fold_prefix(k));
+  StagedOutput output(o.out_dir, cleared, o.overwrite);
+  std::vector<std::vector<std::string>> staged(sets.size());
+  std::vector<std::string> all_staged;
+  for (size_t k = 0; k < sets.size(); ++k) {
+    write_set(o, output.staging(), sets[k], prefixes[k], n_classes, result.class_of_value, staged[k]);
+    all_staged.insert(all_staged.end(), staged[k].begin(), staged[k].end());
+  }
+  const std::vector<std::string> moved = output.commit(all_staged);
+  std::vector<std::vector<std::string>> written;
+  auto next = moved.begin();
+  for (const auto& set : staged) {
+    written.emplace_back(next, next + static_cast<std::ptrdiff_t>(set.size()));
+    next += static_cast<std::ptrdiff_t>(set.size());
+  }
+  if (o.folds > 0) {
+    result.fold_shards = written;
+    for (const auto& set : sets) result.fold_samples.push_back(static_cast<int64_t>(set.size()));
+  } else {
+    result.train_shards = written[0];
+    result.val_shards = written[1];
+    result.train_samples = static_cast<int64_t>(sets[0].size());
+    result.val_samples = static_cast<int64_t>(sets[1].size());
+  }
   return result;
 }
 

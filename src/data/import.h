@@ -13,12 +13,19 @@ namespace dpunet::data {
 // class_of_value's id of a mask value that marks unlabelled pixels ("VALUE=ignore").
 inline constexpr int kIgnoreClass = -1;
 
+// One digit per fold keeps "fold[!k]-*.h5" an exact glob for the other folds.
+inline constexpr int kMaxFolds = 10;
+
 struct ImportOptions {
   std::string images_dir, masks_dir, out_dir;
   std::string prefix = "train";    // training shards: <prefix>-00000.h5, ...
   std::string val_prefix = "val";  // validation shards
   std::string mask_suffix;         // mask of "a.png" is "a<suffix>.png|.tif|.tiff"
   double val_fraction = 0.0;
+  // Cross-validation: 2 to kMaxFolds seeded, equal sets of pairs, fold0-*.h5, fold1-*.h5,
+  // ... (instead of train/val); fold k trains on the others ("fold[!k]-*.h5") and
+  // validates on itself. 0: train/val by val_fraction.
+  int folds = 0;
   int64_t samples_per_shard = 256;
   int gzip_level = 0;
   uint64_t seed = 0;
@@ -58,10 +65,14 @@ std::string mask_key_text(uint32_t key, bool colour);
 struct ImportResult {
   std::vector<std::string> train_shards, val_shards;
   int64_t train_samples = 0, val_samples = 0;
+  std::vector<std::vector<std::string>> fold_shards;  // with folds, per fold
+  std::vector<int64_t> fold_samples;
   std::map<uint32_t, int> class_of_value;  // as applied
   bool colour_masks = false;               // keys are 0xRRGGBB colours
 };
 
 ImportResult import_image_folders(const ImportOptions& options);
+// "fold3": the shard prefix of fold 3.
+std::string fold_prefix(int fold);
 
 }  // namespace dpunet::data

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 
+#include "data/image_io.h"
 #include "support/run_command.h"
 #include "support/shard_fixture.h"
 #include "support/temp_dir.h"
@@ -24,6 +25,34 @@ TEST_CASE("dpunet data synth and inspect --verify", "[data][cli]") {
   CHECK_THAT(inspect.output, HasSubstr("6 samples in 2 shards") && HasSubstr("[6, 1, 48, 48] uint8") &&
                                  HasSubstr("gzip") && HasSubstr("class 2 (border)") &&
                                  HasSubstr("6 samples good, 0 bad"));
+}
+
+TEST_CASE("data import --folds prints each fold's shards and the keys that train it", "[data][cli]") {
+  dpunet::test::TempDir dir;
+  std::filesystem::create_directories(dir / "images");
+  std::filesystem::create_directories(dir / "masks");
+  dpunet::data::Image image, mask;
+  image.height = image.width = mask.height = mask.width = 8;
+  image.channels = mask.channels = 1;
+  image.values.assign(64, 9);
+  mask.values.assign(64, 0);
+  mask.values[3] = 255;
+  for (int i = 0; i < 4; ++i) {
+    dpunet::data::write_png(dir / ("images/" + std::to_string(i) + ".png"), image);
+    dpunet::data::write_png(dir / ("masks/" + std::to_string(i) + ".png"), mask);
+  }
+  const std::string import =
+      DPUNET_BINARY " data import --images " + dir / "images" + " --masks " + dir / "masks" + " --out " + dir / "out";
+  const auto folds = run_command(import + " --folds 2 2>&1");
+  INFO(folds.output);
+  REQUIRE(folds.exit_code == 0);
+  CHECK_THAT(folds.output,
+             HasSubstr("imported 4 samples in 2 folds") &&
+                 HasSubstr("fold1: 2 samples in 1 shard(s); train it with --set 'data.train=" + dir / "out" +
+                           "/fold[!1]-*.h5' --set 'data.val=" + dir / "out" + "/fold1-*.h5'"));
+  const auto both = run_command(import + " --folds 2 --val-fraction 0.5 --overwrite 2>&1");
+  CHECK(both.exit_code != 0);
+  CHECK_THAT(both.output, HasSubstr("--val-fraction excludes --folds"));
 }
 
 TEST_CASE("data synth into a folder holding shards refuses, or replaces them all with --overwrite", "[data][cli]") {

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <vector>
 
 #include "common/atomic_file.h"
@@ -159,6 +160,61 @@ TEST_CASE("import pairs images with masks, maps mask values to classes and split
   CHECK(dpunet::data::import_image_folders(f.options).train_shards.size() == 1);
   CHECK_FALSE(std::filesystem::exists(f.dir / "shards/train-00002.h5"));
   CHECK(dpunet::data::Dataset(f.dir / "shards/train-*.h5").size() == 8);
+}
+
+TEST_CASE("import --folds deals the pairs into equal, disjoint folds that globs select", "[data]") {
+  Folders f;
+  for (int i = 0; i < 10; ++i) {
+    const std::string name = "img" + std::to_string(i);
+    dpunet::data::write_png(f.dir / ("images/" + name + ".png"), make_image(16, 1, i));
+    dpunet::data::write_png(f.dir / ("masks/" + name + ".png"), make_mask(16));
+  }
+  f.options.folds = 3;
+  f.options.seed = 2;
+  f.options.samples_per_shard = 2;
+  const auto result = dpunet::data::import_image_folders(f.options);
+  CHECK(result.fold_samples == std::vector<int64_t>{4, 3, 3});
+  CHECK(result.fold_shards.size() == 3);
+  CHECK(result.fold_shards[0].size() == 2);
+  CHECK(result.train_shards.empty());
+  // Every image is in exactly one fold (pixel 0 of image i is 31 i: all differ).
+  const auto first_pixels = [](const std::string& spec) {
+    const dpunet::data::Dataset dataset(spec);
+    std::multiset<int> values;
+    std::vector<uint8_t> image(256), mask(256);
+    for (int64_t i = 0; i < dataset.size(); ++i) {
+      dataset.read(i, image.data(), mask.data());
+      values.insert(image[0]);
+    }
+    return values;
+  };
+  std::multiset<int> all;
+  for (int k = 0; k < 3; ++k) {
+    const auto fold = first_pixels(f.dir / ("shards/fold" + std::to_string(k) + "-*.h5"));
+    all.insert(fold.begin(), fold.end());
+  }
+  CHECK(all.size() == 10);
+  CHECK(std::set<int>(all.begin(), all.end()).size() == 10);
+  // Fold 0 trains on the others.
+  CHECK(dpunet::data::Dataset(f.dir / "shards/fold[!0]-*.h5").size() == 6);
+  // The same seed deals the same folds.
+  f.options.out_dir = f.dir / "again";
+  dpunet::data::import_image_folders(f.options);
+  CHECK(first_pixels(f.dir / "again/fold1-*.h5") == first_pixels(f.dir / "shards/fold1-*.h5"));
+  // Fewer folds over more: refused, then with --overwrite fold 2 is gone, not left to
+  // join fold[!0]-*.h5.
+  f.options.folds = 2;
+  CHECK_THROWS_WITH(dpunet::data::import_image_folders(f.options), HasSubstr("--overwrite"));
+  f.options.overwrite = true;
+  dpunet::data::import_image_folders(f.options);
+  CHECK_FALSE(std::filesystem::exists(f.dir / "again/fold2-00000.h5"));
+  CHECK(dpunet::data::Dataset(f.dir / "again/fold[!0]-*.h5").size() == 5);
+  // Bad fold counts.
+  f.options.folds = 11;
+  CHECK_THROWS_WITH(dpunet::data::import_image_folders(f.options), HasSubstr("folds must be in [2, 10], got 11"));
+  f.options.folds = 2;
+  f.options.val_fraction = 0.2;
+  CHECK_THROWS_WITH(dpunet::data::import_image_folders(f.options), HasSubstr("exclude each other"));
 }
 
 TEST_CASE("import reads 16-bit RGB TIFFs and colour masks", "[data]") {
