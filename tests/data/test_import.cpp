@@ -82,6 +82,14 @@ struct Folders {
     options.masks_dir = dir / "masks";
     options.out_dir = dir / "shards";
   }
+  // Images img0.png ... of 16x16 pixels with make_mask(16) masks named img<i><suffix>.png.
+  void add_pairs(int count, const std::string& mask_suffix = "") const {
+    for (int i = 0; i < count; ++i) {
+      const std::string name = "img" + std::to_string(i);
+      dpunet::data::write_png(dir / ("images/" + name + ".png"), make_image(16, 1, i));
+      dpunet::data::write_png(dir / ("masks/" + name + mask_suffix + ".png"), make_mask(16));
+    }
+  }
 };
 
 }  // namespace
@@ -117,11 +125,7 @@ TEST_CASE("a palette PNG with transparency reads as RGB, its alpha dropped", "[d
 
 TEST_CASE("import pairs images with masks, maps mask values to classes and splits off validation", "[data]") {
   Folders f;
-  for (int i = 0; i < 10; ++i) {
-    const std::string name = "img" + std::to_string(i);
-    dpunet::data::write_png(f.dir / ("images/" + name + ".png"), make_image(16, 1, i));
-    dpunet::data::write_png(f.dir / ("masks/" + name + "_mask.png"), make_mask(16));
-  }
+  f.add_pairs(10, "_mask");
   f.options.mask_suffix = "_mask";
   f.options.val_fraction = 0.2;
   f.options.samples_per_shard = 3;
@@ -164,11 +168,7 @@ TEST_CASE("import pairs images with masks, maps mask values to classes and split
 
 TEST_CASE("import --folds deals the pairs into equal, disjoint folds that globs select", "[data]") {
   Folders f;
-  for (int i = 0; i < 10; ++i) {
-    const std::string name = "img" + std::to_string(i);
-    dpunet::data::write_png(f.dir / ("images/" + name + ".png"), make_image(16, 1, i));
-    dpunet::data::write_png(f.dir / ("masks/" + name + ".png"), make_mask(16));
-  }
+  f.add_pairs(10);
   f.options.folds = 3;
   f.options.seed = 2;
   f.options.samples_per_shard = 2;

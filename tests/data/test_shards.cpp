@@ -90,16 +90,23 @@ TEST_CASE("a shard round-trips every pixel type, raw and compressed", "[data]") 
   CHECK(h.channel_std[0] > 0);
 }
 
+namespace {
+// A header of `samples` one-channel 4x4 samples and two classes.
+dpunet::data::ShardHeader small_header(int64_t samples) {
+  dpunet::data::ShardHeader header;
+  header.samples = samples;
+  header.channels = 1;
+  header.height = header.width = 4;
+  header.n_classes = 2;
+  return header;
+}
+}  // namespace
+
 TEST_CASE("an unfinished shard leaves no file behind", "[data]") {
   TempDir dir;
   const std::string path = dir / "s.h5";
   {
-    dpunet::data::ShardHeader header;
-    header.samples = 2;
-    header.channels = 1;
-    header.height = header.width = 4;
-    header.n_classes = 2;
-    dpunet::data::ShardWriter writer(path, header);
+    dpunet::data::ShardWriter writer(path, small_header(2));
     const std::vector<uint8_t> image(16, 1), mask(16, 0);
     writer.write(0, image.data(), mask.data());
     CHECK_THROWS_WITH(writer.finish(), HasSubstr("1 of 2 samples"));
@@ -110,12 +117,7 @@ TEST_CASE("an unfinished shard leaves no file behind", "[data]") {
 
 TEST_CASE("the shard writer refuses labels outside the classes", "[data]") {
   TempDir dir;
-  dpunet::data::ShardHeader header;
-  header.samples = 1;
-  header.channels = 1;
-  header.height = header.width = 4;
-  header.n_classes = 2;
-  dpunet::data::ShardWriter writer(dir / "s.h5", header);
+  dpunet::data::ShardWriter writer(dir / "s.h5", small_header(1));
   std::vector<uint8_t> image(16, 1), mask(16, 0);
   mask[5] = 2;
   CHECK_THROWS_WITH(writer.write(0, image.data(), mask.data()), HasSubstr("mask label 2 >= n_classes 2"));
@@ -123,11 +125,7 @@ TEST_CASE("the shard writer refuses labels outside the classes", "[data]") {
 
 TEST_CASE("an ignore label round-trips, its value is a valid label, and shards must not contradict it", "[data]") {
   TempDir dir;
-  dpunet::data::ShardHeader header;
-  header.samples = 2;
-  header.channels = 1;
-  header.height = header.width = 4;
-  header.n_classes = 2;
+  dpunet::data::ShardHeader header = small_header(2);
   header.ignore_label = 255;
   std::vector<uint8_t> image(16, 1), mask(16, 1);
   mask[3] = 255;
