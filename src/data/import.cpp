@@ -123,6 +123,25 @@ void write_set(const ImportOptions& o, const std::string& directory, const std::
   }
 }
 
+// The set each of `count` pairs goes to, dealt out by a seeded shuffle: 1 (validation)
+// for the first val_fraction of them, else 0 (training); or round the folds. Every set
+// keeps file-name order.
+std::vector<size_t> deal_pairs(size_t count, const ImportOptions& o) {
+  std::vector<size_t> order(count);
+  std::iota(order.begin(), order.end(), size_t{0});
+  Rng rng(derive_seed({o.seed, 0x1A9017ull}));
+  for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng.below(i)]);
+  std::vector<size_t> set_of(count, 0);
+  if (o.folds > 0) {
+    for (size_t i = 0; i < count; ++i) set_of[order[i]] = i % static_cast<size_t>(o.folds);
+    return set_of;
+  }
+  const auto val_count = static_cast<size_t>(o.val_fraction * static_cast<double>(count) + 0.5);
+  DPUNET_CHECK(val_count < count, "import: the validation share leaves no training images");
+  for (size_t i = 0; i < val_count; ++i) set_of[order[i]] = 1;
+  return set_of;
+}
+
 }  // namespace
 
 std::string mask_key_text(uint32_t key, bool colour) {
@@ -221,23 +240,12 @@ ImportResult import_image_folders(const ImportOptions& o) {
   DPUNET_CHECK(o.class_names.empty() || static_cast<int>(o.class_names.size()) == n_classes,
                "import: ", o.class_names.size(), " class names for ", n_classes, " classes");
 
-  // A seeded shuffle deals the pairs out: the first share to validation, or round the
-  // folds; every set keeps file-name order.
-  std::vector<size_t> order(pairs.size());
-  std::iota(order.begin(), order.end(), size_t{0});
-  Rng rng(derive_seed({o.seed, 0x1A9017ull}));
-  for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng.below(i)]);
-  std::vector<std::string> prefixes;  // of the sets, in order
-  std::vector<size_t> set_of(pairs.size(), 0);
+  std::vector<std::string> prefixes = {o.prefix, o.val_prefix};  // of the sets, in order
   if (o.folds > 0) {
+    prefixes.clear();
     for (int k = 0; k < o.folds; ++k) prefixes.push_back(fold_prefix(k));
-    for (size_t i = 0; i < order.size(); ++i) set_of[order[i]] = i % static_cast<size_t>(o.folds);
-  } else {
-    prefixes = {o.prefix, o.val_prefix};
-    const auto val_count = static_cast<size_t>(o.val_fraction * static_cast<double>(pairs.size()) + 0.5);
-    DPUNET_CHECK(val_count < pairs.size(), "import: the validation share leaves no training images");
-    for (size_t i = 0; i < val_count; ++i) set_of[order[i]] = 1;
   }
+  const std::vector<size_t> set_of = deal_pairs(pairs.size(), o);
   std::vector<std::vector<Pair>> sets(prefixes.size());
   for (size_t i = 0; i < pairs.size(); ++i) sets[set_of[i]].push_back(pairs[i]);
 
