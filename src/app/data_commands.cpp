@@ -85,12 +85,14 @@ void print_folds(const data::ImportResult& result, const std::string& out_dir) {
   std::cout << "imported " << total << " samples in " << result.fold_samples.size()
             << " folds\nclasses (mask value=class): --mask-map "
             << data::mask_mapping_text(result.class_of_value, result.colour_masks) << "\n";
-  const std::string folder = std::filesystem::path(out_dir).string();
+  // Absolute: a dataset path is read from where training runs, which need not be here.
+  const std::filesystem::path folder = std::filesystem::absolute(out_dir).lexically_normal();
   for (size_t k = 0; k < result.fold_shards.size(); ++k) {
     const std::string prefix = data::fold_prefix(static_cast<int>(k));
+    const std::string train = (folder / ("fold[!" + std::to_string(k) + "]-*.h5")).string();
+    const std::string val = (folder / (prefix + "-*.h5")).string();
     std::cout << prefix << ": " << result.fold_samples[k] << " samples in " << result.fold_shards[k].size()
-              << " shard(s); train it with --set 'data.train=" << folder << "/fold[!" << k
-              << "]-*.h5' --set 'data.val=" << folder << "/" << prefix << "-*.h5'\n";
+              << " shard(s); train it with --set 'data.train=" << train << "' --set 'data.val=" << val << "'\n";
   }
 }
 

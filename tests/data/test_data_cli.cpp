@@ -41,8 +41,9 @@ TEST_CASE("data import --folds prints each fold's shards and the keys that train
     dpunet::data::write_png(dir / ("images/" + std::to_string(i) + ".png"), image);
     dpunet::data::write_png(dir / ("masks/" + std::to_string(i) + ".png"), mask);
   }
+  // --out relative, with a trailing slash: the printed globs are absolute and clean.
   const std::string import =
-      DPUNET_BINARY " data import --images " + dir / "images" + " --masks " + dir / "masks" + " --out " + dir / "out";
+      "cd " + dir.path() + " && " DPUNET_BINARY " data import --images images --masks masks --out out/";
   const auto folds = run_command(import + " --folds 2 2>&1");
   INFO(folds.output);
   REQUIRE(folds.exit_code == 0);
