@@ -25,7 +25,12 @@ struct AugmentOptions {
   // so that rotation and scaling keep it inside. Samples without foreground, and the
   // other draws, are placed anywhere.
   double foreground_probability = 0.0;
-  int64_t classes = 0;                // needed when foreground_probability > 0
+  // Masks with unlabelled pixels (values >= classes, the ignore label): a patch not placed
+  // around foreground is placed around a labelled pixel instead of anywhere, as nnU-Net
+  // does, so that no trained window is wholly unlabelled. Samples labelled everywhere
+  // are placed as without it.
+  bool sparse_labels = false;
+  int64_t classes = 0;                // needed for foreground_probability > 0 and sparse_labels
   double flip_probability = 0.5;      // per axis
   double rotate90_probability = 0.5;  // a random multiple of 90 degrees (180 only for non-square patches)
   // Small rotations and scaling, one resampling pass together with elastic deformation.

@@ -70,25 +70,47 @@ struct Pixel {
   int64_t y, x;
 };
 
+// The pixel after `skip` others (in row-major order) whose mask value is `value`.
+Pixel nth_pixel_of(const Sample& in, int value, int64_t skip) {
+  for (size_t p = 0; p < in.mask.size(); ++p) {
+    if (in.mask[p] == value && skip-- == 0)
+      return Pixel{static_cast<int64_t>(p) / in.width, static_cast<int64_t>(p) % in.width};
+  }
+  DPUNET_FAIL("augmentation: mask value ", value, " counted but not found");
+}
+
+std::array<int64_t, 256> value_counts(const Sample& in) {
+  std::array<int64_t, 256> count{};
+  for (uint8_t value : in.mask) ++count[value];
+  return count;
+}
+
 // A pixel of a foreground class (mask value in [1, classes)): the class drawn uniformly
 // among those present, so a rare class is found as often as a common one; nullopt when
 // the mask has no foreground.
 std::optional<Pixel> draw_foreground_pixel(const Sample& in, int64_t classes, Rng& rng) {
-  std::array<int64_t, 256> count{};
-  for (uint8_t value : in.mask) ++count[value];
+  const std::array<int64_t, 256> count = value_counts(in);
   std::vector<int> present;
   for (int64_t c = 1; c < std::min<int64_t>(classes, 256); ++c) {
     if (count[c] > 0) present.push_back(static_cast<int>(c));
   }
   if (present.empty()) return std::nullopt;
   const int chosen = present[rng.below(present.size())];
-  int64_t skip = static_cast<int64_t>(rng.below(static_cast<uint64_t>(count[chosen])));
-  for (size_t p = 0; p < in.mask.size(); ++p) {
-    if (in.mask[p] == chosen && skip-- == 0) {
-      return Pixel{static_cast<int64_t>(p) / in.width, static_cast<int64_t>(p) % in.width};
-    }
+  return nth_pixel_of(in, chosen, static_cast<int64_t>(rng.below(static_cast<uint64_t>(count[chosen]))));
+}
+
+// A labelled pixel (mask value below `classes`), uniformly, when the mask also holds
+// unlabelled ones; nullopt (drawing nothing) when every pixel is labelled or none is.
+std::optional<Pixel> draw_labelled_pixel(const Sample& in, int64_t classes, Rng& rng) {
+  const std::array<int64_t, 256> count = value_counts(in);
+  int64_t labelled = 0;
+  for (int64_t c = 0; c < std::min<int64_t>(classes, 256); ++c) labelled += count[c];
+  if (labelled == 0 || labelled == static_cast<int64_t>(in.mask.size())) return std::nullopt;
+  int64_t skip = static_cast<int64_t>(rng.below(static_cast<uint64_t>(labelled)));
+  for (int64_t c = 0;; ++c) {
+    if (skip < count[c]) return nth_pixel_of(in, static_cast<int>(c), skip);
+    skip -= count[c];
   }
-  return std::nullopt;  // not reached: the count says the pixel is there
 }
 
 Sample make_output(const Sample& in, int64_t height, int64_t width) {
@@ -284,6 +306,7 @@ Sample spatial_augment(const Sample& in, const AugmentOptions& o, Rng& rng) {
   const Dihedral d = draw_dihedral(o, ph == pw, rng);
   std::optional<Pixel> anchor;
   if (rng.chance(o.foreground_probability)) anchor = draw_foreground_pixel(in, o.classes, rng);
+  if (!anchor && o.sparse_labels) anchor = draw_labelled_pixel(in, o.classes, rng);
   const int64_t oy = anchor ? draw_offset_around(in.height, ph, o.context_margin, anchor->y, rng)
                             : draw_offset(in.height, ph, o.context_margin, rng);
   const int64_t ox = anchor ? draw_offset_around(in.width, pw, o.context_margin, anchor->x, rng)
@@ -315,8 +338,8 @@ void AugmentOptions::validate() const {
   }
   DPUNET_CHECK(patch_height >= 0 && patch_width >= 0, "augmentation: patch size must not be negative");
   DPUNET_CHECK(context_margin >= 0, "augmentation: context_margin must not be negative");
-  DPUNET_CHECK(foreground_probability == 0 || classes >= 2,
-               "augmentation: foreground oversampling needs the class count, got ", classes);
+  DPUNET_CHECK((foreground_probability == 0 && !sparse_labels) || classes >= 2,
+               "augmentation: foreground oversampling and sparse labels need the class count, got ", classes);
   DPUNET_CHECK(scale_min > 0 && scale_min <= scale_max, "augmentation: need 0 < scale_min <= scale_max, got ",
                scale_min, " and ", scale_max);
   DPUNET_CHECK(max_rotation_degrees >= 0 && max_rotation_degrees <= 180,

@@ -160,10 +160,13 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
     if (!changed.empty()) logger_.info("keys changed from the checkpoint's config:" + changed);
   }
   prepare_run_directory(loaded);
+  data::LoaderOptions loading = loader_options(config_, device_.is_cuda());
+  // Shards with an ignore label hold unlabelled pixels: patches go where labels are.
+  loading.augmentation.sparse_labels = train_data_->header().ignore_label >= 0;
   loader_ = std::make_unique<data::Loader>(
       train_data_,
       data::DistributedSampler(train_data_->size(), context.rank(), context.world_size(), sampler_options(config_)),
-      loader_options(config_, device_.is_cuda()), start);
+      loading, start);
   batches_ = std::make_unique<DeviceBatches>(*loader_, device_, DeviceBatchOptions{config.precision.channels_last});
   epoch_ = start.epoch;
   loss_options_ = loss_options(config);

@@ -230,6 +230,38 @@ TEST_CASE("an oversampled crop holds its foreground pixel in the trained window'
   }
 }
 
+TEST_CASE("with sparse labels every trained window holds labelled pixels", "[data]") {
+  // Labelled (class 0 or 1) only in a 10x10 block at the top left; the rest unlabelled.
+  Sample in = coordinates(100, 100, 1);
+  for (int64_t p = 0; p < 100 * 100; ++p) in.mask[p] = p / 100 < 10 && p % 100 < 10 ? (p % 2) : 255;
+  AugmentOptions o;
+  o.patch_height = o.patch_width = 40;
+  o.context_margin = 8;
+  o.classes = 2;
+  const auto windows_with_labels = [&](bool sparse) {
+    o.sparse_labels = sparse;
+    int with = 0;
+    for (uint64_t seed = 0; seed < 100; ++seed) {
+      Rng rng(seed);
+      const std::set<int> values = window_values(dpunet::data::augment(in, o, rng), o.context_margin);
+      with += values.count(0) + values.count(1) > 0 ? 1 : 0;
+    }
+    return with;
+  };
+  CHECK(windows_with_labels(true) == 100);
+  CHECK(windows_with_labels(false) < 50);
+  // A sample labelled everywhere is placed exactly as without the option.
+  const Sample labelled = coordinates(100, 100, 1);  // mask values 0-2
+  o.classes = 3;
+  for (uint64_t seed = 0; seed < 20; ++seed) {
+    Rng with(seed), without(seed);
+    o.sparse_labels = true;
+    const Sample a = dpunet::data::augment(labelled, o, with);
+    o.sparse_labels = false;
+    CHECK(a.image == dpunet::data::augment(labelled, o, without).image);
+  }
+}
+
 TEST_CASE("foreground oversampling of a sample without foreground places the patch anywhere", "[data]") {
   Sample in = sparse_foreground();
   std::replace(in.mask.begin(), in.mask.end(), uint8_t{1}, uint8_t{0});
@@ -246,7 +278,7 @@ TEST_CASE("foreground oversampling of a sample without foreground places the pat
   CHECK(with_unlabelled > 0);
   CHECK(with_unlabelled < 100);
   o.classes = 0;
-  CHECK_THROWS_WITH(o.validate(), HasSubstr("foreground oversampling needs the class count"));
+  CHECK_THROWS_WITH(o.validate(), HasSubstr("foreground oversampling and sparse labels need the class count"));
 }
 
 TEST_CASE("a sample smaller than the patch is mirror-padded", "[data]") {
