@@ -79,6 +79,7 @@ Pixel nth_pixel_of(const Sample& in, int value, int64_t skip) {
   DPUNET_FAIL("augmentation: mask value ", value, " counted but not found");
 }
 
+// How many pixels of the mask hold each value.
 std::array<int64_t, 256> value_counts(const Sample& in) {
   std::array<int64_t, 256> count{};
   for (uint8_t value : in.mask) ++count[value];
@@ -88,8 +89,8 @@ std::array<int64_t, 256> value_counts(const Sample& in) {
 // A pixel of a foreground class (mask value in [1, classes)): the class drawn uniformly
 // among those present, so a rare class is found as often as a common one; nullopt when
 // the mask has no foreground.
-std::optional<Pixel> draw_foreground_pixel(const Sample& in, int64_t classes, Rng& rng) {
-  const std::array<int64_t, 256> count = value_counts(in);
+std::optional<Pixel> draw_foreground_pixel(const Sample& in, const std::array<int64_t, 256>& count, int64_t classes,
+                                           Rng& rng) {
   std::vector<int> present;
   for (int64_t c = 1; c < std::min<int64_t>(classes, 256); ++c) {
     if (count[c] > 0) present.push_back(static_cast<int>(c));
@@ -101,8 +102,8 @@ std::optional<Pixel> draw_foreground_pixel(const Sample& in, int64_t classes, Rn
 
 // A labelled pixel (mask value below `classes`), uniformly, when the mask also holds
 // unlabelled ones; nullopt (drawing nothing) when every pixel is labelled or none is.
-std::optional<Pixel> draw_labelled_pixel(const Sample& in, int64_t classes, Rng& rng) {
-  const std::array<int64_t, 256> count = value_counts(in);
+std::optional<Pixel> draw_labelled_pixel(const Sample& in, const std::array<int64_t, 256>& count, int64_t classes,
+                                         Rng& rng) {
   int64_t labelled = 0;
   for (int64_t c = 0; c < std::min<int64_t>(classes, 256); ++c) labelled += count[c];
   if (labelled == 0 || labelled == static_cast<int64_t>(in.mask.size())) return std::nullopt;
@@ -305,8 +306,12 @@ Sample spatial_augment(const Sample& in, const AugmentOptions& o, Rng& rng) {
   // probability 0 draws nothing, so turning one on shifts the values the later ones get.
   const Dihedral d = draw_dihedral(o, ph == pw, rng);
   std::optional<Pixel> anchor;
-  if (rng.chance(o.foreground_probability)) anchor = draw_foreground_pixel(in, o.classes, rng);
-  if (!anchor && o.sparse_labels) anchor = draw_labelled_pixel(in, o.classes, rng);
+  const bool oversample = rng.chance(o.foreground_probability);
+  if (oversample || o.sparse_labels) {
+    const std::array<int64_t, 256> count = value_counts(in);  // one pass over the mask for both draws
+    if (oversample) anchor = draw_foreground_pixel(in, count, o.classes, rng);
+    if (!anchor && o.sparse_labels) anchor = draw_labelled_pixel(in, count, o.classes, rng);
+  }
   const int64_t oy = anchor ? draw_offset_around(in.height, ph, o.context_margin, anchor->y, rng)
                             : draw_offset(in.height, ph, o.context_margin, rng);
   const int64_t ox = anchor ? draw_offset_around(in.width, pw, o.context_margin, anchor->x, rng)
