@@ -12,12 +12,11 @@
 #include "train/setup.h"
 
 namespace dpunet::app {
-namespace {}  // namespace
-
-void ModelSource::add_options(CLI::App& command) {
+void ModelArguments::add_options(CLI::App& command) {
   CLI::Option* from_checkpoint = command.add_option(
-      "--checkpoint", checkpoint, "A training checkpoint (.ckpt), or a run directory (its best, else newest)");
-  command.add_option("--weights", weights, "A safetensors file (from dpunet export or PyTorch)");
+      "--checkpoint", checkpoints,
+      "A training checkpoint (.ckpt), or a run directory (its best, else newest); several: an ensemble");
+  command.add_option("--weights", weights, "A safetensors file (from dpunet export or PyTorch); several: an ensemble");
   // A checkpoint carries the config it was trained under; a second description of the
   // model beside it would be ignored or contradict it, so it is refused.
   for (CLI::Option* describes_weights :
@@ -27,6 +26,27 @@ void ModelSource::add_options(CLI::App& command) {
         command.add_flag("--bilinear", bilinear, "The model up-samples bilinearly")}) {
     describes_weights->excludes(from_checkpoint);
   }
+}
+
+std::vector<ModelSource> ModelArguments::sources() const {
+  DPUNET_CHECK(checkpoints.empty() != weights.empty(),
+               "give --checkpoint (one or more) or --weights (one or more), not both and not neither");
+  std::vector<ModelSource> models;
+  for (const std::string& file : checkpoints) {
+    ModelSource m;
+    m.checkpoint = file;
+    models.push_back(m);
+  }
+  for (const std::string& file : weights) {
+    ModelSource m;
+    m.weights = file;
+    m.config = config;
+    m.n_channels = n_channels;
+    m.n_classes = n_classes;
+    m.bilinear = bilinear;
+    models.push_back(m);
+  }
+  return models;
 }
 
 config::Config ModelSource::resolve() const {

@@ -2,6 +2,7 @@
 // saved config builds the model) or a safetensors file (the model config comes from
 // --config, or from the file's metadata when dpunet wrote it, or the reference
 // defaults), with --n-channels/--n-classes/--bilinear to describe a PyTorch model.
+// `predict` takes several of either kind as an ensemble (cross-validation folds).
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -9,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "checkpoint/checkpoint.h"
 #include "config/config.h"
@@ -16,6 +18,7 @@
 
 namespace dpunet::app {
 
+// One model.
 struct ModelSource {
   // A .ckpt, a best/latest pointer or a run directory (checkpoint::resolve_checkpoint_argument).
   std::string checkpoint;
@@ -24,7 +27,8 @@ struct ModelSource {
   std::optional<int64_t> n_channels, n_classes;
   bool bilinear = false;
 
-  void add_options(CLI::App& command);
+  // The file named on the command line, for messages.
+  const std::string& argument() const { return checkpoint.empty() ? weights : checkpoint; }
   // The config the model is built from (model section resolved as described above).
   config::Config resolve() const;
   // After resolve(): which checkpoint file a folder or pointer named, for the console;
@@ -40,6 +44,19 @@ struct ModelSource {
   const checkpoint::LoadedCheckpoint& loaded_checkpoint() const;
   mutable std::shared_ptr<const checkpoint::LoadedCheckpoint> loaded_;
   mutable std::string checkpoint_file_, chosen_;
+};
+
+// The models named on a command line: one or more --checkpoint, or one or more --weights
+// sharing one description (--config, --n-channels, ...).
+struct ModelArguments {
+  std::vector<std::string> checkpoints, weights;
+  std::string config;
+  std::optional<int64_t> n_channels, n_classes;
+  bool bilinear = false;
+
+  void add_options(CLI::App& command);
+  // One ModelSource per file, in the order given.
+  std::vector<ModelSource> sources() const;
 };
 
 // The metadata key under which dpunet stores the resolved config in safetensors files.

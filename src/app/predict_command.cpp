@@ -1,12 +1,15 @@
-// `dpunet predict INPUT --out DIR (--checkpoint C | --weights W)`: overlap-tile
+// `dpunet predict INPUT --out DIR (--checkpoint C... | --weights W...)`: overlap-tile
 // segmentation of shards or image files, on CPU or GPU, by one process or by every rank
-// of an mpirun job (each takes every W-th image). --eval reports Dice and IoU per class
-// where masks are known, pooled over all images of all ranks and per image.
+// of an mpirun job (each takes every W-th image), with one model or an ensemble (the
+// models' class probabilities averaged, as nnU-Net combines its cross-validation folds).
+// --eval reports Dice and IoU per class where masks are known, pooled over all images of
+// all ranks and per image.
 #include <torch/torch.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <vector>
 
@@ -33,7 +36,7 @@ namespace {
 
 struct PredictArgs {
   std::string input, masks, mask_suffix, mask_map, out, normalization, device = "auto";
-  ModelSource source;
+  ModelArguments models;
   int64_t tile = 0;
   double overlap = 0.5;
   int64_t batch = 4;
@@ -60,13 +63,92 @@ infer::TileOptions tile_options(const PredictArgs& args, const config::Config& c
   return o;
 }
 
-// eval.json holds every image's scores; the console gets the summaries.
-void report(const infer::EvaluationTable& table, const infer::InputSet& inputs, const std::string& path) {
+// One model of the ensemble (of one model, usually), ready to predict.
+struct Member {
+  std::string file;  // the checkpoint or weights file read
+  config::Config config;
+  model::Unet net{nullptr};
+  infer::TileOptions tiles;
+  data::Normalizer normalizer;  // its training set's statistics: each model sees inputs as it was trained
+  size_t inputs = 0;            // which of the InputSets normalises that way
+};
+
+bool same_normalization(const data::Normalizer& a, const data::Normalizer& b) {
+  return a.mode == b.mode && a.channel_mean == b.channel_mean && a.channel_std == b.channel_std &&
+         a.pixel_type == b.pixel_type;
+}
+
+// Reads every model and checks that they can be averaged: the same input channels and
+// classes. Their tiles may differ (another patch size, valid padding).
+std::vector<Member> load_members(const PredictArgs& args, const dist::Context& context) {
+  std::vector<Member> members;
+  for (const ModelSource& source : args.models.sources()) {
+    Member m;
+    m.config = source.resolve();
+    m.file = source.checkpoint.empty() ? source.weights : source.checkpoint_file();
+    if (context.is_root() && !source.chosen().empty()) std::printf("predict: %s\n", source.chosen().c_str());
+    if (!members.empty()) {
+      const config::ModelConfig &first = members.front().config.model, &model = m.config.model;
+      DPUNET_CHECK(model.n_channels == first.n_channels && model.n_classes == first.n_classes,
+                   "predict: ", source.argument(), ": ", model.n_channels, " input channel(s) and ", model.n_classes,
+                   " classes; ", members.front().file, ": ", first.n_channels, " and ", first.n_classes,
+                   ": the models of an ensemble must agree in both");
+    }
+    m.net = source.load(m.config);
+    m.net->to(context.device());
+    m.net->eval();
+    m.tiles = tile_options(args, m.config);
+    m.normalizer = train::normalizer(m.config);
+    if (!args.normalization.empty()) m.normalizer.mode = data::parse_normalization(args.normalization);
+    if (m.normalizer.mode == data::Normalization::kDataset && m.normalizer.channel_mean.empty() && context.is_root()) {
+      std::printf(
+          "predict: %s's config holds no data.channel_mean/std; shards are normalised with their own "
+          "statistics and image files one by one (give them with --config or --normalization)\n",
+          m.file.c_str());
+    }
+    members.push_back(std::move(m));
+  }
+  if (context.is_root() && members.size() > 1) {
+    std::printf("predict: an ensemble of %zu models; their class probabilities are averaged\n", members.size());
+  }
+  return members;
+}
+
+// The inputs as each model expects them: the first InputSet also reads the masks (for
+// --eval) and the display copies; models trained on other statistics get their own.
+std::vector<std::unique_ptr<infer::InputSet>> open_inputs(const PredictArgs& args, std::vector<Member>& members,
+                                                          infer::InputOptions options) {
+  std::vector<std::unique_ptr<infer::InputSet>> sets;
+  std::vector<const data::Normalizer*> normalizers;
+  for (Member& m : members) {
+    const auto same = std::find_if(normalizers.begin(), normalizers.end(),
+                                   [&](const data::Normalizer* n) { return same_normalization(*n, m.normalizer); });
+    m.inputs = static_cast<size_t>(same - normalizers.begin());
+    if (same != normalizers.end()) continue;
+    options.normalizer = m.normalizer;
+    sets.push_back(std::make_unique<infer::InputSet>(args.input, options));
+    normalizers.push_back(&m.normalizer);
+    options.masks_dir.clear();
+    options.require_masks = false;
+  }
+  const int64_t channels = members.front().config.model.n_channels;
+  DPUNET_CHECK(sets.front()->channels() == channels, args.input, ": images have ", sets.front()->channels(),
+               " channels, the model takes ", channels);
+  return sets;
+}
+
+// eval.json holds every image's scores and the models that made them; the console gets
+// the summaries.
+void report(const infer::EvaluationTable& table, const infer::InputSet& inputs, const std::vector<Member>& members,
+            const std::string& path) {
   std::vector<std::string> names;
   for (int64_t i = 0; i < inputs.size(); ++i) names.push_back(inputs.name(i));
   nlohmann::json result = table.report(names);
+  result["models"] = nlohmann::json::array();
+  for (const Member& m : members) result["models"].push_back(m.file);
   write_file_atomically(path, result.dump(2) + "\n");
   result.erase("per_image");
+  result.erase("models");
   std::printf("eval: %s\n", result.dump().c_str());
 }
 
@@ -117,36 +199,41 @@ void run(const PredictArgs& args) {
                " file(s) of an earlier prediction (", earlier.front(), earlier.size() > 1 ? ", ..." : "",
                "); they would mix with this run's. Choose another --out, or pass --overwrite to remove them first");
   dist::Context context(preference(args.device));
-  const config::Config config = args.source.resolve();
-  if (context.is_root() && !args.source.chosen().empty()) std::printf("predict: %s\n", args.source.chosen().c_str());
-  model::Unet net = args.source.load(config);
-  net->to(context.device());
-  net->eval();
-  const infer::TileOptions tiles = tile_options(args, config);
-  data::Normalizer normalizer = train::normalizer(config);  // with the training set's statistics, when saved
-  if (!args.normalization.empty()) normalizer.mode = data::parse_normalization(args.normalization);
-  if (normalizer.mode == data::Normalization::kDataset && normalizer.channel_mean.empty() && context.is_root()) {
-    std::printf(
-        "predict: the model's config holds no data.channel_mean/std; shards are normalised with their own "
-        "statistics and image files one by one (give them with --config or --normalization)\n");
-  }
+  std::vector<Member> members = load_members(args, context);
+  const config::ModelConfig& model = members.front().config.model;
   infer::InputOptions input_options;
-  input_options.normalizer = normalizer;
   // Masks are read, and checked against the model's classes, only to be evaluated.
   if (args.eval) {
     input_options.masks_dir = args.masks;
     input_options.require_masks = true;
     input_options.mask_suffix = args.mask_suffix;
     if (!args.mask_map.empty()) input_options.class_of_value = data::parse_mask_mapping(args.mask_map);
-    input_options.n_classes = config.model.n_classes;
+    input_options.n_classes = model.n_classes;
   }
-  const infer::InputSet inputs(args.input, input_options);
-  DPUNET_CHECK(inputs.channels() == config.model.n_channels, args.input, ": images have ", inputs.channels(),
-               " channels, the model takes ", config.model.n_channels);
+  const std::vector<std::unique_ptr<infer::InputSet>> input_sets = open_inputs(args, members, input_options);
+  const infer::InputSet& inputs = *input_sets.front();
   const bool autocast = context.device().is_cuda() && !args.fp32;
-  const infer::Forward forward = [&](const torch::Tensor& x) {
-    AutocastScope scope(autocast, at::kBFloat16);
-    return net->forward(x);
+  // The averaged class probabilities [K, H, W] of image `index`, whose first InputSet's
+  // item is `item`.
+  const auto predict = [&](int64_t index, const infer::InputItem& item) {
+    std::vector<torch::Tensor> images(input_sets.size());
+    images[0] = item.image.to(context.device());
+    torch::Tensor sum;
+    for (const Member& m : members) {
+      if (!images[m.inputs].defined()) images[m.inputs] = input_sets[m.inputs]->load(index).image.to(context.device());
+      const infer::Forward forward = [net = m.net.ptr(), autocast](const torch::Tensor& x) {
+        AutocastScope scope(autocast, at::kBFloat16);
+        return net->forward(x);
+      };
+      try {
+        const torch::Tensor p = infer::predict_probabilities(forward, images[m.inputs], m.tiles);
+        sum = sum.defined() ? sum.add_(p) : p;
+      } catch (const std::exception& e) {
+        if (members.size() == 1) throw;
+        throw Error("model " + m.file + ": " + exception_message(e));
+      }
+    }
+    return members.size() == 1 ? sum : sum.div_(static_cast<double>(members.size()));
   };
   // Only now that the model and the inputs were read and checked: a mistake there leaves
   // the earlier prediction in place. Every rank takes the barrier (one that sees the files
@@ -161,8 +248,8 @@ void run(const PredictArgs& args) {
     MPI_CHECK(MPI_Barrier(context.world()));
   }
   infer::PredictionWriter writer({args.out, args.probabilities, !args.no_png}, context.rank(), context.world_size(),
-                                 config.model.n_classes);
-  infer::EvaluationTable table(args.eval ? inputs.size() : 0, config.model.n_classes, inputs.ignore_label());
+                                 model.n_classes);
+  infer::EvaluationTable table(args.eval ? inputs.size() : 0, model.n_classes, inputs.ignore_label());
   // Made before the images are predicted, so that a failure costs none of them. The
   // backend follows this process's device, not the training config's: a model trained on
   // CPU ranks may predict on GPUs.
@@ -172,7 +259,7 @@ void run(const PredictArgs& args) {
   for (int64_t i = context.rank(); i < inputs.size(); i += context.world_size()) {
     const infer::InputItem item = inputs.load(i);
     try {
-      const torch::Tensor probabilities = infer::predict_probabilities(forward, item.image.to(context.device()), tiles);
+      const torch::Tensor probabilities = predict(i, item);
       writer.write(item.name, probabilities, item.raw);
       if (args.eval && item.mask.defined()) table.add(i, probabilities, item.mask);
     } catch (const std::exception& e) {
@@ -194,7 +281,7 @@ void run(const PredictArgs& args) {
                  args.masks.empty() ? std::string(" (give --masks DIR for image files)")
                                     : " in " + args.masks + " (named <image stem>" + args.mask_suffix +
                                           ".png/.tif/.tiff; see --mask-suffix)");
-    if (context.is_root()) report(table, inputs, args.out + "/eval.json");
+    if (context.is_root()) report(table, inputs, members, args.out + "/eval.json");
   }
 }
 
@@ -205,7 +292,7 @@ void add_predict_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("predict", "Segment shards or PNG/TIFF images with overlap-tile inference");
   cmd->add_option("input", args->input, "Shards (directory, glob, index, .h5) or an image file or folder")->required();
   cmd->add_option("--out", args->out, "Output directory")->required();
-  args->source.add_options(*cmd);
+  args->models.add_options(*cmd);
   // Masks are read only to be evaluated: without --eval these would be silently ignored.
   CLI::Option* eval = cmd->add_flag(
       "--eval", args->eval,

@@ -1,17 +1,17 @@
-// libpng and libtiff readers, libpng writer. libpng reports errors by longjmp, so each
-// function that calls setjmp holds only trivially destructible locals.
+// PNG reading and writing with libpng (TIFFs: tiff_reader.cpp). libpng reports errors by
+// longjmp, so each function that calls setjmp holds only trivially destructible locals.
 #include "data/image_io.h"
 
 #include <png.h>
-#include <tiffio.h>
 
 #include <algorithm>
 #include <csetjmp>
-#include <cstdarg>
 #include <cstdio>
 #include <memory>
+#include <new>
 
 #include "common/error.h"
+#include "data/tiff_reader.h"
 
 namespace dpunet::data {
 namespace {
@@ -105,57 +105,6 @@ Image read_png(const std::string& path) {
   return image;
 }
 
-thread_local std::string tiff_message;
-void tiff_capture(const char* module, const char* format, va_list args) {
-  char text[256];
-  std::vsnprintf(text, sizeof(text), format, args);
-  tiff_message = std::string(module ? module : "libtiff") + ": " + text;
-}
-void tiff_ignore(const char*, const char*, va_list) {}
-
-Image read_tiff(const std::string& path) {
-  static const bool handlers_set = [] {
-    TIFFSetErrorHandler(tiff_capture);
-    TIFFSetWarningHandler(tiff_ignore);
-    return true;
-  }();
-  (void)handlers_set;
-  tiff_message.clear();
-  std::unique_ptr<TIFF, void (*)(TIFF*)> tiff(TIFFOpen(path.c_str(), "r"), TIFFClose);
-  DPUNET_CHECK(tiff, path, ": not a readable TIFF (", tiff_message, ")");
-  uint32_t width = 0, height = 0;
-  uint16_t bits = 8, channels = 1, planar = PLANARCONFIG_CONTIG, format = SAMPLEFORMAT_UINT;
-  TIFFGetField(tiff.get(), TIFFTAG_IMAGEWIDTH, &width);
-  TIFFGetField(tiff.get(), TIFFTAG_IMAGELENGTH, &height);
-  TIFFGetFieldDefaulted(tiff.get(), TIFFTAG_BITSPERSAMPLE, &bits);
-  TIFFGetFieldDefaulted(tiff.get(), TIFFTAG_SAMPLESPERPIXEL, &channels);
-  TIFFGetFieldDefaulted(tiff.get(), TIFFTAG_PLANARCONFIG, &planar);
-  TIFFGetFieldDefaulted(tiff.get(), TIFFTAG_SAMPLEFORMAT, &format);
-  DPUNET_CHECK((bits == 8 || bits == 16) && format == SAMPLEFORMAT_UINT, path, ": ", bits,
-               "-bit TIFF samples of format ", format, " are not supported (8 or 16-bit unsigned)");
-  DPUNET_CHECK(planar == PLANARCONFIG_CONTIG && channels >= 1 && channels <= 4, path,
-               ": only interleaved grey, RGB or RGBA TIFFs are supported");
-  Image image;
-  image.height = height;
-  image.width = width;
-  image.bits = bits;
-  image.channels = channels == 2 || channels == 4 ? channels - 1 : channels;  // drop alpha
-  image.values.resize(static_cast<size_t>(image.height * image.width * image.channels));
-  std::vector<unsigned char> row(TIFFScanlineSize(tiff.get()));
-  for (uint32_t y = 0; y < height; ++y) {
-    DPUNET_CHECK(TIFFReadScanline(tiff.get(), row.data(), y) >= 0, path, ": damaged TIFF at row ", y, " (",
-                 tiff_message, ")");
-    for (uint32_t x = 0; x < width; ++x) {
-      for (int64_t c = 0; c < image.channels; ++c) {
-        const size_t at = static_cast<size_t>(x) * channels + c;
-        image.values[(y * image.width + x) * image.channels + c] =
-            bits == 16 ? reinterpret_cast<const uint16_t*>(row.data())[at] : row[at];
-      }
-    }
-  }
-  return image;
-}
-
 bool png_write_all(png_structp png, png_infop info, FILE* file, const Image* image, png_bytepp rows) {
   if (setjmp(png_jmpbuf(png))) return false;
   png_init_io(png, file);
@@ -177,8 +126,12 @@ bool is_image_file(const std::string& path) {
 
 Image read_image(const std::string& path) {
   const std::string ext = lower_extension(path);
-  if (ext == ".png") return read_png(path);
-  if (ext == ".tif" || ext == ".tiff") return read_tiff(path);
+  try {
+    if (ext == ".png") return read_png(path);
+    if (ext == ".tif" || ext == ".tiff") return read_tiff(path);
+  } catch (const std::bad_alloc&) {
+    DPUNET_FAIL(path, ": the image does not fit in memory (is its header damaged?)");
+  }
   DPUNET_FAIL(path, ": unsupported image type '", ext, "' (expected .png, .tif or .tiff)");
 }
 

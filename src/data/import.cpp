@@ -8,6 +8,7 @@
 #include <set>
 
 #include "common/error.h"
+#include "common/text.h"
 #include "data/image_io.h"
 #include "data/output_folder.h"
 #include "data/random.h"
@@ -40,9 +41,15 @@ std::vector<Pair> find_pairs(const ImportOptions& o) {
   for (const std::string& dir : {o.images_dir, o.masks_dir}) {
     DPUNET_CHECK(fs::is_directory(dir), dir, ": no such directory");
   }
+  // Images and masks side by side (a.png, a_mask.png): the suffix tells them apart.
+  std::error_code ec;
+  const bool one_folder = fs::equivalent(o.images_dir, o.masks_dir, ec);
+  DPUNET_CHECK(!one_folder || !o.mask_suffix.empty(), "import: --images and --masks are the same folder (",
+               o.images_dir, "), so each image would be its own mask: give --mask-suffix (a.png's mask a_mask.png)");
   std::vector<Pair> pairs;
   for (const auto& entry : fs::directory_iterator(o.images_dir)) {
     if (!entry.is_regular_file() || !is_image_file(entry.path().string())) continue;
+    if (one_folder && ends_with(entry.path().stem().string(), o.mask_suffix)) continue;
     const std::string mask = find_mask(o.masks_dir, entry.path().string(), o.mask_suffix);
     DPUNET_CHECK(!mask.empty(), entry.path().string(), ": no mask named ", entry.path().stem().string() + o.mask_suffix,
                  ".png/.tif/.tiff in ", o.masks_dir, mask_suffix_hint(o.masks_dir, entry.path().stem().string()));
@@ -53,10 +60,35 @@ std::vector<Pair> find_pairs(const ImportOptions& o) {
   return pairs;
 }
 
-std::map<uint32_t, int> discover_classes(const std::vector<Pair>& pairs) {
+// Grey values and colours are different keys, and so are 8- and 16-bit values: masks of
+// one import must be of one kind, or one label would become several classes.
+struct MaskKind {
+  std::string file;
+  int64_t channels = 0;
+  int bits = 0;
+};
+
+std::string mask_kind_text(int64_t channels, int bits) {
+  return std::string(channels > 1 ? "colour " : "grey ") + std::to_string(bits) + "-bit";
+}
+
+void check_mask_kind(const MaskKind& first, const Image& mask, const std::string& path) {
+  DPUNET_CHECK((mask.channels > 1) == (first.channels > 1) && mask.bits == first.bits, "masks differ: ", first.file,
+               " is a ", mask_kind_text(first.channels, first.bits), " mask but ", path, " a ",
+               mask_kind_text(mask.channels, mask.bits),
+               " one; their values would name different classes: save all masks alike");
+}
+
+MaskKind mask_kind(const std::vector<Pair>& pairs) {
+  const Image first = read_image(pairs.front().mask);
+  return {pairs.front().mask, first.channels, first.bits};
+}
+
+std::map<uint32_t, int> discover_classes(const std::vector<Pair>& pairs, const MaskKind& kind) {
   std::set<uint32_t> keys;
   for (const Pair& pair : pairs) {
     const Image mask = read_image(pair.mask);
+    check_mask_kind(kind, mask, pair.mask);
     for (int64_t p = 0; p < mask.height * mask.width; ++p) keys.insert(mask_key(mask, p));
     DPUNET_CHECK(keys.size() <= 256, pair.mask, ": masks hold more than 256 distinct values; give --mask-map");
   }
@@ -65,11 +97,17 @@ std::map<uint32_t, int> discover_classes(const std::vector<Pair>& pairs) {
   return classes;
 }
 
+// The image every other must match in size, channels and bit depth, whichever set it is in.
+struct ImageKind {
+  std::string file;
+  Image image;
+};
+
 void write_set(const ImportOptions& o, const std::string& directory, const std::vector<Pair>& pairs,
                const std::string& prefix, int n_classes, const std::map<uint32_t, int>& class_of,
-               std::vector<std::string>& written) {
+               const ImageKind& reference, const MaskKind& masks, std::vector<std::string>& written) {
   if (pairs.empty()) return;
-  const Image first = read_image(pairs.front().image);
+  const Image& first = reference.image;
   const int64_t shards = (static_cast<int64_t>(pairs.size()) + o.samples_per_shard - 1) / o.samples_per_shard;
   std::vector<uint16_t> planar16(static_cast<size_t>(first.channels * first.height * first.width));
   std::vector<uint8_t> planar8(planar16.size()), classes(static_cast<size_t>(first.height * first.width));
@@ -93,14 +131,15 @@ void write_set(const ImportOptions& o, const std::string& directory, const std::
       const Image image = read_image(pairs[i].image);
       DPUNET_CHECK(image.height == first.height && image.width == first.width && image.channels == first.channels &&
                        image.bits == first.bits,
-                   "images differ: ", pairs.front().image, " is ", first.width, "x", first.height, "x", first.channels,
-                   " ", first.bits, "-bit but ", pairs[i].image, " is ", image.width, "x", image.height, "x",
-                   image.channels, " ", image.bits, "-bit (",
+                   "images differ: ", reference.file, " is ", first.width, "x", first.height, "x", first.channels, " ",
+                   first.bits, "-bit but ", pairs[i].image, " is ", image.width, "x", image.height, "x", image.channels,
+                   " ", image.bits, "-bit (",
                    image.height != first.height || image.width != first.width
                        ? "crop or resize them to one size"
                        : "convert them to one channel count and bit depth",
                    ")");
       const Image mask = read_image(pairs[i].mask);
+      check_mask_kind(masks, mask, pairs[i].mask);
       DPUNET_CHECK(mask.height == image.height && mask.width == image.width, pairs[i].mask, ": mask is ", mask.width,
                    "x", mask.height, " but its image ", pairs[i].image, " is ", image.width, "x", image.height);
       const int64_t pixels = image.height * image.width;
@@ -234,8 +273,11 @@ ImportResult import_image_folders(const ImportOptions& o) {
   DPUNET_CHECK(static_cast<int64_t>(pairs.size()) >= o.folds, "import: ", pairs.size(), " image(s) cannot make ",
                o.folds, " folds");
   ImportResult result;
-  result.class_of_value = o.class_of_value.empty() ? discover_classes(pairs) : o.class_of_value;
-  result.colour_masks = read_image(pairs.front().mask).channels > 1;
+  const MaskKind masks = mask_kind(pairs);
+  result.class_of_value = o.class_of_value.empty() ? discover_classes(pairs, masks) : o.class_of_value;
+  result.colour_masks = masks.channels > 1;
+  ImageKind reference{pairs.front().image, read_image(pairs.front().image)};
+  reference.image.values = {};  // only its size, channels and bit depth are compared
   const int n_classes = mapped_classes(result.class_of_value);
   DPUNET_CHECK(o.class_names.empty() || static_cast<int>(o.class_names.size()) == n_classes,
                "import: ", o.class_names.size(), " class names for ", n_classes, " classes");
@@ -257,7 +299,7 @@ ImportResult import_image_folders(const ImportOptions& o) {
   std::vector<std::vector<std::string>> staged(sets.size());
   std::vector<std::string> all_staged;
   for (size_t k = 0; k < sets.size(); ++k) {
-    write_set(o, output.staging(), sets[k], prefixes[k], n_classes, result.class_of_value, staged[k]);
+    write_set(o, output.staging(), sets[k], prefixes[k], n_classes, result.class_of_value, reference, masks, staged[k]);
     all_staged.insert(all_staged.end(), staged[k].begin(), staged[k].end());
   }
   const std::vector<std::string> moved = output.commit(all_staged);

@@ -9,6 +9,7 @@
 #include <map>
 
 #include "common/error.h"
+#include "common/text.h"
 #include "data/image_io.h"
 #include "data/import.h"
 
@@ -82,6 +83,7 @@ InputSet::InputSet(const std::string& input, InputOptions options) : input_(inpu
   }
   if (image_file) images_ = {input};
   if (!images_.empty()) {
+    drop_masks_among_images();
     std::sort(images_.begin(), images_.end());
     // Output files are named by stem: a.png and a.tif would overwrite each other's.
     std::map<std::string, std::string> by_stem;
@@ -113,6 +115,26 @@ InputSet::InputSet(const std::string& input, InputOptions options) : input_(inpu
     options_.normalizer.channel_mean.clear();
     options_.normalizer.channel_std.clear();
   }
+}
+
+// Masks beside their images (a.png, a_mask.png; --masks the images' own folder) are not
+// inputs: the suffix tells them apart, and without one each image would be its own mask.
+void InputSet::drop_masks_among_images() {
+  if (options_.masks_dir.empty()) return;
+  std::error_code ec;
+  std::vector<std::string> images;
+  for (const std::string& path : images_) {
+    const fs::path folder = fs::path(path).parent_path().empty() ? "." : fs::path(path).parent_path();
+    if (!fs::equivalent(folder, options_.masks_dir, ec)) {
+      images.push_back(path);
+      continue;
+    }
+    DPUNET_CHECK(!options_.mask_suffix.empty(), "--masks ", options_.masks_dir, " is the images' own folder, so ", path,
+                 " would be its own mask: give --mask-suffix (a.png's mask a_mask.png)");
+    if (!ends_with(fs::path(path).stem().string(), options_.mask_suffix)) images.push_back(path);
+  }
+  DPUNET_CHECK(!images.empty(), input_, ": every image is named as a mask (<name>", options_.mask_suffix, ")");
+  images_ = std::move(images);
 }
 
 // Before any image is predicted: a missing mask found at the end would cost them all, and

@@ -56,6 +56,8 @@ class InputSet {
  private:
   // Says once that the model's statistics are in other units than the inputs'.
   void warn_other_units(const std::string& pixel_type, const std::string& instead) const;
+  // Removes the masks that lie among the image files (the folder of --masks).
+  void drop_masks_among_images();
   // Every image file has its mask in options_.masks_dir.
   void check_masks() const;
   // The mask of image file `path` as class ids, or an undefined tensor when it has none.

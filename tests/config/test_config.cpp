@@ -212,7 +212,7 @@ TEST_CASE("contradicting or unusable values are refused before a run starts", "[
 }
 
 TEST_CASE("a config error is reported alike with and without --print-config", "[config]") {
-  for (const std::string& extra : {"", " --print-config"}) {
+  for (const std::string extra : {"", " --print-config"}) {
     INFO(extra);
     const auto run = dpunet::test::run_command(DPUNET_BINARY " train --set model.base_channels=3 --set run.device=cpu" +
                                                extra + " 2>&1");

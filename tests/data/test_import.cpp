@@ -1,6 +1,7 @@
 // Folder import: PNG and TIFF, 8 and 16 bit, grey and RGB; masks matched by name and
 // mapped to classes; a seeded validation split; clear errors for what does not fit.
 #include <png.h>
+#include <tiffio.h>
 #include "support/catch.h"
 
 #include <algorithm>
@@ -109,6 +110,75 @@ TEST_CASE("image files round-trip through PNG and 16-bit TIFF", "[data]") {
   CHECK(deep_back.values == deep.values);
   std::ofstream(dir / "c.png") << "not a png";
   CHECK_THROWS_WITH(dpunet::data::read_image(dir / "c.png"), HasSubstr(dir / "c.png") && HasSubstr("PNG"));
+}
+
+TEST_CASE(
+    "TIFFs: tiles, white-is-zero, palettes and alpha read as their images; stacks and other colour models "
+    "are refused by name",
+    "[data]") {
+  using dpunet::test::TiffLayout;
+  using dpunet::test::write_tiff;
+  dpunet::test::TempDir dir;
+  const Image rgb = make_image(37, 3, 4, 16);  // 37: tiles of 16 overhang the edges
+  TiffLayout tiled;
+  tiled.bits = 16;
+  tiled.samples = 3;
+  tiled.photometric = PHOTOMETRIC_RGB;
+  tiled.tile = 16;
+  write_tiff(dir / "tiled.tif", 37, 37, rgb.values, tiled);
+  const Image tiled_back = dpunet::data::read_image(dir / "tiled.tif");
+  CHECK(tiled_back.channels == 3);
+  CHECK(tiled_back.bits == 16);
+  CHECK(tiled_back.values == rgb.values);
+
+  const Image grey = make_image(5, 1, 2);
+  TiffLayout white_is_zero;
+  white_is_zero.photometric = PHOTOMETRIC_MINISWHITE;
+  write_tiff(dir / "inverted.tif", 5, 5, grey.values, white_is_zero);
+  const Image inverted = dpunet::data::read_image(dir / "inverted.tif");
+  REQUIRE(inverted.values.size() == grey.values.size());
+  for (size_t i = 0; i < grey.values.size(); ++i) CHECK(inverted.values[i] == 255 - grey.values[i]);
+
+  TiffLayout palette;
+  palette.photometric = PHOTOMETRIC_PALETTE;
+  palette.colormap.assign(3 * 256, 0);
+  palette.colormap[1] = 0xffff;        // entry 1: red
+  palette.colormap[256 + 2] = 0x8000;  // entry 2: half green
+  write_tiff(dir / "palette.tif", 1, 3, {0, 1, 2}, palette);
+  const Image colours = dpunet::data::read_image(dir / "palette.tif");
+  CHECK(colours.channels == 3);
+  CHECK(colours.values == std::vector<uint16_t>{0, 0, 0, 255, 0, 0, 0, 128, 0});
+
+  TiffLayout with_alpha;
+  with_alpha.samples = 2;
+  with_alpha.extra = {EXTRASAMPLE_UNASSALPHA};
+  write_tiff(dir / "alpha.tif", 1, 2, {10, 255, 20, 0}, with_alpha);
+  const Image opaque = dpunet::data::read_image(dir / "alpha.tif");
+  CHECK(opaque.channels == 1);
+  CHECK(opaque.values == std::vector<uint16_t>{10, 20});
+
+  TiffLayout planes;
+  planes.planar = PLANARCONFIG_SEPARATE;  // one sample: the same as interleaved
+  write_tiff(dir / "planar.tif", 5, 5, grey.values, planes);
+  CHECK(dpunet::data::read_image(dir / "planar.tif").values == grey.values);
+
+  TiffLayout stack;
+  stack.pages = 3;
+  write_tiff(dir / "stack.tif", 5, 5, grey.values, stack);
+  CHECK_THROWS_WITH(dpunet::data::read_image(dir / "stack.tif"),
+                    HasSubstr(dir / "stack.tif") && HasSubstr("a TIFF of 3 pages"));
+  TiffLayout two_channels;
+  two_channels.samples = 2;
+  two_channels.extra = {EXTRASAMPLE_UNSPECIFIED};
+  write_tiff(dir / "two.tif", 1, 2, {1, 2, 3, 4}, two_channels);
+  CHECK_THROWS_WITH(dpunet::data::read_image(dir / "two.tif"),
+                    HasSubstr(dir / "two.tif") && HasSubstr("not marked as alpha"));
+  TiffLayout ycbcr;
+  ycbcr.samples = 3;
+  ycbcr.photometric = PHOTOMETRIC_YCBCR;
+  write_tiff(dir / "ycbcr.tif", 2, 2, std::vector<uint16_t>(12, 7), ycbcr);
+  CHECK_THROWS_WITH(dpunet::data::read_image(dir / "ycbcr.tif"),
+                    HasSubstr(dir / "ycbcr.tif") && HasSubstr("colour model 6"));
 }
 
 TEST_CASE("a palette PNG with transparency reads as RGB, its alpha dropped", "[data]") {
@@ -310,6 +380,44 @@ TEST_CASE("import errors name the file at fault", "[data]") {
   SECTION("a malformed mapping") {
     CHECK_THROWS_WITH(dpunet::data::parse_mask_mapping("0=0,red"), HasSubstr("'red'"));
   }
+}
+
+TEST_CASE("import holds every set to one image layout and one kind of mask", "[data]") {
+  Folders f;
+  f.options.folds = 2;  // one image per fold: each set alone would pass
+  dpunet::data::write_png(f.dir / "images/a.png", make_image(8, 1, 0));
+  dpunet::data::write_png(f.dir / "masks/a.png", make_mask(8));
+  SECTION("an image of another channel count in the other fold") {
+    dpunet::data::write_png(f.dir / "images/b.png", make_image(8, 3, 1));
+    dpunet::data::write_png(f.dir / "masks/b.png", make_mask(8));
+    CHECK_THROWS_WITH(dpunet::data::import_image_folders(f.options),
+                      HasSubstr("images/a.png is 8x8x1") && HasSubstr("images/b.png is 8x8x3"));
+  }
+  SECTION("a colour mask beside grey ones") {
+    dpunet::data::write_png(f.dir / "images/b.png", make_image(8, 1, 1));
+    Image colour = make_image(8, 3, 0);
+    std::fill(colour.values.begin(), colour.values.end(), 255);
+    dpunet::data::write_png(f.dir / "masks/b.png", colour);
+    CHECK_THROWS_WITH(dpunet::data::import_image_folders(f.options),
+                      HasSubstr("masks/a.png is a grey 8-bit mask but") &&
+                          HasSubstr("masks/b.png a colour 8-bit one") && HasSubstr("save all masks alike"));
+  }
+  CHECK_FALSE(std::filesystem::exists(f.dir / "shards"));
+}
+
+TEST_CASE("import finds masks beside their images by their suffix", "[data]") {
+  Folders f;
+  f.options.masks_dir = f.options.images_dir;
+  for (int i = 0; i < 3; ++i) {
+    dpunet::data::write_png(f.dir / ("images/img" + std::to_string(i) + ".png"), make_image(16, 1, i));
+    dpunet::data::write_png(f.dir / ("images/img" + std::to_string(i) + "_mask.png"), make_mask(16));
+  }
+  CHECK_THROWS_WITH(dpunet::data::import_image_folders(f.options),
+                    HasSubstr("the same folder") && HasSubstr("give --mask-suffix"));
+  f.options.mask_suffix = "_mask";
+  const auto result = dpunet::data::import_image_folders(f.options);
+  CHECK(result.train_samples == 3);
+  CHECK(result.class_of_value.size() == 2);
 }
 
 TEST_CASE("an import that fails halfway leaves the output folder as it was", "[data]") {

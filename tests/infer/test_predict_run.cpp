@@ -9,12 +9,15 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <vector>
 
+#include "checkpoint/safetensors.h"
 #include "checkpoint/store.h"
 #include "common/atomic_file.h"
 #include "common/remove_tree.h"
+#include "config/config.h"
 #include "data/dataset.h"
 #include "data/image_io.h"
 #include "data/import.h"
@@ -176,6 +179,94 @@ TEST_CASE("a model trained with SyncBatchNorm predicts and exports like a BatchN
   REQUIRE(b.exit_code == 0);
   CHECK(torch::equal(read_prediction(f.dir() / "a/predictions.h5", "sample-000000/probabilities", torch::kFloat),
                      read_prediction(f.dir() / "b/predictions.h5", "sample-000000/probabilities", torch::kFloat)));
+}
+
+namespace {
+
+// Predicts the validation shards into DIR/OUT with class probabilities; `models` are
+// the --checkpoint or --weights arguments.
+dpunet::test::CommandResult predict_into(const TrainFixture& f, const std::string& models, const std::string& out,
+                                         const std::string& extra = "") {
+  return run_command(DPUNET_BINARY " predict '" + f.dir() / "data/val-*.h5" + "' " + models + " --out " +
+                     f.dir() / out + " --tile 32 --no-png --probabilities " + extra + " 2>&1");
+}
+
+torch::Tensor probabilities_of(const TrainFixture& f, const std::string& out, int sample) {
+  char name[48];
+  std::snprintf(name, sizeof(name), "sample-%06d/probabilities", sample);
+  return read_prediction(f.dir() / (out + "/predictions.h5"), name, torch::kFloat);
+}
+
+// Copies safetensors weights with their saved config changed by `change`.
+void write_changed_weights(const std::string& from, const std::string& to,
+                           const std::function<void(dpunet::config::Config&)>& change) {
+  const auto metadata = dpunet::checkpoint::read_safetensors_metadata(from);
+  dpunet::config::Config config = dpunet::config::parse_saved_config(metadata.at("dpunet_config"), from);
+  change(config);
+  dpunet::checkpoint::write_safetensors(to, dpunet::checkpoint::read_safetensors(from),
+                                        {{"format", "pt"}, {"dpunet_config", dpunet::config::to_yaml(config)}});
+}
+
+}  // namespace
+
+TEST_CASE("an ensemble averages its models' class probabilities, each model seeing the inputs as it was trained",
+          "[infer][e2e]") {
+  Trained t;
+  const std::string early = dpunet::checkpoint::CheckpointStore(t.f.run_dir()).path_for_step(4);
+  for (const auto& [models, out] :
+       std::vector<std::pair<std::string, std::string>>{{"--checkpoint " + early, "early"},
+                                                        {"--checkpoint " + t.checkpoint, "late"},
+                                                        {"--checkpoint " + early + " " + t.checkpoint, "both"}}) {
+    const auto run = predict_into(t.f, models, out, "--eval");
+    INFO(run.output);
+    REQUIRE(run.exit_code == 0);
+  }
+  CHECK_THAT(dpunet::read_file(t.f.dir() / "both/eval.json"), HasSubstr("\"models\""));
+  const auto eval = nlohmann::json::parse(dpunet::read_file(t.f.dir() / "both/eval.json"));
+  CHECK(eval["models"] == nlohmann::json::array({early, t.checkpoint}));
+  for (int i = 0; i < 6; ++i) {
+    const torch::Tensor a = probabilities_of(t.f, "early", i), b = probabilities_of(t.f, "late", i);
+    const torch::Tensor both = probabilities_of(t.f, "both", i);
+    CHECK_FALSE(torch::allclose(a, b, 1e-3, 1e-3));  // two different models
+    CHECK(torch::allclose(both, (a + b) / 2, 1e-5, 1e-6));
+    char name[32];
+    std::snprintf(name, sizeof(name), "sample-%06d", i);
+    CHECK(torch::equal(read_mask(t.f.dir() / "both/predictions.h5", name), both.argmax(0).to(torch::kByte)));
+  }
+
+  // The same weights trained on brighter data: normalised with their own statistics.
+  const std::string weights = t.f.dir() / "w.safetensors", brighter = t.f.dir() / "brighter.safetensors";
+  REQUIRE(run_command(DPUNET_BINARY " export " + t.checkpoint + " " + weights + " 2>&1").exit_code == 0);
+  write_changed_weights(weights, brighter, [](dpunet::config::Config& c) {
+    REQUIRE_FALSE(c.data.channel_mean.empty());
+    for (double& mean : c.data.channel_mean) mean += 40;
+  });
+  for (const auto& [models, out] :
+       std::vector<std::pair<std::string, std::string>>{{"--weights " + weights, "plain"},
+                                                        {"--weights " + brighter, "brighter"},
+                                                        {"--weights " + weights + " " + brighter, "pair"}}) {
+    const auto run = predict_into(t.f, models, out);
+    INFO(run.output);
+    REQUIRE(run.exit_code == 0);
+  }
+  for (int i = 0; i < 6; ++i) {
+    const torch::Tensor a = probabilities_of(t.f, "plain", i), b = probabilities_of(t.f, "brighter", i);
+    CHECK(torch::allclose(a, probabilities_of(t.f, "late", i), 1e-5, 1e-6));
+    CHECK_FALSE(torch::allclose(a, b, 1e-3, 1e-3));
+    CHECK(torch::allclose(probabilities_of(t.f, "pair", i), (a + b) / 2, 1e-5, 1e-6));
+  }
+
+  // Models that cannot be averaged, and two kinds of model file at once.
+  const std::string two_classes = t.f.dir() / "two.safetensors";
+  write_changed_weights(weights, two_classes, [](dpunet::config::Config& c) { c.model.n_classes = 2; });
+  const auto mismatched = predict_into(t.f, "--weights " + weights + " " + two_classes, "bad");
+  CHECK(mismatched.exit_code != 0);
+  CHECK_THAT(mismatched.output, HasSubstr(two_classes + ": 1 input channel(s) and 2 classes; " + weights +
+                                          ": 1 and 3: the models of an ensemble must agree"));
+  const auto mixed = predict_into(t.f, "--weights " + weights + " --checkpoint " + t.checkpoint, "bad");
+  CHECK(mixed.exit_code != 0);
+  CHECK_THAT(mixed.output, HasSubstr("not both"));
+  CHECK_FALSE(std::filesystem::exists(t.f.dir() / "bad/predictions.h5"));
 }
 
 TEST_CASE("predict reads PNG folders with masks, and shares images over ranks", "[infer][e2e]") {
@@ -422,6 +513,29 @@ TEST_CASE("validation uses its own shards' ignore label, whichever set has one",
     INFO(run.output);
     CHECK(run.exit_code == 0);
     CHECK_THAT(run.output, HasSubstr("validation step 4: loss ") && !HasSubstr("loss nan"));
+  }
+}
+
+TEST_CASE("masks beside their images are told apart by their suffix", "[infer]") {
+  dpunet::test::TempDir dir;
+  dpunet::data::Image image;
+  image.height = image.width = 4;
+  image.channels = 1;
+  image.values.assign(16, 1);
+  for (const char* name : {"a.png", "a_mask.png", "b.png", "b_mask.png"}) dpunet::data::write_png(dir / name, image);
+  dpunet::infer::InputOptions options;
+  options.masks_dir = dir.path();
+  options.require_masks = true;
+  options.n_classes = 2;
+  CHECK_THROWS_WITH(dpunet::infer::InputSet(dir.path(), options),
+                    HasSubstr("is the images' own folder") && HasSubstr("give --mask-suffix"));
+  options.mask_suffix = "_mask";
+  for (const std::string& input : {dir.path(), dir / "*.png"}) {
+    const dpunet::infer::InputSet inputs(input, options);
+    REQUIRE(inputs.size() == 2);
+    CHECK(inputs.name(0) == "a");
+    CHECK(inputs.name(1) == "b");
+    CHECK(inputs.load(1).mask.defined());
   }
 }
 

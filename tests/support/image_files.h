@@ -1,7 +1,10 @@
-// Image files the library does not write itself, for tests: 16-bit TIFFs.
+// Image files the library does not write itself, for tests: TIFFs of every layout the
+// reader must handle or refuse.
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "data/image_io.h"
 
@@ -9,5 +12,21 @@ namespace dpunet::test {
 
 // Writes `image` (1 or 3 channels, values up to 65535) as a 16-bit TIFF.
 void write_tiff16(const std::string& path, const data::Image& image);
+
+// A TIFF's layout beyond its samples.
+struct TiffLayout {
+  int bits = 8;
+  int samples = 1;                 // per pixel; `values` holds [H, W, samples]
+  int photometric = 1;             // PHOTOMETRIC_*: 0 white is zero, 1 black is zero, 2 RGB, 3 palette, 6 YCbCr
+  std::vector<uint16_t> extra;     // EXTRASAMPLE_* of the samples beyond the colour ones; empty: no tag
+  int tile = 0;                    // tile side (a multiple of 16); 0: strips
+  int planar = 1;                  // PLANARCONFIG_*: 1 interleaved, 2 separate
+  int pages = 1;                   // the image repeated on this many pages
+  std::vector<uint16_t> colormap;  // palette: 3 x 2^bits entries, red then green then blue
+};
+
+// Writes `values` [height, width, layout.samples] as a TIFF of `layout`.
+void write_tiff(const std::string& path, int64_t height, int64_t width, const std::vector<uint16_t>& values,
+                const TiffLayout& layout);
 
 }  // namespace dpunet::test

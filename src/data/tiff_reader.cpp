@@ -1,0 +1,183 @@
+// TIFF reading with libtiff: strips or tiles, interleaved or (one sample) planar, grey
+// (black or white is zero), RGB and palette images, alpha dropped. What a 2-D
+// segmentation image cannot mean unambiguously (stacks of pages, extra channels that are
+// not alpha, CMYK or YCbCr colour) is refused with the reason, never guessed.
+#include "data/tiff_reader.h"
+
+#include <tiffio.h>
+
+#include <algorithm>
+#include <cstdarg>
+#include <cstdio>
+#include <memory>
+
+#include "common/error.h"
+
+namespace dpunet::data {
+namespace {
+
+thread_local std::string tiff_message;
+void tiff_capture(const char* module, const char* format, va_list args) {
+  char text[256];
+  std::vsnprintf(text, sizeof(text), format, args);
+  tiff_message = std::string(module ? module : "libtiff") + ": " + text;
+}
+void tiff_ignore(const char*, const char*, va_list) {}
+
+using Tiff = std::unique_ptr<TIFF, void (*)(TIFF*)>;
+
+struct Layout {
+  uint32_t width = 0, height = 0;
+  uint16_t bits = 8, samples = 1, planar = PLANARCONFIG_CONTIG, format = SAMPLEFORMAT_UINT;
+  uint16_t photometric = PHOTOMETRIC_MINISBLACK;
+};
+
+Layout read_layout(TIFF* tiff, const std::string& path) {
+  Layout l;
+  TIFFGetField(tiff, TIFFTAG_IMAGEWIDTH, &l.width);
+  TIFFGetField(tiff, TIFFTAG_IMAGELENGTH, &l.height);
+  TIFFGetFieldDefaulted(tiff, TIFFTAG_BITSPERSAMPLE, &l.bits);
+  TIFFGetFieldDefaulted(tiff, TIFFTAG_SAMPLESPERPIXEL, &l.samples);
+  TIFFGetFieldDefaulted(tiff, TIFFTAG_PLANARCONFIG, &l.planar);
+  TIFFGetFieldDefaulted(tiff, TIFFTAG_SAMPLEFORMAT, &l.format);
+  // Without the tag, one sample is grey and three are RGB, as most readers assume.
+  if (!TIFFGetField(tiff, TIFFTAG_PHOTOMETRIC, &l.photometric)) {
+    l.photometric = l.samples >= 3 ? PHOTOMETRIC_RGB : PHOTOMETRIC_MINISBLACK;
+  }
+  DPUNET_CHECK(l.width > 0 && l.height > 0, path, ": a TIFF without an image size");
+  DPUNET_CHECK((l.bits == 8 || l.bits == 16) && l.format == SAMPLEFORMAT_UINT, path, ": ", l.bits,
+               "-bit TIFF samples of format ", l.format, " are not supported (8 or 16-bit unsigned)");
+  DPUNET_CHECK(l.planar == PLANARCONFIG_CONTIG || l.samples == 1, path,
+               ": a TIFF whose colour channels are stored in separate planes is not supported (save it with "
+               "interleaved channels)");
+  return l;
+}
+
+// The colour channels the photometric interpretation defines (1 grey, 3 RGB); the rest
+// of the samples must be alpha, which is dropped.
+int colour_channels(TIFF* tiff, const Layout& l, const std::string& path) {
+  int colour = 0;
+  switch (l.photometric) {
+    case PHOTOMETRIC_MINISBLACK:
+    case PHOTOMETRIC_MINISWHITE:
+    case PHOTOMETRIC_PALETTE: colour = 1; break;
+    case PHOTOMETRIC_RGB: colour = 3; break;
+    default:
+      DPUNET_FAIL(path, ": TIFF colour model ", l.photometric,
+                  " (CMYK, YCbCr, CIELab, ...) is not supported: save it as grey or RGB");
+  }
+  DPUNET_CHECK(l.samples >= colour, path, ": ", l.samples, " sample(s) per pixel for a ", colour == 3 ? "RGB" : "grey",
+               " TIFF");
+  uint16_t extra_count = 0;
+  const uint16_t* extra = nullptr;
+  if (!TIFFGetField(tiff, TIFFTAG_EXTRASAMPLES, &extra_count, &extra)) extra_count = 0;
+  for (int s = colour; s < l.samples; ++s) {
+    const int k = s - colour;
+    const bool alpha = k < extra_count && (extra[k] == EXTRASAMPLE_ASSOCALPHA || extra[k] == EXTRASAMPLE_UNASSALPHA);
+    DPUNET_CHECK(alpha, path, ": ", l.samples, " samples per pixel, of which ", l.samples - colour, " beyond its ",
+                 colour == 3 ? "RGB" : "grey",
+                 " value(s) are not marked as alpha (channels of a "
+                 "multi-channel image?): dpunet reads grey and RGB images; save the channels as an RGB or grey file");
+  }
+  DPUNET_CHECK(l.photometric != PHOTOMETRIC_PALETTE || l.bits == 8, path, ": a 16-bit palette TIFF is not supported");
+  return colour;
+}
+
+// Every sample of the image, [H, W, samples], in host order.
+std::vector<uint16_t> read_samples(TIFF* tiff, const Layout& l, const std::string& path) {
+  const size_t bytes_per = l.bits / 8;
+  std::vector<uint16_t> samples(static_cast<size_t>(l.height) * l.width * l.samples);
+  const auto sample = [&](const std::vector<unsigned char>& buffer, size_t at) -> uint16_t {
+    return l.bits == 16 ? reinterpret_cast<const uint16_t*>(buffer.data())[at] : buffer[at];
+  };
+  if (TIFFIsTiled(tiff)) {
+    uint32_t tile_w = 0, tile_h = 0;
+    TIFFGetField(tiff, TIFFTAG_TILEWIDTH, &tile_w);
+    TIFFGetField(tiff, TIFFTAG_TILELENGTH, &tile_h);
+    DPUNET_CHECK(tile_w > 0 && tile_h > 0, path, ": a tiled TIFF without a tile size");
+    std::vector<unsigned char> tile(static_cast<size_t>(TIFFTileSize(tiff)));
+    DPUNET_CHECK(tile.size() >= static_cast<size_t>(tile_w) * tile_h * l.samples * bytes_per, path,
+                 ": TIFF tiles smaller than their declared size");
+    for (uint32_t y0 = 0; y0 < l.height; y0 += tile_h) {
+      for (uint32_t x0 = 0; x0 < l.width; x0 += tile_w) {
+        DPUNET_CHECK(TIFFReadTile(tiff, tile.data(), x0, y0, 0, 0) >= 0, path, ": damaged TIFF tile at (", y0, ", ", x0,
+                     ") (", tiff_message, ")");
+        for (uint32_t y = y0; y < std::min(l.height, y0 + tile_h); ++y) {
+          for (uint32_t x = x0; x < std::min(l.width, x0 + tile_w); ++x) {
+            for (uint16_t s = 0; s < l.samples; ++s) {
+              samples[(static_cast<size_t>(y) * l.width + x) * l.samples + s] =
+                  sample(tile, (static_cast<size_t>(y - y0) * tile_w + (x - x0)) * l.samples + s);
+            }
+          }
+        }
+      }
+    }
+    return samples;
+  }
+  std::vector<unsigned char> row(static_cast<size_t>(TIFFScanlineSize(tiff)));
+  DPUNET_CHECK(row.size() >= static_cast<size_t>(l.width) * l.samples * bytes_per, path,
+               ": TIFF rows shorter than their declared size");
+  for (uint32_t y = 0; y < l.height; ++y) {
+    DPUNET_CHECK(TIFFReadScanline(tiff, row.data(), y) >= 0, path, ": damaged TIFF at row ", y, " (", tiff_message,
+                 ")");
+    for (size_t i = 0; i < static_cast<size_t>(l.width) * l.samples; ++i) {
+      samples[static_cast<size_t>(y) * l.width * l.samples + i] = sample(row, i);
+    }
+  }
+  return samples;
+}
+
+}  // namespace
+
+Image read_tiff(const std::string& path) {
+  static const bool handlers_set = [] {
+    TIFFSetErrorHandler(tiff_capture);
+    TIFFSetWarningHandler(tiff_ignore);
+    return true;
+  }();
+  (void)handlers_set;
+  tiff_message.clear();
+  Tiff tiff(TIFFOpen(path.c_str(), "r"), TIFFClose);
+  DPUNET_CHECK(tiff, path, ": not a readable TIFF (", tiff_message, ")");
+  // Reading only the first page of a z-stack, a time series or channels saved as pages
+  // would train on a fraction of the data without a word.
+  const tdir_t pages = TIFFNumberOfDirectories(tiff.get());
+  DPUNET_CHECK(pages == 1, path, ": a TIFF of ", pages,
+               " pages (a stack, a time series or channels as pages); dpunet reads one 2-D image per file: save each "
+               "page as its own file, or the channels as one RGB image");
+  const Layout l = read_layout(tiff.get(), path);
+  const int colour = colour_channels(tiff.get(), l, path);
+  const std::vector<uint16_t> samples = read_samples(tiff.get(), l, path);
+
+  Image image;
+  image.height = l.height;
+  image.width = l.width;
+  image.bits = l.bits;
+  image.channels = l.photometric == PHOTOMETRIC_PALETTE ? 3 : colour;
+  const size_t pixels = static_cast<size_t>(l.height) * l.width;
+  image.values.resize(pixels * static_cast<size_t>(image.channels));
+  if (l.photometric == PHOTOMETRIC_PALETTE) {
+    // As PNG palettes are: the colours, 8 bits each (the colour map holds 16).
+    uint16_t *red = nullptr, *green = nullptr, *blue = nullptr;
+    DPUNET_CHECK(TIFFGetField(tiff.get(), TIFFTAG_COLORMAP, &red, &green, &blue), path,
+                 ": a palette TIFF without a colour map");
+    for (size_t p = 0; p < pixels; ++p) {
+      const uint16_t index = samples[p * l.samples];
+      image.values[p * 3] = red[index] >> 8;
+      image.values[p * 3 + 1] = green[index] >> 8;
+      image.values[p * 3 + 2] = blue[index] >> 8;
+    }
+    return image;
+  }
+  const uint16_t white = l.bits == 16 ? 65535 : 255;
+  for (size_t p = 0; p < pixels; ++p) {
+    for (int c = 0; c < colour; ++c) {
+      const uint16_t v = samples[p * l.samples + static_cast<size_t>(c)];
+      image.values[p * static_cast<size_t>(colour) + static_cast<size_t>(c)] =
+          l.photometric == PHOTOMETRIC_MINISWHITE ? static_cast<uint16_t>(white - v) : v;
+    }
+  }
+  return image;
+}
+
+}  // namespace dpunet::data
