@@ -153,13 +153,25 @@ std::optional<std::string> CheckpointStore::latest_valid(const std::function<voi
   return std::nullopt;
 }
 
+namespace {
+
+// The folder that holds folder `folder`, also when the path names no parent: from inside
+// a run directory, "checkpoints" is held by ".", not by the root.
+fs::path folder_holding(const fs::path& folder) {
+  fs::path up = (folder / "..").lexically_normal();
+  if (up.filename().empty() && up.has_parent_path()) up = up.parent_path();  // "run/" -> "run"
+  return up;
+}
+
+}  // namespace
+
 std::string resolve_checkpoint_argument(const std::string& path, std::string* chosen) {
   std::error_code ec;
   fs::path given = fs::path(path).lexically_normal();
   if (given.has_parent_path() && given.filename().empty()) given = given.parent_path();  // "run/checkpoints/"
   const std::string name = given.filename().string();
   if (fs::is_regular_file(given, ec) && (name == "best" || name == "latest")) {
-    const CheckpointStore store(given.parent_path().parent_path().string());
+    const CheckpointStore store(folder_holding(given.has_parent_path() ? given.parent_path() : ".").string());
     const std::optional<std::string> target = name == "best" ? store.best() : store.latest();
     DPUNET_CHECK(target && fs::exists(*target, ec), path, ": the '", name, "' pointer names ",
                  target ? *target : std::string("nothing"), ", which does not exist");
@@ -170,7 +182,7 @@ std::string resolve_checkpoint_argument(const std::string& path, std::string* ch
   const bool run_dir = fs::is_directory(given / "checkpoints", ec);
   DPUNET_CHECK(run_dir || name == "checkpoints", path,
                " is a folder but neither a run directory (with checkpoints/) nor a checkpoints/ folder");
-  const std::string run = run_dir ? given.string() : given.parent_path().string();
+  const std::string run = run_dir ? given.string() : folder_holding(given).string();
   const CheckpointStore store(run);
   if (const std::optional<std::string> best_one = store.best(); best_one && fs::exists(*best_one, ec)) {
     if (chosen != nullptr) *chosen = "checkpoint: " + *best_one + " (the best of " + run + ")";

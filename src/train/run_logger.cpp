@@ -3,8 +3,10 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
@@ -44,9 +46,22 @@ RunLogger::RunLogger(std::string run_dir, int rank, const std::string& progress)
 
 void RunLogger::open_metrics() {
   if (rank_ != 0) return;
-  const std::string path = run_dir_ + "/metrics.jsonl";
+  const std::string path = metrics_path();
   metrics_.open(path, std::ios::app);
   DPUNET_CHECK(metrics_, "cannot write ", path);
+}
+
+std::string RunLogger::metrics_path() const {
+  return run_dir_ + "/metrics.jsonl";
+}
+
+// A stream that failed once (a full disk) drops every later row without a word: the
+// run stops instead, with the curves intact up to here and its checkpoints in place.
+void RunLogger::append_metrics_row(const std::string& row) {
+  errno = 0;
+  metrics_ << row << "\n" << std::flush;
+  DPUNET_CHECK(metrics_, metrics_path(), ": cannot append a metrics row (",
+               errno != 0 ? std::strerror(errno) : "write failed", "; is the disk full?)");
 }
 
 void RunLogger::end_bar() {
@@ -66,7 +81,7 @@ void RunLogger::train(const TrainRecord& r) {
                         {"step_ms", r.step_ms},
                         {"time_s", r.elapsed_s}};
   if (r.gpu_memory_gb >= 0) row["gpu_memory_gb"] = r.gpu_memory_gb;
-  metrics_ << row.dump() << "\n" << std::flush;
+  append_metrics_row(row.dump());
 
   char memory[32] = "";
   if (r.gpu_memory_gb >= 0) std::snprintf(memory, sizeof(memory), " mem %.1fG", r.gpu_memory_gb);
@@ -90,19 +105,18 @@ void RunLogger::train(const TrainRecord& r) {
 
 void RunLogger::validation(const ValRecord& r) {
   if (rank_ != 0) return;
-  metrics_ << nlohmann::json{{"kind", "val"},
-                             {"step", r.step},
-                             {"epoch", r.epoch},
-                             {"loss", r.loss},
-                             {"dice", r.dice},
-                             {"iou", r.iou},
-                             {"mean_dice", r.mean_dice},
-                             {"foreground_dice", r.foreground_dice},
-                             {"best", r.best},
-                             {"time_s", r.elapsed_s}}
-                  .dump()
-           << "\n"
-           << std::flush;
+  append_metrics_row(nlohmann::json{
+      {"kind", "val"},
+      {"step", r.step},
+      {"epoch", r.epoch},
+      {"loss", r.loss},
+      {"dice", r.dice},
+      {"iou", r.iou},
+      {"mean_dice", r.mean_dice},
+      {"foreground_dice", r.foreground_dice},
+      {"best", r.best},
+      {"time_s",
+       r.elapsed_s}}.dump());
   end_bar();
   std::string per_class;
   for (size_t k = 0; k < r.dice.size(); ++k) {

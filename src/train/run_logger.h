@@ -50,6 +50,8 @@ class RunLogger {
 
  private:
   void end_bar();
+  std::string metrics_path() const;
+  void append_metrics_row(const std::string& row);  // one JSON line, flushed and checked
 
   std::string run_dir_;
   int rank_;

@@ -152,8 +152,18 @@ data::SamplerState Trainer::resume_position(const checkpoint::LoadedCheckpoint& 
 
 void Trainer::prepare_run_directory(const std::optional<checkpoint::LoadedCheckpoint>& loaded) {
   if (context_.is_root()) {
-    const std::string moved = describe(set_aside_superseded_history(
-        config_.run.dir, loaded ? std::optional<int64_t>(loaded->state().step) : std::nullopt));
+    // The history up to a checkpoint of this run directory's own stays; a checkpoint from
+    // elsewhere (another run, or one set aside earlier) starts another timeline here, so
+    // the whole history there moves aside, as for a fresh start.
+    std::optional<int64_t> keep_until;
+    std::error_code ec;
+    if (loaded && std::filesystem::equivalent(loaded->path(), store_.path_for_step(loaded->state().step), ec)) {
+      keep_until = loaded->state().step;
+    } else if (loaded) {
+      logger_.info(loaded->path() + " is not one of " + store_.directory() +
+                   "'s own checkpoints: this run directory's earlier history is set aside");
+    }
+    const std::string moved = describe(set_aside_superseded_history(config_.run.dir, keep_until));
     if (!moved.empty()) logger_.warn(moved);
     if (loaded && loaded->state().best_step >= 0) store_.restore_best(loaded->state().best_step);
     write_file_atomically(config_.run.dir + "/config.yaml", config::to_yaml(config_));

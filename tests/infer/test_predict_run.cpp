@@ -11,6 +11,7 @@
 #include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <tuple>
 #include <vector>
 
 #include "checkpoint/safetensors.h"
@@ -147,6 +148,16 @@ TEST_CASE("a run directory names its best checkpoint; weights and checkpoints gi
   const auto by_pointer =
       run_command(DPUNET_BINARY " export " + run + "/checkpoints/latest " + t.f.dir() / "c.safetensors 2>&1");
   CHECK_THAT(by_pointer.output, HasSubstr("checkpoint: " + t.checkpoint + " (latest)"));
+  // Relative names from inside the run directory and its checkpoints/ name the same files.
+  for (const auto& [folder, argument, same_as] : std::vector<std::tuple<std::string, std::string, std::string>>{
+           {run, "checkpoints/latest", "c"}, {run + "/checkpoints", "best", "a"}, {run, "checkpoints", "a"}}) {
+    const auto relative = run_command("cd " + folder + " && " DPUNET_BINARY " export " + argument + " " +
+                                      t.f.dir() / "relative.safetensors 2>&1");
+    INFO(folder << " " << argument << ": " << relative.output);
+    CHECK(relative.exit_code == 0);
+    CHECK(dpunet::read_file(t.f.dir() / "relative.safetensors") ==
+          dpunet::read_file(t.f.dir() / (same_as + ".safetensors")));
+  }
   const auto not_a_run = run_command(DPUNET_BINARY " export " + t.f.dir() / "data " + t.f.dir() / "d.safetensors 2>&1");
   CHECK(not_a_run.exit_code != 0);
   CHECK_THAT(not_a_run.output, HasSubstr("neither a run directory"));

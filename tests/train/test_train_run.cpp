@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 #include "support/catch.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -82,6 +83,23 @@ TEST_CASE("resuming from an older checkpoint sets the later history aside and re
   require_identical(folders[0] + "/checkpoints/step-00000008.ckpt", checkpoint_at(f, 8));
   CHECK(train_rows_per_step(f.run_dir() + "/metrics.jsonl") == once_each(1, 8));
   CHECK(train_rows_per_step(folders[0] + "/metrics.jsonl") == once_each(5, 8));
+
+  // Back to the set-aside timeline: a checkpoint from outside the run directory's own
+  // starts another timeline here, so the whole current one is set aside, not mixed in.
+  const std::string abandoned = folders[0] + "/checkpoints/step-00000008.ckpt";
+  const auto back = f.train(1, config + " --set train.steps=10 --resume " + abandoned);
+  INFO(back.output);
+  REQUIRE(back.exit_code == 0);
+  CHECK_THAT(back.output, HasSubstr(abandoned + " is not one of " + f.run_dir() + "/checkpoints's own checkpoints") &&
+                              HasSubstr("moved 4 checkpoint(s)"));
+  auto now = superseded_folders(f);
+  std::sort(now.begin(), now.end());
+  REQUIRE(now.size() == 2);
+  CHECK(train_rows_per_step(now[1] + "/metrics.jsonl") == once_each(1, 8));
+  CHECK(train_rows_per_step(f.run_dir() + "/metrics.jsonl") == once_each(9, 10));
+  const dpunet::checkpoint::CheckpointStore store(f.run_dir());
+  CHECK(store.list() == std::vector<std::string>{checkpoint_at(f, 10)});
+  if (const auto best = store.best()) CHECK(*best == checkpoint_at(f, 10));
 }
 
 TEST_CASE("a fresh start in a used run directory sets the earlier run aside", "[train][e2e]") {

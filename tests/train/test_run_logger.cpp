@@ -1,0 +1,39 @@
+// RunLogger: metrics rows that cannot be written end the run with the file named,
+// instead of leaving a silent gap in the curves.
+#include <signal.h>
+#include <sys/resource.h>
+#include "support/catch.h"
+
+#include <csignal>
+#include <filesystem>
+
+#include "support/temp_dir.h"
+#include "train/run_logger.h"
+
+TEST_CASE("a metrics row that cannot be written (a full disk) stops the run and names the file", "[train]") {
+  dpunet::test::TempDir dir;
+  dpunet::train::RunLogger logger(dir.path(), /*rank=*/0, "lines");
+  logger.open_metrics();
+  dpunet::train::TrainRecord record;
+  record.step = 1;
+  record.total_steps = 10;
+  logger.train(record);
+  const auto written = std::filesystem::file_size(dir / "metrics.jsonl");
+  REQUIRE(written > 0);
+  // A file-size limit just past the first row makes the next writes fail as on a full disk.
+  rlimit before{};
+  REQUIRE(getrlimit(RLIMIT_FSIZE, &before) == 0);
+  rlimit tight = before;
+  tight.rlim_cur = written + 16;
+  const auto previous_handler = std::signal(SIGXFSZ, SIG_IGN);
+  REQUIRE(setrlimit(RLIMIT_FSIZE, &tight) == 0);
+  std::string error;
+  try {
+    for (int i = 0; i < 10; ++i) logger.train(record);
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  setrlimit(RLIMIT_FSIZE, &before);
+  std::signal(SIGXFSZ, previous_handler);
+  CHECK_THAT(error, HasSubstr(dir / "metrics.jsonl") && HasSubstr("cannot append a metrics row"));
+}
