@@ -230,8 +230,12 @@ void LoadedCheckpoint::restore_optimizer(torch::optim::Optimizer& optimizer) con
 }
 
 bool is_valid_checkpoint(const std::string& path, std::string* why) {
+  // A file that cannot be read (permissions, an I/O error of a network filesystem) is not
+  // a damaged one: taking it for one would let --resume auto start afresh and set the
+  // run's whole history aside. That error stops the caller instead.
+  const std::string bytes = read_file(path);
   try {
-    verify_frame(path, read_file(path));
+    verify_frame(path, bytes);
     return true;
   } catch (const Error& e) {
     if (why != nullptr) *why = e.what();

@@ -90,7 +90,8 @@ class LoadedCheckpoint {
 // safetensors file given in its place.
 bool has_checkpoint_magic(const std::string& path);
 
-// True when `path` holds a complete, undamaged checkpoint (reads the whole file).
+// True when `path` holds a complete, undamaged checkpoint (reads the whole file); throws
+// when the file cannot be read at all.
 bool is_valid_checkpoint(const std::string& path, std::string* why = nullptr);
 
 }  // namespace dpunet::checkpoint

@@ -160,6 +160,11 @@ TEST_CASE("the store keeps the last K and the best, and resumes past damage", "[
   REQUIRE(warnings.size() == 1);
   CHECK_THAT(warnings[0], HasSubstr("step-00000040.ckpt") && HasSubstr("truncated"));
   CHECK_FALSE(dpunet::checkpoint::CheckpointStore(dir / "elsewhere").latest_valid(warn));
+  // One that cannot be read at all is no damaged one to skip: resume stops with its name
+  // instead of going back past it (here a folder by that name; a file without read
+  // permission or an I/O error alike).
+  std::filesystem::create_directories(store.path_for_step(50));
+  CHECK_THROWS_WITH(store.latest_valid(warn), HasSubstr("cannot read " + store.path_for_step(50)));
 }
 
 TEST_CASE("pruning never removes the checkpoint just written, nor ones of later steps", "[checkpoint]") {
