@@ -1,6 +1,7 @@
 // `dpunet bench data`: loader throughput per rank (samples/s) on synthetic shards,
 // uncompressed and gzip, with no augmentation, flips and rotations, rotation/scaling,
-// and elastic deformation. Each variant times the train loop's view: popping batches.
+// elastic deformation, everything, and blur with lower resolution. Each variant times
+// the train loop's view: popping batches.
 #include <torch/torch.h>
 
 #include <unistd.h>
@@ -47,11 +48,10 @@ std::vector<Variant> variants() {
   data::AugmentOptions full = affine;
   full.elastic_probability = 1.0;
   full.brightness_probability = full.contrast_probability = full.gamma_probability = full.noise_probability = 0.3;
-  return {{"none", false, flips},
-          {"flip_rot90", true, flips},
-          {"affine", true, affine},
-          {"elastic", true, elastic},
-          {"all", true, full}};
+  data::AugmentOptions filters = flips;
+  filters.blur_probability = filters.low_resolution_probability = 1.0;
+  return {{"none", false, flips},     {"flip_rot90", true, flips}, {"affine", true, affine},
+          {"elastic", true, elastic}, {"all", true, full},         {"blur_low_resolution", true, filters}};
 }
 
 double samples_per_second(const std::string& spec, const BenchDataArgs& args, const Variant& variant) {

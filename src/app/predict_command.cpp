@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <numeric>
 #include <vector>
 
 #include "app/commands.h"
@@ -128,7 +129,7 @@ std::vector<std::unique_ptr<infer::InputSet>> open_inputs(const PredictArgs& arg
     options.normalizer = m.normalizer;
     sets.push_back(std::make_unique<infer::InputSet>(args.input, options));
     normalizers.push_back(&m.normalizer);
-    options.masks_dir.clear();
+    options.read_masks = false;  // the first set's are the ones scored
     options.require_masks = false;
   }
   const int64_t channels = members.front().config.model.n_channels;
@@ -213,20 +214,27 @@ void run(const PredictArgs& args) {
   const std::vector<std::unique_ptr<infer::InputSet>> input_sets = open_inputs(args, members, input_options);
   const infer::InputSet& inputs = *input_sets.front();
   const bool autocast = context.device().is_cuda() && !args.fp32;
+  std::vector<size_t> by_inputs(members.size());
+  std::iota(by_inputs.begin(), by_inputs.end(), size_t{0});
+  std::stable_sort(by_inputs.begin(), by_inputs.end(),
+                   [&](size_t a, size_t b) { return members[a].inputs < members[b].inputs; });
   // The averaged class probabilities [K, H, W] of image `index`, whose first InputSet's
   // item is `item`.
   const auto predict = [&](int64_t index, const infer::InputItem& item) {
-    std::vector<torch::Tensor> images(input_sets.size());
-    images[0] = item.image.to(context.device());
-    torch::Tensor sum;
-    for (const Member& m : members) {
-      if (!images[m.inputs].defined()) images[m.inputs] = input_sets[m.inputs]->load(index).image.to(context.device());
+    // Models grouped by how they normalise: one full-size image on the device at a time.
+    torch::Tensor image, sum;
+    for (size_t k = 0; k < by_inputs.size(); ++k) {
+      const Member& m = members[by_inputs[k]];
+      if (k == 0 || m.inputs != members[by_inputs[k - 1]].inputs) {
+        image = torch::Tensor();
+        image = (m.inputs == 0 ? item.image : input_sets[m.inputs]->load(index).image).to(context.device());
+      }
       const infer::Forward forward = [net = m.net.ptr(), autocast](const torch::Tensor& x) {
         AutocastScope scope(autocast, at::kBFloat16);
         return net->forward(x);
       };
       try {
-        const torch::Tensor p = infer::predict_probabilities(forward, images[m.inputs], m.tiles);
+        const torch::Tensor p = infer::predict_probabilities(forward, image, m.tiles);
         sum = sum.defined() ? sum.add_(p) : p;
       } catch (const std::exception& e) {
         if (members.size() == 1) throw;

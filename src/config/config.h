@@ -58,6 +58,8 @@ struct AugmentConfig {
   double contrast = 0.15, contrast_range = 0.25;
   double gamma = 0.15, gamma_min = 0.7, gamma_max = 1.5;
   double noise = 0.1, noise_std = 0.1;
+  double blur = 0.2, blur_sigma_min = 0.5, blur_sigma_max = 1.0;  // nnU-Net's defaults
+  double low_resolution = 0.25, low_resolution_min = 0.5;
   double foreground = 0.33;  // patches placed around a foreground pixel, as nnU-Net oversamples
 };
 

@@ -176,6 +176,11 @@ std::vector<Field> build() {
       real("augment.gamma_max", AT(augment.gamma_max), 0.01, 10),
       real("augment.noise", AT(augment.noise), 0, 1),
       real("augment.noise_std", AT(augment.noise_std), 0, 100),
+      real("augment.blur", AT(augment.blur), 0, 1),
+      real("augment.blur_sigma_min", AT(augment.blur_sigma_min), 0.01, 100),
+      real("augment.blur_sigma_max", AT(augment.blur_sigma_max), 0.01, 100),
+      real("augment.low_resolution", AT(augment.low_resolution), 0, 1),
+      real("augment.low_resolution_min", AT(augment.low_resolution_min), 0.01, 1),
       real("augment.foreground", AT(augment.foreground), 0, 1),
 
       integer("train.batch_size", AT(train.batch_size), 1, 1 << 20),

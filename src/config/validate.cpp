@@ -19,6 +19,9 @@ void validate(const Config& c, const std::string& source) {
   if (c.augment.gamma_min > c.augment.gamma_max) {
     fail("augment.gamma_min, augment.gamma_max", "gamma_min must not exceed gamma_max");
   }
+  if (c.augment.blur_sigma_min > c.augment.blur_sigma_max) {
+    fail("augment.blur_sigma_min, augment.blur_sigma_max", "blur_sigma_min must not exceed blur_sigma_max");
+  }
   if (!c.loss.class_weights.empty() && static_cast<int64_t>(c.loss.class_weights.size()) != c.model.n_classes) {
     fail("loss.class_weights, model.n_classes",
          detail::concat(c.loss.class_weights.size(), " weights for ", c.model.n_classes, " classes"));

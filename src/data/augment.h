@@ -51,6 +51,13 @@ struct AugmentOptions {
   double gamma_min = 0.7, gamma_max = 1.5;
   double noise_probability = 0.0;
   double noise_std = 0.1;  // the noise's standard deviation is drawn from U(0, noise_std)
+  // nnU-Net's blur and resolution transforms: a Gaussian blur of U(blur_sigma_min,
+  // blur_sigma_max) pixels, and the image seen at U(low_resolution_min, 1) times its
+  // resolution (nearest-neighbour down, cubic up); each channel draws its own amount.
+  double blur_probability = 0.0;
+  double blur_sigma_min = 0.5, blur_sigma_max = 1.0;
+  double low_resolution_probability = 0.0;
+  double low_resolution_min = 0.5;
 
   // Throws naming the first out-of-range field.
   void validate() const;

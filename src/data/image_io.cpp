@@ -124,11 +124,11 @@ bool is_image_file(const std::string& path) {
   return ext == ".png" || ext == ".tif" || ext == ".tiff";
 }
 
-Image read_image(const std::string& path) {
+Image read_image(const std::string& path, ImageRole role) {
   const std::string ext = lower_extension(path);
   try {
     if (ext == ".png") return read_png(path);
-    if (ext == ".tif" || ext == ".tiff") return read_tiff(path);
+    if (ext == ".tif" || ext == ".tiff") return read_tiff(path, role);
   } catch (const std::bad_alloc&) {
     DPUNET_FAIL(path, ": the image does not fit in memory (is its header damaged?)");
   }

@@ -14,8 +14,13 @@ struct Image {
   std::vector<uint16_t> values;                 // [H, W, C], interleaved as in the file
 };
 
+// What a file holds: an image, or a label mask whose stored values are its labels.
+enum class ImageRole { kImage, kLabels };
+
 bool is_image_file(const std::string& path);  // .png, .tif, .tiff (any case)
-Image read_image(const std::string& path);
+// TIFF label masks keep their stored values (palette indices, white-is-zero values as
+// written); images are read as displayed. PNG palettes become colours in both roles.
+Image read_image(const std::string& path, ImageRole role = ImageRole::kImage);
 // Writes an 8-bit PNG (1 or 3 channels; values must be < 256).
 void write_png(const std::string& path, const Image& image);
 

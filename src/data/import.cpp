@@ -80,14 +80,14 @@ void check_mask_kind(const MaskKind& first, const Image& mask, const std::string
 }
 
 MaskKind mask_kind(const std::vector<Pair>& pairs) {
-  const Image first = read_image(pairs.front().mask);
+  const Image first = read_image(pairs.front().mask, ImageRole::kLabels);
   return {pairs.front().mask, first.channels, first.bits};
 }
 
 std::map<uint32_t, int> discover_classes(const std::vector<Pair>& pairs, const MaskKind& kind) {
   std::set<uint32_t> keys;
   for (const Pair& pair : pairs) {
-    const Image mask = read_image(pair.mask);
+    const Image mask = read_image(pair.mask, ImageRole::kLabels);
     check_mask_kind(kind, mask, pair.mask);
     for (int64_t p = 0; p < mask.height * mask.width; ++p) keys.insert(mask_key(mask, p));
     DPUNET_CHECK(keys.size() <= 256, pair.mask, ": masks hold more than 256 distinct values; give --mask-map");
@@ -138,7 +138,7 @@ void write_set(const ImportOptions& o, const std::string& directory, const std::
                        ? "crop or resize them to one size"
                        : "convert them to one channel count and bit depth",
                    ")");
-      const Image mask = read_image(pairs[i].mask);
+      const Image mask = read_image(pairs[i].mask, ImageRole::kLabels);
       check_mask_kind(masks, mask, pairs[i].mask);
       DPUNET_CHECK(mask.height == image.height && mask.width == image.width, pairs[i].mask, ": mask is ", mask.width,
                    "x", mask.height, " but its image ", pairs[i].image, " is ", image.width, "x", image.height);

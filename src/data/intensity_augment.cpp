@@ -1,8 +1,10 @@
-// Intensity augmentation: brightness, contrast, gamma and Gaussian noise.
+// Intensity augmentation: brightness, contrast, gamma, Gaussian noise, blur and lower
+// resolution.
 #include <algorithm>
 #include <cmath>
 
 #include "data/augment.h"
+#include "data/image_filters.h"
 
 namespace dpunet::data {
 namespace {
@@ -56,6 +58,17 @@ void intensity_augment(Sample& sample, const AugmentOptions& o, Rng& rng) {
       rng.normal_pair(a, b);
       image[i] += std * a;
       if (i + 1 < count) image[i + 1] += std * b;
+    }
+  }
+  // Last, so that configs without them draw the values they always did.
+  if (rng.chance(o.blur_probability)) {
+    for (int64_t c = 0; c < sample.channels; ++c) {
+      gaussian_blur(image + c * pixels, sample.height, sample.width, rng.uniform(o.blur_sigma_min, o.blur_sigma_max));
+    }
+  }
+  if (rng.chance(o.low_resolution_probability)) {
+    for (int64_t c = 0; c < sample.channels; ++c) {
+      simulate_low_resolution(image + c * pixels, sample.height, sample.width, rng.uniform(o.low_resolution_min, 1.0));
     }
   }
 }

@@ -10,6 +10,7 @@
 
 #include "common/error.h"
 #include "data/augment.h"
+#include "data/cubic.h"
 #include "data/reflect.h"
 
 namespace dpunet::data {
@@ -149,15 +150,6 @@ Sample crop_and_reorient(const Sample& in, int64_t ph, int64_t pw, int64_t oy, i
       target_mask[y * pw + x] = source_mask[d.transpose ? row[x] + col[y] : row[y] + col[x]];
   }
   return out;
-}
-
-// Catmull-Rom weights for fraction t between the second and third of four nodes.
-inline void cubic_weights(double t, double w[4]) {
-  const double t2 = t * t, t3 = t2 * t;
-  w[0] = 0.5 * (-t3 + 2 * t2 - t);
-  w[1] = 0.5 * (3 * t3 - 5 * t2 + 2);
-  w[2] = 0.5 * (-3 * t3 + 4 * t2 + t);
-  w[3] = 0.5 * (t3 - t2);
 }
 
 // Interpolates a grid x grid array of node values over [height, width] bicubically.
@@ -334,10 +326,17 @@ Sample augment(const Sample& sample, const AugmentOptions& options, Rng& rng) {
 }
 
 void AugmentOptions::validate() const {
-  const std::pair<const char*, double> probabilities[] = {
-      {"flip", flip_probability},       {"rotate90", rotate90_probability},     {"affine", affine_probability},
-      {"elastic", elastic_probability}, {"brightness", brightness_probability}, {"contrast", contrast_probability},
-      {"gamma", gamma_probability},     {"noise", noise_probability},           {"foreground", foreground_probability}};
+  const std::pair<const char*, double> probabilities[] = {{"flip", flip_probability},
+                                                          {"rotate90", rotate90_probability},
+                                                          {"affine", affine_probability},
+                                                          {"elastic", elastic_probability},
+                                                          {"brightness", brightness_probability},
+                                                          {"contrast", contrast_probability},
+                                                          {"gamma", gamma_probability},
+                                                          {"noise", noise_probability},
+                                                          {"foreground", foreground_probability},
+                                                          {"blur", blur_probability},
+                                                          {"low_resolution", low_resolution_probability}};
   for (const auto& [name, p] : probabilities) {
     DPUNET_CHECK(p >= 0.0 && p <= 1.0, "augmentation: ", name, " probability must be in [0, 1], got ", p);
   }
@@ -355,6 +354,11 @@ void AugmentOptions::validate() const {
                "augmentation: brightness_range and contrast_range must be in [0, 1)");
   DPUNET_CHECK(gamma_min > 0 && gamma_min <= gamma_max, "augmentation: need 0 < gamma_min <= gamma_max");
   DPUNET_CHECK(noise_std >= 0, "augmentation: noise_std must not be negative");
+  DPUNET_CHECK(blur_sigma_min > 0 && blur_sigma_min <= blur_sigma_max,
+               "augmentation: need 0 < blur_sigma_min <= blur_sigma_max, got ", blur_sigma_min, " and ",
+               blur_sigma_max);
+  DPUNET_CHECK(low_resolution_min > 0 && low_resolution_min <= 1,
+               "augmentation: low_resolution_min must be in (0, 1], got ", low_resolution_min);
 }
 
 }  // namespace dpunet::data

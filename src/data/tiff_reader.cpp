@@ -1,7 +1,8 @@
 // TIFF reading with libtiff: strips or tiles, interleaved or (one sample) planar, grey
-// (black or white is zero), RGB and palette images, alpha dropped. What a 2-D
-// segmentation image cannot mean unambiguously (stacks of pages, extra channels that are
-// not alpha, CMYK or YCbCr colour) is refused with the reason, never guessed.
+// (black or white is zero), RGB and palette images, alpha dropped, reduced-resolution
+// pages (thumbnails, overviews) passed over. What a 2-D segmentation image cannot mean
+// unambiguously (stacks of full pages, extra channels that are not alpha, CMYK or YCbCr
+// colour) is refused with the reason, never guessed.
 #include "data/tiff_reader.h"
 
 #include <tiffio.h>
@@ -68,12 +69,16 @@ int colour_channels(TIFF* tiff, const Layout& l, const std::string& path) {
   }
   DPUNET_CHECK(l.samples >= colour, path, ": ", l.samples, " sample(s) per pixel for a ", colour == 3 ? "RGB" : "grey",
                " TIFF");
+  // Without the tag, one sample beyond the colour ones is taken for alpha, as most
+  // writers that leave it out mean; a tag that says otherwise (unspecified data, as for
+  // the channels of a microscope image) is believed.
   uint16_t extra_count = 0;
   const uint16_t* extra = nullptr;
   if (!TIFFGetField(tiff, TIFFTAG_EXTRASAMPLES, &extra_count, &extra)) extra_count = 0;
   for (int s = colour; s < l.samples; ++s) {
     const int k = s - colour;
-    const bool alpha = k < extra_count && (extra[k] == EXTRASAMPLE_ASSOCALPHA || extra[k] == EXTRASAMPLE_UNASSALPHA);
+    const bool alpha = k < extra_count ? extra[k] == EXTRASAMPLE_ASSOCALPHA || extra[k] == EXTRASAMPLE_UNASSALPHA
+                                       : extra_count == 0 && l.samples == colour + 1;
     DPUNET_CHECK(alpha, path, ": ", l.samples, " samples per pixel, of which ", l.samples - colour, " beyond its ",
                  colour == 3 ? "RGB" : "grey",
                  " value(s) are not marked as alpha (channels of a "
@@ -127,9 +132,29 @@ std::vector<uint16_t> read_samples(TIFF* tiff, const Layout& l, const std::strin
   return samples;
 }
 
+// Full-resolution pages: a thumbnail or a pyramid's overviews (marked reduced images)
+// are not more data. Leaves the file at its first page.
+int full_pages(TIFF* tiff) {
+  int pages = 0;
+  do {
+    uint32_t type = 0;
+    if (!TIFFGetField(tiff, TIFFTAG_SUBFILETYPE, &type) || (type & FILETYPE_REDUCEDIMAGE) == 0) ++pages;
+  } while (TIFFReadDirectory(tiff));
+  TIFFSetDirectory(tiff, 0);
+  return pages;
+}
+
+// Colour maps hold 16-bit values; some old writers stored 8-bit ones there.
+int colormap_shift(const uint16_t* red, const uint16_t* green, const uint16_t* blue, size_t entries) {
+  for (size_t i = 0; i < entries; ++i) {
+    if (red[i] > 255 || green[i] > 255 || blue[i] > 255) return 8;
+  }
+  return 0;
+}
+
 }  // namespace
 
-Image read_tiff(const std::string& path) {
+Image read_tiff(const std::string& path, ImageRole role) {
   static const bool handlers_set = [] {
     TIFFSetErrorHandler(tiff_capture);
     TIFFSetWarningHandler(tiff_ignore);
@@ -141,7 +166,7 @@ Image read_tiff(const std::string& path) {
   DPUNET_CHECK(tiff, path, ": not a readable TIFF (", tiff_message, ")");
   // Reading only the first page of a z-stack, a time series or channels saved as pages
   // would train on a fraction of the data without a word.
-  const tdir_t pages = TIFFNumberOfDirectories(tiff.get());
+  const int pages = full_pages(tiff.get());
   DPUNET_CHECK(pages == 1, path, ": a TIFF of ", pages,
                " pages (a stack, a time series or channels as pages); dpunet reads one 2-D image per file: save each "
                "page as its own file, or the channels as one RGB image");
@@ -153,19 +178,24 @@ Image read_tiff(const std::string& path) {
   image.height = l.height;
   image.width = l.width;
   image.bits = l.bits;
-  image.channels = l.photometric == PHOTOMETRIC_PALETTE ? 3 : colour;
+  // A label mask's stored values are its labels: palette indices stay indices, and
+  // white-is-zero values are not turned around.
+  const bool as_stored = role == ImageRole::kLabels;
+  const bool expand_palette = l.photometric == PHOTOMETRIC_PALETTE && !as_stored;
+  image.channels = expand_palette ? 3 : colour;
   const size_t pixels = static_cast<size_t>(l.height) * l.width;
   image.values.resize(pixels * static_cast<size_t>(image.channels));
-  if (l.photometric == PHOTOMETRIC_PALETTE) {
-    // As PNG palettes are: the colours, 8 bits each (the colour map holds 16).
+  if (expand_palette) {
+    // As PNG palettes are: the colours, 8 bits each.
     uint16_t *red = nullptr, *green = nullptr, *blue = nullptr;
     DPUNET_CHECK(TIFFGetField(tiff.get(), TIFFTAG_COLORMAP, &red, &green, &blue), path,
                  ": a palette TIFF without a colour map");
+    const int shift = colormap_shift(red, green, blue, 256);
     for (size_t p = 0; p < pixels; ++p) {
       const uint16_t index = samples[p * l.samples];
-      image.values[p * 3] = red[index] >> 8;
-      image.values[p * 3 + 1] = green[index] >> 8;
-      image.values[p * 3 + 2] = blue[index] >> 8;
+      image.values[p * 3] = red[index] >> shift;
+      image.values[p * 3 + 1] = green[index] >> shift;
+      image.values[p * 3 + 2] = blue[index] >> shift;
     }
     return image;
   }
@@ -174,7 +204,7 @@ Image read_tiff(const std::string& path) {
     for (int c = 0; c < colour; ++c) {
       const uint16_t v = samples[p * l.samples + static_cast<size_t>(c)];
       image.values[p * static_cast<size_t>(colour) + static_cast<size_t>(c)] =
-          l.photometric == PHOTOMETRIC_MINISWHITE ? static_cast<uint16_t>(white - v) : v;
+          l.photometric == PHOTOMETRIC_MINISWHITE && !as_stored ? static_cast<uint16_t>(white - v) : v;
     }
   }
   return image;

@@ -8,6 +8,6 @@
 
 namespace dpunet::data {
 
-Image read_tiff(const std::string& path);
+Image read_tiff(const std::string& path, ImageRole role);
 
 }  // namespace dpunet::data

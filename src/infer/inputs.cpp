@@ -173,10 +173,10 @@ int64_t InputSet::channels() const {
 }
 
 torch::Tensor InputSet::load_mask(const std::string& path, const data::Image& image) const {
-  if (options_.masks_dir.empty()) return {};
+  if (options_.masks_dir.empty() || !options_.read_masks) return {};
   const std::string found = data::find_mask(options_.masks_dir, path, options_.mask_suffix);
   if (found.empty()) return {};
-  const data::Image mask = data::read_image(found);
+  const data::Image mask = data::read_image(found, data::ImageRole::kLabels);
   DPUNET_CHECK(mask.height == image.height && mask.width == image.width, found, ": the mask is ", mask.width, "x",
                mask.height, ", the image ", path, " is ", image.width, "x", image.height);
   DPUNET_CHECK(mask.channels == 1 || mask.channels == 3, found, ": a mask must be grey or RGB, it has ", mask.channels,

@@ -29,7 +29,8 @@ struct InputOptions {
   // The model's normalisation; without statistics, `dataset` normalisation uses the
   // shards' own, and image files (which carry none) are standardised one by one.
   data::Normalizer normalizer;
-  std::string masks_dir;       // image inputs: their masks, found by name
+  std::string masks_dir;       // image inputs: their masks, found by name (and left out of the inputs)
+  bool read_masks = true;      // false: InputItem::mask stays undefined (masks_dir still tells masks apart)
   bool require_masks = false;  // image inputs: every one must have its mask (--eval)
   std::string mask_suffix;     // the mask of a.png is a<suffix>.png|.tif|.tiff
   // Mask value or 0xRRGGBB -> class or data::kIgnoreClass; empty: values are classes.

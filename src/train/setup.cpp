@@ -142,6 +142,11 @@ data::LoaderOptions loader_options(const config::Config& c, bool pin_memory) {
   a.gamma_max = g.gamma_max;
   a.noise_probability = g.noise;
   a.noise_std = g.noise_std;
+  a.blur_probability = g.blur;
+  a.blur_sigma_min = g.blur_sigma_min;
+  a.blur_sigma_max = g.blur_sigma_max;
+  a.low_resolution_probability = g.low_resolution;
+  a.low_resolution_min = g.low_resolution_min;
   return o;
 }
 

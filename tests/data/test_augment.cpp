@@ -1,6 +1,7 @@
 // Augmentation: exact geometry for crops, pads, flips and rotations; the warp reduces to
 // the crop when it has nothing to do; image and mask move together; results depend on
 // the seed only.
+#include <torch/torch.h>
 #include "support/catch.h"
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 #include <set>
 
 #include "data/augment.h"
+#include "data/image_filters.h"
 
 using dpunet::data::AugmentOptions;
 using dpunet::data::Rng;
@@ -409,6 +411,68 @@ TEST_CASE("intensity transforms keep what they promise", "[data]") {
     CHECK(s.image != before.image);
     CHECK(s.mask == before.mask);
   }
+  SECTION("blur and lower resolution smooth each channel, not the mask") {
+    Sample two = coordinates(8, 8, 2);
+    for (size_t p = 0; p < two.image.size(); ++p) two.image[p] = static_cast<float>(p % 2);  // stripes
+    const Sample striped = two;
+    for (const bool blur : {true, false}) {
+      Sample t = striped;
+      o.blur_probability = blur ? 1 : 0;
+      o.low_resolution_probability = blur ? 0 : 1;
+      Rng rng(7);
+      dpunet::data::intensity_augment(t, o, rng);
+      CHECK(t.mask == striped.mask);
+      CHECK(t.image != striped.image);
+      if (!blur) continue;
+      for (int64_t c = 0; c < 2; ++c) {
+        // Stripes one pixel wide lose most of their contrast under any sigma of the range.
+        const auto [low, high] = std::minmax_element(t.image.begin() + c * 64, t.image.begin() + (c + 1) * 64);
+        CHECK(*high - *low < 0.8f);
+      }
+    }
+  }
+}
+
+TEST_CASE("Gaussian blur equals a convolution with mirrored borders", "[data]") {
+  const torch::Tensor image = torch::rand({13, 17});
+  const double sigma = 0.8;
+  torch::Tensor blurred = image.clone();
+  dpunet::data::gaussian_blur(blurred.data_ptr<float>(), 13, 17, sigma);
+  const int64_t radius = 3;  // 4 sigma, rounded
+  const torch::Tensor offsets = torch::arange(-radius, radius + 1, torch::kDouble);
+  torch::Tensor kernel = torch::exp(-0.5 * offsets * offsets / (sigma * sigma));
+  kernel = (kernel / kernel.sum()).to(torch::kFloat);
+  const torch::Tensor padded = torch::reflection_pad2d(image.view({1, 1, 13, 17}), {radius, radius, radius, radius});
+  const torch::Tensor expected =
+      torch::conv2d(torch::conv2d(padded, kernel.view({1, 1, 1, -1})), kernel.view({1, 1, -1, 1})).view({13, 17});
+  CHECK(torch::allclose(blurred, expected, 1e-5, 1e-6));
+  torch::Tensor constant = torch::full({5, 4}, 2.5f);
+  dpunet::data::gaussian_blur(constant.data_ptr<float>(), 5, 4, 1.0);  // radius 4 > the image: mirrored again
+  CHECK(torch::allclose(constant, torch::full({5, 4}, 2.5f)));
+}
+
+TEST_CASE("lower resolution keeps what a coarser camera would see and loses the rest", "[data]") {
+  torch::Tensor image = torch::rand({10, 12});
+  const torch::Tensor original = image.clone();
+  dpunet::data::simulate_low_resolution(image.data_ptr<float>(), 10, 12, 1.0);
+  CHECK(torch::equal(image, original));  // full resolution: unchanged
+  torch::Tensor constant = torch::full({9, 7}, -1.5f);
+  dpunet::data::simulate_low_resolution(constant.data_ptr<float>(), 9, 7, 0.6);
+  CHECK(torch::allclose(constant, torch::full({9, 7}, -1.5f)));
+  // A one-pixel checkerboard at half resolution: every kept sample is of one colour.
+  torch::Tensor checkers =
+      (torch::arange(8).view({8, 1}) + torch::arange(8).view({1, 8})).remainder(2).to(torch::kFloat);
+  dpunet::data::simulate_low_resolution(checkers.data_ptr<float>(), 8, 8, 0.5);
+  CHECK(torch::allclose(checkers, torch::zeros({8, 8})));
+  // A 2x2-block pattern survives half resolution at the kept samples' positions.
+  torch::Tensor blocks = torch::rand({4, 4}).repeat_interleave(2, 0).repeat_interleave(2, 1).contiguous();
+  const torch::Tensor coarse = blocks
+                                   .index({torch::indexing::Slice(1, torch::indexing::None, 2),
+                                           torch::indexing::Slice(1, torch::indexing::None, 2)})
+                                   .clone();
+  dpunet::data::simulate_low_resolution(blocks.data_ptr<float>(), 8, 8, 0.5);
+  CHECK(blocks.min().item<float>() >= coarse.min().item<float>() - 0.2f);
+  CHECK(blocks.max().item<float>() <= coarse.max().item<float>() + 0.2f);
 }
 
 TEST_CASE("out-of-range augmentation options are rejected by name", "[data]") {
@@ -419,4 +483,10 @@ TEST_CASE("out-of-range augmentation options are rejected by name", "[data]") {
   o.scale_min = 2;
   o.scale_max = 1;
   CHECK_THROWS_WITH(o.validate(), HasSubstr("scale_min"));
+  o = AugmentOptions{};
+  o.blur_sigma_min = 0;
+  CHECK_THROWS_WITH(o.validate(), HasSubstr("blur_sigma_min"));
+  o = AugmentOptions{};
+  o.low_resolution_min = 1.5;
+  CHECK_THROWS_WITH(o.validate(), HasSubstr("low_resolution_min"));
 }

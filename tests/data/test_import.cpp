@@ -148,6 +148,16 @@ TEST_CASE(
   const Image colours = dpunet::data::read_image(dir / "palette.tif");
   CHECK(colours.channels == 3);
   CHECK(colours.values == std::vector<uint16_t>{0, 0, 0, 255, 0, 0, 0, 128, 0});
+  palette.colormap.assign(3 * 256, 0);  // an old writer's 8-bit colour map
+  palette.colormap[1] = 255;
+  palette.colormap[256 + 2] = 128;
+  write_tiff(dir / "palette8.tif", 1, 3, {0, 1, 2}, palette);
+  CHECK(dpunet::data::read_image(dir / "palette8.tif").values == colours.values);
+  // Label masks keep their stored values: palette indices, and white-is-zero labels.
+  const Image indices = dpunet::data::read_image(dir / "palette.tif", dpunet::data::ImageRole::kLabels);
+  CHECK(indices.channels == 1);
+  CHECK(indices.values == std::vector<uint16_t>{0, 1, 2});
+  CHECK(dpunet::data::read_image(dir / "inverted.tif", dpunet::data::ImageRole::kLabels).values == grey.values);
 
   TiffLayout with_alpha;
   with_alpha.samples = 2;
@@ -167,6 +177,14 @@ TEST_CASE(
   write_tiff(dir / "stack.tif", 5, 5, grey.values, stack);
   CHECK_THROWS_WITH(dpunet::data::read_image(dir / "stack.tif"),
                     HasSubstr(dir / "stack.tif") && HasSubstr("a TIFF of 3 pages"));
+  stack.thumbnail = true;  // a full page and two overviews: one image
+  write_tiff(dir / "overviews.tif", 5, 5, grey.values, stack);
+  CHECK(dpunet::data::read_image(dir / "overviews.tif").values == grey.values);
+  TiffLayout untagged_alpha;  // RGBA without an ExtraSamples tag: the fourth is alpha
+  untagged_alpha.samples = 4;
+  untagged_alpha.photometric = PHOTOMETRIC_RGB;
+  write_tiff(dir / "rgba.tif", 1, 1, {1, 2, 3, 99}, untagged_alpha);
+  CHECK(dpunet::data::read_image(dir / "rgba.tif").values == std::vector<uint16_t>{1, 2, 3});
   TiffLayout two_channels;
   two_channels.samples = 2;
   two_channels.extra = {EXTRASAMPLE_UNSPECIFIED};

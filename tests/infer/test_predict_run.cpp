@@ -266,6 +266,36 @@ TEST_CASE("an ensemble averages its models' class probabilities, each model seei
     CHECK_FALSE(torch::allclose(a, b, 1e-3, 1e-3));
     CHECK(torch::allclose(probabilities_of(t.f, "pair", i), (a + b) / 2, 1e-5, 1e-6));
   }
+  // Image files with their masks beside them: every model predicts the images alone.
+  const std::string beside = t.f.dir() / "beside";
+  std::filesystem::create_directories(beside);
+  for (const char* name : {"x", "y"}) {
+    dpunet::data::Image image;
+    image.height = image.width = 48;
+    image.channels = 1;
+    for (int p = 0; p < 48 * 48; ++p) image.values.push_back(static_cast<uint16_t>((p * 7 + name[0]) % 251));
+    dpunet::data::write_png(beside + "/" + name + ".png", image);
+    for (uint16_t& v : image.values) v %= 3;
+    dpunet::data::write_png(beside + "/" + name + "_mask.png", image);
+  }
+  for (const auto& [models, out] : std::vector<std::pair<std::string, std::string>>{
+           {"--weights " + weights, "beside_plain"},
+           {"--weights " + brighter, "beside_brighter"},
+           {"--weights " + weights + " " + brighter + " --eval --masks " + beside + " --mask-suffix _mask",
+            "beside_pair"}}) {
+    const auto run = run_command(DPUNET_BINARY " predict " + beside + " " + models + " --out " + t.f.dir() / out +
+                                 " --tile 32 --no-png --probabilities 2>&1");
+    INFO(run.output);
+    REQUIRE(run.exit_code == 0);
+  }
+  CHECK(nlohmann::json::parse(dpunet::read_file(t.f.dir() / "beside_pair/eval.json"))["per_image"].size() == 2);
+  for (const char* name : {"x", "y"}) {
+    const auto read = [&](const std::string& out) {
+      return read_prediction(t.f.dir() / (out + "/predictions.h5"), std::string(name) + "/probabilities",
+                             torch::kFloat);
+    };
+    CHECK(torch::allclose(read("beside_pair"), (read("beside_plain") + read("beside_brighter")) / 2, 1e-5, 1e-6));
+  }
 
   // Models that cannot be averaged, and two kinds of model file at once.
   const std::string two_classes = t.f.dir() / "two.safetensors";

@@ -57,7 +57,9 @@ void write_tiff(const std::string& path, int64_t height, int64_t width, const st
       TIFFSetField(tiff, TIFFTAG_COLORMAP, map.data(), map.data() + n, map.data() + 2 * n);
     }
     if (layout.photometric == PHOTOMETRIC_YCBCR) TIFFSetField(tiff, TIFFTAG_YCBCRSUBSAMPLING, 1, 1);
-    if (layout.pages > 1) TIFFSetField(tiff, TIFFTAG_SUBFILETYPE, FILETYPE_PAGE);
+    if (layout.pages > 1) {
+      TIFFSetField(tiff, TIFFTAG_SUBFILETYPE, layout.thumbnail && page > 0 ? FILETYPE_REDUCEDIMAGE : FILETYPE_PAGE);
+    }
     if (layout.tile > 0) {
       TIFFSetField(tiff, TIFFTAG_TILEWIDTH, static_cast<uint32_t>(layout.tile));
       TIFFSetField(tiff, TIFFTAG_TILELENGTH, static_cast<uint32_t>(layout.tile));

@@ -22,6 +22,7 @@ struct TiffLayout {
   int tile = 0;                    // tile side (a multiple of 16); 0: strips
   int planar = 1;                  // PLANARCONFIG_*: 1 interleaved, 2 separate
   int pages = 1;                   // the image repeated on this many pages
+  bool thumbnail = false;          // the later pages are marked reduced-resolution images
   std::vector<uint16_t> colormap;  // palette: 3 x 2^bits entries, red then green then blue
 };
 
