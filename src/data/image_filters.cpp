@@ -11,26 +11,29 @@
 namespace dpunet::data {
 namespace {
 
-// Resamples each of `rows` lines of `in_size` values to `out_size` values by cubic
-// interpolation, pixel centres aligned. A line's values are `*_stride` apart and lines
-// `*_row_step` apart: (1, width) walks the rows of a [H, W] map, (width, 1) its columns.
-void cubic_resample_rows(const float* in, int64_t rows, int64_t in_size, int64_t in_stride, int64_t in_row_step,
-                         float* out, int64_t out_size, int64_t out_stride, int64_t out_row_step) {
+// For each of `out_size` positions, the four source indices and cubic weights that
+// interpolate it from `in_size` values, pixel centres aligned (edges clamped).
+struct CubicTaps {
+  std::vector<int64_t> at;
+  std::vector<float> weight;
+};
+
+CubicTaps cubic_taps(int64_t in_size, int64_t out_size) {
+  CubicTaps taps;
+  taps.at.resize(static_cast<size_t>(4 * out_size));
+  taps.weight.resize(taps.at.size());
   const double scale = static_cast<double>(in_size) / static_cast<double>(out_size);
   for (int64_t o = 0; o < out_size; ++o) {
     const double u = (static_cast<double>(o) + 0.5) * scale - 0.5;
-    const auto base = static_cast<int64_t>(std::floor(u));
+    const double base = std::floor(u);
     double w[4];
-    cubic_weights(u - static_cast<double>(base), w);
-    int64_t at[4];
-    for (int k = 0; k < 4; ++k) at[k] = std::clamp<int64_t>(base - 1 + k, 0, in_size - 1) * in_stride;
-    for (int64_t r = 0; r < rows; ++r) {
-      const float* row = in + r * in_row_step;
-      double v = 0;
-      for (int k = 0; k < 4; ++k) v += w[k] * row[at[k]];
-      out[r * out_row_step + o * out_stride] = static_cast<float>(v);
+    cubic_weights(u - base, w);
+    for (int k = 0; k < 4; ++k) {
+      taps.at[4 * o + k] = std::clamp<int64_t>(static_cast<int64_t>(base) - 1 + k, 0, in_size - 1);
+      taps.weight[4 * o + k] = static_cast<float>(w[k]);
     }
   }
+  return taps;
 }
 
 }  // namespace
@@ -46,21 +49,27 @@ void gaussian_blur(float* channel, int64_t height, int64_t width, double sigma) 
     sum += v;
   }
   for (float& v : kernel) v = static_cast<float>(v / sum);
-  std::vector<float> rows(static_cast<size_t>(height * width));
+  // Along x, through one mirrored copy of each row so the inner loops run straight.
+  std::vector<float> rows(static_cast<size_t>(height * width)), line(static_cast<size_t>(width + 2 * radius));
   for (int64_t y = 0; y < height; ++y) {
-    const float* line = channel + y * width;
-    for (int64_t x = 0; x < width; ++x) {
-      float v = 0;
-      for (int64_t k = -radius; k <= radius; ++k) v += kernel[k + radius] * line[reflect_index(x + k, width)];
-      rows[y * width + x] = v;
+    const float* source = channel + y * width;
+    for (int64_t i = 0; i < width + 2 * radius; ++i) line[i] = source[reflect_index(i - radius, width)];
+    float* out = rows.data() + y * width;
+    std::fill(out, out + width, 0.0f);
+    for (int64_t k = 0; k <= 2 * radius; ++k) {
+      const float weight = kernel[k];
+      const float* shifted = line.data() + k;
+      for (int64_t x = 0; x < width; ++x) out[x] += weight * shifted[x];
     }
   }
+  // Along y: whole rows at a time.
   for (int64_t y = 0; y < height; ++y) {
-    for (int64_t x = 0; x < width; ++x) channel[y * width + x] = 0;
+    float* out = channel + y * width;
+    std::fill(out, out + width, 0.0f);
     for (int64_t k = -radius; k <= radius; ++k) {
       const float weight = kernel[k + radius];
       const float* source = rows.data() + reflect_index(y + k, height) * width;
-      for (int64_t x = 0; x < width; ++x) channel[y * width + x] += weight * source[x];
+      for (int64_t x = 0; x < width; ++x) out[x] += weight * source[x];
     }
   }
 }
@@ -77,10 +86,26 @@ void simulate_low_resolution(float* channel, int64_t height, int64_t width, doub
       low[y * low_w + x] = channel[sy * width + sx];
     }
   }
-  // Up along x ([low_h, low_w] -> [low_h, width]), then along y into the channel.
+  // Up along x ([low_h, low_w] -> [low_h, width]), then along y, whole rows at a time.
+  const CubicTaps across = cubic_taps(low_w, width), down = cubic_taps(low_h, height);
   std::vector<float> wide(static_cast<size_t>(low_h * width));
-  cubic_resample_rows(low.data(), low_h, low_w, 1, low_w, wide.data(), width, 1, width);
-  cubic_resample_rows(wide.data(), width, low_h, width, 1, channel, height, width, 1);
+  for (int64_t y = 0; y < low_h; ++y) {
+    const float* source = low.data() + y * low_w;
+    for (int64_t x = 0; x < width; ++x) {
+      float v = 0;
+      for (int k = 0; k < 4; ++k) v += across.weight[4 * x + k] * source[across.at[4 * x + k]];
+      wide[y * width + x] = v;
+    }
+  }
+  for (int64_t y = 0; y < height; ++y) {
+    float* out = channel + y * width;
+    std::fill(out, out + width, 0.0f);
+    for (int k = 0; k < 4; ++k) {
+      const float weight = down.weight[4 * y + k];
+      const float* source = wide.data() + down.at[4 * y + k] * width;
+      for (int64_t x = 0; x < width; ++x) out[x] += weight * source[x];
+    }
+  }
 }
 
 }  // namespace dpunet::data
