@@ -2,6 +2,7 @@
 #include "data/import.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
 #include <numeric>
@@ -28,7 +29,9 @@ std::string mask_suffix_hint(const std::string& masks_dir, const std::string& st
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(masks_dir, ec)) {
     const std::string name = entry.path().stem().string();
-    if (name.size() > stem.size() && name.compare(0, stem.size(), stem) == 0 && is_image_file(entry.path().string())) {
+    // "img1_mask" for "img1", not "img10" (a digit continues the name, it starts no suffix).
+    if (name.size() > stem.size() && name.compare(0, stem.size(), stem) == 0 &&
+        !std::isdigit(static_cast<unsigned char>(name[stem.size()])) && is_image_file(entry.path().string())) {
       return " (there is " + entry.path().filename().string() + ": --mask-suffix " + name.substr(stem.size()) + "?)";
     }
   }
@@ -198,7 +201,7 @@ uint32_t mask_key(const Image& mask, int64_t pixel) {
 
 std::string find_mask(const std::string& masks_dir, const std::string& image_path, const std::string& suffix) {
   const std::string stem = fs::path(image_path).stem().string() + suffix;
-  for (const char* ext : {".png", ".tif", ".tiff", ".PNG", ".TIF", ".TIFF"}) {
+  for (const char* ext : {".png", ".tif", ".tiff", ".PNG", ".TIF", ".TIFF", ".Png", ".Tif", ".Tiff"}) {
     const fs::path candidate = fs::path(masks_dir) / (stem + ext);
     std::error_code ec;
     if (fs::is_regular_file(candidate, ec)) return candidate.string();

@@ -378,6 +378,17 @@ TEST_CASE("import errors name the file at fault", "[data]") {
     CHECK_THROWS_WITH(dpunet::data::import_image_folders(f.options),
                       HasSubstr("no mask named b.png") && HasSubstr("there is b_mask.png: --mask-suffix _mask?"));
   }
+  SECTION("a longer name that only starts like the image's is no mask of it") {
+    dpunet::data::write_png(f.dir / "images/b.png", make_image(8, 1, 1));
+    dpunet::data::write_png(f.dir / "masks/b0.png", make_mask(8));
+    CHECK_THROWS_WITH(dpunet::data::import_image_folders(f.options),
+                      HasSubstr("no mask named b.png") && !HasSubstr("--mask-suffix"));
+  }
+  SECTION("a mask whose extension is capitalised") {
+    dpunet::data::write_png(f.dir / "images/b.png", make_image(8, 1, 1));
+    dpunet::data::write_png(f.dir / "masks/b.Png", make_mask(8));
+    CHECK(dpunet::data::import_image_folders(f.options).train_samples == 2);
+  }
   SECTION("images of different sizes") {
     dpunet::data::write_png(f.dir / "images/b.png", make_image(10, 1, 1));
     dpunet::data::write_png(f.dir / "masks/b.png", make_mask(10));
