@@ -59,13 +59,16 @@ install_torch() {
   if [ -x "$venv/bin/python" ] &&
      [ "$("$venv/bin/python" -c 'import torch; print(torch.__version__.split("+")[0])' 2>/dev/null)" = "$torch_version" ]; then
     log "LibTorch: torch $torch_version present in $venv"
+    "$venv/bin/python" -c 'import safetensors, tensorboard' 2>/dev/null ||
+      "$venv/bin/python" -m pip install -q safetensors tensorboard
     return
   fi
   log "LibTorch: installing torch==$torch_version into $venv"
   [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
   "$venv/bin/python" -m pip install -q --upgrade pip
-  # numpy only silences torch's import warning; safetensors serves the interop tests.
-  "$venv/bin/python" -m pip install -q "torch==$torch_version" numpy safetensors
+  # numpy only silences torch's import warning; safetensors and tensorboard serve the
+  # interop tests (weights in PyTorch, event files in TensorBoard's own reader).
+  "$venv/bin/python" -m pip install -q "torch==$torch_version" numpy safetensors tensorboard
 }
 
 install_system_packages

@@ -115,6 +115,7 @@ struct CheckpointConfig {
 struct LoggingConfig {
   int64_t every_steps = 10;
   std::string progress = "auto";  // auto | bar | lines
+  bool tensorboard = true;        // RUN/tensorboard event files
 };
 
 struct DistributedConfig {

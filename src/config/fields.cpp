@@ -222,6 +222,7 @@ std::vector<Field> build() {
 
       integer("logging.every_steps", AT(logging.every_steps), 1),
       text("logging.progress", AT(logging.progress), {"auto", "bar", "lines"}),
+      boolean("logging.tensorboard", AT(logging.tensorboard)),
 
       text("distributed.backend", AT(distributed.backend), {"auto", "mpi", "nccl"}),
       real("distributed.first_bucket_mb", AT(distributed.first_bucket_mb), 0.001, 4096),

@@ -9,6 +9,7 @@
 #include "checkpoint/store.h"
 #include "common/atomic_file.h"
 #include "common/error.h"
+#include "train/tensorboard_events.h"
 
 namespace dpunet::train {
 namespace fs = std::filesystem;
@@ -64,6 +65,46 @@ int64_t set_aside_metric_rows(const std::string& run_dir, std::optional<int64_t>
   return moved_rows;
 }
 
+// Splits each TensorBoard event file alike: events after the resume point (all of them
+// on a fresh start), and the torn end of a killed write, go to `folder`'s copy of the
+// file. Returns how many events moved.
+int64_t set_aside_events(const std::string& run_dir, std::optional<int64_t> resume_step, const std::string& folder) {
+  const std::string events_dir = run_dir + "/" + kTensorBoardFolder;
+  std::error_code ec;
+  if (!fs::is_directory(events_dir, ec)) return 0;
+  int64_t moved_events = 0;
+  for (const auto& entry : fs::directory_iterator(events_dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind("events.out.tfevents.", 0) != 0 || !entry.is_regular_file()) continue;
+    const std::string bytes = read_file(entry.path().string());
+    bool complete = true;
+    const std::vector<EventRecord> records = read_event_records(bytes, &complete);
+    std::string kept, moved;
+    size_t read_bytes = 0;
+    int64_t moving = 0;
+    for (const EventRecord& r : records) {
+      read_bytes += r.bytes.size();
+      const bool keep = r.step < 0 ? true : resume_step && r.step <= *resume_step;
+      if (keep) kept += r.bytes;
+      if (!keep || r.step < 0) moved += r.bytes;  // each copy keeps the file's version event
+      moving += keep ? 0 : 1;
+    }
+    if (moving == 0 && complete) continue;
+    moved += bytes.substr(read_bytes);  // a torn last record, kept as it was
+    fs::create_directories(folder + "/" + kTensorBoardFolder, ec);
+    DPUNET_CHECK(!ec, "cannot create ", folder, "/", kTensorBoardFolder, ": ", ec.message());
+    write_file_atomically(folder + "/" + kTensorBoardFolder + "/" + name, moved);
+    if (resume_step && !kept.empty()) {
+      write_file_atomically(entry.path().string(), kept);
+    } else {
+      fs::remove(entry.path(), ec);
+      DPUNET_CHECK(!ec, "cannot remove ", entry.path().string(), ": ", ec.message());
+    }
+    moved_events += moving;
+  }
+  return moved_events;
+}
+
 }  // namespace
 
 SupersededHistory set_aside_superseded_history(const std::string& run_dir, std::optional<int64_t> resume_step) {
@@ -73,6 +114,7 @@ SupersededHistory set_aside_superseded_history(const std::string& run_dir, std::
   const std::string folder = new_folder_name(run_dir);
   history.checkpoints = store.set_aside(resume_step, folder + "/checkpoints");
   history.metric_rows = set_aside_metric_rows(run_dir, resume_step, folder);
+  history.events = set_aside_events(run_dir, resume_step, folder);
   std::error_code ec;
   if (fs::exists(folder, ec)) history.folder = folder;
   return history;
@@ -85,7 +127,9 @@ std::string describe(const SupersededHistory& history) {
     for (const std::string& name : history.checkpoints)
       checkpoints += checkpoint::CheckpointStore::step_of(name) ? 1 : 0;
     text = "moved " + std::to_string(checkpoints) + " checkpoint(s) and " + std::to_string(history.metric_rows) +
-           " metrics row(s) of steps this run redoes to " + history.folder;
+           " metrics row(s)" +
+           (history.events > 0 ? " (and " + std::to_string(history.events) + " TensorBoard event(s))" : "") +
+           " of steps this run redoes to " + history.folder;
   }
   if (history.partial_writes > 0) {
     text += std::string(text.empty() ? "" : "; ") + "removed " + std::to_string(history.partial_writes) +

@@ -1,8 +1,8 @@
 // A run directory's history, made to agree with where a run starts. A fresh start in a
 // used directory, or a resume from a checkpoint older than the newest, leaves behind
-// checkpoints and metrics rows of steps this run will redo: left in place, `--resume
-// auto` would pick the other timeline's newest checkpoint and the curves would mix two
-// runs. They are moved, never deleted, to RUN/superseded-<time>/; temporary files of
+// checkpoints, metrics rows and TensorBoard events of steps this run will redo: left in
+// place, `--resume auto` would pick the other timeline's newest checkpoint and the
+// curves would mix two runs. They are moved, never deleted, to RUN/superseded-<time>/; temporary files of
 // checkpoint writes that never finished are removed. Rank 0 only.
 #pragma once
 
@@ -13,10 +13,14 @@
 
 namespace dpunet::train {
 
+// RUN/tensorboard: the run's TensorBoard event files.
+inline constexpr const char* kTensorBoardFolder = "tensorboard";
+
 struct SupersededHistory {
   std::string folder;                    // empty when nothing was moved
   std::vector<std::string> checkpoints;  // file names moved from RUN/checkpoints
   int64_t metric_rows = 0;               // metrics.jsonl rows moved
+  int64_t events = 0;                    // TensorBoard events moved
   int64_t partial_writes = 0;            // unfinished temporaries removed
 };
 

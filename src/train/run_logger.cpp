@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -11,6 +12,8 @@
 
 #include "common/error.h"
 #include "common/process_label.h"
+#include "train/run_history.h"
+#include "train/tensorboard_events.h"
 
 namespace dpunet::train {
 namespace {
@@ -39,8 +42,8 @@ bool stdout_is_terminal() {
 
 }  // namespace
 
-RunLogger::RunLogger(std::string run_dir, int rank, const std::string& progress)
-    : run_dir_(std::move(run_dir)), rank_(rank) {
+RunLogger::RunLogger(std::string run_dir, int rank, const std::string& progress, bool tensorboard)
+    : run_dir_(std::move(run_dir)), rank_(rank), tensorboard_(tensorboard) {
   bar_ = progress == "bar" || (progress == "auto" && stdout_is_terminal());
 }
 
@@ -49,7 +52,10 @@ void RunLogger::open_metrics() {
   const std::string path = metrics_path();
   metrics_.open(path, std::ios::app);
   DPUNET_CHECK(metrics_, "cannot write ", path);
+  if (tensorboard_) events_ = std::make_unique<TensorBoardWriter>(run_dir_ + "/" + kTensorBoardFolder);
 }
+
+RunLogger::~RunLogger() = default;
 
 std::string RunLogger::metrics_path() const {
   return run_dir_ + "/metrics.jsonl";
@@ -82,6 +88,15 @@ void RunLogger::train(const TrainRecord& r) {
                         {"time_s", r.elapsed_s}};
   if (r.gpu_memory_gb >= 0) row["gpu_memory_gb"] = r.gpu_memory_gb;
   append_metrics_row(row.dump());
+  if (events_) {
+    Scalars values = {{"train/loss", r.loss},
+                      {"train/lr", r.lr},
+                      {"train/samples_per_s", r.samples_per_s},
+                      {"train/data_wait", r.data_wait_share},
+                      {"train/step_ms", r.step_ms}};
+    if (r.gpu_memory_gb >= 0) values.emplace_back("train/gpu_memory_gb", r.gpu_memory_gb);
+    events_->scalars(r.step, values);
+  }
 
   char memory[32] = "";
   if (r.gpu_memory_gb >= 0) std::snprintf(memory, sizeof(memory), " mem %.1fG", r.gpu_memory_gb);
@@ -105,18 +120,21 @@ void RunLogger::train(const TrainRecord& r) {
 
 void RunLogger::validation(const ValRecord& r) {
   if (rank_ != 0) return;
-  append_metrics_row(nlohmann::json{
-      {"kind", "val"},
-      {"step", r.step},
-      {"epoch", r.epoch},
-      {"loss", r.loss},
-      {"dice", r.dice},
-      {"iou", r.iou},
-      {"mean_dice", r.mean_dice},
-      {"foreground_dice", r.foreground_dice},
-      {"best", r.best},
-      {"time_s",
-       r.elapsed_s}}.dump());
+  const nlohmann::json row = {
+      {"kind", "val"},  {"step", r.step},       {"epoch", r.epoch},         {"loss", r.loss},
+      {"dice", r.dice}, {"iou", r.iou},         {"mean_dice", r.mean_dice}, {"foreground_dice", r.foreground_dice},
+      {"best", r.best}, {"time_s", r.elapsed_s}};
+  append_metrics_row(row.dump());
+  if (events_) {
+    Scalars values = {{"val/loss", r.loss}, {"val/mean_dice", r.mean_dice}, {"val/foreground_dice", r.foreground_dice}};
+    for (size_t k = 0; k < r.dice.size(); ++k) {
+      // A class neither in the masks nor predicted has no score (NaN): no point for it.
+      if (std::isfinite(r.dice[k])) values.emplace_back("val/dice_class_" + std::to_string(k), r.dice[k]);
+      if (k < r.iou.size() && std::isfinite(r.iou[k]))
+        values.emplace_back("val/iou_class_" + std::to_string(k), r.iou[k]);
+    }
+    events_->scalars(r.step, values);
+  }
   end_bar();
   std::string per_class;
   for (size_t k = 0; k < r.dice.size(); ++k) {

@@ -1,14 +1,18 @@
 // What a run tells its user. Rank 0 prints a line every N steps (or a progress bar with
 // ETA on a terminal) and appends one JSON object per log step and per validation to
-// RUN/metrics.jsonl. Other ranks print only warnings and errors, tagged with their rank.
+// RUN/metrics.jsonl, and the same figures to TensorBoard event files in RUN/tensorboard. Other ranks print only
+// warnings and errors, tagged with their rank.
 #pragma once
 
 #include <cstdint>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace dpunet::train {
+
+class TensorBoardWriter;
 
 struct TrainRecord {
   int64_t step = 0;  // optimizer steps completed
@@ -37,10 +41,12 @@ struct ValRecord {
 class RunLogger {
  public:
   // `progress`: auto (bar on a terminal), bar or lines.
-  RunLogger(std::string run_dir, int rank, const std::string& progress);
+  // `tensorboard`: also write RUN/tensorboard event files.
+  RunLogger(std::string run_dir, int rank, const std::string& progress, bool tensorboard = false);
+  ~RunLogger();
 
-  // Opens RUN/metrics.jsonl for appending (rank 0), once the run directory's history
-  // agrees with where the run starts (run_history.h).
+  // Opens RUN/metrics.jsonl for appending, and a new TensorBoard event file (rank 0),
+  // once the run directory's history agrees with where the run starts (run_history.h).
   void open_metrics();
 
   void train(const TrainRecord& record);
@@ -58,6 +64,8 @@ class RunLogger {
   bool bar_;
   bool bar_open_ = false;
   std::ofstream metrics_;
+  bool tensorboard_;
+  std::unique_ptr<TensorBoardWriter> events_;
 };
 
 }  // namespace dpunet::train

@@ -64,7 +64,7 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
                                     dist::CommunicatorOptions{std::chrono::milliseconds(
                                         static_cast<int64_t>(config.distributed.timeout_s * 1000))})),
       stop_vote_(context, std::chrono::milliseconds(static_cast<int64_t>(config.distributed.timeout_s * 1000))),
-      logger_(config.run.dir, context.rank(), config.logging.progress),
+      logger_(config.run.dir, context.rank(), config.logging.progress, config.logging.tensorboard),
       store_(config.run.dir),
       scaler_(config.precision.dtype == "fp16" && context.device().is_cuda()),
       autocast_(config.precision.dtype != "fp32" && context.device().is_cuda()) {

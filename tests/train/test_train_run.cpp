@@ -12,6 +12,7 @@
 #include "checkpoint/store.h"
 #include "common/atomic_file.h"
 #include "support/train_fixture.h"
+#include "train/tensorboard_events.h"
 
 using dpunet::test::TrainFixture;
 
@@ -38,6 +39,17 @@ std::vector<std::string> superseded_folders(const TrainFixture& f) {
     if (entry.path().filename().string().rfind("superseded-", 0) == 0) folders.push_back(entry.path().string());
   }
   return folders;
+}
+
+// How many TensorBoard events each step has, over the event files in `folder`.
+std::map<int64_t, int> events_per_step(const std::string& folder) {
+  std::map<int64_t, int> events;
+  for (const auto& entry : std::filesystem::directory_iterator(folder)) {
+    for (const auto& record : dpunet::train::read_event_records(dpunet::read_file(entry.path().string()))) {
+      if (record.step >= 0) ++events[record.step];
+    }
+  }
+  return events;
 }
 
 // How many metrics rows of kind "train" each step has.
@@ -83,6 +95,14 @@ TEST_CASE("resuming from an older checkpoint sets the later history aside and re
   require_identical(folders[0] + "/checkpoints/step-00000008.ckpt", checkpoint_at(f, 8));
   CHECK(train_rows_per_step(f.run_dir() + "/metrics.jsonl") == once_each(1, 8));
   CHECK(train_rows_per_step(folders[0] + "/metrics.jsonl") == once_each(5, 8));
+  // TensorBoard's events alike: one per logged step, two where validation ran (4 and 8).
+  std::map<int64_t, int> logged = once_each(1, 8);
+  logged[4] = logged[8] = 2;
+  CHECK(events_per_step(f.run_dir() + "/tensorboard") == logged);
+  std::map<int64_t, int> redone = once_each(5, 8);
+  redone[8] = 2;
+  CHECK(events_per_step(folders[0] + "/tensorboard") == redone);
+  CHECK_THAT(resumed.output, HasSubstr("(and 5 TensorBoard event(s))"));
 
   // Back to the set-aside timeline: a checkpoint from outside the run directory's own
   // starts another timeline here, so the whole current one is set aside, not mixed in.
