@@ -60,7 +60,8 @@ void intensity_augment(Sample& sample, const AugmentOptions& o, Rng& rng) {
       if (i + 1 < count) image[i + 1] += std * b;
     }
   }
-  // Last, so that configs without them draw the values they always did.
+  // Last, so that with their probabilities at 0 every other draw is what it was before
+  // they existed (the config's defaults are not 0: nnU-Net's 0.2 and 0.25).
   if (rng.chance(o.blur_probability)) {
     for (int64_t c = 0; c < sample.channels; ++c) {
       gaussian_blur(image + c * pixels, sample.height, sample.width, rng.uniform(o.blur_sigma_min, o.blur_sigma_max));

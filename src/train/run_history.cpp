@@ -66,17 +66,28 @@ int64_t set_aside_metric_rows(const std::string& run_dir, std::optional<int64_t>
 }
 
 // Splits each TensorBoard event file alike: events after the resume point (all of them
-// on a fresh start), and the torn end of a killed write, go to `folder`'s copy of the
-// file. Returns how many events moved.
+// on a fresh start) go to `folder`'s copy of the file, with a torn last record (a killed
+// write) if there is one; a torn record alone is cut off. Temporaries of an earlier split
+// that was killed are removed: TensorBoard would read them as more events. Returns how
+// many events moved.
 int64_t set_aside_events(const std::string& run_dir, std::optional<int64_t> resume_step, const std::string& folder) {
   const std::string events_dir = run_dir + "/" + kTensorBoardFolder;
   std::error_code ec;
   if (!fs::is_directory(events_dir, ec)) return 0;
-  int64_t moved_events = 0;
+  std::vector<fs::path> files;
   for (const auto& entry : fs::directory_iterator(events_dir, ec)) {
     const std::string name = entry.path().filename().string();
     if (name.rfind("events.out.tfevents.", 0) != 0 || !entry.is_regular_file()) continue;
-    const std::string bytes = read_file(entry.path().string());
+    if (name.find(".tmp.") == std::string::npos) {
+      files.push_back(entry.path());
+    } else {
+      fs::remove(entry.path(), ec);  // the original it was to replace is still there
+    }
+  }
+  int64_t moved_events = 0;
+  for (const fs::path& path : files) {
+    const std::string name = path.filename().string();
+    const std::string bytes = read_file(path.string());
     bool complete = true;
     const std::vector<EventRecord> records = read_event_records(bytes, &complete);
     std::string kept, moved;
@@ -89,16 +100,19 @@ int64_t set_aside_events(const std::string& run_dir, std::optional<int64_t> resu
       if (!keep || r.step < 0) moved += r.bytes;  // each copy keeps the file's version event
       moving += keep ? 0 : 1;
     }
-    if (moving == 0 && complete) continue;
+    if (moving == 0) {
+      if (!complete) write_file_atomically(path.string(), kept);
+      continue;
+    }
     moved += bytes.substr(read_bytes);  // a torn last record, kept as it was
     fs::create_directories(folder + "/" + kTensorBoardFolder, ec);
     DPUNET_CHECK(!ec, "cannot create ", folder, "/", kTensorBoardFolder, ": ", ec.message());
     write_file_atomically(folder + "/" + kTensorBoardFolder + "/" + name, moved);
-    if (resume_step && !kept.empty()) {
-      write_file_atomically(entry.path().string(), kept);
+    if (resume_step) {
+      write_file_atomically(path.string(), kept);
     } else {
-      fs::remove(entry.path(), ec);
-      DPUNET_CHECK(!ec, "cannot remove ", entry.path().string(), ": ", ec.message());
+      fs::remove(path, ec);
+      DPUNET_CHECK(!ec, "cannot remove ", path.string(), ": ", ec.message());
     }
     moved_events += moving;
   }

@@ -424,6 +424,8 @@ TEST_CASE("intensity transforms keep what they promise", "[data]") {
       CHECK(t.mask == striped.mask);
       CHECK(t.image != striped.image);
       if (!blur) continue;
+      // The two channels held the same stripes; each drew its own sigma.
+      CHECK_FALSE(std::equal(t.image.begin(), t.image.begin() + 64, t.image.begin() + 64));
       for (int64_t c = 0; c < 2; ++c) {
         // Stripes one pixel wide lose most of their contrast under any sigma of the range.
         const auto [low, high] = std::minmax_element(t.image.begin() + c * 64, t.image.begin() + (c + 1) * 64);
@@ -464,7 +466,8 @@ TEST_CASE("lower resolution keeps what a coarser camera would see and loses the 
       (torch::arange(8).view({8, 1}) + torch::arange(8).view({1, 8})).remainder(2).to(torch::kFloat);
   dpunet::data::simulate_low_resolution(checkers.data_ptr<float>(), 8, 8, 0.5);
   CHECK(torch::allclose(checkers, torch::zeros({8, 8})));
-  // A 2x2-block pattern survives half resolution at the kept samples' positions.
+  // A 2x2-block pattern at half resolution: the kept samples are the blocks' values, and
+  // cubic interpolation between them overshoots them only a little.
   torch::Tensor blocks = torch::rand({4, 4}).repeat_interleave(2, 0).repeat_interleave(2, 1).contiguous();
   const torch::Tensor coarse = blocks
                                    .index({torch::indexing::Slice(1, torch::indexing::None, 2),

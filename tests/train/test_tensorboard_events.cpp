@@ -14,6 +14,22 @@ TEST_CASE("CRC-32C is the Castagnoli checksum TFRecord framing uses", "[train]")
   CHECK(dpunet::train::crc32c("", 0) == 0u);
 }
 
+TEST_CASE("a scalar event is the Event protocol buffer TensorBoard reads, byte for byte", "[train]") {
+  // Event {wall_time: 2.0, step: 7, summary {value {tag: "a", simple_value: 0.5}}}, by hand.
+  const std::string expected(
+      "\x09\x00\x00\x00\x00\x00\x00\x00\x40"  // 1: double wall_time
+      "\x10\x07"                              // 2: varint step
+      "\x2a\x0a"                              // 5: Summary, 10 bytes
+      "\x0a\x08"                              //   1: Value, 8 bytes
+      "\x0a\x01\x61"                          //     1: tag "a"
+      "\x15\x00\x00\x00\x3f",                 //     2: float 0.5
+      23);
+  const std::string record = dpunet::train::scalars_record(7, 2.0, {{"a", 0.5f}});
+  REQUIRE(record.size() == 12 + expected.size() + 4);
+  CHECK(record.substr(12, expected.size()) == expected);
+  CHECK(record.substr(0, 8) == std::string("\x17\x00\x00\x00\x00\x00\x00\x00", 8));  // the length, 23
+}
+
 TEST_CASE("event records frame, read back with their steps, and a torn end is told apart", "[train]") {
   const std::string version = dpunet::train::file_version_record(1.5);
   const std::string first = dpunet::train::scalars_record(7, 2.0, {{"train/loss", 0.25f}, {"train/lr", 1e-3f}});

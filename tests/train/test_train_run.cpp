@@ -134,6 +134,12 @@ TEST_CASE("a fresh start in a used run directory sets the earlier run aside", "[
   REQUIRE(fresh.exit_code == 0);
   CHECK_THAT(fresh.output, HasSubstr("moved 2 checkpoint(s) and 5 metrics row(s)"));
   CHECK(train_rows_per_step(f.run_dir() + "/metrics.jsonl") == once_each(1, 2));
+  CHECK(events_per_step(f.run_dir() + "/tensorboard") == once_each(1, 2));
+  const auto set_aside = superseded_folders(f);
+  REQUIRE(set_aside.size() == 1);
+  std::map<int64_t, int> earlier = once_each(1, 4);
+  earlier[4] = 2;  // validation at step 4
+  CHECK(events_per_step(set_aside[0] + "/tensorboard") == earlier);
   // resume auto continues this run, not the earlier one that went further.
   const auto resumed = f.train(1, config + " --resume auto --stop-at-step 3");
   INFO(resumed.output);
