@@ -88,6 +88,13 @@ std::vector<Member> load_members(const PredictArgs& args, const dist::Context& c
     m.config = source.resolve();
     m.file = source.checkpoint.empty() ? source.weights : source.checkpoint_file();
     if (context.is_root() && !source.chosen().empty()) std::printf("predict: %s\n", source.chosen().c_str());
+    // A run directory and its own best checkpoint name one file: averaging a model with
+    // itself would pass for an ensemble.
+    for (const Member& earlier : members) {
+      std::error_code ec;
+      DPUNET_CHECK(!std::filesystem::equivalent(earlier.file, m.file, ec), "predict: ", source.argument(), " names ",
+                   m.file, ", which is already in the ensemble: give each model once");
+    }
     if (!members.empty()) {
       const config::ModelConfig &first = members.front().config.model, &model = m.config.model;
       DPUNET_CHECK(model.n_channels == first.n_channels && model.n_classes == first.n_classes,

@@ -304,6 +304,10 @@ TEST_CASE("an ensemble averages its models' class probabilities, each model seei
   CHECK(mismatched.exit_code != 0);
   CHECK_THAT(mismatched.output, HasSubstr(two_classes + ": 1 input channel(s) and 2 classes; " + weights +
                                           ": 1 and 3: the models of an ensemble must agree"));
+  const auto twice =
+      predict_into(t.f, "--checkpoint " + t.checkpoint + " " + t.f.run_dir() + "/checkpoints/latest", "bad");
+  CHECK(twice.exit_code != 0);
+  CHECK_THAT(twice.output, HasSubstr("names " + t.checkpoint + ", which is already in the ensemble"));
   const auto mixed = predict_into(t.f, "--weights " + weights + " --checkpoint " + t.checkpoint, "bad");
   CHECK(mixed.exit_code != 0);
   CHECK_THAT(mixed.output, HasSubstr("not both"));
