@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <numeric>
 #include <set>
+#include <unordered_map>
 
 #include "common/error.h"
 #include "common/text.h"
@@ -143,6 +144,7 @@ void write_set(const ImportOptions& o, const std::string& directory, const std::
                    ")");
       const Image mask = read_image(pairs[i].mask, ImageRole::kLabels);
       check_mask_kind(masks, mask, pairs[i].mask);
+      check_mask_keys(mask, pairs[i].mask);
       DPUNET_CHECK(mask.height == image.height && mask.width == image.width, pairs[i].mask, ": mask is ", mask.width,
                    "x", mask.height, " but its image ", pairs[i].image, " is ", image.width, "x", image.height);
       const int64_t pixels = image.height * image.width;
@@ -199,12 +201,33 @@ uint32_t mask_key(const Image& mask, int64_t pixel) {
   return (uint32_t(v[0] >> shift) << 16) | (uint32_t(v[1] >> shift) << 8) | uint32_t(v[2] >> shift);
 }
 
+void check_mask_keys(const Image& mask, const std::string& path) {
+  if (mask.channels == 1 || mask.bits != 16) return;
+  std::unordered_map<uint32_t, uint64_t> colour_of_key;
+  for (int64_t p = 0; p < mask.height * mask.width; ++p) {
+    const uint16_t* v = mask.values.data() + p * mask.channels;
+    const uint64_t colour = (uint64_t(v[0]) << 32) | (uint64_t(v[1]) << 16) | v[2];
+    const auto [it, fresh] = colour_of_key.emplace(mask_key(mask, p), colour);
+    DPUNET_CHECK(fresh || it->second == colour, path,
+                 ": 16-bit colours that differ only in their low bytes (at pixel (", p / mask.width, ", ",
+                 p % mask.width, ")) would become one class: colour masks are told apart by ",
+                 "#rrggbb; save the mask as 8-bit colour or as grey class ids");
+  }
+}
+
 std::string find_mask(const std::string& masks_dir, const std::string& image_path, const std::string& suffix) {
   const std::string stem = fs::path(image_path).stem().string() + suffix;
   for (const char* ext : {".png", ".tif", ".tiff", ".PNG", ".TIF", ".TIFF", ".Png", ".Tif", ".Tiff"}) {
     const fs::path candidate = fs::path(masks_dir) / (stem + ext);
     std::error_code ec;
     if (fs::is_regular_file(candidate, ec)) return candidate.string();
+  }
+  // Other mixes of case (a.pNg): a look through the folder, only when the common forms miss.
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(masks_dir, ec)) {
+    if (entry.path().stem() == stem && is_image_file(entry.path().string()) && entry.is_regular_file(ec)) {
+      return entry.path().string();
+    }
   }
   return "";
 }

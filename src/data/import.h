@@ -49,7 +49,7 @@ int mapped_classes(const std::map<uint32_t, int>& class_of_value);
 bool maps_ignore(const std::map<uint32_t, int>& class_of_value);
 
 // The mask of an image in `masks_dir`: "<stem><suffix>" with a .png/.tif/.tiff extension
-// in either case; empty when there is none.
+// in any case; empty when there is none.
 std::string find_mask(const std::string& masks_dir, const std::string& image_path, const std::string& suffix);
 // When `masks_dir` holds STEM<something>.png for an image STEM, the masks are probably
 // named with a suffix: " (there is STEM_mask.png: --mask-suffix _mask?)", else "".
@@ -59,6 +59,9 @@ struct Image;
 // A mask pixel's key for class_of_value: grey masks their value, colour masks 0xRRGGBB
 // (16-bit colours keep the high byte).
 uint32_t mask_key(const Image& mask, int64_t pixel);
+// Throws naming `path` when two colours of a 16-bit colour mask share a key (they differ
+// only in the low bytes, which keys drop): they would silently become one class.
+void check_mask_keys(const Image& mask, const std::string& path);
 // A key as --mask-map writes it: "255" for grey, "#ff0000" for colour masks.
 std::string mask_key_text(uint32_t key, bool colour);
 

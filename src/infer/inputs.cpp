@@ -177,6 +177,7 @@ torch::Tensor InputSet::load_mask(const std::string& path, const data::Image& im
   const std::string found = data::find_mask(options_.masks_dir, path, options_.mask_suffix);
   if (found.empty()) return {};
   const data::Image mask = data::read_image(found, data::ImageRole::kLabels);
+  data::check_mask_keys(mask, found);
   DPUNET_CHECK(mask.height == image.height && mask.width == image.width, found, ": the mask is ", mask.width, "x",
                mask.height, ", the image ", path, " is ", image.width, "x", image.height);
   DPUNET_CHECK(mask.channels == 1 || mask.channels == 3, found, ": a mask must be grey or RGB, it has ", mask.channels,

@@ -384,10 +384,21 @@ TEST_CASE("import errors name the file at fault", "[data]") {
     CHECK_THROWS_WITH(dpunet::data::import_image_folders(f.options),
                       HasSubstr("no mask named b.png") && !HasSubstr("--mask-suffix"));
   }
-  SECTION("a mask whose extension is capitalised") {
+  SECTION("a mask whose extension is in another case") {
     dpunet::data::write_png(f.dir / "images/b.png", make_image(8, 1, 1));
-    dpunet::data::write_png(f.dir / "masks/b.Png", make_mask(8));
+    dpunet::data::write_png(f.dir / "masks/b.pNg", make_mask(8));
     CHECK(dpunet::data::import_image_folders(f.options).train_samples == 2);
+  }
+  SECTION("16-bit colours that differ only in their low bytes") {
+    std::filesystem::remove(f.dir / "masks/a.png");
+    Image colours = make_image(8, 3, 0, 16);
+    std::fill(colours.values.begin(), colours.values.end(), 0);
+    colours.values[0] = 0x0100;  // pixel (0, 0): red 0x0100, pixel (0, 1): red 0x0101, one key #010000
+    colours.values[3] = 0x0101;
+    write_tiff16(f.dir / "masks/a.tif", colours);
+    f.options.class_of_value = dpunet::data::parse_mask_mapping("#000000=0,#010000=1");
+    CHECK_THROWS_WITH(dpunet::data::import_image_folders(f.options),
+                      HasSubstr("masks/a.tif: 16-bit colours that differ only in their low bytes"));
   }
   SECTION("images of different sizes") {
     dpunet::data::write_png(f.dir / "images/b.png", make_image(10, 1, 1));
