@@ -12,6 +12,7 @@
 #include <filesystem>
 
 #include "common/error.h"
+#include "common/process_label.h"
 
 namespace dpunet::train {
 namespace {
@@ -99,12 +100,6 @@ int64_t event_step(const std::string& event) {
     }
   }
   return -1;
-}
-
-std::string host_name() {
-  char name[256] = "";
-  if (gethostname(name, sizeof(name) - 1) != 0) return "host";
-  return name;
 }
 
 double now_seconds() {
