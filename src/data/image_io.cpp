@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <csetjmp>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <new>
 
@@ -122,6 +123,16 @@ bool png_write_all(png_structp png, png_infop info, FILE* file, const Image* ima
 bool is_image_file(const std::string& path) {
   const std::string ext = lower_extension(path);
   return ext == ".png" || ext == ".tif" || ext == ".tiff";
+}
+
+std::string image_stem(const std::string& path) {
+  std::string stem = std::filesystem::path(path).stem().string();
+  const std::string ext = lower_extension(path);
+  if (ext != ".tif" && ext != ".tiff") return stem;
+  // OME-TIFF's name ends in .ome.tif: x.ome.tif is image x, and its mask x_mask.ome.tif.
+  std::string inner = lower_extension(stem);
+  if (inner == ".ome" && stem.size() > inner.size()) stem.resize(stem.size() - inner.size());
+  return stem;
 }
 
 Image read_image(const std::string& path, ImageRole role) {

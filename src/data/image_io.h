@@ -18,6 +18,9 @@ struct Image {
 enum class ImageRole { kImage, kLabels };
 
 bool is_image_file(const std::string& path);  // .png, .tif, .tiff (any case)
+// The name an image file is known by: its file name less the extension, and less ".ome"
+// for an OME-TIFF (a.ome.tif is a). Masks are found, and outputs named, by it.
+std::string image_stem(const std::string& path);
 // TIFF label masks keep their stored values (palette indices, white-is-zero values as
 // written); images are read as displayed. PNG palettes become colours in both roles.
 Image read_image(const std::string& path, ImageRole role = ImageRole::kImage);

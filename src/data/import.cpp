@@ -29,7 +29,7 @@ struct Pair {
 std::string mask_suffix_hint(const std::string& masks_dir, const std::string& stem) {
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(masks_dir, ec)) {
-    const std::string name = entry.path().stem().string();
+    const std::string name = image_stem(entry.path().string());
     // "img1_mask" for "img1", not "img10" (a digit continues the name, it starts no suffix).
     if (name.size() > stem.size() && name.compare(0, stem.size(), stem) == 0 &&
         !std::isdigit(static_cast<unsigned char>(name[stem.size()])) && is_image_file(entry.path().string())) {
@@ -53,10 +53,11 @@ std::vector<Pair> find_pairs(const ImportOptions& o) {
   std::vector<Pair> pairs;
   for (const auto& entry : fs::directory_iterator(o.images_dir)) {
     if (!entry.is_regular_file() || !is_image_file(entry.path().string())) continue;
-    if (one_folder && ends_with(entry.path().stem().string(), o.mask_suffix)) continue;
+    const std::string stem = image_stem(entry.path().string());
+    if (one_folder && ends_with(stem, o.mask_suffix)) continue;
     const std::string mask = find_mask(o.masks_dir, entry.path().string(), o.mask_suffix);
-    DPUNET_CHECK(!mask.empty(), entry.path().string(), ": no mask named ", entry.path().stem().string() + o.mask_suffix,
-                 ".png/.tif/.tiff in ", o.masks_dir, mask_suffix_hint(o.masks_dir, entry.path().stem().string()));
+    DPUNET_CHECK(!mask.empty(), entry.path().string(), ": no mask named ", stem + o.mask_suffix, ".png/.tif/.tiff in ",
+                 o.masks_dir, mask_suffix_hint(o.masks_dir, stem));
     pairs.push_back({entry.path().string(), mask});
   }
   DPUNET_CHECK(!pairs.empty(), o.images_dir, ": no .png/.tif/.tiff images found");
@@ -216,8 +217,9 @@ void check_mask_keys(const Image& mask, const std::string& path) {
 }
 
 std::string find_mask(const std::string& masks_dir, const std::string& image_path, const std::string& suffix) {
-  const std::string stem = fs::path(image_path).stem().string() + suffix;
-  for (const char* ext : {".png", ".tif", ".tiff", ".PNG", ".TIF", ".TIFF", ".Png", ".Tif", ".Tiff"}) {
+  const std::string stem = image_stem(image_path) + suffix;
+  for (const char* ext :
+       {".png", ".tif", ".tiff", ".PNG", ".TIF", ".TIFF", ".Png", ".Tif", ".Tiff", ".ome.tif", ".ome.tiff"}) {
     const fs::path candidate = fs::path(masks_dir) / (stem + ext);
     std::error_code ec;
     if (fs::is_regular_file(candidate, ec)) return candidate.string();
@@ -225,7 +227,8 @@ std::string find_mask(const std::string& masks_dir, const std::string& image_pat
   // Other mixes of case (a.pNg): a look through the folder, only when the common forms miss.
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(masks_dir, ec)) {
-    if (entry.path().stem() == stem && is_image_file(entry.path().string()) && entry.is_regular_file(ec)) {
+    if (is_image_file(entry.path().string()) && image_stem(entry.path().string()) == stem &&
+        entry.is_regular_file(ec)) {
       return entry.path().string();
     }
   }

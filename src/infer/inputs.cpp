@@ -88,7 +88,7 @@ InputSet::InputSet(const std::string& input, InputOptions options) : input_(inpu
     // Output files are named by stem: a.png and a.tif would overwrite each other's.
     std::map<std::string, std::string> by_stem;
     for (const std::string& path : images_) {
-      const auto [it, fresh] = by_stem.emplace(fs::path(path).stem().string(), path);
+      const auto [it, fresh] = by_stem.emplace(data::image_stem(path), path);
       DPUNET_CHECK(fresh, input, ": ", it->second, " and ", path, " have the same name; their outputs would collide");
     }
     DPUNET_CHECK(ignore_label() < 0 || options_.n_classes == 0 || ignore_label() >= options_.n_classes,
@@ -131,7 +131,7 @@ void InputSet::drop_masks_among_images() {
     }
     DPUNET_CHECK(!options_.mask_suffix.empty(), "--masks ", options_.masks_dir, " is the images' own folder, so ", path,
                  " would be its own mask: give --mask-suffix (a.png's mask a_mask.png)");
-    if (!ends_with(fs::path(path).stem().string(), options_.mask_suffix)) images.push_back(path);
+    if (!ends_with(data::image_stem(path), options_.mask_suffix)) images.push_back(path);
   }
   DPUNET_CHECK(!images.empty(), input_, ": every image is named as a mask (<name>", options_.mask_suffix, ")");
   images_ = std::move(images);
@@ -144,7 +144,7 @@ void InputSet::check_masks() const {
   std::error_code ec;
   DPUNET_CHECK(fs::is_directory(options_.masks_dir, ec), options_.masks_dir, ": no such folder (--masks)");
   for (const std::string& path : images_) {
-    const std::string stem = fs::path(path).stem().string();
+    const std::string stem = data::image_stem(path);
     DPUNET_CHECK(!data::find_mask(options_.masks_dir, path, options_.mask_suffix).empty(), path, ": no mask named ",
                  stem + options_.mask_suffix, ".png/.tif/.tiff in ", options_.masks_dir,
                  data::mask_suffix_hint(options_.masks_dir, stem), "; --eval scores every image");
@@ -212,7 +212,7 @@ std::string InputSet::name(int64_t index) const {
     std::snprintf(text, sizeof(text), "sample-%06lld", static_cast<long long>(index));
     return text;
   }
-  return fs::path(images_.at(static_cast<size_t>(index))).stem().string();
+  return data::image_stem(images_.at(static_cast<size_t>(index)));
 }
 
 InputItem InputSet::load(int64_t index) const {

@@ -460,6 +460,31 @@ TEST_CASE("import finds masks beside their images by their suffix", "[data]") {
   CHECK(result.class_of_value.size() == 2);
 }
 
+TEST_CASE("an OME-TIFF is named without its .ome, so its mask is a_mask.ome.tif", "[data]") {
+  CHECK(dpunet::data::image_stem("dir/a.ome.tif") == "a");
+  CHECK(dpunet::data::image_stem("dir/a.OME.TIFF") == "a");
+  CHECK(dpunet::data::image_stem("dir/a.ome.png") == "a.ome");
+  CHECK(dpunet::data::image_stem("dir/.ome.tif") == ".ome");
+  CHECK(dpunet::data::image_stem("dir/a.b.tif") == "a.b");
+
+  Folders f;
+  f.options.masks_dir = f.options.images_dir;
+  f.options.mask_suffix = "_mask";
+  for (int i = 0; i < 2; ++i) {
+    const std::string name = f.dir / ("images/cell" + std::to_string(i));
+    write_tiff16(name + ".ome.tif", make_image(16, 1, i, 16));
+    write_tiff16(name + "_mask.ome.tif", make_mask(16));
+  }
+  const auto result = dpunet::data::import_image_folders(f.options);
+  CHECK(result.train_samples == 2);
+  CHECK(result.class_of_value.size() == 2);
+
+  std::filesystem::remove(f.dir / "images/cell1_mask.ome.tif");
+  f.options.overwrite = true;
+  CHECK_THROWS_WITH(dpunet::data::import_image_folders(f.options),
+                    HasSubstr("cell1.ome.tif: no mask named cell1_mask.png/.tif/.tiff"));
+}
+
 TEST_CASE("an import that fails halfway leaves the output folder as it was", "[data]") {
   Folders f;
   for (const char* name : {"a", "b"}) {
