@@ -61,8 +61,23 @@ config::Config ModelSource::resolve() const {
   } else {
     const auto metadata = checkpoint::read_safetensors_metadata(weights);
     const auto saved = metadata.find(kConfigMetadataKey);
-    if (saved != metadata.end()) c = config::parse_saved_config(saved->second, weights + " (saved config)");
+    if (saved != metadata.end()) {
+      c = config::parse_saved_config(saved->second, weights + " (saved config)");
+    } else {
+      // Weights from PyTorch: the reference scales 8-bit images to [0, 1] and knows no
+      // dataset statistics, so neither does their default here (--normalization changes it).
+      c.data.normalization = "none";
+    }
   }
+  // The config's own ranges: one class would be a sigmoid model, whose single channel
+  // softmax turns into background everywhere; argmax masks are stored as bytes.
+  DPUNET_CHECK(!n_channels || (*n_channels >= 1 && *n_channels <= 4096), "--n-channels must be in [1, 4096], got ",
+               n_channels.value_or(0));
+  DPUNET_CHECK(!n_classes || (*n_classes >= 2 && *n_classes <= 256), "--n-classes must be in [2, 256], got ",
+               n_classes.value_or(0),
+               n_classes.value_or(0) == 1 ? " (classes include the background: a model with one sigmoid output "
+                                            "is not supported)"
+                                          : "");
   if (n_channels) c.model.n_channels = *n_channels;
   if (n_classes) c.model.n_classes = *n_classes;
   if (bilinear) c.model.bilinear = true;

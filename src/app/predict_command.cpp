@@ -30,6 +30,7 @@
 #include "infer/outputs.h"
 #include "infer/sliding_window.h"
 #include "model/unet_options.h"
+#include "train/rank_agreement.h"
 #include "train/setup.h"
 
 namespace dpunet::app {
@@ -105,7 +106,12 @@ std::vector<Member> load_members(const PredictArgs& args, const dist::Context& c
     m.net = source.load(m.config);
     m.net->to(context.device());
     m.net->eval();
-    m.tiles = tile_options(args, m.config);
+    try {
+      m.tiles = tile_options(args, m.config);
+    } catch (const std::exception& e) {
+      if (args.models.sources().size() == 1) throw;
+      throw Error("model " + m.file + ": " + exception_message(e));
+    }
     m.normalizer = train::normalizer(m.config);
     if (!args.normalization.empty()) m.normalizer.mode = data::parse_normalization(args.normalization);
     if (m.normalizer.mode == data::Normalization::kDataset && m.normalizer.channel_mean.empty() && context.is_root()) {
@@ -181,44 +187,67 @@ void check_out_folder(const PredictArgs& args) {
   }
 }
 
-// What an earlier predict left in `out`: its files would mix with this run's (stale
-// masks of other images, an eval.json of another set, one predictions.h5 beside
-// per-rank ones), so they are refused, or removed with --overwrite.
-std::vector<std::string> earlier_predictions(const std::string& out) {
-  std::vector<std::string> found;
-  std::error_code ec;
-  if (!std::filesystem::is_directory(out, ec)) return found;
-  for (const auto& entry : std::filesystem::directory_iterator(out, ec)) {
-    const std::string name = entry.path().filename().string();
-    if (name == "predictions.h5" || name == "eval.json" ||
-        (name.rfind("predictions-rank", 0) == 0 && ends_with(name, ".h5")) || ends_with(name, "_mask.png") ||
-        ends_with(name, "_overlay.png")) {
-      found.push_back(entry.path().string());
-    }
+// What an earlier predict left in `out` would mix with this run's files (stale masks of
+// other images, an eval.json of another set, one predictions.h5 beside per-rank ones):
+// refused, or removed with --overwrite. Files named like predictions that no manifest
+// lists (a ground-truth a_mask.png) are never removed: this run could overwrite them.
+void check_earlier_outputs(const PredictArgs& args, const infer::EarlierOutputs& earlier) {
+  const auto listing = [](const std::vector<std::string>& files) {
+    return files.front() + (files.size() > 1 ? " and " + std::to_string(files.size() - 1) + " more" : "");
+  };
+  DPUNET_CHECK(earlier.unlisted.empty(), "predict: --out ", args.out, " holds ", listing(earlier.unlisted),
+               ", named like this command's outputs but not written by it (no predict-files*.txt there lists "
+               "them; a ground-truth mask?). This run could overwrite them, so it does not start, even with "
+               "--overwrite: choose another --out, or move those files");
+  DPUNET_CHECK(earlier.written.empty() || args.overwrite, "predict: --out ", args.out, " already holds ",
+               earlier.written.size(), " file(s) of an earlier prediction (", listing(earlier.written),
+               "); they would mix with this run's. Choose another --out, or pass --overwrite to remove them first");
+}
+
+// What the inputs are, to compare between ranks: each lists the folder or glob for
+// itself, and each takes every W-th image of its own list.
+std::string describe_inputs(const infer::InputSet& inputs) {
+  if (inputs.dataset() != nullptr) return train::describe_dataset(*inputs.dataset());
+  std::vector<std::string> names;
+  for (int64_t i = 0; i < inputs.size(); ++i) names.push_back(inputs.name(i));
+  return train::describe_names(names, "images");
+}
+
+infer::InputOptions input_options(const PredictArgs& args, const config::ModelConfig& model) {
+  infer::InputOptions o;
+  o.mask_suffix = args.mask_suffix;
+  if (!args.eval) {
+    // Only to leave out the masks that lie among the images.
+    if (!args.mask_suffix.empty()) o.masks_dir = input_folder(args.input).string();
+    o.read_masks = false;
+    return o;
   }
-  std::sort(found.begin(), found.end());
-  return found;
+  // Masks are read, and checked against the model's classes, only to be evaluated.
+  o.masks_dir = args.masks;
+  o.require_masks = true;
+  if (!args.mask_map.empty()) o.class_of_value = data::parse_mask_mapping(args.mask_map);
+  o.n_classes = model.n_classes;
+  return o;
 }
 
 void run(const PredictArgs& args) {
-  check_out_folder(args);
-  const std::vector<std::string> earlier = earlier_predictions(args.out);
-  DPUNET_CHECK(earlier.empty() || args.overwrite, "predict: --out ", args.out, " already holds ", earlier.size(),
-               " file(s) of an earlier prediction (", earlier.front(), earlier.size() > 1 ? ", ..." : "",
-               "); they would mix with this run's. Choose another --out, or pass --overwrite to remove them first");
   dist::Context context(preference(args.device));
-  std::vector<Member> members = load_members(args, context);
+  // Made before anything is read, so that a failed check on some ranks ends them all
+  // together. The backend follows this process's device, not the training config's: a
+  // model trained on CPU ranks may predict on GPUs.
+  const std::shared_ptr<dist::Communicator> comm = dist::make_communicator(context, "auto");
+  infer::EarlierOutputs earlier;
+  std::vector<Member> members;
+  std::vector<std::unique_ptr<infer::InputSet>> input_sets;
+  train::fail_together(*comm, [&] {
+    check_out_folder(args);
+    earlier = infer::find_earlier_outputs(args.out);
+    check_earlier_outputs(args, earlier);
+    members = load_members(args, context);
+    input_sets = open_inputs(args, members, input_options(args, members.front().config.model));
+  });
+  train::check_same_on_every_rank(*comm, describe_inputs(*input_sets.front()), "the inputs " + args.input);
   const config::ModelConfig& model = members.front().config.model;
-  infer::InputOptions input_options;
-  // Masks are read, and checked against the model's classes, only to be evaluated.
-  if (args.eval) {
-    input_options.masks_dir = args.masks;
-    input_options.require_masks = true;
-    input_options.mask_suffix = args.mask_suffix;
-    if (!args.mask_map.empty()) input_options.class_of_value = data::parse_mask_mapping(args.mask_map);
-    input_options.n_classes = model.n_classes;
-  }
-  const std::vector<std::unique_ptr<infer::InputSet>> input_sets = open_inputs(args, members, input_options);
   const infer::InputSet& inputs = *input_sets.front();
   const bool autocast = context.device().is_cuda() && !args.fp32;
   std::vector<size_t> by_inputs(members.size());
@@ -254,8 +283,8 @@ void run(const PredictArgs& args) {
   // the earlier prediction in place. Every rank takes the barrier (one that sees the files
   // is enough: --out may be a node's own scratch), removes what it sees, and waits for
   // the others before any rank writes, so that no late removal hits a new file.
-  if (context.any_rank(!earlier.empty())) {
-    for (const std::string& file : earlier_predictions(args.out)) {
+  if (context.any_rank(!earlier.written.empty())) {
+    for (const std::string& file : infer::find_earlier_outputs(args.out).written) {
       std::error_code ec;
       std::filesystem::remove(file, ec);
       DPUNET_CHECK(!ec || !std::filesystem::exists(file), file, ": cannot remove it: ", ec.message());
@@ -265,11 +294,6 @@ void run(const PredictArgs& args) {
   infer::PredictionWriter writer({args.out, args.probabilities, !args.no_png}, context.rank(), context.world_size(),
                                  model.n_classes);
   infer::EvaluationTable table(args.eval ? inputs.size() : 0, model.n_classes, inputs.ignore_label());
-  // Made before the images are predicted, so that a failure costs none of them. The
-  // backend follows this process's device, not the training config's: a model trained on
-  // CPU ranks may predict on GPUs.
-  std::shared_ptr<dist::Communicator> comm;
-  if (args.eval) comm = dist::make_communicator(context, "auto");
   int64_t done = 0;
   for (int64_t i = context.rank(); i < inputs.size(); i += context.world_size()) {
     const infer::InputItem item = inputs.load(i);
@@ -292,11 +316,16 @@ void run(const PredictArgs& args) {
     MPI_CHECK(MPI_Barrier(context.world()));
     table.all_reduce(*comm, context.device());
     // Every rank knows the total, so every rank stops together: no score from no masks.
-    DPUNET_CHECK(table.evaluated() > 0, "--eval: no image of ", args.input, " has a mask",
-                 args.masks.empty() ? std::string(" (give --masks DIR for image files)")
-                                    : " in " + args.masks + " (named <image stem>" + args.mask_suffix +
-                                          ".png/.tif/.tiff; see --mask-suffix)");
-    if (context.is_root()) report(table, inputs, members, args.out + "/eval.json");
+    if (table.evaluated() == 0) {
+      DPUNET_FAIL_ON_EVERY_RANK(false, "--eval: no image of ", args.input, " has a mask",
+                                args.masks.empty() ? std::string(" (give --masks DIR for image files)")
+                                                   : " in " + args.masks + " (named <image stem>" + args.mask_suffix +
+                                                         ".png/.tif/.tiff; see --mask-suffix)");
+    }
+    if (context.is_root()) {
+      writer.manifest().add("eval.json");
+      report(table, inputs, members, args.out + "/eval.json");
+    }
   }
 }
 
@@ -314,7 +343,8 @@ void add_predict_command(CLI::App& app) {
       "Report Dice and IoU per class against the masks (the shards' own; image files' from --masks, one for each)");
   cmd->add_option("--masks", args->masks, "Folder of masks for image inputs (same file names), for --eval")
       ->needs(eval);
-  cmd->add_option("--mask-suffix", args->mask_suffix, "Mask of a.png is a<SUFFIX>.png (e.g. _mask)")->needs(eval);
+  cmd->add_option("--mask-suffix", args->mask_suffix,
+                  "Mask of a.png is a<SUFFIX>.png (e.g. _mask); without --eval, images so named are left out");
   cmd->add_option("--mask-map", args->mask_map,
                   "Mask values or #rrggbb colours to classes, e.g. 0=0,255=1; VALUE=ignore leaves unlabelled "
                   "pixels unscored (default: values are classes)")

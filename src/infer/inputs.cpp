@@ -25,13 +25,13 @@ torch::Tensor display_copy(const torch::Tensor& values) {
 }
 
 // [C, H, W] stored values to network inputs, as load_sample does for shards.
-torch::Tensor normalise(torch::Tensor image, const data::Normalizer& normalizer, int bits) {
+torch::Tensor normalise(torch::Tensor image, const data::Normalizer& normalizer, int bits, const std::string& path) {
   image = image.to(torch::kFloat);
   if (normalizer.mode == data::Normalization::kNone) return image / (bits == 16 ? 65535.0 : 255.0);
   if (normalizer.mode == data::Normalization::kDataset && !normalizer.channel_mean.empty()) {
-    DPUNET_CHECK(static_cast<int64_t>(normalizer.channel_mean.size()) == image.size(0),
-                 "the model's statistics are for ", normalizer.channel_mean.size(), " channels, the image has ",
-                 image.size(0));
+    DPUNET_CHECK(static_cast<int64_t>(normalizer.channel_mean.size()) == image.size(0), path,
+                 ": the model's normalisation statistics (data.channel_mean/std) are for ",
+                 normalizer.channel_mean.size(), " channels, the image has ", image.size(0));
     const auto channels = static_cast<int64_t>(normalizer.channel_mean.size());
     torch::Tensor scale = torch::empty({channels, 1, 1}), shift = torch::empty({channels, 1, 1});
     for (int64_t c = 0; c < channels; ++c) {
@@ -251,7 +251,7 @@ InputItem InputSet::load(int64_t index) const {
     normalizer.channel_mean.clear();
     normalizer.channel_std.clear();
   }
-  item.image = normalise(values, normalizer, image.bits);
+  item.image = normalise(values, normalizer, image.bits, path);
   item.name = name(index);
   item.source = path;
   item.mask = load_mask(path, image);

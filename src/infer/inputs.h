@@ -50,6 +50,8 @@ class InputSet {
   // InputItem::name of item `index`, without loading it.
   std::string name(int64_t index) const;
   int64_t channels() const;
+  // The shards read; null for image files.
+  const data::Dataset* dataset() const { return dataset_.get(); }
   // The mask value of unlabelled pixels in InputItem::mask (-1: none): the shards', or
   // data::kDefaultIgnoreLabel where --mask-map maps a value to ignore.
   int ignore_label() const;

@@ -41,13 +41,17 @@ double class_colour(int k, int c) {
   return rgb[static_cast<int>(hue) % 6][c];
 }
 
+const std::string& make_directory(const std::string& directory) {
+  std::error_code ec;
+  std::filesystem::create_directories(directory, ec);
+  DPUNET_CHECK(!ec, directory, ": cannot create the output directory: ", ec.message());
+  return directory;
+}
+
 }  // namespace
 
 PredictionWriter::PredictionWriter(const OutputOptions& options, int rank, int world_size, int64_t n_classes)
-    : options_(options), n_classes_(n_classes) {
-  std::error_code ec;
-  std::filesystem::create_directories(options.directory, ec);
-  DPUNET_CHECK(!ec, options.directory, ": cannot create the output directory: ", ec.message());
+    : options_(options), n_classes_(n_classes), manifest_(make_directory(options.directory), rank, world_size) {
   char name[64];
   if (world_size == 1) {
     std::snprintf(name, sizeof(name), "predictions.h5");
@@ -56,6 +60,8 @@ PredictionWriter::PredictionWriter(const OutputOptions& options, int rank, int w
   }
   path_ = options.directory + "/" + name;
   temporary_ = path_ + ".partial";
+  manifest_.add(name);
+  manifest_.add(std::string(name) + ".partial");
   data::silence_hdf5_errors();
   auto guard = data::hdf5_guard();
   file_ = data::H5Handle(H5Fcreate(temporary_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
@@ -89,6 +95,8 @@ void PredictionWriter::write(const std::string& name, const torch::Tensor& proba
   mask_png.width = mask.size(1);
   mask_png.channels = 1;
   mask_png.values.assign(mask.data_ptr<uint8_t>(), mask.data_ptr<uint8_t>() + mask.numel());
+  manifest_.add(name + "_mask.png");
+  manifest_.add(name + "_overlay.png");
   data::write_png(options_.directory + "/" + name + "_mask.png", mask_png);
 
   // Overlay: the first channel in grey, classes blended in colour at 45%.

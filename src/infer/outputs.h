@@ -9,6 +9,7 @@
 #include <string>
 
 #include "data/h5_handle.h"
+#include "infer/output_manifest.h"
 
 namespace dpunet::infer {
 
@@ -20,7 +21,8 @@ struct OutputOptions {
 
 class PredictionWriter {
  public:
-  // Writes DIR/predictions.h5 (world size 1) or DIR/predictions-rank<R>.h5.
+  // Writes DIR/predictions.h5 (world size 1) or DIR/predictions-rank<R>.h5, and lists
+  // every file it creates in this rank's OutputManifest.
   PredictionWriter(const OutputOptions& options, int rank, int world_size, int64_t n_classes);
   ~PredictionWriter();
   PredictionWriter(const PredictionWriter&) = delete;
@@ -31,10 +33,13 @@ class PredictionWriter {
   // Closes the HDF5 file and moves it into place.
   void finish();
   const std::string& path() const { return path_; }
+  // For the other files of this prediction (eval.json).
+  OutputManifest& manifest() { return manifest_; }
 
  private:
   OutputOptions options_;
   int64_t n_classes_;
+  OutputManifest manifest_;
   std::string path_, temporary_;
   data::H5Handle file_;
 };

@@ -44,6 +44,12 @@ std::string describe_dataset(const data::Dataset& dataset) {
          data::describe_layout(dataset.header()) + "), shard list " + hex(fnv1a(listing), 16);
 }
 
+std::string describe_names(const std::vector<std::string>& names, const std::string& kind) {
+  std::string listing;
+  for (const std::string& name : names) listing += name + ";";
+  return std::to_string(names.size()) + " " + kind + ", list " + hex(fnv1a(listing), 16);
+}
+
 void check_same_on_every_rank(dist::Communicator& comm, const std::string& description, const std::string& what) {
   if (comm.world_size() == 1) return;
   const std::string root = comm.broadcast_string(description, /*root=*/0);

@@ -9,6 +9,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "checkpoint/checkpoint.h"
 #include "data/dataset.h"
@@ -19,6 +20,9 @@ namespace dpunet::train {
 // "N samples in S shards (<layout>), shard list <hash>": the names (not folders), sample
 // counts and statistics of the shards, so equal copies in different places agree.
 std::string describe_dataset(const data::Dataset& dataset);
+
+// "N <kind>, list <hash>": names in order (file names, not folders).
+std::string describe_names(const std::vector<std::string>& names, const std::string& kind);
 
 // `what` names the input in the error ("data.train /path/spec", "the checkpoint to resume from").
 void check_same_on_every_rank(dist::Communicator& comm, const std::string& description, const std::string& what);

@@ -106,19 +106,40 @@ TEST_CASE("predict and export refuse to write over their own inputs", "[infer][e
   CHECK(into_inputs.exit_code != 0);
   CHECK_THAT(into_inputs.output, HasSubstr("--out " + data + " is the folder of the inputs"));
   CHECK_FALSE(std::filesystem::exists(data + "/predictions.h5"));
-  // An earlier prediction's files in --out would mix with this one's.
+  // A file named like a prediction that no predict listed (a ground-truth mask kept in
+  // --out) is never removed, --overwrite or not.
   const std::string out = t.f.dir() / "out";
   std::filesystem::create_directories(out);
   dpunet::write_file_atomically(out + "/old_mask.png", "x");
   const std::string again =
-      DPUNET_BINARY " predict '" + data + "/val-*.h5' --checkpoint " + t.checkpoint + " --no-png --out " + out;
+      DPUNET_BINARY " predict '" + data + "/val-*.h5' --checkpoint " + t.checkpoint + " --tile 32 --out " + out;
+  for (const std::string& flags : {"", " --overwrite"}) {
+    const auto foreign = run_command(again + flags + " 2>&1");
+    CHECK(foreign.exit_code != 0);
+    CHECK_THAT(foreign.output, HasSubstr("old_mask.png, named like this command's outputs but not written by it"));
+    CHECK(dpunet::read_file(out + "/old_mask.png") == "x");
+  }
+  std::filesystem::remove(out + "/old_mask.png");
+  // An earlier prediction's own files would mix with this one's: refused, or replaced.
+  const auto first = run_command(again + " 2>&1");
+  INFO(first.output);
+  REQUIRE(first.exit_code == 0);
+  CHECK_THAT(dpunet::read_file(out + "/predict-files.txt"),
+             HasSubstr("predictions.h5\n") && HasSubstr("sample-000000_mask.png\n"));
   const auto mixed = run_command(again + " 2>&1");
   CHECK(mixed.exit_code != 0);
-  CHECK_THAT(mixed.output, HasSubstr("already holds 1 file(s) of an earlier prediction") && HasSubstr("--overwrite"));
-  const auto replaced = run_command(again + " --overwrite 2>&1");
+  CHECK_THAT(mixed.output, HasSubstr("file(s) of an earlier prediction") && HasSubstr("--overwrite"));
+  dpunet::write_file_atomically(out + "/sample-000099_mask.png", "stale");
+  dpunet::write_file_atomically(out + "/predict-files.txt",
+                                dpunet::read_file(out + "/predict-files.txt") + "sample-000099_mask.png\n");
+  dpunet::write_file_atomically(out + "/notes.txt", "mine");
+  const auto replaced = run_command(again + " --no-png --overwrite 2>&1");
+  INFO(replaced.output);
   CHECK(replaced.exit_code == 0);
-  CHECK_FALSE(std::filesystem::exists(out + "/old_mask.png"));
+  CHECK_FALSE(std::filesystem::exists(out + "/sample-000099_mask.png"));
+  CHECK_FALSE(std::filesystem::exists(out + "/sample-000000_mask.png"));
   CHECK(std::filesystem::exists(out + "/predictions.h5"));
+  CHECK(dpunet::read_file(out + "/notes.txt") == "mine");
   const auto size_before = std::filesystem::file_size(t.checkpoint);
   const auto over_checkpoint = run_command(DPUNET_BINARY " export " + t.checkpoint + " " + t.checkpoint + " 2>&1");
   CHECK(over_checkpoint.exit_code != 0);
@@ -346,6 +367,34 @@ TEST_CASE("predict reads PNG folders with masks, and shares images over ranks", 
   REQUIRE(eval["per_image"].size() == 3);
   for (int i = 0; i < 3; ++i) CHECK(eval["per_image"][i]["name"] == "im" + std::to_string(i));
   CHECK(eval["image_mean"]["dice"].size() == 3);
+}
+
+TEST_CASE("ranks that list different images stop together, naming what each sees", "[infer][e2e]") {
+  Trained t;
+  dpunet::data::Image image;
+  image.height = image.width = 32;
+  image.channels = 1;
+  image.values.assign(32 * 32, 9);
+  // Node-local copies that went out of step: rank 1's folder holds other images.
+  for (const char* name : {"in0/a.png", "in0/b.png", "in1/a.png", "in1/c.png", "in1/c_mask.png"}) {
+    std::filesystem::create_directories((t.f.dir() / name).substr(0, (t.f.dir() / name).rfind('/')));
+    dpunet::data::write_png(t.f.dir() / name, image);
+  }
+  const std::string predict = DPUNET_BINARY " predict " + t.f.dir().path() + "/in$OMPI_COMM_WORLD_RANK --checkpoint " +
+                              t.checkpoint + " --tile 32 --out " + t.f.dir() / "out";
+  const auto run = run_command("OMP_NUM_THREADS=1 " DPUNET_MPI_LAUNCHER " 2 sh -c '" + predict + "' 2>&1");
+  INFO(run.output);
+  CHECK(run.exit_code != 0);
+  CHECK_THAT(run.output, HasSubstr("differs between ranks: rank 0 sees 2 images, list ") &&
+                             HasSubstr("rank(s) 1 see something else (rank 1: 3 images") && !HasSubstr("MPI_ABORT"));
+  CHECK_FALSE(std::filesystem::exists(t.f.dir() / "out/predictions-rank000.h5"));
+  // With --mask-suffix, masks among the images are left out even without --eval.
+  const auto alone = run_command(DPUNET_BINARY " predict " + t.f.dir() / "in1 --mask-suffix _mask --checkpoint " +
+                                 t.checkpoint + " --tile 32 --no-png --out " + t.f.dir() / "out 2>&1");
+  INFO(alone.output);
+  REQUIRE(alone.exit_code == 0);
+  CHECK_THAT(alone.output, HasSubstr("2 images"));
+  CHECK(read_mask(t.f.dir() / "out/predictions.h5", "c").size(0) == 32);
 }
 
 TEST_CASE("predict scales shards and image files alike, with the training set's statistics", "[infer][e2e]") {
@@ -609,6 +658,10 @@ TEST_CASE("weights that do not fit, and tiles that do not suit the model, are er
                                  " --n-classes 2 --out " + t.f.dir() / "x 2>&1");
   CHECK(wrong.exit_code != 0);
   CHECK_THAT(wrong.output, HasSubstr("do not fit the model") && HasSubstr("outc.conv.weight"));
+  const auto sigmoid = run_command(DPUNET_BINARY " predict '" + val + "' --weights " + t.f.dir() / "w.safetensors" +
+                                   " --n-classes 1 --out " + t.f.dir() / "x 2>&1");
+  CHECK(sigmoid.exit_code != 0);
+  CHECK_THAT(sigmoid.output, HasSubstr("--n-classes must be in [2, 256], got 1") && HasSubstr("one sigmoid output"));
   const auto tile = run_command(DPUNET_BINARY " predict '" + val + "' --checkpoint " + t.checkpoint + " --out " +
                                 t.f.dir() / "y --tile 3 2>&1");
   CHECK(tile.exit_code != 0);

@@ -1,0 +1,36 @@
+// Which files of a prediction folder `predict` wrote. Each rank names every file in its
+// own manifest (predict-files.txt, or predict-files-rankNNN.txt under mpirun) before it
+// creates it, so a killed run's files are listed too. A later run replaces exactly
+// those (--overwrite) and never a file it cannot prove it wrote: a ground-truth
+// a_mask.png kept in that folder has a prediction's name but is in no manifest.
+#pragma once
+
+#include <fstream>
+#include <string>
+#include <vector>
+
+namespace dpunet::infer {
+
+class OutputManifest {
+ public:
+  // Starts this rank's manifest in `directory` (which must exist), empty.
+  OutputManifest(const std::string& directory, int rank, int world_size);
+  // Lists `file_name` (a name inside the directory); call before creating the file.
+  void add(const std::string& file_name);
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  std::ofstream out_;
+};
+
+// What earlier predictions left in a folder.
+struct EarlierOutputs {
+  std::vector<std::string> written;   // files a manifest lists, and the manifests themselves
+  std::vector<std::string> unlisted;  // files named as predictions are (x_mask.png, eval.json, ...) that none lists
+};
+
+// Paths in `directory`, sorted; both empty when it does not exist.
+EarlierOutputs find_earlier_outputs(const std::string& directory);
+
+}  // namespace dpunet::infer
