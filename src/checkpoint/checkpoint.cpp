@@ -74,6 +74,7 @@ void write_meta(torch::serialize::OutputArchive& archive, const TrainingState& s
   archive.write("meta.dataset_description", c10::IValue(s.dataset_description));
   archive.write("meta.best_step", c10::IValue(s.best_step));
   archive.write("meta.validation_pending", c10::IValue(s.validation_pending));
+  archive.write("meta.step_epoch", c10::IValue(s.step_epoch));
   archive.write("meta.loss_window_sum", c10::IValue(s.loss_window_sum));
   archive.write("meta.loss_window_steps", c10::IValue(s.loss_window_steps));
   archive.write("meta.score_version", c10::IValue(static_cast<int64_t>(s.score_version)));
@@ -98,6 +99,7 @@ TrainingState read_meta(torch::serialize::InputArchive& archive) {
   if (archive.try_read("meta.dataset_description", v)) s.dataset_description = v.toStringRef();
   if (archive.try_read("meta.best_step", v)) s.best_step = v.toInt();
   if (archive.try_read("meta.validation_pending", v)) s.validation_pending = v.toBool();
+  if (archive.try_read("meta.step_epoch", v)) s.step_epoch = v.toInt();
   if (archive.try_read("meta.loss_window_sum", v)) s.loss_window_sum = v.toDouble();
   if (archive.try_read("meta.loss_window_steps", v)) s.loss_window_steps = v.toInt();
   s.score_version = archive.try_read("meta.score_version", v) ? static_cast<int>(v.toInt()) : 1;

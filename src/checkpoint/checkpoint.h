@@ -20,7 +20,10 @@ inline constexpr uint32_t kFormatVersion = 1;
 inline constexpr int kScoreVersion = 2;
 
 struct TrainingState {
-  int64_t step = 0;            // optimizer steps completed
+  int64_t step = 0;  // optimizer steps completed
+  // The epoch that step began in, which its log rows (and a pending validation) name;
+  // the sampler may be in the next one already. -1: unknown (older files).
+  int64_t step_epoch = -1;
   data::SamplerState sampler;  // where the loader continues
   int64_t dataset_size = 0;    // training samples the sampler's order covered (0: unknown)
   // train::describe_dataset of that training set: its shards, in order (empty: unknown).

@@ -169,6 +169,8 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
       loading, start);
   batches_ = std::make_unique<DeviceBatches>(*loader_, device_, DeviceBatchOptions{config.precision.channels_last});
   epoch_ = start.epoch;
+  // Until the first step, epoch_ names the checkpoint's step (its pending validation).
+  if (loaded && loaded->state().step_epoch >= 0) epoch_ = loaded->state().step_epoch;
   loss_options_ = loss_options(config);
   loss_options_.ignore_label = train_data_->header().ignore_label;
   if (config.loss.global_batch) loss_options_.global_batch = comm_.get();
@@ -303,6 +305,7 @@ void Trainer::save(bool best, bool logged_now) {
   const Clock::time_point paused = pause_window();
   checkpoint::TrainingState state;
   state.step = step_;
+  state.step_epoch = epoch_;
   state.sampler = batches_->state();
   state.dataset_size = train_data_->size();
   state.dataset_description = describe_dataset(*train_data_);
@@ -440,11 +443,12 @@ int Trainer::run() {
     if (periodic_checkpoint || new_best) save(new_best, log_now);
     if (log_now) log_progress();
     if (preempted || stop_requested) writer_.wait();  // the checkpoint is on disk before we say so
-    if (preempted) {
+    if (preempted && !last) {
       logger_.info("stopped by a signal at step " + std::to_string(step_) + "; checkpoint written, exit code " +
                    std::to_string(kPreemptedExitCode) + " (resume with --resume auto)");
       return kPreemptedExitCode;
     }
+    if (preempted) logger_.info("stop signal at the last step, " + std::to_string(step_) + ": the run is complete");
     if (stop_requested && !last) {
       logger_.info("stopped at step " + std::to_string(step_) + " as asked; resume with --resume auto");
       return 0;

@@ -47,6 +47,9 @@ class Trainer {
   void resume(const checkpoint::LoadedCheckpoint& loaded);
   void resolve_normalization(const std::optional<config::Config>& saved);
   data::SamplerState resume_position(const checkpoint::LoadedCheckpoint& loaded, const config::Config& saved);
+  // The checkpoint's own position, or the next epoch's start when nothing of its epoch is
+  // left for this run's global batch.
+  data::SamplerState continued_position(const checkpoint::LoadedCheckpoint& loaded);
   void prepare_run_directory(const std::optional<checkpoint::LoadedCheckpoint>& loaded);
   torch::Tensor forward(const torch::Tensor& images);
   // One optimizer step; `epoch`: the epoch its first batch came from; `epoch_ended` set

@@ -12,6 +12,7 @@
 #include "common/error.h"
 #include "train/rank_agreement.h"
 #include "train/run_history.h"
+#include "train/setup.h"
 #include "train/trainer_internal.h"
 
 namespace dpunet::train::detail {
@@ -71,6 +72,7 @@ void Trainer::resume(const checkpoint::LoadedCheckpoint& loaded) {
   loaded.restore_optimizer(*optimizer_);
   const auto& s = loaded.state();
   step_ = s.step;
+  checked_step_ = s.step;  // the loss of the steps before was checked by the run that took them
   elapsed_before_ = s.elapsed_s;
   restored_window_sum_ = s.loss_window_sum;
   window_steps_ = s.loss_window_steps;
@@ -129,6 +131,23 @@ void Trainer::resolve_normalization(const std::optional<config::Config>& saved) 
 // Where the loader continues. The saved position counts samples of one epoch's order,
 // which depends on the training shards (their order and sizes) and run.seed; if either
 // changed, that order is gone and the run starts the next epoch instead.
+data::SamplerState Trainer::continued_position(const checkpoint::LoadedCheckpoint& loaded) {
+  const auto& s = loaded.state();
+  // With remainder: drop and a larger global batch than the run that wrote the checkpoint
+  // (more ranks, a bigger batch), what is left of the epoch may fill no batch: those
+  // samples sit out, and the epoch ended at the checkpoint's step. Its end-of-epoch
+  // validation is then still to do, as an uninterrupted run would have done at its end.
+  const data::DistributedSampler sampler(train_data_->size(), context_.rank(), context_.world_size(),
+                                         sampler_options(config_));
+  if (!sampler.rank_indices(s.sampler.epoch, s.sampler.position).empty()) return s.sampler;
+  logger_.info("the " + std::to_string(train_data_->size() - s.sampler.position) + " samples left of epoch " +
+               std::to_string(s.sampler.epoch) + " fill no global batch of " +
+               std::to_string(config_.train.batch_size * context_.world_size()) +
+               " (data.remainder: drop): that epoch ended at step " + std::to_string(s.step));
+  if (config_.validation.every_steps == 0 && val_data_) validation_pending_ = true;
+  return data::SamplerState{s.sampler.epoch + 1, 0};
+}
+
 data::SamplerState Trainer::resume_position(const checkpoint::LoadedCheckpoint& loaded, const config::Config& saved) {
   const auto& s = loaded.state();
   if (s.sampler.position == 0) return s.sampler;
@@ -141,7 +160,7 @@ data::SamplerState Trainer::resume_position(const checkpoint::LoadedCheckpoint& 
   } else if (saved.run.seed != config_.run.seed) {
     changed = "run.seed";
   }
-  if (changed.empty()) return s.sampler;
+  if (changed.empty()) return continued_position(loaded);
   if (context_.is_root()) {
     logger_.warn(changed + " changed since " + loaded.path() + ": the rest of epoch " +
                  std::to_string(s.sampler.epoch) + " cannot be continued in its order; starting epoch " +

@@ -42,6 +42,7 @@ void save(const std::string& path, Trained& t, int64_t step) {
   state.best_score = 0.5;
   state.dataset_size = 123;
   state.best_step = 7;
+  state.step_epoch = 2;
   state.rng_cpu = at::detail::getDefaultCPUGenerator().get_state();
   dpunet::checkpoint::save_checkpoint(path, *t.model, *t.optimizer, state);
 }
@@ -97,6 +98,7 @@ TEST_CASE("a checkpoint restores model, optimizer and state exactly", "[checkpoi
   CHECK(loaded.state().best_score == 0.5);
   CHECK(loaded.state().dataset_size == 123);
   CHECK(loaded.state().best_step == 7);
+  CHECK(loaded.state().step_epoch == 2);
   CHECK(loaded.state().rng_cpu.defined());
   // The next step is identical: weights and Adam moments came back bit for bit.
   a.step();

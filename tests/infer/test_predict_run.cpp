@@ -265,6 +265,20 @@ TEST_CASE("an ensemble averages its models' class probabilities, each model seei
     std::snprintf(name, sizeof(name), "sample-%06d", i);
     CHECK(torch::equal(read_mask(t.f.dir() / "both/predictions.h5", name), both.argmax(0).to(torch::kByte)));
   }
+  // With flip averaging, too: each model averages its flips, then the models are averaged.
+  for (const auto& [models, out] :
+       std::vector<std::pair<std::string, std::string>>{{"--checkpoint " + early, "early_tta"},
+                                                        {"--checkpoint " + t.checkpoint, "late_tta"},
+                                                        {"--checkpoint " + early + " " + t.checkpoint, "both_tta"}}) {
+    const auto run = predict_into(t.f, models, out, "--tta");
+    INFO(run.output);
+    REQUIRE(run.exit_code == 0);
+  }
+  for (int i = 0; i < 6; ++i) {
+    const torch::Tensor a = probabilities_of(t.f, "early_tta", i), b = probabilities_of(t.f, "late_tta", i);
+    CHECK_FALSE(torch::allclose(a, probabilities_of(t.f, "early", i), 1e-4, 1e-4));  // the flips count
+    CHECK(torch::allclose(probabilities_of(t.f, "both_tta", i), (a + b) / 2, 1e-5, 1e-6));
+  }
 
   // The same weights trained on brighter data: normalised with their own statistics.
   const std::string weights = t.f.dir() / "w.safetensors", brighter = t.f.dir() / "brighter.safetensors";

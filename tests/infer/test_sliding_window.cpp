@@ -30,6 +30,12 @@ TEST_CASE("tile origins cover the image with the asked overlap", "[infer]") {
   CHECK(origins.front() == 0);
   CHECK(origins.back() == 1000 - 256);
   for (size_t i = 1; i < origins.size(); ++i) CHECK(origins[i] - origins[i - 1] <= 128);
+  // No overlap: tiles side by side when they divide the image, else spread evenly from
+  // the first edge to the other (overlapping a little, never past the edge).
+  CHECK(dpunet::infer::tile_origins(512, 128, 0.0) == std::vector<int64_t>{0, 128, 256, 384});
+  CHECK(dpunet::infer::tile_origins(500, 128, 0.0) == std::vector<int64_t>{0, 124, 248, 372});
+  CHECK(dpunet::infer::tile_origins(128, 128, 0.0) == std::vector<int64_t>{0});
+  CHECK(dpunet::infer::tile_origins(384, 256, 0.5) == std::vector<int64_t>{0, 128});
 }
 
 TEST_CASE("mirror padding reflects without repeating the edge, at any width", "[infer]") {

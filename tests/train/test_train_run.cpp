@@ -305,6 +305,57 @@ TEST_CASE("a stop request skips the validation due at that step: the grace time 
   CHECK_THAT(resumed.output, HasSubstr("validation step " + std::to_string(step + 1) + ":"));
 }
 
+TEST_CASE("a stop signal during the last step completes the run instead of asking for a requeue", "[train][e2e]") {
+  TrainFixture f;
+  // Slow steps (400 micro-batches, over a second), so that the signal sent on step 2's line
+  // lands in the last.
+  const std::string config = f.write_config("train: {batch_size: 2, steps: 3, accumulation: 400}\n");
+  std::string command = f.train_command(1, config);
+  command = command.substr(0, command.rfind(" 2>&1"));
+  const auto result = f.interrupt(command, "step 2/", "kill -USR1 $(pgrep -P $job)");  // timeout's child: dpunet
+  const std::string output = dpunet::read_file(f.log_path());
+  INFO(output);
+  CHECK_THAT(result.output, HasSubstr("exit=0"));
+  CHECK_THAT(output, HasSubstr("stop signal at the last step, 3: the run is complete") &&
+                         HasSubstr("validation step 3:") && HasSubstr("done: 3 steps"));
+  CHECK(dpunet::read_file(f.run_dir() + "/DONE") == "3\n");
+}
+
+TEST_CASE("a resume whose larger global batch leaves no batch of the epoch ends that epoch there", "[train][e2e]") {
+  TrainFixture f;
+  // 24 samples: 12 steps of 2 on one rank. Stopped at 11, two are left: no batch of 4 for
+  // two ranks, so epoch 0 ended at step 11, and its validation is due there.
+  const std::string config = f.write_config(
+      "data: {remainder: drop}\ntrain: {batch_size: 2, steps: 16}\nvalidation: {every_steps: 0, batch_size: 4}\n");
+  const auto first = f.train(1, config + " --stop-at-step 11");
+  INFO(first.output);
+  REQUIRE(first.exit_code == 0);
+  CHECK_THAT(first.output, !HasSubstr("validation step"));
+  const auto resumed = f.train(2, config + " --resume auto --stop-at-step 12");
+  INFO(resumed.output);
+  REQUIRE(resumed.exit_code == 0);
+  CHECK_THAT(resumed.output, HasSubstr("the 2 samples left of epoch 0 fill no global batch of 4") &&
+                                 HasSubstr("that epoch ended at step 11"));
+  const auto validated = resumed.output.find("validation step 11:");
+  REQUIRE(validated != std::string::npos);
+  CHECK(validated < resumed.output.find("step 12/"));
+  // The validation names the epoch that ended; the next step is the next epoch's.
+  std::istringstream metrics(dpunet::read_file(f.run_dir() + "/metrics.jsonl"));
+  int checked = 0;
+  for (std::string line; std::getline(metrics, line);) {
+    const auto row = nlohmann::json::parse(line);
+    if (row["kind"] == "val" && row["step"] == 11) {
+      CHECK(row["epoch"] == 0);
+      ++checked;
+    }
+    if (row["kind"] == "train" && row["step"] == 12) {
+      CHECK(row["epoch"] == 1);
+      ++checked;
+    }
+  }
+  CHECK(checked == 2);
+}
+
 TEST_CASE("a second run in a run directory in use is refused, naming the first", "[train][e2e]") {
   TrainFixture f;
   const std::string config = f.write_config("train: {batch_size: 2, steps: 100000}\n");
