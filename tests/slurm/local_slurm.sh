@@ -15,6 +15,12 @@ start() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
       slurmctld slurmd slurm-client munge >/dev/null || exit 77
   fi
+  # A machine with a SLURM of its own keeps its configuration: this test writes one only
+  # where there is none, or where it wrote the one there.
+  if [ -f /etc/slurm/slurm.conf ] && ! grep -q '^ClusterName=dpunet-test$' /etc/slurm/slurm.conf; then
+    echo "skipped: /etc/slurm/slurm.conf belongs to this machine's own SLURM" >&2
+    exit 77
+  fi
   mkdir -p "$dir"/{state,spool,log} /run/munge /etc/munge /etc/slurm
   [ -f /etc/munge/munge.key ] || dd if=/dev/urandom bs=1 count=1024 of=/etc/munge/munge.key 2>/dev/null
   chown -R munge:munge /etc/munge /run/munge

@@ -2,7 +2,8 @@
 # slurm/train.sbatch against a real one-node SLURM: submit 2 CPU ranks, send the
 # preemption signal, and check that the job checkpointed, was requeued, resumed from the
 # checkpoint and finished; then that SIGTERM to the batch shell checkpoints and requeues
-# too, that a plain scancel checkpoints and leaves the job cancelled, and that a run whose
+# too, that USR2 checkpoints and ends the job, that a plain scancel leaves the job
+# cancelled, and that a run whose
 # rank is killed after new checkpoints is requeued and finishes, as is one that reaches
 # its time limit without the USR1 warning; then the launcher inside interactive job
 # steps and task-less allocations. Needs root and apt (or SLURM already installed);
@@ -26,7 +27,7 @@ fail() { echo "FAIL: $*"; echo "--- job output:"; cat "$work"/*.out 2>/dev/null;
 "$repo/tests/slurm/local_slurm.sh" start "$work/slurm"
 case $? in
   0) ;;
-  77) echo "skipped: SLURM could not be installed"; exit 77 ;;
+  77) echo "skipped: no SLURM to test with (it could not be installed, or the machine has its own)"; exit 77 ;;
   *) fail "could not start SLURM" ;;
 esac
 "$binary" data synth --out "$work/data" --samples 24 --shards 2 --size 48 --seed 1 >/dev/null || fail "synth"
@@ -110,33 +111,48 @@ expect_lines "$out" "the TERM job's" "TERM: asking the ranks to checkpoint" "sto
   "checkpointed; requeueing"
 echo "PASS: checkpointed on TERM to the batch shell and requeued"
 
-# A user's plain scancel: every process gets SIGTERM and the job is cancelled. The ranks
-# checkpoint, and the job must stay cancelled, not come back.
-job=$(submit run-cancel "$work/train.sbatch" 10) || fail "sbatch refused the script (third job)"
+# A user's stop: USR2 to the batch shell. The ranks checkpoint, and the job ends instead
+# of requeueing.
+job=$(submit run-stop "$work/train.sbatch" 10) || fail "sbatch refused the script (third job)"
 out=$work/dpunet-test-$job.out
 wait_for_line 'step 3/' "$out" || fail "the third job did not start training"
+scancel --signal=USR2 --batch "$job" || fail "scancel --signal=USR2 failed"
+wait_for_line 'the job ends as asked' "$out" || fail "the USR2 job did not end as asked"
+for _ in $(seq 1 300); do [ -z "$(squeue -h -j "$job" -o %T 2>/dev/null)" ] && break; sleep 0.2; done
+sleep 2
+state=$(squeue -h -j "$job" -o %T 2>/dev/null)
+[ -z "$state" ] || fail "the stopped job is back: $state"
+expect_lines "$out" "the USR2 job's" "USR2: asking the ranks to checkpoint" "stopped by a signal at step" \
+  "checkpointed; the job ends as asked (USR2)"
+[ -f "$work/run-stop/DONE" ] && fail "the stopped run was marked finished"
+echo "PASS: USR2 to the batch shell checkpointed and ended the job"
+
+# A user's plain scancel: every process gets SIGTERM (srun, which kills the ranks at
+# once, included) and the job is cancelled: it must stay cancelled, not come back.
+job=$(submit run-cancel "$work/train.sbatch" 10) || fail "sbatch refused the script (fourth job)"
+out=$work/dpunet-test-$job.out
+wait_for_line 'step 3/' "$out" || fail "the fourth job did not start training"
 scancel "$job" || fail "scancel failed"
 for _ in $(seq 1 300); do [ -z "$(squeue -h -j "$job" -o %T 2>/dev/null)" ] && break; sleep 0.2; done
 sleep 2
 state=$(squeue -h -j "$job" -o %T 2>/dev/null)
 [ -z "$state" ] || fail "the cancelled job is back: $state"
-expect_lines "$out" "the cancelled job's" "stopped by a signal at step" "so this script does not requeue it"
 ls "$work"/run-cancel/checkpoints/step-*.ckpt >/dev/null 2>&1 || fail "the cancelled job left no checkpoint"
-echo "PASS: a plain scancel checkpointed and the job stayed cancelled"
+echo "PASS: a plain scancel left the job cancelled, its periodic checkpoints in place"
 
 # A rank killed outright after new checkpoints (as by a GPU fault or the OOM killer): the
 # job is requeued and resumes from the newest checkpoint.
-job=$(submit run-fail "$work/train.sbatch" 10) || fail "sbatch refused the script (fourth job)"
+job=$(submit run-fail "$work/train.sbatch" 10) || fail "sbatch refused the script (fifth job)"
 out=$work/dpunet-test-$job.out
-wait_for_line 'step 25/' "$out" || fail "the fourth job did not train to step 25"
+wait_for_line 'step 25/' "$out" || fail "the fifth job did not train to step 25"
 rank=$(pgrep -f -- "^$binary train $work/config.yaml .*run.dir=$work/run-fail" | head -n 1)
-[ -n "$rank" ] || fail "no rank of the fourth job to kill"
+[ -n "$rank" ] || fail "no rank of the fifth job to kill"
 kill -KILL "$rank"
 start_requeued "$job"
 for _ in $(seq 1 900); do [ -f "$work/run-fail/DONE" ] && break; sleep 0.2; done
 sleep 1
 [ -f "$work/run-fail/DONE" ] || fail "the run whose rank was killed never finished"
-expect_lines "$out" "the fourth job's" "was saved during this start; requeueing" \
+expect_lines "$out" "the fifth job's" "was saved during this start; requeueing" \
   "resumed from $work/run-fail/checkpoints/step-" "[dpunet] finished"
 echo "PASS: a run whose rank was killed after new checkpoints was requeued and finished"
 
@@ -144,7 +160,7 @@ echo "PASS: a run whose rank was killed after new checkpoints was requeued and f
 # as COMPLETING): the ranks checkpoint and the script still requeues the job.
 grep -v -- '--signal=' "$work/train.sbatch" >"$work/train-nowarning.sbatch"
 job=$(submit run-limit "$work/train-nowarning.sbatch" 1 --set train.steps=1000000) ||
-  fail "sbatch refused the script (fifth job)"
+  fail "sbatch refused the script (sixth job)"
 out=$work/dpunet-test-$job.out
 wait_for_line 'checkpointed; requeueing' "$out"
 expect_lines "$out" "the time-limited job's" "stopped by a signal at step" "checkpointed; requeueing job $job"
