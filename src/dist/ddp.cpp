@@ -281,7 +281,9 @@ void DistributedDataParallel::zero_grad() {
   std::lock_guard<std::mutex> lock(mutex_);
   torch::NoGradGuard no_grad;
   for (auto& bucket : buckets_) bucket->buffer.zero_();
-  for (size_t p = 0; p < params_.size(); ++p) bind_gradient(p);
+  // Zero means zero: a gradient replaced since the step (clipped into a new tensor, say)
+  // is dropped, not copied back into its bucket.
+  for (size_t p = 0; p < params_.size(); ++p) params_[p].mutable_grad() = views_[p];
 }
 
 DistributedDataParallel::NoSync::NoSync(DistributedDataParallel& ddp) : ddp_(ddp) {

@@ -33,7 +33,11 @@ struct DdpOptions {
   bool broadcast_buffers = true;
   // A parameter that got no gradient in a synchronised step (neither in its last
   // micro-batch nor in an earlier one under no_sync) is an error naming it, unless this
-  // is set; then its gradient counts as zero.
+  // is set; then its gradient counts as zero. Such a parameter holds its bucket (and the
+  // buckets after it) back until synchronize(): when ranks use different parameters,
+  // other collectives issued during backward (SyncBatchNorm's) would then meet the
+  // buckets' in a different order on different ranks. Use it with such layers only when
+  // every rank leaves the same parameters unused.
   bool allow_unused_parameters = false;
   // After the first synchronised step, lay the buckets out again in the order gradients
   // really became ready (rank 0's order, so every rank agrees), as PyTorch's DDP does:

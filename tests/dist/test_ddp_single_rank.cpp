@@ -70,3 +70,23 @@ TEST_CASE("DDP on one rank launches no collective unless asked, and changes no g
     }
   }
 }
+
+TEST_CASE("zero_grad zeroes a gradient replaced after the step, and the next backward lands in its bucket", "[dist]") {
+  auto net = make_model();
+  LoneCommunicator comm;
+  dist::DistributedDataParallel ddp(net.ptr(), comm, dist::DdpOptions{});
+  const torch::Tensor x = torch::randn({5, 8});
+  net->forward(x).sum().backward();
+  ddp.synchronize();
+  torch::Tensor& grad = net->parameters()[0].mutable_grad();
+  grad = grad.clamp(-1e-3, 1e-3);  // a new tensor, outside the bucket
+  ddp.zero_grad();
+  for (const auto& p : net->parameters()) CHECK(p.grad().abs().max().item<float>() == 0.0f);
+  net->forward(x).sum().backward();
+  ddp.synchronize();
+  auto reference = make_model();
+  reference->forward(x).sum().backward();
+  for (size_t i = 0; i < net->parameters().size(); ++i) {
+    CHECK(torch::equal(net->parameters()[i].grad(), reference->parameters()[i].grad()));
+  }
+}
