@@ -16,19 +16,42 @@ if(NOT Torch_FOUND)
                         ".venv), or pass -DTorch_DIR=<libtorch>/share/cmake/Torch.")
   endif()
   execute_process(
-    COMMAND "${DPUNET_PYTHON}" -c "import torch.utils; print(torch.utils.cmake_prefix_path)"
-    OUTPUT_VARIABLE _dpunet_torch_prefix OUTPUT_STRIP_TRAILING_WHITESPACE
+    COMMAND "${DPUNET_PYTHON}" -c
+            "import os, torch, torch.utils; print(torch.utils.cmake_prefix_path); print(os.path.dirname(torch.__file__)); print(torch.__version__.split('+')[0]); print(torch.version.cuda or '')"
+    OUTPUT_VARIABLE _dpunet_torch_info OUTPUT_STRIP_TRAILING_WHITESPACE
     RESULT_VARIABLE _dpunet_torch_rc ERROR_VARIABLE _dpunet_torch_err)
   if(NOT _dpunet_torch_rc EQUAL 0)
     message(FATAL_ERROR "${DPUNET_PYTHON} cannot import torch: ${_dpunet_torch_err}\n"
                         "Run scripts/setup.sh or pass -DTorch_DIR.")
   endif()
-  list(APPEND CMAKE_PREFIX_PATH "${_dpunet_torch_prefix}")
-  find_package(Torch REQUIRED CONFIG)
+  string(REPLACE "\n" ";" _dpunet_torch_info "${_dpunet_torch_info}")
+  list(GET _dpunet_torch_info 0 _dpunet_torch_prefix)
+  list(GET _dpunet_torch_info 1 _dpunet_torch_root)
+  list(GET _dpunet_torch_info 2 _dpunet_torch_version)
+  list(LENGTH _dpunet_torch_info _dpunet_torch_fields)
+  set(_dpunet_torch_cuda "")
+  if(_dpunet_torch_fields GREATER 3)
+    list(GET _dpunet_torch_info 3 _dpunet_torch_cuda)
+  endif()
+  # The wheel's CMake config (a CUDA build, as PyPI's torch is) stops without a CUDA
+  # toolkit. A machine without one, which cannot build the GPU path anyway, links the
+  # wheel's libraries directly instead and builds for CPUs.
+  if(NOT _dpunet_torch_cuda STREQUAL "")
+    find_package(CUDAToolkit QUIET)
+  endif()
+  if(NOT _dpunet_torch_cuda STREQUAL "" AND NOT CUDAToolkit_FOUND)
+    include(DpunetTorchWithoutCuda)
+    dpunet_torch_without_cuda("${_dpunet_torch_root}" "${_dpunet_torch_version}")
+  else()
+    list(APPEND CMAKE_PREFIX_PATH "${_dpunet_torch_prefix}")
+    find_package(Torch REQUIRED CONFIG)
+  endif()
 endif()
 
 # The CUDA build of LibTorch defines torch_cuda; CPU-only builds do not.
-if(TARGET torch_cuda OR TORCH_CUDA_LIBRARIES)
+if(DPUNET_TORCH_CPU_ONLY)
+  set(DPUNET_TORCH_HAS_CUDA OFF)
+elseif(TARGET torch_cuda OR TORCH_CUDA_LIBRARIES)
   set(DPUNET_TORCH_HAS_CUDA ON)
 else()
   set(DPUNET_TORCH_HAS_CUDA OFF)
