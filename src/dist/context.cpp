@@ -5,8 +5,6 @@
 #include <cstdlib>
 #include <exception>
 
-#include <torch/cuda.h>
-
 #include "common/launched_copies.h"
 #include "common/process_label.h"
 #include "dist/cuda_device.h"
@@ -61,7 +59,10 @@ void Context::init(int* argc, char*** argv, DevicePreference device) {
   MPI_CHECK(MPI_Comm_free(&node));
   host_ = host_name();
 
-  const int gpus = device == DevicePreference::kCpu ? 0 : static_cast<int>(torch::cuda::device_count());
+  const int gpus = device == DevicePreference::kCpu ? 0 : usable_gpu_count();
+  DPUNET_CHECK(
+      device != DevicePreference::kCuda || built_with_cuda(), "device cuda was asked for, but this dpunet was ",
+      "built without CUDA (no CUDA toolkit, or a CPU-only LibTorch, when it was configured) [", process_label(), "]");
   DPUNET_CHECK(device != DevicePreference::kCuda || gpus > 0, "device cuda was asked for but no GPU is visible [",
                process_label(), "]");
   // With device auto, every rank must land on the same kind of device: a node that sees

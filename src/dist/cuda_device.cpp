@@ -1,6 +1,8 @@
 // CUDA device selection, compiled to an error when LibTorch has no CUDA.
 #include "dist/cuda_device.h"
 
+#include <torch/cuda.h>
+
 #include "common/error.h"
 
 #ifdef DPUNET_TORCH_CUDA
@@ -8,6 +10,22 @@
 #endif
 
 namespace dpunet::dist {
+
+bool built_with_cuda() {
+#ifdef DPUNET_TORCH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+int usable_gpu_count() {
+#ifdef DPUNET_TORCH_CUDA
+  return static_cast<int>(torch::cuda::device_count());
+#else
+  return 0;
+#endif
+}
 
 void set_current_cuda_device(int index) {
 #ifdef DPUNET_TORCH_CUDA

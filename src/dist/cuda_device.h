@@ -1,8 +1,15 @@
-// The one CUDA call the context needs, kept out of its header so that a CPU-only LibTorch
+// The CUDA calls the context needs, kept out of its header so that a CPU-only LibTorch
 // builds the same sources.
 #pragma once
 
 namespace dpunet::dist {
+
+// Whether this dpunet was built with LibTorch's CUDA support (a CPU-only LibTorch, or a
+// machine without the CUDA toolkit, builds it without).
+bool built_with_cuda();
+
+// GPUs this process can use: none when built without CUDA, whatever the machine has.
+int usable_gpu_count();
 
 // Makes `index` the current GPU of this thread (and of threads LibTorch starts later).
 void set_current_cuda_device(int index);
