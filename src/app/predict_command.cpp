@@ -28,6 +28,7 @@
 #include "infer/evaluation.h"
 #include "infer/inputs.h"
 #include "infer/outputs.h"
+#include "infer/postprocess.h"
 #include "infer/sliding_window.h"
 #include "model/unet_options.h"
 #include "train/rank_agreement.h"
@@ -37,7 +38,7 @@ namespace dpunet::app {
 namespace {
 
 struct PredictArgs {
-  std::string input, masks, mask_suffix, mask_map, out, normalization, device = "auto";
+  std::string input, masks, mask_suffix, mask_map, out, normalization, keep_largest, device = "auto";
   ModelArguments models;
   int64_t tile = 0;
   double overlap = 0.5;
@@ -129,7 +130,7 @@ std::vector<Member> load_members(const PredictArgs& args, const dist::Context& c
 }
 
 // The inputs as each model expects them: the first InputSet also reads the masks (for
-// --eval) and the display copies; models trained on other statistics get their own.
+// --eval) and makes the display copies; models trained on other statistics get their own.
 std::vector<std::unique_ptr<infer::InputSet>> open_inputs(const PredictArgs& args, std::vector<Member>& members,
                                                           infer::InputOptions options) {
   std::vector<std::unique_ptr<infer::InputSet>> sets;
@@ -143,6 +144,7 @@ std::vector<std::unique_ptr<infer::InputSet>> open_inputs(const PredictArgs& arg
     sets.push_back(std::make_unique<infer::InputSet>(args.input, options));
     normalizers.push_back(&m.normalizer);
     options.read_masks = false;  // the first set's are the ones scored
+    options.display = false;     // and the first set's display copies the ones drawn
     options.require_masks = false;
   }
   const int64_t channels = members.front().config.model.n_channels;
@@ -154,12 +156,14 @@ std::vector<std::unique_ptr<infer::InputSet>> open_inputs(const PredictArgs& arg
 // eval.json holds every image's scores and the models that made them; the console gets
 // the summaries.
 void report(const infer::EvaluationTable& table, const infer::InputSet& inputs, const std::vector<Member>& members,
-            const std::string& path) {
+            const infer::KeepLargest& keep, const std::string& path) {
   std::vector<std::string> names;
   for (int64_t i = 0; i < inputs.size(); ++i) names.push_back(inputs.name(i));
   nlohmann::json result = table.report(names);
   result["models"] = nlohmann::json::array();
   for (const Member& m : members) result["models"].push_back(m.file);
+  // The masks scored are the post-processed ones.
+  result["keep_largest"] = keep.text.empty() ? nlohmann::json() : nlohmann::json(keep.text);
   write_file_atomically(path, result.dump(2) + "\n");
   result.erase("per_image");
   result.erase("models");
@@ -216,6 +220,7 @@ std::string describe_inputs(const infer::InputSet& inputs) {
 infer::InputOptions input_options(const PredictArgs& args, const config::ModelConfig& model) {
   infer::InputOptions o;
   o.mask_suffix = args.mask_suffix;
+  o.display = !args.no_png;  // the overlays' only use
   if (!args.eval) {
     // Only to leave out the masks that lie among the images.
     if (!args.mask_suffix.empty()) o.masks_dir = input_folder(args.input).string();
@@ -239,11 +244,13 @@ void run(const PredictArgs& args) {
   infer::EarlierOutputs earlier;
   std::vector<Member> members;
   std::vector<std::unique_ptr<infer::InputSet>> input_sets;
+  infer::KeepLargest keep;
   train::fail_together(*comm, [&] {
     check_out_folder(args);
     earlier = infer::find_earlier_outputs(args.out);
     check_earlier_outputs(args, earlier);
     members = load_members(args, context);
+    keep = infer::parse_keep_largest(args.keep_largest, members.front().config.model.n_classes);
     input_sets = open_inputs(args, members, input_options(args, members.front().config.model));
   });
   train::check_same_on_every_rank(*comm, describe_inputs(*input_sets.front()), "the inputs " + args.input);
@@ -299,8 +306,11 @@ void run(const PredictArgs& args) {
     const infer::InputItem item = inputs.load(i);
     try {
       const torch::Tensor probabilities = predict(i, item);
-      writer.write(item.name, probabilities, item.raw);
-      if (args.eval && item.mask.defined()) table.add(i, probabilities, item.mask);
+      // The argmax where the probabilities are: one byte per pixel crosses to the host, not K floats.
+      torch::Tensor labels = probabilities.argmax(0).to(torch::kByte).cpu().contiguous();
+      if (keep.any()) infer::keep_largest_regions(labels, keep);
+      writer.write(item.name, labels, probabilities, item.raw);
+      if (args.eval && item.mask.defined()) table.add(i, labels, item.mask);
     } catch (const std::exception& e) {
       // Out of memory on one large image, or a model that returns another size: which
       // image is the first thing to know (the message keeps its own file:line).
@@ -324,7 +334,7 @@ void run(const PredictArgs& args) {
     }
     if (context.is_root()) {
       writer.manifest().add("eval.json");
-      report(table, inputs, members, args.out + "/eval.json");
+      report(table, inputs, members, keep, args.out + "/eval.json");
     }
   }
 }
@@ -353,6 +363,9 @@ void add_predict_command(CLI::App& app) {
   cmd->add_option("--overlap", args->overlap, "Overlap of neighbouring tiles, share of a tile")->capture_default_str();
   cmd->add_option("--batch", args->batch, "Tiles per forward pass")->capture_default_str();
   cmd->add_flag("--tta", args->tta, "Average over flips (4x the work)");
+  cmd->add_option("--keep-largest", args->keep_largest,
+                  "Post-processing: keep only the largest connected region of each class listed (1,3), of "
+                  "every foreground class (all), or of the foreground as a whole (foreground)");
   cmd->add_option("--normalization", args->normalization, "dataset, per_image or none (default: the config's)");
   cmd->add_option("--device", args->device, "auto, cpu or cuda")->capture_default_str();
   cmd->add_flag("--probabilities", args->probabilities, "Also store per-class probabilities in the HDF5 output");

@@ -30,10 +30,10 @@ EvaluationTable::EvaluationTable(int64_t images, int64_t classes, int64_t ignore
   DPUNET_CHECK(classes >= 1 && images >= 0, "evaluation: ", images, " images of ", classes, " classes");
 }
 
-void EvaluationTable::add(int64_t index, const torch::Tensor& probabilities, const torch::Tensor& mask) {
+void EvaluationTable::add(int64_t index, const torch::Tensor& predicted, const torch::Tensor& mask) {
   DPUNET_CHECK(index >= 0 && index < rows_.size(0), "evaluation: image ", index, " of ", rows_.size(0));
   train::ConfusionCounts counts(classes_, ignore_label_);
-  counts.add(probabilities.unsqueeze(0), mask.to(probabilities.device()).to(torch::kLong).unsqueeze(0));
+  counts.add_predicted(predicted.unsqueeze(0), mask.to(predicted.device()).to(torch::kLong).unsqueeze(0));
   torch::Tensor row = rows_[index];
   row.slice(0, 0, row.size(0) - 1).copy_(counts.counts().flatten());
   row[-1] = 1.0;

@@ -21,8 +21,9 @@ class EvaluationTable {
   // Mask pixels of value `ignore_label` (-1: none) are left out of every score.
   EvaluationTable(int64_t images, int64_t classes, int64_t ignore_label = -1);
 
-  // probabilities [K, H, W] (any device), mask [H, W] class ids of image `index`.
-  void add(int64_t index, const torch::Tensor& probabilities, const torch::Tensor& mask);
+  // predicted [H, W] class ids (any device, any integer type), mask [H, W] class ids of
+  // image `index`.
+  void add(int64_t index, const torch::Tensor& predicted, const torch::Tensor& mask);
   // Sums every rank's rows into every rank's (each image is scored on one rank only);
   // `device` is where the communicator takes tensors.
   void all_reduce(dist::Communicator& comm, const c10::Device& device);

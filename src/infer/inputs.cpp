@@ -222,7 +222,7 @@ InputItem InputSet::load(int64_t index) const {
     const data::Sample s = data::load_sample(*dataset_, index, options_.normalizer, scratch);
     item.image = torch::from_blob(const_cast<float*>(s.image.data()), {s.channels, s.height, s.width}).clone();
     item.mask = torch::from_blob(const_cast<uint8_t*>(s.mask.data()), {s.height, s.width}, torch::kByte).clone();
-    item.raw = display_copy(item.image);
+    if (options_.display) item.raw = display_copy(item.image);
     item.name = name(index);
     const auto [shard, local] = dataset_->locate(index);
     item.source = shard->path() + " sample " + std::to_string(local);
@@ -243,7 +243,7 @@ InputItem InputSet::load(int64_t index) const {
   torch::Tensor values = torch::empty({image.height, image.width, image.channels}, torch::kInt);
   std::copy(image.values.begin(), image.values.end(), values.data_ptr<int32_t>());
   values = values.permute({2, 0, 1}).contiguous();  // [C, H, W]
-  item.raw = display_copy(values);
+  if (options_.display) item.raw = display_copy(values);
   data::Normalizer normalizer = options_.normalizer;
   const data::PixelType type = image.bits == 16 ? data::PixelType::kUInt16 : data::PixelType::kUInt8;
   if (!data::statistics_apply(normalizer, type)) {

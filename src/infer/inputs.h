@@ -22,7 +22,7 @@ struct InputItem {
   std::string source;   // for messages: the image file, or "SHARD sample I"
   torch::Tensor image;  // [C, H, W] float, normalised
   torch::Tensor mask;   // [H, W] uint8 class ids; undefined when none is known
-  torch::Tensor raw;    // [C, H, W] uint8 display copy for overlays
+  torch::Tensor raw;    // [C, H, W] uint8 display copy for overlays (InputOptions::display)
 };
 
 struct InputOptions {
@@ -31,6 +31,7 @@ struct InputOptions {
   data::Normalizer normalizer;
   std::string masks_dir;       // image inputs: their masks, found by name (and left out of the inputs)
   bool read_masks = true;      // false: InputItem::mask stays undefined (masks_dir still tells masks apart)
+  bool display = true;         // false: InputItem::raw stays undefined
   bool require_masks = false;  // image inputs: every one must have its mask (--eval)
   std::string mask_suffix;     // the mask of a.png is a<suffix>.png|.tif|.tiff
   // Mask value or 0xRRGGBB -> class or data::kIgnoreClass; empty: values are classes.

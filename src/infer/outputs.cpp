@@ -75,9 +75,9 @@ PredictionWriter::~PredictionWriter() {
   }
 }
 
-void PredictionWriter::write(const std::string& name, const torch::Tensor& probabilities, const torch::Tensor& raw) {
-  // The argmax where the probabilities are: one byte per pixel crosses to the host, not K floats.
-  const torch::Tensor mask = probabilities.argmax(0).to(torch::kByte).to(torch::kCPU).contiguous();  // [H, W]
+void PredictionWriter::write(const std::string& name, const torch::Tensor& labels, const torch::Tensor& probabilities,
+                             const torch::Tensor& raw) {
+  const torch::Tensor mask = labels.contiguous();
   {
     auto guard = data::hdf5_guard();
     data::silence_hdf5_errors();

@@ -28,8 +28,10 @@ class PredictionWriter {
   PredictionWriter(const PredictionWriter&) = delete;
   PredictionWriter& operator=(const PredictionWriter&) = delete;
 
-  // probabilities [K, H, W] float; raw [C, H, W] uint8 for the overlay.
-  void write(const std::string& name, const torch::Tensor& probabilities, const torch::Tensor& raw);
+  // labels [H, W] uint8 class ids on the CPU (the mask); probabilities [K, H, W] float,
+  // stored with OutputOptions::probabilities; raw [C, H, W] uint8 for the overlay.
+  void write(const std::string& name, const torch::Tensor& labels, const torch::Tensor& probabilities,
+             const torch::Tensor& raw);
   // Closes the HDF5 file and moves it into place.
   void finish();
   const std::string& path() const { return path_; }

@@ -45,10 +45,14 @@ ConfusionCounts::ConfusionCounts(const torch::Tensor& counts) : counts_(counts.t
 }
 
 void ConfusionCounts::add(const torch::Tensor& logits, const torch::Tensor& target) {
+  add_predicted(logits.argmax(1), target);
+}
+
+void ConfusionCounts::add_predicted(const torch::Tensor& predicted_ids, const torch::Tensor& target) {
   const int64_t classes = counts_.size(0) - 1;
-  if (counts_.device() != logits.device()) counts_ = counts_.to(logits.device());
-  const auto count_options = logits.options().dtype(torch::kDouble);
-  const torch::Tensor predicted = logits.argmax(1);
+  if (counts_.device() != predicted_ids.device()) counts_ = counts_.to(predicted_ids.device());
+  const auto count_options = predicted_ids.options().dtype(torch::kDouble);
+  const torch::Tensor predicted = predicted_ids.to(torch::kLong);
   torch::Tensor truth = target.to(predicted.scalar_type());
   // Each pixel adds 1 to its cell, an unlabelled one 0 (to any cell: it is counted as
   // class 0), so the counts stay on the device without a data-dependent size.

@@ -30,6 +30,8 @@ class ConfusionCounts {
   // logits [N, K, H, W], target [N, H, W] class ids. Counts stay on the logits' device:
   // nothing is read back until a score is asked for.
   void add(const torch::Tensor& logits, const torch::Tensor& target);
+  // The same from predicted class ids [N, H, W] (integers, on any device).
+  void add_predicted(const torch::Tensor& predicted, const torch::Tensor& target);
   // Adds every rank's counts into every rank's; `device` is where the communicator
   // takes tensors (CUDA for NCCL).
   void all_reduce(dist::Communicator& comm, const c10::Device& device);

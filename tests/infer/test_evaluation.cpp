@@ -13,7 +13,8 @@ using dpunet::infer::EvaluationTable;
 
 namespace {
 
-// One-hot "probabilities" [K, H, W] that predict exactly `classes` [H, W].
+// One-hot "probabilities" [K, H, W] that predict exactly `classes` [H, W], for the
+// pooled counts.
 torch::Tensor predicting(const torch::Tensor& classes, int64_t k) {
   return torch::one_hot(classes, k).permute({2, 0, 1}).to(torch::kFloat);
 }
@@ -28,8 +29,8 @@ TEST_CASE("evaluation reports pooled, per-image and image-mean Dice", "[infer]")
   const torch::Tensor mask2 = torch::tensor({1, 1, 2, 2}, torch::kLong).view({2, 2});
   const torch::Tensor pred2 = torch::tensor({1, 1, 0, 0}, torch::kLong).view({2, 2});
   EvaluationTable table(3, 3);
-  table.add(0, predicting(pred0, 3), mask0.to(torch::kByte));
-  table.add(2, predicting(pred2, 3), mask2.to(torch::kByte));
+  table.add(0, pred0.to(torch::kByte), mask0.to(torch::kByte));
+  table.add(2, pred2, mask2.to(torch::kByte));
   CHECK(table.evaluated() == 2);
   // As written to eval.json: NaN becomes null.
   const nlohmann::json r = nlohmann::json::parse(table.report({"a", "b", "c"}).dump());
@@ -71,14 +72,14 @@ TEST_CASE("evaluation leaves unlabelled mask pixels out of every score", "[infer
   const torch::Tensor mask = torch::tensor({1, 1, 255, 255}, torch::kByte).view({2, 2});
   const torch::Tensor predicted = torch::tensor({1, 0, 1, 1}, torch::kLong).view({2, 2});
   EvaluationTable table(1, 2, 255);
-  table.add(0, predicting(predicted, 2), mask);
+  table.add(0, predicted, mask);
   const nlohmann::json r = nlohmann::json::parse(table.report({"a"}).dump());
   CHECK(r["dice"][1].get<double>() == Approx(2.0 / 3.0));
   CHECK(r["dice"][0].get<double>() == Approx(0.0));  // predicted once where truth is 1: fp 1, tp 0
   CHECK(r["per_image"][0]["dice"][1].get<double>() == Approx(2.0 / 3.0));
   // Every pixel unlabelled: nothing is scored.
   EvaluationTable empty(1, 2, 255);
-  empty.add(0, predicting(predicted, 2), torch::full({2, 2}, 255, torch::kByte));
+  empty.add(0, predicted, torch::full({2, 2}, 255, torch::kByte));
   const nlohmann::json none = nlohmann::json::parse(empty.report({"a"}).dump());
   CHECK(none["dice"][0].is_null());
   CHECK(none["dice"][1].is_null());

@@ -17,7 +17,8 @@ TEST_CASE("overlay colours stay distinct and visible for many classes", "[infer]
   // One pixel per class on a black image: the overlay shows 45% of each class's colour.
   torch::Tensor probabilities = torch::zeros({kClasses, 1, kClasses});
   for (int64_t k = 0; k < kClasses; ++k) probabilities[k][0][k] = 1;
-  writer.write("classes", probabilities, torch::zeros({1, 1, kClasses}, torch::kByte));
+  writer.write("classes", probabilities.argmax(0).to(torch::kByte), probabilities,
+               torch::zeros({1, 1, kClasses}, torch::kByte));
   writer.finish();
   const dpunet::data::Image overlay = dpunet::data::read_image(dir / "classes_overlay.png");
   std::set<std::tuple<int, int, int>> colours;

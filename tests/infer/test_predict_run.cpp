@@ -25,10 +25,12 @@
 #include "data/normalize.h"
 #include "data/shard_writer.h"
 #include "infer/inputs.h"
+#include "infer/postprocess.h"
 #include "support/image_files.h"
 #include "support/train_fixture.h"
 #include "train/metrics.h"
 
+using dpunet::infer::keep_largest_regions;
 using dpunet::test::run_command;
 using dpunet::test::TrainFixture;
 
@@ -265,6 +267,21 @@ TEST_CASE("an ensemble averages its models' class probabilities, each model seei
     std::snprintf(name, sizeof(name), "sample-%06d", i);
     CHECK(torch::equal(read_mask(t.f.dir() / "both/predictions.h5", name), both.argmax(0).to(torch::kByte)));
   }
+  // Post-processing: the masks written (and scored) keep each class's largest region.
+  const auto largest = predict_into(t.f, "--checkpoint " + t.checkpoint, "largest", "--eval --keep-largest all");
+  INFO(largest.output);
+  REQUIRE(largest.exit_code == 0);
+  CHECK(nlohmann::json::parse(dpunet::read_file(t.f.dir() / "largest/eval.json"))["keep_largest"] == "all");
+  bool changed = false;
+  for (int i = 0; i < 6; ++i) {
+    char name[32];
+    std::snprintf(name, sizeof(name), "sample-%06d", i);
+    torch::Tensor expected = read_mask(t.f.dir() / "late/predictions.h5", name);
+    keep_largest_regions(expected, dpunet::infer::parse_keep_largest("all", 3));
+    CHECK(torch::equal(read_mask(t.f.dir() / "largest/predictions.h5", name), expected));
+    changed = changed || !torch::equal(expected, read_mask(t.f.dir() / "late/predictions.h5", name));
+  }
+  CHECK(changed);  // a briefly trained model leaves stray regions to remove
   // With flip averaging, too: each model averages its flips, then the models are averaged.
   for (const auto& [models, out] :
        std::vector<std::pair<std::string, std::string>>{{"--checkpoint " + early, "early_tta"},
