@@ -15,6 +15,7 @@
 #include <torch/torch.h>
 
 #include "common/awake_time.h"
+#include "common/exception_message.h"
 #include "common/process_label.h"
 #include "dist/context.h"
 #include "dist/mpi_check.h"
@@ -38,6 +39,9 @@ struct MpiTask {
     } catch (const Error& e) {
       // The MPI call's own message names the call and rank; the collective is the task.
       failure = std::make_exception_ptr(Error(name + ": " + e.what()));
+    } catch (const std::exception& e) {
+      // An ATen error (a tensor op around the call): it knows neither.
+      failure = std::make_exception_ptr(Error(name + " [" + process_label() + "]: " + exception_message(e)));
     } catch (...) {
       failure = std::current_exception();
     }

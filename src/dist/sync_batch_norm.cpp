@@ -78,7 +78,8 @@ GlobalStatistics global_statistics(const torch::Tensor& xc, Communicator& comm) 
   const torch::Tensor counts = gathered.narrow(1, 2 * channels, 1);  // [W, 1]
   GlobalStatistics s;
   s.total = counts.sum();
-  s.mean = (means * counts).sum(0) / s.total;
+  // Every share empty (no values anywhere): a mean of 0, not 0 / 0.
+  s.mean = (means * counts).sum(0) / s.total.clamp_min(1);
   s.m2 = (m2s + counts * (means - s.mean).square()).sum(0);
   return s;
 }
@@ -109,12 +110,17 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
     } else {
       const GlobalStatistics s = global_statistics(xc, *holder->comm);
       mean = s.mean;
-      invstd = (s.m2 / s.total + eps).rsqrt();
+      invstd = (s.m2 / s.total.clamp_min(1) + eps).rsqrt();
       total = s.total;
-      running_mean.mul_(1 - momentum).add_(mean.to(running_mean.scalar_type()), momentum);
-      // Unbiased, as BatchNorm's running variance.
+      // Unbiased, as BatchNorm's running variance. A step with fewer than two values over
+      // all ranks has no variance to add: the running statistics stay as they were
+      // (chosen on the device: no read-back).
       const torch::Tensor unbiased = s.m2 / (total - 1).clamp_min(1);
-      running_var.mul_(1 - momentum).add_(unbiased.to(running_var.scalar_type()), momentum);
+      const torch::Tensor counted = total.ge(2);
+      running_mean.copy_(torch::where(
+          counted, running_mean * (1 - momentum) + mean.to(running_mean.scalar_type()) * momentum, running_mean));
+      running_var.copy_(torch::where(
+          counted, running_var * (1 - momentum) + unbiased.to(running_var.scalar_type()) * momentum, running_var));
       *computed = {mean, invstd, total};
     }
     const torch::Tensor mean_c = mean.to(xc.scalar_type());

@@ -66,6 +66,16 @@ TEST_CASE("SyncBatchNorm with an empty share on one rank normalises the others' 
   CHECK(torch::allclose(x.grad(), expected_dx.narrow(0, first, count), 1e-4, 1e-4));
 }
 
+TEST_CASE("SyncBatchNorm with nothing on any rank leaves its running statistics as they were", "[mpi]") {
+  auto comm = std::make_shared<dist::MpiCommunicator>(test::mpi_context());
+  if (comm->world_size() < 2) return;  // an [mpi] test: run under mpirun -np 2 or more
+  dist::SyncBatchNorm norm(dist::SyncBatchNormOptions{3}, comm);
+  const torch::Tensor y = norm->forward(torch::empty({0, 3, 6, 6}));
+  CHECK(y.numel() == 0);
+  CHECK(torch::equal(norm->running_mean, torch::zeros({3})));
+  CHECK(torch::equal(norm->running_var, torch::ones({3})));
+}
+
 TEST_CASE("SyncBatchNorm on one rank refuses one value per channel, which has no variance", "[dist]") {
   auto comm = std::make_shared<dist::MpiCommunicator>(test::mpi_context());
   if (comm->world_size() != 1) return;  // run as one process
