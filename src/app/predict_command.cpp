@@ -14,6 +14,8 @@
 #include <numeric>
 #include <vector>
 
+#include <unistd.h>
+
 #include "app/commands.h"
 #include "app/model_source.h"
 #include "common/atomic_file.h"
@@ -200,9 +202,10 @@ void check_earlier_outputs(const PredictArgs& args, const infer::EarlierOutputs&
     return files.front() + (files.size() > 1 ? " and " + std::to_string(files.size() - 1) + " more" : "");
   };
   DPUNET_CHECK(earlier.unlisted.empty(), "predict: --out ", args.out, " holds ", listing(earlier.unlisted),
-               ", named like this command's outputs but not written by it (no predict-files*.txt there lists "
-               "them; a ground-truth mask?). This run could overwrite them, so it does not start, even with "
-               "--overwrite: choose another --out, or move those files");
+               ", named like this command's outputs but not written by it as they are now (no "
+               "predict-files*.txt there lists them, or they changed since: a ground-truth mask? a prediction of "
+               "an older dpunet?). This run could overwrite them, so it does not start, even with --overwrite: "
+               "choose another --out, or move those files");
   DPUNET_CHECK(earlier.written.empty() || args.overwrite, "predict: --out ", args.out, " already holds ",
                earlier.written.size(), " file(s) of an earlier prediction (", listing(earlier.written),
                "); they would mix with this run's. Choose another --out, or pass --overwrite to remove them first");
@@ -252,6 +255,12 @@ void run(const PredictArgs& args) {
     members = load_members(args, context);
     keep = infer::parse_keep_largest(args.keep_largest, members.front().config.model.n_classes);
     input_sets = open_inputs(args, members, input_options(args, members.front().config.model));
+    // Last, so that a mistake above leaves no empty folder; here, so that a rank that
+    // cannot write there (a node-local --out) stops every rank with one message.
+    std::error_code ec;
+    std::filesystem::create_directories(args.out, ec);
+    DPUNET_CHECK(!ec, "--out ", args.out, ": cannot create the folder: ", ec.message());
+    DPUNET_CHECK(::access(args.out.c_str(), W_OK) == 0, "--out ", args.out, ": this rank cannot write there");
   });
   train::check_same_on_every_rank(*comm, describe_inputs(*input_sets.front()), "the inputs " + args.input);
   const config::ModelConfig& model = members.front().config.model;
@@ -335,6 +344,7 @@ void run(const PredictArgs& args) {
     if (context.is_root()) {
       writer.manifest().add("eval.json");
       report(table, inputs, members, keep, args.out + "/eval.json");
+      writer.manifest().written("eval.json");
     }
   }
 }

@@ -101,7 +101,8 @@ InputSet::InputSet(const std::string& input, InputOptions options) : input_(inpu
     image_bits_ = first.bits;
     return;
   }
-  DPUNET_CHECK(options_.masks_dir.empty(), "--masks is for image inputs; the shards of ", input,
+  // (Without --eval the masks' folder only tells masks among image files apart.)
+  DPUNET_CHECK(options_.masks_dir.empty() || !options_.read_masks, "--masks is for image inputs; the shards of ", input,
                " carry their own masks");
   dataset_ = std::make_shared<const data::Dataset>(input);
   const data::ShardHeader& h = dataset_->header();

@@ -2,10 +2,13 @@
 #include "infer/output_manifest.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <set>
 
 #include "common/error.h"
@@ -16,9 +19,26 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr const char* kManifestPrefix = "predict-files";
+constexpr const char* kManifestHeader = "# dpunet predict: files written";
 
-bool is_manifest(const std::string& name) {
-  return name.rfind(kManifestPrefix, 0) == 0 && ends_with(name, ".txt");
+// predict-files.txt or predict-files-rank<digits>.txt, and nothing else.
+bool is_manifest_name(const std::string& name) {
+  if (name == std::string(kManifestPrefix) + ".txt") return true;
+  const std::string rank_prefix = std::string(kManifestPrefix) + "-rank";
+  if (name.rfind(rank_prefix, 0) != 0 || !ends_with(name, ".txt")) return false;
+  const std::string digits = name.substr(rank_prefix.size(), name.size() - rank_prefix.size() - 4);
+  return !digits.empty() && std::all_of(digits.begin(), digits.end(), [](unsigned char c) { return std::isdigit(c); });
+}
+
+// "SIZE MTIME_NS" of a file as it is now; empty when it cannot be read.
+std::string stamp_of(const fs::path& path) {
+  std::error_code ec;
+  const auto size = fs::file_size(path, ec);
+  if (ec) return "";
+  const auto time = fs::last_write_time(path, ec);
+  if (ec) return "";
+  return std::to_string(size) + " " +
+         std::to_string(std::chrono::duration_cast<std::chrono::nanoseconds>(time.time_since_epoch()).count());
 }
 
 // The names predict gives its files, whoever wrote them.
@@ -30,7 +50,7 @@ bool named_like_a_prediction(const std::string& name) {
 
 }  // namespace
 
-OutputManifest::OutputManifest(const std::string& directory, int rank, int world_size) {
+OutputManifest::OutputManifest(const std::string& directory, int rank, int world_size) : directory_(directory) {
   char name[64];
   if (world_size == 1) {
     std::snprintf(name, sizeof(name), "%s.txt", kManifestPrefix);
@@ -42,36 +62,56 @@ OutputManifest::OutputManifest(const std::string& directory, int rank, int world
   out_.open(path_, std::ios::trunc);
   DPUNET_CHECK(out_.is_open(), path_, ": cannot create the list of this prediction's files (",
                errno != 0 ? std::strerror(errno) : "open failed", ")");
+  append(kManifestHeader);
 }
 
 void OutputManifest::add(const std::string& file_name) {
+  append(file_name);
+}
+
+void OutputManifest::written(const std::string& file_name) {
+  append(file_name + "\t" + stamp_of(fs::path(directory_) / file_name));
+}
+
+void OutputManifest::append(const std::string& line) {
   errno = 0;
-  out_ << file_name << "\n" << std::flush;
-  DPUNET_CHECK(out_, path_, ": cannot list ", file_name, " (", errno != 0 ? std::strerror(errno) : "write failed",
-               "; is the disk full?)");
+  out_ << line << "\n" << std::flush;
+  DPUNET_CHECK(out_, path_, ": cannot write the list of this prediction's files (",
+               errno != 0 ? std::strerror(errno) : "write failed", "; is the disk full?)");
 }
 
 EarlierOutputs find_earlier_outputs(const std::string& directory) {
   EarlierOutputs found;
   std::error_code ec;
   if (!fs::is_directory(directory, ec)) return found;
-  std::set<std::string> listed, present;
+  // Name -> its last stamp ("" while being written, when a run was killed).
+  std::map<std::string, std::string> listed;
+  std::set<std::string> present;
   for (const auto& entry : fs::directory_iterator(directory, ec)) {
     const std::string name = entry.path().filename().string();
     present.insert(name);
-    if (!is_manifest(name)) continue;
-    listed.insert(name);
+    if (!is_manifest_name(name)) continue;
     std::ifstream in(entry.path());
-    for (std::string line; std::getline(in, line);) {
+    std::string line;
+    if (!std::getline(in, line) || line != kManifestHeader) continue;  // a file of that name, not predict's
+    listed[name] = stamp_of(entry.path());
+    while (std::getline(in, line)) {
+      const size_t tab = line.find('\t');
+      const std::string file = line.substr(0, tab);
       // Names only, never paths: a manifest cannot reach outside its folder.
-      if (!line.empty() && line.find('/') == std::string::npos && line != "." && line != "..") listed.insert(line);
+      if (file.empty() || file.find('/') != std::string::npos || file == "." || file == "..") continue;
+      listed[file] = tab == std::string::npos ? "" : line.substr(tab + 1);
     }
   }
   for (const std::string& name : present) {
     const std::string path = (fs::path(directory) / name).string();
-    if (listed.count(name) != 0) {
+    const auto it = listed.find(name);
+    // Listed and, once written, unchanged since: a file copied over it is not predict's.
+    const bool ours =
+        it != listed.end() && (it->second.empty() || is_manifest_name(name) || it->second == stamp_of(path));
+    if (ours) {
       found.written.push_back(path);
-    } else if (named_like_a_prediction(name)) {
+    } else if (named_like_a_prediction(name) || is_manifest_name(name)) {
       found.unlisted.push_back(path);
     }
   }

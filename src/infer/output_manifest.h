@@ -1,8 +1,10 @@
 // Which files of a prediction folder `predict` wrote. Each rank names every file in its
 // own manifest (predict-files.txt, or predict-files-rankNNN.txt under mpirun) before it
-// creates it, so a killed run's files are listed too. A later run replaces exactly
-// those (--overwrite) and never a file it cannot prove it wrote: a ground-truth
-// a_mask.png kept in that folder has a prediction's name but is in no manifest.
+// creates it, so a killed run's files are listed too, and stamps it (size and
+// modification time) once written. A later run replaces exactly those (--overwrite) and
+// never a file it cannot prove it wrote: a ground-truth a_mask.png kept in that folder
+// has a prediction's name but is in no manifest, and one copied over a prediction no
+// longer matches its stamp.
 #pragma once
 
 #include <fstream>
@@ -17,10 +19,14 @@ class OutputManifest {
   OutputManifest(const std::string& directory, int rank, int world_size);
   // Lists `file_name` (a name inside the directory); call before creating the file.
   void add(const std::string& file_name);
+  // Stamps `file_name` as written: its size and modification time now.
+  void written(const std::string& file_name);
   const std::string& path() const { return path_; }
 
  private:
-  std::string path_;
+  void append(const std::string& line);
+
+  std::string directory_, path_;
   std::ofstream out_;
 };
 

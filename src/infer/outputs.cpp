@@ -98,6 +98,7 @@ void PredictionWriter::write(const std::string& name, const torch::Tensor& label
   manifest_.add(name + "_mask.png");
   manifest_.add(name + "_overlay.png");
   data::write_png(options_.directory + "/" + name + "_mask.png", mask_png);
+  manifest_.written(name + "_mask.png");
 
   // Overlay: the first channel in grey, classes blended in colour at 45%.
   const torch::Tensor grey = raw[0].to(torch::kCPU).contiguous();
@@ -122,6 +123,7 @@ void PredictionWriter::write(const std::string& name, const torch::Tensor& label
     }
   }
   data::write_png(options_.directory + "/" + name + "_overlay.png", overlay);
+  manifest_.written(name + "_overlay.png");
 }
 
 void PredictionWriter::finish() {
@@ -131,6 +133,7 @@ void PredictionWriter::finish() {
     file_.reset();
   }
   DPUNET_CHECK(std::rename(temporary_.c_str(), path_.c_str()) == 0, "cannot rename ", temporary_, " to ", path_);
+  manifest_.written(std::filesystem::path(path_).filename().string());
 }
 
 }  // namespace dpunet::infer

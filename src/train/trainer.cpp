@@ -405,8 +405,9 @@ int Trainer::run() {
                    " stands (resume with --resume auto)");
       return kPreemptedExitCode;
     }
-    logger_.info("validating step " + std::to_string(step_) + " first: the stop that wrote " +
-                 "its checkpoint skipped the validation");
+    logger_.info("validating step " + std::to_string(step_) + " first: " +
+                 (epoch_ended_at_resume_ ? std::string("its epoch ended there (above)")
+                                         : std::string("the stop that wrote its checkpoint skipped the validation")));
     bool improved = false;
     validate_now(&improved);
     validation_pending_ = false;

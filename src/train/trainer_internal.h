@@ -98,8 +98,9 @@ class Trainer {
   torch::Tensor nonfinite_steps_;  // on the device: steps since checked_step_ whose loss was NaN/inf
   int64_t checked_step_ = 0;
   double best_score_ = -1;
-  int64_t best_step_ = -1;           // of the checkpoint marked best
-  bool validation_pending_ = false;  // see checkpoint::TrainingState
+  int64_t best_step_ = -1;              // of the checkpoint marked best
+  bool validation_pending_ = false;     // see checkpoint::TrainingState
+  bool epoch_ended_at_resume_ = false;  // see continued_position
   // Writes checkpoints while training goes on; declared last, so it finishes its write
   // before the store and everything else it might touch are gone.
   checkpoint::BackgroundWriter writer_;

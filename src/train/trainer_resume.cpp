@@ -144,6 +144,7 @@ data::SamplerState Trainer::continued_position(const checkpoint::LoadedCheckpoin
                std::to_string(s.sampler.epoch) + " fill no global batch of " +
                std::to_string(config_.train.batch_size * context_.world_size()) +
                " (data.remainder: drop): that epoch ended at step " + std::to_string(s.step));
+  epoch_ended_at_resume_ = true;
   if (config_.validation.every_steps == 0 && val_data_) validation_pending_ = true;
   return data::SamplerState{s.sampler.epoch + 1, 0};
 }

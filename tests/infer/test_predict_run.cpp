@@ -131,7 +131,21 @@ TEST_CASE("predict and export refuse to write over their own inputs", "[infer][e
   const auto mixed = run_command(again + " 2>&1");
   CHECK(mixed.exit_code != 0);
   CHECK_THAT(mixed.output, HasSubstr("file(s) of an earlier prediction") && HasSubstr("--overwrite"));
+  // A file copied over one of its predictions (the ground truth, to compare) is no
+  // longer the prediction: --overwrite refuses rather than delete it.
+  const std::string copied = out + "/sample-000000_mask.png";
+  std::filesystem::remove(copied);
+  dpunet::write_file_atomically(copied, "truth");
+  const auto over_copy = run_command(again + " --overwrite 2>&1");
+  CHECK(over_copy.exit_code != 0);
+  CHECK_THAT(over_copy.output, HasSubstr("sample-000000_mask.png, named like this command's outputs but not written "
+                                         "by it as they are now"));
+  CHECK(dpunet::read_file(copied) == "truth");
+  std::filesystem::remove(copied);
+  // A killed run's file, listed but never stamped, is the run's; a file merely named like
+  // a manifest is not one.
   dpunet::write_file_atomically(out + "/sample-000099_mask.png", "stale");
+  dpunet::write_file_atomically(out + "/predict-files-notes.txt", "notes.txt\n");
   dpunet::write_file_atomically(out + "/predict-files.txt",
                                 dpunet::read_file(out + "/predict-files.txt") + "sample-000099_mask.png\n");
   dpunet::write_file_atomically(out + "/notes.txt", "mine");
@@ -142,6 +156,7 @@ TEST_CASE("predict and export refuse to write over their own inputs", "[infer][e
   CHECK_FALSE(std::filesystem::exists(out + "/sample-000000_mask.png"));
   CHECK(std::filesystem::exists(out + "/predictions.h5"));
   CHECK(dpunet::read_file(out + "/notes.txt") == "mine");
+  CHECK(dpunet::read_file(out + "/predict-files-notes.txt") == "notes.txt\n");
   const auto size_before = std::filesystem::file_size(t.checkpoint);
   const auto over_checkpoint = run_command(DPUNET_BINARY " export " + t.checkpoint + " " + t.checkpoint + " 2>&1");
   CHECK(over_checkpoint.exit_code != 0);

@@ -307,18 +307,19 @@ TEST_CASE("a stop request skips the validation due at that step: the grace time 
 
 TEST_CASE("a stop signal during the last step completes the run instead of asking for a requeue", "[train][e2e]") {
   TrainFixture f;
-  // Slow steps (400 micro-batches, over a second), so that the signal sent on step 2's line
+  // Slow steps (1500 micro-batches, seconds each), so that the signal sent on step 1's line
   // lands in the last.
-  const std::string config = f.write_config("train: {batch_size: 2, steps: 3, accumulation: 400}\n");
+  const std::string config =
+      f.write_config("train: {batch_size: 2, steps: 2, accumulation: 1500}\nschedule: {warmup_steps: 1}\n");
   std::string command = f.train_command(1, config);
   command = command.substr(0, command.rfind(" 2>&1"));
-  const auto result = f.interrupt(command, "step 2/", "kill -USR1 $(pgrep -P $job)");  // timeout's child: dpunet
+  const auto result = f.interrupt(command, "step 1/", "kill -USR1 $(pgrep -P $job)");  // timeout's child: dpunet
   const std::string output = dpunet::read_file(f.log_path());
   INFO(output);
   CHECK_THAT(result.output, HasSubstr("exit=0"));
-  CHECK_THAT(output, HasSubstr("stop signal at the last step, 3: the run is complete") &&
-                         HasSubstr("validation step 3:") && HasSubstr("done: 3 steps"));
-  CHECK(dpunet::read_file(f.run_dir() + "/DONE") == "3\n");
+  CHECK_THAT(output, HasSubstr("stop signal at the last step, 2: the run is complete") &&
+                         HasSubstr("validation step 2:") && HasSubstr("done: 2 steps"));
+  CHECK(dpunet::read_file(f.run_dir() + "/DONE") == "2\n");
 }
 
 TEST_CASE("a resume whose larger global batch leaves no batch of the epoch ends that epoch there", "[train][e2e]") {
@@ -335,7 +336,8 @@ TEST_CASE("a resume whose larger global batch leaves no batch of the epoch ends 
   INFO(resumed.output);
   REQUIRE(resumed.exit_code == 0);
   CHECK_THAT(resumed.output, HasSubstr("the 2 samples left of epoch 0 fill no global batch of 4") &&
-                                 HasSubstr("that epoch ended at step 11"));
+                                 HasSubstr("that epoch ended at step 11") &&
+                                 HasSubstr("validating step 11 first: its epoch ended there"));
   const auto validated = resumed.output.find("validation step 11:");
   REQUIRE(validated != std::string::npos);
   CHECK(validated < resumed.output.find("step 12/"));
