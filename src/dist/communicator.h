@@ -59,6 +59,11 @@ class Communicator {
   // output [world_size * input.numel()] holds rank r's input at offset r * input.numel().
   virtual std::unique_ptr<Work> all_gather_async(const at::Tensor& input, const at::Tensor& output) = 0;
   virtual void barrier() = 0;
+
+  // How long a collective started from now on may take before it counts as stalled
+  // (CommunicatorOptions::timeout at first). Backends without a timeout keep none.
+  virtual std::chrono::milliseconds timeout() const { return std::chrono::milliseconds::zero(); }
+  virtual void set_timeout(std::chrono::milliseconds /*timeout*/) {}
   // Throws the failure or stall of a collective waited on with wait_on_stream(), once the
   // backend has seen it. A host read that syncs the device returns only after such a
   // collective completed or was seen failing, so calling this after the read tells whether
@@ -72,6 +77,26 @@ class Communicator {
   std::vector<int64_t> all_gather_values(int64_t value);
   // Every rank gets root's string.
   std::string broadcast_string(const std::string& text, int root);
+};
+
+// The least time start-up collectives get (NCCL's own start-up, the trainer's set-up).
+inline constexpr std::chrono::minutes kStartupTimeout{5};
+
+// Raises a communicator's timeout to at least `at_least` for its lifetime: start-up,
+// where ranks meet after reading datasets and checkpoints at their own pace, may take
+// longer than any collective of a training step.
+class LongerTimeout {
+ public:
+  LongerTimeout(Communicator& comm, std::chrono::milliseconds at_least) : comm_(comm), saved_(comm.timeout()) {
+    if (saved_ < at_least) comm_.set_timeout(at_least);
+  }
+  ~LongerTimeout() { comm_.set_timeout(saved_); }
+  LongerTimeout(const LongerTimeout&) = delete;
+  LongerTimeout& operator=(const LongerTimeout&) = delete;
+
+ private:
+  Communicator& comm_;
+  std::chrono::milliseconds saved_;
 };
 
 }  // namespace dpunet::dist

@@ -160,7 +160,7 @@ std::string describe(const char* op, const at::Tensor& tensor) {
 }  // namespace
 
 MpiCommunicator::MpiCommunicator(const Context& context, MpiCommunicatorOptions options)
-    : options_(options), queue_(std::make_shared<MpiQueue>()) {
+    : options_(options), timeout_(options.timeout), queue_(std::make_shared<MpiQueue>()) {
   MPI_CHECK(MPI_Comm_dup(context.world(), &comm_));
   MPI_CHECK(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
   MPI_CHECK(MPI_Comm_rank(comm_, &rank_));
@@ -241,10 +241,13 @@ std::unique_ptr<Work> submit(const std::shared_ptr<MpiQueue>& queue, StallWatchd
     queue->changed.notify_one();
   } else {
     inline_watchdog->raise_if_failed();
-    inline_watchdog->watch(task->name, [task](std::string*) {
-      std::lock_guard<std::mutex> lock(task->mutex);
-      return task->done ? StallWatchdog::State::kDone : StallWatchdog::State::kPending;
-    });
+    inline_watchdog->watch(
+        task->name,
+        [task](std::string*) {
+          std::lock_guard<std::mutex> lock(task->mutex);
+          return task->done ? StallWatchdog::State::kDone : StallWatchdog::State::kPending;
+        },
+        timeout);
     task->execute();
   }
   return std::make_unique<MpiWork>(std::move(task), threaded ? queue : nullptr, timeout, std::move(finish));
@@ -284,7 +287,7 @@ std::unique_ptr<Work> MpiCommunicator::all_reduce_async(const at::Tensor& tensor
       start += count;
     } while (start < flat.numel());
   };
-  return submit(queue_, inline_watchdog_.get(), options_.timeout, describe("all_reduce", tensor), std::move(run));
+  return submit(queue_, inline_watchdog_.get(), timeout_, describe("all_reduce", tensor), std::move(run));
 }
 
 std::unique_ptr<Work> MpiCommunicator::broadcast_async(const at::Tensor& tensor, int root) {
@@ -294,7 +297,7 @@ std::unique_ptr<Work> MpiCommunicator::broadcast_async(const at::Tensor& tensor,
   const int bytes = checked_count(tensor.nbytes(), "broadcast");
   MPI_Comm comm = comm_;
   auto run = [tensor, bytes, root, comm] { MPI_CHECK(MPI_Bcast(tensor.data_ptr(), bytes, MPI_BYTE, root, comm)); };
-  return submit(queue_, inline_watchdog_.get(), options_.timeout, describe("broadcast", tensor), std::move(run));
+  return submit(queue_, inline_watchdog_.get(), timeout_, describe("broadcast", tensor), std::move(run));
 }
 
 std::unique_ptr<Work> MpiCommunicator::all_gather_async(const at::Tensor& input, const at::Tensor& output) {
@@ -308,12 +311,12 @@ std::unique_ptr<Work> MpiCommunicator::all_gather_async(const at::Tensor& input,
   auto run = [input, output, bytes, comm] {
     MPI_CHECK(MPI_Allgather(input.data_ptr(), bytes, MPI_BYTE, output.data_ptr(), bytes, MPI_BYTE, comm));
   };
-  return submit(queue_, inline_watchdog_.get(), options_.timeout, describe("all_gather", input), std::move(run));
+  return submit(queue_, inline_watchdog_.get(), timeout_, describe("all_gather", input), std::move(run));
 }
 
 void MpiCommunicator::barrier() {
   MPI_Comm comm = comm_;
-  submit(queue_, inline_watchdog_.get(), options_.timeout, "barrier", [comm] { MPI_CHECK(MPI_Barrier(comm)); })->wait();
+  submit(queue_, inline_watchdog_.get(), timeout_, "barrier", [comm] { MPI_CHECK(MPI_Barrier(comm)); })->wait();
 }
 
 }  // namespace dpunet::dist

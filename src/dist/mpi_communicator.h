@@ -42,10 +42,13 @@ class MpiCommunicator : public Communicator {
   std::unique_ptr<Work> broadcast_async(const at::Tensor& tensor, int root) override;
   std::unique_ptr<Work> all_gather_async(const at::Tensor& input, const at::Tensor& output) override;
   void barrier() override;
+  std::chrono::milliseconds timeout() const override { return timeout_; }
+  void set_timeout(std::chrono::milliseconds timeout) override { timeout_ = timeout; }
 
  private:
   MpiCommunicatorOptions options_;
-  MPI_Comm comm_ = MPI_COMM_NULL;  // a duplicate: dpunet's traffic never mixes with others'
+  std::chrono::milliseconds timeout_;  // of the collectives started now (the caller's thread only)
+  MPI_Comm comm_ = MPI_COMM_NULL;      // a duplicate: dpunet's traffic never mixes with others'
   int rank_ = 0;
   int world_size_ = 1;
   std::unique_ptr<HalfSumOps> half_ops_;

@@ -39,6 +39,7 @@ struct NcclState {
   c10::Device device{c10::kCUDA, 0};
   std::optional<c10::cuda::CUDAStream> stream;
   std::unique_ptr<StallWatchdog> watchdog;
+  std::chrono::milliseconds timeout{0};  // of the collectives launched now (under `mutex`)
 
   // Aborting is the only way out of a collective that will not complete. Runs on a
   // thread of the watchdog's, which has no current device yet.
@@ -199,7 +200,7 @@ std::unique_ptr<Work> enqueue(const std::shared_ptr<NcclState>& state, const std
   Event ready;
   auto done = std::make_shared<Event>();
   auto stage = std::make_shared<std::atomic<LaunchStage>>(LaunchStage::kLaunching);
-  state->watchdog->watch("NCCL " + name, poll_collective(state.get(), done, stage));
+  state->watchdog->watch("NCCL " + name, poll_collective(state.get(), done, stage), state->timeout);
   try {
     CUDA_CHECK(cudaEventRecord(ready.event, compute.stream()));
     CUDA_CHECK(cudaStreamWaitEvent(state->stream->stream(), ready.event, 0));
@@ -268,6 +269,7 @@ NcclCommunicator::NcclCommunicator(const Context& context, CommunicatorOptions o
   state_->rank = context.rank();
   state_->world_size = context.world_size();
   state_->device = context.device();
+  state_->timeout = options.timeout;
   c10::cuda::CUDAGuard guard(state_->device);
   state_->stream = c10::cuda::getStreamFromPool(/*isHighPriority=*/true, state_->device.index());
 
@@ -299,7 +301,7 @@ NcclCommunicator::NcclCommunicator(const Context& context, CommunicatorOptions o
       [started](std::string*) {
         return started->load() ? StallWatchdog::State::kDone : StallWatchdog::State::kPending;
       },
-      std::max<std::chrono::milliseconds>(options.timeout, std::chrono::minutes(5)));
+      std::max<std::chrono::milliseconds>(options.timeout, kStartupTimeout));
   check_one_gpu_per_rank(context);
   ncclUniqueId id;
   if (context.rank() == 0) NCCL_CHECK(ncclGetUniqueId(&id));
@@ -358,6 +360,16 @@ void NcclCommunicator::barrier() {
   all_reduce_async(token, ReduceOp::kSum)->wait();
   CUDA_CHECK(cudaStreamSynchronize(c10::cuda::getCurrentCUDAStream(state_->device.index()).stream()));
   state_->watchdog->raise_if_failed();
+}
+
+std::chrono::milliseconds NcclCommunicator::timeout() const {
+  std::lock_guard<std::mutex> lock(state_->mutex);
+  return state_->timeout;
+}
+
+void NcclCommunicator::set_timeout(std::chrono::milliseconds timeout) {
+  std::lock_guard<std::mutex> lock(state_->mutex);
+  state_->timeout = timeout;
 }
 
 void NcclCommunicator::raise_pending_failure() {

@@ -30,6 +30,8 @@ class NcclCommunicator : public Communicator {
   std::unique_ptr<Work> all_gather_async(const at::Tensor& input, const at::Tensor& output) override;
   void barrier() override;
   void raise_pending_failure() override;
+  std::chrono::milliseconds timeout() const override;
+  void set_timeout(std::chrono::milliseconds timeout) override;
 
  private:
   std::shared_ptr<NcclState> state_;

@@ -68,6 +68,9 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
       store_(config.run.dir),
       scaler_(config.precision.dtype == "fp16" && context.device().is_cuda()),
       autocast_(config.precision.dtype != "fp32" && context.device().is_cuda()) {
+  // Ranks meet here after opening datasets and reading checkpoints at their own pace;
+  // the steps' timeout comes back when the constructor returns.
+  const dist::LongerTimeout startup(*comm_, dist::kStartupTimeout);
   if (config.precision.dtype == "fp16") autocast_dtype_ = at::kHalf;
   // Ranks on one machine share its cores unless the launcher already said how many.
   if (std::getenv("OMP_NUM_THREADS") == nullptr) {

@@ -2,6 +2,9 @@
 #include <torch/torch.h>
 #include "support/catch.h"
 
+#include <chrono>
+#include <thread>
+
 #include "common/error.h"
 #include "dist/mpi_communicator.h"
 #include "support/mpi_test_context.h"
@@ -164,4 +167,20 @@ TEST_CASE("MPI communicator rejects tensors it cannot send, with the reason", "[
   REQUIRE_THROWS_WITH(comm.all_reduce(torch::zeros({4}, torch::kBool), ReduceOp::kSum), HasSubstr("bool"));
   REQUIRE_THROWS_WITH(comm.broadcast(torch::zeros({2}), comm.world_size()), HasSubstr("root"));
   REQUIRE_THROWS_WITH(comm.all_gather(torch::zeros({2}), torch::zeros({1})), HasSubstr("all_gather output"));
+}
+
+TEST_CASE("MPI communicator: a longer timeout lets a slow rank arrive, and the old one comes back after", "[mpi]") {
+  MpiCommunicatorOptions options = with_thread(GENERATE(true, false));
+  options.timeout = std::chrono::milliseconds(800);
+  MpiCommunicator comm(dpunet::test::mpi_context(), options);
+  if (comm.world_size() < 2) return;  // an [mpi] test: run under mpirun -np 2 or more
+  {
+    const dpunet::dist::LongerTimeout startup(comm, std::chrono::seconds(20));
+    CHECK(comm.timeout() == std::chrono::seconds(20));
+    // Rank 1 arrives 2 s late (reading a checkpoint, say): past the steps' timeout.
+    if (comm.rank() == 1) std::this_thread::sleep_for(std::chrono::seconds(2));
+    comm.barrier();
+  }
+  CHECK(comm.timeout() == std::chrono::milliseconds(800));
+  comm.barrier();
 }
