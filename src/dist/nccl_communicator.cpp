@@ -39,7 +39,9 @@ struct NcclState {
   c10::Device device{c10::kCUDA, 0};
   std::optional<c10::cuda::CUDAStream> stream;
   std::unique_ptr<StallWatchdog> watchdog;
-  std::chrono::milliseconds timeout{0};  // of the collectives launched now (under `mutex`)
+  // Milliseconds of the collectives launched now; atomic, not under `mutex`, which a
+  // launch blocked on its peers may hold.
+  std::atomic<int64_t> timeout_ms{0};
 
   // Aborting is the only way out of a collective that will not complete. Runs on a
   // thread of the watchdog's, which has no current device yet.
@@ -200,7 +202,8 @@ std::unique_ptr<Work> enqueue(const std::shared_ptr<NcclState>& state, const std
   Event ready;
   auto done = std::make_shared<Event>();
   auto stage = std::make_shared<std::atomic<LaunchStage>>(LaunchStage::kLaunching);
-  state->watchdog->watch("NCCL " + name, poll_collective(state.get(), done, stage), state->timeout);
+  state->watchdog->watch("NCCL " + name, poll_collective(state.get(), done, stage),
+                         std::chrono::milliseconds(state->timeout_ms.load()));
   try {
     CUDA_CHECK(cudaEventRecord(ready.event, compute.stream()));
     CUDA_CHECK(cudaStreamWaitEvent(state->stream->stream(), ready.event, 0));
@@ -269,7 +272,7 @@ NcclCommunicator::NcclCommunicator(const Context& context, CommunicatorOptions o
   state_->rank = context.rank();
   state_->world_size = context.world_size();
   state_->device = context.device();
-  state_->timeout = options.timeout;
+  state_->timeout_ms = options.timeout.count();
   c10::cuda::CUDAGuard guard(state_->device);
   state_->stream = c10::cuda::getStreamFromPool(/*isHighPriority=*/true, state_->device.index());
 
@@ -363,13 +366,11 @@ void NcclCommunicator::barrier() {
 }
 
 std::chrono::milliseconds NcclCommunicator::timeout() const {
-  std::lock_guard<std::mutex> lock(state_->mutex);
-  return state_->timeout;
+  return std::chrono::milliseconds(state_->timeout_ms.load());
 }
 
 void NcclCommunicator::set_timeout(std::chrono::milliseconds timeout) {
-  std::lock_guard<std::mutex> lock(state_->mutex);
-  state_->timeout = timeout;
+  state_->timeout_ms = timeout.count();
 }
 
 void NcclCommunicator::raise_pending_failure() {
