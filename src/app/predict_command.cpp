@@ -87,7 +87,8 @@ bool same_normalization(const data::Normalizer& a, const data::Normalizer& b) {
 // classes. Their tiles may differ (another patch size, valid padding).
 std::vector<Member> load_members(const PredictArgs& args, const dist::Context& context) {
   std::vector<Member> members;
-  for (const ModelSource& source : args.models.sources()) {
+  const std::vector<ModelSource> sources = args.models.sources();
+  for (const ModelSource& source : sources) {
     Member m;
     m.config = source.resolve();
     m.file = source.checkpoint.empty() ? source.weights : source.checkpoint_file();
@@ -112,7 +113,7 @@ std::vector<Member> load_members(const PredictArgs& args, const dist::Context& c
     try {
       m.tiles = tile_options(args, m.config);
     } catch (const std::exception& e) {
-      if (args.models.sources().size() == 1) throw;
+      if (sources.size() == 1) throw;
       throw Error("model " + m.file + ": " + exception_message(e));
     }
     m.normalizer = train::normalizer(m.config);
@@ -159,9 +160,7 @@ std::vector<std::unique_ptr<infer::InputSet>> open_inputs(const PredictArgs& arg
 // the summaries.
 void report(const infer::EvaluationTable& table, const infer::InputSet& inputs, const std::vector<Member>& members,
             const infer::KeepLargest& keep, const std::string& path) {
-  std::vector<std::string> names;
-  for (int64_t i = 0; i < inputs.size(); ++i) names.push_back(inputs.name(i));
-  nlohmann::json result = table.report(names);
+  nlohmann::json result = table.report(inputs.names());
   result["models"] = nlohmann::json::array();
   for (const Member& m : members) result["models"].push_back(m.file);
   // The masks scored are the post-processed ones.
@@ -215,9 +214,7 @@ void check_earlier_outputs(const PredictArgs& args, const infer::EarlierOutputs&
 // itself, and each takes every W-th image of its own list.
 std::string describe_inputs(const infer::InputSet& inputs) {
   if (inputs.dataset() != nullptr) return train::describe_dataset(*inputs.dataset());
-  std::vector<std::string> names;
-  for (int64_t i = 0; i < inputs.size(); ++i) names.push_back(inputs.name(i));
-  return train::describe_names(names, "images");
+  return train::describe_names(inputs.names(), "images");
 }
 
 infer::InputOptions input_options(const PredictArgs& args, const config::ModelConfig& model) {

@@ -216,6 +216,12 @@ std::string InputSet::name(int64_t index) const {
   return data::image_stem(images_.at(static_cast<size_t>(index)));
 }
 
+std::vector<std::string> InputSet::names() const {
+  std::vector<std::string> all;
+  for (int64_t i = 0; i < size(); ++i) all.push_back(name(i));
+  return all;
+}
+
 InputItem InputSet::load(int64_t index) const {
   InputItem item;
   if (dataset_) {

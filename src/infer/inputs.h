@@ -50,6 +50,8 @@ class InputSet {
   InputItem load(int64_t index) const;
   // InputItem::name of item `index`, without loading it.
   std::string name(int64_t index) const;
+  // Every item's name, in order.
+  std::vector<std::string> names() const;
   int64_t channels() const;
   // The shards read; null for image files.
   const data::Dataset* dataset() const { return dataset_.get(); }

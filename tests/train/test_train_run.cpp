@@ -8,6 +8,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <utility>
 
 #include "checkpoint/store.h"
 #include "common/atomic_file.h"
@@ -72,6 +73,16 @@ std::map<int64_t, double> train_losses(const std::string& metrics) {
     if (row["kind"] == "train") losses[row["step"].get<int64_t>()] = row["loss"].get<double>();
   }
   return losses;
+}
+
+// Trains on one rank and sends it SIGUSR1 once its log shows `wait_for`: the interrupt
+// script's report ("exit=N seconds=S") and the run's log.
+std::pair<std::string, std::string> signal_one_rank(const TrainFixture& f, const std::string& config,
+                                                    const std::string& wait_for) {
+  std::string command = f.train_command(1, config);
+  command = command.substr(0, command.rfind(" 2>&1"));
+  const auto result = f.interrupt(command, wait_for, "kill -USR1 $(pgrep -P $job)");  // timeout's child: dpunet
+  return {result.output, dpunet::read_file(f.log_path())};
 }
 
 std::map<int64_t, int> once_each(int64_t first, int64_t last) {
@@ -283,12 +294,9 @@ TEST_CASE("a stop request skips the validation due at that step: the grace time 
   // Validation at every step: whichever step the signal lands on has one due.
   const std::string config =
       f.write_config("train: {batch_size: 2, steps: 100000}\nvalidation: {every_steps: 1, batch_size: 4}\n");
-  std::string command = f.train_command(1, config);
-  command = command.substr(0, command.rfind(" 2>&1"));
-  const auto result = f.interrupt(command, "step 3/", "kill -USR1 $(pgrep -P $job)");  // timeout's child: dpunet
-  const std::string output = dpunet::read_file(f.log_path());
+  const auto [report, output] = signal_one_rank(f, config, "step 3/");
   INFO(output);
-  CHECK_THAT(result.output, HasSubstr("exit=75"));
+  CHECK_THAT(report, HasSubstr("exit=75"));
   const auto at = output.find("stopped by a signal at step ");
   REQUIRE(at != std::string::npos);
   const int64_t step = std::stoll(output.substr(at + std::string("stopped by a signal at step ").size()));
@@ -311,12 +319,9 @@ TEST_CASE("a stop signal during the last step completes the run instead of askin
   // lands in the last.
   const std::string config =
       f.write_config("train: {batch_size: 2, steps: 2, accumulation: 1500}\nschedule: {warmup_steps: 1}\n");
-  std::string command = f.train_command(1, config);
-  command = command.substr(0, command.rfind(" 2>&1"));
-  const auto result = f.interrupt(command, "step 1/", "kill -USR1 $(pgrep -P $job)");  // timeout's child: dpunet
-  const std::string output = dpunet::read_file(f.log_path());
+  const auto [report, output] = signal_one_rank(f, config, "step 1/");
   INFO(output);
-  CHECK_THAT(result.output, HasSubstr("exit=0"));
+  CHECK_THAT(report, HasSubstr("exit=0"));
   CHECK_THAT(output, HasSubstr("stop signal at the last step, 2: the run is complete") &&
                          HasSubstr("validation step 2:") && HasSubstr("done: 2 steps"));
   CHECK(dpunet::read_file(f.run_dir() + "/DONE") == "2\n");
