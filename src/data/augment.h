@@ -42,18 +42,23 @@ struct AugmentOptions {
   double elastic_probability = 0.0;
   int elastic_grid = 3;
   double elastic_sigma = 10.0;  // pixels
-  // Intensity transforms on the normalised image.
+  // Intensity transforms on the normalised image; each channel draws its own factor, from
+  // below 1 or above 1 with equal chance when the range spans 1 (nnU-Net's convention).
   double brightness_probability = 0.0;
-  double brightness_range = 0.25;  // multiply by U(1 - r, 1 + r)
+  double brightness_range = 0.25;  // multiply by a factor in [1 - r, 1 + r]
   double contrast_probability = 0.0;
-  double contrast_range = 0.25;  // scale around each channel's mean by U(1 - r, 1 + r)
+  double contrast_range = 0.25;  // scale around the channel's mean, clipped to its former range
+  // Gamma curves on the channel's range, keeping its mean and standard deviation; the
+  // inverted pass applies the curve to the negated channel.
   double gamma_probability = 0.0;
+  double gamma_invert_probability = 0.0;
   double gamma_min = 0.7, gamma_max = 1.5;
   double noise_probability = 0.0;
   double noise_std = 0.1;  // the noise's standard deviation is drawn from U(0, noise_std)
   // nnU-Net's blur and resolution transforms: a Gaussian blur of U(blur_sigma_min,
   // blur_sigma_max) pixels, and the image seen at U(low_resolution_min, 1) times its
-  // resolution (nearest-neighbour down, cubic up); each channel draws its own amount.
+  // resolution (nearest-neighbour down, cubic up); when a sample is chosen, each channel
+  // is changed with probability 1/2 and draws its own amount.
   double blur_probability = 0.0;
   double blur_sigma_min = 0.5, blur_sigma_max = 1.0;
   double low_resolution_probability = 0.0;
@@ -73,5 +78,11 @@ void intensity_augment(Sample& sample, const AugmentOptions& options, Rng& rng);
 // The centred [height, width] patch (mirror-padded where the sample is smaller): what
 // evaluation and augmentation-free training see.
 Sample centre_crop(const Sample& sample, int64_t height, int64_t width);
+// Where centre_crop starts along an axis of `size` pixels for a crop of `crop` pixels
+// (negative: it starts with mirrored pixels).
+inline int64_t centre_crop_offset(int64_t size, int64_t crop) {
+  // Rounding toward zero splits odd differences the same way for crops and pads.
+  return (size - crop) / 2;
+}
 
 }  // namespace dpunet::data

@@ -1,6 +1,8 @@
 // A small, fully specified random generator for the data pipeline. The standard
 // library's distributions differ between implementations; shuffles and augmentations
-// must not, or a run would not replay exactly on another machine.
+// must not, or a run would not replay exactly on another machine. Integer and uniform
+// draws (shuffles, crops, flips) are exact everywhere; normal draws and the transforms
+// that use log, sin, pow or exp may differ in the last bit under another C library.
 #pragma once
 
 #include <cmath>

@@ -315,8 +315,8 @@ Sample spatial_augment(const Sample& in, const AugmentOptions& o, Rng& rng) {
 }
 
 Sample centre_crop(const Sample& sample, int64_t height, int64_t width) {
-  // Rounding toward zero splits odd differences the same way for crops and pads.
-  return crop_and_reorient(sample, height, width, (sample.height - height) / 2, (sample.width - width) / 2, Dihedral{});
+  return crop_and_reorient(sample, height, width, centre_crop_offset(sample.height, height),
+                           centre_crop_offset(sample.width, width), Dihedral{});
 }
 
 Sample augment(const Sample& sample, const AugmentOptions& options, Rng& rng) {
@@ -333,6 +333,7 @@ void AugmentOptions::validate() const {
                                                           {"brightness", brightness_probability},
                                                           {"contrast", contrast_probability},
                                                           {"gamma", gamma_probability},
+                                                          {"gamma_invert", gamma_invert_probability},
                                                           {"noise", noise_probability},
                                                           {"foreground", foreground_probability},
                                                           {"blur", blur_probability},
