@@ -120,6 +120,13 @@ void read_mapping(const YAML::Node& node, const std::string& prefix, Config& con
     if (!inserted) {
       fail_at(location, path, "given twice (first at " + where(source, first->second) + "); keep one");
     }
+    // "optimizer.lr: 0.1" at the top would escape the check above against a nested
+    // "optimizer: {lr: ...}" elsewhere in the file: keys sit in their sections.
+    if (prefix.empty() && !is_section(key) && find_field(path) != nullptr) {
+      const size_t dot = key.find('.');
+      fail_at(location, path,
+              "write it inside its section: '" + key.substr(0, dot) + ":' then '  " + key.substr(dot + 1) + ": ...'");
+    }
     if (const Field* field = find_field(path)) {
       read_field(*field, config, item.second, where(source, item.second.Mark()));
     } else if (prefix.empty() && is_section(key)) {
@@ -142,10 +149,10 @@ void apply_override(const std::string& text, Config& config) {
   }
   if (field == nullptr) fail_at("--set " + text, path, "unknown key; did you mean '" + nearest_key(path) + "'?");
   // A value is taken as written (a run directory named "exp #2" or "*latest" stays
-  // whole); only a list in brackets, and an empty value or null, are read as YAML.
+  // whole); only a list in brackets, and an empty value, null or ~, are read as YAML.
   const std::string raw = text.substr(eq + 1);
   YAML::Node value;
-  if (raw.empty() || raw == "null" || raw == "~" || raw.front() == '[' || raw.front() == '{') {
+  if (raw.empty() || raw == "null" || raw == "~" || raw.front() == '[') {
     try {
       value = YAML::Load(raw);
     } catch (const YAML::Exception& e) {
@@ -238,7 +245,13 @@ std::vector<std::string> differing_keys(const Config& a, const Config& b, bool (
 }  // namespace
 
 std::vector<std::string> model_differences(const Config& a, const Config& b) {
-  return differing_keys(a, b, [](const std::string& path) {
+  // SyncBatchNorm keeps BatchNorm's parameters and running statistics under the same
+  // names: a run may move between them when it resumes on more or fewer GPUs.
+  Config left = a, right = b;
+  for (Config* c : {&left, &right}) {
+    if (c->model.norm == "sync_batch") c->model.norm = "batch";
+  }
+  return differing_keys(left, right, [](const std::string& path) {
     // Checkpointing and kernel fusion change how forward and backward run, not the weights.
     return path.rfind("model.", 0) == 0 && path != "model.checkpointing" && path != "model.fuse_norm_relu" &&
            path != "model.pool_concat_kernels";

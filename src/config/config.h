@@ -56,7 +56,7 @@ struct AugmentConfig {
   double elastic_sigma = 10;
   double brightness = 0.15, brightness_range = 0.25;
   double contrast = 0.15, contrast_range = 0.25;
-  double gamma = 0.15, gamma_min = 0.7, gamma_max = 1.5;
+  double gamma = 0.3, gamma_invert = 0.1, gamma_min = 0.7, gamma_max = 1.5;  // nnU-Net's defaults
   double noise = 0.1, noise_std = 0.1;
   double blur = 0.2, blur_sigma_min = 0.5, blur_sigma_max = 1.0;  // nnU-Net's defaults
   double low_resolution = 0.25, low_resolution_min = 0.5;

@@ -24,6 +24,8 @@ std::string scalar_text(const YAML::Node& node) {
   return "'" + node.Scalar() + "'";
 }
 
+YAML::Node shortest_decimal(double value);
+
 double read_number(const YAML::Node& node, double low, double high, bool integer) {
   const char* expected = integer ? "an integer" : "a number";
   if (!node.IsScalar()) throw ValueError(std::string("expected ") + expected + ", got " + scalar_text(node));
@@ -37,7 +39,9 @@ double read_number(const YAML::Node& node, double low, double high, bool integer
   if (integer && std::floor(value) != value) throw ValueError("expected an integer, got " + scalar_text(node));
   if (!(value >= low && value <= high)) {
     std::ostringstream range;
-    range << "must be in [" << low << ", " << high << "], got " << node.Scalar();
+    // Bounds as exact as the value: [1, 1048576], not %g's [1, 1.04858e+06].
+    range << "must be in [" << shortest_decimal(low).Scalar() << ", " << shortest_decimal(high).Scalar() << "], got "
+          << node.Scalar();
     throw ValueError(range.str());
   }
   return value;
@@ -172,6 +176,7 @@ std::vector<Field> build() {
       real("augment.contrast", AT(augment.contrast), 0, 1),
       real("augment.contrast_range", AT(augment.contrast_range), 0, 0.99),
       real("augment.gamma", AT(augment.gamma), 0, 1),
+      real("augment.gamma_invert", AT(augment.gamma_invert), 0, 1),
       real("augment.gamma_min", AT(augment.gamma_min), 0.01, 10),
       real("augment.gamma_max", AT(augment.gamma_max), 0.01, 10),
       real("augment.noise", AT(augment.noise), 0, 1),

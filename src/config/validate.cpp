@@ -70,6 +70,12 @@ void validate(const Config& c, const std::string& source) {
   if (!units.empty() && units != "uint8" && units != "uint16" && units != "float32") {
     fail("data.stats_pixel_type", "must be uint8, uint16, float32 or empty; got '" + units + "'");
   }
+  // It describes the statistics given with it; alone it would be replaced by the
+  // training shards' type without a word.
+  if (!units.empty() && c.data.channel_mean.empty()) {
+    fail("data.stats_pixel_type, data.channel_mean",
+         "stats_pixel_type describes channel_mean and channel_std: give them too, or leave it empty");
+  }
 
   model::UnetOptions unet;
   unet.depth = c.model.depth;

@@ -138,6 +138,7 @@ data::LoaderOptions loader_options(const config::Config& c, bool pin_memory) {
   a.contrast_probability = g.contrast;
   a.contrast_range = g.contrast_range;
   a.gamma_probability = g.gamma;
+  a.gamma_invert_probability = g.gamma_invert;
   a.gamma_min = g.gamma_min;
   a.gamma_max = g.gamma_max;
   a.noise_probability = g.noise;
@@ -167,6 +168,15 @@ void check_data_fits_model(const config::Config& c, const data::ShardHeader& h, 
                " channels but model.n_channels is ", c.model.n_channels);
   DPUNET_CHECK(h.n_classes == c.model.n_classes, which, ": masks have ", h.n_classes,
                " classes but model.n_classes is ", c.model.n_classes);
+  // Whole images are the model's input: found now, not at the first forward.
+  if (c.augment.patch_size == 0) {
+    const model::UnetOptions unet = unet_options(c, nullptr);
+    for (const int64_t side : {h.height, h.width}) {
+      model::output_size_or_fail(
+          unet, side,
+          which + ": augment.patch_size is 0 (whole images as input), and an image side of " + std::to_string(side));
+    }
+  }
 }
 
 void check_no_shared_shards(const data::Dataset& train, const data::Dataset& val, const config::Config& config) {

@@ -4,10 +4,27 @@
 #include <torch/torch.h>
 
 #include <cstring>
+#include <utility>
 
 #include "data/augment.h"
 
 namespace dpunet::train {
+namespace {
+
+// Marks the pixels of centre crops [B, crop_h, crop_w] of [height, width] images that
+// the crop mirrored in from beyond the image's edges: their labels repeat pixels scored
+// already, near the edges, and would weigh those twice.
+void mark_mirrored(torch::Tensor& target, int64_t height, int64_t width, int64_t unscored) {
+  for (const auto& [dim, size] : {std::pair<int64_t, int64_t>{1, height}, {2, width}}) {
+    const int64_t crop = target.size(dim);
+    const int64_t offset = data::centre_crop_offset(size, crop);
+    if (offset >= 0) continue;  // a crop inside the image
+    target.slice(dim, 0, -offset).fill_(unscored);
+    target.slice(dim, size - offset, crop).fill_(unscored);
+  }
+}
+
+}  // namespace
 
 ValidationResult validate(const std::function<torch::Tensor(const torch::Tensor&)>& forward,
                           const data::Dataset& dataset, const ValidationOptions& o, const LossOptions& loss_options,
@@ -15,14 +32,18 @@ ValidationResult validate(const std::function<torch::Tensor(const torch::Tensor&
   torch::NoGradGuard no_grad;
   // Ranks evaluate different numbers of batches: no collective inside the loop.
   const auto& h = dataset.header();
-  LossOptions local_loss = loss_options;
-  local_loss.global_batch = nullptr;
-  local_loss.ignore_label = h.ignore_label;  // the validation shards' own
-  ConfusionCounts counts(o.n_classes, h.ignore_label);
-  // loss_sums added over batches, in float64; zeros on a rank with no sample.
-  torch::Tensor sums = torch::zeros({loss_sums_size(local_loss, o.n_classes)}, torch::kDouble).to(device);
   const int64_t patch_h = o.patch_size > 0 ? o.patch_size : h.height;
   const int64_t patch_w = o.patch_size > 0 ? o.patch_size : h.width;
+  const bool mirrored = patch_h > h.height || patch_w > h.width;
+  // The validation shards' own ignore label; images smaller than the patch need one for
+  // their mirrored pixels: the first value past the classes when the shards have none.
+  const int64_t ignore_label = h.ignore_label >= 0 ? h.ignore_label : (mirrored ? o.n_classes : -1);
+  LossOptions local_loss = loss_options;
+  local_loss.global_batch = nullptr;
+  local_loss.ignore_label = ignore_label;
+  ConfusionCounts counts(o.n_classes, ignore_label);
+  // loss_sums added over batches, in float64; zeros on a rank with no sample.
+  torch::Tensor sums = torch::zeros({loss_sums_size(local_loss, o.n_classes)}, torch::kDouble).to(device);
   std::vector<int64_t> mine;
   for (int64_t i = rank; i < dataset.size(); i += world_size) mine.push_back(i);
   std::vector<unsigned char> scratch;
@@ -38,6 +59,7 @@ ValidationResult validate(const std::function<torch::Tensor(const torch::Tensor&
     }
     const torch::Tensor logits = forward(images.to(device));
     torch::Tensor target = masks.to(device).to(torch::kLong);
+    if (mirrored) mark_mirrored(target, h.height, h.width, ignore_label);
     if (o.valid_padding) target = centre_crop_masks(target, logits.size(2));
     sums += loss_sums(logits, target, local_loss).to(torch::kDouble);
     counts.add(logits, target);

@@ -1,5 +1,6 @@
 // Validation over a held-out dataset: each rank evaluates every W-th sample (centre
-// crops at the patch size, no augmentation), then the confusion counts and loss sums
+// crops at the patch size, no augmentation; pixels mirrored in to pad an image smaller
+// than the patch are not scored), then the confusion counts and loss sums
 // are added over ranks once, so every rank gets the same, exact totals: the scores and
 // the loss of the whole set, whatever the number of ranks and the batch size.
 #pragma once

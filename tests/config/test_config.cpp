@@ -65,6 +65,9 @@ TEST_CASE("config mistakes name the file, line, column and key", "[config]") {
   SECTION("out of range") {
     CHECK_THROWS_WITH(parse_config("augment:\n  flip: 1.5\n", "a.yaml"),
                       HasSubstr("a.yaml:2:9") && HasSubstr("augment.flip") && HasSubstr("must be in [0, 1]"));
+    // The bounds are printed exactly: "1.04858e+06" would read as if the value fitted.
+    CHECK_THROWS_WITH(parse_config("", "a.yaml", {"train.batch_size=100000000"}),
+                      HasSubstr("train.batch_size") && !HasSubstr("e+") && HasSubstr("got 100000000"));
   }
   SECTION("not one of the choices") {
     CHECK_THROWS_WITH(parse_config("model:\n  norm: layer\n", "a.yaml"),
@@ -96,6 +99,12 @@ TEST_CASE("model differences list the keys that change the weights", "[config]")
   const auto differences = dpunet::config::model_differences(a, b);
   REQUIRE(differences.size() == 1);  // checkpointing and the kernels used do not change the weights
   CHECK_THAT(differences[0], HasSubstr("model.depth: 4 vs 3"));
+  // SyncBatchNorm holds BatchNorm's weights and statistics: one GPU to many, and back.
+  const auto batch = parse_config("model:\n  norm: batch\n", "c.yaml");
+  const auto sync = parse_config("model:\n  norm: sync_batch\n", "d.yaml");
+  CHECK(dpunet::config::model_differences(batch, sync).empty());
+  CHECK(dpunet::config::model_differences(sync, batch).empty());
+  REQUIRE(dpunet::config::model_differences(sync, parse_config("model:\n  norm: instance\n", "e.yaml")).size() == 1);
 }
 
 TEST_CASE("docs/config.md describes every key", "[config]") {
@@ -132,6 +141,9 @@ TEST_CASE("normalisation statistics: pairs, one per channel, constant channels a
   CHECK_THROWS_WITH(parse_config("data: {channel_mean: [1, 2], channel_std: [1, 1]}\n", "c.yaml"),
                     HasSubstr("2 values for 1 channels"));
   CHECK_THROWS_WITH(parse_config("data: {stats_pixel_type: int8}\n", "c.yaml"), HasSubstr("data.stats_pixel_type"));
+  // Alone it describes nothing, and the training shards' type would replace it unseen.
+  CHECK_THROWS_WITH(parse_config("data: {stats_pixel_type: uint16}\n", "c.yaml"),
+                    HasSubstr("data.stats_pixel_type, data.channel_mean") && HasSubstr("give them too"));
 }
 
 TEST_CASE("config files that would be misread are refused, naming the place", "[config]") {
@@ -144,6 +156,11 @@ TEST_CASE("config files that would be misread are refused, naming the place", "[
   SECTION("a second document, which would not be read") {
     CHECK_THROWS_WITH(parse_config("train:\n  steps: 5\n---\ntrain:\n  steps: 7\n", "a.yaml"),
                       HasSubstr("a.yaml:4") && HasSubstr("second YAML document"));
+  }
+  SECTION("a dotted key at the top, which a nested one elsewhere would silently override") {
+    CHECK_THROWS_WITH(parse_config("optimizer.lr: 0.5\noptimizer:\n  lr: 0.1\n", "a.yaml"),
+                      HasSubstr("a.yaml:1:1") && HasSubstr("optimizer.lr") &&
+                          HasSubstr("write it inside its section: 'optimizer:' then '  lr: ...'"));
   }
   SECTION("a key that is not a name") {
     CHECK_THROWS_WITH(parse_config("[a, b]: 1\n", "a.yaml"),
@@ -192,6 +209,9 @@ TEST_CASE("text values given with --set are taken as written", "[config]") {
             .loss.class_weights.empty());
   CHECK(parse_config("", "a.yaml", {"optimizer.lr=3e-4"}).optimizer.lr == 3e-4);
   CHECK(parse_config("", "a.yaml", {"model.bilinear=true"}).model.bilinear);
+  CHECK(parse_config("", "a.yaml", {"run.dir={a}"}).run.dir == "{a}");  // no mapping is a value
+  CHECK(parse_config("loss:\n  class_weights: [1, 2, 3]\n", "a.yaml", {"loss.class_weights=~"})
+            .loss.class_weights.empty());
 }
 
 TEST_CASE("contradicting or unusable values are refused before a run starts", "[config]") {

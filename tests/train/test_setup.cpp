@@ -52,3 +52,17 @@ TEST_CASE("use_channels_last_weights gives every 4-D weight NHWC strides, one-in
   CHECK(first.is_contiguous(at::MemoryFormat::ChannelsLast));
   CHECK_FALSE(first.is_contiguous());
 }
+
+TEST_CASE("whole-image training refuses images too small for the model's depth before it starts", "[train]") {
+  const auto config = dpunet::config::parse_config("", "w.yaml", {"augment.patch_size=0", "model.depth=6"});
+  dpunet::data::ShardHeader header;
+  header.channels = config.model.n_channels;
+  header.n_classes = config.model.n_classes;
+  header.height = 64;
+  header.width = 32;
+  CHECK_THROWS_WITH(dpunet::train::check_data_fits_model(config, header, "data.train x.h5"),
+                    HasSubstr("data.train x.h5: augment.patch_size is 0") && HasSubstr("image side of 32") &&
+                        HasSubstr("nearest valid sizes: 64"));
+  header.width = 64;
+  CHECK_NOTHROW(dpunet::train::check_data_fits_model(config, header, "data.train x.h5"));
+}

@@ -269,6 +269,12 @@ TEST_CASE("a run resumes on a different number of ranks", "[train][e2e]") {
   INFO(resumed.output);
   REQUIRE(resumed.exit_code == 0);
   CHECK_THAT(resumed.output, HasSubstr("written by 2 ranks, this run has 1") && HasSubstr("done: 8 steps"));
+  // One GPU to several: BatchNorm's weights and running statistics carry over to
+  // SyncBatchNorm, whose statistics then cover every rank's batch.
+  const auto synced = f.train(2, config + " --resume auto --set train.steps=10 --set model.norm=sync_batch");
+  INFO(synced.output);
+  REQUIRE(synced.exit_code == 0);
+  CHECK_THAT(synced.output, HasSubstr("model.norm: batch vs sync_batch") && HasSubstr("done: 10 steps"));
 }
 
 TEST_CASE("a signal under mpirun checkpoints every rank's work and exits for requeue", "[train][e2e]") {
