@@ -66,11 +66,13 @@ int64_t set_aside_metric_rows(const std::string& run_dir, std::optional<int64_t>
 }
 
 // Splits each TensorBoard event file alike: events after the resume point (all of them
-// on a fresh start) go to `folder`'s copy of the file, with a torn last record (a killed
-// write) if there is one; a torn record alone is cut off. Temporaries of an earlier split
-// that was killed are removed: TensorBoard would read them as more events. Returns how
-// many events moved.
-int64_t set_aside_events(const std::string& run_dir, std::optional<int64_t> resume_step, const std::string& folder) {
+// on a fresh start) go to `folder`'s copy of the file, with what could not be read after
+// the last good record; a record cut short by a killed write, alone, is cut off, but
+// damage with more bytes after it is moved too, never dropped. Temporaries of an earlier
+// split that was killed are removed: TensorBoard would read them as more events.
+// Returns how many events moved; counts the files with damage in `damaged_files`.
+int64_t set_aside_events(const std::string& run_dir, std::optional<int64_t> resume_step, const std::string& folder,
+                         int64_t& damaged_files) {
   const std::string events_dir = run_dir + "/" + kTensorBoardFolder;
   std::error_code ec;
   if (!fs::is_directory(events_dir, ec)) return 0;
@@ -100,11 +102,14 @@ int64_t set_aside_events(const std::string& run_dir, std::optional<int64_t> resu
       if (!keep || r.step < 0) moved += r.bytes;  // each copy keeps the file's version event
       moving += keep ? 0 : 1;
     }
-    if (moving == 0) {
+    const std::string unread = bytes.substr(read_bytes);
+    const bool damaged = !complete && !cut_short_record(unread);
+    if (moving == 0 && !damaged) {
       if (!complete) write_file_atomically(path.string(), kept);
       continue;
     }
-    moved += bytes.substr(read_bytes);  // a torn last record, kept as it was
+    moved += unread;  // kept as it was
+    damaged_files += damaged ? 1 : 0;
     fs::create_directories(folder + "/" + kTensorBoardFolder, ec);
     DPUNET_CHECK(!ec, "cannot create ", folder, "/", kTensorBoardFolder, ": ", ec.message());
     write_file_atomically(folder + "/" + kTensorBoardFolder + "/" + name, moved);
@@ -128,7 +133,7 @@ SupersededHistory set_aside_superseded_history(const std::string& run_dir, std::
   const std::string folder = new_folder_name(run_dir);
   history.checkpoints = store.set_aside(resume_step, folder + "/checkpoints");
   history.metric_rows = set_aside_metric_rows(run_dir, resume_step, folder);
-  history.events = set_aside_events(run_dir, resume_step, folder);
+  history.events = set_aside_events(run_dir, resume_step, folder, history.damaged_event_files);
   std::error_code ec;
   if (fs::exists(folder, ec)) history.folder = folder;
   return history;
@@ -144,6 +149,10 @@ std::string describe(const SupersededHistory& history) {
            " metrics row(s)" +
            (history.events > 0 ? " (and " + std::to_string(history.events) + " TensorBoard event(s))" : "") +
            " of steps this run redoes to " + history.folder;
+    if (history.damaged_event_files > 0) {
+      text += "; " + std::to_string(history.damaged_event_files) +
+              " TensorBoard file(s) had a damaged record: what followed it was moved there too, unread";
+    }
   }
   if (history.partial_writes > 0) {
     text += std::string(text.empty() ? "" : "; ") + "removed " + std::to_string(history.partial_writes) +

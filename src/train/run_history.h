@@ -21,6 +21,7 @@ struct SupersededHistory {
   std::vector<std::string> checkpoints;  // file names moved from RUN/checkpoints
   int64_t metric_rows = 0;               // metrics.jsonl rows moved
   int64_t events = 0;                    // TensorBoard events moved
+  int64_t damaged_event_files = 0;       // event files whose unreadable rest was moved
   int64_t partial_writes = 0;            // unfinished temporaries removed
 };
 

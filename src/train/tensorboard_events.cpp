@@ -158,6 +158,16 @@ std::vector<EventRecord> read_event_records(const std::string& bytes, bool* comp
   return records;
 }
 
+bool cut_short_record(const std::string& tail) {
+  if (tail.size() < 12) return true;
+  uint64_t length = 0;
+  uint32_t length_crc = 0;
+  std::memcpy(&length, tail.data(), 8);
+  std::memcpy(&length_crc, tail.data() + 8, 4);
+  // Appends are in order: a killed write leaves a true length with too few bytes after it.
+  return length_crc == masked_crc(tail.data(), 8) && length > tail.size() - 16;
+}
+
 TensorBoardWriter::TensorBoardWriter(const std::string& directory) {
   std::error_code ec;
   std::filesystem::create_directories(directory, ec);

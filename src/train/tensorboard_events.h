@@ -29,6 +29,10 @@ struct EventRecord {
 // The records of an event file, in order. Reading stops at a record cut short or damaged
 // (the last write of a killed process); `complete` says whether every byte was a record.
 std::vector<EventRecord> read_event_records(const std::string& bytes, bool* complete = nullptr);
+// Whether `tail`, the bytes read_event_records left unread, is the start of one record
+// whose write was cut short (nothing lost but that record) rather than damage with
+// records after it.
+bool cut_short_record(const std::string& tail);
 
 // Appends step scalars to a new events file in `directory` (created when missing), named
 // as TensorBoard expects: events.out.tfevents.<seconds>.<host>.<pid>.

@@ -5,6 +5,7 @@
 
 #include "common/atomic_file.h"
 #include "support/temp_dir.h"
+#include "train/run_history.h"
 #include "train/tensorboard_events.h"
 
 using dpunet::train::read_event_records;
@@ -69,4 +70,37 @@ TEST_CASE("a TensorBoard writer starts a new events file with its version event"
   REQUIRE(records.size() == 3);
   CHECK(records[0].step == -1);
   CHECK(records[2].step == 2);
+}
+
+TEST_CASE("a resume cuts off a record cut short, but moves damage and what follows it, never dropping it", "[train]") {
+  namespace fs = std::filesystem;
+  using dpunet::train::scalars_record;
+  dpunet::test::TempDir dir;
+  const std::string run = dir / "run";
+  fs::create_directories(run + "/tensorboard");
+  const std::string path = run + "/tensorboard/events.out.tfevents.1.host.1";
+  const std::string version = dpunet::train::file_version_record(1.0);
+  const std::string one = scalars_record(1, 2.0, {{"train/loss", 1.0f}});
+  const std::string two = scalars_record(2, 3.0, {{"train/loss", 0.5f}});
+  const std::string three = scalars_record(3, 4.0, {{"train/loss", 0.25f}});
+  SECTION("a write cut short") {
+    dpunet::write_file_atomically(path, version + one + two.substr(0, two.size() - 5));
+    CHECK(dpunet::train::cut_short_record(two.substr(0, two.size() - 5)));
+    const auto history = dpunet::train::set_aside_superseded_history(run, 2);
+    CHECK(history.folder.empty());
+    CHECK(history.damaged_event_files == 0);
+    CHECK(dpunet::read_file(path) == version + one);
+  }
+  SECTION("a damaged record with records after it") {
+    std::string damaged = two;
+    damaged[14] ^= 1;  // inside its data
+    CHECK_FALSE(dpunet::train::cut_short_record(damaged + three));
+    dpunet::write_file_atomically(path, version + one + damaged + three);
+    const auto history = dpunet::train::set_aside_superseded_history(run, 3);
+    REQUIRE_FALSE(history.folder.empty());
+    CHECK(history.damaged_event_files == 1);
+    CHECK(dpunet::read_file(path) == version + one);
+    CHECK(dpunet::read_file(history.folder + "/tensorboard/events.out.tfevents.1.host.1") == version + damaged + three);
+    CHECK_THAT(dpunet::train::describe(history), HasSubstr("1 TensorBoard file(s) had a damaged record"));
+  }
 }
