@@ -72,6 +72,11 @@ void Canvas::pixel(int x, int y, Colour c) {
 }
 
 void Canvas::line(double x0, double y0, double x1, double y1, Colour c, int thickness) {
+  // Coordinates far off the canvas (or NaN) draw nothing rather than loop or overflow.
+  constexpr double kFar = 1e6;
+  for (double v : {x0, y0, x1, y1}) {
+    if (!(std::abs(v) < kFar)) return;
+  }
   const double steps = std::max({std::abs(x1 - x0), std::abs(y1 - y0), 1.0});
   for (int i = 0; i <= static_cast<int>(steps); ++i) {
     const double t = i / steps;

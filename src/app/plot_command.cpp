@@ -36,7 +36,11 @@ const Colour kPalette[] = {{31, 119, 180},  {214, 39, 40},  {44, 160, 44},
 
 std::string number(double v) {
   char text[32];
-  std::snprintf(text, sizeof(text), std::abs(v) >= 1e4 || (std::abs(v) < 1e-2 && v != 0) ? "%.2e" : "%.3g", v);
+  if (v == std::trunc(v) && std::abs(v) < 1e6) {
+    std::snprintf(text, sizeof(text), "%.0f", v);  // steps as they are: 1234, not 1.23e+03
+  } else {
+    std::snprintf(text, sizeof(text), std::abs(v) >= 1e4 || (std::abs(v) < 1e-2 && v != 0) ? "%.2e" : "%.3g", v);
+  }
   return text;
 }
 
@@ -56,16 +60,20 @@ void draw_panel(Canvas& canvas, int top, int height, const Panel& panel) {
     return;
   }
   if (panel.unit_range) y_min = 0, y_max = 1;
-  if (y_max - y_min < 1e-12) y_min -= 0.5, y_max += 0.5;
-  if (x_max - x_min < 1e-12) x_max = x_min + 1;
-  auto px = [&](double x) { return left + (x - x_min) / (x_max - x_min) * (right - left); };
-  auto py = [&](double y) { return bottom - (y - y_min) / (y_max - y_min) * (bottom - plot_top); };
+  // Half spans: a range from -1e308 to 1e308 overflows, its half does not. A series is
+  // flat when its span is nothing next to its values (1e-300 to 2e-300 is not flat).
+  const auto half_span = [](double low, double high) { return high / 2 - low / 2; };
+  if (half_span(y_min, y_max) <= 1e-12 * std::max(std::abs(y_min), std::abs(y_max))) y_min -= 0.5, y_max += 0.5;
+  if (half_span(x_min, x_max) <= 1e-12 * std::max(std::abs(x_min), std::abs(x_max))) x_max = x_min + 1;
+  const double x_half = half_span(x_min, x_max), y_half = half_span(y_min, y_max);
+  auto px = [&](double x) { return left + half_span(x_min, x) / x_half * (right - left); };
+  auto py = [&](double y) { return bottom - half_span(y_min, y) / y_half * (bottom - plot_top); };
   for (int i = 1; i < 4; ++i) {
-    const double y = y_min + (y_max - y_min) * i / 4.0;
+    const double y = y_min + y_half * i / 2.0;
     canvas.line(left + 1, py(y), right - 1, py(y), kGrid);
   }
   for (int i = 0; i <= 4; ++i) {
-    const double y = y_min + (y_max - y_min) * i / 4.0;
+    const double y = y_min + y_half * i / 2.0;
     canvas.text(left - Canvas::text_width(number(y)) - 8, static_cast<int>(py(y)) - 7, number(y), kInk);
   }
   canvas.text(left, bottom + 10, number(x_min), kInk);

@@ -4,9 +4,12 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <climits>
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <utility>
 
@@ -67,14 +70,17 @@ Entry parse_entry(const std::string& source, const std::string& name, const nloh
   e.begin = offsets[0].get<uint64_t>();
   e.end = offsets[1].get<uint64_t>();
   if (e.end < e.begin) bad("data_offsets end before they begin");
-  // Checked products: a damaged shape must not wrap around to the span it claims.
-  const bool empty = std::find(e.shape.begin(), e.shape.end(), 0) != e.shape.end();
-  uint64_t expected = empty ? 0 : c10::elementSize(e.type);
-  for (int64_t d : empty ? std::vector<int64_t>{} : e.shape) {
-    if (__builtin_mul_overflow(expected, static_cast<uint64_t>(d), &expected)) {
+  // Checked products: a damaged shape must not wrap around to the span it claims, and an
+  // empty tensor's other sides must still make a tensor (their product fits in int64).
+  uint64_t bytes = c10::elementSize(e.type);
+  for (int64_t d : e.shape) {
+    if (d != 0 &&
+        (__builtin_mul_overflow(bytes, static_cast<uint64_t>(d), &bytes) || bytes > static_cast<uint64_t>(INT64_MAX))) {
       bad("shape " + value["shape"].dump() + " holds more bytes than a file can");
     }
   }
+  const bool empty = std::find(e.shape.begin(), e.shape.end(), 0) != e.shape.end();
+  const uint64_t expected = empty ? 0 : bytes;
   if (e.end - e.begin != expected) {
     bad("data_offsets span " + std::to_string(e.end - e.begin) + " bytes but " + dtype + " " + value["shape"].dump() +
         " needs " + std::to_string(expected));
@@ -101,8 +107,25 @@ uint64_t parse_header(const std::string& bytes, const std::string& source, nlohm
 }  // namespace
 
 std::map<std::string, std::string> read_safetensors_metadata(const std::string& path) {
+  // The length field and the header alone: the tensors may be hundreds of megabytes.
+  std::ifstream in(path, std::ios::binary);
+  DPUNET_CHECK(in, path, ": cannot open (", std::strerror(errno), ")");
+  std::error_code ec;
+  const uint64_t file_bytes = std::filesystem::file_size(path, ec);
+  DPUNET_CHECK(!ec, path, ": cannot read its size (", ec.message(), ")");
+  std::string head(8, '\0');
+  in.read(head.data(), 8);
+  uint64_t header_bytes = 0;
+  for (int i = 7; i >= 0; --i) header_bytes = (header_bytes << 8) | static_cast<unsigned char>(head[i]);
+  if (in && header_bytes <= kMaxHeaderBytes && header_bytes <= file_bytes - 8) {
+    head.resize(8 + header_bytes);
+    in.read(head.data() + 8, static_cast<std::streamsize>(header_bytes));
+    DPUNET_CHECK(in, path, ": cannot read its header (", std::strerror(errno), ")");
+  } else {
+    head = read_file(path);  // parse_header names what is wrong with the whole file
+  }
   nlohmann::json header;
-  parse_header(read_file(path), path, &header);
+  parse_header(head, path, &header);
   if (!header.contains("__metadata__")) return {};
   try {
     return header["__metadata__"].get<std::map<std::string, std::string>>();

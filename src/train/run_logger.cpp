@@ -126,9 +126,12 @@ void RunLogger::validation(const ValRecord& r) {
       {"best", r.best}, {"time_s", r.elapsed_s}};
   append_metrics_row(row.dump());
   if (events_) {
-    Scalars values = {{"val/loss", r.loss}, {"val/mean_dice", r.mean_dice}, {"val/foreground_dice", r.foreground_dice}};
+    // A score that is not defined (NaN: a class, or any foreground, neither in the masks
+    // nor predicted) gets no point, as metrics.jsonl writes null for it.
+    Scalars values = {{"val/loss", r.loss}};
+    if (std::isfinite(r.mean_dice)) values.emplace_back("val/mean_dice", r.mean_dice);
+    if (std::isfinite(r.foreground_dice)) values.emplace_back("val/foreground_dice", r.foreground_dice);
     for (size_t k = 0; k < r.dice.size(); ++k) {
-      // A class neither in the masks nor predicted has no score (NaN): no point for it.
       if (std::isfinite(r.dice[k])) values.emplace_back("val/dice_class_" + std::to_string(k), r.dice[k]);
       if (k < r.iou.size() && std::isfinite(r.iou[k]))
         values.emplace_back("val/iou_class_" + std::to_string(k), r.iou[k]);

@@ -48,3 +48,30 @@ TEST_CASE("plot writes only .png files and says when there is nothing to plot", 
   CHECK(cut.exit_code != 0);
   CHECK_THAT(cut.output, HasSubstr("no metrics records (no line parses)"));
 }
+
+TEST_CASE("plot draws curves over extreme and tiny ranges", "[app]") {
+  // The loss curve's colour: the legend alone draws a short stroke of it, a curve more.
+  const auto curve_pixels = [](const dpunet::data::Image& image) {
+    int64_t count = 0;
+    for (size_t p = 0; p + 2 < image.values.size(); p += 3) {
+      count += image.values[p] == 31 && image.values[p + 1] == 119 && image.values[p + 2] == 180;
+    }
+    return count;
+  };
+  for (const auto& [low, high] : {std::pair<const char*, const char*>{"-1e308", "1e308"}, {"1e-300", "2e-300"}}) {
+    CAPTURE(low, high);
+    dpunet::test::TempDir dir;
+    std::string rows;
+    for (int step = 1; step <= 40; ++step) {
+      rows += "{\"kind\":\"train\",\"step\":" + std::to_string(step) + ",\"loss\":" + (step % 2 ? low : high) +
+              ",\"samples_per_s\":10}\n";
+    }
+    dpunet::write_file_atomically(dir / "metrics.jsonl", rows);
+    const auto plot = dpunet::test::run_command(DPUNET_BINARY " plot " + dir.path() + " 2>&1");
+    INFO(plot.output);
+    REQUIRE(plot.exit_code == 0);
+    const auto image = dpunet::data::read_image(dir / "curves.png");
+    REQUIRE(image.channels == 3);
+    CHECK(curve_pixels(image) > 2000);  // the zig-zag spans the panel's height 39 times
+  }
+}

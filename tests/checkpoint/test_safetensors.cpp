@@ -53,6 +53,15 @@ TEST_CASE("safetensors round-trips every dtype, shape and the metadata", "[check
   for (int i = 7; i >= 0; --i) length = (length << 8) | static_cast<unsigned char>(bytes[i]);
   CHECK((8 + length) % 8 == 0);  // data aligned
   CHECK(nlohmann::json::parse(bytes.substr(8, length))["__metadata__"]["format"] == "pt");
+  // The metadata alone is read from the header, and the same way from a damaged file.
+  CHECK(dpunet::checkpoint::read_safetensors_metadata(dir / "t.safetensors") ==
+        std::map<std::string, std::string>{{"format", "pt"}});
+  dpunet::write_file_atomically(dir / "short.safetensors", bytes.substr(0, 8 + length / 2));
+  CHECK_THROWS_WITH(dpunet::checkpoint::read_safetensors_metadata(dir / "short.safetensors"),
+                    HasSubstr("short.safetensors: bad header length"));
+  dpunet::write_file_atomically(dir / "tiny.safetensors", "abc");
+  CHECK_THROWS_WITH(dpunet::checkpoint::read_safetensors_metadata(dir / "tiny.safetensors"),
+                    HasSubstr("tiny.safetensors: too short"));
 }
 
 TEST_CASE("malformed safetensors files are rejected with the reason", "[checkpoint]") {
@@ -97,6 +106,12 @@ TEST_CASE("malformed safetensors files are rejected with the reason", "[checkpoi
                                                 ""),
                                       "f"),
                     HasSubstr("f: tensor 'a'") && HasSubstr("from 0 to 2^63-1"));
+  // An empty tensor whose other sides overflow: no tensor has them, empty or not.
+  CHECK_THROWS_WITH(parse_safetensors(make_file(R"({"a": {"dtype": "F32", "shape": [0, 9223372036854775807, 2],
+                                                         "data_offsets": [0, 0]}})",
+                                                ""),
+                                      "f"),
+                    HasSubstr("f: tensor 'a'") && HasSubstr("more bytes than a file can"));
   // An empty tensor may share its offset with the next one.
   const auto shared = parse_safetensors(make_file(R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
                                                       "b": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}})",

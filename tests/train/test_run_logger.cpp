@@ -4,9 +4,11 @@
 #include <sys/resource.h>
 #include "support/catch.h"
 
+#include <cmath>
 #include <csignal>
 #include <filesystem>
 
+#include "common/atomic_file.h"
 #include "support/temp_dir.h"
 #include "train/run_logger.h"
 
@@ -36,4 +38,37 @@ TEST_CASE("a metrics row that cannot be written (a full disk) stops the run and 
   setrlimit(RLIMIT_FSIZE, &before);
   std::signal(SIGXFSZ, previous_handler);
   CHECK_THAT(error, HasSubstr(dir / "metrics.jsonl") && HasSubstr("cannot append a metrics row"));
+}
+
+TEST_CASE("undefined validation scores get no TensorBoard point, as metrics.jsonl writes null", "[train]") {
+  dpunet::test::TempDir dir;
+  {
+    dpunet::train::RunLogger logger(dir.path(), /*rank=*/0, "lines", /*tensorboard=*/true);
+    logger.open_metrics();
+    dpunet::train::ValRecord record;
+    record.step = 2;
+    record.loss = 0.5;
+    record.dice = {0.9, std::nan("")};
+    record.iou = {0.8, std::nan("")};
+    record.mean_dice = std::nan("");  // no foreground in the masks nor predicted
+    record.foreground_dice = std::nan("");
+    logger.validation(record);
+    record.step = 4;
+    record.mean_dice = record.foreground_dice = 0.7;
+    logger.validation(record);
+  }
+  std::string events;
+  for (const auto& entry : std::filesystem::directory_iterator(dir / "tensorboard")) {
+    events += dpunet::read_file(entry.path().string());
+  }
+  const auto count = [&](const std::string& tag) {
+    int n = 0;
+    for (size_t at = events.find(tag); at != std::string::npos; at = events.find(tag, at + 1)) ++n;
+    return n;
+  };
+  CHECK(count("val/loss") == 2);
+  CHECK(count("val/mean_dice") == 1);  // step 4's only
+  CHECK(count("val/foreground_dice") == 1);
+  CHECK(count("val/dice_class_0") == 2);
+  CHECK(count("val/dice_class_1") == 0);
 }
