@@ -26,6 +26,19 @@ def loss_fn(logits, target, classes):
     return ce + (1 - dice[1:].mean())
 
 
+def forward_flops_per_sample(size, classes, device):
+    """The model's forward FLOPs for one sample, counted by PyTorch's own FLOP counter
+    (convolutions and transposed convolutions, 2 per multiply-add), to set against
+    `dpunet bench train`'s formula: training is 3x forward there and here."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = UNet(1, classes).to(device)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.zeros(1, 1, size, size, device=device))
+    return counter.get_total_flops()
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--size", type=int, default=128)
@@ -39,6 +52,9 @@ def main():
     p.add_argument("--checkpointing", action="store_true")
     p.add_argument("--channels-last", type=int, default=1, help="NHWC model and input on CUDA (1) or not (0)")
     p.add_argument("--profile", help="also write a profiler trace of 3 steps to this JSON file")
+    p.add_argument("--peak-tflops", type=float, default=0,
+                   help="the device's dense peak for the precision: adds mfu (dpunet bench train reports "
+                        "the peak it used)")
     args = p.parse_args()
 
     device = torch.device(args.device)
@@ -97,6 +113,12 @@ def main():
     }
     if device.type == "cuda":
         result["peak_memory_mb"] = torch.cuda.max_memory_allocated() / 1e6
+    train_flops = 3 * forward_flops_per_sample(args.size, args.classes, device)
+    result["train_gflop_per_sample"] = train_flops / 1e9
+    result["achieved_tflops"] = train_flops * result["samples_per_s"] / 1e12
+    if args.peak_tflops > 0:
+        result["peak_tflops"] = args.peak_tflops
+        result["mfu"] = result["achieved_tflops"] / args.peak_tflops
     if args.profile:
         activities = [torch.profiler.ProfilerActivity.CPU]
         if device.type == "cuda":

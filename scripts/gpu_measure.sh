@@ -10,7 +10,8 @@
 #                                         (optional: without it, measure runs build/'s
 #                                         binaries, carried along)
 #   scripts/gpu_measure.sh measure OUT [STEP...]
-#                                         on the GPU host: the steps named (default: all),
+#                                         on the GPU host: the steps named (default: tests
+#                                         smoke pair capacity ddp),
 #                                         results in OUT. Steps: tests (the [gpu] tests),
 #                                         smoke (bf16 572x572 training, resume, predict),
 #                                         pair (bench train next to PyTorch eager and
@@ -21,8 +22,9 @@
 #                                         (step time with a checkpoint every 5 steps), fp16
 #                                         (40 training steps in fp16 and in bf16)
 #
-# OUT receives two files: gpu_results.jsonl (one JSON object per line: each benchmark's
-# output, tagged) and gpu_log.txt (versions, test and smoke-run logs).
+# OUT receives gpu_results.jsonl (one JSON object per line: each benchmark's output,
+# tagged) and gpu_log.txt (versions, test and smoke-run logs); the profile step adds
+# kernels.txt and the traces, trace_*.json.gz.
 #
 # A device call is at most 10 minutes: every benchmark's timeout is cut to what is left
 # of DEADLINE_S (default 560) seconds from the start, and a benchmark that would start
@@ -248,21 +250,34 @@ PY
 
 # Side by side on the same GPU: same padding (the PyTorch reference U-Net pads), bf16,
 # channels_last, fused AdamW, clip 12, batch 8, checkpointing off and on.
-# H100 SXM and H200 dense bf16 peak: 989 TFLOP/s.
-common=(--size 572 --padding same --precision bf16 --peak-tflops "${PEAK_TFLOPS:-989}")
+# MFU against the GPU's dense bf16 peak, which dpunet looks up by the GPU's name and
+# reports (PEAK_TFLOPS overrides it); PyTorch's against the same figure.
+common=(--size 572 --padding same --precision bf16 ${PEAK_TFLOPS:+--peak-tflops "$PEAK_TFLOPS"})
+torch_peak() {
+  if [ -n "${PEAK_TFLOPS:-}" ]; then
+    echo "$PEAK_TFLOPS"
+    return
+  fi
+  "$python" -c 'import json, sys
+peaks = [json.loads(line).get("peak_tflops") for line in open(sys.argv[1]) if line.strip()]
+print(([p for p in peaks if p] or [0])[-1])' "$results" 2>/dev/null || echo 0
+}
 step_pair() {
   record dpunet_b8 "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing both
   record dpunet_b8_unfused "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing off --fuse-norm-relu 0
   record dpunet_b8_aten_pool_concat "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing off \
     --pool-concat-kernels 0
   record dpunet_b8_all "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing on --policy all
-  (cd bench && record torch_eager_b8 "$python" pytorch_reference.py --size 572 --batch 8 --precision bf16)
+  local peak
+  peak=$(torch_peak)
+  (cd bench && record torch_eager_b8 "$python" pytorch_reference.py --size 572 --batch 8 --precision bf16 \
+    --peak-tflops "$peak")
   (cd bench && record torch_eager_b8_ckpt "$python" pytorch_reference.py --size 572 --batch 8 --precision bf16 \
-    --checkpointing)
+    --checkpointing --peak-tflops "$peak")
   # SKIP_COMPILE=1 leaves torch.compile out (minutes of compiling) when its figure is known.
   [ -n "${SKIP_COMPILE:-}" ] && return
   (cd bench && STEP_TIMEOUT=300 record torch_compile_b8 "$python" pytorch_reference.py --size 572 --batch 8 \
-    --precision bf16 --compile)
+    --precision bf16 --compile --peak-tflops "$peak")
 }
 
 # The largest batch that fits with and without checkpointing (every block recomputed),
@@ -282,7 +297,7 @@ step_capacity() {
   record dpunet_b16 "$dpunet" bench train "${common[@]}" --batch 16 --checkpointing off
   record dpunet_b24 "$dpunet" bench train "${common[@]}" --batch 24 --checkpointing off
   record dpunet_valid_b8 "$dpunet" bench train --size 572 --padding valid --precision bf16 --batch 8 \
-    --peak-tflops "${PEAK_TFLOPS:-989}" --checkpointing both
+    ${PEAK_TFLOPS:+--peak-tflops "$PEAK_TFLOPS"} --checkpointing both
 }
 
 # Kernel time per step, dpunet next to PyTorch eager and torch.compile (batch 8, no

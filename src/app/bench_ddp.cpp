@@ -204,7 +204,9 @@ void add_bench_ddp_command(CLI::App& bench) {
   CLI::App* cmd = bench.add_subcommand(
       "ddp", "Exposed communication of the bucketed reducer over one U-Net backward (run under mpirun)");
   cmd->add_option("--backend", args->backend, "auto, mpi or nccl")->capture_default_str();
-  cmd->add_option("--device", args->device, "cpu or cuda")->capture_default_str();
+  cmd->add_option("--device", args->device, "cpu or cuda")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_option("--size", args->size, "Input height and width")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--batch", args->batch, "Per-rank batch")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--threads", args->threads, "Intra-op CPU threads per rank")->capture_default_str();

@@ -1,10 +1,13 @@
 // `dpunet bench train`: the training step on synthetic batches. Throughput (steps/s,
 // samples/s over all ranks), a step-time breakdown (forward, backward, exposed
-// all-reduce, optimizer; measured in a second pass with a device sync between phases),
-// peak memory, model FLOP utilisation against a given peak, with activation
+// all-reduce, optimizer; measured in a second pass with a device sync between phases,
+// each phase's slowest rank), peak memory, model FLOP utilisation against the GPU's
+// bf16 peak (known GPUs) or a given one, with activation
 // checkpointing off and on; on GPUs also the largest batch that fits. Runs under mpirun
 // for several ranks.
 #include <torch/torch.h>
+
+#include <malloc.h>
 
 #include <algorithm>
 #include <chrono>
@@ -19,7 +22,9 @@
 #include "common/autocast_scope.h"
 #include "common/build_info.h"
 #include "common/error.h"
+#include "common/gpu_peaks.h"
 #include "dist/context.h"
+#include "dist/cuda_device.h"
 #include "dist/ddp.h"
 #include "dist/make_communicator.h"
 #include "model/kernel_usage.h"
@@ -42,7 +47,7 @@ struct BenchTrainArgs {
   std::string policy = "balanced";  // checkpointing policy: norm_relu | balanced | min_memory | all
   std::string blocks;               // or these, comma-separated (inc,down1,...,up4,outc)
   bool recompute_norm = true;       // checkpointing also recomputes BatchNorm+ReLU outputs
-  double peak_tflops = 0;           // the device's dense peak for `precision`; 0: MFU not reported
+  double peak_tflops = 0;           // the device's dense peak for `precision`; 0: the GPU's bf16 peak if known
   bool max_batch = false;
   std::string profile;  // a Chrome trace of a few steps per variant, written here when set
 };
@@ -124,15 +129,18 @@ Step make_step(const BenchTrainArgs& a, dist::Context& context, dist::Communicat
 }
 
 // How often the model's layers took dpunet's own kernels and how often ATen's, over one
-// training-mode forward of a separate one-sample model under the step's autocast (no
+// training-mode forward of a separate small-batch model under the step's autocast (no
 // checkpointing): a figure whose maps silently fell back to ATen's kernels shows it.
+// Two samples where the step has them: BatchNorm in training needs two values per
+// channel, and a 1x1 bottom map has one per sample.
 nlohmann::json kernels_applied(const BenchTrainArgs& a, const torch::Device& device) {
   torch::manual_seed(0);
   model::Unet net(unet_options(a));
   net->to(device);
   const bool nhwc = a.channels_last && device.is_cuda();
   if (nhwc) train::use_channels_last_weights(*net);
-  torch::Tensor images = torch::randn({1, 1, a.size, a.size}, torch::TensorOptions().device(device));
+  const int64_t batch = std::min<int64_t>(a.batch, 2);
+  torch::Tensor images = torch::randn({batch, 1, a.size, a.size}, torch::TensorOptions().device(device));
   if (nhwc) images = images.contiguous(at::MemoryFormat::ChannelsLast);
   model::KernelUsage usage;
   {
@@ -154,9 +162,11 @@ bool is_out_of_memory(const c10::Error& e) {
   return message.find("out of memory") != std::string::npos || message.find("ALLOC_FAILED") != std::string::npos;
 }
 
-// Doubles the batch until a step runs out of memory, then bisects; GPU only. Each try
-// runs two steps: the optimizer's state appears in the first step's update and is held
-// through the second's forward and backward, as in every step after.
+// Doubles the batch from the timed one until a step runs out of memory, then bisects;
+// GPU only; at most kLargestBatchCap. Each try runs two steps: the optimizer's state
+// appears in the first step's update and is held through the second's forward and
+// backward, as in every step after.
+constexpr int64_t kLargestBatchCap = 4096;
 int64_t largest_batch(const BenchTrainArgs& a, dist::Context& context, dist::Communicator& comm, bool checkpointed,
                       const MemoryProbe& memory) {
   auto fits = [&](int64_t batch) {
@@ -173,8 +183,10 @@ int64_t largest_batch(const BenchTrainArgs& a, dist::Context& context, dist::Com
     memory.release_cached();
     return fitted;
   };
-  int64_t good = 0, bad = 1;
-  while (fits(bad) && bad < 4096) good = bad, bad *= 2;
+  int64_t good = 0, bad = std::min(a.batch, kLargestBatchCap);
+  while (bad <= kLargestBatchCap && fits(bad)) good = bad, bad *= 2;
+  if (good == kLargestBatchCap) return good;
+  bad = std::min(bad, kLargestBatchCap);
   while (bad - good > 1) {
     const int64_t mid = (good + bad) / 2;
     (fits(mid) ? good : bad) = mid;
@@ -188,6 +200,7 @@ double timed_step_ms(Step& s, const BenchTrainArgs& a, int64_t warmup, MemoryPro
   for (int64_t i = 0; i < warmup; ++i) s.run();
   s.sync();
   if (memory != nullptr) memory->restart_peak();
+  MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));  // the ranks start the clock together
   const double start = now_ms();
   for (int64_t i = 0; i < a.steps; ++i) s.run();
   s.sync();
@@ -209,7 +222,7 @@ nlohmann::json step_ms_at(const BenchTrainArgs& a, dist::Context& context, dist:
 
 // The timed step at a.batch: time, breakdown, memory, FLOP utilisation, and a profile.
 nlohmann::json measure_step(const BenchTrainArgs& a, dist::Context& context, dist::Communicator& comm,
-                            bool checkpointed, MemoryProbe& memory) {
+                            bool checkpointed, MemoryProbe& memory, double peak_tflops) {
   Step s = make_step(a, context, comm, checkpointed, a.batch);
   const double step_ms = timed_step_ms(s, a, a.warmup, &memory);
   std::vector<std::vector<double>> phases(4);
@@ -230,33 +243,41 @@ nlohmann::json measure_step(const BenchTrainArgs& a, dist::Context& context, dis
                         {"step_ms", step_ms},
                         {"steps_per_s", 1000.0 / step_ms},
                         {"samples_per_s", samples_per_s},
-                        {"forward_ms", median_of(phases[0])},
-                        {"backward_ms", median_of(phases[1])},
-                        {"allreduce_exposed_ms", median_of(phases[2])},
-                        {"optimizer_ms", median_of(phases[3])},
+                        // Each phase's slowest rank: a faster rank's phase would
+                        // hold its wait for the others.
+                        {"forward_ms", slowest_rank(median_of(phases[0]))},
+                        {"backward_ms", slowest_rank(median_of(phases[1]))},
+                        {"allreduce_exposed_ms", slowest_rank(median_of(phases[2]))},
+                        {"optimizer_ms", slowest_rank(median_of(phases[3]))},
                         {"data_wait_ms", 0.0},
                         {"peak_memory_mb", static_cast<double>(memory.peak_above_baseline()) / 1e6},
                         {"train_gflop_per_sample", train_flops / 1e9}};
   const double achieved_tflops = train_flops * samples_per_s / context.world_size() / 1e12;  // per rank
   row["achieved_tflops_per_rank"] = achieved_tflops;
-  if (a.peak_tflops > 0) row["mfu"] = achieved_tflops / a.peak_tflops;
+  if (peak_tflops > 0) row["mfu"] = achieved_tflops / peak_tflops;
   if (!a.profile.empty()) {
+    // Rank 0's trace: one file, written once (every rank must run the steps alike).
     const std::string path = a.profile + (checkpointed ? ".checkpointed.json" : ".json");
-    record_profiler_trace(path, [&] {
+    const auto steps = [&] {
       for (int i = 0; i < 3; ++i) s.run();
       s.sync();
-    });
+    };
+    if (context.is_root()) {
+      record_profiler_trace(path, steps);
+    } else {
+      steps();
+    }
     row["profile"] = path;
   }
   return row;
 }
 
-nlohmann::json run_variant(const BenchTrainArgs& a, dist::Context& context, dist::Communicator& comm,
-                           bool checkpointed) {
+nlohmann::json run_variant(const BenchTrainArgs& a, dist::Context& context, dist::Communicator& comm, bool checkpointed,
+                           double peak_tflops) {
   MemoryProbe memory(context.device().str());
   memory.start();
   // The timed step's model, optimizer and batch are gone before the search starts.
-  nlohmann::json row = measure_step(a, context, comm, checkpointed, memory);
+  nlohmann::json row = measure_step(a, context, comm, checkpointed, memory, peak_tflops);
   if (a.max_batch && context.device().is_cuda()) {
     memory.release_cached();
     const int64_t largest = largest_batch(a, context, comm, checkpointed, memory);
@@ -282,12 +303,38 @@ void run(const BenchTrainArgs& a) {
   DPUNET_CHECK(!a.max_batch || context.world_size() == 1, "bench train: --max-batch runs as one process (",
                context.world_size(), " ranks started); run it without mpirun");
   auto comm = dist::make_communicator(context);
+  const std::string gpu = context.device().is_cuda() ? dist::gpu_name(std::max<int>(context.device().index(), 0)) : "";
+  // MFU against --peak-tflops, else against the GPU's bf16 peak when the step is bf16 (a
+  // fp32 step against it would read as a poor bf16 one).
+  double peak_tflops = a.peak_tflops;
+  std::string peak_source = peak_tflops > 0 ? "--peak-tflops" : "";
+  if (peak_tflops <= 0 && a.precision == "bf16") {
+    if (const auto known = bf16_dense_peak_tflops(gpu)) peak_tflops = *known, peak_source = gpu + ", bf16 dense";
+  }
+  if (context.device().is_cpu()) {
+    // Freed large tensors go back to the system at once, so RSS follows live tensors.
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
+  }
+  std::vector<bool> variants;
+  if (a.checkpointing != "on") variants.push_back(false);
+  if (a.checkpointing != "off") variants.push_back(true);
+  // One untimed step of every variant first: what the libraries allocate once (thread
+  // pools, kernel caches, cuDNN plans) is then in each variant's baseline, not in the
+  // first one's peak.
+  for (const bool checkpointed : variants) {
+    Step s = make_step(a, context, *comm, checkpointed, a.batch);
+    s.run();
+    s.sync();
+  }
+  MemoryProbe(context.device().str()).release_cached();
   nlohmann::json rows = nlohmann::json::array();
-  if (a.checkpointing != "on") rows.push_back(run_variant(a, context, *comm, false));
-  if (a.checkpointing != "off") rows.push_back(run_variant(a, context, *comm, true));
+  for (const bool checkpointed : variants) rows.push_back(run_variant(a, context, *comm, checkpointed, peak_tflops));
   if (!context.is_root()) return;
   const nlohmann::json out = {{"benchmark", "train"},
                               {"device", context.device().str()},
+                              {"gpu_name", gpu},
+                              {"peak_tflops", peak_tflops > 0 ? nlohmann::json(peak_tflops) : nlohmann::json()},
+                              {"peak_source", peak_source},
                               {"ranks", context.world_size()},
                               {"threads", torch::get_num_threads()},
                               {"size", a.size},
@@ -345,7 +392,8 @@ void add_bench_train_command(CLI::App& bench) {
   cmd->add_option("--recompute-norm", a->recompute_norm,
                   "With checkpointing, also recompute each block's first BatchNorm+ReLU output")
       ->capture_default_str();
-  cmd->add_option("--peak-tflops", a->peak_tflops, "Device dense peak for MFU (H100 SXM and H200 bf16: 989)");
+  cmd->add_option("--peak-tflops", a->peak_tflops,
+                  "Device dense peak for MFU (default: the GPU's bf16 peak when known and --precision bf16)");
   cmd->add_flag("--max-batch", a->max_batch, "Also find the largest batch that fits (GPU)");
   cmd->add_option(
       "--profile", a->profile,

@@ -3,6 +3,7 @@
 
 #include <torch/csrc/autograd/profiler_kineto.h>
 
+#include <filesystem>
 #include <set>
 
 #include "common/error.h"
@@ -24,6 +25,9 @@ void record_profiler_trace(const std::string& path, const std::function<void()>&
   const auto result = torch::autograd::profiler::disableProfiler();
   DPUNET_CHECK(result != nullptr, "the profiler returned no result for ", path);
   result->save(path);
+  // The profiler reports a failed save (a rename that lost a race) only in its log.
+  std::error_code ec;
+  DPUNET_CHECK(std::filesystem::is_regular_file(path, ec), "the profiler did not write ", path);
 }
 
 }  // namespace dpunet::app

@@ -7,6 +7,7 @@
 
 #ifdef DPUNET_TORCH_CUDA
 #include <c10/cuda/CUDAFunctions.h>
+#include <cuda_runtime_api.h>
 #endif
 
 namespace dpunet::dist {
@@ -24,6 +25,17 @@ int usable_gpu_count() {
   return static_cast<int>(torch::cuda::device_count());
 #else
   return 0;
+#endif
+}
+
+std::string gpu_name(int index) {
+#ifdef DPUNET_TORCH_CUDA
+  cudaDeviceProp properties{};
+  if (cudaGetDeviceProperties(&properties, index) != cudaSuccess) return "";
+  return properties.name;
+#else
+  (void)index;
+  return "";
 #endif
 }
 

@@ -2,6 +2,8 @@
 // builds the same sources.
 #pragma once
 
+#include <string>
+
 namespace dpunet::dist {
 
 // Whether this dpunet was built with LibTorch's CUDA support (a CPU-only LibTorch, or a
@@ -10,6 +12,9 @@ bool built_with_cuda();
 
 // GPUs this process can use: none when built without CUDA, whatever the machine has.
 int usable_gpu_count();
+
+// The name CUDA reports for GPU `index` ("NVIDIA H100 80GB HBM3"); empty without CUDA.
+std::string gpu_name(int index);
 
 // Makes `index` the current GPU of this thread (and of threads LibTorch starts later).
 void set_current_cuda_device(int index);

@@ -47,6 +47,28 @@ TEST_CASE("bench train reports its step, and that on the CPU every layer takes A
   }
 }
 
+TEST_CASE("bench train names the peak its MFU is against, and none on a CPU without one", "[app]") {
+  nlohmann::json out = bench_train("--device cpu --checkpointing off");
+  CHECK(out["gpu_name"] == "");
+  CHECK(out["peak_tflops"].is_null());
+  CHECK_FALSE(out["results"][0].contains("mfu"));
+  out = bench_train("--device cpu --checkpointing off --peak-tflops 2");
+  CHECK(out["peak_tflops"] == 2.0);
+  CHECK(out["peak_source"] == "--peak-tflops");
+  const nlohmann::json& row = out["results"][0];
+  CHECK(row["mfu"].get<double>() == Approx(row["achieved_tflops_per_rank"].get<double>() / 2.0));
+}
+
+TEST_CASE("bench train measures a model whose bottom map is one pixel", "[app]") {
+  // Depth 4 at 16 px: BatchNorm sees one value per sample at the bottom.
+  const auto result = run_command(DPUNET_BINARY
+                                  " bench train --size 16 --batch 2 --steps 1 --warmup 0 --base-channels 8 "
+                                  "--depth 4 --device cpu --checkpointing off 2>&1");
+  INFO(result.output);
+  REQUIRE(result.exit_code == 0);
+  CHECK_THAT(result.output, HasSubstr("\"kernels_applied\""));
+}
+
 TEST_CASE("bench train checkpoints the blocks a policy or a list names, and refuses an unknown block", "[app]") {
   nlohmann::json out = bench_train("--device cpu --checkpointing both --blocks down1,up2");
   REQUIRE(out["results"].size() == 2);
@@ -91,6 +113,7 @@ TEST_CASE("bench commands refuse counts and choices they cannot measure", "[app]
                                          {"train --checkpointing yes", "--checkpointing"},
                                          {"train --device cpu --precision bf16", "needs a GPU"},
                                          {"ddp --repeats 0", "--repeats"},
+                                         {"ddp --device gpu", "--device"},
                                          {"predict --batch 0", "--batch"},
                                          {"model --batch 0", "--batch"}}) {
     const auto result = run_command(DPUNET_BINARY " bench " + c.arguments + " 2>&1");
