@@ -32,7 +32,7 @@ def forward_flops_per_sample(size, classes, device):
     `dpunet bench train`'s formula: training is 3x forward there and here."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    model = UNet(1, classes).to(device)
+    model = UNet(1, classes).to(device).eval()  # BatchNorm in training needs two values per channel
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
         model(torch.zeros(1, 1, size, size, device=device))

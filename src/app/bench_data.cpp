@@ -48,6 +48,7 @@ std::vector<Variant> variants() {
   data::AugmentOptions full = affine;
   full.elastic_probability = 1.0;
   full.brightness_probability = full.contrast_probability = full.gamma_probability = full.noise_probability = 0.3;
+  full.gamma_invert_probability = 0.3;
   data::AugmentOptions filters = flips;
   filters.blur_probability = filters.low_resolution_probability = 1.0;
   return {{"none", false, flips},     {"flip_rot90", true, flips}, {"affine", true, affine},

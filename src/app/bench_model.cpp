@@ -1,7 +1,6 @@
 // `dpunet bench model`: forward and forward+backward time and peak memory of the U-Net,
 // with and without activation checkpointing. Each variant runs in its own process so one
 // variant's heap never colours the other's peak; the parent prints the combined JSON.
-#include <malloc.h>
 #include <unistd.h>
 
 #include <limits.h>
@@ -56,10 +55,7 @@ void synchronize(const torch::Device& device) {
 // Runs one variant in this process and returns its figures.
 nlohmann::json run_variant(const BenchModelArgs& args, bool checkpointed) {
   const torch::Device device(args.device);
-  if (device.is_cpu()) {
-    // A fixed threshold keeps large tensors on mmap, so RSS follows live tensors exactly.
-    mallopt(M_MMAP_THRESHOLD, 1 << 20);
-  }
+  if (device.is_cpu()) follow_live_tensors_in_rss();
   torch::set_num_threads(args.threads);
   torch::manual_seed(0);
 

@@ -7,8 +7,6 @@
 // for several ranks.
 #include <torch/torch.h>
 
-#include <malloc.h>
-
 #include <algorithm>
 #include <chrono>
 #include <iostream>
@@ -183,10 +181,10 @@ int64_t largest_batch(const BenchTrainArgs& a, dist::Context& context, dist::Com
     memory.release_cached();
     return fitted;
   };
+  // `bad` past the cap stands for "not tried": the bisection then tries the cap itself.
   int64_t good = 0, bad = std::min(a.batch, kLargestBatchCap);
   while (bad <= kLargestBatchCap && fits(bad)) good = bad, bad *= 2;
-  if (good == kLargestBatchCap) return good;
-  bad = std::min(bad, kLargestBatchCap);
+  bad = std::min(bad, kLargestBatchCap + 1);
   while (bad - good > 1) {
     const int64_t mid = (good + bad) / 2;
     (fits(mid) ? good : bad) = mid;
@@ -311,10 +309,7 @@ void run(const BenchTrainArgs& a) {
   if (peak_tflops <= 0 && a.precision == "bf16") {
     if (const auto known = bf16_dense_peak_tflops(gpu)) peak_tflops = *known, peak_source = gpu + ", bf16 dense";
   }
-  if (context.device().is_cpu()) {
-    // Freed large tensors go back to the system at once, so RSS follows live tensors.
-    mallopt(M_MMAP_THRESHOLD, 1 << 20);
-  }
+  if (context.device().is_cpu()) follow_live_tensors_in_rss();
   std::vector<bool> variants;
   if (a.checkpointing != "on") variants.push_back(false);
   if (a.checkpointing != "off") variants.push_back(true);

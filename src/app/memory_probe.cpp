@@ -58,6 +58,10 @@ c10::DeviceIndex cuda_index(const std::string& device) {
 
 }  // namespace
 
+void follow_live_tensors_in_rss() {
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
+}
+
 MemoryProbe::MemoryProbe(std::string device) : device_(std::move(device)) {
 #ifndef DPUNET_TORCH_CUDA
   DPUNET_CHECK(!is_cuda(device_), "memory probe for ", device_, ": this build has no CUDA path");

@@ -8,6 +8,11 @@
 
 namespace dpunet::app {
 
+// For CPU measurements: large allocations go to the system and back at once (a fixed
+// mmap threshold instead of glibc's adaptive one), so the resident size follows the live
+// tensors exactly.
+void follow_live_tensors_in_rss();
+
 class MemoryProbe {
  public:
   explicit MemoryProbe(std::string device);  // "cpu" or "cuda[:N]"

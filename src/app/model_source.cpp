@@ -101,7 +101,7 @@ model::Unet ModelSource::load(const config::Config& c) const {
   // batch); for inference both normalise with the running statistics, stored under the
   // same names, and BatchNorm needs no communicator.
   config::Config inference = c;
-  if (inference.model.norm == "sync_batch") inference.model.norm = "batch";
+  inference.model.norm = config::weights_norm(inference.model.norm);
   model::Unet net = train::build_model(inference, nullptr);
   if (!checkpoint.empty()) {
     loaded_checkpoint().restore_model(*net);

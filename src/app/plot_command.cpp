@@ -39,7 +39,7 @@ std::string number(double v) {
   if (v == std::trunc(v) && std::abs(v) < 1e6) {
     std::snprintf(text, sizeof(text), "%.0f", v);  // steps as they are: 1234, not 1.23e+03
   } else {
-    std::snprintf(text, sizeof(text), std::abs(v) >= 1e4 || (std::abs(v) < 1e-2 && v != 0) ? "%.2e" : "%.3g", v);
+    std::snprintf(text, sizeof(text), "%.3g", v);  // 0.25, 1.5e+06, 1e+308: short enough for the margin
   }
   return text;
 }
@@ -63,17 +63,19 @@ void draw_panel(Canvas& canvas, int top, int height, const Panel& panel) {
   // Half spans: a range from -1e308 to 1e308 overflows, its half does not. A series is
   // flat when its span is nothing next to its values (1e-300 to 2e-300 is not flat).
   const auto half_span = [](double low, double high) { return high / 2 - low / 2; };
-  if (half_span(y_min, y_max) <= 1e-12 * std::max(std::abs(y_min), std::abs(y_max))) y_min -= 0.5, y_max += 0.5;
+  if (half_span(y_min, y_max) <= 1e-12 * std::max(std::abs(y_min), std::abs(y_max))) {
+    const double pad = std::max(0.5, std::abs(y_min) * 1e-6);  // 0.5 is nothing to 1e17
+    y_min -= pad, y_max += pad;
+  }
   if (half_span(x_min, x_max) <= 1e-12 * std::max(std::abs(x_min), std::abs(x_max))) x_max = x_min + 1;
   const double x_half = half_span(x_min, x_max), y_half = half_span(y_min, y_max);
   auto px = [&](double x) { return left + half_span(x_min, x) / x_half * (right - left); };
   auto py = [&](double y) { return bottom - half_span(y_min, y) / y_half * (bottom - plot_top); };
-  for (int i = 1; i < 4; ++i) {
-    const double y = y_min + y_half * i / 2.0;
-    canvas.line(left + 1, py(y), right - 1, py(y), kGrid);
-  }
+  // Quarters between the ends, interpolated: y_min + 4 quarters may overflow.
+  const auto quarter = [&](int i) { return y_min * (1 - i / 4.0) + y_max * (i / 4.0); };
+  for (int i = 1; i < 4; ++i) canvas.line(left + 1, py(quarter(i)), right - 1, py(quarter(i)), kGrid);
   for (int i = 0; i <= 4; ++i) {
-    const double y = y_min + y_half * i / 2.0;
+    const double y = quarter(i);
     canvas.text(left - Canvas::text_width(number(y)) - 8, static_cast<int>(py(y)) - 7, number(y), kInk);
   }
   canvas.text(left, bottom + 10, number(x_min), kInk);

@@ -87,7 +87,9 @@ std::string where(const std::string& source, const YAML::Mark& mark) {
   throw Error(location + ": " + key + ": " + message);
 }
 
-void read_field(const Field& field, Config& config, const YAML::Node& node, const std::string& location) {
+void read_field(const Field& field, Config& config, const YAML::Node& node, const std::string& location,
+                Origins& origins) {
+  origins[field.path] = location;
   try {
     field.read(config, node);
   } catch (const Error&) {
@@ -99,7 +101,7 @@ void read_field(const Field& field, Config& config, const YAML::Node& node, cons
 
 // `unknown`: where keys this build does not know go; null: they are errors.
 void read_mapping(const YAML::Node& node, const std::string& prefix, Config& config, const std::string& source,
-                  std::vector<std::string>* unknown) {
+                  std::vector<std::string>* unknown, Origins& origins) {
   // A section whose keys are all commented out is empty, not an error.
   if (node.IsNull() && !prefix.empty()) return;
   if (!node.IsMap()) {
@@ -128,9 +130,11 @@ void read_mapping(const YAML::Node& node, const std::string& prefix, Config& con
               "write it inside its section: '" + key.substr(0, dot) + ":' then '  " + key.substr(dot + 1) + ": ...'");
     }
     if (const Field* field = find_field(path)) {
-      read_field(*field, config, item.second, where(source, item.second.Mark()));
+      // An empty value has no place of its own (yaml-cpp gives the next token's): its key's.
+      const YAML::Mark at = item.second.IsNull() ? item.first.Mark() : item.second.Mark();
+      read_field(*field, config, item.second, where(source, at), origins);
     } else if (prefix.empty() && is_section(key)) {
-      read_mapping(item.second, path, config, source, unknown);
+      read_mapping(item.second, path, config, source, unknown, origins);
     } else if (unknown != nullptr) {
       unknown->push_back(path);
     } else {
@@ -139,7 +143,7 @@ void read_mapping(const YAML::Node& node, const std::string& prefix, Config& con
   }
 }
 
-void apply_override(const std::string& text, Config& config) {
+void apply_override(const std::string& text, Config& config, Origins& origins) {
   const size_t eq = text.find('=');
   DPUNET_CHECK(eq != std::string::npos && eq > 0, "--set ", text, ": expected KEY=VALUE, e.g. optimizer.lr=3e-4");
   const std::string path = text.substr(0, eq);
@@ -161,7 +165,7 @@ void apply_override(const std::string& text, Config& config) {
   } else {
     value = YAML::Node(raw);
   }
-  read_field(*field, config, value, "--set " + text);
+  read_field(*field, config, value, "--set " + text, origins);
 }
 
 }  // namespace
@@ -183,9 +187,10 @@ Config parse(const std::string& yaml_text, const std::string& source, const std:
                 ": a second YAML document ('---'); a config is one document, put every key in it");
   }
   const YAML::Node root = documents.empty() ? YAML::Node() : documents.front();
-  if (!root.IsNull()) read_mapping(root, "", config, source, unknown);
-  for (const std::string& text : overrides) apply_override(text, config);
-  validate(config, source);
+  Origins origins;
+  if (!root.IsNull()) read_mapping(root, "", config, source, unknown, origins);
+  for (const std::string& text : overrides) apply_override(text, config, origins);
+  validate(config, source, origins);
   return config;
 }
 
@@ -245,12 +250,9 @@ std::vector<std::string> differing_keys(const Config& a, const Config& b, bool (
 }  // namespace
 
 std::vector<std::string> model_differences(const Config& a, const Config& b) {
-  // SyncBatchNorm keeps BatchNorm's parameters and running statistics under the same
-  // names: a run may move between them when it resumes on more or fewer GPUs.
+  // A run may move between BatchNorm and SyncBatchNorm when it resumes on more or fewer GPUs.
   Config left = a, right = b;
-  for (Config* c : {&left, &right}) {
-    if (c->model.norm == "sync_batch") c->model.norm = "batch";
-  }
+  for (Config* c : {&left, &right}) c->model.norm = weights_norm(c->model.norm);
   return differing_keys(left, right, [](const std::string& path) {
     // Checkpointing and kernel fusion change how forward and backward run, not the weights.
     return path.rfind("model.", 0) == 0 && path != "model.checkpointing" && path != "model.fuse_norm_relu" &&

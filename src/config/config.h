@@ -159,6 +159,12 @@ std::string to_yaml(const Config& config);
 // The keys a model needs to be the same to load a checkpoint into it; the differing
 // ones between two configs ("model.depth: 4 vs 3").
 std::vector<std::string> model_differences(const Config& a, const Config& b);
+
+// The norm a model's weights are stored as: SyncBatchNorm keeps BatchNorm's parameters
+// and running statistics under the same names (and normalises as it does in inference).
+inline std::string weights_norm(const std::string& norm) {
+  return norm == "sync_batch" ? "batch" : norm;
+}
 // Every key that differs between two configs, in the same form and schema order.
 std::vector<std::string> differences(const Config& a, const Config& b);
 

@@ -40,8 +40,10 @@ double read_number(const YAML::Node& node, double low, double high, bool integer
   if (!(value >= low && value <= high)) {
     std::ostringstream range;
     // Bounds as exact as the value: [1, 1048576], not %g's [1, 1.04858e+06].
-    range << "must be in [" << shortest_decimal(low).Scalar() << ", " << shortest_decimal(high).Scalar() << "], got "
-          << node.Scalar();
+    const auto bound = [](double b) {
+      return std::isfinite(b) ? shortest_decimal(b).Scalar() : b > 0 ? "inf" : "-inf";
+    };
+    range << "must be in [" << bound(low) << ", " << bound(high) << "], got " << node.Scalar();
     throw ValueError(range.str());
   }
   return value;

@@ -8,9 +8,22 @@
 
 namespace dpunet::config {
 
-void validate(const Config& c, const std::string& source) {
+void validate(const Config& c, const std::string& source, const Origins& origins) {
+  // `keys`: "a.b, c.d". The place of a --set among them, else of the first set in the
+  // file, else the file.
+  auto place = [&](const std::string& keys) {
+    std::string in_file;
+    for (size_t at = 0; at < keys.size();) {
+      const size_t comma = keys.find(", ", at);
+      const auto origin = origins.find(keys.substr(at, comma == std::string::npos ? std::string::npos : comma - at));
+      if (origin != origins.end() && origin->second.rfind("--set ", 0) == 0) return origin->second;
+      if (origin != origins.end() && in_file.empty()) in_file = origin->second;
+      at = comma == std::string::npos ? keys.size() : comma + 2;
+    }
+    return in_file.empty() ? source : in_file;
+  };
   auto fail = [&](const std::string& keys, const std::string& message) {
-    throw Error(source + ": " + keys + ": " + message);
+    throw Error(place(keys) + ": " + keys + ": " + message);
   };
   if (c.run.dir.empty()) fail("run.dir", "is empty; name the folder the run writes into");
   if (c.augment.scale_min > c.augment.scale_max) {

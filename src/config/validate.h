@@ -1,13 +1,18 @@
 // Checks across keys of a Config (each key's own type and range are checked as it is
-// read). Errors name `source` and the keys involved.
+// read). Errors name the keys involved and where they were set: the place `origins`
+// gives for one of them (a --set first, the latest word on it), else `source`.
 #pragma once
 
+#include <map>
 #include <string>
 
 #include "config/config.h"
 
 namespace dpunet::config {
 
-void validate(const Config& config, const std::string& source);
+// Where each key was set: "FILE:LINE:COLUMN" or "--set KEY=VALUE".
+using Origins = std::map<std::string, std::string>;
+
+void validate(const Config& config, const std::string& source, const Origins& origins = {});
 
 }  // namespace dpunet::config

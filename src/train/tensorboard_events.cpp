@@ -165,7 +165,7 @@ bool cut_short_record(const std::string& tail) {
   std::memcpy(&length, tail.data(), 8);
   std::memcpy(&length_crc, tail.data() + 8, 4);
   // Appends are in order: a killed write leaves a true length with too few bytes after it.
-  return length_crc == masked_crc(tail.data(), 8) && length > tail.size() - 16;
+  return length_crc == masked_crc(tail.data(), 8) && (tail.size() < 16 || length > tail.size() - 16);
 }
 
 TensorBoardWriter::TensorBoardWriter(const std::string& directory) {

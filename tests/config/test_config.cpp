@@ -62,12 +62,17 @@ TEST_CASE("config mistakes name the file, line, column and key", "[config]") {
         parse_config("train:\n  steps: many\n", "a.yaml"),
         HasSubstr("a.yaml:2:10") && HasSubstr("train.steps") && HasSubstr("expected an integer, got 'many'"));
   }
+  SECTION("an empty value, named at its key") {
+    CHECK_THROWS_WITH(parse_config("train:\n  steps:\nmodel:\n  depth: 3\n", "a.yaml"),
+                      HasSubstr("a.yaml:2:3") && HasSubstr("train.steps"));
+  }
   SECTION("out of range") {
     CHECK_THROWS_WITH(parse_config("augment:\n  flip: 1.5\n", "a.yaml"),
                       HasSubstr("a.yaml:2:9") && HasSubstr("augment.flip") && HasSubstr("must be in [0, 1]"));
     // The bounds are printed exactly: "1.04858e+06" would read as if the value fitted.
     CHECK_THROWS_WITH(parse_config("", "a.yaml", {"train.batch_size=100000000"}),
                       HasSubstr("train.batch_size") && !HasSubstr("e+") && HasSubstr("got 100000000"));
+    CHECK_THROWS_WITH(parse_config("", "a.yaml", {"optimizer.grad_clip=-1"}), HasSubstr("must be in [0, inf]"));
   }
   SECTION("not one of the choices") {
     CHECK_THROWS_WITH(parse_config("model:\n  norm: layer\n", "a.yaml"),
@@ -231,12 +236,23 @@ TEST_CASE("contradicting or unusable values are refused before a run starts", "[
                     HasSubstr("distributed.backend, run.device"));
 }
 
+TEST_CASE("errors across keys name where the keys were set", "[config]") {
+  // A --set among them first: the latest word on the keys.
+  CHECK_THROWS_WITH(
+      parse_config("data:\n  channel_mean: [1]\n  channel_std: [1]\n", "c.yaml", {"data.channel_std=[1, 2]"}),
+      HasSubstr("--set data.channel_std=[1, 2]: data.channel_mean, data.channel_std: give both or neither"));
+  // Else the file's line and column of the first key set there.
+  CHECK_THROWS_WITH(parse_config("model:\n  depth: 3\naugment:\n  gamma_min: 2\n", "c.yaml"),
+                    HasSubstr("c.yaml:4:") && HasSubstr("augment.gamma_min, augment.gamma_max"));
+}
+
 TEST_CASE("a config error is reported alike with and without --print-config", "[config]") {
   for (const std::string extra : {"", " --print-config"}) {
     INFO(extra);
     const auto run = dpunet::test::run_command(DPUNET_BINARY " train --set model.base_channels=3 --set run.device=cpu" +
                                                extra + " 2>&1");
     CHECK(run.exit_code == 2);
-    CHECK_THAT(run.output, HasSubstr("dpunet: error: built-in quickstart config: model.base_channels: must be even"));
+    CHECK_THAT(run.output,
+               HasSubstr("dpunet: error: --set model.base_channels=3: model.base_channels: must be even, got 3"));
   }
 }

@@ -370,6 +370,22 @@ TEST_CASE("intensity transforms keep what they promise", "[data]") {
     CHECK(factor <= 1 + o.brightness_range);
     for (size_t p = 1; p < s.image.size(); ++p) REQUIRE(s.image[p] == Approx(before.image[p] * factor));
   }
+  SECTION("brightness and contrast draw a factor per channel") {
+    Sample two = coordinates(8, 8, 2);
+    for (float& v : two.image) v = v / 800.0f + 0.1f;
+    for (const bool brightness : {true, false}) {
+      o.brightness_probability = brightness ? 1 : 0;
+      o.contrast_probability = brightness ? 0 : 1;
+      Sample t = two;
+      Rng rng(11);
+      dpunet::data::intensity_augment(t, o, rng);
+      // The same pixel of both channels held the same value plus the channel's offset.
+      const auto change = [&](int64_t c) {
+        return (t.image[c * 64 + 9] - t.image[c * 64 + 54]) / (two.image[c * 64 + 9] - two.image[c * 64 + 54]);
+      };
+      CHECK(change(0) != Approx(change(1)).epsilon(1e-3));
+    }
+  }
   SECTION("contrast scales around the mean and keeps the range") {
     o.contrast_probability = 1;
     const auto [low, high] = std::minmax_element(before.image.begin(), before.image.end());
@@ -380,7 +396,7 @@ TEST_CASE("intensity transforms keep what they promise", "[data]") {
       Sample t = before;
       Rng rng(seed);
       dpunet::data::intensity_augment(t, o, rng);
-      // The pixel nearest the mean is never clipped: it gives the factor.
+      // A pixel near the mean is never clipped: it gives the factor.
       size_t probe = 0;
       for (size_t p = 0; p < t.image.size(); ++p) {
         if (std::abs(before.image[p] - mean) > 0.05 && std::abs(before.image[p] - mean) < 0.2) probe = p;
