@@ -221,14 +221,26 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
 }
 
 std::string to_yaml(const Config& config) {
-  YAML::Node root(YAML::NodeType::Map);
-  for (const Field& f : fields()) {
-    const size_t dot = f.path.find('.');
-    root[f.path.substr(0, dot)][f.path.substr(dot + 1)] = f.write(config);
-  }
   YAML::Emitter out;
   out.SetDoublePrecision(17);  // round trips exactly
-  out << root;
+  out << YAML::BeginMap;
+  for (const std::string& section : sections()) {
+    out << YAML::Key << section << YAML::Value << YAML::BeginMap;
+    for (const Field& f : fields()) {
+      if (f.path.compare(0, section.size() + 1, section + ".") != 0) continue;
+      out << YAML::Key << f.path.substr(section.size() + 1) << YAML::Value;
+      const YAML::Node value = f.write(config);
+      bool flag = false;
+      // A name such as "off" would read back as a boolean, which names are not.
+      if (f.text && YAML::convert<bool>::decode(value, flag)) {
+        out << YAML::DoubleQuoted << value.Scalar();
+      } else {
+        out << value;
+      }
+    }
+    out << YAML::EndMap;
+  }
+  out << YAML::EndMap;
   return std::string(out.c_str()) + "\n";
 }
 

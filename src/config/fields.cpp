@@ -99,6 +99,13 @@ Field text(const std::string& path, Get get, std::vector<std::string> choices = 
           [=](Config& c, const YAML::Node& n) {
             if (!n.IsScalar() && !n.IsNull()) throw ValueError("expected a string, got " + scalar_text(n));
             const std::string value = n.IsNull() ? "" : n.Scalar();
+            // `val: false` (or no, off) reads as "none" to a person and as a folder named
+            // "false" to the parser; a plain (unquoted) boolean in a file is refused.
+            bool flag = false;
+            if (choices.empty() && n.IsScalar() && n.Tag() == "?" && YAML::convert<bool>::decode(n, flag)) {
+              throw ValueError("expected a path or a name, got the YAML boolean " + scalar_text(n) +
+                               "; leave the value empty for none, or quote it if it is a name");
+            }
             if (!choices.empty()) {
               bool known = false;
               std::string list;
@@ -110,7 +117,8 @@ Field text(const std::string& path, Get get, std::vector<std::string> choices = 
             }
             get(c) = value;
           },
-          [=](const Config& c) { return YAML::Node(get(const_cast<Config&>(c))); }};
+          [=](const Config& c) { return YAML::Node(get(const_cast<Config&>(c))); },
+          /*text=*/true};
 }
 
 template <typename Get>

@@ -19,6 +19,8 @@ struct Field {
   std::function<void(Config&, const YAML::Node&)> read;
   // The current value as a YAML node.
   std::function<YAML::Node(const Config&)> write;
+  // A string: printed quoted where it would read back as a boolean ("off").
+  bool text = false;
 };
 
 const std::vector<Field>& fields();

@@ -62,6 +62,19 @@ TEST_CASE("config mistakes name the file, line, column and key", "[config]") {
         parse_config("train:\n  steps: many\n", "a.yaml"),
         HasSubstr("a.yaml:2:10") && HasSubstr("train.steps") && HasSubstr("expected an integer, got 'many'"));
   }
+  SECTION("a boolean where a path belongs") {
+    CHECK_THROWS_WITH(parse_config("data:\n  val: false\n", "a.yaml"),
+                      HasSubstr("a.yaml:2:8") && HasSubstr("data.val") && HasSubstr("YAML boolean 'false'") &&
+                          HasSubstr("leave the value empty for none"));
+    CHECK_THROWS_WITH(parse_config("run:\n  dir: no\n", "a.yaml"), HasSubstr("run.dir"));
+    CHECK(parse_config("data:\n  val: 'false'\n", "a.yaml").data.val == "false");  // quoted: a name
+    CHECK(parse_config("data:\n  val:\n", "a.yaml").data.val.empty());
+    // A name given with --set is taken as written, and the printed config keeps it a name.
+    const auto named = parse_config("", "a.yaml", {"run.dir=off", "data.val=no"});
+    const auto again = parse_config(dpunet::config::to_yaml(named), "printed.yaml");
+    CHECK(again.run.dir == "off");
+    CHECK(again.data.val == "no");
+  }
   SECTION("an empty value, named at its key") {
     CHECK_THROWS_WITH(parse_config("train:\n  steps:\nmodel:\n  depth: 3\n", "a.yaml"),
                       HasSubstr("a.yaml:2:3") && HasSubstr("train.steps"));
