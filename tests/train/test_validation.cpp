@@ -6,6 +6,7 @@
 #include "support/catch.h"
 
 #include "data/dataset.h"
+#include "data/shard_writer.h"
 #include "dist/mpi_communicator.h"
 #include "support/mpi_test_context.h"
 #include "support/shard_fixture.h"
@@ -24,14 +25,41 @@ torch::Tensor pixel_logits(const torch::Tensor& images, int64_t classes) {
   return torch::stack(per_class, 1);
 }
 
-train::ValidationResult run_validation(const data::Dataset& dataset, int64_t patch, dist::Communicator& comm) {
+train::ValidationResult run_validation(const data::Dataset& dataset, int64_t patch, dist::Communicator& comm,
+                                       bool valid_padding = false) {
   train::ValidationOptions o;
   o.batch_size = 2;
   o.patch_size = patch;
   o.n_classes = 3;
+  o.valid_padding = valid_padding;
   train::LossOptions loss;
-  return train::validate([](const torch::Tensor& x) { return pixel_logits(x, 3); }, dataset, o, loss, torch::kCPU,
-                         comm.rank(), comm.world_size(), comm);
+  // Valid padding: the output is the input less 2 pixels on each side.
+  const auto forward = [valid_padding](const torch::Tensor& x) {
+    const torch::Tensor logits = pixel_logits(x, 3);
+    return valid_padding ? logits.slice(2, 2, -2).slice(3, 2, -2) : logits;
+  };
+  return train::validate(forward, dataset, o, loss, torch::kCPU, comm.rank(), comm.world_size(), comm);
+}
+
+// 6x10 images (4 samples) whose masks hold the ignore label 255 in one column.
+void write_wide_shard_with_ignore_label(const std::string& path) {
+  data::ShardHeader header;
+  header.samples = 4;
+  header.channels = 1;
+  header.height = 6;
+  header.width = 10;
+  header.n_classes = 3;
+  header.ignore_label = 255;
+  data::ShardWriter writer(path, header);
+  std::vector<uint8_t> image(60), mask(60);
+  for (int64_t i = 0; i < header.samples; ++i) {
+    for (int64_t p = 0; p < 60; ++p) {
+      image[p] = static_cast<uint8_t>((i * 13 + p * 7) % 200);
+      mask[p] = p % 10 == 3 ? 255 : static_cast<uint8_t>((i + p / 4) % 3);
+    }
+    writer.write(i, image.data(), mask.data());
+  }
+  writer.finish();
 }
 
 }  // namespace
@@ -49,4 +77,24 @@ TEST_CASE("validation leaves out the pixels a larger patch mirrors in", "[mpi]")
     CHECK(torch::equal(padded.counts.counts(), whole.counts.counts()));
     CHECK(padded.loss == Approx(whole.loss).epsilon(1e-6));  // float32 sums over more (masked) terms
   }
+}
+
+TEST_CASE("validation leaves out mirrored pixels of non-square images, beside the shards' own ignore label", "[mpi]") {
+  dist::MpiCommunicator comm(test::mpi_context());
+  test::TempDir dir;
+  write_wide_shard_with_ignore_label(dir / "val-0.h5");
+  const data::Dataset dataset(dir / "val-0.h5");
+  const train::ValidationResult whole = run_validation(dataset, 0, comm);
+  // A 10-pixel patch pads the 6 rows and leaves the 10 columns whole; 13 pads both.
+  for (const int64_t patch : {10, 13}) {
+    CAPTURE(patch);
+    const train::ValidationResult padded = run_validation(dataset, patch, comm);
+    CHECK(torch::equal(padded.counts.counts(), whole.counts.counts()));
+    CHECK(padded.loss == Approx(whole.loss).epsilon(1e-6));
+  }
+  // Valid padding scores the output's window (the patch less 2 pixels a side): a 14-pixel
+  // patch's 10x10 output covers the 6x10 image and its mirrored rows, and scores exactly
+  // what same padding scores over the whole image.
+  const train::ValidationResult valid = run_validation(dataset, 14, comm, /*valid_padding=*/true);
+  CHECK(torch::equal(valid.counts.counts(), whole.counts.counts()));
 }
