@@ -88,11 +88,17 @@ Entry parse_entry(const std::string& source, const std::string& name, const nloh
   return e;
 }
 
+// The header length: the file's first 8 bytes, little-endian.
+uint64_t length_field(const std::string& bytes) {
+  uint64_t length = 0;
+  for (int i = 7; i >= 0; --i) length = (length << 8) | static_cast<unsigned char>(bytes[i]);
+  return length;
+}
+
 // Reads the length field and parses the JSON header; returns the header length.
 uint64_t parse_header(const std::string& bytes, const std::string& source, nlohmann::json* header) {
   DPUNET_CHECK(bytes.size() >= 8, source, ": too short for a safetensors file (", bytes.size(), " bytes)");
-  uint64_t header_bytes = 0;
-  for (int i = 7; i >= 0; --i) header_bytes = (header_bytes << 8) | static_cast<unsigned char>(bytes[i]);
+  const uint64_t header_bytes = length_field(bytes);
   DPUNET_CHECK(header_bytes <= kMaxHeaderBytes && header_bytes <= bytes.size() - 8, source, ": bad header length ",
                header_bytes, " (the file has ", bytes.size(), " bytes)");
   try {
@@ -115,8 +121,7 @@ std::map<std::string, std::string> read_safetensors_metadata(const std::string& 
   DPUNET_CHECK(!ec, path, ": cannot read its size (", ec.message(), ")");
   std::string head(8, '\0');
   in.read(head.data(), 8);
-  uint64_t header_bytes = 0;
-  for (int i = 7; i >= 0; --i) header_bytes = (header_bytes << 8) | static_cast<unsigned char>(head[i]);
+  const uint64_t header_bytes = length_field(head);
   if (in && header_bytes <= kMaxHeaderBytes && header_bytes <= file_bytes - 8) {
     head.resize(8 + header_bytes);
     in.read(head.data() + 8, static_cast<std::streamsize>(header_bytes));

@@ -24,7 +24,21 @@ std::string scalar_text(const YAML::Node& node) {
   return "'" + node.Scalar() + "'";
 }
 
-YAML::Node shortest_decimal(double value);
+// The shortest decimal that reads back as exactly `value`: 0.9, not 0.90000000000000002;
+// whole numbers as written (600, not %g's 6e+02).
+YAML::Node shortest_decimal(double value) {
+  if (!std::isfinite(value)) return YAML::Node(value);
+  char text[32];
+  if (value == std::trunc(value) && std::fabs(value) < 1e15) {
+    std::snprintf(text, sizeof(text), "%.0f", value);
+    return YAML::Node(std::string(text));
+  }
+  for (int digits = 1; digits <= 17; ++digits) {
+    std::snprintf(text, sizeof(text), "%.*g", digits, value);
+    if (std::strtod(text, nullptr) == value) break;
+  }
+  return YAML::Node(std::string(text));
+}
 
 double read_number(const YAML::Node& node, double low, double high, bool integer) {
   const char* expected = integer ? "an integer" : "a number";
@@ -47,22 +61,6 @@ double read_number(const YAML::Node& node, double low, double high, bool integer
     throw ValueError(range.str());
   }
   return value;
-}
-
-// The shortest decimal that reads back as exactly `value`: 0.9, not 0.90000000000000002;
-// whole numbers as written (600, not %g's 6e+02).
-YAML::Node shortest_decimal(double value) {
-  if (!std::isfinite(value)) return YAML::Node(value);
-  char text[32];
-  if (value == std::trunc(value) && std::fabs(value) < 1e15) {
-    std::snprintf(text, sizeof(text), "%.0f", value);
-    return YAML::Node(std::string(text));
-  }
-  for (int digits = 1; digits <= 17; ++digits) {
-    std::snprintf(text, sizeof(text), "%.*g", digits, value);
-    if (std::strtod(text, nullptr) == value) break;
-  }
-  return YAML::Node(std::string(text));
 }
 
 template <typename Get>

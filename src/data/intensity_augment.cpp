@@ -18,10 +18,15 @@ struct MeanStd {
   double mean = 0, std = 0;
 };
 
-MeanStd mean_std(const float* values, int64_t count) {
-  double sum = 0, squares = 0;
+double mean_of(const float* values, int64_t count) {
+  double sum = 0;
   for (int64_t i = 0; i < count; ++i) sum += values[i];
-  const double mean = sum / static_cast<double>(count);
+  return sum / static_cast<double>(count);
+}
+
+MeanStd mean_std(const float* values, int64_t count) {
+  const double mean = mean_of(values, count);
+  double squares = 0;
   for (int64_t i = 0; i < count; ++i) squares += (values[i] - mean) * (values[i] - mean);
   return {mean, std::sqrt(squares / static_cast<double>(count))};
 }
@@ -37,7 +42,7 @@ double draw_around_one(double low, double high, Rng& rng) {
 void scale_contrast(float* values, int64_t count, float factor) {
   const auto [low, high] = std::minmax_element(values, values + count);
   const float minimum = *low, maximum = *high;
-  const auto mean = static_cast<float>(mean_std(values, count).mean);
+  const auto mean = static_cast<float>(mean_of(values, count));
   // The changed channel keeps its range (nnU-Net's preserve_range): a stronger contrast
   // saturates at the old extremes instead of inventing intensities never seen.
   for (int64_t i = 0; i < count; ++i) values[i] = std::clamp((values[i] - mean) * factor + mean, minimum, maximum);
