@@ -49,6 +49,8 @@ void validate(const Config& c, const std::string& source, const Origins& origins
   if (c.model.base_channels % 2 != 0) {
     fail("model.base_channels", detail::concat("must be even, got ", c.model.base_channels));
   }
+  // Every schedule scales the peak: at 0 the run would train nothing, for all its steps.
+  if (c.optimizer.lr <= 0) fail("optimizer.lr", "must be above 0; at 0 no weight would change");
   // Adam divides by sqrt(v) + eps, and v is 0 for a parameter that never had a gradient.
   if (c.optimizer.name == "adamw" && c.optimizer.eps <= 0) fail("optimizer.eps", "must be above 0 for adamw");
   if (c.optimizer.name == "sgd" && c.optimizer.momentum <= 0) {

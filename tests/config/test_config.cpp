@@ -237,6 +237,9 @@ TEST_CASE("contradicting or unusable values are refused before a run starts", "[
                     HasSubstr("model.base_channels") && HasSubstr("must be even"));
   CHECK_THROWS_WITH(parse_config("", "a.yaml", {"optimizer.eps=0"}), HasSubstr("optimizer.eps"));
   CHECK_THROWS_WITH(parse_config("", "a.yaml", {"run.dir="}), HasSubstr("run.dir: is empty"));
+  CHECK_THROWS_WITH(parse_config("", "a.yaml", {"optimizer.lr=0"}), HasSubstr("optimizer.lr: must be above 0"));
+  CHECK_THROWS_WITH(parse_config("optimizer:\n  lr: 0\n", "a.yaml"),
+                    HasSubstr("a.yaml:2:") && HasSubstr("optimizer.lr"));
   CHECK_NOTHROW(parse_config("", "a.yaml", {"optimizer.name=sgd", "optimizer.eps=0"}));
   CHECK_THROWS_WITH(parse_config("", "a.yaml", {"schedule.lr_min=0.1"}),
                     HasSubstr("schedule.lr_min, optimizer.lr") && HasSubstr("above the peak"));
