@@ -11,7 +11,7 @@ venv=${DPUNET_VENV:-$root/.venv}
 apt_packages=(
   build-essential cmake ninja-build ccache pkg-config python3-venv
   openmpi-bin libopenmpi-dev libyaml-cpp-dev libhdf5-dev catch2
-  libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libpng-dev libtiff-dev clang-format
+  libcli11-dev nlohmann-json3-dev libpng-dev libtiff-dev clang-format
 )
 
 log() { printf '[setup] %s\n' "$*"; }

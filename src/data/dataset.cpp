@@ -79,7 +79,10 @@ std::vector<std::string> resolve_shards(const std::string& spec) {
     DPUNET_CHECK(fs::exists(spec, ec), spec, ": no such file or directory");
     paths = fs::path(spec).extension() == ".txt" ? shards_in_index(spec) : std::vector<std::string>{spec};
   }
-  DPUNET_CHECK(!paths.empty(), spec, ": the dataset is empty (no .h5 shards found)");
+  // Usually a first run before the data was made: say how to make it.
+  DPUNET_CHECK(!paths.empty(), spec,
+               ": the dataset is empty (no .h5 shards found); make shards with `dpunet data synth --out DIR` "
+               "(synthetic) or `dpunet data import` (PNG/TIFF images and masks)");
   return paths;
 }
 
