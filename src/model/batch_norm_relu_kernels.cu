@@ -5,23 +5,21 @@
 // shared memory and writes one partial per channel; a second kernel adds the blocks'
 // partials in double. Statistics are sums shifted by the first row's values, so a mean
 // far from zero does not cancel the variance away. Backward recomputes the ReLU mask from
-// x with the same arithmetic forward used, so forward's output need not be kept.
+// x with the same arithmetic forward used, so forward's output need not be kept. The
+// split of the work and the formulas are in batch_norm_relu_math.h, which the kernels'
+// host reference shares.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include <algorithm>
-#include <numeric>
-
 #include "model/batch_norm_relu_kernels.h"
+#include "model/batch_norm_relu_math.h"
 
 namespace dpunet::model::cuda {
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int kVector = 8;       // channels per thread
-constexpr int kBlocksPerSm = 8;  // blocks of the reductions
-constexpr int kApplyBlocksPerSm = 16;
+constexpr int kThreads = kNormThreads;
+constexpr int kVector = kNormVector;
 
 __device__ inline void load8(const float* p, float (&v)[kVector]) {
   const float4 a = reinterpret_cast<const float4*>(p)[0];
@@ -68,41 +66,7 @@ __device__ inline void store8(T* p, const float (&v)[kVector]) {
   *reinterpret_cast<uint4*>(p) = raw;
 }
 
-// Per-channel affine form of normalise-then-scale: z = x * scale + offset. Written with
-// explicit rounding intrinsics so forward and backward compute bit-identical z (and so
-// the same ReLU mask) whatever the compiler contracts.
-struct Affine {
-  float scale, offset;
-};
-__device__ inline Affine affine(float mean, float invstd, float weight, float bias) {
-  const float scale = __fmul_rn(invstd, weight);
-  return {scale, __fmaf_rn(-mean, scale, bias)};
-}
-__device__ inline float pre_relu(float x, Affine a) {
-  return __fmaf_rn(x, a.scale, a.offset);
-}
-// ReLU's pass test, as ATen's: NaN passes (and so propagates) like a positive value.
-__device__ inline bool relu_passes(float z) {
-  return !(z <= 0.f);
-}
-
-// How the reductions split rows: blocks of kThreads threads, channels / 8 threads per row.
-struct Split {
-  int groups;         // threads per row
-  int rows_per_pass;  // rows a block covers per pass
-  int blocks;
-  int64_t chunk;  // rows per block
-};
-Split split(int64_t rows, int64_t channels, int multiprocessors) {
-  Split s;
-  s.groups = static_cast<int>(channels / kVector);
-  s.rows_per_pass = kThreads / s.groups;
-  const int64_t wanted = (rows + s.rows_per_pass - 1) / s.rows_per_pass;
-  s.blocks = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(wanted, int64_t{multiprocessors} * kBlocksPerSm)));
-  s.chunk = (rows + s.blocks - 1) / s.blocks;
-  return s;
-}
-size_t partial_shared_bytes(const Split& s) {
+size_t partial_shared_bytes(const ReductionSplit& s) {
   return 2 * sizeof(float) * static_cast<size_t>(s.rows_per_pass) * s.groups * kVector;
 }
 
@@ -195,21 +159,17 @@ __global__ void __launch_bounds__(kThreads)
   sum_partials(partial, blocks, channels, sum, squares);
   if (threadIdx.x != 0) return;
   const int c = blockIdx.x;
-  const double n = static_cast<double>(rows);
   const double shift = partial[static_cast<int64_t>(blocks) * 2 * channels + c];
-  const double shifted_mean = sum / n;
-  const double raw_var = squares / n - shifted_mean * shifted_mean;
-  const double var = raw_var < 0 ? 0.0 : raw_var;  // rounding may dip below 0; NaN stays NaN
-  const double mean = shift + shifted_mean;
-  save_mean[c] = static_cast<float>(mean);
-  save_invstd[c] = static_cast<float>(1.0 / sqrt(var + eps));
-  running_mean[c] = static_cast<float>((1 - momentum) * running_mean[c] + momentum * mean);
-  running_var[c] = static_cast<float>((1 - momentum) * running_var[c] + momentum * var * n / fmax(n - 1, 1.0));
+  const ChannelStatistics s = channel_statistics(sum, squares, shift, static_cast<double>(rows), eps, momentum,
+                                                 running_mean[c], running_var[c]);
+  save_mean[c] = s.save_mean;
+  save_invstd[c] = s.save_invstd;
+  running_mean[c] = s.running_mean;
+  running_var[c] = s.running_var;
 }
 
 // The apply kernels' grids make each thread's stride a multiple of the channel count
-// (apply_blocks), so a thread meets the same 8 channels at every step and keeps their
-// coefficients in registers.
+// (apply_blocks), so a thread meets the same 8 channels at every step.
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
     forward_apply(const T* x, T* y, int64_t vectors, int channels, const float* weight, const float* bias,
@@ -258,9 +218,9 @@ __global__ void __launch_bounds__(kThreads)
       load8(dy + row * channels + g * kVector, gv);
 #pragma unroll
       for (int k = 0; k < kVector; ++k) {
-        const float grad = relu_passes(pre_relu(xv[k], a[k])) ? gv[k] : 0.f;
+        const float grad = masked_gradient(xv[k], gv[k], a[k]);
         sum[k] += grad;
-        dot[k] = fmaf(grad, (xv[k] - m[k]) * s[k], dot[k]);
+        dot[k] = fmaf(grad, normalised(xv[k], m[k], s[k]), dot[k]);
       }
     }
   }
@@ -276,8 +236,7 @@ __global__ void __launch_bounds__(kThreads)
   dweight[blockIdx.x] = static_cast<float>(dot);
 }
 
-// dx = invstd * weight * (g - mean(g) - xhat * mean(g * xhat)), the means over all rows;
-// dbias and dweight hold the sums.
+// dx from the sums backward_finalize wrote (input_gradient).
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
     backward_apply(const T* x, const T* dy, T* dx, int64_t vectors, int64_t rows, int channels, const float* weight,
@@ -287,38 +246,21 @@ __global__ void __launch_bounds__(kThreads)
   const int c0 = static_cast<int>((first * kVector) % channels);
   const float inv_rows = 1.0f / static_cast<float>(rows);
   Affine a[kVector];
-  float m[kVector], s[kVector], gain[kVector], gain_mean_grad[kVector], gain_mean_dot[kVector];
+  BackwardGains b[kVector];
 #pragma unroll
   for (int k = 0; k < kVector; ++k) {
     const int c = c0 + k;
     a[k] = affine(mean[c], invstd[c], weight[c], bias[c]);
-    m[k] = mean[c];
-    s[k] = invstd[c];
-    gain[k] = invstd[c] * weight[c];
-    gain_mean_grad[k] = gain[k] * dbias[c] * inv_rows;
-    gain_mean_dot[k] = gain[k] * dweight[c] * inv_rows;
+    b[k] = backward_gains(mean[c], invstd[c], weight[c], dweight[c], dbias[c], inv_rows);
   }
   for (int64_t v = first; v < vectors; v += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     float xv[kVector], gv[kVector];
     load8(x + v * kVector, xv);
     load8(dy + v * kVector, gv);
 #pragma unroll
-    for (int k = 0; k < kVector; ++k) {
-      const float grad = relu_passes(pre_relu(xv[k], a[k])) ? gv[k] : 0.f;
-      const float xhat = (xv[k] - m[k]) * s[k];
-      gv[k] = gain[k] * grad - gain_mean_grad[k] - xhat * gain_mean_dot[k];
-    }
+    for (int k = 0; k < kVector; ++k) gv[k] = input_gradient(xv[k], gv[k], a[k], b[k]);
     store8(dx + v * kVector, gv);
   }
-}
-
-// Enough blocks to fill the GPU, rounded up so that a thread's stride through the map
-// (blocks * kThreads * kVector values) is a multiple of `channels`.
-int apply_blocks(int64_t vectors, int64_t channels, int multiprocessors) {
-  const int64_t wanted = (vectors + kThreads - 1) / kThreads;
-  const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>(wanted, int64_t{multiprocessors} * kApplyBlocksPerSm));
-  const int64_t multiple = channels / std::gcd<int64_t>(channels, int64_t{kThreads} * kVector);
-  return static_cast<int>((blocks + multiple - 1) / multiple * multiple);
 }
 
 const char* last_error() {
@@ -339,7 +281,7 @@ template <typename T>
 const char* forward_typed(const T* x, T* y, int64_t rows, int64_t channels, const float* weight, const float* bias,
                           float* running_mean, float* running_var, double momentum, double eps, float* save_mean,
                           float* save_invstd, float* workspace, int multiprocessors, cudaStream_t stream) {
-  const Split s = split(rows, channels, multiprocessors);
+  const ReductionSplit s = reduction_split(rows, channels, multiprocessors);
   const int c = static_cast<int>(channels);
   statistics_partial<T><<<s.blocks, kThreads, partial_shared_bytes(s), stream>>>(x, rows, c, s.groups, s.rows_per_pass,
                                                                                  s.chunk, workspace);
@@ -352,7 +294,7 @@ template <typename T>
 const char* backward_typed(const T* x, const T* dy, T* dx, int64_t rows, int64_t channels, const float* weight,
                            const float* bias, const float* save_mean, const float* save_invstd, float* dweight,
                            float* dbias, float* workspace, int multiprocessors, cudaStream_t stream) {
-  const Split s = split(rows, channels, multiprocessors);
+  const ReductionSplit s = reduction_split(rows, channels, multiprocessors);
   const int c = static_cast<int>(channels);
   backward_partial<T><<<s.blocks, kThreads, partial_shared_bytes(s), stream>>>(
       x, dy, rows, c, s.groups, s.rows_per_pass, s.chunk, weight, bias, save_mean, save_invstd, workspace);
@@ -366,7 +308,7 @@ const char* backward_typed(const T* x, const T* dy, T* dx, int64_t rows, int64_t
 }  // namespace
 
 int64_t batch_norm_relu_workspace_bytes(int64_t rows, int64_t channels, int multiprocessors) {
-  const Split s = split(rows, channels, multiprocessors);
+  const ReductionSplit s = reduction_split(rows, channels, multiprocessors);
   return (int64_t{s.blocks} * 2 + 1) * channels * static_cast<int64_t>(sizeof(float));
 }
 

@@ -1,6 +1,7 @@
 // Fused BatchNorm+ReLU against BatchNorm then ReLU: output, running statistics and
 // gradients, alone and inside a U-Net with and without checkpointing. The fused kernels
-// need a GPU ([gpu], skipped without one); the plain path is checked on the CPU.
+// need a GPU ([gpu], skipped without one); the plain path is checked on the CPU, and the
+// kernels' split of the work and formulas in test_batch_norm_relu_arithmetic.
 #include <torch/torch.h>
 #include "support/catch.h"
 
