@@ -2,7 +2,12 @@
 // gradients, alone and inside a U-Net with and without checkpointing. The fused kernels
 // need a GPU ([gpu], skipped without one); the plain path is checked on the CPU, and the
 // kernels' split of the work and formulas in test_batch_norm_relu_arithmetic.
+#include <torch/cuda.h>
 #include <torch/torch.h>
+#ifdef DPUNET_TORCH_CUDA
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
 #include "support/catch.h"
 
 #include "common/recompute_tape.h"
@@ -151,6 +156,62 @@ TEST_CASE("a U-Net step with fused BatchNorm+ReLU matches the plain one on a GPU
     }
   }
 }
+
+TEST_CASE("fused BatchNorm+ReLU leaves maps its kernels cannot take to ATen, with ATen's results", "[gpu]") {
+  if (!own_kernels_runnable()) return;
+  const torch::Device device(torch::kCUDA);
+  auto nhwc = [&](std::vector<int64_t> shape) {
+    return torch::randn(shape).to(device).contiguous(at::MemoryFormat::ChannelsLast);
+  };
+  auto declined = [&](const torch::Tensor& x, torch::nn::BatchNorm2d norm, const char* why) {
+    INFO(why);
+    CHECK_FALSE(fused_batch_norm_relu_applies(x, *norm));
+    // Fallen back: the same bits as BatchNorm then ReLU from the same state.
+    auto twin = torch::nn::BatchNorm2d(norm->options);
+    {
+      torch::NoGradGuard no_grad;
+      for (size_t i = 0; i < norm->parameters().size(); ++i) twin->parameters()[i].copy_(norm->parameters()[i]);
+      for (size_t i = 0; i < norm->buffers().size(); ++i) twin->buffers()[i].copy_(norm->buffers()[i]);
+    }
+    twin->to(device);
+    twin->train(norm->is_training());
+    CHECK(torch::equal(batch_norm_relu(x, *norm), torch::relu(twin->forward(x))));
+    CHECK(torch::equal(norm->running_var, twin->running_var));
+  };
+  REQUIRE(fused_batch_norm_relu_applies(nhwc({2, 16, 6, 6}), *make_norm(16, device)));
+  declined(torch::randn({2, 16, 6, 6}).to(device), make_norm(16, device), "NCHW map");
+  declined(nhwc({2, 12, 6, 6}), make_norm(12, device), "width not a multiple of 8");
+  declined(nhwc({1, 1032, 3, 3}), make_norm(1032, device), "wider than the kernels' 1024");
+  auto eval = make_norm(16, device);
+  eval->eval();
+  declined(nhwc({2, 16, 6, 6}), eval, "eval mode");
+  torch::nn::BatchNorm2d cumulative(torch::nn::BatchNorm2dOptions(16).momentum(c10::nullopt));
+  cumulative->to(device);
+  declined(nhwc({2, 16, 6, 6}), cumulative, "cumulative average (momentum none)");
+}
+
+#ifdef DPUNET_TORCH_CUDA
+TEST_CASE("fused BatchNorm+ReLU runs on the caller's current stream", "[gpu]") {
+  if (!own_kernels_runnable()) return;
+  const torch::Device device(torch::kCUDA);
+  torch::manual_seed(9);
+  const torch::Tensor input = torch::randn({8, 64, 40, 40}).to(device, torch::kBFloat16);
+  const torch::Tensor grad = torch::randn({8, 64, 40, 40}).to(device, torch::kBFloat16);
+  const Outcome on_default = run(input, grad, true);
+  Outcome on_side;
+  const c10::cuda::CUDAStream side = c10::cuda::getStreamFromPool(/*isHighPriority=*/false, 0);
+  {
+    torch::cuda::synchronize();  // the inputs, made on the default stream, are ready
+    const c10::cuda::CUDAStreamGuard guard(side);
+    on_side = run(input, grad, true);
+  }
+  // run() copies its results to the host, which waits for the side stream's work.
+  CHECK(torch::equal(on_side.y, on_default.y));
+  CHECK(torch::equal(on_side.dx, on_default.dx));
+  CHECK(torch::equal(on_side.dweight, on_default.dweight));
+  CHECK(torch::equal(on_side.running_var, on_default.running_var));
+}
+#endif
 
 TEST_CASE("batch_norm_relu off the GPU is BatchNorm then ReLU", "[model]") {
   torch::manual_seed(5);
