@@ -128,13 +128,22 @@ TEST_CASE("a U-Net step recomputing BatchNorm+ReLU outputs gives the same bits o
   o.n_classes = 3;
   o.base_channels = 16;
   o.depth = 2;
-  for (bool checkpointed : {false, true}) {
-    INFO("checkpointed " << checkpointed);
-    const auto recomputed = dpunet::test::unet_gpu_step(o, 64, checkpointed, /*recompute_norm=*/true);
-    const auto kept = dpunet::test::unet_gpu_step(o, 64, checkpointed, /*recompute_norm=*/false);
-    CHECK(recomputed.usage.norm_relu.aten == 0);  // the fused kernels, in every layer
-    for (size_t i = 0; i < kept.grads.size(); ++i) CHECK(torch::equal(recomputed.grads[i], kept.grads[i]));
-    for (size_t i = 0; i < kept.buffers.size(); ++i) CHECK(torch::equal(recomputed.buffers[i], kept.buffers[i]));
+  // Fused: the kernels' normalise pass again; not fused: ATen's BatchNorm recomputed
+  // without running statistics (batch_norm_relu_replay), which must give the same bits.
+  for (bool fused : {true, false}) {
+    o.fuse_norm_relu = fused;
+    for (bool checkpointed : {false, true}) {
+      INFO("fused " << fused << ", checkpointed " << checkpointed);
+      const auto recomputed = dpunet::test::unet_gpu_step(o, 64, checkpointed, /*recompute_norm=*/true);
+      const auto kept = dpunet::test::unet_gpu_step(o, 64, checkpointed, /*recompute_norm=*/false);
+      if (fused) {
+        CHECK(recomputed.usage.norm_relu.aten == 0);  // the fused kernels, in every layer
+      } else {
+        CHECK(recomputed.usage.norm_relu.ours == 0);
+      }
+      for (size_t i = 0; i < kept.grads.size(); ++i) CHECK(torch::equal(recomputed.grads[i], kept.grads[i]));
+      for (size_t i = 0; i < kept.buffers.size(); ++i) CHECK(torch::equal(recomputed.buffers[i], kept.buffers[i]));
+    }
   }
 }
 
