@@ -98,6 +98,7 @@ struct PrecisionConfig {
   std::string dtype = "fp32";  // fp32 | bf16 | fp16 (bf16/fp16: autocast on CUDA)
   bool channels_last = false;
   bool cudnn_benchmark = true;
+  bool deterministic = false;  // GPU: only deterministic algorithms, so runs repeat bit for bit
 };
 
 struct ValidationConfig {

@@ -224,6 +224,7 @@ std::vector<Field> build() {
       text("precision.dtype", AT(precision.dtype), {"fp32", "bf16", "fp16"}),
       boolean("precision.channels_last", AT(precision.channels_last)),
       boolean("precision.cudnn_benchmark", AT(precision.cudnn_benchmark)),
+      boolean("precision.deterministic", AT(precision.deterministic)),
 
       integer("validation.every_steps", AT(validation.every_steps), 0),
       integer("validation.batch_size", AT(validation.batch_size), 1, 1 << 20),

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <set>
 
@@ -161,6 +162,23 @@ std::shared_ptr<const data::Dataset> open_dataset(const config::Config& config, 
   }
   check_data_fits_model(config, dataset->header(), key + " " + spec);
   return dataset;
+}
+
+void configure_gpu_numerics(const config::Config& config) {
+  auto& context = at::globalContext();
+  const bool deterministic = config.precision.deterministic;
+  // Autotuning picks by timing, which differs from one process to the next: a resumed
+  // run could then pick other algorithms than the run it continues.
+  context.setBenchmarkCuDNN(config.precision.cudnn_benchmark && !deterministic);
+  context.setDeterministicCuDNN(deterministic);
+  if (!deterministic) return;
+  DPUNET_CHECK(!config.model.bilinear,
+               "precision.deterministic: model.bilinear's up-sampling has no deterministic gradient on GPUs (ATen "
+               "adds it with atomics); train with transposed convolutions (model.bilinear: false) or leave "
+               "precision.deterministic off");
+  // cuBLAS reduces deterministically only with a fixed workspace, set before its first use.
+  setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8", /*overwrite=*/0);
+  context.setDeterministicAlgorithms(true, /*warn_only=*/false);
 }
 
 void check_data_fits_model(const config::Config& c, const data::ShardHeader& h, const std::string& which) {

@@ -29,6 +29,9 @@ dist::DdpOptions ddp_options(const config::Config& config);
 data::Normalizer normalizer(const config::Config& config);
 data::LoaderOptions loader_options(const config::Config& config, bool pin_memory);
 data::SamplerOptions sampler_options(const config::Config& config);
+// cuDNN's autotuning and `precision.deterministic` (deterministic algorithms only) for a
+// run on a GPU; errors name the keys.
+void configure_gpu_numerics(const config::Config& config);
 // Checks that the data fit the model: channels and classes.
 void check_data_fits_model(const config::Config& config, const data::ShardHeader& header, const std::string& which);
 

@@ -77,7 +77,7 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
     const int cores = static_cast<int>(std::thread::hardware_concurrency());
     torch::set_num_threads(std::max(1, cores / std::max(1, context.local_size())));
   }
-  if (device_.is_cuda()) at::globalContext().setBenchmarkCuDNN(config.precision.cudnn_benchmark);
+  if (device_.is_cuda()) configure_gpu_numerics(config);
   DPUNET_CHECK(config.precision.dtype == "fp32" || device_.is_cuda(), "precision.dtype ", config.precision.dtype,
                " needs a GPU; this rank runs on ", device_.str());
 

@@ -94,4 +94,14 @@ std::vector<std::pair<std::string, at::Tensor>> checkpoint_weights(const std::st
   return weights;
 }
 
+void require_same_weights(const std::string& a, const std::string& b) {
+  const auto left = checkpoint_weights(a);
+  const auto right = checkpoint_weights(b);
+  REQUIRE(left.size() == right.size());
+  for (size_t i = 0; i < left.size(); ++i) {
+    INFO(left[i].first);
+    REQUIRE(torch::equal(left[i].second, right[i].second));
+  }
+}
+
 }  // namespace dpunet::test

@@ -35,5 +35,7 @@ class TrainFixture {
 
 // The model weights stored in a checkpoint, flattened in parameter order.
 std::vector<std::pair<std::string, at::Tensor>> checkpoint_weights(const std::string& path);
+// Both checkpoints hold the same weights and buffers, bit for bit.
+void require_same_weights(const std::string& a, const std::string& b);
 
 }  // namespace dpunet::test

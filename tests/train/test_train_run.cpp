@@ -15,22 +15,13 @@
 #include "support/train_fixture.h"
 #include "train/tensorboard_events.h"
 
+using dpunet::test::require_same_weights;
 using dpunet::test::TrainFixture;
 
 namespace {
 
 std::string checkpoint_at(const TrainFixture& f, int64_t step) {
   return dpunet::checkpoint::CheckpointStore(f.run_dir()).path_for_step(step);
-}
-
-void require_identical(const std::string& a, const std::string& b) {
-  const auto left = dpunet::test::checkpoint_weights(a);
-  const auto right = dpunet::test::checkpoint_weights(b);
-  REQUIRE(left.size() == right.size());
-  for (size_t i = 0; i < left.size(); ++i) {
-    INFO(left[i].first);
-    REQUIRE(torch::equal(left[i].second, right[i].second));
-  }
 }
 
 // The run directory's superseded-* folders.
@@ -103,7 +94,7 @@ TEST_CASE("resuming from an older checkpoint sets the later history aside and re
   CHECK_THAT(resumed.output, HasSubstr("moved 2 checkpoint(s) and 5 metrics row(s)"));
   const auto folders = superseded_folders(f);
   REQUIRE(folders.size() == 1);
-  require_identical(folders[0] + "/checkpoints/step-00000008.ckpt", checkpoint_at(f, 8));
+  require_same_weights(folders[0] + "/checkpoints/step-00000008.ckpt", checkpoint_at(f, 8));
   CHECK(train_rows_per_step(f.run_dir() + "/metrics.jsonl") == once_each(1, 8));
   CHECK(train_rows_per_step(folders[0] + "/metrics.jsonl") == once_each(5, 8));
   // TensorBoard's events alike: one per logged step, two where validation ran (4 and 8).
@@ -237,7 +228,7 @@ TEST_CASE("training N+M steps equals training N, resuming and training M, bit fo
   INFO(second.output);
   REQUIRE(second.exit_code == 0);
   CHECK_THAT(second.output, HasSubstr("resumed from") && HasSubstr("step-00000003.ckpt"));
-  require_identical(f.dir() / "straight.ckpt", checkpoint_at(f, 8));
+  require_same_weights(f.dir() / "straight.ckpt", checkpoint_at(f, 8));
   // The same log lines with the same losses.
   const std::map<int64_t, double> resumed_losses = train_losses(f.run_dir() + "/metrics.jsonl");
   REQUIRE(straight_losses.size() == 4);
