@@ -33,7 +33,8 @@ struct Trained {
   }
 };
 
-void save(const std::string& path, Trained& t, int64_t step) {
+// Saves `t` with a filled-in training state; returns the CPU generator state it saved.
+torch::Tensor save(const std::string& path, Trained& t, int64_t step) {
   dpunet::checkpoint::TrainingState state;
   state.step = step;
   state.sampler = {3, 40};
@@ -45,6 +46,7 @@ void save(const std::string& path, Trained& t, int64_t step) {
   state.step_epoch = 2;
   state.rng_cpu = at::detail::getDefaultCPUGenerator().get_state();
   dpunet::checkpoint::save_checkpoint(path, *t.model, *t.optimizer, state);
+  return state.rng_cpu;
 }
 
 }  // namespace
@@ -85,7 +87,8 @@ TEST_CASE("a checkpoint restores model, optimizer and state exactly", "[checkpoi
   Trained a(1);
   a.step();
   a.step();
-  save(dir / "a.ckpt", a, 2);
+  torch::randn({7});  // the generator moved on from its seeded state
+  const torch::Tensor rng = save(dir / "a.ckpt", a, 2);
   Trained b(2);  // different weights, fresh optimizer
   const LoadedCheckpoint loaded(dir / "a.ckpt");
   loaded.restore_model(*b.model);
@@ -99,7 +102,8 @@ TEST_CASE("a checkpoint restores model, optimizer and state exactly", "[checkpoi
   CHECK(loaded.state().dataset_size == 123);
   CHECK(loaded.state().best_step == 7);
   CHECK(loaded.state().step_epoch == 2);
-  CHECK(loaded.state().rng_cpu.defined());
+  REQUIRE(loaded.state().rng_cpu.defined());
+  CHECK(torch::equal(loaded.state().rng_cpu, rng));
   // The next step is identical: weights and Adam moments came back bit for bit.
   a.step();
   b.step();

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 #include "support/catch.h"
 
+#include <cmath>
 #include <set>
 
 #include "data/loader.h"
@@ -209,6 +210,31 @@ TEST_CASE("dataset normalisation uses the statistics it is given, else the shard
   given.channel_mean = {10.0};
   given.channel_std = {0.0};
   CHECK(dpunet::data::load_sample(*dataset, 1, given, scratch).image[5] == Approx(raw - 10.0));
+}
+
+TEST_CASE("per-image normalisation standardises each image's channels, and none scales integers to [0, 1]", "[data]") {
+  dpunet::test::TempDir dir;
+  dpunet::test::write_known_shard(dir / "s.h5", 3, /*first=*/0, /*channels=*/2);
+  const dpunet::data::Dataset dataset(dir / "s.h5");
+  std::vector<unsigned char> scratch;
+  for (int64_t i = 0; i < 3; ++i) {
+    const auto per_image = dpunet::data::load_sample(dataset, i, dpunet::data::Normalization::kPerImage, scratch);
+    const auto none = dpunet::data::load_sample(dataset, i, dpunet::data::Normalization::kNone, scratch);
+    for (int64_t c = 0; c < 2; ++c) {
+      INFO("sample " << i << ", channel " << c);
+      double sum = 0, squares = 0, raw_sum = 0, raw_squares = 0;
+      for (int64_t p = 0; p < 64; ++p) {
+        const double v = per_image.image[c * 64 + p], raw = dpunet::test::known_pixel(i, c, p);
+        sum += v, squares += v * v, raw_sum += raw, raw_squares += raw * raw;
+        CHECK(none.image[c * 64 + p] == Approx(raw / 255.0));
+      }
+      CHECK(sum / 64 == Approx(0).margin(1e-5));
+      CHECK(squares / 64 == Approx(1).epsilon(1e-4));
+      // The same order as the raw values: (raw - mean) / std of this image's channel.
+      const double mean = raw_sum / 64, std = std::sqrt(raw_squares / 64 - mean * mean);
+      CHECK(per_image.image[c * 64 + 9] == Approx((dpunet::test::known_pixel(i, c, 9) - mean) / std).epsilon(1e-4));
+    }
+  }
 }
 
 TEST_CASE("a loader resumed on another world size goes on with the samples not yet seen", "[data]") {

@@ -7,8 +7,10 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <utility>
 
 #include "data/dataset.h"
 #include "data/shard_reader.h"
@@ -37,6 +39,15 @@ std::vector<double> read_pixels(const ShardReader& reader, int64_t index, std::v
     }
   }
   return values;
+}
+
+// Mean and population standard deviation, computed directly.
+std::pair<double, double> mean_and_std(const std::vector<double>& values) {
+  double sum = 0, squares = 0;
+  for (double v : values) sum += v;
+  const double mean = sum / static_cast<double>(values.size());
+  for (double v : values) squares += (v - mean) * (v - mean);
+  return {mean, std::sqrt(squares / static_cast<double>(values.size()))};
 }
 
 // Overwrites the stored bytes of `sample`'s image chunk with garbage.
@@ -76,18 +87,22 @@ TEST_CASE("a shard round-trips every pixel type, raw and compressed", "[data]") 
   CHECK(h.n_classes == 4);
   CHECK(h.class_names == std::vector<std::string>{"class0", "class1", "class2", "class3"});
   CHECK_THAT(reader.storage(), HasSubstr("chunks [1, 2, 8, 8]") && HasSubstr(gzip ? "gzip" : "uncompressed"));
-  double sum = 0;
+  std::vector<double> pixels[2];
   for (int64_t i = 0; i < 3; ++i) {
     std::vector<uint8_t> mask;
     const auto values = read_pixels(reader, i, mask);
     for (int64_t c = 0; c < 2; ++c) {
       for (int64_t p = 0; p < 64; ++p) REQUIRE(values[c * 64 + p] == dpunet::test::known_pixel(i, c, p));
+      for (int64_t p = 0; p < 64; ++p) pixels[c].push_back(values[c * 64 + p]);
     }
     for (int64_t p = 0; p < 64; ++p) REQUIRE(mask[p] == dpunet::test::known_label(i, p, 4));
-    for (int64_t p = 0; p < 64; ++p) sum += values[p];
   }
-  CHECK(h.channel_mean[0] == Approx(sum / (3 * 64)));
-  CHECK(h.channel_std[0] > 0);
+  // Each channel's mean and (population) standard deviation over every pixel.
+  for (int64_t c = 0; c < 2; ++c) {
+    const auto [mean, std] = mean_and_std(pixels[c]);
+    CHECK(h.channel_mean[c] == Approx(mean));
+    CHECK(h.channel_std[c] == Approx(std));
+  }
 }
 
 namespace {
@@ -180,6 +195,15 @@ TEST_CASE("a dataset indexes its shards in order, from a directory, a glob or an
       REQUIRE(image[5] == dpunet::test::known_pixel(i, 0, 5));
     }
     CHECK(dataset.locate(4).second == 1);
+    // Shards of 3 and 5 samples: the statistics of all 8 samples' pixels, each shard's
+    // weighted by its size.
+    std::vector<double> pixels;
+    for (int64_t i = 0; i < 8; ++i) {
+      for (int64_t p = 0; p < 64; ++p) pixels.push_back(dpunet::test::known_pixel(i, 0, p));
+    }
+    const auto [mean, std] = mean_and_std(pixels);
+    CHECK(dataset.header().channel_mean[0] == Approx(mean));
+    CHECK(dataset.header().channel_std[0] == Approx(std));
   }
 }
 

@@ -160,11 +160,13 @@ TEST_CASE("DDP gives channels_last weights gradients laid out like them", "[mpi]
   CHECK(conv->weight.grad().strides() == conv->weight.strides());
   CHECK(conv->weight.grad().is_contiguous(at::MemoryFormat::ChannelsLast));
 
-  torch::manual_seed(1);  // the same input on every rank: the average is this gradient
+  // The same input on every rank, rank r's loss scaled by r + 1: the average is this
+  // gradient times (world + 1) / 2.
+  torch::manual_seed(1);
   const torch::Tensor x = torch::randn({2, 3, 8, 8});
-  conv(x).square().sum().backward();
+  (conv(x).square().sum() * (comm.rank() + 1.0)).backward();
   ddp.synchronize();
-  reference(x).square().sum().backward();
+  (reference(x).square().sum() * ((comm.world_size() + 1) / 2.0)).backward();
   CHECK(torch::allclose(conv->weight.grad(), reference->weight.grad(), 1e-5, 1e-6));
   CHECK(torch::allclose(conv->bias.grad(), reference->bias.grad(), 1e-5, 1e-6));
 }

@@ -34,10 +34,12 @@ dist::DdpOptions small_buckets() {
   return options;
 }
 
-StepResult single_process_step(model::Unet net, const GlobalBatch& batch) {
+// `loss_scale` multiplies the loss: ranks that scale theirs differently (and so give a
+// same-batch step different gradients) show that each rank's gradient is in the average.
+StepResult single_process_step(model::Unet net, const GlobalBatch& batch, double loss_scale = 1.0) {
   torch::optim::SGD sgd(net->parameters(), torch::optim::SGDOptions(0.1));
   sgd.zero_grad();
-  test::batch_loss(net, batch).backward();
+  (test::batch_loss(net, batch) * loss_scale).backward();
   StepResult result{test::gradients(*net), {}};
   sgd.step();
   result.after = test::state(*net);
@@ -45,10 +47,10 @@ StepResult single_process_step(model::Unet net, const GlobalBatch& batch) {
 }
 
 StepResult ddp_step(model::Unet net, dist::Communicator& comm, const GlobalBatch& share,
-                    dist::DdpOptions options = small_buckets()) {
+                    dist::DdpOptions options = small_buckets(), double loss_scale = 1.0) {
   dist::DistributedDataParallel ddp(net.ptr(), comm, options);
   torch::optim::SGD sgd(net->parameters(), torch::optim::SGDOptions(0.1));
-  test::batch_loss(net, share).backward();
+  (test::batch_loss(net, share) * loss_scale).backward();
   ddp.synchronize();
   StepResult result{test::gradients(*net), {}};
   sgd.step();
@@ -84,7 +86,7 @@ TEST_CASE("DDP step on N ranks equals one process with N times the batch", "[mpi
   require_same(ddp_step(net, comm, test::rank_share(batch, comm.rank(), comm.world_size())), expected);
 }
 
-TEST_CASE("DDP with the global batch's loss equals one process with N times the batch; per-rank losses do not",
+TEST_CASE("DDP with the global batch's loss equals one process with N times the batch, and per-rank losses do not",
           "[mpi]") {
   dist::MpiCommunicator comm(test::mpi_context());
   if (comm.world_size() < 2) return;
@@ -123,17 +125,19 @@ TEST_CASE("DDP with the global batch's loss equals one process with N times the 
 }
 
 TEST_CASE("DDP reduces the gradients of recomputed BatchNorm+ReLU outputs like the plain model's", "[mpi]") {
-  // BatchNorm's statistics are per rank, so every rank takes the same batch: the average
-  // of equal gradients is the one process's gradient. The gradients of the first norm and
+  // BatchNorm's statistics are per rank, so every rank takes the same batch, and rank r
+  // scales its loss by r + 1: the average of the gradients is the one process's times
+  // (world + 1) / 2 only if every rank's reached it. The gradients of the first norm and
   // the second convolution of every block come out of norm_relu_conv's node; each must
   // reach the reducer once.
   dist::MpiCommunicator comm(test::mpi_context());
   const GlobalBatch batch = test::make_global_batch(kPerRank, /*world=*/1);
-  const StepResult expected = single_process_step(test::make_small_unet(model::Norm::kBatch), batch);
+  const StepResult expected =
+      single_process_step(test::make_small_unet(model::Norm::kBatch), batch, (comm.world_size() + 1) / 2.0);
   model::Unet net = test::make_small_unet(model::Norm::kBatch);
   net->use_checkpointing(true, model::CheckpointPolicy::kNormRelu);
   REQUIRE(net->recomputes_norm_outputs());
-  require_same(ddp_step(net, comm, batch), expected);
+  require_same(ddp_step(net, comm, batch, small_buckets(), comm.rank() + 1.0), expected);
 }
 
 TEST_CASE("DDP buckets: small first bucket, reverse registration order, oversize parameters alone", "[mpi]") {
@@ -183,14 +187,16 @@ TEST_CASE("DDP rebuilds its buckets once, in the order gradients became ready", 
   dist::DistributedDataParallel ddp(net.ptr(), comm, options);
   REQUIRE(ddp.bucket_parameter_names().front().front() == "body.bias");  // reverse registration
 
-  torch::manual_seed(1);  // every rank the same batch: the average is this gradient
+  // Every rank the same batch, rank r's loss scaled by r + 1: the average is this
+  // gradient times (world + 1) / 2 only if every bucket, rebuilt or not, was reduced.
+  torch::manual_seed(1);
   const torch::Tensor x = torch::randn({3, 8});
   for (int step = 0; step < 3; ++step) {
     ddp.zero_grad();
     reference->zero_grad();
-    net(x).square().sum().backward();
+    (net(x).square().sum() * (comm.rank() + 1.0)).backward();
     ddp.synchronize();
-    reference(x).square().sum().backward();
+    (reference(x).square().sum() * ((comm.world_size() + 1) / 2.0)).backward();
     // The step's gradients survive the move into the new buckets, and later steps reduce
     // into the new layout.
     INFO("step " << step);

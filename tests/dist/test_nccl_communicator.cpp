@@ -39,6 +39,7 @@ TEST_CASE("NCCL collectives give exact results", "[gpu]") {
       comm->all_reduce(t, dist::ReduceOp::kSum);
       REQUIRE(torch::equal(t, expected * comm->world_size()));
       comm->broadcast(t, 0);
+      REQUIRE(torch::equal(t, expected * comm->world_size()));  // rank 0's, which every rank holds
       torch::Tensor gathered = torch::empty({n * comm->world_size()}, expected.options());
       comm->all_gather(expected, gathered);
       REQUIRE(torch::equal(gathered.narrow(0, 0, n), expected));

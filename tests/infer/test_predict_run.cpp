@@ -69,6 +69,20 @@ struct Trained {
   }
 };
 
+// The parameters of two checkpoints are equal, bit for bit (BatchNorm's running
+// statistics, which a training step moves whatever the learning rate, aside).
+void require_same_parameters(const std::string& a, const std::string& b) {
+  const auto left = dpunet::test::checkpoint_weights(a), right = dpunet::test::checkpoint_weights(b);
+  REQUIRE(left.size() == right.size());
+  for (size_t i = 0; i < left.size(); ++i) {
+    const std::string& name = left[i].first;
+    if (name.find("running_") != std::string::npos || name.find("num_batches") != std::string::npos) continue;
+    INFO(name);
+    REQUIRE(name == right[i].first);
+    REQUIRE(torch::equal(left[i].second, right[i].second));
+  }
+}
+
 }  // namespace
 
 TEST_CASE("predict from a checkpoint and from exported weights gives the same masks", "[infer][e2e]") {
@@ -170,7 +184,7 @@ TEST_CASE("predict and export refuse to write over their own inputs", "[infer][e
   CHECK(std::filesystem::file_size(run_config) == config_before);
 }
 
-TEST_CASE("a run directory names its best checkpoint; weights and checkpoints given the wrong way are named",
+TEST_CASE("a run directory names its best checkpoint, and weights and checkpoints given the wrong way are named",
           "[infer][e2e]") {
   Trained t;
   const std::string run = t.f.run_dir();
@@ -208,28 +222,6 @@ TEST_CASE("a run directory names its best checkpoint; weights and checkpoints gi
   CHECK_THAT(reversed.output, HasSubstr("looks like safetensors weights: give those with --weights"));
 }
 
-TEST_CASE("a model trained with SyncBatchNorm predicts and exports like a BatchNorm one", "[infer][e2e]") {
-  TrainFixture f;
-  const auto run = f.train(1, f.write_config("model:\n  norm: sync_batch\n"));
-  INFO(run.output);
-  REQUIRE(run.exit_code == 0);
-  const std::string checkpoint = dpunet::checkpoint::CheckpointStore(f.run_dir()).path_for_step(8);
-  const std::string val = f.dir() / "data/val-*.h5";
-  const auto exported = run_command(DPUNET_BINARY " export " + checkpoint + " " + f.dir() / "w.safetensors 2>&1");
-  INFO(exported.output);
-  REQUIRE(exported.exit_code == 0);
-  const auto a = run_command(DPUNET_BINARY " predict '" + val + "' --checkpoint " + checkpoint + " --out " +
-                             f.dir() / "a --tile 32 --no-png --probabilities 2>&1");
-  INFO(a.output);
-  REQUIRE(a.exit_code == 0);
-  const auto b = run_command(DPUNET_BINARY " predict '" + val + "' --weights " + f.dir() / "w.safetensors" + " --out " +
-                             f.dir() / "b --tile 32 --no-png --probabilities 2>&1");
-  INFO(b.output);
-  REQUIRE(b.exit_code == 0);
-  CHECK(torch::equal(read_prediction(f.dir() / "a/predictions.h5", "sample-000000/probabilities", torch::kFloat),
-                     read_prediction(f.dir() / "b/predictions.h5", "sample-000000/probabilities", torch::kFloat)));
-}
-
 namespace {
 
 // Predicts the validation shards into DIR/OUT with class probabilities; `models` are
@@ -257,6 +249,39 @@ void write_changed_weights(const std::string& from, const std::string& to,
 }
 
 }  // namespace
+
+TEST_CASE("a model trained with SyncBatchNorm predicts and exports like a BatchNorm one", "[infer][e2e]") {
+  TrainFixture f;
+  const auto run = f.train(1, f.write_config("model:\n  norm: sync_batch\n"));
+  INFO(run.output);
+  REQUIRE(run.exit_code == 0);
+  const std::string checkpoint = dpunet::checkpoint::CheckpointStore(f.run_dir()).path_for_step(8);
+  const std::string val = f.dir() / "data/val-*.h5";
+  const auto exported = run_command(DPUNET_BINARY " export " + checkpoint + " " + f.dir() / "w.safetensors 2>&1");
+  INFO(exported.output);
+  REQUIRE(exported.exit_code == 0);
+  const auto a = run_command(DPUNET_BINARY " predict '" + val + "' --checkpoint " + checkpoint + " --out " +
+                             f.dir() / "a --tile 32 --no-png --probabilities 2>&1");
+  INFO(a.output);
+  REQUIRE(a.exit_code == 0);
+  const auto b = run_command(DPUNET_BINARY " predict '" + val + "' --weights " + f.dir() / "w.safetensors" + " --out " +
+                             f.dir() / "b --tile 32 --no-png --probabilities 2>&1");
+  INFO(b.output);
+  REQUIRE(b.exit_code == 0);
+  CHECK(torch::equal(read_prediction(f.dir() / "a/predictions.h5", "sample-000000/probabilities", torch::kFloat),
+                     read_prediction(f.dir() / "b/predictions.h5", "sample-000000/probabilities", torch::kFloat)));
+  // The same weights described as a BatchNorm model: in eval mode both normalise with the
+  // running statistics, so the probabilities are the same bits.
+  write_changed_weights(f.dir() / "w.safetensors", f.dir() / "batch.safetensors",
+                        [](dpunet::config::Config& c) { c.model.norm = "batch"; });
+  const auto c = predict_into(f, "--weights " + f.dir() / "batch.safetensors", "c");
+  INFO(c.output);
+  REQUIRE(c.exit_code == 0);
+  for (int i = 0; i < 6; ++i) {
+    INFO("sample " << i);
+    CHECK(torch::equal(probabilities_of(f, "a", i), probabilities_of(f, "c", i)));
+  }
+}
 
 TEST_CASE("an ensemble averages its models' class probabilities, each model seeing the inputs as it was trained",
           "[infer][e2e]") {
@@ -413,6 +438,22 @@ TEST_CASE("predict reads PNG folders with masks, and shares images over ranks", 
   REQUIRE(eval["per_image"].size() == 3);
   for (int i = 0; i < 3; ++i) CHECK(eval["per_image"][i]["name"] == "im" + std::to_string(i));
   CHECK(eval["image_mean"]["dice"].size() == 3);
+  // The same masks and scores as one process predicting every image.
+  const std::string alone_command = " " DPUNET_BINARY " predict " + t.f.dir() / "png/images" + " --masks " +
+                                    t.f.dir() / "png/masks" + " --checkpoint " + t.checkpoint + " --out " +
+                                    t.f.dir() / "alone --eval 2>&1";
+  const auto alone = run_command("OMP_NUM_THREADS=1" + alone_command);
+  INFO(alone.output);
+  REQUIRE(alone.exit_code == 0);
+  for (int i = 0; i < 3; ++i) {
+    const std::string mask = "im" + std::to_string(i) + "_mask.png";
+    INFO(mask);
+    CHECK(dpunet::data::read_image(t.f.dir() / ("out/" + mask)).values ==
+          dpunet::data::read_image(t.f.dir() / ("alone/" + mask)).values);
+  }
+  const auto alone_eval = nlohmann::json::parse(dpunet::read_file(t.f.dir() / "alone/eval.json"));
+  CHECK(eval["dice"] == alone_eval["dice"]);
+  CHECK(eval["per_image"] == alone_eval["per_image"]);
 }
 
 TEST_CASE("ranks that list different images stop together, naming what each sees", "[infer][e2e]") {
@@ -712,23 +753,30 @@ TEST_CASE("weights that do not fit, and tiles that do not suit the model, are er
                                 t.f.dir() / "y --tile 3 2>&1");
   CHECK(tile.exit_code != 0);
   CHECK_THAT(tile.output, HasSubstr("--tile 3 does not suit this model") && HasSubstr("nearest valid sizes"));
+  // A learning rate far below the weights' rounding: a step leaves them as they started.
+  const std::string still = " --set optimizer.lr=1e-30";
   const auto init = t.f.train(1, t.f.write_config() + " --init-weights " + t.f.dir() / "w.safetensors" +
-                                     " --set run.dir=" + t.f.dir() / "run2 --stop-at-step 1");
+                                     " --set run.dir=" + t.f.dir() / "run2 --stop-at-step 1" + still);
   INFO(init.output);
   CHECK(init.exit_code == 0);
   CHECK_THAT(init.output, HasSubstr("initial weights from"));
+  require_same_parameters(dpunet::checkpoint::CheckpointStore(t.f.dir() / "run2").path_for_step(1), t.checkpoint);
   // A requeued job passes the same arguments again: its own checkpoint comes first.
   const auto requeued = t.f.train(1, t.f.write_config() + " --init-weights " + t.f.dir() / "w.safetensors" +
-                                         " --set run.dir=" + t.f.dir() / "run2 --resume auto --stop-at-step 2");
+                                         " --set run.dir=" + t.f.dir() / "run2 --resume auto --stop-at-step 2" + still);
   INFO(requeued.output);
   CHECK(requeued.exit_code == 0);
   CHECK_THAT(requeued.output, HasSubstr("not used: resuming from") && !HasSubstr("initial weights from"));
   // Another run's checkpoint: its model starts the new run.
   const auto from_checkpoint = t.f.train(1, t.f.write_config() + " --init-weights " + t.checkpoint +
-                                                " --set run.dir=" + t.f.dir() / "run4 --stop-at-step 1");
+                                                " --set run.dir=" + t.f.dir() / "run4 --stop-at-step 1" + still);
   INFO(from_checkpoint.output);
   CHECK(from_checkpoint.exit_code == 0);
   CHECK_THAT(from_checkpoint.output, HasSubstr("a training checkpoint: its model"));
+  // Its model, not its step: the new run starts at step 0 and stops after step 1.
+  const dpunet::checkpoint::CheckpointStore run4(t.f.dir() / "run4");
+  CHECK(run4.list() == std::vector<std::string>{run4.path_for_step(1)});
+  require_same_parameters(run4.path_for_step(1), t.checkpoint);
   const auto other_model = t.f.train(1, t.f.write_config() + " --init-weights " + t.checkpoint +
                                             " --set model.base_channels=4 --set run.dir=" + t.f.dir() / "run5");
   CHECK(other_model.exit_code != 0);

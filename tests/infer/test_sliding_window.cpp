@@ -95,7 +95,8 @@ double row_probability(int64_t i) {
 
 }  // namespace
 
-TEST_CASE("overlapping tiles are blended with Gaussian weights; a small image sits in the tile's centre", "[infer]") {
+TEST_CASE("overlapping tiles are blended with Gaussian weights, and a small image sits in the tile's centre",
+          "[infer]") {
   TileOptions o;
   o.input_tile = o.output_tile = 24;
   o.overlap = 0.5;

@@ -4,6 +4,8 @@
 
 #include <torch/torch.h>
 
+#include <set>
+
 #include "common/error.h"
 #include "model/unet.h"
 
@@ -121,6 +123,40 @@ TEST_CASE("Unet checkpoint policies select the expected blocks", "[model][checkp
   CHECK(dpunet::model::parse_checkpoint_policy("min_memory") == CheckpointPolicy::kMinMemory);
   CHECK_THROWS_WITH(dpunet::model::parse_checkpoint_policy("some"),
                     HasSubstr("balanced, all, min_memory or norm_relu") && HasSubstr("'some'"));
+}
+
+namespace {
+
+// The autograd nodes of `output`'s graph whose name contains `name`.
+int count_nodes(const torch::Tensor& output, const std::string& name) {
+  std::vector<torch::autograd::Node*> pending{output.grad_fn().get()};
+  std::set<torch::autograd::Node*> seen;
+  int found = 0;
+  while (!pending.empty()) {
+    torch::autograd::Node* node = pending.back();
+    pending.pop_back();
+    if (node == nullptr || !seen.insert(node).second) continue;
+    if (node->name().find(name) != std::string::npos) ++found;
+    for (const auto& edge : node->next_edges()) pending.push_back(edge.function.get());
+  }
+  return found;
+}
+
+}  // namespace
+
+TEST_CASE("a checkpointed Unet's forward goes through one checkpoint per selected block", "[model][checkpoint]") {
+  Unet net(small_options());
+  net->train();
+  const torch::Tensor x = torch::randn({1, 3, 32, 32});
+  CHECK(count_nodes(net->forward(x), "CheckpointFunction") == 0);
+  for (const auto policy : {CheckpointPolicy::kBalanced, CheckpointPolicy::kAll, CheckpointPolicy::kMinMemory}) {
+    net->use_checkpointing(true, policy);
+    int selected = 0;
+    for (const auto& b : net->block_names()) selected += net->is_checkpointed(b) ? 1 : 0;
+    INFO(selected << " blocks selected");
+    REQUIRE(selected > 0);
+    CHECK(count_nodes(net->forward(x), "CheckpointFunction") == selected);
+  }
 }
 
 TEST_CASE("Unet recomputing BatchNorm+ReLU outputs in backward changes no bit", "[model][checkpoint]") {

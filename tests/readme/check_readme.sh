@@ -24,7 +24,9 @@ check_dpunet() {  # the words after the binary
   for option in "$@"; do
     case $option in
       --*) option=${option%%=*}
-           grep -q -- "$option" <<<"$help" || fail "'dpunet ${words[*]}' has no option $option" ;;
+           # As an option of the list (`  --tile INT`, `-h,--help`), not a word of some prose.
+           grep -qE -- "^ +(-[a-zA-Z],)?$option([ =,]|$)" <<<"$help" ||
+             fail "'dpunet ${words[*]}' has no option $option" ;;
     esac
   done
 }

@@ -17,13 +17,19 @@
 
 namespace dpunet::test {
 
-void TrainFixture::check_resumes_from_latest(const std::string& config) const {
+void TrainFixture::check_resumes_from_stop(const std::string& config, const std::string& log) const {
+  const std::string said = "stopped by a signal at step ";
+  const size_t at = log.find(said);
+  REQUIRE(at != std::string::npos);
+  const int64_t step = std::stoll(log.substr(at + said.size()));
+  const std::string written = checkpoint::CheckpointStore(run_dir()).path_for_step(step);
   const auto latest = checkpoint::CheckpointStore(run_dir()).latest_valid([](const std::string&) {});
   REQUIRE(latest);
+  REQUIRE(*latest == written);
   const auto resumed = train(2, config + " --resume auto --stop-at-step 100");
   INFO(resumed.output);
   CHECK(resumed.exit_code == 0);
-  CHECK_THAT(resumed.output, HasSubstr("resumed from " + *latest));
+  CHECK_THAT(resumed.output, HasSubstr("resumed from " + written + " at step " + std::to_string(step)));
 }
 
 TrainFixture::TrainFixture() {

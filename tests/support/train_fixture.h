@@ -25,13 +25,18 @@ class TrainFixture {
   // waits for the command. The output is "exit=<code> seconds=<from action to end>".
   CommandResult interrupt(const std::string& command, const std::string& wait_for, const std::string& action) const;
   std::string log_path() const { return dir_ / "log"; }
-  // After an interrupted run: the run dir holds a valid checkpoint, and a 2-rank
-  // `--resume auto` run (stopped early to keep tests short) resumes from exactly it.
-  void check_resumes_from_latest(const std::string& config) const;
+  // After a run that `log` says a signal stopped at step N: the newest valid checkpoint
+  // is step N's, and a 2-rank `--resume auto` run (stopped early to keep tests short)
+  // resumes from exactly it.
+  void check_resumes_from_stop(const std::string& config, const std::string& log) const;
 
  private:
   TempDir dir_;
 };
+
+// A write_config section with no checkpoint by count, at epoch ends or on a new best:
+// the one a stopped run leaves is the stop's own.
+inline const std::string kOnlyStopCheckpoints = "checkpoint: {every_steps: 0, every_epoch: false, keep_best: false}\n";
 
 // The model weights stored in a checkpoint, flattened in parameter order.
 std::vector<std::pair<std::string, at::Tensor>> checkpoint_weights(const std::string& path);

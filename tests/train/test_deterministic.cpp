@@ -73,5 +73,8 @@ TEST_CASE("on a GPU with precision.deterministic, N+M steps equal N, a resume an
   const auto second = f.train(1, config + " --resume auto");
   INFO(second.output);
   REQUIRE(second.exit_code == 0);
+  // Resumed, not started afresh (which a deterministic run would also end at the same
+  // weights).
+  CHECK_THAT(second.output, HasSubstr("resumed from " + store.path_for_step(3) + " at step 3"));
   dpunet::test::require_same_weights(f.dir() / "straight.ckpt", store.path_for_step(8));
 }

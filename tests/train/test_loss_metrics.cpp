@@ -82,8 +82,19 @@ TEST_CASE("learning-rate schedules", "[train]") {
   CHECK(dpunet::train::learning_rate(s, 1.0, 10, 110) == Approx(1.0));
   CHECK(dpunet::train::learning_rate(s, 1.0, 60, 110) == Approx(0.5));
   CHECK(dpunet::train::learning_rate(s, 1.0, 110, 110) == Approx(0.0).margin(1e-12));
+  // A floor: the curve spans [lr_min, lr] instead of [0, lr].
+  s.lr_min = 0.2;
+  CHECK(dpunet::train::learning_rate(s, 1.0, 10, 110) == Approx(1.0));
+  CHECK(dpunet::train::learning_rate(s, 1.0, 60, 110) == Approx(0.6));
+  CHECK(dpunet::train::learning_rate(s, 1.0, 35, 110) == Approx(0.2 + 0.8 * 0.5 * (1 + std::cos(M_PI / 4))));
+  CHECK(dpunet::train::learning_rate(s, 1.0, 110, 110) == Approx(0.2));
+  s.lr_min = 0;
   s.name = "poly";
   CHECK(dpunet::train::learning_rate(s, 1.0, 60, 110) == Approx(std::pow(0.5, 0.9)));
+  CHECK(dpunet::train::learning_rate(s, 1.0, 35, 110) == Approx(std::pow(0.75, 0.9)));
+  s.poly_exponent = 2;
+  CHECK(dpunet::train::learning_rate(s, 3.0, 60, 110) == Approx(3.0 * 0.25));
+  CHECK(dpunet::train::learning_rate(s, 3.0, 110, 110) == Approx(0.0).margin(1e-12));
   s.name = "constant";
   CHECK(dpunet::train::learning_rate(s, 2.0, 100, 110) == Approx(2.0));
 }

@@ -50,18 +50,20 @@ TEST_CASE("SIGKILL on one rank ends the job promptly and leaves a checkpoint to 
 
 TEST_CASE("SIGTERM to the launcher checkpoints and exits for requeue", "[train][e2e]") {
   TrainFixture f;
-  const std::string config = f.write_config("train: {batch_size: 2, steps: 100000}\n");
+  const std::string config =
+      f.write_config("train: {batch_size: 2, steps: 100000}\n" + dpunet::test::kOnlyStopCheckpoints);
   const auto result = interrupt(f, config, "kill -TERM $job");
   const std::string log = dpunet::read_file(f.log_path());
   INFO(result.output << log);
   CHECK_THAT(result.output, HasSubstr("exit=75 "));
   CHECK_THAT(log, HasSubstr("stopped by a signal at step"));
-  f.check_resumes_from_latest(config);
+  f.check_resumes_from_stop(config, log);
 }
 
 TEST_CASE("Ctrl-C at the launcher's terminal checkpoints and exits for requeue", "[train][e2e]") {
   TrainFixture f;
-  const std::string config = f.write_config("train: {batch_size: 2, steps: 100000}\n");
+  const std::string config =
+      f.write_config("train: {batch_size: 2, steps: 100000}\n" + dpunet::test::kOnlyStopCheckpoints);
   // Ctrl-C signals the terminal's foreground process group: here the launcher's own, made
   // with setsid, with SIGINT's default action restored (a background job ignores it).
   const auto result = f.interrupt("setsid env --default-signal=INT DPUNET_BIN=" DPUNET_BINARY
@@ -72,7 +74,7 @@ TEST_CASE("Ctrl-C at the launcher's terminal checkpoints and exits for requeue",
   INFO(result.output << log);
   CHECK_THAT(result.output, HasSubstr("exit=75 "));
   CHECK_THAT(log, HasSubstr("interrupted: the ranks stop after this step") && HasSubstr("stopped by a signal at step"));
-  f.check_resumes_from_latest(config);
+  f.check_resumes_from_stop(config, log);
 }
 
 TEST_CASE("the launcher's dry run and errors", "[train][e2e]") {

@@ -127,6 +127,46 @@ TEST_CASE("resuming from an older checkpoint sets the later history aside and re
   CHECK((!best || *best == checkpoint_at(f, 10)));
 }
 
+TEST_CASE("the best checkpoint is the one of the highest validation score, kept beside the last ones", "[train][e2e]") {
+  TrainFixture f;
+  const std::string config =
+      f.write_config("validation: {every_steps: 2, batch_size: 4}\ncheckpoint: {every_steps: 2, keep_last: 2}\n");
+  const auto run = f.train(1, config);
+  INFO(run.output);
+  REQUIRE(run.exit_code == 0);
+  // The first validation with the highest mean Dice (a tie is no improvement).
+  std::map<int64_t, double> scores;
+  std::istringstream in(dpunet::read_file(f.run_dir() + "/metrics.jsonl"));
+  for (std::string line; std::getline(in, line);) {
+    const auto row = nlohmann::json::parse(line);
+    if (row["kind"] == "val") scores[row["step"].get<int64_t>()] = row["mean_dice"].get<double>();
+  }
+  REQUIRE(scores.size() == 4);
+  int64_t best_step = 0;
+  double best = -1;
+  for (const auto& [step, score] : scores) {
+    if (score > best) best = score, best_step = step;
+  }
+  INFO("best step " << best_step);
+  const dpunet::checkpoint::CheckpointStore store(f.run_dir());
+  REQUIRE(store.best());
+  CHECK(*store.best() == checkpoint_at(f, best_step));
+  // keep_last 2: steps 6 and 8, and the best when it is older.
+  std::vector<std::string> kept{checkpoint_at(f, 6), checkpoint_at(f, 8)};
+  if (best_step < 6) kept.insert(kept.begin(), checkpoint_at(f, best_step));
+  CHECK(store.list() == kept);
+}
+
+TEST_CASE("logging.tensorboard: false writes metrics.jsonl and no event files", "[train][e2e]") {
+  TrainFixture f;
+  const auto run =
+      f.train(1, f.write_config("train: {steps: 2}\nschedule: {warmup_steps: 1}\nlogging: {tensorboard: false}\n"));
+  INFO(run.output);
+  REQUIRE(run.exit_code == 0);
+  CHECK(train_rows_per_step(f.run_dir() + "/metrics.jsonl") == once_each(1, 2));
+  CHECK_FALSE(std::filesystem::exists(f.run_dir() + "/tensorboard"));
+}
+
 TEST_CASE("a fresh start in a used run directory sets the earlier run aside", "[train][e2e]") {
   TrainFixture f;
   const std::string config = f.write_config();
@@ -270,7 +310,8 @@ TEST_CASE("a run resumes on a different number of ranks", "[train][e2e]") {
 
 TEST_CASE("a signal under mpirun checkpoints every rank's work and exits for requeue", "[train][e2e]") {
   TrainFixture f;
-  const std::string config = f.write_config("train: {batch_size: 2, steps: 100000}\n");
+  const std::string config =
+      f.write_config("train: {batch_size: 2, steps: 100000}\n" + dpunet::test::kOnlyStopCheckpoints);
   // The signal goes to mpirun (which forwards it to every rank) or straight to one rank.
   const std::string target = GENERATE(std::string("mpirun"), std::string("one rank"));
   std::string command = f.train_command(2, config);
@@ -283,7 +324,7 @@ TEST_CASE("a signal under mpirun checkpoints every rank's work and exits for req
   INFO(output);
   CHECK_THAT(result.output, HasSubstr("exit=75"));
   CHECK_THAT(output, HasSubstr("stopped by a signal at step"));
-  f.check_resumes_from_latest(config);
+  f.check_resumes_from_stop(config, output);
 }
 
 TEST_CASE("a stop request skips the validation due at that step: the grace time is the checkpoint's", "[train][e2e]") {

@@ -6,6 +6,7 @@
 #include "support/catch.h"
 
 #include "data/dataset.h"
+#include "data/normalize.h"
 #include "data/shard_writer.h"
 #include "dist/mpi_communicator.h"
 #include "support/mpi_test_context.h"
@@ -41,6 +42,22 @@ train::ValidationResult run_validation(const data::Dataset& dataset, int64_t pat
   return train::validate(forward, dataset, o, loss, torch::kCPU, comm.rank(), comm.world_size(), comm);
 }
 
+// The counts of every sample scored whole, one at a time, in one process: what validation
+// must find on any number of ranks.
+train::ConfusionCounts counts_one_by_one(const data::Dataset& dataset, int64_t classes) {
+  const int64_t ignore_label = dataset.header().ignore_label;
+  train::ConfusionCounts counts(classes, ignore_label);
+  std::vector<unsigned char> scratch;
+  for (int64_t i = 0; i < dataset.size(); ++i) {
+    const data::Sample s = data::load_sample(dataset, i, train::ValidationOptions{}.normalization, scratch);
+    const torch::Tensor image = torch::tensor(s.image).reshape({1, s.channels, s.height, s.width});
+    const torch::Tensor mask =
+        torch::tensor(std::vector<int64_t>(s.mask.begin(), s.mask.end())).reshape({1, s.height, s.width});
+    counts.add(pixel_logits(image, classes), mask);
+  }
+  return counts;
+}
+
 // 6x10 images (4 samples) whose masks hold the ignore label 255 in one column.
 void write_wide_shard_with_ignore_label(const std::string& path) {
   data::ShardHeader header;
@@ -70,7 +87,10 @@ TEST_CASE("validation leaves out the pixels a larger patch mirrors in", "[mpi]")
   test::write_known_shard(dir / "val-0.h5", 5);  // 8x8 images, 3 classes
   const data::Dataset dataset(dir / "val-0.h5");
   const train::ValidationResult whole = run_validation(dataset, 0, comm);
-  REQUIRE(whole.counts.counts().index({torch::indexing::Slice(0, 3)}).sum().item<double>() > 0);
+  // 5 samples: ranks take unequal shares, and every sample is counted once.
+  REQUIRE(torch::equal(whole.counts.counts(), counts_one_by_one(dataset, 3).counts()));
+  const torch::Tensor per_class = whole.counts.counts().index({torch::indexing::Slice(0, 3)});
+  CHECK((per_class.select(1, 0) + per_class.select(1, 2)).sum().item<double>() == 5 * 8 * 8);  // tp + fn: every pixel
   for (const int64_t patch : {8, 11, 12, 15}) {
     CAPTURE(patch);
     const train::ValidationResult padded = run_validation(dataset, patch, comm);
@@ -85,6 +105,7 @@ TEST_CASE("validation leaves out mirrored pixels of non-square images, beside th
   write_wide_shard_with_ignore_label(dir / "val-0.h5");
   const data::Dataset dataset(dir / "val-0.h5");
   const train::ValidationResult whole = run_validation(dataset, 0, comm);
+  REQUIRE(torch::equal(whole.counts.counts(), counts_one_by_one(dataset, 3).counts()));
   // A 10-pixel patch pads the 6 rows and leaves the 10 columns whole; 13 pads both.
   for (const int64_t patch : {10, 13}) {
     CAPTURE(patch);

@@ -1,0 +1,126 @@
+// `dpunet bench allreduce | ddp | model | data | predict` run to the end on small sizes,
+// and the figures each reports agree with one another: bus bandwidth from bytes and
+// time, ratios from the times they divide, the tiles an image takes. How fast they are is
+// for docs/benchmarks.md, not for a test.
+#include <set>
+#include <string>
+
+#include <nlohmann/json.hpp>
+#include "support/catch.h"
+
+#include "support/run_command.h"
+#include "support/temp_dir.h"
+
+using dpunet::test::run_command;
+using nlohmann::json;
+
+namespace {
+
+// The JSON a bench command prints on stdout; its stderr goes to a file, shown on failure.
+json bench(const std::string& command) {
+  dpunet::test::TempDir dir;
+  const std::string errors = dir / "stderr.txt";
+  const auto result = run_command("OMP_NUM_THREADS=1 timeout 240 " + command + " 2>" + errors);
+  INFO(command << "\n" << result.output << "\nstderr: " << run_command("cat " + errors).output);
+  REQUIRE(result.exit_code == 0);
+  return json::parse(result.output);
+}
+
+double number(const json& j, const char* key) {
+  INFO(key);
+  REQUIRE(j.contains(key));
+  return j[key].get<double>();
+}
+
+// nccl-tests' bus bandwidth of an all-reduce, in GB/s.
+double busbw_gbps(double bytes, double microseconds, int world) {
+  return bytes / (microseconds * 1e3) * 2.0 * (world - 1) / world;
+}
+
+}  // namespace
+
+TEST_CASE("bench allreduce times every size on two ranks, with its bus bandwidth", "[app][e2e]") {
+  const json j = bench(DPUNET_MPI_LAUNCHER " 2 " DPUNET_BINARY
+                                           " bench allreduce --min-bytes 1024 --max-bytes 16384 --factor 4 --warmup 1");
+  CHECK(j["benchmark"] == "allreduce");
+  CHECK(j["world_size"] == 2);
+  CHECK(j["backend"] == "mpi");
+  REQUIRE(j["results"].size() == 3);
+  int64_t bytes = 1024;
+  for (const json& row : j["results"]) {
+    INFO(row.dump());
+    CHECK(row["bytes"] == bytes);
+    const double backend_us = number(row, "backend_us"), mpi_us = number(row, "mpi_us");
+    REQUIRE(backend_us > 0);
+    REQUIRE(mpi_us > 0);
+    CHECK(number(row, "backend_busbw_gbps") == Approx(busbw_gbps(bytes, backend_us, 2)).epsilon(1e-9));
+    CHECK(number(row, "mpi_busbw_gbps") == Approx(busbw_gbps(bytes, mpi_us, 2)).epsilon(1e-9));
+    CHECK(number(row, "time_ratio") == Approx(backend_us / mpi_us).epsilon(1e-9));
+    bytes *= 4;
+  }
+}
+
+TEST_CASE("bench ddp compares the reducer's backward with backward alone and a flat all-reduce", "[app][e2e]") {
+  const json j = bench(DPUNET_MPI_LAUNCHER " 2 " DPUNET_BINARY " bench ddp --size 32 --warmup 0 --repeats 2");
+  CHECK(j["benchmark"] == "ddp");
+  CHECK(j["world_size"] == 2);
+  // The reference U-Net's gradients (3 channels in, 2 classes), every one in a bucket.
+  const double parameters = number(j, "parameters");
+  CHECK(parameters == 31037698);
+  CHECK(number(j, "gradient_bytes") == 4 * parameters);
+  double bucketed = 0;
+  for (const json& n : j["bucket_numels"]) bucketed += n.get<double>();
+  CHECK(bucketed == parameters);
+  for (const char* key : {"backward_ms", "backward_reducer_ms", "backward_flat_allreduce_ms", "flat_allreduce_ms",
+                          "raw_mpi_allreduce_ms", "reducer_allreduce_ms"}) {
+    CHECK(number(j, key) > 0);
+  }
+  CHECK(number(j, "exposed_comm_ratio") == Approx(number(j, "exposed_comm_ms") / number(j, "flat_allreduce_ms")));
+  CHECK(number(j, "busbw_ratio") == Approx(number(j, "reducer_busbw_gbps") / number(j, "raw_mpi_busbw_gbps")));
+  CHECK(number(j, "raw_mpi_busbw_gbps") ==
+        Approx(busbw_gbps(number(j, "gradient_bytes"), 1e3 * number(j, "raw_mpi_allreduce_ms"), 2)));
+}
+
+TEST_CASE("bench model times the plain and the checkpointed model and divides their figures", "[app][e2e]") {
+  const json j = bench(DPUNET_BINARY " bench model --size 32 --base-channels 8 --depth 2 --warmup 0 --repeats 1");
+  CHECK(j["benchmark"] == "model");
+  const json &plain = j["plain"], &checkpointed = j["checkpointed"];
+  CHECK(plain["checkpointing"] == false);
+  CHECK(checkpointed["checkpointing"] == true);
+  CHECK(j["checkpointed_blocks"] == "balanced");
+  for (const json* variant : {&plain, &checkpointed}) {
+    CHECK(number(*variant, "forward_ms") > 0);
+    CHECK(number(*variant, "forward_backward_ms") > 0);
+    CHECK(number(*variant, "peak_bytes_above_baseline") > 0);
+  }
+  CHECK(number(j, "time_ratio") ==
+        Approx(number(checkpointed, "forward_backward_ms") / number(plain, "forward_backward_ms")));
+  CHECK(number(j, "memory_ratio") ==
+        Approx(number(checkpointed, "peak_bytes_above_baseline") / number(plain, "peak_bytes_above_baseline")));
+}
+
+TEST_CASE("bench data reads every augmentation and compression variant", "[app][e2e]") {
+  const json j = bench(DPUNET_BINARY " bench data --size 64 --samples 8 --batches 16");
+  CHECK(j["benchmark"] == "data");
+  CHECK(j["batches_timed"] == 16);
+  std::set<std::string> variants;
+  for (const json& row : j["results"]) {
+    INFO(row.dump());
+    CHECK(number(row, "samples_per_s") > 0);
+    variants.insert(row["augmentation"].get<std::string>() + "/" + row["compression"].get<std::string>());
+  }
+  // Each augmentation, raw and compressed, once.
+  CHECK(variants.size() == j["results"].size());
+  CHECK(variants.count("none/none") == 1);
+  CHECK(variants.count("all/gzip4") == 1);
+}
+
+TEST_CASE("bench predict tiles the image as predict does and reports the rates of its time", "[app][e2e]") {
+  const json j = bench(DPUNET_BINARY " bench predict --size 64 --tile 32 --overlap 0.5 --base-channels 8 --threads 1");
+  CHECK(j["benchmark"] == "predict");
+  CHECK(j["tiles"] == 9);  // origins 0, 16 and 32 along each side
+  const double seconds = number(j, "seconds");
+  REQUIRE(seconds > 0);
+  CHECK(number(j, "images_per_s") == Approx(1 / seconds));
+  CHECK(number(j, "tiles_per_s") == Approx(9 / seconds));
+}
