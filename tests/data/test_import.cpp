@@ -113,7 +113,7 @@ TEST_CASE("image files round-trip through PNG and 16-bit TIFF", "[data]") {
 }
 
 TEST_CASE(
-    "TIFFs: tiles, white-is-zero, palettes and alpha read as their images; stacks and other colour models "
+    "TIFFs: tiles, white-is-zero, palettes and alpha read as their images, and stacks and other colour models "
     "are refused by name",
     "[data]") {
   using dpunet::test::TiffLayout;
