@@ -93,10 +93,9 @@ DPUNET_HOST_DEVICE inline ChannelStatistics channel_statistics(double sum, doubl
   const double raw_var = squares / n - shifted_mean * shifted_mean;
   const double var = raw_var < 0 ? 0.0 : raw_var;  // rounding may dip below 0; NaN stays NaN
   const double mean = shift + shifted_mean;
-  const double unbiased = var * n / (n > 1 ? n - 1 : 1.0);
   return {static_cast<float>(mean), static_cast<float>(1.0 / sqrt(var + eps)),
           static_cast<float>((1 - momentum) * running_mean + momentum * mean),
-          static_cast<float>((1 - momentum) * running_var + momentum * unbiased)};
+          static_cast<float>((1 - momentum) * running_var + momentum * var * n / (n > 1 ? n - 1 : 1.0))};
 }
 
 // Backward of one channel: with g = dy where the ReLU passed and 0 elsewhere, and the

@@ -169,16 +169,19 @@ void configure_gpu_numerics(const config::Config& config) {
   const bool deterministic = config.precision.deterministic;
   // Autotuning picks by timing, which differs from one process to the next: a resumed
   // run could then pick other algorithms than the run it continues.
-  context.setBenchmarkCuDNN(config.precision.cudnn_benchmark && !deterministic);
-  context.setDeterministicCuDNN(deterministic);
-  if (!deterministic) return;
-  DPUNET_CHECK(!config.model.bilinear,
+  DPUNET_CHECK(!deterministic || !config.model.bilinear,
                "precision.deterministic: model.bilinear's up-sampling has no deterministic gradient on GPUs (ATen "
                "adds it with atomics); train with transposed convolutions (model.bilinear: false) or leave "
                "precision.deterministic off");
-  // cuBLAS reduces deterministically only with a fixed workspace, set before its first use.
-  setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8", /*overwrite=*/0);
-  context.setDeterministicAlgorithms(true, /*warn_only=*/false);
+  context.setBenchmarkCuDNN(config.precision.cudnn_benchmark && !deterministic);
+  context.setDeterministicCuDNN(deterministic);
+  context.setDeterministicAlgorithms(deterministic, /*warn_only=*/false);
+  // Deterministic mode also fills every new tensor with NaN, a debugging aid that costs a
+  // write of each activation; dpunet writes all it allocates.
+  if (deterministic) context.setDeterministicFillUninitializedMemory(false);
+  // cuBLAS reduces deterministically only with a fixed workspace, set before its first use
+  // (before the communicator's threads start: setenv races their getenv).
+  if (deterministic) setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8", /*overwrite=*/0);
 }
 
 void check_data_fits_model(const config::Config& c, const data::ShardHeader& h, const std::string& which) {

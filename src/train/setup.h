@@ -30,7 +30,7 @@ data::Normalizer normalizer(const config::Config& config);
 data::LoaderOptions loader_options(const config::Config& config, bool pin_memory);
 data::SamplerOptions sampler_options(const config::Config& config);
 // cuDNN's autotuning and `precision.deterministic` (deterministic algorithms only) for a
-// run on a GPU; errors name the keys.
+// run on a GPU, set both ways; errors name the keys. Before the run's threads start.
 void configure_gpu_numerics(const config::Config& config);
 // Checks that the data fit the model: channels and classes.
 void check_data_fits_model(const config::Config& config, const data::ShardHeader& header, const std::string& which);

@@ -77,7 +77,6 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
     const int cores = static_cast<int>(std::thread::hardware_concurrency());
     torch::set_num_threads(std::max(1, cores / std::max(1, context.local_size())));
   }
-  if (device_.is_cuda()) configure_gpu_numerics(config);
   DPUNET_CHECK(config.precision.dtype == "fp32" || device_.is_cuda(), "precision.dtype ", config.precision.dtype,
                " needs a GPU; this rank runs on ", device_.str());
 
@@ -478,6 +477,7 @@ int run_training(const config::Config& config, dist::Context& context, const Tra
     DPUNET_CHECK(!ec, "run.dir ", config.run.dir, ": cannot create the run directory: ", ec.message());
     lock.emplace(config.run.dir);  // before anything in it changes
   }
+  if (context.device().is_cuda()) configure_gpu_numerics(config);
   // Other ranks never write into the run directory, so they need not wait for it.
   detail::Trainer trainer(config, context, options);
   // Only now that it has started: a start that fails (a mistyped data path) leaves a

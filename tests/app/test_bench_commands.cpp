@@ -40,8 +40,10 @@ double busbw_gbps(double bytes, double microseconds, int world) {
 }  // namespace
 
 TEST_CASE("bench allreduce times every size on two ranks, with its bus bandwidth", "[app][e2e]") {
-  const json j = bench(DPUNET_MPI_LAUNCHER " 2 " DPUNET_BINARY
-                                           " bench allreduce --min-bytes 1024 --max-bytes 16384 --factor 4 --warmup 1");
+  const json j = bench(DPUNET_MPI_LAUNCHER
+                       " 2 " DPUNET_BINARY
+                       " bench allreduce --device cpu --backend mpi --min-bytes 1024 --max-bytes 16384 --factor 4 "
+                       "--warmup 1");
   CHECK(j["benchmark"] == "allreduce");
   CHECK(j["world_size"] == 2);
   CHECK(j["backend"] == "mpi");
@@ -61,7 +63,8 @@ TEST_CASE("bench allreduce times every size on two ranks, with its bus bandwidth
 }
 
 TEST_CASE("bench ddp compares the reducer's backward with backward alone and a flat all-reduce", "[app][e2e]") {
-  const json j = bench(DPUNET_MPI_LAUNCHER " 2 " DPUNET_BINARY " bench ddp --size 32 --warmup 0 --repeats 2");
+  const json j = bench(DPUNET_MPI_LAUNCHER " 2 " DPUNET_BINARY
+                                           " bench ddp --device cpu --backend mpi --size 32 --warmup 0 --repeats 2");
   CHECK(j["benchmark"] == "ddp");
   CHECK(j["world_size"] == 2);
   // The reference U-Net's gradients (3 channels in, 2 classes), every one in a bucket.

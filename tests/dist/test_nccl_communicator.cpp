@@ -38,8 +38,9 @@ TEST_CASE("NCCL collectives give exact results", "[gpu]") {
       torch::Tensor t = expected.clone();
       comm->all_reduce(t, dist::ReduceOp::kSum);
       REQUIRE(torch::equal(t, expected * comm->world_size()));
+      t = expected * (comm->rank() + 1);  // rank 0 holds `expected`, the others more
       comm->broadcast(t, 0);
-      REQUIRE(torch::equal(t, expected * comm->world_size()));  // rank 0's, which every rank holds
+      REQUIRE(torch::equal(t, expected));
       torch::Tensor gathered = torch::empty({n * comm->world_size()}, expected.options());
       comm->all_gather(expected, gathered);
       REQUIRE(torch::equal(gathered.narrow(0, 0, n), expected));

@@ -69,20 +69,6 @@ struct Trained {
   }
 };
 
-// The parameters of two checkpoints are equal, bit for bit (BatchNorm's running
-// statistics, which a training step moves whatever the learning rate, aside).
-void require_same_parameters(const std::string& a, const std::string& b) {
-  const auto left = dpunet::test::checkpoint_weights(a), right = dpunet::test::checkpoint_weights(b);
-  REQUIRE(left.size() == right.size());
-  for (size_t i = 0; i < left.size(); ++i) {
-    const std::string& name = left[i].first;
-    if (name.find("running_") != std::string::npos || name.find("num_batches") != std::string::npos) continue;
-    INFO(name);
-    REQUIRE(name == right[i].first);
-    REQUIRE(torch::equal(left[i].second, right[i].second));
-  }
-}
-
 }  // namespace
 
 TEST_CASE("predict from a checkpoint and from exported weights gives the same masks", "[infer][e2e]") {
@@ -760,7 +746,9 @@ TEST_CASE("weights that do not fit, and tiles that do not suit the model, are er
   INFO(init.output);
   CHECK(init.exit_code == 0);
   CHECK_THAT(init.output, HasSubstr("initial weights from"));
-  require_same_parameters(dpunet::checkpoint::CheckpointStore(t.f.dir() / "run2").path_for_step(1), t.checkpoint);
+  dpunet::test::require_same_weights(dpunet::checkpoint::CheckpointStore(t.f.dir() / "run2").path_for_step(1),
+                                     t.checkpoint,
+                                     /*parameters_only=*/true);
   // A requeued job passes the same arguments again: its own checkpoint comes first.
   const auto requeued = t.f.train(1, t.f.write_config() + " --init-weights " + t.f.dir() / "w.safetensors" +
                                          " --set run.dir=" + t.f.dir() / "run2 --resume auto --stop-at-step 2" + still);
@@ -776,7 +764,7 @@ TEST_CASE("weights that do not fit, and tiles that do not suit the model, are er
   // Its model, not its step: the new run starts at step 0 and stops after step 1.
   const dpunet::checkpoint::CheckpointStore run4(t.f.dir() / "run4");
   CHECK(run4.list() == std::vector<std::string>{run4.path_for_step(1)});
-  require_same_parameters(run4.path_for_step(1), t.checkpoint);
+  dpunet::test::require_same_weights(run4.path_for_step(1), t.checkpoint, /*parameters_only=*/true);
   const auto other_model = t.f.train(1, t.f.write_config() + " --init-weights " + t.checkpoint +
                                             " --set model.base_channels=4 --set run.dir=" + t.f.dir() / "run5");
   CHECK(other_model.exit_code != 0);

@@ -1,8 +1,9 @@
 // The fused BatchNorm+ReLU kernels on the host: walks their grid (blocks, threads, the
 // rows and 8-channel vectors each thread takes) with the kernels' own split and formulas
 // (model/batch_norm_relu_math.h), summing in the order the kernels sum, so a build
-// without a GPU checks that arithmetic against ATen. The device's last reduction (a tree
-// over threads, in double) is a sequential double sum here.
+// without a GPU checks that arithmetic against ATen. Not bit-exact: the device's last
+// reduction (a tree over threads, in double) is a sequential double sum here, and nvcc
+// contracts multiply-adds that the host compiler leaves apart.
 #pragma once
 
 #include <cstdint>

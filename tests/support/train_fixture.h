@@ -40,7 +40,9 @@ inline const std::string kOnlyStopCheckpoints = "checkpoint: {every_steps: 0, ev
 
 // The model weights stored in a checkpoint, flattened in parameter order.
 std::vector<std::pair<std::string, at::Tensor>> checkpoint_weights(const std::string& path);
-// Both checkpoints hold the same weights and buffers, bit for bit.
-void require_same_weights(const std::string& a, const std::string& b);
+// Both checkpoints hold the same weights and buffers, bit for bit; with
+// `parameters_only`, BatchNorm's running statistics (which a training step moves
+// whatever the learning rate) are left out.
+void require_same_weights(const std::string& a, const std::string& b, bool parameters_only = false);
 
 }  // namespace dpunet::test

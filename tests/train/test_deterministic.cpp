@@ -18,11 +18,13 @@ namespace {
 struct NumericsFlags {
   at::Context& context = at::globalContext();
   const bool benchmark = context.benchmarkCuDNN(), deterministic_cudnn = context.deterministicCuDNN(),
-             deterministic = context.deterministicAlgorithms(), warn_only = context.deterministicAlgorithmsWarnOnly();
+             deterministic = context.deterministicAlgorithms(), warn_only = context.deterministicAlgorithmsWarnOnly(),
+             fill = context.deterministicFillUninitializedMemory();
   ~NumericsFlags() {
     context.setBenchmarkCuDNN(benchmark);
     context.setDeterministicCuDNN(deterministic_cudnn);
     context.setDeterministicAlgorithms(deterministic, warn_only);
+    context.setDeterministicFillUninitializedMemory(fill);
   }
 };
 
@@ -44,6 +46,14 @@ TEST_CASE("precision.deterministic turns autotuning off and deterministic algori
   CHECK(context.deterministicCuDNN());
   CHECK(context.deterministicAlgorithms());
   CHECK_FALSE(context.deterministicAlgorithmsWarnOnly());
+  CHECK_FALSE(context.deterministicFillUninitializedMemory());  // no NaN fill of every new tensor
+
+  // And off again, as a later run in the same process may want.
+  config = dpunet::config::parse_config("", "a.yaml");
+  dpunet::train::configure_gpu_numerics(config);
+  CHECK(context.benchmarkCuDNN());
+  CHECK_FALSE(context.deterministicCuDNN());
+  CHECK_FALSE(context.deterministicAlgorithms());
 
   // Bilinear up-sampling has no deterministic gradient on GPUs: refused, naming both keys.
   config = dpunet::config::parse_config("precision: {deterministic: true}\nmodel: {bilinear: true}\n", "a.yaml");
