@@ -23,6 +23,97 @@ TEST_CASE("the config's model keys reach the U-Net's options", "[train]") {
   CHECK(defaults.pool_concat_kernels);
 }
 
+TEST_CASE("every loader, loss, sampler and DDP key reaches the options built from it", "[train]") {
+  // A value of its own for each key, none a default: a key read into another field, or a
+  // field copied from another key, shows.
+  const auto c = dpunet::config::parse_config(
+      "run: {seed: 77}\n"
+      "train: {batch_size: 6}\n"
+      "data: {workers: 3, prefetch: 5, remainder: drop, normalization: per_image}\n"
+      "augment: {enabled: false, patch_size: 96, flip: 0.11, rotate90: 0.12, affine: 0.13, max_rotation_degrees: 14,\n"
+      "  scale_min: 0.81, scale_max: 1.21, elastic: 0.15, elastic_grid: 4, elastic_sigma: 9, brightness: 0.16,\n"
+      "  brightness_range: 0.21, contrast: 0.17, contrast_range: 0.22, gamma: 0.18, gamma_invert: 0.19,\n"
+      "  gamma_min: 0.71, gamma_max: 1.41, noise: 0.23, noise_std: 0.05, blur: 0.24, blur_sigma_min: 0.55,\n"
+      "  blur_sigma_max: 0.95, low_resolution: 0.26, low_resolution_min: 0.6, foreground: 0.27}\n"
+      "loss: {ce_weight: 0.5, dice_weight: 2, class_weights: [1, 2, 3], dice_include_background: true}\n"
+      "distributed: {first_bucket_mb: 2, bucket_mb: 30, wire_dtype: fp16}\n",
+      "all.yaml");
+  const dpunet::data::LoaderOptions l = dpunet::train::loader_options(c, /*pin_memory=*/true);
+  CHECK(l.batch_size == 6);
+  CHECK(l.workers == 3);
+  CHECK(l.prefetch_batches == 5);
+  CHECK(l.pin_memory);
+  CHECK(l.normalization.mode == dpunet::data::Normalization::kPerImage);
+  CHECK(l.seed == 77);
+  CHECK_FALSE(l.augment);
+  const auto& a = l.augmentation;
+  CHECK(a.patch_height == 96);
+  CHECK(a.patch_width == 96);
+  CHECK(a.classes == 3);
+  CHECK(a.flip_probability == 0.11);
+  CHECK(a.rotate90_probability == 0.12);
+  CHECK(a.affine_probability == 0.13);
+  CHECK(a.max_rotation_degrees == 14);
+  CHECK(a.scale_min == 0.81);
+  CHECK(a.scale_max == 1.21);
+  CHECK(a.elastic_probability == 0.15);
+  CHECK(a.elastic_grid == 4);
+  CHECK(a.elastic_sigma == 9);
+  CHECK(a.brightness_probability == 0.16);
+  CHECK(a.brightness_range == 0.21);
+  CHECK(a.contrast_probability == 0.17);
+  CHECK(a.contrast_range == 0.22);
+  CHECK(a.gamma_probability == 0.18);
+  CHECK(a.gamma_invert_probability == 0.19);
+  CHECK(a.gamma_min == 0.71);
+  CHECK(a.gamma_max == 1.41);
+  CHECK(a.noise_probability == 0.23);
+  CHECK(a.noise_std == 0.05);
+  CHECK(a.blur_probability == 0.24);
+  CHECK(a.blur_sigma_min == 0.55);
+  CHECK(a.blur_sigma_max == 0.95);
+  CHECK(a.low_resolution_probability == 0.26);
+  CHECK(a.low_resolution_min == 0.6);
+  CHECK(a.foreground_probability == 0.27);
+
+  const dpunet::train::LossOptions loss = dpunet::train::loss_options(c);
+  CHECK(loss.ce_weight == 0.5);
+  CHECK(loss.dice_weight == 2);
+  CHECK(loss.class_weights == std::vector<double>{1, 2, 3});
+  CHECK(loss.dice_include_background);
+
+  const dpunet::data::SamplerOptions s = dpunet::train::sampler_options(c);
+  CHECK(s.seed == 77);
+  CHECK(s.remainder == dpunet::data::Remainder::kDrop);
+  CHECK(s.batch == 6);
+
+  const dpunet::dist::DdpOptions d = dpunet::train::ddp_options(c);
+  CHECK(d.bucket_caps.first_bytes == 2 * 1024 * 1024);
+  CHECK(d.bucket_caps.bytes == 30 * 1024 * 1024);
+  CHECK(d.wire_dtype == dpunet::dist::WireDtype::kFloat16);
+}
+
+TEST_CASE("the optimizer keys reach the optimizer", "[train]") {
+  torch::nn::Linear layer(2, 2);
+  const auto adamw = dpunet::config::parse_config(
+      "optimizer: {lr: 0.003, weight_decay: 0.02, beta1: 0.8, beta2: 0.95, eps: 1e-6}\n", "a.yaml");
+  const auto adam = dpunet::train::build_optimizer(adamw, layer->parameters());
+  const auto& a = static_cast<const torch::optim::AdamWOptions&>(adam->param_groups().at(0).options());
+  CHECK(a.lr() == 0.003);
+  CHECK(a.weight_decay() == 0.02);
+  CHECK(std::get<0>(a.betas()) == 0.8);
+  CHECK(std::get<1>(a.betas()) == 0.95);
+  CHECK(a.eps() == 1e-6);
+  const auto sgd_config =
+      dpunet::config::parse_config("optimizer: {name: sgd, lr: 0.02, weight_decay: 0.03, momentum: 0.9}\n", "s.yaml");
+  const auto sgd = dpunet::train::build_optimizer(sgd_config, layer->parameters());
+  const auto& o = static_cast<const torch::optim::SGDOptions&>(sgd->param_groups().at(0).options());
+  CHECK(o.lr() == 0.02);
+  CHECK(o.weight_decay() == 0.03);
+  CHECK(o.momentum() == 0.9);
+  CHECK(o.nesterov());
+}
+
 TEST_CASE("use_channels_last_weights gives every 4-D weight NHWC strides, one-input-channel ones too", "[train]") {
   torch::manual_seed(0);
   dpunet::model::UnetOptions o;

@@ -1,6 +1,7 @@
 // Reliability through the launcher, 2 CPU ranks: a rank killed with SIGKILL ends the job
 // promptly without damaging the last checkpoint, and SIGTERM to the launcher makes the
-// ranks checkpoint and exit for requeue. Both runs then resume.
+// ranks checkpoint and exit for requeue. Both runs then resume. And on one rank, a second
+// Ctrl-C ends the run at once.
 #include "support/catch.h"
 
 #include <filesystem>
@@ -252,4 +253,21 @@ TEST_CASE("errors every rank meets while starting end the job with one message, 
   CHECK(quiet(folder.output));
   // A start that failed leaves the finished run finished.
   CHECK(std::filesystem::exists(f.run_dir() + "/DONE"));
+}
+
+TEST_CASE("a second Ctrl-C quits at once, without a checkpoint", "[train][e2e]") {
+  TrainFixture f;
+  // Slow steps (1500 micro-batches, seconds each): both signals land in step 1.
+  const std::string config = f.write_config(
+      "train: {batch_size: 2, steps: 4, accumulation: 1500}\n"
+      "schedule: {warmup_steps: 1}\n" +
+      dpunet::test::kOnlyStopCheckpoints);
+  // SIGINT restored to its default for the background job, as a terminal's job has it.
+  const auto result = f.interrupt("env --default-signal=INT OMP_NUM_THREADS=1 " DPUNET_BINARY " train " + config,
+                                  "training ", "kill -INT $job; sleep 0.5; kill -INT $job");
+  const std::string log = dpunet::read_file(f.log_path());
+  INFO(result.output << log);
+  CHECK_THAT(result.output, HasSubstr("exit=130 "));  // ended by the second SIGINT
+  CHECK_THAT(log, HasSubstr("Ctrl-C again to quit without one") && !HasSubstr("stopped by a signal"));
+  CHECK(dpunet::checkpoint::CheckpointStore(f.run_dir()).list().empty());
 }
