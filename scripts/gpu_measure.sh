@@ -11,11 +11,12 @@
 #                                         binaries, carried along)
 #   scripts/gpu_measure.sh measure OUT [STEP...]
 #                                         on the GPU host: the steps named (default: tests
-#                                         smoke pair capacity ddp),
+#                                         smoke pair variants capacity ddp),
 #                                         results in OUT. Steps: tests (the [gpu] tests),
 #                                         smoke (bf16 572x572 training, resume, predict),
 #                                         pair (bench train next to PyTorch eager and
-#                                         torch.compile), capacity (largest batches, larger
+#                                         torch.compile), variants (dpunet's kernels
+#                                         off one at a time, every block recomputed), capacity (largest batches, larger
 #                                         batches), profile (kernel time per step next to
 #                                         PyTorch's), ddp (bench ddp on CUDA), cpu_ddp
 #                                         (bench ddp on CPU ranks with spare cores), saves
@@ -264,10 +265,6 @@ print(([p for p in peaks if p] or [0])[-1])' "$results" 2>/dev/null || echo 0
 }
 step_pair() {
   record dpunet_b8 "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing both
-  record dpunet_b8_unfused "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing off --fuse-norm-relu 0
-  record dpunet_b8_aten_pool_concat "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing off \
-    --pool-concat-kernels 0
-  record dpunet_b8_all "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing on --policy all
   local peak
   peak=$(torch_peak)
   (cd bench && record torch_eager_b8 "$python" pytorch_reference.py --size 572 --batch 8 --precision bf16 \
@@ -280,6 +277,15 @@ step_pair() {
     --precision bf16 --compile --peak-tflops "$peak")
 }
 
+# dpunet's own kernels one at a time against ATen's, and every block recomputed: what each
+# contributes to the pair's figure.
+step_variants() {
+  record dpunet_b8_unfused "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing off --fuse-norm-relu 0
+  record dpunet_b8_aten_pool_concat "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing off \
+    --pool-concat-kernels 0
+  record dpunet_b8_all "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing on --policy all
+}
+
 # The largest batch that fits with and without checkpointing (every block recomputed),
 # and larger batches' MFU.
 # Each search is its own command (a timeout loses one figure, not both), with more time.
@@ -288,12 +294,12 @@ step_capacity() {
   record dpunet_b8_largest_plain "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing off --max-batch
   record dpunet_b8_largest "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing on --policy all \
     --max-batch
-  # Only the BatchNorm+ReLU outputs recomputed: the plain step's memory less one map per block.
-  record dpunet_b8_largest_norm_relu "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing on \
-    --policy norm_relu --max-batch
   # Every block but the last decoder block and outc: all's peak for less recomputation.
   record dpunet_b8_largest_min_memory "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing on \
     --policy min_memory --max-batch
+  # Only the BatchNorm+ReLU outputs recomputed: the plain step's memory less one map per block.
+  record dpunet_b8_largest_norm_relu "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing on \
+    --policy norm_relu --max-batch
   record dpunet_b16 "$dpunet" bench train "${common[@]}" --batch 16 --checkpointing off
   record dpunet_b24 "$dpunet" bench train "${common[@]}" --batch 24 --checkpointing off
   record dpunet_valid_b8 "$dpunet" bench train --size 572 --padding valid --precision bf16 --batch 8 \
@@ -343,7 +349,7 @@ measure() {
   out=$(mkdir -p "$1" && cd "$1" && pwd) || return 1  # absolute: some steps run in bench/
   shift
   local steps=("$@")
-  [ ${#steps[@]} -gt 0 ] || steps=(tests smoke pair capacity ddp)
+  [ ${#steps[@]} -gt 0 ] || steps=(tests smoke pair variants capacity ddp)
   results=$out/gpu_results.jsonl log=$out/gpu_log.txt
   : >>"$results"
   if [ "$build" = "$root/build" ]; then use_carried_binaries || return 1; fi
