@@ -164,9 +164,10 @@ record() {
 # Appends a line to the log, and a copy to stdout so the caller sees progress.
 say() { echo "$*" | tee -a "$log"; }
 
+# TEST_FILTER: another Catch2 test spec, e.g. '[gpu],[gpu-diag]' for the hidden diagnostics too.
 step_tests() {
-  say "== [gpu] tests"
-  (cd "$build/tests" && limited 240 ./dpunet_tests "[gpu]" --durations yes) >>"$log" 2>&1
+  say "== ${TEST_FILTER:-[gpu]} tests"
+  (cd "$build/tests" && limited 240 ./dpunet_tests "${TEST_FILTER:-[gpu]}" --durations yes) >>"$log" 2>&1
   say "[gpu] tests: exit $?"
 }
 

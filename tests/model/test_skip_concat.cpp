@@ -111,7 +111,8 @@ TEST_CASE("the concatenation's split kernel matches ATen's cat backward on a GPU
   const torch::Device device(torch::kCUDA);
   for (auto type : {torch::kFloat, torch::kBFloat16, torch::kHalf}) {
     const int64_t unit = 16 / torch::elementSize(type);
-    const torch::Tensor map = torch::randn({1, unit, 2, 2}, torch::TensorOptions().dtype(type).device(device));
+    const torch::Tensor map = torch::randn({1, unit, 2, 2}, torch::TensorOptions().dtype(type).device(device))
+                                  .contiguous(at::MemoryFormat::ChannelsLast);
     REQUIRE(concat_split_kernel_applies(map, map));
     check_split_matches_aten(type, device);
   }

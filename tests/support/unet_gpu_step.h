@@ -13,6 +13,7 @@ namespace dpunet::test {
 
 struct UnetGpuStep {
   std::vector<torch::Tensor> grads, buffers;  // on the CPU, in parameters()/buffers() order
+  torch::Tensor output;                       // the forward's, on the CPU
   model::KernelUsage usage;
 };
 
@@ -20,7 +21,7 @@ struct UnetGpuStep {
 // backward (Unet::recompute_norm_outputs). Training's checkpointing does both; they are
 // separate here so that each can be compared with the model without it.
 inline UnetGpuStep unet_gpu_step(const model::UnetOptions& options, int64_t size, bool checkpointed = false,
-                                 bool recompute_norm = false) {
+                                 bool recompute_norm = false, torch::ScalarType type = torch::kFloat) {
   auto& context = at::globalContext();
   const bool tf32 = context.allowTF32CuDNN(), deterministic = context.deterministicCuDNN();
   context.setAllowTF32CuDNN(false);
@@ -29,16 +30,19 @@ inline UnetGpuStep unet_gpu_step(const model::UnetOptions& options, int64_t size
   model::Unet net(options);
   if (checkpointed) net->use_checkpointing(true, model::CheckpointPolicy::kAll);
   net->recompute_norm_outputs(recompute_norm);
-  net->to(torch::kCUDA);
+  net->to(torch::kCUDA, type);
   // A one-channel input's NHWC and NCHW strides are the same: without NHWC weights every
   // map would stay NCHW and none of dpunet's kernels would apply.
   train::use_channels_last_weights(*net);
-  const torch::Tensor x =
-      torch::randn({2, options.n_channels, size, size}).to(torch::kCUDA).contiguous(at::MemoryFormat::ChannelsLast);
+  const torch::Tensor x = torch::randn({2, options.n_channels, size, size})
+                              .to(torch::kCUDA, type)
+                              .contiguous(at::MemoryFormat::ChannelsLast);
   UnetGpuStep step;
   {
     const model::KernelUsage::Scope recording(step.usage);
-    net->forward(x).square().mean().backward();
+    const torch::Tensor output = net->forward(x);
+    output.square().mean().backward();
+    step.output = output.detach().cpu();
   }
   for (const auto& p : net->parameters()) step.grads.push_back(p.grad().cpu());
   for (const auto& b : net->buffers()) step.buffers.push_back(b.cpu());
