@@ -79,6 +79,9 @@ use_deps() {
   # The carried PMIx looks for its plugins where Debian installs them; on a host with its
   # own PMIx there, they are another version's.
   export PMIX_MCA_mca_base_component_path=$OPAL_PREFIX/lib/x86_64-linux-gnu/pmix2/lib/pmix
+  # Its zlib plugin does not load against the carried PMIx; large-message compression is
+  # all that is lost, and the warning would fill the log at every mpirun.
+  export PMIX_MCA_pcompress_base_silence_warning=1
   export CPATH=$OPAL_PREFIX/include:$OPAL_PREFIX/include/hdf5/serial:${CPATH:-}
   python=$(command -v python3)
 }
@@ -135,7 +138,9 @@ limited() {
   limit=$(time_left "$1")
   shift
   if [ "$limit" -lt 20 ]; then
-    say "skipped, ${limit}s left before DEADLINE_S: $*"
+    # To stderr: callers send it to the log with the command's own output (say would
+    # write it there twice).
+    echo "skipped, ${limit}s left before DEADLINE_S: $*" >&2
     return 124
   fi
   timeout -k 15 "$limit" "$@"
