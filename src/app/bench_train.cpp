@@ -21,6 +21,7 @@
 #include "common/build_info.h"
 #include "common/error.h"
 #include "common/gpu_peaks.h"
+#include "common/largest_batch_search.h"
 #include "dist/context.h"
 #include "dist/cuda_device.h"
 #include "dist/ddp.h"
@@ -160,13 +161,14 @@ bool is_out_of_memory(const c10::Error& e) {
   return message.find("out of memory") != std::string::npos || message.find("ALLOC_FAILED") != std::string::npos;
 }
 
-// Doubles the batch from the timed one until a step runs out of memory, then bisects;
-// GPU only; at most kLargestBatchCap. Each try runs two steps: the optimizer's state
-// appears in the first step's update and is held through the second's forward and
-// backward, as in every step after.
+// The largest batch that fits, GPU only, at most kLargestBatchCap: searched from the
+// timed batch (which fitted) and a guess from its peak memory and the device's free
+// memory (largest_fitting_batch). Each try runs two steps: the optimizer's state appears
+// in the first step's update and is held through the second's forward and backward, as
+// in every step after.
 constexpr int64_t kLargestBatchCap = 4096;
 int64_t largest_batch(const BenchTrainArgs& a, dist::Context& context, dist::Communicator& comm, bool checkpointed,
-                      const MemoryProbe& memory) {
+                      const MemoryProbe& memory, int64_t timed_peak_bytes) {
   auto fits = [&](int64_t batch) {
     bool fitted = true;
     try {
@@ -181,15 +183,9 @@ int64_t largest_batch(const BenchTrainArgs& a, dist::Context& context, dist::Com
     memory.release_cached();
     return fitted;
   };
-  // `bad` past the cap stands for "not tried": the bisection then tries the cap itself.
-  int64_t good = 0, bad = std::min(a.batch, kLargestBatchCap);
-  while (bad <= kLargestBatchCap && fits(bad)) good = bad, bad *= 2;
-  bad = std::min(bad, kLargestBatchCap + 1);
-  while (bad - good > 1) {
-    const int64_t mid = (good + bad) / 2;
-    (fits(mid) ? good : bad) = mid;
-  }
-  return good;
+  const int64_t known = std::min(a.batch, kLargestBatchCap);
+  const int64_t guess = guess_largest_batch(a.batch, timed_peak_bytes, memory.free_device_bytes());
+  return largest_fitting_batch(known, guess, kLargestBatchCap, fits);
 }
 
 // The slowest rank's mean step time over a.steps steps, after `warmup` untimed ones
@@ -277,8 +273,9 @@ nlohmann::json run_variant(const BenchTrainArgs& a, dist::Context& context, dist
   // The timed step's model, optimizer and batch are gone before the search starts.
   nlohmann::json row = measure_step(a, context, comm, checkpointed, memory, peak_tflops);
   if (a.max_batch && context.device().is_cuda()) {
+    const auto timed_peak_bytes = static_cast<int64_t>(row["peak_memory_mb"].get<double>() * 1e6);
     memory.release_cached();
-    const int64_t largest = largest_batch(a, context, comm, checkpointed, memory);
+    const int64_t largest = largest_batch(a, context, comm, checkpointed, memory, timed_peak_bytes);
     row["largest_batch"] = largest;
     const nlohmann::json ms = largest > 0 ? step_ms_at(a, context, comm, checkpointed, largest) : nullptr;
     row["largest_batch_step_ms"] = ms;

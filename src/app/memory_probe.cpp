@@ -12,7 +12,10 @@
 #ifdef DPUNET_TORCH_CUDA
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <cuda_runtime_api.h>
 #endif
 
 namespace dpunet::app {
@@ -106,6 +109,18 @@ void MemoryProbe::release_cached() const {
     c10::cuda::CUDACachingAllocator::emptyCache();
   }
 #endif
+}
+
+int64_t MemoryProbe::free_device_bytes() const {
+#ifdef DPUNET_TORCH_CUDA
+  if (is_cuda(device_)) {
+    const c10::cuda::CUDAGuard guard(cuda_index(device_));
+    size_t free = 0, total = 0;
+    C10_CUDA_CHECK(cudaMemGetInfo(&free, &total));
+    return static_cast<int64_t>(free);
+  }
+#endif
+  return 0;
 }
 
 int64_t MemoryProbe::peak_above_baseline() const {

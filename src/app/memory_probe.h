@@ -26,6 +26,8 @@ class MemoryProbe {
   // CUDA: hands the caching allocator's free blocks back to the driver, so that one
   // attempt's cached blocks do not decide whether the next, larger one fits.
   void release_cached() const;
+  // CUDA: the device memory the driver has free now; 0 on the CPU.
+  int64_t free_device_bytes() const;
 
  private:
   std::string device_;
