@@ -16,7 +16,8 @@
 #                                         smoke (bf16 572x572 training, resume, predict),
 #                                         pair (bench train next to PyTorch eager and
 #                                         torch.compile), variants (dpunet's kernels
-#                                         off one at a time, every block recomputed), capacity (largest batches, larger
+#                                         off one at a time, every block recomputed),
+#                                         capacity (largest batches, larger
 #                                         batches), profile (kernel time per step next to
 #                                         PyTorch's), ddp (bench ddp on CUDA), cpu_ddp
 #                                         (bench ddp on CPU ranks with spare cores), saves
@@ -152,7 +153,7 @@ record() {
   shift
   local limit
   limit=$(time_left "${STEP_TIMEOUT:-240}")
-  if [ "$limit" -lt 20 ]; then  # said here: limited's own note would be read as the JSON
+  if [ "$limit" -lt 20 ]; then  # said here, so that the progress on stdout shows it too
     say "== $tag: skipped, ${limit}s left before DEADLINE_S"
     return
   fi
@@ -169,11 +170,12 @@ record() {
 # Appends a line to the log, and a copy to stdout so the caller sees progress.
 say() { echo "$*" | tee -a "$log"; }
 
-# TEST_FILTER: another Catch2 test spec, e.g. '[gpu],[gpu-diag]' for the hidden diagnostics too.
+# TEST_FILTER: another Catch2 test spec, e.g. '[gpu]~[e2e]' for all but the end-to-end ones.
 step_tests() {
-  say "== ${TEST_FILTER:-[gpu]} tests"
-  (cd "$build/tests" && limited 240 ./dpunet_tests "${TEST_FILTER:-[gpu]}" --durations yes) >>"$log" 2>&1
-  say "[gpu] tests: exit $?"
+  local filter=${TEST_FILTER:-[gpu]}
+  say "== $filter tests"
+  (cd "$build/tests" && limited 240 ./dpunet_tests "$filter" --durations yes) >>"$log" 2>&1
+  say "$filter tests: exit $?"
 }
 
 # The trainer itself on the GPU: bf16, channels_last, valid padding, checkpointing,

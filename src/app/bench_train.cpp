@@ -184,7 +184,7 @@ int64_t largest_batch(const BenchTrainArgs& a, dist::Context& context, dist::Com
     return fitted;
   };
   const int64_t known = std::min(a.batch, kLargestBatchCap);
-  const int64_t guess = guess_largest_batch(a.batch, timed_peak_bytes, memory.free_device_bytes());
+  const int64_t guess = guess_largest_batch(a.batch, timed_peak_bytes, memory.free_device_bytes(), kLargestBatchCap);
   return largest_fitting_batch(known, guess, kLargestBatchCap, fits);
 }
 

@@ -7,8 +7,9 @@
 namespace dpunet {
 
 int64_t largest_fitting_batch(int64_t known, int64_t guess, int64_t cap, const std::function<bool(int64_t)>& fits) {
-  DPUNET_CHECK(cap >= 1 && known >= 0 && known <= cap, "largest_fitting_batch: known batch ", known, " outside [0, ",
-               cap, "]");
+  // The bound keeps cap + 1 and the doubled steps far from overflowing.
+  DPUNET_CHECK(cap >= 1 && cap <= (int64_t{1} << 40), "largest_fitting_batch: cap ", cap, " outside [1, 2^40]");
+  DPUNET_CHECK(known >= 0 && known <= cap, "largest_fitting_batch: known batch ", known, " outside [0, ", cap, "]");
   int64_t good = known;   // the largest batch seen to fit
   int64_t bad = cap + 1;  // the smallest seen not to fit; past the cap: none tried
   if (good < cap) {
@@ -50,10 +51,11 @@ int64_t largest_fitting_batch(int64_t known, int64_t guess, int64_t cap, const s
   return good;
 }
 
-int64_t guess_largest_batch(int64_t timed_batch, int64_t peak_bytes, int64_t free_bytes) {
+int64_t guess_largest_batch(int64_t timed_batch, int64_t peak_bytes, int64_t free_bytes, int64_t cap) {
   if (timed_batch <= 0 || peak_bytes <= 0 || free_bytes <= 0) return 0;
-  return static_cast<int64_t>(static_cast<double>(timed_batch) * static_cast<double>(free_bytes) /
-                              static_cast<double>(peak_bytes));
+  const double guess =
+      static_cast<double>(timed_batch) * static_cast<double>(free_bytes) / static_cast<double>(peak_bytes);
+  return static_cast<int64_t>(std::min(guess, static_cast<double>(cap)));
 }
 
 }  // namespace dpunet

@@ -1,6 +1,7 @@
 // The largest-batch search of `bench train --max-batch` against a device that fits every
 // batch up to a limit: the answer is exact from any start and guess, and a good guess
 // saves tries at large batches (each a real training step on a GPU).
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -48,6 +49,7 @@ TEST_CASE("the largest-batch search finds the limit exactly from any start and g
 TEST_CASE("the largest-batch search without a guess doubles from the known batch", "[common]") {
   Device device{164, {}};
   CHECK(search(device, 8, 0, 4096) == 164);
+  REQUIRE(device.tried.size() >= 5);
   const std::vector<int64_t> doubling(device.tried.begin(), device.tried.begin() + 5);
   CHECK(doubling == std::vector<int64_t>{16, 32, 64, 128, 256});
 }
@@ -55,7 +57,7 @@ TEST_CASE("the largest-batch search without a guess doubles from the known batch
 TEST_CASE("a close guess takes fewer tries at large batches than doubling", "[common]") {
   // The H200's figures at 572x572: 7520 MB at batch 8, 164 the largest without
   // checkpointing; the guess from 149 GB free is 158.
-  const int64_t guess = guess_largest_batch(8, 7'520'000'000, 149'000'000'000);
+  const int64_t guess = guess_largest_batch(8, 7'520'000'000, 149'000'000'000, 4096);
   CHECK(guess == 158);
   Device guessed{164, {}}, doubled{164, {}};
   CHECK(search(guessed, 8, guess, 4096) == 164);
@@ -76,14 +78,36 @@ TEST_CASE("a close guess takes fewer tries at large batches than doubling", "[co
 }
 
 TEST_CASE("no guess without a peak, free memory or timed batch", "[common]") {
-  CHECK(guess_largest_batch(8, 0, 1000) == 0);
-  CHECK(guess_largest_batch(8, 1000, 0) == 0);
-  CHECK(guess_largest_batch(0, 1000, 1000) == 0);
-  CHECK(guess_largest_batch(4, 1000, 5000) == 20);
+  CHECK(guess_largest_batch(8, 0, 1000, 4096) == 0);
+  CHECK(guess_largest_batch(8, 1000, 0, 4096) == 0);
+  CHECK(guess_largest_batch(0, 1000, 1000, 4096) == 0);
+  CHECK(guess_largest_batch(4, 1000, 5000, 4096) == 20);
+  CHECK(guess_largest_batch(4, 1, int64_t{1} << 62, 4096) == 4096);  // at most the cap
 }
 
-TEST_CASE("the largest-batch search refuses a known batch outside its range", "[common]") {
+TEST_CASE("the largest-batch search refuses a known batch or cap outside its range", "[common]") {
   Device device{10, {}};
   CHECK_THROWS(search(device, 20, 0, 16));
   CHECK_THROWS(search(device, -1, 0, 16));
+  CHECK_THROWS(search(device, 0, 0, 0));
+  CHECK_THROWS(search(device, 0, 0, (int64_t{1} << 40) + 1));
+}
+
+TEST_CASE("the largest-batch search reports 0 when nothing fits and tries nothing past a known cap", "[common]") {
+  for (int64_t guess : {0, 1, 3, 100}) {
+    Device none{0, {}};
+    CHECK(search(none, 0, guess, 16) == 0);
+  }
+  Device full{100, {}};
+  CHECK(search(full, 16, 40, 16) == 16);
+  CHECK(full.tried.empty());
+  for (int64_t cap : {1, 2, 3, 5}) {  // small caps, every limit and guess
+    for (int64_t limit = 0; limit <= cap + 1; ++limit) {
+      for (int64_t guess = 0; guess <= cap + 2; ++guess) {
+        Device device{limit, {}};
+        INFO("cap " << cap << ", limit " << limit << ", guess " << guess);
+        CHECK(search(device, 0, guess, cap) == std::min(limit, cap));
+      }
+    }
+  }
 }

@@ -2,10 +2,13 @@
 // their formulas, walked through their grid by the host reference, against ATen's
 // BatchNorm then ReLU in double. The kernels themselves need a GPU (test_batch_norm_relu,
 // [gpu]); this is what a build without one can check of them.
+#include <cmath>
+
 #include <torch/torch.h>
 #include "support/catch.h"
 
 #include "model/batch_norm_relu_math.h"
+#include "support/batch_norm_relu_exact.h"
 #include "support/batch_norm_relu_reference.h"
 #include "support/tensor_compare.h"
 
@@ -110,4 +113,32 @@ TEST_CASE("the fused BatchNorm+ReLU kernels' grids cover every row once and keep
       }
     }
   }
+}
+
+TEST_CASE("the float64 BatchNorm+ReLU reference equals autograd and follows the decisions it is given", "[model]") {
+  torch::manual_seed(3);
+  torch::nn::BatchNorm2d norm(16);
+  norm->to(torch::kDouble);
+  {
+    torch::NoGradGuard no_grad;
+    norm->weight.uniform_(0.5, 1.5);
+    norm->bias.uniform_(-0.5, 0.5);
+  }
+  const torch::Tensor x = (torch::randn({4, 16, 5, 7}, torch::kDouble) * 2 + 50).requires_grad_(true);
+  const torch::Tensor dy = torch::randn({4, 16, 5, 7}, torch::kDouble);
+  const torch::Tensor y = torch::relu(norm->forward(x));
+  y.backward(dy);
+  const torch::Tensor passed = y.detach() > 0;
+  const auto exact = dpunet::test::batch_norm_relu_exact(x, dy, norm->weight, norm->bias, norm->options.eps(), passed);
+  CHECK(torch::equal(exact.pre_relu > 0, passed));
+  CHECK(dpunet::test::relative_error(exact.dx, x.grad()) < 1e-12);
+  CHECK(dpunet::test::relative_error(exact.dweight, norm->weight.grad()) < 1e-12);
+  CHECK(dpunet::test::relative_error(exact.dbias, norm->bias.grad()) < 1e-12);
+  // One decision the other way: channel 0's bias gradient moves by that value's dy.
+  const torch::Tensor flipped = passed.clone();
+  flipped[0][0][0][0] = !flipped[0][0][0][0].item<bool>();
+  const auto other = dpunet::test::batch_norm_relu_exact(x, dy, norm->weight, norm->bias, norm->options.eps(), flipped);
+  const double moved = (other.dbias[0] - exact.dbias[0]).item<double>();
+  CHECK(std::abs(std::abs(moved) - std::abs(dy[0][0][0][0].item<double>())) < 1e-12);
+  CHECK(torch::equal(other.dbias.narrow(0, 1, 15), exact.dbias.narrow(0, 1, 15)));
 }
