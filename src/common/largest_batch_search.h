@@ -9,10 +9,11 @@
 namespace dpunet {
 
 // The largest batch in [1, cap] for which `fits` holds, or 0 when not even 1 does,
-// assuming every smaller batch fits too. `known`: a batch already seen to fit, or 0. `guess`: where the answer probably
-// is (from memory use), or 0 for none: then the batch doubles from `known` until a try fails. With a guess, the first
-// try is at the guess, then steps of a sixteenth of it, doubling, away from it until the answer is bracketed; a
-// bisection ends the search either way.
+// assuming every smaller batch fits too. `known`: a batch already seen to fit, or 0.
+// `guess`: where the answer probably is (from memory use), or 0 for none: then the batch
+// doubles from `known` until a try fails. With a guess, the first try is at the guess,
+// then steps of a sixteenth of it, doubling, away from it until the answer is bracketed;
+// a bisection ends the search either way.
 int64_t largest_fitting_batch(int64_t known, int64_t guess, int64_t cap, const std::function<bool(int64_t)>& fits);
 
 // A guess for largest_fitting_batch: the timed batch scaled by the device's free bytes
