@@ -49,11 +49,13 @@ class BatchNormReluFunction : public torch::autograd::Function<BatchNormReluFunc
  public:
   // `reuse`: {mean, invstd} this x's statistics computed before (a checkpointed block's
   // first forward), or empty to compute them (and update the running statistics).
-  // `computed` receives the statistics used.
+  // `computed` receives the statistics used. With `reuse` and `write_output` false, the
+  // output is left unwritten (OutputUse::kGradientOnly): backward does not read it.
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
                                const torch::Tensor& weight, const torch::Tensor& bias, torch::Tensor running_mean,
                                torch::Tensor running_var, double momentum, double eps,
-                               const std::vector<torch::Tensor>* reuse, std::vector<torch::Tensor>* computed) {
+                               const std::vector<torch::Tensor>* reuse, std::vector<torch::Tensor>* computed,
+                               bool write_output) {
     const c10::cuda::CUDAGuard guard(x.device());
     const int64_t channels = x.size(1);
     const int64_t rows = x.numel() / channels;
@@ -64,11 +66,13 @@ class BatchNormReluFunction : public torch::autograd::Function<BatchNormReluFunc
     if (!reuse->empty()) {
       save_mean = (*reuse)[0];
       save_invstd = (*reuse)[1];
-      check_kernel(
-          cuda::batch_norm_relu_apply(type, x.data_ptr(), y.data_ptr(), rows, channels, weight.data_ptr<float>(),
-                                      bias.data_ptr<float>(), save_mean.data_ptr<float>(),
-                                      save_invstd.data_ptr<float>(), multiprocessors(), stream),
-          "forward", x);
+      if (write_output) {
+        check_kernel(
+            cuda::batch_norm_relu_apply(type, x.data_ptr(), y.data_ptr(), rows, channels, weight.data_ptr<float>(),
+                                        bias.data_ptr<float>(), save_mean.data_ptr<float>(),
+                                        save_invstd.data_ptr<float>(), multiprocessors(), stream),
+            "forward", x);
+      }
     } else {
       const auto stats = x.options().dtype(torch::kFloat);
       save_mean = torch::empty({channels}, stats);
@@ -115,6 +119,7 @@ class BatchNormReluFunction : public torch::autograd::Function<BatchNormReluFunc
             torch::Tensor(),
             torch::Tensor(),
             torch::Tensor(),
+            torch::Tensor(),
             torch::Tensor()};
   }
 };
@@ -142,7 +147,7 @@ bool fused_batch_norm_relu_applies(const torch::Tensor& x, const torch::nn::Batc
 }
 
 torch::Tensor batch_norm_relu(const torch::Tensor& x, torch::nn::BatchNorm2dImpl& bn, bool allow_fused,
-                              std::vector<torch::Tensor>* statistics) {
+                              std::vector<torch::Tensor>* statistics, OutputUse use) {
   // Inside a checkpointed block: the statistics of the first forward, when recomputing.
   RecomputeTape* tape = RecomputeTape::active();
   const std::vector<torch::Tensor> reuse =
@@ -158,10 +163,11 @@ torch::Tensor batch_norm_relu(const torch::Tensor& x, torch::nn::BatchNorm2dImpl
     const bool reusable = reuse.size() == 2 && reuse[0].numel() == x.size(1) && reuse[0].device() == x.device();
     const std::vector<torch::Tensor> none;
     y = BatchNormReluFunction::apply(x, bn.weight, bn.bias, bn.running_mean, bn.running_var, *bn.options.momentum(),
-                                     bn.options.eps(), reusable ? &reuse : &none, &computed);
+                                     bn.options.eps(), reusable ? &reuse : &none, &computed,
+                                     /*write_output=*/use == OutputUse::kRead);
   }
 #endif
-  (void)allow_fused;
+  (void)allow_fused, (void)use;
   KernelUsage::note(&KernelUsage::norm_relu, y.defined());
   if (!y.defined()) y = bn.forward(x).relu_();
   if (statistics != nullptr) *statistics = computed;
@@ -177,7 +183,7 @@ torch::Tensor batch_norm_relu_replay(const torch::Tensor& x, const torch::Tensor
     // function's tensor arguments must be defined, so the statistics stand in for them.
     std::vector<torch::Tensor> computed;
     return BatchNormReluFunction::apply(x, weight, bias, statistics[0], statistics[1], /*momentum=*/0.0, eps,
-                                        &statistics, &computed);
+                                        &statistics, &computed, /*write_output=*/true);
   }
 #endif
   // BatchNorm2d's own call, without running statistics to update: the same kernels, so

@@ -12,12 +12,17 @@
 
 #include <torch/nn/modules/batchnorm.h>
 
+#include "model/output_use.h"
+
 namespace dpunet::model {
 
 // `statistics`, when given, receives the batch statistics {mean, invstd} the fused path
-// used (left empty on ATen's path), for batch_norm_relu_replay.
+// used (left empty on ATen's path), for batch_norm_relu_replay. With
+// OutputUse::kGradientOnly, a recomputation that reuses recorded statistics on the fused
+// path skips the normalise pass (the kernels' backward reads x, not the output) and
+// returns a map whose values are unset; every other path computes the output as usual.
 torch::Tensor batch_norm_relu(const torch::Tensor& x, torch::nn::BatchNorm2dImpl& bn, bool allow_fused = true,
-                              std::vector<torch::Tensor>* statistics = nullptr);
+                              std::vector<torch::Tensor>* statistics = nullptr, OutputUse use = OutputUse::kRead);
 
 // relu(batch_norm(x)) in training mode again, as a forward of batch_norm_relu computed it
 // (bit for bit) and differentiable, but leaving the running statistics, the counter of

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "common/recompute_tape.h"
 #include "model/activation_checkpoint.h"
 
 namespace dpunet::model {
@@ -14,6 +15,14 @@ std::string shape_string(const torch::Tensor& x) {
   std::ostringstream out;
   out << x.sizes();
   return out.str();
+}
+
+// A checkpointed block's run function is called twice: in forward, where the next block
+// reads its output, and in backward's recomputation, where the output only roots the
+// nested backward and its last normalise pass can be skipped.
+OutputUse block_output_use() {
+  const RecomputeTape* tape = RecomputeTape::active();
+  return tape != nullptr && tape->replaying() ? OutputUse::kGradientOnly : OutputUse::kRead;
 }
 
 std::string join(const std::vector<int64_t>& values) {
@@ -138,7 +147,11 @@ torch::Tensor UnetImpl::forward(const torch::Tensor& x) {
   check_input(x);
   size_t block = 0;  // index into checkpointed_, in block_names() order
   auto run = [&](auto& module, const torch::Tensor& in) {
-    return checkpointed_[block++] ? checkpoint(module, in) : module->forward(in);
+    if (!checkpointed_[block++]) return module->forward(in);
+    auto fn = [&module](const std::vector<torch::Tensor>& v) {
+      return std::vector<torch::Tensor>{module->run(v[0], block_output_use())};
+    };
+    return checkpoint(*module, fn, {in}).front();
   };
 
   std::vector<torch::Tensor> skips{run(inc_, x)};  // [N, base * 2^i, H / 2^i, W / 2^i]
@@ -152,14 +165,14 @@ torch::Tensor UnetImpl::forward(const torch::Tensor& x) {
     skips.pop_back();
     if (checkpointed_[block++]) {
       auto fn = [&up](const std::vector<torch::Tensor>& in) {
-        return std::vector<torch::Tensor>{up->forward(in[0], in[1])};
+        return std::vector<torch::Tensor>{up->run(in[0], in[1], block_output_use())};
       };
       y = checkpoint(*up, fn, {y, skip}).front();
     } else {
       y = up->forward(y, skip);
     }
   }
-  return run(outc_, y);
+  return checkpointed_[block] ? checkpoint(outc_, y) : outc_->forward(y);
 }
 
 }  // namespace dpunet::model

@@ -66,12 +66,12 @@ DoubleConvImpl::DoubleConvImpl(int64_t in_channels, int64_t out_channels, int64_
   fuse_norm_relu_ = style.fuse_norm_relu;
 }
 
-torch::Tensor DoubleConvImpl::forward(const torch::Tensor& x) {
+torch::Tensor DoubleConvImpl::run(const torch::Tensor& x, OutputUse use) {
   if (!norm1_) return double_conv_->forward(x);
   const torch::Tensor h = conv1_->forward(x);
   const torch::Tensor z = recompute_norm_output_ ? norm_relu_conv(h, *norm1_, *conv2_, fuse_norm_relu_)
                                                  : conv2_->forward(batch_norm_relu(h, *norm1_, fuse_norm_relu_));
-  return batch_norm_relu(z, *norm2_, fuse_norm_relu_);
+  return batch_norm_relu(z, *norm2_, fuse_norm_relu_, /*statistics=*/nullptr, use);
 }
 
 DownImpl::DownImpl(int64_t in_channels, int64_t out_channels, ConvStyle style)
@@ -82,8 +82,8 @@ DownImpl::DownImpl(int64_t in_channels, int64_t out_channels, ConvStyle style)
   register_module("maxpool_conv", maxpool_conv_);
 }
 
-torch::Tensor DownImpl::forward(const torch::Tensor& x) {
-  return conv_->forward(max_pool_2x2(x, pool_concat_kernels_));
+torch::Tensor DownImpl::run(const torch::Tensor& x, OutputUse use) {
+  return conv_->run(max_pool_2x2(x, pool_concat_kernels_), use);
 }
 
 UpImpl::UpImpl(int64_t in_channels, int64_t out_channels, bool bilinear, ConvStyle style)
@@ -102,7 +102,7 @@ UpImpl::UpImpl(int64_t in_channels, int64_t out_channels, bool bilinear, ConvSty
   }
 }
 
-torch::Tensor UpImpl::forward(const torch::Tensor& below, const torch::Tensor& skip) {
+torch::Tensor UpImpl::run(const torch::Tensor& below, const torch::Tensor& skip, OutputUse use) {
   torch::Tensor up = up_bilinear_ ? up_bilinear_->forward(below) : up_transposed_->forward(below);
   int64_t top = 0, left = 0;  // of the skip's window matching up
   if (padding_ == Padding::kValid) {
@@ -117,7 +117,7 @@ torch::Tensor UpImpl::forward(const torch::Tensor& below, const torch::Tensor& s
       up = F::pad(up, F::PadFuncOptions({dx / 2, dx - dx / 2, dy / 2, dy - dy / 2}));
     }
   }
-  return conv_->forward(concat_skip(skip, up, top, left, pool_concat_kernels_));
+  return conv_->run(concat_skip(skip, up, top, left, pool_concat_kernels_), use);
 }
 
 OutConvImpl::OutConvImpl(int64_t in_channels, int64_t out_channels)

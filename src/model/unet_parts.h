@@ -8,6 +8,7 @@
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/upsampling.h>
 
+#include "model/output_use.h"
 #include "model/unet_options.h"
 
 namespace dpunet::model {
@@ -26,7 +27,9 @@ struct ConvStyle {
 class DoubleConvImpl : public torch::nn::Module {
  public:
   DoubleConvImpl(int64_t in_channels, int64_t out_channels, int64_t mid_channels, ConvStyle style);
-  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor forward(const torch::Tensor& x) { return run(x, OutputUse::kRead); }
+  // forward, saying what the caller does with the result (model/output_use.h).
+  torch::Tensor run(const torch::Tensor& x, OutputUse use);
 
   // With BatchNorm: the second convolution's input, the first BatchNorm+ReLU output, is
   // recomputed in backward instead of kept (model/norm_relu_conv.h). Other norms keep it.
@@ -48,7 +51,8 @@ TORCH_MODULE(DoubleConv);
 class DownImpl : public torch::nn::Module {
  public:
   DownImpl(int64_t in_channels, int64_t out_channels, ConvStyle style);
-  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor forward(const torch::Tensor& x) { return run(x, OutputUse::kRead); }
+  torch::Tensor run(const torch::Tensor& x, OutputUse use);
   DoubleConvImpl& double_conv() { return *conv_; }
 
  private:
@@ -64,7 +68,10 @@ TORCH_MODULE(Down);
 class UpImpl : public torch::nn::Module {
  public:
   UpImpl(int64_t in_channels, int64_t out_channels, bool bilinear, ConvStyle style);
-  torch::Tensor forward(const torch::Tensor& below, const torch::Tensor& skip);
+  torch::Tensor forward(const torch::Tensor& below, const torch::Tensor& skip) {
+    return run(below, skip, OutputUse::kRead);
+  }
+  torch::Tensor run(const torch::Tensor& below, const torch::Tensor& skip, OutputUse use);
   DoubleConvImpl& double_conv() { return *conv_; }
 
  private:

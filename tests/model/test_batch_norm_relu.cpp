@@ -26,6 +26,7 @@
 using dpunet::RecomputeTape;
 using dpunet::model::batch_norm_relu;
 using dpunet::model::fused_batch_norm_relu_applies;
+using dpunet::model::OutputUse;
 using dpunet::test::check_close_but_relu;
 using dpunet::test::own_kernels_runnable;
 
@@ -134,6 +135,28 @@ TEST_CASE("fused BatchNorm+ReLU recomputed in a checkpointed block reuses the fi
     CHECK(torch::equal(again, first));
     CHECK(torch::equal(norm->running_mean, running_mean));
     CHECK(torch::equal(norm->running_var, running_var));
+
+    // Asked for a gradient only (a checkpointed block's output being recomputed), the
+    // recomputation skips the normalise pass; backward through the unwritten map gives
+    // the same bits as through the written one.
+    const torch::Tensor dy = torch::randn_like(first);
+    auto replayed_gradients = [&](OutputUse use) {
+      const torch::Tensor input = x.detach().requires_grad_(true);
+      norm->zero_grad();
+      torch::Tensor y;
+      {
+        RecomputeTape::Scope replaying(tape, /*replay=*/true);
+        y = batch_norm_relu(input, *norm, /*allow_fused=*/true, /*statistics=*/nullptr, use);
+      }
+      y.backward(dy);
+      return std::vector<torch::Tensor>{y.detach(), input.grad(), norm->weight.grad().clone(),
+                                        norm->bias.grad().clone()};
+    };
+    const auto written = replayed_gradients(OutputUse::kRead);
+    const auto gradient_only = replayed_gradients(OutputUse::kGradientOnly);
+    CHECK(torch::equal(written[0], first));
+    for (size_t i = 1; i < written.size(); ++i) CHECK(torch::equal(gradient_only[i], written[i]));
+    CHECK(torch::equal(norm->running_mean, running_mean));
   }
 }
 
@@ -266,4 +289,20 @@ TEST_CASE("batch_norm_relu on ATen's path keeps a checkpointed block's tape in s
   RecomputeTape::Scope replaying(tape, /*replay=*/true);
   REQUIRE(tape.replay_next().empty());
   REQUIRE(tape.replay_next().empty());
+}
+
+TEST_CASE("batch_norm_relu on ATen's path writes its output even when asked for a gradient only", "[model]") {
+  // ATen's ReLU backward reads the output, so it is computed whatever the caller says.
+  const torch::Tensor x = torch::randn({2, 8, 4, 4});
+  auto norm = make_norm(8, torch::kCPU);
+  const torch::Tensor read = batch_norm_relu(x, *norm);
+  RecomputeTape tape;
+  {
+    RecomputeTape::Scope recording(tape, /*replay=*/false);
+    batch_norm_relu(x, *norm);
+  }
+  RecomputeTape::Scope replaying(tape, /*replay=*/true);
+  const torch::Tensor gradient_only =
+      batch_norm_relu(x, *norm, /*allow_fused=*/true, /*statistics=*/nullptr, OutputUse::kGradientOnly);
+  CHECK(torch::equal(gradient_only, read));
 }
