@@ -294,22 +294,23 @@ step_variants() {
   record dpunet_b8_all "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing on --policy all
 }
 
-# The largest batch that fits with and without checkpointing (every block recomputed),
-# and larger batches' MFU.
-# Each search is its own command (a timeout loses one figure, not both), with more time.
+# The largest batch that fits with and without checkpointing, and larger batches' MFU.
+# First the issue's target in one process: the plain step and min_memory's (every block
+# but the last decoder block and outc: all's peak for less recomputation) timed side by
+# side at batch 8, then each one's largest batch. Each further search is its own command
+# (a timeout loses one figure, not all), with more time.
 step_capacity() {
   local STEP_TIMEOUT=${STEP_TIMEOUT:-300}
-  record dpunet_b8_largest_plain "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing off --max-batch
+  record dpunet_b8_largest_min_memory "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing both \
+    --policy min_memory --max-batch
   record dpunet_b8_largest "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing on --policy all \
     --max-batch
-  # Every block but the last decoder block and outc: all's peak for less recomputation.
-  record dpunet_b8_largest_min_memory "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing on \
-    --policy min_memory --max-batch
   # Only the BatchNorm+ReLU outputs recomputed: the plain step's memory less one map per block.
   record dpunet_b8_largest_norm_relu "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing on \
     --policy norm_relu --max-batch
   record dpunet_b16 "$dpunet" bench train "${common[@]}" --batch 16 --checkpointing off
   record dpunet_b24 "$dpunet" bench train "${common[@]}" --batch 24 --checkpointing off
+  record dpunet_b32 "$dpunet" bench train "${common[@]}" --batch 32 --checkpointing off
   record dpunet_valid_b8 "$dpunet" bench train --size 572 --padding valid --precision bf16 --batch 8 \
     ${PEAK_TFLOPS:+--peak-tflops "$PEAK_TFLOPS"} --checkpointing both
 }
