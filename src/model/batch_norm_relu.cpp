@@ -49,8 +49,9 @@ class BatchNormReluFunction : public torch::autograd::Function<BatchNormReluFunc
  public:
   // `reuse`: {mean, invstd} this x's statistics computed before (a checkpointed block's
   // first forward), or empty to compute them (and update the running statistics).
-  // `computed` receives the statistics used. With `reuse` and `write_output` false, the
-  // output is left unwritten (OutputUse::kGradientOnly): backward does not read it.
+  // `computed` receives the statistics used. With statistics in `reuse` and
+  // `write_output` false, the output is left unwritten (OutputUse::kGradientOnly):
+  // backward does not read it.
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
                                const torch::Tensor& weight, const torch::Tensor& bias, torch::Tensor running_mean,
                                torch::Tensor running_var, double momentum, double eps,

@@ -7,7 +7,6 @@
 #include <torch/torch.h>
 
 #include "common/error.h"
-#include "common/recompute_tape.h"
 #include "model/autocast_state.h"
 #include "model/batch_norm_relu.h"
 
@@ -108,11 +107,7 @@ bool plain_zero_padded(const torch::nn::Conv2dImpl& conv) {
 
 torch::Tensor norm_relu_conv(const torch::Tensor& x, torch::nn::BatchNorm2dImpl& bn, torch::nn::Conv2dImpl& conv,
                              bool allow_fused) {
-  // A checkpointed block's recomputation keeps the map: the nested backward that follows
-  // at once needs it two nodes later, so recomputing it again would only cost a pass.
-  const RecomputeTape* tape = RecomputeTape::active();
-  const bool recomputing_block = tape != nullptr && tape->replaying();
-  const bool saves = !recomputing_block && torch::GradMode::is_enabled() && bn.is_training() && bn.options.affine() &&
+  const bool saves = torch::GradMode::is_enabled() && bn.is_training() && bn.options.affine() &&
                      bn.options.track_running_stats() && plain_zero_padded(conv);
   if (!saves) return conv.forward(batch_norm_relu(x, bn, allow_fused));
   // An undefined tensor cannot be an autograd function's input: no bias is nullopt.

@@ -13,9 +13,8 @@ namespace dpunet::model {
 
 // Values, gradients and running statistics are those of
 // conv.forward(batch_norm_relu(x, bn, allow_fused)), which also runs instead wherever
-// nothing would be saved (grad mode off, BatchNorm in eval mode), the convolution is not
-// a plain zero-padded one, or a checkpointed block is being recomputed (its backward
-// follows at once).
+// nothing would be saved (grad mode off, BatchNorm in eval mode) or the convolution is not
+// a plain zero-padded one.
 torch::Tensor norm_relu_conv(const torch::Tensor& x, torch::nn::BatchNorm2dImpl& bn, torch::nn::Conv2dImpl& conv,
                              bool allow_fused = true);
 

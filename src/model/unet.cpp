@@ -17,9 +17,9 @@ std::string shape_string(const torch::Tensor& x) {
   return out.str();
 }
 
-// A checkpointed block's run function is called twice: in forward, where the next block
-// reads its output, and in backward's recomputation, where the output only roots the
-// nested backward and its last normalise pass can be skipped.
+// A checkpointed block's run function runs in forward, where the next block reads its
+// output, and in backward's recomputation, where the output only roots the nested
+// backward that follows (model/output_use.h).
 OutputUse block_output_use() {
   const RecomputeTape* tape = RecomputeTape::active();
   return tape != nullptr && tape->replaying() ? OutputUse::kGradientOnly : OutputUse::kRead;

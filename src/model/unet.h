@@ -47,7 +47,8 @@ class UnetImpl : public torch::nn::Module {
 
   // Turns activation checkpointing on (for the blocks `policy` selects) or off (all).
   // Every policy also recomputes each DoubleConv's first BatchNorm+ReLU output in
-  // backward (recompute_norm_outputs).
+  // backward (recompute_norm_outputs), except while a checkpointed block is recomputed:
+  // its backward follows at once, and the map is kept.
   void use_checkpointing(bool enabled = true, CheckpointPolicy policy = CheckpointPolicy::kBalanced);
   // In every DoubleConv with BatchNorm, the second convolution's input is recomputed in
   // backward from the BatchNorm input (model/norm_relu_conv.h) rather than kept: one

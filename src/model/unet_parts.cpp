@@ -69,8 +69,11 @@ DoubleConvImpl::DoubleConvImpl(int64_t in_channels, int64_t out_channels, int64_
 torch::Tensor DoubleConvImpl::run(const torch::Tensor& x, OutputUse use) {
   if (!norm1_) return double_conv_->forward(x);
   const torch::Tensor h = conv1_->forward(x);
-  const torch::Tensor z = recompute_norm_output_ ? norm_relu_conv(h, *norm1_, *conv2_, fuse_norm_relu_)
-                                                 : conv2_->forward(batch_norm_relu(h, *norm1_, fuse_norm_relu_));
+  // Recomputed as a checkpointed block, its backward follows at once and would need the
+  // first BatchNorm+ReLU output two nodes later: kept, not recomputed a second time.
+  const bool recompute_norm_output = recompute_norm_output_ && use == OutputUse::kRead;
+  const torch::Tensor z = recompute_norm_output ? norm_relu_conv(h, *norm1_, *conv2_, fuse_norm_relu_)
+                                                : conv2_->forward(batch_norm_relu(h, *norm1_, fuse_norm_relu_));
   return batch_norm_relu(z, *norm2_, fuse_norm_relu_, /*statistics=*/nullptr, use);
 }
 

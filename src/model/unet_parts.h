@@ -32,7 +32,8 @@ class DoubleConvImpl : public torch::nn::Module {
   torch::Tensor run(const torch::Tensor& x, OutputUse use);
 
   // With BatchNorm: the second convolution's input, the first BatchNorm+ReLU output, is
-  // recomputed in backward instead of kept (model/norm_relu_conv.h). Other norms keep it.
+  // recomputed in backward instead of kept (model/norm_relu_conv.h), except in a run with
+  // OutputUse::kGradientOnly, whose backward follows at once. Other norms keep it.
   void recompute_norm_output(bool enabled) { recompute_norm_output_ = enabled && norm1_ != nullptr; }
   bool recomputes_norm_output() const { return recompute_norm_output_; }
 

@@ -10,7 +10,6 @@
 #include "support/catch.h"
 
 #include "common/autocast_scope.h"
-#include "common/recompute_tape.h"
 #include "model/batch_norm_relu.h"
 #include "model/norm_relu_conv.h"
 #include "support/own_kernels.h"
@@ -107,24 +106,6 @@ TEST_CASE("norm_relu_conv in eval mode or without grad is the plain composition"
   const torch::Tensor z = norm_relu_conv(x.requires_grad_(true), *a.norm, *a.conv);
   CHECK(torch::equal(z, b.conv->forward(b.norm->forward(x).relu())));
   CHECK(torch::equal(a.norm->num_batches_tracked, b.norm->num_batches_tracked));
-}
-
-TEST_CASE("norm_relu_conv inside a checkpointed block's recomputation keeps the map", "[model]") {
-  // Its backward follows at once there: recomputing the map again would cost a pass for
-  // no memory.
-  torch::manual_seed(6);
-  const torch::Tensor x = torch::randn({2, 8, 6, 6});
-  Layers l = make_layers(8, 4, false, x);
-  dpunet::RecomputeTape tape;
-  {
-    dpunet::RecomputeTape::Scope recording(tape, /*replay=*/false);
-    torch::NoGradGuard no_grad;  // as the checkpoint's first forward runs
-    norm_relu_conv(x, *l.norm, *l.conv);
-  }
-  dpunet::RecomputeTape::Scope replaying(tape, /*replay=*/true);
-  const torch::Tensor input = x.detach().requires_grad_(true);
-  const torch::Tensor z = norm_relu_conv(input, *l.norm, *l.conv);
-  CHECK(z.grad_fn()->name().find("NormReluConvFunction") == std::string::npos);
 }
 
 TEST_CASE("norm_relu_conv equals the convolution of fused batch_norm_relu bit for bit under bf16 autocast", "[gpu]") {

@@ -8,8 +8,10 @@
 
 #include "common/error.h"
 #include "model/unet.h"
+#include "model/unet_parts.h"
 
 using dpunet::model::CheckpointPolicy;
+using dpunet::model::OutputUse;
 using dpunet::model::Padding;
 using dpunet::model::Unet;
 using dpunet::model::UnetOptions;
@@ -177,6 +179,49 @@ TEST_CASE("Unet recomputing BatchNorm+ReLU outputs in backward changes no bit", 
         train_step(o, size, [](Unet& n) { n->use_checkpointing(true, CheckpointPolicy::kAll); });
     require_identical(blocks_and_norm, blocks_only);
   }
+}
+
+namespace {
+
+// Whether an autograd node named `name` lies anywhere behind `t`.
+bool graph_has(const torch::Tensor& t, const std::string& name) {
+  std::vector<torch::autograd::Node*> pending{t.grad_fn().get()};
+  std::set<torch::autograd::Node*> seen;
+  while (!pending.empty()) {
+    torch::autograd::Node* node = pending.back();
+    pending.pop_back();
+    if (node == nullptr || !seen.insert(node).second) continue;
+    if (node->name().find(name) != std::string::npos) return true;
+    for (const auto& edge : node->next_edges()) pending.push_back(edge.function.get());
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("a DoubleConv run for its gradient only keeps its first BatchNorm+ReLU output", "[model][checkpoint]") {
+  // As a checkpointed block is recomputed: its backward follows at once, so recomputing
+  // the map a second time there would cost a pass and save nothing.
+  torch::manual_seed(8);
+  dpunet::model::DoubleConv block(4, 8, 8, dpunet::model::ConvStyle{});
+  block->recompute_norm_output(true);
+  const torch::Tensor x = torch::randn({2, 4, 12, 12});
+  const torch::Tensor dy = torch::randn({2, 8, 12, 12});
+  auto step = [&](OutputUse use) {
+    block->zero_grad();
+    const torch::Tensor y = block->run(x, use);
+    const bool recomputes = graph_has(y, "NormReluConvFunction");
+    y.backward(dy);
+    std::vector<torch::Tensor> values{y.detach()};
+    for (const auto& p : block->parameters()) values.push_back(p.grad().clone());
+    return std::make_pair(recomputes, values);
+  };
+  const auto [read_recomputes, read] = step(OutputUse::kRead);
+  const auto [gradient_only_recomputes, gradient_only] = step(OutputUse::kGradientOnly);
+  CHECK(read_recomputes);
+  CHECK_FALSE(gradient_only_recomputes);
+  REQUIRE(read.size() == gradient_only.size());
+  for (size_t i = 0; i < read.size(); ++i) CHECK(torch::equal(read[i], gradient_only[i]));
 }
 
 TEST_CASE("Unet checkpointing matches with valid padding and group norm", "[model][checkpoint]") {
