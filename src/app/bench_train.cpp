@@ -201,8 +201,7 @@ double timed_step_ms(Step& s, const BenchTrainArgs& a, int64_t warmup, MemoryPro
   return slowest_rank((now_ms() - start) / static_cast<double>(a.steps));
 }
 
-// Step time at `batch` (the largest that fits), for comparing time per sample at each
-// variant's own largest batch; null when the timed steps no longer fit (fragmentation).
+// Step time at `batch`; null when the timed steps do not fit.
 nlohmann::json step_ms_at(const BenchTrainArgs& a, dist::Context& context, dist::Communicator& comm, bool checkpointed,
                           int64_t batch) {
   try {
@@ -211,6 +210,29 @@ nlohmann::json step_ms_at(const BenchTrainArgs& a, dist::Context& context, dist:
   } catch (const c10::Error& e) {
     if (!is_out_of_memory(e)) throw;
     return nullptr;
+  }
+}
+
+double train_flops_per_sample(const BenchTrainArgs& a) {
+  return 3.0 * model::unet_forward_flops(unet_options(a), a.size);  // backward counts twice forward
+}
+
+// Time per sample and FLOP utilisation at a variant's own largest batch, or as near it as
+// a timed run fits (common/largest_batch_search.h: batches_to_time). One process.
+void time_largest_batch(const BenchTrainArgs& a, dist::Context& context, dist::Communicator& comm, bool checkpointed,
+                        const MemoryProbe& memory, int64_t largest, double peak_tflops, nlohmann::json& row) {
+  row["largest_batch_step_ms"] = nullptr;
+  for (const int64_t batch : batches_to_time(largest)) {
+    memory.release_cached();
+    const nlohmann::json ms = step_ms_at(a, context, comm, checkpointed, batch);
+    if (ms.is_null()) continue;
+    const double samples_per_s = static_cast<double>(batch) * 1000.0 / ms.get<double>();
+    row["largest_batch_timed"] = batch;  // what the figures below are of
+    row["largest_batch_step_ms"] = ms;
+    row["largest_batch_ms_per_sample"] = ms.get<double>() / static_cast<double>(batch);
+    row["largest_batch_samples_per_s"] = samples_per_s;
+    if (peak_tflops > 0) row["largest_batch_mfu"] = train_flops_per_sample(a) * samples_per_s / 1e12 / peak_tflops;
+    return;
   }
 }
 
@@ -226,7 +248,7 @@ nlohmann::json measure_step(const BenchTrainArgs& a, dist::Context& context, dis
     for (size_t k = 0; k < 4; ++k) phases[k].push_back(p[k]);
   }
   const double samples_per_s = static_cast<double>(a.batch * context.world_size()) * 1000.0 / step_ms;
-  const double train_flops = 3.0 * model::unet_forward_flops(unet_options(a), a.size);  // per sample
+  const double train_flops = train_flops_per_sample(a);
   std::vector<std::string> recomputed;  // as the model has it, not as asked
   for (const auto& block : s.net->block_names()) {
     if (s.net->is_checkpointed(block)) recomputed.push_back(block);
@@ -277,9 +299,7 @@ nlohmann::json run_variant(const BenchTrainArgs& a, dist::Context& context, dist
     memory.release_cached();
     const int64_t largest = largest_batch(a, context, comm, checkpointed, memory, timed_peak_bytes);
     row["largest_batch"] = largest;
-    const nlohmann::json ms = largest > 0 ? step_ms_at(a, context, comm, checkpointed, largest) : nullptr;
-    row["largest_batch_step_ms"] = ms;
-    if (!ms.is_null()) row["largest_batch_ms_per_sample"] = ms.get<double>() / static_cast<double>(largest);
+    time_largest_batch(a, context, comm, checkpointed, memory, largest, peak_tflops, row);
   }
   return row;
 }
