@@ -130,12 +130,17 @@ TEST_CASE("a U-Net step recomputing BatchNorm+ReLU outputs gives the same bits o
   o.depth = 2;
   // Fused: the kernels' normalise pass again; not fused: ATen's BatchNorm recomputed
   // without running statistics (batch_norm_relu_replay), which must give the same bits.
+  // Checkpointed with the balanced policy (at depth 2: inc alone), so that recomputed
+  // blocks, which keep the map, run beside blocks that recompute it.
   for (bool fused : {true, false}) {
     o.fuse_norm_relu = fused;
     for (bool checkpointed : {false, true}) {
       INFO("fused " << fused << ", checkpointed " << checkpointed);
-      const auto recomputed = dpunet::test::unet_gpu_step(o, 64, checkpointed, /*recompute_norm=*/true);
-      const auto kept = dpunet::test::unet_gpu_step(o, 64, checkpointed, /*recompute_norm=*/false);
+      const auto policy = dpunet::model::CheckpointPolicy::kBalanced;
+      const auto recomputed =
+          dpunet::test::unet_gpu_step(o, 64, checkpointed, /*recompute_norm=*/true, torch::kFloat, policy);
+      const auto kept =
+          dpunet::test::unet_gpu_step(o, 64, checkpointed, /*recompute_norm=*/false, torch::kFloat, policy);
       if (fused) {
         CHECK(recomputed.usage.norm_relu.aten == 0);  // the fused kernels, in every layer
       } else {

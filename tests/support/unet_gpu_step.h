@@ -17,18 +17,20 @@ struct UnetGpuStep {
   model::KernelUsage usage;
 };
 
-// `checkpointed`: every block; `recompute_norm`: BatchNorm+ReLU outputs recomputed in
-// backward (Unet::recompute_norm_outputs). Training's checkpointing does both; they are
-// separate here so that each can be compared with the model without it.
+// `checkpointed`: the blocks `policy` selects (every one by default); `recompute_norm`:
+// BatchNorm+ReLU outputs recomputed in backward (Unet::recompute_norm_outputs). Training's
+// checkpointing does both; they are separate here so that each can be compared with the
+// model without it.
 inline UnetGpuStep unet_gpu_step(const model::UnetOptions& options, int64_t size, bool checkpointed = false,
-                                 bool recompute_norm = false, torch::ScalarType type = torch::kFloat) {
+                                 bool recompute_norm = false, torch::ScalarType type = torch::kFloat,
+                                 model::CheckpointPolicy policy = model::CheckpointPolicy::kAll) {
   auto& context = at::globalContext();
   const bool tf32 = context.allowTF32CuDNN(), deterministic = context.deterministicCuDNN();
   context.setAllowTF32CuDNN(false);
   context.setDeterministicCuDNN(true);
   torch::manual_seed(0);
   model::Unet net(options);
-  if (checkpointed) net->use_checkpointing(true, model::CheckpointPolicy::kAll);
+  if (checkpointed) net->use_checkpointing(true, policy);
   net->recompute_norm_outputs(recompute_norm);
   net->to(torch::kCUDA, type);
   // A one-channel input's NHWC and NCHW strides are the same: without NHWC weights every
