@@ -296,13 +296,14 @@ step_variants() {
 
 # The largest batch that fits with and without checkpointing, and larger batches' MFU.
 # First the issue's target in one process: the plain step and min_memory's (every block
-# but the last decoder block and outc: all's peak for less recomputation) timed side by
-# side at batch 8, then each one's largest batch. Each further search is its own command
-# (a timeout loses one figure, not all), with more time.
+# but the last decoder block and outc: all's peak for less recomputation) timed one after
+# the other at batch 8, then each one's largest batch (two searches: more time, and the
+# JSON comes only at the end). Each further search is its own command (a timeout loses one
+# figure, not all).
 step_capacity() {
+  STEP_TIMEOUT=${STEP_TIMEOUT:-450} record dpunet_b8_largest_min_memory "$dpunet" bench train "${common[@]}" \
+    --batch 8 --checkpointing both --policy min_memory --max-batch
   local STEP_TIMEOUT=${STEP_TIMEOUT:-300}
-  record dpunet_b8_largest_min_memory "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing both \
-    --policy min_memory --max-batch
   record dpunet_b8_largest "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing on --policy all \
     --max-batch
   # Only the BatchNorm+ReLU outputs recomputed: the plain step's memory less one map per block.

@@ -221,6 +221,7 @@ double train_flops_per_sample(const BenchTrainArgs& a) {
 // a timed run fits (common/largest_batch_search.h: batches_to_time). One process.
 void time_largest_batch(const BenchTrainArgs& a, dist::Context& context, dist::Communicator& comm, bool checkpointed,
                         const MemoryProbe& memory, int64_t largest, double peak_tflops, nlohmann::json& row) {
+  row["largest_batch_timed"] = nullptr;
   row["largest_batch_step_ms"] = nullptr;
   for (const int64_t batch : batches_to_time(largest)) {
     memory.release_cached();
@@ -288,20 +289,27 @@ nlohmann::json measure_step(const BenchTrainArgs& a, dist::Context& context, dis
   return row;
 }
 
-nlohmann::json run_variant(const BenchTrainArgs& a, dist::Context& context, dist::Communicator& comm, bool checkpointed,
-                           double peak_tflops) {
+// One variant's timed step at a.batch, against a memory baseline of its own. Its model,
+// optimizer and batch are gone when this returns, and so is the cache they left.
+nlohmann::json measure_variant(const BenchTrainArgs& a, dist::Context& context, dist::Communicator& comm,
+                               bool checkpointed, double peak_tflops) {
   MemoryProbe memory(context.device().str());
   memory.start();
-  // The timed step's model, optimizer and batch are gone before the search starts.
   nlohmann::json row = measure_step(a, context, comm, checkpointed, memory, peak_tflops);
-  if (a.max_batch && context.device().is_cuda()) {
-    const auto timed_peak_bytes = static_cast<int64_t>(row["peak_memory_mb"].get<double>() * 1e6);
-    memory.release_cached();
-    const int64_t largest = largest_batch(a, context, comm, checkpointed, memory, timed_peak_bytes);
-    row["largest_batch"] = largest;
-    time_largest_batch(a, context, comm, checkpointed, memory, largest, peak_tflops, row);
-  }
+  memory.release_cached();
   return row;
+}
+
+// Adds to a variant's `row` the largest batch that fits and the step timed at or near
+// it. One process on a GPU; the device is left with an empty cache.
+void add_capacity(const BenchTrainArgs& a, dist::Context& context, dist::Communicator& comm, bool checkpointed,
+                  double peak_tflops, nlohmann::json& row) {
+  const MemoryProbe memory(context.device().str());
+  const auto timed_peak_bytes = static_cast<int64_t>(row["peak_memory_mb"].get<double>() * 1e6);
+  const int64_t largest = largest_batch(a, context, comm, checkpointed, memory, timed_peak_bytes);
+  row["largest_batch"] = largest;
+  time_largest_batch(a, context, comm, checkpointed, memory, largest, peak_tflops, row);
+  memory.release_cached();
 }
 
 void run(const BenchTrainArgs& a) {
@@ -339,8 +347,14 @@ void run(const BenchTrainArgs& a) {
     s.sync();
   }
   MemoryProbe(context.device().str()).release_cached();
+  // Every variant's step is timed before any search fills the device, each from an empty
+  // cache: the time ratio between variants is taken under the same conditions.
   nlohmann::json rows = nlohmann::json::array();
-  for (const bool checkpointed : variants) rows.push_back(run_variant(a, context, *comm, checkpointed, peak_tflops));
+  for (const bool checkpointed : variants)
+    rows.push_back(measure_variant(a, context, *comm, checkpointed, peak_tflops));
+  if (a.max_batch && context.device().is_cuda()) {
+    for (size_t i = 0; i < variants.size(); ++i) add_capacity(a, context, *comm, variants[i], peak_tflops, rows[i]);
+  }
   if (!context.is_root()) return;
   const nlohmann::json out = {{"benchmark", "train"},
                               {"device", context.device().str()},

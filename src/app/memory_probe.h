@@ -16,7 +16,9 @@ void follow_live_tensors_in_rss();
 class MemoryProbe {
  public:
   explicit MemoryProbe(std::string device);  // "cpu" or "cuda[:N]"
-  // Frees what can be freed, then starts measuring from the current use.
+  // Starts measuring from the current use. On the CPU, where resident memory is what is
+  // measured, freed heap pages are handed back first; on a GPU allocated bytes are
+  // measured, which the allocator's cache does not count.
   void start();
   // Peak bytes in use since start() (or restart_peak()), minus the use at start().
   int64_t peak_above_baseline() const;
