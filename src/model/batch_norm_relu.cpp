@@ -155,6 +155,7 @@ torch::Tensor batch_norm_relu(const torch::Tensor& x, torch::nn::BatchNorm2dImpl
       tape != nullptr && tape->replaying() ? tape->replay_next() : std::vector<torch::Tensor>{};
   std::vector<torch::Tensor> computed;  // stays empty on ATen's path: nothing to reuse
   torch::Tensor y;
+  bool left_unwritten = false;
 #ifdef DPUNET_WITH_CUDA_KERNELS
   if (allow_fused && fused_batch_norm_relu_applies(x, bn)) {
     {
@@ -163,13 +164,15 @@ torch::Tensor batch_norm_relu(const torch::Tensor& x, torch::nn::BatchNorm2dImpl
     }
     const bool reusable = reuse.size() == 2 && reuse[0].numel() == x.size(1) && reuse[0].device() == x.device();
     const std::vector<torch::Tensor> none;
+    left_unwritten = reusable && use == OutputUse::kGradientOnly;
     y = BatchNormReluFunction::apply(x, bn.weight, bn.bias, bn.running_mean, bn.running_var, *bn.options.momentum(),
                                      bn.options.eps(), reusable ? &reuse : &none, &computed,
-                                     /*write_output=*/use == OutputUse::kRead);
+                                     /*write_output=*/!left_unwritten);
   }
 #endif
-  (void)allow_fused, (void)use;
+  (void)allow_fused;
   KernelUsage::note(&KernelUsage::norm_relu, y.defined());
+  if (use == OutputUse::kGradientOnly) KernelUsage::note(&KernelUsage::gradient_only_output, left_unwritten);
   if (!y.defined()) y = bn.forward(x).relu_();
   if (statistics != nullptr) *statistics = computed;
   if (tape != nullptr && !tape->replaying()) tape->record(std::move(computed));

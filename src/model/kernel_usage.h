@@ -15,6 +15,9 @@ struct KernelUsage {
   Count norm_relu;  // BatchNorm+ReLU: fused kernels or ATen's BatchNorm then ReLU
   Count max_pool;   // pooling without indices or ATen's
   Count concat;     // the concatenation's split backward or ATen's cat (when a backward follows)
+  // BatchNorm+ReLU outputs asked for a gradient only (model/output_use.h: a recomputed
+  // checkpointed block's): left unwritten by the fused kernels, or written by ATen's path.
+  Count gradient_only_output;
 
   // The recorder active on this thread, or nullptr.
   static KernelUsage* active();

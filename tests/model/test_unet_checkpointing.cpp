@@ -7,10 +7,12 @@
 #include <set>
 
 #include "common/error.h"
+#include "model/kernel_usage.h"
 #include "model/unet.h"
 #include "model/unet_parts.h"
 
 using dpunet::model::CheckpointPolicy;
+using dpunet::model::KernelUsage;
 using dpunet::model::OutputUse;
 using dpunet::model::Padding;
 using dpunet::model::Unet;
@@ -222,6 +224,24 @@ TEST_CASE("a DoubleConv run for its gradient only keeps its first BatchNorm+ReLU
   CHECK_FALSE(gradient_only_recomputes);
   REQUIRE(read.size() == gradient_only.size());
   for (size_t i = 0; i < read.size(); ++i) CHECK(torch::equal(read[i], gradient_only[i]));
+}
+
+TEST_CASE("a checkpointed Unet asks each recomputed block's output for its gradient only", "[model][checkpoint]") {
+  // Depth 4: nine DoubleConvs (inc, four Down, four Up); outc has no BatchNorm. Counted
+  // during backward's recomputations only: the first forward reads every output. On the
+  // CPU ATen's path writes them all the same (a GPU's fused kernels leave them unwritten).
+  const std::vector<std::pair<CheckpointPolicy, int64_t>> cases{
+      {CheckpointPolicy::kAll, 9}, {CheckpointPolicy::kMinMemory, 8}, {CheckpointPolicy::kNormRelu, 0}};
+  for (const auto& [policy, recomputed_blocks] : cases) {
+    INFO("policy " << static_cast<int>(policy));
+    KernelUsage usage;
+    {
+      const KernelUsage::Scope recording(usage);
+      train_step(small_options(), 68, [policy = policy](Unet& n) { n->use_checkpointing(true, policy); });
+    }
+    CHECK(usage.gradient_only_output.aten == recomputed_blocks);
+    CHECK(usage.gradient_only_output.ours == 0);
+  }
 }
 
 TEST_CASE("Unet checkpointing matches with valid padding and group norm", "[model][checkpoint]") {
