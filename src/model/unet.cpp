@@ -145,17 +145,25 @@ void UnetImpl::check_input(const torch::Tensor& x) const {
 
 torch::Tensor UnetImpl::forward(const torch::Tensor& x) {
   check_input(x);
+  using Inputs = std::vector<torch::Tensor>;
   size_t block = 0;  // index into checkpointed_, in block_names() order
-  auto run = [&](auto& module, const torch::Tensor& in) {
-    if (!checkpointed_[block++]) return module->forward(in);
-    auto fn = [&module](const std::vector<torch::Tensor>& v) {
-      return std::vector<torch::Tensor>{module->run(v[0], block_output_use())};
+  // The next block on `in`: `call(inputs, use)` runs it, through a checkpoint when selected.
+  auto run = [&](torch::nn::Module& module, const Inputs& in, auto call) {
+    if (!checkpointed_[block++]) return call(in, OutputUse::kRead);
+    // Kept for backward's recomputation: `call` by value; it refers to the blocks only.
+    auto fn = [call](const std::vector<torch::Tensor>& v) {
+      return std::vector<torch::Tensor>{call(v, block_output_use())};
     };
-    return checkpoint(*module, fn, {in}).front();
+    return checkpoint(module, fn, in).front();
   };
 
-  std::vector<torch::Tensor> skips{run(inc_, x)};  // [N, base * 2^i, H / 2^i, W / 2^i]
-  for (auto& down : downs_) skips.push_back(run(down, skips.back()));
+  // [N, base * 2^i, H / 2^i, W / 2^i]
+  std::vector<torch::Tensor> skips{
+      run(*inc_, {x}, [this](const Inputs& v, OutputUse use) { return inc_->run(v[0], use); })};
+  for (auto& down : downs_) {
+    skips.push_back(
+        run(*down, {skips.back()}, [&down](const Inputs& v, OutputUse use) { return down->run(v[0], use); }));
+  }
 
   // Each skip is dropped once used so inference frees maps as early as it can.
   torch::Tensor y = std::move(skips.back());
@@ -163,16 +171,10 @@ torch::Tensor UnetImpl::forward(const torch::Tensor& x) {
   for (Up& up : ups_) {
     const torch::Tensor skip = std::move(skips.back());
     skips.pop_back();
-    if (checkpointed_[block++]) {
-      auto fn = [&up](const std::vector<torch::Tensor>& in) {
-        return std::vector<torch::Tensor>{up->run(in[0], in[1], block_output_use())};
-      };
-      y = checkpoint(*up, fn, {y, skip}).front();
-    } else {
-      y = up->forward(y, skip);
-    }
+    y = run(*up, {y, skip}, [&up](const Inputs& v, OutputUse use) { return up->run(v[0], v[1], use); });
   }
-  return checkpointed_[block] ? checkpoint(outc_, y) : outc_->forward(y);
+  // outc has no BatchNorm: nothing of it to skip.
+  return run(*outc_, {y}, [this](const Inputs& v, OutputUse) { return outc_->forward(v[0]); });
 }
 
 }  // namespace dpunet::model
