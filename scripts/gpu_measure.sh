@@ -11,18 +11,20 @@
 #                                         binaries, carried along)
 #   scripts/gpu_measure.sh measure OUT [STEP...]
 #                                         on the GPU host: the steps named (default: tests
-#                                         smoke pair variants capacity ddp),
-#                                         results in OUT. Steps: tests (the [gpu] tests),
-#                                         smoke (bf16 572x572 training, resume, predict),
-#                                         pair (bench train next to PyTorch eager and
-#                                         torch.compile), variants (dpunet's kernels
-#                                         off one at a time, every block recomputed),
-#                                         capacity (largest batches, larger
-#                                         batches), profile (kernel time per step next to
-#                                         PyTorch's), ddp (bench ddp on CUDA), cpu_ddp
-#                                         (bench ddp on CPU ranks with spare cores), saves
-#                                         (step time with a checkpoint every 5 steps), fp16
-#                                         (40 training steps in fp16 and in bf16)
+#                                         smoke pair variants capacity ddp), results in
+#                                         OUT. Steps:
+#     tests          the [gpu] tests
+#     smoke          bf16 572x572 training, resume, predict
+#     pair           bench train next to PyTorch eager and torch.compile
+#     compile        the plain step next to torch.compile, then eager
+#     variants       dpunet's kernels off one at a time, every block recomputed
+#     capacity       the checkpointing target: the largest batch with and without it
+#     capacity_more  the other policies' largest batches, larger batches' MFU
+#     profile        kernel time per step next to PyTorch's
+#     ddp            bench ddp on CUDA
+#     cpu_ddp        bench ddp on CPU ranks with spare cores
+#     saves          step time with a checkpoint every 5 steps
+#     fp16           40 training steps in fp16 and in bf16
 #
 # OUT receives gpu_results.jsonl (one JSON object per line: each benchmark's output,
 # tagged) and gpu_log.txt (versions, test and smoke-run logs); the profile step adds
@@ -32,7 +34,7 @@
 # of DEADLINE_S (default 560) seconds from the start, and a benchmark that would start
 # past it is skipped, so the script ends on its own with its results written. All steps
 # take longer than one call: e.g. call 1 `SKIP_COMPILE=1 ... measure OUT tests pair
-# profile ddp`, call 2 `... measure OUT capacity`, call 3 `... measure OUT saves fp16`.
+# profile ddp`, call 2 `... measure OUT capacity`, call 3 `... measure OUT capacity_more saves fp16`.
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 deps=$root/.deps/gpu
@@ -83,6 +85,8 @@ use_deps() {
   # Its zlib plugin does not load against the carried PMIx; large-message compression is
   # all that is lost, and the warning would fill the log at every mpirun.
   export PMIX_MCA_pcompress_base_silence_warning=1
+  # ... and the failed load itself is reported by every process at every start.
+  export PMIX_MCA_mca_base_component_show_load_errors=none
   export CPATH=$OPAL_PREFIX/include:$OPAL_PREFIX/include/hdf5/serial:${CPATH:-}
   python=$(command -v python3)
 }
@@ -285,6 +289,18 @@ step_pair() {
     --precision bf16 --compile --peak-tflops "$peak")
 }
 
+# dpunet's plain step next to torch.compile's alone (the pair's compile half, for a call with
+# little device time left), then PyTorch eager when time remains.
+step_compile() {
+  record dpunet_b8_plain "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing off
+  local peak
+  peak=$(torch_peak)
+  (cd bench && STEP_TIMEOUT=300 record torch_compile_b8 "$python" pytorch_reference.py --size 572 --batch 8 \
+    --precision bf16 --compile --peak-tflops "$peak")
+  (cd bench && record torch_eager_b8 "$python" pytorch_reference.py --size 572 --batch 8 --precision bf16 \
+    --peak-tflops "$peak")
+}
+
 # dpunet's own kernels one at a time against ATen's, and every block recomputed: what each
 # contributes to the pair's figure.
 step_variants() {
@@ -294,15 +310,18 @@ step_variants() {
   record dpunet_b8_all "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing on --policy all
 }
 
-# The largest batch that fits with and without checkpointing, and larger batches' MFU.
-# First the issue's target in one process: the plain step and min_memory's (every block
-# but the last decoder block and outc: all's peak for less recomputation) timed one after
-# the other at batch 8, then each one's largest batch (two searches: more time, and the
-# JSON comes only at the end). Each further search is its own command (a timeout loses one
-# figure, not all).
+# The issue's checkpointing target in one process: the plain step and min_memory's (every
+# block but the last decoder block and outc: all's peak for less recomputation) timed one
+# after the other at batch 8, then each one's largest batch (two searches, each new batch
+# autotuned by cuDNN: about 400 s on the H200, and the JSON comes only at the end).
 step_capacity() {
-  STEP_TIMEOUT=${STEP_TIMEOUT:-450} record dpunet_b8_largest_min_memory "$dpunet" bench train "${common[@]}" \
+  STEP_TIMEOUT=${STEP_TIMEOUT:-480} record dpunet_b8_largest_min_memory "$dpunet" bench train "${common[@]}" \
     --batch 8 --checkpointing both --policy min_memory --max-batch
+}
+
+# The other policies' largest batches and larger batches' MFU, each its own command (a
+# timeout loses one figure, not all).
+step_capacity_more() {
   local STEP_TIMEOUT=${STEP_TIMEOUT:-300}
   record dpunet_b8_largest "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing on --policy all \
     --max-batch

@@ -165,11 +165,15 @@ bool is_out_of_memory(const c10::Error& e) {
 // timed batch (which fitted) and a guess from its peak memory and the device's free
 // memory (largest_fitting_batch). Each try runs two steps: the optimizer's state appears
 // in the first step's update and is held through the second's forward and backward, as
-// in every step after.
+// in every step after. Each try is kept in `row` (largest_batch_tries: [batch, fitted,
+// seconds]), since every new batch is autotuned anew and the search's time is the
+// capacity run's budget.
 constexpr int64_t kLargestBatchCap = 4096;
 int64_t largest_batch(const BenchTrainArgs& a, dist::Context& context, dist::Communicator& comm, bool checkpointed,
-                      const MemoryProbe& memory, int64_t timed_peak_bytes) {
+                      const MemoryProbe& memory, int64_t timed_peak_bytes, nlohmann::json& row) {
+  nlohmann::json tries = nlohmann::json::array();
   auto fits = [&](int64_t batch) {
+    const double start = now_ms();
     bool fitted = true;
     try {
       Step s = make_step(a, context, comm, checkpointed, batch);
@@ -181,11 +185,15 @@ int64_t largest_batch(const BenchTrainArgs& a, dist::Context& context, dist::Com
       fitted = false;
     }
     memory.release_cached();
+    tries.push_back({batch, fitted, (now_ms() - start) / 1000.0});
     return fitted;
   };
   const int64_t known = std::min(a.batch, kLargestBatchCap);
   const int64_t guess = guess_largest_batch(a.batch, timed_peak_bytes, memory.free_device_bytes(), kLargestBatchCap);
-  return largest_fitting_batch(known, guess, kLargestBatchCap, fits);
+  const int64_t largest = largest_fitting_batch(known, guess, kLargestBatchCap, fits);
+  row["largest_batch_guess"] = guess;
+  row["largest_batch_tries"] = std::move(tries);
+  return largest;
 }
 
 // The slowest rank's mean step time over a.steps steps, after `warmup` untimed ones
@@ -223,10 +231,14 @@ void time_largest_batch(const BenchTrainArgs& a, dist::Context& context, dist::C
                         const MemoryProbe& memory, int64_t largest, double peak_tflops, nlohmann::json& row) {
   row["largest_batch_timed"] = nullptr;
   row["largest_batch_step_ms"] = nullptr;
+  row["largest_batch_untimed"] = nlohmann::json::array();  // tried, but the timed steps did not fit
   for (const int64_t batch : batches_to_time(largest)) {
     memory.release_cached();
     const nlohmann::json ms = step_ms_at(a, context, comm, checkpointed, batch);
-    if (ms.is_null()) continue;
+    if (ms.is_null()) {
+      row["largest_batch_untimed"].push_back(batch);
+      continue;
+    }
     const double samples_per_s = static_cast<double>(batch) * 1000.0 / ms.get<double>();
     row["largest_batch_timed"] = batch;  // what the figures below are of
     row["largest_batch_step_ms"] = ms;
@@ -306,7 +318,7 @@ void add_capacity(const BenchTrainArgs& a, dist::Context& context, dist::Communi
                   double peak_tflops, nlohmann::json& row) {
   const MemoryProbe memory(context.device().str());
   const auto timed_peak_bytes = static_cast<int64_t>(row["peak_memory_mb"].get<double>() * 1e6);
-  const int64_t largest = largest_batch(a, context, comm, checkpointed, memory, timed_peak_bytes);
+  const int64_t largest = largest_batch(a, context, comm, checkpointed, memory, timed_peak_bytes, row);
   row["largest_batch"] = largest;
   time_largest_batch(a, context, comm, checkpointed, memory, largest, peak_tflops, row);
   memory.release_cached();
