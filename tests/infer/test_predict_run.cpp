@@ -269,6 +269,43 @@ TEST_CASE("a model trained with SyncBatchNorm predicts and exports like a BatchN
   }
 }
 
+TEST_CASE("predict's --overlap, --normalization and --bilinear change what it computes", "[infer][e2e]") {
+  Trained t;
+  const std::string model = "--checkpoint " + t.checkpoint;
+  const auto plain = predict_into(t.f, model, "plain");
+  INFO(plain.output);
+  REQUIRE(plain.exit_code == 0);
+  auto differs_from_plain = [&](const std::string& out, const std::string& option) {
+    const auto run = predict_into(t.f, model, out, option);
+    INFO(run.output);
+    REQUIRE(run.exit_code == 0);
+    bool differs = false;
+    for (int i = 0; i < 6; ++i)
+      differs = differs || !torch::equal(probabilities_of(t.f, out, i), probabilities_of(t.f, "plain", i));
+    return differs;
+  };
+  // 48x48 images in 32-pixel tiles: the default overlap (0.5) and 0 both place tiles at
+  // 0 and 16 (the last one is moved inside); 0.75 adds one at 8.
+  CHECK(differs_from_plain("overlap", "--overlap 0.75"));
+  // The trained model's inputs are scaled with the training set's statistics; unscaled or
+  // per-image scaled inputs give other probabilities.
+  CHECK(differs_from_plain("unscaled", "--normalization none"));
+  CHECK(differs_from_plain("per_image", "--normalization per_image"));
+  const auto unknown = predict_into(t.f, model, "unknown", "--normalization sideways");
+  CHECK(unknown.exit_code != 0);
+  CHECK_THAT(unknown.output, HasSubstr("sideways"));
+  // --bilinear describes weights: these come from a transposed-convolution model, and a
+  // bilinear U-Net halves its bottom block (down2 at depth 2), whose weights then differ.
+  REQUIRE(run_command(DPUNET_BINARY " export " + t.checkpoint + " " + t.f.dir() / "w.safetensors").exit_code == 0);
+  const std::string weights = "--weights " + t.f.dir() / "w.safetensors";
+  const auto transposed = predict_into(t.f, weights, "transposed");
+  INFO(transposed.output);
+  CHECK(transposed.exit_code == 0);
+  const auto bilinear = predict_into(t.f, weights + " --bilinear", "bilinear");
+  CHECK(bilinear.exit_code != 0);
+  CHECK_THAT(bilinear.output, HasSubstr("do not fit the model") && HasSubstr("down2.maxpool_conv"));
+}
+
 TEST_CASE("an ensemble averages its models' class probabilities, each model seeing the inputs as it was trained",
           "[infer][e2e]") {
   Trained t;
