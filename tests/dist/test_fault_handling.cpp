@@ -77,7 +77,7 @@ TEST_CASE("A job suspended past the stall timeout carries on when resumed", "[di
   const std::string job = "'[d]punet_fault_probe suspend'";
   const JobResult result = dpunet::test::run_command(
       "probe=" DPUNET_FAULT_PROBE "; log=$(mktemp); (timeout 90 " DPUNET_MPI_LAUNCHER
-      " 2 $probe suspend 1 >$log 2>&1; echo exit=$? >>$log) & "
+      " 2 \"$probe\" suspend 1 >$log 2>&1; echo exit=$? >>$log) & "
       "for i in $(seq 1 300); do grep -q 'holding back' $log && break; sleep 0.1; done; sleep 0.3; "
       "pkill -STOP -f " +
       job + "; sleep 5; pkill -CONT -f " + job + "; wait; cat $log; rm -f $log");

@@ -490,8 +490,10 @@ TEST_CASE("ranks that list different images stop together, naming what each sees
     std::filesystem::create_directories((t.f.dir() / name).substr(0, (t.f.dir() / name).rfind('/')));
     dpunet::data::write_png(t.f.dir() / name, image);
   }
-  const std::string predict = DPUNET_BINARY " predict " + t.f.dir().path() + "/in$OMPI_COMM_WORLD_RANK --checkpoint " +
-                              t.checkpoint + " --tile 32 --out " + t.f.dir() / "out";
+  // Inside sh -c '...': the binary in double quotes.
+  const std::string predict = "\"" DPUNET_BINARY_PATH "\" predict " + t.f.dir().path() +
+                              "/in$OMPI_COMM_WORLD_RANK --checkpoint " + t.checkpoint + " --tile 32 --out " +
+                              t.f.dir() / "out";
   const auto run = run_command("OMP_NUM_THREADS=1 " DPUNET_MPI_LAUNCHER " 2 sh -c '" + predict + "' 2>&1");
   INFO(run.output);
   CHECK(run.exit_code != 0);

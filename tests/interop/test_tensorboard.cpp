@@ -24,7 +24,7 @@ TEST_CASE("TensorBoard reads the training and validation curves that metrics.jso
   const auto resumed =
       f.train(1, config + " --resume " + dpunet::checkpoint::CheckpointStore(f.run_dir()).path_for_step(4));
   REQUIRE(resumed.exit_code == 0);
-  const auto read = run_command("'" DPUNET_PYTHON "' " DPUNET_SOURCE_DIR "/tests/interop/read_tensorboard.py " +
+  const auto read = run_command("'" DPUNET_PYTHON "' " DPUNET_SOURCE_DIR_SH "/tests/interop/read_tensorboard.py " +
                                 f.run_dir() + "/tensorboard 2>&1");
   INFO(read.output);
   REQUIRE(read.exit_code == 0);

@@ -16,7 +16,7 @@ namespace {
 
 // Training through launcher/dpunet-launch, interrupted by `action` at step 5.
 dpunet::test::CommandResult interrupt(const TrainFixture& f, const std::string& config, const std::string& action) {
-  return f.interrupt("DPUNET_BIN=" DPUNET_BINARY " OMP_NUM_THREADS=1 " DPUNET_SOURCE_DIR
+  return f.interrupt("DPUNET_BIN=" DPUNET_BINARY " OMP_NUM_THREADS=1 " DPUNET_SOURCE_DIR_SH
                      "/launcher/dpunet-launch -n 2 -- train " +
                          config,
                      "step 5/", action);
@@ -32,7 +32,8 @@ int seconds_of(const std::string& output) {
 TEST_CASE("SIGKILL on one rank ends the job promptly and leaves a checkpoint to resume from", "[train][e2e]") {
   TrainFixture f;
   const std::string config = f.write_config("train: {batch_size: 2, steps: 100000}\ndistributed: {timeout_s: 10}\n");
-  const auto result = interrupt(f, config, "kill -9 $(pgrep -f '^" DPUNET_BINARY " train " + config + "' | tail -1)");
+  const auto result =
+      interrupt(f, config, "kill -9 $(pgrep -f '^" DPUNET_BINARY_PATH " train " + config + "' | tail -1)");
   INFO(result.output << dpunet::read_file(f.log_path()));
   CHECK_THAT(result.output, HasSubstr("exit="));
   CHECK_THAT(result.output, !HasSubstr("exit=0 "));
@@ -68,7 +69,7 @@ TEST_CASE("Ctrl-C at the launcher's terminal checkpoints and exits for requeue",
   // Ctrl-C signals the terminal's foreground process group: here the launcher's own, made
   // with setsid, with SIGINT's default action restored (a background job ignores it).
   const auto result = f.interrupt("setsid env --default-signal=INT DPUNET_BIN=" DPUNET_BINARY
-                                  " OMP_NUM_THREADS=1 " DPUNET_SOURCE_DIR "/launcher/dpunet-launch -n 2 -- train " +
+                                  " OMP_NUM_THREADS=1 " DPUNET_SOURCE_DIR_SH "/launcher/dpunet-launch -n 2 -- train " +
                                       config,
                                   "step 5/", "kill -INT -- -$job");
   const std::string log = dpunet::read_file(f.log_path());
@@ -79,11 +80,11 @@ TEST_CASE("Ctrl-C at the launcher's terminal checkpoints and exits for requeue",
 }
 
 TEST_CASE("the launcher's dry run and errors", "[train][e2e]") {
-  const std::string launch = "DPUNET_BIN=" DPUNET_BINARY " " DPUNET_SOURCE_DIR "/launcher/dpunet-launch ";
+  const std::string launch = "DPUNET_BIN=" DPUNET_BINARY " " DPUNET_SOURCE_DIR_SH "/launcher/dpunet-launch ";
   const auto dry = dpunet::test::run_command(launch + "-n 3 --dry-run -- train c.yaml 2>&1");
   CHECK(dry.exit_code == 0);
   CHECK_THAT(dry.output,
-             HasSubstr("mpirun -np 3") && HasSubstr(DPUNET_BINARY " train c.yaml") && HasSubstr("OMP_NUM_THREADS="));
+             HasSubstr("mpirun -np 3") && HasSubstr("/dpunet train c.yaml") && HasSubstr("OMP_NUM_THREADS="));
   const auto gpus = dpunet::test::run_command(launch + "--gpus 0 -n 2 --dry-run -- train c.yaml 2>&1");
   CHECK(gpus.exit_code == 2);
   CHECK_THAT(gpus.output, HasSubstr("2 ranks but 1 GPU"));
@@ -102,7 +103,7 @@ TEST_CASE("the launcher's dry run and errors", "[train][e2e]") {
   const auto bad_hosts = dpunet::test::run_command(launch + "--hosts a,b -- train c.yaml 2>&1");
   CHECK(bad_hosts.exit_code == 2);
   CHECK_THAT(bad_hosts.output, HasSubstr("HOST:SLOTS"));
-  const auto missing = dpunet::test::run_command("DPUNET_BIN=/nonexistent " DPUNET_SOURCE_DIR
+  const auto missing = dpunet::test::run_command("DPUNET_BIN=/nonexistent " DPUNET_SOURCE_DIR_SH
                                                  "/launcher/dpunet-launch -- train c.yaml 2>&1");
   CHECK(missing.exit_code == 2);
   CHECK_THAT(missing.output, HasSubstr("no dpunet binary at /nonexistent"));
@@ -115,7 +116,7 @@ TEST_CASE("the launcher's dry run and errors", "[train][e2e]") {
   CHECK(help.exit_code == 0);
   CHECK_THAT(help.output, HasSubstr("Environment: DPUNET_BIN") && !HasSubstr("pipefail"));
   // The batch script checks its arguments before it starts anything.
-  const std::string sbatch = "cd " DPUNET_SOURCE_DIR " && SLURM_JOB_NAME=t SLURM_JOB_ID=1 bash slurm/train.sbatch ";
+  const std::string sbatch = "cd " DPUNET_SOURCE_DIR_SH " && SLURM_JOB_NAME=t SLURM_JOB_ID=1 bash slurm/train.sbatch ";
   const auto set_first = dpunet::test::run_command(sbatch + "--set train.steps=5 2>&1");
   CHECK(set_first.exit_code == 2);
   CHECK_THAT(set_first.output, HasSubstr("the first argument is the config file, got '--set'"));
@@ -186,7 +187,7 @@ TEST_CASE("the launcher's dry run and errors", "[train][e2e]") {
 
 // A launch that fails before any rank starts would be silent under --quiet (Open MPI 4).
 TEST_CASE("the launcher explains a launch that started no rank", "[train][e2e]") {
-  const std::string launch = "DPUNET_BIN=" DPUNET_BINARY " " DPUNET_SOURCE_DIR "/launcher/dpunet-launch ";
+  const std::string launch = "DPUNET_BIN=" DPUNET_BINARY " " DPUNET_SOURCE_DIR_SH "/launcher/dpunet-launch ";
   const auto version = dpunet::test::run_command("mpirun --version 2>&1");
   if (version.output.find("Open MPI) 4.") == std::string::npos) {
     WARN("skipped: needs Open MPI 4's mpirun (--quiet)");
@@ -206,7 +207,7 @@ TEST_CASE("the launcher explains a launch that started no rank", "[train][e2e]")
 TEST_CASE("train.sbatch stops after too many starts without progress", "[train][e2e]") {
   TrainFixture f;
   const std::string run_dir = f.dir() / "sbatch-run";
-  const std::string sbatch = "cd " DPUNET_SOURCE_DIR " && mkdir -p " + run_dir + " && echo 3 >" + run_dir +
+  const std::string sbatch = "cd " DPUNET_SOURCE_DIR_SH " && mkdir -p " + run_dir + " && echo 3 >" + run_dir +
                              "/slurm-starts-without-progress && SLURM_JOB_NAME=t SLURM_JOB_ID=1 SLURM_NTASKS=2 "
                              "DPUNET_MAX_RESTARTS=2 DPUNET_RUN_DIR=" +
                              run_dir + " bash slurm/train.sbatch configs/quickstart.yaml 2>&1";

@@ -318,7 +318,7 @@ TEST_CASE("a signal under mpirun checkpoints every rank's work and exits for req
   command = command.substr(0, command.rfind(" 2>&1"));
   const std::string kill = target == "mpirun"
                                ? "kill -USR1 $(pgrep -P $job)"  // timeout's child is mpirun
-                               : "kill -TERM $(pgrep -f '^" DPUNET_BINARY " train " + config + "' | head -1)";
+                               : "kill -TERM $(pgrep -f '^" DPUNET_BINARY_PATH " train " + config + "' | head -1)";
   const auto result = f.interrupt(command, "step 3/", kill);
   const std::string output = dpunet::read_file(f.log_path());
   INFO(output);
@@ -431,7 +431,7 @@ TEST_CASE("bad training input gives one clear error", "[train][e2e]") {
     // Rank 1 is given a path that does not exist there (a node-local path on one node).
     const std::string config = f.write_config();
     const std::string per_rank = "sh -c 'if [ \"$OMPI_COMM_WORLD_RANK\" = 1 ]; then c=" + f.dir() / "elsewhere.yaml" +
-                                 "; else c=" + config + "; fi; exec " DPUNET_BINARY " train $c'";
+                                 "; else c=" + config + "; fi; exec \"" DPUNET_BINARY_PATH "\" train $c'";
     const auto result =
         dpunet::test::run_command("OMP_NUM_THREADS=1 timeout 120 " DPUNET_MPI_LAUNCHER " 2 " + per_rank + " 2>&1");
     INFO(result.output);
