@@ -313,7 +313,8 @@ step_variants() {
 # The checkpointing target in one process: the plain step and min_memory's (every
 # block but the last decoder block and outc: all's peak for less recomputation) timed one
 # after the other at batch 8, then each one's largest batch (two searches, each new batch
-# autotuned by cuDNN: about 400 s on the H200, and the JSON comes only at the end).
+# autotuned by cuDNN: about 390 s on the H200 with two-step tries, and the JSON comes
+# only at the end; each try is said on stderr, in the log).
 step_capacity() {
   STEP_TIMEOUT=${STEP_TIMEOUT:-480} record dpunet_b8_largest_min_memory "$dpunet" bench train "${common[@]}" \
     --batch 8 --checkpointing both --policy min_memory --max-batch

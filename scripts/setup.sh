@@ -43,9 +43,9 @@ install_system_packages() {
 
 # A LibTorch the user already points CMake at wins over the wheel.
 user_libtorch() {
-  local d
-  local prefixes=${CMAKE_PREFIX_PATH:-}
-  for d in ${Torch_DIR:-} ${prefixes//:/ }; do
+  local d prefixes=()
+  IFS=: read -r -a prefixes <<<"${CMAKE_PREFIX_PATH:-}"
+  for d in ${Torch_DIR:+"$Torch_DIR"} "${prefixes[@]}"; do
     [ -f "$d/TorchConfig.cmake" ] || [ -f "$d/share/cmake/Torch/TorchConfig.cmake" ] && return 0
   done
   return 1

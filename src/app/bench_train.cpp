@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <chrono>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "app/bench_commands.h"
@@ -161,41 +162,6 @@ bool is_out_of_memory(const c10::Error& e) {
   return message.find("out of memory") != std::string::npos || message.find("ALLOC_FAILED") != std::string::npos;
 }
 
-// The largest batch that fits, GPU only, at most kLargestBatchCap: searched from the
-// timed batch (which fitted) and a guess from its peak memory and the device's free
-// memory (largest_fitting_batch). Each try runs two steps: the optimizer's state appears
-// in the first step's update and is held through the second's forward and backward, as
-// in every step after. Each try is kept in `row` (largest_batch_tries: [batch, fitted,
-// seconds]), since every new batch is autotuned anew and the search's time is the
-// capacity run's budget.
-constexpr int64_t kLargestBatchCap = 4096;
-int64_t largest_batch(const BenchTrainArgs& a, dist::Context& context, dist::Communicator& comm, bool checkpointed,
-                      const MemoryProbe& memory, int64_t timed_peak_bytes, nlohmann::json& row) {
-  nlohmann::json tries = nlohmann::json::array();
-  auto fits = [&](int64_t batch) {
-    const double start = now_ms();
-    bool fitted = true;
-    try {
-      Step s = make_step(a, context, comm, checkpointed, batch);
-      s.run();
-      s.run();
-      s.sync();
-    } catch (const c10::Error& e) {
-      if (!is_out_of_memory(e)) throw;
-      fitted = false;
-    }
-    memory.release_cached();
-    tries.push_back({batch, fitted, (now_ms() - start) / 1000.0});
-    return fitted;
-  };
-  const int64_t known = std::min(a.batch, kLargestBatchCap);
-  const int64_t guess = guess_largest_batch(a.batch, timed_peak_bytes, memory.free_device_bytes(), kLargestBatchCap);
-  const int64_t largest = largest_fitting_batch(known, guess, kLargestBatchCap, fits);
-  row["largest_batch_guess"] = guess;
-  row["largest_batch_tries"] = std::move(tries);
-  return largest;
-}
-
 // The slowest rank's mean step time over a.steps steps, after `warmup` untimed ones
 // (the memory peak, if measured, is restarted after them).
 double timed_step_ms(Step& s, const BenchTrainArgs& a, int64_t warmup, MemoryProbe* memory = nullptr) {
@@ -223,30 +189,6 @@ nlohmann::json step_ms_at(const BenchTrainArgs& a, dist::Context& context, dist:
 
 double train_flops_per_sample(const BenchTrainArgs& a) {
   return 3.0 * model::unet_forward_flops(unet_options(a), a.size);  // backward counts twice forward
-}
-
-// Time per sample and FLOP utilisation at a variant's own largest batch, or as near it as
-// a timed run fits (common/largest_batch_search.h: batches_to_time). One process.
-void time_largest_batch(const BenchTrainArgs& a, dist::Context& context, dist::Communicator& comm, bool checkpointed,
-                        const MemoryProbe& memory, int64_t largest, double peak_tflops, nlohmann::json& row) {
-  row["largest_batch_timed"] = nullptr;
-  row["largest_batch_step_ms"] = nullptr;
-  row["largest_batch_untimed"] = nlohmann::json::array();  // tried, but the timed steps did not fit
-  for (const int64_t batch : batches_to_time(largest)) {
-    memory.release_cached();
-    const nlohmann::json ms = step_ms_at(a, context, comm, checkpointed, batch);
-    if (ms.is_null()) {
-      row["largest_batch_untimed"].push_back(batch);
-      continue;
-    }
-    const double samples_per_s = static_cast<double>(batch) * 1000.0 / ms.get<double>();
-    row["largest_batch_timed"] = batch;  // what the figures below are of
-    row["largest_batch_step_ms"] = ms;
-    row["largest_batch_ms_per_sample"] = ms.get<double>() / static_cast<double>(batch);
-    row["largest_batch_samples_per_s"] = samples_per_s;
-    if (peak_tflops > 0) row["largest_batch_mfu"] = train_flops_per_sample(a) * samples_per_s / 1e12 / peak_tflops;
-    return;
-  }
 }
 
 // The timed step at a.batch: time, breakdown, memory, FLOP utilisation, and a profile.
@@ -312,16 +254,50 @@ nlohmann::json measure_variant(const BenchTrainArgs& a, dist::Context& context, 
   return row;
 }
 
-// Adds to a variant's `row` the largest batch that fits and the step timed at or near
-// it. One process on a GPU; the device is left with an empty cache.
+// Adds to a variant's `row` the largest batch whose timed run fits, GPU only, at most
+// kLargestBatchCap, with that run's step time, samples/s and FLOP utilisation. Searched
+// from the timed batch (which fitted) and a guess from its peak memory and the device's
+// free memory (largest_fitting_batch). A try is the timed run itself (warm-up and
+// a.steps steps): near the device's limit two steps fitted where more did not (the
+// H200's 164 and 341, docs/benchmarks.md), so a shorter try reports a batch that
+// training cannot hold. Each try is listed (largest_batch_tries: [batch, fitted,
+// seconds]) and said on stderr as it ends: every new batch is autotuned anew, and a
+// search cut off by a timeout still leaves its tries in the log. One process; the device
+// is left with an empty cache.
+constexpr int64_t kLargestBatchCap = 4096;
 void add_capacity(const BenchTrainArgs& a, dist::Context& context, dist::Communicator& comm, bool checkpointed,
                   double peak_tflops, nlohmann::json& row) {
   const MemoryProbe memory(context.device().str());
+  const std::string variant = row["checkpointing"].get<std::string>();
+  std::map<int64_t, double> step_ms;  // of each try that fitted
+  nlohmann::json tries = nlohmann::json::array();
+  auto fits = [&](int64_t batch) {
+    const double start = now_ms();
+    const nlohmann::json ms = step_ms_at(a, context, comm, checkpointed, batch);
+    memory.release_cached();
+    const double seconds = (now_ms() - start) / 1000.0;
+    if (!ms.is_null()) step_ms[batch] = ms.get<double>();
+    tries.push_back({batch, !ms.is_null(), seconds});
+    std::cerr << "bench train: largest batch, checkpointing " << variant << ": batch " << batch
+              << (ms.is_null() ? " does not fit" : " fits") << " (" << seconds << " s)" << std::endl;
+    return !ms.is_null();
+  };
   const auto timed_peak_bytes = static_cast<int64_t>(row["peak_memory_mb"].get<double>() * 1e6);
-  const int64_t largest = largest_batch(a, context, comm, checkpointed, memory, timed_peak_bytes, row);
+  const int64_t guess = guess_largest_batch(a.batch, timed_peak_bytes, memory.free_device_bytes(), kLargestBatchCap);
+  const int64_t largest = largest_fitting_batch(std::min(a.batch, kLargestBatchCap), guess, kLargestBatchCap, fits);
+  // The search takes the batch already timed as fitting without trying it again.
+  if (largest > 0 && step_ms.count(largest) == 0) fits(largest);
   row["largest_batch"] = largest;
-  time_largest_batch(a, context, comm, checkpointed, memory, largest, peak_tflops, row);
-  memory.release_cached();
+  row["largest_batch_guess"] = guess;
+  row["largest_batch_tries"] = std::move(tries);
+  row["largest_batch_step_ms"] = nullptr;
+  const auto timed = step_ms.find(largest);
+  if (timed == step_ms.end()) return;
+  const double samples_per_s = static_cast<double>(largest) * 1000.0 / timed->second;
+  row["largest_batch_step_ms"] = timed->second;
+  row["largest_batch_ms_per_sample"] = timed->second / static_cast<double>(largest);
+  row["largest_batch_samples_per_s"] = samples_per_s;
+  if (peak_tflops > 0) row["largest_batch_mfu"] = train_flops_per_sample(a) * samples_per_s / 1e12 / peak_tflops;
 }
 
 void run(const BenchTrainArgs& a) {

@@ -58,13 +58,4 @@ int64_t guess_largest_batch(int64_t timed_batch, int64_t peak_bytes, int64_t fre
   return static_cast<int64_t>(std::min(guess, static_cast<double>(cap)));
 }
 
-std::vector<int64_t> batches_to_time(int64_t largest, int tries) {
-  std::vector<int64_t> batches;
-  const int64_t step = std::max<int64_t>(1, largest / 16);
-  for (int64_t batch = largest; batch >= 1 && static_cast<int64_t>(batches.size()) < tries; batch -= step) {
-    batches.push_back(batch);
-  }
-  return batches;
-}
-
 }  // namespace dpunet

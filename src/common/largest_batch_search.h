@@ -1,11 +1,10 @@
 // The search behind `bench train --max-batch`: the largest batch for which a try fits,
 // with as few tries near the answer as a guess allows (each try at a large batch runs
-// two training steps and autotunes cuDNN for the new shape).
+// the timed training steps and autotunes cuDNN for the new shape).
 #pragma once
 
 #include <cstdint>
 #include <functional>
-#include <vector>
 
 namespace dpunet {
 
@@ -21,11 +20,5 @@ int64_t largest_fitting_batch(int64_t known, int64_t guess, int64_t cap, const s
 // over the timed step's peak (model state included, so it errs low), at most `cap`; 0 when
 // either is unknown.
 int64_t guess_largest_batch(int64_t timed_batch, int64_t peak_bytes, int64_t free_bytes, int64_t cap);
-
-// Where to time steps once the search found `largest`, in order until one fits: the
-// largest, then a sixteenth of it (at least 1) less each time, `tries` batches at most,
-// none below 1. A timed run takes more steps than a try of the search, and at the edge of
-// the device's memory the allocator's fragmentation can then run out.
-std::vector<int64_t> batches_to_time(int64_t largest, int tries = 4);
 
 }  // namespace dpunet

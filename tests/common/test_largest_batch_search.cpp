@@ -9,7 +9,6 @@
 
 #include "common/largest_batch_search.h"
 
-using dpunet::batches_to_time;
 using dpunet::guess_largest_batch;
 using dpunet::largest_fitting_batch;
 
@@ -111,13 +110,4 @@ TEST_CASE("the largest-batch search reports 0 when nothing fits and tries nothin
       }
     }
   }
-}
-
-TEST_CASE("the largest batch is timed first, then a sixteenth less each time, never below 1", "[common]") {
-  using Batches = std::vector<int64_t>;
-  CHECK(batches_to_time(164) == Batches{164, 154, 144, 134});
-  CHECK(batches_to_time(32, 2) == Batches{32, 30});
-  CHECK(batches_to_time(3) == Batches{3, 2, 1});
-  CHECK(batches_to_time(1) == Batches{1});
-  CHECK(batches_to_time(0).empty());  // nothing fitted: nothing to time
 }

@@ -19,7 +19,7 @@ work=$(mktemp -d /tmp/dpunet-slurm-test-XXXXXX)
 cleanup() {
   scancel --quiet --name=dpunet-test 2>/dev/null || true
   "$repo/tests/slurm/local_slurm.sh" stop "$work/slurm"
-  [ -n "${DPUNET_KEEP_TEST_DIR:-}" ] && echo "kept $work" || rm -rf "$work"
+  if [ -n "${DPUNET_KEEP_TEST_DIR:-}" ]; then echo "kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 fail() { echo "FAIL: $*"; echo "--- job output:"; cat "$work"/*.out 2>/dev/null; exit 1; }
@@ -172,7 +172,8 @@ echo "PASS: a job at its time limit without the warning checkpointed and was req
 # The launcher in an interactive shell, which is itself a job step holding the
 # allocation's CPUs (srun --pty bash): the ranks' step must overlap it, not wait for it
 # forever. Launched twice (srun -n 2), only the first task starts ranks.
-launch="DPUNET_BIN=$binary $repo/launcher/dpunet-launch --cpu"
+# Quoted for the bash -c command lines below (the clone's path may hold spaces).
+printf -v launch 'DPUNET_BIN=%q %q --cpu' "$binary" "$repo/launcher/dpunet-launch"
 interactive=$(timeout 120 srun --job-name=dpunet-test -n 1 bash -c "$launch -- version" 2>&1) ||
   fail "the launcher inside a job step did not finish: $interactive"
 [ "$(grep -c '^libtorch' <<<"$interactive")" -eq 1 ] || fail "one rank expected inside a 1-task step: $interactive"
