@@ -20,6 +20,7 @@
 #     variants       dpunet's kernels off one at a time, every block recomputed
 #     capacity       the checkpointing target: the largest batch with and without it
 #     capacity_more  the other policies' largest batches, larger batches' MFU
+#     capacity_expandable  capacity under the allocator's expandable segments
 #     profile        kernel time per step next to PyTorch's
 #     ddp            bench ddp on CUDA
 #     cpu_ddp        bench ddp on CPU ranks with spare cores
@@ -318,6 +319,15 @@ step_variants() {
 step_capacity() {
   STEP_TIMEOUT=${STEP_TIMEOUT:-480} record dpunet_b8_largest_min_memory "$dpunet" bench train "${common[@]}" \
     --batch 8 --checkpointing both --policy min_memory --max-batch
+}
+
+# The same under the caching allocator's expandable segments: if fragmentation near the
+# limit is what stops more steps fitting where two did (call 3, docs/benchmarks.md), the
+# largest batches grow here.
+step_capacity_expandable() {
+  PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True STEP_TIMEOUT=${STEP_TIMEOUT:-480} \
+    record dpunet_b8_largest_min_memory_expandable "$dpunet" bench train "${common[@]}" --batch 8 \
+    --checkpointing both --policy min_memory --max-batch
 }
 
 # The other policies' largest batches and larger batches' MFU, each its own command (a
