@@ -23,6 +23,8 @@ cleanup() {
 }
 trap cleanup EXIT
 fail() { echo "FAIL: $*"; echo "--- job output:"; cat "$work"/*.out 2>/dev/null; exit 1; }
+# TEXT as an extended regular expression matching it literally (paths in pgrep patterns).
+regex_literal() { sed 's/[][\.^$|?*+(){}]/\\&/g' <<<"$1"; }
 
 "$repo/tests/slurm/local_slurm.sh" start "$work/slurm"
 case $? in
@@ -145,7 +147,8 @@ echo "PASS: a plain scancel left the job cancelled, its periodic checkpoints in 
 job=$(submit run-fail "$work/train.sbatch" 10) || fail "sbatch refused the script (fifth job)"
 out=$work/dpunet-test-$job.out
 wait_for_line 'step 25/' "$out" || fail "the fifth job did not train to step 25"
-rank=$(pgrep -f -- "^$binary train $work/config.yaml .*run.dir=$work/run-fail" | head -n 1)
+rank=$(pgrep -f -- "^$(regex_literal "$binary train $work/config.yaml ").*run.dir=$(regex_literal "$work/run-fail")" |
+  head -n 1)
 [ -n "$rank" ] || fail "no rank of the fifth job to kill"
 kill -KILL "$rank"
 start_requeued "$job"

@@ -6,6 +6,7 @@
 #include <array>
 #include <chrono>
 #include <cstdio>
+#include <string_view>
 
 #include "common/error.h"
 
@@ -22,6 +23,15 @@ CommandResult run_command(const std::string& command) {
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;
+}
+
+std::string regex_literal(const std::string& text) {
+  std::string literal;
+  for (const char c : text) {
+    if (std::string_view("\\.^$|?*+()[]{}").find(c) != std::string_view::npos) literal += '\\';
+    literal += c;
+  }
+  return literal;
 }
 
 }  // namespace dpunet::test

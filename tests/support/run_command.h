@@ -13,4 +13,8 @@ struct CommandResult {
 
 CommandResult run_command(const std::string& command);
 
+// `text` as an extended regular expression that matches it literally, for `pgrep -f`
+// patterns that hold paths (a clone in ~/c++/ would otherwise not match itself).
+std::string regex_literal(const std::string& text);
+
 }  // namespace dpunet::test
