@@ -24,7 +24,7 @@ using dpunet::test::run_command;
 namespace {
 
 bool python_ready() {
-  return run_command("'" DPUNET_PYTHON "' -c 'import torch, safetensors' 2>/dev/null").exit_code == 0;
+  return run_command(DPUNET_PYTHON " -c 'import torch, safetensors' 2>/dev/null").exit_code == 0;
 }
 
 torch::Tensor read_probabilities(const std::string& file) {
@@ -45,8 +45,8 @@ TEST_CASE("a PyTorch reference model predicts the same through dpunet", "[intero
     return;
   }
   dpunet::test::TempDir dir;
-  const auto made = run_command("'" DPUNET_PYTHON "' " DPUNET_SOURCE_DIR_SH "/tests/interop/reference_model.py " +
-                                dir.path() + " 2>&1");
+  const auto made =
+      run_command(DPUNET_PYTHON " " DPUNET_SOURCE_DIR_SH "/tests/interop/reference_model.py " + dir.path() + " 2>&1");
   INFO(made.output);
   REQUIRE(made.exit_code == 0);
   const auto io = dpunet::checkpoint::read_safetensors(dir / "io.safetensors");
@@ -90,9 +90,8 @@ TEST_CASE("weights exported by dpunet load into the PyTorch reference with stric
   REQUIRE(trained.exit_code == 0);
   const std::string checkpoint = dpunet::checkpoint::CheckpointStore(f.run_dir()).path_for_step(1);
   REQUIRE(run_command(DPUNET_BINARY " export " + checkpoint + " " + f.dir() / "w.safetensors").exit_code == 0);
-  const auto loaded =
-      run_command("'" DPUNET_PYTHON "' " DPUNET_SOURCE_DIR_SH "/tests/interop/reference_model.py --check " +
-                  f.dir() / "w.safetensors" + " 1 3 2>&1");
+  const auto loaded = run_command(DPUNET_PYTHON " " DPUNET_SOURCE_DIR_SH "/tests/interop/reference_model.py --check " +
+                                  f.dir() / "w.safetensors" + " 1 3 2>&1");
   INFO(loaded.output);
   CHECK(loaded.exit_code == 0);
   CHECK_THAT(loaded.output, HasSubstr("loaded"));
@@ -107,9 +106,8 @@ TEST_CASE("a training step at an odd size equals the PyTorch reference's, for bo
   INFO("bilinear " << bilinear);
   dpunet::test::TempDir dir;
   // 37x45: pooling floors 37 -> 18 -> 9 -> 4 -> 2 and the decoder pads unevenly on the way up.
-  const auto made =
-      run_command("'" DPUNET_PYTHON "' " DPUNET_SOURCE_DIR_SH "/tests/interop/reference_model.py --train " +
-                  dir.path() + (bilinear ? " 1" : " 0") + " 37 45 2>&1");
+  const auto made = run_command(DPUNET_PYTHON " " DPUNET_SOURCE_DIR_SH "/tests/interop/reference_model.py --train " +
+                                dir.path() + (bilinear ? " 1" : " 0") + " 37 45 2>&1");
   INFO(made.output);
   REQUIRE(made.exit_code == 0);
   std::map<std::string, torch::Tensor> step;

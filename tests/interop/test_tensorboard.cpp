@@ -14,7 +14,7 @@
 using dpunet::test::run_command;
 
 TEST_CASE("TensorBoard reads the training and validation curves that metrics.jsonl holds", "[interop][e2e]") {
-  if (run_command("'" DPUNET_PYTHON "' -c 'import tensorboard' 2>/dev/null").exit_code != 0) {
+  if (run_command(DPUNET_PYTHON " -c 'import tensorboard' 2>/dev/null").exit_code != 0) {
     WARN("skipped: " DPUNET_PYTHON " cannot import tensorboard");
     return;
   }
@@ -24,7 +24,7 @@ TEST_CASE("TensorBoard reads the training and validation curves that metrics.jso
   const auto resumed =
       f.train(1, config + " --resume " + dpunet::checkpoint::CheckpointStore(f.run_dir()).path_for_step(4));
   REQUIRE(resumed.exit_code == 0);
-  const auto read = run_command("'" DPUNET_PYTHON "' " DPUNET_SOURCE_DIR_SH "/tests/interop/read_tensorboard.py " +
+  const auto read = run_command(DPUNET_PYTHON " " DPUNET_SOURCE_DIR_SH "/tests/interop/read_tensorboard.py " +
                                 f.run_dir() + "/tensorboard 2>&1");
   INFO(read.output);
   REQUIRE(read.exit_code == 0);

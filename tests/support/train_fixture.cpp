@@ -114,4 +114,8 @@ void require_same_weights(const std::string& a, const std::string& b, bool param
   }
 }
 
+std::string training_rank_pattern(const std::string& config) {
+  return "'^" + regex_literal(DPUNET_BINARY_PATH " train " + config) + "'";
+}
+
 }  // namespace dpunet::test

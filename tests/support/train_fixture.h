@@ -34,6 +34,9 @@ class TrainFixture {
   TempDir dir_;
 };
 
+// A shell word for `pgrep -f`: the training ranks started on `config` (a path matched literally).
+std::string training_rank_pattern(const std::string& config);
+
 // A write_config section with no checkpoint by count, at epoch ends or on a new best:
 // the one a stopped run leaves is the stop's own.
 inline const std::string kOnlyStopCheckpoints = "checkpoint: {every_steps: 0, every_epoch: false, keep_best: false}\n";

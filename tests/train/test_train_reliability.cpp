@@ -32,9 +32,8 @@ int seconds_of(const std::string& output) {
 TEST_CASE("SIGKILL on one rank ends the job promptly and leaves a checkpoint to resume from", "[train][e2e]") {
   TrainFixture f;
   const std::string config = f.write_config("train: {batch_size: 2, steps: 100000}\ndistributed: {timeout_s: 10}\n");
-  const auto result = interrupt(
-      f, config,
-      "kill -9 $(pgrep -f '^" + dpunet::test::regex_literal(DPUNET_BINARY_PATH " train " + config) + "' | tail -1)");
+  const auto result =
+      interrupt(f, config, "kill -9 $(pgrep -f " + dpunet::test::training_rank_pattern(config) + " | tail -1)");
   INFO(result.output << dpunet::read_file(f.log_path()));
   CHECK_THAT(result.output, HasSubstr("exit="));
   CHECK_THAT(result.output, !HasSubstr("exit=0 "));

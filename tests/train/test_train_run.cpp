@@ -316,10 +316,9 @@ TEST_CASE("a signal under mpirun checkpoints every rank's work and exits for req
   const std::string target = GENERATE(std::string("mpirun"), std::string("one rank"));
   std::string command = f.train_command(2, config);
   command = command.substr(0, command.rfind(" 2>&1"));
-  const std::string kill = target == "mpirun" ? "kill -USR1 $(pgrep -P $job)"  // timeout's child is mpirun
-                                              : "kill -TERM $(pgrep -f '^" +
-                                                    dpunet::test::regex_literal(DPUNET_BINARY_PATH " train " + config) +
-                                                    "' | head -1)";
+  const std::string kill = target == "mpirun"
+                               ? "kill -USR1 $(pgrep -P $job)"  // timeout's child is mpirun
+                               : "kill -TERM $(pgrep -f " + dpunet::test::training_rank_pattern(config) + " | head -1)";
   const auto result = f.interrupt(command, "step 3/", kill);
   const std::string output = dpunet::read_file(f.log_path());
   INFO(output);
