@@ -52,7 +52,9 @@ class NormReluConvFunction : public torch::autograd::Function<NormReluConvFuncti
     return z;
   }
 
-  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+  // grad_outputs by reference: the autograd engine's own list (LibTorch passes it as an
+  // lvalue), so that dropping the output's gradient below frees it.
+  static variable_list backward(AutogradContext* ctx, variable_list& grad_outputs) {
     // The gradients below come from detached tensors: a graph of them would be wrong.
     DPUNET_CHECK(!torch::GradMode::is_enabled(),
                  "norm_relu_conv (checkpointing's BatchNorm+ReLU recomputation) has no double backward; "
@@ -90,6 +92,10 @@ class NormReluConvFunction : public torch::autograd::Function<NormReluConvFuncti
       if (dweight.defined()) dweight = dweight.to(conv_weight.scalar_type());
       if (dbias.defined()) dbias = dbias.to(conv_bias.scalar_type());
     }
+    // The convolution's output gradient, a map of its own, is used up: freed before the
+    // BatchNorm+ReLU backward allocates its maps (the peak of a checkpointed U-Net's step
+    // lies there).
+    grad_outputs[0].reset();
     variable_list norm_grads(3);
     if (norm_needed) norm_grads = torch::autograd::grad({y}, norm_inputs, {dy.to(y.scalar_type())});
     return {norm_grads[0], norm_grads[1],   norm_grads[2],   dweight,

@@ -153,22 +153,36 @@ TEST_CASE("a U-Net step recomputing BatchNorm+ReLU outputs gives the same bits o
 }
 
 #ifdef DPUNET_TORCH_CUDA
+namespace {
+
+// The caching allocator's bytes on device 0 (current and peak), once queued work is done.
+auto device_allocated() {
+  torch::cuda::synchronize();
+  return c10::cuda::CUDACachingAllocator::getDeviceStats(0).allocated_bytes[0];
+}
+
+// A map as training lays it out on a GPU: bf16, NHWC.
+torch::Tensor gpu_map() {
+  return torch::randn({4, 32, 64, 64}).to(torch::kCUDA, torch::kBFloat16).contiguous(at::MemoryFormat::ChannelsLast);
+}
+
+// norm_relu_conv, or the plain composition it stands for, under bf16 autocast.
+torch::Tensor forward_bf16(Layers& l, const torch::Tensor& in, bool recompute) {
+  const dpunet::AutocastScope scope(true, torch::kBFloat16);
+  return recompute ? norm_relu_conv(in, *l.norm, *l.conv) : l.conv->forward(batch_norm_relu(in, *l.norm));
+}
+
+}  // namespace
+
 TEST_CASE("norm_relu_conv keeps one map less than the plain composition until backward on a GPU", "[gpu]") {
   if (!dpunet::test::own_kernels_runnable()) return;
-  const torch::Tensor x =
-      torch::randn({4, 32, 64, 64}).to(torch::kCUDA, torch::kBFloat16).contiguous(at::MemoryFormat::ChannelsLast);
+  const torch::Tensor x = gpu_map();
   auto kept_after_forward = [&](bool recompute) {
     Layers l = make_layers(32, 32, false, x);
     const torch::Tensor in = x.detach().clone().requires_grad_(true);
-    torch::cuda::synchronize();
-    const auto before = c10::cuda::CUDACachingAllocator::getDeviceStats(0).allocated_bytes[0].current;
-    torch::Tensor z;
-    {
-      const dpunet::AutocastScope scope(true, torch::kBFloat16);
-      z = recompute ? norm_relu_conv(in, *l.norm, *l.conv) : l.conv->forward(batch_norm_relu(in, *l.norm));
-    }
-    torch::cuda::synchronize();
-    const auto after = c10::cuda::CUDACachingAllocator::getDeviceStats(0).allocated_bytes[0].current;
+    const auto before = device_allocated().current;
+    const torch::Tensor z = forward_bf16(l, in, recompute);
+    const auto after = device_allocated().current;
     z.sum().backward();
     return after - before;
   };
@@ -176,5 +190,33 @@ TEST_CASE("norm_relu_conv keeps one map less than the plain composition until ba
   const int64_t plain = kept_after_forward(false), recomputed = kept_after_forward(true);
   INFO("held after forward: plain " << plain << " bytes, recomputing " << recomputed << ", one map " << map_bytes);
   CHECK(plain - recomputed >= map_bytes);
+}
+
+TEST_CASE("norm_relu_conv's backward peaks no higher than the plain composition's on a GPU", "[gpu]") {
+  // The recomputed map is alive in backward where the plain composition kept it from
+  // forward; the convolution's output gradient, used up once the convolution's backward
+  // has run, must not be held through the BatchNorm+ReLU backward on top of it (the peak of
+  // a checkpointed U-Net's step lies there).
+  if (!dpunet::test::own_kernels_runnable()) return;
+  const torch::Tensor x = gpu_map();
+  // Weights of the loss, NHWC like the output: the output's gradient, these weights, is then
+  // an NHWC map owned by the engine alone, which cuDNN's backward takes without a copy.
+  const torch::Tensor loss_weights = torch::randn_like(x);
+  auto peak_through_backward = [&](bool recompute) {
+    Layers l = make_layers(32, 32, false, x);
+    const torch::Tensor in = x.detach().clone().requires_grad_(true);
+    const auto start = device_allocated().current;
+    const torch::Tensor loss = (forward_bf16(l, in, recompute) * loss_weights).sum();
+    device_allocated();  // forward done before the peak is reset
+    c10::cuda::CUDACachingAllocator::resetPeakStats(0);
+    loss.backward();
+    return device_allocated().peak - start;
+  };
+  const int64_t map_bytes = x.numel() * x.element_size();
+  peak_through_backward(false);  // cuDNN's first choices of algorithm out of the way
+  const int64_t plain = peak_through_backward(false), recomputed = peak_through_backward(true);
+  INFO("peak in backward above the allocation before forward: plain " << plain << " bytes, recomputing " << recomputed
+                                                                      << ", one map " << map_bytes);
+  CHECK(recomputed < plain + map_bytes / 2);
 }
 #endif
