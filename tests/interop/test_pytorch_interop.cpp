@@ -17,6 +17,7 @@
 #include "model/unet.h"
 #include "support/run_command.h"
 #include "support/temp_dir.h"
+#include "support/tensor_compare.h"
 #include "support/train_fixture.h"
 
 using dpunet::test::run_command;
@@ -126,8 +127,7 @@ TEST_CASE("a training step at an odd size equals the PyTorch reference's, for bo
 
   // Within float32 rounding of sums taken in another order, relative to each tensor's scale.
   auto close = [](const torch::Tensor& ours, const torch::Tensor& theirs) {
-    const double scale = theirs.abs().max().item<double>();
-    return (ours - theirs).abs().max().item<double>() <= 1e-4 * scale + 1e-7;
+    return dpunet::test::within_scale(ours, theirs, 1e-4, 1e-7);
   };
   CHECK(close(output.detach(), step.at("output")));
   for (const auto& item : net->named_parameters()) {

@@ -33,6 +33,19 @@ inline bool same_bits_or_both_nan(const torch::Tensor& a, const torch::Tensor& b
   return same.all().item<bool>();
 }
 
+// Every element of `actual` within `tolerance` times expected's largest magnitude (plus
+// `floor`) of `expected`'s: for results of sums taken in another order, whose rounding
+// follows the scale of the whole tensor rather than each element's. Says the figures.
+inline bool within_scale(const torch::Tensor& actual, const torch::Tensor& expected, double tolerance,
+                         double floor = 0) {
+  const torch::Tensor a = actual.detach().to(torch::kCPU, torch::kDouble);
+  const torch::Tensor e = expected.detach().to(torch::kCPU, torch::kDouble);
+  const double scale = e.abs().max().item<double>();
+  const double difference = (a - e).abs().max().item<double>();
+  UNSCOPED_INFO("largest difference " << difference << " against a largest magnitude of " << scale);
+  return difference <= tolerance * scale + floor;
+}
+
 // `actual` is within `tolerance` of `expected` relative to expected's largest magnitude,
 // except at no more than one element in a thousand (BatchNorm then ReLU computed two
 // ways: where a normalised value lies within rounding of zero, they may disagree on the
