@@ -110,6 +110,11 @@ void UnetImpl::use_checkpointing(bool enabled, CheckpointPolicy policy) {
     checkpointed_[i] = enabled && selected;
   }
   recompute_norm_outputs(enabled);
+  split_skip_convolutions(enabled && policy == CheckpointPolicy::kMinMemory);
+}
+
+void UnetImpl::split_skip_convolutions(bool enabled) {
+  for (auto& up : ups_) up->split_skip_conv(enabled);
 }
 
 void UnetImpl::recompute_norm_outputs(bool enabled) {

@@ -23,10 +23,13 @@ enum class CheckpointPolicy {
   // keeps 0.55x of the plain peak at 1.2x the step time (docs/benchmarks.md).
   kBalanced,
   kAll,  // every block, as the reference's use_checkpointing() intends
-  // Every block but the last decoder block and outc: the same peak as kAll, which is
-  // reached inside the last decoder block's backward whether it was recomputed or kept,
-  // without recomputing the full-resolution block. On CPU at 256x256: 0.484x of the
-  // plain peak, as kAll, at 1.32-1.35x the step time against kAll's 1.40x.
+  // Every block but the last decoder block and outc, and the decoder's first
+  // convolutions on the skip and upsampled maps as two inputs (split_skip_convolutions).
+  // The peak lies inside the last decoder block's backward, whether that block was
+  // recomputed or kept, so it is not recomputed; the split keeps its full-resolution skip
+  // map once instead of twice (the first encoder block's and a copy in the
+  // concatenation). The one policy whose results differ from the plain model's, in the
+  // last bits. On CPU at 256x256: 0.44x of the plain peak (kAll: 0.48x).
   kMinMemory,
   // No whole block: only each DoubleConv's first BatchNorm+ReLU output (recompute_norm_
   // outputs). One normalise pass per block; on CPU at 256x256 it keeps 0.87x of the plain
@@ -48,8 +51,15 @@ class UnetImpl : public torch::nn::Module {
   // Turns activation checkpointing on (for the blocks `policy` selects) or off (all).
   // Every policy also recomputes each DoubleConv's first BatchNorm+ReLU output in
   // backward (recompute_norm_outputs), except while a checkpointed block is recomputed:
-  // its backward follows at once, and the map is kept.
+  // its backward follows at once, and the map is kept. kMinMemory also splits the skip
+  // convolutions; turning checkpointing off or choosing another policy unsplits them.
   void use_checkpointing(bool enabled = true, CheckpointPolicy policy = CheckpointPolicy::kBalanced);
+  // In every Up block, the first convolution takes the skip and the upsampled map as two
+  // inputs instead of their concatenation (UpImpl::split_skip_conv): each skip map is kept
+  // for backward once, where the concatenation would hold a copy of it beside the one the
+  // encoder keeps. The same FLOPs; results differ in the last bits.
+  void split_skip_convolutions(bool enabled);
+  bool splits_skip_convolutions() const { return ups_.front()->splits_skip_conv(); }
   // In every DoubleConv with BatchNorm, the second convolution's input is recomputed in
   // backward from the BatchNorm input (model/norm_relu_conv.h) rather than kept: one
   // normalise pass per block for one map of the block's width less. Other norms keep it,

@@ -1,6 +1,7 @@
 // Unet building blocks. Child names are the reference's state_dict keys.
 #include "model/unet_parts.h"
 
+#include <iterator>
 #include <numeric>
 
 #include <torch/nn/functional/padding.h>
@@ -15,14 +16,19 @@
 #include "model/max_pool.h"
 #include "model/norm_relu_conv.h"
 #include "model/skip_concat.h"
+#include "model/split_input_conv.h"
 
 namespace dpunet::model {
 namespace {
 
-torch::nn::Conv2d conv3x3(int64_t in, int64_t out, ConvStyle style) {
-  const int64_t padding = style.padding == Padding::kSame ? 1 : 0;
-  return torch::nn::Conv2d(
-      torch::nn::Conv2dOptions(in, out, /*kernel_size=*/3).padding(padding).bias(style.norm == Norm::kNone));
+int64_t conv3x3_padding(const ConvStyle& style) {
+  return style.padding == Padding::kSame ? 1 : 0;
+}
+
+torch::nn::Conv2d conv3x3(int64_t in, int64_t out, const ConvStyle& style) {
+  return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, /*kernel_size=*/3)
+                               .padding(conv3x3_padding(style))
+                               .bias(style.norm == Norm::kNone));
 }
 
 // GroupNorm's usual 32 groups, fewer when the width is not a multiple of 32.
@@ -57,8 +63,9 @@ DoubleConvImpl::DoubleConvImpl(int64_t in_channels, int64_t out_channels, int64_
   append_norm(seq, out_channels, style);
   seq->push_back(torch::nn::ReLU(torch::nn::ReLUOptions().inplace(true)));
   double_conv_ = register_module("double_conv", seq);
+  conv1_ = std::dynamic_pointer_cast<torch::nn::Conv2dImpl>(double_conv_->ptr(0));
+  padding_ = conv3x3_padding(style);
   if (style.norm == Norm::kBatch) {
-    conv1_ = std::dynamic_pointer_cast<torch::nn::Conv2dImpl>(double_conv_->ptr(0));
     norm1_ = std::dynamic_pointer_cast<torch::nn::BatchNorm2dImpl>(double_conv_->ptr(1));
     conv2_ = std::dynamic_pointer_cast<torch::nn::Conv2dImpl>(double_conv_->ptr(3));
     norm2_ = std::dynamic_pointer_cast<torch::nn::BatchNorm2dImpl>(double_conv_->ptr(4));
@@ -67,8 +74,20 @@ DoubleConvImpl::DoubleConvImpl(int64_t in_channels, int64_t out_channels, int64_
 }
 
 torch::Tensor DoubleConvImpl::run(const torch::Tensor& x, OutputUse use) {
-  if (!norm1_) return double_conv_->forward(x);
-  const torch::Tensor h = conv1_->forward(x);
+  return run_after_first_conv(conv1_->forward(x), use);
+}
+
+torch::Tensor DoubleConvImpl::run_split(const torch::Tensor& a, const torch::Tensor& b, OutputUse use) {
+  return run_after_first_conv(split_input_conv2d(a, b, conv1_->weight, conv1_->bias, padding_), use);
+}
+
+torch::Tensor DoubleConvImpl::run_after_first_conv(torch::Tensor h, OutputUse use) {
+  if (!norm1_) {
+    for (auto layer = std::next(double_conv_->begin()); layer != double_conv_->end(); ++layer) {
+      h = layer->forward(h);
+    }
+    return h;
+  }
   // Recomputed as a checkpointed block, its backward follows at once and would need the
   // first BatchNorm+ReLU output two nodes later: kept, not recomputed a second time.
   const bool recompute_norm_output = recompute_norm_output_ && use == OutputUse::kRead;
@@ -119,6 +138,13 @@ torch::Tensor UpImpl::run(const torch::Tensor& below, const torch::Tensor& skip,
       namespace F = torch::nn::functional;
       up = F::pad(up, F::PadFuncOptions({dx / 2, dx - dx / 2, dy / 2, dy - dy / 2}));
     }
+  }
+  if (split_skip_conv_) {
+    // The whole skip map as it is when it is the window (same padding): a narrowed view's
+    // backward would zero-fill and copy its gradient, in NCHW whatever the map's layout.
+    const bool whole = skip.size(2) == up.size(2) && skip.size(3) == up.size(3);
+    const torch::Tensor window = whole ? skip : skip.narrow(2, top, up.size(2)).narrow(3, left, up.size(3));
+    return conv_->run_split(window, up, use);
   }
   return conv_->run(concat_skip(skip, up, top, left, pool_concat_kernels_), use);
 }

@@ -30,6 +30,9 @@ class DoubleConvImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x) { return run(x, OutputUse::kRead); }
   // forward, saying what the caller does with the result (model/output_use.h).
   torch::Tensor run(const torch::Tensor& x, OutputUse use);
+  // run on the channel concatenation [a, b] without building it: the first convolution
+  // as two over the weight's input-channel parts, summed (model/split_input_conv.h).
+  torch::Tensor run_split(const torch::Tensor& a, const torch::Tensor& b, OutputUse use);
 
   // With BatchNorm: the second convolution's input, the first BatchNorm+ReLU output, is
   // recomputed in backward instead of kept (model/norm_relu_conv.h), except in a run with
@@ -38,10 +41,15 @@ class DoubleConvImpl : public torch::nn::Module {
   bool recomputes_norm_output() const { return recompute_norm_output_; }
 
  private:
+  // Everything after the first convolution, from its output `h`.
+  torch::Tensor run_after_first_conv(torch::Tensor h, OutputUse use);
+
   torch::nn::Sequential double_conv_;
-  // With BatchNorm, its layers by index, so forward can run each norm and the ReLU after
-  // it as one fused step; null otherwise.
-  std::shared_ptr<torch::nn::Conv2dImpl> conv1_, conv2_;
+  std::shared_ptr<torch::nn::Conv2dImpl> conv1_;  // its first layer
+  int64_t padding_;                               // of both convolutions
+  // With BatchNorm, its other layers by index, so forward can run each norm and the ReLU
+  // after it as one fused step; null otherwise.
+  std::shared_ptr<torch::nn::Conv2dImpl> conv2_;
   std::shared_ptr<torch::nn::BatchNorm2dImpl> norm1_, norm2_;
   bool fuse_norm_relu_ = true;
   bool recompute_norm_output_ = false;
@@ -75,9 +83,17 @@ class UpImpl : public torch::nn::Module {
   torch::Tensor run(const torch::Tensor& below, const torch::Tensor& skip, OutputUse use);
   DoubleConvImpl& double_conv() { return *conv_; }
 
+  // Whether the DoubleConv's first convolution takes the skip and the upsampled map as
+  // two inputs (DoubleConvImpl::run_split) instead of their concatenation: backward then
+  // keeps the skip map itself, which the encoder keeps anyway, rather than a copy inside
+  // the concatenation. Results differ from the concatenation's in the last bits.
+  void split_skip_conv(bool enabled) { split_skip_conv_ = enabled; }
+  bool splits_skip_conv() const { return split_skip_conv_; }
+
  private:
   Padding padding_;
   bool pool_concat_kernels_;
+  bool split_skip_conv_ = false;
   torch::nn::ConvTranspose2d up_transposed_{nullptr};
   torch::nn::Upsample up_bilinear_{nullptr};
   DoubleConv conv_{nullptr};

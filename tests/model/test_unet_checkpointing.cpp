@@ -1,5 +1,6 @@
 // Unet::use_checkpointing and per-block checkpointing: same gradients and BatchNorm
-// statistics as the plain model, for every layout.
+// statistics as the plain model, for every layout; and min_memory's split skip
+// convolutions (model/split_input_conv.h), the same to rounding with no concatenation kept.
 #include "support/catch.h"
 
 #include <torch/torch.h>
@@ -10,6 +11,8 @@
 #include "model/kernel_usage.h"
 #include "model/unet.h"
 #include "model/unet_parts.h"
+#include "support/tensor_compare.h"
+#include "support/unet_gpu_step.h"
 
 using dpunet::model::CheckpointPolicy;
 using dpunet::model::KernelUsage;
@@ -44,13 +47,22 @@ StepResult train_step(const UnetOptions& options, int64_t size, Configure config
   return r;
 }
 
-void require_same(const StepResult& a, const StepResult& b) {
+// How gradients are compared: each element within 1e-5 of its own value (and 1e-7), or
+// within 1e-5 of its tensor's largest magnitude, for a change that reassociates sums (the
+// split skip convolutions), whose rounding over many pixels follows the whole tensor's scale.
+enum class Gradients { kPerElement, kToScale };
+
+void require_same(const StepResult& a, const StepResult& b, Gradients measure = Gradients::kPerElement) {
   CHECK(torch::allclose(a.loss, b.loss, 1e-6, 0));
   REQUIRE(a.grads.size() == b.grads.size());
   for (size_t i = 0; i < a.grads.size(); ++i) {
     INFO("parameter " << i);
-    // relative 1e-5, plus an absolute floor for gradients that are ~0
-    CHECK(torch::allclose(a.grads[i], b.grads[i], /*rtol=*/1e-5, /*atol=*/1e-7));
+    if (measure == Gradients::kToScale) {
+      CHECK(dpunet::test::within_scale(b.grads[i], a.grads[i], 1e-5, 1e-7));
+    } else {
+      // relative 1e-5, plus an absolute floor for gradients that are ~0
+      CHECK(torch::allclose(a.grads[i], b.grads[i], /*rtol=*/1e-5, /*atol=*/1e-7));
+    }
   }
   REQUIRE(a.buffers.size() == b.buffers.size());
   for (size_t i = 0; i < a.buffers.size(); ++i) {
@@ -93,9 +105,33 @@ TEST_CASE("Unet with every block checkpointed matches the plain model", "[model]
     require_same(plain, all);
     const auto balanced = train_step(o, 68, [](Unet& n) { n->use_checkpointing(); });
     require_same(plain, balanced);
+    // min_memory also splits the skip convolutions: the same to rounding, not bit for bit.
     const auto min_memory =
         train_step(o, 68, [](Unet& n) { n->use_checkpointing(true, CheckpointPolicy::kMinMemory); });
-    require_same(plain, min_memory);
+    require_same(plain, min_memory, Gradients::kToScale);
+    const auto min_memory_unsplit = train_step(o, 68, [](Unet& n) {
+      n->use_checkpointing(true, CheckpointPolicy::kMinMemory);
+      n->split_skip_convolutions(false);
+    });
+    require_same(plain, min_memory_unsplit);
+  }
+}
+
+TEST_CASE("Unet with split skip convolutions matches the plain model with valid padding and group norm",
+          "[model][checkpoint]") {
+  // Valid padding convolves a window of the skip map; a norm other than BatchNorm runs
+  // the DoubleConv's layers one by one after the split convolution.
+  for (const auto norm : {dpunet::model::Norm::kBatch, dpunet::model::Norm::kGroup}) {
+    INFO("norm " << dpunet::model::to_string(norm));
+    auto o = small_options();
+    o.padding = Padding::kValid;
+    o.norm = norm;
+    const auto plain = train_step(o, 188, [](Unet&) {});
+    const auto split = train_step(o, 188, [](Unet& n) { n->split_skip_convolutions(true); });
+    require_same(plain, split, Gradients::kToScale);
+    const auto min_memory =
+        train_step(o, 188, [](Unet& n) { n->use_checkpointing(true, CheckpointPolicy::kMinMemory); });
+    require_same(plain, min_memory, Gradients::kToScale);
   }
 }
 
@@ -161,6 +197,32 @@ TEST_CASE("a checkpointed Unet's forward goes through one checkpoint per selecte
     REQUIRE(selected > 0);
     CHECK(count_nodes(net->forward(x), "CheckpointFunction") == selected);
   }
+}
+
+TEST_CASE("a Unet that splits its skip convolutions keeps no concatenation for backward", "[model][checkpoint]") {
+  Unet net(small_options());
+  net->train();
+  const torch::Tensor x = torch::randn({1, 3, 32, 32});
+  CHECK_FALSE(net->splits_skip_convolutions());
+  CHECK(count_nodes(net->forward(x), "CatBackward") == 4);
+  net->split_skip_convolutions(true);
+  CHECK(net->splits_skip_convolutions());
+  CHECK(count_nodes(net->forward(x), "CatBackward") == 0);
+  // min_memory splits; up4, the one decoder block it does not recompute, would otherwise
+  // keep its concatenation (and a copy of inc's output inside it) in the outer graph.
+  net->use_checkpointing(true, CheckpointPolicy::kMinMemory);
+  CHECK(net->splits_skip_convolutions());
+  CHECK(count_nodes(net->forward(x), "CatBackward") == 0);
+  net->split_skip_convolutions(false);
+  CHECK(count_nodes(net->forward(x), "CatBackward") == 1);
+  for (const auto policy : {CheckpointPolicy::kBalanced, CheckpointPolicy::kAll, CheckpointPolicy::kNormRelu}) {
+    net->use_checkpointing(true, CheckpointPolicy::kMinMemory);
+    net->use_checkpointing(true, policy);
+    CHECK_FALSE(net->splits_skip_convolutions());
+  }
+  net->use_checkpointing(true, CheckpointPolicy::kMinMemory);
+  net->use_checkpointing(false);
+  CHECK_FALSE(net->splits_skip_convolutions());
 }
 
 TEST_CASE("Unet recomputing BatchNorm+ReLU outputs in backward changes no bit", "[model][checkpoint]") {
@@ -285,4 +347,23 @@ TEST_CASE("Unet checkpoints single blocks by name", "[model][checkpoint]") {
   Unet net(o);
   CHECK(net->block_names().size() == 10);
   CHECK_THROWS_WITH(net->set_checkpointing("down9", true), HasSubstr("no block 'down9'") && HasSubstr("inc down1"));
+}
+
+TEST_CASE("a U-Net step recomputing min_memory's blocks with split skip convolutions matches the plain one on a GPU",
+          "[gpu]") {
+  if (!torch::cuda::is_available()) {
+    WARN("skipped: needs a GPU");
+    return;
+  }
+  UnetOptions o = small_options();
+  o.depth = 3;
+  const auto plain = dpunet::test::unet_gpu_step(o, 64);
+  const auto min_memory = dpunet::test::unet_gpu_step(o, 64, /*checkpointed=*/true, /*recompute_norm=*/true,
+                                                      torch::kFloat, CheckpointPolicy::kMinMemory);
+  CHECK(dpunet::test::within_scale(min_memory.output, plain.output, 1e-5));
+  REQUIRE(min_memory.grads.size() == plain.grads.size());
+  for (size_t i = 0; i < plain.grads.size(); ++i) {
+    INFO("parameter " << i);
+    CHECK(dpunet::test::within_scale(min_memory.grads[i], plain.grads[i], 1e-4));
+  }
 }
