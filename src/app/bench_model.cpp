@@ -37,10 +37,8 @@ struct BenchModelArgs {
   bool bilinear = false;
   int warmup = 1;
   int repeats = 3;
-  std::string variant = "both";     // both | plain | checkpointed
-  std::string policy = "balanced";  // use_checkpointing() policy: norm_relu | balanced | min_memory | all
-  std::string blocks;               // blocks to checkpoint, comma-separated; overrides the policy
-  bool recompute_norm = true;       // checkpointing also recomputes BatchNorm+ReLU outputs
+  std::string variant = "both";       // both | plain | checkpointed
+  CheckpointSelection checkpointing;  // the checkpointed variant's
 };
 
 double median(std::vector<double> values) {
@@ -68,7 +66,7 @@ nlohmann::json run_variant(const BenchModelArgs& args, bool checkpointed) {
   model::Unet net(options);
   net->to(device);
   net->train();
-  if (checkpointed) select_checkpointed_blocks(*net, args.policy, args.blocks, args.recompute_norm);
+  if (checkpointed) select_checkpointed_blocks(*net, args.checkpointing);
 
   const auto x = torch::randn({args.batch, args.n_channels, args.size, args.size}, device);
   const auto target = torch::randint(args.n_classes, {args.batch, args.size, args.size},
@@ -111,6 +109,7 @@ nlohmann::json run_variant(const BenchModelArgs& args, bool checkpointed) {
     step_ms.push_back(ms_since(t0));
   }
   return {{"checkpointing", checkpointed},
+          {"split_skip_conv", net->splits_skip_convolutions()},
           {"forward_ms", median(forward_ms)},
           {"forward_backward_ms", median(step_ms)},
           {"peak_bytes_above_baseline", peak}};
@@ -131,8 +130,7 @@ nlohmann::json run_variant_in_child(const BenchModelArgs& a, const std::string& 
       std::to_string(a.n_channels) + " --n-classes " + std::to_string(a.n_classes) + " --base-channels " +
       std::to_string(a.base_channels) + " --depth " + std::to_string(a.depth) + (a.bilinear ? " --bilinear" : "") +
       " --warmup " + std::to_string(a.warmup) + " --repeats " + std::to_string(a.repeats) + " --variant " + variant +
-      " --policy " + a.policy + (a.blocks.empty() ? "" : " --blocks " + a.blocks) + " --recompute-norm " +
-      (a.recompute_norm ? "1" : "0");
+      " " + checkpoint_selection_arguments(a.checkpointing);
   FILE* pipe = popen(command.c_str(), "r");
   DPUNET_CHECK(pipe != nullptr, "cannot start benchmark child: ", command);
   std::string output;
@@ -155,7 +153,7 @@ void run_bench_model(const BenchModelArgs& args) {
                args.depth);
   DPUNET_CHECK(args.batch > 0 && args.repeats > 0 && args.threads > 0,
                "bench model: --batch, --repeats and --threads must be > 0");
-  check_checkpoint_selection(args.policy, args.blocks, args.recompute_norm);
+  check_checkpoint_selection(args.checkpointing);
   DPUNET_CHECK(args.variant == "both" || args.variant == "plain" || args.variant == "checkpointed",
                "bench model: --variant must be both, plain or checkpointed, got '", args.variant, "'");
 
@@ -172,8 +170,9 @@ void run_bench_model(const BenchModelArgs& args) {
       {"threads", args.threads},
       {"size", args.size},
       {"batch", args.batch},
-      {"checkpointed_blocks", checkpoint_selection_label(args.policy, args.blocks)},
-      {"recompute_norm", args.recompute_norm},
+      {"checkpointed_blocks", checkpoint_selection_label(args.checkpointing)},
+      {"recompute_norm", args.checkpointing.recompute_norm},
+      {"split_skip_conv", ckpt["split_skip_conv"]},
       {"model",
        {{"n_channels", args.n_channels},
         {"n_classes", args.n_classes},
@@ -213,14 +212,7 @@ void add_bench_model_command(CLI::App& bench) {
       ->check(CLI::PositiveNumber);
   model->add_option("--variant", args->variant, "both, or one of plain / checkpointed in this process")
       ->capture_default_str();
-  model->add_option("--policy", args->policy, "Checkpointing policy: norm_relu, balanced, min_memory or all")
-      ->capture_default_str();
-  model->add_option("--blocks", args->blocks,
-                    "Blocks to checkpoint, comma-separated (inc,down1,...,up4,outc); overrides --policy");
-  model
-      ->add_option("--recompute-norm", args->recompute_norm,
-                   "With checkpointing, also recompute each block's first BatchNorm+ReLU output")
-      ->capture_default_str();
+  add_checkpoint_selection_options(*model, args->checkpointing);
   model->callback([args] { run_bench_model(*args); });
 }
 

@@ -44,9 +44,7 @@ struct BenchTrainArgs {
   bool channels_last = true;        // NHWC weights and activations on CUDA, as training does
   bool fuse_norm_relu = true;       // fused BatchNorm+ReLU kernels where they apply
   bool pool_concat_kernels = true;  // max pooling and concatenation kernels where they apply
-  std::string policy = "balanced";  // checkpointing policy: norm_relu | balanced | min_memory | all
-  std::string blocks;               // or these, comma-separated (inc,down1,...,up4,outc)
-  bool recompute_norm = true;       // checkpointing also recomputes BatchNorm+ReLU outputs
+  CheckpointSelection selection;    // what the checkpointed variant recomputes
   double peak_tflops = 0;           // the device's dense peak for `precision`; 0: the GPU's bf16 peak if known
   bool max_batch = false;
   std::string profile;  // a Chrome trace of a few steps per variant, written here when set
@@ -110,7 +108,7 @@ Step make_step(const BenchTrainArgs& a, dist::Context& context, dist::Communicat
   s.autocast = a.precision == "bf16" && s.device.is_cuda();
   torch::manual_seed(0);
   s.net = model::Unet(unet_options(a));
-  if (checkpointed) select_checkpointed_blocks(*s.net, a.policy, a.blocks, a.recompute_norm);
+  if (checkpointed) select_checkpointed_blocks(*s.net, a.selection);
   s.net->to(s.device);
   const bool nhwc = a.channels_last && s.device.is_cuda();
   if (nhwc) train::use_channels_last_weights(*s.net);
@@ -208,9 +206,10 @@ nlohmann::json measure_step(const BenchTrainArgs& a, dist::Context& context, dis
   for (const auto& block : s.net->block_names()) {
     if (s.net->is_checkpointed(block)) recomputed.push_back(block);
   }
-  nlohmann::json row = {{"checkpointing", checkpointed ? checkpoint_selection_label(a.policy, a.blocks) : "none"},
+  nlohmann::json row = {{"checkpointing", checkpointed ? checkpoint_selection_label(a.selection) : "none"},
                         {"checkpointed_blocks", recomputed},
                         {"recompute_norm", s.net->recomputes_norm_outputs()},
+                        {"split_skip_conv", s.net->splits_skip_convolutions()},
                         {"step_ms", step_ms},
                         {"steps_per_s", 1000.0 / step_ms},
                         {"samples_per_s", samples_per_s},
@@ -359,7 +358,7 @@ void run(const BenchTrainArgs& a) {
                               {"fuse_norm_relu", a.fuse_norm_relu},
                               {"pool_concat_kernels", a.pool_concat_kernels},
                               {"kernels_applied", kernels_applied(a, context.device())},
-                              {"checkpoint_policy", checkpoint_selection_label(a.policy, a.blocks)},
+                              {"checkpoint_policy", checkpoint_selection_label(a.selection)},
                               {"base_channels", a.base_channels},
                               {"depth", a.depth},
                               {"padding", a.padding},
@@ -399,19 +398,14 @@ void add_bench_train_command(CLI::App& bench) {
   cmd->add_option("--pool-concat-kernels", a->pool_concat_kernels,
                   "dpunet's max pooling and concatenation-backward kernels (CUDA)")
       ->capture_default_str();
-  cmd->add_option("--policy", a->policy, "Checkpointing policy: norm_relu, balanced, min_memory or all")
-      ->capture_default_str();
-  cmd->add_option("--blocks", a->blocks,
-                  "Blocks to checkpoint, comma-separated (inc,down1,...,up4,outc); overrides --policy");
-  cmd->add_option("--recompute-norm", a->recompute_norm,
-                  "With checkpointing, also recompute each block's first BatchNorm+ReLU output")
-      ->capture_default_str();
+  add_checkpoint_selection_options(*cmd, a->selection);
   cmd->add_option("--peak-tflops", a->peak_tflops,
                   "Device dense peak for MFU (default: the GPU's bf16 peak when known and --precision bf16)");
   cmd->add_flag("--max-batch", a->max_batch, "Also find the largest batch that fits (GPU)");
   cmd->add_option(
       "--profile", a->profile,
-      "Also write a profiler trace of 3 steps to PREFIX.json (PREFIX.checkpointed.json with checkpointing)");
+      "Also write a profiler trace of 3 steps, allocations included, to PREFIX.json (PREFIX.checkpointed.json "
+      "with checkpointing)");
   cmd->callback([a] { run(*a); });
 }
 

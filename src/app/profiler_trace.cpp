@@ -12,7 +12,10 @@ namespace dpunet::app {
 
 void record_profiler_trace(const std::string& path, const std::function<void()>& work) {
   namespace impl = torch::profiler::impl;
-  const impl::ProfilerConfig config(impl::ProfilerState::KINETO);
+  // With every allocation and free ("[memory]" events carrying the total allocated), so a
+  // trace also shows where a step's memory peaks (bench/trace_memory.py).
+  const impl::ProfilerConfig config(impl::ProfilerState::KINETO, /*report_input_shapes=*/false,
+                                    /*profile_memory=*/true);
   const std::set<impl::ActivityType> activities = {impl::ActivityType::CPU, impl::ActivityType::CUDA};
   torch::autograd::profiler::prepareProfiler(config, activities);
   torch::autograd::profiler::enableProfiler(config, activities);

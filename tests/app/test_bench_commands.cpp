@@ -100,6 +100,18 @@ TEST_CASE("bench model times the plain and the checkpointed model and divides th
         Approx(number(checkpointed, "forward_backward_ms") / number(plain, "forward_backward_ms")));
   CHECK(number(j, "memory_ratio") ==
         Approx(number(checkpointed, "peak_bytes_above_baseline") / number(plain, "peak_bytes_above_baseline")));
+  CHECK(j["split_skip_conv"] == false);
+}
+
+TEST_CASE("bench model's checkpointed child takes the selection it was given", "[app][e2e]") {
+  const std::string command = DPUNET_BINARY " bench model --size 32 --base-channels 8 --depth 2 --warmup 0 --repeats 1";
+  json j = bench(command + " --policy min_memory");
+  CHECK(j["checkpointed_blocks"] == "min_memory");
+  CHECK(j["split_skip_conv"] == true);
+  CHECK(j["plain"]["split_skip_conv"] == false);
+  j = bench(command + " --policy min_memory --split-skip-conv 0 --recompute-norm 0");
+  CHECK(j["split_skip_conv"] == false);
+  CHECK(j["recompute_norm"] == false);
 }
 
 TEST_CASE("bench data reads every augmentation and compression variant", "[app][e2e]") {

@@ -80,6 +80,21 @@ TEST_CASE("bench train checkpoints the blocks a policy or a list names, and refu
   CHECK(out["results"][0]["checkpointed_blocks"] == nlohmann::json({"inc"}));
   out = bench_train("--device cpu --checkpointing on --policy all");
   CHECK(out["results"][0]["checkpointed_blocks"] == nlohmann::json({"inc", "down1", "down2", "up1", "up2", "outc"}));
+  CHECK(out["results"][0]["split_skip_conv"] == false);
+  // min_memory splits the skip convolutions unless told not to; any selection can split.
+  out = bench_train("--device cpu --checkpointing both --policy min_memory");
+  CHECK(out["results"][0]["split_skip_conv"] == false);  // the plain step
+  CHECK(out["results"][1]["checkpointed_blocks"] == nlohmann::json({"inc", "down1", "down2", "up1"}));
+  CHECK(out["results"][1]["split_skip_conv"] == true);
+  out = bench_train("--device cpu --checkpointing on --policy min_memory --split-skip-conv 0");
+  CHECK(out["results"][0]["split_skip_conv"] == false);
+  out = bench_train("--device cpu --checkpointing on --blocks inc --split-skip-conv 1");
+  CHECK(out["results"][0]["split_skip_conv"] == true);
+
+  const auto bad_split =
+      run_command(DPUNET_BINARY " bench train --size 64 --device cpu --checkpointing on --split-skip-conv yes 2>&1");
+  CHECK(bad_split.exit_code != 0);
+  CHECK_THAT(bad_split.output, HasSubstr("--split-skip-conv") && HasSubstr("yes"));
 
   const auto refused = run_command(DPUNET_BINARY
                                    " bench train --size 64 --batch 2 --steps 1 --warmup 0 --base-channels 8 --depth 2 "
@@ -130,4 +145,29 @@ TEST_CASE("single-process benchmarks refuse the copies a launcher starts", "[app
     CHECK(run.exit_code != 0);
     CHECK_THAT(run.output, HasSubstr("runs as one process") && HasSubstr("OMPI_COMM_WORLD_SIZE=2"));
   }
+}
+
+TEST_CASE("bench train's profile records allocations, and bench/trace_memory.py finds the step's peak", "[app]") {
+  dpunet::test::TempDir dir;
+  const std::string prefix = dir / "trace";
+  const nlohmann::json out =
+      bench_train("--device cpu --checkpointing on --policy min_memory --profile '" + prefix + "'");
+  const std::string trace = prefix + ".checkpointed.json";
+  CHECK(out["results"][0]["profile"] == trace);
+  std::ifstream in(trace);
+  std::stringstream text;
+  text << in.rdbuf();
+  CHECK_THAT(text.str(), HasSubstr("\"[memory]\""));
+
+  const auto peaks = run_command(DPUNET_PYTHON " " DPUNET_SOURCE_DIR_SH "/bench/trace_memory.py '" + trace +
+                                 "' --unit-bytes 1048576 2>&1");
+  INFO(peaks.output);
+  REQUIRE(peaks.exit_code == 0);
+  // The CPU's peak, in MiB and in the given unit, inside some operator of the step.
+  CHECK_THAT(peaks.output, HasSubstr("device type 0 id -1: peak") && HasSubstr("units") && HasSubstr("    in "));
+  // Any file that is not a trace, such as the script itself, gets one line naming it.
+  const auto refused = run_command(DPUNET_PYTHON " " DPUNET_SOURCE_DIR_SH "/bench/trace_memory.py " DPUNET_SOURCE_DIR_SH
+                                                 "/bench/trace_memory.py 2>&1");
+  CHECK(refused.exit_code != 0);
+  CHECK_THAT(refused.output, HasSubstr("trace_memory.py: not a Chrome trace") && !HasSubstr("Traceback"));
 }
