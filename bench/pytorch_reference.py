@@ -123,7 +123,8 @@ def main():
         activities = [torch.profiler.ProfilerActivity.CPU]
         if device.type == "cuda":
             activities.append(torch.profiler.ProfilerActivity.CUDA)
-        with torch.profiler.profile(activities=activities) as prof:
+        # Allocations too, as dpunet's traces have them (bench/trace_memory.py).
+        with torch.profiler.profile(activities=activities, profile_memory=True) as prof:
             for _ in range(3):
                 step()
             sync()

@@ -21,6 +21,8 @@
 #     capacity       the checkpointing target: the largest batch with and without it
 #     capacity_more  the other policies' largest batches, larger batches' MFU
 #     capacity_expandable  capacity under the allocator's expandable segments
+#     split          min_memory with its split skip convolutions and without, batch 8,
+#                    and where its step's memory peaks
 #     profile        kernel time per step next to PyTorch's
 #     ddp            bench ddp on CUDA
 #     cpu_ddp        bench ddp on CPU ranks with spare cores
@@ -29,7 +31,8 @@
 #
 # OUT receives gpu_results.jsonl (one JSON object per line: each benchmark's output,
 # tagged) and gpu_log.txt (versions, test and smoke-run logs); the profile step adds
-# kernels.txt and the traces, trace_*.json.gz.
+# kernels.txt and the traces, trace_*.json.gz; the split step memory_peaks.txt and its
+# traces, trace_min_memory*.json.gz.
 #
 # A device call is at most 10 minutes: every benchmark's timeout is cut to what is left
 # of DEADLINE_S (default 560) seconds from the start, and a benchmark that would start
@@ -312,7 +315,7 @@ step_variants() {
 }
 
 # The checkpointing target in one process: the plain step and min_memory's (every
-# block but the last decoder block and outc: all's peak for less recomputation) timed one
+# block but the last decoder block and outc, and split skip convolutions) timed one
 # after the other at batch 8, then each one's largest batch (two searches, each new batch
 # autotuned by cuDNN: about 390 s on the H200 with two-step tries, and the JSON comes
 # only at the end; each try is said on stderr, in the log).
@@ -328,6 +331,22 @@ step_capacity_expandable() {
   PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True STEP_TIMEOUT=${STEP_TIMEOUT:-480} \
     record dpunet_b8_largest_min_memory_expandable "$dpunet" bench train "${common[@]}" --batch 8 \
     --checkpointing both --policy min_memory --max-batch
+}
+
+# min_memory's split skip convolutions against the concatenation, at batch 8: step time
+# and peak memory, each next to the plain step of its own process; and where the split
+# run's steps reach their peak allocation (OUT/memory_peaks.txt, from its traces).
+step_split() {
+  record dpunet_b8_min_memory_split "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing both \
+    --policy min_memory --split-skip-conv 1 --profile "$out/trace_min_memory"
+  record dpunet_b8_min_memory_unsplit "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing both \
+    --policy min_memory --split-skip-conv 0
+  local trace
+  for trace in "$out"/trace_min_memory.json "$out"/trace_min_memory.checkpointed.json; do
+    [ -f "$trace" ] || continue
+    { echo "== $trace"; "$python" bench/trace_memory.py "$trace" --context 16; } >>"$out/memory_peaks.txt" 2>>"$log"
+    gzip -f "$trace"
+  done
 }
 
 # The other policies' largest batches and larger batches' MFU, each its own command (a
