@@ -22,7 +22,7 @@
 #     capacity_more  the other policies' largest batches, larger batches' MFU
 #     capacity_expandable  capacity under the allocator's expandable segments
 #     split          min_memory with its split skip convolutions and without, batch 8,
-#                    and where its step's memory peaks
+#                    both paddings, and where its step's memory peaks
 #     profile        kernel time per step next to PyTorch's
 #     ddp            bench ddp on CUDA
 #     cpu_ddp        bench ddp on CPU ranks with spare cores
@@ -340,6 +340,13 @@ step_split() {
   record dpunet_b8_min_memory_split "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing both \
     --policy min_memory --split-skip-conv 1 --profile "$out/trace_min_memory"
   record dpunet_b8_min_memory_unsplit "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing both \
+    --policy min_memory --split-skip-conv 0
+  # Valid padding (configs/unet572.yaml's): the split convolution reads a centre window of
+  # each skip map, whose gradient comes back NHWC (model/skip_window.h).
+  local valid=(--size 572 --padding valid --precision bf16 ${PEAK_TFLOPS:+--peak-tflops "$PEAK_TFLOPS"})
+  record dpunet_b8_valid_min_memory_split "$dpunet" bench train "${valid[@]}" --batch 8 --checkpointing both \
+    --policy min_memory --split-skip-conv 1
+  record dpunet_b8_valid_min_memory_unsplit "$dpunet" bench train "${valid[@]}" --batch 8 --checkpointing both \
     --policy min_memory --split-skip-conv 0
   local trace
   for trace in "$out"/trace_min_memory.json "$out"/trace_min_memory.checkpointed.json; do

@@ -8,6 +8,7 @@
 #include "model/kernel_support.h"
 #include "model/kernel_usage.h"
 #include "model/own_kernels.h"
+#include "model/skip_window.h"
 
 #ifdef DPUNET_WITH_CUDA_KERNELS
 #include <ATen/cuda/CUDAContext.h>
@@ -17,8 +18,10 @@
 namespace dpunet::model {
 namespace {
 
-at::Tensor skip_window(const at::Tensor& skip, const at::Tensor& up, int64_t top, int64_t left) {
-  return skip.narrow(2, top, up.size(2)).narrow(3, left, up.size(3));
+// The window of the skip map that meets up (model/skip_window.h: its gradient keeps the
+// skip map's layout when ATen's cat is the concatenation).
+at::Tensor window_meeting(const at::Tensor& skip, const at::Tensor& up, int64_t top, int64_t left) {
+  return skip_window(skip, top, left, up.size(2), up.size(3));
 }
 
 bool vectorisable(const at::Tensor& t) {
@@ -35,16 +38,6 @@ bool splittable(const at::Tensor& skip, const at::Tensor& up) {
          up.suggest_memory_format() == at::MemoryFormat::ChannelsLast;
 }
 
-// Zeroes the rows and columns of an NHWC gradient outside the window the split writes.
-void zero_outside(const at::Tensor& grad, int64_t top, int64_t left, int64_t height, int64_t width) {
-  const int64_t bottom = grad.size(2) - top - height, right = grad.size(3) - left - width;
-  if (top > 0) grad.narrow(2, 0, top).zero_();
-  if (bottom > 0) grad.narrow(2, top + height, bottom).zero_();
-  const at::Tensor band = grad.narrow(2, top, height);
-  if (left > 0) band.narrow(3, 0, left).zero_();
-  if (right > 0) band.narrow(3, left + width, right).zero_();
-}
-
 class ConcatSplitFunction : public torch::autograd::Function<ConcatSplitFunction> {
  public:
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& skip, const at::Tensor& up,
@@ -52,7 +45,7 @@ class ConcatSplitFunction : public torch::autograd::Function<ConcatSplitFunction
     ctx->saved_data["skip_sizes"] = skip.sizes().vec();
     ctx->saved_data["top"] = top;
     ctx->saved_data["left"] = left;
-    return at::cat({skip_window(skip, up, top, left), up}, /*dim=*/1);
+    return at::cat({window_meeting(skip, up, top, left), up}, /*dim=*/1);
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
@@ -79,7 +72,7 @@ class ConcatSplitFunction : public torch::autograd::Function<ConcatSplitFunction
 
     const auto options = grad.options().memory_format(at::MemoryFormat::ChannelsLast);
     const at::Tensor skip_grad = at::empty(skip_sizes, options);
-    zero_outside(skip_grad, g.top, g.left, g.height, g.width);  // the split writes the inside
+    zero_outside_window(skip_grad, g.top, g.left, g.height, g.width);  // the split writes the inside
     const at::Tensor up_grad = at::empty({g.batch, up_channels, g.height, g.width}, options);
     if (grad.is_cuda()) {
 #ifdef DPUNET_WITH_CUDA_KERNELS
@@ -120,7 +113,7 @@ at::Tensor concat_skip(const at::Tensor& skip, const at::Tensor& up, int64_t top
     KernelUsage::note(&KernelUsage::concat, ours);
     if (ours) return ConcatSplitFunction::apply(skip, up, top, left);
   }
-  return at::cat({skip_window(skip, up, top, left), up}, /*dim=*/1);
+  return at::cat({window_meeting(skip, up, top, left), up}, /*dim=*/1);
 }
 
 at::Tensor concat_skip_split_backward(const at::Tensor& skip, const at::Tensor& up, int64_t top, int64_t left) {

@@ -16,6 +16,7 @@
 #include "model/max_pool.h"
 #include "model/norm_relu_conv.h"
 #include "model/skip_concat.h"
+#include "model/skip_window.h"
 #include "model/split_input_conv.h"
 
 namespace dpunet::model {
@@ -140,11 +141,7 @@ torch::Tensor UpImpl::run(const torch::Tensor& below, const torch::Tensor& skip,
     }
   }
   if (split_skip_conv_) {
-    // The whole skip map as it is when it is the window (same padding): a narrowed view's
-    // backward would zero-fill and copy its gradient, in NCHW whatever the map's layout.
-    const bool whole = skip.size(2) == up.size(2) && skip.size(3) == up.size(3);
-    const torch::Tensor window = whole ? skip : skip.narrow(2, top, up.size(2)).narrow(3, left, up.size(3));
-    return conv_->run_split(window, up, use);
+    return conv_->run_split(skip_window(skip, top, left, up.size(2), up.size(3)), up, use);
   }
   return conv_->run(concat_skip(skip, up, top, left, pool_concat_kernels_), use);
 }

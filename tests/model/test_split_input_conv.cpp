@@ -58,6 +58,19 @@ TEST_CASE("split_input_conv2d is the convolution of the concatenation", "[model]
   }
 }
 
+TEST_CASE("split_input_conv2d's weight gradient keeps an NHWC weight's layout", "[model]") {
+  // Training's weights are NHWC on a GPU (train::use_channels_last_weights): an NCHW
+  // gradient would be transposed into the weight's .grad at every step.
+  const auto nhwc = at::MemoryFormat::ChannelsLast;
+  const torch::Tensor a = torch::randn({2, 3, 9, 7}).contiguous(nhwc);
+  const torch::Tensor b = torch::randn({2, 5, 9, 7}).contiguous(nhwc);
+  const torch::Tensor weight = torch::randn({4, 8, 3, 3}).contiguous(nhwc).requires_grad_(true);
+  // As backward made it: a leaf's .grad() would be re-laid out like the leaf.
+  const torch::Tensor grad = torch::autograd::grad({split_input_conv2d(a, b, weight, {}, 1).sum()}, {weight})[0];
+  CHECK(grad.is_contiguous(nhwc));
+  CHECK_FALSE(grad.is_contiguous());
+}
+
 TEST_CASE("split_input_conv2d refuses maps that do not make the weight's input", "[model]") {
   const torch::Tensor weight = torch::randn({4, 8, 3, 3});
   CHECK_THROWS_WITH(split_input_conv2d(torch::randn({1, 3, 6, 6}), torch::randn({1, 4, 6, 6}), weight, {}, 1),

@@ -29,15 +29,25 @@ struct StepResult {
   std::vector<torch::Tensor> buffers;  // after the step
 };
 
-// One training step of a freshly seeded Unet; `configure` sets checkpointing.
+// One training step of a freshly seeded Unet; `configure` sets checkpointing. NHWC
+// (`format` ChannelsLast) lays out the input and the convolutions' weights as training
+// does on a GPU, so that the maps are NHWC throughout.
 template <typename Configure>
-StepResult train_step(const UnetOptions& options, int64_t size, Configure configure) {
+StepResult train_step(const UnetOptions& options, int64_t size, Configure configure,
+                      at::MemoryFormat format = at::MemoryFormat::Contiguous) {
   torch::manual_seed(42);
   Unet net(options);
   net->train();
   configure(net);
-  const auto x = torch::randn({2, options.n_channels, size, size});
+  if (format != at::MemoryFormat::Contiguous) {
+    torch::NoGradGuard no_grad;
+    for (auto& p : net->parameters()) {
+      if (p.dim() == 4) p.set_data(p.contiguous(format));
+    }
+  }
+  const auto x = torch::randn({2, options.n_channels, size, size}).contiguous(format);
   auto y = net->forward(x);
+  CHECK(y.is_contiguous(format));  // the layout held to the end
   const auto target = torch::randint(options.n_classes, {2, y.size(2), y.size(3)}, torch::kLong);
   auto loss = torch::nn::functional::cross_entropy(y, target);
   loss.backward();
@@ -133,6 +143,19 @@ TEST_CASE("Unet with split skip convolutions matches the plain model with valid 
         train_step(o, 188, [](Unet& n) { n->use_checkpointing(true, CheckpointPolicy::kMinMemory); });
     require_same(plain, min_memory, Gradients::kToScale);
   }
+}
+
+TEST_CASE("Unet with split skip convolutions matches the plain model with valid padding on NHWC maps",
+          "[model][checkpoint]") {
+  // The skip maps' centre windows then give NHWC gradients (model/skip_window.h).
+  auto o = small_options();
+  o.padding = Padding::kValid;
+  const auto nhwc = at::MemoryFormat::ChannelsLast;
+  const auto plain = train_step(
+      o, 188, [](Unet&) {}, nhwc);
+  const auto min_memory = train_step(
+      o, 188, [](Unet& n) { n->use_checkpointing(true, CheckpointPolicy::kMinMemory); }, nhwc);
+  require_same(plain, min_memory, Gradients::kToScale);
 }
 
 TEST_CASE("Unet checkpoint policies select the expected blocks", "[model][checkpoint]") {
