@@ -128,12 +128,14 @@ Step make_step(const BenchTrainArgs& a, dist::Context& context, dist::Communicat
 
 // How often the model's layers took dpunet's own kernels and how often ATen's, over one
 // training-mode forward of a separate small-batch model under the step's autocast (no
-// checkpointing): a figure whose maps silently fell back to ATen's kernels shows it.
-// Two samples where the step has them: BatchNorm in training needs two values per
-// channel, and a 1x1 bottom map has one per sample.
-nlohmann::json kernels_applied(const BenchTrainArgs& a, const torch::Device& device) {
+// checkpointing; split skip convolutions as asked, which leave no concatenation):
+// a figure whose maps silently fell back to ATen's kernels shows it. Two samples where
+// the step has them: BatchNorm in training needs two values per channel, and a 1x1
+// bottom map has one per sample.
+nlohmann::json kernels_applied(const BenchTrainArgs& a, const torch::Device& device, bool split_skip_conv) {
   torch::manual_seed(0);
   model::Unet net(unet_options(a));
+  net->split_skip_convolutions(split_skip_conv);
   net->to(device);
   const bool nhwc = a.channels_last && device.is_cuda();
   if (nhwc) train::use_channels_last_weights(*net);
@@ -339,6 +341,11 @@ void run(const BenchTrainArgs& a) {
   nlohmann::json rows = nlohmann::json::array();
   for (const bool checkpointed : variants)
     rows.push_back(measure_variant(a, context, *comm, checkpointed, peak_tflops));
+  // Each variant's own count (its skip convolutions split or not), then the top level's:
+  // the model without checkpointing, as the flags above give it.
+  for (auto& row : rows) row["kernels_applied"] = kernels_applied(a, context.device(), row["split_skip_conv"]);
+  const nlohmann::json plain_kernels = kernels_applied(a, context.device(), false);
+  MemoryProbe(context.device().str()).release_cached();
   if (a.max_batch && context.device().is_cuda()) {
     for (size_t i = 0; i < variants.size(); ++i) add_capacity(a, context, *comm, variants[i], peak_tflops, rows[i]);
   }
@@ -357,7 +364,7 @@ void run(const BenchTrainArgs& a) {
                               {"channels_last", a.channels_last && context.device().is_cuda()},
                               {"fuse_norm_relu", a.fuse_norm_relu},
                               {"pool_concat_kernels", a.pool_concat_kernels},
-                              {"kernels_applied", kernels_applied(a, context.device())},
+                              {"kernels_applied", plain_kernels},
                               {"checkpoint_policy", checkpoint_selection_label(a.selection)},
                               {"base_channels", a.base_channels},
                               {"depth", a.depth},

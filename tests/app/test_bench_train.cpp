@@ -47,6 +47,19 @@ TEST_CASE("bench train reports its step, and that on the CPU every layer takes A
   }
 }
 
+TEST_CASE("bench train counts each variant's kernels: split skip convolutions concatenate nothing", "[app]") {
+  const nlohmann::json out = bench_train("--device cpu --checkpointing both --policy min_memory");
+  REQUIRE(out["results"].size() == 2);
+  const nlohmann::json& plain = out["results"][0];
+  const nlohmann::json& min_memory = out["results"][1];
+  REQUIRE(min_memory["split_skip_conv"] == true);
+  INFO("plain " << plain["kernels_applied"].dump() << ", min_memory " << min_memory["kernels_applied"].dump());
+  CHECK(plain["kernels_applied"] == out["kernels_applied"]);
+  CHECK(plain["kernels_applied"]["concat_backward"]["aten"].get<int>() > 0);
+  CHECK(min_memory["kernels_applied"]["concat_backward"] == nlohmann::json{{"dpunet", 0}, {"aten", 0}});
+  CHECK(min_memory["kernels_applied"]["fused_norm_relu"] == plain["kernels_applied"]["fused_norm_relu"]);
+}
+
 TEST_CASE("bench train names the peak its MFU is against, and none on a CPU without one", "[app]") {
   nlohmann::json out = bench_train("--device cpu --checkpointing off");
   CHECK(out["gpu_name"] == "");
