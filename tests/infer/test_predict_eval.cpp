@@ -1,0 +1,214 @@
+// `dpunet predict --eval`: masks found by suffix and mapped to classes, sparsely
+// labelled shards scored on their labelled pixels only, and the ignore label's rules.
+#include <torch/torch.h>
+#include "support/catch.h"
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <utility>
+#include <vector>
+
+#include "checkpoint/store.h"
+#include "common/atomic_file.h"
+#include "common/remove_tree.h"
+#include "data/dataset.h"
+#include "data/image_io.h"
+#include "data/import.h"
+#include "data/shard_writer.h"
+#include "infer/inputs.h"
+#include "support/prediction_fixture.h"
+#include "train/metrics.h"
+
+using dpunet::test::read_mask;
+using dpunet::test::run_command;
+using dpunet::test::TrainedModel;
+using dpunet::test::TrainFixture;
+
+TEST_CASE("predict --eval: masks found by suffix, values mapped to classes, none found is an error", "[infer][e2e]") {
+  TrainedModel t;
+  std::filesystem::create_directories(t.f.dir() / "in/images");
+  std::filesystem::create_directories(t.f.dir() / "in/masks");
+  dpunet::data::Image image, mask;
+  image.height = mask.height = image.width = mask.width = 40;
+  image.channels = mask.channels = 1;
+  for (int64_t p = 0; p < 40 * 40; ++p) {
+    image.values.push_back(static_cast<uint16_t>((p * 7) % 200));
+    mask.values.push_back(static_cast<uint16_t>(p % 40 < 20 ? 0 : 255));
+  }
+  dpunet::data::write_png(t.f.dir() / "in/images/a.png", image);
+  dpunet::data::write_png(t.f.dir() / "in/masks/a_mask.PNG", mask);
+  const std::string predict = DPUNET_BINARY " predict " + t.f.dir() / "in/images" + " --checkpoint " + t.checkpoint +
+                              " --no-png --eval --overwrite --out " + t.f.dir() / "out";
+  const auto unmapped = run_command(predict + " --masks " + t.f.dir() / "in/masks" + " --mask-suffix _mask 2>&1");
+  CHECK(unmapped.exit_code != 0);
+  CHECK_THAT(unmapped.output, HasSubstr("a_mask.PNG") && HasSubstr("mask value 255") && HasSubstr("--mask-map"));
+  const auto mapped =
+      run_command(predict + " --masks " + t.f.dir() / "in/masks" + " --mask-suffix _mask --mask-map 0=0,255=1 2>&1");
+  INFO(mapped.output);
+  CHECK(mapped.exit_code == 0);
+  const auto eval = nlohmann::json::parse(dpunet::read_file(t.f.dir() / "out/eval.json"));
+  CHECK(eval["images"] == 1);
+  CHECK(eval["aggregation"] == "pooled");
+  // Masks are read only to be evaluated: given without --eval they would be ignored.
+  const std::string plain = DPUNET_BINARY " predict " + t.f.dir() / "in/images" + " --checkpoint " + t.checkpoint +
+                            " --no-png --out " + t.f.dir() / "plain --masks " + t.f.dir() / "in/masks 2>&1";
+  const auto without_eval = run_command(plain);
+  CHECK(without_eval.exit_code != 0);
+  CHECK_THAT(without_eval.output, HasSubstr("--masks requires --eval"));
+  const auto unmatched = run_command(predict + " --masks " + t.f.dir() / "in/masks 2>&1");  // no suffix given
+  CHECK(unmatched.exit_code != 0);
+  CHECK_THAT(unmatched.output, HasSubstr("a.png: no mask named a.png/.tif/.tiff") &&
+                                   HasSubstr("there is a_mask.PNG: --mask-suffix _mask?"));
+  const auto no_masks = run_command(predict + " 2>&1");
+  CHECK(no_masks.exit_code != 0);
+  CHECK_THAT(no_masks.output, HasSubstr("give --masks DIR"));
+  // One image without its mask: named before anything is predicted, not left out of the score.
+  dpunet::data::write_png(t.f.dir() / "in/images/b.png", image);
+  REQUIRE(dpunet::remove_tree(t.f.dir() / "out"));
+  const auto one_missing =
+      run_command(predict + " --masks " + t.f.dir() / "in/masks" + " --mask-suffix _mask --mask-map 0=0,255=1 2>&1");
+  CHECK(one_missing.exit_code != 0);
+  CHECK_THAT(one_missing.output,
+             HasSubstr("in/images/b.png: no mask named b_mask") && HasSubstr("--eval scores every image"));
+  CHECK_FALSE(std::filesystem::exists(t.f.dir() / "out/predictions.h5"));
+  std::filesystem::remove(t.f.dir() / "in/images/b.png");
+  // Two images whose outputs would share a name.
+  dpunet::data::write_png(t.f.dir() / "in/images/a.PNG", image);
+  const auto twins = run_command(predict + " 2>&1");
+  CHECK(twins.exit_code != 0);
+  CHECK_THAT(twins.output, HasSubstr("have the same name"));
+  // Images and shards in one folder: which was meant is not guessed.
+  std::filesystem::remove(t.f.dir() / "in/images/a.PNG");
+  dpunet::write_file_atomically(t.f.dir() / "in/images/predictions.h5", "x");
+  const auto mixed = run_command(predict + " 2>&1");
+  CHECK(mixed.exit_code != 0);
+  CHECK_THAT(mixed.output, HasSubstr("holds both images and .h5 files"));
+}
+
+namespace {
+// Copies the shards matching `from` (a glob in a test folder) to folder `to`, each sample's
+// mask left unlabelled (255) where a seeded coin says so: sparse annotation.
+void write_sparse_copy(const std::string& from, const std::string& to, double unlabelled_share) {
+  std::filesystem::create_directories(to);
+  const dpunet::data::Dataset dataset(from);
+  for (const auto& shard : dataset.shards()) {
+    dpunet::data::ShardHeader header = shard->header();
+    header.ignore_label = 255;
+    dpunet::data::ShardWriter writer(to + "/" + std::filesystem::path(shard->path()).filename().string(), header);
+    std::vector<unsigned char> image(header.image_values() * dpunet::data::pixel_type_bytes(header.pixel_type));
+    std::vector<uint8_t> mask(header.pixels());
+    for (int64_t i = 0; i < header.samples; ++i) {
+      shard->read(i, image.data(), mask.data());
+      const torch::Tensor coin = torch::rand({header.pixels()}, torch::Generator(at::detail::createCPUGenerator(i)));
+      for (int64_t p = 0; p < header.pixels(); ++p) {
+        if (coin[p].item<double>() < unlabelled_share) mask[p] = 255;
+      }
+      writer.write(i, image.data(), mask.data());
+    }
+    writer.finish();
+  }
+}
+}  // namespace
+
+TEST_CASE("a model trains on sparsely labelled shards, and predict --eval scores their labelled pixels only",
+          "[infer][e2e]") {
+  TrainFixture f;
+  const std::string sparse = f.dir() / "sparse";
+  write_sparse_copy(f.dir() / "data/train-*.h5", sparse, 0.6);
+  write_sparse_copy(f.dir() / "data/val-*.h5", sparse, 0.6);
+  const auto inspected = run_command(DPUNET_BINARY " data inspect " + sparse + "/val-00000.h5 2>&1");
+  INFO(inspected.output);
+  CHECK_THAT(inspected.output, HasSubstr("unlabelled pixels: mask value 255 (ignore label)") &&
+                                   HasSubstr("unlabelled (255): 6"));  // 60% of the pixels, give or take
+  const auto run =
+      f.train(1, f.write_config("data: {train: '" + sparse + "/train-*.h5', val: '" + sparse + "/val-*.h5'}"));
+  INFO(run.output);
+  REQUIRE(run.exit_code == 0);
+  CHECK_THAT(run.output, HasSubstr("validation step 8: loss ") && !HasSubstr("loss nan") && !HasSubstr("loss -nan"));
+  const std::string checkpoint = dpunet::checkpoint::CheckpointStore(f.run_dir()).path_for_step(8);
+  const auto predicted = run_command(DPUNET_BINARY " predict '" + sparse + "/val-*.h5' --checkpoint " + checkpoint +
+                                     " --out " + f.dir() / "out --tile 32 --eval --no-png 2>&1");
+  INFO(predicted.output);
+  REQUIRE(predicted.exit_code == 0);
+  // The pooled scores are those of the predicted masks against the labelled pixels.
+  const dpunet::data::Dataset val(sparse + "/val-*.h5");
+  dpunet::train::ConfusionCounts expected(3, 255);
+  std::vector<unsigned char> image(val.header().image_values() *
+                                   dpunet::data::pixel_type_bytes(val.header().pixel_type));
+  torch::Tensor truth = torch::empty({1, val.header().height, val.header().width}, torch::kByte);
+  for (int64_t i = 0; i < val.size(); ++i) {
+    val.read(i, image.data(), truth.data_ptr<uint8_t>());
+    char name[32];
+    std::snprintf(name, sizeof(name), "sample-%06lld", static_cast<long long>(i));
+    const torch::Tensor mask = read_mask(f.dir() / "out/predictions.h5", name).to(torch::kLong);
+    expected.add(torch::one_hot(mask, 3).permute({2, 0, 1}).unsqueeze(0).to(torch::kFloat), truth.to(torch::kLong));
+  }
+  const auto eval = nlohmann::json::parse(dpunet::read_file(f.dir() / "out/eval.json"));
+  const std::vector<double> dice = expected.dice();
+  for (size_t k = 0; k < dice.size(); ++k) {
+    INFO("class " << k);
+    if (std::isnan(dice[k])) {
+      CHECK(eval["dice"][k].is_null());
+    } else {
+      CHECK(eval["dice"][k].get<double>() == Approx(dice[k]));
+    }
+  }
+  CHECK(eval["foreground_dice"].get<double>() == Approx(expected.foreground_dice()));
+}
+
+TEST_CASE("validation uses its own shards' ignore label, whichever set has one", "[infer][e2e]") {
+  TrainFixture f;
+  write_sparse_copy(f.dir() / "data/train-*.h5", f.dir() / "sparse", 0.5);
+  write_sparse_copy(f.dir() / "data/val-*.h5", f.dir() / "sparse", 0.5);
+  const std::string sparse = f.dir() / "sparse", full = f.dir() / "data";
+  for (const auto& [train, val] : {std::pair<std::string, std::string>{full, sparse}, {sparse, full}}) {
+    INFO("train " << train << ", val " << val);
+    const auto run =
+        f.train(1, f.write_config("data: {train: '" + train + "/train-*.h5', val: '" + val + "/val-*.h5'}"));
+    INFO(run.output);
+    CHECK(run.exit_code == 0);
+    CHECK_THAT(run.output, HasSubstr("validation step 4: loss ") && !HasSubstr("loss nan"));
+  }
+}
+
+TEST_CASE("masks beside their images are told apart by their suffix", "[infer]") {
+  dpunet::test::TempDir dir;
+  dpunet::data::Image image;
+  image.height = image.width = 4;
+  image.channels = 1;
+  image.values.assign(16, 1);
+  for (const char* name : {"a.png", "a_mask.png", "b.png", "b_mask.png"}) dpunet::data::write_png(dir / name, image);
+  dpunet::infer::InputOptions options;
+  options.masks_dir = dir.path();
+  options.require_masks = true;
+  options.n_classes = 2;
+  CHECK_THROWS_WITH(dpunet::infer::InputSet(dir.path(), options),
+                    HasSubstr("is the images' own folder") && HasSubstr("give --mask-suffix"));
+  options.mask_suffix = "_mask";
+  for (const std::string& input : {dir.path(), dir / "*.png"}) {
+    const dpunet::infer::InputSet inputs(input, options);
+    REQUIRE(inputs.size() == 2);
+    CHECK(inputs.name(0) == "a");
+    CHECK(inputs.name(1) == "b");
+    CHECK(inputs.load(1).mask.defined());
+  }
+}
+
+TEST_CASE("unlabelled pixels of image masks need a value that is no class of the model", "[infer]") {
+  dpunet::test::TempDir dir;
+  std::filesystem::create_directories(dir / "images");
+  dpunet::data::Image image;
+  image.height = image.width = 4;
+  image.channels = 1;
+  image.values.assign(16, 7);
+  dpunet::data::write_png(dir / "images/a.png", image);
+  dpunet::infer::InputOptions options;
+  options.class_of_value = dpunet::data::parse_mask_mapping("0=0,255=ignore");
+  options.n_classes = 256;
+  CHECK_THROWS_WITH(dpunet::infer::InputSet(dir / "images", options),
+                    HasSubstr("--mask-map VALUE=ignore") && HasSubstr("at most 255 classes"));
+  options.n_classes = 255;
+  CHECK(dpunet::infer::InputSet(dir / "images", options).ignore_label() == 255);
+}

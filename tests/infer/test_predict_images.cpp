@@ -1,0 +1,168 @@
+// `dpunet predict` on PNG/TIFF folders: masks beside the images, images shared over
+// ranks that must agree on the list, and inputs scaled with the training set's statistics.
+#include <torch/torch.h>
+#include "support/catch.h"
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "common/atomic_file.h"
+#include "data/dataset.h"
+#include "data/image_io.h"
+#include "data/normalize.h"
+#include "support/image_files.h"
+#include "support/prediction_fixture.h"
+
+using dpunet::test::read_mask;
+using dpunet::test::run_command;
+using dpunet::test::TrainedModel;
+
+TEST_CASE("predict reads PNG folders with masks, and shares images over ranks", "[infer][e2e]") {
+  TrainedModel t;
+  std::filesystem::create_directories(t.f.dir() / "png/images");
+  std::filesystem::create_directories(t.f.dir() / "png/masks");
+  for (int i = 0; i < 3; ++i) {
+    dpunet::data::Image image, mask;
+    image.height = mask.height = 40 + i;
+    image.width = mask.width = 37;
+    image.channels = mask.channels = 1;
+    for (int64_t p = 0; p < image.height * image.width; ++p) {
+      image.values.push_back(static_cast<uint16_t>((p * 7) % 200));
+      mask.values.push_back(static_cast<uint16_t>(p % 3));
+    }
+    dpunet::data::write_png(t.f.dir() / ("png/images/im" + std::to_string(i) + ".png"), image);
+    dpunet::data::write_png(t.f.dir() / ("png/masks/im" + std::to_string(i) + ".png"), mask);
+  }
+  const std::string command = " " DPUNET_BINARY " predict " + t.f.dir() / "png/images" + " --masks " +
+                              t.f.dir() / "png/masks" + " --checkpoint " + t.checkpoint + " --out " +
+                              t.f.dir() / "out --eval 2>&1";
+  const auto run = run_command("OMP_NUM_THREADS=1 " DPUNET_MPI_LAUNCHER " 2" + command);
+  INFO(run.output);
+  REQUIRE(run.exit_code == 0);
+  CHECK(std::filesystem::exists(t.f.dir() / "out/predictions-rank000.h5"));
+  CHECK(std::filesystem::exists(t.f.dir() / "out/predictions-rank001.h5"));
+  CHECK(read_mask(t.f.dir() / "out/predictions-rank001.h5", "im1").size(0) == 41);
+  CHECK(dpunet::data::read_image(t.f.dir() / "out/im2_mask.png").height == 42);
+  // Every image scored once, on whichever rank predicted it, listed in input order.
+  const auto eval = nlohmann::json::parse(dpunet::read_file(t.f.dir() / "out/eval.json"));
+  CHECK(eval["images"] == 3);
+  REQUIRE(eval["per_image"].size() == 3);
+  for (int i = 0; i < 3; ++i) CHECK(eval["per_image"][i]["name"] == "im" + std::to_string(i));
+  CHECK(eval["image_mean"]["dice"].size() == 3);
+  // The same masks and scores as one process predicting every image.
+  const std::string alone_command = " " DPUNET_BINARY " predict " + t.f.dir() / "png/images" + " --masks " +
+                                    t.f.dir() / "png/masks" + " --checkpoint " + t.checkpoint + " --out " +
+                                    t.f.dir() / "alone --eval 2>&1";
+  const auto alone = run_command("OMP_NUM_THREADS=1" + alone_command);
+  INFO(alone.output);
+  REQUIRE(alone.exit_code == 0);
+  for (int i = 0; i < 3; ++i) {
+    const std::string mask = "im" + std::to_string(i) + "_mask.png";
+    INFO(mask);
+    CHECK(dpunet::data::read_image(t.f.dir() / ("out/" + mask)).values ==
+          dpunet::data::read_image(t.f.dir() / ("alone/" + mask)).values);
+  }
+  const auto alone_eval = nlohmann::json::parse(dpunet::read_file(t.f.dir() / "alone/eval.json"));
+  CHECK(eval["dice"] == alone_eval["dice"]);
+  CHECK(eval["per_image"] == alone_eval["per_image"]);
+}
+
+TEST_CASE("ranks that list different images stop together, naming what each sees", "[infer][e2e]") {
+  TrainedModel t;
+  dpunet::data::Image image;
+  image.height = image.width = 32;
+  image.channels = 1;
+  image.values.assign(32 * 32, 9);
+  // Node-local copies that went out of step: rank 1's folder holds other images.
+  for (const char* name : {"in0/a.png", "in0/b.png", "in1/a.png", "in1/c.png", "in1/c_mask.png"}) {
+    std::filesystem::create_directories((t.f.dir() / name).substr(0, (t.f.dir() / name).rfind('/')));
+    dpunet::data::write_png(t.f.dir() / name, image);
+  }
+  // Inside sh -c '...': the binary in double quotes.
+  const std::string predict = "\"" DPUNET_BINARY_PATH "\" predict " + t.f.dir().path() +
+                              "/in$OMPI_COMM_WORLD_RANK --checkpoint " + t.checkpoint + " --tile 32 --out " +
+                              t.f.dir() / "out";
+  const auto run = run_command("OMP_NUM_THREADS=1 " DPUNET_MPI_LAUNCHER " 2 sh -c '" + predict + "' 2>&1");
+  INFO(run.output);
+  CHECK(run.exit_code != 0);
+  CHECK_THAT(run.output, HasSubstr("differs between ranks: rank 0 sees 2 images, list ") &&
+                             HasSubstr("rank(s) 1 see something else (rank 1: 3 images") && !HasSubstr("MPI_ABORT"));
+  CHECK_FALSE(std::filesystem::exists(t.f.dir() / "out/predictions-rank000.h5"));
+  // With --mask-suffix, masks among the images are left out even without --eval.
+  const auto alone = run_command(DPUNET_BINARY " predict " + t.f.dir() / "in1 --mask-suffix _mask --checkpoint " +
+                                 t.checkpoint + " --tile 32 --no-png --out " + t.f.dir() / "out 2>&1");
+  INFO(alone.output);
+  REQUIRE(alone.exit_code == 0);
+  CHECK_THAT(alone.output, HasSubstr("2 images"));
+  CHECK(read_mask(t.f.dir() / "out/predictions.h5", "c").size(0) == 32);
+}
+
+TEST_CASE("predict scales shards and image files alike, with the training set's statistics", "[infer][e2e]") {
+  TrainedModel t;
+  // The validation shards' samples, written out as 8-bit PNGs.
+  const std::string val = t.f.dir() / "data/val-*.h5";
+  const dpunet::data::Dataset shards(val);
+  std::filesystem::create_directories(t.f.dir() / "png");
+  std::vector<unsigned char> scratch;
+  for (int64_t i = 0; i < shards.size(); ++i) {
+    const auto sample = dpunet::data::load_sample(shards, i, dpunet::data::Normalization::kNone, scratch);
+    dpunet::data::Image image;
+    image.height = sample.height;
+    image.width = sample.width;
+    image.channels = 1;
+    for (float v : sample.image) image.values.push_back(static_cast<uint16_t>(std::lround(v * 255.0f)));
+    char name[32];
+    std::snprintf(name, sizeof(name), "sample-%06lld.png", static_cast<long long>(i));
+    dpunet::data::write_png(t.f.dir() / ("png/" + std::string(name)), image);
+  }
+  const std::string model = " --checkpoint " + t.checkpoint + " --tile 32 --no-png --probabilities";
+  const auto from_shards =
+      run_command(DPUNET_BINARY " predict '" + val + "'" + model + " --out " + t.f.dir() / "a 2>&1");
+  INFO(from_shards.output);
+  REQUIRE(from_shards.exit_code == 0);
+  const auto from_files =
+      run_command(DPUNET_BINARY " predict " + t.f.dir() / "png" + model + " --out " + t.f.dir() / "b 2>&1");
+  INFO(from_files.output);
+  REQUIRE(from_files.exit_code == 0);
+  CHECK_THAT(from_files.output, !HasSubstr("measured on"));
+  for (int64_t i = 0; i < shards.size(); ++i) {
+    char name[32];
+    std::snprintf(name, sizeof(name), "sample-%06lld", static_cast<long long>(i));
+    CHECK(
+        torch::equal(read_mask(t.f.dir() / "a/predictions.h5", name), read_mask(t.f.dir() / "b/predictions.h5", name)));
+  }
+  // A 16-bit image is in other units than the model's uint8 statistics: said, and standardised.
+  dpunet::data::Image wide = dpunet::data::read_image(t.f.dir() / "png/sample-000000.png");
+  for (auto& v : wide.values) v = static_cast<uint16_t>(v * 257);
+  std::filesystem::create_directories(t.f.dir() / "png16");
+  dpunet::test::write_tiff16(t.f.dir() / "png16/wide.tif", wide);
+  const auto other_units =
+      run_command(DPUNET_BINARY " predict " + t.f.dir() / "png16" + model + " --out " + t.f.dir() / "c 2>&1");
+  INFO(other_units.output);
+  CHECK(other_units.exit_code == 0);
+  CHECK_THAT(other_units.output, HasSubstr("measured on uint8 pixels") && HasSubstr("holds uint16"));
+  // 8- and 16-bit files in one run would be scaled differently: refused, naming both.
+  std::filesystem::copy_file(t.f.dir() / "png/sample-000000.png", t.f.dir() / "png16/zeta.png");
+  const auto mixed =
+      run_command(DPUNET_BINARY " predict " + t.f.dir() / "png16" + model + " --out " + t.f.dir() / "d 2>&1");
+  CHECK(mixed.exit_code != 0);
+  CHECK_THAT(mixed.output, HasSubstr("zeta.png: 8-bit pixels, but ") && HasSubstr("wide.tif has 16-bit"));
+  // A glob of images reads them as images (the same predictions as their folder).
+  const auto globbed =
+      run_command(DPUNET_BINARY " predict '" + t.f.dir() / "png/*.png'" + model + " --out " + t.f.dir() / "e 2>&1");
+  INFO(globbed.output);
+  REQUIRE(globbed.exit_code == 0);
+  CHECK(torch::equal(read_mask(t.f.dir() / "e/predictions.h5", "sample-000001"),
+                     read_mask(t.f.dir() / "b/predictions.h5", "sample-000001")));
+  // A folder with neither images nor shards says so.
+  std::filesystem::create_directories(t.f.dir() / "jpegs");
+  dpunet::write_file_atomically(t.f.dir() / "jpegs/photo.jpg", "x");
+  const auto nothing =
+      run_command(DPUNET_BINARY " predict " + t.f.dir() / "jpegs" + model + " --out " + t.f.dir() / "f 2>&1");
+  CHECK(nothing.exit_code != 0);
+  CHECK_THAT(nothing.output, HasSubstr("jpegs holds no .png/.tif/.tiff images and no .h5 shards"));
+}
