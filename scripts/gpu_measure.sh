@@ -30,7 +30,8 @@
 #     fp16           40 training steps in fp16 and in bf16
 #
 # OUT receives gpu_results.jsonl (one JSON object per line: each benchmark's output,
-# tagged) and gpu_log.txt (versions, test and smoke-run logs); the profile step adds
+# tagged; bench/gpu_targets.py reads the issue's targets off it, also at the end of each
+# call) and gpu_log.txt (versions, test and smoke-run logs); the profile step adds
 # kernels.txt and the traces, trace_*.json.gz; the split step memory_peaks.txt and its
 # traces, trace_min_memory*.json.gz.
 #
@@ -449,6 +450,9 @@ measure() {
     "step_$step"
   done
   say "results: $results ($(wc -l <"$results") lines), log: $log"
+  # Where this call leaves the issue's targets (its own records only: ratios never pair
+  # two machines).
+  if [ -s "$results" ]; then "$python" bench/gpu_targets.py "$results" 2>&1 | tee -a "$log"; fi
 }
 
 case "${1:-}" in
