@@ -62,3 +62,19 @@ TEST_CASE("skip_window names the sizes of a window outside the map", "[model]") 
   CHECK_THROWS_WITH(skip_window(skip, 2, 0, 5, 6), HasSubstr("[1, 4, 6, 6]") && HasSubstr("5x6 window"));
   CHECK_THROWS_AS(skip_window(skip.view({4, 6, 6}), 0, 0, 6, 6), dpunet::Error);
 }
+
+TEST_CASE("skip_window's gradient is narrow's and NHWC for an NHWC bf16 map on a GPU", "[gpu]") {
+  if (!torch::cuda::is_available()) {
+    WARN("skipped: needs a GPU");
+    return;
+  }
+  const auto nhwc = at::MemoryFormat::ChannelsLast;
+  const auto options = torch::TensorOptions().device(torch::kCUDA).dtype(torch::kBFloat16);
+  const torch::Tensor skip = torch::randn({2, 16, 20, 20}, options).contiguous(nhwc);
+  const torch::Tensor dy = torch::randn({2, 16, 12, 12}, options).contiguous(nhwc);
+  const torch::Tensor ours = skip_grad([](const torch::Tensor& s) { return skip_window(s, 4, 4, 12, 12); }, skip, dy);
+  const torch::Tensor aten =
+      skip_grad([](const torch::Tensor& s) { return s.narrow(2, 4, 12).narrow(3, 4, 12); }, skip, dy);
+  CHECK(torch::equal(ours.cpu(), aten.cpu()));
+  CHECK(ours.is_contiguous(nhwc));
+}

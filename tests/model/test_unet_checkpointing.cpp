@@ -378,10 +378,16 @@ TEST_CASE("a U-Net step recomputing min_memory's blocks with split skip convolut
     WARN("skipped: needs a GPU");
     return;
   }
+  // Valid padding: the split convolutions read NHWC windows of the skip maps
+  // (model/skip_window.h).
+  const auto padding = GENERATE(Padding::kSame, Padding::kValid);
   UnetOptions o = small_options();
-  o.depth = 3;
-  const auto plain = dpunet::test::unet_gpu_step(o, 64);
-  const auto min_memory = dpunet::test::unet_gpu_step(o, 64, /*checkpointed=*/true, /*recompute_norm=*/true,
+  o.padding = padding;
+  o.depth = padding == Padding::kSame ? 3 : 4;
+  const int64_t size = padding == Padding::kSame ? 64 : 188;  // 188: a valid tile at depth 4
+  INFO("padding " << (padding == Padding::kSame ? "same" : "valid"));
+  const auto plain = dpunet::test::unet_gpu_step(o, size);
+  const auto min_memory = dpunet::test::unet_gpu_step(o, size, /*checkpointed=*/true, /*recompute_norm=*/true,
                                                       torch::kFloat, CheckpointPolicy::kMinMemory);
   CHECK(dpunet::test::within_scale(min_memory.output, plain.output, 1e-5));
   REQUIRE(min_memory.grads.size() == plain.grads.size());
