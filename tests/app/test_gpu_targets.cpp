@@ -112,4 +112,56 @@ TEST_CASE("gpu_targets.py names the file and line that is not JSON", "[app]") {
   const auto missing = targets("'" + std::string(dir / "none.jsonl") + "'");
   CHECK(missing.exit_code != 0);
   CHECK_THAT(missing.output, HasSubstr("none.jsonl: No such file") && !HasSubstr("Traceback"));
+  std::ofstream(path) << "[1]\n";
+  CHECK_THAT(targets("'" + path + "'").output, HasSubstr("bad.jsonl:1: not a JSON object"));
+}
+
+TEST_CASE("gpu_targets.py leaves out other models' steps and untimed batches, and the slower references", "[app]") {
+  dpunet::test::TempDir dir;
+  auto changed = [](json record, const std::string& key, json value) {
+    record[key] = std::move(value);
+    return record;
+  };
+  // Faster steps of other models (valid padding, 2 ranks, half the width) are no pairs.
+  json timed = train(240.0, 0.40, 100, 250, 1.2);
+  timed["results"][0]["largest_batch_timed"] = 90;  // two-step tries found 100; 90 ran timed
+  timed["results"][1]["largest_batch_timed"] = 170;
+  json untimed = train(240.0, 0.40, 50, 200, 1.0);  // its plain largest batch's timed run did not fit
+  untimed["results"][0]["largest_batch_step_ms"] = nullptr;
+  const std::string file = write_lines(dir, "one.jsonl",
+                                       {reference("eager", 8, 150.0), reference("eager", 8, 200.0), timed, untimed,
+                                        changed(train(400.0, 0.60, 100, 0, 1.0), "padding", "valid"),
+                                        changed(train(500.0, 0.60, 100, 0, 1.0), "ranks", 2),
+                                        changed(train(600.0, 0.60, 100, 0, 1.0), "base_channels", 32)});
+  const auto run = targets("'" + file + "'");
+  INFO(run.output);
+  REQUIRE(run.exit_code == 0);
+  CHECK_THAT(run.output, HasSubstr("| samples/s vs PyTorch eager, same batch (>= 1.1x) | 1.20x |"));
+  CHECK_THAT(run.output, HasSubstr("| MFU at the best batch (>= 45%) | 41.0% |"));
+  CHECK_THAT(run.output, HasSubstr("1.89x batch at 1.20x time") && HasSubstr("batches 170 / 90"));
+}
+
+TEST_CASE("gpu_targets.py takes the policy that meets both checkpointing figures, and shows a near miss in full",
+          "[app]") {
+  dpunet::test::TempDir dir;
+  // 2.2x the batch at 1.5x the time misses; 2.05x at 1.3x meets. torch.compile 0.8996x.
+  const std::string file = write_lines(
+      dir, "one.jsonl",
+      {train(240.0, 0.40, 100, 220, 1.5), train(240.0, 0.40, 100, 205, 1.3), reference("compile", 8, 240.0 / 0.8996)});
+  const auto run = targets("'" + file + "'");
+  INFO(run.output);
+  REQUIRE(run.exit_code == 0);
+  CHECK_THAT(run.output, HasSubstr("| 2.05x batch at 1.30x time |"));
+  CHECK_THAT(run.output, HasSubstr("| samples/s vs torch.compile, same batch (>= 0.9x) | 0.8996x |"));
+  CHECK(verdicts(run.output) == std::vector<std::string>{"not measured", "no", "no", "yes"});
+}
+
+TEST_CASE("gpu_targets.py names the figure a record lacks", "[app]") {
+  dpunet::test::TempDir dir;
+  json record = train(240.0, 0.40, 100, 0, 1.0);
+  record["results"][0].erase("samples_per_s");
+  const std::string file = write_lines(dir, "one.jsonl", {reference("eager", 8, 200.0), record});
+  const auto run = targets("'" + file + "'");
+  CHECK(run.exit_code != 0);
+  CHECK_THAT(run.output, HasSubstr("one.jsonl: 'samples_per_s' is null, not a number") && !HasSubstr("Traceback"));
 }
