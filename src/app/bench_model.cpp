@@ -35,11 +35,23 @@ struct BenchModelArgs {
   int64_t base_channels = 64;
   int64_t depth = 4;
   bool bilinear = false;
+  std::string padding = "same";  // same | valid (the 2015 paper's; the target is the output's centre)
   int warmup = 1;
   int repeats = 3;
   std::string variant = "both";       // both | plain | checkpointed
   CheckpointSelection checkpointing;  // the checkpointed variant's
 };
+
+model::UnetOptions unet_options(const BenchModelArgs& args) {
+  model::UnetOptions options;
+  options.n_channels = args.n_channels;
+  options.n_classes = args.n_classes;
+  options.base_channels = args.base_channels;
+  options.depth = args.depth;
+  options.bilinear = args.bilinear;
+  options.padding = model::parse_padding(args.padding);
+  return options;
+}
 
 double median(std::vector<double> values) {
   std::sort(values.begin(), values.end());
@@ -57,20 +69,16 @@ nlohmann::json run_variant(const BenchModelArgs& args, bool checkpointed) {
   torch::set_num_threads(args.threads);
   torch::manual_seed(0);
 
-  model::UnetOptions options;
-  options.n_channels = args.n_channels;
-  options.n_classes = args.n_classes;
-  options.base_channels = args.base_channels;
-  options.depth = args.depth;
-  options.bilinear = args.bilinear;
+  const model::UnetOptions options = unet_options(args);
   model::Unet net(options);
   net->to(device);
   net->train();
   if (checkpointed) select_checkpointed_blocks(*net, args.checkpointing);
 
   const auto x = torch::randn({args.batch, args.n_channels, args.size, args.size}, device);
-  const auto target = torch::randint(args.n_classes, {args.batch, args.size, args.size},
-                                     torch::TensorOptions(device).dtype(torch::kLong));
+  const int64_t out = model::output_size_or_fail(options, args.size, "--size " + std::to_string(args.size));
+  const auto target =
+      torch::randint(args.n_classes, {args.batch, out, out}, torch::TensorOptions(device).dtype(torch::kLong));
   auto step = [&] { torch::nn::functional::cross_entropy(net->forward(x), target).backward(); };
   for (int i = 0; i < args.warmup; ++i) step();
   // Gradients stay allocated between steps (as in dpunet's reducer), so the baseline holds
@@ -129,8 +137,8 @@ nlohmann::json run_variant_in_child(const BenchModelArgs& a, const std::string& 
       " --device " + a.device + " --threads " + std::to_string(a.threads) + " --n-channels " +
       std::to_string(a.n_channels) + " --n-classes " + std::to_string(a.n_classes) + " --base-channels " +
       std::to_string(a.base_channels) + " --depth " + std::to_string(a.depth) + (a.bilinear ? " --bilinear" : "") +
-      " --warmup " + std::to_string(a.warmup) + " --repeats " + std::to_string(a.repeats) + " --variant " + variant +
-      " " + checkpoint_selection_arguments(a.checkpointing);
+      " --padding " + a.padding + " --warmup " + std::to_string(a.warmup) + " --repeats " + std::to_string(a.repeats) +
+      " --variant " + variant + " " + checkpoint_selection_arguments(a.checkpointing);
   FILE* pipe = popen(command.c_str(), "r");
   DPUNET_CHECK(pipe != nullptr, "cannot start benchmark child: ", command);
   std::string output;
@@ -143,12 +151,13 @@ nlohmann::json run_variant_in_child(const BenchModelArgs& a, const std::string& 
 
 void run_bench_model(const BenchModelArgs& args) {
   require_single_process("bench model");
-  // Validate in the parent so a bad size fails once, with the model's own message.
-  model::UnetOptions options;
-  options.n_channels = args.n_channels;
-  options.base_channels = args.base_channels;
-  options.depth = args.depth;
+  // Validate in the parent so a bad size fails once, with the model's own message (valid
+  // padding's names the nearest sizes that tile).
+  const model::UnetOptions options = unet_options(args);
   model::validate(options);
+  if (options.padding == model::Padding::kValid) {
+    model::output_size_or_fail(options, args.size, "bench model --size " + std::to_string(args.size));
+  }
   DPUNET_CHECK(model::output_size(options, args.size), "bench model: size ", args.size, " is too small for depth ",
                args.depth);
   DPUNET_CHECK(args.batch > 0 && args.repeats > 0 && args.threads > 0,
@@ -178,7 +187,8 @@ void run_bench_model(const BenchModelArgs& args) {
         {"n_classes", args.n_classes},
         {"base_channels", args.base_channels},
         {"depth", args.depth},
-        {"bilinear", args.bilinear}}},
+        {"bilinear", args.bilinear},
+        {"padding", args.padding}}},
       {"torch_version", info.torch_version},
       {"plain", plain},
       {"checkpointed", ckpt},
@@ -206,6 +216,9 @@ void add_bench_model_command(CLI::App& bench) {
   model->add_option("--base-channels", args->base_channels, "Width of the first level")->capture_default_str();
   model->add_option("--depth", args->depth, "Number of down/up blocks")->capture_default_str();
   model->add_flag("--bilinear", args->bilinear, "Bilinear upsampling instead of transposed convs");
+  model->add_option("--padding", args->padding, "same, or valid (unpadded convolutions: a size that tiles)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"same", "valid"}));
   model->add_option("--warmup", args->warmup, "Untimed steps first")->capture_default_str();
   model->add_option("--repeats", args->repeats, "Timed steps (the median is reported)")
       ->capture_default_str()

@@ -114,6 +114,19 @@ TEST_CASE("bench model's checkpointed child takes the selection it was given", "
   CHECK(j["recompute_norm"] == false);
 }
 
+TEST_CASE("bench model measures the unpadded model on a size that tiles, and names those near one that does not",
+          "[app][e2e]") {
+  const std::string command = DPUNET_BINARY
+      " bench model --base-channels 8 --depth 2 --warmup 0 --repeats 1 --padding valid --policy min_memory";
+  const json j = bench(command + " --size 100");
+  CHECK(j["model"]["padding"] == "valid");
+  CHECK(j["split_skip_conv"] == true);
+  CHECK(number(j["checkpointed"], "peak_bytes_above_baseline") > 0);
+  const auto refused = run_command(command + " --size 101 2>&1");
+  CHECK(refused.exit_code != 0);
+  CHECK_THAT(refused.output, HasSubstr("--size 101") && HasSubstr("100 or 104"));
+}
+
 TEST_CASE("bench data reads every augmentation and compression variant", "[app][e2e]") {
   const json j = bench(DPUNET_BINARY " bench data --size 64 --samples 8 --batches 16");
   CHECK(j["benchmark"] == "data");
