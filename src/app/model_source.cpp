@@ -102,6 +102,11 @@ model::Unet ModelSource::load(const config::Config& c) const {
   // same names, and BatchNorm needs no communicator.
   config::Config inference = c;
   inference.model.norm = config::weights_norm(inference.model.norm);
+  // Inference keeps nothing for a backward: checkpointing and split skip convolutions would
+  // save no memory, and the split would change the last bits against the model that
+  // concatenates, so a min_memory run predicts as any other does.
+  inference.model.checkpointing = "none";
+  inference.model.split_skip_conv = "false";
   model::Unet net = train::build_model(inference, nullptr);
   if (!checkpoint.empty()) {
     loaded_checkpoint().restore_model(*net);

@@ -266,9 +266,10 @@ std::vector<std::string> model_differences(const Config& a, const Config& b) {
   Config left = a, right = b;
   for (Config* c : {&left, &right}) c->model.norm = weights_norm(c->model.norm);
   return differing_keys(left, right, [](const std::string& path) {
-    // Checkpointing and kernel fusion change how forward and backward run, not the weights.
-    return path.rfind("model.", 0) == 0 && path != "model.checkpointing" && path != "model.fuse_norm_relu" &&
-           path != "model.pool_concat_kernels";
+    // Checkpointing, split convolutions and kernel fusion change how forward and backward
+    // run, not the weights.
+    return path.rfind("model.", 0) == 0 && path != "model.checkpointing" && path != "model.split_skip_conv" &&
+           path != "model.fuse_norm_relu" && path != "model.pool_concat_kernels";
   });
 }
 

@@ -24,8 +24,11 @@ struct ModelConfig {
   std::string norm = "batch";          // batch | instance | group | none | sync_batch
   std::string padding = "same";        // same | valid
   std::string checkpointing = "none";  // none | norm_relu | balanced | min_memory | all
-  bool fuse_norm_relu = true;          // fused BatchNorm+ReLU kernels where they apply (GPU)
-  bool pool_concat_kernels = true;     // max pooling and concatenation kernels where they apply (GPU)
+  // Decoder convolutions over the skip and upsampled maps apart, not their concatenation:
+  // auto (as checkpointing has it: min_memory splits) | true | false
+  std::string split_skip_conv = "auto";
+  bool fuse_norm_relu = true;       // fused BatchNorm+ReLU kernels where they apply (GPU)
+  bool pool_concat_kernels = true;  // max pooling and concatenation kernels where they apply (GPU)
 };
 
 struct DataConfig {

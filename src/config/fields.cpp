@@ -155,6 +155,7 @@ std::vector<Field> build() {
       text("model.norm", AT(model.norm), {"batch", "instance", "group", "none", "sync_batch"}),
       text("model.padding", AT(model.padding), {"same", "valid"}),
       text("model.checkpointing", AT(model.checkpointing), {"none", "norm_relu", "balanced", "min_memory", "all"}),
+      text("model.split_skip_conv", AT(model.split_skip_conv), {"auto", "true", "false"}),
       boolean("model.fuse_norm_relu", AT(model.fuse_norm_relu)),
       boolean("model.pool_concat_kernels", AT(model.pool_concat_kernels)),
 

@@ -44,6 +44,8 @@ model::Unet build_model(const config::Config& c, std::shared_ptr<dist::Communica
   if (c.model.checkpointing != "none") {
     net->use_checkpointing(true, model::parse_checkpoint_policy(c.model.checkpointing));
   }
+  // After the policy, which sets its own choice.
+  if (c.model.split_skip_conv != "auto") net->split_skip_convolutions(c.model.split_skip_conv == "true");
   return net;
 }
 

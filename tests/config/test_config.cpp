@@ -112,7 +112,9 @@ TEST_CASE("config mistakes name the file, line, column and key", "[config]") {
 
 TEST_CASE("model differences list the keys that change the weights", "[config]") {
   const auto a = parse_config(
-      "model:\n  depth: 4\n  checkpointing: all\n  fuse_norm_relu: false\n  pool_concat_kernels: false\n", "a.yaml");
+      "model:\n  depth: 4\n  checkpointing: all\n  split_skip_conv: true\n  fuse_norm_relu: false\n"
+      "  pool_concat_kernels: false\n",
+      "a.yaml");
   const auto b = parse_config("model:\n  depth: 3\n", "b.yaml");
   const auto differences = dpunet::config::model_differences(a, b);
   REQUIRE(differences.size() == 1);  // checkpointing and the kernels used do not change the weights

@@ -195,6 +195,32 @@ TEST_CASE("a model trained with SyncBatchNorm predicts and exports like a BatchN
   }
 }
 
+TEST_CASE("a model trained with min_memory checkpointing predicts as the same weights in a model that concatenates",
+          "[infer][e2e]") {
+  // min_memory splits the skip convolutions in training (last bits differ from the
+  // concatenation); prediction keeps nothing for a backward, so it always concatenates.
+  TrainFixture f;
+  const auto run = f.train(1, f.write_config("model:\n  checkpointing: min_memory\n"));
+  INFO(run.output);
+  REQUIRE(run.exit_code == 0);
+  const std::string checkpoint = dpunet::checkpoint::CheckpointStore(f.run_dir()).path_for_step(8);
+  const auto exported = run_command(DPUNET_BINARY " export " + checkpoint + " " + f.dir() / "w.safetensors 2>&1");
+  REQUIRE(exported.exit_code == 0);
+  write_changed_weights(f.dir() / "w.safetensors", f.dir() / "plain.safetensors",
+                        [](dpunet::config::Config& c) { c.model.checkpointing = "none"; });
+  for (const char* out : {"from_checkpoint", "plain"}) {
+    const std::string models =
+        std::string(out) == "plain" ? "--weights " + f.dir() / "plain.safetensors" : "--checkpoint " + checkpoint;
+    const auto predicted = predict_into(f, models, out);
+    INFO(predicted.output);
+    REQUIRE(predicted.exit_code == 0);
+  }
+  for (int i = 0; i < 6; ++i) {
+    INFO("sample " << i);
+    CHECK(torch::equal(probabilities_of(f, "from_checkpoint", i), probabilities_of(f, "plain", i)));
+  }
+}
+
 TEST_CASE("predict's --overlap, --normalization and --bilinear change what it computes", "[infer][e2e]") {
   TrainedModel t;
   const std::string model = "--checkpoint " + t.checkpoint;

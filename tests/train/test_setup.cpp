@@ -23,6 +23,23 @@ TEST_CASE("the config's model keys reach the U-Net's options", "[train]") {
   CHECK(defaults.pool_concat_kernels);
 }
 
+TEST_CASE("model.split_skip_conv chooses the split convolutions, or leaves them to the checkpointing policy",
+          "[train]") {
+  auto splits = [](const std::string& model_yaml) {
+    const auto config =
+        dpunet::config::parse_config("model: {base_channels: 8, depth: 2, " + model_yaml + "}\n", "m.yaml");
+    return dpunet::train::build_model(config, nullptr)->splits_skip_convolutions();
+  };
+  CHECK_FALSE(splits("checkpointing: none"));
+  CHECK(splits("checkpointing: min_memory"));
+  CHECK_FALSE(splits("checkpointing: balanced"));
+  CHECK_FALSE(splits("checkpointing: min_memory, split_skip_conv: false"));
+  CHECK(splits("checkpointing: none, split_skip_conv: true"));
+  CHECK(splits("checkpointing: all, split_skip_conv: true"));
+  CHECK_THROWS_WITH(dpunet::config::parse_config("model: {split_skip_conv: yes}\n", "m.yaml"),
+                    HasSubstr("model.split_skip_conv") && HasSubstr("auto, true, false; got 'yes'"));
+}
+
 TEST_CASE("every loader, loss, sampler and DDP key reaches the options built from it", "[train]") {
   // A value of its own for each key, none a default: a key read into another field, or a
   // field copied from another key, shows.
