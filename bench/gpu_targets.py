@@ -135,6 +135,12 @@ def utilisation(records, source):
     return found
 
 
+def policy_of(record, row):
+    """The checkpointed row's policy: the record's own field (rows of records before
+    2026-12 were all labelled balanced, whatever the policy)."""
+    return record.get("checkpoint_policy", row.get("checkpointing"))
+
+
 def checkpointing(records, source):
     """Per bench train record with a plain and a checkpointed row, both with a largest
     timed batch: (batch ratio, step time ratio at the record's batch, where from)."""
@@ -153,7 +159,7 @@ def checkpointing(records, source):
             continue
         p_ms, c_ms = positive(p, "step_ms"), positive(c, "step_ms")
         found.append((c_batch / p_batch, c_ms / p_ms,
-                      f"{source}: {r.get('tag')} {c['checkpointing']}, batches {c_batch} / {p_batch}, "
+                      f"{source}: {r.get('tag')} {policy_of(r, c)}, batches {c_batch} / {p_batch}, "
                       f"{c_ms:.2f} / {p_ms:.2f} ms at batch {r.get('batch_per_rank')}"))
     return found
 
