@@ -271,6 +271,7 @@ PY
 # MFU against the GPU's dense bf16 peak, which dpunet looks up by the GPU's name and
 # reports (PEAK_TFLOPS overrides it); PyTorch's against the same figure.
 common=(--size 572 --padding same --precision bf16 ${PEAK_TFLOPS:+--peak-tflops "$PEAK_TFLOPS"})
+common_valid=(--size 572 --padding valid --precision bf16 ${PEAK_TFLOPS:+--peak-tflops "$PEAK_TFLOPS"})
 torch_peak() {
   if [ -n "${PEAK_TFLOPS:-}" ]; then
     echo "$PEAK_TFLOPS"
@@ -344,10 +345,9 @@ step_split() {
     --policy min_memory --split-skip-conv 0
   # Valid padding (configs/unet572.yaml's): the split convolution reads a centre window of
   # each skip map, whose gradient comes back NHWC (model/skip_window.h).
-  local valid=(--size 572 --padding valid --precision bf16 ${PEAK_TFLOPS:+--peak-tflops "$PEAK_TFLOPS"})
-  record dpunet_b8_valid_min_memory_split "$dpunet" bench train "${valid[@]}" --batch 8 --checkpointing both \
+  record dpunet_b8_valid_min_memory_split "$dpunet" bench train "${common_valid[@]}" --batch 8 --checkpointing both \
     --policy min_memory --split-skip-conv 1
-  record dpunet_b8_valid_min_memory_unsplit "$dpunet" bench train "${valid[@]}" --batch 8 --checkpointing both \
+  record dpunet_b8_valid_min_memory_unsplit "$dpunet" bench train "${common_valid[@]}" --batch 8 --checkpointing both \
     --policy min_memory --split-skip-conv 0
   local trace
   for trace in "$out"/trace_min_memory.json "$out"/trace_min_memory.checkpointed.json; do
@@ -369,8 +369,7 @@ step_capacity_more() {
   record dpunet_b16 "$dpunet" bench train "${common[@]}" --batch 16 --checkpointing off
   record dpunet_b24 "$dpunet" bench train "${common[@]}" --batch 24 --checkpointing off
   record dpunet_b32 "$dpunet" bench train "${common[@]}" --batch 32 --checkpointing off
-  record dpunet_valid_b8 "$dpunet" bench train --size 572 --padding valid --precision bf16 --batch 8 \
-    ${PEAK_TFLOPS:+--peak-tflops "$PEAK_TFLOPS"} --checkpointing both
+  record dpunet_valid_b8 "$dpunet" bench train "${common_valid[@]}" --batch 8 --checkpointing both
 }
 
 # Kernel time per step, dpunet next to PyTorch eager and torch.compile (batch 8, no
