@@ -151,15 +151,11 @@ nlohmann::json run_variant_in_child(const BenchModelArgs& a, const std::string& 
 
 void run_bench_model(const BenchModelArgs& args) {
   require_single_process("bench model");
-  // Validate in the parent so a bad size fails once, with the model's own message (valid
-  // padding's names the nearest sizes that tile).
+  // Validate in the parent so a bad size fails once, with the model's own message naming
+  // the nearest sizes that suit the padding and depth.
   const model::UnetOptions options = unet_options(args);
   model::validate(options);
-  if (options.padding == model::Padding::kValid) {
-    model::output_size_or_fail(options, args.size, "bench model --size " + std::to_string(args.size));
-  }
-  DPUNET_CHECK(model::output_size(options, args.size), "bench model: size ", args.size, " is too small for depth ",
-               args.depth);
+  model::output_size_or_fail(options, args.size, "bench model --size " + std::to_string(args.size));
   DPUNET_CHECK(args.batch > 0 && args.repeats > 0 && args.threads > 0,
                "bench model: --batch, --repeats and --threads must be > 0");
   check_checkpoint_selection(args.checkpointing);

@@ -116,6 +116,11 @@ TEST_CASE("bench model's checkpointed child takes the selection it was given", "
 
 TEST_CASE("bench model measures the unpadded model on a size that tiles, and names those near one that does not",
           "[app][e2e]") {
+  // Same padding refuses a size its depth halves to nothing with the same message.
+  const auto too_small = run_command(DPUNET_BINARY " bench model --base-channels 8 --depth 2 --size 3 2>&1");
+  CHECK(too_small.exit_code != 0);
+  CHECK_THAT(too_small.output, HasSubstr("--size 3 does not suit") && HasSubstr("nearest valid sizes: 4"));
+
   const std::string command = DPUNET_BINARY
       " bench model --base-channels 8 --depth 2 --warmup 0 --repeats 1 --padding valid --policy min_memory";
   const json j = bench(command + " --size 100");
