@@ -42,18 +42,29 @@ void png_ignore_warning(png_structp, png_const_charp) {}
 
 struct PngInfo {
   png_uint_32 width = 0, height = 0;
-  int channels = 0, bits = 0;
+  int channels = 0;
+  int bits = 0;         // per value as read: 8 or 16
+  int stored_bits = 0;  // per value in the file: 1, 2, 4, 8 or 16
 };
 
-// Reads the header and sets up conversions: palette to RGB, grey below 8 bits to 8,
-// alpha dropped, 16-bit values in host order.
-bool png_read_header(png_structp png, png_infop info, FILE* file, PngInfo* out) {
+// Reads the header and sets up conversions: palette to RGB, alpha dropped, 16-bit values
+// in host order, and grey below 8 bits to one byte per value: an image's scaled to the
+// 8-bit range (as it is displayed), a mask's kept as stored (a 1-bit mask's labels are 0
+// and 1, not 0 and 255).
+bool png_read_header(png_structp png, png_infop info, FILE* file, ImageRole role, PngInfo* out) {
   if (setjmp(png_jmpbuf(png))) return false;
   png_init_io(png, file);
   png_read_info(png, info);
   const int color = png_get_color_type(png, info);
+  out->stored_bits = png_get_bit_depth(png, info);
   if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
-  if (color == PNG_COLOR_TYPE_GRAY && png_get_bit_depth(png, info) < 8) png_set_expand_gray_1_2_4_to_8(png);
+  if (color == PNG_COLOR_TYPE_GRAY && out->stored_bits < 8) {
+    if (role == ImageRole::kLabels) {
+      png_set_packing(png);
+    } else {
+      png_set_expand_gray_1_2_4_to_8(png);
+    }
+  }
   // A palette's transparency chunk becomes an alpha channel on expansion: strip that too.
   if ((color & PNG_COLOR_MASK_ALPHA) != 0 || png_get_valid(png, info, PNG_INFO_tRNS) != 0) png_set_strip_alpha(png);
   if (png_get_bit_depth(png, info) == 16) png_set_swap(png);
@@ -72,7 +83,7 @@ bool png_read_rows(png_structp png, png_bytepp rows) {
   return true;
 }
 
-Image read_png(const std::string& path) {
+Image read_png(const std::string& path, ImageRole role) {
   File file(std::fopen(path.c_str(), "rb"));
   DPUNET_CHECK(file, path, ": cannot open");
   PngError error;
@@ -86,19 +97,23 @@ Image read_png(const std::string& path) {
   } structs{png, info};
   DPUNET_CHECK(info, path, ": libpng could not start");
   PngInfo header;
-  DPUNET_CHECK(png_read_header(png, info, file.get(), &header), path, ": not a readable PNG (", error.message, ")");
+  DPUNET_CHECK(png_read_header(png, info, file.get(), role, &header), path, ": not a readable PNG (", error.message,
+               ")");
   Image image;
   image.height = header.height;
   image.width = header.width;
   image.channels = header.channels;
-  image.bits = header.bits;
+  // A mask unpacked as stored keeps its file's depth: masks of one import must be alike.
+  const bool unpacked_grey = header.channels == 1 && header.stored_bits < 8 && role == ImageRole::kLabels;
+  image.bits = unpacked_grey ? header.stored_bits : header.bits;
   const size_t row_values = static_cast<size_t>(image.width * image.channels);
-  std::vector<unsigned char> bytes(row_values * image.height * (image.bits / 8));
+  const size_t value_bytes = static_cast<size_t>(header.bits / 8);
+  std::vector<unsigned char> bytes(row_values * image.height * value_bytes);
   std::vector<png_bytep> rows(image.height);
-  for (int64_t y = 0; y < image.height; ++y) rows[y] = bytes.data() + y * row_values * (image.bits / 8);
+  for (int64_t y = 0; y < image.height; ++y) rows[y] = bytes.data() + y * row_values * value_bytes;
   DPUNET_CHECK(png_read_rows(png, rows.data()), path, ": damaged PNG (", error.message, ")");
   image.values.resize(row_values * image.height);
-  if (image.bits == 16) {
+  if (header.bits == 16) {
     std::copy_n(reinterpret_cast<const uint16_t*>(bytes.data()), image.values.size(), image.values.begin());
   } else {
     std::copy(bytes.begin(), bytes.end(), image.values.begin());
@@ -138,7 +153,7 @@ std::string image_stem(const std::string& path) {
 Image read_image(const std::string& path, ImageRole role) {
   const std::string ext = lower_extension(path);
   try {
-    if (ext == ".png") return read_png(path);
+    if (ext == ".png") return read_png(path, role);
     if (ext == ".tif" || ext == ".tiff") return read_tiff(path, role);
   } catch (const std::bad_alloc&) {
     DPUNET_FAIL(path, ": the image does not fit in memory (is its header damaged?)");

@@ -10,7 +10,7 @@ namespace dpunet::data {
 
 struct Image {
   int64_t height = 0, width = 0, channels = 0;  // channels: 1 grey, 3 RGB (alpha dropped)
-  int bits = 8;                                 // 8 or 16
+  int bits = 8;                                 // 8 or 16; a grey PNG mask's 1, 2 or 4 as stored
   std::vector<uint16_t> values;                 // [H, W, C], interleaved as in the file
 };
 
@@ -21,8 +21,9 @@ bool is_image_file(const std::string& path);  // .png, .tif, .tiff (any case)
 // The name an image file is known by: its file name less the extension, and less ".ome"
 // for an OME-TIFF (a.ome.tif is a). Masks are found, and outputs named, by it.
 std::string image_stem(const std::string& path);
-// TIFF label masks keep their stored values (palette indices, white-is-zero values as
-// written); images are read as displayed. PNG palettes become colours in both roles.
+// Label masks keep their stored values (a TIFF's palette indices and white-is-zero values
+// as written, a 1-, 2- or 4-bit grey PNG's values unscaled); images are read as displayed
+// (low-bit grey scaled to 8 bits). PNG palettes become colours in both roles.
 Image read_image(const std::string& path, ImageRole role = ImageRole::kImage);
 // Writes an 8-bit PNG (1 or 3 channels; values must be < 256).
 void write_png(const std::string& path, const Image& image);

@@ -1,4 +1,4 @@
-// Folder import: PNG and TIFF, 8 and 16 bit, grey and RGB; masks matched by name and
+// Folder import: PNG and TIFF, 8 and 16 bit (and low-bit grey PNG), grey and RGB; masks matched by name and
 // mapped to classes; a seeded validation split; clear errors for what does not fit.
 #include <png.h>
 #include <tiffio.h>
@@ -71,6 +71,34 @@ void write_palette_png(const std::string& path, int64_t size) {
   png_write_end(png, nullptr);
   png_destroy_write_struct(&png, &info);
   std::fclose(file);
+}
+
+// A grey PNG of 1, 2 or 4 bits per pixel holding value(y, x), packed as the file stores it.
+template <typename Value>
+void write_low_bit_png(const std::string& path, int64_t size, int bits, Value value) {
+  FILE* file = std::fopen(path.c_str(), "wb");
+  REQUIRE(file != nullptr);
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
+  png_infop info = png_create_info_struct(png);
+  png_init_io(png, file);
+  const auto side = static_cast<png_uint_32>(size);
+  png_set_IHDR(png, info, side, side, bits, PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
+               PNG_FILTER_TYPE_DEFAULT);
+  png_write_info(png, info);
+  png_set_packing(png);  // rows given one byte per pixel
+  std::vector<png_byte> row(static_cast<size_t>(size));
+  for (int64_t y = 0; y < size; ++y) {
+    for (int64_t x = 0; x < size; ++x) row[x] = static_cast<png_byte>(value(y, x));
+    png_write_row(png, row.data());
+  }
+  png_write_end(png, nullptr);
+  png_destroy_write_struct(&png, &info);
+  std::fclose(file);
+}
+
+// make_mask's layout as a 1-bit PNG: left half 0, right half 1.
+void write_one_bit_mask(const std::string& path, int64_t size) {
+  write_low_bit_png(path, size, 1, [size](int64_t, int64_t x) { return x < size / 2 ? 0 : 1; });
 }
 
 struct Folders {
@@ -209,6 +237,51 @@ TEST_CASE("a palette PNG with transparency reads as RGB, its alpha dropped", "[d
   CHECK(image.values[3] == 0);
   CHECK(image.values[4] == 255);
   CHECK(image.values[5] == 0);
+}
+
+TEST_CASE("a low-bit grey PNG reads scaled to 8 bits as an image and as stored as a mask", "[data]") {
+  dpunet::test::TempDir dir;
+  write_low_bit_png(dir / "four.png", 4, 4, [](int64_t y, int64_t x) { return y * 4 + x; });
+  const Image image = dpunet::data::read_image(dir / "four.png");
+  const Image labels = dpunet::data::read_image(dir / "four.png", dpunet::data::ImageRole::kLabels);
+  CHECK(image.bits == 8);
+  CHECK(labels.bits == 4);
+  REQUIRE(image.values.size() == 16);
+  REQUIRE(labels.values.size() == 16);
+  for (uint16_t v = 0; v < 16; ++v) {
+    CHECK(image.values[v] == v * 17);  // 4 bits to 8: 15 becomes 255
+    CHECK(labels.values[v] == v);
+  }
+  write_one_bit_mask(dir / "one.png", 16);
+  const Image mask = dpunet::data::read_image(dir / "one.png", dpunet::data::ImageRole::kLabels);
+  CHECK(mask.bits == 1);
+  CHECK(mask.values[0] == 0);
+  CHECK(mask.values[15] == 1);
+  CHECK(dpunet::data::read_image(dir / "one.png").values[15] == 255);
+}
+
+TEST_CASE("import maps a 1-bit mask's values 0 and 1, and refuses one beside 8-bit masks", "[data]") {
+  Folders f;
+  for (int i = 0; i < 3; ++i) {
+    const std::string name = "img" + std::to_string(i) + ".png";
+    dpunet::data::write_png(f.dir / ("images/" + name), make_image(16, 1, i));
+    write_one_bit_mask(f.dir / ("masks/" + name), 16);
+  }
+  SECTION("all masks 1-bit: the values found are 0 and 1") {
+    const auto result = dpunet::data::import_image_folders(f.options);
+    CHECK(result.class_of_value == std::map<uint32_t, int>{{0, 0}, {1, 1}});
+    std::vector<uint8_t> image(256), mask(256);
+    dpunet::data::Dataset(f.dir / "shards/train-*.h5").read(0, image.data(), mask.data());
+    CHECK(mask[0] == 0);
+    CHECK(mask[15] == 1);
+  }
+  SECTION("an 8-bit mask among them: its 255 and their 1 may be one label, or two") {
+    dpunet::data::write_png(f.dir / "images/img3.png", make_image(16, 1, 3));
+    dpunet::data::write_png(f.dir / "masks/img3.png", make_mask(16));
+    CHECK_THROWS_WITH(
+        dpunet::data::import_image_folders(f.options),
+        HasSubstr("masks/img0.png is a grey 1-bit mask but") && HasSubstr("masks/img3.png a grey 8-bit one"));
+  }
 }
 
 TEST_CASE("import pairs images with masks, maps mask values to classes and splits off validation", "[data]") {
