@@ -8,6 +8,7 @@
 #include "checkpoint/checkpoint.h"
 #include "common/atomic_file.h"
 #include "common/error.h"
+#include "common/file_listing.h"
 #include "common/text.h"
 
 namespace dpunet::checkpoint {
@@ -23,10 +24,8 @@ std::string CheckpointStore::path_for_step(int64_t step) const {
 
 std::vector<std::string> CheckpointStore::list() const {
   std::vector<std::string> paths;
-  std::error_code ec;
-  if (!fs::is_directory(directory_, ec)) return paths;
-  for (const auto& entry : fs::directory_iterator(directory_, ec)) {
-    if (step_of(entry.path().string())) paths.push_back(entry.path().string());
+  for (const fs::path& entry : directory_entries(directory_)) {
+    if (step_of(entry.string())) paths.push_back(entry.string());
   }
   // By step: the zero padding of the names runs out at 10^8 steps.
   std::sort(paths.begin(), paths.end(),
@@ -35,9 +34,8 @@ std::vector<std::string> CheckpointStore::list() const {
 }
 
 std::optional<std::string> CheckpointStore::read_pointer(const std::string& name) const {
-  std::error_code ec;
   const std::string pointer = directory_ + "/" + name;
-  if (!fs::exists(pointer, ec)) return std::nullopt;
+  if (!exists_or_fail(pointer)) return std::nullopt;
   std::string target = read_file(pointer);
   while (!target.empty() && (target.back() == '\n' || target.back() == ' ')) target.pop_back();
   if (target.empty()) return std::nullopt;
@@ -75,7 +73,8 @@ void CheckpointStore::commit(int64_t step, const std::function<void(const std::s
   }
   const auto excess = static_cast<int64_t>(up_to_step.size()) - std::max<int64_t>(keep_last, 1);
   for (int64_t i = 0; i < excess; ++i) {
-    if (kept_best && fs::equivalent(up_to_step[i], *kept_best, ec)) continue;
+    // By name: an error comparing files (fs::equivalent) must not prune the best one.
+    if (kept_best && fs::path(up_to_step[i]).filename() == fs::path(*kept_best).filename()) continue;
     fs::remove(up_to_step[i], ec);
   }
 }
@@ -118,22 +117,20 @@ std::vector<std::string> CheckpointStore::set_aside(std::optional<int64_t> after
 }
 
 void CheckpointStore::restore_best(int64_t step) const {
-  std::error_code ec;
   const std::string path = path_for_step(step);
-  if (!fs::exists(path, ec)) return;
+  if (!exists_or_fail(path)) return;
   const auto pointer = read_pointer("best");
-  if (pointer && fs::equivalent(*pointer, path, ec)) return;
+  if (pointer && fs::path(*pointer).filename() == fs::path(path).filename()) return;
   write_pointer("best", path);
 }
 
 int64_t CheckpointStore::remove_partial_writes() const {
   int64_t removed = 0;
   std::error_code ec;
-  if (!fs::is_directory(directory_, ec)) return 0;
-  for (const auto& entry : fs::directory_iterator(directory_, ec)) {
+  for (const fs::path& entry : directory_entries(directory_)) {
     // write_file_atomically's temporaries: NAME.tmp.PID
-    if (entry.path().filename().string().find(".tmp.") == std::string::npos) continue;
-    if (fs::remove(entry.path(), ec)) ++removed;
+    if (entry.filename().string().find(".tmp.") == std::string::npos) continue;
+    if (fs::remove(entry, ec)) ++removed;
   }
   return removed;
 }

@@ -9,6 +9,7 @@
 #include "checkpoint/store.h"
 #include "common/atomic_file.h"
 #include "common/error.h"
+#include "common/file_listing.h"
 #include "train/tensorboard_events.h"
 
 namespace dpunet::train {
@@ -42,7 +43,7 @@ int64_t set_aside_metric_rows(const std::string& run_dir, std::optional<int64_t>
                               const std::string& folder) {
   const std::string path = run_dir + "/metrics.jsonl";
   std::error_code ec;
-  if (!fs::exists(path, ec)) return 0;
+  if (!exists_or_fail(path)) return 0;
   std::string kept, moved;
   int64_t moved_rows = 0;
   std::ifstream in(path);
@@ -75,15 +76,14 @@ int64_t set_aside_events(const std::string& run_dir, std::optional<int64_t> resu
                          int64_t& damaged_files) {
   const std::string events_dir = run_dir + "/" + kTensorBoardFolder;
   std::error_code ec;
-  if (!fs::is_directory(events_dir, ec)) return 0;
   std::vector<fs::path> files;
-  for (const auto& entry : fs::directory_iterator(events_dir, ec)) {
-    const std::string name = entry.path().filename().string();
-    if (name.rfind("events.out.tfevents.", 0) != 0 || !entry.is_regular_file()) continue;
+  for (const fs::path& entry : directory_entries(events_dir)) {
+    const std::string name = entry.filename().string();
+    if (name.rfind("events.out.tfevents.", 0) != 0 || !fs::is_regular_file(entry, ec)) continue;
     if (name.find(".tmp.") == std::string::npos) {
-      files.push_back(entry.path());
+      files.push_back(entry);
     } else {
-      fs::remove(entry.path(), ec);  // the original it was to replace is still there
+      fs::remove(entry, ec);  // the original it was to replace is still there
     }
   }
   int64_t moved_events = 0;

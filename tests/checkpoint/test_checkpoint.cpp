@@ -173,6 +173,33 @@ TEST_CASE("the store keeps the last K and the best, and resumes past damage", "[
   CHECK_THROWS_WITH(store.latest_valid(warn), HasSubstr("cannot read " + store.path_for_step(50)));
 }
 
+TEST_CASE("a checkpoints folder or pointer that cannot be read stops the store, naming it, as no empty one would",
+          "[checkpoint]") {
+  // A symbolic link to itself fails as permissions (which root passes), I/O errors and
+  // stale NFS handles do: with an error other than "no such file".
+  dpunet::test::TempDir dir;
+  dpunet::checkpoint::CheckpointStore store(dir.path());
+  Trained t(1);
+  auto writer = [&](int64_t step) { return [&, step](const std::string& path) { save(path, t, step); }; };
+  SECTION("the folder: resume auto would start afresh and set the run's history aside") {
+    std::filesystem::create_symlink("checkpoints", dir / "checkpoints");
+    auto warn = [](const std::string&) {};
+    CHECK_THROWS_WITH(store.latest_valid(warn), HasSubstr("cannot read " + store.directory()));
+    CHECK_THROWS_WITH(store.remove_partial_writes(), HasSubstr("cannot read " + store.directory()));
+  }
+  SECTION("a file where the folder should be") {
+    dpunet::write_file_atomically(dir / "checkpoints", "not a folder");
+    CHECK_THROWS_WITH(store.list(), HasSubstr("cannot list " + store.directory()));
+  }
+  SECTION("the best pointer: pruning would take the best checkpoint for an ordinary one") {
+    store.commit(10, writer(10), /*best=*/true, /*keep_last=*/1);
+    std::filesystem::remove(dir / "checkpoints/best");
+    std::filesystem::create_symlink("best", dir / "checkpoints/best");
+    CHECK_THROWS_WITH(store.commit(20, writer(20), false, 1), HasSubstr("cannot read " + store.directory() + "/best"));
+    CHECK(std::filesystem::exists(store.path_for_step(10)));
+  }
+}
+
 TEST_CASE("pruning never removes the checkpoint just written, nor ones of later steps", "[checkpoint]") {
   dpunet::test::TempDir dir;
   dpunet::checkpoint::CheckpointStore store(dir.path());
