@@ -403,8 +403,13 @@ int Trainer::run() {
     // A stop asked for during start-up goes first: the validation would use the grace
     // time, and it stays pending in the checkpoint for the next run.
     if (agree_to_stop()) {
-      logger_.info("stopped by a signal before the first step; the checkpoint at step " + std::to_string(step_) +
-                   " stands (resume with --resume auto)");
+      // Written here as it was read, validation still pending: a checkpoint resumed from
+      // another directory is not in this one, whose history was just set aside, so
+      // --resume auto would otherwise start afresh.
+      save(/*best=*/false, /*logged_now=*/false);
+      writer_.wait();
+      logger_.info("stopped by a signal before the first step; checkpoint of step " + std::to_string(step_) +
+                   " written, exit code " + std::to_string(kPreemptedExitCode) + " (resume with --resume auto)");
       return kPreemptedExitCode;
     }
     logger_.info("validating step " + std::to_string(step_) + " first: " +
@@ -413,8 +418,11 @@ int Trainer::run() {
     bool improved = false;
     validate_now(&improved);
     validation_pending_ = false;
-    // The step's checkpoint again, with the validation's outcome and the restored window.
+    // The step's checkpoint again, with the validation's outcome and the restored window;
+    // on disk before training goes on: the validation's metrics row is written already,
+    // and a kill before the checkpoint would have the next run validate the step again.
     save(improved && config_.checkpoint.keep_best, /*logged_now=*/false);
+    writer_.wait();
   }
   while (step_ < config_.train.steps) {
     writer_.poll();  // a failed checkpoint write stops the run now, not at the next save

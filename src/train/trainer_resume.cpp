@@ -65,7 +65,11 @@ std::optional<checkpoint::LoadedCheckpoint> find_resume_point(const TrainOptions
     logger.info("resume auto: no checkpoint in " + store.directory() + ", starting fresh");
     return std::nullopt;
   }
-  return checkpoint::LoadedCheckpoint(path);
+  // Every rank reads the file rank 0 chose: one that cannot (a node-local run directory,
+  // a network filesystem's cache) fails the start on every rank with its name.
+  std::optional<checkpoint::LoadedCheckpoint> loaded;
+  fail_together(comm, [&] { loaded.emplace(path); });
+  return loaded;
 }
 
 void Trainer::resume(const checkpoint::LoadedCheckpoint& loaded) {

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -349,6 +350,51 @@ TEST_CASE("a stop request skips the validation due at that step: the grace time 
   REQUIRE(skipped != std::string::npos);
   CHECK(skipped < resumed.output.find("step " + std::to_string(step + 1) + "/"));
   CHECK_THAT(resumed.output, HasSubstr("validation step " + std::to_string(step + 1) + ":"));
+}
+
+TEST_CASE("a stop during start-up writes the resumed checkpoint into the run directory, wherever it came from",
+          "[train][e2e]") {
+  TrainFixture f;
+  const std::string config =
+      f.write_config("train: {batch_size: 2, steps: 100000}\nvalidation: {every_steps: 1, batch_size: 4}\n");
+  const auto [report, output] = signal_one_rank(f, config, "step 3/");
+  INFO(output);
+  REQUIRE_THAT(report, HasSubstr("exit=75"));
+  const std::string said = "stopped by a signal at step ";
+  const auto at = output.find(said);
+  REQUIRE(at != std::string::npos);
+  const int64_t step = std::stoll(output.substr(at + said.size()));  // its validation is pending
+  // Resumed into another run directory, whose lock a run on another machine holds: the
+  // new run waits for it with its signal handlers in place, and takes the signal there.
+  const std::string other = f.dir() / "other";
+  std::filesystem::create_directories(other);
+  dpunet::write_file_atomically(other + "/.lock", "pid 1 on another-host\n");
+  std::string command = f.train_command(1, config + " --set run.dir=" + other + " --resume " + checkpoint_at(f, step));
+  command = command.substr(0, command.rfind(" 2>&1"));
+  const std::string log = f.dir() / "startup.log", script = f.dir() / "startup.sh";
+  std::ofstream(script) << "flock -o " << other << "/.lock sleep 300 & holder=$!\n"
+                        << "until ! flock -n " << other << "/.lock true; do sleep 0.05; done\n"
+                        << command << " > " << log << " 2>&1 & job=$!\n"
+                        << "for i in $(seq 1 600); do grep -q 'is locked by' " << log << " && break; sleep 0.1; done\n"
+                        << "kill -USR1 $(pgrep -P $job); pkill -P $holder; wait $holder\n"
+                        << "wait $job; echo exit=$?\n";
+  const auto stopped = dpunet::test::run_command("bash " + script + " 2>&1");
+  const std::string stopped_log = dpunet::read_file(log);
+  INFO(stopped_log);
+  CHECK_THAT(stopped.output, HasSubstr("exit=75"));
+  CHECK_THAT(stopped_log,
+             HasSubstr("is not one of") && HasSubstr("stopped by a signal before the first step; checkpoint of step " +
+                                                     std::to_string(step) + " written"));
+  // --resume auto there continues from it: the pending validation first, then the next step.
+  const auto resumed =
+      f.train(1, config + " --set run.dir=" + other + " --resume auto --stop-at-step " + std::to_string(step + 1));
+  INFO(resumed.output);
+  REQUIRE(resumed.exit_code == 0);
+  const std::string own = dpunet::checkpoint::CheckpointStore(other).path_for_step(step);
+  CHECK_THAT(resumed.output, HasSubstr("resumed from " + own + " at step " + std::to_string(step)));
+  const auto validated = resumed.output.find("validation step " + std::to_string(step) + ":");
+  REQUIRE(validated != std::string::npos);
+  CHECK(validated < resumed.output.find("step " + std::to_string(step + 1) + "/"));
 }
 
 TEST_CASE("a stop signal during the last step completes the run instead of asking for a requeue", "[train][e2e]") {
