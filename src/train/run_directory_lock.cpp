@@ -23,7 +23,7 @@ std::string holder_of(int fd) {
   const ssize_t n = ::pread(fd, text, sizeof(text) - 1, 0);
   std::string holder = n > 0 ? std::string(text, static_cast<size_t>(n)) : std::string();
   while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
-  return holder.empty() ? "another process" : holder;
+  return holder;
 }
 
 }  // namespace
@@ -36,12 +36,14 @@ RunDirectoryLock::RunDirectoryLock(const std::string& run_dir) {
   bool said = false;
   while (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
     if (errno != EWOULDBLOCK) return;  // no locks on this filesystem: nothing to guard with
-    const std::string holder = holder_of(fd_);
+    const std::string written = holder_of(fd_);
+    const std::string holder = written.empty() ? "another process" : written;
     // A holder on this machine is alive (the kernel releases a dead process's lock). One
     // on another machine may be a crashed node whose lock the file server keeps until
-    // its lease ends: a requeued job waits that out rather than fail.
+    // its lease ends: a requeued job waits that out rather than fail. A holder that has
+    // not written its name yet started just now, so it is alive, wherever it is.
     const std::string here = " on " + host_name();
-    const bool elsewhere = !ends_with(holder, here);
+    const bool elsewhere = !written.empty() && !ends_with(written, here);
     if (!elsewhere || std::chrono::steady_clock::now() >= deadline) {
       ::close(fd_);
       fd_ = -1;
