@@ -37,7 +37,10 @@ struct DdpOptions {
   // buckets after it) back until synchronize(): when ranks use different parameters,
   // other collectives issued during backward (SyncBatchNorm's) would then meet the
   // buckets' in a different order on different ranks. Use it with such layers only when
-  // every rank leaves the same parameters unused.
+  // every rank leaves the same parameters unused. The same holds, with or without this
+  // option, for a parameter used only in an earlier micro-batch of an accumulated step
+  // (its gradient is known, but it is ready only in synchronize()). dpunet's U-Net uses
+  // every parameter in every forward, so neither happens there.
   bool allow_unused_parameters = false;
   // After the first synchronised step, lay the buckets out again in the order gradients
   // really became ready (rank 0's order, so every rank agrees), as PyTorch's DDP does:

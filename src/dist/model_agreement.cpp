@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "common/error.h"
+#include "common/text.h"
 #include "dist/ddp.h"
 
 namespace dpunet::dist {
@@ -39,7 +40,7 @@ std::string first_difference(const std::vector<std::string>& root, const std::ve
 
 void check_same_on_all_ranks(Communicator& comm, const std::vector<std::string>& lines, const std::string& what) {
   const std::string text = join_lines(lines);
-  const auto fingerprint = static_cast<int64_t>(std::hash<std::string>{}(text));
+  const auto fingerprint = static_cast<int64_t>(fnv1a(text));
   const std::vector<int64_t> fingerprints = comm.all_gather_values(fingerprint);
   std::string differing;
   for (int r = 1; r < comm.world_size(); ++r) {

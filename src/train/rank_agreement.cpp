@@ -9,19 +9,10 @@
 
 #include "common/error.h"
 #include "common/exception_message.h"
+#include "common/text.h"
 
 namespace dpunet::train {
 namespace {
-
-// FNV-1a: the same value in every process (std::hash need not be).
-uint64_t fnv1a(const std::string& text) {
-  uint64_t h = 1469598103934665603ULL;
-  for (unsigned char c : text) {
-    h ^= c;
-    h *= 1099511628211ULL;
-  }
-  return h;
-}
 
 std::string hex(uint64_t value, int digits) {
   char text[17];
