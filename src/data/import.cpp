@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <numeric>
+#include <optional>
 #include <set>
 #include <unordered_map>
 
@@ -235,6 +236,24 @@ std::string find_mask(const std::string& masks_dir, const std::string& image_pat
   return "";
 }
 
+namespace {
+
+// `digits` read whole as a number in `base`, or none: no sign, no spaces, nothing after
+// it (std::stoul takes "-1" and "255x" as numbers), and at most `max`.
+std::optional<uint32_t> whole_number(const std::string& digits, int base, uint32_t max) {
+  if (digits.empty() || digits.size() > 8) return std::nullopt;
+  for (const char c : digits) {
+    if (base == 16 ? !std::isxdigit(static_cast<unsigned char>(c)) : !std::isdigit(static_cast<unsigned char>(c))) {
+      return std::nullopt;
+    }
+  }
+  const unsigned long value = std::stoul(digits, nullptr, base);
+  if (value > max) return std::nullopt;
+  return static_cast<uint32_t>(value);
+}
+
+}  // namespace
+
 std::map<uint32_t, int> parse_mask_mapping(const std::string& text) {
   std::map<uint32_t, int> mapping;
   size_t start = 0;
@@ -242,20 +261,20 @@ std::map<uint32_t, int> parse_mask_mapping(const std::string& text) {
     const size_t end = std::min(text.find(',', start), text.size());
     const std::string item = text.substr(start, end - start);
     const size_t eq = item.find('=');
-    DPUNET_CHECK(eq != std::string::npos && eq > 0 && eq + 1 < item.size(), "mask mapping: '", item,
-                 "' is not VALUE=CLASS (e.g. 255=1, 255=ignore or #ff0000=1)");
-    try {
-      const std::string value = item.substr(0, eq);
-      const uint32_t key = value[0] == '#' ? static_cast<uint32_t>(std::stoul(value.substr(1), nullptr, 16))
-                                           : static_cast<uint32_t>(std::stoul(value));
-      const std::string target = item.substr(eq + 1);
-      const int id = target == "ignore" ? kIgnoreClass : std::stoi(target);
-      DPUNET_CHECK(id == kIgnoreClass || (id >= 0 && id < 256), "mask mapping: class ", id, " in '", item,
-                   "' is outside [0, 256)");
-      mapping[key] = id;
-    } catch (const std::logic_error&) {
-      DPUNET_FAIL("mask mapping: '", item, "' is not VALUE=CLASS (e.g. 255=1, 255=ignore or #ff0000=1)");
-    }
+    const std::string value = eq == std::string::npos ? item : item.substr(0, eq);
+    const std::string target = eq == std::string::npos ? "" : item.substr(eq + 1);
+    // A grey value of an 8- or 16-bit mask, or a colour's six hex digits.
+    const bool colour = !value.empty() && value[0] == '#';
+    const std::optional<uint32_t> key =
+        colour ? (value.size() == 7 ? whole_number(value.substr(1), 16, 0xffffff) : std::nullopt)
+               : whole_number(value, 10, 65535);
+    const std::optional<uint32_t> id =
+        target == "ignore" ? std::optional<uint32_t>(255) : whole_number(target, 10, 255);
+    DPUNET_CHECK(eq != std::string::npos && key && id, "mask mapping: '", item,
+                 "' is not VALUE=CLASS (a grey value 0-65535 or a colour #rrggbb, = a class 0-255 or ignore; e.g. "
+                 "255=1, 255=ignore or #ff0000=1)");
+    DPUNET_CHECK(mapping.count(*key) == 0, "mask mapping: ", value, " is mapped twice");
+    mapping[*key] = target == "ignore" ? kIgnoreClass : static_cast<int>(*id);
     start = end + 1;
   }
   DPUNET_CHECK(!mapping.empty(), "mask mapping: empty");

@@ -492,6 +492,15 @@ TEST_CASE("import errors name the file at fault", "[data]") {
   }
   SECTION("a malformed mapping") {
     CHECK_THROWS_WITH(dpunet::data::parse_mask_mapping("0=0,red"), HasSubstr("'red'"));
+    // Each would read as another mapping than the one meant, if read at all.
+    for (const char* item : {"-1=0", "255x=1", "255=1.5", "1=-1", "70000=1", "1=256", "#ff00=1", "#gg0000=1", " 1=1"}) {
+      INFO(item);
+      CHECK_THROWS_WITH(dpunet::data::parse_mask_mapping(std::string("0=0,") + item),
+                        HasSubstr(std::string("'") + item + "' is not VALUE=CLASS"));
+    }
+    CHECK_THROWS_WITH(dpunet::data::parse_mask_mapping("0=0,255=1,255=2"), HasSubstr("255 is mapped twice"));
+    CHECK(dpunet::data::parse_mask_mapping("65535=1").at(65535) == 1);
+    CHECK(dpunet::data::parse_mask_mapping("#FFffFF=2").at(0xffffff) == 2);
   }
 }
 
