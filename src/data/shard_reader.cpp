@@ -30,6 +30,19 @@ std::string shape_text(const std::vector<hsize_t>& dims) {
   return text + "]";
 }
 
+// A dataset's element type as numpy names it (int16, uint32, float64, ...), for errors:
+// files written with h5py often hold signed or 64-bit arrays.
+std::string dtype_name(hid_t type) {
+  const H5T_class_t type_class = H5Tget_class(type);
+  const std::string bits = std::to_string(H5Tget_size(type) * 8);
+  if (type_class == H5T_INTEGER) return (H5Tget_sign(type) == H5T_SGN_NONE ? "uint" : "int") + bits;
+  if (type_class == H5T_FLOAT) return "float" + bits;
+  if (type_class == H5T_STRING) return "string";
+  if (type_class == H5T_COMPOUND) return "compound";
+  if (type_class == H5T_ENUM) return "enum (h5py's bool)";
+  return "HDF5 type class " + std::to_string(static_cast<int>(type_class));
+}
+
 PixelType pixel_type_of(hid_t type, const std::string& path) {
   const H5T_class_t type_class = H5Tget_class(type);
   const size_t size = H5Tget_size(type);
@@ -38,8 +51,8 @@ PixelType pixel_type_of(hid_t type, const std::string& path) {
     if (size == 2) return PixelType::kUInt16;
   }
   if (type_class == H5T_FLOAT && size == 4) return PixelType::kFloat32;
-  DPUNET_FAIL(path, ": dataset '", kImagesDataset, "' has an unsupported dtype (", size, "-byte ",
-              type_class == H5T_FLOAT ? "float" : "integer", "); expected uint8, uint16 or float32");
+  DPUNET_FAIL(path, ": dataset '", kImagesDataset, "' holds ", dtype_name(type),
+              "; expected uint8, uint16 or float32 (convert it, e.g. signed CT values shifted or as float32)");
 }
 
 H5Handle open_file(const std::string& path) {
@@ -89,7 +102,8 @@ ShardReader::ShardReader(std::string path) : path_(std::move(path)) {
   H5_CHECK(mask_type.get(), path_);
   DPUNET_CHECK(H5Tget_class(mask_type.get()) == H5T_INTEGER && H5Tget_size(mask_type.get()) == 1 &&
                    H5Tget_sign(mask_type.get()) == H5T_SGN_NONE,
-               path_, ": dataset '", kMasksDataset, "' must hold uint8 class ids");
+               path_, ": dataset '", kMasksDataset, "' holds ", dtype_name(mask_type.get()),
+               "; it must hold uint8 class ids");
   read_header_attributes(file_.get(), header_, path_);
 }
 

@@ -257,7 +257,12 @@ TEST_CASE("bad shard files give one error that names the file", "[data]") {
   SECTION("wrong dtype") {
     spec.int32_images = true;
     dpunet::test::write_raw_shard(path, spec);
-    expected = "unsupported dtype";
+    expected = "dataset 'images' holds int32; expected uint8, uint16 or float32";
+  }
+  SECTION("masks of numpy's default integer") {
+    spec.int64_masks = true;
+    dpunet::test::write_raw_shard(path, spec);
+    expected = "dataset 'masks' holds int64; it must hold uint8 class ids";
   }
   SECTION("no samples") {
     spec.image_dims = {0, 1, 8, 8};

@@ -98,7 +98,7 @@ void write_raw_shard(const std::string& path, const RawShard& spec) {
   if (spec.write_images) {
     add("images", spec.image_dims, spec.int32_images ? H5T_STD_I32LE : H5T_STD_U8LE, 10, spec.image_filter);
   }
-  if (spec.write_masks) add("masks", spec.mask_dims, H5T_STD_U8LE, spec.mask_value);
+  if (spec.write_masks) add("masks", spec.mask_dims, spec.int64_masks ? H5T_STD_I64LE : H5T_STD_U8LE, spec.mask_value);
   if (spec.attributes) {
     data::ShardHeader header;
     header.channels = spec.image_dims.size() > 1 ? static_cast<int64_t>(spec.image_dims[1]) : 1;
