@@ -82,20 +82,22 @@ class Communicator {
 // The least time start-up collectives get (NCCL's own start-up, the trainer's set-up).
 inline constexpr std::chrono::minutes kStartupTimeout{5};
 
-// Raises a communicator's timeout to at least `at_least` for its lifetime: start-up,
-// where ranks meet after reading datasets and checkpoints at their own pace, may take
-// longer than any collective of a training step.
+// Raises a communicator's (or a HostVote's) timeout to at least `at_least` for its
+// lifetime: start-up, where ranks meet after reading datasets and checkpoints at their
+// own pace, may take longer than any collective of a training step. Work started under
+// it keeps the longer timeout to its end.
+template <typename Timed>
 class LongerTimeout {
  public:
-  LongerTimeout(Communicator& comm, std::chrono::milliseconds at_least) : comm_(comm), saved_(comm.timeout()) {
-    if (saved_ < at_least) comm_.set_timeout(at_least);
+  LongerTimeout(Timed& timed, std::chrono::milliseconds at_least) : timed_(timed), saved_(timed.timeout()) {
+    if (saved_ < at_least) timed_.set_timeout(at_least);
   }
-  ~LongerTimeout() { comm_.set_timeout(saved_); }
+  ~LongerTimeout() { timed_.set_timeout(saved_); }
   LongerTimeout(const LongerTimeout&) = delete;
   LongerTimeout& operator=(const LongerTimeout&) = delete;
 
  private:
-  Communicator& comm_;
+  Timed& timed_;
   std::chrono::milliseconds saved_;
 };
 

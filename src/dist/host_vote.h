@@ -24,6 +24,9 @@ class HostVote {
   // True on every rank when any rank passes true.
   bool any(bool mine);
 
+  std::chrono::milliseconds timeout() const { return timeout_; }
+  void set_timeout(std::chrono::milliseconds timeout) { timeout_ = timeout; }
+
  private:
   struct Ballot;
   MPI_Comm comm_ = MPI_COMM_NULL;

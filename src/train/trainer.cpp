@@ -398,6 +398,11 @@ int Trainer::run() {
   }
   run_start_ = window_start_ = Clock::now();
   window_wait_start_ = loader_->wait_seconds();
+  // Start-up's longer timeout lasts until the first step is done and voted on: the
+  // ranks' first batches come off cold shards, and cuDNN's autotuning times the first
+  // step's convolutions, each at its own pace.
+  std::optional<dist::LongerTimeout<dist::Communicator>> first_step(std::in_place, *comm_, dist::kStartupTimeout);
+  std::optional<dist::LongerTimeout<dist::HostVote>> first_vote(std::in_place, stop_vote_, dist::kStartupTimeout);
   loss_window_ = torch::full({}, restored_window_sum_, torch::TensorOptions().device(device_));
   if (validation_pending_ && val_data_) {
     // A stop asked for during start-up goes first: the validation would use the grace
@@ -435,6 +440,8 @@ int Trainer::run() {
     const bool last = step_ == config_.train.steps;
     const bool stop_requested = options_.stop_at_step > 0 && step_ >= options_.stop_at_step;
     const bool preempted = agree_to_stop();
+    first_step.reset();
+    first_vote.reset();
     bool improved = false;
     // A stop request skips validation: after SIGTERM only the scheduler's grace time is
     // left, and it belongs to the checkpoint, which records the validation as pending for

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <thread>
 
+#include "dist/communicator.h"
 #include "dist/host_vote.h"
 #include "support/mpi_test_context.h"
 
@@ -17,6 +18,21 @@ TEST_CASE("A stop vote is yes on every rank when any rank says yes", "[mpi]") {
   CHECK_FALSE(vote.any(false));
   CHECK(vote.any(context.rank() == context.world_size() - 1));
   CHECK_FALSE(vote.any(false));  // one vote does not leak into the next
+}
+
+TEST_CASE("A longer timeout lets a rank vote late, as after a slow first step, and the old one comes back", "[mpi]") {
+  auto& context = test::mpi_context();
+  if (context.world_size() < 2) return;
+  dist::HostVote vote(context, 300ms);
+  {
+    const dist::LongerTimeout first_step(vote, 20s);
+    CHECK(vote.timeout() == 20s);
+    // The last rank arrives 2 s late: past the steps' timeout.
+    if (context.rank() == context.world_size() - 1) std::this_thread::sleep_for(2s);
+    CHECK_FALSE(vote.any(false));
+  }
+  CHECK(vote.timeout() == 300ms);
+  CHECK(vote.any(context.rank() == 0));
 }
 
 TEST_CASE("A stop vote that another rank never joins times out naming this rank", "[mpi]") {
