@@ -111,27 +111,30 @@ ShardReader::Dataset ShardReader::open_dataset(const char* name, int rank, const
   const htri_t exists = H5Lexists(file_.get(), name, H5P_DEFAULT);
   H5_CHECK(exists, path_);
   DPUNET_CHECK(exists > 0, path_, ": dataset '", name, "' is missing");
+  // HDF5's errors from here on name the object too (an 'images' that is a group, say).
+  const std::string where = path_ + ": dataset '" + name + "'";
   Dataset dataset;
   dataset.id = H5Handle(H5Dopen2(file_.get(), name, H5P_DEFAULT));
-  H5_CHECK(dataset.id.get(), path_);
-  const auto dims = dataset_dims(dataset.id.get(), path_);
+  H5_CHECK(dataset.id.get(), where);
+  const auto dims = dataset_dims(dataset.id.get(), where);
   DPUNET_CHECK(static_cast<int>(dims.size()) == rank, path_, ": dataset '", name, "' has shape ", shape_text(dims),
                "; expected ", rank, " dimensions ", what);
 
   H5Handle properties(H5Dget_create_plist(dataset.id.get()));
-  H5_CHECK(properties.get(), path_);
+  H5_CHECK(properties.get(), where);
   H5Handle type(H5Dget_type(dataset.id.get()));
-  H5_CHECK(type.get(), path_);
-  if (H5Pget_layout(properties.get()) != H5D_CHUNKED) {
-    dataset.storage = "contiguous";
+  H5_CHECK(type.get(), where);
+  const H5D_layout_t layout = H5Pget_layout(properties.get());
+  if (layout != H5D_CHUNKED) {
+    dataset.storage = layout == H5D_COMPACT ? "compact" : layout == H5D_VIRTUAL ? "virtual" : "contiguous";
     return dataset;
   }
   std::vector<hsize_t> chunk(rank);
-  H5_CHECK(H5Pget_chunk(properties.get(), rank, chunk.data()), path_);
+  H5_CHECK(H5Pget_chunk(properties.get(), rank, chunk.data()), where);
   bool one_sample_per_chunk = chunk[0] == 1;
   for (int d = 1; d < rank; ++d) one_sample_per_chunk = one_sample_per_chunk && chunk[d] == dims[d];
   const int filters = H5Pget_nfilters(properties.get());
-  H5_CHECK(filters, path_);
+  H5_CHECK(filters, where);
   // A filter this HDF5 lacks (LZF, Blosc, ...: plugins that h5py or hdf5plugin bring
   // along) fails every read deep inside HDF5; say so once, here, and what to do.
   for (int f = 0; f < filters; ++f) {
@@ -141,7 +144,7 @@ ShardReader::Dataset ShardReader::open_dataset(const char* name, int rank, const
     unsigned filter_config = 0;
     const H5Z_filter_t filter = H5Pget_filter2(properties.get(), static_cast<unsigned>(f), &flags, &values, nullptr,
                                                sizeof(filter_name), filter_name, &filter_config);
-    H5_CHECK(filter, path_);
+    H5_CHECK(filter, where);
     // Optional filters too (h5py marks LZF so): only the writer may skip one.
     if (H5Zfilter_avail(filter) > 0) continue;
     const std::string which = filter_name[0] != '\0' ? std::string(filter_name) + " (id " + std::to_string(filter) + ")"

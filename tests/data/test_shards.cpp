@@ -259,6 +259,11 @@ TEST_CASE("bad shard files give one error that names the file", "[data]") {
     dpunet::test::write_raw_shard(path, spec);
     expected = "dataset 'images' holds int32; expected uint8, uint16 or float32";
   }
+  SECTION("a group where the images should be") {
+    spec.images_as_group = true;
+    dpunet::test::write_raw_shard(path, spec);
+    expected = "dataset 'images': ";
+  }
   SECTION("masks of numpy's default integer") {
     spec.int64_masks = true;
     dpunet::test::write_raw_shard(path, spec);

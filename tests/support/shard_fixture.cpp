@@ -95,7 +95,9 @@ void write_raw_shard(const std::string& path, const RawShard& spec) {
     std::vector<int32_t> values(count, fill);
     H5Dwrite(set.get(), H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data());
   };
-  if (spec.write_images) {
+  if (spec.images_as_group) {
+    data::H5Handle group(H5Gcreate2(file.get(), "images", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+  } else if (spec.write_images) {
     add("images", spec.image_dims, spec.int32_images ? H5T_STD_I32LE : H5T_STD_U8LE, 10, spec.image_filter);
   }
   if (spec.write_masks) add("masks", spec.mask_dims, spec.int64_masks ? H5T_STD_I64LE : H5T_STD_U8LE, spec.mask_value);

@@ -28,8 +28,9 @@ struct RawShard {
   std::vector<unsigned long long> mask_dims = {2, 8, 8};
   bool write_images = true, write_masks = true, attributes = true;
   bool int32_images = false;
-  bool int64_masks = false;  // numpy's default integer, as an h5py file may hold
-  int image_filter = 0;      // an HDF5 filter id on one-sample chunks of images, as optional (h5py's LZF: 32000)
+  bool int64_masks = false;      // numpy's default integer, as an h5py file may hold
+  bool images_as_group = false;  // 'images' a group, not a dataset
+  int image_filter = 0;          // an HDF5 filter id on one-sample chunks of images, as optional (h5py's LZF: 32000)
   uint8_t mask_value = 0;
   int n_classes = 3;
   int ignore_label = -1;
