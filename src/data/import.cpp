@@ -268,13 +268,13 @@ std::map<uint32_t, int> parse_mask_mapping(const std::string& text) {
     const std::optional<uint32_t> key =
         colour ? (value.size() == 7 ? whole_number(value.substr(1), 16, 0xffffff) : std::nullopt)
                : whole_number(value, 10, 65535);
-    const std::optional<uint32_t> id =
-        target == "ignore" ? std::optional<uint32_t>(255) : whole_number(target, 10, 255);
-    DPUNET_CHECK(eq != std::string::npos && key && id, "mask mapping: '", item,
+    const bool ignore = target == "ignore";
+    const std::optional<uint32_t> id = whole_number(target, 10, 255);
+    DPUNET_CHECK(eq != std::string::npos && key && (ignore || id), "mask mapping: '", item,
                  "' is not VALUE=CLASS (a grey value 0-65535 or a colour #rrggbb, = a class 0-255 or ignore; e.g. "
                  "255=1, 255=ignore or #ff0000=1)");
     DPUNET_CHECK(mapping.count(*key) == 0, "mask mapping: ", value, " is mapped twice");
-    mapping[*key] = target == "ignore" ? kIgnoreClass : static_cast<int>(*id);
+    mapping[*key] = ignore ? kIgnoreClass : static_cast<int>(*id);
     start = end + 1;
   }
   DPUNET_CHECK(!mapping.empty(), "mask mapping: empty");
