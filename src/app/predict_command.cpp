@@ -12,6 +12,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <set>
 #include <vector>
 
 #include <unistd.h>
@@ -23,6 +24,7 @@
 #include "common/error.h"
 #include "common/exception_message.h"
 #include "common/text.h"
+#include "data/dataset.h"
 #include "data/import.h"
 #include "dist/context.h"
 #include "dist/make_communicator.h"
@@ -171,22 +173,33 @@ void report(const infer::EvaluationTable& table, const infer::InputSet& inputs, 
   std::printf("eval: %s\n", result.dump().c_str());
 }
 
-// The folder `input` (a folder, a file or a glob) names its files in.
-std::filesystem::path input_folder(const std::string& input) {
+// The folders `input` (a folder, a file or a glob) names its files in: a glob's matches
+// may lie in several ('scans/*/*.png').
+std::set<std::string> input_folders(const std::string& input) {
+  namespace fs = std::filesystem;
   std::error_code ec;
-  if (std::filesystem::is_directory(input, ec)) return input;
-  const std::filesystem::path parent = std::filesystem::path(input).parent_path();
-  return parent.empty() ? "." : parent;
+  if (fs::is_directory(input, ec)) return {input};
+  const auto parent_of = [](const std::string& path) {
+    const fs::path parent = fs::path(path).parent_path();
+    return parent.empty() ? std::string(".") : parent.string();
+  };
+  std::set<std::string> folders;
+  if (!fs::exists(input, ec) && input.find_first_of("*?[") != std::string::npos) {
+    for (const std::string& path : data::glob_paths(input)) folders.insert(parent_of(path));
+  }
+  if (folders.empty()) folders.insert(parent_of(input));
+  return folders;
 }
 
 // Predictions (NAME_mask.png, NAME_overlay.png, predictions.h5) written among the inputs
 // could replace a ground-truth mask named the same way, and become inputs of the next run.
 void check_out_folder(const PredictArgs& args) {
   std::error_code ec;
-  for (const std::filesystem::path& folder : {input_folder(args.input), std::filesystem::path(args.masks)}) {
-    if (folder.empty()) continue;
+  std::set<std::string> folders = input_folders(args.input);
+  if (!args.masks.empty()) folders.insert(args.masks);
+  for (const std::string& folder : folders) {
     DPUNET_CHECK(!std::filesystem::equivalent(args.out, folder, ec), "predict: --out ", args.out,
-                 " is the folder of the inputs or masks (", folder.string(),
+                 " is the folder of the inputs or masks (", folder,
                  "); predictions written there could replace masks and be read as inputs next time: choose another "
                  "folder");
   }
@@ -222,8 +235,8 @@ infer::InputOptions input_options(const PredictArgs& args, const config::ModelCo
   o.mask_suffix = args.mask_suffix;
   o.display = !args.no_png;  // the overlays' only use
   if (!args.eval) {
-    // Only to leave out the masks that lie among the images.
-    if (!args.mask_suffix.empty()) o.masks_dir = input_folder(args.input).string();
+    // Only to leave out the masks that lie among the images, in whichever folder.
+    o.masks_among_images = !args.mask_suffix.empty();
     o.read_masks = false;
     return o;
   }
@@ -366,7 +379,14 @@ void add_predict_command(CLI::App& app) {
                   "Mask values or #rrggbb colours to classes, e.g. 0=0,255=1; VALUE=ignore leaves unlabelled "
                   "pixels unscored (default: values are classes)")
       ->needs(eval);
-  cmd->add_option("--tile", args->tile, "Input tile side (default: the training patch size)");
+  // 0 stands for "not given" in PredictArgs; a 0 given is refused rather than taken for it.
+  cmd->add_option("--tile", args->tile, "Input tile side (default: the training patch size)")
+      ->check([](const std::string& value) {
+        const bool whole = !value.empty() && value.find_first_not_of("0123456789") == std::string::npos;
+        return whole && value.find_first_not_of('0') != std::string::npos
+                   ? std::string()
+                   : "must be a whole number above 0, got " + value;
+      });
   cmd->add_option("--overlap", args->overlap, "Overlap of neighbouring tiles, share of a tile")->capture_default_str();
   cmd->add_option("--batch", args->batch, "Tiles per forward pass")->capture_default_str();
   cmd->add_flag("--tta", args->tta, "Average over flips (4x the work)");

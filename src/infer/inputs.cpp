@@ -121,12 +121,13 @@ InputSet::InputSet(const std::string& input, InputOptions options) : input_(inpu
 // Masks beside their images (a.png, a_mask.png; --masks the images' own folder) are not
 // inputs: the suffix tells them apart, and without one each image would be its own mask.
 void InputSet::drop_masks_among_images() {
-  if (options_.masks_dir.empty()) return;
+  if (options_.masks_dir.empty() && !options_.masks_among_images) return;
   std::error_code ec;
   std::vector<std::string> images;
   for (const std::string& path : images_) {
     const fs::path folder = fs::path(path).parent_path().empty() ? "." : fs::path(path).parent_path();
-    if (!fs::equivalent(folder, options_.masks_dir, ec)) {
+    const bool among_masks = options_.masks_among_images || fs::equivalent(folder, options_.masks_dir, ec);
+    if (!among_masks) {
       images.push_back(path);
       continue;
     }

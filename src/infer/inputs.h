@@ -33,7 +33,10 @@ struct InputOptions {
   bool read_masks = true;      // false: InputItem::mask stays undefined (masks_dir still tells masks apart)
   bool display = true;         // false: InputItem::raw stays undefined
   bool require_masks = false;  // image inputs: every one must have its mask (--eval)
-  std::string mask_suffix;     // the mask of a.png is a<suffix>.png|.tif|.tiff
+  // Image inputs: leave out the files named as masks (<name><mask_suffix>) in every
+  // folder, not only in masks_dir (prediction without --eval, masks beside the images).
+  bool masks_among_images = false;
+  std::string mask_suffix;  // the mask of a.png is a<suffix>.png|.tif|.tiff
   // Mask value or 0xRRGGBB -> class or data::kIgnoreClass; empty: values are classes.
   std::map<uint32_t, int> class_of_value;
   int64_t n_classes = 0;  // masks must hold classes below this (0: unchecked)

@@ -99,6 +99,21 @@ TEST_CASE("ranks that list different images stop together, naming what each sees
   REQUIRE(alone.exit_code == 0);
   CHECK_THAT(alone.output, HasSubstr("2 images"));
   CHECK(read_mask(t.f.dir() / "out/predictions.h5", "c").size(0) == 32);
+  // A glob over several folders: the masks in each are left out, and none of the folders
+  // may take the outputs.
+  for (const char* name : {"g/x/p.png", "g/x/p_mask.png", "g/y/q.png", "g/y/q_mask.png"}) {
+    std::filesystem::create_directories((t.f.dir() / name).substr(0, (t.f.dir() / name).rfind('/')));
+    dpunet::data::write_png(t.f.dir() / name, image);
+  }
+  const std::string globbed = DPUNET_BINARY " predict '" + t.f.dir() / "g/*/*.png' --mask-suffix _mask --checkpoint " +
+                              t.checkpoint + " --tile 32 --no-png --out ";
+  const auto across = run_command(globbed + t.f.dir() / "across 2>&1");
+  INFO(across.output);
+  REQUIRE(across.exit_code == 0);
+  CHECK_THAT(across.output, HasSubstr("2 images"));
+  const auto into_inputs = run_command(globbed + t.f.dir() / "g/y 2>&1");
+  CHECK(into_inputs.exit_code != 0);
+  CHECK_THAT(into_inputs.output, HasSubstr("is the folder of the inputs or masks (" + t.f.dir() / "g/y)"));
 }
 
 TEST_CASE("predict scales shards and image files alike, with the training set's statistics", "[infer][e2e]") {

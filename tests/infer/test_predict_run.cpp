@@ -274,6 +274,12 @@ TEST_CASE("weights that do not fit, and tiles that do not suit the model, are er
                                 t.f.dir() / "y --tile 3 2>&1");
   CHECK(tile.exit_code != 0);
   CHECK_THAT(tile.output, HasSubstr("--tile 3 does not suit this model") && HasSubstr("nearest valid sizes"));
+  // Not taken for "the training patch size", which only leaving --tile out asks for.
+  const auto no_tile = run_command(DPUNET_BINARY " predict '" + val + "' --checkpoint " + t.checkpoint + " --out " +
+                                   t.f.dir() / "y --tile 0 2>&1");
+  CHECK(no_tile.exit_code != 0);
+  CHECK_THAT(no_tile.output, HasSubstr("--tile: must be a whole number above 0, got 0"));
+  CHECK_FALSE(std::filesystem::exists(t.f.dir() / "y"));
   // A learning rate far below the weights' rounding: a step leaves them as they started.
   const std::string still = " --set optimizer.lr=1e-30";
   const auto init = t.f.train(1, t.f.write_config() + " --init-weights " + t.f.dir() / "w.safetensors" +
