@@ -27,13 +27,19 @@ install_system_packages() {
   fi
   command -v apt-get >/dev/null || { echo "setup: apt-get not found; install by hand: ${missing[*]}" >&2; exit 1; }
   local sudo=()
-  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "setup: not root and no sudo: install as root: ${missing[*]}" >&2; exit 1; }
+    sudo=(sudo)
+  fi
   log "system packages: installing ${missing[*]}"
   local apt_log
   apt_log=$(mktemp)
   # dpkg is chatty; its output is shown only when something fails.
+  # The settings go through env: sudo drops the caller's environment. Without them a
+  # debconf or needrestart question would wait, unseen, in the log.
   if ! { "${sudo[@]}" apt-get update -qq &&
-         DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >"$apt_log" 2>&1; then
+         "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=a \
+           apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >"$apt_log" 2>&1 </dev/null; then
     cat "$apt_log" >&2
     echo "setup: apt-get failed installing: ${missing[*]}" >&2
     exit 1

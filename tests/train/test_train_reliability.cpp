@@ -217,6 +217,38 @@ TEST_CASE("train.sbatch stops after too many starts without progress", "[train][
   CHECK_THAT(result.output, HasSubstr("3 starts in a row saved no new checkpoint (DPUNET_MAX_RESTARTS=2)"));
 }
 
+TEST_CASE("train.sbatch refuses a run directory started from another config, or one another run holds",
+          "[train][e2e]") {
+  TrainFixture f;
+  const std::string config = f.write_config();  // cfg.yaml: the run directory is runs/t-cfg
+  const std::string run_dir = f.dir() / "runs/t-cfg";
+  std::filesystem::create_directories(run_dir);
+  const std::string job = "cd " DPUNET_SOURCE_DIR_SH " && SLURM_JOB_NAME=t SLURM_JOB_ID=1 SLURM_NTASKS=2 ";
+  SECTION("another config of the same file name") {
+    dpunet::write_file_atomically(run_dir + "/.slurm-config", "/sweeps/lr3/cfg.yaml\n");
+    dpunet::write_file_atomically(run_dir + "/DONE", "8\n");  // refused all the same, not "finished"
+    const auto result = dpunet::test::run_command(job + "DPUNET_ROOT=" + f.dir().path() + " bash " +
+                                                  DPUNET_SOURCE_DIR_SH "/slurm/train.sbatch " + config + " 2>&1");
+    INFO(result.output);
+    CHECK(result.exit_code == 2);
+    CHECK_THAT(result.output,
+               HasSubstr(run_dir + " was started from /sweeps/lr3/cfg.yaml, not " + config) && HasSubstr("--job-name"));
+  }
+  SECTION("a run training there") {
+    // The holder writes its name as the trainer does, and keeps the lock while it sleeps.
+    const std::string hold = "(printf 'pid 1 on elsewhere\\n' > " + run_dir + "/.lock; exec flock -o " + run_dir +
+                             "/.lock sleep 60) & holder=$!; until ! flock -n " + run_dir +
+                             "/.lock true; do sleep 0.05; done; ";
+    const auto result = dpunet::test::run_command(hold + job + "DPUNET_LOCK_WAIT_S=1 DPUNET_RUN_DIR=" + run_dir +
+                                                  " bash slurm/train.sbatch " + config +
+                                                  " 2>&1; status=$?; pkill -P $holder; echo status=$status");
+    INFO(result.output);
+    CHECK_THAT(result.output,
+               HasSubstr("status=2") && HasSubstr(run_dir + " is in use by another run (pid 1 on elsewhere)"));
+    CHECK_FALSE(std::filesystem::exists(run_dir + "/.slurm-start"));  // no start counted
+  }
+}
+
 TEST_CASE("errors every rank meets while starting end the job with one message, without an MPI abort", "[train][e2e]") {
   TrainFixture f;
   const std::string config = f.write_config();
