@@ -225,6 +225,8 @@ TEST_CASE("train.sbatch refuses a run directory started from another config, or 
   std::filesystem::create_directories(run_dir);
   const std::string job = "cd " DPUNET_SOURCE_DIR_SH " && SLURM_JOB_NAME=t SLURM_JOB_ID=1 SLURM_NTASKS=2 ";
   SECTION("another config of the same file name") {
+    // DPUNET_ROOT is the fixture's folder (the run directory goes under it), with the launcher.
+    std::filesystem::create_directory_symlink(DPUNET_SOURCE_DIR "/launcher", f.dir() / "launcher");
     dpunet::write_file_atomically(run_dir + "/.slurm-config", "/sweeps/lr3/cfg.yaml\n");
     dpunet::write_file_atomically(run_dir + "/DONE", "8\n");  // refused all the same, not "finished"
     const auto result = dpunet::test::run_command(job + "DPUNET_ROOT=" + f.dir().path() + " bash " +
@@ -246,6 +248,16 @@ TEST_CASE("train.sbatch refuses a run directory started from another config, or 
     CHECK_THAT(result.output,
                HasSubstr("status=2") && HasSubstr(run_dir + " is in use by another run (pid 1 on elsewhere)"));
     CHECK_FALSE(std::filesystem::exists(run_dir + "/.slurm-start"));  // no start counted
+  }
+  SECTION("a --resume of its own, or no launcher where it looks") {
+    const auto resume = dpunet::test::run_command(job + "DPUNET_RUN_DIR=" + run_dir + " bash slurm/train.sbatch " +
+                                                  config + " --resume auto 2>&1");
+    CHECK(resume.exit_code == 2);
+    CHECK_THAT(resume.output, HasSubstr("the script resumes by itself"));
+    const auto elsewhere = dpunet::test::run_command(job + "DPUNET_ROOT=" + f.dir().path() +
+                                                     " bash slurm/train.sbatch " + config + " 2>&1");
+    CHECK(elsewhere.exit_code == 2);
+    CHECK_THAT(elsewhere.output, HasSubstr("no launcher/dpunet-launch in " + f.dir().path()));
   }
 }
 
