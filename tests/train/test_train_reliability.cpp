@@ -197,6 +197,13 @@ TEST_CASE("the launcher explains a launch that started no rank", "[train][e2e]")
   INFO(broken.output);
   CHECK(broken.exit_code != 0);
   CHECK_THAT(broken.output, HasSubstr("before any rank started on this machine") && HasSubstr("to see it, run: "));
+  // Ranks only on other machines: whether one started cannot be seen here, so it says so.
+  const auto remote = dpunet::test::run_command("OMPI_MCA_plm=nonexistent " + launch +
+                                                "--cpu --hosts nohost.invalid:2 -- version 2>&1");
+  INFO(remote.output);
+  CHECK(remote.exit_code != 0);
+  CHECK_THAT(remote.output, HasSubstr("if no rank said why, --quiet hid mpirun's reason") &&
+                                HasSubstr("to see it, run: ") && !HasSubstr("before any rank started"));
   // A rank's own error is not taken for a failed launch.
   const auto rank_error = dpunet::test::run_command(launch + "--cpu -n 2 -- train /nonexistent.yaml 2>&1");
   CHECK(rank_error.exit_code == 2);
