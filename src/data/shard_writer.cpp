@@ -78,9 +78,19 @@ ShardWriter::ShardWriter(std::string path, ShardHeader header, ShardWriteOptions
   const auto n = static_cast<hsize_t>(header_.samples);
   const auto c = static_cast<hsize_t>(header_.channels), h = static_cast<hsize_t>(header_.height),
              w = static_cast<hsize_t>(header_.width);
-  images_ = make_dataset(file_.get(), kImagesDataset, {n, c, h, w}, file_type_of(header_.pixel_type),
-                         options.gzip_level, temporary_path_);
-  masks_ = make_dataset(file_.get(), kMasksDataset, {n, h, w}, H5T_STD_U8LE, options.gzip_level, temporary_path_);
+  try {
+    images_ = make_dataset(file_.get(), kImagesDataset, {n, c, h, w}, file_type_of(header_.pixel_type),
+                           options.gzip_level, temporary_path_);
+    masks_ = make_dataset(file_.get(), kMasksDataset, {n, h, w}, H5T_STD_U8LE, options.gzip_level, temporary_path_);
+  } catch (...) {
+    // No destructor runs for a constructor that throws: drop the partial file here (a
+    // sample beyond HDF5's 4 GiB chunk limit, say).
+    images_.reset();
+    masks_.reset();
+    file_.reset();
+    std::remove(temporary_path_.c_str());
+    throw;
+  }
 }
 
 ShardWriter::~ShardWriter() {

@@ -128,6 +128,12 @@ TEST_CASE("an unfinished shard leaves no file behind", "[data]") {
   }
   CHECK_FALSE(std::filesystem::exists(path));
   CHECK_FALSE(std::filesystem::exists(path + ".partial"));
+  // Nor one refused as it starts: a sample of 6.4 GB is over HDF5's 4 GiB chunk limit.
+  dpunet::data::ShardHeader huge = small_header(1);
+  huge.pixel_type = PixelType::kFloat32;
+  huge.height = huge.width = 40000;
+  CHECK_THROWS_WITH(dpunet::data::ShardWriter(path, huge), HasSubstr(path + ".partial"));
+  CHECK_FALSE(std::filesystem::exists(path + ".partial"));
 }
 
 TEST_CASE("the shard writer refuses labels outside the classes", "[data]") {
