@@ -101,9 +101,11 @@ torch::Tensor loss_from_sums(const torch::Tensor& sums, const LossOptions& o, in
   int64_t at = 0;
   if (o.ce_weight > 0) {
     // A batch without a pixel of a class weighted above 0 has a weight sum of 0, and a
-    // cross-entropy sum of exactly 0 with it: that term is 0, not 0/0. The floor keeps
-    // the gradient into those zero-weighted pixels finite (it is multiplied by 0).
-    loss = loss + o.ce_weight * sums[0] / sums[1].clamp_min(1e-6);
+    // cross-entropy sum of exactly 0 with it: that term is 0, not 0/0. Dividing by 1
+    // then keeps the gradient into those zero-weighted pixels finite (it is multiplied by
+    // 0); any positive sum, however small its weights, divides as it is.
+    const torch::Tensor weight_sum = sums[1];
+    loss = loss + o.ce_weight * sums[0] / torch::where(weight_sum > 0, weight_sum, torch::ones_like(weight_sum));
     at = 2;
   }
   if (o.dice_weight > 0) {

@@ -182,6 +182,23 @@ TEST_CASE("a batch with no pixel of a weighted class adds no cross-entropy, and 
   CHECK(x.grad().abs().max().item<double>() == 0.0);
 }
 
+TEST_CASE("class weights scale cross-entropy's terms, not its mean, however small they are", "[train]") {
+  // Weighted cross-entropy is a weighted mean: all weights times any factor give one loss.
+  torch::manual_seed(6);
+  const torch::Tensor logits = torch::randn({2, 3, 5, 5});
+  const torch::Tensor target = torch::randint(0, 3, {2, 5, 5});
+  LossOptions o;
+  o.dice_weight = 0;
+  o.class_weights = {0.5, 1.0, 2.0};
+  const double loss = dpunet::train::segmentation_loss(logits, target, o).item<double>();
+  CHECK(loss == Approx(torch::nn::functional::cross_entropy(
+                           logits, target,
+                           torch::nn::functional::CrossEntropyFuncOptions().weight(torch::tensor({0.5f, 1.0f, 2.0f})))
+                           .item<double>()));
+  o.class_weights = {0.5e-9, 1.0e-9, 2.0e-9};  // weight sums far below 1e-6
+  CHECK(dpunet::train::segmentation_loss(logits, target, o).item<double>() == Approx(loss).epsilon(1e-5));
+}
+
 TEST_CASE("the loss from summed batch sums is the loss of the batches taken together", "[train]") {
   torch::manual_seed(6);
   const torch::Tensor logits = torch::randn({4, 3, 5, 5});
