@@ -157,11 +157,18 @@ void apply_override(const std::string& text, Config& config, Origins& origins) {
   const std::string raw = text.substr(eq + 1);
   YAML::Node value;
   if (raw.empty() || raw == "null" || raw == "~" || raw.front() == '[') {
+    // Read as a file's value is, after a key: YAML::Load of the value alone would stop
+    // after the list and drop what follows it ("[1, 2] 3" would be [1, 2]).
+    YAML::Node wrapped;
     try {
-      value = YAML::Load(raw);
+      wrapped = YAML::Load("value: " + raw);
     } catch (const YAML::Exception& e) {
       fail_at("--set " + text, path, std::string("not a YAML value: ") + e.msg);
     }
+    if (!wrapped.IsMap() || wrapped.size() != 1 || !wrapped["value"]) {
+      fail_at("--set " + text, path, "not one YAML value");
+    }
+    value = wrapped["value"];
   } else {
     value = YAML::Node(raw);
   }

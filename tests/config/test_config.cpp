@@ -225,6 +225,14 @@ TEST_CASE("text values given with --set are taken as written", "[config]") {
   CHECK(config.run.dir == "runs/exp #2");
   CHECK(config.data.val == "&x");
   CHECK(parse_config("", "a.yaml", {"loss.class_weights=[1, 2, 3]"}).loss.class_weights.size() == 3);
+  CHECK(parse_config("", "a.yaml", {"loss.class_weights=[1, 2, 3]  # per class"}).loss.class_weights.size() == 3);
+  // Whatever follows the list is an error, as in a file, not dropped.
+  for (const char* trailing : {"[1, 2, 3] 4", "[1, 2, 3], [4]", "[1, 2, 3]x", "[1, 2, 3] --- [4]"}) {
+    INFO(trailing);
+    CHECK_THROWS_WITH(parse_config("", "a.yaml", {std::string("loss.class_weights=") + trailing}),
+                      HasSubstr(std::string("--set loss.class_weights=") + trailing) &&
+                          (HasSubstr("not a YAML value") || HasSubstr("not one YAML value")));
+  }
   CHECK(parse_config("loss:\n  class_weights: [1, 2, 3]\n", "a.yaml", {"loss.class_weights="})
             .loss.class_weights.empty());
   CHECK(parse_config("", "a.yaml", {"optimizer.lr=3e-4"}).optimizer.lr == 3e-4);
