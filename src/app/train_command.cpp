@@ -89,7 +89,15 @@ int run(const TrainArgs& args) {
 void add_train_command(CLI::App& app, int* exit_code) {
   auto args = std::make_shared<TrainArgs>();
   CLI::App* cmd = app.add_subcommand("train", "Train a U-Net (run under mpirun for several ranks)");
-  cmd->add_option("config", args->config_path, "YAML config (default: the built-in quickstart)");
+  // An empty path given (an unset variable in a script) is no "default": it would train
+  // the built-in config unasked.
+  cmd->add_option("config", args->config_path, "YAML config (default: the built-in quickstart)")
+      ->check([](const std::string& path) {
+        return path.empty() ? std::string(
+                                  "an empty path (an unset variable?); leave it out for the built-in "
+                                  "quickstart config")
+                            : std::string();
+      });
   cmd->add_option("--set", args->overrides, "Override a key, e.g. --set optimizer.lr=3e-4 (repeatable)")
       ->allow_extra_args(false);
   cmd->add_option("--resume", args->resume, "none, auto (newest valid checkpoint of run.dir, else fresh) or a path")

@@ -115,6 +115,10 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
         DPUNET_FAIL(loaded->path(), ": the checkpoint's model differs from the config's:", list);
       }
       // Another optimizer's state (AdamW's moments for SGD) cannot be carried over.
+      DPUNET_CHECK(config.train.steps >= loaded->state().step, "train.steps ", config.train.steps,
+                   " ends the run before step ", loaded->state().step, " of ", loaded->path(),
+                   ", which it resumes from: give train.steps ", loaded->state().step,
+                   " or more (that many finishes the run at its checkpoint)");
       DPUNET_CHECK(saved->optimizer.name == config.optimizer.name, loaded->path(), ": written with optimizer.name ",
                    saved->optimizer.name, ", the config has ", config.optimizer.name,
                    "; to change the optimizer, start a new run from its weights (dpunet export, then --init-weights)");
@@ -147,6 +151,16 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
   if (loaded) {
     resume(*loaded);
     start = resume_position(*loaded, *saved);
+    // train.steps lowered to the checkpoint's step ends the run there, and a run's end is
+    // validated, as an uninterrupted run of that length would have done; unless that
+    // step's validation ran already (or is pending anyway).
+    const int64_t every = config.validation.every_steps;
+    const bool validated_there = every > 0 ? step_ % every == 0 : start.position == 0;
+    if (val_data_ && step_ == config.train.steps && saved->train.steps > step_ && !validated_there &&
+        !validation_pending_) {
+      validation_pending_ = true;
+      ends_at_resume_ = true;
+    }
   }
   resolve_normalization(saved);
   if (val_data_) check_statistics_fit(config_, val_data_->header(), "data.val " + config_.data.val);
@@ -417,9 +431,10 @@ int Trainer::run() {
                    " written, exit code " + std::to_string(kPreemptedExitCode) + " (resume with --resume auto)");
       return kPreemptedExitCode;
     }
-    logger_.info("validating step " + std::to_string(step_) + " first: " +
-                 (epoch_ended_at_resume_ ? std::string("its epoch ended there (above)")
-                                         : std::string("the stop that wrote its checkpoint skipped the validation")));
+    const std::string why = ends_at_resume_          ? "train.steps ends the run there"
+                            : epoch_ended_at_resume_ ? "its epoch ended there (above)"
+                                                     : "the stop that wrote its checkpoint skipped the validation";
+    logger_.info("validating step " + std::to_string(step_) + " first: " + why);
     bool improved = false;
     validate_now(&improved);
     validation_pending_ = false;

@@ -101,6 +101,7 @@ class Trainer {
   int64_t best_step_ = -1;              // of the checkpoint marked best
   bool validation_pending_ = false;     // see checkpoint::TrainingState
   bool epoch_ended_at_resume_ = false;  // see continued_position
+  bool ends_at_resume_ = false;         // train.steps lowered to the resumed step: see the constructor
   // Writes checkpoints while training goes on; declared last, so it finishes its write
   // before the store and everything else it might touch are gone.
   checkpoint::BackgroundWriter writer_;

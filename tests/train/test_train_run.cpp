@@ -397,6 +397,31 @@ TEST_CASE("a stop during start-up writes the resumed checkpoint into the run dir
   CHECK(validated < resumed.output.find("step " + std::to_string(step + 1) + "/"));
 }
 
+TEST_CASE("train.steps lowered to a resumed step ends the run there, validated; below it is refused", "[train][e2e]") {
+  TrainFixture f;
+  // Validation every 4 steps: step 3 had none. A warmup shorter than every length tried.
+  const std::string config = f.write_config() + " --set logging.every_steps=2 --set schedule.warmup_steps=1";
+  const auto first = f.train(1, config + " --stop-at-step 3");
+  INFO(first.output);
+  REQUIRE(first.exit_code == 0);
+  const auto below = f.train(1, config + " --resume auto --set train.steps=2");
+  INFO(below.output);
+  CHECK(below.exit_code != 0);
+  CHECK_THAT(below.output, HasSubstr("train.steps 2 ends the run before step 3 of " + checkpoint_at(f, 3)));
+  CHECK_FALSE(std::filesystem::exists(f.run_dir() + "/DONE"));
+  const auto at = f.train(1, config + " --resume auto --set train.steps=3");
+  INFO(at.output);
+  REQUIRE(at.exit_code == 0);
+  CHECK_THAT(at.output, HasSubstr("validating step 3 first: train.steps ends the run there") &&
+                            HasSubstr("validation step 3:") && HasSubstr("done: 3 steps"));
+  CHECK(dpunet::read_file(f.run_dir() + "/DONE") == "3\n");
+  // Finished: the same command again finds nothing to do, and validates nothing twice.
+  const auto again = f.train(1, config + " --resume auto --set train.steps=3");
+  INFO(again.output);
+  REQUIRE(again.exit_code == 0);
+  CHECK_THAT(again.output, !HasSubstr("validation step 3:"));
+}
+
 TEST_CASE("a stop signal during the last step completes the run instead of asking for a requeue", "[train][e2e]") {
   TrainFixture f;
   // Slow steps (1500 micro-batches, seconds each), so that the signal sent on step 1's line
@@ -472,6 +497,12 @@ TEST_CASE("bad training input gives one clear error", "[train][e2e]") {
     const auto first = result.output.find("dpunet: error");
     REQUIRE(first != std::string::npos);
     CHECK(result.output.find("dpunet: error", first + 1) == std::string::npos);
+  }
+  SECTION("an empty config path, as an unset variable gives") {
+    const auto result = f.train(1, "\"\" --set run.dir=" + f.run_dir());
+    CHECK(result.exit_code != 0);
+    CHECK_THAT(result.output, HasSubstr("an empty path (an unset variable?)"));
+    CHECK_FALSE(std::filesystem::exists(f.run_dir()));
   }
   SECTION("a config file that only some ranks can read") {
     // Rank 1 is given a path that does not exist there (a node-local path on one node).
