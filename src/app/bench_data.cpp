@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "app/bench_commands.h"
+#include "app/cli_checks.h"
 #include "common/build_info.h"
 #include "common/remove_tree.h"
 #include "data/loader.h"
@@ -120,8 +121,8 @@ void add_bench_data_command(CLI::App& bench) {
   cmd->add_option("--size", args->size, "Image and patch size (square)")->capture_default_str();
   cmd->add_option("--samples", args->samples, "Samples in each synthetic dataset")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--batch", args->batch, "Batch size")->capture_default_str()->check(CLI::PositiveNumber);
+      ->check(at_least(1));
+  cmd->add_option("--batch", args->batch, "Batch size")->capture_default_str()->check(at_least(1));
   cmd->add_option("--workers", args->workers, "Loader threads (1 = one core)")->capture_default_str();
   // Several times the loader's queue, so that the figure is the loading's rate.
   cmd->add_option("--batches", args->batches, "Batches timed per variant (at least 16)")

@@ -10,6 +10,7 @@
 
 #include "app/bench_commands.h"
 #include "app/bench_timing.h"
+#include "app/cli_checks.h"
 #include "common/build_info.h"
 #include "dist/context.h"
 #include "dist/ddp.h"
@@ -207,15 +208,13 @@ void add_bench_ddp_command(CLI::App& bench) {
   cmd->add_option("--device", args->device, "cpu or cuda")
       ->capture_default_str()
       ->check(CLI::IsMember({"cpu", "cuda"}));
-  cmd->add_option("--size", args->size, "Input height and width")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--batch", args->batch, "Per-rank batch")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--size", args->size, "Input height and width")->capture_default_str()->check(at_least(1));
+  cmd->add_option("--batch", args->batch, "Per-rank batch")->capture_default_str()->check(at_least(1));
   cmd->add_option("--threads", args->threads, "Intra-op CPU threads per rank")->capture_default_str();
-  cmd->add_option("--warmup", args->warmup, "Untimed steps per variant")
-      ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--warmup", args->warmup, "Untimed steps per variant")->capture_default_str()->check(at_least(0));
   cmd->add_option("--repeats", args->repeats, "Timed steps per variant (median reported)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(at_least(1));
   cmd->add_option("--bucket-mb", args->bucket_mb, "Bucket size in MiB")->capture_default_str();
   cmd->add_option("--first-bucket-mb", args->first_bucket_mb, "First bucket size in MiB")->capture_default_str();
   cmd->add_option("--last-bucket-mb", args->last_bucket_mb, "Last bucket size in MiB")->capture_default_str();

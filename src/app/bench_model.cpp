@@ -17,6 +17,7 @@
 
 #include "app/bench_commands.h"
 #include "app/checkpoint_selection.h"
+#include "app/cli_checks.h"
 #include "app/memory_probe.h"
 #include "common/build_info.h"
 #include "common/error.h"
@@ -203,8 +204,8 @@ void add_bench_model_command(CLI::App& bench) {
       "model", "U-Net forward and forward+backward time and peak memory, checkpointing off and on");
   model->add_option("--size", args->size, "Input height and width in pixels")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  model->add_option("--batch", args->batch, "Batch size")->capture_default_str()->check(CLI::PositiveNumber);
+      ->check(at_least(1));
+  model->add_option("--batch", args->batch, "Batch size")->capture_default_str()->check(at_least(1));
   model->add_option("--device", args->device, "cpu or cuda[:N]")->capture_default_str();
   model->add_option("--threads", args->threads, "Intra-op CPU threads")->capture_default_str();
   model->add_option("--n-channels", args->n_channels, "Input channels")->capture_default_str();
@@ -218,7 +219,7 @@ void add_bench_model_command(CLI::App& bench) {
   model->add_option("--warmup", args->warmup, "Untimed steps first")->capture_default_str();
   model->add_option("--repeats", args->repeats, "Timed steps (the median is reported)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(at_least(1));
   model->add_option("--variant", args->variant, "both, or one of plain / checkpointed in this process")
       ->capture_default_str();
   add_checkpoint_selection_options(*model, args->checkpointing);

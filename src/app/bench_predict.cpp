@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "app/bench_commands.h"
+#include "app/cli_checks.h"
 #include "common/autocast_scope.h"
 #include "common/build_info.h"
 #include "infer/sliding_window.h"
@@ -86,10 +87,10 @@ void run(const BenchPredictArgs& args) {
 void add_bench_predict_command(CLI::App& bench) {
   auto args = std::make_shared<BenchPredictArgs>();
   CLI::App* cmd = bench.add_subcommand("predict", "Overlap-tile inference: tiles/s and images/s");
-  cmd->add_option("--size", args->size, "Image side")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--tile", args->tile, "Tile side")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--size", args->size, "Image side")->capture_default_str()->check(at_least(1));
+  cmd->add_option("--tile", args->tile, "Tile side")->capture_default_str()->check(at_least(1));
   cmd->add_option("--overlap", args->overlap, "Tile overlap")->capture_default_str();
-  cmd->add_option("--batch", args->batch, "Tiles per forward pass")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--batch", args->batch, "Tiles per forward pass")->capture_default_str()->check(at_least(1));
   cmd->add_option("--base-channels", args->base_channels, "Model width")->capture_default_str();
   cmd->add_option("--threads", args->threads, "Intra-op threads (0: torch's default)");
   cmd->add_option("--device", args->device, "cpu or cuda")

@@ -16,6 +16,7 @@
 #include "app/bench_commands.h"
 #include "app/bench_timing.h"
 #include "app/checkpoint_selection.h"
+#include "app/cli_checks.h"
 #include "app/memory_probe.h"
 #include "app/profiler_trace.h"
 #include "common/autocast_scope.h"
@@ -385,10 +386,10 @@ void run(const BenchTrainArgs& a) {
 void add_bench_train_command(CLI::App& bench) {
   auto a = std::make_shared<BenchTrainArgs>();
   CLI::App* cmd = bench.add_subcommand("train", "Training step: throughput, breakdown, memory, MFU");
-  cmd->add_option("--size", a->size, "Tile side")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--batch", a->batch, "Batch per rank")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--steps", a->steps, "Timed steps")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--warmup", a->warmup, "Untimed steps first")->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--size", a->size, "Tile side")->capture_default_str()->check(at_least(1));
+  cmd->add_option("--batch", a->batch, "Batch per rank")->capture_default_str()->check(at_least(1));
+  cmd->add_option("--steps", a->steps, "Timed steps")->capture_default_str()->check(at_least(1));
+  cmd->add_option("--warmup", a->warmup, "Untimed steps first")->capture_default_str()->check(at_least(0));
   cmd->add_option("--base-channels", a->base_channels, "Model width")->capture_default_str();
   cmd->add_option("--depth", a->depth, "Model depth")->capture_default_str();
   cmd->add_option("--padding", a->padding, "same or valid")

@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include "app/cli_checks.h"
 #include "app/commands.h"
 #include "common/error.h"
 #include "data/import.h"
@@ -37,19 +38,15 @@ void add_synth(CLI::App& data) {
   auto args = std::make_shared<Args>();
   CLI::App* cmd = data.add_subcommand("synth", "Write a synthetic cell-segmentation dataset (deterministic per seed)");
   cmd->add_option("--out", args->out, "Output directory")->required();
-  cmd->add_option("--samples", args->synth.samples, "Training samples")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
+  cmd->add_option("--samples", args->synth.samples, "Training samples")->check(at_least(1))->capture_default_str();
   cmd->add_option("--shards", args->synth.shards, "Training shards (at most --samples)")
-      ->check(CLI::PositiveNumber)
+      ->check(at_least(1))
       ->capture_default_str();
   cmd->add_option("--val-samples", args->val_samples, "Validation samples, written as val-00000.h5")
-      ->check(CLI::NonNegativeNumber)
+      ->check(at_least(0))
       ->capture_default_str();
   cmd->add_option("--size", args->size, "Image size: S or HxW")->capture_default_str();
-  cmd->add_option("--channels", args->synth.channels, "Image channels")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
+  cmd->add_option("--channels", args->synth.channels, "Image channels")->check(at_least(1))->capture_default_str();
   cmd->add_option("--dtype", args->pixel_type, "uint8, uint16 or float32")->capture_default_str();
   cmd->add_option("--classes", args->synth.n_classes, "2 (background, cell) or 3 (+ border)")
       ->check(CLI::Range(2, 3))
@@ -119,7 +116,7 @@ void add_import(CLI::App& data) {
       ->check(CLI::Range(2, data::kMaxFolds))
       ->excludes("--val-fraction");
   cmd->add_option("--samples-per-shard", args->import.samples_per_shard, "Samples in each shard file")
-      ->check(CLI::PositiveNumber)
+      ->check(at_least(1))
       ->capture_default_str();
   cmd->add_option("--gzip", args->import.gzip_level, "Deflate level 1-9; 0 stores raw")
       ->check(CLI::Range(0, 9))
@@ -163,7 +160,7 @@ void add_inspect(CLI::App& data) {
   CLI::App* cmd = data.add_subcommand("inspect", "Describe a dataset; --verify reads every sample");
   cmd->add_option("dataset", args->spec, "Directory, glob, index file or shard")->required();
   cmd->add_option("--max-samples", args->inspect.max_samples, "Samples read for statistics")
-      ->check(CLI::PositiveNumber)
+      ->check(at_least(1))
       ->capture_default_str();
   cmd->add_flag("--verify", args->inspect.verify, "Read every sample and list the bad ones");
   cmd->callback([args] {

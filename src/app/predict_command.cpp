@@ -17,6 +17,7 @@
 
 #include <unistd.h>
 
+#include "app/cli_checks.h"
 #include "app/commands.h"
 #include "app/model_source.h"
 #include "common/atomic_file.h"
@@ -380,13 +381,7 @@ void add_predict_command(CLI::App& app) {
                   "pixels unscored (default: values are classes)")
       ->needs(eval);
   // 0 stands for "not given" in PredictArgs; a 0 given is refused rather than taken for it.
-  cmd->add_option("--tile", args->tile, "Input tile side (default: the training patch size)")
-      ->check([](const std::string& value) {
-        const bool whole = !value.empty() && value.find_first_not_of("0123456789") == std::string::npos;
-        return whole && value.find_first_not_of('0') != std::string::npos
-                   ? std::string()
-                   : "must be a whole number above 0, got " + value;
-      });
+  cmd->add_option("--tile", args->tile, "Input tile side (default: the training patch size)")->check(at_least(1));
   cmd->add_option("--overlap", args->overlap, "Overlap of neighbouring tiles, share of a tile")->capture_default_str();
   cmd->add_option("--batch", args->batch, "Tiles per forward pass")->capture_default_str();
   cmd->add_flag("--tta", args->tta, "Average over flips (4x the work)");

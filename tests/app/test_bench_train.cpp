@@ -136,14 +136,17 @@ TEST_CASE("bench commands refuse counts and choices they cannot measure", "[app]
   struct Case {
     std::string arguments, named;
   };
-  for (const Case& c : std::vector<Case>{{"train --steps 0", "--steps"},
-                                         {"train --precision fp16", "--precision"},
-                                         {"train --checkpointing yes", "--checkpointing"},
-                                         {"train --device cpu --precision bf16", "needs a GPU"},
-                                         {"ddp --repeats 0", "--repeats"},
-                                         {"ddp --device gpu", "--device"},
-                                         {"predict --batch 0", "--batch"},
-                                         {"model --batch 0", "--batch"}}) {
+  for (const Case& c :
+       std::vector<Case>{{"train --steps 0", "--steps: must be a whole number of at least 1, got 0"},
+                         {"train --warmup -1", "--warmup: must be a whole number of at least 0, got -1"},
+                         {"model --size 1.5", "--size: must be a whole number of at least 1, got 1.5"},
+                         {"train --precision fp16", "--precision"},
+                         {"train --checkpointing yes", "--checkpointing"},
+                         {"train --device cpu --precision bf16", "needs a GPU"},
+                         {"ddp --repeats 0", "--repeats"},
+                         {"ddp --device gpu", "--device"},
+                         {"predict --batch 0", "--batch"},
+                         {"model --batch 0", "--batch"}}) {
     const auto result = run_command(DPUNET_BINARY " bench " + c.arguments + " 2>&1");
     INFO(c.arguments << "\n" << result.output);
     CHECK(result.exit_code != 0);

@@ -278,7 +278,7 @@ TEST_CASE("weights that do not fit, and tiles that do not suit the model, are er
   const auto no_tile = run_command(DPUNET_BINARY " predict '" + val + "' --checkpoint " + t.checkpoint + " --out " +
                                    t.f.dir() / "y --tile 0 2>&1");
   CHECK(no_tile.exit_code != 0);
-  CHECK_THAT(no_tile.output, HasSubstr("--tile: must be a whole number above 0, got 0"));
+  CHECK_THAT(no_tile.output, HasSubstr("--tile: must be a whole number of at least 1, got 0"));
   CHECK_FALSE(std::filesystem::exists(t.f.dir() / "y"));
   // A learning rate far below the weights' rounding: a step leaves them as they started.
   const std::string still = " --set optimizer.lr=1e-30";
