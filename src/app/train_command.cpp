@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <iostream>
 
+#include "app/cli_checks.h"
 #include "app/commands.h"
 #include "app/embedded_configs.h"
 #include "common/error.h"
@@ -103,13 +104,7 @@ void add_train_command(CLI::App& app, int* exit_code) {
   cmd->add_option("--resume", args->resume, "none, auto (newest valid checkpoint of run.dir, else fresh) or a path")
       ->capture_default_str();
   cmd->add_option("--stop-at-step", args->stop_at_step, "Checkpoint and stop after this step (continue with --resume)")
-      ->check(CLI::Validator(
-          [](const std::string& text) {
-            char* end = nullptr;
-            const long long step = std::strtoll(text.c_str(), &end, 10);
-            return *end == '\0' && step >= 1 ? std::string() : "--stop-at-step takes a step >= 1, got " + text;
-          },
-          "STEP>=1"));
+      ->check(at_least(1));
   cmd->add_option("--init-weights", args->init_weights,
                   "Start from these weights: a safetensors file (dpunet export or PyTorch) or another run's checkpoint "
                   "(its model only)");

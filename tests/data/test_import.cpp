@@ -48,44 +48,18 @@ Image make_mask(int64_t size) {
   return mask;
 }
 
-// An 8-bit palette PNG with a transparency chunk: red, half-transparent green, blue.
-void write_palette_png(const std::string& path, int64_t size) {
+// A square PNG whose header `describe(png, info)` sets; its pixels, one byte each, are
+// value(y, x), packed to fewer bits per pixel when the header says so.
+template <typename Describe, typename Value>
+void write_test_png(const std::string& path, int64_t size, Describe describe, Value value) {
   FILE* file = std::fopen(path.c_str(), "wb");
   REQUIRE(file != nullptr);
   png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
   png_infop info = png_create_info_struct(png);
   png_init_io(png, file);
-  const auto side = static_cast<png_uint_32>(size);
-  png_set_IHDR(png, info, side, side, 8, PNG_COLOR_TYPE_PALETTE, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
-               PNG_FILTER_TYPE_DEFAULT);
-  png_color palette[3] = {{255, 0, 0}, {0, 255, 0}, {0, 0, 255}};
-  png_set_PLTE(png, info, palette, 3);
-  png_byte alpha[3] = {255, 128, 255};
-  png_set_tRNS(png, info, alpha, 3, nullptr);
+  describe(png, info);
   png_write_info(png, info);
-  std::vector<png_byte> row(static_cast<size_t>(size));
-  for (int64_t y = 0; y < size; ++y) {
-    for (int64_t x = 0; x < size; ++x) row[x] = static_cast<png_byte>((x + y) % 3);
-    png_write_row(png, row.data());
-  }
-  png_write_end(png, nullptr);
-  png_destroy_write_struct(&png, &info);
-  std::fclose(file);
-}
-
-// A grey PNG of 1, 2 or 4 bits per pixel holding value(y, x), packed as the file stores it.
-template <typename Value>
-void write_low_bit_png(const std::string& path, int64_t size, int bits, Value value) {
-  FILE* file = std::fopen(path.c_str(), "wb");
-  REQUIRE(file != nullptr);
-  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
-  png_infop info = png_create_info_struct(png);
-  png_init_io(png, file);
-  const auto side = static_cast<png_uint_32>(size);
-  png_set_IHDR(png, info, side, side, bits, PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
-               PNG_FILTER_TYPE_DEFAULT);
-  png_write_info(png, info);
-  png_set_packing(png);  // rows given one byte per pixel
+  png_set_packing(png);  // rows given one byte per pixel (nothing to pack at 8 bits)
   std::vector<png_byte> row(static_cast<size_t>(size));
   for (int64_t y = 0; y < size; ++y) {
     for (int64_t x = 0; x < size; ++x) row[x] = static_cast<png_byte>(value(y, x));
@@ -94,6 +68,31 @@ void write_low_bit_png(const std::string& path, int64_t size, int bits, Value va
   png_write_end(png, nullptr);
   png_destroy_write_struct(&png, &info);
   std::fclose(file);
+}
+
+// An 8-bit palette PNG with a transparency chunk: red, half-transparent green, blue.
+void write_palette_png(const std::string& path, int64_t size) {
+  const auto side = static_cast<png_uint_32>(size);
+  const auto describe = [side](png_structp png, png_infop info) {
+    png_set_IHDR(png, info, side, side, 8, PNG_COLOR_TYPE_PALETTE, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
+                 PNG_FILTER_TYPE_DEFAULT);
+    png_color palette[3] = {{255, 0, 0}, {0, 255, 0}, {0, 0, 255}};
+    png_set_PLTE(png, info, palette, 3);
+    png_byte alpha[3] = {255, 128, 255};
+    png_set_tRNS(png, info, alpha, 3, nullptr);
+  };
+  write_test_png(path, size, describe, [](int64_t y, int64_t x) { return (x + y) % 3; });
+}
+
+// A grey PNG of 1, 2 or 4 bits per pixel holding value(y, x).
+template <typename Value>
+void write_low_bit_png(const std::string& path, int64_t size, int bits, Value value) {
+  const auto side = static_cast<png_uint_32>(size);
+  const auto describe = [side, bits](png_structp png, png_infop info) {
+    png_set_IHDR(png, info, side, side, bits, PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
+                 PNG_FILTER_TYPE_DEFAULT);
+  };
+  write_test_png(path, size, describe, value);
 }
 
 // make_mask's layout as a 1-bit PNG: left half 0, right half 1.

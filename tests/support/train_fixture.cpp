@@ -17,11 +17,15 @@
 
 namespace dpunet::test {
 
-void TrainFixture::check_resumes_from_stop(const std::string& config, const std::string& log) const {
+int64_t signalled_stop_step(const std::string& log) {
   const std::string said = "stopped by a signal at step ";
   const size_t at = log.find(said);
   REQUIRE(at != std::string::npos);
-  const int64_t step = std::stoll(log.substr(at + said.size()));
+  return std::stoll(log.substr(at + said.size()));
+}
+
+void TrainFixture::check_resumes_from_stop(const std::string& config, const std::string& log) const {
+  const int64_t step = signalled_stop_step(log);
   const std::string written = checkpoint::CheckpointStore(run_dir()).path_for_step(step);
   const auto latest = checkpoint::CheckpointStore(run_dir()).latest_valid([](const std::string&) {});
   REQUIRE(latest);

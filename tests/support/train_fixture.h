@@ -34,6 +34,9 @@ class TrainFixture {
   TempDir dir_;
 };
 
+// The step N of the "stopped by a signal at step N" line in a run's log (REQUIREs one).
+int64_t signalled_stop_step(const std::string& log);
+
 // A shell word for `pgrep -f`: the training ranks started on `config` (a path matched literally).
 std::string training_rank_pattern(const std::string& config);
 

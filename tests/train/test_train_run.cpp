@@ -336,9 +336,7 @@ TEST_CASE("a stop request skips the validation due at that step: the grace time 
   const auto [report, output] = signal_one_rank(f, config, "step 3/");
   INFO(output);
   CHECK_THAT(report, HasSubstr("exit=75"));
-  const auto at = output.find("stopped by a signal at step ");
-  REQUIRE(at != std::string::npos);
-  const int64_t step = std::stoll(output.substr(at + std::string("stopped by a signal at step ").size()));
+  const int64_t step = dpunet::test::signalled_stop_step(output);
   CHECK_THAT(output, HasSubstr("validation step " + std::to_string(step - 1) + ":"));
   CHECK_THAT(output, !HasSubstr("validation step " + std::to_string(step) + ":"));
   // The resumed run does the skipped validation before its first step, so its metrics
@@ -360,10 +358,7 @@ TEST_CASE("a stop during start-up writes the resumed checkpoint into the run dir
   const auto [report, output] = signal_one_rank(f, config, "step 3/");
   INFO(output);
   REQUIRE_THAT(report, HasSubstr("exit=75"));
-  const std::string said = "stopped by a signal at step ";
-  const auto at = output.find(said);
-  REQUIRE(at != std::string::npos);
-  const int64_t step = std::stoll(output.substr(at + said.size()));  // its validation is pending
+  const int64_t step = dpunet::test::signalled_stop_step(output);  // its validation is pending
   // Resumed into another run directory, whose lock a run on another machine holds: the
   // new run waits for it with its signal handlers in place, and takes the signal there.
   const std::string other = f.dir() / "other";
@@ -397,7 +392,8 @@ TEST_CASE("a stop during start-up writes the resumed checkpoint into the run dir
   CHECK(validated < resumed.output.find("step " + std::to_string(step + 1) + "/"));
 }
 
-TEST_CASE("train.steps lowered to a resumed step ends the run there, validated; below it is refused", "[train][e2e]") {
+TEST_CASE("train.steps lowered to a resumed step ends the run there, validated, and below it is refused",
+          "[train][e2e]") {
   TrainFixture f;
   // Validation every 4 steps: step 3 had none. A warmup shorter than every length tried.
   const std::string config = f.write_config() + " --set logging.every_steps=2 --set schedule.warmup_steps=1";
@@ -498,11 +494,15 @@ TEST_CASE("bad training input gives one clear error", "[train][e2e]") {
     REQUIRE(first != std::string::npos);
     CHECK(result.output.find("dpunet: error", first + 1) == std::string::npos);
   }
-  SECTION("an empty config path, as an unset variable gives") {
+  SECTION("an empty config path, as an unset variable gives, or a step beyond counting") {
     const auto result = f.train(1, "\"\" --set run.dir=" + f.run_dir());
     CHECK(result.exit_code != 0);
     CHECK_THAT(result.output, HasSubstr("an empty path (an unset variable?)"));
     CHECK_FALSE(std::filesystem::exists(f.run_dir()));
+    // Nor a step past int64's range, which strtoll would have saturated.
+    const auto beyond = f.train(1, f.write_config() + " --stop-at-step 99999999999999999999");
+    CHECK(beyond.exit_code != 0);
+    CHECK_THAT(beyond.output, HasSubstr("--stop-at-step: must be a whole number of at least 1"));
   }
   SECTION("a config file that only some ranks can read") {
     // Rank 1 is given a path that does not exist there (a node-local path on one node).
