@@ -128,8 +128,7 @@ int64_t CheckpointStore::remove_partial_writes() const {
   int64_t removed = 0;
   std::error_code ec;
   for (const fs::path& entry : directory_entries(directory_)) {
-    // write_file_atomically's temporaries: NAME.tmp.PID
-    if (entry.filename().string().find(".tmp.") == std::string::npos) continue;
+    if (!atomic_write_target(entry.filename().string())) continue;
     if (fs::remove(entry, ec)) ++removed;
   }
   return removed;

@@ -23,12 +23,22 @@ std::string directory_of(const std::string& path) {
 
 }  // namespace
 
+constexpr std::string_view kTemporaryInfix = ".tmp.";
+
+std::optional<std::string> atomic_write_target(const std::string& name) {
+  const size_t infix = name.rfind(kTemporaryInfix);
+  if (infix == std::string::npos || infix == 0) return std::nullopt;
+  const std::string pid = name.substr(infix + kTemporaryInfix.size());
+  if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+  return name.substr(0, infix);
+}
+
 void write_file_atomically(const std::string& path, const std::string& bytes) {
   write_file_atomically(path, std::vector<std::string_view>{bytes});
 }
 
 void write_file_atomically(const std::string& path, const std::vector<std::string_view>& pieces) {
-  const std::string temporary = path + ".tmp." + std::to_string(getpid());
+  const std::string temporary = path + std::string(kTemporaryInfix) + std::to_string(getpid());
   const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   DPUNET_CHECK(fd >= 0, "cannot write ", path, ": ", std::strerror(errno));
   int error = 0;

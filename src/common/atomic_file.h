@@ -3,6 +3,7 @@
 // synced. A crash or a full disk at any point leaves the old file intact.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -13,6 +14,11 @@ namespace dpunet {
 void write_file_atomically(const std::string& path, const std::string& bytes);
 // The same for a file made of `pieces` one after the other, without joining them first.
 void write_file_atomically(const std::string& path, const std::vector<std::string_view>& pieces);
+
+// When `name` (a file name) is a temporary of write_file_atomically, NAME.tmp.PID, the
+// NAME it was to replace; otherwise nullopt. Only the ending counts: a host name with
+// ".tmp." inside an event file's name does not make it one.
+std::optional<std::string> atomic_write_target(const std::string& name);
 
 // Reads a whole file; throws naming `path` when it cannot.
 std::string read_file(const std::string& path);

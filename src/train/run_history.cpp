@@ -3,8 +3,8 @@
 
 #include <ctime>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "checkpoint/store.h"
 #include "common/atomic_file.h"
@@ -46,7 +46,8 @@ int64_t set_aside_metric_rows(const std::string& run_dir, std::optional<int64_t>
   if (!exists_or_fail(path)) return 0;
   std::string kept, moved;
   int64_t moved_rows = 0;
-  std::ifstream in(path);
+  const std::string rows = read_file(path);
+  std::istringstream in(rows);
   for (std::string line; std::getline(in, line);) {
     if (line.empty()) continue;
     if (keep_row(line, resume_step)) {
@@ -56,8 +57,11 @@ int64_t set_aside_metric_rows(const std::string& run_dir, std::optional<int64_t>
       ++moved_rows;
     }
   }
-  DPUNET_CHECK(!in.bad(), "cannot read ", path);
-  if (moved_rows == 0) return 0;
+  if (moved_rows == 0) {
+    // A last row without its newline would have this run's first row glued onto it.
+    if (!rows.empty() && rows.back() != '\n') write_file_atomically(path, kept);
+    return 0;
+  }
   fs::create_directories(folder, ec);
   DPUNET_CHECK(!ec, "cannot create ", folder, ": ", ec.message());
   // The copy is on disk before the rows leave the original.
@@ -80,10 +84,13 @@ int64_t set_aside_events(const std::string& run_dir, std::optional<int64_t> resu
   for (const fs::path& entry : directory_entries(events_dir)) {
     const std::string name = entry.filename().string();
     if (name.rfind("events.out.tfevents.", 0) != 0 || !fs::is_regular_file(entry, ec)) continue;
-    if (name.find(".tmp.") == std::string::npos) {
-      files.push_back(entry);
+    // A temporary's original is still there (event files are only ever rewritten); a
+    // host name holding ".tmp.N" in a real event file's name has no such original.
+    const std::optional<std::string> original = atomic_write_target(name);
+    if (original && fs::is_regular_file(fs::path(events_dir) / *original, ec)) {
+      fs::remove(entry, ec);
     } else {
-      fs::remove(entry, ec);  // the original it was to replace is still there
+      files.push_back(entry);
     }
   }
   int64_t moved_events = 0;

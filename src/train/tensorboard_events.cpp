@@ -90,13 +90,17 @@ int64_t event_step(const std::string& event) {
         if (!get_varint(event, at, value)) return -1;
         if ((key >> 3) == 2) return static_cast<int64_t>(value);
         break;
-      case 1: at += 8; break;
+      // Lengths are checked against what is left: a crafted one near 2^64 would wrap.
+      case 1: value = 8; break;
       case 2:
         if (!get_varint(event, at, value)) return -1;
-        at += value;
         break;
-      case 5: at += 4; break;
+      case 5: value = 4; break;
       default: return -1;
+    }
+    if ((key & 7) != 0) {
+      if (value > event.size() - at) return -1;
+      at += value;
     }
   }
   return -1;
@@ -175,12 +179,16 @@ TensorBoardWriter::TensorBoardWriter(const std::string& directory) {
   const double now = now_seconds();
   path_ = directory + "/events.out.tfevents." + std::to_string(static_cast<int64_t>(now)) + "." + host_name() + "." +
           std::to_string(getpid());
-  out_.open(path_, std::ios::binary | std::ios::app);
-  DPUNET_CHECK(out_, "cannot write ", path_, ": ", std::strerror(errno));
-  append(file_version_record(now));
 }
 
 void TensorBoardWriter::scalars(int64_t step, const Scalars& values) {
+  // Opened at the first scalars: a run that logs nothing (a resume of a finished run)
+  // leaves no file holding only the version event.
+  if (!out_.is_open()) {
+    out_.open(path_, std::ios::binary | std::ios::app);
+    DPUNET_CHECK(out_, "cannot write ", path_, ": ", std::strerror(errno));
+    append(file_version_record(now_seconds()));
+  }
   append(scalars_record(step, now_seconds(), values));
 }
 

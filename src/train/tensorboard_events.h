@@ -35,7 +35,8 @@ std::vector<EventRecord> read_event_records(const std::string& bytes, bool* comp
 bool cut_short_record(const std::string& tail);
 
 // Appends step scalars to a new events file in `directory` (created when missing), named
-// as TensorBoard expects: events.out.tfevents.<seconds>.<host>.<pid>.
+// as TensorBoard expects: events.out.tfevents.<seconds>.<host>.<pid>. The file is made at
+// the first scalars.
 class TensorBoardWriter {
  public:
   explicit TensorBoardWriter(const std::string& directory);

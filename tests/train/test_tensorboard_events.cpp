@@ -72,6 +72,14 @@ TEST_CASE("a TensorBoard writer starts a new events file with its version event"
   CHECK(records[2].step == 2);
 }
 
+TEST_CASE("a TensorBoard writer that logs nothing leaves no events file", "[train]") {
+  dpunet::test::TempDir dir;
+  std::string path;
+  { path = dpunet::train::TensorBoardWriter(dir / "tb").path(); }
+  CHECK(std::filesystem::is_directory(dir / "tb"));  // made at once: an unwritable folder fails at the start
+  CHECK_FALSE(std::filesystem::exists(path));
+}
+
 TEST_CASE("a resume cuts off a record cut short, but moves damage and what follows it, never dropping it", "[train]") {
   namespace fs = std::filesystem;
   using dpunet::train::scalars_record;
@@ -105,4 +113,58 @@ TEST_CASE("a resume cuts off a record cut short, but moves damage and what follo
     CHECK(dpunet::read_file(history.folder + "/tensorboard/events.out.tfevents.1.host.1") == version + damaged + three);
     CHECK_THAT(dpunet::train::describe(history), HasSubstr("1 TensorBoard file(s) had a damaged record"));
   }
+}
+
+TEST_CASE("a resume removes an unfinished rewrite of an event file but keeps a host's file whose name holds .tmp.",
+          "[train]") {
+  namespace fs = std::filesystem;
+  dpunet::test::TempDir dir;
+  const std::string run = dir / "run";
+  fs::create_directories(run + "/tensorboard");
+  const std::string records = dpunet::train::file_version_record(1.0) +
+                              dpunet::train::scalars_record(1, 2.0, {{"train/loss", 1.0f}}) +
+                              dpunet::train::scalars_record(2, 3.0, {{"train/loss", 0.5f}});
+  const std::string host_file = run + "/tensorboard/events.out.tfevents.1.gpu7.tmp.example.org.29824";
+  const std::string original = run + "/tensorboard/events.out.tfevents.1.host.1";
+  dpunet::write_file_atomically(host_file, records);
+  dpunet::write_file_atomically(original, records);
+  dpunet::write_file_atomically(original + ".tmp.4242", "half a rewrite");
+
+  const auto history = dpunet::train::set_aside_superseded_history(run, 1);
+  CHECK_FALSE(fs::exists(original + ".tmp.4242"));
+  REQUIRE(fs::exists(host_file));
+  CHECK(read_event_records(dpunet::read_file(host_file)).size() == 2);  // step 2 moved aside, not deleted
+  CHECK(history.events == 2);
+  CHECK(fs::exists(history.folder + "/tensorboard/events.out.tfevents.1.gpu7.tmp.example.org.29824"));
+}
+
+TEST_CASE("only NAME.tmp.PID is a temporary of an atomic write", "[common]") {
+  using dpunet::atomic_write_target;
+  CHECK(atomic_write_target("step-00000040.ckpt.tmp.12345") == "step-00000040.ckpt");
+  CHECK(atomic_write_target("latest.tmp.7") == "latest");
+  CHECK_FALSE(atomic_write_target("events.out.tfevents.1.gpu7.tmp.example.org.29824"));
+  CHECK_FALSE(atomic_write_target("notes.tmp.txt"));
+  CHECK_FALSE(atomic_write_target("a.tmp."));
+  CHECK_FALSE(atomic_write_target(".tmp.12"));
+}
+
+TEST_CASE("an event whose field length runs past its end reads as stepless, without looping", "[train]") {
+  const auto masked = [](const std::string& bytes) {
+    const uint32_t crc = dpunet::train::crc32c(bytes.data(), bytes.size());
+    return ((crc >> 15) | (crc << 17)) + 0xa282ead8u;
+  };
+  const auto little_endian = [](uint64_t value, int size) {
+    std::string out;
+    for (int i = 0; i < size; ++i) out += static_cast<char>((value >> (8 * i)) & 0xff);
+    return out;
+  };
+  // Field 5, length-delimited, of length 2^64 - 1: added to the offset, it wraps to one byte back.
+  const std::string data = std::string("\x2a") + std::string(9, '\xff') + "\x01";
+  const std::string length = little_endian(data.size(), 8);
+  const std::string record = length + little_endian(masked(length), 4) + data + little_endian(masked(data), 4);
+  bool complete = false;
+  const auto records = read_event_records(record, &complete);
+  CHECK(complete);
+  REQUIRE(records.size() == 1);
+  CHECK(records[0].step == -1);
 }
