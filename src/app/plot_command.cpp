@@ -14,6 +14,7 @@
 #include "app/commands.h"
 #include "app/plot_canvas.h"
 #include "common/error.h"
+#include "common/tick_labels.h"
 
 namespace dpunet::app {
 namespace {
@@ -34,18 +35,16 @@ constexpr Colour kInk{40, 40, 40}, kGrid{220, 220, 220};
 const Colour kPalette[] = {{31, 119, 180},  {214, 39, 40},  {44, 160, 44},
                            {148, 103, 189}, {255, 127, 14}, {23, 190, 207}};
 
-std::string number(double v) {
+// Steps as they are: 1234, not 1.23e+03.
+std::string step_label(double v) {
   char text[32];
-  if (v == std::trunc(v) && std::abs(v) < 1e6) {
-    std::snprintf(text, sizeof(text), "%.0f", v);  // steps as they are: 1234, not 1.23e+03
-  } else {
-    std::snprintf(text, sizeof(text), "%.3g", v);  // 0.25, 1.5e+06, 1e+308: short enough for the margin
-  }
+  std::snprintf(text, sizeof(text), v == std::trunc(v) && std::abs(v) < 1e15 ? "%.0f" : "%.6g", v);
   return text;
 }
 
 void draw_panel(Canvas& canvas, int top, int height, const Panel& panel) {
-  const int left = 110, right = canvas.width() - 30, plot_top = top + 40, bottom = top + height - 40;
+  const int right = canvas.width() - 30, plot_top = top + 40, bottom = top + height - 40;
+  int left = 110;
   double x_min = std::numeric_limits<double>::max(), x_max = std::numeric_limits<double>::lowest();
   double y_min = x_min, y_max = x_max;
   for (const auto& s : panel.series) {
@@ -53,9 +52,9 @@ void draw_panel(Canvas& canvas, int top, int height, const Panel& panel) {
       x_min = std::min(x_min, x), x_max = std::max(x_max, x), y_min = std::min(y_min, y), y_max = std::max(y_max, y);
     }
   }
-  canvas.text(left, top + 10, panel.title, kInk);
-  canvas.rect(left, plot_top, right, bottom, kInk);
   if (x_min > x_max) {
+    canvas.text(left, top + 10, panel.title, kInk);
+    canvas.rect(left, plot_top, right, bottom, kInk);
     canvas.text(left + 20, plot_top + 20, "no data", kInk);
     return;
   }
@@ -68,18 +67,22 @@ void draw_panel(Canvas& canvas, int top, int height, const Panel& panel) {
     y_min -= pad, y_max += pad;
   }
   if (half_span(x_min, x_max) <= 1e-12 * std::max(std::abs(x_min), std::abs(x_max))) x_max = x_min + 1;
+  // Quarters between the ends, interpolated: y_min + 4 quarters may overflow.
+  std::vector<double> ticks;
+  for (int i = 0; i <= 4; ++i) ticks.push_back(y_min * (1 - i / 4.0) + y_max * (i / 4.0));
+  const std::vector<std::string> labels = tick_labels(ticks);
+  for (const std::string& label : labels) left = std::max(left, Canvas::text_width(label) + 16);
+  canvas.text(left, top + 10, panel.title, kInk);
+  canvas.rect(left, plot_top, right, bottom, kInk);
   const double x_half = half_span(x_min, x_max), y_half = half_span(y_min, y_max);
   auto px = [&](double x) { return left + half_span(x_min, x) / x_half * (right - left); };
   auto py = [&](double y) { return bottom - half_span(y_min, y) / y_half * (bottom - plot_top); };
-  // Quarters between the ends, interpolated: y_min + 4 quarters may overflow.
-  const auto quarter = [&](int i) { return y_min * (1 - i / 4.0) + y_max * (i / 4.0); };
-  for (int i = 1; i < 4; ++i) canvas.line(left + 1, py(quarter(i)), right - 1, py(quarter(i)), kGrid);
+  for (int i = 1; i < 4; ++i) canvas.line(left + 1, py(ticks[i]), right - 1, py(ticks[i]), kGrid);
   for (int i = 0; i <= 4; ++i) {
-    const double y = quarter(i);
-    canvas.text(left - Canvas::text_width(number(y)) - 8, static_cast<int>(py(y)) - 7, number(y), kInk);
+    canvas.text(left - Canvas::text_width(labels[i]) - 8, static_cast<int>(py(ticks[i])) - 7, labels[i], kInk);
   }
-  canvas.text(left, bottom + 10, number(x_min), kInk);
-  const std::string last = number(x_max) + " step";
+  canvas.text(left, bottom + 10, step_label(x_min), kInk);
+  const std::string last = step_label(x_max) + " step";
   canvas.text(right - Canvas::text_width(last), bottom + 10, last, kInk);
   int legend_x = left + Canvas::text_width(panel.title) + 30;
   for (const auto& s : panel.series) {
@@ -87,9 +90,10 @@ void draw_panel(Canvas& canvas, int top, int height, const Panel& panel) {
       canvas.line(px(s.points[i - 1].first), py(s.points[i - 1].second), px(s.points[i].first), py(s.points[i].second),
                   s.colour, 2);
     }
-    if (s.points.size() == 1)
-      canvas.line(px(s.points[0].first), py(s.points[0].second), px(s.points[0].first) + 3, py(s.points[0].second),
-                  s.colour, 3);
+    if (s.points.size() == 1) {  // a dot, inside the frame even at its right edge
+      const double x = std::min(px(s.points[0].first), right - 4.0), y = py(s.points[0].second);
+      canvas.line(x, y, x + 3, y, s.colour, 3);
+    }
     canvas.line(legend_x, top + 17, legend_x + 20, top + 17, s.colour, 3);
     canvas.text(legend_x + 26, top + 10, s.name, s.colour);
     legend_x += 26 + Canvas::text_width(s.name) + 24;
