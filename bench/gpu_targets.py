@@ -115,11 +115,12 @@ def versus_pytorch(records, mode, source):
 
 def largest_timed_batch(row):
     """The largest batch whose timed run fitted, or None: older records searched with
-    two-step tries and timed a smaller batch afterwards (largest_batch_timed); newer ones
-    time every try, and a null largest_batch_step_ms says the timed run did not fit."""
+    two-step tries and timed a smaller batch afterwards (largest_batch_timed), the oldest
+    timed none (neither key); newer ones time every try, and a null largest_batch_step_ms
+    says the timed run did not fit."""
     if row.get("largest_batch_timed") is not None:
         return number(row, "largest_batch_timed")
-    if row.get("largest_batch") is None or row.get("largest_batch_step_ms", 0) is None:
+    if row.get("largest_batch") is None or row.get("largest_batch_step_ms") is None:
         return None
     return number(row, "largest_batch")
 

@@ -78,6 +78,8 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--variant", choices=["both", "plain", "checkpointed"], default="both")
     args = parser.parse_args()
+    if args.warmup < 1:  # the first step allocates the gradients (and compiles), not for timing
+        parser.error(f"--warmup must be at least 1, got {args.warmup}")
 
     if args.variant != "both":
         print(json.dumps(run_variant(args, args.variant == "checkpointed")))
@@ -93,7 +95,7 @@ def main():
         "benchmark": "model", "implementation": "pytorch torch.utils.checkpoint (ten blocks)",
         "device": "cpu", "threads": args.threads, "size": args.size, "batch": args.batch,
         "torch_version": torch.__version__, "plain": plain, "checkpointed": ckpt,
-        "memory_ratio": ckpt["peak_bytes_above_baseline"] / plain["peak_bytes_above_baseline"],
+        "memory_ratio": ckpt["peak_bytes_above_baseline"] / max(1, plain["peak_bytes_above_baseline"]),
         "time_ratio": ckpt["forward_backward_ms"] / plain["forward_backward_ms"],
     }, indent=2))
 

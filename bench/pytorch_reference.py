@@ -56,6 +56,8 @@ def main():
                    help="the device's dense peak for the precision: adds mfu (dpunet bench train reports "
                         "the peak it used)")
     args = p.parse_args()
+    if args.warmup < 1:  # the first step allocates the gradients (and compiles), not for timing
+        p.error(f"--warmup must be at least 1, got {args.warmup}")
 
     device = torch.device(args.device)
     torch.manual_seed(0)

@@ -8,6 +8,7 @@
 
 #include "app/bench_commands.h"
 #include "app/bench_timing.h"
+#include "app/cli_checks.h"
 #include "common/build_info.h"
 #include "dist/context.h"
 #include "dist/make_communicator.h"
@@ -108,7 +109,7 @@ void add_bench_allreduce_command(CLI::App& bench) {
   cmd->add_option("--min-bytes", args->min_bytes, "Smallest message")->capture_default_str();
   cmd->add_option("--max-bytes", args->max_bytes, "Largest message")->capture_default_str();
   cmd->add_option("--factor", args->factor, "Size step")->capture_default_str();
-  cmd->add_option("--warmup", args->warmup, "Untimed all-reduces per size")->capture_default_str();
+  cmd->add_option("--warmup", args->warmup, "Untimed all-reduces per size")->capture_default_str()->check(at_least(0));
   cmd->callback([args] { run_bench_allreduce(*args); });
 }
 

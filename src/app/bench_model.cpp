@@ -216,7 +216,11 @@ void add_bench_model_command(CLI::App& bench) {
   model->add_option("--padding", args->padding, "same, or valid (unpadded convolutions: a size that tiles)")
       ->capture_default_str()
       ->check(CLI::IsMember({"same", "valid"}));
-  model->add_option("--warmup", args->warmup, "Untimed steps first")->capture_default_str();
+  model
+      ->add_option("--warmup", args->warmup,
+                   "Untimed steps first (the first allocates the gradients, which the baseline holds)")
+      ->capture_default_str()
+      ->check(at_least(1));
   model->add_option("--repeats", args->repeats, "Timed steps (the median is reported)")
       ->capture_default_str()
       ->check(at_least(1));

@@ -64,11 +64,14 @@ struct Step {
     if (device.is_cuda()) torch::cuda::synchronize(device.index());
   }
   // One training step; `phases` (forward, backward, exposed all-reduce, optimizer, in ms)
-  // when given, with a device sync after each phase.
+  // when given, with a sync of the compute stream after each phase. Not of the device:
+  // that would wait for the all-reduces still running on NCCL's stream at the end of
+  // backward and count them in it. The compute stream waits for them in synchronize(),
+  // so what they add past backward is the exposed phase.
   void run(std::vector<double>* phases = nullptr) {
     auto mark = [&](double start) {
       if (phases == nullptr) return 0.0;
-      sync();
+      if (device.is_cuda()) dist::synchronize_current_stream(device.index());
       phases->push_back(now_ms() - start);
       return now_ms();
     };
@@ -192,7 +195,7 @@ double train_flops_per_sample(const BenchTrainArgs& a) {
   return 3.0 * model::unet_forward_flops(unet_options(a), a.size);  // backward counts twice forward
 }
 
-// The timed step at a.batch: time, breakdown, memory, FLOP utilisation, and a profile.
+// The timed step at a.batch: time, breakdown, memory, FLOP utilisation.
 nlohmann::json measure_step(const BenchTrainArgs& a, dist::Context& context, dist::Communicator& comm,
                             bool checkpointed, MemoryProbe& memory, double peak_tflops) {
   Step s = make_step(a, context, comm, checkpointed, a.batch);
@@ -228,21 +231,29 @@ nlohmann::json measure_step(const BenchTrainArgs& a, dist::Context& context, dis
   const double achieved_tflops = train_flops * samples_per_s / context.world_size() / 1e12;  // per rank
   row["achieved_tflops_per_rank"] = achieved_tflops;
   if (peak_tflops > 0) row["mfu"] = achieved_tflops / peak_tflops;
-  if (!a.profile.empty()) {
-    // Rank 0's trace: one file, written once (every rank must run the steps alike).
-    const std::string path = a.profile + (checkpointed ? ".checkpointed.json" : ".json");
-    const auto steps = [&] {
-      for (int i = 0; i < 3; ++i) s.run();
-      s.sync();
-    };
-    if (context.is_root()) {
-      record_profiler_trace(path, steps);
-    } else {
-      steps();
-    }
-    row["profile"] = path;
-  }
   return row;
+}
+
+// A Chrome trace of three steps of a variant at a.batch, after its warm-up; rank 0's, one
+// file written once (every rank runs the steps alike). Returns its path. Taken after
+// every timing: the profiler's CUPTI stays attached to the process once started and
+// slows the steps timed after it.
+std::string profile_variant(const BenchTrainArgs& a, dist::Context& context, dist::Communicator& comm,
+                            bool checkpointed) {
+  Step s = make_step(a, context, comm, checkpointed, a.batch);
+  for (int64_t i = 0; i < a.warmup; ++i) s.run();
+  s.sync();
+  const std::string path = a.profile + (checkpointed ? ".checkpointed.json" : ".json");
+  const auto steps = [&] {
+    for (int i = 0; i < 3; ++i) s.run();
+    s.sync();
+  };
+  if (context.is_root()) {
+    record_profiler_trace(path, steps);
+  } else {
+    steps();
+  }
+  return path;
 }
 
 // One variant's timed step at a.batch, against a memory baseline of its own. Its model,
@@ -286,9 +297,12 @@ void add_capacity(const BenchTrainArgs& a, dist::Context& context, dist::Communi
   };
   const auto timed_peak_bytes = static_cast<int64_t>(row["peak_memory_mb"].get<double>() * 1e6);
   const int64_t guess = guess_largest_batch(a.batch, timed_peak_bytes, memory.free_device_bytes(), kLargestBatchCap);
-  const int64_t largest = largest_fitting_batch(std::min(a.batch, kLargestBatchCap), guess, kLargestBatchCap, fits);
-  // The search takes the batch already timed as fitting without trying it again.
-  if (largest > 0 && step_ms.count(largest) == 0) fits(largest);
+  int64_t largest = largest_fitting_batch(std::min(a.batch, kLargestBatchCap), guess, kLargestBatchCap, fits);
+  // The search takes the batch already timed as fitting without trying it again. Should
+  // that try fail now (the timed run fitted with little to spare), the answer is below it.
+  if (largest > 0 && step_ms.count(largest) == 0 && !fits(largest)) {
+    largest = largest > 1 ? largest_fitting_batch(0, largest / 2, largest - 1, fits) : 0;
+  }
   row["largest_batch"] = largest;
   row["largest_batch_guess"] = guess;
   row["largest_batch_tries"] = std::move(tries);
@@ -315,6 +329,10 @@ void run(const BenchTrainArgs& a) {
   // one-process question.
   DPUNET_CHECK(!a.max_batch || context.world_size() == 1, "bench train: --max-batch runs as one process (",
                context.world_size(), " ranks started); run it without mpirun");
+  // The search stops at the allocator's out-of-memory error, which a CPU meets only when
+  // the machine is out of memory, if at all.
+  DPUNET_CHECK(!a.max_batch || context.device().is_cuda(), "bench train: --max-batch needs a GPU; this rank runs on ",
+               context.device().str());
   auto comm = dist::make_communicator(context);
   const std::string gpu = context.device().is_cuda() ? dist::gpu_name(std::max<int>(context.device().index(), 0)) : "";
   // MFU against --peak-tflops, else against the GPU's bf16 peak when the step is bf16 (a
@@ -355,6 +373,12 @@ void run(const BenchTrainArgs& a) {
   if (a.max_batch && context.device().is_cuda()) {
     for (size_t i = 0; i < variants.size(); ++i) add_capacity(a, context, *comm, variants[i], peak_tflops, rows[i]);
   }
+  if (!a.profile.empty()) {
+    for (size_t i = 0; i < variants.size(); ++i) {
+      rows[i]["profile"] = profile_variant(a, context, *comm, variants[i]);
+      MemoryProbe(context.device().str()).release_cached();
+    }
+  }
   if (!context.is_root()) return;
   const nlohmann::json out = {{"benchmark", "train"},
                               {"device", context.device().str()},
@@ -389,7 +413,10 @@ void add_bench_train_command(CLI::App& bench) {
   cmd->add_option("--size", a->size, "Tile side")->capture_default_str()->check(at_least(1));
   cmd->add_option("--batch", a->batch, "Batch per rank")->capture_default_str()->check(at_least(1));
   cmd->add_option("--steps", a->steps, "Timed steps")->capture_default_str()->check(at_least(1));
-  cmd->add_option("--warmup", a->warmup, "Untimed steps first")->capture_default_str()->check(at_least(0));
+  cmd->add_option("--warmup", a->warmup,
+                  "Untimed steps first (the first lays out the gradient buckets and the optimizer's state)")
+      ->capture_default_str()
+      ->check(at_least(1));
   cmd->add_option("--base-channels", a->base_channels, "Model width")->capture_default_str();
   cmd->add_option("--depth", a->depth, "Model depth")->capture_default_str();
   cmd->add_option("--padding", a->padding, "same or valid")
@@ -402,7 +429,8 @@ void add_bench_train_command(CLI::App& bench) {
       ->capture_default_str()
       ->check(CLI::IsMember({"off", "on", "both"}));
   cmd->add_option("--optimizer", a->optimizer, "AdamW implementation: fused, foreach or per_parameter")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::IsMember({"fused", "foreach", "per_parameter"}));
   cmd->add_option("--channels-last", a->channels_last, "NHWC weights and activations (CUDA)")->capture_default_str();
   cmd->add_option("--device", a->device, "auto, cpu or cuda")
       ->capture_default_str()
@@ -413,7 +441,8 @@ void add_bench_train_command(CLI::App& bench) {
       ->capture_default_str();
   add_checkpoint_selection_options(*cmd, a->selection);
   cmd->add_option("--peak-tflops", a->peak_tflops,
-                  "Device dense peak for MFU (default: the GPU's bf16 peak when known and --precision bf16)");
+                  "Device dense peak for MFU (default: the GPU's bf16 peak when known and --precision bf16)")
+      ->check(above_zero());
   cmd->add_flag("--max-batch", a->max_batch, "Also find the largest batch that fits (GPU)");
   cmd->add_option(
       "--profile", a->profile,

@@ -1,10 +1,11 @@
-// Checks for whole-number options whose refusals read plainly: CLI11's PositiveNumber
+// Checks for number options whose refusals read plainly: CLI11's PositiveNumber
 // answers "--size 0" with a range up to 1.8e308.
 #pragma once
 
 #include <CLI/CLI.hpp>
 
 #include <cerrno>
+#include <cmath>
 #include <cstdlib>
 #include <string>
 
@@ -22,6 +23,19 @@ inline CLI::Validator at_least(long long minimum) {
         return whole && number >= minimum ? std::string() : wanted + ", got " + value;
       },
       ">= " + std::to_string(minimum));
+}
+
+// A finite number above zero: "must be a number above 0, got nan".
+inline CLI::Validator above_zero() {
+  return CLI::Validator(
+      [](std::string& value) -> std::string {
+        errno = 0;
+        char* end = nullptr;
+        const double number = std::strtod(value.c_str(), &end);
+        const bool read = !value.empty() && end != nullptr && *end == '\0' && errno != ERANGE;
+        return read && std::isfinite(number) && number > 0 ? std::string() : "must be a number above 0, got " + value;
+      },
+      "> 0");
 }
 
 }  // namespace dpunet::app

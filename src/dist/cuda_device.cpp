@@ -7,6 +7,7 @@
 
 #ifdef DPUNET_TORCH_CUDA
 #include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime_api.h>
 #endif
 
@@ -36,6 +37,14 @@ std::string gpu_name(int index) {
 #else
   (void)index;
   return "";
+#endif
+}
+
+void synchronize_current_stream(int index) {
+#ifdef DPUNET_TORCH_CUDA
+  c10::cuda::getCurrentCUDAStream(static_cast<c10::DeviceIndex>(index)).synchronize();
+#else
+  (void)index;
 #endif
 }
 

@@ -16,6 +16,10 @@ int usable_gpu_count();
 // The name CUDA reports for GPU `index` ("NVIDIA H100 80GB HBM3"); empty without CUDA.
 std::string gpu_name(int index);
 
+// Waits for the work queued on GPU `index`'s current stream only, not for side streams
+// (NCCL's, the batch copies'): what a phase of the compute stream took. Nothing without CUDA.
+void synchronize_current_stream(int index);
+
 // Makes `index` the current GPU of this thread (and of threads LibTorch starts later).
 void set_current_cuda_device(int index);
 

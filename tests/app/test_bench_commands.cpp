@@ -85,7 +85,7 @@ TEST_CASE("bench ddp compares the reducer's backward with backward alone and a f
 }
 
 TEST_CASE("bench model times the plain and the checkpointed model and divides their figures", "[app][e2e]") {
-  const json j = bench(DPUNET_BINARY " bench model --size 32 --base-channels 8 --depth 2 --warmup 0 --repeats 1");
+  const json j = bench(DPUNET_BINARY " bench model --size 32 --base-channels 8 --depth 2 --warmup 1 --repeats 1");
   CHECK(j["benchmark"] == "model");
   const json &plain = j["plain"], &checkpointed = j["checkpointed"];
   CHECK(plain["checkpointing"] == false);
@@ -104,7 +104,7 @@ TEST_CASE("bench model times the plain and the checkpointed model and divides th
 }
 
 TEST_CASE("bench model's checkpointed child takes the selection it was given", "[app][e2e]") {
-  const std::string command = DPUNET_BINARY " bench model --size 32 --base-channels 8 --depth 2 --warmup 0 --repeats 1";
+  const std::string command = DPUNET_BINARY " bench model --size 32 --base-channels 8 --depth 2 --warmup 1 --repeats 1";
   json j = bench(command + " --policy min_memory");
   CHECK(j["checkpointed_blocks"] == "min_memory");
   CHECK(j["split_skip_conv"] == true);
@@ -122,7 +122,7 @@ TEST_CASE("bench model measures the unpadded model on a size that tiles, and nam
   CHECK_THAT(too_small.output, HasSubstr("--size 3 does not suit") && HasSubstr("nearest valid sizes: 4"));
 
   const std::string command = DPUNET_BINARY
-      " bench model --base-channels 8 --depth 2 --warmup 0 --repeats 1 --padding valid --policy min_memory";
+      " bench model --base-channels 8 --depth 2 --warmup 1 --repeats 1 --padding valid --policy min_memory";
   const json j = bench(command + " --size 100");
   CHECK(j["model"]["padding"] == "valid");
   CHECK(j["split_skip_conv"] == true);

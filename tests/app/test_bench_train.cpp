@@ -22,7 +22,7 @@ nlohmann::json bench_train(const std::string& options) {
   dpunet::test::TempDir dir;
   const std::string errors = dir / "stderr.txt";
   const auto result = run_command(DPUNET_BINARY
-                                  " bench train --size 64 --batch 2 --steps 1 --warmup 0 "
+                                  " bench train --size 64 --batch 2 --steps 1 --warmup 1 "
                                   "--base-channels 8 --depth 2 " +
                                   options + " 2>" + errors);
   std::ifstream in(errors);
@@ -75,7 +75,7 @@ TEST_CASE("bench train names the peak its MFU is against, and none on a CPU with
 TEST_CASE("bench train measures a model whose bottom map is one pixel", "[app]") {
   // Depth 4 at 16 px: BatchNorm sees one value per sample at the bottom.
   const auto result = run_command(DPUNET_BINARY
-                                  " bench train --size 16 --batch 2 --steps 1 --warmup 0 --base-channels 8 "
+                                  " bench train --size 16 --batch 2 --steps 1 --warmup 1 --base-channels 8 "
                                   "--depth 4 --device cpu --checkpointing off 2>&1");
   INFO(result.output);
   REQUIRE(result.exit_code == 0);
@@ -110,7 +110,7 @@ TEST_CASE("bench train checkpoints the blocks a policy or a list names, and refu
   CHECK_THAT(bad_split.output, HasSubstr("--split-skip-conv") && HasSubstr("yes"));
 
   const auto refused = run_command(DPUNET_BINARY
-                                   " bench train --size 64 --batch 2 --steps 1 --warmup 0 --base-channels 8 --depth 2 "
+                                   " bench train --size 64 --batch 2 --steps 1 --warmup 1 --base-channels 8 --depth 2 "
                                    "--device cpu --checkpointing on --blocks inc,up3 2>&1");
   CHECK(refused.exit_code != 0);
   CHECK_THAT(refused.output, HasSubstr("no block 'up3'") && HasSubstr("inc down1 down2 up1 up2 outc"));
@@ -138,7 +138,13 @@ TEST_CASE("bench commands refuse counts and choices they cannot measure", "[app]
   };
   for (const Case& c :
        std::vector<Case>{{"train --steps 0", "--steps: must be a whole number of at least 1, got 0"},
-                         {"train --warmup -1", "--warmup: must be a whole number of at least 0, got -1"},
+                         {"train --warmup 0", "--warmup: must be a whole number of at least 1, got 0"},
+                         {"model --warmup 0", "--warmup: must be a whole number of at least 1, got 0"},
+                         {"allreduce --warmup -1", "--warmup: must be a whole number of at least 0, got -1"},
+                         {"train --optimizer adam", "--optimizer"},
+                         {"train --peak-tflops nan", "--peak-tflops: must be a number above 0, got nan"},
+                         {"train --peak-tflops -1", "--peak-tflops: must be a number above 0, got -1"},
+                         {"train --device cpu --max-batch", "--max-batch needs a GPU"},
                          {"model --size 1.5", "--size: must be a whole number of at least 1, got 1.5"},
                          {"train --precision fp16", "--precision"},
                          {"train --checkpointing yes", "--checkpointing"},

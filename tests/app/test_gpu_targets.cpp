@@ -31,15 +31,21 @@ json reference(const std::string& mode, int batch, double samples_per_s) {
 // A bench train record at batch 8 whose plain row has `plain_largest` and, when
 // `checkpointed_largest` > 0, a min_memory row with that largest batch.
 json train(double samples_per_s, double mfu, int plain_largest, int checkpointed_largest, double time_ratio) {
-  json plain = {{"checkpointing", "none"},        {"samples_per_s", samples_per_s}, {"step_ms", 40.0}, {"mfu", mfu},
-                {"largest_batch", plain_largest}, {"largest_batch_mfu", mfu + 0.01}};
+  json plain = {{"checkpointing", "none"},
+                {"samples_per_s", samples_per_s},
+                {"step_ms", 40.0},
+                {"mfu", mfu},
+                {"largest_batch", plain_largest},
+                {"largest_batch_mfu", mfu + 0.01},
+                {"largest_batch_step_ms", 500.0}};
   json rows = json::array({plain});
   if (checkpointed_largest > 0) {
     rows.push_back({{"checkpointing", "min_memory"},
                     {"samples_per_s", samples_per_s / time_ratio},
                     {"step_ms", 40.0 * time_ratio},
                     {"mfu", mfu / time_ratio},
-                    {"largest_batch", checkpointed_largest}});
+                    {"largest_batch", checkpointed_largest},
+                    {"largest_batch_step_ms", 900.0}});
   }
   return {{"benchmark", "train"}, {"size", 572},     {"precision", "bf16"}, {"batch_per_rank", 8},
           {"ranks", 1},           {"tag", "dpunet"}, {"results", rows}};
@@ -128,9 +134,12 @@ TEST_CASE("gpu_targets.py leaves out other models' steps and untimed batches, an
   timed["results"][1]["largest_batch_timed"] = 170;
   json untimed = train(240.0, 0.40, 50, 200, 1.0);  // its plain largest batch's timed run did not fit
   untimed["results"][0]["largest_batch_step_ms"] = nullptr;
+  json oldest = train(240.0, 0.40, 60, 400, 1.0);  // two-step tries, none timed: no step time at all
+  oldest["results"][0].erase("largest_batch_step_ms");
+  oldest["results"][1].erase("largest_batch_step_ms");
   const std::string file = write_lines(dir, "one.jsonl",
                                        {reference("eager", 8, 150.0), reference("eager", 8, 200.0), timed, untimed,
-                                        changed(train(400.0, 0.60, 100, 0, 1.0), "padding", "valid"),
+                                        oldest, changed(train(400.0, 0.60, 100, 0, 1.0), "padding", "valid"),
                                         changed(train(500.0, 0.60, 100, 0, 1.0), "ranks", 2),
                                         changed(train(600.0, 0.60, 100, 0, 1.0), "base_channels", 32)});
   const auto run = targets("'" + file + "'");
