@@ -21,11 +21,13 @@ using BlockFunction = std::function<std::vector<torch::Tensor>(const std::vector
 std::vector<torch::Tensor> checkpoint(torch::nn::Module& block, const BlockFunction& run,
                                       const std::vector<torch::Tensor>& inputs);
 
-// One tensor in, one out: the common case of a module whose forward takes a tensor.
+// One tensor in, one out: the common case of a module whose forward takes a tensor. The
+// recomputation holds its own reference to the module: backward may come after the
+// caller's holder is gone.
 template <typename ModuleImpl>
 torch::Tensor checkpoint(torch::nn::ModuleHolder<ModuleImpl>& block, const torch::Tensor& x) {
-  auto run = [&block](const std::vector<torch::Tensor>& in) {
-    return std::vector<torch::Tensor>{block->forward(in[0])};
+  auto run = [held = block](const std::vector<torch::Tensor>& in) mutable {
+    return std::vector<torch::Tensor>{held->forward(in[0])};
   };
   return checkpoint(*block, run, {x}).front();
 }
