@@ -26,6 +26,10 @@ void add_export_command(CLI::App& app) {
   cmd->add_option("--format", args->format, "Output format (safetensors)")->capture_default_str();
   cmd->callback([args] {
     DPUNET_CHECK(args->format == "safetensors", "export: unknown format '", args->format, "' (safetensors)");
+    // The name says what the file holds, and keeps export from replacing a run's
+    // config.yaml, a checkpoint pointer or a PyTorch .pt by a slip of the argument.
+    DPUNET_CHECK(std::filesystem::path(args->out).extension() == ".safetensors", "export: ", args->out,
+                 ": name the output file *.safetensors");
     ModelSource source;
     source.checkpoint = args->checkpoint;
     const config::Config config = source.resolve();
@@ -33,10 +37,6 @@ void add_export_command(CLI::App& app) {
     std::error_code ec;
     DPUNET_CHECK(!std::filesystem::equivalent(source.checkpoint_file(), args->out, ec), "export: ", args->out,
                  " is the checkpoint itself; writing there would replace it");
-    // The name says what the file holds, and keeps export from replacing a run's
-    // config.yaml, a checkpoint pointer or a PyTorch .pt by a slip of the argument.
-    DPUNET_CHECK(std::filesystem::path(args->out).extension() == ".safetensors", "export: ", args->out,
-                 ": name the output file *.safetensors");
     const model::Unet net = source.load(config);
     checkpoint::write_safetensors(args->out, checkpoint::module_state(*net),
                                   {{"format", "pt"}, {kConfigMetadataKey, config::to_yaml(config)}});

@@ -5,8 +5,10 @@
 #include <png.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <csetjmp>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <new>
@@ -171,7 +173,7 @@ void write_png(const std::string& path, const Image& image) {
   std::vector<png_bytep> rows(image.height);
   for (int64_t y = 0; y < image.height; ++y) rows[y] = bytes.data() + y * image.width * image.channels;
   File file(std::fopen(path.c_str(), "wb"));
-  DPUNET_CHECK(file, path, ": cannot create");
+  DPUNET_CHECK(file, path, ": cannot create (", std::strerror(errno), ")");
   PngError error;
   png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &error, png_error_to_jump, png_ignore_warning);
   DPUNET_CHECK(png, path, ": libpng could not start");

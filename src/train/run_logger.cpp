@@ -50,8 +50,9 @@ RunLogger::RunLogger(std::string run_dir, int rank, const std::string& progress,
 void RunLogger::open_metrics() {
   if (rank_ != 0) return;
   const std::string path = metrics_path();
+  errno = 0;
   metrics_.open(path, std::ios::app);
-  DPUNET_CHECK(metrics_, "cannot write ", path);
+  DPUNET_CHECK(metrics_, "cannot write ", path, errno != 0 ? std::string(": ") + std::strerror(errno) : "");
   if (tensorboard_) events_ = std::make_unique<TensorBoardWriter>(run_dir_ + "/" + kTensorBoardFolder);
 }
 

@@ -410,6 +410,10 @@ int Trainer::run() {
                  std::to_string(options_.stop_at_step) + ": nothing to do (a later --stop-at-step continues)");
     return 0;
   }
+  if (step_ >= config_.train.steps && !(validation_pending_ && val_data_)) {
+    logger_.info("the run is complete at step " + std::to_string(step_) + " (train.steps " +
+                 std::to_string(config_.train.steps) + "): nothing to do; raise train.steps to train further");
+  }
   run_start_ = window_start_ = Clock::now();
   window_wait_start_ = loader_->wait_seconds();
   // Start-up's longer timeout lasts until the first step is done and voted on: the

@@ -416,6 +416,8 @@ TEST_CASE("train.steps lowered to a resumed step ends the run there, validated, 
   INFO(again.output);
   REQUIRE(again.exit_code == 0);
   CHECK_THAT(again.output, !HasSubstr("validation step 3:"));
+  CHECK_THAT(again.output, HasSubstr("the run is complete at step 3 (train.steps 3): nothing to do"));
+  CHECK(dpunet::read_file(f.run_dir() + "/DONE") == "3\n");
 }
 
 TEST_CASE("a stop signal during the last step completes the run instead of asking for a requeue", "[train][e2e]") {
