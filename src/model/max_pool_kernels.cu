@@ -170,4 +170,12 @@ const char* max_pool_backward(PoolType type, const void* x, const void* dy, void
   return "unknown map type";
 }
 
+const char* kernel_code_for_current_device() {
+  cudaFuncAttributes attributes{};
+  const cudaError_t error = cudaFuncGetAttributes(&attributes, forward_kernel<float, uint32_t>);
+  if (error == cudaSuccess) return nullptr;
+  cudaGetLastError();  // not sticky: clear it, so that the next CUDA call does not report it
+  return cudaGetErrorString(error);
+}
+
 }  // namespace dpunet::model::cuda

@@ -112,4 +112,9 @@ const char* max_pool_forward(PoolType type, const void* x, void* y, const PoolGe
 const char* max_pool_backward(PoolType type, const void* x, const void* dy, void* dx, const PoolGeometry& g,
                               int multiprocessors, void* stream);
 
+// Whether this build holds code the current GPU can run: nullptr, or CUDA's reason (a
+// build for sm_90 alone has none for an sm_80 GPU). Asked of one kernel: all of dpunet's
+// are built for the same architectures (DPUNET_CUDA_ARCHITECTURES).
+const char* kernel_code_for_current_device();
+
 }  // namespace dpunet::model::cuda
