@@ -12,6 +12,7 @@ apt_packages=(
   build-essential cmake ninja-build ccache pkg-config python3-venv
   openmpi-bin libopenmpi-dev libyaml-cpp-dev libhdf5-dev catch2
   libcli11-dev nlohmann-json3-dev libpng-dev libtiff-dev clang-format
+  procps  # pgrep/pkill: the tests signal the ranks they start (slim images lack it)
 )
 
 log() { printf '[setup] %s\n' "$*"; }
@@ -37,9 +38,9 @@ install_system_packages() {
   # dpkg is chatty; its output is shown only when something fails.
   # The settings go through env: sudo drops the caller's environment. Without them a
   # debconf or needrestart question would wait, unseen, in the log.
-  if ! { "${sudo[@]}" apt-get update -qq &&
+  if ! { "${sudo[@]}" apt-get -o Acquire::Retries=3 update -qq &&
          "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=a \
-           apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >"$apt_log" 2>&1 </dev/null; then
+           apt-get -o Acquire::Retries=3 install -y -qq --no-install-recommends "${missing[@]}"; } >"$apt_log" 2>&1 </dev/null; then
     cat "$apt_log" >&2
     echo "setup: apt-get failed installing: ${missing[*]}" >&2
     exit 1

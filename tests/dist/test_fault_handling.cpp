@@ -80,8 +80,11 @@ TEST_CASE("A job suspended past the stall timeout carries on when resumed", "[di
       " 2 \"$probe\" suspend 1 >$log 2>&1; echo exit=$? >>$log) & "
       "for i in $(seq 1 300); do grep -q 'holding back' $log && break; sleep 0.1; done; sleep 0.3; "
       "pkill -STOP -f " +
-      job + "; sleep 5; pkill -CONT -f " + job + "; wait; cat $log; rm -f $log");
+      job + " && echo suspended; sleep 5; pkill -CONT -f " + job + "; wait; cat $log; rm -f $log");
   INFO(result.output);
+  // The job was really stopped: without it the test would pass with nothing suspended.
+  CHECK(result.output.find("suspended") != std::string::npos);
+  CHECK(result.seconds >= 5);
   CHECK(result.output.find("holding back") != std::string::npos);
   CHECK(result.output.find("exit=0") != std::string::npos);
 }

@@ -51,6 +51,7 @@ TEST_CASE("a PyTorch reference model predicts the same through dpunet", "[intero
   INFO(made.output);
   REQUIRE(made.exit_code == 0);
   const auto io = dpunet::checkpoint::read_safetensors(dir / "io.safetensors");
+  REQUIRE(io.size() == 2);
   const torch::Tensor input = io[0].first == "input" ? io[0].second : io[1].second;  // [1, 64, 64]
   const torch::Tensor expected = io[0].first == "input" ? io[1].second : io[0].second;
 

@@ -15,7 +15,7 @@ TEST_CASE("the quickstart reaches a foreground Dice of 0.85 on 2 CPU ranks", "[t
                                                " --samples 256 --shards 4 --val-samples 32 --size 128 2>&1");
   REQUIRE(synth.exit_code == 0);
   const auto run =
-      dpunet::test::run_command(std::string("timeout 900 " DPUNET_MPI_LAUNCHER " 2 " DPUNET_BINARY
+      dpunet::test::run_command(std::string("timeout 540 " DPUNET_MPI_LAUNCHER " 2 " DPUNET_BINARY
                                             " train " DPUNET_SOURCE_DIR_SH "/configs/quickstart.yaml") +
                                 " --set run.dir=" + dir / "run" + " --set 'data.train=" + dir / "synth/train-*.h5" +
                                 "' --set 'data.val=" + dir / "synth/val-*.h5" + "' --set logging.progress=lines 2>&1");

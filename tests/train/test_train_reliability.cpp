@@ -17,7 +17,7 @@ namespace {
 // Training through launcher/dpunet-launch, interrupted by `action` at step 5.
 dpunet::test::CommandResult interrupt(const TrainFixture& f, const std::string& config, const std::string& action) {
   return f.interrupt("DPUNET_BIN=" DPUNET_BINARY " OMP_NUM_THREADS=1 " DPUNET_SOURCE_DIR_SH
-                     "/launcher/dpunet-launch -n 2 -- train " +
+                     "/launcher/dpunet-launch --cpu -n 2 -- train " +
                          config,
                      "step 5/", action);
 }
@@ -68,10 +68,11 @@ TEST_CASE("Ctrl-C at the launcher's terminal checkpoints and exits for requeue",
       f.write_config("train: {batch_size: 2, steps: 100000}\n" + dpunet::test::kOnlyStopCheckpoints);
   // Ctrl-C signals the terminal's foreground process group: here the launcher's own, made
   // with setsid, with SIGINT's default action restored (a background job ignores it).
-  const auto result = f.interrupt("setsid env --default-signal=INT DPUNET_BIN=" DPUNET_BINARY
-                                  " OMP_NUM_THREADS=1 " DPUNET_SOURCE_DIR_SH "/launcher/dpunet-launch -n 2 -- train " +
-                                      config,
-                                  "step 5/", "kill -INT -- -$job");
+  const auto result =
+      f.interrupt("setsid env --default-signal=INT DPUNET_BIN=" DPUNET_BINARY " OMP_NUM_THREADS=1 " DPUNET_SOURCE_DIR_SH
+                  "/launcher/dpunet-launch --cpu -n 2 -- train " +
+                      config,
+                  "step 5/", "kill -INT -- -$job");
   const std::string log = dpunet::read_file(f.log_path());
   INFO(result.output << log);
   CHECK_THAT(result.output, HasSubstr("exit=75 "));
@@ -80,7 +81,9 @@ TEST_CASE("Ctrl-C at the launcher's terminal checkpoints and exits for requeue",
 }
 
 TEST_CASE("the launcher's dry run and errors", "[train][e2e]") {
-  const std::string launch = "DPUNET_BIN=" DPUNET_BINARY " " DPUNET_SOURCE_DIR_SH "/launcher/dpunet-launch ";
+  // As on a machine without GPUs, whatever this one has: the rank counts below are CPU ranks'.
+  const std::string launch =
+      "CUDA_VISIBLE_DEVICES= DPUNET_BIN=" DPUNET_BINARY " " DPUNET_SOURCE_DIR_SH "/launcher/dpunet-launch ";
   const auto dry = dpunet::test::run_command(launch + "-n 3 --dry-run -- train c.yaml 2>&1");
   CHECK(dry.exit_code == 0);
   CHECK_THAT(dry.output,
@@ -108,8 +111,9 @@ TEST_CASE("the launcher's dry run and errors", "[train][e2e]") {
   CHECK(missing.exit_code == 2);
   CHECK_THAT(missing.output, HasSubstr("no dpunet binary at /nonexistent"));
   // More GPUs than cores (512 here): mpirun cannot bind that many ranks, so none are bound.
-  const auto many_gpus =
-      dpunet::test::run_command("CUDA_VISIBLE_DEVICES=$(seq -s, 0 511) " + launch + "--dry-run -- train c.yaml 2>&1");
+  const auto many_gpus = dpunet::test::run_command("DPUNET_BIN=" DPUNET_BINARY
+                                                   " CUDA_VISIBLE_DEVICES=$(seq -s, 0 511) " DPUNET_SOURCE_DIR_SH
+                                                   "/launcher/dpunet-launch --dry-run -- train c.yaml 2>&1");
   CHECK(many_gpus.exit_code == 0);
   CHECK_THAT(many_gpus.output, HasSubstr("mpirun -np 512") && HasSubstr("--oversubscribe --bind-to none"));
   const auto help = dpunet::test::run_command(launch + "--help 2>&1");
@@ -188,7 +192,9 @@ TEST_CASE("the launcher's dry run and errors", "[train][e2e]") {
 
 // A launch that fails before any rank starts would be silent under --quiet (Open MPI 4).
 TEST_CASE("the launcher explains a launch that started no rank", "[train][e2e]") {
-  const std::string launch = "DPUNET_BIN=" DPUNET_BINARY " " DPUNET_SOURCE_DIR_SH "/launcher/dpunet-launch ";
+  // As on a machine without GPUs, whatever this one has: the rank counts below are CPU ranks'.
+  const std::string launch =
+      "CUDA_VISIBLE_DEVICES= DPUNET_BIN=" DPUNET_BINARY " " DPUNET_SOURCE_DIR_SH "/launcher/dpunet-launch ";
   const auto version = dpunet::test::run_command("mpirun --version 2>&1");
   if (version.output.find("Open MPI) 4.") == std::string::npos) {
     WARN("skipped: needs Open MPI 4's mpirun (--quiet)");
