@@ -11,6 +11,7 @@
 #include <cstring>
 #include <exception>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -130,7 +131,8 @@ StallWatchdog::Poll poll_collective(NcclState* state, std::shared_ptr<Event> don
     const cudaError_t query = stage == LaunchStage::kLaunched ? cudaEventQuery(done->event) : cudaErrorNotReady;
     if (query == cudaSuccess) return StallWatchdog::State::kDone;
     if (query != cudaErrorNotReady) {
-      *error = cudaGetErrorString(query);
+      // CUDA's errors are sticky: any kernel on this GPU may have caused it, not only NCCL.
+      *error = std::string("CUDA error on this GPU, perhaps from another kernel: ") + cudaGetErrorString(query);
       return StallWatchdog::State::kFailed;
     }
     // No lock: it reads an atomic, and the communicator outlives every poll (polls stop
@@ -309,7 +311,14 @@ NcclCommunicator::NcclCommunicator(const Context& context, CommunicatorOptions o
   ncclUniqueId id;
   if (context.rank() == 0) NCCL_CHECK(ncclGetUniqueId(&id));
   MPI_CHECK(MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, context.world()));
-  NCCL_CHECK(ncclCommInitRank(&state_->comm, state_->world_size, id, state_->rank));
+  // Into a local first: the watchdog's abort reads state_->comm under the mutex, and
+  // may do so while the start-up is still under way.
+  ncclComm_t comm = nullptr;
+  NCCL_CHECK(ncclCommInitRank(&comm, state_->world_size, id, state_->rank));
+  {
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    state_->comm = comm;
+  }
   started->store(true);
 }
 

@@ -74,13 +74,15 @@ data::Batch DeviceBatches::next() {
   ready->done.block(compute);
   ready->batch.images.record_stream(compute);
   ready->batch.masks.record_stream(compute);
-  // Start the next copy now, so it runs while this batch is being computed on.
-  ahead_ = start_copy();
   state_ = ready->batch.state_after;
   return std::move(ready->batch);
 #else
   return {};  // unreachable: a CUDA device without CUDA support fails at startup
 #endif
+}
+
+void DeviceBatches::prefetch() {
+  if (device_.is_cuda() && !ahead_) ahead_ = start_copy();
 }
 
 }  // namespace dpunet::train

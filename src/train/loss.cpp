@@ -83,7 +83,9 @@ torch::Tensor loss_sums(const torch::Tensor& logits, const torch::Tensor& target
   }
   if (o.dice_weight > 0) {
     const torch::Tensor probabilities = only_labelled(torch::softmax(scores, 1));  // [N*H*W, K]
-    const torch::Tensor one_hot = only_labelled(torch::one_hot(labels, classes).to(probabilities.scalar_type()));
+    // Scattered straight into the probabilities' dtype: torch::one_hot would write int64
+    // (8 bytes per pixel and class) and then a float copy.
+    const torch::Tensor one_hot = only_labelled(torch::zeros_like(probabilities).scatter_(1, labels.unsqueeze(1), 1.0));
     parts.push_back((probabilities * one_hot).sum(0));
     parts.push_back(probabilities.sum(0) + one_hot.sum(0));
   }

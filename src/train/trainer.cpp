@@ -166,6 +166,11 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
   if (val_data_) check_statistics_fit(config_, val_data_->header(), "data.val " + config_.data.val);
   if (context.is_root()) {
     for (const std::string& note : constant_channel_notes(config_)) logger_.warn(note);
+    if (scaler_.enabled() && config_.optimizer.implementation != "fused") {
+      logger_.warn("precision.dtype fp16 with optimizer.implementation " + config_.optimizer.implementation +
+                   ": whether a step overflowed is read back on the host every step, which waits for the GPU; "
+                   "the fused optimizer skips such steps on the GPU");
+    }
   }
   if (saved) {
     // A resumed run takes the new config (its normalisation statistics resolved as the
@@ -216,6 +221,8 @@ torch::Tensor Trainer::train_step(int64_t* epoch, bool* epoch_ended) {
     const torch::Tensor loss = segmentation_loss(logits, target, loss_options_) / static_cast<double>(micro_batches);
     scaler_.scale(loss).backward();
     loss_sum += loss.detach();
+    // The next micro-batch's copy, now that this one's work is queued.
+    if (micro + 1 < micro_batches) batches_->prefetch();
   }
   ddp_->synchronize();
   set_learning_rate(*optimizer_, learning_rate(config_.schedule, config_.optimizer.lr, step_, config_.train.steps));
@@ -237,6 +244,7 @@ torch::Tensor Trainer::train_step(int64_t* epoch, bool* epoch_ended) {
   ++step_;
   const torch::Tensor nonfinite = torch::isfinite(loss_sum).logical_not().to(torch::kFloat).reshape({1});
   nonfinite_steps_ = nonfinite_steps_.defined() ? nonfinite_steps_ + nonfinite : nonfinite;
+  batches_->prefetch();  // the next step's first batch, now that this step's work is queued
   return loss_sum;
 }
 
