@@ -1,4 +1,4 @@
-// The NCCL backend at world size 1 on a GPU: exact collectives, and a DDP step and a
+// The NCCL backend at world size 1 on a GPU: exact collectives, DDP steps and a
 // SyncBatchNorm step equal to the plain ones. Skipped with a message without a GPU.
 #include <torch/torch.h>
 #include "support/catch.h"
@@ -7,6 +7,7 @@
 #include "dist/make_communicator.h"
 #include "support/ddp_fixture.h"
 #include "support/mpi_test_context.h"
+#include "train/setup.h"
 
 using namespace dpunet;
 
@@ -68,5 +69,58 @@ TEST_CASE("NCCL DDP step and SyncBatchNorm step equal the plain ones on one GPU"
     ddp.synchronize();
     INFO("norm " << model::to_string(norm));
     REQUIRE(test::max_relative_error(test::gradients(*net), test::gradients(*reference)) <= 1e-5);
+  }
+}
+
+// Steps after the first run on buckets laid out again in the gradients' order, with
+// gradients that must stay views of them through zero_grad; channels_last weights give
+// the views their strides; a bf16 wire adds the reducer's own copies on the NCCL stream.
+TEST_CASE("NCCL DDP gradients stay the plain ones step after step, channels_last and bf16 on the wire", "[gpu]") {
+  auto comm = nccl_or_skip();
+  if (!comm) return;
+  const auto device = comm->device();
+  const auto batch = test::make_global_batch(2, 1);
+  const test::GlobalBatch on_gpu{batch.images.to(device), batch.labels.to(device)};
+  for (const auto wire : {dist::WireDtype::kNone, dist::WireDtype::kBFloat16}) {
+    const bool bf16 = wire == dist::WireDtype::kBFloat16;
+    model::Unet reference = test::make_small_unet(model::Norm::kBatch);
+    reference->to(device);
+    torch::optim::SGD optimizer(reference->parameters(), torch::optim::SGDOptions(0.1));
+    model::Unet net = test::make_small_unet(model::Norm::kBatch);
+    net->to(device);
+    train::use_channels_last_weights(*net);
+    dist::DdpOptions options;
+    options.communicate_when_alone = true;
+    options.wire_dtype = wire;
+    options.bucket_caps = dist::BucketCaps{4096, 16384, 4096};  // several buckets
+    dist::DistributedDataParallel ddp(net.ptr(), *comm, options);
+    REQUIRE(ddp.bucket_numels().size() > 2);
+    for (int step = 0; step < 3; ++step) {
+      optimizer.zero_grad();
+      test::batch_loss(reference, on_gpu).backward();
+      auto expected = test::gradients(*reference);
+      if (bf16) {
+        for (auto& [name, g] : expected) g = g.to(torch::kBFloat16).to(torch::kFloat);
+      }
+      {
+        torch::NoGradGuard no_grad;
+        const auto weights = test::state(*reference);
+        for (auto& p : net->named_parameters()) p.value().copy_(weights.at(p.key()));
+        for (auto& b : net->named_buffers()) b.value().copy_(weights.at(b.key()));
+      }
+      ddp.zero_grad();
+      test::batch_loss(net, on_gpu).backward();
+      ddp.synchronize();
+      INFO("wire " << (bf16 ? "bf16" : "float32") << ", step " << step);
+      std::string worst;
+      const double error = test::max_relative_error(test::gradients(*net), expected, &worst);
+      INFO("worst: " << worst);
+      CHECK(error <= (bf16 ? 5e-3 : 1e-4));
+      for (const auto& p : net->parameters()) {
+        REQUIRE(p.grad().is_contiguous(at::MemoryFormat::ChannelsLast) ==
+                p.is_contiguous(at::MemoryFormat::ChannelsLast));
+      }
+      optimizer.step();
+    }
   }
 }
