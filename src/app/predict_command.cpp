@@ -323,7 +323,15 @@ void run(const PredictArgs& args) {
   infer::EvaluationTable table(args.eval ? inputs.size() : 0, model.n_classes, inputs.ignore_label());
   int64_t done = 0;
   for (int64_t i = context.rank(); i < inputs.size(); i += context.world_size()) {
-    const infer::InputItem item = inputs.load(i);
+    infer::InputItem item;
+    try {
+      item = inputs.load(i);
+    } catch (const Error&) {
+      throw;  // names its file already
+    } catch (const std::exception& e) {
+      // Out of memory decoding or scaling a large image: say which.
+      throw Error("input " + inputs.name(i) + ": " + exception_message(e));
+    }
     try {
       const torch::Tensor probabilities = predict(i, item);
       // The argmax where the probabilities are: one byte per pixel crosses to the host, not K floats.

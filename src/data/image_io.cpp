@@ -91,6 +91,8 @@ Image read_png(const std::string& path, ImageRole role) {
   PngError error;
   png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &error, png_error_to_jump, png_ignore_warning);
   DPUNET_CHECK(png, path, ": libpng could not start");
+  // libpng's default refuses images over a million pixels a side; the format allows 2^31 - 1.
+  png_set_user_limits(png, PNG_UINT_31_MAX, PNG_UINT_31_MAX);
   png_infop info = png_create_info_struct(png);
   struct ReadStructs {
     png_structp png;
@@ -177,6 +179,7 @@ void write_png(const std::string& path, const Image& image) {
   PngError error;
   png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &error, png_error_to_jump, png_ignore_warning);
   DPUNET_CHECK(png, path, ": libpng could not start");
+  png_set_user_limits(png, PNG_UINT_31_MAX, PNG_UINT_31_MAX);
   png_infop info = png_create_info_struct(png);
   const bool ok = png_write_all(png, info, file.get(), &image, rows.data());
   png_destroy_write_struct(&png, &info);

@@ -3,9 +3,11 @@
 // parallel; any other layout falls back to H5Dread.
 #include "data/shard_reader.h"
 
+#include <sys/resource.h>
 #include <zlib.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <filesystem>
 #include <vector>
 
@@ -67,8 +69,19 @@ H5Handle open_file(const std::string& path) {
   // and fails on network filesystems without lock support (NFS, some Lustre mounts).
   H5_CHECK(H5Pset_file_locking(access.get(), /*use_file_locking=*/false, /*ignore_when_disabled=*/true), path);
 #endif
+  errno = 0;
   H5Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, access.get()));
   if (!file.valid()) {
+    if (errno == EMFILE || errno == ENFILE) {
+      rlimit limit{};
+      getrlimit(RLIMIT_NOFILE, &limit);
+      DPUNET_FAIL(path,
+                  ": cannot open it: too many open files. Every shard of a dataset stays open while it is "
+                  "read, and this process may open ",
+                  static_cast<long long>(limit.rlim_cur),
+                  " files (dpunet raises ulimit -n to the hard limit, ulimit -Hn): raise that, or write fewer, "
+                  "larger shards");
+    }
     DPUNET_FAIL(detail::H5Describe{path}(-1), " (not an HDF5 file, or a truncated or damaged one)");
   }
   return file;

@@ -51,6 +51,13 @@ Layout read_layout(TIFF* tiff, const std::string& path) {
   DPUNET_CHECK(l.planar == PLANARCONFIG_CONTIG || l.samples == 1, path,
                ": a TIFF whose colour channels are stored in separate planes is not supported (save it with "
                "interleaved channels)");
+  // Said up front: libtiff would report a compression it lacks (JPEG 2000, as in Aperio
+  // slides) only as a tile or strip that cannot be decoded, which reads like damage.
+  uint16_t compression = COMPRESSION_NONE;
+  TIFFGetFieldDefaulted(tiff, TIFFTAG_COMPRESSION, &compression);
+  DPUNET_CHECK(TIFFIsCODECConfigured(compression) != 0, path, ": TIFF compression ", compression,
+               " is not one this libtiff decodes (JPEG 2000 is 33003/33005): save the image uncompressed or with "
+               "LZW, deflate or zstd");
   return l;
 }
 

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <iostream>
 
 #include "common/error.h"
 #include "data/image_io.h"
@@ -69,9 +70,18 @@ PredictionWriter::PredictionWriter(const OutputOptions& options, int rank, int w
 }
 
 PredictionWriter::~PredictionWriter() {
-  if (file_.valid()) {
-    file_.reset();
+  if (!file_.valid()) return;
+  {
+    auto guard = data::hdf5_guard();
+    file_.reset();  // closed whole: every image written so far reads back
+  }
+  // Stopped by an error: hours of predictions made before it stay, under the name that
+  // says they are not all (a rerun refuses to write over them without --overwrite).
+  if (written_ == 0) {
     std::remove(temporary_.c_str());
+  } else {
+    std::cerr << "predict: the " << written_ << " image(s) predicted before the error are kept in " << temporary_
+              << std::endl;
   }
 }
 
@@ -89,6 +99,7 @@ void PredictionWriter::write(const std::string& name, const torch::Tensor& label
       write_dataset(group.get(), "probabilities", p, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, temporary_);
     }
   }
+  ++written_;
   if (!options_.png) return;
   data::Image mask_png;
   mask_png.height = mask.size(0);

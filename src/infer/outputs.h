@@ -22,7 +22,8 @@ struct OutputOptions {
 class PredictionWriter {
  public:
   // Writes DIR/predictions.h5 (world size 1) or DIR/predictions-rank<R>.h5, and lists
-  // every file it creates in this rank's OutputManifest.
+  // every file it creates in this rank's OutputManifest. Destroyed before finish() (an
+  // error), it keeps the images written so far in the file's .partial.
   PredictionWriter(const OutputOptions& options, int rank, int world_size, int64_t n_classes);
   ~PredictionWriter();
   PredictionWriter(const PredictionWriter&) = delete;
@@ -44,6 +45,7 @@ class PredictionWriter {
   OutputManifest manifest_;
   std::string path_, temporary_;
   data::H5Handle file_;
+  int64_t written_ = 0;  // images in file_
 };
 
 }  // namespace dpunet::infer

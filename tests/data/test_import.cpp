@@ -5,6 +5,7 @@
 #include "support/catch.h"
 
 #include <algorithm>
+#include <array>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -137,6 +138,46 @@ TEST_CASE("image files round-trip through PNG and 16-bit TIFF", "[data]") {
   CHECK(deep_back.values == deep.values);
   std::ofstream(dir / "c.png") << "not a png";
   CHECK_THROWS_WITH(dpunet::data::read_image(dir / "c.png"), HasSubstr(dir / "c.png") && HasSubstr("PNG"));
+}
+
+TEST_CASE("a PNG over a million pixels wide (libpng's default limit) writes and reads back", "[data]") {
+  dpunet::test::TempDir dir;
+  Image wide;
+  wide.height = 1;
+  wide.width = 1100000;
+  wide.channels = 1;
+  for (int64_t x = 0; x < wide.width; ++x) wide.values.push_back(static_cast<uint16_t>(x % 251));
+  dpunet::data::write_png(dir / "wide.png", wide);
+  const Image back = dpunet::data::read_image(dir / "wide.png");
+  CHECK(back.width == wide.width);
+  CHECK(back.values == wide.values);
+}
+
+TEST_CASE("a TIFF in a compression libtiff lacks is refused by name, not as damage", "[data]") {
+  dpunet::test::TempDir dir;
+  // A 4x4 8-bit grey TIFF marked JPEG 2000 (33005, as Aperio writes): header, 16 bytes of
+  // "data", then one IFD of nine entries (tag, type 3 short / 4 long, count 1, value).
+  std::string bytes = std::string("II*\0", 4);
+  const auto put = [&bytes](uint32_t value, int size) {
+    for (int i = 0; i < size; ++i) bytes += static_cast<char>((value >> (8 * i)) & 0xff);
+  };
+  put(8 + 16, 4);  // the IFD's offset
+  bytes += std::string(16, '\0');
+  const std::vector<std::array<uint32_t, 3>> entries = {{256, 3, 4},     {257, 3, 4}, {258, 3, 8},
+                                                        {259, 3, 33005}, {262, 3, 1}, {273, 4, 8},
+                                                        {277, 3, 1},     {278, 3, 4}, {279, 4, 16}};
+  put(static_cast<uint32_t>(entries.size()), 2);
+  for (const auto& [tag, type, value] : entries) {
+    put(tag, 2);
+    put(type, 2);
+    put(1, 4);
+    put(value, 4);  // a short sits in the first two bytes, little-endian
+  }
+  put(0, 4);  // no next IFD
+  dpunet::write_file_atomically(dir / "slide.tif", bytes);
+  CHECK_THROWS_WITH(
+      dpunet::data::read_image(dir / "slide.tif"),
+      HasSubstr(dir / "slide.tif") && HasSubstr("TIFF compression 33005 is not one this libtiff decodes"));
 }
 
 TEST_CASE(

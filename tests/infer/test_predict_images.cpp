@@ -181,3 +181,25 @@ TEST_CASE("predict scales shards and image files alike, with the training set's 
   CHECK(nothing.exit_code != 0);
   CHECK_THAT(nothing.output, HasSubstr("jpegs holds no .png/.tif/.tiff images and no .h5 shards"));
 }
+
+TEST_CASE("an error late in a folder keeps the predictions made before it", "[infer][e2e]") {
+  TrainedModel t;
+  const std::string images = t.f.dir() / "late";
+  std::filesystem::create_directories(images);
+  dpunet::data::Image image;
+  image.height = image.width = 32;
+  image.channels = 1;
+  for (int64_t p = 0; p < 32 * 32; ++p) image.values.push_back(static_cast<uint16_t>((p * 5) % 250));
+  dpunet::data::write_png(images + "/a.png", image);
+  dpunet::data::write_png(images + "/b.png", image);
+  const std::string whole = dpunet::read_file(images + "/a.png");
+  dpunet::write_file_atomically(images + "/c.png", whole.substr(0, whole.size() / 2));  // cut short
+  const auto run = run_command("OMP_NUM_THREADS=1 " DPUNET_BINARY " predict " + images + " --checkpoint " +
+                               t.checkpoint + " --out " + t.f.dir() / "late-out 2>&1");
+  INFO(run.output);
+  CHECK(run.exit_code != 0);
+  CHECK_THAT(run.output, HasSubstr("c.png") && HasSubstr("the 2 image(s) predicted before the error are kept in"));
+  const std::string kept = t.f.dir() / "late-out/predictions.h5.partial";
+  CHECK(read_mask(kept, "a").size(0) == 32);
+  CHECK(read_mask(kept, "b").size(0) == 32);
+}
