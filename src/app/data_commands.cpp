@@ -164,8 +164,10 @@ void add_inspect(CLI::App& data) {
       ->capture_default_str();
   cmd->add_flag("--verify", args->inspect.verify, "Read every sample and list the bad ones");
   cmd->callback([args] {
-    const int64_t bad = data::inspect_dataset(args->spec, args->inspect, std::cout);
-    DPUNET_CHECK(bad == 0, args->spec, ": ", bad, " bad samples (listed above)");
+    const data::InspectResult result = data::inspect_dataset(args->spec, args->inspect, std::cout);
+    DPUNET_CHECK(result.bad_samples == 0 && result.bad_shards == 0, args->spec, ": ", result.bad_samples,
+                 " bad samples", result.bad_shards > 0 ? " and " + std::to_string(result.bad_shards) : "",
+                 result.bad_shards > 0 ? " shard(s) that could not be opened" : "", " (listed above)");
   });
 }
 

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <iomanip>
 #include <limits>
+#include <memory>
 #include <sstream>
 #include <vector>
 
@@ -13,8 +14,36 @@
 
 namespace dpunet::data {
 
-int64_t inspect_dataset(const std::string& spec, const InspectOptions& options, std::ostream& out) {
-  const Dataset dataset(spec);
+namespace {
+
+// With verify, a shard that cannot be opened (truncated, not HDF5, unreadable) is listed
+// as BAD and the others are still read: one run lists every bad shard of hundreds.
+std::unique_ptr<Dataset> open_dataset(const std::string& spec, bool verify, std::ostream& out, int64_t& bad_shards) {
+  if (!verify) return std::make_unique<Dataset>(spec);
+  std::vector<std::string> readable;
+  for (const std::string& path : resolve_shards(spec)) {
+    try {
+      ShardReader probe(path);
+      readable.push_back(path);
+    } catch (const Error& e) {
+      ++bad_shards;
+      out << "BAD " << e.what() << "\n";
+    }
+  }
+  if (readable.empty()) return nullptr;
+  return std::make_unique<Dataset>(readable);
+}
+
+}  // namespace
+
+InspectResult inspect_dataset(const std::string& spec, const InspectOptions& options, std::ostream& out) {
+  InspectResult result;
+  const std::unique_ptr<Dataset> opened = open_dataset(spec, options.verify, out, result.bad_shards);
+  if (!opened) {
+    out << "verify: no shard of " << spec << " could be opened\n";
+    return result;
+  }
+  const Dataset& dataset = *opened;
   const ShardHeader& h = dataset.header();
   out << "dataset " << spec << ": " << h.samples << " samples in " << dataset.shards().size() << " shards\n";
   out << "images [N, C, H, W] = [" << h.samples << ", " << h.channels << ", " << h.height << ", " << h.width << "] "
@@ -74,8 +103,13 @@ int64_t inspect_dataset(const std::string& spec, const InspectOptions& options, 
   }
   if (h.ignore_label >= 0)
     out << "  unlabelled (" << h.ignore_label << "): " << share_text(class_pixels[h.ignore_label]) << "\n";
-  if (options.verify) out << "verify: " << read << " samples good, " << bad << " bad\n";
-  return bad;
+  if (options.verify) {
+    out << "verify: " << read << " samples good, " << bad << " bad";
+    if (result.bad_shards > 0) out << "; " << result.bad_shards << " shard(s) could not be opened";
+    out << "\n";
+  }
+  result.bad_samples = bad;
+  return result;
 }
 
 }  // namespace dpunet::data

@@ -13,7 +13,12 @@ struct InspectOptions {
   bool verify = false;        // read every sample and list the bad ones
 };
 
-// Prints the report to `out`; returns the number of bad samples found (0 without verify).
-int64_t inspect_dataset(const std::string& spec, const InspectOptions& options, std::ostream& out);
+struct InspectResult {
+  int64_t bad_samples = 0;  // verify only
+  int64_t bad_shards = 0;   // verify only: shards that could not be opened (without verify, an error)
+};
+
+// Prints the report to `out`.
+InspectResult inspect_dataset(const std::string& spec, const InspectOptions& options, std::ostream& out);
 
 }  // namespace dpunet::data

@@ -27,6 +27,20 @@ TEST_CASE("dpunet data synth and inspect --verify", "[data][cli]") {
                                  HasSubstr("6 samples good, 0 bad"));
 }
 
+TEST_CASE("inspect --verify lists a shard that cannot be opened and reads the others", "[data][cli]") {
+  dpunet::test::TempDir dir;
+  const auto synth = run_command(DPUNET_BINARY " data synth --out " + dir.path() +
+                                 " --samples 6 --shards 3 --val-samples 0 --size 32 2>&1");
+  REQUIRE(synth.exit_code == 0);
+  std::filesystem::resize_file(dir / "train-00001.h5", 100);  // cut short
+  const auto inspect = run_command(DPUNET_BINARY " data inspect '" + dir / "train-*.h5" + "' --verify 2>&1");
+  INFO(inspect.output);
+  CHECK(inspect.exit_code != 0);
+  CHECK_THAT(inspect.output, HasSubstr("BAD " + dir / "train-00001.h5") && HasSubstr("4 samples in 2 shards") &&
+                                 HasSubstr("4 samples good, 0 bad; 1 shard(s) could not be opened") &&
+                                 HasSubstr("0 bad samples and 1 shard(s) that could not be opened (listed above)"));
+}
+
 TEST_CASE("data import --folds prints each fold's shards and the keys that train it", "[data][cli]") {
   dpunet::test::TempDir dir;
   std::filesystem::create_directories(dir / "images");
