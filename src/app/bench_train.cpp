@@ -1,6 +1,6 @@
 // `dpunet bench train`: the training step on synthetic batches. Throughput (steps/s,
 // samples/s over all ranks), a step-time breakdown (forward, backward, exposed
-// all-reduce, optimizer; measured in a second pass with a device sync between phases,
+// all-reduce, optimizer; measured in a second pass that waits for each phase's work,
 // each phase's slowest rank), peak memory, model FLOP utilisation against the GPU's
 // bf16 peak (known GPUs) or a given one, with activation
 // checkpointing off and on; on GPUs also the largest batch that fits. Runs under mpirun

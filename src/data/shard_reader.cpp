@@ -78,7 +78,7 @@ H5Handle open_file(const std::string& path) {
       DPUNET_FAIL(path,
                   ": cannot open it: too many open files. Every shard of a dataset stays open while it is "
                   "read, and this process may open ",
-                  static_cast<long long>(limit.rlim_cur),
+                  limit.rlim_cur == RLIM_INFINITY ? std::string("any number of") : std::to_string(limit.rlim_cur),
                   " files (dpunet raises ulimit -n to the hard limit, ulimit -Hn): raise that, or write fewer, "
                   "larger shards");
     }

@@ -81,7 +81,7 @@ PredictionWriter::~PredictionWriter() {
     std::remove(temporary_.c_str());
   } else {
     std::cerr << "predict: the " << written_ << " image(s) predicted before the error are kept in " << temporary_
-              << std::endl;
+              << " (move it away before a rerun with --overwrite, which removes it)" << std::endl;
   }
 }
 
@@ -98,6 +98,9 @@ void PredictionWriter::write(const std::string& name, const torch::Tensor& label
       const torch::Tensor p = probabilities.to(torch::kCPU).to(torch::kFloat).contiguous();
       write_dataset(group.get(), "probabilities", p, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, temporary_);
     }
+    // On disk whole before the next image: a rank killed later (another rank's error
+    // aborts the job; the OOM killer) leaves a file that reads back up to here.
+    H5_CHECK(H5Fflush(file_.get(), H5F_SCOPE_LOCAL), temporary_);
   }
   ++written_;
   if (!options_.png) return;

@@ -52,6 +52,7 @@ bool own_kernels_run_on(const c10::Device& device) {
   if (!device.is_cuda()) return false;
   // Asked by every layer in every forward: the answer is kept per GPU (0 unknown, 1 yes,
   // 2 no). Two threads asking at once both probe, which is harmless.
+  static_assert(sizeof(c10::DeviceIndex) == 1, "one answer per possible device index");
   static std::array<std::atomic<int>, 256> known{};
   const c10::DeviceIndex index = device.has_index() ? device.index() : c10::cuda::current_device();
   std::atomic<int>& answer = known[static_cast<uint8_t>(index)];

@@ -185,6 +185,8 @@ void TensorBoardWriter::scalars(int64_t step, const Scalars& values) {
   // Opened at the first scalars: a run that logs nothing (a resume of a finished run)
   // leaves no file holding only the version event.
   if (!out_.is_open()) {
+    std::error_code ec;  // the folder again: it may have been removed since the start
+    std::filesystem::create_directories(std::filesystem::path(path_).parent_path(), ec);
     out_.open(path_, std::ios::binary | std::ios::app);
     DPUNET_CHECK(out_, "cannot write ", path_, ": ", std::strerror(errno));
     append(file_version_record(now_seconds()));

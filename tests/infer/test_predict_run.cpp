@@ -157,7 +157,8 @@ TEST_CASE("a run directory names its best checkpoint, and weights and checkpoint
                                    t.checkpoint + " --out " + t.f.dir() / "p 2>&1");
   CHECK(swapped.exit_code != 0);
   CHECK_THAT(swapped.output, HasSubstr("is a dpunet training checkpoint") && HasSubstr("--checkpoint"));
-  const auto reversed = run_command(DPUNET_BINARY " export " + t.f.dir() / "a.safetensors " + t.f.dir() / "e 2>&1");
+  const auto reversed =
+      run_command(DPUNET_BINARY " export " + t.f.dir() / "a.safetensors " + t.f.dir() / "e.safetensors 2>&1");
   CHECK(reversed.exit_code != 0);
   CHECK_THAT(reversed.output, HasSubstr("looks like safetensors weights: give those with --weights"));
 }

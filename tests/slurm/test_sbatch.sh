@@ -22,7 +22,20 @@ cleanup() {
   if [ -n "${DPUNET_KEEP_TEST_DIR:-}" ]; then echo "kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
-fail() { echo "FAIL: $*"; echo "--- job output:"; cat "$work"/*.out 2>/dev/null; exit 1; }
+# On failure, what SLURM thought too: a job that never started says why only there.
+fail() {
+  echo "FAIL: $*"
+  echo "--- job output:"
+  cat "$work"/*.out 2>/dev/null
+  echo "--- squeue / sinfo:"
+  squeue -a -o '%i %T %r %M' 2>&1
+  sinfo -N -o '%N %t %E' 2>&1
+  echo "--- slurmctld.log (end):"
+  tail -n 30 "$work/slurm/log/slurmctld.log" 2>/dev/null
+  echo "--- slurmd.log (end):"
+  tail -n 30 "$work/slurm/log/slurmd.log" 2>/dev/null
+  exit 1
+}
 # TEXT as an extended regular expression matching it literally (paths in pgrep patterns).
 regex_literal() { sed 's/[][\.^$|?*+(){}]/\\&/g' <<<"$1"; }
 

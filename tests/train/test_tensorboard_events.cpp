@@ -158,8 +158,9 @@ TEST_CASE("an event whose field length runs past its end reads as stepless, with
     for (int i = 0; i < size; ++i) out += static_cast<char>((value >> (8 * i)) & 0xff);
     return out;
   };
-  // Field 5, length-delimited, of length 2^64 - 1: added to the offset, it wraps to one byte back.
-  const std::string data = std::string("\x2a") + std::string(9, '\xff') + "\x01";
+  // Field 5, length-delimited, of length 2^64 - 11: added to the offset after it (11), it
+  // wraps to 0, the field's own start, and a reader that only added would loop for good.
+  const std::string data = std::string("\x2a\xf5") + std::string(8, '\xff') + "\x01";
   const std::string length = little_endian(data.size(), 8);
   const std::string record = length + little_endian(masked(length), 4) + data + little_endian(masked(data), 4);
   bool complete = false;
