@@ -70,8 +70,13 @@ GlobalStatistics global_statistics(const torch::Tensor& xc, Communicator& comm) 
       (xc - per_channel(local_mean.to(xc.scalar_type()), xc)).square().sum(dims).to(torch::kFloat64);
   // [mean (C), m2 (C), count (1)] per rank.
   const torch::Tensor packed = torch::cat({local_mean, local_m2, torch::full({1}, local_count, stats_options)});
-  torch::Tensor gathered = torch::empty({comm.world_size() * packed.numel()}, stats_options);
-  comm.all_gather_async(packed, gathered)->wait_on_stream();  // only device work reads it
+  // Alone, the gather is the rank's own statistics: no collective (and its event, wait
+  // and watchdog entry at every norm layer of every step), the same values.
+  torch::Tensor gathered = packed;
+  if (comm.world_size() > 1) {
+    gathered = torch::empty({comm.world_size() * packed.numel()}, stats_options);
+    comm.all_gather_async(packed, gathered)->wait_on_stream();  // only device work reads it
+  }
   gathered = gathered.view({comm.world_size(), packed.numel()});
   const torch::Tensor means = gathered.narrow(1, 0, channels);
   const torch::Tensor m2s = gathered.narrow(1, channels, channels);
@@ -144,7 +149,7 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
     const torch::Tensor sum_dy_xhat = (dy * xhat).sum(dims);
     // Global sums over every rank's share of the batch.
     torch::Tensor global = torch::cat({sum_dy, sum_dy_xhat});
-    comm.all_reduce_async(global, ReduceOp::kSum)->wait_on_stream();  // only device work reads it
+    if (comm.world_size() > 1) comm.all_reduce_async(global, ReduceOp::kSum)->wait_on_stream();  // device work reads it
     const int64_t channels = x.size(1);
     const torch::Tensor mean_dy = global.narrow(0, 0, channels) / total;
     const torch::Tensor mean_dy_xhat = global.narrow(0, channels, channels) / total;

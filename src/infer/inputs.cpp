@@ -17,17 +17,20 @@ namespace dpunet::infer {
 namespace fs = std::filesystem;
 namespace {
 
-// Display copy scaled to 8 bits, [C, H, W].
+// Display copy of the first channel (what the overlay draws) scaled to 8 bits, [1, H, W].
+// In place on one float copy of that channel: a whole slide has no room for more.
 torch::Tensor display_copy(const torch::Tensor& values) {
-  const torch::Tensor v = values.to(torch::kFloat);
+  torch::Tensor v = values.narrow(0, 0, 1).to(torch::kFloat, /*non_blocking=*/false, /*copy=*/true);
   const double low = v.min().item<double>(), high = v.max().item<double>();
-  return ((v - low) * (255.0 / std::max(high - low, 1e-12))).round().clamp(0, 255).to(torch::kByte);
+  v.sub_(low).mul_(255.0 / std::max(high - low, 1e-12)).round_().clamp_(0, 255);
+  return v.to(torch::kByte);
 }
 
-// [C, H, W] stored values to network inputs, as load_sample does for shards.
+// [C, H, W] float stored values to network inputs, as load_sample does for shards; in
+// place, as the image is large and the caller's own.
 torch::Tensor normalise(torch::Tensor image, const data::Normalizer& normalizer, int bits, const std::string& path) {
-  image = image.to(torch::kFloat);
-  if (normalizer.mode == data::Normalization::kNone) return image / (bits == 16 ? 65535.0 : 255.0);
+  DPUNET_CHECK(image.scalar_type() == torch::kFloat, path, ": normalise takes float values");
+  if (normalizer.mode == data::Normalization::kNone) return image.div_(bits == 16 ? 65535.0 : 255.0);
   if (normalizer.mode == data::Normalization::kDataset && !normalizer.channel_mean.empty()) {
     DPUNET_CHECK(static_cast<int64_t>(normalizer.channel_mean.size()) == image.size(0), path,
                  ": the model's normalisation statistics (data.channel_mean/std) are for ",
@@ -39,11 +42,11 @@ torch::Tensor normalise(torch::Tensor image, const data::Normalizer& normalizer,
       scale[c] = static_cast<float>(a.scale);  // float32 like load_sample's, so both give the same inputs
       shift[c] = static_cast<float>(a.shift);
     }
-    return image * scale + shift;
+    return image.mul_(scale).add_(shift);
   }
   // per_image, or dataset normalisation without known statistics.
   const torch::Tensor mean = image.mean({1, 2}, true), std = image.std({1, 2}, false, true).clamp_min(1e-8);
-  return (image - mean) / std;
+  return image.sub_(mean).div_(std);
 }
 
 // The files a glob matches when every one is an image; none when it matches no image
@@ -248,9 +251,14 @@ InputItem InputSet::load(int64_t index) const {
   DPUNET_CHECK(!stored_units || image.bits == image_bits_, path, ": ", image.bits, "-bit pixels, but ", images_.front(),
                " has ", image_bits_,
                "-bit; with the model's normalisation statistics the images of one run must agree");
-  torch::Tensor values = torch::empty({image.height, image.width, image.channels}, torch::kInt);
-  std::copy(image.values.begin(), image.values.end(), values.data_ptr<int32_t>());
-  values = values.permute({2, 0, 1}).contiguous();  // [C, H, W]
+  // [C, H, W] float, made once: the stored [H, W, C] values go through an int32 copy
+  // (torch has no uint16 arithmetic) straight into the float one.
+  torch::Tensor values = torch::empty({image.channels, image.height, image.width}, torch::kFloat);
+  {
+    torch::Tensor stored = torch::empty({image.height, image.width, image.channels}, torch::kInt);
+    std::copy(image.values.begin(), image.values.end(), stored.data_ptr<int32_t>());
+    values.copy_(stored.permute({2, 0, 1}));
+  }
   if (options_.display) item.raw = display_copy(values);
   data::Normalizer normalizer = options_.normalizer;
   const data::PixelType type = image.bits == 16 ? data::PixelType::kUInt16 : data::PixelType::kUInt8;

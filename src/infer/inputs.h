@@ -22,7 +22,7 @@ struct InputItem {
   std::string source;   // for messages: the image file, or "SHARD sample I"
   torch::Tensor image;  // [C, H, W] float, normalised
   torch::Tensor mask;   // [H, W] uint8 class ids; undefined when none is known
-  torch::Tensor raw;    // [C, H, W] uint8 display copy for overlays (InputOptions::display)
+  torch::Tensor raw;    // [1, H, W] uint8 display copy of the first channel, for overlays (InputOptions::display)
 };
 
 struct InputOptions {
