@@ -2,6 +2,7 @@
 // for each kind of mistake.
 #include "support/catch.h"
 
+#include <filesystem>
 #include <fstream>
 
 #include "config/config.h"
@@ -280,5 +281,31 @@ TEST_CASE("a config error is reported alike with and without --print-config", "[
     CHECK(run.exit_code == 2);
     CHECK_THAT(run.output,
                HasSubstr("dpunet: error: --set model.base_channels=3: model.base_channels: must be even, got 3"));
+  }
+}
+
+TEST_CASE("every config shipped in configs/ loads and validates", "[config]") {
+  int found = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(DPUNET_SOURCE_DIR "/configs")) {
+    if (entry.path().extension() != ".yaml") continue;
+    ++found;
+    INFO(entry.path().string());
+    CHECK_NOTHROW(dpunet::config::load_config(entry.path().string()));
+  }
+  CHECK(found >= 2);  // quickstart.yaml and unet572.yaml at least
+}
+
+TEST_CASE("command lines that do not parse exit with CLI11's codes, not 0 or 1", "[config]") {
+  struct Case {
+    std::string arguments;
+    int code;
+  };
+  for (const Case& c : std::vector<Case>{{"train --no-such-option", 109},
+                                         {"bench train --steps 0", 105},
+                                         {"bench train --base-channels abc", 104},
+                                         {"export", 106}}) {
+    const auto run = dpunet::test::run_command(DPUNET_BINARY " " + c.arguments + " 2>&1");
+    INFO(c.arguments << "\n" << run.output);
+    CHECK(run.exit_code == c.code);
   }
 }
