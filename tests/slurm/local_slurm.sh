@@ -8,6 +8,20 @@ cmd=${1:?usage: local_slurm.sh start|stop DIR}
 dir=${2:?usage: local_slurm.sh start|stop DIR}
 host=$(hostname -s)
 
+# wait_gone NAME...: up to 10 s for the processes of these names to exit, then SIGKILL.
+wait_gone() {
+  local name running
+  for _ in $(seq 1 50); do
+    running=0
+    for name in "$@"; do
+      if pgrep -x "$name" >/dev/null; then running=1; fi
+    done
+    if [ "$running" -eq 0 ]; then return 0; fi
+    sleep 0.2
+  done
+  for name in "$@"; do pkill -9 -x "$name" 2>/dev/null || true; done
+}
+
 start() {
   if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
     # Exit 77 (skipped) when the packages cannot be had, e.g. without a network.
@@ -26,6 +40,13 @@ start() {
   chown -R munge:munge /etc/munge /run/munge
   chmod 400 /etc/munge/munge.key
   pgrep -x munged >/dev/null || munged --force
+  # Daemons of an earlier run of this test that was killed (its cleanup never ran) hold
+  # the ports and an old state folder: the configuration is this test's, so they are too.
+  if [ -f /etc/slurm/slurm.conf ]; then
+    pkill -x slurmctld 2>/dev/null || true
+    pkill -x slurmd 2>/dev/null || true
+    wait_gone slurmctld slurmd
+  fi
   cat >/etc/slurm/slurm.conf <<CONF
 ClusterName=dpunet-test
 SlurmctldHost=$host
@@ -61,6 +82,8 @@ stop() {
   for pid_file in "$dir/slurmd.pid" "$dir/slurmctld.pid"; do
     [ -f "$pid_file" ] && kill "$(cat "$pid_file")" 2>/dev/null || true
   done
+  # Gone before this returns: a next start would otherwise find the ports taken.
+  wait_gone slurmctld slurmd
 }
 
 "$cmd"
