@@ -31,15 +31,17 @@ std::string new_folder_name(const std::string& run_dir) {
 
 // Whether a metrics row belongs to the steps up to `resume_step`. Rows that do not parse
 // (a line cut short when the process was killed) are set aside too.
-bool keep_row(const std::string& line, std::optional<int64_t> resume_step) {
+bool keep_row(const std::string& line, std::optional<int64_t> resume_step, bool validation_pending) {
   if (!resume_step) return false;
   const nlohmann::json row = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
   if (!row.is_object() || !row.contains("step") || !row["step"].is_number_integer()) return false;
-  return row["step"].get<int64_t>() <= *resume_step;
+  const int64_t step = row["step"].get<int64_t>();
+  if (validation_pending && step == *resume_step && row.contains("kind") && row["kind"] == "val") return false;
+  return step <= *resume_step;
 }
 
 // Splits metrics.jsonl: rows after the resume point go to `folder`. Returns how many.
-int64_t set_aside_metric_rows(const std::string& run_dir, std::optional<int64_t> resume_step,
+int64_t set_aside_metric_rows(const std::string& run_dir, std::optional<int64_t> resume_step, bool validation_pending,
                               const std::string& folder) {
   const std::string path = run_dir + "/metrics.jsonl";
   std::error_code ec;
@@ -50,7 +52,7 @@ int64_t set_aside_metric_rows(const std::string& run_dir, std::optional<int64_t>
   std::istringstream in(rows);
   for (std::string line; std::getline(in, line);) {
     if (line.empty()) continue;
-    if (keep_row(line, resume_step)) {
+    if (keep_row(line, resume_step, validation_pending)) {
       kept += line + "\n";
     } else {
       moved += line + "\n";
@@ -76,8 +78,8 @@ int64_t set_aside_metric_rows(const std::string& run_dir, std::optional<int64_t>
 // damage with more bytes after it is moved too, never dropped. Temporaries of an earlier
 // split that was killed are removed: TensorBoard would read them as more events.
 // Returns how many events moved; counts the files with damage in `damaged_files`.
-int64_t set_aside_events(const std::string& run_dir, std::optional<int64_t> resume_step, const std::string& folder,
-                         int64_t& damaged_files) {
+int64_t set_aside_events(const std::string& run_dir, std::optional<int64_t> resume_step, bool validation_pending,
+                         const std::string& folder, int64_t& damaged_files) {
   const std::string events_dir = run_dir + "/" + kTensorBoardFolder;
   std::error_code ec;
   std::vector<fs::path> files;
@@ -104,7 +106,9 @@ int64_t set_aside_events(const std::string& run_dir, std::optional<int64_t> resu
     int64_t moving = 0;
     for (const EventRecord& r : records) {
       read_bytes += r.bytes.size();
-      const bool keep = r.step < 0 ? true : resume_step && r.step <= *resume_step;
+      const bool redone_validation =
+          validation_pending && resume_step && r.step == *resume_step && r.tag.rfind("val/", 0) == 0;
+      const bool keep = r.step < 0 ? true : resume_step && r.step <= *resume_step && !redone_validation;
       if (keep) kept += r.bytes;
       if (!keep || r.step < 0) moved += r.bytes;  // each copy keeps the file's version event
       moving += keep ? 0 : 1;
@@ -133,14 +137,15 @@ int64_t set_aside_events(const std::string& run_dir, std::optional<int64_t> resu
 
 }  // namespace
 
-SupersededHistory set_aside_superseded_history(const std::string& run_dir, std::optional<int64_t> resume_step) {
+SupersededHistory set_aside_superseded_history(const std::string& run_dir, std::optional<int64_t> resume_step,
+                                               bool validation_pending) {
   SupersededHistory history;
   const checkpoint::CheckpointStore store(run_dir);
   history.partial_writes = store.remove_partial_writes();
   const std::string folder = new_folder_name(run_dir);
   history.checkpoints = store.set_aside(resume_step, folder + "/checkpoints");
-  history.metric_rows = set_aside_metric_rows(run_dir, resume_step, folder);
-  history.events = set_aside_events(run_dir, resume_step, folder, history.damaged_event_files);
+  history.metric_rows = set_aside_metric_rows(run_dir, resume_step, validation_pending, folder);
+  history.events = set_aside_events(run_dir, resume_step, validation_pending, folder, history.damaged_event_files);
   std::error_code ec;
   if (fs::exists(folder, ec)) history.folder = folder;
   return history;

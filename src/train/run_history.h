@@ -26,7 +26,11 @@ struct SupersededHistory {
 };
 
 // `resume_step`: the step of the checkpoint this run continues from; none for a fresh start.
-SupersededHistory set_aside_superseded_history(const std::string& run_dir, std::optional<int64_t> resume_step);
+// `validation_pending`: that checkpoint's validation is still to run, so a validation of
+// its step in the history is one a killed run began after writing it (before it could
+// record it in the checkpoint); this run redoes it, and it is set aside too.
+SupersededHistory set_aside_superseded_history(const std::string& run_dir, std::optional<int64_t> resume_step,
+                                               bool validation_pending = false);
 
 // One line for the log, empty when there is nothing to say.
 std::string describe(const SupersededHistory& history);

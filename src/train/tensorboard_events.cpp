@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <string_view>
 
 #include "common/error.h"
 #include "common/process_label.h"
@@ -69,7 +70,7 @@ std::string frame(const std::string& data) {
   return record;
 }
 
-bool get_varint(const std::string& in, size_t& at, uint64_t& value) {
+bool get_varint(std::string_view in, size_t& at, uint64_t& value) {
   value = 0;
   for (int shift = 0; shift < 64 && at < in.size(); shift += 7) {
     const auto byte = static_cast<unsigned char>(in[at++]);
@@ -79,31 +80,71 @@ bool get_varint(const std::string& in, size_t& at, uint64_t& value) {
   return false;
 }
 
-// The step field of an Event, or -1 when it has none.
-int64_t event_step(const std::string& event) {
+// One field of a protocol buffer message: its number, and its varint value (wire type 0)
+// or its bytes (wire type 2); fixed-width fields are skipped.
+struct Field {
+  uint64_t number = 0;
+  uint64_t value = 0;
+  std::string_view bytes;
+};
+
+// Calls visit(field) for each field of `message` until it returns false. Stops at a
+// malformed field: lengths are checked against what is left, as a crafted one near 2^64
+// would wrap the offset.
+template <typename Visit>
+void for_each_field(std::string_view message, Visit&& visit) {
   size_t at = 0;
-  while (at < event.size()) {
-    uint64_t key = 0, value = 0;
-    if (!get_varint(event, at, key)) return -1;
+  while (at < message.size()) {
+    uint64_t key = 0, length = 0;
+    if (!get_varint(message, at, key)) return;
+    Field field{key >> 3, 0, {}};
     switch (key & 7) {
       case 0:
-        if (!get_varint(event, at, value)) return -1;
-        if ((key >> 3) == 2) return static_cast<int64_t>(value);
-        break;
-      // Lengths are checked against what is left: a crafted one near 2^64 would wrap.
-      case 1: value = 8; break;
+        if (!get_varint(message, at, field.value)) return;
+        if (!visit(field)) return;
+        continue;
+      case 1: length = 8; break;
       case 2:
-        if (!get_varint(event, at, value)) return -1;
+        if (!get_varint(message, at, length)) return;
         break;
-      case 5: value = 4; break;
-      default: return -1;
+      case 5: length = 4; break;
+      default: return;
     }
-    if ((key & 7) != 0) {
-      if (value > event.size() - at) return -1;
-      at += value;
+    if (length > message.size() - at) return;
+    if ((key & 7) == 2) {
+      field.bytes = message.substr(at, length);
+      if (!visit(field)) return;
     }
+    at += length;
   }
-  return -1;
+}
+
+// The step field of an Event, or -1 when it has none.
+int64_t event_step(const std::string& event) {
+  int64_t step = -1;
+  for_each_field(event, [&](const Field& f) {
+    if (f.number != 2 || f.bytes.data() != nullptr) return true;
+    step = static_cast<int64_t>(f.value);
+    return false;
+  });
+  return step;
+}
+
+// The first length-delimited field `number` of `message`, or empty.
+std::string_view bytes_field(std::string_view message, uint64_t number) {
+  std::string_view found;
+  for_each_field(message, [&](const Field& f) {
+    if (f.number != number || f.bytes.data() == nullptr) return true;
+    found = f.bytes;
+    return false;
+  });
+  return found;
+}
+
+// The tag of an Event's first scalar (Event.summary -> Summary.value -> Value.tag), or
+// empty for an Event without one.
+std::string event_tag(const std::string& event) {
+  return std::string(bytes_field(bytes_field(bytes_field(event, 5), 1), 1));
 }
 
 double now_seconds() {
@@ -155,7 +196,7 @@ std::vector<EventRecord> read_event_records(const std::string& bytes, bool* comp
     const std::string data = bytes.substr(at + 12, length);
     std::memcpy(&data_crc, bytes.data() + at + 12 + length, 4);
     if (data_crc != masked_crc(data.data(), data.size())) break;
-    records.push_back({bytes.substr(at, 12 + length + 4), event_step(data)});
+    records.push_back({bytes.substr(at, 12 + length + 4), event_step(data), event_tag(data)});
     at += 12 + length + 4;
   }
   if (complete != nullptr) *complete = at == bytes.size();

@@ -24,6 +24,7 @@ std::string scalars_record(int64_t step, double wall_time, const Scalars& values
 struct EventRecord {
   std::string bytes;  // the whole framed record
   int64_t step = -1;  // -1: an Event without a step (the file version)
+  std::string tag;    // its first scalar's tag ("val/loss"); empty without scalars
 };
 
 // The records of an event file, in order. Reading stops at a record cut short or damaged

@@ -180,14 +180,16 @@ void Trainer::prepare_run_directory(const std::optional<checkpoint::LoadedCheckp
     // elsewhere (another run, or one set aside earlier) starts another timeline here, so
     // the whole history there moves aside, as for a fresh start.
     std::optional<int64_t> keep_until;
+    bool validation_pending = false;
     std::error_code ec;
     if (loaded && std::filesystem::equivalent(loaded->path(), store_.path_for_step(loaded->state().step), ec)) {
       keep_until = loaded->state().step;
+      validation_pending = loaded->state().validation_pending;
     } else if (loaded) {
       logger_.info(loaded->path() + " is not one of " + store_.directory() +
                    "'s own checkpoints: this run directory's earlier history is set aside");
     }
-    const std::string moved = describe(set_aside_superseded_history(config_.run.dir, keep_until));
+    const std::string moved = describe(set_aside_superseded_history(config_.run.dir, keep_until, validation_pending));
     if (!moved.empty()) logger_.warn(moved);
     if (loaded && loaded->state().best_step >= 0) store_.restore_best(loaded->state().best_step);
     write_file_atomically(config_.run.dir + "/config.yaml", config::to_yaml(config_));

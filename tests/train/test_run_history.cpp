@@ -6,6 +6,7 @@
 #include "common/atomic_file.h"
 #include "support/temp_dir.h"
 #include "train/run_history.h"
+#include "train/tensorboard_events.h"
 
 TEST_CASE("a resume keeping every metrics row ends the last with its newline, so the next row starts a line",
           "[train]") {
@@ -18,4 +19,36 @@ TEST_CASE("a resume keeping every metrics row ends the last with its newline, so
   CHECK(history.folder.empty());
   CHECK(history.metric_rows == 0);
   CHECK(dpunet::read_file(run + "/metrics.jsonl") == rows + "\n");
+}
+
+TEST_CASE("a resume with its checkpoint's validation pending sets aside that step's validation a killed run began",
+          "[train]") {
+  namespace fs = std::filesystem;
+  for (const bool pending : {false, true}) {
+    INFO("validation pending " << pending);
+    dpunet::test::TempDir dir;
+    const std::string run = dir / "run";
+    fs::create_directories(run + "/tensorboard");
+    const std::string train_row = "{\"kind\":\"train\",\"step\":4,\"loss\":0.5}\n";
+    const std::string val_row = "{\"kind\":\"val\",\"step\":4,\"loss\":0.6}\n";
+    dpunet::write_file_atomically(run + "/metrics.jsonl", train_row + val_row);
+    const std::string version = dpunet::train::file_version_record(1.0);
+    const std::string train_event = dpunet::train::scalars_record(4, 2.0, {{"train/loss", 0.5f}});
+    const std::string val_event = dpunet::train::scalars_record(4, 3.0, {{"val/loss", 0.6f}, {"val/mean_dice", 0.7f}});
+    const std::string events = run + "/tensorboard/events.out.tfevents.1.host.1";
+    dpunet::write_file_atomically(events, version + train_event + val_event);
+
+    const auto history = dpunet::train::set_aside_superseded_history(run, 4, pending);
+    if (pending) {
+      CHECK(dpunet::read_file(run + "/metrics.jsonl") == train_row);
+      CHECK(dpunet::read_file(events) == version + train_event);
+      REQUIRE_FALSE(history.folder.empty());
+      CHECK(dpunet::read_file(history.folder + "/metrics.jsonl") == val_row);
+      CHECK(history.events == 1);
+    } else {
+      CHECK(history.folder.empty());
+      CHECK(dpunet::read_file(run + "/metrics.jsonl") == train_row + val_row);
+      CHECK(dpunet::read_file(events) == version + train_event + val_event);
+    }
+  }
 }

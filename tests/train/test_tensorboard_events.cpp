@@ -69,7 +69,9 @@ TEST_CASE("a TensorBoard writer starts a new events file with its version event"
   CHECK(complete);
   REQUIRE(records.size() == 3);
   CHECK(records[0].step == -1);
+  CHECK(records[0].tag.empty());
   CHECK(records[2].step == 2);
+  CHECK(records[2].tag == "train/loss");
 }
 
 TEST_CASE("a TensorBoard writer that logs nothing leaves no events file", "[train]") {
