@@ -7,6 +7,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iostream>
+#include <sstream>
 
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/store.h"
@@ -142,6 +144,25 @@ TEST_CASE("damaged checkpoints are detected before loading", "[checkpoint]") {
   std::string why;
   CHECK_FALSE(dpunet::checkpoint::is_valid_checkpoint(dir / "a.ckpt", &why));
   CHECK_THAT(why, HasSubstr(dir / "a.ckpt"));
+}
+
+TEST_CASE("an old checkpoint that cannot be pruned is said, not ignored", "[checkpoint]") {
+  dpunet::test::TempDir dir;
+  dpunet::checkpoint::CheckpointStore store(dir.path());
+  Trained t(1);
+  // A folder by a checkpoint's name, not empty: removing it fails as a full or read-only
+  // filesystem would.
+  std::filesystem::create_directories(store.path_for_step(5) + "/inside");
+  std::ostringstream captured;
+  struct Restore {
+    std::streambuf* old;
+    ~Restore() { std::cerr.rdbuf(old); }
+  } restore{std::cerr.rdbuf(captured.rdbuf())};
+  store.commit(
+      10, [&](const std::string& path) { save(path, t, 10); }, /*best=*/false, /*keep_last=*/1);
+  CHECK(std::filesystem::exists(store.path_for_step(10)));
+  CHECK_THAT(captured.str(), HasSubstr("cannot remove the old checkpoint " + store.path_for_step(5)) &&
+                                 HasSubstr("older checkpoints will pile up"));
 }
 
 TEST_CASE("the store keeps the last K and the best, and resumes past damage", "[checkpoint]") {
