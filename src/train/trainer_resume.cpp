@@ -184,7 +184,9 @@ void Trainer::prepare_run_directory(const std::optional<checkpoint::LoadedCheckp
     std::error_code ec;
     if (loaded && std::filesystem::equivalent(loaded->path(), store_.path_for_step(loaded->state().step), ec)) {
       keep_until = loaded->state().step;
-      validation_pending = loaded->state().validation_pending;
+      // This run's, not only the file's: a resume that ends the run or an epoch at the
+      // checkpoint's step validates it first as well, and may have been killed after it.
+      validation_pending = validation_pending_ && val_data_ != nullptr;
     } else if (loaded) {
       logger_.info(loaded->path() + " is not one of " + store_.directory() +
                    "'s own checkpoints: this run directory's earlier history is set aside");

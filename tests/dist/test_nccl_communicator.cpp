@@ -51,6 +51,8 @@ TEST_CASE("NCCL collectives give exact results", "[gpu]") {
   comm->barrier();
 }
 
+// (SyncBatchNorm alone launches no collectives: here it checks its arithmetic on a GPU;
+// its collectives run over NCCL only with several GPUs, over MPI in the [mpi] tests.)
 TEST_CASE("NCCL DDP step and SyncBatchNorm step equal the plain ones on one GPU", "[gpu]") {
   auto comm = nccl_or_skip();
   if (!comm) return;

@@ -8,18 +8,29 @@ cmd=${1:?usage: local_slurm.sh start|stop DIR}
 dir=${2:?usage: local_slurm.sh start|stop DIR}
 host=$(hostname -s)
 
-# wait_gone NAME...: up to 10 s for the processes of these names to exit, then SIGKILL.
-wait_gone() {
-  local name running
+# end_daemons PIDFILE...: the daemons whose pids these files name (when the process is
+# still the SLURM daemon that wrote it) end, within 10 s or by SIGKILL. Only this test's
+# own daemons: a machine's own SLURM is never touched.
+end_daemons() {
+  local file pid pids=()
+  for file in "$@"; do
+    [ -f "$file" ] || continue
+    pid=$(cat "$file" 2>/dev/null || true)
+    [[ $pid =~ ^[0-9]+$ ]] || continue
+    case $(cat "/proc/$pid/comm" 2>/dev/null || true) in slurmctld | slurmd) pids+=("$pid") ;; esac
+  done
+  [ ${#pids[@]} -gt 0 ] || return 0
+  kill "${pids[@]}" 2>/dev/null || true
   for _ in $(seq 1 50); do
-    running=0
-    for name in "$@"; do
-      if pgrep -x "$name" >/dev/null; then running=1; fi
+    local alive=0
+    for pid in "${pids[@]}"; do
+      # A zombie has ended: only its parent's wait is missing.
+      if [ -d "/proc/$pid" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$pid/status" 2>/dev/null; then alive=1; fi
     done
-    if [ "$running" -eq 0 ]; then return 0; fi
+    if [ "$alive" -eq 0 ]; then return 0; fi
     sleep 0.2
   done
-  for name in "$@"; do pkill -9 -x "$name" 2>/dev/null || true; done
+  kill -9 "${pids[@]}" 2>/dev/null || true
 }
 
 start() {
@@ -41,11 +52,9 @@ start() {
   chmod 400 /etc/munge/munge.key
   pgrep -x munged >/dev/null || munged --force
   # Daemons of an earlier run of this test that was killed (its cleanup never ran) hold
-  # the ports and an old state folder: the configuration is this test's, so they are too.
+  # the ports: the pid files its configuration names say which they are.
   if [ -f /etc/slurm/slurm.conf ]; then
-    pkill -x slurmctld 2>/dev/null || true
-    pkill -x slurmd 2>/dev/null || true
-    wait_gone slurmctld slurmd
+    end_daemons $(sed -n 's/^Slurm\(ctld\|d\)PidFile=//p' /etc/slurm/slurm.conf)
   fi
   cat >/etc/slurm/slurm.conf <<CONF
 ClusterName=dpunet-test
@@ -78,12 +87,9 @@ CONF
   return 1
 }
 
+# Gone before this returns: a next start would otherwise find the ports taken.
 stop() {
-  for pid_file in "$dir/slurmd.pid" "$dir/slurmctld.pid"; do
-    [ -f "$pid_file" ] && kill "$(cat "$pid_file")" 2>/dev/null || true
-  done
-  # Gone before this returns: a next start would otherwise find the ports taken.
-  wait_gone slurmctld slurmd
+  end_daemons "$dir/slurmd.pid" "$dir/slurmctld.pid"
 }
 
 "$cmd"
