@@ -9,7 +9,6 @@
 #include <array>
 #include <atomic>
 #include <iostream>
-#include <string>
 
 #include "model/max_pool_kernels.h"
 #endif
@@ -31,13 +30,11 @@ namespace {
 // Said once per GPU when not, as the layers then take ATen's kernels.
 bool runnable_on(c10::DeviceIndex index) {
   const cudaDeviceProp* properties = at::cuda::getDeviceProperties(index);
-  const std::string gpu = std::string(properties->name) + " (sm_" + std::to_string(properties->major) +
-                          std::to_string(properties->minor) + ")";
   if (properties->major < 8) return false;  // below what they are written for: expected, not worth a word
   const c10::cuda::CUDAGuard guard(index);
   if (const char* reason = cuda::kernel_code_for_current_device()) {
     std::cerr << "dpunet: warning: this build has no code of its own kernels for GPU " << static_cast<int>(index)
-              << ", " << gpu << " (" << reason
+              << ", " << properties->name << " (sm_" << properties->major << properties->minor << "; " << reason
               << "); ATen's kernels run instead. Rebuild with DPUNET_CUDA_ARCHITECTURES naming it." << std::endl;
     return false;
   }

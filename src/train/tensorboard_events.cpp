@@ -84,6 +84,7 @@ bool get_varint(std::string_view in, size_t& at, uint64_t& value) {
 // or its bytes (wire type 2); fixed-width fields are skipped.
 struct Field {
   uint64_t number = 0;
+  bool length_delimited = false;  // bytes (wire type 2), else a varint value
   uint64_t value = 0;
   std::string_view bytes;
 };
@@ -97,7 +98,7 @@ void for_each_field(std::string_view message, Visit&& visit) {
   while (at < message.size()) {
     uint64_t key = 0, length = 0;
     if (!get_varint(message, at, key)) return;
-    Field field{key >> 3, 0, {}};
+    Field field{key >> 3, (key & 7) == 2, 0, {}};
     switch (key & 7) {
       case 0:
         if (!get_varint(message, at, field.value)) return;
@@ -111,7 +112,7 @@ void for_each_field(std::string_view message, Visit&& visit) {
       default: return;
     }
     if (length > message.size() - at) return;
-    if ((key & 7) == 2) {
+    if (field.length_delimited) {
       field.bytes = message.substr(at, length);
       if (!visit(field)) return;
     }
@@ -123,7 +124,7 @@ void for_each_field(std::string_view message, Visit&& visit) {
 int64_t event_step(const std::string& event) {
   int64_t step = -1;
   for_each_field(event, [&](const Field& f) {
-    if (f.number != 2 || f.bytes.data() != nullptr) return true;
+    if (f.number != 2 || f.length_delimited) return true;
     step = static_cast<int64_t>(f.value);
     return false;
   });
@@ -134,7 +135,7 @@ int64_t event_step(const std::string& event) {
 std::string_view bytes_field(std::string_view message, uint64_t number) {
   std::string_view found;
   for_each_field(message, [&](const Field& f) {
-    if (f.number != number || f.bytes.data() == nullptr) return true;
+    if (f.number != number || !f.length_delimited) return true;
     found = f.bytes;
     return false;
   });
