@@ -56,6 +56,8 @@ start() {
   if [ -f /etc/slurm/slurm.conf ]; then
     end_daemons $(sed -n 's/^Slurm\(ctld\|d\)PidFile=//p' /etc/slurm/slurm.conf)
   fi
+  # The node's CPUs as the machine has them: nproc honours OMP_NUM_THREADS, and a test run
+  # with it set to 1 made a one-CPU node on which the 2-task jobs never started.
   cat >/etc/slurm/slurm.conf <<CONF
 ClusterName=dpunet-test
 SlurmctldHost=$host
@@ -74,7 +76,7 @@ SelectTypeParameters=CR_Core
 ReturnToService=2
 MpiDefault=none
 JobRequeue=1
-NodeName=$host CPUs=$(nproc) State=UNKNOWN
+NodeName=$host CPUs=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc) State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
 CONF
   slurmctld
