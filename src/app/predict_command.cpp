@@ -11,7 +11,6 @@
 #include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
-#include <numeric>
 #include <set>
 #include <vector>
 
@@ -30,6 +29,7 @@
 #include "dist/context.h"
 #include "dist/make_communicator.h"
 #include "dist/mpi_check.h"
+#include "infer/ensemble_rows.h"
 #include "infer/evaluation.h"
 #include "infer/inputs.h"
 #include "infer/outputs.h"
@@ -279,35 +279,6 @@ void run(const PredictArgs& args) {
   const config::ModelConfig& model = members.front().config.model;
   const infer::InputSet& inputs = *input_sets.front();
   const bool autocast = context.device().is_cuda() && !args.fp32;
-  std::vector<size_t> by_inputs(members.size());
-  std::iota(by_inputs.begin(), by_inputs.end(), size_t{0});
-  std::stable_sort(by_inputs.begin(), by_inputs.end(),
-                   [&](size_t a, size_t b) { return members[a].inputs < members[b].inputs; });
-  // The averaged class probabilities [K, H, W] of image `index`, whose first InputSet's
-  // item is `item`.
-  const auto predict = [&](int64_t index, const infer::InputItem& item) {
-    // Models grouped by how they normalise: one full-size image on the device at a time.
-    torch::Tensor image, sum;
-    for (size_t k = 0; k < by_inputs.size(); ++k) {
-      const Member& m = members[by_inputs[k]];
-      if (k == 0 || m.inputs != members[by_inputs[k - 1]].inputs) {
-        image = torch::Tensor();
-        image = (m.inputs == 0 ? item.image : input_sets[m.inputs]->load(index).image).to(context.device());
-      }
-      const infer::Forward forward = [net = m.net.ptr(), autocast](const torch::Tensor& x) {
-        AutocastScope scope(autocast, at::kBFloat16);
-        return net->forward(x);
-      };
-      try {
-        const torch::Tensor p = infer::predict_probabilities(forward, image, m.tiles);
-        sum = sum.defined() ? sum.add_(p) : p;
-      } catch (const std::exception& e) {
-        if (members.size() == 1) throw;
-        throw Error("model " + m.file + ": " + exception_message(e));
-      }
-    }
-    return members.size() == 1 ? sum : sum.div_(static_cast<double>(members.size()));
-  };
   // Only now that the model and the inputs were read and checked: a mistake there leaves
   // the earlier prediction in place. Every rank takes the barrier (one that sees the files
   // is enough: --out may be a node's own scratch), removes what it sees, and waits for
@@ -322,6 +293,44 @@ void run(const PredictArgs& args) {
   }
   infer::PredictionWriter writer({args.out, args.probabilities, !args.no_png}, context.rank(), context.world_size(),
                                  model.n_classes);
+  // Image `index`'s class labels [H, W] (uint8, on the CPU) from the models' averaged
+  // probabilities, which go to the writer band by band as their rows are final: neither
+  // the class sums nor the probabilities of a whole slide are ever held. `item` is the
+  // first InputSet's; its float image is let go once on the device.
+  const auto predict = [&](int64_t index, infer::InputItem& item) {
+    std::vector<torch::Tensor> images(input_sets.size());  // as each normalisation sees the image
+    std::vector<infer::EnsembleMember> parts;
+    for (const Member& m : members) {
+      torch::Tensor& image = images[m.inputs];
+      if (!image.defined()) {
+        image = (m.inputs == 0 ? item.image : input_sets[m.inputs]->load(index).image).to(context.device());
+      }
+      const infer::Forward forward = [net = m.net.ptr(), autocast](const torch::Tensor& x) {
+        AutocastScope scope(autocast, at::kBFloat16);
+        return net->forward(x);
+      };
+      const std::string label = members.size() == 1 ? "" : "model " + m.file;
+      try {
+        parts.push_back({label, infer::TiledPrediction(forward, image, m.tiles)});
+      } catch (const std::exception& e) {
+        if (label.empty()) throw;
+        throw Error(label + ": " + exception_message(e));
+      }
+    }
+    item.image = torch::Tensor();
+    images.clear();
+    infer::EnsembleRows rows(std::move(parts));
+    // The argmax where the probabilities are: one byte per pixel crosses to the host, once.
+    torch::Tensor labels =
+        torch::empty({rows.height(), rows.width()}, torch::dtype(torch::kByte).device(context.device()));
+    writer.start(item.name, rows.height(), rows.width());
+    while (!rows.done()) {
+      const infer::ProbabilityRows band = rows.next();
+      labels.slice(0, band.row, band.row + band.probabilities.size(1)).copy_(band.probabilities.argmax(0));
+      writer.write_probabilities(band.row, band.probabilities);
+    }
+    return labels.cpu().contiguous();
+  };
   infer::EvaluationTable table(args.eval ? inputs.size() : 0, model.n_classes, inputs.ignore_label());
   int64_t done = 0;
   for (int64_t i = context.rank(); i < inputs.size(); i += context.world_size()) {
@@ -335,11 +344,9 @@ void run(const PredictArgs& args) {
       throw Error("input " + inputs.name(i) + ": " + exception_message(e));
     }
     try {
-      const torch::Tensor probabilities = predict(i, item);
-      // The argmax where the probabilities are: one byte per pixel crosses to the host, not K floats.
-      torch::Tensor labels = probabilities.argmax(0).to(torch::kByte).cpu().contiguous();
+      torch::Tensor labels = predict(i, item);
       if (keep.any()) infer::keep_largest_regions(labels, keep);
-      writer.write(item.name, labels, probabilities, item.raw);
+      writer.write(item.name, labels, item.raw);
       if (args.eval && item.mask.defined()) table.add(i, labels, item.mask);
     } catch (const std::exception& e) {
       // Out of memory on one large image, or a model that returns another size: which

@@ -1,6 +1,7 @@
 // InputSet: shards or image files.
 #include "infer/inputs.h"
 
+#include <ATen/Parallel.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -251,13 +252,18 @@ InputItem InputSet::load(int64_t index) const {
   DPUNET_CHECK(!stored_units || image.bits == image_bits_, path, ": ", image.bits, "-bit pixels, but ", images_.front(),
                " has ", image_bits_,
                "-bit; with the model's normalisation statistics the images of one run must agree");
-  // [C, H, W] float, made once: the stored [H, W, C] values go through an int32 copy
-  // (torch has no uint16 arithmetic) straight into the float one.
+  // [C, H, W] float, made once from the stored [H, W, C] values: no wider copy on the way
+  // (a slide's int32 copy would outweigh its float one).
   torch::Tensor values = torch::empty({image.channels, image.height, image.width}, torch::kFloat);
   {
-    torch::Tensor stored = torch::empty({image.height, image.width, image.channels}, torch::kInt);
-    std::copy(image.values.begin(), image.values.end(), stored.data_ptr<int32_t>());
-    values.copy_(stored.permute({2, 0, 1}));
+    const int64_t channels = image.channels, pixels = image.height * image.width;
+    const uint16_t* stored = image.values.data();
+    float* out = values.data_ptr<float>();
+    at::parallel_for(0, pixels, 1 << 16, [&](int64_t begin, int64_t end) {
+      for (int64_t c = 0; c < channels; ++c) {
+        for (int64_t i = begin; i < end; ++i) out[c * pixels + i] = stored[i * channels + c];
+      }
+    });
   }
   if (options_.display) item.raw = display_copy(values);
   data::Normalizer normalizer = options_.normalizer;

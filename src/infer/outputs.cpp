@@ -73,7 +73,8 @@ PredictionWriter::~PredictionWriter() {
   if (!file_.valid()) return;
   {
     auto guard = data::hdf5_guard();
-    file_.reset();  // closed whole: every image written so far reads back
+    probabilities_.reset();  // an image stopped half way: its rows had no name, and go
+    file_.reset();           // closed whole: every image written so far reads back
   }
   // Stopped by an error: hours of predictions made before it stay, under the name that
   // says they are not all (a rerun refuses to write over them without --overwrite).
@@ -85,8 +86,51 @@ PredictionWriter::~PredictionWriter() {
   }
 }
 
-void PredictionWriter::write(const std::string& name, const torch::Tensor& labels, const torch::Tensor& probabilities,
-                             const torch::Tensor& raw) {
+void PredictionWriter::start(const std::string& name, int64_t height, int64_t width) {
+  current_ = name;
+  height_ = height;
+  width_ = width;
+  probability_rows_ = 0;
+  if (!options_.probabilities) return;
+  auto guard = data::hdf5_guard();
+  data::silence_hdf5_errors();
+  const hsize_t dims[3] = {static_cast<hsize_t>(n_classes_), static_cast<hsize_t>(height), static_cast<hsize_t>(width)};
+  data::H5Handle space(H5Screate_simple(3, dims, nullptr));
+  H5_CHECK(space.get(), temporary_ + ": " + name);
+  probabilities_ = data::H5Handle(H5Dcreate_anon(file_.get(), H5T_IEEE_F32LE, space.get(), H5P_DEFAULT, H5P_DEFAULT));
+  H5_CHECK(probabilities_.get(), temporary_ + ": " + name + "/probabilities");
+}
+
+void PredictionWriter::write_probabilities(int64_t row, const torch::Tensor& rows) {
+  if (!options_.probabilities) return;
+  DPUNET_CHECK(probabilities_.valid() && row == probability_rows_ && rows.dim() == 3 && rows.size(0) == n_classes_ &&
+                   rows.size(2) == width_ && row + rows.size(1) <= height_,
+               "predict: probabilities rows ", row, " ", rows.sizes(), " do not follow on in ", current_, " (",
+               probability_rows_, " of ", height_, " rows written, width ", width_, ")");
+  const torch::Tensor p = rows.to(torch::kCPU).to(torch::kFloat).contiguous();
+  const std::string context = temporary_ + ": " + current_ + "/probabilities";
+  auto guard = data::hdf5_guard();
+  data::silence_hdf5_errors();
+  const hsize_t start[3] = {0, static_cast<hsize_t>(row), 0};
+  const hsize_t count[3] = {static_cast<hsize_t>(p.size(0)), static_cast<hsize_t>(p.size(1)),
+                            static_cast<hsize_t>(p.size(2))};
+  data::H5Handle file_space(H5Dget_space(probabilities_.get()));
+  H5_CHECK(file_space.get(), context);
+  H5_CHECK(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, count, nullptr), context);
+  data::H5Handle memory_space(H5Screate_simple(3, count, nullptr));
+  H5_CHECK(memory_space.get(), context);
+  H5_CHECK(
+      H5Dwrite(probabilities_.get(), H5T_NATIVE_FLOAT, memory_space.get(), file_space.get(), H5P_DEFAULT, p.data_ptr()),
+      context);
+  probability_rows_ += p.size(1);
+}
+
+void PredictionWriter::write(const std::string& name, const torch::Tensor& labels, const torch::Tensor& raw) {
+  DPUNET_CHECK(name == current_ && labels.dim() == 2 && labels.size(0) == height_ && labels.size(1) == width_,
+               "predict: the mask of ", name, " (", labels.sizes(), ") is not of the image begun (", current_, ", ",
+               height_, "x", width_, ")");
+  DPUNET_CHECK(!options_.probabilities || probability_rows_ == height_, "predict: ", name, ": only ", probability_rows_,
+               " of ", height_, " rows of probabilities were written");
   const torch::Tensor mask = labels.contiguous();
   {
     auto guard = data::hdf5_guard();
@@ -95,13 +139,15 @@ void PredictionWriter::write(const std::string& name, const torch::Tensor& label
     H5_CHECK(group.get(), temporary_ + ": " + name);
     write_dataset(group.get(), "mask", mask, H5T_STD_U8LE, H5T_NATIVE_UINT8, temporary_);
     if (options_.probabilities) {
-      const torch::Tensor p = probabilities.to(torch::kCPU).to(torch::kFloat).contiguous();
-      write_dataset(group.get(), "probabilities", p, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, temporary_);
+      H5_CHECK(H5Olink(probabilities_.get(), group.get(), "probabilities", H5P_DEFAULT, H5P_DEFAULT),
+               temporary_ + ": " + name + "/probabilities");
+      probabilities_.reset();
     }
     // On disk whole before the next image: a rank killed later (another rank's error
     // aborts the job; the OOM killer) leaves a file that reads back up to here.
     H5_CHECK(H5Fflush(file_.get(), H5F_SCOPE_LOCAL), temporary_);
   }
+  current_.clear();
   ++written_;
   if (!options_.png) return;
   data::Image mask_png;
@@ -141,6 +187,7 @@ void PredictionWriter::write(const std::string& name, const torch::Tensor& label
 }
 
 void PredictionWriter::finish() {
+  DPUNET_CHECK(current_.empty(), "predict: image ", current_, " was begun and never written");
   {
     auto guard = data::hdf5_guard();
     H5_CHECK(H5Fflush(file_.get(), H5F_SCOPE_GLOBAL), temporary_);

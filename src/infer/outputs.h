@@ -1,5 +1,6 @@
 // What `dpunet predict` writes: one HDF5 file per rank with a group per image holding
-// `mask` [H, W] uint8 class ids and, when asked, `probabilities` [K, H, W] float32; and
+// `mask` [H, W] uint8 class ids and, when asked, `probabilities` [K, H, W] float32
+// (written as the rows are predicted, so that a slide's never lie in memory whole); and
 // per image a PNG of the mask (class ids as values) and an RGB overlay of the classes
 // on the image.
 #pragma once
@@ -29,10 +30,14 @@ class PredictionWriter {
   PredictionWriter(const PredictionWriter&) = delete;
   PredictionWriter& operator=(const PredictionWriter&) = delete;
 
-  // labels [H, W] uint8 class ids on the CPU (the mask); probabilities [K, H, W] float,
-  // stored with OutputOptions::probabilities; raw [C, H, W] uint8 for the overlay.
-  void write(const std::string& name, const torch::Tensor& labels, const torch::Tensor& probabilities,
-             const torch::Tensor& raw);
+  // Begins image `name` of height x width pixels: its class probabilities, when stored,
+  // come row band by row band (write_probabilities), before write() ends the image.
+  void start(const std::string& name, int64_t height, int64_t width);
+  // Rows row .. row + R - 1 of the image's probabilities [K, R, W] (float, any device).
+  void write_probabilities(int64_t row, const torch::Tensor& rows);
+  // Ends the image: labels [H, W] uint8 class ids on the CPU (the mask); raw [C, H, W]
+  // uint8 for the overlay. The image is in the file, whole, once this returns.
+  void write(const std::string& name, const torch::Tensor& labels, const torch::Tensor& raw);
   // Closes the HDF5 file and moves it into place.
   void finish();
   const std::string& path() const { return path_; }
@@ -46,6 +51,12 @@ class PredictionWriter {
   std::string path_, temporary_;
   data::H5Handle file_;
   int64_t written_ = 0;  // images in file_
+  // The image begun: its name and size, and its probabilities while they are written (a
+  // dataset of no name, linked into the image's group by write(): an image stopped half way
+  // leaves nothing a reader would take for a prediction).
+  std::string current_;
+  int64_t height_ = 0, width_ = 0, probability_rows_ = 0;
+  data::H5Handle probabilities_;
 };
 
 }  // namespace dpunet::infer

@@ -1,8 +1,9 @@
-// Sliding-window prediction with Gaussian blending.
+// Sliding-window prediction with Gaussian blending, row band by row band.
 #include "infer/sliding_window.h"
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "common/error.h"
@@ -29,6 +30,34 @@ torch::Tensor gaussian_weights(int64_t tile, const torch::Device& device) {
   return map.clamp_min(1e-3).to(device);
 }
 
+// The span [lo, hi) of indices first .. first + count - 1 once mirrored into [0, size).
+std::pair<int64_t, int64_t> mirrored_span(int64_t first, int64_t count, int64_t size) {
+  if (first >= 0 && first + count <= size) return {first, first + count};
+  int64_t lo = size, hi = 0;
+  for (int64_t i = first; i < first + count; ++i) {
+    const int64_t j = data::reflect_index(i, size);
+    lo = std::min(lo, j);
+    hi = std::max(hi, j + 1);
+  }
+  return {lo, hi};
+}
+
+// x narrowed along `dim` to mirrored_span(first, count, size) -> the `count` entries from
+// `first`, mirrored where they lie outside [0, size). The indices are computed on x's
+// device: a host-made index would cost a GPU tile a synchronising copy.
+torch::Tensor gather_mirrored(const torch::Tensor& x, int64_t dim, int64_t first, int64_t count, int64_t size) {
+  const auto [lo, hi] = mirrored_span(first, count, size);
+  if (hi - lo == count && first == lo) return x;  // inside: the narrowing was all
+  const auto options = torch::TensorOptions().dtype(torch::kLong).device(x.device());
+  torch::Tensor index = torch::zeros({count}, options);
+  if (size > 1) {
+    const int64_t period = 2 * (size - 1);
+    index = torch::remainder(torch::arange(first, first + count, options), period);
+    index = torch::where(index < size, index, period - index);
+  }
+  return x.index_select(dim, index - lo);
+}
+
 }  // namespace
 
 std::vector<int64_t> tile_origins(int64_t size, int64_t tile, double overlap) {
@@ -48,54 +77,112 @@ torch::Tensor mirror_pad(const torch::Tensor& x, int64_t top, int64_t bottom, in
       .index_select(-1, reflect_indices(left, w, right, x.device()));
 }
 
-torch::Tensor predict_probabilities(const Forward& forward, const torch::Tensor& image, const TileOptions& o) {
-  DPUNET_CHECK(image.dim() == 3, "predict: image must be [C, H, W], got ", image.sizes());
+TiledPrediction::TiledPrediction(Forward forward, torch::Tensor image, const TileOptions& o)
+    : forward_(std::move(forward)), image_(std::move(image)), options_(o) {
+  DPUNET_CHECK(image_.dim() == 3, "predict: image must be [C, H, W], got ", image_.sizes());
   DPUNET_CHECK(o.output_tile > 0 && o.input_tile >= o.output_tile && (o.input_tile - o.output_tile) % 2 == 0,
                "predict: input tile ", o.input_tile, " and output tile ", o.output_tile, " do not fit together");
   DPUNET_CHECK(o.overlap >= 0 && o.overlap < 1, "predict: overlap must be in [0, 1), got ", o.overlap);
-  torch::NoGradGuard no_grad;
-  const int64_t h = image.size(1), w = image.size(2);
-  const int64_t margin = (o.input_tile - o.output_tile) / 2;
-  // The output area covers the image, at least one tile in each direction; an image
+  DPUNET_CHECK(o.batch >= 1, "predict: batch must be at least 1, got ", o.batch);
+  height_ = image_.size(1);
+  width_ = image_.size(2);
+  DPUNET_CHECK(height_ > 0 && width_ > 0, "predict: the image is empty (", height_, "x", width_, ")");
+  margin_ = (o.input_tile - o.output_tile) / 2;
+  // The area tiled covers the image, at least one tile in each direction; an image
   // smaller than a tile sits in its centre, so every edge sees mirrored context alike.
-  const int64_t out_h = std::max(h, o.output_tile), out_w = std::max(w, o.output_tile);
-  const int64_t top = (out_h - h) / 2, left = (out_w - w) / 2;
-  const torch::Tensor padded =
-      mirror_pad(image, margin + top, margin + out_h - h - top, margin + left, margin + out_w - w - left);
-  const auto ys = tile_origins(out_h, o.output_tile, o.overlap);
-  const auto xs = tile_origins(out_w, o.output_tile, o.overlap);
-  std::vector<std::pair<int64_t, int64_t>> origins;
-  for (int64_t y : ys) {
-    for (int64_t x : xs) origins.emplace_back(y, x);
+  out_h_ = std::max(height_, o.output_tile);
+  out_w_ = std::max(width_, o.output_tile);
+  top_ = (out_h_ - height_) / 2;
+  left_ = (out_w_ - width_) / 2;
+  for (int64_t y : tile_origins(out_h_, o.output_tile, o.overlap)) {
+    for (int64_t x : tile_origins(out_w_, o.output_tile, o.overlap)) origins_.emplace_back(y, x);
   }
-  const torch::Tensor weight = gaussian_weights(o.output_tile, image.device());
-  torch::Tensor sum, weight_sum = torch::zeros({out_h, out_w}, weight.options());
-  for (size_t start = 0; start < origins.size(); start += static_cast<size_t>(o.batch)) {
-    const size_t end = std::min(origins.size(), start + static_cast<size_t>(o.batch));
-    std::vector<torch::Tensor> tiles;
-    for (size_t i = start; i < end; ++i) {
-      tiles.push_back(padded.slice(1, origins[i].first, origins[i].first + o.input_tile)
-                          .slice(2, origins[i].second, origins[i].second + o.input_tile));
+  weight_ = gaussian_weights(o.output_tile, image_.device());
+}
+
+torch::Tensor TiledPrediction::input_tile(std::pair<int64_t, int64_t> origin) const {
+  // In image coordinates, the input tile starts a margin before its output tile.
+  const int64_t n = options_.input_tile;
+  const int64_t y = origin.first - margin_ - top_, x = origin.second - margin_ - left_;
+  // Narrowed to what the tile reads first: an edge tile of a wide image gathers a tile's
+  // worth of pixels, not a band of the image.
+  const auto [y0, y1] = mirrored_span(y, n, height_);
+  const auto [x0, x1] = mirrored_span(x, n, width_);
+  const torch::Tensor span = image_.slice(1, y0, y1).slice(2, x0, x1);
+  return gather_mirrored(gather_mirrored(span, 1, y, n, height_), 2, x, n, width_);
+}
+
+void TiledPrediction::predict_batch() {
+  const TileOptions& o = options_;
+  const size_t start = next_tile_;
+  const size_t end = std::min(origins_.size(), start + static_cast<size_t>(o.batch));
+  DPUNET_CHECK(start < end, "predict: no tile left to predict");
+  std::vector<torch::Tensor> tiles;
+  for (size_t i = start; i < end; ++i) tiles.push_back(input_tile(origins_[i]));
+  const torch::Tensor batch = torch::stack(tiles);
+  torch::Tensor probabilities = torch::softmax(forward_(batch).to(torch::kFloat), 1);
+  if (o.flip_tta) {
+    for (const std::vector<int64_t>& dims : {std::vector<int64_t>{2}, {3}, {2, 3}}) {
+      probabilities += torch::softmax(forward_(batch.flip(dims)).to(torch::kFloat), 1).flip(dims);
     }
-    const torch::Tensor batch = torch::stack(tiles);
-    torch::Tensor probabilities = torch::softmax(forward(batch).to(torch::kFloat), 1);
-    if (o.flip_tta) {
-      for (const std::vector<int64_t>& dims : {std::vector<int64_t>{2}, {3}, {2, 3}}) {
-        probabilities += torch::softmax(forward(batch.flip(dims)).to(torch::kFloat), 1).flip(dims);
-      }
-      probabilities /= 4.0;
-    }
-    DPUNET_CHECK(probabilities.size(2) == o.output_tile && probabilities.size(3) == o.output_tile,
-                 "predict: the model returned ", probabilities.size(2), "x", probabilities.size(3), " for ",
-                 o.input_tile, "x", o.input_tile, " tiles; expected ", o.output_tile);
-    if (!sum.defined()) sum = torch::zeros({probabilities.size(1), out_h, out_w}, weight.options());
-    for (size_t i = start; i < end; ++i) {
-      const auto [y, x] = origins[i];
-      sum.slice(1, y, y + o.output_tile).slice(2, x, x + o.output_tile) += probabilities[i - start] * weight;
-      weight_sum.slice(0, y, y + o.output_tile).slice(1, x, x + o.output_tile) += weight;
-    }
+    probabilities /= 4.0;
   }
-  return sum.div_(weight_sum).slice(1, top, top + h).slice(2, left, left + w);  // in place: one [K, H, W] map
+  DPUNET_CHECK(probabilities.size(2) == o.output_tile && probabilities.size(3) == o.output_tile,
+               "predict: the model returned ", probabilities.size(2), "x", probabilities.size(3), " for ", o.input_tile,
+               "x", o.input_tile, " tiles; expected ", o.output_tile);
+  // The sums grow to the last row these tiles reach (tiles come row by row: the last one's).
+  const int64_t needed = origins_[end - 1].first + o.output_tile - first_row_;
+  if (!sum_.defined()) {
+    sum_ = torch::zeros({probabilities.size(1), 0, out_w_}, weight_.options());
+    weight_sum_ = torch::zeros({0, out_w_}, weight_.options());
+  }
+  if (needed > sum_.size(1)) {
+    const int64_t more = needed - sum_.size(1);
+    sum_ = torch::cat({sum_, torch::zeros({sum_.size(0), more, out_w_}, weight_.options())}, 1);
+    weight_sum_ = torch::cat({weight_sum_, torch::zeros({more, out_w_}, weight_.options())}, 0);
+  }
+  for (size_t i = start; i < end; ++i) {
+    const int64_t y = origins_[i].first - first_row_, x = origins_[i].second;
+    sum_.slice(1, y, y + o.output_tile).slice(2, x, x + o.output_tile) += probabilities[i - start] * weight_;
+    weight_sum_.slice(0, y, y + o.output_tile).slice(1, x, x + o.output_tile) += weight_;
+  }
+  next_tile_ = end;
+}
+
+ProbabilityRows TiledPrediction::next() {
+  DPUNET_CHECK(!done(), "predict: every row of the image was already returned");
+  torch::NoGradGuard no_grad;
+  while (true) {
+    predict_batch();
+    // Later tiles start at the next one's row or below it: the rows above are final.
+    const int64_t final_row = next_tile_ < origins_.size() ? origins_[next_tile_].first : out_h_;
+    if (final_row <= first_row_) continue;
+    const int64_t count = final_row - first_row_, first = first_row_;
+    const torch::Tensor finished = sum_.slice(1, 0, count) / weight_sum_.slice(0, 0, count);
+    // Views of the rows still open; the next growth copies them and frees the rest.
+    sum_ = sum_.slice(1, count);
+    weight_sum_ = weight_sum_.slice(0, count);
+    first_row_ = final_row;
+    // The image's rows among them: a small image's area has rows above and below it.
+    const int64_t lo = std::max(first, top_), hi = std::min(final_row, top_ + height_);
+    if (hi <= lo) continue;
+    rows_done_ = hi - top_;
+    return {lo - top_, finished.slice(1, lo - first, hi - first).slice(2, left_, left_ + width_)};
+  }
+}
+
+torch::Tensor predict_probabilities(const Forward& forward, const torch::Tensor& image, const TileOptions& options) {
+  TiledPrediction prediction(forward, image, options);
+  torch::Tensor probabilities;
+  while (!prediction.done()) {
+    const ProbabilityRows rows = prediction.next();
+    if (!probabilities.defined()) {
+      probabilities = torch::empty({rows.probabilities.size(0), prediction.height(), prediction.width()},
+                                   rows.probabilities.options());
+    }
+    probabilities.slice(1, rows.row, rows.row + rows.probabilities.size(1)).copy_(rows.probabilities);
+  }
+  return probabilities;
 }
 
 }  // namespace dpunet::infer

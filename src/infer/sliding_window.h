@@ -4,11 +4,17 @@
 // Gaussian weight that trusts tile centres more than borders. Works for models whose
 // output is smaller than their input (valid padding): the input tiles then carry the
 // context margin around each output tile.
+//
+// Tiles are taken in row order and the class sums are kept only for the rows that later
+// tiles still reach, so a whole slide's prediction holds a band of rows, not the image's
+// K class sums; finished rows are handed on as they are done.
 #pragma once
 
 #include <torch/types.h>
 
 #include <functional>
+#include <utility>
+#include <vector>
 
 namespace dpunet::infer {
 
@@ -22,6 +28,53 @@ struct TileOptions {
 
 // `forward`: tiles [B, C, input_tile, input_tile] -> logits [B, K, output_tile, output_tile].
 using Forward = std::function<torch::Tensor(const torch::Tensor&)>;
+
+// Consecutive finished rows of an image's class probabilities.
+struct ProbabilityRows {
+  int64_t row = 0;              // the image row of the first
+  torch::Tensor probabilities;  // [K, rows, W] float, on the image's device
+};
+
+// The overlap-tile prediction of one image, a few rows at a time. Holds the image, one
+// batch of tiles and the class sums of the rows its tiles still reach: about
+// K x (output tile + the rows a batch spans) x W floats.
+class TiledPrediction {
+ public:
+  // image [C, H, W] (float, on the model's device), kept until the prediction is destroyed.
+  TiledPrediction(Forward forward, torch::Tensor image, const TileOptions& options);
+
+  // Every row was returned.
+  bool done() const { return rows_done_ == height_; }
+  // Predicts tiles until some rows are final and returns them: the rows after the last
+  // call's, in order, until done().
+  ProbabilityRows next();
+  // Image rows returned so far.
+  int64_t rows_done() const { return rows_done_; }
+  int64_t height() const { return height_; }
+  int64_t width() const { return width_; }
+  // Rows of class sums held now (for tests of the memory bound).
+  int64_t rows_held() const { return sum_.defined() ? sum_.size(1) : 0; }
+
+ private:
+  // Predicts the next batch of tiles and adds it to the sums.
+  void predict_batch();
+  // Tile `origin`'s input [C, input_tile, input_tile], mirrored where it reaches past the image.
+  torch::Tensor input_tile(std::pair<int64_t, int64_t> origin) const;
+
+  Forward forward_;
+  torch::Tensor image_;
+  TileOptions options_;
+  int64_t height_ = 0, width_ = 0;
+  int64_t margin_ = 0;                                // context around an output tile: (input_tile - output_tile) / 2
+  int64_t out_h_ = 0, out_w_ = 0;                     // the area tiled: the image, or a tile where the image is smaller
+  int64_t top_ = 0, left_ = 0;                        // where the image sits in that area
+  std::vector<std::pair<int64_t, int64_t>> origins_;  // output tiles' top-left corners, row by row
+  size_t next_tile_ = 0;
+  torch::Tensor weight_;            // [output_tile, output_tile] blending weight
+  torch::Tensor sum_, weight_sum_;  // [K, rows, out_w] and [rows, out_w], from area row first_row_
+  int64_t first_row_ = 0;           // area row of sum_'s first row: every row above it was returned
+  int64_t rows_done_ = 0;
+};
 
 // image [C, H, W] (float, on the model's device) -> class probabilities [K, H, W] (float).
 torch::Tensor predict_probabilities(const Forward& forward, const torch::Tensor& image, const TileOptions& options);

@@ -1,0 +1,74 @@
+// EnsembleRows.
+#include "infer/ensemble_rows.h"
+
+#include <torch/torch.h>
+
+#include "common/error.h"
+#include "common/exception_message.h"
+
+namespace dpunet::infer {
+namespace {
+
+// The member's next rows; its errors say which model it is.
+ProbabilityRows next_rows(EnsembleMember& member) {
+  try {
+    return member.prediction.next();
+  } catch (const std::exception& e) {
+    if (member.label.empty()) throw;
+    throw Error(member.label + ": " + exception_message(e));
+  }
+}
+
+}  // namespace
+
+EnsembleRows::EnsembleRows(std::vector<EnsembleMember> members) : members_(std::move(members)) {
+  DPUNET_CHECK(!members_.empty(), "predict: an ensemble needs a model");
+  height_ = members_.front().prediction.height();
+  width_ = members_.front().prediction.width();
+  for (const EnsembleMember& m : members_) {
+    DPUNET_CHECK(m.prediction.height() == height_ && m.prediction.width() == width_, "predict: ", m.label, " sees a ",
+                 m.prediction.height(), "x", m.prediction.width(), " image, the first model ", height_, "x", width_);
+  }
+}
+
+void EnsembleRows::advance(EnsembleMember& member) {
+  const ProbabilityRows rows = next_rows(member);
+  const torch::Tensor& p = rows.probabilities;
+  const int64_t begin = rows.row - rows_done_, end = begin + p.size(1);
+  if (!sum_.defined()) sum_ = torch::zeros({p.size(0), 0, width_}, p.options());
+  if (end > sum_.size(1)) {
+    sum_ = torch::cat({sum_, torch::zeros({sum_.size(0), end - sum_.size(1), width_}, p.options())}, 1);
+  }
+  sum_.slice(1, begin, end) += p;
+}
+
+ProbabilityRows EnsembleRows::next() {
+  DPUNET_CHECK(!done(), "predict: every row of the image was already returned");
+  if (members_.size() == 1) {
+    EnsembleMember& only = members_.front();
+    ProbabilityRows rows = next_rows(only);
+    rows_done_ = only.prediction.rows_done();
+    return rows;
+  }
+  while (true) {
+    // The rows every member has finished end where the one furthest behind stands.
+    EnsembleMember* behind = nullptr;
+    int64_t ready = height_;
+    for (EnsembleMember& m : members_) {
+      if (m.prediction.rows_done() < ready) {
+        ready = m.prediction.rows_done();
+        behind = &m;
+      }
+    }
+    if (ready > rows_done_) {
+      const int64_t count = ready - rows_done_;
+      ProbabilityRows rows{rows_done_, sum_.slice(1, 0, count) / static_cast<double>(members_.size())};
+      sum_ = sum_.slice(1, count);  // a view until the next growth copies it
+      rows_done_ = ready;
+      return rows;
+    }
+    advance(*behind);
+  }
+}
+
+}  // namespace dpunet::infer

@@ -1,0 +1,40 @@
+// An ensemble's class probabilities averaged row band by row band, as nnU-Net averages
+// its folds: each model tiles the image its own way (their tiles may differ), so the
+// rows that every model has finished are averaged and handed on, and the others wait.
+// Holds one band of sums, not the image's.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "infer/sliding_window.h"
+
+namespace dpunet::infer {
+
+struct EnsembleMember {
+  std::string label;  // what its errors are prefixed with ("model run/best.pt"); empty: nothing
+  TiledPrediction prediction;
+};
+
+class EnsembleRows {
+ public:
+  // Every member predicts the same image (perhaps normalised its own way).
+  explicit EnsembleRows(std::vector<EnsembleMember> members);
+
+  bool done() const { return rows_done_ == height_; }
+  // The rows after the last call's that every member has finished, averaged.
+  ProbabilityRows next();
+  int64_t height() const { return height_; }
+  int64_t width() const { return width_; }
+
+ private:
+  // The next rows of `member`, added to the sums.
+  void advance(EnsembleMember& member);
+
+  std::vector<EnsembleMember> members_;
+  int64_t height_ = 0, width_ = 0;
+  int64_t rows_done_ = 0;
+  torch::Tensor sum_;  // [K, rows, W]: the members' sums of the image's rows from rows_done_ on
+};
+
+}  // namespace dpunet::infer
