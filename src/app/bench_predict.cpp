@@ -11,6 +11,7 @@
 #include "app/cli_checks.h"
 #include "common/autocast_scope.h"
 #include "common/build_info.h"
+#include "common/tile_grid.h"
 #include "infer/sliding_window.h"
 #include "model/unet.h"
 #include "model/unet_options.h"
@@ -52,7 +53,7 @@ void run(const BenchPredictArgs& args) {
   tiles.batch = args.batch;
   tiles.flip_tta = args.tta;
   const torch::Tensor image = torch::randn({1, args.size, args.size}).to(device);
-  const auto per_axis = infer::tile_origins(args.size, args.tile, args.overlap).size();
+  const auto per_axis = tile_origins(args.size, args.tile, args.overlap).size();
   const int64_t tile_count = static_cast<int64_t>(per_axis * per_axis) * (args.tta ? 4 : 1);
   {
     // Warm-up at the timed batch's shape (kernel choice, allocator), finished before the clock starts.

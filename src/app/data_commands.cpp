@@ -75,12 +75,20 @@ void add_synth(CLI::App& data) {
   });
 }
 
+// " (TxT tiles of N images)" when images were cut into tiles.
+std::string tiles_note(const data::ImportOptions& o, const data::ImportResult& result) {
+  if (o.tile == 0) return "";
+  return " (" + std::to_string(o.tile) + "x" + std::to_string(o.tile) + " tiles of " + std::to_string(result.images) +
+         " images)";
+}
+
 // Each fold's shards, and the data keys that train it.
-void print_folds(const data::ImportResult& result, const std::string& out_dir) {
+void print_folds(const data::ImportOptions& o, const data::ImportResult& result) {
+  const std::string& out_dir = o.out_dir;
   int64_t total = 0;
   for (int64_t n : result.fold_samples) total += n;
-  std::cout << "imported " << total << " samples in " << result.fold_samples.size()
-            << " folds\nclasses (mask value=class): --mask-map "
+  std::cout << "imported " << total << " samples in " << result.fold_samples.size() << " folds" << tiles_note(o, result)
+            << "\nclasses (mask value=class): --mask-map "
             << data::mask_mapping_text(result.class_of_value, result.colour_masks) << "\n";
   // Absolute: a dataset path is read from where training runs, which need not be here.
   const std::filesystem::path folder = std::filesystem::absolute(out_dir).lexically_normal();
@@ -118,6 +126,10 @@ void add_import(CLI::App& data) {
   cmd->add_option("--samples-per-shard", args->import.samples_per_shard, "Samples in each shard file")
       ->check(at_least(1))
       ->capture_default_str();
+  cmd->add_option("--tile", args->import.tile,
+                  "Cut each image and mask into TILE x TILE samples covering it (images of any size at least TILE; "
+                  "slides); a pair's tiles stay in one set")
+      ->check(at_least(1));
   cmd->add_option("--gzip", args->import.gzip_level, "Deflate level 1-9; 0 stores raw")
       ->check(CLI::Range(0, 9))
       ->capture_default_str();
@@ -135,17 +147,17 @@ void add_import(CLI::App& data) {
     }
     const data::ImportResult result = data::import_image_folders(o);
     if (o.folds > 0) {
-      print_folds(result, o.out_dir);
+      print_folds(o, result);
       return;
     }
     // The mapping as --mask-map takes it: predict --eval on images with such masks needs it too.
-    std::cout << "imported " << result.train_samples << " training and " << result.val_samples
-              << " validation samples\nclasses (mask value=class): --mask-map "
+    std::cout << "imported " << result.train_samples << " training and " << result.val_samples << " validation samples"
+              << tiles_note(o, result) << "\nclasses (mask value=class): --mask-map "
               << data::mask_mapping_text(result.class_of_value, result.colour_masks) << "\n";
     for (const auto& path : result.train_shards) std::cout << path << "\n";
     for (const auto& path : result.val_shards) std::cout << path << "\n";
     if (o.val_fraction > 0 && result.val_samples == 0) {
-      std::cout << "note: --val-fraction " << o.val_fraction << " of " << result.train_samples
+      std::cout << "note: --val-fraction " << o.val_fraction << " of " << result.images
                 << " images rounds to no validation image; no val-*.h5 was written\n";
     }
   });

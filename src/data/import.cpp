@@ -5,6 +5,7 @@
 #include <cctype>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <numeric>
 #include <optional>
 #include <set>
@@ -12,6 +13,7 @@
 
 #include "common/error.h"
 #include "common/text.h"
+#include "common/tile_grid.h"
 #include "data/image_io.h"
 #include "data/output_folder.h"
 #include "data/random.h"
@@ -109,64 +111,157 @@ struct ImageKind {
   Image image;
 };
 
-void write_set(const ImportOptions& o, const std::string& directory, const std::vector<Pair>& pairs,
-               const std::string& prefix, int n_classes, const std::map<uint32_t, int>& class_of,
-               const ImageKind& reference, const MaskKind& masks, std::vector<std::string>& written) {
-  if (pairs.empty()) return;
-  const Image& first = reference.image;
-  const int64_t shards = (static_cast<int64_t>(pairs.size()) + o.samples_per_shard - 1) / o.samples_per_shard;
-  std::vector<uint16_t> planar16(static_cast<size_t>(first.channels * first.height * first.width));
-  std::vector<uint8_t> planar8(planar16.size()), classes(static_cast<size_t>(first.height * first.width));
-  for (int64_t s = 0; s < shards; ++s) {
-    const int64_t begin = static_cast<int64_t>(pairs.size()) * s / shards;
-    const int64_t end = static_cast<int64_t>(pairs.size()) * (s + 1) / shards;
+// Shards <prefix>-00000.h5, <prefix>-00001.h5, ... in `directory`, opened as samples
+// come: with a known total, of equal shares of at most `per_shard` samples; without, of
+// `per_shard` each and the rest in the last.
+class ShardSequence {
+ public:
+  ShardSequence(std::string directory, std::string prefix, ShardHeader header, int64_t per_shard, int gzip_level,
+                int64_t total)
+      : directory_(std::move(directory)),
+        prefix_(std::move(prefix)),
+        header_(std::move(header)),
+        per_shard_(per_shard),
+        gzip_level_(gzip_level),
+        total_(total) {}
+
+  void add(const void* image, const uint8_t* mask) {
+    if (!writer_) open();
+    writer_->write(writer_->written(), image, mask);
+    if (writer_->written() == capacity_) close();
+  }
+
+  // The shards written, every one finished.
+  std::vector<std::string> finish() {
+    if (writer_) close();
+    return written_;
+  }
+
+ private:
+  void open() {
+    const auto index = static_cast<int64_t>(written_.size());
     char name[64];
-    std::snprintf(name, sizeof(name), "%s-%05lld.h5", prefix.c_str(), static_cast<long long>(s));
-    const std::string path = (fs::path(directory) / name).string();
-    ShardHeader header;
-    header.samples = end - begin;
-    header.channels = first.channels;
-    header.height = first.height;
-    header.width = first.width;
-    header.pixel_type = first.bits == 16 ? PixelType::kUInt16 : PixelType::kUInt8;
-    header.n_classes = n_classes;
-    header.class_names = o.class_names;
-    if (maps_ignore(class_of)) header.ignore_label = kDefaultIgnoreLabel;
-    ShardWriter writer(path, header, ShardWriteOptions{o.gzip_level});
-    for (int64_t i = begin; i < end; ++i) {
-      const Image image = read_image(pairs[i].image);
-      DPUNET_CHECK(image.height == first.height && image.width == first.width && image.channels == first.channels &&
-                       image.bits == first.bits,
-                   "images differ: ", reference.file, " is ", first.width, "x", first.height, "x", first.channels, " ",
-                   first.bits, "-bit but ", pairs[i].image, " is ", image.width, "x", image.height, "x", image.channels,
-                   " ", image.bits, "-bit (",
-                   image.height != first.height || image.width != first.width
-                       ? "crop or resize them to one size"
-                       : "convert them to one channel count and bit depth",
-                   ")");
-      const Image mask = read_image(pairs[i].mask, ImageRole::kLabels);
-      check_mask_kind(masks, mask, pairs[i].mask);
-      check_mask_keys(mask, pairs[i].mask);
-      DPUNET_CHECK(mask.height == image.height && mask.width == image.width, pairs[i].mask, ": mask is ", mask.width,
-                   "x", mask.height, " but its image ", pairs[i].image, " is ", image.width, "x", image.height);
-      const int64_t pixels = image.height * image.width;
-      for (int64_t p = 0; p < pixels; ++p) {
-        for (int64_t c = 0; c < image.channels; ++c) {
-          planar16[c * pixels + p] = image.values[p * image.channels + c];
-          planar8[c * pixels + p] = static_cast<uint8_t>(image.values[p * image.channels + c]);
+    std::snprintf(name, sizeof(name), "%s-%05lld.h5", prefix_.c_str(), static_cast<long long>(index));
+    path_ = (fs::path(directory_) / name).string();
+    if (total_ >= 0) {
+      const int64_t shards = (total_ + per_shard_ - 1) / per_shard_;
+      header_.samples = total_ * (index + 1) / shards - total_ * index / shards;
+      capacity_ = header_.samples;
+    } else {
+      header_.samples = 0;  // open-ended: as many as come, up to per_shard
+      capacity_ = per_shard_;
+    }
+    writer_ = std::make_unique<ShardWriter>(path_, header_, ShardWriteOptions{gzip_level_});
+  }
+
+  void close() {
+    writer_->finish();
+    writer_.reset();
+    written_.push_back(path_);
+  }
+
+  std::string directory_, prefix_, path_;
+  ShardHeader header_;
+  int64_t per_shard_, capacity_ = 0;
+  int gzip_level_;
+  int64_t total_;  // -1: unknown
+  std::unique_ptr<ShardWriter> writer_;
+  std::vector<std::string> written_;
+};
+
+// A pair read and checked against the first image (channels and bit depth; the size too
+// unless images are cut into tiles, which each must hold) and the masks' kind.
+std::pair<Image, Image> read_pair(const ImportOptions& o, const Pair& pair, const ImageKind& reference,
+                                  const MaskKind& masks) {
+  const Image& first = reference.image;
+  Image image = read_image(pair.image);
+  const bool size_differs = image.height != first.height || image.width != first.width;
+  DPUNET_CHECK((o.tile > 0 || !size_differs) && image.channels == first.channels && image.bits == first.bits,
+               "images differ: ", reference.file, " is ", first.width, "x", first.height, "x", first.channels, " ",
+               first.bits, "-bit but ", pair.image, " is ", image.width, "x", image.height, "x", image.channels, " ",
+               image.bits, "-bit (",
+               o.tile == 0 && size_differs ? "crop or resize them to one size, or cut them into samples of one "
+                                             "size with --tile"
+                                           : "convert them to one channel count and bit depth",
+               ")");
+  DPUNET_CHECK(o.tile == 0 || (image.height >= o.tile && image.width >= o.tile), pair.image, " is ", image.width, "x",
+               image.height, ", smaller than --tile ", o.tile,
+               ": give a tile no larger than the smallest image, or leave that image out");
+  Image mask = read_image(pair.mask, ImageRole::kLabels);
+  check_mask_kind(masks, mask, pair.mask);
+  check_mask_keys(mask, pair.mask);
+  DPUNET_CHECK(mask.height == image.height && mask.width == image.width, pair.mask, ": mask is ", mask.width, "x",
+               mask.height, " but its image ", pair.image, " is ", image.width, "x", image.height);
+  return {std::move(image), std::move(mask)};
+}
+
+// Planar buffers of one sample: the region of a pair from (top, left), height x width.
+struct SampleBuffers {
+  int64_t height, width;
+  std::vector<uint16_t> planar16;
+  std::vector<uint8_t> planar8, classes;
+  SampleBuffers(int64_t channels, int64_t h, int64_t w)
+      : height(h),
+        width(w),
+        planar16(static_cast<size_t>(channels * h * w)),
+        planar8(planar16.size()),
+        classes(static_cast<size_t>(h * w)) {}
+
+  // The region's values, planar [C, h, w], and its mask values mapped to classes.
+  void cut(const Image& image, const Image& mask, const std::string& mask_path, int64_t top, int64_t left,
+           const std::map<uint32_t, int>& class_of) {
+    const int64_t pixels = height * width, channels = image.channels;
+    for (int64_t r = 0; r < height; ++r) {
+      for (int64_t c = 0; c < width; ++c) {
+        const int64_t q = r * width + c, p = (top + r) * image.width + left + c;
+        for (int64_t k = 0; k < channels; ++k) {
+          planar16[k * pixels + q] = image.values[p * channels + k];
+          planar8[k * pixels + q] = static_cast<uint8_t>(image.values[p * channels + k]);
         }
         const auto found = class_of.find(mask_key(mask, p));
-        DPUNET_CHECK(found != class_of.end(), pairs[i].mask, ": mask value ",
-                     mask_key_text(mask_key(mask, p), mask.channels > 1), " at pixel (", p / image.width, ", ",
-                     p % image.width, ") has no class in the mask mapping");
-        classes[p] = static_cast<uint8_t>(found->second == kIgnoreClass ? kDefaultIgnoreLabel : found->second);
+        DPUNET_CHECK(found != class_of.end(), mask_path, ": mask value ",
+                     mask_key_text(mask_key(mask, p), mask.channels > 1), " at pixel (", top + r, ", ", left + c,
+                     ") has no class in the mask mapping");
+        classes[q] = static_cast<uint8_t>(found->second == kIgnoreClass ? kDefaultIgnoreLabel : found->second);
       }
-      const void* pixels_out = image.bits == 16 ? static_cast<const void*>(planar16.data()) : planar8.data();
-      writer.write(i - begin, pixels_out, classes.data());
     }
-    writer.finish();
-    written.push_back(path);
   }
+  const void* pixels(int bits) const { return bits == 16 ? static_cast<const void*>(planar16.data()) : planar8.data(); }
+};
+
+// Writes a set's pairs (whole, or cut into tiles) into <prefix>-*.h5; returns the samples.
+int64_t write_set(const ImportOptions& o, const std::string& directory, const std::vector<Pair>& pairs,
+                  const std::string& prefix, int n_classes, const std::map<uint32_t, int>& class_of,
+                  const ImageKind& reference, const MaskKind& masks, std::vector<std::string>& written) {
+  if (pairs.empty()) return 0;
+  const Image& first = reference.image;
+  ShardHeader header;
+  header.channels = first.channels;
+  header.height = o.tile > 0 ? o.tile : first.height;
+  header.width = o.tile > 0 ? o.tile : first.width;
+  header.pixel_type = first.bits == 16 ? PixelType::kUInt16 : PixelType::kUInt8;
+  header.n_classes = n_classes;
+  header.class_names = o.class_names;
+  if (maps_ignore(class_of)) header.ignore_label = kDefaultIgnoreLabel;
+  // Whole images: the count is known, and the shards share it evenly; tiles are counted as cut.
+  ShardSequence shards(directory, prefix, header, o.samples_per_shard, o.gzip_level,
+                       o.tile > 0 ? -1 : static_cast<int64_t>(pairs.size()));
+  SampleBuffers sample(first.channels, header.height, header.width);
+  int64_t samples = 0;
+  for (const Pair& pair : pairs) {
+    const auto [image, mask] = read_pair(o, pair, reference, masks);
+    const std::vector<int64_t> rows = o.tile > 0 ? tile_origins(image.height, o.tile, 0.0) : std::vector<int64_t>{0};
+    const std::vector<int64_t> columns = o.tile > 0 ? tile_origins(image.width, o.tile, 0.0) : std::vector<int64_t>{0};
+    for (int64_t top : rows) {
+      for (int64_t left : columns) {
+        sample.cut(image, mask, pair.mask, top, left, class_of);
+        shards.add(sample.pixels(image.bits), sample.classes.data());
+        ++samples;
+      }
+    }
+  }
+  for (std::string& path : shards.finish()) written.push_back(std::move(path));
+  return samples;
 }
 
 // The set each of `count` pairs goes to, dealt out by a seeded shuffle: 1 (validation)
@@ -313,6 +408,7 @@ ImportResult import_image_folders(const ImportOptions& o) {
   DPUNET_CHECK(o.val_fraction >= 0 && o.val_fraction < 1, "import: val fraction must be in [0, 1), got ",
                o.val_fraction);
   DPUNET_CHECK(o.samples_per_shard >= 1, "import: samples per shard must be at least 1");
+  DPUNET_CHECK(o.tile >= 0, "import: --tile must be at least 1, got ", o.tile);
   DPUNET_CHECK(o.folds == 0 || (o.folds >= 2 && o.folds <= kMaxFolds), "import: folds must be in [2, ", kMaxFolds,
                "], got ", o.folds);
   DPUNET_CHECK(o.folds == 0 || o.val_fraction == 0,
@@ -345,9 +441,11 @@ ImportResult import_image_folders(const ImportOptions& o) {
   for (int k = o.folds; o.folds > 0 && k < kMaxFolds; ++k) cleared.push_back(fold_prefix(k));
   StagedOutput output(o.out_dir, cleared, o.overwrite);
   std::vector<std::vector<std::string>> staged(sets.size());
+  std::vector<int64_t> samples(sets.size());
   std::vector<std::string> all_staged;
   for (size_t k = 0; k < sets.size(); ++k) {
-    write_set(o, output.staging(), sets[k], prefixes[k], n_classes, result.class_of_value, reference, masks, staged[k]);
+    samples[k] = write_set(o, output.staging(), sets[k], prefixes[k], n_classes, result.class_of_value, reference,
+                           masks, staged[k]);
     all_staged.insert(all_staged.end(), staged[k].begin(), staged[k].end());
   }
   const std::vector<std::string> moved = output.commit(all_staged);
@@ -357,14 +455,15 @@ ImportResult import_image_folders(const ImportOptions& o) {
     written.emplace_back(next, next + static_cast<std::ptrdiff_t>(set.size()));
     next += static_cast<std::ptrdiff_t>(set.size());
   }
+  result.images = static_cast<int64_t>(pairs.size());
   if (o.folds > 0) {
     result.fold_shards = written;
-    for (const auto& set : sets) result.fold_samples.push_back(static_cast<int64_t>(set.size()));
+    result.fold_samples = samples;
   } else {
     result.train_shards = written[0];
     result.val_shards = written[1];
-    result.train_samples = static_cast<int64_t>(sets[0].size());
-    result.val_samples = static_cast<int64_t>(sets[1].size());
+    result.train_samples = samples[0];
+    result.val_samples = samples[1];
   }
   return result;
 }

@@ -27,6 +27,11 @@ struct ImportOptions {
   // validates on itself. 0: train/val by val_fraction.
   int folds = 0;
   int64_t samples_per_shard = 256;
+  // 0: each image is one sample (all of one size). T > 0: each image and its mask are cut
+  // into T x T samples that cover it from edge to edge (spread evenly, overlapping where
+  // T does not divide it), so images of any size at least T import, and a slide becomes
+  // samples that training reads one at a time. A pair's tiles all go to one set.
+  int64_t tile = 0;
   int gzip_level = 0;
   uint64_t seed = 0;
   // Mask value (grey) or 0xRRGGBB colour -> class id, or kIgnoreClass for pixels nobody
@@ -72,6 +77,7 @@ struct ImportResult {
   std::vector<int64_t> fold_samples;
   std::map<uint32_t, int> class_of_value;  // as applied
   bool colour_masks = false;               // keys are 0xRRGGBB colours
+  int64_t images = 0;                      // pairs read (samples count tiles)
 };
 
 ImportResult import_image_folders(const ImportOptions& options);

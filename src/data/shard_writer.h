@@ -18,8 +18,10 @@ struct ShardWriteOptions {
 
 class ShardWriter {
  public:
-  // `header.samples` fixes N; channel_mean/std are computed from the samples written
-  // unless the header already holds them.
+  // `header.samples` fixes N, or leaves it open at 0: each write may then add the next
+  // sample, and finish() fixes N at the number written (cutting images of unknown sizes
+  // into tiles). channel_mean/std are computed from the samples written unless the header
+  // already holds them.
   ShardWriter(std::string path, ShardHeader header, ShardWriteOptions options = {});
   ~ShardWriter();
   ShardWriter(const ShardWriter&) = delete;
@@ -29,6 +31,8 @@ class ShardWriter {
   void write(int64_t index, const void* image, const uint8_t* mask);
   // Writes the attributes, closes the file and renames it into place.
   void finish();
+  // Samples written so far.
+  int64_t written() const { return written_; }
 
  private:
   void accumulate_statistics(const void* image);
@@ -37,6 +41,7 @@ class ShardWriter {
   std::string temporary_path_;
   ShardHeader header_;
   bool statistics_given_;
+  bool open_ended_;                        // header_.samples was 0: N grows with each write
   std::vector<double> sum_, sum_squares_;  // per channel
   int64_t written_ = 0;
   H5Handle file_, images_, masks_;

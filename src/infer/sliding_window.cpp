@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "common/error.h"
+#include "common/tile_grid.h"
 #include "data/reflect.h"
 
 namespace dpunet::infer {
@@ -59,17 +60,6 @@ torch::Tensor gather_mirrored(const torch::Tensor& x, int64_t dim, int64_t first
 }
 
 }  // namespace
-
-std::vector<int64_t> tile_origins(int64_t size, int64_t tile, double overlap) {
-  if (size <= tile) return {0};
-  const double step = std::max(1.0, static_cast<double>(tile) * (1.0 - overlap));
-  const auto count = static_cast<int64_t>(std::ceil(static_cast<double>(size - tile) / step)) + 1;
-  std::vector<int64_t> origins;
-  for (int64_t i = 0; i < count; ++i) {
-    origins.push_back(static_cast<int64_t>(std::llround(static_cast<double>(i) * (size - tile) / (count - 1))));
-  }
-  return origins;
-}
 
 torch::Tensor mirror_pad(const torch::Tensor& x, int64_t top, int64_t bottom, int64_t left, int64_t right) {
   const int64_t h = x.size(-2), w = x.size(-1);

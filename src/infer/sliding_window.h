@@ -79,10 +79,6 @@ class TiledPrediction {
 // image [C, H, W] (float, on the model's device) -> class probabilities [K, H, W] (float).
 torch::Tensor predict_probabilities(const Forward& forward, const torch::Tensor& image, const TileOptions& options);
 
-// The tile origins along one axis: `count` positions from 0 to size - tile, evenly
-// spread so that neighbours overlap by at least `overlap` of a tile. Exposed for tests.
-std::vector<int64_t> tile_origins(int64_t size, int64_t tile, double overlap);
-
 // Mirror-pads x [..., H, W] by (top, bottom, left, right) without repeating the edge,
 // for any pad width (repeated reflection when the pad exceeds the image).
 torch::Tensor mirror_pad(const torch::Tensor& x, int64_t top, int64_t bottom, int64_t left, int64_t right);

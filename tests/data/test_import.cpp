@@ -567,6 +567,87 @@ TEST_CASE("import holds every set to one image layout and one kind of mask", "[d
   CHECK_FALSE(std::filesystem::exists(f.dir / "shards"));
 }
 
+namespace {
+
+// A grey image whose value at (y, x) is (3y + 5x + seed) mod 251, and its mask: 255 where
+// x + y is even (a pattern any misplaced tile breaks), else 0.
+void write_pattern_pair(const Folders& f, const std::string& name, int64_t height, int64_t width, int seed) {
+  Image image, mask;
+  image.height = mask.height = height;
+  image.width = mask.width = width;
+  image.channels = mask.channels = 1;
+  for (int64_t y = 0; y < height; ++y) {
+    for (int64_t x = 0; x < width; ++x) {
+      image.values.push_back(static_cast<uint16_t>((3 * y + 5 * x + seed) % 251));
+      mask.values.push_back((x + y) % 2 == 0 ? 255 : 0);
+    }
+  }
+  dpunet::data::write_png(f.dir / ("images/" + name + ".png"), image);
+  dpunet::data::write_png(f.dir / ("masks/" + name + ".png"), mask);
+}
+
+}  // namespace
+
+TEST_CASE("import --tile cuts images of any size into tiles that cover each, and keeps a pair's tiles in one set",
+          "[data]") {
+  Folders f;
+  // 70x45: rows at 0, 19, 38 (three 32-row tiles spread evenly), columns at 0, 13;
+  // 32x32: one tile; 64x100: 2 x 4 tiles.
+  write_pattern_pair(f, "a", 70, 45, 1);
+  write_pattern_pair(f, "b", 32, 32, 2);
+  write_pattern_pair(f, "c", 64, 100, 3);
+  f.options.tile = 32;
+  f.options.samples_per_shard = 5;
+  const auto result = dpunet::data::import_image_folders(f.options);
+  CHECK(result.images == 3);
+  CHECK(result.train_samples == 6 + 1 + 8);
+  CHECK(result.train_shards.size() == 3);  // 5 + 5 + 5
+  const dpunet::data::Dataset train(f.dir / "shards/train-*.h5");
+  REQUIRE(train.size() == 15);
+  CHECK(train.header().height == 32);
+  CHECK(train.header().width == 32);
+  // Sample k is a tile of a (files in name order, tiles row by row): each holds its
+  // image's pixels at its origin and the mask's classes.
+  const std::vector<std::array<int64_t, 3>> expected = {{1, 0, 0},  {1, 0, 13},  {1, 19, 0}, {1, 19, 13},
+                                                        {1, 38, 0}, {1, 38, 13}, {2, 0, 0}};
+  std::vector<uint8_t> image(32 * 32), mask(32 * 32);
+  for (size_t k = 0; k < expected.size(); ++k) {
+    const auto [seed, top, left] = expected[k];
+    train.read(static_cast<int64_t>(k), image.data(), mask.data());
+    INFO("sample " << k);
+    for (int64_t y = 0; y < 32; ++y) {
+      for (int64_t x = 0; x < 32; ++x) {
+        REQUIRE(image[y * 32 + x] == (3 * (top + y) + 5 * (left + x) + seed) % 251);
+        REQUIRE(mask[y * 32 + x] == ((top + y + left + x) % 2 == 0 ? 1 : 0));
+      }
+    }
+  }
+  // The last tile of c reaches its bottom-right corner.
+  train.read(14, image.data(), mask.data());
+  CHECK(image[31 * 32 + 31] == (3 * 63 + 5 * 99 + 3) % 251);
+
+  SECTION("a validation split deals pairs, not tiles") {
+    f.options.out_dir = f.dir / "split";
+    f.options.val_fraction = 0.34;  // one of three images
+    const auto split = dpunet::data::import_image_folders(f.options);
+    CHECK(split.train_samples + split.val_samples == 15);
+    CHECK((split.val_samples == 6 || split.val_samples == 1 || split.val_samples == 8));
+  }
+  SECTION("an image smaller than the tile is named") {
+    write_pattern_pair(f, "d", 20, 64, 4);
+    f.options.out_dir = f.dir / "small";
+    CHECK_THROWS_WITH(dpunet::data::import_image_folders(f.options),
+                      HasSubstr("images/d.png is 64x20, smaller than --tile 32"));
+    CHECK_FALSE(std::filesystem::exists(f.dir / "small"));
+  }
+  SECTION("without --tile, images of several sizes are refused, pointing at it") {
+    f.options.tile = 0;
+    f.options.out_dir = f.dir / "whole";
+    CHECK_THROWS_WITH(dpunet::data::import_image_folders(f.options),
+                      HasSubstr("crop or resize them to one size") && HasSubstr("--tile"));
+  }
+}
+
 TEST_CASE("import finds masks beside their images by their suffix", "[data]") {
   Folders f;
   f.options.masks_dir = f.options.images_dir;

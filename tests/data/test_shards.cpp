@@ -117,6 +117,35 @@ dpunet::data::ShardHeader small_header(int64_t samples) {
 }
 }  // namespace
 
+TEST_CASE("a shard of open count takes samples in order and fixes N at the number written", "[data]") {
+  TempDir dir;
+  {
+    dpunet::data::ShardWriter writer(dir / "open.h5", small_header(0));
+    std::vector<uint8_t> image(16), mask(16, 1);
+    for (int i = 0; i < 3; ++i) {
+      image.assign(16, static_cast<uint8_t>(i * 10));
+      writer.write(i, image.data(), mask.data());
+    }
+    CHECK(writer.written() == 3);
+    CHECK_THROWS_WITH(writer.write(5, image.data(), mask.data()), HasSubstr("takes them in order"));
+    writer.finish();
+  }
+  const ShardReader reader(dir / "open.h5");
+  CHECK(reader.header().samples == 3);
+  CHECK(reader.header().channel_mean == std::vector<double>{10.0});
+  CHECK_THAT(reader.storage(), HasSubstr("chunks [1, 1, 4, 4]"));
+  std::vector<uint8_t> mask;
+  CHECK(read_pixels(reader, 2, mask) == std::vector<double>(16, 20.0));
+  CHECK(mask == std::vector<uint8_t>(16, 1));
+  // Nothing written: no shard.
+  {
+    dpunet::data::ShardWriter empty(dir / "empty.h5", small_header(0));
+    CHECK_THROWS_WITH(empty.finish(), HasSubstr("no sample was written"));
+  }
+  CHECK_FALSE(std::filesystem::exists(dir / "empty.h5"));
+  CHECK_FALSE(std::filesystem::exists(dir / "empty.h5.partial"));
+}
+
 TEST_CASE("an unfinished shard leaves no file behind", "[data]") {
   TempDir dir;
   const std::string path = dir / "s.h5";

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "common/tile_grid.h"
 #include "infer/sliding_window.h"
 
 using dpunet::infer::TileOptions;
@@ -26,17 +27,17 @@ dpunet::infer::Forward pixelwise(int64_t margin) {
 }  // namespace
 
 TEST_CASE("tile origins cover the image with the asked overlap", "[infer]") {
-  CHECK(dpunet::infer::tile_origins(100, 128, 0.5) == std::vector<int64_t>{0});
-  const auto origins = dpunet::infer::tile_origins(1000, 256, 0.5);
+  CHECK(dpunet::tile_origins(100, 128, 0.5) == std::vector<int64_t>{0});
+  const auto origins = dpunet::tile_origins(1000, 256, 0.5);
   CHECK(origins.front() == 0);
   CHECK(origins.back() == 1000 - 256);
   for (size_t i = 1; i < origins.size(); ++i) CHECK(origins[i] - origins[i - 1] <= 128);
   // No overlap: tiles side by side when they divide the image, else spread evenly from
   // the first edge to the other (overlapping a little, never past the edge).
-  CHECK(dpunet::infer::tile_origins(512, 128, 0.0) == std::vector<int64_t>{0, 128, 256, 384});
-  CHECK(dpunet::infer::tile_origins(500, 128, 0.0) == std::vector<int64_t>{0, 124, 248, 372});
-  CHECK(dpunet::infer::tile_origins(128, 128, 0.0) == std::vector<int64_t>{0});
-  CHECK(dpunet::infer::tile_origins(384, 256, 0.5) == std::vector<int64_t>{0, 128});
+  CHECK(dpunet::tile_origins(512, 128, 0.0) == std::vector<int64_t>{0, 128, 256, 384});
+  CHECK(dpunet::tile_origins(500, 128, 0.0) == std::vector<int64_t>{0, 124, 248, 372});
+  CHECK(dpunet::tile_origins(128, 128, 0.0) == std::vector<int64_t>{0});
+  CHECK(dpunet::tile_origins(384, 256, 0.5) == std::vector<int64_t>{0, 128});
 }
 
 TEST_CASE("mirror padding reflects without repeating the edge, at any width", "[infer]") {
@@ -104,7 +105,7 @@ TEST_CASE("overlapping tiles are blended with Gaussian weights, and a small imag
   o.batch = 2;
   // 40 rows: tiles at rows 0, 8 and 16, one column of tiles.
   const torch::Tensor p = dpunet::infer::predict_probabilities(row_logits, torch::zeros({1, 40, 24}), o);
-  REQUIRE(dpunet::infer::tile_origins(40, 24, 0.5) == std::vector<int64_t>{0, 8, 16});
+  REQUIRE(dpunet::tile_origins(40, 24, 0.5) == std::vector<int64_t>{0, 8, 16});
   for (int64_t r = 0; r < 40; ++r) {
     double weighted = 0, weights = 0;
     for (int64_t y : {0, 8, 16}) {
@@ -143,8 +144,8 @@ torch::Tensor whole_image_blend(const dpunet::infer::Forward& forward, const tor
       torch::exp(-torch::pow(torch::arange(t, torch::kDouble) - (t - 1) / 2.0, 2) / (2 * (t / 8.0) * (t / 8.0)));
   const torch::Tensor weight = (torch::outer(g, g) / torch::outer(g, g).max()).clamp_min(1e-3).to(torch::kFloat);
   torch::Tensor sum, weights = torch::zeros({out_h, out_w});
-  for (int64_t y : dpunet::infer::tile_origins(out_h, t, o.overlap)) {
-    for (int64_t x : dpunet::infer::tile_origins(out_w, t, o.overlap)) {
+  for (int64_t y : dpunet::tile_origins(out_h, t, o.overlap)) {
+    for (int64_t x : dpunet::tile_origins(out_w, t, o.overlap)) {
       const torch::Tensor tile = padded.slice(1, y, y + o.input_tile).slice(2, x, x + o.input_tile).unsqueeze(0);
       torch::Tensor p = torch::softmax(forward(tile), 1);
       if (o.flip_tta) {
@@ -209,8 +210,8 @@ TEST_CASE("band-by-band prediction gives the whole-image blend, row by row in or
   CHECK(torch::allclose(dpunet::infer::predict_probabilities(forward, image, o), expected, 1e-5, 1e-6));
   CHECK_THROWS_WITH(prediction.next(), HasSubstr("already returned"));
   // Sums are held for a tile's rows and those between a batch's tile rows, not the image's.
-  const auto origins = dpunet::infer::tile_origins(std::max<int64_t>(height, 24), 24, overlap);
-  const auto columns = dpunet::infer::tile_origins(std::max<int64_t>(width, 24), 24, overlap).size();
+  const auto origins = dpunet::tile_origins(std::max<int64_t>(height, 24), 24, overlap);
+  const auto columns = dpunet::tile_origins(std::max<int64_t>(width, 24), 24, overlap).size();
   int64_t widest_step = 0;
   for (size_t i = 1; i < origins.size(); ++i) widest_step = std::max(widest_step, origins[i] - origins[i - 1]);
   const auto rows_per_batch = static_cast<int64_t>((o.batch + columns - 1) / columns) + 1;
