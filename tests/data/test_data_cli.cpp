@@ -41,7 +41,7 @@ TEST_CASE("inspect --verify lists a shard that cannot be opened and reads the ot
                                  HasSubstr("0 bad samples and 1 shard(s) that could not be opened (listed above)"));
 }
 
-TEST_CASE("data import --folds prints each fold's shards and the keys that train it", "[data][cli]") {
+TEST_CASE("data import --folds prints each fold's shards and the keys that train it, in tiles too", "[data][cli]") {
   dpunet::test::TempDir dir;
   std::filesystem::create_directories(dir / "images");
   std::filesystem::create_directories(dir / "masks");
@@ -68,6 +68,15 @@ TEST_CASE("data import --folds prints each fold's shards and the keys that train
   const auto both = run_command(import + " --folds 2 --val-fraction 0.5 --overwrite 2>&1");
   CHECK(both.exit_code != 0);
   CHECK_THAT(both.output, HasSubstr("--val-fraction excludes --folds"));
+  // Cut into 4x4 tiles: four of each 8x8 image, counted as samples, the images said.
+  const auto tiles = run_command(import + " --folds 2 --tile 4 --overwrite 2>&1");
+  INFO(tiles.output);
+  REQUIRE(tiles.exit_code == 0);
+  CHECK_THAT(tiles.output, HasSubstr("imported 16 samples in 2 folds (4x4 tiles of 4 images)") &&
+                               HasSubstr("fold1: 8 samples in 1 shard(s)"));
+  const auto none = run_command(import + " --tile 0 --overwrite 2>&1");
+  CHECK(none.exit_code != 0);
+  CHECK_THAT(none.output, HasSubstr("--tile"));
 }
 
 TEST_CASE("data synth into a folder holding shards refuses, or replaces them all with --overwrite", "[data][cli]") {
