@@ -179,7 +179,8 @@ void add_inspect(CLI::App& data) {
     const data::InspectResult result = data::inspect_dataset(args->spec, args->inspect, std::cout);
     DPUNET_CHECK(result.bad_samples == 0 && result.bad_shards == 0, args->spec, ": ", result.bad_samples,
                  " bad samples", result.bad_shards > 0 ? " and " + std::to_string(result.bad_shards) : "",
-                 result.bad_shards > 0 ? " shard(s) that could not be opened" : "", " (listed above)");
+                 result.bad_shards > 0 ? " shard(s) that could not be opened or disagree with the others" : "",
+                 " (listed above)");
   });
 }
 

@@ -16,22 +16,45 @@ namespace dpunet::data {
 
 namespace {
 
-// With verify, a shard that cannot be opened (truncated, not HDF5, unreadable) is listed
-// as BAD and the others are still read: one run lists every bad shard of hundreds.
+// With verify, a shard that cannot be opened (truncated, not HDF5, unreadable) or whose
+// layout differs from the others' (another image size, channel count, pixel type or
+// classes: a stray shard of another dataset) is listed as BAD and the others are still
+// read: one run lists every bad shard of hundreds. The layout most shards share (the
+// first one's among equals) is the dataset's.
 std::unique_ptr<Dataset> open_dataset(const std::string& spec, bool verify, std::ostream& out, int64_t& bad_shards) {
   if (!verify) return std::make_unique<Dataset>(spec);
   std::vector<std::string> readable;
+  std::vector<ShardHeader> headers;
   for (const std::string& path : resolve_shards(spec)) {
     try {
       ShardReader probe(path);
       readable.push_back(path);
+      headers.push_back(probe.header());
     } catch (const Error& e) {
       ++bad_shards;
       out << "BAD " << e.what() << "\n";
     }
   }
   if (readable.empty()) return nullptr;
-  return std::make_unique<Dataset>(readable);
+  const auto sharing = [&](const ShardHeader& layout) {
+    return std::count_if(headers.begin(), headers.end(), [&](const ShardHeader& h) { return same_layout(h, layout); });
+  };
+  size_t common = 0;
+  for (size_t i = 1; i < headers.size(); ++i) {
+    if (sharing(headers[i]) > sharing(headers[common])) common = i;
+  }
+  const auto others = sharing(headers[common]);
+  std::vector<std::string> agreeing;
+  for (size_t i = 0; i < readable.size(); ++i) {
+    if (same_layout(headers[i], headers[common])) {
+      agreeing.push_back(readable[i]);
+      continue;
+    }
+    ++bad_shards;
+    out << "BAD " << readable[i] << ": " << describe_layout(headers[i]) << ", unlike the " << others << " shard(s) of "
+        << describe_layout(headers[common]) << " (" << readable[common] << ", ...)\n";
+  }
+  return std::make_unique<Dataset>(agreeing);
 }
 
 }  // namespace
@@ -105,7 +128,8 @@ InspectResult inspect_dataset(const std::string& spec, const InspectOptions& opt
     out << "  unlabelled (" << h.ignore_label << "): " << share_text(class_pixels[h.ignore_label]) << "\n";
   if (options.verify) {
     out << "verify: " << read << " samples good, " << bad << " bad";
-    if (result.bad_shards > 0) out << "; " << result.bad_shards << " shard(s) could not be opened";
+    if (result.bad_shards > 0)
+      out << "; " << result.bad_shards << " shard(s) could not be opened or disagree with the others";
     out << "\n";
   }
   result.bad_samples = bad;

@@ -15,7 +15,7 @@ struct InspectOptions {
 
 struct InspectResult {
   int64_t bad_samples = 0;  // verify only
-  int64_t bad_shards = 0;   // verify only: shards that could not be opened (without verify, an error)
+  int64_t bad_shards = 0;   // verify only: shards that could not be opened or disagree (without verify, an error)
 };
 
 // Prints the report to `out`.

@@ -27,18 +27,28 @@ TEST_CASE("dpunet data synth and inspect --verify", "[data][cli]") {
                                  HasSubstr("6 samples good, 0 bad"));
 }
 
-TEST_CASE("inspect --verify lists a shard that cannot be opened and reads the others", "[data][cli]") {
+TEST_CASE("inspect --verify lists a shard that cannot be opened or disagrees, and reads the others", "[data][cli]") {
   dpunet::test::TempDir dir;
   const auto synth = run_command(DPUNET_BINARY " data synth --out " + dir.path() +
                                  " --samples 6 --shards 3 --val-samples 0 --size 32 2>&1");
   REQUIRE(synth.exit_code == 0);
   std::filesystem::resize_file(dir / "train-00001.h5", 100);  // cut short
+  // A stray shard of another dataset (16x16 images) among them.
+  const auto other = run_command(DPUNET_BINARY " data synth --out " + dir / "other" +
+                                 " --samples 2 --shards 1 --val-samples 0 --size 16 2>&1");
+  REQUIRE(other.exit_code == 0);
+  std::filesystem::copy_file(dir / "other/train-00000.h5", dir / "train-00009.h5");
   const auto inspect = run_command(DPUNET_BINARY " data inspect '" + dir / "train-*.h5" + "' --verify 2>&1");
   INFO(inspect.output);
   CHECK(inspect.exit_code != 0);
-  CHECK_THAT(inspect.output, HasSubstr("BAD " + dir / "train-00001.h5") && HasSubstr("4 samples in 2 shards") &&
-                                 HasSubstr("4 samples good, 0 bad; 1 shard(s) could not be opened") &&
-                                 HasSubstr("0 bad samples and 1 shard(s) that could not be opened (listed above)"));
+  CHECK_THAT(inspect.output,
+             HasSubstr("BAD " + dir / "train-00001.h5") &&
+                 HasSubstr("BAD " + dir / "train-00009.h5: C=1 H=16 W=16 uint8 n_classes=3, unlike the 2 shard(s) of "
+                                          "C=1 H=32 W=32") &&
+                 HasSubstr("4 samples in 2 shards") &&
+                 HasSubstr("4 samples good, 0 bad; 2 shard(s) could not be opened or disagree with the others") &&
+                 HasSubstr("0 bad samples and 2 shard(s) that could not be opened or disagree with the others "
+                           "(listed above)"));
 }
 
 TEST_CASE("data import --folds prints each fold's shards and the keys that train it, in tiles too", "[data][cli]") {
