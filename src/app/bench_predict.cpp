@@ -92,7 +92,7 @@ void add_bench_predict_command(CLI::App& bench) {
   cmd->add_option("--tile", args->tile, "Tile side")->capture_default_str()->check(at_least(1));
   cmd->add_option("--overlap", args->overlap, "Tile overlap, at most 0.9 as in predict")
       ->capture_default_str()
-      ->check(CLI::Range(0.0, 0.9));
+      ->check(number_from(0.0, 0.9, "from 0 to 0.9"));
   cmd->add_option("--batch", args->batch, "Tiles per forward pass")->capture_default_str()->check(at_least(1));
   cmd->add_option("--base-channels", args->base_channels, "Model width")->capture_default_str();
   cmd->add_option("--threads", args->threads, "Intra-op threads (0: torch's default)");

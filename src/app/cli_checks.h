@@ -25,6 +25,20 @@ inline CLI::Validator at_least(long long minimum) {
       ">= " + std::to_string(minimum));
 }
 
+// A number in [low, high]: "must be a number from 0 to 0.9, got nan" (CLI11's Range lets
+// NaN through: no comparison with it fails).
+inline CLI::Validator number_from(double low, double high, const std::string& text) {
+  return CLI::Validator(
+      [low, high, text](std::string& value) -> std::string {
+        errno = 0;
+        char* end = nullptr;
+        const double number = std::strtod(value.c_str(), &end);
+        const bool read = !value.empty() && end != nullptr && *end == '\0' && errno != ERANGE;
+        return read && number >= low && number <= high ? std::string() : "must be a number " + text + ", got " + value;
+      },
+      "[" + text + "]");
+}
+
 // A finite number above zero: "must be a number above 0, got nan".
 inline CLI::Validator above_zero() {
   return CLI::Validator(

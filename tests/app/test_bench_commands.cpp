@@ -156,4 +156,12 @@ TEST_CASE("bench predict tiles the image as predict does and reports the rates o
   REQUIRE(seconds > 0);
   CHECK(number(j, "images_per_s") == Approx(1 / seconds));
   CHECK(number(j, "tiles_per_s") == Approx(9 / seconds));
+  // An overlap outside [0, 0.9], NaN too, is refused before anything runs.
+  for (const std::string overlap : {"nan", "0.95", "-0.1"}) {
+    const auto refused =
+        dpunet::test::run_command(DPUNET_BINARY " bench predict --size 64 --tile 32 --overlap " + overlap + " 2>&1");
+    INFO(refused.output);
+    CHECK(refused.exit_code != 0);
+    CHECK_THAT(refused.output, HasSubstr("must be a number from 0 to 0.9, got " + overlap));
+  }
 }

@@ -126,6 +126,10 @@ TEST_CASE("data command numbers are checked by the option that takes them", "[da
     CHECK_THAT(synth.output, HasSubstr(option.substr(0, option.find(' '))));
   }
   CHECK_FALSE(std::filesystem::exists(dir / "train-00000.h5"));
+  const auto nan = run_command(DPUNET_BINARY " data import --images " + dir.path() + " --masks " + dir.path() +
+                               " --out " + dir / "out" + " --val-fraction nan 2>&1");
+  CHECK(nan.exit_code != 0);
+  CHECK_THAT(nan.output, HasSubstr("--val-fraction") && HasSubstr("must be a number from 0 to below 1, got nan"));
 }
 
 TEST_CASE("a dataset of more shards than the soft open-file limit opens", "[data][cli]") {
