@@ -76,9 +76,9 @@ void CheckpointStore::commit(int64_t step, const std::function<void(const std::s
   for (int64_t i = 0; i < excess; ++i) {
     // By name: an error comparing files (fs::equivalent) must not prune the best one.
     if (kept_best && fs::path(up_to_step[i]).filename() == fs::path(*kept_best).filename()) continue;
-    // Not an error: the new checkpoint is safe. But said, as the old ones pile up until
-    // the disk is full.
-    if (!fs::remove(up_to_step[i], ec) && ec) {
+    // Not an error: the new checkpoint is safe. But said (once for each file), as the old
+    // ones pile up until the disk is full.
+    if (!fs::remove(up_to_step[i], ec) && ec && unremovable_.insert(up_to_step[i]).second) {
       std::cerr << "dpunet: warning: cannot remove the old checkpoint " << up_to_step[i] << ": " << ec.message()
                 << " (checkpoint.keep_last is not kept; older checkpoints will pile up)" << std::endl;
     }

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -51,6 +52,7 @@ class CheckpointStore {
   void write_pointer(const std::string& name, const std::string& target) const;
 
   std::string directory_;
+  std::set<std::string> unremovable_;  // old checkpoints commit() said it could not prune: said once
 };
 
 // What a checkpoint argument (`predict --checkpoint`, `export`) names: a checkpoint file
