@@ -85,7 +85,8 @@ bool png_read_rows(png_structp png, png_bytepp rows) {
   return true;
 }
 
-Image read_png(const std::string& path, ImageRole role) {
+// `with_pixels` false: the header only (Image::values left empty).
+Image read_png(const std::string& path, ImageRole role, bool with_pixels) {
   File file(std::fopen(path.c_str(), "rb"));
   DPUNET_CHECK(file, path, ": cannot open");
   PngError error;
@@ -110,6 +111,7 @@ Image read_png(const std::string& path, ImageRole role) {
   // A mask unpacked as stored keeps its file's depth: masks of one import must be alike.
   const bool unpacked_grey = header.channels == 1 && header.stored_bits < 8 && role == ImageRole::kLabels;
   image.bits = unpacked_grey ? header.stored_bits : header.bits;
+  if (!with_pixels) return image;
   const size_t row_values = static_cast<size_t>(image.width * image.channels);
   const size_t value_bytes = static_cast<size_t>(header.bits / 8);
   std::vector<unsigned char> bytes(row_values * image.height * value_bytes);
@@ -154,15 +156,27 @@ std::string image_stem(const std::string& path) {
   return stem;
 }
 
-Image read_image(const std::string& path, ImageRole role) {
+namespace {
+
+Image read_image_file(const std::string& path, ImageRole role, bool with_pixels) {
   const std::string ext = lower_extension(path);
   try {
-    if (ext == ".png") return read_png(path, role);
-    if (ext == ".tif" || ext == ".tiff") return read_tiff(path, role);
+    if (ext == ".png") return read_png(path, role, with_pixels);
+    if (ext == ".tif" || ext == ".tiff") return read_tiff(path, role, with_pixels);
   } catch (const std::bad_alloc&) {
     DPUNET_FAIL(path, ": the image does not fit in memory (is its header damaged?)");
   }
   DPUNET_FAIL(path, ": unsupported image type '", ext, "' (expected .png, .tif or .tiff)");
+}
+
+}  // namespace
+
+Image read_image(const std::string& path, ImageRole role) {
+  return read_image_file(path, role, true);
+}
+
+Image read_image_header(const std::string& path, ImageRole role) {
+  return read_image_file(path, role, false);
 }
 
 void write_png(const std::string& path, const Image& image) {

@@ -25,6 +25,10 @@ std::string image_stem(const std::string& path);
 // as written, a 1-, 2- or 4-bit grey PNG's values unscaled); images are read as displayed
 // (low-bit grey scaled to 8 bits). PNG palettes become colours in both roles.
 Image read_image(const std::string& path, ImageRole role = ImageRole::kImage);
+// What read_image would give but the pixels (Image::values stays empty): the size,
+// channels and bit depth, from the file's header, with read_image's refusals of what it
+// cannot read. A slide's is known without decoding it.
+Image read_image_header(const std::string& path, ImageRole role = ImageRole::kImage);
 // Writes an 8-bit PNG (1 or 3 channels; values must be < 256).
 void write_png(const std::string& path, const Image& image);
 

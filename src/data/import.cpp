@@ -88,7 +88,7 @@ void check_mask_kind(const MaskKind& first, const Image& mask, const std::string
 }
 
 MaskKind mask_kind(const std::vector<Pair>& pairs) {
-  const Image first = read_image(pairs.front().mask, ImageRole::kLabels);
+  const Image first = read_image_header(pairs.front().mask, ImageRole::kLabels);
   return {pairs.front().mask, first.channels, first.bits};
 }
 
@@ -420,8 +420,8 @@ ImportResult import_image_folders(const ImportOptions& o) {
   const MaskKind masks = mask_kind(pairs);
   result.class_of_value = o.class_of_value.empty() ? discover_classes(pairs, masks) : o.class_of_value;
   result.colour_masks = masks.channels > 1;
-  ImageKind reference{pairs.front().image, read_image(pairs.front().image)};
-  reference.image.values = {};  // only its size, channels and bit depth are compared
+  // Only its size, channels and bit depth are compared.
+  const ImageKind reference{pairs.front().image, read_image_header(pairs.front().image)};
   const int n_classes = mapped_classes(result.class_of_value);
   DPUNET_CHECK(o.class_names.empty() || static_cast<int>(o.class_names.size()) == n_classes,
                "import: ", o.class_names.size(), " class names for ", n_classes, " classes");

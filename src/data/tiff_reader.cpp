@@ -161,7 +161,7 @@ int colormap_shift(const uint16_t* red, const uint16_t* green, const uint16_t* b
 
 }  // namespace
 
-Image read_tiff(const std::string& path, ImageRole role) {
+Image read_tiff(const std::string& path, ImageRole role, bool with_pixels) {
   static const bool handlers_set = [] {
     TIFFSetErrorHandler(tiff_capture);
     TIFFSetWarningHandler(tiff_ignore);
@@ -179,7 +179,6 @@ Image read_tiff(const std::string& path, ImageRole role) {
                "page as its own file, or the channels as one RGB image");
   const Layout l = read_layout(tiff.get(), path);
   const int colour = colour_channels(tiff.get(), l, path);
-  const std::vector<uint16_t> samples = read_samples(tiff.get(), l, path);
 
   Image image;
   image.height = l.height;
@@ -190,6 +189,8 @@ Image read_tiff(const std::string& path, ImageRole role) {
   const bool as_stored = role == ImageRole::kLabels;
   const bool expand_palette = l.photometric == PHOTOMETRIC_PALETTE && !as_stored;
   image.channels = expand_palette ? 3 : colour;
+  if (!with_pixels) return image;
+  const std::vector<uint16_t> samples = read_samples(tiff.get(), l, path);
   const size_t pixels = static_cast<size_t>(l.height) * l.width;
   image.values.resize(pixels * static_cast<size_t>(image.channels));
   if (expand_palette) {

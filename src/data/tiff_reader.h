@@ -8,6 +8,7 @@
 
 namespace dpunet::data {
 
-Image read_tiff(const std::string& path, ImageRole role);
+// `with_pixels` false: the header only, checked as for reading (Image::values left empty).
+Image read_tiff(const std::string& path, ImageRole role, bool with_pixels = true);
 
 }  // namespace dpunet::data

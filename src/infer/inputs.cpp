@@ -100,7 +100,7 @@ InputSet::InputSet(const std::string& input, InputOptions options) : input_(inpu
                  options_.n_classes, "-class model; unlabelled pixels need a model of at most ", ignore_label(),
                  " classes");
     if (options_.require_masks) check_masks();
-    const data::Image first = data::read_image(images_.front());
+    const data::Image first = data::read_image_header(images_.front());  // a slide is not decoded for it
     image_channels_ = first.channels;
     image_bits_ = first.bits;
     return;

@@ -140,6 +140,29 @@ TEST_CASE("image files round-trip through PNG and 16-bit TIFF", "[data]") {
   CHECK_THROWS_WITH(dpunet::data::read_image(dir / "c.png"), HasSubstr(dir / "c.png") && HasSubstr("PNG"));
 }
 
+TEST_CASE("an image's header gives what reading it gives, but the pixels", "[data]") {
+  dpunet::test::TempDir dir;
+  dpunet::data::write_png(dir / "rgb.png", make_image(9, 3, 1));
+  write_tiff16(dir / "deep.tif", make_image(7, 1, 2, 16));
+  write_palette_png(dir / "palette.png", 4);
+  write_low_bit_png(dir / "four.png", 4, 4, [](int64_t y, int64_t x) { return y * 4 + x; });
+  using dpunet::data::ImageRole;
+  for (const std::string name : {"rgb.png", "deep.tif", "palette.png", "four.png"}) {
+    for (const ImageRole role : {ImageRole::kImage, ImageRole::kLabels}) {
+      const Image read = dpunet::data::read_image(dir / name, role);
+      const Image header = dpunet::data::read_image_header(dir / name, role);
+      INFO(name << (role == ImageRole::kLabels ? " as labels" : " as an image"));
+      CHECK(header.height == read.height);
+      CHECK(header.width == read.width);
+      CHECK(header.channels == read.channels);
+      CHECK(header.bits == read.bits);
+      CHECK(header.values.empty());
+    }
+  }
+  std::ofstream(dir / "bad.png") << "not a png";
+  CHECK_THROWS_WITH(dpunet::data::read_image_header(dir / "bad.png"), HasSubstr(dir / "bad.png"));
+}
+
 TEST_CASE("a PNG over a million pixels wide (libpng's default limit) writes and reads back", "[data]") {
   dpunet::test::TempDir dir;
   Image wide;
@@ -265,6 +288,20 @@ TEST_CASE(
   write_tiff(dir / "ycbcr.tif", 2, 2, std::vector<uint16_t>(12, 7), ycbcr);
   CHECK_THROWS_WITH(dpunet::data::read_image(dir / "ycbcr.tif"),
                     HasSubstr(dir / "ycbcr.tif") && HasSubstr("colour model 6"));
+  // Their headers say what reading gives, and refuse what reading refuses.
+  for (const std::string name :
+       {"tiled.tif", "inverted.tif", "palette.tif", "alpha.tif", "overviews.tif", "rgba.tif"}) {
+    for (const auto role : {dpunet::data::ImageRole::kImage, dpunet::data::ImageRole::kLabels}) {
+      const Image read = dpunet::data::read_image(dir / name, role),
+                  header = dpunet::data::read_image_header(dir / name, role);
+      INFO(name);
+      CHECK((header.height == read.height && header.width == read.width && header.channels == read.channels &&
+             header.bits == read.bits));
+    }
+  }
+  for (const std::string name : {"stack.tif", "two.tif", "ycbcr.tif"}) {
+    CHECK_THROWS_WITH(dpunet::data::read_image_header(dir / name), HasSubstr(dir / name));
+  }
 }
 
 TEST_CASE("a palette PNG with transparency reads as RGB, its alpha dropped", "[data]") {
