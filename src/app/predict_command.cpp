@@ -11,7 +11,9 @@
 #include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
+#include <tuple>
 #include <vector>
 
 #include <unistd.h>
@@ -135,6 +137,34 @@ std::vector<Member> load_members(const PredictArgs& args, const dist::Context& c
     std::printf("predict: an ensemble of %zu models; their class probabilities are averaged\n", members.size());
   }
   return members;
+}
+
+// The per-channel affine from the inputs of a set normalising by `from` to those of one
+// normalising by `to` (both value * scale + shift of the stored values); none where `to`
+// is not fixed.
+std::optional<std::vector<data::ChannelAffine>> relative_affine(
+    const std::vector<data::ChannelAffine>& from, const std::optional<std::vector<data::ChannelAffine>>& to) {
+  if (!to || to->size() != from.size()) return std::nullopt;
+  std::vector<data::ChannelAffine> relative(from.size());
+  for (size_t c = 0; c < from.size(); ++c) {
+    if (from[c].scale == 0) return std::nullopt;
+    relative[c].scale = (*to)[c].scale / from[c].scale;
+    relative[c].shift = (*to)[c].shift - relative[c].scale * from[c].shift;
+  }
+  return relative;
+}
+
+// An affine's scale and shift as [1, C, 1, 1] tensors on `device`, for tiles [B, C, H, W].
+std::pair<torch::Tensor, torch::Tensor> affine_tensors(const std::vector<data::ChannelAffine>& affine,
+                                                       const torch::Device& device) {
+  std::vector<float> scale, shift;
+  for (const data::ChannelAffine& a : affine) {
+    scale.push_back(static_cast<float>(a.scale));
+    shift.push_back(static_cast<float>(a.shift));
+  }
+  const auto channels = static_cast<int64_t>(affine.size());
+  return {torch::tensor(scale).view({1, channels, 1, 1}).to(device),
+          torch::tensor(shift).view({1, channels, 1, 1}).to(device)};
 }
 
 // The inputs as each model expects them: the first InputSet also reads the masks (for
@@ -298,16 +328,33 @@ void run(const PredictArgs& args) {
   // the class sums nor the probabilities of a whole slide are ever held. `item` is the
   // first InputSet's; its float image is let go once on the device.
   const auto predict = [&](int64_t index, infer::InputItem& item) {
-    std::vector<torch::Tensor> images(input_sets.size());  // as each normalisation sees the image
+    // One image per normalisation at most, and usually one in all: models that normalise
+    // otherwise than the first InputSet take its image through their own affine, tile by
+    // tile, where both are fixed (statistics, bit depth); per-image standardisation alone
+    // needs a copy of its own.
+    std::vector<torch::Tensor> images(input_sets.size());
+    images[0] = item.image.to(context.device());
+    item.image = torch::Tensor();
+    std::optional<std::vector<data::ChannelAffine>> first_affine;
+    if (input_sets.size() > 1) first_affine = input_sets[0]->fixed_affine(index);
     std::vector<infer::EnsembleMember> parts;
     for (const Member& m : members) {
-      torch::Tensor& image = images[m.inputs];
-      if (!image.defined()) {
-        image = (m.inputs == 0 ? item.image : input_sets[m.inputs]->load(index).image).to(context.device());
+      torch::Tensor image = images[0], scale, shift;
+      if (m.inputs != 0) {
+        const auto affine =
+            first_affine ? relative_affine(*first_affine, input_sets[m.inputs]->fixed_affine(index)) : std::nullopt;
+        if (affine) {
+          std::tie(scale, shift) = affine_tensors(*affine, context.device());
+        } else {
+          if (!images[m.inputs].defined())
+            images[m.inputs] = input_sets[m.inputs]->load(index).image.to(context.device());
+          image = images[m.inputs];
+        }
       }
-      const infer::Forward forward = [net = m.net.ptr(), autocast](const torch::Tensor& x) {
+      const infer::Forward forward = [net = m.net.ptr(), autocast, scale, shift](const torch::Tensor& x) {
+        const torch::Tensor input = scale.defined() ? torch::addcmul(shift, x, scale) : x;
         AutocastScope scope(autocast, at::kBFloat16);
-        return net->forward(x);
+        return net->forward(input);
       };
       const std::string label = members.size() == 1 ? "" : "model " + m.file;
       try {
@@ -317,7 +364,6 @@ void run(const PredictArgs& args) {
         throw Error(label + ": " + exception_message(e));
       }
     }
-    item.image = torch::Tensor();
     images.clear();
     infer::EnsembleRows rows(std::move(parts));
     // The argmax where the probabilities are: one byte per pixel crosses to the host, once.

@@ -127,11 +127,12 @@ Image read_png(const std::string& path, ImageRole role, bool with_pixels) {
   return image;
 }
 
-bool png_write_all(png_structp png, png_infop info, FILE* file, const Image* image, png_bytepp rows) {
+bool png_write_all(png_structp png, png_infop info, FILE* file, int64_t height, int64_t width, int64_t channels,
+                   png_bytepp rows) {
   if (setjmp(png_jmpbuf(png))) return false;
   png_init_io(png, file);
-  png_set_IHDR(png, info, static_cast<png_uint_32>(image->width), static_cast<png_uint_32>(image->height), 8,
-               image->channels == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE,
+  png_set_IHDR(png, info, static_cast<png_uint_32>(width), static_cast<png_uint_32>(height), 8,
+               channels == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE,
                PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
   png_write_info(png, info);
   png_write_image(png, rows);
@@ -180,14 +181,18 @@ Image read_image_header(const std::string& path, ImageRole role) {
 }
 
 void write_png(const std::string& path, const Image& image) {
-  DPUNET_CHECK(image.channels == 1 || image.channels == 3, path, ": PNG output needs 1 or 3 channels");
-  std::vector<unsigned char> bytes(image.values.size());
+  std::vector<uint8_t> bytes(image.values.size());
   for (size_t i = 0; i < bytes.size(); ++i) {
     DPUNET_CHECK(image.values[i] < 256, path, ": value ", image.values[i], " does not fit an 8-bit PNG");
-    bytes[i] = static_cast<unsigned char>(image.values[i]);
+    bytes[i] = static_cast<uint8_t>(image.values[i]);
   }
-  std::vector<png_bytep> rows(image.height);
-  for (int64_t y = 0; y < image.height; ++y) rows[y] = bytes.data() + y * image.width * image.channels;
+  write_png8(path, image.height, image.width, image.channels, bytes.data());
+}
+
+void write_png8(const std::string& path, int64_t height, int64_t width, int64_t channels, const uint8_t* values) {
+  DPUNET_CHECK(channels == 1 || channels == 3, path, ": PNG output needs 1 or 3 channels");
+  std::vector<png_bytep> rows(height);
+  for (int64_t y = 0; y < height; ++y) rows[y] = const_cast<uint8_t*>(values) + y * width * channels;
   File file(std::fopen(path.c_str(), "wb"));
   DPUNET_CHECK(file, path, ": cannot create (", std::strerror(errno), ")");
   PngError error;
@@ -195,7 +200,7 @@ void write_png(const std::string& path, const Image& image) {
   DPUNET_CHECK(png, path, ": libpng could not start");
   png_set_user_limits(png, PNG_UINT_31_MAX, PNG_UINT_31_MAX);
   png_infop info = png_create_info_struct(png);
-  const bool ok = png_write_all(png, info, file.get(), &image, rows.data());
+  const bool ok = png_write_all(png, info, file.get(), height, width, channels, rows.data());
   png_destroy_write_struct(&png, &info);
   DPUNET_CHECK(ok, path, ": writing the PNG failed (", error.message, ")");
   DPUNET_CHECK(std::fflush(file.get()) == 0, path, ": writing the PNG failed (disk full?)");

@@ -31,5 +31,7 @@ Image read_image(const std::string& path, ImageRole role = ImageRole::kImage);
 Image read_image_header(const std::string& path, ImageRole role = ImageRole::kImage);
 // Writes an 8-bit PNG (1 or 3 channels; values must be < 256).
 void write_png(const std::string& path, const Image& image);
+// Writes an 8-bit PNG from bytes [H, W, C] (C 1 or 3), without an Image's 16-bit copy.
+void write_png8(const std::string& path, int64_t height, int64_t width, int64_t channels, const uint8_t* values);
 
 }  // namespace dpunet::data

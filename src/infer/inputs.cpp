@@ -21,10 +21,21 @@ namespace {
 // Display copy of the first channel (what the overlay draws) scaled to 8 bits, [1, H, W].
 // In place on one float copy of that channel: a whole slide has no room for more.
 torch::Tensor display_copy(const torch::Tensor& values) {
-  torch::Tensor v = values.narrow(0, 0, 1).to(torch::kFloat, /*non_blocking=*/false, /*copy=*/true);
-  const double low = v.min().item<double>(), high = v.max().item<double>();
-  v.sub_(low).mul_(255.0 / std::max(high - low, 1e-12)).round_().clamp_(0, 255);
-  return v.to(torch::kByte);
+  const torch::Tensor first = values[0].to(torch::kFloat).contiguous();  // a view of float values
+  const auto [low_t, high_t] = torch::aminmax(first);
+  const double low = low_t.item<double>(), high = high_t.item<double>();
+  const auto scale = static_cast<float>(255.0 / std::max(high - low, 1e-12));
+  const auto start = static_cast<float>(low);
+  // Straight into bytes: a float copy of a slide's channel would cost 4 bytes a pixel.
+  torch::Tensor display = torch::empty({1, first.size(0), first.size(1)}, torch::kByte);
+  const float* in = first.data_ptr<float>();
+  uint8_t* out = display.data_ptr<uint8_t>();
+  at::parallel_for(0, first.numel(), 1 << 16, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      out[i] = static_cast<uint8_t>(std::clamp(std::nearbyint((in[i] - start) * scale), 0.0f, 255.0f));
+    }
+  });
+  return display;
 }
 
 // [C, H, W] float stored values to network inputs, as load_sample does for shards; in
@@ -163,6 +174,46 @@ void InputSet::warn_other_units(const std::string& pixel_type, const std::string
   std::fprintf(stderr,
                "predict: the model's normalisation statistics were measured on %s pixels, %s holds %s; using %s\n",
                options_.normalizer.pixel_type.c_str(), input_.c_str(), pixel_type.c_str(), instead.c_str());
+}
+
+std::optional<std::vector<data::ChannelAffine>> InputSet::fixed_affine(int64_t index) const {
+  const data::Normalizer& n = options_.normalizer;
+  if (n.mode == data::Normalization::kPerImage) return std::nullopt;
+  data::PixelType type = data::PixelType::kUInt8;
+  int64_t channels = 0;
+  std::vector<double> means = n.channel_mean, deviations = n.channel_std;
+  if (dataset_) {
+    const data::ShardHeader& h = dataset_->header();
+    type = h.pixel_type;
+    channels = h.channels;
+    if (means.empty()) {  // the shards' own statistics
+      means = h.channel_mean;
+      deviations = h.channel_std;
+    }
+  } else {
+    const data::Image header = data::read_image_header(images_[static_cast<size_t>(index)]);
+    type = header.bits == 16 ? data::PixelType::kUInt16 : data::PixelType::kUInt8;
+    channels = header.channels;
+    // Image files carry no statistics: without the model's (or in other units), each is
+    // standardised by its own.
+    if (n.mode == data::Normalization::kDataset && (means.empty() || !data::statistics_apply(n, type))) {
+      return std::nullopt;
+    }
+  }
+  std::vector<data::ChannelAffine> affine(static_cast<size_t>(channels));
+  if (n.mode == data::Normalization::kNone) {
+    const double scale = type == data::PixelType::kUInt8    ? 1 / 255.0
+                         : type == data::PixelType::kUInt16 ? 1 / 65535.0
+                                                            : 1;
+    for (auto& a : affine) a.scale = scale;
+    return affine;
+  }
+  // Statistics for another channel count: load() says so; nothing to share here.
+  if (static_cast<int64_t>(means.size()) != channels || static_cast<int64_t>(deviations.size()) != channels) {
+    return std::nullopt;
+  }
+  for (int64_t c = 0; c < channels; ++c) affine[c] = data::dataset_affine(means[c], deviations[c]);
+  return affine;
 }
 
 int64_t InputSet::size() const {

@@ -55,6 +55,12 @@ class InputSet {
   std::string name(int64_t index) const;
   // Every item's name, in order.
   std::vector<std::string> names() const;
+  // The per-channel value * scale + shift that turns item `index`'s stored pixel values
+  // into this set's inputs, when it does not depend on the image (statistics, or scaling
+  // by the bit depth); none for per-image standardisation. An ensemble's models that
+  // normalise otherwise share one image through it: one set's inputs become another's
+  // tile by tile.
+  std::optional<std::vector<data::ChannelAffine>> fixed_affine(int64_t index) const;
   int64_t channels() const;
   // The shards read; null for image files.
   const data::Dataset* dataset() const { return dataset_.get(); }

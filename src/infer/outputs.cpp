@@ -150,39 +150,32 @@ void PredictionWriter::write(const std::string& name, const torch::Tensor& label
   current_.clear();
   ++written_;
   if (!options_.png) return;
-  data::Image mask_png;
-  mask_png.height = mask.size(0);
-  mask_png.width = mask.size(1);
-  mask_png.channels = 1;
-  mask_png.values.assign(mask.data_ptr<uint8_t>(), mask.data_ptr<uint8_t>() + mask.numel());
+  const int64_t height = mask.size(0), width = mask.size(1);
   manifest_.add(name + "_mask.png");
   manifest_.add(name + "_overlay.png");
-  data::write_png(options_.directory + "/" + name + "_mask.png", mask_png);
+  data::write_png8(options_.directory + "/" + name + "_mask.png", height, width, 1, mask.data_ptr<uint8_t>());
   manifest_.written(name + "_mask.png");
 
-  // Overlay: the first channel in grey, classes blended in colour at 45%.
+  // Overlay: the first channel in grey, classes blended in colour at 45%. Made as bytes:
+  // a slide's overlay is 3 bytes a pixel.
   const torch::Tensor grey = raw[0].to(torch::kCPU).contiguous();
-  data::Image overlay;
-  overlay.height = mask_png.height;
-  overlay.width = mask_png.width;
-  overlay.channels = 3;
-  overlay.values.resize(static_cast<size_t>(overlay.height * overlay.width * 3));
   static const auto palette = [] {
     std::array<std::array<double, 3>, 256> colours{};
     for (int k = 0; k < 256; ++k)
       for (int c = 0; c < 3; ++c) colours[k][c] = class_colour(k, c);
     return colours;
   }();
+  std::vector<uint8_t> overlay(static_cast<size_t>(height * width * 3));
   const uint8_t* g = grey.data_ptr<uint8_t>();
   const uint8_t* m = mask.data_ptr<uint8_t>();
-  for (int64_t i = 0; i < overlay.height * overlay.width; ++i) {
+  for (int64_t i = 0; i < height * width; ++i) {
     for (int c = 0; c < 3; ++c) {
       const double base = g[i];
       const double colour = palette[m[i]][c];
-      overlay.values[i * 3 + c] = static_cast<uint16_t>(m[i] == 0 ? base : 0.55 * base + 0.45 * colour);
+      overlay[i * 3 + c] = static_cast<uint8_t>(m[i] == 0 ? base : 0.55 * base + 0.45 * colour);
     }
   }
-  data::write_png(options_.directory + "/" + name + "_overlay.png", overlay);
+  data::write_png8(options_.directory + "/" + name + "_overlay.png", height, width, 3, overlay.data());
   manifest_.written(name + "_overlay.png");
 }
 

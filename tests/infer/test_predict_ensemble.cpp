@@ -86,19 +86,27 @@ TEST_CASE("an ensemble averages its models' class probabilities, each model seei
     REQUIRE_FALSE(c.data.channel_mean.empty());
     for (double& mean : c.data.channel_mean) mean += 40;
   });
-  for (const auto& [models, out] :
-       std::vector<std::pair<std::string, std::string>>{{"--weights " + weights, "plain"},
-                                                        {"--weights " + brighter, "brighter"},
-                                                        {"--weights " + weights + " " + brighter, "pair"}}) {
+  // And standardising each image by its own statistics (no shared image: its own copy).
+  const std::string own = t.f.dir() / "own.safetensors";
+  write_changed_weights(weights, own, [](dpunet::config::Config& c) { c.data.normalization = "per_image"; });
+  for (const auto& [models, out] : std::vector<std::pair<std::string, std::string>>{
+           {"--weights " + weights, "plain"},
+           {"--weights " + brighter, "brighter"},
+           {"--weights " + own, "own"},
+           {"--weights " + weights + " " + brighter, "pair"},
+           {"--weights " + own + " " + brighter + " " + weights, "three"}}) {
     const auto run = predict_into(t.f, models, out);
     INFO(run.output);
     REQUIRE(run.exit_code == 0);
   }
   for (int i = 0; i < 6; ++i) {
     const torch::Tensor a = probabilities_of(t.f, "plain", i), b = probabilities_of(t.f, "brighter", i);
+    const torch::Tensor c = probabilities_of(t.f, "own", i);
     CHECK(torch::allclose(a, probabilities_of(t.f, "late", i), 1e-5, 1e-6));
     CHECK_FALSE(torch::allclose(a, b, 1e-3, 1e-3));
+    CHECK_FALSE(torch::allclose(a, c, 1e-3, 1e-3));
     CHECK(torch::allclose(probabilities_of(t.f, "pair", i), (a + b) / 2, 1e-5, 1e-6));
+    CHECK(torch::allclose(probabilities_of(t.f, "three", i), (a + b + c) / 3, 1e-5, 1e-6));
   }
   // Image files with their masks beside them: every model predicts the images alone.
   const std::string beside = t.f.dir() / "beside";

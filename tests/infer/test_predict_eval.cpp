@@ -212,3 +212,38 @@ TEST_CASE("unlabelled pixels of image masks need a value that is no class of the
   options.n_classes = 255;
   CHECK(dpunet::infer::InputSet(dir / "images", options).ignore_label() == 255);
 }
+
+TEST_CASE("an input set's fixed affine turns stored values into the inputs load gives", "[infer]") {
+  dpunet::test::TempDir dir;
+  dpunet::data::Image image;
+  image.height = 3;
+  image.width = 5;
+  image.channels = 1;
+  for (uint16_t v = 0; v < 15; ++v) image.values.push_back(static_cast<uint16_t>(v * 17));
+  dpunet::data::write_png(dir / "a.png", image);
+  const torch::Tensor stored = torch::arange(15, torch::kFloat).view({1, 3, 5}) * 17;
+  dpunet::infer::InputOptions options;
+  options.display = false;
+  const auto affine_of = [&](const dpunet::data::Normalizer& normalizer) {
+    options.normalizer = normalizer;
+    return dpunet::infer::InputSet(dir / "a.png", options).fixed_affine(0);
+  };
+  const auto check_against_load = [&](const dpunet::data::Normalizer& normalizer) {
+    const auto affine = affine_of(normalizer);
+    REQUIRE(affine);
+    REQUIRE(affine->size() == 1);
+    const torch::Tensor loaded = dpunet::infer::InputSet(dir / "a.png", options).load(0).image;
+    CHECK(torch::allclose(loaded, stored * (*affine)[0].scale + (*affine)[0].shift, 1e-5, 1e-6));
+  };
+  check_against_load(dpunet::data::Normalization::kNone);
+  dpunet::data::Normalizer statistics(dpunet::data::Normalization::kDataset);
+  statistics.channel_mean = {100};
+  statistics.channel_std = {20};
+  statistics.pixel_type = "uint8";
+  check_against_load(statistics);
+  // Each image's own statistics: no fixed affine.
+  CHECK_FALSE(affine_of(dpunet::data::Normalization::kPerImage));
+  CHECK_FALSE(affine_of(dpunet::data::Normalization::kDataset));  // image files carry no statistics
+  statistics.pixel_type = "uint16";                               // in other units: each image standardised instead
+  CHECK_FALSE(affine_of(statistics));
+}
