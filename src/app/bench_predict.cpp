@@ -62,8 +62,17 @@ void run(const BenchPredictArgs& args) {
     wait_for(device);
   }
   const auto start = std::chrono::steady_clock::now();
-  const torch::Tensor p = infer::predict_probabilities(forward, image, tiles);
-  (void)p.sum().item<float>();  // waits for the device
+  {
+    // As predict takes an image: band by band, each band's classes kept, and one copy of
+    // them to the host at the end, which waits for the device.
+    infer::TiledPrediction prediction(forward, image, tiles);
+    torch::Tensor labels = torch::empty({args.size, args.size}, torch::dtype(torch::kByte).device(device));
+    while (!prediction.done()) {
+      const infer::ProbabilityRows rows = prediction.next();
+      labels.slice(0, rows.row, rows.row + rows.probabilities.size(1)).copy_(rows.probabilities.argmax(0));
+    }
+    (void)labels.cpu();
+  }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const nlohmann::json out = {{"benchmark", "predict"},
                               {"device", args.device},

@@ -87,6 +87,7 @@ PredictionWriter::~PredictionWriter() {
 }
 
 void PredictionWriter::start(const std::string& name, int64_t height, int64_t width) {
+  DPUNET_CHECK(current_.empty(), "predict: image ", name, " begun before ", current_, " was written");
   current_ = name;
   height_ = height;
   width_ = width;

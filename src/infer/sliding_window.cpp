@@ -13,13 +13,6 @@
 namespace dpunet::infer {
 namespace {
 
-torch::Tensor reflect_indices(int64_t before, int64_t size, int64_t after, const torch::Device& device) {
-  std::vector<int64_t> index;
-  index.reserve(static_cast<size_t>(before + size + after));
-  for (int64_t i = -before; i < size + after; ++i) index.push_back(data::reflect_index(i, size));
-  return torch::tensor(index, torch::TensorOptions().dtype(torch::kLong).device(device));
-}
-
 // Gaussian importance map [tile, tile], sigma = tile / 8, normalised to a maximum of 1
 // and floored so that tile corners still count a little.
 torch::Tensor gaussian_weights(int64_t tile, const torch::Device& device) {
@@ -43,29 +36,21 @@ std::pair<int64_t, int64_t> mirrored_span(int64_t first, int64_t count, int64_t 
   return {lo, hi};
 }
 
-// x narrowed along `dim` to mirrored_span(first, count, size) -> the `count` entries from
-// `first`, mirrored where they lie outside [0, size). The indices are computed on x's
+// x, narrowed along `dim` to the span [lo, ...) of the indices first .. first + count - 1
+// mirrored into [0, size) -> those `count` entries. The indices are computed on x's
 // device: a host-made index would cost a GPU tile a synchronising copy.
-torch::Tensor gather_mirrored(const torch::Tensor& x, int64_t dim, int64_t first, int64_t count, int64_t size) {
-  const auto [lo, hi] = mirrored_span(first, count, size);
-  if (hi - lo == count && first == lo) return x;  // inside: the narrowing was all
+torch::Tensor gather_mirrored(const torch::Tensor& x, int64_t dim, int64_t first, int64_t count, int64_t size,
+                              int64_t lo) {
+  if (first >= 0 && first + count <= size) return x;  // inside: the narrowing was all
   const auto options = torch::TensorOptions().dtype(torch::kLong).device(x.device());
-  torch::Tensor index = torch::zeros({count}, options);
-  if (size > 1) {
-    const int64_t period = 2 * (size - 1);
-    index = torch::remainder(torch::arange(first, first + count, options), period);
-    index = torch::where(index < size, index, period - index);
-  }
+  if (size == 1) return x.index_select(dim, torch::zeros({count}, options));
+  const int64_t period = 2 * (size - 1);
+  torch::Tensor index = torch::remainder(torch::arange(first, first + count, options), period);
+  index = torch::where(index < size, index, period - index);
   return x.index_select(dim, index - lo);
 }
 
 }  // namespace
-
-torch::Tensor mirror_pad(const torch::Tensor& x, int64_t top, int64_t bottom, int64_t left, int64_t right) {
-  const int64_t h = x.size(-2), w = x.size(-1);
-  return x.index_select(-2, reflect_indices(top, h, bottom, x.device()))
-      .index_select(-1, reflect_indices(left, w, right, x.device()));
-}
 
 TiledPrediction::TiledPrediction(Forward forward, torch::Tensor image, const TileOptions& o)
     : forward_(std::move(forward)), image_(std::move(image)), options_(o) {
@@ -99,7 +84,7 @@ torch::Tensor TiledPrediction::input_tile(std::pair<int64_t, int64_t> origin) co
   const auto [y0, y1] = mirrored_span(y, n, height_);
   const auto [x0, x1] = mirrored_span(x, n, width_);
   const torch::Tensor span = image_.slice(1, y0, y1).slice(2, x0, x1);
-  return gather_mirrored(gather_mirrored(span, 1, y, n, height_), 2, x, n, width_);
+  return gather_mirrored(gather_mirrored(span, 1, y, n, height_, y0), 2, x, n, width_, x0);
 }
 
 void TiledPrediction::predict_batch() {
@@ -130,6 +115,8 @@ void TiledPrediction::predict_batch() {
     const int64_t more = needed - sum_.size(1);
     sum_ = torch::cat({sum_, torch::zeros({sum_.size(0), more, out_w_}, weight_.options())}, 1);
     weight_sum_ = torch::cat({weight_sum_, torch::zeros({more, out_w_}, weight_.options())}, 0);
+    // New storage of exactly these rows; trimming later makes views of it, never more.
+    most_rows_held_ = std::max(most_rows_held_, sum_.size(1));
   }
   for (size_t i = start; i < end; ++i) {
     const int64_t y = origins_[i].first - first_row_, x = origins_[i].second;

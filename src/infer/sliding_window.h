@@ -52,8 +52,8 @@ class TiledPrediction {
   int64_t rows_done() const { return rows_done_; }
   int64_t height() const { return height_; }
   int64_t width() const { return width_; }
-  // Rows of class sums held now (for tests of the memory bound).
-  int64_t rows_held() const { return sum_.defined() ? sum_.size(1) : 0; }
+  // The most rows of class sums held in memory at once so far (for tests of the bound).
+  int64_t most_rows_held() const { return most_rows_held_; }
 
  private:
   // Predicts the next batch of tiles and adds it to the sums.
@@ -74,13 +74,10 @@ class TiledPrediction {
   torch::Tensor sum_, weight_sum_;  // [K, rows, out_w] and [rows, out_w], from area row first_row_
   int64_t first_row_ = 0;           // area row of sum_'s first row: every row above it was returned
   int64_t rows_done_ = 0;
+  int64_t most_rows_held_ = 0;
 };
 
 // image [C, H, W] (float, on the model's device) -> class probabilities [K, H, W] (float).
 torch::Tensor predict_probabilities(const Forward& forward, const torch::Tensor& image, const TileOptions& options);
-
-// Mirror-pads x [..., H, W] by (top, bottom, left, right) without repeating the edge,
-// for any pad width (repeated reflection when the pad exceeds the image).
-torch::Tensor mirror_pad(const torch::Tensor& x, int64_t top, int64_t bottom, int64_t left, int64_t right);
 
 }  // namespace dpunet::infer

@@ -8,11 +8,24 @@
 #include <cmath>
 
 #include "common/tile_grid.h"
+#include "data/reflect.h"
 #include "infer/sliding_window.h"
 
 using dpunet::infer::TileOptions;
 
 namespace {
+
+// x [..., H, W] mirror-padded by (top, bottom, left, right) without repeating the edge,
+// for any pad width (repeated reflection past the image): the reference blend's padding,
+// made the plain way, whole, from the shared reflection rule.
+torch::Tensor mirror_pad(const torch::Tensor& x, int64_t top, int64_t bottom, int64_t left, int64_t right) {
+  const auto indices = [](int64_t before, int64_t size, int64_t after) {
+    std::vector<int64_t> index;
+    for (int64_t i = -before; i < size + after; ++i) index.push_back(dpunet::data::reflect_index(i, size));
+    return torch::tensor(index);
+  };
+  return x.index_select(-2, indices(top, x.size(-2), bottom)).index_select(-1, indices(left, x.size(-1), right));
+}
 
 // A pixel-wise "model": two classes whose logits are -x and x. With `margin` > 0 it
 // also crops its output like a valid-padded U-Net.
@@ -40,11 +53,11 @@ TEST_CASE("tile origins cover the image with the asked overlap", "[infer]") {
   CHECK(dpunet::tile_origins(384, 256, 0.5) == std::vector<int64_t>{0, 128});
 }
 
-TEST_CASE("mirror padding reflects without repeating the edge, at any width", "[infer]") {
+TEST_CASE("the reference's mirror padding reflects without repeating the edge, at any width", "[infer]") {
   const torch::Tensor x = torch::arange(4, torch::kFloat).view({1, 1, 4});
-  const torch::Tensor padded = dpunet::infer::mirror_pad(x, 0, 0, 2, 3);
+  const torch::Tensor padded = mirror_pad(x, 0, 0, 2, 3);
   CHECK(torch::equal(padded.flatten(), torch::tensor({2.f, 1.f, 0.f, 1.f, 2.f, 3.f, 2.f, 1.f, 0.f})));
-  const torch::Tensor wide = dpunet::infer::mirror_pad(x, 0, 0, 7, 0);  // wider than the image
+  const torch::Tensor wide = mirror_pad(x, 0, 0, 7, 0);  // wider than the image
   CHECK(torch::equal(wide.flatten().slice(0, 0, 7), torch::tensor({1.f, 0.f, 1.f, 2.f, 3.f, 2.f, 1.f})));
 }
 
@@ -138,8 +151,8 @@ torch::Tensor whole_image_blend(const dpunet::infer::Forward& forward, const tor
   const int64_t h = image.size(1), w = image.size(2), margin = (o.input_tile - o.output_tile) / 2;
   const int64_t out_h = std::max(h, o.output_tile), out_w = std::max(w, o.output_tile);
   const int64_t top = (out_h - h) / 2, left = (out_w - w) / 2, t = o.output_tile;
-  const torch::Tensor padded = dpunet::infer::mirror_pad(image, margin + top, margin + out_h - h - top, margin + left,
-                                                         margin + out_w - w - left);
+  const torch::Tensor padded =
+      mirror_pad(image, margin + top, margin + out_h - h - top, margin + left, margin + out_w - w - left);
   const torch::Tensor g =
       torch::exp(-torch::pow(torch::arange(t, torch::kDouble) - (t - 1) / 2.0, 2) / (2 * (t / 8.0) * (t / 8.0)));
   const torch::Tensor weight = (torch::outer(g, g) / torch::outer(g, g).max()).clamp_min(1e-3).to(torch::kFloat);
@@ -202,10 +215,10 @@ TEST_CASE("band-by-band prediction gives the whole-image blend, row by row in or
     next_row += rows.probabilities.size(1);
     CHECK(prediction.rows_done() == next_row);
     assembled.slice(1, rows.row, next_row).copy_(rows.probabilities);
-    most_held = std::max(most_held, prediction.rows_held());
     ++bands;
   }
   CHECK(next_row == height);
+  most_held = prediction.most_rows_held();
   CHECK(torch::allclose(assembled, expected, 1e-5, 1e-6));
   CHECK(torch::allclose(dpunet::infer::predict_probabilities(forward, image, o), expected, 1e-5, 1e-6));
   CHECK_THROWS_WITH(prediction.next(), HasSubstr("already returned"));
