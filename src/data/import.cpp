@@ -25,6 +25,7 @@ namespace {
 
 struct Pair {
   std::string image, mask;
+  int64_t samples = 1;  // with --tile, the tiles its image is cut into
 };
 
 }  // namespace
@@ -112,8 +113,7 @@ struct ImageKind {
 };
 
 // Shards <prefix>-00000.h5, <prefix>-00001.h5, ... in `directory`, opened as samples
-// come: with a known total, of equal shares of at most `per_shard` samples; without, of
-// `per_shard` each and the rest in the last.
+// come: `total` samples in equal shares of at most `per_shard`.
 class ShardSequence {
  public:
   ShardSequence(std::string directory, std::string prefix, ShardHeader header, int64_t per_shard, int gzip_level,
@@ -128,7 +128,7 @@ class ShardSequence {
   void add(const void* image, const uint8_t* mask) {
     if (!writer_) open();
     writer_->write(writer_->written(), image, mask);
-    if (writer_->written() == capacity_) close();
+    if (writer_->written() == header_.samples) close();
   }
 
   // The shards written, every one finished.
@@ -143,14 +143,8 @@ class ShardSequence {
     char name[64];
     std::snprintf(name, sizeof(name), "%s-%05lld.h5", prefix_.c_str(), static_cast<long long>(index));
     path_ = (fs::path(directory_) / name).string();
-    if (total_ >= 0) {
-      const int64_t shards = (total_ + per_shard_ - 1) / per_shard_;
-      header_.samples = total_ * (index + 1) / shards - total_ * index / shards;
-      capacity_ = header_.samples;
-    } else {
-      header_.samples = 0;  // open-ended: as many as come, up to per_shard
-      capacity_ = per_shard_;
-    }
+    const int64_t shards = (total_ + per_shard_ - 1) / per_shard_;
+    header_.samples = total_ * (index + 1) / shards - total_ * index / shards;
     writer_ = std::make_unique<ShardWriter>(path_, header_, ShardWriteOptions{gzip_level_});
   }
 
@@ -162,9 +156,9 @@ class ShardSequence {
 
   std::string directory_, prefix_, path_;
   ShardHeader header_;
-  int64_t per_shard_, capacity_ = 0;
+  int64_t per_shard_;
   int gzip_level_;
-  int64_t total_;  // -1: unknown
+  int64_t total_;
   std::unique_ptr<ShardWriter> writer_;
   std::vector<std::string> written_;
 };
@@ -184,9 +178,6 @@ std::pair<Image, Image> read_pair(const ImportOptions& o, const Pair& pair, cons
                                              "size with --tile"
                                            : "convert them to one channel count and bit depth",
                ")");
-  DPUNET_CHECK(o.tile == 0 || (image.height >= o.tile && image.width >= o.tile), pair.image, " is ", image.width, "x",
-               image.height, ", smaller than --tile ", o.tile,
-               ": give a tile no larger than the smallest image, or leave that image out");
   Image mask = read_image(pair.mask, ImageRole::kLabels);
   check_mask_kind(masks, mask, pair.mask);
   check_mask_keys(mask, pair.mask);
@@ -229,6 +220,20 @@ struct SampleBuffers {
   const void* pixels(int bits) const { return bits == 16 ? static_cast<const void*>(planar16.data()) : planar8.data(); }
 };
 
+// Each pair's tiles, from its image's header: an image smaller than the tile is refused
+// before any image is decoded (or a tile's buffers made), and every set's shards can
+// share its samples evenly.
+void count_tiles(int64_t tile, std::vector<Pair>& pairs) {
+  for (Pair& pair : pairs) {
+    const Image header = read_image_header(pair.image);
+    DPUNET_CHECK(header.height >= tile && header.width >= tile, pair.image, " is ", header.width, "x", header.height,
+                 ", smaller than --tile ", tile,
+                 ": give a tile no larger than the smallest image, or leave that image out");
+    pair.samples = static_cast<int64_t>(tile_origins(header.height, tile, 0.0).size() *
+                                        tile_origins(header.width, tile, 0.0).size());
+  }
+}
+
 // Writes a set's pairs (whole, or cut into tiles) into <prefix>-*.h5; returns the samples.
 int64_t write_set(const ImportOptions& o, const std::string& directory, const std::vector<Pair>& pairs,
                   const std::string& prefix, int n_classes, const std::map<uint32_t, int>& class_of,
@@ -243,9 +248,9 @@ int64_t write_set(const ImportOptions& o, const std::string& directory, const st
   header.n_classes = n_classes;
   header.class_names = o.class_names;
   if (maps_ignore(class_of)) header.ignore_label = kDefaultIgnoreLabel;
-  // Whole images: the count is known, and the shards share it evenly; tiles are counted as cut.
-  ShardSequence shards(directory, prefix, header, o.samples_per_shard, o.gzip_level,
-                       o.tile > 0 ? -1 : static_cast<int64_t>(pairs.size()));
+  int64_t total = 0;
+  for (const Pair& pair : pairs) total += pair.samples;
+  ShardSequence shards(directory, prefix, header, o.samples_per_shard, o.gzip_level, total);
   SampleBuffers sample(first.channels, header.height, header.width);
   int64_t samples = 0;
   for (const Pair& pair : pairs) {
@@ -416,6 +421,7 @@ ImportResult import_image_folders(const ImportOptions& o) {
   std::vector<Pair> pairs = find_pairs(o);
   DPUNET_CHECK(static_cast<int64_t>(pairs.size()) >= o.folds, "import: ", pairs.size(), " image(s) cannot make ",
                o.folds, " folds");
+  if (o.tile > 0) count_tiles(o.tile, pairs);
   ImportResult result;
   const MaskKind masks = mask_kind(pairs);
   result.class_of_value = o.class_of_value.empty() ? discover_classes(pairs, masks) : o.class_of_value;

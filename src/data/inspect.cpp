@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <iomanip>
 #include <limits>
+#include <map>
 #include <memory>
 #include <sstream>
 #include <vector>
@@ -43,16 +44,27 @@ std::unique_ptr<Dataset> open_dataset(const std::string& spec, bool verify, std:
   for (size_t i = 1; i < headers.size(); ++i) {
     if (sharing(headers[i]) > sharing(headers[common])) common = i;
   }
-  const auto others = sharing(headers[common]);
+  // A shard without an ignore label agrees with any, but two shards with different ones
+  // disagree: of those that agree with that layout, the label most of them carry is the
+  // dataset's.
+  ShardHeader layout = headers[common];
+  std::map<int, int64_t> labels;
+  for (const ShardHeader& h : headers) {
+    if (same_layout(h, layout) && h.ignore_label >= 0) ++labels[h.ignore_label];
+  }
+  for (const auto& [label, count] : labels) {
+    if (layout.ignore_label < 0 || count > labels.at(layout.ignore_label)) layout.ignore_label = label;
+  }
+  const auto others = sharing(layout);
   std::vector<std::string> agreeing;
   for (size_t i = 0; i < readable.size(); ++i) {
-    if (same_layout(headers[i], headers[common])) {
+    if (same_layout(headers[i], layout)) {
       agreeing.push_back(readable[i]);
       continue;
     }
     ++bad_shards;
     out << "BAD " << readable[i] << ": " << describe_layout(headers[i]) << ", unlike the " << others << " shard(s) of "
-        << describe_layout(headers[common]) << " (" << readable[common] << ", ...)\n";
+        << describe_layout(layout) << " (" << readable[common] << ", ...)\n";
   }
   return std::make_unique<Dataset>(agreeing);
 }

@@ -18,12 +18,9 @@ hid_t file_type_of(PixelType type) {
   return H5T_STD_U8LE;
 }
 
-// `dims` [N, ...]; N = 0 makes a dataset that grows along it (open-ended shards).
 H5Handle make_dataset(hid_t file, const char* name, const std::vector<hsize_t>& dims, hid_t type, int gzip_level,
                       const std::string& context) {
-  std::vector<hsize_t> max_dims = dims;
-  if (dims[0] == 0) max_dims[0] = H5S_UNLIMITED;
-  H5Handle space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), max_dims.data()));
+  H5Handle space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr));
   H5_CHECK(space.get(), context);
   H5Handle properties(H5Pcreate(H5P_DATASET_CREATE));
   H5_CHECK(properties.get(), context);
@@ -56,10 +53,9 @@ ShardWriter::ShardWriter(std::string path, ShardHeader header, ShardWriteOptions
     : path_(std::move(path)),
       temporary_path_(path_ + ".partial"),
       header_(std::move(header)),
-      statistics_given_(!header_.channel_mean.empty()),
-      open_ended_(header_.samples == 0) {
-  DPUNET_CHECK(header_.samples >= 0 && header_.channels > 0 && header_.height > 0 && header_.width > 0, path_,
-               ": a shard needs positive C, H, W (and N, or 0 to leave it open)");
+      statistics_given_(!header_.channel_mean.empty()) {
+  DPUNET_CHECK(header_.samples > 0 && header_.channels > 0 && header_.height > 0 && header_.width > 0, path_,
+               ": a shard needs at least one sample and positive C, H, W");
   DPUNET_CHECK(header_.n_classes >= 2 && header_.n_classes <= 256, path_, ": n_classes must be in [2, 256], got ",
                header_.n_classes);
   DPUNET_CHECK(header_.ignore_label == -1 || (header_.ignore_label >= header_.n_classes && header_.ignore_label <= 255),
@@ -116,13 +112,8 @@ ShardWriter::~ShardWriter() {
 
 void ShardWriter::write(int64_t index, const void* image, const uint8_t* mask) {
   DPUNET_CHECK(file_.valid(), path_, ": write after finish");
-  if (open_ended_) {
-    DPUNET_CHECK(index == written_, path_, ": sample ", index, " written after ", written_,
-                 " samples; an open-ended shard takes them in order");
-  } else {
-    DPUNET_CHECK(index >= 0 && index < header_.samples, path_, ": sample index ", index, " outside [0, ",
-                 header_.samples, ")");
-  }
+  DPUNET_CHECK(index >= 0 && index < header_.samples, path_, ": sample index ", index, " outside [0, ", header_.samples,
+               ")");
   for (int64_t p = 0; p < header_.pixels(); ++p) {
     if (header_.valid_mask_value(mask[p])) continue;
     DPUNET_FAIL(path_, ": sample ", index, ": pixel (", p / header_.width, ", ", p % header_.width,
@@ -136,12 +127,6 @@ void ShardWriter::write(int64_t index, const void* image, const uint8_t* mask) {
   const std::vector<hsize_t> mask_dims = {static_cast<hsize_t>(header_.height), static_cast<hsize_t>(header_.width)};
   auto guard = hdf5_guard();
   silence_hdf5_errors();
-  if (open_ended_) {
-    const hsize_t image_extent[4] = {static_cast<hsize_t>(index + 1), image_dims[0], image_dims[1], image_dims[2]};
-    const hsize_t mask_extent[3] = {static_cast<hsize_t>(index + 1), mask_dims[0], mask_dims[1]};
-    H5_CHECK(H5Dset_extent(images_.get(), image_extent), temporary_path_);
-    H5_CHECK(H5Dset_extent(masks_.get(), mask_extent), temporary_path_);
-  }
   write_slab(images_.get(), index, image_dims, native_type_of(header_.pixel_type), image, temporary_path_);
   write_slab(masks_.get(), index, mask_dims, H5T_NATIVE_UINT8, mask, temporary_path_);
   if (!statistics_given_) accumulate_statistics(image);
@@ -164,10 +149,6 @@ void ShardWriter::accumulate_statistics(const void* image) {
 
 void ShardWriter::finish() {
   DPUNET_CHECK(file_.valid(), path_, ": finish called twice");
-  if (open_ended_) {
-    DPUNET_CHECK(written_ > 0, path_, ": no sample was written; a shard holds at least one");
-    header_.samples = written_;
-  }
   DPUNET_CHECK(written_ == header_.samples, path_, ": ", written_, " of ", header_.samples,
                " samples written before finish");
   if (!statistics_given_) {

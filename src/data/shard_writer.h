@@ -18,10 +18,8 @@ struct ShardWriteOptions {
 
 class ShardWriter {
  public:
-  // `header.samples` fixes N, or leaves it open at 0: each write may then add the next
-  // sample, and finish() fixes N at the number written (cutting images of unknown sizes
-  // into tiles). channel_mean/std are computed from the samples written unless the header
-  // already holds them.
+  // `header.samples` fixes N; channel_mean/std are computed from the samples written
+  // unless the header already holds them.
   ShardWriter(std::string path, ShardHeader header, ShardWriteOptions options = {});
   ~ShardWriter();
   ShardWriter(const ShardWriter&) = delete;
@@ -41,7 +39,6 @@ class ShardWriter {
   std::string temporary_path_;
   ShardHeader header_;
   bool statistics_given_;
-  bool open_ended_;                        // header_.samples was 0: N grows with each write
   std::vector<double> sum_, sum_squares_;  // per channel
   int64_t written_ = 0;
   H5Handle file_, images_, masks_;

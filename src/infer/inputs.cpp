@@ -195,8 +195,10 @@ std::optional<std::vector<data::ChannelAffine>> InputSet::fixed_affine(int64_t i
     type = header.bits == 16 ? data::PixelType::kUInt16 : data::PixelType::kUInt8;
     channels = header.channels;
     // Image files carry no statistics: without the model's (or in other units), each is
-    // standardised by its own.
-    if (n.mode == data::Normalization::kDataset && (means.empty() || !data::statistics_apply(n, type))) {
+    // standardised by its own. With them, load() refuses a file of another bit depth than
+    // the first: that check is load()'s to make.
+    if (n.mode == data::Normalization::kDataset &&
+        (means.empty() || !data::statistics_apply(n, type) || header.bits != image_bits_)) {
       return std::nullopt;
     }
   }

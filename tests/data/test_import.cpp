@@ -670,12 +670,25 @@ TEST_CASE("import --tile cuts images of any size into tiles that cover each, and
     CHECK(split.train_samples + split.val_samples == 15);
     CHECK((split.val_samples == 6 || split.val_samples == 1 || split.val_samples == 8));
   }
-  SECTION("an image smaller than the tile is named") {
+  SECTION("shards share the tiles evenly") {
+    f.options.out_dir = f.dir / "even";
+    f.options.samples_per_shard = 4;
+    const auto even = dpunet::data::import_image_folders(f.options);
+    std::vector<int64_t> sizes;
+    for (const std::string& shard : even.train_shards) sizes.push_back(dpunet::data::Dataset(shard).size());
+    CHECK(sizes == std::vector<int64_t>{3, 4, 4, 4});
+  }
+  SECTION("an image smaller than the tile is named before any is read") {
     write_pattern_pair(f, "d", 20, 64, 4);
     f.options.out_dir = f.dir / "small";
     CHECK_THROWS_WITH(dpunet::data::import_image_folders(f.options),
                       HasSubstr("images/d.png is 64x20, smaller than --tile 32"));
     CHECK_FALSE(std::filesystem::exists(f.dir / "small"));
+    // A tile larger than every image is refused at the first, before a tile's buffers
+    // (here 40 GB of them) are made.
+    f.options.tile = 100000;
+    CHECK_THROWS_WITH(dpunet::data::import_image_folders(f.options),
+                      HasSubstr("images/a.png is 45x70, smaller than --tile 100000"));
   }
   SECTION("without --tile, images of several sizes are refused, pointing at it") {
     f.options.tile = 0;

@@ -10,9 +10,11 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <utility>
 
 #include "data/dataset.h"
+#include "data/inspect.h"
 #include "data/shard_reader.h"
 #include "data/shard_writer.h"
 #include "support/shard_fixture.h"
@@ -117,35 +119,6 @@ dpunet::data::ShardHeader small_header(int64_t samples) {
 }
 }  // namespace
 
-TEST_CASE("a shard of open count takes samples in order and fixes N at the number written", "[data]") {
-  TempDir dir;
-  {
-    dpunet::data::ShardWriter writer(dir / "open.h5", small_header(0));
-    std::vector<uint8_t> image(16), mask(16, 1);
-    for (int i = 0; i < 3; ++i) {
-      image.assign(16, static_cast<uint8_t>(i * 10));
-      writer.write(i, image.data(), mask.data());
-    }
-    CHECK(writer.written() == 3);
-    CHECK_THROWS_WITH(writer.write(5, image.data(), mask.data()), HasSubstr("takes them in order"));
-    writer.finish();
-  }
-  const ShardReader reader(dir / "open.h5");
-  CHECK(reader.header().samples == 3);
-  CHECK(reader.header().channel_mean == std::vector<double>{10.0});
-  CHECK_THAT(reader.storage(), HasSubstr("chunks [1, 1, 4, 4]"));
-  std::vector<uint8_t> mask;
-  CHECK(read_pixels(reader, 2, mask) == std::vector<double>(16, 20.0));
-  CHECK(mask == std::vector<uint8_t>(16, 1));
-  // Nothing written: no shard.
-  {
-    dpunet::data::ShardWriter empty(dir / "empty.h5", small_header(0));
-    CHECK_THROWS_WITH(empty.finish(), HasSubstr("no sample was written"));
-  }
-  CHECK_FALSE(std::filesystem::exists(dir / "empty.h5"));
-  CHECK_FALSE(std::filesystem::exists(dir / "empty.h5.partial"));
-}
-
 TEST_CASE("an unfinished shard leaves no file behind", "[data]") {
   TempDir dir;
   const std::string path = dir / "s.h5";
@@ -213,6 +186,18 @@ TEST_CASE("an ignore label round-trips, its value is a valid label, and shards m
   write_labelled(dir / "b.h5", 254);
   CHECK_THROWS_WITH(Dataset(dir.path()),
                     HasSubstr("ignore_label=255") && HasSubstr(dir / "b.h5") && HasSubstr("ignore_label=254"));
+  // inspect --verify lists it and reads the rest: a fully labelled shard agrees with
+  // either label, and the label most shards carry is the dataset's.
+  write_labelled(dir / "c.h5", 255);
+  std::ostringstream listing;
+  dpunet::data::InspectOptions verify;
+  verify.verify = true;
+  const auto result = dpunet::data::inspect_dataset(dir.path(), verify, listing);
+  INFO(listing.str());
+  CHECK(result.bad_shards == 1);
+  CHECK(result.bad_samples == 0);
+  CHECK_THAT(listing.str(), HasSubstr("BAD " + dir / "b.h5: C=1 H=4 W=4 uint8 n_classes=2 ignore_label=254, unlike") &&
+                                HasSubstr("6 samples good"));
   header.ignore_label = 1;
   CHECK_THROWS_WITH(dpunet::data::ShardWriter(dir / "c.h5", header),
                     HasSubstr("the ignore label must be a mask value that is not a class, in [2, 255], got 1"));

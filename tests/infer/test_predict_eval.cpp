@@ -18,6 +18,7 @@
 #include "data/import.h"
 #include "data/shard_writer.h"
 #include "infer/inputs.h"
+#include "support/image_files.h"
 #include "support/prediction_fixture.h"
 #include "train/metrics.h"
 
@@ -244,6 +245,17 @@ TEST_CASE("an input set's fixed affine turns stored values into the inputs load 
   // Each image's own statistics: no fixed affine.
   CHECK_FALSE(affine_of(dpunet::data::Normalization::kPerImage));
   CHECK_FALSE(affine_of(dpunet::data::Normalization::kDataset));  // image files carry no statistics
-  statistics.pixel_type = "uint16";                               // in other units: each image standardised instead
+  statistics.pixel_type = "uint16";                               // in other units: each image is standardised instead
   CHECK_FALSE(affine_of(statistics));
+  // A 16-bit file after an 8-bit one: load() refuses it with statistics, and no affine
+  // lets an ensemble take it past that check.
+  image.bits = 16;
+  dpunet::test::write_tiff16(dir / "b.tif", image);
+  statistics.pixel_type = "";
+  options.normalizer = statistics;
+  const dpunet::infer::InputSet both(dir.path(), options);
+  REQUIRE(both.size() == 2);
+  CHECK(both.fixed_affine(0));
+  CHECK_FALSE(both.fixed_affine(1));
+  CHECK_THROWS_WITH(both.load(1), HasSubstr("16-bit pixels, but"));
 }
