@@ -33,7 +33,8 @@ inline CLI::Validator number_from(double low, double high, const std::string& te
         errno = 0;
         char* end = nullptr;
         const double number = std::strtod(value.c_str(), &end);
-        const bool read = !value.empty() && end != nullptr && *end == '\0' && errno != ERANGE;
+        // ERANGE also flags an underflow (1e-320), which is still a number.
+        const bool read = !value.empty() && end != nullptr && *end == '\0' && std::isfinite(number);
         return read && number >= low && number <= high ? std::string() : "must be a number " + text + ", got " + value;
       },
       "[" + text + "]");

@@ -1,5 +1,6 @@
 // `dpunet data synth|import|inspect`: make and examine HDF5 shard datasets
 // (docs/data-format.md).
+#include <cmath>
 #include <filesystem>
 #include <iostream>
 
@@ -117,7 +118,7 @@ void add_import(CLI::App& data) {
                   "unlabelled pixels (default: sorted distinct values)");
   cmd->add_option("--class-names", args->class_names, "Comma-separated class names");
   cmd->add_option("--val-fraction", args->import.val_fraction, "Share of pairs for val-*.h5, in [0, 1)")
-      ->check(number_from(0.0, 0.999999, "from 0 to below 1"))
+      ->check(number_from(0.0, std::nextafter(1.0, 0.0), "from 0 to below 1"))
       ->capture_default_str();
   cmd->add_option("--folds", args->import.folds,
                   "Cross-validation: K seeded folds fold0-*.h5 ... (2-10), instead of train/val")

@@ -52,7 +52,8 @@ class TiledPrediction {
   int64_t rows_done() const { return rows_done_; }
   int64_t height() const { return height_; }
   int64_t width() const { return width_; }
-  // The most rows of class sums held in memory at once so far (for tests of the bound).
+  // The most rows of class sums allocated at once so far (for tests of the bound; while
+  // the sums grow, the rows they grow from are held a moment too).
   int64_t most_rows_held() const { return most_rows_held_; }
 
  private:
