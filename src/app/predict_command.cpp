@@ -1,6 +1,6 @@
 // `dpunet predict INPUT --out DIR (--checkpoint C... | --weights W...)`: overlap-tile
 // segmentation of shards or image files, on CPU or GPU, by one process or by every rank
-// of an mpirun job (each takes every W-th image), with one model or an ensemble (the
+// of an mpirun job (images dealt by size), with one model or an ensemble (the
 // models' class probabilities averaged, as nnU-Net combines its cross-validation folds).
 // --eval reports Dice and IoU per class where masks are known, pooled over all images of
 // all ranks and per image.
@@ -379,7 +379,7 @@ void run(const PredictArgs& args) {
   };
   infer::EvaluationTable table(args.eval ? inputs.size() : 0, model.n_classes, inputs.ignore_label());
   int64_t done = 0;
-  for (int64_t i = context.rank(); i < inputs.size(); i += context.world_size()) {
+  for (const int64_t i : inputs.share(context.rank(), context.world_size())) {
     infer::InputItem item;
     try {
       item = inputs.load(i);

@@ -176,6 +176,35 @@ void InputSet::warn_other_units(const std::string& pixel_type, const std::string
                options_.normalizer.pixel_type.c_str(), input_.c_str(), pixel_type.c_str(), instead.c_str());
 }
 
+int64_t InputSet::pixels(int64_t index) const {
+  if (dataset_) return dataset_->header().pixels();
+  try {
+    const data::Image header = data::read_image_header(images_[static_cast<size_t>(index)]);
+    return header.height * header.width;
+  } catch (const Error&) {
+    return 0;
+  }
+}
+
+std::vector<int64_t> InputSet::share(int rank, int world) const {
+  std::vector<int64_t> mine;
+  if (dataset_ || world == 1) {
+    for (int64_t i = rank; i < size(); i += world) mine.push_back(i);
+    return mine;
+  }
+  std::vector<std::pair<int64_t, int64_t>> by_size;  // (pixels, index)
+  for (int64_t i = 0; i < size(); ++i) by_size.emplace_back(pixels(i), i);
+  std::stable_sort(by_size.begin(), by_size.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::vector<int64_t> load(static_cast<size_t>(world), 0);
+  for (const auto& [count, index] : by_size) {
+    const auto least = static_cast<size_t>(std::min_element(load.begin(), load.end()) - load.begin());
+    load[least] += std::max<int64_t>(count, 1);
+    if (static_cast<int>(least) == rank) mine.push_back(index);
+  }
+  std::sort(mine.begin(), mine.end());
+  return mine;
+}
+
 std::optional<std::vector<data::ChannelAffine>> InputSet::fixed_affine(int64_t index) const {
   const data::Normalizer& n = options_.normalizer;
   if (n.mode == data::Normalization::kPerImage) return std::nullopt;

@@ -3,9 +3,11 @@
 #include <torch/torch.h>
 #include "support/catch.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <utility>
 #include <vector>
@@ -258,4 +260,38 @@ TEST_CASE("an input set's fixed affine turns stored values into the inputs load 
   CHECK(both.fixed_affine(0));
   CHECK_FALSE(both.fixed_affine(1));
   CHECK_THROWS_WITH(both.load(1), HasSubstr("16-bit pixels, but"));
+}
+
+TEST_CASE("image files are dealt to ranks by size, largest first, shards round the ranks", "[infer]") {
+  dpunet::test::TempDir dir;
+  // Images 10 wide and 10, 80, 20, 30, 40 and 50 high.
+  const std::vector<int64_t> heights = {10, 80, 20, 30, 40, 50};
+  for (size_t i = 0; i < heights.size(); ++i) {
+    dpunet::data::Image image;
+    image.height = heights[i];
+    image.width = 10;
+    image.channels = 1;
+    image.values.assign(static_cast<size_t>(heights[i] * 10), 7);
+    dpunet::data::write_png(dir / ("im" + std::to_string(i) + ".png"), image);
+  }
+  dpunet::infer::InputOptions options;
+  const dpunet::infer::InputSet inputs(dir.path(), options);
+  REQUIRE(inputs.pixels(1) == 800);
+  // Largest first: 80 -> rank 0; 50 -> 1; 40 -> 1 (90); 30 -> 0 (110); 20 -> 1 (110);
+  // 10 -> 0 (the lower rank of two equal loads).
+  CHECK(inputs.share(0, 2) == std::vector<int64_t>{0, 1, 3});
+  CHECK(inputs.share(1, 2) == std::vector<int64_t>{2, 4, 5});
+  CHECK(inputs.share(0, 1) == std::vector<int64_t>{0, 1, 2, 3, 4, 5});
+  // More ranks than images: the last has none.
+  std::vector<int64_t> all;
+  for (int rank = 0; rank < 7; ++rank) {
+    const auto mine = inputs.share(rank, 7);
+    CHECK(mine.size() <= 1);
+    all.insert(all.end(), mine.begin(), mine.end());
+  }
+  std::sort(all.begin(), all.end());
+  CHECK(all == std::vector<int64_t>{0, 1, 2, 3, 4, 5});
+  // An unreadable image counts as empty and is still dealt (its load() says what is wrong).
+  std::ofstream(dir / "im6.png") << "not a png";
+  CHECK(dpunet::infer::InputSet(dir.path(), options).pixels(6) == 0);
 }
