@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -167,6 +168,21 @@ std::pair<torch::Tensor, torch::Tensor> affine_tensors(const std::vector<data::C
           torch::tensor(shift).view({1, channels, 1, 1}).to(device)};
 }
 
+// When a long prediction says how far it is: 30 s after its start, then every 30 s.
+class ProgressClock {
+ public:
+  bool due() {
+    if (seconds() < next_) return false;
+    next_ += 30;
+    return true;
+  }
+  double seconds() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); }
+
+ private:
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+  double next_ = 30;
+};
+
 // The inputs as each model expects them: the first InputSet also reads the masks (for
 // --eval) and makes the display copies; models trained on other statistics get their own.
 std::vector<std::unique_ptr<infer::InputSet>> open_inputs(const PredictArgs& args, std::vector<Member>& members,
@@ -323,6 +339,8 @@ void run(const PredictArgs& args) {
   }
   infer::PredictionWriter writer({args.out, args.probabilities, !args.no_png}, context.rank(), context.world_size(),
                                  model.n_classes);
+  // Progress lines: each image as it is written, and a slide's rows now and then.
+  const std::string who = context.world_size() > 1 ? "rank " + std::to_string(context.rank()) + ": " : "predict: ";
   // Image `index`'s class labels [H, W] (uint8, on the CPU) from the models' averaged
   // probabilities, which go to the writer band by band as their rows are final: neither
   // the class sums nor the probabilities of a whole slide are ever held. `item` is the
@@ -370,16 +388,27 @@ void run(const PredictArgs& args) {
     torch::Tensor labels =
         torch::empty({rows.height(), rows.width()}, torch::dtype(torch::kByte).device(context.device()));
     writer.start(item.name, rows.height(), rows.width());
+    ProgressClock progress;
     while (!rows.done()) {
       const infer::ProbabilityRows band = rows.next();
       labels.slice(0, band.row, band.row + band.probabilities.size(1)).copy_(band.probabilities.argmax(0));
       writer.write_probabilities(band.row, band.probabilities);
+      // A slide takes long: said now and then (at the rows handed on, which the device
+      // may not have reached yet).
+      if (progress.due()) {
+        std::printf("%s%s: %lld of %lld rows, %.0f s\n", who.c_str(), item.name.c_str(),
+                    static_cast<long long>(rows.rows_done()), static_cast<long long>(rows.height()),
+                    progress.seconds());
+        std::fflush(stdout);
+      }
     }
     return labels.cpu().contiguous();
   };
   infer::EvaluationTable table(args.eval ? inputs.size() : 0, model.n_classes, inputs.ignore_label());
   int64_t done = 0;
-  for (const int64_t i : inputs.share(context.rank(), context.world_size())) {
+  const std::vector<int64_t> share = inputs.share(context.rank(), context.world_size());
+  for (const int64_t i : share) {
+    const auto started = std::chrono::steady_clock::now();
     infer::InputItem item;
     try {
       item = inputs.load(i);
@@ -400,6 +429,9 @@ void run(const PredictArgs& args) {
       throw Error(item.source + ": " + exception_message(e));
     }
     ++done;
+    std::printf("%s%s: %lld/%zu, %.1f s\n", who.c_str(), item.name.c_str(), static_cast<long long>(done), share.size(),
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    std::fflush(stdout);
   }
   writer.finish();
   std::printf("rank %d: %lld images -> %s\n", context.rank(), static_cast<long long>(done), writer.path().c_str());

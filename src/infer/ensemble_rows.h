@@ -25,6 +25,8 @@ class EnsembleRows {
   // The rows after the last call's that every member has finished, averaged.
   ProbabilityRows next();
   int64_t height() const { return height_; }
+  // Rows returned so far.
+  int64_t rows_done() const { return rows_done_; }
   int64_t width() const { return width_; }
 
  private:

@@ -46,6 +46,10 @@ TEST_CASE("predict reads PNG folders with masks, and shares images over ranks", 
   CHECK(std::filesystem::exists(t.f.dir() / "out/predictions-rank000.h5"));
   CHECK(std::filesystem::exists(t.f.dir() / "out/predictions-rank001.h5"));
   CHECK(read_mask(t.f.dir() / "out/predictions-rank001.h5", "im1").size(0) == 41);
+  // Dealt by size: the largest (im2) to rank 0, then im1 and im0 to rank 1; each image
+  // said as it is written.
+  CHECK_THAT(run.output,
+             HasSubstr("rank 0: im2: 1/1, ") && HasSubstr("rank 1: im0: 1/2, ") && HasSubstr("rank 1: im1: 2/2, "));
   CHECK(dpunet::data::read_image(t.f.dir() / "out/im2_mask.png").height == 42);
   // Every image scored once, on whichever rank predicted it, listed in input order.
   const auto eval = nlohmann::json::parse(dpunet::read_file(t.f.dir() / "out/eval.json"));
