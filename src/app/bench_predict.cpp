@@ -9,6 +9,7 @@
 
 #include "app/bench_commands.h"
 #include "app/cli_checks.h"
+#include "app/memory_probe.h"
 #include "common/autocast_scope.h"
 #include "common/build_info.h"
 #include "common/tile_grid.h"
@@ -34,6 +35,7 @@ void run(const BenchPredictArgs& args) {
   require_single_process("bench predict");
   if (args.threads > 0) torch::set_num_threads(static_cast<int>(args.threads));
   const torch::Device device(args.device);
+  if (device.is_cpu()) follow_live_tensors_in_rss();
   model::UnetOptions options;
   options.base_channels = args.base_channels;
   options.n_classes = 3;
@@ -61,6 +63,10 @@ void run(const BenchPredictArgs& args) {
     forward(torch::randn({std::min<int64_t>(args.batch, tile_count), 1, args.tile, args.tile}).to(device));
     wait_for(device);
   }
+  // The prediction's own memory above the image and the model: band sums, tiles and the
+  // forward's activations (host memory on CPU, the allocator's peak on a GPU).
+  MemoryProbe memory(args.device);
+  memory.start();
   const auto start = std::chrono::steady_clock::now();
   {
     // As predict takes an image: band by band, each band's classes kept, and one copy of
@@ -88,6 +94,7 @@ void run(const BenchPredictArgs& args) {
                               {"seconds", seconds},
                               {"tiles_per_s", tile_count / seconds},
                               {"images_per_s", 1.0 / seconds},
+                              {"peak_memory_mb", static_cast<double>(memory.peak_above_baseline()) / 1e6},
                               {"torch_version", build_info().torch_version}};
   std::cout << out.dump(2) << std::endl;
 }

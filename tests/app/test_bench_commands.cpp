@@ -156,6 +156,7 @@ TEST_CASE("bench predict tiles the image as predict does and reports the rates o
   REQUIRE(seconds > 0);
   CHECK(number(j, "images_per_s") == Approx(1 / seconds));
   CHECK(number(j, "tiles_per_s") == Approx(9 / seconds));
+  CHECK(number(j, "peak_memory_mb") >= 0);
   // An overlap outside [0, 0.9], NaN too, is refused before anything runs.
   for (const std::string overlap : {"nan", "0.95", "-0.1"}) {
     const auto refused =
