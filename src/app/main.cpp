@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 
 #include <c10/util/Exception.h>
@@ -13,6 +14,7 @@
 #include "common/build_info.h"
 #include "common/error.h"
 #include "dist/context.h"
+#include "train/preemption.h"
 
 namespace {
 
@@ -36,6 +38,10 @@ void mark_started() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A training rank takes stop requests (the launcher's SIGUSR1, a scheduler's SIGTERM)
+  // from its first instruction, before the command line is read; the marker says so to
+  // the launcher. (Only while its libraries load does SIGUSR1 still end it.)
+  if (argc > 1 && std::strcmp(argv[1], "train") == 0) dpunet::train::install_preemption_handlers();
   mark_started();
   raise_open_file_limit();
   CLI::App app{"dpunet: data-parallel U-Net training on LibTorch, MPI and NCCL"};

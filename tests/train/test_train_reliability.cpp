@@ -62,6 +62,26 @@ TEST_CASE("SIGTERM to the launcher checkpoints and exits for requeue", "[train][
   f.check_resumes_from_stop(config, log);
 }
 
+TEST_CASE("a stop request while the ranks start still ends the job for requeue", "[train][e2e]") {
+  // mpirun drops a SIGUSR1 that comes before it has started the ranks, and a rank still
+  // loading its libraries dies of one: said again until the job ends, and a job whose
+  // ranks died so exits for requeue too. Sent the moment mpirun runs, whatever it hits.
+  TrainFixture f;
+  const std::string config =
+      f.write_config("train: {batch_size: 2, steps: 100000}\n" + dpunet::test::kOnlyStopCheckpoints);
+  const auto result = dpunet::test::run_command(
+      "DPUNET_BIN=" DPUNET_BINARY " OMP_NUM_THREADS=1 " DPUNET_SOURCE_DIR_SH
+      "/launcher/dpunet-launch --cpu -n 2 -- train " +
+      config + " > " + f.log_path() + " 2>&1 & job=$!\n" +
+      "for i in $(seq 1 500); do pgrep -P $job -x mpirun > /dev/null && break; sleep 0.01; done\n" +
+      "kill -TERM $job; wait $job; echo exit=$?");
+  const std::string log = dpunet::read_file(f.log_path());
+  INFO(result.output << log);
+  CHECK_THAT(result.output, HasSubstr("exit=75"));
+  CHECK_THAT(log, HasSubstr("stopped by a signal at step") || HasSubstr("the ranks were stopped while starting") ||
+                      HasSubstr("stopped by a signal before the job started"));
+}
+
 TEST_CASE("Ctrl-C at the launcher's terminal checkpoints and exits for requeue", "[train][e2e]") {
   TrainFixture f;
   const std::string config =
