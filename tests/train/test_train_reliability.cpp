@@ -114,6 +114,13 @@ TEST_CASE("the launcher's dry run and errors", "[train][e2e]") {
   const auto cpu = dpunet::test::run_command(launch + "--cpu --dry-run -- train c.yaml 2>&1");
   CHECK(cpu.exit_code == 0);
   CHECK_THAT(cpu.output, HasSubstr("CUDA_VISIBLE_DEVICES= ") && HasSubstr("mpirun -np 2"));
+  const auto empty_gpu = dpunet::test::run_command(launch + "--gpus 0,,1 --dry-run -- train c.yaml 2>&1");
+  CHECK(empty_gpu.exit_code == 2);
+  CHECK_THAT(empty_gpu.output, HasSubstr("--gpus 0,,1: an empty entry"));
+  const auto threads =
+      dpunet::test::run_command("OMP_NUM_THREADS=4,2 " + launch + "--cpu --dry-run -- train c.yaml 2>&1");
+  CHECK(threads.exit_code == 2);
+  CHECK_THAT(threads.output, HasSubstr("OMP_NUM_THREADS=4,2: the launcher needs one whole number"));
   const auto contradiction = dpunet::test::run_command(launch + "--cpu --gpus 0 -- train c.yaml 2>&1");
   CHECK(contradiction.exit_code != 0);
   CHECK_THAT(contradiction.output, HasSubstr("contradict"));
