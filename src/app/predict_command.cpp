@@ -1,6 +1,6 @@
 // `dpunet predict INPUT --out DIR (--checkpoint C... | --weights W...)`: overlap-tile
 // segmentation of shards or image files, on CPU or GPU, by one process or by every rank
-// of an mpirun job (images dealt by size), with one model or an ensemble (the
+// of an mpirun job (image files dealt by size), with one model or an ensemble (the
 // models' class probabilities averaged, as nnU-Net combines its cross-validation folds).
 // --eval reports Dice and IoU per class where masks are known, pooled over all images of
 // all ranks and per image.
@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -168,12 +169,35 @@ std::pair<torch::Tensor, torch::Tensor> affine_tensors(const std::vector<data::C
           torch::tensor(shift).view({1, channels, 1, 1}).to(device)};
 }
 
+// The images this rank predicts, in input order. Shards (one size) go round the ranks;
+// image files are dealt by size, from rank 0's reading of their headers: a header that
+// one rank could not read, or a file that differs between nodes, must not deal an image
+// twice or to nobody.
+std::vector<int64_t> images_of_rank(const infer::InputSet& inputs, dist::Communicator& comm,
+                                    const dist::Context& context) {
+  std::vector<int64_t> mine;
+  if (inputs.dataset() != nullptr || context.world_size() == 1) {
+    for (int64_t i = context.rank(); i < inputs.size(); i += context.world_size()) mine.push_back(i);
+    return mine;
+  }
+  torch::Tensor sizes = torch::zeros({inputs.size()}, torch::kLong);
+  if (context.is_root()) {
+    for (int64_t i = 0; i < inputs.size(); ++i) sizes[i] = inputs.pixels(i);
+  }
+  sizes = sizes.to(comm.device());
+  comm.broadcast(sizes, 0);
+  sizes = sizes.cpu();
+  const std::vector<int64_t> pixels(sizes.data_ptr<int64_t>(), sizes.data_ptr<int64_t>() + sizes.numel());
+  return infer::deal_by_size(pixels, context.rank(), context.world_size());
+}
+
 // When a long prediction says how far it is: 30 s after its start, then every 30 s.
 class ProgressClock {
  public:
   bool due() {
-    if (seconds() < next_) return false;
-    next_ += 30;
+    const double now = seconds();
+    if (now < next_) return false;
+    next_ = (std::floor(now / 30) + 1) * 30;  // the next multiple: one line after a long band
     return true;
   }
   double seconds() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); }
@@ -273,7 +297,7 @@ void check_earlier_outputs(const PredictArgs& args, const infer::EarlierOutputs&
 }
 
 // What the inputs are, to compare between ranks: each lists the folder or glob for
-// itself, and each takes every W-th image of its own list.
+// itself, and takes its share of its own list.
 std::string describe_inputs(const infer::InputSet& inputs) {
   if (inputs.dataset() != nullptr) return train::describe_dataset(*inputs.dataset());
   return train::describe_names(inputs.names(), "images");
@@ -406,7 +430,7 @@ void run(const PredictArgs& args) {
   };
   infer::EvaluationTable table(args.eval ? inputs.size() : 0, model.n_classes, inputs.ignore_label());
   int64_t done = 0;
-  const std::vector<int64_t> share = inputs.share(context.rank(), context.world_size());
+  const std::vector<int64_t> share = images_of_rank(inputs, *comm, context);
   for (const int64_t i : share) {
     const auto started = std::chrono::steady_clock::now();
     infer::InputItem item;

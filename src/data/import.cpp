@@ -25,7 +25,8 @@ namespace {
 
 struct Pair {
   std::string image, mask;
-  int64_t samples = 1;  // with --tile, the tiles its image is cut into
+  int64_t samples = 1;            // with --tile, the tiles its image is cut into
+  int64_t height = 0, width = 0;  // with --tile, as its header says (what was counted)
 };
 
 }  // namespace
@@ -178,6 +179,9 @@ std::pair<Image, Image> read_pair(const ImportOptions& o, const Pair& pair, cons
                                              "size with --tile"
                                            : "convert them to one channel count and bit depth",
                ")");
+  DPUNET_CHECK(o.tile == 0 || (image.height == pair.height && image.width == pair.width), pair.image, " is ",
+               image.width, "x", image.height, " but its header said ", pair.width, "x", pair.height,
+               " when the import began (was it replaced meanwhile?)");
   Image mask = read_image(pair.mask, ImageRole::kLabels);
   check_mask_kind(masks, mask, pair.mask);
   check_mask_keys(mask, pair.mask);
@@ -231,6 +235,8 @@ void count_tiles(int64_t tile, std::vector<Pair>& pairs) {
                  ": give a tile no larger than the smallest image, or leave that image out");
     pair.samples = static_cast<int64_t>(tile_origins(header.height, tile, 0.0).size() *
                                         tile_origins(header.width, tile, 0.0).size());
+    pair.height = header.height;
+    pair.width = header.width;
   }
 }
 

@@ -186,25 +186,6 @@ int64_t InputSet::pixels(int64_t index) const {
   }
 }
 
-std::vector<int64_t> InputSet::share(int rank, int world) const {
-  std::vector<int64_t> mine;
-  if (dataset_ || world == 1) {
-    for (int64_t i = rank; i < size(); i += world) mine.push_back(i);
-    return mine;
-  }
-  std::vector<std::pair<int64_t, int64_t>> by_size;  // (pixels, index)
-  for (int64_t i = 0; i < size(); ++i) by_size.emplace_back(pixels(i), i);
-  std::stable_sort(by_size.begin(), by_size.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
-  std::vector<int64_t> load(static_cast<size_t>(world), 0);
-  for (const auto& [count, index] : by_size) {
-    const auto least = static_cast<size_t>(std::min_element(load.begin(), load.end()) - load.begin());
-    load[least] += std::max<int64_t>(count, 1);
-    if (static_cast<int>(least) == rank) mine.push_back(index);
-  }
-  std::sort(mine.begin(), mine.end());
-  return mine;
-}
-
 std::optional<std::vector<data::ChannelAffine>> InputSet::fixed_affine(int64_t index) const {
   const data::Normalizer& n = options_.normalizer;
   if (n.mode == data::Normalization::kPerImage) return std::nullopt;
@@ -360,6 +341,20 @@ InputItem InputSet::load(int64_t index) const {
   item.source = path;
   item.mask = load_mask(path, image);
   return item;
+}
+
+std::vector<int64_t> deal_by_size(const std::vector<int64_t>& pixels, int rank, int world) {
+  std::vector<std::pair<int64_t, int64_t>> by_size;  // (pixels, index)
+  for (size_t i = 0; i < pixels.size(); ++i) by_size.emplace_back(pixels[i], static_cast<int64_t>(i));
+  std::stable_sort(by_size.begin(), by_size.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::vector<int64_t> load(static_cast<size_t>(world), 0), mine;
+  for (const auto& [count, index] : by_size) {
+    const auto least = static_cast<size_t>(std::min_element(load.begin(), load.end()) - load.begin());
+    load[least] += std::max<int64_t>(count, 1);
+    if (static_cast<int>(least) == rank) mine.push_back(index);
+  }
+  std::sort(mine.begin(), mine.end());
+  return mine;
 }
 
 }  // namespace dpunet::infer

@@ -58,11 +58,7 @@ class InputSet {
   // Item `index`'s pixels (height x width), from its header alone; 0 when the header
   // cannot be read (load() then says why).
   int64_t pixels(int64_t index) const;
-  // The items rank `rank` of `world` predicts, in input order. Shards (one size) are dealt
-  // round the ranks; image files by size, largest first, each to the rank with the fewest
-  // pixels so far, so that a folder of slides of mixed sizes keeps every rank busy to the
-  // end. Every rank deals alike, from the same headers.
-  std::vector<int64_t> share(int rank, int world) const;
+
   // The per-channel value * scale + shift that turns item `index`'s stored pixel values
   // into this set's inputs, when it does not depend on the image (statistics, or scaling
   // by the bit depth); none for per-image standardisation. An ensemble's models that
@@ -94,5 +90,11 @@ class InputSet {
   int image_bits_ = 0;          // likewise: 8- and 16-bit files would be normalised differently
   mutable bool warned_ = false;
 };
+
+// The items rank `rank` of `world` predicts, in input order, given every item's pixels:
+// by size, largest first, each to the rank with the fewest pixels so far (the lower rank
+// of equals), so that a folder of slides of mixed sizes keeps every rank busy to the end.
+// Items of one size go round the ranks. Every rank must be given the same sizes.
+std::vector<int64_t> deal_by_size(const std::vector<int64_t>& pixels, int rank, int world);
 
 }  // namespace dpunet::infer

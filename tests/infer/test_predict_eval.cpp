@@ -262,7 +262,7 @@ TEST_CASE("an input set's fixed affine turns stored values into the inputs load 
   CHECK_THROWS_WITH(both.load(1), HasSubstr("16-bit pixels, but"));
 }
 
-TEST_CASE("image files are dealt to ranks by size, largest first, shards round the ranks", "[infer]") {
+TEST_CASE("image files are dealt to ranks by size, largest first", "[infer]") {
   dpunet::test::TempDir dir;
   // Images 10 wide and 10, 80, 20, 30, 40 and 50 high.
   const std::vector<int64_t> heights = {10, 80, 20, 30, 40, 50};
@@ -277,20 +277,25 @@ TEST_CASE("image files are dealt to ranks by size, largest first, shards round t
   dpunet::infer::InputOptions options;
   const dpunet::infer::InputSet inputs(dir.path(), options);
   REQUIRE(inputs.pixels(1) == 800);
+  std::vector<int64_t> pixels;
+  for (int64_t i = 0; i < inputs.size(); ++i) pixels.push_back(inputs.pixels(i));
+  using dpunet::infer::deal_by_size;
   // Largest first: 80 -> rank 0; 50 -> 1; 40 -> 1 (90); 30 -> 0 (110); 20 -> 1 (110);
   // 10 -> 0 (the lower rank of two equal loads).
-  CHECK(inputs.share(0, 2) == std::vector<int64_t>{0, 1, 3});
-  CHECK(inputs.share(1, 2) == std::vector<int64_t>{2, 4, 5});
-  CHECK(inputs.share(0, 1) == std::vector<int64_t>{0, 1, 2, 3, 4, 5});
-  // More ranks than images: the last has none.
+  CHECK(deal_by_size(pixels, 0, 2) == std::vector<int64_t>{0, 1, 3});
+  CHECK(deal_by_size(pixels, 1, 2) == std::vector<int64_t>{2, 4, 5});
+  CHECK(deal_by_size(pixels, 0, 1) == std::vector<int64_t>{0, 1, 2, 3, 4, 5});
+  // More ranks than images: each has one at most, and every image is dealt once.
   std::vector<int64_t> all;
   for (int rank = 0; rank < 7; ++rank) {
-    const auto mine = inputs.share(rank, 7);
+    const auto mine = deal_by_size(pixels, rank, 7);
     CHECK(mine.size() <= 1);
     all.insert(all.end(), mine.begin(), mine.end());
   }
   std::sort(all.begin(), all.end());
   CHECK(all == std::vector<int64_t>{0, 1, 2, 3, 4, 5});
+  // Images of one size go round the ranks.
+  CHECK(deal_by_size({5, 5, 5, 5, 5}, 1, 2) == std::vector<int64_t>{1, 3});
   // An unreadable image counts as empty and is still dealt (its load() says what is wrong).
   std::ofstream(dir / "im6.png") << "not a png";
   CHECK(dpunet::infer::InputSet(dir.path(), options).pixels(6) == 0);
