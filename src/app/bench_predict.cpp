@@ -13,6 +13,7 @@
 #include "common/autocast_scope.h"
 #include "common/build_info.h"
 #include "common/tile_grid.h"
+#include "infer/ensemble_rows.h"
 #include "infer/sliding_window.h"
 #include "model/unet.h"
 #include "model/unet_options.h"
@@ -62,16 +63,13 @@ void run(const BenchPredictArgs& args) {
     forward(torch::randn({std::min<int64_t>(args.batch, tile_count), 1, args.tile, args.tile}).to(device));
     wait_for(device);
   }
-  // As predict takes an image: band by band, each band's classes kept, and one copy of
-  // them to the host at the end, which waits for the device.
+  // As predict takes an image (with one model): band by band into a class map, copied
+  // to the host once at the end, which waits for the device.
   const auto predict_image = [&] {
-    infer::TiledPrediction prediction(forward, image, tiles);
-    torch::Tensor labels = torch::empty({args.size, args.size}, torch::dtype(torch::kByte).device(device));
-    while (!prediction.done()) {
-      const infer::ProbabilityRows rows = prediction.next();
-      labels.slice(0, rows.row, rows.row + rows.probabilities.size(1)).copy_(rows.probabilities.argmax(0));
-    }
-    (void)labels.cpu();
+    std::vector<infer::EnsembleMember> one;
+    one.push_back({"", infer::TiledPrediction(forward, image, tiles)});
+    infer::EnsembleRows rows(std::move(one));
+    (void)infer::class_map(rows).cpu();
   };
   const auto start = std::chrono::steady_clock::now();
   predict_image();

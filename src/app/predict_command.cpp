@@ -370,52 +370,49 @@ void run(const PredictArgs& args) {
   // the class sums nor the probabilities of a whole slide are ever held. `item` is the
   // first InputSet's; its float image is let go once on the device.
   const auto predict = [&](int64_t index, infer::InputItem& item) {
-    // One image per normalisation at most, and usually one in all: models that normalise
-    // otherwise than the first InputSet take its image through their own affine, tile by
-    // tile, where both are fixed (statistics, bit depth); per-image standardisation alone
-    // needs a copy of its own.
-    std::vector<torch::Tensor> images(input_sets.size());
-    images[0] = item.image.to(context.device());
+    // Each InputSet's view of the image, worked out once for all its models: one image in
+    // all, usually. Models that normalise otherwise than the first InputSet take its image
+    // through their own affine, tile by tile, where both are fixed (statistics, bit depth);
+    // per-image standardisation alone needs a copy of its own.
+    struct View {
+      torch::Tensor image, scale, shift;  // scale and shift [1, C, 1, 1], or undefined
+    };
+    std::vector<View> views(input_sets.size());
+    views[0].image = item.image.to(context.device());
     item.image = torch::Tensor();
-    std::optional<std::vector<data::ChannelAffine>> first_affine;
-    if (input_sets.size() > 1) first_affine = input_sets[0]->fixed_affine(index);
+    const auto first_affine = input_sets.size() > 1 ? input_sets[0]->fixed_affine(index) : std::nullopt;
+    for (size_t k = 1; k < input_sets.size(); ++k) {
+      const auto affine =
+          first_affine ? relative_affine(*first_affine, input_sets[k]->fixed_affine(index)) : std::nullopt;
+      if (affine) {
+        views[k].image = views[0].image;
+        std::tie(views[k].scale, views[k].shift) = affine_tensors(*affine, context.device());
+      } else {
+        views[k].image = input_sets[k]->load(index).image.to(context.device());
+      }
+    }
     std::vector<infer::EnsembleMember> parts;
     for (const Member& m : members) {
-      torch::Tensor image = images[0], scale, shift;
-      if (m.inputs != 0) {
-        const auto affine =
-            first_affine ? relative_affine(*first_affine, input_sets[m.inputs]->fixed_affine(index)) : std::nullopt;
-        if (affine) {
-          std::tie(scale, shift) = affine_tensors(*affine, context.device());
-        } else {
-          if (!images[m.inputs].defined())
-            images[m.inputs] = input_sets[m.inputs]->load(index).image.to(context.device());
-          image = images[m.inputs];
-        }
-      }
-      const infer::Forward forward = [net = m.net.ptr(), autocast, scale, shift](const torch::Tensor& x) {
+      const View& view = views[m.inputs];
+      const infer::Forward forward = [net = m.net.ptr(), autocast, scale = view.scale,
+                                      shift = view.shift](const torch::Tensor& x) {
         const torch::Tensor input = scale.defined() ? torch::addcmul(shift, x, scale) : x;
         AutocastScope scope(autocast, at::kBFloat16);
         return net->forward(input);
       };
       const std::string label = members.size() == 1 ? "" : "model " + m.file;
       try {
-        parts.push_back({label, infer::TiledPrediction(forward, image, m.tiles)});
+        parts.push_back({label, infer::TiledPrediction(forward, view.image, m.tiles)});
       } catch (const std::exception& e) {
         if (label.empty()) throw;
         throw Error(label + ": " + exception_message(e));
       }
     }
-    images.clear();
+    views.clear();
     infer::EnsembleRows rows(std::move(parts));
-    // The argmax where the probabilities are: one byte per pixel crosses to the host, once.
-    torch::Tensor labels =
-        torch::empty({rows.height(), rows.width()}, torch::dtype(torch::kByte).device(context.device()));
     writer.start(item.name, rows.height(), rows.width());
     ProgressClock progress;
-    while (!rows.done()) {
-      const infer::ProbabilityRows band = rows.next();
-      labels.slice(0, band.row, band.row + band.probabilities.size(1)).copy_(band.probabilities.argmax(0));
+    const torch::Tensor labels = infer::class_map(rows, [&](const infer::ProbabilityRows& band) {
       writer.write_probabilities(band.row, band.probabilities);
       // A slide takes long: said now and then (at the rows handed on, which the device
       // may not have reached yet).
@@ -425,7 +422,8 @@ void run(const PredictArgs& args) {
                     progress.seconds());
         std::fflush(stdout);
       }
-    }
+    });
+    // One byte per pixel crosses to the host, once.
     return labels.cpu().contiguous();
   };
   infer::EvaluationTable table(args.eval ? inputs.size() : 0, model.n_classes, inputs.ignore_label());

@@ -71,4 +71,17 @@ ProbabilityRows EnsembleRows::next() {
   }
 }
 
+torch::Tensor class_map(EnsembleRows& rows, const std::function<void(const ProbabilityRows&)>& each) {
+  torch::Tensor classes;
+  while (!rows.done()) {
+    const ProbabilityRows band = rows.next();
+    if (!classes.defined()) {
+      classes = torch::empty({rows.height(), rows.width()}, band.probabilities.options().dtype(torch::kByte));
+    }
+    classes.slice(0, band.row, band.row + band.probabilities.size(1)).copy_(band.probabilities.argmax(0));
+    if (each) each(band);
+  }
+  return classes;
+}
+
 }  // namespace dpunet::infer

@@ -4,6 +4,7 @@
 // Holds one band of sums, not the image's.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -38,5 +39,10 @@ class EnsembleRows {
   int64_t rows_done_ = 0;
   torch::Tensor sum_;  // [K, rows, W]: the members' sums of the image's rows from rows_done_ on
 };
+
+// Every row's class [H, W] (uint8, on the rows' device: the argmax where the
+// probabilities are), with `each` called on every band of probabilities as it is finished
+// (to write them, or to say how far it is).
+torch::Tensor class_map(EnsembleRows& rows, const std::function<void(const ProbabilityRows&)>& each = {});
 
 }  // namespace dpunet::infer
