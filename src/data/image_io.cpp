@@ -1,5 +1,6 @@
-// PNG reading and writing with libpng (TIFFs: tiff_reader.cpp). libpng reports errors by
-// longjmp, so each function that calls setjmp holds only trivially destructible locals.
+// PNG reading (a row at a time) and writing with libpng, and ImageRows over both formats
+// (TIFFs: tiff_reader.cpp). libpng reports errors by longjmp, so each function that calls
+// setjmp holds only trivially destructible locals.
 #include "data/image_io.h"
 
 #include <png.h>
@@ -14,7 +15,7 @@
 #include <new>
 
 #include "common/error.h"
-#include "data/tiff_reader.h"
+#include "data/row_source.h"
 
 namespace dpunet::data {
 namespace {
@@ -47,6 +48,7 @@ struct PngInfo {
   int channels = 0;
   int bits = 0;         // per value as read: 8 or 16
   int stored_bits = 0;  // per value in the file: 1, 2, 4, 8 or 16
+  int passes = 1;       // 7 for an interlaced image
 };
 
 // Reads the header and sets up conversions: palette to RGB, alpha dropped, 16-bit values
@@ -70,6 +72,7 @@ bool png_read_header(png_structp png, png_infop info, FILE* file, ImageRole role
   // A palette's transparency chunk becomes an alpha channel on expansion: strip that too.
   if ((color & PNG_COLOR_MASK_ALPHA) != 0 || png_get_valid(png, info, PNG_INFO_tRNS) != 0) png_set_strip_alpha(png);
   if (png_get_bit_depth(png, info) == 16) png_set_swap(png);
+  out->passes = png_set_interlace_handling(png);
   png_read_update_info(png, info);
   out->width = png_get_image_width(png, info);
   out->height = png_get_image_height(png, info);
@@ -85,47 +88,88 @@ bool png_read_rows(png_structp png, png_bytepp rows) {
   return true;
 }
 
-// `with_pixels` false: the header only (Image::values left empty).
-Image read_png(const std::string& path, ImageRole role, bool with_pixels) {
-  File file(std::fopen(path.c_str(), "rb"));
-  DPUNET_CHECK(file, path, ": cannot open");
-  PngError error;
-  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &error, png_error_to_jump, png_ignore_warning);
-  DPUNET_CHECK(png, path, ": libpng could not start");
-  // libpng's default refuses images over a million pixels a side; the format allows 2^31 - 1.
-  png_set_user_limits(png, PNG_UINT_31_MAX, PNG_UINT_31_MAX);
-  png_infop info = png_create_info_struct(png);
-  struct ReadStructs {
-    png_structp png;
-    png_infop info;
-    ~ReadStructs() { png_destroy_read_struct(&png, &info, nullptr); }
-  } structs{png, info};
-  DPUNET_CHECK(info, path, ": libpng could not start");
-  PngInfo header;
-  DPUNET_CHECK(png_read_header(png, info, file.get(), role, &header), path, ": not a readable PNG (", error.message,
-               ")");
-  Image image;
-  image.height = header.height;
-  image.width = header.width;
-  image.channels = header.channels;
-  // A mask unpacked as stored keeps its file's depth: masks of one import must be alike.
-  const bool unpacked_grey = header.channels == 1 && header.stored_bits < 8 && role == ImageRole::kLabels;
-  image.bits = unpacked_grey ? header.stored_bits : header.bits;
-  if (!with_pixels) return image;
-  const size_t row_values = static_cast<size_t>(image.width * image.channels);
-  const size_t value_bytes = static_cast<size_t>(header.bits / 8);
-  std::vector<unsigned char> bytes(row_values * image.height * value_bytes);
-  std::vector<png_bytep> rows(image.height);
-  for (int64_t y = 0; y < image.height; ++y) rows[y] = bytes.data() + y * row_values * value_bytes;
-  DPUNET_CHECK(png_read_rows(png, rows.data()), path, ": damaged PNG (", error.message, ")");
-  image.values.resize(row_values * image.height);
-  if (header.bits == 16) {
-    std::copy_n(reinterpret_cast<const uint16_t*>(bytes.data()), image.values.size(), image.values.begin());
-  } else {
-    std::copy(bytes.begin(), bytes.end(), image.values.begin());
-  }
-  return image;
+bool png_read_next_row(png_structp png, png_bytep row) {
+  if (setjmp(png_jmpbuf(png))) return false;
+  png_read_row(png, row, nullptr);
+  return true;
 }
+
+bool png_read_to_end(png_structp png) {
+  if (setjmp(png_jmpbuf(png))) return false;
+  png_read_end(png, nullptr);
+  return true;
+}
+
+// A PNG's rows in order, one decoded at a time (an interlaced one's all at the first).
+class PngRows final : public RowSource {
+ public:
+  PngRows(const std::string& path, ImageRole role, Image& header) : path_(path), file_(std::fopen(path.c_str(), "rb")) {
+    DPUNET_CHECK(file_, path, ": cannot open");
+    structs_.png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &error_, png_error_to_jump, png_ignore_warning);
+    DPUNET_CHECK(structs_.png, path, ": libpng could not start");
+    // libpng's default refuses images over a million pixels a side; the format allows 2^31 - 1.
+    png_set_user_limits(structs_.png, PNG_UINT_31_MAX, PNG_UINT_31_MAX);
+    structs_.info = png_create_info_struct(structs_.png);
+    DPUNET_CHECK(structs_.info, path, ": libpng could not start");
+    DPUNET_CHECK(png_read_header(structs_.png, structs_.info, file_.get(), role, &info_), path,
+                 ": not a readable PNG (", error_.message, ")");
+    header.height = info_.height;
+    header.width = info_.width;
+    header.channels = info_.channels;
+    // A mask unpacked as stored keeps its file's depth: masks of one import must be alike.
+    const bool unpacked_grey = info_.channels == 1 && info_.stored_bits < 8 && role == ImageRole::kLabels;
+    header.bits = unpacked_grey ? info_.stored_bits : info_.bits;
+    row_bytes_ = static_cast<size_t>(info_.width) * info_.channels * (info_.bits / 8);
+  }
+
+  void read_row(uint16_t* out) override {
+    const unsigned char* row = nullptr;
+    if (info_.passes > 1) {
+      // Interlaced: every pass must be read before any row is whole.
+      if (bytes_.empty()) {
+        bytes_.resize(row_bytes_ * info_.height);
+        std::vector<png_bytep> rows(info_.height);
+        for (size_t y = 0; y < rows.size(); ++y) rows[y] = bytes_.data() + y * row_bytes_;
+        DPUNET_CHECK(png_read_rows(structs_.png, rows.data()), path_, ": damaged PNG (", error_.message, ")");
+      }
+      row = bytes_.data() + next_ * row_bytes_;
+    } else {
+      if (bytes_.empty()) bytes_.resize(row_bytes_);
+      DPUNET_CHECK(png_read_next_row(structs_.png, bytes_.data()), path_, ": damaged PNG at row ", next_, " (",
+                   error_.message, ")");
+      // What follows the pixels is checked too: a file cut short there is damaged as well.
+      if (next_ + 1 == info_.height) {
+        DPUNET_CHECK(png_read_to_end(structs_.png), path_, ": damaged PNG (", error_.message, ")");
+      }
+      row = bytes_.data();
+    }
+    const size_t values = static_cast<size_t>(info_.width) * info_.channels;
+    if (info_.bits == 16) {
+      std::memcpy(out, row, values * sizeof(uint16_t));
+    } else {
+      std::copy_n(row, values, out);
+    }
+    ++next_;
+  }
+
+ private:
+  struct ReadStructs {
+    png_structp png = nullptr;
+    png_infop info = nullptr;
+    ~ReadStructs() {
+      if (png != nullptr) png_destroy_read_struct(&png, &info, nullptr);
+    }
+  };
+
+  std::string path_;
+  File file_;
+  PngError error_;  // libpng writes its message here: it outlives the structs
+  ReadStructs structs_;
+  PngInfo info_;
+  size_t row_bytes_ = 0;
+  std::vector<unsigned char> bytes_;  // one row, or an interlaced image's every row
+  size_t next_ = 0;
+};
 
 bool png_write_all(png_structp png, png_infop info, FILE* file, int64_t height, int64_t width, int64_t channels,
                    png_bytepp rows) {
@@ -157,27 +201,48 @@ std::string image_stem(const std::string& path) {
   return stem;
 }
 
-namespace {
+std::unique_ptr<RowSource> open_png_rows(const std::string& path, ImageRole role, Image& header) {
+  return std::make_unique<PngRows>(path, role, header);
+}
 
-Image read_image_file(const std::string& path, ImageRole role, bool with_pixels) {
+ImageRows::ImageRows(const std::string& path, ImageRole role) : path_(path) {
   const std::string ext = lower_extension(path);
+  if (ext == ".png") {
+    source_ = open_png_rows(path, role, header_);
+  } else if (ext == ".tif" || ext == ".tiff") {
+    source_ = open_tiff_rows(path, role, header_);
+  } else {
+    DPUNET_FAIL(path, ": unsupported image type '", ext, "' (expected .png, .tif or .tiff)");
+  }
+}
+
+ImageRows::~ImageRows() = default;
+
+void ImageRows::read(int64_t count, uint16_t* out) {
+  DPUNET_CHECK(count >= 0 && rows_read_ + count <= header_.height, path_, ": rows ", rows_read_, " to ",
+               rows_read_ + count, " asked of an image of ", header_.height);
+  const int64_t row_values = header_.width * header_.channels;
   try {
-    if (ext == ".png") return read_png(path, role, with_pixels);
-    if (ext == ".tif" || ext == ".tiff") return read_tiff(path, role, with_pixels);
+    for (int64_t r = 0; r < count; ++r, ++rows_read_) source_->read_row(out + r * row_values);
+  } catch (const std::bad_alloc&) {
+    DPUNET_FAIL(path_, ": the image does not fit in memory (is its header damaged?)");
+  }
+}
+
+Image read_image(const std::string& path, ImageRole role) {
+  ImageRows rows(path, role);
+  Image image = rows.header();
+  try {
+    image.values.resize(static_cast<size_t>(image.height * image.width * image.channels));
   } catch (const std::bad_alloc&) {
     DPUNET_FAIL(path, ": the image does not fit in memory (is its header damaged?)");
   }
-  DPUNET_FAIL(path, ": unsupported image type '", ext, "' (expected .png, .tif or .tiff)");
-}
-
-}  // namespace
-
-Image read_image(const std::string& path, ImageRole role) {
-  return read_image_file(path, role, true);
+  rows.read(image.height, image.values.data());
+  return image;
 }
 
 Image read_image_header(const std::string& path, ImageRole role) {
-  return read_image_file(path, role, false);
+  return ImageRows(path, role).header();
 }
 
 void write_png(const std::string& path, const Image& image) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,34 @@ Image read_image(const std::string& path, ImageRole role = ImageRole::kImage);
 // channels and bit depth, from the file's header, with read_image's refusals of what it
 // cannot read. A slide's is known without decoding it.
 Image read_image_header(const std::string& path, ImageRole role = ImageRole::kImage);
+
+class RowSource;  // one file format's reading (row_source.h)
+
+// One image file's rows, top to bottom, as read_image converts them: memory for the rows
+// asked for, not for the image, so a slide is cut into tiles or predicted a band at a time.
+// An interlaced PNG is the exception: its last pass finishes the first row, so it is
+// decoded whole at the first read. Errors name the file (and the row where they can).
+class ImageRows {
+ public:
+  explicit ImageRows(const std::string& path, ImageRole role = ImageRole::kImage);
+  ~ImageRows();
+  ImageRows(const ImageRows&) = delete;
+  ImageRows& operator=(const ImageRows&) = delete;
+
+  // The image as read_image_header gives it (values empty).
+  const Image& header() const { return header_; }
+  // Rows read so far: the next read starts there.
+  int64_t rows_read() const { return rows_read_; }
+  // The next `count` rows into `out`, [count, width, channels]; they must exist.
+  void read(int64_t count, uint16_t* out);
+
+ private:
+  std::string path_;
+  Image header_;
+  std::unique_ptr<RowSource> source_;
+  int64_t rows_read_ = 0;
+};
+
 // Writes an 8-bit PNG (1 or 3 channels; values must be < 256).
 void write_png(const std::string& path, const Image& image);
 // Writes an 8-bit PNG from bytes [H, W, C] (C 1 or 3), without an Image's 16-bit copy.

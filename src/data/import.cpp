@@ -94,13 +94,21 @@ MaskKind mask_kind(const std::vector<Pair>& pairs) {
   return {pairs.front().mask, first.channels, first.bits};
 }
 
+// Every value (or colour) the masks hold, read a band of rows at a time.
 std::map<uint32_t, int> discover_classes(const std::vector<Pair>& pairs, const MaskKind& kind) {
+  constexpr int64_t kBandRows = 256;
   std::set<uint32_t> keys;
   for (const Pair& pair : pairs) {
-    const Image mask = read_image(pair.mask, ImageRole::kLabels);
-    check_mask_kind(kind, mask, pair.mask);
-    for (int64_t p = 0; p < mask.height * mask.width; ++p) keys.insert(mask_key(mask, p));
-    DPUNET_CHECK(keys.size() <= 256, pair.mask, ": masks hold more than 256 distinct values; give --mask-map");
+    ImageRows rows(pair.mask, ImageRole::kLabels);
+    check_mask_kind(kind, rows.header(), pair.mask);
+    Image band = rows.header();
+    band.values.resize(static_cast<size_t>(std::min(kBandRows, band.height) * band.width * band.channels));
+    while (rows.rows_read() < band.height) {
+      const int64_t count = std::min(kBandRows, band.height - rows.rows_read());
+      rows.read(count, band.values.data());
+      for (int64_t p = 0; p < count * band.width; ++p) keys.insert(mask_key(band, p));
+      DPUNET_CHECK(keys.size() <= 256, pair.mask, ": masks hold more than 256 distinct values; give --mask-map");
+    }
   }
   std::map<uint32_t, int> classes;
   for (uint32_t key : keys) classes.emplace(key, static_cast<int>(classes.size()));
@@ -164,12 +172,12 @@ class ShardSequence {
   std::vector<std::string> written_;
 };
 
-// A pair read and checked against the first image (channels and bit depth; the size too
-// unless images are cut into tiles, which each must hold) and the masks' kind.
-std::pair<Image, Image> read_pair(const ImportOptions& o, const Pair& pair, const ImageKind& reference,
-                                  const MaskKind& masks) {
+// A pair's headers checked against the first image (channels and bit depth; the size too
+// unless images are cut into tiles, which each must hold) and the masks' kind, before
+// either file is decoded.
+void check_pair(const ImportOptions& o, const Pair& pair, const ImageKind& reference, const MaskKind& masks,
+                const Image& image, const Image& mask) {
   const Image& first = reference.image;
-  Image image = read_image(pair.image);
   const bool size_differs = image.height != first.height || image.width != first.width;
   DPUNET_CHECK((o.tile > 0 || !size_differs) && image.channels == first.channels && image.bits == first.bits,
                "images differ: ", reference.file, " is ", first.width, "x", first.height, "x", first.channels, " ",
@@ -182,15 +190,48 @@ std::pair<Image, Image> read_pair(const ImportOptions& o, const Pair& pair, cons
   DPUNET_CHECK(o.tile == 0 || (image.height == pair.height && image.width == pair.width), pair.image, " is ",
                image.width, "x", image.height, " but its header said ", pair.width, "x", pair.height,
                " when the import began (was it replaced meanwhile?)");
-  Image mask = read_image(pair.mask, ImageRole::kLabels);
   check_mask_kind(masks, mask, pair.mask);
-  check_mask_keys(mask, pair.mask);
   DPUNET_CHECK(mask.height == image.height && mask.width == image.width, pair.mask, ": mask is ", mask.width, "x",
                mask.height, " but its image ", pair.image, " is ", image.width, "x", image.height);
-  return {std::move(image), std::move(mask)};
 }
 
-// Planar buffers of one sample: the region of a pair from (top, left), height x width.
+// Rows [top, top + height) of one file as an Image, read on as `top` moves down the file:
+// rows that consecutive windows share (the last row of tiles overlaps the one before it)
+// are kept, not read again. Memory: one window, however tall the file.
+class RowWindow {
+ public:
+  RowWindow(ImageRows& rows, int64_t height) : rows_(rows), window_(rows.header()) {
+    window_.height = height;
+    window_.values.resize(static_cast<size_t>(height * window_.width * window_.channels));
+  }
+
+  const Image& at(int64_t top) {
+    DPUNET_CHECK(top >= top_ && top + window_.height <= rows_.header().height, "RowWindow: rows from ", top,
+                 " asked after rows from ", top_);
+    const auto row_values = static_cast<size_t>(window_.width * window_.channels);
+    const int64_t end = top_ + held_;
+    const int64_t kept = std::max<int64_t>(0, end - top);
+    if (kept > 0) {
+      const auto from =
+          window_.values.begin() + static_cast<std::ptrdiff_t>(static_cast<size_t>(top - top_) * row_values);
+      std::copy(from, from + static_cast<std::ptrdiff_t>(static_cast<size_t>(kept) * row_values),
+                window_.values.begin());
+    }
+    while (rows_.rows_read() < top) rows_.read(1, window_.values.data());  // rows no window holds
+    rows_.read(window_.height - kept, window_.values.data() + static_cast<size_t>(kept) * row_values);
+    top_ = top;
+    held_ = window_.height;
+    return window_;
+  }
+
+ private:
+  ImageRows& rows_;
+  Image window_;
+  int64_t top_ = 0, held_ = 0;
+};
+
+// Planar buffers of one sample: a window's region of a pair from its first row and
+// `left`, height x width.
 struct SampleBuffers {
   int64_t height, width;
   std::vector<uint16_t> planar16;
@@ -202,13 +243,14 @@ struct SampleBuffers {
         planar8(planar16.size()),
         classes(static_cast<size_t>(h * w)) {}
 
-  // The region's values, planar [C, h, w], and its mask values mapped to classes.
+  // The region's values, planar [C, h, w], and its mask values mapped to classes. `top`
+  // is the windows' first row in their files, for messages.
   void cut(const Image& image, const Image& mask, const std::string& mask_path, int64_t top, int64_t left,
            const std::map<uint32_t, int>& class_of) {
     const int64_t pixels = height * width, channels = image.channels;
     for (int64_t r = 0; r < height; ++r) {
       for (int64_t c = 0; c < width; ++c) {
-        const int64_t q = r * width + c, p = (top + r) * image.width + left + c;
+        const int64_t q = r * width + c, p = r * image.width + left + c;
         for (int64_t k = 0; k < channels; ++k) {
           planar16[k * pixels + q] = image.values[p * channels + k];
           planar8[k * pixels + q] = static_cast<uint8_t>(image.values[p * channels + k]);
@@ -260,12 +302,20 @@ int64_t write_set(const ImportOptions& o, const std::string& directory, const st
   SampleBuffers sample(first.channels, header.height, header.width);
   int64_t samples = 0;
   for (const Pair& pair : pairs) {
-    const auto [image, mask] = read_pair(o, pair, reference, masks);
+    ImageRows image_rows(pair.image), mask_rows(pair.mask, ImageRole::kLabels);
+    const Image& image = image_rows.header();
+    check_pair(o, pair, reference, masks, image, mask_rows.header());
+    // A row of tiles at a time (with --tile), else the whole pair.
+    RowWindow image_window(image_rows, header.height), mask_window(mask_rows, header.height);
+    ColourKeyCheck colour_keys(pair.mask);
     const std::vector<int64_t> rows = o.tile > 0 ? tile_origins(image.height, o.tile, 0.0) : std::vector<int64_t>{0};
     const std::vector<int64_t> columns = o.tile > 0 ? tile_origins(image.width, o.tile, 0.0) : std::vector<int64_t>{0};
     for (int64_t top : rows) {
+      const Image& image_band = image_window.at(top);
+      const Image& mask_band = mask_window.at(top);
+      colour_keys.check(mask_band, top);
       for (int64_t left : columns) {
-        sample.cut(image, mask, pair.mask, top, left, class_of);
+        sample.cut(image_band, mask_band, pair.mask, top, left, class_of);
         shards.add(sample.pixels(image.bits), sample.classes.data());
         ++samples;
       }
@@ -310,14 +360,17 @@ uint32_t mask_key(const Image& mask, int64_t pixel) {
 }
 
 void check_mask_keys(const Image& mask, const std::string& path) {
+  ColourKeyCheck(path).check(mask, 0);
+}
+
+void ColourKeyCheck::check(const Image& mask, int64_t top) {
   if (mask.channels == 1 || mask.bits != 16) return;
-  std::unordered_map<uint32_t, uint64_t> colour_of_key;
   for (int64_t p = 0; p < mask.height * mask.width; ++p) {
     const uint16_t* v = mask.values.data() + p * mask.channels;
     const uint64_t colour = (uint64_t(v[0]) << 32) | (uint64_t(v[1]) << 16) | v[2];
-    const auto [it, fresh] = colour_of_key.emplace(mask_key(mask, p), colour);
-    DPUNET_CHECK(fresh || it->second == colour, path,
-                 ": 16-bit colours that differ only in their low bytes (at pixel (", p / mask.width, ", ",
+    const auto [it, fresh] = colour_of_key_.emplace(mask_key(mask, p), colour);
+    DPUNET_CHECK(fresh || it->second == colour, path_,
+                 ": 16-bit colours that differ only in their low bytes (at pixel (", top + p / mask.width, ", ",
                  p % mask.width, ")) would become one class: colour masks are told apart by ",
                  "#rrggbb; save the mask as 8-bit colour or as grey class ids");
   }

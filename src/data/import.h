@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace dpunet::data {
@@ -67,6 +69,17 @@ uint32_t mask_key(const Image& mask, int64_t pixel);
 // Throws naming `path` when two colours of a 16-bit colour mask share a key (they differ
 // only in the low bytes, which keys drop): they would silently become one class.
 void check_mask_keys(const Image& mask, const std::string& path);
+// The same check over a mask read in bands: each band's colours against every band's before.
+class ColourKeyCheck {
+ public:
+  explicit ColourKeyCheck(std::string path) : path_(std::move(path)) {}
+  // `mask` holds the file's rows from `top` (for messages).
+  void check(const Image& mask, int64_t top);
+
+ private:
+  std::string path_;
+  std::unordered_map<uint32_t, uint64_t> colour_of_key_;
+};
 // A key as --mask-map writes it: "255" for grey, "#ff0000" for colour masks.
 std::string mask_key_text(uint32_t key, bool colour);
 

@@ -1,9 +1,9 @@
-// TIFF reading with libtiff: strips or tiles, interleaved or (one sample) planar, grey
+// TIFF reading with libtiff, a row at a time: strips or tiles, interleaved or (one sample) planar, grey
 // (black or white is zero), RGB and palette images, alpha dropped, reduced-resolution
 // pages (thumbnails, overviews) passed over. What a 2-D segmentation image cannot mean
 // unambiguously (stacks of full pages, extra channels that are not alpha, CMYK or YCbCr
 // colour) is refused with the reason, never guessed.
-#include "data/tiff_reader.h"
+#include "data/row_source.h"
 
 #include <tiffio.h>
 
@@ -95,59 +95,19 @@ int colour_channels(TIFF* tiff, const Layout& l, const std::string& path) {
   return colour;
 }
 
-// Every sample of the image, [H, W, samples], in host order.
-std::vector<uint16_t> read_samples(TIFF* tiff, const Layout& l, const std::string& path) {
-  const size_t bytes_per = l.bits / 8;
-  std::vector<uint16_t> samples(static_cast<size_t>(l.height) * l.width * l.samples);
-  const auto sample = [&](const std::vector<unsigned char>& buffer, size_t at) -> uint16_t {
-    return l.bits == 16 ? reinterpret_cast<const uint16_t*>(buffer.data())[at] : buffer[at];
-  };
-  if (TIFFIsTiled(tiff)) {
-    uint32_t tile_w = 0, tile_h = 0;
-    TIFFGetField(tiff, TIFFTAG_TILEWIDTH, &tile_w);
-    TIFFGetField(tiff, TIFFTAG_TILELENGTH, &tile_h);
-    DPUNET_CHECK(tile_w > 0 && tile_h > 0, path, ": a tiled TIFF without a tile size");
-    std::vector<unsigned char> tile(static_cast<size_t>(TIFFTileSize(tiff)));
-    DPUNET_CHECK(tile.size() >= static_cast<size_t>(tile_w) * tile_h * l.samples * bytes_per, path,
-                 ": TIFF tiles smaller than their declared size");
-    for (uint32_t y0 = 0; y0 < l.height; y0 += tile_h) {
-      for (uint32_t x0 = 0; x0 < l.width; x0 += tile_w) {
-        DPUNET_CHECK(TIFFReadTile(tiff, tile.data(), x0, y0, 0, 0) >= 0, path, ": damaged TIFF tile at (", y0, ", ", x0,
-                     ") (", tiff_message, ")");
-        for (uint32_t y = y0; y < std::min(l.height, y0 + tile_h); ++y) {
-          for (uint32_t x = x0; x < std::min(l.width, x0 + tile_w); ++x) {
-            for (uint16_t s = 0; s < l.samples; ++s) {
-              samples[(static_cast<size_t>(y) * l.width + x) * l.samples + s] =
-                  sample(tile, (static_cast<size_t>(y - y0) * tile_w + (x - x0)) * l.samples + s);
-            }
-          }
-        }
-      }
-    }
-    return samples;
-  }
-  std::vector<unsigned char> row(static_cast<size_t>(TIFFScanlineSize(tiff)));
-  DPUNET_CHECK(row.size() >= static_cast<size_t>(l.width) * l.samples * bytes_per, path,
-               ": TIFF rows shorter than their declared size");
-  for (uint32_t y = 0; y < l.height; ++y) {
-    DPUNET_CHECK(TIFFReadScanline(tiff, row.data(), y) >= 0, path, ": damaged TIFF at row ", y, " (", tiff_message,
-                 ")");
-    for (size_t i = 0; i < static_cast<size_t>(l.width) * l.samples; ++i) {
-      samples[static_cast<size_t>(y) * l.width * l.samples + i] = sample(row, i);
-    }
-  }
-  return samples;
-}
-
 // Full-resolution pages: a thumbnail or a pyramid's overviews (marked reduced images)
-// are not more data. Leaves the file at its first page.
+// are not more data. Leaves the file at its first full page, which need not be the first
+// page (some scanners and DNG files write the thumbnail first).
 int full_pages(TIFF* tiff) {
   int pages = 0;
+  tdir_t first_full = 0;
   do {
     uint32_t type = 0;
-    if (!TIFFGetField(tiff, TIFFTAG_SUBFILETYPE, &type) || (type & FILETYPE_REDUCEDIMAGE) == 0) ++pages;
+    if (!TIFFGetField(tiff, TIFFTAG_SUBFILETYPE, &type) || (type & FILETYPE_REDUCEDIMAGE) == 0) {
+      if (pages++ == 0) first_full = TIFFCurrentDirectory(tiff);
+    }
   } while (TIFFReadDirectory(tiff));
-  TIFFSetDirectory(tiff, 0);
+  TIFFSetDirectory(tiff, first_full);
   return pages;
 }
 
@@ -159,63 +119,148 @@ int colormap_shift(const uint16_t* red, const uint16_t* green, const uint16_t* b
   return 0;
 }
 
+// A TIFF's rows in order. Strips are read a row at a time; a tiled file a row of tiles at
+// a time, so memory holds one tile's height of the image's width, never the image.
+class TiffRows final : public RowSource {
+ public:
+  TiffRows(const std::string& path, ImageRole role, Image& header)
+      : path_(path), tiff_(open(path)), layout_(one_page_layout(tiff_.get(), path)) {
+    colour_ = colour_channels(tiff_.get(), layout_, path);
+    // A label mask's stored values are its labels: palette indices stay indices, and
+    // white-is-zero values are not turned around.
+    const bool as_stored = role == ImageRole::kLabels;
+    expand_palette_ = layout_.photometric == PHOTOMETRIC_PALETTE && !as_stored;
+    invert_ = layout_.photometric == PHOTOMETRIC_MINISWHITE && !as_stored;
+    if (expand_palette_) {
+      DPUNET_CHECK(TIFFGetField(tiff_.get(), TIFFTAG_COLORMAP, &red_, &green_, &blue_), path,
+                   ": a palette TIFF without a colour map");
+      shift_ = colormap_shift(red_, green_, blue_, 256);
+    }
+    header.height = layout_.height;
+    header.width = layout_.width;
+    header.bits = layout_.bits;
+    header.channels = expand_palette_ ? 3 : colour_;
+    channels_ = static_cast<size_t>(header.channels);
+  }
+
+  void read_row(uint16_t* out) override {
+    const uint16_t* samples = TIFFIsTiled(tiff_.get()) ? tiled_row() : strip_row();
+    const size_t width = layout_.width, stride = layout_.samples;
+    if (expand_palette_) {
+      // As PNG palettes are: the colours, 8 bits each.
+      for (size_t x = 0; x < width; ++x) {
+        const uint16_t index = samples[x * stride];
+        out[x * 3] = red_[index] >> shift_;
+        out[x * 3 + 1] = green_[index] >> shift_;
+        out[x * 3 + 2] = blue_[index] >> shift_;
+      }
+    } else {
+      const uint16_t white = layout_.bits == 16 ? 65535 : 255;
+      for (size_t x = 0; x < width; ++x) {
+        for (size_t c = 0; c < channels_; ++c) {
+          const uint16_t v = samples[x * stride + c];
+          out[x * channels_ + c] = invert_ ? static_cast<uint16_t>(white - v) : v;
+        }
+      }
+    }
+    ++next_;
+  }
+
+ private:
+  static Tiff open(const std::string& path) {
+    static const bool handlers_set = [] {
+      TIFFSetErrorHandler(tiff_capture);
+      TIFFSetWarningHandler(tiff_ignore);
+      return true;
+    }();
+    (void)handlers_set;
+    tiff_message.clear();
+    // "m": read, not mapped: a mapped slide would count its every page read in the
+    // process's memory (and a job's memory limit) until the file is closed.
+    Tiff tiff(TIFFOpen(path.c_str(), "rm"), TIFFClose);
+    DPUNET_CHECK(tiff, path, ": not a readable TIFF (", tiff_message, ")");
+    return tiff;
+  }
+
+  static Layout one_page_layout(TIFF* tiff, const std::string& path) {
+    // Reading only the first page of a z-stack, a time series or channels saved as pages
+    // would train on a fraction of the data without a word.
+    const int pages = full_pages(tiff);
+    DPUNET_CHECK(pages == 1, path, ": a TIFF of ", pages,
+                 " pages (a stack, a time series or channels as pages); dpunet reads one 2-D image per file: save "
+                 "each page as its own file, or the channels as one RGB image");
+    return read_layout(tiff, path);
+  }
+
+  uint16_t sample(size_t at) const {
+    return layout_.bits == 16 ? reinterpret_cast<const uint16_t*>(raw_.data())[at] : raw_[at];
+  }
+
+  // Row next_'s samples [W, samples], in host order.
+  const uint16_t* strip_row() {
+    const size_t values = static_cast<size_t>(layout_.width) * layout_.samples;
+    if (raw_.empty()) {
+      raw_.resize(static_cast<size_t>(TIFFScanlineSize(tiff_.get())));
+      DPUNET_CHECK(raw_.size() >= values * (layout_.bits / 8), path_, ": TIFF rows shorter than their declared size");
+      samples_.resize(values);
+    }
+    tiff_message.clear();
+    DPUNET_CHECK(TIFFReadScanline(tiff_.get(), raw_.data(), next_) >= 0, path_, ": damaged TIFF at row ", next_, " (",
+                 tiff_message, ")");
+    for (size_t i = 0; i < values; ++i) samples_[i] = sample(i);
+    return samples_.data();
+  }
+
+  // Row next_'s samples, from the row of tiles holding it (read when the row is its first).
+  const uint16_t* tiled_row() {
+    const size_t width = layout_.width, stride = layout_.samples;
+    if (raw_.empty()) {
+      TIFFGetField(tiff_.get(), TIFFTAG_TILEWIDTH, &tile_w_);
+      TIFFGetField(tiff_.get(), TIFFTAG_TILELENGTH, &tile_h_);
+      DPUNET_CHECK(tile_w_ > 0 && tile_h_ > 0, path_, ": a tiled TIFF without a tile size");
+      raw_.resize(static_cast<size_t>(TIFFTileSize(tiff_.get())));
+      DPUNET_CHECK(raw_.size() >= static_cast<size_t>(tile_w_) * tile_h_ * stride * (layout_.bits / 8), path_,
+                   ": TIFF tiles smaller than their declared size");
+      samples_.resize(static_cast<size_t>(tile_h_) * width * stride);
+    }
+    const uint32_t y0 = next_ - next_ % tile_h_;
+    if (next_ == y0) {
+      const uint32_t rows = std::min(tile_h_, layout_.height - y0);
+      for (uint32_t x0 = 0; x0 < layout_.width; x0 += tile_w_) {
+        tiff_message.clear();
+        DPUNET_CHECK(TIFFReadTile(tiff_.get(), raw_.data(), x0, y0, 0, 0) >= 0, path_, ": damaged TIFF tile at (", y0,
+                     ", ", x0, ") (", tiff_message, ")");
+        const size_t columns = std::min(tile_w_, layout_.width - x0);
+        for (size_t y = 0; y < rows; ++y) {
+          for (size_t x = 0; x < columns; ++x) {
+            for (size_t s = 0; s < stride; ++s) {
+              samples_[(y * width + x0 + x) * stride + s] = sample((y * tile_w_ + x) * stride + s);
+            }
+          }
+        }
+      }
+    }
+    return samples_.data() + static_cast<size_t>(next_ - y0) * width * stride;
+  }
+
+  std::string path_;
+  Tiff tiff_;
+  Layout layout_;
+  int colour_ = 1;
+  size_t channels_ = 1;
+  bool expand_palette_ = false, invert_ = false;
+  const uint16_t *red_ = nullptr, *green_ = nullptr, *blue_ = nullptr;  // the colour map, while the file is open
+  int shift_ = 0;
+  uint32_t tile_w_ = 0, tile_h_ = 0;
+  std::vector<unsigned char> raw_;  // one scanline, or one tile, as stored
+  std::vector<uint16_t> samples_;   // one row, or one row of tiles: [rows, W, samples]
+  uint32_t next_ = 0;
+};
+
 }  // namespace
 
-Image read_tiff(const std::string& path, ImageRole role, bool with_pixels) {
-  static const bool handlers_set = [] {
-    TIFFSetErrorHandler(tiff_capture);
-    TIFFSetWarningHandler(tiff_ignore);
-    return true;
-  }();
-  (void)handlers_set;
-  tiff_message.clear();
-  Tiff tiff(TIFFOpen(path.c_str(), "r"), TIFFClose);
-  DPUNET_CHECK(tiff, path, ": not a readable TIFF (", tiff_message, ")");
-  // Reading only the first page of a z-stack, a time series or channels saved as pages
-  // would train on a fraction of the data without a word.
-  const int pages = full_pages(tiff.get());
-  DPUNET_CHECK(pages == 1, path, ": a TIFF of ", pages,
-               " pages (a stack, a time series or channels as pages); dpunet reads one 2-D image per file: save each "
-               "page as its own file, or the channels as one RGB image");
-  const Layout l = read_layout(tiff.get(), path);
-  const int colour = colour_channels(tiff.get(), l, path);
-
-  Image image;
-  image.height = l.height;
-  image.width = l.width;
-  image.bits = l.bits;
-  // A label mask's stored values are its labels: palette indices stay indices, and
-  // white-is-zero values are not turned around.
-  const bool as_stored = role == ImageRole::kLabels;
-  const bool expand_palette = l.photometric == PHOTOMETRIC_PALETTE && !as_stored;
-  image.channels = expand_palette ? 3 : colour;
-  if (!with_pixels) return image;
-  const std::vector<uint16_t> samples = read_samples(tiff.get(), l, path);
-  const size_t pixels = static_cast<size_t>(l.height) * l.width;
-  image.values.resize(pixels * static_cast<size_t>(image.channels));
-  if (expand_palette) {
-    // As PNG palettes are: the colours, 8 bits each.
-    uint16_t *red = nullptr, *green = nullptr, *blue = nullptr;
-    DPUNET_CHECK(TIFFGetField(tiff.get(), TIFFTAG_COLORMAP, &red, &green, &blue), path,
-                 ": a palette TIFF without a colour map");
-    const int shift = colormap_shift(red, green, blue, 256);
-    for (size_t p = 0; p < pixels; ++p) {
-      const uint16_t index = samples[p * l.samples];
-      image.values[p * 3] = red[index] >> shift;
-      image.values[p * 3 + 1] = green[index] >> shift;
-      image.values[p * 3 + 2] = blue[index] >> shift;
-    }
-    return image;
-  }
-  const uint16_t white = l.bits == 16 ? 65535 : 255;
-  for (size_t p = 0; p < pixels; ++p) {
-    for (int c = 0; c < colour; ++c) {
-      const uint16_t v = samples[p * l.samples + static_cast<size_t>(c)];
-      image.values[p * static_cast<size_t>(colour) + static_cast<size_t>(c)] =
-          l.photometric == PHOTOMETRIC_MINISWHITE && !as_stored ? static_cast<uint16_t>(white - v) : v;
-    }
-  }
-  return image;
+std::unique_ptr<RowSource> open_tiff_rows(const std::string& path, ImageRole role, Image& header) {
+  return std::make_unique<TiffRows>(path, role, header);
 }
 
 }  // namespace dpunet::data

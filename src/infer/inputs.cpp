@@ -18,6 +18,9 @@ namespace dpunet::infer {
 namespace fs = std::filesystem;
 namespace {
 
+// Rows an image file is read by, converted as they come.
+constexpr int64_t kBandRows = 64;
+
 // Display copy of the first channel (what the overlay draws) scaled to 8 bits, [1, H, W].
 // In place on one float copy of that channel: a whole slide has no room for more.
 torch::Tensor display_copy(const torch::Tensor& values) {
@@ -245,32 +248,44 @@ torch::Tensor InputSet::load_mask(const std::string& path, const data::Image& im
   if (options_.masks_dir.empty() || !options_.read_masks) return {};
   const std::string found = data::find_mask(options_.masks_dir, path, options_.mask_suffix);
   if (found.empty()) return {};
-  const data::Image mask = data::read_image(found, data::ImageRole::kLabels);
-  data::check_mask_keys(mask, found);
-  DPUNET_CHECK(mask.height == image.height && mask.width == image.width, found, ": the mask is ", mask.width, "x",
-               mask.height, ", the image ", path, " is ", image.width, "x", image.height);
-  DPUNET_CHECK(mask.channels == 1 || mask.channels == 3, found, ": a mask must be grey or RGB, it has ", mask.channels,
-               " channels");
-  torch::Tensor classes = torch::empty({mask.height, mask.width}, torch::kByte);
+  data::ImageRows rows(found, data::ImageRole::kLabels);
+  const data::Image& header = rows.header();
+  DPUNET_CHECK(header.height == image.height && header.width == image.width, found, ": the mask is ", header.width, "x",
+               header.height, ", the image ", path, " is ", image.width, "x", image.height);
+  DPUNET_CHECK(header.channels == 1 || header.channels == 3, found, ": a mask must be grey or RGB, it has ",
+               header.channels, " channels");
+  torch::Tensor classes = torch::empty({header.height, header.width}, torch::kByte);
   uint8_t* out = classes.data_ptr<uint8_t>();
   const int ignore = ignore_label();
-  for (int64_t p = 0; p < mask.height * mask.width; ++p) {
-    const uint32_t key = data::mask_key(mask, p);
-    int64_t id = key;
-    if (!options_.class_of_value.empty()) {
-      const auto it = options_.class_of_value.find(key);
-      DPUNET_CHECK(it != options_.class_of_value.end(), found, ": mask value ",
-                   data::mask_key_text(key, mask.channels > 1), " at pixel (", p / mask.width, ", ", p % mask.width,
-                   ") is not in --mask-map");
-      id = it->second == data::kIgnoreClass ? data::kDefaultIgnoreLabel : it->second;
+  const bool colour = header.channels > 1;
+  data::ColourKeyCheck colour_keys(found);
+  // A band of rows at a time: a slide's mask is never held whole in its stored values.
+  data::Image mask = header;
+  mask.height = std::min(kBandRows, header.height);
+  mask.values.resize(static_cast<size_t>(mask.height * mask.width * mask.channels));
+  while (rows.rows_read() < header.height) {
+    const int64_t top = rows.rows_read();
+    mask.height = std::min(kBandRows, header.height - top);
+    rows.read(mask.height, mask.values.data());
+    colour_keys.check(mask, top);
+    for (int64_t q = 0; q < mask.height * mask.width; ++q) {
+      const int64_t p = top * mask.width + q;
+      const uint32_t key = data::mask_key(mask, q);
+      int64_t id = key;
+      if (!options_.class_of_value.empty()) {
+        const auto it = options_.class_of_value.find(key);
+        DPUNET_CHECK(it != options_.class_of_value.end(), found, ": mask value ", data::mask_key_text(key, colour),
+                     " at pixel (", p / mask.width, ", ", p % mask.width, ") is not in --mask-map");
+        id = it->second == data::kIgnoreClass ? data::kDefaultIgnoreLabel : it->second;
+      }
+      const bool is_class = options_.n_classes == 0 || id < options_.n_classes || id == ignore;
+      const char* example = colour ? "#000000=0,#ff0000=1" : "0=0,255=1";
+      DPUNET_CHECK(is_class, found, ": mask value ", data::mask_key_text(key, colour), " at pixel (", p / mask.width,
+                   ", ", p % mask.width, ") is not a class of this ", options_.n_classes,
+                   "-class model (masks hold class ids; map other values with --mask-map, e.g. ", example,
+                   ", and unlabelled pixels' value to ignore)");
+      out[p] = static_cast<uint8_t>(id);
     }
-    const bool is_class = options_.n_classes == 0 || id < options_.n_classes || id == ignore;
-    const char* example = mask.channels > 1 ? "#000000=0,#ff0000=1" : "0=0,255=1";
-    DPUNET_CHECK(is_class, found, ": mask value ", data::mask_key_text(key, mask.channels > 1), " at pixel (",
-                 p / mask.width, ", ", p % mask.width, ") is not a class of this ", options_.n_classes,
-                 "-class model (masks hold class ids; map other values with --mask-map, e.g. ", example,
-                 ", and unlabelled pixels' value to ignore)");
-    out[p] = static_cast<uint8_t>(id);
   }
   return classes;
 }
@@ -304,7 +319,8 @@ InputItem InputSet::load(int64_t index) const {
     return item;
   }
   const std::string& path = images_[static_cast<size_t>(index)];
-  const data::Image image = data::read_image(path);
+  data::ImageRows rows(path);
+  const data::Image& image = rows.header();
   DPUNET_CHECK(image.channels == image_channels_, path, ": ", image.channels, " channels, but ", images_.front(),
                " has ", image_channels_, "; the images of one run must agree");
   // With the model's statistics, pixels are read in their stored units; an 8-bit and a
@@ -315,18 +331,23 @@ InputItem InputSet::load(int64_t index) const {
   DPUNET_CHECK(!stored_units || image.bits == image_bits_, path, ": ", image.bits, "-bit pixels, but ", images_.front(),
                " has ", image_bits_,
                "-bit; with the model's normalisation statistics the images of one run must agree");
-  // [C, H, W] float, made once from the stored [H, W, C] values: no wider copy on the way
-  // (a slide's int32 copy would outweigh its float one).
+  // [C, H, W] float, filled a band of rows at a time: the file's values are never held
+  // whole beside it (for a slide they would weigh half as much again).
   torch::Tensor values = torch::empty({image.channels, image.height, image.width}, torch::kFloat);
   {
-    const int64_t channels = image.channels, pixels = image.height * image.width;
-    const uint16_t* stored = image.values.data();
+    const int64_t channels = image.channels, plane = image.height * image.width;
+    std::vector<uint16_t> band(static_cast<size_t>(std::min(kBandRows, image.height) * image.width * channels));
     float* out = values.data_ptr<float>();
-    at::parallel_for(0, pixels, 1 << 16, [&](int64_t begin, int64_t end) {
-      for (int64_t c = 0; c < channels; ++c) {
-        for (int64_t i = begin; i < end; ++i) out[c * pixels + i] = stored[i * channels + c];
-      }
-    });
+    while (rows.rows_read() < image.height) {
+      const int64_t top = rows.rows_read(), count = std::min(kBandRows, image.height - top);
+      rows.read(count, band.data());
+      float* band_out = out + top * image.width;
+      at::parallel_for(0, count * image.width, 1 << 14, [&](int64_t begin, int64_t end) {
+        for (int64_t c = 0; c < channels; ++c) {
+          for (int64_t i = begin; i < end; ++i) band_out[c * plane + i] = band[static_cast<size_t>(i * channels + c)];
+        }
+      });
+    }
   }
   if (options_.display) item.raw = display_copy(values);
   data::Normalizer normalizer = options_.normalizer;

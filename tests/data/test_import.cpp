@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <set>
 #include <vector>
 
@@ -161,6 +162,93 @@ TEST_CASE("an image's header gives what reading it gives, but the pixels", "[dat
   }
   std::ofstream(dir / "bad.png") << "not a png";
   CHECK_THROWS_WITH(dpunet::data::read_image_header(dir / "bad.png"), HasSubstr(dir / "bad.png"));
+}
+
+TEST_CASE("an image read a band of rows at a time gives what reading it whole gives", "[data]") {
+  using dpunet::data::ImageRole;
+  using dpunet::data::ImageRows;
+  using dpunet::test::TiffLayout;
+  using dpunet::test::write_tiff;
+  dpunet::test::TempDir dir;
+  dpunet::data::write_png(dir / "rgb.png", make_image(23, 3, 1));
+  write_palette_png(dir / "palette.png", 11);
+  {  // Adam7-interlaced: no row is whole before the last pass
+    const auto describe = [](png_structp png, png_infop info) {
+      png_set_IHDR(png, info, 19, 19, 8, PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_ADAM7, PNG_COMPRESSION_TYPE_DEFAULT,
+                   PNG_FILTER_TYPE_DEFAULT);
+    };
+    FILE* file = std::fopen((dir / "interlaced.png").c_str(), "wb");
+    REQUIRE(file != nullptr);
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
+    png_infop info = png_create_info_struct(png);
+    png_init_io(png, file);
+    describe(png, info);
+    png_write_info(png, info);
+    std::vector<png_byte> bytes(19 * 19);
+    std::vector<png_bytep> rows(19);
+    for (int y = 0; y < 19; ++y) {
+      rows[y] = bytes.data() + y * 19;
+      for (int x = 0; x < 19; ++x) rows[y][x] = static_cast<png_byte>(y * 13 + x);
+    }
+    png_write_image(png, rows.data());
+    png_write_end(png, nullptr);
+    png_destroy_write_struct(&png, &info);
+    std::fclose(file);
+  }
+  TiffLayout strips;  // deflate strips of 3 rows: read a row at a time, in order
+  strips.samples = 3;
+  strips.photometric = PHOTOMETRIC_RGB;
+  strips.compression = COMPRESSION_ADOBE_DEFLATE;
+  strips.rows_per_strip = 3;
+  write_tiff(dir / "strips.tif", 23, 23, make_image(23, 3, 2).values, strips);
+  TiffLayout tiled;  // 37 rows in tiles of 16: bands cross the tiles' rows, the last one overhangs
+  tiled.bits = 16;
+  tiled.tile = 16;
+  tiled.photometric = PHOTOMETRIC_MINISWHITE;
+  write_tiff(dir / "tiled.tif", 37, 37, make_image(37, 1, 3, 16).values, tiled);
+
+  for (const std::string name : {"rgb.png", "palette.png", "interlaced.png", "strips.tif", "tiled.tif"}) {
+    for (const ImageRole role : {ImageRole::kImage, ImageRole::kLabels}) {
+      INFO(name << (role == ImageRole::kLabels ? " as labels" : " as an image"));
+      const Image whole = dpunet::data::read_image(dir / name, role);
+      ImageRows rows(dir / name, role);
+      CHECK(rows.header().values.empty());
+      CHECK((rows.header().height == whole.height && rows.header().width == whole.width &&
+             rows.header().channels == whole.channels && rows.header().bits == whole.bits));
+      const int64_t row_values = whole.width * whole.channels;
+      std::vector<uint16_t> banded(whole.values.size());
+      for (const int64_t count : {int64_t{1}, int64_t{7}, int64_t{0}, whole.height - 8}) {
+        rows.read(count, banded.data() + rows.rows_read() * row_values);
+      }
+      CHECK(rows.rows_read() == whole.height);
+      CHECK(banded == whole.values);
+      CHECK_THROWS_WITH(rows.read(1, banded.data()),
+                        HasSubstr(dir / name) && HasSubstr("asked of an image of " + std::to_string(whole.height)));
+    }
+  }
+
+  // A reduced-resolution page before the image (as some scanners write a thumbnail) is
+  // passed over: the image is the full page, not the 1x1 one.
+  TiffLayout thumbnail_first;
+  thumbnail_first.thumbnail_first = true;
+  const Image grey = make_image(6, 1, 4);
+  write_tiff(dir / "thumbnail_first.tif", 6, 6, grey.values, thumbnail_first);
+  const Image full = dpunet::data::read_image(dir / "thumbnail_first.tif");
+  CHECK((full.height == 6 && full.width == 6));
+  CHECK(full.values == grey.values);
+  CHECK(dpunet::data::read_image_header(dir / "thumbnail_first.tif").height == 6);
+
+  // A file cut short names itself and the row where its pixels ran out.
+  dpunet::data::write_png(dir / "long.png", make_image(64, 3, 5));
+  std::ifstream in(dir / "long.png", std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  dpunet::write_file_atomically(dir / "cut.png", bytes.substr(0, bytes.size() / 2));
+  ImageRows cut(dir / "cut.png");
+  std::vector<uint16_t> row(64 * 3);
+  const auto read_all = [&] {
+    while (cut.rows_read() < 64) cut.read(1, row.data());
+  };
+  CHECK_THROWS_WITH(read_all(), HasSubstr(dir / "cut.png") && HasSubstr("damaged PNG at row "));
 }
 
 TEST_CASE("a PNG over a million pixels wide (libpng's default limit) writes and reads back", "[data]") {

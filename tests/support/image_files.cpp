@@ -34,58 +34,72 @@ std::vector<unsigned char> encode(const std::vector<uint16_t>& values, size_t fi
   return bytes;
 }
 
+// One page (directory) of `layout`, `values` [height, width, samples].
+void write_page(TIFF* tiff, int64_t height, int64_t width, const std::vector<uint16_t>& values,
+                const TiffLayout& layout) {
+  const auto samples = static_cast<size_t>(layout.samples);
+  TIFFSetField(tiff, TIFFTAG_IMAGEWIDTH, static_cast<uint32_t>(width));
+  TIFFSetField(tiff, TIFFTAG_IMAGELENGTH, static_cast<uint32_t>(height));
+  TIFFSetField(tiff, TIFFTAG_BITSPERSAMPLE, layout.bits);
+  TIFFSetField(tiff, TIFFTAG_SAMPLESPERPIXEL, static_cast<uint16_t>(layout.samples));
+  TIFFSetField(tiff, TIFFTAG_PLANARCONFIG, layout.planar);
+  TIFFSetField(tiff, TIFFTAG_PHOTOMETRIC, layout.photometric);
+  TIFFSetField(tiff, TIFFTAG_COMPRESSION, layout.compression);
+  if (layout.rows_per_strip > 0) TIFFSetField(tiff, TIFFTAG_ROWSPERSTRIP, static_cast<uint32_t>(layout.rows_per_strip));
+  if (!layout.extra.empty()) {
+    TIFFSetField(tiff, TIFFTAG_EXTRASAMPLES, static_cast<uint16_t>(layout.extra.size()), layout.extra.data());
+  }
+  if (!layout.colormap.empty()) {
+    const size_t n = layout.colormap.size() / 3;
+    std::vector<uint16_t> map = layout.colormap;
+    TIFFSetField(tiff, TIFFTAG_COLORMAP, map.data(), map.data() + n, map.data() + 2 * n);
+  }
+  if (layout.photometric == PHOTOMETRIC_YCBCR) TIFFSetField(tiff, TIFFTAG_YCBCRSUBSAMPLING, 1, 1);
+  if (layout.tile > 0) {
+    TIFFSetField(tiff, TIFFTAG_TILEWIDTH, static_cast<uint32_t>(layout.tile));
+    TIFFSetField(tiff, TIFFTAG_TILELENGTH, static_cast<uint32_t>(layout.tile));
+    const auto side = static_cast<size_t>(layout.tile);
+    std::vector<uint16_t> tile(side * side * samples);
+    for (int64_t y0 = 0; y0 < height; y0 += layout.tile) {
+      for (int64_t x0 = 0; x0 < width; x0 += layout.tile) {
+        std::fill(tile.begin(), tile.end(), 0);
+        for (int64_t y = y0; y < std::min<int64_t>(height, y0 + layout.tile); ++y) {
+          for (int64_t x = x0; x < std::min<int64_t>(width, x0 + layout.tile); ++x) {
+            std::copy_n(values.begin() + static_cast<std::ptrdiff_t>((y * width + x) * layout.samples), samples,
+                        tile.begin() + static_cast<std::ptrdiff_t>(((y - y0) * layout.tile + (x - x0)) * samples));
+          }
+        }
+        std::vector<unsigned char> bytes = encode(tile, 0, tile.size(), layout.bits);
+        TIFFWriteTile(tiff, bytes.data(), static_cast<uint32_t>(x0), static_cast<uint32_t>(y0), 0, 0);
+      }
+    }
+  } else {
+    const size_t row = static_cast<size_t>(width) * samples;
+    for (int64_t y = 0; y < height; ++y) {
+      std::vector<unsigned char> bytes = encode(values, static_cast<size_t>(y) * row, row, layout.bits);
+      TIFFWriteScanline(tiff, bytes.data(), static_cast<uint32_t>(y), 0);
+    }
+  }
+  TIFFWriteDirectory(tiff);
+}
+
 }  // namespace
 
 void write_tiff(const std::string& path, int64_t height, int64_t width, const std::vector<uint16_t>& values,
                 const TiffLayout& layout) {
   TIFF* tiff = TIFFOpen(path.c_str(), "w");
   DPUNET_CHECK(tiff != nullptr, path, ": cannot create");
-  const auto samples = static_cast<size_t>(layout.samples);
+  if (layout.thumbnail_first) {
+    TiffLayout thumbnail = layout;
+    thumbnail.tile = 0;
+    TIFFSetField(tiff, TIFFTAG_SUBFILETYPE, FILETYPE_REDUCEDIMAGE);
+    write_page(tiff, 1, 1, std::vector<uint16_t>(static_cast<size_t>(layout.samples), 0), thumbnail);
+  }
   for (int page = 0; page < layout.pages; ++page) {
-    TIFFSetField(tiff, TIFFTAG_IMAGEWIDTH, static_cast<uint32_t>(width));
-    TIFFSetField(tiff, TIFFTAG_IMAGELENGTH, static_cast<uint32_t>(height));
-    TIFFSetField(tiff, TIFFTAG_BITSPERSAMPLE, layout.bits);
-    TIFFSetField(tiff, TIFFTAG_SAMPLESPERPIXEL, static_cast<uint16_t>(layout.samples));
-    TIFFSetField(tiff, TIFFTAG_PLANARCONFIG, layout.planar);
-    TIFFSetField(tiff, TIFFTAG_PHOTOMETRIC, layout.photometric);
-    if (!layout.extra.empty()) {
-      TIFFSetField(tiff, TIFFTAG_EXTRASAMPLES, static_cast<uint16_t>(layout.extra.size()), layout.extra.data());
-    }
-    if (!layout.colormap.empty()) {
-      const size_t n = layout.colormap.size() / 3;
-      std::vector<uint16_t> map = layout.colormap;
-      TIFFSetField(tiff, TIFFTAG_COLORMAP, map.data(), map.data() + n, map.data() + 2 * n);
-    }
-    if (layout.photometric == PHOTOMETRIC_YCBCR) TIFFSetField(tiff, TIFFTAG_YCBCRSUBSAMPLING, 1, 1);
-    if (layout.pages > 1) {
+    if (layout.pages > 1 || layout.thumbnail_first) {
       TIFFSetField(tiff, TIFFTAG_SUBFILETYPE, layout.thumbnail && page > 0 ? FILETYPE_REDUCEDIMAGE : FILETYPE_PAGE);
     }
-    if (layout.tile > 0) {
-      TIFFSetField(tiff, TIFFTAG_TILEWIDTH, static_cast<uint32_t>(layout.tile));
-      TIFFSetField(tiff, TIFFTAG_TILELENGTH, static_cast<uint32_t>(layout.tile));
-      const auto side = static_cast<size_t>(layout.tile);
-      std::vector<uint16_t> tile(side * side * samples);
-      for (int64_t y0 = 0; y0 < height; y0 += layout.tile) {
-        for (int64_t x0 = 0; x0 < width; x0 += layout.tile) {
-          std::fill(tile.begin(), tile.end(), 0);
-          for (int64_t y = y0; y < std::min<int64_t>(height, y0 + layout.tile); ++y) {
-            for (int64_t x = x0; x < std::min<int64_t>(width, x0 + layout.tile); ++x) {
-              std::copy_n(values.begin() + static_cast<std::ptrdiff_t>((y * width + x) * layout.samples), samples,
-                          tile.begin() + static_cast<std::ptrdiff_t>(((y - y0) * layout.tile + (x - x0)) * samples));
-            }
-          }
-          std::vector<unsigned char> bytes = encode(tile, 0, tile.size(), layout.bits);
-          TIFFWriteTile(tiff, bytes.data(), static_cast<uint32_t>(x0), static_cast<uint32_t>(y0), 0, 0);
-        }
-      }
-    } else {
-      const size_t row = static_cast<size_t>(width) * samples;
-      for (int64_t y = 0; y < height; ++y) {
-        std::vector<unsigned char> bytes = encode(values, static_cast<size_t>(y) * row, row, layout.bits);
-        TIFFWriteScanline(tiff, bytes.data(), static_cast<uint32_t>(y), 0);
-      }
-    }
-    TIFFWriteDirectory(tiff);
+    write_page(tiff, height, width, values, layout);
   }
   TIFFClose(tiff);
 }

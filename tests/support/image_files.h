@@ -23,6 +23,9 @@ struct TiffLayout {
   int planar = 1;                  // PLANARCONFIG_*: 1 interleaved, 2 separate
   int pages = 1;                   // the image repeated on this many pages
   bool thumbnail = false;          // the later pages are marked reduced-resolution images
+  bool thumbnail_first = false;    // a 1x1 reduced-resolution page of 0s comes before the image
+  int compression = 1;             // COMPRESSION_*: 1 none, 8 deflate
+  int rows_per_strip = 0;          // 0: libtiff's choice
   std::vector<uint16_t> colormap;  // palette: 3 x 2^bits entries, red then green then blue
 };
 
