@@ -79,6 +79,7 @@ void write_meta(torch::serialize::OutputArchive& archive, const TrainingState& s
   archive.write("meta.loss_window_steps", c10::IValue(s.loss_window_steps));
   archive.write("meta.score_version", c10::IValue(static_cast<int64_t>(s.score_version)));
   archive.write("meta.format_version", c10::IValue(static_cast<int64_t>(kFormatVersion)));
+  archive.write("meta.bucket_order", torch::tensor(s.bucket_order, torch::kLong));
   archive.write("rng.cpu", s.rng_cpu.defined() ? s.rng_cpu : torch::empty({0}, torch::kByte));
   archive.write("rng.cuda", s.rng_cuda.defined() ? s.rng_cuda : torch::empty({0}, torch::kByte));
 }
@@ -103,6 +104,11 @@ TrainingState read_meta(torch::serialize::InputArchive& archive) {
   if (archive.try_read("meta.loss_window_sum", v)) s.loss_window_sum = v.toDouble();
   if (archive.try_read("meta.loss_window_steps", v)) s.loss_window_steps = v.toInt();
   s.score_version = archive.try_read("meta.score_version", v) ? static_cast<int>(v.toInt()) : 1;
+  torch::Tensor bucket_order;
+  if (archive.try_read("meta.bucket_order", bucket_order)) {
+    const torch::Tensor order = bucket_order.to(torch::kLong).contiguous();
+    s.bucket_order.assign(order.data_ptr<int64_t>(), order.data_ptr<int64_t>() + order.numel());
+  }
   archive.read("rng.cpu", s.rng_cpu);
   archive.read("rng.cuda", s.rng_cuda);
   if (s.rng_cpu.numel() == 0) s.rng_cpu = torch::Tensor();

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "data/sampler.h"
 
@@ -46,6 +47,9 @@ struct TrainingState {
   // How best_score was scored: 1 counted a class absent from masks and predictions as
   // Dice 1, 2 (this version) leaves it out of the mean. Files without it are 1.
   int score_version = kScoreVersion;
+  // The gradient buckets' layout (DistributedDataParallel::bucket_order), so that the
+  // resumed run's first step reduces as the uninterrupted run's would. Empty: unknown.
+  std::vector<int64_t> bucket_order;
   // torch's default CPU generator, as rank 0 had it; every rank seeds it with run.seed
   // and draws alike (model initialisation), so every rank restores it. Nothing in a step
   // draws from it yet; it is kept for a future random layer.

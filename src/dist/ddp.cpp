@@ -277,6 +277,28 @@ void DistributedDataParallel::rebuild_in_ready_order() {
   build_buckets(order);
 }
 
+std::vector<int64_t> DistributedDataParallel::bucket_order() const {
+  return std::vector<int64_t>(plan_order_.begin(), plan_order_.end());
+}
+
+bool DistributedDataParallel::restore_bucket_order(const std::vector<int64_t>& order) {
+  DPUNET_CHECK(!step_started_ && ready_order_.empty() && !rebuilt_,
+               "DistributedDataParallel: the bucket layout can be restored only before the first step");
+  std::vector<bool> seen(params_.size(), false);
+  std::vector<size_t> planned;
+  for (int64_t p : order) {
+    if (p < 0 || p >= static_cast<int64_t>(params_.size()) || seen[static_cast<size_t>(p)]) return false;
+    seen[static_cast<size_t>(p)] = true;
+    planned.push_back(static_cast<size_t>(p));
+  }
+  if (planned.size() != params_.size()) return false;
+  if (planned != plan_order_) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    build_buckets(planned);
+  }
+  return true;
+}
+
 void DistributedDataParallel::zero_grad() {
   std::lock_guard<std::mutex> lock(mutex_);
   torch::NoGradGuard no_grad;

@@ -93,6 +93,16 @@ class DistributedDataParallel {
   // Elements per bucket, in launch order.
   std::vector<int64_t> bucket_numels() const;
 
+  // The order the buckets are laid out in: parameter indices (registration order), for a
+  // checkpoint. A gradient's place in its bucket decides the order in which a ring
+  // all-reduce adds the ranks' values (with 3 or more ranks), so a resumed run reduces
+  // its first step bit for bit as the uninterrupted run did only with the same layout.
+  std::vector<int64_t> bucket_order() const;
+  // Lays the buckets out in `order` (another run's bucket_order()) before any step; false,
+  // changing nothing, when it is not an order of this model's parameters. The first
+  // synchronised step still lays them out again if gradients become ready in another order.
+  bool restore_bucket_order(const std::vector<int64_t>& order);
+
   // Called by the gradient hooks; public for them only.
   void on_gradient_ready(size_t param);
 

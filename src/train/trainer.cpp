@@ -150,6 +150,8 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
   data::SamplerState start;
   if (loaded) {
     resume(*loaded);
+    // Every rank read the same file, so every rank lays its buckets out alike.
+    if (!loaded->state().bucket_order.empty()) ddp_->restore_bucket_order(loaded->state().bucket_order);
     start = resume_position(*loaded, *saved);
     // train.steps lowered to the checkpoint's step ends the run there, and a run's end is
     // validated, as an uninterrupted run of that length would have done; unless that
@@ -345,6 +347,7 @@ void Trainer::save(bool best, bool logged_now) {
   state.validation_pending = validation_pending_;
   state.loss_window_sum = window_sum;
   state.loss_window_steps = window_steps;
+  state.bucket_order = ddp_->bucket_order();
   // Nothing in the step draws from torch's generator today; its state is kept so that a
   // future random op (dropout, stochastic depth) resumes exactly too.
   state.rng_cpu = at::detail::getDefaultCPUGenerator().get_state();

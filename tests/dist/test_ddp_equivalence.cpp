@@ -212,6 +212,25 @@ TEST_CASE("DDP rebuilds its buckets once, in the order gradients became ready", 
     REQUIRE(buckets.front().front().rfind("head.", 0) == 0);  // head's gradients come first
     REQUIRE(buckets.back().front().rfind("body.", 0) == 0);
   }
+
+  // A resumed run lays its buckets out as the checkpointed one had them before its first
+  // step; an order that is not one of this model's parameters changes nothing.
+  OutOfOrder resumed;
+  dist::DistributedDataParallel restored(resumed.ptr(), comm, options);
+  const auto reverse = restored.bucket_parameter_names();
+  const int64_t params = static_cast<int64_t>(resumed->parameters().size());
+  CHECK_FALSE(restored.restore_bucket_order({0}));
+  CHECK_FALSE(restored.restore_bucket_order(std::vector<int64_t>(static_cast<size_t>(params), 0)));
+  CHECK_FALSE(restored.restore_bucket_order({0, 1, 2, params}));
+  CHECK(restored.bucket_parameter_names() == reverse);
+  REQUIRE(restored.restore_bucket_order(ddp.bucket_order()));
+  CHECK(restored.bucket_order() == ddp.bucket_order());
+  CHECK(restored.bucket_parameter_names() == ddp.bucket_parameter_names());
+  // Its first step finds gradients ready in that order: the layout stays.
+  restored.zero_grad();
+  (resumed(x).square().sum() * (comm.rank() + 1.0)).backward();
+  restored.synchronize();
+  CHECK(restored.bucket_parameter_names() == ddp.bucket_parameter_names());
 }
 
 namespace {

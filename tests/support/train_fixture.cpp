@@ -118,6 +118,43 @@ void require_same_weights(const std::string& a, const std::string& b, bool param
   }
 }
 
+namespace {
+
+// Each parameter's optimizer state tensors, in parameter order.
+std::vector<std::pair<std::string, at::Tensor>> checkpoint_optimizer_state(const std::string& path) {
+  const checkpoint::LoadedCheckpoint loaded(path);
+  const config::Config config = config::parse_config(loaded.state().config_yaml, path);
+  model::Unet net = train::build_model(config, nullptr);
+  const auto optimizer = train::build_optimizer(config, net->parameters());
+  loaded.restore_optimizer(*optimizer);
+  std::vector<std::pair<std::string, at::Tensor>> state;
+  for (const auto& item : net->named_parameters()) {
+    const auto found = optimizer->state().find(item.value().unsafeGetTensorImpl());
+    if (found == optimizer->state().end()) continue;
+    if (const auto* adamw = dynamic_cast<const torch::optim::AdamWParamState*>(found->second.get())) {
+      state.emplace_back(item.key() + " exp_avg", adamw->exp_avg());
+      state.emplace_back(item.key() + " exp_avg_sq", adamw->exp_avg_sq());
+    } else if (const auto* sgd = dynamic_cast<const torch::optim::SGDParamState*>(found->second.get())) {
+      state.emplace_back(item.key() + " momentum", sgd->momentum_buffer());
+    }
+  }
+  return state;
+}
+
+}  // namespace
+
+void require_same_optimizer_state(const std::string& a, const std::string& b) {
+  const auto left = checkpoint_optimizer_state(a);
+  const auto right = checkpoint_optimizer_state(b);
+  REQUIRE(!left.empty());
+  REQUIRE(left.size() == right.size());
+  for (size_t i = 0; i < left.size(); ++i) {
+    INFO(left[i].first);
+    REQUIRE(left[i].first == right[i].first);
+    REQUIRE(torch::equal(left[i].second, right[i].second));
+  }
+}
+
 std::string training_rank_pattern(const std::string& config) {
   return "'^" + regex_literal(DPUNET_BINARY_PATH " train " + config) + "'";
 }

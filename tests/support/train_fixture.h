@@ -50,5 +50,8 @@ std::vector<std::pair<std::string, at::Tensor>> checkpoint_weights(const std::st
 // `parameters_only`, BatchNorm's running statistics (which a training step moves
 // whatever the learning rate) are left out.
 void require_same_weights(const std::string& a, const std::string& b, bool parameters_only = false);
+// Both checkpoints hold the same optimizer state (AdamW's moments, SGD's momentum) for
+// every parameter, bit for bit.
+void require_same_optimizer_state(const std::string& a, const std::string& b);
 
 }  // namespace dpunet::test
