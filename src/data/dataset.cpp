@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "common/error.h"
 
@@ -27,14 +28,23 @@ std::vector<std::string> shards_in_index(const fs::path& index_file) {
   std::ifstream in(index_file);
   DPUNET_CHECK(in, index_file.string(), ": cannot read the shard index");
   std::vector<std::string> paths;
+  std::map<std::string, int> line_of;  // each shard's file, by its canonical path
   std::string line;
-  while (std::getline(in, line)) {
+  for (int number = 1; std::getline(in, line); ++number) {
     line = line.substr(0, line.find('#'));
     const auto first = line.find_first_not_of(" \t\r");
     if (first == std::string::npos) continue;
     line = line.substr(first, line.find_last_not_of(" \t\r") - first + 1);
-    fs::path path(line);
-    paths.push_back(path.is_absolute() ? path.string() : (index_file.parent_path() / path).string());
+    const fs::path path(line);
+    const fs::path full = path.is_absolute() ? path : index_file.parent_path() / path;
+    std::error_code ec;
+    DPUNET_CHECK(fs::exists(full, ec), index_file.string(), " line ", number, ": ", full.string(), ": no such file");
+    fs::path canonical = fs::weakly_canonical(full, ec);
+    if (ec) canonical = full.lexically_normal();
+    const auto [listed, fresh] = line_of.emplace(canonical.string(), number);
+    DPUNET_CHECK(fresh, index_file.string(), " line ", number, ": ", line, " is listed already (line ", listed->second,
+                 "): its samples would be seen twice an epoch");
+    paths.push_back(full.string());
   }
   return paths;
 }

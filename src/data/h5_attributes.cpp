@@ -1,6 +1,7 @@
 // Attribute (de)serialisation of the shard header.
 #include "data/h5_attributes.h"
 
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -167,6 +168,17 @@ void read_header_attributes(hid_t file, ShardHeader& header, const std::string& 
                    static_cast<int64_t>(header.channel_std.size()) == header.channels,
                path, ": attributes '", kMeanAttribute, "' and '", kStdAttribute, "' need ", header.channels,
                " values (one per channel)");
+  // Normalisation divides by these: a NaN or infinite one would make every input NaN or 0.
+  const auto check_statistic = [&](const char* name, double value, size_t channel, bool may_be_negative) {
+    DPUNET_CHECK(std::isfinite(value) && (may_be_negative || value >= 0), path, ": attribute '", name, "' holds ",
+                 value, " for channel ", channel,
+                 ": the statistics must be finite (a standard deviation not negative); write them again, or write "
+                 "the shard again with dpunet data import");
+  };
+  for (size_t c = 0; c < header.channel_mean.size(); ++c) {
+    check_statistic(kMeanAttribute, header.channel_mean[c], c, true);
+    check_statistic(kStdAttribute, header.channel_std[c], c, false);
+  }
 }
 
 }  // namespace dpunet::data

@@ -59,5 +59,14 @@ struct H5Describe {
 
 // Checks an HDF5 call (a negative hid_t/herr_t/htri_t is a failure); `context` names the
 // file (and object) so the error says where.
-#define H5_CHECK(call, context) \
-  DPUNET_CHECK_CALL((long long)(call), ::dpunet::data::detail::h5_ok, ::dpunet::data::detail::H5Describe{context})
+// (Not DPUNET_CHECK_CALL: its message would quote the cast to a status as part of the call.)
+#define H5_CHECK(call, context)                                                                                   \
+  do {                                                                                                            \
+    const long long dpunet_h5_status_ = static_cast<long long>(call);                                             \
+    if (!::dpunet::data::detail::h5_ok(dpunet_h5_status_)) {                                                      \
+      ::dpunet::detail::throw_call_error(                                                                         \
+          __FILE__, __LINE__,                                                                                     \
+          ::dpunet::detail::concat(#call,                                                                         \
+                                   " failed: ", ::dpunet::data::detail::H5Describe{context}(dpunet_h5_status_))); \
+    }                                                                                                             \
+  } while (0)

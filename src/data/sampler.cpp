@@ -13,13 +13,13 @@ DistributedSampler::DistributedSampler(int64_t dataset_size, int rank, int world
     : dataset_size_(dataset_size), rank_(rank), world_size_(world_size), options_(options) {
   DPUNET_CHECK(world_size >= 1 && rank >= 0 && rank < world_size, "sampler: rank ", rank, " outside world size ",
                world_size);
-  DPUNET_CHECK(dataset_size > 0, "sampler: the dataset is empty");
-  DPUNET_CHECK(dataset_size >= world_size, "sampler: the dataset has ", dataset_size, " samples, fewer than the ",
-               world_size, " ranks; every rank needs at least one");
+  DPUNET_CHECK(dataset_size > 0, "sampler: ", options.dataset, " is empty");
+  DPUNET_CHECK(dataset_size >= world_size, "sampler: ", options.dataset, " has ", dataset_size,
+               " samples, fewer than the ", world_size, " ranks; every rank needs at least one");
   DPUNET_CHECK(options.batch >= 1, "sampler: batch must be at least 1, got ", options.batch);
   samples_per_rank_ = share_of(dataset_size);
-  DPUNET_CHECK(samples_per_rank_ > 0, "sampler: ", dataset_size, " samples do not make one batch of ", options.batch,
-               " on each of ", world_size,
+  DPUNET_CHECK(samples_per_rank_ > 0, "sampler: ", options.dataset, " has ", dataset_size,
+               " samples: not one batch of ", options.batch, " on each of ", world_size,
                " ranks (use a smaller train.batch_size, fewer ranks, or data.remainder: pad)");
 }
 

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace dpunet::data {
@@ -21,7 +22,8 @@ struct SamplerOptions {
   uint64_t seed = 0;
   bool shuffle = true;
   Remainder remainder = Remainder::kPad;
-  int64_t batch = 1;  // per rank: each rank's share is a whole number of batches
+  int64_t batch = 1;                    // per rank: each rank's share is a whole number of batches
+  std::string dataset = "the dataset";  // what errors call it (data.train and its shards)
 };
 
 struct SamplerState {

@@ -138,12 +138,28 @@ ShardReader::Dataset ShardReader::open_dataset(const char* name, int rank, const
   H5Handle type(H5Dget_type(dataset.id.get()));
   H5_CHECK(type.get(), where);
   const H5D_layout_t layout = H5Pget_layout(properties.get());
+  // Samples never written (a file created at full size and filled part way, or not at
+  // all) would read as the fill value, a blank image of background: refuse the file.
+  const bool holds_values = std::all_of(dims.begin(), dims.end(), [](hsize_t d) { return d > 0; });
+  if (layout == H5D_CONTIGUOUS && holds_values) {
+    H5D_space_status_t status = H5D_SPACE_STATUS_ERROR;
+    H5_CHECK(H5Dget_space_status(dataset.id.get(), &status), where);
+    DPUNET_CHECK(status == H5D_SPACE_STATUS_ALLOCATED, path_, ": dataset '", name,
+                 "' was never written (an unfinished file?); write the shard again");
+  }
   if (layout != H5D_CHUNKED) {
     dataset.storage = layout == H5D_COMPACT ? "compact" : layout == H5D_VIRTUAL ? "virtual" : "contiguous";
     return dataset;
   }
   std::vector<hsize_t> chunk(rank);
   H5_CHECK(H5Pget_chunk(properties.get(), rank, chunk.data()), where);
+  hsize_t chunks = 1, written = 0;
+  for (int d = 0; d < rank; ++d) chunks *= (dims[d] + chunk[d] - 1) / chunk[d];
+  H5Handle space(H5Dget_space(dataset.id.get()));
+  H5_CHECK(space.get(), where);
+  H5_CHECK(H5Dget_num_chunks(dataset.id.get(), space.get(), &written), where);
+  DPUNET_CHECK(!holds_values || written == chunks, path_, ": dataset '", name, "' holds ", written, " of its ", chunks,
+               " chunks: samples were never written (an unfinished file?); write the shard again");
   bool one_sample_per_chunk = chunk[0] == 1;
   for (int d = 1; d < rank; ++d) one_sample_per_chunk = one_sample_per_chunk && chunk[d] == dims[d];
   const int filters = H5Pget_nfilters(properties.get());

@@ -101,6 +101,7 @@ data::SamplerOptions sampler_options(const config::Config& c) {
   o.seed = c.run.seed;
   o.remainder = c.data.remainder == "drop" ? data::Remainder::kDrop : data::Remainder::kPad;
   o.batch = c.train.batch_size;
+  o.dataset = "data.train " + c.data.train;
   return o;
 }
 

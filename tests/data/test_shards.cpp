@@ -10,6 +10,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <utility>
 
@@ -228,6 +229,14 @@ TEST_CASE("a dataset indexes its shards in order, from a directory, a glob or an
     CHECK(dataset.header().channel_mean[0] == Approx(mean));
     CHECK(dataset.header().channel_std[0] == Approx(std));
   }
+  // An index that lists a shard twice (by another spelling too) would show its samples
+  // twice an epoch; one that lists a missing shard says which line.
+  std::ofstream(dir / "twice.txt") << "a.h5\nb.h5\n./a.h5\n";
+  CHECK_THROWS_WITH(Dataset(dir / "twice.txt"), HasSubstr(dir / "twice.txt") && HasSubstr("line 3: ./a.h5 is listed "
+                                                                                          "already (line 1)"));
+  std::ofstream(dir / "missing.txt") << "a.h5\n\nc.h5\n";
+  CHECK_THROWS_WITH(Dataset(dir / "missing.txt"),
+                    HasSubstr(dir / "missing.txt") && HasSubstr("line 3: ") && HasSubstr("c.h5: no such file"));
 }
 
 TEST_CASE("a folder named with glob characters is read as written", "[data]") {
@@ -324,6 +333,31 @@ TEST_CASE("bad shard files give one error that names the file", "[data]") {
     spec.ignore_label = 2;
     dpunet::test::write_raw_shard(path, spec);
     expected = "attribute 'ignore_label' must be a mask value that is not a class, in [3, 255], got 2";
+  }
+  SECTION("a mean that is not a number") {
+    spec.channel_mean = std::nan("");
+    dpunet::test::write_raw_shard(path, spec);
+    expected = "attribute 'channel_mean' holds nan for channel 0";
+  }
+  SECTION("an infinite standard deviation") {
+    spec.channel_std = std::numeric_limits<double>::infinity();
+    dpunet::test::write_raw_shard(path, spec);
+    expected = "attribute 'channel_std' holds inf for channel 0";
+  }
+  SECTION("a negative standard deviation") {
+    spec.channel_std = -1;
+    dpunet::test::write_raw_shard(path, spec);
+    expected = "attribute 'channel_std' holds -1 for channel 0";
+  }
+  SECTION("images never written") {
+    spec.unwritten_images = dpunet::test::RawShard::Unwritten::kContiguous;
+    dpunet::test::write_raw_shard(path, spec);
+    expected = "dataset 'images' was never written";
+  }
+  SECTION("images written part way") {
+    spec.unwritten_images = dpunet::test::RawShard::Unwritten::kChunksAfterFirst;
+    dpunet::test::write_raw_shard(path, spec);
+    expected = "dataset 'images' holds 1 of its 2 chunks";
   }
   SECTION("no shard attributes") {
     spec.attributes = false;

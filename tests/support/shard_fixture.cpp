@@ -77,28 +77,41 @@ void rewrite_class_names(hid_t file, const data::ShardHeader& header, RawShard::
 void write_raw_shard(const std::string& path, const RawShard& spec) {
   data::silence_hdf5_errors();
   data::H5Handle file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
+  using Unwritten = RawShard::Unwritten;
   auto add = [&](const char* name, const std::vector<unsigned long long>& dims, hid_t type, uint8_t fill,
-                 int filter = 0) {
+                 int filter = 0, Unwritten unwritten = Unwritten::kNone) {
     std::vector<hsize_t> h5dims(dims.begin(), dims.end());
     data::H5Handle space(H5Screate_simple(static_cast<int>(h5dims.size()), h5dims.data(), nullptr));
     data::H5Handle properties(H5Pcreate(H5P_DATASET_CREATE));
-    if (filter != 0) {
-      std::vector<hsize_t> chunk = h5dims;
-      chunk[0] = 1;
+    std::vector<hsize_t> chunk = h5dims;
+    chunk[0] = 1;
+    if (filter != 0 || unwritten == Unwritten::kChunksAfterFirst) {
       H5Pset_chunk(properties.get(), static_cast<int>(chunk.size()), chunk.data());
+    }
+    if (filter != 0) {
       // Optional, as h5py sets LZF: HDF5 accepts a filter it cannot run and stores the chunks raw.
       H5Pset_filter(properties.get(), static_cast<H5Z_filter_t>(filter), H5Z_FLAG_OPTIONAL, 0, nullptr);
     }
     data::H5Handle set(H5Dcreate2(file.get(), name, type, space.get(), H5P_DEFAULT, properties.get(), H5P_DEFAULT));
+    if (unwritten == Unwritten::kContiguous) return;
     size_t count = 1;
     for (auto d : dims) count *= d;
     std::vector<int32_t> values(count, fill);
+    if (unwritten == Unwritten::kChunksAfterFirst) {  // the first sample only
+      data::H5Handle file_space(H5Dget_space(set.get()));
+      const std::vector<hsize_t> start(chunk.size(), 0);
+      H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start.data(), nullptr, chunk.data(), nullptr);
+      data::H5Handle memory_space(H5Screate_simple(static_cast<int>(chunk.size()), chunk.data(), nullptr));
+      H5Dwrite(set.get(), H5T_NATIVE_INT32, memory_space.get(), file_space.get(), H5P_DEFAULT, values.data());
+      return;
+    }
     H5Dwrite(set.get(), H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data());
   };
   if (spec.images_as_group) {
     data::H5Handle group(H5Gcreate2(file.get(), "images", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
   } else if (spec.write_images) {
-    add("images", spec.image_dims, spec.int32_images ? H5T_STD_I32LE : H5T_STD_U8LE, 10, spec.image_filter);
+    add("images", spec.image_dims, spec.int32_images ? H5T_STD_I32LE : H5T_STD_U8LE, 10, spec.image_filter,
+        spec.unwritten_images);
   }
   if (spec.write_masks) add("masks", spec.mask_dims, spec.int64_masks ? H5T_STD_I64LE : H5T_STD_U8LE, spec.mask_value);
   if (spec.attributes) {
@@ -107,8 +120,8 @@ void write_raw_shard(const std::string& path, const RawShard& spec) {
     header.n_classes = spec.n_classes;
     header.ignore_label = spec.ignore_label;
     for (int c = 0; c < spec.n_classes; ++c) header.class_names.push_back("c" + std::to_string(c));
-    header.channel_mean.assign(header.channels, 10.0);
-    header.channel_std.assign(header.channels, 1.0);
+    header.channel_mean.assign(header.channels, spec.channel_mean);
+    header.channel_std.assign(header.channels, spec.channel_std);
     data::write_header_attributes(file.get(), header, path);
     if (spec.names != RawShard::Names::kAsciiVariable) rewrite_class_names(file.get(), header, spec.names);
   }

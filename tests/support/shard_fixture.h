@@ -34,6 +34,10 @@ struct RawShard {
   uint8_t mask_value = 0;
   int n_classes = 3;
   int ignore_label = -1;
+  double channel_mean = 10.0, channel_std = 1.0;  // every channel's statistics, as stored
+  // 'images' created but not (all) written, as a file filled part way is: contiguous and
+  // never written, or in chunks of one sample of which only the first was written.
+  enum class Unwritten { kNone, kContiguous, kChunksAfterFirst } unwritten_images = Unwritten::kNone;
   // How class_names is stored: as dpunet writes it, or as h5py does for str / numpy bytes.
   enum class Names { kAsciiVariable, kUtf8Variable, kFixedLength } names = Names::kAsciiVariable;
 };
