@@ -264,16 +264,16 @@ std::unique_ptr<Work> MpiCommunicator::all_reduce_async(const at::Tensor& tensor
   const bool floating = tensor.is_floating_point();
   DPUNET_CHECK(op != ReduceOp::kAvg || floating, "MPI communicator: all_reduce average needs a floating tensor, got ",
                c10::toString(tensor.scalar_type()));
-  checked_count(tensor.numel(), "all_reduce");
   const MPI_Datatype type = mpi_datatype(tensor.scalar_type());
   const MPI_Op sum = half_ops_->sum_for(tensor.scalar_type());
   MPI_Comm comm = comm_;
   // Large tensors go in pieces, each summed and (for an average) divided while it is
   // still in cache; every rank splits the same count the same way. Dividing here, on the
-  // worker, also keeps the division off the thread that waits.
-  const int64_t piece = options_.max_message_bytes > 0
-                            ? std::max<int64_t>(1, options_.max_message_bytes / tensor.element_size())
-                            : tensor.numel();
+  // worker, also keeps the division off the thread that waits. A piece's count is an
+  // int for MPI.
+  const int64_t piece = std::min<int64_t>(
+      INT_MAX, options_.max_message_bytes > 0 ? std::max<int64_t>(1, options_.max_message_bytes / tensor.element_size())
+                                              : std::max<int64_t>(1, tensor.numel()));
   const int divisor = op == ReduceOp::kAvg ? world_size_ : 1;
   auto run = [tensor, piece, divisor, type, sum, comm] {
     const torch::Tensor flat = tensor.view({-1});
@@ -294,9 +294,17 @@ std::unique_ptr<Work> MpiCommunicator::broadcast_async(const at::Tensor& tensor,
   check_cpu_contiguous(tensor, "broadcast");
   DPUNET_CHECK(root >= 0 && root < world_size_, "MPI communicator: broadcast root ", root, " is not a rank of ",
                world_size_);
-  const int bytes = checked_count(tensor.nbytes(), "broadcast");
   MPI_Comm comm = comm_;
-  auto run = [tensor, bytes, root, comm] { MPI_CHECK(MPI_Bcast(tensor.data_ptr(), bytes, MPI_BYTE, root, comm)); };
+  // In pieces of at most INT_MAX bytes (MPI counts in int): a model's coalesced state of
+  // one dtype can pass 2 GiB.
+  auto run = [tensor, root, comm] {
+    auto* bytes = static_cast<char*>(tensor.data_ptr());
+    const int64_t total = static_cast<int64_t>(tensor.nbytes());
+    for (int64_t start = 0; start < total; start += INT_MAX) {
+      const int count = static_cast<int>(std::min<int64_t>(INT_MAX, total - start));
+      MPI_CHECK(MPI_Bcast(bytes + start, count, MPI_BYTE, root, comm));
+    }
+  };
   return submit(queue_, inline_watchdog_.get(), timeout_, describe("broadcast", tensor), std::move(run));
 }
 
