@@ -42,6 +42,7 @@ struct BenchTrainArgs {
   int64_t size = 128, batch = 4, steps = 10, warmup = 3, base_channels = 64, depth = 4, n_classes = 3;
   std::string precision = "fp32", device = "auto", padding = "same", checkpointing = "both";
   std::string optimizer = "fused";  // optimizer.implementation
+  std::string norm = "batch";       // model.norm
   bool channels_last = true;        // NHWC weights and activations on CUDA, as training does
   bool fuse_norm_relu = true;       // fused BatchNorm+ReLU kernels where they apply
   bool pool_concat_kernels = true;  // max pooling and concatenation kernels where they apply
@@ -94,8 +95,10 @@ struct Step {
   }
 };
 
-model::UnetOptions unet_options(const BenchTrainArgs& a) {
+model::UnetOptions unet_options(const BenchTrainArgs& a, const std::shared_ptr<dist::Communicator>& comm) {
   model::UnetOptions o;
+  o.norm = model::parse_norm(a.norm);
+  o.communicator = comm;
   o.base_channels = a.base_channels;
   o.depth = a.depth;
   o.n_classes = a.n_classes;
@@ -111,7 +114,8 @@ Step make_step(const BenchTrainArgs& a, dist::Context& context, dist::Communicat
   s.device = context.device();
   s.autocast = a.precision == "bf16" && s.device.is_cuda();
   torch::manual_seed(0);
-  s.net = model::Unet(unet_options(a));
+  // SyncBatchNorm's layers reduce over `comm`, which outlives the step (not owned here).
+  s.net = model::Unet(unet_options(a, std::shared_ptr<dist::Communicator>(std::shared_ptr<void>(), &comm)));
   if (checkpointed) select_checkpointed_blocks(*s.net, a.selection);
   s.net->to(s.device);
   const bool nhwc = a.channels_last && s.device.is_cuda();
@@ -136,9 +140,10 @@ Step make_step(const BenchTrainArgs& a, dist::Context& context, dist::Communicat
 // a figure whose maps silently fell back to ATen's kernels shows it. Two samples where
 // the step has them: BatchNorm in training needs two values per channel, and a 1x1
 // bottom map has one per sample.
-nlohmann::json kernels_applied(const BenchTrainArgs& a, const torch::Device& device, bool split_skip_conv) {
+nlohmann::json kernels_applied(const BenchTrainArgs& a, const torch::Device& device,
+                               const std::shared_ptr<dist::Communicator>& comm, bool split_skip_conv) {
   torch::manual_seed(0);
-  model::Unet net(unet_options(a));
+  model::Unet net(unet_options(a, comm));
   net->split_skip_convolutions(split_skip_conv);
   net->to(device);
   const bool nhwc = a.channels_last && device.is_cuda();
@@ -192,7 +197,7 @@ nlohmann::json step_ms_at(const BenchTrainArgs& a, dist::Context& context, dist:
 }
 
 double train_flops_per_sample(const BenchTrainArgs& a) {
-  return 3.0 * model::unet_forward_flops(unet_options(a), a.size);  // backward counts twice forward
+  return 3.0 * model::unet_forward_flops(unet_options(a, nullptr), a.size);  // backward counts twice forward
 }
 
 // The timed step at a.batch: time, breakdown, memory, FLOP utilisation.
@@ -365,10 +370,10 @@ void run(const BenchTrainArgs& a) {
   // variant's count where there is one (the count runs no checkpointing).
   nlohmann::json plain_kernels;
   for (auto& row : rows) {
-    row["kernels_applied"] = kernels_applied(a, context.device(), row["split_skip_conv"]);
+    row["kernels_applied"] = kernels_applied(a, context.device(), comm, row["split_skip_conv"]);
     if (!row["split_skip_conv"].get<bool>() && plain_kernels.is_null()) plain_kernels = row["kernels_applied"];
   }
-  if (plain_kernels.is_null()) plain_kernels = kernels_applied(a, context.device(), false);
+  if (plain_kernels.is_null()) plain_kernels = kernels_applied(a, context.device(), comm, false);
   MemoryProbe(context.device().str()).release_cached();
   if (a.max_batch && context.device().is_cuda()) {
     for (size_t i = 0; i < variants.size(); ++i) add_capacity(a, context, *comm, variants[i], peak_tflops, rows[i]);
@@ -391,6 +396,7 @@ void run(const BenchTrainArgs& a) {
                               {"batch_per_rank", a.batch},
                               {"precision", a.precision},
                               {"optimizer", a.optimizer},
+                              {"norm", a.norm},
                               {"channels_last", a.channels_last && context.device().is_cuda()},
                               {"fuse_norm_relu", a.fuse_norm_relu},
                               {"pool_concat_kernels", a.pool_concat_kernels},
@@ -431,6 +437,9 @@ void add_bench_train_command(CLI::App& bench) {
   cmd->add_option("--optimizer", a->optimizer, "AdamW implementation: fused, foreach or per_parameter")
       ->capture_default_str()
       ->check(CLI::IsMember({"fused", "foreach", "per_parameter"}));
+  cmd->add_option("--norm", a->norm, "model.norm: batch, sync_batch, instance, group or none")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"batch", "sync_batch", "instance", "group", "none"}));
   cmd->add_option("--channels-last", a->channels_last, "NHWC weights and activations (CUDA)")->capture_default_str();
   cmd->add_option("--device", a->device, "auto, cpu or cuda")
       ->capture_default_str()

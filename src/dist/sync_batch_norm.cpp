@@ -1,5 +1,5 @@
 // SyncBatchNorm's autograd function. Forward: each rank's per-channel mean and sum of
-// squared deviations (two-pass, accurate), all-gathered with counts and combined with
+// squared deviations (one Welford pass), all-gathered with counts and combined with
 // Chan's parallel formula. Backward: sum(dy) and sum(dy * xhat) all-reduced; weight and
 // bias gradients stay local (DistributedDataParallel averages them like any other).
 // A checkpointed block's recomputation reuses its first forward's statistics (RecomputeTape).
@@ -64,10 +64,15 @@ GlobalStatistics global_statistics(const torch::Tensor& xc, Communicator& comm) 
                " on each of ", comm.world_size(), " rank(s) (input ", xc.sizes(), ")");
   // A rank with no values adds nothing (the mean of nothing would be NaN, and NaN * 0
   // is still NaN in the combination below).
-  const torch::Tensor local_mean =
-      local_count > 0 ? xc.mean(dims).to(torch::kFloat64) : torch::zeros({channels}, stats_options);
-  const torch::Tensor local_m2 =
-      (xc - per_channel(local_mean.to(xc.scalar_type()), xc)).square().sum(dims).to(torch::kFloat64);
+  // One Welford pass for both (ATen's var_mean), instead of a mean and then a pass over
+  // the squared deviations from it.
+  torch::Tensor local_mean = torch::zeros({channels}, stats_options);
+  torch::Tensor local_m2 = torch::zeros({channels}, stats_options);
+  if (local_count > 0) {
+    const auto [variance, mean] = torch::var_mean(xc, dims, /*correction=*/0, /*keepdim=*/false);
+    local_mean = mean.to(torch::kFloat64);
+    local_m2 = variance.to(torch::kFloat64) * local_count;
+  }
   // [mean (C), m2 (C), count (1)] per rank.
   const torch::Tensor packed = torch::cat({local_mean, local_m2, torch::full({1}, local_count, stats_options)});
   // Alone, the gather is the rank's own statistics: no collective (and its event, wait
@@ -130,11 +135,13 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
     }
     const torch::Tensor mean_c = mean.to(xc.scalar_type());
     const torch::Tensor invstd_c = invstd.to(xc.scalar_type());
-    const torch::Tensor xhat = (xc - per_channel(mean_c, xc)) * per_channel(invstd_c, xc);
     ctx->save_for_backward({x, weight, mean_c, invstd_c, total.to(xc.scalar_type())});
     ctx->saved_data["comm"] = c10::IValue::make_capsule(holder);
-    return (xhat * per_channel(weight.to(xc.scalar_type()), xc) + per_channel(bias.to(xc.scalar_type()), xc))
-        .to(x.scalar_type());
+    // y = (x - mean) * invstd * weight + bias as x * scale + shift: one pass over x, as
+    // ATen's own batch norm computes it.
+    const torch::Tensor scale = invstd_c * weight.to(xc.scalar_type());
+    const torch::Tensor shift = bias.to(xc.scalar_type()) - mean_c * scale;
+    return torch::addcmul(per_channel(shift, xc), xc, per_channel(scale, xc)).to(x.scalar_type());
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
@@ -142,19 +149,32 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
     const torch::Tensor &x = saved[0], &weight = saved[1], &mean = saved[2], &invstd = saved[3], &total = saved[4];
     Communicator& comm = *c10::static_intrusive_pointer_cast<CommHolder>(ctx->saved_data["comm"].toCapsule())->comm;
     const torch::Tensor xc = x.to(compute_type(x));
-    const torch::Tensor dy = grad_outputs[0].to(xc.scalar_type());
-    const auto dims = reduce_dims(x);
-    const torch::Tensor xhat = (xc - per_channel(mean, xc)) * per_channel(invstd, xc);
-    const torch::Tensor sum_dy = dy.sum(dims);
-    const torch::Tensor sum_dy_xhat = (dy * xhat).sum(dims);
+    const torch::Tensor dy = grad_outputs[0].to(xc.scalar_type()).contiguous(xc.suggest_memory_format());
+    // sum(dy) and sum(dy * xhat) per channel in one fused pass: inference-mode batch norm's
+    // backward reduces exactly these (as its bias and weight gradients) with `mean` and
+    // `running_var + eps` = 1 / invstd^2 for its statistics, and (x - mean) formed inside
+    // the reduction, so a channel with a large mean keeps its precision.
+    torch::Tensor sum_dy = torch::zeros({x.size(1)}, xc.options()), sum_dy_xhat = torch::zeros_like(sum_dy);
+    if (x.numel() > 0) {  // an empty share adds nothing (and ATen's kernel would divide by its 0 values)
+      const auto reduced =
+          torch::native_batch_norm_backward(dy, xc, weight.to(xc.scalar_type()), mean, invstd.pow(-2), mean, invstd,
+                                            /*train=*/false, /*eps=*/0.0, {false, true, true});
+      sum_dy_xhat = std::get<1>(reduced);
+      sum_dy = std::get<2>(reduced);
+    }
     // Global sums over every rank's share of the batch.
     torch::Tensor global = torch::cat({sum_dy, sum_dy_xhat});
     if (comm.world_size() > 1) comm.all_reduce_async(global, ReduceOp::kSum)->wait_on_stream();  // device work reads it
     const int64_t channels = x.size(1);
     const torch::Tensor mean_dy = global.narrow(0, 0, channels) / total;
     const torch::Tensor mean_dy_xhat = global.narrow(0, channels, channels) / total;
-    const torch::Tensor dx = (dy - per_channel(mean_dy, xc) - xhat * per_channel(mean_dy_xhat, xc)) *
-                             per_channel(invstd * weight.to(xc.scalar_type()), xc);
+    // dx = (dy - mean_dy - xhat * mean_dy_xhat) * invstd * weight, per channel a * dy + b * x + c:
+    // two passes over the maps.
+    const torch::Tensor a = invstd * weight.to(xc.scalar_type());
+    const torch::Tensor b = -a * invstd * mean_dy_xhat;
+    const torch::Tensor c = -a * mean_dy - b * mean;
+    const torch::Tensor dx =
+        torch::addcmul(per_channel(c, xc), xc, per_channel(b, xc)).addcmul_(dy, per_channel(a, xc));
     // One slot per argument of forward; only x, weight and bias have gradients.
     variable_list grads(kForwardArguments);
     grads[0] = dx.to(x.scalar_type());
