@@ -10,6 +10,8 @@
 #include <filesystem>
 #include <iostream>
 #include <limits>
+#include <string>
+#include <vector>
 
 #include <H5public.h>
 #include <nlohmann/json.hpp>
@@ -80,9 +82,18 @@ void run(const BenchDataArgs& args) {
   namespace fs = std::filesystem;
   const fs::path dir = args.dir.empty() ? fs::temp_directory_path() / ("dpunet-bench-data-" + std::to_string(getpid()))
                                         : fs::path(args.dir);
+  // The temporary shards go however the benchmark ends (an error, a bad option found late).
+  struct RemovedAtExit {
+    std::string path;
+    ~RemovedAtExit() {
+      if (!path.empty()) remove_tree(path);
+    }
+  } temporary{args.dir.empty() ? dir.string() : std::string()};
   torch::set_num_threads(1);
   nlohmann::json rows = nlohmann::json::array();
-  for (const int gzip : {0, args.gzip_level}) {
+  // Without compression the second pass would repeat the first.
+  const std::vector<int> levels = args.gzip_level > 0 ? std::vector<int>{0, args.gzip_level} : std::vector<int>{0};
+  for (const int gzip : levels) {
     data::SynthOptions synth;
     synth.samples = args.samples;
     synth.shards = 2;
@@ -97,7 +108,6 @@ void run(const BenchDataArgs& args) {
                       {"samples_per_s", samples_per_second(spec, args, variant)}});
     }
   }
-  if (args.dir.empty()) remove_tree(dir.string());
   unsigned major = 0, minor = 0, release = 0;
   H5get_libversion(&major, &minor, &release);
   nlohmann::json out = {
@@ -123,12 +133,16 @@ void add_bench_data_command(CLI::App& bench) {
       ->capture_default_str()
       ->check(at_least(1));
   cmd->add_option("--batch", args->batch, "Batch size")->capture_default_str()->check(at_least(1));
-  cmd->add_option("--workers", args->workers, "Loader threads (1 = one core)")->capture_default_str();
+  cmd->add_option("--workers", args->workers, "Loader threads (1 = one core)")
+      ->capture_default_str()
+      ->check(at_least(1));
   // Several times the loader's queue, so that the figure is the loading's rate.
   cmd->add_option("--batches", args->batches, "Batches timed per variant (at least 16)")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{16}, std::numeric_limits<int64_t>::max()));
-  cmd->add_option("--gzip", args->gzip_level, "Deflate level of the compressed variant")->capture_default_str();
+  cmd->add_option("--gzip", args->gzip_level, "Deflate level of the compressed variant (0: uncompressed only)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 9));
   cmd->add_option("--dir", args->dir, "Directory for the shards (kept); default: a temporary one, removed");
   cmd->callback([args] { run(*args); });
 }

@@ -240,10 +240,13 @@ void report(const infer::EvaluationTable& table, const infer::InputSet& inputs, 
   for (const Member& m : members) result["models"].push_back(m.file);
   // The masks scored are the post-processed ones.
   result["keep_largest"] = keep.text.empty() ? nlohmann::json() : nlohmann::json(keep.text);
-  write_file_atomically(path, result.dump(2) + "\n");
+  // JSON text is UTF-8: a file name in another encoding is written with U+FFFD for the
+  // bytes that are not, rather than failing after every image was predicted.
+  constexpr auto kReplace = nlohmann::json::error_handler_t::replace;
+  write_file_atomically(path, result.dump(2, ' ', false, kReplace) + "\n");
   result.erase("per_image");
   result.erase("models");
-  std::printf("eval: %s\n", result.dump().c_str());
+  std::printf("eval: %s\n", result.dump(-1, ' ', false, kReplace).c_str());
 }
 
 // The folders `input` (a folder, a file or a glob) names its files in: a glob's matches

@@ -195,7 +195,9 @@ void write_safetensors(const std::string& path, const NamedTensors& tensors,
                     {"data_offsets", {offset, offset + size}}};
     offset += size;
   }
-  std::string text = header.dump();
+  // The header is JSON, so UTF-8: a config naming paths in another encoding keeps them with
+  // U+FFFD for the bytes that are not (the weights are what matters here).
+  std::string text = header.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   text.append((8 - text.size() % 8) % 8, ' ');  // the data starts 8-byte aligned
   std::string bytes(8, '\0');
   for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>((static_cast<uint64_t>(text.size()) >> (8 * i)) & 0xFF);

@@ -122,6 +122,9 @@ InputSet::InputSet(const std::string& input, InputOptions options) : input_(inpu
   // (Without --eval the masks' folder only tells masks among image files apart.)
   DPUNET_CHECK(options_.masks_dir.empty() || !options_.read_masks, "--masks is for image inputs; the shards of ", input,
                " carry their own masks");
+  // Shards' masks hold class ids already: a mapping would be ignored without a word.
+  DPUNET_CHECK(options_.class_of_value.empty(), "--mask-map is for image inputs' masks; the shards of ", input,
+               " hold class ids (and their own ignore label)");
   dataset_ = std::make_shared<const data::Dataset>(input);
   const data::ShardHeader& h = dataset_->header();
   DPUNET_CHECK(options_.n_classes == 0 || h.n_classes <= options_.n_classes, input, ": the shards have ", h.n_classes,

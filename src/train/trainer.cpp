@@ -129,18 +129,22 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
     if (!options.init_weights.empty())
       logger_.info("--init-weights " + options.init_weights + " not used: resuming from " + loaded->path());
   } else if (!options.init_weights.empty()) {
-    // Every rank reads the file for itself, and usually fails alike on it.
-    const bool from_checkpoint = checkpoint::has_checkpoint_magic(options.init_weights);
+    // Every rank reads the file for itself, and usually fails alike on it. A run directory
+    // or a best/latest pointer names a checkpoint, as for predict and export.
+    std::string source, chosen;
+    bool from_checkpoint = false;
     fail_together(*comm_, [&] {
+      source = checkpoint::resolve_checkpoint_argument(options.init_weights, &chosen);
+      from_checkpoint = checkpoint::has_checkpoint_magic(source);
       if (from_checkpoint) {
         // Another run's checkpoint: its model only, as a new run's start (fine-tuning).
-        checkpoint::LoadedCheckpoint(options.init_weights).restore_model(*model_);
+        checkpoint::LoadedCheckpoint(source).restore_model(*model_);
       } else {
-        checkpoint::load_state(*model_, checkpoint::read_safetensors(options.init_weights), options.init_weights);
+        checkpoint::load_state(*model_, checkpoint::read_safetensors(source), source);
       }
     });
     logger_.info(
-        "initial weights from " + options.init_weights +
+        "initial weights from " + source + (source != options.init_weights ? " (" + chosen + ")" : "") +
         (from_checkpoint ? " (a training checkpoint: its model; its optimizer state and step are not used)" : ""));
   }
   model_->to(device_);

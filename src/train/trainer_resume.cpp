@@ -44,14 +44,18 @@ std::optional<checkpoint::LoadedCheckpoint> find_resume_point(const TrainOptions
   if (options.resume == "none") return std::nullopt;
   if (options.resume != "auto") {
     // A path every rank reads for itself, and usually fails alike on.
+    // A best/latest pointer names a checkpoint, as for predict and export. A folder does
+    // not: a run goes on from its newest checkpoint (--resume auto), not its best.
     std::optional<checkpoint::LoadedCheckpoint> loaded;
+    std::string chosen;
     fail_together(comm, [&] {
       std::error_code ec;
       DPUNET_CHECK(!std::filesystem::is_directory(options.resume, ec), "--resume ", options.resume,
-                   " is a folder: name a checkpoint file (its checkpoints/step-*.ckpt), or give --resume auto to "
-                   "continue from run.dir's newest valid checkpoint");
-      loaded.emplace(options.resume);
+                   " is a folder: name a checkpoint file (its checkpoints/step-*.ckpt, or checkpoints/latest), or "
+                   "give --resume auto to continue from run.dir's newest valid checkpoint");
+      loaded.emplace(checkpoint::resolve_checkpoint_argument(options.resume, &chosen));
     });
+    if (!chosen.empty()) logger.info("--resume " + options.resume + ": " + chosen);
     return loaded;
   }
   // Rank 0 picks and the others follow: ranks that looked for themselves could see the
@@ -83,6 +87,17 @@ void Trainer::resume(const checkpoint::LoadedCheckpoint& loaded) {
   best_score_ = s.best_score;
   best_step_ = s.best_step;
   validation_pending_ = s.validation_pending;
+  // Another run's checkpoint (continued into this run.dir): its best names a file of that
+  // run, which this run's `best` pointer cannot point at; this run's own validations
+  // choose its best.
+  std::error_code ec;
+  const auto folder = [&ec](const std::string& path) { return std::filesystem::weakly_canonical(path, ec); };
+  if (best_step_ >= 0 && folder(loaded.path()).parent_path() != folder(store_.directory())) {
+    logger_.info(loaded.path() + " belongs to another run: its best score " + std::to_string(best_score_) +
+                 " stays with it, and this run's best is chosen among its own validations");
+    best_score_ = -1;
+    best_step_ = -1;
+  }
   if (s.score_version < checkpoint::kScoreVersion && best_score_ >= 0) {
     // Scores of then and now differ where a class is absent: compare only new ones.
     logger_.info(loaded.path() + " scored absent classes as Dice 1: its best score " + std::to_string(best_score_) +

@@ -318,6 +318,29 @@ TEST_CASE("weights that do not fit, and tiles that do not suit the model, are er
                                      t.checkpoint + " --set run.dir=" + t.f.dir() / "run3");
   CHECK(both.exit_code != 0);
   CHECK_THAT(both.output, HasSubstr("give --init-weights or --resume"));
+  // An empty path (an unset variable in a script) is refused, not taken for "none".
+  const auto empty = t.f.train(1, t.f.write_config() + " --init-weights '' --set run.dir=" + t.f.dir() / "run6");
+  CHECK(empty.exit_code != 0);
+  CHECK_THAT(empty.output, HasSubstr("--init-weights") && HasSubstr("empty (an unset variable?)"));
+  // A run directory names its best checkpoint, as for predict and export.
+  const auto from_run = t.f.train(1, t.f.write_config() + " --init-weights " + t.f.run_dir() +
+                                         " --set run.dir=" + t.f.dir() / "run7 --stop-at-step 1" + still);
+  INFO(from_run.output);
+  CHECK(from_run.exit_code == 0);
+  CHECK_THAT(from_run.output, HasSubstr("initial weights from " + t.f.run_dir()) && HasSubstr("the best of"));
+  // Another run's checkpoint continued into a new run.dir, named by its `latest` pointer:
+  // that run's best stays with it, and this run marks its own.
+  const auto continued = t.f.train(1, t.f.write_config() + " --resume " + t.f.run_dir() + "/checkpoints/latest" +
+                                          " --set run.dir=" + t.f.dir() / "run8 --set train.steps=12");
+  INFO(continued.output);
+  CHECK(continued.exit_code == 0);
+  CHECK_THAT(continued.output, HasSubstr("resumed from") && HasSubstr("belongs to another run"));
+  CHECK(dpunet::checkpoint::CheckpointStore(t.f.dir() / "run8").best().has_value());
+  // Shards hold class ids: a mask mapping for them would be ignored, so it is refused.
+  const auto mapped = run_command(DPUNET_BINARY " predict '" + val + "' --checkpoint " + t.checkpoint +
+                                  " --eval --mask-map 0=0,1=2 --out " + t.f.dir() / "m 2>&1");
+  CHECK(mapped.exit_code != 0);
+  CHECK_THAT(mapped.output, HasSubstr("--mask-map is for image inputs' masks"));
   // A checkpoint describes its own model.
   const auto described = run_command(DPUNET_BINARY " predict '" + val + "' --checkpoint " + t.checkpoint +
                                      " --n-classes 2 --out " + t.f.dir() / "z 2>&1");
