@@ -32,8 +32,18 @@ void load_state(torch::nn::Module& module, const NamedTensors& state, const std:
   const NamedTensors targets = module_state(module);
   for (const auto& [name, target] : targets) {
     const auto found = given.find(name);
+    // PyTorch's BatchNorm loads a state without its step count (older files, other tools)
+    // as a count of 0, and so does this (only a BatchNorm without momentum would read it).
+    const std::string count_name = "num_batches_tracked";
+    const bool step_count = name.size() >= count_name.size() &&
+                            name.compare(name.size() - count_name.size(), count_name.size(), count_name) == 0 &&
+                            (name.size() == count_name.size() || name[name.size() - count_name.size() - 1] == '.');
+    if (found == given.end() && step_count) continue;
     if (found == given.end()) {
       problems.push_back("missing " + name + " " + shape_text(target));
+    } else if (c10::isFloatingType(found->second.scalar_type()) && !torch::isfinite(found->second).all().item<bool>()) {
+      // A NaN or infinite weight makes every prediction NaN (and every mask class 0).
+      problems.push_back(name + ": holds NaN or infinite values");
     } else if (found->second.sizes() != target.sizes()) {
       problems.push_back(name + ": file " + shape_text(found->second) + ", model " + shape_text(target));
     } else if (c10::isFloatingType(found->second.scalar_type()) != c10::isFloatingType(target.scalar_type())) {
@@ -55,7 +65,14 @@ void load_state(torch::nn::Module& module, const NamedTensors& state, const std:
     DPUNET_FAIL(source, ": the weights do not fit the model (", problems.size(), " differences):", list);
   }
   torch::NoGradGuard no_grad;
-  for (const auto& [name, target] : targets) target.copy_(given.at(name));
+  for (const auto& [name, target] : targets) {
+    const auto found = given.find(name);
+    if (found != given.end()) {
+      target.copy_(found->second);
+    } else {
+      target.zero_();  // a missing step count (above)
+    }
+  }
 }
 
 }  // namespace dpunet::checkpoint

@@ -3,6 +3,8 @@
 #include <torch/torch.h>
 #include "support/catch.h"
 
+#include <cmath>
+
 #include <nlohmann/json.hpp>
 
 #include "checkpoint/safetensors.h"
@@ -139,4 +141,20 @@ TEST_CASE("weights that do not fit a model are listed by name and shape", "[chec
   const auto good = dpunet::checkpoint::module_state(*torch::nn::Linear(3, 2));
   dpunet::checkpoint::load_state(*model, good, "w");
   CHECK(torch::equal(model->weight, good[0].second));
+  // A NaN weight would make every prediction NaN: refused by name.
+  dpunet::checkpoint::NamedTensors broken = dpunet::checkpoint::module_state(*torch::nn::Linear(3, 2));
+  broken[1].second = torch::tensor({0.0f, std::nanf("")});
+  CHECK_THROWS_WITH(dpunet::checkpoint::load_state(*model, broken, "w"), HasSubstr("bias: holds NaN or infinite"));
+  // A BatchNorm's step count may be left out, as PyTorch's loader allows: it reads as 0.
+  torch::nn::BatchNorm2d norm(2);
+  norm->num_batches_tracked.fill_(7);
+  dpunet::checkpoint::NamedTensors counted = dpunet::checkpoint::module_state(*norm), uncounted;
+  for (const auto& [name, tensor] : counted) {
+    if (name != "num_batches_tracked") uncounted.emplace_back(name, tensor.clone());
+  }
+  REQUIRE(uncounted.size() + 1 == counted.size());
+  torch::nn::BatchNorm2d loaded(2);
+  loaded->num_batches_tracked.fill_(3);
+  dpunet::checkpoint::load_state(*loaded, uncounted, "w");
+  CHECK(loaded->num_batches_tracked.item<int64_t>() == 0);
 }
