@@ -144,6 +144,8 @@ void add_import(CLI::App& data) {
     for (size_t start = 0; !args->class_names.empty() && start <= args->class_names.size();) {
       const size_t end = std::min(args->class_names.find(',', start), args->class_names.size());
       o.class_names.push_back(args->class_names.substr(start, end - start));
+      DPUNET_CHECK(!o.class_names.back().empty(), "import: --class-names ", args->class_names,
+                   ": an empty name (class ", o.class_names.size() - 1, ")");
       start = end + 1;
     }
     const data::ImportResult result = data::import_image_folders(o);

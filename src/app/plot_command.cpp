@@ -177,6 +177,7 @@ void add_plot_command(CLI::App& app) {
     std::transform(extension.begin(), extension.end(), extension.begin(),
                    [](unsigned char c) { return std::tolower(c); });
     DPUNET_CHECK(out->empty() || extension == ".png", "plot: --out ", *out, " does not end in .png");
+    DPUNET_CHECK(!run_dir->empty(), "plot: an empty run directory (an unset variable?)");
     const std::vector<Panel> panels = read_panels(*run_dir + "/metrics.jsonl");
     constexpr int kWidth = 1000, kPanelHeight = 300;
     Canvas canvas(kWidth, kPanelHeight * static_cast<int>(panels.size()), Colour{255, 255, 255});

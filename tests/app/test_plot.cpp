@@ -47,6 +47,10 @@ TEST_CASE("plot writes only .png files and says when there is nothing to plot", 
   const auto cut = dpunet::test::run_command(DPUNET_BINARY " plot " + dir.path() + " 2>&1");
   CHECK(cut.exit_code != 0);
   CHECK_THAT(cut.output, HasSubstr("no metrics records (no line parses)"));
+  // An empty folder argument (an unset variable) is not the filesystem's root.
+  const auto unset = dpunet::test::run_command(DPUNET_BINARY " plot '' 2>&1");
+  CHECK(unset.exit_code != 0);
+  CHECK_THAT(unset.output, HasSubstr("plot: an empty run directory"));
 }
 
 TEST_CASE("plot draws curves over extreme and tiny ranges", "[app]") {

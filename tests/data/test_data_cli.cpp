@@ -130,6 +130,10 @@ TEST_CASE("data command numbers are checked by the option that takes them", "[da
                                " --out " + dir / "out" + " --val-fraction nan 2>&1");
   CHECK(nan.exit_code != 0);
   CHECK_THAT(nan.output, HasSubstr("--val-fraction") && HasSubstr("must be a number from 0 to below 1, got nan"));
+  const auto unnamed = run_command(DPUNET_BINARY " data import --images " + dir.path() + " --masks " + dir.path() +
+                                   " --mask-suffix _m --out " + dir / "out" + " --class-names bg,cell, 2>&1");
+  CHECK(unnamed.exit_code != 0);
+  CHECK_THAT(unnamed.output, HasSubstr("--class-names bg,cell,: an empty name (class 2)"));
 }
 
 TEST_CASE("a dataset of more shards than the soft open-file limit opens", "[data][cli]") {
