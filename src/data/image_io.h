@@ -46,6 +46,7 @@ class ImageRows {
 
   // The image as read_image_header gives it (values empty).
   const Image& header() const { return header_; }
+  const std::string& path() const { return path_; }
   // Rows read so far: the next read starts there.
   int64_t rows_read() const { return rows_read_; }
   // The next `count` rows into `out`, [count, width, channels]; they must exist.

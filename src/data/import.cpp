@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <new>
 #include <numeric>
 #include <optional>
 #include <set>
@@ -202,12 +203,17 @@ class RowWindow {
  public:
   RowWindow(ImageRows& rows, int64_t height) : rows_(rows), window_(rows.header()) {
     window_.height = height;
-    window_.values.resize(static_cast<size_t>(height * window_.width * window_.channels));
+    try {
+      window_.values.resize(static_cast<size_t>(height * window_.width * window_.channels));
+    } catch (const std::bad_alloc&) {
+      DPUNET_FAIL(rows.path(), ": ", height, " rows of ", window_.width, "x", window_.channels,
+                  " values do not fit in memory (is its header damaged?)");
+    }
   }
 
   const Image& at(int64_t top) {
-    DPUNET_CHECK(top >= top_ && top + window_.height <= rows_.header().height, "RowWindow: rows from ", top,
-                 " asked after rows from ", top_);
+    DPUNET_CHECK(top >= top_ && top + window_.height <= rows_.header().height, rows_.path(), ": rows ", top, " to ",
+                 top + window_.height, " asked after rows from ", top_, " of ", rows_.header().height);
     const auto row_values = static_cast<size_t>(window_.width * window_.channels);
     const int64_t end = top_ + held_;
     const int64_t kept = std::max<int64_t>(0, end - top);

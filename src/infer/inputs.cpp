@@ -336,7 +336,14 @@ InputItem InputSet::load(int64_t index) const {
                "-bit; with the model's normalisation statistics the images of one run must agree");
   // [C, H, W] float, filled a band of rows at a time: the file's values are never held
   // whole beside it (for a slide they would weigh half as much again).
-  torch::Tensor values = torch::empty({image.channels, image.height, image.width}, torch::kFloat);
+  torch::Tensor values;
+  try {
+    values = torch::empty({image.channels, image.height, image.width}, torch::kFloat);
+  } catch (const c10::Error&) {
+    DPUNET_FAIL(path, ": a ", image.width, "x", image.height, "x", image.channels, " image takes ",
+                4.0 * image.channels * image.height * image.width / 1e9,
+                " GB as floats, more than this machine has free (is its header damaged?)");
+  }
   {
     const int64_t channels = image.channels, plane = image.height * image.width;
     std::vector<uint16_t> band(static_cast<size_t>(std::min(kBandRows, image.height) * image.width * channels));

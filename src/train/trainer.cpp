@@ -155,7 +155,11 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
   if (loaded) {
     resume(*loaded);
     // Every rank read the same file, so every rank lays its buckets out alike.
-    if (!loaded->state().bucket_order.empty()) ddp_->restore_bucket_order(loaded->state().bucket_order);
+    if (!loaded->state().bucket_order.empty() && !ddp_->restore_bucket_order(loaded->state().bucket_order)) {
+      logger_.info(loaded->path() +
+                   ": its gradient bucket layout does not fit this model's parameters; laid out "
+                   "afresh (the first step may differ from an uninterrupted run's in the last bits)");
+    }
     start = resume_position(*loaded, *saved);
     // train.steps lowered to the checkpoint's step ends the run there, and a run's end is
     // validated, as an uninterrupted run of that length would have done; unless that

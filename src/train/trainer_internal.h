@@ -51,6 +51,9 @@ class Trainer {
   // left for this run's global batch.
   data::SamplerState continued_position(const checkpoint::LoadedCheckpoint& loaded);
   void prepare_run_directory(const std::optional<checkpoint::LoadedCheckpoint>& loaded);
+  // The checkpoint is this run directory's own file for its step (not another run's, nor
+  // one set aside earlier): its history and best stay.
+  bool is_own_checkpoint(const checkpoint::LoadedCheckpoint& loaded) const;
   torch::Tensor forward(const torch::Tensor& images);
   // One optimizer step; `epoch`: the epoch its first batch came from; `epoch_ended` set
   // when one of its batches ended an epoch.

@@ -87,13 +87,11 @@ void Trainer::resume(const checkpoint::LoadedCheckpoint& loaded) {
   best_score_ = s.best_score;
   best_step_ = s.best_step;
   validation_pending_ = s.validation_pending;
-  // Another run's checkpoint (continued into this run.dir): its best names a file of that
-  // run, which this run's `best` pointer cannot point at; this run's own validations
+  // Another run's checkpoint (continued into this run.dir), or one set aside: its best
+  // names a file this run's `best` pointer cannot point at; this run's own validations
   // choose its best.
-  std::error_code ec;
-  const auto folder = [&ec](const std::string& path) { return std::filesystem::weakly_canonical(path, ec); };
-  if (best_step_ >= 0 && folder(loaded.path()).parent_path() != folder(store_.directory())) {
-    logger_.info(loaded.path() + " belongs to another run: its best score " + std::to_string(best_score_) +
+  if (best_step_ >= 0 && !is_own_checkpoint(loaded)) {
+    logger_.info(loaded.path() + " is not this run directory's own: its best score " + std::to_string(best_score_) +
                  " stays with it, and this run's best is chosen among its own validations");
     best_score_ = -1;
     best_step_ = -1;
@@ -189,6 +187,11 @@ data::SamplerState Trainer::resume_position(const checkpoint::LoadedCheckpoint& 
   return data::SamplerState{s.sampler.epoch + 1, 0};
 }
 
+bool Trainer::is_own_checkpoint(const checkpoint::LoadedCheckpoint& loaded) const {
+  std::error_code ec;
+  return std::filesystem::equivalent(loaded.path(), store_.path_for_step(loaded.state().step), ec);
+}
+
 void Trainer::prepare_run_directory(const std::optional<checkpoint::LoadedCheckpoint>& loaded) {
   if (context_.is_root()) {
     // The history up to a checkpoint of this run directory's own stays; a checkpoint from
@@ -196,8 +199,7 @@ void Trainer::prepare_run_directory(const std::optional<checkpoint::LoadedCheckp
     // the whole history there moves aside, as for a fresh start.
     std::optional<int64_t> keep_until;
     bool validation_pending = false;
-    std::error_code ec;
-    if (loaded && std::filesystem::equivalent(loaded->path(), store_.path_for_step(loaded->state().step), ec)) {
+    if (loaded && is_own_checkpoint(*loaded)) {
       keep_until = loaded->state().step;
       // This run's, not only the file's: a resume that ends the run or an epoch at the
       // checkpoint's step validates it first as well, and may have been killed after it.
@@ -208,7 +210,7 @@ void Trainer::prepare_run_directory(const std::optional<checkpoint::LoadedCheckp
     }
     const std::string moved = describe(set_aside_superseded_history(config_.run.dir, keep_until, validation_pending));
     if (!moved.empty()) logger_.warn(moved);
-    if (loaded && loaded->state().best_step >= 0) store_.restore_best(loaded->state().best_step);
+    if (best_step_ >= 0) store_.restore_best(best_step_);
     write_file_atomically(config_.run.dir + "/config.yaml", config::to_yaml(config_));
   }
   logger_.open_metrics();

@@ -3,6 +3,7 @@
 #include "support/catch.h"
 
 #include <filesystem>
+#include <fstream>
 
 #include "data/image_io.h"
 #include "support/run_command.h"
@@ -49,6 +50,12 @@ TEST_CASE("inspect --verify lists a shard that cannot be opened or disagrees, an
                  HasSubstr("4 samples good, 0 bad; 2 shard(s) could not be opened or disagree with the others") &&
                  HasSubstr("0 bad samples and 2 shard(s) that could not be opened or disagree with the others "
                            "(listed above)"));
+  // An index that lists a missing shard: listed as bad too, and the rest read.
+  std::ofstream(dir / "list.txt") << "train-00000.h5\ngone.h5\ntrain-00002.h5\n";
+  const auto indexed = run_command(DPUNET_BINARY " data inspect " + dir / "list.txt" + " --verify 2>&1");
+  INFO(indexed.output);
+  CHECK(indexed.exit_code != 0);
+  CHECK_THAT(indexed.output, HasSubstr("BAD " + dir / "gone.h5") && HasSubstr("4 samples good, 0 bad"));
 }
 
 TEST_CASE("data import --folds prints each fold's shards and the keys that train it, in tiles too", "[data][cli]") {

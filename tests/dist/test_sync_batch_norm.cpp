@@ -1,5 +1,6 @@
 // SyncBatchNorm's numerics: bf16 input (autocast's convolution outputs) is normalised
-// with float32 statistics, and a rank with an empty share adds nothing.
+// with float32 statistics, NHWC and float64 input alike, and a rank with an empty share
+// adds nothing.
 #include <torch/torch.h>
 #include "support/catch.h"
 
@@ -45,6 +46,29 @@ TEST_CASE("SyncBatchNorm on bf16 input matches float32 BatchNorm over the whole 
   CHECK(torch::allclose(y.to(torch::kFloat), expected_y.narrow(0, 2 * rank, 2), 1e-2, 1e-2));
   CHECK(torch::allclose(x.grad().to(torch::kFloat), expected_dx.narrow(0, 2 * rank, 2), 2e-2, 2e-2));
   CHECK(torch::allclose(norm->running_mean, 0.1 * whole.to(torch::kFloat).mean({0, 2, 3}), 1e-4, 1e-4));
+}
+
+TEST_CASE("SyncBatchNorm on channels_last float32 and on float64 input matches BatchNorm over the whole batch",
+          "[mpi]") {
+  auto comm = std::make_shared<dist::MpiCommunicator>(test::mpi_context());
+  const int64_t ranks = comm->world_size(), rank = comm->rank();
+  const torch::Tensor whole = whole_batch(2 * ranks);
+  const torch::Tensor weights = torch::randn({2 * ranks, 3, 6, 6});
+  const auto [expected_y, expected_dx] = reference(whole, weights);
+  for (const bool nhwc : {true, false}) {
+    INFO((nhwc ? "channels_last float32" : "float64"));
+    dist::SyncBatchNorm norm(dist::SyncBatchNormOptions{3}, comm);
+    if (!nhwc) norm->to(torch::kDouble);
+    torch::Tensor part = whole.narrow(0, 2 * rank, 2).clone();
+    part = nhwc ? part.contiguous(at::MemoryFormat::ChannelsLast) : part.to(torch::kDouble);
+    const torch::Tensor x = part.requires_grad_(true);
+    const torch::Tensor y = norm->forward(x);
+    (y * weights.narrow(0, 2 * rank, 2).to(y.scalar_type())).sum().backward();
+    // An NHWC map stays NHWC for the layers after it.
+    if (nhwc) CHECK(y.is_contiguous(at::MemoryFormat::ChannelsLast));
+    CHECK(torch::allclose(y.to(torch::kFloat), expected_y.narrow(0, 2 * rank, 2), 1e-4, 1e-4));
+    CHECK(torch::allclose(x.grad().to(torch::kFloat), expected_dx.narrow(0, 2 * rank, 2), 1e-4, 1e-4));
+  }
 }
 
 TEST_CASE("SyncBatchNorm with an empty share on one rank normalises the others' values", "[mpi]") {

@@ -334,7 +334,8 @@ TEST_CASE("weights that do not fit, and tiles that do not suit the model, are er
                                           " --set run.dir=" + t.f.dir() / "run8 --set train.steps=12");
   INFO(continued.output);
   CHECK(continued.exit_code == 0);
-  CHECK_THAT(continued.output, HasSubstr("resumed from") && HasSubstr("belongs to another run"));
+  CHECK_THAT(continued.output,
+             HasSubstr("resumed from") && HasSubstr("is not this run directory's own: its best score"));
   CHECK(dpunet::checkpoint::CheckpointStore(t.f.dir() / "run8").best().has_value());
   // Shards hold class ids: a mask mapping for them would be ignored, so it is refused.
   const auto mapped = run_command(DPUNET_BINARY " predict '" + val + "' --checkpoint " + t.checkpoint +
