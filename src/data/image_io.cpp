@@ -229,6 +229,22 @@ void ImageRows::read(int64_t count, uint16_t* out) {
   }
 }
 
+void ImageRows::for_each_band(int64_t band_rows, const std::function<void(const Image& band, int64_t top)>& visit) {
+  DPUNET_CHECK(band_rows >= 1, path_, ": bands of ", band_rows, " rows");
+  Image band = header_;
+  try {
+    band.values.resize(static_cast<size_t>(std::min(band_rows, header_.height) * header_.width * header_.channels));
+  } catch (const std::bad_alloc&) {
+    DPUNET_FAIL(path_, ": the image does not fit in memory (is its header damaged?)");
+  }
+  while (rows_read_ < header_.height) {
+    const int64_t top = rows_read_;
+    band.height = std::min(band_rows, header_.height - top);
+    read(band.height, band.values.data());
+    visit(band, top);
+  }
+}
+
 Image read_image(const std::string& path, ImageRole role) {
   ImageRows rows(path, role);
   Image image = rows.header();

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -51,6 +52,10 @@ class ImageRows {
   int64_t rows_read() const { return rows_read_; }
   // The next `count` rows into `out`, [count, width, channels]; they must exist.
   void read(int64_t count, uint16_t* out);
+  // The rest of the file, `band_rows` rows at a time, each band handed to `visit` as an
+  // Image of its rows (the last may be shorter) with the file row it starts at. One
+  // band's values are held, whatever the file's height.
+  void for_each_band(int64_t band_rows, const std::function<void(const Image& band, int64_t top)>& visit);
 
  private:
   std::string path_;

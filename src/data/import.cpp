@@ -97,19 +97,14 @@ MaskKind mask_kind(const std::vector<Pair>& pairs) {
 
 // Every value (or colour) the masks hold, read a band of rows at a time.
 std::map<uint32_t, int> discover_classes(const std::vector<Pair>& pairs, const MaskKind& kind) {
-  constexpr int64_t kBandRows = 256;
   std::set<uint32_t> keys;
   for (const Pair& pair : pairs) {
     ImageRows rows(pair.mask, ImageRole::kLabels);
     check_mask_kind(kind, rows.header(), pair.mask);
-    Image band = rows.header();
-    band.values.resize(static_cast<size_t>(std::min(kBandRows, band.height) * band.width * band.channels));
-    while (rows.rows_read() < band.height) {
-      const int64_t count = std::min(kBandRows, band.height - rows.rows_read());
-      rows.read(count, band.values.data());
-      for (int64_t p = 0; p < count * band.width; ++p) keys.insert(mask_key(band, p));
+    rows.for_each_band(256, [&](const Image& band, int64_t) {
+      for (int64_t p = 0; p < band.height * band.width; ++p) keys.insert(mask_key(band, p));
       DPUNET_CHECK(keys.size() <= 256, pair.mask, ": masks hold more than 256 distinct values; give --mask-map");
-    }
+    });
   }
   std::map<uint32_t, int> classes;
   for (uint32_t key : keys) classes.emplace(key, static_cast<int>(classes.size()));

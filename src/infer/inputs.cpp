@@ -263,13 +263,7 @@ torch::Tensor InputSet::load_mask(const std::string& path, const data::Image& im
   const bool colour = header.channels > 1;
   data::ColourKeyCheck colour_keys(found);
   // A band of rows at a time: a slide's mask is never held whole in its stored values.
-  data::Image mask = header;
-  mask.height = std::min(kBandRows, header.height);
-  mask.values.resize(static_cast<size_t>(mask.height * mask.width * mask.channels));
-  while (rows.rows_read() < header.height) {
-    const int64_t top = rows.rows_read();
-    mask.height = std::min(kBandRows, header.height - top);
-    rows.read(mask.height, mask.values.data());
+  rows.for_each_band(kBandRows, [&](const data::Image& mask, int64_t top) {
     colour_keys.check(mask, top);
     for (int64_t q = 0; q < mask.height * mask.width; ++q) {
       const int64_t p = top * mask.width + q;
@@ -289,7 +283,7 @@ torch::Tensor InputSet::load_mask(const std::string& path, const data::Image& im
                    ", and unlabelled pixels' value to ignore)");
       out[p] = static_cast<uint8_t>(id);
     }
-  }
+  });
   return classes;
 }
 
@@ -346,18 +340,16 @@ InputItem InputSet::load(int64_t index) const {
   }
   {
     const int64_t channels = image.channels, plane = image.height * image.width;
-    std::vector<uint16_t> band(static_cast<size_t>(std::min(kBandRows, image.height) * image.width * channels));
     float* out = values.data_ptr<float>();
-    while (rows.rows_read() < image.height) {
-      const int64_t top = rows.rows_read(), count = std::min(kBandRows, image.height - top);
-      rows.read(count, band.data());
+    rows.for_each_band(kBandRows, [&](const data::Image& band, int64_t top) {
+      const uint16_t* stored = band.values.data();
       float* band_out = out + top * image.width;
-      at::parallel_for(0, count * image.width, 1 << 14, [&](int64_t begin, int64_t end) {
+      at::parallel_for(0, band.height * image.width, 1 << 14, [&](int64_t begin, int64_t end) {
         for (int64_t c = 0; c < channels; ++c) {
-          for (int64_t i = begin; i < end; ++i) band_out[c * plane + i] = band[static_cast<size_t>(i * channels + c)];
+          for (int64_t i = begin; i < end; ++i) band_out[c * plane + i] = stored[i * channels + c];
         }
       });
-    }
+    });
   }
   if (options_.display) item.raw = display_copy(values);
   data::Normalizer normalizer = options_.normalizer;
