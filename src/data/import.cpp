@@ -360,10 +360,6 @@ uint32_t mask_key(const Image& mask, int64_t pixel) {
   return (uint32_t(v[0] >> shift) << 16) | (uint32_t(v[1] >> shift) << 8) | uint32_t(v[2] >> shift);
 }
 
-void check_mask_keys(const Image& mask, const std::string& path) {
-  ColourKeyCheck(path).check(mask, 0);
-}
-
 void ColourKeyCheck::check(const Image& mask, int64_t top) {
   if (mask.channels == 1 || mask.bits != 16) return;
   for (int64_t p = 0; p < mask.height * mask.width; ++p) {

@@ -66,10 +66,9 @@ struct Image;
 // A mask pixel's key for class_of_value: grey masks their value, colour masks 0xRRGGBB
 // (16-bit colours keep the high byte).
 uint32_t mask_key(const Image& mask, int64_t pixel);
-// Throws naming `path` when two colours of a 16-bit colour mask share a key (they differ
-// only in the low bytes, which keys drop): they would silently become one class.
-void check_mask_keys(const Image& mask, const std::string& path);
-// The same check over a mask read in bands: each band's colours against every band's before.
+// Throws naming the mask when two colours of a 16-bit colour mask share a key (they
+// differ only in the low bytes, which keys drop): they would silently become one class.
+// Fed the mask a band of rows at a time: each band's colours against every band's before.
 class ColourKeyCheck {
  public:
   explicit ColourKeyCheck(std::string path) : path_(std::move(path)) {}
