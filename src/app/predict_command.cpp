@@ -35,6 +35,7 @@
 #include "dist/mpi_check.h"
 #include "infer/ensemble_rows.h"
 #include "infer/evaluation.h"
+#include "infer/input_rows.h"
 #include "infer/inputs.h"
 #include "infer/outputs.h"
 #include "infer/postprocess.h"
@@ -370,28 +371,29 @@ void run(const PredictArgs& args) {
   const std::string who = context.world_size() > 1 ? "rank " + std::to_string(context.rank()) + ": " : "predict: ";
   // Image `index`'s class labels [H, W] (uint8, on the CPU) from the models' averaged
   // probabilities, which go to the writer band by band as their rows are final: neither
-  // the class sums nor the probabilities of a whole slide are ever held. `item` is the
-  // first InputSet's; its float image is let go once on the device.
+  // the class sums nor the probabilities of a whole slide are ever held, nor its pixels
+  // as floats (the models read the rows their next tiles need). `item` is the first
+  // InputSet's; its rows are read here.
   const auto predict = [&](int64_t index, infer::InputItem& item) {
-    // Each InputSet's view of the image, worked out once for all its models: one image in
-    // all, usually. Models that normalise otherwise than the first InputSet take its image
-    // through their own affine, tile by tile, where both are fixed (statistics, bit depth);
-    // per-image standardisation alone needs a copy of its own.
+    // Each InputSet's rows, read once for all its models: one reading in all, usually.
+    // Models that normalise otherwise than the first InputSet take its rows through their
+    // own affine, tile by tile, where both are fixed (statistics, bit depth); per-image
+    // standardisation alone reads the file again, its own way.
     struct View {
-      torch::Tensor image, scale, shift;  // scale and shift [1, C, 1, 1], or undefined
+      std::shared_ptr<infer::SharedRows> rows;
+      torch::Tensor scale, shift;  // [1, C, 1, 1], or undefined
     };
     std::vector<View> views(input_sets.size());
-    views[0].image = item.image.to(context.device());
-    item.image = torch::Tensor();
+    views[0].rows = std::make_shared<infer::SharedRows>(std::move(item.image), context.device());
     const auto first_affine = input_sets.size() > 1 ? input_sets[0]->fixed_affine(index) : std::nullopt;
     for (size_t k = 1; k < input_sets.size(); ++k) {
       const auto affine =
           first_affine ? relative_affine(*first_affine, input_sets[k]->fixed_affine(index)) : std::nullopt;
       if (affine) {
-        views[k].image = views[0].image;
+        views[k].rows = views[0].rows;
         std::tie(views[k].scale, views[k].shift) = affine_tensors(*affine, context.device());
       } else {
-        views[k].image = input_sets[k]->load(index).image.to(context.device());
+        views[k].rows = std::make_shared<infer::SharedRows>(input_sets[k]->open(index).image, context.device());
       }
     }
     std::vector<infer::EnsembleMember> parts;
@@ -405,12 +407,13 @@ void run(const PredictArgs& args) {
       };
       const std::string label = members.size() == 1 ? "" : "model " + m.file;
       try {
-        parts.push_back({label, infer::TiledPrediction(forward, view.image, m.tiles)});
+        parts.push_back({label, infer::TiledPrediction(forward, view.rows, m.tiles)});
       } catch (const std::exception& e) {
         if (label.empty()) throw;
         throw Error(label + ": " + exception_message(e));
       }
     }
+    const std::shared_ptr<infer::SharedRows> first_rows = views[0].rows;
     views.clear();
     infer::EnsembleRows rows(std::move(parts));
     writer.start(item.name, rows.height(), rows.width());
@@ -426,8 +429,9 @@ void run(const PredictArgs& args) {
         std::fflush(stdout);
       }
     });
-    // One byte per pixel crosses to the host, once.
-    return labels.cpu().contiguous();
+    // One byte per pixel crosses to the host, once; the overlay's first channel, read
+    // along the way, is ready now that every row was.
+    return std::make_pair(labels.cpu().contiguous(), first_rows->source().display());
   };
   infer::EvaluationTable table(args.eval ? inputs.size() : 0, model.n_classes, inputs.ignore_label());
   int64_t done = 0;
@@ -436,17 +440,17 @@ void run(const PredictArgs& args) {
     const auto started = std::chrono::steady_clock::now();
     infer::InputItem item;
     try {
-      item = inputs.load(i);
+      item = inputs.open(i);
     } catch (const Error&) {
       throw;  // names its file already
     } catch (const std::exception& e) {
-      // Out of memory decoding or scaling a large image: say which.
+      // Out of memory reading a large image or its mask: say which.
       throw Error("input " + inputs.name(i) + ": " + exception_message(e));
     }
     try {
-      torch::Tensor labels = predict(i, item);
+      auto [labels, display] = predict(i, item);
       if (keep.any()) infer::keep_largest_regions(labels, keep);
-      writer.write(item.name, labels, item.raw);
+      writer.write(item.name, labels, display);
       if (args.eval && item.mask.defined()) table.add(i, labels, item.mask);
     } catch (const std::exception& e) {
       // Out of memory on one large image, or a model that returns another size: which

@@ -13,12 +13,13 @@
 #include "common/text.h"
 #include "data/image_io.h"
 #include "data/import.h"
+#include "infer/image_file_rows.h"
 
 namespace dpunet::infer {
 namespace fs = std::filesystem;
 namespace {
 
-// Rows an image file is read by, converted as they come.
+// Rows a mask file is read by, converted as they come.
 constexpr int64_t kBandRows = 64;
 
 // Display copy of the first channel (what the overlay draws) scaled to 8 bits, [1, H, W].
@@ -39,29 +40,6 @@ torch::Tensor display_copy(const torch::Tensor& values) {
     }
   });
   return display;
-}
-
-// [C, H, W] float stored values to network inputs, as load_sample does for shards; in
-// place, as the image is large and the caller's own.
-torch::Tensor normalise(torch::Tensor image, const data::Normalizer& normalizer, int bits, const std::string& path) {
-  DPUNET_CHECK(image.scalar_type() == torch::kFloat, path, ": normalise takes float values");
-  if (normalizer.mode == data::Normalization::kNone) return image.div_(bits == 16 ? 65535.0 : 255.0);
-  if (normalizer.mode == data::Normalization::kDataset && !normalizer.channel_mean.empty()) {
-    DPUNET_CHECK(static_cast<int64_t>(normalizer.channel_mean.size()) == image.size(0), path,
-                 ": the model's normalisation statistics (data.channel_mean/std) are for ",
-                 normalizer.channel_mean.size(), " channels, the image has ", image.size(0));
-    const auto channels = static_cast<int64_t>(normalizer.channel_mean.size());
-    torch::Tensor scale = torch::empty({channels, 1, 1}), shift = torch::empty({channels, 1, 1});
-    for (int64_t c = 0; c < channels; ++c) {
-      const data::ChannelAffine a = data::dataset_affine(normalizer.channel_mean[c], normalizer.channel_std[c]);
-      scale[c] = static_cast<float>(a.scale);  // float32 like load_sample's, so both give the same inputs
-      shift[c] = static_cast<float>(a.shift);
-    }
-    return image.mul_(scale).add_(shift);
-  }
-  // per_image, or dataset normalisation without known statistics.
-  const torch::Tensor mean = image.mean({1, 2}, true), std = image.std({1, 2}, false, true).clamp_min(1e-8);
-  return image.sub_(mean).div_(std);
 }
 
 // The files a glob matches when every one is an image; none when it matches no image
@@ -211,8 +189,8 @@ std::optional<std::vector<data::ChannelAffine>> InputSet::fixed_affine(int64_t i
     type = header.bits == 16 ? data::PixelType::kUInt16 : data::PixelType::kUInt8;
     channels = header.channels;
     // Image files carry no statistics: without the model's (or in other units), each is
-    // standardised by its own. With them, load() refuses a file of another bit depth than
-    // the first: that check is load()'s to make.
+    // standardised by its own. With them, open() refuses a file of another bit depth than
+    // the first: that check is open()'s to make.
     if (n.mode == data::Normalization::kDataset &&
         (means.empty() || !data::statistics_apply(n, type) || header.bits != image_bits_)) {
       return std::nullopt;
@@ -226,7 +204,7 @@ std::optional<std::vector<data::ChannelAffine>> InputSet::fixed_affine(int64_t i
     for (auto& a : affine) a.scale = scale;
     return affine;
   }
-  // Statistics for another channel count: load() says so; nothing to share here.
+  // Statistics for another channel count: open() says so; nothing to share here.
   if (static_cast<int64_t>(means.size()) != channels || static_cast<int64_t>(deviations.size()) != channels) {
     return std::nullopt;
   }
@@ -302,66 +280,46 @@ std::vector<std::string> InputSet::names() const {
   return all;
 }
 
-InputItem InputSet::load(int64_t index) const {
+InputItem InputSet::open(int64_t index) const {
   InputItem item;
+  item.name = name(index);
   if (dataset_) {
     std::vector<unsigned char> scratch;
     const data::Sample s = data::load_sample(*dataset_, index, options_.normalizer, scratch);
-    item.image = torch::from_blob(const_cast<float*>(s.image.data()), {s.channels, s.height, s.width}).clone();
+    const torch::Tensor image =
+        torch::from_blob(const_cast<float*>(s.image.data()), {s.channels, s.height, s.width}).clone();
+    item.image = std::make_unique<TensorRows>(image, options_.display ? display_copy(image) : torch::Tensor());
     item.mask = torch::from_blob(const_cast<uint8_t*>(s.mask.data()), {s.height, s.width}, torch::kByte).clone();
-    if (options_.display) item.raw = display_copy(item.image);
-    item.name = name(index);
     const auto [shard, local] = dataset_->locate(index);
     item.source = shard->path() + " sample " + std::to_string(local);
     return item;
   }
   const std::string& path = images_[static_cast<size_t>(index)];
-  data::ImageRows rows(path);
-  const data::Image& image = rows.header();
+  item.source = path;
+  const data::Image image = data::read_image_header(path);
   DPUNET_CHECK(image.channels == image_channels_, path, ": ", image.channels, " channels, but ", images_.front(),
                " has ", image_channels_, "; the images of one run must agree");
+  const data::Normalizer& n = options_.normalizer;
+  const data::PixelType type = image.bits == 16 ? data::PixelType::kUInt16 : data::PixelType::kUInt8;
   // With the model's statistics, pixels are read in their stored units; an 8-bit and a
   // 16-bit file would be normalised differently (the other modes are scale-free or
   // scale by the bit depth).
-  const bool stored_units =
-      options_.normalizer.mode == data::Normalization::kDataset && !options_.normalizer.channel_mean.empty();
+  const bool stored_units = n.mode == data::Normalization::kDataset && !n.channel_mean.empty();
   DPUNET_CHECK(!stored_units || image.bits == image_bits_, path, ": ", image.bits, "-bit pixels, but ", images_.front(),
                " has ", image_bits_,
                "-bit; with the model's normalisation statistics the images of one run must agree");
-  // [C, H, W] float, filled a band of rows at a time: the file's values are never held
-  // whole beside it (for a slide they would weigh half as much again).
-  torch::Tensor values;
-  try {
-    values = torch::empty({image.channels, image.height, image.width}, torch::kFloat);
-  } catch (const c10::Error&) {
-    DPUNET_FAIL(path, ": a ", image.width, "x", image.height, "x", image.channels, " image takes ",
-                4.0 * image.channels * image.height * image.width / 1e9,
-                " GB as floats, more than this machine has free (is its header damaged?)");
-  }
-  {
-    const int64_t channels = image.channels, plane = image.height * image.width;
-    float* out = values.data_ptr<float>();
-    rows.for_each_band(kBandRows, [&](const data::Image& band, int64_t top) {
-      const uint16_t* stored = band.values.data();
-      float* band_out = out + top * image.width;
-      at::parallel_for(0, band.height * image.width, 1 << 14, [&](int64_t begin, int64_t end) {
-        for (int64_t c = 0; c < channels; ++c) {
-          for (int64_t i = begin; i < end; ++i) band_out[c * plane + i] = stored[i * channels + c];
-        }
-      });
-    });
-  }
-  if (options_.display) item.raw = display_copy(values);
-  data::Normalizer normalizer = options_.normalizer;
-  const data::PixelType type = image.bits == 16 ? data::PixelType::kUInt16 : data::PixelType::kUInt8;
-  if (!data::statistics_apply(normalizer, type)) {
+  if (stored_units && !data::statistics_apply(n, type)) {
     warn_other_units(data::pixel_type_name(type), "per-image standardisation");
-    normalizer.channel_mean.clear();
-    normalizer.channel_std.clear();
   }
-  item.image = normalise(values, normalizer, image.bits, path);
-  item.name = name(index);
-  item.source = path;
+  DPUNET_CHECK(!stored_units || !data::statistics_apply(n, type) ||
+                   static_cast<int64_t>(n.channel_mean.size()) == image.channels,
+               path, ": the model's normalisation statistics (data.channel_mean/std) are for ", n.channel_mean.size(),
+               " channels, the image has ", image.channels);
+  // Per-image standardisation (also where the model's statistics do not apply) takes a
+  // first pass over the file for its statistics.
+  const std::optional<std::vector<data::ChannelAffine>> affine = fixed_affine(index);
+  item.image =
+      std::make_unique<ImageFileRows>(path, affine ? conversions(*affine) : standardisation(path), options_.display);
   item.mask = load_mask(path, image);
   return item;
 }

@@ -1,6 +1,6 @@
 // What `dpunet predict` reads: HDF5 shards (with their masks) or PNG/TIFF images (with
-// optional masks from a folder, matched by file name), one item at a time so that only
-// one image is in memory.
+// optional masks from a folder, matched by file name), one item at a time; an image
+// file's pixels are read a band of rows at a time as its prediction needs them.
 #pragma once
 
 #include <torch/types.h>
@@ -14,15 +14,16 @@
 #include "data/dataset.h"
 #include "data/image_io.h"
 #include "data/normalize.h"
+#include "infer/input_rows.h"
 
 namespace dpunet::infer {
 
 struct InputItem {
-  std::string name;     // for output files: the image's stem, or "sample-000012"
-  std::string source;   // for messages: the image file, or "SHARD sample I"
-  torch::Tensor image;  // [C, H, W] float, normalised
-  torch::Tensor mask;   // [H, W] uint8 class ids; undefined when none is known
-  torch::Tensor raw;    // [1, H, W] uint8 display copy of the first channel, for overlays (InputOptions::display)
+  std::string name;                  // for output files: the image's stem, or "sample-000012"
+  std::string source;                // for messages: the image file, or "SHARD sample I"
+  std::unique_ptr<InputRows> image;  // [C, H, W] float, normalised; its display() (InputOptions::display)
+                                     // is the first channel scaled to 8 bits, for overlays
+  torch::Tensor mask;                // [H, W] uint8 class ids; undefined when none is known
 };
 
 struct InputOptions {
@@ -31,7 +32,7 @@ struct InputOptions {
   data::Normalizer normalizer;
   std::string masks_dir;       // image inputs: their masks, found by name (and left out of the inputs)
   bool read_masks = true;      // false: InputItem::mask stays undefined (masks_dir still tells masks apart)
-  bool display = true;         // false: InputItem::raw stays undefined
+  bool display = true;         // false: InputItem::image keeps no display copy
   bool require_masks = false;  // image inputs: every one must have its mask (--eval)
   // Image inputs: leave out the files named as masks (<name><mask_suffix>) in every
   // folder, not only in masks_dir (prediction without --eval, masks beside the images).
@@ -50,13 +51,14 @@ class InputSet {
   InputSet(const std::string& input, InputOptions options);
 
   int64_t size() const;
-  InputItem load(int64_t index) const;
+  // Item `index`, its pixels not yet read (a shard's sample is, whole: they are small).
+  InputItem open(int64_t index) const;
   // InputItem::name of item `index`, without loading it.
   std::string name(int64_t index) const;
   // Every item's name, in order.
   std::vector<std::string> names() const;
   // Item `index`'s pixels (height x width), from its header alone; 0 when the header
-  // cannot be read (load() then says why).
+  // cannot be read (open() then says why).
   int64_t pixels(int64_t index) const;
 
   // The per-channel value * scale + shift that turns item `index`'s stored pixel values

@@ -52,16 +52,19 @@ torch::Tensor gather_mirrored(const torch::Tensor& x, int64_t dim, int64_t first
 
 }  // namespace
 
-TiledPrediction::TiledPrediction(Forward forward, torch::Tensor image, const TileOptions& o)
-    : forward_(std::move(forward)), image_(std::move(image)), options_(o) {
-  DPUNET_CHECK(image_.dim() == 3, "predict: image must be [C, H, W], got ", image_.sizes());
+TiledPrediction::TiledPrediction(Forward forward, torch::Tensor image, const TileOptions& options)
+    : TiledPrediction(std::move(forward),
+                      std::make_shared<SharedRows>(std::make_unique<TensorRows>(image), image.device()), options) {}
+
+TiledPrediction::TiledPrediction(Forward forward, std::shared_ptr<SharedRows> input, const TileOptions& o)
+    : forward_(std::move(forward)), input_(std::move(input)), options_(o) {
   DPUNET_CHECK(o.output_tile > 0 && o.input_tile >= o.output_tile && (o.input_tile - o.output_tile) % 2 == 0,
                "predict: input tile ", o.input_tile, " and output tile ", o.output_tile, " do not fit together");
   DPUNET_CHECK(o.overlap >= 0 && o.overlap < 1, "predict: overlap must be in [0, 1), got ", o.overlap);
   DPUNET_CHECK(o.batch >= 1, "predict: batch must be at least 1, got ", o.batch);
-  height_ = image_.size(1);
-  width_ = image_.size(2);
-  DPUNET_CHECK(height_ > 0 && width_ > 0, "predict: the image is empty (", height_, "x", width_, ")");
+  height_ = input_->height();
+  width_ = input_->width();
+  reader_ = input_->add_reader();
   margin_ = (o.input_tile - o.output_tile) / 2;
   // The area tiled covers the image, at least one tile in each direction; an image
   // smaller than a tile sits in its centre, so every edge sees mirrored context alike.
@@ -72,7 +75,12 @@ TiledPrediction::TiledPrediction(Forward forward, torch::Tensor image, const Til
   for (int64_t y : tile_origins(out_h_, o.output_tile, o.overlap)) {
     for (int64_t x : tile_origins(out_w_, o.output_tile, o.overlap)) origins_.emplace_back(y, x);
   }
-  weight_ = gaussian_weights(o.output_tile, image_.device());
+  rows_needed_from_.assign(origins_.size() + 1, height_);
+  for (size_t i = origins_.size(); i-- > 0;) {
+    const int64_t y = origins_[i].first - margin_ - top_;
+    rows_needed_from_[i] = std::min(rows_needed_from_[i + 1], mirrored_span(y, o.input_tile, height_).first);
+  }
+  weight_ = gaussian_weights(o.output_tile, input_->device());
 }
 
 torch::Tensor TiledPrediction::input_tile(std::pair<int64_t, int64_t> origin) const {
@@ -83,7 +91,7 @@ torch::Tensor TiledPrediction::input_tile(std::pair<int64_t, int64_t> origin) co
   // worth of pixels, not a band of the image.
   const auto [y0, y1] = mirrored_span(y, n, height_);
   const auto [x0, x1] = mirrored_span(x, n, width_);
-  const torch::Tensor span = image_.slice(1, y0, y1).slice(2, x0, x1);
+  const torch::Tensor span = input_->rows(y0, y1).slice(2, x0, x1);
   return gather_mirrored(gather_mirrored(span, 1, y, n, height_, y0), 2, x, n, width_, x0);
 }
 
@@ -95,6 +103,7 @@ void TiledPrediction::predict_batch() {
   std::vector<torch::Tensor> tiles;
   for (size_t i = start; i < end; ++i) tiles.push_back(input_tile(origins_[i]));
   const torch::Tensor batch = torch::stack(tiles);
+  input_->release(reader_, rows_needed_from_[end]);
   torch::Tensor probabilities = torch::softmax(forward_(batch).to(torch::kFloat), 1);
   if (o.flip_tta) {
     for (const std::vector<int64_t>& dims : {std::vector<int64_t>{2}, {3}, {2, 3}}) {

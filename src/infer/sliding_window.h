@@ -13,8 +13,11 @@
 #include <torch/types.h>
 
 #include <functional>
+#include <memory>
 #include <utility>
 #include <vector>
+
+#include "infer/input_rows.h"
 
 namespace dpunet::infer {
 
@@ -35,11 +38,15 @@ struct ProbabilityRows {
   torch::Tensor probabilities;  // [K, rows, W] float, on the image's device
 };
 
-// The overlap-tile prediction of one image, a few rows at a time. Holds the image, one
-// batch of tiles and the class sums of the rows its tiles still reach: about
-// K x (output tile + the rows a batch spans) x W floats.
+// The overlap-tile prediction of one image, a few rows at a time. Holds one batch of
+// tiles and the class sums of the rows its tiles still reach, about K x (output tile +
+// the rows a batch spans) x W floats, and asks its input for the rows its next tiles read
+// (an input tile's worth and a batch's span), saying which it is done with.
 class TiledPrediction {
  public:
+  // The input's rows are read on its device, the model's; several predictions (an
+  // ensemble's models) may read one input.
+  TiledPrediction(Forward forward, std::shared_ptr<SharedRows> input, const TileOptions& options);
   // image [C, H, W] (float, on the model's device), kept until the prediction is destroyed.
   TiledPrediction(Forward forward, torch::Tensor image, const TileOptions& options);
 
@@ -63,13 +70,17 @@ class TiledPrediction {
   torch::Tensor input_tile(std::pair<int64_t, int64_t> origin) const;
 
   Forward forward_;
-  torch::Tensor image_;
+  std::shared_ptr<SharedRows> input_;
+  int reader_ = 0;  // this prediction's id among the input's readers
   TileOptions options_;
   int64_t height_ = 0, width_ = 0;
   int64_t margin_ = 0;                                // context around an output tile: (input_tile - output_tile) / 2
   int64_t out_h_ = 0, out_w_ = 0;                     // the area tiled: the image, or a tile where the image is smaller
   int64_t top_ = 0, left_ = 0;                        // where the image sits in that area
   std::vector<std::pair<int64_t, int64_t>> origins_;  // output tiles' top-left corners, row by row
+  // Per tile: the first image row that it or any later tile reads (one more entry, the
+  // image's height, for after the last).
+  std::vector<int64_t> rows_needed_from_;
   size_t next_tile_ = 0;
   torch::Tensor weight_;            // [output_tile, output_tile] blending weight
   torch::Tensor sum_, weight_sum_;  // [K, rows, out_w] and [rows, out_w], from area row first_row_

@@ -195,7 +195,7 @@ TEST_CASE("masks beside their images are told apart by their suffix", "[infer]")
     REQUIRE(inputs.size() == 2);
     CHECK(inputs.name(0) == "a");
     CHECK(inputs.name(1) == "b");
-    CHECK(inputs.load(1).mask.defined());
+    CHECK(inputs.open(1).mask.defined());
   }
 }
 
@@ -216,7 +216,7 @@ TEST_CASE("unlabelled pixels of image masks need a value that is no class of the
   CHECK(dpunet::infer::InputSet(dir / "images", options).ignore_label() == 255);
 }
 
-TEST_CASE("an input set's fixed affine turns stored values into the inputs load gives", "[infer]") {
+TEST_CASE("an input set's fixed affine turns stored values into the inputs it reads", "[infer]") {
   dpunet::test::TempDir dir;
   dpunet::data::Image image;
   image.height = 3;
@@ -231,25 +231,28 @@ TEST_CASE("an input set's fixed affine turns stored values into the inputs load 
     options.normalizer = normalizer;
     return dpunet::infer::InputSet(dir / "a.png", options).fixed_affine(0);
   };
-  const auto check_against_load = [&](const dpunet::data::Normalizer& normalizer) {
+  const auto check_against_read = [&](const dpunet::data::Normalizer& normalizer, const torch::Tensor& expected) {
     const auto affine = affine_of(normalizer);
     REQUIRE(affine);
     REQUIRE(affine->size() == 1);
-    const torch::Tensor loaded = dpunet::infer::InputSet(dir / "a.png", options).load(0).image;
-    CHECK(torch::allclose(loaded, stored * (*affine)[0].scale + (*affine)[0].shift, 1e-5, 1e-6));
+    CHECK(torch::allclose(expected, stored * (*affine)[0].scale + (*affine)[0].shift, 1e-5, 1e-6));
+    // Read in two bands, as a prediction reads them.
+    const dpunet::infer::InputItem item = dpunet::infer::InputSet(dir / "a.png", options).open(0);
+    const torch::Tensor read = torch::cat({item.image->read(2), item.image->read(1)}, 1);
+    CHECK(torch::allclose(read, expected, 1e-5, 1e-6));
   };
-  check_against_load(dpunet::data::Normalization::kNone);
+  check_against_read(dpunet::data::Normalization::kNone, stored / 255);
   dpunet::data::Normalizer statistics(dpunet::data::Normalization::kDataset);
   statistics.channel_mean = {100};
   statistics.channel_std = {20};
   statistics.pixel_type = "uint8";
-  check_against_load(statistics);
+  check_against_read(statistics, (stored - 100) / 20);
   // Each image's own statistics: no fixed affine.
   CHECK_FALSE(affine_of(dpunet::data::Normalization::kPerImage));
   CHECK_FALSE(affine_of(dpunet::data::Normalization::kDataset));  // image files carry no statistics
   statistics.pixel_type = "uint16";                               // in other units: each image is standardised instead
   CHECK_FALSE(affine_of(statistics));
-  // A 16-bit file after an 8-bit one: load() refuses it with statistics, and no affine
+  // A 16-bit file after an 8-bit one: open() refuses it with statistics, and no affine
   // lets an ensemble take it past that check.
   image.bits = 16;
   dpunet::test::write_tiff16(dir / "b.tif", image);
@@ -259,7 +262,37 @@ TEST_CASE("an input set's fixed affine turns stored values into the inputs load 
   REQUIRE(both.size() == 2);
   CHECK(both.fixed_affine(0));
   CHECK_FALSE(both.fixed_affine(1));
-  CHECK_THROWS_WITH(both.load(1), HasSubstr("16-bit pixels, but"));
+  CHECK_THROWS_WITH(both.open(1), HasSubstr("16-bit pixels, but"));
+}
+
+TEST_CASE("an image file is standardised by its own statistics and drawn from its first channel", "[infer]") {
+  dpunet::test::TempDir dir;
+  // 16-bit RGB, one channel's values far from zero, one constant (standardised to zeros).
+  dpunet::data::Image image;
+  image.height = 150;
+  image.width = 7;
+  image.channels = 3;
+  image.bits = 16;
+  const torch::Tensor stored =
+      torch::randint(0, 1000, {3, 150, 7}, torch::kFloat) * torch::tensor({1.f, 1.f, 0.f}).view({3, 1, 1}) +
+      torch::tensor({60000.f, 0.f, 500.f}).view({3, 1, 1});
+  const torch::Tensor hwc = stored.permute({1, 2, 0}).contiguous();
+  for (int64_t i = 0; i < hwc.numel(); ++i) image.values.push_back(static_cast<uint16_t>(hwc.data_ptr<float>()[i]));
+  dpunet::test::write_tiff16(dir / "a.tif", image);
+  dpunet::infer::InputOptions options;
+  options.normalizer = dpunet::data::Normalizer(dpunet::data::Normalization::kPerImage);
+  const dpunet::infer::InputItem item = dpunet::infer::InputSet(dir / "a.tif", options).open(0);
+  std::vector<torch::Tensor> bands;
+  for (int64_t top = 0; top < 150; top += 64) bands.push_back(item.image->read(std::min<int64_t>(64, 150 - top)));
+  const torch::Tensor read = torch::cat(bands, 1);
+  const torch::Tensor as_double = stored.to(torch::kDouble);
+  const torch::Tensor expected =
+      (as_double - as_double.mean({1, 2}, true)) / as_double.std({1, 2}, false, true).clamp_min(1e-8);
+  CHECK(torch::allclose(read.to(torch::kDouble), expected, 1e-4, 1e-4));
+  // The overlay's grey: the first channel stretched over 0..255.
+  const torch::Tensor first = stored[0];
+  const torch::Tensor drawn = ((first - first.min()) * (255 / (first.max() - first.min()))).round().to(torch::kByte);
+  CHECK(torch::equal(item.image->display(), drawn.unsqueeze(0)));
 }
 
 TEST_CASE("image files are dealt to ranks by size, largest first", "[infer]") {

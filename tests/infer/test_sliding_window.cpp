@@ -6,9 +6,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 
 #include "common/tile_grid.h"
 #include "data/reflect.h"
+#include "infer/input_rows.h"
 #include "infer/sliding_window.h"
 
 using dpunet::infer::TileOptions;
@@ -177,6 +179,26 @@ torch::Tensor whole_image_blend(const dpunet::infer::Forward& forward, const tor
 }
 
 // A small convolutional "model" with random weights, valid-padded by `margin` on each side.
+// An input that gives its rows only from the top down, a read at a time, as an image
+// file does.
+class TopDownRows : public dpunet::infer::InputRows {
+ public:
+  explicit TopDownRows(torch::Tensor image) : image_(std::move(image)) {}
+  int64_t channels() const override { return image_.size(0); }
+  int64_t height() const override { return image_.size(1); }
+  int64_t width() const override { return image_.size(2); }
+  torch::Tensor read(int64_t count) override {
+    REQUIRE(next_ + count <= height());
+    const torch::Tensor rows = image_.slice(1, next_, next_ + count).clone();
+    next_ += count;
+    return rows;
+  }
+
+ private:
+  torch::Tensor image_;
+  int64_t next_ = 0;
+};
+
 dpunet::infer::Forward convolution(int64_t channels, int64_t margin) {
   torch::manual_seed(3);
   const torch::Tensor kernel = torch::randn({3, channels, 2 * margin + 1, 2 * margin + 1}) * 0.3;
@@ -230,4 +252,23 @@ TEST_CASE("band-by-band prediction gives the whole-image blend, row by row in or
   const auto rows_per_batch = static_cast<int64_t>((o.batch + columns - 1) / columns) + 1;
   CHECK(most_held <= 24 + rows_per_batch * widest_step);
   if (height == 200) CHECK(bands >= 5);  // handed on as finished, not at the end
+
+  // Read from the top down (as an image file is), by two predictions sharing the rows:
+  // the same values, with the rows the next tiles read held, not the image.
+  const auto input = std::make_shared<dpunet::infer::SharedRows>(std::make_unique<TopDownRows>(image), image.device());
+  dpunet::infer::TiledPrediction first(forward, input, o), second(forward, input, o);
+  torch::Tensor streamed = torch::full_like(expected, -1);
+  while (!first.done() || !second.done()) {
+    for (dpunet::infer::TiledPrediction* p : {&first, &second}) {
+      if (p->done()) continue;
+      const dpunet::infer::ProbabilityRows rows = p->next();
+      const torch::Tensor band = streamed.slice(1, rows.row, rows.row + rows.probabilities.size(1));
+      if (p == &first) band.copy_(rows.probabilities);
+      if (p == &second) CHECK(torch::equal(band, rows.probabilities));
+    }
+  }
+  CHECK(torch::equal(streamed, assembled));
+  // Rows are read 64 at least at a time; an input tile's and a batch's rows are needed.
+  CHECK(input->most_rows_held() <= std::max<int64_t>(64, o.input_tile + rows_per_batch * widest_step) + 64);
+  if (height == 200 && overlap > 0) CHECK(input->most_rows_held() < height);
 }

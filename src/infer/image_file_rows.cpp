@@ -1,0 +1,118 @@
+// ImageFileRows and per-image standardisation from one pass over a file.
+#include "infer/image_file_rows.h"
+
+#include <ATen/Parallel.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "common/error.h"
+
+namespace dpunet::infer {
+namespace {
+
+// Rows a file is read by for its statistics.
+constexpr int64_t kStatisticsRows = 64;
+
+}  // namespace
+
+std::vector<ChannelConversion> conversions(const std::vector<data::ChannelAffine>& affine) {
+  std::vector<ChannelConversion> converted;
+  for (const data::ChannelAffine& a : affine) {
+    converted.push_back({0.0f, static_cast<float>(a.scale), static_cast<float>(a.shift)});
+  }
+  return converted;
+}
+
+ImageFileRows::ImageFileRows(const std::string& path, std::vector<ChannelConversion> conversion, bool keep_display)
+    : file_(path), conversion_(std::move(conversion)), keep_display_(keep_display) {
+  DPUNET_CHECK(static_cast<int64_t>(conversion_.size()) == channels(), path, ": normalisation for ", conversion_.size(),
+               " channels, the image has ", channels());
+  if (keep_display_) {
+    try {
+      first_channel_.reserve(static_cast<size_t>(height() * width()));
+    } catch (const std::bad_alloc&) {
+      DPUNET_FAIL(path, ": a ", width(), "x", height(), " image's display copy takes ", 2.0 * height() * width() / 1e9,
+                  " GB, more than this machine has free (is its header damaged?)");
+    }
+  }
+}
+
+torch::Tensor ImageFileRows::read(int64_t count) {
+  const int64_t c_count = channels(), w = width();
+  DPUNET_CHECK(count >= 0 && file_.rows_read() + count <= height(), file_.path(), ": rows ", file_.rows_read(), " to ",
+               file_.rows_read() + count, " asked of a ", height(), "-row image");
+  band_.resize(static_cast<size_t>(count * w * c_count));
+  file_.read(count, band_.data());
+  torch::Tensor rows = torch::empty({c_count, count, w}, torch::kFloat);
+  float* out = rows.data_ptr<float>();
+  const uint16_t* stored = band_.data();
+  const int64_t plane = count * w;
+  at::parallel_for(0, plane, 1 << 14, [&](int64_t begin, int64_t end) {
+    for (int64_t c = 0; c < c_count; ++c) {
+      const ChannelConversion k = conversion_[c];
+      for (int64_t i = begin; i < end; ++i) {
+        out[c * plane + i] = (static_cast<float>(stored[i * c_count + c]) - k.centre) * k.scale + k.shift;
+      }
+    }
+  });
+  if (keep_display_) {
+    for (int64_t i = 0; i < plane; ++i) first_channel_.push_back(stored[i * c_count]);
+  }
+  return rows;
+}
+
+torch::Tensor ImageFileRows::display() {
+  if (!keep_display_) return {};
+  DPUNET_CHECK(file_.rows_read() == height(), file_.path(), ": the display copy asked for after ", file_.rows_read(),
+               " of ", height(), " rows");
+  const auto [low_it, high_it] = std::minmax_element(first_channel_.begin(), first_channel_.end());
+  const float low = *low_it;
+  const auto scale = static_cast<float>(255.0 / std::max<double>(*high_it - low, 1e-12));
+  torch::Tensor display = torch::empty({1, height(), width()}, torch::kByte);
+  uint8_t* out = display.data_ptr<uint8_t>();
+  const uint16_t* in = first_channel_.data();
+  at::parallel_for(0, display.numel(), 1 << 16, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      out[i] = static_cast<uint8_t>(std::clamp(std::nearbyint((in[i] - low) * scale), 0.0f, 255.0f));
+    }
+  });
+  first_channel_ = {};  // asked for once: its memory goes back now
+  return display;
+}
+
+std::vector<ChannelConversion> standardisation(const std::string& path) {
+  data::ImageRows file(path);
+  const int64_t channels = file.header().channels;
+  // Sums of each value less the channel's first, in double: a slide's sum of squares of
+  // 16-bit values would otherwise lose its variance to the square of its mean.
+  std::vector<double> origin(static_cast<size_t>(channels)), sum(origin.size()), squares(origin.size());
+  int64_t count = 0;
+  file.for_each_band(kStatisticsRows, [&](const data::Image& band, int64_t top) {
+    const int64_t pixels = band.height * band.width;
+    for (int64_t c = 0; c < channels; ++c) {
+      if (top == 0) origin[c] = band.values[c];
+      double s = 0, q = 0;
+      for (int64_t i = 0; i < pixels; ++i) {
+        const double d = band.values[i * channels + c] - origin[c];
+        s += d;
+        q += d * d;
+      }
+      sum[c] += s;
+      squares[c] += q;
+    }
+    count += pixels;
+  });
+  std::vector<ChannelConversion> conversion(origin.size());
+  for (int64_t c = 0; c < channels; ++c) {
+    const double mean_offset = sum[c] / static_cast<double>(count);
+    const double variance = std::max(0.0, squares[c] / static_cast<double>(count) - mean_offset * mean_offset);
+    // As training's per-image standardisation: a constant channel becomes zeros.
+    conversion[c].centre = static_cast<float>(origin[c] + mean_offset);
+    conversion[c].scale = static_cast<float>(1.0 / std::max(std::sqrt(variance), 1e-8));
+  }
+  return conversion;
+}
+
+}  // namespace dpunet::infer

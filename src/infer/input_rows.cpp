@@ -1,0 +1,75 @@
+// TensorRows and SharedRows.
+#include "infer/input_rows.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+
+#include "common/error.h"
+
+namespace dpunet::infer {
+namespace {
+
+// Rows read from a source at least at a time: fewer, larger copies to the device.
+constexpr int64_t kReadRows = 64;
+
+}  // namespace
+
+TensorRows::TensorRows(torch::Tensor image, torch::Tensor display)
+    : image_(std::move(image)), display_(std::move(display)) {
+  DPUNET_CHECK(image_.dim() == 3, "predict: image must be [C, H, W], got ", image_.sizes());
+}
+
+torch::Tensor TensorRows::read(int64_t count) {
+  DPUNET_CHECK(count >= 0 && next_ + count <= height(), "predict: rows ", next_, " to ", next_ + count, " asked of a ",
+               height(), "-row image");
+  const torch::Tensor rows = image_.slice(1, next_, next_ + count);
+  next_ += count;
+  return rows;
+}
+
+SharedRows::SharedRows(std::unique_ptr<InputRows> source, const torch::Device& device)
+    : source_(std::move(source)), device_(device) {
+  DPUNET_CHECK(source_->height() > 0 && source_->width() > 0, "predict: the image is empty (", source_->height(), "x",
+               source_->width(), ")");
+  const torch::Tensor whole = source_->whole();
+  if (whole.defined()) {
+    whole_ = whole.to(device_);
+    most_rows_held_ = height();
+  }
+}
+
+int SharedRows::add_reader() {
+  done_with_.push_back(0);
+  return static_cast<int>(done_with_.size()) - 1;
+}
+
+torch::Tensor SharedRows::rows(int64_t lo, int64_t hi) {
+  DPUNET_CHECK(0 <= lo && lo <= hi && hi <= height(), "predict: rows ", lo, " to ", hi, " of a ", height(),
+               "-row image");
+  if (whole_.defined()) return whole_.slice(1, lo, hi);
+  DPUNET_CHECK(lo >= first_, "predict: row ", lo, " was asked for after every reader was done with it");
+  const int64_t held = held_.defined() ? held_.size(1) : 0;
+  if (hi > first_ + held) {
+    const int64_t next = first_ + held;
+    const int64_t count = std::min(height() - next, std::max(hi - next, kReadRows));
+    const torch::Tensor more = source_->read(count).to(device_, torch::kFloat);
+    // New storage of exactly the rows held: what release() trimmed off is freed here.
+    held_ = held_.defined() ? torch::cat({held_, more}, 1) : more;
+    most_rows_held_ = std::max(most_rows_held_, held_.size(1));
+  }
+  return held_.slice(1, lo - first_, hi - first_);
+}
+
+void SharedRows::release(int reader, int64_t row) {
+  auto& done = done_with_.at(static_cast<size_t>(reader));
+  done = std::max(done, row);
+  if (whole_.defined() || !held_.defined()) return;
+  const int64_t needed_from = *std::min_element(done_with_.begin(), done_with_.end());
+  const int64_t drop = std::min(needed_from - first_, held_.size(1));
+  if (drop <= 0) return;
+  held_ = held_.slice(1, drop);  // a view until the next read copies the rest
+  first_ += drop;
+}
+
+}  // namespace dpunet::infer
