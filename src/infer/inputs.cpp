@@ -22,8 +22,8 @@ namespace {
 // Rows a mask file is read by, converted as they come.
 constexpr int64_t kBandRows = 64;
 
-// Display copy of the first channel (what the overlay draws) scaled to 8 bits, [1, H, W].
-// In place on one float copy of that channel: a whole slide has no room for more.
+// A shard sample's display copy of its first channel (what the overlay draws) stretched
+// to 8 bits, [1, H, W]; image files keep theirs as they are read (ImageFileRows::display).
 torch::Tensor display_copy(const torch::Tensor& values) {
   const torch::Tensor first = values[0].to(torch::kFloat).contiguous();  // a view of float values
   const auto [low_t, high_t] = torch::aminmax(first);
