@@ -12,7 +12,7 @@ namespace dpunet::data {
 
 struct Image {
   int64_t height = 0, width = 0, channels = 0;  // channels: 1 grey, 3 RGB (alpha dropped)
-  int bits = 8;                                 // 8 or 16; a grey PNG mask's 1, 2 or 4 as stored
+  int bits = 8;                                 // 8 or 16; a grey mask's 1, 2 or 4 as stored
   std::vector<uint16_t> values;                 // [H, W, C], interleaved as in the file
 };
 

@@ -1,5 +1,5 @@
 // TIFF reading with libtiff, a row at a time: strips or tiles, interleaved or (one sample) planar, grey
-// (black or white is zero), RGB and palette images, alpha dropped, reduced-resolution
+// (black or white is zero; 1 to 16 bits), RGB and palette images, alpha dropped, reduced-resolution
 // pages (thumbnails, overviews) passed over. What a 2-D segmentation image cannot mean
 // unambiguously (stacks of full pages, extra channels that are not alpha, CMYK or YCbCr
 // colour) is refused with the reason, never guessed.
@@ -46,8 +46,11 @@ Layout read_layout(TIFF* tiff, const std::string& path) {
     l.photometric = l.samples >= 3 ? PHOTOMETRIC_RGB : PHOTOMETRIC_MINISBLACK;
   }
   DPUNET_CHECK(l.width > 0 && l.height > 0, path, ": a TIFF without an image size");
-  DPUNET_CHECK((l.bits == 8 || l.bits == 16) && l.format == SAMPLEFORMAT_UINT, path, ": ", l.bits,
-               "-bit TIFF samples of format ", l.format, " are not supported (8 or 16-bit unsigned)");
+  // Below 8 bits (bilevel masks, 4-bit palettes), one sample a pixel: packed grey or indices.
+  const bool packed = (l.bits == 1 || l.bits == 2 || l.bits == 4) && l.samples == 1;
+  DPUNET_CHECK((l.bits == 8 || l.bits == 16 || packed) && l.format == SAMPLEFORMAT_UINT, path, ": ", l.bits,
+               "-bit TIFF samples of format ", l.format, " (", l.samples,
+               " a pixel) are not supported (8 or 16-bit unsigned; 1, 2 or 4-bit grey or palette)");
   DPUNET_CHECK(l.planar == PLANARCONFIG_CONTIG || l.samples == 1, path,
                ": a TIFF whose colour channels are stored in separate planes is not supported (save it with "
                "interleaved channels)");
@@ -91,7 +94,7 @@ int colour_channels(TIFF* tiff, const Layout& l, const std::string& path) {
                  " value(s) are not marked as alpha (channels of a "
                  "multi-channel image?): dpunet reads grey and RGB images; save the channels as an RGB or grey file");
   }
-  DPUNET_CHECK(l.photometric != PHOTOMETRIC_PALETTE || l.bits == 8, path, ": a 16-bit palette TIFF is not supported");
+  DPUNET_CHECK(l.photometric != PHOTOMETRIC_PALETTE || l.bits <= 8, path, ": a 16-bit palette TIFF is not supported");
   return colour;
 }
 
@@ -134,11 +137,16 @@ class TiffRows final : public RowSource {
     if (expand_palette_) {
       DPUNET_CHECK(TIFFGetField(tiff_.get(), TIFFTAG_COLORMAP, &red_, &green_, &blue_), path,
                    ": a palette TIFF without a colour map");
-      shift_ = colormap_shift(red_, green_, blue_, 256);
+      shift_ = colormap_shift(red_, green_, blue_, size_t{1} << layout_.bits);
     }
+    // Below 8 bits, as PNGs: an image's grey is scaled to 8 bits (a 1-bit image's 1 is
+    // 255), a mask keeps its stored values and depth (a bilevel mask's labels are 0 and 1).
+    const bool packed = layout_.bits < 8;
+    white_ = layout_.bits == 16 ? 65535 : static_cast<uint16_t>((1u << std::min<int>(layout_.bits, 8)) - 1);
+    if (packed && !as_stored) scale_ = static_cast<uint16_t>(255 / white_);
     header.height = layout_.height;
     header.width = layout_.width;
-    header.bits = layout_.bits;
+    header.bits = packed && !as_stored ? 8 : layout_.bits;
     header.channels = expand_palette_ ? 3 : colour_;
     channels_ = static_cast<size_t>(header.channels);
   }
@@ -155,11 +163,10 @@ class TiffRows final : public RowSource {
         out[x * 3 + 2] = blue_[index] >> shift_;
       }
     } else {
-      const uint16_t white = layout_.bits == 16 ? 65535 : 255;
       for (size_t x = 0; x < width; ++x) {
         for (size_t c = 0; c < channels_; ++c) {
           const uint16_t v = samples[x * stride + c];
-          out[x * channels_ + c] = invert_ ? static_cast<uint16_t>(white - v) : v;
+          out[x * channels_ + c] = static_cast<uint16_t>((invert_ ? white_ - v : v) * scale_);
         }
       }
     }
@@ -192,22 +199,31 @@ class TiffRows final : public RowSource {
     return read_layout(tiff, path);
   }
 
-  uint16_t sample(size_t at) const {
-    return layout_.bits == 16 ? reinterpret_cast<const uint16_t*>(raw_.data())[at] : raw_[at];
+  // Sample `i` of the stored row that starts at byte `row_start` of raw_ (rows below 8
+  // bits start on a byte, their samples packed from the high bit down).
+  uint16_t sample(size_t row_start, size_t i) const {
+    const unsigned char* row = raw_.data() + row_start;
+    if (layout_.bits == 16) return reinterpret_cast<const uint16_t*>(row)[i];
+    if (layout_.bits == 8) return row[i];
+    const size_t bit = i * layout_.bits;
+    return static_cast<uint16_t>((row[bit / 8] >> (8 - layout_.bits - bit % 8)) & white_);
   }
+
+  // Bytes that `samples` stored samples take, packed.
+  size_t stored_bytes(size_t samples) const { return (samples * layout_.bits + 7) / 8; }
 
   // Row next_'s samples [W, samples], in host order.
   const uint16_t* strip_row() {
     const size_t values = static_cast<size_t>(layout_.width) * layout_.samples;
     if (raw_.empty()) {
       raw_.resize(static_cast<size_t>(TIFFScanlineSize(tiff_.get())));
-      DPUNET_CHECK(raw_.size() >= values * (layout_.bits / 8), path_, ": TIFF rows shorter than their declared size");
+      DPUNET_CHECK(raw_.size() >= stored_bytes(values), path_, ": TIFF rows shorter than their declared size");
       samples_.resize(values);
     }
     tiff_message.clear();
     DPUNET_CHECK(TIFFReadScanline(tiff_.get(), raw_.data(), next_) >= 0, path_, ": damaged TIFF at row ", next_, " (",
                  tiff_message, ")");
-    for (size_t i = 0; i < values; ++i) samples_[i] = sample(i);
+    for (size_t i = 0; i < values; ++i) samples_[i] = sample(0, i);
     return samples_.data();
   }
 
@@ -219,8 +235,10 @@ class TiffRows final : public RowSource {
       TIFFGetField(tiff_.get(), TIFFTAG_TILELENGTH, &tile_h_);
       DPUNET_CHECK(tile_w_ > 0 && tile_h_ > 0, path_, ": a tiled TIFF without a tile size");
       raw_.resize(static_cast<size_t>(TIFFTileSize(tiff_.get())));
-      DPUNET_CHECK(raw_.size() >= static_cast<size_t>(tile_w_) * tile_h_ * stride * (layout_.bits / 8), path_,
-                   ": TIFF tiles smaller than their declared size");
+      tile_row_bytes_ = static_cast<size_t>(TIFFTileRowSize(tiff_.get()));
+      DPUNET_CHECK(tile_row_bytes_ >= stored_bytes(static_cast<size_t>(tile_w_) * stride) &&
+                       raw_.size() >= tile_row_bytes_ * tile_h_,
+                   path_, ": TIFF tiles smaller than their declared size");
       samples_.resize(static_cast<size_t>(tile_h_) * width * stride);
     }
     const uint32_t y0 = next_ - next_ % tile_h_;
@@ -234,7 +252,7 @@ class TiffRows final : public RowSource {
         for (size_t y = 0; y < rows; ++y) {
           for (size_t x = 0; x < columns; ++x) {
             for (size_t s = 0; s < stride; ++s) {
-              samples_[(y * width + x0 + x) * stride + s] = sample((y * tile_w_ + x) * stride + s);
+              samples_[(y * width + x0 + x) * stride + s] = sample(y * tile_row_bytes_, x * stride + s);
             }
           }
         }
@@ -251,7 +269,10 @@ class TiffRows final : public RowSource {
   bool expand_palette_ = false, invert_ = false;
   const uint16_t *red_ = nullptr, *green_ = nullptr, *blue_ = nullptr;  // the colour map, while the file is open
   int shift_ = 0;
+  uint16_t white_ = 255;  // the largest stored value
+  uint16_t scale_ = 1;    // an image's stored grey to 8 bits (below 8 bits)
   uint32_t tile_w_ = 0, tile_h_ = 0;
+  size_t tile_row_bytes_ = 0;       // one row of a tile, as stored
   std::vector<unsigned char> raw_;  // one scanline, or one tile, as stored
   std::vector<uint16_t> samples_;   // one row, or one row of tiles: [rows, W, samples]
   uint32_t next_ = 0;

@@ -282,8 +282,8 @@ TEST_CASE("a TIFF in a compression libtiff lacks is refused by name, not as dama
 }
 
 TEST_CASE(
-    "TIFFs: tiles, white-is-zero, palettes and alpha read as their images, and stacks and other colour models "
-    "are refused by name",
+    "TIFFs: tiles, white-is-zero, palettes, alpha and 1, 2 and 4-bit samples read as their images, and stacks and "
+    "other colour models are refused by name",
     "[data]") {
   using dpunet::test::TiffLayout;
   using dpunet::test::write_tiff;
@@ -328,6 +328,43 @@ TEST_CASE(
   CHECK(indices.values == std::vector<uint16_t>{0, 1, 2});
   CHECK(dpunet::data::read_image(dir / "inverted.tif", dpunet::data::ImageRole::kLabels).values == grey.values);
 
+  // Below 8 bits: a bilevel mask's labels are 0 and 1, its image black and white; a
+  // 4-bit palette's indices or colours; rows packed, in strips and in tiles of 16 (the
+  // 19-pixel rows end part way through a byte).
+  std::vector<uint16_t> bilevel;
+  for (int i = 0; i < 19 * 19; ++i) bilevel.push_back(static_cast<uint16_t>((i * 7 / 3) % 2));
+  for (const int tile : {0, 16}) {
+    TiffLayout one_bit;
+    one_bit.bits = 1;
+    one_bit.tile = tile;
+    one_bit.compression = COMPRESSION_ADOBE_DEFLATE;
+    write_tiff(dir / "bilevel.tif", 19, 19, bilevel, one_bit);
+    const Image labels = dpunet::data::read_image(dir / "bilevel.tif", dpunet::data::ImageRole::kLabels);
+    CHECK(labels.bits == 1);
+    CHECK(labels.values == bilevel);
+    const Image black_white = dpunet::data::read_image(dir / "bilevel.tif");
+    CHECK(black_white.bits == 8);
+    for (size_t i = 0; i < bilevel.size(); ++i) CHECK(black_white.values[i] == bilevel[i] * 255);
+    one_bit.photometric = PHOTOMETRIC_MINISWHITE;  // as fax-style bilevel files store them
+    write_tiff(dir / "bilevel-white.tif", 19, 19, bilevel, one_bit);
+    const Image inverse = dpunet::data::read_image(dir / "bilevel-white.tif");
+    for (size_t i = 0; i < bilevel.size(); ++i) CHECK(inverse.values[i] == (1 - bilevel[i]) * 255);
+  }
+  TiffLayout two_bit;
+  two_bit.bits = 2;
+  write_tiff(dir / "two-bit.tif", 1, 5, {0, 1, 2, 3, 2}, two_bit);
+  CHECK(dpunet::data::read_image(dir / "two-bit.tif").values == std::vector<uint16_t>{0, 85, 170, 255, 170});
+  TiffLayout four_bit_palette;
+  four_bit_palette.bits = 4;
+  four_bit_palette.photometric = PHOTOMETRIC_PALETTE;
+  four_bit_palette.colormap.assign(3 * 16, 0);
+  four_bit_palette.colormap[15] = 0xffff;      // entry 15: red
+  four_bit_palette.colormap[16 + 3] = 0x8000;  // entry 3: half green
+  write_tiff(dir / "palette4.tif", 1, 3, {15, 3, 0}, four_bit_palette);
+  CHECK(dpunet::data::read_image(dir / "palette4.tif").values == std::vector<uint16_t>{255, 0, 0, 0, 128, 0, 0, 0, 0});
+  CHECK(dpunet::data::read_image(dir / "palette4.tif", dpunet::data::ImageRole::kLabels).values ==
+        std::vector<uint16_t>{15, 3, 0});
+
   TiffLayout with_alpha;
   with_alpha.samples = 2;
   with_alpha.extra = {EXTRASAMPLE_UNASSALPHA};
@@ -367,8 +404,8 @@ TEST_CASE(
   CHECK_THROWS_WITH(dpunet::data::read_image(dir / "ycbcr.tif"),
                     HasSubstr(dir / "ycbcr.tif") && HasSubstr("colour model 6"));
   // Their headers say what reading gives, and refuse what reading refuses.
-  for (const std::string name :
-       {"tiled.tif", "inverted.tif", "palette.tif", "alpha.tif", "overviews.tif", "rgba.tif"}) {
+  for (const std::string name : {"tiled.tif", "inverted.tif", "palette.tif", "alpha.tif", "overviews.tif", "rgba.tif",
+                                 "bilevel.tif", "palette4.tif"}) {
     for (const auto role : {dpunet::data::ImageRole::kImage, dpunet::data::ImageRole::kLabels}) {
       const Image read = dpunet::data::read_image(dir / name, role),
                   header = dpunet::data::read_image_header(dir / name, role);

@@ -21,8 +21,20 @@ void write_tiff16(const std::string& path, const data::Image& image) {
 
 namespace {
 
-// Samples [first, first + count) of `values` as bytes of the file's sample width.
-std::vector<unsigned char> encode(const std::vector<uint16_t>& values, size_t first, size_t count, int bits) {
+// Samples [first, first + count) of `values` as bytes of the file's sample width, in rows
+// of `row` samples: below 8 bits each row is packed from the high bit down and starts on
+// a byte.
+std::vector<unsigned char> encode(const std::vector<uint16_t>& values, size_t first, size_t count, int bits,
+                                  size_t row) {
+  if (bits < 8) {
+    const size_t row_bytes = (row * static_cast<size_t>(bits) + 7) / 8;
+    std::vector<unsigned char> bytes(count / row * row_bytes, 0);
+    for (size_t i = 0; i < count; ++i) {
+      const size_t bit = (i % row) * static_cast<size_t>(bits);
+      bytes[i / row * row_bytes + bit / 8] |= static_cast<unsigned char>(values[first + i] << (8 - bits - bit % 8));
+    }
+    return bytes;
+  }
   std::vector<unsigned char> bytes(count * static_cast<size_t>(bits / 8));
   for (size_t i = 0; i < count; ++i) {
     if (bits == 16) {
@@ -69,14 +81,14 @@ void write_page(TIFF* tiff, int64_t height, int64_t width, const std::vector<uin
                         tile.begin() + static_cast<std::ptrdiff_t>(((y - y0) * layout.tile + (x - x0)) * samples));
           }
         }
-        std::vector<unsigned char> bytes = encode(tile, 0, tile.size(), layout.bits);
+        std::vector<unsigned char> bytes = encode(tile, 0, tile.size(), layout.bits, side * samples);
         TIFFWriteTile(tiff, bytes.data(), static_cast<uint32_t>(x0), static_cast<uint32_t>(y0), 0, 0);
       }
     }
   } else {
     const size_t row = static_cast<size_t>(width) * samples;
     for (int64_t y = 0; y < height; ++y) {
-      std::vector<unsigned char> bytes = encode(values, static_cast<size_t>(y) * row, row, layout.bits);
+      std::vector<unsigned char> bytes = encode(values, static_cast<size_t>(y) * row, row, layout.bits, row);
       TIFFWriteScanline(tiff, bytes.data(), static_cast<uint32_t>(y), 0);
     }
   }
