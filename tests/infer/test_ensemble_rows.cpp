@@ -4,9 +4,11 @@
 #include <torch/torch.h>
 #include "support/catch.h"
 
+#include <memory>
 #include <vector>
 
 #include "infer/ensemble_rows.h"
+#include "support/top_down_rows.h"
 
 using dpunet::infer::EnsembleMember;
 using dpunet::infer::EnsembleRows;
@@ -35,19 +37,22 @@ TileOptions tiles(int64_t output, int64_t margin, double overlap, int64_t batch)
 
 TEST_CASE("an ensemble of differently tiled models averages their predictions row by row", "[infer]") {
   torch::manual_seed(0);
-  const torch::Tensor image = torch::randn({1, 150, 41});
+  const torch::Tensor image = torch::randn({1, 300, 41});
   const auto a = convolution(0, 1), b = convolution(5, 2), c = convolution(2, 3);
   const TileOptions ta = tiles(24, 0, 0.5, 2), tb = tiles(40, 5, 0.25, 3), tc = tiles(16, 2, 0.0, 1);
   // Another copy of the image for c, as a model trained on other statistics sees it.
   const torch::Tensor brighter = image * 1.5 + 0.2;
+  // a and b read one input from the top down, each at its own pace.
+  const auto shared =
+      std::make_shared<dpunet::infer::SharedRows>(std::make_unique<dpunet::test::TopDownRows>(image), image.device());
   std::vector<EnsembleMember> members;
-  members.push_back({"model a", TiledPrediction(a, image, ta)});
-  members.push_back({"model b", TiledPrediction(b, image, tb)});
+  members.push_back({"model a", TiledPrediction(a, shared, ta)});
+  members.push_back({"model b", TiledPrediction(b, shared, tb)});
   members.push_back({"model c", TiledPrediction(c, brighter, tc)});
   EnsembleRows rows(std::move(members));
-  REQUIRE(rows.height() == 150);
+  REQUIRE(rows.height() == 300);
   REQUIRE(rows.width() == 41);
-  torch::Tensor averaged = torch::full({3, 150, 41}, -1.0f);
+  torch::Tensor averaged = torch::full({3, 300, 41}, -1.0f);
   int64_t next_row = 0, bands = 0;
   while (!rows.done()) {
     const auto band = rows.next();
@@ -57,8 +62,9 @@ TEST_CASE("an ensemble of differently tiled models averages their predictions ro
     averaged.slice(1, band.row, next_row).copy_(band.probabilities);
     ++bands;
   }
-  CHECK(next_row == 150);
+  CHECK(next_row == 300);
   CHECK(bands > 3);
+  CHECK(shared->most_rows_held() < 200);  // the rows both still read, not the image
   const torch::Tensor expected =
       (dpunet::infer::predict_probabilities(a, image, ta) + dpunet::infer::predict_probabilities(b, image, tb) +
        dpunet::infer::predict_probabilities(c, brighter, tc)) /

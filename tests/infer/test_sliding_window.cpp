@@ -12,6 +12,7 @@
 #include "data/reflect.h"
 #include "infer/input_rows.h"
 #include "infer/sliding_window.h"
+#include "support/top_down_rows.h"
 
 using dpunet::infer::TileOptions;
 
@@ -179,26 +180,6 @@ torch::Tensor whole_image_blend(const dpunet::infer::Forward& forward, const tor
 }
 
 // A small convolutional "model" with random weights, valid-padded by `margin` on each side.
-// An input that gives its rows only from the top down, a read at a time, as an image
-// file does.
-class TopDownRows : public dpunet::infer::InputRows {
- public:
-  explicit TopDownRows(torch::Tensor image) : image_(std::move(image)) {}
-  int64_t channels() const override { return image_.size(0); }
-  int64_t height() const override { return image_.size(1); }
-  int64_t width() const override { return image_.size(2); }
-  torch::Tensor read(int64_t count) override {
-    REQUIRE(next_ + count <= height());
-    const torch::Tensor rows = image_.slice(1, next_, next_ + count).clone();
-    next_ += count;
-    return rows;
-  }
-
- private:
-  torch::Tensor image_;
-  int64_t next_ = 0;
-};
-
 dpunet::infer::Forward convolution(int64_t channels, int64_t margin) {
   torch::manual_seed(3);
   const torch::Tensor kernel = torch::randn({3, channels, 2 * margin + 1, 2 * margin + 1}) * 0.3;
@@ -255,7 +236,8 @@ TEST_CASE("band-by-band prediction gives the whole-image blend, row by row in or
 
   // Read from the top down (as an image file is), by two predictions sharing the rows:
   // the same values, with the rows the next tiles read held, not the image.
-  const auto input = std::make_shared<dpunet::infer::SharedRows>(std::make_unique<TopDownRows>(image), image.device());
+  const auto input =
+      std::make_shared<dpunet::infer::SharedRows>(std::make_unique<dpunet::test::TopDownRows>(image), image.device());
   dpunet::infer::TiledPrediction first(forward, input, o), second(forward, input, o);
   torch::Tensor streamed = torch::full_like(expected, -1);
   while (!first.done() || !second.done()) {
