@@ -100,6 +100,24 @@ TEST_CASE("Ctrl-C at the launcher's terminal checkpoints and exits for requeue",
   f.check_resumes_from_stop(config, log);
 }
 
+TEST_CASE("Ctrl-C that also ends the tee of the launcher's output still checkpoints", "[train][e2e]") {
+  // `dpunet-launch ... 2>&1 | tee log`: Ctrl-C ends tee too, and the launcher's next
+  // message meets a closed pipe; it must not end the launcher before the ranks are told.
+  TrainFixture f;
+  const std::string config =
+      f.write_config("train: {batch_size: 2, steps: 100000}\n" + dpunet::test::kOnlyStopCheckpoints);
+  const std::string tee_log = f.dir() / "tee.log";
+  const auto result =
+      f.interrupt("setsid env --default-signal=INT bash -c 'DPUNET_BIN=" DPUNET_BINARY
+                  " OMP_NUM_THREADS=1 " DPUNET_SOURCE_DIR_SH "/launcher/dpunet-launch --cpu -n 2 -- train " +
+                      config + " 2>&1 | tee " + tee_log + "; exit ${PIPESTATUS[0]}'",
+                  "step 5/", "kill -INT -- -$job");
+  INFO(result.output << dpunet::read_file(f.log_path()));
+  CHECK_THAT(result.output, HasSubstr("exit=75 "));
+  const dpunet::checkpoint::CheckpointStore store(f.run_dir());
+  CHECK(store.latest_valid([](const std::string&) {}));  // the stop's checkpoint
+}
+
 TEST_CASE("the launcher's dry run and errors", "[train][e2e]") {
   // As on a machine without GPUs, whatever this one has: the rank counts below are CPU ranks'.
   const std::string launch =
@@ -108,6 +126,21 @@ TEST_CASE("the launcher's dry run and errors", "[train][e2e]") {
   CHECK(dry.exit_code == 0);
   CHECK_THAT(dry.output,
              HasSubstr("mpirun -np 3") && HasSubstr("/dpunet train c.yaml") && HasSubstr("OMP_NUM_THREADS="));
+  for (const std::string form : {"-n3", "--ranks=3", "--ranks 3"}) {
+    INFO(form);
+    CHECK(dpunet::test::run_command(launch + form + " --dry-run -- train c.yaml 2>&1").output == dry.output);
+  }
+  // --hosts sends CUDA_VISIBLE_DEVICES to every host: each host's ranks need GPUs among its ids.
+  const auto one_gpu_ids =
+      dpunet::test::run_command("CUDA_VISIBLE_DEVICES=0 DPUNET_BIN=" DPUNET_BINARY " " DPUNET_SOURCE_DIR_SH
+                                "/launcher/dpunet-launch --hosts n1:4,n2:4 --dry-run -- train c.yaml 2>&1");
+  CHECK(one_gpu_ids.exit_code == 2);
+  CHECK_THAT(one_gpu_ids.output, HasSubstr("--hosts gives a host 4 slot(s), but CUDA_VISIBLE_DEVICES=0"));
+  const auto four_gpu_ids = dpunet::test::run_command(launch +
+                                                      "--gpus=0,1,2,3 --hosts=n1:4,n2:4 --dry-run -- "
+                                                      "train c.yaml 2>&1");
+  CHECK(four_gpu_ids.exit_code == 0);
+  CHECK_THAT(four_gpu_ids.output, HasSubstr("mpirun -np 8") && HasSubstr("-x CUDA_VISIBLE_DEVICES"));
   const auto gpus = dpunet::test::run_command(launch + "--gpus 0 -n 2 --dry-run -- train c.yaml 2>&1");
   CHECK(gpus.exit_code == 2);
   CHECK_THAT(gpus.output, HasSubstr("2 ranks but 1 GPU"));
@@ -158,6 +191,15 @@ TEST_CASE("the launcher's dry run and errors", "[train][e2e]") {
   const auto run_dir = dpunet::test::run_command(sbatch + "configs/quickstart.yaml --set run.dir=/tmp/x 2>&1");
   CHECK(run_dir.exit_code == 2);
   CHECK_THAT(run_dir.output, HasSubstr("DPUNET_RUN_DIR"));
+  const auto restarts = dpunet::test::run_command("cd " DPUNET_SOURCE_DIR_SH
+                                                  " && SLURM_JOB_ID=1 DPUNET_MAX_RESTARTS=abc bash slurm/train.sbatch "
+                                                  "configs/quickstart.yaml 2>&1");
+  CHECK(restarts.exit_code == 2);
+  CHECK_THAT(restarts.output, HasSubstr("DPUNET_MAX_RESTARTS=abc: give a whole number"));
+  const auto outside = dpunet::test::run_command(
+      "cd " DPUNET_SOURCE_DIR_SH " && env -u SLURM_JOB_ID bash slurm/train.sbatch configs/quickstart.yaml 2>&1");
+  CHECK(outside.exit_code == 2);
+  CHECK_THAT(outside.output, HasSubstr("not inside a SLURM job"));
   const auto no_mpirun = dpunet::test::run_command("MPIRUN=/nonexistent/mpirun " + launch + "-- train c.yaml 2>&1");
   CHECK(no_mpirun.exit_code == 2);
   CHECK_THAT(no_mpirun.output, HasSubstr("mpirun not found"));
@@ -204,8 +246,8 @@ TEST_CASE("the launcher's dry run and errors", "[train][e2e]") {
              HasSubstr("SLURM allocation 7 names no task count: give -n N (ranks over its 2 node(s))"));
   const auto counted = dpunet::test::run_command(slurm + launch + "-n 3 --dry-run -- train c.yaml 2>&1");
   CHECK(counted.exit_code == 0);
-  CHECK_THAT(counted.output,
-             (HasSubstr("srun --mpi=pmix -n 3") || HasSubstr("mpirun -np 3")) && HasSubstr("dpunet train c.yaml"));
+  CHECK_THAT(counted.output, (HasSubstr("srun --mpi=pmix --export=ALL -n 3") || HasSubstr("mpirun -np 3")) &&
+                                 HasSubstr("dpunet train c.yaml"));
   const auto login_node =
       dpunet::test::run_command("SLURM_JOB_ID=7 SLURM_NNODES=1 " + launch + "--dry-run -- train c.yaml 2>&1");
   CHECK(login_node.exit_code == 2);
@@ -249,13 +291,15 @@ TEST_CASE("train.sbatch stops after too many starts without progress", "[train][
   TrainFixture f;
   const std::string run_dir = f.dir() / "sbatch-run";
   const std::string sbatch = "cd " DPUNET_SOURCE_DIR_SH " && mkdir -p " + run_dir + " && echo 3 >" + run_dir +
-                             "/slurm-starts-without-progress && SLURM_JOB_NAME=t SLURM_JOB_ID=1 SLURM_NTASKS=2 "
+                             "/slurm-starts-without-progress && SLURM_JOB_NAME=t SLURM_JOB_ID=1 "
                              "DPUNET_MAX_RESTARTS=2 DPUNET_RUN_DIR=" +
                              run_dir + " bash slurm/train.sbatch configs/quickstart.yaml 2>&1";
   const auto result = dpunet::test::run_command(sbatch);
   INFO(result.output);
   CHECK(result.exit_code == 1);
   CHECK_THAT(result.output, HasSubstr("3 starts in a row saved no new checkpoint (DPUNET_MAX_RESTARTS=2)"));
+  // A one-node job may name no task count (the launcher counts the node's GPUs).
+  CHECK_THAT(result.output, HasSubstr("start 0: (no task count"));
 }
 
 TEST_CASE("train.sbatch refuses a run directory started from another config, or one another run holds",
