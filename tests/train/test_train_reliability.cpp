@@ -248,6 +248,12 @@ TEST_CASE("the launcher's dry run and errors", "[train][e2e]") {
   CHECK(counted.exit_code == 0);
   CHECK_THAT(counted.output, (HasSubstr("srun --mpi=pmix --export=ALL -n 3") || HasSubstr("mpirun -np 3")) &&
                                  HasSubstr("dpunet train c.yaml"));
+  // Allocated by --cpus-per-gpu (no CPUs per task): the node's CPUs shared by its tasks.
+  const auto per_gpu = dpunet::test::run_command("env -u OMP_NUM_THREADS -u SLURM_CPUS_PER_TASK " + slurm +
+                                                 "SLURM_NTASKS=8 'SLURM_TASKS_PER_NODE=4(x2)' SLURM_CPUS_ON_NODE=32 " +
+                                                 launch + "--dry-run -- train c.yaml 2>&1");
+  CHECK(per_gpu.exit_code == 0);
+  CHECK_THAT(per_gpu.output, HasSubstr("OMP_NUM_THREADS=8 "));
   const auto login_node =
       dpunet::test::run_command("SLURM_JOB_ID=7 SLURM_NNODES=1 " + launch + "--dry-run -- train c.yaml 2>&1");
   CHECK(login_node.exit_code == 2);
