@@ -188,6 +188,8 @@ Config parse(const std::string& yaml_text, const std::string& source, const std:
   } catch (const YAML::ParserException& e) {
     throw Error(where(source, e.mark) + ": not valid YAML: " + e.msg);
   }
+  // A '---' that ends the file starts an empty document: nothing after it to lose.
+  while (documents.size() > 1 && documents.back().IsNull()) documents.pop_back();
   // Only one document would be read; keys after a '---' would be lost unseen.
   if (documents.size() > 1) {
     throw Error(where(source, documents[1].Mark()) +

@@ -177,6 +177,9 @@ TEST_CASE("config files that would be misread are refused, naming the place", "[
   SECTION("a second document, which would not be read") {
     CHECK_THROWS_WITH(parse_config("train:\n  steps: 5\n---\ntrain:\n  steps: 7\n", "a.yaml"),
                       HasSubstr("a.yaml:4") && HasSubstr("second YAML document"));
+    // A '---' at the end (or the start) leaves nothing unread.
+    CHECK(parse_config("train:\n  steps: 500\n---\n", "a.yaml").train.steps == 500);
+    CHECK(parse_config("---\ntrain:\n  steps: 500\n", "a.yaml").train.steps == 500);
   }
   SECTION("a dotted key at the top, which a nested one elsewhere would silently override") {
     CHECK_THROWS_WITH(parse_config("optimizer.lr: 0.5\noptimizer:\n  lr: 0.1\n", "a.yaml"),
