@@ -452,6 +452,8 @@ void run(const PredictArgs& args) {
       if (keep.any()) infer::keep_largest_regions(labels, keep);
       writer.write(item.name, labels, display);
       if (args.eval && item.mask.defined()) table.add(i, labels, item.mask);
+    } catch (const infer::InputReadError&) {
+      throw;  // names its file already
     } catch (const std::exception& e) {
       // Out of memory on one large image, or a model that returns another size: which
       // image is the first thing to know (the message keeps its own file:line).

@@ -171,15 +171,20 @@ class PngRows final : public RowSource {
   size_t next_ = 0;
 };
 
-bool png_write_all(png_structp png, png_infop info, FILE* file, int64_t height, int64_t width, int64_t channels,
-                   png_bytepp rows) {
+// Rows are made by `fill` into `row` one at a time (it must not throw: libpng's errors
+// jump over this frame).
+bool png_write_rows(png_structp png, png_infop info, FILE* file, int64_t height, int64_t width, int64_t channels,
+                    const std::function<void(int64_t, uint8_t*)>& fill, uint8_t* row) {
   if (setjmp(png_jmpbuf(png))) return false;
   png_init_io(png, file);
   png_set_IHDR(png, info, static_cast<png_uint_32>(width), static_cast<png_uint_32>(height), 8,
                channels == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE,
                PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
   png_write_info(png, info);
-  png_write_image(png, rows);
+  for (int64_t y = 0; y < height; ++y) {
+    fill(y, row);
+    png_write_row(png, row);
+  }
   png_write_end(png, nullptr);
   return true;
 }
@@ -271,9 +276,15 @@ void write_png(const std::string& path, const Image& image) {
 }
 
 void write_png8(const std::string& path, int64_t height, int64_t width, int64_t channels, const uint8_t* values) {
+  const auto row_bytes = static_cast<size_t>(width * channels);
+  write_png8_rows(path, height, width, channels,
+                  [&](int64_t y, uint8_t* row) { std::memcpy(row, values + y * row_bytes, row_bytes); });
+}
+
+void write_png8_rows(const std::string& path, int64_t height, int64_t width, int64_t channels,
+                     const std::function<void(int64_t y, uint8_t* row)>& fill) {
   DPUNET_CHECK(channels == 1 || channels == 3, path, ": PNG output needs 1 or 3 channels");
-  std::vector<png_bytep> rows(height);
-  for (int64_t y = 0; y < height; ++y) rows[y] = const_cast<uint8_t*>(values) + y * width * channels;
+  std::vector<uint8_t> row(static_cast<size_t>(width * channels));
   File file(std::fopen(path.c_str(), "wb"));
   DPUNET_CHECK(file, path, ": cannot create (", std::strerror(errno), ")");
   PngError error;
@@ -281,7 +292,7 @@ void write_png8(const std::string& path, int64_t height, int64_t width, int64_t 
   DPUNET_CHECK(png, path, ": libpng could not start");
   png_set_user_limits(png, PNG_UINT_31_MAX, PNG_UINT_31_MAX);
   png_infop info = png_create_info_struct(png);
-  const bool ok = png_write_all(png, info, file.get(), height, width, channels, rows.data());
+  const bool ok = png_write_rows(png, info, file.get(), height, width, channels, fill, row.data());
   png_destroy_write_struct(&png, &info);
   DPUNET_CHECK(ok, path, ": writing the PNG failed (", error.message, ")");
   DPUNET_CHECK(std::fflush(file.get()) == 0, path, ": writing the PNG failed (disk full?)");

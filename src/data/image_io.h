@@ -68,5 +68,10 @@ class ImageRows {
 void write_png(const std::string& path, const Image& image);
 // Writes an 8-bit PNG from bytes [H, W, C] (C 1 or 3), without an Image's 16-bit copy.
 void write_png8(const std::string& path, int64_t height, int64_t width, int64_t channels, const uint8_t* values);
+// Writes an 8-bit PNG a row at a time: `fill` makes row y's [W, C] bytes (C 1 or 3) in
+// `row`, so that an image made from others (an overlay) is never held whole. It must not
+// throw.
+void write_png8_rows(const std::string& path, int64_t height, int64_t width, int64_t channels,
+                     const std::function<void(int64_t y, uint8_t* row)>& fill);
 
 }  // namespace dpunet::data

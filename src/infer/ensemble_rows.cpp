@@ -13,6 +13,8 @@ namespace {
 ProbabilityRows next_rows(EnsembleMember& member) {
   try {
     return member.prediction.next();
+  } catch (const InputReadError&) {
+    throw;  // the input's, whichever model read it first
   } catch (const std::exception& e) {
     if (member.label.empty()) throw;
     throw Error(member.label + ": " + exception_message(e));

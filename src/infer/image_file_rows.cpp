@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "common/error.h"
 
@@ -30,10 +31,13 @@ ImageFileRows::ImageFileRows(const std::string& path, std::vector<ChannelConvers
   DPUNET_CHECK(static_cast<int64_t>(conversion_.size()) == channels(), path, ": normalisation for ", conversion_.size(),
                " channels, the image has ", channels());
   if (keep_display_) {
+    const bool eight_bit = file_.header().bits <= 8;
+    const auto pixels = static_cast<size_t>(height() * width());
     try {
-      first_channel_.reserve(static_cast<size_t>(height() * width()));
-    } catch (const std::bad_alloc&) {
-      DPUNET_FAIL(path, ": a ", width(), "x", height(), " image's display copy takes ", 2.0 * height() * width() / 1e9,
+      eight_bit ? first_channel8_.reserve(pixels) : first_channel16_.reserve(pixels);
+    } catch (const std::exception&) {  // bad_alloc, or length_error past what a vector holds
+      DPUNET_FAIL(path, ": a ", width(), "x", height(), " image's display copy takes ",
+                  (eight_bit ? 1.0 : 2.0) * static_cast<double>(pixels) / 1e9,
                   " GB, more than this machine has free (is its header damaged?)");
     }
   }
@@ -57,8 +61,10 @@ torch::Tensor ImageFileRows::read(int64_t count) {
       }
     }
   });
-  if (keep_display_) {
-    for (int64_t i = 0; i < plane; ++i) first_channel_.push_back(stored[i * c_count]);
+  if (keep_display_ && file_.header().bits <= 8) {
+    for (int64_t i = 0; i < plane; ++i) first_channel8_.push_back(static_cast<uint8_t>(stored[i * c_count]));
+  } else if (keep_display_) {
+    for (int64_t i = 0; i < plane; ++i) first_channel16_.push_back(stored[i * c_count]);
   }
   return rows;
 }
@@ -67,18 +73,36 @@ torch::Tensor ImageFileRows::display() {
   if (!keep_display_) return {};
   DPUNET_CHECK(file_.rows_read() == height(), file_.path(), ": the display copy asked for after ", file_.rows_read(),
                " of ", height(), " rows");
-  const auto [low_it, high_it] = std::minmax_element(first_channel_.begin(), first_channel_.end());
+  return file_.header().bits <= 8 ? stretch(first_channel8_) : stretch(first_channel16_);
+}
+
+template <typename T>
+torch::Tensor ImageFileRows::stretch(std::vector<T>& values) const {
+  const auto [low_it, high_it] = std::minmax_element(values.begin(), values.end());
   const float low = *low_it;
   const auto scale = static_cast<float>(255.0 / std::max<double>(*high_it - low, 1e-12));
-  torch::Tensor display = torch::empty({1, height(), width()}, torch::kByte);
-  uint8_t* out = display.data_ptr<uint8_t>();
-  const uint16_t* in = first_channel_.data();
-  at::parallel_for(0, display.numel(), 1 << 16, [&](int64_t begin, int64_t end) {
+  // An 8-bit copy is stretched where it lies, so that no second copy is held beside it.
+  torch::Tensor display;
+  uint8_t* out = nullptr;
+  if constexpr (std::is_same_v<T, uint8_t>) {
+    out = values.data();
+  } else {
+    display = torch::empty({1, height(), width()}, torch::kByte);
+    out = display.data_ptr<uint8_t>();
+  }
+  const T* in = values.data();
+  at::parallel_for(0, height() * width(), 1 << 16, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       out[i] = static_cast<uint8_t>(std::clamp(std::nearbyint((in[i] - low) * scale), 0.0f, 255.0f));
     }
   });
-  first_channel_ = {};  // asked for once: its memory goes back now
+  if constexpr (std::is_same_v<T, uint8_t>) {
+    // Handed over without a copy: the tensor owns the vector from here.
+    auto* owned = new std::vector<uint8_t>(std::move(values));
+    return torch::from_blob(
+        owned->data(), {1, height(), width()}, [owned](void*) { delete owned; }, torch::kByte);
+  }
+  values = {};  // asked for once: its memory goes back now
   return display;
 }
 

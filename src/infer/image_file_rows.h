@@ -34,11 +34,17 @@ class ImageFileRows : public InputRows {
   torch::Tensor display() override;
 
  private:
+  // The stored values kept for display(): 1 byte a pixel for an 8-bit file, else 2.
+  template <typename T>
+  torch::Tensor stretch(std::vector<T>& values) const;
+
   data::ImageRows file_;
   std::vector<ChannelConversion> conversion_;
   bool keep_display_ = false;
-  std::vector<uint16_t> band_;           // one read's stored values
-  std::vector<uint16_t> first_channel_;  // the first channel's stored values so far, for display()
+  std::vector<uint16_t> band_;  // one read's stored values
+  // The first channel's stored values so far, for display(): one of them, by bit depth.
+  std::vector<uint8_t> first_channel8_;
+  std::vector<uint16_t> first_channel16_;
 };
 
 // What standardises each channel of an image file by its own mean and (population)

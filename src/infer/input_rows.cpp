@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "common/error.h"
+#include "common/exception_message.h"
 
 namespace dpunet::infer {
 namespace {
@@ -53,7 +54,18 @@ torch::Tensor SharedRows::rows(int64_t lo, int64_t hi) {
   if (hi > first_ + held) {
     const int64_t next = first_ + held;
     const int64_t count = std::min(height() - next, std::max(hi - next, kReadRows));
-    const torch::Tensor more = source_->read(count).to(device_, torch::kFloat);
+    torch::Tensor more;
+    try {
+      more = source_->read(count);
+    } catch (const std::exception& e) {
+      throw InputReadError(exception_message(e));
+    }
+    // From pinned memory without waiting: a blocking copy from pageable memory would wait
+    // for the tiles queued on the GPU, and the next rows' decoding would no longer overlap
+    // them. (The caching host allocator keeps the pinned block until the copy is done.)
+    const bool to_gpu = device_.is_cuda() && more.device().is_cpu();
+    if (to_gpu) more = more.pin_memory();
+    more = more.to(device_, torch::kFloat, /*non_blocking=*/to_gpu);
     // New storage of exactly the rows held: what release() trimmed off is freed here.
     held_ = held_.defined() ? torch::cat({held_, more}, 1) : more;
     most_rows_held_ = std::max(most_rows_held_, held_.size(1));
@@ -70,6 +82,7 @@ void SharedRows::release(int reader, int64_t row) {
   if (drop <= 0) return;
   held_ = held_.slice(1, drop);  // a view until the next read copies the rest
   first_ += drop;
+  if (held_.size(1) == 0) held_ = torch::Tensor();  // every row read is done with: its memory goes
 }
 
 }  // namespace dpunet::infer

@@ -9,7 +9,16 @@
 #include <memory>
 #include <vector>
 
+#include "common/error.h"
+
 namespace dpunet::infer {
+
+// An input's rows could not be read (a file damaged part way): its message names the
+// file already, and no model is to blame.
+class InputReadError : public Error {
+ public:
+  using Error::Error;
+};
 
 // The rows of one input, in order.
 class InputRows {

@@ -157,8 +157,8 @@ void PredictionWriter::write(const std::string& name, const torch::Tensor& label
   data::write_png8(options_.directory + "/" + name + "_mask.png", height, width, 1, mask.data_ptr<uint8_t>());
   manifest_.written(name + "_mask.png");
 
-  // Overlay: the first channel in grey, classes blended in colour at 45%. Made as bytes:
-  // a slide's overlay is 3 bytes a pixel.
+  // Overlay: the first channel in grey, classes blended in colour at 45%. Made a row at a
+  // time as it is written: a slide's overlay would be 3 bytes a pixel.
   const torch::Tensor grey = raw[0].to(torch::kCPU).contiguous();
   static const auto palette = [] {
     std::array<std::array<double, 3>, 256> colours{};
@@ -166,17 +166,19 @@ void PredictionWriter::write(const std::string& name, const torch::Tensor& label
       for (int c = 0; c < 3; ++c) colours[k][c] = class_colour(k, c);
     return colours;
   }();
-  std::vector<uint8_t> overlay(static_cast<size_t>(height * width * 3));
   const uint8_t* g = grey.data_ptr<uint8_t>();
   const uint8_t* m = mask.data_ptr<uint8_t>();
-  for (int64_t i = 0; i < height * width; ++i) {
-    for (int c = 0; c < 3; ++c) {
-      const double base = g[i];
-      const double colour = palette[m[i]][c];
-      overlay[i * 3 + c] = static_cast<uint8_t>(m[i] == 0 ? base : 0.55 * base + 0.45 * colour);
-    }
-  }
-  data::write_png8(options_.directory + "/" + name + "_overlay.png", height, width, 3, overlay.data());
+  data::write_png8_rows(options_.directory + "/" + name + "_overlay.png", height, width, 3,
+                        [&](int64_t y, uint8_t* row) {
+                          for (int64_t x = 0; x < width; ++x) {
+                            const int64_t i = y * width + x;
+                            for (int c = 0; c < 3; ++c) {
+                              const double base = g[i];
+                              const double colour = palette[m[i]][c];
+                              row[x * 3 + c] = static_cast<uint8_t>(m[i] == 0 ? base : 0.55 * base + 0.45 * colour);
+                            }
+                          }
+                        });
   manifest_.written(name + "_overlay.png");
 }
 

@@ -293,6 +293,17 @@ TEST_CASE("an image file is standardised by its own statistics and drawn from it
   const torch::Tensor first = stored[0];
   const torch::Tensor drawn = ((first - first.min()) * (255 / (first.max() - first.min()))).round().to(torch::kByte);
   CHECK(torch::equal(item.image->display(), drawn.unsqueeze(0)));
+  // An 8-bit file's copy is kept, and stretched, a byte a pixel.
+  dpunet::data::Image grey;
+  grey.height = 3;
+  grey.width = 5;
+  grey.channels = 1;
+  for (uint16_t v = 0; v < 15; ++v) grey.values.push_back(static_cast<uint16_t>(20 + v * 13));
+  dpunet::data::write_png(dir / "b.png", grey);
+  const dpunet::infer::InputItem eight = dpunet::infer::InputSet(dir / "b.png", options).open(0);
+  eight.image->read(3);
+  const torch::Tensor values = torch::arange(15, torch::kFloat).view({1, 3, 5}) * 13;
+  CHECK(torch::equal(eight.image->display(), (values * (255 / values.max())).round().to(torch::kByte)));
 }
 
 TEST_CASE("image files are dealt to ranks by size, largest first", "[infer]") {
