@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <utility>
 #include <vector>
@@ -19,7 +20,9 @@
 #include "data/image_io.h"
 #include "data/import.h"
 #include "data/shard_writer.h"
+#include "infer/input_rows.h"
 #include "infer/inputs.h"
+#include "infer/sliding_window.h"
 #include "support/image_files.h"
 #include "support/prediction_fixture.h"
 #include "train/metrics.h"
@@ -304,6 +307,46 @@ TEST_CASE("an image file is standardised by its own statistics and drawn from it
   eight.image->read(3);
   const torch::Tensor values = torch::arange(15, torch::kFloat).view({1, 3, 5}) * 13;
   CHECK(torch::equal(eight.image->display(), (values * (255 / values.max())).round().to(torch::kByte)));
+}
+
+TEST_CASE("an image file read a band at a time onto a GPU gives the CPU's prediction", "[gpu]") {
+  if (!torch::cuda::is_available()) {
+    WARN("skipped: needs a GPU");
+    return;
+  }
+  dpunet::test::TempDir dir;
+  dpunet::data::Image image;
+  image.height = 300;  // several reads of 64 rows, copied from pinned memory without waiting
+  image.width = 90;
+  image.channels = 3;
+  torch::manual_seed(5);
+  const torch::Tensor values = torch::randint(0, 256, {300 * 90 * 3}, torch::kInt);
+  for (int64_t i = 0; i < values.numel(); ++i) image.values.push_back(static_cast<uint16_t>(values[i].item<int>()));
+  dpunet::data::write_png(dir / "a.png", image);
+  dpunet::infer::InputOptions options;
+  options.normalizer = dpunet::data::Normalizer(dpunet::data::Normalization::kPerImage);
+  const torch::Tensor kernel = torch::randn({2, 3, 3, 3}) * 0.3;
+  dpunet::infer::TileOptions tiles;
+  tiles.input_tile = tiles.output_tile = 32;
+  tiles.overlap = 0.5;
+  tiles.batch = 3;
+  const auto predict_on = [&](const torch::Device& device) {
+    dpunet::infer::InputItem item = dpunet::infer::InputSet(dir / "a.png", options).open(0);
+    const torch::Tensor k = kernel.to(device);
+    const auto rows = std::make_shared<dpunet::infer::SharedRows>(std::move(item.image), device);
+    dpunet::infer::TiledPrediction prediction([k](const torch::Tensor& x) { return torch::conv2d(x, k, {}, 1, 1); },
+                                              rows, tiles);
+    torch::Tensor probabilities = torch::empty({2, 300, 90});
+    while (!prediction.done()) {
+      const dpunet::infer::ProbabilityRows band = prediction.next();
+      probabilities.slice(1, band.row, band.row + band.probabilities.size(1)).copy_(band.probabilities.cpu());
+    }
+    return std::make_pair(probabilities, rows->source().display());
+  };
+  const auto [cpu, cpu_display] = predict_on(torch::kCPU);
+  const auto [gpu, gpu_display] = predict_on(torch::kCUDA);
+  CHECK(torch::allclose(gpu, cpu, 1e-4, 1e-5));
+  CHECK(torch::equal(gpu_display, cpu_display));
 }
 
 TEST_CASE("image files are dealt to ranks by size, largest first", "[infer]") {
