@@ -55,7 +55,8 @@ void add_synth(CLI::App& data) {
   cmd->add_option("--gzip", args->synth.gzip_level, "Deflate level 1-9; 0 stores raw")
       ->check(CLI::Range(0, 9))
       ->capture_default_str();
-  cmd->add_option("--seed", args->synth.seed, "Random seed")->capture_default_str();
+  // Unsigned: -1 would be read as 2^64 - 1, another seed than the one written.
+  cmd->add_option("--seed", args->synth.seed, "Random seed")->check(at_least(0))->capture_default_str();
   cmd->add_flag("--overwrite", args->overwrite, "Remove train-*.h5/val-*.h5 shards already in --out first");
   cmd->callback([args] {
     data::SynthOptions o = args->synth;

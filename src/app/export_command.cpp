@@ -10,6 +10,7 @@
 #include "checkpoint/safetensors.h"
 #include "checkpoint/weights.h"
 #include "common/error.h"
+#include "common/text.h"
 
 namespace dpunet::app {
 
@@ -28,7 +29,7 @@ void add_export_command(CLI::App& app) {
     DPUNET_CHECK(args->format == "safetensors", "export: unknown format '", args->format, "' (safetensors)");
     // The name says what the file holds, and keeps export from replacing a run's
     // config.yaml, a checkpoint pointer or a PyTorch .pt by a slip of the argument.
-    DPUNET_CHECK(std::filesystem::path(args->out).extension() == ".safetensors", "export: ", args->out,
+    DPUNET_CHECK(lower_extension(args->out) == ".safetensors", "export: ", args->out,
                  ": name the output file *.safetensors");
     ModelSource source;
     source.checkpoint = args->checkpoint;

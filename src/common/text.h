@@ -2,6 +2,8 @@
 // every process computes alike.
 #pragma once
 
+#include <algorithm>
+#include <cctype>
 #include <cstdint>
 #include <string>
 
@@ -9,6 +11,15 @@ namespace dpunet {
 
 inline bool ends_with(const std::string& text, const std::string& tail) {
   return text.size() >= tail.size() && text.compare(text.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+// A file name's last extension with its dot, in lower case (".png" for A.PNG; "" without one).
+inline std::string lower_extension(const std::string& path) {
+  const std::string name = path.substr(path.find_last_of('/') + 1);  // npos + 1 is 0
+  const auto dot = name.find_last_of('.');
+  std::string ext = dot == std::string::npos ? "" : name.substr(dot);
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  return ext;
 }
 
 // FNV-1a: the same value in every process, for comparing text across ranks (std::hash

@@ -15,17 +15,11 @@
 #include <new>
 
 #include "common/error.h"
+#include "common/text.h"
 #include "data/row_source.h"
 
 namespace dpunet::data {
 namespace {
-
-std::string lower_extension(const std::string& path) {
-  const auto dot = path.find_last_of('.');
-  std::string ext = dot == std::string::npos ? "" : path.substr(dot);
-  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
-  return ext;
-}
 
 struct FileCloser {
   void operator()(FILE* f) const { std::fclose(f); }

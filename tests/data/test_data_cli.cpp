@@ -28,6 +28,14 @@ TEST_CASE("dpunet data synth and inspect --verify", "[data][cli]") {
                                  HasSubstr("6 samples good, 0 bad"));
 }
 
+TEST_CASE("data synth refuses a negative seed, which would wrap to another", "[data][cli]") {
+  dpunet::test::TempDir dir;
+  const auto negative = run_command(DPUNET_BINARY " data synth --out " + dir.path() + " --seed -1 2>&1");
+  CHECK(negative.exit_code != 0);
+  CHECK_THAT(negative.output, HasSubstr("--seed"));
+  CHECK_FALSE(std::filesystem::exists(dir / "train-00000.h5"));
+}
+
 TEST_CASE("inspect --verify lists a shard that cannot be opened or disagrees, and reads the others", "[data][cli]") {
   dpunet::test::TempDir dir;
   const auto synth = run_command(DPUNET_BINARY " data synth --out " + dir.path() +

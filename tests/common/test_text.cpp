@@ -1,0 +1,12 @@
+// File-name helpers: extensions compared without case, from the file name alone.
+#include "support/catch.h"
+
+#include "common/text.h"
+
+TEST_CASE("a file's extension is its name's last, in lower case", "[common]") {
+  CHECK(dpunet::lower_extension("scans/A.PNG") == ".png");
+  CHECK(dpunet::lower_extension("w.SafeTensors") == ".safetensors");
+  CHECK(dpunet::lower_extension("x.ome.TIF") == ".tif");
+  CHECK(dpunet::lower_extension("run.v2/weights").empty());  // a folder's dot is not the file's
+  CHECK(dpunet::lower_extension("noext").empty());
+}
