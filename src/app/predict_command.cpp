@@ -357,8 +357,10 @@ void run(const PredictArgs& args) {
   // the earlier prediction in place. Every rank takes the barrier (one that sees the files
   // is enough: --out may be a node's own scratch), removes what it sees, and waits for
   // the others before any rank writes, so that no late removal hits a new file.
-  if (context.any_rank(!earlier.written.empty())) {
-    for (const std::string& file : infer::find_earlier_outputs(args.out).written) {
+  if (context.any_rank(!earlier.written.empty() || !earlier.empty.empty())) {
+    infer::EarlierOutputs now = infer::find_earlier_outputs(args.out);
+    now.written.insert(now.written.end(), now.empty.begin(), now.empty.end());
+    for (const std::string& file : now.written) {
       std::error_code ec;
       std::filesystem::remove(file, ec);
       DPUNET_CHECK(!ec || !std::filesystem::exists(file), file, ": cannot remove it: ", ec.message());

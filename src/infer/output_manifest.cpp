@@ -87,23 +87,30 @@ EarlierOutputs find_earlier_outputs(const std::string& directory) {
   // Name -> its last stamp ("" while being written, when a run was killed).
   std::map<std::string, std::string> listed;
   std::set<std::string> present;
-  for (const auto& entry : fs::directory_iterator(directory, ec)) {
-    const std::string name = entry.path().filename().string();
-    present.insert(name);
+  for (const auto& entry : fs::directory_iterator(directory, ec)) present.insert(entry.path().filename().string());
+  std::set<std::string> empty_manifests;
+  for (const std::string& name : present) {
     if (!is_manifest_name(name)) continue;
-    std::ifstream in(entry.path());
+    std::ifstream in((fs::path(directory) / name).string());
     std::string line;
     if (!std::getline(in, line) || line != kManifestHeader) continue;  // a file of that name, not predict's
-    listed[name] = stamp_of(entry.path());
+    listed[name] = stamp_of(fs::path(directory) / name);
+    bool lists_a_file_here = false;
     while (std::getline(in, line)) {
       const size_t tab = line.find('\t');
       const std::string file = line.substr(0, tab);
       // Names only, never paths: a manifest cannot reach outside its folder.
       if (file.empty() || file.find('/') != std::string::npos || file == "." || file == "..") continue;
       listed[file] = tab == std::string::npos ? "" : line.substr(tab + 1);
+      lists_a_file_here = lists_a_file_here || (present.count(file) != 0 && !is_manifest_name(file));
     }
+    if (!lists_a_file_here) empty_manifests.insert(name);
   }
   for (const std::string& name : present) {
+    if (empty_manifests.count(name) != 0) {
+      found.empty.push_back((fs::path(directory) / name).string());
+      continue;
+    }
     const std::string path = (fs::path(directory) / name).string();
     const auto it = listed.find(name);
     // Listed and, once written, unchanged since: a file copied over it is not predict's.

@@ -111,6 +111,17 @@ TEST_CASE("predict and export refuse to write over their own inputs", "[infer][e
   CHECK(std::filesystem::exists(out + "/predictions.h5"));
   CHECK(dpunet::read_file(out + "/notes.txt") == "mine");
   CHECK(dpunet::read_file(out + "/predict-files-notes.txt") == "notes.txt\n");
+  // A run stopped before it wrote a file it listed (an error in its first image) left only
+  // its manifest: nothing to keep, so the corrected command runs without --overwrite.
+  const std::string fresh = t.f.dir() / "fresh";
+  std::filesystem::create_directories(fresh);
+  dpunet::write_file_atomically(fresh + "/predict-files.txt",
+                                "# dpunet predict: files written\npredictions.h5.partial\npredictions.h5\n");
+  const auto rerun = run_command(DPUNET_BINARY " predict '" + data + "/val-*.h5' --checkpoint " + t.checkpoint +
+                                 " --tile 32 --no-png --out " + fresh + " 2>&1");
+  INFO(rerun.output);
+  CHECK(rerun.exit_code == 0);
+  CHECK(std::filesystem::exists(fresh + "/predictions.h5"));
   const auto size_before = std::filesystem::file_size(t.checkpoint);
   const auto over_checkpoint = run_command(DPUNET_BINARY " export " + t.checkpoint + " " + t.checkpoint + " 2>&1");
   CHECK(over_checkpoint.exit_code != 0);
