@@ -38,21 +38,57 @@ size_t name_distance(const std::string& wanted, const std::string& known) {
   return std::min(edit_distance(wanted, known), prefix && !wanted.empty() && !known.empty() ? size_t{1} : SIZE_MAX);
 }
 
-// The known key path (or, for a name without a dot, section) closest to `path`. A key is
-// matched by its name within its section first; a key in another section ("train.lr"
-// for "optimizer.lr", a misspelt "optimiser.lr", or a bare "lr" at the top) costs more
-// the further that section's name is from the one given.
+// What other trainers call some keys (PyTorch Lightning, Hugging Face, nnU-Net, timm):
+// their users write these first.
+std::string dpunet_name(const std::string& name) {
+  static const std::map<std::string, std::string> names = {
+      {"learning_rate", "lr"},
+      {"base_lr", "lr"},
+      {"initial_lr", "lr"},
+      {"max_steps", "steps"},
+      {"num_steps", "steps"},
+      {"iterations", "steps"},
+      {"num_iterations", "steps"},
+      {"batch", "batch_size"},
+      {"bs", "batch_size"},
+      {"num_workers", "workers"},
+      {"wd", "weight_decay"},
+      {"max_grad_norm", "grad_clip"},
+      {"clip_grad_norm", "grad_clip"},
+      {"gradient_clip_val", "grad_clip"},
+      {"warmup", "warmup_steps"},
+      {"accumulate_grad_batches", "accumulation"},
+      {"gradient_accumulation_steps", "accumulation"},
+      {"in_channels", "n_channels"},
+      {"num_classes", "n_classes"},
+      {"out_channels", "n_classes"},
+      {"crop_size", "patch_size"},
+      {"patch", "patch_size"},
+  };
+  const auto it = names.find(name);
+  return it == names.end() ? name : it->second;
+}
+
+// The known key path (or, for a name without a dot, section) closest to `path`, or ""
+// when none is near enough to be what was meant. A key is matched by its name within its
+// section first; a key in another section ("train.lr" for "optimizer.lr", a misspelt
+// "optimiser.lr", or a bare "lr" at the top) costs more the further that section's name
+// is from the one given.
 std::string nearest_key(const std::string& path) {
   const size_t dot = path.find('.');
   const std::string wanted_section = dot == std::string::npos ? "" : path.substr(0, dot);
-  const std::string wanted_leaf = path.substr(dot == std::string::npos ? 0 : dot + 1);
+  const std::string given_leaf = path.substr(dot == std::string::npos ? 0 : dot + 1);
+  const std::string wanted_leaf = dpunet_name(given_leaf);
   std::string best;
-  size_t best_distance = SIZE_MAX;
-  auto consider = [&](const std::string& candidate, size_t distance) {
-    if (distance < best_distance) best_distance = distance, best = candidate;
+  size_t best_distance = SIZE_MAX, best_name_distance = SIZE_MAX;
+  auto consider = [&](const std::string& candidate, size_t name_distance, size_t distance) {
+    if (distance < best_distance) best_distance = distance, best_name_distance = name_distance, best = candidate;
   };
   if (dot == std::string::npos) {
-    for (const std::string& section : sections()) consider(section, edit_distance(path, section));
+    for (const std::string& section : sections()) {
+      const size_t d = edit_distance(path, section);
+      consider(section, d, d);
+    }
   }
   for (const Field& f : fields()) {
     const size_t field_dot = f.path.find('.');
@@ -61,9 +97,18 @@ std::string nearest_key(const std::string& path) {
     const size_t elsewhere = section == wanted_section ? 0
                              : wanted_section.empty()  ? 1
                                                       : 1 + std::min<size_t>(edit_distance(wanted_section, section), 2);
-    consider(f.path, name_distance(wanted_leaf, f.path.substr(field_dot + 1)) + elsewhere);
+    const size_t d = name_distance(wanted_leaf, f.path.substr(field_dot + 1));
+    consider(f.path, d, d + elsewhere);
   }
-  return best;
+  // A name that shares little with every key ("foo.bar") is no misspelling of one.
+  return best_name_distance <= std::max<size_t>(1, wanted_leaf.size() / 3) ? best : "";
+}
+
+// The end of an unknown key's message: the key meant, where one is near.
+std::string suggestion_for(const std::string& path) {
+  const std::string nearest = nearest_key(path);
+  return nearest.empty() ? "unknown key (docs/config.md lists every key)"
+                         : "unknown key; did you mean '" + nearest + "'?";
 }
 
 const Field* find_field(const std::string& path) {
@@ -138,7 +183,7 @@ void read_mapping(const YAML::Node& node, const std::string& prefix, Config& con
     } else if (unknown != nullptr) {
       unknown->push_back(path);
     } else {
-      fail_at(location, path, "unknown key; did you mean '" + nearest_key(path) + "'?");
+      fail_at(location, path, suggestion_for(path));
     }
   }
 }
@@ -151,7 +196,7 @@ void apply_override(const std::string& text, Config& config, Origins& origins) {
   if (field == nullptr && is_section(path)) {
     fail_at("--set " + text, path, "is a section, not a key; set one of its keys (SECTION.KEY=VALUE)");
   }
-  if (field == nullptr) fail_at("--set " + text, path, "unknown key; did you mean '" + nearest_key(path) + "'?");
+  if (field == nullptr) fail_at("--set " + text, path, suggestion_for(path));
   // A value is taken as written (a run directory named "exp #2" or "*latest" stays
   // whole); only a list in brackets, and an empty value, null or ~, are read as YAML.
   const std::string raw = text.substr(eq + 1);

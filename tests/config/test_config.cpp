@@ -220,6 +220,13 @@ TEST_CASE("unknown keys suggest the nearest key in the same section first", "[co
   CHECK_THAT(suggestion("lr: 0.01\n"), HasSubstr("did you mean 'optimizer.lr'"));
   CHECK_THAT(suggestion("schedul:\n  name: poly\n"), HasSubstr("did you mean 'schedule'"));
   CHECK_THROWS_WITH(parse_config("", "a.yaml", {"schedul.name=poly"}), HasSubstr("did you mean 'schedule.name'"));
+  // Other trainers' names for a key, and names near no key.
+  CHECK_THROWS_WITH(parse_config("", "a.yaml", {"optimizer.learning_rate=1e-3"}),
+                    HasSubstr("did you mean 'optimizer.lr'"));
+  CHECK_THAT(suggestion("train:\n  max_steps: 3\n"), HasSubstr("did you mean 'train.steps'"));
+  CHECK_THAT(suggestion("model:\n  num_classes: 3\n"), HasSubstr("did you mean 'model.n_classes'"));
+  CHECK_THROWS_WITH(parse_config("", "a.yaml", {"foo.bar=1"}),
+                    HasSubstr("foo.bar: unknown key (docs/config.md lists every key)") && !HasSubstr("did you mean"));
   CHECK_THROWS_WITH(parse_config("", "a.yaml", {"optimizer=1"}),
                     HasSubstr("--set optimizer=1") && HasSubstr("is a section, not a key"));
 }
