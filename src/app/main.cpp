@@ -6,6 +6,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <iostream>
+#include <string>
+#include <vector>
 
 #include <c10/util/Exception.h>
 #include <CLI/CLI.hpp>
@@ -13,6 +16,7 @@
 #include "app/commands.h"
 #include "common/build_info.h"
 #include "common/error.h"
+#include "common/text.h"
 #include "dist/context.h"
 #include "train/preemption.h"
 
@@ -35,6 +39,37 @@ void mark_started() {
   if (std::FILE* f = std::fopen(path, "a")) std::fclose(f);  // best effort: a remote rank has no such folder
 }
 
+// A word where a command was expected that names none ("dpunet trian", "dpunet data
+// imprt"): said with the commands there are, rather than CLI11's "A subcommand is
+// required". Returns the message, or "" when the command line names its commands.
+std::string unknown_command(CLI::App& app, int argc, char** argv) {
+  CLI::App* at = &app;
+  std::string said = "dpunet";
+  for (int i = 1; i < argc; ++i) {
+    const std::string word = argv[i];
+    if (word.empty() || word[0] == '-') return "";  // options: CLI11 reads them
+    const std::vector<CLI::App*> commands = at->get_subcommands([](CLI::App*) { return true; });
+    if (commands.empty()) return "";
+    const auto named = std::find_if(commands.begin(), commands.end(), [&](CLI::App* c) { return c->check_name(word); });
+    if (named != commands.end()) {
+      at = *named;
+      said += " " + word;
+      continue;
+    }
+    std::string names, nearest;
+    size_t nearest_distance = 3;  // a misspelling, not another word
+    for (CLI::App* c : commands) {
+      names += (names.empty() ? "" : ", ") + c->get_name();
+      const size_t distance = dpunet::edit_distance(word, c->get_name());
+      if (distance < nearest_distance) nearest_distance = distance, nearest = c->get_name();
+    }
+    return "'" + word + "' is not a command of " + said +
+           (nearest.empty() ? "" : " (did you mean '" + nearest + "'?)") + "; the commands are " + names + " (" + said +
+           " --help)";
+  }
+  return "";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -44,7 +79,7 @@ int main(int argc, char** argv) {
   if (argc > 1 && std::strcmp(argv[1], "train") == 0) dpunet::train::install_preemption_handlers();
   mark_started();
   raise_open_file_limit();
-  CLI::App app{"dpunet: data-parallel U-Net training on LibTorch, MPI and NCCL"};
+  CLI::App app{"dpunet: data-parallel U-Net training on LibTorch, MPI and NCCL", "dpunet"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "dpunet " + dpunet::dpunet_version() + " (dpunet version: libraries and GPUs)");
   int exit_code = 0;
@@ -56,6 +91,15 @@ int main(int argc, char** argv) {
   dpunet::app::add_bench_commands(app);
   dpunet::app::add_version_command(app);
 
+  // Nothing at all: the help, as most tools answer.
+  if (argc == 1) {
+    std::cout << app.help();
+    return 1;
+  }
+  if (const std::string unknown = unknown_command(app, argc, argv); !unknown.empty()) {
+    std::cerr << "dpunet: error: " << unknown << std::endl;
+    return 2;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

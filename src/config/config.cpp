@@ -10,26 +10,12 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "common/text.h"
 #include "config/fields.h"
 #include "config/validate.h"
 
 namespace dpunet::config {
 namespace {
-
-size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diagonal = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t above = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = above;
-    }
-  }
-  return row[b.size()];
-}
 
 // How far the name `wanted` is from `known`: the edit distance, but a name that begins
 // the other ("keep" for "keep_last", "every" for "every_steps") is a near miss.

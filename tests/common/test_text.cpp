@@ -10,3 +10,10 @@ TEST_CASE("a file's extension is its name's last, in lower case", "[common]") {
   CHECK(dpunet::lower_extension("run.v2/weights").empty());  // a folder's dot is not the file's
   CHECK(dpunet::lower_extension("noext").empty());
 }
+
+TEST_CASE("edit distance counts the insertions, deletions and substitutions between names", "[common]") {
+  CHECK(dpunet::edit_distance("train", "train") == 0);
+  CHECK(dpunet::edit_distance("trian", "train") == 2);
+  CHECK(dpunet::edit_distance("imprt", "import") == 1);
+  CHECK(dpunet::edit_distance("", "lr") == 2);
+}
