@@ -112,7 +112,9 @@ model::Unet ModelSource::load(const config::Config& c) const {
     loaded_checkpoint().restore_model(*net);
     loaded_.reset();  // the archive holds the optimizer's moments too: not for the rest of the run
   } else {
-    checkpoint::load_state(*net, checkpoint::read_safetensors(weights), weights);
+    checkpoint::load_state(*net, checkpoint::read_safetensors(weights), weights,
+                           "Give the model the weights are of: --config with the config of the run that made them, "
+                           "or --n-channels, --n-classes and --bilinear for the reference U-Net's.");
   }
   return net;
 }

@@ -17,6 +17,21 @@ std::string shape_text(const torch::Tensor& t) {
   return out.str();
 }
 
+// The U-Net a state describes, from the reference's names: "3 input channel(s), 2
+// classes, base_channels 8, depth 3"; "" for a state of another model.
+std::string unet_shape(const NamedTensors& state) {
+  int64_t channels = -1, width = -1, classes = -1, depth = 0;
+  for (const auto& [name, tensor] : state) {
+    if (name == "inc.double_conv.0.weight" && tensor.dim() == 4) channels = tensor.size(1), width = tensor.size(0);
+    if (name == "outc.conv.weight" && tensor.dim() == 4) classes = tensor.size(0);
+    // down1.maxpool_conv.1.double_conv.0.weight, ...: one per level.
+    if (name.rfind("down", 0) == 0 && name.find(".double_conv.0.weight") != std::string::npos) ++depth;
+  }
+  if (channels < 0 || classes < 0) return "";
+  return std::to_string(channels) + " input channel(s), " + std::to_string(classes) + " classes, base_channels " +
+         std::to_string(width) + ", depth " + std::to_string(depth);
+}
+
 }  // namespace
 
 NamedTensors module_state(const torch::nn::Module& module) {
@@ -26,7 +41,8 @@ NamedTensors module_state(const torch::nn::Module& module) {
   return state;
 }
 
-void load_state(torch::nn::Module& module, const NamedTensors& state, const std::string& source) {
+void load_state(torch::nn::Module& module, const NamedTensors& state, const std::string& source,
+                const std::string& hint) {
   std::map<std::string, torch::Tensor> given(state.begin(), state.end());
   std::vector<std::string> problems;
   const NamedTensors targets = module_state(module);
@@ -62,7 +78,15 @@ void load_state(torch::nn::Module& module, const NamedTensors& state, const std:
     const size_t shown = std::min<size_t>(problems.size(), 12);
     for (size_t i = 0; i < shown; ++i) list += "\n  " + problems[i];
     if (problems.size() > shown) list += "\n  ... and " + std::to_string(problems.size() - shown) + " more";
-    DPUNET_FAIL(source, ": the weights do not fit the model (", problems.size(), " differences):", list);
+    // Most often the file is of another model altogether: said first, in the config's terms.
+    const std::string file_model = unet_shape(state), built = unet_shape(targets);
+    std::string models;
+    if (!file_model.empty() && !built.empty() && file_model != built) {
+      models = " The file holds a U-Net of " + file_model + "; the model built has " + built + ".";
+    }
+    DPUNET_FAIL(source, ": the weights do not fit the model (", problems.size(),
+                problems.size() == 1 ? " difference)." : " differences).", models, hint.empty() ? "" : " " + hint,
+                list);
   }
   torch::NoGradGuard no_grad;
   for (const auto& [name, target] : targets) {

@@ -13,8 +13,10 @@ namespace dpunet::checkpoint {
 
 // Parameters then buffers, with their state_dict names.
 NamedTensors module_state(const torch::nn::Module& module);
-// Copies `state` into `module` (dtype converted); throws naming `source` and listing the
-// differences when names or shapes do not match exactly.
-void load_state(torch::nn::Module& module, const NamedTensors& state, const std::string& source);
+// Copies `state` into `module` (dtype converted); throws naming `source`, the U-Nets
+// both describe where they differ, `hint` (what to do about it) and the differences when
+// names or shapes do not match exactly.
+void load_state(torch::nn::Module& module, const NamedTensors& state, const std::string& source,
+                const std::string& hint = "");
 
 }  // namespace dpunet::checkpoint

@@ -140,7 +140,9 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
         // Another run's checkpoint: its model only, as a new run's start (fine-tuning).
         checkpoint::LoadedCheckpoint(source).restore_model(*model_);
       } else {
-        checkpoint::load_state(*model_, checkpoint::read_safetensors(source), source);
+        checkpoint::load_state(*model_, checkpoint::read_safetensors(source), source,
+                               "--init-weights starts a run of the same model: set its model section (--set "
+                               "model.base_channels=..., model.n_classes=...) to the file's.");
       }
     });
     logger_.info(

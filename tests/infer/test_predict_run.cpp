@@ -281,6 +281,9 @@ TEST_CASE("weights that do not fit, and tiles that do not suit the model, are er
                                  " --n-classes 2 --out " + t.f.dir() / "x 2>&1");
   CHECK(wrong.exit_code != 0);
   CHECK_THAT(wrong.output, HasSubstr("do not fit the model") && HasSubstr("outc.conv.weight"));
+  // The two models said first, in the config's terms, and what to give.
+  CHECK_THAT(wrong.output, HasSubstr("classes, base_channels") && HasSubstr("; the model built has ") &&
+                               HasSubstr(" 2 classes,") && HasSubstr("--config with the config of the run"));
   const auto sigmoid = run_command(DPUNET_BINARY " predict '" + val + "' --weights " + t.f.dir() / "w.safetensors" +
                                    " --n-classes 1 --out " + t.f.dir() / "x 2>&1");
   CHECK(sigmoid.exit_code != 0);
