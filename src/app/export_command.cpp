@@ -20,8 +20,9 @@ void add_export_command(CLI::App& app) {
   };
   auto args = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("export", "Write a checkpoint's weights for PyTorch (safetensors)");
-  cmd->add_option("checkpoint", args->checkpoint,
-                  "Training checkpoint (.ckpt), or a run directory (its best, else newest)")
+  cmd->add_option(
+         "checkpoint", args->checkpoint,
+         "Training checkpoint (.ckpt), a run directory (its best, else newest) or its best/latest pointer file")
       ->required();
   cmd->add_option("out", args->out, "Output file (*.safetensors)")->required();
   cmd->add_option("--format", args->format, "Output format (safetensors)")->capture_default_str();

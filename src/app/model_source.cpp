@@ -15,7 +15,8 @@ namespace dpunet::app {
 void ModelArguments::add_options(CLI::App& command) {
   CLI::Option* from_checkpoint = command.add_option(
       "--checkpoint", checkpoints,
-      "A training checkpoint (.ckpt), or a run directory (its best, else newest); several: an ensemble");
+      "A training checkpoint (.ckpt), a run directory (its best, else newest) or its best/latest pointer file; "
+      "several: an ensemble");
   command.add_option("--weights", weights, "A safetensors file (from dpunet export or PyTorch); several: an ensemble");
   // A checkpoint carries the config it was trained under; a second description of the
   // model beside it would be ignored or contradict it, so it is refused.

@@ -467,7 +467,7 @@ void run(const PredictArgs& args) {
     std::fflush(stdout);
   }
   writer.finish();
-  std::printf("rank %d: %lld images -> %s\n", context.rank(), static_cast<long long>(done), writer.path().c_str());
+  std::printf("%s%lld image(s) -> %s\n", who.c_str(), static_cast<long long>(done), writer.path().c_str());
   if (args.eval) {
     // Ranks finish their images at their own pace: meet first, so that the all-reduce's
     // stall timeout does not count a slower rank's predicting.
@@ -511,6 +511,7 @@ void add_predict_command(CLI::App& app) {
   // 0 stands for "not given" in PredictArgs; a 0 given is refused rather than taken for it.
   cmd->add_option("--tile", args->tile, "Input tile side (default: the training patch size)")->check(at_least(1));
   cmd->add_option("--overlap", args->overlap, "Overlap of neighbouring tiles, share of a tile (0 to 0.9)")
+      ->check(number_from(0.0, 0.9, "from 0 to 0.9"))
       ->capture_default_str();
   cmd->add_option("--batch", args->batch, "Tiles per forward pass")->capture_default_str();
   cmd->add_flag("--tta", args->tta, "Average over flips (4x the work)");
