@@ -23,6 +23,7 @@
 #include "common/atomic_file.h"
 #include "common/autocast_scope.h"
 #include "common/error.h"
+#include "common/remove_tree.h"
 #include "dist/context.h"
 #include "dist/host_vote.h"
 #include "dist/make_communicator.h"
@@ -526,15 +527,34 @@ int run_training(const config::Config& config, dist::Context& context, const Tra
   // stop it at its first step with a checkpoint, not kill it.
   install_preemption_handlers();
   std::optional<RunDirectoryLock> lock;
+  bool created = false;  // this start made the run directory
   if (context.is_root()) {
     std::error_code ec;
+    created = !std::filesystem::exists(config.run.dir, ec);
     std::filesystem::create_directories(config.run.dir, ec);
     DPUNET_CHECK(!ec, "run.dir ", config.run.dir, ": cannot create the run directory: ", ec.message());
     lock.emplace(config.run.dir);  // before anything in it changes
   }
   if (context.device().is_cuda()) configure_gpu_numerics(config);
   // Other ranks never write into the run directory, so they need not wait for it.
-  detail::Trainer trainer(config, context, options);
+  std::optional<detail::Trainer> started;
+  try {
+    started.emplace(config, context, options);
+  } catch (...) {
+    // A start that failed (a mistyped data path) leaves no run directory of its own
+    // behind: one holding only its lock file would pass for a run.
+    if (created) {
+      std::error_code ec;
+      bool only_lock = true;
+      for (const auto& entry : std::filesystem::directory_iterator(config.run.dir, ec)) {
+        only_lock = only_lock && entry.path().filename() == ".lock";
+      }
+      lock.reset();
+      if (!ec && only_lock) remove_tree(config.run.dir);
+    }
+    throw;
+  }
+  detail::Trainer& trainer = *started;
   // Only now that it has started: a start that fails (a mistyped data path) leaves a
   // finished run finished, for the job scripts that look for DONE.
   if (context.is_root()) {

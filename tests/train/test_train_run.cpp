@@ -533,6 +533,8 @@ TEST_CASE("bad training input gives one clear error", "[train][e2e]") {
     const auto result = f.train(1, f.write_config() + " --set data.train=" + f.dir() / "nothing/*.h5");
     CHECK(result.exit_code != 0);
     CHECK_THAT(result.output, HasSubstr(f.dir() / "nothing/*.h5") && HasSubstr("empty"));
+    // The start made the run directory and failed: it leaves none behind.
+    CHECK_FALSE(std::filesystem::exists(f.run_dir()));
   }
   SECTION("an unwritable run directory") {
     dpunet::write_file_atomically(f.dir() / "file", "x");
