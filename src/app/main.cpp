@@ -91,14 +91,16 @@ int main(int argc, char** argv) {
   dpunet::app::add_bench_commands(app);
   dpunet::app::add_version_command(app);
 
-  // Nothing at all: the help, as most tools answer.
+  // Nothing at all: the help, as most tools answer. Both are command lines that do not
+  // parse, with CLI11's code for a missing subcommand (106).
+  constexpr int kMissingCommand = static_cast<int>(CLI::ExitCodes::RequiredError);
   if (argc == 1) {
     std::cout << app.help();
-    return 1;
+    return kMissingCommand;
   }
   if (const std::string unknown = unknown_command(app, argc, argv); !unknown.empty()) {
     std::cerr << "dpunet: error: " << unknown << std::endl;
-    return 2;
+    return kMissingCommand;
   }
   try {
     app.parse(argc, argv);

@@ -50,6 +50,9 @@ std::string dpunet_name(const std::string& name) {
       {"out_channels", "n_classes"},
       {"crop_size", "patch_size"},
       {"patch", "patch_size"},
+      {"epochs", "steps"},
+      {"max_epochs", "steps"},
+      {"num_epochs", "steps"},
   };
   const auto it = names.find(name);
   return it == names.end() ? name : it->second;

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <type_traits>
 
 #include "common/error.h"
@@ -98,9 +99,11 @@ torch::Tensor ImageFileRows::stretch(std::vector<T>& values) const {
   });
   if constexpr (std::is_same_v<T, uint8_t>) {
     // Handed over without a copy: the tensor owns the vector from here.
-    auto* owned = new std::vector<uint8_t>(std::move(values));
-    return torch::from_blob(
-        owned->data(), {1, height(), width()}, [owned](void*) { delete owned; }, torch::kByte);
+    auto owned = std::make_unique<std::vector<uint8_t>>(std::move(values));
+    torch::Tensor held = torch::from_blob(
+        owned->data(), {1, height(), width()}, [vector = owned.get()](void*) { delete vector; }, torch::kByte);
+    owned.release();  // the tensor's deleter frees it now
+    return held;
   }
   values = {};  // asked for once: its memory goes back now
   return display;

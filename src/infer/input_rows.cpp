@@ -6,7 +6,6 @@
 #include <algorithm>
 
 #include "common/error.h"
-#include "common/exception_message.h"
 
 namespace dpunet::infer {
 namespace {
@@ -57,8 +56,10 @@ torch::Tensor SharedRows::rows(int64_t lo, int64_t hi) {
     torch::Tensor more;
     try {
       more = source_->read(count);
-    } catch (const std::exception& e) {
-      throw InputReadError(exception_message(e));
+    } catch (const Error& e) {
+      // A file damaged part way (named in the message); running out of memory is not a
+      // read error, and is said with the input's name by the caller.
+      throw InputReadError(e.what());
     }
     // From pinned memory without waiting: a blocking copy from pageable memory would wait
     // for the tiles queued on the GPU, and the next rows' decoding would no longer overlap

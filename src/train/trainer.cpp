@@ -549,8 +549,8 @@ int run_training(const config::Config& config, dist::Context& context, const Tra
       for (const auto& entry : std::filesystem::directory_iterator(config.run.dir, ec)) {
         only_lock = only_lock && entry.path().filename() == ".lock";
       }
+      if (!ec && only_lock) remove_tree(config.run.dir);  // the lock held until it is gone
       lock.reset();
-      if (!ec && only_lock) remove_tree(config.run.dir);
     }
     throw;
   }

@@ -225,6 +225,10 @@ TEST_CASE("unknown keys suggest the nearest key in the same section first", "[co
                     HasSubstr("did you mean 'optimizer.lr'"));
   CHECK_THAT(suggestion("train:\n  max_steps: 3\n"), HasSubstr("did you mean 'train.steps'"));
   CHECK_THAT(suggestion("model:\n  num_classes: 3\n"), HasSubstr("did you mean 'model.n_classes'"));
+  // Two letters swapped, the commonest slip, in a section's name and in a key's.
+  CHECK_THAT(suggestion("trian:\n  steps: 5\n"), HasSubstr("did you mean 'train'"));
+  CHECK_THROWS_WITH(parse_config("", "a.yaml", {"train.stpes=1"}), HasSubstr("did you mean 'train.steps'"));
+  CHECK_THROWS_WITH(parse_config("", "a.yaml", {"run.dri=x"}), HasSubstr("did you mean 'run.dir'"));
   CHECK_THROWS_WITH(parse_config("", "a.yaml", {"foo.bar=1"}),
                     HasSubstr("foo.bar: unknown key (docs/config.md lists every key)") && !HasSubstr("did you mean"));
   CHECK_THROWS_WITH(parse_config("", "a.yaml", {"optimizer=1"}),

@@ -101,7 +101,7 @@ TEST_CASE("ranks that list different images stop together, naming what each sees
                                  t.checkpoint + " --tile 32 --no-png --out " + t.f.dir() / "out 2>&1");
   INFO(alone.output);
   REQUIRE(alone.exit_code == 0);
-  CHECK_THAT(alone.output, HasSubstr("2 images"));
+  CHECK_THAT(alone.output, HasSubstr("2 image(s) -> "));
   CHECK(read_mask(t.f.dir() / "out/predictions.h5", "c").size(0) == 32);
   // A glob over several folders: the masks in each are left out, and none of the folders
   // may take the outputs.
@@ -114,7 +114,7 @@ TEST_CASE("ranks that list different images stop together, naming what each sees
   const auto across = run_command(globbed + t.f.dir() / "across 2>&1");
   INFO(across.output);
   REQUIRE(across.exit_code == 0);
-  CHECK_THAT(across.output, HasSubstr("2 images"));
+  CHECK_THAT(across.output, HasSubstr("2 image(s) -> "));
   const auto into_inputs = run_command(globbed + t.f.dir() / "g/y 2>&1");
   CHECK(into_inputs.exit_code != 0);
   CHECK_THAT(into_inputs.output, HasSubstr("is the folder of the inputs or masks (" + t.f.dir() / "g/y)"));

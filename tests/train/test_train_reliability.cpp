@@ -135,7 +135,11 @@ TEST_CASE("the launcher's dry run and errors", "[train][e2e]") {
       dpunet::test::run_command("CUDA_VISIBLE_DEVICES=0 DPUNET_BIN=" DPUNET_BINARY " " DPUNET_SOURCE_DIR_SH
                                 "/launcher/dpunet-launch --hosts n1:4,n2:4 --dry-run -- train c.yaml 2>&1");
   CHECK(one_gpu_ids.exit_code == 2);
-  CHECK_THAT(one_gpu_ids.output, HasSubstr("--hosts gives a host 4 slot(s), but CUDA_VISIBLE_DEVICES=0"));
+  CHECK_THAT(one_gpu_ids.output,
+             HasSubstr("--hosts gives a host 4 rank(s), but CUDA_VISIBLE_DEVICES=0 (set in this shell)"));
+  const auto two_gpu_ids =
+      dpunet::test::run_command(launch + "--gpus 0,1 --hosts n1:4,n2:4 --dry-run -- train c.yaml 2>&1");
+  CHECK_THAT(two_gpu_ids.output, HasSubstr("CUDA_VISIBLE_DEVICES=0,1 (from --gpus)"));
   const auto four_gpu_ids = dpunet::test::run_command(launch +
                                                       "--gpus=0,1,2,3 --hosts=n1:4,n2:4 --dry-run -- "
                                                       "train c.yaml 2>&1");
@@ -305,7 +309,7 @@ TEST_CASE("train.sbatch stops after too many starts without progress", "[train][
   CHECK(result.exit_code == 1);
   CHECK_THAT(result.output, HasSubstr("3 starts in a row saved no new checkpoint (DPUNET_MAX_RESTARTS=2)"));
   // A one-node job may name no task count (the launcher counts the node's GPUs).
-  CHECK_THAT(result.output, HasSubstr("start 0: (no task count"));
+  CHECK_THAT(result.output, HasSubstr("start 0: (no task count) ranks"));
 }
 
 TEST_CASE("train.sbatch refuses a run directory started from another config, or one another run holds",
