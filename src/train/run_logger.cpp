@@ -142,9 +142,9 @@ void RunLogger::validation(const ValRecord& r) {
   end_bar();
   std::string per_class;
   for (size_t k = 0; k < r.dice.size(); ++k) {
-    char item[48];
-    std::snprintf(item, sizeof(item), " %zu:%.3f", k, r.dice[k]);
-    per_class += item;
+    char score[32];
+    std::snprintf(score, sizeof(score), ":%.3f", r.dice[k]);
+    per_class += " " + (k < class_names_.size() ? class_names_[k] : std::to_string(k)) + score;
   }
   std::printf("validation step %lld: loss %.4f dice%s mean %.4f foreground %.4f%s\n", static_cast<long long>(r.step),
               r.loss, per_class.c_str(), r.mean_dice, r.foreground_dice, r.best ? " (best)" : "");

@@ -53,6 +53,9 @@ class RunLogger {
   void validation(const ValRecord& record);
   void info(const std::string& message);  // rank 0 only
   void warn(const std::string& message);  // any rank, with its rank
+  // What the validation line calls each class's Dice (the shards' class names); empty:
+  // their numbers. metrics.jsonl and TensorBoard number them always.
+  void set_class_names(std::vector<std::string> names) { class_names_ = std::move(names); }
 
  private:
   void end_bar();
@@ -66,6 +69,7 @@ class RunLogger {
   std::ofstream metrics_;
   bool tensorboard_;
   std::unique_ptr<TensorBoardWriter> events_;
+  std::vector<std::string> class_names_;
 };
 
 }  // namespace dpunet::train

@@ -52,6 +52,15 @@ std::string step_range(int64_t first, int64_t last) {
   return first == last ? "step " + std::to_string(last) : "steps " + std::to_string(first) + "-" + std::to_string(last);
 }
 
+// The shards' class names where they were given ("background", "cell"); none where they
+// are the defaults (class0, class1, ...), which say no more than the numbers.
+std::vector<std::string> given_class_names(const data::ShardHeader& header) {
+  for (size_t k = 0; k < header.class_names.size(); ++k) {
+    if (header.class_names[k] != "class" + std::to_string(k)) return header.class_names;
+  }
+  return {};
+}
+
 }  // namespace
 
 namespace detail {
@@ -177,6 +186,7 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
   }
   resolve_normalization(saved);
   if (val_data_) check_statistics_fit(config_, val_data_->header(), "data.val " + config_.data.val);
+  if (val_data_) logger_.set_class_names(given_class_names(val_data_->header()));
   if (context.is_root()) {
     for (const std::string& note : constant_channel_notes(config_)) logger_.warn(note);
     if (scaler_.enabled() && config_.optimizer.implementation != "fused") {

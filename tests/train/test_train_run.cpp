@@ -245,6 +245,8 @@ TEST_CASE("an epoch that ends inside an accumulated step still validates and che
   INFO(run.output);
   REQUIRE(run.exit_code == 0);
   CHECK_THAT(run.output, HasSubstr("12 batches per epoch (2+ steps of 5)") && HasSubstr("validation step 3:"));
+  // The synthetic shards name their classes: the validation line says them.
+  CHECK_THAT(run.output, HasSubstr(" dice background:") && HasSubstr(" cell:"));
   CHECK(std::filesystem::exists(checkpoint_at(f, 3)));
   CHECK_FALSE(std::filesystem::exists(checkpoint_at(f, 2)));
 }
