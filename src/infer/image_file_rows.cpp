@@ -10,6 +10,7 @@
 #include <type_traits>
 
 #include "common/error.h"
+#include "infer/display_stretch.h"
 
 namespace dpunet::infer {
 namespace {
@@ -79,34 +80,20 @@ torch::Tensor ImageFileRows::display() {
 
 template <typename T>
 torch::Tensor ImageFileRows::stretch(std::vector<T>& values) const {
-  const auto [low_it, high_it] = std::minmax_element(values.begin(), values.end());
-  const float low = *low_it;
-  const auto scale = static_cast<float>(255.0 / std::max<double>(*high_it - low, 1e-12));
-  // An 8-bit copy is stretched where it lies, so that no second copy is held beside it.
-  torch::Tensor display;
-  uint8_t* out = nullptr;
   if constexpr (std::is_same_v<T, uint8_t>) {
-    out = values.data();
-  } else {
-    display = torch::empty({1, height(), width()}, torch::kByte);
-    out = display.data_ptr<uint8_t>();
-  }
-  const T* in = values.data();
-  at::parallel_for(0, height() * width(), 1 << 16, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      out[i] = static_cast<uint8_t>(std::clamp(std::nearbyint((in[i] - low) * scale), 0.0f, 255.0f));
-    }
-  });
-  if constexpr (std::is_same_v<T, uint8_t>) {
+    stretch_to_bytes(values.data(), height() * width(), values.data());  // where it lies: no second copy
     // Handed over without a copy: the tensor owns the vector from here.
     auto owned = std::make_unique<std::vector<uint8_t>>(std::move(values));
     torch::Tensor held = torch::from_blob(
         owned->data(), {1, height(), width()}, [vector = owned.get()](void*) { delete vector; }, torch::kByte);
     owned.release();  // the tensor's deleter frees it now
     return held;
+  } else {
+    torch::Tensor display = torch::empty({1, height(), width()}, torch::kByte);
+    stretch_to_bytes(values.data(), height() * width(), display.data_ptr<uint8_t>());
+    values = {};  // asked for once: its memory goes back now
+    return display;
   }
-  values = {};  // asked for once: its memory goes back now
-  return display;
 }
 
 std::vector<ChannelConversion> standardisation(const std::string& path) {

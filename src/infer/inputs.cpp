@@ -13,6 +13,7 @@
 #include "common/text.h"
 #include "data/image_io.h"
 #include "data/import.h"
+#include "infer/display_stretch.h"
 #include "infer/image_file_rows.h"
 
 namespace dpunet::infer {
@@ -26,19 +27,8 @@ constexpr int64_t kBandRows = 64;
 // to 8 bits, [1, H, W]; image files keep theirs as they are read (ImageFileRows::display).
 torch::Tensor display_copy(const torch::Tensor& values) {
   const torch::Tensor first = values[0].to(torch::kFloat).contiguous();  // a view of float values
-  const auto [low_t, high_t] = torch::aminmax(first);
-  const double low = low_t.item<double>(), high = high_t.item<double>();
-  const auto scale = static_cast<float>(255.0 / std::max(high - low, 1e-12));
-  const auto start = static_cast<float>(low);
-  // Straight into bytes: a float copy of a slide's channel would cost 4 bytes a pixel.
   torch::Tensor display = torch::empty({1, first.size(0), first.size(1)}, torch::kByte);
-  const float* in = first.data_ptr<float>();
-  uint8_t* out = display.data_ptr<uint8_t>();
-  at::parallel_for(0, first.numel(), 1 << 16, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      out[i] = static_cast<uint8_t>(std::clamp(std::nearbyint((in[i] - start) * scale), 0.0f, 255.0f));
-    }
-  });
+  stretch_to_bytes(first.data_ptr<float>(), first.numel(), display.data_ptr<uint8_t>());
   return display;
 }
 
