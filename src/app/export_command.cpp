@@ -17,6 +17,7 @@ namespace dpunet::app {
 void add_export_command(CLI::App& app) {
   struct Args {
     std::string checkpoint, format = "safetensors", out;
+    bool overwrite = false;
   };
   auto args = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("export", "Write a checkpoint's weights for PyTorch (safetensors)");
@@ -26,12 +27,17 @@ void add_export_command(CLI::App& app) {
       ->required();
   cmd->add_option("out", args->out, "Output file (*.safetensors)")->required();
   cmd->add_option("--format", args->format, "Output format (safetensors)")->capture_default_str();
+  cmd->add_flag("--overwrite", args->overwrite, "Replace OUT if it exists");
   cmd->callback([args] {
     DPUNET_CHECK(args->format == "safetensors", "export: unknown format '", args->format, "' (safetensors)");
     // The name says what the file holds, and keeps export from replacing a run's
     // config.yaml, a checkpoint pointer or a PyTorch .pt by a slip of the argument.
     DPUNET_CHECK(lower_extension(args->out) == ".safetensors", "export: ", args->out,
                  ": name the output file *.safetensors");
+    // As predict, synth and import: a file already there is kept unless asked, so that
+    // exporting a second run under the first's name does not lose the first's weights.
+    DPUNET_CHECK(args->overwrite || !std::filesystem::exists(args->out), "export: ", args->out,
+                 " already exists; choose another name, or pass --overwrite to replace it");
     ModelSource source;
     source.checkpoint = args->checkpoint;
     const config::Config config = source.resolve();

@@ -154,13 +154,23 @@ TEST_CASE("a run directory names its best checkpoint, and weights and checkpoint
   // Relative names from inside the run directory and its checkpoints/ name the same files.
   for (const auto& [folder, argument, same_as] : std::vector<std::tuple<std::string, std::string, std::string>>{
            {run, "checkpoints/latest", "c"}, {run + "/checkpoints", "best", "a"}, {run, "checkpoints", "a"}}) {
-    const auto relative = run_command("cd " + folder + " && " DPUNET_BINARY " export " + argument + " " +
+    const auto relative = run_command("cd " + folder + " && " DPUNET_BINARY " export --overwrite " + argument + " " +
                                       t.f.dir() / "relative.safetensors 2>&1");
     INFO(folder << " " << argument << ": " << relative.output);
     CHECK(relative.exit_code == 0);
     CHECK(dpunet::read_file(t.f.dir() / "relative.safetensors") ==
           dpunet::read_file(t.f.dir() / (same_as + ".safetensors")));
   }
+  // An existing file is kept unless --overwrite is given.
+  const std::string latest_weights = dpunet::read_file(t.f.dir() / "c.safetensors");
+  const auto again = run_command(DPUNET_BINARY " export " + run + " " + t.f.dir() / "c.safetensors 2>&1");
+  CHECK(again.exit_code != 0);
+  CHECK_THAT(again.output,
+             HasSubstr(t.f.dir() / "c.safetensors") && HasSubstr("already exists") && HasSubstr("--overwrite"));
+  CHECK(dpunet::read_file(t.f.dir() / "c.safetensors") == latest_weights);
+  const auto replaced = run_command(DPUNET_BINARY " export --overwrite " + run + " " + t.f.dir() / "c.safetensors");
+  CHECK(replaced.exit_code == 0);
+  CHECK(dpunet::read_file(t.f.dir() / "c.safetensors") == dpunet::read_file(t.f.dir() / "a.safetensors"));
   const auto not_a_run = run_command(DPUNET_BINARY " export " + t.f.dir() / "data " + t.f.dir() / "d.safetensors 2>&1");
   CHECK(not_a_run.exit_code != 0);
   CHECK_THAT(not_a_run.output, HasSubstr("neither a run directory"));
