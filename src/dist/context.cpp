@@ -60,11 +60,11 @@ void Context::init(int* argc, char*** argv, DevicePreference device) {
   host_ = host_name();
 
   const int gpus = device == DevicePreference::kCpu ? 0 : usable_gpu_count();
-  DPUNET_CHECK(
-      device != DevicePreference::kCuda || built_with_cuda(), "device cuda was asked for, but this dpunet was ",
-      "built without CUDA (no CUDA toolkit, or a CPU-only LibTorch, when it was configured) [", process_label(), "]");
-  DPUNET_CHECK(device != DevicePreference::kCuda || gpus > 0, "device cuda was asked for but no GPU is visible [",
-               process_label(), "]");
+  // These are printed after "dpunet: error (rank R on HOST):", which names the rank.
+  DPUNET_CHECK(device != DevicePreference::kCuda || built_with_cuda(),
+               "device cuda was asked for, but this dpunet was ",
+               "built without CUDA (no CUDA toolkit, or a CPU-only LibTorch, when it was configured)");
+  DPUNET_CHECK(device != DevicePreference::kCuda || gpus > 0, "device cuda was asked for but no GPU is visible");
   // With device auto, every rank must land on the same kind of device: a node that sees
   // no GPU would pick the MPI backend while the others start NCCL, and their first
   // collectives would never meet.
@@ -72,8 +72,8 @@ void Context::init(int* argc, char*** argv, DevicePreference device) {
   int any_gpu = 0;
   MPI_CHECK(MPI_Allreduce(&has_gpu, &any_gpu, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
   // A rank told to use the CPU (one whose config failed, about to stop) is not asked.
-  DPUNET_CHECK(device == DevicePreference::kCpu || has_gpu == any_gpu, "this rank sees no GPU, but other ranks do [",
-               process_label(), "]: check CUDA_VISIBLE_DEVICES and the GPUs of ", host_,
+  DPUNET_CHECK(device == DevicePreference::kCpu || has_gpu == any_gpu,
+               "this rank sees no GPU, but other ranks do: check CUDA_VISIBLE_DEVICES and the GPUs of ", host_,
                ", or run every rank on CPU (run.device cpu)");
   if (gpus > 0) {
     const int index = local_rank_ % gpus;
