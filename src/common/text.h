@@ -14,6 +14,12 @@ inline bool ends_with(const std::string& text, const std::string& tail) {
   return text.size() >= tail.size() && text.compare(text.size() - tail.size(), tail.size(), tail) == 0;
 }
 
+// "1 step", "2 steps": a count and its noun, singular for one ("batch", "batches": give
+// the plural where it is not the noun and an s).
+inline std::string counted(int64_t n, const std::string& noun, const std::string& plural = "") {
+  return std::to_string(n) + " " + (n == 1 ? noun : plural.empty() ? noun + "s" : plural);
+}
+
 // Edits (insertions, deletions, substitutions, and swaps of two neighbouring letters,
 // the commonest slip: "stpes") that turn `a` into `b`: how far a misspelt name is from
 // one that exists.

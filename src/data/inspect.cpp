@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/text.h"
 #include "data/dataset.h"
 #include "data/h5_attributes.h"
 
@@ -80,7 +81,8 @@ InspectResult inspect_dataset(const std::string& spec, const InspectOptions& opt
   }
   const Dataset& dataset = *opened;
   const ShardHeader& h = dataset.header();
-  out << "dataset " << spec << ": " << h.samples << " samples in " << dataset.shards().size() << " shards\n";
+  out << "dataset " << spec << ": " << counted(h.samples, "sample") << " in "
+      << counted(dataset.shards().size(), "shard") << "\n";
   out << "images [N, C, H, W] = [" << h.samples << ", " << h.channels << ", " << h.height << ", " << h.width << "] "
       << pixel_type_name(h.pixel_type) << "; masks [N, H, W] uint8\n";
   out << "classes " << h.n_classes << ":";

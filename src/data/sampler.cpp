@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "common/error.h"
+#include "common/text.h"
 #include "data/random.h"
 
 namespace dpunet::data {
@@ -14,8 +15,8 @@ DistributedSampler::DistributedSampler(int64_t dataset_size, int rank, int world
   DPUNET_CHECK(world_size >= 1 && rank >= 0 && rank < world_size, "sampler: rank ", rank, " outside world size ",
                world_size);
   DPUNET_CHECK(dataset_size > 0, "sampler: ", options.dataset, " is empty");
-  DPUNET_CHECK(dataset_size >= world_size, "sampler: ", options.dataset, " has ", dataset_size,
-               " samples, fewer than the ", world_size, " ranks; every rank needs at least one");
+  DPUNET_CHECK(dataset_size >= world_size, "sampler: ", options.dataset, " has ", counted(dataset_size, "sample"),
+               ", fewer than the ", world_size, " ranks; every rank needs at least one");
   DPUNET_CHECK(options.batch >= 1, "sampler: batch must be at least 1, got ", options.batch);
   samples_per_rank_ = share_of(dataset_size);
   DPUNET_CHECK(samples_per_rank_ > 0, "sampler: ", options.dataset, " has ", dataset_size,

@@ -31,7 +31,7 @@ std::string describe_dataset(const data::Dataset& dataset) {
     for (double v : h.channel_std) listing += "," + std::to_string(v);
     listing += ";";
   }
-  return std::to_string(dataset.size()) + " samples in " + std::to_string(dataset.shards().size()) + " shards (" +
+  return counted(dataset.size(), "sample") + " in " + counted(dataset.shards().size(), "shard") + " (" +
          data::describe_layout(dataset.header()) + "), shard list " + hex(fnv1a(listing), 16);
 }
 

@@ -24,6 +24,7 @@
 #include "common/autocast_scope.h"
 #include "common/error.h"
 #include "common/remove_tree.h"
+#include "common/text.h"
 #include "dist/context.h"
 #include "dist/host_vote.h"
 #include "dist/make_communicator.h"
@@ -267,7 +268,10 @@ torch::Tensor Trainer::train_step(int64_t* epoch, bool* epoch_ended) {
   ++step_;
   const torch::Tensor nonfinite = torch::isfinite(loss_sum).logical_not().to(torch::kFloat).reshape({1});
   nonfinite_steps_ = nonfinite_steps_.defined() ? nonfinite_steps_ + nonfinite : nonfinite;
-  batches_->prefetch();  // the next step's first batch, now that this step's work is queued
+  // The next step's first batch, now that this step's work is queued; none after the last
+  // step, whose read would be wasted and could fail a finished run on a bad sample.
+  const bool last_step = step_ >= config_.train.steps || (options_.stop_at_step > 0 && step_ >= options_.stop_at_step);
+  if (!last_step) batches_->prefetch();
   return loss_sum;
 }
 
@@ -430,12 +434,12 @@ int Trainer::run() {
   const int64_t batches = loader_->batches_per_epoch(), accumulation = config_.train.accumulation;
   const std::string per_epoch =
       accumulation == 1
-          ? std::to_string(batches) + " steps per epoch"
-          : std::to_string(batches) + " batches per epoch (" + std::to_string(batches / accumulation) +
+          ? counted(batches, "step") + " per epoch"
+          : counted(batches, "batch", "batches") + " per epoch (" + std::to_string(batches / accumulation) +
                 (batches % accumulation == 0 ? "" : "+") + " steps of " + std::to_string(accumulation) + ")";
-  logger_.info("training " + std::to_string(config_.train.steps) + " steps on " +
-               std::to_string(context_.world_size()) + " rank(s), " + device_.str() + ", " +
-               std::to_string(train_data_->size()) + " samples, " + per_epoch + "; run dir " + config_.run.dir);
+  logger_.info("training " + counted(config_.train.steps, "step") + " on " + counted(context_.world_size(), "rank") +
+               ", " + device_.str() + ", " + counted(train_data_->size(), "sample") + ", " + per_epoch + "; run dir " +
+               config_.run.dir);
   if (options_.stop_at_step > 0 && step_ >= options_.stop_at_step && step_ < config_.train.steps) {
     // Run again with the same --stop-at-step: it was reached, a further step would pass it.
     logger_.info("already at step " + std::to_string(step_) + ", not before --stop-at-step " +

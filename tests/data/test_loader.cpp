@@ -179,7 +179,7 @@ TEST_CASE("dropping a remainder larger than the epoch is refused, and the batche
   drop.dataset = "data.train shards/*.h5";
   CHECK_THROWS_WITH(sampler_for(6, 0, 2, 4, drop),
                     HasSubstr("data.train shards/*.h5 has 6 samples: not one batch of 4 on each of 2 ranks"));
-  CHECK_THROWS_WITH(sampler_for(1, 0, 2, 1, drop), HasSubstr("data.train shards/*.h5 has 1 samples, fewer than the 2"));
+  CHECK_THROWS_WITH(sampler_for(1, 0, 2, 1, drop), HasSubstr("data.train shards/*.h5 has 1 sample, fewer than the 2"));
   CHECK(sampler_for(6, 0, 2, 4).samples_per_rank() == 4);  // padded up to one batch
   LoaderOptions o;
   o.batch_size = 4;
