@@ -105,6 +105,18 @@ void validate(const Config& c, const std::string& source, const Origins& origins
          detail::concat("a ", c.augment.patch_size, " px patch cannot be tiled by a depth-", c.model.depth, " ",
                         c.model.padding, "-padded U-Net; nearest valid sizes: ", sizes));
   }
+  // BatchNorm's training statistics need two values per channel; at the bottom of a deep
+  // U-Net a small patch leaves one per sample, and a batch of one fails at the first step.
+  if (c.augment.patch_size > 0 && c.model.norm == "batch") {
+    if (const auto bottom = model::bottom_size(unet, c.augment.patch_size);
+        bottom && c.train.batch_size * *bottom * *bottom < 2) {
+      fail("model.norm, train.batch_size, augment.patch_size, model.depth",
+           detail::concat("BatchNorm needs more than one value per channel, but batch_size ", c.train.batch_size,
+                          " with ", c.augment.patch_size, " px patches leaves the depth-", c.model.depth,
+                          " U-Net's bottom map ", *bottom, "x", *bottom,
+                          ": use a larger batch or patch, a smaller depth, or norm group"));
+    }
+  }
   if (c.augment.patch_size == 0 && c.model.padding == "valid") {
     fail("augment.patch_size, model.padding", "valid padding needs an explicit patch size");
   }

@@ -74,6 +74,15 @@ std::optional<int64_t> output_size(const UnetOptions& o, int64_t size) {
   return size;
 }
 
+std::optional<int64_t> bottom_size(const UnetOptions& o, int64_t size) {
+  if (!output_size(o, size)) return std::nullopt;
+  // Same padding keeps a level's size through its convolutions; valid padding loses
+  // two pixels a side to each DoubleConv.
+  const int64_t shrink = o.padding == Padding::kSame ? 0 : 4;
+  for (int64_t level = 0; level < o.depth; ++level) size = (size - shrink) / 2;
+  return size - shrink;
+}
+
 int64_t context_margin(const UnetOptions& o) {
   if (o.padding == Padding::kSame) return 0;
   // Two unpadded 3x3 convolutions lose 2 pixels per side at every level, and a level

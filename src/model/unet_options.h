@@ -49,6 +49,10 @@ void validate(const UnetOptions& options);
 // (padding valid: every map before a 2x2 pool must be even and every map non-empty).
 std::optional<int64_t> output_size(const UnetOptions& options, int64_t input_size);
 
+// Side length of the bottom block's output map (the coarsest) for an input side length
+// the model can tile (output_size has a value), else nullopt.
+std::optional<int64_t> bottom_size(const UnetOptions& options, int64_t input_size);
+
 // Pixels of context the model consumes at each border: (input - output) / 2, the same for
 // every valid input size (0 for same padding). With valid padding a training patch's
 // target is its centre, this far in from the patch's edges.

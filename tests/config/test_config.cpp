@@ -271,6 +271,19 @@ TEST_CASE("contradicting or unusable values are refused before a run starts", "[
   CHECK_THROWS_WITH(parse_config("", "a.yaml", {"loss.class_weights=[0, 0, 0]"}),
                     HasSubstr("loss.class_weights") && HasSubstr("every weight is 0"));
   CHECK_NOTHROW(parse_config("", "a.yaml", {"loss.class_weights=[0, 0, 0]", "loss.ce_weight=0"}));
+  // A 32 px patch is 1x1 at the bottom of a depth-5 U-Net: BatchNorm needs two samples.
+  const std::vector<std::string> deep{"augment.patch_size=32", "model.depth=5", "train.batch_size=1"};
+  CHECK_THROWS_WITH(parse_config("", "a.yaml", deep),
+                    HasSubstr("model.norm, train.batch_size, augment.patch_size, model.depth") &&
+                        HasSubstr("bottom map 1x1") && HasSubstr("norm group"));
+  auto with = [&](const std::string& change) {
+    std::vector<std::string> sets = deep;
+    sets.push_back(change);
+    return sets;
+  };
+  CHECK_NOTHROW(parse_config("", "a.yaml", with("train.batch_size=2")));
+  CHECK_NOTHROW(parse_config("", "a.yaml", with("augment.patch_size=64")));
+  CHECK_NOTHROW(parse_config("", "a.yaml", with("model.norm=group")));
   CHECK_THROWS_WITH(parse_config("", "a.yaml", {"run.device=cpu", "distributed.backend=nccl"}),
                     HasSubstr("distributed.backend, run.device") && HasSubstr("nccl needs CUDA"));
   CHECK_THROWS_WITH(parse_config("", "a.yaml", {"run.device=cuda", "distributed.backend=mpi"}),

@@ -48,6 +48,12 @@ TEST_CASE("Unet with valid padding maps 572 to 388 as in the 2015 paper", "[mode
   CHECK(dpunet::model::output_size(o, 572) == 388);
   CHECK(dpunet::model::output_size(o, 188) == 4);
   CHECK_FALSE(dpunet::model::output_size(o, 570));
+  // The paper's bottom: 32 -> 30 -> 28 after its two convolutions.
+  CHECK(dpunet::model::bottom_size(o, 572) == 28);
+  CHECK_FALSE(dpunet::model::bottom_size(o, 570));
+  o.padding = Padding::kSame;
+  CHECK(dpunet::model::bottom_size(o, 572) == 35);  // pooling floors 143 and 71
+  o.padding = Padding::kValid;
   Unet net(o);
   torch::NoGradGuard no_grad;
   CHECK(net->forward(torch::randn({1, 1, 572, 572})).sizes() == torch::IntArrayRef({1, 2, 388, 388}));
