@@ -105,7 +105,13 @@ void Trainer::resume(const checkpoint::LoadedCheckpoint& loaded) {
   scaler_.load(LossScalerState{s.loss_scale, s.loss_scale_clean_steps});
   if (s.rng_cpu.defined()) {  // see save()
     at::Generator generator = at::detail::getDefaultCPUGenerator();
-    generator.set_state(s.rng_cpu);
+    try {
+      generator.set_state(s.rng_cpu);
+    } catch (const c10::Error& e) {
+      // A state written by another LibTorch build: say which file, not only ATen's words.
+      DPUNET_FAIL(loaded.path(), ": its CPU random-number state does not load into this LibTorch (",
+                  e.what_without_backtrace(), ")");
+    }
   }
   logger_.info("resumed from " + loaded.path() + " at step " + std::to_string(step_));
   if (s.world_size != context_.world_size()) {
