@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <regex>
 
 #include "common/error.h"
 
@@ -23,6 +24,17 @@ std::vector<std::string> shards_in_directory(const fs::path& directory) {
   std::sort(paths.begin(), paths.end());
   return paths;
 }
+
+}  // namespace
+
+std::string written_set_of(const std::string& shard) {
+  static const std::regex written(R"(^(train|val|fold[0-9]+)-[0-9]{5}$)");
+  std::smatch match;
+  const std::string stem = fs::path(shard).stem().string();
+  return std::regex_match(stem, match, written) ? match[1].str() : std::string();
+}
+
+namespace {
 
 std::vector<std::string> shards_in_index(const fs::path& index_file) {
   std::ifstream in(index_file);

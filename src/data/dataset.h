@@ -21,6 +21,10 @@ std::vector<std::string> resolve_shards(const std::string& spec);
 // exists as written is taken literally, even with [ ] * ? in its name.
 std::vector<std::string> glob_paths(const std::string& pattern);
 
+// The set a shard written by `data synth` or `data import` belongs to: "train" for
+// train-00003.h5, "val", "fold2" for fold2-00000.h5; empty for other names.
+std::string written_set_of(const std::string& shard);
+
 class Dataset {
  public:
   explicit Dataset(const std::string& spec);

@@ -163,6 +163,24 @@ std::shared_ptr<const data::Dataset> open_dataset(const config::Config& config, 
   } catch (const Error& e) {
     throw Error(key + ": " + e.what());
   }
+  // synth and import write the training and validation sets (or the folds) side by side:
+  // the whole folder as one set would train, or validate, on both.
+  std::error_code ec;
+  if (std::filesystem::is_directory(spec, ec)) {
+    std::set<std::string> sets;
+    for (const auto& shard : dataset->shards()) {
+      if (const std::string set = data::written_set_of(shard->path()); !set.empty()) sets.insert(set);
+    }
+    if (sets.size() > 1) {
+      std::string listing;
+      for (const std::string& set : sets) listing += (listing.empty() ? "" : ", ") + set + "-*.h5";
+      const std::string example = sets.count("train") && key == "data.train" ? "train"
+                                  : sets.count("val") && key == "data.val"   ? "val"
+                                                                             : *sets.begin();
+      DPUNET_FAIL(key, ": ", spec, " holds shards of several sets (", listing, "): name one, e.g. ",
+                  (std::filesystem::path(spec) / (example + "-*.h5")).string());
+    }
+  }
   check_data_fits_model(config, dataset->header(), key + " " + spec);
   return dataset;
 }

@@ -2,8 +2,12 @@
 #include <torch/torch.h>
 #include "support/catch.h"
 
+#include <filesystem>
+
 #include "config/config.h"
+#include "data/synth.h"
 #include "model/unet.h"
+#include "support/temp_dir.h"
 #include "train/setup.h"
 
 TEST_CASE("the config's model keys reach the U-Net's options", "[train]") {
@@ -173,4 +177,26 @@ TEST_CASE("whole-image training refuses images too small for the model's depth b
                         HasSubstr("nearest valid sizes: 64"));
   header.width = 64;
   CHECK_NOTHROW(dpunet::train::check_data_fits_model(config, header, "data.train x.h5"));
+}
+
+TEST_CASE("a folder holding the training and validation shards is refused as one set", "[train]") {
+  dpunet::test::TempDir dir;
+  dpunet::data::SynthOptions synth;
+  synth.samples = 2;
+  synth.shards = 1;
+  synth.height = synth.width = 16;
+  dpunet::data::write_synthetic_dataset(dir.path(), synth);
+  const auto config = dpunet::config::parse_config("", "d.yaml", {"augment.patch_size=16"});
+  // One set in the folder: taken whole.
+  CHECK(dpunet::train::open_dataset(config, "data.train", dir.path())->size() == 2);
+  synth.prefix = "val";
+  dpunet::data::write_synthetic_dataset(dir.path(), synth);
+  CHECK_THROWS_WITH(dpunet::train::open_dataset(config, "data.train", dir.path()),
+                    HasSubstr("data.train: " + dir.path() + " holds shards of several sets (train-*.h5, val-*.h5)") &&
+                        HasSubstr("e.g. " + dir / "train-*.h5"));
+  CHECK_THROWS_WITH(dpunet::train::open_dataset(config, "data.val", dir.path()), HasSubstr("e.g. " + dir / "val-*.h5"));
+  CHECK(dpunet::train::open_dataset(config, "data.train", dir / "train-*.h5")->size() == 2);
+  // Shards of other names are the user's to group.
+  std::filesystem::rename(dir / "val-00000.h5", dir / "extra.h5");
+  CHECK(dpunet::train::open_dataset(config, "data.train", dir.path())->size() == 4);
 }
