@@ -96,7 +96,8 @@ Batch Loader::build(const Job& job) const {
   const auto pinned = at::TensorOptions().pinned_memory(options_.pin_memory);
   out.images = at::empty({batch, h.channels, ph, pw}, pinned.dtype(at::kFloat));
   out.masks = at::empty({batch, ph, pw}, pinned.dtype(at::kByte));
-  std::vector<unsigned char> scratch;
+  // The raw pixels' buffer lives as long as its worker thread: one allocation a worker.
+  thread_local std::vector<unsigned char> scratch;
   for (int64_t i = 0; i < batch; ++i) {
     const int64_t index = job.indices[i];
     const Sample raw = load_sample(*dataset_, index, options_.normalization, scratch);
