@@ -25,11 +25,18 @@ ProbabilityRows next_rows(EnsembleMember& member) {
 
 EnsembleRows::EnsembleRows(std::vector<EnsembleMember> members) : members_(std::move(members)) {
   DPUNET_CHECK(!members_.empty(), "predict: an ensemble needs a model");
-  height_ = members_.front().prediction.height();
-  width_ = members_.front().prediction.width();
+  const TiledPrediction& first = members_.front().prediction;
+  height_ = first.height();
+  width_ = first.width();
+  band_begin_ = first.band_begin();
+  band_end_ = first.band_end();
+  rows_done_ = band_begin_;
   for (const EnsembleMember& m : members_) {
     DPUNET_CHECK(m.prediction.height() == height_ && m.prediction.width() == width_, "predict: ", m.label, " sees a ",
                  m.prediction.height(), "x", m.prediction.width(), " image, the first model ", height_, "x", width_);
+    DPUNET_CHECK(m.prediction.band_begin() == band_begin_ && m.prediction.band_end() == band_end_, "predict: ", m.label,
+                 " predicts rows ", m.prediction.band_begin(), " to ", m.prediction.band_end(), ", the first model ",
+                 band_begin_, " to ", band_end_);
   }
 }
 
@@ -55,7 +62,7 @@ ProbabilityRows EnsembleRows::next() {
   while (true) {
     // The rows every member has finished end where the one furthest behind stands.
     EnsembleMember* behind = nullptr;
-    int64_t ready = height_;
+    int64_t ready = band_end_;
     for (EnsembleMember& m : members_) {
       if (m.prediction.rows_done() < ready) {
         ready = m.prediction.rows_done();
@@ -78,9 +85,11 @@ torch::Tensor class_map(EnsembleRows& rows, const std::function<void(const Proba
   while (!rows.done()) {
     const ProbabilityRows band = rows.next();
     if (!classes.defined()) {
-      classes = torch::empty({rows.height(), rows.width()}, band.probabilities.options().dtype(torch::kByte));
+      classes = torch::empty({rows.band_end() - rows.band_begin(), rows.width()},
+                             band.probabilities.options().dtype(torch::kByte));
     }
-    classes.slice(0, band.row, band.row + band.probabilities.size(1)).copy_(band.probabilities.argmax(0));
+    const int64_t at = band.row - rows.band_begin();
+    classes.slice(0, at, at + band.probabilities.size(1)).copy_(band.probabilities.argmax(0));
     if (each) each(band);
   }
   return classes;

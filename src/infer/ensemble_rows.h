@@ -19,15 +19,17 @@ struct EnsembleMember {
 
 class EnsembleRows {
  public:
-  // Every member predicts the same image (perhaps normalised its own way).
+  // Every member predicts the same band of the same image (perhaps normalised its own way).
   explicit EnsembleRows(std::vector<EnsembleMember> members);
 
-  bool done() const { return rows_done_ == height_; }
+  bool done() const { return rows_done_ == band_end_; }
   // The rows after the last call's that every member has finished, averaged.
   ProbabilityRows next();
   int64_t height() const { return height_; }
-  // Rows returned so far.
+  // The image row after the last one returned (the band's first before any).
   int64_t rows_done() const { return rows_done_; }
+  int64_t band_begin() const { return band_begin_; }
+  int64_t band_end() const { return band_end_; }
   int64_t width() const { return width_; }
 
  private:
@@ -36,13 +38,14 @@ class EnsembleRows {
 
   std::vector<EnsembleMember> members_;
   int64_t height_ = 0, width_ = 0;
+  int64_t band_begin_ = 0, band_end_ = 0;
   int64_t rows_done_ = 0;
   torch::Tensor sum_;  // [K, rows, W]: the members' sums of the image's rows from rows_done_ on
 };
 
-// Every row's class [H, W] (uint8, on the rows' device: the argmax where the
-// probabilities are), with `each` called on every band of probabilities as it is finished
-// (to write them, or to say how far it is).
+// The class of every row of the band [rows, W] (uint8, on the rows' device: the argmax
+// where the probabilities are), with `each` called on every band of probabilities as it
+// is finished (to write them, or to say how far it is).
 torch::Tensor class_map(EnsembleRows& rows, const std::function<void(const ProbabilityRows&)>& each = {});
 
 }  // namespace dpunet::infer

@@ -49,18 +49,12 @@ torch::Tensor SharedRows::rows(int64_t lo, int64_t hi) {
                "-row image");
   if (whole_.defined()) return whole_.slice(1, lo, hi);
   DPUNET_CHECK(lo >= first_, "predict: row ", lo, " was asked for after every reader was done with it");
+  skip_to(first_);
   const int64_t held = held_.defined() ? held_.size(1) : 0;
   if (hi > first_ + held) {
     const int64_t next = first_ + held;
     const int64_t count = std::min(height() - next, std::max(hi - next, kReadRows));
-    torch::Tensor more;
-    try {
-      more = source_->read(count);
-    } catch (const Error& e) {
-      // A file damaged part way (named in the message); running out of memory is not a
-      // read error, and is said with the input's name by the caller.
-      throw InputReadError(e.what());
-    }
+    torch::Tensor more = read_source(count);
     // From pinned memory without waiting: a blocking copy from pageable memory would wait
     // for the tiles queued on the GPU, and the next rows' decoding would no longer overlap
     // them. (The caching host allocator keeps the pinned block until the copy is done.)
@@ -77,13 +71,43 @@ torch::Tensor SharedRows::rows(int64_t lo, int64_t hi) {
 void SharedRows::release(int reader, int64_t row) {
   auto& done = done_with_.at(static_cast<size_t>(reader));
   done = std::max(done, row);
-  if (whole_.defined() || !held_.defined()) return;
+  if (whole_.defined()) return;
   const int64_t needed_from = *std::min_element(done_with_.begin(), done_with_.end());
-  const int64_t drop = std::min(needed_from - first_, held_.size(1));
-  if (drop <= 0) return;
-  held_ = held_.slice(1, drop);  // a view until the next read copies the rest
-  first_ += drop;
-  if (held_.size(1) == 0) held_ = torch::Tensor();  // every row read is done with: its memory goes
+  if (needed_from <= first_) return;
+  const int64_t drop = std::min(needed_from - first_, held_.defined() ? held_.size(1) : 0);
+  if (drop > 0) held_ = held_.slice(1, drop);  // a view until the next read copies the rest
+  if (!held_.defined() || held_.size(1) == 0) {
+    // Every row read is done with: its memory goes, and rows no reader needs are not
+    // held when read (skip_to).
+    held_ = torch::Tensor();
+    first_ = std::min(needed_from, height());
+  } else {
+    first_ += drop;
+  }
+}
+
+void SharedRows::skip_to(int64_t row) {
+  if (whole_.defined()) return;
+  while (read_ < row) read_source(std::min(row - read_, kReadRows));
+}
+
+void SharedRows::read_to_end() {
+  if (whole_.defined()) return;
+  held_ = torch::Tensor();
+  first_ = height();
+  skip_to(first_);
+}
+
+torch::Tensor SharedRows::read_source(int64_t count) {
+  try {
+    torch::Tensor rows = source_->read(count);
+    read_ += count;
+    return rows;
+  } catch (const Error& e) {
+    // A file damaged part way (named in the message); running out of memory is not a
+    // read error, and is said with the input's name by the caller.
+    throw InputReadError(e.what());
+  }
 }
 
 }  // namespace dpunet::infer

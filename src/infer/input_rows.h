@@ -65,8 +65,12 @@ class SharedRows {
   // Rows [lo, hi) [C, hi - lo, W] on the device; a view, valid until the next call. Rows
   // a reader said it is done with are gone.
   torch::Tensor rows(int64_t lo, int64_t hi);
-  // `reader` needs no row above `row` any more.
+  // `reader` needs no row above `row` any more. Said before a reader's first rows (one that
+  // predicts a band of the image), the rows above it are read past, not held.
   void release(int reader, int64_t row);
+  // Once every reader is done: reads the source's rows no reader asked for, without
+  // keeping them (its display() needs every row read).
+  void read_to_end();
 
   int64_t channels() const { return source_->channels(); }
   int64_t height() const { return source_->height(); }
@@ -79,9 +83,14 @@ class SharedRows {
  private:
   std::unique_ptr<InputRows> source_;
   torch::Device device_;
-  torch::Tensor whole_;             // the source's whole input on the device, where it is held anyway
-  torch::Tensor held_;              // [C, rows, W]: rows first_ .. first_ + rows - 1
-  int64_t first_ = 0;               // the image row of held_'s first
+  torch::Tensor whole_;  // the source's whole input on the device, where it is held anyway
+  torch::Tensor held_;   // [C, rows, W]: rows first_ .. first_ + rows - 1
+  int64_t first_ = 0;    // the image row of held_'s first
+  int64_t read_ = 0;     // rows read from the source: held_ ends there, or first_ is beyond
+  // Reads and drops the source's rows up to `row`.
+  void skip_to(int64_t row);
+  // The source's next `count` rows.
+  torch::Tensor read_source(int64_t count);
   std::vector<int64_t> done_with_;  // per reader: the rows above this one it needs no more
   int64_t most_rows_held_ = 0;
 };

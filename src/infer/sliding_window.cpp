@@ -56,7 +56,7 @@ TiledPrediction::TiledPrediction(Forward forward, torch::Tensor image, const Til
     : TiledPrediction(std::move(forward),
                       std::make_shared<SharedRows>(std::make_unique<TensorRows>(image), image.device()), options) {}
 
-TiledPrediction::TiledPrediction(Forward forward, std::shared_ptr<SharedRows> input, const TileOptions& o)
+TiledPrediction::TiledPrediction(Forward forward, std::shared_ptr<SharedRows> input, const TileOptions& o, RowBand band)
     : forward_(std::move(forward)), input_(std::move(input)), options_(o) {
   DPUNET_CHECK(o.output_tile > 0 && o.input_tile >= o.output_tile && (o.input_tile - o.output_tile) % 2 == 0,
                "predict: input tile ", o.input_tile, " and output tile ", o.output_tile, " do not fit together");
@@ -81,6 +81,23 @@ TiledPrediction::TiledPrediction(Forward forward, std::shared_ptr<SharedRows> in
     rows_needed_from_[i] = std::min(rows_needed_from_[i + 1], mirrored_span(y, o.input_tile, height_).first);
   }
   weight_ = gaussian_weights(o.output_tile, input_->device());
+
+  band_begin_ = band.begin;
+  band_end_ = band.end < 0 ? height_ : band.end;
+  DPUNET_CHECK(0 <= band_begin_ && band_begin_ < band_end_ && band_end_ <= height_, "predict: rows ", band_begin_,
+               " to ", band_end_, " of a ", height_, "-row image");
+  // The tiles whose output reaches the band (in the area's rows), widened to whole batches
+  // of the whole image's: a tile's values may depend on the batch it is predicted in.
+  const int64_t lo = band_begin_ + top_, hi = band_end_ + top_;
+  size_t first = 0, end = 0;
+  while (first < origins_.size() && origins_[first].first + o.output_tile <= lo) ++first;
+  for (end = first; end < origins_.size() && origins_[end].first < hi;) ++end;
+  const auto batch = static_cast<size_t>(o.batch);
+  next_tile_ = first / batch * batch;
+  tiles_end_ = std::min(origins_.size(), (end + batch - 1) / batch * batch);
+  first_row_ = origins_[next_tile_].first;
+  rows_done_ = band_begin_;
+  input_->release(reader_, rows_needed_from_[next_tile_]);
 }
 
 torch::Tensor TiledPrediction::input_tile(std::pair<int64_t, int64_t> origin) const {
@@ -98,7 +115,7 @@ torch::Tensor TiledPrediction::input_tile(std::pair<int64_t, int64_t> origin) co
 void TiledPrediction::predict_batch() {
   const TileOptions& o = options_;
   const size_t start = next_tile_;
-  const size_t end = std::min(origins_.size(), start + static_cast<size_t>(o.batch));
+  const size_t end = std::min(tiles_end_, start + static_cast<size_t>(o.batch));
   DPUNET_CHECK(start < end, "predict: no tile left to predict");
   std::vector<torch::Tensor> tiles;
   for (size_t i = start; i < end; ++i) tiles.push_back(input_tile(origins_[i]));
@@ -140,8 +157,10 @@ ProbabilityRows TiledPrediction::next() {
   torch::NoGradGuard no_grad;
   while (true) {
     predict_batch();
-    // Later tiles start at the next one's row or below it: the rows above are final.
-    const int64_t final_row = next_tile_ < origins_.size() ? origins_[next_tile_].first : out_h_;
+    // Later tiles start at the next one's row or below it: the rows above are final; after
+    // the band's last tile, every row its sums hold.
+    const int64_t final_row =
+        next_tile_ < tiles_end_ ? origins_[next_tile_].first : std::min(out_h_, first_row_ + sum_.size(1));
     if (final_row <= first_row_) continue;
     const int64_t count = final_row - first_row_, first = first_row_;
     const torch::Tensor finished = sum_.slice(1, 0, count) / weight_sum_.slice(0, 0, count);
@@ -149,8 +168,9 @@ ProbabilityRows TiledPrediction::next() {
     sum_ = sum_.slice(1, count);
     weight_sum_ = weight_sum_.slice(0, count);
     first_row_ = final_row;
-    // The image's rows among them: a small image's area has rows above and below it.
-    const int64_t lo = std::max(first, top_), hi = std::min(final_row, top_ + height_);
+    // The band's rows among them: a small image's area has rows above and below it.
+    const int64_t lo = std::max({first, top_, band_begin_ + top_});
+    const int64_t hi = std::min({final_row, top_ + height_, band_end_ + top_});
     if (hi <= lo) continue;
     rows_done_ = hi - top_;
     return {lo - top_, finished.slice(1, lo - first, hi - first).slice(2, left_, left_ + width_)};

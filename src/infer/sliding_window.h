@@ -32,6 +32,12 @@ struct TileOptions {
 // `forward`: tiles [B, C, input_tile, input_tile] -> logits [B, K, output_tile, output_tile].
 using Forward = std::function<torch::Tensor(const torch::Tensor&)>;
 
+// Image rows [begin, end) to predict; end -1: to the last row. Ranks that share a slide
+// each predict a band of it.
+struct RowBand {
+  int64_t begin = 0, end = -1;
+};
+
 // Consecutive finished rows of an image's class probabilities.
 struct ProbabilityRows {
   int64_t row = 0;              // the image row of the first
@@ -45,18 +51,23 @@ struct ProbabilityRows {
 class TiledPrediction {
  public:
   // The input's rows are read on its device, the model's; several predictions (an
-  // ensemble's models) may read one input.
-  TiledPrediction(Forward forward, std::shared_ptr<SharedRows> input, const TileOptions& options);
+  // ensemble's models) may read one input. With a band, only its rows are returned: the
+  // tiles that reach them are predicted in the batches the whole image's prediction
+  // forms, so each row gets the whole image's values, bit for bit, and the rows above the
+  // band are read past, not held.
+  TiledPrediction(Forward forward, std::shared_ptr<SharedRows> input, const TileOptions& options, RowBand band = {});
   // image [C, H, W] (float, on the model's device), kept until the prediction is destroyed.
   TiledPrediction(Forward forward, torch::Tensor image, const TileOptions& options);
 
-  // Every row was returned.
-  bool done() const { return rows_done_ == height_; }
+  // Every row of the band was returned.
+  bool done() const { return rows_done_ == band_end_; }
   // Predicts tiles until some rows are final and returns them: the rows after the last
   // call's, in order, until done().
   ProbabilityRows next();
-  // Image rows returned so far.
+  // The image row after the last one returned (the band's first before any).
   int64_t rows_done() const { return rows_done_; }
+  int64_t band_begin() const { return band_begin_; }
+  int64_t band_end() const { return band_end_; }
   int64_t height() const { return height_; }
   int64_t width() const { return width_; }
   // The most rows of class sums allocated at once so far (for tests of the bound; while
@@ -82,6 +93,8 @@ class TiledPrediction {
   // image's height, for after the last).
   std::vector<int64_t> rows_needed_from_;
   size_t next_tile_ = 0;
+  size_t tiles_end_ = 0;  // after the band's last tile (its batch's last)
+  int64_t band_begin_ = 0, band_end_ = 0;
   torch::Tensor weight_;            // [output_tile, output_tile] blending weight
   torch::Tensor sum_, weight_sum_;  // [K, rows, out_w] and [rows, out_w], from area row first_row_
   int64_t first_row_ = 0;           // area row of sum_'s first row: every row above it was returned

@@ -10,6 +10,7 @@
 
 #include "common/tile_grid.h"
 #include "data/reflect.h"
+#include "infer/ensemble_rows.h"
 #include "infer/input_rows.h"
 #include "infer/sliding_window.h"
 #include "support/top_down_rows.h"
@@ -253,4 +254,77 @@ TEST_CASE("band-by-band prediction gives the whole-image blend, row by row in or
   // Rows are read 64 at least at a time; an input tile's and a batch's rows are needed.
   CHECK(input->most_rows_held() <= std::max<int64_t>(64, o.input_tile + rows_per_batch * widest_step) + 64);
   if (height == 200 && overlap > 0) CHECK(input->most_rows_held() < height);
+}
+
+TEST_CASE("a band of rows gets the whole image's values bit for bit, without holding the rows above it", "[infer]") {
+  torch::manual_seed(2);
+  const int64_t margin = GENERATE(0, 4);
+  const double overlap = GENERATE(0.0, 0.5);
+  const int64_t batch = GENERATE(1, 3);
+  const bool tta = GENERATE(false, true);
+  TileOptions o;
+  o.output_tile = 24;
+  o.input_tile = 24 + 2 * margin;
+  o.overlap = overlap;
+  o.batch = batch;
+  o.flip_tta = tta;
+  const torch::Tensor image = torch::randn({2, 300, 41});
+  const dpunet::infer::Forward forward = convolution(2, margin);
+  INFO("margin " << margin << ", overlap " << overlap << ", batch " << batch << ", tta " << tta);
+  const torch::Tensor whole = dpunet::infer::predict_probabilities(forward, image, o);
+  for (const auto& [begin, end] : std::vector<std::pair<int64_t, int64_t>>{
+           {0, 300}, {0, 1}, {0, 100}, {100, 200}, {200, 300}, {299, 300}, {37, 38}, {150, 151}, {13, 287}}) {
+    INFO("rows " << begin << " to " << end);
+    const auto input =
+        std::make_shared<dpunet::infer::SharedRows>(std::make_unique<dpunet::test::TopDownRows>(image), image.device());
+    dpunet::infer::TiledPrediction band(forward, input, o, dpunet::infer::RowBand{begin, end});
+    CHECK(band.rows_done() == begin);
+    int64_t next_row = begin;
+    while (!band.done()) {
+      const dpunet::infer::ProbabilityRows rows = band.next();
+      REQUIRE(rows.row == next_row);
+      REQUIRE(rows.probabilities.size(1) > 0);
+      next_row += rows.probabilities.size(1);
+      CHECK(torch::equal(rows.probabilities, whole.slice(1, rows.row, next_row)));
+    }
+    CHECK(next_row == end);
+    // The rows above the band were read past: a band's tiles' rows are held, not those.
+    CHECK(input->most_rows_held() <= std::min<int64_t>(300, end - begin + 2 * (o.input_tile + batch * 24) + 64));
+  }
+  const auto input =
+      std::make_shared<dpunet::infer::SharedRows>(std::make_unique<dpunet::test::TopDownRows>(image), image.device());
+  CHECK_THROWS_WITH(dpunet::infer::TiledPrediction(forward, input, o, dpunet::infer::RowBand{10, 10}),
+                    HasSubstr("rows 10 to 10 of a 300-row image"));
+  CHECK_THROWS_WITH(dpunet::infer::TiledPrediction(forward, input, o, dpunet::infer::RowBand{0, 301}),
+                    HasSubstr("rows 0 to 301"));
+}
+
+TEST_CASE("an ensemble of band predictions averages the band's rows alone", "[infer]") {
+  const torch::Tensor image = torch::randn({2, 90, 30});
+  TileOptions o;
+  o.output_tile = o.input_tile = 16;
+  const auto members = [&](dpunet::infer::RowBand band) {
+    std::vector<dpunet::infer::EnsembleMember> m;
+    const auto input =
+        std::make_shared<dpunet::infer::SharedRows>(std::make_unique<dpunet::test::TopDownRows>(image), image.device());
+    m.push_back({"a", dpunet::infer::TiledPrediction(convolution(2, 0), input, o, band)});
+    // A second "model": the first's logits in another order, halved.
+    const dpunet::infer::Forward other = [first = convolution(2, 0)](const torch::Tensor& x) {
+      return first(x).flip(1) * 0.5;
+    };
+    m.push_back({"b", dpunet::infer::TiledPrediction(other, input, o, band)});
+    return m;
+  };
+  dpunet::infer::EnsembleRows whole(members({}));
+  const torch::Tensor all = dpunet::infer::class_map(whole);
+  REQUIRE(all.size(0) == 90);
+  dpunet::infer::EnsembleRows band(members({30, 61}));
+  CHECK(band.rows_done() == 30);
+  const torch::Tensor part = dpunet::infer::class_map(band);
+  REQUIRE(part.size(0) == 31);
+  CHECK(torch::equal(part, all.slice(0, 30, 61)));
+  // Members that predict other bands are refused.
+  std::vector<dpunet::infer::EnsembleMember> mixed = members({30, 61});
+  mixed.push_back({"c", dpunet::infer::TiledPrediction(convolution(2, 0), image, o)});
+  CHECK_THROWS_WITH(dpunet::infer::EnsembleRows(std::move(mixed)), HasSubstr("c predicts rows 0 to 90"));
 }
