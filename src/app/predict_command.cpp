@@ -30,6 +30,7 @@
 #include "common/text.h"
 #include "data/dataset.h"
 #include "data/import.h"
+#include "dist/byte_messages.h"
 #include "dist/context.h"
 #include "dist/make_communicator.h"
 #include "dist/mpi_check.h"
@@ -46,6 +47,9 @@
 
 namespace dpunet::app {
 namespace {
+
+// The MPI tag of a band of labels going to its image's owner.
+constexpr int kBandTag = 17;
 
 struct PredictArgs {
   std::string input, masks, mask_suffix, mask_map, out, normalization, keep_largest, device = "auto";
@@ -170,26 +174,41 @@ std::pair<torch::Tensor, torch::Tensor> affine_tensors(const std::vector<data::C
           torch::tensor(shift).view({1, channels, 1, 1}).to(device)};
 }
 
-// The images this rank predicts, in input order. Shards (one size) go round the ranks;
-// image files are dealt by size, from rank 0's reading of their headers: a header that
-// one rank could not read, or a file that differs between nodes, must not deal an image
-// twice or to nobody.
-std::vector<int64_t> images_of_rank(const infer::InputSet& inputs, dist::Communicator& comm,
-                                    const dist::Context& context) {
-  std::vector<int64_t> mine;
-  if (inputs.dataset() != nullptr || context.world_size() == 1) {
-    for (int64_t i = context.rank(); i < inputs.size(); i += context.world_size()) mine.push_back(i);
+// The images, or bands of image rows, this rank predicts, in input order. Shards (small
+// samples of one size) go round the ranks whole; image files are shared by size (fewer
+// than the ranks: in bands of at least `min_band_rows`, unless `split` is false), from
+// rank 0's reading of their headers: a header that one rank could not read, or a file
+// that differs between nodes, must not deal an image twice or to nobody.
+std::vector<infer::ImageShare> shares_of_rank(const infer::InputSet& inputs, dist::Communicator& comm,
+                                              const dist::Context& context, bool split, int64_t min_band_rows) {
+  if (inputs.dataset() != nullptr) {
+    std::vector<infer::ImageShare> mine;
+    for (int64_t i = context.rank(); i < inputs.size(); i += context.world_size()) {
+      infer::ImageShare share;
+      share.index = i;
+      share.row_end = inputs.dataset()->header().height;
+      share.owner = context.rank();
+      mine.push_back(share);
+    }
     return mine;
   }
-  torch::Tensor sizes = torch::zeros({inputs.size()}, torch::kLong);
+  torch::Tensor sizes = torch::zeros({inputs.size(), 2}, torch::kLong);
   if (context.is_root()) {
-    for (int64_t i = 0; i < inputs.size(); ++i) sizes[i] = inputs.pixels(i);
+    for (int64_t i = 0; i < inputs.size(); ++i) {
+      const infer::ImageSize size = inputs.image_size(i);
+      sizes[i][0] = size.height;
+      sizes[i][1] = size.width;
+    }
   }
-  sizes = sizes.to(comm.device());
-  comm.broadcast(sizes, 0);
-  sizes = sizes.cpu();
-  const std::vector<int64_t> pixels(sizes.data_ptr<int64_t>(), sizes.data_ptr<int64_t>() + sizes.numel());
-  return infer::deal_by_size(pixels, context.rank(), context.world_size());
+  if (context.world_size() > 1) {
+    sizes = sizes.to(comm.device());
+    comm.broadcast(sizes, 0);
+    sizes = sizes.cpu();
+  }
+  const auto size_of = sizes.accessor<int64_t, 2>();
+  std::vector<infer::ImageSize> images;
+  for (int64_t i = 0; i < inputs.size(); ++i) images.push_back({size_of[i][0], size_of[i][1]});
+  return infer::share_images(images, context.rank(), context.world_size(), split, min_band_rows);
 }
 
 // When a long prediction says how far it is: 30 s after its start, then every 30 s.
@@ -371,12 +390,19 @@ void run(const PredictArgs& args) {
                                  model.n_classes);
   // Progress lines: each image as it is written, and a slide's rows now and then.
   const std::string who = context.world_size() > 1 ? "rank " + std::to_string(context.rank()) + ": " : "predict: ";
-  // Image `index`'s class labels [H, W] (uint8, on the CPU) from the models' averaged
-  // probabilities, which go to the writer band by band as their rows are final: neither
-  // the class sums nor the probabilities of a whole slide are ever held, nor its pixels
-  // as floats (the models read the rows their next tiles need). `item` is the first
-  // InputSet's; its rows are read here.
-  const auto predict = [&](int64_t index, infer::InputItem& item) {
+  // The class labels of the share's rows of its image [rows, W] (uint8, on the CPU) from
+  // the models' averaged probabilities, which go to the writer band by band as their rows
+  // are final: neither the class sums nor the probabilities of a whole slide are ever
+  // held, nor its pixels as floats (the models read the rows their next tiles need).
+  // `item` is the first InputSet's; its rows are read here. The owner of an image gets
+  // the overlay's display copy too.
+  struct Predicted {
+    torch::Tensor labels, display;
+    int64_t height = 0, width = 0;
+  };
+  const auto predict = [&](const infer::ImageShare& share, infer::InputItem& item) {
+    const int64_t index = share.index;
+    const bool owner = share.owner == context.rank();
     // Each InputSet's rows, read once for all its models: one reading in all, usually.
     // Models that normalise otherwise than the first InputSet take its rows through their
     // own affine, tile by tile, where both are fixed (statistics, bit depth); per-image
@@ -395,7 +421,8 @@ void run(const PredictArgs& args) {
         views[k].rows = views[0].rows;
         std::tie(views[k].scale, views[k].shift) = affine_tensors(*affine, context.device());
       } else {
-        views[k].rows = std::make_shared<infer::SharedRows>(input_sets[k]->open(index).image, context.device());
+        views[k].rows = std::make_shared<infer::SharedRows>(input_sets[k]->open(index, /*pixels_only=*/true).image,
+                                                            context.device());
       }
     }
     std::vector<infer::EnsembleMember> parts;
@@ -409,7 +436,8 @@ void run(const PredictArgs& args) {
       };
       const std::string label = members.size() == 1 ? "" : "model " + m.file;
       try {
-        parts.push_back({label, infer::TiledPrediction(forward, view.rows, m.tiles)});
+        parts.push_back({label, infer::TiledPrediction(forward, view.rows, m.tiles,
+                                                       infer::RowBand{share.row_begin, share.row_end})});
       } catch (const std::exception& e) {
         if (label.empty()) throw;
         throw Error(label + ": " + exception_message(e));
@@ -418,10 +446,10 @@ void run(const PredictArgs& args) {
     const std::shared_ptr<infer::SharedRows> first_rows = views[0].rows;
     views.clear();
     infer::EnsembleRows rows(std::move(parts));
-    writer.start(item.name, rows.height(), rows.width());
+    if (owner) writer.start(item.name, rows.height(), rows.width());
     ProgressClock progress;
     const torch::Tensor labels = infer::class_map(rows, [&](const infer::ProbabilityRows& band) {
-      writer.write_probabilities(band.row, band.probabilities);
+      if (owner) writer.write_probabilities(band.row, band.probabilities);
       // A slide takes long: said now and then (at the rows handed on, which the device
       // may not have reached yet).
       if (progress.due()) {
@@ -432,17 +460,32 @@ void run(const PredictArgs& args) {
       }
     });
     // One byte per pixel crosses to the host, once; the overlay's first channel, read
-    // along the way, is ready now that every row was.
-    return std::make_pair(labels.cpu().contiguous(), first_rows->source().display());
+    // along the way, is ready once every row was (the rows below the owner's band are
+    // read for it alone).
+    Predicted predicted{labels.cpu().contiguous(), {}, rows.height(), rows.width()};
+    if (owner && !args.no_png) {
+      first_rows->read_to_end();
+      predicted.display = first_rows->source().display();
+    }
+    return predicted;
   };
   infer::EvaluationTable table(args.eval ? inputs.size() : 0, model.n_classes, inputs.ignore_label());
   int64_t done = 0;
-  const std::vector<int64_t> share = images_of_rank(inputs, *comm, context);
-  for (const int64_t i : share) {
+  // Stored probabilities would have to cross between ranks a band at a time: a slide is
+  // cut into bands only for its labels.
+  int64_t min_band_rows = 0;
+  for (const Member& m : members) min_band_rows = std::max(min_band_rows, m.tiles.output_tile);
+  const std::vector<infer::ImageShare> shares =
+      shares_of_rank(inputs, *comm, context, /*split=*/!args.probabilities, min_band_rows);
+  int64_t owned = 0;
+  for (const infer::ImageShare& share : shares) owned += share.owner == context.rank() ? 1 : 0;
+  for (const infer::ImageShare& share : shares) {
+    const int64_t i = share.index;
+    const bool owner = share.owner == context.rank();
     const auto started = std::chrono::steady_clock::now();
     infer::InputItem item;
     try {
-      item = inputs.open(i);
+      item = inputs.open(i, /*pixels_only=*/!owner);
     } catch (const Error&) {
       throw;  // names its file already
     } catch (const std::exception& e) {
@@ -450,9 +493,28 @@ void run(const PredictArgs& args) {
       throw Error("input " + inputs.name(i) + ": " + exception_message(e));
     }
     try {
-      auto [labels, display] = predict(i, item);
+      Predicted predicted = predict(share, item);
+      if (!owner) {
+        // The rows go to the image's owner, which writes the image once every band came.
+        dist::send_bytes(predicted.labels.data_ptr(), predicted.labels.nbytes(), share.owner, kBandTag,
+                         context.world());
+        std::printf("%s%s: rows %lld to %lld, to rank %d, %.1f s\n", who.c_str(), item.name.c_str(),
+                    static_cast<long long>(share.row_begin), static_cast<long long>(share.row_end), share.owner,
+                    std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+        std::fflush(stdout);
+        continue;
+      }
+      torch::Tensor labels = predicted.labels;
+      if (!share.others.empty()) {
+        labels = torch::empty({predicted.height, predicted.width}, torch::kByte);
+        labels.slice(0, share.row_begin, share.row_end).copy_(predicted.labels);
+        for (const infer::BandOfRank& band : share.others) {
+          const torch::Tensor rows = labels.slice(0, band.begin, band.end);  // contiguous: whole rows
+          dist::receive_bytes(rows.data_ptr(), rows.nbytes(), band.rank, kBandTag, context.world());
+        }
+      }
       if (keep.any()) infer::keep_largest_regions(labels, keep);
-      writer.write(item.name, labels, display);
+      writer.write(item.name, labels, predicted.display);
       if (args.eval && item.mask.defined()) table.add(i, labels, item.mask);
     } catch (const infer::InputReadError&) {
       throw;  // names its file already
@@ -462,7 +524,8 @@ void run(const PredictArgs& args) {
       throw Error(item.source + ": " + exception_message(e));
     }
     ++done;
-    std::printf("%s%s: %lld/%zu, %.1f s\n", who.c_str(), item.name.c_str(), static_cast<long long>(done), share.size(),
+    std::printf("%s%s: %lld/%lld, %.1f s\n", who.c_str(), item.name.c_str(), static_cast<long long>(done),
+                static_cast<long long>(owned),
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
     std::fflush(stdout);
   }

@@ -150,13 +150,13 @@ void InputSet::warn_other_units(const std::string& pixel_type, const std::string
                options_.normalizer.pixel_type.c_str(), input_.c_str(), pixel_type.c_str(), instead.c_str());
 }
 
-int64_t InputSet::pixels(int64_t index) const {
-  if (dataset_) return dataset_->header().pixels();
+ImageSize InputSet::image_size(int64_t index) const {
+  if (dataset_) return {dataset_->header().height, dataset_->header().width};
   try {
     const data::Image header = data::read_image_header(images_[static_cast<size_t>(index)]);
-    return header.height * header.width;
+    return {header.height, header.width};
   } catch (const Error&) {
-    return 0;
+    return {};
   }
 }
 
@@ -270,7 +270,7 @@ std::vector<std::string> InputSet::names() const {
   return all;
 }
 
-InputItem InputSet::open(int64_t index) const {
+InputItem InputSet::open(int64_t index, bool pixels_only) const {
   InputItem item;
   item.name = name(index);
   if (dataset_) {
@@ -308,24 +308,10 @@ InputItem InputSet::open(int64_t index) const {
   // Per-image standardisation (also where the model's statistics do not apply) takes a
   // first pass over the file for its statistics.
   const std::optional<std::vector<data::ChannelAffine>> affine = fixed_affine(index);
-  item.image =
-      std::make_unique<ImageFileRows>(path, affine ? conversions(*affine) : standardisation(path), options_.display);
-  item.mask = load_mask(path, image);
+  item.image = std::make_unique<ImageFileRows>(path, affine ? conversions(*affine) : standardisation(path),
+                                               options_.display && !pixels_only);
+  if (!pixels_only) item.mask = load_mask(path, image);
   return item;
-}
-
-std::vector<int64_t> deal_by_size(const std::vector<int64_t>& pixels, int rank, int world) {
-  std::vector<std::pair<int64_t, int64_t>> by_size;  // (pixels, index)
-  for (size_t i = 0; i < pixels.size(); ++i) by_size.emplace_back(pixels[i], static_cast<int64_t>(i));
-  std::stable_sort(by_size.begin(), by_size.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
-  std::vector<int64_t> load(static_cast<size_t>(world), 0), mine;
-  for (const auto& [count, index] : by_size) {
-    const auto least = static_cast<size_t>(std::min_element(load.begin(), load.end()) - load.begin());
-    load[least] += std::max<int64_t>(count, 1);
-    if (static_cast<int>(least) == rank) mine.push_back(index);
-  }
-  std::sort(mine.begin(), mine.end());
-  return mine;
 }
 
 }  // namespace dpunet::infer

@@ -14,6 +14,7 @@
 #include "data/dataset.h"
 #include "data/image_io.h"
 #include "data/normalize.h"
+#include "infer/image_shares.h"
 #include "infer/input_rows.h"
 
 namespace dpunet::infer {
@@ -52,14 +53,16 @@ class InputSet {
 
   int64_t size() const;
   // Item `index`, its pixels not yet read (a shard's sample is, whole: they are small).
-  InputItem open(int64_t index) const;
+  // `pixels_only`: without the display copy and the mask (an image file of which this
+  // rank predicts a band for another to write, or an ensemble's second reading).
+  InputItem open(int64_t index, bool pixels_only = false) const;
   // InputItem::name of item `index`, without loading it.
   std::string name(int64_t index) const;
   // Every item's name, in order.
   std::vector<std::string> names() const;
-  // Item `index`'s pixels (height x width), from its header alone; 0 when the header
-  // cannot be read (open() then says why).
-  int64_t pixels(int64_t index) const;
+  // Item `index`'s height and width, from its header alone; 0 x 0 when the header cannot
+  // be read (open() then says why).
+  ImageSize image_size(int64_t index) const;
 
   // The per-channel value * scale + shift that turns item `index`'s stored pixel values
   // into this set's inputs, when it does not depend on the image (statistics, or scaling
@@ -92,11 +95,5 @@ class InputSet {
   int image_bits_ = 0;          // likewise: 8- and 16-bit files would be normalised differently
   mutable bool warned_ = false;
 };
-
-// The items rank `rank` of `world` predicts, in input order, given every item's pixels:
-// by size, largest first, each to the rank with the fewest pixels so far (the lower rank
-// of equals), so that a folder of slides of mixed sizes keeps every rank busy to the end.
-// Items of one size go round the ranks. Every rank must be given the same sizes.
-std::vector<int64_t> deal_by_size(const std::vector<int64_t>& pixels, int rank, int world);
 
 }  // namespace dpunet::infer

@@ -363,27 +363,76 @@ TEST_CASE("image files are dealt to ranks by size, largest first", "[infer]") {
   }
   dpunet::infer::InputOptions options;
   const dpunet::infer::InputSet inputs(dir.path(), options);
-  REQUIRE(inputs.pixels(1) == 800);
-  std::vector<int64_t> pixels;
-  for (int64_t i = 0; i < inputs.size(); ++i) pixels.push_back(inputs.pixels(i));
-  using dpunet::infer::deal_by_size;
+  REQUIRE(inputs.image_size(1).height == 80);
+  REQUIRE(inputs.image_size(1).width == 10);
+  std::vector<dpunet::infer::ImageSize> sizes;
+  for (int64_t i = 0; i < inputs.size(); ++i) sizes.push_back(inputs.image_size(i));
+  // The images each rank predicts whole (split false, or at least as many images as ranks).
+  const auto dealt = [](const std::vector<dpunet::infer::ImageSize>& sizes, int rank, int world, bool split = false) {
+    std::vector<int64_t> indices;
+    for (const auto& share : dpunet::infer::share_images(sizes, rank, world, split, 1)) {
+      CHECK(share.whole());
+      CHECK(share.owner == rank);
+      CHECK(share.row_end == sizes[static_cast<size_t>(share.index)].height);
+      indices.push_back(share.index);
+    }
+    return indices;
+  };
   // Largest first: 80 -> rank 0; 50 -> 1; 40 -> 1 (90); 30 -> 0 (110); 20 -> 1 (110);
   // 10 -> 0 (the lower rank of two equal loads).
-  CHECK(deal_by_size(pixels, 0, 2) == std::vector<int64_t>{0, 1, 3});
-  CHECK(deal_by_size(pixels, 1, 2) == std::vector<int64_t>{2, 4, 5});
-  CHECK(deal_by_size(pixels, 0, 1) == std::vector<int64_t>{0, 1, 2, 3, 4, 5});
-  // More ranks than images: each has one at most, and every image is dealt once.
+  CHECK(dealt(sizes, 0, 2, true) == std::vector<int64_t>{0, 1, 3});
+  CHECK(dealt(sizes, 1, 2, true) == std::vector<int64_t>{2, 4, 5});
+  CHECK(dealt(sizes, 0, 1, true) == std::vector<int64_t>{0, 1, 2, 3, 4, 5});
+  // More ranks than images, not split: each has one at most, and every image is dealt once.
   std::vector<int64_t> all;
   for (int rank = 0; rank < 7; ++rank) {
-    const auto mine = deal_by_size(pixels, rank, 7);
+    const auto mine = dealt(sizes, rank, 7);
     CHECK(mine.size() <= 1);
     all.insert(all.end(), mine.begin(), mine.end());
   }
   std::sort(all.begin(), all.end());
   CHECK(all == std::vector<int64_t>{0, 1, 2, 3, 4, 5});
   // Images of one size go round the ranks.
-  CHECK(deal_by_size({5, 5, 5, 5, 5}, 1, 2) == std::vector<int64_t>{1, 3});
-  // An unreadable image counts as empty and is still dealt (its load() says what is wrong).
+  CHECK(dealt(std::vector<dpunet::infer::ImageSize>(5, {5, 1}), 1, 2) == std::vector<int64_t>{1, 3});
+  // An unreadable image counts as empty and is still dealt (its open() says what is wrong).
   std::ofstream(dir / "im6.png") << "not a png";
-  CHECK(dpunet::infer::InputSet(dir.path(), options).pixels(6) == 0);
+  const auto unreadable = dpunet::infer::InputSet(dir.path(), options).image_size(6);
+  CHECK((unreadable.height == 0 && unreadable.width == 0));
+}
+
+TEST_CASE("fewer images than ranks are cut into bands of rows, one band a rank", "[infer]") {
+  using dpunet::infer::share_images;
+  // One 100-row image on 3 ranks, bands of at least 32 rows: three bands, rank 0 owns it.
+  const std::vector<dpunet::infer::ImageSize> one{{100, 10}};
+  const auto owner = share_images(one, 0, 3, true, 32);
+  REQUIRE(owner.size() == 1);
+  CHECK(owner[0].owner == 0);
+  CHECK((owner[0].row_begin == 0 && owner[0].row_end == 33));
+  REQUIRE(owner[0].others.size() == 2);
+  CHECK((owner[0].others[0].rank == 1 && owner[0].others[0].begin == 33 && owner[0].others[0].end == 66));
+  CHECK((owner[0].others[1].rank == 2 && owner[0].others[1].begin == 66 && owner[0].others[1].end == 100));
+  const auto middle = share_images(one, 1, 3, true, 32);
+  REQUIRE(middle.size() == 1);
+  CHECK((middle[0].owner == 0 && middle[0].row_begin == 33 && middle[0].row_end == 66 && middle[0].others.empty()));
+  CHECK_FALSE(middle[0].whole());
+  // Bands of at least 40 rows: two; the third rank predicts nothing.
+  CHECK(share_images(one, 1, 3, true, 40).at(0).row_begin == 50);
+  CHECK(share_images(one, 2, 3, true, 40).empty());
+  // Not split (stored probabilities): rank 0 predicts it whole, the others nothing.
+  CHECK(share_images(one, 0, 3, false, 32).at(0).whole());
+  CHECK(share_images(one, 1, 3, false, 32).empty());
+  // 80 and 20 rows on 4 ranks: the spare ranks go to the image with the most pixels per
+  // rank (800, then 400 against 200): ranks 0-2 share the first, rank 3 has the second.
+  const std::vector<dpunet::infer::ImageSize> two{{80, 10}, {20, 10}};
+  int64_t covered = 0;
+  for (int rank = 0; rank < 3; ++rank) {
+    const auto share = share_images(two, rank, 4, true, 10);
+    REQUIRE(share.size() == 1);
+    CHECK((share[0].index == 0 && share[0].owner == 0 && share[0].row_begin == covered));
+    covered = share[0].row_end;
+  }
+  CHECK(covered == 80);
+  const auto last = share_images(two, 3, 4, true, 10);
+  REQUIRE(last.size() == 1);
+  CHECK((last[0].index == 1 && last[0].owner == 3 && last[0].whole()));
 }

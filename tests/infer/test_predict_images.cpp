@@ -207,3 +207,53 @@ TEST_CASE("an error late in a folder keeps the predictions made before it", "[in
   CHECK(read_mask(kept, "a").size(0) == 32);
   CHECK(read_mask(kept, "b").size(0) == 32);
 }
+
+TEST_CASE("one image on several ranks is predicted in bands of rows, as one process predicts it", "[infer][e2e]") {
+  TrainedModel t;
+  std::filesystem::create_directories(t.f.dir() / "slide/images");
+  std::filesystem::create_directories(t.f.dir() / "slide/masks");
+  dpunet::data::Image image, mask;
+  image.height = mask.height = 150;
+  image.width = mask.width = 37;
+  image.channels = mask.channels = 1;
+  for (int64_t p = 0; p < image.height * image.width; ++p) {
+    image.values.push_back(static_cast<uint16_t>((p * 13) % 251));
+    mask.values.push_back(static_cast<uint16_t>((p / 37 / 10) % 3));
+  }
+  dpunet::data::write_png(t.f.dir() / "slide/images/im.png", image);
+  dpunet::data::write_png(t.f.dir() / "slide/masks/im.png", mask);
+  const auto predict = [&](const std::string& launch, const std::string& out, const std::string& extra = "") {
+    return run_command("OMP_NUM_THREADS=1 " + launch + " " DPUNET_BINARY " predict " + t.f.dir() / "slide/images" +
+                       " --masks " + t.f.dir() / "slide/masks" + " --checkpoint " + t.checkpoint +
+                       " --tile 32 --eval --out " + t.f.dir() / out + " " + extra + " 2>&1");
+  };
+  // Tiles of 32 rows: three bands of 50 rows, the last two sent to rank 0, which writes.
+  const auto split = predict(DPUNET_MPI_LAUNCHER " 3", "split");
+  INFO(split.output);
+  REQUIRE(split.exit_code == 0);
+  CHECK_THAT(split.output, HasSubstr("rank 1: im: rows 50 to 100, to rank 0") &&
+                               HasSubstr("rank 2: im: rows 100 to 150, to rank 0") && HasSubstr("rank 0: im: 1/1, ") &&
+                               HasSubstr("rank 1: 0 image(s)"));
+  CHECK(read_mask(t.f.dir() / "split/predictions-rank000.h5", "im").size(0) == 150);
+  const auto alone = predict("", "alone");
+  INFO(alone.output);
+  REQUIRE(alone.exit_code == 0);
+  // The same mask, overlay, stored mask and scores, byte for byte.
+  for (const char* file : {"im_mask.png", "im_overlay.png"}) {
+    INFO(file);
+    CHECK(dpunet::read_file(t.f.dir() / ("split/" + std::string(file))) ==
+          dpunet::read_file(t.f.dir() / ("alone/" + std::string(file))));
+  }
+  CHECK(torch::equal(read_mask(t.f.dir() / "split/predictions-rank000.h5", "im"),
+                     read_mask(t.f.dir() / "alone/predictions.h5", "im")));
+  const auto split_eval = nlohmann::json::parse(dpunet::read_file(t.f.dir() / "split/eval.json"));
+  const auto alone_eval = nlohmann::json::parse(dpunet::read_file(t.f.dir() / "alone/eval.json"));
+  CHECK(split_eval["per_image"] == alone_eval["per_image"]);
+  CHECK(split_eval["dice"] == alone_eval["dice"]);
+  // Stored probabilities are not cut: one rank predicts the image whole.
+  const auto whole = predict(DPUNET_MPI_LAUNCHER " 2", "whole", "--probabilities");
+  INFO(whole.output);
+  REQUIRE(whole.exit_code == 0);
+  CHECK_THAT(whole.output, HasSubstr("rank 0: im: 1/1, ") && !HasSubstr("to rank 0"));
+  CHECK(dpunet::read_file(t.f.dir() / "whole/im_mask.png") == dpunet::read_file(t.f.dir() / "alone/im_mask.png"));
+}
