@@ -100,6 +100,13 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
     check_same_dataset(*comm_, *val_data_, "data.val", config.data.val);
     check_no_shared_shards(*train_data_, *val_data_, config);
   }
+  // Allowed (predict mirrors tiles at image borders alike), but rarely meant: said.
+  if (const data::ShardHeader& h = train_data_->header();
+      config.augment.patch_size > h.height || config.augment.patch_size > h.width) {
+    logger_.info("note: augment.patch_size " + std::to_string(config.augment.patch_size) +
+                 " is larger than the training images (" + std::to_string(h.height) + "x" + std::to_string(h.width) +
+                 "): their patches are mirror-padded, images and masks alike");
+  }
 
   torch::manual_seed(config.run.seed);
   model_ = build_model(config, comm_);

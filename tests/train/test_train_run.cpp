@@ -227,12 +227,28 @@ TEST_CASE("a resume whose epoch order changed starts the next epoch and says why
 TEST_CASE("training shards that are also validation shards are refused", "[train][e2e]") {
   TrainFixture f;
   // The folder data synth wrote holds train-*.h5 and val-*.h5 alike.
-  const auto run = f.train(1, f.write_config() + " --set data.train=" + f.dir() / "data");
-  INFO(run.output);
-  CHECK(run.exit_code != 0);
-  CHECK_THAT(run.output, HasSubstr("both read " + f.dir() / "data/val-00000.h5") &&
-                             HasSubstr("e.g. " + f.dir() / "data/train-*.h5"));
+  const auto folder = f.train(1, f.write_config() + " --set data.train=" + f.dir() / "data");
+  INFO(folder.output);
+  CHECK(folder.exit_code != 0);
+  CHECK_THAT(folder.output, HasSubstr("data.train: " + f.dir() / "data holds shards of several sets") &&
+                                HasSubstr("e.g. " + f.dir() / "data/train-*.h5"));
+  const auto glob = f.train(1, f.write_config() + " --set 'data.train=" + f.dir() / "data/*.h5'");
+  INFO(glob.output);
+  CHECK(glob.exit_code != 0);
+  CHECK_THAT(glob.output, HasSubstr("both read " + f.dir() / "data/val-00000.h5") &&
+                              HasSubstr("e.g. " + f.dir() / "data/train-*.h5"));
   CHECK_FALSE(std::filesystem::exists(f.run_dir() + "/checkpoints"));
+}
+
+TEST_CASE("a patch larger than the training images is mirror-padded, and said", "[train][e2e]") {
+  TrainFixture f;  // 48x48 images
+  const auto run = f.train(1, f.write_config("augment: {patch_size: 64}\ntrain: {batch_size: 2, steps: 3}\n"));
+  INFO(run.output);
+  REQUIRE(run.exit_code == 0);
+  CHECK_THAT(run.output, HasSubstr("note: augment.patch_size 64 is larger than the training images (48x48)"));
+  const auto fits =
+      f.train(1, f.write_config("train: {batch_size: 2, steps: 3}\n") + " --set run.dir=" + f.dir() / "fits");
+  CHECK_THAT(fits.output, !HasSubstr("is larger than the training images"));
 }
 
 TEST_CASE("an epoch that ends inside an accumulated step still validates and checkpoints", "[train][e2e]") {
