@@ -45,17 +45,20 @@ struct PngInfo {
   int passes = 1;       // 7 for an interlaced image
 };
 
-// Reads the header and sets up conversions: palette to RGB, alpha dropped, 16-bit values
-// in host order, and grey below 8 bits to one byte per value: an image's scaled to the
-// 8-bit range (as it is displayed), a mask's kept as stored (a 1-bit mask's labels are 0
-// and 1, not 0 and 255).
+// Reads the header and sets up conversions: an image's palette to RGB (a mask's indices
+// kept), alpha dropped, 16-bit values in host order, and grey below 8 bits to one byte
+// per value: an image's scaled to the 8-bit range (as it is displayed), a mask's kept as
+// stored (a 1-bit mask's labels are 0 and 1, not 0 and 255).
 bool png_read_header(png_structp png, png_infop info, FILE* file, ImageRole role, PngInfo* out) {
   if (setjmp(png_jmpbuf(png))) return false;
   png_init_io(png, file);
   png_read_info(png, info);
   const int color = png_get_color_type(png, info);
   out->stored_bits = png_get_bit_depth(png, info);
-  if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
+  // A label mask's palette indices are its labels (as TIFF masks', and as PIL reads mode
+  // P); an image's palette gives its colours.
+  if (color == PNG_COLOR_TYPE_PALETTE && role == ImageRole::kImage) png_set_palette_to_rgb(png);
+  if (color == PNG_COLOR_TYPE_PALETTE && role == ImageRole::kLabels && out->stored_bits < 8) png_set_packing(png);
   if (color == PNG_COLOR_TYPE_GRAY && out->stored_bits < 8) {
     if (role == ImageRole::kLabels) {
       png_set_packing(png);
@@ -111,7 +114,8 @@ class PngRows final : public RowSource {
     header.width = info_.width;
     header.channels = info_.channels;
     // A mask unpacked as stored keeps its file's depth: masks of one import must be alike.
-    const bool unpacked_grey = info_.channels == 1 && info_.stored_bits < 8 && role == ImageRole::kLabels;
+    const bool unpacked_grey =
+        info_.channels == 1 && info_.stored_bits < 8 && role == ImageRole::kLabels;  // or indices
     header.bits = unpacked_grey ? info_.stored_bits : info_.bits;
     row_bytes_ = static_cast<size_t>(info_.width) * info_.channels * (info_.bits / 8);
   }

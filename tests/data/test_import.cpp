@@ -429,6 +429,35 @@ TEST_CASE("a palette PNG with transparency reads as RGB, its alpha dropped", "[d
   CHECK(image.values[3] == 0);
   CHECK(image.values[4] == 255);
   CHECK(image.values[5] == 0);
+  // As a mask, its palette indices are its labels, as a palette TIFF mask's are.
+  const Image labels = dpunet::data::read_image(dir / "p.png", dpunet::data::ImageRole::kLabels);
+  REQUIRE(labels.channels == 1);
+  CHECK(labels.bits == 8);
+  std::vector<uint16_t> indices;
+  for (int64_t y = 0; y < 4; ++y) {
+    for (int64_t x = 0; x < 4; ++x) indices.push_back(static_cast<uint16_t>((x + y) % 3));
+  }
+  CHECK(labels.values == indices);
+}
+
+TEST_CASE("a 4-bit palette PNG mask keeps its indices, its image its colours", "[data]") {
+  dpunet::test::TempDir dir;
+  const auto describe = [](png_structp png, png_infop info) {
+    png_set_IHDR(png, info, 5, 5, 4, PNG_COLOR_TYPE_PALETTE, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
+                 PNG_FILTER_TYPE_DEFAULT);
+    std::vector<png_color> palette(16, png_color{0, 0, 0});
+    palette[9] = {10, 20, 30};
+    png_set_PLTE(png, info, palette.data(), 16);
+  };
+  write_test_png(dir / "p4.png", 5, describe, [](int64_t y, int64_t x) { return (y * 5 + x) % 2 == 0 ? 9 : 2; });
+  const Image labels = dpunet::data::read_image(dir / "p4.png", dpunet::data::ImageRole::kLabels);
+  REQUIRE(labels.channels == 1);
+  CHECK(labels.bits == 4);
+  CHECK(labels.values[0] == 9);
+  CHECK(labels.values[1] == 2);
+  const Image image = dpunet::data::read_image(dir / "p4.png");
+  REQUIRE(image.channels == 3);
+  CHECK(std::vector<uint16_t>(image.values.begin(), image.values.begin() + 3) == std::vector<uint16_t>{10, 20, 30});
 }
 
 TEST_CASE("a low-bit grey PNG reads scaled to 8 bits as an image and as stored as a mask", "[data]") {
