@@ -154,6 +154,13 @@ TEST_CASE("the launcher's dry run and errors", "[train][e2e]") {
   const auto empty_gpu = dpunet::test::run_command(launch + "--gpus 0,,1 --dry-run -- train c.yaml 2>&1");
   CHECK(empty_gpu.exit_code == 2);
   CHECK_THAT(empty_gpu.output, HasSubstr("--gpus 0,,1: an empty entry"));
+  // An empty value (an unset shell variable) is not taken for the option's absence.
+  for (const std::string& empty : {"--hosts=", "--hosts ''", "-n ''", "--ranks="}) {
+    const auto given = dpunet::test::run_command(launch + empty + " --dry-run -- train c.yaml 2>&1");
+    INFO(empty << ": " << given.output);
+    CHECK(given.exit_code == 2);
+    CHECK_THAT(given.output, HasSubstr("needs a"));
+  }
   const auto threads =
       dpunet::test::run_command("OMP_NUM_THREADS=4,2 " + launch + "--cpu --dry-run -- train c.yaml 2>&1");
   CHECK(threads.exit_code == 2);
