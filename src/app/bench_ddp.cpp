@@ -215,9 +215,13 @@ void add_bench_ddp_command(CLI::App& bench) {
   cmd->add_option("--repeats", args->repeats, "Timed steps per variant (median reported)")
       ->capture_default_str()
       ->check(at_least(1));
-  cmd->add_option("--bucket-mb", args->bucket_mb, "Bucket size in MiB")->capture_default_str();
-  cmd->add_option("--first-bucket-mb", args->first_bucket_mb, "First bucket size in MiB")->capture_default_str();
-  cmd->add_option("--last-bucket-mb", args->last_bucket_mb, "Last bucket size in MiB")->capture_default_str();
+  cmd->add_option("--bucket-mb", args->bucket_mb, "Bucket size in MiB")->capture_default_str()->check(above_zero());
+  cmd->add_option("--first-bucket-mb", args->first_bucket_mb, "First bucket size in MiB")
+      ->capture_default_str()
+      ->check(above_zero());
+  cmd->add_option("--last-bucket-mb", args->last_bucket_mb, "Last bucket size in MiB")
+      ->capture_default_str()
+      ->check(above_zero());
   cmd->callback([args] { run_bench_ddp(*args); });
 }
 

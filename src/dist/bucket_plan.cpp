@@ -7,8 +7,9 @@ namespace dpunet::dist {
 
 std::vector<std::vector<size_t>> plan_buckets(const std::vector<ParamSlot>& slots, const std::vector<size_t>& order,
                                               const BucketCaps& caps) {
-  DPUNET_CHECK(caps.first_bytes > 0 && caps.bytes > 0, "bucket caps must be positive, got first ", caps.first_bytes,
-               " and ", caps.bytes, " bytes");
+  DPUNET_CHECK(caps.first_bytes > 0 && caps.bytes > 0 && caps.last_bytes > 0,
+               "bucket caps must be positive, got first ", caps.first_bytes, ", middle ", caps.bytes, " and last ",
+               caps.last_bytes, " bytes");
   DPUNET_CHECK(order.size() == slots.size(), "bucket order names ", order.size(), " parameters, the model has ",
                slots.size());
   // The tail bucket first: walk back from the end while it fits and stays in one group.

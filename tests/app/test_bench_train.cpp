@@ -150,6 +150,8 @@ TEST_CASE("bench commands refuse counts and choices they cannot measure", "[app]
                          {"train --checkpointing yes", "--checkpointing"},
                          {"train --device cpu --precision bf16", "needs a GPU"},
                          {"ddp --repeats 0", "--repeats"},
+                         {"ddp --last-bucket-mb 0", "--last-bucket-mb: must be a number above 0, got 0"},
+                         {"ddp --bucket-mb -2", "--bucket-mb: must be a number above 0, got -2"},
                          {"ddp --device gpu", "--device"},
                          {"predict --batch 0", "--batch"},
                          {"model --batch 0", "--batch"}}) {

@@ -39,6 +39,7 @@ TEST_CASE("A bucket never mixes dtypes or devices", "[dist]") {
 TEST_CASE("Bucket planning rejects bad caps and orders", "[dist]") {
   const std::vector<ParamSlot> slots(2, ParamSlot{10, "f32"});
   REQUIRE_THROWS_AS(plan_buckets(slots, {0, 1}, BucketCaps{0, 10, 10}), dpunet::Error);
+  REQUIRE_THROWS_WITH(plan_buckets(slots, {0, 1}, BucketCaps{10, 10, 0}), HasSubstr("and last 0 bytes"));
   REQUIRE_THROWS_WITH(plan_buckets(slots, {0, 5}, BucketCaps{}), HasSubstr("parameter 5 of 2"));
   REQUIRE_THROWS_WITH(plan_buckets(slots, {0}, BucketCaps{}), HasSubstr("order names 1"));
 }
