@@ -210,12 +210,12 @@ torch::Tensor SyncBatchNormImpl::forward(const torch::Tensor& input) {
   }
   DPUNET_CHECK(input.device() == comm_->device(), "SyncBatchNorm: input is on ", input.device().str(), " but the ",
                comm_->backend(), " communicator works on ", comm_->device().str());
-  {
+  // Inside a checkpointed block: the first forward's statistics, when recomputing.
+  RecomputeTape* tape = RecomputeTape::active();
+  if (tape == nullptr || !tape->replaying()) {  // a recomputation is not another batch
     torch::NoGradGuard no_grad;
     num_batches_tracked.add_(1);
   }
-  // Inside a checkpointed block: the first forward's statistics, when recomputing.
-  RecomputeTape* tape = RecomputeTape::active();
   const std::vector<torch::Tensor> reuse =
       tape != nullptr && tape->replaying() ? tape->replay_next() : std::vector<torch::Tensor>{};
   std::vector<torch::Tensor> computed;

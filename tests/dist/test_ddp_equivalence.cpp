@@ -287,6 +287,10 @@ TEST_CASE("DDP with SyncBatchNorm equals BatchNorm on the whole batch", "[mpi]")
   comm->all_gathers = 0;
   test::batch_loss(fresh, share).backward();
   CHECK(comm->all_gathers == (comm->world_size() > 1 ? layers : 0));
+  // One batch counted by each layer, the recomputation not a second one.
+  for (const auto& module : fresh->modules()) {
+    if (const auto* norm = module->as<dist::SyncBatchNorm>()) CHECK(norm->num_batches_tracked.item<int64_t>() == 1);
+  }
 }
 
 TEST_CASE("DDP no_sync accumulation over micro-batches equals one big batch", "[mpi]") {
