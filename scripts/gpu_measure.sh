@@ -36,8 +36,10 @@
 # traces, trace_min_memory*.json.gz.
 #
 # A device call is at most 10 minutes: every benchmark's timeout is cut to what is left
-# of DEADLINE_S (default 560) seconds from the start, and a benchmark that would start
-# past it is skipped, so the script ends on its own with its results written. All steps
+# of DEADLINE_S (default 560) seconds from the start, a benchmark too long for what is
+# left is skipped (the largest-batch searches need 240 s, torch.compile 120 s), and the
+# traces' analysis is skipped in the last 30 s, so the script ends on its own with its
+# results written; give DEADLINE_S at most the call's limit less 40 s. All steps
 # take longer than one call: e.g. call 1 `SKIP_COMPILE=1 ... measure OUT tests pair
 # profile ddp`, call 2 `... measure OUT capacity`, call 3 `... measure OUT capacity_more saves fp16`.
 set -uo pipefail
@@ -140,9 +142,10 @@ time_left() {
 }
 
 # `limited MAX COMMAND...`: runs COMMAND for at most MAX seconds and never past
-# DEADLINE_S; SIGKILL 15 s after the SIGTERM, since dpunet train takes SIGTERM as a stop
-# request that waits for the step to end (and a stalled step never ends). Exit 124 when
-# it timed out or was skipped.
+# DEADLINE_S; SIGKILL 15 s after the SIGTERM (sent 15 s early, so that the kill too
+# comes before DEADLINE_S), since dpunet train takes SIGTERM as a stop request that
+# waits for the step to end (and a stalled step never ends). Exit 124 when it timed out
+# or was skipped.
 limited() {
   local limit
   limit=$(time_left "$1")
@@ -153,24 +156,26 @@ limited() {
     echo "skipped, ${limit}s left before DEADLINE_S: $*" >&2
     return 124
   fi
-  timeout -k 15 "$limit" "$@"
+  timeout -k 15 "$((limit - 15))" "$@"
 }
 
-# Runs one benchmark command and appends its JSON, tagged, to the results file.
+# Runs one benchmark command and appends its JSON, tagged, to the results file; skipped
+# when less than STEP_MIN seconds (default 20) are left: a benchmark that prints its JSON
+# at the end and cannot get there in time would only spend them.
 record() {
   local tag=$1
   shift
   local limit
   limit=$(time_left "${STEP_TIMEOUT:-240}")
-  if [ "$limit" -lt 20 ]; then  # said here, so that the progress on stdout shows it too
-    say "== $tag: skipped, ${limit}s left before DEADLINE_S"
+  if [ "$limit" -lt "${STEP_MIN:-20}" ]; then  # said here, so that the progress on stdout shows it too
+    say "== $tag: skipped, ${limit}s left before DEADLINE_S (it needs ${STEP_MIN:-20}s)"
     return
   fi
   say "== $tag (${limit}s at most): $*"
   local json
   if json=$(limited "${STEP_TIMEOUT:-240}" "$@" 2>>"$log"); then
     "$python" -c 'import json,sys; d=json.loads(sys.stdin.read()); d["tag"]=sys.argv[1]; print(json.dumps(d))' \
-      "$tag" <<<"$json" >>"$results" || say "$tag: output was not JSON"
+      "$tag" <<<"$json" >>"$results" || { say "$tag: output was not JSON:"; echo "$json" >>"$log"; }
   else
     say "$tag: failed or timed out (exit $?)"
   fi
@@ -291,7 +296,7 @@ step_pair() {
     --checkpointing --peak-tflops "$peak")
   # SKIP_COMPILE=1 leaves torch.compile out (minutes of compiling) when its figure is known.
   [ -n "${SKIP_COMPILE:-}" ] && return
-  (cd bench && STEP_TIMEOUT=300 record torch_compile_b8 "$python" pytorch_reference.py --size 572 --batch 8 \
+  (cd bench && STEP_TIMEOUT=300 STEP_MIN=120 record torch_compile_b8 "$python" pytorch_reference.py --size 572 --batch 8 \
     --precision bf16 --compile --peak-tflops "$peak")
 }
 
@@ -301,7 +306,7 @@ step_compile() {
   record dpunet_b8_plain "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing off
   local peak
   peak=$(torch_peak)
-  (cd bench && STEP_TIMEOUT=300 record torch_compile_b8 "$python" pytorch_reference.py --size 572 --batch 8 \
+  (cd bench && STEP_TIMEOUT=300 STEP_MIN=120 record torch_compile_b8 "$python" pytorch_reference.py --size 572 --batch 8 \
     --precision bf16 --compile --peak-tflops "$peak")
   (cd bench && record torch_eager_b8 "$python" pytorch_reference.py --size 572 --batch 8 --precision bf16 \
     --peak-tflops "$peak")
@@ -322,7 +327,7 @@ step_variants() {
 # autotuned by cuDNN: about 390 s on the H200 with two-step tries, and the JSON comes
 # only at the end; each try is said on stderr, in the log).
 step_capacity() {
-  STEP_TIMEOUT=${STEP_TIMEOUT:-480} record dpunet_b8_largest_min_memory "$dpunet" bench train "${common[@]}" \
+  STEP_TIMEOUT=${STEP_TIMEOUT:-480} STEP_MIN=240 record dpunet_b8_largest_min_memory "$dpunet" bench train "${common[@]}" \
     --batch 8 --checkpointing both --policy min_memory --max-batch
 }
 
@@ -330,7 +335,7 @@ step_capacity() {
 # limit is what stops more steps fitting where two did (call 3, docs/benchmarks.md), the
 # largest batches grow here.
 step_capacity_expandable() {
-  PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True STEP_TIMEOUT=${STEP_TIMEOUT:-480} \
+  PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True STEP_TIMEOUT=${STEP_TIMEOUT:-480} STEP_MIN=240 \
     record dpunet_b8_largest_min_memory_expandable "$dpunet" bench train "${common[@]}" --batch 8 \
     --checkpointing both --policy min_memory --max-batch
 }
@@ -352,8 +357,12 @@ step_split() {
   local trace
   for trace in "$out"/trace_min_memory.json "$out"/trace_min_memory.checkpointed.json; do
     [ -f "$trace" ] || continue
-    { echo "== $trace"; "$python" bench/trace_memory.py "$trace" --context 16; } >>"$out/memory_peaks.txt" 2>>"$log"
-    gzip -f "$trace"
+    if [ "$(time_left 30)" -ge 30 ]; then
+      { echo "== $trace"; "$python" bench/trace_memory.py "$trace" --context 16; } >>"$out/memory_peaks.txt" 2>>"$log"
+    else
+      say "split: no time left to read $trace"
+    fi
+    gzip -f "$trace"  # under the size of what a call returns
   done
 }
 
@@ -361,11 +370,11 @@ step_split() {
 # timeout loses one figure, not all).
 step_capacity_more() {
   local STEP_TIMEOUT=${STEP_TIMEOUT:-300}
-  record dpunet_b8_largest "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing on --policy all \
-    --max-batch
+  STEP_MIN=240 record dpunet_b8_largest "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing on \
+    --policy all --max-batch
   # Only the BatchNorm+ReLU outputs recomputed: the plain step's memory less one map per block.
-  record dpunet_b8_largest_norm_relu "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing on \
-    --policy norm_relu --max-batch
+  STEP_MIN=240 record dpunet_b8_largest_norm_relu "$dpunet" bench train "${common[@]}" --batch 8 \
+    --checkpointing on --policy norm_relu --max-batch
   record dpunet_b16 "$dpunet" bench train "${common[@]}" --batch 16 --checkpointing off
   record dpunet_b24 "$dpunet" bench train "${common[@]}" --batch 24 --checkpointing off
   record dpunet_b32 "$dpunet" bench train "${common[@]}" --batch 32 --checkpointing off
@@ -381,7 +390,7 @@ step_profile() {
   (cd bench && record torch_eager_b8_profiled "$python" pytorch_reference.py --size 572 --batch 8 \
     --precision bf16 --profile "$out/trace_eager.json")
   if [ -z "${SKIP_COMPILE_PROFILE:-}${SKIP_COMPILE:-}" ]; then
-    (cd bench && STEP_TIMEOUT=300 record torch_compile_b8_profiled "$python" pytorch_reference.py --size 572 \
+    (cd bench && STEP_TIMEOUT=300 STEP_MIN=120 record torch_compile_b8_profiled "$python" pytorch_reference.py --size 572 \
       --batch 8 --precision bf16 --compile --profile "$out/trace_compile.json")
   fi
   # Only the traces that were written: one failed benchmark leaves the others' table.
@@ -390,7 +399,11 @@ step_profile() {
     [ -f "$out/trace_$name.json" ] && traces+=("$name=$out/trace_$name.json")
   done
   [ ${#traces[@]} -gt 0 ] || { say "profile: no traces written"; return; }
-  "$python" bench/trace_kernels.py "${traces[@]}" >"$out/kernels.txt" 2>>"$log"
+  if [ "$(time_left 30)" -ge 30 ]; then
+    "$python" bench/trace_kernels.py "${traces[@]}" >"$out/kernels.txt" 2>>"$log"
+  else
+    say "profile: no time left to read the traces"
+  fi
   gzip -f "$out"/trace_*.json
 }
 

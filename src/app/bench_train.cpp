@@ -164,11 +164,13 @@ nlohmann::json kernels_applied(const BenchTrainArgs& a, const torch::Device& dev
 }
 
 // Running out of device memory: the caching allocator's error, or a cuDNN/cuBLAS
-// allocation failing near the limit (a plain c10::Error).
+// allocation failing near the limit (a plain c10::Error; cuDNN's convolution finds no
+// engine when every engine's workspace failed to allocate).
 bool is_out_of_memory(const c10::Error& e) {
   if (dynamic_cast<const c10::OutOfMemoryError*>(&e) != nullptr) return true;
   const std::string message = e.what();
-  return message.find("out of memory") != std::string::npos || message.find("ALLOC_FAILED") != std::string::npos;
+  return message.find("out of memory") != std::string::npos || message.find("ALLOC_FAILED") != std::string::npos ||
+         message.find("unable to find an engine") != std::string::npos;
 }
 
 // The slowest rank's mean step time over a.steps steps, after `warmup` untimed ones
@@ -184,14 +186,20 @@ double timed_step_ms(Step& s, const BenchTrainArgs& a, int64_t warmup, MemoryPro
   return slowest_rank((now_ms() - start) / static_cast<double>(a.steps));
 }
 
-// Step time at `batch`; null when the timed steps do not fit.
+// Step time at `batch`; null when the timed steps do not fit. Another ATen error near the
+// device's limit is counted as not fitting too, and said: one unexpected library error
+// must not lose a search of several minutes (and the rows measured before it).
 nlohmann::json step_ms_at(const BenchTrainArgs& a, dist::Context& context, dist::Communicator& comm, bool checkpointed,
                           int64_t batch) {
   try {
     Step s = make_step(a, context, comm, checkpointed, batch);
     return timed_step_ms(s, a, std::max<int64_t>(a.warmup, 1));
   } catch (const c10::Error& e) {
-    if (!is_out_of_memory(e)) throw;
+    if (!is_out_of_memory(e)) {
+      const std::string message = e.what_without_backtrace();
+      std::cerr << "bench train: batch " << batch
+                << " failed, counted as not fitting: " << message.substr(0, message.find('\n')) << std::endl;
+    }
     return nullptr;
   }
 }
@@ -321,6 +329,12 @@ void add_capacity(const BenchTrainArgs& a, dist::Context& context, dist::Communi
   if (peak_tflops > 0) row["largest_batch_mfu"] = train_flops_per_sample(a) * samples_per_s / 1e12 / peak_tflops;
 }
 
+// A row as one line on stderr as soon as it is measured: a run stopped by a time limit
+// before its JSON is printed still leaves its figures in the log.
+void log_row(const std::string& what, const nlohmann::json& row) {
+  std::cerr << "bench train: " << what << " " << row.dump() << std::endl;
+}
+
 void run(const BenchTrainArgs& a) {
   dist::Context context(a.device == "cpu"    ? dist::DevicePreference::kCpu
                         : a.device == "cuda" ? dist::DevicePreference::kCuda
@@ -363,8 +377,10 @@ void run(const BenchTrainArgs& a) {
   // Every variant's step is timed before any search fills the device, each from an empty
   // cache: the time ratio between variants is taken under the same conditions.
   nlohmann::json rows = nlohmann::json::array();
-  for (const bool checkpointed : variants)
+  for (const bool checkpointed : variants) {
     rows.push_back(measure_variant(a, context, *comm, checkpointed, peak_tflops));
+    if (context.is_root()) log_row("row", rows.back());
+  }
   // Each variant's own count (its skip convolutions split or not), and the top level's:
   // the model without checkpointing, as the flags above give it, which is an unsplit
   // variant's count where there is one (the count runs no checkpointing).
@@ -376,7 +392,10 @@ void run(const BenchTrainArgs& a) {
   if (plain_kernels.is_null()) plain_kernels = kernels_applied(a, context.device(), comm, false);
   MemoryProbe(context.device().str()).release_cached();
   if (a.max_batch && context.device().is_cuda()) {
-    for (size_t i = 0; i < variants.size(); ++i) add_capacity(a, context, *comm, variants[i], peak_tflops, rows[i]);
+    for (size_t i = 0; i < variants.size(); ++i) {
+      add_capacity(a, context, *comm, variants[i], peak_tflops, rows[i]);
+      log_row("row with its largest batch", rows[i]);
+    }
   }
   if (!a.profile.empty()) {
     for (size_t i = 0; i < variants.size(); ++i) {

@@ -436,8 +436,9 @@ void run(const PredictArgs& args) {
       };
       const std::string label = members.size() == 1 ? "" : "model " + m.file;
       try {
-        parts.push_back({label, infer::TiledPrediction(forward, view.rows, m.tiles,
-                                                       infer::RowBand{share.row_begin, share.row_end})});
+        // A whole image's rows are its file's, whatever rank 0 read in its header.
+        const infer::RowBand band = share.whole() ? infer::RowBand{} : infer::RowBand{share.row_begin, share.row_end};
+        parts.push_back({label, infer::TiledPrediction(forward, view.rows, m.tiles, band)});
       } catch (const std::exception& e) {
         if (label.empty()) throw;
         throw Error(label + ": " + exception_message(e));

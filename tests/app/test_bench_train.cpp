@@ -18,7 +18,7 @@ namespace {
 const char* const kKernels[] = {"fused_norm_relu", "max_pool", "concat_backward"};
 
 // The JSON on stdout; stderr (warnings of the libraries) goes to a file, shown on failure.
-nlohmann::json bench_train(const std::string& options) {
+nlohmann::json bench_train(const std::string& options, std::string* errors_out = nullptr) {
   dpunet::test::TempDir dir;
   const std::string errors = dir / "stderr.txt";
   const auto result = run_command(DPUNET_BINARY
@@ -30,16 +30,24 @@ nlohmann::json bench_train(const std::string& options) {
   stderr_text << in.rdbuf();
   INFO(result.output << stderr_text.str());
   REQUIRE(result.exit_code == 0);
+  if (errors_out != nullptr) *errors_out = stderr_text.str();
   return nlohmann::json::parse(result.output);
 }
 
 }  // namespace
 
 TEST_CASE("bench train reports its step, and that on the CPU every layer takes ATen's kernels", "[app]") {
-  const nlohmann::json out = bench_train("--device cpu --checkpointing off");
+  std::string errors;
+  const nlohmann::json out = bench_train("--device cpu --checkpointing off", &errors);
   CHECK(out["benchmark"] == "train");
   REQUIRE(out["results"].size() == 1);
   CHECK(out["results"][0]["step_ms"].get<double>() > 0);
+  // Each row is in the log as soon as it is measured, for a run a time limit stops.
+  const std::string said = "bench train: row ";
+  const size_t at = errors.find(said);
+  REQUIRE(at != std::string::npos);
+  const auto logged = nlohmann::json::parse(errors.substr(at + said.size(), errors.find('\n', at) - at - said.size()));
+  CHECK(logged["step_ms"] == out["results"][0]["step_ms"]);
   for (const char* kernel : kKernels) {
     INFO(kernel << ": " << out["kernels_applied"][kernel].dump());
     CHECK(out["kernels_applied"][kernel]["dpunet"] == 0);
