@@ -48,6 +48,9 @@ torch::Tensor SharedRows::rows(int64_t lo, int64_t hi) {
   DPUNET_CHECK(0 <= lo && lo <= hi && hi <= height(), "predict: rows ", lo, " to ", hi, " of a ", height(),
                "-row image");
   if (whole_.defined()) return whole_.slice(1, lo, hi);
+  // With nothing held, the rows above where every reader needs are read past, not held
+  // (only now: a reader that said so at its start may have come before the others).
+  if (!held_.defined()) first_ = std::max(first_, std::min(needed_from(), height()));
   DPUNET_CHECK(lo >= first_, "predict: row ", lo, " was asked for after every reader was done with it");
   skip_to(first_);
   const int64_t held = held_.defined() ? held_.size(1) : 0;
@@ -71,19 +74,16 @@ torch::Tensor SharedRows::rows(int64_t lo, int64_t hi) {
 void SharedRows::release(int reader, int64_t row) {
   auto& done = done_with_.at(static_cast<size_t>(reader));
   done = std::max(done, row);
-  if (whole_.defined()) return;
-  const int64_t needed_from = *std::min_element(done_with_.begin(), done_with_.end());
-  if (needed_from <= first_) return;
-  const int64_t drop = std::min(needed_from - first_, held_.defined() ? held_.size(1) : 0);
-  if (drop > 0) held_ = held_.slice(1, drop);  // a view until the next read copies the rest
-  if (!held_.defined() || held_.size(1) == 0) {
-    // Every row read is done with: its memory goes, and rows no reader needs are not
-    // held when read (skip_to).
-    held_ = torch::Tensor();
-    first_ = std::min(needed_from, height());
-  } else {
-    first_ += drop;
-  }
+  if (whole_.defined() || !held_.defined()) return;
+  const int64_t drop = std::min(needed_from() - first_, held_.size(1));
+  if (drop <= 0) return;
+  held_ = held_.slice(1, drop);  // a view until the next read copies the rest
+  first_ += drop;
+  if (held_.size(1) == 0) held_ = torch::Tensor();  // every row read is done with: its memory goes
+}
+
+int64_t SharedRows::needed_from() const {
+  return done_with_.empty() ? 0 : *std::min_element(done_with_.begin(), done_with_.end());
 }
 
 void SharedRows::skip_to(int64_t row) {

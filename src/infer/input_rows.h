@@ -86,7 +86,9 @@ class SharedRows {
   torch::Tensor whole_;  // the source's whole input on the device, where it is held anyway
   torch::Tensor held_;   // [C, rows, W]: rows first_ .. first_ + rows - 1
   int64_t first_ = 0;    // the image row of held_'s first
-  int64_t read_ = 0;     // rows read from the source: held_ ends there, or first_ is beyond
+  int64_t read_ = 0;     // rows read from the source: held_ ends there (with none held, first_ is there or past it)
+  // The first row some reader still needs.
+  int64_t needed_from() const;
   // Reads and drops the source's rows up to `row`.
   void skip_to(int64_t row);
   // The source's next `count` rows.

@@ -323,6 +323,27 @@ TEST_CASE("an ensemble of band predictions averages the band's rows alone", "[in
   const torch::Tensor part = dpunet::infer::class_map(band);
   REQUIRE(part.size(0) == 31);
   CHECK(torch::equal(part, all.slice(0, 30, 61)));
+  // Models whose tiles differ read the shared rows from different first rows: the one
+  // that starts lower, constructed first, must not let go of the rows the other needs.
+  for (const bool larger_first : {true, false}) {
+    INFO("the larger tiles first: " << larger_first);
+    TileOptions large = o;
+    large.output_tile = large.input_tile = 40;
+    large.batch = 1;
+    const auto input =
+        std::make_shared<dpunet::infer::SharedRows>(std::make_unique<dpunet::test::TopDownRows>(image), image.device());
+    const auto whole_rows = [&](const TileOptions& options) {
+      return dpunet::infer::predict_probabilities(convolution(2, 0), image, options);
+    };
+    const torch::Tensor expected = ((whole_rows(o) + whole_rows(large)) / 2.0).argmax(0).to(torch::kByte);
+    std::vector<dpunet::infer::EnsembleMember> mixed_tiles;
+    for (const TileOptions& options :
+         larger_first ? std::vector<TileOptions>{large, o} : std::vector<TileOptions>{o, large}) {
+      mixed_tiles.push_back({"", dpunet::infer::TiledPrediction(convolution(2, 0), input, options, {50, 80})});
+    }
+    dpunet::infer::EnsembleRows rows(std::move(mixed_tiles));
+    CHECK(torch::equal(dpunet::infer::class_map(rows), expected.slice(0, 50, 80)));
+  }
   // Members that predict other bands are refused.
   std::vector<dpunet::infer::EnsembleMember> mixed = members({30, 61});
   mixed.push_back({"c", dpunet::infer::TiledPrediction(convolution(2, 0), image, o)});
