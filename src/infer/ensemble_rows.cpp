@@ -40,15 +40,11 @@ EnsembleRows::EnsembleRows(std::vector<EnsembleMember> members) : members_(std::
   }
 }
 
-void EnsembleRows::advance(EnsembleMember& member) {
-  const ProbabilityRows rows = next_rows(member);
-  const torch::Tensor& p = rows.probabilities;
-  const int64_t begin = rows.row - rows_done_, end = begin + p.size(1);
-  if (!sum_.defined()) sum_ = torch::zeros({p.size(0), 0, width_}, p.options());
-  if (end > sum_.size(1)) {
-    sum_ = torch::cat({sum_, torch::zeros({sum_.size(0), end - sum_.size(1), width_}, p.options())}, 1);
-  }
-  sum_.slice(1, begin, end) += p;
+void EnsembleRows::advance(size_t index) {
+  const ProbabilityRows rows = next_rows(members_[index]);
+  torch::Tensor& pending = pending_[index];
+  // A member's rows come in order: these follow the ones it has pending.
+  pending = pending.defined() ? torch::cat({pending, rows.probabilities}, 1) : rows.probabilities;
 }
 
 ProbabilityRows EnsembleRows::next() {
@@ -59,24 +55,27 @@ ProbabilityRows EnsembleRows::next() {
     rows_done_ = only.prediction.rows_done();
     return rows;
   }
+  pending_.resize(members_.size());
   while (true) {
     // The rows every member has finished end where the one furthest behind stands.
-    EnsembleMember* behind = nullptr;
+    size_t behind = 0;
     int64_t ready = band_end_;
-    for (EnsembleMember& m : members_) {
-      if (m.prediction.rows_done() < ready) {
-        ready = m.prediction.rows_done();
-        behind = &m;
+    for (size_t i = 0; i < members_.size(); ++i) {
+      if (members_[i].prediction.rows_done() < ready) {
+        ready = members_[i].prediction.rows_done();
+        behind = i;
       }
     }
     if (ready > rows_done_) {
       const int64_t count = ready - rows_done_;
-      ProbabilityRows rows{rows_done_, sum_.slice(1, 0, count) / static_cast<double>(members_.size())};
-      sum_ = sum_.slice(1, count);  // a view until the next growth copies it
+      torch::Tensor sum = pending_[0].slice(1, 0, count).clone();
+      for (size_t i = 1; i < members_.size(); ++i) sum += pending_[i].slice(1, 0, count);
+      // Views of the rest until the next rows are appended.
+      for (torch::Tensor& pending : pending_) pending = pending.slice(1, count);
       rows_done_ = ready;
-      return rows;
+      return {rows_done_ - count, sum / static_cast<double>(members_.size())};
     }
-    advance(*behind);
+    advance(behind);
   }
 }
 

@@ -1,7 +1,8 @@
 // An ensemble's class probabilities averaged row band by row band, as nnU-Net averages
 // its folds: each model tiles the image its own way (their tiles may differ), so the
-// rows that every model has finished are averaged and handed on, and the others wait.
-// Holds one band of sums, not the image's.
+// rows that every model has finished are averaged (added in the models' order, however
+// their rows came: a band of an image gets the whole image's values) and handed on, and
+// the others wait. Holds each model's rows not yet averaged, not the image's.
 #pragma once
 
 #include <functional>
@@ -33,14 +34,14 @@ class EnsembleRows {
   int64_t width() const { return width_; }
 
  private:
-  // The next rows of `member`, added to the sums.
-  void advance(EnsembleMember& member);
+  // The next rows of member `index`, kept until every member has them.
+  void advance(size_t index);
 
   std::vector<EnsembleMember> members_;
   int64_t height_ = 0, width_ = 0;
   int64_t band_begin_ = 0, band_end_ = 0;
   int64_t rows_done_ = 0;
-  torch::Tensor sum_;  // [K, rows, W]: the members' sums of the image's rows from rows_done_ on
+  std::vector<torch::Tensor> pending_;  // per member: [K, rows, W], its rows from rows_done_ on
 };
 
 // The class of every row of the band [rows, W] (uint8, on the rows' device: the argmax

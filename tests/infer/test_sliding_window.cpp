@@ -344,6 +344,30 @@ TEST_CASE("an ensemble of band predictions averages the band's rows alone", "[in
     dpunet::infer::EnsembleRows rows(std::move(mixed_tiles));
     CHECK(torch::equal(dpunet::infer::class_map(rows), expected.slice(0, 50, 80)));
   }
+  // Three models of three tilings: each row's probabilities are added in the models'
+  // order, so a band's are the whole image's bit for bit, however the rows came.
+  const auto three = [&](dpunet::infer::RowBand band) {
+    const auto input =
+        std::make_shared<dpunet::infer::SharedRows>(std::make_unique<dpunet::test::TopDownRows>(image), image.device());
+    std::vector<dpunet::infer::EnsembleMember> m;
+    for (const int64_t tile : {16, 40, 24}) {
+      TileOptions options = o;
+      options.output_tile = options.input_tile = tile;
+      options.batch = 2;
+      m.push_back({"", dpunet::infer::TiledPrediction(convolution(2, 0), input, options, band)});
+    }
+    dpunet::infer::EnsembleRows rows(std::move(m));
+    torch::Tensor probabilities = torch::full({3, image.size(1), image.size(2)}, -1.0);
+    dpunet::infer::class_map(rows, [&](const dpunet::infer::ProbabilityRows& p) {
+      probabilities.slice(1, p.row, p.row + p.probabilities.size(1)).copy_(p.probabilities);
+    });
+    return probabilities;
+  };
+  const torch::Tensor all_three = three({});
+  for (const auto& [begin, end] : std::vector<std::pair<int64_t, int64_t>>{{0, 30}, {30, 61}, {61, 90}, {7, 8}}) {
+    INFO("rows " << begin << " to " << end);
+    CHECK(torch::equal(three({begin, end}).slice(1, begin, end), all_three.slice(1, begin, end)));
+  }
   // Members that predict other bands are refused.
   std::vector<dpunet::infer::EnsembleMember> mixed = members({30, 61});
   mixed.push_back({"c", dpunet::infer::TiledPrediction(convolution(2, 0), image, o)});
