@@ -1,5 +1,5 @@
-// Small string helpers: tests C++17 lacks (std::string::ends_with is C++20), and a hash
-// every process computes alike.
+// Small string helpers: tests C++17 lacks (std::string::ends_with is C++20), counts with
+// their nouns, edit distances for suggestions, and a hash every process computes alike.
 #pragma once
 
 #include <algorithm>

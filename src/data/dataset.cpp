@@ -28,7 +28,7 @@ std::vector<std::string> shards_in_directory(const fs::path& directory) {
 }  // namespace
 
 std::string written_set_of(const std::string& shard) {
-  static const std::regex written(R"(^(train|val|fold[0-9]+)-[0-9]{5}$)");
+  static const std::regex written(R"(^(train|val|fold[0-9]+)-[0-9]{5,}$)");
   std::smatch match;
   const std::string stem = fs::path(shard).stem().string();
   return std::regex_match(stem, match, written) ? match[1].str() : std::string();

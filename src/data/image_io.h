@@ -23,9 +23,9 @@ bool is_image_file(const std::string& path);  // .png, .tif, .tiff (any case)
 // The name an image file is known by: its file name less the extension, and less ".ome"
 // for an OME-TIFF (a.ome.tif is a). Masks are found, and outputs named, by it.
 std::string image_stem(const std::string& path);
-// Label masks keep their stored values (a TIFF's palette indices and white-is-zero values
-// as written, a 1-, 2- or 4-bit grey PNG's values unscaled); images are read as displayed
-// (low-bit grey scaled to 8 bits). PNG palettes become colours in both roles.
+// Label masks keep their stored values (palette indices, a TIFF's white-is-zero values as
+// written, a 1-, 2- or 4-bit grey PNG's values unscaled); images are read as displayed
+// (palettes as their colours, low-bit grey scaled to 8 bits).
 Image read_image(const std::string& path, ImageRole role = ImageRole::kImage);
 // What read_image would give but the pixels (Image::values stays empty): the size,
 // channels and bit depth, from the file's header, with read_image's refusals of what it

@@ -19,8 +19,8 @@ DistributedSampler::DistributedSampler(int64_t dataset_size, int rank, int world
                ", fewer than the ", world_size, " ranks; every rank needs at least one");
   DPUNET_CHECK(options.batch >= 1, "sampler: batch must be at least 1, got ", options.batch);
   samples_per_rank_ = share_of(dataset_size);
-  DPUNET_CHECK(samples_per_rank_ > 0, "sampler: ", options.dataset, " has ", dataset_size,
-               " samples: not one batch of ", options.batch, " on each of ", world_size,
+  DPUNET_CHECK(samples_per_rank_ > 0, "sampler: ", options.dataset, " has ", counted(dataset_size, "sample"),
+               ": not one batch of ", options.batch, " on each of ", world_size,
                " ranks (use a smaller train.batch_size, fewer ranks, or data.remainder: pad)");
 }
 

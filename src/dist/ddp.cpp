@@ -190,8 +190,9 @@ void DistributedDataParallel::launch(Bucket& bucket) {
   if (!communicates()) return;
   torch::NoGradGuard no_grad;
   if (options_.wire_dtype != WireDtype::kNone && bucket.buffer.is_floating_point()) {
-    // Average before narrowing: fp16 would overflow on a large sum. One kernel divides in
-    // float and rounds into the wire type, with no float temporary of the bucket's size.
+    // Average before narrowing: fp16 would overflow on a large sum. On a GPU one kernel
+    // divides in float and rounds into the wire type, with no float temporary of the
+    // bucket's size (the CPU's kernel still makes one).
     bucket.wire = torch::empty_like(bucket.buffer, bucket.buffer.options().dtype(wire_type(options_.wire_dtype)));
     torch::div_out(bucket.wire, bucket.buffer, torch::scalar_tensor(static_cast<double>(comm_.world_size())));
     bucket.work = comm_.all_reduce_async(bucket.wire, ReduceOp::kSum);

@@ -20,10 +20,10 @@ struct BandOfRank {
 };
 
 struct ImageShare {
-  int64_t index = 0;               // the image
+  int64_t index = 0;                   // the image
   int64_t row_begin = 0, row_end = 0;  // the rows this rank predicts
-  int owner = 0;                   // the rank that writes the image: this one, or the one the rows go to
-  std::vector<BandOfRank> others;  // for the owner: the other ranks' bands, in row order
+  int owner = 0;                       // the rank that writes the image: this one, or the one the rows go to
+  std::vector<BandOfRank> others;      // for the owner: the other ranks' bands, in row order
   bool whole() const { return others.empty() && row_begin == 0; }
 };
 

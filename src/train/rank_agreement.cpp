@@ -31,7 +31,9 @@ std::string describe_dataset(const data::Dataset& dataset) {
     for (double v : h.channel_std) listing += "," + std::to_string(v);
     listing += ";";
   }
-  return counted(dataset.size(), "sample") + " in " + counted(dataset.shards().size(), "shard") + " (" +
+  // Saved in checkpoints and compared as text on resume: the wording stays as it was
+  // written ("1 shards" included), or a resume would take the data for changed.
+  return std::to_string(dataset.size()) + " samples in " + std::to_string(dataset.shards().size()) + " shards (" +
          data::describe_layout(dataset.header()) + "), shard list " + hex(fnv1a(listing), 16);
 }
 

@@ -29,7 +29,7 @@ TEST_CASE("ranks that read different datasets fail together, naming rank 0's and
   test::write_known_shard(dir / "other/train-0.h5", comm.rank() == 1 ? 5 : 4);
   const data::Dataset other(dir / "other");
   CHECK_THROWS_WITH(train::check_same_dataset(comm, other, "data.train", "other"),
-                    HasSubstr("data.train other differs between ranks: rank 0 sees 4 samples in 1 shard") &&
+                    HasSubstr("data.train other differs between ranks: rank 0 sees 4 samples in 1 shards") &&
                         HasSubstr("rank(s) 1 see something else"));
 }
 
