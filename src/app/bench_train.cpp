@@ -187,18 +187,17 @@ double timed_step_ms(Step& s, const BenchTrainArgs& a, int64_t warmup, MemoryPro
 }
 
 // Step time at `batch`; null when the timed steps do not fit. Another ATen error near the
-// device's limit is counted as not fitting too, and said: one unexpected library error
-// must not lose a search of several minutes (and the rows measured before it).
+// device's limit is counted as not fitting too, its first line in `error`: one unexpected
+// library error must not lose a search of several minutes (and the rows measured before it).
 nlohmann::json step_ms_at(const BenchTrainArgs& a, dist::Context& context, dist::Communicator& comm, bool checkpointed,
-                          int64_t batch) {
+                          int64_t batch, std::string& error) {
   try {
     Step s = make_step(a, context, comm, checkpointed, batch);
     return timed_step_ms(s, a, std::max<int64_t>(a.warmup, 1));
   } catch (const c10::Error& e) {
     if (!is_out_of_memory(e)) {
       const std::string message = e.what_without_backtrace();
-      std::cerr << "bench train: batch " << batch
-                << " failed, counted as not fitting: " << message.substr(0, message.find('\n')) << std::endl;
+      error = message.substr(0, message.find('\n'));
     }
     return nullptr;
   }
@@ -287,7 +286,8 @@ nlohmann::json measure_variant(const BenchTrainArgs& a, dist::Context& context, 
 // a.steps steps): near the device's limit two steps fitted where more did not (the
 // H200's 164 and 341, docs/benchmarks.md), so a shorter try reports a batch that
 // training cannot hold. Each try is listed (largest_batch_tries: [batch, fitted,
-// seconds]) and said on stderr as it ends: every new batch is autotuned anew, and a
+// seconds], and an error other than running out of memory as a fourth) and said on
+// stderr as it ends: every new batch is autotuned anew, and a
 // search cut off by a timeout still leaves its tries in the log. One process; the device
 // is left with an empty cache.
 constexpr int64_t kLargestBatchCap = 4096;
@@ -299,13 +299,16 @@ void add_capacity(const BenchTrainArgs& a, dist::Context& context, dist::Communi
   nlohmann::json tries = nlohmann::json::array();
   auto fits = [&](int64_t batch) {
     const double start = now_ms();
-    const nlohmann::json ms = step_ms_at(a, context, comm, checkpointed, batch);
+    std::string error;
+    const nlohmann::json ms = step_ms_at(a, context, comm, checkpointed, batch, error);
     memory.release_cached();
     const double seconds = (now_ms() - start) / 1000.0;
     if (!ms.is_null()) step_ms[batch] = ms.get<double>();
     tries.push_back({batch, !ms.is_null(), seconds});
+    if (!error.empty()) tries.back().push_back(error);
     std::cerr << "bench train: largest batch, checkpointing " << variant << ": batch " << batch
-              << (ms.is_null() ? " does not fit" : " fits") << " (" << seconds << " s)" << std::endl;
+              << (ms.is_null() ? " does not fit" : " fits") << " (" << seconds << " s)"
+              << (error.empty() ? "" : "; counted as not fitting after another error: " + error) << std::endl;
     return !ms.is_null();
   };
   const auto timed_peak_bytes = static_cast<int64_t>(row["peak_memory_mb"].get<double>() * 1e6);
