@@ -117,6 +117,15 @@ void validate(const Config& c, const std::string& source, const Origins& origins
                           ": use a larger batch or patch, a smaller depth, or norm group"));
     }
   }
+  // InstanceNorm normalises each sample's map alone: a 1x1 map comes out 0 whatever it
+  // held, and the bottom of the U-Net passes nothing on.
+  if (c.augment.patch_size > 0 && c.model.norm == "instance") {
+    if (const auto bottom = model::bottom_size(unet, c.augment.patch_size); bottom && *bottom == 1) {
+      fail("model.norm, augment.patch_size, model.depth",
+           detail::concat("InstanceNorm would zero the depth-", c.model.depth, " U-Net's 1x1 bottom map of ",
+                          c.augment.patch_size, " px patches: use a larger patch, a smaller depth, or norm group"));
+    }
+  }
   if (c.augment.patch_size == 0 && c.model.padding == "valid") {
     fail("augment.patch_size, model.padding", "valid padding needs an explicit patch size");
   }

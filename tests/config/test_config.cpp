@@ -284,6 +284,10 @@ TEST_CASE("contradicting or unusable values are refused before a run starts", "[
   CHECK_NOTHROW(parse_config("", "a.yaml", with("train.batch_size=2")));
   CHECK_NOTHROW(parse_config("", "a.yaml", with("augment.patch_size=64")));
   CHECK_NOTHROW(parse_config("", "a.yaml", with("model.norm=group")));
+  // InstanceNorm zeroes a 1x1 map at any batch size.
+  CHECK_THROWS_WITH(parse_config("", "a.yaml", {"augment.patch_size=32", "model.depth=5", "model.norm=instance"}),
+                    HasSubstr("model.norm, augment.patch_size, model.depth") && HasSubstr("1x1 bottom map"));
+  CHECK_NOTHROW(parse_config("", "a.yaml", {"augment.patch_size=64", "model.depth=5", "model.norm=instance"}));
   CHECK_THROWS_WITH(parse_config("", "a.yaml", {"run.device=cpu", "distributed.backend=nccl"}),
                     HasSubstr("distributed.backend, run.device") && HasSubstr("nccl needs CUDA"));
   CHECK_THROWS_WITH(parse_config("", "a.yaml", {"run.device=cuda", "distributed.backend=mpi"}),
