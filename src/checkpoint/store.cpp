@@ -58,7 +58,9 @@ std::optional<std::string> CheckpointStore::latest() const {
 void CheckpointStore::commit(int64_t step, const std::function<void(const std::string&)>& write, bool best,
                              int64_t keep_last) {
   std::error_code ec;
-  fs::create_directories(directory_, ec);
+  // A new checkpoints/ folder is made durable in its parent too: the first checkpoint
+  // must not vanish with it in a power loss.
+  if (fs::create_directories(directory_, ec)) sync_directory(fs::path(directory_).parent_path().string());
   DPUNET_CHECK(!ec, "cannot create ", directory_, ": ", ec.message());
   const std::string path = path_for_step(step);
   write(path);

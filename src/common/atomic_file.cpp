@@ -62,7 +62,13 @@ void write_file_atomically(const std::string& path, const std::vector<std::strin
     DPUNET_FAIL("cannot write ", path, ": ", std::strerror(error), " (the previous file, if any, is unchanged)");
   }
   // The rename is durable only once the directory itself is synced.
-  const int dir = ::open(directory_of(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  sync_directory(directory_of(path));
+}
+
+void sync_directory(const std::string& directory) {
+  // Best effort: some network file systems refuse to sync a directory, and the files'
+  // own data was synced already.
+  const int dir = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dir >= 0) {
     ::fsync(dir);
     ::close(dir);

@@ -15,6 +15,10 @@ void write_file_atomically(const std::string& path, const std::string& bytes);
 // The same for a file made of `pieces` one after the other, without joining them first.
 void write_file_atomically(const std::string& path, const std::vector<std::string_view>& pieces);
 
+// Makes the entries of `directory` (a file renamed or a folder made in it) durable, where
+// the file system can.
+void sync_directory(const std::string& directory);
+
 // When `name` (a file name) is a temporary of write_file_atomically, NAME.tmp.PID, the
 // NAME it was to replace; otherwise nullopt. Only the ending counts: a host name with
 // ".tmp." inside an event file's name does not make it one.
