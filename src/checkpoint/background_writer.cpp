@@ -27,7 +27,14 @@ std::exception_ptr BackgroundWriter::finish() {
 
 void BackgroundWriter::submit(std::function<void()> job) {
   const std::exception_ptr previous = finish();
-  in_flight_ = std::async(std::launch::async, std::move(job));
+  try {
+    in_flight_ = std::async(std::launch::async, std::move(job));
+  } catch (...) {
+    // No thread for this job (the system's limit): the earlier write's failure, if any,
+    // is said first, not lost.
+    if (previous) std::rethrow_exception(previous);
+    throw;
+  }
   if (previous) std::rethrow_exception(previous);
 }
 
