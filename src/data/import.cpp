@@ -259,7 +259,7 @@ struct SampleBuffers {
         const auto found = class_of.find(mask_key(mask, p));
         DPUNET_CHECK(found != class_of.end(), mask_path, ": mask value ",
                      mask_key_text(mask_key(mask, p), mask.channels > 1), " at pixel (", top + r, ", ", left + c,
-                     ") has no class in the mask mapping");
+                     ") has no class in the mask mapping", colour_mapping_hint(class_of, mask.channels > 1));
         classes[q] = static_cast<uint8_t>(found->second == kIgnoreClass ? kDefaultIgnoreLabel : found->second);
       }
     }
@@ -437,6 +437,13 @@ std::map<uint32_t, int> parse_mask_mapping(const std::string& text) {
   DPUNET_CHECK(!maps_ignore(mapping) || mapped_classes(mapping) <= kDefaultIgnoreLabel, "mask mapping '", text,
                "': with an ignore value, class ids must be below ", kDefaultIgnoreLabel, " (the ignore label)");
   return mapping;
+}
+
+std::string colour_mapping_hint(const std::map<uint32_t, int>& class_of_value, bool colour_mask) {
+  const bool names_colours = !class_of_value.empty() && class_of_value.rbegin()->first > 0xffff;
+  if (colour_mask || !names_colours) return "";
+  return " (the mapping names colours, but this mask is grey: a palette PNG or TIFF mask is read as its palette "
+         "indices; map those, e.g. 0=0,1=1)";
 }
 
 std::string mask_mapping_text(const std::map<uint32_t, int>& class_of_value, bool colour) {

@@ -81,6 +81,10 @@ class ColourKeyCheck {
 };
 // A key as --mask-map writes it: "255" for grey, "#ff0000" for colour masks.
 std::string mask_key_text(uint32_t key, bool colour);
+// For a mask value the mapping lacks: why, when the mapping names colours (keys above any
+// grey value) and the mask is grey, as a palette PNG mask is (read as its indices);
+// empty otherwise.
+std::string colour_mapping_hint(const std::map<uint32_t, int>& class_of_value, bool colour_mask);
 
 struct ImportResult {
   std::vector<std::string> train_shards, val_shards;

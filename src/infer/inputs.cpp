@@ -240,7 +240,8 @@ torch::Tensor InputSet::load_mask(const std::string& path, const data::Image& im
       if (!options_.class_of_value.empty()) {
         const auto it = options_.class_of_value.find(key);
         DPUNET_CHECK(it != options_.class_of_value.end(), found, ": mask value ", data::mask_key_text(key, colour),
-                     " at pixel (", p / mask.width, ", ", p % mask.width, ") is not in --mask-map");
+                     " at pixel (", p / mask.width, ", ", p % mask.width, ") is not in --mask-map",
+                     data::colour_mapping_hint(options_.class_of_value, colour));
         id = it->second == data::kIgnoreClass ? data::kDefaultIgnoreLabel : it->second;
       }
       const bool is_class = options_.n_classes == 0 || id < options_.n_classes || id == ignore;

@@ -630,6 +630,22 @@ TEST_CASE("import reads 16-bit RGB TIFFs and colour masks", "[data]") {
   CHECK(mask[4] == 2);
 }
 
+TEST_CASE("palette PNG masks import as their indices; a colour mapping for them says why it does not fit", "[data]") {
+  Folders f;
+  for (int i = 0; i < 2; ++i) {
+    dpunet::data::write_png(f.dir / ("images/p" + std::to_string(i) + ".png"), make_image(4, 1, i));
+    write_palette_png(f.dir / ("masks/p" + std::to_string(i) + ".png"), 4);  // indices (x + y) % 3
+  }
+  f.options.class_of_value = dpunet::data::parse_mask_mapping("#ff0000=0,#00ff00=1,#0000ff=2");
+  CHECK_THROWS_WITH(dpunet::data::import_image_folders(f.options),
+                    HasSubstr("mask value 0 at pixel (0, 0) has no class") &&
+                        HasSubstr("the mapping names colours, but this mask is grey") && HasSubstr("palette indices"));
+  f.options.class_of_value.clear();  // the indices, found
+  const auto result = dpunet::data::import_image_folders(f.options);
+  CHECK_FALSE(result.colour_masks);
+  CHECK(result.class_of_value == std::map<uint32_t, int>{{0, 0}, {1, 1}, {2, 2}});
+}
+
 TEST_CASE("a mask value mapped to ignore becomes the shards' ignore label", "[data]") {
   Folders f;
   Image mask = make_mask(8);                                 // left 0, right 255
