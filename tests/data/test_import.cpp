@@ -630,7 +630,8 @@ TEST_CASE("import reads 16-bit RGB TIFFs and colour masks", "[data]") {
   CHECK(mask[4] == 2);
 }
 
-TEST_CASE("palette PNG masks import as their indices; a colour mapping for them says why it does not fit", "[data]") {
+TEST_CASE("palette PNG masks import as their indices, and a colour mapping for them says why it does not fit",
+          "[data]") {
   Folders f;
   for (int i = 0; i < 2; ++i) {
     dpunet::data::write_png(f.dir / ("images/p" + std::to_string(i) + ".png"), make_image(4, 1, i));
