@@ -471,7 +471,7 @@ void run(const PredictArgs& args) {
     return predicted;
   };
   infer::EvaluationTable table(args.eval ? inputs.size() : 0, model.n_classes, inputs.ignore_label());
-  int64_t done = 0;
+  int64_t done = 0, bands_sent = 0;
   // Stored probabilities would have to cross between ranks a band at a time: a slide is
   // cut into bands only for its labels.
   int64_t min_band_rows = 0;
@@ -503,6 +503,7 @@ void run(const PredictArgs& args) {
                     static_cast<long long>(share.row_begin), static_cast<long long>(share.row_end), share.owner,
                     std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
         std::fflush(stdout);
+        ++bands_sent;
         continue;
       }
       torch::Tensor labels = predicted.labels;
@@ -531,7 +532,11 @@ void run(const PredictArgs& args) {
     std::fflush(stdout);
   }
   writer.finish();
-  std::printf("%s%lld image(s) -> %s\n", who.c_str(), static_cast<long long>(done), writer.path().c_str());
+  // A rank that predicted only bands of other ranks' images says so, not just "0 image(s)".
+  const std::string bands =
+      bands_sent == 0 ? std::string() : ", and rows of " + counted(bands_sent, "image") + " for other ranks";
+  std::printf("%s%lld image(s) -> %s%s\n", who.c_str(), static_cast<long long>(done), writer.path().c_str(),
+              bands.c_str());
   if (args.eval) {
     // Ranks finish their images at their own pace: meet first, so that the all-reduce's
     // stall timeout does not count a slower rank's predicting.
