@@ -150,7 +150,7 @@ std::vector<Field> build() {
       integer("model.n_channels", AT(model.n_channels), 1, 4096),
       integer("model.n_classes", AT(model.n_classes), 2, 256),
       boolean("model.bilinear", AT(model.bilinear)),
-      integer("model.base_channels", AT(model.base_channels), 2, 4096),
+      integer("model.base_channels", AT(model.base_channels), 1, 4096),
       integer("model.depth", AT(model.depth), 1, 8),
       text("model.norm", AT(model.norm), {"batch", "instance", "group", "none", "sync_batch"}),
       text("model.padding", AT(model.padding), {"same", "valid"}),

@@ -45,10 +45,6 @@ void validate(const Config& c, const std::string& source, const Origins& origins
   if (!c.loss.class_weights.empty() && !any_class_weight && c.loss.ce_weight > 0) {
     fail("loss.class_weights", "every weight is 0, so the cross-entropy would learn nothing; give one above 0");
   }
-  // The bilinear decoder halves the bottom width (the reference's `factor`).
-  if (c.model.base_channels % 2 != 0) {
-    fail("model.base_channels", detail::concat("must be even, got ", c.model.base_channels));
-  }
   // Every schedule scales the peak: at 0 the run would train nothing, for all its steps.
   if (c.optimizer.lr <= 0) fail("optimizer.lr", "must be above 0; at 0 no weight would change");
   // Adam divides by sqrt(v) + eps, and v is 0 for a parameter that never had a gradient.

@@ -43,9 +43,9 @@ void validate(const UnetOptions& o) {
   DPUNET_CHECK(o.norm != Norm::kSyncBatch || o.communicator != nullptr,
                "Unet: norm sync_batch needs a communicator (it is for distributed runs)");
   DPUNET_CHECK(o.depth >= 1 && o.depth <= 8, "Unet: depth must be in [1, 8], got ", o.depth);
-  // The bilinear decoder halves the bottom width (the reference's `factor`), so it must be even.
-  DPUNET_CHECK(o.base_channels >= 2 && o.base_channels % 2 == 0, "Unet: base_channels must be even and >= 2, got ",
-               o.base_channels);
+  // Any width: the bilinear decoder halves widths of level 1 and deeper (base * 2^i), never the
+  // first level's.
+  DPUNET_CHECK(o.base_channels >= 1, "Unet: base_channels must be >= 1, got ", o.base_channels);
 }
 
 std::optional<int64_t> output_size(const UnetOptions& o, int64_t size) {

@@ -258,8 +258,6 @@ TEST_CASE("text values given with --set are taken as written", "[config]") {
 }
 
 TEST_CASE("contradicting or unusable values are refused before a run starts", "[config]") {
-  CHECK_THROWS_WITH(parse_config("", "a.yaml", {"model.base_channels=3"}),
-                    HasSubstr("model.base_channels") && HasSubstr("must be even"));
   CHECK_THROWS_WITH(parse_config("", "a.yaml", {"optimizer.eps=0"}), HasSubstr("optimizer.eps"));
   CHECK_THROWS_WITH(parse_config("", "a.yaml", {"run.dir="}), HasSubstr("run.dir: is empty"));
   CHECK_THROWS_WITH(parse_config("", "a.yaml", {"optimizer.lr=0"}), HasSubstr("optimizer.lr: must be above 0"));
@@ -307,11 +305,10 @@ TEST_CASE("errors across keys name where the keys were set", "[config]") {
 TEST_CASE("a config error is reported alike with and without --print-config", "[config]") {
   for (const std::string extra : {"", " --print-config"}) {
     INFO(extra);
-    const auto run = dpunet::test::run_command(DPUNET_BINARY " train --set model.base_channels=3 --set run.device=cpu" +
-                                               extra + " 2>&1");
+    const auto run =
+        dpunet::test::run_command(DPUNET_BINARY " train --set optimizer.lr=0 --set run.device=cpu" + extra + " 2>&1");
     CHECK(run.exit_code == 2);
-    CHECK_THAT(run.output,
-               HasSubstr("dpunet: error: --set model.base_channels=3: model.base_channels: must be even, got 3"));
+    CHECK_THAT(run.output, HasSubstr("dpunet: error: --set optimizer.lr=0: optimizer.lr: must be above 0"));
   }
 }
 

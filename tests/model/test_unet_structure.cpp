@@ -102,12 +102,35 @@ TEST_CASE("Unet options change widths, depth and norm layers", "[model]") {
   CHECK(state_dict_shapes(instance).at("up1.conv.double_conv.4.bias") == "32");
 }
 
+TEST_CASE("Unet takes an odd base width, bilinear or not", "[model]") {
+  UnetOptions o;
+  o.n_classes = 2;
+  o.base_channels = 3;
+  o.depth = 3;
+  for (const bool bilinear : {false, true}) {
+    INFO("bilinear=" << bilinear);
+    o.bilinear = bilinear;
+    Unet net(o);
+    const auto shapes = state_dict_shapes(net);
+    // Bilinear halves the widths below the first level: 24 -> 12 at the bottom.
+    CHECK(shapes.at("down3.maxpool_conv.1.double_conv.3.weight") == (bilinear ? "12x12x3x3" : "24x24x3x3"));
+    CHECK(shapes.at("up2.conv.double_conv.3.weight") == (bilinear ? "3x6x3x3" : "6x6x3x3"));
+    CHECK(shapes.at("up3.conv.double_conv.0.weight") == "3x6x3x3");
+    CHECK(shapes.at("outc.conv.weight") == "2x3x1x1");
+    const torch::Tensor x = torch::randn({2, 1, 20, 20});
+    const torch::Tensor y = net->forward(x);
+    CHECK(y.sizes() == torch::IntArrayRef({2, 2, 20, 20}));
+    y.sum().backward();
+    for (const auto& p : net->parameters()) CHECK(p.grad().defined());
+  }
+}
+
 TEST_CASE("Unet rejects bad constructor arguments with a message", "[model]") {
   CHECK_THROWS_WITH(Unet(0, 2), HasSubstr("n_channels must be > 0, got 0"));
   CHECK_THROWS_WITH(Unet(1, -1), HasSubstr("n_classes must be > 0, got -1"));
   UnetOptions o;
-  o.base_channels = 7;
-  CHECK_THROWS_WITH(Unet(o), HasSubstr("base_channels must be even"));
+  o.base_channels = 0;
+  CHECK_THROWS_WITH(Unet(o), HasSubstr("base_channels must be >= 1, got 0"));
   o.base_channels = 8;
   o.depth = 0;
   CHECK_THROWS_WITH(Unet(o), HasSubstr("depth must be in [1, 8]"));
