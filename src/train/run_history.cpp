@@ -135,10 +135,24 @@ int64_t set_aside_events(const std::string& run_dir, std::optional<int64_t> resu
   return moved_events;
 }
 
+// A copy of RUN/config.yaml in `folder` when it differs from `config_text`, which replaces
+// it next (atomically: the run directory is never without one). Returns whether it copied.
+bool set_aside_config(const std::string& run_dir, const std::string& config_text, const std::string& folder) {
+  const std::string path = run_dir + "/config.yaml";
+  if (!exists_or_fail(path)) return false;
+  const std::string earlier = read_file(path);
+  if (earlier == config_text) return false;
+  std::error_code ec;
+  fs::create_directories(folder, ec);
+  DPUNET_CHECK(!ec, "cannot create ", folder, ": ", ec.message());
+  write_file_atomically(folder + "/config.yaml", earlier);
+  return true;
+}
+
 }  // namespace
 
 SupersededHistory set_aside_superseded_history(const std::string& run_dir, std::optional<int64_t> resume_step,
-                                               bool validation_pending) {
+                                               bool validation_pending, const std::string& config_text) {
   SupersededHistory history;
   const checkpoint::CheckpointStore store(run_dir);
   history.partial_writes = store.remove_partial_writes();
@@ -146,6 +160,7 @@ SupersededHistory set_aside_superseded_history(const std::string& run_dir, std::
   history.checkpoints = store.set_aside(resume_step, folder + "/checkpoints");
   history.metric_rows = set_aside_metric_rows(run_dir, resume_step, validation_pending, folder);
   history.events = set_aside_events(run_dir, resume_step, validation_pending, folder, history.damaged_event_files);
+  history.config = set_aside_config(run_dir, config_text, folder);
   std::error_code ec;
   if (fs::exists(folder, ec)) history.folder = folder;
   return history;
@@ -153,14 +168,18 @@ SupersededHistory set_aside_superseded_history(const std::string& run_dir, std::
 
 std::string describe(const SupersededHistory& history) {
   std::string text;
-  if (!history.folder.empty()) {
+  const bool steps_moved =
+      !history.checkpoints.empty() || history.metric_rows > 0 || history.events > 0 || history.damaged_event_files > 0;
+  if (!steps_moved && history.config) {
+    text = "the earlier config.yaml, which differs from this run's config, is kept in " + history.folder;
+  } else if (!history.folder.empty()) {
     int64_t checkpoints = 0;
     for (const std::string& name : history.checkpoints)
       checkpoints += checkpoint::CheckpointStore::step_of(name) ? 1 : 0;
     text = "moved " + std::to_string(checkpoints) + " checkpoint(s) and " + std::to_string(history.metric_rows) +
            " metrics row(s)" +
            (history.events > 0 ? " (and " + std::to_string(history.events) + " TensorBoard event(s))" : "") +
-           " of steps this run redoes to " + history.folder;
+           " of steps this run redoes to " + history.folder + (history.config ? ", with the earlier config.yaml" : "");
     if (history.damaged_event_files > 0) {
       text += "; " + std::to_string(history.damaged_event_files) +
               " TensorBoard file(s) had a damaged record: what followed it was moved there too, unread";

@@ -3,7 +3,9 @@
 // checkpoints, metrics rows and TensorBoard events of steps this run will redo: left in
 // place, `--resume auto` would pick the other timeline's newest checkpoint and the
 // curves would mix two runs. They are moved, never deleted, to RUN/superseded-<time>/; temporary files of
-// checkpoint writes that never finished are removed. Rank 0 only.
+// checkpoint writes that never finished are removed. RUN/config.yaml is kept there too when
+// this run's config differs from it (another run's, or the file this run was started from,
+// with its comments, before --set). Rank 0 only.
 #pragma once
 
 #include <cstdint>
@@ -23,14 +25,16 @@ struct SupersededHistory {
   int64_t events = 0;                    // TensorBoard events moved
   int64_t damaged_event_files = 0;       // event files whose unreadable rest was moved
   int64_t partial_writes = 0;            // unfinished temporaries removed
+  bool config = false;                   // RUN/config.yaml copied there
 };
 
 // `resume_step`: the step of the checkpoint this run continues from; none for a fresh start.
 // `validation_pending`: that checkpoint's validation is still to run, so a validation of
 // its step in the history is one a killed run began after writing it (before it could
 // record it in the checkpoint); this run redoes it, and it is set aside too.
+// `config_text`: what this run writes to RUN/config.yaml next (the caller writes it).
 SupersededHistory set_aside_superseded_history(const std::string& run_dir, std::optional<int64_t> resume_step,
-                                               bool validation_pending = false);
+                                               bool validation_pending, const std::string& config_text);
 
 // One line for the log, empty when there is nothing to say.
 std::string describe(const SupersededHistory& history);

@@ -214,10 +214,12 @@ void Trainer::prepare_run_directory(const std::optional<checkpoint::LoadedCheckp
       logger_.info(loaded->path() + " is not one of " + store_.directory() +
                    "'s own checkpoints: this run directory's earlier history is set aside");
     }
-    const std::string moved = describe(set_aside_superseded_history(config_.run.dir, keep_until, validation_pending));
+    const std::string config_text = config::to_yaml(config_);
+    const std::string moved =
+        describe(set_aside_superseded_history(config_.run.dir, keep_until, validation_pending, config_text));
     if (!moved.empty()) logger_.warn(moved);
     if (best_step_ >= 0) store_.restore_best(best_step_);
-    write_file_atomically(config_.run.dir + "/config.yaml", config::to_yaml(config_));
+    write_file_atomically(config_.run.dir + "/config.yaml", config_text);
   }
   logger_.open_metrics();
 }

@@ -15,7 +15,7 @@ TEST_CASE("a resume keeping every metrics row ends the last with its newline, so
   std::filesystem::create_directories(run);
   const std::string rows = "{\"kind\":\"train\",\"step\":1,\"loss\":1.0}\n{\"kind\":\"train\",\"step\":2,\"loss\":0.5}";
   dpunet::write_file_atomically(run + "/metrics.jsonl", rows);
-  const auto history = dpunet::train::set_aside_superseded_history(run, 2);
+  const auto history = dpunet::train::set_aside_superseded_history(run, 2, false, "");
   CHECK(history.folder.empty());
   CHECK(history.metric_rows == 0);
   CHECK(dpunet::read_file(run + "/metrics.jsonl") == rows + "\n");
@@ -38,7 +38,7 @@ TEST_CASE("a resume with its checkpoint's validation pending sets aside that ste
     const std::string events = run + "/tensorboard/events.out.tfevents.1.host.1";
     dpunet::write_file_atomically(events, version + train_event + val_event);
 
-    const auto history = dpunet::train::set_aside_superseded_history(run, 4, pending);
+    const auto history = dpunet::train::set_aside_superseded_history(run, 4, pending, "");
     if (pending) {
       CHECK(dpunet::read_file(run + "/metrics.jsonl") == train_row);
       CHECK(dpunet::read_file(events) == version + train_event);
@@ -51,4 +51,31 @@ TEST_CASE("a resume with its checkpoint's validation pending sets aside that ste
       CHECK(dpunet::read_file(events) == version + train_event + val_event);
     }
   }
+}
+
+TEST_CASE("a run directory's config.yaml that differs from the new run's config is kept, not overwritten", "[train]") {
+  dpunet::test::TempDir dir;
+  const std::string run = dir / "run";
+  std::filesystem::create_directories(run);
+  // The file the run was started from, say, with the user's comment.
+  const std::string given = "# lr tried last week: 3e-4\noptimizer:\n  lr: 0.001\n";
+  dpunet::write_file_atomically(run + "/config.yaml", given);
+  const auto same = dpunet::train::set_aside_superseded_history(run, std::nullopt, false, given);
+  CHECK(same.folder.empty());
+  CHECK_FALSE(same.config);
+
+  const auto differs =
+      dpunet::train::set_aside_superseded_history(run, std::nullopt, false, "optimizer:\n  lr: 0.001\n");
+  REQUIRE_FALSE(differs.folder.empty());
+  CHECK(differs.config);
+  CHECK(dpunet::read_file(differs.folder + "/config.yaml") == given);
+  CHECK(dpunet::read_file(run + "/config.yaml") == given);  // the caller writes the new one
+  CHECK(dpunet::train::describe(differs) ==
+        "the earlier config.yaml, which differs from this run's config, is kept in " + differs.folder);
+
+  // With history moved too, the line says the config went along.
+  dpunet::write_file_atomically(run + "/metrics.jsonl", "{\"kind\":\"train\",\"step\":1,\"loss\":1.0}\n");
+  const auto both = dpunet::train::set_aside_superseded_history(run, std::nullopt, false, "other: 1\n");
+  CHECK(both.config);
+  CHECK_THAT(dpunet::train::describe(both), Catch::Matchers::EndsWith(", with the earlier config.yaml"));
 }

@@ -98,7 +98,7 @@ TEST_CASE("a resume cuts off a record cut short, but moves damage and what follo
     for (const size_t kept : {size_t{3}, size_t{12}, size_t{15}, two.size() - 5}) {
       CHECK(dpunet::train::cut_short_record(two.substr(0, kept)));  // header alone, or part of the data
     }
-    const auto history = dpunet::train::set_aside_superseded_history(run, 2);
+    const auto history = dpunet::train::set_aside_superseded_history(run, 2, false, "");
     CHECK(history.folder.empty());
     CHECK(history.damaged_event_files == 0);
     CHECK(dpunet::read_file(path) == version + one);
@@ -108,7 +108,7 @@ TEST_CASE("a resume cuts off a record cut short, but moves damage and what follo
     damaged[14] ^= 1;  // inside its data
     CHECK_FALSE(dpunet::train::cut_short_record(damaged + three));
     dpunet::write_file_atomically(path, version + one + damaged + three);
-    const auto history = dpunet::train::set_aside_superseded_history(run, 3);
+    const auto history = dpunet::train::set_aside_superseded_history(run, 3, false, "");
     REQUIRE_FALSE(history.folder.empty());
     CHECK(history.damaged_event_files == 1);
     CHECK(dpunet::read_file(path) == version + one);
@@ -132,7 +132,7 @@ TEST_CASE("a resume removes an unfinished rewrite of an event file but keeps a h
   dpunet::write_file_atomically(original, records);
   dpunet::write_file_atomically(original + ".tmp.4242", "half a rewrite");
 
-  const auto history = dpunet::train::set_aside_superseded_history(run, 1);
+  const auto history = dpunet::train::set_aside_superseded_history(run, 1, false, "");
   CHECK_FALSE(fs::exists(original + ".tmp.4242"));
   REQUIRE(fs::exists(host_file));
   CHECK(read_event_records(dpunet::read_file(host_file)).size() == 2);  // step 2 moved aside, not deleted
