@@ -181,7 +181,7 @@ std::shared_ptr<const data::Dataset> open_dataset(const config::Config& config, 
                   (std::filesystem::path(spec) / (example + "-*.h5")).string());
     }
   }
-  check_data_fits_model(config, dataset->header(), key + " " + spec);
+  check_data_fits_model(config, dataset->header(), key + " " + spec, /*training=*/key == "data.train");
   return dataset;
 }
 
@@ -205,7 +205,8 @@ void configure_gpu_numerics(const config::Config& config) {
   if (deterministic) setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8", /*overwrite=*/0);
 }
 
-void check_data_fits_model(const config::Config& c, const data::ShardHeader& h, const std::string& which) {
+void check_data_fits_model(const config::Config& c, const data::ShardHeader& h, const std::string& which,
+                           bool training) {
   DPUNET_CHECK(h.channels == c.model.n_channels, which, ": images have ", h.channels,
                " channels but model.n_channels is ", c.model.n_channels);
   DPUNET_CHECK(h.n_classes == c.model.n_classes, which, ": masks have ", h.n_classes,
@@ -218,6 +219,18 @@ void check_data_fits_model(const config::Config& c, const data::ShardHeader& h, 
           unet, side,
           which + ": augment.patch_size is 0 (whole images as input), and an image side of " + std::to_string(side));
     }
+    // As config validation checks patches (it does not know the images' size).
+    const int64_t bottom_h = *model::bottom_size(unet, h.height), bottom_w = *model::bottom_size(unet, h.width);
+    const std::string images = which + ": augment.patch_size is 0 (whole images as input), and " +
+                               std::to_string(h.height) + "x" + std::to_string(h.width) + " images leave the depth-" +
+                               std::to_string(c.model.depth) + " U-Net's bottom map " + std::to_string(bottom_h) + "x" +
+                               std::to_string(bottom_w);
+    DPUNET_CHECK(!training || c.model.norm != "batch" || c.train.batch_size * bottom_h * bottom_w >= 2, images,
+                 ": with train.batch_size ", c.train.batch_size,
+                 " BatchNorm (model.norm) has one value per channel to normalise; use a larger batch, a smaller "
+                 "model.depth, or norm group");
+    DPUNET_CHECK(c.model.norm != "instance" || bottom_h * bottom_w > 1, images,
+                 ", which InstanceNorm (model.norm) would zero; use a smaller model.depth, or norm group");
   }
 }
 

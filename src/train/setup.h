@@ -32,8 +32,11 @@ data::SamplerOptions sampler_options(const config::Config& config);
 // cuDNN's autotuning and `precision.deterministic` (deterministic algorithms only) for a
 // run on a GPU, set both ways; errors name the keys. Before the run's threads start.
 void configure_gpu_numerics(const config::Config& config);
-// Checks that the data fit the model: channels and classes.
-void check_data_fits_model(const config::Config& config, const data::ShardHeader& header, const std::string& which);
+// Checks that the data fit the model: channels and classes; for whole-image input
+// (augment.patch_size 0), that the images tile and leave the bottom map enough values to
+// normalise (BatchNorm's batch statistics only for the `training` set).
+void check_data_fits_model(const config::Config& config, const data::ShardHeader& header, const std::string& which,
+                           bool training);
 
 // The dataset config key `key` ("data.train") names, checked against the model; its
 // errors name the key.

@@ -172,11 +172,40 @@ TEST_CASE("whole-image training refuses images too small for the model's depth b
   header.n_classes = config.model.n_classes;
   header.height = 64;
   header.width = 32;
-  CHECK_THROWS_WITH(dpunet::train::check_data_fits_model(config, header, "data.train x.h5"),
+  CHECK_THROWS_WITH(dpunet::train::check_data_fits_model(config, header, "data.train x.h5", true),
                     HasSubstr("data.train x.h5: augment.patch_size is 0") && HasSubstr("image side of 32") &&
                         HasSubstr("nearest valid sizes: 64"));
   header.width = 64;
-  CHECK_NOTHROW(dpunet::train::check_data_fits_model(config, header, "data.train x.h5"));
+  CHECK_NOTHROW(dpunet::train::check_data_fits_model(config, header, "data.train x.h5", true));
+}
+
+TEST_CASE("whole-image training refuses images that leave BatchNorm or InstanceNorm a 1x1 bottom map", "[train]") {
+  dpunet::data::ShardHeader header;
+  header.channels = 1;
+  header.n_classes = 3;
+  header.height = header.width = 64;
+  const auto batch_norm =
+      dpunet::config::parse_config("", "w.yaml", {"augment.patch_size=0", "model.depth=6", "train.batch_size=1"});
+  CHECK_THROWS_WITH(dpunet::train::check_data_fits_model(batch_norm, header, "data.train x.h5", true),
+                    HasSubstr("data.train x.h5: augment.patch_size is 0") &&
+                        HasSubstr("64x64 images leave the depth-6 U-Net's bottom map 1x1") &&
+                        HasSubstr("train.batch_size 1") && HasSubstr("BatchNorm"));
+  // Validation normalises with the running statistics, and a batch of two has two values.
+  CHECK_NOTHROW(dpunet::train::check_data_fits_model(batch_norm, header, "data.val x.h5", false));
+  const auto two = dpunet::config::parse_config("", "w.yaml", {"augment.patch_size=0", "model.depth=6"});
+  CHECK_NOTHROW(dpunet::train::check_data_fits_model(two, header, "data.train x.h5", true));
+  header.width = 128;  // a 1x2 bottom map: two values
+  CHECK_NOTHROW(dpunet::train::check_data_fits_model(batch_norm, header, "data.train x.h5", true));
+
+  header.width = 64;
+  const auto instance =
+      dpunet::config::parse_config("", "w.yaml", {"augment.patch_size=0", "model.depth=6", "model.norm=instance"});
+  for (const bool training : {true, false}) {
+    CHECK_THROWS_WITH(dpunet::train::check_data_fits_model(instance, header, "data.val x.h5", training),
+                      HasSubstr("bottom map 1x1, which InstanceNorm (model.norm) would zero"));
+  }
+  header.height = 128;
+  CHECK_NOTHROW(dpunet::train::check_data_fits_model(instance, header, "data.train x.h5", true));
 }
 
 TEST_CASE("a folder holding the training and validation shards is refused as one set", "[train]") {
