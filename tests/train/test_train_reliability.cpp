@@ -174,9 +174,37 @@ TEST_CASE("the launcher's dry run and errors", "[train][e2e]") {
   const auto too_many = dpunet::test::run_command(launch + "-n 6 --hosts a:3,b:2 --dry-run -- train c.yaml 2>&1");
   CHECK(too_many.exit_code == 2);
   CHECK_THAT(too_many.output, HasSubstr("-n 6 but --hosts a:3,b:2 has 5 slot(s)"));
-  const auto bad_hosts = dpunet::test::run_command(launch + "--hosts a,b -- train c.yaml 2>&1");
-  CHECK(bad_hosts.exit_code == 2);
-  CHECK_THAT(bad_hosts.output, HasSubstr("HOST:SLOTS"));
+  for (const std::string& bad : {"a,b", "'a b:2'"}) {
+    const auto bad_hosts = dpunet::test::run_command(launch + "--hosts " + bad + " -- train c.yaml 2>&1");
+    INFO(bad_hosts.output);
+    CHECK(bad_hosts.exit_code == 2);
+    CHECK_THAT(bad_hosts.output, HasSubstr("--hosts must be HOST:SLOTS"));
+  }
+  // The `--` before the command is no option's value.
+  for (const std::string& option : {"--gpus", "--hosts", "-n"}) {
+    const auto lacking = dpunet::test::run_command(launch + option + " -- train c.yaml 2>&1");
+    INFO(lacking.output);
+    CHECK(lacking.exit_code == 2);
+    CHECK_THAT(lacking.output, HasSubstr(option + " needs a"));
+  }
+  // CUDA reads CUDA_VISIBLE_DEVICES up to its first entry that is no GPU: -1 hides them all.
+  for (const std::string& hidden : {"-1", "NoDevFiles"}) {
+    const auto none = dpunet::test::run_command("DPUNET_BIN=" DPUNET_BINARY " CUDA_VISIBLE_DEVICES=" + hidden +
+                                                " " DPUNET_SOURCE_DIR_SH
+                                                "/launcher/dpunet-launch --dry-run -- "
+                                                "train c.yaml 2>&1");
+    INFO(none.output);
+    CHECK(none.exit_code == 0);
+    CHECK_THAT(none.output, HasSubstr("mpirun -np 2 "));  // CPU ranks
+  }
+  const auto two_of_three =
+      dpunet::test::run_command("DPUNET_BIN=" DPUNET_BINARY " CUDA_VISIBLE_DEVICES=0,1,-1,2 " DPUNET_SOURCE_DIR_SH
+                                "/launcher/dpunet-launch -n 3 --dry-run -- train c.yaml 2>&1");
+  CHECK(two_of_three.exit_code == 2);
+  CHECK_THAT(two_of_three.output, HasSubstr("3 ranks but 2 GPU(s) visible"));
+  const auto no_gpu = dpunet::test::run_command(launch + "--gpus -1 --dry-run -- train c.yaml 2>&1");
+  CHECK(no_gpu.exit_code == 2);
+  CHECK_THAT(no_gpu.output, HasSubstr("--gpus -1 names no GPU"));
   const auto missing = dpunet::test::run_command("DPUNET_BIN=/nonexistent " DPUNET_SOURCE_DIR_SH
                                                  "/launcher/dpunet-launch -- train c.yaml 2>&1");
   CHECK(missing.exit_code == 2);
@@ -211,6 +239,12 @@ TEST_CASE("the launcher's dry run and errors", "[train][e2e]") {
       "cd " DPUNET_SOURCE_DIR_SH " && env -u SLURM_JOB_ID bash slurm/train.sbatch configs/quickstart.yaml 2>&1");
   CHECK(outside.exit_code == 2);
   CHECK_THAT(outside.output, HasSubstr("not inside a SLURM job"));
+  // Submitted from another folder: where to submit from, not a config that is not there.
+  const auto elsewhere =
+      dpunet::test::run_command("cd /tmp && SLURM_JOB_NAME=t SLURM_JOB_ID=1 bash " DPUNET_SOURCE_DIR_SH
+                                "/slurm/train.sbatch configs/quickstart.yaml 2>&1");
+  CHECK(elsewhere.exit_code == 2);
+  CHECK_THAT(elsewhere.output, HasSubstr("submit from the repository root, or set DPUNET_ROOT"));
   const auto no_mpirun = dpunet::test::run_command("MPIRUN=/nonexistent/mpirun " + launch + "-- train c.yaml 2>&1");
   CHECK(no_mpirun.exit_code == 2);
   CHECK_THAT(no_mpirun.output, HasSubstr("mpirun not found"));
