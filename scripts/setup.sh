@@ -80,6 +80,22 @@ install_torch() {
   "$venv/bin/python" -m pip install -q "torch==$torch_version" numpy safetensors tensorboard
 }
 
+# The tree is laid out by clang-format 14 (tests/check_format.sh); newer distributions
+# ship a later one, so 14 comes from a wheel into the virtualenv there.
+install_clang_format() {
+  local clang_format_version=14.0.6
+  if command -v clang-format-14 >/dev/null ||
+     clang-format --version 2>/dev/null | grep -q 'version 14\.' ||
+     "$venv/bin/clang-format" --version 2>/dev/null | grep -q "version $clang_format_version"; then
+    log "clang-format 14: present"
+    return
+  fi
+  log "clang-format 14: installing clang-format==$clang_format_version into $venv"
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install -q "clang-format==$clang_format_version"
+}
+
 install_system_packages
 install_torch
+install_clang_format
 log "done"
