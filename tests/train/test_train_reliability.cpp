@@ -323,7 +323,9 @@ TEST_CASE("the launcher explains a launch that started no rank", "[train][e2e]")
   const auto broken = dpunet::test::run_command("OMPI_MCA_plm=nonexistent " + launch + "--cpu -n 2 -- version 2>&1");
   INFO(broken.output);
   CHECK(broken.exit_code != 0);
-  CHECK_THAT(broken.output, HasSubstr("before any rank started on this machine") && HasSubstr("to see it, run: "));
+  // The command to rerun carries the environment the launcher gave the job.
+  CHECK_THAT(broken.output, HasSubstr("before any rank started on this machine") &&
+                                HasSubstr("to see it, run: env OMP_NUM_THREADS=1 CUDA_VISIBLE_DEVICES= mpirun"));
   // Ranks only on other machines: whether one started cannot be seen here, so it says so.
   const auto remote = dpunet::test::run_command("OMPI_MCA_plm=nonexistent " + launch +
                                                 "--cpu --hosts nohost.invalid:2 -- version 2>&1");
