@@ -53,4 +53,13 @@ inline CLI::Validator above_zero() {
       "> 0");
 }
 
+// A path or word that must not be empty (an unset shell variable): "empty (an unset variable?)".
+inline CLI::Validator not_empty() {
+  return CLI::Validator(
+      [](std::string& value) -> std::string {
+        return value.empty() ? std::string("empty (an unset variable?)") : std::string();
+      },
+      "");
+}
+
 }  // namespace dpunet::app

@@ -1,5 +1,6 @@
 // `dpunet data synth|import|inspect`: make and examine HDF5 shard datasets
 // (docs/data-format.md).
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <iostream>
@@ -38,7 +39,7 @@ void add_synth(CLI::App& data) {
   };
   auto args = std::make_shared<Args>();
   CLI::App* cmd = data.add_subcommand("synth", "Write a synthetic cell-segmentation dataset (deterministic per seed)");
-  cmd->add_option("--out", args->out, "Output directory")->required();
+  cmd->add_option("--out", args->out, "Output directory")->required()->check(not_empty());
   cmd->add_option("--samples", args->synth.samples, "Training samples")->check(at_least(1))->capture_default_str();
   cmd->add_option("--shards", args->synth.shards, "Training shards (at most --samples)")
       ->check(at_least(1))
@@ -47,7 +48,10 @@ void add_synth(CLI::App& data) {
       ->check(at_least(0))
       ->capture_default_str();
   cmd->add_option("--size", args->size, "Image size: S or HxW")->capture_default_str();
-  cmd->add_option("--channels", args->synth.channels, "Image channels")->check(at_least(1))->capture_default_str();
+  // model.n_channels' range: more could not be trained on (and overflow an HDF5 attribute).
+  cmd->add_option("--channels", args->synth.channels, "Image channels")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
   cmd->add_option("--dtype", args->pixel_type, "uint8, uint16 or float32")->capture_default_str();
   cmd->add_option("--classes", args->synth.n_classes, "2 (background, cell) or 3 (+ border)")
       ->check(CLI::Range(2, 3))
@@ -58,8 +62,12 @@ void add_synth(CLI::App& data) {
   // Unsigned: -1 would be read as 2^64 - 1, another seed than the one written.
   cmd->add_option("--seed", args->synth.seed, "Random seed")->check(at_least(0))->capture_default_str();
   cmd->add_flag("--overwrite", args->overwrite, "Remove train-*.h5/val-*.h5 shards already in --out first");
-  cmd->callback([args] {
+  cmd->callback([args, cmd] {
     data::SynthOptions o = args->synth;
+    // The default shard count fits any sample count; one given must.
+    if (cmd->count("--shards") == 0) o.shards = static_cast<int>(std::min<int64_t>(o.shards, o.samples));
+    DPUNET_CHECK(o.shards <= o.samples, "data synth: --shards ", o.shards, " is more than --samples ", o.samples,
+                 ": each shard holds at least one sample");
     const auto x = args->size.find('x');
     o.height = parse_pixels(args->size.substr(0, x), args->size);
     o.width = x == std::string::npos ? o.height : parse_pixels(args->size.substr(x + 1), args->size);
@@ -110,9 +118,11 @@ void add_import(CLI::App& data) {
   };
   auto args = std::make_shared<Args>();
   CLI::App* cmd = data.add_subcommand("import", "Build shards from folders of PNG/TIFF images and masks");
-  cmd->add_option("--images", args->import.images_dir, "Folder of images")->required();
-  cmd->add_option("--masks", args->import.masks_dir, "Folder of masks, matched to images by file name")->required();
-  cmd->add_option("--out", args->import.out_dir, "Output directory")->required();
+  cmd->add_option("--images", args->import.images_dir, "Folder of images")->required()->check(not_empty());
+  cmd->add_option("--masks", args->import.masks_dir, "Folder of masks, matched to images by file name")
+      ->required()
+      ->check(not_empty());
+  cmd->add_option("--out", args->import.out_dir, "Output directory")->required()->check(not_empty());
   cmd->add_option("--mask-suffix", args->import.mask_suffix, "Mask of a.png is a<SUFFIX>.png (e.g. _mask)");
   cmd->add_option("--mask-map", args->mask_map,
                   "Mask value or colour to class id, e.g. 0=0,255=1 or #000000=0,#ff0000=1; VALUE=ignore marks "
@@ -135,7 +145,10 @@ void add_import(CLI::App& data) {
   cmd->add_option("--gzip", args->import.gzip_level, "Deflate level 1-9; 0 stores raw")
       ->check(CLI::Range(0, 9))
       ->capture_default_str();
-  cmd->add_option("--seed", args->import.seed, "Seed of the validation split or folds")->capture_default_str();
+  // Unsigned, as synth's.
+  cmd->add_option("--seed", args->import.seed, "Seed of the validation split or folds")
+      ->check(at_least(0))
+      ->capture_default_str();
   cmd->add_flag("--overwrite", args->import.overwrite,
                 "Remove train-*.h5/val-*.h5 (with --folds: fold*-*.h5) shards already in --out (once the inputs "
                 "are read)");
@@ -174,7 +187,7 @@ void add_inspect(CLI::App& data) {
   };
   auto args = std::make_shared<Args>();
   CLI::App* cmd = data.add_subcommand("inspect", "Describe a dataset; --verify reads every sample");
-  cmd->add_option("dataset", args->spec, "Directory, glob, index file or shard")->required();
+  cmd->add_option("dataset", args->spec, "Directory, glob, index file or shard")->required()->check(not_empty());
   cmd->add_option("--max-samples", args->inspect.max_samples, "Samples read for statistics")
       ->check(at_least(1))
       ->capture_default_str();

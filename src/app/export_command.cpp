@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include "app/cli_checks.h"
 #include "app/commands.h"
 #include "app/model_source.h"
 #include "checkpoint/safetensors.h"
@@ -24,8 +25,9 @@ void add_export_command(CLI::App& app) {
   cmd->add_option(
          "checkpoint", args->checkpoint,
          "Training checkpoint (.ckpt), a run directory (its best, else newest) or its best/latest pointer file")
-      ->required();
-  cmd->add_option("out", args->out, "Output file (*.safetensors)")->required();
+      ->required()
+      ->check(not_empty());
+  cmd->add_option("out", args->out, "Output file (*.safetensors)")->required()->check(not_empty());
   cmd->add_option("--format", args->format, "Output format (safetensors)")->capture_default_str();
   cmd->add_flag("--overwrite", args->overwrite, "Replace OUT if it exists");
   cmd->callback([args] {

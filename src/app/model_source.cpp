@@ -4,6 +4,7 @@
 #include <cstring>
 #include <fstream>
 
+#include "app/cli_checks.h"
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/safetensors.h"
 #include "checkpoint/store.h"
@@ -13,15 +14,19 @@
 
 namespace dpunet::app {
 void ModelArguments::add_options(CLI::App& command) {
-  CLI::Option* from_checkpoint = command.add_option(
-      "--checkpoint", checkpoints,
-      "A training checkpoint (.ckpt), a run directory (its best, else newest) or its best/latest pointer file; "
-      "several: an ensemble");
-  command.add_option("--weights", weights, "A safetensors file (from dpunet export or PyTorch); several: an ensemble");
+  CLI::Option* from_checkpoint =
+      command
+          .add_option(
+              "--checkpoint", checkpoints,
+              "A training checkpoint (.ckpt), a run directory (its best, else newest) or its best/latest pointer file; "
+              "several: an ensemble")
+          ->check(not_empty());
+  command.add_option("--weights", weights, "A safetensors file (from dpunet export or PyTorch); several: an ensemble")
+      ->check(not_empty());
   // A checkpoint carries the config it was trained under; a second description of the
   // model beside it would be ignored or contradict it, so it is refused.
   for (CLI::Option* describes_weights :
-       {command.add_option("--config", config, "YAML whose model section describes the weights"),
+       {command.add_option("--config", config, "YAML whose model section describes the weights")->check(not_empty()),
         command.add_option("--n-channels", n_channels, "Model input channels (for weights without a config)"),
         command.add_option("--n-classes", n_classes, "Model classes (for weights without a config)"),
         command.add_flag("--bilinear", bilinear, "The model up-samples bilinearly")}) {

@@ -113,6 +113,8 @@ void add_point(Series& series, double step, std::optional<double> value) {
 }
 
 std::vector<Panel> read_panels(const std::string& path) {
+  std::error_code ec;
+  DPUNET_CHECK(!std::filesystem::is_directory(path, ec), path, ": is a folder, not the run's metrics file");
   std::ifstream in(path);
   DPUNET_CHECK(in, path, ": cannot read (is this a run directory?)");
   Panel loss{"train loss", {{"loss", kPalette[0], {}}}};
@@ -153,7 +155,8 @@ std::vector<Panel> read_panels(const std::string& path) {
       if (skipped++ == 0) first_skipped = line_number;
     }
   }
-  DPUNET_CHECK(records > 0, path, ": no metrics records", line_number > 0 ? " (no line parses)" : " (empty)",
+  DPUNET_CHECK(records > 0, path, ": no metrics records",
+               line_number > 0 ? " (no line is one: JSON with kind, step and the kind's values)" : " (empty)",
                "; nothing to plot");
   if (skipped > 0) {
     std::cerr << "plot: skipped " << skipped << " line(s) of " << path << " that are not metrics records (first: line "

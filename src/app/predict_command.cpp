@@ -562,15 +562,18 @@ void run(const PredictArgs& args) {
 void add_predict_command(CLI::App& app) {
   auto args = std::make_shared<PredictArgs>();
   CLI::App* cmd = app.add_subcommand("predict", "Segment shards or PNG/TIFF images with overlap-tile inference");
-  cmd->add_option("input", args->input, "Shards (directory, glob, index, .h5) or an image file or folder")->required();
-  cmd->add_option("--out", args->out, "Output directory")->required();
+  cmd->add_option("input", args->input, "Shards (directory, glob, index, .h5) or an image file or folder")
+      ->required()
+      ->check(not_empty());
+  cmd->add_option("--out", args->out, "Output directory")->required()->check(not_empty());
   args->models.add_options(*cmd);
   // Masks are read only to be evaluated: without --eval these would be silently ignored.
   CLI::Option* eval = cmd->add_flag(
       "--eval", args->eval,
       "Report Dice and IoU per class against the masks (the shards' own; image files' from --masks, one for each)");
   cmd->add_option("--masks", args->masks, "Folder of masks for image inputs (same file names), for --eval")
-      ->needs(eval);
+      ->needs(eval)
+      ->check(not_empty());
   cmd->add_option("--mask-suffix", args->mask_suffix,
                   "Mask of a.png is a<SUFFIX>.png (e.g. _mask); without --eval, images so named are left out");
   cmd->add_option("--mask-map", args->mask_map,

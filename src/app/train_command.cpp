@@ -102,20 +102,17 @@ void add_train_command(CLI::App& app, int* exit_code) {
   cmd->add_option("--set", args->overrides, "Override a key, e.g. --set optimizer.lr=3e-4 (repeatable)")
       ->allow_extra_args(false);
   // Empty (an unset variable) would otherwise mean a fresh start, or no starting weights.
-  const auto not_empty = [](const std::string& value) {
-    return value.empty() ? std::string("empty (an unset variable?)") : std::string();
-  };
   cmd->add_option("--resume", args->resume,
                   "none, auto (newest valid checkpoint of run.dir, else fresh) or a checkpoint (a .ckpt or a "
                   "best/latest pointer)")
       ->capture_default_str()
-      ->check(not_empty);
+      ->check(not_empty());
   cmd->add_option("--stop-at-step", args->stop_at_step, "Checkpoint and stop after this step (continue with --resume)")
       ->check(at_least(1));
   cmd->add_option("--init-weights", args->init_weights,
                   "Start from these weights: a safetensors file (dpunet export or PyTorch) or another run's checkpoint "
                   "(its model only; a .ckpt, a best/latest pointer, or a run directory: its best, else newest)")
-      ->check(not_empty);
+      ->check(not_empty());
   cmd->add_flag("--print-config", args->print_config, "Print the resolved config and exit");
   cmd->callback([args, exit_code] { *exit_code = run(*args); });
 }

@@ -99,8 +99,11 @@ uint64_t length_field(const std::string& bytes) {
 uint64_t parse_header(const std::string& bytes, const std::string& source, nlohmann::json* header) {
   DPUNET_CHECK(bytes.size() >= 8, source, ": too short for a safetensors file (", bytes.size(), " bytes)");
   const uint64_t header_bytes = length_field(bytes);
-  DPUNET_CHECK(header_bytes <= kMaxHeaderBytes && header_bytes <= bytes.size() - 8, source, ": bad header length ",
-               header_bytes, " (the file has ", bytes.size(), " bytes)");
+  const bool length_fits = header_bytes <= kMaxHeaderBytes && header_bytes <= bytes.size() - 8;
+  // A JSON header after the length field: a safetensors file cut short, else another kind of file.
+  DPUNET_CHECK(length_fits || (bytes.size() > 8 && bytes[8] == '{'), source,
+               ": not a safetensors file (it does not start with a header length and a JSON header)");
+  DPUNET_CHECK(length_fits, source, ": bad header length ", header_bytes, " (the file has ", bytes.size(), " bytes)");
   try {
     *header = nlohmann::json::parse(bytes.begin() + 8, bytes.begin() + 8 + static_cast<std::ptrdiff_t>(header_bytes));
   } catch (const nlohmann::json::exception& e) {

@@ -46,7 +46,16 @@ TEST_CASE("plot writes only .png files and says when there is nothing to plot", 
   dpunet::write_file_atomically(dir / "metrics.jsonl", "{\"kind\":\"train\",\"step\":1,\"lo\n");
   const auto cut = dpunet::test::run_command(DPUNET_BINARY " plot " + dir.path() + " 2>&1");
   CHECK(cut.exit_code != 0);
-  CHECK_THAT(cut.output, HasSubstr("no metrics records (no line parses)"));
+  CHECK_THAT(cut.output, HasSubstr("no metrics records (no line is one: JSON with kind, step"));
+  // JSON, but no record: said alike.
+  dpunet::write_file_atomically(dir / "metrics.jsonl", "{\"kind\":\"val\",\"step\":1}\n");
+  const auto fields = dpunet::test::run_command(DPUNET_BINARY " plot " + dir.path() + " 2>&1");
+  CHECK(fields.exit_code != 0);
+  CHECK_THAT(fields.output, HasSubstr("no metrics records (no line is one"));
+  std::filesystem::create_directories(dir / "folder/metrics.jsonl");
+  const auto folder = dpunet::test::run_command(DPUNET_BINARY " plot " + dir / "folder" + " 2>&1");
+  CHECK(folder.exit_code != 0);
+  CHECK_THAT(folder.output, HasSubstr("metrics.jsonl: is a folder, not the run's metrics file"));
   // An empty folder argument (an unset variable) is not the filesystem's root.
   const auto unset = dpunet::test::run_command(DPUNET_BINARY " plot '' 2>&1");
   CHECK(unset.exit_code != 0);

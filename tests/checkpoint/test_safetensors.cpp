@@ -64,6 +64,10 @@ TEST_CASE("safetensors round-trips every dtype, shape and the metadata", "[check
   dpunet::write_file_atomically(dir / "tiny.safetensors", "abc");
   CHECK_THROWS_WITH(dpunet::checkpoint::read_safetensors_metadata(dir / "tiny.safetensors"),
                     HasSubstr("tiny.safetensors: too short"));
+  // Another kind of file (a config given where weights belong) is said to be one.
+  dpunet::write_file_atomically(dir / "config.yaml", "run:\n  dir: runs/a\nmodel:\n  depth: 4\n");
+  CHECK_THROWS_WITH(dpunet::checkpoint::read_safetensors_metadata(dir / "config.yaml"),
+                    HasSubstr("config.yaml: not a safetensors file"));
 }
 
 TEST_CASE("malformed safetensors files are rejected with the reason", "[checkpoint]") {

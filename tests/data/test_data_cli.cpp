@@ -149,13 +149,28 @@ TEST_CASE("data synth --size takes whole positive numbers only", "[data][cli]") 
 
 TEST_CASE("data command numbers are checked by the option that takes them", "[data][cli]") {
   dpunet::test::TempDir dir;
-  for (const std::string option : {"--val-samples -1", "--samples 0", "--gzip 10", "--classes 4", "--size 4"}) {
+  for (const std::string option :
+       {"--val-samples -1", "--samples 0", "--gzip 10", "--classes 4", "--size 4", "--channels 5000", "--out ''"}) {
     const auto synth = run_command(DPUNET_BINARY " data synth --out " + dir.path() + " " + option + " 2>&1");
     INFO(option);
     CHECK(synth.exit_code != 0);
     CHECK_THAT(synth.output, HasSubstr(option.substr(0, option.find(' '))));
   }
   CHECK_FALSE(std::filesystem::exists(dir / "train-00000.h5"));
+  // Shards hold a sample at least: the default count fits fewer samples, one given must.
+  const auto more_shards =
+      run_command(DPUNET_BINARY " data synth --out " + dir.path() + " --samples 1 --shards 3 --size 16 2>&1");
+  CHECK(more_shards.exit_code != 0);
+  CHECK_THAT(more_shards.output, HasSubstr("--shards 3 is more than --samples 1"));
+  const auto one = run_command(DPUNET_BINARY " data synth --out " + dir / "one" + " --samples 1 --size 16 2>&1");
+  INFO(one.output);
+  CHECK(one.exit_code == 0);
+  CHECK(std::filesystem::exists(dir / "one/train-00000.h5"));
+  CHECK_FALSE(std::filesystem::exists(dir / "one/train-00001.h5"));
+  const auto seed = run_command(DPUNET_BINARY " data import --images " + dir.path() + " --masks " + dir.path() +
+                                " --out " + dir / "out" + " --seed -1 2>&1");
+  CHECK(seed.exit_code != 0);
+  CHECK_THAT(seed.output, HasSubstr("--seed") && HasSubstr("at least 0"));
   const auto nan = run_command(DPUNET_BINARY " data import --images " + dir.path() + " --masks " + dir.path() +
                                " --out " + dir / "out" + " --val-fraction nan 2>&1");
   CHECK(nan.exit_code != 0);

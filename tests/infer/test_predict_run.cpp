@@ -346,6 +346,20 @@ TEST_CASE("weights that do not fit, and tiles that do not suit the model, are er
   const auto empty = t.f.train(1, t.f.write_config() + " --init-weights '' --set run.dir=" + t.f.dir() / "run6");
   CHECK(empty.exit_code != 0);
   CHECK_THAT(empty.output, HasSubstr("--init-weights") && HasSubstr("empty (an unset variable?)"));
+  // As are predict's and export's paths.
+  for (const std::string& command : {"predict " + t.f.dir().path() + " --checkpoint '' --out " + t.f.dir() / "p",
+                                     "predict " + t.f.dir().path() + " --checkpoint " + t.checkpoint + " --out ''",
+                                     "export '' " + t.f.dir() / "e.safetensors", "export " + t.checkpoint + " ''"}) {
+    const auto unset = dpunet::test::run_command(DPUNET_BINARY " " + command + " 2>&1");
+    INFO(command << ": " << unset.output);
+    CHECK(unset.exit_code != 0);
+    CHECK_THAT(unset.output, HasSubstr("empty (an unset variable?)"));
+  }
+  // Neither a checkpoint nor weights: said so, not a safetensors parse error of a config.
+  const auto config_as_weights = t.f.train(
+      1, t.f.write_config() + " --init-weights " + t.f.write_config() + " --set run.dir=" + t.f.dir() / "run8");
+  CHECK(config_as_weights.exit_code != 0);
+  CHECK_THAT(config_as_weights.output, HasSubstr("not a safetensors file"));
   // A run directory names its best checkpoint, as for predict and export.
   const auto from_run = t.f.train(1, t.f.write_config() + " --init-weights " + t.f.run_dir() +
                                          " --set run.dir=" + t.f.dir() / "run7 --stop-at-step 1" + still);
