@@ -193,6 +193,9 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
     }
   }
   resolve_normalization(saved);
+  // Statistics given in the config (or a checkpoint's) for another pixel type: found now,
+  // not by the loader at the first sample.
+  check_statistics_fit(config_, train_data_->header(), "data.train " + config_.data.train);
   if (val_data_) check_statistics_fit(config_, val_data_->header(), "data.val " + config_.data.val);
   if (val_data_) logger_.set_class_names(given_class_names(val_data_->header()));
   if (context.is_root()) {

@@ -592,6 +592,17 @@ TEST_CASE("bad training input gives one clear error", "[train][e2e]") {
                HasSubstr("data.val " + f.dir() / "val16/train-00000.h5" + ": images are stored as uint16") &&
                    !HasSubstr("step 1/"));
   }
+  SECTION("training shards in other units than the statistics the config gives") {
+    const auto result = f.train(1, f.write_config() +
+                                       " --set data.channel_mean=[10] --set data.channel_std=[2] --set "
+                                       "data.stats_pixel_type=uint16 --set run.dir=" +
+                                       f.dir() / "units");
+    CHECK(result.exit_code != 0);
+    CHECK_THAT(result.output, HasSubstr(": images are stored as uint8, but the normalisation statistics were "
+                                        "measured on uint16 pixels") &&
+                                  HasSubstr("give statistics of uint8 pixels"));
+    CHECK_FALSE(std::filesystem::exists(f.dir() / "units"));  // refused before the run started
+  }
   SECTION("resume auto skips a damaged newest checkpoint") {
     const std::string config = f.write_config();
     REQUIRE(f.train(1, config + " --stop-at-step 4").exit_code == 0);
