@@ -136,6 +136,9 @@ void UnetImpl::check_input(const torch::Tensor& x) const {
                x.defined() ? shape_string(x) : "an undefined tensor");
   DPUNET_CHECK(x.size(1) == options_.n_channels, "Unet expects ", options_.n_channels,
                " input channel(s) (n_channels), got input ", shape_string(x));
+  DPUNET_CHECK(x.is_floating_point(), "Unet expects floating-point input (normalised pixels), got ", x.scalar_type(),
+               " input ", shape_string(x));
+  DPUNET_CHECK(x.size(0) > 0, "Unet expects at least one sample, got input ", shape_string(x));
   for (int dim : {2, 3}) {
     const int64_t size = x.size(dim);
     if (output_size(options_, size)) continue;

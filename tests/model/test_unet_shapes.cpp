@@ -97,4 +97,9 @@ TEST_CASE("Unet rejects inputs of the wrong rank, channel count or size", "[mode
                     HasSubstr("expects 3 input channel(s)") && HasSubstr("[1, 1, 64, 64]"));
   CHECK_THROWS_WITH(net->forward(torch::randn({1, 3, 8, 64})), HasSubstr("H and W >= 16"));
   CHECK_THROWS_AS(net->forward(torch::Tensor()), dpunet::Error);
+  // Pixels as read (integers) and an empty batch: said by the model, not by a layer.
+  CHECK_THROWS_WITH(net->forward(torch::zeros({1, 3, 64, 64}, torch::kByte)),
+                    HasSubstr("Unet expects floating-point input") && HasSubstr("Byte"));
+  CHECK_THROWS_WITH(net->forward(torch::randn({0, 3, 64, 64})),
+                    HasSubstr("Unet expects at least one sample, got input [0, 3, 64, 64]"));
 }
