@@ -202,6 +202,30 @@ TEST_CASE("the launcher's dry run and errors", "[train][e2e]") {
                                 "/launcher/dpunet-launch -n 3 --dry-run -- train c.yaml 2>&1");
   CHECK(two_of_three.exit_code == 2);
   CHECK_THAT(two_of_three.output, HasSubstr("3 ranks but 2 GPU(s) visible"));
+  // A cgroup CPU quota (docker --cpus 1) caps the threads, as cgroup v2 and v1 write it;
+  // none ("max", -1) leaves the cores.
+  {
+    dpunet::test::TempDir cgroup;
+    std::filesystem::create_directories(cgroup / "v2");
+    std::filesystem::create_directories(cgroup / "v1/cpu");
+    dpunet::write_file_atomically(cgroup / "v2/cpu.max", "100000 100000\n");
+    dpunet::write_file_atomically(cgroup / "v1/cpu/cpu.cfs_quota_us", "50000\n");
+    dpunet::write_file_atomically(cgroup / "v1/cpu/cpu.cfs_period_us", "100000\n");
+    for (const char* version : {"v2", "v1"}) {
+      const auto capped = dpunet::test::run_command("DPUNET_CGROUP_ROOT=" + cgroup / version + " " + launch +
+                                                    "--cpu -n 1 --dry-run -- train c.yaml 2>&1");
+      INFO(version << ": " << capped.output);
+      CHECK(capped.exit_code == 0);
+      CHECK_THAT(capped.output, HasSubstr("OMP_NUM_THREADS=1 "));
+    }
+    dpunet::write_file_atomically(cgroup / "v2/cpu.max", "max 100000\n");
+    const auto unlimited = dpunet::test::run_command("DPUNET_CGROUP_ROOT=" + cgroup / "v2" + " " + launch +
+                                                     "--cpu -n 1 --dry-run -- train c.yaml 2>&1");
+    // No cgroup files at all: the cores alone (this machine's own cgroup may hold a quota).
+    const auto plain = dpunet::test::run_command("DPUNET_CGROUP_ROOT=" + cgroup.path() + " " + launch +
+                                                 "--cpu -n 1 --dry-run -- train c.yaml 2>&1");
+    CHECK(unlimited.output == plain.output);
+  }
   const auto no_gpu = dpunet::test::run_command(launch + "--gpus -1 --dry-run -- train c.yaml 2>&1");
   CHECK(no_gpu.exit_code == 2);
   CHECK_THAT(no_gpu.output, HasSubstr("--gpus -1 names no GPU"));
