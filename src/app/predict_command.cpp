@@ -32,6 +32,7 @@
 #include "data/import.h"
 #include "dist/byte_messages.h"
 #include "dist/context.h"
+#include "dist/core_share.h"
 #include "dist/make_communicator.h"
 #include "dist/mpi_check.h"
 #include "infer/ensemble_rows.h"
@@ -346,6 +347,7 @@ infer::InputOptions input_options(const PredictArgs& args, const config::ModelCo
 
 void run(const PredictArgs& args) {
   dist::Context context(preference(args.device));
+  dist::share_cores(context);
   // Made before anything is read, so that a failed check on some ranks ends them all
   // together. The backend follows this process's device, not the training config's: a
   // model trained on CPU ranks may predict on GPUs.

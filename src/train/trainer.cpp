@@ -13,7 +13,6 @@
 #include <cstdlib>
 #include <filesystem>
 #include <optional>
-#include <thread>
 
 #include "checkpoint/background_writer.h"
 #include "checkpoint/checkpoint.h"
@@ -26,6 +25,7 @@
 #include "common/remove_tree.h"
 #include "common/text.h"
 #include "dist/context.h"
+#include "dist/core_share.h"
 #include "dist/host_vote.h"
 #include "dist/make_communicator.h"
 #include "train/device_batches.h"
@@ -83,11 +83,7 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
   // the steps' timeout comes back when the constructor returns.
   const dist::LongerTimeout startup(*comm_, dist::kStartupTimeout);
   if (config.precision.dtype == "fp16") autocast_dtype_ = at::kHalf;
-  // Ranks on one machine share its cores unless the launcher already said how many.
-  if (std::getenv("OMP_NUM_THREADS") == nullptr) {
-    const int cores = static_cast<int>(std::thread::hardware_concurrency());
-    torch::set_num_threads(std::max(1, cores / std::max(1, context.local_size())));
-  }
+  dist::share_cores(context);
   DPUNET_CHECK(config.precision.dtype == "fp32" || device_.is_cuda(), "precision.dtype ", config.precision.dtype,
                " needs a GPU; this rank runs on ", device_.str());
 
