@@ -91,8 +91,10 @@ install_clang_format() {
     return
   fi
   log "clang-format 14: installing clang-format==$clang_format_version into $venv"
-  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-  "$venv/bin/python" -m pip install -q "clang-format==$clang_format_version"
+  # Only the format test uses it (it says "skipped" without): an offline re-run still succeeds.
+  { [ -x "$venv/bin/python" ] || python3 -m venv "$venv"; } &&
+    "$venv/bin/python" -m pip install -q "clang-format==$clang_format_version" ||
+    log "clang-format 14 not installed: the format test will be skipped"
 }
 
 install_system_packages

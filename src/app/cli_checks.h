@@ -25,6 +25,21 @@ inline CLI::Validator at_least(long long minimum) {
       ">= " + std::to_string(minimum));
 }
 
+// A whole number from 0 to 2^64 - 1, for unsigned options (seeds): strtoull alone would
+// take -1 for 2^64 - 1.
+inline CLI::Validator unsigned_number() {
+  return CLI::Validator(
+      [](std::string& value) -> std::string {
+        errno = 0;
+        char* end = nullptr;
+        std::strtoull(value.c_str(), &end, 10);
+        const bool whole =
+            !value.empty() && value[0] >= '0' && value[0] <= '9' && end != nullptr && *end == '\0' && errno != ERANGE;
+        return whole ? std::string() : "must be a whole number from 0 to 2^64-1, got " + value;
+      },
+      ">= 0");
+}
+
 // A number in [low, high]: "must be a number from 0 to 0.9, got nan" (CLI11's Range lets
 // NaN through: no comparison with it fails).
 inline CLI::Validator number_from(double low, double high, const std::string& text) {

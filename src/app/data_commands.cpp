@@ -60,7 +60,7 @@ void add_synth(CLI::App& data) {
       ->check(CLI::Range(0, 9))
       ->capture_default_str();
   // Unsigned: -1 would be read as 2^64 - 1, another seed than the one written.
-  cmd->add_option("--seed", args->synth.seed, "Random seed")->check(at_least(0))->capture_default_str();
+  cmd->add_option("--seed", args->synth.seed, "Random seed")->check(unsigned_number())->capture_default_str();
   cmd->add_flag("--overwrite", args->overwrite, "Remove train-*.h5/val-*.h5 shards already in --out first");
   cmd->callback([args, cmd] {
     data::SynthOptions o = args->synth;
@@ -147,7 +147,7 @@ void add_import(CLI::App& data) {
       ->capture_default_str();
   // Unsigned, as synth's.
   cmd->add_option("--seed", args->import.seed, "Seed of the validation split or folds")
-      ->check(at_least(0))
+      ->check(unsigned_number())
       ->capture_default_str();
   cmd->add_flag("--overwrite", args->import.overwrite,
                 "Remove train-*.h5/val-*.h5 (with --folds: fold*-*.h5) shards already in --out (once the inputs "

@@ -10,6 +10,7 @@
 #include "common/atomic_file.h"
 #include "common/error.h"
 #include "common/file_listing.h"
+#include "config/config.h"
 #include "train/tensorboard_events.h"
 
 namespace dpunet::train {
@@ -135,13 +136,33 @@ int64_t set_aside_events(const std::string& run_dir, std::optional<int64_t> resu
   return moved_events;
 }
 
-// A copy of RUN/config.yaml in `folder` when it differs from `config_text`, which replaces
-// it next (atomically: the run directory is never without one). Returns whether it copied.
-bool set_aside_config(const std::string& run_dir, const std::string& config_text, const std::string& folder) {
+// Whether anything of the steps a run redoes was set aside.
+bool moved_steps(const SupersededHistory& history) {
+  return !history.checkpoints.empty() || history.metric_rows > 0 || history.events > 0 ||
+         history.damaged_event_files > 0;
+}
+
+// Whether `text` is a resolved config as a run writes it (every key, dpunet's layout):
+// each checkpoint holds its own copy.
+bool written_by_a_run(const std::string& text) {
+  try {
+    return config::to_yaml(config::parse_config(text, "config.yaml")) == text;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+// A copy of RUN/config.yaml in `folder` when `config_text` replaces it next (atomically:
+// the run directory is never without one) and it differs: along with the history of
+// `steps_moved`, else when no run wrote it (the file the run was started from, with its
+// comments). A resume that changes a key replaces the run's own copy quietly: its log
+// lists the keys, and the checkpoints keep their configs. Returns whether it copied.
+bool set_aside_config(const std::string& run_dir, const std::string& config_text, const std::string& folder,
+                      bool steps_moved) {
   const std::string path = run_dir + "/config.yaml";
   if (!exists_or_fail(path)) return false;
   const std::string earlier = read_file(path);
-  if (earlier == config_text) return false;
+  if (earlier == config_text || (!steps_moved && written_by_a_run(earlier))) return false;
   std::error_code ec;
   fs::create_directories(folder, ec);
   DPUNET_CHECK(!ec, "cannot create ", folder, ": ", ec.message());
@@ -160,7 +181,7 @@ SupersededHistory set_aside_superseded_history(const std::string& run_dir, std::
   history.checkpoints = store.set_aside(resume_step, folder + "/checkpoints");
   history.metric_rows = set_aside_metric_rows(run_dir, resume_step, validation_pending, folder);
   history.events = set_aside_events(run_dir, resume_step, validation_pending, folder, history.damaged_event_files);
-  history.config = set_aside_config(run_dir, config_text, folder);
+  history.config = set_aside_config(run_dir, config_text, folder, moved_steps(history));
   std::error_code ec;
   if (fs::exists(folder, ec)) history.folder = folder;
   return history;
@@ -168,8 +189,7 @@ SupersededHistory set_aside_superseded_history(const std::string& run_dir, std::
 
 std::string describe(const SupersededHistory& history) {
   std::string text;
-  const bool steps_moved =
-      !history.checkpoints.empty() || history.metric_rows > 0 || history.events > 0 || history.damaged_event_files > 0;
+  const bool steps_moved = moved_steps(history);
   if (!steps_moved && history.config) {
     text = "the earlier config.yaml, which differs from this run's config, is kept in " + history.folder;
   } else if (!history.folder.empty()) {

@@ -3,9 +3,9 @@
 // checkpoints, metrics rows and TensorBoard events of steps this run will redo: left in
 // place, `--resume auto` would pick the other timeline's newest checkpoint and the
 // curves would mix two runs. They are moved, never deleted, to RUN/superseded-<time>/; temporary files of
-// checkpoint writes that never finished are removed. RUN/config.yaml is kept there too when
-// this run's config differs from it (another run's, or the file this run was started from,
-// with its comments, before --set). Rank 0 only.
+// checkpoint writes that never finished are removed. RUN/config.yaml goes there too when
+// this run's config differs from it: with the history moved, or when no run wrote it (the
+// file this run was started from, with its comments, before --set). Rank 0 only.
 #pragma once
 
 #include <cstdint>

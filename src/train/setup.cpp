@@ -251,7 +251,8 @@ void check_statistics_fit(const config::Config& config, const data::ShardHeader&
   DPUNET_CHECK(data::statistics_apply(normalizer(config), header.pixel_type), which, ": images are stored as ",
                data::pixel_type_name(header.pixel_type), ", but the normalisation statistics were measured on ",
                config.data.stats_pixel_type,
-               " pixels (data.train's, or data.stats_pixel_type): store the sets alike, or give statistics of ",
+               " pixels (data.stats_pixel_type: the training shards' type when the run started): store the sets "
+               "alike, or give statistics of ",
                data::pixel_type_name(header.pixel_type), " pixels");
 }
 

@@ -170,7 +170,12 @@ TEST_CASE("data command numbers are checked by the option that takes them", "[da
   const auto seed = run_command(DPUNET_BINARY " data import --images " + dir.path() + " --masks " + dir.path() +
                                 " --out " + dir / "out" + " --seed -1 2>&1");
   CHECK(seed.exit_code != 0);
-  CHECK_THAT(seed.output, HasSubstr("--seed") && HasSubstr("at least 0"));
+  CHECK_THAT(seed.output, HasSubstr("--seed") && HasSubstr("must be a whole number from 0 to 2^64-1, got -1"));
+  // The whole unsigned range is a seed.
+  const auto large = run_command(DPUNET_BINARY " data synth --out " + dir / "large" +
+                                 " --samples 1 --size 16 --seed 18446744073709551615 2>&1");
+  INFO(large.output);
+  CHECK(large.exit_code == 0);
   const auto nan = run_command(DPUNET_BINARY " data import --images " + dir.path() + " --masks " + dir.path() +
                                " --out " + dir / "out" + " --val-fraction nan 2>&1");
   CHECK(nan.exit_code != 0);

@@ -1,14 +1,13 @@
-// share_cores: ranks side by side on one machine divide its cores between them.
+// share_cores: ranks side by side on one machine divide the CPUs they may use.
 #include "support/catch.h"
 
+#include <sched.h>
+
 #include <cstdlib>
-#include <thread>
 
 #include <ATen/Parallel.h>
 
-#include "dist/context.h"
 #include "dist/core_share.h"
-#include "support/mpi_test_context.h"
 
 using dpunet::dist::threads_per_rank;
 
@@ -21,18 +20,30 @@ TEST_CASE("each rank on a machine takes its share of the cores, at least one", "
   CHECK(threads_per_rank(8, 0) == 8);
 }
 
-TEST_CASE("ranks started by a plain mpirun share the machine's cores unless OMP_NUM_THREADS says", "[mpi]") {
-  auto& context = dpunet::test::mpi_context();
+TEST_CASE("ranks share the CPUs their affinity mask allows, unless OMP_NUM_THREADS says", "[dist]") {
   const int before = at::get_num_threads();
-  const int set = dpunet::dist::share_cores(context);
+  cpu_set_t all;
+  REQUIRE(sched_getaffinity(0, sizeof(all), &all) == 0);
+  // As under `taskset -c <one CPU>` or `srun -c 1`: this thread may run on one CPU.
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (CPU_ISSET(cpu, &all)) {
+      CPU_SET(cpu, &one);
+      break;
+    }
+  }
+  REQUIRE(sched_setaffinity(0, sizeof(one), &one) == 0);
+  const int on_one = dpunet::dist::share_cores(/*local_ranks=*/1);
+  REQUIRE(sched_setaffinity(0, sizeof(all), &all) == 0);
+  const int on_all_mask = dpunet::dist::share_cores(/*local_ranks=*/2);
   if (std::getenv("OMP_NUM_THREADS") != nullptr) {
-    CHECK(set == 0);
-    CHECK(at::get_num_threads() == before);
+    CHECK(on_one == 0);
+    CHECK(on_all_mask == 0);
   } else {
-    // Every rank of this test runs on this machine.
-    CHECK(context.local_size() == context.world_size());
-    CHECK(set == threads_per_rank(static_cast<int>(std::thread::hardware_concurrency()), context.world_size()));
-    CHECK(at::get_num_threads() == set);
+    CHECK(on_one == 1);
+    CHECK(on_all_mask == threads_per_rank(CPU_COUNT(&all), 2));
+    CHECK(at::get_num_threads() == on_all_mask);
   }
   at::set_num_threads(before);
 }

@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "common/atomic_file.h"
+#include "config/config.h"
 #include "support/temp_dir.h"
 #include "train/run_history.h"
 #include "train/tensorboard_events.h"
@@ -73,7 +74,16 @@ TEST_CASE("a run directory's config.yaml that differs from the new run's config 
   CHECK(dpunet::train::describe(differs) ==
         "the earlier config.yaml, which differs from this run's config, is kept in " + differs.folder);
 
-  // With history moved too, the line says the config went along.
+  // A run's own config.yaml (every key, as a run writes it) that a resume with another
+  // key replaces is not kept: the checkpoints hold their configs.
+  const std::string written = dpunet::config::to_yaml(dpunet::config::parse_config("", "a.yaml"));
+  const std::string changed = dpunet::config::to_yaml(dpunet::config::parse_config("", "a.yaml", {"train.steps=2000"}));
+  dpunet::write_file_atomically(run + "/config.yaml", written);
+  const auto resumed = dpunet::train::set_aside_superseded_history(run, 5, false, changed);
+  CHECK_FALSE(resumed.config);
+  CHECK(resumed.folder.empty());
+
+  // With history moved, the config goes along, whoever wrote it; the line says so.
   dpunet::write_file_atomically(run + "/metrics.jsonl", "{\"kind\":\"train\",\"step\":1,\"loss\":1.0}\n");
   const auto both = dpunet::train::set_aside_superseded_history(run, std::nullopt, false, "other: 1\n");
   CHECK(both.config);

@@ -187,8 +187,9 @@ TEST_CASE("the launcher's dry run and errors", "[train][e2e]") {
     CHECK(lacking.exit_code == 2);
     CHECK_THAT(lacking.output, HasSubstr(option + " needs a"));
   }
-  // CUDA reads CUDA_VISIBLE_DEVICES up to its first entry that is no GPU: -1 hides them all.
-  for (const std::string& hidden : {"-1", "NoDevFiles"}) {
+  // CUDA reads CUDA_VISIBLE_DEVICES up to its first entry that is no GPU: -1 hides them
+  // all; so does an entry given twice.
+  for (const std::string& hidden : {"-1", "NoDevFiles", "0,0"}) {
     const auto none = dpunet::test::run_command("DPUNET_BIN=" DPUNET_BINARY " CUDA_VISIBLE_DEVICES=" + hidden +
                                                 " " DPUNET_SOURCE_DIR_SH
                                                 "/launcher/dpunet-launch --dry-run -- "
@@ -202,6 +203,21 @@ TEST_CASE("the launcher's dry run and errors", "[train][e2e]") {
                                 "/launcher/dpunet-launch -n 3 --dry-run -- train c.yaml 2>&1");
   CHECK(two_of_three.exit_code == 2);
   CHECK_THAT(two_of_three.output, HasSubstr("3 ranks but 2 GPU(s) visible"));
+  // An index's leading digits count; UUIDs, once the list starts with one, until an index.
+  for (const std::string& one : {"'0 1'", "1a", "GPU-8a1b,1"}) {
+    const auto counted = dpunet::test::run_command("DPUNET_BIN=" DPUNET_BINARY " CUDA_VISIBLE_DEVICES=" + one +
+                                                   " " DPUNET_SOURCE_DIR_SH
+                                                   "/launcher/dpunet-launch -n 2 --dry-run -- train c.yaml 2>&1");
+    INFO(one << ": " << counted.output);
+    CHECK_THAT(counted.output, HasSubstr("2 ranks but 1 GPU(s) visible"));
+  }
+  // GPUs hidden from every host: the ranks there are CPU ranks, as with an empty list.
+  const auto hidden_hosts =
+      dpunet::test::run_command("DPUNET_BIN=" DPUNET_BINARY " CUDA_VISIBLE_DEVICES=-1 " DPUNET_SOURCE_DIR_SH
+                                "/launcher/dpunet-launch --hosts a:2,b:2 --dry-run -- train c.yaml 2>&1");
+  INFO(hidden_hosts.output);
+  CHECK(hidden_hosts.exit_code == 0);
+  CHECK_THAT(hidden_hosts.output, HasSubstr("mpirun -np 4 "));
   // A cgroup CPU quota (docker --cpus 1) caps the threads, as cgroup v2 and v1 write it;
   // none ("max", -1) leaves the cores.
   {
@@ -212,8 +228,8 @@ TEST_CASE("the launcher's dry run and errors", "[train][e2e]") {
     dpunet::write_file_atomically(cgroup / "v1/cpu/cpu.cfs_quota_us", "50000\n");
     dpunet::write_file_atomically(cgroup / "v1/cpu/cpu.cfs_period_us", "100000\n");
     for (const char* version : {"v2", "v1"}) {
-      const auto capped = dpunet::test::run_command("DPUNET_CGROUP_ROOT=" + cgroup / version + " " + launch +
-                                                    "--cpu -n 1 --dry-run -- train c.yaml 2>&1");
+      const auto capped = dpunet::test::run_command("env -u OMP_NUM_THREADS DPUNET_CGROUP_ROOT=" + cgroup / version +
+                                                    " " + launch + "--cpu -n 1 --dry-run -- train c.yaml 2>&1");
       INFO(version << ": " << capped.output);
       CHECK(capped.exit_code == 0);
       CHECK_THAT(capped.output, HasSubstr("OMP_NUM_THREADS=1 "));
@@ -264,9 +280,9 @@ TEST_CASE("the launcher's dry run and errors", "[train][e2e]") {
   CHECK(outside.exit_code == 2);
   CHECK_THAT(outside.output, HasSubstr("not inside a SLURM job"));
   // Submitted from another folder: where to submit from, not a config that is not there.
-  const auto elsewhere =
-      dpunet::test::run_command("cd /tmp && SLURM_JOB_NAME=t SLURM_JOB_ID=1 bash " DPUNET_SOURCE_DIR_SH
-                                "/slurm/train.sbatch configs/quickstart.yaml 2>&1");
+  const auto elsewhere = dpunet::test::run_command(
+      "cd /tmp && env -u SLURM_SUBMIT_DIR -u DPUNET_ROOT SLURM_JOB_NAME=t SLURM_JOB_ID=1 bash " DPUNET_SOURCE_DIR_SH
+      "/slurm/train.sbatch configs/quickstart.yaml 2>&1");
   CHECK(elsewhere.exit_code == 2);
   CHECK_THAT(elsewhere.output, HasSubstr("submit from the repository root, or set DPUNET_ROOT"));
   const auto no_mpirun = dpunet::test::run_command("MPIRUN=/nonexistent/mpirun " + launch + "-- train c.yaml 2>&1");
@@ -349,7 +365,8 @@ TEST_CASE("the launcher explains a launch that started no rank", "[train][e2e]")
   CHECK(broken.exit_code != 0);
   // The command to rerun carries the environment the launcher gave the job.
   CHECK_THAT(broken.output, HasSubstr("before any rank started on this machine") &&
-                                HasSubstr("to see it, run: env OMP_NUM_THREADS=1 CUDA_VISIBLE_DEVICES= mpirun"));
+                                HasSubstr("to see it, run: env OMP_NUM_THREADS=") &&
+                                HasSubstr(" CUDA_VISIBLE_DEVICES= mpirun"));
   // Ranks only on other machines: whether one started cannot be seen here, so it says so.
   const auto remote = dpunet::test::run_command("OMPI_MCA_plm=nonexistent " + launch +
                                                 "--cpu --hosts nohost.invalid:2 -- version 2>&1");
