@@ -347,7 +347,7 @@ infer::InputOptions input_options(const PredictArgs& args, const config::ModelCo
 
 void run(const PredictArgs& args) {
   dist::Context context(preference(args.device));
-  dist::share_cores(context.local_size());
+  dist::share_cores(context);
   // Made before anything is read, so that a failed check on some ranks ends them all
   // together. The backend follows this process's device, not the training config's: a
   // model trained on CPU ranks may predict on GPUs.

@@ -7,6 +7,7 @@
 
 #include "common/launched_copies.h"
 #include "common/process_label.h"
+#include "dist/core_share.h"
 #include "dist/cuda_device.h"
 #include "dist/mpi_check.h"
 
@@ -56,6 +57,7 @@ void Context::init(int* argc, char*** argv, DevicePreference device) {
   MPI_CHECK(MPI_Comm_size(node, &local_size_));
   node_leader_ = rank_;
   MPI_CHECK(MPI_Bcast(&node_leader_, 1, MPI_INT, 0, node));
+  cpu_share_ = cpu_share_on_node(node);
   MPI_CHECK(MPI_Comm_free(&node));
   host_ = host_name();
 

@@ -35,6 +35,9 @@ class Context {
   // The world rank of the first rank on this node: equal exactly for ranks that share a
   // node (MPI's shared-memory split), whatever their host names say.
   int node_leader() const { return node_leader_; }
+  // The CPUs that are this rank's to use (dist::cpus_of_rank): its affinity mask's,
+  // divided among the ranks of its machine whose masks overlap it.
+  int cpu_share() const { return cpu_share_; }
   bool is_root() const { return rank_ == 0; }
   const std::string& host() const { return host_; }
   // cuda:(local rank mod visible GPUs) when GPUs are visible and allowed, else cpu.
@@ -56,6 +59,7 @@ class Context {
   int local_rank_ = 0;
   int local_size_ = 1;
   int node_leader_ = 0;
+  int cpu_share_ = 1;
   std::string host_;
   c10::Device device_{c10::kCPU};
 };

@@ -1,7 +1,7 @@
 // share_cores.
 #include "dist/core_share.h"
 
-#include <sched.h>
+#include <mpi.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -9,29 +9,44 @@
 
 #include <ATen/Parallel.h>
 
+#include "dist/context.h"
+#include "dist/mpi_check.h"
+
 namespace dpunet::dist {
-namespace {
-
-// The CPUs this process may run on (taskset, srun -c, docker --cpuset-cpus), as ATen's
-// own default counts them; all online CPUs where the mask cannot be read.
-int allowed_cpus() {
-  cpu_set_t mask;
-  CPU_ZERO(&mask);
-  if (sched_getaffinity(0, sizeof(mask), &mask) == 0 && CPU_COUNT(&mask) > 0) return CPU_COUNT(&mask);
-  return static_cast<int>(std::thread::hardware_concurrency());
-}
-
-}  // namespace
 
 int threads_per_rank(int cores, int local_ranks) {
   return std::max(1, cores / std::max(1, local_ranks));
 }
 
-int share_cores(int local_ranks) {
+int cpus_of_rank(const cpu_set_t& mine, const std::vector<cpu_set_t>& node_masks) {
+  int sharing = 0;
+  for (const cpu_set_t& other : node_masks) {
+    cpu_set_t both;
+    CPU_AND(&both, &mine, &other);
+    sharing += CPU_COUNT(&both) > 0 ? 1 : 0;
+  }
+  return threads_per_rank(CPU_COUNT(&mine), sharing);
+}
+
+int cpu_share_on_node(MPI_Comm node) {
+  cpu_set_t mine;
+  CPU_ZERO(&mine);
+  if (sched_getaffinity(0, sizeof(mine), &mine) != 0 || CPU_COUNT(&mine) == 0) {
+    CPU_ZERO(&mine);
+    const int online = std::min<int>(CPU_SETSIZE, static_cast<int>(std::thread::hardware_concurrency()));
+    for (int cpu = 0; cpu < std::max(1, online); ++cpu) CPU_SET(cpu, &mine);
+  }
+  int local_ranks = 1;
+  MPI_CHECK(MPI_Comm_size(node, &local_ranks));
+  std::vector<cpu_set_t> masks(static_cast<size_t>(local_ranks));
+  MPI_CHECK(MPI_Allgather(&mine, sizeof(cpu_set_t), MPI_BYTE, masks.data(), sizeof(cpu_set_t), MPI_BYTE, node));
+  return cpus_of_rank(mine, masks);
+}
+
+int share_cores(const Context& context) {
   if (std::getenv("OMP_NUM_THREADS") != nullptr) return 0;
-  const int threads = threads_per_rank(allowed_cpus(), local_ranks);
-  at::set_num_threads(threads);
-  return threads;
+  at::set_num_threads(context.cpu_share());
+  return context.cpu_share();
 }
 
 }  // namespace dpunet::dist

@@ -83,7 +83,7 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
   // the steps' timeout comes back when the constructor returns.
   const dist::LongerTimeout startup(*comm_, dist::kStartupTimeout);
   if (config.precision.dtype == "fp16") autocast_dtype_ = at::kHalf;
-  dist::share_cores(context.local_size());
+  dist::share_cores(context);
   DPUNET_CHECK(config.precision.dtype == "fp32" || device_.is_cuda(), "precision.dtype ", config.precision.dtype,
                " needs a GPU; this rank runs on ", device_.str());
 

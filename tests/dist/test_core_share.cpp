@@ -4,12 +4,27 @@
 #include <sched.h>
 
 #include <cstdlib>
+#include <vector>
 
 #include <ATen/Parallel.h>
 
+#include "dist/context.h"
 #include "dist/core_share.h"
+#include "support/mpi_test_context.h"
 
+using dpunet::dist::cpus_of_rank;
 using dpunet::dist::threads_per_rank;
+
+namespace {
+
+cpu_set_t cpus(int first, int count) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  for (int cpu = first; cpu < first + count; ++cpu) CPU_SET(cpu, &set);
+  return set;
+}
+
+}  // namespace
 
 TEST_CASE("each rank on a machine takes its share of the cores, at least one", "[dist]") {
   CHECK(threads_per_rank(16, 1) == 16);
@@ -20,30 +35,36 @@ TEST_CASE("each rank on a machine takes its share of the cores, at least one", "
   CHECK(threads_per_rank(8, 0) == 8);
 }
 
-TEST_CASE("ranks share the CPUs their affinity mask allows, unless OMP_NUM_THREADS says", "[dist]") {
+TEST_CASE("ranks split the CPUs their masks share and keep those they were bound to alone", "[dist]") {
+  // Unbound (or one taskset around the job): four ranks split 64 CPUs.
+  const cpu_set_t all = cpus(0, 64);
+  CHECK(cpus_of_rank(all, {all, all, all, all}) == 16);
+  // mpirun binding two ranks to each of two 32-CPU sockets: 16 each, not 32 / 4.
+  const cpu_set_t socket0 = cpus(0, 32), socket1 = cpus(32, 32);
+  CHECK(cpus_of_rank(socket0, {socket0, socket0, socket1, socket1}) == 16);
+  CHECK(cpus_of_rank(socket1, {socket0, socket0, socket1, socket1}) == 16);
+  // srun -n 4 -c 8: each rank its own 8.
+  const std::vector<cpu_set_t> apart{cpus(0, 8), cpus(8, 8), cpus(16, 8), cpus(24, 8)};
+  CHECK(cpus_of_rank(apart[2], apart) == 8);
+  // Bound to one core each (mpirun -np 2): one thread.
+  CHECK(cpus_of_rank(cpus(1, 1), {cpus(0, 1), cpus(1, 1)}) == 1);
+}
+
+TEST_CASE("ranks started by a plain mpirun share the machine's CPUs unless OMP_NUM_THREADS says", "[mpi]") {
+  auto& context = dpunet::test::mpi_context();
   const int before = at::get_num_threads();
-  cpu_set_t all;
-  REQUIRE(sched_getaffinity(0, sizeof(all), &all) == 0);
-  // As under `taskset -c <one CPU>` or `srun -c 1`: this thread may run on one CPU.
-  cpu_set_t one;
-  CPU_ZERO(&one);
-  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
-    if (CPU_ISSET(cpu, &all)) {
-      CPU_SET(cpu, &one);
-      break;
-    }
-  }
-  REQUIRE(sched_setaffinity(0, sizeof(one), &one) == 0);
-  const int on_one = dpunet::dist::share_cores(/*local_ranks=*/1);
-  REQUIRE(sched_setaffinity(0, sizeof(all), &all) == 0);
-  const int on_all_mask = dpunet::dist::share_cores(/*local_ranks=*/2);
+  // The test launcher binds no rank: every mask is the whole machine's.
+  cpu_set_t mask;
+  REQUIRE(sched_getaffinity(0, sizeof(mask), &mask) == 0);
+  CHECK(context.local_size() == context.world_size());
+  CHECK(context.cpu_share() == threads_per_rank(CPU_COUNT(&mask), context.world_size()));
+  const int set = dpunet::dist::share_cores(context);
   if (std::getenv("OMP_NUM_THREADS") != nullptr) {
-    CHECK(on_one == 0);
-    CHECK(on_all_mask == 0);
+    CHECK(set == 0);
+    CHECK(at::get_num_threads() == before);
   } else {
-    CHECK(on_one == 1);
-    CHECK(on_all_mask == threads_per_rank(CPU_COUNT(&all), 2));
-    CHECK(at::get_num_threads() == on_all_mask);
+    CHECK(set == context.cpu_share());
+    CHECK(at::get_num_threads() == set);
   }
   at::set_num_threads(before);
 }
