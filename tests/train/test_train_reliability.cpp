@@ -119,9 +119,14 @@ TEST_CASE("Ctrl-C that also ends the tee of the launcher's output still checkpoi
 }
 
 TEST_CASE("the launcher's dry run and errors", "[train][e2e]") {
-  // As on a machine without GPUs, whatever this one has: the rank counts below are CPU ranks'.
+  // As on a machine without GPUs, whatever this one has: the rank counts below are CPU
+  // ranks', and an nvidia-smi that lists none leaves CUDA_VISIBLE_DEVICES lists uncapped.
+  dpunet::test::TempDir tools;
+  dpunet::write_file_atomically(tools / "nvidia-smi", "#!/bin/sh\nexit 0\n");
+  std::filesystem::permissions(tools / "nvidia-smi", std::filesystem::perms::owner_all);
+  const std::string hermetic = "PATH=" + tools.path() + ":$PATH ";
   const std::string launch =
-      "CUDA_VISIBLE_DEVICES= DPUNET_BIN=" DPUNET_BINARY " " DPUNET_SOURCE_DIR_SH "/launcher/dpunet-launch ";
+      hermetic + "CUDA_VISIBLE_DEVICES= DPUNET_BIN=" DPUNET_BINARY " " DPUNET_SOURCE_DIR_SH "/launcher/dpunet-launch ";
   const auto dry = dpunet::test::run_command(launch + "-n 3 --dry-run -- train c.yaml 2>&1");
   CHECK(dry.exit_code == 0);
   CHECK_THAT(dry.output,
@@ -190,34 +195,58 @@ TEST_CASE("the launcher's dry run and errors", "[train][e2e]") {
   // CUDA reads CUDA_VISIBLE_DEVICES up to its first entry that is no GPU: -1 hides them
   // all; so does an entry given twice.
   for (const std::string& hidden : {"-1", "NoDevFiles", "0,0"}) {
-    const auto none = dpunet::test::run_command("DPUNET_BIN=" DPUNET_BINARY " CUDA_VISIBLE_DEVICES=" + hidden +
-                                                " " DPUNET_SOURCE_DIR_SH
-                                                "/launcher/dpunet-launch --dry-run -- "
-                                                "train c.yaml 2>&1");
+    const auto none =
+        dpunet::test::run_command(hermetic + "DPUNET_BIN=" DPUNET_BINARY " CUDA_VISIBLE_DEVICES=" + hidden +
+                                  " " DPUNET_SOURCE_DIR_SH
+                                  "/launcher/dpunet-launch --dry-run -- "
+                                  "train c.yaml 2>&1");
     INFO(none.output);
     CHECK(none.exit_code == 0);
     CHECK_THAT(none.output, HasSubstr("mpirun -np 2 "));  // CPU ranks
   }
-  const auto two_of_three =
-      dpunet::test::run_command("DPUNET_BIN=" DPUNET_BINARY " CUDA_VISIBLE_DEVICES=0,1,-1,2 " DPUNET_SOURCE_DIR_SH
-                                "/launcher/dpunet-launch -n 3 --dry-run -- train c.yaml 2>&1");
+  const auto two_of_three = dpunet::test::run_command(
+      hermetic + "DPUNET_BIN=" DPUNET_BINARY " CUDA_VISIBLE_DEVICES=0,1,-1,2 " DPUNET_SOURCE_DIR_SH
+                 "/launcher/dpunet-launch -n 3 --dry-run -- train c.yaml 2>&1");
   CHECK(two_of_three.exit_code == 2);
   CHECK_THAT(two_of_three.output, HasSubstr("3 ranks but 2 GPU(s) visible"));
   // An index's leading digits count; UUIDs, once the list starts with one, until an index.
   for (const std::string& one : {"'0 1'", "1a", "GPU-8a1b,1"}) {
-    const auto counted = dpunet::test::run_command("DPUNET_BIN=" DPUNET_BINARY " CUDA_VISIBLE_DEVICES=" + one +
-                                                   " " DPUNET_SOURCE_DIR_SH
-                                                   "/launcher/dpunet-launch -n 2 --dry-run -- train c.yaml 2>&1");
+    const auto counted = dpunet::test::run_command(
+        hermetic + "DPUNET_BIN=" DPUNET_BINARY " CUDA_VISIBLE_DEVICES=" + one +
+        " " DPUNET_SOURCE_DIR_SH "/launcher/dpunet-launch -n 2 --dry-run -- train c.yaml 2>&1");
     INFO(one << ": " << counted.output);
     CHECK_THAT(counted.output, HasSubstr("2 ranks but 1 GPU(s) visible"));
   }
   // GPUs hidden from every host: the ranks there are CPU ranks, as with an empty list.
   const auto hidden_hosts =
-      dpunet::test::run_command("DPUNET_BIN=" DPUNET_BINARY " CUDA_VISIBLE_DEVICES=-1 " DPUNET_SOURCE_DIR_SH
-                                "/launcher/dpunet-launch --hosts a:2,b:2 --dry-run -- train c.yaml 2>&1");
+      dpunet::test::run_command(hermetic + "DPUNET_BIN=" DPUNET_BINARY " CUDA_VISIBLE_DEVICES=-1 " DPUNET_SOURCE_DIR_SH
+                                           "/launcher/dpunet-launch --hosts a:2,b:2 --dry-run -- train c.yaml 2>&1");
   INFO(hidden_hosts.output);
   CHECK(hidden_hosts.exit_code == 0);
   CHECK_THAT(hidden_hosts.output, HasSubstr("mpirun -np 4 "));
+  // Ids past the machine's GPUs (nvidia-smi lists two here) end the list, as for CUDA:
+  // said for an inherited CUDA_VISIBLE_DEVICES, refused for --gpus.
+  {
+    dpunet::test::TempDir two_gpus;
+    dpunet::write_file_atomically(two_gpus / "nvidia-smi",
+                                  "#!/bin/sh\necho 'GPU 0: A (UUID: GPU-a)'\necho 'GPU 1: A (UUID: GPU-b)'\n");
+    std::filesystem::permissions(two_gpus / "nvidia-smi", std::filesystem::perms::owner_all);
+    const std::string on_two = "PATH=" + two_gpus.path() + ":$PATH DPUNET_BIN=" DPUNET_BINARY " ";
+    const auto stale = dpunet::test::run_command(on_two + "CUDA_VISIBLE_DEVICES=0,1,2,3 " DPUNET_SOURCE_DIR_SH
+                                                          "/launcher/dpunet-launch --dry-run -- train c.yaml 2>&1");
+    INFO(stale.output);
+    CHECK(stale.exit_code == 0);
+    CHECK_THAT(stale.output,
+               HasSubstr("CUDA_VISIBLE_DEVICES=0,1,2,3 names GPUs this machine lacks") && HasSubstr("mpirun -np 2 "));
+    const auto past = dpunet::test::run_command(on_two + DPUNET_SOURCE_DIR_SH
+                                                "/launcher/dpunet-launch --gpus 1,2 --dry-run -- train c.yaml 2>&1");
+    CHECK(past.exit_code == 2);
+    CHECK_THAT(past.output, HasSubstr("--gpus 1,2: this machine has 2 GPU(s)"));
+    const auto all =
+        dpunet::test::run_command("env -u CUDA_VISIBLE_DEVICES " + on_two +
+                                  DPUNET_SOURCE_DIR_SH "/launcher/dpunet-launch --dry-run -- train c.yaml 2>&1");
+    CHECK_THAT(all.output, HasSubstr("mpirun -np 2 ") && !HasSubstr("lacks"));
+  }
   // A cgroup CPU quota (docker --cpus 1) caps the threads, as cgroup v2 and v1 write it;
   // none ("max", -1) leaves the cores.
   {
@@ -250,9 +279,9 @@ TEST_CASE("the launcher's dry run and errors", "[train][e2e]") {
   CHECK(missing.exit_code == 2);
   CHECK_THAT(missing.output, HasSubstr("no dpunet binary at /nonexistent"));
   // More GPUs than cores (512 here): mpirun cannot bind that many ranks, so none are bound.
-  const auto many_gpus = dpunet::test::run_command("DPUNET_BIN=" DPUNET_BINARY
-                                                   " CUDA_VISIBLE_DEVICES=$(seq -s, 0 511) " DPUNET_SOURCE_DIR_SH
-                                                   "/launcher/dpunet-launch --dry-run -- train c.yaml 2>&1");
+  const auto many_gpus = dpunet::test::run_command(
+      hermetic + "DPUNET_BIN=" DPUNET_BINARY " CUDA_VISIBLE_DEVICES=$(seq -s, 0 511) " DPUNET_SOURCE_DIR_SH
+                 "/launcher/dpunet-launch --dry-run -- train c.yaml 2>&1");
   CHECK(many_gpus.exit_code == 0);
   CHECK_THAT(many_gpus.output, HasSubstr("mpirun -np 512") && HasSubstr("--oversubscribe --bind-to none"));
   const auto help = dpunet::test::run_command(launch + "--help 2>&1");
@@ -352,9 +381,14 @@ TEST_CASE("the launcher's dry run and errors", "[train][e2e]") {
 
 // A launch that fails before any rank starts would be silent under --quiet (Open MPI 4).
 TEST_CASE("the launcher explains a launch that started no rank", "[train][e2e]") {
-  // As on a machine without GPUs, whatever this one has: the rank counts below are CPU ranks'.
+  // As on a machine without GPUs, whatever this one has: the rank counts below are CPU
+  // ranks', and an nvidia-smi that lists none leaves CUDA_VISIBLE_DEVICES lists uncapped.
+  dpunet::test::TempDir tools;
+  dpunet::write_file_atomically(tools / "nvidia-smi", "#!/bin/sh\nexit 0\n");
+  std::filesystem::permissions(tools / "nvidia-smi", std::filesystem::perms::owner_all);
+  const std::string hermetic = "PATH=" + tools.path() + ":$PATH ";
   const std::string launch =
-      "CUDA_VISIBLE_DEVICES= DPUNET_BIN=" DPUNET_BINARY " " DPUNET_SOURCE_DIR_SH "/launcher/dpunet-launch ";
+      hermetic + "CUDA_VISIBLE_DEVICES= DPUNET_BIN=" DPUNET_BINARY " " DPUNET_SOURCE_DIR_SH "/launcher/dpunet-launch ";
   const auto version = dpunet::test::run_command("mpirun --version 2>&1");
   if (version.output.find("Open MPI) 4.") == std::string::npos) {
     WARN("skipped: needs Open MPI 4's mpirun (--quiet)");
