@@ -14,7 +14,6 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <set>
 #include <tuple>
 #include <vector>
 
@@ -23,6 +22,7 @@
 #include "app/cli_checks.h"
 #include "app/commands.h"
 #include "app/model_source.h"
+#include "app/predict_out_folder.h"
 #include "common/atomic_file.h"
 #include "common/autocast_scope.h"
 #include "common/error.h"
@@ -270,56 +270,6 @@ void report(const infer::EvaluationTable& table, const infer::InputSet& inputs, 
   std::printf("eval: %s\n", result.dump(-1, ' ', false, kReplace).c_str());
 }
 
-// The folders `input` (a folder, a file or a glob) names its files in: a glob's matches
-// may lie in several ('scans/*/*.png').
-std::set<std::string> input_folders(const std::string& input) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  if (fs::is_directory(input, ec)) return {input};
-  const auto parent_of = [](const std::string& path) {
-    const fs::path parent = fs::path(path).parent_path();
-    return parent.empty() ? std::string(".") : parent.string();
-  };
-  std::set<std::string> folders;
-  if (!fs::exists(input, ec) && input.find_first_of("*?[") != std::string::npos) {
-    for (const std::string& path : data::glob_paths(input)) folders.insert(parent_of(path));
-  }
-  if (folders.empty()) folders.insert(parent_of(input));
-  return folders;
-}
-
-// Predictions (NAME_mask.png, NAME_overlay.png, predictions.h5) written among the inputs
-// could replace a ground-truth mask named the same way, and become inputs of the next run.
-void check_out_folder(const PredictArgs& args) {
-  std::error_code ec;
-  std::set<std::string> folders = input_folders(args.input);
-  if (!args.masks.empty()) folders.insert(args.masks);
-  for (const std::string& folder : folders) {
-    DPUNET_CHECK(!std::filesystem::equivalent(args.out, folder, ec), "predict: --out ", args.out,
-                 " is the folder of the inputs or masks (", folder,
-                 "); predictions written there could replace masks and be read as inputs next time: choose another "
-                 "folder");
-  }
-}
-
-// What an earlier predict left in `out` would mix with this run's files (stale masks of
-// other images, an eval.json of another set, one predictions.h5 beside per-rank ones):
-// refused, or removed with --overwrite. Files named like predictions that no manifest
-// lists (a ground-truth a_mask.png) are never removed: this run could overwrite them.
-void check_earlier_outputs(const PredictArgs& args, const infer::EarlierOutputs& earlier) {
-  const auto listing = [](const std::vector<std::string>& files) {
-    return files.front() + (files.size() > 1 ? " and " + std::to_string(files.size() - 1) + " more" : "");
-  };
-  DPUNET_CHECK(earlier.unlisted.empty(), "predict: --out ", args.out, " holds ", listing(earlier.unlisted),
-               ", named like this command's outputs but not written by it as they are now (no "
-               "predict-files*.txt there lists them, or they changed since: a ground-truth mask? a prediction of "
-               "an older dpunet?). This run could overwrite them, so it does not start, even with --overwrite: "
-               "choose another --out, or move those files");
-  DPUNET_CHECK(earlier.written.empty() || args.overwrite, "predict: --out ", args.out, " already holds ",
-               earlier.written.size(), " file(s) of an earlier prediction (", listing(earlier.written),
-               "); they would mix with this run's. Choose another --out, or pass --overwrite to remove them first");
-}
-
 // What the inputs are, to compare between ranks: each lists the folder or glob for
 // itself, and takes its share of its own list.
 std::string describe_inputs(const infer::InputSet& inputs) {
@@ -357,9 +307,9 @@ void run(const PredictArgs& args) {
   std::vector<std::unique_ptr<infer::InputSet>> input_sets;
   infer::KeepLargest keep;
   train::fail_together(*comm, [&] {
-    check_out_folder(args);
+    check_out_folder(args.out, args.input, args.masks);
     earlier = infer::find_earlier_outputs(args.out);
-    check_earlier_outputs(args, earlier);
+    check_earlier_outputs(args.out, args.overwrite, earlier);
     members = load_members(args, context);
     keep = infer::parse_keep_largest(args.keep_largest, members.front().config.model.n_classes);
     input_sets = open_inputs(args, members, input_options(args, members.front().config.model));
