@@ -73,6 +73,8 @@ infer::TileOptions tile_options(const PredictArgs& args, const config::Config& c
   infer::TileOptions o;
   o.input_tile = args.tile > 0 ? args.tile : (config.augment.patch_size > 0 ? config.augment.patch_size : 256);
   o.output_tile = model::output_size_or_fail(unet, o.input_tile, "--tile " + std::to_string(o.input_tile));
+  const std::string problem = model::bottom_norm_problem(unet, o.input_tile, o.input_tile, /*training_batch=*/0);
+  DPUNET_CHECK(problem.empty(), "--tile ", o.input_tile, ": ", problem, "; use a larger --tile");
   // Above 0.9 the tiles multiply without end (0.999 of a 256 tile steps one pixel: 390
   // million tiles on a 20000x20000 slide); 0.9 already predicts each pixel ~100 times.
   DPUNET_CHECK(args.overlap >= 0 && args.overlap <= 0.9, "--overlap must be in [0, 0.9], got ", args.overlap);

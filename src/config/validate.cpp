@@ -101,25 +101,18 @@ void validate(const Config& c, const std::string& source, const Origins& origins
          detail::concat("a ", c.augment.patch_size, " px patch cannot be tiled by a depth-", c.model.depth, " ",
                         c.model.padding, "-padded U-Net; nearest valid sizes: ", sizes));
   }
-  // BatchNorm's training statistics need two values per channel; at the bottom of a deep
-  // U-Net a small patch leaves one per sample, and a batch of one fails at the first step.
-  if (c.augment.patch_size > 0 && c.model.norm == "batch") {
-    if (const auto bottom = model::bottom_size(unet, c.augment.patch_size);
-        bottom && c.train.batch_size * *bottom * *bottom < 2) {
-      fail("model.norm, train.batch_size, augment.patch_size, model.depth",
-           detail::concat("BatchNorm needs more than one value per channel, but batch_size ", c.train.batch_size,
-                          " with ", c.augment.patch_size, " px patches leaves the depth-", c.model.depth,
-                          " U-Net's bottom map ", *bottom, "x", *bottom,
-                          ": use a larger batch or patch, a smaller depth, or norm group"));
-    }
-  }
-  // InstanceNorm normalises each sample's map alone: a 1x1 map comes out 0 whatever it
-  // held, and the bottom of the U-Net passes nothing on.
-  if (c.augment.patch_size > 0 && c.model.norm == "instance") {
-    if (const auto bottom = model::bottom_size(unet, c.augment.patch_size); bottom && *bottom == 1) {
-      fail("model.norm, augment.patch_size, model.depth",
-           detail::concat("InstanceNorm would zero the depth-", c.model.depth, " U-Net's 1x1 bottom map of ",
-                          c.augment.patch_size, " px patches: use a larger patch, a smaller depth, or norm group"));
+  // A small patch at the bottom of a deep U-Net: a raw ATen error at the first step
+  // (BatchNorm), or a map zeroed without a word (InstanceNorm).
+  unet.norm = model::parse_norm(c.model.norm);
+  if (c.augment.patch_size > 0) {
+    const std::string problem =
+        model::bottom_norm_problem(unet, c.augment.patch_size, c.augment.patch_size, c.train.batch_size);
+    if (!problem.empty()) {
+      fail(unet.norm == model::Norm::kBatch ? "model.norm, train.batch_size, augment.patch_size, model.depth"
+                                            : "model.norm, augment.patch_size, model.depth",
+           detail::concat("with ", c.augment.patch_size, " px patches ", problem, ": use a larger ",
+                          unet.norm == model::Norm::kBatch ? "batch or patch" : "patch",
+                          ", a smaller depth, or norm group"));
     }
   }
   if (c.augment.patch_size == 0 && c.model.padding == "valid") {

@@ -83,6 +83,20 @@ std::optional<int64_t> bottom_size(const UnetOptions& o, int64_t size) {
   return size - shrink;
 }
 
+std::string bottom_norm_problem(const UnetOptions& o, int64_t height, int64_t width, int64_t training_batch) {
+  const auto bottom_h = bottom_size(o, height), bottom_w = bottom_size(o, width);
+  if (!bottom_h || !bottom_w) return "";
+  const int64_t values = *bottom_h * *bottom_w;
+  const std::string map = "the depth-" + std::to_string(o.depth) + " U-Net's bottom map is " +
+                          std::to_string(*bottom_h) + "x" + std::to_string(*bottom_w);
+  if (o.norm == Norm::kBatch && training_batch > 0 && training_batch * values < 2) {
+    return map + ", which leaves BatchNorm one value per channel to normalise in a batch of " +
+           std::to_string(training_batch);
+  }
+  if (o.norm == Norm::kInstance && values == 1) return map + ", which InstanceNorm would zero whatever it held";
+  return "";
+}
+
 int64_t context_margin(const UnetOptions& o) {
   if (o.padding == Padding::kSame) return 0;
   // Two unpadded 3x3 convolutions lose 2 pixels per side at every level, and a level

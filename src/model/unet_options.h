@@ -53,6 +53,13 @@ std::optional<int64_t> output_size(const UnetOptions& options, int64_t input_siz
 // the model can tile (output_size has a value), else nullopt.
 std::optional<int64_t> bottom_size(const UnetOptions& options, int64_t input_size);
 
+// What the model's norm makes of the bottom block's map for height x width inputs, said
+// as "the depth-D U-Net's bottom map is HxW, which ...", or empty when all is well (or the
+// size cannot be tiled). BatchNorm's training statistics need two values per channel
+// (`training_batch` samples; 0 when not training); InstanceNorm normalises each sample's
+// map alone, so a 1x1 map comes out 0 whatever it held, in training and inference alike.
+std::string bottom_norm_problem(const UnetOptions& options, int64_t height, int64_t width, int64_t training_batch);
+
 // Pixels of context the model consumes at each border: (input - output) / 2, the same for
 // every valid input size (0 for same padding). With valid padding a training patch's
 // target is its centre, this far in from the patch's edges.

@@ -220,17 +220,11 @@ void check_data_fits_model(const config::Config& c, const data::ShardHeader& h, 
           which + ": augment.patch_size is 0 (whole images as input), and an image side of " + std::to_string(side));
     }
     // As config validation checks patches (it does not know the images' size).
-    const int64_t bottom_h = *model::bottom_size(unet, h.height), bottom_w = *model::bottom_size(unet, h.width);
-    const std::string images = which + ": augment.patch_size is 0 (whole images as input), and " +
-                               std::to_string(h.height) + "x" + std::to_string(h.width) + " images leave the depth-" +
-                               std::to_string(c.model.depth) + " U-Net's bottom map " + std::to_string(bottom_h) + "x" +
-                               std::to_string(bottom_w);
-    DPUNET_CHECK(!training || c.model.norm != "batch" || c.train.batch_size * bottom_h * bottom_w >= 2, images,
-                 ": with train.batch_size ", c.train.batch_size,
-                 " BatchNorm (model.norm) has one value per channel to normalise; use a larger batch, a smaller "
-                 "model.depth, or norm group");
-    DPUNET_CHECK(c.model.norm != "instance" || bottom_h * bottom_w > 1, images,
-                 ", which InstanceNorm (model.norm) would zero; use a smaller model.depth, or norm group");
+    const std::string problem = model::bottom_norm_problem(unet, h.height, h.width, training ? c.train.batch_size : 0);
+    DPUNET_CHECK(problem.empty(), which, ": augment.patch_size is 0 (whole images as input), and with ", h.height, "x",
+                 h.width, " images ", problem, " (model.norm",
+                 unet.norm == model::Norm::kBatch ? ", train.batch_size): use a larger batch, a" : "): use a",
+                 " smaller model.depth, or norm group");
   }
 }
 

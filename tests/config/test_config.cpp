@@ -273,7 +273,8 @@ TEST_CASE("contradicting or unusable values are refused before a run starts", "[
   const std::vector<std::string> deep{"augment.patch_size=32", "model.depth=5", "train.batch_size=1"};
   CHECK_THROWS_WITH(parse_config("", "a.yaml", deep),
                     HasSubstr("model.norm, train.batch_size, augment.patch_size, model.depth") &&
-                        HasSubstr("bottom map 1x1") && HasSubstr("norm group"));
+                        HasSubstr("with 32 px patches the depth-5 U-Net's bottom map is 1x1") &&
+                        HasSubstr("batch of 1: use a larger batch or patch") && HasSubstr("norm group"));
   auto with = [&](const std::string& change) {
     std::vector<std::string> sets = deep;
     sets.push_back(change);
@@ -284,7 +285,9 @@ TEST_CASE("contradicting or unusable values are refused before a run starts", "[
   CHECK_NOTHROW(parse_config("", "a.yaml", with("model.norm=group")));
   // InstanceNorm zeroes a 1x1 map at any batch size.
   CHECK_THROWS_WITH(parse_config("", "a.yaml", {"augment.patch_size=32", "model.depth=5", "model.norm=instance"}),
-                    HasSubstr("model.norm, augment.patch_size, model.depth") && HasSubstr("1x1 bottom map"));
+                    HasSubstr("model.norm, augment.patch_size, model.depth") &&
+                        HasSubstr("bottom map is 1x1, which InstanceNorm would zero") &&
+                        HasSubstr("use a larger patch,"));
   CHECK_NOTHROW(parse_config("", "a.yaml", {"augment.patch_size=64", "model.depth=5", "model.norm=instance"}));
   CHECK_THROWS_WITH(parse_config("", "a.yaml", {"run.device=cpu", "distributed.backend=nccl"}),
                     HasSubstr("distributed.backend, run.device") && HasSubstr("nccl needs CUDA"));

@@ -11,10 +11,13 @@
 #include <vector>
 
 #include "checkpoint/store.h"
+#include "checkpoint/weights.h"
 #include "common/atomic_file.h"
 #include "config/config.h"
 #include "data/image_io.h"
+#include "model/unet.h"
 #include "support/prediction_fixture.h"
+#include "train/setup.h"
 
 using dpunet::test::predict_into;
 using dpunet::test::probabilities_of;
@@ -308,6 +311,24 @@ TEST_CASE("weights that do not fit, and tiles that do not suit the model, are er
   CHECK(no_tile.exit_code != 0);
   CHECK_THAT(no_tile.output, HasSubstr("--tile: must be a whole number of at least 1, got 0"));
   CHECK_FALSE(std::filesystem::exists(t.f.dir() / "y"));
+  // InstanceNorm zeroes a 1x1 map in inference too: a 4 px tile at the bottom of depth 2.
+  const auto instance = dpunet::config::parse_config(
+      "", "i.yaml", {"model.n_classes=3", "model.base_channels=8", "model.depth=2", "model.norm=instance"});
+  const dpunet::model::Unet fresh(dpunet::train::unet_options(instance, nullptr));
+  const std::string instance_weights = t.f.dir() / "instance.safetensors";
+  dpunet::checkpoint::write_safetensors(instance_weights, dpunet::checkpoint::module_state(*fresh),
+                                        {{"format", "pt"}, {"dpunet_config", dpunet::config::to_yaml(instance)}});
+  auto predict_tile = [&](const std::string& tile) {
+    return run_command(DPUNET_BINARY " predict '" + val + "' --weights " + instance_weights + " --no-png --out " +
+                       t.f.dir() / ("tile" + tile) + " --tile " + tile + " 2>&1");
+  };
+  const auto zeroed = predict_tile("4");
+  CHECK(zeroed.exit_code != 0);
+  CHECK_THAT(zeroed.output, HasSubstr("--tile 4: the depth-2 U-Net's bottom map is 1x1, which InstanceNorm would "
+                                      "zero whatever it held; use a larger --tile"));
+  const auto two_by_two = predict_tile("8");
+  INFO(two_by_two.output);
+  CHECK(two_by_two.exit_code == 0);
   // A learning rate far below the weights' rounding: a step leaves them as they started.
   const std::string still = " --set optimizer.lr=1e-30";
   const auto init = t.f.train(1, t.f.write_config() + " --init-weights " + t.f.dir() / "w.safetensors" +

@@ -79,6 +79,34 @@ TEST_CASE("the context margin is half of what valid padding takes off, at every 
   CHECK(dpunet::model::context_margin(o) == 0);
 }
 
+TEST_CASE("the bottom map's norm problems are said for BatchNorm in training and InstanceNorm always", "[model]") {
+  using dpunet::model::bottom_norm_problem;
+  using dpunet::model::Norm;
+  auto o = small(1, 2);
+  o.depth = 5;
+  // 32 px: a 1x1 bottom map. BatchNorm needs two values per channel over the batch.
+  CHECK(bottom_norm_problem(o, 32, 32, 1) ==
+        "the depth-5 U-Net's bottom map is 1x1, which leaves BatchNorm one value per channel to normalise in a "
+        "batch of 1");
+  CHECK(bottom_norm_problem(o, 32, 32, 2).empty());
+  CHECK(bottom_norm_problem(o, 32, 64, 1).empty());  // 1x2
+  CHECK(bottom_norm_problem(o, 32, 32, 0).empty());  // inference: running statistics
+  o.norm = Norm::kInstance;
+  for (const int64_t batch : {0, 1, 8}) {
+    CHECK(bottom_norm_problem(o, 32, 32, batch) ==
+          "the depth-5 U-Net's bottom map is 1x1, which InstanceNorm would zero whatever it held");
+  }
+  CHECK(bottom_norm_problem(o, 64, 32, 1).empty());
+  o.norm = Norm::kGroup;
+  CHECK(bottom_norm_problem(o, 32, 32, 1).empty());
+  // Valid padding: 572 leaves 28x28 at depth 4; a size it cannot tile says nothing here.
+  o.padding = Padding::kValid;
+  o.depth = 4;
+  o.norm = Norm::kInstance;
+  CHECK(bottom_norm_problem(o, 572, 572, 1).empty());
+  CHECK(bottom_norm_problem(o, 570, 570, 1).empty());
+}
+
 TEST_CASE("Unet with valid padding names the nearest valid sizes for an untileable input", "[model]") {
   auto o = small(1, 2);
   o.padding = Padding::kValid;

@@ -188,8 +188,9 @@ TEST_CASE("whole-image training refuses images that leave BatchNorm or InstanceN
       dpunet::config::parse_config("", "w.yaml", {"augment.patch_size=0", "model.depth=6", "train.batch_size=1"});
   CHECK_THROWS_WITH(dpunet::train::check_data_fits_model(batch_norm, header, "data.train x.h5", true),
                     HasSubstr("data.train x.h5: augment.patch_size is 0") &&
-                        HasSubstr("64x64 images leave the depth-6 U-Net's bottom map 1x1") &&
-                        HasSubstr("train.batch_size 1") && HasSubstr("BatchNorm"));
+                        HasSubstr("with 64x64 images the depth-6 U-Net's bottom map is 1x1") &&
+                        HasSubstr("BatchNorm one value per channel to normalise in a batch of 1") &&
+                        HasSubstr("(model.norm, train.batch_size): use a larger batch"));
   // Validation normalises with the running statistics, and a batch of two has two values.
   CHECK_NOTHROW(dpunet::train::check_data_fits_model(batch_norm, header, "data.val x.h5", false));
   const auto two = dpunet::config::parse_config("", "w.yaml", {"augment.patch_size=0", "model.depth=6"});
@@ -202,7 +203,8 @@ TEST_CASE("whole-image training refuses images that leave BatchNorm or InstanceN
       dpunet::config::parse_config("", "w.yaml", {"augment.patch_size=0", "model.depth=6", "model.norm=instance"});
   for (const bool training : {true, false}) {
     CHECK_THROWS_WITH(dpunet::train::check_data_fits_model(instance, header, "data.val x.h5", training),
-                      HasSubstr("bottom map 1x1, which InstanceNorm (model.norm) would zero"));
+                      HasSubstr("bottom map is 1x1, which InstanceNorm would zero") &&
+                          HasSubstr("(model.norm): use a smaller model.depth"));
   }
   header.height = 128;
   CHECK_NOTHROW(dpunet::train::check_data_fits_model(instance, header, "data.train x.h5", true));
