@@ -1,5 +1,7 @@
 // `dpunet bench allreduce` (under mpirun): time and bus bandwidth of the communicator's
 // all-reduce for sizes from 1 KB to 256 MB, next to raw MPI_Allreduce of the same bytes.
+#include <algorithm>
+#include <climits>
 #include <iostream>
 
 #include <torch/cuda.h>
@@ -46,22 +48,29 @@ double time_backend(dist::Communicator& comm, const torch::Tensor& data, int war
   return slowest_rank(elapsed / reps);
 }
 
-double time_raw_mpi(std::vector<float>& host, int warmup, int reps) {
-  const int count = static_cast<int>(host.size());
-  for (int i = 0; i < warmup; ++i) {
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, host.data(), count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
+// MPI counts elements in int: past 2^31 - 1 floats (8 GiB) the message goes in pieces,
+// as the MPI communicator sends it.
+void raw_mpi_allreduce(std::vector<float>& host) {
+  const int64_t total = static_cast<int64_t>(host.size());
+  for (int64_t start = 0; start < total; start += INT_MAX) {
+    const int count = static_cast<int>(std::min<int64_t>(INT_MAX, total - start));
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, host.data() + start, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
   }
+}
+
+double time_raw_mpi(std::vector<float>& host, int warmup, int reps) {
+  for (int i = 0; i < warmup; ++i) raw_mpi_allreduce(host);
   MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
   const double start = now_ms();
-  for (int i = 0; i < reps; ++i) {
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, host.data(), count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
-  }
+  for (int i = 0; i < reps; ++i) raw_mpi_allreduce(host);
   return slowest_rank((now_ms() - start) / reps);
 }
 
 void run_bench_allreduce(const BenchAllreduceArgs& args) {
   DPUNET_CHECK(args.min_bytes >= 4 && args.max_bytes >= args.min_bytes && args.factor >= 2,
                "bench allreduce: need 4 <= --min-bytes <= --max-bytes and --factor >= 2");
+  DPUNET_CHECK(args.min_bytes % 4 == 0, "bench allreduce: --min-bytes ", args.min_bytes,
+               " is not a whole number of float32 values (4 bytes each)");
   const auto preference = args.device == "cpu"    ? dist::DevicePreference::kCpu
                           : args.device == "cuda" ? dist::DevicePreference::kCuda
                                                   : dist::DevicePreference::kAuto;
@@ -70,7 +79,7 @@ void run_bench_allreduce(const BenchAllreduceArgs& args) {
   dist::Context context(preference);
   auto comm = dist::make_communicator(context, args.backend);
   nlohmann::json rows = nlohmann::json::array();
-  for (int64_t bytes = args.min_bytes; bytes <= args.max_bytes; bytes *= args.factor) {
+  for (int64_t bytes = args.min_bytes;;) {
     const int64_t count = bytes / 4;
     const int reps = repetitions(bytes);
     const torch::Tensor data = torch::ones({count}, torch::TensorOptions().device(comm->device()));
@@ -85,6 +94,9 @@ void run_bench_allreduce(const BenchAllreduceArgs& args) {
                     {"mpi_us", mpi_ms * 1e3},
                     {"mpi_busbw_gbps", allreduce_busbw_gbps(count * 4.0, mpi_ms, n)},
                     {"time_ratio", backend_ms / mpi_ms}});
+    // The next size would pass --max-bytes (asked so, it cannot overflow).
+    if (bytes > args.max_bytes / args.factor) break;
+    bytes *= args.factor;
   }
   if (!context.is_root()) return;
   nlohmann::json out = {{"benchmark", "allreduce"},

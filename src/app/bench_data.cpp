@@ -6,6 +6,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <iostream>
@@ -96,7 +97,7 @@ void run(const BenchDataArgs& args) {
   for (const int gzip : levels) {
     data::SynthOptions synth;
     synth.samples = args.samples;
-    synth.shards = 2;
+    synth.shards = static_cast<int>(std::min<int64_t>(2, args.samples));
     synth.height = synth.width = args.size;
     synth.gzip_level = gzip;
     synth.prefix = gzip > 0 ? "gzip" : "raw";

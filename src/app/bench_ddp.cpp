@@ -198,6 +198,11 @@ void run_bench_ddp(const BenchDdpArgs& args) {
   std::cout << out.dump(2) << std::endl;
 }
 
+// The bounds distributed.bucket_mb has in a config: a cap in whole bytes that fits in int64.
+CLI::Validator bucket_megabytes() {
+  return number_from(0.001, 4096, "from 0.001 to 4096 MiB");
+}
+
 }  // namespace
 
 void add_bench_ddp_command(CLI::App& bench) {
@@ -210,18 +215,22 @@ void add_bench_ddp_command(CLI::App& bench) {
       ->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_option("--size", args->size, "Input height and width")->capture_default_str()->check(at_least(1));
   cmd->add_option("--batch", args->batch, "Per-rank batch")->capture_default_str()->check(at_least(1));
-  cmd->add_option("--threads", args->threads, "Intra-op CPU threads per rank")->capture_default_str();
+  cmd->add_option("--threads", args->threads, "Intra-op CPU threads per rank")
+      ->capture_default_str()
+      ->check(at_least(1));
   cmd->add_option("--warmup", args->warmup, "Untimed steps per variant")->capture_default_str()->check(at_least(0));
   cmd->add_option("--repeats", args->repeats, "Timed steps per variant (median reported)")
       ->capture_default_str()
       ->check(at_least(1));
-  cmd->add_option("--bucket-mb", args->bucket_mb, "Bucket size in MiB")->capture_default_str()->check(above_zero());
+  cmd->add_option("--bucket-mb", args->bucket_mb, "Bucket size in MiB")
+      ->capture_default_str()
+      ->check(bucket_megabytes());
   cmd->add_option("--first-bucket-mb", args->first_bucket_mb, "First bucket size in MiB")
       ->capture_default_str()
-      ->check(above_zero());
+      ->check(bucket_megabytes());
   cmd->add_option("--last-bucket-mb", args->last_bucket_mb, "Last bucket size in MiB")
       ->capture_default_str()
-      ->check(above_zero());
+      ->check(bucket_megabytes());
   cmd->callback([args] { run_bench_ddp(*args); });
 }
 

@@ -20,6 +20,7 @@
 #include "app/cli_checks.h"
 #include "app/memory_probe.h"
 #include "common/build_info.h"
+#include "common/child_output.h"
 #include "common/error.h"
 #include "model/unet.h"
 
@@ -133,21 +134,39 @@ std::string self_path() {
 
 // Runs `dpunet bench model ... --variant <variant>` as a child and parses its JSON.
 nlohmann::json run_variant_in_child(const BenchModelArgs& a, const std::string& variant) {
-  const std::string command =
-      "'" + self_path() + "' bench model --size " + std::to_string(a.size) + " --batch " + std::to_string(a.batch) +
-      " --device " + a.device + " --threads " + std::to_string(a.threads) + " --n-channels " +
-      std::to_string(a.n_channels) + " --n-classes " + std::to_string(a.n_classes) + " --base-channels " +
-      std::to_string(a.base_channels) + " --depth " + std::to_string(a.depth) + (a.bilinear ? " --bilinear" : "") +
-      " --padding " + a.padding + " --warmup " + std::to_string(a.warmup) + " --repeats " + std::to_string(a.repeats) +
-      " --variant " + variant + " " + checkpoint_selection_arguments(a.checkpointing);
-  FILE* pipe = popen(command.c_str(), "r");
-  DPUNET_CHECK(pipe != nullptr, "cannot start benchmark child: ", command);
-  std::string output;
-  std::array<char, 4096> chunk{};
-  while (size_t n = fread(chunk.data(), 1, chunk.size(), pipe)) output.append(chunk.data(), n);
-  const int status = pclose(pipe);
-  DPUNET_CHECK(status == 0, "benchmark child for variant '", variant, "' failed (status ", status, ")");
-  return nlohmann::json::parse(output);
+  std::vector<std::string> argv{self_path(),
+                                "bench",
+                                "model",
+                                "--size",
+                                std::to_string(a.size),
+                                "--batch",
+                                std::to_string(a.batch),
+                                "--device",
+                                a.device,
+                                "--threads",
+                                std::to_string(a.threads),
+                                "--n-channels",
+                                std::to_string(a.n_channels),
+                                "--n-classes",
+                                std::to_string(a.n_classes),
+                                "--base-channels",
+                                std::to_string(a.base_channels),
+                                "--depth",
+                                std::to_string(a.depth),
+                                "--padding",
+                                a.padding,
+                                "--warmup",
+                                std::to_string(a.warmup),
+                                "--repeats",
+                                std::to_string(a.repeats),
+                                "--variant",
+                                variant};
+  if (a.bilinear) argv.push_back("--bilinear");
+  for (std::string& word : checkpoint_selection_arguments(a.checkpointing)) argv.push_back(std::move(word));
+  const ChildOutput child = run_child(argv);
+  DPUNET_CHECK(child.status == 0, "bench model: the child process timing the ", variant, " model failed (exit ",
+               child.status, "; its error is above)");
+  return nlohmann::json::parse(child.output);
 }
 
 void run_bench_model(const BenchModelArgs& args) {
@@ -160,6 +179,12 @@ void run_bench_model(const BenchModelArgs& args) {
   DPUNET_CHECK(args.batch > 0 && args.repeats > 0 && args.threads > 0,
                "bench model: --batch, --repeats and --threads must be > 0");
   check_checkpoint_selection(args.checkpointing);
+  // Block names against a model of this depth (one channel wide: names, not figures),
+  // before a child times the plain model.
+  model::UnetOptions names = options;
+  names.base_channels = 1;
+  model::Unet name_check(names);
+  select_checkpointed_blocks(*name_check, args.checkpointing);
   DPUNET_CHECK(args.variant == "both" || args.variant == "plain" || args.variant == "checkpointed",
                "bench model: --variant must be both, plain or checkpointed, got '", args.variant, "'");
 

@@ -339,6 +339,13 @@ void log_row(const std::string& what, const nlohmann::json& row) {
 }
 
 void run(const BenchTrainArgs& a) {
+  // The model's shape questions before anything is built: a size the depth halves to
+  // nothing, or a bottom map BatchNorm cannot normalise, would fail inside the first step.
+  const model::UnetOptions shape = unet_options(a, nullptr);
+  model::validate(shape);
+  model::output_size_or_fail(shape, a.size, "bench train --size " + std::to_string(a.size));
+  const std::string bottom = model::bottom_norm_problem(shape, a.size, a.size, a.batch);
+  DPUNET_CHECK(bottom.empty(), "bench train --size ", a.size, " --batch ", a.batch, ": ", bottom);
   dist::Context context(a.device == "cpu"    ? dist::DevicePreference::kCpu
                         : a.device == "cuda" ? dist::DevicePreference::kCuda
                                              : dist::DevicePreference::kAuto);

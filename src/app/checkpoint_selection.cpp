@@ -53,10 +53,12 @@ std::string checkpoint_selection_label(const CheckpointSelection& selection) {
   return selection.blocks.empty() ? selection.policy : "blocks " + selection.blocks;
 }
 
-std::string checkpoint_selection_arguments(const CheckpointSelection& selection) {
-  return "--policy " + selection.policy + (selection.blocks.empty() ? "" : " --blocks " + selection.blocks) +
-         " --recompute-norm " + (selection.recompute_norm ? "1" : "0") + " --split-skip-conv " +
-         selection.split_skip_conv;
+std::vector<std::string> checkpoint_selection_arguments(const CheckpointSelection& selection) {
+  std::vector<std::string> words{"--policy", selection.policy};
+  if (!selection.blocks.empty()) words.insert(words.end(), {"--blocks", selection.blocks});
+  words.insert(words.end(), {"--recompute-norm", selection.recompute_norm ? "1" : "0", "--split-skip-conv",
+                             selection.split_skip_conv});
+  return words;
 }
 
 }  // namespace dpunet::app

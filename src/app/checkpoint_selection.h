@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "model/unet.h"
 
@@ -36,7 +37,7 @@ void check_checkpoint_selection(const CheckpointSelection& selection);
 
 // How a result row names the selection: the block list when given, else the policy.
 std::string checkpoint_selection_label(const CheckpointSelection& selection);
-// The command-line options that make `selection` again (for a benchmark's child).
-std::string checkpoint_selection_arguments(const CheckpointSelection& selection);
+// The command-line words that make `selection` again (for a benchmark's child).
+std::vector<std::string> checkpoint_selection_arguments(const CheckpointSelection& selection);
 
 }  // namespace dpunet::app

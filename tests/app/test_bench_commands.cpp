@@ -60,6 +60,13 @@ TEST_CASE("bench allreduce times every size on two ranks, with its bus bandwidth
     CHECK(number(row, "time_ratio") == Approx(backend_us / mpi_us).epsilon(1e-9));
     bytes *= 4;
   }
+  // The next size past --max-bytes ends the sizes before it is computed: a factor that
+  // would overflow it measures the one size.
+  const json one = bench(DPUNET_BINARY
+                         " bench allreduce --device cpu --backend mpi --min-bytes 4 --max-bytes 9223372036854775807 "
+                         "--factor 4611686018427387904 --warmup 0");
+  REQUIRE(one["results"].size() == 1);
+  CHECK(one["results"][0]["bytes"] == 4);
 }
 
 TEST_CASE("bench ddp compares the reducer's backward with backward alone and a flat all-reduce", "[app][e2e]") {

@@ -158,8 +158,23 @@ TEST_CASE("bench commands refuse counts and choices they cannot measure", "[app]
                          {"train --checkpointing yes", "--checkpointing"},
                          {"train --device cpu --precision bf16", "needs a GPU"},
                          {"ddp --repeats 0", "--repeats"},
-                         {"ddp --last-bucket-mb 0", "--last-bucket-mb: must be a number above 0, got 0"},
-                         {"ddp --bucket-mb -2", "--bucket-mb: must be a number above 0, got -2"},
+                         {"ddp --last-bucket-mb 0", "--last-bucket-mb: must be a number from 0.001 to 4096 MiB, got 0"},
+                         {"ddp --bucket-mb -2", "--bucket-mb: must be a number from 0.001 to 4096 MiB, got -2"},
+                         {"ddp --bucket-mb 1e300", "--bucket-mb: must be a number from 0.001 to 4096 MiB, got 1e300"},
+                         {"ddp --threads 0", "--threads: must be a whole number of at least 1, got 0"},
+                         {"predict --threads -2", "--threads: must be a whole number of at least 0, got -2"},
+                         {"allreduce --min-bytes 6", "--min-bytes 6 is not a whole number of float32 values"},
+                         // The model's shape before it is built: a bottom map BatchNorm cannot
+                         // normalise, a size the depth halves to nothing.
+                         {"train --device cpu --size 16 --batch 1 --depth 4",
+                          "bench train --size 16 --batch 1: the depth-4 U-Net's bottom map is 1x1, which leaves "
+                          "BatchNorm one value per channel"},
+                         {"train --device cpu --size 64 --depth 7", "bench train --size 64 does not suit this model"},
+                         // Block names reach the checkpointed child as one word each, and
+                         // are checked before the plain child runs.
+                         {"model --size 32 --depth 2 --base-channels 4 --blocks 'inc, down1'", "no block ' down1'"},
+                         {"model --size 32 --depth 2 --base-channels 4 --blocks 'inc;echo INJECTED >&2;'",
+                          "no block 'inc;echo INJECTED >&2;'"},
                          {"ddp --device gpu", "--device"},
                          {"predict --batch 0", "--batch"},
                          {"model --batch 0", "--batch"}}) {
