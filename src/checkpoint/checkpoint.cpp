@@ -48,11 +48,14 @@ void verify_frame(const std::string& path, const std::string& bytes) {
     // A safetensors file starts with its header's length, then the JSON header itself.
     const bool safetensors = bytes.size() > 8 && bytes[8] == '{';
     DPUNET_FAIL(path, ": not a dpunet checkpoint (no DPUNETCK header)",
-                safetensors ? "; it looks like safetensors weights: give those with --weights" : "");
+                safetensors ? "; it looks like safetensors weights, which predict takes with --weights and train "
+                              "with --init-weights"
+                            : "");
   }
   const auto version = get<uint32_t>(bytes, 8);
-  DPUNET_CHECK(version >= 1 && version <= kFormatVersion, path, ": checkpoint format version ", version,
-               " is not supported (this build reads 1 to ", kFormatVersion, ")");
+  DPUNET_CHECK(version >= 1, path, ": checkpoint format version 0 (the file is damaged)");
+  DPUNET_CHECK(version <= kFormatVersion, path, ": checkpoint format version ", version, " is newer than this build ",
+               "reads (1 to ", kFormatVersion, "): use the dpunet that wrote it");
   const auto payload = get<uint64_t>(bytes, 12);
   DPUNET_CHECK(bytes.size() - kHeaderBytes == payload, path, ": truncated or padded checkpoint (",
                bytes.size() - kHeaderBytes, " payload bytes, header says ", payload, ")");
@@ -183,12 +186,17 @@ void LoadedCheckpoint::restore_model(torch::nn::Module& model) const {
   } catch (const c10::Error& e) {
     DPUNET_FAIL(path_, ": the checkpoint does not fit this model: ", e.what_without_backtrace());
   }
+  // The first few: a model of another width differs in every tensor.
+  constexpr size_t kListed = 12;
   std::string mismatches;
+  size_t count = 0;
   for (const auto& [name, layout] : tensor_layouts(model)) {
     const std::string& want = expected.at(name);
-    if (layout != want) mismatches += "\n  " + name + ": " + layout + " in the checkpoint, the model has " + want;
+    if (layout == want) continue;
+    if (++count <= kListed) mismatches += "\n  " + name + ": " + layout + " in the checkpoint, the model has " + want;
   }
-  DPUNET_CHECK(mismatches.empty(), path_, ": the checkpoint does not fit this model:", mismatches);
+  if (count > kListed) mismatches += "\n  and " + std::to_string(count - kListed) + " more";
+  DPUNET_CHECK(count == 0, path_, ": the checkpoint does not fit this model (", count, " tensors differ):", mismatches);
 }
 
 namespace {
@@ -242,6 +250,12 @@ bool is_valid_checkpoint(const std::string& path, std::string* why) {
   // a damaged one: taking it for one would let --resume auto start afresh and set the
   // run's whole history aside. That error stops the caller instead.
   const std::string bytes = read_file(path);
+  // Nor is a checkpoint of a newer format: a resume with an older build would set the
+  // run's newest checkpoints aside and train their steps again.
+  if (bytes.size() >= kHeaderBytes && std::memcmp(bytes.data(), kMagic, 8) == 0 &&
+      get<uint32_t>(bytes, 8) > kFormatVersion) {
+    verify_frame(path, bytes);
+  }
   try {
     verify_frame(path, bytes);
     return true;

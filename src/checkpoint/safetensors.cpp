@@ -44,6 +44,19 @@ struct Entry {
   uint64_t begin, end;
 };
 
+// A header value in an error message: a scalar as written and a list of numbers (a shape)
+// cut to 60 characters; any other list or object by its kind alone, since dump() recurses
+// once per nesting level and a crafted header nests deep enough to end the stack.
+std::string shown(const nlohmann::json& value) {
+  const bool flat =
+      value.is_primitive() ||
+      (value.is_array() && std::all_of(value.begin(), value.end(), [](const auto& item) { return item.is_number(); }));
+  if (!flat) return value.is_array() ? "a nested list" : "an object";
+  std::string text = value.dump();
+  if (text.size() > 60) text = text.substr(0, 57) + "...";
+  return text;
+}
+
 Entry parse_entry(const std::string& source, const std::string& name, const nlohmann::json& value) {
   auto bad = [&](const std::string& what) { DPUNET_FAIL(source, ": tensor '", name, "': ", what); };
   if (!value.is_object() || !value.contains("dtype") || !value.contains("shape") || !value.contains("data_offsets")) {
@@ -53,12 +66,12 @@ Entry parse_entry(const std::string& source, const std::string& name, const nloh
   const std::string dtype = value["dtype"].is_string() ? value["dtype"].get<std::string>() : "";
   const auto found =
       std::find_if(dtype_names().begin(), dtype_names().end(), [&](const auto& item) { return item.first == dtype; });
-  if (found == dtype_names().end()) bad("unknown dtype '" + value["dtype"].dump() + "'");
+  if (found == dtype_names().end()) bad("unknown dtype " + shown(value["dtype"]));
   e.type = found->second;
   if (!value["shape"].is_array()) bad("shape must be a list");
   for (const auto& d : value["shape"]) {
     if (!d.is_number_unsigned() || d.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) {
-      bad("shape entries must be integers from 0 to 2^63-1, got " + d.dump());
+      bad("shape entries must be integers from 0 to 2^63-1, got " + shown(d));
     }
     e.shape.push_back(d.get<int64_t>());
   }
@@ -76,13 +89,13 @@ Entry parse_entry(const std::string& source, const std::string& name, const nloh
   for (int64_t d : e.shape) {
     if (d != 0 &&
         (__builtin_mul_overflow(bytes, static_cast<uint64_t>(d), &bytes) || bytes > static_cast<uint64_t>(INT64_MAX))) {
-      bad("shape " + value["shape"].dump() + " holds more bytes than a file can");
+      bad("shape " + shown(value["shape"]) + " holds more bytes than a file can");
     }
   }
   const bool empty = std::find(e.shape.begin(), e.shape.end(), 0) != e.shape.end();
   const uint64_t expected = empty ? 0 : bytes;
   if (e.end - e.begin != expected) {
-    bad("data_offsets span " + std::to_string(e.end - e.begin) + " bytes but " + dtype + " " + value["shape"].dump() +
+    bad("data_offsets span " + std::to_string(e.end - e.begin) + " bytes but " + dtype + " " + shown(value["shape"]) +
         " needs " + std::to_string(expected));
   }
   return e;

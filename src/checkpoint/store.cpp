@@ -188,16 +188,20 @@ std::string resolve_checkpoint_argument(const std::string& path, std::string* ch
                " is a folder but neither a run directory (with checkpoints/) nor a checkpoints/ folder");
   const std::string run = run_dir ? given.string() : folder_holding(given).string();
   const CheckpointStore store(run);
+  std::string skipped, best_damage;
   if (const std::optional<std::string> best_one = store.best(); best_one && fs::exists(*best_one, ec)) {
-    if (chosen != nullptr) *chosen = "checkpoint: " + *best_one + " (the best of " + run + ")";
-    return *best_one;
+    std::string why;
+    if (is_valid_checkpoint(*best_one, &why)) {
+      if (chosen != nullptr) *chosen = "checkpoint: " + *best_one + " (the best of " + run + ")";
+      return *best_one;
+    }
+    best_damage = "; its best is damaged: " + why;
   }
-  std::string skipped;
   const std::optional<std::string> newest = store.latest_valid([&](const std::string& m) { skipped += "; " + m; });
   DPUNET_CHECK(newest.has_value(), path, ": no valid checkpoint in ", store.directory(), skipped);
   if (chosen != nullptr) {
-    *chosen = "checkpoint: " + *newest + " (the newest of " + run + "; it has no best, which needs validation" +
-              skipped + ")";
+    *chosen = "checkpoint: " + *newest + " (the newest of " + run +
+              (best_damage.empty() ? "; it has no best, which needs validation" : best_damage) + skipped + ")";
   }
   return *newest;
 }

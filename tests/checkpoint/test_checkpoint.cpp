@@ -121,6 +121,18 @@ TEST_CASE("a checkpoint whose tensors differ in shape from the model's is refuse
   CHECK_THROWS_WITH(LoadedCheckpoint(dir / "c.ckpt").restore_model(*narrower),
                     HasSubstr(dir / "c.ckpt") && HasSubstr("does not fit this model") &&
                         HasSubstr("weight: [3, 4] Float in the checkpoint, the model has [2, 4] Float"));
+  // Every tensor of a model of another width differs: the first twelve are listed.
+  torch::nn::Sequential many, other;
+  for (int i = 0; i < 10; ++i) {
+    many->push_back(torch::nn::Linear(4, 3));
+    other->push_back(torch::nn::Linear(4, 2));
+  }
+  auto optimizer = torch::optim::AdamW(many->parameters(), torch::optim::AdamWOptions(0.1));
+  dpunet::checkpoint::TrainingState state;
+  state.rng_cpu = at::detail::getDefaultCPUGenerator().get_state();
+  dpunet::checkpoint::save_checkpoint(dir / "many.ckpt", *many, optimizer, state);
+  CHECK_THROWS_WITH(LoadedCheckpoint(dir / "many.ckpt").restore_model(*other),
+                    HasSubstr("(20 tensors differ)") && HasSubstr("\n  and 8 more"));
 }
 
 TEST_CASE("damaged checkpoints are detected before loading", "[checkpoint]") {
@@ -144,6 +156,48 @@ TEST_CASE("damaged checkpoints are detected before loading", "[checkpoint]") {
   std::string why;
   CHECK_FALSE(dpunet::checkpoint::is_valid_checkpoint(dir / "a.ckpt", &why));
   CHECK_THAT(why, HasSubstr(dir / "a.ckpt"));
+}
+
+TEST_CASE("a checkpoint of a newer format stops the store instead of passing for a damaged one", "[checkpoint]") {
+  dpunet::test::TempDir dir;
+  dpunet::checkpoint::CheckpointStore store(dir.path());
+  Trained t(1);
+  store.commit(
+      10, [&](const std::string& path) { save(path, t, 10); }, /*best=*/false, /*keep_last=*/3);
+  store.commit(
+      20, [&](const std::string& path) { save(path, t, 20); }, /*best=*/false, /*keep_last=*/3);
+  // The version field (bytes 8..11, little-endian) of step 20's file says 1000.
+  std::string bytes = dpunet::read_file(store.path_for_step(20));
+  bytes[8] = static_cast<char>(1000 & 0xff);
+  bytes[9] = static_cast<char>(1000 >> 8);
+  dpunet::write_file_atomically(store.path_for_step(20), bytes);
+  std::vector<std::string> warnings;
+  CHECK_THROWS_WITH(store.latest_valid([&](const std::string& m) { warnings.push_back(m); }),
+                    HasSubstr(store.path_for_step(20)) && HasSubstr("format version 1000 is newer than this build") &&
+                        HasSubstr("use the dpunet that wrote it"));
+  CHECK(warnings.empty());
+  // Version 0 was never written: damage, skipped as any other.
+  bytes[8] = bytes[9] = 0;
+  dpunet::write_file_atomically(store.path_for_step(20), bytes);
+  CHECK(*store.latest_valid([&](const std::string& m) { warnings.push_back(m); }) == store.path_for_step(10));
+  REQUIRE(warnings.size() == 1);
+  CHECK_THAT(warnings[0], HasSubstr("format version 0 (the file is damaged)"));
+}
+
+TEST_CASE("a run directory whose best checkpoint is damaged gives its newest valid one, saying why", "[checkpoint]") {
+  dpunet::test::TempDir dir;
+  dpunet::checkpoint::CheckpointStore store(dir.path());
+  Trained t(1);
+  store.commit(
+      10, [&](const std::string& path) { save(path, t, 10); }, /*best=*/true, /*keep_last=*/3);
+  store.commit(
+      20, [&](const std::string& path) { save(path, t, 20); }, /*best=*/false, /*keep_last=*/3);
+  std::string chosen;
+  CHECK(dpunet::checkpoint::resolve_checkpoint_argument(dir.path(), &chosen) == store.path_for_step(10));
+  std::filesystem::resize_file(store.path_for_step(10), 100);
+  CHECK(dpunet::checkpoint::resolve_checkpoint_argument(dir.path(), &chosen) == store.path_for_step(20));
+  CHECK_THAT(chosen, HasSubstr("the newest of") && HasSubstr("its best is damaged") &&
+                         HasSubstr("step-00000010.ckpt") && HasSubstr("truncated"));
 }
 
 TEST_CASE("an old checkpoint that cannot be pruned is said once, not ignored", "[checkpoint]") {

@@ -96,6 +96,16 @@ TEST_CASE("malformed safetensors files are rejected with the reason", "[checkpoi
       parse_safetensors(make_file(R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}})", eight), "f"),
       HasSubstr("gap of 4 bytes"));
   CHECK_THROWS_WITH(parse_safetensors(make_file(ok, eight + "tail"), "f"), HasSubstr("4 bytes after the last tensor"));
+  // A value nested 100000 deep is named by its kind: printing it would recurse as deep.
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  CHECK_THROWS_WITH(
+      parse_safetensors(make_file(R"({"a": {"dtype": )" + deep + R"(, "shape": [2], "data_offsets": [0, 8]}})", eight),
+                        "f"),
+      HasSubstr("f: tensor 'a': unknown dtype a nested list"));
+  CHECK_THROWS_WITH(
+      parse_safetensors(
+          make_file(R"({"a": {"dtype": "F32", "shape": )" + deep + R"(, "data_offsets": [0, 8]}})", eight), "f"),
+      HasSubstr("f: tensor 'a': shape entries must be integers from 0 to 2^63-1, got a nested list"));
   CHECK_THROWS_WITH(parse_safetensors(make_file(R"({"a": {"dtype": "F32", "shape": [2]}})", eight), "f"),
                     HasSubstr("needs dtype, shape and data_offsets"));
   CHECK_THROWS_WITH(

@@ -184,7 +184,9 @@ TEST_CASE("a run directory names its best checkpoint, and weights and checkpoint
   const auto reversed =
       run_command(DPUNET_BINARY " export " + t.f.dir() / "a.safetensors " + t.f.dir() / "e.safetensors 2>&1");
   CHECK(reversed.exit_code != 0);
-  CHECK_THAT(reversed.output, HasSubstr("looks like safetensors weights: give those with --weights"));
+  CHECK_THAT(
+      reversed.output,
+      HasSubstr("looks like safetensors weights, which predict takes with --weights and train with --init-weights"));
 }
 
 TEST_CASE("a model trained with SyncBatchNorm predicts and exports like a BatchNorm one", "[infer][e2e]") {
