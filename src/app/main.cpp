@@ -17,6 +17,7 @@
 #include "common/build_info.h"
 #include "common/error.h"
 #include "common/text.h"
+#include "data/h5_handle.h"
 #include "dist/context.h"
 #include "train/preemption.h"
 
@@ -79,6 +80,7 @@ int main(int argc, char** argv) {
   if (argc > 1 && std::strcmp(argv[1], "train") == 0) dpunet::train::install_preemption_handlers();
   mark_started();
   raise_open_file_limit();
+  dpunet::data::skip_hdf5_exit_cleanup();
   CLI::App app{"dpunet: data-parallel U-Net training on LibTorch, MPI and NCCL", "dpunet"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "dpunet " + dpunet::dpunet_version() + " (dpunet version: libraries and GPUs)");

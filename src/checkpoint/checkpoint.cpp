@@ -7,9 +7,9 @@
 
 #include <cstring>
 #include <fstream>
-#include <map>
 #include <sstream>
 #include <unordered_map>
+#include <utility>
 
 #include "common/atomic_file.h"
 #include "common/error.h"
@@ -164,12 +164,13 @@ LoadedCheckpoint::LoadedCheckpoint(const std::string& path) : path_(path) {
 
 namespace {
 
-// Name -> "[sizes] dtype" of every parameter and buffer.
-std::map<std::string, std::string> tensor_layouts(torch::nn::Module& model) {
-  std::map<std::string, std::string> layouts;
+// Name and "[sizes] dtype" of every parameter, then every buffer, in the model's order
+// (a listing of differences then starts at its first layer).
+std::vector<std::pair<std::string, std::string>> tensor_layouts(torch::nn::Module& model) {
+  std::vector<std::pair<std::string, std::string>> layouts;
   const auto describe = [](const torch::Tensor& t) { return c10::str(t.sizes(), " ", t.scalar_type()); };
-  for (const auto& p : model.named_parameters()) layouts[p.key()] = describe(p.value());
-  for (const auto& b : model.named_buffers()) layouts[b.key()] = describe(b.value());
+  for (const auto& p : model.named_parameters()) layouts.emplace_back(p.key(), describe(p.value()));
+  for (const auto& b : model.named_buffers()) layouts.emplace_back(b.key(), describe(b.value()));
   return layouts;
 }
 
@@ -190,8 +191,10 @@ void LoadedCheckpoint::restore_model(torch::nn::Module& model) const {
   constexpr size_t kListed = 12;
   std::string mismatches;
   size_t count = 0;
-  for (const auto& [name, layout] : tensor_layouts(model)) {
-    const std::string& want = expected.at(name);
+  const auto loaded = tensor_layouts(model);  // the same names in the same order: load keeps the model's tensors
+  for (size_t i = 0; i < loaded.size(); ++i) {
+    const auto& [name, layout] = loaded[i];
+    const std::string& want = expected.at(i).second;
     if (layout == want) continue;
     if (++count <= kListed) mismatches += "\n  " + name + ": " + layout + " in the checkpoint, the model has " + want;
   }

@@ -23,6 +23,10 @@ void H5Handle::reset() {
   }
 }
 
+void skip_hdf5_exit_cleanup() {
+  H5dont_atexit();
+}
+
 void silence_hdf5_errors() {
   thread_local bool silenced = false;
   if (!silenced) {
@@ -50,6 +54,17 @@ herr_t collect_message(unsigned /*depth*/, const H5E_error2_t* entry, void* out)
   }
   return 0;
 }
+
+// A failed read or write's innermost entry spells out the system call (time, descriptor,
+// buffer address, sizes); its "error message = '...'" is the part that says why.
+std::string plain_system_error(const std::string& message) {
+  const std::string key = "error message = '";
+  const size_t at = message.find(key), end = message.find('\'', at == std::string::npos ? at : at + key.size());
+  if (at == std::string::npos || end == std::string::npos) return message;
+  const size_t details = message.find(": time = ");
+  return (details == std::string::npos ? std::string() : message.substr(0, details) + ": ") +
+         message.substr(at + key.size(), end - at - key.size());
+}
 }  // namespace
 
 std::string H5Describe::operator()(long long /*status*/) const {
@@ -60,7 +75,7 @@ std::string H5Describe::operator()(long long /*status*/) const {
   if (!messages.empty()) {
     reason = messages.front();
     // The innermost entry says why ("file signature not found", "truncated file ...").
-    if (messages.size() > 1) reason += ": " + messages.back();
+    if (messages.size() > 1) reason += ": " + plain_system_error(messages.back());
   }
   return context + ": " + reason;
 }

@@ -33,6 +33,12 @@ class H5Handle {
   hid_t id_ = H5I_INVALID_HID;
 };
 
+// Keeps HDF5 from closing what is still open when the process exits (its atexit cleanup):
+// an object whose close failed (a write to a full disk) crashes that cleanup in HDF5
+// 1.10, turning a clear error into a segfault. dpunet closes its files itself, so the
+// cleanup has nothing else to do. Call before any other HDF5 call; later it does nothing.
+void skip_hdf5_exit_cleanup();
+
 // Turns off HDF5's printing of its error stack for the calling thread (the setting is
 // per thread in thread-safe builds). Cheap after the first call on a thread.
 void silence_hdf5_errors();

@@ -136,14 +136,17 @@ void PredictionWriter::write(const std::string& name, const torch::Tensor& label
   {
     auto guard = data::hdf5_guard();
     data::silence_hdf5_errors();
-    data::H5Handle group(H5Gcreate2(file_.get(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+    // The image's group is named last, once all it holds is written: a write that fails
+    // (a full disk) leaves nothing a reader would take for a prediction.
+    data::H5Handle group(H5Gcreate_anon(file_.get(), H5P_DEFAULT, H5P_DEFAULT));
     H5_CHECK(group.get(), temporary_ + ": " + name);
-    write_dataset(group.get(), "mask", mask, H5T_STD_U8LE, H5T_NATIVE_UINT8, temporary_);
+    write_dataset(group.get(), "mask", mask, H5T_STD_U8LE, H5T_NATIVE_UINT8, temporary_ + ": " + name + "/mask");
     if (options_.probabilities) {
       H5_CHECK(H5Olink(probabilities_.get(), group.get(), "probabilities", H5P_DEFAULT, H5P_DEFAULT),
                temporary_ + ": " + name + "/probabilities");
       probabilities_.reset();
     }
+    H5_CHECK(H5Olink(group.get(), file_.get(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT), temporary_ + ": " + name);
     // On disk whole before the next image: a rank killed later (another rank's error
     // aborts the job; the OOM killer) leaves a file that reads back up to here.
     H5_CHECK(H5Fflush(file_.get(), H5F_SCOPE_LOCAL), temporary_);

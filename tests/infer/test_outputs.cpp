@@ -1,10 +1,15 @@
 // PredictionWriter: overlays give every class a visible colour of its own, also past the
 // named ones; probabilities written band by band read back whole, and an image stopped
-// half way leaves no trace in the kept file.
+// half way, or whose writing fails, leaves no trace in the kept file.
 #include <torch/torch.h>
 #include "support/catch.h"
 
 #include <hdf5.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
 
 #include <set>
 #include <tuple>
@@ -60,5 +65,45 @@ TEST_CASE("probabilities written band by band read back whole, and a half-writte
   const hid_t file = H5Fopen(kept.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   REQUIRE(file >= 0);
   CHECK(H5Lexists(file, "half", H5P_DEFAULT) == 0);
+  H5Fclose(file);
+}
+
+TEST_CASE("an image whose mask cannot be written (a full disk) leaves nothing in the kept file", "[infer]") {
+  dpunet::test::TempDir dir;
+  const torch::Tensor small = torch::ones({8, 8}, torch::kByte), large = torch::ones({1024, 1024}, torch::kByte);
+  // A child process with a file size limit stands in for the full disk: its writes past
+  // 256 KiB fail (EFBIG), as a full disk's do (ENOSPC).
+  const pid_t child = fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    std::signal(SIGXFSZ, SIG_IGN);
+    const rlimit limit{256 * 1024, 256 * 1024};
+    setrlimit(RLIMIT_FSIZE, &limit);
+    int code = 2;
+    try {
+      dpunet::infer::PredictionWriter writer({dir.path(), false, false}, 0, 1, 2);
+      writer.start("a", 8, 8);
+      writer.write("a", small, small.unsqueeze(0));
+      writer.start("z", 1024, 1024);
+      writer.write("z", large, large.unsqueeze(0));
+    } catch (const std::exception& e) {
+      // The system's reason, without HDF5's account of the call (time, buffer, sizes).
+      const std::string what = e.what();
+      code = what.find("z/mask") != std::string::npos && what.find("File too large") != std::string::npos &&
+                     what.find("time =") == std::string::npos
+                 ? 0
+                 : 3;
+    }
+    _exit(code);
+  }
+  int status = 0;
+  REQUIRE(waitpid(child, &status, 0) == child);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  const std::string kept = dir / "predictions.h5.partial";
+  CHECK(torch::equal(dpunet::test::read_prediction(kept, "a/mask", torch::kByte), small));
+  const hid_t file = H5Fopen(kept.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  REQUIRE(file >= 0);
+  CHECK(H5Lexists(file, "z", H5P_DEFAULT) == 0);
   H5Fclose(file);
 }

@@ -206,6 +206,33 @@ TEST_CASE("an error late in a folder keeps the predictions made before it", "[in
   const std::string kept = t.f.dir() / "late-out/predictions.h5.partial";
   CHECK(read_mask(kept, "a").size(0) == 32);
   CHECK(read_mask(kept, "b").size(0) == 32);
+
+  // A full disk: one error, and the process ends with it (HDF5's exit cleanup crashed on
+  // the dataset whose write had failed). A 400 KiB filesystem of its own where user
+  // namespaces allow one; else a file size limit (4 MiB: above what MPI's start writes)
+  // gives the same error, though not that crash.
+  const bool own_mount = run_command("unshare -rm true 2>&1").exit_code == 0;
+  if (!own_mount) WARN("no user namespaces here: a file size limit stands in for the full disk");
+  // Probabilities of 0.8 MiB, or 6 MiB past the size limit.
+  image.height = own_mount ? 301 : 720;
+  image.width = own_mount ? 230 : 720;
+  image.values.resize(image.height * image.width);
+  std::filesystem::remove(images + "/c.png");
+  dpunet::data::write_png(images + "/z.png", image);
+  const std::string predict = "OMP_NUM_THREADS=1 exec " DPUNET_BINARY " predict " + images + " --checkpoint " +
+                              t.checkpoint + " --probabilities --no-png --tile 128 --out ";
+  const std::string disk = t.f.dir() / "disk";
+  std::filesystem::create_directories(disk);
+  const auto full = own_mount
+                        ? run_command("unshare -rm sh -c \"mount -t tmpfs -o size=400k tmpfs " + disk + " && " +
+                                      predict + disk + "/out\" 2>&1")
+                        : run_command("bash -c \"trap '' XFSZ; ulimit -f 4096; " + predict + disk + "/out\" 2>&1");
+  INFO(full.output);
+  CHECK(full.exit_code == 1);
+  CHECK_THAT(full.output, HasSubstr("z/probabilities") &&
+                              (HasSubstr("No space left on device") || HasSubstr("File too large")) &&
+                              HasSubstr("the 2 image(s) predicted before the error are kept in"));
+  CHECK_THAT(full.output, !HasSubstr("time = "));
 }
 
 TEST_CASE("one image on several ranks is predicted in bands of rows, as one process predicts it", "[infer][e2e]") {
