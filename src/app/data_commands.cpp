@@ -154,7 +154,7 @@ void add_import(CLI::App& data) {
                 "are read)");
   cmd->callback([args] {
     data::ImportOptions o = args->import;
-    if (!args->mask_map.empty()) o.class_of_value = data::parse_mask_mapping(args->mask_map);
+    if (!args->mask_map.empty()) o.class_of_value = data::parse_mask_mapping(args->mask_map, &o.mapping_names_colours);
     for (size_t start = 0; !args->class_names.empty() && start <= args->class_names.size();) {
       const size_t end = std::min(args->class_names.find(',', start), args->class_names.size());
       o.class_names.push_back(args->class_names.substr(start, end - start));

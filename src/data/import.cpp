@@ -56,18 +56,30 @@ std::vector<Pair> find_pairs(const ImportOptions& o) {
   const bool one_folder = fs::equivalent(o.images_dir, o.masks_dir, ec);
   DPUNET_CHECK(!one_folder || !o.mask_suffix.empty(), "import: --images and --masks are the same folder (",
                o.images_dir, "), so each image would be its own mask: give --mask-suffix (a.png's mask a_mask.png)");
-  std::vector<Pair> pairs;
+  std::vector<std::string> images;
   for (const auto& entry : fs::directory_iterator(o.images_dir)) {
     if (!entry.is_regular_file() || !is_image_file(entry.path().string())) continue;
-    const std::string stem = image_stem(entry.path().string());
-    if (one_folder && ends_with(stem, o.mask_suffix)) continue;
-    const std::string mask = find_mask(o.masks_dir, entry.path().string(), o.mask_suffix);
-    DPUNET_CHECK(!mask.empty(), entry.path().string(), ": no mask named ", stem + o.mask_suffix, ".png/.tif/.tiff in ",
-                 o.masks_dir, mask_suffix_hint(o.masks_dir, stem));
-    pairs.push_back({entry.path().string(), mask});
+    if (one_folder && ends_with(image_stem(entry.path().string()), o.mask_suffix)) continue;
+    images.push_back(entry.path().string());
+  }
+  std::sort(images.begin(), images.end());
+  // A mask is found by its image's name: a.png and a.tif would share one mask, or both
+  // go in (twice over, maybe in both sets, when they are one picture).
+  std::map<std::string, std::string> image_of_stem;
+  for (const std::string& image : images) {
+    const auto [named, fresh] = image_of_stem.emplace(image_stem(image), image);
+    DPUNET_CHECK(fresh, o.images_dir, ": ", named->second, " and ", image, " share the name '", named->first,
+                 "', by which an image's mask is found: keep one of them (or rename one, and its mask)");
+  }
+  std::vector<Pair> pairs;
+  for (const std::string& image : images) {
+    const std::string stem = image_stem(image);
+    const std::string mask = find_mask(o.masks_dir, image, o.mask_suffix);
+    DPUNET_CHECK(!mask.empty(), image, ": no mask named ", stem + o.mask_suffix, ".png/.tif/.tiff in ", o.masks_dir,
+                 mask_suffix_hint(o.masks_dir, stem));
+    pairs.push_back({image, mask});
   }
   DPUNET_CHECK(!pairs.empty(), o.images_dir, ": no .png/.tif/.tiff images found");
-  std::sort(pairs.begin(), pairs.end(), [](const Pair& a, const Pair& b) { return a.image < b.image; });
   return pairs;
 }
 
@@ -259,13 +271,26 @@ struct SampleBuffers {
         const auto found = class_of.find(mask_key(mask, p));
         DPUNET_CHECK(found != class_of.end(), mask_path, ": mask value ",
                      mask_key_text(mask_key(mask, p), mask.channels > 1), " at pixel (", top + r, ", ", left + c,
-                     ") has no class in the mask mapping", colour_mapping_hint(class_of, mask.channels > 1));
+                     ") has no class in the mask mapping");
         classes[q] = static_cast<uint8_t>(found->second == kIgnoreClass ? kDefaultIgnoreLabel : found->second);
       }
     }
   }
   const void* pixels(int bits) const { return bits == 16 ? static_cast<const void*>(planar16.data()) : planar8.data(); }
 };
+
+// A whole image as one sample: a shard stores each sample as one HDF5 chunk, which must
+// stay below 4 GiB, and the import holds one sample in memory (its values at 16 and 8 bits
+// and its classes). Found from the first image's header, before any image is decoded.
+void check_whole_image_fits(const ImageKind& reference) {
+  const Image& image = reference.image;
+  const double bytes = static_cast<double>(image.channels) * static_cast<double>(image.height) *
+                       static_cast<double>(image.width) * (image.bits == 16 ? 2 : 1);
+  DPUNET_CHECK(bytes < static_cast<double>(int64_t{4} << 30), reference.file, " is ", image.width, "x", image.height,
+               "x", image.channels, " (", bytes / static_cast<double>(int64_t{1} << 30),
+               " GiB): a shard holds each image whole, as one HDF5 chunk below 4 GiB; cut the images into tiles "
+               "with --tile (e.g. --tile 1024)");
+}
 
 // Each pair's tiles, from its image's header: an image smaller than the tile is refused
 // before any image is decoded (or a tile's buffers made), and every set's shards can
@@ -300,7 +325,14 @@ int64_t write_set(const ImportOptions& o, const std::string& directory, const st
   int64_t total = 0;
   for (const Pair& pair : pairs) total += pair.samples;
   ShardSequence shards(directory, prefix, header, o.samples_per_shard, o.gzip_level, total);
-  SampleBuffers sample(first.channels, header.height, header.width);
+  std::optional<SampleBuffers> sample;
+  try {
+    sample.emplace(first.channels, header.height, header.width);
+  } catch (const std::bad_alloc&) {
+    DPUNET_FAIL(reference.file, ": a sample of ", header.width, "x", header.height, "x", first.channels,
+                " values does not fit in memory",
+                o.tile > 0 ? ": give a smaller --tile" : ": import it in tiles with --tile");
+  }
   int64_t samples = 0;
   for (const Pair& pair : pairs) {
     ImageRows image_rows(pair.image), mask_rows(pair.mask, ImageRole::kLabels);
@@ -316,8 +348,8 @@ int64_t write_set(const ImportOptions& o, const std::string& directory, const st
       const Image& mask_band = mask_window.at(top);
       colour_keys.check(mask_band, top);
       for (int64_t left : columns) {
-        sample.cut(image_band, mask_band, pair.mask, top, left, class_of);
-        shards.add(sample.pixels(image.bits), sample.classes.data());
+        sample->cut(image_band, mask_band, pair.mask, top, left, class_of);
+        shards.add(sample->pixels(image.bits), sample->classes.data());
         ++samples;
       }
     }
@@ -375,12 +407,18 @@ void ColourKeyCheck::check(const Image& mask, int64_t top) {
 
 std::string find_mask(const std::string& masks_dir, const std::string& image_path, const std::string& suffix) {
   const std::string stem = image_stem(image_path) + suffix;
+  std::string found;
   for (const char* ext :
        {".png", ".tif", ".tiff", ".PNG", ".TIF", ".TIFF", ".Png", ".Tif", ".Tiff", ".ome.tif", ".ome.tiff"}) {
     const fs::path candidate = fs::path(masks_dir) / (stem + ext);
     std::error_code ec;
-    if (fs::is_regular_file(candidate, ec)) return candidate.string();
+    if (!fs::is_regular_file(candidate, ec)) continue;
+    // Two masks by one name (a.png, a.tif): either could be the image's.
+    DPUNET_CHECK(found.empty(), image_path, ": both ", found, " and ", candidate.string(),
+                 " are named as its mask: keep one of them");
+    found = candidate.string();
   }
+  if (!found.empty()) return found;
   // Other mixes of case (a.pNg): a look through the folder, only when the common forms miss.
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(masks_dir, ec)) {
@@ -410,8 +448,9 @@ std::optional<uint32_t> whole_number(const std::string& digits, int base, uint32
 
 }  // namespace
 
-std::map<uint32_t, int> parse_mask_mapping(const std::string& text) {
+std::map<uint32_t, int> parse_mask_mapping(const std::string& text, bool* names_colours) {
   std::map<uint32_t, int> mapping;
+  int colours = 0;
   size_t start = 0;
   while (start < text.size()) {
     const size_t end = std::min(text.find(',', start), text.size());
@@ -431,19 +470,25 @@ std::map<uint32_t, int> parse_mask_mapping(const std::string& text) {
                  "255=1, 255=ignore or #ff0000=1)");
     DPUNET_CHECK(mapping.count(*key) == 0, "mask mapping: ", value, " is mapped twice");
     mapping[*key] = ignore ? kIgnoreClass : static_cast<int>(*id);
+    colours += colour ? 1 : 0;
     start = end + 1;
   }
   DPUNET_CHECK(!mapping.empty(), "mask mapping: empty");
+  DPUNET_CHECK(colours == 0 || colours == static_cast<int>(mapping.size()), "mask mapping '", text,
+               "': give grey values or #rrggbb colours, not both (a mask is grey or colour)");
+  if (names_colours != nullptr) *names_colours = colours > 0;
   DPUNET_CHECK(!maps_ignore(mapping) || mapped_classes(mapping) <= kDefaultIgnoreLabel, "mask mapping '", text,
                "': with an ignore value, class ids must be below ", kDefaultIgnoreLabel, " (the ignore label)");
   return mapping;
 }
 
-std::string colour_mapping_hint(const std::map<uint32_t, int>& class_of_value, bool colour_mask) {
-  const bool names_colours = !class_of_value.empty() && class_of_value.rbegin()->first > 0xffff;
-  if (colour_mask || !names_colours) return "";
-  return " (the mapping names colours, but this mask is grey: a palette PNG or TIFF mask is read as its palette "
-         "indices; map those, e.g. 0=0,1=1)";
+void check_mapping_kind(bool mapping_names_colours, bool colour_mask, const std::string& mask_file) {
+  DPUNET_CHECK(!mapping_names_colours || colour_mask, mask_file,
+               ": the mask mapping names colours (#rrggbb), but this mask is grey (a palette PNG or TIFF mask is "
+               "read as its palette indices): map its values, e.g. 0=0,1=1");
+  DPUNET_CHECK(mapping_names_colours || !colour_mask, mask_file,
+               ": the mask mapping names grey values, but this mask is in colour: map its colours, e.g. "
+               "#000000=0,#ff0000=1");
 }
 
 std::string mask_mapping_text(const std::map<uint32_t, int>& class_of_value, bool colour) {
@@ -485,12 +530,20 @@ ImportResult import_image_folders(const ImportOptions& o) {
   DPUNET_CHECK(static_cast<int64_t>(pairs.size()) >= o.folds, "import: ", pairs.size(), " image(s) cannot make ",
                o.folds, " folds");
   if (o.tile > 0) count_tiles(o.tile, pairs);
-  ImportResult result;
-  const MaskKind masks = mask_kind(pairs);
-  result.class_of_value = o.class_of_value.empty() ? discover_classes(pairs, masks) : o.class_of_value;
-  result.colour_masks = masks.channels > 1;
   // Only its size, channels and bit depth are compared.
   const ImageKind reference{pairs.front().image, read_image_header(pairs.front().image)};
+  if (o.tile == 0) check_whole_image_fits(reference);
+  ImportResult result;
+  const MaskKind masks = mask_kind(pairs);
+  if (!o.class_of_value.empty()) check_mapping_kind(o.mapping_names_colours, masks.channels > 1, masks.file);
+  // Every pair's layout from its headers, before any mask is read whole (discover_classes)
+  // or a shard written: a mismatch in the last pair costs no pass over the others.
+  for (const Pair& pair : pairs) {
+    check_pair(o, pair, reference, masks, read_image_header(pair.image),
+               read_image_header(pair.mask, ImageRole::kLabels));
+  }
+  result.class_of_value = o.class_of_value.empty() ? discover_classes(pairs, masks) : o.class_of_value;
+  result.colour_masks = masks.channels > 1;
   const int n_classes = mapped_classes(result.class_of_value);
   DPUNET_CHECK(o.class_names.empty() || static_cast<int>(o.class_names.size()) == n_classes,
                "import: ", o.class_names.size(), " class names for ", n_classes, " classes");

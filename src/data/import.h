@@ -40,6 +40,7 @@ struct ImportOptions {
   // labelled (stored as the shards' ignore label); empty: the sorted distinct values
   // found in the masks become classes 0, 1, 2, ...
   std::map<uint32_t, int> class_of_value;
+  bool mapping_names_colours = false;    // class_of_value's keys are #rrggbb colours, not grey values
   std::vector<std::string> class_names;  // optional, one per class
   // Shards already in out_dir under the prefixes: refused, or with this replaced once
   // every new shard was written (data/output_folder.h).
@@ -47,8 +48,9 @@ struct ImportOptions {
 };
 
 // Parses "0=0,128=1,255=2", "0=0,1=1,255=ignore" or "#000000=0,#ff0000=1" into
-// class_of_value.
-std::map<uint32_t, int> parse_mask_mapping(const std::string& text);
+// class_of_value; `names_colours` (when given) says which of the two kinds it names (one
+// mapping names one kind).
+std::map<uint32_t, int> parse_mask_mapping(const std::string& text, bool* names_colours = nullptr);
 // The mapping as parse_mask_mapping reads it.
 std::string mask_mapping_text(const std::map<uint32_t, int>& class_of_value, bool colour);
 // The classes a mapping makes: one above its largest class id, at least 2.
@@ -81,10 +83,9 @@ class ColourKeyCheck {
 };
 // A key as --mask-map writes it: "255" for grey, "#ff0000" for colour masks.
 std::string mask_key_text(uint32_t key, bool colour);
-// For a mask value the mapping lacks: why, when the mapping names colours (keys above any
-// grey value) and the mask is grey, as a palette PNG mask is (read as its indices);
-// empty otherwise.
-std::string colour_mapping_hint(const std::map<uint32_t, int>& class_of_value, bool colour_mask);
+// A mapping of colours for a grey mask, or of grey values for a colour one, refused naming
+// the mask: a value could match by chance (grey 255 and colour #0000ff are one key).
+void check_mapping_kind(bool mapping_names_colours, bool colour_mask, const std::string& mask_file);
 
 struct ImportResult {
   std::vector<std::string> train_shards, val_shards;

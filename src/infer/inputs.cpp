@@ -229,6 +229,7 @@ torch::Tensor InputSet::load_mask(const std::string& path, const data::Image& im
   uint8_t* out = classes.data_ptr<uint8_t>();
   const int ignore = ignore_label();
   const bool colour = header.channels > 1;
+  if (!options_.class_of_value.empty()) data::check_mapping_kind(options_.mapping_names_colours, colour, found);
   data::ColourKeyCheck colour_keys(found);
   // A band of rows at a time: a slide's mask is never held whole in its stored values.
   rows.for_each_band(kBandRows, [&](const data::Image& mask, int64_t top) {
@@ -240,8 +241,7 @@ torch::Tensor InputSet::load_mask(const std::string& path, const data::Image& im
       if (!options_.class_of_value.empty()) {
         const auto it = options_.class_of_value.find(key);
         DPUNET_CHECK(it != options_.class_of_value.end(), found, ": mask value ", data::mask_key_text(key, colour),
-                     " at pixel (", p / mask.width, ", ", p % mask.width, ") is not in --mask-map",
-                     data::colour_mapping_hint(options_.class_of_value, colour));
+                     " at pixel (", p / mask.width, ", ", p % mask.width, ") is not in --mask-map");
         id = it->second == data::kIgnoreClass ? data::kDefaultIgnoreLabel : it->second;
       }
       const bool is_class = options_.n_classes == 0 || id < options_.n_classes || id == ignore;

@@ -41,7 +41,8 @@ struct InputOptions {
   std::string mask_suffix;  // the mask of a.png is a<suffix>.png|.tif|.tiff
   // Mask value or 0xRRGGBB -> class or data::kIgnoreClass; empty: values are classes.
   std::map<uint32_t, int> class_of_value;
-  int64_t n_classes = 0;  // masks must hold classes below this (0: unchecked)
+  bool mapping_names_colours = false;  // class_of_value's keys are #rrggbb colours
+  int64_t n_classes = 0;               // masks must hold classes below this (0: unchecked)
 };
 
 class InputSet {

@@ -612,7 +612,7 @@ TEST_CASE("import reads 16-bit RGB TIFFs and colour masks", "[data]") {
     write_tiff16(f.dir / ("images/t" + std::to_string(i) + ".tif"), make_image(8, 3, i, 16));
     dpunet::data::write_png(f.dir / ("masks/t" + std::to_string(i) + ".png"), colour_mask);
   }
-  f.options.class_of_value = dpunet::data::parse_mask_mapping("#000000=0,#ff0000=2");
+  f.options.class_of_value = dpunet::data::parse_mask_mapping("#000000=0,#ff0000=2", &f.options.mapping_names_colours);
   f.options.class_names = {"bg", "unused", "red"};
   const auto result = dpunet::data::import_image_folders(f.options);
   CHECK(result.colour_masks);  // the mapping is printed as --mask-map takes it
@@ -637,10 +637,14 @@ TEST_CASE("palette PNG masks import as their indices, and a colour mapping for t
     dpunet::data::write_png(f.dir / ("images/p" + std::to_string(i) + ".png"), make_image(4, 1, i));
     write_palette_png(f.dir / ("masks/p" + std::to_string(i) + ".png"), 4);  // indices (x + y) % 3
   }
-  f.options.class_of_value = dpunet::data::parse_mask_mapping("#ff0000=0,#00ff00=1,#0000ff=2");
+  // Refused before any value is looked up: a grey value may match a colour by chance (2
+  // is #000002), and would be mapped without a word.
+  f.options.class_of_value =
+      dpunet::data::parse_mask_mapping("#000000=0,#000001=1,#000002=2", &f.options.mapping_names_colours);
+  CHECK(f.options.mapping_names_colours);
   CHECK_THROWS_WITH(dpunet::data::import_image_folders(f.options),
-                    HasSubstr("mask value 0 at pixel (0, 0) has no class") &&
-                        HasSubstr("the mapping names colours, but this mask is grey") && HasSubstr("palette indices"));
+                    HasSubstr("masks/p0.png: the mask mapping names colours (#rrggbb), but this mask is grey") &&
+                        HasSubstr("palette indices"));
   f.options.class_of_value.clear();  // the indices, found
   const auto result = dpunet::data::import_image_folders(f.options);
   CHECK_FALSE(result.colour_masks);
@@ -679,6 +683,42 @@ TEST_CASE("import errors name the file at fault", "[data]") {
   Folders f;
   dpunet::data::write_png(f.dir / "images/a.png", make_image(8, 1, 0));
   dpunet::data::write_png(f.dir / "masks/a.png", make_mask(8));
+  SECTION("two images by one name") {
+    // a.tif's mask would be found as a.png's: one of them would learn the other's labels.
+    write_tiff16(f.dir / "images/a.tif", make_image(8, 1, 1, 16));
+    dpunet::data::write_png(f.dir / "masks/a.tif", make_mask(8));
+    CHECK_THROWS_WITH(dpunet::data::import_image_folders(f.options),
+                      HasSubstr("images/a.png and ") && HasSubstr("images/a.tif") &&
+                          HasSubstr("share the name 'a', by which an image's mask is found"));
+  }
+  SECTION("two masks by one name") {
+    write_tiff16(f.dir / "masks/a.tif", make_image(8, 1, 1, 16));
+    CHECK_THROWS_WITH(dpunet::data::import_image_folders(f.options),
+                      HasSubstr("images/a.png: both ") && HasSubstr("masks/a.png and ") &&
+                          HasSubstr("masks/a.tif are named as its mask"));
+  }
+  SECTION("an image too large to be one sample, found from its header") {
+    // A header of 70000 x 70000 grey pixels over one byte of data: never decoded.
+    for (const char* name : {"images/big.tif", "masks/big.tif"}) {
+      TIFF* tiff = TIFFOpen((f.dir / name).c_str(), "w");
+      REQUIRE(tiff != nullptr);
+      TIFFSetField(tiff, TIFFTAG_IMAGEWIDTH, 70000);
+      TIFFSetField(tiff, TIFFTAG_IMAGELENGTH, 70000);
+      TIFFSetField(tiff, TIFFTAG_BITSPERSAMPLE, 8);
+      TIFFSetField(tiff, TIFFTAG_SAMPLESPERPIXEL, 1);
+      TIFFSetField(tiff, TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_MINISBLACK);
+      TIFFSetField(tiff, TIFFTAG_COMPRESSION, COMPRESSION_DEFLATE);
+      TIFFSetField(tiff, TIFFTAG_ROWSPERSTRIP, 70000);
+      char byte = 0;
+      TIFFWriteRawStrip(tiff, 0, &byte, 1);
+      TIFFClose(tiff);
+    }
+    std::filesystem::remove(f.dir / "images/a.png");
+    std::filesystem::remove(f.dir / "masks/a.png");
+    CHECK_THROWS_WITH(
+        dpunet::data::import_image_folders(f.options),
+        HasSubstr("images/big.tif is 70000x70000x1 (4.5") && HasSubstr("cut the images into tiles with --tile"));
+  }
   SECTION("a missing mask") {
     dpunet::data::write_png(f.dir / "images/b.png", make_image(8, 1, 1));
     CHECK_THROWS_WITH(dpunet::data::import_image_folders(f.options), HasSubstr("b.png") && HasSubstr("no mask"));
@@ -707,7 +747,8 @@ TEST_CASE("import errors name the file at fault", "[data]") {
     colours.values[0] = 0x0100;  // pixel (0, 0): red 0x0100, pixel (0, 1): red 0x0101, one key #010000
     colours.values[3] = 0x0101;
     write_tiff16(f.dir / "masks/a.tif", colours);
-    f.options.class_of_value = dpunet::data::parse_mask_mapping("#000000=0,#010000=1");
+    f.options.class_of_value =
+        dpunet::data::parse_mask_mapping("#000000=0,#010000=1", &f.options.mapping_names_colours);
     CHECK_THROWS_WITH(dpunet::data::import_image_folders(f.options),
                       HasSubstr("masks/a.tif: 16-bit colours that differ only in their low bytes"));
   }
@@ -728,6 +769,16 @@ TEST_CASE("import errors name the file at fault", "[data]") {
     CHECK_THROWS_WITH(dpunet::data::import_image_folders(f.options),
                       HasSubstr("masks/a.png") && HasSubstr("mask value 255"));
   }
+  SECTION("grey values mapped for colour masks") {
+    Image colour = make_image(8, 3, 0);
+    std::fill(colour.values.begin(), colour.values.end(), 0);
+    colour.values[2] = 255;  // pixel (0, 0) blue: key 255, as grey 255 would be
+    dpunet::data::write_png(f.dir / "masks/a.png", colour);
+    f.options.class_of_value = dpunet::data::parse_mask_mapping("0=0,255=1", &f.options.mapping_names_colours);
+    CHECK_FALSE(f.options.mapping_names_colours);
+    CHECK_THROWS_WITH(dpunet::data::import_image_folders(f.options),
+                      HasSubstr("masks/a.png: the mask mapping names grey values, but this mask is in colour"));
+  }
   SECTION("a malformed mapping") {
     CHECK_THROWS_WITH(dpunet::data::parse_mask_mapping("0=0,red"), HasSubstr("'red'"));
     // Each would read as another mapping than the one meant, if read at all.
@@ -737,6 +788,8 @@ TEST_CASE("import errors name the file at fault", "[data]") {
                         HasSubstr(std::string("'") + item + "' is not VALUE=CLASS"));
     }
     CHECK_THROWS_WITH(dpunet::data::parse_mask_mapping("0=0,255=1,255=2"), HasSubstr("255 is mapped twice"));
+    CHECK_THROWS_WITH(dpunet::data::parse_mask_mapping("0=0,#ff0000=1"),
+                      HasSubstr("give grey values or #rrggbb colours, not both"));
     CHECK(dpunet::data::parse_mask_mapping("65535=1").at(65535) == 1);
     CHECK(dpunet::data::parse_mask_mapping("#FFffFF=2").at(0xffffff) == 2);
   }

@@ -50,6 +50,11 @@ TEST_CASE("predict --eval: masks found by suffix, values mapped to classes, none
   const auto unmapped = run_command(predict + " --masks " + t.f.dir() / "in/masks" + " --mask-suffix _mask 2>&1");
   CHECK(unmapped.exit_code != 0);
   CHECK_THAT(unmapped.output, HasSubstr("a_mask.PNG") && HasSubstr("mask value 255") && HasSubstr("--mask-map"));
+  // Colours for a grey mask: grey 255 would be taken for #0000ff.
+  const auto colours = run_command(predict + " --masks " + t.f.dir() / "in/masks" +
+                                   " --mask-suffix _mask --mask-map '#000000=0,#0000ff=1' 2>&1");
+  CHECK(colours.exit_code != 0);
+  CHECK_THAT(colours.output, HasSubstr("a_mask.PNG: the mask mapping names colours (#rrggbb), but this mask is grey"));
   const auto mapped =
       run_command(predict + " --masks " + t.f.dir() / "in/masks" + " --mask-suffix _mask --mask-map 0=0,255=1 2>&1");
   INFO(mapped.output);
