@@ -66,7 +66,9 @@ def read_records(path):
 
 
 def is_target_model(r):
+    # The reference's BatchNorm: a step of another norm is another model.
     return (r.get("benchmark") == "train" and r.get("size") == SIZE and r.get("precision") == PRECISION
+            and r.get("norm", "batch") == "batch"
             and r.get("padding", PADDING) == PADDING and r.get("base_channels", BASE_CHANNELS) == BASE_CHANNELS
             and r.get("depth", DEPTH) == DEPTH and r.get("ranks", 1) == 1)
 
@@ -143,24 +145,45 @@ def policy_of(record, row):
 
 
 def checkpointing(records, source):
-    """Per bench train record with a plain and a checkpointed row, both with a largest
-    timed batch: (batch ratio, step time ratio at the record's batch, where from)."""
+    """Per bench train record with a checkpointed row whose largest batch was timed:
+    (batch ratio, step time ratio at the record's batch, where from), against the plain
+    row of its own record; a record of checkpointed rows alone (one policy's search, run
+    apart to fit a device call) against the first plain row of the same file at its batch
+    whose largest batch was timed."""
     by_record = {}
     for r, row in dpunet_rows(records):
         by_record.setdefault(id(r), (r, []))[1].append(row)
+
+    def timed_plain(rows):
+        return [row for row in rows
+                if row.get("checkpointing") == "none" and largest_timed_batch(row)]
+
+    plain_at_batch = {}
+    for r, rows in by_record.values():
+        for row in timed_plain(rows):
+            plain_at_batch.setdefault(number(r, "batch_per_rank"), (r, row))
     found = []
     for r, rows in by_record.values():
-        plain = [row for row in rows if row.get("checkpointing") == "none"]
         checkpointed = [row for row in rows if row.get("checkpointing") not in (None, "none")]
-        if not plain or not checkpointed:
+        if not checkpointed:
             continue
-        p, c = plain[0], checkpointed[0]
+        own = timed_plain(rows)
+        if own:
+            plain_record, p = r, own[0]
+        elif not any(row.get("checkpointing") == "none" for row in rows):
+            if number(r, "batch_per_rank") not in plain_at_batch:
+                continue
+            plain_record, p = plain_at_batch[number(r, "batch_per_rank")]
+        else:
+            continue  # its own plain row's largest batch was not timed
+        c = checkpointed[0]
         p_batch, c_batch = largest_timed_batch(p), largest_timed_batch(c)
-        if not p_batch or not c_batch:
+        if not c_batch:
             continue
         p_ms, c_ms = positive(p, "step_ms"), positive(c, "step_ms")
+        plain_from = "" if plain_record is r else f" (plain: {plain_record.get('tag')})"
         found.append((c_batch / p_batch, c_ms / p_ms,
-                      f"{source}: {r.get('tag')} {policy_of(r, c)}, batches {c_batch} / {p_batch}, "
+                      f"{source}: {r.get('tag')} {policy_of(r, c)}{plain_from}, batches {c_batch} / {p_batch}, "
                       f"{c_ms:.2f} / {p_ms:.2f} ms at batch {r.get('batch_per_rank')}"))
     return found
 

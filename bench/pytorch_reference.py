@@ -58,6 +58,11 @@ def main():
     args = p.parse_args()
     if args.warmup < 1:  # the first step allocates the gradients (and compiles), not for timing
         p.error(f"--warmup must be at least 1, got {args.warmup}")
+    for name in ("size", "batch", "classes", "steps"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if args.precision == "bf16" and not args.device.startswith("cuda"):
+        p.error("--precision bf16 is CUDA autocast (as dpunet bench train's); use fp32 on the CPU")
 
     device = torch.device(args.device)
     torch.manual_seed(0)

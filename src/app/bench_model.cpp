@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "app/bench_commands.h"
+#include "app/bench_timing.h"
 #include "app/checkpoint_selection.h"
 #include "app/cli_checks.h"
 #include "app/memory_probe.h"
@@ -53,11 +54,6 @@ model::UnetOptions unet_options(const BenchModelArgs& args) {
   options.bilinear = args.bilinear;
   options.padding = model::parse_padding(args.padding);
   return options;
-}
-
-double median(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  return values[values.size() / 2];
 }
 
 void synchronize(const torch::Device& device) {
@@ -120,8 +116,8 @@ nlohmann::json run_variant(const BenchModelArgs& args, bool checkpointed) {
   }
   return {{"checkpointing", checkpointed},
           {"split_skip_conv", net->splits_skip_convolutions()},
-          {"forward_ms", median(forward_ms)},
-          {"forward_backward_ms", median(step_ms)},
+          {"forward_ms", median_of(forward_ms)},
+          {"forward_backward_ms", median_of(step_ms)},
           {"peak_bytes_above_baseline", peak}};
 }
 
@@ -164,8 +160,10 @@ nlohmann::json run_variant_in_child(const BenchModelArgs& a, const std::string& 
   if (a.bilinear) argv.push_back("--bilinear");
   for (std::string& word : checkpoint_selection_arguments(a.checkpointing)) argv.push_back(std::move(word));
   const ChildOutput child = run_child(argv);
-  DPUNET_CHECK(child.status == 0, "bench model: the child process timing the ", variant, " model failed (exit ",
-               child.status, "; its error is above)");
+  DPUNET_CHECK(child.status == 0, "bench model: the child process timing the ", variant, " model ",
+               child.signal != 0 ? "was killed by signal " + std::to_string(child.signal) +
+                                       (child.signal == 9 ? " (out of memory?)" : "")
+                                 : "failed (exit " + std::to_string(child.status) + "; its error is above)");
   return nlohmann::json::parse(child.output);
 }
 

@@ -24,7 +24,9 @@ inline double slowest_rank(double ms) {
 
 inline double median_of(std::vector<double> values) {
   std::sort(values.begin(), values.end());
-  return values[values.size() / 2];
+  const size_t middle = values.size() / 2;
+  // An even count's median is the mean of its middle two (of two steps, not the slower).
+  return values.size() % 2 == 1 ? values[middle] : (values[middle - 1] + values[middle]) / 2;
 }
 
 // nccl-tests' bus bandwidth of an all-reduce, in GB/s: algbw * 2(n-1)/n.

@@ -341,7 +341,10 @@ void log_row(const std::string& what, const nlohmann::json& row) {
 void run(const BenchTrainArgs& a) {
   // The model's shape questions before anything is built: a size the depth halves to
   // nothing, or a bottom map BatchNorm cannot normalise, would fail inside the first step.
-  const model::UnetOptions shape = unet_options(a, nullptr);
+  model::UnetOptions shape = unet_options(a, nullptr);
+  // SyncBatchNorm's statistics span the ranks, and its communicator comes later: the
+  // shape is checked as a model without norm.
+  if (shape.norm == model::Norm::kSyncBatch) shape.norm = model::Norm::kNone;
   model::validate(shape);
   model::output_size_or_fail(shape, a.size, "bench train --size " + std::to_string(a.size));
   const std::string bottom = model::bottom_norm_problem(shape, a.size, a.size, a.batch);
@@ -414,29 +417,30 @@ void run(const BenchTrainArgs& a) {
     }
   }
   if (!context.is_root()) return;
-  const nlohmann::json out = {{"benchmark", "train"},
-                              {"device", context.device().str()},
-                              {"gpu_name", gpu},
-                              {"peak_tflops", peak_tflops > 0 ? nlohmann::json(peak_tflops) : nlohmann::json()},
-                              {"peak_source", peak_source},
-                              {"ranks", context.world_size()},
-                              {"threads", torch::get_num_threads()},
-                              {"size", a.size},
-                              {"batch_per_rank", a.batch},
-                              {"precision", a.precision},
-                              {"optimizer", a.optimizer},
-                              {"norm", a.norm},
-                              {"channels_last", a.channels_last && context.device().is_cuda()},
-                              {"fuse_norm_relu", a.fuse_norm_relu},
-                              {"pool_concat_kernels", a.pool_concat_kernels},
-                              {"kernels_applied", plain_kernels},
-                              {"checkpoint_policy", checkpoint_selection_label(a.selection)},
-                              {"base_channels", a.base_channels},
-                              {"depth", a.depth},
-                              {"padding", a.padding},
-                              {"data", "synthetic, on the device"},
-                              {"torch_version", build_info().torch_version},
-                              {"results", rows}};
+  const nlohmann::json out = {
+      {"benchmark", "train"},
+      {"device", context.device().str()},
+      {"gpu_name", gpu},
+      {"peak_tflops", peak_tflops > 0 ? nlohmann::json(peak_tflops) : nlohmann::json()},
+      {"peak_source", peak_source},
+      {"ranks", context.world_size()},
+      {"threads", torch::get_num_threads()},
+      {"size", a.size},
+      {"batch_per_rank", a.batch},
+      {"precision", a.precision},
+      {"optimizer", a.optimizer},
+      {"norm", a.norm},
+      {"channels_last", a.channels_last && context.device().is_cuda()},
+      {"fuse_norm_relu", a.fuse_norm_relu},
+      {"pool_concat_kernels", a.pool_concat_kernels},
+      {"kernels_applied", plain_kernels},
+      {"checkpoint_policy", a.checkpointing == "off" ? "none" : checkpoint_selection_label(a.selection)},
+      {"base_channels", a.base_channels},
+      {"depth", a.depth},
+      {"padding", a.padding},
+      {"data", "synthetic, on the device"},
+      {"torch_version", build_info().torch_version},
+      {"results", rows}};
   std::cout << out.dump(2) << std::endl;
 }
 

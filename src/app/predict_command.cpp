@@ -72,9 +72,14 @@ infer::TileOptions tile_options(const PredictArgs& args, const config::Config& c
   const model::UnetOptions unet = train::unet_options(config, nullptr);
   infer::TileOptions o;
   o.input_tile = args.tile > 0 ? args.tile : (config.augment.patch_size > 0 ? config.augment.patch_size : 256);
-  o.output_tile = model::output_size_or_fail(unet, o.input_tile, "--tile " + std::to_string(o.input_tile));
+  // Named as the user gave it, or as the default it came from.
+  const std::string tile = args.tile > 0
+                               ? "--tile " + std::to_string(o.input_tile)
+                               : "the tile of " + std::to_string(o.input_tile) +
+                                     (config.augment.patch_size > 0 ? " (the training patch size)" : " (the default)");
+  o.output_tile = model::output_size_or_fail(unet, o.input_tile, tile);
   const std::string problem = model::bottom_norm_problem(unet, o.input_tile, o.input_tile, /*training_batch=*/0);
-  DPUNET_CHECK(problem.empty(), "--tile ", o.input_tile, ": ", problem, "; use a larger --tile");
+  DPUNET_CHECK(problem.empty(), tile, ": ", problem, "; give a larger --tile");
   // Above 0.9 the tiles multiply without end (0.999 of a 256 tile steps one pixel: 390
   // million tiles on a 20000x20000 slide); 0.9 already predicts each pixel ~100 times.
   DPUNET_CHECK(args.overlap >= 0 && args.overlap <= 0.9, "--overlap must be in [0, 0.9], got ", args.overlap);
@@ -539,7 +544,7 @@ void add_predict_command(CLI::App& app) {
   cmd->add_option("--overlap", args->overlap, "Overlap of neighbouring tiles, share of a tile (0 to 0.9)")
       ->check(number_from(0.0, 0.9, "from 0 to 0.9"))
       ->capture_default_str();
-  cmd->add_option("--batch", args->batch, "Tiles per forward pass")->capture_default_str();
+  cmd->add_option("--batch", args->batch, "Tiles per forward pass")->capture_default_str()->check(at_least(1));
   cmd->add_flag("--tta", args->tta, "Average over flips (4x the work)");
   cmd->add_option("--keep-largest", args->keep_largest,
                   "Post-processing: keep only the largest connected region of each class listed (1,3), of "

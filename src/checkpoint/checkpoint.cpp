@@ -199,7 +199,8 @@ void LoadedCheckpoint::restore_model(torch::nn::Module& model) const {
     if (++count <= kListed) mismatches += "\n  " + name + ": " + layout + " in the checkpoint, the model has " + want;
   }
   if (count > kListed) mismatches += "\n  and " + std::to_string(count - kListed) + " more";
-  DPUNET_CHECK(count == 0, path_, ": the checkpoint does not fit this model (", count, " tensors differ):", mismatches);
+  DPUNET_CHECK(count == 0, path_, ": the checkpoint does not fit this model (", count,
+               count == 1 ? " tensor differs" : " tensors differ", "):", mismatches);
 }
 
 namespace {

@@ -9,6 +9,7 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <new>
 
 #include "common/error.h"
 
@@ -27,9 +28,9 @@ ChildOutput run_child(const std::vector<std::string>& argv) {
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   // dup2 clears close-on-exec on the copy: the child keeps its stdout and nothing else.
-  posix_spawn_file_actions_adddup2(&actions, pipe_ends[1], STDOUT_FILENO);
+  int spawned = posix_spawn_file_actions_adddup2(&actions, pipe_ends[1], STDOUT_FILENO);
   pid_t pid = 0;
-  const int spawned = posix_spawn(&pid, argv[0].c_str(), &actions, nullptr, words.data(), environ);
+  if (spawned == 0) spawned = posix_spawn(&pid, argv[0].c_str(), &actions, nullptr, words.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
   close(pipe_ends[1]);
   if (spawned != 0) {
@@ -39,19 +40,29 @@ ChildOutput run_child(const std::vector<std::string>& argv) {
 
   ChildOutput result;
   std::array<char, 4096> chunk{};
+  bool out_of_memory = false;
   for (;;) {
     const ssize_t n = read(pipe_ends[0], chunk.data(), chunk.size());
     if (n > 0) {
-      result.output.append(chunk.data(), static_cast<size_t>(n));
+      try {
+        result.output.append(chunk.data(), static_cast<size_t>(n));
+      } catch (const std::bad_alloc&) {
+        out_of_memory = true;  // the child is still waited for, below
+        break;
+      }
     } else if (n == 0 || errno != EINTR) {
       break;
     }
   }
   close(pipe_ends[0]);
   int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  pid_t waited = 0;
+  while ((waited = waitpid(pid, &status, 0)) < 0 && errno == EINTR) {
   }
-  result.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  DPUNET_CHECK(waited == pid, "cannot wait for ", argv[0], ": ", std::strerror(errno));
+  DPUNET_CHECK(!out_of_memory, argv[0], ": its output does not fit in memory");
+  result.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+  result.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + result.signal;
   return result;
 }
 

@@ -10,6 +10,7 @@ namespace dpunet {
 
 struct ChildOutput {
   int status = 0;      // the exit code; 128 + N for a child ended by signal N
+  int signal = 0;      // N when a signal ended it (the OOM killer's 9), else 0
   std::string output;  // everything it wrote to stdout
 };
 

@@ -279,17 +279,22 @@ struct SampleBuffers {
   const void* pixels(int bits) const { return bits == 16 ? static_cast<const void*>(planar16.data()) : planar8.data(); }
 };
 
-// A whole image as one sample: a shard stores each sample as one HDF5 chunk, which must
-// stay below 4 GiB, and the import holds one sample in memory (its values at 16 and 8 bits
-// and its classes). Found from the first image's header, before any image is decoded.
-void check_whole_image_fits(const ImageKind& reference) {
+// A whole image, or a tile, as one sample: a shard stores each sample as one HDF5 chunk,
+// which must stay below 4 GiB, and the import holds one sample in memory (its values at
+// 16 and 8 bits and its classes). Found from the first image's header, before any image
+// is decoded.
+void check_sample_fits(const ImageKind& reference, int64_t tile) {
   const Image& image = reference.image;
-  const double bytes = static_cast<double>(image.channels) * static_cast<double>(image.height) *
-                       static_cast<double>(image.width) * (image.bits == 16 ? 2 : 1);
-  DPUNET_CHECK(bytes < static_cast<double>(int64_t{4} << 30), reference.file, " is ", image.width, "x", image.height,
-               "x", image.channels, " (", bytes / static_cast<double>(int64_t{1} << 30),
+  const int64_t height = tile > 0 ? tile : image.height, width = tile > 0 ? tile : image.width;
+  const double bytes = static_cast<double>(image.channels) * static_cast<double>(height) * static_cast<double>(width) *
+                       (image.bits == 16 ? 2 : 1);
+  if (bytes < static_cast<double>(int64_t{4} << 30)) return;
+  const double gib = bytes / static_cast<double>(int64_t{1} << 30);
+  DPUNET_CHECK(tile > 0, reference.file, " is ", image.width, "x", image.height, "x", image.channels, " (", gib,
                " GiB): a shard holds each image whole, as one HDF5 chunk below 4 GiB; cut the images into tiles "
                "with --tile (e.g. --tile 1024)");
+  DPUNET_FAIL("--tile ", tile, ": a tile of ", reference.file, "'s ", image.channels, " channels is ", gib,
+              " GiB, and a shard holds each tile as one HDF5 chunk below 4 GiB: give a smaller --tile");
 }
 
 // Each pair's tiles, from its image's header: an image smaller than the tile is refused
@@ -413,6 +418,8 @@ std::string find_mask(const std::string& masks_dir, const std::string& image_pat
     const fs::path candidate = fs::path(masks_dir) / (stem + ext);
     std::error_code ec;
     if (!fs::is_regular_file(candidate, ec)) continue;
+    // One file by two spellings: a case-insensitive filesystem (SMB, exFAT), or a link.
+    if (!found.empty() && fs::equivalent(found, candidate, ec)) continue;
     // Two masks by one name (a.png, a.tif): either could be the image's.
     DPUNET_CHECK(found.empty(), image_path, ": both ", found, " and ", candidate.string(),
                  " are named as its mask: keep one of them");
@@ -532,7 +539,7 @@ ImportResult import_image_folders(const ImportOptions& o) {
   if (o.tile > 0) count_tiles(o.tile, pairs);
   // Only its size, channels and bit depth are compared.
   const ImageKind reference{pairs.front().image, read_image_header(pairs.front().image)};
-  if (o.tile == 0) check_whole_image_fits(reference);
+  check_sample_fits(reference, o.tile);
   ImportResult result;
   const MaskKind masks = mask_kind(pairs);
   if (!o.class_of_value.empty()) check_mapping_kind(o.mapping_names_colours, masks.channels > 1, masks.file);

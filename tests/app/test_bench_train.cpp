@@ -42,6 +42,7 @@ TEST_CASE("bench train reports its step, and that on the CPU every layer takes A
   CHECK(out["benchmark"] == "train");
   REQUIRE(out["results"].size() == 1);
   CHECK(out["results"][0]["step_ms"].get<double>() > 0);
+  CHECK(out["checkpoint_policy"] == "none");  // no checkpointed step, so no policy
   // Each row is in the log as soon as it is measured, for a run a time limit stops.
   const std::string said = "bench train: row ";
   const size_t at = errors.find(said);
@@ -53,6 +54,13 @@ TEST_CASE("bench train reports its step, and that on the CPU every layer takes A
     CHECK(out["kernels_applied"][kernel]["dpunet"] == 0);
     CHECK(out["kernels_applied"][kernel]["aten"].get<int>() > 0);
   }
+}
+
+TEST_CASE("bench train measures a SyncBatchNorm step", "[app]") {
+  const nlohmann::json out = bench_train("--device cpu --checkpointing off --norm sync_batch");
+  CHECK(out["norm"] == "sync_batch");
+  REQUIRE(out["results"].size() == 1);
+  CHECK(out["results"][0]["step_ms"].get<double>() > 0);
 }
 
 TEST_CASE("bench train counts each variant's kernels: split skip convolutions concatenate nothing", "[app]") {
@@ -170,8 +178,8 @@ TEST_CASE("bench commands refuse counts and choices they cannot measure", "[app]
                           "bench train --size 16 --batch 1: the depth-4 U-Net's bottom map is 1x1, which leaves "
                           "BatchNorm one value per channel"},
                          {"train --device cpu --size 64 --depth 7", "bench train --size 64 does not suit this model"},
-                         // Block names reach the checkpointed child as one word each, and
-                         // are checked before the plain child runs.
+                         // Block names are checked before the plain child runs (and reach
+                         // the children as one word each, with no shell between).
                          {"model --size 32 --depth 2 --base-channels 4 --blocks 'inc, down1'", "no block ' down1'"},
                          {"model --size 32 --depth 2 --base-channels 4 --blocks 'inc;echo INJECTED >&2;'",
                           "no block 'inc;echo INJECTED >&2;'"},

@@ -174,3 +174,30 @@ TEST_CASE("gpu_targets.py names the figure a record lacks", "[app]") {
   CHECK(run.exit_code != 0);
   CHECK_THAT(run.output, HasSubstr("one.jsonl: 'samples_per_s' is null, not a number") && !HasSubstr("Traceback"));
 }
+
+TEST_CASE("gpu_targets.py pairs a policy's search run on its own with a plain row of its file at its batch", "[app]") {
+  dpunet::test::TempDir dir;
+  // gpu_measure.sh's capacity_more: `--checkpointing on --policy all --max-batch`, a
+  // record of one checkpointed row, beside capacity's record with the plain row.
+  json all = train(240.0, 0.40, 100, 240, 1.25);
+  all["results"].erase(0);
+  all["results"][0]["checkpointing"] = "all";
+  all["tag"] = "dpunet_all";
+  json plain = train(240.0, 0.40, 100, 0, 1.0);
+  plain["tag"] = "dpunet_plain";
+  json other_batch = all;  // no plain row at batch 16: no pair
+  other_batch["batch_per_rank"] = 16;
+  other_batch["results"][0]["largest_batch"] = 400;
+  json group_norm = train(240.0, 0.40, 10, 400, 1.0);  // another model: left out
+  group_norm["norm"] = "group";
+  const auto run = targets("'" + write_lines(dir, "one.jsonl", {all, plain, other_batch, group_norm}) + "'");
+  INFO(run.output);
+  REQUIRE(run.exit_code == 0);
+  CHECK_THAT(run.output, HasSubstr("2.40x batch at 1.25x time") &&
+                             HasSubstr("dpunet_all all (plain: dpunet_plain), batches 240 / 100"));
+  // Records of separate files stay apart.
+  const std::string alone = write_lines(dir, "all.jsonl", {all});
+  const std::string plain_file = write_lines(dir, "plain.jsonl", {plain});
+  CHECK_THAT(targets("'" + alone + "' '" + plain_file + "'").output,
+             HasSubstr("the step time | - | no record | not measured |"));
+}

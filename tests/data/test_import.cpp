@@ -691,6 +691,10 @@ TEST_CASE("import errors name the file at fault", "[data]") {
                       HasSubstr("images/a.png and ") && HasSubstr("images/a.tif") &&
                           HasSubstr("share the name 'a', by which an image's mask is found"));
   }
+  SECTION("one mask by two spellings (a case-insensitive filesystem, a link)") {
+    std::filesystem::create_symlink("a.png", f.dir / "masks/a.PNG");
+    CHECK(dpunet::data::import_image_folders(f.options).train_samples == 1);
+  }
   SECTION("two masks by one name") {
     write_tiff16(f.dir / "masks/a.tif", make_image(8, 1, 1, 16));
     CHECK_THROWS_WITH(dpunet::data::import_image_folders(f.options),
@@ -718,6 +722,9 @@ TEST_CASE("import errors name the file at fault", "[data]") {
     CHECK_THROWS_WITH(
         dpunet::data::import_image_folders(f.options),
         HasSubstr("images/big.tif is 70000x70000x1 (4.5") && HasSubstr("cut the images into tiles with --tile"));
+    f.options.tile = 66000;  // 4.06 GiB
+    CHECK_THROWS_WITH(dpunet::data::import_image_folders(f.options),
+                      HasSubstr("--tile 66000: a tile of ") && HasSubstr("give a smaller --tile"));
   }
   SECTION("a missing mask") {
     dpunet::data::write_png(f.dir / "images/b.png", make_image(8, 1, 1));

@@ -1,5 +1,6 @@
 // `dpunet predict` on PNG/TIFF folders: masks beside the images, images shared over
 // ranks that must agree on the list, and inputs scaled with the training set's statistics.
+#include <hdf5.h>
 #include <torch/torch.h>
 #include "support/catch.h"
 
@@ -211,28 +212,36 @@ TEST_CASE("an error late in a folder keeps the predictions made before it", "[in
   // the dataset whose write had failed). A 400 KiB filesystem of its own where user
   // namespaces allow one; else a file size limit (4 MiB: above what MPI's start writes)
   // gives the same error, though not that crash.
-  const bool own_mount = run_command("unshare -rm true 2>&1").exit_code == 0;
-  if (!own_mount) WARN("no user namespaces here: a file size limit stands in for the full disk");
+  const std::string disk = t.f.dir() / "disk";
+  std::filesystem::create_directories(disk);
+  const std::string mount = "unshare -rm sh -c \"mount -t tmpfs -o size=400k tmpfs " + disk;
+  const bool own_mount = run_command(mount + "\" 2>&1").exit_code == 0;
+  if (!own_mount) WARN("no tmpfs of a user namespace here: a file size limit stands in for the full disk");
   // Probabilities of 0.8 MiB, or 6 MiB past the size limit.
   image.height = own_mount ? 301 : 720;
   image.width = own_mount ? 230 : 720;
   image.values.resize(image.height * image.width);
   std::filesystem::remove(images + "/c.png");
   dpunet::data::write_png(images + "/z.png", image);
-  const std::string predict = "OMP_NUM_THREADS=1 exec " DPUNET_BINARY " predict " + images + " --checkpoint " +
-                              t.checkpoint + " --probabilities --no-png --tile 128 --out ";
-  const std::string disk = t.f.dir() / "disk";
-  std::filesystem::create_directories(disk);
-  const auto full = own_mount
-                        ? run_command("unshare -rm sh -c \"mount -t tmpfs -o size=400k tmpfs " + disk + " && " +
-                                      predict + disk + "/out\" 2>&1")
-                        : run_command("bash -c \"trap '' XFSZ; ulimit -f 4096; " + predict + disk + "/out\" 2>&1");
+  const std::string predict = "OMP_NUM_THREADS=1 " DPUNET_BINARY " predict " + images + " --checkpoint " +
+                              t.checkpoint + " --probabilities --no-png --tile 128 --out " + disk + "/out";
+  // The kept file is copied out of the filesystem that goes with the namespace.
+  const std::string kept_copy = t.f.dir() / "kept.h5";
+  const std::string then_copy =
+      "; code=\\$?; cp " + disk + "/out/predictions.h5.partial " + kept_copy + "; exit \\$code\" 2>&1";
+  const auto full = run_command(own_mount ? mount + " && " + predict + then_copy
+                                          : "bash -c \"trap '' XFSZ; ulimit -f 4096; " + predict + then_copy);
   INFO(full.output);
   CHECK(full.exit_code == 1);
   CHECK_THAT(full.output, HasSubstr("z/probabilities") &&
                               (HasSubstr("No space left on device") || HasSubstr("File too large")) &&
                               HasSubstr("the 2 image(s) predicted before the error are kept in"));
   CHECK_THAT(full.output, !HasSubstr("time = "));
+  CHECK(read_mask(kept_copy, "b").size(0) == 32);
+  const hid_t kept_file = H5Fopen(kept_copy.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  REQUIRE(kept_file >= 0);
+  CHECK(H5Lexists(kept_file, "z", H5P_DEFAULT) == 0);
+  H5Fclose(kept_file);
 }
 
 TEST_CASE("one image on several ranks is predicted in bands of rows, as one process predicts it", "[infer][e2e]") {

@@ -312,6 +312,10 @@ TEST_CASE("weights that do not fit, and tiles that do not suit the model, are er
                                    t.f.dir() / "y --tile 0 2>&1");
   CHECK(no_tile.exit_code != 0);
   CHECK_THAT(no_tile.output, HasSubstr("--tile: must be a whole number of at least 1, got 0"));
+  const auto no_batch = run_command(DPUNET_BINARY " predict '" + val + "' --checkpoint " + t.checkpoint + " --out " +
+                                    t.f.dir() / "y --batch 0 2>&1");
+  CHECK(no_batch.exit_code != 0);
+  CHECK_THAT(no_batch.output, HasSubstr("--batch: must be a whole number of at least 1, got 0"));
   CHECK_FALSE(std::filesystem::exists(t.f.dir() / "y"));
   // InstanceNorm zeroes a 1x1 map in inference too: a 4 px tile at the bottom of depth 2.
   const auto instance = dpunet::config::parse_config(
@@ -327,7 +331,7 @@ TEST_CASE("weights that do not fit, and tiles that do not suit the model, are er
   const auto zeroed = predict_tile("4");
   CHECK(zeroed.exit_code != 0);
   CHECK_THAT(zeroed.output, HasSubstr("--tile 4: the depth-2 U-Net's bottom map is 1x1, which InstanceNorm would "
-                                      "zero whatever it held; use a larger --tile"));
+                                      "zero whatever it held; give a larger --tile"));
   const auto two_by_two = predict_tile("8");
   INFO(two_by_two.output);
   CHECK(two_by_two.exit_code == 0);
