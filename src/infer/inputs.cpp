@@ -6,7 +6,9 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <map>
 
 #include "common/error.h"
@@ -93,6 +95,20 @@ InputSet::InputSet(const std::string& input, InputOptions options) : input_(inpu
   // Shards' masks hold class ids already: a mapping would be ignored without a word.
   DPUNET_CHECK(options_.class_of_value.empty(), "--mask-map is for image inputs' masks; the shards of ", input,
                " hold class ids (and their own ignore label)");
+  // A file of another kind (a JPEG, a NIfTI volume) is said as such, not as a damaged shard.
+  // (HDF5's signature opens the file, or a user block of 512 * 2^k bytes before it.)
+  if (fs::is_regular_file(input, ec)) {
+    std::ifstream file(input, std::ios::binary);
+    bool hdf5 = false;
+    for (std::streamoff at = 0; !hdf5 && at <= (std::streamoff{1} << 16); at = at == 0 ? 512 : at * 2) {
+      char signature[8] = {};
+      file.clear();
+      file.seekg(at);
+      hdf5 = file.read(signature, sizeof(signature)) && std::memcmp(signature, "\x89HDF\r\n\x1a\n", 8) == 0;
+    }
+    DPUNET_CHECK(hdf5, input,
+                 ": neither a .png/.tif/.tiff image nor an HDF5 shard; convert other image formats to PNG or TIFF");
+  }
   dataset_ = std::make_shared<const data::Dataset>(input);
   const data::ShardHeader& h = dataset_->header();
   DPUNET_CHECK(options_.n_classes == 0 || h.n_classes <= options_.n_classes, input, ": the shards have ", h.n_classes,

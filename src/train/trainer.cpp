@@ -552,6 +552,12 @@ int run_training(const config::Config& config, dist::Context& context, const Tra
     created = !std::filesystem::exists(config.run.dir, ec);
     std::filesystem::create_directories(config.run.dir, ec);
     DPUNET_CHECK(!ec, "run.dir ", config.run.dir, ": cannot create the run directory: ", ec.message());
+    // Its entry durable before checkpoints go into it (the store syncs checkpoints/ into
+    // it; a power loss must not take the run directory, and them, away).
+    if (created) {
+      const std::filesystem::path parent = std::filesystem::path(config.run.dir).lexically_normal().parent_path();
+      sync_directory(parent.empty() ? "." : parent.string());
+    }
     lock.emplace(config.run.dir);  // before anything in it changes
   }
   if (context.device().is_cuda()) configure_gpu_numerics(config);

@@ -312,6 +312,12 @@ TEST_CASE("weights that do not fit, and tiles that do not suit the model, are er
                                    t.f.dir() / "y --tile 0 2>&1");
   CHECK(no_tile.exit_code != 0);
   CHECK_THAT(no_tile.output, HasSubstr("--tile: must be a whole number of at least 1, got 0"));
+  // A file of another kind is said as such, not as a damaged HDF5 file.
+  dpunet::write_file_atomically(t.f.dir() / "photo.jpg", std::string("\xff\xd8\xff\xe0\x00\x10JFIF", 10));
+  const auto photo = run_command(DPUNET_BINARY " predict " + t.f.dir() / "photo.jpg" + " --checkpoint " + t.checkpoint +
+                                 " --out " + t.f.dir() / "y 2>&1");
+  CHECK(photo.exit_code != 0);
+  CHECK_THAT(photo.output, HasSubstr("photo.jpg: neither a .png/.tif/.tiff image nor an HDF5 shard"));
   const auto no_batch = run_command(DPUNET_BINARY " predict '" + val + "' --checkpoint " + t.checkpoint + " --out " +
                                     t.f.dir() / "y --batch 0 2>&1");
   CHECK(no_batch.exit_code != 0);
