@@ -83,10 +83,21 @@ InputSet::InputSet(const std::string& input, InputOptions options) : input_(inpu
                  "--mask-map VALUE=ignore marks unlabelled pixels with ", ignore_label(), ", a class of this ",
                  options_.n_classes, "-class model; unlabelled pixels need a model of at most ", ignore_label(),
                  " classes");
-    if (options_.require_masks) check_masks();
     const data::Image first = data::read_image_header(images_.front());  // a slide is not decoded for it
     image_channels_ = first.channels;
     image_bits_ = first.bits;
+    // Every image's channels from its header, before any is predicted (a file whose header
+    // cannot be read is said when it is opened, after the images before it).
+    for (const std::string& path : images_) {
+      int64_t channels = image_channels_;
+      try {
+        channels = data::read_image_header(path).channels;
+      } catch (const Error&) {
+      }
+      DPUNET_CHECK(channels == image_channels_, path, ": ", channels, " channels, but ", images_.front(), " has ",
+                   image_channels_, "; the images of one run must agree");
+    }
+    if (options_.require_masks) check_masks();
     return;
   }
   // (Without --eval the masks' folder only tells masks among image files apart.)
@@ -152,9 +163,24 @@ void InputSet::check_masks() const {
   DPUNET_CHECK(fs::is_directory(options_.masks_dir, ec), options_.masks_dir, ": no such folder (--masks)");
   for (const std::string& path : images_) {
     const std::string stem = data::image_stem(path);
-    DPUNET_CHECK(!data::find_mask(options_.masks_dir, path, options_.mask_suffix).empty(), path, ": no mask named ",
-                 stem + options_.mask_suffix, ".png/.tif/.tiff in ", options_.masks_dir,
-                 data::mask_suffix_hint(options_.masks_dir, stem), "; --eval scores every image");
+    const std::string mask = data::find_mask(options_.masks_dir, path, options_.mask_suffix);
+    DPUNET_CHECK(!mask.empty(), path, ": no mask named ", stem + options_.mask_suffix, ".png/.tif/.tiff in ",
+                 options_.masks_dir, data::mask_suffix_hint(options_.masks_dir, stem), "; --eval scores every image");
+    // Their layouts from the headers, before any image is predicted (values are checked
+    // as each mask is read).
+    check_mask_layout(mask, data::read_image_header(mask, data::ImageRole::kLabels), path,
+                      data::read_image_header(path));
+  }
+}
+
+void InputSet::check_mask_layout(const std::string& mask_path, const data::Image& mask, const std::string& image_path,
+                                 const data::Image& image) const {
+  DPUNET_CHECK(mask.height == image.height && mask.width == image.width, mask_path, ": the mask is ", mask.width, "x",
+               mask.height, ", the image ", image_path, " is ", image.width, "x", image.height);
+  DPUNET_CHECK(mask.channels == 1 || mask.channels == 3, mask_path, ": a mask must be grey or RGB, it has ",
+               mask.channels, " channels");
+  if (!options_.class_of_value.empty()) {
+    data::check_mapping_kind(options_.mapping_names_colours, mask.channels > 1, mask_path);
   }
 }
 
@@ -237,15 +263,11 @@ torch::Tensor InputSet::load_mask(const std::string& path, const data::Image& im
   if (found.empty()) return {};
   data::ImageRows rows(found, data::ImageRole::kLabels);
   const data::Image& header = rows.header();
-  DPUNET_CHECK(header.height == image.height && header.width == image.width, found, ": the mask is ", header.width, "x",
-               header.height, ", the image ", path, " is ", image.width, "x", image.height);
-  DPUNET_CHECK(header.channels == 1 || header.channels == 3, found, ": a mask must be grey or RGB, it has ",
-               header.channels, " channels");
+  check_mask_layout(found, header, path, image);
   torch::Tensor classes = torch::empty({header.height, header.width}, torch::kByte);
   uint8_t* out = classes.data_ptr<uint8_t>();
   const int ignore = ignore_label();
   const bool colour = header.channels > 1;
-  if (!options_.class_of_value.empty()) data::check_mapping_kind(options_.mapping_names_colours, colour, found);
   data::ColourKeyCheck colour_keys(found);
   // A band of rows at a time: a slide's mask is never held whole in its stored values.
   rows.for_each_band(kBandRows, [&](const data::Image& mask, int64_t top) {

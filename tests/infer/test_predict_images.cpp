@@ -208,6 +208,32 @@ TEST_CASE("an error late in a folder keeps the predictions made before it", "[in
   CHECK(read_mask(kept, "a").size(0) == 32);
   CHECK(read_mask(kept, "b").size(0) == 32);
 
+  // What the headers show comes before any image is predicted: an image of other channels,
+  // and with --eval a mask of another size.
+  const std::string early = t.f.dir() / "early";
+  std::filesystem::create_directories(early + "/masks");
+  dpunet::data::write_png(early + "/a.png", image);
+  dpunet::data::Image colour = image;
+  colour.channels = 3;
+  colour.values.assign(32 * 32 * 3, 7);
+  dpunet::data::write_png(early + "/b.png", colour);
+  const std::string on_early = "OMP_NUM_THREADS=1 " DPUNET_BINARY " predict " + early + " --checkpoint " +
+                               t.checkpoint + " --no-png --out " + t.f.dir() / "early-out";
+  const auto channels = run_command(on_early + " 2>&1");
+  CHECK(channels.exit_code != 0);
+  CHECK_THAT(channels.output, HasSubstr("b.png: 3 channels, but ") && HasSubstr("a.png has 1"));
+  CHECK_FALSE(std::filesystem::exists(t.f.dir() / "early-out/predictions.h5.partial"));
+  dpunet::data::write_png(early + "/b.png", image);
+  dpunet::data::Image small_mask = image;
+  small_mask.height = 16;
+  small_mask.values.assign(16 * 32, 0);
+  dpunet::data::write_png(early + "/masks/a.png", image);
+  dpunet::data::write_png(early + "/masks/b.png", small_mask);
+  const auto mask_size = run_command(on_early + " --eval --masks " + early + "/masks --mask-map 0=0,9=1 2>&1");
+  CHECK(mask_size.exit_code != 0);
+  CHECK_THAT(mask_size.output, HasSubstr("masks/b.png: the mask is 32x16, the image "));
+  CHECK_FALSE(std::filesystem::exists(t.f.dir() / "early-out/predictions.h5.partial"));
+
   // A full disk: one error, and the process ends with it (HDF5's exit cleanup crashed on
   // the dataset whose write had failed). A 400 KiB filesystem of its own where user
   // namespaces allow one; else a file size limit (4 MiB: above what MPI's start writes)
