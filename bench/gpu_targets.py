@@ -144,12 +144,16 @@ def policy_of(record, row):
     return record.get("checkpoint_policy", row.get("checkpointing"))
 
 
+# What else makes two bench train records' steps comparable (the model is is_target_model's).
+SETUP_KEYS = ("batch_per_rank", "optimizer", "channels_last", "fuse_norm_relu", "pool_concat_kernels")
+
+
 def checkpointing(records, source):
     """Per bench train record with a checkpointed row whose largest batch was timed:
     (batch ratio, step time ratio at the record's batch, where from), against the plain
-    row of its own record; a record of checkpointed rows alone (one policy's search, run
-    apart to fit a device call) against the first plain row of the same file at its batch
-    whose largest batch was timed."""
+    row of its own record; a record of checkpointed rows alone (one policy's search, as
+    capacity_more runs them) against the first plain row of the same file whose largest
+    batch was timed in the same setup (batch, optimizer, layout, kernels)."""
     by_record = {}
     for r, row in dpunet_rows(records):
         by_record.setdefault(id(r), (r, []))[1].append(row)
@@ -158,10 +162,13 @@ def checkpointing(records, source):
         return [row for row in rows
                 if row.get("checkpointing") == "none" and largest_timed_batch(row)]
 
-    plain_at_batch = {}
+    def setup(r):
+        return tuple(r.get(key) for key in SETUP_KEYS)
+
+    plain_in_setup = {}
     for r, rows in by_record.values():
         for row in timed_plain(rows):
-            plain_at_batch.setdefault(number(r, "batch_per_rank"), (r, row))
+            plain_in_setup.setdefault(setup(r), (r, row))
     found = []
     for r, rows in by_record.values():
         checkpointed = [row for row in rows if row.get("checkpointing") not in (None, "none")]
@@ -171,9 +178,9 @@ def checkpointing(records, source):
         if own:
             plain_record, p = r, own[0]
         elif not any(row.get("checkpointing") == "none" for row in rows):
-            if number(r, "batch_per_rank") not in plain_at_batch:
+            if setup(r) not in plain_in_setup:
                 continue
-            plain_record, p = plain_at_batch[number(r, "batch_per_rank")]
+            plain_record, p = plain_in_setup[setup(r)]
         else:
             continue  # its own plain row's largest batch was not timed
         c = checkpointed[0]

@@ -76,7 +76,8 @@ infer::TileOptions tile_options(const PredictArgs& args, const config::Config& c
   const std::string tile = args.tile > 0
                                ? "--tile " + std::to_string(o.input_tile)
                                : "the tile of " + std::to_string(o.input_tile) +
-                                     (config.augment.patch_size > 0 ? " (the training patch size)" : " (the default)");
+                                     (config.augment.patch_size > 0 ? " (the training patch size; --tile sets another)"
+                                                                    : " (the default; --tile sets another)");
   o.output_tile = model::output_size_or_fail(unet, o.input_tile, tile);
   const std::string problem = model::bottom_norm_problem(unet, o.input_tile, o.input_tile, /*training_batch=*/0);
   DPUNET_CHECK(problem.empty(), tile, ": ", problem, "; give a larger --tile");

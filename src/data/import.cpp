@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -290,10 +291,12 @@ void check_sample_fits(const ImageKind& reference, int64_t tile) {
                        (image.bits == 16 ? 2 : 1);
   if (bytes < static_cast<double>(int64_t{4} << 30)) return;
   const double gib = bytes / static_cast<double>(int64_t{1} << 30);
-  DPUNET_CHECK(tile > 0, reference.file, " is ", image.width, "x", image.height, "x", image.channels, " (", gib,
+  DPUNET_CHECK(tile > 0, reference.file, " is ", image.width, "x", image.height, "x", image.channels, " (",
+               std::round(gib * 100) / 100,
                " GiB): a shard holds each image whole, as one HDF5 chunk below 4 GiB; cut the images into tiles "
                "with --tile (e.g. --tile 1024)");
-  DPUNET_FAIL("--tile ", tile, ": a tile of ", reference.file, "'s ", image.channels, " channels is ", gib,
+  DPUNET_FAIL("--tile ", tile, ": a tile of ", reference.file, "'s ", image.channels, " channel(s) is ",
+              std::round(gib * 100) / 100,
               " GiB, and a shard holds each tile as one HDF5 chunk below 4 GiB: give a smaller --tile");
 }
 

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 
 #include "common/error.h"
 #include "common/text.h"
@@ -107,18 +108,19 @@ InputSet::InputSet(const std::string& input, InputOptions options) : input_(inpu
   DPUNET_CHECK(options_.class_of_value.empty(), "--mask-map is for image inputs' masks; the shards of ", input,
                " hold class ids (and their own ignore label)");
   // A file of another kind (a JPEG, a NIfTI volume) is said as such, not as a damaged shard.
-  // (HDF5's signature opens the file, or a user block of 512 * 2^k bytes before it.)
-  if (fs::is_regular_file(input, ec)) {
-    std::ifstream file(input, std::ios::binary);
+  // (HDF5's signature opens the file, or a user block of 512 * 2^k bytes before it. An
+  // index of shards is a .txt; a file that cannot be read is left to the reader to name.)
+  std::ifstream file(input, std::ios::binary);
+  if (fs::is_regular_file(input, ec) && fs::path(input).extension() != ".txt" && file) {
+    const auto size = static_cast<std::streamoff>(fs::file_size(input, ec));
     bool hdf5 = false;
-    for (std::streamoff at = 0; !hdf5 && at <= (std::streamoff{1} << 16); at = at == 0 ? 512 : at * 2) {
+    for (std::streamoff at = 0; !hdf5 && at + 8 <= size; at = at == 0 ? 512 : at * 2) {
       char signature[8] = {};
       file.clear();
       file.seekg(at);
       hdf5 = file.read(signature, sizeof(signature)) && std::memcmp(signature, "\x89HDF\r\n\x1a\n", 8) == 0;
     }
-    DPUNET_CHECK(hdf5, input,
-                 ": neither a .png/.tif/.tiff image nor an HDF5 shard; convert other image formats to PNG or TIFF");
+    DPUNET_CHECK(hdf5, input, ": neither a .png/.tif/.tiff image nor an HDF5 shard (nor a .txt list of shards)");
   }
   dataset_ = std::make_shared<const data::Dataset>(input);
   const data::ShardHeader& h = dataset_->header();
@@ -168,8 +170,14 @@ void InputSet::check_masks() const {
                  options_.masks_dir, data::mask_suffix_hint(options_.masks_dir, stem), "; --eval scores every image");
     // Their layouts from the headers, before any image is predicted (values are checked
     // as each mask is read).
-    check_mask_layout(mask, data::read_image_header(mask, data::ImageRole::kLabels), path,
-                      data::read_image_header(path));
+    // (An image whose header cannot be read is said when it is opened, as without --eval.)
+    std::optional<data::Image> image;
+    try {
+      image = data::read_image_header(path);
+    } catch (const Error&) {
+      continue;
+    }
+    check_mask_layout(mask, data::read_image_header(mask, data::ImageRole::kLabels), path, *image);
   }
 }
 

@@ -555,7 +555,9 @@ int run_training(const config::Config& config, dist::Context& context, const Tra
     // Its entry durable before checkpoints go into it (the store syncs checkpoints/ into
     // it; a power loss must not take the run directory, and them, away).
     if (created) {
-      const std::filesystem::path parent = std::filesystem::path(config.run.dir).lexically_normal().parent_path();
+      std::filesystem::path run = std::filesystem::path(config.run.dir).lexically_normal();
+      if (run.filename().empty()) run = run.parent_path();  // "runs/exp/" names runs/exp
+      const std::filesystem::path parent = run.parent_path();
       sync_directory(parent.empty() ? "." : parent.string());
     }
     lock.emplace(config.run.dir);  // before anything in it changes

@@ -190,7 +190,10 @@ TEST_CASE("gpu_targets.py pairs a policy's search run on its own with a plain ro
   other_batch["results"][0]["largest_batch"] = 400;
   json group_norm = train(240.0, 0.40, 10, 400, 1.0);  // another model: left out
   group_norm["norm"] = "group";
-  const auto run = targets("'" + write_lines(dir, "one.jsonl", {all, plain, other_batch, group_norm}) + "'");
+  json unfused = train(240.0, 0.40, 60, 0, 1.0);  // another setup, first in the file: no pair
+  unfused["fuse_norm_relu"] = false;
+  unfused["tag"] = "dpunet_unfused";
+  const auto run = targets("'" + write_lines(dir, "one.jsonl", {unfused, all, plain, other_batch, group_norm}) + "'");
   INFO(run.output);
   REQUIRE(run.exit_code == 0);
   CHECK_THAT(run.output, HasSubstr("2.40x batch at 1.25x time") &&

@@ -227,7 +227,9 @@ TEST_CASE("an error late in a folder keeps the predictions made before it", "[in
   dpunet::data::Image small_mask = image;
   small_mask.height = 16;
   small_mask.values.assign(16 * 32, 0);
-  dpunet::data::write_png(early + "/masks/a.png", image);
+  dpunet::data::Image zeros = image;  // a mask the mapping reads: a.png alone would predict
+  zeros.values.assign(32 * 32, 0);
+  dpunet::data::write_png(early + "/masks/a.png", zeros);
   dpunet::data::write_png(early + "/masks/b.png", small_mask);
   const auto mask_size = run_command(on_early + " --eval --masks " + early + "/masks --mask-map 0=0,9=1 2>&1");
   CHECK(mask_size.exit_code != 0);

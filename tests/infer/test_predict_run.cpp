@@ -318,6 +318,12 @@ TEST_CASE("weights that do not fit, and tiles that do not suit the model, are er
                                  " --out " + t.f.dir() / "y 2>&1");
   CHECK(photo.exit_code != 0);
   CHECK_THAT(photo.output, HasSubstr("photo.jpg: neither a .png/.tif/.tiff image nor an HDF5 shard"));
+  // A .txt index of shards is no such file.
+  dpunet::write_file_atomically(t.f.dir() / "index.txt", t.f.dir() / "data/val-00000.h5\n");
+  const auto index = run_command(DPUNET_BINARY " predict " + t.f.dir() / "index.txt" + " --checkpoint " + t.checkpoint +
+                                 " --no-png --out " + t.f.dir() / "from-index 2>&1");
+  INFO(index.output);
+  CHECK(index.exit_code == 0);
   const auto no_batch = run_command(DPUNET_BINARY " predict '" + val + "' --checkpoint " + t.checkpoint + " --out " +
                                     t.f.dir() / "y --batch 0 2>&1");
   CHECK(no_batch.exit_code != 0);
