@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <utility>
 
 #include <torch/cuda.h>
 #include <torch/nn/functional/loss.h>
@@ -130,33 +131,19 @@ std::string self_path() {
 
 // Runs `dpunet bench model ... --variant <variant>` as a child and parses its JSON.
 nlohmann::json run_variant_in_child(const BenchModelArgs& a, const std::string& variant) {
-  std::vector<std::string> argv{self_path(),
-                                "bench",
-                                "model",
-                                "--size",
-                                std::to_string(a.size),
-                                "--batch",
-                                std::to_string(a.batch),
-                                "--device",
-                                a.device,
-                                "--threads",
-                                std::to_string(a.threads),
-                                "--n-channels",
-                                std::to_string(a.n_channels),
-                                "--n-classes",
-                                std::to_string(a.n_classes),
-                                "--base-channels",
-                                std::to_string(a.base_channels),
-                                "--depth",
-                                std::to_string(a.depth),
-                                "--padding",
-                                a.padding,
-                                "--warmup",
-                                std::to_string(a.warmup),
-                                "--repeats",
-                                std::to_string(a.repeats),
-                                "--variant",
-                                variant};
+  std::vector<std::string> argv{self_path(), "bench", "model", "--variant", variant};
+  const std::pair<const char*, std::string> options[] = {{"--size", std::to_string(a.size)},
+                                                         {"--batch", std::to_string(a.batch)},
+                                                         {"--device", a.device},
+                                                         {"--threads", std::to_string(a.threads)},
+                                                         {"--n-channels", std::to_string(a.n_channels)},
+                                                         {"--n-classes", std::to_string(a.n_classes)},
+                                                         {"--base-channels", std::to_string(a.base_channels)},
+                                                         {"--depth", std::to_string(a.depth)},
+                                                         {"--padding", a.padding},
+                                                         {"--warmup", std::to_string(a.warmup)},
+                                                         {"--repeats", std::to_string(a.repeats)}};
+  for (const auto& [option, value] : options) argv.insert(argv.end(), {option, value});
   if (a.bilinear) argv.push_back("--bilinear");
   for (std::string& word : checkpoint_selection_arguments(a.checkpointing)) argv.push_back(std::move(word));
   const ChildOutput child = run_child(argv);
