@@ -6,14 +6,11 @@
 #include <cstdint>
 #include <map>
 #include <string>
-#include <unordered_map>
-#include <utility>
 #include <vector>
 
-namespace dpunet::data {
+#include "data/mask_mapping.h"
 
-// class_of_value's id of a mask value that marks unlabelled pixels ("VALUE=ignore").
-inline constexpr int kIgnoreClass = -1;
+namespace dpunet::data {
 
 // One digit per fold keeps "fold[!k]-*.h5" an exact glob for the other folds.
 inline constexpr int kMaxFolds = 10;
@@ -47,45 +44,12 @@ struct ImportOptions {
   bool overwrite = false;
 };
 
-// Parses "0=0,128=1,255=2", "0=0,1=1,255=ignore" or "#000000=0,#ff0000=1" into
-// class_of_value; `names_colours` (when given) says which of the two kinds it names (one
-// mapping names one kind).
-std::map<uint32_t, int> parse_mask_mapping(const std::string& text, bool* names_colours = nullptr);
-// The mapping as parse_mask_mapping reads it.
-std::string mask_mapping_text(const std::map<uint32_t, int>& class_of_value, bool colour);
-// The classes a mapping makes: one above its largest class id, at least 2.
-int mapped_classes(const std::map<uint32_t, int>& class_of_value);
-bool maps_ignore(const std::map<uint32_t, int>& class_of_value);
-
 // The mask of an image in `masks_dir`: "<stem><suffix>" with a .png/.tif/.tiff extension
 // in any case; empty when there is none.
 std::string find_mask(const std::string& masks_dir, const std::string& image_path, const std::string& suffix);
 // When `masks_dir` holds STEM<something>.png for an image STEM, the masks are probably
 // named with a suffix: " (there is STEM_mask.png: --mask-suffix _mask?)", else "".
 std::string mask_suffix_hint(const std::string& masks_dir, const std::string& stem);
-
-struct Image;
-// A mask pixel's key for class_of_value: grey masks their value, colour masks 0xRRGGBB
-// (16-bit colours keep the high byte).
-uint32_t mask_key(const Image& mask, int64_t pixel);
-// Throws naming the mask when two colours of a 16-bit colour mask share a key (they
-// differ only in the low bytes, which keys drop): they would silently become one class.
-// Fed the mask a band of rows at a time: each band's colours against every band's before.
-class ColourKeyCheck {
- public:
-  explicit ColourKeyCheck(std::string path) : path_(std::move(path)) {}
-  // `mask` holds the file's rows from `top` (for messages).
-  void check(const Image& mask, int64_t top);
-
- private:
-  std::string path_;
-  std::unordered_map<uint32_t, uint64_t> colour_of_key_;
-};
-// A key as --mask-map writes it: "255" for grey, "#ff0000" for colour masks.
-std::string mask_key_text(uint32_t key, bool colour);
-// A mapping of colours for a grey mask, or of grey values for a colour one, refused naming
-// the mask: a value could match by chance (grey 255 and colour #0000ff are one key).
-void check_mapping_kind(bool mapping_names_colours, bool colour_mask, const std::string& mask_file);
 
 struct ImportResult {
   std::vector<std::string> train_shards, val_shards;
