@@ -42,6 +42,12 @@ uint32_t crc_of(const char* data, size_t size) {
   return static_cast<uint32_t>(crc);
 }
 
+// A checkpoint this build cannot read but that is not damaged: no reason to skip it.
+class NewerFormat : public Error {
+ public:
+  using Error::Error;
+};
+
 // Checks the frame; returns the payload's offset or throws naming what is wrong.
 void verify_frame(const std::string& path, const std::string& bytes) {
   if (bytes.size() < kHeaderBytes || std::memcmp(bytes.data(), kMagic, 8) != 0) {
@@ -54,8 +60,11 @@ void verify_frame(const std::string& path, const std::string& bytes) {
   }
   const auto version = get<uint32_t>(bytes, 8);
   DPUNET_CHECK(version >= 1, path, ": checkpoint format version 0 (the file is damaged)");
-  DPUNET_CHECK(version <= kFormatVersion, path, ": checkpoint format version ", version, " is newer than this build ",
-               "reads (1 to ", kFormatVersion, "): use the dpunet that wrote it");
+  if (version > kFormatVersion) {
+    throw NewerFormat(detail::concat(path, ": checkpoint format version ", version,
+                                     " is newer than this build reads (1 to ", kFormatVersion,
+                                     "): use the dpunet that wrote it"));
+  }
   const auto payload = get<uint64_t>(bytes, 12);
   DPUNET_CHECK(bytes.size() - kHeaderBytes == payload, path, ": truncated or padded checkpoint (",
                bytes.size() - kHeaderBytes, " payload bytes, header says ", payload, ")");
@@ -254,15 +263,13 @@ bool is_valid_checkpoint(const std::string& path, std::string* why) {
   // a damaged one: taking it for one would let --resume auto start afresh and set the
   // run's whole history aside. That error stops the caller instead.
   const std::string bytes = read_file(path);
-  // Nor is a checkpoint of a newer format: a resume with an older build would set the
-  // run's newest checkpoints aside and train their steps again.
-  if (bytes.size() >= kHeaderBytes && std::memcmp(bytes.data(), kMagic, 8) == 0 &&
-      get<uint32_t>(bytes, 8) > kFormatVersion) {
-    verify_frame(path, bytes);
-  }
   try {
     verify_frame(path, bytes);
     return true;
+  } catch (const NewerFormat&) {
+    // Nor is a checkpoint of a newer format: a resume with an older build would set the
+    // run's newest checkpoints aside and train their steps again.
+    throw;
   } catch (const Error& e) {
     if (why != nullptr) *why = e.what();
     return false;

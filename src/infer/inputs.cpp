@@ -87,18 +87,20 @@ InputSet::InputSet(const std::string& input, InputOptions options) : input_(inpu
     const data::Image first = data::read_image_header(images_.front());  // a slide is not decoded for it
     image_channels_ = first.channels;
     image_bits_ = first.bits;
-    // Every image's channels from its header, before any is predicted (a file whose header
-    // cannot be read is said when it is opened, after the images before it).
+    if (options_.require_masks) check_masks_folder();
+    // Every image's header once, before any is predicted: its channels, and with --eval its
+    // mask (a file whose header cannot be read is said when it is opened, after the images
+    // before it).
     for (const std::string& path : images_) {
-      int64_t channels = image_channels_;
+      std::optional<data::Image> header;
       try {
-        channels = data::read_image_header(path).channels;
+        header = data::read_image_header(path);
       } catch (const Error&) {
       }
-      DPUNET_CHECK(channels == image_channels_, path, ": ", channels, " channels, but ", images_.front(), " has ",
-                   image_channels_, "; the images of one run must agree");
+      DPUNET_CHECK(!header || header->channels == image_channels_, path, ": ", header ? header->channels : 0,
+                   " channels, but ", images_.front(), " has ", image_channels_, "; the images of one run must agree");
+      if (options_.require_masks) check_mask_of(path, header ? &*header : nullptr);
     }
-    if (options_.require_masks) check_masks();
     return;
   }
   // (Without --eval the masks' folder only tells masks among image files apart.)
@@ -110,8 +112,9 @@ InputSet::InputSet(const std::string& input, InputOptions options) : input_(inpu
   // A file of another kind (a JPEG, a NIfTI volume) is said as such, not as a damaged shard.
   // (HDF5's signature opens the file, or a user block of 512 * 2^k bytes before it. An
   // index of shards is a .txt; a file that cannot be read is left to the reader to name.)
-  std::ifstream file(input, std::ios::binary);
-  if (fs::is_regular_file(input, ec) && fs::path(input).extension() != ".txt" && file) {
+  std::ifstream file;
+  if (fs::is_regular_file(input, ec) && fs::path(input).extension() != ".txt" &&
+      (file.open(input, std::ios::binary), file.is_open())) {
     const auto size = static_cast<std::streamoff>(fs::file_size(input, ec));
     bool hdf5 = false;
     for (std::streamoff at = 0; !hdf5 && at + 8 <= size; at = at == 0 ? 512 : at * 2) {
@@ -159,26 +162,19 @@ void InputSet::drop_masks_among_images() {
 
 // Before any image is predicted: a missing mask found at the end would cost them all, and
 // a score over the images that happen to have masks would pass for the whole set's.
-void InputSet::check_masks() const {
+void InputSet::check_masks_folder() const {
   DPUNET_CHECK(!options_.masks_dir.empty(), "--eval on image files scores them against their masks: give --masks DIR");
   std::error_code ec;
   DPUNET_CHECK(fs::is_directory(options_.masks_dir, ec), options_.masks_dir, ": no such folder (--masks)");
-  for (const std::string& path : images_) {
-    const std::string stem = data::image_stem(path);
-    const std::string mask = data::find_mask(options_.masks_dir, path, options_.mask_suffix);
-    DPUNET_CHECK(!mask.empty(), path, ": no mask named ", stem + options_.mask_suffix, ".png/.tif/.tiff in ",
-                 options_.masks_dir, data::mask_suffix_hint(options_.masks_dir, stem), "; --eval scores every image");
-    // Their layouts from the headers, before any image is predicted (values are checked
-    // as each mask is read).
-    // (An image whose header cannot be read is said when it is opened, as without --eval.)
-    std::optional<data::Image> image;
-    try {
-      image = data::read_image_header(path);
-    } catch (const Error&) {
-      continue;
-    }
-    check_mask_layout(mask, data::read_image_header(mask, data::ImageRole::kLabels), path, *image);
-  }
+}
+
+void InputSet::check_mask_of(const std::string& path, const data::Image* image) const {
+  const std::string stem = data::image_stem(path);
+  const std::string mask = data::find_mask(options_.masks_dir, path, options_.mask_suffix);
+  DPUNET_CHECK(!mask.empty(), path, ": no mask named ", stem + options_.mask_suffix, ".png/.tif/.tiff in ",
+               options_.masks_dir, data::mask_suffix_hint(options_.masks_dir, stem), "; --eval scores every image");
+  // Its layout from the headers (its values are checked as it is read).
+  if (image != nullptr) check_mask_layout(mask, data::read_image_header(mask, data::ImageRole::kLabels), path, *image);
 }
 
 void InputSet::check_mask_layout(const std::string& mask_path, const data::Image& mask, const std::string& image_path,

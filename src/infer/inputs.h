@@ -83,11 +83,14 @@ class InputSet {
   void warn_other_units(const std::string& pixel_type, const std::string& instead) const;
   // Removes the masks that lie among the image files (the folder of --masks).
   void drop_masks_among_images();
-  // Every image file has its mask in options_.masks_dir.
+  // --eval's masks folder is given and exists.
+  void check_masks_folder() const;
+  // The image file `path` has its mask in options_.masks_dir, laid out as `image` (its
+  // header; nullptr when it cannot be read, which is said when the image is opened).
+  void check_mask_of(const std::string& path, const data::Image* image) const;
   // A mask's size against its image's, its channels, and the mapping's kind.
   void check_mask_layout(const std::string& mask_path, const data::Image& mask, const std::string& image_path,
                          const data::Image& image) const;
-  void check_masks() const;
   // The mask of image file `path` as class ids, or an undefined tensor when it has none.
   torch::Tensor load_mask(const std::string& path, const data::Image& image) const;
 
