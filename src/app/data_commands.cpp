@@ -98,8 +98,7 @@ void print_folds(const data::ImportOptions& o, const data::ImportResult& result)
   int64_t total = 0;
   for (int64_t n : result.fold_samples) total += n;
   std::cout << "imported " << total << " samples in " << result.fold_samples.size() << " folds" << tiles_note(o, result)
-            << "\nclasses (mask value=class): --mask-map "
-            << data::mask_mapping_text(result.class_of_value, result.colour_masks) << "\n";
+            << "\nclasses (mask value=class): --mask-map " << result.mask_mapping.text() << "\n";
   // Absolute: a dataset path is read from where training runs, which need not be here.
   const std::filesystem::path folder = std::filesystem::absolute(out_dir).lexically_normal();
   for (size_t k = 0; k < result.fold_shards.size(); ++k) {
@@ -154,7 +153,7 @@ void add_import(CLI::App& data) {
                 "are read)");
   cmd->callback([args] {
     data::ImportOptions o = args->import;
-    if (!args->mask_map.empty()) o.class_of_value = data::parse_mask_mapping(args->mask_map, &o.mapping_names_colours);
+    if (!args->mask_map.empty()) o.mask_mapping = data::parse_mask_mapping(args->mask_map);
     for (size_t start = 0; !args->class_names.empty() && start <= args->class_names.size();) {
       const size_t end = std::min(args->class_names.find(',', start), args->class_names.size());
       o.class_names.push_back(args->class_names.substr(start, end - start));
@@ -169,8 +168,8 @@ void add_import(CLI::App& data) {
     }
     // The mapping as --mask-map takes it: predict --eval on images with such masks needs it too.
     std::cout << "imported " << result.train_samples << " training and " << result.val_samples << " validation samples"
-              << tiles_note(o, result) << "\nclasses (mask value=class): --mask-map "
-              << data::mask_mapping_text(result.class_of_value, result.colour_masks) << "\n";
+              << tiles_note(o, result) << "\nclasses (mask value=class): --mask-map " << result.mask_mapping.text()
+              << "\n";
     for (const auto& path : result.train_shards) std::cout << path << "\n";
     for (const auto& path : result.val_shards) std::cout << path << "\n";
     if (o.val_fraction > 0 && result.val_samples == 0) {

@@ -298,7 +298,7 @@ infer::InputOptions input_options(const PredictArgs& args, const config::ModelCo
   // Masks are read, and checked against the model's classes, only to be evaluated.
   o.masks_dir = args.masks;
   o.require_masks = true;
-  if (!args.mask_map.empty()) o.class_of_value = data::parse_mask_mapping(args.mask_map, &o.mapping_names_colours);
+  if (!args.mask_map.empty()) o.mask_mapping = data::parse_mask_mapping(args.mask_map);
   o.n_classes = model.n_classes;
   return o;
 }

@@ -317,8 +317,8 @@ void count_tiles(int64_t tile, std::vector<Pair>& pairs) {
 
 // Writes a set's pairs (whole, or cut into tiles) into <prefix>-*.h5; returns the samples.
 int64_t write_set(const ImportOptions& o, const std::string& directory, const std::vector<Pair>& pairs,
-                  const std::string& prefix, int n_classes, const std::map<uint32_t, int>& class_of,
-                  const ImageKind& reference, const MaskKind& masks, std::vector<std::string>& written) {
+                  const std::string& prefix, const MaskMapping& mapping, const ImageKind& reference,
+                  const MaskKind& masks, std::vector<std::string>& written) {
   if (pairs.empty()) return 0;
   const Image& first = reference.image;
   ShardHeader header;
@@ -326,9 +326,9 @@ int64_t write_set(const ImportOptions& o, const std::string& directory, const st
   header.height = o.tile > 0 ? o.tile : first.height;
   header.width = o.tile > 0 ? o.tile : first.width;
   header.pixel_type = first.bits == 16 ? PixelType::kUInt16 : PixelType::kUInt8;
-  header.n_classes = n_classes;
+  header.n_classes = mapping.classes();
   header.class_names = o.class_names;
-  if (maps_ignore(class_of)) header.ignore_label = kDefaultIgnoreLabel;
+  if (mapping.maps_ignore()) header.ignore_label = kDefaultIgnoreLabel;
   int64_t total = 0;
   for (const Pair& pair : pairs) total += pair.samples;
   ShardSequence shards(directory, prefix, header, o.samples_per_shard, o.gzip_level, total);
@@ -355,7 +355,7 @@ int64_t write_set(const ImportOptions& o, const std::string& directory, const st
       const Image& mask_band = mask_window.at(top);
       colour_keys.check(mask_band, top);
       for (int64_t left : columns) {
-        sample->cut(image_band, mask_band, pair.mask, top, left, class_of);
+        sample->cut(image_band, mask_band, pair.mask, top, left, mapping.class_of_value);
         shards.add(sample->pixels(image.bits), sample->classes.data());
         ++samples;
       }
@@ -435,16 +435,16 @@ ImportResult import_image_folders(const ImportOptions& o) {
   check_sample_fits(reference, o.tile);
   ImportResult result;
   const MaskKind masks = mask_kind(pairs);
-  if (!o.class_of_value.empty()) check_mapping_kind(o.mapping_names_colours, masks.channels > 1, masks.file);
+  if (!o.mask_mapping.empty()) o.mask_mapping.check_kind(masks.channels > 1, masks.file);
   // Every pair's layout from its headers, before any mask is read whole (discover_classes)
   // or a shard written: a mismatch in the last pair costs no pass over the others.
   for (const Pair& pair : pairs) {
     check_pair(o, pair, reference, masks, read_image_header(pair.image),
                read_image_header(pair.mask, ImageRole::kLabels));
   }
-  result.class_of_value = o.class_of_value.empty() ? discover_classes(pairs, masks) : o.class_of_value;
-  result.colour_masks = masks.channels > 1;
-  const int n_classes = mapped_classes(result.class_of_value);
+  result.mask_mapping =
+      o.mask_mapping.empty() ? MaskMapping{discover_classes(pairs, masks), masks.channels > 1} : o.mask_mapping;
+  const int n_classes = result.mask_mapping.classes();
   DPUNET_CHECK(o.class_names.empty() || static_cast<int>(o.class_names.size()) == n_classes,
                "import: ", o.class_names.size(), " class names for ", n_classes, " classes");
 
@@ -466,8 +466,7 @@ ImportResult import_image_folders(const ImportOptions& o) {
   std::vector<int64_t> samples(sets.size());
   std::vector<std::string> all_staged;
   for (size_t k = 0; k < sets.size(); ++k) {
-    samples[k] = write_set(o, output.staging(), sets[k], prefixes[k], n_classes, result.class_of_value, reference,
-                           masks, staged[k]);
+    samples[k] = write_set(o, output.staging(), sets[k], prefixes[k], result.mask_mapping, reference, masks, staged[k]);
     all_staged.insert(all_staged.end(), staged[k].begin(), staged[k].end());
   }
   const std::vector<std::string> moved = output.commit(all_staged);

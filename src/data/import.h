@@ -33,11 +33,9 @@ struct ImportOptions {
   int64_t tile = 0;
   int gzip_level = 0;
   uint64_t seed = 0;
-  // Mask value (grey) or 0xRRGGBB colour -> class id, or kIgnoreClass for pixels nobody
-  // labelled (stored as the shards' ignore label); empty: the sorted distinct values
-  // found in the masks become classes 0, 1, 2, ...
-  std::map<uint32_t, int> class_of_value;
-  bool mapping_names_colours = false;    // class_of_value's keys are #rrggbb colours, not grey values
+  // Mask values to classes; kIgnoreClass pixels are stored as the shards' ignore label.
+  // Empty: the sorted distinct values found in the masks become classes 0, 1, 2, ...
+  MaskMapping mask_mapping;
   std::vector<std::string> class_names;  // optional, one per class
   // Shards already in out_dir under the prefixes: refused, or with this replaced once
   // every new shard was written (data/output_folder.h).
@@ -56,9 +54,8 @@ struct ImportResult {
   int64_t train_samples = 0, val_samples = 0;
   std::vector<std::vector<std::string>> fold_shards;  // with folds, per fold
   std::vector<int64_t> fold_samples;
-  std::map<uint32_t, int> class_of_value;  // as applied
-  bool colour_masks = false;               // keys are 0xRRGGBB colours
-  int64_t images = 0;                      // pairs read (samples count tiles)
+  MaskMapping mask_mapping;  // as applied (its kind is the masks')
+  int64_t images = 0;        // pairs read (samples count tiles)
 };
 
 ImportResult import_image_folders(const ImportOptions& options);

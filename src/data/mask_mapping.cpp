@@ -57,7 +57,7 @@ std::optional<uint32_t> whole_number(const std::string& digits, int base, uint32
 
 }  // namespace
 
-std::map<uint32_t, int> parse_mask_mapping(const std::string& text, bool* names_colours) {
+MaskMapping parse_mask_mapping(const std::string& text) {
   std::map<uint32_t, int> mapping;
   int colours = 0;
   size_t start = 0;
@@ -85,37 +85,37 @@ std::map<uint32_t, int> parse_mask_mapping(const std::string& text, bool* names_
   DPUNET_CHECK(!mapping.empty(), "mask mapping: empty");
   DPUNET_CHECK(colours == 0 || colours == static_cast<int>(mapping.size()), "mask mapping '", text,
                "': give grey values or #rrggbb colours, not both (a mask is grey or colour)");
-  if (names_colours != nullptr) *names_colours = colours > 0;
-  DPUNET_CHECK(!maps_ignore(mapping) || mapped_classes(mapping) <= kDefaultIgnoreLabel, "mask mapping '", text,
+  const MaskMapping parsed{std::move(mapping), colours > 0};
+  DPUNET_CHECK(!parsed.maps_ignore() || parsed.classes() <= kDefaultIgnoreLabel, "mask mapping '", text,
                "': with an ignore value, class ids must be below ", kDefaultIgnoreLabel, " (the ignore label)");
-  return mapping;
+  return parsed;
 }
 
-void check_mapping_kind(bool mapping_names_colours, bool colour_mask, const std::string& mask_file) {
-  DPUNET_CHECK(!mapping_names_colours || colour_mask, mask_file,
+void MaskMapping::check_kind(bool colour_mask, const std::string& mask_file) const {
+  DPUNET_CHECK(!colours || colour_mask, mask_file,
                ": the mask mapping names colours (#rrggbb), but this mask is grey (a palette PNG or TIFF mask is "
                "read as its palette indices): map its values, e.g. 0=0,1=1");
-  DPUNET_CHECK(mapping_names_colours || !colour_mask, mask_file,
+  DPUNET_CHECK(colours || !colour_mask, mask_file,
                ": the mask mapping names grey values, but this mask is in colour: map its colours, e.g. "
                "#000000=0,#ff0000=1");
 }
 
-std::string mask_mapping_text(const std::map<uint32_t, int>& class_of_value, bool colour) {
+std::string MaskMapping::text() const {
   std::string text;
   for (const auto& [key, id] : class_of_value) {
-    text += (text.empty() ? "" : ",") + mask_key_text(key, colour) + "=" +
+    text += (text.empty() ? "" : ",") + mask_key_text(key, colours) + "=" +
             (id == kIgnoreClass ? std::string("ignore") : std::to_string(id));
   }
   return text;
 }
 
-int mapped_classes(const std::map<uint32_t, int>& class_of_value) {
+int MaskMapping::classes() const {
   int classes = 2;
   for (const auto& [key, id] : class_of_value) classes = std::max(classes, id + 1);
   return classes;
 }
 
-bool maps_ignore(const std::map<uint32_t, int>& class_of_value) {
+bool MaskMapping::maps_ignore() const {
   for (const auto& [key, id] : class_of_value) {
     if (id == kIgnoreClass) return true;
   }

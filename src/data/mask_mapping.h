@@ -11,18 +11,29 @@
 
 namespace dpunet::data {
 
-// class_of_value's id of a mask value that marks unlabelled pixels ("VALUE=ignore").
+// The class id of a mask value that marks unlabelled pixels ("VALUE=ignore").
 inline constexpr int kIgnoreClass = -1;
 
-// Parses "0=0,128=1,255=2", "0=0,1=1,255=ignore" or "#000000=0,#ff0000=1" into
-// class_of_value; `names_colours` (when given) says which of the two kinds it names (one
-// mapping names one kind).
-std::map<uint32_t, int> parse_mask_mapping(const std::string& text, bool* names_colours = nullptr);
-// The mapping as parse_mask_mapping reads it.
-std::string mask_mapping_text(const std::map<uint32_t, int>& class_of_value, bool colour);
-// The classes a mapping makes: one above its largest class id, at least 2.
-int mapped_classes(const std::map<uint32_t, int>& class_of_value);
-bool maps_ignore(const std::map<uint32_t, int>& class_of_value);
+// Mask values to class ids, as --mask-map names them or import finds them. One mapping
+// names one kind of key: grey values (of grey masks) or colours (of colour masks).
+struct MaskMapping {
+  // A grey value, or a colour as 0xRRGGBB -> class id, or kIgnoreClass.
+  std::map<uint32_t, int> class_of_value;
+  bool colours = false;  // the keys are colours (#rrggbb), not grey values
+
+  bool empty() const { return class_of_value.empty(); }
+  // The classes it makes: one above its largest class id, at least 2.
+  int classes() const;
+  bool maps_ignore() const;
+  // As parse_mask_mapping reads it: "0=0,255=1" or "#000000=0,#ff0000=1".
+  std::string text() const;
+  // A mapping of colours for a grey mask, or of grey values for a colour one, refused
+  // naming the mask: a value could match by chance (grey 255 and colour #0000ff are one key).
+  void check_kind(bool colour_mask, const std::string& mask_file) const;
+};
+
+// Parses "0=0,128=1,255=2", "0=0,1=1,255=ignore" or "#000000=0,#ff0000=1".
+MaskMapping parse_mask_mapping(const std::string& text);
 
 struct Image;
 // A mask pixel's key for class_of_value: grey masks their value, colour masks 0xRRGGBB
@@ -43,8 +54,5 @@ class ColourKeyCheck {
 };
 // A key as --mask-map writes it: "255" for grey, "#ff0000" for colour masks.
 std::string mask_key_text(uint32_t key, bool colour);
-// A mapping of colours for a grey mask, or of grey values for a colour one, refused naming
-// the mask: a value could match by chance (grey 255 and colour #0000ff are one key).
-void check_mapping_kind(bool mapping_names_colours, bool colour_mask, const std::string& mask_file);
 
 }  // namespace dpunet::data

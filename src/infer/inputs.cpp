@@ -107,7 +107,7 @@ InputSet::InputSet(const std::string& input, InputOptions options) : input_(inpu
   DPUNET_CHECK(options_.masks_dir.empty() || !options_.read_masks, "--masks is for image inputs; the shards of ", input,
                " carry their own masks");
   // Shards' masks hold class ids already: a mapping would be ignored without a word.
-  DPUNET_CHECK(options_.class_of_value.empty(), "--mask-map is for image inputs' masks; the shards of ", input,
+  DPUNET_CHECK(options_.mask_mapping.empty(), "--mask-map is for image inputs' masks; the shards of ", input,
                " hold class ids (and their own ignore label)");
   // A file of another kind (a JPEG, a NIfTI volume) is said as such, not as a damaged shard.
   // (HDF5's signature opens the file, or a user block of 512 * 2^k bytes before it. An
@@ -183,9 +183,7 @@ void InputSet::check_mask_layout(const std::string& mask_path, const data::Image
                mask.height, ", the image ", image_path, " is ", image.width, "x", image.height);
   DPUNET_CHECK(mask.channels == 1 || mask.channels == 3, mask_path, ": a mask must be grey or RGB, it has ",
                mask.channels, " channels");
-  if (!options_.class_of_value.empty()) {
-    data::check_mapping_kind(options_.mapping_names_colours, mask.channels > 1, mask_path);
-  }
+  if (!options_.mask_mapping.empty()) options_.mask_mapping.check_kind(mask.channels > 1, mask_path);
 }
 
 void InputSet::warn_other_units(const std::string& pixel_type, const std::string& instead) const {
@@ -254,7 +252,7 @@ int64_t InputSet::size() const {
 
 int InputSet::ignore_label() const {
   if (dataset_) return dataset_->header().ignore_label;
-  return data::maps_ignore(options_.class_of_value) ? data::kDefaultIgnoreLabel : -1;
+  return options_.mask_mapping.maps_ignore() ? data::kDefaultIgnoreLabel : -1;
 }
 
 int64_t InputSet::channels() const {
@@ -273,6 +271,7 @@ torch::Tensor InputSet::load_mask(const std::string& path, const data::Image& im
   const int ignore = ignore_label();
   const bool colour = header.channels > 1;
   data::ColourKeyCheck colour_keys(found);
+  const std::map<uint32_t, int>& class_of_value = options_.mask_mapping.class_of_value;
   // A band of rows at a time: a slide's mask is never held whole in its stored values.
   rows.for_each_band(kBandRows, [&](const data::Image& mask, int64_t top) {
     colour_keys.check(mask, top);
@@ -280,9 +279,9 @@ torch::Tensor InputSet::load_mask(const std::string& path, const data::Image& im
       const int64_t p = top * mask.width + q;
       const uint32_t key = data::mask_key(mask, q);
       int64_t id = key;
-      if (!options_.class_of_value.empty()) {
-        const auto it = options_.class_of_value.find(key);
-        DPUNET_CHECK(it != options_.class_of_value.end(), found, ": mask value ", data::mask_key_text(key, colour),
+      if (!class_of_value.empty()) {
+        const auto it = class_of_value.find(key);
+        DPUNET_CHECK(it != class_of_value.end(), found, ": mask value ", data::mask_key_text(key, colour),
                      " at pixel (", p / mask.width, ", ", p % mask.width, ") is not in --mask-map");
         id = it->second == data::kIgnoreClass ? data::kDefaultIgnoreLabel : it->second;
       }

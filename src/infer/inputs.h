@@ -5,7 +5,6 @@
 
 #include <torch/types.h>
 
-#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -13,6 +12,7 @@
 
 #include "data/dataset.h"
 #include "data/image_io.h"
+#include "data/mask_mapping.h"
 #include "data/normalize.h"
 #include "infer/image_shares.h"
 #include "infer/input_rows.h"
@@ -38,11 +38,9 @@ struct InputOptions {
   // Image inputs: leave out the files named as masks (<name><mask_suffix>) in every
   // folder, not only in masks_dir (prediction without --eval, masks beside the images).
   bool masks_among_images = false;
-  std::string mask_suffix;  // the mask of a.png is a<suffix>.png|.tif|.tiff
-  // Mask value or 0xRRGGBB -> class or data::kIgnoreClass; empty: values are classes.
-  std::map<uint32_t, int> class_of_value;
-  bool mapping_names_colours = false;  // class_of_value's keys are #rrggbb colours
-  int64_t n_classes = 0;               // masks must hold classes below this (0: unchecked)
+  std::string mask_suffix;         // the mask of a.png is a<suffix>.png|.tif|.tiff
+  data::MaskMapping mask_mapping;  // empty: mask values are classes
+  int64_t n_classes = 0;           // masks must hold classes below this (0: unchecked)
 };
 
 class InputSet {

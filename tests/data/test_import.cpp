@@ -490,7 +490,7 @@ TEST_CASE("import maps a 1-bit mask's values 0 and 1, and refuses one beside 8-b
   }
   SECTION("all masks 1-bit: the values found are 0 and 1") {
     const auto result = dpunet::data::import_image_folders(f.options);
-    CHECK(result.class_of_value == std::map<uint32_t, int>{{0, 0}, {1, 1}});
+    CHECK(result.mask_mapping.class_of_value == std::map<uint32_t, int>{{0, 0}, {1, 1}});
     std::vector<uint8_t> image(256), mask(256);
     dpunet::data::Dataset(f.dir / "shards/train-*.h5").read(0, image.data(), mask.data());
     CHECK(mask[0] == 0);
@@ -516,9 +516,9 @@ TEST_CASE("import pairs images with masks, maps mask values to classes and split
   CHECK(result.train_samples == 8);
   CHECK(result.val_samples == 2);
   CHECK(result.train_shards.size() == 3);
-  CHECK(result.class_of_value == std::map<uint32_t, int>{{0, 0}, {255, 1}});
-  CHECK_FALSE(result.colour_masks);
-  CHECK(dpunet::data::mask_key_text(255, result.colour_masks) == "255");
+  CHECK(result.mask_mapping.class_of_value == std::map<uint32_t, int>{{0, 0}, {255, 1}});
+  CHECK_FALSE(result.mask_mapping.colours);
+  CHECK(dpunet::data::mask_key_text(255, result.mask_mapping.colours) == "255");
   const dpunet::data::Dataset train(f.dir / "shards/train-*.h5");
   const dpunet::data::Dataset val(f.dir / "shards/val-*.h5");
   CHECK(train.size() == 8);
@@ -612,11 +612,11 @@ TEST_CASE("import reads 16-bit RGB TIFFs and colour masks", "[data]") {
     write_tiff16(f.dir / ("images/t" + std::to_string(i) + ".tif"), make_image(8, 3, i, 16));
     dpunet::data::write_png(f.dir / ("masks/t" + std::to_string(i) + ".png"), colour_mask);
   }
-  f.options.class_of_value = dpunet::data::parse_mask_mapping("#000000=0,#ff0000=2", &f.options.mapping_names_colours);
+  f.options.mask_mapping = dpunet::data::parse_mask_mapping("#000000=0,#ff0000=2");
   f.options.class_names = {"bg", "unused", "red"};
   const auto result = dpunet::data::import_image_folders(f.options);
-  CHECK(result.colour_masks);  // the mapping is printed as --mask-map takes it
-  CHECK(dpunet::data::mask_key_text(0xff0000, result.colour_masks) == "#ff0000");
+  CHECK(result.mask_mapping.colours);  // the mapping is printed as --mask-map takes it
+  CHECK(dpunet::data::mask_key_text(0xff0000, result.mask_mapping.colours) == "#ff0000");
   const dpunet::data::Dataset dataset(f.options.out_dir);
   CHECK(dataset.header().pixel_type == dpunet::data::PixelType::kUInt16);
   CHECK(dataset.header().channels == 3);
@@ -639,16 +639,15 @@ TEST_CASE("palette PNG masks import as their indices, and a colour mapping for t
   }
   // Refused before any value is looked up: a grey value may match a colour by chance (2
   // is #000002), and would be mapped without a word.
-  f.options.class_of_value =
-      dpunet::data::parse_mask_mapping("#000000=0,#000001=1,#000002=2", &f.options.mapping_names_colours);
-  CHECK(f.options.mapping_names_colours);
+  f.options.mask_mapping = dpunet::data::parse_mask_mapping("#000000=0,#000001=1,#000002=2");
+  CHECK(f.options.mask_mapping.colours);
   CHECK_THROWS_WITH(dpunet::data::import_image_folders(f.options),
                     HasSubstr("masks/p0.png: the mask mapping names colours (#rrggbb), but this mask is grey") &&
                         HasSubstr("palette indices"));
-  f.options.class_of_value.clear();  // the indices, found
+  f.options.mask_mapping = {};  // the indices, found
   const auto result = dpunet::data::import_image_folders(f.options);
-  CHECK_FALSE(result.colour_masks);
-  CHECK(result.class_of_value == std::map<uint32_t, int>{{0, 0}, {1, 1}, {2, 2}});
+  CHECK_FALSE(result.mask_mapping.colours);
+  CHECK(result.mask_mapping.class_of_value == std::map<uint32_t, int>{{0, 0}, {1, 1}, {2, 2}});
 }
 
 TEST_CASE("a mask value mapped to ignore becomes the shards' ignore label", "[data]") {
@@ -657,9 +656,9 @@ TEST_CASE("a mask value mapped to ignore becomes the shards' ignore label", "[da
   for (int64_t y = 0; y < 8; ++y) mask.values[y * 8] = 128;  // first column: unlabelled
   dpunet::data::write_png(f.dir / "images/a.png", make_image(8, 1, 0));
   dpunet::data::write_png(f.dir / "masks/a.png", mask);
-  f.options.class_of_value = dpunet::data::parse_mask_mapping("0=0,255=1,128=ignore");
-  CHECK(f.options.class_of_value.at(128) == dpunet::data::kIgnoreClass);
-  CHECK(dpunet::data::mask_mapping_text(f.options.class_of_value, false) == "0=0,128=ignore,255=1");
+  f.options.mask_mapping = dpunet::data::parse_mask_mapping("0=0,255=1,128=ignore");
+  CHECK(f.options.mask_mapping.class_of_value.at(128) == dpunet::data::kIgnoreClass);
+  CHECK(f.options.mask_mapping.text() == "0=0,128=ignore,255=1");
   dpunet::data::import_image_folders(f.options);
   const dpunet::data::Dataset dataset(f.options.out_dir);
   CHECK(dataset.header().n_classes == 2);
@@ -670,7 +669,7 @@ TEST_CASE("a mask value mapped to ignore becomes the shards' ignore label", "[da
   CHECK(classes[1] == 0);
   CHECK(classes[7] == 1);
   // Without an ignore value the shards have no ignore label.
-  f.options.class_of_value = dpunet::data::parse_mask_mapping("0=0,255=1,128=0");
+  f.options.mask_mapping = dpunet::data::parse_mask_mapping("0=0,255=1,128=0");
   f.options.overwrite = true;
   dpunet::data::import_image_folders(f.options);
   CHECK(dpunet::data::Dataset(f.options.out_dir).header().ignore_label == -1);
@@ -754,8 +753,7 @@ TEST_CASE("import errors name the file at fault", "[data]") {
     colours.values[0] = 0x0100;  // pixel (0, 0): red 0x0100, pixel (0, 1): red 0x0101, one key #010000
     colours.values[3] = 0x0101;
     write_tiff16(f.dir / "masks/a.tif", colours);
-    f.options.class_of_value =
-        dpunet::data::parse_mask_mapping("#000000=0,#010000=1", &f.options.mapping_names_colours);
+    f.options.mask_mapping = dpunet::data::parse_mask_mapping("#000000=0,#010000=1");
     CHECK_THROWS_WITH(dpunet::data::import_image_folders(f.options),
                       HasSubstr("masks/a.tif: 16-bit colours that differ only in their low bytes"));
   }
@@ -772,7 +770,7 @@ TEST_CASE("import errors name the file at fault", "[data]") {
                       HasSubstr("8x8x3") && HasSubstr("convert them to one channel count"));
   }
   SECTION("a mask value without a class") {
-    f.options.class_of_value = dpunet::data::parse_mask_mapping("0=0");
+    f.options.mask_mapping = dpunet::data::parse_mask_mapping("0=0");
     CHECK_THROWS_WITH(dpunet::data::import_image_folders(f.options),
                       HasSubstr("masks/a.png") && HasSubstr("mask value 255"));
   }
@@ -781,8 +779,8 @@ TEST_CASE("import errors name the file at fault", "[data]") {
     std::fill(colour.values.begin(), colour.values.end(), 0);
     colour.values[2] = 255;  // pixel (0, 0) blue: key 255, as grey 255 would be
     dpunet::data::write_png(f.dir / "masks/a.png", colour);
-    f.options.class_of_value = dpunet::data::parse_mask_mapping("0=0,255=1", &f.options.mapping_names_colours);
-    CHECK_FALSE(f.options.mapping_names_colours);
+    f.options.mask_mapping = dpunet::data::parse_mask_mapping("0=0,255=1");
+    CHECK_FALSE(f.options.mask_mapping.colours);
     CHECK_THROWS_WITH(dpunet::data::import_image_folders(f.options),
                       HasSubstr("masks/a.png: the mask mapping names grey values, but this mask is in colour"));
   }
@@ -797,8 +795,8 @@ TEST_CASE("import errors name the file at fault", "[data]") {
     CHECK_THROWS_WITH(dpunet::data::parse_mask_mapping("0=0,255=1,255=2"), HasSubstr("255 is mapped twice"));
     CHECK_THROWS_WITH(dpunet::data::parse_mask_mapping("0=0,#ff0000=1"),
                       HasSubstr("give grey values or #rrggbb colours, not both"));
-    CHECK(dpunet::data::parse_mask_mapping("65535=1").at(65535) == 1);
-    CHECK(dpunet::data::parse_mask_mapping("#FFffFF=2").at(0xffffff) == 2);
+    CHECK(dpunet::data::parse_mask_mapping("65535=1").class_of_value.at(65535) == 1);
+    CHECK(dpunet::data::parse_mask_mapping("#FFffFF=2").class_of_value.at(0xffffff) == 2);
   }
 }
 
@@ -931,7 +929,7 @@ TEST_CASE("import finds masks beside their images by their suffix", "[data]") {
   f.options.mask_suffix = "_mask";
   const auto result = dpunet::data::import_image_folders(f.options);
   CHECK(result.train_samples == 3);
-  CHECK(result.class_of_value.size() == 2);
+  CHECK(result.mask_mapping.class_of_value.size() == 2);
 }
 
 TEST_CASE("an OME-TIFF is named without its .ome, so its mask is a_mask.ome.tif", "[data]") {
@@ -951,7 +949,7 @@ TEST_CASE("an OME-TIFF is named without its .ome, so its mask is a_mask.ome.tif"
   }
   const auto result = dpunet::data::import_image_folders(f.options);
   CHECK(result.train_samples == 2);
-  CHECK(result.class_of_value.size() == 2);
+  CHECK(result.mask_mapping.class_of_value.size() == 2);
 
   std::filesystem::remove(f.dir / "images/cell1_mask.ome.tif");
   f.options.overwrite = true;
@@ -966,7 +964,7 @@ TEST_CASE("an import that fails halfway leaves the output folder as it was", "[d
     dpunet::data::write_png(f.dir / (std::string("masks/") + name + ".png"), make_mask(8));
   }
   f.options.samples_per_shard = 1;
-  f.options.class_of_value = dpunet::data::parse_mask_mapping("0=0,255=1");
+  f.options.mask_mapping = dpunet::data::parse_mask_mapping("0=0,255=1");
   // c sorts last, so its shard is written after a's and b's: the failure comes halfway.
   Image bad = make_mask(8);
   bad.values[0] = 7;

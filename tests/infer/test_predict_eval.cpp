@@ -216,7 +216,7 @@ TEST_CASE("unlabelled pixels of image masks need a value that is no class of the
   image.values.assign(16, 7);
   dpunet::data::write_png(dir / "images/a.png", image);
   dpunet::infer::InputOptions options;
-  options.class_of_value = dpunet::data::parse_mask_mapping("0=0,255=ignore");
+  options.mask_mapping = dpunet::data::parse_mask_mapping("0=0,255=ignore");
   options.n_classes = 256;
   CHECK_THROWS_WITH(dpunet::infer::InputSet(dir / "images", options),
                     HasSubstr("--mask-map VALUE=ignore") && HasSubstr("at most 255 classes"));
