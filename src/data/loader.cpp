@@ -116,20 +116,27 @@ Batch Loader::build(const Job& job) const {
 
 void Loader::work() {
   std::unique_lock<std::mutex> lock(mutex_);
-  while (true) {
-    consumed_.wait(lock,
-                   [this] { return stopping_ || next_sequence_ < consumed_sequence_ + options_.prefetch_batches; });
-    if (stopping_) return;
-    const Job job = take_job();
-    lock.unlock();
-    Ready ready;
-    try {
-      ready.batch = build(job);
-    } catch (...) {
-      ready.error = std::current_exception();
+  try {
+    while (true) {
+      consumed_.wait(lock,
+                     [this] { return stopping_ || next_sequence_ < consumed_sequence_ + options_.prefetch_batches; });
+      if (stopping_) return;
+      const Job job = take_job();
+      lock.unlock();
+      Ready ready;
+      try {
+        ready.batch = build(job);
+      } catch (...) {
+        ready.error = std::current_exception();
+      }
+      lock.lock();
+      ready_.emplace(job.sequence, std::move(ready));
+      produced_.notify_all();
     }
-    lock.lock();
-    ready_.emplace(job.sequence, std::move(ready));
+  } catch (...) {
+    // Escaping the thread would end the process without a word.
+    if (!lock.owns_lock()) lock.lock();
+    if (!worker_failure_) worker_failure_ = std::current_exception();
     produced_.notify_all();
   }
 }
@@ -137,9 +144,14 @@ void Loader::work() {
 Batch Loader::next() {
   std::unique_lock<std::mutex> lock(mutex_);
   const auto start = std::chrono::steady_clock::now();
-  produced_.wait(lock, [this] { return stopping_ || ready_.count(consumed_sequence_) > 0; });
+  produced_.wait(lock, [this] { return stopping_ || worker_failure_ || ready_.count(consumed_sequence_) > 0; });
   wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   DPUNET_CHECK(!stopping_, "loader: next() after the loader stopped");
+  if (ready_.count(consumed_sequence_) == 0) {  // a worker failed before this batch was queued
+    stopping_ = true;
+    consumed_.notify_all();
+    std::rethrow_exception(worker_failure_);
+  }
   auto node = ready_.extract(consumed_sequence_);
   if (node.mapped().error) {
     stopping_ = true;  // a failed read ends the run; the other workers stop too

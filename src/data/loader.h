@@ -62,7 +62,7 @@ class Loader {
     int64_t sequence = 0;
     int64_t epoch = 0;
     std::vector<int64_t> indices;
-    std::vector<int64_t> repeats;  // SamplerState::repeat_of each index: padding copies draw anew
+    std::vector<int64_t> repeats;  // DistributedSampler::repeat_of each index: padding copies draw anew
     SamplerState state_after;
   };
   struct Ready {
@@ -90,6 +90,9 @@ class Loader {
   int64_t next_sequence_ = 0;
   int64_t consumed_sequence_ = 0;
   std::map<int64_t, Ready> ready_;
+  // An error taking a job or queueing a batch (out of memory): it ends its worker, and
+  // next() rethrows it in place of the first batch not yet ready.
+  std::exception_ptr worker_failure_;
   SamplerState state_;
   double wait_seconds_ = 0;
   std::vector<std::thread> workers_;

@@ -226,7 +226,7 @@ void ShardReader::read_into(const Dataset& dataset, int64_t index, int rank, hid
       const hsize_t largest = std::max<hsize_t>(bytes, compressBound(static_cast<uLong>(bytes)));
       DPUNET_CHECK(stored_bytes <= largest, context, ": the file says the stored chunk holds ", stored_bytes,
                    " bytes, more than ", largest, " a sample can take (a damaged file)");
-      stored.resize(stored_bytes);
+      if (dataset.deflated) stored.resize(stored_bytes);  // else the chunk goes straight into `out`
       void* target = dataset.deflated ? stored.data() : out;
       DPUNET_CHECK(dataset.deflated || stored_bytes == bytes, context, ": stored chunk holds ", stored_bytes,
                    " bytes, expected ", bytes);
