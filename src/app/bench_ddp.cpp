@@ -1,7 +1,9 @@
 // `dpunet bench ddp` (under mpirun): how much of the gradient all-reduce the bucketed
 // reducer hides behind backward. Times, per step and on the slowest rank: backward alone,
 // backward then one flat all-reduce of every gradient, and backward with the reducer;
-// then the reducer's bucket all-reduces alone next to raw MPI_Allreduce of the same bytes.
+// then the reducer's bucket all-reduces alone next to raw MPI_Allreduce of the same bytes,
+// and the same all-reduces with every one checked across ranks first
+// (distributed.check_collectives).
 #include <iostream>
 
 #include <torch/cuda.h>
@@ -12,6 +14,7 @@
 #include "app/bench_timing.h"
 #include "app/cli_checks.h"
 #include "common/build_info.h"
+#include "dist/checked_communicator.h"
 #include "dist/context.h"
 #include "dist/ddp.h"
 #include "dist/make_communicator.h"
@@ -155,13 +158,21 @@ void run_bench_ddp(const BenchDdpArgs& args) {
   // averaging as the reducer does (raw MPI_Allreduce below only sums).
   std::vector<torch::Tensor> buckets;
   for (int64_t n : ddp.bucket_numels()) buckets.push_back(torch::ones({n}, options));
-  const double buckets_ms = b.measure(
-      args, [] { return 0; },
-      [&](int) {
-        std::vector<std::unique_ptr<dist::Work>> works;
-        for (auto& t : buckets) works.push_back(comm->all_reduce_async(t, dist::ReduceOp::kAvg));
-        for (auto& w : works) w->wait();
-      });
+  auto all_buckets = [&](dist::Communicator& through) {
+    std::vector<std::unique_ptr<dist::Work>> works;
+    for (auto& t : buckets) works.push_back(through.all_reduce_async(t, dist::ReduceOp::kAvg));
+    for (auto& w : works) w->wait();
+  };
+  dist::CheckedCommunicator checked(context, comm);
+  std::vector<double> bucket_times, checked_times;  // taking turns, as above
+  for (int i = 0; i < args.warmup + args.repeats; ++i) {
+    const double plain = b.measure_once([] { return 0; }, [&](int) { all_buckets(*comm); });
+    const double with_checks = b.measure_once([] { return 0; }, [&](int) { all_buckets(checked); });
+    if (i < args.warmup) continue;
+    bucket_times.push_back(plain);
+    checked_times.push_back(with_checks);
+  }
+  const double buckets_ms = median_of(bucket_times), checked_ms = median_of(checked_times);
   std::vector<float> host(numel, 1.0f);
   const double raw_mpi_ms = b.measure(
       args, [] { return 0; },
@@ -189,6 +200,8 @@ void run_bench_ddp(const BenchDdpArgs& args) {
                         {"exposed_comm_ms", exposed_ms},
                         {"exposed_comm_ratio", exposed_ms / flat_allreduce_ms},
                         {"reducer_allreduce_ms", buckets_ms},
+                        {"checked_allreduce_ms", checked_ms},
+                        {"checks_ms_per_collective", (checked_ms - buckets_ms) / std::max<size_t>(buckets.size(), 1)},
                         {"raw_mpi_allreduce_ms", raw_mpi_ms},
                         {"reducer_busbw_gbps", allreduce_busbw_gbps(bytes, buckets_ms, n)},
                         {"raw_mpi_busbw_gbps", allreduce_busbw_gbps(bytes, raw_mpi_ms, n)},

@@ -127,6 +127,7 @@ struct DistributedConfig {
   double first_bucket_mb = 1, bucket_mb = 25;
   std::string wire_dtype = "none";  // none | bf16 | fp16
   double timeout_s = 600;
+  bool check_collectives = false;  // compare each collective across ranks first (finds mismatches)
 };
 
 struct Config {

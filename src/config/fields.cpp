@@ -244,6 +244,7 @@ std::vector<Field> build() {
       real("distributed.bucket_mb", AT(distributed.bucket_mb), 0.001, 4096),
       text("distributed.wire_dtype", AT(distributed.wire_dtype), {"none", "bf16", "fp16"}),
       real("distributed.timeout_s", AT(distributed.timeout_s), 1, 1e7),
+      boolean("distributed.check_collectives", AT(distributed.check_collectives)),
   };
 }
 

@@ -41,6 +41,9 @@ struct CommunicatorOptions {
   // caller's thread has to raise such a failure before the watchdog ends the process
   // itself, because the caller is blocked on the stalled work.
   std::chrono::milliseconds abort_grace{std::chrono::seconds(30)};
+  // Compare every collective across ranks before it is launched (CheckedCommunicator,
+  // distributed.check_collectives): slower, for finding a rank that issues others.
+  bool check_collectives = false;
 };
 
 class Communicator {

@@ -1,13 +1,7 @@
-// HostVote: MPI_Iallreduce on its own communicator, polled with a growing back-off, so
-// a rank that arrives early neither spins on a core the others compute on nor waits
-// forever.
+// HostVote: MPI_Iallreduce on its own communicator, waited for with a deadline.
 #include "dist/host_vote.h"
 
-#include <algorithm>
-#include <thread>
-
-#include "common/awake_time.h"
-#include "common/process_label.h"
+#include "dist/host_request.h"
 #include "dist/mpi_check.h"
 
 namespace dpunet::dist {
@@ -35,27 +29,13 @@ bool HostVote::any(bool mine) {
   DPUNET_CHECK(ballot_ != nullptr, "HostVote: an earlier vote never completed");
   ballot_->mine = mine ? 1 : 0;
   MPI_CHECK(MPI_Iallreduce(&ballot_->mine, &ballot_->any, 1, MPI_INT, MPI_MAX, comm_, &ballot_->request));
-  AwakeTime waited;  // a suspended job's ranks resume together: that pause is no stall
-  auto pause = std::chrono::microseconds(1);
-  for (;;) {
-    int done = 0;
-    const int status = MPI_Test(&ballot_->request, &done, MPI_STATUS_IGNORE);
-    if (status == MPI_SUCCESS && done) return ballot_->any != 0;
-    // From here on the request may still be live in MPI, which can write into the ballot.
-    if (status != MPI_SUCCESS) {
-      ballot_.release();
-      DPUNET_FAIL("the per-step stop vote failed [", process_label(), "]: ", detail::mpi_describe(status));
-    }
-    if (waited.now() > timeout_) {
-      ballot_.release();
-      DPUNET_FAIL("the per-step stop vote has not completed after ", timeout_.count() / 1000.0, " s [", process_label(),
-                  "]: another rank stopped or is stuck");
-    }
-    // Short sleeps: ranks normally arrive within microseconds of each other, and a
-    // sleeping rank must not add much to the step.
-    std::this_thread::sleep_for(pause);
-    pause = std::min(pause * 2, std::chrono::microseconds(100));
+  try {
+    wait_host_request(ballot_->request, timeout_, "the per-step stop vote");
+  } catch (...) {
+    ballot_.release();  // the request may still be live in MPI, which can write into the ballot
+    throw;
   }
+  return ballot_->any != 0;
 }
 
 }  // namespace dpunet::dist

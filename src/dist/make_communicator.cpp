@@ -2,6 +2,7 @@
 #include "dist/make_communicator.h"
 
 #include "common/error.h"
+#include "dist/checked_communicator.h"
 #include "dist/context.h"
 #include "dist/mpi_communicator.h"
 #ifdef DPUNET_WITH_NCCL
@@ -18,8 +19,10 @@ bool nccl_available() {
 #endif
 }
 
-std::shared_ptr<Communicator> make_communicator(const Context& context, const std::string& backend,
-                                                CommunicatorOptions options) {
+namespace {
+
+std::shared_ptr<Communicator> make_backend(const Context& context, const std::string& backend,
+                                           const CommunicatorOptions& options) {
   DPUNET_CHECK(backend == "auto" || backend == "mpi" || backend == "nccl", "unknown communication backend '", backend,
                "': expected auto, mpi or nccl");
   // Caught here, before a collective meets a tensor on the wrong device mid-step.
@@ -39,6 +42,15 @@ std::shared_ptr<Communicator> make_communicator(const Context& context, const st
   MpiCommunicatorOptions mpi_options;
   static_cast<CommunicatorOptions&>(mpi_options) = options;
   return std::make_shared<MpiCommunicator>(context, mpi_options);
+}
+
+}  // namespace
+
+std::shared_ptr<Communicator> make_communicator(const Context& context, const std::string& backend,
+                                                CommunicatorOptions options) {
+  std::shared_ptr<Communicator> made = make_backend(context, backend, options);
+  if (!options.check_collectives) return made;
+  return std::make_shared<CheckedCommunicator>(context, std::move(made));
 }
 
 }  // namespace dpunet::dist

@@ -43,6 +43,13 @@
 namespace dpunet::train {
 namespace {
 
+dist::CommunicatorOptions communicator_options(const config::Config& config) {
+  dist::CommunicatorOptions options;
+  options.timeout = std::chrono::milliseconds(static_cast<int64_t>(config.distributed.timeout_s * 1000));
+  options.check_collectives = config.distributed.check_collectives;
+  return options;
+}
+
 double seconds_since(detail::Clock::time_point start) {
   return std::chrono::duration<double>(detail::Clock::now() - start).count();
 }
@@ -70,9 +77,7 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
       context_(context),
       options_(options),
       device_(context.device()),
-      comm_(dist::make_communicator(context, config.distributed.backend,
-                                    dist::CommunicatorOptions{std::chrono::milliseconds(
-                                        static_cast<int64_t>(config.distributed.timeout_s * 1000))})),
+      comm_(dist::make_communicator(context, config.distributed.backend, communicator_options(config))),
       stop_vote_(context, std::chrono::milliseconds(static_cast<int64_t>(config.distributed.timeout_s * 1000))),
       logger_(config.run.dir, context.rank(), config.logging.progress, config.logging.tensorboard),
       store_(config.run.dir),

@@ -82,9 +82,11 @@ TEST_CASE("bench ddp compares the reducer's backward with backward alone and a f
   for (const json& n : j["bucket_numels"]) bucketed += n.get<double>();
   CHECK(bucketed == parameters);
   for (const char* key : {"backward_ms", "backward_reducer_ms", "backward_flat_allreduce_ms", "flat_allreduce_ms",
-                          "raw_mpi_allreduce_ms", "reducer_allreduce_ms"}) {
+                          "raw_mpi_allreduce_ms", "reducer_allreduce_ms", "checked_allreduce_ms"}) {
     CHECK(number(j, key) > 0);
   }
+  CHECK(number(j, "checks_ms_per_collective") ==
+        Approx((number(j, "checked_allreduce_ms") - number(j, "reducer_allreduce_ms")) / j["bucket_numels"].size()));
   CHECK(number(j, "exposed_comm_ratio") == Approx(number(j, "exposed_comm_ms") / number(j, "flat_allreduce_ms")));
   CHECK(number(j, "busbw_ratio") == Approx(number(j, "reducer_busbw_gbps") / number(j, "raw_mpi_busbw_gbps")));
   CHECK(number(j, "raw_mpi_busbw_gbps") ==

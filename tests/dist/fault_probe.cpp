@@ -7,6 +7,8 @@
 //   stall-inline  the same, with collectives made on the caller's thread (as without
 //                 MPI_THREAD_MULTIPLE), where the others block inside MPI
 //   mismatch  the bad rank builds a different model
+//   extra-collective  the bad rank issues one more all-reduce in its second step, with
+//                     the collectives checked across ranks (distributed.check_collectives)
 //   suspend   the bad rank holds back 2 s in its second step, saying so, while the others
 //             wait in an all-reduce (the test suspends the whole job meanwhile)
 //   nccl-stall  (one rank, one GPU) an NCCL all-reduce queued behind a stream that never
@@ -20,6 +22,7 @@
 #include <torch/torch.h>
 
 #include "common/error.h"
+#include "dist/checked_communicator.h"
 #include "dist/context.h"
 #include "dist/ddp.h"
 #include "dist/make_communicator.h"
@@ -59,7 +62,9 @@ void stall_nccl(int argc, char** argv) {
 #endif
 
 void run(int argc, char** argv) {
-  DPUNET_CHECK(argc == 3, "usage: fault_probe ok|throw|exit|stall|stall-inline|mismatch|suspend|nccl-stall <rank>");
+  DPUNET_CHECK(argc == 3,
+               "usage: fault_probe ok|throw|exit|stall|stall-inline|mismatch|extra-collective|suspend|"
+               "nccl-stall <rank>");
   std::string mode = argv[1];
   const int bad_rank = std::atoi(argv[2]);
   if (mode == "nccl-stall") {
@@ -76,7 +81,10 @@ void run(int argc, char** argv) {
     options.background_thread = false;
     mode = "stall";
   }
-  dpunet::dist::MpiCommunicator comm(context, options);
+  auto mpi = std::make_shared<dpunet::dist::MpiCommunicator>(context, options);
+  std::shared_ptr<dpunet::dist::Communicator> checked;
+  if (mode == "extra-collective") checked = std::make_shared<dpunet::dist::CheckedCommunicator>(context, mpi);
+  dpunet::dist::Communicator& comm = checked ? *checked : *mpi;
   const bool bad = context.rank() == bad_rank;
 
   torch::manual_seed(0);
@@ -90,6 +98,7 @@ void run(int argc, char** argv) {
       if (mode == "throw") DPUNET_FAIL("injected failure in step ", step);
       if (mode == "exit") std::exit(3);
       if (mode == "stall") std::this_thread::sleep_for(std::chrono::seconds(60));
+      if (mode == "extra-collective") comm.all_reduce(torch::ones({3}), dpunet::dist::ReduceOp::kSum);
       if (mode == "suspend") {
         std::fprintf(stderr, "holding back\n");
         std::fflush(stderr);
@@ -108,6 +117,8 @@ void run(int argc, char** argv) {
 int main(int argc, char** argv) {
   try {
     run(argc, argv);
+  } catch (const dpunet::AgreedError& e) {
+    return dpunet::dist::report_agreed_error(e);
   } catch (const std::exception& e) {
     return dpunet::dist::report_fatal_error(e.what());
   }

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 #include "support/catch.h"
 
+#include "dist/checked_communicator.h"
 #include "dist/ddp.h"
 #include "dist/mpi_communicator.h"
 #include "dist/sync_batch_norm.h"
@@ -264,8 +265,13 @@ class CountingCommunicator : public dist::Communicator {
 
 TEST_CASE("DDP with SyncBatchNorm equals BatchNorm on the whole batch", "[mpi]") {
   const bool checkpointing = GENERATE(false, true);
-  INFO("checkpointing " << checkpointing);
-  auto comm = std::make_shared<CountingCommunicator>(std::make_shared<dist::MpiCommunicator>(test::mpi_context()));
+  // With every collective checked across ranks first (distributed.check_collectives):
+  // SyncBatchNorm's all-gathers and the buckets' all-reduces, from autograd's hooks.
+  const bool checked = GENERATE(false, true);
+  INFO("checkpointing " << checkpointing << ", collectives checked " << checked);
+  std::shared_ptr<dist::Communicator> mpi = std::make_shared<dist::MpiCommunicator>(test::mpi_context());
+  if (checked) mpi = std::make_shared<dist::CheckedCommunicator>(test::mpi_context(), mpi);
+  auto comm = std::make_shared<CountingCommunicator>(mpi);
   const GlobalBatch batch = test::make_global_batch(kPerRank, comm->world_size());
   const GlobalBatch share = test::rank_share(batch, comm->rank(), comm->world_size());
   const StepResult expected = single_process_step(test::make_small_unet(model::Norm::kBatch), batch);

@@ -69,6 +69,18 @@ TEST_CASE("Models that differ across ranks stop the job with the difference name
   REQUIRE(job.output.find("differs between rank 1 and rank 0") != std::string::npos);
 }
 
+TEST_CASE("With collectives checked, a rank issuing one more stops the job with every rank's view", "[dist][fault]") {
+  const JobResult job = run_job("extra-collective", 2, 1);
+  INFO(job.output);
+  REQUIRE(job.exit_code != 0);
+  REQUIRE(job.exit_code != 124);
+  CHECK_THAT(job.output, HasSubstr("about to issue different collectives") && HasSubstr("rank 1: collective #") &&
+                             HasSubstr("all_reduce (sum) of Float [3]") && HasSubstr("rank 0: collective #") &&
+                             HasSubstr("all_reduce (avg) of Float"));
+  // Every rank stops at the check, together: no rank is left to abort the job.
+  CHECK_THAT(job.output, !HasSubstr("MPI_ABORT"));
+}
+
 // A suspended job (SIGSTOP to every process, as `scontrol suspend` does) resumes with
 // collectives that were in flight for longer than the timeout (3 s) in wall time.
 TEST_CASE("A job suspended past the stall timeout carries on when resumed", "[dist][fault]") {

@@ -1,0 +1,32 @@
+// wait_host_request: MPI_Test with sleeps that double up to 100 us.
+#include "dist/host_request.h"
+
+#include <algorithm>
+#include <thread>
+
+#include "common/awake_time.h"
+#include "common/process_label.h"
+#include "dist/mpi_check.h"
+
+namespace dpunet::dist {
+
+void wait_host_request(MPI_Request& request, std::chrono::milliseconds timeout, const std::string& what) {
+  AwakeTime waited;  // a suspended job's ranks resume together: that pause is no stall
+  auto pause = std::chrono::microseconds(1);
+  for (;;) {
+    int done = 0;
+    const int status = MPI_Test(&request, &done, MPI_STATUS_IGNORE);
+    if (status == MPI_SUCCESS && done) return;
+    if (status != MPI_SUCCESS) DPUNET_FAIL(what, " failed [", process_label(), "]: ", detail::mpi_describe(status));
+    if (waited.now() > timeout) {
+      DPUNET_FAIL(what, " has not completed after ", timeout.count() / 1000.0, " s [", process_label(),
+                  "]: another rank stopped or is stuck");
+    }
+    // Short sleeps: ranks normally arrive within microseconds of each other, and a
+    // sleeping rank must not add much to the step.
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::microseconds(100));
+  }
+}
+
+}  // namespace dpunet::dist
