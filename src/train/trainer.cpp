@@ -183,8 +183,8 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
     start = resume_position(*loaded, *saved);
     // train.steps lowered to the checkpoint's step ends the run there, and a run's end is
     // validated, as an uninterrupted run of that length would have done; unless that
-    // step's validation ran already (or is pending anyway).
-    const int64_t every = config.validation.every_steps;
+    // step's validation ran already (or is pending anyway), by the stopped run's schedule.
+    const int64_t every = saved->validation.every_steps;
     const bool validated_there = every > 0 ? step_ % every == 0 : start.position == 0;
     if (val_data_ && step_ == config.train.steps && saved->train.steps > step_ && !validated_there &&
         !validation_pending_) {

@@ -89,8 +89,8 @@ void Trainer::resume(const checkpoint::LoadedCheckpoint& loaded) {
   validation_pending_ = s.validation_pending;
   // Another run's checkpoint (continued into this run.dir), or one set aside: its best
   // names a file this run's `best` pointer cannot point at; this run's own validations
-  // choose its best.
-  if (best_step_ >= 0 && !is_own_checkpoint(loaded)) {
+  // choose its best. (A run that kept no best checkpoint still scored its validations.)
+  if ((best_step_ >= 0 || best_score_ >= 0) && !is_own_checkpoint(loaded)) {
     logger_.info(loaded.path() + " is not this run directory's own: its best score " + std::to_string(best_score_) +
                  " stays with it, and this run's best is chosen among its own validations");
     best_score_ = -1;

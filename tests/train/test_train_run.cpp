@@ -416,6 +416,25 @@ TEST_CASE("a stop during start-up writes the resumed checkpoint into the run dir
   CHECK(validated < resumed.output.find("step " + std::to_string(step + 1) + "/"));
 }
 
+TEST_CASE("a run continued from another run's checkpoint chooses its best among its own validations", "[train][e2e]") {
+  TrainFixture f;
+  // The other run kept no best checkpoint, but its step-4 validation was scored.
+  const std::string config = f.write_config();
+  const auto other = f.train(1, config + " --set checkpoint.keep_best=false --stop-at-step 4");
+  INFO(other.output);
+  REQUIRE(other.exit_code == 0);
+  REQUIRE_THAT(other.output, HasSubstr("validation step 4:"));
+  const std::string next = f.dir() / "next";
+  const auto continued = f.train(1, config + " --resume " + checkpoint_at(f, 4) + " --set run.dir=" + next);
+  INFO(continued.output);
+  REQUIRE(continued.exit_code == 0);
+  CHECK_THAT(continued.output, HasSubstr("is not this run directory's own: its best score"));
+  // Step 8's validation is this run's first: its best, whatever the other run scored.
+  const std::optional<std::string> best = dpunet::checkpoint::CheckpointStore(next).best();
+  REQUIRE(best.has_value());
+  CHECK(std::filesystem::path(*best).filename() == "step-00000008.ckpt");
+}
+
 TEST_CASE("train.steps lowered to a resumed step ends the run there, validated, and below it is refused",
           "[train][e2e]") {
   TrainFixture f;
@@ -429,14 +448,16 @@ TEST_CASE("train.steps lowered to a resumed step ends the run there, validated, 
   CHECK(below.exit_code != 0);
   CHECK_THAT(below.output, HasSubstr("train.steps 2 ends the run before step 3 of " + checkpoint_at(f, 3)));
   CHECK_FALSE(std::filesystem::exists(f.run_dir() + "/DONE"));
-  const auto at = f.train(1, config + " --resume auto --set train.steps=3");
+  // Validating every 3 steps from here on: whether step 3 was validated is the stopped
+  // run's schedule (every 4), not the new one.
+  const auto at = f.train(1, config + " --resume auto --set train.steps=3 --set validation.every_steps=3");
   INFO(at.output);
   REQUIRE(at.exit_code == 0);
   CHECK_THAT(at.output, HasSubstr("validating step 3 first: train.steps ends the run there") &&
                             HasSubstr("validation step 3:") && HasSubstr("done: 3 steps"));
   CHECK(dpunet::read_file(f.run_dir() + "/DONE") == "3\n");
   // Finished: the same command again finds nothing to do, and validates nothing twice.
-  const auto again = f.train(1, config + " --resume auto --set train.steps=3");
+  const auto again = f.train(1, config + " --resume auto --set train.steps=3 --set validation.every_steps=3");
   INFO(again.output);
   REQUIRE(again.exit_code == 0);
   CHECK_THAT(again.output, !HasSubstr("validation step 3:"));
