@@ -89,6 +89,7 @@ void write_meta(torch::serialize::OutputArchive& archive, const TrainingState& s
   archive.write("meta.step_epoch", c10::IValue(s.step_epoch));
   archive.write("meta.loss_window_sum", c10::IValue(s.loss_window_sum));
   archive.write("meta.loss_window_steps", c10::IValue(s.loss_window_steps));
+  archive.write("meta.loss_window_rank_sums", torch::tensor(s.loss_window_rank_sums, torch::kDouble));
   archive.write("meta.score_version", c10::IValue(static_cast<int64_t>(s.score_version)));
   archive.write("meta.format_version", c10::IValue(static_cast<int64_t>(kFormatVersion)));
   archive.write("meta.bucket_order", torch::tensor(s.bucket_order, torch::kLong));
@@ -115,6 +116,11 @@ TrainingState read_meta(torch::serialize::InputArchive& archive) {
   if (archive.try_read("meta.step_epoch", v)) s.step_epoch = v.toInt();
   if (archive.try_read("meta.loss_window_sum", v)) s.loss_window_sum = v.toDouble();
   if (archive.try_read("meta.loss_window_steps", v)) s.loss_window_steps = v.toInt();
+  torch::Tensor rank_sums;
+  if (archive.try_read("meta.loss_window_rank_sums", rank_sums)) {
+    const torch::Tensor sums = rank_sums.to(torch::kDouble).contiguous();
+    s.loss_window_rank_sums.assign(sums.data_ptr<double>(), sums.data_ptr<double>() + sums.numel());
+  }
   s.score_version = archive.try_read("meta.score_version", v) ? static_cast<int>(v.toInt()) : 1;
   torch::Tensor bucket_order;
   if (archive.try_read("meta.bucket_order", bucket_order)) {

@@ -44,6 +44,10 @@ struct TrainingState {
   // steps, with the same value, as an uninterrupted run's.
   double loss_window_sum = 0;
   int64_t loss_window_steps = 0;
+  // Each rank's own sum, in rank order: a resume on as many ranks restores each rank's,
+  // and its line averages them as the uninterrupted run's did, to the bit. (Empty: older
+  // files; another world size takes loss_window_sum on every rank.)
+  std::vector<double> loss_window_rank_sums;
   // How best_score was scored: 1 counted a class absent from masks and predictions as
   // Dice 1, 2 (this version) leaves it out of the mean. Files without it are 1.
   int score_version = kScoreVersion;

@@ -361,7 +361,7 @@ double Trainer::elapsed_s() const {
 }
 
 void Trainer::save(bool best, bool logged_now) {
-  const auto [window_sum, window_steps] = loss_window_for_save(logged_now);
+  const LossWindow window = loss_window_for_save(logged_now);
   if (!context_.is_root()) return;
   const Clock::time_point paused = pause_window();
   checkpoint::TrainingState state;
@@ -380,8 +380,9 @@ void Trainer::save(bool best, bool logged_now) {
   state.best_score = best_score_;
   state.best_step = best_step_;
   state.validation_pending = validation_pending_;
-  state.loss_window_sum = window_sum;
-  state.loss_window_steps = window_steps;
+  state.loss_window_sum = window.mean_sum;
+  state.loss_window_steps = window.steps;
+  state.loss_window_rank_sums = window.rank_sums;
   state.bucket_order = ddp_->bucket_order();
   // Nothing in the step draws from torch's generator today; its state is kept so that a
   // future random op (dropout, stochastic depth) resumes exactly too.
@@ -399,12 +400,18 @@ void Trainer::save(bool best, bool logged_now) {
   window_paused_ += seconds_since(paused);
 }
 
-std::pair<double, int64_t> Trainer::loss_window_for_save(bool logged_now) {
+Trainer::LossWindow Trainer::loss_window_for_save(bool logged_now) {
   // window_steps_ is the same on every rank, so they all take the collective or none.
-  if (logged_now || window_steps_ == 0) return {0.0, 0};
-  torch::Tensor loss = loss_window_.detach().to(torch::kDouble).reshape({1}).clone();
-  comm_->all_reduce(loss, dist::ReduceOp::kAvg);
-  return {loss.item<double>(), window_steps_};
+  if (logged_now || window_steps_ == 0) return {};
+  const torch::Tensor mine = loss_window_.detach().to(torch::kDouble).reshape({1});
+  torch::Tensor all = torch::empty({context_.world_size()}, mine.options());
+  comm_->all_gather(mine, all);
+  LossWindow window;
+  window.steps = window_steps_;
+  const torch::Tensor host = all.cpu();
+  window.rank_sums.assign(host.data_ptr<double>(), host.data_ptr<double>() + host.numel());
+  for (const double sum : window.rank_sums) window.mean_sum += sum / static_cast<double>(window.rank_sums.size());
+  return window;
 }
 
 void Trainer::log_progress() {

@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "checkpoint/background_writer.h"
 #include "checkpoint/checkpoint.h"
@@ -74,9 +75,14 @@ class Trainer {
   // Logs the loss window (the mean over ranks of loss_window_ / window_steps_) and the
   // throughput since the last line, then starts a new window.
   void log_progress();
-  // What a checkpoint records of the loss window, {sum, steps}: nothing when this step
-  // logs it, else its mean over ranks (a collective, taken by all ranks or none).
-  std::pair<double, int64_t> loss_window_for_save(bool logged_now);
+  // What a checkpoint records of the loss window: nothing when this step logs it, else
+  // each rank's sum and their mean (a collective, taken by all ranks or none).
+  struct LossWindow {
+    double mean_sum = 0;  // over ranks
+    int64_t steps = 0;
+    std::vector<double> rank_sums;  // in rank order
+  };
+  LossWindow loss_window_for_save(bool logged_now);
 
   config::Config config_;  // with the data's normalisation statistics filled in
   dist::Context& context_;

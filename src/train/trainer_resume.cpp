@@ -82,7 +82,10 @@ void Trainer::resume(const checkpoint::LoadedCheckpoint& loaded) {
   step_ = s.step;
   checked_step_ = s.step;  // the loss of the steps before was checked by the run that took them
   elapsed_before_ = s.elapsed_s;
-  restored_window_sum_ = s.loss_window_sum;
+  // Each rank's own sum where the run had as many ranks: the next line's mean over them
+  // is then the uninterrupted run's, to the bit.
+  const bool same_ranks = static_cast<int>(s.loss_window_rank_sums.size()) == context_.world_size();
+  restored_window_sum_ = same_ranks ? s.loss_window_rank_sums[context_.rank()] : s.loss_window_sum;
   window_steps_ = s.loss_window_steps;
   best_score_ = s.best_score;
   best_step_ = s.best_step;
