@@ -57,7 +57,12 @@ void Context::init(int* argc, char*** argv, DevicePreference device) {
   MPI_CHECK(MPI_Comm_size(node, &local_size_));
   node_leader_ = rank_;
   MPI_CHECK(MPI_Bcast(&node_leader_, 1, MPI_INT, 0, node));
-  cpu_share_ = cpu_share_on_node(node);
+  try {
+    cpu_share_ = cpu_share_on_node(node);
+  } catch (...) {
+    MPI_Comm_free(&node);
+    throw;
+  }
   MPI_CHECK(MPI_Comm_free(&node));
   host_ = host_name();
 

@@ -139,14 +139,25 @@ void DistributedDataParallel::build_buckets(const std::vector<size_t>& order) {
 }
 
 void DistributedDataParallel::register_hooks() {
-  for (size_t i = 0; i < params_.size(); ++i) {
-    // The variable keeps only a weak reference to its accumulator: hold it, or the hook
-    // vanishes with it.
-    auto accumulator = torch::autograd::impl::grad_accumulator(params_[i]);
-    DPUNET_CHECK(accumulator != nullptr, "DistributedDataParallel: parameter '", names_[i],
-                 "' has no gradient accumulator (is it a leaf that requires grad?)");
-    const uintptr_t key = accumulator->add_post_hook(std::make_unique<GradientReadyHook>(this, i));
-    hooks_.emplace_back(std::move(accumulator), key);
+  try {
+    for (size_t i = 0; i < params_.size(); ++i) {
+      // (The models agree across ranks by now: every rank fails here alike.)
+      DPUNET_CHECK(params_[i].is_leaf(), "DistributedDataParallel: parameter '", names_[i],
+                   "' is computed from other tensors (not a leaf): it has no gradient of its own to reduce");
+      // The variable keeps only a weak reference to its accumulator: hold it, or the hook
+      // vanishes with it.
+      auto accumulator = torch::autograd::impl::grad_accumulator(params_[i]);
+      DPUNET_CHECK(accumulator != nullptr, "DistributedDataParallel: parameter '", names_[i],
+                   "' has no gradient accumulator (is it a leaf that requires grad?)");
+      const uintptr_t key = accumulator->add_post_hook(std::make_unique<GradientReadyHook>(this, i));
+      hooks_.emplace_back(std::move(accumulator), key);
+    }
+  } catch (...) {
+    // The constructor fails, so no destructor removes the hooks added so far: they would
+    // call into the freed reducer from a later backward of the model.
+    for (auto& [node, key] : hooks_) node->del_post_hook(key);
+    hooks_.clear();
+    throw;
   }
 }
 
@@ -285,8 +296,10 @@ std::vector<int64_t> DistributedDataParallel::bucket_order() const {
 }
 
 bool DistributedDataParallel::restore_bucket_order(const std::vector<int64_t>& order) {
-  DPUNET_CHECK(!step_started_ && ready_order_.empty() && !rebuilt_,
-               "DistributedDataParallel: the bucket layout can be restored only before the first step");
+  DPUNET_CHECK(!step_started_ && ready_order_.empty() && !rebuilt_ && no_sync_depth_ == 0 &&
+                   std::none_of(accumulated_.begin(), accumulated_.end(), [](bool used) { return used; }),
+               "DistributedDataParallel: the bucket layout can be restored only before the first step "
+               "(and its first backward)");
   std::vector<bool> seen(params_.size(), false);
   std::vector<size_t> planned;
   for (int64_t p : order) {
@@ -304,6 +317,8 @@ bool DistributedDataParallel::restore_bucket_order(const std::vector<int64_t>& o
 
 void DistributedDataParallel::zero_grad() {
   std::lock_guard<std::mutex> lock(mutex_);
+  // Its buckets' all-reduces may be in flight, reading and writing them.
+  DPUNET_CHECK(!step_started_, "DistributedDataParallel: zero_grad() between a backward and its synchronize()");
   torch::NoGradGuard no_grad;
   for (auto& bucket : buckets_) bucket->buffer.zero_();
   // Zero means zero: a gradient replaced since the step (clipped into a new tensor, say)

@@ -25,12 +25,13 @@ std::shared_ptr<Communicator> make_backend(const Context& context, const std::st
                                            const CommunicatorOptions& options) {
   DPUNET_CHECK(backend == "auto" || backend == "mpi" || backend == "nccl", "unknown communication backend '", backend,
                "': expected auto, mpi or nccl");
-  // Caught here, before a collective meets a tensor on the wrong device mid-step.
-  DPUNET_CHECK(backend != "nccl" || context.device().is_cuda(), "rank ", context.rank(),
-               ": backend nccl (distributed.backend) needs a GPU, but this rank runs on the CPU; use mpi or auto");
-  DPUNET_CHECK(backend != "mpi" || !context.device().is_cuda(), "rank ", context.rank(),
-               ": backend mpi (distributed.backend) reduces CPU tensors, but this rank runs on ",
-               context.device().str(), "; use nccl or auto, or run.device: cpu");
+  // Caught here, before a collective meets a tensor on the wrong device mid-step. (The
+  // report of an error names the rank.)
+  DPUNET_CHECK(backend != "nccl" || context.device().is_cuda(),
+               "backend nccl (distributed.backend) needs a GPU, but this rank runs on the CPU; use mpi or auto");
+  DPUNET_CHECK(backend != "mpi" || !context.device().is_cuda(),
+               "backend mpi (distributed.backend) reduces CPU tensors, but this rank runs on ", context.device().str(),
+               "; use nccl or auto, or run.device: cpu");
   const bool want_nccl = backend == "nccl" || (backend == "auto" && context.device().is_cuda());
   if (want_nccl) {
 #ifdef DPUNET_WITH_NCCL

@@ -317,6 +317,12 @@ NcclCommunicator::NcclCommunicator(const Context& context, CommunicatorOptions o
   NCCL_CHECK(ncclCommInitRank(&comm, state_->world_size, id, state_->rank));
   {
     std::lock_guard<std::mutex> lock(state_->mutex);
+    // The watchdog gave up on the start-up meanwhile, and its abort found no communicator:
+    // this one is aborted here (the destructor skips an aborted state's).
+    if (state_->aborted) {
+      ncclCommAbort(comm);
+      DPUNET_FAIL("NCCL start-up finished only after its timeout had ended it [", process_label(), "]");
+    }
     state_->comm = comm;
   }
   started->store(true);

@@ -91,3 +91,46 @@ TEST_CASE("zero_grad zeroes a gradient replaced after the step, and the next bac
     CHECK(torch::equal(net->parameters()[i].grad(), reference->parameters()[i].grad()));
   }
 }
+
+TEST_CASE("DDP refuses zero_grad and a new bucket layout between a backward and its synchronize", "[dist]") {
+  auto net = make_model();
+  LoneCommunicator comm;
+  dist::DistributedDataParallel ddp(net.ptr(), comm, dist::DdpOptions{});
+  const std::vector<int64_t> layout = ddp.bucket_order();
+  const torch::Tensor x = torch::randn({5, 8});
+  net->forward(x).sum().backward();
+  // The buckets' all-reduces may be in flight: zeroing them would race with the reduction.
+  CHECK_THROWS_WITH(ddp.zero_grad(), HasSubstr("zero_grad() between a backward and its synchronize()"));
+  ddp.synchronize();
+  ddp.zero_grad();
+  {
+    // Micro-batches accumulated under no_sync: a new layout would forget they were used.
+    auto local_only = ddp.no_sync();
+    net->forward(x).sum().backward();
+    CHECK_THROWS_WITH(ddp.restore_bucket_order(layout), HasSubstr("only before the first step"));
+  }
+}
+
+TEST_CASE("A DDP that fails to start leaves no hook on the model's parameters", "[dist]") {
+  auto net = make_model();
+  // A parameter computed from another tensor has no gradient accumulator to hook; held by
+  // a module after the layers, so the layers' hooks are added before it fails.
+  auto holder = std::make_shared<torch::nn::Module>();
+  holder->register_parameter("derived", torch::ones({2}, torch::requires_grad()) * 2);
+  net->register_module("later", holder);
+  LoneCommunicator comm;
+  CHECK_THROWS_WITH(dist::DistributedDataParallel(net.ptr(), comm, dist::DdpOptions{}),
+                    HasSubstr("'later.derived' is computed from other tensors"));
+  // The layers' hooks were added before the failure: a backward would call the freed reducer.
+  const torch::Tensor x = torch::randn({5, 8});
+  net->forward(x).sum().backward();
+  CHECK(comm.all_reduces == 0);
+  auto reference = make_model();
+  reference->forward(x).sum().backward();
+  const auto expected = reference->named_parameters();
+  for (const auto& item : net->named_parameters()) {
+    if (item.key() == "later.derived") continue;
+    INFO(item.key());
+    CHECK(torch::equal(item.value().grad(), expected[item.key()].grad()));
+  }
+}
