@@ -1,4 +1,4 @@
-// peak_gpu_memory_gib.
+// take_peak_gpu_memory_gib.
 #include "train/device_memory.h"
 
 #ifdef DPUNET_TORCH_CUDA
@@ -7,12 +7,13 @@
 
 namespace dpunet::train {
 
-double peak_gpu_memory_gib(const c10::Device& device) {
+double take_peak_gpu_memory_gib(const c10::Device& device) {
 #ifdef DPUNET_TORCH_CUDA
   if (device.is_cuda()) {
     namespace alloc = c10::cuda::CUDACachingAllocator;
     const auto stats = alloc::getDeviceStats(device.index());
     const auto peak = stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)].peak;
+    alloc::resetPeakStats(device.index());
     return static_cast<double>(peak) / (1024.0 * 1024.0 * 1024.0);
   }
 #endif

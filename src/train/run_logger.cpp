@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -41,6 +42,12 @@ bool stdout_is_terminal() {
 }
 
 }  // namespace
+
+double remaining_seconds(int64_t step, int64_t end_step, int64_t paced_from_step, double paced_s, double step_ms) {
+  const int64_t left = std::max<int64_t>(0, end_step - step);
+  const int64_t paced = step - paced_from_step;
+  return static_cast<double>(left) * (paced > 0 ? paced_s / static_cast<double>(paced) : step_ms / 1000.0);
+}
 
 RunLogger::RunLogger(std::string run_dir, int rank, const std::string& progress, bool tensorboard)
     : run_dir_(std::move(run_dir)), rank_(rank), tensorboard_(tensorboard) {
@@ -101,20 +108,19 @@ void RunLogger::train(const TrainRecord& r) {
 
   char memory[32] = "";
   if (r.gpu_memory_gb >= 0) std::snprintf(memory, sizeof(memory), " mem %.1fG", r.gpu_memory_gb);
-  const double remaining_s = r.samples_per_s > 0 ? (r.total_steps - r.step) * r.step_ms / 1000.0 : 0.0;
   if (bar_) {
     constexpr int kWidth = 30;
     const int filled = static_cast<int>(kWidth * r.step / std::max<int64_t>(1, r.total_steps));
     std::printf("\r[%s%s] %lld/%lld ETA %s loss %.4f lr %.2e %.1f samples/s data %.0f%%%s   ",
                 std::string(filled, '=').c_str(), std::string(kWidth - filled, ' ').c_str(),
                 static_cast<long long>(r.step), static_cast<long long>(r.total_steps),
-                duration_text(remaining_s).c_str(), r.loss, r.lr, r.samples_per_s, 100 * r.data_wait_share, memory);
+                duration_text(r.remaining_s).c_str(), r.loss, r.lr, r.samples_per_s, 100 * r.data_wait_share, memory);
     bar_open_ = true;
   } else {
     std::printf("epoch %lld step %lld/%lld loss %.4f lr %.2e samples/s %.1f data %.0f%% step %.0fms%s eta %s\n",
                 static_cast<long long>(r.epoch), static_cast<long long>(r.step), static_cast<long long>(r.total_steps),
                 r.loss, r.lr, r.samples_per_s, 100 * r.data_wait_share, r.step_ms, memory,
-                duration_text(remaining_s).c_str());
+                duration_text(r.remaining_s).c_str());
   }
   std::fflush(stdout);
 }

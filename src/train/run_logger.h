@@ -23,9 +23,16 @@ struct TrainRecord {
   double samples_per_s = 0;    // global
   double data_wait_share = 0;  // of wall time spent waiting for batches
   double step_ms = 0;
-  double gpu_memory_gb = -1;  // peak allocated; < 0 on CPU
-  double elapsed_s = 0;       // training time of the run so far, over every resume
+  double gpu_memory_gb = -1;  // peak allocated since the previous record; < 0 on CPU
+  // Until this run ends (train.steps, or --stop-at-step), at its pace so far.
+  double remaining_s = 0;
+  double elapsed_s = 0;  // training time of the run so far, over every resume
 };
+
+// The seconds left until `end_step` at the run's pace: its wall time per step since
+// `paced_from_step` (`paced_s` seconds ago; validations and checkpoints included), or
+// `step_ms` a step before any step has been paced (the first line of a run).
+double remaining_seconds(int64_t step, int64_t end_step, int64_t paced_from_step, double paced_s, double step_ms);
 
 struct ValRecord {
   int64_t step = 0;

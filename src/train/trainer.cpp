@@ -434,7 +434,10 @@ void Trainer::log_progress() {
       seconds;
   r.data_wait_share = seconds > 0 ? waited / seconds : 0;
   r.step_ms = 1000.0 * seconds / static_cast<double>(timed);
-  r.gpu_memory_gb = peak_gpu_memory_gib(device_);
+  r.gpu_memory_gb = take_peak_gpu_memory_gib(device_);
+  const int64_t end_step =
+      options_.stop_at_step > 0 ? std::min(options_.stop_at_step, config_.train.steps) : config_.train.steps;
+  r.remaining_s = remaining_seconds(step_, end_step, paced_from_step_, seconds_since(paced_from_), r.step_ms);
   r.elapsed_s = elapsed_s();
   logger_.train(r);
   loss_window_.zero_();
@@ -512,6 +515,12 @@ int Trainer::run() {
     const bool last = step_ == config_.train.steps;
     const bool stop_requested = options_.stop_at_step > 0 && step_ >= options_.stop_at_step;
     const bool preempted = agree_to_stop();
+    if (first_step) {
+      // The pace of the run is taken from here: the first step's own time (cuDNN's
+      // autotuning, cold shards) says little about the rest.
+      paced_from_step_ = step_;
+      paced_from_ = Clock::now();
+    }
     first_step.reset();
     first_vote.reset();
     bool improved = false;

@@ -116,6 +116,9 @@ class Trainer {
   checkpoint::BackgroundWriter writer_;
   // Throughput bookkeeping between log lines.
   Clock::time_point run_start_ = Clock::now(), window_start_;
+  // Where the run's pace for the ETA is taken from (the end of its first step).
+  Clock::time_point paced_from_ = Clock::now();
+  int64_t paced_from_step_ = 0;
   double elapsed_before_ = 0;  // the resumed checkpoint's elapsed_s: time_s continues from it
   double window_wait_start_ = 0;
   double window_paused_ = 0;  // validation and checkpoint snapshots: not training time

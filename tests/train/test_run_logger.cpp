@@ -72,3 +72,15 @@ TEST_CASE("undefined validation scores get no TensorBoard point, as metrics.json
   CHECK(count("val/dice_class_0") == 2);
   CHECK(count("val/dice_class_1") == 0);
 }
+
+TEST_CASE("the ETA goes at the run's own pace, validations included, to where this run ends", "[train]") {
+  using dpunet::train::remaining_seconds;
+  // The first line: no step paced yet, the window's step time stands in.
+  CHECK(remaining_seconds(/*step=*/1, /*end_step=*/101, /*paced_from_step=*/1, /*paced_s=*/0, /*step_ms=*/50) ==
+        Approx(5.0));
+  // 10 steps paced in 2 s (1 s of it a validation): 0.2 s a step, not the 0.1 s a step takes.
+  CHECK(remaining_seconds(11, 101, 1, 2.0, 100) == Approx(18.0));
+  // A run that stops early (--stop-at-step) ends at its stop; past it, nothing is left.
+  CHECK(remaining_seconds(11, 21, 1, 2.0, 100) == Approx(2.0));
+  CHECK(remaining_seconds(30, 21, 1, 2.0, 100) == 0.0);
+}
