@@ -147,7 +147,7 @@ Batch Loader::next() {
   produced_.wait(lock, [this] { return stopping_ || worker_failure_ || ready_.count(consumed_sequence_) > 0; });
   wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   DPUNET_CHECK(!stopping_, "loader: next() after the loader stopped");
-  if (ready_.count(consumed_sequence_) == 0) {  // a worker failed before this batch was queued
+  if (worker_failure_) {  // out of memory taking a job or queueing a batch: the run ends
     stopping_ = true;
     consumed_.notify_all();
     std::rethrow_exception(worker_failure_);

@@ -91,7 +91,7 @@ class Loader {
   int64_t consumed_sequence_ = 0;
   std::map<int64_t, Ready> ready_;
   // An error taking a job or queueing a batch (out of memory): it ends its worker, and
-  // next() rethrows it in place of the first batch not yet ready.
+  // the next call of next() rethrows it.
   std::exception_ptr worker_failure_;
   SamplerState state_;
   double wait_seconds_ = 0;

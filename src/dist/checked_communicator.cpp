@@ -2,6 +2,7 @@
 // its own, waited for with the collectives' timeout, before each collective is launched.
 #include "dist/checked_communicator.h"
 
+#include <algorithm>
 #include <map>
 #include <vector>
 
@@ -77,6 +78,12 @@ struct CheckedCommunicator::Exchange {
 CheckedCommunicator::CheckedCommunicator(const Context& context, std::shared_ptr<Communicator> inner)
     : inner_(std::move(inner)), exchange_(std::make_unique<Exchange>()) {
   DPUNET_CHECK(inner_ != nullptr, "CheckedCommunicator: no communicator to check");
+  // On a GPU, collectives are issued from autograd's device threads too: the exchange's
+  // MPI calls then come from a thread other than the one that started MPI. (Every rank
+  // runs the same MPI library, so every rank stops here alike.)
+  DPUNET_CHECK(!inner_->device().is_cuda() || context.thread_level() >= MPI_THREAD_SERIALIZED,
+               "distributed.check_collectives on GPUs needs an MPI with at least MPI_THREAD_SERIALIZED; this one "
+               "gives less");
   MPI_CHECK(MPI_Comm_dup(context.world(), &comm_));
   MPI_CHECK(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
   exchange_->all.resize(static_cast<size_t>(inner_->world_size()));
@@ -124,6 +131,10 @@ void CheckedCommunicator::check(const Fingerprint& mine) {
   }
   for (const Fingerprint& theirs : exchange_->all) {
     if (theirs == mine) continue;
+    // The collectives before this one, which every rank issued alike, may still be in
+    // flight (the buckets before this one): a barrier on the same communicator ends after
+    // them on every rank, so none is left running into the exit.
+    inner_->barrier();
     // Every rank holds every view: each one throws here with the same message.
     DPUNET_FAIL_ON_EVERY_RANK(false,
                               "the ranks are about to issue different collectives (distributed.check_collectives; "

@@ -185,7 +185,7 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
     // validated, as an uninterrupted run of that length would have done; unless that
     // step's validation ran already (or is pending anyway), by the stopped run's schedule.
     const int64_t every = saved->validation.every_steps;
-    const bool validated_there = every > 0 ? step_ % every == 0 : start.position == 0;
+    const bool validated_there = !saved->data.val.empty() && (every > 0 ? step_ % every == 0 : start.position == 0);
     if (val_data_ && step_ == config.train.steps && saved->train.steps > step_ && !validated_there &&
         !validation_pending_) {
       validation_pending_ = true;

@@ -7,8 +7,9 @@
 //   stall-inline  the same, with collectives made on the caller's thread (as without
 //                 MPI_THREAD_MULTIPLE), where the others block inside MPI
 //   mismatch  the bad rank builds a different model
-//   extra-collective  the bad rank issues one more all-reduce in its second step, with
-//                     the collectives checked across ranks (distributed.check_collectives)
+//   extra-collective  the bad rank issues one more all-reduce in the middle of its second
+//                     backward (the buckets of the last layer in flight), with the
+//                     collectives checked across ranks (distributed.check_collectives)
 //   suspend   the bad rank holds back 2 s in its second step, saying so, while the others
 //             wait in an all-reduce (the test suspends the whole job meanwhile)
 //   nccl-stall  (one rank, one GPU) an NCCL all-reduce queued behind a stream that never
@@ -91,14 +92,27 @@ void run(int argc, char** argv) {
   const int64_t width = (mode == "mismatch" && bad) ? 9 : 8;
   auto net = std::make_shared<torch::nn::SequentialImpl>(torch::nn::Linear(16, width), torch::nn::ReLU(),
                                                          torch::nn::Linear(width, 1));
-  dpunet::dist::DistributedDataParallel ddp(net, comm);
+  dpunet::dist::DdpOptions ddp_options;
+  if (mode == "extra-collective") {
+    // One bucket per parameter: the last layer's are reduced while backward goes on.
+    ddp_options.bucket_caps.first_bytes = ddp_options.bucket_caps.bytes = ddp_options.bucket_caps.last_bytes = 4;
+  }
+  dpunet::dist::DistributedDataParallel ddp(net, comm, ddp_options);
   torch::optim::SGD sgd(net->parameters(), torch::optim::SGDOptions(0.01));
+  bool extra_now = false;
+  if (mode == "extra-collective" && bad) {
+    // The first layer's gradient comes last in backward, after the last layer's buckets.
+    net->parameters().front().register_hook([&](const torch::Tensor& grad) {
+      if (extra_now) comm.all_reduce(torch::ones({3}), dpunet::dist::ReduceOp::kSum);
+      return grad;
+    });
+  }
   for (int step = 0; step < 4; ++step) {
+    extra_now = bad && step == 1;
     if (bad && step == 1) {
       if (mode == "throw") DPUNET_FAIL("injected failure in step ", step);
       if (mode == "exit") std::exit(3);
       if (mode == "stall") std::this_thread::sleep_for(std::chrono::seconds(60));
-      if (mode == "extra-collective") comm.all_reduce(torch::ones({3}), dpunet::dist::ReduceOp::kSum);
       if (mode == "suspend") {
         std::fprintf(stderr, "holding back\n");
         std::fflush(stderr);

@@ -103,12 +103,19 @@ TEST_CASE("DDP refuses zero_grad and a new bucket layout between a backward and 
   CHECK_THROWS_WITH(ddp.zero_grad(), HasSubstr("zero_grad() between a backward and its synchronize()"));
   ddp.synchronize();
   ddp.zero_grad();
+
+  // Micro-batches accumulated under no_sync before the first step: a new layout would
+  // forget they were used (and call them unused at synchronize()).
+  auto fresh_net = make_model();
+  dist::DistributedDataParallel fresh(fresh_net.ptr(), comm, dist::DdpOptions{});
   {
-    // Micro-batches accumulated under no_sync: a new layout would forget they were used.
-    auto local_only = ddp.no_sync();
-    net->forward(x).sum().backward();
-    CHECK_THROWS_WITH(ddp.restore_bucket_order(layout), HasSubstr("only before the first step"));
+    auto local_only = fresh.no_sync();
+    fresh_net->forward(x).sum().backward();
+    CHECK_THROWS_WITH(fresh.restore_bucket_order(layout), HasSubstr("only before the first step"));
   }
+  CHECK_THROWS_WITH(fresh.restore_bucket_order(layout), HasSubstr("only before the first step"));
+  fresh_net->forward(x).sum().backward();
+  fresh.synchronize();  // every parameter counted as used
 }
 
 TEST_CASE("A DDP that fails to start leaves no hook on the model's parameters", "[dist]") {
