@@ -320,4 +320,14 @@ std::vector<std::string> differences(const Config& a, const Config& b) {
   return differing_keys(a, b, [](const std::string&) { return true; });
 }
 
+std::vector<std::string> key_values(const Config& config) {
+  std::vector<std::string> lines;
+  for (const Field& field : fields()) {
+    YAML::Emitter value;
+    value << YAML::Flow << field.write(config);
+    lines.push_back(field.path + ": " + value.c_str());
+  }
+  return lines;
+}
+
 }  // namespace dpunet::config

@@ -172,5 +172,7 @@ inline std::string weights_norm(const std::string& norm) {
 }
 // Every key that differs between two configs, in the same form and schema order.
 std::vector<std::string> differences(const Config& a, const Config& b);
+// Every key with its value, "optimizer.lr: 0.001", in schema order.
+std::vector<std::string> key_values(const Config& config);
 
 }  // namespace dpunet::config

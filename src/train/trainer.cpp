@@ -88,6 +88,10 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
   const dist::LongerTimeout startup(*comm_, dist::kStartupTimeout);
   if (config.precision.dtype == "fp16") autocast_dtype_ = at::kHalf;
   dist::share_cores(context);
+  // Ranks started with different configs (an MPMD mpirun, a config file edited while
+  // ranks start) would train apart, or issue collectives of other sizes: the first
+  // difference is named before anything is read.
+  dist::check_same_on_all_ranks(*comm_, config::key_values(config), "resolved config");
   DPUNET_CHECK(config.precision.dtype == "fp32" || device_.is_cuda(), "precision.dtype ", config.precision.dtype,
                " needs a GPU; this rank runs on ", device_.str());
 

@@ -529,3 +529,18 @@ TEST_CASE("a second Ctrl-C quits at once, without a checkpoint", "[train][e2e]")
   CHECK_THAT(log, HasSubstr("Ctrl-C again to quit without one") && !HasSubstr("stopped by a signal"));
   CHECK(dpunet::checkpoint::CheckpointStore(f.run_dir()).list().empty());
 }
+
+TEST_CASE("ranks started with different configs stop together, naming the first difference", "[train][e2e]") {
+  TrainFixture f;
+  const std::string config = f.write_config();
+  // An MPMD mpirun: rank 0 with larger gradient buckets than rank 1.
+  const auto job = dpunet::test::run_command(
+      "OMP_NUM_THREADS=1 timeout 120 " DPUNET_MPI_LAUNCHER " 1 " DPUNET_BINARY " train " + config +
+      " --set distributed.bucket_mb=2 : -np 1 " DPUNET_BINARY " train " + config + " 2>&1");
+  INFO(job.output);
+  CHECK(job.exit_code != 0);
+  CHECK(job.exit_code != 124);
+  CHECK_THAT(job.output, HasSubstr("the resolved config differs between rank 1 and rank 0") &&
+                             HasSubstr("distributed.bucket_mb: 2 on rank 0 but distributed.bucket_mb: 25 here"));
+  CHECK_THAT(job.output, !HasSubstr("MPI_ABORT"));
+}
