@@ -32,6 +32,15 @@ namespace dpunet::train::detail {
 
 using Clock = std::chrono::steady_clock;
 
+inline double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// "step 4" or "steps 3-7", for messages.
+inline std::string step_range(int64_t first, int64_t last) {
+  return first == last ? "step " + std::to_string(last) : "steps " + std::to_string(first) + "-" + std::to_string(last);
+}
+
 // The checkpoint `options.resume` names: none, a path, or (auto) the newest valid one of
 // the run directory, chosen by rank 0 for every rank.
 std::optional<checkpoint::LoadedCheckpoint> find_resume_point(const TrainOptions& options,

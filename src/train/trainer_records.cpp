@@ -1,0 +1,115 @@
+// What a run records as it goes: its checkpoints (the training state, snapshotted here and
+// written on the writer's thread) and its log lines (the loss window, throughput, ETA).
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "checkpoint/checkpoint.h"
+#include "train/device_memory.h"
+#include "train/rank_agreement.h"
+#include "train/schedule.h"
+#include "train/trainer_internal.h"
+
+namespace dpunet::train::detail {
+
+Clock::time_point Trainer::pause_window() {
+  // The steps queued on the GPU before the pause are training time: let them finish first.
+  if (device_.is_cuda()) torch::cuda::synchronize(device_.index());
+  return Clock::now();
+}
+
+double Trainer::elapsed_s() const {
+  return elapsed_before_ + seconds_since(run_start_);
+}
+
+void Trainer::save(bool best, bool logged_now) {
+  const LossWindow window = loss_window_for_save(logged_now);
+  if (!context_.is_root()) return;
+  const Clock::time_point paused = pause_window();
+  checkpoint::TrainingState state;
+  state.step = step_;
+  state.step_epoch = epoch_;
+  state.sampler = batches_->state();
+  state.dataset_size = train_data_->size();
+  state.dataset_description = describe_dataset(*train_data_);
+  state.world_size = context_.world_size();
+  state.elapsed_s = elapsed_s();
+  state.config_yaml = config::to_yaml(config_);
+  const LossScalerState scaler = scaler_.state();  // read back from the device
+  state.loss_scale = scaler.scale;
+  state.loss_scale_clean_steps = scaler.clean_steps;
+  if (best) best_step_ = step_;
+  state.best_score = best_score_;
+  state.best_step = best_step_;
+  state.validation_pending = validation_pending_;
+  state.loss_window_sum = window.mean_sum;
+  state.loss_window_steps = window.steps;
+  state.loss_window_rank_sums = window.rank_sums;
+  state.bucket_order = ddp_->bucket_order();
+  // Nothing in the step draws from torch's generator today; its state is kept so that a
+  // future random op (dropout, stochastic depth) resumes exactly too.
+  state.rng_cpu = at::detail::getDefaultCPUGenerator().get_state();
+  // The snapshot is taken here; writing it (checksum, file, fsync, pruning old ones) runs
+  // on the writer's thread, overlapping the next steps.
+  auto payload = std::make_shared<const std::string>(checkpoint::encode_checkpoint(*model_, *optimizer_, state));
+  // The copy synced the device: weights updated from a gradient all-reduce that failed or
+  // stalled are never written over a good checkpoint.
+  comm_->raise_pending_failure();
+  writer_.submit([this, payload, step = step_, best, keep = config_.checkpoint.keep_last] {
+    store_.commit(
+        step, [&](const std::string& path) { checkpoint::write_checkpoint(path, *payload); }, best, keep);
+  });
+  window_paused_ += seconds_since(paused);
+}
+
+Trainer::LossWindow Trainer::loss_window_for_save(bool logged_now) {
+  // window_steps_ is the same on every rank, so they all take the collective or none.
+  if (logged_now || window_steps_ == 0) return {};
+  const torch::Tensor mine = loss_window_.detach().to(torch::kDouble).reshape({1});
+  torch::Tensor all = torch::empty({context_.world_size()}, mine.options());
+  comm_->all_gather(mine, all);
+  LossWindow window;
+  window.steps = window_steps_;
+  const torch::Tensor host = all.cpu();
+  window.rank_sums.assign(host.data_ptr<double>(), host.data_ptr<double>() + host.numel());
+  for (const double sum : window.rank_sums) window.mean_sum += sum / static_cast<double>(window.rank_sums.size());
+  return window;
+}
+
+void Trainer::log_progress() {
+  const int64_t steps = window_steps_;
+  // One all-reduce every log interval: the loss shown is the mean over all ranks.
+  torch::Tensor loss = loss_window_.detach().to(torch::kFloat).reshape({1}).clone();
+  comm_->all_reduce(loss, dist::ReduceOp::kAvg);
+  const double seconds = std::max(1e-9, seconds_since(window_start_) - window_paused_);
+  const double waited = loader_->wait_seconds() - window_wait_start_;
+  TrainRecord r;
+  r.step = step_;
+  r.total_steps = config_.train.steps;
+  r.epoch = epoch_;
+  r.loss = loss.item<double>() / static_cast<double>(std::max<int64_t>(1, steps));
+  if (!std::isfinite(r.loss)) fail_non_finite_loss(step_range(step_ - steps + 1, step_));
+  r.lr = learning_rate(config_.schedule, config_.optimizer.lr, step_ - 1, config_.train.steps);
+  const int64_t timed = std::max<int64_t>(1, window_steps_timed_);
+  r.samples_per_s =
+      static_cast<double>(timed * config_.train.accumulation * config_.train.batch_size * context_.world_size()) /
+      seconds;
+  r.data_wait_share = seconds > 0 ? waited / seconds : 0;
+  r.step_ms = 1000.0 * seconds / static_cast<double>(timed);
+  r.gpu_memory_gb = take_peak_gpu_memory_gib(device_);
+  const int64_t end_step =
+      options_.stop_at_step > 0 ? std::min(options_.stop_at_step, config_.train.steps) : config_.train.steps;
+  r.remaining_s = remaining_seconds(step_, end_step, paced_from_step_, seconds_since(paced_from_), r.step_ms);
+  r.elapsed_s = elapsed_s();
+  logger_.train(r);
+  loss_window_.zero_();
+  window_steps_ = 0;
+  window_steps_timed_ = 0;
+  window_start_ = Clock::now();
+  window_wait_start_ = loader_->wait_seconds();
+  window_paused_ = 0;
+}
+
+}  // namespace dpunet::train::detail
