@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 #include "support/catch.h"
 
+#include "dist/checked_communicator.h"
 #include "dist/ddp.h"
 #include "dist/make_communicator.h"
 #include "support/ddp_fixture.h"
@@ -13,6 +14,12 @@ using namespace dpunet;
 
 namespace {
 
+dist::Context& gpu_context() {
+  test::mpi_context();  // MPI up first; the GPU context then shares it
+  static dist::Context context(dist::DevicePreference::kCuda);
+  return context;
+}
+
 // The NCCL communicator of this process, or nullptr (with a warning) when there is none.
 std::shared_ptr<dist::Communicator> nccl_or_skip() {
   if (!dist::nccl_available() || !torch::cuda::is_available()) {
@@ -22,9 +29,7 @@ std::shared_ptr<dist::Communicator> nccl_or_skip() {
   // Reference and DDP must run the same convolution arithmetic: no TF32, fixed algorithms.
   at::globalContext().setAllowTF32CuDNN(false);
   at::globalContext().setDeterministicCuDNN(true);
-  test::mpi_context();  // MPI up first; the GPU context below then shares it
-  static dist::Context gpu_context(dist::DevicePreference::kCuda);
-  return dist::make_communicator(gpu_context, "nccl");
+  return dist::make_communicator(gpu_context(), "nccl");
 }
 
 }  // namespace
@@ -54,8 +59,13 @@ TEST_CASE("NCCL collectives give exact results", "[gpu]") {
 // (SyncBatchNorm alone launches no collectives: here it checks its arithmetic on a GPU;
 // its collectives run over NCCL only with several GPUs, over MPI in the [mpi] tests.)
 TEST_CASE("NCCL DDP step and SyncBatchNorm step equal the plain ones on one GPU", "[gpu]") {
-  auto comm = nccl_or_skip();
-  if (!comm) return;
+  auto nccl = nccl_or_skip();
+  if (!nccl) return;
+  // Also with every collective checked first (distributed.check_collectives): the buckets'
+  // all-reduces then exchange their fingerprints from autograd's device thread.
+  const bool checked = GENERATE(false, true);
+  const std::shared_ptr<dist::Communicator> comm =
+      checked ? std::make_shared<dist::CheckedCommunicator>(gpu_context(), nccl) : nccl;
   const auto batch = test::make_global_batch(2, 1);
   const test::GlobalBatch on_gpu{batch.images.to(comm->device()), batch.labels.to(comm->device())};
   for (auto norm : {model::Norm::kNone, model::Norm::kSyncBatch}) {
@@ -69,7 +79,7 @@ TEST_CASE("NCCL DDP step and SyncBatchNorm step equal the plain ones on one GPU"
     dist::DistributedDataParallel ddp(net.ptr(), *comm, options);
     test::batch_loss(net, on_gpu).backward();
     ddp.synchronize();
-    INFO("norm " << model::to_string(norm));
+    INFO("norm " << model::to_string(norm) << ", collectives checked " << checked);
     REQUIRE(test::max_relative_error(test::gradients(*net), test::gradients(*reference)) <= 1e-5);
   }
 }
