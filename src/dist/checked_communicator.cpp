@@ -76,7 +76,7 @@ struct CheckedCommunicator::Exchange {
 };
 
 CheckedCommunicator::CheckedCommunicator(const Context& context, std::shared_ptr<Communicator> inner)
-    : inner_(std::move(inner)), exchange_(std::make_unique<Exchange>()) {
+    : inner_(std::move(inner)), comm_(context.world()), exchange_(std::make_unique<Exchange>()) {
   DPUNET_CHECK(inner_ != nullptr, "CheckedCommunicator: no communicator to check");
   // On a GPU, collectives are issued from autograd's device threads too: the exchange's
   // MPI calls then come from a thread other than the one that started MPI. (Every rank
@@ -84,17 +84,10 @@ CheckedCommunicator::CheckedCommunicator(const Context& context, std::shared_ptr
   DPUNET_CHECK(!inner_->device().is_cuda() || context.thread_level() >= MPI_THREAD_SERIALIZED,
                "distributed.check_collectives on GPUs needs an MPI with at least MPI_THREAD_SERIALIZED; this one "
                "gives less");
-  MPI_CHECK(MPI_Comm_dup(context.world(), &comm_));
-  MPI_CHECK(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
   exchange_->all.resize(static_cast<size_t>(inner_->world_size()));
 }
 
-CheckedCommunicator::~CheckedCommunicator() {
-  if (!exchange_) return;  // an exchange stalled: the communicator is unusable
-  int finalized = 0;
-  MPI_Finalized(&finalized);
-  if (!finalized && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
-}
+CheckedCommunicator::~CheckedCommunicator() = default;
 
 CheckedCommunicator::Fingerprint CheckedCommunicator::fingerprint(int operation, const at::Tensor& tensor,
                                                                   int64_t parameter) {
@@ -120,13 +113,14 @@ void CheckedCommunicator::check(const Fingerprint& mine) {
   exchange_->mine = mine;
   static_assert(sizeof(Fingerprint) == kFields * sizeof(int64_t), "fingerprints travel as int64 arrays");
   MPI_CHECK(MPI_Iallgather(exchange_->mine.data(), kFields, MPI_INT64_T, exchange_->all.data(), kFields, MPI_INT64_T,
-                           comm_, &exchange_->request));
+                           comm_.get(), &exchange_->request));
   const std::chrono::milliseconds limit =
       timeout() > std::chrono::milliseconds::zero() ? timeout() : CommunicatorOptions{}.timeout;
   try {
     wait_host_request(exchange_->request, limit, "the check of " + describe(mine) + " (distributed.check_collectives)");
   } catch (...) {
     exchange_.release();  // the request may still be live in MPI, which can write into the exchange
+    comm_.abandon();
     throw;
   }
   for (const Fingerprint& theirs : exchange_->all) {

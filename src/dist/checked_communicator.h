@@ -15,6 +15,7 @@
 #include <mutex>
 
 #include "dist/communicator.h"
+#include "dist/host_request.h"
 
 namespace dpunet::dist {
 
@@ -52,7 +53,7 @@ class CheckedCommunicator : public Communicator {
   Fingerprint fingerprint(int operation, const at::Tensor& tensor, int64_t parameter);
 
   std::shared_ptr<Communicator> inner_;
-  MPI_Comm comm_ = MPI_COMM_NULL;  // a duplicate of the world's, for the fingerprints alone
+  HostComm comm_;  // for the fingerprints alone
   std::mutex mutex_;
   int64_t issued_ = 0;  // collectives checked so far
   // Owned until an exchange stalls; then left to MPI, which may still write into it.

@@ -29,4 +29,20 @@ void wait_host_request(MPI_Request& request, std::chrono::milliseconds timeout, 
   }
 }
 
+HostComm::HostComm(MPI_Comm world) {
+  MPI_CHECK(MPI_Comm_dup(world, &comm_));
+  const int status = MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
+  if (status != MPI_SUCCESS) {
+    MPI_Comm_free(&comm_);
+    MPI_CHECK(status);
+  }
+}
+
+HostComm::~HostComm() {
+  if (abandoned_) return;
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+}
+
 }  // namespace dpunet::dist

@@ -16,4 +16,22 @@ namespace dpunet::dist {
 // the caller must keep them alive and never reuse the communicator.
 void wait_host_request(MPI_Request& request, std::chrono::milliseconds timeout, const std::string& what);
 
+// A duplicate of `world` for host-side exchanges (errors returned as codes), freed with
+// its owner unless abandon() said an exchange on it never completed: MPI may still use it
+// then, so it is left to the process's exit. Collective: every rank makes it alike.
+class HostComm {
+ public:
+  explicit HostComm(MPI_Comm world);
+  ~HostComm();
+  HostComm(const HostComm&) = delete;
+  HostComm& operator=(const HostComm&) = delete;
+
+  MPI_Comm get() const { return comm_; }
+  void abandon() { abandoned_ = true; }
+
+ private:
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  bool abandoned_ = false;
+};
+
 }  // namespace dpunet::dist

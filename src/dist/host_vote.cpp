@@ -13,26 +13,19 @@ struct HostVote::Ballot {
 };
 
 HostVote::HostVote(const Context& context, std::chrono::milliseconds timeout)
-    : timeout_(timeout), ballot_(std::make_unique<Ballot>()) {
-  MPI_CHECK(MPI_Comm_dup(context.world(), &comm_));
-  MPI_CHECK(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
-}
+    : comm_(context.world()), timeout_(timeout), ballot_(std::make_unique<Ballot>()) {}
 
-HostVote::~HostVote() {
-  if (!ballot_) return;  // a vote stalled: the communicator is unusable
-  int finalized = 0;
-  MPI_Finalized(&finalized);
-  if (!finalized && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
-}
+HostVote::~HostVote() = default;
 
 bool HostVote::any(bool mine) {
   DPUNET_CHECK(ballot_ != nullptr, "HostVote: an earlier vote never completed");
   ballot_->mine = mine ? 1 : 0;
-  MPI_CHECK(MPI_Iallreduce(&ballot_->mine, &ballot_->any, 1, MPI_INT, MPI_MAX, comm_, &ballot_->request));
+  MPI_CHECK(MPI_Iallreduce(&ballot_->mine, &ballot_->any, 1, MPI_INT, MPI_MAX, comm_.get(), &ballot_->request));
   try {
     wait_host_request(ballot_->request, timeout_, "the per-step stop vote");
   } catch (...) {
     ballot_.release();  // the request may still be live in MPI, which can write into the ballot
+    comm_.abandon();
     throw;
   }
   return ballot_->any != 0;

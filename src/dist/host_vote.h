@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "dist/context.h"
+#include "dist/host_request.h"
 
 namespace dpunet::dist {
 
@@ -29,7 +30,7 @@ class HostVote {
 
  private:
   struct Ballot;
-  MPI_Comm comm_ = MPI_COMM_NULL;
+  HostComm comm_;
   std::chrono::milliseconds timeout_;
   // Owned until a vote stalls; then released to MPI, which may still write into it.
   std::unique_ptr<Ballot> ballot_;
