@@ -6,13 +6,13 @@
 #include <ATen/Context.h>
 #include <ATen/core/Generator.h>
 #include <torch/autograd.h>
-#include <torch/csrc/autograd/engine.h>
 #include <algorithm>
 #include <mutex>
 
 #include "common/error.h"
 #include "common/recompute_tape.h"
 #include "model/autocast_state.h"
+#include "model/nested_backward.h"
 
 namespace dpunet::model {
 namespace {
@@ -87,51 +87,49 @@ class CheckpointFunction : public torch::autograd::Function<CheckpointFunction> 
   static variable_list backward(AutogradContext* ctx, variable_list& grad_outputs);
 };
 
-// The root of a nested backward: hands its gradients over on first use and keeps no
-// reference, so the engine frees each one as soon as the node consuming it is done.
-class HandOver : public torch::autograd::Node {
+// Puts a module's buffers back as they were when it was made, however the scope ends: a
+// failed recomputation (out of memory, which the largest-batch search recovers from) must
+// not leave BatchNorm's running statistics updated twice.
+class BufferRestore {
  public:
-  // The engine feeds a root one input; `trigger` is a scalar standing in for it.
-  HandOver(variable_list grads, const torch::Tensor& trigger) : grads_(std::move(grads)) {
-    add_input_metadata(trigger);
-  }
-  variable_list apply(variable_list&& /*unused*/) override { return std::move(grads_); }
-
- private:
-  variable_list grads_;
-};
-
-// Backpropagates `grads` through the recomputed `outputs`, accumulating into leaves. Both
-// lists are consumed: holding either while the engine runs would keep a full activation
-// map (the block's output, or the gradient arriving at it) alive for the whole backward.
-void run_nested_backward(variable_list&& outputs, variable_list&& grads) {
-  torch::autograd::edge_list roots;
-  variable_list root_grads;
-  for (size_t i = 0; i < outputs.size() && i < grads.size(); ++i) {
-    if (outputs[i].requires_grad() && grads[i].defined()) {
-      roots.push_back(torch::autograd::impl::gradient_edge(outputs[i]));
-      root_grads.push_back(std::move(grads[i]));
+  explicit BufferRestore(torch::nn::Module& block) {
+    for (const auto& buffer : block.buffers()) {
+      if (buffer.defined()) saved_.emplace_back(buffer, buffer.clone());
     }
   }
-  outputs.clear();
-  grads.clear();
-  if (roots.empty()) return;
-  const torch::Tensor trigger = torch::zeros({});
-  auto seed = std::make_shared<HandOver>(std::move(root_grads), trigger);
-  seed->set_next_edges(std::move(roots));
-  torch::autograd::Engine::get_default_engine().execute({torch::autograd::Edge(seed, 0)}, {trigger},
-                                                        /*keep_graph=*/false,
-                                                        /*create_graph=*/false, /*accumulate_grad=*/true);
-}
-
-// Copies of a module's buffers, put back after recomputation.
-std::vector<std::pair<torch::Tensor, torch::Tensor>> snapshot_buffers(torch::nn::Module& block) {
-  std::vector<std::pair<torch::Tensor, torch::Tensor>> saved;
-  for (const auto& buffer : block.buffers()) {
-    if (buffer.defined()) saved.emplace_back(buffer, buffer.clone());
+  BufferRestore(const BufferRestore&) = delete;
+  BufferRestore& operator=(const BufferRestore&) = delete;
+  ~BufferRestore() {
+    torch::NoGradGuard no_grad;
+    try {
+      for (const auto& [buffer, copy] : saved_) buffer.copy_(copy);
+    } catch (...) {
+      // Only a failing device gets here, and the error that ends the step says so.
+    }
   }
-  return saved;
-}
+
+ private:
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> saved_;
+};
+
+// The forward's RNG state installed for the scope, the one it replaced put back after,
+// also when the recomputation throws.
+class RngSwap {
+ public:
+  explicit RngSwap(const RngState& state) : replaced_(state.swap_in()) {}
+  RngSwap(const RngSwap&) = delete;
+  RngSwap& operator=(const RngSwap&) = delete;
+  ~RngSwap() {
+    try {
+      replaced_.swap_in();
+    } catch (...) {
+      // As above: set_state fails only on a failing device.
+    }
+  }
+
+ private:
+  RngState replaced_;
+};
 
 variable_list CheckpointFunction::backward(AutogradContext* ctx, variable_list& grad_outputs) {
   // The recomputed graph is run by a nested backward without create_graph, and the
@@ -151,17 +149,14 @@ variable_list CheckpointFunction::backward(AutogradContext* ctx, variable_list& 
 
   // BatchNorm's backward reads the running statistics it saved, so the buffers the
   // recomputation updated are restored only after the gradients are computed.
-  const auto buffers = snapshot_buffers(*recompute->block);
+  const BufferRestore buffers(*recompute->block);
   variable_list outputs;
   {
-    const RngState rng_before = recompute->rng.swap_in();
-    {
-      const AutocastState::Scope as_first(recompute->autocast);
-      torch::AutoGradMode grad_on(true);
-      RecomputeTape::Scope replaying(recompute->tape, /*replay=*/true);
-      outputs = recompute->run(inputs);
-    }
-    rng_before.swap_in();
+    const RngSwap as_forward(recompute->rng);
+    const AutocastState::Scope as_first(recompute->autocast);
+    torch::AutoGradMode grad_on(true);
+    RecomputeTape::Scope replaying(recompute->tape, /*replay=*/true);
+    outputs = recompute->run(inputs);
   }
 
   run_nested_backward(std::move(outputs), std::move(grad_outputs));
@@ -171,8 +166,6 @@ variable_list CheckpointFunction::backward(AutogradContext* ctx, variable_list& 
   for (size_t i = 0; i < inputs.size(); ++i) {
     if (inputs[i].defined() && inputs[i].requires_grad()) result[1 + i] = inputs[i].grad();
   }
-  torch::NoGradGuard no_grad;
-  for (const auto& [buffer, copy] : buffers) buffer.copy_(copy);
   return result;
 }
 

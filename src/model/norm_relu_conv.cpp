@@ -9,6 +9,7 @@
 #include "common/error.h"
 #include "model/autocast_state.h"
 #include "model/batch_norm_relu.h"
+#include "model/nested_backward.h"
 
 namespace dpunet::model {
 namespace {
@@ -94,10 +95,21 @@ class NormReluConvFunction : public torch::autograd::Function<NormReluConvFuncti
     }
     // The convolution's output gradient, a map of its own, is used up: freed before the
     // BatchNorm+ReLU backward allocates its maps (the peak of a checkpointed U-Net's step
-    // lies there).
+    // lies there). So are the recomputed map and its gradient, handed to the nested
+    // backward, which frees each as soon as the node using it is done (ReLU's own saved
+    // result holds the map while it is needed).
     grad_outputs[0].reset();
     variable_list norm_grads(3);
-    if (norm_needed) norm_grads = torch::autograd::grad({y}, norm_inputs, {dy.to(y.scalar_type())});
+    if (norm_needed) {
+      // Moved into lists of their own: a braced list would copy them out of an
+      // initializer_list, whose array holds both until the call returns.
+      variable_list outputs, grads;
+      outputs.push_back(std::move(y));
+      grads.push_back(dy.to(outputs[0].scalar_type()));
+      dy.reset();
+      run_nested_backward(std::move(outputs), std::move(grads));
+      for (size_t i = 0; i < 3; ++i) norm_grads[i] = norm_inputs[i].grad();
+    }
     return {norm_grads[0], norm_grads[1],   norm_grads[2],   dweight,
             dbias,         torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }

@@ -187,3 +187,27 @@ TEST_CASE("checkpoint's recomputation under autocast leaves no cast weights for 
       at::conv2d(x.to(torch::kBFloat16), conv->weight.to(torch::kBFloat16), conv->bias.to(torch::kBFloat16), 1, 1);
   CHECK(torch::equal(conv->forward(x), expected));
 }
+
+TEST_CASE("a recomputation that fails puts the RNG and the block's buffers back", "[model][checkpoint]") {
+  // As an out-of-memory error in backward would, which the largest-batch search recovers
+  // from and goes on training with.
+  auto norm = torch::nn::BatchNorm1d(4);
+  int calls = 0;
+  auto run = [&norm, &calls](const std::vector<torch::Tensor>& in) {
+    // Updates the running statistics and draws from the RNG before failing.
+    auto y = norm->forward(in[0]) + torch::rand_like(in[0]);
+    if (++calls == 2) throw std::runtime_error("out of memory (simulated)");
+    return std::vector<torch::Tensor>{y};
+  };
+  const auto x = torch::randn({6, 4}, torch::requires_grad());
+  const auto out = checkpoint(*norm, run, {x});
+  const auto mean = norm->running_mean.clone(), count = norm->num_batches_tracked.clone();
+  torch::manual_seed(11);
+  CHECK_THROWS_WITH(out[0].sum().backward(), HasSubstr("simulated"));
+  CHECK(calls == 2);
+  CHECK(torch::equal(norm->running_mean, mean));
+  CHECK(torch::equal(norm->num_batches_tracked, count));
+  const auto next = torch::rand({3});
+  torch::manual_seed(11);
+  CHECK(torch::equal(next, torch::rand({3})));  // the draws go on from where they were
+}

@@ -8,6 +8,7 @@
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
 #include "support/catch.h"
+#include "support/cpu_allocations.h"
 
 #include "common/autocast_scope.h"
 #include "model/batch_norm_relu.h"
@@ -106,6 +107,35 @@ TEST_CASE("norm_relu_conv in eval mode or without grad is the plain composition"
   const torch::Tensor z = norm_relu_conv(x.requires_grad_(true), *a.norm, *a.conv);
   CHECK(torch::equal(z, b.conv->forward(b.norm->forward(x).relu())));
   CHECK(torch::equal(a.norm->num_batches_tracked, b.norm->num_batches_tracked));
+}
+
+TEST_CASE("norm_relu_conv's backward holds no more maps than the plain composition's on the CPU", "[model]") {
+  // ATen's BatchNorm then ReLU: the recomputed map and its gradient must be let go of as
+  // the nested backward uses them up, not held through the BatchNorm's backward.
+  torch::manual_seed(5);
+  const torch::Tensor x = torch::randn({2, 32, 64, 64});
+  // One output channel: the convolution's own backward (its output gradient, oneDNN's
+  // reordered copies) stays small, and the BatchNorm+ReLU backward's maps make the peak.
+  const torch::Tensor loss_weights = torch::randn({2, 1, 64, 64});
+  auto peak_through_backward = [&](bool recompute) {
+    Layers l = make_layers(32, 1, false, x);
+    const torch::Tensor in = x.detach().clone().requires_grad_(true);
+    // From before forward: the plain composition's map, kept from forward, counts too.
+    dpunet::test::CpuAllocations counted;
+    const torch::Tensor z =
+        recompute ? norm_relu_conv(in, *l.norm, *l.conv) : l.conv->forward(batch_norm_relu(in, *l.norm));
+    const torch::Tensor loss = (z * loss_weights).sum();
+    counted.reset_peak();
+    loss.backward();
+    return counted.peak();
+  };
+  const int64_t map_bytes = x.numel() * x.element_size();
+  peak_through_backward(false);  // one-off allocations (thread pools' buffers) out of the way
+  const int64_t plain = peak_through_backward(false), recomputed = peak_through_backward(true);
+  INFO("peak in backward above the allocation before forward: plain " << plain << " bytes, recomputing " << recomputed
+                                                                      << ", one map " << map_bytes);
+  CHECK(plain >= 2 * map_bytes);  // the counter sees the maps at all
+  CHECK(recomputed < plain + map_bytes / 2);
 }
 
 TEST_CASE("norm_relu_conv equals the convolution of fused batch_norm_relu bit for bit under bf16 autocast", "[gpu]") {
