@@ -158,7 +158,8 @@ torch::Tensor UnetImpl::forward(const torch::Tensor& x) {
   // The next block on `in`: `call(inputs, use)` runs it, through a checkpoint when selected.
   auto run = [&](torch::nn::Module& module, const Inputs& in, auto call) {
     if (!checkpointed_[block++]) return call(in, OutputUse::kRead);
-    // Kept for backward's recomputation: `call` by value; it refers to the blocks only.
+    // Kept for backward's recomputation: `call` by value, holding its block's module
+    // (backward may run after this Unet is gone, as autograd lets it).
     auto fn = [call](const std::vector<torch::Tensor>& v) {
       return std::vector<torch::Tensor>{call(v, block_output_use())};
     };
@@ -167,10 +168,10 @@ torch::Tensor UnetImpl::forward(const torch::Tensor& x) {
 
   // [N, base * 2^i, H / 2^i, W / 2^i]
   std::vector<torch::Tensor> skips{
-      run(*inc_, {x}, [this](const Inputs& v, OutputUse use) { return inc_->run(v[0], use); })};
+      run(*inc_, {x}, [inc = inc_.ptr()](const Inputs& v, OutputUse use) { return inc->run(v[0], use); })};
   for (auto& down : downs_) {
-    skips.push_back(
-        run(*down, {skips.back()}, [&down](const Inputs& v, OutputUse use) { return down->run(v[0], use); }));
+    skips.push_back(run(*down, {skips.back()},
+                        [down = down.ptr()](const Inputs& v, OutputUse use) { return down->run(v[0], use); }));
   }
 
   // Each skip is dropped once used so inference frees maps as early as it can.
@@ -179,10 +180,10 @@ torch::Tensor UnetImpl::forward(const torch::Tensor& x) {
   for (Up& up : ups_) {
     const torch::Tensor skip = std::move(skips.back());
     skips.pop_back();
-    y = run(*up, {y, skip}, [&up](const Inputs& v, OutputUse use) { return up->run(v[0], v[1], use); });
+    y = run(*up, {y, skip}, [up = up.ptr()](const Inputs& v, OutputUse use) { return up->run(v[0], v[1], use); });
   }
   // outc has no BatchNorm: nothing of it to skip.
-  return run(*outc_, {y}, [this](const Inputs& v, OutputUse) { return outc_->forward(v[0]); });
+  return run(*outc_, {y}, [outc = outc_.ptr()](const Inputs& v, OutputUse) { return outc->forward(v[0]); });
 }
 
 }  // namespace dpunet::model

@@ -396,3 +396,30 @@ TEST_CASE("a U-Net step recomputing min_memory's blocks with split skip convolut
     CHECK(dpunet::test::within_scale(min_memory.grads[i], plain.grads[i], 1e-4));
   }
 }
+
+TEST_CASE("a checkpointed Unet's backward may run after the Unet is gone", "[model][checkpoint]") {
+  // Autograd keeps what a backward needs alive; the recomputed blocks must be among it.
+  const auto o = small_options();
+  std::vector<torch::Tensor> params, kept_grads;
+  torch::Tensor loss;
+  for (bool keep : {true, false}) {
+    torch::manual_seed(42);
+    Unet net(o);
+    net->use_checkpointing(true, CheckpointPolicy::kAll);
+    params = net->parameters();
+    loss = net->forward(torch::randn({2, 3, 32, 32})).square().mean();
+    if (!keep) {
+      net = Unet(nullptr);  // the last holder of the model
+      loss.backward();
+    } else {
+      loss.backward();
+      for (const auto& p : params) kept_grads.push_back(p.grad().clone());
+    }
+  }
+  REQUIRE(params.size() == kept_grads.size());
+  for (size_t i = 0; i < params.size(); ++i) {
+    INFO("parameter " << i);
+    REQUIRE(params[i].grad().defined());
+    CHECK(torch::equal(params[i].grad(), kept_grads[i]));
+  }
+}
