@@ -4,6 +4,7 @@
 #include "common/error.h"
 
 #include <algorithm>
+#include <numeric>
 
 namespace dpunet::model {
 
@@ -45,7 +46,10 @@ void validate(const UnetOptions& o) {
   DPUNET_CHECK(o.depth >= 1 && o.depth <= 8, "Unet: depth must be in [1, 8], got ", o.depth);
   // Any width: the bilinear decoder halves widths of level 1 and deeper (base * 2^i), never the
   // first level's.
-  DPUNET_CHECK(o.base_channels >= 1, "Unet: base_channels must be >= 1, got ", o.base_channels);
+  // At most the config's bound: the deepest level's width, base * 2^depth, must stay far
+  // from overflowing the shifts that compute it.
+  DPUNET_CHECK(o.base_channels >= 1 && o.base_channels <= 4096, "Unet: base_channels must be in [1, 4096], got ",
+               o.base_channels);
 }
 
 std::optional<int64_t> output_size(const UnetOptions& o, int64_t size) {
@@ -94,7 +98,18 @@ std::string bottom_norm_problem(const UnetOptions& o, int64_t height, int64_t wi
            std::to_string(training_batch);
   }
   if (o.norm == Norm::kInstance && values == 1) return map + ", which InstanceNorm would zero whatever it held";
+  if (o.norm == Norm::kGroup) {
+    const int64_t channels = (o.base_channels << o.depth) / (o.bilinear ? 2 : 1);  // the bottom block's width
+    if (values * (channels / group_norm_groups(channels)) == 1) {
+      return map + " with one channel in each of GroupNorm's " + std::to_string(group_norm_groups(channels)) +
+             " groups, which it would zero whatever it held";
+    }
+  }
   return "";
+}
+
+int64_t group_norm_groups(int64_t channels) {
+  return std::gcd<int64_t>(channels, 32);
 }
 
 int64_t context_margin(const UnetOptions& o) {

@@ -2,7 +2,6 @@
 #include "model/unet_parts.h"
 
 #include <iterator>
-#include <numeric>
 
 #include <torch/nn/functional/padding.h>
 #include <torch/nn/modules/activation.h>
@@ -32,11 +31,6 @@ torch::nn::Conv2d conv3x3(int64_t in, int64_t out, const ConvStyle& style) {
                                .bias(style.norm == Norm::kNone));
 }
 
-// GroupNorm's usual 32 groups, fewer when the width is not a multiple of 32.
-int64_t group_count(int64_t channels) {
-  return std::gcd<int64_t>(channels, 32);
-}
-
 void append_norm(torch::nn::Sequential& seq, int64_t channels, const ConvStyle& style) {
   switch (style.norm) {
     case Norm::kBatch: seq->push_back(torch::nn::BatchNorm2d(channels)); break;
@@ -44,7 +38,7 @@ void append_norm(torch::nn::Sequential& seq, int64_t channels, const ConvStyle& 
       seq->push_back(torch::nn::InstanceNorm2d(torch::nn::InstanceNorm2dOptions(channels).affine(true)));
       break;
     case Norm::kGroup:
-      seq->push_back(torch::nn::GroupNorm(torch::nn::GroupNormOptions(group_count(channels), channels)));
+      seq->push_back(torch::nn::GroupNorm(torch::nn::GroupNormOptions(group_norm_groups(channels), channels)));
       break;
     case Norm::kSyncBatch:
       seq->push_back(dist::SyncBatchNorm(dist::SyncBatchNormOptions{channels}, style.communicator));

@@ -79,7 +79,8 @@ TEST_CASE("the context margin is half of what valid padding takes off, at every 
   CHECK(dpunet::model::context_margin(o) == 0);
 }
 
-TEST_CASE("the bottom map's norm problems are said for BatchNorm in training and InstanceNorm always", "[model]") {
+TEST_CASE("the bottom map's norm problems are said for BatchNorm in training and Instance- or GroupNorm always",
+          "[model]") {
   using dpunet::model::bottom_norm_problem;
   using dpunet::model::Norm;
   auto o = small(1, 2);
@@ -98,7 +99,18 @@ TEST_CASE("the bottom map's norm problems are said for BatchNorm in training and
   }
   CHECK(bottom_norm_problem(o, 64, 32, 1).empty());
   o.norm = Norm::kGroup;
-  CHECK(bottom_norm_problem(o, 32, 32, 1).empty());
+  CHECK(bottom_norm_problem(o, 32, 32, 1).empty());  // 256 channels, 8 in each of 32 groups
+  o.base_channels = 1;                               // 32 channels at the bottom: one per group
+  CHECK(bottom_norm_problem(o, 32, 32, 4) ==
+        "the depth-5 U-Net's bottom map is 1x1 with one channel in each of GroupNorm's 32 groups, which it would "
+        "zero whatever it held");
+  CHECK(bottom_norm_problem(o, 32, 64, 4).empty());
+  o.base_channels = 2;
+  o.bilinear = true;  // 64 halved by the bilinear decoder's bottom: one channel per group again
+  CHECK(!bottom_norm_problem(o, 32, 32, 0).empty());
+  o.bilinear = false;
+  CHECK(bottom_norm_problem(o, 32, 32, 0).empty());
+  o.base_channels = 8;
   // Valid padding: 572 leaves 28x28 at depth 4; a size it cannot tile says nothing here.
   o.padding = Padding::kValid;
   o.depth = 4;

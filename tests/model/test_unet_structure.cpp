@@ -130,7 +130,9 @@ TEST_CASE("Unet rejects bad constructor arguments with a message", "[model]") {
   CHECK_THROWS_WITH(Unet(1, -1), HasSubstr("n_classes must be > 0, got -1"));
   UnetOptions o;
   o.base_channels = 0;
-  CHECK_THROWS_WITH(Unet(o), HasSubstr("base_channels must be >= 1, got 0"));
+  CHECK_THROWS_WITH(Unet(o), HasSubstr("base_channels must be in [1, 4096], got 0"));
+  o.base_channels = int64_t{1} << 62;  // base * 2^depth would overflow
+  CHECK_THROWS_WITH(Unet(o), HasSubstr("base_channels must be in [1, 4096], got 4611686018427387904"));
   o.base_channels = 8;
   o.depth = 0;
   CHECK_THROWS_WITH(Unet(o), HasSubstr("depth must be in [1, 8]"));
