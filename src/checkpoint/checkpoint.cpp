@@ -50,7 +50,10 @@ class NewerFormat : public Error {
 
 // Checks the frame; returns the payload's offset or throws naming what is wrong.
 void verify_frame(const std::string& path, const std::string& bytes) {
-  if (bytes.size() < kHeaderBytes || std::memcmp(bytes.data(), kMagic, 8) != 0) {
+  const bool magic = bytes.size() >= 8 && std::memcmp(bytes.data(), kMagic, 8) == 0;
+  DPUNET_CHECK(!magic || bytes.size() >= kHeaderBytes, path, ": truncated checkpoint (", bytes.size(),
+               " bytes, shorter than its ", kHeaderBytes, "-byte header)");
+  if (!magic) {
     // A safetensors file starts with its header's length, then the JSON header itself.
     const bool safetensors = bytes.size() > 8 && bytes[8] == '{';
     DPUNET_FAIL(path, ": not a dpunet checkpoint (no DPUNETCK header)",
@@ -59,11 +62,15 @@ void verify_frame(const std::string& path, const std::string& bytes) {
                             : "");
   }
   const auto version = get<uint32_t>(bytes, 8);
-  DPUNET_CHECK(version >= 1, path, ": checkpoint format version 0 (the file is damaged)");
+  // The header is outside the checksum: a version no dpunet will reach for years is a
+  // flipped bit, and a damaged file, not a newer one (which --resume auto stops at).
+  constexpr uint32_t kPlausibleVersions = 1000;
+  DPUNET_CHECK(version >= 1 && version <= kPlausibleVersions, path, ": checkpoint format version ", version,
+               " (the file is damaged)");
   if (version > kFormatVersion) {
     throw NewerFormat(detail::concat(path, ": checkpoint format version ", version,
                                      " is newer than this build reads (1 to ", kFormatVersion,
-                                     "): use the dpunet that wrote it"));
+                                     "): use the dpunet that wrote it (", __FILE__, ":", __LINE__, ")"));
   }
   const auto payload = get<uint64_t>(bytes, 12);
   DPUNET_CHECK(bytes.size() - kHeaderBytes == payload, path, ": truncated or padded checkpoint (",
@@ -189,11 +196,33 @@ std::vector<std::pair<std::string, std::string>> tensor_layouts(torch::nn::Modul
   return layouts;
 }
 
+// archive.read(key, ...), with a damaged file's error naming it and the key.
+void read_section(torch::serialize::InputArchive& archive, const std::string& key,
+                  torch::serialize::InputArchive& section, const std::string& path) {
+  try {
+    archive.read(key, section);
+  } catch (const c10::Error& e) {
+    DPUNET_FAIL(path, ": unreadable checkpoint contents: no '", key, "' section (", e.what_without_backtrace(), ")");
+  }
+}
+
+// The model's floating-point tensors that hold NaN or infinite values, as a listing.
+std::string non_finite_tensors(torch::nn::Module& model) {
+  std::string listing;
+  torch::NoGradGuard no_grad;
+  auto check = [&](const std::string& name, const torch::Tensor& t) {
+    if (t.defined() && t.is_floating_point() && !torch::isfinite(t).all().item<bool>()) listing += "\n  " + name;
+  };
+  for (const auto& p : model.named_parameters()) check(p.key(), p.value());
+  for (const auto& b : model.named_buffers()) check(b.key(), b.value());
+  return listing;
+}
+
 }  // namespace
 
 void LoadedCheckpoint::restore_model(torch::nn::Module& model) const {
   torch::serialize::InputArchive model_archive;
-  archive_.read("model", model_archive);
+  read_section(archive_, "model", model_archive, path_);
   // LibTorch's load replaces each tensor with the archive's whatever its shape; a
   // checkpoint whose tensors disagree with its own config must not pass for this model.
   const auto expected = tensor_layouts(model);
@@ -216,6 +245,9 @@ void LoadedCheckpoint::restore_model(torch::nn::Module& model) const {
   if (count > kListed) mismatches += "\n  and " + std::to_string(count - kListed) + " more";
   DPUNET_CHECK(count == 0, path_, ": the checkpoint does not fit this model (", count,
                count == 1 ? " tensor differs" : " tensors differ", "):", mismatches);
+  // A NaN weight makes every prediction NaN (and every mask class 0), as --weights says too.
+  const std::string non_finite = non_finite_tensors(model);
+  DPUNET_CHECK(non_finite.empty(), path_, ": the checkpoint's model holds NaN or infinite values in:", non_finite);
 }
 
 namespace {
@@ -248,7 +280,7 @@ void place_state_like_parameters(torch::optim::Optimizer& optimizer) {
 
 void LoadedCheckpoint::restore_optimizer(torch::optim::Optimizer& optimizer) const {
   torch::serialize::InputArchive optimizer_archive;
-  archive_.read("optimizer", optimizer_archive);
+  read_section(archive_, "optimizer", optimizer_archive, path_);
   // LibTorch's load also replaces each group's hyper-parameters with the saved ones; the
   // run's config (weight decay, betas, momentum changed for the resumed run) wins instead.
   std::vector<std::unique_ptr<torch::optim::OptimizerOptions>> configured;

@@ -184,7 +184,10 @@ std::string resolve_checkpoint_argument(const std::string& path, std::string* ch
   }
   if (!fs::is_directory(given, ec)) return path;  // a file, or an error naming it when it is read
   const bool run_dir = fs::is_directory(given / "checkpoints", ec);
-  DPUNET_CHECK(run_dir || name == "checkpoints", path,
+  // By its own name, also when given as "." from inside it.
+  fs::path absolute = fs::absolute(given, ec).lexically_normal();
+  if (absolute.filename().empty() && absolute.has_parent_path()) absolute = absolute.parent_path();
+  DPUNET_CHECK(run_dir || absolute.filename() == "checkpoints", path,
                " is a folder but neither a run directory (with checkpoints/) nor a checkpoints/ folder");
   const std::string run = run_dir ? given.string() : folder_holding(given).string();
   const CheckpointStore store(run);
@@ -196,6 +199,8 @@ std::string resolve_checkpoint_argument(const std::string& path, std::string* ch
       return *best_one;
     }
     best_damage = "; its best is damaged: " + why;
+  } else if (best_one) {
+    best_damage = "; its best pointer names " + *best_one + ", which does not exist";
   }
   const std::optional<std::string> newest = store.latest_valid([&](const std::string& m) { skipped += "; " + m; });
   DPUNET_CHECK(newest.has_value(), path, ": no valid checkpoint in ", store.directory(), skipped);

@@ -1,14 +1,13 @@
-// write_file_atomically: open, write, fsync, rename, fsync(dir).
+// write_file_atomically: open, write, fsync, rename, fsync(dir); read_file.
 #include "common/atomic_file.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "common/error.h"
 
@@ -37,8 +36,12 @@ void write_file_atomically(const std::string& path, const std::string& bytes) {
   write_file_atomically(path, std::vector<std::string_view>{bytes});
 }
 
+std::string temporary_path_for(const std::string& path) {
+  return path + std::string(kTemporaryInfix) + std::to_string(getpid());
+}
+
 void write_file_atomically(const std::string& path, const std::vector<std::string_view>& pieces) {
-  const std::string temporary = path + std::string(kTemporaryInfix) + std::to_string(getpid());
+  const std::string temporary = temporary_path_for(path);
   const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   DPUNET_CHECK(fd >= 0, "cannot write ", path, ": ", std::strerror(errno));
   int error = 0;
@@ -79,12 +82,34 @@ std::string read_file(const std::string& path) {
   std::error_code ec;
   // A folder opens as a stream and reads as nothing: say what it is instead.
   DPUNET_CHECK(!std::filesystem::is_directory(path, ec), "cannot read ", path, ": it is a folder");
-  std::ifstream in(path, std::ios::binary);
-  DPUNET_CHECK(in, "cannot read ", path, ": ", std::strerror(errno));
-  std::ostringstream bytes;
-  bytes << in.rdbuf();
-  DPUNET_CHECK(!in.bad(), "cannot read ", path, ": read error");
-  return bytes.str();
+  // POSIX reads, not a stream's: a stream copy ends quietly at an I/O error (a network
+  // filesystem's EIO), which would pass a cut-short file for a damaged one.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  DPUNET_CHECK(fd >= 0, "cannot read ", path, ": ", std::strerror(errno));
+  struct stat info {};
+  std::string bytes(::fstat(fd, &info) == 0 && info.st_size > 0 ? static_cast<size_t>(info.st_size) : 0, '\0');
+  size_t used = 0;
+  for (;;) {
+    char spill[1 << 16];  // past the size fstat gave (a file still growing, /proc files)
+    const bool room = used < bytes.size();
+    const ssize_t n = room ? ::read(fd, bytes.data() + used, bytes.size() - used) : ::read(fd, spill, sizeof(spill));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int error = errno;
+      ::close(fd);
+      DPUNET_FAIL("cannot read ", path, ": ", std::strerror(error));
+    }
+    if (n == 0) break;
+    if (room) {
+      used += static_cast<size_t>(n);
+    } else {
+      bytes.append(spill, static_cast<size_t>(n));
+      used = bytes.size();
+    }
+  }
+  ::close(fd);
+  bytes.resize(used);
+  return bytes;
 }
 
 }  // namespace dpunet

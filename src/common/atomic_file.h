@@ -15,6 +15,10 @@ void write_file_atomically(const std::string& path, const std::string& bytes);
 // The same for a file made of `pieces` one after the other, without joining them first.
 void write_file_atomically(const std::string& path, const std::vector<std::string_view>& pieces);
 
+// The temporary write_file_atomically writes `path`'s bytes to first, NAME.tmp.PID, for
+// writers of their own (libpng's) that rename it over `path` once it is complete.
+std::string temporary_path_for(const std::string& path);
+
 // Makes the entries of `directory` (a file renamed or a folder made in it) durable, where
 // the file system can.
 void sync_directory(const std::string& directory);

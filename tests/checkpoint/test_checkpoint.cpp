@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <sstream>
 
 #include "checkpoint/checkpoint.h"
@@ -182,6 +183,54 @@ TEST_CASE("a checkpoint of a newer format stops the store instead of passing for
   CHECK(*store.latest_valid([&](const std::string& m) { warnings.push_back(m); }) == store.path_for_step(10));
   REQUIRE(warnings.size() == 1);
   CHECK_THAT(warnings[0], HasSubstr("format version 0 (the file is damaged)"));
+  // Nor is a version no dpunet will reach: a flipped high bit of version 1 (the header is
+  // outside the checksum).
+  bytes[8] = 1;
+  bytes[11] = static_cast<char>(0x80);
+  dpunet::write_file_atomically(store.path_for_step(20), bytes);
+  CHECK(*store.latest_valid([&](const std::string& m) { warnings.push_back(m); }) == store.path_for_step(10));
+  REQUIRE(warnings.size() == 2);
+  CHECK_THAT(warnings[1], HasSubstr("format version 2147483649 (the file is damaged)"));
+}
+
+TEST_CASE("a checkpoint that cannot be read is not taken for a damaged one", "[checkpoint]") {
+  // Reading /proc/self/mem from its start fails with EIO, as a failing disk or network
+  // filesystem would; a stream's copy of it ends quietly, as if the file were empty.
+  dpunet::test::TempDir dir;
+  std::filesystem::create_directories(dir / "checkpoints");
+  std::filesystem::create_symlink("/proc/self/mem", dir / "checkpoints/step-00000005.ckpt");
+  CHECK_THROWS_WITH(
+      dpunet::read_file(dir / "checkpoints/step-00000005.ckpt"),
+      HasSubstr("cannot read " + dir / "checkpoints/step-00000005.ckpt") && HasSubstr("Input/output error"));
+  const dpunet::checkpoint::CheckpointStore store(dir.path());
+  std::vector<std::string> warnings;
+  CHECK_THROWS_WITH(store.latest_valid([&](const std::string& m) { warnings.push_back(m); }),
+                    HasSubstr("Input/output error"));
+  CHECK(warnings.empty());
+  CHECK(std::filesystem::is_symlink(dir / "checkpoints/step-00000005.ckpt"));  // not set aside
+}
+
+TEST_CASE("a checkpoint cut short inside its header says so", "[checkpoint]") {
+  dpunet::test::TempDir dir;
+  Trained a(1);
+  save(dir / "a.ckpt", a, 1);
+  dpunet::write_file_atomically(dir / "a.ckpt", dpunet::read_file(dir / "a.ckpt").substr(0, 12));
+  CHECK_THROWS_WITH(LoadedCheckpoint(dir / "a.ckpt"),
+                    HasSubstr(dir / "a.ckpt") && HasSubstr("truncated checkpoint (12 bytes, shorter than its 24-byte"));
+}
+
+TEST_CASE("a checkpoint whose model holds NaN weights is refused, naming them", "[checkpoint]") {
+  dpunet::test::TempDir dir;
+  Trained a(1);
+  {
+    torch::NoGradGuard no_grad;
+    a.model->bias[1] = std::numeric_limits<float>::quiet_NaN();
+  }
+  save(dir / "nan.ckpt", a, 1);
+  torch::nn::Linear model(4, 3);
+  CHECK_THROWS_WITH(
+      LoadedCheckpoint(dir / "nan.ckpt").restore_model(*model),
+      HasSubstr(dir / "nan.ckpt") && HasSubstr("NaN or infinite values in:\n  bias") && !HasSubstr("weight"));
 }
 
 TEST_CASE("a run directory whose best checkpoint is damaged gives its newest valid one, saying why", "[checkpoint]") {
@@ -198,6 +247,22 @@ TEST_CASE("a run directory whose best checkpoint is damaged gives its newest val
   CHECK(dpunet::checkpoint::resolve_checkpoint_argument(dir.path(), &chosen) == store.path_for_step(20));
   CHECK_THAT(chosen, HasSubstr("the newest of") && HasSubstr("its best is damaged") &&
                          HasSubstr("step-00000010.ckpt") && HasSubstr("truncated"));
+  std::filesystem::remove(store.path_for_step(10));
+  CHECK(dpunet::checkpoint::resolve_checkpoint_argument(dir.path(), &chosen) == store.path_for_step(20));
+  CHECK_THAT(chosen, HasSubstr("its best pointer names " + store.path_for_step(10) + ", which does not exist"));
+  // The checkpoints folder given as "." from inside it.
+  const auto here = std::filesystem::current_path();
+  std::filesystem::current_path(store.directory());
+  std::string from_inside, error;
+  try {
+    from_inside = dpunet::checkpoint::resolve_checkpoint_argument(".", &chosen);
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  const bool same = !from_inside.empty() && std::filesystem::equivalent(from_inside, store.path_for_step(20));
+  std::filesystem::current_path(here);
+  INFO(error);
+  CHECK(same);
 }
 
 TEST_CASE("an old checkpoint that cannot be pruned is said once, not ignored", "[checkpoint]") {
