@@ -176,10 +176,11 @@ void add_plot_command(CLI::App& app) {
   cmd->callback([run_dir, out] {
     // The picture goes to a .png: a slip of the keyboard must not replace metrics.jsonl
     // or a checkpoint with it.
-    std::string extension = std::filesystem::path(*out).extension().string();
-    std::transform(extension.begin(), extension.end(), extension.begin(),
-                   [](unsigned char c) { return std::tolower(c); });
-    DPUNET_CHECK(out->empty() || extension == ".png", "plot: --out ", *out, " does not end in .png");
+    // By its ending, not std::filesystem's extension, which a name such as ".png" has none of.
+    std::string lower = *out;
+    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+    const bool png = lower.size() >= 4 && lower.compare(lower.size() - 4, 4, ".png") == 0;
+    DPUNET_CHECK(out->empty() || png, "plot: --out ", *out, " does not end in .png");
     DPUNET_CHECK(!run_dir->empty(), "plot: an empty run directory (an unset variable?)");
     const std::vector<Panel> panels = read_panels(*run_dir + "/metrics.jsonl");
     constexpr int kWidth = 1000, kPanelHeight = 300;

@@ -14,6 +14,7 @@
 #include <memory>
 #include <new>
 
+#include "common/atomic_file.h"
 #include "common/error.h"
 #include "common/text.h"
 #include "data/row_source.h"
@@ -283,17 +284,43 @@ void write_png8_rows(const std::string& path, int64_t height, int64_t width, int
                      const std::function<void(int64_t y, uint8_t* row)>& fill) {
   DPUNET_CHECK(channels == 1 || channels == 3, path, ": PNG output needs 1 or 3 channels");
   std::vector<uint8_t> row(static_cast<size_t>(width * channels));
-  File file(std::fopen(path.c_str(), "wb"));
+  // Written beside its name and renamed over it when whole: a full disk or an error
+  // leaves no cut-short PNG, and an earlier file of that name (a plot drawn again) as it was.
+  const std::string temporary = temporary_path_for(path);
+  File file(std::fopen(temporary.c_str(), "wb"));
   DPUNET_CHECK(file, path, ": cannot create (", std::strerror(errno), ")");
+  std::string failure;
   PngError error;
   png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &error, png_error_to_jump, png_ignore_warning);
-  DPUNET_CHECK(png, path, ": libpng could not start");
-  png_set_user_limits(png, PNG_UINT_31_MAX, PNG_UINT_31_MAX);
-  png_infop info = png_create_info_struct(png);
-  const bool ok = png_write_rows(png, info, file.get(), height, width, channels, fill, row.data());
-  png_destroy_write_struct(&png, &info);
-  DPUNET_CHECK(ok, path, ": writing the PNG failed (", error.message, ")");
-  DPUNET_CHECK(std::fflush(file.get()) == 0, path, ": writing the PNG failed (disk full?)");
+  if (png == nullptr) {
+    failure = "libpng could not start";
+  } else {
+    png_set_user_limits(png, PNG_UINT_31_MAX, PNG_UINT_31_MAX);
+    png_infop info = png_create_info_struct(png);
+    std::exception_ptr fill_error;  // the rows' own error (a read of the input), rethrown as it was
+    try {
+      if (!png_write_rows(png, info, file.get(), height, width, channels, fill, row.data())) {
+        failure = std::string("writing the PNG failed (") + error.message + ")";
+      }
+    } catch (...) {
+      fill_error = std::current_exception();
+    }
+    png_destroy_write_struct(&png, &info);
+    if (fill_error) {
+      file.reset();
+      std::remove(temporary.c_str());
+      std::rethrow_exception(fill_error);
+    }
+  }
+  if (failure.empty() && std::fflush(file.get()) != 0) failure = "writing the PNG failed (disk full?)";
+  if (std::fclose(file.release()) != 0 && failure.empty()) failure = "writing the PNG failed (disk full?)";
+  if (failure.empty() && std::rename(temporary.c_str(), path.c_str()) != 0) {
+    failure = std::string("cannot rename its temporary into place (") + std::strerror(errno) + ")";
+  }
+  if (!failure.empty()) {
+    std::remove(temporary.c_str());
+    DPUNET_FAIL(path, ": ", failure);
+  }
 }
 
 }  // namespace dpunet::data

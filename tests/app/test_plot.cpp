@@ -39,6 +39,9 @@ TEST_CASE("plot writes only .png files and says when there is nothing to plot", 
   const auto upper = dpunet::test::run_command(DPUNET_BINARY " plot " + dir.path() + " --out " + dir / "C.PNG 2>&1");
   CHECK(upper.exit_code == 0);
   CHECK(std::filesystem::exists(dir / "C.PNG"));
+  const auto dot_name = dpunet::test::run_command(DPUNET_BINARY " plot " + dir.path() + " --out " + dir / ".png 2>&1");
+  CHECK(dot_name.exit_code == 0);
+  CHECK(std::filesystem::exists(dir / ".png"));
   dpunet::write_file_atomically(dir / "metrics.jsonl", "");
   const auto empty = dpunet::test::run_command(DPUNET_BINARY " plot " + dir.path() + " 2>&1");
   CHECK(empty.exit_code != 0);

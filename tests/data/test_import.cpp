@@ -254,6 +254,26 @@ TEST_CASE("a PNG over a million pixels wide (libpng's default limit) writes and 
   CHECK(back.values == wide.values);
 }
 
+TEST_CASE("a PNG that fails while written leaves the earlier file of its name as it was", "[data]") {
+  dpunet::test::TempDir dir;
+  const std::string path = dir / "curves.png";
+  dpunet::data::write_png(path, make_image(9, 3, 1));
+  const std::string before = dpunet::read_file(path);
+  // The rows' source fails half-way, as a read of a damaged input would.
+  CHECK_THROWS_WITH(dpunet::data::write_png8_rows(path, 8, 8, 1,
+                                                  [](int64_t y, uint8_t* row) {
+                                                    if (y == 4) throw std::runtime_error("input went away");
+                                                    std::fill(row, row + 8, uint8_t{7});
+                                                  }),
+                    HasSubstr("input went away"));
+  CHECK(dpunet::read_file(path) == before);
+  // Nor is its temporary left beside it.
+  CHECK(std::distance(std::filesystem::directory_iterator(dir.path()), std::filesystem::directory_iterator()) == 1);
+  // A whole write replaces it.
+  dpunet::data::write_png8_rows(path, 8, 8, 1, [](int64_t, uint8_t* row) { std::fill(row, row + 8, uint8_t{7}); });
+  CHECK(dpunet::data::read_image(path).height == 8);
+}
+
 TEST_CASE("a TIFF in a compression libtiff lacks is refused by name, not as damage", "[data]") {
   dpunet::test::TempDir dir;
   // A 4x4 8-bit grey TIFF marked JPEG 2000 (33005, as Aperio writes): header, 16 bytes of
