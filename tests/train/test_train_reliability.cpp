@@ -39,6 +39,9 @@ TEST_CASE("SIGKILL on one rank ends the job promptly and leaves a checkpoint to 
   CHECK_THAT(result.output, !HasSubstr("exit=0 "));
   CHECK(seconds_of(result.output) >= 0);
   CHECK(seconds_of(result.output) <= 40);  // distributed.timeout_s, and time to end the job, on a busy machine
+  // The killed rank says nothing, nor mpirun under --quiet: the launcher names the signal.
+  CHECK_THAT(dpunet::read_file(f.log_path()),
+             HasSubstr("was ended by signal 9, SIGKILL (often the kernel's out-of-memory"));
   const dpunet::checkpoint::CheckpointStore store(f.run_dir());
   std::vector<std::string> damaged;
   const auto latest = store.latest_valid([&](const std::string& m) { damaged.push_back(m); });
@@ -131,7 +134,7 @@ TEST_CASE("the launcher's dry run and errors", "[train][e2e]") {
   CHECK(dry.exit_code == 0);
   CHECK_THAT(dry.output,
              HasSubstr("mpirun -np 3") && HasSubstr("/dpunet train c.yaml") && HasSubstr("OMP_NUM_THREADS="));
-  for (const std::string form : {"-n3", "--ranks=3", "--ranks 3"}) {
+  for (const std::string form : {"-n3", "-np 3", "--ranks=3", "--ranks 3"}) {
     INFO(form);
     CHECK(dpunet::test::run_command(launch + form + " --dry-run -- train c.yaml 2>&1").output == dry.output);
   }
@@ -460,7 +463,8 @@ TEST_CASE("train.sbatch refuses a run directory started from another config, or 
     INFO(result.output);
     CHECK_THAT(result.output,
                HasSubstr("status=2") && HasSubstr(run_dir + " is in use by another run (pid 1 on elsewhere)"));
-    CHECK_FALSE(std::filesystem::exists(run_dir + "/.slurm-start"));  // no start counted
+    CHECK_FALSE(std::filesystem::exists(run_dir + "/.slurm-start"));   // no start counted
+    CHECK_FALSE(std::filesystem::exists(run_dir + "/.slurm-config"));  // nor its config taken for the run's
   }
   SECTION("a --resume of its own, or no launcher where it looks") {
     const auto resume = dpunet::test::run_command(job + "DPUNET_RUN_DIR=" + run_dir + " bash slurm/train.sbatch " +
