@@ -99,6 +99,7 @@ void MemoryProbe::restart_peak() {
 #endif
     return;
   }
+  malloc_trim(0);  // as start() does: freed warm-up pages would count towards the new peak
   reset_peak_rss();
 }
 

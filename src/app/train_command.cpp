@@ -34,7 +34,12 @@ dist::DevicePreference device_preference(const std::string& device) {
   return dist::DevicePreference::kAuto;
 }
 
+// The config the arguments make, after the checks of the arguments themselves (also for
+// --print-config, which must not print what a training start would refuse).
 config::Config read_config(const TrainArgs& args) {
+  // A checkpoint named outright and a set of starting weights contradict each other.
+  DPUNET_CHECK(args.init_weights.empty() || args.resume == "none" || args.resume == "auto",
+               "give --init-weights or --resume ", args.resume, ", not both (a checkpoint holds its own weights)");
   if (args.config_path.empty())
     return config::parse_config(quickstart_config(), "built-in quickstart config", args.overrides);
   return config::load_config(args.config_path, args.overrides);
@@ -58,9 +63,6 @@ int run(const TrainArgs& args) {
   config::Config config;
   std::string config_error;
   try {
-    // A checkpoint named outright and a set of starting weights contradict each other.
-    DPUNET_CHECK(args.init_weights.empty() || args.resume == "none" || args.resume == "auto",
-                 "give --init-weights or --resume ", args.resume, ", not both (a checkpoint holds its own weights)");
     config = read_config(args);
   } catch (const Error& e) {
     config_error = e.what();

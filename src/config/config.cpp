@@ -187,10 +187,11 @@ void apply_override(const std::string& text, Config& config, Origins& origins) {
   }
   if (field == nullptr) fail_at("--set " + text, path, suggestion_for(path));
   // A value is taken as written (a run directory named "exp #2" or "*latest" stays
-  // whole); only a list in brackets, and an empty value, null or ~, are read as YAML.
+  // whole); only a list in brackets, and an empty value, null or ~, are read as YAML. A
+  // text key takes brackets as written too: a shard pattern such as [tv]rain-*.h5.
   const std::string raw = text.substr(eq + 1);
   YAML::Node value;
-  if (raw.empty() || raw == "null" || raw == "~" || raw.front() == '[') {
+  if (raw.empty() || raw == "null" || raw == "~" || (raw.front() == '[' && !field->text)) {
     // Read as a file's value is, after a key: YAML::Load of the value alone would stop
     // after the list and drop what follows it ("[1, 2] 3" would be [1, 2]).
     YAML::Node wrapped;

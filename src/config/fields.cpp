@@ -29,7 +29,9 @@ std::string scalar_text(const YAML::Node& node) {
 YAML::Node shortest_decimal(double value) {
   if (!std::isfinite(value)) return YAML::Node(value);
   char text[32];
-  if (value == std::trunc(value) && std::fabs(value) < 1e15) {
+  // Up to 2^53, where doubles stop holding every whole number ("1000000000000000" as a
+  // bound, not "1e+15").
+  if (value == std::trunc(value) && std::fabs(value) <= 9007199254740992.0) {
     std::snprintf(text, sizeof(text), "%.0f", value);
     return YAML::Node(std::string(text));
   }

@@ -239,6 +239,8 @@ TEST_CASE("text values given with --set are taken as written", "[config]") {
   const auto config = parse_config("", "a.yaml", {"run.dir=runs/exp #2", "data.val=*latest.h5", "data.val=&x"});
   CHECK(config.run.dir == "runs/exp #2");
   CHECK(config.data.val == "&x");
+  // A shard pattern's character class is a text key's value, not a list.
+  CHECK(parse_config("", "a.yaml", {"data.train=[tv]rain-*.h5"}).data.train == "[tv]rain-*.h5");
   CHECK(parse_config("", "a.yaml", {"loss.class_weights=[1, 2, 3]"}).loss.class_weights.size() == 3);
   CHECK(parse_config("", "a.yaml", {"loss.class_weights=[1, 2, 3]  # per class"}).loss.class_weights.size() == 3);
   // Whatever follows the list is an error, as in a file, not dropped.

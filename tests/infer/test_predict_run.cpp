@@ -381,6 +381,11 @@ TEST_CASE("weights that do not fit, and tiles that do not suit the model, are er
                                      t.checkpoint + " --set run.dir=" + t.f.dir() / "run3");
   CHECK(both.exit_code != 0);
   CHECK_THAT(both.output, HasSubstr("give --init-weights or --resume"));
+  // --print-config refuses the same, rather than print a config training would not start.
+  const auto printed = t.f.train(1, t.f.write_config() + " --print-config --init-weights " +
+                                        t.f.dir() / "w.safetensors" + " --resume " + t.checkpoint);
+  CHECK(printed.exit_code == 2);
+  CHECK_THAT(printed.output, HasSubstr("give --init-weights or --resume"));
   // An empty path (an unset variable in a script) is refused, not taken for "none".
   const auto empty = t.f.train(1, t.f.write_config() + " --init-weights '' --set run.dir=" + t.f.dir() / "run6");
   CHECK(empty.exit_code != 0);
