@@ -92,6 +92,8 @@ class Trainer {
     std::vector<double> rank_sums;  // in rank order
   };
   LossWindow loss_window_for_save(bool logged_now);
+  // Rank 0's part of save(): the snapshot, handed to the writer's thread.
+  void snapshot(bool best, const LossWindow& window);
 
   config::Config config_;  // with the data's normalisation statistics filled in
   dist::Context& context_;

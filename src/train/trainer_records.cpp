@@ -26,7 +26,16 @@ double Trainer::elapsed_s() const {
 
 void Trainer::save(bool best, bool logged_now) {
   const LossWindow window = loss_window_for_save(logged_now);
-  if (!context_.is_root()) return;
+  if (context_.is_root()) snapshot(best, window);
+  // The other ranks would next meet rank 0 in the step's first gradient bucket, waiting
+  // there under the collectives' timeout for as long as the snapshot takes (a large model
+  // on a slow host against a short distributed.timeout_s: a false stall). They wait for
+  // it here instead, under start-up's longer timeout.
+  const dist::LongerTimeout<dist::HostVote> snapshot_time(stop_vote_, dist::kStartupTimeout);
+  (void)stop_vote_.any(false);
+}
+
+void Trainer::snapshot(bool best, const LossWindow& window) {
   const Clock::time_point paused = pause_window();
   checkpoint::TrainingState state;
   state.step = step_;
