@@ -433,6 +433,29 @@ TEST_CASE("train.sbatch stops after too many starts without progress", "[train][
   CHECK_THAT(result.output, HasSubstr("start 0: (no task count) ranks"));
 }
 
+TEST_CASE("train.sbatch says a stop that came before any checkpoint as it was, and requeues", "[train][e2e]") {
+  // A launcher stopped while its job was starting ends with 75 too, with no checkpoint:
+  // here a stand-in launcher that does just that, and an scontrol that says RUNNING.
+  TrainFixture f;
+  std::filesystem::create_directories(f.dir() / "launcher");
+  std::filesystem::create_directories(f.dir() / "bin");
+  dpunet::write_file_atomically(f.dir() / "launcher/dpunet-launch", "#!/bin/bash\nexit 75\n");
+  dpunet::write_file_atomically(f.dir() / "bin/scontrol",
+                                "#!/bin/bash\n[ \"$1\" = show ] && echo JobState=RUNNING\nexit 0\n");
+  for (const char* file : {"launcher/dpunet-launch", "bin/scontrol"}) {
+    std::filesystem::permissions(f.dir() / file, std::filesystem::perms::owner_exec,
+                                 std::filesystem::perm_options::add);
+  }
+  const auto result = dpunet::test::run_command(
+      "PATH=" + f.dir() / "bin" + ":$PATH SLURM_JOB_NAME=t SLURM_JOB_ID=7 DPUNET_ROOT=" + f.dir().path() +
+      " bash " DPUNET_SOURCE_DIR_SH "/slurm/train.sbatch " + f.write_config() + " 2>&1");
+  INFO(result.output);
+  CHECK(result.exit_code == 0);
+  CHECK_THAT(result.output, HasSubstr("stopped before a new checkpoint (the stop came while the job was starting); "
+                                      "requeueing job 7") &&
+                                !HasSubstr("checkpointed"));
+}
+
 TEST_CASE("train.sbatch refuses a run directory started from another config, or one another run holds",
           "[train][e2e]") {
   TrainFixture f;
