@@ -61,6 +61,10 @@ def read_records(path):
             if not isinstance(record, dict):
                 raise SystemExit(f"gpu_targets.py: {path}:{line_number}: not a JSON object")
             record["_line"] = line_number
+            if record.get("partial"):
+                # What a timed-out bench train had said so far (gpu_measure.sh): its
+                # figures stand, and the table says where they came from.
+                record["tag"] = f"{record.get('tag')} (partial: timed out)"
             records.append(record)
     return records
 

@@ -98,6 +98,20 @@ use_deps() {
   python=$(command -v python3)
 }
 
+# One import of torch (seconds on a cold host, each one device time) for all the script
+# asks of it: its packages' folder, its version, and what it was built with.
+torch_facts() {
+  [ -n "${torch_site:-}" ] && return 0
+  local facts
+  facts=$("$python" -c 'import os, torch
+print(os.path.dirname(os.path.dirname(torch.__file__)))
+print(torch.__version__.split("+")[0])
+print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version())') || return 1
+  torch_site=$(sed -n 1p <<<"$facts")
+  torch_version=$(sed -n 2p <<<"$facts")
+  torch_versions=$(sed -n 3p <<<"$facts")
+}
+
 # Lets build/'s carried binaries run here: LibTorch, NCCL and the CUDA runtime from the
 # host's Python packages and toolkit, and each bundled library the host lacks. The
 # binaries' compiled-in paths (the tests find dpunet and their fixtures through them)
@@ -111,7 +125,8 @@ use_carried_binaries() {
       echo "warning: cannot link $built_in to $root; the tests will not find their fixtures" >&2
   fi
   local site missing=$deps/missing-libs
-  site=$("$python" -c 'import os, torch; print(os.path.dirname(os.path.dirname(torch.__file__)))') || return 1
+  torch_facts || return 1
+  site=$torch_site
   mkdir -p "$deps/runtime-libs" "$missing" && tar -C "$deps/runtime-libs" -xzf "$deps/runtime-libs.tar.gz" || return 1
   # The cache listing is saved first: `ldconfig -p | grep -q` under pipefail fails with
   # SIGPIPE when grep stops early, and would take a library the host has for missing.
@@ -166,18 +181,29 @@ record() {
   local tag=$1
   shift
   local limit
-  limit=$(time_left "${STEP_TIMEOUT:-240}")
+  # What the command itself gets: limited stops it 15 s before its limit.
+  limit=$(( $(time_left "${STEP_TIMEOUT:-240}") - 15 ))
   if [ "$limit" -lt "${STEP_MIN:-20}" ]; then  # said here, so that the progress on stdout shows it too
     say "== $tag: skipped, ${limit}s left before DEADLINE_S (it needs ${STEP_MIN:-20}s)"
     return
   fi
   say "== $tag (${limit}s at most): $*"
-  local json
+  local json status log_lines
+  log_lines=$(wc -l <"$log")
   if json=$(limited "${STEP_TIMEOUT:-240}" "$@" 2>>"$log"); then
     "$python" -c 'import json,sys; d=json.loads(sys.stdin.read()); d["tag"]=sys.argv[1]; print(json.dumps(d))' \
       "$tag" <<<"$json" >>"$results" || { say "$tag: output was not JSON:"; echo "$json" >>"$log"; }
   else
-    say "$tag: failed or timed out (exit $?)"
+    status=$?
+    say "$tag: failed or timed out (exit $status)"
+    # bench train's largest-batch searches say their whole report so far on stderr: the
+    # last one this command said is kept, marked partial, rather than lost with the JSON.
+    local so_far
+    so_far=$(tail -n +"$((log_lines + 1))" "$log" | sed -n 's/^bench train: report so far //p' | tail -n 1)
+    if [ -n "$so_far" ]; then
+      "$python" -c 'import json,sys; d=json.loads(sys.stdin.read()); d["tag"]=sys.argv[1]; d["partial"]=True; print(json.dumps(d))' \
+        "$tag" <<<"$so_far" >>"$results" && say "$tag: its report so far recorded, marked partial"
+    fi
   fi
 }
 
@@ -324,8 +350,10 @@ step_variants() {
 # The issue's checkpointing target in one process: the plain step and min_memory's (every
 # block but the last decoder block and outc, and split skip convolutions) timed one
 # after the other at batch 8, then each one's largest batch (two searches, each new batch
-# autotuned by cuDNN: about 390 s on the H200 with two-step tries, and the JSON comes
-# only at the end; each try is said on stderr, in the log).
+# autotuned by cuDNN: about 390 s on the H200 when a try was two steps; each try is now a
+# whole timed run, so estimated 400-430 s there, about half on an H100). Each try is said
+# on stderr, in the log, and the report so far before and after each search: a timeout
+# keeps the last as a partial record (record, above).
 step_capacity() {
   STEP_TIMEOUT=${STEP_TIMEOUT:-480} STEP_MIN=240 record dpunet_b8_largest_min_memory "$dpunet" bench train "${common[@]}" \
     --batch 8 --checkpointing both --policy min_memory --max-batch
@@ -354,11 +382,15 @@ step_split() {
     --policy min_memory --split-skip-conv 1
   record dpunet_b8_valid_min_memory_unsplit "$dpunet" bench train "${common_valid[@]}" --batch 8 --checkpointing both \
     --policy min_memory --split-skip-conv 0
-  local trace
+  # --profile with --checkpointing both traces the plain step (T.json) and min_memory's
+  # (T.checkpointed.json): each section of memory_peaks.txt says which it is.
+  local trace step
   for trace in "$out"/trace_min_memory.json "$out"/trace_min_memory.checkpointed.json; do
     [ -f "$trace" ] || continue
+    step="the plain step, no checkpointing"
+    [[ $trace == *.checkpointed.json ]] && step="min_memory's step, split skip convolutions"
     if [ "$(time_left 30)" -ge 30 ]; then
-      { echo "== $trace"; "$python" bench/trace_memory.py "$trace" --context 16; } >>"$out/memory_peaks.txt" 2>>"$log"
+      { echo "== $trace ($step)"; "$python" bench/trace_memory.py "$trace" --context 16; } >>"$out/memory_peaks.txt" 2>>"$log"
     else
       say "split: no time left to read $trace"
     fi
@@ -438,7 +470,7 @@ measure() {
   unset NCCL_DEBUG
   {
     nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
-    "$python" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version())'
+    torch_facts && echo "$torch_versions"
   } >>"$log" 2>&1
   # A binary that does not load here (a missing library) would fail every step in turn.
   local version
@@ -450,7 +482,7 @@ measure() {
   # Binaries built against another LibTorch than the host's fail at load or mid-run:
   # stop before spending device time on them.
   local host_torch built_torch
-  host_torch=$("$python" -c 'import torch; print(torch.__version__.split("+")[0])' 2>/dev/null)
+  torch_facts 2>/dev/null && host_torch=$torch_version
   built_torch=$(grep -o -i -m1 'libtorch [0-9][0-9.]*' <<<"$version" | awk '{print $2}')
   if [ -n "$built_torch" ] && [ "$host_torch" != "$built_torch" ]; then
     say "dpunet was built against LibTorch $built_torch, the host has torch $host_torch: rebuild (gpu_measure.sh build)"

@@ -404,11 +404,45 @@ void run(const BenchTrainArgs& a) {
   }
   if (plain_kernels.is_null()) plain_kernels = kernels_applied(a, context.device(), comm, false);
   MemoryProbe(context.device().str()).release_cached();
+  auto report = [&] {
+    return nlohmann::json{
+        {"benchmark", "train"},
+        {"device", context.device().str()},
+        {"gpu_name", gpu},
+        {"peak_tflops", peak_tflops > 0 ? nlohmann::json(peak_tflops) : nlohmann::json()},
+        {"peak_source", peak_source},
+        {"ranks", context.world_size()},
+        {"threads", torch::get_num_threads()},
+        {"size", a.size},
+        {"batch_per_rank", a.batch},
+        {"precision", a.precision},
+        {"optimizer", a.optimizer},
+        {"norm", a.norm},
+        {"channels_last", a.channels_last && context.device().is_cuda()},
+        {"fuse_norm_relu", a.fuse_norm_relu},
+        {"pool_concat_kernels", a.pool_concat_kernels},
+        {"kernels_applied", plain_kernels},
+        {"checkpoint_policy", a.checkpointing == "off" ? "none" : checkpoint_selection_label(a.selection)},
+        {"base_channels", a.base_channels},
+        {"depth", a.depth},
+        {"padding", a.padding},
+        {"data", "synthetic, on the device"},
+        {"torch_version", build_info().torch_version},
+        {"results", rows}};
+  };
   if (a.max_batch && context.device().is_cuda()) {
+    // The whole report as measured so far, on one line, before each search and after the
+    // last: the searches take minutes, and a run stopped by a time limit leaves what it
+    // found readable (gpu_measure.sh records the last such line as a partial result).
+    auto report_so_far = [&] {
+      if (context.is_root()) std::cerr << "bench train: report so far " << report().dump() << std::endl;
+    };
     for (size_t i = 0; i < variants.size(); ++i) {
+      report_so_far();
       add_capacity(a, context, *comm, variants[i], peak_tflops, rows[i]);
       log_row("row with its largest batch", rows[i]);
     }
+    report_so_far();
   }
   if (!a.profile.empty()) {
     for (size_t i = 0; i < variants.size(); ++i) {
@@ -417,31 +451,7 @@ void run(const BenchTrainArgs& a) {
     }
   }
   if (!context.is_root()) return;
-  const nlohmann::json out = {
-      {"benchmark", "train"},
-      {"device", context.device().str()},
-      {"gpu_name", gpu},
-      {"peak_tflops", peak_tflops > 0 ? nlohmann::json(peak_tflops) : nlohmann::json()},
-      {"peak_source", peak_source},
-      {"ranks", context.world_size()},
-      {"threads", torch::get_num_threads()},
-      {"size", a.size},
-      {"batch_per_rank", a.batch},
-      {"precision", a.precision},
-      {"optimizer", a.optimizer},
-      {"norm", a.norm},
-      {"channels_last", a.channels_last && context.device().is_cuda()},
-      {"fuse_norm_relu", a.fuse_norm_relu},
-      {"pool_concat_kernels", a.pool_concat_kernels},
-      {"kernels_applied", plain_kernels},
-      {"checkpoint_policy", a.checkpointing == "off" ? "none" : checkpoint_selection_label(a.selection)},
-      {"base_channels", a.base_channels},
-      {"depth", a.depth},
-      {"padding", a.padding},
-      {"data", "synthetic, on the device"},
-      {"torch_version", build_info().torch_version},
-      {"results", rows}};
-  std::cout << out.dump(2) << std::endl;
+  std::cout << report().dump(2) << std::endl;
 }
 
 }  // namespace

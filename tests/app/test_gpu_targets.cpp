@@ -108,6 +108,17 @@ TEST_CASE("gpu_targets.py pairs records within one file only, and says what no r
   CHECK_THAT(run.output, HasSubstr("| MFU at the best batch (>= 45%) | 41.0% |"));
 }
 
+TEST_CASE("gpu_targets.py takes a timed-out run's partial report, and says it was one", "[app]") {
+  dpunet::test::TempDir dir;
+  json partial = train(240.0, 0.40, 100, 0, 1.0);
+  partial["partial"] = true;  // gpu_measure.sh's mark on the last "report so far" of a timed-out run
+  const auto run = targets("'" + write_lines(dir, "p.jsonl", {partial}) + "'");
+  INFO(run.output);
+  REQUIRE(run.exit_code == 0);
+  CHECK_THAT(run.output, HasSubstr("| MFU at the best batch (>= 45%) | 41.0% |") &&
+                             HasSubstr("dpunet (partial: timed out) none, batch 100"));
+}
+
 TEST_CASE("gpu_targets.py names the file and line that is not JSON", "[app]") {
   dpunet::test::TempDir dir;
   const std::string path = dir / "bad.jsonl";
