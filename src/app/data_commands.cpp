@@ -162,6 +162,7 @@ void add_import(CLI::App& data) {
       start = end + 1;
     }
     const data::ImportResult result = data::import_image_folders(o);
+    if (!result.note.empty()) std::cout << "note: " << result.note << "\n";
     if (o.folds > 0) {
       print_folds(o, result);
       return;

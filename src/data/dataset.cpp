@@ -141,18 +141,23 @@ void Dataset::open(const std::vector<std::string>& shard_paths, const std::strin
     }
     first_index_.push_back(header_.samples);
     header_.samples += h.samples;
-    for (int64_t c = 0; c < h.channels; ++c) {
-      const double n = static_cast<double>(h.samples);
-      mean_sum[c] += n * h.channel_mean[c];
-      square_sum[c] += n * (h.channel_std[c] * h.channel_std[c] + h.channel_mean[c] * h.channel_mean[c]);
-    }
+    for (int64_t c = 0; c < h.channels; ++c) mean_sum[c] += static_cast<double>(h.samples) * h.channel_mean[c];
     weighted_mean_sum += static_cast<double>(h.samples);
     shards_.push_back(std::move(shard));
   }
+  // The shards' variances about the dataset's mean (each shard's own, plus its mean's
+  // distance from the whole's): no difference of two large squares, which would lose a
+  // small spread of large values to rounding.
+  for (int64_t c = 0; c < header_.channels; ++c) header_.channel_mean[c] = mean_sum[c] / weighted_mean_sum;
+  for (const auto& shard : shards_) {
+    const ShardHeader& h = shard->header();
+    for (int64_t c = 0; c < header_.channels; ++c) {
+      const double offset = h.channel_mean[c] - header_.channel_mean[c];
+      square_sum[c] += static_cast<double>(h.samples) * (h.channel_std[c] * h.channel_std[c] + offset * offset);
+    }
+  }
   for (int64_t c = 0; c < header_.channels; ++c) {
-    const double mean = mean_sum[c] / weighted_mean_sum;
-    header_.channel_mean[c] = mean;
-    header_.channel_std[c] = std::sqrt(std::max(0.0, square_sum[c] / weighted_mean_sum - mean * mean));
+    header_.channel_std[c] = std::sqrt(std::max(0.0, square_sum[c] / weighted_mean_sum));
   }
 }
 

@@ -41,9 +41,10 @@ void png_ignore_warning(png_structp, png_const_charp) {}
 struct PngInfo {
   png_uint_32 width = 0, height = 0;
   int channels = 0;
-  int bits = 0;         // per value as read: 8 or 16
-  int stored_bits = 0;  // per value in the file: 1, 2, 4, 8 or 16
-  int passes = 1;       // 7 for an interlaced image
+  int bits = 0;          // per value as read: 8 or 16
+  int stored_bits = 0;   // per value in the file: 1, 2, 4, 8 or 16
+  int passes = 1;        // 7 for an interlaced image
+  bool palette = false;  // colour type palette: a mask's values are its indices
 };
 
 // Reads the header and sets up conversions: an image's palette to RGB (a mask's indices
@@ -56,6 +57,7 @@ bool png_read_header(png_structp png, png_infop info, FILE* file, ImageRole role
   png_read_info(png, info);
   const int color = png_get_color_type(png, info);
   out->stored_bits = png_get_bit_depth(png, info);
+  out->palette = color == PNG_COLOR_TYPE_PALETTE;
   // A label mask's palette indices are its labels (as TIFF masks', and as PIL reads mode
   // P); an image's palette gives its colours.
   if (color == PNG_COLOR_TYPE_PALETTE && role == ImageRole::kImage) png_set_palette_to_rgb(png);
@@ -118,6 +120,7 @@ class PngRows final : public RowSource {
     const bool unpacked_grey =
         info_.channels == 1 && info_.stored_bits < 8 && role == ImageRole::kLabels;  // or indices
     header.bits = unpacked_grey ? info_.stored_bits : info_.bits;
+    if (role == ImageRole::kLabels && info_.palette) header.stored = StoredValues::kPaletteIndices;
     row_bytes_ = static_cast<size_t>(info_.width) * info_.channels * (info_.bits / 8);
   }
 

@@ -10,9 +10,14 @@
 
 namespace dpunet::data {
 
+// What a label mask's stored values are, read as stored: the same value means the same
+// label only between masks stored alike.
+enum class StoredValues { kValues, kPaletteIndices, kWhiteIsZero };
+
 struct Image {
   int64_t height = 0, width = 0, channels = 0;  // channels: 1 grey, 3 RGB (alpha dropped)
   int bits = 8;                                 // 8 or 16; a grey mask's 1, 2 or 4 as stored
+  StoredValues stored = StoredValues::kValues;  // a label mask's, as its file stores them
   std::vector<uint16_t> values;                 // [H, W, C], interleaved as in the file
 };
 

@@ -58,6 +58,11 @@ std::vector<Pair> find_pairs(const ImportOptions& o) {
                o.images_dir, "), so each image would be its own mask: give --mask-suffix (a.png's mask a_mask.png)");
   std::vector<std::string> images;
   for (const auto& entry : fs::directory_iterator(o.images_dir)) {
+    // A link to an image that is not there (a disk not mounted) would drop out unseen.
+    std::error_code broken;
+    DPUNET_CHECK(!entry.is_symlink() || !is_image_file(entry.path().string()) || fs::exists(entry.path(), broken),
+                 entry.path().string(), ": a link to ", fs::read_symlink(entry.path(), broken).string(),
+                 ", which does not exist: mount or restore it, or remove the link");
     if (!entry.is_regular_file() || !is_image_file(entry.path().string())) continue;
     if (one_folder && ends_with(image_stem(entry.path().string()), o.mask_suffix)) continue;
     images.push_back(entry.path().string());
@@ -83,28 +88,33 @@ std::vector<Pair> find_pairs(const ImportOptions& o) {
   return pairs;
 }
 
-// Grey values and colours are different keys, and so are 8- and 16-bit values: masks of
-// one import must be of one kind, or one label would become several classes.
+// Grey values and colours are different keys, and so are 8- and 16-bit values, palette
+// indices and white-is-zero values: masks of one import must be of one kind, or one label
+// would become several classes (or two labels one).
 struct MaskKind {
   std::string file;
   int64_t channels = 0;
   int bits = 0;
+  StoredValues stored = StoredValues::kValues;
 };
 
-std::string mask_kind_text(int64_t channels, int bits) {
-  return std::string(channels > 1 ? "colour " : "grey ") + std::to_string(bits) + "-bit";
+std::string mask_kind_text(int64_t channels, int bits, StoredValues stored) {
+  const char* what = stored == StoredValues::kPaletteIndices ? " (palette indices)"
+                     : stored == StoredValues::kWhiteIsZero  ? " (white-is-zero)"
+                                                             : "";
+  return std::string(channels > 1 ? "colour " : "grey ") + std::to_string(bits) + "-bit" + what;
 }
 
 void check_mask_kind(const MaskKind& first, const Image& mask, const std::string& path) {
-  DPUNET_CHECK((mask.channels > 1) == (first.channels > 1) && mask.bits == first.bits, "masks differ: ", first.file,
-               " is a ", mask_kind_text(first.channels, first.bits), " mask but ", path, " a ",
-               mask_kind_text(mask.channels, mask.bits),
+  DPUNET_CHECK((mask.channels > 1) == (first.channels > 1) && mask.bits == first.bits && mask.stored == first.stored,
+               "masks differ: ", first.file, " is a ", mask_kind_text(first.channels, first.bits, first.stored),
+               " mask but ", path, " a ", mask_kind_text(mask.channels, mask.bits, mask.stored),
                " one; their values would name different classes: save all masks alike");
 }
 
 MaskKind mask_kind(const std::vector<Pair>& pairs) {
   const Image first = read_image_header(pairs.front().mask, ImageRole::kLabels);
-  return {pairs.front().mask, first.channels, first.bits};
+  return {pairs.front().mask, first.channels, first.bits, first.stored};
 }
 
 // Every value (or colour) the masks hold, read a band of rows at a time.
@@ -121,6 +131,20 @@ std::map<uint32_t, int> discover_classes(const std::vector<Pair>& pairs, const M
   std::map<uint32_t, int> classes;
   for (uint32_t key : keys) classes.emplace(key, static_cast<int>(classes.size()));
   return classes;
+}
+
+// Found classes that do not look like labels: grey values other than 0..K-1 beyond a
+// binary mask's two, or many colours, are what resizing masks with interpolation leaves
+// at the edges, and each became a class. Empty when they look like labels.
+std::string discovered_classes_note(const std::map<uint32_t, int>& classes, bool colours) {
+  bool consecutive = true;
+  uint32_t expected = 0;
+  for (const auto& entry : classes) consecutive = consecutive && entry.first == expected++;
+  const bool doubtful = colours ? classes.size() > 12 : classes.size() > 2 && !consecutive;
+  if (!doubtful) return "";
+  return "the masks hold " + std::to_string(classes.size()) + (colours ? " colours" : " values") +
+         ", each taken for a class; if some are edges that a resize blended (interpolation, not nearest-neighbour), "
+         "resize the masks with nearest-neighbour, or give --mask-map with the labels' values";
 }
 
 // The image every other must match in size, channels and bit depth, whichever set it is in.
@@ -444,6 +468,9 @@ ImportResult import_image_folders(const ImportOptions& o) {
   }
   result.mask_mapping =
       o.mask_mapping.empty() ? MaskMapping{discover_classes(pairs, masks), masks.channels > 1} : o.mask_mapping;
+  if (o.mask_mapping.empty()) {
+    result.note = discovered_classes_note(result.mask_mapping.class_of_value, result.mask_mapping.colours);
+  }
   const int n_classes = result.mask_mapping.classes();
   DPUNET_CHECK(o.class_names.empty() || static_cast<int>(o.class_names.size()) == n_classes,
                "import: ", o.class_names.size(), " class names for ", n_classes, " classes");

@@ -56,6 +56,7 @@ struct ImportResult {
   std::vector<int64_t> fold_samples;
   MaskMapping mask_mapping;  // as applied (its kind is the masks')
   int64_t images = 0;        // pairs read (samples count tiles)
+  std::string note;          // what the import doubts (found classes that look like a resize's edges), or empty
 };
 
 ImportResult import_image_folders(const ImportOptions& options);

@@ -96,8 +96,9 @@ InspectResult inspect_dataset(const std::string& spec, const InspectOptions& opt
     out << "  " << shard->path() << ": " << shard->header().samples << " samples, " << shard->storage() << "\n";
   }
 
-  const int64_t stride =
-      options.verify ? 1 : std::max<int64_t>(1, h.samples / std::max<int64_t>(1, options.max_samples));
+  // Rounded up: at most max_samples are read (30 samples and 16 asked for: every other one).
+  const int64_t most = std::max<int64_t>(1, options.max_samples);
+  const int64_t stride = options.verify ? 1 : std::max<int64_t>(1, (h.samples + most - 1) / most);
   std::vector<unsigned char> image(static_cast<size_t>(h.image_values()) * pixel_type_bytes(h.pixel_type));
   std::vector<uint8_t> mask(static_cast<size_t>(h.pixels()));
   std::vector<int64_t> class_pixels(256, 0);  // by mask value: the classes and the ignore label

@@ -78,6 +78,7 @@ ShardWriter::ShardWriter(std::string path, ShardHeader header, ShardWriteOptions
                "into tiles first");
   sum_.assign(header_.channels, 0.0);
   sum_squares_.assign(header_.channels, 0.0);
+  shift_.assign(header_.channels, 0.0);
 
   silence_hdf5_errors();
   auto guard = hdf5_guard();
@@ -136,9 +137,10 @@ void ShardWriter::write(int64_t index, const void* image, const uint8_t* mask) {
 void ShardWriter::accumulate_statistics(const void* image) {
   const int64_t pixels = header_.pixels();
   for (int64_t c = 0; c < header_.channels; ++c) {
+    if (written_ == 0) shift_[c] = pixel_value(image, header_.pixel_type, c * pixels);
     double sum = 0, squares = 0;
     for (int64_t p = 0; p < pixels; ++p) {
-      const double v = pixel_value(image, header_.pixel_type, c * pixels + p);
+      const double v = pixel_value(image, header_.pixel_type, c * pixels + p) - shift_[c];
       sum += v;
       squares += v * v;
     }
@@ -156,9 +158,9 @@ void ShardWriter::finish() {
     header_.channel_mean.resize(header_.channels);
     header_.channel_std.resize(header_.channels);
     for (int64_t c = 0; c < header_.channels; ++c) {
-      const double mean = sum_[c] / count;
-      header_.channel_mean[c] = mean;
-      header_.channel_std[c] = std::sqrt(std::max(0.0, sum_squares_[c] / count - mean * mean));
+      const double shifted_mean = sum_[c] / count;
+      header_.channel_mean[c] = shift_[c] + shifted_mean;
+      header_.channel_std[c] = std::sqrt(std::max(0.0, sum_squares_[c] / count - shifted_mean * shifted_mean));
     }
   }
   {

@@ -148,6 +148,8 @@ class TiffRows final : public RowSource {
     header.width = layout_.width;
     header.bits = packed && !as_stored ? 8 : layout_.bits;
     header.channels = expand_palette_ ? 3 : colour_;
+    if (as_stored && layout_.photometric == PHOTOMETRIC_PALETTE) header.stored = StoredValues::kPaletteIndices;
+    if (as_stored && layout_.photometric == PHOTOMETRIC_MINISWHITE) header.stored = StoredValues::kWhiteIsZero;
     channels_ = static_cast<size_t>(header.channels);
   }
 

@@ -26,6 +26,10 @@ TEST_CASE("dpunet data synth and inspect --verify", "[data][cli]") {
   CHECK_THAT(inspect.output, HasSubstr("6 samples in 2 shards") && HasSubstr("[6, 1, 48, 48] uint8") &&
                                  HasSubstr("gzip") && HasSubstr("class 2 (border)") &&
                                  HasSubstr("6 samples good, 0 bad"));
+  // At most --max-samples, spread over the set: 6 samples and 4 asked for, every other one.
+  const auto some = run_command(DPUNET_BINARY " data inspect '" + dir / "train-*.h5" + "' --max-samples 4 2>&1");
+  INFO(some.output);
+  CHECK_THAT(some.output, HasSubstr("statistics over 3 samples"));
 }
 
 TEST_CASE("a misspelt command is named, with the command meant and those there are", "[data][cli]") {

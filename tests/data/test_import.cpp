@@ -840,7 +840,55 @@ TEST_CASE("import holds every set to one image layout and one kind of mask", "[d
                       HasSubstr("masks/a.png is a grey 8-bit mask but") &&
                           HasSubstr("masks/b.png a colour 8-bit one") && HasSubstr("save all masks alike"));
   }
+  SECTION("a palette mask beside grey ones: its indices are not grey values") {
+    dpunet::data::write_png(f.dir / "images/b.png", make_image(8, 1, 1));
+    write_palette_png(f.dir / "masks/b.png", 8);
+    CHECK_THROWS_WITH(dpunet::data::import_image_folders(f.options),
+                      HasSubstr("masks/a.png is a grey 8-bit mask but") &&
+                          HasSubstr("masks/b.png a grey 8-bit (palette indices) one"));
+  }
+  SECTION("a white-is-zero TIFF mask beside grey ones: its values run the other way") {
+    dpunet::data::write_png(f.dir / "images/b.png", make_image(8, 1, 1));
+    const Image mask = make_mask(8);
+    dpunet::test::TiffLayout white_is_zero;
+    white_is_zero.photometric = 0;
+    dpunet::test::write_tiff(f.dir / "masks/b.tif", 8, 8, mask.values, white_is_zero);
+    CHECK_THROWS_WITH(dpunet::data::import_image_folders(f.options),
+                      HasSubstr("masks/b.tif a grey 8-bit (white-is-zero) one"));
+  }
   CHECK_FALSE(std::filesystem::exists(f.dir / "shards"));
+}
+
+TEST_CASE("import refuses a link to a missing image instead of leaving the image out", "[data]") {
+  Folders f;
+  f.add_pairs(1);
+  std::filesystem::create_symlink("/nonexistent/b.png", f.dir / "images/b.png");
+  dpunet::data::write_png(f.dir / "masks/b.png", make_mask(16));
+  CHECK_THROWS_WITH(dpunet::data::import_image_folders(f.options),
+                    HasSubstr("images/b.png: a link to /nonexistent/b.png, which does not exist"));
+}
+
+TEST_CASE("import says when the classes it found look like a resize's blended edges", "[data]") {
+  Folders f;
+  f.options.val_fraction = 0;
+  f.add_pairs(1);  // 0 and 255: a binary mask, no note
+  CHECK(dpunet::data::import_image_folders(f.options).note.empty());
+  Image blended = make_mask(16);
+  blended.values[0] = 64;
+  blended.values[1] = 128;
+  dpunet::data::write_png(f.dir / "images/b.png", make_image(16, 1, 3));
+  dpunet::data::write_png(f.dir / "masks/b.png", blended);
+  f.options.overwrite = true;
+  const auto result = dpunet::data::import_image_folders(f.options);
+  CHECK(result.mask_mapping.classes() == 4);
+  CHECK_THAT(result.note, HasSubstr("the masks hold 4 values, each taken for a class") &&
+                              HasSubstr("nearest-neighbour") && HasSubstr("--mask-map"));
+  // Labels 0..K-1 are labels, however many.
+  Image labels = make_mask(16);
+  for (size_t i = 0; i < labels.values.size(); ++i) labels.values[i] = static_cast<uint16_t>(i % 5);
+  dpunet::data::write_png(f.dir / "masks/b.png", labels);
+  dpunet::data::write_png(f.dir / "masks/img0.png", labels);
+  CHECK(dpunet::data::import_image_folders(f.options).note.empty());
 }
 
 namespace {
