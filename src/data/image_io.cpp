@@ -45,6 +45,7 @@ struct PngInfo {
   int stored_bits = 0;   // per value in the file: 1, 2, 4, 8 or 16
   int passes = 1;        // 7 for an interlaced image
   bool palette = false;  // colour type palette: a mask's values are its indices
+  bool alpha = false;    // a mask's alpha channel, kept to be checked: the last value of each pixel
 };
 
 // Reads the header and sets up conversions: an image's palette to RGB (a mask's indices
@@ -70,7 +71,12 @@ bool png_read_header(png_structp png, png_infop info, FILE* file, ImageRole role
     }
   }
   // A palette's transparency chunk becomes an alpha channel on expansion: strip that too.
-  if ((color & PNG_COLOR_MASK_ALPHA) != 0 || png_get_valid(png, info, PNG_INFO_tRNS) != 0) png_set_strip_alpha(png);
+  // A mask's alpha channel is kept, to be checked: a transparent pixel is one nobody
+  // labelled, which must not pass for a label.
+  out->alpha = (color & PNG_COLOR_MASK_ALPHA) != 0 && role == ImageRole::kLabels;
+  if (!out->alpha && ((color & PNG_COLOR_MASK_ALPHA) != 0 || png_get_valid(png, info, PNG_INFO_tRNS) != 0)) {
+    png_set_strip_alpha(png);
+  }
   if (png_get_bit_depth(png, info) == 16) png_set_swap(png);
   out->passes = png_set_interlace_handling(png);
   png_read_update_info(png, info);
@@ -115,7 +121,7 @@ class PngRows final : public RowSource {
                  ": not a readable PNG (", error_.message, ")");
     header.height = info_.height;
     header.width = info_.width;
-    header.channels = info_.channels;
+    header.channels = info_.channels - (info_.alpha ? 1 : 0);
     // A mask unpacked as stored keeps its file's depth: masks of one import must be alike.
     const bool unpacked_grey =
         info_.channels == 1 && info_.stored_bits < 8 && role == ImageRole::kLabels;  // or indices
@@ -146,7 +152,9 @@ class PngRows final : public RowSource {
       row = bytes_.data();
     }
     const size_t values = static_cast<size_t>(info_.width) * info_.channels;
-    if (info_.bits == 16) {
+    if (info_.alpha) {
+      copy_opaque(row, out);
+    } else if (info_.bits == 16) {
       std::memcpy(out, row, values * sizeof(uint16_t));
     } else {
       std::copy_n(row, values, out);
@@ -155,6 +163,27 @@ class PngRows final : public RowSource {
   }
 
  private:
+  // A mask's row without its alpha, which must be opaque throughout.
+  void copy_opaque(const unsigned char* row, uint16_t* out) const {
+    const size_t channels = static_cast<size_t>(info_.channels), colour = channels - 1;
+    const uint16_t opaque = info_.bits == 16 ? 65535 : 255;
+    for (size_t x = 0; x < info_.width; ++x) {
+      for (size_t c = 0; c < channels; ++c) {
+        const size_t i = x * channels + c;
+        uint16_t v = row[i];
+        if (info_.bits == 16) std::memcpy(&v, row + 2 * i, sizeof(v));
+        if (c < colour) {
+          out[x * colour + c] = v;
+        } else {
+          DPUNET_CHECK(v == opaque, path_, ": a transparent pixel in a mask (row ", next_, ", column ", x, ", alpha ",
+                       v,
+                       "): unlabelled pixels? give them a value of their own, mapped to ignore "
+                       "(--mask-map VALUE=ignore), and save the mask without transparency");
+        }
+      }
+    }
+  }
+
   struct ReadStructs {
     png_structp png = nullptr;
     png_infop info = nullptr;

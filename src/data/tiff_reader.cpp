@@ -148,6 +148,9 @@ class TiffRows final : public RowSource {
     header.width = layout_.width;
     header.bits = packed && !as_stored ? 8 : layout_.bits;
     header.channels = expand_palette_ ? 3 : colour_;
+    // A mask's alpha (its extra samples are alpha, colour_channels checked) must be opaque:
+    // a transparent pixel is one nobody labelled, which must not pass for a label.
+    check_alpha_ = as_stored && layout_.samples > colour_;
     if (as_stored && layout_.photometric == PHOTOMETRIC_PALETTE) header.stored = StoredValues::kPaletteIndices;
     if (as_stored && layout_.photometric == PHOTOMETRIC_MINISWHITE) header.stored = StoredValues::kWhiteIsZero;
     channels_ = static_cast<size_t>(header.channels);
@@ -171,6 +174,13 @@ class TiffRows final : public RowSource {
           out[x * channels_ + c] = static_cast<uint16_t>((invert_ ? white_ - v : v) * scale_);
         }
       }
+    }
+    for (size_t x = 0; check_alpha_ && x < width; ++x) {
+      const uint16_t alpha = samples[x * stride + static_cast<size_t>(colour_)];
+      DPUNET_CHECK(alpha == white_, path_, ": a transparent pixel in a mask (row ", next_, ", column ", x, ", alpha ",
+                   alpha,
+                   "): unlabelled pixels? give them a value of their own, mapped to ignore "
+                   "(--mask-map VALUE=ignore), and save the mask without transparency");
     }
     ++next_;
   }
@@ -269,6 +279,7 @@ class TiffRows final : public RowSource {
   int colour_ = 1;
   size_t channels_ = 1;
   bool expand_palette_ = false, invert_ = false;
+  bool check_alpha_ = false;                                            // a mask's alpha: must be opaque
   const uint16_t *red_ = nullptr, *green_ = nullptr, *blue_ = nullptr;  // the colour map, while the file is open
   int shift_ = 0;
   uint16_t white_ = 255;  // the largest stored value

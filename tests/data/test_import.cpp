@@ -427,6 +427,11 @@ TEST_CASE(
   for (const std::string name : {"tiled.tif", "inverted.tif", "palette.tif", "alpha.tif", "overviews.tif", "rgba.tif",
                                  "bilevel.tif", "palette4.tif"}) {
     for (const auto role : {dpunet::data::ImageRole::kImage, dpunet::data::ImageRole::kLabels}) {
+      if ((name == "alpha.tif" || name == "rgba.tif") && role == dpunet::data::ImageRole::kLabels) {
+        // They hold transparent pixels: as masks, refused (their headers are not).
+        CHECK_THROWS_WITH(dpunet::data::read_image(dir / name, role), HasSubstr("a transparent pixel in a mask"));
+        continue;
+      }
       const Image read = dpunet::data::read_image(dir / name, role),
                   header = dpunet::data::read_image_header(dir / name, role);
       INFO(name);
@@ -458,6 +463,61 @@ TEST_CASE("a palette PNG with transparency reads as RGB, its alpha dropped", "[d
     for (int64_t x = 0; x < 4; ++x) indices.push_back(static_cast<uint16_t>((x + y) % 3));
   }
   CHECK(labels.values == indices);
+}
+
+namespace {
+
+// A grey+alpha PNG mask: value 255 on the right half, alpha(y, x).
+template <typename Alpha>
+void write_grey_alpha_png(const std::string& path, int64_t size, Alpha alpha) {
+  FILE* file = std::fopen(path.c_str(), "wb");
+  REQUIRE(file != nullptr);
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
+  png_infop info = png_create_info_struct(png);
+  png_init_io(png, file);
+  png_set_IHDR(png, info, static_cast<png_uint_32>(size), static_cast<png_uint_32>(size), 8, PNG_COLOR_TYPE_GRAY_ALPHA,
+               PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  png_write_info(png, info);
+  std::vector<png_byte> row(static_cast<size_t>(2 * size));
+  for (int64_t y = 0; y < size; ++y) {
+    for (int64_t x = 0; x < size; ++x) {
+      row[2 * x] = x < size / 2 ? 0 : 255;
+      row[2 * x + 1] = static_cast<png_byte>(alpha(y, x));
+    }
+    png_write_row(png, row.data());
+  }
+  png_write_end(png, nullptr);
+  png_destroy_write_struct(&png, &info);
+  std::fclose(file);
+}
+
+}  // namespace
+
+TEST_CASE("a mask's alpha must be opaque: a transparent pixel is not taken for a label", "[data]") {
+  dpunet::test::TempDir dir;
+  write_grey_alpha_png(dir / "opaque.png", 6, [](int64_t, int64_t) { return 255; });
+  const Image opaque = dpunet::data::read_image(dir / "opaque.png", dpunet::data::ImageRole::kLabels);
+  CHECK(opaque.channels == 1);
+  CHECK(opaque.values == make_mask(6).values);
+  write_grey_alpha_png(dir / "clear.png", 6, [](int64_t y, int64_t x) { return y == 4 && x == 1 ? 0 : 255; });
+  CHECK_THROWS_WITH(dpunet::data::read_image(dir / "clear.png", dpunet::data::ImageRole::kLabels),
+                    HasSubstr(dir / "clear.png") && HasSubstr("a transparent pixel in a mask (row 4, column 1") &&
+                        HasSubstr("VALUE=ignore"));
+  // As an image, its alpha is dropped as before.
+  CHECK(dpunet::data::read_image(dir / "clear.png").channels == 1);
+  // A TIFF mask's alpha sample likewise.
+  std::vector<uint16_t> values;
+  for (int64_t p = 0; p < 36; ++p) {
+    values.push_back(p % 6 < 3 ? 0 : 255);
+    values.push_back(p == 7 ? 10 : 255);
+  }
+  dpunet::test::TiffLayout grey_alpha;
+  grey_alpha.samples = 2;
+  grey_alpha.extra = {2};  // EXTRASAMPLE_UNASSALPHA
+  dpunet::test::write_tiff(dir / "clear.tif", 6, 6, values, grey_alpha);
+  CHECK_THROWS_WITH(dpunet::data::read_image(dir / "clear.tif", dpunet::data::ImageRole::kLabels),
+                    HasSubstr("a transparent pixel in a mask (row 1, column 1, alpha 10"));
+  CHECK(dpunet::data::read_image(dir / "clear.tif").channels == 1);
 }
 
 TEST_CASE("a 4-bit palette PNG mask keeps its indices, its image its colours", "[data]") {
