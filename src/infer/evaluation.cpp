@@ -4,6 +4,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
 
@@ -33,7 +34,20 @@ EvaluationTable::EvaluationTable(int64_t images, int64_t classes, int64_t ignore
 void EvaluationTable::add(int64_t index, const torch::Tensor& predicted, const torch::Tensor& mask) {
   DPUNET_CHECK(index >= 0 && index < rows_.size(0), "evaluation: image ", index, " of ", rows_.size(0));
   train::ConfusionCounts counts(classes_, ignore_label_);
-  counts.add_predicted(predicted.unsqueeze(0), mask.to(predicted.device()).to(torch::kLong).unsqueeze(0));
+  // A band of rows at a time: counting takes several 8-byte values per pixel (ids, cells,
+  // weights), which for a slide's whole mask would be gigabytes beside its one byte.
+  const int64_t height = predicted.size(0), width = std::max<int64_t>(predicted.size(1), 1);
+  const int64_t band = std::max<int64_t>(1, (int64_t{1} << 20) / width);
+  for (int64_t top = 0; top < height; top += band) {
+    const int64_t rows = std::min(band, height - top);
+    counts.add_predicted(predicted.narrow(0, top, rows).unsqueeze(0),
+                         mask.narrow(0, top, rows).to(predicted.device()).to(torch::kLong).unsqueeze(0));
+  }
+  // A mask with no labelled pixel (all of it the ignore label) scores nothing: the image
+  // is left out, as one without a mask is, not counted as scored with every score null.
+  const torch::Tensor per_class = counts.counts().slice(0, 0, classes_);
+  const double labelled = (per_class.select(1, 0) + per_class.select(1, 2)).sum().item<double>();  // tp + fn
+  if (labelled == 0) return;
   torch::Tensor row = rows_[index];
   row.slice(0, 0, row.size(0) - 1).copy_(counts.counts().flatten());
   row[-1] = 1.0;

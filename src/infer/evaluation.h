@@ -22,7 +22,7 @@ class EvaluationTable {
   EvaluationTable(int64_t images, int64_t classes, int64_t ignore_label = -1);
 
   // predicted [H, W] class ids (any device, any integer type), mask [H, W] class ids of
-  // image `index`.
+  // image `index`; an image whose mask is all ignore label is left out (scores nothing).
   void add(int64_t index, const torch::Tensor& predicted, const torch::Tensor& mask);
   // Sums every rank's rows into every rank's (each image is scored on one rank only);
   // `device` is where the communicator takes tensors.

@@ -77,6 +77,11 @@ InputSet::InputSet(const std::string& input, InputOptions options) : input_(inpu
     // Output files are named by stem: a.png and a.tif would overwrite each other's.
     std::map<std::string, std::string> by_stem;
     for (const std::string& path : images_) {
+      // Outputs are named by it, in the output folder and inside predictions.h5: "." (a
+      // file ..png) names neither, and would fail after the image was predicted.
+      DPUNET_CHECK(data::image_stem(path) != ".", path,
+                   ": a file named '.' less its extension, which no output "
+                   "can be named after: rename it");
       const auto [it, fresh] = by_stem.emplace(data::image_stem(path), path);
       DPUNET_CHECK(fresh, input, ": ", it->second, " and ", path, " have the same name; their outputs would collide");
     }

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <set>
 
@@ -14,36 +15,46 @@ namespace dpunet::infer {
 namespace {
 
 // Sets to 0 every pixel that `member` selects outside the largest 8-connected region of
-// such pixels.
+// such pixels. One byte per pixel besides the labels, and a breadth-first frontier (a
+// region's edge, not the region): a slide's mask is post-processed at about its own size.
 void keep_largest(uint8_t* labels, int64_t height, int64_t width, const std::function<bool(uint8_t)>& member) {
   const int64_t pixels = height * width;
-  std::vector<int32_t> region(static_cast<size_t>(pixels), -1);
-  std::vector<int64_t> queue;
-  int32_t regions = 0, largest = -1;
-  int64_t largest_size = 0;
-  for (int64_t start = 0; start < pixels; ++start) {
-    if (region[start] >= 0 || !member(labels[start])) continue;
-    const int32_t id = regions++;
-    region[start] = id;
-    queue.assign(1, start);
-    for (size_t next = 0; next < queue.size(); ++next) {
-      const int64_t y = queue[next] / width, x = queue[next] % width;
+  // 0: not reached; 1: in a region; 2: in the largest, found again from its first pixel.
+  std::vector<uint8_t> mark(static_cast<size_t>(pixels), 0);
+  std::deque<int64_t> frontier;
+  // Marks `start`'s region `value` (over pixels marked otherwise); returns its size.
+  auto fill = [&](int64_t start, uint8_t value) {
+    int64_t size = 0;
+    mark[start] = value;
+    frontier.assign(1, start);
+    while (!frontier.empty()) {
+      const int64_t at = frontier.front();
+      frontier.pop_front();
+      ++size;
+      const int64_t y = at / width, x = at % width;
       for (int64_t ny = std::max<int64_t>(0, y - 1); ny <= std::min(height - 1, y + 1); ++ny) {
         for (int64_t nx = std::max<int64_t>(0, x - 1); nx <= std::min(width - 1, x + 1); ++nx) {
           const int64_t p = ny * width + nx;
-          if (region[p] >= 0 || !member(labels[p])) continue;
-          region[p] = id;
-          queue.push_back(p);
+          if (mark[p] == value || !member(labels[p])) continue;
+          mark[p] = value;
+          frontier.push_back(p);
         }
       }
     }
-    if (static_cast<int64_t>(queue.size()) > largest_size) {
-      largest_size = static_cast<int64_t>(queue.size());
-      largest = id;
+    return size;
+  };
+  int64_t largest_start = -1, largest_size = 0;
+  for (int64_t start = 0; start < pixels; ++start) {
+    if (mark[start] != 0 || !member(labels[start])) continue;
+    const int64_t size = fill(start, 1);
+    if (size > largest_size) {
+      largest_size = size;
+      largest_start = start;
     }
   }
+  if (largest_start >= 0) fill(largest_start, 2);
   for (int64_t p = 0; p < pixels; ++p) {
-    if (region[p] >= 0 && region[p] != largest) labels[p] = 0;
+    if (mark[p] == 1) labels[p] = 0;
   }
 }
 

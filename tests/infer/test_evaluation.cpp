@@ -83,4 +83,20 @@ TEST_CASE("evaluation leaves unlabelled mask pixels out of every score", "[infer
   const nlohmann::json none = nlohmann::json::parse(empty.report({"a"}).dump());
   CHECK(none["dice"][0].is_null());
   CHECK(none["dice"][1].is_null());
+  // Nor is the image counted as scored: predict then says no mask was scored.
+  CHECK(empty.evaluated() == 0);
+  CHECK(none["images"] == 0);
+}
+
+TEST_CASE("evaluation counts a tall image in bands as it would whole", "[infer]") {
+  // More rows than one band holds (a million pixels): the counts are the same sums.
+  torch::manual_seed(3);
+  const torch::Tensor mask = torch::randint(0, 3, {1100, 1000}, torch::kByte);
+  const torch::Tensor predicted = torch::where(torch::rand({1100, 1000}) < 0.8, mask, torch::zeros_like(mask));
+  EvaluationTable table(1, 3);
+  table.add(0, predicted, mask);
+  dpunet::train::ConfusionCounts whole(3);
+  whole.add_predicted(predicted.unsqueeze(0), mask.to(torch::kLong).unsqueeze(0));
+  const nlohmann::json r = nlohmann::json::parse(table.report({"a"}).dump());
+  for (size_t k = 0; k < 3; ++k) CHECK(r["dice"][k].get<double>() == Approx(whole.dice()[k]).epsilon(1e-12));
 }

@@ -207,6 +207,17 @@ TEST_CASE("masks beside their images are told apart by their suffix", "[infer]")
   }
 }
 
+TEST_CASE("an image no output can be named after is refused before any is predicted", "[infer]") {
+  dpunet::test::TempDir dir;
+  dpunet::data::Image image;
+  image.height = image.width = 4;
+  image.channels = 1;
+  image.values.assign(16, 1);
+  for (const char* name : {"..png", "a.png"}) dpunet::data::write_png(dir / name, image);
+  CHECK_THROWS_WITH(dpunet::infer::InputSet(dir.path(), dpunet::infer::InputOptions{}),
+                    HasSubstr(dir / "..png") && HasSubstr("rename it"));
+}
+
 TEST_CASE("unlabelled pixels of image masks need a value that is no class of the model", "[infer]") {
   dpunet::test::TempDir dir;
   std::filesystem::create_directories(dir / "images");
