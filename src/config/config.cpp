@@ -75,7 +75,8 @@ std::string nearest_key(const std::string& path) {
   };
   if (dot == std::string::npos) {
     for (const std::string& section : sections()) {
-      const size_t d = edit_distance(path, section);
+      // A section's name cut short ("optim" for optimizer) is one too, from 3 letters on.
+      const size_t d = path.size() >= 3 ? name_distance(path, section) : edit_distance(path, section);
       consider(section, d, d);
     }
   }

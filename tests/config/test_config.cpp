@@ -227,6 +227,7 @@ TEST_CASE("unknown keys suggest the nearest key in the same section first", "[co
   CHECK_THAT(suggestion("model:\n  num_classes: 3\n"), HasSubstr("did you mean 'model.n_classes'"));
   // Two letters swapped, the commonest slip, in a section's name and in a key's.
   CHECK_THAT(suggestion("trian:\n  steps: 5\n"), HasSubstr("did you mean 'train'"));
+  CHECK_THAT(suggestion("optim:\n  lr: 0.1\n"), HasSubstr("did you mean 'optimizer'"));  // cut short
   CHECK_THROWS_WITH(parse_config("", "a.yaml", {"train.stpes=1"}), HasSubstr("did you mean 'train.steps'"));
   CHECK_THROWS_WITH(parse_config("", "a.yaml", {"run.dri=x"}), HasSubstr("did you mean 'run.dir'"));
   CHECK_THROWS_WITH(parse_config("", "a.yaml", {"foo.bar=1"}),
