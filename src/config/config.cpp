@@ -75,9 +75,11 @@ std::string nearest_key(const std::string& path) {
   };
   if (dot == std::string::npos) {
     for (const std::string& section : sections()) {
-      // A section's name cut short ("optim" for optimizer) is one too, from 3 letters on.
-      const size_t d = path.size() >= 3 ? name_distance(path, section) : edit_distance(path, section);
-      consider(section, d, d);
+      // A section's name cut short ("optim" for optimizer) is one too, from 3 letters on,
+      // ranked after a key of that very name elsewhere ("val" is data.val, not validation).
+      const size_t d = edit_distance(path, section);
+      const bool cut_short = path.size() >= 3 && section.rfind(path, 0) == 0;
+      consider(section, cut_short ? std::min<size_t>(d, 1) : d, cut_short ? std::min<size_t>(d, 2) : d);
     }
   }
   for (const Field& f : fields()) {

@@ -108,11 +108,15 @@ void validate(const Config& c, const std::string& source, const Origins& origins
     const std::string problem =
         model::bottom_norm_problem(unet, c.augment.patch_size, c.augment.patch_size, c.train.batch_size);
     if (!problem.empty()) {
-      fail(unet.norm == model::Norm::kBatch ? "model.norm, train.batch_size, augment.patch_size, model.depth"
-                                            : "model.norm, augment.patch_size, model.depth",
+      const bool batch = unet.norm == model::Norm::kBatch, group = unet.norm == model::Norm::kGroup;
+      fail(batch   ? "model.norm, train.batch_size, augment.patch_size, model.depth"
+           : group ? "model.norm, model.base_channels, augment.patch_size, model.depth"
+                   : "model.norm, augment.patch_size, model.depth",
            detail::concat("with ", c.augment.patch_size, " px patches ", problem, ": use a larger ",
-                          unet.norm == model::Norm::kBatch ? "batch or patch" : "patch",
-                          ", a smaller depth, or norm group"));
+                          batch   ? "batch or patch"
+                          : group ? "patch or model.base_channels"
+                                  : "patch",
+                          ", a smaller depth, or norm ", group ? "batch" : "group"));
     }
   }
   if (c.augment.patch_size == 0 && c.model.padding == "valid") {

@@ -221,10 +221,13 @@ void check_data_fits_model(const config::Config& c, const data::ShardHeader& h, 
     }
     // As config validation checks patches (it does not know the images' size).
     const std::string problem = model::bottom_norm_problem(unet, h.height, h.width, training ? c.train.batch_size : 0);
+    const bool batch = unet.norm == model::Norm::kBatch, group = unet.norm == model::Norm::kGroup;
     DPUNET_CHECK(problem.empty(), which, ": augment.patch_size is 0 (whole images as input), and with ", h.height, "x",
                  h.width, " images ", problem, " (model.norm",
-                 unet.norm == model::Norm::kBatch ? ", train.batch_size): use a larger batch, a" : "): use a",
-                 " smaller model.depth, or norm group");
+                 batch   ? ", train.batch_size): use a larger batch, a"
+                 : group ? ", model.base_channels): use a larger model.base_channels, a"
+                         : "): use a",
+                 " smaller model.depth, or norm ", group ? "batch" : "group");
   }
 }
 

@@ -87,6 +87,8 @@ TEST_CASE("config mistakes name the file, line, column and key", "[config]") {
     CHECK_THROWS_WITH(parse_config("", "a.yaml", {"train.batch_size=100000000"}),
                       HasSubstr("train.batch_size") && !HasSubstr("e+") && HasSubstr("got 100000000"));
     CHECK_THROWS_WITH(parse_config("", "a.yaml", {"optimizer.grad_clip=-1"}), HasSubstr("must be in [0, inf]"));
+    // Whole-number bounds in full up to 2^53, as large as integer keys go.
+    CHECK_THROWS_WITH(parse_config("", "a.yaml", {"train.steps=0"}), HasSubstr("must be in [1, 1000000000000000]"));
   }
   SECTION("not one of the choices") {
     CHECK_THROWS_WITH(parse_config("model:\n  norm: layer\n", "a.yaml"),
@@ -228,6 +230,8 @@ TEST_CASE("unknown keys suggest the nearest key in the same section first", "[co
   // Two letters swapped, the commonest slip, in a section's name and in a key's.
   CHECK_THAT(suggestion("trian:\n  steps: 5\n"), HasSubstr("did you mean 'train'"));
   CHECK_THAT(suggestion("optim:\n  lr: 0.1\n"), HasSubstr("did you mean 'optimizer'"));  // cut short
+  // A key of that name in a section comes first: a mis-indented data.val.
+  CHECK_THAT(suggestion("data:\n  train: x\nval: y\n"), HasSubstr("did you mean 'data.val'"));
   CHECK_THROWS_WITH(parse_config("", "a.yaml", {"train.stpes=1"}), HasSubstr("did you mean 'train.steps'"));
   CHECK_THROWS_WITH(parse_config("", "a.yaml", {"run.dri=x"}), HasSubstr("did you mean 'run.dir'"));
   CHECK_THROWS_WITH(parse_config("", "a.yaml", {"foo.bar=1"}),
@@ -292,6 +296,13 @@ TEST_CASE("contradicting or unusable values are refused before a run starts", "[
                         HasSubstr("bottom map is 1x1, which InstanceNorm would zero") &&
                         HasSubstr("use a larger patch,"));
   CHECK_NOTHROW(parse_config("", "a.yaml", {"augment.patch_size=64", "model.depth=5", "model.norm=instance"}));
+  // GroupNorm with one channel per group does the same; wider levels give groups of several.
+  const std::vector<std::string> thin{"augment.patch_size=32", "model.depth=5", "model.norm=group",
+                                      "model.base_channels=1"};
+  CHECK_THROWS_WITH(parse_config("", "a.yaml", thin),
+                    HasSubstr("model.norm, model.base_channels, augment.patch_size, model.depth") &&
+                        HasSubstr("one channel in each of GroupNorm's 32 groups") &&
+                        HasSubstr("use a larger patch or model.base_channels, a smaller depth, or norm batch"));
   CHECK_THROWS_WITH(parse_config("", "a.yaml", {"run.device=cpu", "distributed.backend=nccl"}),
                     HasSubstr("distributed.backend, run.device") && HasSubstr("nccl needs CUDA"));
   CHECK_THROWS_WITH(parse_config("", "a.yaml", {"run.device=cuda", "distributed.backend=mpi"}),
