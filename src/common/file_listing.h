@@ -15,4 +15,9 @@ bool exists_or_fail(const std::string& path);
 // dpunet::Error naming the directory.
 std::vector<std::filesystem::path> directory_entries(const std::string& directory);
 
+// Throws naming `entry` when it is a symbolic link to nothing (a disk not mounted): a
+// listing that passed over it as "not a file" would read a dataset short without a word.
+// Callers ask it of the names they would have taken.
+void fail_on_broken_link(const std::filesystem::directory_entry& entry);
+
 }  // namespace dpunet

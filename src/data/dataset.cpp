@@ -11,6 +11,7 @@
 #include <regex>
 
 #include "common/error.h"
+#include "common/file_listing.h"
 
 namespace dpunet::data {
 namespace fs = std::filesystem;
@@ -19,7 +20,9 @@ namespace {
 std::vector<std::string> shards_in_directory(const fs::path& directory) {
   std::vector<std::string> paths;
   for (const auto& entry : fs::directory_iterator(directory)) {
-    if (entry.is_regular_file() && entry.path().extension() == ".h5") paths.push_back(entry.path().string());
+    if (entry.path().extension() != ".h5") continue;
+    fail_on_broken_link(entry);
+    if (entry.is_regular_file()) paths.push_back(entry.path().string());
   }
   std::sort(paths.begin(), paths.end());
   return paths;

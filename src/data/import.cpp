@@ -13,6 +13,7 @@
 #include <set>
 
 #include "common/error.h"
+#include "common/file_listing.h"
 #include "common/text.h"
 #include "common/tile_grid.h"
 #include "data/image_io.h"
@@ -58,11 +59,7 @@ std::vector<Pair> find_pairs(const ImportOptions& o) {
                o.images_dir, "), so each image would be its own mask: give --mask-suffix (a.png's mask a_mask.png)");
   std::vector<std::string> images;
   for (const auto& entry : fs::directory_iterator(o.images_dir)) {
-    // A link to an image that is not there (a disk not mounted) would drop out unseen.
-    std::error_code broken;
-    DPUNET_CHECK(!entry.is_symlink() || !is_image_file(entry.path().string()) || fs::exists(entry.path(), broken),
-                 entry.path().string(), ": a link to ", fs::read_symlink(entry.path(), broken).string(),
-                 ", which does not exist: mount or restore it, or remove the link");
+    if (is_image_file(entry.path().string())) fail_on_broken_link(entry);
     if (!entry.is_regular_file() || !is_image_file(entry.path().string())) continue;
     if (one_folder && ends_with(image_stem(entry.path().string()), o.mask_suffix)) continue;
     images.push_back(entry.path().string());
@@ -133,14 +130,26 @@ std::map<uint32_t, int> discover_classes(const std::vector<Pair>& pairs, const M
   return classes;
 }
 
-// Found classes that do not look like labels: grey values other than 0..K-1 beyond a
-// binary mask's two, or many colours, are what resizing masks with interpolation leaves
-// at the edges, and each became a class. Empty when they look like labels.
+// Found classes that do not look like labels: grey values that are not evenly spaced
+// from 0 (0..K-1, or labels scaled for viewing such as 0, 85, 170, 255; a last 255 may be
+// an unlabelled value beside them), beyond a binary mask's two, or many colours, are what
+// resizing masks with interpolation leaves at the edges, and each became a class. Empty
+// when they look like labels.
 std::string discovered_classes_note(const std::map<uint32_t, int>& classes, bool colours) {
-  bool consecutive = true;
-  uint32_t expected = 0;
-  for (const auto& entry : classes) consecutive = consecutive && entry.first == expected++;
-  const bool doubtful = colours ? classes.size() > 12 : classes.size() > 2 && !consecutive;
+  std::vector<uint32_t> values;
+  for (const auto& entry : classes) values.push_back(entry.first);
+  auto evenly_spaced = [](const std::vector<uint32_t>& v) {
+    if (v.size() < 2 || v[0] != 0) return v.size() < 2;
+    for (size_t i = 1; i < v.size(); ++i) {
+      if (v[i] != v[1] * i) return false;
+    }
+    return true;
+  };
+  bool labels = evenly_spaced(values);
+  if (!labels && values.size() > 2 && (values.back() == 255 || values.back() == 65535)) {
+    labels = evenly_spaced(std::vector<uint32_t>(values.begin(), values.end() - 1));
+  }
+  const bool doubtful = colours ? classes.size() > 12 : classes.size() > 2 && !labels;
   if (!doubtful) return "";
   return "the masks hold " + std::to_string(classes.size()) + (colours ? " colours" : " values") +
          ", each taken for a class; if some are edges that a resize blended (interpolation, not nearest-neighbour), "

@@ -13,6 +13,7 @@
 #include <optional>
 
 #include "common/error.h"
+#include "common/file_listing.h"
 #include "common/text.h"
 #include "data/image_io.h"
 #include "data/import.h"
@@ -58,6 +59,8 @@ InputSet::InputSet(const std::string& input, InputOptions options) : input_(inpu
   bool shards_in_folder = false;
   if (fs::is_directory(input, ec)) {
     for (const auto& entry : fs::directory_iterator(input)) {
+      const std::string name = entry.path().string();
+      if (entry.path().extension() == ".h5" || data::is_image_file(name)) fail_on_broken_link(entry);
       if (!entry.is_regular_file()) continue;
       if (entry.path().extension() == ".h5") shards_in_folder = true;  // what data::Dataset reads
       if (data::is_image_file(entry.path().string())) images_.push_back(entry.path().string());

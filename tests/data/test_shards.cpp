@@ -262,6 +262,13 @@ TEST_CASE("a dataset indexes its shards in order, from a directory, a glob or an
   CHECK_THROWS_WITH(Dataset(dir / "missing.txt"), HasSubstr("c.h5: no such file (listed in " + dir / "missing.txt"));
 }
 
+TEST_CASE("a shard folder with a link to a missing shard is an error, not a shorter dataset", "[data]") {
+  TempDir dir;
+  dpunet::test::write_known_shard(dir / "a.h5", 3, /*first=*/0);
+  std::filesystem::create_symlink("/nonexistent/b.h5", dir / "b.h5");
+  CHECK_THROWS_WITH(Dataset(dir.path()), HasSubstr(dir / "b.h5") && HasSubstr("a link to /nonexistent/b.h5"));
+}
+
 TEST_CASE("a folder named with glob characters is read as written", "[data]") {
   TempDir dir;
   const std::string folder = dir / "exp[1]*";  // as SLURM job or array names make them
