@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <memory>
 #include <new>
+#include <vector>
 
 #include "common/atomic_file.h"
 #include "common/error.h"
@@ -46,6 +47,11 @@ struct PngInfo {
   int passes = 1;        // 7 for an interlaced image
   bool palette = false;  // colour type palette: a mask's values are its indices
   bool alpha = false;    // a mask's alpha channel, kept to be checked: the last value of each pixel
+  // A mask's transparency chunk, to be checked as its alpha is: the alpha of each palette
+  // index (those past the list are opaque), or the one grey value or colour that is clear.
+  std::vector<uint8_t> index_alpha;
+  bool clear_key = false;
+  uint16_t key[3] = {0, 0, 0};
 };
 
 // Reads the header and sets up conversions: an image's palette to RGB (a mask's indices
@@ -74,6 +80,20 @@ bool png_read_header(png_structp png, png_infop info, FILE* file, ImageRole role
   // A mask's alpha channel is kept, to be checked: a transparent pixel is one nobody
   // labelled, which must not pass for a label.
   out->alpha = (color & PNG_COLOR_MASK_ALPHA) != 0 && role == ImageRole::kLabels;
+  if (role == ImageRole::kLabels && png_get_valid(png, info, PNG_INFO_tRNS) != 0) {
+    png_bytep alphas = nullptr;
+    int count = 0;
+    png_color_16p colour = nullptr;
+    png_get_tRNS(png, info, &alphas, &count, &colour);
+    if (color == PNG_COLOR_TYPE_PALETTE && alphas != nullptr) {
+      out->index_alpha.assign(alphas, alphas + count);
+    } else if (colour != nullptr) {
+      out->clear_key = true;
+      out->key[0] = color == PNG_COLOR_TYPE_GRAY ? colour->gray : colour->red;
+      out->key[1] = colour->green;
+      out->key[2] = colour->blue;
+    }
+  }
   if (!out->alpha && ((color & PNG_COLOR_MASK_ALPHA) != 0 || png_get_valid(png, info, PNG_INFO_tRNS) != 0)) {
     png_set_strip_alpha(png);
   }
@@ -159,10 +179,32 @@ class PngRows final : public RowSource {
     } else {
       std::copy_n(row, values, out);
     }
+    if (!info_.index_alpha.empty() || info_.clear_key) check_transparency_chunk(out);
     ++next_;
   }
 
  private:
+  [[noreturn]] void fail_transparent(size_t x, int alpha) const {
+    DPUNET_FAIL(path_, ": a transparent pixel in a mask (row ", next_, ", column ", x, ", alpha ", alpha,
+                "): unlabelled pixels? give them a value of their own, mapped to ignore "
+                "(--mask-map VALUE=ignore), and save the mask without transparency");
+  }
+
+  // A mask's row, read, against its transparency chunk.
+  void check_transparency_chunk(const uint16_t* row) const {
+    const size_t channels = static_cast<size_t>(info_.channels);
+    for (size_t x = 0; x < info_.width; ++x) {
+      const uint16_t* pixel = row + x * channels;
+      if (!info_.index_alpha.empty()) {
+        if (pixel[0] < info_.index_alpha.size() && info_.index_alpha[pixel[0]] != 255) {
+          fail_transparent(x, info_.index_alpha[pixel[0]]);
+        }
+      } else if (std::equal(pixel, pixel + channels, info_.key)) {
+        fail_transparent(x, 0);
+      }
+    }
+  }
+
   // A mask's row without its alpha, which must be opaque throughout.
   void copy_opaque(const unsigned char* row, uint16_t* out) const {
     const size_t channels = static_cast<size_t>(info_.channels), colour = channels - 1;
@@ -174,11 +216,8 @@ class PngRows final : public RowSource {
         if (info_.bits == 16) std::memcpy(&v, row + 2 * i, sizeof(v));
         if (c < colour) {
           out[x * colour + c] = v;
-        } else {
-          DPUNET_CHECK(v == opaque, path_, ": a transparent pixel in a mask (row ", next_, ", column ", x, ", alpha ",
-                       v,
-                       "): unlabelled pixels? give them a value of their own, mapped to ignore "
-                       "(--mask-map VALUE=ignore), and save the mask without transparency");
+        } else if (v != opaque) {
+          fail_transparent(x, v);
         }
       }
     }
@@ -318,7 +357,14 @@ void write_png8_rows(const std::string& path, int64_t height, int64_t width, int
   std::vector<uint8_t> row(static_cast<size_t>(width * channels));
   // Written beside its name and renamed over it when whole: a full disk or an error
   // leaves no cut-short PNG, and an earlier file of that name (a plot drawn again) as it was.
-  const std::string temporary = temporary_path_for(path);
+  // A link at `path` is written through, as opening it would be: the file it names is replaced.
+  std::error_code ec;
+  std::string target = path;
+  if (std::filesystem::is_symlink(path, ec)) {
+    const std::filesystem::path resolved = std::filesystem::weakly_canonical(path, ec);
+    if (!ec) target = resolved.string();
+  }
+  const std::string temporary = temporary_path_for(target);
   File file(std::fopen(temporary.c_str(), "wb"));
   DPUNET_CHECK(file, path, ": cannot create (", std::strerror(errno), ")");
   std::string failure;
@@ -346,7 +392,7 @@ void write_png8_rows(const std::string& path, int64_t height, int64_t width, int
   }
   if (failure.empty() && std::fflush(file.get()) != 0) failure = "writing the PNG failed (disk full?)";
   if (std::fclose(file.release()) != 0 && failure.empty()) failure = "writing the PNG failed (disk full?)";
-  if (failure.empty() && std::rename(temporary.c_str(), path.c_str()) != 0) {
+  if (failure.empty() && std::rename(temporary.c_str(), target.c_str()) != 0) {
     failure = std::string("cannot rename its temporary into place (") + std::strerror(errno) + ")";
   }
   if (!failure.empty()) {

@@ -76,15 +76,16 @@ void write_test_png(const std::string& path, int64_t size, Describe describe, Va
   std::fclose(file);
 }
 
-// An 8-bit palette PNG with a transparency chunk: red, half-transparent green, blue.
-void write_palette_png(const std::string& path, int64_t size) {
+// An 8-bit palette PNG with a transparency chunk: red, green (half-transparent at
+// green_alpha 128), blue.
+void write_palette_png(const std::string& path, int64_t size, png_byte green_alpha = 255) {
   const auto side = static_cast<png_uint_32>(size);
-  const auto describe = [side](png_structp png, png_infop info) {
+  const auto describe = [side, green_alpha](png_structp png, png_infop info) {
     png_set_IHDR(png, info, side, side, 8, PNG_COLOR_TYPE_PALETTE, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
                  PNG_FILTER_TYPE_DEFAULT);
     png_color palette[3] = {{255, 0, 0}, {0, 255, 0}, {0, 0, 255}};
     png_set_PLTE(png, info, palette, 3);
-    png_byte alpha[3] = {255, 128, 255};
+    png_byte alpha[3] = {255, green_alpha, 255};
     png_set_tRNS(png, info, alpha, 3, nullptr);
   };
   write_test_png(path, size, describe, [](int64_t y, int64_t x) { return (x + y) % 3; });
@@ -446,7 +447,7 @@ TEST_CASE(
 
 TEST_CASE("a palette PNG with transparency reads as RGB, its alpha dropped", "[data]") {
   dpunet::test::TempDir dir;
-  write_palette_png(dir / "p.png", 4);
+  write_palette_png(dir / "p.png", 4, /*green_alpha=*/128);
   const Image image = dpunet::data::read_image(dir / "p.png");
   REQUIRE(image.channels == 3);
   CHECK(image.bits == 8);
@@ -454,7 +455,11 @@ TEST_CASE("a palette PNG with transparency reads as RGB, its alpha dropped", "[d
   CHECK(image.values[3] == 0);
   CHECK(image.values[4] == 255);
   CHECK(image.values[5] == 0);
-  // As a mask, its palette indices are its labels, as a palette TIFF mask's are.
+  // As a mask, its half-transparent index is refused (a pixel nobody labelled?).
+  CHECK_THROWS_WITH(dpunet::data::read_image(dir / "p.png", dpunet::data::ImageRole::kLabels),
+                    HasSubstr("a transparent pixel in a mask (row 0, column 1, alpha 128"));
+  // Opaque, its palette indices are its labels, as a palette TIFF mask's are.
+  write_palette_png(dir / "p.png", 4);
   const Image labels = dpunet::data::read_image(dir / "p.png", dpunet::data::ImageRole::kLabels);
   REQUIRE(labels.channels == 1);
   CHECK(labels.bits == 8);
@@ -505,6 +510,19 @@ TEST_CASE("a mask's alpha must be opaque: a transparent pixel is not taken for a
                         HasSubstr("VALUE=ignore"));
   // As an image, its alpha is dropped as before.
   CHECK(dpunet::data::read_image(dir / "clear.png").channels == 1);
+  // A grey mask whose transparency chunk makes the value 7 clear: refused where 7 is.
+  const auto keyed = [](png_structp png, png_infop info) {
+    png_set_IHDR(png, info, 4, 4, 8, PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
+                 PNG_FILTER_TYPE_DEFAULT);
+    png_color_16 clear{};
+    clear.gray = 7;
+    png_set_tRNS(png, info, nullptr, 0, &clear);
+  };
+  write_test_png(dir / "keyed.png", 4, keyed, [](int64_t y, int64_t x) { return y == 2 && x == 3 ? 7 : 1; });
+  CHECK_THROWS_WITH(dpunet::data::read_image(dir / "keyed.png", dpunet::data::ImageRole::kLabels),
+                    HasSubstr("a transparent pixel in a mask (row 2, column 3"));
+  write_test_png(dir / "keyed.png", 4, keyed, [](int64_t, int64_t) { return 1; });
+  CHECK(dpunet::data::read_image(dir / "keyed.png", dpunet::data::ImageRole::kLabels).values.size() == 16);
   // A TIFF mask's alpha sample likewise.
   std::vector<uint16_t> values;
   for (int64_t p = 0; p < 36; ++p) {
@@ -934,8 +952,8 @@ TEST_CASE("import says when the classes it found look like a resize's blended ed
   f.add_pairs(1);  // 0 and 255: a binary mask, no note
   CHECK(dpunet::data::import_image_folders(f.options).note.empty());
   Image blended = make_mask(16);
-  blended.values[0] = 64;
-  blended.values[1] = 128;
+  blended.values[0] = 37;
+  blended.values[1] = 201;
   dpunet::data::write_png(f.dir / "images/b.png", make_image(16, 1, 3));
   dpunet::data::write_png(f.dir / "masks/b.png", blended);
   f.options.overwrite = true;
@@ -943,12 +961,17 @@ TEST_CASE("import says when the classes it found look like a resize's blended ed
   CHECK(result.mask_mapping.classes() == 4);
   CHECK_THAT(result.note, HasSubstr("the masks hold 4 values, each taken for a class") &&
                               HasSubstr("nearest-neighbour") && HasSubstr("--mask-map"));
-  // Labels 0..K-1 are labels, however many.
-  Image labels = make_mask(16);
-  for (size_t i = 0; i < labels.values.size(); ++i) labels.values[i] = static_cast<uint16_t>(i % 5);
-  dpunet::data::write_png(f.dir / "masks/b.png", labels);
-  dpunet::data::write_png(f.dir / "masks/img0.png", labels);
-  CHECK(dpunet::data::import_image_folders(f.options).note.empty());
+  // Labels 0..K-1 are labels, however many, and so are they beside an unlabelled 255
+  // (VOC's masks), or scaled for viewing (0, 85, 170, 255).
+  for (const std::vector<uint16_t>& values :
+       {std::vector<uint16_t>{0, 1, 2, 3, 4}, std::vector<uint16_t>{0, 1, 2, 3, 255},
+        std::vector<uint16_t>{0, 85, 170, 255}}) {
+    Image labels = make_mask(16);
+    for (size_t i = 0; i < labels.values.size(); ++i) labels.values[i] = values[i % values.size()];
+    dpunet::data::write_png(f.dir / "masks/b.png", labels);
+    dpunet::data::write_png(f.dir / "masks/img0.png", labels);
+    CHECK(dpunet::data::import_image_folders(f.options).note.empty());
+  }
 }
 
 namespace {
