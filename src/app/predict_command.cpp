@@ -504,7 +504,7 @@ void run(const PredictArgs& args) {
     table.all_reduce(*comm, context.device());
     // Every rank knows the total, so every rank stops together: no score from no masks.
     if (table.evaluated() == 0) {
-      DPUNET_FAIL_ON_EVERY_RANK(false, "--eval: no image of ", args.input, " has a mask with a labelled pixel",
+      DPUNET_FAIL_ON_EVERY_RANK(false, "--eval: no image of ", args.input, " has a mask (with a labelled pixel)",
                                 args.masks.empty() ? std::string(" (give --masks DIR for image files)")
                                                    : " in " + args.masks + " (named <image stem>" + args.mask_suffix +
                                                          ".png/.tif/.tiff; see --mask-suffix)");

@@ -86,6 +86,10 @@ std::string read_file(const std::string& path) {
   // filesystem's EIO), which would pass a cut-short file for a damaged one.
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   DPUNET_CHECK(fd >= 0, "cannot read ", path, ": ", std::strerror(errno));
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};  // also when the buffer cannot be had
   struct stat info {};
   std::string bytes(::fstat(fd, &info) == 0 && info.st_size > 0 ? static_cast<size_t>(info.st_size) : 0, '\0');
   size_t used = 0;
@@ -94,11 +98,7 @@ std::string read_file(const std::string& path) {
     const bool room = used < bytes.size();
     const ssize_t n = room ? ::read(fd, bytes.data() + used, bytes.size() - used) : ::read(fd, spill, sizeof(spill));
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int error = errno;
-      ::close(fd);
-      DPUNET_FAIL("cannot read ", path, ": ", std::strerror(error));
-    }
+    if (n < 0) DPUNET_FAIL("cannot read ", path, ": ", std::strerror(errno));
     if (n == 0) break;
     if (room) {
       used += static_cast<size_t>(n);
@@ -107,7 +107,6 @@ std::string read_file(const std::string& path) {
       used = bytes.size();
     }
   }
-  ::close(fd);
   bytes.resize(used);
   return bytes;
 }

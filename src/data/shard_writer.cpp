@@ -137,7 +137,12 @@ void ShardWriter::write(int64_t index, const void* image, const uint8_t* mask) {
 void ShardWriter::accumulate_statistics(const void* image) {
   const int64_t pixels = header_.pixels();
   for (int64_t c = 0; c < header_.channels; ++c) {
-    if (written_ == 0) shift_[c] = pixel_value(image, header_.pixel_type, c * pixels);
+    if (written_ == 0) {
+      // The first sample's mean: its first pixel could be a border far from the rest.
+      double first_sum = 0;
+      for (int64_t p = 0; p < pixels; ++p) first_sum += pixel_value(image, header_.pixel_type, c * pixels + p);
+      shift_[c] = first_sum / static_cast<double>(pixels);
+    }
     double sum = 0, squares = 0;
     for (int64_t p = 0; p < pixels; ++p) {
       const double v = pixel_value(image, header_.pixel_type, c * pixels + p) - shift_[c];

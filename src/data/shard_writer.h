@@ -39,7 +39,7 @@ class ShardWriter {
   std::string temporary_path_;
   ShardHeader header_;
   bool statistics_given_;
-  // Per channel, of the values less shift_ (the first value written): sums of values near
+  // Per channel, of the values less shift_ (the first sample's mean): sums of values near
   // their mean stay small, and the variance exact (E[x^2] - E[x]^2 of a 16-bit channel at
   // 60000 with a spread of 0.5 lost a fifth of its spread to rounding).
   std::vector<double> sum_, sum_squares_, shift_;

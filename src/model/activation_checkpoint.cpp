@@ -40,14 +40,24 @@ struct RngState {
     }
     return rng;
   }
-  // Installs the captured states; returns the states they replaced.
+  // Installs the captured states; returns the states they replaced. All or none: a
+  // generator that refuses its state puts back those already swapped.
   RngState swap_in() const {
     RngState previous;
-    for (const auto& [gen, state] : states) {
-      at::Generator g = gen;
-      std::lock_guard<std::mutex> lock(g.mutex());
-      previous.states.emplace_back(g, g.get_state());
-      g.set_state(state);
+    try {
+      for (const auto& [gen, state] : states) {
+        at::Generator g = gen;
+        std::lock_guard<std::mutex> lock(g.mutex());
+        auto replaced = g.get_state();
+        g.set_state(state);
+        previous.states.emplace_back(g, std::move(replaced));
+      }
+    } catch (...) {
+      for (auto& [g, state] : previous.states) {
+        std::lock_guard<std::mutex> lock(g.mutex());
+        g.set_state(state);
+      }
+      throw;
     }
     return previous;
   }
