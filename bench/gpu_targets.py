@@ -62,9 +62,11 @@ def read_records(path):
                 raise SystemExit(f"gpu_targets.py: {path}:{line_number}: not a JSON object")
             record["_line"] = line_number
             if record.get("partial"):
-                # What a timed-out bench train had said so far (gpu_measure.sh): its
-                # figures stand, and the table says where they came from.
-                record["tag"] = f"{record.get('tag')} (partial: timed out)"
+                # What a bench train that timed out or failed had said so far
+                # (gpu_measure.sh says which): its figures stand, and the table says where
+                # they came from.
+                why = record["partial"] if isinstance(record["partial"], str) else "timed out"
+                record["tag"] = f"{record.get('tag')} (partial: {why})"
             records.append(record)
     return records
 

@@ -201,8 +201,10 @@ record() {
     local so_far
     so_far=$(tail -n +"$((log_lines + 1))" "$log" | sed -n 's/^bench train: report so far //p' | tail -n 1)
     if [ -n "$so_far" ]; then
-      "$python" -c 'import json,sys; d=json.loads(sys.stdin.read()); d["tag"]=sys.argv[1]; d["partial"]=True; print(json.dumps(d))' \
-        "$tag" <<<"$so_far" >>"$results" && say "$tag: its report so far recorded, marked partial"
+      local why="failed (exit $status)"
+      [ "$status" -eq 124 ] || [ "$status" -eq 137 ] && why="timed out"
+      "$python" -c 'import json,sys; d=json.loads(sys.stdin.read()); d["tag"]=sys.argv[1]; d["partial"]=sys.argv[2]; print(json.dumps(d))' \
+        "$tag" "$why" <<<"$so_far" >>"$results" && say "$tag: its report so far recorded, marked partial ($why)"
     fi
   fi
 }

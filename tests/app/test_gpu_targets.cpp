@@ -111,7 +111,7 @@ TEST_CASE("gpu_targets.py pairs records within one file only, and says what no r
 TEST_CASE("gpu_targets.py takes a timed-out run's partial report, and says it was one", "[app]") {
   dpunet::test::TempDir dir;
   json partial = train(240.0, 0.40, 100, 0, 1.0);
-  partial["partial"] = true;  // gpu_measure.sh's mark on the last "report so far" of a timed-out run
+  partial["partial"] = "timed out";  // gpu_measure.sh's mark on the last "report so far" of a timed-out run
   const auto run = targets("'" + write_lines(dir, "p.jsonl", {partial}) + "'");
   INFO(run.output);
   REQUIRE(run.exit_code == 0);

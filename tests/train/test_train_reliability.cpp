@@ -134,7 +134,7 @@ TEST_CASE("the launcher's dry run and errors", "[train][e2e]") {
   CHECK(dry.exit_code == 0);
   CHECK_THAT(dry.output,
              HasSubstr("mpirun -np 3") && HasSubstr("/dpunet train c.yaml") && HasSubstr("OMP_NUM_THREADS="));
-  for (const std::string form : {"-n3", "-np 3", "--ranks=3", "--ranks 3"}) {
+  for (const std::string form : {"-n3", "-np 3", "-np3", "-np=3", "--ranks=3", "--ranks 3"}) {
     INFO(form);
     CHECK(dpunet::test::run_command(launch + form + " --dry-run -- train c.yaml 2>&1").output == dry.output);
   }
