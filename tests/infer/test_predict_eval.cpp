@@ -184,13 +184,22 @@ TEST_CASE("validation uses its own shards' ignore label, whichever set has one",
   }
 }
 
-TEST_CASE("masks beside their images are told apart by their suffix", "[infer]") {
-  dpunet::test::TempDir dir;
+namespace {
+
+// A 4x4 grey PNG of ones under each name in `dir`.
+void write_flat_pngs(const dpunet::test::TempDir& dir, std::initializer_list<const char*> names) {
   dpunet::data::Image image;
   image.height = image.width = 4;
   image.channels = 1;
   image.values.assign(16, 1);
-  for (const char* name : {"a.png", "a_mask.png", "b.png", "b_mask.png"}) dpunet::data::write_png(dir / name, image);
+  for (const char* name : names) dpunet::data::write_png(dir / name, image);
+}
+
+}  // namespace
+
+TEST_CASE("masks beside their images are told apart by their suffix", "[infer]") {
+  dpunet::test::TempDir dir;
+  write_flat_pngs(dir, {"a.png", "a_mask.png", "b.png", "b_mask.png"});
   dpunet::infer::InputOptions options;
   options.masks_dir = dir.path();
   options.require_masks = true;
@@ -209,11 +218,7 @@ TEST_CASE("masks beside their images are told apart by their suffix", "[infer]")
 
 TEST_CASE("an image no output can be named after is refused before any is predicted", "[infer]") {
   dpunet::test::TempDir dir;
-  dpunet::data::Image image;
-  image.height = image.width = 4;
-  image.channels = 1;
-  image.values.assign(16, 1);
-  for (const char* name : {"..png", "a.png"}) dpunet::data::write_png(dir / name, image);
+  write_flat_pngs(dir, {"..png", "a.png"});
   CHECK_THROWS_WITH(dpunet::infer::InputSet(dir.path(), dpunet::infer::InputOptions{}),
                     HasSubstr(dir / "..png") && HasSubstr("rename it"));
 }
