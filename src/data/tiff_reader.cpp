@@ -61,6 +61,13 @@ Layout read_layout(TIFF* tiff, const std::string& path) {
   DPUNET_CHECK(TIFFIsCODECConfigured(compression) != 0, path, ": TIFF compression ", compression,
                " is not one this libtiff decodes (JPEG 2000 is 33003/33005): save the image uncompressed or with "
                "LZW, deflate or zstd");
+  // JPEG stores colour as YCbCr (most JPEG TIFFs, and slides' tiles): libjpeg turns it
+  // back into RGB as it decodes, and the tile and row sizes become RGB's.
+  if (compression == COMPRESSION_JPEG && l.photometric == PHOTOMETRIC_YCBCR && l.samples == 3 && l.bits == 8) {
+    DPUNET_CHECK(TIFFSetField(tiff, TIFFTAG_JPEGCOLORMODE, JPEGCOLORMODE_RGB) == 1, path,
+                 ": cannot have libtiff decode its JPEG YCbCr as RGB");
+    l.photometric = PHOTOMETRIC_RGB;
+  }
   return l;
 }
 

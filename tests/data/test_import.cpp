@@ -424,6 +424,36 @@ TEST_CASE(
   write_tiff(dir / "ycbcr.tif", 2, 2, std::vector<uint16_t>(12, 7), ycbcr);
   CHECK_THROWS_WITH(dpunet::data::read_image(dir / "ycbcr.tif"),
                     HasSubstr(dir / "ycbcr.tif") && HasSubstr("colour model 6"));
+  // JPEG's YCbCr (most JPEG TIFFs, slides' tiles) reads as the RGB it was made from, to
+  // JPEG's loss, in tiles and in strips.
+  Image smooth;  // gradients: what JPEG keeps close
+  smooth.height = smooth.width = 32;
+  smooth.channels = 3;
+  for (int64_t y = 0; y < 32; ++y) {
+    for (int64_t x = 0; x < 32; ++x) {
+      for (int64_t c = 0; c < 3; ++c) smooth.values.push_back(static_cast<uint16_t>(20 + 3 * x + 2 * y + 20 * c));
+    }
+  }
+  TiffLayout jpeg;
+  jpeg.samples = 3;
+  jpeg.photometric = PHOTOMETRIC_YCBCR;
+  jpeg.compression = COMPRESSION_JPEG;
+  for (const int tile : {16, 0}) {
+    INFO("tile " << tile);
+    jpeg.tile = tile;
+    jpeg.rows_per_strip = tile == 0 ? 16 : 0;
+    write_tiff(dir / "jpeg.tif", 32, 32, smooth.values, jpeg);
+    const Image decoded = dpunet::data::read_image(dir / "jpeg.tif");
+    REQUIRE(decoded.channels == 3);
+    REQUIRE(decoded.values.size() == smooth.values.size());
+    int worst = 0;
+    for (size_t i = 0; i < smooth.values.size(); ++i) {
+      worst = std::max(worst, std::abs(int(decoded.values[i]) - int(smooth.values[i])));
+    }
+    CHECK(worst <= 12);
+    const Image header = dpunet::data::read_image_header(dir / "jpeg.tif");
+    CHECK((header.channels == 3 && header.bits == 8));
+  }
   // Their headers say what reading gives, and refuse what reading refuses.
   for (const std::string name : {"tiled.tif", "inverted.tif", "palette.tif", "alpha.tif", "overviews.tif", "rgba.tif",
                                  "bilevel.tif", "palette4.tif"}) {

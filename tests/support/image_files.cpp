@@ -67,6 +67,11 @@ void write_page(TIFF* tiff, int64_t height, int64_t width, const std::vector<uin
     TIFFSetField(tiff, TIFFTAG_COLORMAP, map.data(), map.data() + n, map.data() + 2 * n);
   }
   if (layout.photometric == PHOTOMETRIC_YCBCR) TIFFSetField(tiff, TIFFTAG_YCBCRSUBSAMPLING, 1, 1);
+  if (layout.compression == COMPRESSION_JPEG) {
+    TIFFSetField(tiff, TIFFTAG_JPEGQUALITY, 95);
+    // RGB given, YCbCr stored, as cameras and slide scanners store it.
+    if (layout.photometric == PHOTOMETRIC_YCBCR) TIFFSetField(tiff, TIFFTAG_JPEGCOLORMODE, JPEGCOLORMODE_RGB);
+  }
   if (layout.tile > 0) {
     TIFFSetField(tiff, TIFFTAG_TILEWIDTH, static_cast<uint32_t>(layout.tile));
     TIFFSetField(tiff, TIFFTAG_TILELENGTH, static_cast<uint32_t>(layout.tile));

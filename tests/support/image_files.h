@@ -24,7 +24,7 @@ struct TiffLayout {
   int pages = 1;                   // the image repeated on this many pages
   bool thumbnail = false;          // the later pages are marked reduced-resolution images
   bool thumbnail_first = false;    // a 1x1 reduced-resolution page of 0s comes before the image
-  int compression = 1;             // COMPRESSION_*: 1 none, 8 deflate
+  int compression = 1;             // COMPRESSION_*: 1 none, 8 deflate, 7 JPEG (of RGB values, as YCbCr)
   int rows_per_strip = 0;          // 0: libtiff's choice
   std::vector<uint16_t> colormap;  // palette: 3 x 2^bits entries, red then green then blue
 };
