@@ -185,9 +185,7 @@ class PngRows final : public RowSource {
 
  private:
   [[noreturn]] void fail_transparent(size_t x, int alpha) const {
-    DPUNET_FAIL(path_, ": a transparent pixel in a mask (row ", next_, ", column ", x, ", alpha ", alpha,
-                "): unlabelled pixels? give them a value of their own, mapped to ignore "
-                "(--mask-map VALUE=ignore), and save the mask without transparency");
+    fail_transparent_mask_pixel(path_, static_cast<int64_t>(next_), static_cast<int64_t>(x), alpha);
   }
 
   // A mask's row, read, against its transparency chunk.
@@ -274,6 +272,12 @@ std::string image_stem(const std::string& path) {
   std::string inner = lower_extension(stem);
   if (inner == ".ome" && stem.size() > inner.size()) stem.resize(stem.size() - inner.size());
   return stem;
+}
+
+void fail_transparent_mask_pixel(const std::string& path, int64_t row, int64_t column, int alpha) {
+  DPUNET_FAIL(path, ": a transparent pixel in a mask (row ", row, ", column ", column, ", alpha ", alpha,
+              "): unlabelled pixels? give them a value of their own, mapped to ignore (--mask-map VALUE=ignore), "
+              "and save the mask without transparency");
 }
 
 std::unique_ptr<RowSource> open_png_rows(const std::string& path, ImageRole role, Image& header) {

@@ -184,10 +184,7 @@ class TiffRows final : public RowSource {
     }
     for (size_t x = 0; check_alpha_ && x < width; ++x) {
       const uint16_t alpha = samples[x * stride + static_cast<size_t>(colour_)];
-      DPUNET_CHECK(alpha == white_, path_, ": a transparent pixel in a mask (row ", next_, ", column ", x, ", alpha ",
-                   alpha,
-                   "): unlabelled pixels? give them a value of their own, mapped to ignore "
-                   "(--mask-map VALUE=ignore), and save the mask without transparency");
+      if (alpha != white_) fail_transparent_mask_pixel(path_, next_, static_cast<int64_t>(x), alpha);
     }
     ++next_;
   }
