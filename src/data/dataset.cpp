@@ -1,4 +1,4 @@
-// Dataset: shard discovery, layout agreement and the global index.
+// Dataset: shard discovery, layout and class-name agreement and the global index.
 #include "data/dataset.h"
 
 #include <glob.h>
@@ -139,8 +139,15 @@ void Dataset::open(const std::vector<std::string>& shard_paths, const std::strin
       DPUNET_CHECK(same_layout(h, header_), "shards disagree: ", shards_.front()->path(),
                    shards_.size() > 1 ? " and the shards after it have " : " has ", describe_layout(header_), " but ",
                    path, " has ", describe_layout(h));
-      // A fully labelled shard joins a sparsely labelled one: the dataset has its label.
+      const std::string names = class_names_conflict(header_, h);
+      DPUNET_CHECK(names.empty(), "shards disagree: ", shards_.front()->path(),
+                   shards_.size() > 1 ? " and the shards after it name the classes " : " names the classes ",
+                   class_names_text(header_), " but ", path, " names them ", class_names_text(h), " (", names,
+                   "): a class id would mean two things. Import the sets with one --class-names");
+      // A fully labelled shard joins a sparsely labelled one: the dataset has its label;
+      // shards with the default names join named ones: the dataset has their names.
       if (h.ignore_label >= 0) header_.ignore_label = h.ignore_label;
+      if (given_class_names(header_).empty()) header_.class_names = h.class_names;
     }
     first_index_.push_back(header_.samples);
     header_.samples += h.samples;

@@ -19,9 +19,9 @@ namespace dpunet::data {
 namespace {
 
 // With verify, a shard that cannot be opened (truncated, not HDF5, unreadable) or whose
-// layout differs from the others' (another image size, channel count, pixel type or
-// classes: a stray shard of another dataset) is listed as BAD and the others are still
-// read: one run lists every bad shard of hundreds. The layout most shards share (the
+// layout or class names differ from the others' (another image size, channel count, pixel
+// type or classes: a stray shard of another dataset) is listed as BAD and the others are
+// still read: one run lists every bad shard of hundreds. The layout most shards share (the
 // first one's among equals) is the dataset's.
 std::unique_ptr<Dataset> open_dataset(const std::string& spec, bool verify, std::ostream& out, int64_t& bad_shards) {
   if (!verify) return std::make_unique<Dataset>(spec);
@@ -56,16 +56,32 @@ std::unique_ptr<Dataset> open_dataset(const std::string& spec, bool verify, std:
   for (const auto& [label, count] : labels) {
     if (layout.ignore_label < 0 || count > labels.at(layout.ignore_label)) layout.ignore_label = label;
   }
+  // Likewise class names: shards with the defaults agree with any, and of the names given,
+  // those most shards of the layout carry are the dataset's.
+  std::map<std::vector<std::string>, int64_t> names;
+  for (const ShardHeader& h : headers) {
+    if (same_layout(h, layout) && !given_class_names(h).empty()) ++names[h.class_names];
+  }
+  for (const auto& [given, count] : names) {
+    if (given_class_names(layout).empty() || count > names.at(layout.class_names)) layout.class_names = given;
+  }
   const auto others = sharing(layout);
   std::vector<std::string> agreeing;
   for (size_t i = 0; i < readable.size(); ++i) {
-    if (same_layout(headers[i], layout)) {
+    const std::string conflict = class_names_conflict(headers[i], layout);
+    if (same_layout(headers[i], layout) && conflict.empty()) {
       agreeing.push_back(readable[i]);
       continue;
     }
     ++bad_shards;
-    out << "BAD " << readable[i] << ": " << describe_layout(headers[i]) << ", unlike the " << others << " shard(s) of "
-        << describe_layout(layout) << " (" << readable[common] << ", ...)\n";
+    out << "BAD " << readable[i] << ": ";
+    if (!same_layout(headers[i], layout)) {
+      out << describe_layout(headers[i]) << ", unlike the " << others << " shard(s) of " << describe_layout(layout)
+          << " (" << readable[common] << ", ...)\n";
+    } else {
+      out << "classes " << class_names_text(headers[i]) << ", unlike the " << names.at(layout.class_names)
+          << " shard(s) naming them " << class_names_text(layout) << " (" << conflict << ")\n";
+    }
   }
   return std::make_unique<Dataset>(agreeing);
 }

@@ -1,6 +1,7 @@
 // Pixel types and layout descriptions of the shard format.
 #include "data/shard_format.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -42,6 +43,32 @@ std::string describe_layout(const ShardHeader& h) {
 bool same_layout(const ShardHeader& a, const ShardHeader& b) {
   return a.channels == b.channels && a.height == b.height && a.width == b.width && a.pixel_type == b.pixel_type &&
          a.n_classes == b.n_classes && (a.ignore_label == b.ignore_label || a.ignore_label < 0 || b.ignore_label < 0);
+}
+
+std::vector<std::string> given_class_names(const ShardHeader& header) {
+  for (size_t k = 0; k < header.class_names.size(); ++k) {
+    if (header.class_names[k] != "class" + std::to_string(k)) return header.class_names;
+  }
+  return {};
+}
+
+std::string class_names_text(const ShardHeader& header) {
+  std::string text;
+  for (const std::string& name : header.class_names) text += (text.empty() ? "" : ",") + name;
+  return text;
+}
+
+std::string class_names_conflict(const ShardHeader& a, const ShardHeader& b) {
+  const std::vector<std::string> first = given_class_names(a), second = given_class_names(b);
+  if (first.empty() || second.empty()) return "";
+  for (size_t k = 0; k < std::min(first.size(), second.size()); ++k) {
+    if (first[k] != second[k]) {
+      return ::dpunet::detail::concat("class ", k, " is '", first[k], "' in one and '", second[k], "' in the other");
+    }
+  }
+  if (first.size() != second.size())
+    return ::dpunet::detail::concat(first.size(), " class names against ", second.size());
+  return "";
 }
 
 std::string invalid_mask_value(const ShardHeader& h, uint8_t value) {

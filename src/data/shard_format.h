@@ -55,6 +55,16 @@ struct ShardHeader {
 std::string describe_layout(const ShardHeader& header);
 // A shard without an ignore label (every pixel labelled) agrees with any.
 bool same_layout(const ShardHeader& a, const ShardHeader& b);
+// The class names a writer was given ("background", "cell"); empty where they are the
+// defaults (class0, class1, ...), which say no more than the numbers.
+std::vector<std::string> given_class_names(const ShardHeader& header);
+// The class names as `data import --class-names` takes them: "background,cell".
+std::string class_names_text(const ShardHeader& header);
+// "" when two headers' class names can name one dataset's classes (the same, or either
+// the defaults), else the first difference: "class 1 is 'tumour' in one and 'vessel' in
+// the other". Class ids mean what the names say: two sets that name them apart would
+// train one output on two things.
+std::string class_names_conflict(const ShardHeader& a, const ShardHeader& b);
 // "" when `value` is valid for the header, else why not: "mask label 7 >= n_classes 3"
 // (naming the ignore label when there is one).
 std::string invalid_mask_value(const ShardHeader& header, uint8_t value);

@@ -243,6 +243,15 @@ void check_no_shared_shards(const data::Dataset& train, const data::Dataset& val
   }
 }
 
+void check_same_class_names(const data::Dataset& train, const data::Dataset& val, const config::Config& config) {
+  const std::string conflict = data::class_names_conflict(train.header(), val.header());
+  if (conflict.empty()) return;
+  DPUNET_FAIL("data.train (", config.data.train, ") names the classes ", data::class_names_text(train.header()),
+              " but data.val (", config.data.val, ") names them ", data::class_names_text(val.header()), " (", conflict,
+              "): validation would score each class against another's masks. Import both sets with one "
+              "--class-names");
+}
+
 void check_statistics_fit(const config::Config& config, const data::ShardHeader& header, const std::string& which) {
   if (config.data.normalization != "dataset") return;
   DPUNET_CHECK(data::statistics_apply(normalizer(config), header.pixel_type), which, ": images are stored as ",

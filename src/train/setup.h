@@ -46,6 +46,9 @@ std::shared_ptr<const data::Dataset> open_dataset(const config::Config& config, 
 // shard file read by both sets (a folder holding train-*.h5 and val-*.h5 given as
 // data.train) is an error naming it.
 void check_no_shared_shards(const data::Dataset& train, const data::Dataset& val, const config::Config& config);
+// Validation scores class k under the training set's name for it: two sets that name
+// their classes apart (neither with the defaults) measure something else.
+void check_same_class_names(const data::Dataset& train, const data::Dataset& val, const config::Config& config);
 // Once the normalisation statistics are resolved: checks that `which` (the validation
 // set) is stored in their units, before the first validation instead of at it.
 void check_statistics_fit(const config::Config& config, const data::ShardHeader& header, const std::string& which);

@@ -47,15 +47,6 @@ dist::CommunicatorOptions communicator_options(const config::Config& config) {
   return options;
 }
 
-// The shards' class names where they were given ("background", "cell"); none where they
-// are the defaults (class0, class1, ...), which say no more than the numbers.
-std::vector<std::string> given_class_names(const data::ShardHeader& header) {
-  for (size_t k = 0; k < header.class_names.size(); ++k) {
-    if (header.class_names[k] != "class" + std::to_string(k)) return header.class_names;
-  }
-  return {};
-}
-
 }  // namespace
 
 namespace detail {
@@ -91,6 +82,7 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
   if (val_data_) {
     check_same_dataset(*comm_, *val_data_, "data.val", config.data.val);
     check_no_shared_shards(*train_data_, *val_data_, config);
+    check_same_class_names(*train_data_, *val_data_, config);
   }
   // Allowed (predict mirrors tiles at image borders alike), but rarely meant: said.
   if (const data::ShardHeader& h = train_data_->header();
@@ -189,7 +181,11 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
   // not by the loader at the first sample.
   check_statistics_fit(config_, train_data_->header(), "data.train " + config_.data.train);
   if (val_data_) check_statistics_fit(config_, val_data_->header(), "data.val " + config_.data.val);
-  if (val_data_) logger_.set_class_names(given_class_names(val_data_->header()));
+  // The names either set gives (they agree where both do: checked above).
+  if (val_data_) {
+    const std::vector<std::string> val_names = data::given_class_names(val_data_->header());
+    logger_.set_class_names(val_names.empty() ? data::given_class_names(train_data_->header()) : val_names);
+  }
   if (context.is_root()) {
     for (const std::string& note : constant_channel_notes(config_)) logger_.warn(note);
     if (scaler_.enabled() && config_.optimizer.implementation != "fused") {

@@ -228,6 +228,39 @@ TEST_CASE("an ignore label round-trips, its value is a valid label, and shards m
                     HasSubstr("the ignore label must be a mask value that is not a class, in [2, 255], got 1"));
 }
 
+TEST_CASE("shards that name their classes apart are refused, and default names join given ones", "[data]") {
+  TempDir dir;
+  const auto write_named = [&](const std::string& path, std::vector<std::string> names) {
+    dpunet::data::ShardHeader header = small_header(1);
+    header.class_names = std::move(names);
+    dpunet::data::ShardWriter writer(path, header);
+    writer.write(0, std::vector<uint8_t>(16, 1).data(), std::vector<uint8_t>(16, 0).data());
+    writer.finish();
+  };
+  write_named(dir / "a.h5", {});  // the defaults: class0, class1
+  write_named(dir / "b.h5", {"background", "cell"});
+  write_named(dir / "c.h5", {"background", "cell"});
+  // Before or after the named ones, the dataset takes the given names.
+  CHECK(Dataset(dir.path()).header().class_names == std::vector<std::string>{"background", "cell"});
+  CHECK(Dataset(std::vector<std::string>{dir / "b.h5", dir / "a.h5"}).header().class_names ==
+        std::vector<std::string>{"background", "cell"});
+  write_named(dir / "d.h5", {"background", "nucleus"});
+  CHECK_THROWS_WITH(Dataset(dir.path()), HasSubstr("shards disagree: " + dir / "a.h5" +
+                                                   " and the shards after it name the classes background,cell but " +
+                                                   dir / "d.h5" + " names them background,nucleus") &&
+                                             HasSubstr("class 1 is 'cell' in one and 'nucleus' in the other"));
+  // inspect --verify lists it and reads the rest; the names most shards give are the set's.
+  std::ostringstream listing;
+  dpunet::data::InspectOptions verify;
+  verify.verify = true;
+  const auto result = dpunet::data::inspect_dataset(dir.path(), verify, listing);
+  INFO(listing.str());
+  CHECK(result.bad_shards == 1);
+  CHECK_THAT(listing.str(), HasSubstr("BAD " + dir / "d.h5: classes background,nucleus, unlike the 2 shard(s) naming "
+                                                     "them background,cell") &&
+                                HasSubstr("3 samples good") && HasSubstr("classes 2: background cell"));
+}
+
 TEST_CASE("a dataset indexes its shards in order, from a directory, a glob or an index file", "[data]") {
   TempDir dir;
   dpunet::test::write_known_shard(dir / "a.h5", 3, /*first=*/0);

@@ -5,6 +5,8 @@
 #include <filesystem>
 
 #include "config/config.h"
+#include "data/dataset.h"
+#include "data/shard_writer.h"
 #include "data/synth.h"
 #include "model/unet.h"
 #include "support/temp_dir.h"
@@ -230,4 +232,42 @@ TEST_CASE("a folder holding the training and validation shards is refused as one
   // Shards of other names are the user's to group.
   std::filesystem::rename(dir / "val-00000.h5", dir / "extra.h5");
   CHECK(dpunet::train::open_dataset(config, "data.train", dir.path())->size() == 4);
+}
+
+TEST_CASE("training and validation sets that name their classes apart are refused", "[train]") {
+  dpunet::test::TempDir dir;
+  dpunet::data::SynthOptions synth;
+  synth.samples = 2;
+  synth.shards = 1;
+  synth.height = synth.width = 16;
+  synth.n_classes = 2;
+  dpunet::data::write_synthetic_dataset(dir / "train", synth);
+  dpunet::data::write_synthetic_dataset(dir / "val", synth);
+  const auto config = dpunet::config::parse_config("", "d.yaml", {"augment.patch_size=16"});
+  const auto open = [&](const std::string& folder) { return dpunet::data::Dataset(dir / folder); };
+  CHECK_NOTHROW(dpunet::train::check_same_class_names(open("train"), open("val"), config));
+  // Renamed classes in the validation set: class 1 scored against another's masks.
+  dpunet::data::ShardHeader header = open("val").header();
+  header.class_names = {"background", "vessel"};
+  header.samples = 1;
+  std::filesystem::create_directories(dir / "named");
+  std::filesystem::create_directories(dir / "plain");
+  {
+    dpunet::data::ShardWriter writer(dir / "named/val-00000.h5", header);
+    writer.write(0, std::vector<uint8_t>(256, 1).data(), std::vector<uint8_t>(256, 0).data());
+    writer.finish();
+  }
+  const std::string train_names = dpunet::data::class_names_text(open("train").header());
+  INFO(train_names);
+  CHECK_THROWS_WITH(dpunet::train::check_same_class_names(open("train"), open("named"), config),
+                    HasSubstr("names the classes " + train_names + " but data.val") &&
+                        HasSubstr("names them background,vessel (class 1 is '"));
+  // The default names (class0, class1) agree with any.
+  header.class_names = {"class0", "class1"};
+  {
+    dpunet::data::ShardWriter writer(dir / "plain/val-00000.h5", header);
+    writer.write(0, std::vector<uint8_t>(256, 1).data(), std::vector<uint8_t>(256, 0).data());
+    writer.finish();
+  }
+  CHECK_NOTHROW(dpunet::train::check_same_class_names(open("train"), open("plain"), config));
 }
