@@ -1,11 +1,8 @@
 // `dpunet bench model`: forward and forward+backward time and peak memory of the U-Net,
 // with and without activation checkpointing. Each variant runs in its own process so one
 // variant's heap never colours the other's peak; the parent prints the combined JSON.
-#include <unistd.h>
 
-#include <limits.h>
 #include <algorithm>
-#include <array>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -122,16 +119,11 @@ nlohmann::json run_variant(const BenchModelArgs& args, bool checkpointed) {
           {"peak_bytes_above_baseline", peak}};
 }
 
-std::string self_path() {
-  std::array<char, PATH_MAX> buf{};
-  const ssize_t n = readlink("/proc/self/exe", buf.data(), buf.size() - 1);
-  DPUNET_CHECK(n > 0, "cannot resolve /proc/self/exe");
-  return std::string(buf.data(), static_cast<size_t>(n));
-}
-
 // Runs `dpunet bench model ... --variant <variant>` as a child and parses its JSON.
 nlohmann::json run_variant_in_child(const BenchModelArgs& a, const std::string& variant) {
-  std::vector<std::string> argv{self_path(), "bench", "model", "--variant", variant};
+  // This very program, by the kernel's link to it: a rebuild during a long bench replaces
+  // the file (its path then reads "dpunet (deleted)"), not the program running.
+  std::vector<std::string> argv{"/proc/self/exe", "bench", "model", "--variant", variant};
   const std::pair<const char*, std::string> options[] = {{"--size", std::to_string(a.size)},
                                                          {"--batch", std::to_string(a.batch)},
                                                          {"--device", a.device},

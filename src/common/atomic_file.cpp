@@ -40,11 +40,22 @@ std::string temporary_path_for(const std::string& path) {
   return path + std::string(kTemporaryInfix) + std::to_string(getpid());
 }
 
+std::string replaced_file(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_symlink(path, ec)) return path;
+  const std::filesystem::path resolved = std::filesystem::weakly_canonical(path, ec);
+  return ec ? path : resolved.string();
+}
+
 void write_file_atomically(const std::string& path, const std::vector<std::string_view>& pieces) {
-  const std::string temporary = temporary_path_for(path);
+  const std::string target = replaced_file(path);
+  const std::string temporary = temporary_path_for(target);
   const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   DPUNET_CHECK(fd >= 0, "cannot write ", path, ": ", std::strerror(errno));
   int error = 0;
+  // A file kept private (0600) stays so when it is replaced.
+  struct stat old {};
+  if (::stat(target.c_str(), &old) == 0 && ::fchmod(fd, old.st_mode & 07777) != 0) error = errno;
   for (const std::string_view piece : pieces) {
     size_t written = 0;
     while (error == 0 && written < piece.size()) {
@@ -59,13 +70,13 @@ void write_file_atomically(const std::string& path, const std::vector<std::strin
   }
   if (error == 0 && ::fsync(fd) != 0) error = errno;
   if (::close(fd) != 0 && error == 0) error = errno;
-  if (error == 0 && std::rename(temporary.c_str(), path.c_str()) != 0) error = errno;
+  if (error == 0 && std::rename(temporary.c_str(), target.c_str()) != 0) error = errno;
   if (error != 0) {
     ::unlink(temporary.c_str());
     DPUNET_FAIL("cannot write ", path, ": ", std::strerror(error), " (the previous file, if any, is unchanged)");
   }
   // The rename is durable only once the directory itself is synced.
-  sync_directory(directory_of(path));
+  sync_directory(directory_of(target));
 }
 
 void sync_directory(const std::string& directory) {

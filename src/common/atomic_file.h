@@ -1,6 +1,7 @@
 // Crash-safe file replacement: the bytes go to a temporary file in the same directory,
 // which is flushed to disk and renamed over the target, and the directory entry is
-// synced. A crash or a full disk at any point leaves the old file intact.
+// synced. A crash or a full disk at any point leaves the old file intact. A link is
+// written through, and the replaced file's permissions are kept.
 #pragma once
 
 #include <optional>
@@ -14,6 +15,11 @@ namespace dpunet {
 void write_file_atomically(const std::string& path, const std::string& bytes);
 // The same for a file made of `pieces` one after the other, without joining them first.
 void write_file_atomically(const std::string& path, const std::vector<std::string_view>& pieces);
+
+// The file a write to `path` replaces: `path`, or where the link at `path` leads (a
+// metrics file or a plot linked into another folder is written there, as opening it
+// would, instead of the link being swapped for a file of its own).
+std::string replaced_file(const std::string& path);
 
 // The temporary write_file_atomically writes `path`'s bytes to first, NAME.tmp.PID, for
 // writers of their own (libpng's) that rename it over `path` once it is complete.

@@ -41,16 +41,20 @@ ChildOutput run_child(const std::vector<std::string>& argv) {
   ChildOutput result;
   std::array<char, 4096> chunk{};
   bool out_of_memory = false;
+  int read_error = 0;  // the child is still waited for, below, before either is said
   for (;;) {
     const ssize_t n = read(pipe_ends[0], chunk.data(), chunk.size());
     if (n > 0) {
       try {
         result.output.append(chunk.data(), static_cast<size_t>(n));
       } catch (const std::bad_alloc&) {
-        out_of_memory = true;  // the child is still waited for, below
+        out_of_memory = true;
         break;
       }
-    } else if (n == 0 || errno != EINTR) {
+    } else if (n == 0) {
+      break;
+    } else if (errno != EINTR) {
+      read_error = errno;  // not an end of output: the caller would parse a cut-short one
       break;
     }
   }
@@ -61,6 +65,7 @@ ChildOutput run_child(const std::vector<std::string>& argv) {
   }
   DPUNET_CHECK(waited == pid, "cannot wait for ", argv[0], ": ", std::strerror(errno));
   DPUNET_CHECK(!out_of_memory, argv[0], ": its output does not fit in memory");
+  DPUNET_CHECK(read_error == 0, "cannot read the output of ", argv[0], ": ", std::strerror(read_error));
   result.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
   result.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + result.signal;
   return result;

@@ -6,11 +6,26 @@
 namespace dpunet {
 namespace fs = std::filesystem;
 
+namespace {
+
+[[noreturn]] void fail_broken_link(const fs::path& link) {
+  std::error_code ec;
+  const fs::path target = fs::read_symlink(link, ec);
+  DPUNET_FAIL(link.string(), ": a link to ",
+              ec ? "a target that cannot be read (" + ec.message() + ")" : target.string(),
+              ", which does not exist: mount or restore it, or remove the link");
+}
+
+}  // namespace
+
 bool exists_or_fail(const std::string& path) {
   std::error_code ec;
   // libstdc++ clears `ec` for a missing path (or a missing parent) and keeps it otherwise.
   const bool there = fs::exists(path, ec);
   DPUNET_CHECK(!ec, "cannot read ", path, ": ", ec.message());
+  // A link to nothing (checkpoints on a scratch disk not mounted) is not "no checkpoints":
+  // taken so, a resumed run would start afresh and set its history aside.
+  if (!there && fs::is_symlink(path, ec)) fail_broken_link(path);
   return there;
 }
 
@@ -26,8 +41,7 @@ std::vector<fs::path> directory_entries(const std::string& directory) {
 void fail_on_broken_link(const fs::directory_entry& entry) {
   std::error_code ec;
   if (!entry.is_symlink(ec) || fs::exists(entry.path(), ec)) return;
-  DPUNET_FAIL(entry.path().string(), ": a link to ", fs::read_symlink(entry.path(), ec).string(),
-              ", which does not exist: mount or restore it, or remove the link");
+  fail_broken_link(entry.path());
 }
 
 }  // namespace dpunet

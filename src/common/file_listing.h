@@ -9,7 +9,8 @@
 
 namespace dpunet {
 
-// Whether `path` exists; any other error is a dpunet::Error naming the path.
+// Whether `path` exists; any other error, or a link to nothing, is a dpunet::Error
+// naming the path.
 bool exists_or_fail(const std::string& path);
 // The entries of `directory`, none when it does not exist; an error reading it is a
 // dpunet::Error naming the directory.

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <utility>
 
 namespace dpunet {
 
@@ -30,7 +31,10 @@ std::vector<std::string> tick_labels(const std::vector<double>& ticks) {
     if (std::abs(t) < 1e-9 * spacing) t = 0;  // an interpolated zero is not "-0.00"
     char text[64];
     std::snprintf(text, sizeof(text), format, t);
-    labels.emplace_back(text);
+    std::string label = text;
+    // A tick that rounds to zero from below ("-0.00"): no sign either.
+    if (label[0] == '-' && label.find_first_not_of("0.", 1) == std::string::npos) label.erase(0, 1);
+    labels.push_back(std::move(label));
   }
   return labels;
 }

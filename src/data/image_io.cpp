@@ -362,12 +362,7 @@ void write_png8_rows(const std::string& path, int64_t height, int64_t width, int
   // Written beside its name and renamed over it when whole: a full disk or an error
   // leaves no cut-short PNG, and an earlier file of that name (a plot drawn again) as it was.
   // A link at `path` is written through, as opening it would be: the file it names is replaced.
-  std::error_code ec;
-  std::string target = path;
-  if (std::filesystem::is_symlink(path, ec)) {
-    const std::filesystem::path resolved = std::filesystem::weakly_canonical(path, ec);
-    if (!ec) target = resolved.string();
-  }
+  const std::string target = replaced_file(path);
   const std::string temporary = temporary_path_for(target);
   File file(std::fopen(temporary.c_str(), "wb"));
   DPUNET_CHECK(file, path, ": cannot create (", std::strerror(errno), ")");

@@ -69,7 +69,11 @@ void remove_abandoned_staging(const std::string& directory) {
   for (const auto& entry : fs::directory_iterator(directory, ec)) {
     const std::string name = entry.path().filename().string();
     if (name.rfind(prefix, 0) != 0) continue;
-    const long pid = std::strtol(name.c_str() + prefix.size(), nullptr, 10);
+    // The whole rest must be the PID: host "vm" is a prefix of host "vm-2"'s folders,
+    // whose PIDs mean nothing here.
+    char* end = nullptr;
+    const long pid = std::strtol(name.c_str() + prefix.size(), &end, 10);
+    if (*end != '\0' || name.size() == prefix.size()) continue;
     if (pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) remove_tree(entry.path().string());
   }
 }

@@ -333,6 +333,13 @@ TEST_CASE("a checkpoints folder or pointer that cannot be read stops the store, 
     CHECK_THROWS_WITH(store.latest_valid(warn), HasSubstr("cannot read " + store.directory()));
     CHECK_THROWS_WITH(store.remove_partial_writes(), HasSubstr("cannot read " + store.directory()));
   }
+  SECTION("a link to a folder that is not there (a scratch disk not mounted): no empty folder either") {
+    std::filesystem::create_symlink(dir / "unmounted/checkpoints", dir / "checkpoints");
+    auto warn = [](const std::string&) {};
+    CHECK_THROWS_WITH(store.latest_valid(warn),
+                      HasSubstr(store.directory() + ": a link to " + dir / "unmounted/checkpoints" +
+                                ", which does not exist: mount or restore it"));
+  }
   SECTION("a file where the folder should be") {
     dpunet::write_file_atomically(dir / "checkpoints", "not a folder");
     CHECK_THROWS_WITH(store.list(), HasSubstr("cannot list " + store.directory()));
@@ -442,4 +449,20 @@ TEST_CASE("a failed atomic write leaves the previous file intact", "[checkpoint]
   std::filesystem::create_directories(dir / ("f.tmp." + std::to_string(getpid())));
   CHECK_THROWS_WITH(dpunet::write_file_atomically(dir / "f", "new"), HasSubstr("cannot write"));
   CHECK(dpunet::read_file(dir / "f") == "old");
+}
+
+TEST_CASE("an atomic write goes through a link to the file it names, and keeps the file's permissions",
+          "[checkpoint]") {
+  dpunet::test::TempDir dir;
+  std::filesystem::create_directories(dir / "elsewhere");
+  dpunet::write_file_atomically(dir / "elsewhere/metrics.jsonl", "old");
+  std::filesystem::permissions(dir / "elsewhere/metrics.jsonl",
+                               std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  std::filesystem::create_symlink(dir / "elsewhere/metrics.jsonl", dir / "metrics.jsonl");
+  dpunet::write_file_atomically(dir / "metrics.jsonl", "new");
+  CHECK(std::filesystem::is_symlink(dir / "metrics.jsonl"));
+  CHECK(dpunet::read_file(dir / "elsewhere/metrics.jsonl") == "new");
+  CHECK(std::filesystem::status(dir / "elsewhere/metrics.jsonl").permissions() ==
+        (std::filesystem::perms::owner_read | std::filesystem::perms::owner_write));
+  CHECK(std::distance(std::filesystem::directory_iterator(dir / "elsewhere"), {}) == 1);  // no temporary left
 }

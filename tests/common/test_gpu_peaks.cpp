@@ -20,4 +20,10 @@ TEST_CASE("a GPU's bf16 dense peak is found by the name CUDA reports", "[common]
   CHECK_FALSE(bf16_dense_peak_tflops("NVIDIA A10G"));  // another part, not in the table
   CHECK_FALSE(bf16_dense_peak_tflops("Tesla V100-SXM2-16GB"));
   CHECK_FALSE(bf16_dense_peak_tflops(""));
+  // Case as the driver happens to write it.
+  CHECK(bf16_dense_peak_tflops("NVIDIA H100 PCIE") == 756);
+  CHECK(bf16_dense_peak_tflops("nvidia h100 nvl") == 835);
+  // A MIG slice has part of the SMs: no figure (bench takes --peak-tflops).
+  CHECK_FALSE(bf16_dense_peak_tflops("NVIDIA H100 80GB HBM3 MIG 3g.40gb"));
+  CHECK_FALSE(bf16_dense_peak_tflops("NVIDIA A100-SXM4-80GB MIG 1g.10gb"));
 }

@@ -13,6 +13,7 @@ TEST_CASE("tick labels carry the digits their spacing needs", "[common]") {
         Labels{"0.123400", "0.123450", "0.123500", "0.123550", "0.123600"});
   CHECK(tick_labels({100, 1325, 2550, 3775, 5000}) == Labels{"100", "1325", "2550", "3775", "5000"});
   CHECK(tick_labels({-0.5, -1e-17, 0.5}) == Labels{"-0.50", "0.00", "0.50"});
+  CHECK(tick_labels({-0.004, 0.246, 0.496}) == Labels{"0.00", "0.25", "0.50"});  // rounds to zero from below
 }
 
 TEST_CASE("tick labels far from one use exponents that still tell the ticks apart", "[common]") {

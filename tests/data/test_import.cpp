@@ -1188,16 +1188,21 @@ TEST_CASE("a writer's staging folder left by a killed run is removed by the next
   const std::string abandoned = dir / (".dpunet-staging-" + dpunet::host_name() + "-" + std::to_string(pid_max + 1));
   // Another machine's, on a shared file system: its PID means nothing here.
   const std::string elsewhere = dir / (".dpunet-staging-otherhost-" + std::to_string(pid_max + 1));
+  // One whose host name begins with this one's ("vm" and "vm-2").
+  const std::string longer = dir / (".dpunet-staging-" + dpunet::host_name() + "-2-" + std::to_string(pid_max + 1));
   std::filesystem::create_directories(elsewhere);
+  std::filesystem::create_directories(longer);
   std::filesystem::create_directories(abandoned);
   dpunet::write_file_atomically(abandoned + "/train-00000.h5", "x");
   {
     dpunet::data::StagedOutput output(dir.path(), {"train"}, false);
     CHECK_FALSE(std::filesystem::exists(abandoned));
     CHECK(std::filesystem::is_directory(elsewhere));
+    CHECK(std::filesystem::is_directory(longer));
     CHECK(std::filesystem::is_directory(output.staging()));
   }
-  // Nothing committed: the own staging folder went too; the other machine's stays.
+  // Nothing committed: the own staging folder went too; the other machines' stay.
   CHECK(std::filesystem::remove(elsewhere));
+  CHECK(std::filesystem::remove(longer));
   CHECK(std::filesystem::is_empty(dir.path()));
 }
