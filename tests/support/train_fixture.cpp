@@ -95,7 +95,9 @@ CommandResult TrainFixture::interrupt(const std::string& command, const std::str
 
 std::vector<std::pair<std::string, at::Tensor>> checkpoint_weights(const std::string& path) {
   const checkpoint::LoadedCheckpoint loaded(path);
-  const config::Config config = config::parse_config(loaded.state().config_yaml, path);
+  config::Config config = config::parse_config(loaded.state().config_yaml, path);
+  // SyncBatchNorm's weights and statistics are BatchNorm's, read without a communicator.
+  if (config.model.norm == "sync_batch") config.model.norm = "batch";
   model::Unet net = train::build_model(config, nullptr);
   loaded.restore_model(*net);
   std::vector<std::pair<std::string, at::Tensor>> weights;
