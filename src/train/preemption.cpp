@@ -34,6 +34,10 @@ void install_preemption_handlers() {
   action.sa_flags = SA_RESTART;
   sigaction(SIGTERM, &action, nullptr);
   sigaction(SIGUSR1, &action, nullptr);
+  // A reader of the console output that went away (`| head`, a tee ended by the same
+  // Ctrl-C) must not end the run before its checkpoint: writes to the closed pipe fail
+  // instead, and the run directory's metrics and events keep the record.
+  signal(SIGPIPE, SIG_IGN);
   // Not re-armed once it has fired: the second Ctrl-C must still end the process. Nor
   // installed where SIGINT is ignored: a job a script started in the background is not
   // the terminal's to stop.

@@ -353,6 +353,21 @@ TEST_CASE("a signal under mpirun checkpoints every rank's work and exits for req
   f.check_resumes_from_stop(config, output);
 }
 
+TEST_CASE("a console reader that goes away does not end the run: it trains to the end and checkpoints",
+          "[train][e2e]") {
+  TrainFixture f;
+  // `| head`, or a tee ended by the same Ctrl-C that asked for a checkpoint: the pipe
+  // closes while the run still writes its lines.
+  const std::string script = f.dir() / "piped.sh";
+  std::ofstream(script) << f.train_command(1, f.write_config()) << " | head -n 2 > /dev/null\n"
+                        << "echo status=${PIPESTATUS[0]}\n";
+  const auto result = dpunet::test::run_command("bash " + script + " 2>&1");
+  INFO(result.output);
+  CHECK_THAT(result.output, HasSubstr("status=0"));
+  CHECK(std::filesystem::exists(checkpoint_at(f, 8)));
+  CHECK(train_losses(f.run_dir() + "/metrics.jsonl").count(8) == 1);
+}
+
 TEST_CASE("a stop request skips the validation due at that step: the grace time is the checkpoint's", "[train][e2e]") {
   TrainFixture f;
   // Validation at every step: whichever step the signal lands on has one due.
