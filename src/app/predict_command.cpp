@@ -550,7 +550,8 @@ void add_predict_command(CLI::App& app) {
   cmd->add_option("--keep-largest", args->keep_largest,
                   "Post-processing: keep only the largest connected region of each class listed (1,3), of "
                   "every foreground class (all), or of the foreground as a whole (foreground)");
-  cmd->add_option("--normalization", args->normalization, "dataset, per_image or none (default: the config's)");
+  cmd->add_option("--normalization", args->normalization, "dataset, per_image or none (default: the config's)")
+      ->check(CLI::IsMember({"dataset", "per_image", "none"}));
   cmd->add_option("--device", args->device, "auto, cpu or cuda")->capture_default_str();
   cmd->add_flag("--probabilities", args->probabilities, "Also store per-class probabilities in the HDF5 output");
   cmd->add_flag("--no-png", args->no_png, "Skip the PNG masks and overlays");

@@ -4,6 +4,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -259,8 +260,9 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
   std::error_code ec;
   // A directory opens as an empty stream, which would read as the defaults.
   DPUNET_CHECK(!std::filesystem::is_directory(path, ec), path, ": is a folder; give the config file (a .yaml)");
+  DPUNET_CHECK(std::filesystem::exists(path, ec), path, ": no such config file");
   std::ifstream in(path);
-  DPUNET_CHECK(in, path, ": cannot read the config file");
+  DPUNET_CHECK(in, path, ": cannot read the config file: ", std::strerror(errno));
   std::stringstream text;
   text << in.rdbuf();
   DPUNET_CHECK(!in.bad(), path, ": reading the config file failed");

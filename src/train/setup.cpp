@@ -238,8 +238,9 @@ void check_no_shared_shards(const data::Dataset& train, const data::Dataset& val
   for (const auto& shard : val.shards()) {
     if (training.count(std::filesystem::weakly_canonical(shard->path(), ec)) == 0) continue;
     DPUNET_FAIL("data.train (", config.data.train, ") and data.val (", config.data.val, ") both read ", shard->path(),
-                ": validation would score samples the model trained on. Name the training shards alone, e.g. ",
-                (std::filesystem::path(shard->path()).parent_path() / "train-*.h5").string());
+                ": validation would score samples the model trained on. Give each a set of its own, e.g. ",
+                (std::filesystem::path(shard->path()).parent_path() / "train-*.h5").string(), " and ",
+                (std::filesystem::path(shard->path()).parent_path() / "val-*.h5").string());
   }
 }
 

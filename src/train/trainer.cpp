@@ -114,7 +114,7 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
       if (!differences.empty()) {
         std::string list;
         for (const auto& d : differences) list += "\n  " + d;
-        DPUNET_FAIL(loaded->path(), ": the checkpoint's model differs from the config's:", list);
+        DPUNET_FAIL(loaded->path(), ": the checkpoint's model differs from the config's (checkpoint vs config):", list);
       }
       // Another optimizer's state (AdamW's moments for SGD) cannot be carried over.
       DPUNET_CHECK(config.train.steps >= loaded->state().step, "train.steps ", config.train.steps,
@@ -123,7 +123,8 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
                    " or more (that many finishes the run at its checkpoint)");
       DPUNET_CHECK(saved->optimizer.name == config.optimizer.name, loaded->path(), ": written with optimizer.name ",
                    saved->optimizer.name, ", the config has ", config.optimizer.name,
-                   "; to change the optimizer, start a new run from its weights (dpunet export, then --init-weights)");
+                   "; to change the optimizer, start a new run from its weights: --init-weights ", loaded->path(),
+                   " with another run.dir");
     });
     loaded->restore_model(*model_);
     // A job script passes the same arguments to every requeued run: the run's own
@@ -200,7 +201,7 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
     // learning rate, or another run's config given by mistake.
     std::string changed;
     for (const auto& d : config::differences(*saved, config_)) changed += "\n  " + d;
-    if (!changed.empty()) logger_.info("keys changed from the checkpoint's config:" + changed);
+    if (!changed.empty()) logger_.info("keys changed from the checkpoint's config (checkpoint vs now):" + changed);
   }
   prepare_run_directory(loaded);
   data::LoaderOptions loading = loader_options(config_, device_.is_cuda());

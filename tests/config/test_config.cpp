@@ -195,6 +195,10 @@ TEST_CASE("config files that would be misread are refused, naming the place", "[
   SECTION("a folder given as the config") {
     CHECK_THROWS_WITH(dpunet::config::load_config(DPUNET_SOURCE_DIR "/configs"), HasSubstr("/configs: is a folder"));
   }
+  SECTION("a config file that is not there") {
+    CHECK_THROWS_WITH(dpunet::config::load_config(DPUNET_SOURCE_DIR "/configs/nope.yaml"),
+                      HasSubstr("/configs/nope.yaml: no such config file"));
+  }
   SECTION("values that are not finite") {
     CHECK_THROWS_WITH(parse_config("loss:\n  ce_weight: .inf\n", "a.yaml"),
                       HasSubstr("loss.ce_weight") && HasSubstr("expected a finite number"));

@@ -207,8 +207,9 @@ TEST_CASE("a resume whose epoch order changed starts the next epoch and says why
   const auto resumed = f.train(1, config + " --resume auto --stop-at-step 4 --set run.seed=4");
   INFO(resumed.output);
   REQUIRE(resumed.exit_code == 0);
-  CHECK_THAT(resumed.output, HasSubstr("run.seed changed") && HasSubstr("starting epoch 1") &&
-                                 HasSubstr("keys changed from the checkpoint's config:\n  run.seed: 3 vs 4"));
+  CHECK_THAT(resumed.output,
+             HasSubstr("run.seed changed") && HasSubstr("starting epoch 1") &&
+                 HasSubstr("keys changed from the checkpoint's config (checkpoint vs now):\n  run.seed: 3 vs 4"));
   const auto again = f.train(1, config + " --resume auto --stop-at-step 5 --set run.seed=4");
   INFO(again.output);
   REQUIRE(again.exit_code == 0);
