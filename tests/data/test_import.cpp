@@ -799,8 +799,16 @@ TEST_CASE("a mask value mapped to ignore becomes the shards' ignore label", "[da
   // Without an ignore value the shards have no ignore label.
   f.options.mask_mapping = dpunet::data::parse_mask_mapping("0=0,255=1,128=0");
   f.options.overwrite = true;
-  dpunet::data::import_image_folders(f.options);
+  const auto mapped = dpunet::data::import_image_folders(f.options);
+  CHECK(mapped.note.empty());
   CHECK(dpunet::data::Dataset(f.options.out_dir).header().ignore_label == -1);
+  // A mapping that leaves a class without a value imports, and says so.
+  f.options.mask_mapping = dpunet::data::parse_mask_mapping("0=0,255=ignore,128=ignore");
+  CHECK(dpunet::data::import_image_folders(f.options).note ==
+        "no mask value is mapped to class 1 of the 2 (--mask-map 0=0,128=ignore,255=ignore): the model gets an output "
+        "no pixel teaches");
+  f.options.mask_mapping = dpunet::data::parse_mask_mapping("0=0,255=3,128=ignore");
+  CHECK_THAT(dpunet::data::import_image_folders(f.options).note, HasSubstr("mapped to class 1, 2 of the 4 ("));
   // Class ids must leave the ignore label free.
   CHECK_THROWS_WITH(dpunet::data::parse_mask_mapping("0=0,1=255,2=ignore"),
                     HasSubstr("below 255") && HasSubstr("0=0,1=255,2=ignore"));
