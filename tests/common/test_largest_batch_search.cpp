@@ -87,10 +87,10 @@ TEST_CASE("no guess without a peak, free memory or timed batch", "[common]") {
 
 TEST_CASE("the largest-batch search refuses a known batch or cap outside its range", "[common]") {
   Device device{10, {}};
-  CHECK_THROWS(search(device, 20, 0, 16));
-  CHECK_THROWS(search(device, -1, 0, 16));
-  CHECK_THROWS(search(device, 0, 0, 0));
-  CHECK_THROWS(search(device, 0, 0, (int64_t{1} << 40) + 1));
+  CHECK_THROWS_WITH(search(device, 20, 0, 16), HasSubstr("known batch 20 outside [0, 16]"));
+  CHECK_THROWS_WITH(search(device, -1, 0, 16), HasSubstr("known batch -1 outside [0, 16]"));
+  CHECK_THROWS_WITH(search(device, 0, 0, 0), HasSubstr("cap 0 outside [1, 2^40]"));
+  CHECK_THROWS_WITH(search(device, 0, 0, (int64_t{1} << 40) + 1), HasSubstr("cap 1099511627777 outside [1, 2^40]"));
 }
 
 TEST_CASE("the largest-batch search reports 0 when nothing fits and tries nothing past a known cap", "[common]") {

@@ -33,7 +33,9 @@ TEST_CASE("Checked collectives that agree give the results of unchecked ones", "
   torch::Tensor root = torch::full({4}, static_cast<int64_t>(context.rank()), torch::kLong);
   comm->broadcast(root, n - 1);
   CHECK(root.eq(n - 1).all().item<bool>());
-  CHECK(comm->all_gather_values(10 * context.rank()).back() == 10 * (n - 1));
+  const auto gathered = comm->all_gather_values(10 * context.rank());
+  REQUIRE(static_cast<int>(gathered.size()) == n);
+  for (int r = 0; r < n; ++r) CHECK(gathered[r] == 10 * r);
   CHECK(comm->broadcast_string(context.rank() == 0 ? "from rank 0" : "", 0) == "from rank 0");
   comm->barrier();
 }

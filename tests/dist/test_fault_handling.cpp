@@ -40,6 +40,10 @@ TEST_CASE("A rank that exits mid-step ends the job instead of hanging it", "[dis
   INFO(job.output);
   REQUIRE(job.exit_code != 0);
   REQUIRE(job.exit_code != 124);
+  // mpirun names the rank that left and its exit status; the other did not wait for a timeout.
+  CHECK(job.output.find("Process name: [[") != std::string::npos);
+  CHECK(job.output.find("],1]\n  Exit code:    3") != std::string::npos);
+  CHECK(job.seconds < 60);
 }
 
 TEST_CASE("A rank that stops communicating makes the others time out with a message", "[dist][fault]") {

@@ -62,6 +62,22 @@ TEST_CASE("predict --eval: masks found by suffix, values mapped to classes, none
   const auto eval = nlohmann::json::parse(dpunet::read_file(t.f.dir() / "out/eval.json"));
   CHECK(eval["images"] == 1);
   CHECK(eval["aggregation"] == "pooled");
+  // The scores are the prediction's against the mapped mask: 0 is class 0, 255 class 1.
+  const int64_t classes = static_cast<int64_t>(eval["dice"].size());
+  REQUIRE(classes >= 2);
+  const torch::Tensor truth = (torch::arange(40) >= 20).to(torch::kLong).expand({40, 40}).unsqueeze(0);
+  const torch::Tensor predicted = read_mask(t.f.dir() / "out/predictions.h5", "a").to(torch::kLong);
+  dpunet::train::ConfusionCounts expected(classes, -1);
+  expected.add(torch::one_hot(predicted, classes).permute({2, 0, 1}).unsqueeze(0).to(torch::kFloat), truth);
+  const std::vector<double> dice = expected.dice();
+  for (int64_t k = 0; k < classes; ++k) {
+    INFO("class " << k);
+    if (std::isnan(dice[k])) {
+      CHECK(eval["dice"][k].is_null());
+    } else {
+      CHECK(eval["dice"][k].get<double>() == Approx(dice[k]));
+    }
+  }
   // Masks are read only to be evaluated: given without --eval they would be ignored.
   const std::string plain = DPUNET_BINARY " predict " + t.f.dir() / "in/images" + " --checkpoint " + t.checkpoint +
                             " --no-png --out " + t.f.dir() / "plain --masks " + t.f.dir() / "in/masks 2>&1";

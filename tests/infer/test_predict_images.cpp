@@ -154,6 +154,10 @@ TEST_CASE("predict scales shards and image files alike, with the training set's 
     std::snprintf(name, sizeof(name), "sample-%06lld", static_cast<long long>(i));
     CHECK(
         torch::equal(read_mask(t.f.dir() / "a/predictions.h5", name), read_mask(t.f.dir() / "b/predictions.h5", name)));
+    // The probabilities too: a scaling slightly off would rarely flip a class.
+    const int sample = static_cast<int>(i);
+    CHECK(torch::equal(dpunet::test::probabilities_of(t.f, "a", sample),
+                       dpunet::test::probabilities_of(t.f, "b", sample)));
   }
   // A 16-bit image is in other units than the model's uint8 statistics: said, and standardised.
   dpunet::data::Image wide = dpunet::data::read_image(t.f.dir() / "png/sample-000000.png");

@@ -58,4 +58,6 @@ for line in "${commands[@]}"; do
   esac
 done
 echo "checked ${#commands[@]} README commands, $failures problems"
+# The README holds over twenty: a handful found means the blocks were not recognised.
+[ "${#commands[@]}" -ge 10 ] || fail "only ${#commands[@]} README commands found: are the code blocks still \`\`\`bash?"
 [ "$failures" -eq 0 ]

@@ -97,6 +97,18 @@ start_requeued() {
   scontrol update JobId="$job" StartTime=now 2>/dev/null || true
 }
 
+# The line "checkpointed; requeueing" comes before `scontrol requeue`: SLURM's own count
+# of restarts says the requeue happened.
+expect_requeued() {
+  local job=$1 label=$2 out=$3
+  for _ in $(seq 1 300); do
+    scontrol show job "$job" 2>/dev/null | grep -q "Restarts=[1-9]" && break
+    sleep 0.2
+  done
+  scontrol show job "$job" 2>/dev/null | grep -q "Restarts=[1-9]" || fail "$label was not requeued"
+  ! grep -q "scontrol requeue failed" "$out" || fail "$label: scontrol requeue failed"
+}
+
 job=$(submit run "$work/train.sbatch" 10) || fail "sbatch refused the script"
 out=$work/dpunet-test-$job.out
 echo "submitted job $job"
@@ -124,6 +136,7 @@ scancel --signal=TERM --batch "$job" || fail "scancel --signal=TERM failed"
 wait_for_line 'checkpointed; requeueing' "$out"
 expect_lines "$out" "the TERM job's" "TERM: asking the ranks to checkpoint" "stopped by a signal at step" \
   "checkpointed; requeueing"
+expect_requeued "$job" "the TERM job" "$out"
 echo "PASS: checkpointed on TERM to the batch shell and requeued"
 
 # A user's stop: USR2 to the batch shell. The ranks checkpoint, and the job ends instead
@@ -182,6 +195,7 @@ job=$(submit run-limit "$work/train-nowarning.sbatch" 1 --set train.steps=100000
 out=$work/dpunet-test-$job.out
 wait_for_line 'checkpointed; requeueing' "$out"
 expect_lines "$out" "the time-limited job's" "stopped by a signal at step" "checkpointed; requeueing job $job"
+expect_requeued "$job" "the time-limited job" "$out"
 scancel "$job"
 echo "PASS: a job at its time limit without the warning checkpointed and was requeued"
 

@@ -267,11 +267,15 @@ TEST_CASE("the launcher's dry run and errors", "[train][e2e]") {
       CHECK_THAT(capped.output, HasSubstr("OMP_NUM_THREADS=1 "));
     }
     dpunet::write_file_atomically(cgroup / "v2/cpu.max", "max 100000\n");
-    const auto unlimited = dpunet::test::run_command("DPUNET_CGROUP_ROOT=" + cgroup / "v2" + " " + launch +
-                                                     "--cpu -n 1 --dry-run -- train c.yaml 2>&1");
+    // Unset, as for the capped runs: a thread count in the environment is the launcher's
+    // to honour, which would make the two alike whatever the quota did.
+    const auto unlimited = dpunet::test::run_command("env -u OMP_NUM_THREADS DPUNET_CGROUP_ROOT=" + cgroup / "v2" +
+                                                     " " + launch + "--cpu -n 1 --dry-run -- train c.yaml 2>&1");
     // No cgroup files at all: the cores alone (this machine's own cgroup may hold a quota).
-    const auto plain = dpunet::test::run_command("DPUNET_CGROUP_ROOT=" + cgroup.path() + " " + launch +
-                                                 "--cpu -n 1 --dry-run -- train c.yaml 2>&1");
+    const auto plain = dpunet::test::run_command("env -u OMP_NUM_THREADS DPUNET_CGROUP_ROOT=" + cgroup.path() + " " +
+                                                 launch + "--cpu -n 1 --dry-run -- train c.yaml 2>&1");
+    INFO(unlimited.output);
+    CHECK_THAT(unlimited.output, HasSubstr("OMP_NUM_THREADS="));
     CHECK(unlimited.output == plain.output);
   }
   const auto no_gpu = dpunet::test::run_command(launch + "--gpus -1 --dry-run -- train c.yaml 2>&1");
