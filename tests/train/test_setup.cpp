@@ -181,6 +181,22 @@ TEST_CASE("whole-image training refuses images too small for the model's depth b
   CHECK_NOTHROW(dpunet::train::check_data_fits_model(config, header, "data.train x.h5", true));
 }
 
+TEST_CASE("data whose channels or classes are not the model's are refused, naming the set and the key", "[train]") {
+  const auto config = dpunet::config::parse_config("", "w.yaml", {"model.n_channels=1", "model.n_classes=3"});
+  dpunet::data::ShardHeader header;
+  header.channels = 3;  // RGB images for a grey model
+  header.n_classes = 3;
+  header.height = header.width = 64;
+  CHECK_THROWS_WITH(dpunet::train::check_data_fits_model(config, header, "data.val v.h5", false),
+                    HasSubstr("data.val v.h5: images have 3 channels but model.n_channels is 1"));
+  header.channels = 1;
+  header.n_classes = 2;
+  CHECK_THROWS_WITH(dpunet::train::check_data_fits_model(config, header, "data.train t.h5", true),
+                    HasSubstr("data.train t.h5: masks have 2 classes but model.n_classes is 3"));
+  header.n_classes = 3;
+  CHECK_NOTHROW(dpunet::train::check_data_fits_model(config, header, "data.train t.h5", true));
+}
+
 TEST_CASE("whole-image training refuses images that leave BatchNorm or InstanceNorm a 1x1 bottom map", "[train]") {
   dpunet::data::ShardHeader header;
   header.channels = 1;

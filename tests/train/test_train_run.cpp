@@ -587,6 +587,17 @@ TEST_CASE("bad training input gives one clear error", "[train][e2e]") {
     CHECK(result.exit_code != 0);
     CHECK_THAT(result.output, HasSubstr("model.base_channels 4096 with model.depth 4: the model's weights do not fit"));
   }
+  SECTION("GPU settings for a CPU") {
+    const auto bf16 = f.train(1, f.write_config() + " --set precision.dtype=bf16");
+    CHECK(bf16.exit_code == 2);
+    CHECK_THAT(bf16.output, HasSubstr("precision.dtype, run.device: bf16/fp16 autocast needs CUDA; use fp32 on CPU"));
+    if (!torch::cuda::is_available()) {
+      const auto cuda = f.train(1, f.write_config() + " --set run.device=cuda");
+      CHECK(cuda.exit_code != 0);
+      CHECK_THAT(cuda.output, HasSubstr("device cuda was asked for but no GPU is visible"));
+      CHECK_FALSE(std::filesystem::exists(f.run_dir() + "/checkpoints"));
+    }
+  }
   SECTION("missing training data") {
     const auto result = f.train(1, f.write_config() + " --set data.train=" + f.dir() / "nothing/*.h5");
     CHECK(result.exit_code != 0);
