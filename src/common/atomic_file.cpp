@@ -41,10 +41,26 @@ std::string temporary_path_for(const std::string& path) {
 }
 
 std::string replaced_file(const std::string& path) {
+  namespace fs = std::filesystem;
+  // Link by link, as open() follows them (to its limit of 40): a link to a file not there
+  // yet names where the file is to be made.
+  std::string target = path;
   std::error_code ec;
-  if (!std::filesystem::is_symlink(path, ec)) return path;
-  const std::filesystem::path resolved = std::filesystem::weakly_canonical(path, ec);
-  return ec ? path : resolved.string();
+  for (int hops = 0; hops < 40; ++hops) {
+    if (!fs::is_symlink(target, ec)) return target;
+    const fs::path next = fs::read_symlink(target, ec);
+    if (ec) return path;
+    target = next.is_absolute() ? next.string() : (fs::path(target).parent_path() / next).string();
+  }
+  return path;  // a loop of links: replaced as a name, as nothing can be written through it
+}
+
+int keep_permissions(const std::string& replaced, int fd) {
+  // A file of ours kept private (0600) stays so. Another user's file is replaced by one
+  // of ours: their mode on it could lock them out of it.
+  struct stat old {};
+  if (::stat(replaced.c_str(), &old) != 0 || old.st_uid != ::geteuid()) return 0;
+  return ::fchmod(fd, old.st_mode & 0777) == 0 ? 0 : errno;
 }
 
 void write_file_atomically(const std::string& path, const std::vector<std::string_view>& pieces) {
@@ -52,10 +68,7 @@ void write_file_atomically(const std::string& path, const std::vector<std::strin
   const std::string temporary = temporary_path_for(target);
   const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   DPUNET_CHECK(fd >= 0, "cannot write ", path, ": ", std::strerror(errno));
-  int error = 0;
-  // A file kept private (0600) stays so when it is replaced.
-  struct stat old {};
-  if (::stat(target.c_str(), &old) == 0 && ::fchmod(fd, old.st_mode & 07777) != 0) error = errno;
+  int error = keep_permissions(target, fd);
   for (const std::string_view piece : pieces) {
     size_t written = 0;
     while (error == 0 && written < piece.size()) {

@@ -1,7 +1,7 @@
 // Crash-safe file replacement: the bytes go to a temporary file in the same directory,
 // which is flushed to disk and renamed over the target, and the directory entry is
 // synced. A crash or a full disk at any point leaves the old file intact. A link is
-// written through, and the replaced file's permissions are kept.
+// written through, and the permissions of a replaced file of ours are kept.
 #pragma once
 
 #include <optional>
@@ -20,6 +20,10 @@ void write_file_atomically(const std::string& path, const std::vector<std::strin
 // metrics file or a plot linked into another folder is written there, as opening it
 // would, instead of the link being swapped for a file of its own).
 std::string replaced_file(const std::string& path);
+
+// Gives the new file `fd`, which is to replace `replaced`, that file's permissions when
+// it is a file of ours; 0, or the errno of a failure.
+int keep_permissions(const std::string& replaced, int fd);
 
 // The temporary write_file_atomically writes `path`'s bytes to first, NAME.tmp.PID, for
 // writers of their own (libpng's) that rename it over `path` once it is complete.

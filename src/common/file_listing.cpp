@@ -23,16 +23,18 @@ bool exists_or_fail(const std::string& path) {
   // libstdc++ clears `ec` for a missing path (or a missing parent) and keeps it otherwise.
   const bool there = fs::exists(path, ec);
   DPUNET_CHECK(!ec, "cannot read ", path, ": ", ec.message());
-  // A link to nothing (checkpoints on a scratch disk not mounted) is not "no checkpoints":
-  // taken so, a resumed run would start afresh and set its history aside.
-  if (!there && fs::is_symlink(path, ec)) fail_broken_link(path);
   return there;
 }
 
 std::vector<fs::path> directory_entries(const std::string& directory) {
   std::vector<fs::path> entries;
-  if (!exists_or_fail(directory)) return entries;
   std::error_code ec;
+  if (!exists_or_fail(directory)) {
+    // A link to no folder (checkpoints on a scratch disk not mounted) is not an empty
+    // one: taken so, a resumed run would start afresh and set its history aside.
+    if (fs::is_symlink(directory, ec)) fail_broken_link(directory);
+    return entries;
+  }
   for (fs::directory_iterator it(directory, ec), end; !ec && it != end; it.increment(ec)) entries.push_back(it->path());
   DPUNET_CHECK(!ec, "cannot list ", directory, ": ", ec.message());
   return entries;

@@ -9,11 +9,10 @@
 
 namespace dpunet {
 
-// Whether `path` exists; any other error, or a link to nothing, is a dpunet::Error
-// naming the path.
+// Whether `path` exists; any other error is a dpunet::Error naming the path.
 bool exists_or_fail(const std::string& path);
-// The entries of `directory`, none when it does not exist; an error reading it is a
-// dpunet::Error naming the directory.
+// The entries of `directory`, none when it does not exist; an error reading it, or a
+// link to a folder that is not there, is a dpunet::Error naming the directory.
 std::vector<std::filesystem::path> directory_entries(const std::string& directory);
 
 // Throws naming `entry` when it is a symbolic link to nothing (a disk not mounted): a

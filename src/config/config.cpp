@@ -260,7 +260,9 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
   std::error_code ec;
   // A directory opens as an empty stream, which would read as the defaults.
   DPUNET_CHECK(!std::filesystem::is_directory(path, ec), path, ": is a folder; give the config file (a .yaml)");
-  DPUNET_CHECK(std::filesystem::exists(path, ec), path, ": no such config file");
+  const bool there = std::filesystem::exists(path, ec);
+  DPUNET_CHECK(!ec, path, ": cannot read the config file: ", ec.message());
+  DPUNET_CHECK(there, path, ": no such config file");
   std::ifstream in(path);
   DPUNET_CHECK(in, path, ": cannot read the config file: ", std::strerror(errno));
   std::stringstream text;

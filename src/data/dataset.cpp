@@ -140,9 +140,9 @@ void Dataset::open(const std::vector<std::string>& shard_paths, const std::strin
                    shards_.size() > 1 ? " and the shards after it have " : " has ", describe_layout(header_), " but ",
                    path, " has ", describe_layout(h));
       const std::string names = class_names_conflict(header_, h);
-      DPUNET_CHECK(names.empty(), "shards disagree: ", shards_.front()->path(),
-                   shards_.size() > 1 ? " and the shards after it name the classes " : " names the classes ",
-                   class_names_text(header_), " but ", path, " names them ", class_names_text(h), " (", names,
+      DPUNET_CHECK(names.empty(), "shards disagree: ", path, " names the classes ", class_names_text(h),
+                   " but the shards before it (", shards_.front()->path(), shards_.size() > 1 ? ", ..." : "",
+                   ") name them ", class_names_text(header_), " (", names,
                    "): a class id would mean two things. Import the sets with one --class-names");
       // A fully labelled shard joins a sparsely labelled one: the dataset has its label;
       // shards with the default names join named ones: the dataset has their names.

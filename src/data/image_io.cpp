@@ -390,6 +390,9 @@ void write_png8_rows(const std::string& path, int64_t height, int64_t width, int
     }
   }
   if (failure.empty() && std::fflush(file.get()) != 0) failure = "writing the PNG failed (disk full?)";
+  if (const int kept = failure.empty() ? keep_permissions(target, fileno(file.get())) : 0; kept != 0) {
+    failure = std::string("cannot set its permissions (") + std::strerror(kept) + ")";
+  }
   if (std::fclose(file.release()) != 0 && failure.empty()) failure = "writing the PNG failed (disk full?)";
   if (failure.empty() && std::rename(temporary.c_str(), target.c_str()) != 0) {
     failure = std::string("cannot rename its temporary into place (") + std::strerror(errno) + ")";

@@ -132,18 +132,23 @@ std::map<uint32_t, int> discover_classes(const std::vector<Pair>& pairs, const M
 }
 
 // Class ids below the class count that no mask value maps to ("0=0,255=ignore" gives 2
-// classes, as a segmentation needs; "0=0,255=2" skips class 1): the model would have an
-// output that no pixel teaches, which is rarely what was meant.
-std::string unmapped_classes_note(const MaskMapping& mapping) {
+// classes, as a segmentation needs; "0=0,255=2" skips class 1; masks found to hold one
+// value): the model would have an output that no pixel teaches, which is rarely meant.
+std::string unmapped_classes_note(const MaskMapping& mapping, bool given) {
   std::set<int> mapped;
   for (const auto& [key, id] : mapping.class_of_value) mapped.insert(id);
-  std::string missing;
+  std::vector<std::string> missing;
   for (int id = 0; id < mapping.classes(); ++id) {
-    if (mapped.count(id) == 0) missing += (missing.empty() ? "" : ", ") + std::to_string(id);
+    if (mapped.count(id) == 0) missing.push_back(std::to_string(id));
   }
   if (missing.empty()) return "";
-  return "no mask value is mapped to class " + missing + " of the " + std::to_string(mapping.classes()) +
-         " (--mask-map " + mapping.text() + "): the model gets an output no pixel teaches";
+  std::string listed = missing.size() == 1 ? "class " : "classes ";
+  for (size_t k = 0; k < missing.size(); ++k) listed += (k == 0 ? "" : ", ") + missing[k];
+  const std::string of = " of the " + std::to_string(mapping.classes());
+  if (!given)
+    return "the masks hold one value only (--mask-map " + mapping.text() + "): " + listed + of + " has no pixel";
+  return "no mask value is mapped to " + listed + of + " (--mask-map " + mapping.text() +
+         "): the model gets an output no pixel teaches";
 }
 
 // Found classes that do not look like labels: grey values that are not evenly spaced
@@ -497,7 +502,7 @@ ImportResult import_image_folders(const ImportOptions& o) {
     result.note = discovered_classes_note(result.mask_mapping.class_of_value, result.mask_mapping.colours);
   }
   const int n_classes = result.mask_mapping.classes();
-  if (result.note.empty()) result.note = unmapped_classes_note(result.mask_mapping);
+  if (result.note.empty()) result.note = unmapped_classes_note(result.mask_mapping, !o.mask_mapping.empty());
   DPUNET_CHECK(o.class_names.empty() || static_cast<int>(o.class_names.size()) == n_classes,
                "import: ", o.class_names.size(), " class names for ", n_classes, " classes");
 

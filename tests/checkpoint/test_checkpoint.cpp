@@ -456,13 +456,19 @@ TEST_CASE("an atomic write goes through a link to the file it names, and keeps t
   dpunet::test::TempDir dir;
   std::filesystem::create_directories(dir / "elsewhere");
   dpunet::write_file_atomically(dir / "elsewhere/metrics.jsonl", "old");
-  std::filesystem::permissions(dir / "elsewhere/metrics.jsonl",
-                               std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
-  std::filesystem::create_symlink(dir / "elsewhere/metrics.jsonl", dir / "metrics.jsonl");
+  // A mode no umask gives a new file: kept, not made afresh.
+  namespace fs = std::filesystem;
+  const fs::perms mode = fs::perms::owner_read | fs::perms::owner_write | fs::perms::others_read;
+  fs::permissions(dir / "elsewhere/metrics.jsonl", mode);
+  fs::create_symlink(dir / "elsewhere/metrics.jsonl", dir / "metrics.jsonl");
   dpunet::write_file_atomically(dir / "metrics.jsonl", "new");
-  CHECK(std::filesystem::is_symlink(dir / "metrics.jsonl"));
+  CHECK(fs::is_symlink(dir / "metrics.jsonl"));
   CHECK(dpunet::read_file(dir / "elsewhere/metrics.jsonl") == "new");
-  CHECK(std::filesystem::status(dir / "elsewhere/metrics.jsonl").permissions() ==
-        (std::filesystem::perms::owner_read | std::filesystem::perms::owner_write));
-  CHECK(std::distance(std::filesystem::directory_iterator(dir / "elsewhere"), {}) == 1);  // no temporary left
+  CHECK(fs::status(dir / "elsewhere/metrics.jsonl").permissions() == mode);
+  // A relative link to a file not there yet: the file is made where the link points.
+  fs::create_symlink("elsewhere/events.jsonl", dir / "events.jsonl");
+  dpunet::write_file_atomically(dir / "events.jsonl", "first");
+  CHECK(fs::is_symlink(dir / "events.jsonl"));
+  CHECK(dpunet::read_file(dir / "elsewhere/events.jsonl") == "first");
+  CHECK(std::distance(fs::directory_iterator(dir / "elsewhere"), {}) == 2);  // no temporary left
 }

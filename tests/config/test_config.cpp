@@ -205,9 +205,9 @@ TEST_CASE("config files that would be misread are refused, naming the place", "[
     CHECK_THROWS_WITH(parse_config("", "a.yaml", {"optimizer.grad_clip=.nan"}), HasSubstr("optimizer.grad_clip"));
   }
   SECTION("values of the wrong kind") {
-    CHECK_THROWS_WITH(parse_config("augment:\n  enabled: maybe\n", "a.yaml"),
-                      HasSubstr("a.yaml:2:12") && HasSubstr("augment.enabled") &&
-                          HasSubstr("expected true or false, got 'maybe'"));
+    CHECK_THROWS_WITH(
+        parse_config("augment:\n  enabled: maybe\n", "a.yaml"),
+        HasSubstr("a.yaml:2:12") && HasSubstr("augment.enabled") && HasSubstr("expected true or false, got 'maybe'"));
     CHECK_THROWS_WITH(parse_config("run:\n  dir: [a, b]\n", "a.yaml"),
                       HasSubstr("run.dir") && HasSubstr("expected a string"));
     CHECK_THROWS_WITH(parse_config("loss:\n  class_weights: 2\n", "a.yaml"),

@@ -808,7 +808,14 @@ TEST_CASE("a mask value mapped to ignore becomes the shards' ignore label", "[da
         "no mask value is mapped to class 1 of the 2 (--mask-map 0=0,128=ignore,255=ignore): the model gets an output "
         "no pixel teaches");
   f.options.mask_mapping = dpunet::data::parse_mask_mapping("0=0,255=3,128=ignore");
-  CHECK_THAT(dpunet::data::import_image_folders(f.options).note, HasSubstr("mapped to class 1, 2 of the 4 ("));
+  CHECK_THAT(dpunet::data::import_image_folders(f.options).note, HasSubstr("mapped to classes 1, 2 of the 4 ("));
+  // Masks found to hold a single value: said too.
+  Image empty = make_mask(8);
+  std::fill(empty.values.begin(), empty.values.end(), 0);
+  dpunet::data::write_png(f.dir / "masks/a.png", empty);
+  f.options.mask_mapping = {};
+  CHECK(dpunet::data::import_image_folders(f.options).note ==
+        "the masks hold one value only (--mask-map 0=0): class 1 of the 2 has no pixel");
   // Class ids must leave the ignore label free.
   CHECK_THROWS_WITH(dpunet::data::parse_mask_mapping("0=0,1=255,2=ignore"),
                     HasSubstr("below 255") && HasSubstr("0=0,1=255,2=ignore"));
@@ -1197,7 +1204,9 @@ TEST_CASE("a writer's staging folder left by a killed run is removed by the next
   // Another machine's, on a shared file system: its PID means nothing here.
   const std::string elsewhere = dir / (".dpunet-staging-otherhost-" + std::to_string(pid_max + 1));
   // One whose host name begins with this one's ("vm" and "vm-2").
-  const std::string longer = dir / (".dpunet-staging-" + dpunet::host_name() + "-2-" + std::to_string(pid_max + 1));
+  // (Its number, read as far as it goes, is no process's here: only the whole name tells.)
+  const std::string longer =
+      dir / (".dpunet-staging-" + dpunet::host_name() + "-" + std::to_string(pid_max + 1) + "-7");
   std::filesystem::create_directories(elsewhere);
   std::filesystem::create_directories(longer);
   std::filesystem::create_directories(abandoned);

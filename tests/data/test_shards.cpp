@@ -245,10 +245,11 @@ TEST_CASE("shards that name their classes apart are refused, and default names j
   CHECK(Dataset(std::vector<std::string>{dir / "b.h5", dir / "a.h5"}).header().class_names ==
         std::vector<std::string>{"background", "cell"});
   write_named(dir / "d.h5", {"background", "nucleus"});
-  CHECK_THROWS_WITH(Dataset(dir.path()), HasSubstr("shards disagree: " + dir / "a.h5" +
-                                                   " and the shards after it name the classes background,cell but " +
-                                                   dir / "d.h5" + " names them background,nucleus") &&
-                                             HasSubstr("class 1 is 'cell' in one and 'nucleus' in the other"));
+  CHECK_THROWS_WITH(Dataset(dir.path()), HasSubstr("shards disagree: " + dir / "d.h5" +
+                                                   " names the classes background,nucleus but the "
+                                                   "shards before it (" +
+                                                   dir / "a.h5" + ", ...) name them background,cell") &&
+                                             HasSubstr("(class 1 is 'cell' in one and 'nucleus' in the other)"));
   // inspect --verify lists it and reads the rest; the names most shards give are the set's.
   std::ostringstream listing;
   dpunet::data::InspectOptions verify;
