@@ -134,6 +134,13 @@ TEST_CASE("a shard's channel statistics keep a small spread of large values", "[
 
 namespace {
 // A header of `samples` one-channel 4x4 samples and two classes.
+// `data inspect --verify` of `spec`, its listing in `listing`.
+dpunet::data::InspectResult verify_dataset(const std::string& spec, std::ostringstream& listing) {
+  dpunet::data::InspectOptions options;
+  options.verify = true;
+  return dpunet::data::inspect_dataset(spec, options, listing);
+}
+
 dpunet::data::ShardHeader small_header(int64_t samples) {
   dpunet::data::ShardHeader header;
   header.samples = samples;
@@ -215,9 +222,7 @@ TEST_CASE("an ignore label round-trips, its value is a valid label, and shards m
   // either label, and the label most shards carry is the dataset's.
   write_labelled(dir / "c.h5", 255);
   std::ostringstream listing;
-  dpunet::data::InspectOptions verify;
-  verify.verify = true;
-  const auto result = dpunet::data::inspect_dataset(dir.path(), verify, listing);
+  const auto result = verify_dataset(dir.path(), listing);
   INFO(listing.str());
   CHECK(result.bad_shards == 1);
   CHECK(result.bad_samples == 0);
@@ -252,9 +257,7 @@ TEST_CASE("shards that name their classes apart are refused, and default names j
                                              HasSubstr("(class 1 is 'cell' in one and 'nucleus' in the other)"));
   // inspect --verify lists it and reads the rest; the names most shards give are the set's.
   std::ostringstream listing;
-  dpunet::data::InspectOptions verify;
-  verify.verify = true;
-  const auto result = dpunet::data::inspect_dataset(dir.path(), verify, listing);
+  const auto result = verify_dataset(dir.path(), listing);
   INFO(listing.str());
   CHECK(result.bad_shards == 1);
   CHECK_THAT(listing.str(), HasSubstr("BAD " + dir / "d.h5: classes background,nucleus, unlike the 2 shard(s) naming "

@@ -228,12 +228,22 @@ TEST_CASE("whole-image training refuses images that leave BatchNorm or InstanceN
   CHECK_NOTHROW(dpunet::train::check_data_fits_model(instance, header, "data.train x.h5", true));
 }
 
-TEST_CASE("a folder holding the training and validation shards is refused as one set", "[train]") {
-  dpunet::test::TempDir dir;
+namespace {
+
+// Two 16x16 samples in one shard: a set to open, not to train on.
+dpunet::data::SynthOptions two_samples() {
   dpunet::data::SynthOptions synth;
   synth.samples = 2;
   synth.shards = 1;
   synth.height = synth.width = 16;
+  return synth;
+}
+
+}  // namespace
+
+TEST_CASE("a folder holding the training and validation shards is refused as one set", "[train]") {
+  dpunet::test::TempDir dir;
+  dpunet::data::SynthOptions synth = two_samples();
   dpunet::data::write_synthetic_dataset(dir.path(), synth);
   const auto config = dpunet::config::parse_config("", "d.yaml", {"augment.patch_size=16"});
   // One set in the folder: taken whole.
@@ -252,38 +262,31 @@ TEST_CASE("a folder holding the training and validation shards is refused as one
 
 TEST_CASE("training and validation sets that name their classes apart are refused", "[train]") {
   dpunet::test::TempDir dir;
-  dpunet::data::SynthOptions synth;
-  synth.samples = 2;
-  synth.shards = 1;
-  synth.height = synth.width = 16;
+  dpunet::data::SynthOptions synth = two_samples();
   synth.n_classes = 2;
   dpunet::data::write_synthetic_dataset(dir / "train", synth);
   dpunet::data::write_synthetic_dataset(dir / "val", synth);
   const auto config = dpunet::config::parse_config("", "d.yaml", {"augment.patch_size=16"});
   const auto open = [&](const std::string& folder) { return dpunet::data::Dataset(dir / folder); };
   CHECK_NOTHROW(dpunet::train::check_same_class_names(open("train"), open("val"), config));
-  // Renamed classes in the validation set: class 1 scored against another's masks.
-  dpunet::data::ShardHeader header = open("val").header();
-  header.class_names = {"background", "vessel"};
-  header.samples = 1;
-  std::filesystem::create_directories(dir / "named");
-  std::filesystem::create_directories(dir / "plain");
-  {
-    dpunet::data::ShardWriter writer(dir / "named/val-00000.h5", header);
+  // A validation set of one sample whose classes are named `names`, in `folder`.
+  const auto write_named = [&](const std::string& folder, std::vector<std::string> names) {
+    dpunet::data::ShardHeader header = open("val").header();
+    header.class_names = std::move(names);
+    header.samples = 1;
+    std::filesystem::create_directories(dir / folder);
+    dpunet::data::ShardWriter writer(dir / (folder + "/val-00000.h5"), header);
     writer.write(0, std::vector<uint8_t>(256, 1).data(), std::vector<uint8_t>(256, 0).data());
     writer.finish();
-  }
+  };
+  // Renamed classes in the validation set: class 1 scored against another's masks.
+  write_named("named", {"background", "vessel"});
   const std::string train_names = dpunet::data::class_names_text(open("train").header());
   INFO(train_names);
   CHECK_THROWS_WITH(dpunet::train::check_same_class_names(open("train"), open("named"), config),
                     HasSubstr("names the classes " + train_names + " but data.val") &&
                         HasSubstr("names them background,vessel (class 1 is '"));
   // The default names (class0, class1) agree with any.
-  header.class_names = {"class0", "class1"};
-  {
-    dpunet::data::ShardWriter writer(dir / "plain/val-00000.h5", header);
-    writer.write(0, std::vector<uint8_t>(256, 1).data(), std::vector<uint8_t>(256, 0).data());
-    writer.finish();
-  }
+  write_named("plain", {"class0", "class1"});
   CHECK_NOTHROW(dpunet::train::check_same_class_names(open("train"), open("plain"), config));
 }
