@@ -139,8 +139,12 @@ std::vector<Panel> read_panels(const std::string& path) {
         }
         const auto foreground = value_of(row, "foreground_dice");
         if (dice.series.empty()) {
+          // Named as the shards name the classes, where the run wrote their names.
+          const nlohmann::json names = row.value("class_names", nlohmann::json::array());
           for (size_t k = 1; k < per_class.size(); ++k) {
-            dice.series.push_back({"class " + std::to_string(k), kPalette[(k + 2) % 6], {}});
+            const std::string name =
+                k < names.size() && names[k].is_string() ? names[k].get<std::string>() : "class " + std::to_string(k);
+            dice.series.push_back({name, kPalette[(k + 2) % 6], {}});
           }
           dice.series.push_back({"foreground", kInk, {}});
         }

@@ -127,10 +127,12 @@ void RunLogger::train(const TrainRecord& r) {
 
 void RunLogger::validation(const ValRecord& r) {
   if (rank_ != 0) return;
-  const nlohmann::json row = {
+  nlohmann::json row = {
       {"kind", "val"},  {"step", r.step},       {"epoch", r.epoch},         {"loss", r.loss},
       {"dice", r.dice}, {"iou", r.iou},         {"mean_dice", r.mean_dice}, {"foreground_dice", r.foreground_dice},
       {"best", r.best}, {"time_s", r.elapsed_s}};
+  // The names the shards give (the lists above are by class id), for plots and readers.
+  if (!class_names_.empty()) row["class_names"] = class_names_;
   append_metrics_row(row.dump());
   if (events_) {
     // A score that is not defined (NaN: a class, or any foreground, neither in the masks

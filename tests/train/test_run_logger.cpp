@@ -7,6 +7,8 @@
 #include <cmath>
 #include <csignal>
 #include <filesystem>
+#include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "common/atomic_file.h"
 #include "support/temp_dir.h"
@@ -71,6 +73,27 @@ TEST_CASE("undefined validation scores get no TensorBoard point, as metrics.json
   CHECK(count("val/foreground_dice") == 1);
   CHECK(count("val/dice_class_0") == 2);
   CHECK(count("val/dice_class_1") == 0);
+}
+
+TEST_CASE("validation rows carry the shards' class names where they give them", "[train]") {
+  dpunet::test::TempDir dir;
+  {
+    dpunet::train::RunLogger logger(dir.path(), /*rank=*/0, "lines", /*tensorboard=*/false);
+    logger.open_metrics();
+    dpunet::train::ValRecord record;
+    record.step = 2;
+    record.dice = record.iou = {0.9, 0.8};
+    logger.validation(record);  // no names given: none written
+    logger.set_class_names({"background", "cell"});
+    record.step = 4;
+    logger.validation(record);
+  }
+  std::istringstream rows(dpunet::read_file(dir / "metrics.jsonl"));
+  std::string first, second;
+  std::getline(rows, first);
+  std::getline(rows, second);
+  CHECK_FALSE(nlohmann::json::parse(first).contains("class_names"));
+  CHECK(nlohmann::json::parse(second)["class_names"] == nlohmann::json({"background", "cell"}));
 }
 
 TEST_CASE("the ETA goes at the run's own pace, validations included, to where this run ends", "[train]") {
