@@ -263,6 +263,11 @@ TEST_CASE("a run directory whose best checkpoint is damaged gives its newest val
   std::filesystem::current_path(here);
   INFO(error);
   CHECK(same);
+  // Nothing valid left: one error naming the folder and each checkpoint's damage.
+  std::filesystem::resize_file(store.path_for_step(20), 100);
+  CHECK_THROWS_WITH(dpunet::checkpoint::resolve_checkpoint_argument(dir.path(), &chosen),
+                    HasSubstr(dir.path() + ": no valid checkpoint in " + store.directory()) &&
+                        HasSubstr("step-00000020.ckpt") && HasSubstr("truncated"));
 }
 
 TEST_CASE("an old checkpoint that cannot be pruned is said once, not ignored", "[checkpoint]") {

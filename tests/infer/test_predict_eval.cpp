@@ -232,6 +232,18 @@ TEST_CASE("masks beside their images are told apart by their suffix", "[infer]")
   }
 }
 
+TEST_CASE("a pattern that matches nothing, or --eval without its masks folder, is refused naming it", "[infer]") {
+  dpunet::test::TempDir dir;
+  write_flat_pngs(dir, {"a.png"});
+  CHECK_THROWS_WITH(dpunet::infer::InputSet(dir / "*.tif", dpunet::infer::InputOptions{}),
+                    HasSubstr(dir / "*.tif: matches no file"));
+  dpunet::infer::InputOptions options;
+  options.require_masks = true;
+  CHECK_THROWS_WITH(dpunet::infer::InputSet(dir.path(), options), HasSubstr("give --masks DIR"));
+  options.masks_dir = dir / "masks";
+  CHECK_THROWS_WITH(dpunet::infer::InputSet(dir.path(), options), HasSubstr(dir / "masks: no such folder (--masks)"));
+}
+
 TEST_CASE("an image no output can be named after is refused before any is predicted", "[infer]") {
   dpunet::test::TempDir dir;
   write_flat_pngs(dir, {"..png", "a.png"});
