@@ -81,8 +81,10 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
   check_same_dataset(*comm_, *train_data_, "data.train", config.data.train);
   if (val_data_) {
     check_same_dataset(*comm_, *val_data_, "data.val", config.data.val);
-    check_no_shared_shards(*train_data_, *val_data_, config);
-    check_same_class_names(*train_data_, *val_data_, config);
+    fail_together(*comm_, [&] {
+      check_no_shared_shards(*train_data_, *val_data_, config);
+      check_same_class_names(*train_data_, *val_data_, config);
+    });
   }
   // Allowed (predict mirrors tiles at image borders alike), but rarely meant: said.
   if (const data::ShardHeader& h = train_data_->header();
@@ -126,7 +128,7 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
                    "; to change the optimizer, start a new run from its weights: --init-weights ", loaded->path(),
                    " with another run.dir");
     });
-    loaded->restore_model(*model_);
+    fail_together(*comm_, [&] { loaded->restore_model(*model_); });  // NaN weights, say
     // A job script passes the same arguments to every requeued run: the run's own
     // checkpoint comes first, and the log says the starting weights were not reread.
     if (!options.init_weights.empty())
@@ -158,14 +160,15 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
   optimizer_ = build_optimizer(config, model_->parameters());
   data::SamplerState start;
   if (loaded) {
-    resume(*loaded);
+    own_checkpoint_ = comm_->broadcast_string(is_own_checkpoint(*loaded) ? "own" : "other", /*root=*/0) == "own";
+    fail_together(*comm_, [&] { resume(*loaded); });  // an optimizer state that does not fit
     // Every rank read the same file, so every rank lays its buckets out alike.
     if (!loaded->state().bucket_order.empty() && !ddp_->restore_bucket_order(loaded->state().bucket_order)) {
       logger_.info(loaded->path() +
                    ": its gradient bucket layout does not fit this model's parameters; laid out "
                    "afresh (the first step may differ from an uninterrupted run's in the last bits)");
     }
-    start = resume_position(*loaded, *saved);
+    fail_together(*comm_, [&] { start = resume_position(*loaded, *saved); });
     // train.steps lowered to the checkpoint's step ends the run there, and a run's end is
     // validated, as an uninterrupted run of that length would have done; unless that
     // step's validation ran already (or is pending anyway), by the stopped run's schedule.
@@ -177,11 +180,13 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
       ends_at_resume_ = true;
     }
   }
-  resolve_normalization(saved);
-  // Statistics given in the config (or a checkpoint's) for another pixel type: found now,
-  // not by the loader at the first sample.
-  check_statistics_fit(config_, train_data_->header(), "data.train " + config_.data.train);
-  if (val_data_) check_statistics_fit(config_, val_data_->header(), "data.val " + config_.data.val);
+  fail_together(*comm_, [&] {
+    resolve_normalization(saved);
+    // Statistics given in the config (or a checkpoint's) for another pixel type: found
+    // now, not by the loader at the first sample.
+    check_statistics_fit(config_, train_data_->header(), "data.train " + config_.data.train);
+    if (val_data_) check_statistics_fit(config_, val_data_->header(), "data.val " + config_.data.val);
+  });
   // The names either set gives (they agree where both do: checked above).
   if (val_data_) {
     const std::vector<std::string> val_names = data::given_class_names(val_data_->header());
@@ -203,14 +208,18 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
     for (const auto& d : config::differences(*saved, config_)) changed += "\n  " + d;
     if (!changed.empty()) logger_.info("keys changed from the checkpoint's config (checkpoint vs now):" + changed);
   }
-  prepare_run_directory(loaded);
+  // Rank 0's file work (a full disk, a folder it may not write), and a set too small for
+  // one global batch, which every rank finds: said once, every rank stopping with it.
+  fail_together(*comm_, [&] { prepare_run_directory(loaded); });
   data::LoaderOptions loading = loader_options(config_, device_.is_cuda());
   // Shards with an ignore label hold unlabelled pixels: patches go where labels are.
   loading.augmentation.sparse_labels = train_data_->header().ignore_label >= 0;
-  loader_ = std::make_unique<data::Loader>(
-      train_data_,
-      data::DistributedSampler(train_data_->size(), context.rank(), context.world_size(), sampler_options(config_)),
-      loading, start);
+  fail_together(*comm_, [&] {
+    loader_ = std::make_unique<data::Loader>(
+        train_data_,
+        data::DistributedSampler(train_data_->size(), context.rank(), context.world_size(), sampler_options(config_)),
+        loading, start);
+  });
   batches_ = std::make_unique<DeviceBatches>(*loader_, device_, DeviceBatchOptions{config.precision.channels_last});
   epoch_ = start.epoch;
   // Until the first step, epoch_ names the checkpoint's step (its pending validation).

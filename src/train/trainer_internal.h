@@ -118,8 +118,12 @@ class Trainer {
   torch::Tensor nonfinite_steps_;  // on the device: steps since checked_step_ whose loss was NaN/inf
   int64_t checked_step_ = 0;
   double best_score_ = -1;
-  int64_t best_step_ = -1;              // of the checkpoint marked best
-  bool validation_pending_ = false;     // see checkpoint::TrainingState
+  int64_t best_step_ = -1;           // of the checkpoint marked best
+  bool validation_pending_ = false;  // see checkpoint::TrainingState
+  // The checkpoint resumed from is this run directory's own (is_own_checkpoint), as rank
+  // 0 sees it: the answer decides collectives (a new best's checkpoint), so every rank
+  // takes one, though a node-local copy of the run directory could answer otherwise.
+  bool own_checkpoint_ = false;
   bool epoch_ended_at_resume_ = false;  // see continued_position
   bool ends_at_resume_ = false;         // train.steps lowered to the resumed step: see the constructor
   // Writes checkpoints while training goes on; declared last, so it finishes its write

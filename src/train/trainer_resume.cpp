@@ -93,7 +93,7 @@ void Trainer::resume(const checkpoint::LoadedCheckpoint& loaded) {
   // Another run's checkpoint (continued into this run.dir), or one set aside: its best
   // names a file this run's `best` pointer cannot point at; this run's own validations
   // choose its best. (A run that kept no best checkpoint still scored its validations.)
-  if ((best_step_ >= 0 || best_score_ >= 0) && !is_own_checkpoint(loaded)) {
+  if ((best_step_ >= 0 || best_score_ >= 0) && !own_checkpoint_) {
     logger_.info(loaded.path() + " is not this run directory's own: its best score " + std::to_string(best_score_) +
                  " stays with it, and this run's best is chosen among its own validations");
     best_score_ = -1;
@@ -208,7 +208,7 @@ void Trainer::prepare_run_directory(const std::optional<checkpoint::LoadedCheckp
     // the whole history there moves aside, as for a fresh start.
     std::optional<int64_t> keep_until;
     bool validation_pending = false;
-    if (loaded && is_own_checkpoint(*loaded)) {
+    if (loaded && own_checkpoint_) {
       keep_until = loaded->state().step;
       // This run's, not only the file's: a resume that ends the run or an epoch at the
       // checkpoint's step validates it first as well, and may have been killed after it.

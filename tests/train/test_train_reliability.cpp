@@ -398,7 +398,7 @@ TEST_CASE("the launcher explains a launch that started no rank", "[train][e2e]")
       hermetic + "CUDA_VISIBLE_DEVICES= DPUNET_BIN=" DPUNET_BINARY " " DPUNET_SOURCE_DIR_SH "/launcher/dpunet-launch ";
   const auto version = dpunet::test::run_command("mpirun --version 2>&1");
   if (version.output.find("Open MPI) 4.") == std::string::npos) {
-    WARN("skipped: needs Open MPI 4's mpirun (--quiet)");
+    DPUNET_SKIP("needs Open MPI 4's mpirun (--quiet)");
     return;
   }
   const auto broken = dpunet::test::run_command("OMPI_MCA_plm=nonexistent " + launch + "--cpu -n 2 -- version 2>&1");
@@ -523,6 +523,18 @@ TEST_CASE("errors every rank meets while starting end the job with one message, 
   CHECK(classes.exit_code != 0);
   CHECK_THAT(classes.output, HasSubstr("data.train") && HasSubstr("but model.n_classes is 2"));
   CHECK(quiet(classes.output));
+  // 24 samples, dropped short of a global batch of 2 x 16; and a validation shard that
+  // trains too: found by every rank alike, after the data were opened.
+  const auto small = f.train(2, config + " --set data.remainder=drop --set train.batch_size=16");
+  INFO(small.output);
+  CHECK(small.exit_code != 0);
+  CHECK_THAT(small.output, HasSubstr("24 samples"));
+  CHECK(quiet(small.output));
+  const auto shared = f.train(2, config + " --set data.val=" + f.dir() / "data/train-00000.h5");
+  INFO(shared.output);
+  CHECK(shared.exit_code != 0);
+  CHECK_THAT(shared.output, HasSubstr("both read " + f.dir() / "data/train-00000.h5"));
+  CHECK(quiet(shared.output));
   // A resume whose model differs from the checkpoint's.
   // Under a plain mpirun each rank's stdout is a pseudo-terminal, whatever mpirun's own
   // is (here a pipe): progress auto prints lines, no carriage-return bar.
