@@ -55,8 +55,10 @@ struct NcclState {
   ~NcclState() {
     // While unwinding from an error, on the way to main's report and exit, collectives
     // still in flight may never finish (another rank stopped), and an abort or destroy
-    // that blocks on them would hold the report back until the other ranks' timeouts:
-    // the process's exit frees such a communicator instead.
+    // that blocks on them would hold the report back until the other ranks' timeouts;
+    // nor is a finished communicator destroyed then, as recent NCCL's destroy waits for
+    // the node's other ranks, which are not destroying theirs. The process's exit frees
+    // it instead.
     const bool unwinding = std::uncaught_exceptions() > 0;
     // ncclCommDestroy waits for unfinished collectives: a stalled one would hang it, so
     // a communicator that failed, or still has collectives in flight, is aborted. In
@@ -67,7 +69,7 @@ struct NcclState {
       unfinished = watchdog->failure().has_value() || watchdog->pending() > 0;
       watchdog.reset();  // its thread polls the communicator
     }
-    if (unwinding && unfinished) return;
+    if (unwinding) return;
     std::lock_guard<std::mutex> lock(mutex);
     if (comm == nullptr || aborted) return;
     ncclResult_t async = ncclSuccess;
