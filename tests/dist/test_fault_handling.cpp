@@ -120,7 +120,7 @@ TEST_CASE("Copies that MPI starts as singletons while the launcher says several 
 
 TEST_CASE("A stalled NCCL collective neither blocks the host nor hangs the job", "[gpu][fault]") {
   if (!dpunet::dist::nccl_available() || !torch::cuda::is_available()) {
-    WARN("skipped: needs a GPU and a build with NCCL");
+    DPUNET_SKIP("needs a GPU and a build with NCCL");
     return;
   }
   // One rank, started without mpirun (MPI's singleton start), as the other [gpu] tests.

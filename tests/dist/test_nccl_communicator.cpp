@@ -23,7 +23,7 @@ dist::Context& gpu_context() {
 // The NCCL communicator of this process, or nullptr (with a warning) when there is none.
 std::shared_ptr<dist::Communicator> nccl_or_skip() {
   if (!dist::nccl_available() || !torch::cuda::is_available()) {
-    WARN("skipped: needs a GPU and a build with NCCL");
+    DPUNET_SKIP("needs a GPU and a build with NCCL");
     return nullptr;
   }
   // Reference and DDP must run the same convolution arithmetic: no TF32, fixed algorithms.

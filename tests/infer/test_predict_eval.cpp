@@ -360,7 +360,7 @@ TEST_CASE("an image file is standardised by its own statistics and drawn from it
 
 TEST_CASE("an image file read a band at a time onto a GPU gives the CPU's prediction", "[gpu]") {
   if (!torch::cuda::is_available()) {
-    WARN("skipped: needs a GPU");
+    DPUNET_SKIP("needs a GPU");
     return;
   }
   dpunet::test::TempDir dir;

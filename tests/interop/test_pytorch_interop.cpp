@@ -42,7 +42,7 @@ torch::Tensor read_probabilities(const std::string& file) {
 
 TEST_CASE("a PyTorch reference model predicts the same through dpunet", "[interop][e2e]") {
   if (!python_ready()) {
-    WARN("skipped: " DPUNET_PYTHON " cannot import torch and safetensors");
+    DPUNET_SKIP(DPUNET_PYTHON " cannot import torch and safetensors");
     return;
   }
   dpunet::test::TempDir dir;
@@ -82,7 +82,7 @@ TEST_CASE("a PyTorch reference model predicts the same through dpunet", "[intero
 
 TEST_CASE("weights exported by dpunet load into the PyTorch reference with strict names", "[interop][e2e]") {
   if (!python_ready()) {
-    WARN("skipped: " DPUNET_PYTHON " cannot import torch and safetensors");
+    DPUNET_SKIP(DPUNET_PYTHON " cannot import torch and safetensors");
     return;
   }
   dpunet::test::TrainFixture f;
@@ -101,7 +101,7 @@ TEST_CASE("weights exported by dpunet load into the PyTorch reference with stric
 
 TEST_CASE("a training step at an odd size equals the PyTorch reference's, for both decoders", "[interop][e2e]") {
   if (!python_ready()) {
-    WARN("skipped: " DPUNET_PYTHON " cannot import torch and safetensors");
+    DPUNET_SKIP(DPUNET_PYTHON " cannot import torch and safetensors");
     return;
   }
   const bool bilinear = GENERATE(false, true);

@@ -15,7 +15,7 @@ using dpunet::test::run_command;
 
 TEST_CASE("TensorBoard reads the training and validation curves that metrics.jsonl holds", "[interop][e2e]") {
   if (run_command(DPUNET_PYTHON " -c 'import tensorboard' 2>/dev/null").exit_code != 0) {
-    WARN("skipped: " DPUNET_PYTHON " cannot import tensorboard");
+    DPUNET_SKIP(DPUNET_PYTHON " cannot import tensorboard");
     return;
   }
   dpunet::test::TrainFixture f;

@@ -65,7 +65,7 @@ TEST_CASE("skip_window names the sizes of a window outside the map", "[model]") 
 
 TEST_CASE("skip_window's gradient is narrow's and NHWC for an NHWC bf16 map on a GPU", "[gpu]") {
   if (!torch::cuda::is_available()) {
-    WARN("skipped: needs a GPU");
+    DPUNET_SKIP("needs a GPU");
     return;
   }
   const auto nhwc = at::MemoryFormat::ChannelsLast;

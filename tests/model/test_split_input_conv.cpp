@@ -82,7 +82,7 @@ TEST_CASE("split_input_conv2d refuses maps that do not make the weight's input",
 
 TEST_CASE("split_input_conv2d is the convolution of the concatenation on a GPU, NHWC, in float32 and bf16", "[gpu]") {
   if (!torch::cuda::is_available()) {
-    WARN("skipped: needs a GPU");
+    DPUNET_SKIP("needs a GPU");
     return;
   }
   auto& context = at::globalContext();

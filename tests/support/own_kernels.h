@@ -12,7 +12,7 @@ namespace dpunet::test {
 // skips), otherwise.
 inline bool own_kernels_runnable() {
   if (!torch::cuda::is_available() || !model::own_kernels_run_on(c10::Device(c10::kCUDA, 0))) {
-    WARN("skipped: needs an sm_80 or newer GPU and a build with dpunet's kernels");
+    DPUNET_SKIP("needs an sm_80 or newer GPU and a build with dpunet's kernels");
     return false;
   }
   return true;

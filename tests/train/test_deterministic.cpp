@@ -63,7 +63,7 @@ TEST_CASE("precision.deterministic turns autotuning off and deterministic algori
 
 TEST_CASE("on a GPU with precision.deterministic, N+M steps equal N, a resume and M, bit for bit", "[gpu][e2e]") {
   if (!torch::cuda::is_available()) {
-    WARN("skipped: needs a GPU");
+    DPUNET_SKIP("needs a GPU");
     return;
   }
   dpunet::test::TrainFixture f;
