@@ -60,6 +60,8 @@ config::Config ModelSource::resolve() const {
   config::Config c;
   if (!checkpoint.empty()) {
     c = config::parse_saved_config(loaded_checkpoint().state().config_yaml, checkpoint_file_ + " (saved config)");
+  } else if (std::error_code ec; std::filesystem::is_directory(weights, ec)) {
+    DPUNET_FAIL("--weights ", weights, " is a folder: give a .safetensors file, or a run directory with --checkpoint");
   } else if (checkpoint::has_checkpoint_magic(weights)) {
     DPUNET_FAIL(weights, " is a dpunet training checkpoint, not safetensors weights: give it with --checkpoint");
   } else if (!config.empty()) {

@@ -48,9 +48,10 @@ void check_earlier_outputs(const std::string& out, bool overwrite, const infer::
   };
   DPUNET_CHECK(earlier.unlisted.empty(), "predict: --out ", out, " holds ", listing(earlier.unlisted),
                ", named like this command's outputs but not written by it as they are now (no "
-               "predict-files*.txt there lists them, or they changed since: a ground-truth mask? a prediction of "
-               "an older dpunet?). This run could overwrite them, so it does not start, even with --overwrite: "
-               "choose another --out, or move those files");
+               "predict-files*.txt there lists them, or they changed since, as the files of a folder copied without "
+               "their times do: cp -a keeps them; a ground-truth mask? a prediction of an older dpunet?). This run "
+               "could overwrite them, so it does not start, even with --overwrite: choose another --out, or move "
+               "those files");
   DPUNET_CHECK(earlier.written.empty() || overwrite, "predict: --out ", out, " already holds ", earlier.written.size(),
                " file(s) of an earlier prediction (", listing(earlier.written),
                "); they would mix with this run's. Choose another --out, or pass --overwrite to remove them first");

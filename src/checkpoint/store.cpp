@@ -182,6 +182,8 @@ std::string resolve_checkpoint_argument(const std::string& path, std::string* ch
     if (chosen != nullptr) *chosen = "checkpoint: " + *target + " (" + name + ")";
     return *target;
   }
+  // Not a read error of a file (a run directory not made yet, a name mistyped).
+  DPUNET_CHECK(fs::exists(given, ec) || ec, path, ": no such checkpoint, run directory or weights file");
   if (!fs::is_directory(given, ec)) return path;  // a file, or an error naming it when it is read
   const bool run_dir = fs::is_directory(given / "checkpoints", ec);
   // By its own name, also when given as "." from inside it.
@@ -204,6 +206,11 @@ std::string resolve_checkpoint_argument(const std::string& path, std::string* ch
   }
   const std::optional<std::string> newest = store.latest_valid([&](const std::string& m) { skipped += "; " + m; });
   DPUNET_CHECK(newest.has_value(), path, ": no valid checkpoint in ", store.directory(), skipped);
+  // The best among the newer ones set aside: its damage is said there, once.
+  if (const std::optional<std::string> best_one = store.best();
+      !best_damage.empty() && best_one && skipped.find(*best_one) != std::string::npos) {
+    best_damage = "; its best is one of the damaged ones";
+  }
   if (chosen != nullptr) {
     *chosen = "checkpoint: " + *newest + " (the newest of " + run +
               (best_damage.empty() ? "; it has no best, which needs validation" : best_damage) + skipped + ")";

@@ -40,6 +40,11 @@ std::vector<fs::path> directory_entries(const std::string& directory) {
   return entries;
 }
 
+bool is_hidden(const fs::path& path) {
+  const std::string name = path.filename().string();
+  return !name.empty() && name[0] == '.';
+}
+
 void fail_on_broken_link(const fs::directory_entry& entry) {
   std::error_code ec;
   if (!entry.is_symlink(ec) || fs::exists(entry.path(), ec)) return;

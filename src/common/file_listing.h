@@ -15,6 +15,10 @@ bool exists_or_fail(const std::string& path);
 // link to a folder that is not there, is a dpunet::Error naming the directory.
 std::vector<std::filesystem::path> directory_entries(const std::string& directory);
 
+// A name beginning with '.': what copies to other file systems (macOS's "._a.png"), editors
+// and tools leave beside the files, which a folder's listing passes over as ls does.
+bool is_hidden(const std::filesystem::path& path);
+
 // Throws naming `entry` when it is a symbolic link to nothing (a disk not mounted): a
 // listing that passed over it as "not a file" would read a dataset short without a word.
 // Callers ask it of the names they would have taken.

@@ -20,7 +20,7 @@ namespace {
 std::vector<std::string> shards_in_directory(const fs::path& directory) {
   std::vector<std::string> paths;
   for (const auto& entry : fs::directory_iterator(directory)) {
-    if (entry.path().extension() != ".h5") continue;
+    if (entry.path().extension() != ".h5" || is_hidden(entry.path())) continue;
     fail_on_broken_link(entry);
     if (entry.is_regular_file()) paths.push_back(entry.path().string());
   }

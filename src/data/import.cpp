@@ -59,7 +59,7 @@ std::vector<Pair> find_pairs(const ImportOptions& o) {
                o.images_dir, "), so each image would be its own mask: give --mask-suffix (a.png's mask a_mask.png)");
   std::vector<std::string> images;
   for (const auto& entry : fs::directory_iterator(o.images_dir)) {
-    if (!is_image_file(entry.path().string())) continue;
+    if (!is_image_file(entry.path().string()) || is_hidden(entry.path())) continue;
     fail_on_broken_link(entry);
     if (!entry.is_regular_file()) continue;
     if (one_folder && ends_with(image_stem(entry.path().string()), o.mask_suffix)) continue;

@@ -59,6 +59,7 @@ InputSet::InputSet(const std::string& input, InputOptions options) : input_(inpu
   bool shards_in_folder = false;
   if (fs::is_directory(input, ec)) {
     for (const auto& entry : fs::directory_iterator(input)) {
+      if (is_hidden(entry.path())) continue;
       const std::string name = entry.path().string();
       if (entry.path().extension() == ".h5" || data::is_image_file(name)) fail_on_broken_link(entry);
       if (!entry.is_regular_file()) continue;
@@ -105,8 +106,7 @@ InputSet::InputSet(const std::string& input, InputOptions options) : input_(inpu
         header = data::read_image_header(path);
       } catch (const Error&) {
       }
-      DPUNET_CHECK(!header || header->channels == image_channels_, path, ": ", header ? header->channels : 0,
-                   " channels, but ", images_.front(), " has ", image_channels_, "; the images of one run must agree");
+      if (header) check_like_first(path, *header);
       if (options_.require_masks) check_mask_of(path, header ? &*header : nullptr);
     }
     return;
@@ -174,6 +174,19 @@ void InputSet::check_masks_folder() const {
   DPUNET_CHECK(!options_.masks_dir.empty(), "--eval on image files scores them against their masks: give --masks DIR");
   std::error_code ec;
   DPUNET_CHECK(fs::is_directory(options_.masks_dir, ec), options_.masks_dir, ": no such folder (--masks)");
+}
+
+void InputSet::check_like_first(const std::string& path, const data::Image& header) const {
+  DPUNET_CHECK(header.channels == image_channels_, path, ": ", header.channels, " channels, but ", images_.front(),
+               " has ", image_channels_, "; the images of one run must agree");
+  // With the model's statistics, pixels are read in their stored units; an 8-bit and a
+  // 16-bit file would be normalised differently (the other modes are scale-free or
+  // scale by the bit depth).
+  const data::Normalizer& n = options_.normalizer;
+  const bool stored_units = n.mode == data::Normalization::kDataset && !n.channel_mean.empty();
+  DPUNET_CHECK(!stored_units || header.bits == image_bits_, path, ": ", header.bits, "-bit pixels, but ",
+               images_.front(), " has ", image_bits_,
+               "-bit; with the model's normalisation statistics the images of one run must agree");
 }
 
 void InputSet::check_mask_of(const std::string& path, const data::Image* image) const {
@@ -337,17 +350,10 @@ InputItem InputSet::open(int64_t index, bool pixels_only) const {
   const std::string& path = images_[static_cast<size_t>(index)];
   item.source = path;
   const data::Image image = data::read_image_header(path);
-  DPUNET_CHECK(image.channels == image_channels_, path, ": ", image.channels, " channels, but ", images_.front(),
-               " has ", image_channels_, "; the images of one run must agree");
+  check_like_first(path, image);  // checked before any was predicted, unless the file changed since
   const data::Normalizer& n = options_.normalizer;
   const data::PixelType type = image.bits == 16 ? data::PixelType::kUInt16 : data::PixelType::kUInt8;
-  // With the model's statistics, pixels are read in their stored units; an 8-bit and a
-  // 16-bit file would be normalised differently (the other modes are scale-free or
-  // scale by the bit depth).
   const bool stored_units = n.mode == data::Normalization::kDataset && !n.channel_mean.empty();
-  DPUNET_CHECK(!stored_units || image.bits == image_bits_, path, ": ", image.bits, "-bit pixels, but ", images_.front(),
-               " has ", image_bits_,
-               "-bit; with the model's normalisation statistics the images of one run must agree");
   if (stored_units && !data::statistics_apply(n, type)) {
     warn_other_units(data::pixel_type_name(type), "per-image standardisation");
   }

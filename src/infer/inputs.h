@@ -83,6 +83,9 @@ class InputSet {
   void drop_masks_among_images();
   // --eval's masks folder is given and exists.
   void check_masks_folder() const;
+  // An image's header against the first image's: its channels, and its bit depth where
+  // the model's statistics read pixels in their stored units.
+  void check_like_first(const std::string& path, const data::Image& header) const;
   // The image file `path` has its mask in options_.masks_dir, laid out as `image` (its
   // header; nullptr when it cannot be read, which is said when the image is opened).
   void check_mask_of(const std::string& path, const data::Image* image) const;

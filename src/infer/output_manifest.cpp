@@ -9,8 +9,10 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <set>
 
+#include "common/atomic_file.h"
 #include "common/error.h"
 #include "common/text.h"
 
@@ -116,7 +118,9 @@ EarlierOutputs find_earlier_outputs(const std::string& directory) {
     // Listed and, once written, unchanged since: a file copied over it is not predict's.
     const bool ours =
         it != listed.end() && (it->second.empty() || is_manifest_name(name) || it->second == stamp_of(path));
-    if (ours) {
+    // A listed file's write cut short (a run killed inside it) leaves its temporary.
+    const std::optional<std::string> temporary_of = atomic_write_target(name);
+    if (ours || (temporary_of && listed.count(*temporary_of) != 0)) {
       found.written.push_back(path);
     } else if (named_like_a_prediction(name) || is_manifest_name(name)) {
       found.unlisted.push_back(path);

@@ -32,7 +32,7 @@ class OutputManifest {
 
 // What earlier predictions left in a folder.
 struct EarlierOutputs {
-  std::vector<std::string> written;   // files a manifest lists, and the manifests themselves
+  std::vector<std::string> written;   // files a manifest lists (their temporaries too), and the manifests
   std::vector<std::string> unlisted;  // files named as predictions are (x_mask.png, eval.json, ...) that none lists
   // Manifests of runs that stopped before writing any file they list (an error in the
   // first image): nothing of theirs to keep, so a rerun needs no --overwrite.

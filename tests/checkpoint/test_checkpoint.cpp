@@ -263,6 +263,18 @@ TEST_CASE("a run directory whose best checkpoint is damaged gives its newest val
   std::filesystem::current_path(here);
   INFO(error);
   CHECK(same);
+  // The best is the newest, and damaged: its damage is said once.
+  store.commit(
+      30, [&](const std::string& path) { save(path, t, 30); }, /*best=*/true, /*keep_last=*/3);
+  std::filesystem::resize_file(store.path_for_step(30), 100);
+  CHECK(dpunet::checkpoint::resolve_checkpoint_argument(dir.path(), &chosen) == store.path_for_step(20));
+  CHECK_THAT(chosen, HasSubstr("its best is one of the damaged ones") && HasSubstr("step-00000030.ckpt"));
+  const size_t said = chosen.find("truncated");
+  CHECK(said != std::string::npos);
+  CHECK(chosen.find("truncated", said + 1) == std::string::npos);
+  // A name that is nothing: said as such, not as a file that cannot be read.
+  CHECK_THROWS_WITH(dpunet::checkpoint::resolve_checkpoint_argument(dir / "runs/typo", &chosen),
+                    HasSubstr(dir / "runs/typo: no such checkpoint, run directory or weights file"));
   // Nothing valid left: one error naming the folder and each checkpoint's damage.
   std::filesystem::resize_file(store.path_for_step(20), 100);
   CHECK_THROWS_WITH(dpunet::checkpoint::resolve_checkpoint_argument(dir.path(), &chosen),

@@ -636,6 +636,8 @@ TEST_CASE("import maps a 1-bit mask's values 0 and 1, and refuses one beside 8-b
 TEST_CASE("import pairs images with masks, maps mask values to classes and splits off validation", "[data]") {
   Folders f;
   f.add_pairs(10, "_mask");
+  // What a copy from a Mac leaves beside each file: hidden, passed over (it has no mask).
+  std::ofstream(f.dir / "images/._img0.png") << "resource data";
   f.options.mask_suffix = "_mask";
   f.options.val_fraction = 0.2;
   f.options.samples_per_shard = 3;

@@ -269,6 +269,7 @@ TEST_CASE("a dataset indexes its shards in order, from a directory, a glob or an
   TempDir dir;
   dpunet::test::write_known_shard(dir / "a.h5", 3, /*first=*/0);
   dpunet::test::write_known_shard(dir / "b.h5", 5, /*first=*/3);
+  std::ofstream(dir / "._a.h5") << "macOS's resource data for a.h5";  // hidden: passed over
   std::ofstream(dir / "list.txt") << "# two shards\na.h5\n  b.h5  \n";
   for (const std::string& spec : {dir.path(), dir / "*.h5", dir / "list.txt"}) {
     const Dataset dataset(spec);

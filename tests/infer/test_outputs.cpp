@@ -14,7 +14,9 @@
 #include <set>
 #include <tuple>
 
+#include "common/atomic_file.h"
 #include "data/image_io.h"
+#include "infer/output_manifest.h"
 #include "infer/outputs.h"
 #include "support/prediction_fixture.h"
 #include "support/temp_dir.h"
@@ -106,4 +108,22 @@ TEST_CASE("an image whose mask cannot be written (a full disk) leaves nothing in
   REQUIRE(file >= 0);
   CHECK(H5Lexists(file, "z", H5P_DEFAULT) == 0);
   H5Fclose(file);
+}
+
+TEST_CASE("a prediction folder's files are told apart: listed, a listed file's temporary, and others", "[infer]") {
+  dpunet::test::TempDir dir;
+  {
+    dpunet::infer::OutputManifest manifest(dir.path(), /*rank=*/0, /*world_size=*/1);
+    manifest.add("a_mask.png");
+    dpunet::write_file_atomically(dir / "a_mask.png", "png");
+    manifest.written("a_mask.png");
+    manifest.add("b_overlay.png");  // killed while writing it: its temporary is left
+  }
+  dpunet::write_file_atomically(dir / "b_overlay.png.tmp.4242", "half");
+  dpunet::write_file_atomically(dir / "c_mask.png", "someone else's");
+  dpunet::write_file_atomically(dir / "notes.txt", "the user's");
+  const dpunet::infer::EarlierOutputs earlier = dpunet::infer::find_earlier_outputs(dir.path());
+  CHECK(earlier.written ==
+        std::vector<std::string>{dir / "a_mask.png", dir / "b_overlay.png.tmp.4242", dir / "predict-files.txt"});
+  CHECK(earlier.unlisted == std::vector<std::string>{dir / "c_mask.png"});
 }
