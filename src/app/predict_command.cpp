@@ -256,7 +256,10 @@ std::vector<std::unique_ptr<infer::InputSet>> open_inputs(const PredictArgs& arg
   }
   const int64_t channels = members.front().config.model.n_channels;
   DPUNET_CHECK(sets.front()->channels() == channels, args.input, ": images have ", sets.front()->channels(),
-               " channels, the model takes ", channels);
+               " channels, the model takes ", channels,
+               sets.front()->channels() == 3 && channels == 1
+                   ? " (palette and RGBA images read as RGB, even when their colours are greys: save them as grey)"
+                   : "");
   return sets;
 }
 
@@ -549,7 +552,8 @@ void add_predict_command(CLI::App& app) {
   cmd->add_flag("--tta", args->tta, "Average over flips (4x the work)");
   cmd->add_option("--keep-largest", args->keep_largest,
                   "Post-processing: keep only the largest connected region of each class listed (1,3), of "
-                  "every foreground class (all), or of the foreground as a whole (foreground)");
+                  "every foreground class (all), or of the foreground as a whole (foreground)")
+      ->check(not_empty());
   cmd->add_option("--normalization", args->normalization, "dataset, per_image or none (default: the config's)")
       ->check(CLI::IsMember({"dataset", "per_image", "none"}));
   cmd->add_option("--device", args->device, "auto, cpu or cuda")->capture_default_str();

@@ -227,6 +227,11 @@ TEST_CASE("an error late in a folder keeps the predictions made before it", "[in
   CHECK(channels.exit_code != 0);
   CHECK_THAT(channels.output, HasSubstr("b.png: 3 channels, but ") && HasSubstr("a.png has 1"));
   CHECK_FALSE(std::filesystem::exists(t.f.dir() / "early-out/predictions.h5.partial"));
+  // The colour image alone, for the grey model: said with what reads as colour.
+  const auto colour_only = run_command(DPUNET_BINARY " predict " + early + "/b.png --checkpoint " + t.checkpoint +
+                                       " --no-png --out " + t.f.dir() / "colour-out 2>&1");
+  CHECK(colour_only.exit_code != 0);
+  CHECK_THAT(colour_only.output, HasSubstr("b.png: images have 3 channels, the model takes 1 (palette and RGBA"));
   dpunet::data::write_png(early + "/b.png", image);
   dpunet::data::Image small_mask = image;
   small_mask.height = 16;
