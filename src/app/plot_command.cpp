@@ -142,8 +142,9 @@ std::vector<Panel> read_panels(const std::string& path) {
           // Named as the shards name the classes, where the run wrote their names.
           const nlohmann::json names = row.value("class_names", nlohmann::json::array());
           for (size_t k = 1; k < per_class.size(); ++k) {
-            const std::string name =
+            std::string name =
                 k < names.size() && names[k].is_string() ? names[k].get<std::string>() : "class " + std::to_string(k);
+            if (name.size() > 20) name = name.substr(0, 19) + "~";  // the legend keeps to the canvas
             dice.series.push_back({name, kPalette[(k + 2) % 6], {}});
           }
           dice.series.push_back({"foreground", kInk, {}});

@@ -182,8 +182,14 @@ std::string resolve_checkpoint_argument(const std::string& path, std::string* ch
     if (chosen != nullptr) *chosen = "checkpoint: " + *target + " (" + name + ")";
     return *target;
   }
-  // Not a read error of a file (a run directory not made yet, a name mistyped).
-  DPUNET_CHECK(fs::exists(given, ec) || ec, path, ": no such checkpoint, run directory or weights file");
+  // Not a read error of a file (a run directory not made yet, a name mistyped). The path
+  // as given: the OS follows a link before "..", which lexically_normal() drops as text.
+  if (!fs::exists(path, ec) && !ec) {
+    std::error_code link_ec;
+    DPUNET_CHECK(!fs::is_symlink(path, link_ec), path, ": a link to ", fs::read_symlink(path, link_ec).string(),
+                 ", which does not exist: mount or restore it, or remove the link");
+    DPUNET_FAIL(path, ": no such checkpoint, run directory or file");
+  }
   if (!fs::is_directory(given, ec)) return path;  // a file, or an error naming it when it is read
   const bool run_dir = fs::is_directory(given / "checkpoints", ec);
   // By its own name, also when given as "." from inside it.

@@ -14,6 +14,7 @@
 
 #include "common/atomic_file.h"
 #include "common/error.h"
+#include "common/file_listing.h"
 #include "common/text.h"
 
 namespace dpunet::infer {
@@ -86,10 +87,14 @@ EarlierOutputs find_earlier_outputs(const std::string& directory) {
   EarlierOutputs found;
   std::error_code ec;
   if (!fs::is_directory(directory, ec)) return found;
-  // Name -> its last stamp ("" while being written, when a run was killed).
-  std::map<std::string, std::string> listed;
+  // Name -> its last stamp ("" while being written, when a run was killed), and the
+  // manifest that lists it.
+  std::map<std::string, std::string> listed, listed_by;
   std::set<std::string> present;
-  for (const auto& entry : fs::directory_iterator(directory, ec)) present.insert(entry.path().filename().string());
+  for (const auto& entry : fs::directory_iterator(directory, ec)) {
+    // Hidden files (macOS's ._a_mask.png beside a copied prediction) are no one's outputs.
+    if (!is_hidden(entry.path())) present.insert(entry.path().filename().string());
+  }
   std::set<std::string> empty_manifests;
   for (const std::string& name : present) {
     if (!is_manifest_name(name)) continue;
@@ -104,6 +109,7 @@ EarlierOutputs find_earlier_outputs(const std::string& directory) {
       // Names only, never paths: a manifest cannot reach outside its folder.
       if (file.empty() || file.find('/') != std::string::npos || file == "." || file == "..") continue;
       listed[file] = tab == std::string::npos ? "" : line.substr(tab + 1);
+      listed_by[file] = name;
       lists_a_file_here = lists_a_file_here || (present.count(file) != 0 && !is_manifest_name(file));
     }
     if (!lists_a_file_here) empty_manifests.insert(name);
@@ -118,9 +124,13 @@ EarlierOutputs find_earlier_outputs(const std::string& directory) {
     // Listed and, once written, unchanged since: a file copied over it is not predict's.
     const bool ours =
         it != listed.end() && (it->second.empty() || is_manifest_name(name) || it->second == stamp_of(path));
-    // A listed file's write cut short (a run killed inside it) leaves its temporary.
+    // A listed file's write cut short (a run killed inside it) leaves its temporary: the
+    // run's, kept or cleared with it.
     const std::optional<std::string> temporary_of = atomic_write_target(name);
-    if (ours || (temporary_of && listed.count(*temporary_of) != 0)) {
+    const bool temporary = temporary_of && listed_by.count(*temporary_of) != 0;
+    if (temporary && empty_manifests.count(listed_by.at(*temporary_of)) != 0) {
+      found.empty.push_back(path);
+    } else if (ours || temporary) {
       found.written.push_back(path);
     } else if (named_like_a_prediction(name) || is_manifest_name(name)) {
       found.unlisted.push_back(path);

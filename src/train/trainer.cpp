@@ -208,12 +208,12 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
     for (const auto& d : config::differences(*saved, config_)) changed += "\n  " + d;
     if (!changed.empty()) logger_.info("keys changed from the checkpoint's config (checkpoint vs now):" + changed);
   }
-  // Rank 0's file work (a full disk, a folder it may not write), and a set too small for
-  // one global batch, which every rank finds: said once, every rank stopping with it.
+  // Rank 0's file work (a full disk, a folder it may not write): every rank stops with it.
   fail_together(*comm_, [&] { prepare_run_directory(loaded); });
   data::LoaderOptions loading = loader_options(config_, device_.is_cuda());
   // Shards with an ignore label hold unlabelled pixels: patches go where labels are.
   loading.augmentation.sparse_labels = train_data_->header().ignore_label >= 0;
+  // A set too small for one global batch, which every rank finds: said once.
   fail_together(*comm_, [&] {
     loader_ = std::make_unique<data::Loader>(
         train_data_,

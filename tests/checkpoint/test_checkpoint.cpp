@@ -274,7 +274,12 @@ TEST_CASE("a run directory whose best checkpoint is damaged gives its newest val
   CHECK(chosen.find("truncated", said + 1) == std::string::npos);
   // A name that is nothing: said as such, not as a file that cannot be read.
   CHECK_THROWS_WITH(dpunet::checkpoint::resolve_checkpoint_argument(dir / "runs/typo", &chosen),
-                    HasSubstr(dir / "runs/typo: no such checkpoint, run directory or weights file"));
+                    HasSubstr(dir / "runs/typo: no such checkpoint, run directory or file"));
+  // Through a link, the OS's way: link/../x is x beside the folder the link names.
+  std::filesystem::create_directories(dir / "real/sub");
+  std::filesystem::create_symlink(dir / "real/sub", dir / "link");
+  std::filesystem::copy_file(store.path_for_step(20), dir / "real/x.ckpt");
+  CHECK(dpunet::checkpoint::resolve_checkpoint_argument(dir / "link/../x.ckpt", &chosen) == dir / "link/../x.ckpt");
   // Nothing valid left: one error naming the folder and each checkpoint's damage.
   std::filesystem::resize_file(store.path_for_step(20), 100);
   CHECK_THROWS_WITH(dpunet::checkpoint::resolve_checkpoint_argument(dir.path(), &chosen),

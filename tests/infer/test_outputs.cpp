@@ -126,4 +126,14 @@ TEST_CASE("a prediction folder's files are told apart: listed, a listed file's t
   CHECK(earlier.written ==
         std::vector<std::string>{dir / "a_mask.png", dir / "b_overlay.png.tmp.4242", dir / "predict-files.txt"});
   CHECK(earlier.unlisted == std::vector<std::string>{dir / "c_mask.png"});
+  // Killed inside its first file: nothing of that run to keep (no --overwrite needed), its
+  // temporary included; a hidden copy's sidecar is no one's output.
+  dpunet::test::TempDir first;
+  { dpunet::infer::OutputManifest(first.path(), 0, 1).add("a_mask.png"); }
+  dpunet::write_file_atomically(first / "a_mask.png.tmp.4242", "half");
+  dpunet::write_file_atomically(first / "._b_mask.png", "resource data");
+  const dpunet::infer::EarlierOutputs killed = dpunet::infer::find_earlier_outputs(first.path());
+  CHECK(killed.written.empty());
+  CHECK(killed.unlisted.empty());
+  CHECK(killed.empty == std::vector<std::string>{first / "a_mask.png.tmp.4242", first / "predict-files.txt"});
 }
