@@ -185,9 +185,7 @@ std::string resolve_checkpoint_argument(const std::string& path, std::string* ch
   // Not a read error of a file (a run directory not made yet, a name mistyped). The path
   // as given: the OS follows a link before "..", which lexically_normal() drops as text.
   if (!fs::exists(path, ec) && !ec) {
-    std::error_code link_ec;
-    DPUNET_CHECK(!fs::is_symlink(path, link_ec), path, ": a link to ", fs::read_symlink(path, link_ec).string(),
-                 ", which does not exist: mount or restore it, or remove the link");
+    if (fs::is_symlink(path, ec)) fail_broken_link(path);
     DPUNET_FAIL(path, ": no such checkpoint, run directory or file");
   }
   if (!fs::is_directory(given, ec)) return path;  // a file, or an error naming it when it is read

@@ -6,17 +6,13 @@
 namespace dpunet {
 namespace fs = std::filesystem;
 
-namespace {
-
-[[noreturn]] void fail_broken_link(const fs::path& link) {
+void fail_broken_link(const fs::path& link) {
   std::error_code ec;
   const fs::path target = fs::read_symlink(link, ec);
   DPUNET_FAIL(link.string(), ": a link to ",
               ec ? "a target that cannot be read (" + ec.message() + ")" : target.string(),
               ", which does not exist: mount or restore it, or remove the link");
 }
-
-}  // namespace
 
 bool exists_or_fail(const std::string& path) {
   std::error_code ec;

@@ -19,6 +19,9 @@ std::vector<std::filesystem::path> directory_entries(const std::string& director
 // and tools leave beside the files, which a folder's listing passes over as ls does.
 bool is_hidden(const std::filesystem::path& path);
 
+// Throws naming `link`, a symbolic link to nothing, and where it points.
+[[noreturn]] void fail_broken_link(const std::filesystem::path& link);
+
 // Throws naming `entry` when it is a symbolic link to nothing (a disk not mounted): a
 // listing that passed over it as "not a file" would read a dataset short without a word.
 // Callers ask it of the names they would have taken.

@@ -275,6 +275,9 @@ TEST_CASE("a run directory whose best checkpoint is damaged gives its newest val
   // A name that is nothing: said as such, not as a file that cannot be read.
   CHECK_THROWS_WITH(dpunet::checkpoint::resolve_checkpoint_argument(dir / "runs/typo", &chosen),
                     HasSubstr(dir / "runs/typo: no such checkpoint, run directory or file"));
+  std::filesystem::create_symlink(dir / "unmounted/step.ckpt", dir / "dangling");
+  CHECK_THROWS_WITH(dpunet::checkpoint::resolve_checkpoint_argument(dir / "dangling", &chosen),
+                    HasSubstr(dir / "dangling: a link to " + dir / "unmounted/step.ckpt" + ", which does not exist"));
   // Through a link, the OS's way: link/../x is x beside the folder the link names.
   std::filesystem::create_directories(dir / "real/sub");
   std::filesystem::create_symlink(dir / "real/sub", dir / "link");
