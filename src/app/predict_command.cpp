@@ -336,19 +336,8 @@ void run(const PredictArgs& args) {
   const infer::InputSet& inputs = *input_sets.front();
   const bool autocast = context.device().is_cuda() && !args.fp32;
   // Only now that the model and the inputs were read and checked: a mistake there leaves
-  // the earlier prediction in place. Every rank takes the barrier (one that sees the files
-  // is enough: --out may be a node's own scratch), removes what it sees, and waits for
-  // the others before any rank writes, so that no late removal hits a new file.
-  if (context.any_rank(!earlier.written.empty() || !earlier.empty.empty())) {
-    infer::EarlierOutputs now = infer::find_earlier_outputs(args.out);
-    now.written.insert(now.written.end(), now.empty.begin(), now.empty.end());
-    for (const std::string& file : now.written) {
-      std::error_code ec;
-      std::filesystem::remove(file, ec);
-      DPUNET_CHECK(!ec || !std::filesystem::exists(file), file, ": cannot remove it: ", ec.message());
-    }
-    MPI_CHECK(MPI_Barrier(context.world()));
-  }
+  // the earlier prediction in place, and one later leaves it set aside.
+  EarlierPrediction replaced(context, args.out, earlier);
   infer::PredictionWriter writer({args.out, args.probabilities, !args.no_png}, context.rank(), context.world_size(),
                                  model.n_classes);
   // Progress lines: each image as it is written, and a slide's rows now and then.
@@ -518,6 +507,7 @@ void run(const PredictArgs& args) {
       writer.manifest().written("eval.json");
     }
   }
+  replaced.finished();
 }
 
 }  // namespace

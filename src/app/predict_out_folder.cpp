@@ -1,11 +1,17 @@
 // check_out_folder and check_earlier_outputs.
 #include "app/predict_out_folder.h"
 
+#include <cstdio>
+#include <exception>
 #include <filesystem>
 #include <set>
+#include <utility>
 
 #include "common/error.h"
+#include "common/remove_tree.h"
 #include "data/dataset.h"
+#include "dist/context.h"
+#include "dist/mpi_check.h"
 
 namespace dpunet::app {
 namespace {
@@ -52,9 +58,98 @@ void check_earlier_outputs(const std::string& out, bool overwrite, const infer::
                "their times do: cp -a keeps them; a ground-truth mask? a prediction of an older dpunet?). This run "
                "could overwrite them, so it does not start, even with --overwrite: choose another --out, or move "
                "those files");
+  DPUNET_CHECK(earlier.set_aside.empty() || overwrite, "predict: --out ", out, " holds ", earlier.set_aside,
+               ", the prediction that an --overwrite run set aside and did not finish replacing (the prediction files "
+               "beside it are that run's). Pass --overwrite to replace them all (the set-aside files go once the new "
+               "run finishes), or go back to them: delete the unfinished run's files (listed in predict-files*.txt) "
+               "and move the set-aside ones back into ",
+               out);
   DPUNET_CHECK(earlier.written.empty() || overwrite, "predict: --out ", out, " already holds ", earlier.written.size(),
                " file(s) of an earlier prediction (", listing(earlier.written),
                "); they would mix with this run's. Choose another --out, or pass --overwrite to remove them first");
+}
+
+EarlierPrediction::EarlierPrediction(const dist::Context& context, std::string out,
+                                     const infer::EarlierOutputs& earlier)
+    : context_(context), out_(std::move(out)), unwinding_(std::uncaught_exceptions()) {
+  namespace fs = std::filesystem;
+  // Asked of every rank before any moves a file: --out may be a node's own scratch, and
+  // a folder made by one rank below must not be taken by another for an unfinished run's.
+  const bool kept_from_before = context.any_rank(!earlier.set_aside.empty());
+  if (!context.any_rank(!earlier.written.empty() || !earlier.empty.empty())) {
+    set_aside_ = kept_from_before;
+    return;
+  }
+  set_aside_ = true;
+  const std::string folder = infer::set_aside_folder(out_);
+  infer::EarlierOutputs now = infer::find_earlier_outputs(out_);
+  // Every rank moves or removes what it sees; a file another rank took first is gone.
+  const auto gone = [](const std::string& file) {
+    std::error_code ec;
+    return !fs::exists(fs::symlink_status(file, ec));
+  };
+  for (const std::string& file : now.empty) {
+    std::error_code ec;
+    fs::remove(file, ec);
+    DPUNET_CHECK(!ec || gone(file), file, ": cannot remove it: ", ec.message());
+  }
+  if (kept_from_before) {
+    // What lies beside the set-aside folder is the unfinished run's: replaced, while the
+    // prediction before it stays set aside until this run finishes.
+    for (const std::string& file : now.written) {
+      std::error_code ec;
+      fs::remove(file, ec);
+      DPUNET_CHECK(!ec || gone(file), file, ": cannot remove it: ", ec.message());
+    }
+  } else if (!now.written.empty()) {
+    std::error_code ec;
+    fs::create_directories(folder, ec);
+    DPUNET_CHECK(!ec, folder, ": cannot create the folder to set the earlier prediction aside in: ", ec.message());
+    for (const std::string& file : now.written) {
+      const std::string target = (fs::path(folder) / fs::path(file).filename()).string();
+      fs::rename(file, target, ec);
+      DPUNET_CHECK(!ec || gone(file), file, ": cannot move it into ", folder, ": ", ec.message());
+    }
+    if (context.is_root()) {
+      std::printf("predict: the earlier prediction's files are set aside in %s until this run finishes\n",
+                  folder.c_str());
+      std::fflush(stdout);
+    }
+  }
+  // No rank writes before every rank has cleared what it sees, so that no late move takes
+  // a new file.
+  MPI_CHECK(MPI_Barrier(context.world()));
+}
+
+EarlierPrediction::~EarlierPrediction() {
+  if (!set_aside_ || done_ || std::uncaught_exceptions() <= unwinding_) return;
+  const std::string folder = infer::set_aside_folder(out_);
+  std::error_code ec;
+  if (!std::filesystem::exists(folder, ec)) return;
+  std::fprintf(stderr,
+               "predict: the prediction this run was to replace is kept in %s; a rerun with --overwrite replaces it "
+               "once that run finishes\n",
+               folder.c_str());
+  std::fflush(stderr);
+}
+
+void EarlierPrediction::finished() {
+  done_ = true;
+  if (!set_aside_) return;
+  // Every rank's files are written before the earlier ones go. Rank 0 removes the folder,
+  // then any other rank that still sees one (its node's own --out).
+  MPI_CHECK(MPI_Barrier(context_.world()));
+  const std::string folder = infer::set_aside_folder(out_);
+  const auto remove = [&] {
+    std::error_code ec;
+    if (!std::filesystem::exists(std::filesystem::symlink_status(folder, ec))) return;
+    if (remove_tree(folder)) return;
+    std::fprintf(stderr, "predict: warning: could not remove %s, the earlier prediction this run replaced\n",
+                 folder.c_str());
+  };
+  if (context_.is_root()) remove();
+  MPI_CHECK(MPI_Barrier(context_.world()));
+  if (!context_.is_root() && context_.local_rank() == 0) remove();
 }
 
 }  // namespace dpunet::app

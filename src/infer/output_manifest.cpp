@@ -83,10 +83,15 @@ void OutputManifest::append(const std::string& line) {
                errno != 0 ? std::strerror(errno) : "write failed", "; is the disk full?)");
 }
 
+std::string set_aside_folder(const std::string& directory) {
+  return (fs::path(directory) / ".earlier-prediction").string();
+}
+
 EarlierOutputs find_earlier_outputs(const std::string& directory) {
   EarlierOutputs found;
   std::error_code ec;
   if (!fs::is_directory(directory, ec)) return found;
+  if (fs::exists(fs::symlink_status(set_aside_folder(directory), ec))) found.set_aside = set_aside_folder(directory);
   // Name -> its last stamp ("" while being written, when a run was killed), and the
   // manifest that lists it.
   std::map<std::string, std::string> listed, listed_by;

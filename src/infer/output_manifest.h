@@ -37,7 +37,14 @@ struct EarlierOutputs {
   // Manifests of runs that stopped before writing any file they list (an error in the
   // first image): nothing of theirs to keep, so a rerun needs no --overwrite.
   std::vector<std::string> empty;
+  // The folder inside `directory` holding the prediction an --overwrite run set aside
+  // (set_aside_folder) and did not live to replace, when there is one.
+  std::string set_aside;
 };
+
+// Where --overwrite moves an earlier prediction's files until the run replacing them
+// finishes: a hidden folder in `directory`, so that an error on the way loses nothing.
+std::string set_aside_folder(const std::string& directory);
 
 // Paths in `directory`, sorted; both empty when it does not exist.
 EarlierOutputs find_earlier_outputs(const std::string& directory);

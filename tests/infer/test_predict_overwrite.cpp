@@ -1,0 +1,88 @@
+// `dpunet predict --overwrite`: the earlier prediction is set aside, not removed, until
+// the run replacing it finishes, on one rank and on several.
+#include <torch/torch.h>
+#include "support/catch.h"
+
+#include <filesystem>
+#include <string>
+
+#include "common/atomic_file.h"
+#include "data/image_io.h"
+#include "infer/output_manifest.h"
+#include "support/prediction_fixture.h"
+
+using dpunet::test::run_command;
+using dpunet::test::TrainedModel;
+
+TEST_CASE("predict --overwrite keeps the earlier prediction until the new one finishes", "[infer][e2e]") {
+  TrainedModel t;
+  const std::string images = t.f.dir() / "in/images", masks = t.f.dir() / "in/masks", out = t.f.dir() / "out";
+  std::filesystem::create_directories(images);
+  std::filesystem::create_directories(masks);
+  // b's mask holds a value that is no class of the model's three: found only when b is
+  // read, after a was predicted.
+  for (const char* name : {"a", "b"}) {
+    dpunet::data::Image image, mask;
+    image.height = mask.height = image.width = mask.width = 40;
+    image.channels = mask.channels = 1;
+    for (int64_t p = 0; p < 40 * 40; ++p) {
+      image.values.push_back(static_cast<uint16_t>((p * 7) % 200));
+      mask.values.push_back(static_cast<uint16_t>(p % 40 < 20 ? 0 : (name[0] == 'a' ? 1 : 7)));
+    }
+    dpunet::data::write_png(images + "/" + name + ".png", image);
+    dpunet::data::write_png(masks + "/" + name + ".png", mask);
+  }
+  const std::string predict =
+      DPUNET_BINARY " predict " + images + " --checkpoint " + t.checkpoint + " --tile 32 --no-png --out " + out;
+  const auto first = run_command(predict + " 2>&1");
+  INFO(first.output);
+  REQUIRE(first.exit_code == 0);
+  const std::string first_h5 = dpunet::read_file(out + "/predictions.h5");
+  const std::string set_aside = out + "/.earlier-prediction";
+
+  const auto failed = run_command(predict + " --overwrite --eval --masks " + masks + " 2>&1");
+  INFO(failed.output);
+  CHECK(failed.exit_code != 0);
+  CHECK_THAT(failed.output, HasSubstr("b.png") && HasSubstr("is not a class"));
+  CHECK_THAT(failed.output, HasSubstr("the earlier prediction's files are set aside in " + set_aside) &&
+                                HasSubstr("the prediction this run was to replace is kept in " + set_aside));
+  // Byte for byte the first run's, with its list, whose stamps still hold: moved back,
+  // they are that prediction's files again.
+  CHECK(dpunet::read_file(set_aside + "/predictions.h5") == first_h5);
+  const dpunet::infer::EarlierOutputs kept = dpunet::infer::find_earlier_outputs(set_aside);
+  CHECK(kept.unlisted.empty());
+  CHECK(kept.written.size() == 2);                                  // predictions.h5 and predict-files.txt
+  CHECK(std::filesystem::exists(out + "/predictions.h5.partial"));  // the failed run's image a
+
+  // Without --overwrite, neither the set-aside prediction nor the failed run's files are
+  // taken for nothing.
+  const auto plain = run_command(predict + " 2>&1");
+  CHECK(plain.exit_code != 0);
+  CHECK_THAT(plain.output,
+             HasSubstr(set_aside + ", the prediction that an --overwrite run set aside") && HasSubstr("--overwrite"));
+  CHECK(dpunet::read_file(set_aside + "/predictions.h5") == first_h5);
+
+  // A second failure replaces the failed run's files, never the set-aside ones.
+  const auto again = run_command(predict + " --overwrite --eval --masks " + masks + " 2>&1");
+  CHECK(again.exit_code != 0);
+  CHECK_THAT(again.output, !HasSubstr("set aside in") && HasSubstr("kept in " + set_aside));
+  CHECK(dpunet::read_file(set_aside + "/predictions.h5") == first_h5);
+
+  // Finished on two ranks: the set-aside folder goes, the failed runs' files with it.
+  const auto replaced = run_command("OMP_NUM_THREADS=1 " DPUNET_MPI_LAUNCHER " 2 " + predict + " --overwrite 2>&1");
+  INFO(replaced.output);
+  REQUIRE(replaced.exit_code == 0);
+  CHECK_FALSE(std::filesystem::exists(set_aside));
+  CHECK_FALSE(std::filesystem::exists(out + "/predictions.h5.partial"));
+  CHECK_FALSE(std::filesystem::exists(out + "/predictions.h5"));
+  CHECK(std::filesystem::exists(out + "/predictions-rank000.h5"));
+
+  // Replaced again on two ranks, from a prediction that finished: set aside by the ranks
+  // together, and gone at the end.
+  const auto twice = run_command("OMP_NUM_THREADS=1 " DPUNET_MPI_LAUNCHER " 2 " + predict + " --overwrite 2>&1");
+  INFO(twice.output);
+  REQUIRE(twice.exit_code == 0);
+  CHECK_THAT(twice.output, HasSubstr("set aside in " + set_aside));
+  CHECK_FALSE(std::filesystem::exists(set_aside));
+  CHECK(std::filesystem::exists(out + "/predictions-rank000.h5"));
+}
