@@ -42,6 +42,10 @@ void BackgroundWriter::wait() {
   if (const std::exception_ptr failure = finish()) std::rethrow_exception(failure);
 }
 
+bool BackgroundWriter::idle_within(std::chrono::milliseconds limit) const {
+  return !in_flight_.valid() || in_flight_.wait_for(limit) == std::future_status::ready;
+}
+
 void BackgroundWriter::poll() {
   if (in_flight_.valid() && in_flight_.wait_for(std::chrono::seconds(0)) == std::future_status::ready) wait();
 }

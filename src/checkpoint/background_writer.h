@@ -4,6 +4,7 @@
 // submit() and wait() rethrow it too.
 #pragma once
 
+#include <chrono>
 #include <exception>
 #include <functional>
 #include <future>
@@ -26,6 +27,9 @@ class BackgroundWriter {
   void wait();
   // Without blocking: rethrows the job's failure if it has finished with one.
   void poll();
+  // True once no job is in flight or the one in flight has ended, waiting at most
+  // `limit` for it; its failure stays for wait() to rethrow.
+  bool idle_within(std::chrono::milliseconds limit) const;
 
  private:
   std::exception_ptr finish();  // waits for the job in flight; its failure, if any

@@ -402,7 +402,7 @@ int Trainer::run() {
     // on disk before training goes on: the validation's metrics row is written already,
     // and a kill before the checkpoint would have the next run validate the step again.
     save(improved && config_.checkpoint.keep_best, /*logged_now=*/false);
-    writer_.wait();
+    wait_for_checkpoint_write();
   }
   while (step_ < config_.train.steps) {
     writer_.poll();  // a failed checkpoint write stops the run now, not at the next save

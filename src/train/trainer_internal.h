@@ -92,6 +92,9 @@ class Trainer {
     std::vector<double> rank_sums;  // in rank order
   };
   LossWindow loss_window_for_save(bool logged_now);
+  // Every rank calls it: returns once rank 0's checkpoint write is done (rethrowing its
+  // failure there), the ranks voting every few seconds meanwhile.
+  void wait_for_checkpoint_write();
   // Rank 0's part of save(): the snapshot, handed to the writer's thread.
   void snapshot(bool best, const LossWindow& window);
 

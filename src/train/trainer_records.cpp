@@ -24,8 +24,32 @@ double Trainer::elapsed_s() const {
   return elapsed_before_ + seconds_since(run_start_);
 }
 
+void Trainer::wait_for_checkpoint_write() {
+  // The other ranks wait for a slow write (a busy network file system, a large model)
+  // in short votes rather than in their next collective, whose timeout it could outlast:
+  // a false stall. A rank that died still ends them, at the vote's own timeout.
+  const auto slice = std::clamp<std::chrono::milliseconds>(stop_vote_.timeout() / 4, std::chrono::milliseconds(100),
+                                                           std::chrono::seconds(5));
+  const Clock::time_point start = Clock::now();
+  bool said = false;
+  while (stop_vote_.any(context_.is_root() && !writer_.idle_within(slice))) {
+    if (said) continue;
+    said = true;
+    logger_.info("step " + std::to_string(step_) +
+                 " waits for the previous checkpoint, still being written (a slow or busy disk?)");
+  }
+  if (said) {
+    logger_.info("the previous checkpoint is written, after " +
+                 std::to_string(static_cast<long long>(std::lround(seconds_since(start)))) + " s of waiting");
+  }
+  // Left out of the logged throughput, as the snapshot is: the steps' own pace.
+  window_paused_ += seconds_since(start);
+  writer_.wait();
+}
+
 void Trainer::save(bool best, bool logged_now) {
   const LossWindow window = loss_window_for_save(logged_now);
+  wait_for_checkpoint_write();
   if (context_.is_root()) snapshot(best, window);
   // The other ranks would next meet rank 0 in the step's first gradient bucket, waiting
   // there under the collectives' timeout for as long as the snapshot takes (a large model

@@ -73,3 +73,22 @@ TEST_CASE("BackgroundWriter::poll does not wait for a job in flight", "[checkpoi
   release.set_value();
   writer.wait();
 }
+
+TEST_CASE("BackgroundWriter::idle_within waits at most its limit, and leaves a failure to wait", "[checkpoint]") {
+  BackgroundWriter writer;
+  CHECK(writer.idle_within(std::chrono::milliseconds(0)));  // nothing submitted
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  writer.submit([released] {
+    released.wait();
+    throw std::runtime_error("disk full");
+  });
+  const auto start = std::chrono::steady_clock::now();
+  CHECK_FALSE(writer.idle_within(std::chrono::milliseconds(50)));
+  CHECK(std::chrono::steady_clock::now() - start >= std::chrono::milliseconds(50));
+  release.set_value();
+  CHECK(writer.idle_within(std::chrono::seconds(60)));
+  CHECK(writer.idle_within(std::chrono::seconds(0)));  // still ended: the failure is not taken
+  CHECK_THROWS_WITH(writer.wait(), "disk full");
+  CHECK(writer.idle_within(std::chrono::milliseconds(0)));
+}

@@ -5,6 +5,7 @@
 #include "support/catch.h"
 
 #include <filesystem>
+#include <regex>
 
 #include "checkpoint/store.h"
 #include "common/atomic_file.h"
@@ -586,4 +587,25 @@ TEST_CASE("ranks started with different configs stop together, naming the first 
   CHECK_THAT(job.output, HasSubstr("the resolved config differs between rank 1 and rank 0") &&
                              HasSubstr("distributed.bucket_mb: 2 on rank 0 but distributed.bucket_mb: 25 here"));
   CHECK_THAT(job.output, !HasSubstr("MPI_ABORT"));
+}
+
+TEST_CASE("a checkpoint write slower than the collectives' timeout is waited for, not taken for a stall",
+          "[train][e2e]") {
+  TrainFixture f;
+  // Each checkpoint's fsync takes 4 s, twice distributed.timeout_s; one is due every 2
+  // steps, so the next finds the previous one still being written.
+  const std::string config = f.write_config("distributed: {timeout_s: 2}\n");
+  const auto run = dpunet::test::run_command(
+      "DPUNET_TEST_FSYNC_DELAY_S=4 LD_PRELOAD=" DPUNET_SLOW_CHECKPOINT_FSYNC " " + f.train_command(2, config));
+  INFO(run.output);
+  REQUIRE(run.exit_code == 0);
+  CHECK_THAT(run.output, HasSubstr("step 4 waits for the previous checkpoint, still being written") &&
+                             HasSubstr("the previous checkpoint is written, after"));
+  CHECK_THAT(run.output, !HasSubstr("stall") && !HasSubstr("timed out"));
+  // The logged step time is the steps' own, without the wait.
+  std::smatch step4;
+  REQUIRE(std::regex_search(run.output, step4, std::regex("step 4/8 .* step ([0-9]+)ms")));
+  CHECK(std::stoi(step4[1].str()) < 2000);
+  const dpunet::checkpoint::CheckpointStore store(f.run_dir());
+  for (const int64_t step : {2, 4, 6, 8}) CHECK(std::filesystem::exists(store.path_for_step(step)));
 }
