@@ -28,12 +28,15 @@ void receive_bytes(void* data, size_t size, int from, int tag, MPI_Comm comm) {
   size_t received = 0;
   do {
     const size_t piece = std::min(kPiece, size - received);
+    // Its length first: a longer piece received into this one's room would be MPI's
+    // truncation error, which names neither length.
     MPI_Status status;
-    MPI_CHECK(MPI_Recv(bytes + received, static_cast<int>(piece), MPI_BYTE, from, tag, comm, &status));
+    MPI_CHECK(MPI_Probe(from, tag, comm, &status));
     int count = 0;
     MPI_CHECK(MPI_Get_count(&status, MPI_BYTE, &count));
     DPUNET_CHECK(static_cast<size_t>(count) == piece, "rank ", from, " sent a piece of ", count, " bytes, ", piece,
                  " were expected (", size, " in all)");
+    MPI_CHECK(MPI_Recv(bytes + received, static_cast<int>(piece), MPI_BYTE, from, tag, comm, MPI_STATUS_IGNORE));
     received += piece;
   } while (received < size);
 }

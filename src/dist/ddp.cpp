@@ -324,6 +324,9 @@ void DistributedDataParallel::zero_grad() {
   // Zero means zero: a gradient replaced since the step (clipped into a new tensor, say)
   // is dropped, not copied back into its bucket.
   for (size_t p = 0; p < params_.size(); ++p) params_[p].mutable_grad() = views_[p];
+  // Micro-batches accumulated under no_sync are gone with their gradients: a parameter
+  // only they reached is unused in the step that follows.
+  std::fill(accumulated_.begin(), accumulated_.end(), false);
 }
 
 DistributedDataParallel::NoSync::NoSync(DistributedDataParallel& ddp) : ddp_(ddp) {

@@ -117,6 +117,20 @@ TEST_CASE("DDP counts a gradient from an earlier micro-batch of the step as a us
   REQUIRE(torch::equal(net->used->bias.grad(), torch::full({2}, 6.0f)));
 }
 
+TEST_CASE("DDP forgets micro-batches that zero_grad discarded", "[mpi]") {
+  dist::MpiCommunicator comm(test::mpi_context());
+  TwoHeads net;
+  dist::DistributedDataParallel ddp(net.ptr(), comm);
+  const torch::Tensor x = torch::ones({3, 4});
+  {
+    auto guard = ddp.no_sync();  // reaches both heads, then is thrown away
+    (net->used(x).sum() + net->skipped(x).sum()).backward();
+  }
+  ddp.zero_grad();
+  net->forward(x).sum().backward();
+  REQUIRE_THROWS_WITH(ddp.synchronize(), HasSubstr("skipped.weight") && !HasSubstr("used.weight"));
+}
+
 TEST_CASE("DDP copies rank 0's BatchNorm statistics to every rank after each step", "[mpi]") {
   dist::MpiCommunicator comm(test::mpi_context());
   model::Unet net = test::make_small_unet(model::Norm::kBatch);
