@@ -34,13 +34,23 @@ std::vector<std::string> CheckpointStore::list() const {
   return paths;
 }
 
-std::optional<std::string> CheckpointStore::read_pointer(const std::string& name) const {
-  const std::string pointer = directory_ + "/" + name;
-  if (!exists_or_fail(pointer)) return std::nullopt;
-  std::string target = read_file(pointer);
+namespace {
+
+// The file a pointer (best, latest) at `pointer` names: a file name in the pointer's own
+// folder. Nothing when the pointer is missing or empty.
+std::optional<std::string> pointer_target(const fs::path& pointer) {
+  if (!exists_or_fail(pointer.string())) return std::nullopt;
+  std::string target = read_file(pointer.string());
   while (!target.empty() && (target.back() == '\n' || target.back() == ' ')) target.pop_back();
   if (target.empty()) return std::nullopt;
-  return directory_ + "/" + target;
+  const fs::path folder = pointer.parent_path();
+  return folder.empty() ? target : (folder / target).string();
+}
+
+}  // namespace
+
+std::optional<std::string> CheckpointStore::read_pointer(const std::string& name) const {
+  return pointer_target(fs::path(directory_) / name);
 }
 
 void CheckpointStore::write_pointer(const std::string& name, const std::string& target) const {
@@ -175,8 +185,9 @@ std::string resolve_checkpoint_argument(const std::string& path, std::string* ch
   if (given.has_parent_path() && given.filename().empty()) given = given.parent_path();  // "run/checkpoints/"
   const std::string name = given.filename().string();
   if (fs::is_regular_file(given, ec) && (name == "best" || name == "latest")) {
-    const CheckpointStore store(folder_holding(given.has_parent_path() ? given.parent_path() : ".").string());
-    const std::optional<std::string> target = name == "best" ? store.best() : store.latest();
+    // Read where it lies: a copied checkpoints folder (backup/ckpts/best) names its own
+    // files, not those of a checkpoints/ folder beside it.
+    const std::optional<std::string> target = pointer_target(given);
     DPUNET_CHECK(target && fs::exists(*target, ec), path, ": the '", name, "' pointer names ",
                  target ? *target : std::string("nothing"), ", which does not exist");
     if (chosen != nullptr) *chosen = "checkpoint: " + *target + " (" + name + ")";

@@ -290,6 +290,38 @@ TEST_CASE("a run directory whose best checkpoint is damaged gives its newest val
                         HasSubstr("step-00000020.ckpt") && HasSubstr("truncated"));
 }
 
+TEST_CASE("a best or latest pointer names a file beside it, in a copied folder too", "[checkpoint]") {
+  dpunet::test::TempDir dir;
+  dpunet::checkpoint::CheckpointStore store(dir / "run");
+  Trained t(1);
+  store.commit(
+      10, [&](const std::string& path) { save(path, t, 10); }, /*best=*/true, /*keep_last=*/3);
+  // A copy of the checkpoints folder under another name, beside a checkpoints/ folder
+  // that goes on (a backup of the run's folder, trained further since).
+  std::filesystem::create_directories(dir / "run/ckpts");
+  std::filesystem::copy(store.directory(), dir / "run/ckpts");
+  store.commit(
+      20, [&](const std::string& path) { save(path, t, 20); }, /*best=*/true, /*keep_last=*/3);
+  std::string chosen;
+  for (const char* pointer : {"best", "latest"}) {
+    INFO(pointer);
+    CHECK(dpunet::checkpoint::resolve_checkpoint_argument(dir / "run/ckpts/" + pointer, &chosen) ==
+          dir / "run/ckpts/step-00000010.ckpt");
+    CHECK(dpunet::checkpoint::resolve_checkpoint_argument(dir / "run/checkpoints/" + pointer, &chosen) ==
+          store.path_for_step(20));
+  }
+  // Given from inside the folder, by its name alone.
+  const auto here = std::filesystem::current_path();
+  std::filesystem::current_path(dir / "run/ckpts");
+  std::string from_inside;
+  try {
+    from_inside = dpunet::checkpoint::resolve_checkpoint_argument("best", &chosen);
+  } catch (const std::exception&) {
+  }
+  std::filesystem::current_path(here);
+  CHECK(from_inside == "step-00000010.ckpt");
+}
+
 TEST_CASE("an old checkpoint that cannot be pruned is said once, not ignored", "[checkpoint]") {
   dpunet::test::TempDir dir;
   dpunet::checkpoint::CheckpointStore store(dir.path());
