@@ -13,6 +13,7 @@
 
 #include "common/atomic_file.h"
 #include "common/error.h"
+#include "model/finite_weights.h"
 
 namespace dpunet::checkpoint {
 namespace {
@@ -206,18 +207,6 @@ void read_section(torch::serialize::InputArchive& archive, const std::string& ke
   }
 }
 
-// The model's floating-point tensors that hold NaN or infinite values, as a listing.
-std::string non_finite_tensors(torch::nn::Module& model) {
-  std::string listing;
-  torch::NoGradGuard no_grad;
-  auto check = [&](const std::string& name, const torch::Tensor& t) {
-    if (t.defined() && t.is_floating_point() && !torch::isfinite(t).all().item<bool>()) listing += "\n  " + name;
-  };
-  for (const auto& p : model.named_parameters()) check(p.key(), p.value());
-  for (const auto& b : model.named_buffers()) check(b.key(), b.value());
-  return listing;
-}
-
 }  // namespace
 
 void LoadedCheckpoint::restore_model(torch::nn::Module& model) const {
@@ -246,7 +235,7 @@ void LoadedCheckpoint::restore_model(torch::nn::Module& model) const {
   DPUNET_CHECK(count == 0, path_, ": the checkpoint does not fit this model (", count,
                count == 1 ? " tensor differs" : " tensors differ", "):", mismatches);
   // A NaN weight makes every prediction NaN (and every mask class 0), as --weights says too.
-  const std::string non_finite = non_finite_tensors(model);
+  const std::string non_finite = model::non_finite_tensors(model);
   DPUNET_CHECK(non_finite.empty(), path_, ": the checkpoint's model holds NaN or infinite values in:", non_finite);
 }
 

@@ -25,6 +25,7 @@
 #include "dist/core_share.h"
 #include "dist/host_vote.h"
 #include "dist/make_communicator.h"
+#include "model/finite_weights.h"
 #include "train/device_batches.h"
 #include "train/loss_scaler.h"
 #include "train/preemption.h"
@@ -283,13 +284,27 @@ torch::Tensor Trainer::train_step(int64_t* epoch, bool* epoch_ended) {
   return loss_sum;
 }
 
-void Trainer::check_loss_finite() {
+void Trainer::check_loss_and_weights_finite() {
   if (!nonfinite_steps_.defined()) return;  // no step since the start
-  torch::Tensor count = nonfinite_steps_.clone();
-  comm_->all_reduce(count, dist::ReduceOp::kSum);
-  const auto bad = static_cast<int64_t>(count.item<float>());
+  // The weights too: a gradient that overflowed while its loss was finite (AdamW's
+  // inf / inf, or inf times a clipping coefficient of 0) spoils them after the step
+  // whose loss was checked, and bf16 and fp32 have no loss scaler to skip such a step.
+  torch::Tensor counts = torch::cat({nonfinite_steps_, model::count_non_finite_tensors(*model_).reshape({1})});
+  comm_->all_reduce(counts, dist::ReduceOp::kSum);
+  const torch::Tensor host = counts.cpu();
+  const auto bad = static_cast<int64_t>(host[0].item<float>());
+  const auto bad_weights = static_cast<int64_t>(host[1].item<float>());
   nonfinite_steps_.zero_();
   if (bad > 0) fail_non_finite_loss(std::to_string(bad) + " rank-step(s) of " + step_range(checked_step_ + 1, step_));
+  if (bad_weights > 0) {
+    // Every rank knows it from the same all-reduced count; each lists its own tensors.
+    DPUNET_FAIL_ON_EVERY_RANK(false, "the weights hold NaN or infinite values after step ", step_,
+                              "'s update, though every loss up to it was finite (a gradient overflowed), in:",
+                              model::non_finite_tensors(*model_),
+                              "\nThe run stops without validating or saving them. Checkpoints written before are "
+                              "unaffected: resume from one (--resume PATH) with a lower optimizer.lr, or after "
+                              "checking the data (dpunet data inspect --verify)");
+  }
   checked_step_ = step_;
 }
 
@@ -432,7 +447,7 @@ int Trainer::run() {
         last || preempted || stop_requested ||
         (config_.checkpoint.every_steps > 0 && step_ % config_.checkpoint.every_steps == 0) ||
         (config_.checkpoint.every_epoch && epoch_ended);
-    if (due || periodic_checkpoint) check_loss_finite();
+    if (due || periodic_checkpoint) check_loss_and_weights_finite();
     if (due && (!preempted || last)) validate_now(&improved);
     validation_pending_ = due && preempted && !last;
     const bool new_best = improved && config_.checkpoint.keep_best;

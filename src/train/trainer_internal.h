@@ -70,8 +70,8 @@ class Trainer {
   torch::Tensor train_step(int64_t* epoch, bool* epoch_ended);
   bool agree_to_stop();
   // Every rank fails together, before a validation or checkpoint of weights that a NaN
-  // or infinite loss has reached (one small all-reduce, only at those steps).
-  void check_loss_finite();
+  // or infinite loss or gradient has reached (one small all-reduce, only at those steps).
+  void check_loss_and_weights_finite();
   [[noreturn]] void fail_non_finite_loss(const std::string& how_many) const;
   bool validation_due(bool epoch_ended, bool last) const;
   void validate_now(bool* improved);

@@ -1,6 +1,7 @@
 // NaN and infinity: shards refuse to hold them, a float shard written by another tool
 // that holds one fails at the sample that does, and a loss that is no longer finite
-// stops every rank before its weights are validated or saved.
+// stops every rank before its weights are validated or saved, as do weights that a
+// gradient spoiled while the loss stayed finite.
 #include <hdf5.h>
 #include "support/catch.h"
 
@@ -9,10 +10,14 @@
 #include <limits>
 #include <vector>
 
+#include "checkpoint/checkpoint.h"
+#include "checkpoint/store.h"
+#include "config/config.h"
 #include "data/dataset.h"
 #include "data/normalize.h"
 #include "data/shard_writer.h"
 #include "support/train_fixture.h"
+#include "train/setup.h"
 
 namespace {
 
@@ -103,4 +108,45 @@ TEST_CASE("a loss that is no longer finite stops every rank before anything is s
   CHECK_THAT(quiet.output, HasSubstr("not finite (NaN or inf) in 4 rank-step(s) of steps 1-2"));
   CHECK_FALSE(std::filesystem::exists(f.dir() / "quiet/checkpoints/step-00000002.ckpt"));
   CHECK_FALSE(std::filesystem::exists(f.dir() / "quiet/DONE"));
+}
+
+TEST_CASE("weights that a gradient spoiled while the loss stayed finite are neither validated nor saved",
+          "[train][e2e]") {
+  dpunet::test::TrainFixture f;
+  const std::string config = f.write_config("checkpoint: {every_steps: 1, keep_last: 1}\n");
+  const auto first = f.train(1, config + " --set train.steps=2 --set schedule.warmup_steps=1");
+  INFO(first.output);
+  REQUIRE(first.exit_code == 0);
+  // AdamW's first moments near float32's largest value over second moments of zero: the
+  // next update overflows to inf, after a loss computed with finite weights.
+  const dpunet::checkpoint::CheckpointStore store(f.run_dir());
+  const std::string path = store.path_for_step(2);
+  {
+    const dpunet::checkpoint::LoadedCheckpoint loaded(path);
+    const auto parsed = dpunet::config::parse_config(loaded.state().config_yaml, path);
+    auto net = dpunet::train::build_model(parsed, nullptr);
+    loaded.restore_model(*net);
+    const auto optimizer = dpunet::train::build_optimizer(parsed, net->parameters());
+    loaded.restore_optimizer(*optimizer);
+    int64_t changed = 0;
+    for (auto& entry : optimizer->state()) {
+      auto& adamw = static_cast<torch::optim::AdamWParamState&>(*entry.second);
+      adamw.exp_avg().fill_(3e38);
+      adamw.exp_avg_sq().zero_();
+      ++changed;
+    }
+    REQUIRE(changed > 0);
+    dpunet::checkpoint::save_checkpoint(path, *net, *optimizer, loaded.state());
+  }
+  const auto resumed = f.train(2, config + " --resume auto --set train.steps=4");
+  INFO(resumed.output);
+  CHECK(resumed.exit_code != 0);
+  CHECK_THAT(resumed.output, HasSubstr("the weights hold NaN or infinite values after step 3's update, though every "
+                                       "loss up to it was finite") &&
+                                 HasSubstr("\n  inc.") && HasSubstr(" more\n") &&
+                                 HasSubstr("Checkpoints written before are unaffected"));
+  CHECK_THAT(resumed.output, !HasSubstr("MPI_ABORT") && !HasSubstr("validation step"));
+  // Neither written nor pruning the one before it.
+  CHECK_FALSE(std::filesystem::exists(store.path_for_step(3)));
+  CHECK(dpunet::checkpoint::is_valid_checkpoint(path));
 }
