@@ -1,7 +1,9 @@
 // ModelSource.
 #include "app/model_source.h"
 
+#include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 
 #include "app/cli_checks.h"
@@ -102,6 +104,18 @@ const checkpoint::LoadedCheckpoint& ModelSource::loaded_checkpoint() const {
     loaded_ = std::make_shared<const checkpoint::LoadedCheckpoint>(checkpoint_file_);
   }
   return *loaded_;
+}
+
+std::string ModelSource::identity() const {
+  char text[64];
+  if (checkpoint.empty()) {
+    std::error_code ec;
+    std::snprintf(text, sizeof(text), " (%llu bytes)",
+                  static_cast<unsigned long long>(std::filesystem::file_size(weights, ec)));
+    return std::filesystem::path(weights).filename().string() + text;
+  }
+  std::snprintf(text, sizeof(text), " (CRC-32 %08x)", static_cast<unsigned>(loaded_checkpoint().crc()));
+  return std::filesystem::path(checkpoint_file()).filename().string() + text;
 }
 
 model::Unet ModelSource::load(const config::Config& c) const {

@@ -93,7 +93,8 @@ infer::TileOptions tile_options(const PredictArgs& args, const config::Config& c
 
 // One model of the ensemble (of one model, usually), ready to predict.
 struct Member {
-  std::string file;  // the checkpoint or weights file read
+  std::string file;      // the checkpoint or weights file read
+  std::string identity;  // its name and checksum (or size), to compare between ranks
   config::Config config;
   model::Unet net{nullptr};
   infer::TileOptions tiles;
@@ -115,6 +116,7 @@ std::vector<Member> load_members(const PredictArgs& args, const dist::Context& c
     Member m;
     m.config = source.resolve();
     m.file = source.checkpoint.empty() ? source.weights : source.checkpoint_file();
+    m.identity = source.identity();
     if (context.is_root() && !source.chosen().empty()) std::printf("predict: %s\n", source.chosen().c_str());
     // A run directory and its own best checkpoint name one file: averaging a model with
     // itself would pass for an ensemble.
@@ -332,6 +334,9 @@ void run(const PredictArgs& args) {
     DPUNET_CHECK(::access(args.out.c_str(), W_OK) == 0, "--out ", args.out, ": this rank cannot write there");
   });
   train::check_same_on_every_rank(*comm, describe_inputs(*input_sets.front()), "the inputs " + args.input);
+  std::string models;
+  for (const Member& m : members) models += (models.empty() ? "" : ", ") + m.identity;
+  train::check_same_on_every_rank(*comm, models, members.size() == 1 ? "the model file" : "the list of model files");
   const config::ModelConfig& model = members.front().config.model;
   const infer::InputSet& inputs = *input_sets.front();
   const bool autocast = context.device().is_cuda() && !args.fp32;

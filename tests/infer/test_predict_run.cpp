@@ -57,6 +57,25 @@ TEST_CASE("predict from a checkpoint and from exported weights gives the same ma
   CHECK(eval["foreground_dice"].get<double>() > 0.0);
 }
 
+TEST_CASE("predict refuses ranks that read different model files", "[infer][e2e]") {
+  TrainedModel t;
+  // As when a run's best pointer moves between two ranks' readings of it: an MPMD launch
+  // gives each rank its own checkpoint.
+  const std::string older = std::filesystem::path(t.checkpoint).parent_path() / "step-00000006.ckpt";
+  REQUIRE(std::filesystem::exists(older));
+  const std::string predict = DPUNET_BINARY " predict '" + t.f.dir() / "data/val-*.h5" + "' --tile 32 --no-png --out " +
+                              t.f.dir() / "out --checkpoint ";
+  const auto run = run_command("OMP_NUM_THREADS=1 timeout 120 " DPUNET_MPI_LAUNCHER " 1 " + predict + t.checkpoint +
+                               " : -np 1 " + predict + older + " 2>&1");
+  INFO(run.output);
+  CHECK(run.exit_code != 0);
+  CHECK(run.exit_code != 124);
+  CHECK_THAT(run.output, HasSubstr("the model file differs between ranks: rank 0 sees step-00000008.ckpt (CRC-32 ") &&
+                             HasSubstr("(rank 1: step-00000006.ckpt (CRC-32 "));
+  CHECK_THAT(run.output, !HasSubstr("MPI_ABORT"));
+  CHECK_FALSE(std::filesystem::exists(t.f.dir() / "out/predictions-rank000.h5"));
+}
+
 TEST_CASE("predict and export refuse to write over their own inputs", "[infer][e2e]") {
   TrainedModel t;
   const std::string data = t.f.dir() / "data";
