@@ -108,15 +108,37 @@ uint64_t length_field(const std::string& bytes) {
   return length;
 }
 
+// Checks the length field against the file's size from the file's first bytes (`start`,
+// 9 of them where the file has as many): another kind of file, or one cut short, is said
+// without reading it whole. Returns the header length.
+uint64_t check_length_field(const std::string& start, uint64_t file_bytes, const std::string& source) {
+  DPUNET_CHECK(file_bytes >= 8 && start.size() >= 8, source, ": too short for a safetensors file (", file_bytes,
+               " bytes)");
+  const uint64_t header_bytes = length_field(start);
+  const bool length_fits = header_bytes <= kMaxHeaderBytes && header_bytes <= file_bytes - 8;
+  // A JSON header after the length field: a safetensors file cut short, else another kind of file.
+  DPUNET_CHECK(length_fits || (start.size() > 8 && start[8] == '{'), source,
+               ": not a safetensors file (it does not start with a header length and a JSON header)");
+  DPUNET_CHECK(length_fits, source, ": bad header length ", header_bytes, " (the file has ", file_bytes, " bytes)");
+  return header_bytes;
+}
+
+// The first 9 bytes of the file at `path` (fewer when it is shorter), and its size.
+std::pair<std::string, uint64_t> file_start(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  DPUNET_CHECK(in, path, ": cannot open (", std::strerror(errno), ")");
+  std::error_code ec;
+  const uint64_t file_bytes = std::filesystem::file_size(path, ec);
+  DPUNET_CHECK(!ec, path, ": cannot read its size (", ec.message(), ")");
+  std::string start(9, '\0');
+  in.read(start.data(), 9);
+  start.resize(static_cast<size_t>(in.gcount()));
+  return {start, file_bytes};
+}
+
 // Reads the length field and parses the JSON header; returns the header length.
 uint64_t parse_header(const std::string& bytes, const std::string& source, nlohmann::json* header) {
-  DPUNET_CHECK(bytes.size() >= 8, source, ": too short for a safetensors file (", bytes.size(), " bytes)");
-  const uint64_t header_bytes = length_field(bytes);
-  const bool length_fits = header_bytes <= kMaxHeaderBytes && header_bytes <= bytes.size() - 8;
-  // A JSON header after the length field: a safetensors file cut short, else another kind of file.
-  DPUNET_CHECK(length_fits || (bytes.size() > 8 && bytes[8] == '{'), source,
-               ": not a safetensors file (it does not start with a header length and a JSON header)");
-  DPUNET_CHECK(length_fits, source, ": bad header length ", header_bytes, " (the file has ", bytes.size(), " bytes)");
+  const uint64_t header_bytes = check_length_field(bytes.substr(0, 9), bytes.size(), source);
   try {
     *header = nlohmann::json::parse(bytes.begin() + 8, bytes.begin() + 8 + static_cast<std::ptrdiff_t>(header_bytes));
   } catch (const nlohmann::json::exception& e) {
@@ -130,21 +152,12 @@ uint64_t parse_header(const std::string& bytes, const std::string& source, nlohm
 
 std::map<std::string, std::string> read_safetensors_metadata(const std::string& path) {
   // The length field and the header alone: the tensors may be hundreds of megabytes.
+  const auto [start, file_bytes] = file_start(path);
+  const uint64_t header_bytes = check_length_field(start, file_bytes, path);
   std::ifstream in(path, std::ios::binary);
-  DPUNET_CHECK(in, path, ": cannot open (", std::strerror(errno), ")");
-  std::error_code ec;
-  const uint64_t file_bytes = std::filesystem::file_size(path, ec);
-  DPUNET_CHECK(!ec, path, ": cannot read its size (", ec.message(), ")");
-  std::string head(8, '\0');
-  in.read(head.data(), 8);
-  const uint64_t header_bytes = length_field(head);
-  if (in && header_bytes <= kMaxHeaderBytes && header_bytes <= file_bytes - 8) {
-    head.resize(8 + header_bytes);
-    in.read(head.data() + 8, static_cast<std::streamsize>(header_bytes));
-    DPUNET_CHECK(in, path, ": cannot read its header (", std::strerror(errno), ")");
-  } else {
-    head = read_file(path);  // parse_header names what is wrong with the whole file
-  }
+  std::string head(8 + header_bytes, '\0');
+  in.read(head.data(), static_cast<std::streamsize>(head.size()));
+  DPUNET_CHECK(in, path, ": cannot read its header (", std::strerror(errno), ")");
   nlohmann::json header;
   parse_header(head, path, &header);
   if (!header.contains("__metadata__")) return {};
@@ -192,6 +205,9 @@ NamedTensors parse_safetensors(const std::string& bytes, const std::string& sour
 }
 
 NamedTensors read_safetensors(const std::string& path) {
+  // Another kind of file (a multi-gigabyte PyTorch .pt) is said before it is read whole.
+  const auto [start, file_bytes] = file_start(path);
+  check_length_field(start, file_bytes, path);
   return parse_safetensors(read_file(path), path);
 }
 

@@ -4,6 +4,9 @@
 #include "support/catch.h"
 
 #include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
 
 #include <nlohmann/json.hpp>
 
@@ -134,6 +137,31 @@ TEST_CASE("malformed safetensors files are rejected with the reason", "[checkpoi
                                                   eight),
                                         "f");
   CHECK(shared.size() == 2);
+}
+
+TEST_CASE("a large file of another kind is refused from its first bytes, not read whole", "[checkpoint]") {
+  dpunet::test::TempDir dir;
+  // A PyTorch .pt is a zip: its local header read as a length is far beyond any header.
+  // Sparse, 1 TiB: reading it whole would fail for memory, not name the file's kind.
+  const std::string path = dir / "model.pt";
+  {
+    std::ofstream out(path, std::ios::binary);
+    out << std::string("PK\x03\x04\x14\x00\x08\x08", 8) << "archive/data.pkl";
+  }
+  std::filesystem::resize_file(path, uint64_t{1} << 40);
+  for (const bool metadata : {false, true}) {
+    INFO(metadata);
+    try {
+      if (metadata) {
+        dpunet::checkpoint::read_safetensors_metadata(path);
+      } else {
+        dpunet::checkpoint::read_safetensors(path);
+      }
+      FAIL("read");
+    } catch (const std::exception& e) {
+      CHECK_THAT(e.what(), HasSubstr("model.pt: not a safetensors file"));
+    }
+  }
 }
 
 TEST_CASE("weights that do not fit a model are listed by name and shape", "[checkpoint]") {
