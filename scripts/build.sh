@@ -3,7 +3,7 @@
 # Extra arguments configure again with them (CMake keeps them for later builds), e.g.
 # -DDPUNET_WITH_NCCL=ON.
 set -euo pipefail
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+root=$(CDPATH= cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
 build=${DPUNET_BUILD_DIR:-$root/build}
 
 # A build folder another generator configured (cmake without -G) cannot switch to Ninja.

@@ -43,7 +43,7 @@
 # take longer than one call: e.g. call 1 `SKIP_COMPILE=1 ... measure OUT tests pair
 # profile ddp`, call 2 `... measure OUT capacity`, call 3 `... measure OUT capacity_more saves fp16`.
 set -uo pipefail
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+root=$(CDPATH= cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
 deps=$root/.deps/gpu
 gpu_build=$root/build-gpu  # what `build` makes on the GPU host
 build=$gpu_build

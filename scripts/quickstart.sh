@@ -3,7 +3,7 @@
 # trains configs/quickstart.yaml on 2 CPU ranks and plots the curves.
 # Extra arguments go to `dpunet train`, e.g. --resume auto or --set train.steps=100.
 set -euo pipefail
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+root=$(CDPATH= cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
 build=${DPUNET_BUILD_DIR:-$root/build}
 cd "$root"
 

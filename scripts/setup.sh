@@ -4,7 +4,7 @@
 # Safe to re-run: a second run finds everything present and returns in seconds.
 set -euo pipefail
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+root=$(CDPATH= cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
 torch_version=${DPUNET_TORCH_VERSION:-2.11.0}
 venv=${DPUNET_VENV:-$root/.venv}
 

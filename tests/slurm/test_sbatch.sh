@@ -156,8 +156,9 @@ expect_lines "$out" "the USR2 job's" "USR2: asking the ranks to checkpoint" "sto
 echo "PASS: USR2 to the batch shell checkpointed and ended the job"
 
 # A user's plain scancel: every process gets SIGTERM (srun, which kills the ranks at
-# once, included) and the job is cancelled: it must stay cancelled, not come back.
-job=$(submit run-cancel "$work/train.sbatch" 10) || fail "sbatch refused the script (fourth job)"
+# once, included) and the job is cancelled: it must stay cancelled, not come back. A
+# 1-minute job: a cancellation in the last 90 s before the limit is one too.
+job=$(submit run-cancel "$work/train.sbatch" 1) || fail "sbatch refused the script (fourth job)"
 out=$work/dpunet-test-$job.out
 wait_for_line 'step 3/' "$out" || fail "the fourth job did not start training"
 scancel "$job" || fail "scancel failed"

@@ -135,6 +135,20 @@ TEST_CASE("the launcher's dry run and errors", "[train][e2e]") {
   CHECK(dry.exit_code == 0);
   CHECK_THAT(dry.output,
              HasSubstr("mpirun -np 3") && HasSubstr("/dpunet train c.yaml") && HasSubstr("OMP_NUM_THREADS="));
+  // Called by a relative path with CDPATH exported, its build folder is still found: cd
+  // through CDPATH prints the folder, which must not become part of the path.
+  std::filesystem::create_directories(tools / "clone/launcher");
+  std::filesystem::create_directories(tools / "clone/build/src");
+  std::filesystem::copy_file(DPUNET_SOURCE_DIR "/launcher/dpunet-launch", tools / "clone/launcher/dpunet-launch");
+  std::filesystem::permissions(tools / "clone/launcher/dpunet-launch", std::filesystem::perms::owner_all);
+  dpunet::write_file_atomically(tools / "clone/build/src/dpunet", "#!/bin/sh\nexit 0\n");
+  std::filesystem::permissions(tools / "clone/build/src/dpunet", std::filesystem::perms::owner_all);
+  const auto cdpath = dpunet::test::run_command("cd " + tools / "clone" + " && " + hermetic +
+                                                "CDPATH=.:/tmp CUDA_VISIBLE_DEVICES= launcher/dpunet-launch -n 2 "
+                                                "--dry-run -- train c.yaml 2>&1");
+  INFO(cdpath.output);
+  CHECK(cdpath.exit_code == 0);
+  CHECK_THAT(cdpath.output, HasSubstr("/clone/build/src/dpunet train c.yaml"));
   for (const std::string form : {"-n3", "-np 3", "-np3", "-np=3", "--ranks=3", "--ranks 3"}) {
     INFO(form);
     CHECK(dpunet::test::run_command(launch + form + " --dry-run -- train c.yaml 2>&1").output == dry.output);
@@ -358,6 +372,19 @@ TEST_CASE("the launcher's dry run and errors", "[train][e2e]") {
   const auto batch = dpunet::test::run_command(slurm + "SLURM_NTASKS=2 " + launch + "--dry-run -- train c.yaml 2>&1");
   CHECK(batch.exit_code == 0);
   CHECK_THAT(batch.output, !HasSubstr("SLURM_OVERLAP"));
+  // GPUs are SLURM's to hand out to its tasks.
+  const auto gpus_listed =
+      dpunet::test::run_command(slurm + "SLURM_NTASKS=2 " + launch + "--gpus 0,1 --dry-run -- train c.yaml 2>&1");
+  CHECK(gpus_listed.exit_code == 2);
+  CHECK_THAT(gpus_listed.output, HasSubstr("--gpus 0,1 inside a SLURM allocation") && HasSubstr("--gpus-per-task"));
+  // An srun without PMIx: mpirun starts its daemons with a plain srun, which must not
+  // take a job's --export=NONE (SLURM_EXPORT_ENV) for them.
+  dpunet::write_file_atomically(bin / "srun", "#!/bin/sh\necho 'MPI plugin types are...'; echo none\n");
+  std::filesystem::permissions(bin / "srun", std::filesystem::perms::owner_all);
+  const auto no_pmix = dpunet::test::run_command("PATH=" + bin.path() + ":$PATH SLURM_EXPORT_ENV=NONE " + slurm +
+                                                 "SLURM_NTASKS=2 " + launch + "--dry-run -- train c.yaml 2>&1");
+  CHECK(no_pmix.exit_code == 0);
+  CHECK_THAT(no_pmix.output, HasSubstr("SLURM_EXPORT_ENV=ALL") && HasSubstr("mpirun") && !HasSubstr("--mpi=pmix"));
   const auto second = dpunet::test::run_command(slurm + "SLURM_NTASKS=2 SLURM_STEP_ID=0 SLURM_PROCID=1 " + launch +
                                                 "--dry-run -- train c.yaml 2>&1");
   CHECK(second.exit_code == 2);
@@ -459,6 +486,56 @@ TEST_CASE("train.sbatch says a stop that came before any checkpoint as it was, a
   CHECK_THAT(result.output, HasSubstr("stopped before a new checkpoint (the stop came while the job was starting); "
                                       "requeueing job 7") &&
                                 !HasSubstr("checkpointed"));
+}
+
+TEST_CASE("train.sbatch requeues a job its time limit ended, not one cancelled just before it", "[train][e2e]") {
+  // A 1-minute job: every moment of it is within the last 90 s before its limit. The
+  // stand-in launcher stops with 75 as the ranks do on SIGTERM; scontrol says how the job
+  // is ending, as SLURM does: by its limit (Reason=TimeLimit), or by a user's scancel.
+  TrainFixture f;
+  std::filesystem::create_directories(f.dir() / "launcher");
+  std::filesystem::create_directories(f.dir() / "bin");
+  dpunet::write_file_atomically(f.dir() / "launcher/dpunet-launch", "#!/bin/bash\nexit 75\n");
+  dpunet::write_file_atomically(f.dir() / "bin/squeue", "#!/bin/bash\necho 1:00\n");
+  for (const char* reason : {"TimeLimit", "None"}) {
+    INFO(reason);
+    dpunet::write_file_atomically(
+        f.dir() / "bin/scontrol",
+        std::string("#!/bin/bash\n[ \"$1\" = show ] && echo JobState=COMPLETING Reason=") + reason + "\nexit 0\n");
+    for (const char* file : {"launcher/dpunet-launch", "bin/scontrol", "bin/squeue"}) {
+      std::filesystem::permissions(f.dir() / file, std::filesystem::perms::owner_exec,
+                                   std::filesystem::perm_options::add);
+    }
+    const auto result = dpunet::test::run_command(
+        "PATH=" + f.dir() / "bin" + ":$PATH SLURM_JOB_NAME=t SLURM_JOB_ID=7 DPUNET_ROOT=" + f.dir().path() +
+        " bash " DPUNET_SOURCE_DIR_SH "/slurm/train.sbatch " + f.write_config() + " 2>&1");
+    INFO(result.output);
+    if (std::string(reason) == "TimeLimit") {
+      CHECK(result.exit_code == 0);
+      CHECK_THAT(result.output, HasSubstr("requeueing job 7"));
+    } else {
+      CHECK(result.exit_code == 75);
+      CHECK_THAT(result.output, HasSubstr("job 7 is ending (JobState=COMPLETING: cancelled or preempted), so this "
+                                          "script does not requeue it") &&
+                                    !HasSubstr("requeueing"));
+    }
+  }
+}
+
+TEST_CASE("train.sbatch names a run directory it cannot create and a requeue setting it does not know",
+          "[train][e2e]") {
+  TrainFixture f;
+  const std::string job = "cd " DPUNET_SOURCE_DIR_SH " && SLURM_JOB_NAME=t SLURM_JOB_ID=1 SLURM_NTASKS=2 ";
+  dpunet::write_file_atomically(f.dir() / "file", "");
+  const auto uncreatable = dpunet::test::run_command(job + "DPUNET_RUN_DIR=" + f.dir() / "file/run" +
+                                                     " bash slurm/train.sbatch " + f.write_config() + " 2>&1");
+  CHECK(uncreatable.exit_code == 2);
+  CHECK_THAT(uncreatable.output, HasSubstr("cannot create the run directory " + f.dir() / "file/run") &&
+                                     !HasSubstr("going on without the check"));
+  const auto unknown = dpunet::test::run_command(job + "DPUNET_REQUEUE_ON_FAILURE=maybe bash slurm/train.sbatch " +
+                                                 f.write_config() + " 2>&1");
+  CHECK(unknown.exit_code == 2);
+  CHECK_THAT(unknown.output, HasSubstr("DPUNET_REQUEUE_ON_FAILURE=maybe: give 1 or 0"));
 }
 
 TEST_CASE("train.sbatch refuses a run directory started from another config, or one another run holds",
