@@ -110,16 +110,23 @@ std::optional<int64_t> CheckpointStore::step_of(const std::string& path) {
 
 std::vector<std::string> CheckpointStore::set_aside(std::optional<int64_t> after_step,
                                                     const std::string& destination) const {
-  std::vector<std::string> moving;
+  std::vector<std::string> files;
   for (const std::string& p : list()) {
-    if (!after_step || *step_of(p) > *after_step) moving.push_back(p);
+    if (!after_step || *step_of(p) > *after_step) files.push_back(p);
   }
+  // The pointers go first: a kill in between leaves none, not one naming a file moved.
+  std::vector<std::string> moving;
+  bool latest_moved = false;
   for (const char* pointer : {"latest", "best"}) {
     const auto target = read_pointer(pointer);
     if (!target) continue;
-    const bool names_moved = std::find(moving.begin(), moving.end(), *target) != moving.end();
-    if (!after_step || names_moved) moving.push_back(directory_ + "/" + pointer);
+    const bool names_moved = std::find(files.begin(), files.end(), *target) != files.end();
+    if (!after_step || names_moved) {
+      moving.push_back(directory_ + "/" + pointer);
+      latest_moved = latest_moved || std::string(pointer) == "latest";
+    }
   }
+  moving.insert(moving.end(), files.begin(), files.end());
   std::vector<std::string> moved;
   if (moving.empty()) return moved;
   std::error_code ec;
@@ -130,6 +137,15 @@ std::vector<std::string> CheckpointStore::set_aside(std::optional<int64_t> after
     fs::rename(p, destination + "/" + name, ec);
     DPUNET_CHECK(!ec, "cannot move ", p, " to ", destination, ": ", ec.message());
     moved.push_back(name);
+  }
+  // `latest` names the newest checkpoint left, for a reader of RUN/checkpoints/latest
+  // before this run's first checkpoint (best is the caller's: restore_best).
+  if (latest_moved && after_step) {
+    std::optional<std::string> newest;
+    for (const std::string& p : list()) {
+      if (!newest || *step_of(p) > *step_of(*newest)) newest = p;
+    }
+    if (newest) write_pointer("latest", *newest);
   }
   return moved;
 }

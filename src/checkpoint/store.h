@@ -25,7 +25,8 @@ class CheckpointStore {
   void commit(int64_t step, const std::function<void(const std::string&)>& write, bool best, int64_t keep_last);
   // Moves the checkpoints of steps after `after_step` (all of them when none is given),
   // and the pointers that name one of them, into `destination`. Returns the file names
-  // moved, checkpoints first.
+  // moved, pointers first. A `latest` moved is written again, naming the newest
+  // checkpoint left.
   std::vector<std::string> set_aside(std::optional<int64_t> after_step, const std::string& destination) const;
   // Points `best` at step `step`'s checkpoint (the resumed checkpoint's best) when that
   // file exists and the pointer names another or none: a resume from an older

@@ -451,8 +451,9 @@ TEST_CASE("the store sets aside later checkpoints and removes unfinished writes"
   CHECK(store.remove_partial_writes() == 1);
   SECTION("after a step: later checkpoints and the pointers naming them") {
     const auto moved = store.set_aside(10, dir / "aside");
-    CHECK(moved == std::vector<std::string>{"step-00000020.ckpt", "step-00000030.ckpt", "latest", "best"});
+    CHECK(moved == std::vector<std::string>{"latest", "best", "step-00000020.ckpt", "step-00000030.ckpt"});
     CHECK(store.list() == std::vector<std::string>{store.path_for_step(10)});
+    CHECK(store.latest() == store.path_for_step(10));  // the newest left
     CHECK_FALSE(store.best());
     store.restore_best(99);  // no such checkpoint: still none
     CHECK_FALSE(store.best());
