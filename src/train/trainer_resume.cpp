@@ -197,8 +197,12 @@ data::SamplerState Trainer::resume_position(const checkpoint::LoadedCheckpoint& 
 }
 
 bool Trainer::is_own_checkpoint(const checkpoint::LoadedCheckpoint& loaded) const {
+  // The same path first (--resume auto's): a file system's passing error in equivalent()
+  // must not take the run's own checkpoint for another's, and set its history aside.
+  const std::string own = store_.path_for_step(loaded.state().step);
+  if (loaded.path() == own) return true;
   std::error_code ec;
-  return std::filesystem::equivalent(loaded.path(), store_.path_for_step(loaded.state().step), ec);
+  return std::filesystem::equivalent(loaded.path(), own, ec);
 }
 
 void Trainer::prepare_run_directory(const std::optional<checkpoint::LoadedCheckpoint>& loaded) {
