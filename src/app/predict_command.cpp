@@ -554,7 +554,8 @@ void add_predict_command(CLI::App& app) {
   cmd->add_option("--device", args->device, "auto, cpu or cuda")->capture_default_str();
   cmd->add_flag("--probabilities", args->probabilities, "Also store per-class probabilities in the HDF5 output");
   cmd->add_flag("--no-png", args->no_png, "Skip the PNG masks and overlays");
-  cmd->add_flag("--overwrite", args->overwrite, "Remove an earlier prediction's files from --out first");
+  cmd->add_flag("--overwrite", args->overwrite,
+                "Replace an earlier prediction's files in --out (kept aside until this run finishes)");
   cmd->add_flag("--fp32", args->fp32, "No bf16 autocast on GPU");
   cmd->callback([args] { run(*args); });
 }

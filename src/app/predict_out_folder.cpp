@@ -1,4 +1,4 @@
-// check_out_folder and check_earlier_outputs.
+// check_out_folder, check_earlier_outputs and EarlierPrediction.
 #include "app/predict_out_folder.h"
 
 #include <cstdio>
@@ -63,7 +63,7 @@ void check_earlier_outputs(const std::string& out, bool overwrite, const infer::
                "beside it are that run's). Pass --overwrite to replace them all (the set-aside files go once the new "
                "run finishes), or go back to them: delete the unfinished run's files (listed in predict-files*.txt) "
                "and move the set-aside ones back into ",
-               out);
+               out, " (the folder left empty counts for nothing)");
   DPUNET_CHECK(earlier.written.empty() || overwrite, "predict: --out ", out, " already holds ", earlier.written.size(),
                " file(s) of an earlier prediction (", listing(earlier.written),
                "); they would mix with this run's. Choose another --out, or pass --overwrite to remove them first");
@@ -76,14 +76,17 @@ EarlierPrediction::EarlierPrediction(const dist::Context& context, std::string o
   // Asked of every rank before any moves a file: --out may be a node's own scratch, and
   // a folder made by one rank below must not be taken by another for an unfinished run's.
   const bool kept_from_before = context.any_rank(!earlier.set_aside.empty());
-  if (!context.any_rank(!earlier.written.empty() || !earlier.empty.empty())) {
+  const bool any_written = context.any_rank(!earlier.written.empty());
+  if (!any_written && !context.any_rank(!earlier.empty.empty())) {
     set_aside_ = kept_from_before;
     return;
   }
   set_aside_ = true;
   const std::string folder = infer::set_aside_folder(out_);
-  infer::EarlierOutputs now = infer::find_earlier_outputs(out_);
-  // Every rank moves or removes what it sees; a file another rank took first is gone.
+  // Every rank moves or removes what it saw before any rank moved a file (a listing taken
+  // now could find a manifest whose files another rank moved, and take it for an empty
+  // one); a file another rank took first is gone.
+  const infer::EarlierOutputs& now = earlier;
   const auto gone = [](const std::string& file) {
     std::error_code ec;
     return !fs::exists(fs::symlink_status(file, ec));
@@ -101,7 +104,7 @@ EarlierPrediction::EarlierPrediction(const dist::Context& context, std::string o
       fs::remove(file, ec);
       DPUNET_CHECK(!ec || gone(file), file, ": cannot remove it: ", ec.message());
     }
-  } else if (!now.written.empty()) {
+  } else if (any_written) {
     std::error_code ec;
     fs::create_directories(folder, ec);
     DPUNET_CHECK(!ec, folder, ": cannot create the folder to set the earlier prediction aside in: ", ec.message());

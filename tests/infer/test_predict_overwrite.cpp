@@ -85,4 +85,12 @@ TEST_CASE("predict --overwrite keeps the earlier prediction until the new one fi
   CHECK_THAT(twice.output, HasSubstr("set aside in " + set_aside));
   CHECK_FALSE(std::filesystem::exists(set_aside));
   CHECK(std::filesystem::exists(out + "/predictions-rank000.h5"));
+
+  // The folder left empty (its files moved back by hand) holds nothing to keep: the
+  // prediction beside it is the one set aside this time, not removed.
+  std::filesystem::create_directories(set_aside);
+  const auto after_restore = run_command(predict + " --overwrite --eval --masks " + masks + " 2>&1");
+  CHECK(after_restore.exit_code != 0);
+  CHECK_THAT(after_restore.output, HasSubstr("set aside in " + set_aside));
+  CHECK(std::filesystem::exists(set_aside + "/predictions-rank000.h5"));
 }
