@@ -30,13 +30,23 @@ void Trainer::wait_for_checkpoint_write() {
   // a false stall. A rank that died still ends them, at the vote's own timeout.
   const auto slice = std::clamp<std::chrono::milliseconds>(stop_vote_.timeout() / 4, std::chrono::milliseconds(100),
                                                            std::chrono::seconds(5));
+  // However long it takes (a write cannot be called off), said every 5 minutes: a disk
+  // that no longer answers (a hung network mount) shows in the log.
   const Clock::time_point start = Clock::now();
   bool said = false;
+  Clock::time_point said_at = start;
   while (stop_vote_.any(context_.is_root() && !writer_.idle_within(slice))) {
-    if (said) continue;
+    if (!said) {
+      logger_.info("step " + std::to_string(step_) +
+                   " waits for the previous checkpoint, still being written (a slow or busy disk?)");
+    } else if (seconds_since(said_at) >= 300) {
+      logger_.info("step " + std::to_string(step_) + " still waits for the previous checkpoint, after " +
+                   std::to_string(static_cast<long long>(seconds_since(start) / 60)) + " min");
+    } else {
+      continue;
+    }
     said = true;
-    logger_.info("step " + std::to_string(step_) +
-                 " waits for the previous checkpoint, still being written (a slow or busy disk?)");
+    said_at = Clock::now();
   }
   if (said) {
     logger_.info("the previous checkpoint is written, after " +
