@@ -1,10 +1,14 @@
 // ModelSource.
 #include "app/model_source.h"
 
+#include <zlib.h>
+
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <vector>
 
 #include "app/cli_checks.h"
 #include "checkpoint/checkpoint.h"
@@ -107,15 +111,23 @@ const checkpoint::LoadedCheckpoint& ModelSource::loaded_checkpoint() const {
 }
 
 std::string ModelSource::identity() const {
-  char text[64];
+  uLong crc = 0;
   if (checkpoint.empty()) {
-    std::error_code ec;
-    std::snprintf(text, sizeof(text), " (%llu bytes)",
-                  static_cast<unsigned long long>(std::filesystem::file_size(weights, ec)));
-    return std::filesystem::path(weights).filename().string() + text;
+    // Two exports of one architecture have one size: the bytes tell them apart. Read in
+    // pieces; the file was just read whole, so from the page cache as a rule.
+    std::ifstream in(weights, std::ios::binary);
+    DPUNET_CHECK(in, weights, ": cannot open (", std::strerror(errno), ")");
+    crc = crc32(0L, Z_NULL, 0);
+    std::vector<char> piece(size_t{1} << 20);
+    while (in.read(piece.data(), static_cast<std::streamsize>(piece.size())) || in.gcount() > 0) {
+      crc = crc32(crc, reinterpret_cast<const Bytef*>(piece.data()), static_cast<uInt>(in.gcount()));
+    }
+  } else {
+    crc = loaded_checkpoint().crc();
   }
-  std::snprintf(text, sizeof(text), " (CRC-32 %08x)", static_cast<unsigned>(loaded_checkpoint().crc()));
-  return std::filesystem::path(checkpoint_file()).filename().string() + text;
+  char text[32];
+  std::snprintf(text, sizeof(text), " (CRC-32 %08x)", static_cast<unsigned>(crc));
+  return std::filesystem::path(checkpoint.empty() ? weights : checkpoint_file()).filename().string() + text;
 }
 
 model::Unet ModelSource::load(const config::Config& c) const {

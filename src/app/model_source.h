@@ -37,8 +37,8 @@ struct ModelSource {
   // After resolve(): the checkpoint file read.
   const std::string& checkpoint_file() const { return checkpoint_file_; }
   // After resolve(): what tells this model file from another between ranks, whose
-  // readings of a run's best pointer may differ while it trains on: a checkpoint's name
-  // and CRC-32, a weights file's name and size.
+  // readings of a run's best pointer may differ while it trains on: the file's name and
+  // CRC-32 (a checkpoint's own, a weights file's computed here).
   std::string identity() const;
   // Builds the model and loads the weights; errors list mismatched names and shapes.
   model::Unet load(const config::Config& config) const;

@@ -74,6 +74,21 @@ TEST_CASE("predict refuses ranks that read different model files", "[infer][e2e]
                              HasSubstr("(rank 1: step-00000006.ckpt (CRC-32 "));
   CHECK_THAT(run.output, !HasSubstr("MPI_ABORT"));
   CHECK_FALSE(std::filesystem::exists(t.f.dir() / "out/predictions-rank000.h5"));
+  // Weights files of one name and size, exported from two steps: told apart by their bytes.
+  for (const auto& [step, folder] : {std::pair<std::string, std::string>{t.checkpoint, "new"}, {older, "old"}}) {
+    std::filesystem::create_directories(t.f.dir() / folder);
+    REQUIRE(run_command(DPUNET_BINARY " export " + step + " " + t.f.dir() / folder + "/w.safetensors").exit_code == 0);
+  }
+  REQUIRE(std::filesystem::file_size(t.f.dir() / "new/w.safetensors") ==
+          std::filesystem::file_size(t.f.dir() / "old/w.safetensors"));
+  const std::string weights = DPUNET_BINARY " predict '" + t.f.dir() / "data/val-*.h5" + "' --tile 32 --no-png --out " +
+                              t.f.dir() / "out --weights ";
+  const auto exported =
+      run_command("OMP_NUM_THREADS=1 timeout 120 " DPUNET_MPI_LAUNCHER " 1 " + weights +
+                  t.f.dir() / "new/w.safetensors : -np 1 " + weights + t.f.dir() / "old/w.safetensors 2>&1");
+  INFO(exported.output);
+  CHECK(exported.exit_code != 0);
+  CHECK_THAT(exported.output, HasSubstr("the model file differs between ranks: rank 0 sees w.safetensors (CRC-32 "));
 }
 
 TEST_CASE("predict and export refuse to write over their own inputs", "[infer][e2e]") {
