@@ -51,6 +51,13 @@ Layout read_layout(TIFF* tiff, const std::string& path) {
   DPUNET_CHECK((l.bits == 8 || l.bits == 16 || packed) && l.format == SAMPLEFORMAT_UINT, path, ": ", l.bits,
                "-bit TIFF samples of format ", l.format, " (", l.samples,
                " a pixel) are not supported (8 or 16-bit unsigned; 1, 2 or 4-bit grey or palette)");
+  // Pixels are read in stored order: one that viewers turn or mirror (a camera's) would lie
+  // turned against its mask, silently where it is square.
+  uint16_t orientation = ORIENTATION_TOPLEFT;
+  TIFFGetFieldDefaulted(tiff, TIFFTAG_ORIENTATION, &orientation);
+  DPUNET_CHECK(orientation == ORIENTATION_TOPLEFT, path, ": TIFF orientation ", orientation,
+               " (viewers show it turned or mirrored) is not supported: save it with its pixels as shown (orientation "
+               "1, top-left)");
   DPUNET_CHECK(l.planar == PLANARCONFIG_CONTIG || l.samples == 1, path,
                ": a TIFF whose colour channels are stored in separate planes is not supported (save it with "
                "interleaved channels)");

@@ -399,6 +399,15 @@ TEST_CASE(
   write_tiff(dir / "planar.tif", 5, 5, grey.values, planes);
   CHECK(dpunet::data::read_image(dir / "planar.tif").values == grey.values);
 
+  TiffLayout upright, turned;
+  upright.orientation = ORIENTATION_TOPLEFT;
+  write_tiff(dir / "upright.tif", 5, 5, grey.values, upright);
+  CHECK(dpunet::data::read_image(dir / "upright.tif").values == grey.values);
+  turned.orientation = ORIENTATION_BOTRIGHT;  // shown turned by 180 degrees
+  write_tiff(dir / "turned.tif", 5, 5, grey.values, turned);
+  CHECK_THROWS_WITH(dpunet::data::read_image(dir / "turned.tif"),
+                    HasSubstr(dir / "turned.tif") && HasSubstr("TIFF orientation 3"));
+
   TiffLayout stack;
   stack.pages = 3;
   write_tiff(dir / "stack.tif", 5, 5, grey.values, stack);

@@ -57,6 +57,7 @@ void write_page(TIFF* tiff, int64_t height, int64_t width, const std::vector<uin
   TIFFSetField(tiff, TIFFTAG_PLANARCONFIG, layout.planar);
   TIFFSetField(tiff, TIFFTAG_PHOTOMETRIC, layout.photometric);
   TIFFSetField(tiff, TIFFTAG_COMPRESSION, layout.compression);
+  if (layout.orientation > 0) TIFFSetField(tiff, TIFFTAG_ORIENTATION, static_cast<uint16_t>(layout.orientation));
   if (layout.rows_per_strip > 0) TIFFSetField(tiff, TIFFTAG_ROWSPERSTRIP, static_cast<uint32_t>(layout.rows_per_strip));
   if (!layout.extra.empty()) {
     TIFFSetField(tiff, TIFFTAG_EXTRASAMPLES, static_cast<uint16_t>(layout.extra.size()), layout.extra.data());

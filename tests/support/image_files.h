@@ -27,6 +27,7 @@ struct TiffLayout {
   int compression = 1;             // COMPRESSION_*: 1 none, 8 deflate, 7 JPEG (of RGB values, as YCbCr)
   int rows_per_strip = 0;          // 0: libtiff's choice
   std::vector<uint16_t> colormap;  // palette: 3 x 2^bits entries, red then green then blue
+  int orientation = 0;             // ORIENTATION_*; 0: no tag
 };
 
 // Writes `values` [height, width, layout.samples] as a TIFF of `layout`.
