@@ -157,8 +157,10 @@ echo "PASS: USR2 to the batch shell checkpointed and ended the job"
 
 # A user's plain scancel: every process gets SIGTERM (srun, which kills the ranks at
 # once, included) and the job is cancelled: it must stay cancelled, not come back. A
-# 1-minute job: a cancellation in the last 90 s before the limit is one too.
-job=$(submit run-cancel "$work/train.sbatch" 1) || fail "sbatch refused the script (fourth job)"
+# 1-minute job: a cancellation in the last 90 s before the limit is one too (without the
+# warning, which a job shorter than its 5 minutes would get at once).
+grep -v -- '--signal=' "$work/train.sbatch" >"$work/train-nowarning.sbatch"
+job=$(submit run-cancel "$work/train-nowarning.sbatch" 1) || fail "sbatch refused the script (fourth job)"
 out=$work/dpunet-test-$job.out
 wait_for_line 'step 3/' "$out" || fail "the fourth job did not start training"
 scancel "$job" || fail "scancel failed"
@@ -190,7 +192,6 @@ echo "PASS: a run whose rank was killed after new checkpoints was requeued and f
 # as COMPLETING): the script still requeues the job. The ranks of this tiny model write
 # their checkpoint within the moment srun gives them after its own SIGTERM; a real
 # model's may not (slurm/README.md): the warning is what guarantees one.
-grep -v -- '--signal=' "$work/train.sbatch" >"$work/train-nowarning.sbatch"
 job=$(submit run-limit "$work/train-nowarning.sbatch" 1 --set train.steps=1000000) ||
   fail "sbatch refused the script (sixth job)"
 out=$work/dpunet-test-$job.out
