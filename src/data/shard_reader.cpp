@@ -120,6 +120,29 @@ ShardReader::ShardReader(std::string path) : path_(std::move(path)) {
   read_header_attributes(file_.get(), header_, path_);
 }
 
+void ShardReader::check_virtual_sources(hid_t properties, const char* name) const {
+  // HDF5 reads the samples of a source file it cannot find as the fill value, without an
+  // error: blank images of background. A source is looked for beside this file, or as
+  // given (an absolute path, or one from the working directory).
+  size_t count = 0;
+  H5_CHECK(H5Pget_virtual_count(properties, &count), path_);
+  const std::filesystem::path folder = std::filesystem::path(path_).parent_path();
+  for (size_t i = 0; i < count; ++i) {
+    const ssize_t length = H5Pget_virtual_filename(properties, i, nullptr, 0);
+    H5_CHECK(length, path_);
+    std::string source(static_cast<size_t>(length) + 1, '\0');
+    H5_CHECK(H5Pget_virtual_filename(properties, i, source.data(), source.size()), path_);
+    source.resize(static_cast<size_t>(length));
+    // "." is this file; a printf-like pattern (%b) names many, found as HDF5 finds them.
+    if (source == "." || source.find('%') != std::string::npos) continue;
+    std::error_code ec;
+    const bool found = std::filesystem::exists(folder / source, ec) || std::filesystem::exists(source, ec);
+    DPUNET_CHECK(found, path_, ": dataset '", name, "' is a virtual dataset whose source file ", source,
+                 " is not there; its samples would read as blank images of background. Put it back beside ", path_,
+                 ", or write the shard again with its data in it");
+  }
+}
+
 ShardReader::Dataset ShardReader::open_dataset(const char* name, int rank, const std::string& what) {
   const htri_t exists = H5Lexists(file_.get(), name, H5P_DEFAULT);
   H5_CHECK(exists, path_);
@@ -147,6 +170,7 @@ ShardReader::Dataset ShardReader::open_dataset(const char* name, int rank, const
     DPUNET_CHECK(status == H5D_SPACE_STATUS_ALLOCATED, path_, ": dataset '", name,
                  "' was never written (an unfinished file?); write the shard again");
   }
+  if (layout == H5D_VIRTUAL) check_virtual_sources(properties.get(), name);
   if (layout != H5D_CHUNKED) {
     dataset.storage = layout == H5D_COMPACT ? "compact" : layout == H5D_VIRTUAL ? "virtual" : "contiguous";
     return dataset;

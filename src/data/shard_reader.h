@@ -32,6 +32,8 @@ class ShardReader {
     std::string storage;
   };
   Dataset open_dataset(const char* name, int rank, const std::string& what);
+  // Refuses a virtual dataset with a source file that is not there.
+  void check_virtual_sources(hid_t properties, const char* name) const;
   void read_into(const Dataset& dataset, int64_t index, int rank, hid_t memory_type, void* out, size_t bytes,
                  const char* name) const;
   void check_labels(int64_t index, const uint8_t* mask) const;

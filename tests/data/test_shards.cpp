@@ -13,8 +13,11 @@
 #include <limits>
 #include <sstream>
 #include <utility>
+#include <vector>
 
 #include "data/dataset.h"
+#include "data/h5_attributes.h"
+#include "data/h5_handle.h"
 #include "data/inspect.h"
 #include "data/shard_reader.h"
 #include "data/shard_writer.h"
@@ -23,6 +26,7 @@
 
 using dpunet::data::Dataset;
 using dpunet::data::PixelType;
+using dpunet::data::ShardHeader;
 using dpunet::data::ShardReader;
 using dpunet::test::TempDir;
 
@@ -433,6 +437,37 @@ TEST_CASE("bad shard files give one error that names the file", "[data]") {
     expected = "not a dpunet shard";
   }
   CHECK_THROWS_WITH(ShardReader(path), HasSubstr(path) && HasSubstr(expected));
+}
+
+TEST_CASE("a virtual shard reads its source's samples, and is refused naming a source that is gone", "[data]") {
+  TempDir dir;
+  dpunet::test::write_known_shard(dir / "source.h5", 3);
+  const ShardHeader header = ShardReader(dir / "source.h5").header();
+  {
+    // As h5py's VirtualLayout writes one: both datasets mapped whole onto the source's.
+    auto guard = dpunet::data::hdf5_guard();
+    const dpunet::data::H5Handle file(H5Fcreate((dir / "virtual.h5").c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
+    const auto map = [&](const char* name, std::vector<hsize_t> dims) {
+      const dpunet::data::H5Handle space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr));
+      const dpunet::data::H5Handle properties(H5Pcreate(H5P_DATASET_CREATE));
+      REQUIRE(H5Pset_virtual(properties.get(), space.get(), "source.h5", name, space.get()) >= 0);
+      const dpunet::data::H5Handle set(
+          H5Dcreate2(file.get(), name, H5T_STD_U8LE, space.get(), H5P_DEFAULT, properties.get(), H5P_DEFAULT));
+      REQUIRE(set.valid());
+    };
+    map("images", {3, 1, 8, 8});
+    map("masks", {3, 8, 8});
+    dpunet::data::write_header_attributes(file.get(), header, dir / "virtual.h5");
+  }
+  std::vector<uint8_t> image(64), mask(64), expected_image(64), expected_mask(64);
+  ShardReader(dir / "virtual.h5").read(2, image.data(), mask.data());
+  ShardReader(dir / "source.h5").read(2, expected_image.data(), expected_mask.data());
+  CHECK(image == expected_image);
+  CHECK(mask == expected_mask);
+  std::filesystem::rename(dir / "source.h5", dir / "moved.h5");
+  CHECK_THROWS_WITH(ShardReader(dir / "virtual.h5"),
+                    HasSubstr(dir / "virtual.h5") && HasSubstr("virtual dataset whose source file source.h5 is not "
+                                                               "there"));
 }
 
 TEST_CASE("class names stored by h5py (UTF-8, fixed length) are read", "[data]") {
