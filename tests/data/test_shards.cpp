@@ -470,6 +470,37 @@ TEST_CASE("a virtual shard reads its source's samples, and is refused naming a s
                                                                "there"));
 }
 
+TEST_CASE("a shard of samples too large to hold is refused naming their size", "[data]") {
+  TempDir dir;
+  const std::string path = dir / "huge.h5";
+  {
+    // 70000 x 70000 pixels a sample (4.6 GiB), allocated without being filled: a sparse
+    // file, written in full as far as HDF5 can tell.
+    auto guard = dpunet::data::hdf5_guard();
+    const dpunet::data::H5Handle file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
+    const auto add = [&](const char* name, std::vector<hsize_t> dims) {
+      const dpunet::data::H5Handle space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr));
+      const dpunet::data::H5Handle properties(H5Pcreate(H5P_DATASET_CREATE));
+      H5Pset_alloc_time(properties.get(), H5D_ALLOC_TIME_EARLY);
+      H5Pset_fill_time(properties.get(), H5D_FILL_TIME_NEVER);
+      const dpunet::data::H5Handle set(
+          H5Dcreate2(file.get(), name, H5T_STD_U8LE, space.get(), H5P_DEFAULT, properties.get(), H5P_DEFAULT));
+      REQUIRE(set.valid());
+    };
+    add("images", {1, 1, 70000, 70000});
+    add("masks", {1, 70000, 70000});
+    ShardHeader header;
+    header.channels = 1;
+    header.n_classes = 2;
+    header.class_names = {"background", "cell"};
+    header.channel_mean = {0.0};
+    header.channel_std = {1.0};
+    dpunet::data::write_header_attributes(file.get(), header, path);
+  }
+  CHECK_THROWS_WITH(ShardReader(path), HasSubstr(path) && HasSubstr("one sample of 1 x 70000 x 70000 uint8 is 4.56") &&
+                                           HasSubstr("below 4 GiB"));
+}
+
 TEST_CASE("class names stored by h5py (UTF-8, fixed length) are read", "[data]") {
   TempDir dir;
   const std::string path = dir / "names.h5";
