@@ -5,6 +5,9 @@
 #include "support/catch.h"
 
 #include <filesystem>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "checkpoint/store.h"
 #include "common/atomic_file.h"
@@ -20,6 +23,23 @@ dpunet::test::CommandResult interrupt(const TrainFixture& f, const std::string& 
                      "/launcher/dpunet-launch --cpu -n 2 -- train " +
                          config,
                      "step 5/", action);
+}
+
+// slurm/train.sbatch run as SLURM job 7 on stand-ins: a launcher that ends with 75, as
+// the ranks do on a stop, and the SLURM commands given (name, then the script's body).
+dpunet::test::CommandResult sbatch_on_stand_ins(const TrainFixture& f,
+                                                const std::vector<std::pair<std::string, std::string>>& commands) {
+  std::filesystem::create_directories(f.dir() / "launcher");
+  std::filesystem::create_directories(f.dir() / "bin");
+  std::vector<std::pair<std::string, std::string>> files = {{"launcher/dpunet-launch", "exit 75\n"}};
+  for (const auto& [name, body] : commands) files.emplace_back("bin/" + name, body);
+  for (const auto& [file, body] : files) {
+    dpunet::write_file_atomically(f.dir() / file, "#!/bin/bash\n" + body);
+    std::filesystem::permissions(f.dir() / file, std::filesystem::perms::owner_all);
+  }
+  return dpunet::test::run_command("PATH=" + f.dir() / "bin" +
+                                   ":$PATH SLURM_JOB_NAME=t SLURM_JOB_ID=7 DPUNET_ROOT=" + f.dir().path() +
+                                   " bash " DPUNET_SOURCE_DIR_SH "/slurm/train.sbatch " + f.write_config() + " 2>&1");
 }
 
 int seconds_of(const std::string& output) {
@@ -490,18 +510,7 @@ TEST_CASE("train.sbatch says a stop that came before any checkpoint as it was, a
   // A launcher stopped while its job was starting ends with 75 too, with no checkpoint:
   // here a stand-in launcher that does just that, and an scontrol that says RUNNING.
   TrainFixture f;
-  std::filesystem::create_directories(f.dir() / "launcher");
-  std::filesystem::create_directories(f.dir() / "bin");
-  dpunet::write_file_atomically(f.dir() / "launcher/dpunet-launch", "#!/bin/bash\nexit 75\n");
-  dpunet::write_file_atomically(f.dir() / "bin/scontrol",
-                                "#!/bin/bash\n[ \"$1\" = show ] && echo JobState=RUNNING\nexit 0\n");
-  for (const char* file : {"launcher/dpunet-launch", "bin/scontrol"}) {
-    std::filesystem::permissions(f.dir() / file, std::filesystem::perms::owner_exec,
-                                 std::filesystem::perm_options::add);
-  }
-  const auto result = dpunet::test::run_command(
-      "PATH=" + f.dir() / "bin" + ":$PATH SLURM_JOB_NAME=t SLURM_JOB_ID=7 DPUNET_ROOT=" + f.dir().path() +
-      " bash " DPUNET_SOURCE_DIR_SH "/slurm/train.sbatch " + f.write_config() + " 2>&1");
+  const auto result = sbatch_on_stand_ins(f, {{"scontrol", "[ \"$1\" = show ] && echo JobState=RUNNING\nexit 0\n"}});
   INFO(result.output);
   CHECK(result.exit_code == 0);
   CHECK_THAT(result.output, HasSubstr("stopped before a new checkpoint (the stop came while the job was starting); "
@@ -514,24 +523,13 @@ TEST_CASE("train.sbatch requeues a job its time limit ended, not one cancelled j
   // stand-in launcher stops with 75 as the ranks do on SIGTERM; scontrol says how the job
   // is ending, as SLURM does: by its limit (Reason=TimeLimit), or by a user's scancel.
   TrainFixture f;
-  std::filesystem::create_directories(f.dir() / "launcher");
-  std::filesystem::create_directories(f.dir() / "bin");
-  dpunet::write_file_atomically(f.dir() / "launcher/dpunet-launch", "#!/bin/bash\nexit 75\n");
-  dpunet::write_file_atomically(f.dir() / "bin/squeue", "#!/bin/bash\necho 1:00\n");
-  for (const char* reason : {"TimeLimit", "None"}) {
+  for (const std::string reason : {"TimeLimit", "None"}) {
     INFO(reason);
-    dpunet::write_file_atomically(
-        f.dir() / "bin/scontrol",
-        std::string("#!/bin/bash\n[ \"$1\" = show ] && echo JobState=COMPLETING Reason=") + reason + "\nexit 0\n");
-    for (const char* file : {"launcher/dpunet-launch", "bin/scontrol", "bin/squeue"}) {
-      std::filesystem::permissions(f.dir() / file, std::filesystem::perms::owner_exec,
-                                   std::filesystem::perm_options::add);
-    }
-    const auto result = dpunet::test::run_command(
-        "PATH=" + f.dir() / "bin" + ":$PATH SLURM_JOB_NAME=t SLURM_JOB_ID=7 DPUNET_ROOT=" + f.dir().path() +
-        " bash " DPUNET_SOURCE_DIR_SH "/slurm/train.sbatch " + f.write_config() + " 2>&1");
+    const auto result = sbatch_on_stand_ins(
+        f, {{"squeue", "echo 1:00\n"},
+            {"scontrol", "[ \"$1\" = show ] && echo JobState=COMPLETING Reason=" + reason + "\nexit 0\n"}});
     INFO(result.output);
-    if (std::string(reason) == "TimeLimit") {
+    if (reason == "TimeLimit") {
       CHECK(result.exit_code == 0);
       CHECK_THAT(result.output, HasSubstr("requeueing job 7"));
     } else {
