@@ -244,23 +244,30 @@ namespace {
 // Each state tensor on its parameter's device and in its layout: LibTorch's load leaves
 // them where the archive put them, and the fused kernels need a parameter, its gradient
 // and its state laid out alike.
-void place_state_like_parameters(torch::optim::Optimizer& optimizer) {
-  std::unordered_map<void*, torch::Tensor> parameters;
+void place_state_like_parameters(torch::optim::Optimizer& optimizer, const std::string& path) {
+  std::unordered_map<void*, std::pair<torch::Tensor, size_t>> parameters;  // and its place in the optimizer
   for (auto& group : optimizer.param_groups()) {
-    for (auto& p : group.params()) parameters[p.unsafeGetTensorImpl()] = p;
+    for (auto& p : group.params()) parameters.emplace(p.unsafeGetTensorImpl(), std::make_pair(p, parameters.size()));
   }
   torch::NoGradGuard no_grad;
   for (auto& [key, state] : optimizer.state()) {
     const auto found = parameters.find(key);
     if (found == parameters.end()) continue;
-    const torch::Tensor& p = found->second;
-    auto like_parameter = [&](const torch::Tensor& t) { return t.defined() ? torch::empty_like(p).copy_(t) : t; };
+    const auto& [p, place] = found->second;
+    // LibTorch matches the state to parameters by place alone, and copy_ would broadcast
+    // a state of another shape over its parameter.
+    auto like_parameter = [&, place = place](const torch::Tensor& t, const char* what) {
+      if (!t.defined()) return t;
+      DPUNET_CHECK(t.sizes() == p.sizes(), path, ": the optimizer's ", what, " for parameter ", place, " has shape ",
+                   t.sizes(), ", the parameter ", p.sizes(), " (a damaged checkpoint, or another model's)");
+      return torch::empty_like(p).copy_(t);
+    };
     if (auto* adamw = dynamic_cast<torch::optim::AdamWParamState*>(state.get())) {
-      adamw->exp_avg(like_parameter(adamw->exp_avg()));
-      adamw->exp_avg_sq(like_parameter(adamw->exp_avg_sq()));
-      adamw->max_exp_avg_sq(like_parameter(adamw->max_exp_avg_sq()));
+      adamw->exp_avg(like_parameter(adamw->exp_avg(), "exp_avg"));
+      adamw->exp_avg_sq(like_parameter(adamw->exp_avg_sq(), "exp_avg_sq"));
+      adamw->max_exp_avg_sq(like_parameter(adamw->max_exp_avg_sq(), "max_exp_avg_sq"));
     } else if (auto* sgd = dynamic_cast<torch::optim::SGDParamState*>(state.get())) {
-      sgd->momentum_buffer(like_parameter(sgd->momentum_buffer()));
+      sgd->momentum_buffer(like_parameter(sgd->momentum_buffer(), "momentum buffer"));
     }
   }
 }
@@ -282,7 +289,7 @@ void LoadedCheckpoint::restore_optimizer(torch::optim::Optimizer& optimizer) con
   DPUNET_CHECK(optimizer.param_groups().size() == configured.size(), path_, ": the checkpoint's optimizer has ",
                optimizer.param_groups().size(), " parameter groups, this run's has ", configured.size());
   for (size_t i = 0; i < configured.size(); ++i) optimizer.param_groups()[i].set_options(std::move(configured[i]));
-  place_state_like_parameters(optimizer);
+  place_state_like_parameters(optimizer, path_);
 }
 
 bool is_valid_checkpoint(const std::string& path, std::string* why) {

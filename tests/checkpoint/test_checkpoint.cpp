@@ -85,6 +85,21 @@ TEST_CASE("restored optimizer state takes its parameter's layout", "[checkpoint]
   }
 }
 
+TEST_CASE("optimizer state of another shape than its parameter is refused naming the file", "[checkpoint]") {
+  dpunet::test::TempDir dir;
+  Trained a(1);
+  a.step();
+  // One moment of the bias [3] stored as [1]: copied, it would broadcast over the bias.
+  auto& state =
+      static_cast<torch::optim::AdamWParamState&>(*a.optimizer->state().at(a.model->bias.unsafeGetTensorImpl()));
+  state.exp_avg(torch::ones({1}));
+  save(dir / "a.ckpt", a, 1);
+  Trained b(2);
+  CHECK_THROWS_WITH(LoadedCheckpoint(dir / "a.ckpt").restore_optimizer(*b.optimizer),
+                    HasSubstr(dir / "a.ckpt") && HasSubstr("the optimizer's exp_avg for parameter 1 has shape [1], "
+                                                           "the parameter [3]"));
+}
+
 TEST_CASE("a checkpoint restores model, optimizer and state exactly", "[checkpoint]") {
   dpunet::test::TempDir dir;
   Trained a(1);
