@@ -94,7 +94,7 @@ infer::TileOptions tile_options(const PredictArgs& args, const config::Config& c
 // One model of the ensemble (of one model, usually), ready to predict.
 struct Member {
   std::string file;      // the checkpoint or weights file read
-  std::string identity;  // its name and checksum (or size), to compare between ranks
+  std::string identity;  // its name and CRC-32, to compare between ranks
   config::Config config;
   model::Unet net{nullptr};
   infer::TileOptions tiles;

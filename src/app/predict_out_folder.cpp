@@ -86,12 +86,11 @@ EarlierPrediction::EarlierPrediction(const dist::Context& context, std::string o
   // Every rank moves or removes what it saw before any rank moved a file (a listing taken
   // now could find a manifest whose files another rank moved, and take it for an empty
   // one); a file another rank took first is gone.
-  const infer::EarlierOutputs& now = earlier;
   const auto gone = [](const std::string& file) {
     std::error_code ec;
     return !fs::exists(fs::symlink_status(file, ec));
   };
-  for (const std::string& file : now.empty) {
+  for (const std::string& file : earlier.empty) {
     std::error_code ec;
     fs::remove(file, ec);
     DPUNET_CHECK(!ec || gone(file), file, ": cannot remove it: ", ec.message());
@@ -99,7 +98,7 @@ EarlierPrediction::EarlierPrediction(const dist::Context& context, std::string o
   if (kept_from_before) {
     // What lies beside the set-aside folder is the unfinished run's: replaced, while the
     // prediction before it stays set aside until this run finishes.
-    for (const std::string& file : now.written) {
+    for (const std::string& file : earlier.written) {
       std::error_code ec;
       fs::remove(file, ec);
       DPUNET_CHECK(!ec || gone(file), file, ": cannot remove it: ", ec.message());
@@ -108,7 +107,7 @@ EarlierPrediction::EarlierPrediction(const dist::Context& context, std::string o
     std::error_code ec;
     fs::create_directories(folder, ec);
     DPUNET_CHECK(!ec, folder, ": cannot create the folder to set the earlier prediction aside in: ", ec.message());
-    for (const std::string& file : now.written) {
+    for (const std::string& file : earlier.written) {
       const std::string target = (fs::path(folder) / fs::path(file).filename()).string();
       fs::rename(file, target, ec);
       DPUNET_CHECK(!ec || gone(file), file, ": cannot move it into ", folder, ": ", ec.message());

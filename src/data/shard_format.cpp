@@ -25,6 +25,16 @@ PixelType parse_pixel_type(const std::string& name) {
   DPUNET_FAIL("unknown pixel type '", name, "' (expected uint8, uint16 or float32)");
 }
 
+void check_sample_size(const ShardHeader& header, const std::string& path) {
+  const double sample_gib = static_cast<double>(header.channels) * static_cast<double>(header.height) *
+                            static_cast<double>(header.width) * pixel_type_bytes(header.pixel_type) /
+                            static_cast<double>(int64_t{1} << 30);
+  DPUNET_CHECK(sample_gib < 4.0, path, ": one sample of ", header.channels, " x ", header.height, " x ", header.width,
+               " ", pixel_type_name(header.pixel_type), " is ", sample_gib,
+               " GiB; a shard stores each sample as one HDF5 chunk, which must stay below 4 GiB: cut the images "
+               "into tiles first (dpunet data import --tile)");
+}
+
 int pixel_type_bytes(PixelType type) {
   switch (type) {
     case PixelType::kUInt8: return 1;

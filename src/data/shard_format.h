@@ -53,6 +53,10 @@ struct ShardHeader {
 // Describes the parts two shards of one dataset must agree on ("C=1 H=64 W=64 uint8
 // n_classes=3", and " ignore_label=255" when there is one).
 std::string describe_layout(const ShardHeader& header);
+
+// Refuses, naming `path`, a sample of 4 GiB or more: a shard stores each as one HDF5
+// chunk, which must stay below 4 GiB, and a reader holds several at once.
+void check_sample_size(const ShardHeader& header, const std::string& path);
 // A shard without an ignore label (every pixel labelled) agrees with any.
 bool same_layout(const ShardHeader& a, const ShardHeader& b);
 // The class names a writer was given ("background", "cell"); empty where they are the

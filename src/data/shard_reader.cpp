@@ -112,14 +112,9 @@ ShardReader::ShardReader(std::string path) : path_(std::move(path)) {
   H5_CHECK(image_type.get(), path_);
   header_.pixel_type = pixel_type_of(image_type.get(), path_);
   // Each sample is read whole, several at once by the loader's threads: one larger than
-  // a shard can hold as dpunet writes it (one HDF5 chunk, below 4 GiB) is named here, not
-  // met as "std::bad_alloc" at the first batch.
-  const double sample_gib = static_cast<double>(header_.channels) * static_cast<double>(header_.height) *
-                            static_cast<double>(header_.width) * pixel_type_bytes(header_.pixel_type) /
-                            static_cast<double>(int64_t{1} << 30);
-  DPUNET_CHECK(sample_gib < 4.0, path_, ": one sample of ", header_.channels, " x ", header_.height, " x ",
-               header_.width, " ", pixel_type_name(header_.pixel_type), " is ", sample_gib,
-               " GiB; samples must stay below 4 GiB: cut the images into tiles (dpunet data import --tile)");
+  // a shard written by dpunet can hold is named here, not met as "std::bad_alloc" at the
+  // first batch.
+  check_sample_size(header_, path_);
   H5Handle mask_type(H5Dget_type(masks_.id.get()));
   H5_CHECK(mask_type.get(), path_);
   DPUNET_CHECK(H5Tget_class(mask_type.get()) == H5T_INTEGER && H5Tget_size(mask_type.get()) == 1 &&

@@ -68,14 +68,7 @@ ShardWriter::ShardWriter(std::string path, ShardHeader header, ShardWriteOptions
   }
   DPUNET_CHECK(static_cast<int>(header_.class_names.size()) == header_.n_classes, path_, ": ",
                header_.class_names.size(), " class names for ", header_.n_classes, " classes");
-  // One sample is one HDF5 chunk, which HDF5 keeps below 4 GiB.
-  const double sample_gib = static_cast<double>(header_.channels) * static_cast<double>(header_.height) *
-                            static_cast<double>(header_.width) * pixel_type_bytes(header_.pixel_type) /
-                            static_cast<double>(int64_t{1} << 30);
-  DPUNET_CHECK(sample_gib < 4.0, path_, ": one sample of ", header_.channels, " x ", header_.height, " x ",
-               header_.width, " ", pixel_type_name(header_.pixel_type), " is ", sample_gib,
-               " GiB; a shard stores each sample as one HDF5 chunk, which must stay below 4 GiB: cut the images "
-               "into tiles first");
+  check_sample_size(header_, path_);
   sum_.assign(header_.channels, 0.0);
   sum_squares_.assign(header_.channels, 0.0);
   shift_.assign(header_.channels, 0.0);

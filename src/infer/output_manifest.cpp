@@ -92,10 +92,8 @@ EarlierOutputs find_earlier_outputs(const std::string& directory) {
   std::error_code ec;
   if (!fs::is_directory(directory, ec)) return found;
   // An empty one (its files moved back by hand) sets nothing aside.
-  if (fs::exists(fs::symlink_status(set_aside_folder(directory), ec)) &&
-      !fs::is_empty(set_aside_folder(directory), ec)) {
-    found.set_aside = set_aside_folder(directory);
-  }
+  const std::string set_aside = set_aside_folder(directory);
+  if (fs::exists(fs::symlink_status(set_aside, ec)) && !fs::is_empty(set_aside, ec)) found.set_aside = set_aside;
   // Name -> its last stamp ("" while being written, when a run was killed), and the
   // manifest that lists it.
   std::map<std::string, std::string> listed, listed_by;
