@@ -49,6 +49,21 @@ class NewerFormat : public Error {
   using Error::Error;
 };
 
+// The format version the payload itself records, or 0 when the bytes after the header
+// are not this layout's intact payload (their length or CRC-32 differ) or cannot be read.
+int64_t payload_format_version(const std::string& bytes) {
+  if (bytes.size() - kHeaderBytes != get<uint64_t>(bytes, 12)) return 0;
+  if (crc_of(bytes.data() + kHeaderBytes, bytes.size() - kHeaderBytes) != get<uint32_t>(bytes, 20)) return 0;
+  try {
+    torch::serialize::InputArchive archive;
+    archive.load_from(bytes.data() + kHeaderBytes, bytes.size() - kHeaderBytes, torch::Device(torch::kCPU));
+    c10::IValue v;
+    return archive.try_read("meta.format_version", v) && v.isInt() ? v.toInt() : 0;
+  } catch (const c10::Error&) {
+    return 0;
+  }
+}
+
 // Checks the frame; returns the payload's offset or throws naming what is wrong.
 void verify_frame(const std::string& path, const std::string& bytes) {
   const bool magic = bytes.size() >= 8 && std::memcmp(bytes.data(), kMagic, 8) == 0;
@@ -69,6 +84,11 @@ void verify_frame(const std::string& path, const std::string& bytes) {
   DPUNET_CHECK(version >= 1 && version <= kPlausibleVersions, path, ": checkpoint format version ", version,
                " (the file is damaged)");
   if (version > kFormatVersion) {
+    // Nor is a newer version whose intact payload says it is one this build wrote: a
+    // flipped low bit (1 -> 3, 5, 9) would otherwise stop --resume auto at a damaged file.
+    const int64_t written_as = payload_format_version(bytes);
+    DPUNET_CHECK(written_as < 1 || written_as > kFormatVersion, path, ": checkpoint format version ", version,
+                 " in its header, but its contents were written as version ", written_as, " (the file is damaged)");
     throw NewerFormat(detail::concat(path, ": checkpoint format version ", version,
                                      " is newer than this build reads (1 to ", kFormatVersion,
                                      "): use the dpunet that wrote it (", __FILE__, ":", __LINE__, ")"));

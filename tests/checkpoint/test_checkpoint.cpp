@@ -182,30 +182,46 @@ TEST_CASE("a checkpoint of a newer format stops the store instead of passing for
       10, [&](const std::string& path) { save(path, t, 10); }, /*best=*/false, /*keep_last=*/3);
   store.commit(
       20, [&](const std::string& path) { save(path, t, 20); }, /*best=*/false, /*keep_last=*/3);
-  // The version field (bytes 8..11, little-endian) of step 20's file says 1000.
+  // Step 20's file was written by a dpunet of format 1000: its header's version field
+  // (bytes 8..11, little-endian) and its contents say so.
+  const auto set_header_version = [](std::string& bytes, uint32_t version) {
+    for (int i = 0; i < 4; ++i) bytes[8 + i] = static_cast<char>((version >> (8 * i)) & 0xff);
+  };
+  torch::serialize::OutputArchive newer;
+  newer.write("meta.format_version", c10::IValue(int64_t{1000}));
+  std::ostringstream newer_payload;
+  newer.save_to(newer_payload);
+  dpunet::checkpoint::write_checkpoint(store.path_for_step(20), newer_payload.str());
   std::string bytes = dpunet::read_file(store.path_for_step(20));
-  bytes[8] = static_cast<char>(1000 & 0xff);
-  bytes[9] = static_cast<char>(1000 >> 8);
+  set_header_version(bytes, 1000);
   dpunet::write_file_atomically(store.path_for_step(20), bytes);
   std::vector<std::string> warnings;
   CHECK_THROWS_WITH(store.latest_valid([&](const std::string& m) { warnings.push_back(m); }),
                     HasSubstr(store.path_for_step(20)) && HasSubstr("format version 1000 is newer than this build") &&
                         HasSubstr("use the dpunet that wrote it"));
   CHECK(warnings.empty());
+  // The rest are a format-1 file (step 10's bytes) with its header damaged.
+  bytes = dpunet::read_file(store.path_for_step(10));
   // Version 0 was never written: damage, skipped as any other.
-  bytes[8] = bytes[9] = 0;
+  set_header_version(bytes, 0);
   dpunet::write_file_atomically(store.path_for_step(20), bytes);
   CHECK(*store.latest_valid([&](const std::string& m) { warnings.push_back(m); }) == store.path_for_step(10));
   REQUIRE(warnings.size() == 1);
   CHECK_THAT(warnings[0], HasSubstr("format version 0 (the file is damaged)"));
   // Nor is a version no dpunet will reach: a flipped high bit of version 1 (the header is
   // outside the checksum).
-  bytes[8] = 1;
-  bytes[11] = static_cast<char>(0x80);
+  set_header_version(bytes, 0x80000001u);
   dpunet::write_file_atomically(store.path_for_step(20), bytes);
   CHECK(*store.latest_valid([&](const std::string& m) { warnings.push_back(m); }) == store.path_for_step(10));
   REQUIRE(warnings.size() == 2);
   CHECK_THAT(warnings[1], HasSubstr("format version 2147483649 (the file is damaged)"));
+  // Nor is a flipped low bit (1 -> 3) over contents that say version 1.
+  set_header_version(bytes, 3);
+  dpunet::write_file_atomically(store.path_for_step(20), bytes);
+  CHECK(*store.latest_valid([&](const std::string& m) { warnings.push_back(m); }) == store.path_for_step(10));
+  REQUIRE(warnings.size() == 3);
+  CHECK_THAT(warnings[2], HasSubstr("format version 3 in its header, but its contents were written as version 1 "
+                                    "(the file is damaged)"));
 }
 
 TEST_CASE("a checkpoint that cannot be read is not taken for a damaged one", "[checkpoint]") {
