@@ -67,6 +67,11 @@ void load_state(torch::nn::Module& module, const NamedTensors& state, const std:
       // do not: their bytes would be read as something else.
       problems.push_back(name + ": file " + c10::toString(found->second.scalar_type()) + ", model " +
                          c10::toString(target.scalar_type()));
+    } else if (c10::isFloatingType(target.scalar_type()) &&
+               !torch::isfinite(found->second.to(target.scalar_type())).all().item<bool>()) {
+      // Finite float64 weights beyond float32's range would be infinite once converted.
+      problems.push_back(name + ": holds values beyond " + c10::toString(target.scalar_type()) +
+                         "'s range (largest magnitude " + c10::str(found->second.abs().max().item<double>()) + ")");
     }
   }
   for (const auto& [name, tensor] : state) {

@@ -189,6 +189,11 @@ TEST_CASE("weights that do not fit a model are listed by name and shape", "[chec
   dpunet::checkpoint::NamedTensors broken = dpunet::checkpoint::module_state(*torch::nn::Linear(3, 2));
   broken[1].second = torch::tensor({0.0f, std::nanf("")});
   CHECK_THROWS_WITH(dpunet::checkpoint::load_state(*model, broken, "w"), HasSubstr("bias: holds NaN or infinite"));
+  // So would a finite float64 weight beyond float32's range, once converted.
+  broken[1].second = torch::tensor({0.0, 1e300}, torch::kDouble);
+  CHECK_THROWS_WITH(dpunet::checkpoint::load_state(*model, broken, "w"),
+                    HasSubstr("bias: holds values beyond Float's range (largest magnitude 1e+300)"));
+  CHECK(torch::isfinite(model->bias).all().item<bool>());  // nothing was loaded
   // A BatchNorm's step count may be left out, as PyTorch's loader allows: it reads as 0.
   torch::nn::BatchNorm2d norm(2);
   norm->num_batches_tracked.fill_(7);
