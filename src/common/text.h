@@ -10,6 +10,11 @@
 
 namespace dpunet {
 
+// " (text)", or nothing for an empty text: an optional remark inside a message.
+inline std::string parenthesised(const std::string& text) {
+  return text.empty() ? "" : " (" + text + ")";
+}
+
 inline bool ends_with(const std::string& text, const std::string& tail) {
   return text.size() >= tail.size() && text.compare(text.size() - tail.size(), tail.size(), tail) == 0;
 }

@@ -44,6 +44,8 @@ struct CommunicatorOptions {
   // Compare every collective across ranks before it is launched (CheckedCommunicator,
   // distributed.check_collectives): slower, for finding a rank that issues others.
   bool check_collectives = false;
+  // Said in a stall's message: what sets the timeout, in the caller's terms (a config key).
+  std::string timeout_hint;
 };
 
 class Communicator {

@@ -6,11 +6,13 @@
 
 #include "common/awake_time.h"
 #include "common/process_label.h"
+#include "common/text.h"
 #include "dist/mpi_check.h"
 
 namespace dpunet::dist {
 
-void wait_host_request(MPI_Request& request, std::chrono::milliseconds timeout, const std::string& what) {
+void wait_host_request(MPI_Request& request, std::chrono::milliseconds timeout, const std::string& what,
+                       const std::string& timeout_hint) {
   AwakeTime waited;  // a suspended job's ranks resume together: that pause is no stall
   auto pause = std::chrono::microseconds(1);
   for (;;) {
@@ -20,7 +22,7 @@ void wait_host_request(MPI_Request& request, std::chrono::milliseconds timeout, 
     if (status != MPI_SUCCESS) DPUNET_FAIL(what, " failed [", process_label(), "]: ", detail::mpi_describe(status));
     if (waited.now() > timeout) {
       DPUNET_FAIL(what, " has not completed after ", timeout.count() / 1000.0, " s [", process_label(),
-                  "]: another rank stopped or is stuck");
+                  "]: another rank stopped or is stuck", parenthesised(timeout_hint));
     }
     // Short sleeps: ranks normally arrive within microseconds of each other, and a
     // sleeping rank must not add much to the step.

@@ -13,8 +13,10 @@ namespace dpunet::dist {
 // Returns once `request` completed. Throws naming `what` and this rank when MPI reports
 // a failure or when `timeout` passes first (time the job spends suspended does not
 // count); the request may then still be live in MPI, which can write into its buffers:
-// the caller must keep them alive and never reuse the communicator.
-void wait_host_request(MPI_Request& request, std::chrono::milliseconds timeout, const std::string& what);
+// the caller must keep them alive and never reuse the communicator. `timeout_hint` (what
+// sets the timeout) is said in the message of a stall.
+void wait_host_request(MPI_Request& request, std::chrono::milliseconds timeout, const std::string& what,
+                       const std::string& timeout_hint = "");
 
 // A duplicate of `world` for host-side exchanges (errors returned as codes), freed with
 // its owner unless abandon() said an exchange on it never completed: MPI may still use it

@@ -12,8 +12,11 @@ struct HostVote::Ballot {
   MPI_Request request = MPI_REQUEST_NULL;
 };
 
-HostVote::HostVote(const Context& context, std::chrono::milliseconds timeout)
-    : comm_(context.world()), timeout_(timeout), ballot_(std::make_unique<Ballot>()) {}
+HostVote::HostVote(const Context& context, std::chrono::milliseconds timeout, std::string timeout_hint)
+    : comm_(context.world()),
+      timeout_(timeout),
+      timeout_hint_(std::move(timeout_hint)),
+      ballot_(std::make_unique<Ballot>()) {}
 
 HostVote::~HostVote() = default;
 
@@ -22,7 +25,7 @@ bool HostVote::any(bool mine) {
   ballot_->mine = mine ? 1 : 0;
   MPI_CHECK(MPI_Iallreduce(&ballot_->mine, &ballot_->any, 1, MPI_INT, MPI_MAX, comm_.get(), &ballot_->request));
   try {
-    wait_host_request(ballot_->request, timeout_, "the per-step stop vote");
+    wait_host_request(ballot_->request, timeout_, "the per-step stop vote", timeout_hint_);
   } catch (...) {
     ballot_.release();  // the request may still be live in MPI, which can write into the ballot
     comm_.abandon();

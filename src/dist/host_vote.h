@@ -17,7 +17,8 @@ namespace dpunet::dist {
 class HostVote {
  public:
   // Collective: every rank constructs it at the same point.
-  HostVote(const Context& context, std::chrono::milliseconds timeout);
+  // `timeout_hint`: what sets the timeout, said when a vote stalls.
+  HostVote(const Context& context, std::chrono::milliseconds timeout, std::string timeout_hint = "");
   ~HostVote();
   HostVote(const HostVote&) = delete;
   HostVote& operator=(const HostVote&) = delete;
@@ -32,6 +33,7 @@ class HostVote {
   struct Ballot;
   HostComm comm_;
   std::chrono::milliseconds timeout_;
+  std::string timeout_hint_;
   // Owned until a vote stalls; then released to MPI, which may still write into it.
   std::unique_ptr<Ballot> ballot_;
 };

@@ -17,6 +17,7 @@
 #include "common/awake_time.h"
 #include "common/exception_message.h"
 #include "common/process_label.h"
+#include "common/text.h"
 #include "dist/context.h"
 #include "dist/mpi_check.h"
 #include "dist/mpi_datatypes.h"
@@ -87,8 +88,12 @@ namespace {
 class MpiWork : public Work {
  public:
   MpiWork(std::shared_ptr<MpiTask> task, std::shared_ptr<MpiQueue> queue, std::chrono::milliseconds timeout,
-          std::function<void()> finish)
-      : task_(std::move(task)), queue_(std::move(queue)), timeout_(timeout), finish_(std::move(finish)) {}
+          std::string timeout_hint, std::function<void()> finish)
+      : task_(std::move(task)),
+        queue_(std::move(queue)),
+        timeout_(timeout),
+        timeout_hint_(std::move(timeout_hint)),
+        finish_(std::move(finish)) {}
 
   void wait() override {
     {
@@ -99,7 +104,7 @@ class MpiWork : public Work {
           queue_->stalled = true;
         }
         DPUNET_FAIL(task_->name, " has not completed after ", timeout_.count() / 1000.0, " s [", process_label(),
-                    "]: another rank stopped or is issuing different collectives");
+                    "]: another rank stopped or is issuing different collectives", parenthesised(timeout_hint_));
       }
       if (task_->error) std::rethrow_exception(task_->error);
     }
@@ -114,6 +119,7 @@ class MpiWork : public Work {
   std::shared_ptr<MpiTask> task_;
   std::shared_ptr<MpiQueue> queue_;
   std::chrono::milliseconds timeout_;
+  std::string timeout_hint_;
   std::function<void()> finish_;
 };
 
@@ -172,6 +178,7 @@ MpiCommunicator::MpiCommunicator(const Context& context, MpiCommunicatorOptions 
   }
   StallWatchdog::Options watch;
   watch.timeout = options_.timeout;
+  watch.timeout_hint = options_.timeout_hint;
   watch.poll_interval = std::chrono::milliseconds(100);
   watch.grace = std::chrono::milliseconds(0);  // nothing to abort, nobody else to raise it
   watch.label = process_label();
@@ -227,8 +234,8 @@ namespace {
 
 // `inline_watchdog`: set when there is no worker, to watch the call made here.
 std::unique_ptr<Work> submit(const std::shared_ptr<MpiQueue>& queue, StallWatchdog* inline_watchdog,
-                             std::chrono::milliseconds timeout, std::string name, std::function<void()> run,
-                             std::function<void()> finish = nullptr) {
+                             std::chrono::milliseconds timeout, const std::string& timeout_hint, std::string name,
+                             std::function<void()> run, std::function<void()> finish = nullptr) {
   auto task = std::make_shared<MpiTask>();
   task->name = std::move(name);
   task->run = std::move(run);
@@ -250,7 +257,8 @@ std::unique_ptr<Work> submit(const std::shared_ptr<MpiQueue>& queue, StallWatchd
         timeout);
     task->execute();
   }
-  return std::make_unique<MpiWork>(std::move(task), threaded ? queue : nullptr, timeout, std::move(finish));
+  return std::make_unique<MpiWork>(std::move(task), threaded ? queue : nullptr, timeout, timeout_hint,
+                                   std::move(finish));
 }
 
 }  // namespace
@@ -287,7 +295,8 @@ std::unique_ptr<Work> MpiCommunicator::all_reduce_async(const at::Tensor& tensor
       start += count;
     } while (start < flat.numel());
   };
-  return submit(queue_, inline_watchdog_.get(), timeout_, describe("all_reduce", tensor), std::move(run));
+  return submit(queue_, inline_watchdog_.get(), timeout_, options_.timeout_hint, describe("all_reduce", tensor),
+                std::move(run));
 }
 
 std::unique_ptr<Work> MpiCommunicator::broadcast_async(const at::Tensor& tensor, int root) {
@@ -305,7 +314,8 @@ std::unique_ptr<Work> MpiCommunicator::broadcast_async(const at::Tensor& tensor,
       MPI_CHECK(MPI_Bcast(bytes + start, count, MPI_BYTE, root, comm));
     }
   };
-  return submit(queue_, inline_watchdog_.get(), timeout_, describe("broadcast", tensor), std::move(run));
+  return submit(queue_, inline_watchdog_.get(), timeout_, options_.timeout_hint, describe("broadcast", tensor),
+                std::move(run));
 }
 
 std::unique_ptr<Work> MpiCommunicator::all_gather_async(const at::Tensor& input, const at::Tensor& output) {
@@ -319,12 +329,15 @@ std::unique_ptr<Work> MpiCommunicator::all_gather_async(const at::Tensor& input,
   auto run = [input, output, bytes, comm] {
     MPI_CHECK(MPI_Allgather(input.data_ptr(), bytes, MPI_BYTE, output.data_ptr(), bytes, MPI_BYTE, comm));
   };
-  return submit(queue_, inline_watchdog_.get(), timeout_, describe("all_gather", input), std::move(run));
+  return submit(queue_, inline_watchdog_.get(), timeout_, options_.timeout_hint, describe("all_gather", input),
+                std::move(run));
 }
 
 void MpiCommunicator::barrier() {
   MPI_Comm comm = comm_;
-  submit(queue_, inline_watchdog_.get(), timeout_, "barrier", [comm] { MPI_CHECK(MPI_Barrier(comm)); })->wait();
+  submit(queue_, inline_watchdog_.get(), timeout_, options_.timeout_hint, "barrier", [comm] {
+    MPI_CHECK(MPI_Barrier(comm));
+  })->wait();
 }
 
 }  // namespace dpunet::dist

@@ -282,6 +282,7 @@ NcclCommunicator::NcclCommunicator(const Context& context, CommunicatorOptions o
 
   StallWatchdog::Options watch;
   watch.timeout = options.timeout;
+  watch.timeout_hint = options.timeout_hint;
   watch.grace = options.abort_grace;
   watch.label = process_label();
   // Weak: the state owns the watchdog. An abort that outlives the communicator keeps

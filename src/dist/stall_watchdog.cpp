@@ -6,6 +6,7 @@
 #include <system_error>
 
 #include "common/error.h"
+#include "common/text.h"
 
 namespace dpunet::dist {
 
@@ -71,8 +72,8 @@ std::optional<std::string> StallWatchdog::poll_entries(std::deque<Entry>& entrie
     }
     if (now - it->start > it->timeout) {
       return detail::concat(it->name, " has not completed after ", it->timeout.count() / 1000.0, " s on ",
-                            options_.label, ": another rank stopped or is issuing different collectives; ",
-                            options_.consequence);
+                            options_.label, ": another rank stopped or is issuing different collectives",
+                            parenthesised(options_.timeout_hint), "; ", options_.consequence);
     }
     ++it;
   }

@@ -43,6 +43,8 @@ class StallWatchdog {
     std::function<void(const std::string& message)> last_resort;
     // Prefix of every failure message: who and where ("rank 1 on node3").
     std::string label;
+    // Said in a stall's message: what sets the timeout (CommunicatorOptions::timeout_hint).
+    std::string timeout_hint;
     // The end of every failure message: what happens next.
     std::string consequence = "the communicator was aborted";
   };

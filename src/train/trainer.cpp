@@ -41,10 +41,18 @@
 namespace dpunet::train {
 namespace {
 
+// Said when a collective or vote stalls: a step that is only slow (a large batch on a
+// CPU) needs a longer wait, and this is where it is set.
+std::string timeout_hint() {
+  return "distributed.timeout_s sets this wait, at least " +
+         std::to_string(std::chrono::seconds(dist::kStartupTimeout).count()) + " s at start-up and for the first step";
+}
+
 dist::CommunicatorOptions communicator_options(const config::Config& config) {
   dist::CommunicatorOptions options;
   options.timeout = std::chrono::milliseconds(static_cast<int64_t>(config.distributed.timeout_s * 1000));
   options.check_collectives = config.distributed.check_collectives;
+  options.timeout_hint = timeout_hint();
   return options;
 }
 
@@ -58,7 +66,8 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
       options_(options),
       device_(context.device()),
       comm_(dist::make_communicator(context, config.distributed.backend, communicator_options(config))),
-      stop_vote_(context, std::chrono::milliseconds(static_cast<int64_t>(config.distributed.timeout_s * 1000))),
+      stop_vote_(context, std::chrono::milliseconds(static_cast<int64_t>(config.distributed.timeout_s * 1000)),
+                 timeout_hint()),
       logger_(config.run.dir, context.rank(), config.logging.progress, config.logging.tensorboard),
       store_(config.run.dir),
       scaler_(config.precision.dtype == "fp16" && context.device().is_cuda()),

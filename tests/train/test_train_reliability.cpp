@@ -685,6 +685,24 @@ TEST_CASE("ranks started with different configs stop together, naming the first 
   CHECK_THAT(job.output, !HasSubstr("MPI_ABORT"));
 }
 
+TEST_CASE("a rank that stops answering ends the job with a stall naming distributed.timeout_s", "[train][e2e]") {
+  TrainFixture f;
+  const std::string config = f.write_config("train: {batch_size: 2, steps: 100000}\ndistributed: {timeout_s: 10}\n");
+  // SIGSTOP: alive but silent, as a rank stuck in a driver or on a dead filesystem is. It
+  // is killed after 120 s whatever happens, so that a hang ends the test.
+  const auto result = interrupt(f, config,
+                                "pid=$(pgrep -f " + dpunet::test::training_rank_pattern(config) +
+                                    " | tail -1); kill -STOP $pid; (sleep 120; kill -KILL $pid) > /dev/null 2>&1 &");
+  const std::string log = dpunet::read_file(f.log_path());
+  INFO(result.output << log);
+  CHECK_THAT(result.output, HasSubstr("exit=") && !HasSubstr("exit=0 "));
+  CHECK(seconds_of(result.output) >= 0);
+  CHECK(seconds_of(result.output) <= 60);  // the 10 s timeout, and time to end the job, on a busy machine
+  CHECK_THAT(log, HasSubstr("has not completed after 10 s") &&
+                      HasSubstr("(distributed.timeout_s sets this wait, at least 300 s at start-up and for the "
+                                "first step)"));
+}
+
 TEST_CASE("a checkpoint still being written when the next is due is waited for in votes, and said", "[train][e2e]") {
   TrainFixture f;
   // Each checkpoint's fsync takes 4 s; one is due every 2 steps, so the next finds the
