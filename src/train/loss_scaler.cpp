@@ -18,6 +18,7 @@ void LossScaler::place_on(const torch::Device& device) {
   scale_ = scale_.to(device);
   growth_tracker_ = growth_tracker_.to(device);
   found_inf_ = found_inf_.to(device);
+  skips_ = skips_.to(device);
 }
 
 torch::Tensor LossScaler::scale(const torch::Tensor& loss) {
@@ -48,9 +49,18 @@ void LossScaler::update(const torch::Tensor& found_inf) {
   torch::NoGradGuard no_grad;
   at::_amp_update_scale_(scale_, growth_tracker_, found_inf, /*scale_growth_factor=*/2.0,
                          /*scale_backoff_factor=*/0.5, growth_interval_);
-  // Steps that keep failing (a diverged run) would halve the scale to 0, and 1/0 would
-  // make every later gradient inf: it stops at 1.
-  scale_.clamp_min_(1.0);
+  scale_.clamp_min_(kMinLossScale);
+  // {skipped + 1, in_a_row + 1} for a skipped step, {skipped, 0} for a taken one.
+  const torch::Tensor skipped = found_inf.reshape({1}).gt(0).to(torch::kInt);
+  skips_.add_(skipped);
+  skips_.narrow(0, 1, 1).mul_(skipped);
+}
+
+LossScalerSkips LossScaler::take_skips() {
+  if (!enabled_) return {};
+  const torch::Tensor host = skips_.to(torch::kCPU, /*non_blocking=*/false, /*copy=*/true);  // not a view on a CPU
+  skips_.narrow(0, 0, 1).zero_();
+  return {host[0].item<int64_t>(), host[1].item<int64_t>(), scale_.item<double>()};
 }
 
 LossScalerState LossScaler::state() const {
@@ -63,6 +73,7 @@ void LossScaler::load(const LossScalerState& state) {
   scale_ = torch::full({1}, state.scale, on.dtype(torch::kFloat));
   growth_tracker_ = torch::full({1}, state.clean_steps, on.dtype(torch::kInt));
   found_inf_ = torch::zeros({1}, on.dtype(torch::kFloat));
+  skips_ = torch::zeros({2}, on.dtype(torch::kInt));
 }
 
 }  // namespace dpunet::train

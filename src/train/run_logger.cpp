@@ -95,6 +95,10 @@ void RunLogger::train(const TrainRecord& r) {
                         {"step_ms", r.step_ms},
                         {"time_s", r.elapsed_s}};
   if (r.gpu_memory_gb >= 0) row["gpu_memory_gb"] = r.gpu_memory_gb;
+  if (r.skipped_steps >= 0) {
+    row["skipped_steps"] = r.skipped_steps;
+    row["loss_scale"] = r.loss_scale;
+  }
   append_metrics_row(row.dump());
   if (events_) {
     Scalars values = {{"train/loss", r.loss},
@@ -103,23 +107,34 @@ void RunLogger::train(const TrainRecord& r) {
                       {"train/data_wait", r.data_wait_share},
                       {"train/step_ms", r.step_ms}};
     if (r.gpu_memory_gb >= 0) values.emplace_back("train/gpu_memory_gb", r.gpu_memory_gb);
+    if (r.skipped_steps >= 0) {
+      values.emplace_back("train/skipped_steps", static_cast<double>(r.skipped_steps));
+      values.emplace_back("train/loss_scale", r.loss_scale);
+    }
     events_->scalars(r.step, values);
   }
 
   char memory[32] = "";
   if (r.gpu_memory_gb >= 0) std::snprintf(memory, sizeof(memory), " mem %.1fG", r.gpu_memory_gb);
+  // Said only when it happened: a step or two early in an fp16 run is usual, more is not.
+  char skipped[64] = "";
+  if (r.skipped_steps > 0) {
+    std::snprintf(skipped, sizeof(skipped), " skipped %lld (fp16 scale %g)", static_cast<long long>(r.skipped_steps),
+                  r.loss_scale);
+  }
   if (bar_) {
     constexpr int kWidth = 30;
     const int filled = static_cast<int>(kWidth * r.step / std::max<int64_t>(1, r.total_steps));
-    std::printf("\r[%s%s] %lld/%lld ETA %s loss %.4f lr %.2e %.1f samples/s data %.0f%%%s   ",
+    std::printf("\r[%s%s] %lld/%lld ETA %s loss %.4f lr %.2e %.1f samples/s data %.0f%%%s%s   ",
                 std::string(filled, '=').c_str(), std::string(kWidth - filled, ' ').c_str(),
                 static_cast<long long>(r.step), static_cast<long long>(r.total_steps),
-                duration_text(r.remaining_s).c_str(), r.loss, r.lr, r.samples_per_s, 100 * r.data_wait_share, memory);
+                duration_text(r.remaining_s).c_str(), r.loss, r.lr, r.samples_per_s, 100 * r.data_wait_share, memory,
+                skipped);
     bar_open_ = true;
   } else {
-    std::printf("epoch %lld step %lld/%lld loss %.4f lr %.2e samples/s %.1f data %.0f%% step %.0fms%s eta %s\n",
+    std::printf("epoch %lld step %lld/%lld loss %.4f lr %.2e samples/s %.1f data %.0f%% step %.0fms%s%s eta %s\n",
                 static_cast<long long>(r.epoch), static_cast<long long>(r.step), static_cast<long long>(r.total_steps),
-                r.loss, r.lr, r.samples_per_s, 100 * r.data_wait_share, r.step_ms, memory,
+                r.loss, r.lr, r.samples_per_s, 100 * r.data_wait_share, r.step_ms, memory, skipped,
                 duration_text(r.remaining_s).c_str());
   }
   std::fflush(stdout);

@@ -27,6 +27,10 @@ struct TrainRecord {
   // Until this run ends (train.steps, or --stop-at-step), at its pace so far.
   double remaining_s = 0;
   double elapsed_s = 0;  // training time of the run so far, over every resume
+  // fp16: steps skipped since the previous record (gradients with inf/NaN), and the loss
+  // scale now; -1 without a loss scaler.
+  int64_t skipped_steps = -1;
+  double loss_scale = 0;
 };
 
 // The seconds left until `end_step` at the run's pace: its wall time per step since

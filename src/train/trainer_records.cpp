@@ -146,7 +146,22 @@ void Trainer::log_progress() {
       options_.stop_at_step > 0 ? std::min(options_.stop_at_step, config_.train.steps) : config_.train.steps;
   r.remaining_s = remaining_seconds(step_, end_step, paced_from_step_, seconds_since(paced_from_), r.step_ms);
   r.elapsed_s = elapsed_s();
+  LossScalerSkips skips;
+  if (scaler_.enabled()) {
+    skips = scaler_.take_skips();  // the same on every rank: their gradients are
+    r.skipped_steps = skips.skipped;
+    r.loss_scale = skips.scale;
+  }
   logger_.train(r);
+  if (skips.in_a_row >= kSkippedStepsToStop) {
+    DPUNET_FAIL_ON_EVERY_RANK(
+        false, "fp16: the last ", skips.in_a_row, " steps were all skipped (up to step ", step_,
+        "): their gradients held NaN or inf at every loss scale down to ", skips.scale,
+        ", so the weights have not changed since step ", step_ - skips.in_a_row,
+        ". Loss scaling cures gradients that overflow fp16, not a NaN that backward makes: train in bf16 "
+        "(precision.dtype, fp32's range), or resume from a checkpoint (--resume PATH) with a lower optimizer.lr or "
+        "after checking the data (dpunet data inspect --verify)");
+  }
   loss_window_.zero_();
   window_steps_ = 0;
   window_steps_timed_ = 0;

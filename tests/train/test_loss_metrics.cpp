@@ -135,6 +135,35 @@ TEST_CASE("the loss scaler skips non-finite steps and grows after clean ones", "
   CHECK(off.scale(loss).item<double>() == 3.0);
 }
 
+TEST_CASE("the loss scaler goes below 1 for gradients beyond fp16's range and counts the steps it skipped", "[train]") {
+  dpunet::train::LossScaler scaler(true, /*growth_interval=*/3);
+  const auto skip = [&] { scaler.update(scaler.unscale({torch::full({2}, std::numeric_limits<double>::infinity())})); };
+  const auto take = [&] { scaler.update(scaler.unscale({torch::ones({2})})); };
+  for (int i = 0; i < 20; ++i) skip();
+  CHECK(scaler.state().scale == 65536.0 / (1 << 20));  // 1/16: a gradient of 1e6 fits fp16 at it
+  dpunet::train::LossScalerSkips skips = scaler.take_skips();
+  CHECK(skips.skipped == 20);
+  CHECK(skips.in_a_row == 20);
+  CHECK(skips.scale == 1.0 / 16);
+  take();
+  skip();
+  take();
+  skips = scaler.take_skips();
+  CHECK(skips.skipped == 1);  // since the previous reading
+  CHECK(skips.in_a_row == 0);
+  skip();
+  skip();
+  CHECK(scaler.take_skips().in_a_row == 2);
+  CHECK(scaler.take_skips().skipped == 0);
+  // Never down to 0, whose reciprocal would make every later gradient inf.
+  for (int i = 0; i < 200; ++i) skip();
+  CHECK(scaler.state().scale == dpunet::train::kMinLossScale);
+  CHECK(scaler.take_skips().in_a_row == 202);
+  // Skipped steps are not counted without fp16.
+  dpunet::train::LossScaler off(false);
+  CHECK(off.take_skips().skipped == 0);
+}
+
 TEST_CASE("the loss and its gradient are the same for NCHW and NHWC logits, and match the NCHW formula", "[train]") {
   torch::manual_seed(4);
   const torch::Tensor logits = torch::randn({2, 3, 6, 5});

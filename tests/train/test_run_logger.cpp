@@ -96,6 +96,29 @@ TEST_CASE("validation rows carry the shards' class names where they give them", 
   CHECK(nlohmann::json::parse(second)["class_names"] == nlohmann::json({"background", "cell"}));
 }
 
+TEST_CASE("fp16 training rows carry the steps skipped and the loss scale, others leave them out", "[train]") {
+  dpunet::test::TempDir dir;
+  {
+    dpunet::train::RunLogger logger(dir.path(), /*rank=*/0, "lines", /*tensorboard=*/false);
+    logger.open_metrics();
+    dpunet::train::TrainRecord record;
+    record.step = 10;
+    logger.train(record);  // no loss scaler
+    record.step = 20;
+    record.skipped_steps = 3;
+    record.loss_scale = 0.25;
+    logger.train(record);
+  }
+  std::istringstream rows(dpunet::read_file(dir / "metrics.jsonl"));
+  std::string first, second;
+  std::getline(rows, first);
+  std::getline(rows, second);
+  CHECK_FALSE(nlohmann::json::parse(first).contains("skipped_steps"));
+  CHECK_FALSE(nlohmann::json::parse(first).contains("loss_scale"));
+  CHECK(nlohmann::json::parse(second)["skipped_steps"] == 3);
+  CHECK(nlohmann::json::parse(second)["loss_scale"] == 0.25);
+}
+
 TEST_CASE("the ETA goes at the run's own pace, validations included, to where this run ends", "[train]") {
   using dpunet::train::remaining_seconds;
   // The first line: no step paced yet, the window's step time stands in.
