@@ -100,8 +100,13 @@ std::string nearest_key(const std::string& path) {
 // The end of an unknown key's message: the key meant, where one is near.
 std::string suggestion_for(const std::string& path) {
   const std::string nearest = nearest_key(path);
-  return nearest.empty() ? "unknown key (docs/config.md lists every key)"
-                         : "unknown key; did you mean '" + nearest + "'?";
+  if (nearest.empty()) return "unknown key (docs/config.md lists every key)";
+  // Taken as a number of epochs, train.steps would be a small part of the run meant.
+  const bool epochs = path.find("epoch") != std::string::npos && nearest == "train.steps";
+  return "unknown key; did you mean '" + nearest + "'?" +
+         (epochs ? " It counts optimizer steps, not epochs: steps = epochs x samples / (batch_size x ranks x "
+                   "accumulation)"
+                 : "");
 }
 
 const Field* find_field(const std::string& path) {
@@ -268,7 +273,13 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
   std::stringstream text;
   text << in.rdbuf();
   DPUNET_CHECK(!in.bad(), path, ": reading the config file failed");
-  return parse_config(text.str(), path, overrides);
+  Config config = parse_config(text.str(), path, overrides);
+  // A config cut short on its way (an empty copy) would train the defaults, into the
+  // quickstart's run folder.
+  DPUNET_CHECK(!YAML::Load(text.str()).IsNull(), path,
+               ": the config file holds no settings (it is empty or only comments); give the settings, or leave the "
+               "config out for the quickstart's");
+  return config;
 }
 
 std::string to_yaml(const Config& config) {

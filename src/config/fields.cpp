@@ -1,6 +1,8 @@
 // The schema table. Each entry binds a key path to a Config member and its constraints.
 #include "config/fields.h"
 
+#include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -80,6 +82,25 @@ Field integer(const std::string& path, Get get, double low, double high = 1e15) 
           [=](const Config& c) { return YAML::Node(get(const_cast<Config&>(c))); }};
 }
 
+// A whole number in [0, 2^64): seeds, which a double would round past 2^53
+// (`--set run.seed=$(date +%s%N)`).
+template <typename Get>
+Field unsigned_integer(const std::string& path, Get get) {
+  return {path,
+          [=](Config& c, const YAML::Node& n) {
+            const std::string text = n.IsScalar() ? n.Scalar() : "";
+            const bool digits = !text.empty() && text.size() <= 20 &&
+                                std::all_of(text.begin(), text.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+            errno = 0;
+            const unsigned long long value = digits ? std::strtoull(text.c_str(), nullptr, 10) : 0;
+            if (!digits || errno == ERANGE) {
+              throw ValueError("expected a whole number from 0 to 18446744073709551615, got " + scalar_text(n));
+            }
+            get(c) = static_cast<uint64_t>(value);
+          },
+          [=](const Config& c) { return YAML::Node(std::to_string(get(const_cast<Config&>(c)))); }};
+}
+
 template <typename Get>
 Field boolean(const std::string& path, Get get) {
   return {path,
@@ -146,7 +167,7 @@ Field reals(const std::string& path, Get get, double low, double high) {
 std::vector<Field> build() {
   return {
       text("run.dir", AT(run.dir)),
-      integer("run.seed", AT(run.seed), 0),
+      unsigned_integer("run.seed", AT(run.seed)),
       text("run.device", AT(run.device), {"auto", "cpu", "cuda"}),
 
       integer("model.n_channels", AT(model.n_channels), 1, 4096),

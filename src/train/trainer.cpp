@@ -230,7 +230,8 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
         data::DistributedSampler(train_data_->size(), context.rank(), context.world_size(), sampler_options(config_)),
         loading, start);
   });
-  batches_ = std::make_unique<DeviceBatches>(*loader_, device_, DeviceBatchOptions{config.precision.channels_last});
+  batches_ = std::make_unique<DeviceBatches>(*loader_, device_,
+                                             DeviceBatchOptions{config.precision.channels_last && device_.is_cuda()});
   epoch_ = start.epoch;
   // Until the first step, epoch_ names the checkpoint's step (its pending validation).
   if (loaded && loaded->state().step_epoch >= 0) epoch_ = loaded->state().step_epoch;

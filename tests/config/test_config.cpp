@@ -4,10 +4,13 @@
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
+#include "common/atomic_file.h"
 #include "config/config.h"
 #include "config/fields.h"
 #include "support/run_command.h"
+#include "support/temp_dir.h"
 
 using dpunet::config::parse_config;
 
@@ -169,6 +172,28 @@ TEST_CASE("normalisation statistics: pairs, one per channel, constant channels a
                     HasSubstr("data.stats_pixel_type, data.channel_mean") && HasSubstr("give them too"));
 }
 
+TEST_CASE("seeds take the whole unsigned 64-bit range, exactly", "[config]") {
+  const auto config = parse_config("", "a.yaml", {"run.seed=18446744073709551615"});
+  CHECK(config.run.seed == std::numeric_limits<uint64_t>::max());
+  CHECK(parse_config(dpunet::config::to_yaml(config), "printed.yaml").run.seed == config.run.seed);
+  CHECK(parse_config("run:\n  seed: 1765432109876543211\n", "a.yaml").run.seed == 1765432109876543211ull);
+  for (const std::string bad : {"18446744073709551616", "-1", "1.5", "x"}) {
+    CHECK_THROWS_WITH(parse_config("", "a.yaml", {"run.seed=" + bad}),
+                      HasSubstr("run.seed") && HasSubstr("expected a whole number from 0 to 18446744073709551615"));
+  }
+}
+
+TEST_CASE("a config file without settings is refused, not taken for the defaults", "[config]") {
+  dpunet::test::TempDir dir;
+  for (const std::string text : {"", "# model:\n#   depth: 3\n"}) {
+    dpunet::write_file_atomically(dir / "empty.yaml", text);
+    CHECK_THROWS_WITH(dpunet::config::load_config(dir / "empty.yaml"),
+                      HasSubstr(dir / "empty.yaml") && HasSubstr("holds no settings"));
+  }
+  dpunet::write_file_atomically(dir / "one.yaml", "model:\n  depth: 3\n");
+  CHECK(dpunet::config::load_config(dir / "one.yaml").model.depth == 3);
+}
+
 TEST_CASE("config files that would be misread are refused, naming the place", "[config]") {
   SECTION("a key given twice, which yaml-cpp would let the later one win") {
     CHECK_THROWS_WITH(parse_config("train:\n  steps: 5\ntrain:\n  steps: 500\n", "a.yaml"),
@@ -240,7 +265,9 @@ TEST_CASE("unknown keys suggest the nearest key in the same section first", "[co
   // Other trainers' names for a key, and names near no key.
   CHECK_THROWS_WITH(parse_config("", "a.yaml", {"optimizer.learning_rate=1e-3"}),
                     HasSubstr("did you mean 'optimizer.lr'"));
-  CHECK_THAT(suggestion("train:\n  max_steps: 3\n"), HasSubstr("did you mean 'train.steps'"));
+  CHECK_THAT(suggestion("train:\n  max_steps: 3\n"), HasSubstr("did you mean 'train.steps'?") && !HasSubstr("epochs"));
+  CHECK_THAT(suggestion("train:\n  epochs: 3\n"),
+             HasSubstr("did you mean 'train.steps'? It counts optimizer steps, not epochs"));
   CHECK_THAT(suggestion("model:\n  num_classes: 3\n"), HasSubstr("did you mean 'model.n_classes'"));
   // Two letters swapped, the commonest slip, in a section's name and in a key's.
   CHECK_THAT(suggestion("trian:\n  steps: 5\n"), HasSubstr("did you mean 'train'"));
@@ -318,6 +345,17 @@ TEST_CASE("contradicting or unusable values are refused before a run starts", "[
                     HasSubstr("model.norm, model.base_channels, augment.patch_size, model.depth") &&
                         HasSubstr("one channel in each of GroupNorm's 32 groups") &&
                         HasSubstr("use a larger patch or model.base_channels, a smaller depth, or norm batch"));
+  // A bilinear U-Net's bottom block is half as wide: 32 channels, not 64, at base 2.
+  const std::vector<std::string> two_per_group{"augment.patch_size=32", "model.depth=5", "model.norm=group",
+                                               "model.base_channels=2"};
+  CHECK_NOTHROW(parse_config("", "a.yaml", two_per_group));
+  std::vector<std::string> bilinear = two_per_group;
+  bilinear.push_back("model.bilinear=true");
+  CHECK_THROWS_WITH(parse_config("", "a.yaml", bilinear), HasSubstr("one channel in each of GroupNorm's 32 groups"));
+  // Weight decay that zeroes the weights (or flips them) at each step.
+  CHECK_THROWS_WITH(parse_config("", "a.yaml", {"optimizer.lr=0.1", "optimizer.weight_decay=10"}),
+                    HasSubstr("optimizer.lr, optimizer.weight_decay") && HasSubstr("lr x weight_decay is 1:"));
+  CHECK_NOTHROW(parse_config("", "a.yaml", {"optimizer.lr=0.1", "optimizer.weight_decay=5"}));
   CHECK_THROWS_WITH(parse_config("", "a.yaml", {"run.device=cpu", "distributed.backend=nccl"}),
                     HasSubstr("distributed.backend, run.device") && HasSubstr("nccl needs CUDA"));
   CHECK_THROWS_WITH(parse_config("", "a.yaml", {"run.device=cuda", "distributed.backend=mpi"}),
