@@ -115,7 +115,10 @@ void validate(const Config& c, const std::string& source, const Origins& origins
   unet.norm = model::parse_norm(c.model.norm);
   if (c.augment.patch_size > 0) {
     const std::string problem =
-        model::bottom_norm_problem(unet, c.augment.patch_size, c.augment.patch_size, c.train.batch_size);
+        model::bottom_norm_problem(unet, c.augment.patch_size, c.augment.patch_size,
+                                   // SyncBatchNorm's batch spans the ranks: checked once they are known
+                                   // (train::check_sync_batch_norm).
+                                   unet.norm == model::Norm::kSyncBatch ? 0 : c.train.batch_size);
     if (!problem.empty()) {
       const bool batch = unet.norm == model::Norm::kBatch, group = unet.norm == model::Norm::kGroup;
       fail(batch   ? "model.norm, train.batch_size, augment.patch_size, model.depth"

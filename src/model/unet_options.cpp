@@ -93,9 +93,10 @@ std::string bottom_norm_problem(const UnetOptions& o, int64_t height, int64_t wi
   const int64_t values = *bottom_h * *bottom_w;
   const std::string map = "the depth-" + std::to_string(o.depth) + " U-Net's bottom map is " +
                           std::to_string(*bottom_h) + "x" + std::to_string(*bottom_w);
-  if (o.norm == Norm::kBatch && training_batch > 0 && training_batch * values < 2) {
-    return map + ", which leaves BatchNorm one value per channel to normalise in a batch of " +
-           std::to_string(training_batch);
+  if ((o.norm == Norm::kBatch || o.norm == Norm::kSyncBatch) && training_batch > 0 && training_batch * values < 2) {
+    return map + ", which leaves " + (o.norm == Norm::kBatch ? "BatchNorm" : "SyncBatchNorm") +
+           " one value per channel to normalise in a batch of " + std::to_string(training_batch) +
+           (o.norm == Norm::kBatch ? "" : " over all ranks");
   }
   if (o.norm == Norm::kInstance && values == 1) return map + ", which InstanceNorm would zero whatever it held";
   if (o.norm == Norm::kGroup) {

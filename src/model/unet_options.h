@@ -56,9 +56,9 @@ std::optional<int64_t> bottom_size(const UnetOptions& options, int64_t input_siz
 // What the model's norm makes of the bottom block's map for height x width inputs, said
 // as "the depth-D U-Net's bottom map is HxW, which ...", or empty when all is well (or the
 // size cannot be tiled). BatchNorm's training statistics need two values per channel
-// (`training_batch` samples; 0 when not training); InstanceNorm normalises each sample's
-// map alone, so a 1x1 map comes out 0 whatever it held, in training and inference alike;
-// GroupNorm does the same to a 1x1 map whose groups hold one channel each.
+// (`training_batch` samples, over all ranks for SyncBatchNorm; 0 when not training); InstanceNorm normalises each
+// sample's map alone, so a 1x1 map comes out 0 whatever it held, in training and inference alike; GroupNorm does the
+// same to a 1x1 map whose groups hold one channel each.
 std::string bottom_norm_problem(const UnetOptions& options, int64_t height, int64_t width, int64_t training_batch);
 
 // How many groups GroupNorm splits a map of `channels` into: the usual 32, fewer when the

@@ -220,7 +220,9 @@ void check_data_fits_model(const config::Config& c, const data::ShardHeader& h, 
           which + ": augment.patch_size is 0 (whole images as input), and an image side of " + std::to_string(side));
     }
     // As config validation checks patches (it does not know the images' size).
-    const std::string problem = model::bottom_norm_problem(unet, h.height, h.width, training ? c.train.batch_size : 0);
+    const bool sync = unet.norm == model::Norm::kSyncBatch;  // check_sync_batch_norm's, knowing the ranks
+    const std::string problem =
+        model::bottom_norm_problem(unet, h.height, h.width, training && !sync ? c.train.batch_size : 0);
     const bool batch = unet.norm == model::Norm::kBatch, group = unet.norm == model::Norm::kGroup;
     DPUNET_CHECK(problem.empty(), which, ": augment.patch_size is 0 (whole images as input), and with ", h.height, "x",
                  h.width, " images ", problem, " (model.norm",
@@ -229,6 +231,18 @@ void check_data_fits_model(const config::Config& c, const data::ShardHeader& h, 
                          : "): use a",
                  " smaller model.depth, or norm ", group ? "batch" : "group");
   }
+}
+
+void check_sync_batch_norm(const config::Config& c, const data::ShardHeader& train, int world_size) {
+  model::UnetOptions unet = unet_options(c, nullptr);
+  if (unet.norm != model::Norm::kSyncBatch) return;
+  const int64_t height = c.augment.patch_size > 0 ? c.augment.patch_size : train.height;
+  const int64_t width = c.augment.patch_size > 0 ? c.augment.patch_size : train.width;
+  const std::string problem = model::bottom_norm_problem(unet, height, width, c.train.batch_size * world_size);
+  DPUNET_CHECK(problem.empty(), "model.norm sync_batch, train.batch_size ", c.train.batch_size, " on ", world_size,
+               world_size == 1 ? " rank" : " ranks", ": with ", height, "x", width,
+               c.augment.patch_size > 0 ? " patches " : " images ", problem,
+               ": use a larger batch or patch, more ranks, or norm group");
 }
 
 void check_no_shared_shards(const data::Dataset& train, const data::Dataset& val, const config::Config& config) {

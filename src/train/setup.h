@@ -37,6 +37,10 @@ void configure_gpu_numerics(const config::Config& config);
 // normalise (BatchNorm's batch statistics only for the `training` set).
 void check_data_fits_model(const config::Config& config, const data::ShardHeader& header, const std::string& which,
                            bool training);
+// SyncBatchNorm's training statistics over the batches of `world_size` ranks leave two
+// values per channel at the bottom map, or it fails at the first step: checked once the
+// ranks are known (config validation leaves this norm out).
+void check_sync_batch_norm(const config::Config& config, const data::ShardHeader& train, int world_size);
 
 // The dataset config key `key` ("data.train") names, checked against the model; its
 // errors name the key.

@@ -86,6 +86,7 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
 
   fail_together(*comm_, [&] {
     train_data_ = open_dataset(config, "data.train", config.data.train);
+    check_sync_batch_norm(config, train_data_->header(), context.world_size());
     if (!config.data.val.empty()) val_data_ = open_dataset(config, "data.val", config.data.val);
   });
   check_same_dataset(*comm_, *train_data_, "data.train", config.data.train);

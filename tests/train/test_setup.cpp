@@ -228,6 +228,32 @@ TEST_CASE("whole-image training refuses images that leave BatchNorm or InstanceN
   CHECK_NOTHROW(dpunet::train::check_data_fits_model(instance, header, "data.train x.h5", true));
 }
 
+TEST_CASE("SyncBatchNorm's batch over all ranks must leave two values per channel at the bottom map", "[train]") {
+  dpunet::data::ShardHeader header;
+  header.channels = 1;
+  header.n_classes = 3;
+  header.height = header.width = 64;
+  // A 16 px patch is 1x1 at the bottom of a depth-4 U-Net; config validation cannot know
+  // the ranks, so it lets this through.
+  const auto patches = dpunet::config::parse_config(
+      "", "w.yaml", {"augment.patch_size=16", "model.depth=4", "model.norm=sync_batch", "train.batch_size=1"});
+  CHECK_THROWS_WITH(dpunet::train::check_sync_batch_norm(patches, header, 1),
+                    HasSubstr("model.norm sync_batch, train.batch_size 1 on 1 rank: with 16x16 patches") &&
+                        HasSubstr("SyncBatchNorm one value per channel to normalise in a batch of 1 over all ranks") &&
+                        HasSubstr("use a larger batch or patch, more ranks, or norm group"));
+  CHECK_NOTHROW(dpunet::train::check_sync_batch_norm(patches, header, 2));
+  // Whole images: their size counts, and the same config with whole images passes the
+  // check of the data (BatchNorm's, per rank) while this one refuses it.
+  const auto whole = dpunet::config::parse_config(
+      "", "w.yaml", {"augment.patch_size=0", "model.depth=6", "model.norm=sync_batch", "train.batch_size=1"});
+  CHECK_NOTHROW(dpunet::train::check_data_fits_model(whole, header, "data.train x.h5", true));
+  CHECK_THROWS_WITH(dpunet::train::check_sync_batch_norm(whole, header, 1), HasSubstr("with 64x64 images"));
+  CHECK_NOTHROW(dpunet::train::check_sync_batch_norm(whole, header, 2));
+  // Other norms are not its business.
+  const auto batch = dpunet::config::parse_config("", "w.yaml", {"augment.patch_size=16", "model.depth=4"});
+  CHECK_NOTHROW(dpunet::train::check_sync_batch_norm(batch, header, 1));
+}
+
 namespace {
 
 // Two 16x16 samples in one shard: a set to open, not to train on.
