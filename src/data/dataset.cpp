@@ -189,4 +189,9 @@ void Dataset::read(int64_t index, void* image, uint8_t* mask) const {
   shard->read(local, image, mask);
 }
 
+const double* Dataset::source_statistics(int64_t index) const {
+  const auto [shard, local] = locate(index);
+  return shard->source_statistics(local);
+}
+
 }  // namespace dpunet::data

@@ -37,6 +37,8 @@ class Dataset {
 
   // Reads global sample `index` (see ShardReader::read for the buffers).
   void read(int64_t index, void* image, uint8_t* mask) const;
+  // Global sample `index`'s source image's channel statistics (ShardReader's), or nullptr.
+  const double* source_statistics(int64_t index) const;
   // Which shard holds global sample `index`, and where in it.
   std::pair<const ShardReader*, int64_t> locate(int64_t index) const;
   // "SHARD: sample I of 'images'", for messages about global sample `index`'s image.

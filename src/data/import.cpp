@@ -17,6 +17,7 @@
 #include "common/text.h"
 #include "common/tile_grid.h"
 #include "data/image_io.h"
+#include "data/image_statistics.h"
 #include "data/output_folder.h"
 #include "data/random.h"
 #include "data/shard_writer.h"
@@ -196,9 +197,9 @@ class ShardSequence {
         gzip_level_(gzip_level),
         total_(total) {}
 
-  void add(const void* image, const uint8_t* mask) {
+  void add(const void* image, const uint8_t* mask, const double* source_statistics) {
     if (!writer_) open();
-    writer_->write(writer_->written(), image, mask);
+    writer_->write(writer_->written(), image, mask, source_statistics);
     if (writer_->written() == header_.samples) close();
   }
 
@@ -402,6 +403,15 @@ int64_t write_set(const ImportOptions& o, const std::string& directory, const st
     // A row of tiles at a time (with --tile), else the whole pair.
     RowWindow image_window(image_rows, header.height), mask_window(mask_rows, header.height);
     ColourKeyCheck colour_keys(pair.mask);
+    // A tile's per-image standardisation is its image's (kSourceStatisticsDataset): one
+    // more pass over the file first.
+    std::vector<double> source;
+    if (o.tile > 0) {
+      for (const ChannelStatistics& channel : image_channel_statistics(pair.image)) {
+        source.push_back(channel.mean);
+        source.push_back(channel.std);
+      }
+    }
     const std::vector<int64_t> rows = o.tile > 0 ? tile_origins(image.height, o.tile, 0.0) : std::vector<int64_t>{0};
     const std::vector<int64_t> columns = o.tile > 0 ? tile_origins(image.width, o.tile, 0.0) : std::vector<int64_t>{0};
     for (int64_t top : rows) {
@@ -410,7 +420,7 @@ int64_t write_set(const ImportOptions& o, const std::string& directory, const st
       colour_keys.check(mask_band, top);
       for (int64_t left : columns) {
         sample->cut(image_band, mask_band, pair.mask, top, left, mapping.class_of_value);
-        shards.add(sample->pixels(image.bits), sample->classes.data());
+        shards.add(sample->pixels(image.bits), sample->classes.data(), source.empty() ? nullptr : source.data());
         ++samples;
       }
     }

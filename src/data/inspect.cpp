@@ -109,7 +109,9 @@ InspectResult inspect_dataset(const std::string& spec, const InspectOptions& opt
     out << "channel " << c << ": mean " << h.channel_mean[c] << ", std " << h.channel_std[c] << " (attributes)\n";
   }
   for (const auto& shard : dataset.shards()) {
-    out << "  " << shard->path() << ": " << shard->header().samples << " samples, " << shard->storage() << "\n";
+    out << "  " << shard->path() << ": " << shard->header().samples << " samples, " << shard->storage()
+        << (shard->source_statistics(0) != nullptr ? ", each sample's source image's statistics (per_image)" : "")
+        << "\n";
   }
 
   // Rounded up: at most max_samples are read (30 samples and 16 asked for: every other one).

@@ -21,14 +21,22 @@ void convert_channel(const unsigned char* raw, PixelType type, float* out, int64
   }
 }
 
-void standardise(float* values, int64_t count) {
-  double sum = 0, squares = 0;
-  for (int64_t i = 0; i < count; ++i) {
-    sum += values[i];
-    squares += static_cast<double>(values[i]) * values[i];
+// To zero mean and unit variance by `mean` and `std`, or, without them, by the values'
+// own. `values` are in stored units (per_image converts with scale 1, shift 0).
+void standardise(float* values, int64_t count, const double* mean_and_std) {
+  double mean = 0, std = 0;
+  if (mean_and_std != nullptr) {
+    mean = mean_and_std[0];
+    std = mean_and_std[1];
+  } else {
+    double sum = 0, squares = 0;
+    for (int64_t i = 0; i < count; ++i) {
+      sum += values[i];
+      squares += static_cast<double>(values[i]) * values[i];
+    }
+    mean = sum / static_cast<double>(count);
+    std = std::sqrt(std::max(0.0, squares / static_cast<double>(count) - mean * mean));
   }
-  const double mean = sum / static_cast<double>(count);
-  const double std = std::sqrt(std::max(0.0, squares / static_cast<double>(count) - mean * mean));
   const float scale = static_cast<float>(1.0 / std::max(std, 1e-8));
   for (int64_t i = 0; i < count; ++i) values[i] = (values[i] - static_cast<float>(mean)) * scale;
 }
@@ -93,6 +101,8 @@ Sample load_sample(const Dataset& dataset, int64_t index, const Normalizer& norm
                "; training and prediction need finite pixel values");
 
   const int64_t pixels = h.pixels();
+  // A tile cut from a larger image is standardised as its image (as predict does a file).
+  const double* source = normalization == Normalization::kPerImage ? dataset.source_statistics(index) : nullptr;
   for (int64_t c = 0; c < h.channels; ++c) {
     float scale = 1.0f, shift = 0.0f;
     if (normalization == Normalization::kDataset) {
@@ -105,7 +115,7 @@ Sample load_sample(const Dataset& dataset, int64_t index, const Normalizer& norm
     }
     float* out = sample.image.data() + c * pixels;
     convert_channel(scratch.data() + c * pixels * bytes, h.pixel_type, out, pixels, scale, shift);
-    if (normalization == Normalization::kPerImage) standardise(out, pixels);
+    if (normalization == Normalization::kPerImage) standardise(out, pixels, source ? source + 2 * c : nullptr);
   }
   return sample;
 }

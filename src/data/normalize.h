@@ -11,7 +11,7 @@ namespace dpunet::data {
 
 enum class Normalization {
   kDataset,   // (v - mean_c) / std_c with the shards' channel statistics
-  kPerImage,  // each image's channels to zero mean, unit variance
+  kPerImage,  // each image's channels to zero mean, unit variance (a tile: its source image's)
   kNone,      // integers scaled to [0, 1] (uint8 / 255, uint16 / 65535), float as stored
 };
 

@@ -20,6 +20,11 @@ inline constexpr const char* kStdAttribute = "channel_std";
 // Optional: the mask value of pixels nobody labelled (sparse annotation), which add
 // nothing to the loss or the scores.
 inline constexpr const char* kIgnoreLabelAttribute = "ignore_label";
+// Optional dataset [N, C, 2] float64: each sample's source image's channel mean and
+// standard deviation (`data import --tile` writes it). Per-image normalisation
+// standardises a tile with them, as prediction standardises the whole image file, not
+// with the tile's own (a tile of glass and one of tissue would otherwise come out alike).
+inline constexpr const char* kSourceStatisticsDataset = "source_statistics";
 // The ignore label `dpunet data import` writes (`--mask-map VALUE=ignore`).
 inline constexpr int kDefaultIgnoreLabel = 255;
 

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <filesystem>
 #include <vector>
 
@@ -122,6 +123,35 @@ ShardReader::ShardReader(std::string path) : path_(std::move(path)) {
                path_, ": dataset '", kMasksDataset, "' holds ", dtype_name(mask_type.get()),
                "; it must hold uint8 class ids");
   read_header_attributes(file_.get(), header_, path_);
+  read_source_statistics();
+}
+
+void ShardReader::read_source_statistics() {
+  const htri_t exists = H5Lexists(file_.get(), kSourceStatisticsDataset, H5P_DEFAULT);
+  H5_CHECK(exists, path_);
+  if (exists == 0) return;
+  const std::string what = std::string("dataset '") + kSourceStatisticsDataset + "'";
+  H5Handle dataset(H5Dopen2(file_.get(), kSourceStatisticsDataset, H5P_DEFAULT));
+  H5_CHECK(dataset.get(), path_ + ": " + what);
+  const auto dims = dataset_dims(dataset.get(), path_);
+  const std::vector<hsize_t> expected = {static_cast<hsize_t>(header_.samples), static_cast<hsize_t>(header_.channels),
+                                         2};
+  DPUNET_CHECK(dims == expected, path_, ": ", what, " is ", shape_text(dims), "; expected ", shape_text(expected),
+               " (each sample's source image's channel mean and standard deviation)");
+  H5Handle type(H5Dget_type(dataset.get()));
+  H5_CHECK(type.get(), path_);
+  DPUNET_CHECK(H5Tget_class(type.get()) == H5T_FLOAT, path_, ": ", what, " holds ", dtype_name(type.get()),
+               "; expected float64");
+  source_statistics_.resize(static_cast<size_t>(header_.samples * header_.channels * 2));
+  H5_CHECK(H5Dread(dataset.get(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, source_statistics_.data()),
+           path_ + ": " + what);
+  for (size_t i = 0; i < source_statistics_.size(); i += 2) {
+    const double mean = source_statistics_[i], std = source_statistics_[i + 1];
+    DPUNET_CHECK(std::isfinite(mean) && std::isfinite(std) && std >= 0, path_, ": ", what, " of sample ",
+                 i / 2 / static_cast<size_t>(header_.channels), ", channel ",
+                 i / 2 % static_cast<size_t>(header_.channels), " is mean ", mean, ", std ", std,
+                 "; a mean must be finite and a std finite and not negative");
+  }
 }
 
 void ShardReader::check_virtual_sources(hid_t properties, const char* name) const {

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "data/h5_handle.h"
 #include "data/shard_format.h"
@@ -23,6 +24,12 @@ class ShardReader {
   // image: header().image_values() pixels of header().pixel_type, [C, H, W];
   // mask: header().pixels() class ids, [H, W]. Safe to call from several threads.
   void read(int64_t index, void* image, uint8_t* mask) const;
+  // Sample `index`'s source image's C pairs (mean, std) (kSourceStatisticsDataset), or
+  // nullptr when the shard has none.
+  const double* source_statistics(int64_t index) const {
+    return source_statistics_.empty() ? nullptr
+                                      : source_statistics_.data() + static_cast<size_t>(index * header_.channels * 2);
+  }
 
  private:
   struct Dataset {
@@ -37,11 +44,13 @@ class ShardReader {
   void read_into(const Dataset& dataset, int64_t index, int rank, hid_t memory_type, void* out, size_t bytes,
                  const char* name) const;
   void check_labels(int64_t index, const uint8_t* mask) const;
+  void read_source_statistics();
 
   std::string path_;
   ShardHeader header_;
   H5Handle file_;
   Dataset images_, masks_;
+  std::vector<double> source_statistics_;  // [N, C, 2], or empty
 };
 
 }  // namespace dpunet::data

@@ -1,6 +1,7 @@
 // ShardWriter: HDF5 datasets chunked one sample per chunk, optional deflate.
 #include "data/shard_writer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -104,7 +105,7 @@ ShardWriter::~ShardWriter() {
   }
 }
 
-void ShardWriter::write(int64_t index, const void* image, const uint8_t* mask) {
+void ShardWriter::write(int64_t index, const void* image, const uint8_t* mask, const double* source_statistics) {
   DPUNET_CHECK(file_.valid(), path_, ": write after finish");
   DPUNET_CHECK(index >= 0 && index < header_.samples, path_, ": sample index ", index, " outside [0, ", header_.samples,
                ")");
@@ -124,7 +125,27 @@ void ShardWriter::write(int64_t index, const void* image, const uint8_t* mask) {
   write_slab(images_.get(), index, image_dims, native_type_of(header_.pixel_type), image, temporary_path_);
   write_slab(masks_.get(), index, mask_dims, H5T_NATIVE_UINT8, mask, temporary_path_);
   if (!statistics_given_) accumulate_statistics(image);
+  if (source_statistics != nullptr) {
+    const auto pairs = static_cast<size_t>(header_.channels * 2);
+    source_statistics_.resize(static_cast<size_t>(header_.samples) * pairs);
+    std::copy(source_statistics, source_statistics + pairs,
+              source_statistics_.begin() + static_cast<std::ptrdiff_t>(static_cast<size_t>(index) * pairs));
+    ++sources_given_;
+  }
   ++written_;
+}
+
+void ShardWriter::write_source_statistics() {
+  DPUNET_CHECK(sources_given_ == header_.samples, path_, ": source statistics given for ", sources_given_, " of ",
+               header_.samples, " samples; give them for every sample or none");
+  const hsize_t dims[3] = {static_cast<hsize_t>(header_.samples), static_cast<hsize_t>(header_.channels), 2};
+  H5Handle space(H5Screate_simple(3, dims, nullptr));
+  H5_CHECK(space.get(), temporary_path_);
+  H5Handle dataset(H5Dcreate2(file_.get(), kSourceStatisticsDataset, H5T_IEEE_F64LE, space.get(), H5P_DEFAULT,
+                              H5P_DEFAULT, H5P_DEFAULT));
+  H5_CHECK(dataset.get(), temporary_path_);
+  H5_CHECK(H5Dwrite(dataset.get(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, source_statistics_.data()),
+           temporary_path_);
 }
 
 void ShardWriter::accumulate_statistics(const void* image) {
@@ -165,6 +186,7 @@ void ShardWriter::finish() {
     auto guard = hdf5_guard();
     silence_hdf5_errors();
     write_header_attributes(file_.get(), header_, temporary_path_);
+    if (sources_given_ > 0) write_source_statistics();
     images_.reset();
     masks_.reset();
     H5_CHECK(H5Fflush(file_.get(), H5F_SCOPE_GLOBAL), temporary_path_);

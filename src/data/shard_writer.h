@@ -25,8 +25,10 @@ class ShardWriter {
   ShardWriter(const ShardWriter&) = delete;
   ShardWriter& operator=(const ShardWriter&) = delete;
 
-  // image: [C, H, W] values of the header's pixel type; mask: [H, W] class ids.
-  void write(int64_t index, const void* image, const uint8_t* mask);
+  // image: [C, H, W] values of the header's pixel type; mask: [H, W] class ids;
+  // source_statistics: none, or C pairs (mean, std) of the image the sample was cut from
+  // (kSourceStatisticsDataset), given for every sample or for none.
+  void write(int64_t index, const void* image, const uint8_t* mask, const double* source_statistics = nullptr);
   // Writes the attributes, closes the file and renames it into place.
   void finish();
   // Samples written so far.
@@ -34,6 +36,7 @@ class ShardWriter {
 
  private:
   void accumulate_statistics(const void* image);
+  void write_source_statistics();
 
   std::string path_;
   std::string temporary_path_;
@@ -44,6 +47,8 @@ class ShardWriter {
   // 60000 with a spread of 0.5 lost a fifth of its spread to rounding).
   std::vector<double> sum_, sum_squares_, shift_;
   int64_t written_ = 0;
+  std::vector<double> source_statistics_;  // [N, C, 2], filled as samples come
+  int64_t sources_given_ = 0;
   H5Handle file_, images_, masks_;
 };
 

@@ -10,16 +10,10 @@
 #include <type_traits>
 
 #include "common/error.h"
+#include "data/image_statistics.h"
 #include "infer/display_stretch.h"
 
 namespace dpunet::infer {
-namespace {
-
-// Rows a file is read by for its statistics.
-constexpr int64_t kStatisticsRows = 64;
-
-}  // namespace
-
 std::vector<ChannelConversion> conversions(const std::vector<data::ChannelAffine>& affine) {
   std::vector<ChannelConversion> converted;
   for (const data::ChannelAffine& a : affine) {
@@ -97,34 +91,10 @@ torch::Tensor ImageFileRows::stretch(std::vector<T>& values) const {
 }
 
 std::vector<ChannelConversion> standardisation(const std::string& path) {
-  data::ImageRows file(path);
-  const int64_t channels = file.header().channels;
-  // Sums of each value less the channel's first, in double: a slide's sum of squares of
-  // 16-bit values would otherwise lose its variance to the square of its mean.
-  std::vector<double> origin(static_cast<size_t>(channels)), sum(origin.size()), squares(origin.size());
-  int64_t count = 0;
-  file.for_each_band(kStatisticsRows, [&](const data::Image& band, int64_t top) {
-    const int64_t pixels = band.height * band.width;
-    for (int64_t c = 0; c < channels; ++c) {
-      if (top == 0) origin[c] = band.values[c];
-      double s = 0, q = 0;
-      for (int64_t i = 0; i < pixels; ++i) {
-        const double d = band.values[i * channels + c] - origin[c];
-        s += d;
-        q += d * d;
-      }
-      sum[c] += s;
-      squares[c] += q;
-    }
-    count += pixels;
-  });
-  std::vector<ChannelConversion> conversion(origin.size());
-  for (int64_t c = 0; c < channels; ++c) {
-    const double mean_offset = sum[c] / static_cast<double>(count);
-    const double variance = std::max(0.0, squares[c] / static_cast<double>(count) - mean_offset * mean_offset);
+  std::vector<ChannelConversion> conversion;
+  for (const data::ChannelStatistics& channel : data::image_channel_statistics(path)) {
     // As training's per-image standardisation: a constant channel becomes zeros.
-    conversion[c].centre = static_cast<float>(origin[c] + mean_offset);
-    conversion[c].scale = static_cast<float>(1.0 / std::max(std::sqrt(variance), 1e-8));
+    conversion.push_back({static_cast<float>(channel.mean), static_cast<float>(1.0 / std::max(channel.std, 1e-8))});
   }
   return conversion;
 }

@@ -17,7 +17,9 @@
 #include "common/process_label.h"
 #include "data/dataset.h"
 #include "data/image_io.h"
+#include "data/image_statistics.h"
 #include "data/import.h"
+#include "data/normalize.h"
 #include "data/output_folder.h"
 #include "support/image_files.h"
 #include "support/temp_dir.h"
@@ -1233,4 +1235,52 @@ TEST_CASE("a writer's staging folder left by a killed run is removed by the next
   CHECK(std::filesystem::remove(elsewhere));
   CHECK(std::filesystem::remove(longer));
   CHECK(std::filesystem::is_empty(dir.path()));
+}
+
+TEST_CASE("import --tile keeps each tile's image statistics: per_image standardises a tile as its whole image",
+          "[data]") {
+  Folders f;
+  // 32 rows x 64 columns: a dark left tile (glass) and a bright right one (tissue).
+  Image image, mask;
+  image.height = mask.height = 32;
+  image.width = mask.width = 64;
+  image.channels = mask.channels = 1;
+  for (int64_t y = 0; y < 32; ++y) {
+    for (int64_t x = 0; x < 64; ++x) {
+      image.values.push_back(static_cast<uint16_t>(x < 32 ? 20 + (x + y) % 5 : 200 + (x * y) % 7));
+      mask.values.push_back((x + y) % 2 == 0 ? 255 : 0);
+    }
+  }
+  dpunet::data::write_png(f.dir / "images/a.png", image);
+  dpunet::data::write_png(f.dir / "masks/a.png", mask);
+  f.options.tile = 32;
+  dpunet::data::import_image_folders(f.options);
+  const dpunet::data::Dataset tiles(f.dir / "shards/train-*.h5");
+  REQUIRE(tiles.size() == 2);
+  const auto whole = dpunet::data::image_channel_statistics(f.dir / "images/a.png");
+  for (const int64_t k : {0, 1}) {
+    const double* source = tiles.source_statistics(k);
+    REQUIRE(source != nullptr);
+    CHECK(source[0] == whole[0].mean);
+    CHECK(source[1] == whole[0].std);
+  }
+  // As prediction converts the file: (v - mean) / std in float32, not by the tile's own.
+  std::vector<unsigned char> scratch;
+  const dpunet::data::Sample dark =
+      dpunet::data::load_sample(tiles, 0, dpunet::data::Normalizer(dpunet::data::Normalization::kPerImage), scratch);
+  const auto scale = static_cast<float>(1.0 / whole[0].std);
+  double sum = 0;
+  for (int64_t y = 0; y < 32; ++y) {
+    for (int64_t x = 0; x < 32; ++x) {
+      const float stored = image.values[static_cast<size_t>(y * 64 + x)];
+      REQUIRE(dark.image[static_cast<size_t>(y * 32 + x)] == (stored - static_cast<float>(whole[0].mean)) * scale);
+      sum += dark.image[static_cast<size_t>(y * 32 + x)];
+    }
+  }
+  CHECK(sum / (32 * 32) < -0.9);  // the dark half of its image; by its own statistics 0
+  // Whole images store none: each is its own source.
+  f.options.tile = 0;
+  f.options.out_dir = f.dir / "whole";
+  dpunet::data::import_image_folders(f.options);
+  CHECK(dpunet::data::Dataset(f.dir / "whole/train-*.h5").source_statistics(0) == nullptr);
 }

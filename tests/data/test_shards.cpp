@@ -177,6 +177,34 @@ TEST_CASE("an unfinished shard leaves no file behind", "[data]") {
   CHECK_FALSE(std::filesystem::exists(path + ".partial"));
 }
 
+TEST_CASE("source statistics round-trip, for every sample or none, and damaged ones are refused", "[data]") {
+  TempDir dir;
+  const std::vector<uint8_t> image(16, 1), mask(16, 0);
+  const auto write = [&](const std::string& path, const std::vector<std::vector<double>>& statistics) {
+    dpunet::data::ShardWriter writer(path, small_header(static_cast<int64_t>(statistics.size())));
+    for (size_t i = 0; i < statistics.size(); ++i) {
+      writer.write(static_cast<int64_t>(i), image.data(), mask.data(),
+                   statistics[i].empty() ? nullptr : statistics[i].data());
+    }
+    writer.finish();
+  };
+  write(dir / "a.h5", {{10.5, 2.25}, {99, 0}});
+  const dpunet::data::ShardReader a(dir / "a.h5");
+  REQUIRE(a.source_statistics(0) != nullptr);
+  CHECK(a.source_statistics(0)[0] == 10.5);
+  CHECK(a.source_statistics(0)[1] == 2.25);
+  CHECK(a.source_statistics(1)[0] == 99);
+  write(dir / "none.h5", {{}, {}});
+  CHECK(dpunet::data::ShardReader(dir / "none.h5").source_statistics(0) == nullptr);
+  CHECK_THROWS_WITH(write(dir / "some.h5", {{1, 1}, {}}),
+                    HasSubstr(dir / "some.h5") && HasSubstr("source statistics given for 1 of 2 samples"));
+  CHECK_FALSE(std::filesystem::exists(dir / "some.h5"));
+  write(dir / "bad.h5", {{1, 1}, {5, -1}});
+  CHECK_THROWS_WITH(dpunet::data::ShardReader(dir / "bad.h5"),
+                    HasSubstr(dir / "bad.h5") && HasSubstr("dataset 'source_statistics' of sample 1, channel 0") &&
+                        HasSubstr("std -1"));
+}
+
 TEST_CASE("the shard writer refuses labels outside the classes", "[data]") {
   TempDir dir;
   dpunet::data::ShardWriter writer(dir / "s.h5", small_header(1));
