@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -86,8 +87,13 @@ InputSet::InputSet(const std::string& input, InputOptions options) : input_(inpu
       DPUNET_CHECK(data::image_stem(path) != ".", path,
                    ": a file named '.' less its extension, which no output "
                    "can be named after: rename it");
-      const auto [it, fresh] = by_stem.emplace(data::image_stem(path), path);
-      DPUNET_CHECK(fresh, input, ": ", it->second, " and ", path, " have the same name; their outputs would collide");
+      // Compared in lower case: on an output folder that ignores case (SMB, exFAT, macOS),
+      // Scan.png's outputs would replace scan.png's.
+      std::string stem = data::image_stem(path);
+      std::transform(stem.begin(), stem.end(), stem.begin(), [](unsigned char c) { return std::tolower(c); });
+      const auto [it, fresh] = by_stem.emplace(stem, path);
+      DPUNET_CHECK(fresh, input, ": ", it->second, " and ", path,
+                   " have the same name (letter case aside); their outputs would collide");
     }
     DPUNET_CHECK(ignore_label() < 0 || options_.n_classes == 0 || ignore_label() >= options_.n_classes,
                  "--mask-map VALUE=ignore marks unlabelled pixels with ", ignore_label(), ", a class of this ",

@@ -106,8 +106,16 @@ TEST_CASE("predict --eval: masks found by suffix, values mapped to classes, none
   const auto twins = run_command(predict + " 2>&1");
   CHECK(twins.exit_code != 0);
   CHECK_THAT(twins.output, HasSubstr("have the same name"));
-  // Images and shards in one folder: which was meant is not guessed.
   std::filesystem::remove(t.f.dir() / "in/images/a.PNG");
+  // Nor by letter case alone: on an output folder that ignores it (SMB, exFAT) A_mask.png
+  // would replace a_mask.png.
+  dpunet::data::write_png(t.f.dir() / "in/images/A.png", image);
+  const auto cased = run_command(predict + " 2>&1");
+  CHECK(cased.exit_code != 0);
+  CHECK_THAT(cased.output, HasSubstr("in/images/A.png and ") && HasSubstr("in/images/a.png have the same name (letter "
+                                                                          "case aside)"));
+  std::filesystem::remove(t.f.dir() / "in/images/A.png");
+  // Images and shards in one folder: which was meant is not guessed.
   dpunet::write_file_atomically(t.f.dir() / "in/images/predictions.h5", "x");
   const auto mixed = run_command(predict + " 2>&1");
   CHECK(mixed.exit_code != 0);
