@@ -47,7 +47,6 @@ void validate(const Config& c, const std::string& source, const Origins& origins
   }
   // Every schedule scales the peak: at 0 the run would train nothing, for all its steps.
   if (c.optimizer.lr <= 0) fail("optimizer.lr", "must be above 0; at 0 no weight would change");
-  // Adam divides by sqrt(v) + eps, and v is 0 for a parameter that never had a gradient.
   // Each step multiplies every weight by 1 - lr x weight_decay (AdamW's decoupled decay;
   // SGD's through its gradient): at 1 they are zeroed, above it their signs flip.
   if (c.optimizer.lr * c.optimizer.weight_decay >= 1) {
@@ -56,6 +55,7 @@ void validate(const Config& c, const std::string& source, const Origins& origins
                         ": each step would multiply every weight by 1 - that, zeroing them or flipping their signs; "
                         "weight decay is a small fraction (AdamW: 0.01 to 0.1, with lr 1e-4 to 1e-3)"));
   }
+  // Adam divides by sqrt(v) + eps, and v is 0 for a parameter that never had a gradient.
   if (c.optimizer.name == "adamw" && c.optimizer.eps <= 0) fail("optimizer.eps", "must be above 0 for adamw");
   if (c.optimizer.name == "sgd" && c.optimizer.momentum <= 0) {
     fail("optimizer.momentum, optimizer.name", "sgd uses Nesterov momentum, which must be above 0 (nnU-Net: 0.99)");

@@ -158,6 +158,11 @@ TEST_CASE("a saved config skips keys this build does not know, a user's config r
   CHECK_THROWS_WITH(parse_config(text, "cfg.yaml"), HasSubstr("retired") && HasSubstr("unknown key"));
   // A known key with a bad value is still an error.
   CHECK_THROWS_WITH(dpunet::config::parse_saved_config("model: {depth: 0}\n", "a.ckpt"), HasSubstr("model.depth"));
+  // A recipe a later build refuses across keys (an InstanceNorm zeroing a 1x1 bottom map)
+  // leaves its checkpoint readable.
+  const std::string old_recipe = "model: {norm: instance, depth: 5}\naugment: {patch_size: 32}\n";
+  CHECK_THROWS_WITH(parse_config(old_recipe, "cfg.yaml"), HasSubstr("InstanceNorm would zero"));
+  CHECK(dpunet::config::parse_saved_config(old_recipe, "a.ckpt (saved config)").model.norm == "instance");
 }
 
 TEST_CASE("normalisation statistics: pairs, one per channel, constant channels allowed", "[config]") {
