@@ -10,8 +10,8 @@
 
 namespace dpunet::model {
 
-// Per sample, for a square input of side `input_size`; throws for bilinear models
-// (not counted) and for sizes the model cannot take.
+// Per sample, for a square input of side `input_size`; throws for sizes the model cannot
+// take.
 double unet_forward_flops(const UnetOptions& options, int64_t input_size);
 
 }  // namespace dpunet::model

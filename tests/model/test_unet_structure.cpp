@@ -152,6 +152,34 @@ TEST_CASE("forward FLOPs follow the layer shapes", "[model]") {
   o.padding = dpunet::model::Padding::kValid;
   CHECK(dpunet::model::unet_forward_flops(o, 20) == 11664.0 + 18432 + 5184 + 4608 + 1024 + 5184 + 1152 + 128);
   CHECK_THROWS_WITH(dpunet::model::unet_forward_flops(o, 21), HasSubstr("does not suit"));
-  o.bilinear = true;
-  CHECK_THROWS_WITH(dpunet::model::unet_forward_flops(o, 572), HasSubstr("bilinear"));
+}
+
+TEST_CASE("forward FLOPs are those of the model's own convolutions, bilinear or not", "[model]") {
+  // Same padding: a level-l map is input / 2^l. Each convolution costs 2 x its weights x
+  // its output pixels; a transposed one 2 x its weights x its input pixels.
+  for (const bool bilinear : {false, true}) {
+    INFO("bilinear " << bilinear);
+    dpunet::model::UnetOptions o;
+    o.n_channels = 3;
+    o.n_classes = 4;
+    o.base_channels = 4;
+    o.depth = 3;
+    o.bilinear = bilinear;
+    const int64_t input = 32;
+    dpunet::model::Unet net(o);
+    double expected = 0;
+    for (const auto& item : net->named_parameters()) {
+      const std::string& name = item.key();
+      const torch::Tensor& w = item.value();
+      if (w.dim() != 4) continue;  // biases, norms
+      const std::string block = name.substr(0, name.find('.'));
+      int64_t level = 0;  // inc, outc
+      if (block.rfind("down", 0) == 0) level = std::stoll(block.substr(4));
+      if (block.rfind("up", 0) == 0) level = o.depth - std::stoll(block.substr(2));
+      const bool transposed = name.find(".up.") != std::string::npos;
+      const int64_t side = input >> (transposed ? level + 1 : level);
+      expected += 2.0 * static_cast<double>(w.numel() * side * side);
+    }
+    CHECK(dpunet::model::unet_forward_flops(o, input) == expected);
+  }
 }
