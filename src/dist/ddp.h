@@ -25,9 +25,11 @@ enum class WireDtype { kNone, kBFloat16, kFloat16 };
 
 struct DdpOptions {
   BucketCaps bucket_caps;
-  // Send floating gradients as bf16/fp16 (averaged before the cast, so fp16 does not
-  // overflow); they are widened back on arrival. Halves the bytes on the wire. bf16
-  // keeps float32's range; fp16 loses gradients smaller than ~1e-7 to underflow.
+  // Send floating gradients as bf16/fp16 (divided by the world size before the cast, so
+  // the sum overflows only where the average would); they are widened back on arrival.
+  // Halves the bytes on the wire. bf16 keeps float32's range; fp16 makes an average
+  // beyond 65504 inf (fp16 training's loss scaler skips such a step; without it, the
+  // optimizer takes it) and loses a gradient below ~6e-8 x world size to underflow.
   WireDtype wire_dtype = WireDtype::kNone;
   // Copy rank 0's buffers (BatchNorm running statistics) to every rank after each step.
   bool broadcast_buffers = true;

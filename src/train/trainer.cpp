@@ -210,6 +210,13 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
                    ": whether a step overflowed is read back on the host every step, which waits for the GPU; "
                    "the fused optimizer skips such steps on the GPU");
     }
+    if (config_.distributed.wire_dtype == "fp16" && !scaler_.enabled() && context.world_size() > 1) {
+      logger_.warn(
+          "distributed.wire_dtype fp16 without fp16's loss scaler: an averaged gradient beyond 65504 "
+          "becomes inf (the run stops at its next check), and gradients below about 6e-8 x " +
+          std::to_string(context.world_size()) +
+          " ranks vanish; bf16 on the wire keeps float32's range, or train with precision.dtype fp16");
+    }
   }
   if (saved) {
     // A resumed run takes the new config (its normalisation statistics resolved as the

@@ -169,6 +169,22 @@ TEST_CASE("logging.tensorboard: false writes metrics.jsonl and no event files", 
   CHECK_FALSE(std::filesystem::exists(f.run_dir() + "/tensorboard"));
 }
 
+TEST_CASE("fp16 on the wire without fp16's loss scaler trains, and warns what it risks", "[train][e2e]") {
+  TrainFixture f;
+  const auto run = f.train(2, f.write_config("train: {steps: 2}\nschedule: {warmup_steps: 1}\n"
+                                             "distributed: {wire_dtype: fp16}\n"));
+  INFO(run.output);
+  REQUIRE(run.exit_code == 0);
+  CHECK_THAT(run.output, HasSubstr("distributed.wire_dtype fp16 without fp16's loss scaler") &&
+                             HasSubstr("gradients below about 6e-8 x 2 ranks vanish"));
+  const auto bf16 = f.train(2, f.write_config("train: {steps: 2}\nschedule: {warmup_steps: 1}\n"
+                                              "distributed: {wire_dtype: bf16}\n") +
+                                   " --set run.dir=" + f.dir() / "bf16");
+  INFO(bf16.output);
+  REQUIRE(bf16.exit_code == 0);
+  CHECK_THAT(bf16.output, !HasSubstr("wire_dtype"));
+}
+
 TEST_CASE("a fresh start in a used run directory sets the earlier run aside", "[train][e2e]") {
   TrainFixture f;
   const std::string config = f.write_config();
