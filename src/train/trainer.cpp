@@ -474,7 +474,10 @@ int Trainer::run() {
     const bool log_now = step_ % config_.logging.every_steps == 0 || last;
     if (periodic_checkpoint || new_best) save(new_best, log_now);
     if (log_now) log_progress();
-    if (preempted || stop_requested) writer_.wait();  // the checkpoint is on disk before we say so
+    // The checkpoint is on disk before we say so, and before any rank exits: a launcher
+    // that ends the job at its first rank's exit code 75 (srun --kill-on-bad-exit) would
+    // otherwise stop rank 0 in the middle of writing it.
+    if (preempted || stop_requested) wait_for_checkpoint_write("its checkpoint");
     if (preempted && !last) {
       logger_.info("stopped by a signal at step " + std::to_string(step_) + "; checkpoint written, exit code " +
                    std::to_string(kPreemptedExitCode) + " (resume with --resume auto)");

@@ -93,8 +93,9 @@ class Trainer {
   };
   LossWindow loss_window_for_save(bool logged_now);
   // Every rank calls it: returns once rank 0's checkpoint write is done (rethrowing its
-  // failure there), the ranks voting every few seconds meanwhile.
-  void wait_for_checkpoint_write();
+  // failure there), the ranks voting every few seconds meanwhile. `which` names it in the
+  // log lines said while it takes long.
+  void wait_for_checkpoint_write(const std::string& which = "the previous checkpoint");
   // Rank 0's part of save(): the snapshot, handed to the writer's thread.
   void snapshot(bool best, const LossWindow& window);
 

@@ -24,7 +24,7 @@ double Trainer::elapsed_s() const {
   return elapsed_before_ + seconds_since(run_start_);
 }
 
-void Trainer::wait_for_checkpoint_write() {
+void Trainer::wait_for_checkpoint_write(const std::string& which) {
   // The other ranks wait for a slow write (a busy network file system, a large model)
   // in short votes rather than in their next collective, whose timeout it could outlast:
   // a false stall. A rank that died still ends them, at the vote's own timeout.
@@ -37,10 +37,10 @@ void Trainer::wait_for_checkpoint_write() {
   Clock::time_point said_at = start;
   while (stop_vote_.any(context_.is_root() && !writer_.idle_within(slice))) {
     if (!said) {
-      logger_.info("step " + std::to_string(step_) +
-                   " waits for the previous checkpoint, still being written (a slow or busy disk?)");
+      logger_.info("step " + std::to_string(step_) + " waits for " + which +
+                   ", still being written (a slow or busy disk?)");
     } else if (seconds_since(said_at) >= 300) {
-      logger_.info("step " + std::to_string(step_) + " still waits for the previous checkpoint, after " +
+      logger_.info("step " + std::to_string(step_) + " still waits for " + which + ", after " +
                    std::to_string(static_cast<long long>(seconds_since(start) / 60)) + " min");
     } else {
       continue;
@@ -49,7 +49,7 @@ void Trainer::wait_for_checkpoint_write() {
     said_at = Clock::now();
   }
   if (said) {
-    logger_.info("the previous checkpoint is written, after " +
+    logger_.info("step " + std::to_string(step_) + ": " + which + " is written, after " +
                  std::to_string(static_cast<long long>(std::lround(seconds_since(start)))) + " s of waiting");
   }
   // Left out of the logged throughput, as the snapshot is: the steps' own pace.

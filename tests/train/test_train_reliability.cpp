@@ -703,6 +703,27 @@ TEST_CASE("a rank that stops answering ends the job with a stall naming distribu
                                 "first step)"));
 }
 
+TEST_CASE("a stop's checkpoint is on disk before any rank exits for requeue", "[train][e2e]") {
+  // Only the stop writes a checkpoint, and its fsync takes 4 s: every rank waits for it in
+  // votes (a launcher that ends the job at the first rank's exit code 75, as srun
+  // --kill-on-bad-exit does, would otherwise stop rank 0 while it writes).
+  TrainFixture f;
+  const std::string config = f.write_config("train: {batch_size: 2, steps: 100000}\ndistributed: {timeout_s: 10}\n" +
+                                            dpunet::test::kOnlyStopCheckpoints);
+  std::string command =
+      "DPUNET_TEST_FSYNC_DELAY_S=4 LD_PRELOAD=" DPUNET_SLOW_CHECKPOINT_FSYNC " " + f.train_command(2, config);
+  command = command.substr(0, command.rfind(" 2>&1"));
+  const auto result = f.interrupt(command, "step 3/", "kill -USR1 $(pgrep -P $job)");
+  const std::string output = dpunet::read_file(f.log_path());
+  INFO(output);
+  CHECK_THAT(result.output, HasSubstr("exit=75"));
+  CHECK_THAT(output, HasSubstr(" waits for its checkpoint, still being written") &&
+                         HasSubstr(": its checkpoint is written, after") && HasSubstr("stopped by a signal at step"));
+  CHECK_THAT(output, !HasSubstr("stall") && !HasSubstr("timed out"));
+  const dpunet::checkpoint::CheckpointStore store(f.run_dir());
+  CHECK(store.latest_valid([](const std::string&) {}).has_value());
+}
+
 TEST_CASE("a checkpoint still being written when the next is due is waited for in votes, and said", "[train][e2e]") {
   TrainFixture f;
   // Each checkpoint's fsync takes 4 s; one is due every 2 steps, so the next finds the
