@@ -199,6 +199,14 @@ LoadedCheckpoint::LoadedCheckpoint(const std::string& path) : path_(path) {
     // reads; restore_* then places each tensor next to what it belongs to. Read in place:
     // every rank of a node holds the file at once.
     archive_.load_from(bytes.data() + kHeaderBytes, bytes.size() - kHeaderBytes, torch::Device(torch::kCPU));
+    c10::IValue written_as;
+    if (archive_.try_read("meta.format_version", written_as) && written_as.isInt() &&
+        written_as.toInt() > kFormatVersion) {
+      // A newer file whose header's version lost a bit: what it holds may mean other things.
+      DPUNET_FAIL(path, ": its contents were written as checkpoint format version ", written_as.toInt(),
+                  ", newer than this build reads (1 to ", kFormatVersion, "), though its header says ",
+                  get<uint32_t>(bytes, 8), " (damaged): use the dpunet that wrote it");
+    }
     state_ = read_meta(archive_);
   } catch (const c10::Error& e) {
     DPUNET_FAIL(path, ": unreadable checkpoint contents: ", e.what_without_backtrace());

@@ -244,8 +244,9 @@ Config parse(const std::string& yaml_text, const std::string& source, const std:
   if (!root.IsNull()) read_mapping(root, "", config, source, unknown, origins);
   for (const std::string& text : overrides) apply_override(text, config, origins);
   // A saved config passed the checks of the build that wrote it; today's checks across
-  // keys (recipes a later build refuses) would make its checkpoint unusable. Each value
-  // is still checked alone, and what reads the model checks what it needs.
+  // keys (recipes a later build refuses) would make its checkpoint unusable. Each value is
+  // still checked as it is read (type, range, choices), and what reads the model checks
+  // what it needs.
   const bool saved = unknown != nullptr;  // parse_saved_config's, which collects unknown keys
   if (!saved) validate(config, source, origins);
   return config;
@@ -279,8 +280,8 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
   DPUNET_CHECK(!in.bad(), path, ": reading the config file failed");
   Config config = parse_config(text.str(), path, overrides);
   // A config cut short on its way (an empty copy) would train the defaults, into the
-  // quickstart's run folder.
-  DPUNET_CHECK(!YAML::Load(text.str()).IsNull(), path,
+  // quickstart's run folder. With --set, the settings are given there.
+  DPUNET_CHECK(!overrides.empty() || !YAML::Load(text.str()).IsNull(), path,
                ": the config file holds no settings (it is empty or only comments); give the settings, or leave the "
                "config out for the quickstart's");
   return config;

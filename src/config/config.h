@@ -154,7 +154,7 @@ Config parse_config(const std::string& yaml_text, const std::string& source,
                     const std::vector<std::string>& overrides = {});
 // A config dpunet wrote (inside a checkpoint or an export), perhaps by another version:
 // keys this build does not know are skipped and listed in `skipped`, not refused, and the
-// checks across keys are left out (each value is still checked alone), so older
+// checks across keys are left out (each value is still checked as it is read), so older
 // checkpoints stay usable when a key is renamed or retired, or a later build refuses
 // their recipe.
 Config parse_saved_config(const std::string& yaml_text, const std::string& source,

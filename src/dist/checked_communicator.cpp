@@ -75,8 +75,12 @@ struct CheckedCommunicator::Exchange {
   MPI_Request request = MPI_REQUEST_NULL;
 };
 
-CheckedCommunicator::CheckedCommunicator(const Context& context, std::shared_ptr<Communicator> inner)
-    : inner_(std::move(inner)), comm_(context.world()), exchange_(std::make_unique<Exchange>()) {
+CheckedCommunicator::CheckedCommunicator(const Context& context, std::shared_ptr<Communicator> inner,
+                                         std::string timeout_hint)
+    : inner_(std::move(inner)),
+      comm_(context.world()),
+      exchange_(std::make_unique<Exchange>()),
+      timeout_hint_(std::move(timeout_hint)) {
   DPUNET_CHECK(inner_ != nullptr, "CheckedCommunicator: no communicator to check");
   // On a GPU, collectives are issued from autograd's device threads too: the exchange's
   // MPI calls then come from a thread other than the one that started MPI. (Every rank
@@ -117,7 +121,8 @@ void CheckedCommunicator::check(const Fingerprint& mine) {
   const std::chrono::milliseconds limit =
       timeout() > std::chrono::milliseconds::zero() ? timeout() : CommunicatorOptions{}.timeout;
   try {
-    wait_host_request(exchange_->request, limit, "the check of " + describe(mine) + " (distributed.check_collectives)");
+    wait_host_request(exchange_->request, limit, "the check of " + describe(mine) + " (distributed.check_collectives)",
+                      timeout_hint_);
   } catch (...) {
     exchange_.release();  // the request may still be live in MPI, which can write into the exchange
     comm_.abandon();

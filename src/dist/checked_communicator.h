@@ -24,7 +24,8 @@ class Context;
 class CheckedCommunicator : public Communicator {
  public:
   // Collective: every rank wraps its communicator at the same point.
-  CheckedCommunicator(const Context& context, std::shared_ptr<Communicator> inner);
+  // `timeout_hint`: said when a check stalls (CommunicatorOptions::timeout_hint).
+  CheckedCommunicator(const Context& context, std::shared_ptr<Communicator> inner, std::string timeout_hint = "");
   ~CheckedCommunicator() override;
 
   int rank() const override { return inner_->rank(); }
@@ -59,6 +60,7 @@ class CheckedCommunicator : public Communicator {
   // Owned until an exchange stalls; then left to MPI, which may still write into it.
   struct Exchange;
   std::unique_ptr<Exchange> exchange_;
+  std::string timeout_hint_;
 };
 
 }  // namespace dpunet::dist

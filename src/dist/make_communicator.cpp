@@ -51,7 +51,7 @@ std::shared_ptr<Communicator> make_communicator(const Context& context, const st
                                                 CommunicatorOptions options) {
   std::shared_ptr<Communicator> made = make_backend(context, backend, options);
   if (!options.check_collectives) return made;
-  return std::make_shared<CheckedCommunicator>(context, std::move(made));
+  return std::make_shared<CheckedCommunicator>(context, std::move(made), options.timeout_hint);
 }
 
 }  // namespace dpunet::dist

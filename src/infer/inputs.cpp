@@ -88,7 +88,8 @@ InputSet::InputSet(const std::string& input, InputOptions options) : input_(inpu
                    ": a file named '.' less its extension, which no output "
                    "can be named after: rename it");
       // Compared in lower case: on an output folder that ignores case (SMB, exFAT, macOS),
-      // Scan.png's outputs would replace scan.png's.
+      // Scan.png's outputs would replace scan.png's. ASCII letters only: names that differ
+      // in the case of other letters (É, é) still pass.
       std::string stem = data::image_stem(path);
       std::transform(stem.begin(), stem.end(), stem.begin(), [](unsigned char c) { return std::tolower(c); });
       const auto [it, fresh] = by_stem.emplace(stem, path);

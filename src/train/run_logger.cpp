@@ -116,9 +116,10 @@ void RunLogger::train(const TrainRecord& r) {
 
   char memory[32] = "";
   if (r.gpu_memory_gb >= 0) std::snprintf(memory, sizeof(memory), " mem %.1fG", r.gpu_memory_gb);
-  // Said only when it happened: a step or two early in an fp16 run is usual, more is not.
+  // Said when it happened (a step or two early in an fp16 run is usual, more is not), or
+  // while the scale is below 1, from which it regrows slowly (doubling every 2000 steps).
   char skipped[64] = "";
-  if (r.skipped_steps > 0) {
+  if (r.skipped_steps > 0 || (r.skipped_steps == 0 && r.loss_scale < 1)) {
     std::snprintf(skipped, sizeof(skipped), " skipped %lld (fp16 scale %g)", static_cast<long long>(r.skipped_steps),
                   r.loss_scale);
   }

@@ -45,7 +45,8 @@ namespace {
 // CPU) needs a longer wait, and this is where it is set.
 std::string timeout_hint() {
   return "distributed.timeout_s sets this wait, at least " +
-         std::to_string(std::chrono::seconds(dist::kStartupTimeout).count()) + " s at start-up and for the first step";
+         std::to_string(std::chrono::seconds(dist::kStartupTimeout).count()) +
+         " s at start-up, for the first step and for a checkpoint's snapshot";
 }
 
 dist::CommunicatorOptions communicator_options(const config::Config& config) {
@@ -419,7 +420,7 @@ int Trainer::run() {
       // another directory is not in this one, whose history was just set aside, so
       // --resume auto would otherwise start afresh.
       save(/*best=*/false, /*logged_now=*/false);
-      writer_.wait();
+      wait_for_checkpoint_write("its checkpoint");  // before any rank exits (the loop's stop says why)
       logger_.info("stopped by a signal before the first step; checkpoint of step " + std::to_string(step_) +
                    " written, exit code " + std::to_string(kPreemptedExitCode) + " (resume with --resume auto)");
       return kPreemptedExitCode;

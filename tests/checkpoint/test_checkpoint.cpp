@@ -222,6 +222,14 @@ TEST_CASE("a checkpoint of a newer format stops the store instead of passing for
   REQUIRE(warnings.size() == 3);
   CHECK_THAT(warnings[2], HasSubstr("format version 3 in its header, but its contents were written as version 1 "
                                     "(the file is damaged)"));
+  // The other way round: a newer file whose header lost a bit reads as this build's
+  // format; its contents say otherwise.
+  bytes = dpunet::read_file(store.path_for_step(10));
+  const std::string newer_file = dir / "newer.ckpt";
+  dpunet::checkpoint::write_checkpoint(newer_file, newer_payload.str());
+  CHECK_THROWS_WITH(LoadedCheckpoint(newer_file),
+                    HasSubstr(newer_file) && HasSubstr("contents were written as checkpoint format version 1000") &&
+                        HasSubstr("though its header says 1 (damaged)"));
 }
 
 TEST_CASE("a checkpoint that cannot be read is not taken for a damaged one", "[checkpoint]") {

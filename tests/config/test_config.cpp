@@ -195,6 +195,7 @@ TEST_CASE("a config file without settings is refused, not taken for the defaults
     CHECK_THROWS_WITH(dpunet::config::load_config(dir / "empty.yaml"),
                       HasSubstr(dir / "empty.yaml") && HasSubstr("holds no settings"));
   }
+  CHECK(dpunet::config::load_config(dir / "empty.yaml", {"model.depth=2"}).model.depth == 2);
   dpunet::write_file_atomically(dir / "one.yaml", "model:\n  depth: 3\n");
   CHECK(dpunet::config::load_config(dir / "one.yaml").model.depth == 3);
 }

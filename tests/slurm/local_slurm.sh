@@ -37,8 +37,8 @@ start() {
   if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
     # Exit 77 (skipped) when the packages cannot be had, e.g. without a network.
     apt-get -o Acquire::Retries=3 update -qq >/dev/null || exit 77
-    DEBIAN_FRONTEND=noninteractive apt-get -o Acquire::Retries=3 install -y -qq --no-install-recommends \
-      slurmctld slurmd slurm-client munge >/dev/null || exit 77
+    DEBIAN_FRONTEND=noninteractive apt-get -o Acquire::Retries=3 -o DPkg::Lock::Timeout=600 install -y -qq \
+      --no-install-recommends slurmctld slurmd slurm-client munge >/dev/null || exit 77
   fi
   # A machine with a SLURM of its own keeps its configuration: this test writes one only
   # where there is none, or where it wrote the one there.

@@ -699,8 +699,8 @@ TEST_CASE("a rank that stops answering ends the job with a stall naming distribu
   CHECK(seconds_of(result.output) >= 0);
   CHECK(seconds_of(result.output) <= 60);  // the 10 s timeout, and time to end the job, on a busy machine
   CHECK_THAT(log, HasSubstr("has not completed after 10 s") &&
-                      HasSubstr("(distributed.timeout_s sets this wait, at least 300 s at start-up and for the "
-                                "first step)"));
+                      HasSubstr("(distributed.timeout_s sets this wait, at least 300 s at start-up, for the first "
+                                "step and for a checkpoint's snapshot)"));
 }
 
 TEST_CASE("a stop's checkpoint is on disk before any rank exits for requeue", "[train][e2e]") {
