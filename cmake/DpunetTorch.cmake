@@ -39,7 +39,19 @@ if(NOT Torch_FOUND)
   if(NOT _dpunet_torch_cuda STREQUAL "")
     find_package(CUDAToolkit QUIET)
   endif()
-  if(NOT _dpunet_torch_cuda STREQUAL "" AND NOT CUDAToolkit_FOUND)
+  # Nor can a toolkit of another major version than the wheel's (its headers and the
+  # wheel's libraries disagree): that machine builds for CPUs too, and says why.
+  set(_dpunet_toolkit_fits ${CUDAToolkit_FOUND})
+  if(CUDAToolkit_FOUND)
+    string(REGEX MATCH "^[0-9]+" _dpunet_wheel_cuda_major "${_dpunet_torch_cuda}")
+    if(NOT CUDAToolkit_VERSION_MAJOR STREQUAL _dpunet_wheel_cuda_major)
+      message(STATUS "dpunet: the CUDA toolkit is ${CUDAToolkit_VERSION}, the torch wheel's CUDA "
+                     "${_dpunet_torch_cuda}: building for CPUs (install toolkit ${_dpunet_wheel_cuda_major}.x for "
+                     "the GPU path)")
+      set(_dpunet_toolkit_fits FALSE)
+    endif()
+  endif()
+  if(NOT _dpunet_torch_cuda STREQUAL "" AND NOT _dpunet_toolkit_fits)
     include(DpunetTorchWithoutCuda)
     dpunet_torch_without_cuda("${_dpunet_torch_root}" "${_dpunet_torch_version}")
   else()

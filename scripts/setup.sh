@@ -35,12 +35,14 @@ install_system_packages() {
   log "system packages: installing ${missing[*]}"
   local apt_log
   apt_log=$(mktemp)
-  # dpkg is chatty; its output is shown only when something fails.
+  # dpkg is chatty; its output is shown only when something fails. A machine just booted
+  # may be installing its own updates: dpkg's lock is waited for, up to 10 minutes.
   # The settings go through env: sudo drops the caller's environment. Without them a
   # debconf or needrestart question would wait, unseen, in the log.
   if ! { "${sudo[@]}" apt-get -o Acquire::Retries=3 update -qq &&
          "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=a \
-           apt-get -o Acquire::Retries=3 install -y -qq --no-install-recommends "${missing[@]}"; } >"$apt_log" 2>&1 </dev/null; then
+           apt-get -o Acquire::Retries=3 -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends \
+             "${missing[@]}"; } >"$apt_log" 2>&1 </dev/null; then
     cat "$apt_log" >&2
     echo "setup: apt-get failed installing: ${missing[*]}" >&2
     exit 1
