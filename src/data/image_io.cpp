@@ -4,6 +4,7 @@
 #include "data/image_io.h"
 
 #include <png.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -390,6 +391,12 @@ void write_png8_rows(const std::string& path, int64_t height, int64_t width, int
     }
   }
   if (failure.empty() && std::fflush(file.get()) != 0) failure = "writing the PNG failed (disk full?)";
+  // On disk before its name is: renamed first, a crash could leave an empty file under
+  // the final name (a plot, a predicted mask). The folder is not synced for each file (a
+  // prediction writes thousands): a crash may lose the newest names, never their bytes.
+  if (failure.empty() && ::fsync(fileno(file.get())) != 0) {
+    failure = std::string("writing the PNG failed (") + std::strerror(errno) + ")";
+  }
   if (const int kept = failure.empty() ? keep_permissions(target, fileno(file.get())) : 0; kept != 0) {
     failure = std::string("cannot set its permissions (") + std::strerror(kept) + ")";
   }
