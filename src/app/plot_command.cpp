@@ -175,10 +175,12 @@ std::vector<Panel> read_panels(const std::string& path) {
 void add_plot_command(CLI::App& app) {
   auto run_dir = std::make_shared<std::string>();
   auto out = std::make_shared<std::string>();
+  auto overwrite = std::make_shared<bool>(false);
   CLI::App* cmd = app.add_subcommand("plot", "Draw a run's loss, Dice and throughput curves to PNG");
   cmd->add_option("run_dir", *run_dir, "Run directory (holds metrics.jsonl)")->required();
-  cmd->add_option("--out", *out, "PNG to write (default: RUN_DIR/curves.png)");
-  cmd->callback([run_dir, out] {
+  cmd->add_option("--out", *out, "PNG to write (default: RUN_DIR/curves.png, replaced at each plot)");
+  cmd->add_flag("--overwrite", *overwrite, "Replace an existing --out file");
+  cmd->callback([run_dir, out, overwrite] {
     // The picture goes to a .png: a slip of the keyboard must not replace metrics.jsonl
     // or a checkpoint with it.
     // By its ending, not std::filesystem's extension, which a name such as ".png" has none of.
@@ -186,6 +188,11 @@ void add_plot_command(CLI::App& app) {
     std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
     const bool png = lower.size() >= 4 && lower.compare(lower.size() - 4, 4, ".png") == 0;
     DPUNET_CHECK(out->empty() || png, "plot: --out ", *out, " does not end in .png");
+    // Another .png may be an image of its own (an input, a predicted mask): as export and
+    // predict, only with --overwrite. The run's own curves.png is the plot's to refresh.
+    std::error_code ec;
+    DPUNET_CHECK(out->empty() || *overwrite || !std::filesystem::exists(*out, ec), "plot: --out ", *out,
+                 " exists; give --overwrite to replace it");
     DPUNET_CHECK(!run_dir->empty(), "plot: an empty run directory (an unset variable?)");
     const std::vector<Panel> panels = read_panels(*run_dir + "/metrics.jsonl");
     constexpr int kWidth = 1000, kPanelHeight = 300;

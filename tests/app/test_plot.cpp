@@ -42,6 +42,19 @@ TEST_CASE("plot writes only .png files and says when there is nothing to plot", 
   const auto dot_name = dpunet::test::run_command(DPUNET_BINARY " plot " + dir.path() + " --out " + dir / ".png 2>&1");
   CHECK(dot_name.exit_code == 0);
   CHECK(std::filesystem::exists(dir / ".png"));
+  // Another .png (an input image, a predicted mask) is replaced only with --overwrite; the
+  // run's own curves.png at each plot.
+  dpunet::write_file_atomically(dir / "img.png", "an image");
+  const auto over_image =
+      dpunet::test::run_command(DPUNET_BINARY " plot " + dir.path() + " --out " + dir / "img.png 2>&1");
+  CHECK(over_image.exit_code != 0);
+  CHECK_THAT(over_image.output, HasSubstr("img.png exists; give --overwrite to replace it"));
+  CHECK(dpunet::read_file(dir / "img.png") == "an image");
+  CHECK(dpunet::test::run_command(DPUNET_BINARY " plot " + dir.path() + " --out " + dir / "img.png --overwrite 2>&1")
+            .exit_code == 0);
+  CHECK(dpunet::read_file(dir / "img.png") != "an image");
+  for (int i = 0; i < 2; ++i)
+    CHECK(dpunet::test::run_command(DPUNET_BINARY " plot " + dir.path() + " 2>&1").exit_code == 0);
   dpunet::write_file_atomically(dir / "metrics.jsonl", "");
   const auto empty = dpunet::test::run_command(DPUNET_BINARY " plot " + dir.path() + " 2>&1");
   CHECK(empty.exit_code != 0);
