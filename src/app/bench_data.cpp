@@ -59,8 +59,10 @@ std::vector<Variant> variants() {
           {"elastic", true, elastic}, {"all", true, full},         {"blur_low_resolution", true, filters}};
 }
 
-double samples_per_second(const std::string& spec, const BenchDataArgs& args, const Variant& variant) {
-  auto dataset = std::make_shared<const data::Dataset>(spec);
+double samples_per_second(const std::vector<std::string>& shards, const BenchDataArgs& args, const Variant& variant) {
+  auto dataset = std::make_shared<const data::Dataset>(shards);
+  DPUNET_CHECK(dataset->size() == args.samples, "bench data: ", dataset->size(), " samples read, ", args.samples,
+               " written");
   data::LoaderOptions options;
   options.batch_size = args.batch;
   options.workers = args.workers;
@@ -101,12 +103,12 @@ void run(const BenchDataArgs& args) {
     synth.height = synth.width = args.size;
     synth.gzip_level = gzip;
     synth.prefix = gzip > 0 ? "gzip" : "raw";
-    data::write_synthetic_dataset(dir.string(), synth);
-    const std::string spec = (dir / (synth.prefix + "-*.h5")).string();
+    // The shards just written: a --dir kept from an earlier run may hold more by the name.
+    const std::vector<std::string> shards = data::write_synthetic_dataset(dir.string(), synth);
     for (const Variant& variant : variants()) {
       rows.push_back({{"compression", gzip > 0 ? "gzip" + std::to_string(gzip) : "none"},
                       {"augmentation", variant.name},
-                      {"samples_per_s", samples_per_second(spec, args, variant)}});
+                      {"samples_per_s", samples_per_second(shards, args, variant)}});
     }
   }
   unsigned major = 0, minor = 0, release = 0;
@@ -114,6 +116,7 @@ void run(const BenchDataArgs& args) {
   nlohmann::json out = {
       {"benchmark", "data"},
       {"size", args.size},
+      {"samples", args.samples},
       {"dtype", "uint8"},
       {"batch", args.batch},
       {"workers", args.workers},

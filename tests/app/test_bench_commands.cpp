@@ -155,6 +155,12 @@ TEST_CASE("bench data reads every augmentation and compression variant", "[app][
   CHECK(variants.size() == j["results"].size());
   CHECK(variants.count("none/none") == 1);
   CHECK(variants.count("all/gzip4") == 1);
+  // A --dir kept from an earlier run may hold more shards by the name: only the ones just
+  // written are read (two shards of 8 samples, then one of 1).
+  dpunet::test::TempDir dir;
+  CHECK(bench(DPUNET_BINARY " bench data --size 32 --samples 8 --batches 16 --dir " + dir.path())["samples"] == 8);
+  CHECK(bench(DPUNET_BINARY " bench data --size 32 --samples 1 --batch 1 --batches 16 --dir " +
+              dir.path())["samples"] == 1);
 }
 
 TEST_CASE("bench predict tiles the image as predict does and reports the rates of its time", "[app][e2e]") {
