@@ -119,9 +119,11 @@ void RunLogger::train(const TrainRecord& r) {
   // Said when it happened (a step or two early in an fp16 run is usual, more is not), or
   // while the scale is below 1, from which it regrows slowly (doubling every 2000 steps).
   char skipped[64] = "";
-  if (r.skipped_steps > 0 || (r.skipped_steps == 0 && r.loss_scale < 1)) {
+  if (r.skipped_steps > 0) {
     std::snprintf(skipped, sizeof(skipped), " skipped %lld (fp16 scale %g)", static_cast<long long>(r.skipped_steps),
                   r.loss_scale);
+  } else if (r.skipped_steps == 0 && r.loss_scale < 1) {
+    std::snprintf(skipped, sizeof(skipped), " fp16 scale %g", r.loss_scale);
   }
   if (bar_) {
     constexpr int kWidth = 30;
