@@ -79,6 +79,14 @@ void zero_grads(torch::nn::Module& net) {
 }
 
 void run_bench_ddp(const BenchDdpArgs& args) {
+  // The reference U-Net (3 channels in, 2 classes) must take the size and leave BatchNorm
+  // values to normalise: said before MPI starts, not met as an ATen error in the first step.
+  model::UnetOptions shape;
+  shape.n_channels = 3;
+  shape.n_classes = 2;
+  model::output_size_or_fail(shape, args.size, "bench ddp --size " + std::to_string(args.size));
+  const std::string bottom = model::bottom_norm_problem(shape, args.size, args.size, args.batch);
+  DPUNET_CHECK(bottom.empty(), "bench ddp --size ", args.size, " --batch ", args.batch, ": ", bottom);
   const auto preference = args.device == "cuda" ? dist::DevicePreference::kCuda : dist::DevicePreference::kCpu;
   dist::Context context(preference);
   auto comm = dist::make_communicator(context, args.backend);

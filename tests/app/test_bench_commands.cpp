@@ -93,6 +93,17 @@ TEST_CASE("bench ddp compares the reducer's backward with backward alone and a f
         Approx(busbw_gbps(number(j, "gradient_bytes"), 1e3 * number(j, "raw_mpi_allreduce_ms"), 2)));
 }
 
+TEST_CASE("bench ddp refuses a size the model cannot take before any rank starts MPI", "[app]") {
+  for (const auto& [size, expected] : std::vector<std::pair<std::string, std::string>>{
+           {"12", "bench ddp --size 12"},
+           {"16", "bench ddp --size 16 --batch 1: the depth-4 U-Net's bottom map is 1x1"}}) {
+    const auto refused = run_command(DPUNET_BINARY " bench ddp --device cpu --backend mpi --size " + size + " 2>&1");
+    INFO(refused.output);
+    CHECK(refused.exit_code != 0);
+    CHECK_THAT(refused.output, HasSubstr(expected) && !HasSubstr("MPI_ABORT"));
+  }
+}
+
 TEST_CASE("bench model times the plain and the checkpointed model and divides their figures", "[app][e2e]") {
   const json j = bench(DPUNET_BINARY " bench model --size 32 --base-channels 8 --depth 2 --warmup 1 --repeats 1");
   CHECK(j["benchmark"] == "model");
