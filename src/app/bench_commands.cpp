@@ -13,6 +13,12 @@ void require_single_process(const std::string& command) {
                " says several were started: run it without mpirun/srun");
 }
 
+void check_bench_input(const model::UnetOptions& model, int64_t size, int64_t batch, const std::string& command) {
+  model::output_size_or_fail(model, size, command + " --size " + std::to_string(size));
+  const std::string bottom = model::bottom_norm_problem(model, size, size, batch);
+  DPUNET_CHECK(bottom.empty(), command, " --size ", size, " --batch ", batch, ": ", bottom);
+}
+
 void add_bench_commands(CLI::App& app) {
   CLI::App* bench = app.add_subcommand("bench", "Benchmarks; each prints JSON");
   bench->require_subcommand(1);

@@ -84,9 +84,7 @@ void run_bench_ddp(const BenchDdpArgs& args) {
   model::UnetOptions shape;
   shape.n_channels = 3;
   shape.n_classes = 2;
-  model::output_size_or_fail(shape, args.size, "bench ddp --size " + std::to_string(args.size));
-  const std::string bottom = model::bottom_norm_problem(shape, args.size, args.size, args.batch);
-  DPUNET_CHECK(bottom.empty(), "bench ddp --size ", args.size, " --batch ", args.batch, ": ", bottom);
+  check_bench_input(shape, args.size, args.batch, "bench ddp");
   const auto preference = args.device == "cuda" ? dist::DevicePreference::kCuda : dist::DevicePreference::kCpu;
   dist::Context context(preference);
   auto comm = dist::make_communicator(context, args.backend);

@@ -152,9 +152,7 @@ void run_bench_model(const BenchModelArgs& args) {
   // the nearest sizes that suit the padding and depth.
   const model::UnetOptions options = unet_options(args);
   model::validate(options);
-  model::output_size_or_fail(options, args.size, "bench model --size " + std::to_string(args.size));
-  const std::string bottom = model::bottom_norm_problem(options, args.size, args.size, args.batch);
-  DPUNET_CHECK(bottom.empty(), "bench model --size ", args.size, " --batch ", args.batch, ": ", bottom);
+  check_bench_input(options, args.size, args.batch, "bench model");
   DPUNET_CHECK(args.batch > 0 && args.repeats > 0 && args.threads > 0,
                "bench model: --batch, --repeats and --threads must be > 0");
   check_checkpoint_selection(args.checkpointing);

@@ -346,9 +346,7 @@ void run(const BenchTrainArgs& a) {
   // shape is checked as a model without norm.
   if (shape.norm == model::Norm::kSyncBatch) shape.norm = model::Norm::kNone;
   model::validate(shape);
-  model::output_size_or_fail(shape, a.size, "bench train --size " + std::to_string(a.size));
-  const std::string bottom = model::bottom_norm_problem(shape, a.size, a.size, a.batch);
-  DPUNET_CHECK(bottom.empty(), "bench train --size ", a.size, " --batch ", a.batch, ": ", bottom);
+  check_bench_input(shape, a.size, a.batch, "bench train");
   dist::Context context(a.device == "cpu"    ? dist::DevicePreference::kCpu
                         : a.device == "cuda" ? dist::DevicePreference::kCuda
                                              : dist::DevicePreference::kAuto);

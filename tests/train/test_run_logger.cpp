@@ -9,10 +9,24 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include "common/atomic_file.h"
 #include "support/temp_dir.h"
 #include "train/run_logger.h"
+
+namespace {
+
+// The rows of a run directory's metrics.jsonl, parsed.
+std::vector<nlohmann::json> metrics_rows(const std::string& run_dir) {
+  std::istringstream lines(dpunet::read_file(run_dir + "/metrics.jsonl"));
+  std::vector<nlohmann::json> rows;
+  for (std::string line; std::getline(lines, line);) rows.push_back(nlohmann::json::parse(line));
+  return rows;
+}
+
+}  // namespace
 
 TEST_CASE("a metrics row that cannot be written (a full disk) stops the run and names the file", "[train]") {
   dpunet::test::TempDir dir;
@@ -88,12 +102,10 @@ TEST_CASE("validation rows carry the shards' class names where they give them", 
     record.step = 4;
     logger.validation(record);
   }
-  std::istringstream rows(dpunet::read_file(dir / "metrics.jsonl"));
-  std::string first, second;
-  std::getline(rows, first);
-  std::getline(rows, second);
-  CHECK_FALSE(nlohmann::json::parse(first).contains("class_names"));
-  CHECK(nlohmann::json::parse(second)["class_names"] == nlohmann::json({"background", "cell"}));
+  const std::vector<nlohmann::json> rows = metrics_rows(dir.path());
+  REQUIRE(rows.size() == 2);
+  CHECK_FALSE(rows[0].contains("class_names"));
+  CHECK(rows[1]["class_names"] == nlohmann::json({"background", "cell"}));
 }
 
 TEST_CASE("fp16 training rows carry the steps skipped and the loss scale, others leave them out", "[train]") {
@@ -109,14 +121,12 @@ TEST_CASE("fp16 training rows carry the steps skipped and the loss scale, others
     record.loss_scale = 0.25;
     logger.train(record);
   }
-  std::istringstream rows(dpunet::read_file(dir / "metrics.jsonl"));
-  std::string first, second;
-  std::getline(rows, first);
-  std::getline(rows, second);
-  CHECK_FALSE(nlohmann::json::parse(first).contains("skipped_steps"));
-  CHECK_FALSE(nlohmann::json::parse(first).contains("loss_scale"));
-  CHECK(nlohmann::json::parse(second)["skipped_steps"] == 3);
-  CHECK(nlohmann::json::parse(second)["loss_scale"] == 0.25);
+  const std::vector<nlohmann::json> rows = metrics_rows(dir.path());
+  REQUIRE(rows.size() == 2);
+  CHECK_FALSE(rows[0].contains("skipped_steps"));
+  CHECK_FALSE(rows[0].contains("loss_scale"));
+  CHECK(rows[1]["skipped_steps"] == 3);
+  CHECK(rows[1]["loss_scale"] == 0.25);
 }
 
 TEST_CASE("the ETA goes at the run's own pace, validations included, to where this run ends", "[train]") {
