@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include "checkpoint/checkpoint.h"
 #include "train/device_memory.h"
@@ -64,8 +65,11 @@ void Trainer::save(bool best, bool logged_now) {
   // The other ranks would next meet rank 0 in the step's first gradient bucket, waiting
   // there under the collectives' timeout for as long as the snapshot takes (a large model
   // on a slow host against a short distributed.timeout_s: a false stall). They wait for
-  // it here instead, under start-up's longer timeout.
-  const dist::LongerTimeout<dist::HostVote> snapshot_time(stop_vote_, dist::kStartupTimeout);
+  // it here instead, under start-up's longer timeout. Rank 0 comes last, its snapshot
+  // done: it keeps the usual timeout, so that a rank that stopped meanwhile is seen as
+  // soon as in any step, not minutes later.
+  std::optional<dist::LongerTimeout<dist::HostVote>> snapshot_time;
+  if (!context_.is_root()) snapshot_time.emplace(stop_vote_, dist::kStartupTimeout);
   (void)stop_vote_.any(false);
 }
 

@@ -161,4 +161,11 @@ std::string training_rank_pattern(const std::string& config) {
   return "'^" + regex_literal(DPUNET_BINARY_PATH " train " + config) + "'";
 }
 
+std::string training_rank_pid(const std::string& config, int rank) {
+  // Open MPI gives each rank its number in the environment.
+  return "$(for p in $(pgrep -f " + training_rank_pattern(config) +
+         "); do tr '\\0' '\\n' < /proc/$p/environ 2> /dev/null | " +
+         "grep -qx OMPI_COMM_WORLD_RANK=" + std::to_string(rank) + " && echo $p; done)";
+}
+
 }  // namespace dpunet::test

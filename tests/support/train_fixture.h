@@ -39,6 +39,8 @@ int64_t signalled_stop_step(const std::string& log);
 
 // A shell word for `pgrep -f`: the training ranks started on `config` (a path matched literally).
 std::string training_rank_pattern(const std::string& config);
+// A shell command substitution giving the pid of training rank `rank` started on `config`.
+std::string training_rank_pid(const std::string& config, int rank);
 
 // A write_config section with no checkpoint by count, at epoch ends or on a new best:
 // the one a stopped run leaves is the stop's own.
