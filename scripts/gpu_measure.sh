@@ -33,7 +33,9 @@
 # tagged; bench/gpu_targets.py reads the issue's targets off it, also at the end of each
 # call) and gpu_log.txt (versions, test and smoke-run logs); the profile step adds
 # kernels.txt and the traces, trace_*.json.gz; the split step memory_peaks.txt and its
-# traces, trace_min_memory*.json.gz.
+# traces, trace_min_memory*.json.gz. It exits 1 when a part failed (a test, a run, a
+# benchmark that failed or timed out), listing them at the end; parts skipped for lack of
+# time are not failures.
 #
 # A device call is at most 10 minutes: every benchmark's timeout is cut to what is left
 # of DEADLINE_S (default 560) seconds from the start, a benchmark too long for what is
@@ -192,10 +194,10 @@ record() {
   log_lines=$(wc -l <"$log")
   if json=$(limited "${STEP_TIMEOUT:-240}" "$@" 2>>"$log"); then
     "$python" -c 'import json,sys; d=json.loads(sys.stdin.read()); d["tag"]=sys.argv[1]; print(json.dumps(d))' \
-      "$tag" <<<"$json" >>"$results" || { say "$tag: output was not JSON:"; echo "$json" >>"$log"; }
+      "$tag" <<<"$json" >>"$results" || { failed "$tag: output was not JSON:"; echo "$json" >>"$log"; }
   else
     status=$?
-    say "$tag: failed or timed out (exit $status)"
+    failed "$tag: failed or timed out (exit $status)"
     # bench train's largest-batch searches say their whole report so far on stderr: the
     # last one this command said is kept, marked partial, rather than lost with the JSON.
     local so_far
@@ -212,12 +214,20 @@ record() {
 # Appends a line to the log, and a copy to stdout so the caller sees progress.
 say() { echo "$*" | tee -a "$log"; }
 
+# say, for a part that failed: counted, and listed again at the end, where it sets the exit status.
+failures=()
+failed() {
+  say "$*"
+  failures+=("$*")
+}
+
 # TEST_FILTER: another Catch2 test spec, e.g. '[gpu]~[e2e]' for all but the end-to-end ones.
 step_tests() {
   local filter=${TEST_FILTER:-[gpu]}
   say "== $filter tests"
   (cd "$build/tests" && limited 240 ./dpunet_tests "$filter" --durations yes) >>"$log" 2>&1
-  say "$filter tests: exit $?"
+  local status=$?
+  if [ $status -eq 0 ]; then say "$filter tests: exit 0"; else failed "$filter tests: exit $status"; fi
 }
 
 # The trainer itself on the GPU: bf16, channels_last, valid padding, checkpointing,
@@ -239,7 +249,8 @@ step_smoke() {
       limited 120 "$dpunet" predict "$smoke/data/val-00000.h5" --checkpoint "$smoke/run/checkpoints/step-00000040.ckpt" \
         --out "$smoke/predictions" --eval --no-png
   } >>"$log" 2>&1
-  say "train, resume and predict smoke: exit $?"
+  local status=$?
+  if [ $status -eq 0 ]; then say "train, resume and predict smoke: exit 0"; else failed "train, resume and predict smoke: exit $status"; fi
   [ -f "$smoke/predictions/eval.json" ] && cat "$smoke/predictions/eval.json" >>"$log"
 }
 
@@ -260,14 +271,14 @@ train_40() {
 step_saves() {
   local dir=$root/runs/gpu_saves
   rm -rf "$dir" && mkdir -p "$dir"
-  synth_data "$dir" || { say "saves: synth failed"; return; }
+  synth_data "$dir" || { failed "saves: synth failed"; return; }
   local every
   for every in 0 5; do
     train_40 "$dir" "every$every" --set validation.every_steps=1000 --set checkpoint.every_steps=$every ||
-      say "saves: training with every_steps=$every failed"
+      failed "saves: training with every_steps=$every failed"
     # Wall time per step from the first log window's end (cuDNN autotuning done) to the
     # last: the logged step_ms leaves out snapshot pauses, which are what is measured here.
-    "$python" - "$dir/every$every/metrics.jsonl" "$every" >>"$results" <<'PY' || say "saves: no metrics"
+    "$python" - "$dir/every$every/metrics.jsonl" "$every" >>"$results" <<'PY' || failed "saves: no metrics"
 import json, statistics, sys
 train = [r for r in (json.loads(line) for line in open(sys.argv[1])) if r.get("kind") == "train"]
 first, last = train[0], train[-1]
@@ -284,11 +295,11 @@ PY
 step_fp16() {
   local dir=$root/runs/gpu_fp16
   rm -rf "$dir" && mkdir -p "$dir"
-  synth_data "$dir" || { say "fp16: synth failed"; return; }
+  synth_data "$dir" || { failed "fp16: synth failed"; return; }
   local dtype
   for dtype in fp16 bf16; do
-    train_40 "$dir" "$dtype" --set precision.dtype=$dtype || say "fp16: training with $dtype failed"
-    "$python" - "$dir/$dtype/metrics.jsonl" "$dtype" >>"$results" <<'PY' || say "fp16: no metrics for $dtype"
+    train_40 "$dir" "$dtype" --set precision.dtype=$dtype || failed "fp16: training with $dtype failed"
+    "$python" - "$dir/$dtype/metrics.jsonl" "$dtype" >>"$results" <<'PY' || failed "fp16: no metrics for $dtype"
 import json, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
 train = [r for r in rows if r.get("kind") == "train"]
@@ -432,7 +443,7 @@ step_profile() {
   for name in dpunet eager compile; do
     [ -f "$out/trace_$name.json" ] && traces+=("$name=$out/trace_$name.json")
   done
-  [ ${#traces[@]} -gt 0 ] || { say "profile: no traces written"; return; }
+  [ ${#traces[@]} -gt 0 ] || { failed "profile: no traces written"; return; }
   if [ "$(time_left 30)" -ge 30 ]; then
     "$python" bench/trace_kernels.py "${traces[@]}" >"$out/kernels.txt" 2>>"$log"
   else
@@ -492,13 +503,18 @@ measure() {
   fi
   local step
   for step in "${steps[@]}"; do
-    declare -F "step_$step" >/dev/null || { say "unknown step $step"; continue; }
+    declare -F "step_$step" >/dev/null || { failed "unknown step $step"; continue; }
     "step_$step"
   done
   say "results: $results ($(wc -l <"$results") lines), log: $log"
   # Where this call leaves the issue's targets (its own records only: ratios never pair
   # two machines).
   if [ -s "$results" ]; then "$python" bench/gpu_targets.py "$results" 2>&1 | tee -a "$log"; fi
+  # Exit 1 when any part failed (a skip for lack of time is not a failure), naming each.
+  [ ${#failures[@]} -eq 0 ] && return 0
+  say "${#failures[@]} part(s) failed:"
+  printf '  %s\n' "${failures[@]}" | tee -a "$log"
+  return 1
 }
 
 case "${1:-}" in
