@@ -173,6 +173,7 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
   data::SamplerState start;
   if (loaded) {
     own_checkpoint_ = comm_->broadcast_string(is_own_checkpoint(*loaded) ? "own" : "other", /*root=*/0) == "own";
+    resumed_from_elsewhere_ = !own_checkpoint_;
     fail_together(*comm_, [&] { resume(*loaded); });  // an optimizer state that does not fit
     // Every rank read the same file, so every rank lays its buckets out alike.
     if (!loaded->state().bucket_order.empty() && !ddp_->restore_bucket_order(loaded->state().bucket_order)) {
@@ -437,6 +438,14 @@ int Trainer::run() {
     // and a kill before the checkpoint would have the next run validate the step again.
     save(improved && config_.checkpoint.keep_best, /*logged_now=*/false);
     wait_for_checkpoint_write();
+  } else if (resumed_from_elsewhere_) {
+    // This run directory's earlier history was set aside: until the first periodic
+    // checkpoint, a crash (a node lost, a kill) would leave --resume auto nothing to
+    // continue from but a fresh start. The resumed checkpoint goes in first, as read.
+    save(/*best=*/false, /*logged_now=*/false);
+    wait_for_checkpoint_write("the resumed checkpoint's copy");
+    logger_.info("step " + std::to_string(step_) + "'s checkpoint written into " + store_.directory() +
+                 ": --resume auto continues from it until the next one");
   }
   while (step_ < config_.train.steps) {
     writer_.poll();  // a failed checkpoint write stops the run now, not at the next save

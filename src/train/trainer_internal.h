@@ -128,6 +128,9 @@ class Trainer {
   // 0 sees it: the answer decides collectives (a new best's checkpoint), so every rank
   // takes one, though a node-local copy of the run directory could answer otherwise.
   bool own_checkpoint_ = false;
+  // Resumed from a checkpoint that is not the run directory's own: run() writes it there
+  // before the first step.
+  bool resumed_from_elsewhere_ = false;
   bool epoch_ended_at_resume_ = false;  // see continued_position
   bool ends_at_resume_ = false;         // train.steps lowered to the resumed step: see the constructor
   // Writes checkpoints while training goes on; declared last, so it finishes its write

@@ -122,7 +122,9 @@ TEST_CASE("resuming from an older checkpoint sets the later history aside and re
   CHECK(train_rows_per_step(now[1] + "/metrics.jsonl") == once_each(1, 8));
   CHECK(train_rows_per_step(f.run_dir() + "/metrics.jsonl") == once_each(9, 10));
   const dpunet::checkpoint::CheckpointStore store(f.run_dir());
-  CHECK(store.list() == std::vector<std::string>{checkpoint_at(f, 10)});
+  // The resumed checkpoint's copy (written before the first step) and the run's own.
+  CHECK(store.list() == std::vector<std::string>{checkpoint_at(f, 8), checkpoint_at(f, 10)});
+  require_same_weights(abandoned, checkpoint_at(f, 8));
   // No pointer names a checkpoint of the set-aside timeline: `best` is this run's step 10,
   // or absent while no validation here beat the score carried over from the checkpoint.
   const auto best = store.best();
@@ -466,6 +468,34 @@ TEST_CASE("a run continued from another run's checkpoint chooses its best among 
   const std::optional<std::string> best = dpunet::checkpoint::CheckpointStore(next).best();
   REQUIRE(best.has_value());
   CHECK(std::filesystem::path(*best).filename() == "step-00000008.ckpt");
+}
+
+TEST_CASE("a run continued from another run's checkpoint holds a copy of it before its first step", "[train][e2e]") {
+  // Killed (no signal to checkpoint on) before a checkpoint of its own (it writes none):
+  // --resume auto continues from the copy, not afresh.
+  TrainFixture f;
+  const std::string config = f.write_config();
+  const auto other = f.train(1, config + " --stop-at-step 4");
+  INFO(other.output);
+  REQUIRE(other.exit_code == 0);
+  const std::string next = f.dir() / "next";
+  const std::string continued = f.train_command(
+      1, config + " --resume " + checkpoint_at(f, 4) + " --set run.dir=" + next + " --set train.steps=100000 " +
+             "--set checkpoint.every_steps=0 --set checkpoint.every_epoch=false " + "--set checkpoint.keep_best=false");
+  const auto killed =
+      f.interrupt(continued.substr(0, continued.rfind(" 2>&1")), "step 6/", "kill -KILL $(pgrep -P $job)");
+  const std::string killed_log = dpunet::read_file(f.log_path());
+  INFO(killed.output << killed_log);
+  REQUIRE_THAT(killed.output, HasSubstr("exit=137"));
+  const std::string copy = dpunet::checkpoint::CheckpointStore(next).path_for_step(4);
+  CHECK_THAT(killed_log, HasSubstr("step 4's checkpoint written into " + next + "/checkpoints"));
+  REQUIRE(std::filesystem::exists(copy));
+  require_same_weights(checkpoint_at(f, 4), copy, /*parameters_only=*/false);
+  require_same_optimizer_state(checkpoint_at(f, 4), copy);
+  const auto resumed = f.train(1, config + " --set run.dir=" + next + " --resume auto --stop-at-step 5");
+  INFO(resumed.output);
+  REQUIRE(resumed.exit_code == 0);
+  CHECK_THAT(resumed.output, HasSubstr("resumed from " + copy + " at step 4"));
 }
 
 TEST_CASE("train.steps lowered to a resumed step ends the run there, validated, and below it is refused",
