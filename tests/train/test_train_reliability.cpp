@@ -232,9 +232,16 @@ TEST_CASE("the launcher's dry run and errors", "[train][e2e]") {
   const auto contradiction = dpunet::test::run_command(launch + "--cpu --gpus 0 -- train c.yaml 2>&1");
   CHECK(contradiction.exit_code != 0);
   CHECK_THAT(contradiction.output, HasSubstr("contradict"));
-  const auto hosts = dpunet::test::run_command(launch + "--hosts a:3,b:2 --dry-run -- train c.yaml 2>&1");
+  const auto hosts =
+      dpunet::test::run_command("env -u OMP_NUM_THREADS " + launch + "--hosts a:3,b:2 --dry-run -- train c.yaml 2>&1");
   CHECK(hosts.exit_code == 0);
   CHECK_THAT(hosts.output, HasSubstr("mpirun -np 5") && HasSubstr("--host a:3"));
+  // This machine's cores say nothing of the hosts': each rank takes its share of its own
+  // host's, and mpirun pins none.
+  CHECK_THAT(hosts.output, HasSubstr(" --bind-to none ") && !HasSubstr("OMP_NUM_THREADS") && !HasSubstr("PE="));
+  const auto hosts_threads =
+      dpunet::test::run_command("OMP_NUM_THREADS=3 " + launch + "--hosts a:3,b:2 --dry-run -- train c.yaml 2>&1");
+  CHECK_THAT(hosts_threads.output, HasSubstr("OMP_NUM_THREADS=3 ") && HasSubstr(" -x OMP_NUM_THREADS "));
   const auto too_many = dpunet::test::run_command(launch + "-n 6 --hosts a:3,b:2 --dry-run -- train c.yaml 2>&1");
   CHECK(too_many.exit_code == 2);
   CHECK_THAT(too_many.output, HasSubstr("-n 6 but --hosts a:3,b:2 has 5 slot(s)"));
@@ -482,8 +489,15 @@ TEST_CASE("the launcher explains a launch that started no rank", "[train][e2e]")
                                                 "--cpu --hosts nohost.invalid:2 -- version 2>&1");
   INFO(remote.output);
   CHECK(remote.exit_code != 0);
-  CHECK_THAT(remote.output, HasSubstr("if no rank said why, --quiet hid mpirun's reason") &&
-                                HasSubstr("to see it, run: ") && !HasSubstr("before any rank started"));
+  CHECK_THAT(remote.output, HasSubstr("if no rank said why, --quiet hid mpirun's reason and the host") &&
+                                HasSubstr("to see them, run: ") && !HasSubstr("before any rank started"));
+  // With --hosts, ranks that started here say nothing of those elsewhere: said alike.
+  const auto hosts_error =
+      dpunet::test::run_command(launch + "--cpu --hosts localhost:2 -- train /nonexistent.yaml 2>&1");
+  INFO(hosts_error.output);
+  CHECK(hosts_error.exit_code == 2);
+  CHECK_THAT(hosts_error.output, HasSubstr("/nonexistent.yaml") &&
+                                     HasSubstr("if no rank said why, --quiet hid mpirun's reason and the host"));
   // A rank's own error is not taken for a failed launch.
   const auto rank_error = dpunet::test::run_command(launch + "--cpu -n 2 -- train /nonexistent.yaml 2>&1");
   CHECK(rank_error.exit_code == 2);
