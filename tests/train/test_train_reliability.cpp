@@ -425,6 +425,18 @@ TEST_CASE("the launcher's dry run and errors", "[train][e2e]") {
       dpunet::test::run_command(slurm + "SLURM_NTASKS=2 " + launch + "--gpus 0,1 --dry-run -- train c.yaml 2>&1");
   CHECK(gpus_listed.exit_code == 2);
   CHECK_THAT(gpus_listed.output, HasSubstr("--gpus 0,1 inside a SLURM allocation") && HasSubstr("--gpus-per-task"));
+  // One task on a node that shows four GPUs (srun --gpus=4 --pty bash): three sit idle, said.
+  const std::string four_gpus = hermetic + "CUDA_VISIBLE_DEVICES=0,1,2,3 DPUNET_BIN=" DPUNET_BINARY
+                                           " " DPUNET_SOURCE_DIR_SH "/launcher/dpunet-launch ";
+  const auto one_task = dpunet::test::run_command("SLURM_JOB_ID=7 SLURM_NNODES=1 SLURM_NTASKS=1 " + four_gpus +
+                                                  "--dry-run -- train c.yaml 2>&1");
+  INFO(one_task.output);
+  CHECK(one_task.exit_code == 0);
+  CHECK_THAT(one_task.output, HasSubstr("the allocation has 1 task(s), the ranks, but 4 GPUs are visible here: 3 "
+                                        "will sit idle (allocate one task per GPU: --ntasks-per-node=4)"));
+  const auto four_tasks = dpunet::test::run_command("SLURM_JOB_ID=7 SLURM_NNODES=1 SLURM_NTASKS=4 " + four_gpus +
+                                                    "--dry-run -- train c.yaml 2>&1");
+  CHECK_THAT(four_tasks.output, !HasSubstr("sit idle"));
   // An srun without PMIx: mpirun starts its daemons with a plain srun, which must not
   // take a job's --export=NONE (SLURM_EXPORT_ENV) for them.
   dpunet::write_file_atomically(bin / "srun", "#!/bin/sh\necho 'MPI plugin types are...'; echo none\n");
