@@ -112,6 +112,12 @@ std::vector<std::string> resolve_shards(const std::string& spec) {
   return paths;
 }
 
+void require_listed_shard(const std::string& path, const std::string& spec) {
+  std::error_code ec;
+  DPUNET_CHECK(fs::path(spec).extension() != ".txt" || fs::exists(path, ec), path, ": no such file (listed in ", spec,
+               ")");
+}
+
 Dataset::Dataset(const std::string& spec) {
   open(resolve_shards(spec), spec);
 }
@@ -124,10 +130,8 @@ void Dataset::open(const std::vector<std::string>& shard_paths, const std::strin
   DPUNET_CHECK(!shard_paths.empty(), spec, ": the dataset is empty (no shards)");
   double weighted_mean_sum = 0;
   std::vector<double> mean_sum, square_sum;  // per channel, weighted by pixel count
-  const bool indexed = fs::path(spec).extension() == ".txt";
   for (const std::string& path : shard_paths) {
-    std::error_code ec;
-    DPUNET_CHECK(!indexed || fs::exists(path, ec), path, ": no such file (listed in ", spec, ")");
+    require_listed_shard(path, spec);
     auto shard = std::make_unique<ShardReader>(path);
     const ShardHeader& h = shard->header();
     if (shards_.empty()) {

@@ -17,6 +17,9 @@ namespace dpunet::data {
 // pattern ("shards/train-*.h5"), an index file (*.txt: one shard path per line,
 // relative to the index file; '#' starts a comment) or one .h5 file.
 std::vector<std::string> resolve_shards(const std::string& spec);
+// A shard an index file `spec` lists but that is missing: refused naming both (an index
+// names its shards unchecked, so that they are said where opened).
+void require_listed_shard(const std::string& path, const std::string& spec);
 // What a shell glob pattern matches, sorted; empty when nothing does. A folder part that
 // exists as written is taken literally, even with [ ] * ? in its name.
 std::vector<std::string> glob_paths(const std::string& pattern);

@@ -29,6 +29,7 @@ std::unique_ptr<Dataset> open_dataset(const std::string& spec, bool verify, std:
   std::vector<ShardHeader> headers;
   for (const std::string& path : resolve_shards(spec)) {
     try {
+      require_listed_shard(path, spec);
       ShardReader probe(path);
       readable.push_back(path);
       headers.push_back(probe.header());
