@@ -25,6 +25,11 @@ inline std::string counted(int64_t n, const std::string& noun, const std::string
   return std::to_string(n) + " " + (n == 1 ? noun : plural.empty() ? noun + "s" : plural);
 }
 
+// "12 MiB", rounded up: a size in a message.
+inline std::string mebibytes(int64_t bytes) {
+  return std::to_string((bytes + (int64_t{1} << 20) - 1) >> 20) + " MiB";
+}
+
 // Edits (insertions, deletions, substitutions, and swaps of two neighbouring letters,
 // the commonest slip: "stpes") that turn `a` into `b`: how far a misspelt name is from
 // one that exists.

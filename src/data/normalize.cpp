@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "common/error.h"
+#include "common/text.h"
 
 namespace dpunet::data {
 namespace {
@@ -71,6 +72,10 @@ ChannelAffine dataset_affine(double mean, double std) {
   return a;
 }
 
+int64_t sample_load_bytes(const ShardHeader& h) {
+  return h.image_values() * (pixel_type_bytes(h.pixel_type) + static_cast<int64_t>(sizeof(float))) + h.pixels();
+}
+
 Sample load_sample(const Dataset& dataset, int64_t index, const Normalizer& normalizer,
                    std::vector<unsigned char>& scratch) {
   const ShardHeader& h = dataset.header();
@@ -90,9 +95,18 @@ Sample load_sample(const Dataset& dataset, int64_t index, const Normalizer& norm
   sample.height = h.height;
   sample.width = h.width;
   const int bytes = pixel_type_bytes(h.pixel_type);
-  scratch.resize(static_cast<size_t>(h.image_values()) * bytes);
-  sample.image.resize(static_cast<size_t>(h.image_values()));
-  sample.mask.resize(static_cast<size_t>(h.pixels()));
+  try {
+    scratch.resize(static_cast<size_t>(h.image_values()) * bytes);
+    sample.image.resize(static_cast<size_t>(h.image_values()));
+    sample.mask.resize(static_cast<size_t>(h.pixels()));
+  } catch (const std::bad_alloc&) {
+    // A whole slide imported untiled, loaded by several loader threads at once: said
+    // with the way out, not as a bare std::bad_alloc.
+    DPUNET_FAIL(dataset.describe_image(index), ": loading this ", h.height, "x", h.width, " sample whole (",
+                mebibytes(sample_load_bytes(h)), ", as every patch cut from it needs) ran out of memory beside the ",
+                "other loader threads' samples: cut the images into tiles at import (dpunet data import --tile T), ",
+                "or lower data.workers");
+  }
   dataset.read(index, scratch.data(), sample.mask.data());
   // Float shards written by other tools may hold NaN or inf: one such value makes the
   // loss, and after one step every weight, NaN.

@@ -41,6 +41,10 @@ struct ChannelAffine {
 ChannelAffine dataset_affine(double mean, double std);
 inline constexpr double kConstantChannelStd = 1e-6;
 
+// Memory load_sample holds for one sample of `h`: its raw pixels, their float copy and
+// its mask. A sample is loaded whole for each patch cut from it.
+int64_t sample_load_bytes(const ShardHeader& h);
+
 // Reads global sample `index` and converts it; `scratch` holds the raw pixels between
 // calls so a worker allocates once.
 Sample load_sample(const Dataset& dataset, int64_t index, const Normalizer& normalizer,

@@ -9,6 +9,8 @@
 #include <set>
 
 #include "common/error.h"
+#include "common/text.h"
+#include "data/normalize.h"
 
 namespace dpunet::train {
 
@@ -275,6 +277,17 @@ void check_statistics_fit(const config::Config& config, const data::ShardHeader&
                " pixels (data.stats_pixel_type: the training shards' type when the run started): store the sets "
                "alike, or give statistics of ",
                data::pixel_type_name(header.pixel_type), " pixels");
+}
+
+std::string large_sample_note(const config::Config& config, const data::ShardHeader& train) {
+  // 512 MiB in memory: a 5800x5800 RGB image, 9500x9500 grey.
+  constexpr int64_t kLargeSampleBytes = int64_t{512} << 20;
+  const int64_t bytes = data::sample_load_bytes(train), patch = config.augment.patch_size;
+  if (bytes < kLargeSampleBytes || train.pixels() < 16 * patch * patch) return "";
+  return "the training samples are " + std::to_string(train.height) + "x" + std::to_string(train.width) +
+         " and every " + std::to_string(patch) + "x" + std::to_string(patch) + " patch loads its sample whole (" +
+         mebibytes(bytes) + " in each of a rank's " + counted(config.data.workers, "loader thread") +
+         "): images imported in tiles (dpunet data import --tile T) load faster, in less memory";
 }
 
 std::vector<std::string> constant_channel_notes(const config::Config& config) {

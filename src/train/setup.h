@@ -59,5 +59,9 @@ void check_statistics_fit(const config::Config& config, const data::ShardHeader&
 // A line for each channel the resolved statistics say is constant (it is centred, not
 // scaled: data::dataset_affine), so a dead channel in the training data gets noticed.
 std::vector<std::string> constant_channel_notes(const config::Config& config);
+// Every patch loads, converts and normalises its whole sample: whole slides imported
+// untiled cost each loader thread that much memory, and most of its time. A warning
+// with the way out (tiles) where the training samples are that large; else empty.
+std::string large_sample_note(const config::Config& config, const data::ShardHeader& train);
 
 }  // namespace dpunet::train

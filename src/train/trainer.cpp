@@ -105,6 +105,7 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
                  " is larger than the training images (" + std::to_string(h.height) + "x" + std::to_string(h.width) +
                  "): their patches are mirror-padded, images and masks alike");
   }
+  if (const std::string note = large_sample_note(config, train_data_->header()); !note.empty()) logger_.warn(note);
 
   torch::manual_seed(config.run.seed);
   model_ = build_model(config, comm_);

@@ -181,6 +181,23 @@ TEST_CASE("whole-image training refuses images too small for the model's depth b
   CHECK_NOTHROW(dpunet::train::check_data_fits_model(config, header, "data.train x.h5", true));
 }
 
+TEST_CASE("training samples loaded whole for patches far smaller are said, with tiles as the way out", "[train]") {
+  const auto config = dpunet::config::parse_config("", "w.yaml", {"augment.patch_size=512", "data.workers=3"});
+  dpunet::data::ShardHeader header;
+  header.channels = 3;
+  header.pixel_type = dpunet::data::PixelType::kUInt8;
+  header.height = header.width = 10000;  // a slide imported untiled: 1.6 GB loaded per patch
+  CHECK_THAT(dpunet::train::large_sample_note(config, header),
+             HasSubstr("the training samples are 10000x10000 and every 512x512 patch loads its sample whole (1526 MiB "
+                       "in each of a rank's 3 loader threads)") &&
+                 HasSubstr("dpunet data import --tile T"));
+  header.height = header.width = 4000;  // 80 MB: not worth a word
+  CHECK(dpunet::train::large_sample_note(config, header).empty());
+  header.height = header.width = 10000;  // patches nearly as large as the sample
+  const auto large_patches = dpunet::config::parse_config("", "w.yaml", {"augment.patch_size=4096"});
+  CHECK(dpunet::train::large_sample_note(large_patches, header).empty());
+}
+
 TEST_CASE("data whose channels or classes are not the model's are refused, naming the set and the key", "[train]") {
   const auto config = dpunet::config::parse_config("", "w.yaml", {"model.n_channels=1", "model.n_classes=3"});
   dpunet::data::ShardHeader header;
