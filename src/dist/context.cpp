@@ -9,6 +9,7 @@
 #include "common/process_label.h"
 #include "dist/core_share.h"
 #include "dist/cuda_device.h"
+#include "dist/gpu_choice.h"
 #include "dist/mpi_check.h"
 
 namespace dpunet::dist {
@@ -57,8 +58,10 @@ void Context::init(int* argc, char*** argv, DevicePreference device) {
   MPI_CHECK(MPI_Comm_size(node, &local_size_));
   node_leader_ = rank_;
   MPI_CHECK(MPI_Bcast(&node_leader_, 1, MPI_INT, 0, node));
+  int gpu_peer = 0;
   try {
     cpu_share_ = cpu_share_on_node(node);
+    gpu_peer = rank_among_same_gpus(node);
   } catch (...) {
     MPI_Comm_free(&node);
     throw;
@@ -83,7 +86,7 @@ void Context::init(int* argc, char*** argv, DevicePreference device) {
                "this rank sees no GPU, but other ranks do: check CUDA_VISIBLE_DEVICES and the GPUs of ", host_,
                ", or run every rank on CPU (run.device cpu)");
   if (gpus > 0) {
-    const int index = local_rank_ % gpus;
+    const int index = gpu_peer % gpus;
     // Before anything else touches CUDA, or every rank opens a context on GPU 0.
     set_current_cuda_device(index);
     device_ = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));

@@ -40,7 +40,8 @@ class Context {
   int cpu_share() const { return cpu_share_; }
   bool is_root() const { return rank_ == 0; }
   const std::string& host() const { return host_; }
-  // cuda:(local rank mod visible GPUs) when GPUs are visible and allowed, else cpu.
+  // cuda:(rank_among_same_gpus mod visible GPUs) when GPUs are visible and allowed, else
+  // cpu: the local rank where every rank of the machine sees the same GPUs.
   const c10::Device& device() const { return device_; }
   // The MPI thread level granted; MPI_THREAD_MULTIPLE lets communicators use a thread.
   int thread_level() const { return thread_level_; }
