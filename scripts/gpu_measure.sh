@@ -161,8 +161,8 @@ time_left() {
 # `limited MAX COMMAND...`: runs COMMAND for at most MAX seconds and never past
 # DEADLINE_S; SIGKILL 15 s after the SIGTERM (sent 15 s early, so that the kill too
 # comes before DEADLINE_S), since dpunet train takes SIGTERM as a stop request that
-# waits for the step to end (and a stalled step never ends). Exit 124 when it timed out
-# or was skipped.
+# waits for the step to end (and a stalled step never ends). Exit 124 when it timed out,
+# $SKIPPED when too little time was left to start it.
 limited() {
   local limit
   limit=$(time_left "$1")
@@ -171,7 +171,7 @@ limited() {
     # To stderr: callers send it to the log with the command's own output (say would
     # write it there twice).
     echo "skipped, ${limit}s left before DEADLINE_S: $*" >&2
-    return 124
+    return "$SKIPPED"
   fi
   timeout -k 15 "$((limit - 15))" "$@"
 }
@@ -197,6 +197,10 @@ record() {
       "$tag" <<<"$json" >>"$results" || { failed "$tag: output was not JSON:"; echo "$json" >>"$log"; }
   else
     status=$?
+    if [ "$status" -eq "$SKIPPED" ]; then
+      say "$tag: skipped, no time left before DEADLINE_S"
+      return
+    fi
     failed "$tag: failed or timed out (exit $status)"
     # bench train's largest-batch searches say their whole report so far on stderr: the
     # last one this command said is kept, marked partial, rather than lost with the JSON.
@@ -221,13 +225,35 @@ failed() {
   failures+=("$*")
 }
 
+# limited's status for a command it did not start: no time was left (not a failure).
+SKIPPED=200
+# `ended STATUS WHAT`: says how WHAT ended, a failure (counted) unless it succeeded or
+# was skipped for lack of time; returns STATUS.
+ended() {
+  case $1 in
+    0) say "$2: done" ;;
+    "$SKIPPED") say "$2: skipped, no time left before DEADLINE_S" ;;
+    *) failed "$2: failed (exit $1)" ;;
+  esac
+  return "$1"
+}
+
+# Runs "$@" in bench/ (the PyTorch reference's folder), in this shell: a failure it
+# counts is kept, as a subshell's would not be.
+in_bench() {
+  cd "$root/bench" || return 1
+  "$@"
+  local status=$?
+  cd "$root" || return 1
+  return $status
+}
+
 # TEST_FILTER: another Catch2 test spec, e.g. '[gpu]~[e2e]' for all but the end-to-end ones.
 step_tests() {
   local filter=${TEST_FILTER:-[gpu]}
   say "== $filter tests"
   (cd "$build/tests" && limited 240 ./dpunet_tests "$filter" --durations yes) >>"$log" 2>&1
-  local status=$?
-  if [ $status -eq 0 ]; then say "$filter tests: exit 0"; else failed "$filter tests: exit $status"; fi
+  ended $? "$filter tests"
 }
 
 # The trainer itself on the GPU: bf16, channels_last, valid padding, checkpointing,
@@ -249,8 +275,7 @@ step_smoke() {
       limited 120 "$dpunet" predict "$smoke/data/val-00000.h5" --checkpoint "$smoke/run/checkpoints/step-00000040.ckpt" \
         --out "$smoke/predictions" --eval --no-png
   } >>"$log" 2>&1
-  local status=$?
-  if [ $status -eq 0 ]; then say "train, resume and predict smoke: exit 0"; else failed "train, resume and predict smoke: exit $status"; fi
+  ended $? "train, resume and predict smoke"
   [ -f "$smoke/predictions/eval.json" ] && cat "$smoke/predictions/eval.json" >>"$log"
 }
 
@@ -274,8 +299,8 @@ step_saves() {
   synth_data "$dir" || { failed "saves: synth failed"; return; }
   local every
   for every in 0 5; do
-    train_40 "$dir" "every$every" --set validation.every_steps=1000 --set checkpoint.every_steps=$every ||
-      failed "saves: training with every_steps=$every failed"
+    train_40 "$dir" "every$every" --set validation.every_steps=1000 --set checkpoint.every_steps=$every
+    ended $? "saves: training with every_steps=$every" || continue
     # Wall time per step from the first log window's end (cuDNN autotuning done) to the
     # last: the logged step_ms leaves out snapshot pauses, which are what is measured here.
     "$python" - "$dir/every$every/metrics.jsonl" "$every" >>"$results" <<'PY' || failed "saves: no metrics"
@@ -298,7 +323,8 @@ step_fp16() {
   synth_data "$dir" || { failed "fp16: synth failed"; return; }
   local dtype
   for dtype in fp16 bf16; do
-    train_40 "$dir" "$dtype" --set precision.dtype=$dtype || failed "fp16: training with $dtype failed"
+    train_40 "$dir" "$dtype" --set precision.dtype=$dtype
+    ended $? "fp16: training with $dtype" || continue
     "$python" - "$dir/$dtype/metrics.jsonl" "$dtype" >>"$results" <<'PY' || failed "fp16: no metrics for $dtype"
 import json, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
@@ -329,14 +355,14 @@ step_pair() {
   record dpunet_b8 "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing both
   local peak
   peak=$(torch_peak)
-  (cd bench && record torch_eager_b8 "$python" pytorch_reference.py --size 572 --batch 8 --precision bf16 \
-    --peak-tflops "$peak")
-  (cd bench && record torch_eager_b8_ckpt "$python" pytorch_reference.py --size 572 --batch 8 --precision bf16 \
-    --checkpointing --peak-tflops "$peak")
+  in_bench record torch_eager_b8 "$python" pytorch_reference.py --size 572 --batch 8 --precision bf16 \
+    --peak-tflops "$peak"
+  in_bench record torch_eager_b8_ckpt "$python" pytorch_reference.py --size 572 --batch 8 --precision bf16 \
+    --checkpointing --peak-tflops "$peak"
   # SKIP_COMPILE=1 leaves torch.compile out (minutes of compiling) when its figure is known.
   [ -n "${SKIP_COMPILE:-}" ] && return
-  (cd bench && STEP_TIMEOUT=300 STEP_MIN=120 record torch_compile_b8 "$python" pytorch_reference.py --size 572 --batch 8 \
-    --precision bf16 --compile --peak-tflops "$peak")
+  STEP_TIMEOUT=300 STEP_MIN=120 in_bench record torch_compile_b8 "$python" pytorch_reference.py --size 572 --batch 8 \
+    --precision bf16 --compile --peak-tflops "$peak"
 }
 
 # dpunet's plain step next to torch.compile's alone (the pair's compile half, for a call with
@@ -345,10 +371,10 @@ step_compile() {
   record dpunet_b8_plain "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing off
   local peak
   peak=$(torch_peak)
-  (cd bench && STEP_TIMEOUT=300 STEP_MIN=120 record torch_compile_b8 "$python" pytorch_reference.py --size 572 --batch 8 \
-    --precision bf16 --compile --peak-tflops "$peak")
-  (cd bench && record torch_eager_b8 "$python" pytorch_reference.py --size 572 --batch 8 --precision bf16 \
-    --peak-tflops "$peak")
+  STEP_TIMEOUT=300 STEP_MIN=120 in_bench record torch_compile_b8 "$python" pytorch_reference.py --size 572 --batch 8 \
+    --precision bf16 --compile --peak-tflops "$peak"
+  in_bench record torch_eager_b8 "$python" pytorch_reference.py --size 572 --batch 8 --precision bf16 \
+    --peak-tflops "$peak"
 }
 
 # dpunet's own kernels one at a time against ATen's, and every block recomputed: what each
@@ -432,11 +458,11 @@ step_capacity_more() {
 step_profile() {
   record dpunet_b8_profiled "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing off \
     --profile "$out/trace_dpunet"
-  (cd bench && record torch_eager_b8_profiled "$python" pytorch_reference.py --size 572 --batch 8 \
-    --precision bf16 --profile "$out/trace_eager.json")
+  in_bench record torch_eager_b8_profiled "$python" pytorch_reference.py --size 572 --batch 8 \
+    --precision bf16 --profile "$out/trace_eager.json"
   if [ -z "${SKIP_COMPILE_PROFILE:-}${SKIP_COMPILE:-}" ]; then
-    (cd bench && STEP_TIMEOUT=300 STEP_MIN=120 record torch_compile_b8_profiled "$python" pytorch_reference.py --size 572 \
-      --batch 8 --precision bf16 --compile --profile "$out/trace_compile.json")
+    STEP_TIMEOUT=300 STEP_MIN=120 in_bench record torch_compile_b8_profiled "$python" pytorch_reference.py --size 572 \
+      --batch 8 --precision bf16 --compile --profile "$out/trace_compile.json"
   fi
   # Only the traces that were written: one failed benchmark leaves the others' table.
   local traces=() name

@@ -283,7 +283,8 @@ std::string large_sample_note(const config::Config& config, const data::ShardHea
   // 512 MiB in memory: a 5800x5800 RGB image, 9500x9500 grey.
   constexpr int64_t kLargeSampleBytes = int64_t{512} << 20;
   const int64_t bytes = data::sample_load_bytes(train), patch = config.augment.patch_size;
-  if (bytes < kLargeSampleBytes || train.pixels() < 16 * patch * patch) return "";
+  // Whole-image training (patch 0) loads whole samples by design.
+  if (patch <= 0 || bytes < kLargeSampleBytes || train.pixels() < 16 * patch * patch) return "";
   return "the training samples are " + std::to_string(train.height) + "x" + std::to_string(train.width) +
          " and every " + std::to_string(patch) + "x" + std::to_string(patch) + " patch loads its sample whole (" +
          mebibytes(bytes) + " in each of a rank's " + counted(config.data.workers, "loader thread") +

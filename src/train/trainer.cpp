@@ -105,7 +105,9 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
                  " is larger than the training images (" + std::to_string(h.height) + "x" + std::to_string(h.width) +
                  "): their patches are mirror-padded, images and masks alike");
   }
-  if (const std::string note = large_sample_note(config, train_data_->header()); !note.empty()) logger_.warn(note);
+  if (const std::string note = large_sample_note(config, train_data_->header()); !note.empty() && context.is_root()) {
+    logger_.warn(note);
+  }
 
   torch::manual_seed(config.run.seed);
   model_ = build_model(config, comm_);
@@ -384,6 +386,16 @@ void Trainer::validate_now(bool* improved) {
   window_paused_ += seconds_since(paused);
 }
 
+void Trainer::write_resumed_copy() {
+  // This run directory's earlier history was set aside: until the first periodic
+  // checkpoint, a crash (a node lost, a kill) would leave --resume auto nothing to
+  // continue from but a fresh start. The resumed checkpoint goes in first, as read.
+  save(/*best=*/false, /*logged_now=*/false);
+  wait_for_checkpoint_write("the resumed checkpoint's copy");
+  logger_.info("step " + std::to_string(step_) + "'s checkpoint written into " + store_.directory() +
+               ": --resume auto continues from it until the next one");
+}
+
 int Trainer::run() {
   model_->train();
   // With accumulation an epoch need not end on a step boundary: say so rather than round.
@@ -396,10 +408,12 @@ int Trainer::run() {
   logger_.info("training " + counted(config_.train.steps, "step") + " on " + counted(context_.world_size(), "rank") +
                ", " + device_.str() + ", " + counted(train_data_->size(), "sample") + ", " + per_epoch + "; run dir " +
                config_.run.dir);
+  loss_window_ = torch::full({}, restored_window_sum_, torch::TensorOptions().device(device_));
   if (options_.stop_at_step > 0 && step_ >= options_.stop_at_step && step_ < config_.train.steps) {
     // Run again with the same --stop-at-step: it was reached, a further step would pass it.
     logger_.info("already at step " + std::to_string(step_) + ", not before --stop-at-step " +
                  std::to_string(options_.stop_at_step) + ": nothing to do (a later --stop-at-step continues)");
+    if (resumed_from_elsewhere_) write_resumed_copy();
     return 0;
   }
   if (step_ >= config_.train.steps && !(validation_pending_ && val_data_)) {
@@ -413,7 +427,6 @@ int Trainer::run() {
   // step's convolutions, each at its own pace.
   std::optional<dist::LongerTimeout<dist::Communicator>> first_step(std::in_place, *comm_, dist::kStartupTimeout);
   std::optional<dist::LongerTimeout<dist::HostVote>> first_vote(std::in_place, stop_vote_, dist::kStartupTimeout);
-  loss_window_ = torch::full({}, restored_window_sum_, torch::TensorOptions().device(device_));
   if (validation_pending_ && val_data_) {
     // A stop asked for during start-up goes first: the validation would use the grace
     // time, and it stays pending in the checkpoint for the next run.
@@ -440,13 +453,7 @@ int Trainer::run() {
     save(improved && config_.checkpoint.keep_best, /*logged_now=*/false);
     wait_for_checkpoint_write();
   } else if (resumed_from_elsewhere_) {
-    // This run directory's earlier history was set aside: until the first periodic
-    // checkpoint, a crash (a node lost, a kill) would leave --resume auto nothing to
-    // continue from but a fresh start. The resumed checkpoint goes in first, as read.
-    save(/*best=*/false, /*logged_now=*/false);
-    wait_for_checkpoint_write("the resumed checkpoint's copy");
-    logger_.info("step " + std::to_string(step_) + "'s checkpoint written into " + store_.directory() +
-                 ": --resume auto continues from it until the next one");
+    write_resumed_copy();
   }
   while (step_ < config_.train.steps) {
     writer_.poll();  // a failed checkpoint write stops the run now, not at the next save

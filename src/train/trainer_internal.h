@@ -98,6 +98,8 @@ class Trainer {
   void wait_for_checkpoint_write(const std::string& which = "the previous checkpoint");
   // Rank 0's part of save(): the snapshot, handed to the writer's thread.
   void snapshot(bool best, const LossWindow& window);
+  // The checkpoint resumed from, written into this run directory (resumed_from_elsewhere_).
+  void write_resumed_copy();
 
   config::Config config_;  // with the data's normalisation statistics filled in
   dist::Context& context_;

@@ -196,6 +196,8 @@ TEST_CASE("training samples loaded whole for patches far smaller are said, with 
   header.height = header.width = 10000;  // patches nearly as large as the sample
   const auto large_patches = dpunet::config::parse_config("", "w.yaml", {"augment.patch_size=4096"});
   CHECK(dpunet::train::large_sample_note(large_patches, header).empty());
+  const auto whole_images = dpunet::config::parse_config("", "w.yaml", {"augment.patch_size=0"});
+  CHECK(dpunet::train::large_sample_note(whole_images, header).empty());
 }
 
 TEST_CASE("data whose channels or classes are not the model's are refused, naming the set and the key", "[train]") {

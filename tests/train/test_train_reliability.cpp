@@ -47,6 +47,20 @@ int seconds_of(const std::string& output) {
   return at == std::string::npos ? -1 : std::stoi(output.substr(at + 8));
 }
 
+// SIGSTOPs training rank `rank` at step 5: alive but silent, as a rank stuck in a driver or
+// on a dead file system is. It is killed after 120 s whatever happens, so that a hang ends
+// the test.
+dpunet::test::CommandResult stop_rank(const TrainFixture& f, const std::string& config, int rank,
+                                      const std::string& environment = "") {
+  return f.interrupt(environment +
+                         " DPUNET_BIN=" DPUNET_BINARY " OMP_NUM_THREADS=1 " DPUNET_SOURCE_DIR_SH
+                         "/launcher/dpunet-launch --cpu -n 2 -- train " +
+                         config,
+                     "step 5/",
+                     "pid=" + dpunet::test::training_rank_pid(config, rank) +
+                         "; kill -STOP $pid; (sleep 120; kill -KILL $pid) > /dev/null 2>&1 &");
+}
+
 }  // namespace
 
 TEST_CASE("SIGKILL on one rank ends the job promptly and leaves a checkpoint to resume from", "[train][e2e]") {
@@ -709,20 +723,6 @@ TEST_CASE("ranks started with different configs stop together, naming the first 
   CHECK_THAT(job.output, HasSubstr("the resolved config differs between rank 1 and rank 0") &&
                              HasSubstr("distributed.bucket_mb: 2 on rank 0 but distributed.bucket_mb: 25 here"));
   CHECK_THAT(job.output, !HasSubstr("MPI_ABORT"));
-}
-
-// SIGSTOPs training rank `rank` at step 5: alive but silent, as a rank stuck in a driver or
-// on a dead file system is. It is killed after 120 s whatever happens, so that a hang ends
-// the test.
-dpunet::test::CommandResult stop_rank(const TrainFixture& f, const std::string& config, int rank,
-                                      const std::string& environment = "") {
-  return f.interrupt(environment +
-                         " DPUNET_BIN=" DPUNET_BINARY " OMP_NUM_THREADS=1 " DPUNET_SOURCE_DIR_SH
-                         "/launcher/dpunet-launch --cpu -n 2 -- train " +
-                         config,
-                     "step 5/",
-                     "pid=" + dpunet::test::training_rank_pid(config, rank) +
-                         "; kill -STOP $pid; (sleep 120; kill -KILL $pid) > /dev/null 2>&1 &");
 }
 
 TEST_CASE("a rank that stops answering ends the job with a stall naming distributed.timeout_s", "[train][e2e]") {

@@ -496,6 +496,14 @@ TEST_CASE("a run continued from another run's checkpoint holds a copy of it befo
   INFO(resumed.output);
   REQUIRE(resumed.exit_code == 0);
   CHECK_THAT(resumed.output, HasSubstr("resumed from " + copy + " at step 4"));
+  // Also when --stop-at-step leaves it nothing to train.
+  const std::string third = f.dir() / "third";
+  const auto at_stop =
+      f.train(1, config + " --resume " + checkpoint_at(f, 4) + " --set run.dir=" + third + " --stop-at-step 4");
+  INFO(at_stop.output);
+  REQUIRE(at_stop.exit_code == 0);
+  CHECK_THAT(at_stop.output, HasSubstr("already at step 4"));
+  CHECK(std::filesystem::exists(dpunet::checkpoint::CheckpointStore(third).path_for_step(4)));
 }
 
 TEST_CASE("train.steps lowered to a resumed step ends the run there, validated, and below it is refused",
