@@ -109,6 +109,8 @@ void write_meta(torch::serialize::OutputArchive& archive, const TrainingState& s
   archive.write("meta.config", c10::IValue(s.config_yaml));
   archive.write("meta.loss_scale", c10::IValue(s.loss_scale));
   archive.write("meta.loss_scale_clean_steps", c10::IValue(s.loss_scale_clean_steps));
+  archive.write("meta.loss_scale_skipped", c10::IValue(s.loss_scale_skipped));
+  archive.write("meta.loss_scale_skipped_in_a_row", c10::IValue(s.loss_scale_skipped_in_a_row));
   archive.write("meta.best_score", c10::IValue(s.best_score));
   archive.write("meta.dataset_size", c10::IValue(s.dataset_size));
   archive.write("meta.dataset_description", c10::IValue(s.dataset_description));
@@ -136,6 +138,8 @@ TrainingState read_meta(torch::serialize::InputArchive& archive) {
   archive.read("meta.loss_scale", v), s.loss_scale = v.toDouble();
   archive.read("meta.loss_scale_clean_steps", v), s.loss_scale_clean_steps = v.toInt();
   archive.read("meta.best_score", v), s.best_score = v.toDouble();
+  if (archive.try_read("meta.loss_scale_skipped", v)) s.loss_scale_skipped = v.toInt();
+  if (archive.try_read("meta.loss_scale_skipped_in_a_row", v)) s.loss_scale_skipped_in_a_row = v.toInt();
   if (archive.try_read("meta.dataset_size", v)) s.dataset_size = v.toInt();
   if (archive.try_read("meta.elapsed_s", v)) s.elapsed_s = v.toDouble();
   if (archive.try_read("meta.dataset_description", v)) s.dataset_description = v.toStringRef();

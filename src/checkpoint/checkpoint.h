@@ -34,6 +34,8 @@ struct TrainingState {
   std::string config_yaml;      // the resolved config
   double loss_scale = 65536.0;  // fp16 loss scaler
   int64_t loss_scale_clean_steps = 0;
+  int64_t loss_scale_skipped = 0;  // steps skipped since the last log line (0: older files)
+  int64_t loss_scale_skipped_in_a_row = 0;
   double best_score = -1;  // best validation Dice so far (-1: none yet)
   int64_t best_step = -1;  // the step of the checkpoint marked best (-1: none)
   // A stop skipped the validation due at `step` (its grace time went to the checkpoint):

@@ -64,7 +64,8 @@ LossScalerSkips LossScaler::take_skips() {
 }
 
 LossScalerState LossScaler::state() const {
-  return {scale_.item<double>(), growth_tracker_.item<int64_t>()};
+  const torch::Tensor skips = skips_.to(torch::kCPU, /*non_blocking=*/false, /*copy=*/true);
+  return {scale_.item<double>(), growth_tracker_.item<int64_t>(), skips[0].item<int64_t>(), skips[1].item<int64_t>()};
 }
 
 void LossScaler::load(const LossScalerState& state) {
@@ -73,7 +74,7 @@ void LossScaler::load(const LossScalerState& state) {
   scale_ = torch::full({1}, state.scale, on.dtype(torch::kFloat));
   growth_tracker_ = torch::full({1}, state.clean_steps, on.dtype(torch::kInt));
   found_inf_ = torch::zeros({1}, on.dtype(torch::kFloat));
-  skips_ = torch::zeros({2}, on.dtype(torch::kInt));
+  skips_ = torch::tensor({state.skipped, state.skipped_in_a_row}, torch::kLong).to(on.dtype(torch::kInt));
 }
 
 }  // namespace dpunet::train

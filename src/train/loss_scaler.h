@@ -17,6 +17,10 @@ namespace dpunet::train {
 struct LossScalerState {
   double scale = 65536.0;
   int64_t clean_steps = 0;  // since the last change
+  // take_skips()' counts so far: a resumed run logs them and counts on from them (a run
+  // stopped every few dozen steps would otherwise never reach kSkippedStepsToStop).
+  int64_t skipped = 0;
+  int64_t skipped_in_a_row = 0;
 };
 
 // What take_skips() reads back: the steps skipped since the previous reading, and the

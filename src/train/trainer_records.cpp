@@ -87,6 +87,10 @@ void Trainer::snapshot(bool best, const LossWindow& window) {
   const LossScalerState scaler = scaler_.state();  // read back from the device
   state.loss_scale = scaler.scale;
   state.loss_scale_clean_steps = scaler.clean_steps;
+  // As the loss window: skips the log line right after this snapshot reports (or none
+  // since the last line) are not the resumed run's to log again.
+  state.loss_scale_skipped = window.steps > 0 ? scaler.skipped : 0;
+  state.loss_scale_skipped_in_a_row = scaler.skipped_in_a_row;
   if (best) best_step_ = step_;
   state.best_score = best_score_;
   state.best_step = best_step_;

@@ -105,7 +105,8 @@ void Trainer::resume(const checkpoint::LoadedCheckpoint& loaded) {
                  " is not compared with the scores from here on");
     best_score_ = -1;
   }
-  scaler_.load(LossScalerState{s.loss_scale, s.loss_scale_clean_steps});
+  scaler_.load(
+      LossScalerState{s.loss_scale, s.loss_scale_clean_steps, s.loss_scale_skipped, s.loss_scale_skipped_in_a_row});
   if (s.rng_cpu.defined()) {  // see save()
     at::Generator generator = at::detail::getDefaultCPUGenerator();
     try {

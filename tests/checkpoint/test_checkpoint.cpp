@@ -47,6 +47,10 @@ torch::Tensor save(const std::string& path, Trained& t, int64_t step) {
   state.dataset_size = 123;
   state.best_step = 7;
   state.step_epoch = 2;
+  state.loss_scale = 0.25;
+  state.loss_scale_clean_steps = 9;
+  state.loss_scale_skipped = 3;
+  state.loss_scale_skipped_in_a_row = 2;
   state.rng_cpu = at::detail::getDefaultCPUGenerator().get_state();
   dpunet::checkpoint::save_checkpoint(path, *t.model, *t.optimizer, state);
   return state.rng_cpu;
@@ -120,6 +124,10 @@ TEST_CASE("a checkpoint restores model, optimizer and state exactly", "[checkpoi
   CHECK(loaded.state().dataset_size == 123);
   CHECK(loaded.state().best_step == 7);
   CHECK(loaded.state().step_epoch == 2);
+  CHECK(loaded.state().loss_scale == 0.25);
+  CHECK(loaded.state().loss_scale_clean_steps == 9);
+  CHECK(loaded.state().loss_scale_skipped == 3);
+  CHECK(loaded.state().loss_scale_skipped_in_a_row == 2);
   REQUIRE(loaded.state().rng_cpu.defined());
   CHECK(torch::equal(loaded.state().rng_cpu, rng));
   // The next step is identical: weights and Adam moments came back bit for bit.

@@ -159,6 +159,18 @@ TEST_CASE("the loss scaler goes below 1 for gradients beyond fp16's range and co
   for (int i = 0; i < 200; ++i) skip();
   CHECK(scaler.state().scale == dpunet::train::kMinLossScale);
   CHECK(scaler.take_skips().in_a_row == 202);
+  // A checkpoint carries the counts: a resumed run logs the skips not yet logged and
+  // counts the ones in a row on.
+  skip();
+  const dpunet::train::LossScalerState state = scaler.state();
+  CHECK(state.skipped == 1);
+  CHECK(state.skipped_in_a_row == 203);
+  dpunet::train::LossScaler resumed(true, /*growth_interval=*/3);
+  resumed.load(state);
+  resumed.update(resumed.unscale({torch::full({1}, std::numeric_limits<double>::infinity())}));
+  skips = resumed.take_skips();
+  CHECK(skips.skipped == 2);
+  CHECK(skips.in_a_row == 204);
   // Skipped steps are not counted without fp16.
   dpunet::train::LossScaler off(false);
   CHECK(off.take_skips().skipped == 0);
