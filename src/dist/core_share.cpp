@@ -36,6 +36,10 @@ int cpu_share_on_node(MPI_Comm node) {
     const int online = std::min<int>(CPU_SETSIZE, static_cast<int>(std::thread::hardware_concurrency()));
     for (int cpu = 0; cpu < std::max(1, online); ++cpu) CPU_SET(cpu, &mine);
   }
+  return cpu_share_on_node(node, mine);
+}
+
+int cpu_share_on_node(MPI_Comm node, const cpu_set_t& mine) {
   int local_ranks = 1;
   MPI_CHECK(MPI_Comm_size(node, &local_ranks));
   std::vector<cpu_set_t> masks(static_cast<size_t>(local_ranks));

@@ -23,6 +23,8 @@ int cpus_of_rank(const cpu_set_t& mine, const std::vector<cpu_set_t>& node_masks
 // them. The CPUs are the affinity mask's (taskset, srun -c, a cpuset, mpirun's binding);
 // all online ones where it cannot be read (more than a cpu_set_t holds).
 int cpu_share_on_node(MPI_Comm node);
+// The same for a given mask `mine` (the test's 64-CPU machine).
+int cpu_share_on_node(MPI_Comm node, const cpu_set_t& mine);
 
 // Ranks started side by side on one machine (a plain `mpirun -np N`) would each take
 // every CPU for ATen's intra-op threads, N times over: each takes its share instead

@@ -16,6 +16,12 @@ TEST_CASE("synthetic samples depend on seed and index only, and show every class
   CHECK(a == b);
   CHECK(ma == mb);
   CHECK(a != c);
+  dpunet::data::SynthOptions reseeded = o;
+  reseeded.seed = o.seed + 1;
+  std::vector<float> d;
+  std::vector<uint8_t> md;
+  dpunet::data::render_synthetic_sample(reseeded, 3, d, md);
+  CHECK(a != d);
   std::vector<int> counts(3, 0);
   for (uint8_t m : ma) ++counts.at(m);
   for (int n : counts) CHECK(n > 50);

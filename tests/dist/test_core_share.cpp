@@ -58,6 +58,12 @@ TEST_CASE("ranks started by a plain mpirun share the machine's CPUs unless OMP_N
   REQUIRE(sched_getaffinity(0, sizeof(mask), &mask) == 0);
   CHECK(context.local_size() == context.world_size());
   CHECK(context.cpu_share() == threads_per_rank(CPU_COUNT(&mask), context.world_size()));
+  // On a machine of 64 CPUs (this one's few would floor every share at 1): each of the
+  // ranks gathered takes its part.
+  cpu_set_t machine;
+  CPU_ZERO(&machine);
+  for (int cpu = 0; cpu < 64; ++cpu) CPU_SET(cpu, &machine);
+  CHECK(dpunet::dist::cpu_share_on_node(context.world(), machine) == 64 / context.world_size());
   const int set = dpunet::dist::share_cores(context);
   if (std::getenv("OMP_NUM_THREADS") != nullptr) {
     CHECK(set == 0);
