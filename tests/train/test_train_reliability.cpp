@@ -18,9 +18,11 @@ using dpunet::test::TrainFixture;
 namespace {
 
 // Training through launcher/dpunet-launch, interrupted by `action` at step 5.
-dpunet::test::CommandResult interrupt(const TrainFixture& f, const std::string& config, const std::string& action) {
-  return f.interrupt("DPUNET_BIN=" DPUNET_BINARY " OMP_NUM_THREADS=1 " DPUNET_SOURCE_DIR_SH
-                     "/launcher/dpunet-launch --cpu -n 2 -- train " +
+dpunet::test::CommandResult interrupt(const TrainFixture& f, const std::string& config, const std::string& action,
+                                      const std::string& environment = "") {
+  return f.interrupt(environment +
+                         "DPUNET_BIN=" DPUNET_BINARY " OMP_NUM_THREADS=1 " DPUNET_SOURCE_DIR_SH
+                         "/launcher/dpunet-launch --cpu -n 2 -- train " +
                          config,
                      "step 5/", action);
 }
@@ -85,6 +87,34 @@ TEST_CASE("SIGKILL on one rank ends the job promptly and leaves a checkpoint to 
   INFO(resumed.output);
   CHECK(resumed.exit_code == 0);
   CHECK_THAT(resumed.output, HasSubstr("resumed from " + *latest));
+}
+
+TEST_CASE("a launcher killed outright takes its ranks with it, with or without setpriv's parent-death signal",
+          "[train][e2e]") {
+  // The job runs in a session of its own: nothing else would end it. A setpriv without
+  // --pdeathsig (util-linux before 2.33) leaves it to the launcher's watcher.
+  for (const bool old_setpriv : {false, true}) {
+    INFO((old_setpriv ? "a setpriv without --pdeathsig" : "this machine's setpriv"));
+    TrainFixture f;
+    std::string path;
+    if (old_setpriv) {
+      std::filesystem::create_directories(f.dir() / "bin");
+      dpunet::write_file_atomically(f.dir() / "bin/setpriv", "#!/bin/sh\necho 'Usage: setpriv [options]'\n");
+      std::filesystem::permissions(f.dir() / "bin/setpriv", std::filesystem::perms::owner_all);
+      path = "PATH=" + f.dir() / "bin" + ":$PATH ";
+    }
+    const std::string config =
+        f.write_config("train: {batch_size: 2, steps: 100000}\n" + dpunet::test::kOnlyStopCheckpoints);
+    const std::string pattern = dpunet::test::training_rank_pattern(config);
+    const auto result =
+        interrupt(f, config,
+                  "kill -KILL $job; for i in $(seq 1 300); do pgrep -f " + pattern +
+                      " > /dev/null || break; sleep 0.1; done; if pgrep -f " + pattern +
+                      " > /dev/null; then echo ranks left; pkill -KILL -f " + pattern + "; else echo ranks gone; fi",
+                  path);
+    INFO(result.output << dpunet::read_file(f.log_path()));
+    CHECK_THAT(result.output, HasSubstr("ranks gone") && HasSubstr("exit=137"));
+  }
 }
 
 TEST_CASE("SIGTERM to the launcher checkpoints and exits for requeue", "[train][e2e]") {
