@@ -409,12 +409,12 @@ int Trainer::run() {
                ", " + device_.str() + ", " + counted(train_data_->size(), "sample") + ", " + per_epoch + "; run dir " +
                config_.run.dir);
   loss_window_ = torch::full({}, restored_window_sum_, torch::TensorOptions().device(device_));
-  if (options_.stop_at_step > 0 && step_ >= options_.stop_at_step && step_ < config_.train.steps) {
-    // Run again with the same --stop-at-step: it was reached, a further step would pass it.
+  // Run again with the same --stop-at-step: it was reached, a further step would pass it
+  // (a validation left pending there is still done, as a run that went on would have).
+  const bool at_stop_step = options_.stop_at_step > 0 && step_ >= options_.stop_at_step && step_ < config_.train.steps;
+  if (at_stop_step) {
     logger_.info("already at step " + std::to_string(step_) + ", not before --stop-at-step " +
-                 std::to_string(options_.stop_at_step) + ": nothing to do (a later --stop-at-step continues)");
-    if (resumed_from_elsewhere_) write_resumed_copy();
-    return 0;
+                 std::to_string(options_.stop_at_step) + ": nothing to train (a later --stop-at-step continues)");
   }
   if (step_ >= config_.train.steps && !(validation_pending_ && val_data_)) {
     logger_.info("the run is complete at step " + std::to_string(step_) + " (train.steps " +
@@ -455,6 +455,7 @@ int Trainer::run() {
   } else if (resumed_from_elsewhere_) {
     write_resumed_copy();
   }
+  if (at_stop_step) return 0;
   while (step_ < config_.train.steps) {
     writer_.poll();  // a failed checkpoint write stops the run now, not at the next save
     int64_t epoch = epoch_;

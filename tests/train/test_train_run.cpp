@@ -409,6 +409,31 @@ TEST_CASE("a stop request skips the validation due at that step: the grace time 
   CHECK_THAT(resumed.output, HasSubstr("validation step " + std::to_string(step + 1) + ":"));
 }
 
+TEST_CASE("a run at its --stop-at-step still does the validation a stop left pending there", "[train][e2e]") {
+  // As when the signal came at the --stop-at-step itself: the same command again (a
+  // requeue) trains nothing, but validates that step, as a run that went on would have.
+  TrainFixture f;
+  const std::string config =
+      f.write_config("train: {batch_size: 2, steps: 100000}\nvalidation: {every_steps: 1, batch_size: 4}\n");
+  const auto [report, output] = signal_one_rank(f, config, "step 3/");
+  INFO(output);
+  REQUIRE_THAT(report, HasSubstr("exit=75"));
+  const int64_t step = dpunet::test::signalled_stop_step(output);
+  REQUIRE_THAT(output, !HasSubstr("validation step " + std::to_string(step) + ":"));
+  const std::string again = config + " --resume auto --stop-at-step " + std::to_string(step);
+  const auto resumed = f.train(1, again);
+  INFO(resumed.output);
+  REQUIRE(resumed.exit_code == 0);
+  CHECK_THAT(resumed.output, HasSubstr("already at step " + std::to_string(step)) &&
+                                 HasSubstr("validation step " + std::to_string(step) + ":") &&
+                                 !HasSubstr("step " + std::to_string(step + 1) + "/"));
+  // Done once: the checkpoint now says so.
+  const auto third = f.train(1, again);
+  INFO(third.output);
+  REQUIRE(third.exit_code == 0);
+  CHECK_THAT(third.output, !HasSubstr("validation step"));
+}
+
 TEST_CASE("a stop during start-up writes the resumed checkpoint into the run directory, wherever it came from",
           "[train][e2e]") {
   TrainFixture f;
