@@ -16,6 +16,7 @@
 #include "app/commands.h"
 #include "common/build_info.h"
 #include "common/error.h"
+#include "common/launched_copies.h"
 #include "common/text.h"
 #include "data/h5_handle.h"
 #include "dist/context.h"
@@ -100,13 +101,17 @@ int main(int argc, char** argv) {
     std::cout << app.help();
     return kMissingCommand;
   }
+  // A command line every copy of a launch was given alike is said wrong once, by the
+  // first copy: under mpirun -np 8, not eight times.
+  const bool first_copy = dpunet::launched_copies().count <= 1 || dpunet::launched_rank() == 0;
   if (const std::string unknown = unknown_command(app, argc, argv); !unknown.empty()) {
-    std::cerr << "dpunet: error: " << unknown << std::endl;
+    if (first_copy) std::cerr << "dpunet: error: " << unknown << std::endl;
     return kMissingCommand;
   }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
+    if (!first_copy) return e.get_exit_code();
     return app.exit(e);
   } catch (const dpunet::AgreedError& e) {
     return dpunet::dist::report_agreed_error(e);

@@ -16,4 +16,8 @@ struct LaunchedCopies {
 // nodes) reaches the ranks too: OMPI_COMM_WORLD_SIZE comes first for that reason.
 LaunchedCopies launched_copies();
 
+// This copy's rank as the same launcher says (OMPI_COMM_WORLD_RANK, PMI_RANK,
+// SLURM_PROCID); 0 when none says, as for a process started alone.
+int launched_rank();
+
 }  // namespace dpunet

@@ -47,6 +47,25 @@ TEST_CASE("a misspelt command is named, with the command meant and those there a
   CHECK_THAT(bare.output, HasSubstr("Usage") && HasSubstr("train"));
 }
 
+TEST_CASE("a command line every copy of a launch got alike is said wrong once, by the first", "[data][cli]") {
+  // As mpirun -np 2 starts them: each copy sees the same arguments.
+  for (const std::string rank : {"0", "1"}) {
+    const std::string copy = "OMPI_COMM_WORLD_SIZE=2 OMPI_COMM_WORLD_RANK=" + rank + " " DPUNET_BINARY;
+    const auto option = run_command(copy + " bench model --size 0 2>&1");
+    INFO(option.output);
+    CHECK(option.exit_code == 105);  // CLI11's code for a value that fails its check
+    const auto command = run_command(copy + " trian 2>&1");
+    CHECK(command.exit_code == 106);
+    if (rank == "0") {
+      CHECK_THAT(option.output, HasSubstr("--size: must be a whole number of at least 1, got 0"));
+      CHECK_THAT(command.output, HasSubstr("'trian' is not a command of dpunet"));
+    } else {
+      CHECK(option.output.empty());
+      CHECK(command.output.empty());
+    }
+  }
+}
+
 TEST_CASE("data synth refuses a negative seed, which would wrap to another", "[data][cli]") {
   dpunet::test::TempDir dir;
   const auto negative = run_command(DPUNET_BINARY " data synth --out " + dir.path() + " --seed -1 2>&1");
