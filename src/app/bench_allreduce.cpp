@@ -118,9 +118,9 @@ void add_bench_allreduce_command(CLI::App& bench) {
       "allreduce", "All-reduce time and bus bandwidth, the communicator next to raw MPI_Allreduce (run under mpirun)");
   cmd->add_option("--backend", args->backend, "auto, mpi or nccl")->capture_default_str();
   cmd->add_option("--device", args->device, "auto, cpu or cuda")->capture_default_str();
-  cmd->add_option("--min-bytes", args->min_bytes, "Smallest message")->capture_default_str();
-  cmd->add_option("--max-bytes", args->max_bytes, "Largest message")->capture_default_str();
-  cmd->add_option("--factor", args->factor, "Size step")->capture_default_str();
+  cmd->add_option("--min-bytes", args->min_bytes, "Smallest message")->capture_default_str()->check(at_least(4));
+  cmd->add_option("--max-bytes", args->max_bytes, "Largest message")->capture_default_str()->check(at_least(4));
+  cmd->add_option("--factor", args->factor, "Size step")->capture_default_str()->check(at_least(2));
   cmd->add_option("--warmup", args->warmup, "Untimed all-reduces per size")->capture_default_str()->check(at_least(0));
   cmd->callback([args] { run_bench_allreduce(*args); });
 }

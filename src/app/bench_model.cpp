@@ -209,11 +209,13 @@ void add_bench_model_command(CLI::App& bench) {
       ->check(at_least(1));
   model->add_option("--batch", args->batch, "Batch size")->capture_default_str()->check(at_least(1));
   model->add_option("--device", args->device, "cpu or cuda[:N]")->capture_default_str();
-  model->add_option("--threads", args->threads, "Intra-op CPU threads")->capture_default_str();
-  model->add_option("--n-channels", args->n_channels, "Input channels")->capture_default_str();
-  model->add_option("--n-classes", args->n_classes, "Output classes")->capture_default_str();
-  model->add_option("--base-channels", args->base_channels, "Width of the first level")->capture_default_str();
-  model->add_option("--depth", args->depth, "Number of down/up blocks")->capture_default_str();
+  model->add_option("--threads", args->threads, "Intra-op CPU threads")->capture_default_str()->check(at_least(1));
+  model->add_option("--n-channels", args->n_channels, "Input channels")->capture_default_str()->check(at_least(1));
+  model->add_option("--n-classes", args->n_classes, "Output classes")->capture_default_str()->check(at_least(1));
+  model->add_option("--base-channels", args->base_channels, "Width of the first level")
+      ->capture_default_str()
+      ->check(at_least(1));
+  model->add_option("--depth", args->depth, "Number of down/up blocks")->capture_default_str()->check(at_least(1));
   model->add_flag("--bilinear", args->bilinear, "Bilinear upsampling instead of transposed convs");
   model->add_option("--padding", args->padding, "same, or valid (unpadded convolutions: a size that tiles)")
       ->capture_default_str()

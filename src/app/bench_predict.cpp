@@ -113,7 +113,7 @@ void add_bench_predict_command(CLI::App& bench) {
       ->capture_default_str()
       ->check(number_from(0.0, 0.9, "from 0 to 0.9"));
   cmd->add_option("--batch", args->batch, "Tiles per forward pass")->capture_default_str()->check(at_least(1));
-  cmd->add_option("--base-channels", args->base_channels, "Model width")->capture_default_str();
+  cmd->add_option("--base-channels", args->base_channels, "Model width")->capture_default_str()->check(at_least(1));
   cmd->add_option("--threads", args->threads, "Intra-op threads (0: torch's default)")->check(at_least(0));
   cmd->add_option("--device", args->device, "cpu or cuda")
       ->capture_default_str()

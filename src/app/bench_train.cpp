@@ -464,8 +464,8 @@ void add_bench_train_command(CLI::App& bench) {
                   "Untimed steps first (the first lays out the gradient buckets and the optimizer's state)")
       ->capture_default_str()
       ->check(at_least(1));
-  cmd->add_option("--base-channels", a->base_channels, "Model width")->capture_default_str();
-  cmd->add_option("--depth", a->depth, "Model depth")->capture_default_str();
+  cmd->add_option("--base-channels", a->base_channels, "Model width")->capture_default_str()->check(at_least(1));
+  cmd->add_option("--depth", a->depth, "Model depth")->capture_default_str()->check(at_least(1));
   cmd->add_option("--padding", a->padding, "same or valid")
       ->capture_default_str()
       ->check(CLI::IsMember({"same", "valid"}));

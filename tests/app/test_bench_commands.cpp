@@ -4,6 +4,8 @@
 // for docs/benchmarks.md, not for a test.
 #include <set>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 #include "support/catch.h"
@@ -101,6 +103,23 @@ TEST_CASE("bench ddp refuses a size the model cannot take before any rank starts
     INFO(refused.output);
     CHECK(refused.exit_code != 0);
     CHECK_THAT(refused.output, HasSubstr(expected) && !HasSubstr("MPI_ABORT"));
+  }
+}
+
+TEST_CASE("bench options out of range are refused by name, as a command line that does not parse", "[app]") {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"bench model --depth 0", "--depth: must be a whole number of at least 1, got 0"},
+      {"bench model --threads -2", "--threads: must be a whole number of at least 1, got -2"},
+      {"bench model --n-classes 0", "--n-classes: must be a whole number of at least 1, got 0"},
+      {"bench train --base-channels 0", "--base-channels: must be a whole number of at least 1, got 0"},
+      {"bench predict --base-channels -1", "--base-channels: must be a whole number of at least 1, got -1"},
+      {"bench allreduce --factor 1", "--factor: must be a whole number of at least 2, got 1"},
+      {"bench allreduce --min-bytes 0", "--min-bytes: must be a whole number of at least 4, got 0"}};
+  for (const auto& [arguments, message] : cases) {
+    const auto refused = run_command(DPUNET_BINARY " " + arguments + " 2>&1");
+    INFO(arguments << ": " << refused.output);
+    CHECK(refused.exit_code == 105);
+    CHECK_THAT(refused.output, HasSubstr(message));
   }
 }
 
