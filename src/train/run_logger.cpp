@@ -150,12 +150,16 @@ void RunLogger::validation(const ValRecord& r) {
       {"dice", r.dice}, {"iou", r.iou},         {"mean_dice", r.mean_dice}, {"foreground_dice", r.foreground_dice},
       {"best", r.best}, {"time_s", r.elapsed_s}};
   // The names the shards give (the lists above are by class id), for plots and readers.
+  // A name that is not UTF-8 (bytes from another encoding in a shard) is written with
+  // U+FFFD in its place, as predict's eval.json does: dump() would throw at the first
+  // validation, and at the same step again on every resume.
   if (!class_names_.empty()) row["class_names"] = class_names_;
-  append_metrics_row(row.dump());
+  append_metrics_row(row.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   if (events_) {
     // A score that is not defined (NaN: a class, or any foreground, neither in the masks
     // nor predicted) gets no point, as metrics.jsonl writes null for it.
-    Scalars values = {{"val/loss", r.loss}};
+    Scalars values;
+    if (std::isfinite(r.loss)) values.emplace_back("val/loss", r.loss);
     if (std::isfinite(r.mean_dice)) values.emplace_back("val/mean_dice", r.mean_dice);
     if (std::isfinite(r.foreground_dice)) values.emplace_back("val/foreground_dice", r.foreground_dice);
     for (size_t k = 0; k < r.dice.size(); ++k) {

@@ -230,6 +230,16 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
     std::string changed;
     for (const auto& d : config::differences(*saved, config_)) changed += "\n  " + d;
     if (!changed.empty()) logger_.info("keys changed from the checkpoint's config (checkpoint vs now):" + changed);
+    // Scores on another validation set, crop or normalisation do not compare with the
+    // best so far: the validations from here choose the next best (until then the best
+    // checkpoint stays the one it was).
+    if (best_score_ >= 0 &&
+        (saved->data.val != config_.data.val || saved->augment.patch_size != config_.augment.patch_size ||
+         saved->data.normalization != config_.data.normalization)) {
+      logger_.info("data.val, augment.patch_size or data.normalization changed: the best score so far (" +
+                   std::to_string(best_score_) + ") is not compared with the scores from here on");
+      best_score_ = -1;
+    }
   }
   // Rank 0's file work (a full disk, a folder it may not write): every rank stops with it.
   fail_together(*comm_, [&] { prepare_run_directory(loaded); });

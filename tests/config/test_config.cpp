@@ -406,7 +406,8 @@ TEST_CASE("command lines that do not parse exit with CLI11's codes, not 0 or 1",
   };
   for (const Case& c : std::vector<Case>{{"train --no-such-option", 109},
                                          {"bench train --steps 0", 105},
-                                         {"bench train --base-channels abc", 104},
+                                         {"bench train --channels-last abc", 104},
+                                         {"bench train --base-channels abc", 105},
                                          {"export", 106}}) {
     const auto run = dpunet::test::run_command(DPUNET_BINARY " " + c.arguments + " 2>&1");
     INFO(c.arguments << "\n" << run.output);

@@ -72,6 +72,9 @@ TEST_CASE("undefined validation scores get no TensorBoard point, as metrics.json
     record.step = 4;
     record.mean_dice = record.foreground_dice = 0.7;
     logger.validation(record);
+    record.step = 6;
+    record.loss = std::nan("");  // logits that overflowed: null in metrics.jsonl, no point here
+    logger.validation(record);
   }
   std::string events;
   for (const auto& entry : std::filesystem::directory_iterator(dir / "tensorboard")) {
@@ -83,9 +86,9 @@ TEST_CASE("undefined validation scores get no TensorBoard point, as metrics.json
     return n;
   };
   CHECK(count("val/loss") == 2);
-  CHECK(count("val/mean_dice") == 1);  // step 4's only
-  CHECK(count("val/foreground_dice") == 1);
-  CHECK(count("val/dice_class_0") == 2);
+  CHECK(count("val/mean_dice") == 2);  // steps 4 and 6
+  CHECK(count("val/foreground_dice") == 2);
+  CHECK(count("val/dice_class_0") == 3);
   CHECK(count("val/dice_class_1") == 0);
 }
 
@@ -101,11 +104,16 @@ TEST_CASE("validation rows carry the shards' class names where they give them", 
     logger.set_class_names({"background", "cell"});
     record.step = 4;
     logger.validation(record);
+    // A name in another encoding (Latin-1 "tum\xf6r"): written with U+FFFD, not thrown at.
+    logger.set_class_names({"background", "tum\xf6r"});
+    record.step = 6;
+    logger.validation(record);
   }
   const std::vector<nlohmann::json> rows = metrics_rows(dir.path());
-  REQUIRE(rows.size() == 2);
+  REQUIRE(rows.size() == 3);
   CHECK_FALSE(rows[0].contains("class_names"));
   CHECK(rows[1]["class_names"] == nlohmann::json({"background", "cell"}));
+  CHECK(rows[2]["class_names"] == nlohmann::json({"background", "tum\xef\xbf\xbdr"}));
 }
 
 TEST_CASE("fp16 training rows carry the steps skipped and the loss scale, others leave them out", "[train]") {

@@ -495,6 +495,29 @@ TEST_CASE("a run continued from another run's checkpoint chooses its best among 
   CHECK(std::filesystem::path(*best).filename() == "step-00000008.ckpt");
 }
 
+TEST_CASE("a resumed run validating another set chooses its best among the new scores", "[train][e2e]") {
+  TrainFixture f;
+  const std::string config = f.write_config();
+  const auto first = f.train(1, config + " --stop-at-step 4");
+  INFO(first.output);
+  REQUIRE(first.exit_code == 0);
+  REQUIRE_THAT(first.output, HasSubstr("validation step 4:") && HasSubstr("(best)"));
+  // The same resume, validating one shard named directly: its scores are another set's.
+  const auto same = f.train(1, config + " --resume auto --stop-at-step 5");
+  INFO(same.output);
+  CHECK_THAT(same.output, !HasSubstr("is not compared with the scores from here on"));
+  const auto other =
+      f.train(1, config + " --resume auto --stop-at-step 8 --set data.val=" + f.dir() / "data/val-00000.h5");
+  INFO(other.output);
+  REQUIRE(other.exit_code == 0);
+  CHECK_THAT(other.output, HasSubstr("data.val, augment.patch_size or data.normalization changed: the best score so "
+                                     "far (") &&
+                               HasSubstr("is not compared with the scores from here on"));
+  const auto validated = other.output.find("validation step 8:");
+  REQUIRE(validated != std::string::npos);
+  CHECK(other.output.find("(best)", validated) != std::string::npos);
+}
+
 TEST_CASE("a run continued from another run's checkpoint holds a copy of it before its first step", "[train][e2e]") {
   // Killed (no signal to checkpoint on) before a checkpoint of its own (it writes none):
   // --resume auto continues from the copy, not afresh.
