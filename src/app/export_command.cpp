@@ -4,6 +4,8 @@
 // resolved config rides along in the file's metadata for dpunet's own use.
 #include <filesystem>
 #include <iostream>
+#include <sstream>
+#include <string>
 
 #include "app/cli_checks.h"
 #include "app/commands.h"
@@ -14,6 +16,22 @@
 #include "common/text.h"
 
 namespace dpunet::app {
+namespace {
+
+// How the model's inputs are scaled, in words a PyTorch user can follow.
+std::string input_scaling(const config::DataConfig& data) {
+  if (data.normalization == "per_image") return "each image standardised alone, (v - its mean) / its std per channel";
+  if (data.normalization == "none") return "pixel values / 255 for 8-bit images, / 65535 for 16-bit, float as stored";
+  std::ostringstream text;
+  text << "(v - mean) / std per channel, in stored pixel units, mean [";
+  for (size_t c = 0; c < data.channel_mean.size(); ++c) text << (c ? ", " : "") << data.channel_mean[c];
+  text << "], std [";
+  for (size_t c = 0; c < data.channel_std.size(); ++c) text << (c ? ", " : "") << data.channel_std[c];
+  text << "]";
+  return text.str();
+}
+
+}  // namespace
 
 void add_export_command(CLI::App& app) {
   struct Args {
@@ -51,6 +69,10 @@ void add_export_command(CLI::App& app) {
     checkpoint::write_safetensors(args->out, checkpoint::module_state(*net),
                                   {{"format", "pt"}, {kConfigMetadataKey, config::to_yaml(config)}});
     std::cout << args->out << "\n";
+    // The weights expect their inputs scaled as in training: said, for the PyTorch user
+    // who would otherwise feed img / 255 and get wrong masks without an error.
+    std::cerr << "export: inputs: " << input_scaling(config.data) << " (also in the file's " << kConfigMetadataKey
+              << " metadata)\n";
     // The reference UNet(n_channels, n_classes, bilinear) has these; anything else loads
     // into dpunet (the config travels in the metadata) but not into that class.
     const auto& m = config.model;

@@ -146,7 +146,8 @@ std::vector<Member> load_members(const PredictArgs& args, const dist::Context& c
     if (m.normalizer.mode == data::Normalization::kDataset && m.normalizer.channel_mean.empty() && context.is_root()) {
       std::printf(
           "predict: %s's config holds no data.channel_mean/std; shards are normalised with their own "
-          "statistics and image files one by one (give them with --config or --normalization)\n",
+          "statistics and image files one by one (--normalization chooses another way; for --weights, --config "
+          "can give the statistics)\n",
           m.file.c_str());
     }
     members.push_back(std::move(m));

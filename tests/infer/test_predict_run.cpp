@@ -34,6 +34,10 @@ TEST_CASE("predict from a checkpoint and from exported weights gives the same ma
   const auto exported = run_command(DPUNET_BINARY " export " + t.checkpoint + " " + t.f.dir() / "w.safetensors 2>&1");
   INFO(exported.output);
   REQUIRE(exported.exit_code == 0);
+  // The scaling its inputs need, with the training set's statistics: a PyTorch user's cue.
+  CHECK_THAT(exported.output,
+             HasSubstr("export: inputs: (v - mean) / std per channel, in stored pixel units, mean [") &&
+                 HasSubstr("(also in the file's dpunet_config metadata)"));
   const auto a = run_command(DPUNET_BINARY " predict '" + val + "' --checkpoint " + t.checkpoint + " --out " +
                              t.f.dir() / "a --tile 32 --eval --tta 2>&1");
   INFO(a.output);
