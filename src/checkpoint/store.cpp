@@ -244,7 +244,10 @@ std::string resolve_checkpoint_argument(const std::string& path, std::string* ch
   }
   if (chosen != nullptr) {
     *chosen = "checkpoint: " + *newest + " (the newest of " + run +
-              (best_damage.empty() ? "; it has no best checkpoint: one needs validation with a defined score, and checkpoint.keep_best" : best_damage) + skipped + ")";
+              (best_damage.empty()
+                   ? "; it has no best checkpoint: one needs validation with a defined score, and checkpoint.keep_best"
+                   : best_damage) +
+              skipped + ")";
   }
   return *newest;
 }
