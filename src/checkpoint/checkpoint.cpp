@@ -114,6 +114,7 @@ void write_meta(torch::serialize::OutputArchive& archive, const TrainingState& s
   archive.write("meta.best_score", c10::IValue(s.best_score));
   archive.write("meta.dataset_size", c10::IValue(s.dataset_size));
   archive.write("meta.dataset_description", c10::IValue(s.dataset_description));
+  archive.write("meta.val_dataset_description", c10::IValue(s.val_dataset_description));
   archive.write("meta.best_step", c10::IValue(s.best_step));
   archive.write("meta.validation_pending", c10::IValue(s.validation_pending));
   archive.write("meta.step_epoch", c10::IValue(s.step_epoch));
@@ -143,6 +144,7 @@ TrainingState read_meta(torch::serialize::InputArchive& archive) {
   if (archive.try_read("meta.dataset_size", v)) s.dataset_size = v.toInt();
   if (archive.try_read("meta.elapsed_s", v)) s.elapsed_s = v.toDouble();
   if (archive.try_read("meta.dataset_description", v)) s.dataset_description = v.toStringRef();
+  if (archive.try_read("meta.val_dataset_description", v)) s.val_dataset_description = v.toStringRef();
   if (archive.try_read("meta.best_step", v)) s.best_step = v.toInt();
   if (archive.try_read("meta.validation_pending", v)) s.validation_pending = v.toBool();
   if (archive.try_read("meta.step_epoch", v)) s.step_epoch = v.toInt();

@@ -29,6 +29,8 @@ struct TrainingState {
   int64_t dataset_size = 0;    // training samples the sampler's order covered (0: unknown)
   // train::describe_dataset of that training set: its shards, in order (empty: unknown).
   std::string dataset_description;
+  // The same of the validation set its scores (best_score) came from (empty: none, or unknown).
+  std::string val_dataset_description;
   int world_size = 1;           // of the run that wrote it
   double elapsed_s = 0;         // wall time the run had spent up to this step, over every resume
   std::string config_yaml;      // the resolved config

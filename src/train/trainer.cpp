@@ -230,13 +230,17 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
     std::string changed;
     for (const auto& d : config::differences(*saved, config_)) changed += "\n  " + d;
     if (!changed.empty()) logger_.info("keys changed from the checkpoint's config (checkpoint vs now):" + changed);
-    // Scores on another validation set, crop or normalisation do not compare with the
-    // best so far: the validations from here choose the next best (until then the best
-    // checkpoint stays the one it was).
-    if (best_score_ >= 0 &&
-        (saved->data.val != config_.data.val || saved->augment.patch_size != config_.augment.patch_size ||
-         saved->data.normalization != config_.data.normalization)) {
-      logger_.info("data.val, augment.patch_size or data.normalization changed: the best score so far (" +
+    // Scores on another validation set (its shards' contents, not its path: a copy on
+    // a job's scratch disk is the same set), crop or normalisation do not compare with
+    // the best so far: the validations from here choose the next best (until then the
+    // best checkpoint stays the one it was).
+    const std::string& val_then = loaded->state().val_dataset_description;
+    const bool other_val = !val_then.empty() && val_data_ && val_then != describe_dataset(*val_data_);
+    if (best_score_ >= 0 && (other_val || saved->augment.patch_size != config_.augment.patch_size ||
+                             saved->data.normalization != config_.data.normalization ||
+                             saved->data.channel_mean != config_.data.channel_mean ||
+                             saved->data.channel_std != config_.data.channel_std)) {
+      logger_.info("the validation set, augment.patch_size or the normalisation changed: the best score so far (" +
                    std::to_string(best_score_) + ") is not compared with the scores from here on");
       best_score_ = -1;
     }

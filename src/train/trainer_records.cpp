@@ -81,6 +81,7 @@ void Trainer::snapshot(bool best, const LossWindow& window) {
   state.sampler = batches_->state();
   state.dataset_size = train_data_->size();
   state.dataset_description = describe_dataset(*train_data_);
+  if (val_data_) state.val_dataset_description = describe_dataset(*val_data_);
   state.world_size = context_.world_size();
   state.elapsed_s = elapsed_s();
   state.config_yaml = config::to_yaml(config_);

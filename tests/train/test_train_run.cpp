@@ -502,17 +502,25 @@ TEST_CASE("a resumed run validating another set chooses its best among the new s
   INFO(first.output);
   REQUIRE(first.exit_code == 0);
   REQUIRE_THAT(first.output, HasSubstr("validation step 4:") && HasSubstr("(best)"));
-  // The same resume, validating one shard named directly: its scores are another set's.
-  const auto same = f.train(1, config + " --resume auto --stop-at-step 5");
-  INFO(same.output);
-  CHECK_THAT(same.output, !HasSubstr("is not compared with the scores from here on"));
+  const std::string reset = "is not compared with the scores from here on";
+  // The same shards named another way (as a copy on a job's scratch disk would be): the
+  // same set, whose scores still compare.
+  const auto renamed =
+      f.train(1, config + " --resume auto --stop-at-step 5 --set data.val=" + f.dir() / "data/val-00000.h5");
+  INFO(renamed.output);
+  REQUIRE(renamed.exit_code == 0);
+  CHECK_THAT(renamed.output, !HasSubstr(reset));
+  // Another set: its scores start a new best.
+  const auto made = dpunet::test::run_command(DPUNET_BINARY " data synth --out " + f.dir() / "other" +
+                                              " --samples 2 --shards 1 --val-samples 4 --size 48 --seed 9 2>&1");
+  REQUIRE(made.exit_code == 0);
   const auto other =
-      f.train(1, config + " --resume auto --stop-at-step 8 --set data.val=" + f.dir() / "data/val-00000.h5");
+      f.train(1, config + " --resume auto --stop-at-step 8 --set data.val=" + f.dir() / "other/val-00000.h5");
   INFO(other.output);
   REQUIRE(other.exit_code == 0);
-  CHECK_THAT(other.output, HasSubstr("data.val, augment.patch_size or data.normalization changed: the best score so "
-                                     "far (") &&
-                               HasSubstr("is not compared with the scores from here on"));
+  CHECK_THAT(other.output, HasSubstr("the validation set, augment.patch_size or the normalisation changed: the best "
+                                     "score so far (") &&
+                               HasSubstr(reset));
   const auto validated = other.output.find("validation step 8:");
   REQUIRE(validated != std::string::npos);
   CHECK(other.output.find("(best)", validated) != std::string::npos);
