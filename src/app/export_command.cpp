@@ -2,6 +2,7 @@
 // buffers with the PyTorch reference's state_dict names, so that
 // UNet(...).load_state_dict(safetensors.torch.load_file(OUT)) works unchanged. The
 // resolved config rides along in the file's metadata for dpunet's own use.
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
 #include <sstream>
@@ -14,6 +15,7 @@
 #include "checkpoint/weights.h"
 #include "common/error.h"
 #include "common/text.h"
+#include "data/normalize.h"
 
 namespace dpunet::app {
 namespace {
@@ -28,6 +30,11 @@ std::string input_scaling(const config::DataConfig& data) {
   text << "], std [";
   for (size_t c = 0; c < data.channel_std.size(); ++c) text << (c ? ", " : "") << data.channel_std[c];
   text << "]";
+  // data::dataset_affine: a constant channel is centred, not divided by its zero spread.
+  if (std::any_of(data.channel_std.begin(), data.channel_std.end(),
+                  [](double s) { return s < data::kConstantChannelStd; })) {
+    text << "; a channel whose std is below " << data::kConstantChannelStd << " is only centred, (v - mean)";
+  }
   return text.str();
 }
 

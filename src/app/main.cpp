@@ -2,12 +2,14 @@
 // their own files under src/app/ and register themselves through commands.h.
 #include <sys/resource.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <iostream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <c10/util/Exception.h>
@@ -102,16 +104,23 @@ int main(int argc, char** argv) {
     return kMissingCommand;
   }
   // A command line every copy of a launch was given alike is said wrong once, by the
-  // first copy: under mpirun -np 8, not eight times.
+  // first copy: under mpirun -np 8, not eight times. The others leave a few seconds
+  // later, so that the launcher, which ends every copy at the first one's exit, does not
+  // end the first before it has said why.
   const bool first_copy = dpunet::launched_copies().count <= 1 || dpunet::launched_rank() == 0;
+  const auto exit_quietly = [](int code) {
+    std::this_thread::sleep_for(std::chrono::seconds(3));
+    return code;
+  };
   if (const std::string unknown = unknown_command(app, argc, argv); !unknown.empty()) {
-    if (first_copy) std::cerr << "dpunet: error: " << unknown << std::endl;
+    if (!first_copy) return exit_quietly(kMissingCommand);
+    std::cerr << "dpunet: error: " << unknown << std::endl;
     return kMissingCommand;
   }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    if (!first_copy) return e.get_exit_code();
+    if (!first_copy) return exit_quietly(e.get_exit_code());
     return app.exit(e);
   } catch (const dpunet::AgreedError& e) {
     return dpunet::dist::report_agreed_error(e);

@@ -93,11 +93,18 @@ TEST_CASE("a launcher killed outright takes its ranks with it, with or without s
           "[train][e2e]") {
   // The job runs in a session of its own: nothing else would end it. A setpriv without
   // --pdeathsig (util-linux before 2.33) leaves it to the launcher's watcher.
-  for (const bool old_setpriv : {false, true}) {
-    INFO((old_setpriv ? "a setpriv without --pdeathsig" : "this machine's setpriv"));
+  // A signal the launcher does not trap (SIGUSR2) ends it too, and its exit then sends
+  // the job the SIGTERM.
+  struct Case {
+    bool old_setpriv;
+    std::string signal;
+    int status;
+  };
+  for (const Case& c : {Case{false, "KILL", 137}, Case{true, "KILL", 137}, Case{true, "USR2", 140}}) {
+    INFO((c.old_setpriv ? "a setpriv without --pdeathsig, SIG" : "this machine's setpriv, SIG") << c.signal);
     TrainFixture f;
     std::string path;
-    if (old_setpriv) {
+    if (c.old_setpriv) {
       std::filesystem::create_directories(f.dir() / "bin");
       dpunet::write_file_atomically(f.dir() / "bin/setpriv", "#!/bin/sh\necho 'Usage: setpriv [options]'\n");
       std::filesystem::permissions(f.dir() / "bin/setpriv", std::filesystem::perms::owner_all);
@@ -108,12 +115,12 @@ TEST_CASE("a launcher killed outright takes its ranks with it, with or without s
     const std::string pattern = dpunet::test::training_rank_pattern(config);
     const auto result =
         interrupt(f, config,
-                  "kill -KILL $job; for i in $(seq 1 300); do pgrep -f " + pattern +
+                  "kill -" + c.signal + " $job; for i in $(seq 1 300); do pgrep -f " + pattern +
                       " > /dev/null || break; sleep 0.1; done; if pgrep -f " + pattern +
                       " > /dev/null; then echo ranks left; pkill -KILL -f " + pattern + "; else echo ranks gone; fi",
                   path);
     INFO(result.output << dpunet::read_file(f.log_path()));
-    CHECK_THAT(result.output, HasSubstr("ranks gone") && HasSubstr("exit=137"));
+    CHECK_THAT(result.output, HasSubstr("ranks gone") && HasSubstr("exit=" + std::to_string(c.status)));
   }
 }
 
