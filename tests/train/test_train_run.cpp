@@ -78,6 +78,22 @@ std::pair<std::string, std::string> signal_one_rank(const TrainFixture& f, const
   return {result.output, dpunet::read_file(f.log_path())};
 }
 
+// A run validating at every step, so that whichever step a stop lands on has one due.
+const std::string kValidationEveryStep =
+    "train: {batch_size: 2, steps: 100000}\nvalidation: {every_steps: 1, batch_size: 4}\n";
+
+// Trains `config` (kValidationEveryStep's) until SIGUSR1 stops it after step 3; returns
+// the step it stopped at, whose validation the stop skipped (the step before's was done).
+int64_t stop_with_validation_pending(const TrainFixture& f, const std::string& config) {
+  const auto [report, output] = signal_one_rank(f, config, "step 3/");
+  INFO(output);
+  REQUIRE_THAT(report, HasSubstr("exit=75"));
+  const int64_t step = dpunet::test::signalled_stop_step(output);
+  CHECK_THAT(output, HasSubstr("validation step " + std::to_string(step - 1) + ":"));
+  REQUIRE_THAT(output, !HasSubstr("validation step " + std::to_string(step) + ":"));
+  return step;
+}
+
 std::map<int64_t, int> once_each(int64_t first, int64_t last) {
   std::map<int64_t, int> rows;
   for (int64_t step = first; step <= last; ++step) rows[step] = 1;
@@ -389,15 +405,8 @@ TEST_CASE("a console reader that goes away does not end the run: it trains to th
 
 TEST_CASE("a stop request skips the validation due at that step: the grace time is the checkpoint's", "[train][e2e]") {
   TrainFixture f;
-  // Validation at every step: whichever step the signal lands on has one due.
-  const std::string config =
-      f.write_config("train: {batch_size: 2, steps: 100000}\nvalidation: {every_steps: 1, batch_size: 4}\n");
-  const auto [report, output] = signal_one_rank(f, config, "step 3/");
-  INFO(output);
-  CHECK_THAT(report, HasSubstr("exit=75"));
-  const int64_t step = dpunet::test::signalled_stop_step(output);
-  CHECK_THAT(output, HasSubstr("validation step " + std::to_string(step - 1) + ":"));
-  CHECK_THAT(output, !HasSubstr("validation step " + std::to_string(step) + ":"));
+  const std::string config = f.write_config(kValidationEveryStep);
+  const int64_t step = stop_with_validation_pending(f, config);
   // The resumed run does the skipped validation before its first step, so its metrics
   // hold every validation an uninterrupted run's would.
   const auto resumed = f.train(1, config + " --resume auto --stop-at-step " + std::to_string(step + 1));
@@ -413,13 +422,8 @@ TEST_CASE("a run at its --stop-at-step still does the validation a stop left pen
   // As when the signal came at the --stop-at-step itself: the same command again (a
   // requeue) trains nothing, but validates that step, as a run that went on would have.
   TrainFixture f;
-  const std::string config =
-      f.write_config("train: {batch_size: 2, steps: 100000}\nvalidation: {every_steps: 1, batch_size: 4}\n");
-  const auto [report, output] = signal_one_rank(f, config, "step 3/");
-  INFO(output);
-  REQUIRE_THAT(report, HasSubstr("exit=75"));
-  const int64_t step = dpunet::test::signalled_stop_step(output);
-  REQUIRE_THAT(output, !HasSubstr("validation step " + std::to_string(step) + ":"));
+  const std::string config = f.write_config(kValidationEveryStep);
+  const int64_t step = stop_with_validation_pending(f, config);
   const std::string again = config + " --resume auto --stop-at-step " + std::to_string(step);
   const auto resumed = f.train(1, again);
   INFO(resumed.output);
@@ -437,12 +441,8 @@ TEST_CASE("a run at its --stop-at-step still does the validation a stop left pen
 TEST_CASE("a stop during start-up writes the resumed checkpoint into the run directory, wherever it came from",
           "[train][e2e]") {
   TrainFixture f;
-  const std::string config =
-      f.write_config("train: {batch_size: 2, steps: 100000}\nvalidation: {every_steps: 1, batch_size: 4}\n");
-  const auto [report, output] = signal_one_rank(f, config, "step 3/");
-  INFO(output);
-  REQUIRE_THAT(report, HasSubstr("exit=75"));
-  const int64_t step = dpunet::test::signalled_stop_step(output);  // its validation is pending
+  const std::string config = f.write_config(kValidationEveryStep);
+  const int64_t step = stop_with_validation_pending(f, config);
   // Resumed into another run directory, whose lock a run on another machine holds: the
   // new run waits for it with its signal handlers in place, and takes the signal there.
   const std::string other = f.dir() / "other";
