@@ -4,6 +4,8 @@
 #include <sched.h>
 
 #include <cstdlib>
+#include <limits>
+#include <optional>
 #include <vector>
 
 #include <ATen/Parallel.h>
@@ -50,6 +52,17 @@ TEST_CASE("ranks split the CPUs their masks share and keep those they were bound
   CHECK(cpus_of_rank(cpus(1, 1), {cpus(0, 1), cpus(1, 1)}) == 1);
 }
 
+TEST_CASE("ranks under one cgroup CPU quota split it; a quota elsewhere does not count", "[dist]") {
+  using dpunet::CgroupQuota;
+  using dpunet::dist::quota_share;
+  const CgroupQuota pod{6, "/kubepods/pod1"}, other{16, "/kubepods/pod2"};
+  CHECK(quota_share(pod, {pod, pod, other}) == 3);
+  CHECK(quota_share(other, {pod, pod, other}) == 16);
+  CHECK(quota_share(pod, {pod, std::nullopt}) == 6);
+  CHECK(quota_share(CgroupQuota{1, "/"}, {CgroupQuota{1, "/"}, CgroupQuota{1, "/"}}) == 1);
+  CHECK(quota_share(std::nullopt, {pod, pod}) == std::numeric_limits<int>::max());
+}
+
 TEST_CASE("ranks started by a plain mpirun share the machine's CPUs unless OMP_NUM_THREADS says", "[mpi]") {
   auto& context = dpunet::test::mpi_context();
   const int before = at::get_num_threads();
@@ -63,7 +76,10 @@ TEST_CASE("ranks started by a plain mpirun share the machine's CPUs unless OMP_N
   cpu_set_t machine;
   CPU_ZERO(&machine);
   for (int cpu = 0; cpu < 64; ++cpu) CPU_SET(cpu, &machine);
-  CHECK(dpunet::dist::cpu_share_on_node(context.world(), machine) == 64 / context.world_size());
+  CHECK(dpunet::dist::cpu_share_on_node(context.world(), machine, std::nullopt) == 64 / context.world_size());
+  // Inside a container of 8 CPUs (docker --cpus 8) they split its quota instead.
+  const dpunet::CgroupQuota container{8, "/"};
+  CHECK(dpunet::dist::cpu_share_on_node(context.world(), machine, container) == 8 / context.world_size());
   const int set = dpunet::dist::share_cores(context);
   if (std::getenv("OMP_NUM_THREADS") != nullptr) {
     CHECK(set == 0);
