@@ -71,7 +71,7 @@ config::Config ModelSource::resolve() const {
   } else if (checkpoint::has_checkpoint_magic(weights)) {
     DPUNET_FAIL(weights, " is a dpunet training checkpoint, not safetensors weights: give it with --checkpoint");
   } else if (!config.empty()) {
-    c = config::load_config(config);
+    c = config::load_model_config(config);
   } else {
     const auto metadata = checkpoint::read_safetensors_metadata(weights);
     const auto saved = metadata.find(kConfigMetadataKey);

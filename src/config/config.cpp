@@ -223,8 +223,13 @@ void apply_override(const std::string& text, Config& config, Origins& origins) {
 
 namespace {
 
+// What parse checks besides each value as it is read.
+enum class Checks { kAcrossKeys, kEachValueOnly };
+
+// `unknown`: where keys this build does not know go (a saved config's); null: they are
+// errors. `settings`, where given: how many keys the file and the overrides set.
 Config parse(const std::string& yaml_text, const std::string& source, const std::vector<std::string>& overrides,
-             std::vector<std::string>* unknown) {
+             std::vector<std::string>* unknown, Checks checks, size_t* settings = nullptr) {
   Config config;
   std::vector<YAML::Node> documents;
   try {
@@ -243,30 +248,12 @@ Config parse(const std::string& yaml_text, const std::string& source, const std:
   Origins origins;
   if (!root.IsNull()) read_mapping(root, "", config, source, unknown, origins);
   for (const std::string& text : overrides) apply_override(text, config, origins);
-  // A saved config passed the checks of the build that wrote it; today's checks across
-  // keys (recipes a later build refuses) would make its checkpoint unusable. Each value is
-  // still checked as it is read (type, range, choices), and what reads the model checks
-  // what it needs.
-  const bool saved = unknown != nullptr;  // parse_saved_config's, which collects unknown keys
-  if (!saved) validate(config, source, origins);
+  if (settings != nullptr) *settings = origins.size() + (unknown != nullptr ? unknown->size() : 0);
+  if (checks == Checks::kAcrossKeys) validate(config, source, origins);
   return config;
 }
 
-}  // namespace
-
-Config parse_config(const std::string& yaml_text, const std::string& source,
-                    const std::vector<std::string>& overrides) {
-  return parse(yaml_text, source, overrides, nullptr);
-}
-
-Config parse_saved_config(const std::string& yaml_text, const std::string& source, std::vector<std::string>* skipped) {
-  std::vector<std::string> unknown;
-  Config config = parse(yaml_text, source, {}, &unknown);
-  if (skipped != nullptr) *skipped = std::move(unknown);
-  return config;
-}
-
-Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
+std::string read_config_file(const std::string& path) {
   std::error_code ec;
   // A directory opens as an empty stream, which would read as the defaults.
   DPUNET_CHECK(!std::filesystem::is_directory(path, ec), path, ": is a folder; give the config file (a .yaml)");
@@ -278,12 +265,48 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
   std::stringstream text;
   text << in.rdbuf();
   DPUNET_CHECK(!in.bad(), path, ": reading the config file failed");
-  Config config = parse_config(text.str(), path, overrides);
-  // A config cut short on its way (an empty copy) would train the defaults, into the
-  // quickstart's run folder. With --set, the settings are given there.
-  DPUNET_CHECK(!overrides.empty() || !YAML::Load(text.str()).IsNull(), path,
-               ": the config file holds no settings (it is empty or only comments); give the settings, or leave the "
-               "config out for the quickstart's");
+  return text.str();
+}
+
+// A config cut short on its way (an empty copy, or a template whose keys are all
+// commented out under their section names) would run on the defaults. With --set, the
+// settings are given there.
+void require_settings(size_t settings, const std::string& path, const std::string& without) {
+  DPUNET_CHECK(settings > 0, path,
+               ": the config file holds no settings (it is empty, only comments, or section names whose keys are all "
+               "commented out); give the settings, or ",
+               without);
+}
+
+}  // namespace
+
+Config parse_config(const std::string& yaml_text, const std::string& source,
+                    const std::vector<std::string>& overrides) {
+  return parse(yaml_text, source, overrides, nullptr, Checks::kAcrossKeys);
+}
+
+// A saved config passed the checks of the build that wrote it; today's checks across keys
+// (recipes a later build refuses) would make its checkpoint unusable. Each value is still
+// checked as it is read (type, range, choices), and what reads the model checks what it
+// needs.
+Config parse_saved_config(const std::string& yaml_text, const std::string& source, std::vector<std::string>* skipped) {
+  std::vector<std::string> unknown;
+  Config config = parse(yaml_text, source, {}, &unknown, Checks::kEachValueOnly);
+  if (skipped != nullptr) *skipped = std::move(unknown);
+  return config;
+}
+
+Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  size_t settings = 0;
+  Config config = parse(read_config_file(path), path, overrides, nullptr, Checks::kAcrossKeys, &settings);
+  require_settings(settings, path, "leave the config out for the quickstart's");
+  return config;
+}
+
+Config load_model_config(const std::string& path) {
+  size_t settings = 0;
+  Config config = parse(read_config_file(path), path, {}, nullptr, Checks::kEachValueOnly, &settings);
+  require_settings(settings, path, "describe the model with --n-channels, --n-classes and --bilinear");
   return config;
 }
 

@@ -147,11 +147,16 @@ struct Config {
 };
 
 // Reads `path` (or `yaml_text` named `source` in messages), applies `overrides`
-// ("train.lr=3e-4", in order) and validates. Every error names the file, line and
+// ("optimizer.lr=3e-4", in order) and validates. Every error names the file, line and
 // column, and the key path; unknown keys come with the nearest valid key.
 Config load_config(const std::string& path, const std::vector<std::string>& overrides = {});
 Config parse_config(const std::string& yaml_text, const std::string& source,
                     const std::vector<std::string>& overrides = {});
+// A file that describes weights (predict and export --config): unknown keys are refused
+// and each value is checked as it is read, but the training recipe is not checked across
+// keys (a file holding only `model: {padding: valid}` need not give a patch size that
+// suits it; what reads the model checks what it needs, predict its tile).
+Config load_model_config(const std::string& path);
 // A config dpunet wrote (inside a checkpoint or an export), perhaps by another version:
 // keys this build does not know are skipped and listed in `skipped`, not refused, and the
 // checks across keys are left out (each value is still checked as it is read), so older

@@ -95,6 +95,13 @@ void validate(const Config& c, const std::string& source, const Origins& origins
     fail("data.stats_pixel_type, data.channel_mean",
          "stats_pixel_type describes channel_mean and channel_std: give them too, or leave it empty");
   }
+  // Only dataset normalisation reads them: statistics given beside another would be
+  // ignored without a word.
+  if (!c.data.channel_mean.empty() && c.data.normalization != "dataset") {
+    fail("data.channel_mean, data.normalization",
+         "channel_mean and channel_std are dataset normalisation's; data.normalization is " + c.data.normalization +
+             ", which would ignore them: set it to dataset, or leave the statistics out");
+  }
 
   model::UnetOptions unet;
   unet.depth = c.model.depth;

@@ -175,6 +175,12 @@ TEST_CASE("normalisation statistics: pairs, one per channel, constant channels a
   // Alone it describes nothing, and the training shards' type would replace it unseen.
   CHECK_THROWS_WITH(parse_config("data: {stats_pixel_type: uint16}\n", "c.yaml"),
                     HasSubstr("data.stats_pixel_type, data.channel_mean") && HasSubstr("give them too"));
+  // Only dataset normalisation reads them; beside another they would be ignored unseen.
+  for (const std::string other : {"none", "per_image"}) {
+    CHECK_THROWS_WITH(
+        parse_config("data: {normalization: " + other + ", channel_mean: [10], channel_std: [2]}\n", "c.yaml"),
+        HasSubstr("data.channel_mean, data.normalization") && HasSubstr("data.normalization is " + other));
+  }
 }
 
 TEST_CASE("seeds take the whole unsigned 64-bit range, exactly", "[config]") {
@@ -190,7 +196,9 @@ TEST_CASE("seeds take the whole unsigned 64-bit range, exactly", "[config]") {
 
 TEST_CASE("a config file without settings is refused, not taken for the defaults", "[config]") {
   dpunet::test::TempDir dir;
-  for (const std::string text : {"", "# model:\n#   depth: 3\n"}) {
+  // Empty, only comments, a template whose keys are all commented out, an empty mapping.
+  for (const std::string text :
+       {"", "# model:\n#   depth: 3\n", "run:\n#  dir: runs/a\nmodel:\n#  depth: 3\n", "{}\n"}) {
     dpunet::write_file_atomically(dir / "empty.yaml", text);
     CHECK_THROWS_WITH(dpunet::config::load_config(dir / "empty.yaml"),
                       HasSubstr(dir / "empty.yaml") && HasSubstr("holds no settings"));

@@ -350,6 +350,29 @@ TEST_CASE("weights that do not fit, and tiles that do not suit the model, are er
                                    t.f.dir() / "y --tile 0 2>&1");
   CHECK(no_tile.exit_code != 0);
   CHECK_THAT(no_tile.output, HasSubstr("--tile: must be a whole number of at least 1, got 0"));
+  // A --config describing the weights is not held to a training recipe: a patch size
+  // this model cannot tile is no matter with a --tile that it can (the same weights,
+  // valid-padded: unpadded convolutions have the same shapes).
+  dpunet::write_file_atomically(t.f.dir() / "model.yaml",
+                                "model: {n_classes: 3, base_channels: 8, depth: 2, norm: batch, padding: valid}\n"
+                                "augment: {patch_size: 30}\n");
+  CHECK_THROWS_WITH(dpunet::config::load_config(t.f.dir() / "model.yaml"), HasSubstr("a 30 px patch cannot be tiled"));
+  const std::string with_config = DPUNET_BINARY " predict '" + val + "' --weights " + t.f.dir() / "w.safetensors" +
+                                  " --config " + t.f.dir() / "model.yaml" + " --no-png --out " +
+                                  t.f.dir() / "described";
+  const auto with_tile = run_command(with_config + " --tile 44 2>&1");
+  INFO(with_tile.output);
+  CHECK(with_tile.exit_code == 0);
+  // Left to the config's patch size, the tile is refused as a tile, naming the valid ones.
+  const auto config_tile = run_command(with_config + "-default 2>&1");
+  CHECK(config_tile.exit_code != 0);
+  CHECK_THAT(config_tile.output,
+             HasSubstr("the tile of 30 (the training patch size") && HasSubstr("nearest valid sizes"));
+  // Its keys are still checked: a typo is refused by name.
+  dpunet::write_file_atomically(t.f.dir() / "model.yaml", "model: {n_clases: 3}\n");
+  const auto typo = run_command(with_config + "-typo --tile 44 2>&1");
+  CHECK(typo.exit_code != 0);
+  CHECK_THAT(typo.output, HasSubstr("model.n_clases: unknown key"));
   // A file of another kind is said as such, not as a damaged HDF5 file.
   dpunet::write_file_atomically(t.f.dir() / "photo.jpg", std::string("\xff\xd8\xff\xe0\x00\x10JFIF", 10));
   const auto photo = run_command(DPUNET_BINARY " predict " + t.f.dir() / "photo.jpg" + " --checkpoint " + t.checkpoint +
