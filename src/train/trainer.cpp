@@ -187,9 +187,12 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
     fail_together(*comm_, [&] { start = resume_position(*loaded, *saved); });
     // train.steps lowered to the checkpoint's step ends the run there, and a run's end is
     // validated, as an uninterrupted run of that length would have done; unless that
-    // step's validation ran already (or is pending anyway), by the stopped run's schedule.
+    // step's validation ran already (or is pending anyway), by the stopped run's schedule:
+    // at an epoch's end where it validated once an epoch (the checkpoint's own position, not
+    // `start`, which moves to the next epoch when the data or the seed changed).
     const int64_t every = saved->validation.every_steps;
-    const bool validated_there = !saved->data.val.empty() && (every > 0 ? step_ % every == 0 : start.position == 0);
+    const bool validated_there =
+        !saved->data.val.empty() && (every > 0 ? step_ % every == 0 : loaded->state().sampler.position == 0);
     if (val_data_ && step_ == config.train.steps && saved->train.steps > step_ && !validated_there &&
         !validation_pending_) {
       validation_pending_ = true;

@@ -592,6 +592,23 @@ TEST_CASE("train.steps lowered to a resumed step ends the run there, validated, 
   CHECK(dpunet::read_file(f.run_dir() + "/DONE") == "3\n");
 }
 
+TEST_CASE("train.steps lowered to a step stopped mid-epoch validates it, also when the epoch cannot be continued",
+          "[train][e2e]") {
+  TrainFixture f;
+  // Validation once an epoch (12 steps of 2 here): step 3 had none.
+  const std::string config = f.write_config("validation: {every_steps: 0}\n");
+  const auto first = f.train(1, config + " --stop-at-step 3");
+  INFO(first.output);
+  REQUIRE(first.exit_code == 0);
+  CHECK_THAT(first.output, !HasSubstr("validation step"));
+  // A new seed starts the next epoch; step 3 is still the end of this run, unvalidated.
+  const auto at = f.train(1, config + " --resume auto --set train.steps=3 --set run.seed=4");
+  INFO(at.output);
+  REQUIRE(at.exit_code == 0);
+  CHECK_THAT(at.output, HasSubstr("run.seed changed") && HasSubstr("validation step 3:") && HasSubstr("done: 3 steps"));
+  CHECK(dpunet::read_file(f.run_dir() + "/DONE") == "3\n");
+}
+
 TEST_CASE("a stop signal during the last step completes the run instead of asking for a requeue", "[train][e2e]") {
   TrainFixture f;
   // Slow steps (1500 micro-batches, seconds each), so that the signal sent on step 1's line
