@@ -12,12 +12,17 @@ std::vector<std::vector<size_t>> plan_buckets(const std::vector<ParamSlot>& slot
                caps.last_bytes, " bytes");
   DPUNET_CHECK(order.size() == slots.size(), "bucket order names ", order.size(), " parameters, the model has ",
                slots.size());
+  // Each parameter once: a duplicate would leave another out of every bucket.
+  std::vector<bool> named(slots.size(), false);
+  for (const size_t index : order) {
+    DPUNET_CHECK(index < slots.size(), "bucket order names parameter ", index, " of ", slots.size());
+    DPUNET_CHECK(!named[index], "bucket order names parameter ", index, " twice");
+    named[index] = true;
+  }
   // The tail bucket first: walk back from the end while it fits and stays in one group.
   size_t tail_start = order.size();
   int64_t tail_bytes = 0;
   while (tail_start > 0) {
-    DPUNET_CHECK(order[tail_start - 1] < slots.size(), "bucket order names parameter ", order[tail_start - 1], " of ",
-                 slots.size());
     const ParamSlot& slot = slots[order[tail_start - 1]];
     const bool first = tail_start == order.size();
     if (!first && (tail_bytes + slot.bytes > caps.last_bytes || slot.group != slots[order.back()].group)) break;

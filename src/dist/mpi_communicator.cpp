@@ -205,10 +205,10 @@ MpiCommunicator::~MpiCommunicator() {
   if (worker_.joinable()) {
     if (!abandon) {
       // Collectives still queued (a Work dropped unwaited) finish only if the other ranks
-      // issue theirs: wait as long as any collective may take. Past that, the worker may
+      // issue theirs: wait as long as any collective may take now (set_timeout's). Past that, the worker may
       // sit in MPI for good, and finalising MPI around it is undefined: the job ends.
       std::unique_lock<std::mutex> lock(queue_->mutex);
-      if (!wait_for_awake(queue_->changed, lock, options_.timeout, [&] { return queue_->exited; })) {
+      if (!wait_for_awake(queue_->changed, lock, timeout_, [&] { return queue_->exited; })) {
         queue_->tasks.clear();
         queue_->stalled = true;
         abandon = true;

@@ -35,10 +35,10 @@ struct AutocastState {
   class Scope;
 };
 
-// Autocast's cache of cast weights is off inside: it is one map for the process, cleared
-// only when the outermost autocast region of a forward ends, so bf16 copies cached by a
-// recomputation in backward would outlive the optimizer's update and be handed, stale, to
-// the next step's forward.
+// Autocast's cache of cast weights is off inside: the cache is per thread, cleared only
+// when an outermost autocast region ends, and a recomputation in backward (on CUDA, on
+// autograd's device thread) is in no such region: bf16 copies it cached would outlive the
+// optimizer's update and be handed, stale, to a later step.
 class AutocastState::Scope {
  public:
   explicit Scope(const AutocastState& state)

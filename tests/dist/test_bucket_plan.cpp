@@ -42,4 +42,8 @@ TEST_CASE("Bucket planning rejects bad caps and orders", "[dist]") {
   REQUIRE_THROWS_WITH(plan_buckets(slots, {0, 1}, BucketCaps{10, 10, 0}), HasSubstr("and last 0 bytes"));
   REQUIRE_THROWS_WITH(plan_buckets(slots, {0, 5}, BucketCaps{}), HasSubstr("parameter 5 of 2"));
   REQUIRE_THROWS_WITH(plan_buckets(slots, {0}, BucketCaps{}), HasSubstr("order names 1"));
+  // Outside the last bucket too, and each parameter once.
+  const std::vector<ParamSlot> three(3, ParamSlot{10, "f32"});
+  REQUIRE_THROWS_WITH(plan_buckets(three, {5, 1, 0}, BucketCaps{10, 10, 10}), HasSubstr("parameter 5 of 3"));
+  REQUIRE_THROWS_WITH(plan_buckets(three, {1, 1, 0}, BucketCaps{10, 10, 10}), HasSubstr("parameter 1 twice"));
 }

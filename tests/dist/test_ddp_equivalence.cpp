@@ -4,6 +4,10 @@
 #include <torch/torch.h>
 #include "support/catch.h"
 
+#include <map>
+#include <string>
+#include <vector>
+
 #include "dist/checked_communicator.h"
 #include "dist/ddp.h"
 #include "dist/mpi_communicator.h"
@@ -152,9 +156,33 @@ TEST_CASE("DDP buckets: small first bucket, reverse registration order, oversize
   const auto buckets = ddp.bucket_parameter_names();
   REQUIRE(buckets.size() > 3);
   REQUIRE(buckets.front().front() == "outc.conv.bias");  // the last registered parameter
-  size_t total = 0;
-  for (const auto& b : buckets) total += b.size();
-  REQUIRE(total == net->parameters().size());
+  // Every parameter once, in reverse registration order; each bucket within its cap (the
+  // first and the last 1 KiB, the others 8 KiB) unless it holds one parameter larger
+  // than the cap, which then has a bucket of its own.
+  std::map<std::string, int64_t> bytes_of;
+  std::vector<std::string> registered;
+  for (const auto& p : net->named_parameters()) {
+    bytes_of[p.key()] = p.value().numel() * p.value().element_size();
+    registered.push_back(p.key());
+  }
+  std::vector<std::string> laid_out;
+  int oversize = 0;
+  for (size_t i = 0; i < buckets.size(); ++i) {
+    const int64_t cap = i == 0 || i + 1 == buckets.size() ? 1024 : 8 * 1024;
+    int64_t bucket_bytes = 0;
+    for (const auto& name : buckets[i]) {
+      bucket_bytes += bytes_of.at(name);
+      laid_out.push_back(name);
+      if (bytes_of.at(name) > cap) {
+        ++oversize;
+        CHECK(buckets[i].size() == 1);
+      }
+    }
+    INFO("bucket " << i << " of " << buckets.size() << ": " << bucket_bytes << " bytes");
+    CHECK((bucket_bytes <= cap || buckets[i].size() == 1));
+  }
+  CHECK(oversize > 0);  // the small U-Net's wider convolutions exceed 8 KiB
+  CHECK(laid_out == std::vector<std::string>(registered.rbegin(), registered.rend()));
 
   int64_t bytes = 0;
   for (const auto& p : net->parameters()) bytes += p.numel() * p.element_size();

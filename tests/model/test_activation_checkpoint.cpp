@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "model/activation_checkpoint.h"
+#include "support/cpu_allocations.h"
 
 using dpunet::model::checkpoint;
 
@@ -86,6 +87,21 @@ TEST_CASE("checkpoint keeps no activations of the block alive after forward", "[
     REQUIRE(edge.function);
     CHECK(edge.function->name().find("AccumulateGrad") != std::string::npos);
   }
+  // And in bytes: three wide layers keep two inner maps (the ReLUs' results, which the
+  // next layers saved) besides their output until backward; checkpointed, the output only.
+  torch::nn::Sequential wide(torch::nn::Linear(256, 256), torch::nn::ReLU(), torch::nn::Linear(256, 256),
+                             torch::nn::ReLU(), torch::nn::Linear(256, 256));
+  const auto input = torch::randn({1024, 256}, torch::requires_grad());
+  const double map_bytes = 1024.0 * 256 * sizeof(float);
+  auto maps_alive_after_forward = [&](bool checkpointed) {
+    const dpunet::test::CpuAllocations allocations;
+    const torch::Tensor out = checkpointed ? checkpoint(wide, input) : wide->forward(input);
+    return static_cast<double>(allocations.current()) / map_bytes;
+  };
+  const double plain = maps_alive_after_forward(false), checkpointed = maps_alive_after_forward(true);
+  INFO("maps alive after forward: plain " << plain << ", checkpointed " << checkpointed);
+  CHECK(plain >= 2.9);
+  CHECK(checkpointed < 1.1);
 }
 
 TEST_CASE("checkpoint fires each parameter's gradient hook once per backward", "[model][checkpoint]") {
