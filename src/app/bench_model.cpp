@@ -153,8 +153,6 @@ void run_bench_model(const BenchModelArgs& args) {
   const model::UnetOptions options = unet_options(args);
   model::validate(options);
   check_bench_input(options, args.size, args.batch, "bench model");
-  DPUNET_CHECK(args.batch > 0 && args.repeats > 0 && args.threads > 0,
-               "bench model: --batch, --repeats and --threads must be > 0");
   check_checkpoint_selection(args.checkpointing);
   // Block names against a model of this depth (one channel wide: names, not figures),
   // before a child times the plain model.
@@ -162,8 +160,6 @@ void run_bench_model(const BenchModelArgs& args) {
   names.base_channels = 1;
   model::Unet name_check(names);
   select_checkpointed_blocks(*name_check, args.checkpointing);
-  DPUNET_CHECK(args.variant == "both" || args.variant == "plain" || args.variant == "checkpointed",
-               "bench model: --variant must be both, plain or checkpointed, got '", args.variant, "'");
 
   if (args.variant != "both") {
     std::cout << run_variant(args, args.variant == "checkpointed").dump() << std::endl;
@@ -229,7 +225,8 @@ void add_bench_model_command(CLI::App& bench) {
       ->capture_default_str()
       ->check(at_least(1));
   model->add_option("--variant", args->variant, "both, or one of plain / checkpointed in this process")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::IsMember({"both", "plain", "checkpointed"}));
   add_checkpoint_selection_options(*model, args->checkpointing);
   model->callback([args] { run_bench_model(*args); });
 }

@@ -111,6 +111,7 @@ TEST_CASE("bench options out of range are refused by name, as a command line tha
       {"bench model --depth 0", "--depth: must be a whole number of at least 1, got 0"},
       {"bench model --threads -2", "--threads: must be a whole number of at least 1, got -2"},
       {"bench model --n-classes 0", "--n-classes: must be a whole number of at least 1, got 0"},
+      {"bench model --variant fast", "--variant: fast not in {both,plain,checkpointed}"},
       {"bench train --base-channels 0", "--base-channels: must be a whole number of at least 1, got 0"},
       {"bench predict --base-channels -1", "--base-channels: must be a whole number of at least 1, got -1"},
       {"bench allreduce --factor 1", "--factor: must be a whole number of at least 2, got 1"},
