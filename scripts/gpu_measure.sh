@@ -28,6 +28,7 @@
 #     cpu_ddp        bench ddp on CPU ranks with spare cores
 #     saves          step time with a checkpoint every 5 steps
 #     fp16           40 training steps in fp16 and in bf16
+#     loader         the plain step fed by the training loader: its data wait
 #
 # OUT receives gpu_results.jsonl (one JSON object per line: each benchmark's output,
 # tagged; bench/gpu_targets.py reads the issue's targets off it, also at the end of each
@@ -478,6 +479,18 @@ step_profile() {
   gzip -f "$out"/trace_*.json
 }
 
+# The plain step fed through the training loader (64 synthetic 640x640 samples cut to
+# 572x572 patches with the training defaults' augmentation, 8 workers, pinned batches
+# copied on a side stream), next to dpunet_b8's synthetic batches: the breakdown's data
+# wait at this step time.
+step_loader() {
+  local dir=$root/runs/gpu_loader
+  rm -rf "$dir" && mkdir -p "$dir"
+  synth_data "$dir" || { failed "loader: synth failed"; return; }
+  record dpunet_b8_loader "$dpunet" bench train "${common[@]}" --batch 8 --checkpointing off \
+    --data "$dir/data/train-*.h5" --workers 8
+}
+
 step_ddp() { record ddp_cuda "$dpunet" bench ddp --device cuda --size 572 --batch 2; }
 
 # The CPU reducer's overlap where a core per rank is left for communication (the 2-core
@@ -520,7 +533,7 @@ measure() {
   echo "$version" >>"$log"
   # Binaries built against another LibTorch than the host's fail at load or mid-run:
   # stop before spending device time on them.
-  local host_torch built_torch
+  local host_torch="" built_torch
   torch_facts 2>/dev/null && host_torch=$torch_version
   built_torch=$(grep -o -i -m1 'libtorch [0-9][0-9.]*' <<<"$version" | awk '{print $2}')
   if [ -n "$built_torch" ] && [ "$host_torch" != "$built_torch" ]; then

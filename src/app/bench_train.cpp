@@ -1,5 +1,6 @@
-// `dpunet bench train`: the training step on synthetic batches. Throughput (steps/s,
-// samples/s over all ranks), a step-time breakdown (forward, backward, exposed
+// `dpunet bench train`: the training step on synthetic batches already on the device, or
+// (--data) on batches through the training loader. Throughput (steps/s, samples/s over
+// all ranks), a step-time breakdown (data wait with --data, forward, backward, exposed
 // all-reduce, optimizer; measured in a second pass that waits for each phase's work,
 // each phase's slowest rank), peak memory, model FLOP utilisation against the GPU's
 // bf16 peak (known GPUs) or a given one, with activation
@@ -14,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "app/bench_commands.h"
+#include "app/bench_loader.h"
 #include "app/bench_timing.h"
 #include "app/checkpoint_selection.h"
 #include "app/cli_checks.h"
@@ -40,6 +42,7 @@ namespace {
 
 struct BenchTrainArgs {
   int64_t size = 128, batch = 4, steps = 10, warmup = 3, base_channels = 64, depth = 4, n_classes = 3;
+  int64_t n_channels = 1;  // with --data, the shards' (and their classes)
   std::string precision = "fp32", device = "auto", padding = "same", checkpointing = "both";
   std::string optimizer = "fused";  // optimizer.implementation
   std::string norm = "batch";       // model.norm
@@ -50,22 +53,27 @@ struct BenchTrainArgs {
   double peak_tflops = 0;           // the device's dense peak for `precision`; 0: the GPU's bf16 peak if known
   bool max_batch = false;
   std::string profile;  // a Chrome trace of a few steps per variant, written here when set
+  std::string data;     // shards to feed the step through the training loader; empty: synthetic batches
+  int workers = 2;      // the loader's threads per rank (data.workers)
+  std::shared_ptr<const BenchData> opened;  // `data`, opened by run()
 };
 
 struct Step {
   model::Unet net{nullptr};
   std::unique_ptr<dist::DistributedDataParallel> ddp;
   std::unique_ptr<torch::optim::Optimizer> optimizer;
-  torch::Tensor images, target;
-  train::LossOptions loss_options;  // the training default: the loss of all ranks' batches
+  torch::Tensor images, target;           // synthetic, or the loader's latest
+  std::unique_ptr<BenchBatches> batches;  // with --data
+  train::LossOptions loss_options;        // the training default: the loss of all ranks' batches
   c10::Device device = c10::kCPU;
   bool autocast = false;
 
   void sync() const {
     if (device.is_cuda()) torch::cuda::synchronize(device.index());
   }
-  // One training step; `phases` (forward, backward, exposed all-reduce, optimizer, in ms)
-  // when given, with a sync of the compute stream after each phase. Not of the device:
+  // One training step; `phases` (forward, backward, exposed all-reduce, optimizer, and
+  // with --data the host's wait for the batch, in ms) when given, with a sync of the
+  // compute stream after each phase. Not of the device:
   // that would wait for the all-reduces still running on NCCL's stream at the end of
   // backward and count them in it. The compute stream waits for them in synchronize(),
   // so what they add past backward is the exposed phase.
@@ -76,6 +84,12 @@ struct Step {
       phases->push_back(now_ms() - start);
       return now_ms();
     };
+    double data_wait_ms = 0;
+    if (batches) {
+      data::Batch batch = batches->next(data_wait_ms);
+      images = batch.images;
+      target = batch.masks;
+    }
     double t = now_ms();
     ddp->zero_grad();
     torch::Tensor loss;
@@ -91,7 +105,10 @@ struct Step {
     t = mark(t);
     train::clip_gradient_norm(net->parameters(), 12.0);  // the training default
     optimizer->step();
+    // The next batch's copy starts once this step's work is queued, as in training.
+    if (batches) batches->prefetch();
     mark(t);
+    if (phases != nullptr && batches) phases->push_back(data_wait_ms);
   }
 };
 
@@ -101,6 +118,7 @@ model::UnetOptions unet_options(const BenchTrainArgs& a, const std::shared_ptr<d
   o.communicator = comm;
   o.base_channels = a.base_channels;
   o.depth = a.depth;
+  o.n_channels = a.n_channels;
   o.n_classes = a.n_classes;
   o.padding = model::parse_padding(a.padding);
   o.fuse_norm_relu = a.fuse_norm_relu;
@@ -127,6 +145,11 @@ Step make_step(const BenchTrainArgs& a, dist::Context& context, dist::Communicat
   settings.lr = 1e-4;
   settings.weight_decay = 1e-4;
   s.optimizer = train::make_optimizer(settings, s.net->parameters());
+  if (a.opened) {
+    s.batches = std::make_unique<BenchBatches>(*a.opened, context.rank(), context.world_size(), batch, s.device, nhwc);
+    s.loss_options.ignore_label = a.opened->dataset->header().ignore_label;
+    return s;
+  }
   s.images = torch::randn({batch, 1, a.size, a.size}, torch::TensorOptions().device(s.device));
   if (nhwc) s.images = s.images.contiguous(at::MemoryFormat::ChannelsLast);
   s.target = torch::randint(0, a.n_classes, {batch, a.size, a.size},
@@ -149,7 +172,7 @@ nlohmann::json kernels_applied(const BenchTrainArgs& a, const torch::Device& dev
   const bool nhwc = a.channels_last && device.is_cuda();
   if (nhwc) train::use_channels_last_weights(*net);
   const int64_t batch = std::min<int64_t>(a.batch, 2);
-  torch::Tensor images = torch::randn({batch, 1, a.size, a.size}, torch::TensorOptions().device(device));
+  torch::Tensor images = torch::randn({batch, a.n_channels, a.size, a.size}, torch::TensorOptions().device(device));
   if (nhwc) images = images.contiguous(at::MemoryFormat::ChannelsLast);
   model::KernelUsage usage;
   {
@@ -212,11 +235,11 @@ nlohmann::json measure_step(const BenchTrainArgs& a, dist::Context& context, dis
                             bool checkpointed, MemoryProbe& memory, double peak_tflops) {
   Step s = make_step(a, context, comm, checkpointed, a.batch);
   const double step_ms = timed_step_ms(s, a, a.warmup, &memory);
-  std::vector<std::vector<double>> phases(4);
+  std::vector<std::vector<double>> phases(5);
   for (int64_t i = 0; i < a.steps; ++i) {
     std::vector<double> p;
     s.run(&p);
-    for (size_t k = 0; k < 4; ++k) phases[k].push_back(p[k]);
+    for (size_t k = 0; k < p.size(); ++k) phases[k].push_back(p[k]);
   }
   const double samples_per_s = static_cast<double>(a.batch * context.world_size()) * 1000.0 / step_ms;
   const double train_flops = train_flops_per_sample(a);
@@ -224,22 +247,24 @@ nlohmann::json measure_step(const BenchTrainArgs& a, dist::Context& context, dis
   for (const auto& block : s.net->block_names()) {
     if (s.net->is_checkpointed(block)) recomputed.push_back(block);
   }
-  nlohmann::json row = {{"checkpointing", checkpointed ? checkpoint_selection_label(a.selection) : "none"},
-                        {"checkpointed_blocks", recomputed},
-                        {"recompute_norm", s.net->recomputes_norm_outputs()},
-                        {"split_skip_conv", s.net->splits_skip_convolutions()},
-                        {"step_ms", step_ms},
-                        {"steps_per_s", 1000.0 / step_ms},
-                        {"samples_per_s", samples_per_s},
-                        // Each phase's slowest rank: a faster rank's phase would
-                        // hold its wait for the others.
-                        {"forward_ms", slowest_rank(median_of(phases[0]))},
-                        {"backward_ms", slowest_rank(median_of(phases[1]))},
-                        {"allreduce_exposed_ms", slowest_rank(median_of(phases[2]))},
-                        {"optimizer_ms", slowest_rank(median_of(phases[3]))},
-                        {"data_wait_ms", 0.0},
-                        {"peak_memory_mb", static_cast<double>(memory.peak_above_baseline()) / 1e6},
-                        {"train_gflop_per_sample", train_flops / 1e9}};
+  nlohmann::json row = {
+      {"checkpointing", checkpointed ? checkpoint_selection_label(a.selection) : "none"},
+      {"checkpointed_blocks", recomputed},
+      {"recompute_norm", s.net->recomputes_norm_outputs()},
+      {"split_skip_conv", s.net->splits_skip_convolutions()},
+      {"step_ms", step_ms},
+      {"steps_per_s", 1000.0 / step_ms},
+      {"samples_per_s", samples_per_s},
+      // Each phase's slowest rank: a faster rank's phase would
+      // hold its wait for the others.
+      {"forward_ms", slowest_rank(median_of(phases[0]))},
+      {"backward_ms", slowest_rank(median_of(phases[1]))},
+      {"allreduce_exposed_ms", slowest_rank(median_of(phases[2]))},
+      {"optimizer_ms", slowest_rank(median_of(phases[3]))},
+      // Synthetic batches wait for nothing: not measured.
+      {"data_wait_ms", s.batches ? nlohmann::json(slowest_rank(median_of(phases[4]))) : nlohmann::json()},
+      {"peak_memory_mb", static_cast<double>(memory.peak_above_baseline()) / 1e6},
+      {"train_gflop_per_sample", train_flops / 1e9}};
   const double achieved_tflops = train_flops * samples_per_s / context.world_size() / 1e12;  // per rank
   row["achieved_tflops_per_rank"] = achieved_tflops;
   if (peak_tflops > 0) row["mfu"] = achieved_tflops / peak_tflops;
@@ -338,7 +363,12 @@ void log_row(const std::string& what, const nlohmann::json& row) {
   std::cerr << "bench train: " << what << " " << row.dump() << std::endl;
 }
 
-void run(const BenchTrainArgs& a) {
+void run(const BenchTrainArgs& given) {
+  BenchTrainArgs a = given;
+  // The largest batch is the device's question: synthetic batches answer it, and a
+  // loader would build every tried batch on the host, minutes at the largest.
+  DPUNET_CHECK(a.data.empty() || !a.max_batch,
+               "bench train: --max-batch measures the device's capacity on synthetic batches; leave --data out");
   // The model's shape questions before anything is built: a size the depth halves to
   // nothing, or a bottom map BatchNorm cannot normalise, would fail inside the first step.
   model::UnetOptions shape = unet_options(a, nullptr);
@@ -363,6 +393,15 @@ void run(const BenchTrainArgs& a) {
   // the machine is out of memory, if at all.
   DPUNET_CHECK(!a.max_batch || context.device().is_cuda(), "bench train: --max-batch needs a GPU; this rank runs on ",
                context.device().str());
+  if (!a.data.empty()) {
+    config::ModelConfig model;
+    model.depth = a.depth;
+    model.base_channels = a.base_channels;
+    model.padding = a.padding;
+    a.opened = std::make_shared<const BenchData>(open_bench_data(a.data, a.workers, a.size, model));
+    a.n_channels = a.opened->config.model.n_channels;
+    a.n_classes = a.opened->config.model.n_classes;
+  }
   auto comm = dist::make_communicator(context);
   const std::string gpu = context.device().is_cuda() ? dist::gpu_name(std::max<int>(context.device().index(), 0)) : "";
   // MFU against --peak-tflops, else against the GPU's bf16 peak when the step is bf16 (a
@@ -424,7 +463,9 @@ void run(const BenchTrainArgs& a) {
         {"base_channels", a.base_channels},
         {"depth", a.depth},
         {"padding", a.padding},
-        {"data", "synthetic, on the device"},
+        {"n_channels", a.n_channels},
+        {"n_classes", a.n_classes},
+        {"data", a.opened ? a.opened->description : "synthetic, on the device"},
         {"torch_version", build_info().torch_version},
         {"results", rows}};
   };
@@ -498,6 +539,16 @@ void add_bench_train_command(CLI::App& bench) {
       "--profile", a->profile,
       "Also write a profiler trace of 3 steps, allocations included, to PREFIX.json (PREFIX.checkpointed.json "
       "with checkpointing)");
+  CLI::Option* data =
+      cmd->add_option("--data", a->data,
+                      "Shards (a folder, glob, index or .h5) fed through the training loader, which the breakdown's "
+                      "data wait then measures (default: synthetic batches on the device); the model takes their "
+                      "channels and classes")
+          ->check(not_empty());
+  cmd->add_option("--workers", a->workers, "With --data: the loader's threads per rank (data.workers)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64))
+      ->needs(data);
   cmd->callback([a] { run(*a); });
 }
 

@@ -88,6 +88,40 @@ TEST_CASE("bench train names the peak its MFU is against, and none on a CPU with
   CHECK(row["mfu"].get<double>() == Approx(row["achieved_tflops_per_rank"].get<double>() / 2.0));
 }
 
+TEST_CASE("bench train feeds the step through the training loader with --data and measures its wait", "[app]") {
+  dpunet::test::TempDir dir;
+  const auto made = run_command(DPUNET_BINARY " data synth --out " + dir / "data" +
+                                " --samples 8 --shards 2 --val-samples 0 --size 48 --channels 2 --classes 2 2>&1");
+  REQUIRE(made.exit_code == 0);
+  // 64 px patches of 48 px samples (mirror-padded, as training pads them), each variant
+  // with its own loader.
+  const nlohmann::json out =
+      bench_train("--device cpu --checkpointing both --workers 1 --data '" + dir / "data/train-*.h5'");
+  CHECK_THAT(out["data"].get<std::string>(), Catch::Matchers::StartsWith("loader: ") &&
+                                                 HasSubstr("8 samples of 48x48x2") && HasSubstr("1 workers per rank"));
+  // The model takes the shards' channels and classes.
+  CHECK(out["n_channels"] == 2);
+  CHECK(out["n_classes"] == 2);
+  REQUIRE(out["results"].size() == 2);
+  for (const auto& row : out["results"]) {
+    INFO(row.dump());
+    REQUIRE(row["data_wait_ms"].is_number());
+    CHECK(row["data_wait_ms"].get<double>() >= 0);
+    CHECK(row["step_ms"].get<double>() > 0);
+  }
+  // Synthetic batches wait for nothing: not a measured zero.
+  const nlohmann::json synthetic = bench_train("--device cpu --checkpointing off");
+  CHECK(synthetic["data"] == "synthetic, on the device");
+  CHECK(synthetic["results"][0]["data_wait_ms"].is_null());
+  // Shards that are not there are named as --data's; --workers means nothing without it.
+  const auto missing = run_command(DPUNET_BINARY " bench train --device cpu --data " + dir / "nothing-*.h5" + " 2>&1");
+  CHECK(missing.exit_code != 0);
+  CHECK_THAT(missing.output, HasSubstr("--data: ") && HasSubstr("nothing-*.h5"));
+  const auto alone = run_command(DPUNET_BINARY " bench train --device cpu --workers 2 2>&1");
+  CHECK(alone.exit_code == 107);
+  CHECK_THAT(alone.output, HasSubstr("--workers requires --data"));
+}
+
 TEST_CASE("bench train measures a model whose bottom map is one pixel", "[app]") {
   // Depth 4 at 16 px: BatchNorm sees one value per sample at the bottom.
   const auto result = run_command(DPUNET_BINARY
