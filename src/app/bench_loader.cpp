@@ -57,8 +57,10 @@ data::Batch BenchBatches::next(double& wait_ms) {
   return batch;
 }
 
-void BenchBatches::prefetch() {
+double BenchBatches::prefetch() {
+  const double start = now_ms();
   device_batches_->prefetch();
+  return now_ms() - start;
 }
 
 }  // namespace dpunet::app

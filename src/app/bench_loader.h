@@ -38,10 +38,12 @@ class BenchBatches {
   BenchBatches& operator=(const BenchBatches&) = delete;
 
   // The next batch on the device (images float32, masks int64), and the milliseconds the
-  // host waited for it: the loader's and the copy's share of the step.
+  // host waited for it (on a GPU, next() finds the batch prefetch() started in flight).
   data::Batch next(double& wait_ms);
-  // Starts the next batch's copy once this step's work is queued, as training does.
-  void prefetch();
+  // Starts the next batch's copy once this step's work is queued, as training does; the
+  // milliseconds the host waited here for the loader (on a GPU; nothing on a CPU, where
+  // next() takes the batch from the loader itself).
+  double prefetch();
 
  private:
   std::unique_ptr<data::Loader> loader_;

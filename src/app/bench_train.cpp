@@ -105,9 +105,10 @@ struct Step {
     t = mark(t);
     train::clip_gradient_norm(net->parameters(), 12.0);  // the training default
     optimizer->step();
-    // The next batch's copy starts once this step's work is queued, as in training.
-    if (batches) batches->prefetch();
     mark(t);
+    // The next batch's copy starts once this step's work is queued, as in training. On a
+    // GPU the host waits for the loader there, so that wait is the data wait too.
+    if (batches) data_wait_ms += batches->prefetch();
     if (phases != nullptr && batches) phases->push_back(data_wait_ms);
   }
 };
@@ -150,7 +151,7 @@ Step make_step(const BenchTrainArgs& a, dist::Context& context, dist::Communicat
     s.loss_options.ignore_label = a.opened->dataset->header().ignore_label;
     return s;
   }
-  s.images = torch::randn({batch, 1, a.size, a.size}, torch::TensorOptions().device(s.device));
+  s.images = torch::randn({batch, a.n_channels, a.size, a.size}, torch::TensorOptions().device(s.device));
   if (nhwc) s.images = s.images.contiguous(at::MemoryFormat::ChannelsLast);
   s.target = torch::randint(0, a.n_classes, {batch, a.size, a.size},
                             torch::TensorOptions().dtype(torch::kLong).device(s.device));
