@@ -223,8 +223,9 @@ void apply_override(const std::string& text, Config& config, Origins& origins) {
 
 namespace {
 
-// What parse checks besides each value as it is read.
-enum class Checks { kAcrossKeys, kEachValueOnly };
+// What parse checks besides each value as it is read: every check across keys, those
+// of a model's description, or none (a saved config's).
+enum class Checks { kAcrossKeys, kModelDescription, kEachValueOnly };
 
 // `unknown`: where keys this build does not know go (a saved config's); null: they are
 // errors. `settings`, where given: how many keys the file and the overrides set.
@@ -250,6 +251,7 @@ Config parse(const std::string& yaml_text, const std::string& source, const std:
   for (const std::string& text : overrides) apply_override(text, config, origins);
   if (settings != nullptr) *settings = origins.size() + (unknown != nullptr ? unknown->size() : 0);
   if (checks == Checks::kAcrossKeys) validate(config, source, origins);
+  if (checks == Checks::kModelDescription) validate_model_description(config, source, origins);
   return config;
 }
 
@@ -305,7 +307,7 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
 
 Config load_model_config(const std::string& path) {
   size_t settings = 0;
-  Config config = parse(read_config_file(path), path, {}, nullptr, Checks::kEachValueOnly, &settings);
+  Config config = parse(read_config_file(path), path, {}, nullptr, Checks::kModelDescription, &settings);
   require_settings(settings, path, "describe the model with --n-channels, --n-classes and --bilinear");
   return config;
 }

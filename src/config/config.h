@@ -152,10 +152,10 @@ struct Config {
 Config load_config(const std::string& path, const std::vector<std::string>& overrides = {});
 Config parse_config(const std::string& yaml_text, const std::string& source,
                     const std::vector<std::string>& overrides = {});
-// A file that describes weights (predict and export --config): unknown keys are refused
-// and each value is checked as it is read, but the training recipe is not checked across
-// keys (a file holding only `model: {padding: valid}` need not give a patch size that
-// suits it; what reads the model checks what it needs, predict its tile).
+// A file that describes weights (predict and export --config): unknown keys are refused,
+// each value is checked as it is read and the normalisation statistics across keys, but
+// not the training recipe (a file holding only `model: {padding: valid}` need not give a
+// patch size that suits it; what reads the model checks what it needs, predict its tile).
 Config load_model_config(const std::string& path);
 // A config dpunet wrote (inside a checkpoint or an export), perhaps by another version:
 // keys this build does not know are skipped and listed in `skipped`, not refused, and the

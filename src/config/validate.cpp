@@ -7,24 +7,74 @@
 #include "model/unet_options.h"
 
 namespace dpunet::config {
+namespace {
 
-void validate(const Config& c, const std::string& source, const Origins& origins) {
-  // `keys`: "a.b, c.d". The place of a --set among them, else of the first set in the
-  // file, else the file.
-  auto place = [&](const std::string& keys) {
+// Errors naming `keys` ("a.b, c.d") after the place of a --set among them, else of the
+// first set in the file, else the file.
+class KeyErrors {
+ public:
+  KeyErrors(const std::string& source, const Origins& origins) : source_(source), origins_(origins) {}
+
+  [[noreturn]] void fail(const std::string& keys, const std::string& message) const {
+    throw Error(place(keys) + ": " + keys + ": " + message);
+  }
+
+ private:
+  std::string place(const std::string& keys) const {
     std::string in_file;
     for (size_t at = 0; at < keys.size();) {
       const size_t comma = keys.find(", ", at);
-      const auto origin = origins.find(keys.substr(at, comma == std::string::npos ? std::string::npos : comma - at));
-      if (origin != origins.end() && origin->second.rfind("--set ", 0) == 0) return origin->second;
-      if (origin != origins.end() && in_file.empty()) in_file = origin->second;
+      const auto origin = origins_.find(keys.substr(at, comma == std::string::npos ? std::string::npos : comma - at));
+      if (origin != origins_.end() && origin->second.rfind("--set ", 0) == 0) return origin->second;
+      if (origin != origins_.end() && in_file.empty()) in_file = origin->second;
       at = comma == std::string::npos ? keys.size() : comma + 2;
     }
-    return in_file.empty() ? source : in_file;
-  };
-  auto fail = [&](const std::string& keys, const std::string& message) {
-    throw Error(place(keys) + ": " + keys + ": " + message);
-  };
+    return in_file.empty() ? source_ : in_file;
+  }
+
+  const std::string& source_;
+  const Origins& origins_;
+};
+
+// The normalisation statistics: what a model's inputs are scaled by, in training and
+// in prediction alike.
+void check_statistics(const Config& c, const KeyErrors& errors) {
+  auto fail = [&](const std::string& keys, const std::string& message) { errors.fail(keys, message); };
+  if (c.data.channel_mean.size() != c.data.channel_std.size()) {
+    fail("data.channel_mean, data.channel_std", "give both or neither, one value per channel");
+  }
+  if (!c.data.channel_mean.empty() && static_cast<int64_t>(c.data.channel_mean.size()) != c.model.n_channels) {
+    fail("data.channel_mean, model.n_channels",
+         detail::concat(c.data.channel_mean.size(), " values for ", c.model.n_channels, " channels"));
+  }
+  const std::string& units = c.data.stats_pixel_type;
+  if (!units.empty() && units != "uint8" && units != "uint16" && units != "float32") {
+    fail("data.stats_pixel_type", "must be uint8, uint16, float32 or empty; got '" + units + "'");
+  }
+  // It describes the statistics given with it; alone it would be replaced by the
+  // training shards' type without a word.
+  if (!units.empty() && c.data.channel_mean.empty()) {
+    fail("data.stats_pixel_type, data.channel_mean",
+         "stats_pixel_type describes channel_mean and channel_std: give them too, or leave it empty");
+  }
+  // Only dataset normalisation reads them: statistics given beside another would be
+  // ignored without a word.
+  if (!c.data.channel_mean.empty() && c.data.normalization != "dataset") {
+    fail("data.channel_mean, data.normalization",
+         "channel_mean and channel_std are dataset normalisation's; data.normalization is " + c.data.normalization +
+             ", which would ignore them: set it to dataset, or leave the statistics out");
+  }
+}
+
+}  // namespace
+
+void validate_model_description(const Config& c, const std::string& source, const Origins& origins) {
+  check_statistics(c, KeyErrors(source, origins));
+}
+
+void validate(const Config& c, const std::string& source, const Origins& origins) {
+  const KeyErrors errors(source, origins);
+  auto fail = [&](const std::string& keys, const std::string& message) { errors.fail(keys, message); };
   if (c.run.dir.empty()) fail("run.dir", "is empty; name the folder the run writes into");
   if (c.augment.scale_min > c.augment.scale_max) {
     fail("augment.scale_min, augment.scale_max", "scale_min must not exceed scale_max");
@@ -78,30 +128,7 @@ void validate(const Config& c, const std::string& source, const Origins& origins
     fail("precision.dtype, run.device", "bf16/fp16 autocast needs CUDA; use fp32 on CPU");
   }
   if (c.data.train.empty()) fail("data.train", "no training data given");
-  if (c.data.channel_mean.size() != c.data.channel_std.size()) {
-    fail("data.channel_mean, data.channel_std", "give both or neither, one value per channel");
-  }
-  if (!c.data.channel_mean.empty() && static_cast<int64_t>(c.data.channel_mean.size()) != c.model.n_channels) {
-    fail("data.channel_mean, model.n_channels",
-         detail::concat(c.data.channel_mean.size(), " values for ", c.model.n_channels, " channels"));
-  }
-  const std::string& units = c.data.stats_pixel_type;
-  if (!units.empty() && units != "uint8" && units != "uint16" && units != "float32") {
-    fail("data.stats_pixel_type", "must be uint8, uint16, float32 or empty; got '" + units + "'");
-  }
-  // It describes the statistics given with it; alone it would be replaced by the
-  // training shards' type without a word.
-  if (!units.empty() && c.data.channel_mean.empty()) {
-    fail("data.stats_pixel_type, data.channel_mean",
-         "stats_pixel_type describes channel_mean and channel_std: give them too, or leave it empty");
-  }
-  // Only dataset normalisation reads them: statistics given beside another would be
-  // ignored without a word.
-  if (!c.data.channel_mean.empty() && c.data.normalization != "dataset") {
-    fail("data.channel_mean, data.normalization",
-         "channel_mean and channel_std are dataset normalisation's; data.normalization is " + c.data.normalization +
-             ", which would ignore them: set it to dataset, or leave the statistics out");
-  }
+  check_statistics(c, errors);
 
   model::UnetOptions unet;
   unet.depth = c.model.depth;

@@ -14,5 +14,8 @@ namespace dpunet::config {
 using Origins = std::map<std::string, std::string>;
 
 void validate(const Config& config, const std::string& source, const Origins& origins = {});
+// The checks across keys a file describing a model's weights must pass (predict and
+// export --config): those of the normalisation statistics, not the training recipe's.
+void validate_model_description(const Config& config, const std::string& source, const Origins& origins = {});
 
 }  // namespace dpunet::config

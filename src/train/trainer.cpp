@@ -239,10 +239,11 @@ Trainer::Trainer(const config::Config& config, dist::Context& context, const Tra
     // best checkpoint stays the one it was).
     const std::string& val_then = loaded->state().val_dataset_description;
     const bool other_val = !val_then.empty() && val_data_ && val_then != describe_dataset(*val_data_);
-    if (best_score_ >= 0 && (other_val || saved->augment.patch_size != config_.augment.patch_size ||
-                             saved->data.normalization != config_.data.normalization ||
-                             saved->data.channel_mean != config_.data.channel_mean ||
-                             saved->data.channel_std != config_.data.channel_std)) {
+    if (best_score_ >= 0 &&
+        (other_val || saved->augment.patch_size != config_.augment.patch_size ||
+         saved->data.normalization != config_.data.normalization ||
+         (config_.data.normalization == "dataset" && (saved->data.channel_mean != config_.data.channel_mean ||
+                                                      saved->data.channel_std != config_.data.channel_std)))) {
       logger_.info("the validation set, augment.patch_size or the normalisation changed: the best score so far (" +
                    std::to_string(best_score_) + ") is not compared with the scores from here on");
       best_score_ = -1;

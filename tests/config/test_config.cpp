@@ -5,6 +5,9 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "common/atomic_file.h"
 #include "config/config.h"
@@ -181,6 +184,30 @@ TEST_CASE("normalisation statistics: pairs, one per channel, constant channels a
         parse_config("data: {normalization: " + other + ", channel_mean: [10], channel_std: [2]}\n", "c.yaml"),
         HasSubstr("data.channel_mean, data.normalization") && HasSubstr("data.normalization is " + other));
   }
+}
+
+TEST_CASE("a file describing weights is checked key by key and for its statistics, not as a recipe", "[config]") {
+  dpunet::test::TempDir dir;
+  // A patch size this model cannot tile: a training config's error, no model file's.
+  dpunet::write_file_atomically(dir / "model.yaml", "model: {padding: valid, depth: 2}\naugment: {patch_size: 30}\n");
+  CHECK_THROWS_WITH(dpunet::config::load_config(dir / "model.yaml"), HasSubstr("a 30 px patch cannot be tiled"));
+  CHECK(dpunet::config::load_model_config(dir / "model.yaml").model.padding == "valid");
+  // The statistics its inputs are scaled by must still pair up and fit the channels.
+  for (const auto& [data, message] : std::vector<std::pair<std::string, std::string>>{
+           {"{channel_mean: [1, 2], channel_std: [1]}", "give both or neither"},
+           {"{channel_mean: [1, 2], channel_std: [1, 1]}", "2 values for 1 channels"},
+           {"{channel_mean: [1], channel_std: [1], stats_pixel_type: int8}", "must be uint8, uint16, float32"},
+           {"{normalization: none, channel_mean: [1], channel_std: [1]}", "data.normalization is none"}}) {
+    dpunet::write_file_atomically(dir / "stats.yaml", "data: " + data + "\n");
+    CHECK_THROWS_WITH(dpunet::config::load_model_config(dir / "stats.yaml"),
+                      HasSubstr(dir / "stats.yaml") && HasSubstr(message));
+  }
+  // Unknown keys and empty files as for training.
+  dpunet::write_file_atomically(dir / "typo.yaml", "model: {n_clases: 3}\n");
+  CHECK_THROWS_WITH(dpunet::config::load_model_config(dir / "typo.yaml"), HasSubstr("model.n_clases: unknown key"));
+  dpunet::write_file_atomically(dir / "empty.yaml", "model:\n#  depth: 3\n");
+  CHECK_THROWS_WITH(dpunet::config::load_model_config(dir / "empty.yaml"),
+                    HasSubstr("holds no settings") && HasSubstr("--n-channels"));
 }
 
 TEST_CASE("seeds take the whole unsigned 64-bit range, exactly", "[config]") {
