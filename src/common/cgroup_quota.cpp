@@ -2,8 +2,10 @@
 // rank's own agree.
 #include "common/cgroup_quota.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 namespace dpunet {
@@ -32,7 +34,7 @@ std::optional<std::string> read_word(const std::filesystem::path& file) {
 }
 
 int rounded_up(long long quota, long long period) {
-  return static_cast<int>((quota + period - 1) / period);
+  return static_cast<int>(std::min<long long>((quota + period - 1) / period, std::numeric_limits<int>::max()));
 }
 
 // The cgroup path of the line whose controller list satisfies `wanted`.
@@ -57,14 +59,16 @@ bool names_cpu_controller(const std::string& controllers) {
   return false;
 }
 
-std::string without_trailing_slash(std::string path) {
+// "/a/b" for "/a/b/" (and for "a/b", which the kernel never writes); "" for the root.
+std::string as_cgroup_path(std::string path) {
   while (!path.empty() && path.back() == '/') path.pop_back();
+  if (!path.empty() && path.front() != '/') path.insert(path.begin(), '/');
   return path;
 }
 
 std::optional<CgroupQuota> version2_quota(const std::filesystem::path& root, const std::string& membership,
                                           bool& found) {
-  const std::string own = without_trailing_slash(
+  const std::string own = as_cgroup_path(
       cgroup_path(membership, [](const std::string& id, const std::string&) { return id == "0"; }).value_or(""));
   std::optional<CgroupQuota> smallest;
   std::string relative = own;
@@ -85,9 +89,9 @@ std::optional<CgroupQuota> version2_quota(const std::filesystem::path& root, con
 
 std::optional<CgroupQuota> version1_quota(const std::filesystem::path& root, const std::string& membership) {
   const std::string own =
-      without_trailing_slash(cgroup_path(membership, [](const std::string&, const std::string& controllers) {
-                               return names_cpu_controller(controllers);
-                             }).value_or(""));
+      as_cgroup_path(cgroup_path(membership, [](const std::string&, const std::string& controllers) {
+                       return names_cpu_controller(controllers);
+                     }).value_or(""));
   for (const std::string& mount : {std::string("cpu"), std::string("cpu,cpuacct")}) {
     for (const std::string& relative : {own, std::string()}) {
       const std::filesystem::path dir = root / (mount + relative);

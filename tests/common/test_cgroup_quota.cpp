@@ -47,6 +47,8 @@ TEST_CASE("a cgroup v2 quota is the smallest cpu.max of the process's cgroup and
   REQUIRE(quota.has_value());
   CHECK(quota->cpus == 4);
   CHECK(quota->group == "/");
+  // A path without its leading slash is read as with it.
+  CHECK(cgroup_cpu_quota(root.path(), "0::kubepods/pod7/box\n")->cpus == 1);
   // Junk is no quota, not an error.
   write(container / "cpu.max", "lots 100000\n");
   CHECK_FALSE(cgroup_cpu_quota(container.path(), "0::/\n").has_value());

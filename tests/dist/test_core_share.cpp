@@ -3,6 +3,7 @@
 
 #include <sched.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <limits>
 #include <optional>
@@ -52,7 +53,7 @@ TEST_CASE("ranks split the CPUs their masks share and keep those they were bound
   CHECK(cpus_of_rank(cpus(1, 1), {cpus(0, 1), cpus(1, 1)}) == 1);
 }
 
-TEST_CASE("ranks under one cgroup CPU quota split it; a quota elsewhere does not count", "[dist]") {
+TEST_CASE("ranks under one cgroup CPU quota split it, and a quota elsewhere does not count", "[dist]") {
   using dpunet::CgroupQuota;
   using dpunet::dist::quota_share;
   const CgroupQuota pod{6, "/kubepods/pod1"}, other{16, "/kubepods/pod2"};
@@ -70,7 +71,11 @@ TEST_CASE("ranks started by a plain mpirun share the machine's CPUs unless OMP_N
   cpu_set_t mask;
   REQUIRE(sched_getaffinity(0, sizeof(mask), &mask) == 0);
   CHECK(context.local_size() == context.world_size());
-  CHECK(context.cpu_share() == threads_per_rank(CPU_COUNT(&mask), context.world_size()));
+  // Capped by this machine's cgroup quota where it has one, which every rank shares.
+  const auto quota = dpunet::cgroup_cpu_quota();
+  CHECK(context.cpu_share() ==
+        std::min(threads_per_rank(CPU_COUNT(&mask), context.world_size()),
+                 quota ? threads_per_rank(quota->cpus, context.world_size()) : std::numeric_limits<int>::max()));
   // On a machine of 64 CPUs (this one's few would floor every share at 1): each of the
   // ranks gathered takes its part.
   cpu_set_t machine;

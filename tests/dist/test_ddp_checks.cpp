@@ -7,6 +7,7 @@
 #include "dist/mpi_communicator.h"
 #include "support/ddp_fixture.h"
 #include "support/mpi_test_context.h"
+#include "support/tensor_compare.h"
 
 using namespace dpunet;
 
@@ -181,6 +182,8 @@ TEST_CASE("DDP gives channels_last weights gradients laid out like them", "[mpi]
   (conv(x).square().sum() * (comm.rank() + 1.0)).backward();
   ddp.synchronize();
   (reference(x).square().sum() * ((comm.world_size() + 1) / 2.0)).backward();
-  CHECK(torch::allclose(conv->weight.grad(), reference->weight.grad(), 1e-5, 1e-6));
+  // The channels_last convolution sums its weight gradient in another order: rounding of
+  // the whole gradient's scale (1e-5 of 68 on an AMD EPYC's oneDNN kernels).
+  CHECK(test::within_scale(conv->weight.grad(), reference->weight.grad(), 1e-6));
   CHECK(torch::allclose(conv->bias.grad(), reference->bias.grad(), 1e-5, 1e-6));
 }
