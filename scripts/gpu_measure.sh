@@ -358,6 +358,8 @@ step_pair() {
   peak=$(torch_peak)
   in_bench record torch_eager_b8 "$python" pytorch_reference.py --size 572 --batch 8 --precision bf16 \
     --peak-tflops "$peak"
+  # PyTorch's checkpointed run recomputes all ten blocks: its like is the variants step's
+  # dpunet_b8_all (--policy all), not dpunet_b8's balanced row.
   in_bench record torch_eager_b8_ckpt "$python" pytorch_reference.py --size 572 --batch 8 --precision bf16 \
     --checkpointing --peak-tflops "$peak"
   # SKIP_COMPILE=1 leaves torch.compile out (minutes of compiling) when its figure is known.
