@@ -117,6 +117,11 @@ TEST_CASE("bench train feeds the step through the training loader with --data an
   const auto missing = run_command(DPUNET_BINARY " bench train --device cpu --data " + dir / "nothing-*.h5" + " 2>&1");
   CHECK(missing.exit_code != 0);
   CHECK_THAT(missing.output, HasSubstr("--data: ") && HasSubstr("nothing-*.h5"));
+  // The largest batch is the device's question, on synthetic batches.
+  const auto search =
+      run_command(DPUNET_BINARY " bench train --device cpu --max-batch --data '" + dir / "data/train-*.h5' 2>&1");
+  CHECK(search.exit_code != 0);
+  CHECK_THAT(search.output, HasSubstr("--max-batch measures the device's capacity on synthetic batches"));
   const auto alone = run_command(DPUNET_BINARY " bench train --device cpu --workers 2 2>&1");
   CHECK(alone.exit_code == 107);
   CHECK_THAT(alone.output, HasSubstr("--workers requires --data"));
