@@ -94,6 +94,15 @@ int64_t stop_with_validation_pending(const TrainFixture& f, const std::string& c
   return step;
 }
 
+// A one-rank run stopped at `step` by --stop-at-step with no validation run yet (the
+// validations its resume then owes or not).
+void stop_unvalidated_at(const TrainFixture& f, const std::string& config, int64_t step) {
+  const auto first = f.train(1, config + " --stop-at-step " + std::to_string(step));
+  INFO(first.output);
+  REQUIRE(first.exit_code == 0);
+  REQUIRE_THAT(first.output, !HasSubstr("validation step"));
+}
+
 std::map<int64_t, int> once_each(int64_t first, int64_t last) {
   std::map<int64_t, int> rows;
   for (int64_t step = first; step <= last; ++step) rows[step] = 1;
@@ -597,10 +606,7 @@ TEST_CASE("train.steps lowered to a step stopped mid-epoch validates it, also wh
   TrainFixture f;
   // Validation once an epoch (12 steps of 2 here): step 3 had none.
   const std::string config = f.write_config("validation: {every_steps: 0}\n");
-  const auto first = f.train(1, config + " --stop-at-step 3");
-  INFO(first.output);
-  REQUIRE(first.exit_code == 0);
-  CHECK_THAT(first.output, !HasSubstr("validation step"));
+  stop_unvalidated_at(f, config, 3);
   // A new seed starts the next epoch; step 3 is still the end of this run, unvalidated.
   const auto at = f.train(1, config + " --resume auto --set train.steps=3 --set run.seed=4");
   INFO(at.output);
@@ -629,10 +635,7 @@ TEST_CASE("a resume whose larger global batch leaves no batch of the epoch ends 
   // two ranks, so epoch 0 ended at step 11, and its validation is due there.
   const std::string config = f.write_config(
       "data: {remainder: drop}\ntrain: {batch_size: 2, steps: 16}\nvalidation: {every_steps: 0, batch_size: 4}\n");
-  const auto first = f.train(1, config + " --stop-at-step 11");
-  INFO(first.output);
-  REQUIRE(first.exit_code == 0);
-  CHECK_THAT(first.output, !HasSubstr("validation step"));
+  stop_unvalidated_at(f, config, 11);
   const auto resumed = f.train(2, config + " --resume auto --stop-at-step 12");
   INFO(resumed.output);
   REQUIRE(resumed.exit_code == 0);
