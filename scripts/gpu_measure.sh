@@ -193,6 +193,7 @@ record() {
   say "== $tag (${limit}s at most): $*"
   local json status log_lines
   log_lines=$(wc -l <"$log")
+  local started=$SECONDS
   if json=$(limited "${STEP_TIMEOUT:-240}" "$@" 2>>"$log"); then
     "$python" -c 'import json,sys; d=json.loads(sys.stdin.read()); d["tag"]=sys.argv[1]; print(json.dumps(d))' \
       "$tag" <<<"$json" >>"$results" || { failed "$tag: output was not JSON:"; echo "$json" >>"$log"; }
@@ -209,7 +210,13 @@ record() {
     so_far=$(tail -n +"$((log_lines + 1))" "$log" | sed -n 's/^bench train: report so far //p' | tail -n 1)
     if [ -n "$so_far" ]; then
       local why="failed (exit $status)"
-      [ "$status" -eq 124 ] || [ "$status" -eq 137 ] && why="timed out"
+      # 137 is SIGKILL: timeout's own kill 15 s after its SIGTERM, or the kernel's OOM
+      # killer; only a run that lasted its whole limit was timeout's.
+      if [ "$status" -eq 124 ] || { [ "$status" -eq 137 ] && [ $((SECONDS - started)) -ge "$limit" ]; }; then
+        why="timed out"
+      elif [ "$status" -eq 137 ]; then
+        why="killed (exit 137) after $((SECONDS - started))s, before its ${limit}s limit: out of host memory?"
+      fi
       "$python" -c 'import json,sys; d=json.loads(sys.stdin.read()); d["tag"]=sys.argv[1]; d["partial"]=sys.argv[2]; print(json.dumps(d))' \
         "$tag" "$why" <<<"$so_far" >>"$results" && say "$tag: its report so far recorded, marked partial ($why)"
     fi
