@@ -85,7 +85,7 @@ struct OptimizerConfig {
 struct ScheduleConfig {
   std::string name = "cosine";  // cosine | poly | constant
   int64_t warmup_steps = 50;
-  double lr_min = 0.0;  // cosine's floor
+  double lr_min = 0.0;  // where cosine and poly decay to
   double poly_exponent = 0.9;
 };
 

@@ -110,9 +110,15 @@ void validate(const Config& c, const std::string& source, const Origins& origins
   if (c.optimizer.name == "sgd" && c.optimizer.momentum <= 0) {
     fail("optimizer.momentum, optimizer.name", "sgd uses Nesterov momentum, which must be above 0 (nnU-Net: 0.99)");
   }
-  if (c.schedule.name == "cosine" && c.schedule.lr_min > c.optimizer.lr) {
+  // The decaying schedules end at lr_min; constant has no end to set, and would ignore it.
+  if (c.schedule.name == "constant" && c.schedule.lr_min > 0) {
+    fail("schedule.lr_min, schedule.name",
+         "lr_min is where cosine and poly decay to; the constant schedule would ignore it: leave it 0, or name "
+         "cosine or poly");
+  }
+  if (c.schedule.lr_min > c.optimizer.lr) {
     fail("schedule.lr_min, optimizer.lr",
-         detail::concat("the cosine floor (", c.schedule.lr_min, ") is above the peak (", c.optimizer.lr, ")"));
+         detail::concat("the schedule's floor (", c.schedule.lr_min, ") is above the peak (", c.optimizer.lr, ")"));
   }
   if (c.distributed.backend == "nccl" && c.run.device == "cpu") {
     fail("distributed.backend, run.device", "nccl needs CUDA; use mpi or auto on CPU");

@@ -11,7 +11,7 @@ double learning_rate(const config::ScheduleConfig& s, double lr_max, int64_t ste
   const double span = std::max<int64_t>(1, total_steps - s.warmup_steps);
   const double progress = std::clamp(static_cast<double>(step - s.warmup_steps) / span, 0.0, 1.0);
   if (s.name == "cosine") return s.lr_min + (lr_max - s.lr_min) * 0.5 * (1 + std::cos(M_PI * progress));
-  if (s.name == "poly") return lr_max * std::pow(1 - progress, s.poly_exponent);
+  if (s.name == "poly") return s.lr_min + (lr_max - s.lr_min) * std::pow(1 - progress, s.poly_exponent);
   return lr_max;
 }
 

@@ -356,6 +356,11 @@ TEST_CASE("contradicting or unusable values are refused before a run starts", "[
   CHECK_NOTHROW(parse_config("", "a.yaml", {"optimizer.name=sgd", "optimizer.eps=0"}));
   CHECK_THROWS_WITH(parse_config("", "a.yaml", {"schedule.lr_min=0.1"}),
                     HasSubstr("schedule.lr_min, optimizer.lr") && HasSubstr("above the peak"));
+  CHECK_THROWS_WITH(parse_config("", "a.yaml", {"schedule.name=poly", "schedule.lr_min=0.1"}),
+                    HasSubstr("schedule.lr_min, optimizer.lr"));
+  CHECK_NOTHROW(parse_config("", "a.yaml", {"schedule.name=poly", "schedule.lr_min=1e-5"}));
+  CHECK_THROWS_WITH(parse_config("", "a.yaml", {"schedule.name=constant", "schedule.lr_min=1e-5"}),
+                    HasSubstr("schedule.lr_min, schedule.name") && HasSubstr("constant schedule would ignore"));
   CHECK_THROWS_WITH(parse_config("", "a.yaml", {"loss.class_weights=[0, 0, 0]"}),
                     HasSubstr("loss.class_weights") && HasSubstr("every weight is 0"));
   CHECK_NOTHROW(parse_config("", "a.yaml", {"loss.class_weights=[0, 0, 0]", "loss.ce_weight=0"}));

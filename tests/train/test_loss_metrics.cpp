@@ -95,6 +95,12 @@ TEST_CASE("learning-rate schedules", "[train]") {
   s.poly_exponent = 2;
   CHECK(dpunet::train::learning_rate(s, 3.0, 60, 110) == Approx(3.0 * 0.25));
   CHECK(dpunet::train::learning_rate(s, 3.0, 110, 110) == Approx(0.0).margin(1e-12));
+  // poly's floor as cosine's.
+  s.lr_min = 0.6;
+  CHECK(dpunet::train::learning_rate(s, 3.0, 10, 110) == Approx(3.0));
+  CHECK(dpunet::train::learning_rate(s, 3.0, 60, 110) == Approx(0.6 + 2.4 * 0.25));
+  CHECK(dpunet::train::learning_rate(s, 3.0, 110, 110) == Approx(0.6));
+  s.lr_min = 0;
   s.name = "constant";
   CHECK(dpunet::train::learning_rate(s, 2.0, 100, 110) == Approx(2.0));
 }
