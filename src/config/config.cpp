@@ -98,12 +98,21 @@ std::string nearest_key(const std::string& path) {
 }
 
 // The end of an unknown key's message: the key meant, where one is near.
-std::string suggestion_for(const std::string& path) {
+// "optimizer.lr" as a file writes it: "'optimizer:' then '  lr: ...'".
+std::string in_section(const std::string& path) {
+  const size_t dot = path.find('.');
+  return "'" + path.substr(0, dot) + ":' then '  " + path.substr(dot + 1) + ": ...'";
+}
+
+// `at_file_top`: the key sat at a file's top level, where a nearest key of a section is
+// shown as the file writes it ("optimizer.lr" there would take a second error).
+std::string suggestion_for(const std::string& path, bool at_file_top = false) {
   const std::string nearest = nearest_key(path);
   if (nearest.empty()) return "unknown key (docs/config.md lists every key)";
   // Taken as a number of epochs, train.steps would be a small part of the run meant.
   const bool epochs = path.find("epoch") != std::string::npos && nearest == "train.steps";
-  return "unknown key; did you mean '" + nearest + "'?" +
+  const bool nested = at_file_top && nearest.find('.') != std::string::npos;
+  return "unknown key; did you mean " + (nested ? in_section(nearest) : "'" + nearest + "'") + "?" +
          (epochs ? " It counts optimizer steps, not epochs: steps = epochs x samples / (batch_size x ranks x "
                    "accumulation)"
                  : "");
@@ -168,9 +177,7 @@ void read_mapping(const YAML::Node& node, const std::string& prefix, Config& con
     // "optimizer.lr: 0.1" at the top would escape the check above against a nested
     // "optimizer: {lr: ...}" elsewhere in the file: keys sit in their sections.
     if (prefix.empty() && !is_section(key) && find_field(path) != nullptr) {
-      const size_t dot = key.find('.');
-      fail_at(location, path,
-              "write it inside its section: '" + key.substr(0, dot) + ":' then '  " + key.substr(dot + 1) + ": ...'");
+      fail_at(location, path, "write it inside its section: " + in_section(path));
     }
     if (const Field* field = find_field(path)) {
       // An empty value has no place of its own (yaml-cpp gives the next token's): its key's.
@@ -181,7 +188,7 @@ void read_mapping(const YAML::Node& node, const std::string& prefix, Config& con
     } else if (unknown != nullptr) {
       unknown->push_back(path);
     } else {
-      fail_at(location, path, suggestion_for(path));
+      fail_at(location, path, suggestion_for(path, prefix.empty()));
     }
   }
 }

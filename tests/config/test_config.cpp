@@ -300,7 +300,10 @@ TEST_CASE("unknown keys suggest the nearest key in the same section first", "[co
   };
   CHECK_THAT(suggestion("checkpoint:\n  keep: 3\n"), HasSubstr("did you mean 'checkpoint.keep_last'"));
   CHECK_THAT(suggestion("validation:\n  every: 3\n"), HasSubstr("did you mean 'validation.every_steps'"));
-  CHECK_THAT(suggestion("lr: 0.01\n"), HasSubstr("did you mean 'optimizer.lr'"));
+  // At the top of a file, a key of a section is shown as the file writes it.
+  CHECK_THAT(suggestion("lr: 0.01\n"), HasSubstr("did you mean 'optimizer:' then '  lr: ...'?"));
+  CHECK_THAT(suggestion("optimzer.lr: 0.01\n"),
+             HasSubstr("optimzer.lr: unknown key; did you mean 'optimizer:' then '  lr: ...'?"));
   CHECK_THAT(suggestion("schedul:\n  name: poly\n"), HasSubstr("did you mean 'schedule'"));
   CHECK_THROWS_WITH(parse_config("", "a.yaml", {"schedul.name=poly"}), HasSubstr("did you mean 'schedule.name'"));
   // Other trainers' names for a key, and names near no key.
@@ -314,7 +317,7 @@ TEST_CASE("unknown keys suggest the nearest key in the same section first", "[co
   CHECK_THAT(suggestion("trian:\n  steps: 5\n"), HasSubstr("did you mean 'train'"));
   CHECK_THAT(suggestion("optim:\n  lr: 0.1\n"), HasSubstr("did you mean 'optimizer'"));  // cut short
   // A key of that name in a section comes first: a mis-indented data.val.
-  CHECK_THAT(suggestion("data:\n  train: x\nval: y\n"), HasSubstr("did you mean 'data.val'"));
+  CHECK_THAT(suggestion("data:\n  train: x\nval: y\n"), HasSubstr("did you mean 'data:' then '  val: ...'?"));
   CHECK_THROWS_WITH(parse_config("", "a.yaml", {"train.stpes=1"}), HasSubstr("did you mean 'train.steps'"));
   CHECK_THROWS_WITH(parse_config("", "a.yaml", {"run.dri=x"}), HasSubstr("did you mean 'run.dir'"));
   CHECK_THROWS_WITH(parse_config("", "a.yaml", {"foo.bar=1"}),
