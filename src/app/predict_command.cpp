@@ -25,6 +25,7 @@
 #include "app/predict_out_folder.h"
 #include "common/atomic_file.h"
 #include "common/autocast_scope.h"
+#include "common/directory_lock.h"
 #include "common/error.h"
 #include "common/exception_message.h"
 #include "common/text.h"
@@ -333,6 +334,17 @@ void run(const PredictArgs& args) {
     std::filesystem::create_directories(args.out, ec);
     DPUNET_CHECK(!ec, "--out ", args.out, ": cannot create the folder: ", ec.message());
     DPUNET_CHECK(::access(args.out.c_str(), W_OK) == 0, "--out ", args.out, ": this rank cannot write there");
+  });
+  // One prediction at a time in a folder: a second run would truncate the first's
+  // manifests and write over its files. Taken once the folder exists; what earlier runs
+  // left is read again under it (a run that held it may have written since the check).
+  std::optional<DirectoryLock> lock;
+  train::fail_together(*comm, [&] {
+    if (context.is_root()) lock.emplace(args.out, "--out", "run");
+  });
+  train::fail_together(*comm, [&] {
+    earlier = infer::find_earlier_outputs(args.out);
+    check_earlier_outputs(args.out, args.overwrite, earlier);
   });
   train::check_same_on_every_rank(*comm, describe_inputs(*input_sets.front()), "the inputs " + args.input);
   std::string models;

@@ -92,6 +92,14 @@ void write_file_atomically(const std::string& path, const std::vector<std::strin
   sync_directory(directory_of(target));
 }
 
+void sync_file(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  DPUNET_CHECK(fd >= 0, "cannot open ", path, " to flush it to disk: ", std::strerror(errno));
+  const int error = ::fsync(fd) == 0 ? 0 : errno;
+  ::close(fd);
+  DPUNET_CHECK(error == 0, "cannot flush ", path, " to disk: ", std::strerror(error));
+}
+
 void sync_directory(const std::string& directory) {
   // Best effort: some network file systems refuse to sync a directory, and the files'
   // own data was synced already.

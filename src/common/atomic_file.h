@@ -29,6 +29,11 @@ int keep_permissions(const std::string& replaced, int fd);
 // writers of their own (libpng's) that rename it over `path` once it is complete.
 std::string temporary_path_for(const std::string& path);
 
+// Flushes the file at `path`, written by a writer of its own (HDF5's), to disk: before it
+// is renamed into place, so that a crash cannot leave it empty under its final name.
+// Throws dpunet::Error naming `path` when the system cannot.
+void sync_file(const std::string& path);
+
 // Makes the entries of `directory` (a file renamed or a folder made in it) durable, where
 // the file system can.
 void sync_directory(const std::string& directory);

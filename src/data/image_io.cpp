@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <memory>
 #include <new>
 #include <vector>
@@ -127,6 +128,18 @@ bool png_read_to_end(png_structp png) {
   return true;
 }
 
+}  // namespace
+
+size_t interlaced_png_bytes(const std::string& path, size_t row_bytes, size_t height) {
+  DPUNET_CHECK(row_bytes == 0 || height <= std::numeric_limits<size_t>::max() / row_bytes, path,
+               ": an interlaced PNG of ", height, " rows of ", row_bytes,
+               " bytes is decoded whole, and that is more bytes than this machine can address; save it "
+               "non-interlaced (read a band of rows at a time)");
+  return row_bytes * height;
+}
+
+namespace {
+
 // A PNG's rows in order, one decoded at a time (an interlaced one's all at the first).
 class PngRows final : public RowSource {
  public:
@@ -156,7 +169,13 @@ class PngRows final : public RowSource {
     if (info_.passes > 1) {
       // Interlaced: every pass must be read before any row is whole.
       if (bytes_.empty()) {
-        bytes_.resize(row_bytes_ * info_.height);
+        const size_t whole = interlaced_png_bytes(path_, row_bytes_, info_.height);
+        try {
+          bytes_.resize(whole);
+        } catch (const std::exception&) {  // bad_alloc, or length_error past the vector's limit
+          DPUNET_FAIL(path_, ": an interlaced PNG is decoded whole, and its ", whole >> 20,
+                      " MiB do not fit in memory; save it non-interlaced (read a band of rows at a time)");
+        }
         std::vector<png_bytep> rows(info_.height);
         for (size_t y = 0; y < rows.size(); ++y) rows[y] = bytes_.data() + y * row_bytes_;
         DPUNET_CHECK(png_read_rows(structs_.png, rows.data()), path_, ": damaged PNG (", error_.message, ")");

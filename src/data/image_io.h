@@ -39,6 +39,11 @@ Image read_image_header(const std::string& path, ImageRole role = ImageRole::kIm
 
 class RowSource;  // one file format's reading (row_source.h)
 
+// The bytes an interlaced PNG of `height` rows of `row_bytes` takes decoded whole: an
+// error naming `path` where that does not fit in size_t (a header of 2^31 - 1 pixels a
+// side would wrap it round to a small buffer that libpng then writes past).
+size_t interlaced_png_bytes(const std::string& path, size_t row_bytes, size_t height);
+
 // One image file's rows, top to bottom, as read_image converts them: memory for the rows
 // asked for, not for the image, so a slide is cut into tiles or predicted a band at a time.
 // An interlaced PNG is the exception: its last pass finishes the first row, so it is

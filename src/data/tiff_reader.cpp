@@ -115,16 +115,24 @@ int colour_channels(TIFF* tiff, const Layout& l, const std::string& path) {
 // Full-resolution pages: a thumbnail or a pyramid's overviews (marked reduced images)
 // are not more data. Leaves the file at its first full page, which need not be the first
 // page (some scanners and DNG files write the thumbnail first).
-int full_pages(TIFF* tiff) {
+int full_pages(TIFF* tiff, const std::string& path) {
   int pages = 0;
   tdir_t first_full = 0;
-  do {
+  for (int directory = 1;; ++directory) {
     uint32_t type = 0;
     if (!TIFFGetField(tiff, TIFFTAG_SUBFILETYPE, &type) || (type & FILETYPE_REDUCEDIMAGE) == 0) {
       if (pages++ == 0) first_full = TIFFCurrentDirectory(tiff);
     }
-  } while (TIFFReadDirectory(tiff));
-  TIFFSetDirectory(tiff, first_full);
+    if (TIFFLastDirectory(tiff)) break;
+    // TIFFReadDirectory says 0 at the end of the page list and for a page it cannot
+    // read alike: a stack cut short would pass for its first page.
+    tiff_message.clear();
+    DPUNET_CHECK(TIFFReadDirectory(tiff), path, ": a damaged TIFF: its page list names a page ", directory + 1,
+                 " that cannot be read (", tiff_message, "); was the file cut short?");
+  }
+  tiff_message.clear();
+  DPUNET_CHECK(TIFFSetDirectory(tiff, first_full), path, ": a damaged TIFF: cannot go back to its page ",
+               first_full + 1, " (", tiff_message, ")");
   return pages;
 }
 
@@ -215,7 +223,7 @@ class TiffRows final : public RowSource {
   static Layout one_page_layout(TIFF* tiff, const std::string& path) {
     // Reading only the first page of a z-stack, a time series or channels saved as pages
     // would train on a fraction of the data without a word.
-    const int pages = full_pages(tiff);
+    const int pages = full_pages(tiff, path);
     DPUNET_CHECK(pages == 1, path, ": a TIFF of ", pages,
                  " pages (a stack, a time series or channels as pages); dpunet reads one 2-D image per file: save "
                  "each page as its own file, or the channels as one RGB image");

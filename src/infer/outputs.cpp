@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include "common/atomic_file.h"
 #include "common/error.h"
 #include "data/image_io.h"
 
@@ -192,7 +193,11 @@ void PredictionWriter::finish() {
     H5_CHECK(H5Fflush(file_.get(), H5F_SCOPE_GLOBAL), temporary_);
     file_.reset();
   }
+  // HDF5 writes without syncing: the bytes reach the disk before the name does.
+  sync_file(temporary_);
   DPUNET_CHECK(std::rename(temporary_.c_str(), path_.c_str()) == 0, "cannot rename ", temporary_, " to ", path_);
+  const std::filesystem::path folder = std::filesystem::path(path_).parent_path();
+  sync_directory(folder.empty() ? "." : folder.string());
   manifest_.written(std::filesystem::path(path_).filename().string());
 }
 

@@ -18,6 +18,7 @@
 #include "checkpoint/weights.h"
 #include "common/atomic_file.h"
 #include "common/autocast_scope.h"
+#include "common/directory_lock.h"
 #include "common/error.h"
 #include "common/remove_tree.h"
 #include "common/text.h"
@@ -30,7 +31,6 @@
 #include "train/loss_scaler.h"
 #include "train/preemption.h"
 #include "train/rank_agreement.h"
-#include "train/run_directory_lock.h"
 #include "train/run_history.h"
 #include "train/run_logger.h"
 #include "train/schedule.h"
@@ -539,7 +539,7 @@ int run_training(const config::Config& config, dist::Context& context, const Tra
   // First: a signal while the run starts up (reading checkpoints can take minutes) must
   // stop it at its first step with a checkpoint, not kill it.
   install_preemption_handlers();
-  std::optional<RunDirectoryLock> lock;
+  std::optional<DirectoryLock> lock;
   bool created = false;  // this start made the run directory
   if (context.is_root()) {
     std::error_code ec;
@@ -554,7 +554,7 @@ int run_training(const config::Config& config, dist::Context& context, const Tra
       const std::filesystem::path parent = run.parent_path();
       sync_directory(parent.empty() ? "." : parent.string());
     }
-    lock.emplace(config.run.dir);  // before anything in it changes
+    lock.emplace(config.run.dir, "run.dir", "training run");  // before anything in it changes
   }
   if (context.device().is_cuda()) configure_gpu_numerics(config);
   // Other ranks never write into the run directory, so they need not wait for it.

@@ -257,6 +257,15 @@ TEST_CASE("a PNG over a million pixels wide (libpng's default limit) writes and 
   CHECK(back.values == wide.values);
 }
 
+TEST_CASE("an interlaced PNG too large to address is refused by name, not wrapped round to a small buffer", "[data]") {
+  // 16-bit RGBA at the format's sizes: 8 bytes a pixel, 2^64 and more in all.
+  const size_t row_bytes = size_t{2147437309} * 8, height = 1073764994;
+  CHECK_THROWS_WITH(dpunet::data::interlaced_png_bytes("big.png", row_bytes, height),
+                    HasSubstr("big.png") && HasSubstr("more bytes than this machine can address"));
+  CHECK(dpunet::data::interlaced_png_bytes("a.png", 3 * 640, 480) == 3 * 640 * 480);
+  CHECK(dpunet::data::interlaced_png_bytes("a.png", 0, 480) == 0);
+}
+
 TEST_CASE("a PNG that fails while written leaves the earlier file of its name as it was", "[data]") {
   dpunet::test::TempDir dir;
   const std::string path = dir / "curves.png";
@@ -415,6 +424,31 @@ TEST_CASE(
   write_tiff(dir / "stack.tif", 5, 5, grey.values, stack);
   CHECK_THROWS_WITH(dpunet::data::read_image(dir / "stack.tif"),
                     HasSubstr(dir / "stack.tif") && HasSubstr("a TIFF of 3 pages"));
+  {
+    // A stack cut short: the first page's link to the next leads past the end of the
+    // file. libtiff ends its page list there as at a real end: not taken for one page.
+    std::string bytes = dpunet::read_file(dir / "stack.tif");
+    REQUIRE(bytes.compare(0, 2, "II") == 0);  // little-endian, as libtiff writes here
+    auto u32 = [&](size_t at) {
+      return static_cast<uint32_t>(static_cast<unsigned char>(bytes[at])) |
+             static_cast<uint32_t>(static_cast<unsigned char>(bytes[at + 1])) << 8 |
+             static_cast<uint32_t>(static_cast<unsigned char>(bytes[at + 2])) << 16 |
+             static_cast<uint32_t>(static_cast<unsigned char>(bytes[at + 3])) << 24;
+    };
+    const uint32_t first = u32(4);
+    const uint32_t entries = static_cast<unsigned char>(bytes[first]) | static_cast<unsigned char>(bytes[first + 1])
+                                                                            << 8;
+    const size_t next = first + 2 + 12 * entries;
+    REQUIRE(u32(next) != 0);
+    bytes.replace(next, 4, std::string("\x00\xff\xff\xff", 4));
+    dpunet::write_file_atomically(dir / "cut.tif", bytes);
+    for (const bool header_only : {false, true}) {
+      INFO("header only: " << header_only);
+      CHECK_THROWS_WITH(
+          header_only ? dpunet::data::read_image_header(dir / "cut.tif") : dpunet::data::read_image(dir / "cut.tif"),
+          HasSubstr(dir / "cut.tif") && HasSubstr("a damaged TIFF") && HasSubstr("page 2"));
+    }
+  }
   stack.thumbnail = true;  // a full page and two overviews: one image
   write_tiff(dir / "overviews.tif", 5, 5, grey.values, stack);
   CHECK(dpunet::data::read_image(dir / "overviews.tif").values == grey.values);

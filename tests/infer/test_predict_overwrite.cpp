@@ -7,6 +7,7 @@
 #include <string>
 
 #include "common/atomic_file.h"
+#include "common/process_label.h"
 #include "data/image_io.h"
 #include "infer/output_manifest.h"
 #include "support/prediction_fixture.h"
@@ -93,4 +94,35 @@ TEST_CASE("predict --overwrite keeps the earlier prediction until the new one fi
   CHECK(after_restore.exit_code != 0);
   CHECK_THAT(after_restore.output, HasSubstr("set aside in " + set_aside));
   CHECK(std::filesystem::exists(set_aside + "/predictions-rank000.h5"));
+}
+
+TEST_CASE("a predict into a folder another run is writing is refused, naming it, and touches nothing there",
+          "[infer][e2e]") {
+  TrainedModel t;
+  const std::string images = t.f.dir() / "in", out = t.f.dir() / "out";
+  std::filesystem::create_directories(images);
+  dpunet::data::Image image;
+  image.height = image.width = 40;
+  image.channels = 1;
+  for (int64_t p = 0; p < 40 * 40; ++p) image.values.push_back(static_cast<uint16_t>((p * 7) % 200));
+  dpunet::data::write_png(images + "/a.png", image);
+  const std::string predict =
+      DPUNET_BINARY " predict " + images + " --checkpoint " + t.checkpoint + " --tile 32 --no-png --out " + out;
+  const auto first = run_command(predict + " 2>&1");
+  INFO(first.output);
+  REQUIRE(first.exit_code == 0);
+  const std::string h5 = dpunet::read_file(out + "/predictions.h5");
+  const std::string manifest = dpunet::read_file(out + "/predict-files.txt");
+  // The holder writes its name as a run does, and keeps the lock while it sleeps; on this
+  // machine, so the refusal is at once.
+  const std::string lock = out + "/.lock";
+  const std::string hold = "(printf 'pid 1 on " + dpunet::host_name() + "\\n' > " + lock + "; exec flock -o " + lock +
+                           " sleep 60) & holder=$!; until ! flock -n " + lock + " true; do sleep 0.05; done; ";
+  const auto second = run_command(hold + predict + " --overwrite 2>&1; status=$?; kill $holder; echo status=$status");
+  INFO(second.output);
+  CHECK_THAT(second.output, HasSubstr("status=1") && HasSubstr("--out " + out + " is in use by another run (pid 1 on " +
+                                                               dpunet::host_name() + ")"));
+  CHECK(dpunet::read_file(out + "/predictions.h5") == h5);
+  CHECK(dpunet::read_file(out + "/predict-files.txt") == manifest);
+  CHECK_FALSE(std::filesystem::exists(dpunet::infer::set_aside_folder(out)));
 }

@@ -1,5 +1,5 @@
-// RunDirectoryLock: flock on RUN/.lock, holding "pid on host" of the run that has it.
-#include "train/run_directory_lock.h"
+// DirectoryLock: flock on DIR/.lock, holding "pid on host" of the run that has it.
+#include "common/directory_lock.h"
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -15,7 +15,7 @@
 #include "common/process_label.h"
 #include "common/text.h"
 
-namespace dpunet::train {
+namespace dpunet {
 namespace {
 
 std::string holder_of(int fd) {
@@ -28,10 +28,10 @@ std::string holder_of(int fd) {
 
 }  // namespace
 
-RunDirectoryLock::RunDirectoryLock(const std::string& run_dir) {
-  const std::string path = run_dir + "/.lock";
+DirectoryLock::DirectoryLock(const std::string& dir, const std::string& setting, const std::string& holder_kind) {
+  const std::string path = dir + "/.lock";
   fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  DPUNET_CHECK(fd_ >= 0, path, ": cannot open the run directory's lock: ", std::strerror(errno));
+  DPUNET_CHECK(fd_ >= 0, path, ": cannot open the folder's lock: ", std::strerror(errno));
   const auto deadline = std::chrono::steady_clock::now() + kStaleLockWait;
   bool said = false;
   while (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
@@ -47,11 +47,11 @@ RunDirectoryLock::RunDirectoryLock(const std::string& run_dir) {
     if (!elsewhere || std::chrono::steady_clock::now() >= deadline) {
       ::close(fd_);
       fd_ = -1;
-      DPUNET_FAIL("run.dir ", run_dir, " is in use by another training run (", holder,
-                  "); wait for it to end, or give this run another run.dir");
+      DPUNET_FAIL(setting, " ", dir, " is in use by another ", holder_kind, " (", holder,
+                  "); wait for it to end, or give this run another ", setting);
     }
     if (!said) {
-      std::fprintf(stderr, "dpunet: run.dir %s is locked by %s; waiting up to %lld s for it\n", run_dir.c_str(),
+      std::fprintf(stderr, "dpunet: %s %s is locked by %s; waiting up to %lld s for it\n", setting.c_str(), dir.c_str(),
                    holder.c_str(), static_cast<long long>(kStaleLockWait.count()));
       said = true;
     }
@@ -61,8 +61,8 @@ RunDirectoryLock::RunDirectoryLock(const std::string& run_dir) {
   if (::ftruncate(fd_, 0) == 0) (void)!::pwrite(fd_, me.data(), me.size(), 0);
 }
 
-RunDirectoryLock::~RunDirectoryLock() {
+DirectoryLock::~DirectoryLock() {
   if (fd_ >= 0) ::close(fd_);  // releases the lock
 }
 
-}  // namespace dpunet::train
+}  // namespace dpunet
