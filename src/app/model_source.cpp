@@ -122,6 +122,9 @@ std::string ModelSource::identity() const {
     while (in.read(piece.data(), static_cast<std::streamsize>(piece.size())) || in.gcount() > 0) {
       crc = crc32(crc, reinterpret_cast<const Bytef*>(piece.data()), static_cast<uInt>(in.gcount()));
     }
+    // An I/O error ends the loop as the end of the file does: a partial CRC would tell
+    // the ranks apart without a cause.
+    DPUNET_CHECK(!in.bad(), weights, ": cannot read (", std::strerror(errno), ")");
   } else {
     crc = loaded_checkpoint().crc();
   }

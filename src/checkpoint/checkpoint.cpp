@@ -5,8 +5,10 @@
 #include <torch/torch.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <unordered_map>
 #include <utility>
@@ -241,6 +243,24 @@ void read_section(torch::serialize::InputArchive& archive, const std::string& ke
   }
 }
 
+// The archive's tensors and sections that `module` has no place for, as dotted names
+// under `prefix`: LibTorch's load reads the module's own and passes over the rest, so a
+// BatchNorm model's running statistics would vanish into a GroupNorm one unseen.
+void unexpected_entries(torch::nn::Module& module, torch::serialize::InputArchive& archive, const std::string& prefix,
+                        std::vector<std::string>& found) {
+  std::set<std::string> known = {"training"};  // every module archive's flag
+  for (const auto& p : module.named_parameters(/*recurse=*/false)) known.insert(p.key());
+  for (const auto& b : module.named_buffers(/*recurse=*/false)) known.insert(b.key());
+  for (const auto& c : module.named_children()) known.insert(c.key());
+  for (const std::string& key : archive.keys()) {
+    if (known.count(key) == 0) found.push_back(prefix + key);
+  }
+  for (const auto& c : module.named_children()) {
+    torch::serialize::InputArchive section;
+    if (archive.try_read(c.key(), section)) unexpected_entries(*c.value(), section, prefix + c.key() + ".", found);
+  }
+}
+
 }  // namespace
 
 void LoadedCheckpoint::restore_model(torch::nn::Module& model) const {
@@ -268,6 +288,13 @@ void LoadedCheckpoint::restore_model(torch::nn::Module& model) const {
   if (count > kListed) mismatches += "\n  and " + std::to_string(count - kListed) + " more";
   DPUNET_CHECK(count == 0, path_, ": the checkpoint does not fit this model (", count,
                count == 1 ? " tensor differs" : " tensors differ", "):", mismatches);
+  std::vector<std::string> unexpected;
+  unexpected_entries(model, model_archive, "", unexpected);
+  std::string listed;
+  for (size_t i = 0; i < std::min(unexpected.size(), kListed); ++i) listed += "\n  " + unexpected[i];
+  if (unexpected.size() > kListed) listed += "\n  and " + std::to_string(unexpected.size() - kListed) + " more";
+  DPUNET_CHECK(unexpected.empty(), path_, ": the checkpoint does not fit this model: ", unexpected.size(),
+               " unexpected tensor(s) or layer(s) that the model has none of (another model.norm or depth?):", listed);
   // A NaN weight makes every prediction NaN (and every mask class 0), as --weights says too.
   const std::string non_finite = model::non_finite_tensors(model);
   DPUNET_CHECK(non_finite.empty(), path_, ": the checkpoint's model holds NaN or infinite values in:", non_finite);

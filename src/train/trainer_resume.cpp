@@ -60,10 +60,12 @@ std::optional<checkpoint::LoadedCheckpoint> find_resume_point(const TrainOptions
   }
   // Rank 0 picks and the others follow: ranks that looked for themselves could see the
   // run directory differently (a network filesystem's cache) and resume at different steps.
+  // Its refusals (a checkpoint of a newer format, one it cannot read, an unreadable
+  // checkpoints/) stop every rank with its message, not the others waiting in the broadcast.
   std::string path;
-  if (context.is_root()) {
-    path = store.latest_valid([&](const std::string& m) { logger.warn(m); }).value_or("");
-  }
+  fail_together(comm, [&] {
+    if (context.is_root()) path = store.latest_valid([&](const std::string& m) { logger.warn(m); }).value_or("");
+  });
   path = comm.broadcast_string(path, /*root=*/0);
   if (path.empty()) {
     logger.info("resume auto: no checkpoint in " + store.directory() + ", starting fresh");

@@ -159,6 +159,34 @@ TEST_CASE("a checkpoint whose tensors differ in shape from the model's is refuse
                     HasSubstr("(20 tensors differ)") && HasSubstr("\n  and 8 more"));
 }
 
+TEST_CASE("a checkpoint holding tensors or layers the model lacks is refused, naming them", "[checkpoint]") {
+  dpunet::test::TempDir dir;
+  dpunet::checkpoint::TrainingState state;
+  state.rng_cpu = at::detail::getDefaultCPUGenerator().get_state();
+  auto saved_as = [&](const std::string& name, torch::nn::Module& model) {
+    auto optimizer = torch::optim::AdamW(model.parameters(), torch::optim::AdamWOptions(0.1));
+    dpunet::checkpoint::save_checkpoint(dir / name, model, optimizer, state);
+    return dir / name;
+  };
+  // A layer more than the model: LibTorch's load reads the nine it knows and stops there.
+  torch::nn::Sequential ten, nine;
+  for (int i = 0; i < 10; ++i) ten->push_back(torch::nn::Linear(4, 3));
+  for (int i = 0; i < 9; ++i) nine->push_back(torch::nn::Linear(4, 3));
+  const std::string deeper = saved_as("ten.ckpt", *ten);
+  CHECK_THROWS_WITH(LoadedCheckpoint(deeper).restore_model(*nine),
+                    HasSubstr(deeper) && HasSubstr("1 unexpected tensor(s) or layer(s)") && HasSubstr("\n  9"));
+  // BatchNorm's running statistics beside GroupNorm's same-named weight and bias.
+  torch::nn::Sequential batch_norm(torch::nn::Linear(4, 3), torch::nn::BatchNorm1d(3));
+  torch::nn::Sequential group_norm(torch::nn::Linear(4, 3), torch::nn::GroupNorm(1, 3));
+  const std::string normed = saved_as("batch_norm.ckpt", *batch_norm);
+  CHECK_THROWS_WITH(LoadedCheckpoint(normed).restore_model(*group_norm),
+                    HasSubstr("3 unexpected") && HasSubstr("\n  1.running_mean") && HasSubstr("\n  1.running_var") &&
+                        HasSubstr("\n  1.num_batches_tracked"));
+  // The same model loads.
+  torch::nn::Sequential same(torch::nn::Linear(4, 3), torch::nn::BatchNorm1d(3));
+  CHECK_NOTHROW(LoadedCheckpoint(normed).restore_model(*same));
+}
+
 TEST_CASE("damaged checkpoints are detected before loading", "[checkpoint]") {
   dpunet::test::TempDir dir;
   Trained a(1);

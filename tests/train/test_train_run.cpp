@@ -447,6 +447,22 @@ TEST_CASE("a run at its --stop-at-step still does the validation a stop left pen
   CHECK_THAT(third.output, !HasSubstr("validation step"));
 }
 
+TEST_CASE("a resume auto on two ranks stops both with rank 0's reason when a checkpoint cannot be read",
+          "[train][e2e]") {
+  TrainFixture f;
+  // Reading /proc/self/mem from its start fails with EIO, as a failing disk would: the
+  // store stops there rather than take the file for a damaged one and go back a step.
+  std::filesystem::create_directories(f.run_dir() + "/checkpoints");
+  const std::string unreadable = f.run_dir() + "/checkpoints/step-00000005.ckpt";
+  std::filesystem::create_symlink("/proc/self/mem", unreadable);
+  const auto result = f.train(2, f.write_config() + " --resume auto");
+  INFO(result.output);
+  CHECK(result.exit_code == 1);
+  CHECK_THAT(result.output, HasSubstr("cannot read " + unreadable) && HasSubstr("Input/output error"));
+  CHECK_THAT(result.output, !HasSubstr("MPI_ABORT"));
+  CHECK(std::filesystem::is_symlink(unreadable));  // not set aside
+}
+
 TEST_CASE("a stop during start-up writes the resumed checkpoint into the run directory, wherever it came from",
           "[train][e2e]") {
   TrainFixture f;
