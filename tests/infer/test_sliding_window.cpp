@@ -55,6 +55,10 @@ TEST_CASE("tile origins cover the image with the asked overlap", "[infer]") {
   CHECK(dpunet::tile_origins(500, 128, 0.0) == std::vector<int64_t>{0, 124, 248, 372});
   CHECK(dpunet::tile_origins(128, 128, 0.0) == std::vector<int64_t>{0});
   CHECK(dpunet::tile_origins(384, 256, 0.5) == std::vector<int64_t>{0, 128});
+  // Overlaps whose step is not exact in binary: a span of whole steps takes no tile more.
+  CHECK(dpunet::tile_origins(512, 256, 0.9).size() == 11);  // 256 / 25.6 = 10 steps
+  CHECK(dpunet::tile_origins(512, 128, 0.8).size() == 16);  // 384 / 25.6 = 15 steps
+  CHECK(dpunet::tile_origins(513, 256, 0.9).size() == 12);  // a pixel more: a step more
 }
 
 TEST_CASE("the reference's mirror padding reflects without repeating the edge, at any width", "[infer]") {
