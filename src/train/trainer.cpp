@@ -426,6 +426,11 @@ int Trainer::run() {
   logger_.info("training " + counted(config_.train.steps, "step") + " on " + counted(context_.world_size(), "rank") +
                ", " + device_.str() + ", " + counted(train_data_->size(), "sample") + ", " + per_epoch + "; run dir " +
                config_.run.dir);
+  // The validation and checkpoint keys that only a validation set gives meaning to.
+  if (!val_data_) {
+    logger_.info(std::string("no data.val: no validation") +
+                 (config_.checkpoint.keep_best ? ", and no best checkpoint (checkpoint.keep_best)" : ""));
+  }
   loss_window_ = torch::full({}, restored_window_sum_, torch::TensorOptions().device(device_));
   // Run again with the same --stop-at-step: it was reached, a further step would pass it
   // (a validation left pending there is still done, as a run that went on would have).

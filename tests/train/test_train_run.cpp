@@ -194,6 +194,17 @@ TEST_CASE("logging.tensorboard: false writes metrics.jsonl and no event files", 
   REQUIRE(run.exit_code == 0);
   CHECK(train_rows_per_step(f.run_dir() + "/metrics.jsonl") == once_each(1, 2));
   CHECK_FALSE(std::filesystem::exists(f.run_dir() + "/tensorboard"));
+  CHECK_THAT(run.output, !HasSubstr("no data.val"));
+}
+
+TEST_CASE("a run without a validation set says it keeps no best checkpoint", "[train][e2e]") {
+  TrainFixture f;
+  const std::string config = f.write_config("train: {steps: 2}\nschedule: {warmup_steps: 1}\n");
+  const auto run = f.train(1, config + " --set data.val=");
+  INFO(run.output);
+  REQUIRE(run.exit_code == 0);
+  CHECK_THAT(run.output, HasSubstr("no data.val: no validation, and no best checkpoint (checkpoint.keep_best)"));
+  CHECK_FALSE(std::filesystem::exists(f.run_dir() + "/checkpoints/best"));
 }
 
 TEST_CASE("fp16 on the wire without fp16's loss scaler trains, and warns what it risks", "[train][e2e]") {
