@@ -512,10 +512,12 @@ int Trainer::run() {
     validation_pending_ = due && preempted && !last;
     const bool new_best = improved && config_.checkpoint.keep_best;
     // On the logging cadence only, a stop included: the loss not yet logged goes into the
-    // checkpoint, and the resumed run logs the same lines as one that never stopped.
+    // checkpoint, and the resumed run logs the same lines as one that never stopped. The
+    // line first: a checkpoint committed before it, and a kill between the two, would
+    // resume past a line never written.
     const bool log_now = step_ % config_.logging.every_steps == 0 || last;
-    if (periodic_checkpoint || new_best) save(new_best, log_now);
     if (log_now) log_progress();
+    if (periodic_checkpoint || new_best) save(new_best, log_now);
     // The checkpoint is on disk before we say so, and before any rank exits: a launcher
     // that ends the job at its first rank's exit code 75 (srun --kill-on-bad-exit) would
     // otherwise stop rank 0 in the middle of writing it.

@@ -28,12 +28,14 @@ dpunet::test::CommandResult interrupt(const TrainFixture& f, const std::string& 
 }
 
 // slurm/train.sbatch run as SLURM job 7 on stand-ins: a launcher that ends with 75, as
-// the ranks do on a stop, and the SLURM commands given (name, then the script's body).
+// the ranks do on a stop (after `launcher`'s commands), and the SLURM commands given
+// (name, then the script's body). The run directory is runs/t-cfg in the fixture's folder.
 dpunet::test::CommandResult sbatch_on_stand_ins(const TrainFixture& f,
-                                                const std::vector<std::pair<std::string, std::string>>& commands) {
+                                                const std::vector<std::pair<std::string, std::string>>& commands,
+                                                const std::string& launcher = "") {
   std::filesystem::create_directories(f.dir() / "launcher");
   std::filesystem::create_directories(f.dir() / "bin");
-  std::vector<std::pair<std::string, std::string>> files = {{"launcher/dpunet-launch", "exit 75\n"}};
+  std::vector<std::pair<std::string, std::string>> files = {{"launcher/dpunet-launch", launcher + "exit 75\n"}};
   for (const auto& [name, body] : commands) files.emplace_back("bin/" + name, body);
   for (const auto& [file, body] : files) {
     dpunet::write_file_atomically(f.dir() / file, "#!/bin/bash\n" + body);
@@ -593,6 +595,28 @@ TEST_CASE("train.sbatch says a stop that came before any checkpoint as it was, a
   CHECK_THAT(result.output, HasSubstr("stopped before a new checkpoint (the stop came while the job was starting); "
                                       "requeueing job 7") &&
                                 !HasSubstr("checkpointed"));
+}
+
+TEST_CASE("train.sbatch counts no progress for a start that only wrote its resumed checkpoint again", "[train][e2e]") {
+  // A time limit within the stop warning stops every start at once: the trainer writes
+  // the checkpoint it resumed from again, and stops. Counted as progress, that requeued
+  // the job for ever; a checkpoint of another step is progress.
+  for (const std::string written : {"step-00000005.ckpt", "step-00000006.ckpt"}) {
+    INFO(written);
+    TrainFixture f;
+    const std::string checkpoints = f.dir() / "runs/t-cfg/checkpoints";
+    std::filesystem::create_directories(checkpoints);
+    dpunet::write_file_atomically(checkpoints + "/step-00000005.ckpt", "step 5");
+    const auto result = sbatch_on_stand_ins(f, {{"scontrol", "[ \"$1\" = show ] && echo JobState=RUNNING\nexit 0\n"}},
+                                            "sleep 0.05; echo again > " + checkpoints + "/" + written + "\n");
+    INFO(result.output);
+    CHECK(result.exit_code == 0);
+    const bool progress = written != "step-00000005.ckpt";
+    CHECK_THAT(result.output, HasSubstr(progress ? "checkpointed; requeueing job 7"
+                                                 : "stopped before a new checkpoint (the stop came while the job was "
+                                                   "starting); requeueing job 7"));
+    CHECK(dpunet::read_file(f.dir() / "runs/t-cfg/slurm-starts-without-progress") == (progress ? "0\n" : "1\n"));
+  }
 }
 
 TEST_CASE("train.sbatch requeues a job its time limit ended, not one cancelled just before it", "[train][e2e]") {
