@@ -39,10 +39,24 @@ install_system_packages() {
   # may be installing its own updates: dpkg's lock is waited for, up to 10 minutes.
   # The settings go through env: sudo drops the caller's environment. Without them a
   # debconf or needrestart question would wait, unseen, in the log.
-  if ! { "${sudo[@]}" apt-get -o Acquire::Retries=3 update -qq &&
+  # apt-get update takes the package lists' lock without waiting for it: tried again
+  # while another apt holds it (a boot's apt-daily, cloud-init), for up to 10 minutes.
+  # Said on fd 3, the terminal's stderr: the rest goes to the log.
+  apt_update() {
+    local tries=0 out
+    until out=$("${sudo[@]}" apt-get -o Acquire::Retries=3 -o DPkg::Lock::Timeout=600 update -qq 2>&1); do
+      echo "$out"
+      tries=$((tries + 1))
+      grep -q 'Could not get lock' <<<"$out" && [ "$tries" -lt 60 ] || return 1
+      echo "setup: the package lists are locked by another apt (a boot's updates?); trying again in 10 s" >&3
+      sleep "${DPUNET_APT_RETRY_S:-10}"
+    done
+    echo "$out"
+  }
+  if ! { apt_update &&
          "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=a \
            apt-get -o Acquire::Retries=3 -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends \
-             "${missing[@]}"; } >"$apt_log" 2>&1 </dev/null; then
+             "${missing[@]}"; } 3>&2 >"$apt_log" 2>&1 </dev/null; then
     cat "$apt_log" >&2
     echo "setup: apt-get failed installing: ${missing[*]}" >&2
     exit 1
