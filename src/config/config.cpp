@@ -97,13 +97,13 @@ std::string nearest_key(const std::string& path) {
   return best_name_distance <= std::max<size_t>(1, wanted_leaf.size() / 3) ? best : "";
 }
 
-// The end of an unknown key's message: the key meant, where one is near.
 // "optimizer.lr" as a file writes it: "'optimizer:' then '  lr: ...'".
 std::string in_section(const std::string& path) {
   const size_t dot = path.find('.');
   return "'" + path.substr(0, dot) + ":' then '  " + path.substr(dot + 1) + ": ...'";
 }
 
+// The end of an unknown key's message: the key meant, where one is near.
 // `at_file_top`: the key sat at a file's top level, where a nearest key of a section is
 // shown as the file writes it ("optimizer.lr" there would take a second error).
 std::string suggestion_for(const std::string& path, bool at_file_top = false) {
