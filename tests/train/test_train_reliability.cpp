@@ -11,6 +11,7 @@
 
 #include "checkpoint/store.h"
 #include "common/atomic_file.h"
+#include "common/process_label.h"
 #include "support/train_fixture.h"
 
 using dpunet::test::TrainFixture;
@@ -178,6 +179,39 @@ TEST_CASE("a stop that srun takes for a cancel before any rank started still end
   INFO(result.output << log);
   CHECK_THAT(result.output, HasSubstr("exit=75"));
   CHECK_THAT(log, HasSubstr("stopped before any rank started (the launch ended with status 1)"));
+}
+
+TEST_CASE("a launcher outside its SLURM job's nodes passes a rank's failure on, not as a stop before the start",
+          "[train][e2e]") {
+  // salloc's shell on a login node: the ranks run on the job's nodes, where this
+  // machine's start marker is never touched. A stand-in srun whose ranks fail (exit 1)
+  // after the stop request; the job's nodes as scontrol lists them.
+  for (const bool here : {false, true}) {
+    INFO((here ? "the launcher's machine is one of the job's nodes" : "the job's nodes are elsewhere"));
+    TrainFixture f;
+    std::filesystem::create_directories(f.dir() / "bin");
+    dpunet::write_file_atomically(f.dir() / "bin/srun",
+                                  "#!/bin/bash\n"
+                                  "[ \"$1\" = --mpi=list ] && { echo pmix; exit 0; }\n"
+                                  "trap 'exit 1' USR1\n"
+                                  "echo 'ranks running'\n"
+                                  "sleep 30 & wait\n");
+    const std::string nodes = here ? dpunet::host_name() + " node2" : "node1 node2";
+    dpunet::write_file_atomically(f.dir() / "bin/scontrol", "#!/bin/bash\necho " + nodes + " | tr ' ' '\\n'\n");
+    for (const char* name : {"bin/srun", "bin/scontrol"}) {
+      std::filesystem::permissions(f.dir() / name, std::filesystem::perms::owner_all);
+    }
+    const auto result =
+        f.interrupt("PATH=" + f.dir() / "bin" +
+                        ":$PATH SLURM_JOB_ID=7 SLURM_NTASKS=2 SLURM_JOB_NODELIST=n[1-2] DPUNET_BIN=" + DPUNET_BINARY +
+                        " " + DPUNET_SOURCE_DIR_SH "/launcher/dpunet-launch -- train " + f.write_config(),
+                    "ranks running", "kill -TERM $job");
+    const std::string log = dpunet::read_file(f.log_path());
+    INFO(result.output << log);
+    CHECK_THAT(result.output, HasSubstr(here ? "exit=75 " : "exit=1 "));
+    const bool relabelled = log.find("stopped before any rank started") != std::string::npos;
+    CHECK(relabelled == here);
+  }
 }
 
 TEST_CASE("Ctrl-C at the launcher's terminal checkpoints and exits for requeue", "[train][e2e]") {
